@@ -1,1 +1,91 @@
-fn main() {}
+//! `echoload`: see `echoload --help`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use echoload::cli::{Cli, Cmd, DemoArgs, MergeArgs, RunArgs};
+use echoload::report::{self, RunReport};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        None => demo(&DemoArgs::default()),
+        Some(Cmd::Demo(d)) => demo(&d),
+        Some(Cmd::Run(a)) => run(&a),
+        Some(Cmd::Merge(m)) => merge(&m),
+        Some(Cmd::Serve(s)) => echoload::server::run(&s).map(|()| ExitCode::SUCCESS),
+        Some(Cmd::Driver(d)) => {
+            echoload::driverctl::run(d).map(|code| ExitCode::from(u8::try_from(code).unwrap_or(2)))
+        }
+    };
+    r.unwrap_or_else(|e| {
+        eprintln!("echoload: error: {e:#}");
+        ExitCode::from(2)
+    })
+}
+
+fn status(clean: bool) -> ExitCode {
+    if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn run(a: &RunArgs) -> anyhow::Result<ExitCode> {
+    let cfg = a.to_config()?;
+    let r = echoload::client::run(&cfg);
+    if a.json_stdout {
+        println!("{}", r.to_json());
+    } else {
+        print!("{}", r.table());
+    }
+    if let Some(p) = &a.json {
+        r.write_json(p)?;
+    }
+    let clean = r.clean(a.allow_loss);
+    if !clean {
+        eprintln!(
+            "echoload: run not clean (integrity errors or failed connections; see the report)"
+        );
+    }
+    Ok(status(clean))
+}
+
+fn merge(m: &MergeArgs) -> anyhow::Result<ExitCode> {
+    let mut all = Vec::new();
+    for f in &m.files {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?;
+        let r: RunReport = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{} is not an echoload result: {e}", f.display()))?;
+        all.push(r);
+    }
+    let merged = report::merge(&all)?;
+    print!("merged {} results\n{}", all.len(), merged.table());
+    if let Some(p) = &m.json {
+        merged.write_json(p)?;
+    }
+    Ok(status(merged.clean(true)))
+}
+
+fn demo(d: &DemoArgs) -> anyhow::Result<ExitCode> {
+    let reports = echoload::demo::run(d.each, true)?;
+    if let Some(p) = &d.json {
+        let lines: Vec<String> = reports
+            .iter()
+            .map(|r| serde_json::to_string(r).expect("report serializes"))
+            .collect();
+        std::fs::write(p, lines.join("\n") + "\n")?;
+    }
+    let clean = reports.iter().all(|r| r.clean(false));
+    println!(
+        "{}",
+        if clean {
+            "all demo runs clean"
+        } else {
+            "some demo runs had errors (see above)"
+        }
+    );
+    Ok(status(clean))
+}

@@ -1,0 +1,260 @@
+//! Resource limits and hardening knobs, each with a registry name, a range and a default.
+
+use super::{Cidr, MAX_ALLOWED_SOURCES};
+use core::net::IpAddr;
+
+/// Resource limits and hardening knobs. Every field has a range, checked by
+/// [`Limits::validate`]; the driver sizes its pools from these at start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Accepted TCP connections alive at once, over all services; more are refused.
+    pub max_connections: u32,
+    /// Receive-indication bytes one connection may hold for zero-copy echo.
+    pub max_retained_per_conn: u32,
+    /// Receive-indication bytes the whole driver may hold.
+    pub max_retained_total: u32,
+    /// Copy-path send ring per connection, bytes (power of two).
+    pub send_ring_bytes: u32,
+    /// Pre-allocated send contexts per UDP socket; past them datagrams are dropped and counted.
+    pub udp_send_contexts: u32,
+    /// Datagrams per second accepted from one source address; 0 = no limit.
+    pub udp_rate_per_source: u32,
+    /// How long unload waits for a graceful disconnect before aborting, milliseconds.
+    pub disconnect_timeout_ms: u32,
+    /// Allow the zero-copy TCP echo path (0 forces the copy path; for benchmarks).
+    pub zero_copy: bool,
+    allowed: [Cidr; MAX_ALLOWED_SOURCES],
+    allowed_len: u8,
+}
+
+/// A limit out of its range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitError {
+    /// The field's registry name and its inclusive range.
+    OutOfRange {
+        value: &'static str,
+        min: u32,
+        max: u32,
+    },
+    /// The send ring size must be a power of two.
+    NotPowerOfTwo,
+    /// Per-connection retention above the global budget.
+    RetainedAboveTotal,
+    /// More than [`MAX_ALLOWED_SOURCES`] prefixes.
+    TooManySources,
+    /// An allow-list with no entries would refuse every peer; say 0.0.0.0/0 to allow all.
+    EmptyAllowList,
+}
+
+/// One bounded `u32` field: registry name, range, default.
+#[derive(Clone, Copy, Debug)]
+pub struct DwordSpec {
+    pub name: &'static str,
+    pub min: u32,
+    pub max: u32,
+    pub default: u32,
+    pub doc: &'static str,
+}
+
+pub const MAX_CONNECTIONS: DwordSpec = DwordSpec {
+    name: "MaxConnections",
+    min: 1,
+    max: 65_536,
+    default: 1024,
+    doc: "TCP connections alive at once over all services; more are refused and counted",
+};
+pub const MAX_RETAINED_PER_CONN: DwordSpec = DwordSpec {
+    name: "MaxRetainedBytesPerConnection",
+    min: 0,
+    max: 16 << 20,
+    default: 256 << 10,
+    doc: "receive-buffer bytes one connection may hold for zero-copy echo (0: copy path only)",
+};
+pub const MAX_RETAINED_TOTAL: DwordSpec = DwordSpec {
+    name: "MaxRetainedBytes",
+    min: 0,
+    max: 1 << 30,
+    default: 64 << 20,
+    doc: "receive-buffer bytes the whole driver may hold for zero-copy echo",
+};
+pub const SEND_RING_BYTES: DwordSpec = DwordSpec {
+    name: "SendRingBytes",
+    min: 4096,
+    max: 1 << 20,
+    default: 32 << 10,
+    doc: "copy-path send ring per TCP connection, bytes, power of two",
+};
+pub const UDP_SEND_CONTEXTS: DwordSpec = DwordSpec {
+    name: "UdpSendContexts",
+    min: 1,
+    max: 65_536,
+    default: 256,
+    doc: "pre-allocated send contexts per UDP socket; datagrams past them are dropped and counted",
+};
+pub const UDP_RATE_PER_SOURCE: DwordSpec = DwordSpec {
+    name: "UdpRateLimitPerSource",
+    min: 0,
+    max: 10_000_000,
+    default: 0,
+    doc: "datagrams per second answered per source address (0: no limit)",
+};
+pub const DISCONNECT_TIMEOUT_MS: DwordSpec = DwordSpec {
+    name: "DisconnectTimeoutMs",
+    min: 0,
+    max: 60_000,
+    default: 2000,
+    doc: "graceful disconnect wait at stop/unload before connections are aborted, ms",
+};
+pub const ZERO_COPY: DwordSpec = DwordSpec {
+    name: "EnableZeroCopy",
+    min: 0,
+    max: 1,
+    default: 1,
+    doc: "1: TCP echo may send the received buffers back without copying; 0: always copy",
+};
+
+/// The bounded `u32` limits, in registry order.
+pub const DWORD_SPECS: [DwordSpec; 8] = [
+    MAX_CONNECTIONS,
+    MAX_RETAINED_PER_CONN,
+    MAX_RETAINED_TOTAL,
+    SEND_RING_BYTES,
+    UDP_SEND_CONTEXTS,
+    UDP_RATE_PER_SOURCE,
+    DISCONNECT_TIMEOUT_MS,
+    ZERO_COPY,
+];
+
+impl DwordSpec {
+    pub fn check(&self, v: u32) -> Result<u32, LimitError> {
+        if v < self.min || v > self.max {
+            Err(LimitError::OutOfRange {
+                value: self.name,
+                min: self.min,
+                max: self.max,
+            })
+        } else {
+            Ok(v)
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let mut allowed = [Cidr::ANY_V4; MAX_ALLOWED_SOURCES];
+        allowed[1] = Cidr::ANY_V6;
+        Limits {
+            max_connections: MAX_CONNECTIONS.default,
+            max_retained_per_conn: MAX_RETAINED_PER_CONN.default,
+            max_retained_total: MAX_RETAINED_TOTAL.default,
+            send_ring_bytes: SEND_RING_BYTES.default,
+            udp_send_contexts: UDP_SEND_CONTEXTS.default,
+            udp_rate_per_source: UDP_RATE_PER_SOURCE.default,
+            disconnect_timeout_ms: DISCONNECT_TIMEOUT_MS.default,
+            zero_copy: ZERO_COPY.default != 0,
+            allowed,
+            allowed_len: 2,
+        }
+    }
+}
+
+impl Limits {
+    /// The source allow-list (checked for every UDP datagram and every accepted connection).
+    pub fn allowed_sources(&self) -> &[Cidr] {
+        &self.allowed[..self.allowed_len as usize]
+    }
+
+    pub fn set_allowed_sources(&mut self, list: &[Cidr]) -> Result<(), LimitError> {
+        if list.len() > MAX_ALLOWED_SOURCES {
+            return Err(LimitError::TooManySources);
+        }
+        if list.is_empty() {
+            return Err(LimitError::EmptyAllowList);
+        }
+        // Unused slots hold a fixed value so that `==` compares only the meaningful part.
+        self.allowed = [Cidr::ANY_V4; MAX_ALLOWED_SOURCES];
+        self.allowed[..list.len()].copy_from_slice(list);
+        self.allowed_len = list.len() as u8;
+        Ok(())
+    }
+
+    /// Whether a peer may be served.
+    pub fn source_allowed(&self, peer: IpAddr) -> bool {
+        self.allowed_sources().iter().any(|c| c.contains(peer))
+    }
+
+    /// Every field in range, and the cross-field rules.
+    pub fn validate(&self) -> Result<(), LimitError> {
+        MAX_CONNECTIONS.check(self.max_connections)?;
+        MAX_RETAINED_PER_CONN.check(self.max_retained_per_conn)?;
+        MAX_RETAINED_TOTAL.check(self.max_retained_total)?;
+        SEND_RING_BYTES.check(self.send_ring_bytes)?;
+        if !self.send_ring_bytes.is_power_of_two() {
+            return Err(LimitError::NotPowerOfTwo);
+        }
+        UDP_SEND_CONTEXTS.check(self.udp_send_contexts)?;
+        UDP_RATE_PER_SOURCE.check(self.udp_rate_per_source)?;
+        DISCONNECT_TIMEOUT_MS.check(self.disconnect_timeout_ms)?;
+        if self.max_retained_per_conn > self.max_retained_total {
+            return Err(LimitError::RetainedAboveTotal);
+        }
+        if self.allowed_len == 0 {
+            return Err(LimitError::EmptyAllowList);
+        }
+        if self.allowed_len as usize > MAX_ALLOWED_SOURCES {
+            return Err(LimitError::TooManySources);
+        }
+        Ok(())
+    }
+
+    /// Value of the `u32` field a spec describes (the zero-copy switch as 0/1).
+    pub fn dword(&self, name: &str) -> Option<u32> {
+        Some(match name {
+            n if n == MAX_CONNECTIONS.name => self.max_connections,
+            n if n == MAX_RETAINED_PER_CONN.name => self.max_retained_per_conn,
+            n if n == MAX_RETAINED_TOTAL.name => self.max_retained_total,
+            n if n == SEND_RING_BYTES.name => self.send_ring_bytes,
+            n if n == UDP_SEND_CONTEXTS.name => self.udp_send_contexts,
+            n if n == UDP_RATE_PER_SOURCE.name => self.udp_rate_per_source,
+            n if n == DISCONNECT_TIMEOUT_MS.name => self.disconnect_timeout_ms,
+            n if n == ZERO_COPY.name => u32::from(self.zero_copy),
+            _ => return None,
+        })
+    }
+
+    fn set_dword(&mut self, name: &str, v: u32) -> bool {
+        match name {
+            n if n == MAX_CONNECTIONS.name => self.max_connections = v,
+            n if n == MAX_RETAINED_PER_CONN.name => self.max_retained_per_conn = v,
+            n if n == MAX_RETAINED_TOTAL.name => self.max_retained_total = v,
+            n if n == SEND_RING_BYTES.name => self.send_ring_bytes = v,
+            n if n == UDP_SEND_CONTEXTS.name => self.udp_send_contexts = v,
+            n if n == UDP_RATE_PER_SOURCE.name => self.udp_rate_per_source = v,
+            n if n == DISCONNECT_TIMEOUT_MS.name => self.disconnect_timeout_ms = v,
+            n if n == ZERO_COPY.name => self.zero_copy = v != 0,
+            _ => return false,
+        }
+        true
+    }
+
+    /// Sets a `u32` field by registry name after a range check (the cross-field rules are
+    /// checked by [`Limits::validate`]).
+    pub fn set_by_name(&mut self, name: &str, v: u32) -> Result<(), LimitError> {
+        let spec = DWORD_SPECS.iter().find(|s| s.name == name);
+        match spec {
+            Some(s) => {
+                s.check(v)?;
+                if s.name == SEND_RING_BYTES.name && !v.is_power_of_two() {
+                    return Err(LimitError::NotPowerOfTwo);
+                }
+                self.set_dword(name, v);
+                Ok(())
+            }
+            None => Err(LimitError::OutOfRange {
+                value: "unknown",
+                min: 0,
+                max: 0,
+            }),
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! Driver configuration: types, defaults, limits and the registry mapping.
+//!
+//! Everything here is plain data with fixed capacity (no allocation), so the driver can hold a
+//! [`Config`] in non-paged memory and the host tools can build the same value.
+//!
+//! The driver reads its service's `Parameters` key value by value (see [`REGISTRY_VALUES`]),
+//! feeds each value it finds to [`ConfigBuilder::apply`], and calls [`ConfigBuilder::finish`].
+//! A value that is invalid is reported as a [`ConfigError`] naming it, and its default is kept;
+//! the other values still apply. The INF test parses `wskecho.inf` through the same functions.
+
+mod limits;
+mod registry;
+
+pub use limits::*;
+pub use registry::*;
+
+use core::fmt;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// At most this many services (listening sockets) are configured at once.
+pub const MAX_SERVICES: usize = 16;
+/// At most this many CIDR entries in the source allow-list.
+pub const MAX_ALLOWED_SOURCES: usize = 16;
+
+/// Transport protocol of a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Proto {
+    Tcp = 0,
+    Udp = 1,
+}
+
+impl Proto {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Proto::Tcp),
+            1 => Some(Proto::Udp),
+            _ => None,
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        if s.eq_ignore_ascii_case("tcp") {
+            Some(Proto::Tcp)
+        } else if s.eq_ignore_ascii_case("udp") {
+            Some(Proto::Udp)
+        } else {
+            None
+        }
+    }
+}
+
+/// What a service does with the bytes it receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Mode {
+    /// Send every byte back (RFC 862).
+    Echo = 0,
+    /// Read and drop (RFC 863).
+    Discard = 1,
+    /// Send a pattern as fast as the peer reads; TCP only (on UDP it would amplify).
+    Source = 2,
+    /// Answer sockperf clients as `sockperf server` does.
+    Sockperf = 3,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 4] = [Mode::Echo, Mode::Discard, Mode::Source, Mode::Sockperf];
+    pub const fn name(self) -> &'static str {
+        match self {
+            Mode::Echo => "echo",
+            Mode::Discard => "discard",
+            Mode::Source => "source",
+            Mode::Sockperf => "sockperf",
+        }
+    }
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Mode::Echo),
+            1 => Some(Mode::Discard),
+            2 => Some(Mode::Source),
+            3 => Some(Mode::Sockperf),
+            _ => None,
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Mode::ALL
+            .into_iter()
+            .find(|m| s.eq_ignore_ascii_case(m.name()))
+    }
+    /// Whether the mode may run on this protocol. UDP `source` would send without being
+    /// asked, i.e. amplify, so it is refused.
+    pub const fn allowed_on(self, proto: Proto) -> bool {
+        !matches!((self, proto), (Mode::Source, Proto::Udp))
+    }
+}
+
+/// One listening service: a socket bound to `bind:port` running `mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Service {
+    pub proto: Proto,
+    pub port: u16,
+    pub mode: Mode,
+    pub bind: IpAddr,
+}
+
+/// Why a service (or a set of them) is invalid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServiceError {
+    /// Port 0 is not a service port.
+    PortZero,
+    /// `source` on UDP would amplify.
+    ModeNotAllowed,
+    /// More than [`MAX_SERVICES`].
+    TooMany,
+    /// Two services would need the same socket (same protocol and port, overlapping address).
+    Conflict,
+}
+
+impl Service {
+    pub const fn new(proto: Proto, port: u16, mode: Mode, bind: IpAddr) -> Self {
+        Service {
+            proto,
+            port,
+            mode,
+            bind,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ServiceError> {
+        if self.port == 0 {
+            return Err(ServiceError::PortZero);
+        }
+        if !self.mode.allowed_on(self.proto) {
+            return Err(ServiceError::ModeNotAllowed);
+        }
+        Ok(())
+    }
+
+    /// Two services conflict when they would bind the same protocol and port on overlapping
+    /// addresses: identical addresses, or the same family where one is the wildcard.
+    pub fn conflicts_with(&self, other: &Service) -> bool {
+        if self.proto != other.proto || self.port != other.port {
+            return false;
+        }
+        if self.bind == other.bind {
+            return true;
+        }
+        self.bind.is_ipv4() == other.bind.is_ipv4()
+            && (self.bind.is_unspecified() || other.bind.is_unspecified())
+    }
+
+    /// The registry text form, `mode,proto,port,address` (e.g. `echo,tcp,7007,127.0.0.1`).
+    /// Commas, because IPv6 addresses contain colons.
+    pub fn parse_entry(s: &str) -> Option<Service> {
+        let mut it = s.split(',').map(str::trim);
+        let mode = Mode::parse(it.next()?)?;
+        let proto = Proto::parse(it.next()?)?;
+        let port = parse_u16(it.next()?)?;
+        let bind = it.next()?.parse::<IpAddr>().ok()?;
+        if it.next().is_some() {
+            return None;
+        }
+        Some(Service {
+            proto,
+            port,
+            mode,
+            bind,
+        })
+    }
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{},{},{},{}",
+            self.mode.name(),
+            self.proto.name(),
+            self.port,
+            self.bind
+        )
+    }
+}
+
+fn parse_u16(s: &str) -> Option<u16> {
+    // `u16::from_str` accepts a leading '+'; registry text should be plain digits.
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// An address prefix for the source allow-list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub const ANY_V4: Cidr = Cidr {
+        addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        prefix: 0,
+    };
+    pub const ANY_V6: Cidr = Cidr {
+        addr: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        prefix: 0,
+    };
+
+    /// A prefix is valid when it fits the family and no host bits are set below it (so the
+    /// text an operator wrote means exactly one network).
+    pub fn new(addr: IpAddr, prefix: u8) -> Option<Cidr> {
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return None;
+        }
+        let c = Cidr { addr, prefix };
+        if c.masked(addr) != addr {
+            return None;
+        }
+        Some(c)
+    }
+
+    fn masked(&self, a: IpAddr) -> IpAddr {
+        match a {
+            IpAddr::V4(v) => {
+                let bits = u32::from(v);
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(self.prefix))
+                };
+                IpAddr::V4(Ipv4Addr::from(bits & mask))
+            }
+            IpAddr::V6(v) => {
+                let bits = u128::from(v);
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(self.prefix))
+                };
+                IpAddr::V6(Ipv6Addr::from(bits & mask))
+            }
+        }
+    }
+
+    /// Whether `a` lies inside this prefix. Families never match each other; an IPv4-mapped
+    /// IPv6 source is compared as IPv4 so a dual-stack socket cannot bypass a v4 rule.
+    pub fn contains(&self, a: IpAddr) -> bool {
+        let a = match a {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4),
+            IpAddr::V4(_) => a,
+        };
+        a.is_ipv4() == self.addr.is_ipv4() && self.masked(a) == self.addr
+    }
+
+    /// `address/prefix`; a bare address means a single host.
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let s = s.trim();
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.parse().ok()?;
+        let prefix = match p {
+            Some(p) => {
+                let v = parse_u16(p)?;
+                u8::try_from(v).ok()?
+            }
+            None => {
+                if addr.is_ipv4() {
+                    32
+                } else {
+                    128
+                }
+            }
+        };
+        Cidr::new(addr, prefix)
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// The services list with fixed capacity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Services {
+    items: [Service; MAX_SERVICES],
+    len: u8,
+}
+
+const FILLER: Service = Service::new(Proto::Tcp, 0, Mode::Echo, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+
+impl Services {
+    pub const fn empty() -> Self {
+        Services {
+            items: [FILLER; MAX_SERVICES],
+            len: 0,
+        }
+    }
+
+    pub fn as_slice(&self) -> &[Service] {
+        &self.items[..self.len as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Builds a validated list: each service valid, none conflicting, at most [`MAX_SERVICES`].
+    pub fn from_slice(list: &[Service]) -> Result<Self, ServiceError> {
+        let mut s = Services::empty();
+        for svc in list {
+            s.add(*svc)?;
+        }
+        Ok(s)
+    }
+
+    /// Adds one service after checking it against the others.
+    pub fn add(&mut self, svc: Service) -> Result<(), ServiceError> {
+        svc.validate()?;
+        if self.as_slice().iter().any(|o| o.conflicts_with(&svc)) {
+            return Err(ServiceError::Conflict);
+        }
+        if self.len() >= MAX_SERVICES {
+            return Err(ServiceError::TooMany);
+        }
+        self.items[self.len()] = svc;
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Removes the service with this protocol, port and address; returns whether it existed.
+    pub fn remove(&mut self, proto: Proto, port: u16, bind: IpAddr) -> bool {
+        let n = self.len();
+        let Some(i) = self
+            .as_slice()
+            .iter()
+            .position(|s| s.proto == proto && s.port == port && s.bind == bind)
+        else {
+            return false;
+        };
+        self.items.copy_within(i + 1..n, i);
+        self.items[n - 1] = FILLER;
+        self.len -= 1;
+        true
+    }
+}
+
+/// The default bind address: loopback. An operator widens it on purpose.
+pub const DEFAULT_BIND: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// echo TCP+UDP 7007, discard TCP+UDP 7009, source TCP 7019, sockperf TCP+UDP 11111.
+pub const DEFAULT_SERVICES: [Service; 7] = [
+    Service::new(Proto::Tcp, 7007, Mode::Echo, DEFAULT_BIND),
+    Service::new(Proto::Udp, 7007, Mode::Echo, DEFAULT_BIND),
+    Service::new(Proto::Tcp, 7009, Mode::Discard, DEFAULT_BIND),
+    Service::new(Proto::Udp, 7009, Mode::Discard, DEFAULT_BIND),
+    Service::new(Proto::Tcp, 7019, Mode::Source, DEFAULT_BIND),
+    Service::new(Proto::Tcp, 11111, Mode::Sockperf, DEFAULT_BIND),
+    Service::new(Proto::Udp, 11111, Mode::Sockperf, DEFAULT_BIND),
+];
+
+/// The whole driver configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub services: Services,
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut services = Services::empty();
+        for s in DEFAULT_SERVICES {
+            // The defaults are valid by construction; a test checks `from_slice` accepts them.
+            services.items[services.len as usize] = s;
+            services.len += 1;
+        }
+        Config {
+            services,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        Services::from_slice(self.services.as_slice()).map_err(|e| ConfigError {
+            value: SERVICES_VALUE,
+            kind: ConfigErrorKind::Service(e),
+        })?;
+        self.limits.validate().map_err(ConfigError::from_limit)
+    }
+}

@@ -1,0 +1,324 @@
+//! Control device `\Device\WskEcho` (symbolic link `\DosDevices\WskEcho`), admin-only.
+//!
+//! IoCreateDeviceSecure is not an ntoskrnl export (static wdmsec.lib), so the SDDL
+//! `D:P(A;;GA;;;SY)(A;;GA;;;BA)` is applied with exported calls: a DACL with two
+//! ACCESS_ALLOWED ACEs (GENERIC_ALL for LocalSystem and Administrators), protected from
+//! inheritance, set with ZwSetSecurityObject on a kernel handle to the device.
+//! IOCTL dispatch only copies buffers and calls `control::ioctl::dispatch`; every check lives
+//! in the control crate. Runtime reconfiguration and kernel load jobs are not implemented yet:
+//! those IOCTLs answer STATUS_NOT_SUPPORTED.
+
+use core::ptr;
+
+use control::config::{Config, Service};
+use control::ioctl::{self, ControlHandler, LoadJob, LoadStatus, DEVICE_NAME, DOS_DEVICE_NAME, FILE_DEVICE_WSKECHO, MAX_INPUT_BYTES};
+use control::ioctl::StatsSource;
+use control::stats::{Counter as C, Counters};
+use wsk_sys::*;
+
+use crate::kernel::pool;
+use crate::net::Driver;
+use crate::stats::{Counter, MAX_CPUS};
+
+/// SE_DACL_PROTECTED through ZwSetSecurityObject: the "P" of "D:P".
+const PROTECTED_DACL_SECURITY_INFORMATION: ULONG = 0x8000_0000;
+
+struct WideName {
+    buf: [u16; 40],
+    us: UNICODE_STRING,
+}
+
+impl WideName {
+    fn new(s: &str) -> Self {
+        let mut w = WideName { buf: [0; 40], us: UNICODE_STRING { Length: 0, MaximumLength: 0, Buffer: ptr::null_mut() } };
+        for (i, b) in s.bytes().take(39).enumerate() {
+            w.buf[i] = u16::from(b);
+        }
+        let n = s.len().min(39) as u16;
+        w.us.Length = n * 2;
+        w.us.MaximumLength = (n + 1) * 2;
+        w
+    }
+
+    fn get(&mut self) -> PUNICODE_STRING {
+        self.us.Buffer = self.buf.as_mut_ptr();
+        &mut self.us
+    }
+}
+
+/// Creates the device and link. PASSIVE_LEVEL (DriverEntry).
+///
+/// # Safety
+/// Valid driver object; `d` at its final address.
+pub unsafe fn create(drv_obj: PDRIVER_OBJECT, d: *mut Driver) -> NTSTATUS {
+    let mut name = WideName::new(DEVICE_NAME);
+    let mut dev: PDEVICE_OBJECT = ptr::null_mut();
+    // SAFETY: PASSIVE_LEVEL; name lives across the call.
+    let st = unsafe {
+        IoCreateDevice(
+            drv_obj,
+            core::mem::size_of::<*mut Driver>() as ULONG,
+            name.get(),
+            FILE_DEVICE_WSKECHO,
+            FILE_DEVICE_SECURE_OPEN,
+            FALSE,
+            &mut dev,
+        )
+    };
+    if !NT_SUCCESS(st) {
+        return st;
+    }
+    // SAFETY: d is ours; dev was just created with an extension of one pointer.
+    unsafe {
+        (*d).device = dev;
+        *(*dev).DeviceExtension.cast::<*mut Driver>() = d;
+    }
+    // SAFETY: dev live, PASSIVE_LEVEL.
+    let st = unsafe { apply_admin_only_dacl(dev) };
+    if !NT_SUCCESS(st) {
+        crate::log_err!("control device security failed {:#x}", st as u32);
+        return st;
+    }
+    let mut link = WideName::new(DOS_DEVICE_NAME);
+    // SAFETY: both names live across the call.
+    let st = unsafe { IoCreateSymbolicLink(link.get(), name.get()) };
+    if !NT_SUCCESS(st) {
+        return st;
+    }
+    // SAFETY: d ours; drv_obj valid.
+    unsafe {
+        (*d).symlink_created = true;
+        for f in &mut (*drv_obj).MajorFunction {
+            *f = Some(dispatch_invalid);
+        }
+        (*drv_obj).MajorFunction[IRP_MJ_CREATE as usize] = Some(dispatch_create_close);
+        (*drv_obj).MajorFunction[IRP_MJ_CLOSE as usize] = Some(dispatch_create_close);
+        (*drv_obj).MajorFunction[IRP_MJ_DEVICE_CONTROL as usize] = Some(dispatch_ioctl);
+        (*dev).Flags &= !DO_DEVICE_INITIALIZING;
+    }
+    STATUS_SUCCESS
+}
+
+/// # Safety
+/// PASSIVE_LEVEL; called once per created device.
+pub unsafe fn delete(d: &mut Driver) {
+    if d.symlink_created {
+        let mut link = WideName::new(DOS_DEVICE_NAME);
+        // SAFETY: created in `create`.
+        unsafe { IoDeleteSymbolicLink(link.get()) };
+        d.symlink_created = false;
+    }
+    if !d.device.is_null() {
+        // SAFETY: created in `create`; no handle can reach the driver state any more after
+        // IoDeleteDevice (the I/O manager keeps the object until the last handle closes, but
+        // dispatch routines check the extension pointer).
+        unsafe {
+            *(*d.device).DeviceExtension.cast::<*mut Driver>() = ptr::null_mut();
+            IoDeleteDevice(d.device);
+        }
+        d.device = ptr::null_mut();
+    }
+}
+
+unsafe fn apply_admin_only_dacl(dev: PDEVICE_OBJECT) -> NTSTATUS {
+    // SAFETY: SeExports is the kernel's exported pointer to its well-known SIDs.
+    let (sys, admins) = unsafe { ((*SeExports).SeLocalSystemSid, (*SeExports).SeAliasAdminsSid) };
+    // SAFETY: valid SIDs.
+    let sid_len = unsafe { RtlLengthSid(sys) + RtlLengthSid(admins) } as usize;
+    // ACL header + 2 ACEs (header + mask, then the SID in place of SidStart).
+    let acl_len = core::mem::size_of::<ACL>() + 2 * (core::mem::size_of::<ACCESS_ALLOWED_ACE>() - 4) + sid_len;
+    let total = SECURITY_DESCRIPTOR_MIN_LENGTH + acl_len;
+    let block = pool::alloc(total + 8, pool::TAG_TEMP);
+    if block.is_null() {
+        return STATUS_INSUFFICIENT_RESOURCES;
+    }
+    let sd: PSECURITY_DESCRIPTOR = block.cast();
+    // SAFETY: the ACL follows the descriptor, 8-aligned, inside the block.
+    let acl: PACL = unsafe { block.add((SECURITY_DESCRIPTOR_MIN_LENGTH + 7) & !7).cast() };
+    // SAFETY: buffers sized above; PASSIVE_LEVEL for the Zw/Ob calls.
+    let st = unsafe {
+        let mut st = RtlCreateSecurityDescriptor(sd, SECURITY_DESCRIPTOR_REVISION);
+        if NT_SUCCESS(st) {
+            st = RtlCreateAcl(acl, acl_len as ULONG, ACL_REVISION);
+        }
+        if NT_SUCCESS(st) {
+            st = RtlAddAccessAllowedAce(acl, ACL_REVISION, GENERIC_ALL, sys);
+        }
+        if NT_SUCCESS(st) {
+            st = RtlAddAccessAllowedAce(acl, ACL_REVISION, GENERIC_ALL, admins);
+        }
+        if NT_SUCCESS(st) {
+            st = RtlSetDaclSecurityDescriptor(sd, TRUE, acl, FALSE);
+        }
+        if NT_SUCCESS(st) {
+            let mut h: HANDLE = ptr::null_mut();
+            st = ObOpenObjectByPointer(dev.cast(), OBJ_KERNEL_HANDLE, ptr::null_mut(), WRITE_DAC, ptr::null_mut(), KernelMode, &mut h);
+            if NT_SUCCESS(st) {
+                st = ZwSetSecurityObject(h, DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION, sd);
+                ZwClose(h);
+            }
+        }
+        st
+    };
+    // SAFETY: allocated above; ZwSetSecurityObject copied the descriptor.
+    unsafe { pool::free(block, pool::TAG_TEMP) };
+    st
+}
+
+unsafe fn complete(irp: PIRP, st: NTSTATUS, info: usize) -> NTSTATUS {
+    // SAFETY: the IRP is ours to complete.
+    unsafe {
+        (*irp).IoStatus.Status = st;
+        (*irp).IoStatus.Information = info;
+        IoCompleteRequest(irp, IO_NO_INCREMENT);
+    }
+    st
+}
+
+/// IRP_MJ_CREATE / IRP_MJ_CLOSE. PASSIVE_LEVEL. Access was checked against the DACL by the
+/// I/O manager (FILE_DEVICE_SECURE_OPEN covers opens of names below the device too).
+unsafe extern "system" fn dispatch_create_close(_dev: PDEVICE_OBJECT, irp: PIRP) -> NTSTATUS {
+    // SAFETY: IRP from the I/O manager.
+    unsafe { complete(irp, STATUS_SUCCESS, 0) }
+}
+
+/// Every other major function. PASSIVE_LEVEL.
+unsafe extern "system" fn dispatch_invalid(_dev: PDEVICE_OBJECT, irp: PIRP) -> NTSTATUS {
+    // SAFETY: IRP from the I/O manager.
+    unsafe { complete(irp, STATUS_INVALID_DEVICE_REQUEST, 0) }
+}
+
+/// IRP_MJ_DEVICE_CONTROL (METHOD_BUFFERED). PASSIVE_LEVEL. Copies the input out of the
+/// system buffer (input and output share it), lets the control crate validate and answer.
+unsafe extern "system" fn dispatch_ioctl(dev: PDEVICE_OBJECT, irp: PIRP) -> NTSTATUS {
+    // SAFETY: IRP and device from the I/O manager; METHOD_BUFFERED system buffer of
+    // max(in, out) bytes.
+    unsafe {
+        let d = *(*dev).DeviceExtension.cast::<*mut Driver>();
+        if d.is_null() {
+            return complete(irp, STATUS_DEVICE_NOT_READY, 0);
+        }
+        let sl = IoGetCurrentIrpStackLocation(irp);
+        let p = (*sl).Parameters.DeviceIoControl;
+        let (code, in_len, out_len) = (p.IoControlCode, p.InputBufferLength as usize, p.OutputBufferLength as usize);
+        let sys = (*irp).AssociatedIrp.SystemBuffer.cast::<u8>();
+        if in_len > MAX_INPUT_BYTES {
+            return complete(irp, STATUS_INVALID_PARAMETER, 0);
+        }
+        let inbuf = pool::alloc(in_len.max(1), pool::TAG_TEMP);
+        if inbuf.is_null() {
+            return complete(irp, STATUS_INSUFFICIENT_RESOURCES, 0);
+        }
+        if in_len > 0 && !sys.is_null() {
+            ptr::copy_nonoverlapping(sys, inbuf, in_len);
+        }
+        let input = core::slice::from_raw_parts(inbuf, in_len);
+        let output: &mut [u8] = if out_len > 0 && !sys.is_null() { core::slice::from_raw_parts_mut(sys, out_len) } else { &mut [] };
+        let (st, n) = control_dispatch(&*d, code, input, output);
+        pool::free(inbuf, pool::TAG_TEMP);
+        complete(irp, st, n)
+    }
+}
+
+/// The control ABI over any transport (IOCTL here, TCP in wskecho-sim).
+pub fn control_dispatch(d: &Driver, code: u32, input: &[u8], output: &mut [u8]) -> (i32, usize) {
+    let mut h = Handler { d };
+    ioctl::dispatch(&mut h, code, input, output)
+}
+
+struct Handler<'a> {
+    d: &'a Driver,
+}
+
+fn map(c: &[u64; crate::stats::NUM_COUNTERS]) -> Counters {
+    let g = |k: Counter| c[k as usize];
+    let mut o = Counters::default();
+    o.set(C::ConnAccepted, g(Counter::ConnAccepted));
+    o.set(C::ConnRefused, g(Counter::ConnRefused));
+    // Per-CPU values are deltas (a connection may close on another CPU): wrapping keeps the
+    // sum exact.
+    o.set(C::ConnActive, g(Counter::ConnAccepted).wrapping_sub(g(Counter::ConnClosed)));
+    o.set(C::BytesIn, g(Counter::TcpBytesIn) + g(Counter::UdpBytesIn));
+    o.set(C::BytesOut, g(Counter::TcpBytesOut) + g(Counter::UdpBytesOut));
+    o.set(C::DatagramsIn, g(Counter::UdpDatagramsIn));
+    o.set(C::DatagramsOut, g(Counter::UdpDatagramsOut));
+    o.set(C::DropNoSendContext, g(Counter::UdpDropNoContext));
+    o.set(C::DropRateLimited, g(Counter::UdpDropRate));
+    o.set(C::DropNotAllowed, g(Counter::UdpDropFiltered));
+    o.set(C::DropMalformed, g(Counter::UdpDropService) + g(Counter::UdpDropTooBig));
+    o.set(C::SendErrors, g(Counter::SendErrors));
+    o.set(C::ZeroCopySends, g(Counter::ZeroCopySends));
+    o.set(C::CopySends, g(Counter::CopySends));
+    o.set(C::Backpressure, g(Counter::RxBackpressure));
+    o
+}
+
+impl StatsSource for Handler<'_> {
+    fn cpu_count(&self) -> usize {
+        // SAFETY: any IRQL; ALL_PROCESSOR_GROUPS.
+        (unsafe { KeQueryActiveProcessorCountEx(0xffff) } as usize).clamp(1, MAX_CPUS)
+    }
+
+    fn cpu(&self, index: usize) -> Counters {
+        map(&self.d.stats.cpu_snapshot(index))
+    }
+
+    fn global(&self) -> Counters {
+        let mut c = map(&self.d.stats.snapshot());
+        c.set(C::RetainedBytes, self.d.budget.used() as u64);
+        c
+    }
+
+    fn service_count(&self) -> usize {
+        self.d.cfg.services.len()
+    }
+
+    /// Counters are kept per CPU, not per service: per-service blocks are zero.
+    fn service(&self, index: usize) -> (Service, Counters) {
+        (self.d.cfg.services.as_slice()[index], Counters::default())
+    }
+
+    fn time_us(&self) -> u64 {
+        let f = self.d.perf_freq.max(1);
+        (u128::from(self.d.now()) * 1_000_000 / u128::from(f)) as u64
+    }
+}
+
+impl ControlHandler for Handler<'_> {
+    fn driver_version(&self) -> (u16, u16, u16) {
+        (0, 1, 0)
+    }
+
+    fn config(&self) -> Config {
+        self.d.cfg
+    }
+
+    fn set_config(&mut self, _new: &Config) -> Result<(), i32> {
+        Err(STATUS_NOT_SUPPORTED)
+    }
+
+    fn load_start(&mut self, _job: &LoadJob) -> Result<u32, i32> {
+        Err(STATUS_NOT_SUPPORTED)
+    }
+
+    fn load_stop(&mut self, _job_id: u32) -> Result<(), i32> {
+        Err(STATUS_NOT_SUPPORTED)
+    }
+
+    fn load_status(&self) -> LoadStatus {
+        LoadStatus {
+            job_id: 0,
+            state: ioctl::JobState::Idle,
+            last_status: 0,
+            elapsed_ms: 0,
+            connections_open: 0,
+            connect_failures: 0,
+            messages_sent: 0,
+            messages_received: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            verify_failures: 0,
+            job: None,
+        }
+    }
+}

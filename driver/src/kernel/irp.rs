@@ -1,0 +1,97 @@
+//! IRPs the driver owns (rules C16–C20): one stack location, IoReuseIrp and a fresh completion
+//! routine before every use, completion routines return STATUS_MORE_PROCESSING_REQUIRED, and a
+//! synchronous helper for PASSIVE_LEVEL set-up/teardown that waits only after STATUS_PENDING.
+
+use core::ptr;
+use wsk_sys::*;
+
+pub type Completion = unsafe extern "system" fn(PDEVICE_OBJECT, PIRP, PVOID) -> NTSTATUS;
+
+/// IoAllocateIrp with one stack location (C18); null on failure. IRQL <= DISPATCH_LEVEL.
+pub fn alloc() -> PIRP {
+    // SAFETY: plain allocation call; 1 stack location, no quota charge.
+    unsafe { IoAllocateIrp(1, FALSE) }
+}
+
+/// # Safety
+/// `irp` came from [`alloc`] and WSK no longer owns it (C20).
+pub unsafe fn free(irp: PIRP) {
+    if !irp.is_null() {
+        // SAFETY: per the caller.
+        unsafe { IoFreeIrp(irp) };
+    }
+}
+
+/// Prepares an owned IRP for its next WSK call (C18): reuse, then the completion routine for
+/// success, error and cancel (C16).
+///
+/// # Safety
+/// `irp` is a driver-owned IRP not currently owned by WSK; `ctx` stays valid until the
+/// completion routine has run.
+pub unsafe fn arm(irp: PIRP, routine: Completion, ctx: PVOID) {
+    // SAFETY: per the caller; IoReuseIrp resets the IRP, IoSetCompletionRoutine writes the
+    // next (first and only) stack location.
+    unsafe {
+        IoReuseIrp(irp, STATUS_UNSUCCESSFUL);
+        IoSetCompletionRoutine(irp, Some(routine), ctx, true, true, true);
+    }
+}
+
+/// (status, information) of a completed IRP.
+///
+/// # Safety
+/// `irp` is valid and completed.
+pub unsafe fn result(irp: PIRP) -> (NTSTATUS, usize) {
+    // SAFETY: per the caller.
+    unsafe { ((*irp).IoStatus.Status, (*irp).IoStatus.Information) }
+}
+
+/// IRQL: <= DISPATCH_LEVEL (any thread). Signals the waiter of [`call_sync`].
+unsafe extern "system" fn sync_done(_dev: PDEVICE_OBJECT, _irp: PIRP, ctx: PVOID) -> NTSTATUS {
+    // SAFETY: ctx is the KEVENT on the waiting thread's stack, alive until the wait returns.
+    unsafe { KeSetEvent(ctx.cast(), 0, FALSE) };
+    // The IRP is ours: the I/O manager must not touch it again (C16).
+    STATUS_MORE_PROCESSING_REQUIRED
+}
+
+/// Runs one IRP-based WSK call synchronously. PASSIVE_LEVEL only, never from a callback or
+/// completion routine (C11). Returns the final (status, information).
+///
+/// # Safety
+/// Every buffer `f` hands to WSK must stay valid until this returns.
+pub unsafe fn call_sync(f: impl FnOnce(PIRP) -> NTSTATUS) -> (NTSTATUS, usize) {
+    let irp = alloc();
+    if irp.is_null() {
+        return (STATUS_INSUFFICIENT_RESOURCES, 0);
+    }
+    // SAFETY: fresh IRP, per the caller for the buffers.
+    let r = unsafe { call_sync_with(irp, f) };
+    // SAFETY: completed and no longer referenced by WSK.
+    unsafe { free(irp) };
+    r
+}
+
+/// As [`call_sync`] with a caller-owned IRP (kept for teardown so that a close can never fail
+/// for want of memory, C31).
+///
+/// # Safety
+/// `irp` is an idle driver-owned IRP; buffers as for [`call_sync`].
+pub unsafe fn call_sync_with(irp: PIRP, f: impl FnOnce(PIRP) -> NTSTATUS) -> (NTSTATUS, usize) {
+    // SAFETY: a zeroed KEVENT is initialised by KeInitializeEvent before use.
+    let mut ev: KEVENT = unsafe { core::mem::zeroed() };
+    // SAFETY: ev lives on this stack until after the wait (C20: never abandon it).
+    unsafe {
+        KeInitializeEvent(&mut ev, NotificationEvent, FALSE);
+        arm(irp, sync_done, ptr::addr_of_mut!(ev).cast());
+    }
+    let st = f(irp);
+    if st == STATUS_PENDING {
+        // C19: only a pending call has a completion still to wait for.
+        // SAFETY: PASSIVE_LEVEL, kernel-mode wait on our own event.
+        unsafe {
+            KeWaitForSingleObject(ptr::addr_of_mut!(ev).cast(), Executive, KernelMode, FALSE, ptr::null_mut());
+        }
+    }
+    // SAFETY: the IRP has completed on every path (W11) and is ours again.
+    unsafe { result(irp) }
+}

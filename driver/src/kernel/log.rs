@@ -1,0 +1,80 @@
+//! DbgPrintEx from Rust formatting: the text is formatted into a fixed stack buffer (no pool,
+//! usable at DISPATCH) and passed as the single argument of a "%s" format, because DbgPrintEx
+//! is C-variadic (declared by wsk-sys with a fixed arity, same x64 calling sequence).
+
+use core::fmt::{self, Write};
+use wsk_sys::*;
+
+pub const LINE_MAX: usize = 240;
+
+pub struct LineBuf {
+    buf: [u8; LINE_MAX],
+    len: usize,
+}
+
+impl LineBuf {
+    pub const fn new() -> Self {
+        Self { buf: [0; LINE_MAX], len: 0 }
+    }
+
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("?")
+    }
+}
+
+impl Default for LineBuf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Write for LineBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        // Truncate (keeping room for the NUL); '%' is harmless since the text is an argument.
+        for &b in s.as_bytes() {
+            if self.len + 1 >= LINE_MAX {
+                break;
+            }
+            self.buf[self.len] = b;
+            self.len += 1;
+        }
+        Ok(())
+    }
+}
+
+pub fn print(level: u32, args: fmt::Arguments<'_>) {
+    let mut line = LineBuf::new();
+    let _ = line.write_str("wskecho: ");
+    let _ = line.write_fmt(args);
+    let _ = line.write_str("\n");
+    line.buf[line.len.min(LINE_MAX - 1)] = 0;
+    // SAFETY: both strings are NUL-terminated and live across the call; "%s" consumes exactly
+    // the one argument passed.
+    unsafe {
+        DbgPrintEx(DPFLTR_IHVNETWORK_ID, level, c"%s".as_ptr().cast(), line.buf.as_ptr());
+    }
+}
+
+#[macro_export]
+macro_rules! log_info {
+    ($($t:tt)*) => { $crate::kernel::log::print(wsk_sys::DPFLTR_INFO_LEVEL, format_args!($($t)*)) };
+}
+
+#[macro_export]
+macro_rules! log_err {
+    ($($t:tt)*) => { $crate::kernel::log::print(wsk_sys::DPFLTR_ERROR_LEVEL, format_args!($($t)*)) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncates_and_keeps_room_for_nul() {
+        let mut l = LineBuf::new();
+        for _ in 0..100 {
+            let _ = write!(l, "abcdef");
+        }
+        assert_eq!(l.as_str().len(), LINE_MAX - 1);
+    }
+}

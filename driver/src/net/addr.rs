@@ -1,0 +1,93 @@
+//! Socket addresses between WSK (Windows SOCKADDR layouts) and core::net.
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use wsk_sys::*;
+
+/// Room for a SOCKADDR_IN6 (28 bytes), 8-byte aligned like SOCKADDR_STORAGE.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug)]
+pub struct SockAddrBuf(pub [u8; 32]);
+
+impl SockAddrBuf {
+    pub const fn zeroed() -> Self {
+        Self([0; 32])
+    }
+
+    pub fn from_socket_addr(a: SocketAddr) -> Self {
+        let mut b = [0u8; 32];
+        match a {
+            SocketAddr::V4(v) => {
+                b[0..2].copy_from_slice(&(AF_INET as u16).to_le_bytes());
+                b[2..4].copy_from_slice(&v.port().to_be_bytes());
+                b[4..8].copy_from_slice(&v.ip().octets());
+            }
+            SocketAddr::V6(v) => {
+                b[0..2].copy_from_slice(&(AF_INET6 as u16).to_le_bytes());
+                b[2..4].copy_from_slice(&v.port().to_be_bytes());
+                b[4..8].copy_from_slice(&v.flowinfo().to_be_bytes());
+                b[8..24].copy_from_slice(&v.ip().octets());
+                b[24..28].copy_from_slice(&v.scope_id().to_le_bytes());
+            }
+        }
+        Self(b)
+    }
+
+    pub fn family(&self) -> u16 {
+        u16::from_le_bytes([self.0[0], self.0[1]])
+    }
+
+    pub fn to_socket_addr(&self) -> Option<SocketAddr> {
+        let b = &self.0;
+        let port = u16::from_be_bytes([b[2], b[3]]);
+        let fam = self.family();
+        if fam == AF_INET as u16 {
+            Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(b[4], b[5], b[6], b[7])), port))
+        } else if fam == AF_INET6 as u16 {
+            let mut o = [0u8; 16];
+            o.copy_from_slice(&b[8..24]);
+            Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(o)), port))
+        } else {
+            None
+        }
+    }
+
+    /// Copies a provider SOCKADDR (valid only during the callback, W47) by its family.
+    ///
+    /// # Safety
+    /// `sa` is null or points to a SOCKADDR_IN / SOCKADDR_IN6 of its family's size.
+    pub unsafe fn copy_from(sa: *const SOCKADDR) -> Option<Self> {
+        if sa.is_null() {
+            return None;
+        }
+        // SAFETY: every SOCKADDR starts with its u16 family.
+        let fam = unsafe { (*sa).sa_family };
+        let len = if fam == AF_INET as u16 {
+            16
+        } else if fam == AF_INET6 as u16 {
+            28
+        } else {
+            return None;
+        };
+        let mut out = Self::zeroed();
+        // SAFETY: the caller guarantees `len` readable bytes for this family.
+        unsafe { core::ptr::copy_nonoverlapping(sa.cast::<u8>(), out.0.as_mut_ptr(), len) };
+        Some(out)
+    }
+
+    pub fn as_sockaddr(&mut self) -> *mut SOCKADDR {
+        self.0.as_mut_ptr().cast()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_v4_v6() {
+        for s in ["127.0.0.1:7007", "[::1]:11111"] {
+            let a: SocketAddr = s.parse().unwrap();
+            assert_eq!(SockAddrBuf::from_socket_addr(a).to_socket_addr(), Some(a));
+        }
+    }
+}

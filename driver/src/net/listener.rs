@@ -1,0 +1,199 @@
+//! TCP listen sockets: one per configured TCP service.
+
+use core::ptr;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use control::config::Service;
+use wsk_sys::*;
+
+use super::addr::SockAddrBuf;
+use super::{close_sync, conn, enable_events, Driver};
+use crate::kernel::{irp, pool};
+use crate::stats::Counter;
+
+pub struct Listener {
+    pub socket: *mut WSK_SOCKET,
+    pub drv: *mut Driver,
+    pub svc: Service,
+    /// Set by a NULL AcceptSocket (W48): the socket no longer works.
+    pub dead: AtomicBool,
+    /// Pre-allocated so the close cannot fail for want of memory.
+    pub close_irp: PIRP,
+}
+
+static LISTEN_DISPATCH: WSK_CLIENT_LISTEN_DISPATCH = WSK_CLIENT_LISTEN_DISPATCH {
+    WskAcceptEvent: Some(accept_event),
+    WskInspectEvent: None,
+    WskAbortEvent: None,
+};
+
+impl Listener {
+    /// WskSocket(LISTEN) + WskBind + events. PASSIVE_LEVEL.
+    ///
+    /// # Safety
+    /// `drv` is captured and at its final address.
+    pub unsafe fn create(drv: &mut Driver, svc: &Service) -> Result<*mut Listener, NTSTATUS> {
+        let l: *mut Listener = pool::alloc_zeroed(pool::TAG_LISTEN);
+        if l.is_null() {
+            return Err(STATUS_INSUFFICIENT_RESOURCES);
+        }
+        // SAFETY: fresh block of the right size and alignment.
+        unsafe {
+            ptr::write(l, Listener { socket: ptr::null_mut(), drv, svc: *svc, dead: AtomicBool::new(false), close_irp: irp::alloc() });
+            if (*l).close_irp.is_null() {
+                pool::free_typed(l, pool::TAG_LISTEN);
+                return Err(STATUS_INSUFFICIENT_RESOURCES);
+            }
+        }
+        let local = core::net::SocketAddr::new(svc.bind, svc.port);
+        let family = if local.is_ipv4() { AF_INET } else { AF_INET6 };
+        let p = drv.provider();
+        let client = drv.provider.Client;
+        let Some(wsk_socket) = p.WskSocket else {
+            // SAFETY: never published.
+            unsafe { Self::free(l) };
+            return Err(STATUS_NOT_SUPPORTED);
+        };
+        // SAFETY: the context (l) is complete before the socket exists; dispatch is static.
+        let (st, info) = unsafe {
+            irp::call_sync(|i| {
+                wsk_socket(
+                    client,
+                    family as u16,
+                    SOCK_STREAM as u16,
+                    IPPROTO_TCP as u32,
+                    WSK_FLAG_LISTEN_SOCKET,
+                    l.cast(),
+                    ptr::addr_of!(LISTEN_DISPATCH).cast(),
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                    i,
+                )
+            })
+        };
+        if !NT_SUCCESS(st) {
+            // SAFETY: never published.
+            unsafe { Self::free(l) };
+            return Err(st);
+        }
+        // C19: Information is a socket only on success.
+        let sock = info as *mut WSK_SOCKET;
+        // SAFETY: l is ours; no callback can run before events are enabled.
+        unsafe { (*l).socket = sock };
+        let mut a = SockAddrBuf::from_socket_addr(local);
+        // SAFETY: sock is a listen socket; a lives across the synchronous call.
+        let disp = unsafe { &*((*sock).Dispatch as *const WSK_PROVIDER_LISTEN_DISPATCH) };
+        let st = match disp.WskBind {
+            // SAFETY: as above.
+            Some(bind) => unsafe { irp::call_sync(|i| bind(sock, a.as_sockaddr(), 0, i)).0 },
+            None => STATUS_NOT_SUPPORTED,
+        };
+        if NT_SUCCESS(st) {
+            // Echo latency: no Nagle on accepted sockets (they inherit the listener's option;
+            // each echo send also carries WSK_FLAG_NODELAY). Best effort.
+            // SAFETY: bound listen socket, PASSIVE_LEVEL.
+            let _ = unsafe { super::set_option_u32(sock, IPPROTO_TCP as ULONG, TCP_NODELAY, 1) };
+        }
+        // Connection events first so that every accepted socket inherits them (W34), then
+        // accept; both after bind (C26).
+        let st = if NT_SUCCESS(st) {
+            // SAFETY: bound listen socket.
+            unsafe { enable_events(sock, WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG) }
+        } else {
+            st
+        };
+        let st = if NT_SUCCESS(st) {
+            // SAFETY: bound listen socket.
+            unsafe { enable_events(sock, WSK_EVENT_ACCEPT) }
+        } else {
+            st
+        };
+        if !NT_SUCCESS(st) {
+            // SAFETY: nothing else uses the socket; free after the close completed (C23).
+            unsafe {
+                close_sync(sock, (*l).close_irp);
+                Self::free(l);
+            }
+            return Err(st);
+        }
+        Ok(l)
+    }
+
+    /// # Safety
+    /// `l` from [`create`](Self::create); called once at PASSIVE_LEVEL.
+    pub unsafe fn close_and_free(l: *mut Listener) {
+        // SAFETY: per the caller; the close waits for running accept callbacks (W70), after
+        // which nothing references l (C23).
+        unsafe {
+            close_sync((*l).socket, (*l).close_irp);
+            Self::free(l);
+        }
+    }
+
+    /// # Safety
+    /// `l` not registered with WSK (never, or its close completed).
+    unsafe fn free(l: *mut Listener) {
+        // SAFETY: per the caller.
+        unsafe {
+            irp::free((*l).close_irp);
+            pool::free_typed(l, pool::TAG_LISTEN);
+        }
+    }
+}
+
+/// WskAcceptEvent. IRQL <= DISPATCH_LEVEL (WSK_FLAG_AT_DISPATCH_LEVEL tells which; the code
+/// assumes DISPATCH either way, C13): no waits, no paged memory, spin locks only.
+unsafe extern "system" fn accept_event(
+    ctx: PVOID,
+    _flags: ULONG,
+    _local: PSOCKADDR,
+    remote: PSOCKADDR,
+    accept_socket: *mut WSK_SOCKET,
+    accept_ctx: *mut PVOID,
+    accept_dispatch: *mut *const WSK_CLIENT_CONNECTION_DISPATCH,
+) -> NTSTATUS {
+    // SAFETY: ctx is the Listener registered with WskSocket; it outlives the socket's close.
+    let l = unsafe { &*ctx.cast::<Listener>() };
+    // SAFETY: the driver state outlives every socket.
+    let drv = unsafe { &*l.drv };
+    if accept_socket.is_null() {
+        // W48/C8: the listener is dead. It is closed (and not re-created) at unload; the
+        // counter and log line tell the operator.
+        l.dead.store(true, Ordering::Relaxed);
+        drv.count(Counter::DeadSockets, 1);
+        return STATUS_REQUEST_NOT_ACCEPTED;
+    }
+    if drv.stopping.load(Ordering::Relaxed) {
+        drv.count(Counter::ConnRefused, 1);
+        return STATUS_REQUEST_NOT_ACCEPTED;
+    }
+    // W47: the address is valid only during this call; copy what is needed (C10).
+    // SAFETY: provider SOCKADDR of its family.
+    let peer = unsafe { SockAddrBuf::copy_from(remote) }.and_then(|a| a.to_socket_addr());
+    if let Some(p) = peer {
+        if !drv.cfg.limits.source_allowed(p.ip()) {
+            drv.count(Counter::ConnRefused, 1);
+            return STATUS_REQUEST_NOT_ACCEPTED;
+        }
+    }
+    // SAFETY: accept_socket is a live accepted socket; on refusal we never touch it (C9).
+    match unsafe { conn::Conn::attach(drv, l.svc.mode, accept_socket) } {
+        Some(c) => {
+            // C10: context and dispatch set before any callback can be enabled/inherited.
+            // SAFETY: out-pointers supplied by the provider for this call.
+            unsafe {
+                *accept_ctx = c.cast();
+                *accept_dispatch = conn::dispatch();
+            }
+            drv.count(Counter::ConnAccepted, 1);
+            // SAFETY: c is live (holds a rundown reference).
+            unsafe { conn::Conn::after_accept(c) };
+            STATUS_SUCCESS
+        }
+        None => {
+            drv.count(Counter::ConnRefused, 1);
+            STATUS_REQUEST_NOT_ACCEPTED
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! Reading WSK_BUF data (C35): walk the whole chain, Offset applies to the first MDL only,
+//! map each MDL and treat a failed mapping as an error, never a NULL dereference.
+
+use wsk_sys::*;
+
+/// Calls `f` with consecutive slices of the first `max` bytes of `buf` (<= buf.Length).
+/// Returns the bytes visited, or None when an MDL could not be mapped.
+///
+/// # Safety
+/// `buf` describes a valid locked/non-paged MDL chain (W51, W75), live for the call.
+pub unsafe fn for_each_chunk(buf: &WSK_BUF, max: usize, mut f: impl FnMut(&[u8])) -> Option<usize> {
+    let mut left = buf.Length.min(max);
+    let total = left;
+    let mut mdl = buf.Mdl;
+    let mut off = buf.Offset as usize;
+    while left > 0 {
+        if mdl.is_null() {
+            return None;
+        }
+        // SAFETY: mdl is a valid MDL in the chain (caller), mapped system VA or mappable.
+        let (va, count, next) = unsafe {
+            let va = MmGetSystemAddressForMdlSafe(mdl, NormalPagePriority | MdlMappingNoExecute);
+            (va, (*mdl).ByteCount as usize, (*mdl).Next)
+        };
+        if va.is_null() {
+            return None;
+        }
+        if off < count {
+            let n = (count - off).min(left);
+            // SAFETY: [va+off, va+off+n) lies within the MDL's described bytes.
+            let s = unsafe { core::slice::from_raw_parts(va.cast::<u8>().add(off), n) };
+            f(s);
+            left -= n;
+            off = 0;
+        } else {
+            off -= count;
+        }
+        mdl = next;
+    }
+    Some(total)
+}

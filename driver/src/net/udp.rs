@@ -1,0 +1,547 @@
+//! UDP sockets: one datagram socket per configured UDP service.
+//!
+//! Echo is zero-copy: the indication list is retained (STATUS_PENDING) and each datagram goes
+//! back with WskSendTo over its own WSK_BUF; the list is released once the callback and every
+//! send have finished (C1 applied to datagrams), and not before the provider has provably
+//! taken in the callback's STATUS_PENDING (see `release_parked`). sockperf replies are copied into the send
+//! context's small buffer with the rewritten header (the indication is never written). Send
+//! contexts come from a per-socket pre-allocated pool; when it is empty the datagram is dropped
+//! and counted (never queued, never allocated). A reply is never larger than its request.
+
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use control::config::{Mode as CfgMode, Service as CfgService};
+use wsk_sys::*;
+
+use super::addr::SockAddrBuf;
+use super::{build_mdl, close_sync, enable_events, mdl, wait_until, Driver};
+use crate::kernel::lock::SpinLock;
+use crate::kernel::{irp, pool};
+use crate::service::sockperf::HEADER_LEN;
+use crate::service::udp::RateLimiter;
+use crate::service::{udp_verdict, Service, UdpVerdict};
+use crate::stats::Counter;
+
+/// Size of a send context's copy buffer (sockperf replies); larger sockperf datagrams are
+/// dropped and counted (udp_drop_too_big).
+pub const COPY_BUF: usize = 2048;
+
+pub struct UdpSend {
+    pub sock: *mut UdpSock,
+    pub idx: u32,
+    pub irp: PIRP,
+    pub buf: WSK_BUF,
+    pub remote: SockAddrBuf,
+    /// On the first zero-copy context of a list: the list and its reference count
+    /// (1 for the callback + 1 per send still running).
+    pub list: *mut WSK_DATAGRAM_INDICATION,
+    pub refs: AtomicU32,
+    pub owner: *mut UdpSend,
+    pub copy: *mut u8,
+    pub copy_mdl: PMDL,
+    /// Owner whose list is done and waits to be released (see `release_parked`).
+    pub parked: bool,
+    pub age: u8,
+}
+
+struct Inner {
+    free: *mut u32,
+    len: usize,
+    rate: RateLimiter,
+    parked: usize,
+}
+
+pub struct UdpSock {
+    pub socket: *mut WSK_SOCKET,
+    pub drv: *const Driver,
+    pub svc: CfgService,
+    pub service: Service,
+    inner: SpinLock<Inner>,
+    pub ctxs: *mut UdpSend,
+    pub n: usize,
+    pub closing: AtomicBool,
+    /// Pre-allocated for the callback disable and the close (teardown never allocates).
+    pub ctl_irp: PIRP,
+}
+
+static DGRAM_DISPATCH: WSK_CLIENT_DATAGRAM_DISPATCH = WSK_CLIENT_DATAGRAM_DISPATCH {
+    WskReceiveFromEvent: Some(receive_from_event),
+};
+
+fn service_of(m: CfgMode) -> Service {
+    match m {
+        CfgMode::Echo => Service::Echo,
+        CfgMode::Discard => Service::Discard,
+        CfgMode::Source => Service::Source,
+        CfgMode::Sockperf => Service::Sockperf,
+    }
+}
+
+impl UdpSock {
+    fn drv(&self) -> &Driver {
+        // SAFETY: the driver state outlives its sockets.
+        unsafe { &*self.drv }
+    }
+
+    /// PASSIVE_LEVEL (start-up).
+    ///
+    /// # Safety
+    /// `drv` captured, at its final address.
+    pub unsafe fn create(drv: &mut Driver, svc: &CfgService) -> Result<*mut UdpSock, NTSTATUS> {
+        let u: *mut UdpSock = pool::alloc_zeroed(pool::TAG_UDP);
+        if u.is_null() {
+            return Err(STATUS_INSUFFICIENT_RESOURCES);
+        }
+        let n = (drv.cfg.limits.udp_send_contexts as usize).max(1);
+        // SAFETY: fresh block.
+        unsafe {
+            ptr::write(
+                u,
+                UdpSock {
+                    socket: ptr::null_mut(),
+                    drv,
+                    svc: *svc,
+                    service: service_of(svc.mode),
+                    inner: SpinLock::new(Inner {
+                        free: ptr::null_mut(),
+                        len: 0,
+                        rate: RateLimiter::new(drv.cfg.limits.udp_rate_per_source, drv.perf_freq),
+                        parked: 0,
+                    }),
+                    ctxs: ptr::null_mut(),
+                    n: 0,
+                    closing: AtomicBool::new(false),
+                    ctl_irp: irp::alloc(),
+                },
+            );
+        }
+        // SAFETY: u is ours.
+        if unsafe { (*u).ctl_irp.is_null() } {
+            // SAFETY: never published.
+            unsafe { Self::free(u) };
+            return Err(STATUS_INSUFFICIENT_RESOURCES);
+        }
+        // SAFETY: u is ours until the socket exists.
+        if !unsafe { (*u).alloc_ctxs(n) } {
+            // SAFETY: never published.
+            unsafe { Self::free(u) };
+            return Err(STATUS_INSUFFICIENT_RESOURCES);
+        }
+        let local = core::net::SocketAddr::new(svc.bind, svc.port);
+        let family = if local.is_ipv4() { AF_INET } else { AF_INET6 };
+        let client = drv.provider.Client;
+        let Some(wsk_socket) = drv.provider().WskSocket else {
+            // SAFETY: never published.
+            unsafe { Self::free(u) };
+            return Err(STATUS_NOT_SUPPORTED);
+        };
+        // SAFETY: context complete before the socket exists; static dispatch.
+        let (st, info) = unsafe {
+            irp::call_sync(|i| {
+                wsk_socket(
+                    client,
+                    family as u16,
+                    SOCK_DGRAM as u16,
+                    IPPROTO_UDP as u32,
+                    WSK_FLAG_DATAGRAM_SOCKET,
+                    u.cast(),
+                    ptr::addr_of!(DGRAM_DISPATCH).cast(),
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                    i,
+                )
+            })
+        };
+        if !NT_SUCCESS(st) {
+            // SAFETY: never published.
+            unsafe { Self::free(u) };
+            return Err(st);
+        }
+        let sock = info as *mut WSK_SOCKET;
+        // SAFETY: ours; no callback before the events are enabled.
+        unsafe { (*u).socket = sock };
+        let mut a = SockAddrBuf::from_socket_addr(local);
+        // SAFETY: a datagram socket's dispatch table.
+        let disp = unsafe { &*((*sock).Dispatch as *const WSK_PROVIDER_DATAGRAM_DISPATCH) };
+        let st = match disp.WskBind {
+            // SAFETY: a lives across the synchronous call.
+            Some(bind) => unsafe { irp::call_sync(|i| bind(sock, a.as_sockaddr(), 0, i)).0 },
+            None => STATUS_NOT_SUPPORTED,
+        };
+        // C26: per-socket callback after bind.
+        let st = if NT_SUCCESS(st) {
+            // SAFETY: bound datagram socket.
+            unsafe { enable_events(sock, WSK_EVENT_RECEIVE_FROM) }
+        } else {
+            st
+        };
+        if !NT_SUCCESS(st) {
+            // SAFETY: no callback enabled / none after the close completes.
+            unsafe {
+                close_sync(sock, (*u).ctl_irp);
+                Self::free(u);
+            }
+            return Err(st);
+        }
+        Ok(u)
+    }
+
+    fn alloc_ctxs(&mut self, n: usize) -> bool {
+        self.ctxs = pool::alloc(n * core::mem::size_of::<UdpSend>(), pool::TAG_UDP).cast();
+        let free: *mut u32 = pool::alloc(n * 4, pool::TAG_UDP).cast();
+        self.inner.get_mut().free = free;
+        if self.ctxs.is_null() || free.is_null() {
+            return false;
+        }
+        let me: *mut UdpSock = self;
+        for i in 0..n {
+            let copy = pool::alloc(COPY_BUF, pool::TAG_UDP);
+            let ctx = UdpSend {
+                sock: me,
+                idx: i as u32,
+                irp: irp::alloc(),
+                buf: WSK_BUF { Mdl: ptr::null_mut(), Offset: 0, Length: 0 },
+                remote: SockAddrBuf::zeroed(),
+                list: ptr::null_mut(),
+                refs: AtomicU32::new(0),
+                owner: ptr::null_mut(),
+                copy,
+                copy_mdl: if copy.is_null() { ptr::null_mut() } else { build_mdl(copy, COPY_BUF) },
+                parked: false,
+                age: 0,
+            };
+            let ok = !ctx.irp.is_null() && !ctx.copy_mdl.is_null();
+            // SAFETY: i < n.
+            unsafe {
+                ptr::write(self.ctxs.add(i), ctx);
+                *free.add(i) = i as u32;
+            }
+            self.n = i + 1;
+            self.inner.get_mut().len = i + 1;
+            if !ok {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// # Safety
+    /// `u` not registered with WSK any more (or never).
+    unsafe fn free(u: *mut UdpSock) {
+        // SAFETY: per the caller.
+        unsafe {
+            let r = &mut *u;
+            for i in 0..r.n {
+                let c = &mut *r.ctxs.add(i);
+                irp::free(c.irp);
+                if !c.copy_mdl.is_null() {
+                    IoFreeMdl(c.copy_mdl);
+                }
+                pool::free(c.copy, pool::TAG_UDP);
+            }
+            pool::free(r.ctxs.cast(), pool::TAG_UDP);
+            pool::free(r.inner.get_mut().free.cast(), pool::TAG_UDP);
+            irp::free(r.ctl_irp);
+            pool::free_typed(u, pool::TAG_UDP);
+        }
+    }
+
+    fn get(&self) -> Option<*mut UdpSend> {
+        let mut g = self.inner.lock();
+        if g.len == 0 {
+            return None;
+        }
+        g.len -= 1;
+        // SAFETY: len < n.
+        let i = unsafe { *g.free.add(g.len) } as usize;
+        // SAFETY: i < n.
+        Some(unsafe { self.ctxs.add(i) })
+    }
+
+    fn put(&self, c: *mut UdpSend) {
+        let mut g = self.inner.lock();
+        // SAFETY: c is one of ours, at most n entries are free.
+        unsafe {
+            (*c).owner = ptr::null_mut();
+            (*c).list = ptr::null_mut();
+            *g.free.add(g.len) = (*c).idx;
+        }
+        g.len += 1;
+    }
+
+    /// Releases finished lists: all of them from inside a later receive callback (callbacks
+    /// of a socket are serialised, so the one that returned STATUS_PENDING for them is over),
+    /// or those that aged `min_age` housekeeping ticks. A release from the send completion
+    /// itself could race with the callback's PENDING return reaching the provider (C1).
+    fn release_parked(&self, min_age: u8) {
+        loop {
+            let found = {
+                let mut g = self.inner.lock();
+                if g.parked == 0 {
+                    return;
+                }
+                // SAFETY: n contexts, parked/age guarded by the lock.
+                let hit = (0..self.n).map(|i| unsafe { self.ctxs.add(i) }).find(|&c| unsafe { (*c).parked && (*c).age >= min_age });
+                if let Some(c) = hit {
+                    // SAFETY: as above.
+                    unsafe { (*c).parked = false };
+                    g.parked -= 1;
+                }
+                hit
+            };
+            let Some(owner) = found else { return };
+            // SAFETY: the list was retained with STATUS_PENDING; released once (C3).
+            unsafe {
+                let list = (*owner).list;
+                let disp = &*((*self.socket).Dispatch as *const WSK_PROVIDER_DATAGRAM_DISPATCH);
+                if let Some(rel) = disp.WskRelease {
+                    rel(self.socket, list);
+                }
+            }
+            self.put(owner);
+        }
+    }
+
+    /// Housekeeping tick (PASSIVE_LEVEL).
+    pub fn kick(&self) {
+        {
+            let g = self.inner.lock();
+            if g.parked == 0 {
+                return;
+            }
+            for i in 0..self.n {
+                // SAFETY: i < n; guarded by the lock.
+                unsafe {
+                    let c = self.ctxs.add(i);
+                    if (*c).parked {
+                        (*c).age = (*c).age.saturating_add(1);
+                    }
+                }
+            }
+        }
+        self.release_parked(2);
+    }
+
+    fn free_count(&self) -> usize {
+        self.inner.lock().len
+    }
+
+    /// Stops the callback, waits (bounded) for sends in flight, closes. PASSIVE_LEVEL.
+    ///
+    /// # Safety
+    /// `u` from create, called once.
+    pub unsafe fn close_and_free(u: *mut UdpSock, timeout_ms: u64) {
+        // SAFETY: per the caller.
+        let r = unsafe { &*u };
+        r.closing.store(true, Ordering::SeqCst);
+        // Disable the callback and wait until any running invocation has returned (W33), so
+        // no new send starts after the in-flight count is checked.
+        // SAFETY: live socket; the control buffer lives across the synchronous call.
+        unsafe {
+            let basic = &*((*r.socket).Dispatch as *const WSK_PROVIDER_BASIC_DISPATCH);
+            if let Some(ctl) = basic.WskControlSocket {
+                let mut c = WSK_EVENT_CALLBACK_CONTROL {
+                    NpiId: super::npi_id(),
+                    EventMask: WSK_EVENT_RECEIVE_FROM | WSK_EVENT_DISABLE,
+                };
+                irp::call_sync_with(r.ctl_irp, |i| {
+                    ctl(
+                        r.socket,
+                        WskSetOption,
+                        SO_WSK_EVENT_CALLBACK,
+                        SOL_SOCKET,
+                        core::mem::size_of::<WSK_EVENT_CALLBACK_CONTROL>(),
+                        ptr::addr_of_mut!(c).cast(),
+                        0,
+                        ptr::null_mut(),
+                        ptr::null_mut(),
+                        i,
+                    )
+                });
+            }
+        }
+        // Retained lists are released by send completions; all of them before the close (C4).
+        if !wait_until(timeout_ms.max(1000), || {
+            r.kick();
+            r.free_count() == r.n
+        }) {
+            crate::log_err!("udp port {}: sends still in flight at close", r.svc.port);
+        }
+        // SAFETY: no call executing; u is freed after the close completed (C23).
+        unsafe {
+            close_sync(r.socket, r.ctl_irp);
+            Self::free(u);
+        }
+    }
+}
+
+/// Reads up to 14 leading bytes of a datagram.
+///
+/// # Safety
+/// Valid WSK_BUF for the call.
+unsafe fn head_of(buf: &WSK_BUF) -> ([u8; HEADER_LEN], usize) {
+    let mut h = [0u8; HEADER_LEN];
+    let mut n = 0;
+    // SAFETY: per the caller.
+    let _ = unsafe {
+        mdl::for_each_chunk(buf, HEADER_LEN, |s| {
+            h[n..n + s.len()].copy_from_slice(s);
+            n += s.len();
+        })
+    };
+    (h, n)
+}
+
+/// WskReceiveFromEvent. IRQL <= DISPATCH_LEVEL (C13); walks the whole list.
+/// Returns SUCCESS or PENDING only (C32); never DATA_NOT_ACCEPTED (that would disable a
+/// per-socket callback, C6): overload is handled by dropping.
+unsafe extern "system" fn receive_from_event(ctx: PVOID, _flags: ULONG, list: *mut WSK_DATAGRAM_INDICATION) -> NTSTATUS {
+    // SAFETY: the UdpSock registered with WskSocket; lives until after its close completes.
+    let u = unsafe { &*ctx.cast::<UdpSock>() };
+    let drv = u.drv();
+    if list.is_null() {
+        // W60/C7: the socket no longer works. It is closed at unload; counted meanwhile.
+        drv.count(Counter::DeadSockets, 1);
+        return STATUS_SUCCESS;
+    }
+    let disp = {
+        // SAFETY: live datagram socket.
+        unsafe { &*((*u.socket).Dispatch as *const WSK_PROVIDER_DATAGRAM_DISPATCH) }
+    };
+    let Some(send_to) = disp.WskSendTo else { return STATUS_SUCCESS };
+    // Lists finished since the previous callback can be given back now.
+    u.release_parked(0);
+    let closing = u.closing.load(Ordering::Relaxed);
+    let mut owner: *mut UdpSend = ptr::null_mut();
+    let mut d = list;
+    while !d.is_null() {
+        // SAFETY: valid list element for the duration of the callback (W60).
+        let (buf, remote_sa, next) = unsafe { ((*d).Buffer, (*d).RemoteAddress, (*d).Next) };
+        d = next;
+        let len = buf.Length;
+        drv.count(Counter::UdpDatagramsIn, 1);
+        drv.count(Counter::UdpBytesIn, len as u64);
+        if closing {
+            continue;
+        }
+        // SAFETY: provider SOCKADDR.
+        let Some(remote) = (unsafe { SockAddrBuf::copy_from(remote_sa) }) else {
+            drv.count(Counter::UdpDropFiltered, 1);
+            continue;
+        };
+        let Some(peer) = remote.to_socket_addr() else { continue };
+        if !drv.cfg.limits.source_allowed(peer.ip()) {
+            drv.count(Counter::UdpDropFiltered, 1);
+            continue;
+        }
+        if !u.inner.lock().rate.allow(&peer.ip(), drv.now()) {
+            drv.count(Counter::UdpDropRate, 1);
+            continue;
+        }
+        // SAFETY: valid buffer.
+        let (head, hn) = unsafe { head_of(&buf) };
+        let verdict = udp_verdict(u.service, &head[..hn], len);
+        if verdict == UdpVerdict::Drop {
+            if u.service != Service::Discard {
+                drv.count(Counter::UdpDropService, 1);
+            }
+            continue;
+        }
+        if let UdpVerdict::SockperfReply(_) = verdict {
+            if len > COPY_BUF {
+                drv.count(Counter::UdpDropTooBig, 1);
+                continue;
+            }
+        }
+        let Some(c) = u.get() else {
+            drv.count(Counter::UdpDropNoContext, 1);
+            continue;
+        };
+        // SAFETY: c is ours until its send completes.
+        let cr = unsafe { &mut *c };
+        cr.remote = remote;
+        match verdict {
+            UdpVerdict::Echo => {
+                if owner.is_null() {
+                    owner = c;
+                    cr.list = list;
+                    // The callback's own reference (C1).
+                    cr.refs.store(1, Ordering::SeqCst);
+                }
+                // SAFETY: owner is a context of ours kept until refs reach 0.
+                unsafe { (*owner).refs.fetch_add(1, Ordering::SeqCst) };
+                cr.owner = owner;
+                cr.buf = buf;
+            }
+            UdpVerdict::SockperfReply(h) => {
+                // SAFETY: copy buffer of COPY_BUF >= len bytes.
+                let dst = unsafe { core::slice::from_raw_parts_mut(cr.copy, COPY_BUF) };
+                let mut k = 0;
+                // SAFETY: valid buffer.
+                let _ = unsafe {
+                    mdl::for_each_chunk(&buf, len, |s| {
+                        dst[k..k + s.len()].copy_from_slice(s);
+                        k += s.len();
+                    })
+                };
+                let mut hb = [0u8; HEADER_LEN];
+                h.write(&mut hb);
+                dst[..HEADER_LEN].copy_from_slice(&hb);
+                cr.owner = ptr::null_mut();
+                cr.buf = WSK_BUF { Mdl: cr.copy_mdl, Offset: 0, Length: k };
+            }
+            UdpVerdict::Drop => unreachable!("filtered above"),
+        }
+        // SAFETY: the context's IRP is idle; buf/remote live in the context until completion.
+        unsafe {
+            irp::arm(cr.irp, send_done, c.cast());
+            send_to(u.socket, &mut cr.buf, 0, cr.remote.as_sockaddr(), 0, ptr::null_mut(), cr.irp);
+        }
+    }
+    if owner.is_null() {
+        return STATUS_SUCCESS;
+    }
+    // SAFETY: owner stays ours until its count reaches zero.
+    if unsafe { (*owner).refs.fetch_sub(1, Ordering::SeqCst) } == 1 {
+        // Every send already finished: nothing uses the list, hand it straight back.
+        u.put(owner);
+        STATUS_SUCCESS
+    } else {
+        STATUS_PENDING
+    }
+}
+
+/// WskSendTo completion. IRQL <= DISPATCH_LEVEL.
+unsafe extern "system" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
+    let c = ctx.cast::<UdpSend>();
+    // SAFETY: armed context; its socket lives until every context is back.
+    let u = unsafe { &*(*c).sock };
+    let drv = u.drv();
+    // SAFETY: completed IRP.
+    let (status, info) = unsafe { irp::result(irp) };
+    if NT_SUCCESS(status) {
+        drv.count(Counter::UdpDatagramsOut, 1);
+        drv.count(Counter::UdpBytesOut, info as u64);
+    } else {
+        drv.count(Counter::SendErrors, 1);
+    }
+    // SAFETY: c is ours until put.
+    let owner = unsafe { (*c).owner };
+    if owner != c {
+        u.put(c);
+    }
+    // SAFETY: owner alive until its count reaches zero.
+    if !owner.is_null() && unsafe { (*owner).refs.fetch_sub(1, Ordering::SeqCst) } == 1 {
+        // Parked, released by the next callback or the housekeeper (see release_parked).
+        let mut g = u.inner.lock();
+        // SAFETY: owner is ours until released; fields guarded by the lock.
+        unsafe {
+            (*owner).parked = true;
+            (*owner).age = 0;
+        }
+        g.parked += 1;
+    }
+    STATUS_MORE_PROCESSING_REQUIRED
+}

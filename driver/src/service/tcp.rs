@@ -1,0 +1,777 @@
+//! Per-connection TCP send/receive state machine, platform-free.
+//!
+//! The kernel layer (net::conn) holds this under the connection's spin lock and performs the
+//! WSK calls it asks for *outside* the lock. Everything that decides lives here so that it is
+//! unit-tested on the host:
+//! - zero-copy vs copy per indication (rules C1, C2),
+//! - ordering: sends are issued strictly in the order the bytes arrived, by a single "pump"
+//!   owner at a time; an inline completion only flags more work instead of recursing (C12),
+//! - the copy-path ring and backpressure (STATUS_DATA_NOT_ACCEPTED / partial accept, then a
+//!   zero-length WskReceive once the ring has drained, C5),
+//! - teardown: when the socket may be disconnected/closed (no call executing, C22; every
+//!   retained indication released first, C4).
+
+use super::budget::RetainedBudget;
+use super::ring::ByteRing;
+
+/// Upper bound on concurrently outstanding sends per connection (C37: several in flight).
+pub const MAX_SLOTS: usize = 8;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZcState {
+    /// Retained, waiting for its turn to be sent.
+    Queued,
+    /// Handed to WskSend.
+    InFlight,
+    /// The send finished (or was never issued because of an abort).
+    Done,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    Free,
+    /// A retained indication (zero-copy). `cb`: the receive callback still holds it (C1).
+    /// `epoch`: the receive callback it came from. `age`: housekeeping ticks seen while done.
+    Zc { len: usize, cb: bool, state: ZcState, epoch: u32, age: u8 },
+    /// A chunk of the ring handed to WskSend; `done` once it completed (ring space is freed in
+    /// issue order even when completions arrive out of order).
+    Ring { len: usize, done: bool },
+    /// A chunk of the shared read-only source pattern.
+    Pattern { len: usize },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecvDecision {
+    /// Retain the indication (return STATUS_PENDING) and send it from `slot`.
+    ZeroCopy { slot: usize },
+    /// Copy `n` bytes (the first `n` of the indication) into the ring; if `n` is less than
+    /// what was indicated the callback reports a partial accept.
+    Copy { n: usize },
+    /// Nothing taken: return STATUS_DATA_NOT_ACCEPTED (TCP backpressure).
+    NotAccepted,
+    /// The connection is going away: take the data and drop it.
+    Drop,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendKind {
+    ZeroCopy,
+    Ring { off: usize, len: usize },
+    Pattern { len: usize },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SendOp {
+    pub slot: usize,
+    pub kind: SendKind,
+}
+
+/// What the pump must do next (one WSK call at a time, outside the lock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Work {
+    Send(SendOp),
+    /// Zero-length WskReceive: indications were refused and the ring has room again (C5).
+    ResumeReceive,
+    /// Release the indication retained in this slot; the slot is then free (C3: once).
+    Release { slot: usize },
+    /// WskDisconnect: graceful when the peer finished and everything was echoed (C33),
+    /// abortive to cancel sends that hold retained indications before the close (C4).
+    Disconnect { abortive: bool },
+    /// WskCloseSocket: nothing is in flight, nothing retained, no call executing (C22, C4).
+    Close,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Echo,
+    Discard,
+    Source,
+    /// Echo of the reply stream computed by the sockperf framer (always the copy path: the
+    /// reply differs from the request in the header, and indication buffers are never written).
+    Sockperf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Open,
+    /// Peer sent FIN: echo what is queued, then disconnect gracefully.
+    PeerDone,
+    /// Tear down as fast as possible.
+    Aborting,
+}
+
+#[derive(Debug)]
+pub struct TcpState {
+    pub mode: Mode,
+    pub ring: ByteRing,
+    slots: [Slot; MAX_SLOTS],
+    nslots: usize,
+    /// Zero-copy slots in arrival order, not yet issued.
+    zc_fifo: [u8; MAX_SLOTS],
+    zc_head: usize,
+    zc_len: usize,
+    /// Ring slots in issue order, so ring space is freed in order.
+    ring_fifo: [u8; MAX_SLOTS],
+    ring_head: usize,
+    ring_len: usize,
+    /// Receive callbacks started so far. A list retained by callback `e` may be released once
+    /// a later callback has started (callbacks of a socket are serialised, W45, so callback `e`
+    /// has returned and its STATUS_PENDING has been taken in), or after two housekeeping ticks.
+    /// A release racing with the PENDING return itself is what the provider cannot accept.
+    rx_epoch: u32,
+    max_send: usize,
+    per_conn_budget: usize,
+    retained: usize,
+    pumping: bool,
+    repump: bool,
+    /// WSK calls currently executing for this socket (C22).
+    calls: usize,
+    /// Indications were refused (partial accept or DATA_NOT_ACCEPTED) and none arrived since.
+    rx_blocked: bool,
+    resume_pending: bool,
+    /// A receive callback is running: a resume posted now could be undone when it returns
+    /// (the provider blocks indications after the callback's partial accept, G2).
+    rx_in_callback: bool,
+    /// Permission to post one resume: set by send completions and the driver's periodic kick,
+    /// so a resume lost to the race above is retried, not spun on.
+    resume_armed: bool,
+    phase: Phase,
+    disconnect_issued: bool,
+    disconnect_done: bool,
+    close_issued: bool,
+    close_completed: bool,
+    pub send_errors: u64,
+    pub bytes_sent: u64,
+}
+
+impl TcpState {
+    pub fn new(mode: Mode, ring_cap: usize, nslots: usize, max_send: usize, per_conn_budget: usize) -> Self {
+        Self {
+            mode,
+            ring: ByteRing::new(ring_cap),
+            slots: [Slot::Free; MAX_SLOTS],
+            nslots: nslots.clamp(1, MAX_SLOTS),
+            zc_fifo: [0; MAX_SLOTS],
+            zc_head: 0,
+            zc_len: 0,
+            ring_fifo: [0; MAX_SLOTS],
+            ring_head: 0,
+            ring_len: 0,
+            rx_epoch: 0,
+            max_send: max_send.max(1),
+            per_conn_budget,
+            retained: 0,
+            pumping: false,
+            repump: false,
+            calls: 0,
+            rx_blocked: false,
+            resume_pending: false,
+            rx_in_callback: false,
+            resume_armed: false,
+            phase: Phase::Open,
+            disconnect_issued: false,
+            disconnect_done: false,
+            close_issued: false,
+            close_completed: false,
+            send_errors: 0,
+            bytes_sent: 0,
+        }
+    }
+
+    fn free_slot(&self) -> Option<usize> {
+        self.slots[..self.nslots].iter().position(|s| *s == Slot::Free)
+    }
+
+    pub fn slot(&self, i: usize) -> Slot {
+        self.slots[i]
+    }
+
+    pub fn retained(&self) -> usize {
+        self.retained
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.phase != Phase::Open
+    }
+
+    pub fn close_issued(&self) -> bool {
+        self.close_issued
+    }
+
+    /// Slots busy (sends, retained indications).
+    pub fn busy_slots(&self) -> usize {
+        self.slots[..self.nslots].iter().filter(|s| **s != Slot::Free).count()
+    }
+
+    /// Decides what to do with an indication of `len` bytes.
+    /// `zc_ok` is false when zero-copy is impossible for reasons the caller knows (a list of
+    /// several indications, WSK_FLAG_RELEASE_ASAP, zero-copy disabled by config).
+    pub fn on_receive(&mut self, len: usize, zc_ok: bool, global: &RetainedBudget) -> RecvDecision {
+        // Any indication means indications flow again.
+        self.rx_blocked = false;
+        self.rx_in_callback = true;
+        self.rx_epoch = self.rx_epoch.wrapping_add(1);
+        if self.phase != Phase::Open {
+            return RecvDecision::Drop;
+        }
+        match self.mode {
+            Mode::Discard | Mode::Source => return RecvDecision::Drop,
+            Mode::Echo | Mode::Sockperf => {}
+        }
+        if len == 0 {
+            return RecvDecision::Copy { n: 0 };
+        }
+        // Zero-copy only while nothing copied is waiting (order), a slot is free and both
+        // retention budgets allow it (C2).
+        if zc_ok
+            && self.mode == Mode::Echo
+            && self.ring.queued() == 0
+            && self.retained + len <= self.per_conn_budget
+        {
+            if let Some(slot) = self.free_slot() {
+                if global.try_reserve(len) {
+                    self.retained += len;
+                    self.slots[slot] = Slot::Zc { len, cb: true, state: ZcState::Queued, epoch: self.rx_epoch, age: 0 };
+                    self.zc_fifo[(self.zc_head + self.zc_len) % MAX_SLOTS] = slot as u8;
+                    self.zc_len += 1;
+                    return RecvDecision::ZeroCopy { slot };
+                }
+            }
+        }
+        // Echo puts exactly the taken bytes in the ring. The sockperf reply stream is never
+        // longer than the request stream overall, but a header whose first bytes came in an
+        // earlier indication is emitted whole now: keep one header of slack.
+        let room = self.ring.free().saturating_sub(self.copy_slack());
+        let n = len.min(room);
+        if n < len {
+            self.rx_blocked = true;
+        }
+        if n == 0 {
+            RecvDecision::NotAccepted
+        } else {
+            RecvDecision::Copy { n }
+        }
+    }
+
+    /// Ring bytes a copy of `n` input bytes may need beyond `n` (see on_receive).
+    pub fn copy_slack(&self) -> usize {
+        if self.mode == Mode::Sockperf {
+            super::sockperf::HEADER_LEN
+        } else {
+            0
+        }
+    }
+
+    /// The receive callback that chose zero-copy for `slot` is about to return (C1: its
+    /// reference). Returns true when the send still uses the chain: the callback returns
+    /// STATUS_PENDING and the pump calls WskRelease after the send. Returns false when the send
+    /// already finished (inline completion, or cancelled by an abort): the slot is free again
+    /// and the callback returns STATUS_SUCCESS, so no WskRelease is due (C3: never twice).
+    pub fn callback_done(&mut self, slot: usize, global: &RetainedBudget) -> bool {
+        match &mut self.slots[slot] {
+            Slot::Zc { len, state: ZcState::Done, .. } => {
+                let len = *len;
+                self.retained -= len;
+                global.release(len);
+                self.slots[slot] = Slot::Free;
+                false
+            }
+            Slot::Zc { cb, .. } => {
+                *cb = false;
+                true
+            }
+            s => panic!("callback_done on {s:?}"),
+        }
+    }
+
+    /// A retained list that may be given back now (see `rx_epoch`).
+    fn releasable(&self) -> Option<usize> {
+        self.slots[..self.nslots].iter().position(|s| {
+            matches!(*s, Slot::Zc { cb: false, state: ZcState::Done, epoch, age, .. }
+                if age >= 2 || epoch != self.rx_epoch)
+        })
+    }
+
+    /// WskSendBacklogEvent: keep about the ideal backlog in flight across the slots (C37).
+    pub fn set_ideal_backlog(&mut self, backlog: usize) {
+        self.max_send = (backlog / self.nslots).clamp(4096, 64 * 1024);
+    }
+
+    /// The receive callback is returning (every path).
+    pub fn rx_callback_end(&mut self) {
+        self.rx_in_callback = false;
+    }
+
+    /// Periodic housekeeping tick (PASSIVE_LEVEL, every few ms): ages finished zero-copy lists
+    /// (released after two ticks when no later callback came) and arms one resume attempt if
+    /// indications are blocked. Returns true when the caller should pump.
+    pub fn kick(&mut self) -> bool {
+        let mut go = false;
+        for s in &mut self.slots[..self.nslots] {
+            if let Slot::Zc { cb: false, state: ZcState::Done, age, .. } = s {
+                *age = age.saturating_add(1);
+                go |= *age >= 2;
+            }
+        }
+        if self.rx_blocked && !self.resume_pending && !self.rx_in_callback {
+            self.resume_armed = true;
+            go = true;
+        }
+        go
+    }
+
+    /// Pump ownership: only one thread issues WSK calls for this connection at a time, so sends
+    /// go out in order and an inline completion never recurses into another send (C12).
+    pub fn enter_pump(&mut self) -> bool {
+        if self.pumping {
+            self.repump = true;
+            false
+        } else {
+            self.pumping = true;
+            true
+        }
+    }
+
+    /// Returns true when more work arrived meanwhile and the owner must loop again.
+    pub fn leave_pump(&mut self) -> bool {
+        if self.repump {
+            self.repump = false;
+            true
+        } else {
+            self.pumping = false;
+            false
+        }
+    }
+
+    /// Next WSK call to make, or None. The caller makes it outside the lock, then calls
+    /// [`call_returned`](Self::call_returned).
+    pub fn next_work(&mut self, global: &RetainedBudget) -> Option<Work> {
+        debug_assert!(self.pumping);
+        if let Some(slot) = self.releasable() {
+            if let Slot::Zc { len, .. } = self.slots[slot] {
+                self.retained -= len;
+                global.release(len);
+            }
+            self.slots[slot] = Slot::Free;
+            self.calls += 1;
+            return Some(Work::Release { slot });
+        }
+        if self.phase == Phase::Aborting {
+            // Retained indications that never went out are given back without a send.
+            while self.zc_len > 0 {
+                let slot = self.pop_zc();
+                if let Slot::Zc { state, .. } = &mut self.slots[slot] {
+                    *state = ZcState::Done;
+                }
+            }
+            if self.releasable().is_some() {
+                return self.next_work(global);
+            }
+        } else {
+            if self.zc_len > 0 {
+                let slot = self.pop_zc();
+                if let Slot::Zc { state, .. } = &mut self.slots[slot] {
+                    *state = ZcState::InFlight;
+                }
+                self.calls += 1;
+                return Some(Work::Send(SendOp { slot, kind: SendKind::ZeroCopy }));
+            }
+            if self.ring.queued() > 0 {
+                if let Some(slot) = self.free_slot() {
+                    let (off, len) = self.ring.take_send(self.max_send).expect("queued > 0");
+                    self.slots[slot] = Slot::Ring { len, done: false };
+                    self.ring_fifo[(self.ring_head + self.ring_len) % MAX_SLOTS] = slot as u8;
+                    self.ring_len += 1;
+                    self.calls += 1;
+                    return Some(Work::Send(SendOp { slot, kind: SendKind::Ring { off, len } }));
+                }
+            }
+            if self.mode == Mode::Source && self.phase == Phase::Open {
+                if let Some(slot) = self.free_slot() {
+                    let len = super::source::send_len(self.max_send);
+                    self.slots[slot] = Slot::Pattern { len };
+                    self.calls += 1;
+                    return Some(Work::Send(SendOp { slot, kind: SendKind::Pattern { len } }));
+                }
+            }
+            if self.rx_blocked
+                && self.resume_armed
+                && !self.rx_in_callback
+                && !self.resume_pending
+                && self.ring.free() * 2 >= self.ring.capacity()
+            {
+                self.resume_armed = false;
+                self.resume_pending = true;
+                self.calls += 1;
+                return Some(Work::ResumeReceive);
+            }
+        }
+        self.teardown_work()
+    }
+
+    fn teardown_work(&mut self) -> Option<Work> {
+        if self.phase == Phase::Open || self.close_issued {
+            return None;
+        }
+        let idle_sends = self.busy_slots() == 0;
+        if self.phase == Phase::PeerDone {
+            // Graceful: everything echoed, then FIN (C33), then close once the FIN completes.
+            if !(idle_sends && self.ring.is_empty()) {
+                return None;
+            }
+            if !self.disconnect_issued {
+                self.disconnect_issued = true;
+                self.calls += 1;
+                return Some(Work::Disconnect { abortive: false });
+            }
+        } else if !idle_sends && !self.disconnect_issued {
+            // Sends still hold retained indications: cancel them so they can be released
+            // before the close (C4).
+            self.disconnect_issued = true;
+            self.calls += 1;
+            return Some(Work::Disconnect { abortive: true });
+        }
+        let disconnect_settled = !self.disconnect_issued || self.disconnect_done || self.phase == Phase::Aborting;
+        // A pending zero-length receive does not hold the close back: the close cancels it (W70).
+        if idle_sends && self.calls == 0 && disconnect_settled {
+            self.close_issued = true;
+            return Some(Work::Close);
+        }
+        None
+    }
+
+    fn pop_zc(&mut self) -> usize {
+        let slot = self.zc_fifo[self.zc_head] as usize;
+        self.zc_head = (self.zc_head + 1) % MAX_SLOTS;
+        self.zc_len -= 1;
+        slot
+    }
+
+    /// A WSK call handed out by [`next_work`](Self::next_work) has returned to the caller.
+    pub fn call_returned(&mut self) {
+        self.calls -= 1;
+    }
+
+    /// A send IRP completed (any thread, any IRQL <= DISPATCH).
+    pub fn send_complete(&mut self, slot: usize, ok: bool, bytes: usize) {
+        self.resume_armed = true;
+        if ok {
+            self.bytes_sent += bytes as u64;
+        } else {
+            self.send_errors += 1;
+            self.phase = Phase::Aborting;
+        }
+        match self.slots[slot] {
+            Slot::Zc { len, cb, state: ZcState::InFlight, epoch, age } => {
+                // Released later by the pump once the callback is provably over (rx_epoch).
+                self.slots[slot] = Slot::Zc { len, cb, state: ZcState::Done, epoch, age };
+            }
+            Slot::Ring { len, .. } => {
+                self.slots[slot] = Slot::Ring { len, done: true };
+                while self.ring_len > 0 {
+                    let s = self.ring_fifo[self.ring_head] as usize;
+                    let Slot::Ring { len, done: true } = self.slots[s] else { break };
+                    self.ring.complete(len);
+                    self.slots[s] = Slot::Free;
+                    self.ring_head = (self.ring_head + 1) % MAX_SLOTS;
+                    self.ring_len -= 1;
+                }
+            }
+            Slot::Pattern { .. } => self.slots[slot] = Slot::Free,
+            s => panic!("send_complete on {s:?}"),
+        }
+    }
+
+    /// The zero-length receive posted by ResumeReceive completed.
+    pub fn resume_complete(&mut self, ok: bool, bytes: usize) {
+        self.resume_pending = false;
+        // A zero-length receive that completes with success and 0 bytes may mean the peer
+        // closed its half (G6); the disconnect event covers that case as well.
+        let _ = (ok, bytes);
+        if !ok {
+            self.phase = Phase::Aborting;
+        }
+    }
+
+    /// Peer closed its sending half (WskDisconnectEvent without WSK_FLAG_ABORTIVE).
+    pub fn peer_graceful(&mut self) {
+        if self.phase == Phase::Open {
+            self.phase = Phase::PeerDone;
+        }
+    }
+
+    /// Abortive disconnect from the peer, a dead socket (NULL indication), a protocol error,
+    /// an unload, or a graceful disconnect that took too long.
+    pub fn abort(&mut self) {
+        self.phase = Phase::Aborting;
+    }
+
+    /// Returns true when the close has already completed: this was the context's last IRP and
+    /// the caller recycles it (a close may complete before a pending graceful disconnect it
+    /// cancels, W70).
+    pub fn disconnect_complete(&mut self, ok: bool) -> bool {
+        self.disconnect_done = true;
+        if !ok {
+            self.phase = Phase::Aborting;
+        }
+        self.close_completed
+    }
+
+    /// The close IRP completed. Returns true when no other IRP of the context is outstanding
+    /// (so the context can be recycled now); false when a disconnect is still to complete.
+    pub fn close_complete(&mut self) -> bool {
+        self.close_completed = true;
+        !self.disconnect_issued || self.disconnect_done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::vec::Vec;
+
+    fn pump(st: &mut TcpState, g: &RetainedBudget) -> Vec<Work> {
+        let mut v = Vec::new();
+        assert!(st.enter_pump());
+        loop {
+            while let Some(w) = st.next_work(g) {
+                v.push(w);
+                if w != Work::Close {
+                    st.call_returned();
+                }
+            }
+            if !st.leave_pump() {
+                break;
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn zero_copy_waits_for_both_references() {
+        let g = RetainedBudget::new(1 << 20);
+        let mut st = TcpState::new(Mode::Echo, 1024, 4, 512, 4096);
+        let RecvDecision::ZeroCopy { slot } = st.on_receive(100, true, &g) else { panic!() };
+        let w = pump(&mut st, &g);
+        assert_eq!(w, [Work::Send(SendOp { slot, kind: SendKind::ZeroCopy })]);
+        // Send completes before the callback returned (C1): no release yet.
+        st.send_complete(slot, true, 100);
+        assert!(pump(&mut st, &g).is_empty());
+        assert_eq!(g.used(), 100);
+        // The send is done: the callback returns SUCCESS and nothing is released later.
+        assert!(!st.callback_done(slot, &g));
+        assert!(pump(&mut st, &g).is_empty());
+        assert_eq!(g.used(), 0);
+        assert_eq!(st.busy_slots(), 0);
+    }
+
+    #[test]
+    fn callback_first_then_send() {
+        let g = RetainedBudget::new(1 << 20);
+        let mut st = TcpState::new(Mode::Echo, 1024, 4, 512, 4096);
+        let RecvDecision::ZeroCopy { slot } = st.on_receive(10, true, &g) else { panic!() };
+        assert!(st.callback_done(slot, &g));
+        st.rx_callback_end();
+        assert_eq!(pump(&mut st, &g).len(), 1);
+        st.send_complete(slot, true, 10);
+        // The callback's PENDING may not have reached the provider yet: no release until a
+        // later callback starts or two housekeeping ticks pass.
+        assert!(pump(&mut st, &g).is_empty());
+        assert!(!st.kick());
+        assert!(st.kick());
+        assert_eq!(pump(&mut st, &g), [Work::Release { slot }]);
+        assert_eq!(g.used(), 0);
+        // A later callback proves the earlier one returned: release at once.
+        let RecvDecision::ZeroCopy { slot } = st.on_receive(10, true, &g) else { panic!() };
+        assert!(st.callback_done(slot, &g));
+        st.rx_callback_end();
+        pump(&mut st, &g);
+        st.send_complete(slot, true, 10);
+        assert!(pump(&mut st, &g).is_empty());
+        let RecvDecision::ZeroCopy { slot: s2 } = st.on_receive(5, true, &g) else { panic!() };
+        assert_eq!(pump(&mut st, &g)[0], Work::Release { slot });
+        assert_ne!(slot, s2);
+    }
+
+    #[test]
+    fn budgets_force_copy_and_ring_orders_after_zero_copy() {
+        let g = RetainedBudget::new(150);
+        let mut st = TcpState::new(Mode::Echo, 1000, 4, 1000, 1000);
+        let RecvDecision::ZeroCopy { slot: a } = st.on_receive(100, true, &g) else { panic!() };
+        // Global budget exhausted: copy.
+        assert_eq!(st.on_receive(100, true, &g), RecvDecision::Copy { n: 100 });
+        st.ring.commit(100);
+        // Ring holds queued data: a later indication must not overtake it, even if budget allows.
+        assert_eq!(st.on_receive(10, true, &g), RecvDecision::Copy { n: 10 });
+        st.ring.commit(10);
+        // RELEASE_ASAP (zc_ok false) always copies.
+        assert_eq!(st.on_receive(5, false, &g), RecvDecision::Copy { n: 5 });
+        st.ring.commit(5);
+        let w = pump(&mut st, &g);
+        assert_eq!(w[0], Work::Send(SendOp { slot: a, kind: SendKind::ZeroCopy }));
+        assert!(matches!(w[1], Work::Send(SendOp { kind: SendKind::Ring { off: 0, len: 115 }, .. })));
+    }
+
+    #[test]
+    fn backpressure_then_resume() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(Mode::Echo, 100, 2, 30, 0);
+        assert_eq!(st.on_receive(80, true, &g), RecvDecision::Copy { n: 80 });
+        st.ring.commit(80);
+        assert_eq!(st.on_receive(50, true, &g), RecvDecision::Copy { n: 20 }); // partial
+        st.ring.commit(20);
+        assert_eq!(st.on_receive(1, true, &g), RecvDecision::NotAccepted);
+        let w = pump(&mut st, &g);
+        assert_eq!(w.len(), 2); // two slots, 30 bytes each
+        let slots: Vec<usize> = w.iter().map(|w| match w { Work::Send(o) => o.slot, _ => panic!() }).collect();
+        // Completions out of order: space is only freed in order.
+        st.send_complete(slots[1], true, 30);
+        assert_eq!(st.ring.free(), 0);
+        st.send_complete(slots[0], true, 30);
+        assert_eq!(st.ring.free(), 60);
+        // Still inside the receive callback: a resume now could be undone by its return.
+        assert!(!pump(&mut st, &g).contains(&Work::ResumeReceive));
+        st.rx_callback_end();
+        let w = pump(&mut st, &g);
+        assert!(w.contains(&Work::ResumeReceive), "{w:?}");
+        // Only one resume while pending.
+        assert!(!pump(&mut st, &g).contains(&Work::ResumeReceive));
+        st.resume_complete(true, 0);
+        // Not re-posted by itself (it may have been lost): only after a kick.
+        assert!(!pump(&mut st, &g).contains(&Work::ResumeReceive));
+        assert!(st.kick());
+        assert!(pump(&mut st, &g).contains(&Work::ResumeReceive));
+        st.resume_complete(true, 0);
+        // An indication arrived: no more kicks.
+        st.on_receive(1, true, &g);
+        st.rx_callback_end();
+        assert!(!st.kick());
+    }
+
+    #[test]
+    fn sockperf_keeps_header_slack() {
+        let g = RetainedBudget::new(1 << 20);
+        let mut st = TcpState::new(Mode::Sockperf, 100, 2, 100, 1 << 20);
+        assert_eq!(st.on_receive(200, true, &g), RecvDecision::Copy { n: 86 });
+        st.ring.commit(90);
+        assert_eq!(st.on_receive(5, true, &g), RecvDecision::NotAccepted);
+    }
+
+    #[test]
+    fn inline_completion_does_not_recurse() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(Mode::Echo, 100, 2, 10, 0);
+        st.on_receive(40, true, &g);
+        st.ring.commit(40);
+        assert!(st.enter_pump());
+        let Some(Work::Send(op)) = st.next_work(&g) else { panic!() };
+        // The completion routine runs inside WskSend and tries to pump: refused, flagged.
+        st.send_complete(op.slot, true, 10);
+        assert!(!st.enter_pump());
+        st.call_returned();
+        let mut n = 1;
+        loop {
+            while let Some(Work::Send(op)) = st.next_work(&g) {
+                st.call_returned();
+                st.send_complete(op.slot, true, 10);
+                n += 1;
+            }
+            if !st.leave_pump() {
+                break;
+            }
+        }
+        assert_eq!(n, 4);
+        assert!(st.ring.is_empty());
+    }
+
+    #[test]
+    fn graceful_close_after_echo_drains() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(Mode::Echo, 100, 2, 100, 0);
+        st.on_receive(10, true, &g);
+        st.ring.commit(10);
+        st.peer_graceful();
+        let w = pump(&mut st, &g);
+        let Work::Send(op) = w[0] else { panic!() };
+        assert_eq!(w.len(), 1, "no disconnect while data is unsent");
+        st.send_complete(op.slot, true, 10);
+        assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: false }]);
+        assert!(pump(&mut st, &g).is_empty(), "close waits for the FIN to complete");
+        assert!(!st.disconnect_complete(true));
+        assert_eq!(pump(&mut st, &g), [Work::Close]);
+        assert!(pump(&mut st, &g).is_empty(), "close only once");
+        assert!(st.close_complete(), "nothing else outstanding");
+    }
+
+    #[test]
+    fn abort_releases_retained_before_close() {
+        let g = RetainedBudget::new(1000);
+        let mut st = TcpState::new(Mode::Echo, 100, 4, 100, 1000);
+        let RecvDecision::ZeroCopy { slot: a } = st.on_receive(10, true, &g) else { panic!() };
+        assert!(st.callback_done(a, &g));
+        let w = pump(&mut st, &g); // a in flight
+        assert_eq!(w.len(), 1);
+        let RecvDecision::ZeroCopy { slot: b } = st.on_receive(20, true, &g) else { panic!() };
+        assert!(st.callback_done(b, &g));
+        st.rx_callback_end();
+        st.abort();
+        // a in flight: abortive disconnect to cancel it; b (never sent) waits for release.
+        assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: true }]);
+        st.send_complete(a, false, 0);
+        st.disconnect_complete(true);
+        // a came from an older callback: released now; b after two ticks; then the close.
+        assert_eq!(pump(&mut st, &g), [Work::Release { slot: a }]);
+        st.kick();
+        st.kick();
+        assert_eq!(pump(&mut st, &g), [Work::Release { slot: b }, Work::Close]);
+        assert_eq!(g.used(), 0);
+        assert_eq!(st.on_receive(5, true, &g), RecvDecision::Drop);
+    }
+
+    #[test]
+    fn close_may_complete_before_a_pending_disconnect() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(Mode::Echo, 100, 2, 100, 0);
+        st.peer_graceful();
+        assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: false }]);
+        st.abort(); // e.g. unload's abortive phase while the FIN is still pending
+        assert_eq!(pump(&mut st, &g), [Work::Close]);
+        assert!(!st.close_complete(), "the disconnect IRP is still out");
+        assert!(st.disconnect_complete(false), "its completion recycles the context");
+    }
+
+    #[test]
+    fn close_waits_for_executing_calls() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(Mode::Discard, 16, 1, 16, 0);
+        st.abort();
+        st.calls = 1; // another thread is inside a WSK call
+        assert!(st.enter_pump());
+        assert_eq!(st.next_work(&g), None);
+        st.calls = 0;
+        assert_eq!(st.next_work(&g), Some(Work::Close));
+    }
+
+    #[test]
+    fn source_keeps_slots_busy_until_abort() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(Mode::Source, 16, 3, 1000, 0);
+        assert!(st.enter_pump());
+        let mut n = 0;
+        while let Some(Work::Send(op)) = st.next_work(&g) {
+            assert_eq!(op.kind, SendKind::Pattern { len: 753 });
+            st.call_returned();
+            n += 1;
+            assert!(n <= 3);
+        }
+        assert_eq!(n, 3);
+        st.leave_pump();
+        st.abort();
+        assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: true }]);
+        for s in 0..3 {
+            st.send_complete(s, false, 0);
+        }
+        assert_eq!(pump(&mut st, &g), [Work::Close]);
+    }
+}

@@ -1,0 +1,78 @@
+//! Shared helpers of the driver's host tests: the sim harness (same source as wskecho-sim's)
+//! and small std::net clients that verify every byte.
+#![allow(dead_code)]
+
+#[path = "../../../wskecho-sim/src/harness.rs"]
+pub mod harness;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+pub const V4: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+pub const V6: IpAddr = IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
+
+/// Deterministic payload: byte i of message `seed` is a mix of both.
+pub fn payload(seed: u64, len: usize) -> Vec<u8> {
+    (0..len).map(|i| ((i as u64).wrapping_mul(31).wrapping_add(seed.wrapping_mul(7919)) % 253) as u8).collect()
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let t0 = Instant::now();
+    loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(s) => {
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+                s.set_nodelay(true).unwrap();
+                return s;
+            }
+            Err(e) if t0.elapsed() > Duration::from_secs(5) => panic!("connect {addr}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// Writes `data` while reading the echo on another thread; returns what came back.
+pub fn tcp_echo(s: &mut TcpStream, data: &[u8]) -> Vec<u8> {
+    let mut r = s.try_clone().unwrap();
+    let n = data.len();
+    let reader = std::thread::spawn(move || {
+        let mut got = vec![0u8; n];
+        r.read_exact(&mut got).map(|()| got)
+    });
+    s.write_all(data).unwrap();
+    reader.join().unwrap().expect("echo read")
+}
+
+pub fn udp_client(ip: IpAddr) -> UdpSocket {
+    let u = UdpSocket::bind(SocketAddr::new(ip, 0)).unwrap();
+    u.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    u
+}
+
+/// Sends one datagram and waits (retrying a few times: UDP may drop) for its echo.
+pub fn udp_roundtrip(u: &UdpSocket, to: SocketAddr, data: &[u8]) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 65536];
+    for _ in 0..5 {
+        u.send_to(data, to).unwrap();
+        if let Ok((n, from)) = u.recv_from(&mut buf) {
+            assert_eq!(from, to, "reply from the service address");
+            return Some(buf[..n].to_vec());
+        }
+    }
+    None
+}
+
+/// Polls `f` (bounded) until it holds.
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+pub fn assert_clean(findings: &[String]) {
+    assert!(findings.is_empty(), "sim findings at unload: {findings:#?}");
+}

@@ -1,0 +1,76 @@
+//! The control device as the I/O manager meets it (IRPs through wsk-sim's call_dispatch) and
+//! configuration from the registry Parameters key.
+
+mod common;
+
+use common::harness::{load_with, REGISTRY_PATH};
+use common::*;
+use control::ioctl::{VersionInfo, IOCTL_WSKECHO_QUERY_VERSION, VERSION_INFO_LEN};
+use wsk_sim::registry::{set_value, RegValue};
+use wsk_sys::*;
+
+fn params() -> String {
+    format!("{REGISTRY_PATH}\\Parameters")
+}
+
+#[test]
+fn device_is_admin_only_and_answers_irps() {
+    let port = common::harness::free_port(V4);
+    let drv = load_with(wsk_sim::Config::default(), None, || {
+        set_value(&params(), "Services", RegValue::MultiSz(vec![format!("echo,tcp,{port},127.0.0.1")]));
+    })
+    .unwrap();
+    assert!(drv.ready);
+    let devs = wsk_sim::device::devices();
+    let dev = devs.iter().find(|d| d.name == "\\Device\\WskEcho").expect("control device created");
+    assert_ne!(dev.characteristics & FILE_DEVICE_SECURE_OPEN, 0, "FILE_DEVICE_SECURE_OPEN");
+    let dacl = dev.dacl.as_ref().expect("DACL applied with ZwSetSecurityObject");
+    let sids: Vec<&str> = dacl.iter().map(|a| a.sid.as_str()).collect();
+    assert_eq!(sids, ["S-1-5-18", "S-1-5-32-544"], "SYSTEM and Administrators only");
+    assert!(dacl.iter().all(|a| a.mask == GENERIC_ALL));
+    let links = wsk_sim::device::symlinks();
+    assert!(
+        links.iter().any(|(l, d)| l.eq_ignore_ascii_case("\\DosDevices\\WskEcho") && d.eq_ignore_ascii_case("\\Device\\WskEcho")),
+        "{links:?}"
+    );
+    let pdev = dev.address as PDEVICE_OBJECT;
+    // SAFETY: the live control device.
+    unsafe {
+        let r = wsk_sim::device::call_dispatch(pdev, IRP_MJ_CREATE, 0, &[], 0);
+        assert_eq!(r.status, STATUS_SUCCESS);
+        let r = wsk_sim::device::call_dispatch(pdev, IRP_MJ_DEVICE_CONTROL, IOCTL_WSKECHO_QUERY_VERSION, &[], VERSION_INFO_LEN);
+        assert_eq!(r.status, STATUS_SUCCESS);
+        assert_eq!(r.information, VERSION_INFO_LEN);
+        let v = VersionInfo::decode(&r.output).unwrap();
+        assert_eq!(v.service_count, 1, "the registry's one service");
+        let r = wsk_sim::device::call_dispatch(pdev, IRP_MJ_READ, 0, &[], 16);
+        assert_eq!(r.status, STATUS_INVALID_DEVICE_REQUEST);
+        let r = wsk_sim::device::call_dispatch(pdev, IRP_MJ_DEVICE_CONTROL, 0x0022_0000, &[1, 2, 3], 16);
+        assert_ne!(r.status, STATUS_SUCCESS, "unknown IOCTL refused");
+        assert_eq!(r.information, 0);
+        let r = wsk_sim::device::call_dispatch(pdev, IRP_MJ_CLOSE, 0, &[], 0);
+        assert_eq!(r.status, STATUS_SUCCESS);
+    }
+    // The service from the registry really runs.
+    let mut s = connect(std::net::SocketAddr::new(V4, port));
+    assert_eq!(tcp_echo(&mut s, b"registry"), b"registry");
+    drop(s);
+    assert_clean(&drv.unload());
+    assert!(wsk_sim::device::symlinks().is_empty(), "link removed at unload");
+}
+
+#[test]
+fn invalid_registry_values_fall_back_to_defaults_with_a_log_line() {
+    let drv = load_with(wsk_sim::Config::default(), None, || {
+        set_value(&params(), "MaxConnections", RegValue::Sz("lots".into()));
+        set_value(&params(), "Services", RegValue::MultiSz(vec!["echo,tcp,0,127.0.0.1".into()]));
+    })
+    .unwrap();
+    let log = wsk_sim::dbg_output();
+    assert!(log.contains("MaxConnections"), "log names the bad value: {log}");
+    assert!(log.contains("Services"), "log names the bad value: {log}");
+    let (st, out) = drv.control(IOCTL_WSKECHO_QUERY_VERSION, &[], VERSION_INFO_LEN);
+    assert_eq!(st, 0);
+    assert_eq!(VersionInfo::decode(&out).unwrap().service_count, 7, "default services");
+    assert_clean(&drv.unload());
+}

@@ -1,0 +1,322 @@
+//! The client engines: one non-blocking event loop per worker thread, connections (TCP) or
+//! flows (UDP) spread over the threads round-robin.
+
+mod batch;
+mod stats;
+mod tcp;
+mod udp;
+mod wire;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Barrier, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+pub use stats::{Errors, SeqEvent, SeqTracker, Stats};
+pub use wire::{Check, Wire};
+
+pub use crate::report::RunReport;
+
+/// Largest UDP payload over IPv4 (65535 - 20 - 8).
+pub const MAX_UDP_SIZE: usize = 65_507;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Closed loop: one outstanding message per connection.
+    #[default]
+    Pingpong,
+    /// Open loop at a fixed total rate; latency from the intended send time.
+    Rate,
+    /// As fast as possible (bounded in-flight window), echoes verified.
+    Stream,
+    /// Send only (discard server).
+    Sink,
+    /// Receive only (source server).
+    Source,
+}
+
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        })
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Pingpong => "pingpong",
+            Mode::Rate => "rate",
+            Mode::Stream => "stream",
+            Mode::Sink => "sink",
+            Mode::Source => "source",
+        })
+    }
+}
+
+/// Everything one run needs; `Default` is a 1 s TCP ping-pong of 64-byte messages to
+/// 127.0.0.1:7007 (the echo service's default port).
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub target: SocketAddr,
+    pub proto: Proto,
+    pub mode: Mode,
+    pub wire: Wire,
+    /// TCP connections or UDP flows (one socket each).
+    pub conns: usize,
+    pub threads: usize,
+    /// Message size in bytes, header included.
+    pub size: usize,
+    /// Total messages per second over all connections (rate mode; paces sink/stream if set).
+    pub rate: Option<f64>,
+    pub duration: Duration,
+    pub warmup: Duration,
+    /// sockperf wire, rate mode: every Nth message asks for a reply (1 = all).
+    pub reply_every: u64,
+    /// UDP: use UDP_SEGMENT (GSO) where the OS has it, for sink/rate/stream.
+    pub gso: bool,
+    /// Datagrams per GSO send (clamped so one send stays under 64 KiB).
+    pub gso_segments: usize,
+    /// UDP: messages per sendmmsg/recvmmsg call.
+    pub batch: usize,
+    /// Spin on the event loop instead of sleeping (lower latency, one core per thread).
+    pub busy_poll: bool,
+    /// How long a UDP ping-pong waits for a reply before sending the next message; also the
+    /// drain time at the end of a UDP run.
+    pub udp_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Stream mode: bytes in flight per connection.
+    pub window_bytes: usize,
+    /// Source mode: check the server's `i % 251` pattern.
+    pub verify_source: bool,
+    /// Live progress bar (only drawn when stderr is a terminal).
+    pub progress: bool,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            target: SocketAddr::from(([127, 0, 0, 1], 7007)),
+            proto: Proto::Tcp,
+            mode: Mode::Pingpong,
+            wire: Wire::Echoload,
+            conns: 1,
+            threads: 1,
+            size: 64,
+            rate: None,
+            duration: Duration::from_secs(1),
+            warmup: Duration::ZERO,
+            reply_every: 1,
+            gso: true,
+            gso_segments: 64,
+            batch: 32,
+            busy_poll: false,
+            udp_timeout: Duration::from_millis(200),
+            connect_timeout: Duration::from_secs(3),
+            window_bytes: 1 << 20,
+            verify_source: true,
+            progress: false,
+        }
+    }
+}
+
+impl RunConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.conns == 0 || self.threads == 0 {
+            bail!("--conns and --threads must be at least 1");
+        }
+        let min = if self.mode == Mode::Source {
+            1
+        } else {
+            self.wire.min_size()
+        };
+        if self.size < min {
+            bail!(
+                "--size {} is below the {} header size of {min} bytes (messages carry sequence, \
+                 timestamp and a verifiable pattern)",
+                self.size,
+                match self.wire {
+                    Wire::Echoload => "echoload",
+                    Wire::Sockperf => "sockperf",
+                }
+            );
+        }
+        if self.proto == Proto::Udp && self.size > MAX_UDP_SIZE {
+            bail!("--size {} is too large for UDP: the maximum datagram payload is {MAX_UDP_SIZE} bytes", self.size);
+        }
+        if self.proto == Proto::Tcp && self.size > (64 << 20) {
+            bail!("--size {} is too large (maximum 64 MiB)", self.size);
+        }
+        match self.rate {
+            Some(r) if !(r.is_finite() && r > 0.0) => bail!("--rate must be a positive number"),
+            None if self.mode == Mode::Rate => bail!("--mode rate needs --rate MSGS_PER_S"),
+            _ => {}
+        }
+        if self.reply_every == 0 {
+            bail!("--reply-every must be at least 1");
+        }
+        if self.wire == Wire::Sockperf && self.mode == Mode::Source {
+            bail!("--wire sockperf has no source mode");
+        }
+        Ok(())
+    }
+
+    /// Whether message `seq` expects an echo.
+    #[inline]
+    pub(crate) fn wants_reply(&self, seq: u64) -> bool {
+        match self.mode {
+            Mode::Sink | Mode::Source => false,
+            Mode::Rate if self.wire == Wire::Sockperf => seq.is_multiple_of(self.reply_every),
+            _ => true,
+        }
+    }
+
+    /// Whether the client paces its sends.
+    pub(crate) fn paced(&self) -> bool {
+        self.rate.is_some() && self.mode != Mode::Pingpong && self.mode != Mode::Source
+    }
+}
+
+/// Shared between workers and the progress display.
+#[derive(Default)]
+pub(crate) struct Live {
+    pub sent_bytes: AtomicU64,
+    pub recv_bytes: AtomicU64,
+    pub msgs: AtomicU64,
+}
+
+/// Time base of one run: all threads measure from the same instant.
+#[derive(Clone, Copy)]
+pub(crate) struct Clock {
+    pub start: Instant,
+    pub warm_end_ns: u64,
+    pub end_ns: u64,
+}
+
+impl Clock {
+    #[inline]
+    pub fn now_ns(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+    #[inline]
+    pub fn measuring(&self, t: u64) -> bool {
+        t >= self.warm_end_ns && t < self.end_ns
+    }
+}
+
+/// What each worker gets: its share of the connections.
+pub(crate) struct Worker {
+    pub cfg: Arc<RunConfig>,
+    /// Global flow ids of this worker's connections.
+    pub flows: Vec<u32>,
+    pub live: Arc<Live>,
+    pub ready: Arc<Barrier>,
+    pub clock: Arc<OnceLock<Clock>>,
+    pub go: Arc<Barrier>,
+}
+
+impl Worker {
+    /// Waits until every worker has set up its sockets, then returns the common clock.
+    pub fn sync_start(&self) -> Clock {
+        self.ready.wait();
+        self.go.wait();
+        *self.clock.get().expect("clock set before the go barrier")
+    }
+
+    /// Pacing: interval between sends of one connection, in ns.
+    pub fn interval_ns(&self) -> Option<f64> {
+        let r = self.cfg.rate?;
+        self.cfg.paced().then(|| 1e9 * self.cfg.conns as f64 / r)
+    }
+}
+
+/// Runs a measurement; configuration errors and total failures are reported inside the
+/// returned report (see [`try_run`] to get them as `Err`).
+pub fn run(cfg: &RunConfig) -> RunReport {
+    match try_run(cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            let mut st = Stats::default();
+            st.errors.connect += 1;
+            st.note(format!("{e:#}"));
+            RunReport::from_stats(cfg, &st, 0.0)
+        }
+    }
+}
+
+/// Like [`run`], but an invalid configuration is an `Err`.
+pub fn try_run(cfg: &RunConfig) -> Result<RunReport> {
+    cfg.validate()?;
+    let cfg = Arc::new(cfg.clone());
+    let threads = cfg.threads.min(cfg.conns);
+    let live = Arc::new(Live::default());
+    let ready = Arc::new(Barrier::new(threads + 1));
+    let go = Arc::new(Barrier::new(threads + 1));
+    let clock = Arc::new(OnceLock::new());
+    let mut handles = Vec::with_capacity(threads);
+    for t in 0..threads {
+        let flows = (0..cfg.conns as u32)
+            .filter(|f| *f as usize % threads == t)
+            .collect();
+        let w = Worker {
+            cfg: cfg.clone(),
+            flows,
+            live: live.clone(),
+            ready: ready.clone(),
+            clock: clock.clone(),
+            go: go.clone(),
+        };
+        let h = std::thread::Builder::new()
+            .name(format!("echoload-{t}"))
+            .spawn(move || match w.cfg.proto {
+                Proto::Tcp => tcp::worker(&w),
+                Proto::Udp => udp::worker(&w),
+            })?;
+        handles.push(h);
+    }
+    ready.wait();
+    let warm = cfg.warmup.as_nanos() as u64;
+    let c = Clock {
+        start: Instant::now(),
+        warm_end_ns: warm,
+        end_ns: warm + cfg.duration.as_nanos() as u64,
+    };
+    let _ = clock.set(c);
+    go.wait();
+
+    let progress = crate::report::Progress::new(cfg.progress, cfg.warmup + cfg.duration);
+    while !handles.iter().all(std::thread::JoinHandle::is_finished) {
+        progress.tick(&live, c.start.elapsed());
+        std::thread::sleep(Duration::from_millis(if progress.active() {
+            100
+        } else {
+            10
+        }));
+    }
+    progress.finish();
+    let mut total = Stats::default();
+    for h in handles {
+        if let Ok(st) = h.join() {
+            total.merge(&st);
+        } else {
+            total.errors.io += 1;
+            total.note("a worker thread panicked".into());
+        }
+    }
+    let measured = (c.start.elapsed().as_secs_f64() - cfg.warmup.as_secs_f64())
+        .clamp(0.0, cfg.duration.as_secs_f64());
+    Ok(RunReport::from_stats(&cfg, &total, measured))
+}

@@ -1,0 +1,555 @@
+//! UDP engine: one connected socket per flow, all flows of a worker in one mio event loop;
+//! sends and receives go through [`super::batch`] (sendmmsg/GSO/recvmmsg on Linux).
+
+use std::io;
+use std::net::UdpSocket as StdUdp;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::batch::{gso_segments, RxBatch, TxBatch};
+use super::stats::{SeqEvent, SeqTracker, Stats};
+use super::wire::{Check, SendTimes};
+use super::{Clock, Mode, RunConfig, Wire, Worker};
+use crate::payload;
+
+const SOCK_BUF: usize = 4 << 20;
+
+struct Flow {
+    sock: UdpSocket,
+    /// Global flow id (part of every message's pattern).
+    id: u32,
+    next_seq: u64,
+    /// Sent messages that ask for a reply (ping-pong/source: requests).
+    replies_wanted: u64,
+    tracker: SeqTracker,
+    /// Stream mode: replies given up on after a stall (so the window reopens).
+    written_off: u64,
+    last_progress_ns: u64,
+    /// Ping-pong/source: time the outstanding request was sent.
+    waiting_since: Option<u64>,
+    times: Option<SendTimes>,
+    phase_ns: f64,
+    got_any: bool,
+    readable: bool,
+    writable: bool,
+    dead: bool,
+}
+
+impl Flow {
+    fn outstanding(&self) -> u64 {
+        self.replies_wanted
+            .saturating_sub(self.tracker.unique + self.written_off)
+    }
+}
+
+fn open(cfg: &RunConfig) -> io::Result<StdUdp> {
+    let s = Socket::new(
+        Domain::for_address(cfg.target),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
+    // Best effort: larger buffers absorb bursts; the kernel clamps to its limits.
+    let _ = s.set_send_buffer_size(SOCK_BUF);
+    let _ = s.set_recv_buffer_size(SOCK_BUF);
+    s.connect(&cfg.target.into())?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+pub(crate) fn worker(w: &Worker) -> Stats {
+    let cfg = &*w.cfg;
+    let mut st = Stats::default();
+    let interval = w.interval_ns();
+    let mut flows = Vec::with_capacity(w.flows.len());
+    let mut poll = match Poll::new() {
+        Ok(p) => Some(p),
+        Err(e) => {
+            st.errors.io += 1;
+            st.note(format!("cannot create event loop: {e}"));
+            None
+        }
+    };
+    for (i, &flow) in w.flows.iter().enumerate() {
+        let Some(p) = poll.as_mut() else { break };
+        let r = open(cfg).and_then(|s| {
+            let mut sock = UdpSocket::from_std(s);
+            p.registry()
+                .register(&mut sock, Token(i), Interest::READABLE | Interest::WRITABLE)?;
+            Ok(sock)
+        });
+        match r {
+            Ok(sock) => flows.push(Flow {
+                sock,
+                id: flow,
+                next_seq: 0,
+                replies_wanted: 0,
+                tracker: SeqTracker::default(),
+                written_off: 0,
+                last_progress_ns: 0,
+                waiting_since: None,
+                times: (cfg.wire == Wire::Sockperf).then(|| SendTimes::new(65_536)),
+                phase_ns: interval.map_or(0.0, |iv| iv * f64::from(flow) / cfg.conns as f64),
+                got_any: false,
+                readable: true,
+                writable: true,
+                dead: false,
+            }),
+            Err(e) => {
+                st.errors.connect += 1;
+                st.note(format!("udp socket for {}: {e}", cfg.target));
+            }
+        }
+    }
+    let closed_loop = matches!(cfg.mode, Mode::Pingpong | Mode::Source);
+    let segs = if cfg.gso && !closed_loop {
+        gso_segments(cfg.size, cfg.gso_segments)
+    } else {
+        1
+    };
+    let per_call = if closed_loop {
+        1
+    } else {
+        cfg.batch.max(1) * segs
+    };
+    let mut tx = TxBatch::new(cfg.batch, segs > 1);
+    let mut txbuf = vec![0u8; per_call * cfg.size];
+    let mut rx = RxBatch::new(if closed_loop { 4 } else { cfg.batch }, cfg.size + 1);
+    let window_msgs = (cfg.window_bytes / cfg.size).max(1) as u64;
+    let timeout_ns = cfg.udp_timeout.as_nanos() as u64;
+
+    let clock = w.sync_start();
+    let Some(mut poll) = poll else { return st };
+    let mut events = Events::with_capacity(1024);
+    let mut last_live = (0u64, 0u64, 0u64);
+    // One closed-loop flow on this thread: a blocking receive needs two system calls per round
+    // trip (send, receive) instead of three (send, epoll_wait, receive) — visible in the p50.
+    let blocking = cfg!(unix) && flows.len() == 1 && closed_loop && !cfg.busy_poll;
+    if blocking {
+        closed_loop_blocking(&mut flows[0], cfg, &clock, &mut txbuf, &mut st);
+    }
+    loop {
+        if blocking {
+            break;
+        }
+        let now = clock.now_ns();
+        let ending = now >= clock.end_ns;
+        let mut busy = false;
+        let mut next_due = u64::MAX;
+        for f in &mut flows {
+            if f.dead {
+                continue;
+            }
+            if f.readable {
+                busy |= read_flow(f, cfg, &clock, &mut rx, &mut st);
+            }
+            if f.dead || ending {
+                continue;
+            }
+            let quota: u64 = match (cfg.mode, interval) {
+                (Mode::Pingpong | Mode::Source, _) => match f.waiting_since {
+                    Some(t) if now < t + timeout_ns => {
+                        next_due = next_due.min(t + timeout_ns);
+                        0
+                    }
+                    _ => 1,
+                },
+                (_, Some(iv)) => {
+                    let due = ((now as f64 - f.phase_ns) / iv).floor() as i64 + 1;
+                    let q = (due.max(0) as u64).saturating_sub(f.next_seq);
+                    if q == 0 {
+                        next_due = next_due.min((f.phase_ns + f.next_seq as f64 * iv) as u64);
+                    }
+                    q
+                }
+                (Mode::Stream, None) => {
+                    if f.outstanding() > 0 && now > f.last_progress_ns + timeout_ns {
+                        // Stalled: write the missing replies off so the window reopens; they
+                        // stay counted as lost at the end unless they still arrive.
+                        f.written_off = f.replies_wanted - f.tracker.unique;
+                        f.last_progress_ns = now;
+                    }
+                    window_msgs.saturating_sub(f.outstanding())
+                }
+                _ => u64::MAX,
+            };
+            if quota > 0 && f.writable {
+                busy |= send_flow(
+                    f,
+                    cfg,
+                    &clock,
+                    interval,
+                    quota.min(per_call as u64) as usize,
+                    &mut tx,
+                    segs,
+                    &mut txbuf,
+                    &mut st,
+                    now,
+                );
+            }
+        }
+        let drained = flows
+            .iter()
+            .all(|f| f.dead || cfg.mode == Mode::Sink || f.outstanding() == 0);
+        if ending && (drained || now >= clock.end_ns + timeout_ns) {
+            break;
+        }
+        let live = (st.sent_bytes, st.recv_bytes, st.recv_msgs.max(st.sent_msgs));
+        if live != last_live {
+            w.live
+                .sent_bytes
+                .fetch_add(live.0 - last_live.0, Ordering::Relaxed);
+            w.live
+                .recv_bytes
+                .fetch_add(live.1 - last_live.1, Ordering::Relaxed);
+            w.live
+                .msgs
+                .fetch_add(live.2 - last_live.2, Ordering::Relaxed);
+            last_live = live;
+        }
+        if flows.iter().all(|f| f.dead) {
+            break;
+        }
+        if cfg.busy_poll {
+            // Spin: try every socket each turn instead of sleeping in epoll (lowest latency).
+            for x in &mut flows {
+                x.readable = true;
+                x.writable = true;
+            }
+            continue;
+        }
+        let timeout = if cfg.busy_poll || busy {
+            Duration::ZERO
+        } else {
+            let limit = if ending {
+                clock.end_ns + timeout_ns
+            } else {
+                clock.end_ns.min(next_due)
+            };
+            let wait = limit.saturating_sub(clock.now_ns());
+            Duration::from_nanos(wait.saturating_sub(1_000_000)).min(Duration::from_millis(50))
+        };
+        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                st.errors.io += 1;
+                st.note(format!("poll: {e}"));
+                break;
+            }
+        }
+        for ev in &events {
+            let f = &mut flows[ev.token().0];
+            if ev.is_readable() || ev.is_error() {
+                f.readable = true;
+            }
+            if ev.is_writable() || ev.is_error() {
+                f.writable = true;
+            }
+        }
+    }
+    if cfg.mode != Mode::Sink {
+        let lost: u64 = flows
+            .iter()
+            .map(|f| f.replies_wanted.saturating_sub(f.tracker.unique))
+            .sum();
+        if lost > 0 {
+            st.errors.lost += lost;
+            st.note(format!(
+                "udp {}: {lost} replies never arrived (lost)",
+                cfg.target
+            ));
+        }
+    }
+    st
+}
+
+fn flow_error(f: &mut Flow, cfg: &RunConfig, st: &mut Stats, e: &io::Error) {
+    f.dead = true;
+    let what = if e.kind() == io::ErrorKind::ConnectionRefused {
+        "connection refused (ICMP port unreachable: nothing listens there)".to_string()
+    } else {
+        e.to_string()
+    };
+    if f.got_any {
+        st.errors.io += 1;
+    } else {
+        st.errors.connect += 1;
+    }
+    st.note(format!("udp {} flow {}: {what}", cfg.target, f.id));
+}
+
+#[allow(clippy::too_many_arguments)]
+fn send_flow(
+    f: &mut Flow,
+    cfg: &RunConfig,
+    clock: &Clock,
+    interval: Option<f64>,
+    n: usize,
+    tx: &mut TxBatch,
+    segs: usize,
+    buf: &mut [u8],
+    st: &mut Stats,
+    now: u64,
+) -> bool {
+    let size = cfg.size;
+    for k in 0..n {
+        let seq = f.next_seq + k as u64;
+        let m = &mut buf[k * size..(k + 1) * size];
+        if cfg.mode == Mode::Source {
+            // The request's content does not matter to a source server; make it verifiable anyway.
+            payload::fill_pattern(f.id, seq, m);
+        } else {
+            let ts = interval.map_or(now, |iv| (f.phase_ns + seq as f64 * iv) as u64);
+            cfg.wire.build(f.id, seq, ts, cfg.wants_reply(seq), m);
+            if let Some(t) = f.times.as_mut() {
+                t.put(seq, ts);
+            }
+        }
+    }
+    match tx.send(&f.sock, buf, size, n, segs) {
+        Ok(sent) => {
+            for seq in f.next_seq..f.next_seq + sent as u64 {
+                if cfg.wants_reply(seq) || cfg.mode == Mode::Source {
+                    f.replies_wanted += 1;
+                }
+            }
+            if f.replies_wanted > 0 && f.last_progress_ns == 0 {
+                f.last_progress_ns = now;
+            }
+            f.next_seq += sent as u64;
+            if matches!(cfg.mode, Mode::Pingpong | Mode::Source) && sent > 0 {
+                f.waiting_since = Some(now);
+            }
+            if clock.measuring(now) {
+                st.sent_msgs += sent as u64;
+                st.sent_bytes += (sent * size) as u64;
+            }
+            if sent < n {
+                f.writable = false;
+            }
+            sent > 0
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            f.writable = false;
+            false
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
+        Err(e) => {
+            flow_error(f, cfg, st, &e);
+            false
+        }
+    }
+}
+
+fn read_flow(
+    f: &mut Flow,
+    cfg: &RunConfig,
+    clock: &Clock,
+    rx: &mut RxBatch,
+    st: &mut Stats,
+) -> bool {
+    let mut progress = false;
+    // Bounded so a flood on one flow cannot starve the others or the end-of-run check.
+    for _ in 0..64 {
+        let n = match rx.recv(&f.sock) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                f.readable = false;
+                return progress;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                flow_error(f, cfg, st, &e);
+                return progress;
+            }
+        };
+        if n == 0 {
+            f.readable = false;
+            return progress;
+        }
+        // Fewer than a full batch: the queue is empty now (edge-triggered polling reports the
+        // next arrival), so skip the receive call that would only say EAGAIN.
+        let drained = n < rx.capacity();
+        progress = true;
+        f.got_any = true;
+        let now = clock.now_ns();
+        f.last_progress_ns = now;
+        let counting = clock.measuring(now);
+        for i in 0..n {
+            on_datagram(f, cfg, rx.msg(i), now, counting, st);
+        }
+        if drained {
+            f.readable = false;
+            return progress;
+        }
+    }
+    progress
+}
+
+/// Checks one reply and books it (latency, sequence events, errors).
+fn on_datagram(
+    f: &mut Flow,
+    cfg: &RunConfig,
+    msg: &[u8],
+    now: u64,
+    counting: bool,
+    st: &mut Stats,
+) {
+    if cfg.mode == Mode::Sink {
+        return;
+    }
+    if cfg.mode == Mode::Source {
+        // No sequence in a source reply: it answers the one outstanding request.
+        let ok = msg.len() == cfg.size
+            && (!cfg.verify_source || payload::check_source(0, msg).is_none());
+        if !ok {
+            st.errors.corrupted += 1;
+            st.note(format!(
+                "udp {} flow {}: source reply of {} bytes does not match the pattern",
+                cfg.target,
+                f.id,
+                msg.len()
+            ));
+        }
+        if let Some(t) = f.waiting_since.take() {
+            let seq = f.next_seq - 1;
+            f.tracker.on_recv(seq);
+            if ok && counting {
+                st.recv_msgs += 1;
+                st.recv_bytes += msg.len() as u64;
+                st.hist.saturating_record(now.saturating_sub(t).max(1));
+            }
+        } else {
+            st.errors.duplicated += 1;
+        }
+        return;
+    }
+    let check = if msg.len() == cfg.size {
+        cfg.wire.check(f.id, msg)
+    } else {
+        Check::BadHeader
+    };
+    match check {
+        Check::Ok { seq, ts_ns } if seq < f.next_seq => {
+            let ev = f.tracker.on_recv(seq);
+            if ev == SeqEvent::Duplicate {
+                st.errors.duplicated += 1;
+                return;
+            }
+            if ev == SeqEvent::Reordered {
+                st.errors.reordered += 1;
+            }
+            if f.waiting_since.is_some() && seq + 1 == f.next_seq {
+                f.waiting_since = None;
+            }
+            if counting {
+                st.recv_msgs += 1;
+                st.recv_bytes += msg.len() as u64;
+                if let Some(ts) = ts_ns.or_else(|| f.times.as_ref().and_then(|t| t.get(seq))) {
+                    st.hist.saturating_record(now.saturating_sub(ts).max(1));
+                }
+            }
+        }
+        Check::BadBody { seq } if seq < f.next_seq => {
+            // Attributed: counted as corrupted, not as lost.
+            if f.tracker.on_recv(seq) == SeqEvent::Duplicate {
+                st.errors.duplicated += 1;
+            }
+            st.errors.corrupted += 1;
+            st.note(format!(
+                "udp {} flow {}: corrupted reply to message {seq}",
+                cfg.target, f.id
+            ));
+            if f.waiting_since.is_some() && seq + 1 == f.next_seq {
+                f.waiting_since = None;
+            }
+        }
+        _ => {
+            st.errors.corrupted += 1;
+            st.note(format!(
+                "udp {} flow {}: unattributable reply ({} bytes, bad header)",
+                cfg.target,
+                f.id,
+                msg.len()
+            ));
+        }
+    }
+}
+
+/// Ping-pong (or source request/reply) of a single flow with a blocking receive.
+fn closed_loop_blocking(
+    f: &mut Flow,
+    cfg: &RunConfig,
+    clock: &Clock,
+    txbuf: &mut [u8],
+    st: &mut Stats,
+) {
+    let size = cfg.size;
+    let timeout_ns = cfg.udp_timeout.as_nanos() as u64;
+    let sref = socket2::SockRef::from(&f.sock);
+    if let Err(e) = sref
+        .set_nonblocking(false)
+        .and_then(|()| sref.set_read_timeout(Some(cfg.udp_timeout.max(Duration::from_millis(1)))))
+    {
+        flow_error(f, cfg, st, &e);
+        return;
+    }
+    let mut buf = vec![0u8; size + 1];
+    while !f.dead {
+        let now = clock.now_ns();
+        if now >= clock.end_ns {
+            break;
+        }
+        let seq = f.next_seq;
+        let m = &mut txbuf[..size];
+        if cfg.mode == Mode::Source {
+            payload::fill_pattern(f.id, seq, m);
+        } else {
+            cfg.wire.build(f.id, seq, now, true, m);
+            if let Some(t) = f.times.as_mut() {
+                t.put(seq, now);
+            }
+        }
+        match f.sock.send(m) {
+            Ok(_) => {
+                f.next_seq += 1;
+                f.replies_wanted += 1;
+                f.waiting_since = Some(now);
+                if clock.measuring(now) {
+                    st.sent_msgs += 1;
+                    st.sent_bytes += size as u64;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                flow_error(f, cfg, st, &e);
+                break;
+            }
+        }
+        let deadline = now + timeout_ns;
+        while f.waiting_since.is_some() && clock.now_ns() < deadline {
+            match f.sock.recv(&mut buf) {
+                Ok(n) => {
+                    f.got_any = true;
+                    let t = clock.now_ns();
+                    on_datagram(f, cfg, &buf[..n], t, clock.measuring(t), st);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    flow_error(f, cfg, st, &e);
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,600 @@
+//! `echoload driver ...`: talks to wskecho's control device (Windows, `\\.\WskEcho`) or to a
+//! wskecho-sim serving the same control ABI over a socket (`--control ADDR`). Requests and
+//! answers are encoded and checked by the `control` crate; this module only chooses the
+//! channel and formats the results.
+
+mod channel;
+mod edit;
+mod render;
+#[cfg(windows)]
+mod windows;
+
+pub use channel::{open_channel, Channel, SocketChannel};
+use edit::plan_change;
+pub use render::config_json;
+use render::{
+    config_text, delta_json, delta_line, load_json, load_line, snapshot_json, snapshot_text,
+    watch_header,
+};
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use control::config::{Cidr, Config, Proto, Service};
+use control::ioctl::status::{nt_success, status_name};
+use control::ioctl::{
+    self, ControlError, Kind, LoadJob, LoadPattern, LoadStatus, StatsRequest, StatsView,
+    VersionInfo,
+};
+use control::stats::Counters;
+use serde_json::{json, Value};
+
+/// Exit code when the driver refused a request.
+pub const EXIT_REFUSED: i32 = 1;
+/// Exit code when neither the driver nor a wskecho-sim could be reached.
+pub const EXIT_UNREACHABLE: i32 = 2;
+
+#[derive(Args, Debug, Clone)]
+pub struct DriverArgs {
+    /// Control address of a running wskecho-sim (default 127.0.0.1:7070). On Windows, without
+    /// it, the driver's device \\.\WskEcho is used (or a wskecho-sim at the default address
+    /// when the driver is not installed).
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub control: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub cmd: DriverCmd,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum DriverCmd {
+    /// Driver version, ABI, services and load-job state.
+    Status,
+    /// Counters: global, and per CPU / per service on request.
+    Stats(StatsArgs),
+    /// Read or change the running configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Kernel-side load generation.
+    #[command(subcommand)]
+    Load(LoadCmd),
+    /// Run the control-ABI conformance suite (well-formed and malformed requests; refused ones
+    /// must change nothing) against the driver or wskecho-sim.
+    Check {
+        /// A TCP port on 127.0.0.1 that nothing listens on (used in requests that must be
+        /// refused); default: one the OS picks.
+        #[arg(long)]
+        free_port: Option<u16>,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StatsArgs {
+    /// Print per-second deltas until interrupted (or --count samples).
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: stop after this many samples (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub count: u64,
+    /// With --watch: sampling interval.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    #[arg(long)]
+    pub per_cpu: bool,
+    #[arg(long)]
+    pub per_service: bool,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum ConfigCmd {
+    /// Print services and limits.
+    Get,
+    /// Change services and limits. One --add or one --remove alone is sent as that operation;
+    /// anything else is applied to the current configuration and sent as one replacement.
+    Set(ConfigSetArgs),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConfigSetArgs {
+    /// Add a service: MODE,PROTO,PORT,ADDRESS, e.g. echo,tcp,7007,127.0.0.1 (repeatable).
+    #[arg(long, value_name = "SERVICE", value_parser = parse_service)]
+    pub add: Vec<Service>,
+    /// Remove a service (MODE,PROTO,PORT,ADDRESS; the mode is not compared).
+    #[arg(long, value_name = "SERVICE", value_parser = parse_service)]
+    pub remove: Vec<Service>,
+    /// Replace the whole service list with the --add services.
+    #[arg(long)]
+    pub replace_services: bool,
+    /// Set a limit: NAME=VALUE with a registry name, e.g. MaxConnections=2048 (repeatable).
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub limit: Vec<String>,
+    /// Replace the source allow-list (comma-separated CIDRs, e.g. 10.0.0.0/8,::1/128).
+    #[arg(long, value_name = "CIDRS", value_delimiter = ',', value_parser = parse_cidr)]
+    pub allowed_sources: Option<Vec<Cidr>>,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum LoadCmd {
+    /// Start a kernel load job.
+    Start(LoadStartArgs),
+    /// Stop the running job.
+    Stop {
+        /// Job id (0: whichever runs).
+        #[arg(long, default_value_t = 0)]
+        job: u32,
+    },
+    /// State and counters of the current or last job.
+    Status,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ProtoArg {
+    Tcp,
+    Udp,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PatternArg {
+    /// Send, wait for the echo, verify, repeat.
+    Echo,
+    /// Send only.
+    Source,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LoadStartArgs {
+    /// Target HOST:PORT (IPv4 or [IPv6]:PORT).
+    #[arg(long, short = 't')]
+    pub target: SocketAddr,
+    #[arg(long, value_enum, default_value = "tcp")]
+    pub proto: ProtoArg,
+    #[arg(long, value_enum, default_value = "echo")]
+    pub pattern: PatternArg,
+    #[arg(long, short = 'c', default_value_t = 1)]
+    pub conns: u32,
+    #[arg(long, short = 's', default_value_t = 64)]
+    pub size: u32,
+    #[arg(long, short = 'd', default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Messages per second over all connections (0: unpaced).
+    #[arg(long, short = 'r', default_value_t = 0)]
+    pub rate: u32,
+}
+
+fn parse_service(s: &str) -> Result<Service, String> {
+    Service::parse_entry(s)
+        .ok_or_else(|| format!("`{s}` is not MODE,PROTO,PORT,ADDRESS (e.g. echo,udp,7007,::1)"))
+}
+
+fn parse_cidr(s: &str) -> Result<Cidr, String> {
+    Cidr::parse(s).ok_or_else(|| format!("`{s}` is not ADDRESS/PREFIX with no host bits set"))
+}
+
+/// `10s`, `500ms`, `2m`, `1.5s` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 10s, 500ms)"))?;
+    if !(0.0..=1e7).contains(&v) {
+        return Err(format!("`{s}` is out of range"));
+    }
+    Ok(Duration::from_secs_f64(v * scale))
+}
+
+/// The driver or sim could not be reached (exit code [`EXIT_UNREACHABLE`]).
+#[derive(Debug)]
+pub struct Unreachable(pub String);
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for Unreachable {}
+
+/// The driver answered with an error status (exit code [`EXIT_REFUSED`]).
+#[derive(Debug)]
+pub struct Refused {
+    pub status: i32,
+    pub what: &'static str,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} refused: {} (0x{:08X}){}",
+            self.what,
+            status_name(self.status),
+            self.status as u32,
+            status_hint(self.status)
+        )
+    }
+}
+impl std::error::Error for Refused {}
+
+fn status_hint(s: i32) -> &'static str {
+    use control::ioctl::status::{
+        STATUS_ACCESS_DENIED, STATUS_ADDRESS_ALREADY_EXISTS, STATUS_DEVICE_BUSY,
+        STATUS_INVALID_ADDRESS, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER,
+        STATUS_NOT_FOUND, STATUS_NOT_SUPPORTED, STATUS_REVISION_MISMATCH,
+        STATUS_TOO_MANY_ADDRESSES,
+    };
+    match s {
+        STATUS_REVISION_MISMATCH => ": the driver speaks another control ABI version than this echoload",
+        STATUS_ADDRESS_ALREADY_EXISTS => ": that address and port are already in use (or conflict with a service)",
+        STATUS_NOT_FOUND => ": no such service is configured",
+        STATUS_DEVICE_BUSY => ": a load job is already running (echoload driver load stop)",
+        STATUS_INVALID_DEVICE_STATE => ": no load job is running",
+        STATUS_INVALID_ADDRESS => ": bad address or address family",
+        STATUS_INVALID_PARAMETER => ": a value is out of range",
+        STATUS_TOO_MANY_ADDRESSES => ": too many services",
+        STATUS_ACCESS_DENIED => ": run as Administrator",
+        STATUS_NOT_SUPPORTED => ": the driver cannot make this change while running (set it in the registry and restart the service)",
+        _ => "",
+    }
+}
+
+/// Runs a `driver` subcommand, printing to stdout. Exit code: 0 done, 1 refused, 2 unreachable.
+/// (By value: the signature the CLI wiring expects.)
+#[allow(clippy::needless_pass_by_value)]
+pub fn run(args: DriverArgs) -> Result<i32> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    run_to(&args, &mut out)
+}
+
+/// [`run`] with the output going to `out` (for tests).
+pub fn run_to(args: &DriverArgs, out: &mut dyn Write) -> Result<i32> {
+    let res =
+        open_channel(args.control.as_deref()).and_then(|mut ch| execute(args, ch.as_mut(), out));
+    match res {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            if let Some(u) = e.downcast_ref::<Unreachable>() {
+                eprintln!("echoload driver: {u}");
+                Ok(EXIT_UNREACHABLE)
+            } else if let Some(r) = e.downcast_ref::<Refused>() {
+                eprintln!("echoload driver: {r}");
+                Ok(EXIT_REFUSED)
+            } else if e
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                // Output piped into `head` and closed: not an error of ours.
+                Ok(0)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Sends a request; an error status becomes [`Refused`]; the output must decode.
+fn request(
+    ch: &mut dyn Channel,
+    what: &'static str,
+    code: u32,
+    input: &[u8],
+    cap: usize,
+) -> Result<Vec<u8>> {
+    let (status, outb) = ch.call(code, input, cap)?;
+    if !nt_success(status) {
+        bail!(Refused { status, what });
+    }
+    Ok(outb)
+}
+
+fn decode<T>(r: Result<T, ControlError>, what: &str) -> Result<T> {
+    r.map_err(|e| anyhow!("malformed {what} answer from the driver: {e}"))
+}
+
+fn encode_with(f: impl FnOnce(&mut [u8]) -> Result<usize, ControlError>) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; ioctl::MAX_INPUT_BYTES];
+    let n = f(&mut buf).map_err(|e| anyhow!("cannot encode request: {e}"))?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+pub fn query_version(ch: &mut dyn Channel) -> Result<VersionInfo> {
+    let b = request(
+        ch,
+        "version query",
+        ioctl::IOCTL_WSKECHO_QUERY_VERSION,
+        &[],
+        ioctl::VERSION_INFO_LEN,
+    )?;
+    let v = decode(VersionInfo::decode(&b), "version")?;
+    if !v.compatible() {
+        bail!(Refused {
+            status: control::ioctl::status::STATUS_REVISION_MISMATCH,
+            what: "version check"
+        });
+    }
+    Ok(v)
+}
+
+pub fn query_config(ch: &mut dyn Channel) -> Result<Config> {
+    let input = encode_with(|b| ioctl::encode_empty_request(Kind::ConfigGetRequest, b))?;
+    let b = request(
+        ch,
+        "config get",
+        ioctl::IOCTL_WSKECHO_GET_CONFIG,
+        &input,
+        ioctl::config_response_len(
+            control::config::MAX_ALLOWED_SOURCES,
+            control::config::MAX_SERVICES,
+        ),
+    )?;
+    decode(ioctl::decode_config_response(&b), "config")
+}
+
+/// A stats snapshot, copied out of the answer.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub time_us: u64,
+    pub global: Counters,
+    pub cpus: Vec<Counters>,
+    pub services: Vec<(Service, Counters)>,
+}
+
+pub fn query_stats(ch: &mut dyn Channel, per_cpu: bool, per_service: bool) -> Result<Snapshot> {
+    let input = encode_with(|b| {
+        StatsRequest {
+            per_cpu,
+            per_service,
+        }
+        .encode(b)
+    })?;
+    // Only what the answer can need: a METHOD_BUFFERED call makes the kernel allocate a
+    // non-paged buffer of the larger of the two lengths.
+    let cap = ioctl::stats_len(
+        if per_cpu { ioctl::MAX_STATS_CPUS } else { 0 },
+        if per_service {
+            control::config::MAX_SERVICES
+        } else {
+            0
+        },
+    );
+    let b = request(
+        ch,
+        "stats query",
+        ioctl::IOCTL_WSKECHO_QUERY_STATS,
+        &input,
+        cap,
+    )?;
+    let v = decode(StatsView::parse(&b), "stats")?;
+    Ok(Snapshot {
+        time_us: v.time_us(),
+        global: v.global(),
+        cpus: (0..v.cpu_count()).filter_map(|i| v.cpu(i)).collect(),
+        services: (0..v.service_count())
+            .filter_map(|i| v.service(i))
+            .collect(),
+    })
+}
+
+pub fn query_load(ch: &mut dyn Channel) -> Result<LoadStatus> {
+    let input = encode_with(|b| ioctl::encode_empty_request(Kind::LoadStatusRequest, b))?;
+    let b = request(
+        ch,
+        "load status",
+        ioctl::IOCTL_WSKECHO_LOAD_STATUS,
+        &input,
+        ioctl::LOAD_STATUS_RESPONSE_LEN,
+    )?;
+    decode(ioctl::decode_load_status(&b), "load status")
+}
+
+fn execute(args: &DriverArgs, ch: &mut dyn Channel, out: &mut dyn Write) -> Result<()> {
+    match &args.cmd {
+        DriverCmd::Status => {
+            let v = query_version(ch)?;
+            let c = query_config(ch)?;
+            let l = query_load(ch)?;
+            if args.json {
+                let j = json!({
+                    "driver_version": format!("{}.{}.{}", v.driver.0, v.driver.1, v.driver.2),
+                    "abi": {"min": v.abi_min, "max": v.abi_max},
+                    "cpus": v.cpu_count,
+                    "config": config_json(&c),
+                    "load": load_json(&l),
+                });
+                writeln!(out, "{j}")?;
+            } else {
+                writeln!(
+                    out,
+                    "wskecho {}.{}.{} (control ABI {}..={}), {} CPUs",
+                    v.driver.0, v.driver.1, v.driver.2, v.abi_min, v.abi_max, v.cpu_count
+                )?;
+                write!(out, "{}", config_text(&c))?;
+                writeln!(out, "load job: {}", load_line(&l))?;
+            }
+        }
+        DriverCmd::Stats(s) => stats_cmd(args.json, s, ch, out)?,
+        DriverCmd::Check { free_port } => check_cmd(args.json, *free_port, ch, out)?,
+        DriverCmd::Config(ConfigCmd::Get) => {
+            let c = query_config(ch)?;
+            if args.json {
+                writeln!(out, "{}", config_json(&c))?;
+            } else {
+                write!(out, "{}", config_text(&c))?;
+            }
+        }
+        DriverCmd::Config(ConfigCmd::Set(s)) => {
+            let change = plan_change(s, ch)?;
+            let input = encode_with(|b| change.encode(b))?;
+            request(ch, "config set", ioctl::IOCTL_WSKECHO_SET_CONFIG, &input, 0)?;
+            let c = query_config(ch)?;
+            if args.json {
+                writeln!(out, "{}", config_json(&c))?;
+            } else {
+                writeln!(out, "configuration applied")?;
+                write!(out, "{}", config_text(&c))?;
+            }
+        }
+        DriverCmd::Load(LoadCmd::Start(a)) => {
+            let job = LoadJob {
+                target: a.target.ip(),
+                port: a.target.port(),
+                proto: match a.proto {
+                    ProtoArg::Tcp => Proto::Tcp,
+                    ProtoArg::Udp => Proto::Udp,
+                },
+                pattern: match a.pattern {
+                    PatternArg::Echo => LoadPattern::Echo,
+                    PatternArg::Source => LoadPattern::Source,
+                },
+                connections: a.conns,
+                message_size: a.size,
+                duration_ms: u32::try_from(a.duration.as_millis()).unwrap_or(u32::MAX),
+                rate: a.rate,
+            };
+            // Checked here too, so the operator learns which value is wrong.
+            job.validate().map_err(|e| anyhow!("load job: {e}"))?;
+            let input = encode_with(|b| ioctl::encode_load_start(&job, b))?;
+            let b = request(
+                ch,
+                "load start",
+                ioctl::IOCTL_WSKECHO_LOAD_START,
+                &input,
+                ioctl::LOAD_START_RESPONSE_LEN,
+            )?;
+            let id = decode(ioctl::decode_load_started(&b), "load start")?;
+            if args.json {
+                writeln!(out, "{}", json!({"job_id": id}))?;
+            } else {
+                writeln!(out, "load job {id} started")?;
+            }
+        }
+        DriverCmd::Load(LoadCmd::Stop { job }) => {
+            let input = encode_with(|b| ioctl::encode_load_stop(*job, b))?;
+            request(ch, "load stop", ioctl::IOCTL_WSKECHO_LOAD_STOP, &input, 0)?;
+            let l = query_load(ch)?;
+            if args.json {
+                writeln!(out, "{}", load_json(&l))?;
+            } else {
+                writeln!(out, "load job: {}", load_line(&l))?;
+            }
+        }
+        DriverCmd::Load(LoadCmd::Status) => {
+            let l = query_load(ch)?;
+            if args.json {
+                writeln!(out, "{}", load_json(&l))?;
+            } else {
+                writeln!(out, "load job: {}", load_line(&l))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_cmd(
+    as_json: bool,
+    free_port: Option<u16>,
+    ch: &mut dyn Channel,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let port = match free_port {
+        Some(p) => p,
+        None => std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port(),
+    };
+    let mut call = |code: u32, input: &[u8], cap: usize| {
+        ch.call(code, input, cap).map_err(|e| format!("{e:#}"))
+    };
+    let cases = control::conformance::run(&mut call, port);
+    let failed = cases.iter().filter(|c| !c.passed()).count();
+    if as_json {
+        let list: Vec<Value> = cases
+            .iter()
+            .map(|c| json!({"case": c.name, "passed": c.passed(), "status": format!("0x{:08X}", c.got as u32), "problem": c.problem}))
+            .collect();
+        writeln!(
+            out,
+            "{}",
+            json!({"passed": cases.len() - failed, "failed": failed, "cases": list})
+        )?;
+    } else {
+        for c in &cases {
+            if c.passed() {
+                writeln!(out, "ok    {}", c.name)?;
+            } else {
+                writeln!(out, "FAIL  {}: {}", c.name, c.problem)?;
+            }
+        }
+        writeln!(
+            out,
+            "conformance: {} passed, {} failed",
+            cases.len() - failed,
+            failed
+        )?;
+    }
+    if failed > 0 {
+        bail!(Refused {
+            status: control::ioctl::status::STATUS_INVALID_PARAMETER,
+            what: "conformance check"
+        });
+    }
+    Ok(())
+}
+
+fn stats_cmd(
+    as_json: bool,
+    s: &StatsArgs,
+    ch: &mut dyn Channel,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let first = query_stats(ch, s.per_cpu, s.per_service)?;
+    if !s.watch {
+        if as_json {
+            writeln!(out, "{}", snapshot_json(&first))?;
+        } else {
+            write!(out, "{}", snapshot_text(&first))?;
+        }
+        return Ok(());
+    }
+    let mut prev = first;
+    let mut n = 0u64;
+    let mut next = Instant::now() + s.interval;
+    if !as_json {
+        writeln!(out, "{}", watch_header())?;
+    }
+    while s.count == 0 || n < s.count {
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        next += s.interval;
+        let cur = query_stats(ch, false, false)?;
+        let secs = (cur.time_us.saturating_sub(prev.time_us)) as f64 / 1e6;
+        let secs = if secs > 0.0 {
+            secs
+        } else {
+            s.interval.as_secs_f64()
+        };
+        if as_json {
+            writeln!(out, "{}", delta_json(&prev.global, &cur.global, secs))?;
+        } else {
+            writeln!(out, "{}", delta_line(&prev.global, &cur.global, secs))?;
+        }
+        out.flush()?;
+        prev = cur;
+        n += 1;
+    }
+    Ok(())
+}

@@ -1,0 +1,232 @@
+//! Text and JSON renderings of answers.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+use control::config::{Config, DWORD_SPECS};
+use control::ioctl::status::status_name;
+use control::ioctl::LoadStatus;
+use control::stats::{Counter, Counters};
+use serde_json::{json, Value};
+
+use super::Snapshot;
+
+pub(super) fn rate(prev: &Counters, cur: &Counters, c: Counter, secs: f64) -> f64 {
+    cur.get(c).wrapping_sub(prev.get(c)) as i64 as f64 / secs
+}
+
+const WATCH_COLUMNS: [Counter; 8] = [
+    Counter::ConnActive,
+    Counter::ConnAccepted,
+    Counter::BytesIn,
+    Counter::BytesOut,
+    Counter::DatagramsIn,
+    Counter::DatagramsOut,
+    Counter::DropNoSendContext,
+    Counter::RetainedBytes,
+];
+
+pub(super) fn column_title(c: Counter) -> String {
+    if c.is_gauge() {
+        c.name().to_string()
+    } else {
+        format!("{}/s", c.name())
+    }
+}
+
+pub(super) fn watch_header() -> String {
+    WATCH_COLUMNS
+        .iter()
+        .map(|&c| format!("{:>14}", column_title(c)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One line of --watch, each value right-aligned under its title.
+pub(super) fn delta_line(prev: &Counters, cur: &Counters, secs: f64) -> String {
+    WATCH_COLUMNS
+        .iter()
+        .map(|&c| {
+            let w = column_title(c).len().max(14);
+            if c.is_gauge() {
+                format!("{:>w$}", cur.get(c) as i64)
+            } else {
+                format!("{:>w$.0}", rate(prev, cur, c, secs))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Per-second rates of totals and current values of gauges.
+pub(super) fn delta_json(prev: &Counters, cur: &Counters, secs: f64) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert("interval_s".into(), json!(secs));
+    for c in Counter::ALL {
+        if c.is_gauge() {
+            m.insert(c.name().into(), json!(cur.get(c) as i64));
+        } else {
+            m.insert(
+                format!("{}_per_s", c.name()),
+                json!(rate(prev, cur, c, secs)),
+            );
+        }
+    }
+    Value::Object(m)
+}
+
+pub(super) fn counters_json(c: &Counters) -> Value {
+    let mut m = serde_json::Map::new();
+    for k in Counter::ALL {
+        // Gauges are signed sums of per-CPU deltas.
+        let v = if k.is_gauge() {
+            json!(c.get(k) as i64)
+        } else {
+            json!(c.get(k))
+        };
+        m.insert(k.name().into(), v);
+    }
+    Value::Object(m)
+}
+
+pub(super) fn snapshot_json(s: &Snapshot) -> Value {
+    json!({
+        "time_us": s.time_us,
+        "global": counters_json(&s.global),
+        "per_cpu": s.cpus.iter().map(counters_json).collect::<Vec<_>>(),
+        "per_service": s.services.iter().map(|(svc, c)| json!({"service": svc.to_string(), "counters": counters_json(c)})).collect::<Vec<_>>(),
+    })
+}
+
+pub(super) fn counters_text(c: &Counters, indent: &str) -> String {
+    let mut t = String::new();
+    for k in Counter::ALL {
+        let v = if k.is_gauge() {
+            (c.get(k) as i64).to_string()
+        } else {
+            c.get(k).to_string()
+        };
+        let _ = writeln!(t, "{indent}{:<22} {v}", k.name());
+    }
+    t
+}
+
+pub(super) fn snapshot_text(s: &Snapshot) -> String {
+    let mut t = String::from("global:\n");
+    t += &counters_text(&s.global, "  ");
+    for (i, c) in s.cpus.iter().enumerate() {
+        let _ = writeln!(t, "cpu {i}:");
+        t += &counters_text(c, "  ");
+    }
+    for (svc, c) in &s.services {
+        let _ = writeln!(t, "service {svc}:");
+        t += &counters_text(c, "  ");
+    }
+    t
+}
+
+pub(super) fn addr_text(a: IpAddr) -> String {
+    a.to_string()
+}
+
+pub fn config_json(c: &Config) -> Value {
+    let mut limits = serde_json::Map::new();
+    for d in DWORD_SPECS {
+        limits.insert(d.name.into(), json!(c.limits.dword(d.name)));
+    }
+    json!({
+        "services": c.services.as_slice().iter().map(|s| json!({
+            "mode": s.mode.name(), "proto": s.proto.name(), "port": s.port, "bind": addr_text(s.bind),
+        })).collect::<Vec<_>>(),
+        "limits": limits,
+        "allowed_sources": c.limits.allowed_sources().iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })
+}
+
+pub(super) fn config_text(c: &Config) -> String {
+    let mut t = format!("services ({}):\n", c.services.len());
+    for s in c.services.as_slice() {
+        let _ = writeln!(
+            t,
+            "  {:<9} {} {}:{}",
+            s.mode.name(),
+            s.proto.name(),
+            fmt_bind(s.bind),
+            s.port
+        );
+    }
+    t += "limits:\n";
+    for d in DWORD_SPECS {
+        let _ = writeln!(
+            t,
+            "  {:<30} {}",
+            d.name,
+            c.limits.dword(d.name).unwrap_or(0)
+        );
+    }
+    let srcs: Vec<String> = c
+        .limits
+        .allowed_sources()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let _ = writeln!(t, "  {:<30} {}", "AllowedSources", srcs.join(", "));
+    t
+}
+
+pub(super) fn fmt_bind(a: IpAddr) -> String {
+    match a {
+        IpAddr::V4(v) => v.to_string(),
+        IpAddr::V6(v) => format!("[{v}]"),
+    }
+}
+
+pub(super) fn load_json(l: &LoadStatus) -> Value {
+    json!({
+        "job_id": l.job_id,
+        "state": l.state.name(),
+        "last_status": format!("0x{:08X}", l.last_status as u32),
+        "elapsed_ms": l.elapsed_ms,
+        "connections_open": l.connections_open,
+        "connect_failures": l.connect_failures,
+        "messages_sent": l.messages_sent,
+        "messages_received": l.messages_received,
+        "bytes_sent": l.bytes_sent,
+        "bytes_received": l.bytes_received,
+        "verify_failures": l.verify_failures,
+        "job": l.job.map(|j| json!({
+            "target": SocketAddr::new(j.target, j.port).to_string(),
+            "proto": j.proto.name(),
+            "pattern": j.pattern.name(),
+            "connections": j.connections,
+            "message_size": j.message_size,
+            "duration_ms": j.duration_ms,
+            "rate": j.rate,
+        })),
+    })
+}
+
+pub(super) fn load_line(l: &LoadStatus) -> String {
+    match l.job {
+        None => l.state.name().to_string(),
+        Some(j) => format!(
+            "{} #{} {} {} -> {} x{} {} B, {:.1}/{:.1} s, sent {} msgs / {} B, received {} msgs / {} B, {} verify failures, {} connect failures{}",
+            l.state.name(),
+            l.job_id,
+            j.pattern.name(),
+            j.proto.name(),
+            SocketAddr::new(j.target, j.port),
+            j.connections,
+            j.message_size,
+            f64::from(l.elapsed_ms) / 1e3,
+            f64::from(j.duration_ms) / 1e3,
+            l.messages_sent,
+            l.bytes_sent,
+            l.messages_received,
+            l.bytes_received,
+            l.verify_failures,
+            l.connect_failures,
+            if l.last_status == 0 { String::new() } else { format!(", status {}", status_name(l.last_status)) }
+        ),
+    }
+}

@@ -1,0 +1,132 @@
+//! The driver's control device on Windows: CreateFileW(`\\.\WskEcho`) + DeviceIoControl.
+//! Three kernel32 declarations instead of a windows-sys dependency.
+
+use std::ffi::c_void;
+use std::io;
+
+use anyhow::Result;
+use control::ioctl::status::{
+    STATUS_ACCESS_DENIED, STATUS_BUFFER_TOO_SMALL, STATUS_DEVICE_BUSY, STATUS_INFO_LENGTH_MISMATCH,
+    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER,
+    STATUS_NOT_FOUND, STATUS_REVISION_MISMATCH, STATUS_SUCCESS,
+};
+
+type Handle = *mut c_void;
+const INVALID_HANDLE_VALUE: Handle = -1isize as Handle;
+const GENERIC_READ: u32 = 0x8000_0000;
+const GENERIC_WRITE: u32 = 0x4000_0000;
+const FILE_SHARE_READ: u32 = 1;
+const FILE_SHARE_WRITE: u32 = 2;
+const OPEN_EXISTING: u32 = 3;
+
+#[link(name = "kernel32")]
+extern "system" {
+    fn CreateFileW(
+        name: *const u16,
+        access: u32,
+        share: u32,
+        security: *mut c_void,
+        disposition: u32,
+        flags: u32,
+        template: Handle,
+    ) -> Handle;
+    fn DeviceIoControl(
+        device: Handle,
+        code: u32,
+        input: *const c_void,
+        input_len: u32,
+        output: *mut c_void,
+        output_len: u32,
+        returned: *mut u32,
+        overlapped: *mut c_void,
+    ) -> i32;
+    fn CloseHandle(h: Handle) -> i32;
+}
+
+pub struct DeviceChannel {
+    h: Handle,
+}
+
+impl DeviceChannel {
+    pub fn open() -> io::Result<Self> {
+        let name: Vec<u16> = control::ioctl::USER_DEVICE_PATH
+            .encode_utf16()
+            .chain(Some(0))
+            .collect();
+        // SAFETY: `name` is NUL-terminated UTF-16 that outlives the call; the other pointers
+        // are null, which CreateFileW accepts for security attributes and template.
+        let h = unsafe {
+            CreateFileW(
+                name.as_ptr(),
+                GENERIC_READ | GENERIC_WRITE,
+                FILE_SHARE_READ | FILE_SHARE_WRITE,
+                std::ptr::null_mut(),
+                OPEN_EXISTING,
+                0,
+                std::ptr::null_mut(),
+            )
+        };
+        if h == INVALID_HANDLE_VALUE {
+            let e = io::Error::last_os_error();
+            let why = match e.raw_os_error() {
+                Some(2 | 3) => "\\\\.\\WskEcho does not exist (driver not installed or not started: sc start wskecho)".to_string(),
+                Some(5) => "access denied to \\\\.\\WskEcho (the device is for Administrators and SYSTEM only: run elevated)".to_string(),
+                _ => format!("cannot open \\\\.\\WskEcho: {e}"),
+            };
+            return Err(io::Error::new(e.kind(), why));
+        }
+        Ok(DeviceChannel { h })
+    }
+}
+
+impl Drop for DeviceChannel {
+    fn drop(&mut self) {
+        // SAFETY: `h` came from a successful CreateFileW and is closed once, here.
+        unsafe { CloseHandle(self.h) };
+    }
+}
+
+/// DeviceIoControl reports failures as Win32 errors (the I/O manager's RtlNtStatusToDosError);
+/// turn the ones our driver produces back into their NTSTATUS for uniform messages.
+fn win32_to_ntstatus(err: i32) -> i32 {
+    match err {
+        1 => STATUS_INVALID_DEVICE_REQUEST,
+        5 => STATUS_ACCESS_DENIED,
+        24 => STATUS_INFO_LENGTH_MISMATCH,
+        87 => STATUS_INVALID_PARAMETER,
+        122 => STATUS_BUFFER_TOO_SMALL,
+        170 => STATUS_DEVICE_BUSY,
+        1168 => STATUS_NOT_FOUND,
+        1306 => STATUS_REVISION_MISMATCH,
+        5023 => STATUS_INVALID_DEVICE_STATE,
+        // Others keep their Win32 code as an HRESULT-style value (FACILITY_WIN32).
+        e => (0x8007_0000_u32 | (e as u32 & 0xFFFF)) as i32,
+    }
+}
+
+impl super::Channel for DeviceChannel {
+    fn call(&mut self, code: u32, input: &[u8], out_cap: usize) -> Result<(i32, Vec<u8>)> {
+        let mut out = vec![0u8; out_cap];
+        let mut returned = 0u32;
+        // SAFETY: the buffers are valid for the lengths passed for the whole (synchronous)
+        // call; the handle was opened without FILE_FLAG_OVERLAPPED, so no OVERLAPPED is used.
+        let ok = unsafe {
+            DeviceIoControl(
+                self.h,
+                code,
+                input.as_ptr().cast(),
+                input.len() as u32,
+                out.as_mut_ptr().cast(),
+                out.len() as u32,
+                &raw mut returned,
+                std::ptr::null_mut(),
+            )
+        };
+        if ok == 0 {
+            let e = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            return Ok((win32_to_ntstatus(e), Vec::new()));
+        }
+        out.truncate(returned as usize);
+        Ok((STATUS_SUCCESS, out))
+    }
+}

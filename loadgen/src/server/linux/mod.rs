@@ -1,0 +1,190 @@
+//! Linux back end: one epoll worker per thread, SO_REUSEPORT sockets per worker.
+
+mod sys;
+mod tcp;
+mod udp;
+mod worker;
+
+use super::stats::Shared;
+use super::{Proto, ServeConfig, Service};
+use anyhow::Context as _;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use worker::{Bound, Shared2};
+
+pub(super) struct Running {
+    threads: Vec<JoinHandle<io::Result<()>>>,
+    wakers: Vec<Arc<sys::Waker>>,
+}
+
+impl Running {
+    /// The caller has set the stop flag; wake every worker so none waits out its timeout.
+    pub(super) fn join(self) -> anyhow::Result<()> {
+        for w in &self.wakers {
+            w.wake();
+        }
+        let mut first_err = None;
+        for t in self.threads {
+            let r = match t.join() {
+                Ok(r) => r.context("server worker failed"),
+                Err(_) => Err(anyhow::anyhow!("server worker panicked")),
+            };
+            if let Err(e) = r {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+const LISTEN_BACKLOG: i32 = 1024;
+/// Kernel buffers for UDP sockets: bursts of GSO traffic must not overflow them.
+const UDP_BUF: usize = 4 << 20;
+/// Attempts at finding a port free for TCP and UDP at once when the config says 0.
+const PORT_TRIES: usize = 16;
+
+fn bind_one(proto: Proto, addr: SocketAddr) -> io::Result<Socket> {
+    let (ty, p) = match proto {
+        Proto::Tcp => (Type::STREAM, Protocol::TCP),
+        Proto::Udp => (Type::DGRAM, Protocol::UDP),
+    };
+    let s = Socket::new(Domain::for_address(addr), ty, Some(p))?;
+    if proto == Proto::Tcp {
+        s.set_reuse_address(true)?;
+    }
+    // One socket per worker on the same port; the kernel spreads flows and connections.
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    match proto {
+        Proto::Tcp => s.listen(LISTEN_BACKLOG)?,
+        Proto::Udp => {
+            let _ = s.set_recv_buffer_size(UDP_BUF);
+            let _ = s.set_send_buffer_size(UDP_BUF);
+            // GRO is an optimisation: older kernels without it still work, one datagram each.
+            let _ = sys::set_int_opt(
+                std::os::fd::AsRawFd::as_raw_fd(&s),
+                libc::SOL_UDP,
+                libc::UDP_GRO,
+                1,
+            );
+        }
+    }
+    Ok(s)
+}
+
+/// SO_REUSEPORT would let us silently share a fixed port with another process that also set
+/// it (an old `echoload serve`, say), splitting its traffic. A plain bind first proves the
+/// port is free.
+fn probe_free(proto: Proto, addr: SocketAddr) -> io::Result<()> {
+    let (ty, p) = match proto {
+        Proto::Tcp => (Type::STREAM, Protocol::TCP),
+        Proto::Udp => (Type::DGRAM, Protocol::UDP),
+    };
+    let s = Socket::new(Domain::for_address(addr), ty, Some(p))?;
+    if proto == Proto::Tcp {
+        s.set_reuse_address(true)?;
+    }
+    s.bind(&addr.into())
+}
+
+/// Binds TCP and UDP sockets of one service for every worker, on one port for both.
+fn bind_service(
+    cfg: &ServeConfig,
+    svc: Service,
+    port: u16,
+) -> anyhow::Result<Vec<(usize, Proto, Socket)>> {
+    let mut last_err = None;
+    for _ in 0..PORT_TRIES {
+        let mut socks = Vec::with_capacity(cfg.threads * 2);
+        let mut p = port;
+        let r = (|| -> io::Result<()> {
+            for proto in [Proto::Tcp, Proto::Udp] {
+                if p != 0 {
+                    probe_free(proto, SocketAddr::new(cfg.bind, p))?;
+                }
+                for w in 0..cfg.threads {
+                    let s = bind_one(proto, SocketAddr::new(cfg.bind, p))?;
+                    if p == 0 {
+                        p = s.local_addr()?.as_socket().map_or(0, |a| a.port());
+                    }
+                    socks.push((w, proto, s));
+                }
+            }
+            Ok(())
+        })();
+        match r {
+            Ok(()) => return Ok(socks),
+            Err(e) if port == 0 && e.kind() == io::ErrorKind::AddrInUse => last_err = Some(e),
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot bind {} on {}",
+                        svc.name(),
+                        SocketAddr::new(cfg.bind, p)
+                    )
+                })
+            }
+        }
+    }
+    Err(last_err.unwrap_or_else(|| io::Error::other("no port")))
+        .context(format!("no free port for {}", svc.name()))
+}
+
+type Started = (Vec<(Service, Proto, SocketAddr)>, Running);
+
+pub(super) fn start(
+    cfg: &ServeConfig,
+    stats: &Arc<Shared>,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<Started> {
+    let mut per_worker: Vec<Vec<Bound>> = (0..cfg.threads).map(|_| Vec::new()).collect();
+    let mut addrs = Vec::new();
+    for svc in Service::ALL {
+        let Some(port) = cfg.port(svc) else { continue };
+        for (w, proto, sock) in bind_service(cfg, svc, port)? {
+            if w == 0 {
+                let a = sock
+                    .local_addr()?
+                    .as_socket()
+                    .context("bound address is not IP")?;
+                addrs.push((svc, proto, a));
+            }
+            per_worker[w].push(Bound { svc, proto, sock });
+        }
+    }
+    let own_udp_ports: Vec<u16> = addrs
+        .iter()
+        .filter(|(_, p, _)| *p == Proto::Udp)
+        .map(|(_, _, a)| a.port())
+        .collect();
+    let mut threads = Vec::new();
+    let mut wakers = Vec::new();
+    for (id, bound) in per_worker.into_iter().enumerate() {
+        let waker = Arc::new(sys::Waker::new()?);
+        wakers.push(waker.clone());
+        let sh = Shared2 {
+            stats: stats.clone(),
+            stop: stop.clone(),
+            waker,
+            max_conns: cfg.max_conns,
+            own_udp_ports: own_udp_ports.clone(),
+        };
+        let t = std::thread::Builder::new()
+            .name(format!("echoload-srv{id}"))
+            .spawn(move || worker::run(id, bound, &sh));
+        match t {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                let _ = Running { threads, wakers }.join();
+                return Err(e).context("cannot start server thread");
+            }
+        }
+    }
+    Ok((addrs, Running { threads, wakers }))
+}

@@ -1,0 +1,289 @@
+//! `echoload serve`: the user-mode reference server (echo, discard, source, sockperf).
+//!
+//! The same services and default ports as the wskecho driver, so the two can be compared.
+//! On Linux every worker thread runs one epoll loop over its own SO_REUSEPORT sockets (one UDP
+//! socket and one TCP listener per service per thread), UDP moves in recvmmsg/sendmmsg batches
+//! with GRO on receive and GSO on the replies. Elsewhere a simple portable back end runs
+//! (std::net, a thread per socket and per connection).
+
+mod config;
+mod pattern;
+mod stats;
+
+#[cfg(target_os = "linux")]
+mod linux;
+mod portable;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::{ServeArgs, ServeConfig};
+pub use pattern::{fill_source, source_byte, verify_source, SOURCE_PERIOD};
+pub use stats::Counters;
+
+/// A service of the reference server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Service {
+    /// Sends back what it receives (TCP stream / UDP datagram by datagram).
+    Echo,
+    /// Reads and drops.
+    Discard,
+    /// TCP: sends the source pattern without end. UDP: answers each datagram with one datagram
+    /// of the same length holding the pattern (never amplifies).
+    Source,
+    /// sockperf's protocol: answers messages that ask for a reply, counts the others.
+    Sockperf,
+}
+
+impl Service {
+    pub const ALL: [Service; 4] = [
+        Service::Echo,
+        Service::Discard,
+        Service::Source,
+        Service::Sockperf,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Echo => "echo",
+            Service::Discard => "discard",
+            Service::Source => "source",
+            Service::Sockperf => "sockperf",
+        }
+    }
+}
+
+/// Transport of a bound service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+/// The bound address of every service (`None`: not enabled).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerAddrs {
+    pub tcp_echo: Option<SocketAddr>,
+    pub udp_echo: Option<SocketAddr>,
+    pub tcp_discard: Option<SocketAddr>,
+    pub udp_discard: Option<SocketAddr>,
+    pub tcp_source: Option<SocketAddr>,
+    pub udp_source: Option<SocketAddr>,
+    pub tcp_sockperf: Option<SocketAddr>,
+    pub udp_sockperf: Option<SocketAddr>,
+}
+
+impl ServerAddrs {
+    fn from_list(list: &[(Service, Proto, SocketAddr)]) -> Self {
+        let mut a = ServerAddrs::default();
+        for (svc, proto, addr) in list {
+            let slot = match (svc, proto) {
+                (Service::Echo, Proto::Tcp) => &mut a.tcp_echo,
+                (Service::Echo, Proto::Udp) => &mut a.udp_echo,
+                (Service::Discard, Proto::Tcp) => &mut a.tcp_discard,
+                (Service::Discard, Proto::Udp) => &mut a.udp_discard,
+                (Service::Source, Proto::Tcp) => &mut a.tcp_source,
+                (Service::Source, Proto::Udp) => &mut a.udp_source,
+                (Service::Sockperf, Proto::Tcp) => &mut a.tcp_sockperf,
+                (Service::Sockperf, Proto::Udp) => &mut a.udp_sockperf,
+            };
+            *slot = Some(*addr);
+        }
+        a
+    }
+}
+
+/// A running server. Dropping it stops it too.
+pub struct ServerHandle {
+    bound: Vec<(Service, Proto, SocketAddr)>,
+    addrs: ServerAddrs,
+    stats: Arc<stats::Shared>,
+    stop: Arc<AtomicBool>,
+    inner: Option<Inner>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("bound", &self.bound)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerHandle {
+    /// The bound address of a service (the OS-assigned port when the config said 0).
+    pub fn addr(&self, svc: Service, proto: Proto) -> Option<SocketAddr> {
+        self.bound
+            .iter()
+            .find(|(s, p, _)| *s == svc && *p == proto)
+            .map(|(_, _, a)| *a)
+    }
+
+    /// The bound address of every service.
+    pub fn addrs(&self) -> &ServerAddrs {
+        &self.addrs
+    }
+
+    /// Every bound service, in bind order.
+    pub fn bound(&self) -> &[(Service, Proto, SocketAddr)] {
+        &self.bound
+    }
+
+    /// Counters summed over all workers (workers publish once per event batch).
+    pub fn counters(&self) -> Counters {
+        self.stats.snapshot()
+    }
+
+    /// Stops every worker and joins them. Workers never block longer than their poll timeout,
+    /// so this returns within about [`STOP_BOUND`].
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::SeqCst);
+        match self.inner.take() {
+            Some(r) => r.join(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// The longest a worker sleeps before it notices a stop request it was not woken for.
+pub const STOP_BOUND: Duration = Duration::from_millis(200);
+
+/// Binds every enabled service and starts the workers. Takes a [`ServeConfig`] or
+/// [`ServeArgs`] (by value or reference).
+pub fn spawn(cfg: impl Into<ServeConfig>) -> anyhow::Result<ServerHandle> {
+    let cfg: ServeConfig = cfg.into();
+    cfg.validate()?;
+    let stats = Arc::new(stats::Shared::new(cfg.threads));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (bound, running) = imp::start(&cfg, &stats, &stop)?;
+    let addrs = ServerAddrs::from_list(&bound);
+    Ok(ServerHandle {
+        bound,
+        addrs,
+        stats,
+        stop,
+        inner: Some(native(running)),
+    })
+}
+
+/// `echoload serve`: runs until SIGINT/SIGTERM, then prints the counters.
+pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
+    let cfg = ServeConfig::from(args);
+    let h = spawn(&cfg)?;
+    for (svc, proto, addr) in h.bound() {
+        println!(
+            "{:<8} {:<3} {addr}",
+            svc.name(),
+            if *proto == Proto::Tcp { "tcp" } else { "udp" }
+        );
+    }
+    println!(
+        "serving with {} thread(s), max {} TCP connections; Ctrl-C stops",
+        cfg.threads, cfg.max_conns
+    );
+    signals::install();
+    let mut last = std::time::Instant::now();
+    while !signals::requested() {
+        std::thread::sleep(Duration::from_millis(100));
+        if args.stats_every > 0.0 && last.elapsed().as_secs_f64() >= args.stats_every {
+            last = std::time::Instant::now();
+            eprintln!("{}", h.counters());
+        }
+    }
+    let c = h.counters();
+    h.stop()?;
+    println!("{c}");
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+use linux as imp;
+#[cfg(not(target_os = "linux"))]
+use portable as imp;
+
+/// Like [`spawn`], but always with the portable std::net back end (thread per connection),
+/// which `spawn` uses where the epoll back end does not exist (Windows). Public so the
+/// portable back end is tested on Linux too.
+pub fn spawn_portable(cfg: impl Into<ServeConfig>) -> anyhow::Result<ServerHandle> {
+    let cfg: ServeConfig = cfg.into();
+    cfg.validate()?;
+    let stats = Arc::new(stats::Shared::new(cfg.threads));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (bound, running) = portable::start(&cfg, &stats, &stop)?;
+    let addrs = ServerAddrs::from_list(&bound);
+    Ok(ServerHandle {
+        bound,
+        addrs,
+        stats,
+        stop,
+        inner: Some(Inner::Portable(running)),
+    })
+}
+
+enum Inner {
+    #[cfg(target_os = "linux")]
+    Native(imp::Running),
+    Portable(portable::Running),
+}
+
+impl Inner {
+    fn join(self) -> anyhow::Result<()> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Inner::Native(r) => r.join(),
+            Inner::Portable(r) => r.join(),
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn native(r: imp::Running) -> Inner {
+    Inner::Native(r)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn native(r: imp::Running) -> Inner {
+    Inner::Portable(r)
+}
+
+mod signals {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static STOP: AtomicBool = AtomicBool::new(false);
+
+    pub(super) fn requested() -> bool {
+        STOP.load(Ordering::SeqCst)
+    }
+
+    #[cfg(unix)]
+    pub(super) fn install() {
+        extern "C" fn on_signal(_: libc::c_int) {
+            // Only an atomic store: async-signal-safe.
+            STOP.store(true, Ordering::SeqCst);
+        }
+        let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        // SAFETY: the handler only performs an atomic store, which is async-signal-safe; signal()
+        // with a valid function pointer has no other preconditions.
+        unsafe {
+            libc::signal(libc::SIGINT, handler);
+            libc::signal(libc::SIGTERM, handler);
+        }
+    }
+
+    #[cfg(not(unix))]
+    pub(super) fn install() {
+        // Ctrl-C ends the process on Windows; the counters are printed periodically instead.
+    }
+}

@@ -1,0 +1,221 @@
+//! The command line as scripts use it: exit codes, JSON keys, merge, the embedded default.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{addr, bin, server_on};
+use echoload::client::Proto;
+use echoload::server::Service;
+
+fn tmp(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("echoload-{}-{name}", std::process::id()))
+}
+
+fn run_json(
+    target: &str,
+    proto: &str,
+    mode: &str,
+    extra: &[&str],
+    json: &PathBuf,
+) -> std::process::Output {
+    Command::new(bin())
+        .args([
+            "run",
+            "--target",
+            target,
+            "--proto",
+            proto,
+            "--mode",
+            mode,
+            "--duration",
+            "0.3s",
+            "--warmup",
+            "0.05s",
+            "-q",
+        ])
+        .args(extra)
+        .arg("--json")
+        .arg(json)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn json_has_every_contract_key_and_clean_exit_is_zero() {
+    let srv = server_on("127.0.0.1");
+    let t = addr(&srv, Service::Echo, Proto::Udp).to_string();
+    let json = tmp("keys.json");
+    let out = run_json(
+        &t,
+        "udp",
+        "rate",
+        &["--rate", "5000", "--conns", "2"],
+        &json,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for k in [
+        "target",
+        "proto",
+        "mode",
+        "duration_s",
+        "sent_msgs",
+        "recv_msgs",
+        "sent_bytes",
+        "recv_bytes",
+        "histogram",
+    ] {
+        assert!(!v[k].is_null(), "missing {k}: {v}");
+    }
+    for k in ["bits_per_s", "msgs_per_s", "bytes_per_s"] {
+        assert!(v["throughput"][k].as_f64().unwrap() > 0.0, "throughput.{k}");
+    }
+    for k in ["min", "p50", "p90", "p99", "p999", "p9999", "max"] {
+        assert!(v["latency_us"][k].as_f64().unwrap() > 0.0, "latency_us.{k}");
+    }
+    for k in [
+        "lost",
+        "duplicated",
+        "reordered",
+        "corrupted",
+        "connect",
+        "io",
+    ] {
+        assert_eq!(v["errors"][k].as_u64(), Some(0), "errors.{k}");
+    }
+    assert_eq!(v["proto"], "udp");
+    assert_eq!(v["mode"], "rate");
+    assert_eq!(v["target"], t);
+    let h = echoload::report::decode_histogram(v["histogram"].as_str().unwrap()).unwrap();
+    assert_eq!(h.len(), v["latency_us"]["count"].as_u64().unwrap());
+    let _ = std::fs::remove_file(json);
+}
+
+#[test]
+fn merge_adds_counts_and_histograms() {
+    let srv = server_on("127.0.0.1");
+    let t = addr(&srv, Service::Echo, Proto::Tcp).to_string();
+    let (a, b, m) = (tmp("a.json"), tmp("b.json"), tmp("m.json"));
+    assert!(run_json(&t, "tcp", "pingpong", &[], &a).status.success());
+    assert!(run_json(&t, "tcp", "rate", &["--rate", "2000"], &b)
+        .status
+        .success());
+    let out = Command::new(bin())
+        .arg("merge")
+        .arg(&a)
+        .arg(&b)
+        .arg("--json")
+        .arg(&m)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("merged 2 results"));
+    let read = |p: &PathBuf| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let (va, vb, vm) = (read(&a), read(&b), read(&m));
+    let sum = |k: &str| va[k].as_u64().unwrap() + vb[k].as_u64().unwrap();
+    assert_eq!(vm["recv_msgs"].as_u64().unwrap(), sum("recv_msgs"));
+    assert_eq!(
+        vm["latency_us"]["count"].as_u64().unwrap(),
+        va["latency_us"]["count"].as_u64().unwrap() + vb["latency_us"]["count"].as_u64().unwrap()
+    );
+    let max = va["latency_us"]["max"]
+        .as_f64()
+        .unwrap()
+        .max(vb["latency_us"]["max"].as_f64().unwrap());
+    assert!((vm["latency_us"]["max"].as_f64().unwrap() - max).abs() / max < 0.01);
+    for p in [a, b, m] {
+        let _ = std::fs::remove_file(p);
+    }
+    let bad = Command::new(bin())
+        .args(["merge", "/nonexistent/x.json"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn usage_errors_exit_2_with_a_clear_message() {
+    let out = Command::new(bin())
+        .args([
+            "run",
+            "--target",
+            "127.0.0.1:9",
+            "--proto",
+            "udp",
+            "--size",
+            "65508",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("65507"));
+    let out = Command::new(bin())
+        .args(["run", "--target", "127.0.0.1:9", "--size", "8"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("header size"));
+}
+
+#[test]
+fn ipv6_flag_and_bracketed_target() {
+    let srv = server_on("::1");
+    let a = addr(&srv, Service::Echo, Proto::Tcp);
+    let json = tmp("v6.json");
+    let out = run_json(
+        &format!("[::1]:{}", a.port()),
+        "tcp",
+        "pingpong",
+        &["--ipv6"],
+        &json,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["target"], a.to_string());
+    let _ = std::fs::remove_file(&json);
+    // --ipv6 with an IPv4-only name is a usage error, not a silent fallback.
+    let out = run_json(
+        &format!("127.0.0.1:{}", a.port()),
+        "tcp",
+        "pingpong",
+        &["--ipv6"],
+        &json,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("IPv6"));
+}
+
+#[test]
+fn embedded_default_demo_runs_clean() {
+    let out = Command::new(bin())
+        .args(["demo", "--each", "0.3s"])
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{s}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(s.contains("all demo runs clean"), "{s}");
+    assert_eq!(s.matches("latency µs").count(), 4, "{s}");
+}

@@ -1,0 +1,127 @@
+//! Test-facing configuration of one simulation run.
+
+use wsk_sys::NTSTATUS;
+
+/// What the sim does when the code under test breaks a documented rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ViolationMode {
+    /// Print the violation and the seed, then panic (inside an `extern "system"` function
+    /// that aborts the process, like a bugcheck). The default: nothing slips through.
+    Panic,
+    /// Record the violation (see [`crate::take_violations`]) and carry on, failing the call
+    /// where it has a status to fail with. For tests that show the sim catches a violation.
+    Record,
+}
+
+/// One simulation run's knobs. `Config::default()` is a strict, fault-free run with a seed
+/// taken from `WSK_SIM_SEED` or the clock.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Seed of every random choice (IRQL, pend/inline, slice sizes, faults). Printed on failure.
+    pub seed: u64,
+    pub violations: ViolationMode,
+    /// Fraction of event callbacks and asynchronous completions run at DISPATCH_LEVEL
+    /// (the rest run at PASSIVE_LEVEL).
+    pub dispatch_rate: f64,
+    /// Fraction of IRP-taking calls that could complete inline but instead return
+    /// STATUS_PENDING and complete later from another thread.
+    pub pend_rate: f64,
+    /// Fraction of pended calls completed on the calling thread just before STATUS_PENDING
+    /// is returned (PendingReturned TRUE, W12's "already completed" case).
+    pub complete_before_return_rate: f64,
+    /// Calls subject to random failure, and the failure rate and status.
+    pub fail_calls: Vec<crate::faults::Call>,
+    pub fail_rate: f64,
+    pub fail_status: NTSTATUS,
+    /// Fraction of ExAllocatePool2 / IoAllocateIrp / IoAllocateMdl calls that fail.
+    pub alloc_fail_rate: f64,
+    /// Fraction of socket writes after which the sim resets the connection (peer reset
+    /// mid-send): the send fails with STATUS_CONNECTION_RESET.
+    pub reset_rate: f64,
+    /// Largest slice written to a host socket in one write (sends go out in slices).
+    pub max_write_slice: usize,
+    /// Largest number of bytes read for one receive indication.
+    pub max_indication: usize,
+    /// Indicate random prefixes of the available data, split over several list entries
+    /// and MDLs (false: everything available, up to `max_indication`, in one entry).
+    pub split_indications: bool,
+    /// Delayed completions wait up to this many microseconds (then reorder).
+    pub max_completion_delay_us: u64,
+    /// Value reported by SIO_WSK_QUERY_IDEAL_SEND_BACKLOG.
+    pub ideal_send_backlog: usize,
+    /// Retained bytes per socket above which indications carry WSK_FLAG_RELEASE_ASAP.
+    pub release_asap_threshold: usize,
+    /// Processors reported by KeQueryActiveProcessorCountEx.
+    pub processor_count: u32,
+    /// Milliseconds after `init` before the provider NPI can be captured (W3/W4).
+    pub provider_ready_after_ms: u64,
+    /// An infinite wait longer than this is reported as a probable deadlock.
+    pub watchdog_ms: u64,
+    /// Echo DbgPrintEx output to stderr as well as capturing it.
+    pub print_dbg: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            seed: seed_from_env().unwrap_or_else(clock_seed),
+            violations: ViolationMode::Panic,
+            dispatch_rate: 0.5,
+            pend_rate: 0.3,
+            complete_before_return_rate: 0.2,
+            fail_calls: Vec::new(),
+            fail_rate: 0.0,
+            fail_status: wsk_sys::STATUS_INSUFFICIENT_RESOURCES,
+            alloc_fail_rate: 0.0,
+            reset_rate: 0.0,
+            max_write_slice: 16 * 1024,
+            max_indication: 64 * 1024,
+            split_indications: true,
+            max_completion_delay_us: 2000,
+            ideal_send_backlog: 64 * 1024,
+            release_asap_threshold: 256 * 1024,
+            processor_count: 4,
+            provider_ready_after_ms: 0,
+            watchdog_ms: 30_000,
+            print_dbg: std::env::var_os("WSK_SIM_DBG").is_some(),
+        }
+    }
+}
+
+impl Config {
+    /// Default configuration that records violations instead of panicking.
+    pub fn recording() -> Self {
+        Config { violations: ViolationMode::Record, ..Config::default() }
+    }
+
+    /// No randomness in IRQL, pending or indication sizes: every callback and completion at
+    /// PASSIVE, every call that can complete inline does, all available data is indicated at
+    /// once. Handy for single-rule tests.
+    pub fn plain() -> Self {
+        Config {
+            dispatch_rate: 0.0,
+            pend_rate: 0.0,
+            complete_before_return_rate: 0.0,
+            max_completion_delay_us: 0,
+            split_indications: false,
+            ..Config::default()
+        }
+    }
+}
+
+fn seed_from_env() -> Option<u64> {
+    let s = std::env::var("WSK_SIM_SEED").ok()?;
+    let s = s.trim();
+    if let Some(hex) = s.strip_prefix("0x") {
+        u64::from_str_radix(hex, 16).ok()
+    } else {
+        s.parse().ok()
+    }
+}
+
+fn clock_seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ (u64::from(std::process::id()) << 32)
+}

@@ -1,0 +1,133 @@
+//! How the provider finishes IRPs: inline, or pended and completed later on another thread
+//! (possibly before STATUS_PENDING is even returned), reordered, at a scheduled IRQL.
+
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use wsk_sys::{NTSTATUS, PIRP, STATUS_PENDING};
+
+struct Deferred {
+    due: Instant,
+    irp: usize,
+    status: NTSTATUS,
+    info: usize,
+}
+
+static QUEUE: Mutex<Vec<Deferred>> = Mutex::new(Vec::new());
+static WAKE: Condvar = Condvar::new();
+
+fn ensure_thread() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        std::thread::Builder::new()
+            .name("wsk-sim-completer".into())
+            .spawn(completer)
+            .expect("spawn completer");
+    });
+}
+
+fn completer() {
+    crate::irql::mark_sim_thread();
+    let mut q = QUEUE.lock().unwrap_or_else(PoisonError::into_inner);
+    loop {
+        let now = Instant::now();
+        let due: Vec<usize> = (0..q.len()).filter(|&i| q[i].due <= now).collect();
+        if !due.is_empty() {
+            // Completions are reordered: any due one may go first.
+            let pick = due[crate::faults::range(0, due.len() - 1)];
+            let d = q.swap_remove(pick);
+            drop(q);
+            complete_now(d.irp as PIRP, d.status, d.info);
+            q = QUEUE.lock().unwrap_or_else(PoisonError::into_inner);
+            continue;
+        }
+        let wait = q.iter().map(|d| d.due.saturating_duration_since(now)).min().unwrap_or(Duration::from_millis(100));
+        q = WAKE.wait_timeout(q, wait).unwrap_or_else(PoisonError::into_inner).0;
+    }
+}
+
+/// Drops a queued completion of an IRP whose memory the client freed.
+pub(crate) fn forget(irp: usize) {
+    QUEUE.lock().unwrap_or_else(PoisonError::into_inner).retain(|d| d.irp != irp);
+}
+
+/// Completions not yet delivered.
+pub(crate) fn queued() -> usize {
+    QUEUE.lock().unwrap_or_else(PoisonError::into_inner).len()
+}
+
+/// Completes now on this thread at a scheduled IRQL (asynchronous completion).
+pub(crate) fn complete_now(irp: PIRP, status: NTSTATUS, info: usize) {
+    let level = crate::irql::pick_level();
+    crate::irql::run_at(level, "IRP completion", || {
+        // SAFETY: the provider owns `irp` until this completion.
+        unsafe { crate::irp::complete(irp, status, info) };
+    });
+}
+
+/// Hands a completion to the completer thread after a random delay.
+pub(crate) fn defer(irp: PIRP, status: NTSTATUS, info: usize) {
+    ensure_thread();
+    let max = crate::state::config().max_completion_delay_us;
+    let delay = Duration::from_micros(crate::faults::range(0, max as usize) as u64);
+    QUEUE.lock().unwrap_or_else(PoisonError::into_inner).push(Deferred {
+        due: Instant::now() + delay,
+        irp: irp as usize,
+        status,
+        info,
+    });
+    WAKE.notify_all();
+}
+
+/// An asynchronous completion from a provider thread: on this thread or the completer's.
+pub(crate) fn complete_async(irp: PIRP, status: NTSTATUS, info: usize) {
+    if crate::faults::chance(0.3) {
+        defer(irp, status, info);
+    } else {
+        complete_now(irp, status, info);
+    }
+}
+
+/// Finishes a call whose result is known now. Returns what the provider function returns:
+/// either `status` after an inline completion, or STATUS_PENDING (the schedule decides).
+///
+/// # Safety
+/// The provider owns `irp` (taken with `irp::take`).
+pub(crate) unsafe fn finish(irp: PIRP, status: NTSTATUS, info: usize) -> NTSTATUS {
+    let cfg = crate::state::config();
+    if crate::faults::chance(cfg.pend_rate) {
+        // SAFETY: per the function contract.
+        unsafe { crate::irp::mark_pending(irp) };
+        if crate::faults::chance(cfg.complete_before_return_rate) {
+            // W12: completed on this thread before STATUS_PENDING is returned.
+            // SAFETY: per the function contract.
+            unsafe { crate::irp::complete(irp, status, info) };
+        } else {
+            defer(irp, status, info);
+        }
+        STATUS_PENDING
+    } else {
+        // SAFETY: per the function contract.
+        unsafe { crate::irp::complete(irp, status, info) };
+        status
+    }
+}
+
+/// Finishes a failed call inline: the IRP is completed with the failure (W11), or pended.
+///
+/// # Safety
+/// As [`finish`].
+pub(crate) unsafe fn fail(irp: PIRP, status: NTSTATUS) -> NTSTATUS {
+    // SAFETY: per the function contract.
+    unsafe { finish(irp, status, 0) }
+}
+
+/// Returns STATUS_PENDING for an IRP that a provider thread will complete.
+///
+/// # Safety
+/// The provider owns `irp`.
+pub(crate) unsafe fn pend(irp: PIRP) -> NTSTATUS {
+    // SAFETY: per the function contract.
+    unsafe { crate::irp::mark_pending(irp) };
+    STATUS_PENDING
+}

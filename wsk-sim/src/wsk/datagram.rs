@@ -1,0 +1,283 @@
+//! Datagram sockets: WskSendTo, WskSendMessages, WskReceiveFrom, WskRelease.
+
+use std::collections::VecDeque;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+
+use wsk_sys::{
+    NTSTATUS, PCMSGHDR, PIRP, PSOCKADDR, PULONG, PWSK_BUF, PWSK_BUF_LIST, PWSK_DATAGRAM_INDICATION,
+    PWSK_SOCKET, STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_DEVICE_STATE,
+    STATUS_INVALID_PARAMETER, STATUS_PENDING, STATUS_SUCCESS, ULONG, WSK_BUF,
+};
+
+use super::complete;
+use super::connection::Progress;
+use super::socket::{self, RecvFromReq, SendToReq, Sock};
+
+/// Sends the queued datagrams of `req`, each read from its MDL chain at send time.
+pub(crate) fn send_some(s: &mut Sock, req: &mut SendToReq) -> Progress {
+    while let Some((buf, to)) = req.bufs.front().copied() {
+        let Some(fd) = s.fd.as_ref() else {
+            return Progress::Failed(STATUS_INVALID_DEVICE_STATE);
+        };
+        // SAFETY: the client's MDLs stay valid until completion; `segments` checks them.
+        let Some(segs) = (unsafe { crate::mdl::segments(buf.Mdl, buf.Offset as usize, buf.Length, req.call) }) else {
+            return Progress::Failed(STATUS_INVALID_PARAMETER);
+        };
+        let mut data = Vec::with_capacity(buf.Length);
+        for (p, n) in segs {
+            // SAFETY: validated segment.
+            data.extend_from_slice(unsafe { std::slice::from_raw_parts(p, n) });
+        }
+        match fd.send_to(&data, &to.into()) {
+            Ok(n) => {
+                req.sent += n;
+                req.bufs.pop_front();
+                // SAFETY: pinned when queued.
+                unsafe { crate::mdl::pin_chain(buf.Mdl, -1) };
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Progress::Blocked,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => {
+                // UDP send errors (e.g. ICMP port unreachable reported late) drop the datagram.
+                req.bufs.pop_front();
+                // SAFETY: pinned when queued.
+                unsafe { crate::mdl::pin_chain(buf.Mdl, -1) };
+            }
+        }
+    }
+    Progress::Done
+}
+
+/// Copies one datagram into a posted WskReceiveFrom and fills its optional outputs.
+pub(crate) fn fill_recvfrom(req: &RecvFromReq, data: &[u8], from: SocketAddr) -> (NTSTATUS, usize) {
+    // SAFETY: the client's MDLs stay valid until completion; `segments` checks them.
+    let Some(segs) = (unsafe { crate::mdl::segments(req.buf.Mdl, req.buf.Offset as usize, req.buf.Length, "WskReceiveFrom") }) else {
+        return (STATUS_INVALID_PARAMETER, 0);
+    };
+    let mut off = 0;
+    for (p, n) in segs {
+        let take = n.min(data.len() - off);
+        // SAFETY: validated segment of `n >= take` bytes.
+        unsafe { std::ptr::copy_nonoverlapping(data[off..].as_ptr(), p, take) };
+        off += take;
+        if off == data.len() {
+            break;
+        }
+    }
+    // SAFETY: optional outputs the client keeps valid until completion (W14, W67).
+    unsafe {
+        if req.remote != 0 {
+            super::addr::write(req.remote as PSOCKADDR, from);
+        }
+        if req.control_len != 0 {
+            (req.control_len as PULONG).write(0);
+        }
+        if req.control_flags != 0 {
+            (req.control_flags as PULONG).write(if off < data.len() { wsk_sys::MSG_TRUNC } else { 0 });
+        }
+    }
+    (STATUS_SUCCESS, off)
+}
+
+fn sendto_common(socket_ptr: PWSK_SOCKET, bufs: Vec<WSK_BUF>, flags: ULONG, remote: PSOCKADDR, irp: PIRP, call: &'static str) -> NTSTATUS {
+    // SAFETY: the client passes its IRP.
+    if !unsafe { crate::irp::take(irp, call) } {
+        return STATUS_INVALID_PARAMETER;
+    }
+    let Some(_in) = socket::enter(socket_ptr, call) else {
+        // SAFETY: taken above.
+        return unsafe { complete::fail(irp, STATUS_INVALID_PARAMETER) };
+    };
+    let fault = if call == "WskSendTo" { crate::faults::Call::WskSendTo } else { crate::faults::Call::WskSendMessages };
+    if let Some(st) = crate::faults::injected_failure(fault) {
+        // SAFETY: taken above.
+        return unsafe { complete::fail(irp, st) };
+    }
+    if flags != 0 {
+        // SAFETY: taken above.
+        return unsafe { complete::fail(irp, STATUS_INVALID_PARAMETER) };
+    }
+    for b in &bufs {
+        // SAFETY: validates each chain now so a bad WSK_BUF fails the call.
+        if unsafe { crate::mdl::segments(b.Mdl, b.Offset as usize, b.Length, call) }.is_none() {
+            // SAFETY: taken above.
+            return unsafe { complete::fail(irp, STATUS_INVALID_PARAMETER) };
+        }
+    }
+    // SAFETY: NULL or a client SOCKADDR.
+    let to = unsafe { super::addr::read(remote) };
+    let ws = socket_ptr as usize;
+    let inline_ok = !crate::faults::chance(crate::state::config().pend_rate);
+    let r = socket::with(|p| {
+        let s = p.sockets.get_mut(&ws).expect("entered");
+        if s.bound.is_none() {
+            return Err(STATUS_INVALID_DEVICE_STATE);
+        }
+        // W64: NULL RemoteAddress only with a fixed remote address.
+        let Some(to) = to.or(s.fixed_remote) else {
+            return Err(STATUS_INVALID_ADDRESS_COMPONENT);
+        };
+        if super::addr::family_of(&to) != s.family {
+            return Err(STATUS_INVALID_ADDRESS_COMPONENT);
+        }
+        for b in &bufs {
+            // SAFETY: pinned until sent.
+            unsafe { crate::mdl::pin_chain(b.Mdl, 1) };
+        }
+        let mut req = SendToReq { irp: irp as usize, bufs: bufs.iter().map(|b| (*b, to)).collect::<VecDeque<_>>(), sent: 0, call };
+        if inline_ok && s.sendtos.is_empty() {
+            match send_some(s, &mut req) {
+                Progress::Done => return Ok((None, req.sent)),
+                Progress::Failed(st) => {
+                    for (b, _) in &req.bufs {
+                        // SAFETY: pinned above.
+                        unsafe { crate::mdl::pin_chain(b.Mdl, -1) };
+                    }
+                    return Err(st);
+                }
+                Progress::Blocked => {}
+            }
+        }
+        // SAFETY: the provider owns the IRP.
+        unsafe { crate::irp::mark_pending(irp) };
+        s.sendtos.push_back(req);
+        Ok((Some(s.owner), 0))
+    });
+    match r {
+        Ok((None, sent)) => {
+            // SAFETY: taken above; sent inline.
+            unsafe { crate::irp::complete(irp, STATUS_SUCCESS, sent) };
+            STATUS_SUCCESS
+        }
+        Ok((Some(owner), _)) => {
+            super::poller::wake(owner);
+            STATUS_PENDING
+        }
+        // SAFETY: taken above.
+        Err(st) => unsafe { complete::fail(irp, st) },
+    }
+}
+
+/// `WskSendTo`: W64.
+#[no_mangle]
+pub unsafe extern "system" fn WskSendTo(
+    Socket: PWSK_SOCKET,
+    Buffer: PWSK_BUF,
+    Flags: ULONG,
+    RemoteAddress: PSOCKADDR,
+    ControlInfoLength: ULONG,
+    ControlInfo: PCMSGHDR,
+    Irp: PIRP,
+) -> NTSTATUS {
+    let _ = (ControlInfoLength, ControlInfo);
+    crate::irql::require_dispatch_or_below("WskSendTo");
+    if Buffer.is_null() {
+        crate::state::violation("WskSendTo with a NULL Buffer");
+    }
+    // SAFETY: the client's WSK_BUF.
+    let bufs = if Buffer.is_null() { Vec::new() } else { vec![unsafe { *Buffer }] };
+    sendto_common(Socket, bufs, Flags, RemoteAddress, Irp, "WskSendTo")
+}
+
+/// `WskSendMessages`: one datagram per WSK_BUF_LIST entry, all to one address (W65).
+#[no_mangle]
+pub unsafe extern "system" fn WskSendMessages(
+    Socket: PWSK_SOCKET,
+    BufferList: PWSK_BUF_LIST,
+    Flags: ULONG,
+    RemoteAddress: PSOCKADDR,
+    ControlInfoLength: ULONG,
+    ControlInfo: PCMSGHDR,
+    Irp: PIRP,
+) -> NTSTATUS {
+    let _ = (ControlInfoLength, ControlInfo);
+    crate::irql::require_dispatch_or_below("WskSendMessages");
+    let mut bufs = Vec::new();
+    let mut cur = BufferList;
+    while !cur.is_null() && bufs.len() < 65536 {
+        // SAFETY: the client's list, valid until completion.
+        unsafe {
+            bufs.push((*cur).Buffer);
+            cur = (*cur).Next;
+        }
+    }
+    sendto_common(Socket, bufs, Flags, RemoteAddress, Irp, "WskSendMessages")
+}
+
+/// `WskReceiveFrom`: one datagram per IRP (W67).
+#[no_mangle]
+pub unsafe extern "system" fn WskReceiveFrom(
+    Socket: PWSK_SOCKET,
+    Buffer: PWSK_BUF,
+    Flags: ULONG,
+    RemoteAddress: PSOCKADDR,
+    ControlLength: PULONG,
+    ControlInfo: PCMSGHDR,
+    ControlFlags: PULONG,
+    Irp: PIRP,
+) -> NTSTATUS {
+    let _ = ControlInfo;
+    crate::irql::require_dispatch_or_below("WskReceiveFrom");
+    // SAFETY: the client passes its IRP.
+    if !unsafe { crate::irp::take(Irp, "WskReceiveFrom") } {
+        return STATUS_INVALID_PARAMETER;
+    }
+    let Some(_in) = socket::enter(Socket, "WskReceiveFrom") else {
+        // SAFETY: taken above.
+        return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
+    };
+    if let Some(st) = crate::faults::injected_failure(crate::faults::Call::WskReceiveFrom) {
+        // SAFETY: taken above.
+        return unsafe { complete::fail(Irp, st) };
+    }
+    if Flags != 0 || Buffer.is_null() {
+        // SAFETY: taken above.
+        return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
+    }
+    // SAFETY: the client's WSK_BUF.
+    let buf = unsafe { *Buffer };
+    // SAFETY: validates the chain now.
+    if unsafe { crate::mdl::segments(buf.Mdl, buf.Offset as usize, buf.Length, "WskReceiveFrom") }.is_none() {
+        // SAFETY: taken above.
+        return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
+    }
+    // SAFETY: taken above; marked before the poller can complete it.
+    unsafe { crate::irp::mark_pending(Irp) };
+    let ws = Socket as usize;
+    let r = socket::with(|p| {
+        let s = p.sockets.get_mut(&ws).expect("entered");
+        if s.bound.is_none() {
+            return Err(STATUS_INVALID_DEVICE_STATE);
+        }
+        // SAFETY: pinned until completion.
+        unsafe { crate::mdl::pin_chain(buf.Mdl, 1) };
+        s.recvfroms.push_back(RecvFromReq {
+            irp: Irp as usize,
+            buf,
+            remote: RemoteAddress as usize,
+            control_len: ControlLength as usize,
+            control_flags: ControlFlags as usize,
+        });
+        Ok(s.owner)
+    });
+    match r {
+        Ok(owner) => super::poller::wake(owner),
+        Err(st) => complete::defer(Irp, st, 0),
+    }
+    STATUS_PENDING
+}
+
+/// `WskRelease` for datagram sockets (PFN_WSK_RELEASE_DATAGRAM_INDICATION_LIST).
+#[no_mangle]
+pub unsafe extern "system" fn WskReleaseDatagrams(Socket: PWSK_SOCKET, DatagramIndication: PWSK_DATAGRAM_INDICATION) -> NTSTATUS {
+    crate::irql::require_dispatch_or_below("WskRelease");
+    let Some(_in) = socket::enter(Socket, "WskRelease") else {
+        return STATUS_INVALID_PARAMETER;
+    };
+    super::connection::release(Socket as usize, DatagramIndication as usize, false)
+}
+
+pub(crate) fn _ok() -> NTSTATUS {
+    STATUS_SUCCESS
+}

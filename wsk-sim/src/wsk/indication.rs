@@ -1,0 +1,313 @@
+//! Receive indications: provider memory (data, MDL chains, list nodes) handed to
+//! WskReceiveEvent / WskReceiveFromEvent, retained on STATUS_PENDING until WskRelease, and
+//! poisoned when released.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use wsk_sys::{
+    MDL_SOURCE_IS_NONPAGED_POOL, PMDL, WSK_BUF, WSK_DATAGRAM_INDICATION, WSK_DATA_INDICATION,
+};
+
+use super::addr::SockaddrBuf;
+
+/// Fill of released indication data.
+pub const RELEASED_POISON: u8 = 0xFE;
+/// Bytes before the payload inside the first MDL (WSK_BUF.Offset is not zero).
+const LEAD: usize = 7;
+
+/// One indication list with everything it points to.
+pub(crate) struct Block {
+    pub socket: usize,
+    data: Vec<Vec<u8>>,
+    mdls: Vec<PMDL>,
+    stream_nodes: Vec<WSK_DATA_INDICATION>,
+    dgram_nodes: Vec<WSK_DATAGRAM_INDICATION>,
+    addrs: Vec<SockaddrBuf>,
+    released: Vec<bool>,
+    pub bytes: usize,
+}
+
+// SAFETY: the raw pointers only point into the block's own heap allocations.
+unsafe impl Send for Block {}
+
+impl Block {
+    pub(crate) fn head_stream(&mut self) -> *mut WSK_DATA_INDICATION {
+        self.stream_nodes.as_mut_ptr()
+    }
+    pub(crate) fn head_dgram(&mut self) -> *mut WSK_DATAGRAM_INDICATION {
+        self.dgram_nodes.as_mut_ptr()
+    }
+    fn node_addrs(&self) -> Vec<usize> {
+        if self.stream_nodes.is_empty() {
+            self.dgram_nodes.iter().map(|n| std::ptr::from_ref(n) as usize).collect()
+        } else {
+            self.stream_nodes.iter().map(|n| std::ptr::from_ref(n) as usize).collect()
+        }
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        for d in &mut self.data {
+            d.fill(RELEASED_POISON);
+        }
+        for m in self.mdls.drain(..) {
+            crate::mdl::free_mdl(m, "indication release");
+        }
+    }
+}
+
+/// Builds an MDL chain over `buf`, payload starting at LEAD, split in up to 3 MDLs.
+fn chain(buf: &mut [u8], payload: usize, mdls: &mut Vec<PMDL>) -> WSK_BUF {
+    if payload == 0 {
+        return WSK_BUF { Mdl: std::ptr::null_mut(), Offset: 0, Length: 0 };
+    }
+    let pieces = crate::faults::range(1, 3).min(payload);
+    let mut cuts = vec![0usize];
+    for i in 1..pieces {
+        cuts.push(payload * i / pieces);
+    }
+    cuts.push(payload);
+    let mut head: PMDL = std::ptr::null_mut();
+    let mut prev: PMDL = std::ptr::null_mut();
+    for w in cuts.windows(2) {
+        let (start, len) = if w[0] == 0 { (0, LEAD + w[1]) } else { (LEAD + w[0], w[1] - w[0]) };
+        // SAFETY: start+len lies within `buf` (LEAD + payload bytes).
+        let va = unsafe { buf.as_mut_ptr().add(start) };
+        let m = crate::mdl::alloc_mdl(va.cast(), len as u32, false);
+        // SAFETY: a fresh MDL of ours: mark it mapped non-paged memory.
+        unsafe {
+            (*m).MappedSystemVa = va.cast();
+            (*m).MdlFlags |= MDL_SOURCE_IS_NONPAGED_POOL;
+            if prev.is_null() {
+                head = m;
+            } else {
+                (*prev).Next = m;
+            }
+        }
+        prev = m;
+        mdls.push(m);
+    }
+    WSK_BUF { Mdl: head, Offset: LEAD as u32, Length: payload }
+}
+
+fn buffer_for(payload: &[u8]) -> Vec<u8> {
+    let mut b = vec![0xA5u8; LEAD + payload.len()];
+    b[LEAD..].copy_from_slice(payload);
+    b
+}
+
+/// A stream indication list over `chunks` (one WSK_DATA_INDICATION per chunk).
+pub(crate) fn stream(socket: usize, chunks: &[Vec<u8>]) -> Box<Block> {
+    let mut b = Box::new(Block {
+        socket,
+        data: Vec::new(),
+        mdls: Vec::new(),
+        stream_nodes: Vec::with_capacity(chunks.len()),
+        dgram_nodes: Vec::new(),
+        addrs: Vec::new(),
+        released: vec![false; chunks.len()],
+        bytes: chunks.iter().map(Vec::len).sum(),
+    });
+    for c in chunks {
+        b.data.push(buffer_for(c));
+    }
+    for i in 0..chunks.len() {
+        let len = chunks[i].len();
+        let mut mdls = std::mem::take(&mut b.mdls);
+        let buf = chain(&mut b.data[i], len, &mut mdls);
+        b.mdls = mdls;
+        b.stream_nodes.push(WSK_DATA_INDICATION { Next: std::ptr::null_mut(), Buffer: buf });
+    }
+    let base = b.stream_nodes.as_mut_ptr();
+    for i in 1..chunks.len() {
+        // SAFETY: both indices are in bounds; the Vec never reallocates after this.
+        unsafe { (*base.add(i - 1)).Next = base.add(i) };
+    }
+    b
+}
+
+/// A datagram indication list, one node per datagram.
+pub(crate) fn datagrams(socket: usize, dgrams: &[(Vec<u8>, SocketAddr)]) -> Box<Block> {
+    let mut b = Box::new(Block {
+        socket,
+        data: Vec::new(),
+        mdls: Vec::new(),
+        stream_nodes: Vec::new(),
+        dgram_nodes: Vec::with_capacity(dgrams.len()),
+        addrs: dgrams.iter().map(|(_, a)| SockaddrBuf::new(*a)).collect(),
+        released: vec![false; dgrams.len()],
+        bytes: dgrams.iter().map(|(d, _)| d.len()).sum(),
+    });
+    for (d, _) in dgrams {
+        b.data.push(buffer_for(d));
+    }
+    for i in 0..dgrams.len() {
+        let len = dgrams[i].0.len();
+        let mut mdls = std::mem::take(&mut b.mdls);
+        let buf = chain(&mut b.data[i], len, &mut mdls);
+        b.mdls = mdls;
+        let addr = b.addrs[i].as_ptr();
+        b.dgram_nodes.push(WSK_DATAGRAM_INDICATION {
+            Next: std::ptr::null_mut(),
+            Buffer: buf,
+            ControlInfo: std::ptr::null_mut(),
+            ControlInfoLength: 0,
+            RemoteAddress: addr,
+        });
+    }
+    let base = b.dgram_nodes.as_mut_ptr();
+    for i in 1..dgrams.len() {
+        // SAFETY: both indices are in bounds; the Vec never reallocates after this.
+        unsafe { (*base.add(i - 1)).Next = base.add(i) };
+    }
+    b
+}
+
+// ---------------------------------------------------------------------------------------
+// Retained lists
+
+#[derive(Default)]
+struct Retained {
+    next_id: u64,
+    blocks: HashMap<u64, Box<Block>>,
+    /// Node address -> (block id, node index).
+    nodes: HashMap<usize, (u64, usize)>,
+    /// Recently released blocks, poisoned and kept before their memory is reused.
+    quarantine: VecDeque<Box<Block>>,
+    /// Node addresses of released lists (for "double release" messages).
+    released_nodes: VecDeque<usize>,
+    /// Nodes of lists whose receive callback is running right now.
+    in_callback: std::collections::HashSet<usize>,
+}
+
+static RETAINED: Mutex<Option<Retained>> = Mutex::new(None);
+
+fn with<R>(f: impl FnOnce(&mut Retained) -> R) -> R {
+    let mut g: MutexGuard<'_, _> = RETAINED.lock().unwrap_or_else(PoisonError::into_inner);
+    f(g.get_or_insert_with(Retained::default))
+}
+
+fn quarantine(r: &mut Retained, b: Box<Block>) {
+    let mut b = b;
+    for d in &mut b.data {
+        d.fill(RELEASED_POISON);
+    }
+    r.quarantine.push_back(b);
+    while r.quarantine.len() > 64 {
+        r.quarantine.pop_front();
+    }
+}
+
+/// The receive callback for this list starts / has returned.
+pub(crate) fn in_callback(b: &Block, running: bool) {
+    with(|r| {
+        for a in b.node_addrs() {
+            if running {
+                r.in_callback.insert(a);
+            } else {
+                r.in_callback.remove(&a);
+            }
+        }
+    });
+}
+
+/// The client returned from the callback without retaining the list: poison it now.
+pub(crate) fn discard(b: Box<Block>) {
+    with(|r| {
+        for a in b.node_addrs() {
+            r.released_nodes.push_back(a);
+        }
+        while r.released_nodes.len() > 4096 {
+            r.released_nodes.pop_front();
+        }
+        quarantine(r, b);
+    });
+}
+
+/// STATUS_PENDING: the client keeps the list until WskRelease.
+pub(crate) fn retain(b: Box<Block>) {
+    with(|r| {
+        r.next_id += 1;
+        let id = r.next_id;
+        for (i, a) in b.node_addrs().into_iter().enumerate() {
+            r.nodes.insert(a, (id, i));
+        }
+        r.blocks.insert(id, b);
+    });
+}
+
+/// Result of a WskRelease.
+pub(crate) enum Release {
+    /// Released `bytes` belonging to `socket`.
+    Ok { socket: usize, bytes: usize },
+    Unknown,
+    Twice,
+    DuringCallback,
+    WrongSocket(usize),
+}
+
+/// WskRelease(list): releases every node reachable from `head` through Next (a client
+/// may split a list and release the pieces separately: G11).
+///
+/// # Safety
+/// `head` is a node pointer handed out by the provider (checked against the table first).
+pub(crate) unsafe fn release(socket: usize, head: usize, stream: bool) -> Release {
+    with(|r| {
+        let Some(&(id, _)) = r.nodes.get(&head) else {
+            if r.in_callback.contains(&head) {
+                return Release::DuringCallback;
+            }
+            return if r.released_nodes.contains(&head) { Release::Twice } else { Release::Unknown };
+        };
+        let owner = r.blocks[&id].socket;
+        if owner != socket {
+            return Release::WrongSocket(owner);
+        }
+        let mut cur = head;
+        let mut bytes = 0usize;
+        while cur != 0 {
+            let Some(&(bid, idx)) = r.nodes.get(&cur) else { break };
+            if bid != id {
+                break;
+            }
+            r.nodes.remove(&cur);
+            r.released_nodes.push_back(cur);
+            let b = r.blocks.get_mut(&id).expect("live block");
+            b.released[idx] = true;
+            bytes += b.data[idx].len().saturating_sub(LEAD);
+            // SAFETY: `cur` is a node of this live block.
+            cur = unsafe {
+                if stream {
+                    (*(cur as *const WSK_DATA_INDICATION)).Next as usize
+                } else {
+                    (*(cur as *const WSK_DATAGRAM_INDICATION)).Next as usize
+                }
+            };
+        }
+        while r.released_nodes.len() > 4096 {
+            r.released_nodes.pop_front();
+        }
+        if r.blocks[&id].released.iter().all(|x| *x) {
+            let b = r.blocks.remove(&id).expect("live block");
+            quarantine(r, b);
+        }
+        Release::Ok { socket: owner, bytes }
+    })
+}
+
+/// Retained lists still held: (socket, bytes).
+pub(crate) fn live() -> Vec<(usize, usize)> {
+    with(|r| r.blocks.values().map(|b| (b.socket, b.bytes)).collect())
+}
+
+pub(crate) fn reset() {
+    with(|r| {
+        r.blocks.clear();
+        r.nodes.clear();
+        r.quarantine.clear();
+        r.released_nodes.clear();
+    });
+}

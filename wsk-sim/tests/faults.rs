@@ -1,0 +1,111 @@
+//! Fault injection: failing calls, allocation failures, peer resets mid-send, pended and
+//! reordered completions. The test client must survive and the sim must show no leaks.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::*;
+use wsk_sim::faults::Call;
+use wsk_sim::Config;
+use wsk_sys::*;
+
+/// A client that tolerates resets: returns how many bytes came back intact.
+fn tolerant_tcp_client(port: u16, size: usize, prefix: bool) -> usize {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return 0 };
+    s.set_read_timeout(Some(Duration::from_millis(800))).unwrap();
+    let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    let mut r = s.try_clone().unwrap();
+    let want = data.clone();
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 8192];
+        while got.len() < want.len() {
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        if prefix {
+            assert!(want.starts_with(&got), "echoed data must be a prefix of what was sent, never corrupted");
+        }
+        got.len()
+    });
+    for c in data.chunks(4096) {
+        if s.write_all(c).is_err() {
+            break;
+        }
+    }
+    let n = reader.join().unwrap();
+    let _ = s.shutdown(std::net::Shutdown::Both);
+    n
+}
+
+fn run_faulty(cfg: Config, conns: usize, size: usize, prefix: bool) -> usize {
+    let _g = wsk_sim::init(cfg);
+    let wsk = Wsk::open();
+    let server = Server::new(false);
+    server.tolerate_failures.store(true, Ordering::SeqCst);
+    let (ls, port) = tcp_echo_listener(&wsk, &server);
+    let (us, uport) = udp_echo_socket(&wsk, &server);
+    let mut total = 0;
+    for _ in 0..conns {
+        total += tolerant_tcp_client(port, size, prefix);
+    }
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..20u8 {
+        c.send_to(&[i; 64], ("127.0.0.1", uport)).unwrap();
+    }
+    wait_until("connections closed", 15, || server.conns_live.load(Ordering::SeqCst) == 0);
+    wait_until("udp drained", 10, || server.inflight_udp.load(Ordering::SeqCst) == 0);
+    assert_eq!(close(ls).status, STATUS_SUCCESS);
+    // Quiesce the datagram callbacks before closing: the callback calls WskSendTo on this
+    // socket, and no call may overlap WskCloseSocket (W70/C22).
+    assert_eq!(disable(us, WSK_EVENT_RECEIVE_FROM).status, STATUS_SUCCESS);
+    wait_until("udp drained", 10, || server.inflight_udp.load(Ordering::SeqCst) == 0);
+    assert_eq!(close(us).status, STATUS_SUCCESS);
+    wsk.close();
+    wsk_sim::assert_no_leaks();
+    total
+}
+
+#[test]
+fn faults_failing_sends_and_receives_leak_nothing() {
+    let cfg = Config { fail_calls: vec![Call::WskSend, Call::WskSendTo], fail_rate: 0.2, fail_status: STATUS_INSUFFICIENT_RESOURCES, ..Config::default() };
+    // A failed send loses its chunk (the echo is no longer a prefix): only survival counts.
+    run_faulty(cfg, 4, 50_000, false);
+}
+
+#[test]
+fn faults_peer_reset_mid_send() {
+    let cfg = Config { reset_rate: 0.2, max_write_slice: 512, ..Config::default() };
+    let echoed = run_faulty(cfg, 4, 100_000, true);
+    assert!(echoed < 400_000, "with resets mid-send some echo must be cut short ({echoed})");
+}
+
+#[test]
+fn faults_everything_pends_and_reorders() {
+    let cfg = Config { pend_rate: 1.0, complete_before_return_rate: 0.3, max_completion_delay_us: 3000, dispatch_rate: 0.5, ..Config::default() };
+    let echoed = run_faulty(cfg, 3, 40_000, true);
+    assert_eq!(echoed, 120_000, "pending and reordered completions lose nothing");
+}
+
+#[test]
+fn faults_allocation_failure_on_socket_creation_completes_irp() {
+    let _g = wsk_sim::init(Config::plain());
+    let wsk = Wsk::open();
+    wsk_sim::faults::fail_next(Call::WskSocket, STATUS_INSUFFICIENT_RESOURCES, 2);
+    for _ in 0..2 {
+        let (d, s) = wsk.socket(AF_INET, SOCK_DGRAM, IPPROTO_UDP, WSK_FLAG_DATAGRAM_SOCKET, std::ptr::null_mut(), std::ptr::null());
+        assert_eq!(d.status, STATUS_INSUFFICIENT_RESOURCES);
+        assert!(s.is_null());
+    }
+    let (d, s) = wsk.socket(AF_INET, SOCK_DGRAM, IPPROTO_UDP, WSK_FLAG_DATAGRAM_SOCKET, std::ptr::null_mut(), std::ptr::null());
+    assert_eq!(d.status, STATUS_SUCCESS);
+    close(s);
+    wsk.close();
+    wsk_sim::assert_no_leaks();
+}

@@ -1,0 +1,136 @@
+//! Loads the real wskecho driver into wsk-sim and unloads it again, checking the sim's leak
+//! report. Shared by the `wskecho-sim` runner and the driver's host tests (included there with
+//! `#[path]`, so the driver crate is linked once per binary).
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::time::{Duration, Instant};
+
+use control::config::{Config, Mode, Proto, Service, Services};
+use wsk_sys::*;
+
+/// Registry path handed to DriverEntry (the sim's in-memory registry serves its Parameters).
+pub const REGISTRY_PATH: &str = "\\Registry\\Machine\\System\\CurrentControlSet\\Services\\wskecho";
+
+pub struct Loaded {
+    pub guard: wsk_sim::SimGuard,
+    /// From `wsk_sim::new_driver_object` (lives for the process).
+    pub drv_obj: *mut DRIVER_OBJECT,
+    _path: Vec<u16>,
+    _us: Box<UNICODE_STRING>,
+    unloaded: bool,
+    /// The start-up thread captured the provider and created the sockets.
+    pub ready: bool,
+}
+
+/// Starts a sim run with `sim`, calls DriverEntry with `cfg` (None: read the sim registry),
+/// and waits (bounded) until the start-up thread has created the sockets (`ready`). Err only
+/// when DriverEntry itself failed (the driver is then not loaded).
+pub fn load(sim: wsk_sim::Config, cfg: Option<Config>) -> Result<Loaded, String> {
+    load_with(sim, cfg, || {})
+}
+
+/// As [`load`], running `before_entry` after the sim is reset and before DriverEntry (to fill
+/// the sim registry, queue one-shot faults, ...).
+pub fn load_with(sim: wsk_sim::Config, cfg: Option<Config>, before_entry: impl FnOnce()) -> Result<Loaded, String> {
+    let guard = wsk_sim::init(sim);
+    before_entry();
+    let drv_obj = wsk_sim::new_driver_object();
+    let mut path: Vec<u16> = REGISTRY_PATH.encode_utf16().collect();
+    let mut us = Box::new(UNICODE_STRING {
+        Length: (path.len() * 2) as u16,
+        MaximumLength: (path.len() * 2) as u16,
+        Buffer: path.as_mut_ptr(),
+    });
+    // SAFETY: valid driver object and registry path, alive until unload.
+    let st = unsafe { wsk_sim::run_passive(|| wskecho::driver_entry_with(drv_obj, &mut *us, cfg)) };
+    if !NT_SUCCESS(st) {
+        return Err(format!("DriverEntry failed {:#x}", st as u32));
+    }
+    let t0 = Instant::now();
+    let ready = loop {
+        match wskecho::start_state() {
+            Some(wskecho::net::START_READY) => break true,
+            Some(wskecho::net::START_FAILED) => break false,
+            _ if t0.elapsed() > Duration::from_secs(10) => break false,
+            _ => std::thread::sleep(Duration::from_millis(2)),
+        }
+    };
+    Ok(Loaded { guard, drv_obj, _path: path, _us: us, unloaded: false, ready })
+}
+
+impl Loaded {
+    /// Calls DriverUnload (PASSIVE_LEVEL) and returns the sim's leak/violation findings
+    /// (empty = clean).
+    pub fn unload(mut self) -> Vec<String> {
+        self.unload_inner()
+    }
+
+    fn unload_inner(&mut self) -> Vec<String> {
+        if self.unloaded {
+            return Vec::new();
+        }
+        self.unloaded = true;
+        // SAFETY: the driver object from new_driver_object, filled by DriverEntry.
+        let unload = unsafe { (*self.drv_obj).DriverUnload }.expect("DriverEntry set DriverUnload");
+        let p = self.drv_obj;
+        // SAFETY: the loaded driver's unload routine with its own driver object.
+        unsafe { wsk_sim::run_passive(|| unload(p)) };
+        wsk_sim::finish()
+    }
+
+    pub fn counters(&self) -> [u64; wskecho::stats::NUM_COUNTERS] {
+        wskecho::counters().expect("driver loaded")
+    }
+
+    pub fn counter(&self, c: wskecho::stats::Counter) -> u64 {
+        self.counters()[c as usize]
+    }
+
+    /// Control ABI call, as the IOCTL path would make it.
+    pub fn control(&self, code: u32, input: &[u8], out_len: usize) -> (i32, Vec<u8>) {
+        let mut out = vec![0u8; out_len];
+        let (st, n) = wskecho::control(code, input, &mut out).expect("driver loaded");
+        out.truncate(n);
+        (st, out)
+    }
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        if !self.unloaded && !std::thread::panicking() {
+            let leaks = self.unload_inner();
+            assert!(leaks.is_empty(), "leaks/violations at unload: {leaks:#?}");
+        } else if !self.unloaded {
+            let _ = self.unload_inner();
+        }
+    }
+}
+
+/// A TCP+UDP port pair free on `ip` right now (both protocols, so one number serves both).
+pub fn free_port(ip: std::net::IpAddr) -> u16 {
+    for _ in 0..100 {
+        let t = TcpListener::bind(SocketAddr::new(ip, 0)).expect("bind tcp");
+        let port = t.local_addr().unwrap().port();
+        if UdpSocket::bind(SocketAddr::new(ip, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+/// A configuration with one service per (proto, mode) on fresh ports of `ip`.
+pub fn config_with(ip: std::net::IpAddr, services: &[(Proto, Mode)]) -> (Config, Vec<u16>) {
+    let mut cfg = Config::default();
+    let mut list = Vec::new();
+    let mut ports = Vec::new();
+    for &(proto, mode) in services {
+        let port = free_port(ip);
+        list.push(Service::new(proto, port, mode, ip));
+        ports.push(port);
+    }
+    cfg.services = Services::from_slice(&list).expect("valid services");
+    cfg.limits.max_connections = 256;
+    cfg.limits.udp_send_contexts = 64;
+    (cfg, ports)
+}
