@@ -5,8 +5,7 @@
 //! ACCESS_ALLOWED ACEs (GENERIC_ALL for LocalSystem and Administrators), protected from
 //! inheritance, set with ZwSetSecurityObject on a kernel handle to the device.
 //! IOCTL dispatch only copies buffers and calls `control::ioctl::dispatch`; every check lives
-//! in the control crate. Runtime reconfiguration and kernel load jobs are not implemented yet:
-//! those IOCTLs answer STATUS_NOT_SUPPORTED.
+//! in the control crate.
 
 use core::ptr;
 
@@ -14,7 +13,7 @@ use control::config::{Config, Service};
 use control::ioctl::{self, ControlHandler, LoadJob, LoadStatus, DEVICE_NAME, DOS_DEVICE_NAME, FILE_DEVICE_WSKECHO, MAX_INPUT_BYTES};
 use control::ioctl::StatsSource;
 use control::stats::{Counter as C, Counters};
-use wsk_sys::*;
+use wsk_sys::{ULONG, UNICODE_STRING, PUNICODE_STRING, PDRIVER_OBJECT, NTSTATUS, PDEVICE_OBJECT, IoCreateDevice, FILE_DEVICE_SECURE_OPEN, FALSE, NT_SUCCESS, IoCreateSymbolicLink, IRP_MJ_CREATE, IRP_MJ_CLOSE, IRP_MJ_DEVICE_CONTROL, DO_DEVICE_INITIALIZING, STATUS_SUCCESS, IoDeleteSymbolicLink, IoDeleteDevice, SeExports, RtlLengthSid, ACL, ACCESS_ALLOWED_ACE, SECURITY_DESCRIPTOR_MIN_LENGTH, STATUS_INSUFFICIENT_RESOURCES, PSECURITY_DESCRIPTOR, PACL, RtlCreateSecurityDescriptor, SECURITY_DESCRIPTOR_REVISION, RtlCreateAcl, ACL_REVISION, RtlAddAccessAllowedAce, GENERIC_ALL, RtlSetDaclSecurityDescriptor, TRUE, HANDLE, ObOpenObjectByPointer, OBJ_KERNEL_HANDLE, WRITE_DAC, KernelMode, ZwSetSecurityObject, DACL_SECURITY_INFORMATION, ZwClose, PIRP, IoCompleteRequest, IO_NO_INCREMENT, STATUS_INVALID_DEVICE_REQUEST, STATUS_DEVICE_NOT_READY, IoGetCurrentIrpStackLocation, STATUS_INVALID_PARAMETER, KeQueryActiveProcessorCountEx};
 
 use crate::kernel::pool;
 use crate::net::Driver;
@@ -42,7 +41,7 @@ impl WideName {
 
     fn get(&mut self) -> PUNICODE_STRING {
         self.us.Buffer = self.buf.as_mut_ptr();
-        &mut self.us
+        &raw mut self.us
     }
 }
 
@@ -62,7 +61,7 @@ pub unsafe fn create(drv_obj: PDRIVER_OBJECT, d: *mut Driver) -> NTSTATUS {
             FILE_DEVICE_WSKECHO,
             FILE_DEVICE_SECURE_OPEN,
             FALSE,
-            &mut dev,
+            &raw mut dev,
         )
     };
     if !NT_SUCCESS(st) {
@@ -152,7 +151,7 @@ unsafe fn apply_admin_only_dacl(dev: PDEVICE_OBJECT) -> NTSTATUS {
         }
         if NT_SUCCESS(st) {
             let mut h: HANDLE = ptr::null_mut();
-            st = ObOpenObjectByPointer(dev.cast(), OBJ_KERNEL_HANDLE, ptr::null_mut(), WRITE_DAC, ptr::null_mut(), KernelMode, &mut h);
+            st = ObOpenObjectByPointer(dev.cast(), OBJ_KERNEL_HANDLE, ptr::null_mut(), WRITE_DAC, ptr::null_mut(), KernelMode, &raw mut h);
             if NT_SUCCESS(st) {
                 st = ZwSetSecurityObject(h, DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION, sd);
                 ZwClose(h);
@@ -214,20 +213,39 @@ unsafe extern "system" fn dispatch_ioctl(dev: PDEVICE_OBJECT, irp: PIRP) -> NTST
         }
         let input = core::slice::from_raw_parts(inbuf, in_len);
         let output: &mut [u8] = if out_len > 0 && !sys.is_null() { core::slice::from_raw_parts_mut(sys, out_len) } else { &mut [] };
-        let (st, n) = control_dispatch(&*d, code, input, output);
+        let (st, n) = control_dispatch(d, code, input, output);
         pool::free(inbuf, pool::TAG_TEMP);
         complete(irp, st, n)
     }
 }
 
-/// The control ABI over any transport (IOCTL here, TCP in wskecho-sim).
-pub fn control_dispatch(d: &Driver, code: u32, input: &[u8], output: &mut [u8]) -> (i32, usize) {
+/// The control ABI over any transport (IOCTL here, TCP in wskecho-sim). PASSIVE_LEVEL.
+/// Requests are serialised (a concurrent one gets STATUS_DEVICE_BUSY); unload takes the
+/// control path for good before closing sockets.
+///
+/// # Safety
+/// `d` is the loaded driver.
+pub unsafe fn control_dispatch(d: *mut Driver, code: u32, input: &[u8], output: &mut [u8]) -> (i32, usize) {
+    // SAFETY: per the caller.
+    let busy = unsafe { &(*d).control_busy };
+    if busy.swap(true, core::sync::atomic::Ordering::SeqCst) {
+        return (control::ioctl::status::STATUS_DEVICE_BUSY, 0);
+    }
     let mut h = Handler { d };
-    ioctl::dispatch(&mut h, code, input, output)
+    let r = ioctl::dispatch(&mut h, code, input, output);
+    busy.store(false, core::sync::atomic::Ordering::SeqCst);
+    r
 }
 
-struct Handler<'a> {
-    d: &'a Driver,
+struct Handler {
+    d: *mut Driver,
+}
+
+impl Handler {
+    fn drv(&self) -> &Driver {
+        // SAFETY: the loaded driver, alive while the control path is held.
+        unsafe { &*self.d }
+    }
 }
 
 fn map(c: &[u64; crate::stats::NUM_COUNTERS]) -> Counters {
@@ -253,72 +271,71 @@ fn map(c: &[u64; crate::stats::NUM_COUNTERS]) -> Counters {
     o
 }
 
-impl StatsSource for Handler<'_> {
+impl StatsSource for Handler {
     fn cpu_count(&self) -> usize {
         // SAFETY: any IRQL; ALL_PROCESSOR_GROUPS.
         (unsafe { KeQueryActiveProcessorCountEx(0xffff) } as usize).clamp(1, MAX_CPUS)
     }
 
     fn cpu(&self, index: usize) -> Counters {
-        map(&self.d.stats.cpu_snapshot(index))
+        map(&self.drv().stats.cpu_snapshot(index))
     }
 
     fn global(&self) -> Counters {
-        let mut c = map(&self.d.stats.snapshot());
-        c.set(C::RetainedBytes, self.d.budget.used() as u64);
+        let mut c = map(&self.drv().stats.snapshot());
+        c.set(C::RetainedBytes, self.drv().budget.used() as u64);
         c
     }
 
     fn service_count(&self) -> usize {
-        self.d.cfg.services.len()
+        self.drv().cfg.services.len()
     }
 
     /// Counters are kept per CPU, not per service: per-service blocks are zero.
     fn service(&self, index: usize) -> (Service, Counters) {
-        (self.d.cfg.services.as_slice()[index], Counters::default())
+        (self.drv().cfg.services.as_slice()[index], Counters::default())
     }
 
     fn time_us(&self) -> u64 {
-        let f = self.d.perf_freq.max(1);
-        (u128::from(self.d.now()) * 1_000_000 / u128::from(f)) as u64
+        let f = self.drv().perf_freq.max(1);
+        (u128::from(self.drv().now()) * 1_000_000 / u128::from(f)) as u64
     }
 }
 
-impl ControlHandler for Handler<'_> {
+impl ControlHandler for Handler {
     fn driver_version(&self) -> (u16, u16, u16) {
         (0, 1, 0)
     }
 
     fn config(&self) -> Config {
-        self.d.cfg
+        self.drv().cfg
     }
 
-    fn set_config(&mut self, _new: &Config) -> Result<(), i32> {
-        Err(STATUS_NOT_SUPPORTED)
+    fn set_config(&mut self, new: &Config) -> Result<(), i32> {
+        // SAFETY: the control path is held (one request at a time), PASSIVE_LEVEL.
+        let d = unsafe { &mut *self.d };
+        if !d.captured || d.stopping.load(core::sync::atomic::Ordering::SeqCst) {
+            return Err(STATUS_DEVICE_NOT_READY);
+        }
+        // SAFETY: as above.
+        unsafe { d.reconfigure(new) }
     }
 
-    fn load_start(&mut self, _job: &LoadJob) -> Result<u32, i32> {
-        Err(STATUS_NOT_SUPPORTED)
+    fn load_start(&mut self, job: &LoadJob) -> Result<u32, i32> {
+        let d = self.drv();
+        if !d.captured || d.stopping.load(core::sync::atomic::Ordering::SeqCst) {
+            return Err(STATUS_DEVICE_NOT_READY);
+        }
+        // SAFETY: captured provider, PASSIVE_LEVEL control path.
+        unsafe { crate::net::job::start(d, job) }
     }
 
     fn load_stop(&mut self, _job_id: u32) -> Result<(), i32> {
-        Err(STATUS_NOT_SUPPORTED)
+        crate::net::job::stop(self.drv());
+        Ok(())
     }
 
     fn load_status(&self) -> LoadStatus {
-        LoadStatus {
-            job_id: 0,
-            state: ioctl::JobState::Idle,
-            last_status: 0,
-            elapsed_ms: 0,
-            connections_open: 0,
-            connect_failures: 0,
-            messages_sent: 0,
-            messages_received: 0,
-            bytes_sent: 0,
-            bytes_received: 0,
-            verify_failures: 0,
-            job: None,
-        }
+        crate::net::job::status(self.drv())
     }
 }

@@ -5,6 +5,9 @@
 //! This file is glue only: DriverEntry / DriverUnload and the start-up thread.
 #![no_std]
 #![allow(non_snake_case)]
+// Kernel modules import wsk-sys wholesale: its items are the C headers' names, and listing
+// dozens of them per file would hide the code.
+#![allow(clippy::wildcard_imports)]
 
 pub mod device;
 pub mod kernel;
@@ -20,7 +23,7 @@ use core::ptr;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use control::config::Config;
-use wsk_sys::*;
+use wsk_sys::{PDRIVER_OBJECT, PUNICODE_STRING, NTSTATUS, STATUS_OBJECT_NAME_COLLISION, STATUS_INSUFFICIENT_RESOURCES, LARGE_INTEGER, KeQueryPerformanceCounter, ExInitializeRundownProtection, STATUS_SUCCESS, NT_SUCCESS, HANDLE, InitializeObjectAttributes, OBJ_KERNEL_HANDLE, PsCreateSystemThread, THREAD_ALL_ACCESS, PVOID, ObReferenceObjectByHandle, SYNCHRONIZE, KernelMode, ZwClose, WskCaptureProviderNPI, STATUS_DEVICE_NOT_READY, PsTerminateSystemThread, KeWaitForSingleObject, Executive, FALSE, ObfDereferenceObject};
 
 use kernel::pool;
 use net::Driver;
@@ -63,14 +66,15 @@ pub unsafe fn driver_entry_with(driver_object: PDRIVER_OBJECT, registry_path: PU
         ptr::write(ptr::addr_of_mut!((*d).stats), stats::Stats::new());
         ptr::write(ptr::addr_of_mut!((*d).budget), service::budget::RetainedBudget::new(cfg.limits.max_retained_total as usize));
         ptr::write(ptr::addr_of_mut!((*d).conns), net::conn::ConnPool::empty());
+        ptr::write(ptr::addr_of_mut!((*d).job), net::job::Job::new());
         &mut *d
     };
     let mut freq = LARGE_INTEGER { QuadPart: 0 };
     // SAFETY: any IRQL.
     unsafe {
-        KeQueryPerformanceCounter(&mut freq);
+        KeQueryPerformanceCounter(&raw mut freq);
         r.perf_freq = freq.QuadPart as u64;
-        ExInitializeRundownProtection(&mut r.rundown);
+        ExInitializeRundownProtection(&raw mut r.rundown);
     }
     let mut st = if r.alloc_pattern() && r.conns.init(d, cfg.limits.max_connections as usize, cfg.limits.send_ring_bytes as usize) {
         STATUS_SUCCESS
@@ -113,14 +117,14 @@ unsafe fn start_thread(r: &mut Driver) -> NTSTATUS {
     let ctx: *mut Driver = r;
     // SAFETY: PASSIVE_LEVEL; the context outlives the thread (unload waits on it).
     let st = unsafe {
-        PsCreateSystemThread(&mut h, THREAD_ALL_ACCESS, &mut oa, ptr::null_mut(), ptr::null_mut(), Some(startup), ctx.cast())
+        PsCreateSystemThread(&raw mut h, THREAD_ALL_ACCESS, &raw mut oa, ptr::null_mut(), ptr::null_mut(), Some(startup), ctx.cast())
     };
     if !NT_SUCCESS(st) {
         return st;
     }
     let mut obj: PVOID = ptr::null_mut();
     // SAFETY: h is our kernel handle.
-    let st = unsafe { ObReferenceObjectByHandle(h, SYNCHRONIZE, ptr::null_mut(), KernelMode, &mut obj, ptr::null_mut()) };
+    let st = unsafe { ObReferenceObjectByHandle(h, SYNCHRONIZE, ptr::null_mut(), KernelMode, &raw mut obj, ptr::null_mut()) };
     // SAFETY: ours.
     unsafe { ZwClose(h) };
     if NT_SUCCESS(st) {
@@ -139,7 +143,7 @@ unsafe extern "system" fn startup(ctx: PVOID) {
             break;
         }
         // SAFETY: registration live; PASSIVE_LEVEL for a non-zero wait (W3).
-        let st = unsafe { WskCaptureProviderNPI(&mut d.registration, 200, &mut d.provider) };
+        let st = unsafe { WskCaptureProviderNPI(&raw mut d.registration, 200, &raw mut d.provider) };
         if NT_SUCCESS(st) {
             d.captured = true;
             break;
@@ -190,6 +194,8 @@ pub unsafe extern "system" fn DriverUnload(driver_object: PDRIVER_OBJECT) {
     while r.start_state.load(Ordering::SeqCst) == net::START_PENDING && !r.startup_thread.is_null() {
         net::sleep_ms(5);
     }
+    // Take the control path for good (bounded wait for a request in progress).
+    net::wait_until(5000, || !r.control_busy.swap(true, Ordering::SeqCst));
     // SAFETY: start-up finished; teardown in order: device, sockets (the housekeeper still
     // ticking), housekeeper, WSK, memory.
     unsafe {
@@ -248,5 +254,5 @@ pub fn counters() -> Option<[u64; stats::NUM_COUNTERS]> {
 pub fn control(code: u32, input: &[u8], output: &mut [u8]) -> Option<(i32, usize)> {
     let d = DRIVER.load(Ordering::SeqCst);
     // SAFETY: as in start_state.
-    (!d.is_null()).then(|| device::control_dispatch(unsafe { &*d }, code, input, output))
+    (!d.is_null()).then(|| unsafe { device::control_dispatch(d, code, input, output) })
 }

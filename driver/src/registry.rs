@@ -5,7 +5,7 @@
 use core::ptr;
 
 use control::config::{encode_utf16z, Config, ConfigBuilder, MAX_REGISTRY_VALUE_BYTES, REGISTRY_VALUES};
-use wsk_sys::*;
+use wsk_sys::{PCUNICODE_STRING, ZwClose, HANDLE, UNICODE_STRING, InitializeObjectAttributes, OBJ_CASE_INSENSITIVE, OBJ_KERNEL_HANDLE, ZwOpenKey, KEY_READ, NT_SUCCESS, ULONG, ZwQueryValueKey, KeyValuePartialInformation, STATUS_OBJECT_NAME_NOT_FOUND, KEY_VALUE_PARTIAL_INFORMATION};
 
 use crate::kernel::pool;
 
@@ -57,10 +57,10 @@ unsafe fn open_parameters(reg_path: PCUNICODE_STRING) -> Option<HANDLE> {
         encode_utf16z(SUFFIX, tail);
     }
     let mut us = UNICODE_STRING { Length: total as u16, MaximumLength: (total + 2) as u16, Buffer: name.cast() };
-    let mut oa = InitializeObjectAttributes(&mut us, OBJ_CASE_INSENSITIVE | OBJ_KERNEL_HANDLE, ptr::null_mut(), ptr::null_mut());
+    let mut oa = InitializeObjectAttributes(&raw mut us, OBJ_CASE_INSENSITIVE | OBJ_KERNEL_HANDLE, ptr::null_mut(), ptr::null_mut());
     let mut h: HANDLE = ptr::null_mut();
     // SAFETY: all structures live across the call.
-    let st = unsafe { ZwOpenKey(&mut h, KEY_READ, &mut oa) };
+    let st = unsafe { ZwOpenKey(&raw mut h, KEY_READ, &raw mut oa) };
     // SAFETY: allocated above, no longer referenced.
     unsafe { pool::free(name, pool::TAG_TEMP) };
     NT_SUCCESS(st).then_some(h)
@@ -75,7 +75,7 @@ unsafe fn read_value(h: HANDLE, name: &'static str, buf: *mut u8, b: &mut Config
     let mut got: ULONG = 0;
     let cap = (MAX_REGISTRY_VALUE_BYTES + 64) as ULONG;
     // SAFETY: buf has cap bytes; us/wname live across the call.
-    let st = unsafe { ZwQueryValueKey(h, &mut us, KeyValuePartialInformation, buf.cast(), cap, &mut got) };
+    let st = unsafe { ZwQueryValueKey(h, &raw mut us, KeyValuePartialInformation, buf.cast(), cap, &raw mut got) };
     if st == STATUS_OBJECT_NAME_NOT_FOUND {
         return;
     }

@@ -37,10 +37,7 @@ fn unload_under_load() {
                 if s.write_all(&data).is_err() {
                     break;
                 }
-                match s.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(_) | Err(_) => {}
-                }
+                if let Ok(0) = s.read(&mut buf) { break }
             }
         }));
     }

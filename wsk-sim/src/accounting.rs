@@ -25,7 +25,10 @@ impl Counts {
 pub fn counts() -> Counts {
     let retained = crate::wsk::indication::live();
     Counts {
-        pool: crate::pool::live_by_tag().into_iter().map(|(t, c, b)| (crate::pool::tag_name(t), c, b)).collect(),
+        pool: crate::pool::live_by_tag()
+            .into_iter()
+            .map(|(t, c, b)| (crate::pool::tag_name(t), c, b))
+            .collect(),
         irps: crate::irp::live_allocated().len(),
         mdls: crate::mdl::live_client().len(),
         sockets: crate::wsk::socket::live().len(),
@@ -40,10 +43,15 @@ pub fn counts() -> Counts {
 pub fn leaks() -> Vec<String> {
     let mut v = Vec::new();
     for (tag, n, bytes) in crate::pool::live_by_tag() {
-        v.push(format!("pool tag '{}': {n} block(s), {bytes} bytes", crate::pool::tag_name(tag)));
+        v.push(format!(
+            "pool tag '{}': {n} block(s), {bytes} bytes",
+            crate::pool::tag_name(tag)
+        ));
     }
     for (a, st) in crate::irp::live_allocated() {
-        v.push(format!("IRP {a:#x} from IoAllocateIrp not freed (state {st})"));
+        v.push(format!(
+            "IRP {a:#x} from IoAllocateIrp not freed (state {st})"
+        ));
     }
     for (a, call) in crate::irp::owned() {
         v.push(format!("IRP {a:#x} still pending in {call}"));
@@ -60,7 +68,10 @@ pub fn leaks() -> Vec<String> {
     v.extend(crate::thread::open_handles());
     v.extend(crate::device::leaked());
     if crate::timer::armed_count() > 0 {
-        v.push(format!("{} timer(s) still set", crate::timer::armed_count()));
+        v.push(format!(
+            "{} timer(s) still set",
+            crate::timer::armed_count()
+        ));
     }
     v
 }

@@ -91,7 +91,10 @@ impl Default for Config {
 impl Config {
     /// Default configuration that records violations instead of panicking.
     pub fn recording() -> Self {
-        Config { violations: ViolationMode::Record, ..Config::default() }
+        Config {
+            violations: ViolationMode::Record,
+            ..Config::default()
+        }
     }
 
     /// No randomness in IRQL, pending or indication sizes: every callback and completion at

@@ -2,6 +2,7 @@
 //! entry that sends an IRP to a driver's dispatch routine like the I/O manager would.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -55,7 +56,12 @@ pub fn devices() -> Vec<DeviceRecord> {
 
 /// Live symbolic links: (link name, device name).
 pub fn symlinks() -> Vec<(String, String)> {
-    with(|d| d.symlinks.iter().map(|(a, b)| (a.clone(), b.clone())).collect())
+    with(|d| {
+        d.symlinks
+            .iter()
+            .map(|(a, b)| (a.clone(), b.clone()))
+            .collect()
+    })
 }
 
 pub(crate) fn leaked() -> Vec<String> {
@@ -66,7 +72,11 @@ pub(crate) fn leaked() -> Vec<String> {
             .filter(|r| !r.deleted)
             .map(|r| format!("device object {:#x} '{}' not deleted", r.address, r.name))
             .collect();
-        v.extend(d.symlinks.keys().map(|l| format!("symbolic link '{l}' not deleted")));
+        v.extend(
+            d.symlinks
+                .keys()
+                .map(|l| format!("symbolic link '{l}' not deleted")),
+        );
         v
     })
 }
@@ -96,12 +106,19 @@ pub unsafe extern "system" fn IoCreateDevice(
     crate::irql::require_passive("IoCreateDevice");
     // SAFETY: the caller passes a valid UNICODE_STRING or NULL.
     let name = unsafe { crate::misc::unicode(DeviceName) };
-    if !name.is_empty() && with(|d| d.devices.iter().any(|r| !r.deleted && r.name.eq_ignore_ascii_case(&name))) {
+    if !name.is_empty()
+        && with(|d| {
+            d.devices
+                .iter()
+                .any(|r| !r.deleted && r.name.eq_ignore_ascii_case(&name))
+        })
+    {
         return STATUS_OBJECT_NAME_COLLISION;
     }
     let obj_size = std::mem::size_of::<DEVICE_OBJECT>();
     let ext_off = obj_size.div_ceil(16) * 16;
-    let layout = std::alloc::Layout::from_size_align(ext_off + DeviceExtensionSize as usize, 16).expect("layout");
+    let layout = std::alloc::Layout::from_size_align(ext_off + DeviceExtensionSize as usize, 16)
+        .expect("layout");
     // SAFETY: non-zero size.
     let p = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<DEVICE_OBJECT>();
     if p.is_null() {
@@ -117,7 +134,11 @@ pub unsafe extern "system" fn IoCreateDevice(
         (*p).Characteristics = DeviceCharacteristics;
         (*p).DeviceType = DeviceType;
         (*p).StackSize = 1;
-        (*p).DeviceExtension = if DeviceExtensionSize > 0 { p.cast::<u8>().add(ext_off).cast() } else { std::ptr::null_mut() };
+        (*p).DeviceExtension = if DeviceExtensionSize > 0 {
+            p.cast::<u8>().add(ext_off).cast()
+        } else {
+            std::ptr::null_mut()
+        };
         if !DriverObject.is_null() {
             (*p).NextDevice = (*DriverObject).DeviceObject;
             (*DriverObject).DeviceObject = p;
@@ -144,7 +165,10 @@ pub unsafe extern "system" fn IoCreateDevice(
 pub unsafe extern "system" fn IoDeleteDevice(DeviceObject: PDEVICE_OBJECT) {
     crate::irql::require_passive("IoDeleteDevice");
     let layout = with(|d| {
-        let rec = d.devices.iter_mut().find(|r| r.address == DeviceObject as usize && !r.deleted);
+        let rec = d
+            .devices
+            .iter_mut()
+            .find(|r| r.address == DeviceObject as usize && !r.deleted);
         match rec {
             Some(r) => {
                 r.deleted = true;
@@ -154,7 +178,9 @@ pub unsafe extern "system" fn IoDeleteDevice(DeviceObject: PDEVICE_OBJECT) {
         }
     });
     let Some(layout) = layout else {
-        crate::state::violation(format!("IoDeleteDevice({DeviceObject:p}): not a live device object"));
+        crate::state::violation(format!(
+            "IoDeleteDevice({DeviceObject:p}): not a live device object"
+        ));
         return;
     };
     // SAFETY: a live device object of ours; unlink it from its driver's list, then free.
@@ -170,22 +196,33 @@ pub unsafe extern "system" fn IoDeleteDevice(DeviceObject: PDEVICE_OBJECT) {
                 link = &raw mut (**link).NextDevice;
             }
         }
-        std::ptr::write_bytes(DeviceObject.cast::<u8>(), crate::pool::FREED_POISON, layout.size());
+        std::ptr::write_bytes(
+            DeviceObject.cast::<u8>(),
+            crate::pool::FREED_POISON,
+            layout.size(),
+        );
         std::alloc::dealloc(DeviceObject.cast(), layout);
     }
 }
 
 /// `IoCreateSymbolicLink`: PASSIVE_LEVEL.
 #[no_mangle]
-pub unsafe extern "system" fn IoCreateSymbolicLink(SymbolicLinkName: PUNICODE_STRING, DeviceName: PUNICODE_STRING) -> NTSTATUS {
+pub unsafe extern "system" fn IoCreateSymbolicLink(
+    SymbolicLinkName: PUNICODE_STRING,
+    DeviceName: PUNICODE_STRING,
+) -> NTSTATUS {
     crate::irql::require_passive("IoCreateSymbolicLink");
     // SAFETY: the caller passes valid UNICODE_STRINGs.
-    let (link, dev) = unsafe { (crate::misc::unicode(SymbolicLinkName), crate::misc::unicode(DeviceName)) };
-    with(|d| {
-        if d.symlinks.contains_key(&link.to_ascii_lowercase()) {
-            STATUS_OBJECT_NAME_COLLISION
-        } else {
-            d.symlinks.insert(link.to_ascii_lowercase(), dev);
+    let (link, dev) = unsafe {
+        (
+            crate::misc::unicode(SymbolicLinkName),
+            crate::misc::unicode(DeviceName),
+        )
+    };
+    with(|d| match d.symlinks.entry(link.to_ascii_lowercase()) {
+        std::collections::hash_map::Entry::Occupied(_) => STATUS_OBJECT_NAME_COLLISION,
+        std::collections::hash_map::Entry::Vacant(v) => {
+            v.insert(dev);
             STATUS_SUCCESS
         }
     })
@@ -197,7 +234,13 @@ pub unsafe extern "system" fn IoDeleteSymbolicLink(SymbolicLinkName: PUNICODE_ST
     crate::irql::require_passive("IoDeleteSymbolicLink");
     // SAFETY: the caller passes a valid UNICODE_STRING.
     let link = unsafe { crate::misc::unicode(SymbolicLinkName) };
-    with(|d| if d.symlinks.remove(&link.to_ascii_lowercase()).is_some() { STATUS_SUCCESS } else { STATUS_OBJECT_NAME_NOT_FOUND })
+    with(|d| {
+        if d.symlinks.remove(&link.to_ascii_lowercase()).is_some() {
+            STATUS_SUCCESS
+        } else {
+            STATUS_OBJECT_NAME_NOT_FOUND
+        }
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -228,7 +271,7 @@ pub(crate) unsafe fn sid_string(sid: PSID) -> String {
         }
         let mut s = format!("S-{rev}-{auth}");
         for i in 0..n {
-            s.push_str(&format!("-{}", b.add(8 + 4 * i).cast::<u32>().read_unaligned()));
+            let _ = write!(s, "-{}", b.add(8 + 4 * i).cast::<u32>().read_unaligned());
         }
         s
     }
@@ -243,21 +286,26 @@ pub unsafe extern "system" fn RtlLengthSid(Sid: PSID) -> ULONG {
 
 /// `RtlCreateSecurityDescriptor`: an absolute SD with no owner, group or ACLs.
 #[no_mangle]
-pub unsafe extern "system" fn RtlCreateSecurityDescriptor(SecurityDescriptor: PSECURITY_DESCRIPTOR, Revision: ULONG) -> NTSTATUS {
+pub unsafe extern "system" fn RtlCreateSecurityDescriptor(
+    SecurityDescriptor: PSECURITY_DESCRIPTOR,
+    Revision: ULONG,
+) -> NTSTATUS {
     if Revision != wsk_sys::SECURITY_DESCRIPTOR_REVISION {
         return STATUS_REVISION_MISMATCH;
     }
     // SAFETY: the caller passes SECURITY_DESCRIPTOR storage.
     unsafe {
-        SecurityDescriptor.cast::<SECURITY_DESCRIPTOR>().write(SECURITY_DESCRIPTOR {
-            Revision: Revision as u8,
-            Sbz1: 0,
-            Control: 0,
-            Owner: std::ptr::null_mut(),
-            Group: std::ptr::null_mut(),
-            Sacl: std::ptr::null_mut(),
-            Dacl: std::ptr::null_mut(),
-        });
+        SecurityDescriptor
+            .cast::<SECURITY_DESCRIPTOR>()
+            .write(SECURITY_DESCRIPTOR {
+                Revision: Revision as u8,
+                Sbz1: 0,
+                Control: 0,
+                Owner: std::ptr::null_mut(),
+                Group: std::ptr::null_mut(),
+                Sacl: std::ptr::null_mut(),
+                Dacl: std::ptr::null_mut(),
+            });
     }
     STATUS_SUCCESS
 }
@@ -295,7 +343,11 @@ pub unsafe extern "system" fn RtlSetDaclSecurityDescriptor(
 
 /// `RtlCreateAcl`.
 #[no_mangle]
-pub unsafe extern "system" fn RtlCreateAcl(Acl: PACL, AclLength: ULONG, AclRevision: ULONG) -> NTSTATUS {
+pub unsafe extern "system" fn RtlCreateAcl(
+    Acl: PACL,
+    AclLength: ULONG,
+    AclRevision: ULONG,
+) -> NTSTATUS {
     if (AclLength as usize) < std::mem::size_of::<ACL>() {
         return STATUS_BUFFER_TOO_SMALL;
     }
@@ -304,7 +356,13 @@ pub unsafe extern "system" fn RtlCreateAcl(Acl: PACL, AclLength: ULONG, AclRevis
     }
     // SAFETY: the caller passes AclLength bytes of ACL storage.
     unsafe {
-        Acl.write(ACL { AclRevision: AclRevision as u8, Sbz1: 0, AclSize: AclLength as u16, AceCount: 0, Sbz2: 0 });
+        Acl.write(ACL {
+            AclRevision: AclRevision as u8,
+            Sbz1: 0,
+            AclSize: AclLength as u16,
+            AceCount: 0,
+            Sbz2: 0,
+        });
     }
     STATUS_SUCCESS
 }
@@ -324,7 +382,12 @@ unsafe fn acl_used(acl: PACL) -> usize {
 
 /// `RtlAddAccessAllowedAce`.
 #[no_mangle]
-pub unsafe extern "system" fn RtlAddAccessAllowedAce(Acl: PACL, AceRevision: ULONG, AccessMask: ACCESS_MASK, Sid: PSID) -> NTSTATUS {
+pub unsafe extern "system" fn RtlAddAccessAllowedAce(
+    Acl: PACL,
+    AceRevision: ULONG,
+    AccessMask: ACCESS_MASK,
+    Sid: PSID,
+) -> NTSTATUS {
     let _ = AceRevision;
     if Sid.is_null() {
         return STATUS_INVALID_SID;
@@ -365,7 +428,10 @@ unsafe fn parse_acl(acl: PACL) -> Vec<Ace> {
             let p = acl.cast::<u8>().add(off);
             let size = usize::from(p.add(2).cast::<u16>().read_unaligned());
             if *p == wsk_sys::ACCESS_ALLOWED_ACE_TYPE {
-                v.push(Ace { sid: sid_string(p.add(8).cast()), mask: p.add(4).cast::<u32>().read_unaligned() });
+                v.push(Ace {
+                    sid: sid_string(p.add(8).cast()),
+                    mask: p.add(4).cast::<u32>().read_unaligned(),
+                });
             }
             off += size.max(8);
         }
@@ -390,7 +456,11 @@ pub unsafe extern "system" fn ZwSetSecurityObject(
     // SAFETY: the caller passes an absolute SD.
     let dacl = unsafe { parse_acl((*SecurityDescriptor.cast::<SECURITY_DESCRIPTOR>()).Dacl) };
     with(|d| {
-        if let Some(r) = d.devices.iter_mut().find(|r| r.address == dev && !r.deleted) {
+        if let Some(r) = d
+            .devices
+            .iter_mut()
+            .find(|r| r.address == dev && !r.deleted)
+        {
             r.dacl = Some(dacl);
         }
     });
@@ -436,7 +506,10 @@ pub(crate) fn init_se_exports() {
 static FINISHED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
 pub(crate) fn irp_finished(irp: PIRP) {
-    FINISHED.lock().unwrap_or_else(PoisonError::into_inner).push(irp as usize);
+    FINISHED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(irp as usize);
 }
 
 /// Result of [`call_dispatch`].
@@ -455,11 +528,20 @@ pub struct DispatchResult {
 ///
 /// # Safety
 /// `dev` is a live device object whose driver object has a dispatch routine for `major`.
-pub unsafe fn call_dispatch(dev: PDEVICE_OBJECT, major: u8, ioctl: u32, input: &[u8], output_len: usize) -> DispatchResult {
+pub unsafe fn call_dispatch(
+    dev: PDEVICE_OBJECT,
+    major: u8,
+    ioctl: u32,
+    input: &[u8],
+    output_len: usize,
+) -> DispatchResult {
     // SAFETY: per the function contract.
     let (stack, routine) = unsafe {
         let drv = (*dev).DriverObject;
-        ((*dev).StackSize.max(1) as u8, (*drv).MajorFunction[usize::from(major)])
+        (
+            (*dev).StackSize.max(1) as u8,
+            (*drv).MajorFunction[usize::from(major)],
+        )
     };
     let irp = crate::irp::test_irp(stack);
     let buf_len = input.len().max(output_len);
@@ -467,7 +549,11 @@ pub unsafe fn call_dispatch(dev: PDEVICE_OBJECT, major: u8, ioctl: u32, input: &
     sysbuf[..input.len()].copy_from_slice(input);
     // SAFETY: a fresh test IRP; the driver's location becomes current, as IoCallDriver does.
     let returned = unsafe {
-        (*irp).AssociatedIrp.SystemBuffer = if buf_len > 0 { sysbuf.as_mut_ptr().cast() } else { std::ptr::null_mut() };
+        (*irp).AssociatedIrp.SystemBuffer = if buf_len > 0 {
+            sysbuf.as_mut_ptr().cast()
+        } else {
+            std::ptr::null_mut()
+        };
         (*irp).RequestorMode = wsk_sys::UserMode;
         (*irp).CurrentLocation -= 1;
         (*irp).Tail.Overlay.CurrentStackLocation = (*irp).Tail.Overlay.CurrentStackLocation.sub(1);
@@ -481,7 +567,12 @@ pub unsafe fn call_dispatch(dev: PDEVICE_OBJECT, major: u8, ioctl: u32, input: &
             Some(r) => crate::irql::run_at(0, "dispatch routine", || r(dev, irp)),
             None => {
                 crate::irp::free_test_irp(irp);
-                return DispatchResult { returned: wsk_sys::STATUS_INVALID_DEVICE_REQUEST, status: wsk_sys::STATUS_INVALID_DEVICE_REQUEST, information: 0, output: Vec::new() };
+                return DispatchResult {
+                    returned: wsk_sys::STATUS_INVALID_DEVICE_REQUEST,
+                    status: wsk_sys::STATUS_INVALID_DEVICE_REQUEST,
+                    information: 0,
+                    output: Vec::new(),
+                };
             }
         }
     };
@@ -502,11 +593,21 @@ pub unsafe fn call_dispatch(dev: PDEVICE_OBJECT, major: u8, ioctl: u32, input: &
     // SAFETY: the IRP is complete (or abandoned after a violation); read its status.
     let (status, information) = unsafe { ((*irp).IoStatus.Status, (*irp).IoStatus.Information) };
     if returned != STATUS_PENDING && returned != status {
-        crate::state::violation(format!("dispatch routine returned {returned:#x} but completed the IRP with {status:#x}"));
+        crate::state::violation(format!(
+            "dispatch routine returned {returned:#x} but completed the IRP with {status:#x}"
+        ));
     }
     let n = information.min(output_len).min(sysbuf.len());
     let output = sysbuf[..n].to_vec();
-    FINISHED.lock().unwrap_or_else(PoisonError::into_inner).retain(|&a| a != irp as usize);
+    FINISHED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .retain(|&a| a != irp as usize);
     crate::irp::free_test_irp(irp);
-    DispatchResult { returned, status, information, output }
+    DispatchResult {
+        returned,
+        status,
+        information,
+        output,
+    }
 }

@@ -38,10 +38,15 @@ struct Schedule {
     one_shot: VecDeque<(Call, NTSTATUS)>,
 }
 
-static SCHEDULE: Mutex<Schedule> = Mutex::new(Schedule { state: 1, one_shot: VecDeque::new() });
+static SCHEDULE: Mutex<Schedule> = Mutex::new(Schedule {
+    state: 1,
+    one_shot: VecDeque::new(),
+});
 
 fn lock() -> std::sync::MutexGuard<'static, Schedule> {
-    SCHEDULE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    SCHEDULE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub(crate) fn reset(seed: u64) {
@@ -90,6 +95,22 @@ pub fn fail_next(call: Call, status: NTSTATUS, count: usize) {
     }
 }
 
+/// Makes the listening and datagram sockets bound to `local` no longer functional, as a failing transport
+/// would: pending IRPs complete with STATUS_FILE_FORCED_CLOSED (W15), the host socket is
+/// closed (connections reset), and each socket gets one NULL indication if its callback is
+/// enabled: WskAcceptEvent with a NULL AcceptSocket (W48, once: G4), WskReceiveFromEvent
+/// with a NULL list (W60), WskReceiveEvent with a NULL DataIndication (W52, no disconnect
+/// event after it: G7). Returns how many sockets it killed.
+pub fn kill_socket(local: std::net::SocketAddr) -> usize {
+    crate::wsk::socket::kill(local, None)
+}
+
+/// The same for the connection socket `local` <-> `remote` (accepted sockets share the
+/// listener's local address, so the peer's address picks one).
+pub fn kill_connection(local: std::net::SocketAddr, remote: std::net::SocketAddr) -> usize {
+    crate::wsk::socket::kill(local, Some(remote))
+}
+
 /// Whether this call must fail, and with which status: a one-shot injection first, then
 /// the configured random failures.
 pub(crate) fn injected_failure(call: Call) -> Option<NTSTATUS> {
@@ -103,8 +124,10 @@ pub(crate) fn injected_failure(call: Call) -> Option<NTSTATUS> {
     if cfg.fail_calls.contains(&call) && chance(cfg.fail_rate) {
         return Some(cfg.fail_status);
     }
-    if matches!(call, Call::ExAllocatePool2 | Call::IoAllocateIrp | Call::IoAllocateMdl)
-        && chance(cfg.alloc_fail_rate)
+    if matches!(
+        call,
+        Call::ExAllocatePool2 | Call::IoAllocateIrp | Call::IoAllocateMdl
+    ) && chance(cfg.alloc_fail_rate)
     {
         return Some(wsk_sys::STATUS_INSUFFICIENT_RESOURCES);
     }

@@ -130,7 +130,9 @@ pub unsafe extern "system" fn IoAllocateIrp(StackSize: CCHAR, ChargeQuota: BOOLE
     let _ = ChargeQuota;
     crate::irql::require_dispatch_or_below("IoAllocateIrp");
     if StackSize < 1 {
-        crate::state::violation(format!("IoAllocateIrp(StackSize={StackSize}): at least one stack location is required"));
+        crate::state::violation(format!(
+            "IoAllocateIrp(StackSize={StackSize}): at least one stack location is required"
+        ));
         return std::ptr::null_mut();
     }
     if crate::faults::injected_failure(crate::faults::Call::IoAllocateIrp).is_some() {
@@ -144,7 +146,14 @@ pub unsafe extern "system" fn IoAllocateIrp(StackSize: CCHAR, ChargeQuota: BOOLE
     }
     // SAFETY: `p` has `size` bytes.
     unsafe { init_fields(p, size as USHORT, StackSize, IRP_ALLOCATED_BY_SIM) };
-    table().insert(p as usize, Rec { origin: Origin::Allocated, state: IrpState::Ready, size });
+    table().insert(
+        p as usize,
+        Rec {
+            origin: Origin::Allocated,
+            state: IrpState::Ready,
+            size,
+        },
+    );
     p
 }
 
@@ -168,8 +177,17 @@ pub unsafe extern "system" fn IoInitializeIrp(Irp: PIRP, PacketSize: USHORT, Sta
             return;
         }
     }
-    let origin = t.get(&(Irp as usize)).map_or(Origin::Initialized, |r| r.origin);
-    t.insert(Irp as usize, Rec { origin, state: IrpState::Ready, size: usize::from(PacketSize) });
+    let origin = t
+        .get(&(Irp as usize))
+        .map_or(Origin::Initialized, |r| r.origin);
+    t.insert(
+        Irp as usize,
+        Rec {
+            origin,
+            state: IrpState::Ready,
+            size: usize::from(PacketSize),
+        },
+    );
     drop(t);
     // SAFETY: the caller passes PacketSize bytes of IRP storage.
     unsafe { init_fields(Irp, PacketSize, StackSize, 0) };
@@ -181,12 +199,16 @@ pub unsafe extern "system" fn IoReuseIrp(Irp: PIRP, Iostatus: NTSTATUS) {
     let mut t = table();
     let Some(r) = t.get_mut(&(Irp as usize)) else {
         drop(t);
-        crate::state::violation(format!("IoReuseIrp({Irp:p}): not an IRP from IoAllocateIrp/IoInitializeIrp"));
+        crate::state::violation(format!(
+            "IoReuseIrp({Irp:p}): not an IRP from IoAllocateIrp/IoInitializeIrp"
+        ));
         return;
     };
     if let IrpState::Owned(c) = r.state {
         drop(t);
-        crate::state::violation(format!("IoReuseIrp({Irp:p}) while the IRP is still pending in {c}"));
+        crate::state::violation(format!(
+            "IoReuseIrp({Irp:p}) while the IRP is still pending in {c}"
+        ));
         return;
     }
     r.state = IrpState::Ready;
@@ -211,12 +233,16 @@ pub unsafe extern "system" fn IoFreeIrp(Irp: PIRP) {
     };
     if r.origin != Origin::Allocated {
         drop(t);
-        crate::state::violation(format!("IoFreeIrp({Irp:p}): IRP was not allocated by IoAllocateIrp"));
+        crate::state::violation(format!(
+            "IoFreeIrp({Irp:p}): IRP was not allocated by IoAllocateIrp"
+        ));
         return;
     }
     if let IrpState::Owned(c) = r.state {
         drop(t);
-        crate::state::violation(format!("IoFreeIrp({Irp:p}) while the IRP is still pending in {c}"));
+        crate::state::violation(format!(
+            "IoFreeIrp({Irp:p}) while the IRP is still pending in {c}"
+        ));
         return;
     }
     let r = t.remove(&(Irp as usize)).expect("checked");
@@ -362,7 +388,8 @@ unsafe fn complete_request(irp: PIRP, call: &str) {
             }
             sp = sp.add(1);
             (*irp).CurrentLocation += 1;
-            (*irp).Tail.Overlay.CurrentStackLocation = (*irp).Tail.Overlay.CurrentStackLocation.add(1);
+            (*irp).Tail.Overlay.CurrentStackLocation =
+                (*irp).Tail.Overlay.CurrentStackLocation.add(1);
         }
     }
     // Fell off the top: the I/O manager would finish it for the issuing thread.
@@ -399,7 +426,14 @@ pub(crate) fn test_irp(stack: u8) -> PIRP {
     assert!(!p.is_null(), "out of memory");
     // SAFETY: `p` has `size` bytes.
     unsafe { init_fields(p, size as USHORT, stack as CCHAR, IRP_ALLOCATED_BY_SIM) };
-    table().insert(p as usize, Rec { origin: Origin::Test, state: IrpState::Ready, size });
+    table().insert(
+        p as usize,
+        Rec {
+            origin: Origin::Test,
+            state: IrpState::Ready,
+            size,
+        },
+    );
     p
 }
 
@@ -412,5 +446,7 @@ pub(crate) fn free_test_irp(irp: PIRP) {
 
 /// Whether the IRP has completed back to the I/O manager.
 pub(crate) fn is_finished(irp: PIRP) -> bool {
-    table().get(&(irp as usize)).is_some_and(|r| r.state == IrpState::Finished)
+    table()
+        .get(&(irp as usize))
+        .is_some_and(|r| r.state == IrpState::Finished)
 }

@@ -22,6 +22,30 @@ pub(crate) fn mark_sim_thread() {
     SIM_THREAD.with(|c| c.set(true));
 }
 
+/// Body of a sim-owned thread: a panic there has no test to fail, and the harness's output
+/// capture (inherited by threads spawned inside a test) would swallow its message, so print
+/// it straight to fd 2 and stop the process like a bugcheck.
+pub(crate) fn sim_thread_main(f: impl FnOnce()) {
+    mark_sim_thread();
+    if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        let msg = e
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_string()))
+            .unwrap_or_default();
+        let name = std::thread::current().name().unwrap_or("?").to_string();
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!(
+                "wsk-sim: thread {name} panicked: {msg} (seed {:#x})\n",
+                crate::state::seed()
+            )
+            .as_bytes(),
+        );
+        std::process::abort();
+    }
+}
+
 pub(crate) fn is_sim_thread() -> bool {
     SIM_THREAD.with(Cell::get)
 }
@@ -76,13 +100,48 @@ pub(crate) fn name(level: KIRQL) -> &'static str {
     }
 }
 
+/// Driver code the sim calls asynchronously (callbacks, completion routines, DPCs, work
+/// items) that is executing right now: must be zero once DriverUnload has returned (C30).
+static CLIENT_CODE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+const ASYNC_CLIENT_CODE: &[&str] = &[
+    "completion routine",
+    "DPC routine",
+    "WskReceiveEvent",
+    "WskReceiveFromEvent",
+    "WskDisconnectEvent",
+    "WskSendBacklogEvent",
+    "WskAcceptEvent",
+];
+
+/// A work item counts from IoQueueWorkItem (Windows keeps the device referenced) to the end
+/// of its routine.
+pub(crate) fn client_code_enter() {
+    CLIENT_CODE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+pub(crate) fn client_code_leave() {
+    CLIENT_CODE.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+pub(crate) fn client_code_running() -> usize {
+    CLIENT_CODE.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Runs `f` at `level` (raised from the current IRQL) and checks that client code gave the
 /// IRQL back as it found it.
 pub(crate) fn run_at<R>(level: KIRQL, what: &str, f: impl FnOnce() -> R) -> R {
     let old = current();
     let level = level.max(old);
     set(level);
+    let counted = ASYNC_CLIENT_CODE.contains(&what);
+    if counted {
+        CLIENT_CODE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
     let r = f();
+    if counted {
+        CLIENT_CODE.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
     let after = current();
     if after != level {
         crate::state::violation(format!(

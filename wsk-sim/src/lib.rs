@@ -22,7 +22,8 @@
 //! - [`registry`]: `set_value(path, name, RegValue)` backs ZwOpenKey/ZwQueryValueKey.
 //! - [`device`]: `devices()`, `symlinks()` (with the DACL applied by ZwSetSecurityObject),
 //!   `call_dispatch(dev, major, ioctl, input, output_len)` to send an IRP to a driver.
-//! - [`faults`]: `fail_next(Call, status, count)`; random faults come from [`Config`].
+//! - [`faults`]: `fail_next(Call, status, count)`, `kill_socket(local)`,
+//!   `kill_connection(local, remote)`; random faults come from [`Config`].
 //! - [`new_driver_object`]: a DRIVER_OBJECT to pass to DriverEntry.
 //! - [`run_passive`]: run DriverEntry/DriverUnload as PASSIVE_LEVEL kernel code.
 //! - [`finish`]: leaks + violations of the run (empty = clean), then teardown.
@@ -30,6 +31,19 @@
 
 // Kernel names are kept exactly as the C headers spell them.
 #![allow(non_snake_case, non_upper_case_globals, non_camel_case_types)]
+// Every allocation the sim casts is made with the target type's alignment (16 or more);
+// kernel signatures fix argument counts; status tables read best as parallel match arms.
+#![allow(
+    clippy::cast_ptr_alignment,
+    clippy::too_many_arguments,
+    clippy::match_same_arms,
+    clippy::many_single_char_names,
+    clippy::items_after_statements,
+    clippy::single_match_else,
+    clippy::needless_range_loop,
+    clippy::struct_field_names,
+    clippy::needless_pass_by_value
+)]
 
 pub mod accounting;
 pub mod config;
@@ -124,7 +138,23 @@ pub fn run_passive<R>(f: impl FnOnce() -> R) -> R {
 pub fn finish() -> Vec<String> {
     wait_quiescent(Duration::from_secs(2));
     let mut v = leaks();
-    v.extend(take_violations().into_iter().map(|m| format!("violation: {m}")));
+    // C30: after DriverUnload no driver code may still run. Allow a routine a moment to
+    // leave its last instructions (a rundown released as its last act) before reporting.
+    let end = Instant::now() + Duration::from_millis(200);
+    while irql::client_code_running() > 0 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    if irql::client_code_running() > 0 {
+        v.push(format!(
+            "{} callback(s)/completion routine(s)/DPC(s)/work item(s) of the driver still running after unload (C30)",
+            irql::client_code_running()
+        ));
+    }
+    v.extend(
+        take_violations()
+            .into_iter()
+            .map(|m| format!("violation: {m}")),
+    );
     teardown_all();
     v
 }

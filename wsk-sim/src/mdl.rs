@@ -39,7 +39,12 @@ pub(crate) fn spanned_pages(va: usize, len: usize) -> usize {
 
 /// Live client MDLs (IoAllocateMdl without IoFreeMdl).
 pub(crate) fn live_client() -> Vec<usize> {
-    with(|m| m.iter().filter(|(_, r)| r.client).map(|(a, _)| *a).collect())
+    with(|m| {
+        m.iter()
+            .filter(|(_, r)| r.client)
+            .map(|(a, _)| *a)
+            .collect()
+    })
 }
 
 pub(crate) fn reset() {
@@ -67,7 +72,17 @@ pub(crate) fn alloc_mdl(va: PVOID, len: u32, client: bool) -> PMDL {
         (*p).ByteOffset = (va as usize & (PAGE_SIZE - 1)) as u32;
         (*p).ByteCount = len;
     }
-    with(|m| m.insert(p as usize, Rec { size, pool_block: None, in_use: 0, client }));
+    with(|m| {
+        m.insert(
+            p as usize,
+            Rec {
+                size,
+                pool_block: None,
+                in_use: 0,
+                client,
+            },
+        )
+    });
     p
 }
 
@@ -92,7 +107,9 @@ pub(crate) fn free_mdl(mdl: PMDL, call: &str) {
                 Some(n) => crate::state::violation(format!(
                     "{call}({mdl:p}): MDL still in use by {n} pending WSK request(s) (C20)"
                 )),
-                None => crate::state::violation(format!("{call}({mdl:p}): not a live MDL (double free?)")),
+                None => crate::state::violation(format!(
+                    "{call}({mdl:p}): not a live MDL (double free?)"
+                )),
             }
         }
     }
@@ -177,7 +194,13 @@ pub unsafe extern "system" fn MmMapLockedPagesSpecifyCache(
     BugCheckOnFailure: ULONG,
     Priority: ULONG,
 ) -> PVOID {
-    let _ = (AccessMode, CacheType, RequestedAddress, BugCheckOnFailure, Priority);
+    let _ = (
+        AccessMode,
+        CacheType,
+        RequestedAddress,
+        BugCheckOnFailure,
+        Priority,
+    );
     let mdl = MemoryDescriptorList;
     // SAFETY: the caller passes a live MDL.
     unsafe {
@@ -222,7 +245,12 @@ pub(crate) unsafe fn segments(
         }
         // SAFETY: per the function contract.
         let (flags, va, count, next) = unsafe {
-            ((*cur).MdlFlags, (*cur).StartVa as usize + (*cur).ByteOffset as usize, (*cur).ByteCount as usize, (*cur).Next)
+            (
+                (*cur).MdlFlags,
+                (*cur).StartVa as usize + (*cur).ByteOffset as usize,
+                (*cur).ByteCount as usize,
+                (*cur).Next,
+            )
         };
         if flags & (MDL_SOURCE_IS_NONPAGED_POOL | MDL_PAGES_LOCKED | MDL_MAPPED_TO_SYSTEM_VA) == 0 {
             crate::state::violation(format!(

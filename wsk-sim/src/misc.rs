@@ -23,16 +23,36 @@ unsafe fn cstr(p: *const u8) -> String {
         return "(null)".into();
     }
     // SAFETY: per the function contract.
-    unsafe { std::ffi::CStr::from_ptr(p.cast()) }.to_string_lossy().into_owned()
+    unsafe { std::ffi::CStr::from_ptr(p.cast()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// `DbgPrintEx`, with the fixed arity the team uses: `(id, level, "%s", text)`. A format
 /// other than "%s" is printed as is, with its first `%s` replaced by `Arg`.
 #[no_mangle]
-pub unsafe extern "system" fn DbgPrintEx(ComponentId: ULONG, Level: ULONG, Format: *const u8, Arg: *const u8) -> NTSTATUS {
+pub unsafe extern "system" fn DbgPrintEx(
+    ComponentId: ULONG,
+    Level: ULONG,
+    Format: *const u8,
+    Arg: *const u8,
+) -> NTSTATUS {
     // SAFETY: the caller passes NUL-terminated strings (kernel contract).
-    let (fmt, arg) = unsafe { (cstr(Format), if Arg.is_null() { String::new() } else { cstr(Arg) }) };
-    let text = if fmt.contains("%s") { fmt.replacen("%s", &arg, 1) } else { fmt };
+    let (fmt, arg) = unsafe {
+        (
+            cstr(Format),
+            if Arg.is_null() {
+                String::new()
+            } else {
+                cstr(Arg)
+            },
+        )
+    };
+    let text = if fmt.contains("%s") {
+        fmt.replacen("%s", &arg, 1)
+    } else {
+        fmt
+    };
     let line = format!("[{ComponentId}:{Level}] {}", text.trim_end_matches('\n'));
     if crate::state::config().print_dbg {
         eprintln!("{line}");
@@ -50,7 +70,9 @@ pub unsafe extern "system" fn DbgPrintEx(ComponentId: ULONG, Level: ULONG, Forma
 
 /// `KeGetCurrentProcessorNumberEx`: the virtual processor of this host thread.
 #[no_mangle]
-pub unsafe extern "system" fn KeGetCurrentProcessorNumberEx(ProcNumber: PPROCESSOR_NUMBER) -> ULONG {
+pub unsafe extern "system" fn KeGetCurrentProcessorNumberEx(
+    ProcNumber: PPROCESSOR_NUMBER,
+) -> ULONG {
     let cpu = crate::irql::cpu();
     if !ProcNumber.is_null() {
         // SAFETY: the caller passes PROCESSOR_NUMBER storage.
@@ -75,7 +97,10 @@ pub unsafe extern "system" fn KeQueryActiveProcessorCountEx(GroupNumber: USHORT)
 
 /// `RtlInitUnicodeString`.
 #[no_mangle]
-pub unsafe extern "system" fn RtlInitUnicodeString(DestinationString: PUNICODE_STRING, SourceString: PCWSTR) {
+pub unsafe extern "system" fn RtlInitUnicodeString(
+    DestinationString: PUNICODE_STRING,
+    SourceString: PCWSTR,
+) {
     // SAFETY: the caller passes UNICODE_STRING storage and a NUL-terminated string or NULL.
     unsafe {
         let mut n = 0usize;

@@ -27,7 +27,9 @@ struct Pool {
     blocks: BTreeMap<usize, Block>,
 }
 
-static POOL: Mutex<Pool> = Mutex::new(Pool { blocks: BTreeMap::new() });
+static POOL: Mutex<Pool> = Mutex::new(Pool {
+    blocks: BTreeMap::new(),
+});
 
 fn lock() -> MutexGuard<'static, Pool> {
     POOL.lock().unwrap_or_else(PoisonError::into_inner)
@@ -91,7 +93,9 @@ fn alloc(size: usize, align: usize, zero: bool, tag: u32) -> PVOID {
     if p.is_null() {
         return std::ptr::null_mut();
     }
-    lock().blocks.insert(p as usize, Block { size, tag, layout });
+    lock()
+        .blocks
+        .insert(p as usize, Block { size, tag, layout });
     p.cast()
 }
 
@@ -124,6 +128,7 @@ fn free(p: PVOID, tag: Option<u32>, call: &str) {
     drop(pool);
     // Driver Verifier style: freeing memory that still holds an IRP the provider owns.
     crate::irp::check_freed_range(p as usize, b.size, call);
+    crate::timer::check_freed_range(p as usize, b.size, call);
     // SAFETY: the block is live (just removed from the table) and `b.size` bytes long.
     unsafe {
         std::ptr::write_bytes(p.cast::<u8>(), FREED_POISON, b.size);
@@ -133,7 +138,11 @@ fn free(p: PVOID, tag: Option<u32>, call: &str) {
 
 /// `ExAllocatePool2`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-exallocatepool2>
 #[no_mangle]
-pub unsafe extern "system" fn ExAllocatePool2(Flags: POOL_FLAGS, NumberOfBytes: SIZE_T, Tag: ULONG) -> PVOID {
+pub unsafe extern "system" fn ExAllocatePool2(
+    Flags: POOL_FLAGS,
+    NumberOfBytes: SIZE_T,
+    Tag: ULONG,
+) -> PVOID {
     let kinds = Flags & (POOL_FLAG_NON_PAGED | POOL_FLAG_PAGED | POOL_FLAG_NON_PAGED_EXECUTE);
     if kinds.count_ones() != 1 {
         crate::state::violation(format!(
@@ -160,7 +169,12 @@ pub unsafe extern "system" fn ExAllocatePool2(Flags: POOL_FLAGS, NumberOfBytes: 
     } else {
         16
     };
-    alloc(NumberOfBytes, align, Flags & POOL_FLAG_UNINITIALIZED == 0, Tag)
+    alloc(
+        NumberOfBytes,
+        align,
+        Flags & POOL_FLAG_UNINITIALIZED == 0,
+        Tag,
+    )
 }
 
 /// `ExFreePoolWithTag`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-exfreepoolwithtag>

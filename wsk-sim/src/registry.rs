@@ -70,7 +70,10 @@ pub fn set_value(path: &str, name: &str, value: RegValue) {
 
 /// Creates an empty key.
 pub fn create_key(path: &str) {
-    keys().get_or_insert_with(HashMap::new).entry(norm(path)).or_default();
+    keys()
+        .get_or_insert_with(HashMap::new)
+        .entry(norm(path))
+        .or_default();
 }
 
 /// Removes every key.
@@ -80,14 +83,23 @@ pub fn clear() {
 
 /// `ZwOpenKey`: PASSIVE_LEVEL; the key must exist.
 #[no_mangle]
-pub unsafe extern "system" fn ZwOpenKey(KeyHandle: PHANDLE, DesiredAccess: ACCESS_MASK, ObjectAttributes: POBJECT_ATTRIBUTES) -> NTSTATUS {
+pub unsafe extern "system" fn ZwOpenKey(
+    KeyHandle: PHANDLE,
+    DesiredAccess: ACCESS_MASK,
+    ObjectAttributes: POBJECT_ATTRIBUTES,
+) -> NTSTATUS {
     let _ = DesiredAccess;
     crate::irql::require_passive("ZwOpenKey");
     if ObjectAttributes.is_null() || KeyHandle.is_null() {
         return STATUS_INVALID_PARAMETER;
     }
     // SAFETY: the caller passes a valid OBJECT_ATTRIBUTES.
-    let (root, name) = unsafe { ((*ObjectAttributes).RootDirectory, crate::misc::unicode((*ObjectAttributes).ObjectName)) };
+    let (root, name) = unsafe {
+        (
+            (*ObjectAttributes).RootDirectory,
+            crate::misc::unicode((*ObjectAttributes).ObjectName),
+        )
+    };
     let path = if root.is_null() {
         name
     } else {
@@ -181,7 +193,11 @@ pub unsafe extern "system" fn ZwQueryValueKey(
             }
             // SAFETY: `need <= Length` bytes of caller storage.
             unsafe {
-                std::ptr::copy_nonoverlapping(wname.as_ptr().cast::<u8>(), out.add(header), wname.len() * 2);
+                std::ptr::copy_nonoverlapping(
+                    wname.as_ptr().cast::<u8>(),
+                    out.add(header),
+                    wname.len() * 2,
+                );
                 std::ptr::copy_nonoverlapping(data.as_ptr(), out.add(data_off), data.len());
             }
             STATUS_SUCCESS

@@ -17,7 +17,11 @@ pub(crate) fn config() -> Config {
 }
 
 pub(crate) fn seed() -> u64 {
-    CONFIG.read().unwrap_or_else(PoisonError::into_inner).as_ref().map_or(0, |c| c.seed)
+    CONFIG
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .map_or(0, |c| c.seed)
 }
 
 /// Held for the duration of one test: tests of one binary share the process-global sim, so
@@ -30,7 +34,9 @@ pub struct SimGuard {
 
 impl std::fmt::Debug for SimGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimGuard").field("seed", &self.seed).finish()
+        f.debug_struct("SimGuard")
+            .field("seed", &self.seed)
+            .finish_non_exhaustive()
     }
 }
 
@@ -57,7 +63,10 @@ pub(crate) fn init(cfg: Config) -> SimGuard {
     let seed = cfg.seed;
     crate::teardown_all();
     crate::faults::reset(seed);
-    VIOLATIONS.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    VIOLATIONS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clear();
     *CONFIG.write().unwrap_or_else(PoisonError::into_inner) = Some(cfg);
     crate::wsk::registration::start_run();
     SimGuard { _lock: lock, seed }
@@ -72,11 +81,17 @@ pub(crate) fn violation(msg: impl std::fmt::Display) {
         .unwrap_or_else(PoisonError::into_inner)
         .as_ref()
         .map_or(ViolationMode::Panic, |c| c.violations);
-    VIOLATIONS.lock().unwrap_or_else(PoisonError::into_inner).push(text.clone());
+    VIOLATIONS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(text.clone());
     if mode == ViolationMode::Panic {
         // Straight to fd 2: provider threads inherit the test harness's output capture, and
         // a captured message is lost when the process aborts.
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("wsk-sim VIOLATION: {text} (seed {:#x})\n", seed()).as_bytes());
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("wsk-sim VIOLATION: {text} (seed {:#x})\n", seed()).as_bytes(),
+        );
         if crate::irql::is_sim_thread() {
             // A provider thread has no test to fail: stop the process like a bugcheck.
             std::process::abort();
@@ -90,5 +105,8 @@ pub(crate) fn take_violations() -> Vec<String> {
 }
 
 pub(crate) fn violations() -> Vec<String> {
-    VIOLATIONS.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    VIOLATIONS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
 }

@@ -6,9 +6,9 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use wsk_sys::{
-    BOOLEAN, DISPATCH_LEVEL, EVENT_TYPE, KEVENT, KIRQL, KPRIORITY, KPROCESSOR_MODE,
-    KWAIT_REASON, LONG, NTSTATUS, PEX_RUNDOWN_REF, PKEVENT, PKSPIN_LOCK, PLARGE_INTEGER, PVOID,
-    STATUS_SUCCESS, STATUS_TIMEOUT,
+    BOOLEAN, DISPATCH_LEVEL, EVENT_TYPE, KEVENT, KIRQL, KPRIORITY, KPROCESSOR_MODE, KWAIT_REASON,
+    LONG, NTSTATUS, PEX_RUNDOWN_REF, PKEVENT, PKSPIN_LOCK, PLARGE_INTEGER, PVOID, STATUS_SUCCESS,
+    STATUS_TIMEOUT,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -39,9 +39,12 @@ unsafe fn spin_acquire(lock: PKSPIN_LOCK, call: &str) {
         return;
     }
     let mut spins = 0u32;
-    while word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed).is_err() {
+    while word
+        .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
         spins += 1;
-        if spins % 64 == 0 {
+        if spins.is_multiple_of(64) {
             // A host thread holding the lock may be descheduled; a kernel CPU at DISPATCH
             // would not be, so yielding does not change what the driver can observe.
             std::thread::yield_now();
@@ -61,7 +64,10 @@ unsafe fn spin_release(lock: PKSPIN_LOCK, call: &str) {
     // SAFETY: as in spin_acquire.
     let word = unsafe { AtomicUsize::from_ptr(lock.cast::<usize>()) };
     let me = thread_token();
-    if word.compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed).is_err() {
+    if word
+        .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
+        .is_err()
+    {
         crate::state::violation(format!(
             "{call}: spin lock {lock:p} is not held by this thread"
         ));
@@ -91,7 +97,9 @@ pub unsafe extern "system" fn KeReleaseSpinLock(SpinLock: PKSPIN_LOCK, NewIrql: 
     // SAFETY: the caller passes a live spin lock (kernel contract).
     unsafe { spin_release(SpinLock, "KeReleaseSpinLock") };
     if NewIrql > DISPATCH_LEVEL {
-        crate::state::violation(format!("KeReleaseSpinLock(NewIrql={NewIrql}) above DISPATCH_LEVEL"));
+        crate::state::violation(format!(
+            "KeReleaseSpinLock(NewIrql={NewIrql}) above DISPATCH_LEVEL"
+        ));
     }
     crate::irql::set(NewIrql.min(DISPATCH_LEVEL));
 }
@@ -234,7 +242,7 @@ pub(crate) unsafe fn wait_object(obj: PVOID, timeout: Option<Duration>, call: &s
         let elapsed = start.elapsed();
         let limit = match timeout {
             Some(t) if elapsed >= t => return STATUS_TIMEOUT,
-            Some(t) => t - elapsed,
+            Some(t) => t.saturating_sub(elapsed),
             None => {
                 if elapsed >= watchdog && !warned {
                     warned = true;
@@ -270,7 +278,11 @@ pub unsafe extern "system" fn KeInitializeEvent(Event: PKEVENT, Type: EVENT_TYPE
 
 /// `KeSetEvent`: ≤ DISPATCH_LEVEL.
 #[no_mangle]
-pub unsafe extern "system" fn KeSetEvent(Event: PKEVENT, Increment: KPRIORITY, Wait: BOOLEAN) -> LONG {
+pub unsafe extern "system" fn KeSetEvent(
+    Event: PKEVENT,
+    Increment: KPRIORITY,
+    Wait: BOOLEAN,
+) -> LONG {
     let _ = (Increment, Wait);
     crate::irql::require_dispatch_or_below("KeSetEvent");
     // SAFETY: the caller passes an initialised KEVENT.
@@ -412,7 +424,9 @@ pub unsafe extern "system" fn ExRundownCompleted(RunRef: PEX_RUNDOWN_REF) {
     // SAFETY: the caller passes a live EX_RUNDOWN_REF.
     let w = unsafe { rundown_word(RunRef) };
     if w.load(Ordering::SeqCst) != 1 {
-        crate::state::violation(format!("ExRundownCompleted({RunRef:p}) before the rundown completed"));
+        crate::state::violation(format!(
+            "ExRundownCompleted({RunRef:p}) before the rundown completed"
+        ));
     }
 }
 
@@ -463,8 +477,14 @@ pub unsafe extern "system" fn KeQueryPerformanceCounter(
 ) -> wsk_sys::LARGE_INTEGER {
     if !PerformanceFrequency.is_null() {
         // SAFETY: the caller passes LARGE_INTEGER storage.
-        unsafe { PerformanceFrequency.write(wsk_sys::LARGE_INTEGER { QuadPart: QPC_FREQUENCY }) };
+        unsafe {
+            PerformanceFrequency.write(wsk_sys::LARGE_INTEGER {
+                QuadPart: QPC_FREQUENCY,
+            });
+        };
     }
     let ticks = qpc_base().elapsed().as_nanos() / 100;
-    wsk_sys::LARGE_INTEGER { QuadPart: ticks as i64 }
+    wsk_sys::LARGE_INTEGER {
+        QuadPart: ticks as i64,
+    }
 }

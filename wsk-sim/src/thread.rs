@@ -31,7 +31,10 @@ static OBJECTS: Mutex<Option<Objects>> = Mutex::new(None);
 
 fn with<R>(f: impl FnOnce(&mut Objects) -> R) -> R {
     let mut g: MutexGuard<'_, _> = OBJECTS.lock().unwrap_or_else(PoisonError::into_inner);
-    f(g.get_or_insert_with(|| Objects { next: 0x100, ..Objects::default() }))
+    f(g.get_or_insert_with(|| Objects {
+        next: 0x100,
+        ..Objects::default()
+    }))
 }
 
 pub(crate) fn new_handle(h: Handle) -> HANDLE {
@@ -48,7 +51,12 @@ pub(crate) fn lookup(h: HANDLE) -> Option<Handle> {
 }
 
 pub(crate) fn open_handles() -> Vec<String> {
-    with(|o| o.handles.iter().map(|(k, v)| format!("handle {k:#x} -> {v:?}")).collect())
+    with(|o| {
+        o.handles
+            .iter()
+            .map(|(k, v)| format!("handle {k:#x} -> {v:?}"))
+            .collect()
+    })
 }
 
 pub(crate) fn leaked() -> Vec<String> {
@@ -57,9 +65,15 @@ pub(crate) fn leaked() -> Vec<String> {
             .threads
             .iter()
             .filter(|(_, (refs, _))| *refs > 0)
-            .map(|(k, (refs, done))| format!("thread object {k:#x}: {refs} reference(s), exited={done}"))
+            .map(|(k, (refs, done))| {
+                format!("thread object {k:#x}: {refs} reference(s), exited={done}")
+            })
             .collect();
-        v.extend(o.work_items.keys().map(|k| format!("work item {k:#x} not freed")));
+        v.extend(
+            o.work_items
+                .keys()
+                .map(|k| format!("work item {k:#x} not freed")),
+        );
         v
     })
 }
@@ -75,7 +89,9 @@ pub(crate) fn reset() {
 /// Thread objects are dispatcher objects (waitable) that live as long as references do;
 /// their memory is leaked deliberately so a late wait never touches freed memory.
 fn new_thread_object() -> usize {
-    let obj = Box::leak(Box::new([0u64; 8])).as_mut_ptr().cast::<std::ffi::c_void>();
+    let obj = Box::leak(Box::new([0u64; 8]))
+        .as_mut_ptr()
+        .cast::<std::ffi::c_void>();
     // SAFETY: 64 bytes of fresh storage.
     unsafe { crate::sync::init_header(obj, crate::sync::OBJ_THREAD, false) };
     obj as usize
@@ -190,7 +206,9 @@ pub unsafe extern "system" fn ObfDereferenceObject(Object: PVOID) -> LONG_PTR {
         None => Some(1),
     });
     r.unwrap_or_else(|| {
-        crate::state::violation(format!("ObDereferenceObject({Object:p}): reference count already zero"));
+        crate::state::violation(format!(
+            "ObDereferenceObject({Object:p}): reference count already zero"
+        ));
         0
     })
 }
@@ -225,7 +243,13 @@ pub unsafe extern "system" fn ObOpenObjectByPointer(
     AccessMode: KPROCESSOR_MODE,
     Handle: PHANDLE,
 ) -> NTSTATUS {
-    let _ = (HandleAttributes, PassedAccessState, DesiredAccess, ObjectType, AccessMode);
+    let _ = (
+        HandleAttributes,
+        PassedAccessState,
+        DesiredAccess,
+        ObjectType,
+        AccessMode,
+    );
     crate::irql::require_passive("ObOpenObjectByPointer");
     // SAFETY: the caller passes HANDLE storage.
     unsafe { Handle.write(new_handle(self::Handle::Device(Object as usize))) };
@@ -277,6 +301,7 @@ pub unsafe extern "system" fn IoQueueWorkItem(
     // SAFETY: `item` is a live Box<(usize, u64)> until IoFreeWorkItem.
     let dev = unsafe { (*(item as *const (usize, u64))).0 };
     let ctx = Context as usize;
+    crate::irql::client_code_enter();
     std::thread::Builder::new()
         .name("wsk-sim-work-item".into())
         .spawn(move || {
@@ -285,8 +310,11 @@ pub unsafe extern "system" fn IoQueueWorkItem(
                     *q = false;
                 }
             });
-            // SAFETY: the driver's work routine with its device object and context.
-            unsafe { routine(dev as PDEVICE_OBJECT, ctx as PVOID) };
+            crate::irql::run_at(0, "work item", || {
+                // SAFETY: the driver's work routine with its device object and context.
+                unsafe { routine(dev as PDEVICE_OBJECT, ctx as PVOID) };
+            });
+            crate::irql::client_code_leave();
         })
         .expect("spawn work item");
 }
@@ -305,6 +333,8 @@ pub unsafe extern "system" fn IoFreeWorkItem(IoWorkItem: PIO_WORKITEM) {
             with(|o| o.work_items.insert(item, true));
             crate::state::violation(format!("IoFreeWorkItem({IoWorkItem:p}) while it is queued"));
         }
-        None => crate::state::violation(format!("IoFreeWorkItem({IoWorkItem:p}): not a live work item")),
+        None => crate::state::violation(format!(
+            "IoFreeWorkItem({IoWorkItem:p}): not a live work item"
+        )),
     }
 }

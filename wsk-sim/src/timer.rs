@@ -38,13 +38,41 @@ fn ensure_thread() {
     STARTED.get_or_init(|| {
         std::thread::Builder::new()
             .name("wsk-sim-timer".into())
-            .spawn(timer_thread)
+            .spawn(|| crate::irql::sim_thread_main(timer_thread))
             .expect("spawn timer thread");
     });
 }
 
 pub(crate) fn armed_count() -> usize {
     lock().as_ref().map_or(0, |t| t.armed.len())
+}
+
+/// Pool memory is being freed: a timer still set inside it would fire into freed memory
+/// (Driver Verifier: TIMER_OR_DPC_INVALID). Report it and disarm it.
+pub(crate) fn check_freed_range(start: usize, size: usize, call: &str) {
+    let hits: Vec<usize> = {
+        let mut g = lock();
+        let Some(t) = g.as_mut() else { return };
+        let hits: Vec<usize> = t
+            .armed
+            .iter()
+            .filter(|(k, a)| {
+                let timer = **k & !1;
+                (start..start + size).contains(&timer) || (start..start + size).contains(&a.dpc)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &hits {
+            t.armed.remove(k);
+        }
+        hits
+    };
+    for k in hits {
+        crate::state::violation(format!(
+            "{call} frees memory holding a timer/DPC {:#x} that is still set (TIMER_OR_DPC_INVALID)",
+            k & !1
+        ));
+    }
 }
 
 pub(crate) fn reset() {
@@ -90,15 +118,25 @@ fn timer_thread() {
             continue;
         }
         let next = t.armed.values().map(|a| a.due).min();
-        let wait = next.map_or(Duration::from_millis(100), |d| d.saturating_duration_since(now));
-        g = WAKE.wait_timeout(g, wait).unwrap_or_else(PoisonError::into_inner).0;
+        let wait = next.map_or(Duration::from_millis(100), |d| {
+            d.saturating_duration_since(now)
+        });
+        g = WAKE
+            .wait_timeout(g, wait)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
     }
 }
 
 fn run_dpc(dpc: PKDPC) {
     // SAFETY: KeInitializeDpc filled these fields; the DPC is live while its timer is set.
     let (routine, ctx, a1, a2) = unsafe {
-        ((*dpc).DeferredRoutine, (*dpc).DeferredContext, (*dpc).SystemArgument1, (*dpc).SystemArgument2)
+        (
+            (*dpc).DeferredRoutine,
+            (*dpc).DeferredContext,
+            (*dpc).SystemArgument1,
+            (*dpc).SystemArgument2,
+        )
     };
     if let Some(r) = routine {
         crate::irql::run_at(DISPATCH_LEVEL, "DPC routine", || {
@@ -110,7 +148,11 @@ fn run_dpc(dpc: PKDPC) {
 
 /// `KeInitializeDpc`.
 #[no_mangle]
-pub unsafe extern "system" fn KeInitializeDpc(Dpc: PKDPC, DeferredRoutine: PKDEFERRED_ROUTINE, DeferredContext: PVOID) {
+pub unsafe extern "system" fn KeInitializeDpc(
+    Dpc: PKDPC,
+    DeferredRoutine: PKDEFERRED_ROUTINE,
+    DeferredContext: PVOID,
+) {
     // SAFETY: the caller passes KDPC storage.
     unsafe {
         std::ptr::write_bytes(Dpc.cast::<u8>(), 0, std::mem::size_of::<KDPC>());
@@ -137,7 +179,11 @@ pub unsafe extern "system" fn KeInitializeTimerEx(Timer: PKTIMER, Type: TIMER_TY
     };
     // SAFETY: the caller passes KTIMER storage (64 bytes, header first).
     unsafe {
-        std::ptr::write_bytes(Timer.cast::<u8>(), 0, std::mem::size_of::<wsk_sys::KTIMER>());
+        std::ptr::write_bytes(
+            Timer.cast::<u8>(),
+            0,
+            std::mem::size_of::<wsk_sys::KTIMER>(),
+        );
         crate::sync::init_header(Timer.cast(), ty, false);
     }
 }
@@ -154,7 +200,12 @@ fn due_from(due: i64) -> Instant {
 
 /// `KeSetTimerEx`: TRUE if the timer was already set.
 #[no_mangle]
-pub unsafe extern "system" fn KeSetTimerEx(Timer: PKTIMER, DueTime: LARGE_INTEGER, Period: LONG, Dpc: PKDPC) -> BOOLEAN {
+pub unsafe extern "system" fn KeSetTimerEx(
+    Timer: PKTIMER,
+    DueTime: LARGE_INTEGER,
+    Period: LONG,
+    Dpc: PKDPC,
+) -> BOOLEAN {
     crate::irql::require_dispatch_or_below("KeSetTimer");
     ensure_thread();
     // SAFETY: LARGE_INTEGER is a plain 8-byte integer.
@@ -181,7 +232,11 @@ pub unsafe extern "system" fn KeSetTimerEx(Timer: PKTIMER, DueTime: LARGE_INTEGE
 
 /// `KeSetTimer`.
 #[no_mangle]
-pub unsafe extern "system" fn KeSetTimer(Timer: PKTIMER, DueTime: LARGE_INTEGER, Dpc: PKDPC) -> BOOLEAN {
+pub unsafe extern "system" fn KeSetTimer(
+    Timer: PKTIMER,
+    DueTime: LARGE_INTEGER,
+    Dpc: PKDPC,
+) -> BOOLEAN {
     // SAFETY: same contract.
     unsafe { KeSetTimerEx(Timer, DueTime, 0, Dpc) }
 }
@@ -211,7 +266,11 @@ pub unsafe extern "system" fn KeFlushQueuedDpcs() {
 /// `KeInsertQueueDpc`: runs the DPC soon at DISPATCH_LEVEL on the timer thread. FALSE if it
 /// is already queued.
 #[no_mangle]
-pub unsafe extern "system" fn KeInsertQueueDpc(Dpc: PKDPC, SystemArgument1: PVOID, SystemArgument2: PVOID) -> BOOLEAN {
+pub unsafe extern "system" fn KeInsertQueueDpc(
+    Dpc: PKDPC,
+    SystemArgument1: PVOID,
+    SystemArgument2: PVOID,
+) -> BOOLEAN {
     ensure_thread();
     let mut g = lock();
     let t = g.get_or_insert_with(Timers::default);
@@ -227,7 +286,16 @@ pub unsafe extern "system" fn KeInsertQueueDpc(Dpc: PKDPC, SystemArgument1: PVOI
     }
     t.generation += 1;
     let generation = t.generation;
-    t.armed.insert(key, Armed { due: Instant::now(), period: None, dpc: Dpc as usize, generation, dpc_only: true });
+    t.armed.insert(
+        key,
+        Armed {
+            due: Instant::now(),
+            period: None,
+            dpc: Dpc as usize,
+            generation,
+            dpc_only: true,
+        },
+    );
     WAKE.notify_all();
     1
 }

@@ -1,5 +1,12 @@
 //! End to end: the test client echoes TCP and UDP traffic from real std::net clients on
 //! 127.0.0.1 through the sim, with and without faults, and leaves nothing behind.
+#![allow(
+    clippy::many_single_char_names,
+    clippy::items_after_statements,
+    clippy::unnecessary_box_returns,
+    clippy::ref_as_ptr,
+    clippy::used_underscore_binding
+)]
 
 mod common;
 
@@ -12,7 +19,9 @@ use common::*;
 use wsk_sys::*;
 
 fn pattern(n: usize, seed: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 fn tcp_round(port: u16, size: usize, conns: usize) {
@@ -46,7 +55,8 @@ fn tcp_round(port: u16, size: usize, conns: usize) {
 
 fn udp_round(port: u16, count: usize) {
     let c = UdpSocket::bind("127.0.0.1:0").unwrap();
-    c.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     let mut echoed = 0;
     for i in 0..count {
         let d = pattern(100 + i % 200, i as u8);
@@ -58,7 +68,10 @@ fn udp_round(port: u16, count: usize) {
         }
     }
     // Loopback UDP does not drop under this light load.
-    assert!(echoed >= count * 9 / 10, "only {echoed}/{count} datagrams echoed");
+    assert!(
+        echoed >= count * 9 / 10,
+        "only {echoed}/{count} datagrams echoed"
+    );
 }
 
 fn run_echo(cfg: wsk_sim::Config, zero_copy: bool, size: usize, conns: usize) {
@@ -69,13 +82,19 @@ fn run_echo(cfg: wsk_sim::Config, zero_copy: bool, size: usize, conns: usize) {
     let (us, uport) = udp_echo_socket(&wsk, &server);
     tcp_round(tport, size, conns);
     udp_round(uport, 50);
-    wait_until("connections closed", 10, || server.conns_live.load(Ordering::SeqCst) == 0);
-    wait_until("udp sends drained", 10, || server.inflight_udp.load(Ordering::SeqCst) == 0);
+    wait_until("connections closed", 10, || {
+        server.conns_live.load(Ordering::SeqCst) == 0
+    });
+    wait_until("udp sends drained", 10, || {
+        server.inflight_udp.load(Ordering::SeqCst) == 0
+    });
     assert_eq!(close(ls).status, STATUS_SUCCESS);
     // Quiesce the datagram callbacks before closing: the callback calls WskSendTo on this
     // socket, and no call may overlap WskCloseSocket (W70/C22).
     assert_eq!(disable(us, WSK_EVENT_RECEIVE_FROM).status, STATUS_SUCCESS);
-    wait_until("udp drained", 10, || server.inflight_udp.load(Ordering::SeqCst) == 0);
+    wait_until("udp drained", 10, || {
+        server.inflight_udp.load(Ordering::SeqCst) == 0
+    });
     assert_eq!(close(us).status, STATUS_SUCCESS);
     wsk.close();
     let errors = server.errors.lock().unwrap().clone();
@@ -97,14 +116,22 @@ fn echo_tcp_udp_zero_copy_scheduled() {
 
 #[test]
 fn echo_with_short_writes_and_reordering() {
-    let cfg = wsk_sim::Config { max_write_slice: 7, max_indication: 333, pend_rate: 0.6, ..wsk_sim::Config::default() };
+    let cfg = wsk_sim::Config {
+        max_write_slice: 7,
+        max_indication: 333,
+        pend_rate: 0.6,
+        ..wsk_sim::Config::default()
+    };
     run_echo(cfg, false, 30_000, 2);
 }
 
 #[test]
 fn echo_many_seeds() {
     for seed in 1..=4u64 {
-        let cfg = wsk_sim::Config { seed, ..wsk_sim::Config::default() };
+        let cfg = wsk_sim::Config {
+            seed,
+            ..wsk_sim::Config::default()
+        };
         run_echo(cfg, seed % 2 == 0, 8_000, 2);
     }
 }

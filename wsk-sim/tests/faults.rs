@@ -1,5 +1,12 @@
 //! Fault injection: failing calls, allocation failures, peer resets mid-send, pended and
 //! reordered completions. The test client must survive and the sim must show no leaks.
+#![allow(
+    clippy::many_single_char_names,
+    clippy::items_after_statements,
+    clippy::unnecessary_box_returns,
+    clippy::ref_as_ptr,
+    clippy::used_underscore_binding
+)]
 
 mod common;
 
@@ -15,8 +22,11 @@ use wsk_sys::*;
 
 /// A client that tolerates resets: returns how many bytes came back intact.
 fn tolerant_tcp_client(port: u16, size: usize, prefix: bool) -> usize {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return 0 };
-    s.set_read_timeout(Some(Duration::from_millis(800))).unwrap();
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
+    s.set_read_timeout(Some(Duration::from_millis(800)))
+        .unwrap();
     let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
     let mut r = s.try_clone().unwrap();
     let want = data.clone();
@@ -30,7 +40,10 @@ fn tolerant_tcp_client(port: u16, size: usize, prefix: bool) -> usize {
             }
         }
         if prefix {
-            assert!(want.starts_with(&got), "echoed data must be a prefix of what was sent, never corrupted");
+            assert!(
+                want.starts_with(&got),
+                "echoed data must be a prefix of what was sent, never corrupted"
+            );
         }
         got.len()
     });
@@ -59,13 +72,19 @@ fn run_faulty(cfg: Config, conns: usize, size: usize, prefix: bool) -> usize {
     for i in 0..20u8 {
         c.send_to(&[i; 64], ("127.0.0.1", uport)).unwrap();
     }
-    wait_until("connections closed", 15, || server.conns_live.load(Ordering::SeqCst) == 0);
-    wait_until("udp drained", 10, || server.inflight_udp.load(Ordering::SeqCst) == 0);
+    wait_until("connections closed", 15, || {
+        server.conns_live.load(Ordering::SeqCst) == 0
+    });
+    wait_until("udp drained", 10, || {
+        server.inflight_udp.load(Ordering::SeqCst) == 0
+    });
     assert_eq!(close(ls).status, STATUS_SUCCESS);
     // Quiesce the datagram callbacks before closing: the callback calls WskSendTo on this
     // socket, and no call may overlap WskCloseSocket (W70/C22).
     assert_eq!(disable(us, WSK_EVENT_RECEIVE_FROM).status, STATUS_SUCCESS);
-    wait_until("udp drained", 10, || server.inflight_udp.load(Ordering::SeqCst) == 0);
+    wait_until("udp drained", 10, || {
+        server.inflight_udp.load(Ordering::SeqCst) == 0
+    });
     assert_eq!(close(us).status, STATUS_SUCCESS);
     wsk.close();
     wsk_sim::assert_no_leaks();
@@ -74,23 +93,44 @@ fn run_faulty(cfg: Config, conns: usize, size: usize, prefix: bool) -> usize {
 
 #[test]
 fn faults_failing_sends_and_receives_leak_nothing() {
-    let cfg = Config { fail_calls: vec![Call::WskSend, Call::WskSendTo], fail_rate: 0.2, fail_status: STATUS_INSUFFICIENT_RESOURCES, ..Config::default() };
+    let cfg = Config {
+        fail_calls: vec![Call::WskSend, Call::WskSendTo],
+        fail_rate: 0.2,
+        fail_status: STATUS_INSUFFICIENT_RESOURCES,
+        ..Config::default()
+    };
     // A failed send loses its chunk (the echo is no longer a prefix): only survival counts.
     run_faulty(cfg, 4, 50_000, false);
 }
 
 #[test]
 fn faults_peer_reset_mid_send() {
-    let cfg = Config { reset_rate: 0.2, max_write_slice: 512, ..Config::default() };
+    let cfg = Config {
+        reset_rate: 0.2,
+        max_write_slice: 512,
+        ..Config::default()
+    };
     let echoed = run_faulty(cfg, 4, 100_000, true);
-    assert!(echoed < 400_000, "with resets mid-send some echo must be cut short ({echoed})");
+    assert!(
+        echoed < 400_000,
+        "with resets mid-send some echo must be cut short ({echoed})"
+    );
 }
 
 #[test]
 fn faults_everything_pends_and_reorders() {
-    let cfg = Config { pend_rate: 1.0, complete_before_return_rate: 0.3, max_completion_delay_us: 3000, dispatch_rate: 0.5, ..Config::default() };
+    let cfg = Config {
+        pend_rate: 1.0,
+        complete_before_return_rate: 0.3,
+        max_completion_delay_us: 3000,
+        dispatch_rate: 0.5,
+        ..Config::default()
+    };
     let echoed = run_faulty(cfg, 3, 40_000, true);
-    assert_eq!(echoed, 120_000, "pending and reordered completions lose nothing");
+    assert_eq!(
+        echoed, 120_000,
+        "pending and reordered completions lose nothing"
+    );
 }
 
 #[test]
@@ -99,13 +139,101 @@ fn faults_allocation_failure_on_socket_creation_completes_irp() {
     let wsk = Wsk::open();
     wsk_sim::faults::fail_next(Call::WskSocket, STATUS_INSUFFICIENT_RESOURCES, 2);
     for _ in 0..2 {
-        let (d, s) = wsk.socket(AF_INET, SOCK_DGRAM, IPPROTO_UDP, WSK_FLAG_DATAGRAM_SOCKET, std::ptr::null_mut(), std::ptr::null());
+        let (d, s) = wsk.socket(
+            AF_INET,
+            SOCK_DGRAM,
+            IPPROTO_UDP,
+            WSK_FLAG_DATAGRAM_SOCKET,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+        );
         assert_eq!(d.status, STATUS_INSUFFICIENT_RESOURCES);
         assert!(s.is_null());
     }
-    let (d, s) = wsk.socket(AF_INET, SOCK_DGRAM, IPPROTO_UDP, WSK_FLAG_DATAGRAM_SOCKET, std::ptr::null_mut(), std::ptr::null());
+    let (d, s) = wsk.socket(
+        AF_INET,
+        SOCK_DGRAM,
+        IPPROTO_UDP,
+        WSK_FLAG_DATAGRAM_SOCKET,
+        std::ptr::null_mut(),
+        std::ptr::null(),
+    );
     assert_eq!(d.status, STATUS_SUCCESS);
     close(s);
+    wsk.close();
+    wsk_sim::assert_no_leaks();
+}
+
+#[test]
+fn faults_kill_socket_gives_null_indications() {
+    use common::probe::{self, Ev};
+    let _g = wsk_sim::init(Config::plain());
+    probe::reset();
+    let wsk = Wsk::open();
+    // Listener (W48): one NULL AcceptSocket, then connections are refused.
+    let (ls, lport) = probe::listener(&wsk, WSK_EVENT_RECEIVE);
+    let peer = TcpStream::connect(("127.0.0.1", lport)).unwrap();
+    wait_until("accept", 5, || !probe::ACCEPTED.lock().unwrap().is_empty());
+    let acc = probe::ACCEPTED.lock().unwrap()[0] as PWSK_SOCKET;
+    assert_eq!(
+        wsk_sim::faults::kill_socket(([127, 0, 0, 1], lport).into()),
+        1
+    );
+    wait_until("null accept", 5, || {
+        probe::events().contains(&Ev::NullAccept { ctx: 0x1157 })
+    });
+    assert!(TcpStream::connect(("127.0.0.1", lport)).is_err());
+    // Connection (W52): a NULL DataIndication, no disconnect event after it (G7).
+    assert_eq!(
+        wsk_sim::faults::kill_connection(peer.peer_addr().unwrap(), peer.local_addr().unwrap()),
+        1
+    );
+    wait_until("null receive", 5, || {
+        probe::events()
+            .iter()
+            .any(|e| matches!(e, Ev::NullReceive { .. }))
+    });
+    assert_eq!(probe::send(acc, b"x").status, STATUS_FILE_FORCED_CLOSED);
+    // Datagram (W60): a NULL list; a pending WskReceiveFrom completes with W15's status.
+    let (d, us) = wsk.socket(
+        AF_INET,
+        SOCK_DGRAM,
+        IPPROTO_UDP,
+        WSK_FLAG_DATAGRAM_SOCKET,
+        0xD6 as PVOID,
+        (&raw const probe::DGRAM).cast(),
+    );
+    assert_eq!(d.status, STATUS_SUCCESS);
+    let mut a = v4([127, 0, 0, 1], 0);
+    bind(us, &mut a);
+    let (_, la) = local_addr(us, true);
+    assert_eq!(enable(us, WSK_EVENT_RECEIVE_FROM), STATUS_SUCCESS);
+    assert_eq!(
+        wsk_sim::faults::kill_socket(([127, 0, 0, 1], port_of(&la)).into()),
+        1
+    );
+    wait_until("null receive-from", 5, || {
+        probe::events()
+            .iter()
+            .any(|e| matches!(e, Ev::ReceiveFrom { head: 0, .. }))
+    });
+    let nulls = probe::events()
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Ev::NullAccept { .. } | Ev::NullReceive { .. } | Ev::ReceiveFrom { head: 0, .. }
+            )
+        })
+        .count();
+    assert_eq!(nulls, 3, "each dead socket is reported once");
+    assert!(!probe::events()
+        .iter()
+        .any(|e| matches!(e, Ev::Disconnect { .. })));
+    close(us);
+    close(acc);
+    close(ls);
+    drop(peer);
     wsk.close();
     wsk_sim::assert_no_leaks();
 }

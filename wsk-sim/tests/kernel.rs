@@ -1,5 +1,12 @@
 //! The ntoskrnl subset: IRQL, spin locks, pool, IRPs, MDLs, events, rundown, timers,
 //! work items, threads, registry, devices, DbgPrintEx.
+#![allow(
+    clippy::many_single_char_names,
+    clippy::items_after_statements,
+    clippy::unnecessary_box_returns,
+    clippy::ref_as_ptr,
+    clippy::used_underscore_binding
+)]
 
 mod common;
 
@@ -12,7 +19,10 @@ use wsk_sim::{Config, ViolationMode};
 use wsk_sys::*;
 
 fn rec() -> Config {
-    Config { violations: ViolationMode::Record, ..Config::plain() }
+    Config {
+        violations: ViolationMode::Record,
+        ..Config::plain()
+    }
 }
 
 fn has_violation(needle: &str) -> bool {
@@ -24,7 +34,11 @@ fn wide(s: &str) -> Vec<u16> {
 }
 
 fn ustr(w: &[u16]) -> UNICODE_STRING {
-    let mut u = UNICODE_STRING { Length: 0, MaximumLength: 0, Buffer: null_mut() };
+    let mut u = UNICODE_STRING {
+        Length: 0,
+        MaximumLength: 0,
+        Buffer: null_mut(),
+    };
     // SAFETY: a NUL-terminated wide string.
     unsafe { RtlInitUnicodeString(&raw mut u, w.as_ptr()) };
     u
@@ -72,14 +86,29 @@ fn passive_only_call_at_dispatch_is_flagged_by_name() {
         let mut ev: KEVENT = std::mem::zeroed();
         KeInitializeEvent(&raw mut ev, NotificationEvent, TRUE);
         let mut t = LARGE_INTEGER { QuadPart: -10 };
-        KeWaitForSingleObject((&raw mut ev).cast(), Executive, KernelMode, FALSE, &raw mut t);
+        KeWaitForSingleObject(
+            (&raw mut ev).cast(),
+            Executive,
+            KernelMode,
+            FALSE,
+            &raw mut t,
+        );
         let p = ExAllocatePool2(POOL_FLAG_PAGED, 16, TAG);
         KeReleaseSpinLock(&raw mut lock, old);
         ExFreePoolWithTag(p, TAG);
         // A zero timeout is a poll: allowed at DISPATCH.
         let old = KeAcquireSpinLockRaiseToDpc(&raw mut lock);
         let mut zero = LARGE_INTEGER { QuadPart: 0 };
-        assert_eq!(KeWaitForSingleObject((&raw mut ev).cast(), Executive, KernelMode, FALSE, &raw mut zero), STATUS_SUCCESS);
+        assert_eq!(
+            KeWaitForSingleObject(
+                (&raw mut ev).cast(),
+                Executive,
+                KernelMode,
+                FALSE,
+                &raw mut zero
+            ),
+            STATUS_SUCCESS
+        );
         KeReleaseSpinLock(&raw mut lock, old);
     }
     let v = wsk_sim::take_violations();
@@ -114,13 +143,17 @@ fn pool_accounting_tags_and_poison() {
     // SAFETY: plain allocations.
     unsafe {
         let a = ExAllocatePool2(POOL_FLAG_NON_PAGED, 100, TAG).cast::<u8>();
-        let b = ExAllocatePool2(POOL_FLAG_NON_PAGED | POOL_FLAG_UNINITIALIZED, 5000, t2).cast::<u8>();
+        let b =
+            ExAllocatePool2(POOL_FLAG_NON_PAGED | POOL_FLAG_UNINITIALIZED, 5000, t2).cast::<u8>();
         assert_eq!(*a, 0, "ExAllocatePool2 zeroes");
         assert_eq!(*b, 0xCD, "uninitialised pool is poisoned");
         assert_eq!(a as usize % 16, 0);
         assert_eq!(b as usize % 4096, 0, "a page or more is page aligned");
         let c = wsk_sim::counts();
-        assert_eq!(c.pool, vec![("Tst1".to_string(), 1, 100), ("Tst2".to_string(), 1, 5000)]);
+        assert_eq!(
+            c.pool,
+            vec![("Tst1".to_string(), 1, 100), ("Tst2".to_string(), 1, 5000)]
+        );
         ExFreePoolWithTag(a.cast(), t2);
         assert!(has_violation("was allocated with tag 'Tst1'"));
         ExFreePoolWithTag(a.cast(), TAG);
@@ -136,7 +169,10 @@ fn pool_accounting_tags_and_poison() {
 
 #[test]
 fn allocation_failures_from_the_schedule() {
-    let _g = wsk_sim::init(Config { alloc_fail_rate: 1.0, ..rec() });
+    let _g = wsk_sim::init(Config {
+        alloc_fail_rate: 1.0,
+        ..rec()
+    });
     // SAFETY: plain allocations that fail.
     unsafe {
         assert!(ExAllocatePool2(POOL_FLAG_NON_PAGED, 8, TAG).is_null());
@@ -171,7 +207,10 @@ fn completion_routines_follow_sl_invoke_flags() {
         (*irp).IoStatus.Status = STATUS_SUCCESS;
         IofCompleteRequest(irp, 0);
         assert_eq!(ROUTINE_CALLS.load(Ordering::SeqCst), 0);
-        assert!(has_violation("reached the I/O manager"), "a driver IRP must be stopped with MORE_PROCESSING_REQUIRED");
+        assert!(
+            has_violation("reached the I/O manager"),
+            "a driver IRP must be stopped with MORE_PROCESSING_REQUIRED"
+        );
         wsk_sim::take_violations();
         IoReuseIrp(irp, STATUS_UNSUCCESSFUL);
         IoSetCompletionRoutine(irp, Some(count_routine), null_mut(), false, true, false);
@@ -191,7 +230,14 @@ fn completion_routines_follow_sl_invoke_flags() {
 fn freeing_memory_that_holds_a_pending_irp_is_flagged() {
     let _g = wsk_sim::init(rec());
     let wsk = Wsk::open();
-    let (_, s) = wsk.socket(AF_INET, SOCK_DGRAM, IPPROTO_UDP, WSK_FLAG_DATAGRAM_SOCKET, null_mut(), std::ptr::null());
+    let (_, s) = wsk.socket(
+        AF_INET,
+        SOCK_DGRAM,
+        IPPROTO_UDP,
+        WSK_FLAG_DATAGRAM_SOCKET,
+        null_mut(),
+        std::ptr::null(),
+    );
     let mut a = v4([127, 0, 0, 1], 0);
     bind(s, &mut a);
     let b = PoolBuf::new(64);
@@ -202,7 +248,19 @@ fn freeing_memory_that_holds_a_pending_irp_is_flagged() {
         let mem = ExAllocatePool2(POOL_FLAG_NON_PAGED, usize::from(size), TAG).cast::<IRP>();
         IoInitializeIrp(mem, size, 1);
         IoSetCompletionRoutine(mem, Some(count_routine), null_mut(), true, true, true);
-        assert_eq!((dgram_d(s).WskReceiveFrom.unwrap())(s, &raw mut wb, 0, null_mut(), null_mut(), null_mut(), null_mut(), mem), STATUS_PENDING);
+        assert_eq!(
+            (dgram_d(s).WskReceiveFrom.unwrap())(
+                s,
+                &raw mut wb,
+                0,
+                null_mut(),
+                null_mut(),
+                null_mut(),
+                null_mut(),
+                mem
+            ),
+            STATUS_PENDING
+        );
         ExFreePoolWithTag(mem.cast(), TAG);
     }
     assert!(has_violation("still pending in WskReceiveFrom"));
@@ -223,7 +281,10 @@ fn mdl_over_pool_memory() {
         let m = IoAllocateMdl(va.cast(), 9000, FALSE, FALSE, irp);
         assert_eq!((*irp).MdlAddress, m);
         MmBuildMdlForNonPagedPool(m);
-        assert_eq!(MmGetSystemAddressForMdlSafe(m, NormalPagePriority), va.cast());
+        assert_eq!(
+            MmGetSystemAddressForMdlSafe(m, NormalPagePriority),
+            va.cast()
+        );
         assert_eq!(MmGetMdlByteCount(m), 9000);
         assert_eq!(MmGetMdlVirtualAddress(m), va.cast());
         assert_eq!(wsk_sim::counts().mdls, 1);
@@ -247,17 +308,26 @@ fn events_and_timeouts() {
         KeInitializeEvent(evp as PKEVENT, SynchronizationEvent, FALSE);
         let start = Instant::now();
         let mut t = LARGE_INTEGER { QuadPart: -200_000 }; // 20 ms
-        assert_eq!(KeWaitForSingleObject(evp as PVOID, Executive, KernelMode, FALSE, &raw mut t), STATUS_TIMEOUT);
+        assert_eq!(
+            KeWaitForSingleObject(evp as PVOID, Executive, KernelMode, FALSE, &raw mut t),
+            STATUS_TIMEOUT
+        );
         assert!(start.elapsed() >= Duration::from_millis(19));
         let th = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(10));
             KeSetEvent(evp as PKEVENT, 0, FALSE);
         });
-        assert_eq!(KeWaitForSingleObject(evp as PVOID, Executive, KernelMode, FALSE, null_mut()), STATUS_SUCCESS);
+        assert_eq!(
+            KeWaitForSingleObject(evp as PVOID, Executive, KernelMode, FALSE, null_mut()),
+            STATUS_SUCCESS
+        );
         th.join().unwrap();
         // Synchronization event: auto-reset.
         let mut zero = LARGE_INTEGER { QuadPart: 0 };
-        assert_eq!(KeWaitForSingleObject(evp as PVOID, Executive, KernelMode, FALSE, &raw mut zero), STATUS_TIMEOUT);
+        assert_eq!(
+            KeWaitForSingleObject(evp as PVOID, Executive, KernelMode, FALSE, &raw mut zero),
+            STATUS_TIMEOUT
+        );
     }
 }
 
@@ -275,9 +345,16 @@ fn rundown_protection() {
         });
         let start = Instant::now();
         ExWaitForRundownProtectionRelease(r as PEX_RUNDOWN_REF);
-        assert!(start.elapsed() >= Duration::from_millis(25), "waited for the reference");
+        assert!(
+            start.elapsed() >= Duration::from_millis(25),
+            "waited for the reference"
+        );
         th.join().unwrap();
-        assert_eq!(ExAcquireRundownProtection(r as PEX_RUNDOWN_REF), FALSE, "no acquire after rundown");
+        assert_eq!(
+            ExAcquireRundownProtection(r as PEX_RUNDOWN_REF),
+            FALSE,
+            "no acquire after rundown"
+        );
         ExRundownCompleted(r as PEX_RUNDOWN_REF);
         ExReInitializeRundownProtection(r as PEX_RUNDOWN_REF);
         assert_eq!(ExAcquireRundownProtection(r as PEX_RUNDOWN_REF), TRUE);
@@ -311,12 +388,25 @@ fn timers_fire_their_dpc_at_dispatch() {
     unsafe {
         KeInitializeTimer(timer);
         KeInitializeDpc(dpc, Some(dpc_routine), 1 as PVOID);
-        assert_eq!(KeSetTimer(timer, LARGE_INTEGER { QuadPart: -100_000 }, dpc), FALSE);
+        assert_eq!(
+            KeSetTimer(timer, LARGE_INTEGER { QuadPart: -100_000 }, dpc),
+            FALSE
+        );
         wait_until("dpc", 5, || DPC_RUNS.load(Ordering::SeqCst) == 1);
         assert_eq!(DPC_IRQL.load(Ordering::SeqCst), 2);
         let mut zero = LARGE_INTEGER { QuadPart: 0 };
-        assert_eq!(KeWaitForSingleObject(timer.cast(), Executive, KernelMode, FALSE, &raw mut zero), STATUS_SUCCESS, "an expired timer is signaled");
-        KeSetTimer(timer, LARGE_INTEGER { QuadPart: -10_000_000 }, dpc);
+        assert_eq!(
+            KeWaitForSingleObject(timer.cast(), Executive, KernelMode, FALSE, &raw mut zero),
+            STATUS_SUCCESS,
+            "an expired timer is signaled"
+        );
+        KeSetTimer(
+            timer,
+            LARGE_INTEGER {
+                QuadPart: -10_000_000,
+            },
+            dpc,
+        );
         assert_eq!(KeCancelTimer(timer), TRUE);
         assert_eq!(KeInsertQueueDpc(dpc, null_mut(), null_mut()), TRUE);
         wait_until("queued dpc", 5, || DPC_RUNS.load(Ordering::SeqCst) == 2);
@@ -349,12 +439,31 @@ fn work_items_and_system_threads() {
         wait_until("work item", 5, || WORK_RUNS.load(Ordering::SeqCst) == 10);
         IoFreeWorkItem(w);
         let mut h: HANDLE = null_mut();
-        assert_eq!(PsCreateSystemThread(&raw mut h, 0, null_mut(), null_mut(), null_mut(), Some(thread_routine), 5 as PVOID), STATUS_SUCCESS);
+        assert_eq!(
+            PsCreateSystemThread(
+                &raw mut h,
+                0,
+                null_mut(),
+                null_mut(),
+                null_mut(),
+                Some(thread_routine),
+                5 as PVOID
+            ),
+            STATUS_SUCCESS
+        );
         let mut obj: PVOID = null_mut();
-        assert_eq!(ObReferenceObjectByHandle(h, 0, null_mut(), KernelMode, &raw mut obj, null_mut()), STATUS_SUCCESS);
+        assert_eq!(
+            ObReferenceObjectByHandle(h, 0, null_mut(), KernelMode, &raw mut obj, null_mut()),
+            STATUS_SUCCESS
+        );
         assert_eq!(ZwClose(h), STATUS_SUCCESS);
-        let mut t = LARGE_INTEGER { QuadPart: -50_000_000 };
-        assert_eq!(KeWaitForSingleObject(obj, Executive, KernelMode, FALSE, &raw mut t), STATUS_SUCCESS);
+        let mut t = LARGE_INTEGER {
+            QuadPart: -50_000_000,
+        };
+        assert_eq!(
+            KeWaitForSingleObject(obj, Executive, KernelMode, FALSE, &raw mut t),
+            STATUS_SUCCESS
+        );
         assert_eq!(WORK_RUNS.load(Ordering::SeqCst), 15);
         ObDereferenceObject(obj);
     }
@@ -366,10 +475,19 @@ fn registry_values_for_driver_config() {
     let _g = wsk_sim::init(rec());
     let path = r"\Registry\Machine\System\CurrentControlSet\Services\wskecho\Parameters";
     wsk_sim::registry::set_value(path, "EchoPort", wsk_sim::registry::RegValue::Dword(7007));
-    wsk_sim::registry::set_value(path, "BindAddress", wsk_sim::registry::RegValue::Sz("127.0.0.1".into()));
+    wsk_sim::registry::set_value(
+        path,
+        "BindAddress",
+        wsk_sim::registry::RegValue::Sz("127.0.0.1".into()),
+    );
     let wpath = wide(&path.to_uppercase());
     let mut name = ustr(&wpath);
-    let mut oa = InitializeObjectAttributes(&raw mut name, OBJ_CASE_INSENSITIVE | OBJ_KERNEL_HANDLE, null_mut(), null_mut());
+    let mut oa = InitializeObjectAttributes(
+        &raw mut name,
+        OBJ_CASE_INSENSITIVE | OBJ_KERNEL_HANDLE,
+        null_mut(),
+        null_mut(),
+    );
     let mut h: HANDLE = null_mut();
     // SAFETY: plain registry calls.
     unsafe {
@@ -378,22 +496,59 @@ fn registry_values_for_driver_config() {
         let mut v = ustr(&vn);
         let mut buf = [0u8; 64];
         let mut len = 0u32;
-        assert_eq!(ZwQueryValueKey(h, &raw mut v, KeyValuePartialInformation, buf.as_mut_ptr().cast(), 64, &raw mut len), STATUS_SUCCESS);
-        let info = buf.as_ptr().cast::<KEY_VALUE_PARTIAL_INFORMATION>().read_unaligned();
+        assert_eq!(
+            ZwQueryValueKey(
+                h,
+                &raw mut v,
+                KeyValuePartialInformation,
+                buf.as_mut_ptr().cast(),
+                64,
+                &raw mut len
+            ),
+            STATUS_SUCCESS
+        );
+        let info = buf
+            .as_ptr()
+            .cast::<KEY_VALUE_PARTIAL_INFORMATION>()
+            .read_unaligned();
         assert_eq!((info.Type, info.DataLength, len), (REG_DWORD, 4, 16));
         assert_eq!(u32::from_le_bytes(buf[12..16].try_into().unwrap()), 7007);
         let vn = wide("BindAddress");
         let mut v = ustr(&vn);
-        assert_eq!(ZwQueryValueKey(h, &raw mut v, KeyValuePartialInformation, buf.as_mut_ptr().cast(), 14, &raw mut len), STATUS_BUFFER_OVERFLOW);
+        assert_eq!(
+            ZwQueryValueKey(
+                h,
+                &raw mut v,
+                KeyValuePartialInformation,
+                buf.as_mut_ptr().cast(),
+                14,
+                &raw mut len
+            ),
+            STATUS_BUFFER_OVERFLOW
+        );
         assert_eq!(len as usize, 12 + 20);
         let vn = wide("Missing");
         let mut v = ustr(&vn);
-        assert_eq!(ZwQueryValueKey(h, &raw mut v, KeyValuePartialInformation, buf.as_mut_ptr().cast(), 64, &raw mut len), STATUS_OBJECT_NAME_NOT_FOUND);
+        assert_eq!(
+            ZwQueryValueKey(
+                h,
+                &raw mut v,
+                KeyValuePartialInformation,
+                buf.as_mut_ptr().cast(),
+                64,
+                &raw mut len
+            ),
+            STATUS_OBJECT_NAME_NOT_FOUND
+        );
         assert_eq!(ZwClose(h), STATUS_SUCCESS);
         let wmissing = wide(r"\Registry\Machine\Nope");
         let mut n2 = ustr(&wmissing);
-        let mut oa2 = InitializeObjectAttributes(&raw mut n2, OBJ_CASE_INSENSITIVE, null_mut(), null_mut());
-        assert_eq!(ZwOpenKey(&raw mut h, KEY_READ, &raw mut oa2), STATUS_OBJECT_NAME_NOT_FOUND);
+        let mut oa2 =
+            InitializeObjectAttributes(&raw mut n2, OBJ_CASE_INSENSITIVE, null_mut(), null_mut());
+        assert_eq!(
+            ZwOpenKey(&raw mut h, KEY_READ, &raw mut oa2),
+            STATUS_OBJECT_NAME_NOT_FOUND
+        );
     }
     wsk_sim::assert_no_leaks();
 }
@@ -425,34 +580,86 @@ fn control_device_security_and_dispatch() {
     unsafe {
         (*drv).MajorFunction[usize::from(IRP_MJ_DEVICE_CONTROL)] = Some(ioctl_dispatch);
         let mut dev: PDEVICE_OBJECT = null_mut();
-        assert_eq!(IoCreateDevice(drv, 32, &raw mut dname, FILE_DEVICE_NETWORK, FILE_DEVICE_SECURE_OPEN, FALSE, &raw mut dev), STATUS_SUCCESS);
+        assert_eq!(
+            IoCreateDevice(
+                drv,
+                32,
+                &raw mut dname,
+                FILE_DEVICE_NETWORK,
+                FILE_DEVICE_SECURE_OPEN,
+                FALSE,
+                &raw mut dev
+            ),
+            STATUS_SUCCESS
+        );
         assert_eq!((*drv).DeviceObject, dev);
         assert!(!(*dev).DeviceExtension.is_null());
-        assert_eq!(IoCreateSymbolicLink(&raw mut lname, &raw mut dname), STATUS_SUCCESS);
+        assert_eq!(
+            IoCreateSymbolicLink(&raw mut lname, &raw mut dname),
+            STATUS_SUCCESS
+        );
         let se = SeExports;
         let sys = (*se).SeLocalSystemSid;
         let adm = (*se).SeAliasAdminsSid;
         let acl_len = 8 + 2 * 8 + RtlLengthSid(sys) + RtlLengthSid(adm);
         let acl = ExAllocatePool2(POOL_FLAG_NON_PAGED, acl_len as usize, TAG).cast::<ACL>();
         assert_eq!(RtlCreateAcl(acl, acl_len, ACL_REVISION), STATUS_SUCCESS);
-        assert_eq!(RtlAddAccessAllowedAce(acl, ACL_REVISION, FILE_ALL_ACCESS, sys), STATUS_SUCCESS);
-        assert_eq!(RtlAddAccessAllowedAce(acl, ACL_REVISION, FILE_ALL_ACCESS, adm), STATUS_SUCCESS);
+        assert_eq!(
+            RtlAddAccessAllowedAce(acl, ACL_REVISION, FILE_ALL_ACCESS, sys),
+            STATUS_SUCCESS
+        );
+        assert_eq!(
+            RtlAddAccessAllowedAce(acl, ACL_REVISION, FILE_ALL_ACCESS, adm),
+            STATUS_SUCCESS
+        );
         let mut sd: SECURITY_DESCRIPTOR = std::mem::zeroed();
-        assert_eq!(RtlCreateSecurityDescriptor((&raw mut sd).cast(), SECURITY_DESCRIPTOR_REVISION), STATUS_SUCCESS);
-        assert_eq!(RtlSetDaclSecurityDescriptor((&raw mut sd).cast(), TRUE, acl, FALSE), STATUS_SUCCESS);
+        assert_eq!(
+            RtlCreateSecurityDescriptor((&raw mut sd).cast(), SECURITY_DESCRIPTOR_REVISION),
+            STATUS_SUCCESS
+        );
+        assert_eq!(
+            RtlSetDaclSecurityDescriptor((&raw mut sd).cast(), TRUE, acl, FALSE),
+            STATUS_SUCCESS
+        );
         let mut h: HANDLE = null_mut();
-        assert_eq!(ObOpenObjectByPointer(dev.cast(), OBJ_KERNEL_HANDLE, null_mut(), WRITE_DAC, null_mut(), KernelMode, &raw mut h), STATUS_SUCCESS);
-        assert_eq!(ZwSetSecurityObject(h, DACL_SECURITY_INFORMATION, (&raw mut sd).cast()), STATUS_SUCCESS);
+        assert_eq!(
+            ObOpenObjectByPointer(
+                dev.cast(),
+                OBJ_KERNEL_HANDLE,
+                null_mut(),
+                WRITE_DAC,
+                null_mut(),
+                KernelMode,
+                &raw mut h
+            ),
+            STATUS_SUCCESS
+        );
+        assert_eq!(
+            ZwSetSecurityObject(h, DACL_SECURITY_INFORMATION, (&raw mut sd).cast()),
+            STATUS_SUCCESS
+        );
         assert_eq!(ZwClose(h), STATUS_SUCCESS);
         ExFreePoolWithTag(acl.cast(), TAG);
         (*dev).Flags &= !DO_DEVICE_INITIALIZING;
         let rec = &wsk_sim::device::devices()[0];
         assert_eq!(rec.name, r"\Device\WskEcho");
         let dacl = rec.dacl.clone().expect("DACL applied");
-        assert_eq!(dacl.iter().map(|a| a.sid.as_str()).collect::<Vec<_>>(), ["S-1-5-18", "S-1-5-32-544"]);
-        assert_eq!(wsk_sim::device::symlinks(), vec![(r"\dosdevices\wskecho".to_string(), r"\Device\WskEcho".to_string())]);
+        assert_eq!(
+            dacl.iter().map(|a| a.sid.as_str()).collect::<Vec<_>>(),
+            ["S-1-5-18", "S-1-5-32-544"]
+        );
+        assert_eq!(
+            wsk_sim::device::symlinks(),
+            vec![(
+                r"\dosdevices\wskecho".to_string(),
+                r"\Device\WskEcho".to_string()
+            )]
+        );
         let r = wsk_sim::device::call_dispatch(dev, IRP_MJ_DEVICE_CONTROL, 0x0022_2004, &[1, 2], 4);
-        assert_eq!((r.status, r.information, r.output), (STATUS_SUCCESS, 4, 0x0022_2004u32.to_le_bytes().to_vec()));
+        assert_eq!(
+            (r.status, r.information, r.output),
+            (STATUS_SUCCESS, 4, 0x0022_2004u32.to_le_bytes().to_vec())
+        );
         assert_eq!(IoDeleteSymbolicLink(&raw mut lname), STATUS_SUCCESS);
         IoDeleteDevice(dev);
         assert!((*drv).DeviceObject.is_null());
@@ -462,10 +669,18 @@ fn control_device_security_and_dispatch() {
 
 #[test]
 fn dbgprint_is_captured_and_processors_reported() {
-    let _g = wsk_sim::init(Config { processor_count: 3, ..rec() });
+    let _g = wsk_sim::init(Config {
+        processor_count: 3,
+        ..rec()
+    });
     // SAFETY: fixed-arity DbgPrintEx, NUL-terminated strings.
     unsafe {
-        DbgPrintEx(DPFLTR_IHVNETWORK_ID, DPFLTR_INFO_LEVEL, c"%s".as_ptr().cast(), c"wskecho: hello".as_ptr().cast());
+        DbgPrintEx(
+            DPFLTR_IHVNETWORK_ID,
+            DPFLTR_INFO_LEVEL,
+            c"%s".as_ptr().cast(),
+            c"wskecho: hello".as_ptr().cast(),
+        );
         assert_eq!(KeQueryActiveProcessorCountEx(ALL_PROCESSOR_GROUPS), 3);
         let mut pn = PROCESSOR_NUMBER::default();
         let n = KeGetCurrentProcessorNumberEx(&raw mut pn);
@@ -477,4 +692,55 @@ fn dbgprint_is_captured_and_processors_reported() {
         assert!(f.QuadPart == 10_000_000 && b > a);
     }
     assert!(wsk_sim::dbg_output().contains("wskecho: hello"));
+}
+
+static SLOW_DONE: AtomicUsize = AtomicUsize::new(0);
+unsafe extern "system" fn slow_work(_dev: PDEVICE_OBJECT, _ctx: PVOID) {
+    std::thread::sleep(Duration::from_millis(400));
+    SLOW_DONE.store(1, Ordering::SeqCst);
+}
+
+#[test]
+fn finish_reports_driver_code_still_running_after_unload() {
+    let _g = wsk_sim::init(rec());
+    // SAFETY: a work item whose routine outlives "unload".
+    let w = unsafe {
+        let w = IoAllocateWorkItem(null_mut());
+        IoQueueWorkItem(w, Some(slow_work), DelayedWorkQueue, null_mut());
+        w
+    };
+    let report = wsk_sim::finish();
+    assert!(
+        report
+            .iter()
+            .any(|l| l.contains("still running after unload (C30)")),
+        "{report:?}"
+    );
+    wait_until("slow work item", 5, || {
+        SLOW_DONE.load(Ordering::SeqCst) == 1
+    });
+    let _ = w;
+    assert!(wsk_sim::finish().is_empty());
+}
+
+#[test]
+fn freeing_pool_with_a_set_timer_is_flagged() {
+    let _g = wsk_sim::init(rec());
+    // SAFETY: a timer in pool memory, freed while set (the bug under test).
+    unsafe {
+        let t = ExAllocatePool2(POOL_FLAG_NON_PAGED, std::mem::size_of::<KTIMER>(), TAG)
+            .cast::<KTIMER>();
+        KeInitializeTimer(t);
+        KeSetTimer(
+            t,
+            LARGE_INTEGER {
+                QuadPart: -10_000_000,
+            },
+            null_mut(),
+        );
+        ExFreePoolWithTag(t.cast(), TAG);
+    }
+    assert!(has_violation("TIMER_OR_DPC_INVALID"));
+    wsk_sim::take_violations();
+    wsk_sim::assert_no_leaks();
 }

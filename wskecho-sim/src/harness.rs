@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::time::{Duration, Instant};
 
 use control::config::{Config, Mode, Proto, Service, Services};
-use wsk_sys::*;
+use wsk_sys::{DRIVER_OBJECT, UNICODE_STRING, NT_SUCCESS};
 
 /// Registry path handed to DriverEntry (the sim's in-memory registry serves its Parameters).
 pub const REGISTRY_PATH: &str = "\\Registry\\Machine\\System\\CurrentControlSet\\Services\\wskecho";
@@ -43,7 +43,7 @@ pub fn load_with(sim: wsk_sim::Config, cfg: Option<Config>, before_entry: impl F
         Buffer: path.as_mut_ptr(),
     });
     // SAFETY: valid driver object and registry path, alive until unload.
-    let st = unsafe { wsk_sim::run_passive(|| wskecho::driver_entry_with(drv_obj, &mut *us, cfg)) };
+    let st = unsafe { wsk_sim::run_passive(|| wskecho::driver_entry_with(drv_obj, &raw mut *us, cfg)) };
     if !NT_SUCCESS(st) {
         return Err(format!("DriverEntry failed {:#x}", st as u32));
     }

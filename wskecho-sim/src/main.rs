@@ -11,17 +11,29 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: wskecho-sim [--duration SECS] [--control ADDR | --no-control] [--seed N]
+                   [--param NAME=DWORD]... [--services LIST]
   Runs the wskecho driver inside wsk-sim on 127.0.0.1 with the default services
-  (echo tcp+udp 7007, discard tcp+udp 7009, source tcp 7019, sockperf tcp+udp 11111).";
+  (echo tcp+udp 7007, discard tcp+udp 7009, source tcp 7019, sockperf tcp+udp 11111).
+  --param sets a DWORD value of the driver's registry Parameters key (e.g. ZeroCopy=0,
+  MaxConnections=64); --services replaces the Services value with a ';'-separated list of
+  'mode,proto,port,address' entries (e.g. 'echo,tcp,9007,127.0.0.1;echo,udp,9007,::1').";
 
 struct Args {
     duration: Option<Duration>,
     control: Option<String>,
     seed: Option<u64>,
+    params: Vec<(String, u32)>,
+    services: Option<Vec<String>>,
 }
 
 fn parse() -> Result<Args, String> {
-    let mut a = Args { duration: None, control: Some(control::transport::DEFAULT_ADDR.to_string()), seed: None };
+    let mut a = Args {
+        duration: None,
+        control: Some(control::transport::DEFAULT_ADDR.to_string()),
+        seed: None,
+        params: Vec::new(),
+        services: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
         match x.as_str() {
@@ -33,6 +45,16 @@ fn parse() -> Result<Args, String> {
             "--control" => a.control = Some(it.next().ok_or("--control needs ADDR")?),
             "--no-control" => a.control = None,
             "--seed" => a.seed = Some(it.next().ok_or("--seed needs N")?.parse().map_err(|_| "bad --seed")?),
+            "--param" => {
+                let v = it.next().ok_or("--param needs NAME=DWORD")?;
+                let (n, d) = v.split_once('=').ok_or_else(|| format!("bad --param {v}"))?;
+                let d: u32 = d.parse().map_err(|_| format!("bad --param value {d}"))?;
+                a.params.push((n.to_string(), d));
+            }
+            "--services" => {
+                let v = it.next().ok_or("--services needs a list")?;
+                a.services = Some(v.split(';').map(str::to_string).collect());
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             o => return Err(format!("unknown argument {o}\n{USAGE}")),
         }
@@ -60,8 +82,18 @@ fn main() -> ExitCode {
     if let Some(s) = args.seed {
         sim.seed = s;
     }
-    // No registry values: the driver uses the control crate's defaults, like a fresh install.
-    let loaded = match harness::load(sim, None) {
+    // Registry values as an installed driver would read them (none: the control crate's
+    // defaults, like a fresh install).
+    let params = format!("{}\\Parameters", harness::REGISTRY_PATH);
+    let (regs, services) = (args.params.clone(), args.services.clone());
+    let loaded = match harness::load_with(sim, None, move || {
+        for (n, v) in regs {
+            wsk_sim::registry::set_value(&params, &n, wsk_sim::registry::RegValue::Dword(v));
+        }
+        if let Some(list) = services {
+            wsk_sim::registry::set_value(&params, "Services", wsk_sim::registry::RegValue::MultiSz(list));
+        }
+    }) {
         Ok(l) if l.ready => l,
         Ok(l) => {
             eprintln!("wskecho-sim: driver start-up failed; unloading");

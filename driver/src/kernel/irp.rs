@@ -3,7 +3,7 @@
 //! synchronous helper for PASSIVE_LEVEL set-up/teardown that waits only after STATUS_PENDING.
 
 use core::ptr;
-use wsk_sys::*;
+use wsk_sys::{PDEVICE_OBJECT, PIRP, PVOID, NTSTATUS, IoAllocateIrp, FALSE, IoFreeIrp, IoReuseIrp, STATUS_UNSUCCESSFUL, IoSetCompletionRoutine, KeSetEvent, STATUS_MORE_PROCESSING_REQUIRED, STATUS_INSUFFICIENT_RESOURCES, KEVENT, KeInitializeEvent, NotificationEvent, STATUS_PENDING, KeWaitForSingleObject, Executive, KernelMode};
 
 pub type Completion = unsafe extern "system" fn(PDEVICE_OBJECT, PIRP, PVOID) -> NTSTATUS;
 
@@ -81,7 +81,7 @@ pub unsafe fn call_sync_with(irp: PIRP, f: impl FnOnce(PIRP) -> NTSTATUS) -> (NT
     let mut ev: KEVENT = unsafe { core::mem::zeroed() };
     // SAFETY: ev lives on this stack until after the wait (C20: never abandon it).
     unsafe {
-        KeInitializeEvent(&mut ev, NotificationEvent, FALSE);
+        KeInitializeEvent(&raw mut ev, NotificationEvent, FALSE);
         arm(irp, sync_done, ptr::addr_of_mut!(ev).cast());
     }
     let st = f(irp);

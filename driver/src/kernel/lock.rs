@@ -2,7 +2,7 @@
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
-use wsk_sys::*;
+use wsk_sys::{KSPIN_LOCK, KeAcquireSpinLockRaiseToDpc, KIRQL, KeReleaseSpinLock};
 
 pub struct SpinLock<T> {
     lock: UnsafeCell<KSPIN_LOCK>,

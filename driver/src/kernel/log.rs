@@ -3,7 +3,7 @@
 //! is C-variadic (declared by wsk-sys with a fixed arity, same x64 calling sequence).
 
 use core::fmt::{self, Write};
-use wsk_sys::*;
+use wsk_sys::{DbgPrintEx, DPFLTR_IHVNETWORK_ID};
 
 pub const LINE_MAX: usize = 240;
 

@@ -1,7 +1,7 @@
 //! Socket addresses between WSK (Windows SOCKADDR layouts) and core::net.
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use wsk_sys::*;
+use wsk_sys::{AF_INET, AF_INET6, SOCKADDR};
 
 /// Room for a SOCKADDR_IN6 (28 bytes), 8-byte aligned like SOCKADDR_STORAGE.
 #[repr(C, align(8))]
@@ -17,12 +17,12 @@ impl SockAddrBuf {
         let mut b = [0u8; 32];
         match a {
             SocketAddr::V4(v) => {
-                b[0..2].copy_from_slice(&(AF_INET as u16).to_le_bytes());
+                b[0..2].copy_from_slice(&AF_INET.to_le_bytes());
                 b[2..4].copy_from_slice(&v.port().to_be_bytes());
                 b[4..8].copy_from_slice(&v.ip().octets());
             }
             SocketAddr::V6(v) => {
-                b[0..2].copy_from_slice(&(AF_INET6 as u16).to_le_bytes());
+                b[0..2].copy_from_slice(&AF_INET6.to_le_bytes());
                 b[2..4].copy_from_slice(&v.port().to_be_bytes());
                 b[4..8].copy_from_slice(&v.flowinfo().to_be_bytes());
                 b[8..24].copy_from_slice(&v.ip().octets());
@@ -40,9 +40,9 @@ impl SockAddrBuf {
         let b = &self.0;
         let port = u16::from_be_bytes([b[2], b[3]]);
         let fam = self.family();
-        if fam == AF_INET as u16 {
+        if fam == AF_INET {
             Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(b[4], b[5], b[6], b[7])), port))
-        } else if fam == AF_INET6 as u16 {
+        } else if fam == AF_INET6 {
             let mut o = [0u8; 16];
             o.copy_from_slice(&b[8..24]);
             Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(o)), port))
@@ -61,9 +61,9 @@ impl SockAddrBuf {
         }
         // SAFETY: every SOCKADDR starts with its u16 family.
         let fam = unsafe { (*sa).sa_family };
-        let len = if fam == AF_INET as u16 {
+        let len = if fam == AF_INET {
             16
-        } else if fam == AF_INET6 as u16 {
+        } else if fam == AF_INET6 {
             28
         } else {
             return None;

@@ -6,10 +6,10 @@
 
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use control::config::Mode as CfgMode;
-use wsk_sys::*;
+use wsk_sys::{PIRP, WSK_BUF, WSK_DATA_INDICATION, WSK_SOCKET, PMDL, WSK_CLIENT_CONNECTION_DISPATCH, IoFreeMdl, ExAcquireRundownProtection, FALSE, ULONG, WSK_PROVIDER_CONNECTION_DISPATCH, WSK_FLAG_NODELAY, WSK_FLAG_ABORTIVE, PDEVICE_OBJECT, PVOID, NTSTATUS, NT_SUCCESS, STATUS_MORE_PROCESSING_REQUIRED, ExReleaseRundownProtection, SIZE_T, STATUS_SUCCESS, WSK_FLAG_RELEASE_ASAP, STATUS_DATA_NOT_ACCEPTED, STATUS_PENDING};
 
 use super::{build_mdl, mdl, Driver};
 use crate::kernel::lock::SpinLock;
@@ -43,7 +43,13 @@ pub struct Conn {
     pub ring: *mut u8,
     pub ring_mdl: PMDL,
     pub index: usize,
-    pub active: bool,
+    /// In use (read without the lock by the housekeeper's scan).
+    pub live: AtomicBool,
+    /// Outbound load-job connection (socket null until WskSocketConnect completes).
+    pub job: bool,
+    /// WskSocketConnect addresses (valid until its IRP completes, W14).
+    pub local: super::addr::SockAddrBuf,
+    pub remote: super::addr::SockAddrBuf,
 }
 
 /// Pre-sized pool of connection contexts (max_connections of them), a free stack under a
@@ -139,18 +145,36 @@ impl ConnPool {
         self.active.fetch_sub(1, Ordering::SeqCst);
     }
 
+    /// Live contexts `pick` selects (connecting ones included).
+    pub fn count_where(&self, pick: impl Fn(&Conn) -> bool) -> usize {
+        (0..self.n)
+            .filter(|&i| {
+                // SAFETY: i < n; contexts live until free().
+                let c = unsafe { &**self.conns.add(i) };
+                let _g = c.st.lock();
+                c.live.load(Ordering::Relaxed) && pick(c)
+            })
+            .count()
+    }
+
     /// Periodic kick (PASSIVE_LEVEL, start-up thread): connections whose indications are
     /// refused get one more zero-length WskReceive attempt (C5). Needed because a resume that
     /// races with the refusing callback's return is undone by the provider (G2).
     pub fn kick_blocked(&self) {
+        if self.active() == 0 {
+            return;
+        }
         for i in 0..self.n {
             // SAFETY: i < n; contexts live until free().
             let c = unsafe { *self.conns.add(i) };
             // SAFETY: pooled context.
             let r = unsafe { &*c };
+            if !r.live.load(Ordering::Relaxed) {
+                continue;
+            }
             let go = {
                 let mut st = r.st.lock();
-                r.active && !st.close_issued() && st.kick()
+                r.live.load(Ordering::Relaxed) && !r.socket.is_null() && !st.close_issued() && st.kick()
             };
             if go {
                 // SAFETY: live context.
@@ -162,18 +186,24 @@ impl ConnPool {
     /// Graceful (echo the rest, FIN, close) or abortive teardown of every live connection.
     /// PASSIVE_LEVEL (unload).
     pub fn shutdown_all(&self, abortive: bool) {
+        self.shutdown_where(abortive, |_| true);
+    }
+
+    /// As shutdown_all for the connections `pick` selects. Connections still connecting are
+    /// skipped: their connect completion sees the stop and aborts them.
+    pub fn shutdown_where(&self, abortive: bool, pick: impl Fn(&Conn) -> bool) {
         for i in 0..self.n {
             // SAFETY: i < n; contexts live until free().
             let c = unsafe { &mut **self.conns.add(i) };
             {
                 let mut st = c.st.lock();
-                if !c.active || st.close_issued() {
+                if !c.live.load(Ordering::Relaxed) || c.socket.is_null() || st.close_issued() || !pick(c) {
                     continue;
                 }
                 if abortive {
                     st.abort();
                 } else {
-                    st.peer_graceful();
+                    st.local_shutdown();
                 }
             }
             // SAFETY: the context is live and active.
@@ -227,7 +257,10 @@ fn alloc_conn(drv: *const Driver, index: usize, ring_bytes: usize) -> *mut Conn 
                 ring: pool::alloc(ring_bytes, pool::TAG_CONN),
                 ring_mdl: ptr::null_mut(),
                 index,
-                active: false,
+                live: AtomicBool::new(false),
+                job: false,
+                local: super::addr::SockAddrBuf::zeroed(),
+                remote: super::addr::SockAddrBuf::zeroed(),
             },
         );
         let r = &mut *c;
@@ -295,7 +328,8 @@ impl Conn {
         let lim = &drv.cfg.limits;
         let svc = service_of(mode);
         r.socket = sock;
-        r.active = true;
+        r.live.store(true, Ordering::SeqCst);
+        r.job = false;
         *r.framer.get_mut() = TcpFramer::new();
         let ring_cap = r.st.get_mut().ring.capacity();
         *r.st.get_mut() = TcpState::new(
@@ -305,6 +339,33 @@ impl Conn {
             16 * 1024,
             lim.max_retained_per_conn as usize,
         );
+        for s in &mut r.slots {
+            s.indication = ptr::null_mut();
+        }
+        Some(c)
+    }
+
+    /// Takes a context for an outbound (load-job) connection; the socket comes later from
+    /// WskSocketConnect. IRQL <= DISPATCH_LEVEL.
+    ///
+    /// # Safety
+    /// `drv` is the loaded driver.
+    pub unsafe fn attach_outbound(drv: &Driver, mode: crate::service::tcp::Mode) -> Option<*mut Conn> {
+        let c = drv.conns.get()?;
+        // SAFETY: the rundown is initialised for the driver's lifetime.
+        if unsafe { ExAcquireRundownProtection(ptr::addr_of!(drv.rundown).cast_mut()) } == FALSE {
+            // SAFETY: c came from get().
+            drv.conns.put(unsafe { &*c });
+            return None;
+        }
+        // SAFETY: off the free stack, not yet published.
+        let r = unsafe { &mut *c };
+        let ring_cap = r.st.get_mut().ring.capacity();
+        *r.st.get_mut() = TcpState::new(mode, ring_cap, 4, 16 * 1024, 0);
+        r.st.get_mut().wait_peer_fin = true;
+        r.socket = ptr::null_mut();
+        r.job = true;
+        r.live.store(true, Ordering::SeqCst);
         for s in &mut r.slots {
             s.indication = ptr::null_mut();
         }
@@ -324,6 +385,27 @@ impl Conn {
         }
     }
 
+}
+
+/// An outbound context whose connect failed (or never started): back to the pool.
+///
+/// # Safety
+/// No socket exists for `c`; nothing else references it.
+pub unsafe fn release_unconnected(c: *mut Conn) {
+    // SAFETY: per the caller.
+    unsafe { recycle(c) };
+}
+
+/// Makes a connected socket visible to the pump and the housekeeper.
+///
+/// # Safety
+/// `c` is the context `sock` was created for.
+pub unsafe fn publish_socket(c: *mut Conn, sock: *mut WSK_SOCKET) {
+    // SAFETY: the lock orders this write before any reader that takes it.
+    let lock = unsafe { &*ptr::addr_of!((*c).st) };
+    let _g = lock.lock();
+    // SAFETY: as above.
+    unsafe { (*c).socket = sock };
 }
 
 /// Issues the WSK calls TcpState hands out until there are none, one owner at a time.
@@ -390,7 +472,7 @@ pub unsafe fn pump(c: *mut Conn) {
 unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) {
     // SAFETY: live pooled context; the fields used below are owned by this call per `w`.
     unsafe {
-        let d = &*((*(*c).socket).Dispatch as *const WSK_PROVIDER_CONNECTION_DISPATCH);
+        let d = &*(*(*c).socket).Dispatch.cast::<WSK_PROVIDER_CONNECTION_DISPATCH>();
         let sock = (*c).socket;
         match w {
             Work::Send(op) => {
@@ -455,6 +537,12 @@ unsafe extern "system" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID)
     let drv = r.drv();
     if NT_SUCCESS(status) {
         drv.count(Counter::TcpBytesOut, info as u64);
+        if r.job {
+            drv.job.bytes_sent.fetch_add(info as u64, core::sync::atomic::Ordering::Relaxed);
+            if matches!(r.st.lock().mode, crate::service::tcp::Mode::EchoClient { .. }) {
+                drv.job.messages_sent.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            }
+        }
     } else {
         drv.count(Counter::SendErrors, 1);
     }
@@ -515,8 +603,11 @@ unsafe fn recycle(c: *mut Conn) {
     let r = unsafe { &mut *c };
     // SAFETY: driver state outlives the rundown.
     let drv = unsafe { &*r.drv };
-    drv.count(Counter::ConnClosed, 1);
-    r.active = false;
+    if !r.job {
+        drv.count(Counter::ConnClosed, 1);
+    }
+    r.live.store(false, Ordering::SeqCst);
+    r.job = false;
     r.socket = ptr::null_mut();
     drv.conns.put(r);
     // SAFETY: acquired in attach.
@@ -574,6 +665,10 @@ unsafe fn receive(
     match decision {
         RecvDecision::Drop => {
             drv.count(Counter::TcpBytesIn, bytes_indicated as u64);
+            if r.job {
+                // SAFETY: list valid for this call.
+                unsafe { client_rx(c, ind, bytes_indicated) };
+            }
             STATUS_SUCCESS
         }
         RecvDecision::NotAccepted => {
@@ -615,6 +710,60 @@ unsafe fn receive(
             STATUS_SUCCESS
         }
     }
+}
+
+/// Load-job connection data: an echo client verifies the echo against the source pattern it
+/// sent (message offsets restart at 0 for every message) and sends the next message.
+///
+/// # Safety
+/// Receive callback only; `ind` valid for the call.
+unsafe fn client_rx(c: *mut Conn, mut ind: *mut WSK_DATA_INDICATION, n: usize) {
+    // SAFETY: live context.
+    let r = unsafe { &*c };
+    let drv = r.drv();
+    let (msg, mut off) = {
+        let st = r.st.lock();
+        match st.mode {
+            crate::service::tcp::Mode::EchoClient { msg } => (msg, st.client_offset()),
+            _ => (0, 0),
+        }
+    };
+    drv.job.bytes_received.fetch_add(n as u64, core::sync::atomic::Ordering::Relaxed);
+    if msg == 0 {
+        return;
+    }
+    let mut bad = false;
+    while !ind.is_null() {
+        // SAFETY: valid list element for this call (W51).
+        let buf = unsafe { &(*ind).Buffer };
+        // SAFETY: valid MDL chain.
+        let ok = unsafe {
+            mdl::for_each_chunk(buf, usize::MAX, |chunk| {
+                for &b in chunk {
+                    bad |= b != crate::service::source::pattern_byte(off);
+                    off += 1;
+                    if off == msg {
+                        off = 0;
+                    }
+                }
+            })
+        };
+        bad |= ok.is_none();
+        // SAFETY: as above.
+        ind = unsafe { (*ind).Next };
+    }
+    if bad {
+        drv.job.verify_failures.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    }
+    {
+        let mut st = r.st.lock();
+        let before = st.messages_received;
+        st.client_received(n);
+        let done = st.messages_received - before;
+        drv.job.messages_received.fetch_add(done, core::sync::atomic::Ordering::Relaxed);
+    }
+    // SAFETY: live context: the next message goes out.
+    unsafe { pump(c) };
 }
 
 /// Copies the first `n` indicated bytes into the ring (echo) or through the sockperf framer

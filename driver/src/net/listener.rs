@@ -4,7 +4,7 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use control::config::Service;
-use wsk_sys::*;
+use wsk_sys::{WSK_SOCKET, PIRP, WSK_CLIENT_LISTEN_DISPATCH, NTSTATUS, STATUS_INSUFFICIENT_RESOURCES, AF_INET, AF_INET6, STATUS_NOT_SUPPORTED, SOCK_STREAM, IPPROTO_TCP, WSK_FLAG_LISTEN_SOCKET, NT_SUCCESS, WSK_PROVIDER_LISTEN_DISPATCH, ULONG, TCP_NODELAY, WSK_EVENT_RECEIVE, WSK_EVENT_DISCONNECT, WSK_EVENT_SEND_BACKLOG, WSK_EVENT_ACCEPT, PVOID, PSOCKADDR, WSK_CLIENT_CONNECTION_DISPATCH, STATUS_REQUEST_NOT_ACCEPTED, STATUS_SUCCESS};
 
 use super::addr::SockAddrBuf;
 use super::{close_sync, conn, enable_events, Driver};
@@ -59,9 +59,9 @@ impl Listener {
             irp::call_sync(|i| {
                 wsk_socket(
                     client,
-                    family as u16,
-                    SOCK_STREAM as u16,
-                    IPPROTO_TCP as u32,
+                    family,
+                    SOCK_STREAM,
+                    IPPROTO_TCP,
                     WSK_FLAG_LISTEN_SOCKET,
                     l.cast(),
                     ptr::addr_of!(LISTEN_DISPATCH).cast(),
@@ -83,7 +83,7 @@ impl Listener {
         unsafe { (*l).socket = sock };
         let mut a = SockAddrBuf::from_socket_addr(local);
         // SAFETY: sock is a listen socket; a lives across the synchronous call.
-        let disp = unsafe { &*((*sock).Dispatch as *const WSK_PROVIDER_LISTEN_DISPATCH) };
+        let disp = unsafe { &*(*sock).Dispatch.cast::<WSK_PROVIDER_LISTEN_DISPATCH>() };
         let st = match disp.WskBind {
             // SAFETY: as above.
             Some(bind) => unsafe { irp::call_sync(|i| bind(sock, a.as_sockaddr(), 0, i)).0 },
@@ -158,8 +158,7 @@ unsafe extern "system" fn accept_event(
     // SAFETY: the driver state outlives every socket.
     let drv = unsafe { &*l.drv };
     if accept_socket.is_null() {
-        // W48/C8: the listener is dead. It is closed (and not re-created) at unload; the
-        // counter and log line tell the operator.
+        // W48/C8: the listener is dead: the housekeeper closes and re-creates it (PASSIVE).
         l.dead.store(true, Ordering::Relaxed);
         drv.count(Counter::DeadSockets, 1);
         return STATUS_REQUEST_NOT_ACCEPTED;
@@ -178,22 +177,19 @@ unsafe extern "system" fn accept_event(
         }
     }
     // SAFETY: accept_socket is a live accepted socket; on refusal we never touch it (C9).
-    match unsafe { conn::Conn::attach(drv, l.svc.mode, accept_socket) } {
-        Some(c) => {
-            // C10: context and dispatch set before any callback can be enabled/inherited.
-            // SAFETY: out-pointers supplied by the provider for this call.
-            unsafe {
-                *accept_ctx = c.cast();
-                *accept_dispatch = conn::dispatch();
-            }
-            drv.count(Counter::ConnAccepted, 1);
-            // SAFETY: c is live (holds a rundown reference).
-            unsafe { conn::Conn::after_accept(c) };
-            STATUS_SUCCESS
+    if let Some(c) = unsafe { conn::Conn::attach(drv, l.svc.mode, accept_socket) } {
+        // C10: context and dispatch set before any callback can be enabled/inherited.
+        // SAFETY: out-pointers supplied by the provider for this call.
+        unsafe {
+            *accept_ctx = c.cast();
+            *accept_dispatch = conn::dispatch();
         }
-        None => {
-            drv.count(Counter::ConnRefused, 1);
-            STATUS_REQUEST_NOT_ACCEPTED
-        }
+        drv.count(Counter::ConnAccepted, 1);
+        // SAFETY: c is live (holds a rundown reference).
+        unsafe { conn::Conn::after_accept(c) };
+        STATUS_SUCCESS
+    } else {
+        drv.count(Counter::ConnRefused, 1);
+        STATUS_REQUEST_NOT_ACCEPTED
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod addr;
 pub mod conn;
+pub mod job;
 pub mod listener;
 pub mod mdl;
 pub mod udp;
@@ -18,8 +19,8 @@ pub mod udp;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 
-use control::config::{Config, Proto, MAX_SERVICES};
-use wsk_sys::*;
+use control::config::{Config, Proto, Service, MAX_SERVICES};
+use wsk_sys::{NPIID, NPI_WSK_INTERFACE_ID, WSK_REGISTRATION, WSK_CLIENT_NPI, WSK_PROVIDER_NPI, EX_RUNDOWN_REF, PMDL, PVOID, PDEVICE_OBJECT, WSK_CLIENT_DISPATCH, MAKE_WSK_VERSION, KeGetCurrentProcessorNumberEx, KeQueryPerformanceCounter, NTSTATUS, WskRegister, NT_SUCCESS, WSK_PROVIDER_DISPATCH, STATUS_SUCCESS, STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED, ExWaitForRundownProtectionRelease, WskReleaseProviderNPI, WskDeregister, IoFreeMdl, IoAllocateMdl, ULONG, FALSE, MmBuildMdlForNonPagedPool, LARGE_INTEGER, KeDelayExecutionThread, KernelMode, WSK_SOCKET, WSK_EVENT_CALLBACK_CONTROL, WSK_PROVIDER_BASIC_DISPATCH, WskSetOption, SO_WSK_EVENT_CALLBACK, SOL_SOCKET, PIRP};
 
 use crate::kernel::{irp, pool};
 use crate::service::budget::RetainedBudget;
@@ -65,6 +66,39 @@ pub struct Driver {
     pub startup_thread: PVOID,
     pub device: PDEVICE_OBJECT,
     pub symlink_created: bool,
+    /// One control request at a time; unload takes it for good.
+    pub control_busy: AtomicBool,
+    /// The outbound load job (one at a time).
+    pub job: job::Job,
+    /// The housekeeper itself is closing a socket (it need not wait for its own ticks).
+    pub in_hk: bool,
+}
+
+/// A fixed-capacity list of services (no allocation on the control path either).
+mod heapless_list {
+    use control::config::{Service, MAX_SERVICES};
+
+    pub struct List {
+        items: [Option<Service>; MAX_SERVICES],
+        len: usize,
+    }
+
+    impl FromIterator<Service> for List {
+        fn from_iter<I: IntoIterator<Item = Service>>(it: I) -> Self {
+            let mut l = List { items: [None; MAX_SERVICES], len: 0 };
+            for s in it.into_iter().take(MAX_SERVICES) {
+                l.items[l.len] = Some(s);
+                l.len += 1;
+            }
+            l
+        }
+    }
+
+    impl List {
+        pub fn iter(&self) -> impl Iterator<Item = &Service> {
+            self.items[..self.len].iter().flatten()
+        }
+    }
 }
 
 static CLIENT_DISPATCH: WSK_CLIENT_DISPATCH = WSK_CLIENT_DISPATCH {
@@ -94,9 +128,9 @@ impl Driver {
     /// `self` is at its final address (the registration block must stay put, W2).
     pub unsafe fn register(&mut self) -> NTSTATUS {
         self.client_npi.ClientContext = ptr::null_mut();
-        self.client_npi.Dispatch = &CLIENT_DISPATCH;
+        self.client_npi.Dispatch = &raw const CLIENT_DISPATCH;
         // SAFETY: both blocks live in the driver state until WskDeregister returns (W2).
-        let st = unsafe { WskRegister(&mut self.client_npi, &mut self.registration) };
+        let st = unsafe { WskRegister(&raw mut self.client_npi, &raw mut self.registration) };
         self.registered = NT_SUCCESS(st);
         st
     }
@@ -118,30 +152,125 @@ impl Driver {
         !self.pattern_mdl.is_null()
     }
 
-    /// Creates every configured socket. PASSIVE_LEVEL (start-up thread).
+    /// Creates every configured socket. PASSIVE_LEVEL (start-up thread). A service that fails
+    /// (e.g. its port is taken) is logged and the others still run.
     ///
     /// # Safety
     /// Captured provider; `self` at its final address.
     pub unsafe fn create_sockets(&mut self) -> NTSTATUS {
         let services = self.cfg.services;
         let mut first_err = STATUS_SUCCESS;
-        for (i, svc) in services.as_slice().iter().enumerate() {
-            let st = match svc.proto {
-                // SAFETY: per this function's contract.
-                Proto::Tcp => unsafe { listener::Listener::create(self, svc).map(|l| self.listeners[i] = l) },
-                // SAFETY: per this function's contract.
-                Proto::Udp => unsafe { udp::UdpSock::create(self, svc).map(|u| self.udps[i].store(u, Ordering::SeqCst)) },
-            };
-            if let Err(e) = st {
-                crate::log_err!("{} {} port {} on {}: socket failed {:#x}", svc.proto.name(), svc.mode.name(), svc.port, svc.bind, e as u32);
+        for svc in services.as_slice() {
+            // SAFETY: per this function's contract.
+            if let Err(e) = unsafe { self.open_service(svc) } {
                 if first_err == STATUS_SUCCESS {
                     first_err = e;
                 }
-            } else {
-                crate::log_info!("{} {} listening on {}:{}", svc.proto.name(), svc.mode.name(), svc.bind, svc.port);
             }
         }
         first_err
+    }
+
+    /// Opens one service's socket into a free slot. PASSIVE_LEVEL.
+    ///
+    /// # Safety
+    /// Captured provider; `self` at its final address.
+    pub unsafe fn open_service(&mut self, svc: &Service) -> Result<(), NTSTATUS> {
+        let r = match svc.proto {
+            Proto::Tcp => match self.listeners.iter().position(|l| l.is_null()) {
+                // SAFETY: per this function's contract.
+                Some(i) => unsafe { listener::Listener::create(self, svc) }.map(|l| self.listeners[i] = l),
+                None => Err(STATUS_INSUFFICIENT_RESOURCES),
+            },
+            Proto::Udp => match self.udps.iter().position(|u| u.load(Ordering::SeqCst).is_null()) {
+                // SAFETY: per this function's contract.
+                Some(i) => unsafe { udp::UdpSock::create(self, svc) }.map(|u| self.udps[i].store(u, Ordering::SeqCst)),
+                None => Err(STATUS_INSUFFICIENT_RESOURCES),
+            },
+        };
+        match r {
+            Ok(()) => crate::log_info!("{} {} on {}:{}", svc.proto.name(), svc.mode.name(), svc.bind, svc.port),
+            Err(e) => crate::log_err!("{} {} on {}:{}: socket failed {:#x}", svc.proto.name(), svc.mode.name(), svc.bind, svc.port, e as u32),
+        }
+        r
+    }
+
+    /// Closes one service's socket if it is open (connections it accepted keep running).
+    /// PASSIVE_LEVEL.
+    ///
+    /// # Safety
+    /// Captured provider.
+    pub unsafe fn close_service(&mut self, svc: &Service, timeout_ms: u64) -> bool {
+        match svc.proto {
+            Proto::Tcp => {
+                // SAFETY: non-null slots hold live listeners.
+                let Some(i) = self.listeners.iter().position(|&l| !l.is_null() && unsafe { (*l).svc } == *svc) else {
+                    return false;
+                };
+                let l = core::mem::replace(&mut self.listeners[i], ptr::null_mut());
+                // SAFETY: taken out of the table, closed once.
+                unsafe { listener::Listener::close_and_free(l) };
+            }
+            Proto::Udp => {
+                // SAFETY: non-null slots hold live sockets.
+                let Some(i) = self.udps.iter().position(|u| {
+                    let p = u.load(Ordering::SeqCst);
+                    !p.is_null() && unsafe { (*p).svc } == *svc
+                }) else {
+                    return false;
+                };
+                let u = self.udps[i].swap(ptr::null_mut(), Ordering::SeqCst);
+                // The housekeeper may be inside a tick that read the pointer: two more ticks
+                // and it is out (bounded: it ticks every 5 ms while the driver runs).
+                if !self.in_hk {
+                    let g0 = self.hk_gen.load(Ordering::SeqCst);
+                    wait_until(200, || self.hk_gen.load(Ordering::SeqCst).wrapping_sub(g0) >= 2);
+                }
+                // SAFETY: taken out of the table, closed once.
+                unsafe { udp::UdpSock::close_and_free(u, timeout_ms) };
+            }
+        }
+        true
+    }
+
+    /// Run-time reconfiguration (control path, PASSIVE_LEVEL, one at a time). Services are
+    /// diffed: removed ones are closed, added ones opened, unchanged ones not touched. If an
+    /// added one fails (e.g. STATUS_ADDRESS_ALREADY_EXISTS) every change of this call is undone
+    /// and that status returned: nothing is left half-applied. Limits size the pre-allocated
+    /// pools at load, so a change of limits is refused (STATUS_NOT_SUPPORTED).
+    ///
+    /// # Safety
+    /// Captured provider, not unloading, called from the serialised control path.
+    pub unsafe fn reconfigure(&mut self, new: &Config) -> Result<(), NTSTATUS> {
+        if new.limits != self.cfg.limits {
+            return Err(STATUS_NOT_SUPPORTED);
+        }
+        let old = self.cfg.services;
+        let timeout = u64::from(self.cfg.limits.disconnect_timeout_ms);
+        let removed: heapless_list::List = old.as_slice().iter().filter(|s| !new.services.as_slice().contains(s)).copied().collect();
+        let added: heapless_list::List = new.services.as_slice().iter().filter(|s| !old.as_slice().contains(s)).copied().collect();
+        for s in removed.iter() {
+            // SAFETY: per this function's contract.
+            unsafe { self.close_service(s, timeout) };
+        }
+        for (k, s) in added.iter().enumerate() {
+            // SAFETY: per this function's contract.
+            if let Err(e) = unsafe { self.open_service(s) } {
+                for undo in added.iter().take(k) {
+                    // SAFETY: opened above in this call.
+                    unsafe { self.close_service(undo, timeout) };
+                }
+                for back in removed.iter() {
+                    // SAFETY: best effort: the old port may have been taken meanwhile (logged).
+                    let _ = unsafe { self.open_service(back) };
+                }
+                return Err(e);
+            }
+        }
+        // Only the control path reads the services list; callbacks read the limits.
+        // SAFETY: exclusive control path; the limits part is unchanged.
+        unsafe { ptr::addr_of_mut!(self.cfg.services).write(new.services) };
+        Ok(())
     }
 
     /// Teardown of every socket. PASSIVE_LEVEL (DriverUnload). Bounded: graceful first for
@@ -166,25 +295,25 @@ impl Driver {
         wait_until(timeout, || self.conns.active() == 0);
         self.conns.shutdown_all(true);
         // 3. Datagram sockets: wait for in-flight sends (they hold retained lists, C4), close.
-        for slot in &self.udps {
-            let u = slot.swap(ptr::null_mut(), Ordering::SeqCst);
+        for i in 0..self.udps.len() {
+            let u = self.udps[i].load(Ordering::SeqCst);
             if !u.is_null() {
-                // The housekeeper may be inside a tick that read the pointer: two more ticks
-                // and it is out (bounded: the thread ticks every 5 ms until hk_stop).
-                let g0 = self.hk_gen.load(Ordering::SeqCst);
-                wait_until(200, || self.hk_gen.load(Ordering::SeqCst).wrapping_sub(g0) >= 2);
-                // SAFETY: created by UdpSock::create, closed once here.
-                unsafe { udp::UdpSock::close_and_free(u, timeout) };
+                // SAFETY: a live socket of the table.
+                let svc = unsafe { (*u).svc };
+                // SAFETY: closed once, taken out of the table first.
+                unsafe { self.close_service(&svc, timeout) };
             }
         }
         // 4. Every connection context has been closed and its completion has run (C30).
         // SAFETY: initialised in DriverEntry; PASSIVE_LEVEL.
-        unsafe { ExWaitForRundownProtectionRelease(&mut self.rundown) };
+        unsafe { ExWaitForRundownProtectionRelease(&raw mut self.rundown) };
     }
 
     /// Housekeeping tick. PASSIVE_LEVEL (start-up thread).
-    pub fn housekeeping(&self) {
+    pub fn housekeeping(&mut self) {
         self.conns.kick_blocked();
+        job::tick(self);
+        self.recreate_dead_sockets();
         for slot in &self.udps {
             let u = slot.load(Ordering::SeqCst);
             if !u.is_null() {
@@ -195,17 +324,56 @@ impl Driver {
         self.hk_gen.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// A listener that got a NULL AcceptSocket (W48) or a datagram socket that got a NULL list
+    /// (W60) no longer works: close it and open the same service again (C8). Runs under the
+    /// control lock so it never races a reconfiguration; skipped (retried next tick) if busy.
+    fn recreate_dead_sockets(&mut self) {
+        let mut dead: [Option<Service>; 2 * MAX_SERVICES] = [None; 2 * MAX_SERVICES];
+        let mut n = 0;
+        for &l in &self.listeners {
+            // SAFETY: non-null entries are live listeners (only this thread and the serialised
+            // control path change the table).
+            if !l.is_null() && unsafe { (*l).dead.load(Ordering::SeqCst) } {
+                dead[n] = Some(unsafe { (*l).svc });
+                n += 1;
+            }
+        }
+        for u in &self.udps {
+            let p = u.load(Ordering::SeqCst);
+            // SAFETY: as above.
+            if !p.is_null() && unsafe { (*p).dead.load(Ordering::SeqCst) } {
+                dead[n] = Some(unsafe { (*p).svc });
+                n += 1;
+            }
+        }
+        if n == 0 || self.stopping.load(Ordering::SeqCst) || self.control_busy.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let timeout = u64::from(self.cfg.limits.disconnect_timeout_ms);
+        self.in_hk = true;
+        for svc in dead.iter().flatten() {
+            crate::log_err!("{} {} port {}: socket dead, re-creating", svc.proto.name(), svc.mode.name(), svc.port);
+            // SAFETY: captured provider; the control lock is held.
+            unsafe {
+                self.close_service(svc, timeout);
+                let _ = self.open_service(svc);
+            }
+        }
+        self.in_hk = false;
+        self.control_busy.store(false, Ordering::SeqCst);
+    }
+
     /// # Safety
     /// All sockets closed.
     pub unsafe fn release_wsk(&mut self) {
         if self.captured {
             // SAFETY: paired with the successful capture (C28).
-            unsafe { WskReleaseProviderNPI(&mut self.registration) };
+            unsafe { WskReleaseProviderNPI(&raw mut self.registration) };
             self.captured = false;
         }
         if self.registered {
             // SAFETY: paired with WskRegister (C28); returns once every socket is closed (W7).
-            unsafe { WskDeregister(&mut self.registration) };
+            unsafe { WskDeregister(&raw mut self.registration) };
             self.registered = false;
         }
     }
@@ -257,7 +425,7 @@ pub fn sleep_ms(ms: u64) {
     // Relative time in 100 ns units is negative.
     let mut t = LARGE_INTEGER { QuadPart: -((ms as i64) * 10_000) };
     // SAFETY: PASSIVE_LEVEL kernel-mode delay.
-    unsafe { KeDelayExecutionThread(KernelMode, FALSE, &mut t) };
+    unsafe { KeDelayExecutionThread(KernelMode, FALSE, &raw mut t) };
 }
 
 /// SO_WSK_EVENT_CALLBACK enabling `mask` (no IRP: enabling completes inline, W30).
@@ -267,7 +435,7 @@ pub fn sleep_ms(ms: u64) {
 pub unsafe fn enable_events(sock: *mut WSK_SOCKET, mask: ULONG) -> NTSTATUS {
     let mut ctl = WSK_EVENT_CALLBACK_CONTROL { NpiId: npi_id(), EventMask: mask };
     // SAFETY: every socket dispatch table starts with WSK_PROVIDER_BASIC_DISPATCH.
-    let basic = unsafe { &*((*sock).Dispatch as *const WSK_PROVIDER_BASIC_DISPATCH) };
+    let basic = unsafe { &*(*sock).Dispatch.cast::<WSK_PROVIDER_BASIC_DISPATCH>() };
     let Some(f) = basic.WskControlSocket else { return STATUS_NOT_SUPPORTED };
     // SAFETY: ctl lives across the call; no IRP for enabling (W30).
     unsafe {
@@ -292,7 +460,7 @@ pub unsafe fn enable_events(sock: *mut WSK_SOCKET, mask: ULONG) -> NTSTATUS {
 /// `sock` is a live socket.
 pub unsafe fn set_option_u32(sock: *mut WSK_SOCKET, level: ULONG, code: ULONG, value: u32) -> NTSTATUS {
     // SAFETY: every socket dispatch table starts with WSK_PROVIDER_BASIC_DISPATCH.
-    let basic = unsafe { &*((*sock).Dispatch as *const WSK_PROVIDER_BASIC_DISPATCH) };
+    let basic = unsafe { &*(*sock).Dispatch.cast::<WSK_PROVIDER_BASIC_DISPATCH>() };
     let Some(ctl) = basic.WskControlSocket else { return STATUS_NOT_SUPPORTED };
     let mut v = value;
     // SAFETY: v lives across the synchronous call.
@@ -310,7 +478,7 @@ pub unsafe fn set_option_u32(sock: *mut WSK_SOCKET, level: ULONG, code: ULONG, v
 /// No call on `sock` still executing (C22); `sock` not used afterwards (C23).
 pub unsafe fn close_sync(sock: *mut WSK_SOCKET, close_irp: PIRP) -> NTSTATUS {
     // SAFETY: every socket dispatch table starts with WSK_PROVIDER_BASIC_DISPATCH.
-    let basic = unsafe { &*((*sock).Dispatch as *const WSK_PROVIDER_BASIC_DISPATCH) };
+    let basic = unsafe { &*(*sock).Dispatch.cast::<WSK_PROVIDER_BASIC_DISPATCH>() };
     let Some(close) = basic.WskCloseSocket else { return STATUS_NOT_SUPPORTED };
     // SAFETY: the pre-allocated IRP is owned by call_sync_with until it returns.
     unsafe { irp::call_sync_with(close_irp, |i| close(sock, i)).0 }

@@ -12,7 +12,7 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use control::config::{Mode as CfgMode, Service as CfgService};
-use wsk_sys::*;
+use wsk_sys::{PIRP, WSK_BUF, WSK_DATAGRAM_INDICATION, PMDL, WSK_SOCKET, WSK_CLIENT_DATAGRAM_DISPATCH, NTSTATUS, STATUS_INSUFFICIENT_RESOURCES, AF_INET, AF_INET6, STATUS_NOT_SUPPORTED, SOCK_DGRAM, IPPROTO_UDP, WSK_FLAG_DATAGRAM_SOCKET, NT_SUCCESS, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_EVENT_RECEIVE_FROM, IoFreeMdl, WSK_PROVIDER_BASIC_DISPATCH, WSK_EVENT_CALLBACK_CONTROL, WSK_EVENT_DISABLE, WskSetOption, SO_WSK_EVENT_CALLBACK, SOL_SOCKET, PVOID, ULONG, STATUS_SUCCESS, STATUS_PENDING, PDEVICE_OBJECT, STATUS_MORE_PROCESSING_REQUIRED};
 
 use super::addr::SockAddrBuf;
 use super::{build_mdl, close_sync, enable_events, mdl, wait_until, Driver};
@@ -49,6 +49,10 @@ struct Inner {
     free: *mut u32,
     len: usize,
     rate: RateLimiter,
+    /// FIFO of parked owners (indices), oldest first: ages only grow, so the eligible ones are
+    /// a prefix. Capacity n (an owner is parked at most once at a time).
+    parked_q: *mut u32,
+    parked_head: usize,
     parked: usize,
 }
 
@@ -61,6 +65,8 @@ pub struct UdpSock {
     pub ctxs: *mut UdpSend,
     pub n: usize,
     pub closing: AtomicBool,
+    /// Set by a NULL datagram list (W60): the socket no longer works.
+    pub dead: AtomicBool,
     /// Pre-allocated for the callback disable and the close (teardown never allocates).
     pub ctl_irp: PIRP,
 }
@@ -107,11 +113,14 @@ impl UdpSock {
                         free: ptr::null_mut(),
                         len: 0,
                         rate: RateLimiter::new(drv.cfg.limits.udp_rate_per_source, drv.perf_freq),
+                        parked_q: ptr::null_mut(),
+                        parked_head: 0,
                         parked: 0,
                     }),
                     ctxs: ptr::null_mut(),
                     n: 0,
                     closing: AtomicBool::new(false),
+                    dead: AtomicBool::new(false),
                     ctl_irp: irp::alloc(),
                 },
             );
@@ -141,9 +150,9 @@ impl UdpSock {
             irp::call_sync(|i| {
                 wsk_socket(
                     client,
-                    family as u16,
-                    SOCK_DGRAM as u16,
-                    IPPROTO_UDP as u32,
+                    family,
+                    SOCK_DGRAM,
+                    IPPROTO_UDP,
                     WSK_FLAG_DATAGRAM_SOCKET,
                     u.cast(),
                     ptr::addr_of!(DGRAM_DISPATCH).cast(),
@@ -164,7 +173,7 @@ impl UdpSock {
         unsafe { (*u).socket = sock };
         let mut a = SockAddrBuf::from_socket_addr(local);
         // SAFETY: a datagram socket's dispatch table.
-        let disp = unsafe { &*((*sock).Dispatch as *const WSK_PROVIDER_DATAGRAM_DISPATCH) };
+        let disp = unsafe { &*(*sock).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>() };
         let st = match disp.WskBind {
             // SAFETY: a lives across the synchronous call.
             Some(bind) => unsafe { irp::call_sync(|i| bind(sock, a.as_sockaddr(), 0, i)).0 },
@@ -192,7 +201,9 @@ impl UdpSock {
         self.ctxs = pool::alloc(n * core::mem::size_of::<UdpSend>(), pool::TAG_UDP).cast();
         let free: *mut u32 = pool::alloc(n * 4, pool::TAG_UDP).cast();
         self.inner.get_mut().free = free;
-        if self.ctxs.is_null() || free.is_null() {
+        let q: *mut u32 = pool::alloc(n * 4, pool::TAG_UDP).cast();
+        self.inner.get_mut().parked_q = q;
+        if self.ctxs.is_null() || free.is_null() || q.is_null() {
             return false;
         }
         let me: *mut UdpSock = self;
@@ -243,6 +254,7 @@ impl UdpSock {
             }
             pool::free(r.ctxs.cast(), pool::TAG_UDP);
             pool::free(r.inner.get_mut().free.cast(), pool::TAG_UDP);
+            pool::free(r.inner.get_mut().parked_q.cast(), pool::TAG_UDP);
             irp::free(r.ctl_irp);
             pool::free_typed(u, pool::TAG_UDP);
         }
@@ -282,25 +294,27 @@ impl UdpSock {
                 if g.parked == 0 {
                     return;
                 }
-                // SAFETY: n contexts, parked/age guarded by the lock.
-                let hit = (0..self.n).map(|i| unsafe { self.ctxs.add(i) }).find(|&c| unsafe { (*c).parked && (*c).age >= min_age });
-                if let Some(c) = hit {
-                    // SAFETY: as above.
-                    unsafe { (*c).parked = false };
-                    g.parked -= 1;
+                // SAFETY: parked_q has n entries; the head is a parked owner of ours.
+                let c = unsafe { self.ctxs.add(*g.parked_q.add(g.parked_head) as usize) };
+                // SAFETY: fields guarded by the lock.
+                if unsafe { (*c).age } < min_age {
+                    return;
                 }
-                hit
+                g.parked_head = (g.parked_head + 1) % self.n;
+                g.parked -= 1;
+                // SAFETY: as above.
+                unsafe { (*c).parked = false };
+                c
             };
-            let Some(owner) = found else { return };
             // SAFETY: the list was retained with STATUS_PENDING; released once (C3).
             unsafe {
-                let list = (*owner).list;
-                let disp = &*((*self.socket).Dispatch as *const WSK_PROVIDER_DATAGRAM_DISPATCH);
+                let list = (*found).list;
+                let disp = &*(*self.socket).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>();
                 if let Some(rel) = disp.WskRelease {
                     rel(self.socket, list);
                 }
             }
-            self.put(owner);
+            self.put(found);
         }
     }
 
@@ -308,16 +322,11 @@ impl UdpSock {
     pub fn kick(&self) {
         {
             let g = self.inner.lock();
-            if g.parked == 0 {
-                return;
-            }
-            for i in 0..self.n {
-                // SAFETY: i < n; guarded by the lock.
+            for k in 0..g.parked {
+                // SAFETY: queue entries are parked owners; guarded by the lock.
                 unsafe {
-                    let c = self.ctxs.add(i);
-                    if (*c).parked {
-                        (*c).age = (*c).age.saturating_add(1);
-                    }
+                    let c = self.ctxs.add(*g.parked_q.add((g.parked_head + k) % self.n) as usize);
+                    (*c).age = (*c).age.saturating_add(1);
                 }
             }
         }
@@ -340,7 +349,7 @@ impl UdpSock {
         // no new send starts after the in-flight count is checked.
         // SAFETY: live socket; the control buffer lives across the synchronous call.
         unsafe {
-            let basic = &*((*r.socket).Dispatch as *const WSK_PROVIDER_BASIC_DISPATCH);
+            let basic = &*(*r.socket).Dispatch.cast::<WSK_PROVIDER_BASIC_DISPATCH>();
             if let Some(ctl) = basic.WskControlSocket {
                 let mut c = WSK_EVENT_CALLBACK_CONTROL {
                     NpiId: super::npi_id(),
@@ -402,13 +411,14 @@ unsafe extern "system" fn receive_from_event(ctx: PVOID, _flags: ULONG, list: *m
     let u = unsafe { &*ctx.cast::<UdpSock>() };
     let drv = u.drv();
     if list.is_null() {
-        // W60/C7: the socket no longer works. It is closed at unload; counted meanwhile.
+        // W60/C7: the socket no longer works: the housekeeper closes and re-creates it.
         drv.count(Counter::DeadSockets, 1);
+        u.dead.store(true, Ordering::SeqCst);
         return STATUS_SUCCESS;
     }
     let disp = {
         // SAFETY: live datagram socket.
-        unsafe { &*((*u.socket).Dispatch as *const WSK_PROVIDER_DATAGRAM_DISPATCH) }
+        unsafe { &*(*u.socket).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>() }
     };
     let Some(send_to) = disp.WskSendTo else { return STATUS_SUCCESS };
     // Lists finished since the previous callback can be given back now.
@@ -497,7 +507,7 @@ unsafe extern "system" fn receive_from_event(ctx: PVOID, _flags: ULONG, list: *m
         // SAFETY: the context's IRP is idle; buf/remote live in the context until completion.
         unsafe {
             irp::arm(cr.irp, send_done, c.cast());
-            send_to(u.socket, &mut cr.buf, 0, cr.remote.as_sockaddr(), 0, ptr::null_mut(), cr.irp);
+            send_to(u.socket, &raw mut cr.buf, 0, cr.remote.as_sockaddr(), 0, ptr::null_mut(), cr.irp);
         }
     }
     if owner.is_null() {
@@ -536,10 +546,13 @@ unsafe extern "system" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID)
     if !owner.is_null() && unsafe { (*owner).refs.fetch_sub(1, Ordering::SeqCst) } == 1 {
         // Parked, released by the next callback or the housekeeper (see release_parked).
         let mut g = u.inner.lock();
-        // SAFETY: owner is ours until released; fields guarded by the lock.
+        // SAFETY: owner is ours until released; fields guarded by the lock; the queue has room
+        // for every context.
         unsafe {
             (*owner).parked = true;
             (*owner).age = 0;
+            let tail = (g.parked_head + g.parked) % u.n;
+            *g.parked_q.add(tail) = (*owner).idx;
         }
         g.parked += 1;
     }

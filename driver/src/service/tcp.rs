@@ -89,6 +89,9 @@ pub enum Mode {
     /// Echo of the reply stream computed by the sockperf framer (always the copy path: the
     /// reply differs from the request in the header, and indication buffers are never written).
     Sockperf,
+    /// Outbound load (kernel-side client): send one `msg`-byte message of the source pattern,
+    /// wait for its echo (verified by the caller), repeat.
+    EchoClient { msg: usize },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,6 +143,16 @@ pub struct TcpState {
     disconnect_done: bool,
     close_issued: bool,
     close_completed: bool,
+    /// The peer's FIN arrived.
+    peer_fin: bool,
+    /// Close only after the peer's FIN (outbound connections: closing earlier aborts, and the
+    /// peer would lose what it has not read yet).
+    pub wait_peer_fin: bool,
+    /// EchoClient: a message is out and its echo not complete yet; bytes of it received.
+    client_outstanding: bool,
+    client_rx: usize,
+    pub messages_sent: u64,
+    pub messages_received: u64,
     pub send_errors: u64,
     pub bytes_sent: u64,
 }
@@ -173,6 +186,12 @@ impl TcpState {
             disconnect_done: false,
             close_issued: false,
             close_completed: false,
+            peer_fin: false,
+            wait_peer_fin: false,
+            client_outstanding: false,
+            client_rx: 0,
+            messages_sent: 0,
+            messages_received: 0,
             send_errors: 0,
             bytes_sent: 0,
         }
@@ -215,7 +234,7 @@ impl TcpState {
             return RecvDecision::Drop;
         }
         match self.mode {
-            Mode::Discard | Mode::Source => return RecvDecision::Drop,
+            Mode::Discard | Mode::Source | Mode::EchoClient { .. } => return RecvDecision::Drop,
             Mode::Echo | Mode::Sockperf => {}
         }
         if len == 0 {
@@ -295,6 +314,24 @@ impl TcpState {
     /// WskSendBacklogEvent: keep about the ideal backlog in flight across the slots (C37).
     pub fn set_ideal_backlog(&mut self, backlog: usize) {
         self.max_send = (backlog / self.nslots).clamp(4096, 64 * 1024);
+    }
+
+    /// EchoClient: `n` more bytes of echo arrived (verified by the caller against the pattern
+    /// at [`client_offset`](Self::client_offset) first).
+    pub fn client_received(&mut self, n: usize) {
+        if let Mode::EchoClient { msg } = self.mode {
+            self.client_rx += n;
+            while self.client_rx >= msg && self.client_outstanding {
+                self.client_rx -= msg;
+                self.messages_received += 1;
+                self.client_outstanding = false;
+            }
+        }
+    }
+
+    /// EchoClient: offset within the current message of the next byte to arrive.
+    pub fn client_offset(&self) -> usize {
+        self.client_rx
     }
 
     /// The receive callback is returning (every path).
@@ -386,6 +423,17 @@ impl TcpState {
                     return Some(Work::Send(SendOp { slot, kind: SendKind::Ring { off, len } }));
                 }
             }
+            if let Mode::EchoClient { msg } = self.mode {
+                if self.phase == Phase::Open && !self.client_outstanding {
+                    if let Some(slot) = self.free_slot() {
+                        self.client_outstanding = true;
+                        self.messages_sent += 1;
+                        self.slots[slot] = Slot::Pattern { len: msg };
+                        self.calls += 1;
+                        return Some(Work::Send(SendOp { slot, kind: SendKind::Pattern { len: msg } }));
+                    }
+                }
+            }
             if self.mode == Mode::Source && self.phase == Phase::Open {
                 if let Some(slot) = self.free_slot() {
                     let len = super::source::send_len(self.max_send);
@@ -432,6 +480,9 @@ impl TcpState {
             return Some(Work::Disconnect { abortive: true });
         }
         let disconnect_settled = !self.disconnect_issued || self.disconnect_done || self.phase == Phase::Aborting;
+        if self.phase == Phase::PeerDone && self.wait_peer_fin && !self.peer_fin {
+            return None;
+        }
         // A pending zero-length receive does not hold the close back: the close cancels it (W70).
         if idle_sends && self.calls == 0 && disconnect_settled {
             self.close_issued = true;
@@ -495,6 +546,13 @@ impl TcpState {
 
     /// Peer closed its sending half (WskDisconnectEvent without WSK_FLAG_ABORTIVE).
     pub fn peer_graceful(&mut self) {
+        self.peer_fin = true;
+        self.local_shutdown();
+    }
+
+    /// Local graceful stop (unload, end of a load job): no new data taken or generated, what is
+    /// queued goes out, then FIN.
+    pub fn local_shutdown(&mut self) {
         if self.phase == Phase::Open {
             self.phase = Phase::PeerDone;
         }
@@ -686,6 +744,26 @@ mod tests {
     }
 
     #[test]
+    fn echo_client_one_message_at_a_time() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(Mode::EchoClient { msg: 100 }, 16, 4, 1000, 0);
+        let w = pump(&mut st, &g);
+        assert_eq!(w.len(), 1, "one message outstanding: {w:?}");
+        let Work::Send(op) = w[0] else { panic!() };
+        assert_eq!(op.kind, SendKind::Pattern { len: 100 });
+        st.send_complete(op.slot, true, 100);
+        assert!(pump(&mut st, &g).is_empty(), "waits for the echo");
+        st.client_received(60);
+        assert_eq!(st.client_offset(), 60);
+        assert!(pump(&mut st, &g).is_empty());
+        st.client_received(40);
+        assert_eq!((st.messages_sent, st.messages_received), (1, 1));
+        assert_eq!(pump(&mut st, &g).len(), 1, "next message");
+        st.peer_graceful();
+        assert_eq!(st.on_receive(5, true, &g), RecvDecision::Drop);
+    }
+
+    #[test]
     fn graceful_close_after_echo_drains() {
         let g = RetainedBudget::new(0);
         let mut st = TcpState::new(Mode::Echo, 100, 2, 100, 0);
@@ -727,6 +805,19 @@ mod tests {
         assert_eq!(pump(&mut st, &g), [Work::Release { slot: b }, Work::Close]);
         assert_eq!(g.used(), 0);
         assert_eq!(st.on_receive(5, true, &g), RecvDecision::Drop);
+    }
+
+    #[test]
+    fn outbound_close_waits_for_the_peer_fin() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(Mode::Source, 100, 1, 100, 0);
+        st.wait_peer_fin = true;
+        st.local_shutdown();
+        assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: false }]);
+        assert!(!st.disconnect_complete(true));
+        assert!(pump(&mut st, &g).is_empty(), "closing now would reset the peer");
+        st.peer_graceful();
+        assert_eq!(pump(&mut st, &g), [Work::Close]);
     }
 
     #[test]

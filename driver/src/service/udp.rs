@@ -75,7 +75,7 @@ mod tests {
     #[test]
     fn rate_limit_refills() {
         let mut r = RateLimiter::new(3, 1000);
-        let a = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+        let a = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let b = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
         assert!((0..3).all(|_| r.allow(&a, 0)));
         assert!(!r.allow(&a, 0));

@@ -17,7 +17,10 @@ pub(crate) unsafe fn read(sa: PSOCKADDR) -> Option<SocketAddr> {
         match (*sa).sa_family {
             AF_INET => {
                 let s = sa.cast::<SOCKADDR_IN>().read_unaligned();
-                Some(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(s.sin_addr.octets()), u16::from_be(s.sin_port))))
+                Some(SocketAddr::V4(SocketAddrV4::new(
+                    Ipv4Addr::from(s.sin_addr.octets()),
+                    u16::from_be(s.sin_port),
+                )))
             }
             AF_INET6 => {
                 let s = sa.cast::<SOCKADDR_IN6>().read_unaligned();

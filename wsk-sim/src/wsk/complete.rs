@@ -21,7 +21,7 @@ fn ensure_thread() {
     STARTED.get_or_init(|| {
         std::thread::Builder::new()
             .name("wsk-sim-completer".into())
-            .spawn(completer)
+            .spawn(|| crate::irql::sim_thread_main(completer))
             .expect("spawn completer");
     });
 }
@@ -41,14 +41,24 @@ fn completer() {
             q = QUEUE.lock().unwrap_or_else(PoisonError::into_inner);
             continue;
         }
-        let wait = q.iter().map(|d| d.due.saturating_duration_since(now)).min().unwrap_or(Duration::from_millis(100));
-        q = WAKE.wait_timeout(q, wait).unwrap_or_else(PoisonError::into_inner).0;
+        let wait = q
+            .iter()
+            .map(|d| d.due.saturating_duration_since(now))
+            .min()
+            .unwrap_or(Duration::from_millis(100));
+        q = WAKE
+            .wait_timeout(q, wait)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
     }
 }
 
 /// Drops a queued completion of an IRP whose memory the client freed.
 pub(crate) fn forget(irp: usize) {
-    QUEUE.lock().unwrap_or_else(PoisonError::into_inner).retain(|d| d.irp != irp);
+    QUEUE
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .retain(|d| d.irp != irp);
 }
 
 /// Completions not yet delivered.
@@ -70,12 +80,15 @@ pub(crate) fn defer(irp: PIRP, status: NTSTATUS, info: usize) {
     ensure_thread();
     let max = crate::state::config().max_completion_delay_us;
     let delay = Duration::from_micros(crate::faults::range(0, max as usize) as u64);
-    QUEUE.lock().unwrap_or_else(PoisonError::into_inner).push(Deferred {
-        due: Instant::now() + delay,
-        irp: irp as usize,
-        status,
-        info,
-    });
+    QUEUE
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(Deferred {
+            due: Instant::now() + delay,
+            irp: irp as usize,
+            status,
+            info,
+        });
     WAKE.notify_all();
 }
 

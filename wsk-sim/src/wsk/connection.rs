@@ -9,8 +9,8 @@ use wsk_sys::{
     STATUS_CONNECTION_ABORTED, STATUS_CONNECTION_REFUSED, STATUS_CONNECTION_RESET,
     STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER,
     STATUS_NOT_SUPPORTED, STATUS_PENDING, STATUS_SUCCESS, ULONG, USHORT, WSK_BUF,
-    WSK_CLIENT_CONNECTION_DISPATCH, WSK_FLAG_ABORTIVE, WSK_FLAG_CONNECTION_SOCKET,
-    WSK_FLAG_DRAIN, WSK_FLAG_NODELAY, WSK_FLAG_WAITALL,
+    WSK_CLIENT_CONNECTION_DISPATCH, WSK_FLAG_ABORTIVE, WSK_FLAG_CONNECTION_SOCKET, WSK_FLAG_DRAIN,
+    WSK_FLAG_NODELAY, WSK_FLAG_WAITALL,
 };
 
 use super::complete;
@@ -54,7 +54,14 @@ pub(crate) fn write_some(s: &mut Sock, req: &mut SendReq) -> Progress {
         };
         // SAFETY: the WSK_BUF's MDLs stay valid until this IRP completes (the client's
         // contract); `segments` checks them.
-        let Some(segs) = (unsafe { crate::mdl::segments(req.buf.Mdl, req.buf.Offset as usize, req.buf.Length, req.call) }) else {
+        let Some(segs) = (unsafe {
+            crate::mdl::segments(
+                req.buf.Mdl,
+                req.buf.Offset as usize,
+                req.buf.Length,
+                req.call,
+            )
+        }) else {
             return Progress::Failed(STATUS_INVALID_PARAMETER);
         };
         let slice = crate::faults::range(1, max_slice);
@@ -101,7 +108,14 @@ pub(crate) fn fill_receive(s: &mut Sock, req: &mut RecvReq) -> Option<(NTSTATUS,
     }
     if !s.rx.is_empty() {
         // SAFETY: the receive's MDLs stay valid until completion (client contract).
-        let Some(segs) = (unsafe { crate::mdl::segments(req.buf.Mdl, req.buf.Offset as usize, req.buf.Length, "WskReceive") }) else {
+        let Some(segs) = (unsafe {
+            crate::mdl::segments(
+                req.buf.Mdl,
+                req.buf.Offset as usize,
+                req.buf.Length,
+                "WskReceive",
+            )
+        }) else {
             return Some((STATUS_INVALID_PARAMETER, 0));
         };
         let mut skip = req.got;
@@ -114,7 +128,10 @@ pub(crate) fn fill_receive(s: &mut Sock, req: &mut RecvReq) -> Option<(NTSTATUS,
             let take = room.min(s.rx.len());
             for i in 0..take {
                 // SAFETY: inside the validated segment.
-                unsafe { p.add(skip + i).write(s.rx.pop_front().expect("len checked")) };
+                unsafe {
+                    p.add(skip + i)
+                        .write(s.rx.pop_front().expect("len checked"));
+                };
             }
             req.got += take;
             skip = 0;
@@ -129,7 +146,11 @@ pub(crate) fn fill_receive(s: &mut Sock, req: &mut RecvReq) -> Option<(NTSTATUS,
     }
     if s.rx.is_empty() {
         if let Some(st) = s.dead {
-            return Some(if req.got > 0 { (STATUS_SUCCESS, req.got) } else { (st, 0) });
+            return Some(if req.got > 0 {
+                (STATUS_SUCCESS, req.got)
+            } else {
+                (st, 0)
+            });
         }
         if s.eof {
             // G6: a graceful close completes the receive with what there is (0 = EOF).
@@ -144,7 +165,11 @@ fn start_connect(s: &mut Sock, remote: std::net::SocketAddr) -> Result<bool, NTS
     s.remote = Some(remote);
     match fd.connect(&remote.into()) {
         Ok(()) => Ok(true),
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) || e.kind() == ErrorKind::WouldBlock => Ok(false),
+        Err(e)
+            if e.raw_os_error() == Some(libc::EINPROGRESS) || e.kind() == ErrorKind::WouldBlock =>
+        {
+            Ok(false)
+        }
         Err(e) => Err(io_status(&e)),
     }
 }
@@ -181,12 +206,24 @@ pub unsafe extern "system" fn WskSocketConnect(
         return unsafe { complete::fail(Irp, st) };
     }
     // SAFETY: the client passes SOCKADDRs of one family.
-    let (Some(local), Some(remote)) = (unsafe { super::addr::read(LocalAddress) }, unsafe { super::addr::read(RemoteAddress) }) else {
+    let (Some(local), Some(remote)) = (unsafe { super::addr::read(LocalAddress) }, unsafe {
+        super::addr::read(RemoteAddress)
+    }) else {
         // SAFETY: taken above.
         return unsafe { complete::fail(Irp, STATUS_INVALID_ADDRESS_COMPONENT) };
     };
     let family = super::addr::family_of(&local);
-    let ws = match socket::create(client, family, SocketType, Protocol, WSK_FLAG_CONNECTION_SOCKET, SocketContext as usize, Dispatch as usize, SecurityDescriptor, "WskSocketConnect") {
+    let ws = match socket::create(
+        client,
+        family,
+        SocketType,
+        Protocol,
+        WSK_FLAG_CONNECTION_SOCKET,
+        SocketContext as usize,
+        Dispatch as usize,
+        SecurityDescriptor,
+        "WskSocketConnect",
+    ) {
         Ok(ws) => ws,
         // SAFETY: taken above.
         Err(st) => return unsafe { complete::fail(Irp, st) },
@@ -215,7 +252,14 @@ pub unsafe extern "system" fn WskSocketConnect(
     STATUS_PENDING
 }
 
-fn connect_common(Socket: PWSK_SOCKET, RemoteAddress: PSOCKADDR, Buffer: PWSK_BUF, Flags: ULONG, Irp: PIRP, call: &'static str) -> NTSTATUS {
+fn connect_common(
+    Socket: PWSK_SOCKET,
+    RemoteAddress: PSOCKADDR,
+    Buffer: PWSK_BUF,
+    Flags: ULONG,
+    Irp: PIRP,
+    call: &'static str,
+) -> NTSTATUS {
     crate::irql::require_dispatch_or_below(call);
     // SAFETY: the client passes its IRP.
     if !unsafe { crate::irp::take(Irp, call) } {
@@ -234,7 +278,9 @@ fn connect_common(Socket: PWSK_SOCKET, RemoteAddress: PSOCKADDR, Buffer: PWSK_BU
         return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
     }
     // SAFETY: NULL or the client's WSK_BUF.
-    let extra = (!Buffer.is_null()).then(|| unsafe { *Buffer }).filter(|b| b.Length > 0);
+    let extra = (!Buffer.is_null())
+        .then(|| unsafe { *Buffer })
+        .filter(|b| b.Length > 0);
     if extra.is_some_and(|b| b.Length > 65535) {
         // SAFETY: taken above.
         return unsafe { complete::fail(Irp, STATUS_BUFFER_OVERFLOW) };
@@ -249,7 +295,12 @@ fn connect_common(Socket: PWSK_SOCKET, RemoteAddress: PSOCKADDR, Buffer: PWSK_BU
     let ws = Socket as usize;
     let r = socket::with(|p| {
         let s = p.sockets.get_mut(&ws).expect("entered");
-        if !matches!(s.kind, Kind::Connection | Kind::Stream) || s.bound.is_none() || s.connected || s.connect.is_some() || s.listening {
+        if !matches!(s.kind, Kind::Connection | Kind::Stream)
+            || s.bound.is_none()
+            || s.connected
+            || s.connect.is_some()
+            || s.listening
+        {
             return Err(STATUS_INVALID_DEVICE_STATE); // W40: bound, unconnected sockets only
         }
         start_connect(s, remote)?;
@@ -257,7 +308,12 @@ fn connect_common(Socket: PWSK_SOCKET, RemoteAddress: PSOCKADDR, Buffer: PWSK_BU
         if let Some(b) = extra {
             // SAFETY: pinned until the send completes.
             unsafe { crate::mdl::pin_chain(b.Mdl, 1) };
-            s.sends.push_back(SendReq { irp: 0, buf: b, done: 0, call });
+            s.sends.push_back(SendReq {
+                irp: 0,
+                buf: b,
+                done: 0,
+                call,
+            });
         }
         Ok(s.owner)
     });
@@ -270,19 +326,41 @@ fn connect_common(Socket: PWSK_SOCKET, RemoteAddress: PSOCKADDR, Buffer: PWSK_BU
 
 /// `WskConnect`.
 #[no_mangle]
-pub unsafe extern "system" fn WskConnect(Socket: PWSK_SOCKET, RemoteAddress: PSOCKADDR, Flags: ULONG, Irp: PIRP) -> NTSTATUS {
-    connect_common(Socket, RemoteAddress, std::ptr::null_mut(), Flags, Irp, "WskConnect")
+pub unsafe extern "system" fn WskConnect(
+    Socket: PWSK_SOCKET,
+    RemoteAddress: PSOCKADDR,
+    Flags: ULONG,
+    Irp: PIRP,
+) -> NTSTATUS {
+    connect_common(
+        Socket,
+        RemoteAddress,
+        std::ptr::null_mut(),
+        Flags,
+        Irp,
+        "WskConnect",
+    )
 }
 
 /// `WskConnectEx`: connect, then send `Buffer` (at most 65,535 bytes).
 #[no_mangle]
-pub unsafe extern "system" fn WskConnectEx(Socket: PWSK_SOCKET, RemoteAddress: PSOCKADDR, Buffer: PWSK_BUF, Flags: ULONG, Irp: PIRP) -> NTSTATUS {
+pub unsafe extern "system" fn WskConnectEx(
+    Socket: PWSK_SOCKET,
+    RemoteAddress: PSOCKADDR,
+    Buffer: PWSK_BUF,
+    Flags: ULONG,
+    Irp: PIRP,
+) -> NTSTATUS {
     connect_common(Socket, RemoteAddress, Buffer, Flags, Irp, "WskConnectEx")
 }
 
 /// `WskGetRemoteAddress`.
 #[no_mangle]
-pub unsafe extern "system" fn WskGetRemoteAddress(Socket: PWSK_SOCKET, RemoteAddress: PSOCKADDR, Irp: PIRP) -> NTSTATUS {
+pub unsafe extern "system" fn WskGetRemoteAddress(
+    Socket: PWSK_SOCKET,
+    RemoteAddress: PSOCKADDR,
+    Irp: PIRP,
+) -> NTSTATUS {
     crate::irql::require_dispatch_or_below("WskGetRemoteAddress");
     // SAFETY: the client passes its IRP.
     if !unsafe { crate::irp::take(Irp, "WskGetRemoteAddress") } {
@@ -293,7 +371,12 @@ pub unsafe extern "system" fn WskGetRemoteAddress(Socket: PWSK_SOCKET, RemoteAdd
         return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
     };
     let ws = Socket as usize;
-    let a = socket::with(|p| p.sockets.get(&ws).filter(|s| s.connected).and_then(|s| s.remote));
+    let a = socket::with(|p| {
+        p.sockets
+            .get(&ws)
+            .filter(|s| s.connected)
+            .and_then(|s| s.remote)
+    });
     match a {
         Some(a) => {
             // SAFETY: the client passes SOCKADDR storage.
@@ -308,7 +391,12 @@ pub unsafe extern "system" fn WskGetRemoteAddress(Socket: PWSK_SOCKET, RemoteAdd
 
 /// `WskSend`: W62/W63. Completes only when every byte is on the socket.
 #[no_mangle]
-pub unsafe extern "system" fn WskSend(Socket: PWSK_SOCKET, Buffer: PWSK_BUF, Flags: ULONG, Irp: PIRP) -> NTSTATUS {
+pub unsafe extern "system" fn WskSend(
+    Socket: PWSK_SOCKET,
+    Buffer: PWSK_BUF,
+    Flags: ULONG,
+    Irp: PIRP,
+) -> NTSTATUS {
     crate::irql::require_dispatch_or_below("WskSend");
     // SAFETY: the client passes its IRP.
     if !unsafe { crate::irp::take(Irp, "WskSend") } {
@@ -333,7 +421,9 @@ pub unsafe extern "system" fn WskSend(Socket: PWSK_SOCKET, Buffer: PWSK_BUF, Fla
     // SAFETY: the client's WSK_BUF (copied: its MDLs are read as the send progresses).
     let buf: WSK_BUF = unsafe { *Buffer };
     // SAFETY: validates the chain now so a bad WSK_BUF fails the call.
-    if unsafe { crate::mdl::segments(buf.Mdl, buf.Offset as usize, buf.Length, "WskSend") }.is_none() {
+    if unsafe { crate::mdl::segments(buf.Mdl, buf.Offset as usize, buf.Length, "WskSend") }
+        .is_none()
+    {
         // SAFETY: taken above.
         return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
     }
@@ -348,7 +438,12 @@ pub unsafe extern "system" fn WskSend(Socket: PWSK_SOCKET, Buffer: PWSK_BUF, Fla
         if let Some(st) = s.dead {
             return Err(st);
         }
-        let mut req = SendReq { irp: Irp as usize, buf, done: 0, call: "WskSend" };
+        let mut req = SendReq {
+            irp: Irp as usize,
+            buf,
+            done: 0,
+            call: "WskSend",
+        };
         if inline_ok && s.sends.is_empty() {
             match write_some(s, &mut req) {
                 Progress::Done => return Ok(None),
@@ -381,7 +476,12 @@ pub unsafe extern "system" fn WskSend(Socket: PWSK_SOCKET, Buffer: PWSK_BUF, Fla
 
 /// `WskReceive`: W66; a completed receive resumes blocked indications (W54/W56, G2).
 #[no_mangle]
-pub unsafe extern "system" fn WskReceive(Socket: PWSK_SOCKET, Buffer: PWSK_BUF, Flags: ULONG, Irp: PIRP) -> NTSTATUS {
+pub unsafe extern "system" fn WskReceive(
+    Socket: PWSK_SOCKET,
+    Buffer: PWSK_BUF,
+    Flags: ULONG,
+    Irp: PIRP,
+) -> NTSTATUS {
     crate::irql::require_dispatch_or_below("WskReceive");
     // SAFETY: the client passes its IRP.
     if !unsafe { crate::irp::take(Irp, "WskReceive") } {
@@ -400,14 +500,25 @@ pub unsafe extern "system" fn WskReceive(Socket: PWSK_SOCKET, Buffer: PWSK_BUF, 
         return unsafe { complete::fail(Irp, STATUS_NOT_SUPPORTED) };
     }
     // SAFETY: NULL or the client's WSK_BUF.
-    let buf = if Buffer.is_null() { WSK_BUF { Mdl: std::ptr::null_mut(), Offset: 0, Length: 0 } } else { unsafe { *Buffer } };
+    let buf = if Buffer.is_null() {
+        WSK_BUF {
+            Mdl: std::ptr::null_mut(),
+            Offset: 0,
+            Length: 0,
+        }
+    } else {
+        // SAFETY: non-NULL: the client's WSK_BUF.
+        unsafe { *Buffer }
+    };
     let drain = Flags & WSK_FLAG_DRAIN != 0;
-    if (drain && Flags & WSK_FLAG_WAITALL != 0) || (drain && buf.Length != 0) {
+    if drain && (Flags & WSK_FLAG_WAITALL != 0 || buf.Length != 0) {
         // SAFETY: taken above.
         return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
     }
     // SAFETY: validates the chain now so a bad WSK_BUF fails the call.
-    if unsafe { crate::mdl::segments(buf.Mdl, buf.Offset as usize, buf.Length, "WskReceive") }.is_none() {
+    if unsafe { crate::mdl::segments(buf.Mdl, buf.Offset as usize, buf.Length, "WskReceive") }
+        .is_none()
+    {
         // SAFETY: taken above.
         return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
     }
@@ -422,7 +533,12 @@ pub unsafe extern "system" fn WskReceive(Socket: PWSK_SOCKET, Buffer: PWSK_BUF, 
             s.rx_blocked = false;
             return Ok((None, Some((STATUS_SUCCESS, 0)), s.owner));
         }
-        let mut req = RecvReq { irp: Irp as usize, buf, flags: Flags, got: 0 };
+        let mut req = RecvReq {
+            irp: Irp as usize,
+            buf,
+            flags: Flags,
+            got: 0,
+        };
         if s.receives.is_empty() {
             if let Some(res) = fill_receive(s, &mut req) {
                 s.rx_blocked = false;
@@ -454,7 +570,12 @@ pub unsafe extern "system" fn WskReceive(Socket: PWSK_SOCKET, Buffer: PWSK_BUF, 
 
 /// `WskDisconnect`: W69.
 #[no_mangle]
-pub unsafe extern "system" fn WskDisconnect(Socket: PWSK_SOCKET, Buffer: PWSK_BUF, Flags: ULONG, Irp: PIRP) -> NTSTATUS {
+pub unsafe extern "system" fn WskDisconnect(
+    Socket: PWSK_SOCKET,
+    Buffer: PWSK_BUF,
+    Flags: ULONG,
+    Irp: PIRP,
+) -> NTSTATUS {
     crate::irql::require_dispatch_or_below("WskDisconnect");
     // SAFETY: the client passes its IRP.
     if !unsafe { crate::irp::take(Irp, "WskDisconnect") } {
@@ -509,7 +630,9 @@ pub unsafe extern "system" fn WskDisconnect(Socket: PWSK_SOCKET, Buffer: PWSK_BU
         return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
     }
     // SAFETY: NULL or the client's WSK_BUF.
-    let extra = (!Buffer.is_null()).then(|| unsafe { *Buffer }).filter(|b| b.Length > 0);
+    let extra = (!Buffer.is_null())
+        .then(|| unsafe { *Buffer })
+        .filter(|b| b.Length > 0);
     // SAFETY: taken above; marked before the poller can complete it.
     unsafe { crate::irp::mark_pending(Irp) };
     let r = socket::with(|p| {
@@ -520,7 +643,12 @@ pub unsafe extern "system" fn WskDisconnect(Socket: PWSK_SOCKET, Buffer: PWSK_BU
         if let Some(b) = extra {
             // SAFETY: pinned until sent.
             unsafe { crate::mdl::pin_chain(b.Mdl, 1) };
-            s.sends.push_back(SendReq { irp: 0, buf: b, done: 0, call: "WskDisconnect" });
+            s.sends.push_back(SendReq {
+                irp: 0,
+                buf: b,
+                done: 0,
+                call: "WskDisconnect",
+            });
         }
         s.disconnect = Some(Irp as usize);
         Ok(s.owner)
@@ -534,7 +662,10 @@ pub unsafe extern "system" fn WskDisconnect(Socket: PWSK_SOCKET, Buffer: PWSK_BU
 
 /// `WskRelease` for connection sockets (PFN_WSK_RELEASE_DATA_INDICATION_LIST): W68.
 #[no_mangle]
-pub unsafe extern "system" fn WskReleaseData(Socket: PWSK_SOCKET, DataIndication: PWSK_DATA_INDICATION) -> NTSTATUS {
+pub unsafe extern "system" fn WskReleaseData(
+    Socket: PWSK_SOCKET,
+    DataIndication: PWSK_DATA_INDICATION,
+) -> NTSTATUS {
     crate::irql::require_dispatch_or_below("WskRelease");
     let Some(_in) = socket::enter(Socket, "WskRelease") else {
         return STATUS_INVALID_PARAMETER;
@@ -558,11 +689,15 @@ pub(crate) fn release(ws: usize, head: usize, stream: bool) -> NTSTATUS {
             STATUS_SUCCESS
         }
         super::indication::Release::Twice => {
-            crate::state::violation(format!("WskRelease({head:#x}): indication list released twice"));
+            crate::state::violation(format!(
+                "WskRelease({head:#x}): indication list released twice"
+            ));
             STATUS_INVALID_PARAMETER
         }
         super::indication::Release::WrongSocket(o) => {
-            crate::state::violation(format!("WskRelease({head:#x}) on socket {ws:#x}, but the list belongs to socket {o:#x}"));
+            crate::state::violation(format!(
+                "WskRelease({head:#x}) on socket {ws:#x}, but the list belongs to socket {o:#x}"
+            ));
             STATUS_INVALID_PARAMETER
         }
         super::indication::Release::DuringCallback => {
@@ -572,7 +707,9 @@ pub(crate) fn release(ws: usize, head: usize, stream: bool) -> NTSTATUS {
             STATUS_INVALID_PARAMETER
         }
         super::indication::Release::Unknown => {
-            crate::state::violation(format!("WskRelease({head:#x}): not a retained indication list (W68)"));
+            crate::state::violation(format!(
+                "WskRelease({head:#x}): not a retained indication list (W68)"
+            ));
             STATUS_INVALID_PARAMETER
         }
     }

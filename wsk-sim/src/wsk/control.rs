@@ -2,23 +2,28 @@
 //! (SO_WSK_EVENT_CALLBACK, SIO_WSK_QUERY_IDEAL_SEND_BACKLOG, a few plain options).
 
 use wsk_sys::{
-    AF_INET, AF_INET6, GUID, IPPROTO_TCP, IPPROTO_UDP, NTSTATUS, PADDRINFOEXW, PEPROCESS, PETHREAD,
-    PIRP, PSOCKADDR, PUNICODE_STRING, PVOID, PWSK_CLIENT, PWSK_SOCKET, SIO_WSK_QUERY_IDEAL_SEND_BACKLOG,
-    SIO_WSK_SET_REMOTE_ADDRESS, SIZE_T, SOCK_DGRAM, SOCK_STREAM, SOL_SOCKET, SO_WSK_EVENT_CALLBACK,
-    STATUS_BUFFER_OVERFLOW, STATUS_BUFFER_TOO_SMALL, STATUS_EVENT_PENDING,
-    STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_PENDING,
-    STATUS_SUCCESS, ULONG, WSK_CACHE_SD, WSK_CONTROL_SOCKET_TYPE, WSK_EVENT_ACCEPT,
-    WSK_EVENT_CALLBACK_CONTROL, WSK_EVENT_DISABLE, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE,
-    WSK_EVENT_RECEIVE_FROM, WSK_EVENT_SEND_BACKLOG, WSK_RELEASE_SD, WSK_SET_STATIC_EVENT_CALLBACKS,
-    WSK_TRANSPORT, WSK_TRANSPORT_LIST_CHANGE, WSK_TRANSPORT_LIST_QUERY, WskGetOption, WskIoctl,
-    WskSetOption,
+    WskGetOption, WskIoctl, WskSetOption, AF_INET, AF_INET6, GUID, IPPROTO_TCP, IPPROTO_UDP,
+    NTSTATUS, PADDRINFOEXW, PEPROCESS, PETHREAD, PIRP, PSOCKADDR, PUNICODE_STRING, PVOID,
+    PWSK_CLIENT, PWSK_SOCKET, SIO_WSK_QUERY_IDEAL_SEND_BACKLOG, SIO_WSK_SET_REMOTE_ADDRESS, SIZE_T,
+    SOCK_DGRAM, SOCK_STREAM, SOL_SOCKET, SO_WSK_EVENT_CALLBACK, STATUS_BUFFER_OVERFLOW,
+    STATUS_BUFFER_TOO_SMALL, STATUS_EVENT_PENDING, STATUS_INVALID_DEVICE_STATE,
+    STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_PENDING, STATUS_SUCCESS, ULONG,
+    WSK_CACHE_SD, WSK_CONTROL_SOCKET_TYPE, WSK_EVENT_ACCEPT, WSK_EVENT_CALLBACK_CONTROL,
+    WSK_EVENT_DISABLE, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE, WSK_EVENT_RECEIVE_FROM,
+    WSK_EVENT_SEND_BACKLOG, WSK_RELEASE_SD, WSK_SET_STATIC_EVENT_CALLBACKS, WSK_TRANSPORT,
+    WSK_TRANSPORT_LIST_CHANGE, WSK_TRANSPORT_LIST_QUERY,
 };
 
 use super::complete;
 use super::socket::{self, Kind};
 
 /// {8C1A4F5E-0B6D-4A0F-9A5B-5753494D5754}: the sim's transport provider id.
-const SIM_PROVIDER_ID: GUID = GUID { Data1: 0x8C1A_4F5E, Data2: 0x0B6D, Data3: 0x4A0F, Data4: *b"\x9A\x5BWSIMWT" };
+const SIM_PROVIDER_ID: GUID = GUID {
+    Data1: 0x8C1A_4F5E,
+    Data2: 0x0B6D,
+    Data3: 0x4A0F,
+    Data4: *b"\x9A\x5BWSIMWT",
+};
 
 fn npi_ok(p: *const GUID) -> bool {
     // SAFETY: NpiId points to a GUID (client contract); NULL checked.
@@ -72,11 +77,15 @@ pub unsafe extern "system" fn WskControlClient(
     match ControlCode {
         WSK_SET_STATIC_EVENT_CALLBACKS => {
             if !Irp.is_null() {
-                crate::state::violation("WSK_SET_STATIC_EVENT_CALLBACKS with an IRP (it must be NULL, W16)");
+                crate::state::violation(
+                    "WSK_SET_STATIC_EVENT_CALLBACKS with an IRP (it must be NULL, W16)",
+                );
                 // SAFETY: taken above.
                 return unsafe { done(Irp, OutputSizeReturned, STATUS_INVALID_PARAMETER, 0) };
             }
-            if InputSize < std::mem::size_of::<WSK_EVENT_CALLBACK_CONTROL>() || InputBuffer.is_null() {
+            if InputSize < std::mem::size_of::<WSK_EVENT_CALLBACK_CONTROL>()
+                || InputBuffer.is_null()
+            {
                 return STATUS_INVALID_PARAMETER;
             }
             // SAFETY: checked size; the client's WSK_EVENT_CALLBACK_CONTROL.
@@ -96,7 +105,9 @@ pub unsafe extern "system" fn WskControlClient(
                 Ok(())
             });
             if let Some(Err(())) = r {
-                crate::state::violation("WSK_SET_STATIC_EVENT_CALLBACKS after the client's first socket (W16/C26)");
+                crate::state::violation(
+                    "WSK_SET_STATIC_EVENT_CALLBACKS after the client's first socket (W16/C26)",
+                );
                 return STATUS_INVALID_DEVICE_STATE;
             }
             STATUS_SUCCESS
@@ -140,7 +151,11 @@ pub unsafe extern "system" fn WskControlClient(
         }
         WSK_CACHE_SD => {
             let psz = std::mem::size_of::<PVOID>();
-            if InputSize < psz || OutputSize < psz || InputBuffer.is_null() || OutputBuffer.is_null() {
+            if InputSize < psz
+                || OutputSize < psz
+                || InputBuffer.is_null()
+                || OutputBuffer.is_null()
+            {
                 // SAFETY: taken or NULL.
                 return unsafe { done(Irp, OutputSizeReturned, STATUS_INVALID_PARAMETER, 0) };
             }
@@ -165,14 +180,17 @@ pub unsafe extern "system" fn WskControlClient(
             }
             // SAFETY: the input is one PSECURITY_DESCRIPTOR.
             let sd = unsafe { *InputBuffer.cast::<PVOID>() } as usize;
-            let ok = super::registration::with_client(client, |r| r.cached_sds.remove(&sd)).unwrap_or(false);
+            let ok = super::registration::with_client(client, |r| r.cached_sds.remove(&sd))
+                .unwrap_or(false);
             if ok {
                 // SAFETY: allocated by WSK_CACHE_SD.
                 drop(unsafe { Box::from_raw(sd as *mut [u64; 8]) });
                 // SAFETY: taken or NULL.
                 unsafe { done(Irp, OutputSizeReturned, STATUS_SUCCESS, 0) }
             } else {
-                crate::state::violation(format!("WSK_RELEASE_SD({sd:#x}): not a cached security descriptor (W20)"));
+                crate::state::violation(format!(
+                    "WSK_RELEASE_SD({sd:#x}): not a cached security descriptor (W20)"
+                ));
                 // SAFETY: taken or NULL.
                 unsafe { done(Irp, OutputSizeReturned, STATUS_INVALID_PARAMETER, 0) }
             }
@@ -200,14 +218,20 @@ fn entry_present(s: &socket::Sock, event: u32) -> bool {
             (Kind::Connection, WSK_EVENT_RECEIVE) => *d != 0,
             (Kind::Connection, WSK_EVENT_DISCONNECT) => *d.add(1) != 0,
             (Kind::Connection, WSK_EVENT_SEND_BACKLOG) => *d.add(2) != 0,
-            (Kind::Stream, WSK_EVENT_ACCEPT) => *d != 0 && **(d as *const *const usize) != 0,
+            (Kind::Stream, WSK_EVENT_ACCEPT) => *d != 0 && **d.cast::<*const usize>() != 0,
             (Kind::Stream, _) => *d.add(1) != 0,
             _ => false,
         }
     }
 }
 
-fn event_callback(ws: usize, input: *const WSK_EVENT_CALLBACK_CONTROL, input_size: usize, irp: PIRP, ret: *mut SIZE_T) -> NTSTATUS {
+fn event_callback(
+    ws: usize,
+    input: *const WSK_EVENT_CALLBACK_CONTROL,
+    input_size: usize,
+    irp: PIRP,
+    ret: *mut SIZE_T,
+) -> NTSTATUS {
     if input.is_null() || input_size < std::mem::size_of::<WSK_EVENT_CALLBACK_CONTROL>() {
         // SAFETY: taken or NULL.
         return unsafe { done(irp, ret, STATUS_INVALID_PARAMETER, 0) };
@@ -230,17 +254,37 @@ fn event_callback(ws: usize, input: *const WSK_EVENT_CALLBACK_CONTROL, input_siz
         let s = p.sockets.get_mut(&ws).expect("entered");
         let allowed = s.kind.event_mask();
         if mask == 0 || mask & !allowed != 0 {
-            return Out::Fail(STATUS_INVALID_PARAMETER, Some(format!("SO_WSK_EVENT_CALLBACK mask {mask:#x} is not valid for a {:?} socket (W32)", s.kind)));
+            return Out::Fail(
+                STATUS_INVALID_PARAMETER,
+                Some(format!(
+                    "SO_WSK_EVENT_CALLBACK mask {mask:#x} is not valid for a {:?} socket (W32)",
+                    s.kind
+                )),
+            );
         }
         if disable {
             if mask.count_ones() != 1 {
-                return Out::Fail(STATUS_INVALID_PARAMETER, Some("disabling must name exactly one event plus WSK_EVENT_DISABLE (W32)".into()));
+                return Out::Fail(
+                    STATUS_INVALID_PARAMETER,
+                    Some(
+                        "disabling must name exactly one event plus WSK_EVENT_DISABLE (W32)".into(),
+                    ),
+                );
             }
             if s.static_mask & mask != 0 {
-                return Out::Fail(STATUS_INVALID_PARAMETER, Some("a statically enabled callback cannot be disabled (W16)".into()));
+                return Out::Fail(
+                    STATUS_INVALID_PARAMETER,
+                    Some("a statically enabled callback cannot be disabled (W16)".into()),
+                );
             }
             if s.kind == Kind::Listen && mask & socket::CONNECTION_EVENTS != 0 {
-                return Out::Fail(STATUS_INVALID_PARAMETER, Some("connection callbacks enabled on a listener cannot be disabled (W34)".into()));
+                return Out::Fail(
+                    STATUS_INVALID_PARAMETER,
+                    Some(
+                        "connection callbacks enabled on a listener cannot be disabled (W34)"
+                            .into(),
+                    ),
+                );
             }
             s.enabled &= !mask;
             if s.running == mask {
@@ -261,10 +305,24 @@ fn event_callback(ws: usize, input: *const WSK_EVENT_CALLBACK_CONTROL, input_siz
             Kind::Basic => false,
         };
         if !ready {
-            return Out::Fail(STATUS_INVALID_DEVICE_STATE, Some(format!("SO_WSK_EVENT_CALLBACK enabled on a {:?} socket before {} (W31/C26)", s.kind, if s.kind == Kind::Connection { "connect" } else { "bind" })));
+            return Out::Fail(
+                STATUS_INVALID_DEVICE_STATE,
+                Some(format!(
+                    "SO_WSK_EVENT_CALLBACK enabled on a {:?} socket before {} (W31/C26)",
+                    s.kind,
+                    if s.kind == Kind::Connection {
+                        "connect"
+                    } else {
+                        "bind"
+                    }
+                )),
+            );
         }
         if !irp.is_null() {
-            return Out::Fail(STATUS_INVALID_PARAMETER, Some("SO_WSK_EVENT_CALLBACK enable with an IRP (Irp must be NULL, W30)".into()));
+            return Out::Fail(
+                STATUS_INVALID_PARAMETER,
+                Some("SO_WSK_EVENT_CALLBACK enable with an IRP (Irp must be NULL, W30)".into()),
+            );
         }
         // W50: inside WskAcceptEvent the context/dispatch come from the out-parameters.
         if let Some((ctx_slot, disp_slot)) = s.accept_slots {
@@ -274,9 +332,20 @@ fn event_callback(ws: usize, input: *const WSK_EVENT_CALLBACK_CONTROL, input_siz
                 s.dispatch = *(disp_slot as *const usize);
             }
         }
-        for bit in [WSK_EVENT_ACCEPT, WSK_EVENT_RECEIVE_FROM, WSK_EVENT_RECEIVE, WSK_EVENT_DISCONNECT, WSK_EVENT_SEND_BACKLOG] {
+        for bit in [
+            WSK_EVENT_ACCEPT,
+            WSK_EVENT_RECEIVE_FROM,
+            WSK_EVENT_RECEIVE,
+            WSK_EVENT_DISCONNECT,
+            WSK_EVENT_SEND_BACKLOG,
+        ] {
             if mask & bit != 0 && !entry_present(s, bit) {
-                return Out::Fail(STATUS_INVALID_PARAMETER, Some(format!("enabling event {bit:#x} whose client dispatch entry is NULL (W25)")));
+                return Out::Fail(
+                    STATUS_INVALID_PARAMETER,
+                    Some(format!(
+                        "enabling event {bit:#x} whose client dispatch entry is NULL (W25)"
+                    )),
+                );
             }
         }
         if s.kind == Kind::Listen {
@@ -288,7 +357,12 @@ fn event_callback(ws: usize, input: *const WSK_EVENT_CALLBACK_CONTROL, input_siz
         if mask & WSK_EVENT_SEND_BACKLOG != 0 {
             s.backlog_reported = false;
         }
-        s.enabled |= mask & !(if s.kind == Kind::Listen { socket::CONNECTION_EVENTS } else { 0 });
+        s.enabled |= mask
+            & !(if s.kind == Kind::Listen {
+                socket::CONNECTION_EVENTS
+            } else {
+                0
+            });
         Out::Ok(s.owner)
     });
     match out {
@@ -343,9 +417,15 @@ pub unsafe extern "system" fn WskControlSocket(
     }
     match (RequestType, ControlCode) {
         (WskIoctl, SIO_WSK_QUERY_IDEAL_SEND_BACKLOG) => {
-            let ok = socket::with(|p| p.sockets.get(&ws).is_some_and(|s| s.connected && matches!(s.kind, Kind::Connection | Kind::Stream)));
+            let ok = socket::with(|p| {
+                p.sockets.get(&ws).is_some_and(|s| {
+                    s.connected && matches!(s.kind, Kind::Connection | Kind::Stream)
+                })
+            });
             if Irp.is_null() {
-                crate::state::violation("SIO_WSK_QUERY_IDEAL_SEND_BACKLOG without an IRP (W30/W36)");
+                crate::state::violation(
+                    "SIO_WSK_QUERY_IDEAL_SEND_BACKLOG without an IRP (W30/W36)",
+                );
                 return STATUS_INVALID_PARAMETER;
             }
             if !ok {
@@ -357,9 +437,20 @@ pub unsafe extern "system" fn WskControlSocket(
                 return unsafe { done(Irp, OutputSizeReturned, STATUS_BUFFER_TOO_SMALL, 0) };
             }
             // SAFETY: checked size.
-            unsafe { OutputBuffer.cast::<SIZE_T>().write_unaligned(crate::state::config().ideal_send_backlog) };
+            unsafe {
+                OutputBuffer
+                    .cast::<SIZE_T>()
+                    .write_unaligned(crate::state::config().ideal_send_backlog);
+            };
             // SAFETY: taken above.
-            unsafe { done(Irp, OutputSizeReturned, STATUS_SUCCESS, std::mem::size_of::<SIZE_T>()) }
+            unsafe {
+                done(
+                    Irp,
+                    OutputSizeReturned,
+                    STATUS_SUCCESS,
+                    std::mem::size_of::<SIZE_T>(),
+                )
+            }
         }
         (WskIoctl, SIO_WSK_SET_REMOTE_ADDRESS) => {
             if Irp.is_null() {
@@ -367,7 +458,11 @@ pub unsafe extern "system" fn WskControlSocket(
                 return STATUS_INVALID_PARAMETER;
             }
             // SAFETY: NULL or a client SOCKADDR.
-            let a = if InputSize == 0 { None } else { unsafe { super::addr::read(InputBuffer as PSOCKADDR) } };
+            let a = if InputSize == 0 {
+                None
+            } else {
+                unsafe { super::addr::read(InputBuffer as PSOCKADDR) }
+            };
             let st = socket::with(|p| {
                 let s = p.sockets.get_mut(&ws).expect("entered");
                 if s.kind != Kind::Datagram || s.bound.is_none() {
@@ -381,8 +476,23 @@ pub unsafe extern "system" fn WskControlSocket(
         }
         (WskSetOption | WskGetOption, _) => {
             // SAFETY: taken or NULL; buffers per the option.
-            let st = unsafe { plain_option(ws, RequestType, ControlCode, Level, InputSize, InputBuffer, OutputSize, OutputBuffer) };
-            let size = if RequestType == WskGetOption && st.0 == STATUS_SUCCESS { st.1 } else { 0 };
+            let st = unsafe {
+                plain_option(
+                    ws,
+                    RequestType,
+                    ControlCode,
+                    Level,
+                    InputSize,
+                    InputBuffer,
+                    OutputSize,
+                    OutputBuffer,
+                )
+            };
+            let size = if RequestType == WskGetOption && st.0 == STATUS_SUCCESS {
+                st.1
+            } else {
+                0
+            };
             // SAFETY: taken or NULL.
             unsafe { done(Irp, OutputSizeReturned, st.0, size) }
         }
@@ -394,14 +504,27 @@ pub unsafe extern "system" fn WskControlSocket(
 /// SO_REUSEADDR / SO_EXCLUSIVEADDRUSE (accepted), SO_RCVBUF / SO_SNDBUF, TCP_NODELAY,
 /// IPV6_V6ONLY, passed to the host socket; anything else is not supported.
 #[allow(clippy::too_many_arguments)]
-unsafe fn plain_option(ws: usize, ty: WSK_CONTROL_SOCKET_TYPE, code: ULONG, level: ULONG, in_size: usize, input: PVOID, out_size: usize, output: PVOID) -> (NTSTATUS, usize) {
+unsafe fn plain_option(
+    ws: usize,
+    ty: WSK_CONTROL_SOCKET_TYPE,
+    code: ULONG,
+    level: ULONG,
+    in_size: usize,
+    input: PVOID,
+    out_size: usize,
+    output: PVOID,
+) -> (NTSTATUS, usize) {
     let read_u32 = || -> Option<u32> {
         // SAFETY: checked size.
         (in_size >= 4 && !input.is_null()).then(|| unsafe { input.cast::<u32>().read_unaligned() })
     };
     socket::with(|p| {
-        let Some(s) = p.sockets.get_mut(&ws) else { return (STATUS_INVALID_PARAMETER, 0) };
-        let Some(fd) = s.fd.as_ref() else { return (STATUS_INVALID_DEVICE_STATE, 0) };
+        let Some(s) = p.sockets.get_mut(&ws) else {
+            return (STATUS_INVALID_PARAMETER, 0);
+        };
+        let Some(fd) = s.fd.as_ref() else {
+            return (STATUS_INVALID_DEVICE_STATE, 0);
+        };
         let get = |v: u32| -> (NTSTATUS, usize) {
             if output.is_null() || out_size < 4 {
                 return (STATUS_BUFFER_TOO_SMALL, 0);
@@ -410,18 +533,46 @@ unsafe fn plain_option(ws: usize, ty: WSK_CONTROL_SOCKET_TYPE, code: ULONG, leve
             unsafe { output.cast::<u32>().write_unaligned(v) };
             (STATUS_SUCCESS, 4)
         };
-        let set_ok = |r: std::io::Result<()>| if r.is_ok() { (STATUS_SUCCESS, 0) } else { (STATUS_INVALID_PARAMETER, 0) };
+        let set_ok = |r: std::io::Result<()>| {
+            if r.is_ok() {
+                (STATUS_SUCCESS, 0)
+            } else {
+                (STATUS_INVALID_PARAMETER, 0)
+            }
+        };
         match (ty, level, code) {
             (WskSetOption, SOL_SOCKET, wsk_sys::SO_REUSEADDR | wsk_sys::SO_EXCLUSIVEADDRUSE) => {
-                if s.bound.is_some() { (STATUS_INVALID_DEVICE_STATE, 0) } else { (STATUS_SUCCESS, 0) }
+                if s.bound.is_some() {
+                    (STATUS_INVALID_DEVICE_STATE, 0)
+                } else {
+                    (STATUS_SUCCESS, 0)
+                }
             }
-            (WskSetOption, SOL_SOCKET, wsk_sys::SO_RCVBUF) => read_u32().map_or((STATUS_INVALID_PARAMETER, 0), |v| set_ok(fd.set_recv_buffer_size(v as usize))),
-            (WskSetOption, SOL_SOCKET, wsk_sys::SO_SNDBUF) => read_u32().map_or((STATUS_INVALID_PARAMETER, 0), |v| set_ok(fd.set_send_buffer_size(v as usize))),
-            (WskGetOption, SOL_SOCKET, wsk_sys::SO_RCVBUF) => get(fd.recv_buffer_size().unwrap_or(0) as u32),
-            (WskGetOption, SOL_SOCKET, wsk_sys::SO_SNDBUF) => get(fd.send_buffer_size().unwrap_or(0) as u32),
-            (WskSetOption, IPPROTO_TCP, wsk_sys::TCP_NODELAY) => read_u32().map_or((STATUS_INVALID_PARAMETER, 0), |v| set_ok(fd.set_nodelay(v != 0))),
-            (WskGetOption, IPPROTO_TCP, wsk_sys::TCP_NODELAY) => get(u32::from(fd.nodelay().unwrap_or(false))),
-            (WskSetOption, wsk_sys::IPPROTO_IPV6, wsk_sys::IPV6_V6ONLY) => read_u32().map_or((STATUS_INVALID_PARAMETER, 0), |v| set_ok(fd.set_only_v6(v != 0))),
+            (WskSetOption, SOL_SOCKET, wsk_sys::SO_RCVBUF) => read_u32()
+                .map_or((STATUS_INVALID_PARAMETER, 0), |v| {
+                    set_ok(fd.set_recv_buffer_size(v as usize))
+                }),
+            (WskSetOption, SOL_SOCKET, wsk_sys::SO_SNDBUF) => read_u32()
+                .map_or((STATUS_INVALID_PARAMETER, 0), |v| {
+                    set_ok(fd.set_send_buffer_size(v as usize))
+                }),
+            (WskGetOption, SOL_SOCKET, wsk_sys::SO_RCVBUF) => {
+                get(fd.recv_buffer_size().unwrap_or(0) as u32)
+            }
+            (WskGetOption, SOL_SOCKET, wsk_sys::SO_SNDBUF) => {
+                get(fd.send_buffer_size().unwrap_or(0) as u32)
+            }
+            (WskSetOption, IPPROTO_TCP, wsk_sys::TCP_NODELAY) => read_u32()
+                .map_or((STATUS_INVALID_PARAMETER, 0), |v| {
+                    set_ok(fd.set_nodelay(v != 0))
+                }),
+            (WskGetOption, IPPROTO_TCP, wsk_sys::TCP_NODELAY) => {
+                get(u32::from(fd.nodelay().unwrap_or(false)))
+            }
+            (WskSetOption, wsk_sys::IPPROTO_IPV6, wsk_sys::IPV6_V6ONLY) => read_u32()
+                .map_or((STATUS_INVALID_PARAMETER, 0), |v| {
+                    set_ok(fd.set_only_v6(v != 0))
+                }),
             _ => (STATUS_NOT_SUPPORTED, 0),
         }
     })
@@ -441,7 +592,17 @@ pub unsafe extern "system" fn WskGetAddressInfo(
     OwningThread: PETHREAD,
     Irp: PIRP,
 ) -> NTSTATUS {
-    let _ = (Client, NodeName, ServiceName, NameSpace, Provider, Hints, Result, OwningProcess, OwningThread);
+    let _ = (
+        Client,
+        NodeName,
+        ServiceName,
+        NameSpace,
+        Provider,
+        Hints,
+        Result,
+        OwningProcess,
+        OwningThread,
+    );
     crate::irql::require_passive("WskGetAddressInfo");
     // SAFETY: the client passes its IRP.
     if !unsafe { crate::irp::take(Irp, "WskGetAddressInfo") } {
@@ -471,7 +632,16 @@ pub unsafe extern "system" fn WskGetNameInfo(
     OwningThread: PETHREAD,
     Irp: PIRP,
 ) -> NTSTATUS {
-    let _ = (Client, SockAddr, SockAddrLength, NodeName, ServiceName, Flags, OwningProcess, OwningThread);
+    let _ = (
+        Client,
+        SockAddr,
+        SockAddrLength,
+        NodeName,
+        ServiceName,
+        Flags,
+        OwningProcess,
+        OwningThread,
+    );
     crate::irql::require_passive("WskGetNameInfo");
     // SAFETY: the client passes its IRP.
     if !unsafe { crate::irp::take(Irp, "WskGetNameInfo") } {

@@ -21,7 +21,9 @@ pub(crate) fn send_some(s: &mut Sock, req: &mut SendToReq) -> Progress {
             return Progress::Failed(STATUS_INVALID_DEVICE_STATE);
         };
         // SAFETY: the client's MDLs stay valid until completion; `segments` checks them.
-        let Some(segs) = (unsafe { crate::mdl::segments(buf.Mdl, buf.Offset as usize, buf.Length, req.call) }) else {
+        let Some(segs) =
+            (unsafe { crate::mdl::segments(buf.Mdl, buf.Offset as usize, buf.Length, req.call) })
+        else {
             return Progress::Failed(STATUS_INVALID_PARAMETER);
         };
         let mut data = Vec::with_capacity(buf.Length);
@@ -52,7 +54,14 @@ pub(crate) fn send_some(s: &mut Sock, req: &mut SendToReq) -> Progress {
 /// Copies one datagram into a posted WskReceiveFrom and fills its optional outputs.
 pub(crate) fn fill_recvfrom(req: &RecvFromReq, data: &[u8], from: SocketAddr) -> (NTSTATUS, usize) {
     // SAFETY: the client's MDLs stay valid until completion; `segments` checks them.
-    let Some(segs) = (unsafe { crate::mdl::segments(req.buf.Mdl, req.buf.Offset as usize, req.buf.Length, "WskReceiveFrom") }) else {
+    let Some(segs) = (unsafe {
+        crate::mdl::segments(
+            req.buf.Mdl,
+            req.buf.Offset as usize,
+            req.buf.Length,
+            "WskReceiveFrom",
+        )
+    }) else {
         return (STATUS_INVALID_PARAMETER, 0);
     };
     let mut off = 0;
@@ -74,13 +83,24 @@ pub(crate) fn fill_recvfrom(req: &RecvFromReq, data: &[u8], from: SocketAddr) ->
             (req.control_len as PULONG).write(0);
         }
         if req.control_flags != 0 {
-            (req.control_flags as PULONG).write(if off < data.len() { wsk_sys::MSG_TRUNC } else { 0 });
+            (req.control_flags as PULONG).write(if off < data.len() {
+                wsk_sys::MSG_TRUNC
+            } else {
+                0
+            });
         }
     }
     (STATUS_SUCCESS, off)
 }
 
-fn sendto_common(socket_ptr: PWSK_SOCKET, bufs: Vec<WSK_BUF>, flags: ULONG, remote: PSOCKADDR, irp: PIRP, call: &'static str) -> NTSTATUS {
+fn sendto_common(
+    socket_ptr: PWSK_SOCKET,
+    bufs: Vec<WSK_BUF>,
+    flags: ULONG,
+    remote: PSOCKADDR,
+    irp: PIRP,
+    call: &'static str,
+) -> NTSTATUS {
     // SAFETY: the client passes its IRP.
     if !unsafe { crate::irp::take(irp, call) } {
         return STATUS_INVALID_PARAMETER;
@@ -89,7 +109,11 @@ fn sendto_common(socket_ptr: PWSK_SOCKET, bufs: Vec<WSK_BUF>, flags: ULONG, remo
         // SAFETY: taken above.
         return unsafe { complete::fail(irp, STATUS_INVALID_PARAMETER) };
     };
-    let fault = if call == "WskSendTo" { crate::faults::Call::WskSendTo } else { crate::faults::Call::WskSendMessages };
+    let fault = if call == "WskSendTo" {
+        crate::faults::Call::WskSendTo
+    } else {
+        crate::faults::Call::WskSendMessages
+    };
     if let Some(st) = crate::faults::injected_failure(fault) {
         // SAFETY: taken above.
         return unsafe { complete::fail(irp, st) };
@@ -125,7 +149,12 @@ fn sendto_common(socket_ptr: PWSK_SOCKET, bufs: Vec<WSK_BUF>, flags: ULONG, remo
             // SAFETY: pinned until sent.
             unsafe { crate::mdl::pin_chain(b.Mdl, 1) };
         }
-        let mut req = SendToReq { irp: irp as usize, bufs: bufs.iter().map(|b| (*b, to)).collect::<VecDeque<_>>(), sent: 0, call };
+        let mut req = SendToReq {
+            irp: irp as usize,
+            bufs: bufs.iter().map(|b| (*b, to)).collect::<VecDeque<_>>(),
+            sent: 0,
+            call,
+        };
         if inline_ok && s.sendtos.is_empty() {
             match send_some(s, &mut req) {
                 Progress::Done => return Ok((None, req.sent)),
@@ -176,7 +205,11 @@ pub unsafe extern "system" fn WskSendTo(
         crate::state::violation("WskSendTo with a NULL Buffer");
     }
     // SAFETY: the client's WSK_BUF.
-    let bufs = if Buffer.is_null() { Vec::new() } else { vec![unsafe { *Buffer }] };
+    let bufs = if Buffer.is_null() {
+        Vec::new()
+    } else {
+        vec![unsafe { *Buffer }]
+    };
     sendto_common(Socket, bufs, Flags, RemoteAddress, Irp, "WskSendTo")
 }
 
@@ -238,7 +271,9 @@ pub unsafe extern "system" fn WskReceiveFrom(
     // SAFETY: the client's WSK_BUF.
     let buf = unsafe { *Buffer };
     // SAFETY: validates the chain now.
-    if unsafe { crate::mdl::segments(buf.Mdl, buf.Offset as usize, buf.Length, "WskReceiveFrom") }.is_none() {
+    if unsafe { crate::mdl::segments(buf.Mdl, buf.Offset as usize, buf.Length, "WskReceiveFrom") }
+        .is_none()
+    {
         // SAFETY: taken above.
         return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
     }
@@ -270,7 +305,10 @@ pub unsafe extern "system" fn WskReceiveFrom(
 
 /// `WskRelease` for datagram sockets (PFN_WSK_RELEASE_DATAGRAM_INDICATION_LIST).
 #[no_mangle]
-pub unsafe extern "system" fn WskReleaseDatagrams(Socket: PWSK_SOCKET, DatagramIndication: PWSK_DATAGRAM_INDICATION) -> NTSTATUS {
+pub unsafe extern "system" fn WskReleaseDatagrams(
+    Socket: PWSK_SOCKET,
+    DatagramIndication: PWSK_DATAGRAM_INDICATION,
+) -> NTSTATUS {
     crate::irql::require_dispatch_or_below("WskRelease");
     let Some(_in) = socket::enter(Socket, "WskRelease") else {
         return STATUS_INVALID_PARAMETER;

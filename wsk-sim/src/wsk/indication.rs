@@ -41,9 +41,15 @@ impl Block {
     }
     fn node_addrs(&self) -> Vec<usize> {
         if self.stream_nodes.is_empty() {
-            self.dgram_nodes.iter().map(|n| std::ptr::from_ref(n) as usize).collect()
+            self.dgram_nodes
+                .iter()
+                .map(|n| std::ptr::from_ref(n) as usize)
+                .collect()
         } else {
-            self.stream_nodes.iter().map(|n| std::ptr::from_ref(n) as usize).collect()
+            self.stream_nodes
+                .iter()
+                .map(|n| std::ptr::from_ref(n) as usize)
+                .collect()
         }
     }
 }
@@ -62,7 +68,11 @@ impl Drop for Block {
 /// Builds an MDL chain over `buf`, payload starting at LEAD, split in up to 3 MDLs.
 fn chain(buf: &mut [u8], payload: usize, mdls: &mut Vec<PMDL>) -> WSK_BUF {
     if payload == 0 {
-        return WSK_BUF { Mdl: std::ptr::null_mut(), Offset: 0, Length: 0 };
+        return WSK_BUF {
+            Mdl: std::ptr::null_mut(),
+            Offset: 0,
+            Length: 0,
+        };
     }
     let pieces = crate::faults::range(1, 3).min(payload);
     let mut cuts = vec![0usize];
@@ -73,7 +83,11 @@ fn chain(buf: &mut [u8], payload: usize, mdls: &mut Vec<PMDL>) -> WSK_BUF {
     let mut head: PMDL = std::ptr::null_mut();
     let mut prev: PMDL = std::ptr::null_mut();
     for w in cuts.windows(2) {
-        let (start, len) = if w[0] == 0 { (0, LEAD + w[1]) } else { (LEAD + w[0], w[1] - w[0]) };
+        let (start, len) = if w[0] == 0 {
+            (0, LEAD + w[1])
+        } else {
+            (LEAD + w[0], w[1] - w[0])
+        };
         // SAFETY: start+len lies within `buf` (LEAD + payload bytes).
         let va = unsafe { buf.as_mut_ptr().add(start) };
         let m = crate::mdl::alloc_mdl(va.cast(), len as u32, false);
@@ -90,7 +104,11 @@ fn chain(buf: &mut [u8], payload: usize, mdls: &mut Vec<PMDL>) -> WSK_BUF {
         prev = m;
         mdls.push(m);
     }
-    WSK_BUF { Mdl: head, Offset: LEAD as u32, Length: payload }
+    WSK_BUF {
+        Mdl: head,
+        Offset: LEAD as u32,
+        Length: payload,
+    }
 }
 
 fn buffer_for(payload: &[u8]) -> Vec<u8> {
@@ -119,7 +137,10 @@ pub(crate) fn stream(socket: usize, chunks: &[Vec<u8>]) -> Box<Block> {
         let mut mdls = std::mem::take(&mut b.mdls);
         let buf = chain(&mut b.data[i], len, &mut mdls);
         b.mdls = mdls;
-        b.stream_nodes.push(WSK_DATA_INDICATION { Next: std::ptr::null_mut(), Buffer: buf });
+        b.stream_nodes.push(WSK_DATA_INDICATION {
+            Next: std::ptr::null_mut(),
+            Buffer: buf,
+        });
     }
     let base = b.stream_nodes.as_mut_ptr();
     for i in 1..chunks.len() {
@@ -242,7 +263,10 @@ pub(crate) fn retain(b: Box<Block>) {
 /// Result of a WskRelease.
 pub(crate) enum Release {
     /// Released `bytes` belonging to `socket`.
-    Ok { socket: usize, bytes: usize },
+    Ok {
+        socket: usize,
+        bytes: usize,
+    },
     Unknown,
     Twice,
     DuringCallback,
@@ -260,7 +284,11 @@ pub(crate) unsafe fn release(socket: usize, head: usize, stream: bool) -> Releas
             if r.in_callback.contains(&head) {
                 return Release::DuringCallback;
             }
-            return if r.released_nodes.contains(&head) { Release::Twice } else { Release::Unknown };
+            return if r.released_nodes.contains(&head) {
+                Release::Twice
+            } else {
+                Release::Unknown
+            };
         };
         let owner = r.blocks[&id].socket;
         if owner != socket {
@@ -269,7 +297,9 @@ pub(crate) unsafe fn release(socket: usize, head: usize, stream: bool) -> Releas
         let mut cur = head;
         let mut bytes = 0usize;
         while cur != 0 {
-            let Some(&(bid, idx)) = r.nodes.get(&cur) else { break };
+            let Some(&(bid, idx)) = r.nodes.get(&cur) else {
+                break;
+            };
             if bid != id {
                 break;
             }
@@ -294,7 +324,10 @@ pub(crate) unsafe fn release(socket: usize, head: usize, stream: bool) -> Releas
             let b = r.blocks.remove(&id).expect("live block");
             quarantine(r, b);
         }
-        Release::Ok { socket: owner, bytes }
+        Release::Ok {
+            socket: owner,
+            bytes,
+        }
     })
 }
 

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use wsk_sys::{
-    NTSTATUS, PIRP, PSOCKADDR, PWSK_INSPECT_ID, PWSK_SOCKET, PVOID, STATUS_ADDRESS_ALREADY_EXISTS,
+    NTSTATUS, PIRP, PSOCKADDR, PVOID, PWSK_INSPECT_ID, PWSK_SOCKET, STATUS_ADDRESS_ALREADY_EXISTS,
     STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER,
     STATUS_NOT_SUPPORTED, STATUS_SUCCESS, ULONG, WSK_CLIENT_CONNECTION_DISPATCH,
     WSK_INSPECT_ACTION,
@@ -37,7 +37,11 @@ fn map_bind_error(e: &std::io::Error) -> NTSTATUS {
 }
 
 /// Binds (and, for listening sockets, starts listening). Used by WskSocketConnect too.
-pub(crate) fn bind_locked(p: &mut socket::Provider, ws: usize, a: SocketAddr) -> Result<(), NTSTATUS> {
+pub(crate) fn bind_locked(
+    p: &mut socket::Provider,
+    ws: usize,
+    a: SocketAddr,
+) -> Result<(), NTSTATUS> {
     let tcp = p.sockets.get(&ws).is_some_and(|s| s.kind != Kind::Datagram);
     if p.sockets[&ws].shared {
         // A cached SD was given: the sim treats it as allowing address sharing.
@@ -53,7 +57,11 @@ pub(crate) fn bind_locked(p: &mut socket::Provider, ws: usize, a: SocketAddr) ->
     }
     let fd = s.fd.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?;
     fd.bind(&a.into()).map_err(|e| map_bind_error(&e))?;
-    let local = fd.local_addr().ok().and_then(|l| l.as_socket()).unwrap_or(a);
+    let local = fd
+        .local_addr()
+        .ok()
+        .and_then(|l| l.as_socket())
+        .unwrap_or(a);
     if s.kind == Kind::Listen {
         fd.listen(BACKLOG).map_err(|e| map_bind_error(&e))?;
         s.listening = true;
@@ -65,7 +73,12 @@ pub(crate) fn bind_locked(p: &mut socket::Provider, ws: usize, a: SocketAddr) ->
 
 /// `WskBind`: W39.
 #[no_mangle]
-pub unsafe extern "system" fn WskBind(Socket: PWSK_SOCKET, LocalAddress: PSOCKADDR, Flags: ULONG, Irp: PIRP) -> NTSTATUS {
+pub unsafe extern "system" fn WskBind(
+    Socket: PWSK_SOCKET,
+    LocalAddress: PSOCKADDR,
+    Flags: ULONG,
+    Irp: PIRP,
+) -> NTSTATUS {
     crate::irql::require_dispatch_or_below("WskBind");
     // SAFETY: the client passes its IRP.
     if !unsafe { crate::irp::take(Irp, "WskBind") } {
@@ -118,7 +131,10 @@ pub unsafe extern "system" fn WskListen(Socket: PWSK_SOCKET, Irp: PIRP) -> NTSTA
         if s.bound.is_none() || s.connected || s.listening {
             return Err(STATUS_INVALID_DEVICE_STATE);
         }
-        s.fd.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?.listen(BACKLOG).map_err(|e| map_bind_error(&e))?;
+        s.fd.as_ref()
+            .ok_or(STATUS_INVALID_DEVICE_STATE)?
+            .listen(BACKLOG)
+            .map_err(|e| map_bind_error(&e))?;
         s.listening = true;
         Ok(s.owner)
     });
@@ -194,7 +210,12 @@ pub unsafe extern "system" fn WskAccept(
 
 /// `WskInspectComplete`: conditional accept is not simulated.
 #[no_mangle]
-pub unsafe extern "system" fn WskInspectComplete(ListenSocket: PWSK_SOCKET, InspectID: PWSK_INSPECT_ID, Action: WSK_INSPECT_ACTION, Irp: PIRP) -> NTSTATUS {
+pub unsafe extern "system" fn WskInspectComplete(
+    ListenSocket: PWSK_SOCKET,
+    InspectID: PWSK_INSPECT_ID,
+    Action: WSK_INSPECT_ACTION,
+    Irp: PIRP,
+) -> NTSTATUS {
     let _ = (ListenSocket, InspectID, Action);
     // SAFETY: the client passes its IRP.
     if !unsafe { crate::irp::take(Irp, "WskInspectComplete") } {
@@ -206,7 +227,11 @@ pub unsafe extern "system" fn WskInspectComplete(ListenSocket: PWSK_SOCKET, Insp
 
 /// `WskGetLocalAddress`: bound sockets only (W71).
 #[no_mangle]
-pub unsafe extern "system" fn WskGetLocalAddress(Socket: PWSK_SOCKET, LocalAddress: PSOCKADDR, Irp: PIRP) -> NTSTATUS {
+pub unsafe extern "system" fn WskGetLocalAddress(
+    Socket: PWSK_SOCKET,
+    LocalAddress: PSOCKADDR,
+    Irp: PIRP,
+) -> NTSTATUS {
     crate::irql::require_dispatch_or_below("WskGetLocalAddress");
     // SAFETY: the client passes its IRP.
     if !unsafe { crate::irp::take(Irp, "WskGetLocalAddress") } {
@@ -220,7 +245,10 @@ pub unsafe extern "system" fn WskGetLocalAddress(Socket: PWSK_SOCKET, LocalAddre
     let a = socket::with(|p| {
         let s = p.sockets.get(&ws)?;
         // The IP of a wildcard-bound connection socket becomes known at connect.
-        let live = s.fd.as_ref().and_then(|f| f.local_addr().ok()).and_then(|l| l.as_socket());
+        let live =
+            s.fd.as_ref()
+                .and_then(|f| f.local_addr().ok())
+                .and_then(|l| l.as_socket());
         s.bound.map(|b| live.unwrap_or(b))
     });
     match a {

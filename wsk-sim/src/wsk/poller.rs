@@ -37,7 +37,7 @@ pub(crate) fn ensure_started() {
             v.push(fd);
             std::thread::Builder::new()
                 .name(format!("wsk-sim-provider-{i}"))
-                .spawn(move || run(i, fd))
+                .spawn(move || crate::irql::sim_thread_main(move || run(i, fd)))
                 .expect("spawn provider thread");
         }
         v
@@ -55,11 +55,47 @@ pub(crate) fn wake(owner: usize) {
 
 /// Work a callback job carries out with the provider lock released.
 enum Job {
-    Receive { ws: usize, ctx: usize, f: usize, block: Option<Box<Block>>, chunks: Vec<Vec<u8>>, flags: u32 },
-    ReceiveFrom { ws: usize, ctx: usize, f: usize, block: Box<Block>, dgrams: Vec<(Vec<u8>, SocketAddr)>, is_static: bool },
-    Disconnect { ws: usize, ctx: usize, f: usize, flags: u32 },
-    Backlog { ws: usize, ctx: usize, f: usize, size: usize },
-    Accept { ws: usize, new: usize, ctx: usize, f: usize, local: SocketAddr, remote: SocketAddr },
+    Receive {
+        ws: usize,
+        ctx: usize,
+        f: usize,
+        block: Option<Box<Block>>,
+        chunks: Vec<Vec<u8>>,
+        flags: u32,
+    },
+    ReceiveFrom {
+        ws: usize,
+        ctx: usize,
+        f: usize,
+        block: Box<Block>,
+        dgrams: Vec<(Vec<u8>, SocketAddr)>,
+        is_static: bool,
+    },
+    Disconnect {
+        ws: usize,
+        ctx: usize,
+        f: usize,
+        flags: u32,
+    },
+    Backlog {
+        ws: usize,
+        ctx: usize,
+        f: usize,
+        size: usize,
+    },
+    NullReceiveFrom {
+        ws: usize,
+        ctx: usize,
+        f: usize,
+    },
+    Accept {
+        ws: usize,
+        new: usize,
+        ctx: usize,
+        f: usize,
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
 }
 
 enum Plan {
@@ -88,13 +124,21 @@ fn run(idx: usize, wake_fd: i32) {
                 }
                 if ev != 0 {
                     if let Some(fd) = s.fd.as_ref() {
-                        pfds.push(libc::pollfd { fd: fd.as_raw_fd(), events: ev, revents: 0 });
+                        pfds.push(libc::pollfd {
+                            fd: fd.as_raw_fd(),
+                            events: ev,
+                            revents: 0,
+                        });
                     }
                 }
             }
             (pfds, ids, busy)
         });
-        pfds.push(libc::pollfd { fd: wake_fd, events: libc::POLLIN, revents: 0 });
+        pfds.push(libc::pollfd {
+            fd: wake_fd,
+            events: libc::POLLIN,
+            revents: 0,
+        });
         let timeout = if busy { 0 } else { 20 };
         // SAFETY: `pfds` is a valid array of pollfd.
         unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) };
@@ -115,9 +159,13 @@ fn events(s: &Sock) -> u32 {
 }
 
 /// Poll events wanted, and whether there is work that needs no readiness.
+#[allow(clippy::collapsible_match)] // a listening stream socket must not fall into the connection arm
 fn interest(s: &Sock) -> (i16, bool) {
     if s.closing.is_some() || s.running != 0 {
         return (0, false);
+    }
+    if s.killed {
+        return (0, !s.kill_reported);
     }
     let mut ev: i16 = 0;
     let mut work = false;
@@ -139,7 +187,8 @@ fn interest(s: &Sock) -> (i16, bool) {
                     ev |= libc::POLLOUT;
                 }
                 let e = events(s);
-                work = (!s.rx.is_empty() && (!s.receives.is_empty() || (e & WSK_EVENT_RECEIVE != 0 && !s.rx_blocked)))
+                work = (!s.rx.is_empty()
+                    && (!s.receives.is_empty() || (e & WSK_EVENT_RECEIVE != 0 && !s.rx_blocked)))
                     || (s.eof && !s.eof_reported && s.rx.is_empty())
                     || (s.dead.is_some() && !s.dead_reported)
                     || (e & WSK_EVENT_SEND_BACKLOG != 0 && !s.backlog_reported)
@@ -155,7 +204,8 @@ fn interest(s: &Sock) -> (i16, bool) {
                 ev |= libc::POLLOUT;
             }
             let due = s.dgram_retry_at.is_none_or(|t| Instant::now() >= t);
-            work = !s.dgrams.is_empty() && (!s.recvfroms.is_empty() || (events(s) & WSK_EVENT_RECEIVE_FROM != 0 && due));
+            work = !s.dgrams.is_empty()
+                && (!s.recvfroms.is_empty() || (events(s) & WSK_EVENT_RECEIVE_FROM != 0 && due));
         }
         _ => {}
     }
@@ -206,8 +256,13 @@ fn read_datagrams(s: &mut Sock) {
         match fd.recv_from(&mut buf) {
             Ok((n, from)) => {
                 // SAFETY: recv_from initialised the first n bytes.
-                let data: Vec<u8> = buf[..n].iter().map(|b| unsafe { b.assume_init() }).collect();
-                let Some(from) = from.as_socket() else { continue };
+                let data: Vec<u8> = buf[..n]
+                    .iter()
+                    .map(|b| unsafe { b.assume_init() })
+                    .collect();
+                let Some(from) = from.as_socket() else {
+                    continue;
+                };
                 // W38: with a fixed remote address, datagrams from elsewhere are dropped.
                 if s.fixed_remote.is_some_and(|r| r != from) {
                     continue;
@@ -234,9 +289,14 @@ fn conn_dispatch(s: &Sock) -> *const WSK_CLIENT_CONNECTION_DISPATCH {
 }
 
 fn plan(p: &mut Provider, ws: usize) -> Plan {
-    let Some(s) = p.sockets.get_mut(&ws) else { return Plan::Nothing };
+    let Some(s) = p.sockets.get_mut(&ws) else {
+        return Plan::Nothing;
+    };
     if s.closing.is_some() || s.running != 0 {
         return Plan::Nothing;
+    }
+    if s.killed {
+        return plan_killed(s, ws);
     }
     let mut done: Vec<(usize, NTSTATUS, usize)> = Vec::new();
 
@@ -247,7 +307,11 @@ fn plan(p: &mut Provider, ws: usize) -> Plan {
         let connected = fd.is_some_and(|f| f.peer_addr().is_ok());
         if let Some(e) = err {
             s.connect = None;
-            let st = if e.kind() == ErrorKind::ConnectionRefused { wsk_sys::STATUS_CONNECTION_REFUSED } else { STATUS_CONNECTION_RESET };
+            let st = if e.kind() == ErrorKind::ConnectionRefused {
+                wsk_sys::STATUS_CONNECTION_REFUSED
+            } else {
+                STATUS_CONNECTION_RESET
+            };
             if socket_connect {
                 if let Some(mut s) = socket::remove(p, ws) {
                     drop(s.fd.take());
@@ -258,7 +322,11 @@ fn plan(p: &mut Provider, ws: usize) -> Plan {
         if connected {
             s.connect = None;
             s.connected = true;
-            s.bound = s.fd.as_ref().and_then(|f| f.local_addr().ok()).and_then(|a| a.as_socket()).or(s.bound);
+            s.bound =
+                s.fd.as_ref()
+                    .and_then(|f| f.local_addr().ok())
+                    .and_then(|a| a.as_socket())
+                    .or(s.bound);
             if socket_connect {
                 s.handed_out = true;
             }
@@ -282,22 +350,113 @@ fn plan(p: &mut Provider, ws: usize) -> Plan {
     }
 }
 
+/// W48/W52/W60: a non-functional socket gets one NULL indication if its callback is on.
+fn plan_killed(s: &mut Sock, ws: usize) -> Plan {
+    if s.kill_reported {
+        return Plan::Nothing;
+    }
+    s.kill_reported = true;
+    let e = s.events();
+    let me = Some(std::thread::current().id());
+    match s.kind {
+        Kind::Listen | Kind::Stream
+            if s.listening && e & WSK_EVENT_ACCEPT != 0 && s.dispatch != 0 =>
+        {
+            let f = if s.kind == Kind::Stream {
+                // SAFETY: stream sockets carry a WSK_CLIENT_STREAM_DISPATCH.
+                unsafe { (*(s.dispatch as *const WSK_CLIENT_STREAM_DISPATCH)).Listen as usize }
+            } else {
+                s.dispatch
+            };
+            // SAFETY: the client's listen dispatch.
+            let f = if f == 0 {
+                0
+            } else {
+                unsafe {
+                    (*(f as *const WSK_CLIENT_LISTEN_DISPATCH))
+                        .WskAcceptEvent
+                        .map_or(0, |f| f as usize)
+                }
+            };
+            s.running = WSK_EVENT_ACCEPT;
+            s.running_thread = me;
+            let any: SocketAddr = ([0, 0, 0, 0], 0).into();
+            Plan::Run(
+                Job::Accept {
+                    ws,
+                    new: 0,
+                    ctx: s.ctx,
+                    f,
+                    local: any,
+                    remote: any,
+                },
+                Vec::new(),
+            )
+        }
+        Kind::Datagram if e & WSK_EVENT_RECEIVE_FROM != 0 && s.dispatch != 0 => {
+            // SAFETY: the client's datagram dispatch.
+            let f = unsafe {
+                (*(s.dispatch as *const WSK_CLIENT_DATAGRAM_DISPATCH)).WskReceiveFromEvent
+            }
+            .map_or(0, |f| f as usize);
+            s.running = WSK_EVENT_RECEIVE_FROM;
+            s.running_thread = me;
+            Plan::Run(Job::NullReceiveFrom { ws, ctx: s.ctx, f }, Vec::new())
+        }
+        Kind::Connection | Kind::Stream
+            if e & WSK_EVENT_RECEIVE != 0 && !conn_dispatch(s).is_null() =>
+        {
+            // SAFETY: the client's connection dispatch.
+            let f = unsafe { (*conn_dispatch(s)).WskReceiveEvent }.map_or(0, |f| f as usize);
+            s.running = WSK_EVENT_RECEIVE;
+            s.running_thread = me;
+            Plan::Run(
+                Job::Receive {
+                    ws,
+                    ctx: s.ctx,
+                    f,
+                    block: None,
+                    chunks: Vec::new(),
+                    flags: 0,
+                },
+                Vec::new(),
+            )
+        }
+        _ => Plan::Nothing,
+    }
+}
+
 fn plan_listen(p: &mut Provider, ws: usize, mut done: Vec<(usize, NTSTATUS, usize)>) -> Plan {
     let s = p.sockets.get_mut(&ws).expect("live");
     let has_event = s.events() & WSK_EVENT_ACCEPT != 0;
     if s.accepts.is_empty() && !has_event {
-        return if done.is_empty() { Plan::Nothing } else { Plan::Complete(done) };
+        return if done.is_empty() {
+            Plan::Nothing
+        } else {
+            Plan::Complete(done)
+        };
     }
-    let Some(fd) = s.fd.as_ref() else { return Plan::Complete(done) };
+    let Some(fd) = s.fd.as_ref() else {
+        return Plan::Complete(done);
+    };
     let (conn, remote) = match fd.accept() {
         Ok((c, a)) => (c, a.as_socket()),
-        Err(_) => return if done.is_empty() { Plan::Nothing } else { Plan::Complete(done) },
+        Err(_) => {
+            return if done.is_empty() {
+                Plan::Nothing
+            } else {
+                Plan::Complete(done)
+            }
+        }
     };
     let _ = conn.set_nonblocking(true);
     let local = conn.local_addr().ok().and_then(|a| a.as_socket());
-    let (Some(remote), Some(local)) = (remote, local) else { return Plan::Complete(done) };
+    let (Some(remote), Some(local)) = (remote, local) else {
+        return Plan::Complete(done);
+    };
     let (family, client) = (s.family, s.client);
-    let static_conn = super::registration::with_client(client, |r| r.static_mask).unwrap_or(0) & socket::CONNECTION_EVENTS;
+    let static_conn = super::registration::with_client(client, |r| r.static_mask).unwrap_or(0)
+        & socket::CONNECTION_EVENTS;
     let mut ns = Sock::new(Kind::Connection, family, client, 0, 0, Some(conn));
     ns.connected = true;
     ns.bound = Some(local);
@@ -330,15 +489,35 @@ fn plan_listen(p: &mut Provider, ws: usize, mut done: Vec<(usize, NTSTATUS, usiz
         disp
     };
     // SAFETY: the client's listen dispatch (entry checked non-NULL when enabled).
-    let f = if f == 0 { 0 } else { unsafe { (*(f as *const WSK_CLIENT_LISTEN_DISPATCH)).WskAcceptEvent.map_or(0, |f| f as usize) } };
+    let f = if f == 0 {
+        0
+    } else {
+        unsafe {
+            (*(f as *const WSK_CLIENT_LISTEN_DISPATCH))
+                .WskAcceptEvent
+                .map_or(0, |f| f as usize)
+        }
+    };
     s.running = WSK_EVENT_ACCEPT;
     s.running_thread = Some(std::thread::current().id());
     let new = insert_locked(p, ns);
-    Plan::Run(Job::Accept { ws, new, ctx, f, local, remote }, done)
+    Plan::Run(
+        Job::Accept {
+            ws,
+            new,
+            ctx,
+            f,
+            local,
+            remote,
+        },
+        done,
+    )
 }
 
 fn insert_locked(p: &mut Provider, mut s: Sock) -> usize {
-    let ws = Box::into_raw(Box::new(wsk_sys::WSK_SOCKET { Dispatch: (&raw const socket::CONNECTION_DISPATCH).cast() })) as usize;
+    let ws = Box::into_raw(Box::new(wsk_sys::WSK_SOCKET {
+        Dispatch: (&raw const socket::CONNECTION_DISPATCH).cast(),
+    })) as usize;
     s.owner = p.next_owner;
     p.next_owner = p.next_owner.wrapping_add(1);
     let owner = s.owner;
@@ -418,7 +597,15 @@ fn plan_connection(p: &mut Provider, ws: usize, mut done: Vec<(usize, NTSTATUS, 
                 let f = unsafe { (*d).WskDisconnectEvent }.map_or(0, |f| f as usize);
                 s.running = WSK_EVENT_DISCONNECT;
                 s.running_thread = Some(std::thread::current().id());
-                return Plan::Run(Job::Disconnect { ws, ctx: s.ctx, f, flags: WSK_FLAG_ABORTIVE }, done);
+                return Plan::Run(
+                    Job::Disconnect {
+                        ws,
+                        ctx: s.ctx,
+                        f,
+                        flags: WSK_FLAG_ABORTIVE,
+                    },
+                    done,
+                );
             }
             if e & WSK_EVENT_RECEIVE != 0 && !d.is_null() {
                 // W52: a NULL indication says the socket no longer works.
@@ -426,22 +613,53 @@ fn plan_connection(p: &mut Provider, ws: usize, mut done: Vec<(usize, NTSTATUS, 
                 let f = unsafe { (*d).WskReceiveEvent }.map_or(0, |f| f as usize);
                 s.running = WSK_EVENT_RECEIVE;
                 s.running_thread = Some(std::thread::current().id());
-                return Plan::Run(Job::Receive { ws, ctx: s.ctx, f, block: None, chunks: Vec::new(), flags: level_flags }, done);
+                return Plan::Run(
+                    Job::Receive {
+                        ws,
+                        ctx: s.ctx,
+                        f,
+                        block: None,
+                        chunks: Vec::new(),
+                        flags: level_flags,
+                    },
+                    done,
+                );
             }
         }
-        return if done.is_empty() { Plan::Nothing } else { Plan::Complete(done) };
+        return if done.is_empty() {
+            Plan::Nothing
+        } else {
+            Plan::Complete(done)
+        };
     }
     let d = conn_dispatch(s);
-    if e & WSK_EVENT_RECEIVE != 0 && !s.rx_blocked && !s.rx.is_empty() && s.receives.is_empty() && !d.is_null() {
+    if e & WSK_EVENT_RECEIVE != 0
+        && !s.rx_blocked
+        && !s.rx.is_empty()
+        && s.receives.is_empty()
+        && !d.is_null()
+    {
         let cfg = crate::state::config();
         let avail = s.rx.len().min(cfg.max_indication.max(1));
-        let n = if cfg.split_indications { crate::faults::range(1, avail) } else { avail };
+        let n = if cfg.split_indications {
+            crate::faults::range(1, avail)
+        } else {
+            avail
+        };
         let data: Vec<u8> = s.rx.drain(..n).collect();
-        let pieces = if cfg.split_indications { crate::faults::range(1, 3).min(n) } else { 1 };
+        let pieces = if cfg.split_indications {
+            crate::faults::range(1, 3).min(n)
+        } else {
+            1
+        };
         let mut chunks = Vec::new();
         let mut at = 0;
         for i in 0..pieces {
-            let end = if i + 1 == pieces { n } else { n * (i + 1) / pieces };
+            let end = if i + 1 == pieces {
+                n
+            } else {
+                n * (i + 1) / pieces
+            };
             chunks.push(data[at..end].to_vec());
             at = end;
         }
@@ -454,7 +672,17 @@ fn plan_connection(p: &mut Provider, ws: usize, mut done: Vec<(usize, NTSTATUS, 
         let f = unsafe { (*d).WskReceiveEvent }.map_or(0, |f| f as usize);
         s.running = WSK_EVENT_RECEIVE;
         s.running_thread = Some(std::thread::current().id());
-        return Plan::Run(Job::Receive { ws, ctx: s.ctx, f, block: Some(block), chunks, flags }, done);
+        return Plan::Run(
+            Job::Receive {
+                ws,
+                ctx: s.ctx,
+                f,
+                block: Some(block),
+                chunks,
+                flags,
+            },
+            done,
+        );
     }
     if s.eof && s.rx.is_empty() && !s.eof_reported {
         s.eof_reported = true;
@@ -464,7 +692,15 @@ fn plan_connection(p: &mut Provider, ws: usize, mut done: Vec<(usize, NTSTATUS, 
             let f = unsafe { (*d).WskDisconnectEvent }.map_or(0, |f| f as usize);
             s.running = WSK_EVENT_DISCONNECT;
             s.running_thread = Some(std::thread::current().id());
-            return Plan::Run(Job::Disconnect { ws, ctx: s.ctx, f, flags: 0 }, done);
+            return Plan::Run(
+                Job::Disconnect {
+                    ws,
+                    ctx: s.ctx,
+                    f,
+                    flags: 0,
+                },
+                done,
+            );
         }
     }
     if e & WSK_EVENT_SEND_BACKLOG != 0 && !s.backlog_reported && !d.is_null() {
@@ -473,7 +709,15 @@ fn plan_connection(p: &mut Provider, ws: usize, mut done: Vec<(usize, NTSTATUS, 
         let f = unsafe { (*d).WskSendBacklogEvent }.map_or(0, |f| f as usize);
         s.running = WSK_EVENT_SEND_BACKLOG;
         s.running_thread = Some(std::thread::current().id());
-        return Plan::Run(Job::Backlog { ws, ctx: s.ctx, f, size: crate::state::config().ideal_send_backlog }, done);
+        return Plan::Run(
+            Job::Backlog {
+                ws,
+                ctx: s.ctx,
+                f,
+                size: crate::state::config().ideal_send_backlog,
+            },
+            done,
+        );
     }
     if done.is_empty() {
         Plan::Nothing
@@ -498,7 +742,9 @@ fn plan_datagram(p: &mut Provider, ws: usize, mut done: Vec<(usize, NTSTATUS, us
         read_datagrams(s);
     }
     while !s.dgrams.is_empty() {
-        let Some(req) = s.recvfroms.pop_front() else { break };
+        let Some(req) = s.recvfroms.pop_front() else {
+            break;
+        };
         let (data, from) = s.dgrams.pop_front().expect("non-empty");
         let (st, n) = super::datagram::fill_recvfrom(&req, &data, from);
         // SAFETY: pinned when queued.
@@ -512,11 +758,23 @@ fn plan_datagram(p: &mut Provider, ws: usize, mut done: Vec<(usize, NTSTATUS, us
         let dgrams: Vec<(Vec<u8>, SocketAddr)> = s.dgrams.drain(..n).collect();
         let block = indication::datagrams(ws, &dgrams);
         // SAFETY: the client's datagram dispatch.
-        let f = unsafe { (*(s.dispatch as *const WSK_CLIENT_DATAGRAM_DISPATCH)).WskReceiveFromEvent }.map_or(0, |f| f as usize);
+        let f =
+            unsafe { (*(s.dispatch as *const WSK_CLIENT_DATAGRAM_DISPATCH)).WskReceiveFromEvent }
+                .map_or(0, |f| f as usize);
         let is_static = s.static_mask & WSK_EVENT_RECEIVE_FROM != 0;
         s.running = WSK_EVENT_RECEIVE_FROM;
         s.running_thread = Some(std::thread::current().id());
-        return Plan::Run(Job::ReceiveFrom { ws, ctx: s.ctx, f, block, dgrams, is_static }, done);
+        return Plan::Run(
+            Job::ReceiveFrom {
+                ws,
+                ctx: s.ctx,
+                f,
+                block,
+                dgrams,
+                is_static,
+            },
+            done,
+        );
     }
     if done.is_empty() {
         Plan::Nothing
@@ -537,11 +795,26 @@ fn run_job(job: Job) {
     let level = crate::irql::pick_level();
     let at = call_flags(level);
     match job {
-        Job::Receive { ws, ctx, f, mut block, chunks, flags } => {
-            type F = unsafe extern "system" fn(PVOID, u32, *mut wsk_sys::WSK_DATA_INDICATION, SIZE_T, *mut SIZE_T) -> NTSTATUS;
+        Job::Receive {
+            ws,
+            ctx,
+            f,
+            mut block,
+            chunks,
+            flags,
+        } => {
+            type F = unsafe extern "system" fn(
+                PVOID,
+                u32,
+                *mut wsk_sys::WSK_DATA_INDICATION,
+                SIZE_T,
+                *mut SIZE_T,
+            ) -> NTSTATUS;
             let bytes: usize = chunks.iter().map(Vec::len).sum();
             let mut accepted: SIZE_T = bytes;
-            let head = block.as_mut().map_or(std::ptr::null_mut(), |b| b.head_stream());
+            let head = block
+                .as_mut()
+                .map_or(std::ptr::null_mut(), |b| b.head_stream());
             if let Some(b) = block.as_ref() {
                 indication::in_callback(b, true);
             }
@@ -560,8 +833,19 @@ fn run_job(job: Job) {
             }
             after_receive(ws, block, chunks, bytes, st, accepted);
         }
-        Job::ReceiveFrom { ws, ctx, f, mut block, dgrams, is_static } => {
-            type F = unsafe extern "system" fn(PVOID, u32, *mut wsk_sys::WSK_DATAGRAM_INDICATION) -> NTSTATUS;
+        Job::ReceiveFrom {
+            ws,
+            ctx,
+            f,
+            mut block,
+            dgrams,
+            is_static,
+        } => {
+            type F = unsafe extern "system" fn(
+                PVOID,
+                u32,
+                *mut wsk_sys::WSK_DATAGRAM_INDICATION,
+            ) -> NTSTATUS;
             let head = block.head_dgram();
             indication::in_callback(&block, true);
             // SAFETY: `f` is the client's WskReceiveFromEvent.
@@ -573,6 +857,22 @@ fn run_job(job: Job) {
             indication::in_callback(&block, false);
             after_receive_from(ws, block, dgrams, st, is_static);
         }
+        Job::NullReceiveFrom { ws, ctx, f } => {
+            type F = unsafe extern "system" fn(
+                PVOID,
+                u32,
+                *mut wsk_sys::WSK_DATAGRAM_INDICATION,
+            ) -> NTSTATUS;
+            if f != 0 {
+                // SAFETY: `f` is the client's WskReceiveFromEvent.
+                let f: F = unsafe { std::mem::transmute::<usize, F>(f) };
+                // SAFETY: a NULL list: the socket no longer works (W60).
+                crate::irql::run_at(level, "WskReceiveFromEvent", || unsafe {
+                    f(ctx as PVOID, at, std::ptr::null_mut())
+                });
+            }
+            callback_done(ws, WSK_EVENT_RECEIVE_FROM);
+        }
         Job::Disconnect { ws, ctx, f, flags } => {
             type F = unsafe extern "system" fn(PVOID, u32) -> NTSTATUS;
             let st = if f == 0 {
@@ -581,10 +881,14 @@ fn run_job(job: Job) {
                 // SAFETY: `f` is the client's WskDisconnectEvent.
                 let f: F = unsafe { std::mem::transmute::<usize, F>(f) };
                 // SAFETY: calling the client's callback.
-                crate::irql::run_at(level, "WskDisconnectEvent", || unsafe { f(ctx as PVOID, flags | at) })
+                crate::irql::run_at(level, "WskDisconnectEvent", || unsafe {
+                    f(ctx as PVOID, flags | at)
+                })
             };
             if st != STATUS_SUCCESS {
-                crate::state::violation(format!("WskDisconnectEvent returned {st:#x}; only STATUS_SUCCESS is defined (W57/C32)"));
+                crate::state::violation(format!(
+                    "WskDisconnectEvent returned {st:#x}; only STATUS_SUCCESS is defined (W57/C32)"
+                ));
             }
             callback_done(ws, WSK_EVENT_DISCONNECT);
         }
@@ -596,22 +900,40 @@ fn run_job(job: Job) {
                 // SAFETY: `f` is the client's WskSendBacklogEvent.
                 let f: F = unsafe { std::mem::transmute::<usize, F>(f) };
                 // SAFETY: calling the client's callback.
-                crate::irql::run_at(level, "WskSendBacklogEvent", || unsafe { f(ctx as PVOID, size) })
+                crate::irql::run_at(level, "WskSendBacklogEvent", || unsafe {
+                    f(ctx as PVOID, size)
+                })
             };
             if st != STATUS_SUCCESS {
                 crate::state::violation(format!("WskSendBacklogEvent returned {st:#x}; only STATUS_SUCCESS is defined (W58/C32)"));
             }
             callback_done(ws, WSK_EVENT_SEND_BACKLOG);
         }
-        Job::Accept { ws, new, ctx, f, local, remote } => {
-            type F = unsafe extern "system" fn(PVOID, u32, wsk_sys::PSOCKADDR, wsk_sys::PSOCKADDR, PWSK_SOCKET, *mut PVOID, *mut *const WSK_CLIENT_CONNECTION_DISPATCH) -> NTSTATUS;
+        Job::Accept {
+            ws,
+            new,
+            ctx,
+            f,
+            local,
+            remote,
+        } => {
+            type F = unsafe extern "system" fn(
+                PVOID,
+                u32,
+                wsk_sys::PSOCKADDR,
+                wsk_sys::PSOCKADDR,
+                PWSK_SOCKET,
+                *mut PVOID,
+                *mut *const WSK_CLIENT_CONNECTION_DISPATCH,
+            ) -> NTSTATUS;
             let mut l = SockaddrBuf::new(local);
             let mut r = SockaddrBuf::new(remote);
             let mut ctx_slot: PVOID = std::ptr::null_mut();
             let mut disp_slot: *const WSK_CLIENT_CONNECTION_DISPATCH = std::ptr::null();
             socket::with(|p| {
                 if let Some(s) = p.sockets.get_mut(&new) {
-                    s.accept_slots = Some(((&raw mut ctx_slot) as usize, (&raw mut disp_slot) as usize));
+                    s.accept_slots =
+                        Some(((&raw mut ctx_slot) as usize, (&raw mut disp_slot) as usize));
                 }
             });
             let st = if f == 0 {
@@ -621,7 +943,25 @@ fn run_job(job: Job) {
                 let f: F = unsafe { std::mem::transmute::<usize, F>(f) };
                 crate::irql::run_at(level, "WskAcceptEvent", || {
                     // SAFETY: calling the client's callback with provider-owned arguments.
-                    unsafe { f(ctx as PVOID, at, l.as_ptr(), r.as_ptr(), new as PWSK_SOCKET, &raw mut ctx_slot, &raw mut disp_slot) }
+                    unsafe {
+                        f(
+                            ctx as PVOID,
+                            at,
+                            if new == 0 {
+                                std::ptr::null_mut()
+                            } else {
+                                l.as_ptr()
+                            },
+                            if new == 0 {
+                                std::ptr::null_mut()
+                            } else {
+                                r.as_ptr()
+                            },
+                            new as PWSK_SOCKET,
+                            &raw mut ctx_slot,
+                            &raw mut disp_slot,
+                        )
+                    }
                 })
             };
             after_accept(ws, new, st, ctx_slot as usize, disp_slot as usize);
@@ -629,14 +969,23 @@ fn run_job(job: Job) {
     }
 }
 
-fn after_receive(ws: usize, block: Option<Box<Block>>, chunks: Vec<Vec<u8>>, bytes: usize, st: NTSTATUS, accepted: usize) {
+fn after_receive(
+    ws: usize,
+    block: Option<Box<Block>>,
+    chunks: Vec<Vec<u8>>,
+    bytes: usize,
+    st: NTSTATUS,
+    accepted: usize,
+) {
     let Some(block) = block else {
         callback_done(ws, WSK_EVENT_RECEIVE);
         return;
     };
     let mut bad = None;
     socket::with(|p| {
-        let Some(s) = p.sockets.get_mut(&ws) else { return };
+        let Some(s) = p.sockets.get_mut(&ws) else {
+            return;
+        };
         let put_back = |s: &mut Sock, from: usize| {
             let all: Vec<u8> = chunks.concat();
             for b in all[from..].iter().rev() {
@@ -666,10 +1015,18 @@ fn after_receive(ws: usize, block: Option<Box<Block>>, chunks: Vec<Vec<u8>>, byt
     callback_done(ws, WSK_EVENT_RECEIVE);
 }
 
-fn after_receive_from(ws: usize, block: Box<Block>, dgrams: Vec<(Vec<u8>, SocketAddr)>, st: NTSTATUS, is_static: bool) {
+fn after_receive_from(
+    ws: usize,
+    block: Box<Block>,
+    dgrams: Vec<(Vec<u8>, SocketAddr)>,
+    st: NTSTATUS,
+    is_static: bool,
+) {
     let mut bad = None;
     socket::with(|p| {
-        let Some(s) = p.sockets.get_mut(&ws) else { return };
+        let Some(s) = p.sockets.get_mut(&ws) else {
+            return;
+        };
         match st {
             STATUS_SUCCESS => {}
             STATUS_PENDING => s.retained_bytes += block.bytes,
@@ -702,6 +1059,11 @@ fn after_receive_from(ws: usize, block: Box<Block>, dgrams: Vec<(Vec<u8>, Socket
 }
 
 fn after_accept(ws: usize, new: usize, st: NTSTATUS, ctx: usize, disp: usize) {
+    if new == 0 {
+        // The NULL AcceptSocket of a dead listener (W48): nothing was accepted.
+        callback_done(ws, WSK_EVENT_ACCEPT);
+        return;
+    }
     let mut bad = None;
     let closed_new = socket::with(|p| {
         let inherit = p.sockets.get(&ws).map_or(0, |l| l.inherit);
@@ -715,7 +1077,9 @@ fn after_accept(ws: usize, new: usize, st: NTSTATUS, ctx: usize, disp: usize) {
                     // W34: listener-enabled connection events apply to this socket; G18:
                     // static connection events too.
                     s.enabled |= inherit;
-                    s.static_mask |= super::registration::with_client(s.client, |r| r.static_mask).unwrap_or(0) & socket::CONNECTION_EVENTS;
+                    s.static_mask |= super::registration::with_client(s.client, |r| r.static_mask)
+                        .unwrap_or(0)
+                        & socket::CONNECTION_EVENTS;
                     wake(s.owner);
                 }
                 false
@@ -745,10 +1109,20 @@ fn after_accept(ws: usize, new: usize, st: NTSTATUS, ctx: usize, disp: usize) {
 /// waited for it (W70).
 fn callback_done(ws: usize, event: u32) {
     let (waiters, close) = socket::with(|p| {
-        let Some(s) = p.sockets.get_mut(&ws) else { return (Vec::new(), None) };
+        let Some(s) = p.sockets.get_mut(&ws) else {
+            return (Vec::new(), None);
+        };
         s.running = 0;
         s.running_thread = None;
-        let (w, keep): (Vec<_>, Vec<_>) = s.disable_waiters.drain(..).partition(|(e, _)| *e == event);
+        // W44: indications come in arbitrary thread context: now and then the socket moves
+        // to another provider thread (still one callback at a time: `running` is checked
+        // under the provider lock by whichever thread plans next).
+        if crate::faults::chance(0.25) {
+            s.owner = crate::faults::random() as usize;
+            wake(s.owner);
+        }
+        let (w, keep): (Vec<_>, Vec<_>) =
+            s.disable_waiters.drain(..).partition(|(e, _)| *e == event);
         s.disable_waiters = keep;
         let close = s.closing;
         if close.is_some() {

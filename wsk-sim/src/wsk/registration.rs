@@ -59,10 +59,15 @@ pub(crate) fn leaked() -> Vec<String> {
         for (blk, reg) in &r.by_block {
             v.push(format!("WSK registration {blk:#x} not deregistered"));
             if reg.captures > 0 {
-                v.push(format!("WSK registration {blk:#x}: {} provider NPI capture(s) not released", reg.captures));
+                v.push(format!(
+                    "WSK registration {blk:#x}: {} provider NPI capture(s) not released",
+                    reg.captures
+                ));
             }
             for sd in &reg.cached_sds {
-                v.push(format!("cached security descriptor {sd:#x} not released with WSK_RELEASE_SD"));
+                v.push(format!(
+                    "cached security descriptor {sd:#x} not released with WSK_RELEASE_SD"
+                ));
             }
         }
         v
@@ -85,11 +90,15 @@ pub(crate) fn with_client<R>(client: usize, f: impl FnOnce(&mut Reg) -> R) -> Op
 pub(crate) fn check_client(client: usize, call: &str) -> bool {
     match with_client(client, |r| r.captures) {
         None => {
-            crate::state::violation(format!("{call}: Client {client:#x} is not a captured WSK provider NPI"));
+            crate::state::violation(format!(
+                "{call}: Client {client:#x} is not a captured WSK provider NPI"
+            ));
             false
         }
         Some(0) => {
-            crate::state::violation(format!("{call} called after WskReleaseProviderNPI released every capture (W6)"));
+            crate::state::violation(format!(
+                "{call} called after WskReleaseProviderNPI released every capture (W6)"
+            ));
             false
         }
         Some(_) => true,
@@ -109,14 +118,22 @@ static PROVIDER_DISPATCH: WSK_PROVIDER_DISPATCH = WSK_PROVIDER_DISPATCH {
 
 /// `WskRegister`: PASSIVE_LEVEL.
 #[no_mangle]
-pub unsafe extern "system" fn WskRegister(WskClientNpi: PWSK_CLIENT_NPI, WskRegistration: PWSK_REGISTRATION) -> NTSTATUS {
+pub unsafe extern "system" fn WskRegister(
+    WskClientNpi: PWSK_CLIENT_NPI,
+    WskRegistration: PWSK_REGISTRATION,
+) -> NTSTATUS {
     crate::irql::require_passive("WskRegister");
     if WskClientNpi.is_null() || WskRegistration.is_null() {
         crate::state::violation("WskRegister with a NULL argument");
         return STATUS_INVALID_PARAMETER;
     }
     // SAFETY: the caller passes a WSK_CLIENT_NPI whose Dispatch stays resident (W2).
-    let (ctx, disp) = unsafe { ((*WskClientNpi).ClientContext as usize, (*WskClientNpi).Dispatch) };
+    let (ctx, disp) = unsafe {
+        (
+            (*WskClientNpi).ClientContext as usize,
+            (*WskClientNpi).Dispatch,
+        )
+    };
     if disp.is_null() {
         crate::state::violation("WskRegister: WSK_CLIENT_NPI.Dispatch is NULL");
         return STATUS_INVALID_PARAMETER;
@@ -126,7 +143,9 @@ pub unsafe extern "system" fn WskRegister(WskClientNpi: PWSK_CLIENT_NPI, WskRegi
     let blk = WskRegistration as usize;
     let dup = with(|r| r.by_block.contains_key(&blk));
     if dup {
-        crate::state::violation(format!("WskRegister: registration block {blk:#x} is already registered (W1)"));
+        crate::state::violation(format!(
+            "WskRegister: registration block {blk:#x} is already registered (W1)"
+        ));
         return STATUS_INVALID_PARAMETER;
     }
     let token = Box::into_raw(Box::new(0u64)) as usize;
@@ -169,17 +188,29 @@ pub unsafe extern "system" fn WskCaptureProviderNPI(
         crate::irql::require_passive("WskCaptureProviderNPI with a wait");
     }
     let blk = WskRegistration as usize;
-    let Some((token, version)) = with(|r| r.by_block.get(&blk).map(|g| (g.client_token, g.dispatch_copy.Version))) else {
-        crate::state::violation(format!("WskCaptureProviderNPI: {blk:#x} is not a registered WSK_REGISTRATION"));
+    let Some((token, version)) = with(|r| {
+        r.by_block
+            .get(&blk)
+            .map(|g| (g.client_token, g.dispatch_copy.Version))
+    }) else {
+        crate::state::violation(format!(
+            "WskCaptureProviderNPI: {blk:#x} is not a registered WSK_REGISTRATION"
+        ));
         return STATUS_INVALID_PARAMETER;
     };
     if wsk_sys::WSK_MAJOR_VERSION(version) != 1 {
         return STATUS_NOINTERFACE;
     }
     let ready_after = Duration::from_millis(crate::state::config().provider_ready_after_ms);
-    let deadline = (WaitTimeout != WSK_INFINITE_WAIT).then(|| Instant::now() + Duration::from_millis(u64::from(WaitTimeout)));
+    let deadline = (WaitTimeout != WSK_INFINITE_WAIT)
+        .then(|| Instant::now() + Duration::from_millis(u64::from(WaitTimeout)));
     loop {
-        let (dereg, start) = with(|r| (r.by_block.get(&blk).is_none_or(|g| g.deregistering), r.start));
+        let (dereg, start) = with(|r| {
+            (
+                r.by_block.get(&blk).is_none_or(|g| g.deregistering),
+                r.start,
+            )
+        });
         if dereg {
             return STATUS_DEVICE_NOT_READY;
         }
@@ -255,7 +286,9 @@ pub unsafe extern "system" fn WskDeregister(WskRegistration: PWSK_REGISTRATION) 
             (g.client_token, std::mem::take(&mut g.list_change_irps))
         })
     }) else {
-        crate::state::violation(format!("WskDeregister({blk:#x}): not registered (unpaired deregister, W1)"));
+        crate::state::violation(format!(
+            "WskDeregister({blk:#x}): not registered (unpaired deregister, W1)"
+        ));
         return;
     };
     for irp in irps {
@@ -267,7 +300,8 @@ pub unsafe extern "system" fn WskDeregister(WskRegistration: PWSK_REGISTRATION) 
     loop {
         let captures = with(|r| r.by_block.get(&blk).map_or(0, |g| g.captures));
         let sockets = super::socket::live_for_client(token);
-        if captures == 0 && sockets == 0 {
+        // W7: also every IRP completion still queued (e.g. a pended close) must have run.
+        if captures == 0 && sockets == 0 && super::complete::queued() == 0 {
             break;
         }
         if !warned && start.elapsed() > watchdog {
@@ -287,8 +321,13 @@ pub unsafe extern "system" fn WskDeregister(WskRegistration: PWSK_REGISTRATION) 
         // W2: the client dispatch must have stayed resident and unchanged.
         // SAFETY: the client promised the table stays valid until deregistration ends.
         let now = unsafe { *(reg.dispatch as *const WSK_CLIENT_DISPATCH) };
-        if now.Version != reg.dispatch_copy.Version || now.WskClientEvent.map(|f| f as usize) != reg.dispatch_copy.WskClientEvent.map(|f| f as usize) {
-            crate::state::violation("WskDeregister: the WSK_CLIENT_DISPATCH changed while registered (W2)");
+        if now.Version != reg.dispatch_copy.Version
+            || now.WskClientEvent.map(|f| f as usize)
+                != reg.dispatch_copy.WskClientEvent.map(|f| f as usize)
+        {
+            crate::state::violation(
+                "WskDeregister: the WSK_CLIENT_DISPATCH changed while registered (W2)",
+            );
         }
         for sd in &reg.cached_sds {
             let _ = sd;
@@ -297,7 +336,10 @@ pub unsafe extern "system" fn WskDeregister(WskRegistration: PWSK_REGISTRATION) 
         // SAFETY: allocated in WskRegister.
         drop(unsafe { Box::from_raw(reg.client_token as *mut u64) });
         if !reg.cached_sds.is_empty() {
-            crate::state::violation(format!("WskDeregister with {} cached security descriptor(s) not released (C31)", reg.cached_sds.len()));
+            crate::state::violation(format!(
+                "WskDeregister with {} cached security descriptor(s) not released (C31)",
+                reg.cached_sds.len()
+            ));
         }
     }
     // SAFETY: the block is the client's again.

@@ -8,10 +8,10 @@ use std::time::Instant;
 use socket2::{Domain, Protocol, Socket as HostSocket, Type};
 use wsk_sys::{
     ADDRESS_FAMILY, AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, NTSTATUS, PEPROCESS, PETHREAD,
-    PIRP, PSECURITY_DESCRIPTOR, PVOID, PWSK_CLIENT, PWSK_SOCKET, SOCK_DGRAM, SOCK_RAW,
-    SOCK_STREAM, STATUS_CANCELLED, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED,
-    STATUS_SUCCESS, ULONG, USHORT, WSK_BUF, WSK_EVENT_ACCEPT, WSK_EVENT_DISCONNECT,
-    WSK_EVENT_RECEIVE, WSK_EVENT_RECEIVE_FROM, WSK_EVENT_SEND_BACKLOG, WSK_FLAG_CONNECTION_SOCKET,
+    PIRP, PSECURITY_DESCRIPTOR, PVOID, PWSK_CLIENT, PWSK_SOCKET, SOCK_DGRAM, SOCK_RAW, SOCK_STREAM,
+    STATUS_CANCELLED, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, ULONG,
+    USHORT, WSK_BUF, WSK_EVENT_ACCEPT, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE,
+    WSK_EVENT_RECEIVE_FROM, WSK_EVENT_SEND_BACKLOG, WSK_FLAG_CONNECTION_SOCKET,
     WSK_FLAG_DATAGRAM_SOCKET, WSK_FLAG_LISTEN_SOCKET, WSK_FLAG_STREAM_SOCKET,
     WSK_PROVIDER_BASIC_DISPATCH, WSK_PROVIDER_CONNECTION_DISPATCH, WSK_PROVIDER_DATAGRAM_DISPATCH,
     WSK_PROVIDER_LISTEN_DISPATCH, WSK_PROVIDER_STREAM_DISPATCH, WSK_SOCKET,
@@ -41,7 +41,8 @@ impl Kind {
     }
 }
 
-pub(crate) const CONNECTION_EVENTS: u32 = WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG;
+pub(crate) const CONNECTION_EVENTS: u32 =
+    WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG;
 
 pub(crate) struct SendReq {
     pub irp: usize,
@@ -131,6 +132,9 @@ pub(crate) struct Sock {
     /// Set once the client owns the socket (an accepted socket before its accept returns
     /// is provider-owned).
     pub handed_out: bool,
+    /// Made non-functional by `faults::kill_socket`; the NULL indication is reported once.
+    pub killed: bool,
+    pub kill_reported: bool,
 }
 
 // SAFETY: the raw pointers in a Sock (WSK_BUF MDL chains of pending requests) are client
@@ -138,7 +142,14 @@ pub(crate) struct Sock {
 unsafe impl Send for Sock {}
 
 impl Sock {
-    pub(crate) fn new(kind: Kind, family: ADDRESS_FAMILY, client: usize, ctx: usize, dispatch: usize, fd: Option<HostSocket>) -> Self {
+    pub(crate) fn new(
+        kind: Kind,
+        family: ADDRESS_FAMILY,
+        client: usize,
+        ctx: usize,
+        dispatch: usize,
+        fd: Option<HostSocket>,
+    ) -> Self {
         Sock {
             kind,
             family,
@@ -182,6 +193,8 @@ impl Sock {
             backlog_reported: false,
             accept_slots: None,
             handed_out: true,
+            killed: false,
+            kill_reported: false,
         }
     }
 
@@ -241,7 +254,13 @@ pub(crate) fn with<R>(f: impl FnOnce(&mut Provider) -> R) -> R {
 }
 
 pub(crate) fn live_for_client(client: usize) -> usize {
-    with(|p| p.sockets.values().filter(|s| s.client == client && s.handed_out).count())
+    with(|p| {
+        p.sockets
+            .values()
+            // A socket still being created by WskSocketConnect counts: its IRP is pending (W7).
+            .filter(|s| s.client == client && (s.handed_out || s.connect.is_some()))
+            .count()
+    })
 }
 
 pub(crate) fn live() -> Vec<String> {
@@ -249,7 +268,12 @@ pub(crate) fn live() -> Vec<String> {
         p.sockets
             .iter()
             .filter(|(_, s)| s.handed_out)
-            .map(|(a, s)| format!("WSK socket {a:#x} ({:?}, bound {:?}) not closed", s.kind, s.bound))
+            .map(|(a, s)| {
+                format!(
+                    "WSK socket {a:#x} ({:?}, bound {:?}) not closed",
+                    s.kind, s.bound
+                )
+            })
             .collect()
     })
 }
@@ -327,17 +351,19 @@ const fn stream_table() -> WSK_PROVIDER_STREAM_DISPATCH {
     t
 }
 
-pub(crate) static CONNECTION_DISPATCH: Table<WSK_PROVIDER_CONNECTION_DISPATCH> = Table(connection_table());
+pub(crate) static CONNECTION_DISPATCH: Table<WSK_PROVIDER_CONNECTION_DISPATCH> =
+    Table(connection_table());
 
-pub(crate) static DATAGRAM_DISPATCH: WSK_PROVIDER_DATAGRAM_DISPATCH = WSK_PROVIDER_DATAGRAM_DISPATCH {
-    Basic: BASIC_DISPATCH,
-    WskBind: Some(super::listen::WskBind),
-    WskSendTo: Some(super::datagram::WskSendTo),
-    WskReceiveFrom: Some(super::datagram::WskReceiveFrom),
-    WskRelease: Some(super::datagram::WskReleaseDatagrams),
-    WskGetLocalAddress: Some(super::listen::WskGetLocalAddress),
-    WskSendMessages: Some(super::datagram::WskSendMessages),
-};
+pub(crate) static DATAGRAM_DISPATCH: WSK_PROVIDER_DATAGRAM_DISPATCH =
+    WSK_PROVIDER_DATAGRAM_DISPATCH {
+        Basic: BASIC_DISPATCH,
+        WskBind: Some(super::listen::WskBind),
+        WskSendTo: Some(super::datagram::WskSendTo),
+        WskReceiveFrom: Some(super::datagram::WskReceiveFrom),
+        WskRelease: Some(super::datagram::WskReleaseDatagrams),
+        WskGetLocalAddress: Some(super::listen::WskGetLocalAddress),
+        WskSendMessages: Some(super::datagram::WskSendMessages),
+    };
 
 pub(crate) static STREAM_DISPATCH: Table<WSK_PROVIDER_STREAM_DISPATCH> = Table(stream_table());
 
@@ -353,7 +379,9 @@ fn dispatch_for(kind: Kind) -> *const std::ffi::c_void {
 
 /// Allocates the WSK_SOCKET (provider memory) and registers `s` under its address.
 pub(crate) fn insert(mut s: Sock) -> usize {
-    let ws = Box::into_raw(Box::new(WSK_SOCKET { Dispatch: dispatch_for(s.kind) })) as usize;
+    let ws = Box::into_raw(Box::new(WSK_SOCKET {
+        Dispatch: dispatch_for(s.kind),
+    })) as usize;
     with(|p| {
         s.owner = p.next_owner;
         p.next_owner = p.next_owner.wrapping_add(1);
@@ -372,9 +400,21 @@ pub(crate) fn remove(p: &mut Provider, ws: usize) -> Option<Sock> {
 }
 
 /// Creates the host socket for a category/family.
-pub(crate) fn host_socket(kind: Kind, family: ADDRESS_FAMILY, stream: bool) -> std::io::Result<HostSocket> {
-    let domain = if family == AF_INET6 { Domain::IPV6 } else { Domain::IPV4 };
-    let (ty, proto) = if stream { (Type::STREAM, Protocol::TCP) } else { (Type::DGRAM, Protocol::UDP) };
+pub(crate) fn host_socket(
+    kind: Kind,
+    family: ADDRESS_FAMILY,
+    stream: bool,
+) -> std::io::Result<HostSocket> {
+    let domain = if family == AF_INET6 {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let (ty, proto) = if stream {
+        (Type::STREAM, Protocol::TCP)
+    } else {
+        (Type::DGRAM, Protocol::UDP)
+    };
     let s = HostSocket::new(domain, ty, Some(proto))?;
     s.set_nonblocking(true)?;
     if family == AF_INET6 {
@@ -411,7 +451,9 @@ pub(crate) fn enter(socket: PWSK_SOCKET, call: &str) -> Option<InCall> {
             Ok(())
         }
         Some(_) => Err("called on a socket whose WskCloseSocket is in progress (W70)"),
-        None if p.closed.contains(&ws) => Err("called on a socket after WskCloseSocket (C23: use after close)"),
+        None if p.closed.contains(&ws) => {
+            Err("called on a socket after WskCloseSocket (C23: use after close)")
+        }
         None => Err("called with a pointer that is not a WSK socket"),
     });
     match r {
@@ -465,7 +507,9 @@ pub(crate) fn create(
     call: &str,
 ) -> Result<usize, NTSTATUS> {
     let Some(kind) = category(flags) else {
-        crate::state::violation(format!("{call}: Flags {flags:#x} is not exactly one socket category (W22)"));
+        crate::state::violation(format!(
+            "{call}: Flags {flags:#x} is not exactly one socket category (W22)"
+        ));
         return Err(STATUS_INVALID_PARAMETER);
     };
     if family != AF_INET && family != AF_INET6 {
@@ -475,9 +519,13 @@ pub(crate) fn create(
     let shared = if sd.is_null() {
         false
     } else {
-        let cached = super::registration::with_client(client, |r| r.cached_sds.contains(&(sd as usize))).unwrap_or(false);
+        let cached =
+            super::registration::with_client(client, |r| r.cached_sds.contains(&(sd as usize)))
+                .unwrap_or(false);
         if !cached {
-            crate::state::violation(format!("{call}: SecurityDescriptor {sd:p} is not a WSK_CACHE_SD copy (W26)"));
+            crate::state::violation(format!(
+                "{call}: SecurityDescriptor {sd:p} is not a WSK_CACHE_SD copy (W26)"
+            ));
             return Err(STATUS_INVALID_PARAMETER);
         }
         true
@@ -487,7 +535,8 @@ pub(crate) fn create(
         r.static_mask
     })
     .unwrap_or(0);
-    let fd = host_socket(kind, family, stream).map_err(|_| wsk_sys::STATUS_INSUFFICIENT_RESOURCES)?;
+    let fd =
+        host_socket(kind, family, stream).map_err(|_| wsk_sys::STATUS_INSUFFICIENT_RESOURCES)?;
     let mut s = Sock::new(kind, family, client, ctx, dispatch, Some(fd));
     s.shared = shared;
     // W17: static callbacks apply to each new socket, for its category's flags.
@@ -532,7 +581,17 @@ pub unsafe extern "system" fn WskSocket(
         // SAFETY: taken above.
         return unsafe { complete::fail(Irp, st) };
     }
-    match create(client, AddressFamily, SocketType, Protocol, Flags, SocketContext as usize, Dispatch as usize, SecurityDescriptor, "WskSocket") {
+    match create(
+        client,
+        AddressFamily,
+        SocketType,
+        Protocol,
+        Flags,
+        SocketContext as usize,
+        Dispatch as usize,
+        SecurityDescriptor,
+        "WskSocket",
+    ) {
         // SAFETY: taken above.
         Ok(ws) => unsafe { complete::finish(Irp, STATUS_SUCCESS, ws) },
         // SAFETY: taken above.
@@ -605,6 +664,43 @@ pub unsafe extern "system" fn WskCloseSocket(Socket: PWSK_SOCKET, Irp: PIRP) -> 
         // SAFETY: taken above.
         unsafe { complete::pend(Irp) }
     }
+}
+
+/// Makes every socket bound to `local` non-functional (see `faults::kill_socket`).
+pub(crate) fn kill(local: std::net::SocketAddr, remote: Option<std::net::SocketAddr>) -> usize {
+    let (n, irps) = with(|p| {
+        let mut n = 0;
+        let mut irps = Vec::new();
+        for s in p.sockets.values_mut() {
+            if s.bound != Some(local) || s.killed || s.closing.is_some() || s.kind == Kind::Basic {
+                continue;
+            }
+            // Accepted sockets share the listener's local address: a remote picks one.
+            let is_conn = s.connected || s.connect.is_some();
+            if is_conn != remote.is_some() || (is_conn && s.remote != remote) {
+                continue;
+            }
+            n += 1;
+            s.killed = true;
+            let keep = std::mem::take(&mut s.disable_waiters);
+            irps.extend(s.drain_irps());
+            s.disable_waiters = keep;
+            if let Some(fd) = s.fd.take() {
+                let _ = fd.set_linger(Some(std::time::Duration::ZERO));
+            }
+            if s.connected {
+                // G7: no disconnect event after the NULL indication.
+                s.dead = Some(wsk_sys::STATUS_FILE_FORCED_CLOSED);
+                s.dead_reported = true;
+            }
+            super::poller::wake(s.owner);
+        }
+        (n, irps)
+    });
+    for irp in irps {
+        complete::complete_now(irp as PIRP, wsk_sys::STATUS_FILE_FORCED_CLOSED, 0);
+    }
+    n
 }
 
 /// IoCancelIrp on a provider-owned IRP: dequeue it and complete it cancelled.

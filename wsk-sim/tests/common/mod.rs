@@ -1,6 +1,11 @@
 //! A small WSK client written for the sim's own tests (not the product driver). It calls
 //! the sim only through wsk-sys's kernel declarations, as a driver does.
-#![allow(dead_code, clippy::missing_safety_doc, clippy::missing_panics_doc, non_snake_case)]
+#![allow(
+    dead_code,
+    clippy::missing_safety_doc,
+    clippy::missing_panics_doc,
+    non_snake_case
+)]
 
 use std::ffi::c_void;
 use std::ptr::null_mut;
@@ -13,7 +18,11 @@ pub mod probe;
 
 pub const TAG: u32 = u32::from_le_bytes(*b"Tst1");
 
-static CLIENT_DISPATCH: WSK_CLIENT_DISPATCH = WSK_CLIENT_DISPATCH { Version: MAKE_WSK_VERSION(1, 0), Reserved: 0, WskClientEvent: None };
+static CLIENT_DISPATCH: WSK_CLIENT_DISPATCH = WSK_CLIENT_DISPATCH {
+    Version: MAKE_WSK_VERSION(1, 0),
+    Reserved: 0,
+    WskClientEvent: None,
+};
 
 unsafe extern "system" fn signal_done(_dev: PDEVICE_OBJECT, _irp: PIRP, ctx: PVOID) -> NTSTATUS {
     // SAFETY: ctx is the waiter's KEVENT, alive until it has waited.
@@ -38,21 +47,51 @@ pub fn sync_call(f: impl FnOnce(PIRP) -> NTSTATUS) -> Done {
         assert!(!irp.is_null());
         let mut ev: KEVENT = std::mem::zeroed();
         KeInitializeEvent(&raw mut ev, SynchronizationEvent, FALSE);
-        IoSetCompletionRoutine(irp, Some(signal_done), (&raw mut ev).cast(), true, true, true);
+        IoSetCompletionRoutine(
+            irp,
+            Some(signal_done),
+            (&raw mut ev).cast(),
+            true,
+            true,
+            true,
+        );
         let returned = f(irp);
-        let mut timeout = LARGE_INTEGER { QuadPart: -10_000 * 10_000 }; // 10 s
-        let w = KeWaitForSingleObject((&raw mut ev).cast(), Executive, KernelMode, FALSE, &raw mut timeout);
+        let mut timeout = LARGE_INTEGER {
+            QuadPart: -10_000 * 10_000,
+        }; // 10 s
+        let w = KeWaitForSingleObject(
+            (&raw mut ev).cast(),
+            Executive,
+            KernelMode,
+            FALSE,
+            &raw mut timeout,
+        );
         assert_eq!(w, STATUS_SUCCESS, "W11: the IRP was never completed");
         let status = (*irp).IoStatus.Status;
         let info = (*irp).IoStatus.Information;
         if returned == STATUS_PENDING {
-            assert_eq!((*irp).PendingReturned, TRUE, "W12: STATUS_PENDING returned but PendingReturned FALSE");
+            assert_eq!(
+                (*irp).PendingReturned,
+                TRUE,
+                "W12: STATUS_PENDING returned but PendingReturned FALSE"
+            );
         } else {
-            assert_eq!(returned, status, "W12: inline return differs from IoStatus.Status");
-            assert_eq!((*irp).PendingReturned, FALSE, "W12: inline completion with PendingReturned TRUE");
+            assert_eq!(
+                returned, status,
+                "W12: inline return differs from IoStatus.Status"
+            );
+            assert_eq!(
+                (*irp).PendingReturned,
+                FALSE,
+                "W12: inline completion with PendingReturned TRUE"
+            );
         }
         IoFreeIrp(irp);
-        Done { returned, status, info }
+        Done {
+            returned,
+            status,
+            info,
+        }
     }
 }
 
@@ -65,15 +104,31 @@ pub struct Wsk {
 
 impl Wsk {
     pub fn open() -> Wsk {
-        let mut client_npi = Box::new(WSK_CLIENT_NPI { ClientContext: null_mut(), Dispatch: &raw const CLIENT_DISPATCH });
+        let mut client_npi = Box::new(WSK_CLIENT_NPI {
+            ClientContext: null_mut(),
+            Dispatch: &raw const CLIENT_DISPATCH,
+        });
         let mut reg = Box::new(WSK_REGISTRATION::zeroed());
-        let mut npi = WSK_PROVIDER_NPI { Client: null_mut(), Dispatch: std::ptr::null() };
+        let mut npi = WSK_PROVIDER_NPI {
+            Client: null_mut(),
+            Dispatch: std::ptr::null(),
+        };
         // SAFETY: plain registration.
         unsafe {
-            assert_eq!(WskRegister(&raw mut *client_npi, &raw mut *reg), STATUS_SUCCESS);
-            assert_eq!(WskCaptureProviderNPI(&raw mut *reg, WSK_INFINITE_WAIT, &raw mut npi), STATUS_SUCCESS);
+            assert_eq!(
+                WskRegister(&raw mut *client_npi, &raw mut *reg),
+                STATUS_SUCCESS
+            );
+            assert_eq!(
+                WskCaptureProviderNPI(&raw mut *reg, WSK_INFINITE_WAIT, &raw mut npi),
+                STATUS_SUCCESS
+            );
         }
-        Wsk { reg, npi, client_npi }
+        Wsk {
+            reg,
+            npi,
+            client_npi,
+        }
     }
 
     pub fn close(mut self) {
@@ -89,19 +144,50 @@ impl Wsk {
         unsafe { &*self.npi.Dispatch }
     }
 
-    pub fn socket(&self, family: u16, ty: u16, proto: u32, flags: u32, ctx: PVOID, dispatch: *const c_void) -> (Done, PWSK_SOCKET) {
+    pub fn socket(
+        &self,
+        family: u16,
+        ty: u16,
+        proto: u32,
+        flags: u32,
+        ctx: PVOID,
+        dispatch: *const c_void,
+    ) -> (Done, PWSK_SOCKET) {
         let f = self.dispatch().WskSocket.expect("WskSocket");
         let d = sync_call(|irp| {
             // SAFETY: valid arguments per PFN_WSK_SOCKET.
-            unsafe { f(self.npi.Client, family, ty, proto, flags, ctx, dispatch, null_mut(), null_mut(), null_mut(), irp) }
+            unsafe {
+                f(
+                    self.npi.Client,
+                    family,
+                    ty,
+                    proto,
+                    flags,
+                    ctx,
+                    dispatch,
+                    null_mut(),
+                    null_mut(),
+                    null_mut(),
+                    irp,
+                )
+            }
         });
-        let s = if d.status == STATUS_SUCCESS { d.info as PWSK_SOCKET } else { null_mut() };
+        let s = if d.status == STATUS_SUCCESS {
+            d.info as PWSK_SOCKET
+        } else {
+            null_mut()
+        };
         (d, s)
     }
 }
 
 pub fn v4(ip: [u8; 4], port: u16) -> SOCKADDR_IN {
-    SOCKADDR_IN { sin_family: AF_INET, sin_port: port.to_be(), sin_addr: IN_ADDR::from_octets(ip), sin_zero: [0; 8] }
+    SOCKADDR_IN {
+        sin_family: AF_INET,
+        sin_port: port.to_be(),
+        sin_addr: IN_ADDR::from_octets(ip),
+        sin_zero: [0; 8],
+    }
 }
 
 pub fn port_of(sa: &SOCKADDR_IN) -> u16 {
@@ -135,7 +221,14 @@ pub fn bind(s: PWSK_SOCKET, addr: &mut SOCKADDR_IN) -> Done {
 pub fn local_addr(s: PWSK_SOCKET, dgram: bool) -> (Done, SOCKADDR_IN) {
     let mut a = v4([0; 4], 0);
     // SAFETY: caller says which table.
-    let f = unsafe { if dgram { dgram_d(s).WskGetLocalAddress } else { listen_d(s).WskGetLocalAddress } }.expect("local");
+    let f = unsafe {
+        if dgram {
+            dgram_d(s).WskGetLocalAddress
+        } else {
+            listen_d(s).WskGetLocalAddress
+        }
+    }
+    .expect("local");
     // SAFETY: valid arguments.
     let d = sync_call(|irp| unsafe { f(s, (&raw mut a).cast(), irp) });
     (d, a)
@@ -149,23 +242,51 @@ pub fn close(s: PWSK_SOCKET) -> Done {
 }
 
 pub fn enable(s: PWSK_SOCKET, mask: u32) -> NTSTATUS {
-    let mut ctl = WSK_EVENT_CALLBACK_CONTROL { NpiId: &raw const NPI_WSK_INTERFACE_ID, EventMask: mask };
+    let mut ctl = WSK_EVENT_CALLBACK_CONTROL {
+        NpiId: &raw const NPI_WSK_INTERFACE_ID,
+        EventMask: mask,
+    };
     // SAFETY: basic table.
     let f = unsafe { basic(s) }.WskControlSocket.expect("control");
     // SAFETY: valid arguments; no IRP when enabling (W30).
     unsafe {
-        f(s, WskSetOption, SO_WSK_EVENT_CALLBACK, SOL_SOCKET, std::mem::size_of::<WSK_EVENT_CALLBACK_CONTROL>(), (&raw mut ctl).cast(), 0, null_mut(), null_mut(), null_mut())
+        f(
+            s,
+            WskSetOption,
+            SO_WSK_EVENT_CALLBACK,
+            SOL_SOCKET,
+            std::mem::size_of::<WSK_EVENT_CALLBACK_CONTROL>(),
+            (&raw mut ctl).cast(),
+            0,
+            null_mut(),
+            null_mut(),
+            null_mut(),
+        )
     }
 }
 
 /// Disables one event with an IRP and waits: no invocation of it after this (W33).
 pub fn disable(s: PWSK_SOCKET, event: u32) -> Done {
-    let mut ctl = WSK_EVENT_CALLBACK_CONTROL { NpiId: &raw const NPI_WSK_INTERFACE_ID, EventMask: event | WSK_EVENT_DISABLE };
+    let mut ctl = WSK_EVENT_CALLBACK_CONTROL {
+        NpiId: &raw const NPI_WSK_INTERFACE_ID,
+        EventMask: event | WSK_EVENT_DISABLE,
+    };
     // SAFETY: basic table.
     let f = unsafe { basic(s) }.WskControlSocket.expect("control");
     // SAFETY: valid arguments; the control block outlives the call (sync_call waits).
     sync_call(|irp| unsafe {
-        f(s, WskSetOption, SO_WSK_EVENT_CALLBACK, SOL_SOCKET, std::mem::size_of::<WSK_EVENT_CALLBACK_CONTROL>(), (&raw mut ctl).cast(), 0, null_mut(), null_mut(), irp)
+        f(
+            s,
+            WskSetOption,
+            SO_WSK_EVENT_CALLBACK,
+            SOL_SOCKET,
+            std::mem::size_of::<WSK_EVENT_CALLBACK_CONTROL>(),
+            (&raw mut ctl).cast(),
+            0,
+            null_mut(),
+            null_mut(),
+            irp,
+        )
     })
 }
 
@@ -195,7 +316,11 @@ impl PoolBuf {
         b
     }
     pub fn wsk_buf(&self) -> WSK_BUF {
-        WSK_BUF { Mdl: self.mdl, Offset: 0, Length: self.len }
+        WSK_BUF {
+            Mdl: self.mdl,
+            Offset: 0,
+            Length: self.len,
+        }
     }
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: `len` bytes of pool.
@@ -279,16 +404,28 @@ impl Server {
     }
 }
 
-pub static LISTEN_DISPATCH: WSK_CLIENT_LISTEN_DISPATCH = WSK_CLIENT_LISTEN_DISPATCH { WskAcceptEvent: Some(on_accept), WskInspectEvent: None, WskAbortEvent: None };
-pub static CONN_DISPATCH: WSK_CLIENT_CONNECTION_DISPATCH = WSK_CLIENT_CONNECTION_DISPATCH { WskReceiveEvent: Some(on_receive), WskDisconnectEvent: Some(on_disconnect), WskSendBacklogEvent: None };
-pub static DGRAM_DISPATCH: WSK_CLIENT_DATAGRAM_DISPATCH = WSK_CLIENT_DATAGRAM_DISPATCH { WskReceiveFromEvent: Some(on_receive_from) };
+pub static LISTEN_DISPATCH: WSK_CLIENT_LISTEN_DISPATCH = WSK_CLIENT_LISTEN_DISPATCH {
+    WskAcceptEvent: Some(on_accept),
+    WskInspectEvent: None,
+    WskAbortEvent: None,
+};
+pub static CONN_DISPATCH: WSK_CLIENT_CONNECTION_DISPATCH = WSK_CLIENT_CONNECTION_DISPATCH {
+    WskReceiveEvent: Some(on_receive),
+    WskDisconnectEvent: Some(on_disconnect),
+    WskSendBacklogEvent: None,
+};
+pub static DGRAM_DISPATCH: WSK_CLIENT_DATAGRAM_DISPATCH = WSK_CLIENT_DATAGRAM_DISPATCH {
+    WskReceiveFromEvent: Some(on_receive_from),
+};
 
 fn check_irql(flags: u32, what: &str, server: &Server) {
     // SAFETY: plain IRQL query.
     let irql = KeGetCurrentIrql();
     let flagged = flags & WSK_FLAG_AT_DISPATCH_LEVEL != 0;
     if irql > DISPATCH_LEVEL || (flagged && irql != DISPATCH_LEVEL) {
-        server.error(format!("{what}: IRQL {irql}, AT_DISPATCH flag {flagged} (W43)"));
+        server.error(format!(
+            "{what}: IRQL {irql}, AT_DISPATCH flag {flagged} (W43)"
+        ));
     }
 }
 
@@ -342,7 +479,12 @@ unsafe extern "system" fn on_send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVO
     let server = unsafe { &*conn.server };
     // SAFETY: completed IRP.
     let st = unsafe { (*irp).IoStatus.Status };
-    if st != STATUS_SUCCESS && st != STATUS_CANCELLED && st != STATUS_CONNECTION_RESET && st != STATUS_CONNECTION_ABORTED && !server.tolerate_failures.load(Ordering::SeqCst) {
+    if st != STATUS_SUCCESS
+        && st != STATUS_CANCELLED
+        && st != STATUS_CONNECTION_RESET
+        && st != STATUS_CONNECTION_ABORTED
+        && !server.tolerate_failures.load(Ordering::SeqCst)
+    {
         server.error(format!("send completed with {st:#x}"));
     }
     if let Some(b) = sc.buf {
@@ -391,7 +533,14 @@ fn start_close(conn: *const Conn) {
     // SAFETY: async close with its own IRP; the Conn is freed in its completion.
     unsafe {
         let irp = IoAllocateIrp(1, FALSE);
-        IoSetCompletionRoutine(irp, Some(on_close_done), conn.cast_mut().cast(), true, true, true);
+        IoSetCompletionRoutine(
+            irp,
+            Some(on_close_done),
+            conn.cast_mut().cast(),
+            true,
+            true,
+            true,
+        );
         (basic(sock).WskCloseSocket.expect("close"))(sock, irp);
     }
 }
@@ -405,7 +554,13 @@ fn request_close(conn: *const Conn) {
     }
 }
 
-unsafe extern "system" fn on_receive(ctx: PVOID, flags: ULONG, ind: PWSK_DATA_INDICATION, bytes: SIZE_T, _accepted: *mut SIZE_T) -> NTSTATUS {
+unsafe extern "system" fn on_receive(
+    ctx: PVOID,
+    flags: ULONG,
+    ind: PWSK_DATA_INDICATION,
+    bytes: SIZE_T,
+    _accepted: *mut SIZE_T,
+) -> NTSTATUS {
     let conn = ctx as *const Conn;
     // SAFETY: live while the socket is open.
     let c = unsafe { &*conn };
@@ -432,12 +587,18 @@ unsafe extern "system" fn on_receive(ctx: PVOID, flags: ULONG, ind: PWSK_DATA_IN
             cur = (*cur).Next;
         }
         if total != bytes {
-            server.error(format!("BytesIndicated {bytes} != list total {total} (W51)"));
+            server.error(format!(
+                "BytesIndicated {bytes} != list total {total} (W51)"
+            ));
         }
         let zero_copy = server.zero_copy && flags & WSK_FLAG_RELEASE_ASAP == 0;
         // One reference per send plus one for this callback: the list is released by
         // whoever finishes last, and never before the callback has returned PENDING.
-        let refs: *const AtomicUsize = if zero_copy { Box::into_raw(Box::new(AtomicUsize::new(n + 1))) } else { std::ptr::null() };
+        let refs: *const AtomicUsize = if zero_copy {
+            Box::into_raw(Box::new(AtomicUsize::new(n + 1)))
+        } else {
+            std::ptr::null()
+        };
         let mut cur = ind;
         while !cur.is_null() {
             let irp = IoAllocateIrp(1, FALSE);
@@ -448,7 +609,13 @@ unsafe extern "system" fn on_receive(ctx: PVOID, flags: ULONG, ind: PWSK_DATA_IN
                 let b = PoolBuf::from(&data);
                 (b.wsk_buf(), Some(b))
             };
-            let sc = Box::into_raw(Box::new(SendCtx { irp, buf, conn, list: if zero_copy { ind } else { null_mut() }, list_refs: refs }));
+            let sc = Box::into_raw(Box::new(SendCtx {
+                irp,
+                buf,
+                conn,
+                list: if zero_copy { ind } else { null_mut() },
+                list_refs: refs,
+            }));
             c.inflight.fetch_add(1, Ordering::SeqCst);
             IoSetCompletionRoutine(irp, Some(on_send_done), sc.cast(), true, true, true);
             (conn_d(sock).WskSend.expect("send"))(sock, &raw mut wb, 0, irp);
@@ -490,7 +657,10 @@ unsafe extern "system" fn on_udp_sent(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOI
     let server = unsafe { &*u.server };
     // SAFETY: completed IRP.
     let st = unsafe { (*irp).IoStatus.Status };
-    if st != STATUS_SUCCESS && st != STATUS_CANCELLED && !server.tolerate_failures.load(Ordering::SeqCst) {
+    if st != STATUS_SUCCESS
+        && st != STATUS_CANCELLED
+        && !server.tolerate_failures.load(Ordering::SeqCst)
+    {
         server.error(format!("sendto completed with {st:#x}"));
     }
     if let Some(b) = u.buf {
@@ -513,7 +683,11 @@ unsafe extern "system" fn on_udp_sent(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOI
     STATUS_MORE_PROCESSING_REQUIRED
 }
 
-unsafe extern "system" fn on_receive_from(ctx: PVOID, flags: ULONG, ind: PWSK_DATAGRAM_INDICATION) -> NTSTATUS {
+unsafe extern "system" fn on_receive_from(
+    ctx: PVOID,
+    flags: ULONG,
+    ind: PWSK_DATAGRAM_INDICATION,
+) -> NTSTATUS {
     // SAFETY: ctx is the Server.
     let server = unsafe { &*(ctx as *const Server) };
     check_irql(flags, "WskReceiveFromEvent", server);
@@ -535,7 +709,11 @@ unsafe extern "system" fn on_receive_from(ctx: PVOID, flags: ULONG, ind: PWSK_DA
             let next = (*cur).Next;
             server.dgrams.fetch_add(1, Ordering::SeqCst);
             let mut addr: SOCKADDR_IN6 = std::mem::zeroed();
-            std::ptr::copy_nonoverlapping((*cur).RemoteAddress.cast::<u8>(), (&raw mut addr).cast::<u8>(), std::mem::size_of::<SOCKADDR_IN>());
+            std::ptr::copy_nonoverlapping(
+                (*cur).RemoteAddress.cast::<u8>(),
+                (&raw mut addr).cast::<u8>(),
+                std::mem::size_of::<SOCKADDR_IN>(),
+            );
             let irp = IoAllocateIrp(1, FALSE);
             let (mut wb, buf, list) = if server.zero_copy {
                 ((*cur).Buffer, None, ind)
@@ -544,10 +722,24 @@ unsafe extern "system" fn on_receive_from(ctx: PVOID, flags: ULONG, ind: PWSK_DA
                 let b = PoolBuf::from(&data);
                 (b.wsk_buf(), Some(b), null_mut())
             };
-            let u = Box::into_raw(Box::new(UdpSend { buf, addr, server, list, refs }));
+            let u = Box::into_raw(Box::new(UdpSend {
+                buf,
+                addr,
+                server,
+                list,
+                refs,
+            }));
             server.inflight_udp.fetch_add(1, Ordering::SeqCst);
             IoSetCompletionRoutine(irp, Some(on_udp_sent), u.cast(), true, true, true);
-            (dgram_d(sock).WskSendTo.expect("sendto"))(sock, &raw mut wb, 0, (&raw mut (*u).addr).cast(), 0, null_mut(), irp);
+            (dgram_d(sock).WskSendTo.expect("sendto"))(
+                sock,
+                &raw mut wb,
+                0,
+                (&raw mut (*u).addr).cast(),
+                0,
+                null_mut(),
+                irp,
+            );
             cur = next;
         }
         if server.zero_copy && (*refs).fetch_sub(1, Ordering::SeqCst) != 1 {
@@ -562,11 +754,21 @@ unsafe extern "system" fn on_receive_from(ctx: PVOID, flags: ULONG, ind: PWSK_DA
 
 /// Opens a TCP echo listener on 127.0.0.1:0 with inherited connection events.
 pub fn tcp_echo_listener(wsk: &Wsk, server: &Server) -> (PWSK_SOCKET, u16) {
-    let (d, ls) = wsk.socket(AF_INET, SOCK_STREAM, IPPROTO_TCP, WSK_FLAG_LISTEN_SOCKET, std::ptr::from_ref(server).cast_mut().cast(), (&raw const LISTEN_DISPATCH).cast());
+    let (d, ls) = wsk.socket(
+        AF_INET,
+        SOCK_STREAM,
+        IPPROTO_TCP,
+        WSK_FLAG_LISTEN_SOCKET,
+        std::ptr::from_ref(server).cast_mut().cast(),
+        (&raw const LISTEN_DISPATCH).cast(),
+    );
     assert_eq!(d.status, STATUS_SUCCESS);
     let mut a = v4([127, 0, 0, 1], 0);
     assert_eq!(bind(ls, &mut a).status, STATUS_SUCCESS);
-    assert_eq!(enable(ls, WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT), STATUS_SUCCESS);
+    assert_eq!(
+        enable(ls, WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT),
+        STATUS_SUCCESS
+    );
     assert_eq!(enable(ls, WSK_EVENT_ACCEPT), STATUS_SUCCESS);
     let (d, la) = local_addr(ls, false);
     assert_eq!(d.status, STATUS_SUCCESS);
@@ -575,7 +777,14 @@ pub fn tcp_echo_listener(wsk: &Wsk, server: &Server) -> (PWSK_SOCKET, u16) {
 
 /// Opens a UDP echo socket on 127.0.0.1:0.
 pub fn udp_echo_socket(wsk: &Wsk, server: &Server) -> (PWSK_SOCKET, u16) {
-    let (d, s) = wsk.socket(AF_INET, SOCK_DGRAM, IPPROTO_UDP, WSK_FLAG_DATAGRAM_SOCKET, std::ptr::from_ref(server).cast_mut().cast(), (&raw const DGRAM_DISPATCH).cast());
+    let (d, s) = wsk.socket(
+        AF_INET,
+        SOCK_DGRAM,
+        IPPROTO_UDP,
+        WSK_FLAG_DATAGRAM_SOCKET,
+        std::ptr::from_ref(server).cast_mut().cast(),
+        (&raw const DGRAM_DISPATCH).cast(),
+    );
     assert_eq!(d.status, STATUS_SUCCESS);
     server.dgram_sock.store(s, Ordering::SeqCst);
     let mut a = v4([127, 0, 0, 1], 0);
@@ -590,7 +799,10 @@ pub fn udp_echo_socket(wsk: &Wsk, server: &Server) -> (PWSK_SOCKET, u16) {
 pub fn wait_until(what: &str, secs: u64, f: impl Fn() -> bool) {
     let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     while !f() {
-        assert!(std::time::Instant::now() < end, "timed out waiting for {what}");
+        assert!(
+            std::time::Instant::now() < end,
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }

@@ -14,12 +14,37 @@ use super::*;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ev {
-    Receive { ctx: usize, flags: u32, data: Vec<u8>, head: usize, irql: u8 },
-    NullReceive { ctx: usize },
-    Disconnect { ctx: usize, flags: u32 },
-    Backlog { ctx: usize, size: usize },
-    Accept { ctx: usize, flags: u32 },
-    ReceiveFrom { ctx: usize, flags: u32, data: Vec<Vec<u8>>, head: usize },
+    Receive {
+        ctx: usize,
+        flags: u32,
+        data: Vec<u8>,
+        head: usize,
+        irql: u8,
+    },
+    NullReceive {
+        ctx: usize,
+    },
+    Disconnect {
+        ctx: usize,
+        flags: u32,
+    },
+    Backlog {
+        ctx: usize,
+        size: usize,
+    },
+    Accept {
+        ctx: usize,
+        flags: u32,
+    },
+    NullAccept {
+        ctx: usize,
+    },
+    ReceiveFrom {
+        ctx: usize,
+        flags: u32,
+        data: Vec<Vec<u8>>,
+        head: usize,
+    },
 }
 
 pub static EVENTS: Mutex<Vec<Ev>> = Mutex::new(Vec::new());
@@ -38,6 +63,8 @@ pub static RECEIVE_SLEEP_MS: AtomicU32 = AtomicU32::new(0);
 /// A control call to make from inside the next receive callback: disable RECEIVE (W33).
 pub static DISABLE_IN_RECEIVE: Mutex<Option<usize>> = Mutex::new(None);
 pub static DISABLE_RESULT: Mutex<Option<NTSTATUS>> = Mutex::new(None);
+/// Host threads receive callbacks ran on (W44).
+pub static RECEIVE_THREADS: Mutex<Vec<std::thread::ThreadId>> = Mutex::new(Vec::new());
 
 pub const ACCEPTED_CTX: usize = 0xACC0;
 
@@ -53,6 +80,7 @@ pub fn reset() {
     RECEIVE_SLEEP_MS.store(0, Ordering::SeqCst);
     *DISABLE_IN_RECEIVE.lock().unwrap() = None;
     *DISABLE_RESULT.lock().unwrap() = None;
+    RECEIVE_THREADS.lock().unwrap().clear();
 }
 
 pub fn events() -> Vec<Ev> {
@@ -61,25 +89,70 @@ pub fn events() -> Vec<Ev> {
 
 /// Receive-side events only (the probe also records accepts).
 pub fn data_events() -> Vec<Ev> {
-    events().into_iter().filter(|e| !matches!(e, Ev::Accept { .. })).collect()
+    events()
+        .into_iter()
+        .filter(|e| !matches!(e, Ev::Accept { .. } | Ev::NullAccept { .. }))
+        .collect()
 }
 
 pub fn received_bytes() -> Vec<u8> {
     events()
         .into_iter()
-        .filter_map(|e| if let Ev::Receive { data, .. } = e { Some(data) } else { None })
+        .filter_map(|e| {
+            if let Ev::Receive { data, .. } = e {
+                Some(data)
+            } else {
+                None
+            }
+        })
         .flatten()
         .collect()
 }
 
-pub static LISTEN: WSK_CLIENT_LISTEN_DISPATCH = WSK_CLIENT_LISTEN_DISPATCH { WskAcceptEvent: Some(accept), WskInspectEvent: None, WskAbortEvent: None };
-pub static CONN: WSK_CLIENT_CONNECTION_DISPATCH = WSK_CLIENT_CONNECTION_DISPATCH { WskReceiveEvent: Some(receive), WskDisconnectEvent: Some(disconnect), WskSendBacklogEvent: Some(backlog) };
-pub static CONN_NO_BACKLOG: WSK_CLIENT_CONNECTION_DISPATCH = WSK_CLIENT_CONNECTION_DISPATCH { WskReceiveEvent: Some(receive), WskDisconnectEvent: Some(disconnect), WskSendBacklogEvent: None };
-pub static DGRAM: WSK_CLIENT_DATAGRAM_DISPATCH = WSK_CLIENT_DATAGRAM_DISPATCH { WskReceiveFromEvent: Some(receive_from) };
+pub static LISTEN: WSK_CLIENT_LISTEN_DISPATCH = WSK_CLIENT_LISTEN_DISPATCH {
+    WskAcceptEvent: Some(accept),
+    WskInspectEvent: None,
+    WskAbortEvent: None,
+};
+pub static CONN: WSK_CLIENT_CONNECTION_DISPATCH = WSK_CLIENT_CONNECTION_DISPATCH {
+    WskReceiveEvent: Some(receive),
+    WskDisconnectEvent: Some(disconnect),
+    WskSendBacklogEvent: Some(backlog),
+};
+pub static CONN_NO_BACKLOG: WSK_CLIENT_CONNECTION_DISPATCH = WSK_CLIENT_CONNECTION_DISPATCH {
+    WskReceiveEvent: Some(receive),
+    WskDisconnectEvent: Some(disconnect),
+    WskSendBacklogEvent: None,
+};
+pub static DGRAM: WSK_CLIENT_DATAGRAM_DISPATCH = WSK_CLIENT_DATAGRAM_DISPATCH {
+    WskReceiveFromEvent: Some(receive_from),
+};
 
-unsafe extern "system" fn accept(ctx: PVOID, flags: ULONG, _l: PSOCKADDR, _r: PSOCKADDR, s: PWSK_SOCKET, actx: *mut PVOID, adisp: *mut *const WSK_CLIENT_CONNECTION_DISPATCH) -> NTSTATUS {
-    EVENTS.lock().unwrap().push(Ev::Accept { ctx: ctx as usize, flags });
-    let st = ACCEPT_SCRIPT.lock().unwrap().pop_front().unwrap_or(STATUS_SUCCESS);
+unsafe extern "system" fn accept(
+    ctx: PVOID,
+    flags: ULONG,
+    _l: PSOCKADDR,
+    _r: PSOCKADDR,
+    s: PWSK_SOCKET,
+    actx: *mut PVOID,
+    adisp: *mut *const WSK_CLIENT_CONNECTION_DISPATCH,
+) -> NTSTATUS {
+    if s.is_null() {
+        EVENTS
+            .lock()
+            .unwrap()
+            .push(Ev::NullAccept { ctx: ctx as usize });
+        return STATUS_SUCCESS;
+    }
+    EVENTS.lock().unwrap().push(Ev::Accept {
+        ctx: ctx as usize,
+        flags,
+    });
+    let st = ACCEPT_SCRIPT
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or(STATUS_SUCCESS);
     if st == STATUS_SUCCESS && !s.is_null() {
         // SAFETY: the provider's out-parameters.
         unsafe {
@@ -95,7 +168,20 @@ unsafe extern "system" fn accept(ctx: PVOID, flags: ULONG, _l: PSOCKADDR, _r: PS
     st
 }
 
-unsafe extern "system" fn receive(ctx: PVOID, flags: ULONG, ind: PWSK_DATA_INDICATION, _bytes: SIZE_T, accepted: *mut SIZE_T) -> NTSTATUS {
+unsafe extern "system" fn receive(
+    ctx: PVOID,
+    flags: ULONG,
+    ind: PWSK_DATA_INDICATION,
+    _bytes: SIZE_T,
+    accepted: *mut SIZE_T,
+) -> NTSTATUS {
+    {
+        let mut t = RECEIVE_THREADS.lock().unwrap();
+        let id = std::thread::current().id();
+        if !t.contains(&id) {
+            t.push(id);
+        }
+    }
     let now = IN_RECEIVE.fetch_add(1, Ordering::SeqCst) + 1;
     MAX_IN_RECEIVE.fetch_max(now, Ordering::SeqCst);
     let ms = RECEIVE_SLEEP_MS.load(Ordering::SeqCst);
@@ -103,7 +189,10 @@ unsafe extern "system" fn receive(ctx: PVOID, flags: ULONG, ind: PWSK_DATA_INDIC
         std::thread::sleep(std::time::Duration::from_millis(u64::from(ms)));
     }
     if ind.is_null() {
-        EVENTS.lock().unwrap().push(Ev::NullReceive { ctx: ctx as usize });
+        EVENTS
+            .lock()
+            .unwrap()
+            .push(Ev::NullReceive { ctx: ctx as usize });
         IN_RECEIVE.fetch_sub(1, Ordering::SeqCst);
         return STATUS_SUCCESS;
     }
@@ -116,15 +205,41 @@ unsafe extern "system" fn receive(ctx: PVOID, flags: ULONG, ind: PWSK_DATA_INDIC
             cur = (*cur).Next;
         }
     }
-    EVENTS.lock().unwrap().push(Ev::Receive { ctx: ctx as usize, flags, data, head: ind as usize, irql: KeGetCurrentIrql() });
+    EVENTS.lock().unwrap().push(Ev::Receive {
+        ctx: ctx as usize,
+        flags,
+        data,
+        head: ind as usize,
+        irql: KeGetCurrentIrql(),
+    });
     if let Some(sock) = DISABLE_IN_RECEIVE.lock().unwrap().take() {
-        let mut ctl = WSK_EVENT_CALLBACK_CONTROL { NpiId: &raw const NPI_WSK_INTERFACE_ID, EventMask: WSK_EVENT_RECEIVE | WSK_EVENT_DISABLE };
+        let mut ctl = WSK_EVENT_CALLBACK_CONTROL {
+            NpiId: &raw const NPI_WSK_INTERFACE_ID,
+            EventMask: WSK_EVENT_RECEIVE | WSK_EVENT_DISABLE,
+        };
         let s = sock as PWSK_SOCKET;
         // SAFETY: disabling without an IRP from inside the callback.
-        let st = unsafe { (basic(s).WskControlSocket.unwrap())(s, WskSetOption, SO_WSK_EVENT_CALLBACK, SOL_SOCKET, std::mem::size_of_val(&ctl), (&raw mut ctl).cast(), 0, null_mut(), null_mut(), null_mut()) };
+        let st = unsafe {
+            (basic(s).WskControlSocket.unwrap())(
+                s,
+                WskSetOption,
+                SO_WSK_EVENT_CALLBACK,
+                SOL_SOCKET,
+                std::mem::size_of_val(&ctl),
+                (&raw mut ctl).cast(),
+                0,
+                null_mut(),
+                null_mut(),
+                null_mut(),
+            )
+        };
         *DISABLE_RESULT.lock().unwrap() = Some(st);
     }
-    let (st, acc) = RECV_SCRIPT.lock().unwrap().pop_front().unwrap_or((STATUS_SUCCESS, None));
+    let (st, acc) = RECV_SCRIPT
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or((STATUS_SUCCESS, None));
     if let Some(a) = acc {
         // SAFETY: the provider's out-parameter.
         unsafe { *accepted = a };
@@ -134,16 +249,26 @@ unsafe extern "system" fn receive(ctx: PVOID, flags: ULONG, ind: PWSK_DATA_INDIC
 }
 
 unsafe extern "system" fn disconnect(ctx: PVOID, flags: ULONG) -> NTSTATUS {
-    EVENTS.lock().unwrap().push(Ev::Disconnect { ctx: ctx as usize, flags });
+    EVENTS.lock().unwrap().push(Ev::Disconnect {
+        ctx: ctx as usize,
+        flags,
+    });
     STATUS_SUCCESS
 }
 
 unsafe extern "system" fn backlog(ctx: PVOID, size: SIZE_T) -> NTSTATUS {
-    EVENTS.lock().unwrap().push(Ev::Backlog { ctx: ctx as usize, size });
+    EVENTS.lock().unwrap().push(Ev::Backlog {
+        ctx: ctx as usize,
+        size,
+    });
     STATUS_SUCCESS
 }
 
-unsafe extern "system" fn receive_from(ctx: PVOID, flags: ULONG, ind: PWSK_DATAGRAM_INDICATION) -> NTSTATUS {
+unsafe extern "system" fn receive_from(
+    ctx: PVOID,
+    flags: ULONG,
+    ind: PWSK_DATAGRAM_INDICATION,
+) -> NTSTATUS {
     let mut data = Vec::new();
     let mut cur = ind;
     while !cur.is_null() {
@@ -153,14 +278,30 @@ unsafe extern "system" fn receive_from(ctx: PVOID, flags: ULONG, ind: PWSK_DATAG
             cur = (*cur).Next;
         }
     }
-    EVENTS.lock().unwrap().push(Ev::ReceiveFrom { ctx: ctx as usize, flags, data, head: ind as usize });
-    RECVFROM_SCRIPT.lock().unwrap().pop_front().unwrap_or(STATUS_SUCCESS)
+    EVENTS.lock().unwrap().push(Ev::ReceiveFrom {
+        ctx: ctx as usize,
+        flags,
+        data,
+        head: ind as usize,
+    });
+    RECVFROM_SCRIPT
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or(STATUS_SUCCESS)
 }
 
 /// A probe listener on 127.0.0.1:0 with `inherit` connection events enabled for accepted
 /// sockets and WSK_EVENT_ACCEPT on.
 pub fn listener(wsk: &Wsk, inherit: u32) -> (PWSK_SOCKET, u16) {
-    let (d, ls) = wsk.socket(AF_INET, SOCK_STREAM, IPPROTO_TCP, WSK_FLAG_LISTEN_SOCKET, 0x1157 as PVOID, (&raw const LISTEN).cast());
+    let (d, ls) = wsk.socket(
+        AF_INET,
+        SOCK_STREAM,
+        IPPROTO_TCP,
+        WSK_FLAG_LISTEN_SOCKET,
+        0x1157 as PVOID,
+        (&raw const LISTEN).cast(),
+    );
     assert_eq!(d.status, STATUS_SUCCESS);
     let mut a = v4([127, 0, 0, 1], 0);
     assert_eq!(bind(ls, &mut a).status, STATUS_SUCCESS);
@@ -176,7 +317,8 @@ pub fn listener(wsk: &Wsk, inherit: u32) -> (PWSK_SOCKET, u16) {
 pub fn accepted_pair(wsk: &Wsk, inherit: u32) -> (PWSK_SOCKET, PWSK_SOCKET, TcpStream) {
     let (ls, port) = listener(wsk, inherit);
     let peer = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    peer.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
     wait_until("accept event", 5, || !ACCEPTED.lock().unwrap().is_empty());
     let s = ACCEPTED.lock().unwrap()[0] as PWSK_SOCKET;
     (ls, s, peer)

@@ -89,6 +89,16 @@ pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     cvt_size(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) })
 }
 
+/// TCP only: takes up to `buf.len()` bytes off the socket without copying them (MSG_TRUNC, see
+/// tcp(7)); returns how many were dropped. The buffer is passed only so that the call stays
+/// valid even if a kernel ever did copy.
+pub(crate) fn recv_drop(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is writable for `buf.len()` bytes; `fd` is an open TCP socket.
+    cvt_size(unsafe {
+        libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT | libc::MSG_TRUNC)
+    })
+}
+
 pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // MSG_NOSIGNAL: a peer that went away is an EPIPE to handle, not a SIGPIPE killing us.
     // SAFETY: `buf` is readable for `buf.len()` bytes; `fd` is an open socket.

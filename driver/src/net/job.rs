@@ -1,0 +1,252 @@
+//! Outbound load job (kernel-side load generation): N TCP connections made with
+//! WskSocketConnect to a target, each running the source pattern (send only) or an echo client
+//! (one message of the source pattern at a time, echo verified byte for byte), for a duration.
+//! Started through the control ABI. Connection contexts come from the same pre-sized pool as
+//! accepted connections (the pool limit covers both). UDP jobs are not implemented.
+
+use core::net::SocketAddr;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
+
+use control::config::Proto;
+use control::ioctl::{JobState, LoadJob, LoadPattern, LoadStatus};
+use wsk_sys::{NTSTATUS, STATUS_NOT_SUPPORTED, STATUS_INSUFFICIENT_RESOURCES, SOCK_STREAM, IPPROTO_TCP, PDEVICE_OBJECT, PIRP, PVOID, NT_SUCCESS, STATUS_MORE_PROCESSING_REQUIRED, WSK_SOCKET, WSK_EVENT_RECEIVE, WSK_EVENT_DISCONNECT};
+
+use super::addr::SockAddrBuf;
+use super::conn::{self, Conn};
+use super::{enable_events, Driver};
+use crate::kernel::irp;
+use crate::service::source::PATTERN_LEN;
+use crate::service::tcp::Mode;
+use crate::stats::Counter;
+
+pub struct Job {
+    pub id: AtomicU32,
+    pub state: AtomicU32,
+    pub spec: crate::kernel::lock::SpinLock<Option<LoadJob>>,
+    pub started: AtomicU64,
+    pub deadline: AtomicU64,
+    pub open: AtomicU32,
+    pub connect_failures: AtomicU32,
+    pub first_error: AtomicI32,
+    pub messages_sent: AtomicU64,
+    pub messages_received: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub verify_failures: AtomicU64,
+    pub stop_requested: AtomicBool,
+}
+
+impl Job {
+    pub const fn new() -> Self {
+        Self {
+            id: AtomicU32::new(0),
+            state: AtomicU32::new(JobState::Idle as u32),
+            spec: crate::kernel::lock::SpinLock::new(None),
+            started: AtomicU64::new(0),
+            deadline: AtomicU64::new(0),
+            open: AtomicU32::new(0),
+            connect_failures: AtomicU32::new(0),
+            first_error: AtomicI32::new(0),
+            messages_sent: AtomicU64::new(0),
+            messages_received: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            bytes_received: AtomicU64::new(0),
+            verify_failures: AtomicU64::new(0),
+            stop_requested: AtomicBool::new(false),
+        }
+    }
+
+    fn state(&self) -> JobState {
+        match self.state.load(Ordering::SeqCst) {
+            1 => JobState::Running,
+            2 => JobState::Stopping,
+            3 => JobState::Finished,
+            4 => JobState::Failed,
+            _ => JobState::Idle,
+        }
+    }
+
+    fn fail(&self, st: NTSTATUS) {
+        let _ = self.first_error.compare_exchange(0, st, Ordering::SeqCst, Ordering::SeqCst);
+    }
+}
+
+impl Default for Job {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Starts a job. PASSIVE_LEVEL (control path). Returns its id.
+///
+/// # Safety
+/// Captured provider; `d` the loaded driver.
+pub unsafe fn start(d: &Driver, job: &LoadJob) -> Result<u32, NTSTATUS> {
+    let j = &d.job;
+    if matches!(j.state(), JobState::Running | JobState::Stopping) {
+        return Err(STATUS_DEVICE_BUSY_NT);
+    }
+    if job.proto != Proto::Tcp {
+        return Err(STATUS_NOT_SUPPORTED);
+    }
+    let msg = job.message_size as usize;
+    if job.pattern == LoadPattern::Echo && msg > PATTERN_LEN {
+        // One message is one send of the shared pattern block.
+        return Err(STATUS_NOT_SUPPORTED);
+    }
+    let mode = match job.pattern {
+        LoadPattern::Echo => Mode::EchoClient { msg },
+        LoadPattern::Source => Mode::Source,
+    };
+    let id = j.id.fetch_add(1, Ordering::SeqCst) + 1;
+    *j.spec.lock() = Some(*job);
+    for c in [&j.messages_sent, &j.messages_received, &j.bytes_sent, &j.bytes_received, &j.verify_failures] {
+        c.store(0, Ordering::SeqCst);
+    }
+    j.open.store(0, Ordering::SeqCst);
+    j.connect_failures.store(0, Ordering::SeqCst);
+    j.first_error.store(0, Ordering::SeqCst);
+    j.stop_requested.store(false, Ordering::SeqCst);
+    let now = d.now();
+    j.started.store(now, Ordering::SeqCst);
+    j.deadline.store(now + u64::from(job.duration_ms) * d.perf_freq / 1000, Ordering::SeqCst);
+    j.state.store(JobState::Running as u32, Ordering::SeqCst);
+    let remote = SocketAddr::new(job.target, job.port);
+    for _ in 0..job.connections {
+        // SAFETY: captured provider.
+        if let Err(st) = unsafe { connect_one(d, remote, mode) } {
+            j.connect_failures.fetch_add(1, Ordering::SeqCst);
+            d.count(Counter::OutboundFailures, 1);
+            j.fail(st);
+        }
+    }
+    Ok(id)
+}
+
+const STATUS_DEVICE_BUSY_NT: NTSTATUS = control::ioctl::status::STATUS_DEVICE_BUSY;
+
+unsafe fn connect_one(d: &Driver, remote: SocketAddr, mode: Mode) -> Result<(), NTSTATUS> {
+    // SAFETY: attach with no socket yet: the context is ours until published below.
+    let c = unsafe { Conn::attach_outbound(d, mode) }.ok_or(STATUS_INSUFFICIENT_RESOURCES)?;
+    let Some(sc) = d.provider().WskSocketConnect else {
+        // SAFETY: never published.
+        unsafe { conn::release_unconnected(c) };
+        return Err(STATUS_NOT_SUPPORTED);
+    };
+    let local_ip = if remote.is_ipv4() {
+        core::net::IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED)
+    } else {
+        core::net::IpAddr::V6(core::net::Ipv6Addr::UNSPECIFIED)
+    };
+    // SAFETY: c is ours; the address buffers live in the context until the IRP completes.
+    unsafe {
+        (*c).local = SockAddrBuf::from_socket_addr(SocketAddr::new(local_ip, 0));
+        (*c).remote = SockAddrBuf::from_socket_addr(remote);
+        irp::arm((*c).rx_irp, connect_done, c.cast());
+        sc(
+            d.provider.Client,
+            SOCK_STREAM,
+            IPPROTO_TCP,
+            (*c).local.as_sockaddr(),
+            (*c).remote.as_sockaddr(),
+            0,
+            c.cast(),
+            conn::dispatch(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            (*c).rx_irp,
+        );
+    }
+    Ok(())
+}
+
+/// WskSocketConnect completion. IRQL <= DISPATCH_LEVEL.
+unsafe extern "system" fn connect_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
+    let c = ctx.cast::<Conn>();
+    // SAFETY: completed IRP; pooled context.
+    let (status, info) = unsafe { irp::result(irp) };
+    // SAFETY: pooled context.
+    let d = unsafe { &*(*c).drv };
+    if !NT_SUCCESS(status) {
+        d.job.connect_failures.fetch_add(1, Ordering::SeqCst);
+        d.job.fail(status);
+        d.count(Counter::OutboundFailures, 1);
+        // SAFETY: no socket exists (C19: Information is a socket only on success).
+        unsafe { conn::release_unconnected(c) };
+        return STATUS_MORE_PROCESSING_REQUIRED;
+    }
+    let sock = info as *mut WSK_SOCKET;
+    d.count(Counter::OutboundConnects, 1);
+    d.job.open.fetch_add(1, Ordering::SeqCst);
+    // SAFETY: the connected socket; events enabled only after connect (C26, W31), the context
+    // complete before that.
+    unsafe {
+        conn::publish_socket(c, sock);
+        let st = enable_events(sock, WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT);
+        if !NT_SUCCESS(st) || d.stopping.load(Ordering::SeqCst) || d.job.stop_requested.load(Ordering::SeqCst) {
+            (*c).st.lock().abort();
+        }
+        conn::pump(c);
+    }
+    STATUS_MORE_PROCESSING_REQUIRED
+}
+
+/// Ends the job's connections gracefully (no new messages, FIN after the last send).
+/// PASSIVE_LEVEL (control path or housekeeper).
+pub fn stop(d: &Driver) {
+    let j = &d.job;
+    if j.state() != JobState::Running {
+        return;
+    }
+    j.stop_requested.store(true, Ordering::SeqCst);
+    // The graceful phase is bounded from now (see tick).
+    j.deadline.store(d.now(), Ordering::SeqCst);
+    j.state.store(JobState::Stopping as u32, Ordering::SeqCst);
+    d.conns.shutdown_where(false, |c| c.job);
+}
+
+/// Housekeeping: deadline and completion. PASSIVE_LEVEL.
+pub fn tick(d: &Driver) {
+    let j = &d.job;
+    match j.state() {
+        JobState::Running if d.now() >= j.deadline.load(Ordering::SeqCst) => stop(d),
+        JobState::Stopping
+            if d.now() >= j.deadline.load(Ordering::SeqCst) + u64::from(d.cfg.limits.disconnect_timeout_ms) * d.perf_freq / 1000
+                && d.conns.count_where(|c| c.job) > 0 =>
+        {
+            // Graceful close bounded (C34): whatever is left is aborted.
+            d.conns.shutdown_where(true, |c| c.job);
+        }
+        JobState::Stopping if d.conns.count_where(|c| c.job) == 0 => {
+            let failed = j.open.load(Ordering::SeqCst) == 0 && j.connect_failures.load(Ordering::SeqCst) > 0;
+            j.state.store(if failed { JobState::Failed } else { JobState::Finished } as u32, Ordering::SeqCst);
+        }
+        JobState::Running if j.open.load(Ordering::SeqCst) == 0 && d.conns.count_where(|c| c.job) == 0 => {
+            // Every connect failed.
+            j.state.store(JobState::Failed as u32, Ordering::SeqCst);
+        }
+        _ => {}
+    }
+}
+
+pub fn status(d: &Driver) -> LoadStatus {
+    let j = &d.job;
+    let started = j.started.load(Ordering::SeqCst);
+    let elapsed = if j.state() == JobState::Idle { 0 } else { d.now().saturating_sub(started) * 1000 / d.perf_freq.max(1) };
+    LoadStatus {
+        job_id: j.id.load(Ordering::SeqCst),
+        state: j.state(),
+        last_status: j.first_error.load(Ordering::SeqCst),
+        elapsed_ms: elapsed.min(u64::from(u32::MAX)) as u32,
+        connections_open: d.conns.count_where(|c| c.job && !c.socket.is_null()) as u32,
+        connect_failures: j.connect_failures.load(Ordering::SeqCst),
+        messages_sent: j.messages_sent.load(Ordering::SeqCst),
+        messages_received: j.messages_received.load(Ordering::SeqCst),
+        bytes_sent: j.bytes_sent.load(Ordering::SeqCst),
+        bytes_received: j.bytes_received.load(Ordering::SeqCst),
+        verify_failures: j.verify_failures.load(Ordering::SeqCst),
+        job: *j.spec.lock(),
+    }
+}
