@@ -450,8 +450,13 @@ unsafe extern "system" fn receive_from_event(ctx: PVOID, _flags: ULONG, list: *m
             drv.count(Counter::UdpDropRate, 1);
             continue;
         }
-        // SAFETY: valid buffer.
-        let (head, hn) = unsafe { head_of(&buf) };
+        // Only sockperf looks at the bytes (its header).
+        let (head, hn) = if u.service == Service::Sockperf {
+            // SAFETY: valid buffer.
+            unsafe { head_of(&buf) }
+        } else {
+            ([0u8; HEADER_LEN], 0)
+        };
         let verdict = udp_verdict(u.service, &head[..hn], len);
         if verdict == UdpVerdict::Drop {
             if u.service != Service::Discard {

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use worker::{Bound, Shared2};
+use worker::{Bound, WorkerCtx};
 
 pub(super) struct Running {
     threads: Vec<JoinHandle<io::Result<()>>>,
@@ -167,7 +167,7 @@ pub(super) fn start(
     for (id, bound) in per_worker.into_iter().enumerate() {
         let waker = Arc::new(sys::Waker::new()?);
         wakers.push(waker.clone());
-        let sh = Shared2 {
+        let sh = WorkerCtx {
             stats: stats.clone(),
             stop: stop.clone(),
             waker,

@@ -20,7 +20,7 @@ pub(crate) struct Bound {
 }
 
 /// What the worker shares with the rest of the server.
-pub(crate) struct Shared2 {
+pub(crate) struct WorkerCtx {
     pub(crate) stats: Arc<Shared>,
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) waker: Arc<Waker>,
@@ -40,7 +40,7 @@ enum Entry {
 const ACCEPTS: usize = 64;
 const TOKEN_WAKE: u64 = 0;
 
-pub(crate) fn run(id: usize, bound: Vec<Bound>, sh: &Shared2) -> io::Result<()> {
+pub(crate) fn run(id: usize, bound: Vec<Bound>, sh: &WorkerCtx) -> io::Result<()> {
     let ep = Epoll::new()?;
     let mut entries: Vec<Entry> = vec![Entry::Wake];
     let mut free: Vec<usize> = Vec::new();
@@ -135,7 +135,7 @@ struct AcceptState<'a> {
 fn accept_some(
     lfd: i32,
     svc: Service,
-    sh: &Shared2,
+    sh: &WorkerCtx,
     ep: &Epoll,
     st: &mut AcceptState<'_>,
     local: &mut Counters,
