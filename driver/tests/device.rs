@@ -55,8 +55,8 @@ fn device_is_admin_only_and_answers_irps() {
     let mut s = connect(std::net::SocketAddr::new(V4, port));
     assert_eq!(tcp_echo(&mut s, b"registry"), b"registry");
     drop(s);
+    // (A leftover device or link would be in the sim's unload findings.)
     assert_clean(&drv.unload());
-    assert!(wsk_sim::device::symlinks().is_empty(), "link removed at unload");
 }
 
 #[test]

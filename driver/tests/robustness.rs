@@ -249,3 +249,40 @@ fn fault_campaign_200_seeds() {
     // The campaign must exercise something: most seeds start and carry traffic despite faults.
     assert!(ready * 2 >= seeds && with_traffic * 2 >= seeds, "campaign too weak: {ready} ready, {with_traffic} with traffic");
 }
+
+
+/// Dead sockets (W48/W52/W60): a listener that gets a NULL AcceptSocket and a datagram socket
+/// that gets a NULL list are closed and re-created by the housekeeper (C8); a connection that
+/// gets a NULL DataIndication is closed (C7), with no disconnect event to wait for (G7).
+#[test]
+fn dead_sockets_are_closed_and_services_recreated() {
+    let (cfg, ports) = config_with(V4, &[(Proto::Tcp, Mode::Echo), (Proto::Udp, Mode::Echo)]);
+    let drv = load(wsk_sim::Config::default(), Some(cfg)).unwrap();
+    assert!(drv.ready);
+    let tcp = SocketAddr::new(V4, ports[0]);
+    let udp = SocketAddr::new(V4, ports[1]);
+    // A connection dies.
+    let mut s = connect(tcp);
+    assert_eq!(tcp_echo(&mut s, b"x"), b"x");
+    let killed = wsk_sim::faults::kill_connection(tcp, s.local_addr().unwrap());
+    assert_eq!(killed, 1);
+    eventually("dead connection closed", || drv.counter(Counter::ConnClosed) == 1);
+    // The listener and the datagram socket die.
+    assert_eq!(wsk_sim::faults::kill_socket(tcp), 1);
+    assert_eq!(wsk_sim::faults::kill_socket(udp), 1);
+    eventually("dead sockets counted", || drv.counter(Counter::DeadSockets) >= 3);
+    // ... and come back.
+    eventually("tcp echo back", || {
+        std::net::TcpStream::connect_timeout(&tcp, Duration::from_millis(200)).is_ok_and(|mut c| {
+            c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            c.write_all(b"again").is_ok() && {
+                let mut b = [0u8; 5];
+                c.read_exact(&mut b).is_ok() && &b == b"again"
+            }
+        })
+    });
+    let u = udp_client(V4);
+    eventually("udp echo back", || udp_roundtrip(&u, udp, b"again").is_some_and(|d| d == b"again"));
+    drop(s);
+    assert_clean(&drv.unload());
+}

@@ -11,12 +11,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "usage: wskecho-sim [--duration SECS] [--control ADDR | --no-control] [--seed N]
-                   [--param NAME=DWORD]... [--services LIST]
+                   [--param NAME=DWORD]... [--services LIST] [--plain]
   Runs the wskecho driver inside wsk-sim on 127.0.0.1 with the default services
   (echo tcp+udp 7007, discard tcp+udp 7009, source tcp 7019, sockperf tcp+udp 11111).
-  --param sets a DWORD value of the driver's registry Parameters key (e.g. ZeroCopy=0,
+  --param sets a DWORD value of the driver's registry Parameters key (e.g. EnableZeroCopy=0,
   MaxConnections=64); --services replaces the Services value with a ';'-separated list of
-  'mode,proto,port,address' entries (e.g. 'echo,tcp,9007,127.0.0.1;echo,udp,9007,::1').";
+  'mode,proto,port,address' entries (e.g. 'echo,tcp,9007,127.0.0.1;echo,udp,9007,::1').
+  --plain starts from wsk-sim's plain configuration (no random pending/IRQL choices, one
+  indication entry per receive), for clean per-path measurements.";
 
 struct Args {
     duration: Option<Duration>,
@@ -24,6 +26,7 @@ struct Args {
     seed: Option<u64>,
     params: Vec<(String, u32)>,
     services: Option<Vec<String>>,
+    plain: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -33,6 +36,7 @@ fn parse() -> Result<Args, String> {
         seed: None,
         params: Vec::new(),
         services: None,
+        plain: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -55,6 +59,7 @@ fn parse() -> Result<Args, String> {
                 let v = it.next().ok_or("--services needs a list")?;
                 a.services = Some(v.split(';').map(str::to_string).collect());
             }
+            "--plain" => a.plain = true,
             "-h" | "--help" => return Err(USAGE.into()),
             o => return Err(format!("unknown argument {o}\n{USAGE}")),
         }
@@ -77,7 +82,7 @@ fn main() -> ExitCode {
             eprintln!("wskecho-sim: cannot install Ctrl-C handler: {e}");
         }
     }
-    let mut sim = wsk_sim::Config::default();
+    let mut sim = if args.plain { wsk_sim::Config::plain() } else { wsk_sim::Config::default() };
     sim.print_dbg = true;
     if let Some(s) = args.seed {
         sim.seed = s;

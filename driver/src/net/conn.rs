@@ -339,6 +339,8 @@ impl Conn {
             16 * 1024,
             lim.max_retained_per_conn as usize,
         );
+        // Housekeeping ticks every 5 ms.
+        r.st.get_mut().shutdown_limit_ticks = lim.disconnect_timeout_ms.div_ceil(5).max(1);
         for s in &mut r.slots {
             s.indication = ptr::null_mut();
         }
@@ -363,6 +365,7 @@ impl Conn {
         let ring_cap = r.st.get_mut().ring.capacity();
         *r.st.get_mut() = TcpState::new(mode, ring_cap, 4, 16 * 1024, 0);
         r.st.get_mut().wait_peer_fin = true;
+        r.st.get_mut().shutdown_limit_ticks = drv.cfg.limits.disconnect_timeout_ms.div_ceil(5).max(1);
         r.socket = ptr::null_mut();
         r.job = true;
         r.live.store(true, Ordering::SeqCst);

@@ -148,6 +148,10 @@ pub struct TcpState {
     /// Close only after the peer's FIN (outbound connections: closing earlier aborts, and the
     /// peer would lose what it has not read yet).
     pub wait_peer_fin: bool,
+    /// Housekeeping ticks a graceful shutdown may take before it turns abortive (C34; 0 = no
+    /// limit) and ticks spent so far.
+    pub shutdown_limit_ticks: u32,
+    shutdown_ticks: u32,
     /// EchoClient: a message is out and its echo not complete yet; bytes of it received.
     client_outstanding: bool,
     client_rx: usize,
@@ -188,6 +192,8 @@ impl TcpState {
             close_completed: false,
             peer_fin: false,
             wait_peer_fin: false,
+            shutdown_limit_ticks: 0,
+            shutdown_ticks: 0,
             client_outstanding: false,
             client_rx: 0,
             messages_sent: 0,
@@ -344,6 +350,15 @@ impl TcpState {
     /// indications are blocked. Returns true when the caller should pump.
     pub fn kick(&mut self) -> bool {
         let mut go = false;
+        if self.phase == Phase::PeerDone && self.shutdown_limit_ticks > 0 && !self.close_issued {
+            // C34: a graceful close that does not finish (peer never reads, never FINs) is
+            // bounded; then it is aborted like any other stuck connection.
+            self.shutdown_ticks += 1;
+            if self.shutdown_ticks > self.shutdown_limit_ticks {
+                self.phase = Phase::Aborting;
+                go = true;
+            }
+        }
         for s in &mut self.slots[..self.nslots] {
             if let Slot::Zc { cb: false, state: ZcState::Done, age, .. } = s {
                 *age = age.saturating_add(1);
@@ -818,6 +833,25 @@ mod tests {
         assert!(pump(&mut st, &g).is_empty(), "closing now would reset the peer");
         st.peer_graceful();
         assert_eq!(pump(&mut st, &g), [Work::Close]);
+    }
+
+    #[test]
+    fn graceful_shutdown_is_bounded() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(Mode::Echo, 100, 1, 100, 0);
+        st.shutdown_limit_ticks = 3;
+        st.on_receive(10, true, &g);
+        st.ring.commit(10);
+        st.rx_callback_end();
+        st.peer_graceful();
+        let w = pump(&mut st, &g);
+        assert_eq!(w.len(), 1, "the echo goes out; the peer never reads it");
+        for _ in 0..3 {
+            st.kick();
+            assert!(pump(&mut st, &g).is_empty());
+        }
+        assert!(st.kick(), "limit reached");
+        assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: true }]);
     }
 
     #[test]
