@@ -291,9 +291,17 @@ impl StatsSource for Handler {
         self.drv().cfg.services.len()
     }
 
-    /// Counters are kept per CPU, not per service: per-service blocks are zero.
+    /// Summed over CPUs from the service's own per-CPU slot. RetainedBytes is a global gauge
+    /// only (the retention budget is shared): it reads 0 in a service block.
     fn service(&self, index: usize) -> (Service, Counters) {
-        (self.drv().cfg.services.as_slice()[index], Counters::default())
+        let svc = self.drv().cfg.services.as_slice()[index];
+        let mut c = Counters::default();
+        if let Some(v) = self.drv().service_counters(&svc) {
+            for (k, x) in C::ALL.iter().zip(v) {
+                c.set(*k, x);
+            }
+        }
+        (svc, c)
     }
 
     fn time_us(&self) -> u64 {

@@ -67,6 +67,7 @@ pub unsafe fn driver_entry_with(driver_object: PDRIVER_OBJECT, registry_path: PU
         ptr::write(ptr::addr_of_mut!((*d).budget), service::budget::RetainedBudget::new(cfg.limits.max_retained_total as usize));
         ptr::write(ptr::addr_of_mut!((*d).conns), net::conn::ConnPool::empty());
         ptr::write(ptr::addr_of_mut!((*d).job), net::job::Job::new());
+        ptr::write(ptr::addr_of_mut!((*d).svc_slots), [None; control::config::MAX_SERVICES]);
         &mut *d
     };
     let mut freq = LARGE_INTEGER { QuadPart: 0 };

@@ -120,6 +120,92 @@ impl Stats {
     }
 }
 
+/// Slot value for traffic that belongs to no service (load-job connections).
+pub const NO_SLOT: usize = usize::MAX;
+
+/// Where a driver counter lands in a per-service block (indexed like the control ABI's
+/// `Counters`). `ConnClosed` is kept in the `ConnActive` cell and turned into the gauge
+/// (accepted - closed) on read. Counters the ABI has no place for are global only.
+pub const fn svc_index(c: Counter) -> Option<usize> {
+    use control::stats::Counter as A;
+    let a = match c {
+        Counter::ConnAccepted => A::ConnAccepted,
+        Counter::ConnRefused => A::ConnRefused,
+        Counter::ConnClosed => A::ConnActive,
+        Counter::TcpBytesIn | Counter::UdpBytesIn => A::BytesIn,
+        Counter::TcpBytesOut | Counter::UdpBytesOut => A::BytesOut,
+        Counter::UdpDatagramsIn => A::DatagramsIn,
+        Counter::UdpDatagramsOut => A::DatagramsOut,
+        Counter::UdpDropNoContext => A::DropNoSendContext,
+        Counter::UdpDropRate => A::DropRateLimited,
+        Counter::UdpDropFiltered => A::DropNotAllowed,
+        Counter::UdpDropService | Counter::UdpDropTooBig => A::DropMalformed,
+        Counter::SendErrors => A::SendErrors,
+        Counter::ZeroCopySends => A::ZeroCopySends,
+        Counter::CopySends => A::CopySends,
+        Counter::RxBackpressure => A::Backpressure,
+        Counter::CopyBytes | Counter::DeadSockets | Counter::ProtocolErrors | Counter::OutboundConnects | Counter::OutboundFailures => {
+            return None
+        }
+    };
+    Some(a as usize)
+}
+
+/// One CPU's counters for one service: exactly one 128-byte line (16 × u64).
+#[repr(C, align(128))]
+#[derive(Debug)]
+struct SvcBlock {
+    c: [AtomicU64; control::stats::COUNTER_COUNT],
+}
+
+/// Per-CPU × per-service counters: a callback only writes its own CPU's line for its own
+/// service, so services add no shared-line traffic on the data path. The all-zero bit pattern
+/// is a valid (empty) value, so it lives directly in the pool-zeroed driver state
+/// (`MAX_CPUS × MAX_SERVICES × 128 B` = 128 KiB, never on a stack).
+#[derive(Debug)]
+pub struct SvcStats {
+    cpus: [[SvcBlock; MAX_SERVICES]; MAX_CPUS],
+}
+
+pub use control::config::MAX_SERVICES;
+
+impl SvcStats {
+    #[inline]
+    pub fn add(&self, cpu: usize, slot: usize, c: Counter, n: u64) {
+        if slot < MAX_SERVICES {
+            if let Some(i) = svc_index(c) {
+                self.cpus[cpu % MAX_CPUS][slot].c[i].fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Sum over CPUs, in the control ABI's layout (ConnActive already turned into the gauge).
+    pub fn snapshot(&self, slot: usize) -> [u64; control::stats::COUNTER_COUNT] {
+        let mut out = [0u64; control::stats::COUNTER_COUNT];
+        if slot < MAX_SERVICES {
+            for cpu in &self.cpus {
+                for (o, c) in out.iter_mut().zip(cpu[slot].c.iter()) {
+                    *o = o.wrapping_add(c.load(Ordering::Relaxed));
+                }
+            }
+        }
+        let active = control::stats::Counter::ConnActive as usize;
+        out[active] = out[control::stats::Counter::ConnAccepted as usize].wrapping_sub(out[active]);
+        out
+    }
+
+    /// Zeroes a slot before a new service takes it. Control path (PASSIVE_LEVEL).
+    pub fn clear(&self, slot: usize) {
+        if slot < MAX_SERVICES {
+            for cpu in &self.cpus {
+                for c in &cpu[slot].c {
+                    c.store(0, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
 impl Default for Stats {
     fn default() -> Self {
         Self::new()
@@ -142,5 +228,40 @@ mod tests {
         assert_eq!(core::mem::align_of::<CpuBlock>(), 128);
         s.reset();
         assert_eq!(s.get(Counter::UdpBytesIn), 0);
+    }
+
+    #[test]
+    fn per_service_blocks_are_separate_and_mapped() {
+        extern crate std;
+        use control::stats::Counter as A;
+        // Too big for a test thread's stack in debug builds: on the heap, zeroed like the pool.
+        let layout = std::alloc::Layout::new::<SvcStats>();
+        // SAFETY: non-zero size; all-zero bits are a valid SvcStats.
+        #[allow(clippy::cast_ptr_alignment)] // allocated with SvcStats's own layout
+        let p = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<SvcStats>();
+        assert!(!p.is_null());
+        // SAFETY: freshly allocated and zeroed.
+        let s = unsafe { &*p };
+        assert_eq!(core::mem::size_of::<SvcBlock>(), 128);
+        s.add(0, 1, Counter::TcpBytesIn, 10);
+        s.add(5, 1, Counter::UdpBytesIn, 5);
+        s.add(2, 1, Counter::ConnAccepted, 3);
+        s.add(3, 1, Counter::ConnClosed, 1);
+        s.add(0, 2, Counter::UdpDropTooBig, 1);
+        s.add(0, 2, Counter::UdpDropService, 1);
+        s.add(0, NO_SLOT, Counter::TcpBytesIn, 99);
+        s.add(0, 1, Counter::DeadSockets, 7);
+        let a = s.snapshot(1);
+        assert_eq!(a[A::BytesIn as usize], 15);
+        assert_eq!(a[A::ConnAccepted as usize], 3);
+        assert_eq!(a[A::ConnActive as usize], 2);
+        assert_eq!(a.iter().sum::<u64>(), 20);
+        let b = s.snapshot(2);
+        assert_eq!(b[A::DropMalformed as usize], 2);
+        assert_eq!(b[A::BytesIn as usize], 0);
+        s.clear(1);
+        assert_eq!(s.snapshot(1), [0; control::stats::COUNTER_COUNT]);
+        // SAFETY: allocated above with this layout.
+        unsafe { std::alloc::dealloc(p.cast(), layout) };
     }
 }

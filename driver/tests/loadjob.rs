@@ -93,3 +93,106 @@ fn unload_during_a_job() {
     assert_clean(&drv.unload());
     assert!(t0.elapsed() < Duration::from_secs(5));
 }
+
+/// A paced job stays near its rate (loose bound: ±50 % over its duration; the sim and a busy
+/// 2-core box make anything tighter flaky), and the unpaced one is clearly faster.
+#[test]
+fn paced_tcp_jobs_keep_their_rate() {
+    let (cfg, ports) = config_with(V4, &[(Proto::Tcp, Mode::Echo), (Proto::Tcp, Mode::Discard)]);
+    let drv = load(wsk_sim::Config::default(), Some(cfg)).unwrap();
+    assert!(drv.ready);
+    // Echo client: 3 connections sharing 200 messages/s for 1 s.
+    let mut j = job(V4, ports[0], LoadPattern::Echo, 3, 200, 1000);
+    j.rate = 200;
+    assert_eq!(start(&drv, &j), 0);
+    let s = wait_done(&drv);
+    assert_eq!(s.state, JobState::Finished, "{s:?}");
+    assert_eq!(s.verify_failures, 0, "{s:?}");
+    eprintln!("paced echo: {} sent, {} received in {} ms", s.messages_sent, s.messages_received, s.elapsed_ms);
+    assert!((100..=300).contains(&s.messages_sent), "200/s for 1 s: {s:?}");
+    assert!(s.messages_received + 3 >= s.messages_sent, "{s:?}");
+    // Source: 100 sends/s of 1004 bytes (4 pattern periods) for 1 s.
+    let mut j = job(V4, ports[1], LoadPattern::Source, 2, 1004, 1000);
+    j.rate = 100;
+    assert_eq!(start(&drv, &j), 0);
+    let s = wait_done(&drv);
+    assert_eq!(s.state, JobState::Finished, "{s:?}");
+    eprintln!("paced source: {} bytes in {} ms", s.bytes_sent, s.elapsed_ms);
+    assert!((50 * 1004..=150 * 1004).contains(&s.bytes_sent), "100 x 1004 B/s for 1 s: {s:?}");
+    assert_eq!(s.bytes_sent % 1004, 0, "every send is one message: {s:?}");
+    assert_clean(&drv.unload());
+}
+
+/// A std::net UDP echo outside the driver (the sim's sockets are host sockets): counts what it
+/// echoed until `stop`.
+fn std_udp_echo(ip: IpAddr) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<u64>) {
+    let s = std::net::UdpSocket::bind((ip, 0)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let port = s.local_addr().unwrap().port();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let st = stop.clone();
+    let h = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        let mut n = 0u64;
+        let t0 = std::time::Instant::now();
+        while !st.load(std::sync::atomic::Ordering::SeqCst) && t0.elapsed() < Duration::from_secs(30) {
+            if let Ok((len, from)) = s.recv_from(&mut buf) {
+                let _ = s.send_to(&buf[..len], from);
+                n += 1;
+            }
+        }
+        n
+    });
+    (port, stop, h)
+}
+
+#[test]
+fn udp_jobs_echo_paced_and_source() {
+    let (cfg, ports) = config_with(V4, &[(Proto::Udp, Mode::Echo), (Proto::Udp, Mode::Discard)]);
+    let drv = load(wsk_sim::Config::default(), Some(cfg)).unwrap();
+    assert!(drv.ready);
+    let udp = |port, pattern, conns, size, ms, rate| LoadJob { proto: Proto::Udp, rate, ..job(V4, port, pattern, conns, size, ms) };
+    // Paced echo client against a std::net echo: 300 datagrams/s for 1 s.
+    let (eport, stop, h) = std_udp_echo(V4);
+    assert_eq!(start(&drv, &udp(eport, LoadPattern::Echo, 4, 100, 1000, 300)), 0);
+    let s = wait_done(&drv);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let echoed = h.join().unwrap();
+    eprintln!("paced udp echo: {} sent, {} received, {} echoed, {} ms", s.messages_sent, s.messages_received, echoed, s.elapsed_ms);
+    assert_eq!(s.state, JobState::Finished, "{s:?}");
+    assert!((150..=450).contains(&s.messages_sent), "300/s for 1 s: {s:?}");
+    assert_eq!(s.bytes_sent, s.messages_sent * 100);
+    assert_eq!(s.verify_failures, 0, "{s:?}");
+    // Loopback, paced: next to nothing is lost; every reply came from the echo.
+    assert!(s.messages_received * 10 >= s.messages_sent * 9 && s.messages_received <= echoed, "{s:?} echoed {echoed}");
+    // Unpaced echo client against the driver's own UDP echo service.
+    assert_eq!(start(&drv, &udp(ports[0], LoadPattern::Echo, 8, 512, 300, 0)), 0);
+    let s = wait_done(&drv);
+    eprintln!("unpaced udp echo: {} sent, {} received", s.messages_sent, s.messages_received);
+    assert_eq!(s.state, JobState::Finished, "{s:?}");
+    assert!(s.messages_sent > 300, "unpaced beats the paced rate: {s:?}");
+    assert!(s.messages_received > 0 && s.messages_received <= s.messages_sent, "{s:?}");
+    assert_eq!(s.verify_failures, 0, "{s:?}");
+    // Source pattern into the discard service: no replies expected, every datagram counted there.
+    let before = drv.counter(wskecho::stats::Counter::UdpDatagramsIn);
+    assert_eq!(start(&drv, &udp(ports[1], LoadPattern::Source, 2, 1000, 300, 200)), 0);
+    let s = wait_done(&drv);
+    assert_eq!(s.state, JobState::Finished, "{s:?}");
+    assert_eq!(s.messages_received, 0);
+    assert!((30..=90).contains(&s.messages_sent), "200/s for 0.3 s: {s:?}");
+    eventually("discard saw them", || drv.counter(wskecho::stats::Counter::UdpDatagramsIn) - before >= s.messages_sent * 9 / 10);
+    assert_clean(&drv.unload());
+}
+
+/// Unload while an unpaced UDP job floods: bounded, clean.
+#[test]
+fn unload_during_a_udp_job() {
+    let (cfg, ports) = config_with(V4, &[(Proto::Udp, Mode::Echo)]);
+    let drv = load(wsk_sim::Config::default(), Some(cfg)).unwrap();
+    let j = LoadJob { proto: Proto::Udp, ..job(V4, ports[0], LoadPattern::Echo, 16, 200, 60_000) };
+    assert_eq!(start(&drv, &j), 0);
+    eventually("traffic", || status(&drv).messages_received > 20);
+    let t0 = std::time::Instant::now();
+    assert_clean(&drv.unload());
+    assert!(t0.elapsed() < Duration::from_secs(5));
+}

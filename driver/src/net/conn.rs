@@ -47,6 +47,8 @@ pub struct Conn {
     pub live: AtomicBool,
     /// Outbound load-job connection (socket null until WskSocketConnect completes).
     pub job: bool,
+    /// Per-service counter slot of the accepting listener (`stats::NO_SLOT` for jobs).
+    pub svc_slot: usize,
     /// WskSocketConnect addresses (valid until its IRP completes, W14).
     pub local: super::addr::SockAddrBuf,
     pub remote: super::addr::SockAddrBuf,
@@ -183,6 +185,29 @@ impl ConnPool {
         }
     }
 
+    /// Pumps every live connection `pick` selects (paced load jobs after their budget grew).
+    /// PASSIVE_LEVEL (housekeeper).
+    pub fn pump_where(&self, pick: impl Fn(&Conn) -> bool) {
+        if self.active() == 0 {
+            return;
+        }
+        for i in 0..self.n {
+            // SAFETY: i < n; contexts live until free().
+            let c = unsafe { *self.conns.add(i) };
+            // SAFETY: pooled context.
+            let r = unsafe { &*c };
+            let go = {
+                let st = r.st.lock();
+                r.live.load(Ordering::Relaxed) && pick(r) && !st.close_issued() && st.wants_ticket()
+            };
+            if go {
+                // SAFETY: live context with a socket (checked under its lock: the close is
+                // issued by the pump itself, so it cannot have started).
+                unsafe { pump(c) };
+            }
+        }
+    }
+
     /// Graceful (echo the rest, FIN, close) or abortive teardown of every live connection.
     /// PASSIVE_LEVEL (unload).
     pub fn shutdown_all(&self, abortive: bool) {
@@ -259,6 +284,7 @@ fn alloc_conn(drv: *const Driver, index: usize, ring_bytes: usize) -> *mut Conn 
                 index,
                 live: AtomicBool::new(false),
                 job: false,
+                svc_slot: crate::stats::NO_SLOT,
                 local: super::addr::SockAddrBuf::zeroed(),
                 remote: super::addr::SockAddrBuf::zeroed(),
             },
@@ -314,7 +340,7 @@ impl Conn {
     ///
     /// # Safety
     /// `sock` is the accepted socket.
-    pub unsafe fn attach(drv: &Driver, mode: CfgMode, sock: *mut WSK_SOCKET) -> Option<*mut Conn> {
+    pub unsafe fn attach(drv: &Driver, mode: CfgMode, slot: usize, sock: *mut WSK_SOCKET) -> Option<*mut Conn> {
         let c = drv.conns.get()?;
         // Every live context holds the rundown until its close completes (C29/C30).
         // SAFETY: the rundown is initialised for the driver's lifetime.
@@ -328,6 +354,7 @@ impl Conn {
         let lim = &drv.cfg.limits;
         let svc = service_of(mode);
         r.socket = sock;
+        r.svc_slot = slot;
         r.live.store(true, Ordering::SeqCst);
         r.job = false;
         *r.framer.get_mut() = TcpFramer::new();
@@ -368,6 +395,7 @@ impl Conn {
         r.st.get_mut().shutdown_limit_ticks = drv.cfg.limits.disconnect_timeout_ms.div_ceil(5).max(1);
         r.socket = ptr::null_mut();
         r.job = true;
+        r.svc_slot = crate::stats::NO_SLOT;
         r.live.store(true, Ordering::SeqCst);
         for s in &mut r.slots {
             s.indication = ptr::null_mut();
@@ -428,7 +456,14 @@ pub unsafe fn pump(c: *mut Conn) {
         return;
     }
     loop {
-        while let Some(w) = st.next_work(&drv.budget) {
+        while let Some(w) = {
+            // Paced load job: one ticket from the job's rate budget per new message.
+            // SAFETY: `job` is set before the context is published.
+            if unsafe { (*c).job } && st.wants_ticket() && drv.job.take_ticket() {
+                st.tickets += 1;
+            }
+            st.next_work(&drv.budget)
+        } {
             // A released slot is free again the moment the lock drops (a new indication may
             // take it), so its list pointer is taken now, under the lock.
             let mut release_ind: *mut WSK_DATA_INDICATION = ptr::null_mut();
@@ -481,8 +516,8 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
             Work::Send(op) => {
                 let s = ptr::addr_of_mut!((*c).slots[op.slot]);
                 match op.kind {
-                    SendKind::ZeroCopy => (*(*c).drv).count(Counter::ZeroCopySends, 1),
-                    SendKind::Ring { .. } => (*(*c).drv).count(Counter::CopySends, 1),
+                    SendKind::ZeroCopy => (*(*c).drv).count_svc((*c).svc_slot, Counter::ZeroCopySends, 1),
+                    SendKind::Ring { .. } => (*(*c).drv).count_svc((*c).svc_slot, Counter::CopySends, 1),
                     SendKind::Pattern { .. } => {}
                 }
                 // Slot IRP idle (its slot was free); buf valid until completion (W14).
@@ -539,7 +574,7 @@ unsafe extern "system" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID)
     let r = unsafe { &*c };
     let drv = r.drv();
     if NT_SUCCESS(status) {
-        drv.count(Counter::TcpBytesOut, info as u64);
+        drv.count_svc(r.svc_slot, Counter::TcpBytesOut, info as u64);
         if r.job {
             drv.job.bytes_sent.fetch_add(info as u64, core::sync::atomic::Ordering::Relaxed);
             if matches!(r.st.lock().mode, crate::service::tcp::Mode::EchoClient { .. }) {
@@ -547,7 +582,7 @@ unsafe extern "system" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID)
             }
         }
     } else {
-        drv.count(Counter::SendErrors, 1);
+        drv.count_svc(r.svc_slot, Counter::SendErrors, 1);
     }
     r.st.lock().send_complete(s.idx, NT_SUCCESS(status), info);
     // SAFETY: live context; pump re-enters only if no other thread owns it (C12).
@@ -607,7 +642,7 @@ unsafe fn recycle(c: *mut Conn) {
     // SAFETY: driver state outlives the rundown.
     let drv = unsafe { &*r.drv };
     if !r.job {
-        drv.count(Counter::ConnClosed, 1);
+        drv.count_svc(r.svc_slot, Counter::ConnClosed, 1);
     }
     r.live.store(false, Ordering::SeqCst);
     r.job = false;
@@ -646,7 +681,7 @@ unsafe fn receive(
     let drv = r.drv();
     if ind.is_null() {
         // C7/W52: the socket no longer works (not EOF): close it now.
-        drv.count(Counter::DeadSockets, 1);
+        drv.count_svc(r.svc_slot, Counter::DeadSockets, 1);
         r.st.lock().abort();
         // SAFETY: live context.
         unsafe { pump(c) };
@@ -667,7 +702,7 @@ unsafe fn receive(
     };
     match decision {
         RecvDecision::Drop => {
-            drv.count(Counter::TcpBytesIn, bytes_indicated as u64);
+            drv.count_svc(r.svc_slot, Counter::TcpBytesIn, bytes_indicated as u64);
             if r.job {
                 // SAFETY: list valid for this call.
                 unsafe { client_rx(c, ind, bytes_indicated) };
@@ -675,11 +710,11 @@ unsafe fn receive(
             STATUS_SUCCESS
         }
         RecvDecision::NotAccepted => {
-            drv.count(Counter::RxBackpressure, 1);
+            drv.count_svc(r.svc_slot, Counter::RxBackpressure, 1);
             STATUS_DATA_NOT_ACCEPTED
         }
         RecvDecision::ZeroCopy { slot } => {
-            drv.count(Counter::TcpBytesIn, bytes_indicated as u64);
+            drv.count_svc(r.svc_slot, Counter::TcpBytesIn, bytes_indicated as u64);
             // SAFETY: live context.
             unsafe { pump(c) };
             // C1: the callback's reference goes last; PENDING only if the send still uses it.
@@ -696,17 +731,17 @@ unsafe fn receive(
             // SAFETY: list valid for this call; n <= bytes indicated.
             let ok = unsafe { copy_in(c, ind, n) };
             if !ok {
-                drv.count(Counter::ProtocolErrors, 1);
+                drv.count_svc(r.svc_slot, Counter::ProtocolErrors, 1);
                 r.st.lock().abort();
             }
             // Only what was taken counts: a partial accept's rest is indicated again later.
-            drv.count(Counter::TcpBytesIn, n as u64);
-            drv.count(Counter::CopyBytes, n as u64);
+            drv.count_svc(r.svc_slot, Counter::TcpBytesIn, n as u64);
+            drv.count_svc(r.svc_slot, Counter::CopyBytes, n as u64);
             // SAFETY: live context.
             unsafe { pump(c) };
             if n < bytes_indicated && ok {
                 // Partial accept: indications resume after our zero-length WskReceive (W54, C5).
-                drv.count(Counter::RxBackpressure, 1);
+                drv.count_svc(r.svc_slot, Counter::RxBackpressure, 1);
                 // SAFETY: out-parameter of this call.
                 unsafe { *bytes_accepted = n };
             }

@@ -2,11 +2,12 @@
 //! WskSocketConnect to a target, each running the source pattern (send only) or an echo client
 //! (one message of the source pattern at a time, echo verified byte for byte), for a duration.
 //! Started through the control ABI. Connection contexts come from the same pre-sized pool as
-//! accepted connections (the pool limit covers both). UDP jobs are not implemented.
+//! accepted connections (the pool limit covers both). UDP jobs: `udpjob`. A non-zero rate
+//! paces both (a ticket per message from a budget the housekeeping tick raises).
 
 use core::net::SocketAddr;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use control::config::Proto;
 use control::ioctl::{JobState, LoadJob, LoadPattern, LoadStatus};
@@ -35,6 +36,13 @@ pub struct Job {
     pub bytes_received: AtomicU64,
     pub verify_failures: AtomicU64,
     pub stop_requested: AtomicBool,
+    /// Rate pacing: messages allowed so far (raised by the housekeeping tick from the job's
+    /// rate and elapsed time; u64::MAX when unpaced) and tickets handed out.
+    pub allowed: AtomicU64,
+    pub issued: AtomicU64,
+    /// The UDP job's socket and contexts (null for TCP jobs and once closed). Freed by the
+    /// housekeeper when the job has stopped, or by unload after two housekeeping ticks.
+    pub udp: AtomicPtr<super::udpjob::UdpJob>,
 }
 
 impl Job {
@@ -54,6 +62,9 @@ impl Job {
             bytes_received: AtomicU64::new(0),
             verify_failures: AtomicU64::new(0),
             stop_requested: AtomicBool::new(false),
+            allowed: AtomicU64::new(u64::MAX),
+            issued: AtomicU64::new(0),
+            udp: AtomicPtr::new(ptr::null_mut()),
         }
     }
 
@@ -67,7 +78,32 @@ impl Job {
         }
     }
 
-    fn fail(&self, st: NTSTATUS) {
+    /// One message's worth of the rate budget. Any IRQL (atomics only).
+    pub fn take_ticket(&self) -> bool {
+        let n = self.issued.fetch_add(1, Ordering::Relaxed);
+        if n < self.allowed.load(Ordering::Relaxed) {
+            true
+        } else {
+            self.issued.fetch_sub(1, Ordering::Relaxed);
+            false
+        }
+    }
+
+    /// Budget after `elapsed` ticks of a `freq` Hz clock at `rate` messages/s: one message at
+    /// once, then the rate (bursts are at most one housekeeping tick's worth).
+    pub fn allowance(rate: u32, elapsed: u64, freq: u64) -> u64 {
+        if rate == 0 {
+            return u64::MAX;
+        }
+        1 + (u128::from(rate) * u128::from(elapsed) / u128::from(freq.max(1))) as u64
+    }
+
+    /// New messages may go out (running, not asked to stop). Any IRQL.
+    pub fn sending(&self) -> bool {
+        self.state() == JobState::Running && !self.stop_requested.load(Ordering::Relaxed)
+    }
+
+    pub fn fail(&self, st: NTSTATUS) {
         let _ = self.first_error.compare_exchange(0, st, Ordering::SeqCst, Ordering::SeqCst);
     }
 }
@@ -84,11 +120,8 @@ impl Default for Job {
 /// Captured provider; `d` the loaded driver.
 pub unsafe fn start(d: &Driver, job: &LoadJob) -> Result<u32, NTSTATUS> {
     let j = &d.job;
-    if matches!(j.state(), JobState::Running | JobState::Stopping) {
+    if matches!(j.state(), JobState::Running | JobState::Stopping) || !j.udp.load(Ordering::SeqCst).is_null() {
         return Err(STATUS_DEVICE_BUSY_NT);
-    }
-    if job.proto != Proto::Tcp {
-        return Err(STATUS_NOT_SUPPORTED);
     }
     let msg = job.message_size as usize;
     if job.pattern == LoadPattern::Echo && msg > PATTERN_LEN {
@@ -99,6 +132,14 @@ pub unsafe fn start(d: &Driver, job: &LoadJob) -> Result<u32, NTSTATUS> {
         LoadPattern::Echo => Mode::EchoClient { msg },
         LoadPattern::Source => Mode::Source,
     };
+    let paced = job.rate != 0;
+    let mut udp = ptr::null_mut();
+    if job.proto == Proto::Udp {
+        // SAFETY: captured provider, control path.
+        udp = unsafe {
+            super::udpjob::UdpJob::create(d, SocketAddr::new(job.target, job.port), job.connections as usize, msg, job.pattern == LoadPattern::Echo)
+        }?;
+    }
     let id = j.id.fetch_add(1, Ordering::SeqCst) + 1;
     *j.spec.lock() = Some(*job);
     for c in [&j.messages_sent, &j.messages_received, &j.bytes_sent, &j.bytes_received, &j.verify_failures] {
@@ -108,14 +149,24 @@ pub unsafe fn start(d: &Driver, job: &LoadJob) -> Result<u32, NTSTATUS> {
     j.connect_failures.store(0, Ordering::SeqCst);
     j.first_error.store(0, Ordering::SeqCst);
     j.stop_requested.store(false, Ordering::SeqCst);
+    j.issued.store(0, Ordering::SeqCst);
+    j.allowed.store(Job::allowance(job.rate, 0, d.perf_freq), Ordering::SeqCst);
     let now = d.now();
     j.started.store(now, Ordering::SeqCst);
     j.deadline.store(now + u64::from(job.duration_ms) * d.perf_freq / 1000, Ordering::SeqCst);
     j.state.store(JobState::Running as u32, Ordering::SeqCst);
+    if !udp.is_null() {
+        j.open.store(1, Ordering::SeqCst);
+        j.udp.store(udp, Ordering::SeqCst);
+        // SAFETY: just created; only this path and the housekeeper (after it reads the
+        // pointer) use it, and it is freed only once the job stopped.
+        unsafe { (*udp).kick() };
+        return Ok(id);
+    }
     let remote = SocketAddr::new(job.target, job.port);
     for _ in 0..job.connections {
         // SAFETY: captured provider.
-        if let Err(st) = unsafe { connect_one(d, remote, mode) } {
+        if let Err(st) = unsafe { connect_one(d, remote, mode, msg, paced) } {
             j.connect_failures.fetch_add(1, Ordering::SeqCst);
             d.count(Counter::OutboundFailures, 1);
             j.fail(st);
@@ -126,9 +177,20 @@ pub unsafe fn start(d: &Driver, job: &LoadJob) -> Result<u32, NTSTATUS> {
 
 const STATUS_DEVICE_BUSY_NT: NTSTATUS = control::ioctl::status::STATUS_DEVICE_BUSY;
 
-unsafe fn connect_one(d: &Driver, remote: SocketAddr, mode: Mode) -> Result<(), NTSTATUS> {
+unsafe fn connect_one(d: &Driver, remote: SocketAddr, mode: Mode, msg: usize, paced: bool) -> Result<(), NTSTATUS> {
     // SAFETY: attach with no socket yet: the context is ours until published below.
     let c = unsafe { Conn::attach_outbound(d, mode) }.ok_or(STATUS_INSUFFICIENT_RESOURCES)?;
+    {
+        // SAFETY: not yet published: ours alone.
+        let mut st = unsafe { &*c }.st.lock();
+        st.paced = paced;
+        st.tickets = 0;
+        if mode == Mode::Source && paced {
+            // A source "message" is one send of about message_size bytes (a multiple of the
+            // pattern period, so the stream stays continuous).
+            st.set_max_send(msg);
+        }
+    }
     let Some(sc) = d.provider().WskSocketConnect else {
         // SAFETY: never published.
         unsafe { conn::release_unconnected(c) };
@@ -193,6 +255,21 @@ unsafe extern "system" fn connect_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVO
     STATUS_MORE_PROCESSING_REQUIRED
 }
 
+/// Unload: stops the job and closes a UDP job's socket. PASSIVE_LEVEL, housekeeper still
+/// ticking.
+pub fn close_udp(d: &Driver) {
+    stop(d);
+    let u = d.job.udp.swap(ptr::null_mut(), Ordering::SeqCst);
+    if u.is_null() {
+        return;
+    }
+    // The housekeeper may be inside a tick that read the pointer: two more ticks and it is out.
+    let g0 = d.hk_gen.load(Ordering::SeqCst);
+    super::wait_until(200, || d.hk_gen.load(Ordering::SeqCst).wrapping_sub(g0) >= 2);
+    // SAFETY: taken out of the job; the job is stopping, so no new send starts.
+    unsafe { super::udpjob::UdpJob::close_and_free(u, u64::from(d.cfg.limits.disconnect_timeout_ms)) };
+}
+
 /// Ends the job's connections gracefully (no new messages, FIN after the last send).
 /// PASSIVE_LEVEL (control path or housekeeper).
 pub fn stop(d: &Driver) {
@@ -207,9 +284,33 @@ pub fn stop(d: &Driver) {
     d.conns.shutdown_where(false, |c| c.job);
 }
 
-/// Housekeeping: deadline and completion. PASSIVE_LEVEL.
+/// Housekeeping: pacing, deadline and completion. PASSIVE_LEVEL.
 pub fn tick(d: &Driver) {
     let j = &d.job;
+    if j.state() == JobState::Running {
+        let rate = j.spec.lock().map_or(0, |s| s.rate);
+        if rate != 0 {
+            let elapsed = d.now().saturating_sub(j.started.load(Ordering::SeqCst));
+            j.allowed.store(Job::allowance(rate, elapsed, d.perf_freq), Ordering::SeqCst);
+            // Connections waiting for a ticket try again (their pump takes one).
+            d.conns.pump_where(|c| c.job && !c.socket.is_null());
+            let u = j.udp.load(Ordering::SeqCst);
+            if !u.is_null() {
+                // SAFETY: freed only by this thread below, or by unload two ticks after it
+                // took the pointer out.
+                unsafe { (*u).kick() };
+            }
+        }
+    }
+    if j.state() == JobState::Stopping {
+        let u = j.udp.load(Ordering::SeqCst);
+        // SAFETY: as above.
+        if !u.is_null() && unsafe { (*u).all_idle() } && j.udp.compare_exchange(u, ptr::null_mut(), Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+            // SAFETY: taken out of the job; no send in flight, none can start (stopping).
+            unsafe { super::udpjob::UdpJob::close_and_free(u, u64::from(d.cfg.limits.disconnect_timeout_ms)) };
+        }
+    }
+    let udp_open = !j.udp.load(Ordering::SeqCst).is_null();
     match j.state() {
         JobState::Running if d.now() >= j.deadline.load(Ordering::SeqCst) => stop(d),
         JobState::Stopping
@@ -219,11 +320,11 @@ pub fn tick(d: &Driver) {
             // Graceful close bounded (C34): whatever is left is aborted.
             d.conns.shutdown_where(true, |c| c.job);
         }
-        JobState::Stopping if d.conns.count_where(|c| c.job) == 0 => {
+        JobState::Stopping if !udp_open && d.conns.count_where(|c| c.job) == 0 => {
             let failed = j.open.load(Ordering::SeqCst) == 0 && j.connect_failures.load(Ordering::SeqCst) > 0;
             j.state.store(if failed { JobState::Failed } else { JobState::Finished } as u32, Ordering::SeqCst);
         }
-        JobState::Running if j.open.load(Ordering::SeqCst) == 0 && d.conns.count_where(|c| c.job) == 0 => {
+        JobState::Running if !udp_open && j.open.load(Ordering::SeqCst) == 0 && d.conns.count_where(|c| c.job) == 0 => {
             // Every connect failed.
             j.state.store(JobState::Failed as u32, Ordering::SeqCst);
         }
@@ -240,7 +341,7 @@ pub fn status(d: &Driver) -> LoadStatus {
         state: j.state(),
         last_status: j.first_error.load(Ordering::SeqCst),
         elapsed_ms: elapsed.min(u64::from(u32::MAX)) as u32,
-        connections_open: d.conns.count_where(|c| c.job && !c.socket.is_null()) as u32,
+        connections_open: d.conns.count_where(|c| c.job && !c.socket.is_null()) as u32 + u32::from(!j.udp.load(Ordering::SeqCst).is_null()),
         connect_failures: j.connect_failures.load(Ordering::SeqCst),
         messages_sent: j.messages_sent.load(Ordering::SeqCst),
         messages_received: j.messages_received.load(Ordering::SeqCst),

@@ -19,6 +19,8 @@ pub struct Listener {
     pub dead: AtomicBool,
     /// Pre-allocated so the close cannot fail for want of memory.
     pub close_irp: PIRP,
+    /// Per-service counter slot (`Driver::svc_slots`), inherited by accepted connections.
+    pub slot: usize,
 }
 
 static LISTEN_DISPATCH: WSK_CLIENT_LISTEN_DISPATCH = WSK_CLIENT_LISTEN_DISPATCH {
@@ -32,14 +34,14 @@ impl Listener {
     ///
     /// # Safety
     /// `drv` is captured and at its final address.
-    pub unsafe fn create(drv: &mut Driver, svc: &Service) -> Result<*mut Listener, NTSTATUS> {
+    pub unsafe fn create(drv: &mut Driver, svc: &Service, slot: usize) -> Result<*mut Listener, NTSTATUS> {
         let l: *mut Listener = pool::alloc_zeroed(pool::TAG_LISTEN);
         if l.is_null() {
             return Err(STATUS_INSUFFICIENT_RESOURCES);
         }
         // SAFETY: fresh block of the right size and alignment.
         unsafe {
-            ptr::write(l, Listener { socket: ptr::null_mut(), drv, svc: *svc, dead: AtomicBool::new(false), close_irp: irp::alloc() });
+            ptr::write(l, Listener { socket: ptr::null_mut(), drv, svc: *svc, dead: AtomicBool::new(false), close_irp: irp::alloc(), slot });
             if (*l).close_irp.is_null() {
                 pool::free_typed(l, pool::TAG_LISTEN);
                 return Err(STATUS_INSUFFICIENT_RESOURCES);
@@ -160,11 +162,11 @@ unsafe extern "system" fn accept_event(
     if accept_socket.is_null() {
         // W48/C8: the listener is dead: the housekeeper closes and re-creates it (PASSIVE).
         l.dead.store(true, Ordering::Relaxed);
-        drv.count(Counter::DeadSockets, 1);
+        drv.count_svc(l.slot, Counter::DeadSockets, 1);
         return STATUS_REQUEST_NOT_ACCEPTED;
     }
     if drv.stopping.load(Ordering::Relaxed) {
-        drv.count(Counter::ConnRefused, 1);
+        drv.count_svc(l.slot, Counter::ConnRefused, 1);
         return STATUS_REQUEST_NOT_ACCEPTED;
     }
     // W47: the address is valid only during this call; copy what is needed (C10).
@@ -172,24 +174,24 @@ unsafe extern "system" fn accept_event(
     let peer = unsafe { SockAddrBuf::copy_from(remote) }.and_then(|a| a.to_socket_addr());
     if let Some(p) = peer {
         if !drv.cfg.limits.source_allowed(p.ip()) {
-            drv.count(Counter::ConnRefused, 1);
+            drv.count_svc(l.slot, Counter::ConnRefused, 1);
             return STATUS_REQUEST_NOT_ACCEPTED;
         }
     }
     // SAFETY: accept_socket is a live accepted socket; on refusal we never touch it (C9).
-    if let Some(c) = unsafe { conn::Conn::attach(drv, l.svc.mode, accept_socket) } {
+    if let Some(c) = unsafe { conn::Conn::attach(drv, l.svc.mode, l.slot, accept_socket) } {
         // C10: context and dispatch set before any callback can be enabled/inherited.
         // SAFETY: out-pointers supplied by the provider for this call.
         unsafe {
             *accept_ctx = c.cast();
             *accept_dispatch = conn::dispatch();
         }
-        drv.count(Counter::ConnAccepted, 1);
+        drv.count_svc(l.slot, Counter::ConnAccepted, 1);
         // SAFETY: c is live (holds a rundown reference).
         unsafe { conn::Conn::after_accept(c) };
         STATUS_SUCCESS
     } else {
-        drv.count(Counter::ConnRefused, 1);
+        drv.count_svc(l.slot, Counter::ConnRefused, 1);
         STATUS_REQUEST_NOT_ACCEPTED
     }
 }

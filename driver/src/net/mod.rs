@@ -15,6 +15,7 @@ pub mod job;
 pub mod listener;
 pub mod mdl;
 pub mod udp;
+pub mod udpjob;
 
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
@@ -25,7 +26,7 @@ use wsk_sys::{NPIID, NPI_WSK_INTERFACE_ID, WSK_REGISTRATION, WSK_CLIENT_NPI, WSK
 use crate::kernel::{irp, pool};
 use crate::service::budget::RetainedBudget;
 use crate::service::source;
-use crate::stats::{Counter, Stats};
+use crate::stats::{Counter, Stats, SvcStats};
 
 /// NPI_WSK_INTERFACE_ID (uuid.lib in C): {2227E803-8D8B-11D4-ABAD-009027A3CE26}... defined by
 /// wsk-sys; referenced through it.
@@ -72,6 +73,12 @@ pub struct Driver {
     pub job: job::Job,
     /// The housekeeper itself is closing a socket (it need not wait for its own ticks).
     pub in_hk: bool,
+    /// Which service owns each per-service counter slot. A slot follows the service, not its
+    /// socket: re-creating a dead socket keeps the counts; a service removed by
+    /// reconfiguration frees its slot. Changed only on the serialised control path.
+    pub svc_slots: [Option<Service>; MAX_SERVICES],
+    /// Per-CPU × per-service counters (all-zero is valid: left as the pool zeroed it).
+    pub svc_stats: SvcStats,
 }
 
 /// A fixed-capacity list of services (no allocation on the control path either).
@@ -115,6 +122,46 @@ impl Driver {
 
     pub fn count(&self, c: Counter, n: u64) {
         self.stats.add(Self::cpu(), c, n);
+    }
+
+    /// Counts globally and for the service owning `slot` (`stats::NO_SLOT`: global only).
+    /// Any IRQL; touches only this CPU's lines.
+    #[inline]
+    pub fn count_svc(&self, slot: usize, c: Counter, n: u64) {
+        let cpu = Self::cpu();
+        self.stats.add(cpu, c, n);
+        self.svc_stats.add(cpu, slot, c, n);
+    }
+
+    /// The counter slot of a configured service, taking (and zeroing) a free one if it has
+    /// none yet. Control path / start-up, PASSIVE_LEVEL.
+    pub fn slot_for(&mut self, svc: &Service) -> usize {
+        if let Some(i) = self.svc_slots.iter().position(|s| s.as_ref() == Some(svc)) {
+            return i;
+        }
+        match self.svc_slots.iter().position(Option::is_none) {
+            Some(i) => {
+                self.svc_stats.clear(i);
+                self.svc_slots[i] = Some(*svc);
+                i
+            }
+            None => crate::stats::NO_SLOT,
+        }
+    }
+
+    /// Frees the slots of services no longer configured. Control path, PASSIVE_LEVEL.
+    pub fn release_slots(&mut self, keep: &[Service]) {
+        for s in &mut self.svc_slots {
+            if s.is_some_and(|v| !keep.contains(&v)) {
+                *s = None;
+            }
+        }
+    }
+
+    /// Per-service counters of a configured service (ABI layout); None if it has no slot.
+    pub fn service_counters(&self, svc: &Service) -> Option<[u64; control::stats::COUNTER_COUNT]> {
+        let i = self.svc_slots.iter().position(|s| s.as_ref() == Some(svc))?;
+        Some(self.svc_stats.snapshot(i))
     }
 
     pub fn now(&self) -> u64 {
@@ -176,15 +223,16 @@ impl Driver {
     /// # Safety
     /// Captured provider; `self` at its final address.
     pub unsafe fn open_service(&mut self, svc: &Service) -> Result<(), NTSTATUS> {
+        let slot = self.slot_for(svc);
         let r = match svc.proto {
             Proto::Tcp => match self.listeners.iter().position(|l| l.is_null()) {
                 // SAFETY: per this function's contract.
-                Some(i) => unsafe { listener::Listener::create(self, svc) }.map(|l| self.listeners[i] = l),
+                Some(i) => unsafe { listener::Listener::create(self, svc, slot) }.map(|l| self.listeners[i] = l),
                 None => Err(STATUS_INSUFFICIENT_RESOURCES),
             },
             Proto::Udp => match self.udps.iter().position(|u| u.load(Ordering::SeqCst).is_null()) {
                 // SAFETY: per this function's contract.
-                Some(i) => unsafe { udp::UdpSock::create(self, svc) }.map(|u| self.udps[i].store(u, Ordering::SeqCst)),
+                Some(i) => unsafe { udp::UdpSock::create(self, svc, slot) }.map(|u| self.udps[i].store(u, Ordering::SeqCst)),
                 None => Err(STATUS_INSUFFICIENT_RESOURCES),
             },
         };
@@ -264,12 +312,15 @@ impl Driver {
                     // SAFETY: best effort: the old port may have been taken meanwhile (logged).
                     let _ = unsafe { self.open_service(back) };
                 }
+                let keep = self.cfg.services;
+                self.release_slots(keep.as_slice());
                 return Err(e);
             }
         }
         // Only the control path reads the services list; callbacks read the limits.
         // SAFETY: exclusive control path; the limits part is unchanged.
         unsafe { ptr::addr_of_mut!(self.cfg.services).write(new.services) };
+        self.release_slots(new.services.as_slice());
         Ok(())
     }
 
@@ -280,6 +331,8 @@ impl Driver {
     /// Called once, after start-up finished.
     pub unsafe fn close_sockets(&mut self) {
         self.stopping.store(true, Ordering::SeqCst);
+        // 0. A UDP load job's socket (TCP job connections go with the others below).
+        job::close_udp(self);
         // 1. No new connections: close the listeners (the close waits for running accept
         //    callbacks, W70).
         for l in &mut self.listeners {

@@ -69,6 +69,8 @@ pub struct UdpSock {
     pub dead: AtomicBool,
     /// Pre-allocated for the callback disable and the close (teardown never allocates).
     pub ctl_irp: PIRP,
+    /// Per-service counter slot (`Driver::svc_slots`).
+    pub slot: usize,
 }
 
 static DGRAM_DISPATCH: WSK_CLIENT_DATAGRAM_DISPATCH = WSK_CLIENT_DATAGRAM_DISPATCH {
@@ -94,7 +96,7 @@ impl UdpSock {
     ///
     /// # Safety
     /// `drv` captured, at its final address.
-    pub unsafe fn create(drv: &mut Driver, svc: &CfgService) -> Result<*mut UdpSock, NTSTATUS> {
+    pub unsafe fn create(drv: &mut Driver, svc: &CfgService, slot: usize) -> Result<*mut UdpSock, NTSTATUS> {
         let u: *mut UdpSock = pool::alloc_zeroed(pool::TAG_UDP);
         if u.is_null() {
             return Err(STATUS_INSUFFICIENT_RESOURCES);
@@ -122,6 +124,7 @@ impl UdpSock {
                     closing: AtomicBool::new(false),
                     dead: AtomicBool::new(false),
                     ctl_irp: irp::alloc(),
+                    slot,
                 },
             );
         }
@@ -412,7 +415,7 @@ unsafe extern "system" fn receive_from_event(ctx: PVOID, _flags: ULONG, list: *m
     let drv = u.drv();
     if list.is_null() {
         // W60/C7: the socket no longer works: the housekeeper closes and re-creates it.
-        drv.count(Counter::DeadSockets, 1);
+        drv.count_svc(u.slot, Counter::DeadSockets, 1);
         u.dead.store(true, Ordering::SeqCst);
         return STATUS_SUCCESS;
     }
@@ -431,23 +434,23 @@ unsafe extern "system" fn receive_from_event(ctx: PVOID, _flags: ULONG, list: *m
         let (buf, remote_sa, next) = unsafe { ((*d).Buffer, (*d).RemoteAddress, (*d).Next) };
         d = next;
         let len = buf.Length;
-        drv.count(Counter::UdpDatagramsIn, 1);
-        drv.count(Counter::UdpBytesIn, len as u64);
+        drv.count_svc(u.slot, Counter::UdpDatagramsIn, 1);
+        drv.count_svc(u.slot, Counter::UdpBytesIn, len as u64);
         if closing {
             continue;
         }
         // SAFETY: provider SOCKADDR.
         let Some(remote) = (unsafe { SockAddrBuf::copy_from(remote_sa) }) else {
-            drv.count(Counter::UdpDropFiltered, 1);
+            drv.count_svc(u.slot, Counter::UdpDropFiltered, 1);
             continue;
         };
         let Some(peer) = remote.to_socket_addr() else { continue };
         if !drv.cfg.limits.source_allowed(peer.ip()) {
-            drv.count(Counter::UdpDropFiltered, 1);
+            drv.count_svc(u.slot, Counter::UdpDropFiltered, 1);
             continue;
         }
         if !u.inner.lock().rate.allow(&peer.ip(), drv.now()) {
-            drv.count(Counter::UdpDropRate, 1);
+            drv.count_svc(u.slot, Counter::UdpDropRate, 1);
             continue;
         }
         // Only sockperf looks at the bytes (its header).
@@ -460,18 +463,18 @@ unsafe extern "system" fn receive_from_event(ctx: PVOID, _flags: ULONG, list: *m
         let verdict = udp_verdict(u.service, &head[..hn], len);
         if verdict == UdpVerdict::Drop {
             if u.service != Service::Discard {
-                drv.count(Counter::UdpDropService, 1);
+                drv.count_svc(u.slot, Counter::UdpDropService, 1);
             }
             continue;
         }
         if let UdpVerdict::SockperfReply(_) = verdict {
             if len > COPY_BUF {
-                drv.count(Counter::UdpDropTooBig, 1);
+                drv.count_svc(u.slot, Counter::UdpDropTooBig, 1);
                 continue;
             }
         }
         let Some(c) = u.get() else {
-            drv.count(Counter::UdpDropNoContext, 1);
+            drv.count_svc(u.slot, Counter::UdpDropNoContext, 1);
             continue;
         };
         // SAFETY: c is ours until its send completes.
@@ -537,10 +540,10 @@ unsafe extern "system" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID)
     // SAFETY: completed IRP.
     let (status, info) = unsafe { irp::result(irp) };
     if NT_SUCCESS(status) {
-        drv.count(Counter::UdpDatagramsOut, 1);
-        drv.count(Counter::UdpBytesOut, info as u64);
+        drv.count_svc(u.slot, Counter::UdpDatagramsOut, 1);
+        drv.count_svc(u.slot, Counter::UdpBytesOut, info as u64);
     } else {
-        drv.count(Counter::SendErrors, 1);
+        drv.count_svc(u.slot, Counter::SendErrors, 1);
     }
     // SAFETY: c is ours until put.
     let owner = unsafe { (*c).owner };

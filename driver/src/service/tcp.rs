@@ -159,6 +159,10 @@ pub struct TcpState {
     pub messages_received: u64,
     pub send_errors: u64,
     pub bytes_sent: u64,
+    /// Paced load (EchoClient/Source): a new message needs a ticket; tickets come from the
+    /// job's rate budget (see `net::job`).
+    pub paced: bool,
+    pub tickets: u32,
 }
 
 impl TcpState {
@@ -196,6 +200,8 @@ impl TcpState {
             shutdown_ticks: 0,
             client_outstanding: false,
             client_rx: 0,
+            paced: false,
+            tickets: 0,
             messages_sent: 0,
             messages_received: 0,
             send_errors: 0,
@@ -319,6 +325,10 @@ impl TcpState {
 
     /// WskSendBacklogEvent: keep about the ideal backlog in flight across the slots (C37).
     pub fn set_ideal_backlog(&mut self, backlog: usize) {
+        if self.paced {
+            // A paced source's send size is its message size.
+            return;
+        }
         self.max_send = (backlog / self.nslots).clamp(4096, 64 * 1024);
     }
 
@@ -370,6 +380,21 @@ impl TcpState {
             go = true;
         }
         go
+    }
+
+    /// Paced source: one send (one message) is `n` bytes (rounded to the pattern period).
+    pub fn set_max_send(&mut self, n: usize) {
+        self.max_send = n.max(1);
+    }
+
+    /// Paced load: the next message could go out now but for want of a ticket.
+    pub fn wants_ticket(&self) -> bool {
+        let msg_mode = match self.mode {
+            Mode::EchoClient { .. } => !self.client_outstanding,
+            Mode::Source => true,
+            _ => false,
+        };
+        self.paced && self.tickets == 0 && msg_mode && self.phase == Phase::Open && self.slots[..self.nslots].contains(&Slot::Free)
     }
 
     /// Pump ownership: only one thread issues WSK calls for this connection at a time, so sends
@@ -439,8 +464,9 @@ impl TcpState {
                 }
             }
             if let Mode::EchoClient { msg } = self.mode {
-                if self.phase == Phase::Open && !self.client_outstanding {
+                if self.phase == Phase::Open && !self.client_outstanding && (!self.paced || self.tickets > 0) {
                     if let Some(slot) = self.free_slot() {
+                        self.tickets = self.tickets.saturating_sub(1);
                         self.client_outstanding = true;
                         self.messages_sent += 1;
                         self.slots[slot] = Slot::Pattern { len: msg };
@@ -449,8 +475,9 @@ impl TcpState {
                     }
                 }
             }
-            if self.mode == Mode::Source && self.phase == Phase::Open {
+            if self.mode == Mode::Source && self.phase == Phase::Open && (!self.paced || self.tickets > 0) {
                 if let Some(slot) = self.free_slot() {
+                    self.tickets = self.tickets.saturating_sub(1);
                     let len = super::source::send_len(self.max_send);
                     self.slots[slot] = Slot::Pattern { len };
                     self.calls += 1;
@@ -820,6 +847,24 @@ mod tests {
         assert_eq!(pump(&mut st, &g), [Work::Release { slot: b }, Work::Close]);
         assert_eq!(g.used(), 0);
         assert_eq!(st.on_receive(5, true, &g), RecvDecision::Drop);
+    }
+
+    #[test]
+    fn paced_load_sends_only_with_a_ticket() {
+        let g = RetainedBudget::new(1 << 20);
+        for mode in [Mode::Source, Mode::EchoClient { msg: 10 }] {
+            let mut st = TcpState::new(mode, 100, 2, 100, 0);
+            st.paced = true;
+            assert!(st.enter_pump());
+            assert!(st.wants_ticket());
+            assert_eq!(st.next_work(&g), None, "paced: no ticket, no send");
+            st.tickets = 1;
+            assert!(matches!(st.next_work(&g), Some(Work::Send(_))));
+            assert_eq!(st.tickets, 0);
+            assert_eq!(st.next_work(&g), None, "one ticket, one message");
+            st.paced = false;
+            assert_eq!(st.next_work(&g).is_some(), mode == Mode::Source, "unpaced source fills the slots");
+        }
     }
 
     #[test]

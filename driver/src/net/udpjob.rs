@@ -1,0 +1,350 @@
+//! UDP load job: one datagram socket, `connections` pre-allocated send contexts that each keep
+//! one WskSendTo of the source pattern (`message_size` bytes, one shared read-only block) in
+//! flight, open loop (a send does not wait for an echo). Echo pattern: the receive callback
+//! counts and checks the replies. Paced by the job's ticket budget (`Job::take_ticket`); an
+//! idle context (no ticket, or the job stopping) is restarted by the housekeeping tick.
+//! Everything is allocated when the job starts (control path); nothing on the send or receive
+//! path allocates.
+
+use core::net::SocketAddr;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use wsk_sys::{
+    IoFreeMdl, AF_INET, AF_INET6, IPPROTO_UDP, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PIRP, PMDL, PVOID, SOCK_DGRAM, STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_MORE_PROCESSING_REQUIRED, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, ULONG, WSK_BUF, WSK_CLIENT_DATAGRAM_DISPATCH, WSK_DATAGRAM_INDICATION,
+    WSK_EVENT_RECEIVE_FROM, WSK_FLAG_DATAGRAM_SOCKET, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET,
+};
+
+use super::addr::SockAddrBuf;
+use super::{build_mdl, close_sync, enable_events, mdl, wait_until, Driver};
+use crate::kernel::{irp, pool};
+use crate::service::source::pattern_byte;
+
+/// Send contexts per job at most (each is one datagram in flight).
+pub const MAX_CONTEXTS: usize = 64;
+/// Bytes of each reply compared with what was sent.
+const CHECK_LEN: usize = 64;
+
+struct Send {
+    job: *const UdpJob,
+    irp: PIRP,
+    buf: WSK_BUF,
+    /// Reasons to run the send loop: the loop itself, plus a completion that arrived while it
+    /// ran (C12: an inline completion only flags more work).
+    work: AtomicU32,
+    /// No send in flight and the loop left: the housekeeping tick may restart it.
+    idle: AtomicBool,
+}
+
+pub struct UdpJob {
+    drv: *const Driver,
+    socket: *mut WSK_SOCKET,
+    ctxs: *mut Send,
+    n: usize,
+    payload: *mut u8,
+    payload_mdl: PMDL,
+    len: usize,
+    remote: SockAddrBuf,
+    ctl_irp: PIRP,
+}
+
+static DISPATCH: WSK_CLIENT_DATAGRAM_DISPATCH = WSK_CLIENT_DATAGRAM_DISPATCH { WskReceiveFromEvent: Some(receive_from_event) };
+
+impl UdpJob {
+    fn drv(&self) -> &Driver {
+        // SAFETY: the driver state outlives its jobs.
+        unsafe { &*self.drv }
+    }
+
+    /// Socket, bind to the wildcard address, receive events (echo), contexts. PASSIVE_LEVEL
+    /// (control path).
+    ///
+    /// # Safety
+    /// Captured provider.
+    pub unsafe fn create(d: &Driver, remote: SocketAddr, contexts: usize, len: usize, echo: bool) -> Result<*mut UdpJob, NTSTATUS> {
+        let u: *mut UdpJob = pool::alloc_zeroed(pool::TAG_UDP);
+        if u.is_null() {
+            return Err(STATUS_INSUFFICIENT_RESOURCES);
+        }
+        let n = contexts.clamp(1, MAX_CONTEXTS);
+        // SAFETY: fresh block; every field written.
+        unsafe {
+            ptr::write(
+                u,
+                UdpJob {
+                    drv: d,
+                    socket: ptr::null_mut(),
+                    ctxs: ptr::null_mut(),
+                    n: 0,
+                    payload: ptr::null_mut(),
+                    payload_mdl: ptr::null_mut(),
+                    len,
+                    remote: SockAddrBuf::from_socket_addr(remote),
+                    ctl_irp: irp::alloc(),
+                },
+            );
+        }
+        // SAFETY: u is ours until the socket exists.
+        if !unsafe { (*u).alloc(n) } {
+            // SAFETY: never published.
+            unsafe { Self::free(u) };
+            return Err(STATUS_INSUFFICIENT_RESOURCES);
+        }
+        let Some(wsk_socket) = d.provider().WskSocket else {
+            // SAFETY: never published.
+            unsafe { Self::free(u) };
+            return Err(STATUS_NOT_SUPPORTED);
+        };
+        let family = if remote.is_ipv4() { AF_INET } else { AF_INET6 };
+        let client = d.provider.Client;
+        // SAFETY: context complete before the socket exists; static dispatch.
+        let (st, info) = unsafe {
+            irp::call_sync(|i| {
+                wsk_socket(
+                    client,
+                    family,
+                    SOCK_DGRAM,
+                    IPPROTO_UDP,
+                    WSK_FLAG_DATAGRAM_SOCKET,
+                    u.cast(),
+                    ptr::addr_of!(DISPATCH).cast(),
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                    i,
+                )
+            })
+        };
+        if !NT_SUCCESS(st) {
+            // SAFETY: never published.
+            unsafe { Self::free(u) };
+            return Err(st);
+        }
+        let sock = info as *mut WSK_SOCKET;
+        // SAFETY: ours; no callback before events are enabled.
+        unsafe { (*u).socket = sock };
+        let any = if remote.is_ipv4() { core::net::IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED) } else { core::net::IpAddr::V6(core::net::Ipv6Addr::UNSPECIFIED) };
+        let mut a = SockAddrBuf::from_socket_addr(SocketAddr::new(any, 0));
+        // SAFETY: a datagram socket's dispatch table.
+        let disp = unsafe { &*(*sock).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>() };
+        let mut st = match disp.WskBind {
+            // SAFETY: `a` lives across the synchronous call.
+            Some(bind) => unsafe { irp::call_sync(|i| bind(sock, a.as_sockaddr(), 0, i)).0 },
+            None => STATUS_NOT_SUPPORTED,
+        };
+        if NT_SUCCESS(st) && echo {
+            // C26: per-socket callback after bind.
+            // SAFETY: bound datagram socket.
+            st = unsafe { enable_events(sock, WSK_EVENT_RECEIVE_FROM) };
+        }
+        if !NT_SUCCESS(st) {
+            // SAFETY: nothing in flight; freed after the close completed.
+            unsafe {
+                close_sync(sock, (*u).ctl_irp);
+                Self::free(u);
+            }
+            return Err(st);
+        }
+        Ok(u)
+    }
+
+    fn alloc(&mut self, n: usize) -> bool {
+        if self.ctl_irp.is_null() {
+            return false;
+        }
+        self.payload = pool::alloc(self.len.max(1), pool::TAG_UDP);
+        if self.payload.is_null() {
+            return false;
+        }
+        // SAFETY: fresh block of len bytes, ours.
+        let p = unsafe { core::slice::from_raw_parts_mut(self.payload, self.len.max(1)) };
+        for (i, b) in p.iter_mut().enumerate() {
+            *b = pattern_byte(i);
+        }
+        self.payload_mdl = build_mdl(self.payload, self.len.max(1));
+        self.ctxs = pool::alloc(n * core::mem::size_of::<Send>(), pool::TAG_UDP).cast();
+        if self.payload_mdl.is_null() || self.ctxs.is_null() {
+            return false;
+        }
+        let me: *const UdpJob = self;
+        for i in 0..n {
+            let s = Send {
+                job: me,
+                irp: irp::alloc(),
+                buf: WSK_BUF { Mdl: self.payload_mdl, Offset: 0, Length: self.len },
+                work: AtomicU32::new(0),
+                idle: AtomicBool::new(true),
+            };
+            let ok = !s.irp.is_null();
+            // SAFETY: i < n.
+            unsafe { ptr::write(self.ctxs.add(i), s) };
+            self.n = i + 1;
+            if !ok {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// # Safety
+    /// Not registered with WSK any more (or never); no IRP in flight.
+    unsafe fn free(u: *mut UdpJob) {
+        // SAFETY: per the caller.
+        unsafe {
+            let r = &mut *u;
+            for i in 0..r.n {
+                irp::free((*r.ctxs.add(i)).irp);
+            }
+            pool::free(r.ctxs.cast(), pool::TAG_UDP);
+            if !r.payload_mdl.is_null() {
+                IoFreeMdl(r.payload_mdl);
+            }
+            pool::free(r.payload, pool::TAG_UDP);
+            irp::free(r.ctl_irp);
+            pool::free_typed(u, pool::TAG_UDP);
+        }
+    }
+
+    /// Starts every idle context (a context without a ticket goes idle again at once).
+    /// PASSIVE_LEVEL (control path at start, housekeeper after).
+    pub fn kick(&self) {
+        for i in 0..self.n {
+            // SAFETY: i < n; contexts live until free.
+            let s = unsafe { self.ctxs.add(i) };
+            // SAFETY: as above.
+            if unsafe { (*s).idle.swap(false, Ordering::SeqCst) } {
+                // SAFETY: idle: no send in flight, the loop is ours.
+                unsafe {
+                    (*s).work.store(1, Ordering::SeqCst);
+                    drive(s);
+                }
+            }
+        }
+    }
+
+    pub fn all_idle(&self) -> bool {
+        // SAFETY: i < n; contexts live until free.
+        (0..self.n).all(|i| unsafe { (*self.ctxs.add(i)).idle.load(Ordering::SeqCst) })
+    }
+
+    /// Waits (bounded) for the sends to finish, closes the socket, frees everything.
+    /// PASSIVE_LEVEL. The caller has made sure no new send starts (job not running) and that
+    /// nobody else holds the pointer.
+    ///
+    /// # Safety
+    /// `u` from [`create`](Self::create), closed once.
+    pub unsafe fn close_and_free(u: *mut UdpJob, timeout_ms: u64) {
+        // SAFETY: per the caller.
+        let r = unsafe { &*u };
+        if !wait_until(timeout_ms.max(1000), || r.all_idle()) {
+            crate::log_err!("udp load job: sends still in flight at close");
+        }
+        // SAFETY: close completes after every IRP of the socket and every callback (W70).
+        unsafe { close_sync(r.socket, r.ctl_irp) };
+        // Cancelled sends' completions have run by now; their loops saw the job stopped.
+        let _ = wait_until(1000, || r.all_idle());
+        // SAFETY: closed; nothing references it.
+        unsafe { Self::free(u) };
+    }
+}
+
+/// The send loop of one context. IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// The caller owns the loop (`work` taken from 0 to 1, or idle cleared).
+unsafe fn drive(s: *mut Send) {
+    // SAFETY: contexts and their job live until the job is freed, after every loop ended.
+    let j = unsafe { &*(*s).job };
+    let d = j.drv();
+    loop {
+        let go = d.job.sending() && d.job.take_ticket();
+        if !go {
+            // No send in flight: nothing can add work now.
+            // SAFETY: as above.
+            unsafe {
+                (*s).work.store(0, Ordering::SeqCst);
+                (*s).idle.store(true, Ordering::SeqCst);
+            }
+            return;
+        }
+        let disp = {
+            // SAFETY: live datagram socket.
+            unsafe { &*(*j.socket).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>() }
+        };
+        let Some(send_to) = disp.WskSendTo else {
+            // SAFETY: as above.
+            unsafe {
+                (*s).work.store(0, Ordering::SeqCst);
+                (*s).idle.store(true, Ordering::SeqCst);
+            }
+            return;
+        };
+        // SAFETY: the context's IRP is idle (the previous send completed); buf and the remote
+        // address live in the job until it is freed (W14).
+        unsafe {
+            irp::arm((*s).irp, send_done, s.cast());
+            send_to(j.socket, ptr::addr_of_mut!((*s).buf), 0, ptr::addr_of!(j.remote).cast_mut().cast(), 0, ptr::null_mut(), (*s).irp);
+        }
+        // SAFETY: as above.
+        if unsafe { (*s).work.fetch_sub(1, Ordering::SeqCst) } == 1 {
+            // Still in flight: its completion continues the loop.
+            return;
+        }
+    }
+}
+
+/// WskSendTo completion. IRQL <= DISPATCH_LEVEL.
+unsafe extern "system" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
+    let s = ctx.cast::<Send>();
+    // SAFETY: completed IRP.
+    let (status, info) = unsafe { irp::result(irp) };
+    // SAFETY: the context's job lives until every loop ended.
+    let j = unsafe { &*(*s).job };
+    let d = j.drv();
+    if NT_SUCCESS(status) {
+        d.job.messages_sent.fetch_add(1, Ordering::Relaxed);
+        d.job.bytes_sent.fetch_add(info as u64, Ordering::Relaxed);
+    } else {
+        d.job.fail(status);
+        d.count(crate::stats::Counter::SendErrors, 1);
+    }
+    // SAFETY: as above.
+    if unsafe { (*s).work.fetch_add(1, Ordering::SeqCst) } == 0 {
+        // The issuing loop already left: continue it here.
+        // SAFETY: the loop is ours now.
+        unsafe { drive(s) };
+    }
+    STATUS_MORE_PROCESSING_REQUIRED
+}
+
+/// WskReceiveFromEvent (echo replies). IRQL <= DISPATCH_LEVEL. Counts and checks, never
+/// retains.
+unsafe extern "system" fn receive_from_event(ctx: PVOID, _flags: ULONG, list: *mut WSK_DATAGRAM_INDICATION) -> NTSTATUS {
+    // SAFETY: the job registered with WskSocket; lives until after its close completes.
+    let j = unsafe { &*ctx.cast::<UdpJob>() };
+    let d = j.drv();
+    let mut p = list;
+    while !p.is_null() {
+        // SAFETY: valid list element for this call (W60).
+        let (buf, next) = unsafe { ((*p).Buffer, (*p).Next) };
+        p = next;
+        let mut ok = buf.Length == j.len;
+        let mut off = 0;
+        // SAFETY: valid indication buffer; payload is len bytes.
+        let _ = unsafe {
+            mdl::for_each_chunk(&buf, CHECK_LEN.min(j.len), |c| {
+                for (k, b) in c.iter().enumerate() {
+                    ok &= *b == pattern_byte(off + k);
+                }
+                off += c.len();
+            })
+        };
+        d.job.messages_received.fetch_add(1, Ordering::Relaxed);
+        d.job.bytes_received.fetch_add(buf.Length as u64, Ordering::Relaxed);
+        if !ok {
+            d.job.verify_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    STATUS_SUCCESS
+}
