@@ -4,10 +4,10 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use control::config::Service;
-use wsk_sys::{WSK_SOCKET, PIRP, WSK_CLIENT_LISTEN_DISPATCH, NTSTATUS, STATUS_INSUFFICIENT_RESOURCES, AF_INET, AF_INET6, STATUS_NOT_SUPPORTED, SOCK_STREAM, IPPROTO_TCP, WSK_FLAG_LISTEN_SOCKET, NT_SUCCESS, WSK_PROVIDER_LISTEN_DISPATCH, ULONG, TCP_NODELAY, WSK_EVENT_RECEIVE, WSK_EVENT_DISCONNECT, WSK_EVENT_SEND_BACKLOG, WSK_EVENT_ACCEPT, PVOID, PSOCKADDR, WSK_CLIENT_CONNECTION_DISPATCH, STATUS_REQUEST_NOT_ACCEPTED, STATUS_SUCCESS};
+use wsk_sys::{WSK_SOCKET, PIRP, WSK_CLIENT_LISTEN_DISPATCH, NTSTATUS, STATUS_INSUFFICIENT_RESOURCES, IPPROTO_TCP, NT_SUCCESS, ULONG, TCP_NODELAY, WSK_EVENT_RECEIVE, WSK_EVENT_DISCONNECT, WSK_EVENT_SEND_BACKLOG, WSK_EVENT_ACCEPT, PVOID, PSOCKADDR, WSK_CLIENT_CONNECTION_DISPATCH, STATUS_REQUEST_NOT_ACCEPTED, STATUS_SUCCESS};
 
 use super::addr::SockAddrBuf;
-use super::{close_sync, conn, enable_events, Driver};
+use super::{close_sync, conn, enable_events, socket_and_bind, BoundKind, Driver};
 use crate::kernel::{irp, pool};
 use crate::stats::Counter;
 
@@ -48,63 +48,30 @@ impl Listener {
             }
         }
         let local = core::net::SocketAddr::new(svc.bind, svc.port);
-        let family = if local.is_ipv4() { AF_INET } else { AF_INET6 };
-        let p = drv.provider();
-        let client = drv.provider.Client;
-        let Some(wsk_socket) = p.WskSocket else {
-            // SAFETY: never published.
-            unsafe { Self::free(l) };
-            return Err(STATUS_NOT_SUPPORTED);
-        };
         // SAFETY: the context (l) is complete before the socket exists; dispatch is static.
-        let (st, info) = unsafe {
-            irp::call_sync(|i| {
-                wsk_socket(
-                    client,
-                    family,
-                    SOCK_STREAM,
-                    IPPROTO_TCP,
-                    WSK_FLAG_LISTEN_SOCKET,
-                    l.cast(),
-                    ptr::addr_of!(LISTEN_DISPATCH).cast(),
-                    ptr::null_mut(),
-                    ptr::null_mut(),
-                    ptr::null_mut(),
-                    i,
-                )
-            })
+        let sock = match unsafe { socket_and_bind(drv, BoundKind::Listen, l.cast(), ptr::addr_of!(LISTEN_DISPATCH).cast(), local) } {
+            Ok(sock) => sock,
+            Err((st, sock)) => {
+                // SAFETY: no event was enabled; free only after the close completed (C23).
+                unsafe {
+                    if !sock.is_null() {
+                        close_sync(sock, (*l).close_irp);
+                    }
+                    Self::free(l);
+                }
+                return Err(st);
+            }
         };
-        if !NT_SUCCESS(st) {
-            // SAFETY: never published.
-            unsafe { Self::free(l) };
-            return Err(st);
-        }
-        // C19: Information is a socket only on success.
-        let sock = info as *mut WSK_SOCKET;
         // SAFETY: l is ours; no callback can run before events are enabled.
         unsafe { (*l).socket = sock };
-        let mut a = SockAddrBuf::from_socket_addr(local);
-        // SAFETY: sock is a listen socket; a lives across the synchronous call.
-        let disp = unsafe { &*(*sock).Dispatch.cast::<WSK_PROVIDER_LISTEN_DISPATCH>() };
-        let st = match disp.WskBind {
-            // SAFETY: as above.
-            Some(bind) => unsafe { irp::call_sync(|i| bind(sock, a.as_sockaddr(), 0, i)).0 },
-            None => STATUS_NOT_SUPPORTED,
-        };
-        if NT_SUCCESS(st) {
-            // Echo latency: no Nagle on accepted sockets (they inherit the listener's option;
-            // each echo send also carries WSK_FLAG_NODELAY). Best effort.
-            // SAFETY: bound listen socket, PASSIVE_LEVEL.
-            let _ = unsafe { super::set_option_u32(sock, IPPROTO_TCP as ULONG, TCP_NODELAY, 1) };
-        }
+        // Echo latency: no Nagle on accepted sockets (they inherit the listener's option;
+        // each echo send also carries WSK_FLAG_NODELAY). Best effort.
+        // SAFETY: bound listen socket, PASSIVE_LEVEL.
+        let _ = unsafe { super::set_option_u32(sock, IPPROTO_TCP as ULONG, TCP_NODELAY, 1) };
         // Connection events first so that every accepted socket inherits them (W34), then
         // accept; both after bind (C26).
-        let st = if NT_SUCCESS(st) {
-            // SAFETY: bound listen socket.
-            unsafe { enable_events(sock, WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG) }
-        } else {
-            st
-        };
+        // SAFETY: bound listen socket.
+        let st = unsafe { enable_events(sock, WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG) };
         let st = if NT_SUCCESS(st) {
             // SAFETY: bound listen socket.
             unsafe { enable_events(sock, WSK_EVENT_ACCEPT) }

@@ -21,7 +21,7 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 
 use control::config::{Config, Proto, Service, MAX_SERVICES};
-use wsk_sys::{NPIID, NPI_WSK_INTERFACE_ID, WSK_REGISTRATION, WSK_CLIENT_NPI, WSK_PROVIDER_NPI, EX_RUNDOWN_REF, PMDL, PVOID, PDEVICE_OBJECT, WSK_CLIENT_DISPATCH, MAKE_WSK_VERSION, KeGetCurrentProcessorNumberEx, KeQueryPerformanceCounter, NTSTATUS, WskRegister, NT_SUCCESS, WSK_PROVIDER_DISPATCH, STATUS_SUCCESS, STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED, ExWaitForRundownProtectionRelease, WskReleaseProviderNPI, WskDeregister, IoFreeMdl, IoAllocateMdl, ULONG, FALSE, MmBuildMdlForNonPagedPool, LARGE_INTEGER, KeDelayExecutionThread, KernelMode, WSK_SOCKET, WSK_EVENT_CALLBACK_CONTROL, WSK_PROVIDER_BASIC_DISPATCH, WskSetOption, SO_WSK_EVENT_CALLBACK, SOL_SOCKET, PIRP};
+use wsk_sys::{NPIID, NPI_WSK_INTERFACE_ID, WSK_REGISTRATION, WSK_CLIENT_NPI, WSK_PROVIDER_NPI, EX_RUNDOWN_REF, PMDL, PVOID, PDEVICE_OBJECT, WSK_CLIENT_DISPATCH, MAKE_WSK_VERSION, KeGetCurrentProcessorNumberEx, KeQueryPerformanceCounter, NTSTATUS, WskRegister, NT_SUCCESS, WSK_PROVIDER_DISPATCH, STATUS_SUCCESS, STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED, ExWaitForRundownProtectionRelease, WskReleaseProviderNPI, WskDeregister, IoFreeMdl, IoAllocateMdl, ULONG, FALSE, MmBuildMdlForNonPagedPool, LARGE_INTEGER, KeDelayExecutionThread, KernelMode, WSK_SOCKET, WSK_EVENT_CALLBACK_CONTROL, WSK_PROVIDER_BASIC_DISPATCH, WSK_PROVIDER_LISTEN_DISPATCH, WSK_PROVIDER_DATAGRAM_DISPATCH, SOCK_STREAM, SOCK_DGRAM, IPPROTO_TCP, IPPROTO_UDP, WSK_FLAG_LISTEN_SOCKET, WSK_FLAG_DATAGRAM_SOCKET, AF_INET, AF_INET6, WskSetOption, SO_WSK_EVENT_CALLBACK, SOL_SOCKET, PIRP};
 
 use crate::kernel::{irp, pool};
 use crate::service::budget::RetainedBudget;
@@ -480,6 +480,65 @@ pub fn sleep_ms(ms: u64) {
     // SAFETY: PASSIVE_LEVEL kernel-mode delay.
     unsafe { KeDelayExecutionThread(KernelMode, FALSE, &raw mut t) };
 }
+
+/// The two socket kinds a service owns; each is created and bound the same way.
+#[derive(Clone, Copy)]
+pub enum BoundKind {
+    Listen,
+    Datagram,
+}
+
+/// WskSocket + WskBind for a service's listen or datagram socket, PASSIVE_LEVEL. No event is
+/// enabled yet, so no callback can run (C26 enables them after bind).
+/// `Err((status, sock))`: `sock` is null when no socket was created, else the caller closes it
+/// (C23: and frees its context only after the close completed).
+///
+/// # Safety
+/// `drv` is captured; `ctx` is the socket's fully initialised context (C24) and `dispatch` the
+/// matching static client dispatch table, both alive until the socket's close completes.
+pub unsafe fn socket_and_bind(
+    drv: &Driver,
+    kind: BoundKind,
+    ctx: PVOID,
+    dispatch: *const core::ffi::c_void,
+    local: core::net::SocketAddr,
+) -> Result<*mut WSK_SOCKET, (NTSTATUS, *mut WSK_SOCKET)> {
+    let (ty, proto, flags) = match kind {
+        BoundKind::Listen => (SOCK_STREAM, IPPROTO_TCP, WSK_FLAG_LISTEN_SOCKET),
+        BoundKind::Datagram => (SOCK_DGRAM, IPPROTO_UDP, WSK_FLAG_DATAGRAM_SOCKET),
+    };
+    let family = if local.is_ipv4() { AF_INET } else { AF_INET6 };
+    let client = drv.provider.Client;
+    let Some(wsk_socket) = drv.provider().WskSocket else {
+        return Err((STATUS_NOT_SUPPORTED, ptr::null_mut()));
+    };
+    // SAFETY: per the caller, ctx and dispatch outlive the socket; the IRP is waited for.
+    let (st, info) = unsafe {
+        irp::call_sync(|i| {
+            wsk_socket(client, family, ty, proto, flags, ctx, dispatch, ptr::null_mut(), ptr::null_mut(), ptr::null_mut(), i)
+        })
+    };
+    if !NT_SUCCESS(st) {
+        return Err((st, ptr::null_mut()));
+    }
+    // C19: Information is a socket only on success.
+    let sock = info as *mut WSK_SOCKET;
+    // SAFETY: the provider gave sock the dispatch table of its kind (W25).
+    let bind = unsafe {
+        match kind {
+            BoundKind::Listen => (*(*sock).Dispatch.cast::<WSK_PROVIDER_LISTEN_DISPATCH>()).WskBind,
+            BoundKind::Datagram => (*(*sock).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>()).WskBind,
+        }
+    };
+    let mut a = addr::SockAddrBuf::from_socket_addr(local);
+    let st = match bind {
+        // SAFETY: a lives across the synchronous call.
+        Some(bind) => unsafe { irp::call_sync(|i| bind(sock, a.as_sockaddr(), 0, i)).0 },
+        None => STATUS_NOT_SUPPORTED,
+    };
+    if NT_SUCCESS(st) { Ok(sock) } else { Err((st, sock)) }
+}
+
 
 /// SO_WSK_EVENT_CALLBACK enabling `mask` (no IRP: enabling completes inline, W30).
 ///

@@ -12,10 +12,10 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use control::config::{Mode as CfgMode, Service as CfgService};
-use wsk_sys::{PIRP, WSK_BUF, WSK_DATAGRAM_INDICATION, PMDL, WSK_SOCKET, WSK_CLIENT_DATAGRAM_DISPATCH, NTSTATUS, STATUS_INSUFFICIENT_RESOURCES, AF_INET, AF_INET6, STATUS_NOT_SUPPORTED, SOCK_DGRAM, IPPROTO_UDP, WSK_FLAG_DATAGRAM_SOCKET, NT_SUCCESS, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_EVENT_RECEIVE_FROM, IoFreeMdl, WSK_PROVIDER_BASIC_DISPATCH, WSK_EVENT_CALLBACK_CONTROL, WSK_EVENT_DISABLE, WskSetOption, SO_WSK_EVENT_CALLBACK, SOL_SOCKET, PVOID, ULONG, STATUS_SUCCESS, STATUS_PENDING, PDEVICE_OBJECT, STATUS_MORE_PROCESSING_REQUIRED};
+use wsk_sys::{PIRP, WSK_BUF, WSK_DATAGRAM_INDICATION, PMDL, WSK_SOCKET, WSK_CLIENT_DATAGRAM_DISPATCH, NTSTATUS, STATUS_INSUFFICIENT_RESOURCES, NT_SUCCESS, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_EVENT_RECEIVE_FROM, IoFreeMdl, WSK_PROVIDER_BASIC_DISPATCH, WSK_EVENT_CALLBACK_CONTROL, WSK_EVENT_DISABLE, WskSetOption, SO_WSK_EVENT_CALLBACK, SOL_SOCKET, PVOID, ULONG, STATUS_SUCCESS, STATUS_PENDING, PDEVICE_OBJECT, STATUS_MORE_PROCESSING_REQUIRED};
 
 use super::addr::SockAddrBuf;
-use super::{build_mdl, close_sync, enable_events, mdl, wait_until, Driver};
+use super::{build_mdl, close_sync, enable_events, mdl, socket_and_bind, wait_until, BoundKind, Driver};
 use crate::kernel::lock::SpinLock;
 use crate::kernel::{irp, pool};
 use crate::service::sockperf::HEADER_LEN;
@@ -141,54 +141,25 @@ impl UdpSock {
             return Err(STATUS_INSUFFICIENT_RESOURCES);
         }
         let local = core::net::SocketAddr::new(svc.bind, svc.port);
-        let family = if local.is_ipv4() { AF_INET } else { AF_INET6 };
-        let client = drv.provider.Client;
-        let Some(wsk_socket) = drv.provider().WskSocket else {
-            // SAFETY: never published.
-            unsafe { Self::free(u) };
-            return Err(STATUS_NOT_SUPPORTED);
-        };
         // SAFETY: context complete before the socket exists; static dispatch.
-        let (st, info) = unsafe {
-            irp::call_sync(|i| {
-                wsk_socket(
-                    client,
-                    family,
-                    SOCK_DGRAM,
-                    IPPROTO_UDP,
-                    WSK_FLAG_DATAGRAM_SOCKET,
-                    u.cast(),
-                    ptr::addr_of!(DGRAM_DISPATCH).cast(),
-                    ptr::null_mut(),
-                    ptr::null_mut(),
-                    ptr::null_mut(),
-                    i,
-                )
-            })
+        let sock = match unsafe { socket_and_bind(drv, BoundKind::Datagram, u.cast(), ptr::addr_of!(DGRAM_DISPATCH).cast(), local) } {
+            Ok(sock) => sock,
+            Err((st, sock)) => {
+                // SAFETY: no event was enabled; free only after the close completed (C23).
+                unsafe {
+                    if !sock.is_null() {
+                        close_sync(sock, (*u).ctl_irp);
+                    }
+                    Self::free(u);
+                }
+                return Err(st);
+            }
         };
-        if !NT_SUCCESS(st) {
-            // SAFETY: never published.
-            unsafe { Self::free(u) };
-            return Err(st);
-        }
-        let sock = info as *mut WSK_SOCKET;
         // SAFETY: ours; no callback before the events are enabled.
         unsafe { (*u).socket = sock };
-        let mut a = SockAddrBuf::from_socket_addr(local);
-        // SAFETY: a datagram socket's dispatch table.
-        let disp = unsafe { &*(*sock).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>() };
-        let st = match disp.WskBind {
-            // SAFETY: a lives across the synchronous call.
-            Some(bind) => unsafe { irp::call_sync(|i| bind(sock, a.as_sockaddr(), 0, i)).0 },
-            None => STATUS_NOT_SUPPORTED,
-        };
         // C26: per-socket callback after bind.
-        let st = if NT_SUCCESS(st) {
-            // SAFETY: bound datagram socket.
-            unsafe { enable_events(sock, WSK_EVENT_RECEIVE_FROM) }
-        } else {
-            st
-        };
+        // SAFETY: bound datagram socket.
+        let st = unsafe { enable_events(sock, WSK_EVENT_RECEIVE_FROM) };
         if !NT_SUCCESS(st) {
             // SAFETY: no callback enabled / none after the close completes.
             unsafe {
