@@ -113,7 +113,9 @@ pub struct RunArgs {
     /// Messages per sendmmsg/recvmmsg call.
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
-    /// Spin instead of sleeping in the event loop (lower latency, a full core per thread).
+    /// Spin instead of sleeping (a full core per thread): a one-flow UDP ping-pong spins on a
+    /// non-blocking receive, everything else polls its event loop without waiting.
+    /// On a small VM spinning can be slower than blocking; measure both.
     #[arg(long)]
     pub busy_poll: bool,
     /// UDP: reply timeout for ping-pong, and drain time at the end.

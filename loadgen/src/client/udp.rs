@@ -127,7 +127,8 @@ pub(crate) fn worker(w: &Worker) -> Stats {
     let mut last_live = (0u64, 0u64, 0u64);
     // One closed-loop flow on this thread: a blocking receive needs two system calls per round
     // trip (send, receive) instead of three (send, epoll_wait, receive) — visible in the p50.
-    let blocking = cfg!(unix) && flows.len() == 1 && closed_loop && !cfg.busy_poll;
+    // With --busy-poll the same loop spins on a non-blocking receive instead.
+    let blocking = cfg!(unix) && flows.len() == 1 && closed_loop;
     if blocking {
         closed_loop_blocking(&mut flows[0], cfg, &clock, &mut txbuf, &mut st);
     }
@@ -486,19 +487,49 @@ fn closed_loop_blocking(
     txbuf: &mut [u8],
     st: &mut Stats,
 ) {
-    let size = cfg.size;
-    let timeout_ns = cfg.udp_timeout.as_nanos() as u64;
-    let sref = socket2::SockRef::from(&f.sock);
-    if let Err(e) = sref
-        .set_nonblocking(false)
-        .and_then(|()| sref.set_read_timeout(Some(cfg.udp_timeout.max(Duration::from_millis(1)))))
-    {
+    let timeout = cfg.udp_timeout.max(Duration::from_millis(1));
+    if cfg.busy_poll {
+        // Spin on the non-blocking socket: no sleep, no wake-up, a core per flow.
+        blocking_rounds(f, cfg, clock, txbuf, st, None);
+        return;
+    }
+    if let Err(e) = socket2::SockRef::from(&f.sock).set_nonblocking(false) {
         flow_error(f, cfg, st, &e);
         return;
     }
+    // No receive timeout on the socket (a kernel timer per wait, ~1 % of a loopback round
+    // trip here): a watchdog interrupts the receive when a reply is overdue.
+    #[cfg(unix)]
+    if super::wakeup::guarded(clock, timeout, |since| {
+        blocking_rounds(f, cfg, clock, txbuf, st, Some(since));
+    })
+    .is_some()
+    {
+        return;
+    }
+    if let Err(e) = socket2::SockRef::from(&f.sock).set_read_timeout(Some(timeout)) {
+        flow_error(f, cfg, st, &e);
+        return;
+    }
+    blocking_rounds(f, cfg, clock, txbuf, st, None);
+}
+
+/// The request/reply rounds of [`closed_loop_blocking`]. `since` (watchdog mode): where the
+/// outstanding request's send time goes; without it the socket has a receive timeout, or is
+/// non-blocking (`--busy-poll`, spinning until the deadline).
+fn blocking_rounds(
+    f: &mut Flow,
+    cfg: &RunConfig,
+    clock: &Clock,
+    txbuf: &mut [u8],
+    st: &mut Stats,
+    since: Option<&std::sync::atomic::AtomicU64>,
+) {
+    let size = cfg.size;
+    let timeout_ns = cfg.udp_timeout.max(Duration::from_millis(1)).as_nanos() as u64;
     let mut buf = vec![0u8; size + 1];
     while !f.dead {
-        let now = clock.now_ns();
+        let mut now = clock.now_ns();
         if now >= clock.end_ns {
             break;
         }
@@ -506,11 +537,22 @@ fn closed_loop_blocking(
         let m = &mut txbuf[..size];
         if cfg.mode == Mode::Source {
             payload::fill_pattern(f.id, seq, m);
+        } else if cfg.wire == Wire::Sockperf {
+            // sockperf's header carries no time: build first and take the send time right
+            // before the send, as sockperf does, so building is not part of the round trip.
+            cfg.wire.build(f.id, seq, 0, true, m);
+            now = clock.now_ns();
+            if let Some(t) = f.times.as_mut() {
+                t.put(seq, now);
+            }
         } else {
             cfg.wire.build(f.id, seq, now, true, m);
             if let Some(t) = f.times.as_mut() {
                 t.put(seq, now);
             }
+        }
+        if let Some(s) = since {
+            s.store(now, Ordering::Relaxed);
         }
         match f.sock.send(m) {
             Ok(_) => {
@@ -529,12 +571,23 @@ fn closed_loop_blocking(
             }
         }
         let deadline = now + timeout_ns;
-        while f.waiting_since.is_some() && clock.now_ns() < deadline {
+        // No clock read before the receive: it returns only with a datagram, a timeout or the
+        // watchdog's signal, and the deadline is checked on each of those.
+        while f.waiting_since.is_some() {
             match f.sock.recv(&mut buf) {
                 Ok(n) => {
                     f.got_any = true;
                     let t = clock.now_ns();
                     on_datagram(f, cfg, &buf[..n], t, clock.measuring(t), st);
+                    // Stray or duplicate datagrams must not stretch the wait past the timeout.
+                    if t >= deadline {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && cfg.busy_poll => {
+                    if clock.now_ns() >= deadline {
+                        break;
+                    }
                 }
                 Err(e)
                     if matches!(
@@ -544,12 +597,20 @@ fn closed_loop_blocking(
                 {
                     break
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    if clock.now_ns() >= deadline {
+                        break;
+                    }
+                }
                 Err(e) => {
                     flow_error(f, cfg, st, &e);
                     break;
                 }
             }
         }
+    }
+    #[cfg(unix)]
+    if let Some(s) = since {
+        s.store(super::wakeup::IDLE, Ordering::Relaxed);
     }
 }
