@@ -250,6 +250,32 @@ pub fn counters() -> Option<[u64; stats::NUM_COUNTERS]> {
     (!d.is_null()).then(|| unsafe { (*d).stats.snapshot() })
 }
 
+/// SIO_WSK_QUERY_IDEAL_SEND_BACKLOG queries answered at accept, the last value answered, and
+/// the send size (bytes, C37) of up to `out.len()` live connections written to `out`, with
+/// their number. Host-test visibility; not part of the control ABI.
+pub fn send_backlog_state(out: &mut [usize]) -> Option<(u64, usize, usize)> {
+    let d = DRIVER.load(Ordering::SeqCst);
+    if d.is_null() {
+        return None;
+    }
+    // SAFETY: as in start_state.
+    let r = unsafe { &*d };
+    let mut n = 0;
+    for i in 0..r.conns.n {
+        if n == out.len() {
+            break;
+        }
+        // SAFETY: i < n; contexts live until the pool is freed at unload.
+        let c = unsafe { &**r.conns.conns.add(i) };
+        let st = c.st.lock();
+        if c.live.load(Ordering::Relaxed) && !c.job {
+            out[n] = st.max_send();
+            n += 1;
+        }
+    }
+    Some((r.backlog_queries.load(Ordering::Relaxed), r.backlog_last.load(Ordering::Relaxed), n))
+}
+
 /// The control ABI on the loaded instance (what IRP_MJ_DEVICE_CONTROL does, for transports
 /// other than the device: wskecho-sim serves it over TCP). PASSIVE_LEVEL.
 pub fn control(code: u32, input: &[u8], output: &mut [u8]) -> Option<(i32, usize)> {

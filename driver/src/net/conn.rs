@@ -9,7 +9,7 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use control::config::Mode as CfgMode;
-use wsk_sys::{PIRP, WSK_BUF, WSK_DATA_INDICATION, WSK_SOCKET, PMDL, WSK_CLIENT_CONNECTION_DISPATCH, IoFreeMdl, ExAcquireRundownProtection, FALSE, ULONG, WSK_PROVIDER_CONNECTION_DISPATCH, WSK_FLAG_NODELAY, WSK_FLAG_ABORTIVE, PDEVICE_OBJECT, PVOID, NTSTATUS, NT_SUCCESS, STATUS_MORE_PROCESSING_REQUIRED, ExReleaseRundownProtection, SIZE_T, STATUS_SUCCESS, WSK_FLAG_RELEASE_ASAP, STATUS_DATA_NOT_ACCEPTED, STATUS_PENDING};
+use wsk_sys::{PIRP, WSK_BUF, WSK_DATA_INDICATION, WSK_SOCKET, PMDL, WSK_CLIENT_CONNECTION_DISPATCH, IoFreeMdl, ExAcquireRundownProtection, FALSE, ULONG, WSK_PROVIDER_CONNECTION_DISPATCH, WSK_FLAG_NODELAY, WSK_FLAG_ABORTIVE, PDEVICE_OBJECT, PVOID, NTSTATUS, NT_SUCCESS, STATUS_MORE_PROCESSING_REQUIRED, ExReleaseRundownProtection, SIZE_T, STATUS_SUCCESS, WSK_FLAG_RELEASE_ASAP, STATUS_DATA_NOT_ACCEPTED, STATUS_PENDING, WskIoctl, SIO_WSK_QUERY_IDEAL_SEND_BACKLOG};
 
 use super::{build_mdl, mdl, Driver};
 use crate::kernel::lock::SpinLock;
@@ -40,6 +40,11 @@ pub struct Conn {
     pub rx_buf: WSK_BUF,
     pub disc_irp: PIRP,
     pub close_irp: PIRP,
+    /// SIO_WSK_QUERY_IDEAL_SEND_BACKLOG at accept (W36, IRP required W30). Its own IRP: every
+    /// other IRP of the context may be needed while the query is still pending.
+    pub query_irp: PIRP,
+    /// The query's output, one SIZE_T (valid until the query IRP completes, W14).
+    pub query_out: SIZE_T,
     pub ring: *mut u8,
     pub ring_mdl: PMDL,
     pub index: usize,
@@ -279,6 +284,8 @@ fn alloc_conn(drv: *const Driver, index: usize, ring_bytes: usize) -> *mut Conn 
                 rx_buf: WSK_BUF { Mdl: ptr::null_mut(), Offset: 0, Length: 0 },
                 disc_irp: irp::alloc(),
                 close_irp: irp::alloc(),
+                query_irp: irp::alloc(),
+                query_out: 0,
                 ring: pool::alloc(ring_bytes, pool::TAG_CONN),
                 ring_mdl: ptr::null_mut(),
                 index,
@@ -297,6 +304,7 @@ fn alloc_conn(drv: *const Driver, index: usize, ring_bytes: usize) -> *mut Conn 
             && !r.rx_irp.is_null()
             && !r.disc_irp.is_null()
             && !r.close_irp.is_null()
+            && !r.query_irp.is_null()
             && r.slots.iter().all(|s| !s.irp.is_null());
         if !ok {
             free_conn(c);
@@ -321,6 +329,7 @@ unsafe fn free_conn(c: *mut Conn) {
         irp::free(r.rx_irp);
         irp::free(r.disc_irp);
         irp::free(r.close_irp);
+        irp::free(r.query_irp);
         if !r.ring_mdl.is_null() {
             IoFreeMdl(r.ring_mdl);
         }
@@ -403,19 +412,102 @@ impl Conn {
         Some(c)
     }
 
-    /// Source connections start sending at once.
+    /// Queries the ideal send backlog (W36) so that sends are sized by it from the first byte
+    /// (C37), then starts source connections sending. Runs in WskAcceptEvent: IRQL <=
+    /// DISPATCH_LEVEL, no waits, no allocation (the query IRP and its output are pre-allocated
+    /// in the context).
     ///
     /// # Safety
-    /// `c` live.
+    /// `c` live, its socket the accepted one.
     pub unsafe fn after_accept(c: *mut Conn) {
-        // SAFETY: per the caller.
-        let r = unsafe { &*c };
-        if r.st.lock().mode == crate::service::tcp::Mode::Source {
-            // SAFETY: live context.
-            unsafe { pump(c) };
-        }
+        // SAFETY: live context with its socket (per the caller).
+        unsafe { query_backlog(c) };
+        // The query call has returned: a close it held back (C22), or the first source send,
+        // goes out now. The pump is a no-op for an idle echo connection.
+        // SAFETY: live context.
+        unsafe { pump(c) };
     }
 
+}
+
+/// Issues WskControlSocket(WskIoctl, SIO_WSK_QUERY_IDEAL_SEND_BACKLOG) asynchronously with the
+/// context's pre-allocated query IRP (W30, W36). IRQL <= DISPATCH_LEVEL; never waits.
+///
+/// The pending query keeps the context (and with it the driver rundown taken in attach) alive:
+/// TcpState does not let the context be recycled before `query_done` ran, so the IRP, its
+/// output buffer and the completion routine's code outlive it (C30). A close while the query is
+/// pending cancels it (W70); the completion then recycles the context if it comes last.
+///
+/// # Safety
+/// `c` live with its socket; called once per connection, by the thread that attached it.
+unsafe fn query_backlog(c: *mut Conn) {
+    // SAFETY: per the caller.
+    let r = unsafe { &*c };
+    // Counted as an executing call (C22) and an outstanding IRP until query_done.
+    if !r.st.lock().query_issue() {
+        return;
+    }
+    // SAFETY: live context; the query IRP and query_out are owned by this call until it is
+    // handed to WSK (query_issue succeeds once per lifetime, so the IRP is idle: it completed
+    // before the context was last recycled). Fields are reached through the raw pointer.
+    unsafe {
+        let sock = (*c).socket;
+        let basic = &*(*sock).Dispatch.cast::<wsk_sys::WSK_PROVIDER_BASIC_DISPATCH>();
+        (*c).query_out = 0;
+        // C18: IoReuseIrp and a fresh completion routine before every use.
+        irp::arm((*c).query_irp, query_done, c.cast());
+        match basic.WskControlSocket {
+            Some(ctl) => {
+                // Completion (inline or later) always goes through query_done (W11); the
+                // status returned here adds nothing.
+                let _ = ctl(
+                    sock,
+                    WskIoctl,
+                    SIO_WSK_QUERY_IDEAL_SEND_BACKLOG,
+                    0,
+                    0,
+                    ptr::null_mut(),
+                    core::mem::size_of::<SIZE_T>(),
+                    ptr::addr_of_mut!((*c).query_out).cast(),
+                    ptr::null_mut(),
+                    (*c).query_irp,
+                );
+            }
+            None => {
+                // No provider function: the IRP never went out; undo the bookkeeping.
+                let mut st = r.st.lock();
+                let _ = st.query_complete(None);
+            }
+        }
+    }
+    r.st.lock().call_returned();
+}
+
+/// SIO_WSK_QUERY_IDEAL_SEND_BACKLOG completion. IRQL <= DISPATCH_LEVEL, any thread (may run
+/// inline inside WskControlSocket on the accepting thread). Stores the value as
+/// WskSendBacklogEvent does (W58, C37). Starts no WSK call (C12): the next send simply uses
+/// the new size. If the close already completed, this was the context's last IRP and it
+/// recycles the context, releasing the rundown as its very last act (C30).
+unsafe extern "system" fn query_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
+    let c = ctx.cast::<Conn>();
+    // SAFETY: completed IRP.
+    let (status, info) = unsafe { irp::result(irp) };
+    // SAFETY: pooled context, kept out of the pool while the query is pending.
+    let r = unsafe { &*c };
+    let ok = NT_SUCCESS(status) && info >= core::mem::size_of::<SIZE_T>();
+    // SAFETY: written by the provider before completion; the IRP is ours again.
+    let ideal = unsafe { ptr::addr_of!((*c).query_out).read() };
+    if ok {
+        let drv = r.drv();
+        drv.backlog_queries.fetch_add(1, Ordering::Relaxed);
+        drv.backlog_last.store(ideal, Ordering::Relaxed);
+    }
+    let last = r.st.lock().query_complete(ok.then_some(ideal));
+    if last {
+        // SAFETY: the close completed and no other IRP of the context is outstanding.
+        unsafe { recycle(c) };
+    }
+    STATUS_MORE_PROCESSING_REQUIRED
 }
 
 /// An outbound context whose connect failed (or never started): back to the pool.

@@ -18,7 +18,7 @@ pub mod udp;
 pub mod udpjob;
 
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use control::config::{Config, Proto, Service, MAX_SERVICES};
 use wsk_sys::{NPIID, NPI_WSK_INTERFACE_ID, WSK_REGISTRATION, WSK_CLIENT_NPI, WSK_PROVIDER_NPI, EX_RUNDOWN_REF, PMDL, PVOID, PDEVICE_OBJECT, WSK_CLIENT_DISPATCH, MAKE_WSK_VERSION, KeGetCurrentProcessorNumberEx, KeQueryPerformanceCounter, NTSTATUS, WskRegister, NT_SUCCESS, WSK_PROVIDER_DISPATCH, STATUS_SUCCESS, STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED, ExWaitForRundownProtectionRelease, WskReleaseProviderNPI, WskDeregister, IoFreeMdl, IoAllocateMdl, ULONG, FALSE, MmBuildMdlForNonPagedPool, LARGE_INTEGER, KeDelayExecutionThread, KernelMode, WSK_SOCKET, WSK_EVENT_CALLBACK_CONTROL, WSK_PROVIDER_BASIC_DISPATCH, WSK_PROVIDER_LISTEN_DISPATCH, WSK_PROVIDER_DATAGRAM_DISPATCH, SOCK_STREAM, SOCK_DGRAM, IPPROTO_TCP, IPPROTO_UDP, WSK_FLAG_LISTEN_SOCKET, WSK_FLAG_DATAGRAM_SOCKET, AF_INET, AF_INET6, WskSetOption, SO_WSK_EVENT_CALLBACK, SOL_SOCKET, PIRP};
@@ -79,6 +79,10 @@ pub struct Driver {
     pub svc_slots: [Option<Service>; MAX_SERVICES],
     /// Per-CPU × per-service counters (all-zero is valid: left as the pool zeroed it).
     pub svc_stats: SvcStats,
+    /// SIO_WSK_QUERY_IDEAL_SEND_BACKLOG queries answered at accept and the last value (W36);
+    /// host-test visibility only, not part of the control ABI (all-zero is valid).
+    pub backlog_queries: AtomicU64,
+    pub backlog_last: AtomicUsize,
 }
 
 /// A fixed-capacity list of services (no allocation on the control path either).

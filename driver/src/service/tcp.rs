@@ -143,6 +143,9 @@ pub struct TcpState {
     disconnect_done: bool,
     close_issued: bool,
     close_completed: bool,
+    /// SIO_WSK_QUERY_IDEAL_SEND_BACKLOG issued at accept and not completed yet (W36): its IRP
+    /// and output buffer belong to WSK, so the context is not recycled before it completes.
+    query_pending: bool,
     /// The peer's FIN arrived.
     peer_fin: bool,
     /// Close only after the peer's FIN (outbound connections: closing earlier aborts, and the
@@ -194,6 +197,7 @@ impl TcpState {
             disconnect_done: false,
             close_issued: false,
             close_completed: false,
+            query_pending: false,
             peer_fin: false,
             wait_peer_fin: false,
             shutdown_limit_ticks: 0,
@@ -330,6 +334,34 @@ impl TcpState {
             return;
         }
         self.max_send = (backlog / self.nslots).clamp(4096, 64 * 1024);
+    }
+
+    /// The accept path issues SIO_WSK_QUERY_IDEAL_SEND_BACKLOG (W36): it counts as an executing
+    /// call until [`call_returned`](Self::call_returned) (C22) and as an outstanding IRP until
+    /// [`query_complete`](Self::query_complete). False when the connection is already closing.
+    pub fn query_issue(&mut self) -> bool {
+        if self.close_issued || self.query_pending {
+            return false;
+        }
+        self.query_pending = true;
+        self.calls += 1;
+        true
+    }
+
+    /// The backlog query IRP completed; `Some(bytes)` on success is applied as a send-backlog
+    /// event is (W58, C37). Returns true when the close has already completed and nothing else
+    /// is outstanding: this was the context's last IRP and the caller recycles it.
+    pub fn query_complete(&mut self, ideal: Option<usize>) -> bool {
+        self.query_pending = false;
+        if let Some(b) = ideal {
+            self.set_ideal_backlog(b);
+        }
+        self.close_completed && (!self.disconnect_issued || self.disconnect_done)
+    }
+
+    /// Current size of one send (follows the ideal send backlog, C37).
+    pub fn max_send(&self) -> usize {
+        self.max_send
     }
 
     /// EchoClient: `n` more bytes of echo arrived (verified by the caller against the pattern
@@ -614,14 +646,14 @@ impl TcpState {
         if !ok {
             self.phase = Phase::Aborting;
         }
-        self.close_completed
+        self.close_completed && !self.query_pending
     }
 
     /// The close IRP completed. Returns true when no other IRP of the context is outstanding
     /// (so the context can be recycled now); false when a disconnect is still to complete.
     pub fn close_complete(&mut self) -> bool {
         self.close_completed = true;
-        !self.disconnect_issued || self.disconnect_done
+        (!self.disconnect_issued || self.disconnect_done) && !self.query_pending
     }
 }
 
@@ -897,6 +929,25 @@ mod tests {
         }
         assert!(st.kick(), "limit reached");
         assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: true }]);
+    }
+
+    #[test]
+    fn pending_backlog_query_holds_the_context() {
+        let mut st = TcpState::new(Mode::Echo, 1024, 4, 16 * 1024, 0);
+        assert!(st.query_issue());
+        assert!(!st.query_issue(), "one query at a time");
+        st.abort();
+        let g = RetainedBudget::new(1 << 20);
+        assert!(pump(&mut st, &g).is_empty(), "no close while the query call executes (C22)");
+        st.call_returned();
+        assert_eq!(pump(&mut st, &g), [Work::Close]);
+        assert!(!st.close_complete(), "the query IRP is still out");
+        assert!(st.query_complete(None), "its completion recycles the context");
+        let mut st = TcpState::new(Mode::Echo, 1024, 4, 16 * 1024, 0);
+        assert!(st.query_issue());
+        st.call_returned();
+        assert!(!st.query_complete(Some(200_000)));
+        assert_eq!(st.max_send(), 50_000);
     }
 
     #[test]
