@@ -397,19 +397,11 @@ pub unsafe extern "system" fn WskSend(
     Flags: ULONG,
     Irp: PIRP,
 ) -> NTSTATUS {
-    crate::irql::require_dispatch_or_below("WskSend");
-    // SAFETY: the client passes its IRP.
-    if !unsafe { crate::irp::take(Irp, "WskSend") } {
-        return STATUS_INVALID_PARAMETER;
-    }
-    let Some(_in) = socket::enter(Socket, "WskSend") else {
-        // SAFETY: taken above.
-        return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
+    // SAFETY: the client passes its IRP to WskSend.
+    let _in = match unsafe { socket::begin_irp_call(Socket, Irp, "WskSend", crate::faults::Call::WskSend) } {
+        Ok(call) => call,
+        Err(st) => return st,
     };
-    if let Some(st) = crate::faults::injected_failure(crate::faults::Call::WskSend) {
-        // SAFETY: taken above.
-        return unsafe { complete::fail(Irp, st) };
-    }
     if Flags & !WSK_FLAG_NODELAY != 0 {
         // SAFETY: taken above.
         return unsafe { complete::fail(Irp, STATUS_NOT_SUPPORTED) };
@@ -482,19 +474,11 @@ pub unsafe extern "system" fn WskReceive(
     Flags: ULONG,
     Irp: PIRP,
 ) -> NTSTATUS {
-    crate::irql::require_dispatch_or_below("WskReceive");
-    // SAFETY: the client passes its IRP.
-    if !unsafe { crate::irp::take(Irp, "WskReceive") } {
-        return STATUS_INVALID_PARAMETER;
-    }
-    let Some(_in) = socket::enter(Socket, "WskReceive") else {
-        // SAFETY: taken above.
-        return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
+    // SAFETY: the client passes its IRP to WskReceive.
+    let _in = match unsafe { socket::begin_irp_call(Socket, Irp, "WskReceive", crate::faults::Call::WskReceive) } {
+        Ok(call) => call,
+        Err(st) => return st,
     };
-    if let Some(st) = crate::faults::injected_failure(crate::faults::Call::WskReceive) {
-        // SAFETY: taken above.
-        return unsafe { complete::fail(Irp, st) };
-    }
     if Flags & !(WSK_FLAG_WAITALL | WSK_FLAG_DRAIN) != 0 {
         // SAFETY: taken above.
         return unsafe { complete::fail(Irp, STATUS_NOT_SUPPORTED) };
@@ -576,19 +560,11 @@ pub unsafe extern "system" fn WskDisconnect(
     Flags: ULONG,
     Irp: PIRP,
 ) -> NTSTATUS {
-    crate::irql::require_dispatch_or_below("WskDisconnect");
-    // SAFETY: the client passes its IRP.
-    if !unsafe { crate::irp::take(Irp, "WskDisconnect") } {
-        return STATUS_INVALID_PARAMETER;
-    }
-    let Some(_in) = socket::enter(Socket, "WskDisconnect") else {
-        // SAFETY: taken above.
-        return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
+    // SAFETY: the client passes its IRP to WskDisconnect.
+    let _in = match unsafe { socket::begin_irp_call(Socket, Irp, "WskDisconnect", crate::faults::Call::WskDisconnect) } {
+        Ok(call) => call,
+        Err(st) => return st,
     };
-    if let Some(st) = crate::faults::injected_failure(crate::faults::Call::WskDisconnect) {
-        // SAFETY: taken above.
-        return unsafe { complete::fail(Irp, st) };
-    }
     let ws = Socket as usize;
     if Flags & WSK_FLAG_ABORTIVE != 0 {
         if !Buffer.is_null() || Flags & !WSK_FLAG_ABORTIVE != 0 {

@@ -251,19 +251,11 @@ pub unsafe extern "system" fn WskReceiveFrom(
     Irp: PIRP,
 ) -> NTSTATUS {
     let _ = ControlInfo;
-    crate::irql::require_dispatch_or_below("WskReceiveFrom");
-    // SAFETY: the client passes its IRP.
-    if !unsafe { crate::irp::take(Irp, "WskReceiveFrom") } {
-        return STATUS_INVALID_PARAMETER;
-    }
-    let Some(_in) = socket::enter(Socket, "WskReceiveFrom") else {
-        // SAFETY: taken above.
-        return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
+    // SAFETY: the client passes its IRP to WskReceiveFrom.
+    let _in = match unsafe { socket::begin_irp_call(Socket, Irp, "WskReceiveFrom", crate::faults::Call::WskReceiveFrom) } {
+        Ok(call) => call,
+        Err(st) => return st,
     };
-    if let Some(st) = crate::faults::injected_failure(crate::faults::Call::WskReceiveFrom) {
-        // SAFETY: taken above.
-        return unsafe { complete::fail(Irp, st) };
-    }
     if Flags != 0 || Buffer.is_null() {
         // SAFETY: taken above.
         return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };

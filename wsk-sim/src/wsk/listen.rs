@@ -79,19 +79,11 @@ pub unsafe extern "system" fn WskBind(
     Flags: ULONG,
     Irp: PIRP,
 ) -> NTSTATUS {
-    crate::irql::require_dispatch_or_below("WskBind");
-    // SAFETY: the client passes its IRP.
-    if !unsafe { crate::irp::take(Irp, "WskBind") } {
-        return STATUS_INVALID_PARAMETER;
-    }
-    let Some(_in) = socket::enter(Socket, "WskBind") else {
-        // SAFETY: taken above.
-        return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
+    // SAFETY: the client passes its IRP to WskBind.
+    let _in = match unsafe { socket::begin_irp_call(Socket, Irp, "WskBind", crate::faults::Call::WskBind) } {
+        Ok(call) => call,
+        Err(st) => return st,
     };
-    if let Some(st) = crate::faults::injected_failure(crate::faults::Call::WskBind) {
-        // SAFETY: taken above.
-        return unsafe { complete::fail(Irp, st) };
-    }
     if Flags != 0 {
         // SAFETY: taken above.
         return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };

@@ -465,6 +465,34 @@ pub(crate) fn enter(socket: PWSK_SOCKET, call: &str) -> Option<InCall> {
     }
 }
 
+/// The common start of an IRP-taking socket call: IRQL check, the IRP taken (W11), the socket
+/// entered as executing, and any injected failure. `Err(status)` is the call's return value;
+/// the IRP is then already completed with it, except when the IRP itself was unusable.
+///
+/// # Safety
+/// `irp` is the IRP the client passed to `name`.
+pub(crate) unsafe fn begin_irp_call(
+    socket: PWSK_SOCKET,
+    irp: PIRP,
+    name: &'static str,
+    fault: crate::faults::Call,
+) -> Result<InCall, NTSTATUS> {
+    crate::irql::require_dispatch_or_below(name);
+    // SAFETY: the client passes its IRP.
+    if !unsafe { crate::irp::take(irp, name) } {
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    let Some(call) = enter(socket, name) else {
+        // SAFETY: taken above.
+        return Err(unsafe { complete::fail(irp, STATUS_INVALID_PARAMETER) });
+    };
+    if let Some(st) = crate::faults::injected_failure(fault) {
+        // SAFETY: taken above.
+        return Err(unsafe { complete::fail(irp, st) });
+    }
+    Ok(call)
+}
+
 fn category(flags: ULONG) -> Option<Kind> {
     match flags {
         0 => Some(Kind::Basic),
