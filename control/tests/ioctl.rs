@@ -637,7 +637,13 @@ fn responses_write_every_byte_and_roundtrip() {
 #[test]
 fn stats_response_decoder_refuses_malformed_answers() {
     let mut m = MockDriver::new(2);
-    let req = enc(|b| StatsRequest { per_cpu: true, per_service: true }.encode(b));
+    let req = enc(|b| {
+        StatsRequest {
+            per_cpu: true,
+            per_service: true,
+        }
+        .encode(b)
+    });
     let (s, good) = call(&mut m, IOCTL_WSKECHO_QUERY_STATS, &req, MAX_OUTPUT_BYTES);
     assert_eq!(s, STATUS_SUCCESS);
     StatsView::parse(&good).unwrap();
@@ -647,11 +653,25 @@ fn stats_response_decoder_refuses_malformed_answers() {
         b[off..off + bytes.len()].copy_from_slice(bytes);
         StatsView::parse(&b).map(|_| ())
     };
-    assert_eq!(patch(12, &15u16.to_le_bytes()), Err(ControlError::Version), "other counter set");
-    assert_eq!(patch(8, &3u16.to_le_bytes()), Err(ControlError::Short), "one CPU more than sent");
+    assert_eq!(
+        patch(12, &15u16.to_le_bytes()),
+        Err(ControlError::Version),
+        "other counter set"
+    );
+    assert_eq!(
+        patch(8, &3u16.to_le_bytes()),
+        Err(ControlError::Short),
+        "one CPU more than sent"
+    );
     assert_eq!(patch(8, &1u16.to_le_bytes()), Err(ControlError::Long));
-    assert_eq!(patch(8, &2000u16.to_le_bytes()), Err(ControlError::OutOfRange));
-    assert_eq!(patch(10, &17u16.to_le_bytes()), Err(ControlError::OutOfRange));
+    assert_eq!(
+        patch(8, &2000u16.to_le_bytes()),
+        Err(ControlError::OutOfRange)
+    );
+    assert_eq!(
+        patch(10, &17u16.to_le_bytes()),
+        Err(ControlError::OutOfRange)
+    );
     assert_eq!(patch(14, &[1]), Err(ControlError::Reserved));
     // First service entry after global + 2 CPU blocks: its port set to 0.
     let svc = 24 + 3 * 128;
@@ -659,5 +679,8 @@ fn stats_response_decoder_refuses_malformed_answers() {
     assert_eq!(patch(svc + 4, &[9, 0]), Err(ControlError::BadFamily));
     let mut short = good[..good.len() - 8].to_vec();
     set_len(&mut short);
-    assert_eq!(StatsView::parse(&short).map(|_| ()), Err(ControlError::Short));
+    assert_eq!(
+        StatsView::parse(&short).map(|_| ()),
+        Err(ControlError::Short)
+    );
 }

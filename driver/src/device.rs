@@ -10,10 +10,25 @@
 use core::ptr;
 
 use control::config::{Config, Service};
-use control::ioctl::{self, ControlHandler, LoadJob, LoadStatus, DEVICE_NAME, DOS_DEVICE_NAME, FILE_DEVICE_WSKECHO, MAX_INPUT_BYTES};
 use control::ioctl::StatsSource;
+use control::ioctl::{
+    self, ControlHandler, LoadJob, LoadStatus, DEVICE_NAME, DOS_DEVICE_NAME, FILE_DEVICE_WSKECHO,
+    MAX_INPUT_BYTES,
+};
 use control::stats::{Counter as C, Counters};
-use wsk_sys::{ULONG, UNICODE_STRING, PUNICODE_STRING, PDRIVER_OBJECT, NTSTATUS, PDEVICE_OBJECT, IoCreateDevice, FILE_DEVICE_SECURE_OPEN, FALSE, NT_SUCCESS, IoCreateSymbolicLink, IRP_MJ_CREATE, IRP_MJ_CLOSE, IRP_MJ_DEVICE_CONTROL, DO_DEVICE_INITIALIZING, STATUS_SUCCESS, IoDeleteSymbolicLink, IoDeleteDevice, SeExports, RtlLengthSid, ACL, ACCESS_ALLOWED_ACE, SECURITY_DESCRIPTOR_MIN_LENGTH, STATUS_INSUFFICIENT_RESOURCES, PSECURITY_DESCRIPTOR, PACL, RtlCreateSecurityDescriptor, SECURITY_DESCRIPTOR_REVISION, RtlCreateAcl, ACL_REVISION, RtlAddAccessAllowedAce, GENERIC_ALL, RtlSetDaclSecurityDescriptor, TRUE, HANDLE, ObOpenObjectByPointer, OBJ_KERNEL_HANDLE, WRITE_DAC, KernelMode, ZwSetSecurityObject, DACL_SECURITY_INFORMATION, ZwClose, PIRP, IoCompleteRequest, IO_NO_INCREMENT, STATUS_INVALID_DEVICE_REQUEST, STATUS_DEVICE_NOT_READY, IoGetCurrentIrpStackLocation, STATUS_INVALID_PARAMETER, KeQueryActiveProcessorCountEx};
+use wsk_sys::{
+    IoCompleteRequest, IoCreateDevice, IoCreateSymbolicLink, IoDeleteDevice, IoDeleteSymbolicLink,
+    IoGetCurrentIrpStackLocation, KeQueryActiveProcessorCountEx, KernelMode, ObOpenObjectByPointer,
+    RtlAddAccessAllowedAce, RtlCreateAcl, RtlCreateSecurityDescriptor, RtlLengthSid,
+    RtlSetDaclSecurityDescriptor, SeExports, ZwClose, ZwSetSecurityObject, ACCESS_ALLOWED_ACE, ACL,
+    ACL_REVISION, DACL_SECURITY_INFORMATION, DO_DEVICE_INITIALIZING, FALSE,
+    FILE_DEVICE_SECURE_OPEN, GENERIC_ALL, HANDLE, IO_NO_INCREMENT, IRP_MJ_CLOSE, IRP_MJ_CREATE,
+    IRP_MJ_DEVICE_CONTROL, NTSTATUS, NT_SUCCESS, OBJ_KERNEL_HANDLE, PACL, PDEVICE_OBJECT,
+    PDRIVER_OBJECT, PIRP, PSECURITY_DESCRIPTOR, PUNICODE_STRING, SECURITY_DESCRIPTOR_MIN_LENGTH,
+    SECURITY_DESCRIPTOR_REVISION, STATUS_DEVICE_NOT_READY, STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_SUCCESS, TRUE, ULONG,
+    UNICODE_STRING, WRITE_DAC,
+};
 
 use crate::kernel::pool;
 use crate::net::Driver;
@@ -29,7 +44,14 @@ struct WideName {
 
 impl WideName {
     fn new(s: &str) -> Self {
-        let mut w = WideName { buf: [0; 40], us: UNICODE_STRING { Length: 0, MaximumLength: 0, Buffer: ptr::null_mut() } };
+        let mut w = WideName {
+            buf: [0; 40],
+            us: UNICODE_STRING {
+                Length: 0,
+                MaximumLength: 0,
+                Buffer: ptr::null_mut(),
+            },
+        };
         for (i, b) in s.bytes().take(39).enumerate() {
             w.buf[i] = u16::from(b);
         }
@@ -125,7 +147,9 @@ unsafe fn apply_admin_only_dacl(dev: PDEVICE_OBJECT) -> NTSTATUS {
     // SAFETY: valid SIDs.
     let sid_len = unsafe { RtlLengthSid(sys) + RtlLengthSid(admins) } as usize;
     // ACL header + 2 ACEs (header + mask, then the SID in place of SidStart).
-    let acl_len = core::mem::size_of::<ACL>() + 2 * (core::mem::size_of::<ACCESS_ALLOWED_ACE>() - 4) + sid_len;
+    let acl_len = core::mem::size_of::<ACL>()
+        + 2 * (core::mem::size_of::<ACCESS_ALLOWED_ACE>() - 4)
+        + sid_len;
     let total = SECURITY_DESCRIPTOR_MIN_LENGTH + acl_len;
     let block = pool::alloc(total + 8, pool::TAG_TEMP);
     if block.is_null() {
@@ -151,9 +175,21 @@ unsafe fn apply_admin_only_dacl(dev: PDEVICE_OBJECT) -> NTSTATUS {
         }
         if NT_SUCCESS(st) {
             let mut h: HANDLE = ptr::null_mut();
-            st = ObOpenObjectByPointer(dev.cast(), OBJ_KERNEL_HANDLE, ptr::null_mut(), WRITE_DAC, ptr::null_mut(), KernelMode, &raw mut h);
+            st = ObOpenObjectByPointer(
+                dev.cast(),
+                OBJ_KERNEL_HANDLE,
+                ptr::null_mut(),
+                WRITE_DAC,
+                ptr::null_mut(),
+                KernelMode,
+                &raw mut h,
+            );
             if NT_SUCCESS(st) {
-                st = ZwSetSecurityObject(h, DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION, sd);
+                st = ZwSetSecurityObject(
+                    h,
+                    DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
+                    sd,
+                );
                 ZwClose(h);
             }
         }
@@ -176,20 +212,20 @@ unsafe fn complete(irp: PIRP, st: NTSTATUS, info: usize) -> NTSTATUS {
 
 /// IRP_MJ_CREATE / IRP_MJ_CLOSE. PASSIVE_LEVEL. Access was checked against the DACL by the
 /// I/O manager (FILE_DEVICE_SECURE_OPEN covers opens of names below the device too).
-unsafe extern "system" fn dispatch_create_close(_dev: PDEVICE_OBJECT, irp: PIRP) -> NTSTATUS {
+unsafe extern "win64" fn dispatch_create_close(_dev: PDEVICE_OBJECT, irp: PIRP) -> NTSTATUS {
     // SAFETY: IRP from the I/O manager.
     unsafe { complete(irp, STATUS_SUCCESS, 0) }
 }
 
 /// Every other major function. PASSIVE_LEVEL.
-unsafe extern "system" fn dispatch_invalid(_dev: PDEVICE_OBJECT, irp: PIRP) -> NTSTATUS {
+unsafe extern "win64" fn dispatch_invalid(_dev: PDEVICE_OBJECT, irp: PIRP) -> NTSTATUS {
     // SAFETY: IRP from the I/O manager.
     unsafe { complete(irp, STATUS_INVALID_DEVICE_REQUEST, 0) }
 }
 
 /// IRP_MJ_DEVICE_CONTROL (METHOD_BUFFERED). PASSIVE_LEVEL. Copies the input out of the
 /// system buffer (input and output share it), lets the control crate validate and answer.
-unsafe extern "system" fn dispatch_ioctl(dev: PDEVICE_OBJECT, irp: PIRP) -> NTSTATUS {
+unsafe extern "win64" fn dispatch_ioctl(dev: PDEVICE_OBJECT, irp: PIRP) -> NTSTATUS {
     // SAFETY: IRP and device from the I/O manager; METHOD_BUFFERED system buffer of
     // max(in, out) bytes.
     unsafe {
@@ -199,7 +235,11 @@ unsafe extern "system" fn dispatch_ioctl(dev: PDEVICE_OBJECT, irp: PIRP) -> NTST
         }
         let sl = IoGetCurrentIrpStackLocation(irp);
         let p = (*sl).Parameters.DeviceIoControl;
-        let (code, in_len, out_len) = (p.IoControlCode, p.InputBufferLength as usize, p.OutputBufferLength as usize);
+        let (code, in_len, out_len) = (
+            p.IoControlCode,
+            p.InputBufferLength as usize,
+            p.OutputBufferLength as usize,
+        );
         let sys = (*irp).AssociatedIrp.SystemBuffer.cast::<u8>();
         if in_len > MAX_INPUT_BYTES {
             return complete(irp, STATUS_INVALID_PARAMETER, 0);
@@ -212,7 +252,11 @@ unsafe extern "system" fn dispatch_ioctl(dev: PDEVICE_OBJECT, irp: PIRP) -> NTST
             ptr::copy_nonoverlapping(sys, inbuf, in_len);
         }
         let input = core::slice::from_raw_parts(inbuf, in_len);
-        let output: &mut [u8] = if out_len > 0 && !sys.is_null() { core::slice::from_raw_parts_mut(sys, out_len) } else { &mut [] };
+        let output: &mut [u8] = if out_len > 0 && !sys.is_null() {
+            core::slice::from_raw_parts_mut(sys, out_len)
+        } else {
+            &mut []
+        };
         let (st, n) = control_dispatch(d, code, input, output);
         pool::free(inbuf, pool::TAG_TEMP);
         complete(irp, st, n)
@@ -225,7 +269,12 @@ unsafe extern "system" fn dispatch_ioctl(dev: PDEVICE_OBJECT, irp: PIRP) -> NTST
 ///
 /// # Safety
 /// `d` is the loaded driver.
-pub unsafe fn control_dispatch(d: *mut Driver, code: u32, input: &[u8], output: &mut [u8]) -> (i32, usize) {
+pub unsafe fn control_dispatch(
+    d: *mut Driver,
+    code: u32,
+    input: &[u8],
+    output: &mut [u8],
+) -> (i32, usize) {
     // SAFETY: per the caller.
     let busy = unsafe { &(*d).control_busy };
     if busy.swap(true, core::sync::atomic::Ordering::SeqCst) {
@@ -255,15 +304,24 @@ fn map(c: &[u64; crate::stats::NUM_COUNTERS]) -> Counters {
     o.set(C::ConnRefused, g(Counter::ConnRefused));
     // Per-CPU values are deltas (a connection may close on another CPU): wrapping keeps the
     // sum exact.
-    o.set(C::ConnActive, g(Counter::ConnAccepted).wrapping_sub(g(Counter::ConnClosed)));
+    o.set(
+        C::ConnActive,
+        g(Counter::ConnAccepted).wrapping_sub(g(Counter::ConnClosed)),
+    );
     o.set(C::BytesIn, g(Counter::TcpBytesIn) + g(Counter::UdpBytesIn));
-    o.set(C::BytesOut, g(Counter::TcpBytesOut) + g(Counter::UdpBytesOut));
+    o.set(
+        C::BytesOut,
+        g(Counter::TcpBytesOut) + g(Counter::UdpBytesOut),
+    );
     o.set(C::DatagramsIn, g(Counter::UdpDatagramsIn));
     o.set(C::DatagramsOut, g(Counter::UdpDatagramsOut));
     o.set(C::DropNoSendContext, g(Counter::UdpDropNoContext));
     o.set(C::DropRateLimited, g(Counter::UdpDropRate));
     o.set(C::DropNotAllowed, g(Counter::UdpDropFiltered));
-    o.set(C::DropMalformed, g(Counter::UdpDropService) + g(Counter::UdpDropTooBig));
+    o.set(
+        C::DropMalformed,
+        g(Counter::UdpDropService) + g(Counter::UdpDropTooBig),
+    );
     o.set(C::SendErrors, g(Counter::SendErrors));
     o.set(C::ZeroCopySends, g(Counter::ZeroCopySends));
     o.set(C::CopySends, g(Counter::CopySends));

@@ -23,7 +23,14 @@ use core::ptr;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use control::config::Config;
-use wsk_sys::{PDRIVER_OBJECT, PUNICODE_STRING, NTSTATUS, STATUS_OBJECT_NAME_COLLISION, STATUS_INSUFFICIENT_RESOURCES, LARGE_INTEGER, KeQueryPerformanceCounter, ExInitializeRundownProtection, STATUS_SUCCESS, NT_SUCCESS, HANDLE, InitializeObjectAttributes, OBJ_KERNEL_HANDLE, PsCreateSystemThread, THREAD_ALL_ACCESS, PVOID, ObReferenceObjectByHandle, SYNCHRONIZE, KernelMode, ZwClose, WskCaptureProviderNPI, STATUS_DEVICE_NOT_READY, PsTerminateSystemThread, KeWaitForSingleObject, Executive, FALSE, ObfDereferenceObject};
+use wsk_sys::{
+    ExInitializeRundownProtection, Executive, InitializeObjectAttributes,
+    KeQueryPerformanceCounter, KeWaitForSingleObject, KernelMode, ObReferenceObjectByHandle,
+    ObfDereferenceObject, PsCreateSystemThread, PsTerminateSystemThread, WskCaptureProviderNPI,
+    ZwClose, FALSE, HANDLE, LARGE_INTEGER, NTSTATUS, NT_SUCCESS, OBJ_KERNEL_HANDLE, PDRIVER_OBJECT,
+    PUNICODE_STRING, PVOID, STATUS_DEVICE_NOT_READY, STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_OBJECT_NAME_COLLISION, STATUS_SUCCESS, SYNCHRONIZE, THREAD_ALL_ACCESS,
+};
 
 use kernel::pool;
 use net::Driver;
@@ -37,7 +44,10 @@ static DRIVER: AtomicPtr<Driver> = AtomicPtr::new(ptr::null_mut());
 /// # Safety
 /// Called by the I/O manager (or the sim runner) with a valid DRIVER_OBJECT.
 #[no_mangle]
-pub unsafe extern "system" fn DriverEntry(driver_object: PDRIVER_OBJECT, registry_path: PUNICODE_STRING) -> NTSTATUS {
+pub unsafe extern "win64" fn DriverEntry(
+    driver_object: PDRIVER_OBJECT,
+    registry_path: PUNICODE_STRING,
+) -> NTSTATUS {
     // SAFETY: forwarded.
     unsafe { driver_entry_with(driver_object, registry_path, None) }
 }
@@ -46,7 +56,11 @@ pub unsafe extern "system" fn DriverEntry(driver_object: PDRIVER_OBJECT, registr
 ///
 /// # Safety
 /// As [`DriverEntry`].
-pub unsafe fn driver_entry_with(driver_object: PDRIVER_OBJECT, registry_path: PUNICODE_STRING, cfg: Option<Config>) -> NTSTATUS {
+pub unsafe fn driver_entry_with(
+    driver_object: PDRIVER_OBJECT,
+    registry_path: PUNICODE_STRING,
+    cfg: Option<Config>,
+) -> NTSTATUS {
     if !DRIVER.load(Ordering::SeqCst).is_null() {
         return STATUS_OBJECT_NAME_COLLISION;
     }
@@ -64,10 +78,16 @@ pub unsafe fn driver_entry_with(driver_object: PDRIVER_OBJECT, registry_path: PU
     let r = unsafe {
         ptr::write(ptr::addr_of_mut!((*d).cfg), cfg);
         ptr::write(ptr::addr_of_mut!((*d).stats), stats::Stats::new());
-        ptr::write(ptr::addr_of_mut!((*d).budget), service::budget::RetainedBudget::new(cfg.limits.max_retained_total as usize));
+        ptr::write(
+            ptr::addr_of_mut!((*d).budget),
+            service::budget::RetainedBudget::new(cfg.limits.max_retained_total as usize),
+        );
         ptr::write(ptr::addr_of_mut!((*d).conns), net::conn::ConnPool::empty());
         ptr::write(ptr::addr_of_mut!((*d).job), net::job::Job::new());
-        ptr::write(ptr::addr_of_mut!((*d).svc_slots), [None; control::config::MAX_SERVICES]);
+        ptr::write(
+            ptr::addr_of_mut!((*d).svc_slots),
+            [None; control::config::MAX_SERVICES],
+        );
         &mut *d
     };
     let mut freq = LARGE_INTEGER { QuadPart: 0 };
@@ -77,7 +97,12 @@ pub unsafe fn driver_entry_with(driver_object: PDRIVER_OBJECT, registry_path: PU
         r.perf_freq = freq.QuadPart as u64;
         ExInitializeRundownProtection(&raw mut r.rundown);
     }
-    let mut st = if r.alloc_pattern() && r.conns.init(d, cfg.limits.max_connections as usize, cfg.limits.send_ring_bytes as usize) {
+    let mut st = if r.alloc_pattern()
+        && r.conns.init(
+            d,
+            cfg.limits.max_connections as usize,
+            cfg.limits.send_ring_bytes as usize,
+        ) {
         STATUS_SUCCESS
     } else {
         STATUS_INSUFFICIENT_RESOURCES
@@ -108,24 +133,50 @@ pub unsafe fn driver_entry_with(driver_object: PDRIVER_OBJECT, registry_path: PU
     DRIVER.store(d, Ordering::SeqCst);
     // SAFETY: valid driver object.
     unsafe { (*driver_object).DriverUnload = Some(DriverUnload) };
-    log_info!("loaded: {} services, max {} connections", cfg.services.len(), cfg.limits.max_connections);
+    log_info!(
+        "loaded: {} services, max {} connections",
+        cfg.services.len(),
+        cfg.limits.max_connections
+    );
     STATUS_SUCCESS
 }
 
 unsafe fn start_thread(r: &mut Driver) -> NTSTATUS {
     let mut h: HANDLE = ptr::null_mut();
-    let mut oa = InitializeObjectAttributes(ptr::null_mut(), OBJ_KERNEL_HANDLE, ptr::null_mut(), ptr::null_mut());
+    let mut oa = InitializeObjectAttributes(
+        ptr::null_mut(),
+        OBJ_KERNEL_HANDLE,
+        ptr::null_mut(),
+        ptr::null_mut(),
+    );
     let ctx: *mut Driver = r;
     // SAFETY: PASSIVE_LEVEL; the context outlives the thread (unload waits on it).
     let st = unsafe {
-        PsCreateSystemThread(&raw mut h, THREAD_ALL_ACCESS, &raw mut oa, ptr::null_mut(), ptr::null_mut(), Some(startup), ctx.cast())
+        PsCreateSystemThread(
+            &raw mut h,
+            THREAD_ALL_ACCESS,
+            &raw mut oa,
+            ptr::null_mut(),
+            ptr::null_mut(),
+            Some(startup),
+            ctx.cast(),
+        )
     };
     if !NT_SUCCESS(st) {
         return st;
     }
     let mut obj: PVOID = ptr::null_mut();
     // SAFETY: h is our kernel handle.
-    let st = unsafe { ObReferenceObjectByHandle(h, SYNCHRONIZE, ptr::null_mut(), KernelMode, &raw mut obj, ptr::null_mut()) };
+    let st = unsafe {
+        ObReferenceObjectByHandle(
+            h,
+            SYNCHRONIZE,
+            ptr::null_mut(),
+            KernelMode,
+            &raw mut obj,
+            ptr::null_mut(),
+        )
+    };
     // SAFETY: ours.
     unsafe { ZwClose(h) };
     if NT_SUCCESS(st) {
@@ -136,7 +187,7 @@ unsafe fn start_thread(r: &mut Driver) -> NTSTATUS {
 
 /// Start-up thread. PASSIVE_LEVEL: captures the provider NPI (bounded waits, so unload can stop
 /// it), creates the configured sockets, then stays as the housekeeping thread until unload.
-unsafe extern "system" fn startup(ctx: PVOID) {
+unsafe extern "win64" fn startup(ctx: PVOID) {
     // SAFETY: the Driver block outlives this thread.
     let d = unsafe { &mut *ctx.cast::<Driver>() };
     loop {
@@ -144,7 +195,8 @@ unsafe extern "system" fn startup(ctx: PVOID) {
             break;
         }
         // SAFETY: registration live; PASSIVE_LEVEL for a non-zero wait (W3).
-        let st = unsafe { WskCaptureProviderNPI(&raw mut d.registration, 200, &raw mut d.provider) };
+        let st =
+            unsafe { WskCaptureProviderNPI(&raw mut d.registration, 200, &raw mut d.provider) };
         if NT_SUCCESS(st) {
             d.captured = true;
             break;
@@ -182,7 +234,7 @@ unsafe extern "system" fn startup(ctx: PVOID) {
 ///
 /// # Safety
 /// Called by the I/O manager once.
-pub unsafe extern "system" fn DriverUnload(driver_object: PDRIVER_OBJECT) {
+pub unsafe extern "win64" fn DriverUnload(driver_object: PDRIVER_OBJECT) {
     let _ = driver_object;
     let d = DRIVER.swap(ptr::null_mut(), Ordering::SeqCst);
     if d.is_null() {
@@ -192,7 +244,8 @@ pub unsafe extern "system" fn DriverUnload(driver_object: PDRIVER_OBJECT) {
     let r = unsafe { &mut *d };
     r.stopping.store(true, Ordering::SeqCst);
     // The start-up thread sees `stopping` within one bounded capture wait.
-    while r.start_state.load(Ordering::SeqCst) == net::START_PENDING && !r.startup_thread.is_null() {
+    while r.start_state.load(Ordering::SeqCst) == net::START_PENDING && !r.startup_thread.is_null()
+    {
         net::sleep_ms(5);
     }
     // Take the control path for good (bounded wait for a request in progress).
@@ -209,7 +262,13 @@ pub unsafe extern "system" fn DriverUnload(driver_object: PDRIVER_OBJECT) {
     if !r.startup_thread.is_null() {
         // SAFETY: referenced thread object; PASSIVE_LEVEL wait.
         unsafe {
-            KeWaitForSingleObject(r.startup_thread, Executive, KernelMode, FALSE, ptr::null_mut());
+            KeWaitForSingleObject(
+                r.startup_thread,
+                Executive,
+                KernelMode,
+                FALSE,
+                ptr::null_mut(),
+            );
             ObfDereferenceObject(r.startup_thread);
         }
         r.startup_thread = ptr::null_mut();
@@ -229,7 +288,10 @@ fn log_counters(r: &Driver) {
     for (chunk_i, chunk) in snap.chunks(6).enumerate() {
         let mut line = kernel::log::LineBuf::new();
         for (j, v) in chunk.iter().enumerate() {
-            let _ = core::fmt::Write::write_fmt(&mut line, format_args!("{}={} ", stats::COUNTER_NAMES[chunk_i * 6 + j], v));
+            let _ = core::fmt::Write::write_fmt(
+                &mut line,
+                format_args!("{}={} ", stats::COUNTER_NAMES[chunk_i * 6 + j], v),
+            );
         }
         log_info!("final: {}", line.as_str());
     }
@@ -273,7 +335,11 @@ pub fn send_backlog_state(out: &mut [usize]) -> Option<(u64, usize, usize)> {
             n += 1;
         }
     }
-    Some((r.backlog_queries.load(Ordering::Relaxed), r.backlog_last.load(Ordering::Relaxed), n))
+    Some((
+        r.backlog_queries.load(Ordering::Relaxed),
+        r.backlog_last.load(Ordering::Relaxed),
+        n,
+    ))
 }
 
 /// The control ABI on the loaded instance (what IRP_MJ_DEVICE_CONTROL does, for transports

@@ -4,8 +4,14 @@
 
 use core::ptr;
 
-use control::config::{encode_utf16z, Config, ConfigBuilder, MAX_REGISTRY_VALUE_BYTES, REGISTRY_VALUES};
-use wsk_sys::{PCUNICODE_STRING, ZwClose, HANDLE, UNICODE_STRING, InitializeObjectAttributes, OBJ_CASE_INSENSITIVE, OBJ_KERNEL_HANDLE, ZwOpenKey, KEY_READ, NT_SUCCESS, ULONG, ZwQueryValueKey, KeyValuePartialInformation, STATUS_OBJECT_NAME_NOT_FOUND, KEY_VALUE_PARTIAL_INFORMATION};
+use control::config::{
+    encode_utf16z, Config, ConfigBuilder, MAX_REGISTRY_VALUE_BYTES, REGISTRY_VALUES,
+};
+use wsk_sys::{
+    InitializeObjectAttributes, KeyValuePartialInformation, ZwClose, ZwOpenKey, ZwQueryValueKey,
+    HANDLE, KEY_READ, KEY_VALUE_PARTIAL_INFORMATION, NT_SUCCESS, OBJ_CASE_INSENSITIVE,
+    OBJ_KERNEL_HANDLE, PCUNICODE_STRING, STATUS_OBJECT_NAME_NOT_FOUND, ULONG, UNICODE_STRING,
+};
 
 use crate::kernel::pool;
 
@@ -56,8 +62,17 @@ unsafe fn open_parameters(reg_path: PCUNICODE_STRING) -> Option<HANDLE> {
         let tail = core::slice::from_raw_parts_mut(name.add(len), SUFFIX.len() * 2 + 2);
         encode_utf16z(SUFFIX, tail);
     }
-    let mut us = UNICODE_STRING { Length: total as u16, MaximumLength: (total + 2) as u16, Buffer: name.cast() };
-    let mut oa = InitializeObjectAttributes(&raw mut us, OBJ_CASE_INSENSITIVE | OBJ_KERNEL_HANDLE, ptr::null_mut(), ptr::null_mut());
+    let mut us = UNICODE_STRING {
+        Length: total as u16,
+        MaximumLength: (total + 2) as u16,
+        Buffer: name.cast(),
+    };
+    let mut oa = InitializeObjectAttributes(
+        &raw mut us,
+        OBJ_CASE_INSENSITIVE | OBJ_KERNEL_HANDLE,
+        ptr::null_mut(),
+        ptr::null_mut(),
+    );
     let mut h: HANDLE = ptr::null_mut();
     // SAFETY: all structures live across the call.
     let st = unsafe { ZwOpenKey(&raw mut h, KEY_READ, &raw mut oa) };
@@ -70,24 +85,45 @@ unsafe fn open_parameters(reg_path: PCUNICODE_STRING) -> Option<HANDLE> {
 /// `h` open key, `buf` MAX_REGISTRY_VALUE_BYTES + 64 bytes.
 unsafe fn read_value(h: HANDLE, name: &'static str, buf: *mut u8, b: &mut ConfigBuilder) {
     let mut wname = [0u8; 128];
-    let Some(n) = encode_utf16z(name, &mut wname) else { return };
-    let mut us = UNICODE_STRING { Length: (n - 2) as u16, MaximumLength: n as u16, Buffer: wname.as_mut_ptr().cast() };
+    let Some(n) = encode_utf16z(name, &mut wname) else {
+        return;
+    };
+    let mut us = UNICODE_STRING {
+        Length: (n - 2) as u16,
+        MaximumLength: n as u16,
+        Buffer: wname.as_mut_ptr().cast(),
+    };
     let mut got: ULONG = 0;
     let cap = (MAX_REGISTRY_VALUE_BYTES + 64) as ULONG;
     // SAFETY: buf has cap bytes; us/wname live across the call.
-    let st = unsafe { ZwQueryValueKey(h, &raw mut us, KeyValuePartialInformation, buf.cast(), cap, &raw mut got) };
+    let st = unsafe {
+        ZwQueryValueKey(
+            h,
+            &raw mut us,
+            KeyValuePartialInformation,
+            buf.cast(),
+            cap,
+            &raw mut got,
+        )
+    };
     if st == STATUS_OBJECT_NAME_NOT_FOUND {
         return;
     }
     if !NT_SUCCESS(st) {
-        crate::log_err!("registry value {name}: read failed {:#x}; default used", st as u32);
+        crate::log_err!(
+            "registry value {name}: read failed {:#x}; default used",
+            st as u32
+        );
         return;
     }
     // SAFETY: ZwQueryValueKey filled a KEY_VALUE_PARTIAL_INFORMATION header + DataLength bytes.
     let (ty, data) = unsafe {
         let info = &*buf.cast::<KEY_VALUE_PARTIAL_INFORMATION>();
         let dl = (info.DataLength as usize).min(MAX_REGISTRY_VALUE_BYTES);
-        (info.Type, core::slice::from_raw_parts(ptr::addr_of!(info.Data).cast::<u8>(), dl))
+        (
+            info.Type,
+            core::slice::from_raw_parts(ptr::addr_of!(info.Data).cast::<u8>(), dl),
+        )
     };
     if let Err(e) = b.apply(name, ty, data) {
         crate::log_err!("{e}");

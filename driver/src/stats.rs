@@ -75,11 +75,15 @@ pub struct Stats {
 #[allow(clippy::declare_interior_mutable_const)]
 const ZERO: AtomicU64 = AtomicU64::new(0);
 #[allow(clippy::declare_interior_mutable_const)]
-const BLOCK: CpuBlock = CpuBlock { c: [ZERO; NUM_COUNTERS] };
+const BLOCK: CpuBlock = CpuBlock {
+    c: [ZERO; NUM_COUNTERS],
+};
 
 impl Stats {
     pub const fn new() -> Self {
-        Self { cpus: [BLOCK; MAX_CPUS] }
+        Self {
+            cpus: [BLOCK; MAX_CPUS],
+        }
     }
 
     #[inline]
@@ -88,7 +92,10 @@ impl Stats {
     }
 
     pub fn get(&self, c: Counter) -> u64 {
-        self.cpus.iter().map(|b| b.c[c as usize].load(Ordering::Relaxed)).sum()
+        self.cpus
+            .iter()
+            .map(|b| b.c[c as usize].load(Ordering::Relaxed))
+            .sum()
     }
 
     pub fn snapshot(&self) -> [u64; NUM_COUNTERS] {
@@ -144,9 +151,11 @@ pub const fn svc_index(c: Counter) -> Option<usize> {
         Counter::ZeroCopySends => A::ZeroCopySends,
         Counter::CopySends => A::CopySends,
         Counter::RxBackpressure => A::Backpressure,
-        Counter::CopyBytes | Counter::DeadSockets | Counter::ProtocolErrors | Counter::OutboundConnects | Counter::OutboundFailures => {
-            return None
-        }
+        Counter::CopyBytes
+        | Counter::DeadSockets
+        | Counter::ProtocolErrors
+        | Counter::OutboundConnects
+        | Counter::OutboundFailures => return None,
     };
     Some(a as usize)
 }
@@ -224,7 +233,10 @@ mod tests {
         s.add(MAX_CPUS + 1, Counter::ConnAccepted, 1);
         assert_eq!(s.get(Counter::UdpBytesIn), 12);
         assert_eq!(s.snapshot()[Counter::ConnAccepted as usize], 1);
-        assert_eq!(COUNTER_NAMES[Counter::OutboundFailures as usize], "outbound_failures");
+        assert_eq!(
+            COUNTER_NAMES[Counter::OutboundFailures as usize],
+            "outbound_failures"
+        );
         assert_eq!(core::mem::align_of::<CpuBlock>(), 128);
         s.reset();
         assert_eq!(s.get(Counter::UdpBytesIn), 0);

@@ -16,7 +16,10 @@ use control::config::{Mode, Proto};
 #[test]
 fn accept_queries_the_ideal_send_backlog() {
     let (cfg, ports) = config_with(V4, &[(Proto::Tcp, Mode::Echo)]);
-    let sim = wsk_sim::Config { ideal_send_backlog: 200_000, ..wsk_sim::Config::default() };
+    let sim = wsk_sim::Config {
+        ideal_send_backlog: 200_000,
+        ..wsk_sim::Config::default()
+    };
     let drv = load(sim, Some(cfg)).unwrap();
     assert!(drv.ready);
     let mut out = [0usize; 8];
@@ -35,10 +38,17 @@ fn accept_queries_the_ideal_send_backlog() {
         let (queries, last, n) = wskecho::send_backlog_state(&mut out).unwrap();
         if queries >= 2 && n == 2 {
             assert_eq!(last, 200_000, "the value the sim reports");
-            assert_eq!(&out[..n], &[50_000, 50_000], "send size = ideal backlog / 4 slots");
+            assert_eq!(
+                &out[..n],
+                &[50_000, 50_000],
+                "send size = ideal backlog / 4 slots"
+            );
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(5), "queries {queries}, live {n}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "queries {queries}, live {n}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     drop(a);
@@ -52,7 +62,11 @@ fn accept_queries_the_ideal_send_backlog() {
 #[test]
 fn short_connections_and_unload_with_queries() {
     let (cfg, ports) = config_with(V4, &[(Proto::Tcp, Mode::Echo), (Proto::Tcp, Mode::Source)]);
-    let sim = wsk_sim::Config { ideal_send_backlog: 8 * 1024, pend_rate: 0.6, ..wsk_sim::Config::default() };
+    let sim = wsk_sim::Config {
+        ideal_send_backlog: 8 * 1024,
+        pend_rate: 0.6,
+        ..wsk_sim::Config::default()
+    };
     let drv = load(sim, Some(cfg)).unwrap();
     assert!(drv.ready);
     for i in 0..60u64 {

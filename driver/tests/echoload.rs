@@ -25,24 +25,52 @@ fn rc(target: SocketAddr, proto: Proto, mode: Mode) -> RunConfig {
 }
 
 fn echo_both(ip: IpAddr, conns: usize, size: usize) {
-    let (cfg, ports) = config_with(ip, &[(SvcProto::Tcp, SvcMode::Echo), (SvcProto::Udp, SvcMode::Echo)]);
+    let (cfg, ports) = config_with(
+        ip,
+        &[
+            (SvcProto::Tcp, SvcMode::Echo),
+            (SvcProto::Udp, SvcMode::Echo),
+        ],
+    );
     let drv = load(wsk_sim::Config::default(), Some(cfg)).unwrap();
     assert!(drv.ready);
-    let tcp = run(&RunConfig { conns, threads: 2, size, ..rc(SocketAddr::new(ip, ports[0]), Proto::Tcp, Mode::Pingpong) });
+    let tcp = run(&RunConfig {
+        conns,
+        threads: 2,
+        size,
+        ..rc(SocketAddr::new(ip, ports[0]), Proto::Tcp, Mode::Pingpong)
+    });
     assert!(tcp.clean(false), "{}\n{:?}", tcp.table(), tcp.messages);
     assert!(tcp.recv_msgs > 0, "no TCP echoes");
     let udp_size = size.min(65_507);
-    let udp = run(&RunConfig { conns, threads: 2, size: udp_size, ..rc(SocketAddr::new(ip, ports[1]), Proto::Udp, Mode::Pingpong) });
+    let udp = run(&RunConfig {
+        conns,
+        threads: 2,
+        size: udp_size,
+        ..rc(SocketAddr::new(ip, ports[1]), Proto::Udp, Mode::Pingpong)
+    });
     // UDP may lose a datagram when every send context is busy (counted by the driver); no
     // corruption is ever allowed.
     assert!(udp.clean(true), "{}\n{:?}", udp.table(), udp.messages);
     assert!(udp.recv_msgs > 0, "no UDP echoes");
-    eventually("tcp connections closed", || drv.counter(Counter::ConnClosed) == drv.counter(Counter::ConnAccepted));
+    eventually("tcp connections closed", || {
+        drv.counter(Counter::ConnClosed) == drv.counter(Counter::ConnAccepted)
+    });
     // Everything the client sent on TCP arrived and went back (clients wait for their echoes).
-    assert_eq!(drv.counter(Counter::TcpBytesIn), drv.counter(Counter::TcpBytesOut));
-    assert!(drv.counter(Counter::TcpBytesIn) >= tcp.recv_bytes, "driver saw {} < client got {}", drv.counter(Counter::TcpBytesIn), tcp.recv_bytes);
+    assert_eq!(
+        drv.counter(Counter::TcpBytesIn),
+        drv.counter(Counter::TcpBytesOut)
+    );
+    assert!(
+        drv.counter(Counter::TcpBytesIn) >= tcp.recv_bytes,
+        "driver saw {} < client got {}",
+        drv.counter(Counter::TcpBytesIn),
+        tcp.recv_bytes
+    );
     // The send completion (which counts) may run after the client already has the reply.
-    eventually("udp sends counted", || drv.counter(Counter::UdpDatagramsOut) >= udp.recv_msgs);
+    eventually("udp sends counted", || {
+        drv.counter(Counter::UdpDatagramsOut) >= udp.recv_msgs
+    });
     assert_eq!(drv.counter(Counter::ConnAccepted), conns as u64);
     assert_clean(&drv.unload());
 }
@@ -69,19 +97,54 @@ fn echoload_echo_v6_200_conns() {
 
 #[test]
 fn echoload_stream_sink_source() {
-    let (cfg, ports) = config_with(V4, &[(SvcProto::Tcp, SvcMode::Echo), (SvcProto::Tcp, SvcMode::Discard), (SvcProto::Tcp, SvcMode::Source)]);
+    let (cfg, ports) = config_with(
+        V4,
+        &[
+            (SvcProto::Tcp, SvcMode::Echo),
+            (SvcProto::Tcp, SvcMode::Discard),
+            (SvcProto::Tcp, SvcMode::Source),
+        ],
+    );
     let drv = load(wsk_sim::Config::default(), Some(cfg)).unwrap();
     assert!(drv.ready);
-    let stream = run(&RunConfig { size: 16 * 1024, conns: 4, ..rc(SocketAddr::new(V4, ports[0]), Proto::Tcp, Mode::Stream) });
-    assert!(stream.clean(false), "{}\n{:?}", stream.table(), stream.messages);
+    let stream = run(&RunConfig {
+        size: 16 * 1024,
+        conns: 4,
+        ..rc(SocketAddr::new(V4, ports[0]), Proto::Tcp, Mode::Stream)
+    });
+    assert!(
+        stream.clean(false),
+        "{}\n{:?}",
+        stream.table(),
+        stream.messages
+    );
     assert!(stream.recv_bytes > 0);
-    let sink = run(&RunConfig { size: 8192, conns: 2, ..rc(SocketAddr::new(V4, ports[1]), Proto::Tcp, Mode::Sink) });
+    let sink = run(&RunConfig {
+        size: 8192,
+        conns: 2,
+        ..rc(SocketAddr::new(V4, ports[1]), Proto::Tcp, Mode::Sink)
+    });
     assert!(sink.clean(false), "{}\n{:?}", sink.table(), sink.messages);
     assert!(sink.sent_bytes > 0);
-    let source = run(&RunConfig { conns: 2, verify_source: true, ..rc(SocketAddr::new(V4, ports[2]), Proto::Tcp, Mode::Source) });
-    assert!(source.clean(false), "{}\n{:?}", source.table(), source.messages);
-    assert!(source.recv_bytes > 100_000, "source delivered only {} bytes", source.recv_bytes);
-    eventually("all closed", || drv.counter(Counter::ConnClosed) == drv.counter(Counter::ConnAccepted));
+    let source = run(&RunConfig {
+        conns: 2,
+        verify_source: true,
+        ..rc(SocketAddr::new(V4, ports[2]), Proto::Tcp, Mode::Source)
+    });
+    assert!(
+        source.clean(false),
+        "{}\n{:?}",
+        source.table(),
+        source.messages
+    );
+    assert!(
+        source.recv_bytes > 100_000,
+        "source delivered only {} bytes",
+        source.recv_bytes
+    );
+    eventually("all closed", || {
+        drv.counter(Counter::ConnClosed) == drv.counter(Counter::ConnAccepted)
+    });
     assert_clean(&drv.unload());
 }
 
@@ -89,14 +152,27 @@ fn echoload_stream_sink_source() {
 /// every well-formed and malformed request answered with its exact status, nothing changed.
 #[test]
 fn control_abi_conformance() {
-    let (cfg, _ports) = config_with(V4, &[(SvcProto::Tcp, SvcMode::Echo), (SvcProto::Udp, SvcMode::Echo)]);
+    let (cfg, _ports) = config_with(
+        V4,
+        &[
+            (SvcProto::Tcp, SvcMode::Echo),
+            (SvcProto::Udp, SvcMode::Echo),
+        ],
+    );
     let drv = load(wsk_sim::Config::default(), Some(cfg)).unwrap();
     assert!(drv.ready);
     let free = common::harness::free_port(V4);
-    let mut call = |code: u32, input: &[u8], cap: usize| -> Result<(i32, Vec<u8>), String> { Ok(drv.control(code, input, cap)) };
+    let mut call = |code: u32, input: &[u8], cap: usize| -> Result<(i32, Vec<u8>), String> {
+        Ok(drv.control(code, input, cap))
+    };
     let cases = control::conformance::run(&mut call, free);
     let failed: Vec<_> = cases.iter().filter(|c| !c.passed()).collect();
-    assert!(failed.is_empty(), "{} of {} cases failed: {failed:#?}", failed.len(), cases.len());
+    assert!(
+        failed.is_empty(),
+        "{} of {} cases failed: {failed:#?}",
+        failed.len(),
+        cases.len()
+    );
     assert!(cases.len() > 50);
     assert_clean(&drv.unload());
 }

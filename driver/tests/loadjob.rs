@@ -14,7 +14,8 @@ use control::ioctl::*;
 fn start(drv: &Loaded, job: &LoadJob) -> i32 {
     let mut b = [0u8; 256];
     let n = encode_load_start(job, &mut b).unwrap();
-    drv.control(IOCTL_WSKECHO_LOAD_START, &b[..n], LOAD_START_RESPONSE_LEN).0
+    drv.control(IOCTL_WSKECHO_LOAD_START, &b[..n], LOAD_START_RESPONSE_LEN)
+        .0
 }
 
 fn status(drv: &Loaded) -> LoadStatus {
@@ -25,8 +26,24 @@ fn status(drv: &Loaded) -> LoadStatus {
     decode_load_status(&out).unwrap()
 }
 
-fn job(target: IpAddr, port: u16, pattern: LoadPattern, connections: u32, size: u32, ms: u32) -> LoadJob {
-    LoadJob { target, port, proto: Proto::Tcp, pattern, connections, message_size: size, duration_ms: ms, rate: 0 }
+fn job(
+    target: IpAddr,
+    port: u16,
+    pattern: LoadPattern,
+    connections: u32,
+    size: u32,
+    ms: u32,
+) -> LoadJob {
+    LoadJob {
+        target,
+        port,
+        proto: Proto::Tcp,
+        pattern,
+        connections,
+        message_size: size,
+        duration_ms: ms,
+        rate: 0,
+    }
 }
 
 fn wait_done(drv: &Loaded) -> LoadStatus {
@@ -44,7 +61,10 @@ fn echo_client_job_against_own_echo_service() {
         let (cfg, ports) = config_with(ip, &[(Proto::Tcp, Mode::Echo)]);
         let drv = load(wsk_sim::Config::default(), Some(cfg)).unwrap();
         assert!(drv.ready);
-        assert_eq!(start(&drv, &job(ip, ports[0], LoadPattern::Echo, 4, 1000, 400)), 0);
+        assert_eq!(
+            start(&drv, &job(ip, ports[0], LoadPattern::Echo, 4, 1000, 400)),
+            0
+        );
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!(status(&drv).state, JobState::Running);
         let s = wait_done(&drv);
@@ -54,7 +74,11 @@ fn echo_client_job_against_own_echo_service() {
         assert!(s.messages_received > 10, "{s:?}");
         assert!(s.messages_sent >= s.messages_received);
         // Every counted message was received whole; at most one partial echo per connection.
-        assert!(s.bytes_received >= s.messages_received * 1000 && s.bytes_received < (s.messages_received + 4) * 1000, "{s:?}");
+        assert!(
+            s.bytes_received >= s.messages_received * 1000
+                && s.bytes_received < (s.messages_received + 4) * 1000,
+            "{s:?}"
+        );
         // The driver's own echo service saw the same traffic.
         assert!(drv.counter(wskecho::stats::Counter::TcpBytesIn) >= s.bytes_received);
         assert_clean(&drv.unload());
@@ -66,14 +90,25 @@ fn source_job_to_discard_and_a_refused_target() {
     let (cfg, ports) = config_with(V4, &[(Proto::Tcp, Mode::Discard)]);
     let drv = load(wsk_sim::Config::default(), Some(cfg)).unwrap();
     assert!(drv.ready);
-    assert_eq!(start(&drv, &job(V4, ports[0], LoadPattern::Source, 3, 16_384, 300)), 0);
+    assert_eq!(
+        start(
+            &drv,
+            &job(V4, ports[0], LoadPattern::Source, 3, 16_384, 300)
+        ),
+        0
+    );
     let s = wait_done(&drv);
     assert_eq!(s.state, JobState::Finished, "{s:?}");
     assert!(s.bytes_sent > 100_000, "{s:?}");
-    eventually("discard got it", || drv.counter(wskecho::stats::Counter::TcpBytesIn) >= s.bytes_sent);
+    eventually("discard got it", || {
+        drv.counter(wskecho::stats::Counter::TcpBytesIn) >= s.bytes_sent
+    });
     // Nobody listens there: every connect fails, the job says so.
     let closed = common::harness::free_port(V4);
-    assert_eq!(start(&drv, &job(V4, closed, LoadPattern::Echo, 2, 100, 300)), 0);
+    assert_eq!(
+        start(&drv, &job(V4, closed, LoadPattern::Echo, 2, 100, 300)),
+        0
+    );
     let s = wait_done(&drv);
     assert_eq!(s.state, JobState::Failed, "{s:?}");
     assert_eq!(s.connect_failures, 2);
@@ -87,7 +122,10 @@ fn unload_during_a_job() {
     let (mut cfg, ports) = config_with(V4, &[(Proto::Tcp, Mode::Echo)]);
     cfg.limits.disconnect_timeout_ms = 200;
     let drv = load(wsk_sim::Config::default(), Some(cfg)).unwrap();
-    assert_eq!(start(&drv, &job(V4, ports[0], LoadPattern::Echo, 8, 4000, 60_000)), 0);
+    assert_eq!(
+        start(&drv, &job(V4, ports[0], LoadPattern::Echo, 8, 4000, 60_000)),
+        0
+    );
     eventually("traffic", || status(&drv).messages_received > 20);
     let t0 = std::time::Instant::now();
     assert_clean(&drv.unload());
@@ -108,8 +146,14 @@ fn paced_tcp_jobs_keep_their_rate() {
     let s = wait_done(&drv);
     assert_eq!(s.state, JobState::Finished, "{s:?}");
     assert_eq!(s.verify_failures, 0, "{s:?}");
-    eprintln!("paced echo: {} sent, {} received in {} ms", s.messages_sent, s.messages_received, s.elapsed_ms);
-    assert!((100..=300).contains(&s.messages_sent), "200/s for 1 s: {s:?}");
+    eprintln!(
+        "paced echo: {} sent, {} received in {} ms",
+        s.messages_sent, s.messages_received, s.elapsed_ms
+    );
+    assert!(
+        (100..=300).contains(&s.messages_sent),
+        "200/s for 1 s: {s:?}"
+    );
     assert!(s.messages_received + 3 >= s.messages_sent, "{s:?}");
     // Source: 100 sends/s of 1004 bytes (4 pattern periods) for 1 s.
     let mut j = job(V4, ports[1], LoadPattern::Source, 2, 1004, 1000);
@@ -117,15 +161,27 @@ fn paced_tcp_jobs_keep_their_rate() {
     assert_eq!(start(&drv, &j), 0);
     let s = wait_done(&drv);
     assert_eq!(s.state, JobState::Finished, "{s:?}");
-    eprintln!("paced source: {} bytes in {} ms", s.bytes_sent, s.elapsed_ms);
-    assert!((50 * 1004..=150 * 1004).contains(&s.bytes_sent), "100 x 1004 B/s for 1 s: {s:?}");
+    eprintln!(
+        "paced source: {} bytes in {} ms",
+        s.bytes_sent, s.elapsed_ms
+    );
+    assert!(
+        (50 * 1004..=150 * 1004).contains(&s.bytes_sent),
+        "100 x 1004 B/s for 1 s: {s:?}"
+    );
     assert_eq!(s.bytes_sent % 1004, 0, "every send is one message: {s:?}");
     assert_clean(&drv.unload());
 }
 
 /// A std::net UDP echo outside the driver (the sim's sockets are host sockets): counts what it
 /// echoed until `stop`.
-fn std_udp_echo(ip: IpAddr) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<u64>) {
+fn std_udp_echo(
+    ip: IpAddr,
+) -> (
+    u16,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<u64>,
+) {
     let s = std::net::UdpSocket::bind((ip, 0)).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     let port = s.local_addr().unwrap().port();
@@ -135,7 +191,9 @@ fn std_udp_echo(ip: IpAddr) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBoo
         let mut buf = vec![0u8; 65536];
         let mut n = 0u64;
         let t0 = std::time::Instant::now();
-        while !st.load(std::sync::atomic::Ordering::SeqCst) && t0.elapsed() < Duration::from_secs(30) {
+        while !st.load(std::sync::atomic::Ordering::SeqCst)
+            && t0.elapsed() < Duration::from_secs(30)
+        {
             if let Ok((len, from)) = s.recv_from(&mut buf) {
                 let _ = s.send_to(&buf[..len], from);
                 n += 1;
@@ -151,36 +209,69 @@ fn udp_jobs_echo_paced_and_source() {
     let (cfg, ports) = config_with(V4, &[(Proto::Udp, Mode::Echo), (Proto::Udp, Mode::Discard)]);
     let drv = load(wsk_sim::Config::default(), Some(cfg)).unwrap();
     assert!(drv.ready);
-    let udp = |port, pattern, conns, size, ms, rate| LoadJob { proto: Proto::Udp, rate, ..job(V4, port, pattern, conns, size, ms) };
+    let udp = |port, pattern, conns, size, ms, rate| LoadJob {
+        proto: Proto::Udp,
+        rate,
+        ..job(V4, port, pattern, conns, size, ms)
+    };
     // Paced echo client against a std::net echo: 300 datagrams/s for 1 s.
     let (eport, stop, h) = std_udp_echo(V4);
-    assert_eq!(start(&drv, &udp(eport, LoadPattern::Echo, 4, 100, 1000, 300)), 0);
+    assert_eq!(
+        start(&drv, &udp(eport, LoadPattern::Echo, 4, 100, 1000, 300)),
+        0
+    );
     let s = wait_done(&drv);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let echoed = h.join().unwrap();
-    eprintln!("paced udp echo: {} sent, {} received, {} echoed, {} ms", s.messages_sent, s.messages_received, echoed, s.elapsed_ms);
+    eprintln!(
+        "paced udp echo: {} sent, {} received, {} echoed, {} ms",
+        s.messages_sent, s.messages_received, echoed, s.elapsed_ms
+    );
     assert_eq!(s.state, JobState::Finished, "{s:?}");
-    assert!((150..=450).contains(&s.messages_sent), "300/s for 1 s: {s:?}");
+    assert!(
+        (150..=450).contains(&s.messages_sent),
+        "300/s for 1 s: {s:?}"
+    );
     assert_eq!(s.bytes_sent, s.messages_sent * 100);
     assert_eq!(s.verify_failures, 0, "{s:?}");
     // Loopback, paced: next to nothing is lost; every reply came from the echo.
-    assert!(s.messages_received * 10 >= s.messages_sent * 9 && s.messages_received <= echoed, "{s:?} echoed {echoed}");
+    assert!(
+        s.messages_received * 10 >= s.messages_sent * 9 && s.messages_received <= echoed,
+        "{s:?} echoed {echoed}"
+    );
     // Unpaced echo client against the driver's own UDP echo service.
-    assert_eq!(start(&drv, &udp(ports[0], LoadPattern::Echo, 8, 512, 300, 0)), 0);
+    assert_eq!(
+        start(&drv, &udp(ports[0], LoadPattern::Echo, 8, 512, 300, 0)),
+        0
+    );
     let s = wait_done(&drv);
-    eprintln!("unpaced udp echo: {} sent, {} received", s.messages_sent, s.messages_received);
+    eprintln!(
+        "unpaced udp echo: {} sent, {} received",
+        s.messages_sent, s.messages_received
+    );
     assert_eq!(s.state, JobState::Finished, "{s:?}");
     assert!(s.messages_sent > 300, "unpaced beats the paced rate: {s:?}");
-    assert!(s.messages_received > 0 && s.messages_received <= s.messages_sent, "{s:?}");
+    assert!(
+        s.messages_received > 0 && s.messages_received <= s.messages_sent,
+        "{s:?}"
+    );
     assert_eq!(s.verify_failures, 0, "{s:?}");
     // Source pattern into the discard service: no replies expected, every datagram counted there.
     let before = drv.counter(wskecho::stats::Counter::UdpDatagramsIn);
-    assert_eq!(start(&drv, &udp(ports[1], LoadPattern::Source, 2, 1000, 300, 200)), 0);
+    assert_eq!(
+        start(&drv, &udp(ports[1], LoadPattern::Source, 2, 1000, 300, 200)),
+        0
+    );
     let s = wait_done(&drv);
     assert_eq!(s.state, JobState::Finished, "{s:?}");
     assert_eq!(s.messages_received, 0);
-    assert!((30..=90).contains(&s.messages_sent), "200/s for 0.3 s: {s:?}");
-    eventually("discard saw them", || drv.counter(wskecho::stats::Counter::UdpDatagramsIn) - before >= s.messages_sent * 9 / 10);
+    assert!(
+        (30..=90).contains(&s.messages_sent),
+        "200/s for 0.3 s: {s:?}"
+    );
+    eventually("discard saw them", || {
+        drv.counter(wskecho::stats::Counter::UdpDatagramsIn) - before >= s.messages_sent * 9 / 10
+    });
     assert_clean(&drv.unload());
 }
 
@@ -189,7 +280,10 @@ fn udp_jobs_echo_paced_and_source() {
 fn unload_during_a_udp_job() {
     let (cfg, ports) = config_with(V4, &[(Proto::Udp, Mode::Echo)]);
     let drv = load(wsk_sim::Config::default(), Some(cfg)).unwrap();
-    let j = LoadJob { proto: Proto::Udp, ..job(V4, ports[0], LoadPattern::Echo, 16, 200, 60_000) };
+    let j = LoadJob {
+        proto: Proto::Udp,
+        ..job(V4, ports[0], LoadPattern::Echo, 16, 200, 60_000)
+    };
     assert_eq!(start(&drv, &j), 0);
     eventually("traffic", || status(&drv).messages_received > 20);
     let t0 = std::time::Instant::now();

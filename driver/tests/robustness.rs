@@ -18,7 +18,14 @@ use wskecho::stats::Counter;
 /// must finish, bounded, with nothing leaked.
 #[test]
 fn unload_under_load() {
-    let (mut cfg, ports) = config_with(V4, &[(Proto::Tcp, Mode::Echo), (Proto::Udp, Mode::Echo), (Proto::Tcp, Mode::Source)]);
+    let (mut cfg, ports) = config_with(
+        V4,
+        &[
+            (Proto::Tcp, Mode::Echo),
+            (Proto::Udp, Mode::Echo),
+            (Proto::Tcp, Mode::Source),
+        ],
+    );
     cfg.limits.disconnect_timeout_ms = 300;
     let drv = load(wsk_sim::Config::default(), Some(cfg)).unwrap();
     assert!(drv.ready);
@@ -29,7 +36,8 @@ fn unload_under_load() {
         let tcp = SocketAddr::new(V4, ports[0]);
         threads.push(std::thread::spawn(move || {
             let mut s = connect(tcp);
-            s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
             let data = payload(i, 4000);
             let mut buf = vec![0u8; 65536];
             let t0 = Instant::now();
@@ -37,7 +45,9 @@ fn unload_under_load() {
                 if s.write_all(&data).is_err() {
                     break;
                 }
-                if let Ok(0) = s.read(&mut buf) { break }
+                if let Ok(0) = s.read(&mut buf) {
+                    break;
+                }
             }
         }));
     }
@@ -69,7 +79,9 @@ fn unload_under_load() {
             }
         }));
     }
-    eventually("traffic flowing", || drv.counter(Counter::TcpBytesOut) > 1_000_000 && drv.counter(Counter::UdpDatagramsIn) > 10);
+    eventually("traffic flowing", || {
+        drv.counter(Counter::TcpBytesOut) > 1_000_000 && drv.counter(Counter::UdpDatagramsIn) > 10
+    });
     let t0 = Instant::now();
     let findings = drv.unload();
     let took = t0.elapsed();
@@ -91,7 +103,8 @@ fn client_that_never_reads_is_bounded() {
     let drv = load(wsk_sim::Config::default(), Some(cfg)).unwrap();
     assert!(drv.ready);
     let mut s = connect(SocketAddr::new(V4, ports[0]));
-    s.set_write_timeout(Some(Duration::from_millis(300))).unwrap();
+    s.set_write_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let chunk = payload(3, 64 * 1024);
     let mut written = 0u64;
     let t0 = Instant::now();
@@ -101,12 +114,21 @@ fn client_that_never_reads_is_bounded() {
             Err(_) => break, // stalled: backpressure reached the client
         }
     }
-    assert!(t0.elapsed() < Duration::from_secs(10), "writes never stalled ({written} bytes)");
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "writes never stalled ({written} bytes)"
+    );
     let taken = drv.counter(Counter::TcpBytesIn);
     // What the driver holds: at most the ring plus the retention budget plus what is
     // in flight towards the (full) client socket buffers of the sim's host socket.
-    assert!(taken < written, "driver took everything ({taken} of {written})");
-    assert!(drv.counter(Counter::RxBackpressure) > 0, "backpressure engaged");
+    assert!(
+        taken < written,
+        "driver took everything ({taken} of {written})"
+    );
+    assert!(
+        drv.counter(Counter::RxBackpressure) > 0,
+        "backpressure engaged"
+    );
     let _ = per_conn;
     assert_clean(&drv.unload());
     drop(s);
@@ -128,7 +150,9 @@ fn connection_flood_past_the_limit() {
             held.push(s);
         }
     }
-    eventually("refusals counted", || drv.counter(Counter::ConnAccepted) + drv.counter(Counter::ConnRefused) >= 40);
+    eventually("refusals counted", || {
+        drv.counter(Counter::ConnAccepted) + drv.counter(Counter::ConnRefused) >= 40
+    });
     assert_eq!(drv.counter(Counter::ConnAccepted), 8);
     assert_eq!(drv.counter(Counter::ConnRefused), 32);
     let mut ok = 0;
@@ -168,8 +192,14 @@ fn control_version_and_stats() {
 /// report nothing leaked and no rule broken.
 #[test]
 fn fault_campaign_200_seeds() {
-    let seeds: u64 = std::env::var("WSKECHO_FAULT_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
-    let base: u64 = std::env::var("WSKECHO_FAULT_BASE").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_0000);
+    let seeds: u64 = std::env::var("WSKECHO_FAULT_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let base: u64 = std::env::var("WSKECHO_FAULT_BASE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_0000);
     let mut failures = Vec::new();
     let (mut ready, mut with_traffic, mut faults_seen) = (0u64, 0u64, 0u64);
     for seed in base..base + seeds {
@@ -178,12 +208,21 @@ fn fault_campaign_200_seeds() {
         sim.fail_rate = 0.02;
         {
             use wsk_sim::faults::Call;
-            sim.fail_calls = vec![Call::WskSend, Call::WskSendTo, Call::WskReceive, Call::WskDisconnect, Call::WskSocket, Call::WskBind, Call::WskControlSocket];
+            sim.fail_calls = vec![
+                Call::WskSend,
+                Call::WskSendTo,
+                Call::WskReceive,
+                Call::WskDisconnect,
+                Call::WskSocket,
+                Call::WskBind,
+                Call::WskControlSocket,
+            ];
         }
         sim.alloc_fail_rate = 0.002;
         sim.reset_rate = 0.01;
         sim.pend_rate = 0.5;
-        let (mut cfg, ports) = config_with(V4, &[(Proto::Tcp, Mode::Echo), (Proto::Udp, Mode::Echo)]);
+        let (mut cfg, ports) =
+            config_with(V4, &[(Proto::Tcp, Mode::Echo), (Proto::Udp, Mode::Echo)]);
         cfg.limits.max_connections = 16;
         cfg.limits.udp_send_contexts = 8;
         cfg.limits.disconnect_timeout_ms = 100;
@@ -203,7 +242,11 @@ fn fault_campaign_200_seeds() {
         let mut clients = Vec::new();
         for i in 0..3u64 {
             clients.push(std::thread::spawn(move || {
-                let Ok(mut s) = std::net::TcpStream::connect_timeout(&tcp, Duration::from_millis(500)) else { return };
+                let Ok(mut s) =
+                    std::net::TcpStream::connect_timeout(&tcp, Duration::from_millis(500))
+                else {
+                    return;
+                };
                 let _ = s.set_read_timeout(Some(Duration::from_millis(300)));
                 let _ = s.set_write_timeout(Some(Duration::from_millis(300)));
                 let data = payload(seed ^ i, 3000);
@@ -228,7 +271,10 @@ fn fault_campaign_200_seeds() {
             let mut b = [0u8; 512];
             if let Ok((n, _)) = u.recv_from(&mut b) {
                 // A late reply to an earlier datagram is fine; a reply that matches none is not.
-                assert!(sent.iter().any(|x| x[..] == b[..n]), "corrupted udp echo with seed {seed:#x}");
+                assert!(
+                    sent.iter().any(|x| x[..] == b[..n]),
+                    "corrupted udp echo with seed {seed:#x}"
+                );
             }
         }
         for c in clients {
@@ -236,8 +282,13 @@ fn fault_campaign_200_seeds() {
         }
         if drv.ready {
             let c = drv.counters();
-            with_traffic += u64::from(c[Counter::TcpBytesOut as usize] > 0 || c[Counter::UdpDatagramsOut as usize] > 0);
-            faults_seen += u64::from(c[Counter::SendErrors as usize] > 0 || c[Counter::ConnClosed as usize] < c[Counter::ConnAccepted as usize]);
+            with_traffic += u64::from(
+                c[Counter::TcpBytesOut as usize] > 0 || c[Counter::UdpDatagramsOut as usize] > 0,
+            );
+            faults_seen += u64::from(
+                c[Counter::SendErrors as usize] > 0
+                    || c[Counter::ConnClosed as usize] < c[Counter::ConnAccepted as usize],
+            );
         }
         let f = drv.unload();
         if !f.is_empty() {
@@ -245,11 +296,18 @@ fn fault_campaign_200_seeds() {
         }
     }
     eprintln!("fault campaign: {seeds} seeds, {ready} started, {with_traffic} echoed traffic, {faults_seen} saw send errors/aborts");
-    assert!(failures.is_empty(), "{} of {seeds} seeds failed: {:#?}", failures.len(), &failures[..failures.len().min(3)]);
+    assert!(
+        failures.is_empty(),
+        "{} of {seeds} seeds failed: {:#?}",
+        failures.len(),
+        &failures[..failures.len().min(3)]
+    );
     // The campaign must exercise something: most seeds start and carry traffic despite faults.
-    assert!(ready * 2 >= seeds && with_traffic * 2 >= seeds, "campaign too weak: {ready} ready, {with_traffic} with traffic");
+    assert!(
+        ready * 2 >= seeds && with_traffic * 2 >= seeds,
+        "campaign too weak: {ready} ready, {with_traffic} with traffic"
+    );
 }
-
 
 /// Dead sockets (W48/W52/W60): a listener that gets a NULL AcceptSocket and a datagram socket
 /// that gets a NULL list are closed and re-created by the housekeeper (C8); a connection that
@@ -266,11 +324,15 @@ fn dead_sockets_are_closed_and_services_recreated() {
     assert_eq!(tcp_echo(&mut s, b"x"), b"x");
     let killed = wsk_sim::faults::kill_connection(tcp, s.local_addr().unwrap());
     assert_eq!(killed, 1);
-    eventually("dead connection closed", || drv.counter(Counter::ConnClosed) == 1);
+    eventually("dead connection closed", || {
+        drv.counter(Counter::ConnClosed) == 1
+    });
     // The listener and the datagram socket die.
     assert_eq!(wsk_sim::faults::kill_socket(tcp), 1);
     assert_eq!(wsk_sim::faults::kill_socket(udp), 1);
-    eventually("dead sockets counted", || drv.counter(Counter::DeadSockets) >= 3);
+    eventually("dead sockets counted", || {
+        drv.counter(Counter::DeadSockets) >= 3
+    });
     // ... and come back.
     eventually("tcp echo back", || {
         std::net::TcpStream::connect_timeout(&tcp, Duration::from_millis(200)).is_ok_and(|mut c| {
@@ -282,7 +344,9 @@ fn dead_sockets_are_closed_and_services_recreated() {
         })
     });
     let u = udp_client(V4);
-    eventually("udp echo back", || udp_roundtrip(&u, udp, b"again").is_some_and(|d| d == b"again"));
+    eventually("udp echo back", || {
+        udp_roundtrip(&u, udp, b"again").is_some_and(|d| d == b"again")
+    });
     drop(s);
     assert_clean(&drv.unload());
 }

@@ -25,7 +25,10 @@ fn tcp_echo_sizes(ip: IpAddr) {
     let addr = SocketAddr::new(ip, ports[0]);
     let mut s = connect(addr);
     let mut sent = 0u64;
-    for (i, len) in [1usize, 2, 13, 100, 1400, 4096, 16 * 1024, 40_000, 64 * 1024].into_iter().enumerate() {
+    for (i, len) in [1usize, 2, 13, 100, 1400, 4096, 16 * 1024, 40_000, 64 * 1024]
+        .into_iter()
+        .enumerate()
+    {
         let data = payload(i as u64, len);
         assert_eq!(tcp_echo(&mut s, &data), data, "echo of {len} bytes");
         sent += len as u64;
@@ -70,7 +73,9 @@ fn tcp_echo_many(ip: IpAddr, conns: usize) {
         })
         .collect();
     let total: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
-    eventually("all closed", || drv.counter(Counter::ConnClosed) == conns as u64);
+    eventually("all closed", || {
+        drv.counter(Counter::ConnClosed) == conns as u64
+    });
     assert_eq!(drv.counter(Counter::ConnAccepted), conns as u64);
     assert_eq!(drv.counter(Counter::TcpBytesIn), total);
     assert_eq!(drv.counter(Counter::TcpBytesOut), total);
@@ -99,7 +104,9 @@ fn udp_echo(ip: IpAddr) {
         assert_eq!(got, data, "datagram of {len} bytes");
         echoed += 1;
     }
-    eventually("sends counted", || drv.counter(Counter::UdpDatagramsOut) >= echoed);
+    eventually("sends counted", || {
+        drv.counter(Counter::UdpDatagramsOut) >= echoed
+    });
     assert!(drv.counter(Counter::UdpDatagramsIn) >= echoed);
     assert_eq!(drv.counter(Counter::UdpDropNoContext), 0);
     assert_clean(&drv.unload());
@@ -129,7 +136,11 @@ fn udp_echo_200_flows() {
             })
         })
         .collect();
-    let ok = threads.into_iter().map(|t| t.join().unwrap()).filter(|&b| b).count();
+    let ok = threads
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .filter(|&b| b)
+        .count();
     // UDP may drop when all send contexts are busy (counted): almost every flow gets through
     // after retries.
     assert!(ok >= 190, "only {ok}/200 flows echoed");
@@ -137,7 +148,10 @@ fn udp_echo_200_flows() {
 }
 
 fn discard(ip: IpAddr) {
-    let (cfg, ports) = config_with(ip, &[(Proto::Tcp, Mode::Discard), (Proto::Udp, Mode::Discard)]);
+    let (cfg, ports) = config_with(
+        ip,
+        &[(Proto::Tcp, Mode::Discard), (Proto::Udp, Mode::Discard)],
+    );
     let drv = loaded(cfg);
     let mut s = connect(SocketAddr::new(ip, ports[0]));
     let data = payload(1, 200_000);
@@ -148,12 +162,20 @@ fn discard(ip: IpAddr) {
     assert!(back.is_empty(), "discard sends nothing");
     let u = udp_client(ip);
     for i in 0..20 {
-        u.send_to(&payload(i, 500), SocketAddr::new(ip, ports[1])).unwrap();
+        u.send_to(&payload(i, 500), SocketAddr::new(ip, ports[1]))
+            .unwrap();
     }
     let mut buf = [0u8; 16];
-    assert!(u.recv_from(&mut buf).is_err(), "udp discard answers nothing");
-    eventually("tcp bytes counted", || drv.counter(Counter::TcpBytesIn) == data.len() as u64);
-    eventually("udp datagrams counted", || drv.counter(Counter::UdpDatagramsIn) == 20);
+    assert!(
+        u.recv_from(&mut buf).is_err(),
+        "udp discard answers nothing"
+    );
+    eventually("tcp bytes counted", || {
+        drv.counter(Counter::TcpBytesIn) == data.len() as u64
+    });
+    eventually("udp datagrams counted", || {
+        drv.counter(Counter::UdpDatagramsIn) == 20
+    });
     assert_eq!(drv.counter(Counter::TcpBytesOut), 0);
     assert_eq!(drv.counter(Counter::UdpDatagramsOut), 0);
     assert_clean(&drv.unload());
@@ -179,7 +201,9 @@ fn source(ip: IpAddr) {
         assert_eq!(*b, (i % 251) as u8, "source byte {i}");
     }
     drop(s);
-    eventually("source conn closed", || drv.counter(Counter::ConnClosed) == 1);
+    eventually("source conn closed", || {
+        drv.counter(Counter::ConnClosed) == 1
+    });
     assert_clean(&drv.unload());
 }
 
@@ -196,7 +220,12 @@ fn source_tcp_v6_pattern() {
 fn sp_msg(seq: u64, flags: u16, len: usize) -> Vec<u8> {
     let mut m = payload(seq, len);
     let mut h = [0u8; HEADER_LEN];
-    Header { seq, flags, len: len as u32 }.write(&mut h);
+    Header {
+        seq,
+        flags,
+        len: len as u32,
+    }
+    .write(&mut h);
     m[..HEADER_LEN].copy_from_slice(&h);
     m
 }
@@ -209,7 +238,10 @@ fn sp_reply(m: &[u8]) -> Vec<u8> {
 }
 
 fn sockperf(ip: IpAddr) {
-    let (cfg, ports) = config_with(ip, &[(Proto::Tcp, Mode::Sockperf), (Proto::Udp, Mode::Sockperf)]);
+    let (cfg, ports) = config_with(
+        ip,
+        &[(Proto::Tcp, Mode::Sockperf), (Proto::Udp, Mode::Sockperf)],
+    );
     let drv = loaded(cfg);
     // TCP: a stream of messages, every other one asking for a reply; written in odd-sized
     // pieces so headers straddle segments.
@@ -218,7 +250,11 @@ fn sockperf(ip: IpAddr) {
     let mut expect = Vec::new();
     for seq in 0..200u64 {
         let len = HEADER_LEN + (seq as usize * 13) % 2000;
-        let flags = if seq % 2 == 0 { FLAG_CLIENT | FLAG_REPLY } else { FLAG_CLIENT };
+        let flags = if seq % 2 == 0 {
+            FLAG_CLIENT | FLAG_REPLY
+        } else {
+            FLAG_CLIENT
+        };
         let m = sp_msg(seq, flags, len);
         if seq % 2 == 0 {
             expect.extend(sp_reply(&m));
@@ -239,14 +275,25 @@ fn sockperf(ip: IpAddr) {
     let u = udp_client(ip);
     let to = SocketAddr::new(ip, ports[1]);
     for seq in 0..20u64 {
-        let m = sp_msg(seq, FLAG_CLIENT | FLAG_REPLY, HEADER_LEN + seq as usize * 50);
-        assert_eq!(udp_roundtrip(&u, to, &m).expect("sockperf udp reply"), sp_reply(&m));
+        let m = sp_msg(
+            seq,
+            FLAG_CLIENT | FLAG_REPLY,
+            HEADER_LEN + seq as usize * 50,
+        );
+        assert_eq!(
+            udp_roundtrip(&u, to, &m).expect("sockperf udp reply"),
+            sp_reply(&m)
+        );
     }
     u.send_to(&sp_msg(99, FLAG_CLIENT, 100), to).unwrap();
     u.send_to(b"short", to).unwrap();
     let mut buf = [0u8; 256];
-    u.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    assert!(u.recv_from(&mut buf).is_err(), "no reply without the reply bit or to junk");
+    u.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    assert!(
+        u.recv_from(&mut buf).is_err(),
+        "no reply without the reply bit or to junk"
+    );
     assert_clean(&drv.unload());
 }
 

@@ -14,22 +14,39 @@ use control::stats::{Counter as C, Counters};
 
 fn query(drv: &common::harness::Loaded) -> (Counters, Vec<(Service, Counters)>) {
     let mut req = [0u8; 64];
-    let n = StatsRequest { per_cpu: true, per_service: true }.encode(&mut req).unwrap();
+    let n = StatsRequest {
+        per_cpu: true,
+        per_service: true,
+    }
+    .encode(&mut req)
+    .unwrap();
     let (st, out) = drv.control(IOCTL_WSKECHO_QUERY_STATS, &req[..n], MAX_OUTPUT_BYTES);
     assert_eq!(st, 0, "stats status");
     let v = StatsView::parse(&out).unwrap();
-    let svcs = (0..v.service_count()).map(|i| v.service(i).unwrap()).collect();
+    let svcs = (0..v.service_count())
+        .map(|i| v.service(i).unwrap())
+        .collect();
     (v.global(), svcs)
 }
 
 fn block(svcs: &[(Service, Counters)], proto: Proto, port: u16) -> Counters {
-    svcs.iter().find(|(s, _)| s.proto == proto && s.port == port).map(|(_, c)| *c).expect("service listed")
+    svcs.iter()
+        .find(|(s, _)| s.proto == proto && s.port == port)
+        .map(|(_, c)| *c)
+        .expect("service listed")
 }
 
 #[test]
 #[allow(clippy::many_single_char_names)]
 fn per_service_counters_match_each_clients_traffic() {
-    let (cfg, ports) = common::harness::config_with(V4, &[(Proto::Tcp, Mode::Echo), (Proto::Udp, Mode::Echo), (Proto::Tcp, Mode::Discard)]);
+    let (cfg, ports) = common::harness::config_with(
+        V4,
+        &[
+            (Proto::Tcp, Mode::Echo),
+            (Proto::Udp, Mode::Echo),
+            (Proto::Tcp, Mode::Discard),
+        ],
+    );
     let drv = common::harness::load(wsk_sim::Config::default(), Some(cfg)).unwrap();
     assert!(drv.ready);
     let (tcp_echo_port, udp_echo_port, discard_port) = (ports[0], ports[1], ports[2]);
@@ -75,7 +92,10 @@ fn per_service_counters_match_each_clients_traffic() {
         let (_, s) = query(&drv);
         let t = block(&s, Proto::Tcp, tcp_echo_port);
         let d = block(&s, Proto::Tcp, discard_port);
-        t.get(C::BytesOut) == tcp_bytes && t.get(C::ConnActive) == 0 && d.get(C::BytesIn) == discard_bytes && d.get(C::ConnActive) == 0
+        t.get(C::BytesOut) == tcp_bytes
+            && t.get(C::ConnActive) == 0
+            && d.get(C::BytesIn) == discard_bytes
+            && d.get(C::ConnActive) == 0
     });
     let (global, svcs) = query(&drv);
     let t = block(&svcs, Proto::Tcp, tcp_echo_port);
@@ -84,7 +104,10 @@ fn per_service_counters_match_each_clients_traffic() {
     assert_eq!(t.get(C::BytesIn), tcp_bytes);
     assert_eq!(t.get(C::BytesOut), tcp_bytes);
     assert_eq!(t.get(C::DatagramsIn) + t.get(C::DatagramsOut), 0);
-    assert!(t.get(C::ZeroCopySends) + t.get(C::CopySends) > 0, "echo sends counted for the service");
+    assert!(
+        t.get(C::ZeroCopySends) + t.get(C::CopySends) > 0,
+        "echo sends counted for the service"
+    );
 
     let ud = block(&svcs, Proto::Udp, udp_echo_port);
     assert_eq!(ud.get(C::DatagramsIn), dgrams);
@@ -100,8 +123,19 @@ fn per_service_counters_match_each_clients_traffic() {
     assert_eq!(d.get(C::DatagramsIn), 0);
 
     // The services are the only traffic: the global block is their sum.
-    for c in [C::ConnAccepted, C::BytesIn, C::BytesOut, C::DatagramsIn, C::DatagramsOut] {
-        assert_eq!(global.get(c), t.get(c) + ud.get(c) + d.get(c), "{}", c.name());
+    for c in [
+        C::ConnAccepted,
+        C::BytesIn,
+        C::BytesOut,
+        C::DatagramsIn,
+        C::DatagramsOut,
+    ] {
+        assert_eq!(
+            global.get(c),
+            t.get(c) + ud.get(c) + d.get(c),
+            "{}",
+            c.name()
+        );
     }
 
     // A removed and re-added service starts from zero (its slot is freed, then reused).
@@ -109,14 +143,24 @@ fn per_service_counters_match_each_clients_traffic() {
     let set = |change: control::ioctl::SetConfig| {
         let mut b = vec![0u8; change.encoded_len()];
         let n = change.encode(&mut b).unwrap();
-        drv.control(control::ioctl::IOCTL_WSKECHO_SET_CONFIG, &b[..n], 0).0
+        drv.control(control::ioctl::IOCTL_WSKECHO_SET_CONFIG, &b[..n], 0)
+            .0
     };
     assert_eq!(set(control::ioctl::SetConfig::RemoveService(svc)), 0);
     // (The sim may release the host port a moment after the close completed.)
-    eventually("port re-bound", || set(control::ioctl::SetConfig::AddService(svc)) == 0);
+    eventually("port re-bound", || {
+        set(control::ioctl::SetConfig::AddService(svc)) == 0
+    });
     let (_, svcs) = query(&drv);
-    assert_eq!(block(&svcs, Proto::Udp, udp_echo_port).get(C::DatagramsIn), 0);
-    assert_eq!(block(&svcs, Proto::Tcp, tcp_echo_port).get(C::BytesIn), tcp_bytes, "others untouched");
+    assert_eq!(
+        block(&svcs, Proto::Udp, udp_echo_port).get(C::DatagramsIn),
+        0
+    );
+    assert_eq!(
+        block(&svcs, Proto::Tcp, tcp_echo_port).get(C::BytesIn),
+        tcp_bytes,
+        "others untouched"
+    );
     drop(u);
     assert_clean(&drv.unload());
 }

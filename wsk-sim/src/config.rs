@@ -5,7 +5,7 @@ use wsk_sys::NTSTATUS;
 /// What the sim does when the code under test breaks a documented rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ViolationMode {
-    /// Print the violation and the seed, then panic (inside an `extern "system"` function
+    /// Print the violation and the seed, then panic (inside an `extern "win64"` function
     /// that aborts the process, like a bugcheck). The default: nothing slips through.
     Panic,
     /// Record the violation (see [`crate::take_violations`]) and carry on, failing the call

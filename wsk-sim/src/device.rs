@@ -94,7 +94,7 @@ pub(crate) fn reset() {
 
 /// `IoCreateDevice`: PASSIVE_LEVEL. The extension follows the object (16-aligned).
 #[no_mangle]
-pub unsafe extern "system" fn IoCreateDevice(
+pub unsafe extern "win64" fn IoCreateDevice(
     DriverObject: PDRIVER_OBJECT,
     DeviceExtensionSize: ULONG,
     DeviceName: PUNICODE_STRING,
@@ -162,7 +162,7 @@ pub unsafe extern "system" fn IoCreateDevice(
 
 /// `IoDeleteDevice`: PASSIVE_LEVEL; unlinks from the driver object and frees.
 #[no_mangle]
-pub unsafe extern "system" fn IoDeleteDevice(DeviceObject: PDEVICE_OBJECT) {
+pub unsafe extern "win64" fn IoDeleteDevice(DeviceObject: PDEVICE_OBJECT) {
     crate::irql::require_passive("IoDeleteDevice");
     let layout = with(|d| {
         let rec = d
@@ -207,7 +207,7 @@ pub unsafe extern "system" fn IoDeleteDevice(DeviceObject: PDEVICE_OBJECT) {
 
 /// `IoCreateSymbolicLink`: PASSIVE_LEVEL.
 #[no_mangle]
-pub unsafe extern "system" fn IoCreateSymbolicLink(
+pub unsafe extern "win64" fn IoCreateSymbolicLink(
     SymbolicLinkName: PUNICODE_STRING,
     DeviceName: PUNICODE_STRING,
 ) -> NTSTATUS {
@@ -230,7 +230,7 @@ pub unsafe extern "system" fn IoCreateSymbolicLink(
 
 /// `IoDeleteSymbolicLink`: PASSIVE_LEVEL.
 #[no_mangle]
-pub unsafe extern "system" fn IoDeleteSymbolicLink(SymbolicLinkName: PUNICODE_STRING) -> NTSTATUS {
+pub unsafe extern "win64" fn IoDeleteSymbolicLink(SymbolicLinkName: PUNICODE_STRING) -> NTSTATUS {
     crate::irql::require_passive("IoDeleteSymbolicLink");
     // SAFETY: the caller passes a valid UNICODE_STRING.
     let link = unsafe { crate::misc::unicode(SymbolicLinkName) };
@@ -279,14 +279,14 @@ pub(crate) unsafe fn sid_string(sid: PSID) -> String {
 
 /// `RtlLengthSid`.
 #[no_mangle]
-pub unsafe extern "system" fn RtlLengthSid(Sid: PSID) -> ULONG {
+pub unsafe extern "win64" fn RtlLengthSid(Sid: PSID) -> ULONG {
     // SAFETY: the caller passes a valid SID.
     unsafe { sid_len(Sid) as ULONG }
 }
 
 /// `RtlCreateSecurityDescriptor`: an absolute SD with no owner, group or ACLs.
 #[no_mangle]
-pub unsafe extern "system" fn RtlCreateSecurityDescriptor(
+pub unsafe extern "win64" fn RtlCreateSecurityDescriptor(
     SecurityDescriptor: PSECURITY_DESCRIPTOR,
     Revision: ULONG,
 ) -> NTSTATUS {
@@ -312,7 +312,7 @@ pub unsafe extern "system" fn RtlCreateSecurityDescriptor(
 
 /// `RtlSetDaclSecurityDescriptor`.
 #[no_mangle]
-pub unsafe extern "system" fn RtlSetDaclSecurityDescriptor(
+pub unsafe extern "win64" fn RtlSetDaclSecurityDescriptor(
     SecurityDescriptor: PSECURITY_DESCRIPTOR,
     DaclPresent: BOOLEAN,
     Dacl: PACL,
@@ -343,7 +343,7 @@ pub unsafe extern "system" fn RtlSetDaclSecurityDescriptor(
 
 /// `RtlCreateAcl`.
 #[no_mangle]
-pub unsafe extern "system" fn RtlCreateAcl(
+pub unsafe extern "win64" fn RtlCreateAcl(
     Acl: PACL,
     AclLength: ULONG,
     AclRevision: ULONG,
@@ -382,7 +382,7 @@ unsafe fn acl_used(acl: PACL) -> usize {
 
 /// `RtlAddAccessAllowedAce`.
 #[no_mangle]
-pub unsafe extern "system" fn RtlAddAccessAllowedAce(
+pub unsafe extern "win64" fn RtlAddAccessAllowedAce(
     Acl: PACL,
     AceRevision: ULONG,
     AccessMask: ACCESS_MASK,
@@ -441,7 +441,7 @@ unsafe fn parse_acl(acl: PACL) -> Vec<Ace> {
 
 /// `ZwSetSecurityObject`: records the DACL applied to a device handle.
 #[no_mangle]
-pub unsafe extern "system" fn ZwSetSecurityObject(
+pub unsafe extern "win64" fn ZwSetSecurityObject(
     Handle: HANDLE,
     SecurityInformation: SECURITY_INFORMATION,
     SecurityDescriptor: PSECURITY_DESCRIPTOR,

@@ -126,7 +126,7 @@ unsafe fn init_fields(irp: PIRP, size: USHORT, stack: CCHAR, flags: u8) {
 
 /// `IoAllocateIrp`: ≤ DISPATCH_LEVEL.
 #[no_mangle]
-pub unsafe extern "system" fn IoAllocateIrp(StackSize: CCHAR, ChargeQuota: BOOLEAN) -> PIRP {
+pub unsafe extern "win64" fn IoAllocateIrp(StackSize: CCHAR, ChargeQuota: BOOLEAN) -> PIRP {
     let _ = ChargeQuota;
     crate::irql::require_dispatch_or_below("IoAllocateIrp");
     if StackSize < 1 {
@@ -159,7 +159,7 @@ pub unsafe extern "system" fn IoAllocateIrp(StackSize: CCHAR, ChargeQuota: BOOLE
 
 /// `IoInitializeIrp`: caller memory of `IoSizeOfIrp(StackSize)` bytes.
 #[no_mangle]
-pub unsafe extern "system" fn IoInitializeIrp(Irp: PIRP, PacketSize: USHORT, StackSize: CCHAR) {
+pub unsafe extern "win64" fn IoInitializeIrp(Irp: PIRP, PacketSize: USHORT, StackSize: CCHAR) {
     if StackSize < 1 || usize::from(PacketSize) < size_of_irp(StackSize as u8) {
         crate::state::violation(format!(
             "IoInitializeIrp(PacketSize={PacketSize}, StackSize={StackSize}): PacketSize must be IoSizeOfIrp(StackSize) = {}",
@@ -195,7 +195,7 @@ pub unsafe extern "system" fn IoInitializeIrp(Irp: PIRP, PacketSize: USHORT, Sta
 
 /// `IoReuseIrp`: reinitialises a completed IRP and sets IoStatus.Status.
 #[no_mangle]
-pub unsafe extern "system" fn IoReuseIrp(Irp: PIRP, Iostatus: NTSTATUS) {
+pub unsafe extern "win64" fn IoReuseIrp(Irp: PIRP, Iostatus: NTSTATUS) {
     let mut t = table();
     let Some(r) = t.get_mut(&(Irp as usize)) else {
         drop(t);
@@ -223,7 +223,7 @@ pub unsafe extern "system" fn IoReuseIrp(Irp: PIRP, Iostatus: NTSTATUS) {
 
 /// `IoFreeIrp`: only for IoAllocateIrp IRPs that nobody owns.
 #[no_mangle]
-pub unsafe extern "system" fn IoFreeIrp(Irp: PIRP) {
+pub unsafe extern "win64" fn IoFreeIrp(Irp: PIRP) {
     crate::irql::require_dispatch_or_below("IoFreeIrp");
     let mut t = table();
     let Some(r) = t.get(&(Irp as usize)) else {
@@ -409,7 +409,7 @@ unsafe fn complete_request(irp: PIRP, call: &str) {
 
 /// `IofCompleteRequest` (IoCompleteRequest): the driver completes an IRP it owns.
 #[no_mangle]
-pub unsafe extern "system" fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
+pub unsafe extern "win64" fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
     let _ = PriorityBoost;
     if crate::irql::current() > DISPATCH_LEVEL {
         crate::state::violation("IoCompleteRequest above DISPATCH_LEVEL");

@@ -163,13 +163,13 @@ pub(crate) fn pick_level() -> KIRQL {
 
 /// `KeGetCurrentIrql` (an intrinsic on Windows; an export of the sim elsewhere).
 #[no_mangle]
-pub unsafe extern "system" fn KeGetCurrentIrql() -> KIRQL {
+pub unsafe extern "win64" fn KeGetCurrentIrql() -> KIRQL {
     current()
 }
 
 /// `KfRaiseIrql` (what KeRaiseIrql expands to). Raising to a lower level is a bugcheck.
 #[no_mangle]
-pub unsafe extern "system" fn KfRaiseIrql(NewIrql: KIRQL) -> KIRQL {
+pub unsafe extern "win64" fn KfRaiseIrql(NewIrql: KIRQL) -> KIRQL {
     let old = current();
     if NewIrql < old {
         crate::state::violation(format!(
@@ -183,7 +183,7 @@ pub unsafe extern "system" fn KfRaiseIrql(NewIrql: KIRQL) -> KIRQL {
 
 /// `KeLowerIrql`. Lowering to a higher level is a bugcheck.
 #[no_mangle]
-pub unsafe extern "system" fn KeLowerIrql(NewIrql: KIRQL) {
+pub unsafe extern "win64" fn KeLowerIrql(NewIrql: KIRQL) {
     let old = current();
     if NewIrql > old {
         crate::state::violation(format!(

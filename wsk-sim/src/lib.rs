@@ -3,7 +3,7 @@
 //! a .sys.
 //!
 //! The kernel functions (`ExAllocatePool2`, `IoAllocateIrp`, `WskRegister`, ...) are
-//! defined here as `#[no_mangle] extern "system"` symbols with the signatures `wsk-sys`
+//! defined here as `#[no_mangle] extern "win64"` symbols with the signatures `wsk-sys`
 //! declares, so a driver crate built for the host links against them. A test binary must
 //! link this crate: reference it (`use wsk_sim as _;` or call [`init`]).
 //!
@@ -17,7 +17,7 @@
 //! - [`violations`], [`take_violations`]: contract violations recorded (in
 //!   [`ViolationMode::Record`]); in [`ViolationMode::Panic`] (default) a violation panics
 //!   with the rule and the seed (aborting the process when it happens inside an
-//!   `extern "system"` call or on a provider thread, like a bugcheck).
+//!   `extern "win64"` call or on a provider thread, like a bugcheck).
 //! - [`dbg_output`], [`take_dbg_output`]: DbgPrintEx capture.
 //! - [`registry`]: `set_value(path, name, RegValue)` backs ZwOpenKey/ZwQueryValueKey.
 //! - [`device`]: `devices()`, `symlinks()` (with the DACL applied by ZwSetSecurityObject),

@@ -117,7 +117,7 @@ pub(crate) fn free_mdl(mdl: PMDL, call: &str) {
 
 /// `IoAllocateMdl`: ≤ DISPATCH_LEVEL.
 #[no_mangle]
-pub unsafe extern "system" fn IoAllocateMdl(
+pub unsafe extern "win64" fn IoAllocateMdl(
     VirtualAddress: PVOID,
     Length: ULONG,
     SecondaryBuffer: BOOLEAN,
@@ -153,14 +153,14 @@ pub unsafe extern "system" fn IoAllocateMdl(
 
 /// `IoFreeMdl`: ≤ DISPATCH_LEVEL.
 #[no_mangle]
-pub unsafe extern "system" fn IoFreeMdl(Mdl: PMDL) {
+pub unsafe extern "win64" fn IoFreeMdl(Mdl: PMDL) {
     crate::irql::require_dispatch_or_below("IoFreeMdl");
     free_mdl(Mdl, "IoFreeMdl");
 }
 
 /// `MmBuildMdlForNonPagedPool`: maps the MDL's pages (they are resident already).
 #[no_mangle]
-pub unsafe extern "system" fn MmBuildMdlForNonPagedPool(MemoryDescriptorList: PMDL) {
+pub unsafe extern "win64" fn MmBuildMdlForNonPagedPool(MemoryDescriptorList: PMDL) {
     crate::irql::require_dispatch_or_below("MmBuildMdlForNonPagedPool");
     let mdl = MemoryDescriptorList;
     // SAFETY: the caller passes a live MDL from IoAllocateMdl.
@@ -186,7 +186,7 @@ pub unsafe extern "system" fn MmBuildMdlForNonPagedPool(MemoryDescriptorList: PM
 
 /// `MmMapLockedPagesSpecifyCache`, for MDLs whose pages are locked or non-paged.
 #[no_mangle]
-pub unsafe extern "system" fn MmMapLockedPagesSpecifyCache(
+pub unsafe extern "win64" fn MmMapLockedPagesSpecifyCache(
     MemoryDescriptorList: PMDL,
     AccessMode: KPROCESSOR_MODE,
     CacheType: MEMORY_CACHING_TYPE,

@@ -31,7 +31,7 @@ unsafe fn cstr(p: *const u8) -> String {
 /// `DbgPrintEx`, with the fixed arity the team uses: `(id, level, "%s", text)`. A format
 /// other than "%s" is printed as is, with its first `%s` replaced by `Arg`.
 #[no_mangle]
-pub unsafe extern "system" fn DbgPrintEx(
+pub unsafe extern "win64" fn DbgPrintEx(
     ComponentId: ULONG,
     Level: ULONG,
     Format: *const u8,
@@ -70,9 +70,7 @@ pub unsafe extern "system" fn DbgPrintEx(
 
 /// `KeGetCurrentProcessorNumberEx`: the virtual processor of this host thread.
 #[no_mangle]
-pub unsafe extern "system" fn KeGetCurrentProcessorNumberEx(
-    ProcNumber: PPROCESSOR_NUMBER,
-) -> ULONG {
+pub unsafe extern "win64" fn KeGetCurrentProcessorNumberEx(ProcNumber: PPROCESSOR_NUMBER) -> ULONG {
     let cpu = crate::irql::cpu();
     if !ProcNumber.is_null() {
         // SAFETY: the caller passes PROCESSOR_NUMBER storage.
@@ -87,7 +85,7 @@ pub unsafe extern "system" fn KeGetCurrentProcessorNumberEx(
 
 /// `KeQueryActiveProcessorCountEx`: one group.
 #[no_mangle]
-pub unsafe extern "system" fn KeQueryActiveProcessorCountEx(GroupNumber: USHORT) -> ULONG {
+pub unsafe extern "win64" fn KeQueryActiveProcessorCountEx(GroupNumber: USHORT) -> ULONG {
     if GroupNumber == 0 || GroupNumber == wsk_sys::ALL_PROCESSOR_GROUPS {
         crate::state::config().processor_count
     } else {
@@ -97,7 +95,7 @@ pub unsafe extern "system" fn KeQueryActiveProcessorCountEx(GroupNumber: USHORT)
 
 /// `RtlInitUnicodeString`.
 #[no_mangle]
-pub unsafe extern "system" fn RtlInitUnicodeString(
+pub unsafe extern "win64" fn RtlInitUnicodeString(
     DestinationString: PUNICODE_STRING,
     SourceString: PCWSTR,
 ) {

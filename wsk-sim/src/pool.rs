@@ -138,7 +138,7 @@ fn free(p: PVOID, tag: Option<u32>, call: &str) {
 
 /// `ExAllocatePool2`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-exallocatepool2>
 #[no_mangle]
-pub unsafe extern "system" fn ExAllocatePool2(
+pub unsafe extern "win64" fn ExAllocatePool2(
     Flags: POOL_FLAGS,
     NumberOfBytes: SIZE_T,
     Tag: ULONG,
@@ -179,14 +179,14 @@ pub unsafe extern "system" fn ExAllocatePool2(
 
 /// `ExFreePoolWithTag`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-exfreepoolwithtag>
 #[no_mangle]
-pub unsafe extern "system" fn ExFreePoolWithTag(P: PVOID, Tag: ULONG) {
+pub unsafe extern "win64" fn ExFreePoolWithTag(P: PVOID, Tag: ULONG) {
     crate::irql::require_at_most("ExFreePoolWithTag", DISPATCH_LEVEL);
     free(P, Some(Tag), "ExFreePoolWithTag");
 }
 
 /// `ExFreePool` (no tag check).
 #[no_mangle]
-pub unsafe extern "system" fn ExFreePool(P: PVOID) {
+pub unsafe extern "win64" fn ExFreePool(P: PVOID) {
     crate::irql::require_at_most("ExFreePool", DISPATCH_LEVEL);
     free(P, None, "ExFreePool");
 }

@@ -83,7 +83,7 @@ pub fn clear() {
 
 /// `ZwOpenKey`: PASSIVE_LEVEL; the key must exist.
 #[no_mangle]
-pub unsafe extern "system" fn ZwOpenKey(
+pub unsafe extern "win64" fn ZwOpenKey(
     KeyHandle: PHANDLE,
     DesiredAccess: ACCESS_MASK,
     ObjectAttributes: POBJECT_ATTRIBUTES,
@@ -120,7 +120,7 @@ pub unsafe extern "system" fn ZwOpenKey(
 /// `ZwQueryValueKey`: PASSIVE_LEVEL; KeyValuePartialInformation and
 /// KeyValueFullInformation are supported.
 #[no_mangle]
-pub unsafe extern "system" fn ZwQueryValueKey(
+pub unsafe extern "win64" fn ZwQueryValueKey(
     KeyHandle: HANDLE,
     ValueName: PUNICODE_STRING,
     KeyValueInformationClass: KEY_VALUE_INFORMATION_CLASS,

@@ -76,7 +76,7 @@ unsafe fn spin_release(lock: PKSPIN_LOCK, call: &str) {
 
 /// `KeAcquireSpinLockRaiseToDpc`.
 #[no_mangle]
-pub unsafe extern "system" fn KeAcquireSpinLockRaiseToDpc(SpinLock: PKSPIN_LOCK) -> KIRQL {
+pub unsafe extern "win64" fn KeAcquireSpinLockRaiseToDpc(SpinLock: PKSPIN_LOCK) -> KIRQL {
     crate::irql::require_dispatch_or_below("KeAcquireSpinLockRaiseToDpc");
     let old = crate::irql::current();
     crate::irql::set(DISPATCH_LEVEL);
@@ -87,7 +87,7 @@ pub unsafe extern "system" fn KeAcquireSpinLockRaiseToDpc(SpinLock: PKSPIN_LOCK)
 
 /// `KeReleaseSpinLock`.
 #[no_mangle]
-pub unsafe extern "system" fn KeReleaseSpinLock(SpinLock: PKSPIN_LOCK, NewIrql: KIRQL) {
+pub unsafe extern "win64" fn KeReleaseSpinLock(SpinLock: PKSPIN_LOCK, NewIrql: KIRQL) {
     if crate::irql::current() != DISPATCH_LEVEL {
         crate::state::violation(format!(
             "KeReleaseSpinLock at IRQL {} (a held spin lock means DISPATCH_LEVEL)",
@@ -106,7 +106,7 @@ pub unsafe extern "system" fn KeReleaseSpinLock(SpinLock: PKSPIN_LOCK, NewIrql: 
 
 /// `KeAcquireSpinLockAtDpcLevel`: the caller must already be at DISPATCH_LEVEL.
 #[no_mangle]
-pub unsafe extern "system" fn KeAcquireSpinLockAtDpcLevel(SpinLock: PKSPIN_LOCK) {
+pub unsafe extern "win64" fn KeAcquireSpinLockAtDpcLevel(SpinLock: PKSPIN_LOCK) {
     if crate::irql::current() < DISPATCH_LEVEL {
         crate::state::violation(format!(
             "KeAcquireSpinLockAtDpcLevel at IRQL {} (requires DISPATCH_LEVEL)",
@@ -119,7 +119,7 @@ pub unsafe extern "system" fn KeAcquireSpinLockAtDpcLevel(SpinLock: PKSPIN_LOCK)
 
 /// `KeReleaseSpinLockFromDpcLevel`.
 #[no_mangle]
-pub unsafe extern "system" fn KeReleaseSpinLockFromDpcLevel(SpinLock: PKSPIN_LOCK) {
+pub unsafe extern "win64" fn KeReleaseSpinLockFromDpcLevel(SpinLock: PKSPIN_LOCK) {
     if crate::irql::current() < DISPATCH_LEVEL {
         crate::state::violation(format!(
             "KeReleaseSpinLockFromDpcLevel at IRQL {} (requires DISPATCH_LEVEL)",
@@ -265,7 +265,7 @@ pub(crate) unsafe fn wait_object(obj: PVOID, timeout: Option<Duration>, call: &s
 
 /// `KeInitializeEvent`.
 #[no_mangle]
-pub unsafe extern "system" fn KeInitializeEvent(Event: PKEVENT, Type: EVENT_TYPE, State: BOOLEAN) {
+pub unsafe extern "win64" fn KeInitializeEvent(Event: PKEVENT, Type: EVENT_TYPE, State: BOOLEAN) {
     let ty = if Type == wsk_sys::SynchronizationEvent {
         OBJ_SYNCHRONIZATION_EVENT
     } else {
@@ -278,7 +278,7 @@ pub unsafe extern "system" fn KeInitializeEvent(Event: PKEVENT, Type: EVENT_TYPE
 
 /// `KeSetEvent`: ≤ DISPATCH_LEVEL.
 #[no_mangle]
-pub unsafe extern "system" fn KeSetEvent(
+pub unsafe extern "win64" fn KeSetEvent(
     Event: PKEVENT,
     Increment: KPRIORITY,
     Wait: BOOLEAN,
@@ -291,7 +291,7 @@ pub unsafe extern "system" fn KeSetEvent(
 
 /// `KeClearEvent`: ≤ DISPATCH_LEVEL.
 #[no_mangle]
-pub unsafe extern "system" fn KeClearEvent(Event: PKEVENT) {
+pub unsafe extern "win64" fn KeClearEvent(Event: PKEVENT) {
     crate::irql::require_dispatch_or_below("KeClearEvent");
     // SAFETY: the caller passes an initialised KEVENT.
     unsafe { signal(Event.cast(), 0) };
@@ -299,7 +299,7 @@ pub unsafe extern "system" fn KeClearEvent(Event: PKEVENT) {
 
 /// `KeResetEvent`.
 #[no_mangle]
-pub unsafe extern "system" fn KeResetEvent(Event: PKEVENT) -> LONG {
+pub unsafe extern "win64" fn KeResetEvent(Event: PKEVENT) -> LONG {
     crate::irql::require_dispatch_or_below("KeResetEvent");
     // SAFETY: the caller passes an initialised KEVENT.
     unsafe { signal(Event.cast(), 0) }
@@ -307,7 +307,7 @@ pub unsafe extern "system" fn KeResetEvent(Event: PKEVENT) -> LONG {
 
 /// `KeReadStateEvent`.
 #[no_mangle]
-pub unsafe extern "system" fn KeReadStateEvent(Event: PKEVENT) -> LONG {
+pub unsafe extern "win64" fn KeReadStateEvent(Event: PKEVENT) -> LONG {
     // SAFETY: the caller passes an initialised KEVENT.
     unsafe { signal_state(Event.cast()) }.load(Ordering::SeqCst)
 }
@@ -315,7 +315,7 @@ pub unsafe extern "system" fn KeReadStateEvent(Event: PKEVENT) -> LONG {
 /// `KeWaitForSingleObject`: a wait that may block (NULL or non-zero timeout) needs
 /// IRQL <= APC_LEVEL; a zero timeout (a poll) is allowed up to DISPATCH_LEVEL.
 #[no_mangle]
-pub unsafe extern "system" fn KeWaitForSingleObject(
+pub unsafe extern "win64" fn KeWaitForSingleObject(
     Object: PVOID,
     WaitReason: KWAIT_REASON,
     WaitMode: KPROCESSOR_MODE,
@@ -336,7 +336,7 @@ pub unsafe extern "system" fn KeWaitForSingleObject(
 
 /// `KeDelayExecutionThread`: IRQL <= APC_LEVEL.
 #[no_mangle]
-pub unsafe extern "system" fn KeDelayExecutionThread(
+pub unsafe extern "win64" fn KeDelayExecutionThread(
     WaitMode: KPROCESSOR_MODE,
     Alertable: BOOLEAN,
     Interval: PLARGE_INTEGER,
@@ -361,14 +361,14 @@ unsafe fn rundown_word<'a>(r: PEX_RUNDOWN_REF) -> &'a AtomicUsize {
 
 /// `ExInitializeRundownProtection`.
 #[no_mangle]
-pub unsafe extern "system" fn ExInitializeRundownProtection(RunRef: PEX_RUNDOWN_REF) {
+pub unsafe extern "win64" fn ExInitializeRundownProtection(RunRef: PEX_RUNDOWN_REF) {
     // SAFETY: the caller passes EX_RUNDOWN_REF storage.
     unsafe { rundown_word(RunRef) }.store(0, Ordering::SeqCst);
 }
 
 /// `ExReInitializeRundownProtection`: only after the rundown completed.
 #[no_mangle]
-pub unsafe extern "system" fn ExReInitializeRundownProtection(RunRef: PEX_RUNDOWN_REF) {
+pub unsafe extern "win64" fn ExReInitializeRundownProtection(RunRef: PEX_RUNDOWN_REF) {
     // SAFETY: the caller passes a live EX_RUNDOWN_REF.
     let w = unsafe { rundown_word(RunRef) };
     if w.load(Ordering::SeqCst) != 1 {
@@ -381,7 +381,7 @@ pub unsafe extern "system" fn ExReInitializeRundownProtection(RunRef: PEX_RUNDOW
 
 /// `ExAcquireRundownProtection`: ≤ DISPATCH_LEVEL.
 #[no_mangle]
-pub unsafe extern "system" fn ExAcquireRundownProtection(RunRef: PEX_RUNDOWN_REF) -> BOOLEAN {
+pub unsafe extern "win64" fn ExAcquireRundownProtection(RunRef: PEX_RUNDOWN_REF) -> BOOLEAN {
     crate::irql::require_dispatch_or_below("ExAcquireRundownProtection");
     // SAFETY: the caller passes a live EX_RUNDOWN_REF.
     let w = unsafe { rundown_word(RunRef) };
@@ -399,7 +399,7 @@ pub unsafe extern "system" fn ExAcquireRundownProtection(RunRef: PEX_RUNDOWN_REF
 
 /// `ExReleaseRundownProtection`: ≤ DISPATCH_LEVEL.
 #[no_mangle]
-pub unsafe extern "system" fn ExReleaseRundownProtection(RunRef: PEX_RUNDOWN_REF) {
+pub unsafe extern "win64" fn ExReleaseRundownProtection(RunRef: PEX_RUNDOWN_REF) {
     crate::irql::require_dispatch_or_below("ExReleaseRundownProtection");
     // SAFETY: the caller passes a live EX_RUNDOWN_REF.
     let w = unsafe { rundown_word(RunRef) };
@@ -420,7 +420,7 @@ pub unsafe extern "system" fn ExReleaseRundownProtection(RunRef: PEX_RUNDOWN_REF
 
 /// `ExRundownCompleted`: marks a completed rundown (the count stays "rundown active").
 #[no_mangle]
-pub unsafe extern "system" fn ExRundownCompleted(RunRef: PEX_RUNDOWN_REF) {
+pub unsafe extern "win64" fn ExRundownCompleted(RunRef: PEX_RUNDOWN_REF) {
     // SAFETY: the caller passes a live EX_RUNDOWN_REF.
     let w = unsafe { rundown_word(RunRef) };
     if w.load(Ordering::SeqCst) != 1 {
@@ -433,7 +433,7 @@ pub unsafe extern "system" fn ExRundownCompleted(RunRef: PEX_RUNDOWN_REF) {
 /// `ExWaitForRundownProtectionRelease`: IRQL < DISPATCH_LEVEL; blocks new acquires and
 /// waits for the held ones.
 #[no_mangle]
-pub unsafe extern "system" fn ExWaitForRundownProtectionRelease(RunRef: PEX_RUNDOWN_REF) {
+pub unsafe extern "win64" fn ExWaitForRundownProtectionRelease(RunRef: PEX_RUNDOWN_REF) {
     crate::irql::require_below_dispatch("ExWaitForRundownProtectionRelease");
     // SAFETY: the caller passes a live EX_RUNDOWN_REF.
     let w = unsafe { rundown_word(RunRef) };
@@ -472,7 +472,7 @@ pub(crate) const QPC_FREQUENCY: i64 = 10_000_000;
 
 /// `KeQueryPerformanceCounter`.
 #[no_mangle]
-pub unsafe extern "system" fn KeQueryPerformanceCounter(
+pub unsafe extern "win64" fn KeQueryPerformanceCounter(
     PerformanceFrequency: PLARGE_INTEGER,
 ) -> wsk_sys::LARGE_INTEGER {
     if !PerformanceFrequency.is_null() {

@@ -99,7 +99,7 @@ fn new_thread_object() -> usize {
 
 /// `PsCreateSystemThread`: PASSIVE_LEVEL; the routine starts at PASSIVE_LEVEL.
 #[no_mangle]
-pub unsafe extern "system" fn PsCreateSystemThread(
+pub unsafe extern "win64" fn PsCreateSystemThread(
     ThreadHandle: PHANDLE,
     DesiredAccess: ULONG,
     ObjectAttributes: POBJECT_ATTRIBUTES,
@@ -147,9 +147,9 @@ fn thread_exited(obj: usize) {
 }
 
 /// `PsTerminateSystemThread`: the host thread cannot be unwound through the driver's
-/// `extern "system"` frames, so it signals the thread object and parks for good.
+/// `extern "win64"` frames, so it signals the thread object and parks for good.
 #[no_mangle]
-pub unsafe extern "system" fn PsTerminateSystemThread(ExitStatus: NTSTATUS) -> NTSTATUS {
+pub unsafe extern "win64" fn PsTerminateSystemThread(ExitStatus: NTSTATUS) -> NTSTATUS {
     let _ = ExitStatus;
     crate::irql::require_passive("PsTerminateSystemThread");
     let obj = CURRENT_THREAD_OBJECT.with(std::cell::Cell::get);
@@ -163,7 +163,7 @@ pub unsafe extern "system" fn PsTerminateSystemThread(ExitStatus: NTSTATUS) -> N
 
 /// `ObReferenceObjectByHandle` (thread and device handles).
 #[no_mangle]
-pub unsafe extern "system" fn ObReferenceObjectByHandle(
+pub unsafe extern "win64" fn ObReferenceObjectByHandle(
     Handle: HANDLE,
     DesiredAccess: ACCESS_MASK,
     ObjectType: POBJECT_TYPE,
@@ -191,7 +191,7 @@ pub unsafe extern "system" fn ObReferenceObjectByHandle(
 
 /// `ObfDereferenceObject` (ObDereferenceObject).
 #[no_mangle]
-pub unsafe extern "system" fn ObfDereferenceObject(Object: PVOID) -> LONG_PTR {
+pub unsafe extern "win64" fn ObfDereferenceObject(Object: PVOID) -> LONG_PTR {
     crate::irql::require_dispatch_or_below("ObDereferenceObject");
     let r = with(|o| match o.threads.get_mut(&(Object as usize)) {
         Some(t) if t.0 > 0 => {
@@ -215,7 +215,7 @@ pub unsafe extern "system" fn ObfDereferenceObject(Object: PVOID) -> LONG_PTR {
 
 /// `ZwClose`: PASSIVE_LEVEL.
 #[no_mangle]
-pub unsafe extern "system" fn ZwClose(Handle: HANDLE) -> NTSTATUS {
+pub unsafe extern "win64" fn ZwClose(Handle: HANDLE) -> NTSTATUS {
     crate::irql::require_passive("ZwClose");
     let h = with(|o| o.handles.remove(&(Handle as usize)));
     match h {
@@ -234,7 +234,7 @@ pub unsafe extern "system" fn ZwClose(Handle: HANDLE) -> NTSTATUS {
 
 /// `ObOpenObjectByPointer`: a kernel handle to a device object (for ZwSetSecurityObject).
 #[no_mangle]
-pub unsafe extern "system" fn ObOpenObjectByPointer(
+pub unsafe extern "win64" fn ObOpenObjectByPointer(
     Object: PVOID,
     HandleAttributes: ULONG,
     PassedAccessState: PACCESS_STATE,
@@ -261,7 +261,7 @@ pub unsafe extern "system" fn ObOpenObjectByPointer(
 
 /// `IoAllocateWorkItem`.
 #[no_mangle]
-pub unsafe extern "system" fn IoAllocateWorkItem(DeviceObject: PDEVICE_OBJECT) -> PIO_WORKITEM {
+pub unsafe extern "win64" fn IoAllocateWorkItem(DeviceObject: PDEVICE_OBJECT) -> PIO_WORKITEM {
     crate::irql::require_dispatch_or_below("IoAllocateWorkItem");
     if crate::faults::injected_failure(crate::faults::Call::IoAllocateWorkItem).is_some() {
         return std::ptr::null_mut();
@@ -273,7 +273,7 @@ pub unsafe extern "system" fn IoAllocateWorkItem(DeviceObject: PDEVICE_OBJECT) -
 
 /// `IoQueueWorkItem`: an item may not be queued again before its routine has started.
 #[no_mangle]
-pub unsafe extern "system" fn IoQueueWorkItem(
+pub unsafe extern "win64" fn IoQueueWorkItem(
     IoWorkItem: PIO_WORKITEM,
     WorkerRoutine: PIO_WORKITEM_ROUTINE,
     QueueType: WORK_QUEUE_TYPE,
@@ -321,7 +321,7 @@ pub unsafe extern "system" fn IoQueueWorkItem(
 
 /// `IoFreeWorkItem`.
 #[no_mangle]
-pub unsafe extern "system" fn IoFreeWorkItem(IoWorkItem: PIO_WORKITEM) {
+pub unsafe extern "win64" fn IoFreeWorkItem(IoWorkItem: PIO_WORKITEM) {
     let item = IoWorkItem as usize;
     let st = with(|o| o.work_items.remove(&item));
     match st {

@@ -148,7 +148,7 @@ fn run_dpc(dpc: PKDPC) {
 
 /// `KeInitializeDpc`.
 #[no_mangle]
-pub unsafe extern "system" fn KeInitializeDpc(
+pub unsafe extern "win64" fn KeInitializeDpc(
     Dpc: PKDPC,
     DeferredRoutine: PKDEFERRED_ROUTINE,
     DeferredContext: PVOID,
@@ -164,14 +164,14 @@ pub unsafe extern "system" fn KeInitializeDpc(
 
 /// `KeInitializeTimer`: a notification timer.
 #[no_mangle]
-pub unsafe extern "system" fn KeInitializeTimer(Timer: PKTIMER) {
+pub unsafe extern "win64" fn KeInitializeTimer(Timer: PKTIMER) {
     // SAFETY: the caller passes KTIMER storage.
     unsafe { KeInitializeTimerEx(Timer, wsk_sys::NotificationTimer) };
 }
 
 /// `KeInitializeTimerEx`.
 #[no_mangle]
-pub unsafe extern "system" fn KeInitializeTimerEx(Timer: PKTIMER, Type: TIMER_TYPE) {
+pub unsafe extern "win64" fn KeInitializeTimerEx(Timer: PKTIMER, Type: TIMER_TYPE) {
     let ty = if Type == wsk_sys::SynchronizationTimer {
         crate::sync::OBJ_TIMER_SYNCHRONIZATION
     } else {
@@ -200,7 +200,7 @@ fn due_from(due: i64) -> Instant {
 
 /// `KeSetTimerEx`: TRUE if the timer was already set.
 #[no_mangle]
-pub unsafe extern "system" fn KeSetTimerEx(
+pub unsafe extern "win64" fn KeSetTimerEx(
     Timer: PKTIMER,
     DueTime: LARGE_INTEGER,
     Period: LONG,
@@ -232,7 +232,7 @@ pub unsafe extern "system" fn KeSetTimerEx(
 
 /// `KeSetTimer`.
 #[no_mangle]
-pub unsafe extern "system" fn KeSetTimer(
+pub unsafe extern "win64" fn KeSetTimer(
     Timer: PKTIMER,
     DueTime: LARGE_INTEGER,
     Dpc: PKDPC,
@@ -244,7 +244,7 @@ pub unsafe extern "system" fn KeSetTimer(
 /// `KeCancelTimer`: TRUE if the timer was set. A DPC already running is not waited for
 /// (as in Windows: use KeFlushQueuedDpcs or a rundown for that).
 #[no_mangle]
-pub unsafe extern "system" fn KeCancelTimer(Timer: PKTIMER) -> BOOLEAN {
+pub unsafe extern "win64" fn KeCancelTimer(Timer: PKTIMER) -> BOOLEAN {
     crate::irql::require_dispatch_or_below("KeCancelTimer");
     let mut g = lock();
     let t = g.get_or_insert_with(Timers::default);
@@ -253,7 +253,7 @@ pub unsafe extern "system" fn KeCancelTimer(Timer: PKTIMER) -> BOOLEAN {
 
 /// `KeFlushQueuedDpcs`: waits until no timer DPC is running.
 #[no_mangle]
-pub unsafe extern "system" fn KeFlushQueuedDpcs() {
+pub unsafe extern "win64" fn KeFlushQueuedDpcs() {
     crate::irql::require_passive("KeFlushQueuedDpcs");
     for _ in 0..100_000 {
         if lock().as_ref().is_none_or(|t| t.running == 0) {
@@ -266,7 +266,7 @@ pub unsafe extern "system" fn KeFlushQueuedDpcs() {
 /// `KeInsertQueueDpc`: runs the DPC soon at DISPATCH_LEVEL on the timer thread. FALSE if it
 /// is already queued.
 #[no_mangle]
-pub unsafe extern "system" fn KeInsertQueueDpc(
+pub unsafe extern "win64" fn KeInsertQueueDpc(
     Dpc: PKDPC,
     SystemArgument1: PVOID,
     SystemArgument2: PVOID,

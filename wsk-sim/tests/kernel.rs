@@ -183,7 +183,7 @@ fn allocation_failures_from_the_schedule() {
 }
 
 static ROUTINE_CALLS: AtomicUsize = AtomicUsize::new(0);
-unsafe extern "system" fn count_routine(_d: PDEVICE_OBJECT, _irp: PIRP, _ctx: PVOID) -> NTSTATUS {
+unsafe extern "win64" fn count_routine(_d: PDEVICE_OBJECT, _irp: PIRP, _ctx: PVOID) -> NTSTATUS {
     ROUTINE_CALLS.fetch_add(1, Ordering::SeqCst);
     STATUS_MORE_PROCESSING_REQUIRED
 }
@@ -367,7 +367,7 @@ fn rundown_protection() {
 
 static DPC_RUNS: AtomicUsize = AtomicUsize::new(0);
 static DPC_IRQL: AtomicUsize = AtomicUsize::new(99);
-unsafe extern "system" fn dpc_routine(_dpc: PKDPC, ctx: PVOID, _a: PVOID, _b: PVOID) {
+unsafe extern "win64" fn dpc_routine(_dpc: PKDPC, ctx: PVOID, _a: PVOID, _b: PVOID) {
     DPC_IRQL.store(usize::from(KeGetCurrentIrql()), Ordering::SeqCst);
     DPC_RUNS.fetch_add(ctx as usize, Ordering::SeqCst);
 }
@@ -417,12 +417,12 @@ fn timers_fire_their_dpc_at_dispatch() {
 }
 
 static WORK_RUNS: AtomicUsize = AtomicUsize::new(0);
-unsafe extern "system" fn work_routine(_dev: PDEVICE_OBJECT, ctx: PVOID) {
+unsafe extern "win64" fn work_routine(_dev: PDEVICE_OBJECT, ctx: PVOID) {
     assert_eq!(KeGetCurrentIrql(), PASSIVE_LEVEL);
     WORK_RUNS.fetch_add(ctx as usize, Ordering::SeqCst);
 }
 
-unsafe extern "system" fn thread_routine(ctx: PVOID) {
+unsafe extern "win64" fn thread_routine(ctx: PVOID) {
     WORK_RUNS.fetch_add(ctx as usize, Ordering::SeqCst);
     // SAFETY: ends this system thread.
     unsafe { PsTerminateSystemThread(STATUS_SUCCESS) };
@@ -553,7 +553,7 @@ fn registry_values_for_driver_config() {
     wsk_sim::assert_no_leaks();
 }
 
-unsafe extern "system" fn ioctl_dispatch(_dev: PDEVICE_OBJECT, irp: PIRP) -> NTSTATUS {
+unsafe extern "win64" fn ioctl_dispatch(_dev: PDEVICE_OBJECT, irp: PIRP) -> NTSTATUS {
     // SAFETY: the I/O manager's IRP for our device.
     unsafe {
         let sl = IoGetCurrentIrpStackLocation(irp);
@@ -695,7 +695,7 @@ fn dbgprint_is_captured_and_processors_reported() {
 }
 
 static SLOW_DONE: AtomicUsize = AtomicUsize::new(0);
-unsafe extern "system" fn slow_work(_dev: PDEVICE_OBJECT, _ctx: PVOID) {
+unsafe extern "win64" fn slow_work(_dev: PDEVICE_OBJECT, _ctx: PVOID) {
     std::thread::sleep(Duration::from_millis(400));
     SLOW_DONE.store(1, Ordering::SeqCst);
 }

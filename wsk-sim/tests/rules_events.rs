@@ -572,7 +572,7 @@ fn w62_unsupported_send_flag() {
     wsk_sim::assert_no_leaks();
 }
 
-unsafe extern "system" fn flag_done(_d: PDEVICE_OBJECT, _irp: PIRP, ctx: PVOID) -> NTSTATUS {
+unsafe extern "win64" fn flag_done(_d: PDEVICE_OBJECT, _irp: PIRP, ctx: PVOID) -> NTSTATUS {
     // SAFETY: the waiter's event.
     unsafe { KeSetEvent(ctx.cast(), 0, FALSE) };
     STATUS_MORE_PROCESSING_REQUIRED

@@ -250,7 +250,7 @@ fn w7_deregister_waits_for_sockets() {
     wsk_sim::assert_no_leaks();
 }
 
-unsafe extern "system" fn count_done(_d: PDEVICE_OBJECT, _irp: PIRP, ctx: PVOID) -> NTSTATUS {
+unsafe extern "win64" fn count_done(_d: PDEVICE_OBJECT, _irp: PIRP, ctx: PVOID) -> NTSTATUS {
     // SAFETY: ctx is an AtomicUsize owned by the test.
     unsafe { &*ctx.cast::<std::sync::atomic::AtomicUsize>() }
         .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -407,7 +407,7 @@ static MAX_COMPLETION_IRQL: std::sync::atomic::AtomicU8 = std::sync::atomic::Ato
 static DISPATCH_COMPLETIONS: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(0);
 
-unsafe extern "system" fn irql_done(_d: PDEVICE_OBJECT, _irp: PIRP, ctx: PVOID) -> NTSTATUS {
+unsafe extern "win64" fn irql_done(_d: PDEVICE_OBJECT, _irp: PIRP, ctx: PVOID) -> NTSTATUS {
     let l = KeGetCurrentIrql();
     MAX_COMPLETION_IRQL.fetch_max(l, std::sync::atomic::Ordering::SeqCst);
     if l == DISPATCH_LEVEL {

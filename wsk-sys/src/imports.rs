@@ -2,33 +2,37 @@
 //!
 //! On `target_os = "windows"` each block is `raw-dylib` + `+verbatim`, so rustc writes the
 //! import entries itself and no WDK import library is needed. Elsewhere the same
-//! declarations are plain `extern "system"` symbols that `wsk-sim` defines (raw-dylib is
-//! an error off Windows, E0455). On x64 "system" and "C" are the same convention.
+//! declarations are plain `extern "win64"` symbols that `wsk-sim` defines (raw-dylib is
+//! an error off Windows, E0455). Every kernel import and callback type is `extern "win64"`
+//! (the Microsoft x64 convention) on every OS: on Windows x64 it is what "system" means,
+//! and on Linux it lets wsk-sim call, and be called by, the host-built driver and the
+//! shipped PE image alike ("system" there would mean System V).
 //!
 //! Each item's doc page is under <https://learn.microsoft.com/windows-hardware/drivers/ddi/>
 //! (wdm/nf-wdm-<name>, ntddk/nf-ntddk-<name>, ntifs/nf-ntifs-<name>, wsk/nf-wsk-<name>).
 
 use crate::io::{PDEVICE_OBJECT, PDRIVER_OBJECT, PIO_WORKITEM, PIO_WORKITEM_ROUTINE, PIRP, PMDL};
 use crate::ke::{
-    EVENT_TYPE, KIRQL, KPROCESSOR_MODE, KWAIT_REASON, KEY_VALUE_INFORMATION_CLASS,
+    EVENT_TYPE, KEY_VALUE_INFORMATION_CLASS, KIRQL, KPROCESSOR_MODE, KWAIT_REASON,
     MEMORY_CACHING_TYPE, PACCESS_STATE, PEX_RUNDOWN_REF, PKDEFERRED_ROUTINE, PKSPIN_LOCK,
     PKSTART_ROUTINE, PKTIMER, POBJECT_HANDLE_INFORMATION, POBJECT_TYPE, PRKDPC, PRKEVENT,
     TIMER_TYPE, WORK_QUEUE_TYPE,
 };
 use crate::ntdef::{
     ACCESS_MASK, BOOLEAN, CCHAR, DEVICE_TYPE, HANDLE, KPRIORITY, LARGE_INTEGER, LONG, LONG_PTR,
-    NTSTATUS, PCWSTR, PHANDLE, PLARGE_INTEGER, POBJECT_ATTRIBUTES, POOL_FLAGS,
-    PPROCESSOR_NUMBER, PULONG, PUNICODE_STRING, PVOID, PCLIENT_ID, SECURITY_INFORMATION, SIZE_T,
-    ULONG, USHORT,
+    NTSTATUS, PCLIENT_ID, PCWSTR, PHANDLE, PLARGE_INTEGER, POBJECT_ATTRIBUTES, POOL_FLAGS,
+    PPROCESSOR_NUMBER, PULONG, PUNICODE_STRING, PVOID, SECURITY_INFORMATION, SIZE_T, ULONG, USHORT,
 };
 use crate::se::{PACL, PSECURITY_DESCRIPTOR, PSE_EXPORTS, PSID};
-use crate::wsk::{PWSK_CLIENT_NPI, PWSK_PROVIDER_CHARACTERISTICS, PWSK_PROVIDER_NPI, PWSK_REGISTRATION};
+use crate::wsk::{
+    PWSK_CLIENT_NPI, PWSK_PROVIDER_CHARACTERISTICS, PWSK_PROVIDER_NPI, PWSK_REGISTRATION,
+};
 
 #[cfg_attr(
     target_os = "windows",
     link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")
 )]
-extern "system" {
+extern "win64" {
     // Pool.
     /// Windows 10 2004+; newer than mingw-w64's export list (xtask allow-lists it).
     pub fn ExAllocatePool2(Flags: POOL_FLAGS, NumberOfBytes: SIZE_T, Tag: ULONG) -> PVOID;
@@ -93,10 +97,20 @@ extern "system" {
     pub fn KeInitializeTimer(Timer: PKTIMER);
     pub fn KeInitializeTimerEx(Timer: PKTIMER, Type: TIMER_TYPE);
     pub fn KeSetTimer(Timer: PKTIMER, DueTime: LARGE_INTEGER, Dpc: PRKDPC) -> BOOLEAN;
-    pub fn KeSetTimerEx(Timer: PKTIMER, DueTime: LARGE_INTEGER, Period: LONG, Dpc: PRKDPC) -> BOOLEAN;
+    pub fn KeSetTimerEx(
+        Timer: PKTIMER,
+        DueTime: LARGE_INTEGER,
+        Period: LONG,
+        Dpc: PRKDPC,
+    ) -> BOOLEAN;
     pub fn KeCancelTimer(Timer: PKTIMER) -> BOOLEAN;
-    pub fn KeInitializeDpc(Dpc: PRKDPC, DeferredRoutine: PKDEFERRED_ROUTINE, DeferredContext: PVOID);
-    pub fn KeInsertQueueDpc(Dpc: PRKDPC, SystemArgument1: PVOID, SystemArgument2: PVOID) -> BOOLEAN;
+    pub fn KeInitializeDpc(
+        Dpc: PRKDPC,
+        DeferredRoutine: PKDEFERRED_ROUTINE,
+        DeferredContext: PVOID,
+    );
+    pub fn KeInsertQueueDpc(Dpc: PRKDPC, SystemArgument1: PVOID, SystemArgument2: PVOID)
+        -> BOOLEAN;
 
     // Rundown protection.
     pub fn ExInitializeRundownProtection(RunRef: PEX_RUNDOWN_REF);
@@ -175,11 +189,17 @@ extern "system" {
         DeviceObject: *mut PDEVICE_OBJECT,
     ) -> NTSTATUS;
     pub fn IoDeleteDevice(DeviceObject: PDEVICE_OBJECT);
-    pub fn IoCreateSymbolicLink(SymbolicLinkName: PUNICODE_STRING, DeviceName: PUNICODE_STRING) -> NTSTATUS;
+    pub fn IoCreateSymbolicLink(
+        SymbolicLinkName: PUNICODE_STRING,
+        DeviceName: PUNICODE_STRING,
+    ) -> NTSTATUS;
     pub fn IoDeleteSymbolicLink(SymbolicLinkName: PUNICODE_STRING) -> NTSTATUS;
 
     // Security (IoCreateDeviceSecure is in the static wdmsec.lib, so the DACL is built here).
-    pub fn RtlCreateSecurityDescriptor(SecurityDescriptor: PSECURITY_DESCRIPTOR, Revision: ULONG) -> NTSTATUS;
+    pub fn RtlCreateSecurityDescriptor(
+        SecurityDescriptor: PSECURITY_DESCRIPTOR,
+        Revision: ULONG,
+    ) -> NTSTATUS;
     pub fn RtlSetDaclSecurityDescriptor(
         SecurityDescriptor: PSECURITY_DESCRIPTOR,
         DaclPresent: BOOLEAN,
@@ -187,7 +207,12 @@ extern "system" {
         DaclDefaulted: BOOLEAN,
     ) -> NTSTATUS;
     pub fn RtlCreateAcl(Acl: PACL, AclLength: ULONG, AclRevision: ULONG) -> NTSTATUS;
-    pub fn RtlAddAccessAllowedAce(Acl: PACL, AceRevision: ULONG, AccessMask: ACCESS_MASK, Sid: PSID) -> NTSTATUS;
+    pub fn RtlAddAccessAllowedAce(
+        Acl: PACL,
+        AceRevision: ULONG,
+        AccessMask: ACCESS_MASK,
+        Sid: PSID,
+    ) -> NTSTATUS;
     pub fn RtlLengthSid(Sid: PSID) -> ULONG;
     pub fn ZwSetSecurityObject(
         Handle: HANDLE,
@@ -200,7 +225,12 @@ extern "system" {
     /// C-variadic in C (`DbgPrintEx(ComponentId, Level, Format, ...)`). Declared with one
     /// fixed argument: always call it as `(id, level, "%s\0", text_nul_terminated)`; the
     /// x64 calling sequence is the same, and wsk-sim can define it in stable Rust.
-    pub fn DbgPrintEx(ComponentId: ULONG, Level: ULONG, Format: *const u8, Arg: *const u8) -> NTSTATUS;
+    pub fn DbgPrintEx(
+        ComponentId: ULONG,
+        Level: ULONG,
+        Format: *const u8,
+        Arg: *const u8,
+    ) -> NTSTATUS;
 }
 
 // The C runtime routines the prebuilt `core` calls; on Windows ntoskrnl.exe exports them.
@@ -208,8 +238,16 @@ extern "system" {
 #[cfg(target_os = "windows")]
 #[link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")]
 extern "C" {
-    pub fn memcpy(dest: *mut core::ffi::c_void, src: *const core::ffi::c_void, n: usize) -> *mut core::ffi::c_void;
-    pub fn memmove(dest: *mut core::ffi::c_void, src: *const core::ffi::c_void, n: usize) -> *mut core::ffi::c_void;
+    pub fn memcpy(
+        dest: *mut core::ffi::c_void,
+        src: *const core::ffi::c_void,
+        n: usize,
+    ) -> *mut core::ffi::c_void;
+    pub fn memmove(
+        dest: *mut core::ffi::c_void,
+        src: *const core::ffi::c_void,
+        n: usize,
+    ) -> *mut core::ffi::c_void;
     pub fn memset(dest: *mut core::ffi::c_void, c: i32, n: usize) -> *mut core::ffi::c_void;
     pub fn memcmp(a: *const core::ffi::c_void, b: *const core::ffi::c_void, n: usize) -> i32;
 }
@@ -218,7 +256,7 @@ extern "C" {
     target_os = "windows",
     link(name = "HAL.dll", kind = "raw-dylib", modifiers = "+verbatim")
 )]
-extern "system" {
+extern "win64" {
     /// Exported by HAL.dll on x64 (forwarded to ntoskrnl on current Windows).
     pub fn KeQueryPerformanceCounter(PerformanceFrequency: PLARGE_INTEGER) -> LARGE_INTEGER;
 }
@@ -227,9 +265,12 @@ extern "system" {
     target_os = "windows",
     link(name = "NETIO.SYS", kind = "raw-dylib", modifiers = "+verbatim")
 )]
-extern "system" {
+extern "win64" {
     /// <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nf-wsk-wskregister> (PASSIVE_LEVEL)
-    pub fn WskRegister(WskClientNpi: PWSK_CLIENT_NPI, WskRegistration: PWSK_REGISTRATION) -> NTSTATUS;
+    pub fn WskRegister(
+        WskClientNpi: PWSK_CLIENT_NPI,
+        WskRegistration: PWSK_REGISTRATION,
+    ) -> NTSTATUS;
     /// <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nf-wsk-wskderegister> (PASSIVE_LEVEL;
     /// waits for every capture to be released and every socket closed)
     pub fn WskDeregister(WskRegistration: PWSK_REGISTRATION);

@@ -10,7 +10,9 @@ use crate::io::{
     PIO_COMPLETION_ROUTINE, PIO_STACK_LOCATION, PIRP, PMDL, SL_INVOKE_ON_CANCEL,
     SL_INVOKE_ON_ERROR, SL_INVOKE_ON_SUCCESS, SL_PENDING_RETURNED,
 };
-use crate::ke::{KernelMode, MmCached, DISPATCH_LEVEL, KIRQL, PKIRQL, PKSPIN_LOCK, MM_PAGE_PRIORITY};
+use crate::ke::{
+    KernelMode, MmCached, DISPATCH_LEVEL, KIRQL, MM_PAGE_PRIORITY, PKIRQL, PKSPIN_LOCK,
+};
 use crate::ntdef::{CCHAR, LONG_PTR, PVOID, ULONG, USHORT};
 
 /// `IoGetCurrentIrpStackLocation`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-iogetcurrentirpstacklocation>
@@ -76,7 +78,8 @@ pub unsafe fn IoSetNextIrpStackLocation(Irp: PIRP) {
     // SAFETY: caller guarantees a valid IRP with a next location.
     unsafe {
         (*Irp).CurrentLocation -= 1;
-        (*Irp).Tail.Overlay.CurrentStackLocation = (*Irp).Tail.Overlay.CurrentStackLocation.wrapping_sub(1);
+        (*Irp).Tail.Overlay.CurrentStackLocation =
+            (*Irp).Tail.Overlay.CurrentStackLocation.wrapping_sub(1);
     }
 }
 
@@ -89,7 +92,8 @@ pub unsafe fn IoSkipCurrentIrpStackLocation(Irp: PIRP) {
     // SAFETY: caller guarantees a valid IRP.
     unsafe {
         (*Irp).CurrentLocation += 1;
-        (*Irp).Tail.Overlay.CurrentStackLocation = (*Irp).Tail.Overlay.CurrentStackLocation.wrapping_add(1);
+        (*Irp).Tail.Overlay.CurrentStackLocation =
+            (*Irp).Tail.Overlay.CurrentStackLocation.wrapping_add(1);
     }
 }
 
@@ -139,7 +143,8 @@ pub unsafe fn IoCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
 /// IoInitializeIrp on caller memory).
 #[inline]
 pub const fn IoSizeOfIrp(StackSize: CCHAR) -> USHORT {
-    (core::mem::size_of::<IRP>() + StackSize as usize * core::mem::size_of::<IO_STACK_LOCATION>()) as USHORT
+    (core::mem::size_of::<IRP>() + StackSize as usize * core::mem::size_of::<IO_STACK_LOCATION>())
+        as USHORT
 }
 
 /// `ObDereferenceObject` macro → `ObfDereferenceObject`.
@@ -200,7 +205,13 @@ pub unsafe fn MmGetMdlByteOffset(Mdl: *const MDL) -> ULONG {
 #[inline]
 pub unsafe fn MmGetMdlVirtualAddress(Mdl: *const MDL) -> PVOID {
     // SAFETY: caller guarantees a valid MDL.
-    unsafe { (*Mdl).StartVa.cast::<u8>().wrapping_add((*Mdl).ByteOffset as usize).cast() }
+    unsafe {
+        (*Mdl)
+            .StartVa
+            .cast::<u8>()
+            .wrapping_add((*Mdl).ByteOffset as usize)
+            .cast()
+    }
 }
 
 /// `MmGetSystemAddressForMdlSafe` macro:
@@ -219,7 +230,14 @@ pub unsafe fn MmGetSystemAddressForMdlSafe(Mdl: PMDL, Priority: MM_PAGE_PRIORITY
         if (*Mdl).MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL) != 0 {
             (*Mdl).MappedSystemVa
         } else {
-            MmMapLockedPagesSpecifyCache(Mdl, KernelMode, MmCached, core::ptr::null_mut(), 0, Priority)
+            MmMapLockedPagesSpecifyCache(
+                Mdl,
+                KernelMode,
+                MmCached,
+                core::ptr::null_mut(),
+                0,
+                Priority,
+            )
         }
     }
 }
@@ -232,7 +250,7 @@ pub unsafe fn MmGetSystemAddressForMdlSafe(Mdl: PMDL, Priority: MM_PAGE_PRIORITY
 #[cfg(not(target_os = "windows"))]
 mod host_irql {
     use crate::ke::KIRQL;
-    extern "system" {
+    extern "win64" {
         pub fn KeGetCurrentIrql() -> KIRQL;
         pub fn KfRaiseIrql(NewIrql: KIRQL) -> KIRQL;
         pub fn KeLowerIrql(NewIrql: KIRQL);
@@ -246,7 +264,9 @@ pub fn KeGetCurrentIrql() -> KIRQL {
     {
         let cr8: u64;
         // SAFETY: reading CR8 is allowed at any IRQL in kernel mode and has no side effects.
-        unsafe { core::arch::asm!("mov {}, cr8", out(reg) cr8, options(nomem, nostack, preserves_flags)) };
+        unsafe {
+            core::arch::asm!("mov {}, cr8", out(reg) cr8, options(nomem, nostack, preserves_flags))
+        };
         cr8 as KIRQL
     }
     #[cfg(not(target_os = "windows"))]
@@ -267,7 +287,9 @@ pub unsafe fn KfRaiseIrql(NewIrql: KIRQL) -> KIRQL {
         let old = KeGetCurrentIrql();
         // SAFETY: caller guarantees NewIrql >= current IRQL; writing CR8 is what wdm.h does.
         // No `nomem`: this is a compiler barrier, as the C version's intrinsic is.
-        unsafe { core::arch::asm!("mov cr8, {}", in(reg) NewIrql as u64, options(nostack, preserves_flags)) };
+        unsafe {
+            core::arch::asm!("mov cr8, {}", in(reg) NewIrql as u64, options(nostack, preserves_flags))
+        };
         old
     }
     #[cfg(not(target_os = "windows"))]
@@ -306,7 +328,9 @@ pub unsafe fn KeLowerIrql(NewIrql: KIRQL) {
     #[cfg(target_os = "windows")]
     {
         // SAFETY: caller guarantees NewIrql is the IRQL saved by the matching raise.
-        unsafe { core::arch::asm!("mov cr8, {}", in(reg) NewIrql as u64, options(nostack, preserves_flags)) };
+        unsafe {
+            core::arch::asm!("mov cr8, {}", in(reg) NewIrql as u64, options(nostack, preserves_flags))
+        };
     }
     #[cfg(not(target_os = "windows"))]
     {

@@ -3,8 +3,8 @@
 
 use crate::ke::{KDPC, KEVENT, KIRQL, KPROCESSOR_MODE, KSPIN_LOCK, PEPROCESS, PETHREAD, PKEVENT};
 use crate::ntdef::{
-    BOOLEAN, CCHAR, CHAR, CSHORT, DEVICE_TYPE, LARGE_INTEGER, LIST_ENTRY, LONG, NTSTATUS,
-    PCHAR, PUNICODE_STRING, PVOID, UCHAR, ULONG, ULONG_PTR, UNICODE_STRING, USHORT,
+    BOOLEAN, CCHAR, CHAR, CSHORT, DEVICE_TYPE, LARGE_INTEGER, LIST_ENTRY, LONG, NTSTATUS, PCHAR,
+    PUNICODE_STRING, PVOID, UCHAR, ULONG, ULONG_PTR, UNICODE_STRING, USHORT,
 };
 
 /// `IO_STATUS_BLOCK`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/ns-wdm-_io_status_block>
@@ -60,26 +60,26 @@ pub const MDL_INTERNAL: CSHORT = 0x8000u16 as i16;
 
 /// `DRIVER_DISPATCH`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nc-wdm-driver_dispatch>
 pub type PDRIVER_DISPATCH =
-    Option<unsafe extern "system" fn(DeviceObject: *mut DEVICE_OBJECT, Irp: *mut IRP) -> NTSTATUS>;
+    Option<unsafe extern "win64" fn(DeviceObject: *mut DEVICE_OBJECT, Irp: *mut IRP) -> NTSTATUS>;
 /// `DRIVER_UNLOAD`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nc-wdm-driver_unload>
-pub type PDRIVER_UNLOAD = Option<unsafe extern "system" fn(DriverObject: *mut DRIVER_OBJECT)>;
+pub type PDRIVER_UNLOAD = Option<unsafe extern "win64" fn(DriverObject: *mut DRIVER_OBJECT)>;
 /// `DRIVER_INITIALIZE`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nc-wdm-driver_initialize>
 pub type PDRIVER_INITIALIZE = Option<
-    unsafe extern "system" fn(
+    unsafe extern "win64" fn(
         DriverObject: *mut DRIVER_OBJECT,
         RegistryPath: PUNICODE_STRING,
     ) -> NTSTATUS,
 >;
 /// `DRIVER_STARTIO`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nc-wdm-driver_startio>
 pub type PDRIVER_STARTIO =
-    Option<unsafe extern "system" fn(DeviceObject: *mut DEVICE_OBJECT, Irp: *mut IRP)>;
+    Option<unsafe extern "win64" fn(DeviceObject: *mut DEVICE_OBJECT, Irp: *mut IRP)>;
 /// `DRIVER_CANCEL`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nc-wdm-driver_cancel>
 pub type PDRIVER_CANCEL =
-    Option<unsafe extern "system" fn(DeviceObject: *mut DEVICE_OBJECT, Irp: *mut IRP)>;
+    Option<unsafe extern "win64" fn(DeviceObject: *mut DEVICE_OBJECT, Irp: *mut IRP)>;
 /// `IO_COMPLETION_ROUTINE` (returns NTSTATUS, unlike windows-sys's binding):
 /// <https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nc-wdm-io_completion_routine>
 pub type PIO_COMPLETION_ROUTINE = Option<
-    unsafe extern "system" fn(
+    unsafe extern "win64" fn(
         DeviceObject: *mut DEVICE_OBJECT,
         Irp: *mut IRP,
         Context: PVOID,
@@ -87,7 +87,7 @@ pub type PIO_COMPLETION_ROUTINE = Option<
 >;
 /// `IO_WORKITEM_ROUTINE`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nc-wdm-io_workitem_routine>
 pub type PIO_WORKITEM_ROUTINE =
-    Option<unsafe extern "system" fn(DeviceObject: *mut DEVICE_OBJECT, Context: PVOID)>;
+    Option<unsafe extern "win64" fn(DeviceObject: *mut DEVICE_OBJECT, Context: PVOID)>;
 
 /// `IO_WORKITEM`: opaque. <https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-ioallocateworkitem>
 #[repr(C)]

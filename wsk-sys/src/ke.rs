@@ -1,8 +1,8 @@
 //! Kernel dispatcher objects, IRQL, spin locks, DPCs, timers, rundown (wdm.h, x64).
 
 use crate::ntdef::{
-    KAFFINITY, LIST_ENTRY, LONG, PVOID, SINGLE_LIST_ENTRY, UCHAR, ULARGE_INTEGER, ULONG,
-    ULONG_PTR, USHORT,
+    KAFFINITY, LIST_ENTRY, LONG, PVOID, SINGLE_LIST_ENTRY, UCHAR, ULARGE_INTEGER, ULONG, ULONG_PTR,
+    USHORT,
 };
 
 /// `KIRQL`: <https://learn.microsoft.com/windows-hardware/drivers/kernel/managing-hardware-priorities>
@@ -87,7 +87,7 @@ pub type PRKEVENT = *mut KEVENT;
 /// `PKDEFERRED_ROUTINE` (KDEFERRED_ROUTINE):
 /// <https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nc-wdm-kdeferred_routine>
 pub type PKDEFERRED_ROUTINE = Option<
-    unsafe extern "system" fn(
+    unsafe extern "win64" fn(
         Dpc: *mut KDPC,
         DeferredContext: PVOID,
         SystemArgument1: PVOID,
@@ -193,7 +193,7 @@ pub type POBJECT_TYPE = *mut OBJECT_TYPE;
 pub type PACCESS_STATE = *mut ACCESS_STATE;
 
 /// `KSTART_ROUTINE`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nc-wdm-kstart_routine>
-pub type PKSTART_ROUTINE = Option<unsafe extern "system" fn(StartContext: PVOID)>;
+pub type PKSTART_ROUTINE = Option<unsafe extern "win64" fn(StartContext: PVOID)>;
 
 /// `OBJECT_HANDLE_INFORMATION`.
 #[repr(C)]

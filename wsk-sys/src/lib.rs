@@ -13,7 +13,11 @@
 
 #![no_std]
 #![allow(non_camel_case_types, non_snake_case, non_upper_case_globals)]
-#![allow(clippy::missing_safety_doc, clippy::struct_field_names, clippy::unreadable_literal)]
+#![allow(
+    clippy::missing_safety_doc,
+    clippy::struct_field_names,
+    clippy::unreadable_literal
+)]
 // C names such as `__ss_pad1` and `_WSAIOR` are kept verbatim.
 #![allow(clippy::pub_underscore_fields, clippy::used_underscore_items)]
 

@@ -121,7 +121,9 @@ impl core::fmt::Debug for LARGE_INTEGER {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         // SAFETY: both members are plain integers covering all 8 bytes.
         let q = unsafe { self.QuadPart };
-        f.debug_struct("LARGE_INTEGER").field("QuadPart", &q).finish()
+        f.debug_struct("LARGE_INTEGER")
+            .field("QuadPart", &q)
+            .finish()
     }
 }
 
@@ -145,7 +147,9 @@ impl core::fmt::Debug for ULARGE_INTEGER {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         // SAFETY: both members are plain integers covering all 8 bytes.
         let q = unsafe { self.QuadPart };
-        f.debug_struct("ULARGE_INTEGER").field("QuadPart", &q).finish()
+        f.debug_struct("ULARGE_INTEGER")
+            .field("QuadPart", &q)
+            .finish()
     }
 }
 

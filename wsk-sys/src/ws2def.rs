@@ -1,6 +1,6 @@
 //! Socket address types and constants (ws2def.h, ws2ipdef.h, inaddr.h, in6addr.h).
 
-use crate::ntdef::{GUID, PWSTR, PVOID, SIZE_T, ULONG, USHORT};
+use crate::ntdef::{GUID, PVOID, PWSTR, SIZE_T, ULONG, USHORT};
 
 /// `ADDRESS_FAMILY`.
 pub type ADDRESS_FAMILY = USHORT;
@@ -130,7 +130,11 @@ pub struct IN_ADDR {
 impl IN_ADDR {
     /// From the four octets in written order (a.b.c.d).
     pub const fn from_octets(o: [u8; 4]) -> Self {
-        IN_ADDR { S_un: IN_ADDR_0 { S_addr: u32::from_ne_bytes(o) } }
+        IN_ADDR {
+            S_un: IN_ADDR_0 {
+                S_addr: u32::from_ne_bytes(o),
+            },
+        }
     }
     /// The four octets in written order.
     pub const fn octets(&self) -> [u8; 4] {
@@ -175,7 +179,9 @@ pub struct IN6_ADDR {
 
 impl IN6_ADDR {
     pub const fn from_octets(o: [u8; 16]) -> Self {
-        IN6_ADDR { u: IN6_ADDR_0 { Byte: o } }
+        IN6_ADDR {
+            u: IN6_ADDR_0 { Byte: o },
+        }
     }
     pub const fn octets(&self) -> [u8; 16] {
         // SAFETY: every member of the union is 16 plain bytes.
@@ -215,7 +221,12 @@ pub type PSOCKADDR_STORAGE = *mut SOCKADDR_STORAGE;
 
 impl SOCKADDR_STORAGE {
     pub const fn zeroed() -> Self {
-        SOCKADDR_STORAGE { ss_family: 0, __ss_pad1: [0; 6], __ss_align: 0, __ss_pad2: [0; 112] }
+        SOCKADDR_STORAGE {
+            ss_family: 0,
+            __ss_pad1: [0; 6],
+            __ss_align: 0,
+            __ss_pad2: [0; 112],
+        }
     }
 }
 

@@ -1,20 +1,22 @@
 //! wsk.h: Winsock Kernel types, function-pointer types and constants.
 //!
 //! Reference: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/>
-//! Every function-pointer type is `Option<unsafe extern "system" fn ...>` (`WSKAPI` is
+//! Every function-pointer type is `Option<unsafe extern "win64" fn ...>` (`WSKAPI` is
 //! `NTAPI`), so a dispatch table with a missing entry is representable and checkable.
 
 use core::ffi::c_void;
 
 use crate::io::PIRP;
+use crate::io::PMDL;
 use crate::ke::{KSPIN_LOCK, PEPROCESS, PETHREAD};
-use crate::ntdef::{GUID, NTSTATUS, PUNICODE_STRING, PVOID, SIZE_T, UCHAR, ULONG, ULONGLONG, ULONG_PTR, USHORT};
+use crate::ntdef::{
+    GUID, NTSTATUS, PUNICODE_STRING, PVOID, SIZE_T, UCHAR, ULONG, ULONGLONG, ULONG_PTR, USHORT,
+};
 use crate::se::PSECURITY_DESCRIPTOR;
 use crate::ws2def::{
-    ADDRESS_FAMILY, PADDRINFOEXW, PCMSGHDR, PSOCKADDR, WSK_SO_BASE, _WSAIO, _WSAIOR, _WSAIORW,
-    _WSAIOW, IOC_WSK,
+    _WSAIO, _WSAIOR, _WSAIORW, _WSAIOW, ADDRESS_FAMILY, IOC_WSK, PADDRINFOEXW, PCMSGHDR, PSOCKADDR,
+    WSK_SO_BASE,
 };
-use crate::io::PMDL;
 
 /// `NPIID`: a GUID naming a network programming interface (netioddk.h).
 pub type NPIID = GUID;
@@ -275,7 +277,7 @@ impl WSK_REGISTRATION {
 
 /// `PFN_WSK_CLIENT_EVENT`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_client_event>
 pub type PFN_WSK_CLIENT_EVENT = Option<
-    unsafe extern "system" fn(
+    unsafe extern "win64" fn(
         ClientContext: PVOID,
         EventType: ULONG,
         Information: PVOID,
@@ -286,7 +288,7 @@ pub type PFN_WSK_CLIENT_EVENT = Option<
 /// `PFN_WSK_RECEIVE_FROM_EVENT`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_receive_from_event>
 /// A NULL `DataIndication` means the socket no longer works and must be closed.
 pub type PFN_WSK_RECEIVE_FROM_EVENT = Option<
-    unsafe extern "system" fn(
+    unsafe extern "win64" fn(
         SocketContext: PVOID,
         Flags: ULONG,
         DataIndication: PWSK_DATAGRAM_INDICATION,
@@ -296,7 +298,7 @@ pub type PFN_WSK_RECEIVE_FROM_EVENT = Option<
 /// `PFN_WSK_ACCEPT_EVENT`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_accept_event>
 /// A NULL `AcceptSocket` means the listening socket no longer works.
 pub type PFN_WSK_ACCEPT_EVENT = Option<
-    unsafe extern "system" fn(
+    unsafe extern "win64" fn(
         SocketContext: PVOID,
         Flags: ULONG,
         LocalAddress: PSOCKADDR,
@@ -309,7 +311,7 @@ pub type PFN_WSK_ACCEPT_EVENT = Option<
 
 /// `PFN_WSK_INSPECT_EVENT`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_inspect_event>
 pub type PFN_WSK_INSPECT_EVENT = Option<
-    unsafe extern "system" fn(
+    unsafe extern "win64" fn(
         SocketContext: PVOID,
         LocalAddress: PSOCKADDR,
         RemoteAddress: PSOCKADDR,
@@ -318,18 +320,17 @@ pub type PFN_WSK_INSPECT_EVENT = Option<
 >;
 
 /// `PFN_WSK_ABORT_EVENT`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_abort_event>
-pub type PFN_WSK_ABORT_EVENT = Option<
-    unsafe extern "system" fn(SocketContext: PVOID, InspectID: PWSK_INSPECT_ID) -> NTSTATUS,
->;
+pub type PFN_WSK_ABORT_EVENT =
+    Option<unsafe extern "win64" fn(SocketContext: PVOID, InspectID: PWSK_INSPECT_ID) -> NTSTATUS>;
 
 /// `PFN_WSK_SEND_BACKLOG_EVENT`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_send_backlog_event>
 pub type PFN_WSK_SEND_BACKLOG_EVENT =
-    Option<unsafe extern "system" fn(SocketContext: PVOID, IdealBacklogSize: SIZE_T) -> NTSTATUS>;
+    Option<unsafe extern "win64" fn(SocketContext: PVOID, IdealBacklogSize: SIZE_T) -> NTSTATUS>;
 
 /// `PFN_WSK_RECEIVE_EVENT`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_receive_event>
 /// A NULL `DataIndication` means the socket no longer works and must be closed.
 pub type PFN_WSK_RECEIVE_EVENT = Option<
-    unsafe extern "system" fn(
+    unsafe extern "win64" fn(
         SocketContext: PVOID,
         Flags: ULONG,
         DataIndication: PWSK_DATA_INDICATION,
@@ -340,14 +341,14 @@ pub type PFN_WSK_RECEIVE_EVENT = Option<
 
 /// `PFN_WSK_DISCONNECT_EVENT`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_disconnect_event>
 pub type PFN_WSK_DISCONNECT_EVENT =
-    Option<unsafe extern "system" fn(SocketContext: PVOID, Flags: ULONG) -> NTSTATUS>;
+    Option<unsafe extern "win64" fn(SocketContext: PVOID, Flags: ULONG) -> NTSTATUS>;
 
 // ---- Provider functions ----------------------------------------------------------------
 
 /// `PFN_WSK_SOCKET`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_socket>
 /// On success `Irp->IoStatus.Information` holds the new `PWSK_SOCKET`.
 pub type PFN_WSK_SOCKET = Option<
-    unsafe extern "system" fn(
+    unsafe extern "win64" fn(
         Client: PWSK_CLIENT,
         AddressFamily: ADDRESS_FAMILY,
         SocketType: USHORT,
@@ -364,7 +365,7 @@ pub type PFN_WSK_SOCKET = Option<
 
 /// `PFN_WSK_SOCKET_CONNECT`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_socket_connect>
 pub type PFN_WSK_SOCKET_CONNECT = Option<
-    unsafe extern "system" fn(
+    unsafe extern "win64" fn(
         Client: PWSK_CLIENT,
         SocketType: USHORT,
         Protocol: ULONG,
@@ -382,7 +383,7 @@ pub type PFN_WSK_SOCKET_CONNECT = Option<
 
 /// `PFN_WSK_CONTROL_CLIENT`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_control_client>
 pub type PFN_WSK_CONTROL_CLIENT = Option<
-    unsafe extern "system" fn(
+    unsafe extern "win64" fn(
         Client: PWSK_CLIENT,
         ControlCode: ULONG,
         InputSize: SIZE_T,
@@ -396,7 +397,7 @@ pub type PFN_WSK_CONTROL_CLIENT = Option<
 
 /// `PFN_WSK_GET_ADDRESS_INFO`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_get_address_info>
 pub type PFN_WSK_GET_ADDRESS_INFO = Option<
-    unsafe extern "system" fn(
+    unsafe extern "win64" fn(
         Client: PWSK_CLIENT,
         NodeName: PUNICODE_STRING,
         ServiceName: PUNICODE_STRING,
@@ -412,11 +413,11 @@ pub type PFN_WSK_GET_ADDRESS_INFO = Option<
 
 /// `PFN_WSK_FREE_ADDRESS_INFO`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_free_address_info>
 pub type PFN_WSK_FREE_ADDRESS_INFO =
-    Option<unsafe extern "system" fn(Client: PWSK_CLIENT, AddrInfo: PADDRINFOEXW)>;
+    Option<unsafe extern "win64" fn(Client: PWSK_CLIENT, AddrInfo: PADDRINFOEXW)>;
 
 /// `PFN_WSK_GET_NAME_INFO`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_get_name_info>
 pub type PFN_WSK_GET_NAME_INFO = Option<
-    unsafe extern "system" fn(
+    unsafe extern "win64" fn(
         Client: PWSK_CLIENT,
         SockAddr: PSOCKADDR,
         SockAddrLength: ULONG,
@@ -431,7 +432,7 @@ pub type PFN_WSK_GET_NAME_INFO = Option<
 
 /// `PFN_WSK_CONTROL_SOCKET`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_control_socket>
 pub type PFN_WSK_CONTROL_SOCKET = Option<
-    unsafe extern "system" fn(
+    unsafe extern "win64" fn(
         Socket: PWSK_SOCKET,
         RequestType: WSK_CONTROL_SOCKET_TYPE,
         ControlCode: ULONG,
@@ -447,11 +448,11 @@ pub type PFN_WSK_CONTROL_SOCKET = Option<
 
 /// `PFN_WSK_CLOSE_SOCKET`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_close_socket>
 pub type PFN_WSK_CLOSE_SOCKET =
-    Option<unsafe extern "system" fn(Socket: PWSK_SOCKET, Irp: PIRP) -> NTSTATUS>;
+    Option<unsafe extern "win64" fn(Socket: PWSK_SOCKET, Irp: PIRP) -> NTSTATUS>;
 
 /// `PFN_WSK_BIND`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_bind>
 pub type PFN_WSK_BIND = Option<
-    unsafe extern "system" fn(
+    unsafe extern "win64" fn(
         Socket: PWSK_SOCKET,
         LocalAddress: PSOCKADDR,
         Flags: ULONG,
@@ -461,7 +462,7 @@ pub type PFN_WSK_BIND = Option<
 
 /// `PFN_WSK_ACCEPT`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_accept>
 pub type PFN_WSK_ACCEPT = Option<
-    unsafe extern "system" fn(
+    unsafe extern "win64" fn(
         ListenSocket: PWSK_SOCKET,
         Flags: ULONG,
         AcceptSocketContext: PVOID,
@@ -474,7 +475,7 @@ pub type PFN_WSK_ACCEPT = Option<
 
 /// `PFN_WSK_INSPECT_COMPLETE`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_inspect_complete>
 pub type PFN_WSK_INSPECT_COMPLETE = Option<
-    unsafe extern "system" fn(
+    unsafe extern "win64" fn(
         ListenSocket: PWSK_SOCKET,
         InspectID: PWSK_INSPECT_ID,
         Action: WSK_INSPECT_ACTION,
@@ -484,17 +485,17 @@ pub type PFN_WSK_INSPECT_COMPLETE = Option<
 
 /// `PFN_WSK_GET_LOCAL_ADDRESS`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_get_local_address>
 pub type PFN_WSK_GET_LOCAL_ADDRESS = Option<
-    unsafe extern "system" fn(Socket: PWSK_SOCKET, LocalAddress: PSOCKADDR, Irp: PIRP) -> NTSTATUS,
+    unsafe extern "win64" fn(Socket: PWSK_SOCKET, LocalAddress: PSOCKADDR, Irp: PIRP) -> NTSTATUS,
 >;
 
 /// `PFN_WSK_GET_REMOTE_ADDRESS`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_get_remote_address>
 pub type PFN_WSK_GET_REMOTE_ADDRESS = Option<
-    unsafe extern "system" fn(Socket: PWSK_SOCKET, RemoteAddress: PSOCKADDR, Irp: PIRP) -> NTSTATUS,
+    unsafe extern "win64" fn(Socket: PWSK_SOCKET, RemoteAddress: PSOCKADDR, Irp: PIRP) -> NTSTATUS,
 >;
 
 /// `PFN_WSK_CONNECT`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_connect>
 pub type PFN_WSK_CONNECT = Option<
-    unsafe extern "system" fn(
+    unsafe extern "win64" fn(
         Socket: PWSK_SOCKET,
         RemoteAddress: PSOCKADDR,
         Flags: ULONG,
@@ -504,7 +505,7 @@ pub type PFN_WSK_CONNECT = Option<
 
 /// `PFN_WSK_CONNECT_EX` (Windows 10 1703+): <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_connect_ex>
 pub type PFN_WSK_CONNECT_EX = Option<
-    unsafe extern "system" fn(
+    unsafe extern "win64" fn(
         Socket: PWSK_SOCKET,
         RemoteAddress: PSOCKADDR,
         Buffer: PWSK_BUF,
@@ -516,37 +517,52 @@ pub type PFN_WSK_CONNECT_EX = Option<
 /// `PFN_WSK_SEND_EX`: a member of the connection and stream tables "reserved for system
 /// use"; its signature is undocumented, so the type carries none. Never call it. A
 /// nullable fn pointer (not `*const c_void`) keeps the tables `Sync`, so they can be statics.
-pub type PFN_WSK_SEND_EX = Option<unsafe extern "system" fn()>;
+pub type PFN_WSK_SEND_EX = Option<unsafe extern "win64" fn()>;
 /// `PFN_WSK_RECEIVE_EX`: reserved for system use, like [`PFN_WSK_SEND_EX`].
-pub type PFN_WSK_RECEIVE_EX = Option<unsafe extern "system" fn()>;
+pub type PFN_WSK_RECEIVE_EX = Option<unsafe extern "win64" fn()>;
 
 /// `PFN_WSK_LISTEN` (Windows 10 1703+): <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_listen>
 pub type PFN_WSK_LISTEN =
-    Option<unsafe extern "system" fn(Socket: PWSK_SOCKET, Irp: PIRP) -> NTSTATUS>;
+    Option<unsafe extern "win64" fn(Socket: PWSK_SOCKET, Irp: PIRP) -> NTSTATUS>;
 
 /// `PFN_WSK_SEND`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_send>
 pub type PFN_WSK_SEND = Option<
-    unsafe extern "system" fn(Socket: PWSK_SOCKET, Buffer: PWSK_BUF, Flags: ULONG, Irp: PIRP) -> NTSTATUS,
+    unsafe extern "win64" fn(
+        Socket: PWSK_SOCKET,
+        Buffer: PWSK_BUF,
+        Flags: ULONG,
+        Irp: PIRP,
+    ) -> NTSTATUS,
 >;
 
 /// `PFN_WSK_RECEIVE`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_receive>
 pub type PFN_WSK_RECEIVE = Option<
-    unsafe extern "system" fn(Socket: PWSK_SOCKET, Buffer: PWSK_BUF, Flags: ULONG, Irp: PIRP) -> NTSTATUS,
+    unsafe extern "win64" fn(
+        Socket: PWSK_SOCKET,
+        Buffer: PWSK_BUF,
+        Flags: ULONG,
+        Irp: PIRP,
+    ) -> NTSTATUS,
 >;
 
 /// `PFN_WSK_DISCONNECT`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_disconnect>
 pub type PFN_WSK_DISCONNECT = Option<
-    unsafe extern "system" fn(Socket: PWSK_SOCKET, Buffer: PWSK_BUF, Flags: ULONG, Irp: PIRP) -> NTSTATUS,
+    unsafe extern "win64" fn(
+        Socket: PWSK_SOCKET,
+        Buffer: PWSK_BUF,
+        Flags: ULONG,
+        Irp: PIRP,
+    ) -> NTSTATUS,
 >;
 
 /// `PFN_WSK_RELEASE_DATA_INDICATION_LIST`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_release_data_indication_list>
 pub type PFN_WSK_RELEASE_DATA_INDICATION_LIST = Option<
-    unsafe extern "system" fn(Socket: PWSK_SOCKET, DataIndication: PWSK_DATA_INDICATION) -> NTSTATUS,
+    unsafe extern "win64" fn(Socket: PWSK_SOCKET, DataIndication: PWSK_DATA_INDICATION) -> NTSTATUS,
 >;
 
 /// `PFN_WSK_SEND_TO`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_send_to>
 pub type PFN_WSK_SEND_TO = Option<
-    unsafe extern "system" fn(
+    unsafe extern "win64" fn(
         Socket: PWSK_SOCKET,
         Buffer: PWSK_BUF,
         Flags: ULONG,
@@ -559,7 +575,7 @@ pub type PFN_WSK_SEND_TO = Option<
 
 /// `PFN_WSK_SEND_MESSAGES` (Windows 8+): <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_send_messages>
 pub type PFN_WSK_SEND_MESSAGES = Option<
-    unsafe extern "system" fn(
+    unsafe extern "win64" fn(
         Socket: PWSK_SOCKET,
         BufferList: PWSK_BUF_LIST,
         Flags: ULONG,
@@ -572,7 +588,7 @@ pub type PFN_WSK_SEND_MESSAGES = Option<
 
 /// `PFN_WSK_RECEIVE_FROM`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_receive_from>
 pub type PFN_WSK_RECEIVE_FROM = Option<
-    unsafe extern "system" fn(
+    unsafe extern "win64" fn(
         Socket: PWSK_SOCKET,
         Buffer: PWSK_BUF,
         Flags: ULONG,
@@ -586,7 +602,7 @@ pub type PFN_WSK_RECEIVE_FROM = Option<
 
 /// `PFN_WSK_RELEASE_DATAGRAM_INDICATION_LIST`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_release_datagram_indication_list>
 pub type PFN_WSK_RELEASE_DATAGRAM_INDICATION_LIST = Option<
-    unsafe extern "system" fn(
+    unsafe extern "win64" fn(
         Socket: PWSK_SOCKET,
         DatagramIndication: PWSK_DATAGRAM_INDICATION,
     ) -> NTSTATUS,

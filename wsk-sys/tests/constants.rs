@@ -20,9 +20,16 @@ macro_rules! pairs {
 #[test]
 fn constants_match_windows_sys() {
     let table: &[(&str, u64, u64)] = include!("const_pairs.in");
-    assert!(table.len() > 150, "the comparison table shrank to {}", table.len());
+    assert!(
+        table.len() > 150,
+        "the comparison table shrank to {}",
+        table.len()
+    );
     let bad: Vec<_> = table.iter().filter(|(_, a, b)| a != b).collect();
-    assert!(bad.is_empty(), "constants differing from windows-sys (name, ours, theirs): {bad:#x?}");
+    assert!(
+        bad.is_empty(),
+        "constants differing from windows-sys (name, ours, theirs): {bad:#x?}"
+    );
 }
 
 /// wsk.h defines these as literals or from ws2def.h's IOC_* macros:
@@ -42,18 +49,55 @@ fn wsk_constants_by_hand() {
     assert_eq!(SIO_WSK_SET_TCP_SILENT_MODE, 0x2F00_0007);
     assert_eq!((SO_WSK_SECURITY, SO_WSK_EVENT_CALLBACK), (0x4001, 0x4002));
     assert_eq!(
-        [WSK_EVENT_SEND_BACKLOG, WSK_EVENT_RECEIVE, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE_FROM, WSK_EVENT_ACCEPT, WSK_EVENT_DISABLE],
+        [
+            WSK_EVENT_SEND_BACKLOG,
+            WSK_EVENT_RECEIVE,
+            WSK_EVENT_DISCONNECT,
+            WSK_EVENT_RECEIVE_FROM,
+            WSK_EVENT_ACCEPT,
+            WSK_EVENT_DISABLE
+        ],
         [0x10, 0x40, 0x80, 0x100, 0x200, 0x8000_0000]
     );
     assert_eq!(
-        [WSK_FLAG_BASIC_SOCKET, WSK_FLAG_LISTEN_SOCKET, WSK_FLAG_CONNECTION_SOCKET, WSK_FLAG_DATAGRAM_SOCKET, WSK_FLAG_STREAM_SOCKET],
+        [
+            WSK_FLAG_BASIC_SOCKET,
+            WSK_FLAG_LISTEN_SOCKET,
+            WSK_FLAG_CONNECTION_SOCKET,
+            WSK_FLAG_DATAGRAM_SOCKET,
+            WSK_FLAG_STREAM_SOCKET
+        ],
         [0, 1, 2, 4, 8]
     );
-    assert_eq!([WSK_FLAG_ABORTIVE, WSK_FLAG_RELEASE_ASAP, WSK_FLAG_ENTIRE_MESSAGE, WSK_FLAG_AT_DISPATCH_LEVEL], [1, 2, 4, 8]);
-    assert_eq!([WSK_FLAG_OOB, WSK_FLAG_NODELAY, WSK_FLAG_WAITALL, WSK_FLAG_DRAIN], [1, 2, 2, 4]);
+    assert_eq!(
+        [
+            WSK_FLAG_ABORTIVE,
+            WSK_FLAG_RELEASE_ASAP,
+            WSK_FLAG_ENTIRE_MESSAGE,
+            WSK_FLAG_AT_DISPATCH_LEVEL
+        ],
+        [1, 2, 4, 8]
+    );
+    assert_eq!(
+        [
+            WSK_FLAG_OOB,
+            WSK_FLAG_NODELAY,
+            WSK_FLAG_WAITALL,
+            WSK_FLAG_DRAIN
+        ],
+        [1, 2, 2, 4]
+    );
     assert_eq!((WSK_NO_WAIT, WSK_INFINITE_WAIT), (0, 0xFFFF_FFFF));
     assert_eq!(
-        [WSK_TRANSPORT_LIST_QUERY, WSK_TRANSPORT_LIST_CHANGE, WSK_CACHE_SD, WSK_RELEASE_SD, WSK_TDI_DEVICENAME_MAPPING, WSK_SET_STATIC_EVENT_CALLBACKS, WSK_TDI_BEHAVIOR],
+        [
+            WSK_TRANSPORT_LIST_QUERY,
+            WSK_TRANSPORT_LIST_CHANGE,
+            WSK_CACHE_SD,
+            WSK_RELEASE_SD,
+            WSK_TDI_DEVICENAME_MAPPING,
+            WSK_SET_STATIC_EVENT_CALLBACKS,
+            WSK_TDI_BEHAVIOR
+        ],
         [2, 3, 4, 5, 6, 7, 8]
     );
     assert_eq!(MAKE_WSK_VERSION(1, 0), 0x0100);
@@ -88,7 +132,11 @@ fn pool_flags_by_hand() {
 #[test]
 fn status_helpers() {
     use wsk_sys::*;
-    assert!(NT_SUCCESS(STATUS_SUCCESS) && NT_SUCCESS(STATUS_PENDING) && NT_SUCCESS(STATUS_EVENT_PENDING));
+    assert!(
+        NT_SUCCESS(STATUS_SUCCESS)
+            && NT_SUCCESS(STATUS_PENDING)
+            && NT_SUCCESS(STATUS_EVENT_PENDING)
+    );
     assert!(!NT_SUCCESS(STATUS_BUFFER_OVERFLOW) && NT_WARNING(STATUS_BUFFER_OVERFLOW));
     assert!(NT_ERROR(STATUS_DATA_NOT_ACCEPTED) && !NT_SUCCESS(STATUS_CANCELLED));
     assert!(NT_INFORMATION(STATUS_EVENT_PENDING));
@@ -97,5 +145,8 @@ fn status_helpers() {
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), ALL_STATUS_CODES.len());
-    assert_eq!(CTL_CODE(FILE_DEVICE_UNKNOWN, 0x800, METHOD_BUFFERED, FILE_ANY_ACCESS), 0x0022_2000);
+    assert_eq!(
+        CTL_CODE(FILE_DEVICE_UNKNOWN, 0x800, METHOD_BUFFERED, FILE_ANY_ACCESS),
+        0x0022_2000
+    );
 }

@@ -6,7 +6,14 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Opaque types (only ever behind pointers; no layout to check).
-const OPAQUE: &[&str] = &["KPROCESS", "KTHREAD", "OBJECT_TYPE", "ACCESS_STATE", "IO_WORKITEM", "FILE_OBJECT"];
+const OPAQUE: &[&str] = &[
+    "KPROCESS",
+    "KTHREAD",
+    "OBJECT_TYPE",
+    "ACCESS_STATE",
+    "IO_WORKITEM",
+    "FILE_OBJECT",
+];
 
 fn read_dir(dir: &Path) -> String {
     let mut all = String::new();
@@ -29,7 +36,10 @@ fn every_struct_has_a_layout_test() {
         let l = line.trim_start();
         for kw in ["pub struct ", "pub union "] {
             if let Some(rest) = l.strip_prefix(kw) {
-                let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
                 defined.insert(name);
             }
         }
@@ -50,5 +60,8 @@ fn every_struct_has_a_layout_test() {
             })
         })
         .collect();
-    assert!(untested.is_empty(), "structs without a layout test: {untested:?}");
+    assert!(
+        untested.is_empty(),
+        "structs without a layout test: {untested:?}"
+    );
 }

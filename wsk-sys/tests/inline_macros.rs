@@ -24,14 +24,17 @@ fn new_irp(buf: &mut [u64]) -> PIRP {
     irp
 }
 
-unsafe extern "system" fn done(_d: PDEVICE_OBJECT, _i: PIRP, _c: PVOID) -> NTSTATUS {
+unsafe extern "win64" fn done(_d: PDEVICE_OBJECT, _i: PIRP, _c: PVOID) -> NTSTATUS {
     STATUS_MORE_PROCESSING_REQUIRED
 }
 
 #[test]
 fn irp_stack_macros() {
     let mut buf = vec![0u64; IoSizeOfIrp(STACK) as usize / 8];
-    assert_eq!(IoSizeOfIrp(STACK) as usize, size_of::<IRP>() + 2 * size_of::<IO_STACK_LOCATION>());
+    assert_eq!(
+        IoSizeOfIrp(STACK) as usize,
+        size_of::<IRP>() + 2 * size_of::<IO_STACK_LOCATION>()
+    );
     let irp = new_irp(&mut buf);
     let base = buf.as_ptr() as usize;
     let mut ctx = 7u32;
@@ -39,13 +42,22 @@ fn irp_stack_macros() {
     unsafe {
         let next = IoGetNextIrpStackLocation(irp);
         // The highest location is the last array element: header + 1 * 72.
-        assert_eq!(next as usize - base, size_of::<IRP>() + size_of::<IO_STACK_LOCATION>());
+        assert_eq!(
+            next as usize - base,
+            size_of::<IRP>() + size_of::<IO_STACK_LOCATION>()
+        );
         IoSetCompletionRoutine(irp, Some(done), (&raw mut ctx).cast(), true, true, true);
-        assert_eq!((*next).Control, SL_INVOKE_ON_SUCCESS | SL_INVOKE_ON_ERROR | SL_INVOKE_ON_CANCEL);
+        assert_eq!(
+            (*next).Control,
+            SL_INVOKE_ON_SUCCESS | SL_INVOKE_ON_ERROR | SL_INVOKE_ON_CANCEL
+        );
         assert_eq!((*next).Control, 0xE0);
         assert_eq!((*next).Context, (&raw mut ctx).cast());
         let f = (*next).CompletionRoutine.expect("routine set");
-        assert_eq!(f(core::ptr::null_mut(), irp, core::ptr::null_mut()), STATUS_MORE_PROCESSING_REQUIRED);
+        assert_eq!(
+            f(core::ptr::null_mut(), irp, core::ptr::null_mut()),
+            STATUS_MORE_PROCESSING_REQUIRED
+        );
 
         IoSetCompletionRoutine(irp, Some(done), core::ptr::null_mut(), true, false, false);
         assert_eq!((*next).Control, SL_INVOKE_ON_SUCCESS);
@@ -60,7 +72,10 @@ fn irp_stack_macros() {
         let lower = IoGetNextIrpStackLocation(irp);
         assert_eq!((*lower).MajorFunction, IRP_MJ_DEVICE_CONTROL);
         assert_eq!((*lower).Parameters.DeviceIoControl.IoControlCode, 0x1234);
-        assert!((*lower).CompletionRoutine.is_none(), "the completion routine is not copied");
+        assert!(
+            (*lower).CompletionRoutine.is_none(),
+            "the completion routine is not copied"
+        );
         assert_eq!((*lower).Control, 0);
 
         IoMarkIrpPending(irp);
@@ -75,7 +90,7 @@ fn irp_stack_macros() {
 static MAPPED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 #[no_mangle]
-extern "system" fn MmMapLockedPagesSpecifyCache(
+extern "win64" fn MmMapLockedPagesSpecifyCache(
     mdl: PMDL,
     access_mode: KPROCESSOR_MODE,
     cache_type: MEMORY_CACHING_TYPE,
@@ -106,23 +121,45 @@ fn spin_lock_and_mdl_macros() {
         (*m).StartVa = data.as_mut_ptr().cast();
         (*m).ByteOffset = 3;
         (*m).ByteCount = 10;
-        assert_eq!(MmGetSystemAddressForMdlSafe(m, NormalPagePriority), data.as_mut_ptr().cast());
-        assert_eq!(MmGetMdlVirtualAddress(m) as usize, data.as_ptr() as usize + 3);
+        assert_eq!(
+            MmGetSystemAddressForMdlSafe(m, NormalPagePriority),
+            data.as_mut_ptr().cast()
+        );
+        assert_eq!(
+            MmGetMdlVirtualAddress(m) as usize,
+            data.as_ptr() as usize + 3
+        );
         assert_eq!(MmGetMdlByteCount(m), 10);
         assert_eq!(MmGetMdlByteOffset(m), 3);
-        assert_eq!(MAPPED.load(std::sync::atomic::Ordering::SeqCst), 0, "mapped MDL must not be re-mapped");
+        assert_eq!(
+            MAPPED.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "mapped MDL must not be re-mapped"
+        );
         // Neither mapped nor non-paged: the macro must ask Mm to map it.
         (*m).MdlFlags = MDL_PAGES_LOCKED;
         (*m).MappedSystemVa = core::ptr::null_mut();
-        assert_eq!(MmGetSystemAddressForMdlSafe(m, NormalPagePriority), data.as_mut_ptr().cast());
+        assert_eq!(
+            MmGetSystemAddressForMdlSafe(m, NormalPagePriority),
+            data.as_mut_ptr().cast()
+        );
         assert_eq!(MAPPED.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }
 
 #[test]
 fn object_attributes_macro() {
-    let mut name = UNICODE_STRING { Length: 0, MaximumLength: 0, Buffer: core::ptr::null_mut() };
-    let oa = InitializeObjectAttributes(&raw mut name, OBJ_KERNEL_HANDLE | OBJ_CASE_INSENSITIVE, core::ptr::null_mut(), core::ptr::null_mut());
+    let mut name = UNICODE_STRING {
+        Length: 0,
+        MaximumLength: 0,
+        Buffer: core::ptr::null_mut(),
+    };
+    let oa = InitializeObjectAttributes(
+        &raw mut name,
+        OBJ_KERNEL_HANDLE | OBJ_CASE_INSENSITIVE,
+        core::ptr::null_mut(),
+        core::ptr::null_mut(),
+    );
     assert_eq!(oa.Length as usize, size_of::<OBJECT_ATTRIBUTES>());
     assert_eq!(oa.Length, 48);
     assert_eq!(oa.Attributes, 0x240);

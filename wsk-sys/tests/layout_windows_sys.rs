@@ -12,9 +12,9 @@ use windows_sys::Wdk::System::SystemServices as wss;
 use windows_sys::Win32::Foundation as w32f;
 use windows_sys::Win32::Networking::WinSock as ws;
 use windows_sys::Win32::Security as wsec;
-use windows_sys::Win32::System::IO as wio;
 use windows_sys::Win32::System::Kernel as wk;
 use windows_sys::Win32::System::WindowsProgramming as wwp;
+use windows_sys::Win32::System::IO as wio;
 use wsk_sys as k;
 
 #[test]
@@ -24,7 +24,11 @@ fn basic_types() {
     same_size_align!(k::SINGLE_LIST_ENTRY, wk::SINGLE_LIST_ENTRY);
     same_offsets!(k::SINGLE_LIST_ENTRY, wk::SINGLE_LIST_ENTRY, [Next]);
     same_size_align!(k::UNICODE_STRING, w32f::UNICODE_STRING);
-    same_offsets!(k::UNICODE_STRING, w32f::UNICODE_STRING, [Length, MaximumLength, Buffer]);
+    same_offsets!(
+        k::UNICODE_STRING,
+        w32f::UNICODE_STRING,
+        [Length, MaximumLength, Buffer]
+    );
     // windows-sys spells LARGE_INTEGER as a plain i64; the union must match it.
     same_size_align!(k::LARGE_INTEGER, i64);
     same_size_align!(k::ULARGE_INTEGER, u64);
@@ -39,18 +43,33 @@ fn basic_types() {
     same_offsets!(
         k::OBJECT_ATTRIBUTES,
         wf::OBJECT_ATTRIBUTES,
-        [Length, RootDirectory, ObjectName, Attributes, SecurityDescriptor, SecurityQualityOfService]
+        [
+            Length,
+            RootDirectory,
+            ObjectName,
+            Attributes,
+            SecurityDescriptor,
+            SecurityQualityOfService
+        ]
     );
     same_size_align!(k::CLIENT_ID, wwp::CLIENT_ID);
     same_offsets!(k::CLIENT_ID, wwp::CLIENT_ID, [UniqueProcess, UniqueThread]);
     same_size_align!(k::PROCESSOR_NUMBER, wk::PROCESSOR_NUMBER);
-    same_offsets!(k::PROCESSOR_NUMBER, wk::PROCESSOR_NUMBER, [Group, Number, Reserved]);
+    same_offsets!(
+        k::PROCESSOR_NUMBER,
+        wk::PROCESSOR_NUMBER,
+        [Group, Number, Reserved]
+    );
 }
 
 #[test]
 fn dispatcher_objects() {
     same_size_align!(k::DISPATCHER_HEADER, wf::DISPATCHER_HEADER);
-    same_offsets!(k::DISPATCHER_HEADER, wf::DISPATCHER_HEADER, [Anonymous, SignalState, WaitListHead]);
+    same_offsets!(
+        k::DISPATCHER_HEADER,
+        wf::DISPATCHER_HEADER,
+        [Anonymous, SignalState, WaitListHead]
+    );
     same_size_align!(k::DISPATCHER_HEADER_0, wf::DISPATCHER_HEADER_0);
     same_size_align!(k::KEVENT, wf::KEVENT);
     same_offsets!(k::KEVENT, wf::KEVENT, [Header]);
@@ -58,7 +77,16 @@ fn dispatcher_objects() {
     same_offsets!(
         k::KDPC,
         wf::KDPC,
-        [Anonymous, DpcListEntry, ProcessorHistory, DeferredRoutine, DeferredContext, SystemArgument1, SystemArgument2, DpcData]
+        [
+            Anonymous,
+            DpcListEntry,
+            ProcessorHistory,
+            DeferredRoutine,
+            DeferredContext,
+            SystemArgument1,
+            SystemArgument2,
+            DpcData
+        ]
     );
     same_offset!(k::KDPC, Anonymous.s.Type; wf::KDPC, Anonymous.Anonymous.Type);
     same_offset!(k::KDPC, Anonymous.s.Importance; wf::KDPC, Anonymous.Anonymous.Importance);
@@ -66,14 +94,21 @@ fn dispatcher_objects() {
     same_size_align!(k::EX_RUNDOWN_REF, wss::EX_RUNDOWN_REF);
     same_offset!(k::EX_RUNDOWN_REF, Count; wss::EX_RUNDOWN_REF, Anonymous.Count);
     same_offset!(k::EX_RUNDOWN_REF, Ptr; wss::EX_RUNDOWN_REF, Anonymous.Ptr);
-    same_size_align!(k::KEY_VALUE_PARTIAL_INFORMATION, wss::KEY_VALUE_PARTIAL_INFORMATION);
+    same_size_align!(
+        k::KEY_VALUE_PARTIAL_INFORMATION,
+        wss::KEY_VALUE_PARTIAL_INFORMATION
+    );
     same_offsets!(
         k::KEY_VALUE_PARTIAL_INFORMATION,
         wss::KEY_VALUE_PARTIAL_INFORMATION,
         [TitleIndex, Type, DataLength, Data]
     );
     same_size_align!(k::OBJECT_HANDLE_INFORMATION, wss::OBJECT_HANDLE_INFORMATION);
-    same_offsets!(k::OBJECT_HANDLE_INFORMATION, wss::OBJECT_HANDLE_INFORMATION, [HandleAttributes, GrantedAccess]);
+    same_offsets!(
+        k::OBJECT_HANDLE_INFORMATION,
+        wss::OBJECT_HANDLE_INFORMATION,
+        [HandleAttributes, GrantedAccess]
+    );
 }
 
 /// KTIMER: windows-sys omits `ULONG Processor`, which wdm.h declares for every
@@ -84,7 +119,11 @@ fn dispatcher_objects() {
 #[test]
 fn ktimer() {
     same_size_align!(k::KTIMER, wss::KTIMER);
-    same_offsets!(k::KTIMER, wss::KTIMER, [Header, DueTime, TimerListEntry, Dpc]);
+    same_offsets!(
+        k::KTIMER,
+        wss::KTIMER,
+        [Header, DueTime, TimerListEntry, Dpc]
+    );
     hand_layout!(k::KTIMER, size 64, align 8, { Processor = 56, Period = 60 });
 }
 
@@ -97,7 +136,16 @@ fn io_status_block_and_mdl() {
     same_offsets!(
         k::MDL,
         wf::MDL,
-        [Next, Size, MdlFlags, Process, MappedSystemVa, StartVa, ByteCount, ByteOffset]
+        [
+            Next,
+            Size,
+            MdlFlags,
+            Process,
+            MappedSystemVa,
+            StartVa,
+            ByteCount,
+            ByteOffset
+        ]
     );
     // wdm.h (Windows 10+) names the 4 bytes after MdlFlags; windows-sys leaves them as padding.
     hand_layout!(k::MDL, size 48, align 8, { AllocationProcessorNumber = 12, Reserved = 14 });
@@ -110,9 +158,26 @@ fn irp() {
         k::IRP,
         wf::IRP,
         [
-            Type, Size, MdlAddress, Flags, AssociatedIrp, ThreadListEntry, IoStatus, RequestorMode,
-            PendingReturned, StackCount, CurrentLocation, Cancel, CancelIrql, ApcEnvironment,
-            AllocationFlags, UserEvent, Overlay, CancelRoutine, UserBuffer, Tail
+            Type,
+            Size,
+            MdlAddress,
+            Flags,
+            AssociatedIrp,
+            ThreadListEntry,
+            IoStatus,
+            RequestorMode,
+            PendingReturned,
+            StackCount,
+            CurrentLocation,
+            Cancel,
+            CancelIrql,
+            ApcEnvironment,
+            AllocationFlags,
+            UserEvent,
+            Overlay,
+            CancelRoutine,
+            UserBuffer,
+            Tail
         ]
     );
     same_offset!(k::IRP, UserIosb; wf::IRP, Anonymous.UserIosb);
@@ -146,11 +211,25 @@ fn io_stack_location() {
     same_offsets!(
         k::IO_STACK_LOCATION,
         wf::IO_STACK_LOCATION,
-        [MajorFunction, MinorFunction, Flags, Control, Parameters, DeviceObject, FileObject, CompletionRoutine, Context]
+        [
+            MajorFunction,
+            MinorFunction,
+            Flags,
+            Control,
+            Parameters,
+            DeviceObject,
+            FileObject,
+            CompletionRoutine,
+            Context
+        ]
     );
     same_size_align!(k::IO_STACK_PARAMETERS, wf::IO_STACK_LOCATION_0);
     same_size_align!(k::IO_STACK_OTHERS, wf::IO_STACK_LOCATION_0_38);
-    same_offsets!(k::IO_STACK_OTHERS, wf::IO_STACK_LOCATION_0_38, [Argument1, Argument2, Argument3, Argument4]);
+    same_offsets!(
+        k::IO_STACK_OTHERS,
+        wf::IO_STACK_LOCATION_0_38,
+        [Argument1, Argument2, Argument3, Argument4]
+    );
     // Members before the first POINTER_ALIGNMENT one agree with windows-sys; the rest do
     // not (see io_stack_location_pointer_alignment below).
     same_offset!(
@@ -182,10 +261,25 @@ fn io_stack_location_pointer_alignment() {
     hand_layout!(k::IO_STACK_CREATE, size 32, align 8, {
         SecurityContext = 0, Options = 8, FileAttributes = 16, ShareAccess = 18, EaLength = 24,
     });
-    assert_eq!(core::mem::offset_of!(k::IO_STACK_LOCATION, Parameters.DeviceIoControl.IoControlCode), 0x18);
-    assert_eq!(core::mem::offset_of!(wf::IO_STACK_LOCATION_0_16, InputBufferLength), 4);
-    assert_eq!(core::mem::offset_of!(wf::IO_STACK_LOCATION_0_16, IoControlCode), 8);
-    assert_eq!(core::mem::offset_of!(wf::IO_STACK_LOCATION_0_16, Type3InputBuffer), 16);
+    assert_eq!(
+        core::mem::offset_of!(
+            k::IO_STACK_LOCATION,
+            Parameters.DeviceIoControl.IoControlCode
+        ),
+        0x18
+    );
+    assert_eq!(
+        core::mem::offset_of!(wf::IO_STACK_LOCATION_0_16, InputBufferLength),
+        4
+    );
+    assert_eq!(
+        core::mem::offset_of!(wf::IO_STACK_LOCATION_0_16, IoControlCode),
+        8
+    );
+    assert_eq!(
+        core::mem::offset_of!(wf::IO_STACK_LOCATION_0_16, Type3InputBuffer),
+        16
+    );
     assert_eq!(core::mem::offset_of!(wf::IO_STACK_LOCATION_0_3, Key), 4);
 }
 
@@ -196,8 +290,20 @@ fn driver_object() {
         k::DRIVER_OBJECT,
         wf::DRIVER_OBJECT,
         [
-            Type, Size, DeviceObject, Flags, DriverStart, DriverSize, DriverSection, DriverExtension,
-            DriverName, HardwareDatabase, FastIoDispatch, DriverInit, DriverStartIo, DriverUnload,
+            Type,
+            Size,
+            DeviceObject,
+            Flags,
+            DriverStart,
+            DriverSize,
+            DriverSection,
+            DriverExtension,
+            DriverName,
+            HardwareDatabase,
+            FastIoDispatch,
+            DriverInit,
+            DriverStartIo,
+            DriverUnload,
             MajorFunction
         ]
     );
@@ -213,10 +319,31 @@ fn device_object() {
         k::DEVICE_OBJECT,
         wf::DEVICE_OBJECT,
         [
-            Type, Size, ReferenceCount, DriverObject, NextDevice, AttachedDevice, CurrentIrp, Timer,
-            Flags, Characteristics, Vpb, DeviceExtension, DeviceType, StackSize, Queue,
-            AlignmentRequirement, DeviceQueue, Dpc, ActiveThreadCount, SecurityDescriptor,
-            DeviceLock, SectorSize, Spare1, DeviceObjectExtension, Reserved
+            Type,
+            Size,
+            ReferenceCount,
+            DriverObject,
+            NextDevice,
+            AttachedDevice,
+            CurrentIrp,
+            Timer,
+            Flags,
+            Characteristics,
+            Vpb,
+            DeviceExtension,
+            DeviceType,
+            StackSize,
+            Queue,
+            AlignmentRequirement,
+            DeviceQueue,
+            Dpc,
+            ActiveThreadCount,
+            SecurityDescriptor,
+            DeviceLock,
+            SectorSize,
+            Spare1,
+            DeviceObjectExtension,
+            Reserved
         ]
     );
     assert_eq!(core::mem::size_of::<wf::DEVICE_OBJECT>(), 328);
@@ -228,54 +355,147 @@ fn device_object() {
     same_offsets!(
         k::WAIT_CONTEXT_BLOCK,
         wss::WAIT_CONTEXT_BLOCK,
-        [DeviceRoutine, DeviceContext, NumberOfMapRegisters, DeviceObject, CurrentIrp, BufferChainingDpc]
+        [
+            DeviceRoutine,
+            DeviceContext,
+            NumberOfMapRegisters,
+            DeviceObject,
+            CurrentIrp,
+            BufferChainingDpc
+        ]
     );
     same_offset!(k::WAIT_CONTEXT_BLOCK, WaitQueueEntry; wss::WAIT_CONTEXT_BLOCK, Anonymous);
     same_size_align!(k::KDEVICE_QUEUE_ENTRY, wss::KDEVICE_QUEUE_ENTRY);
-    same_offsets!(k::KDEVICE_QUEUE_ENTRY, wss::KDEVICE_QUEUE_ENTRY, [DeviceListEntry, SortKey, Inserted]);
+    same_offsets!(
+        k::KDEVICE_QUEUE_ENTRY,
+        wss::KDEVICE_QUEUE_ENTRY,
+        [DeviceListEntry, SortKey, Inserted]
+    );
     same_size_align!(k::KDEVICE_QUEUE, wf::KDEVICE_QUEUE);
-    same_offsets!(k::KDEVICE_QUEUE, wf::KDEVICE_QUEUE, [Type, Size, DeviceListHead, Lock, Busy]);
+    same_offsets!(
+        k::KDEVICE_QUEUE,
+        wf::KDEVICE_QUEUE,
+        [Type, Size, DeviceListHead, Lock, Busy]
+    );
 }
 
 #[test]
 fn security() {
     same_size_align!(k::SID, wsec::SID);
-    same_offsets!(k::SID, wsec::SID, [Revision, SubAuthorityCount, IdentifierAuthority, SubAuthority]);
+    same_offsets!(
+        k::SID,
+        wsec::SID,
+        [
+            Revision,
+            SubAuthorityCount,
+            IdentifierAuthority,
+            SubAuthority
+        ]
+    );
     same_size_align!(k::SID_IDENTIFIER_AUTHORITY, wsec::SID_IDENTIFIER_AUTHORITY);
     same_size_align!(k::ACL, wsec::ACL);
-    same_offsets!(k::ACL, wsec::ACL, [AclRevision, Sbz1, AclSize, AceCount, Sbz2]);
+    same_offsets!(
+        k::ACL,
+        wsec::ACL,
+        [AclRevision, Sbz1, AclSize, AceCount, Sbz2]
+    );
     same_size_align!(k::ACE_HEADER, wsec::ACE_HEADER);
-    same_offsets!(k::ACE_HEADER, wsec::ACE_HEADER, [AceType, AceFlags, AceSize]);
+    same_offsets!(
+        k::ACE_HEADER,
+        wsec::ACE_HEADER,
+        [AceType, AceFlags, AceSize]
+    );
     same_size_align!(k::ACCESS_ALLOWED_ACE, wsec::ACCESS_ALLOWED_ACE);
-    same_offsets!(k::ACCESS_ALLOWED_ACE, wsec::ACCESS_ALLOWED_ACE, [Header, Mask, SidStart]);
+    same_offsets!(
+        k::ACCESS_ALLOWED_ACE,
+        wsec::ACCESS_ALLOWED_ACE,
+        [Header, Mask, SidStart]
+    );
     same_size_align!(k::SECURITY_DESCRIPTOR, wsec::SECURITY_DESCRIPTOR);
-    same_offsets!(k::SECURITY_DESCRIPTOR, wsec::SECURITY_DESCRIPTOR, [Revision, Sbz1, Control, Owner, Group, Sacl, Dacl]);
+    same_offsets!(
+        k::SECURITY_DESCRIPTOR,
+        wsec::SECURITY_DESCRIPTOR,
+        [Revision, Sbz1, Control, Owner, Group, Sacl, Dacl]
+    );
     assert_eq!(k::SECURITY_DESCRIPTOR_MIN_LENGTH, 40);
     same_size_align!(k::SE_EXPORTS, wfs::SE_EXPORTS);
     same_offsets!(
         k::SE_EXPORTS,
         wfs::SE_EXPORTS,
         [
-            SeCreateTokenPrivilege, SeAssignPrimaryTokenPrivilege, SeLockMemoryPrivilege,
-            SeIncreaseQuotaPrivilege, SeUnsolicitedInputPrivilege, SeTcbPrivilege, SeSecurityPrivilege,
-            SeTakeOwnershipPrivilege, SeLoadDriverPrivilege, SeCreatePagefilePrivilege,
-            SeIncreaseBasePriorityPrivilege, SeSystemProfilePrivilege, SeSystemtimePrivilege,
-            SeProfileSingleProcessPrivilege, SeCreatePermanentPrivilege, SeBackupPrivilege,
-            SeRestorePrivilege, SeShutdownPrivilege, SeDebugPrivilege, SeAuditPrivilege,
-            SeSystemEnvironmentPrivilege, SeChangeNotifyPrivilege, SeRemoteShutdownPrivilege,
-            SeNullSid, SeWorldSid, SeLocalSid, SeCreatorOwnerSid, SeCreatorGroupSid, SeNtAuthoritySid,
-            SeDialupSid, SeNetworkSid, SeBatchSid, SeInteractiveSid, SeLocalSystemSid, SeAliasAdminsSid,
-            SeAliasUsersSid, SeAliasGuestsSid, SeAliasPowerUsersSid, SeAliasAccountOpsSid,
-            SeAliasSystemOpsSid, SeAliasPrintOpsSid, SeAliasBackupOpsSid, SeAuthenticatedUsersSid,
-            SeRestrictedSid, SeAnonymousLogonSid, SeUndockPrivilege, SeSyncAgentPrivilege,
-            SeEnableDelegationPrivilege, SeLocalServiceSid, SeNetworkServiceSid, SeManageVolumePrivilege,
-            SeImpersonatePrivilege, SeCreateGlobalPrivilege, SeTrustedCredManAccessPrivilege,
-            SeRelabelPrivilege, SeIncreaseWorkingSetPrivilege, SeTimeZonePrivilege,
-            SeCreateSymbolicLinkPrivilege, SeIUserSid, SeUntrustedMandatorySid, SeLowMandatorySid,
-            SeMediumMandatorySid, SeHighMandatorySid, SeSystemMandatorySid, SeOwnerRightsSid,
-            SeAllAppPackagesSid, SeUserModeDriversSid, SeProcTrustWinTcbSid, SeTrustedInstallerSid,
-            SeDelegateSessionUserImpersonatePrivilege, SeAppSiloSid,
-            SeAppSiloVolumeRootMinimalCapabilitySid, SeAppSiloProfilesRootMinimalCapabilitySid
+            SeCreateTokenPrivilege,
+            SeAssignPrimaryTokenPrivilege,
+            SeLockMemoryPrivilege,
+            SeIncreaseQuotaPrivilege,
+            SeUnsolicitedInputPrivilege,
+            SeTcbPrivilege,
+            SeSecurityPrivilege,
+            SeTakeOwnershipPrivilege,
+            SeLoadDriverPrivilege,
+            SeCreatePagefilePrivilege,
+            SeIncreaseBasePriorityPrivilege,
+            SeSystemProfilePrivilege,
+            SeSystemtimePrivilege,
+            SeProfileSingleProcessPrivilege,
+            SeCreatePermanentPrivilege,
+            SeBackupPrivilege,
+            SeRestorePrivilege,
+            SeShutdownPrivilege,
+            SeDebugPrivilege,
+            SeAuditPrivilege,
+            SeSystemEnvironmentPrivilege,
+            SeChangeNotifyPrivilege,
+            SeRemoteShutdownPrivilege,
+            SeNullSid,
+            SeWorldSid,
+            SeLocalSid,
+            SeCreatorOwnerSid,
+            SeCreatorGroupSid,
+            SeNtAuthoritySid,
+            SeDialupSid,
+            SeNetworkSid,
+            SeBatchSid,
+            SeInteractiveSid,
+            SeLocalSystemSid,
+            SeAliasAdminsSid,
+            SeAliasUsersSid,
+            SeAliasGuestsSid,
+            SeAliasPowerUsersSid,
+            SeAliasAccountOpsSid,
+            SeAliasSystemOpsSid,
+            SeAliasPrintOpsSid,
+            SeAliasBackupOpsSid,
+            SeAuthenticatedUsersSid,
+            SeRestrictedSid,
+            SeAnonymousLogonSid,
+            SeUndockPrivilege,
+            SeSyncAgentPrivilege,
+            SeEnableDelegationPrivilege,
+            SeLocalServiceSid,
+            SeNetworkServiceSid,
+            SeManageVolumePrivilege,
+            SeImpersonatePrivilege,
+            SeCreateGlobalPrivilege,
+            SeTrustedCredManAccessPrivilege,
+            SeRelabelPrivilege,
+            SeIncreaseWorkingSetPrivilege,
+            SeTimeZonePrivilege,
+            SeCreateSymbolicLinkPrivilege,
+            SeIUserSid,
+            SeUntrustedMandatorySid,
+            SeLowMandatorySid,
+            SeMediumMandatorySid,
+            SeHighMandatorySid,
+            SeSystemMandatorySid,
+            SeOwnerRightsSid,
+            SeAllAppPackagesSid,
+            SeUserModeDriversSid,
+            SeProcTrustWinTcbSid,
+            SeTrustedInstallerSid,
+            SeDelegateSessionUserImpersonatePrivilege,
+            SeAppSiloSid,
+            SeAppSiloVolumeRootMinimalCapabilitySid,
+            SeAppSiloProfilesRootMinimalCapabilitySid
         ]
     );
 }
@@ -290,22 +510,46 @@ fn socket_addresses() {
     same_offset!(k::IN_ADDR, S_un.S_un_b.s_b4; ws::IN_ADDR, S_un.S_un_b.s_b4);
     same_offset!(k::IN_ADDR, S_un.S_un_w.s_w2; ws::IN_ADDR, S_un.S_un_w.s_w2);
     same_size_align!(k::SOCKADDR_IN, ws::SOCKADDR_IN);
-    same_offsets!(k::SOCKADDR_IN, ws::SOCKADDR_IN, [sin_family, sin_port, sin_addr, sin_zero]);
+    same_offsets!(
+        k::SOCKADDR_IN,
+        ws::SOCKADDR_IN,
+        [sin_family, sin_port, sin_addr, sin_zero]
+    );
     same_size_align!(k::IN6_ADDR, ws::IN6_ADDR);
     same_offset!(k::IN6_ADDR, u.Byte; ws::IN6_ADDR, u.Byte);
     same_offset!(k::IN6_ADDR, u.Word; ws::IN6_ADDR, u.Word);
     same_size_align!(k::SOCKADDR_IN6, ws::SOCKADDR_IN6);
-    same_offsets!(k::SOCKADDR_IN6, ws::SOCKADDR_IN6, [sin6_family, sin6_port, sin6_flowinfo, sin6_addr]);
+    same_offsets!(
+        k::SOCKADDR_IN6,
+        ws::SOCKADDR_IN6,
+        [sin6_family, sin6_port, sin6_flowinfo, sin6_addr]
+    );
     same_offset!(k::SOCKADDR_IN6, sin6_scope_id; ws::SOCKADDR_IN6, Anonymous.sin6_scope_id);
     same_size_align!(k::SOCKADDR_STORAGE, ws::SOCKADDR_STORAGE);
-    same_offsets!(k::SOCKADDR_STORAGE, ws::SOCKADDR_STORAGE, [ss_family, __ss_pad1, __ss_align, __ss_pad2]);
+    same_offsets!(
+        k::SOCKADDR_STORAGE,
+        ws::SOCKADDR_STORAGE,
+        [ss_family, __ss_pad1, __ss_align, __ss_pad2]
+    );
     same_size_align!(k::CMSGHDR, ws::CMSGHDR);
     same_offsets!(k::CMSGHDR, ws::CMSGHDR, [cmsg_len, cmsg_level, cmsg_type]);
     same_size_align!(k::ADDRINFOEXW, ws::ADDRINFOEXW);
     same_offsets!(
         k::ADDRINFOEXW,
         ws::ADDRINFOEXW,
-        [ai_flags, ai_family, ai_socktype, ai_protocol, ai_addrlen, ai_canonname, ai_addr, ai_blob, ai_bloblen, ai_provider, ai_next]
+        [
+            ai_flags,
+            ai_family,
+            ai_socktype,
+            ai_protocol,
+            ai_addrlen,
+            ai_canonname,
+            ai_addr,
+            ai_blob,
+            ai_bloblen,
+            ai_provider,
+            ai_next
+        ]
     );
 }
 

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::time::{Duration, Instant};
 
 use control::config::{Config, Mode, Proto, Service, Services};
-use wsk_sys::{DRIVER_OBJECT, UNICODE_STRING, NT_SUCCESS};
+use wsk_sys::{DRIVER_OBJECT, NT_SUCCESS, UNICODE_STRING};
 
 /// Registry path handed to DriverEntry (the sim's in-memory registry serves its Parameters).
 pub const REGISTRY_PATH: &str = "\\Registry\\Machine\\System\\CurrentControlSet\\Services\\wskecho";
@@ -32,7 +32,11 @@ pub fn load(sim: wsk_sim::Config, cfg: Option<Config>) -> Result<Loaded, String>
 
 /// As [`load`], running `before_entry` after the sim is reset and before DriverEntry (to fill
 /// the sim registry, queue one-shot faults, ...).
-pub fn load_with(sim: wsk_sim::Config, cfg: Option<Config>, before_entry: impl FnOnce()) -> Result<Loaded, String> {
+pub fn load_with(
+    sim: wsk_sim::Config,
+    cfg: Option<Config>,
+    before_entry: impl FnOnce(),
+) -> Result<Loaded, String> {
     let guard = wsk_sim::init(sim);
     before_entry();
     let drv_obj = wsk_sim::new_driver_object();
@@ -43,7 +47,8 @@ pub fn load_with(sim: wsk_sim::Config, cfg: Option<Config>, before_entry: impl F
         Buffer: path.as_mut_ptr(),
     });
     // SAFETY: valid driver object and registry path, alive until unload.
-    let st = unsafe { wsk_sim::run_passive(|| wskecho::driver_entry_with(drv_obj, &raw mut *us, cfg)) };
+    let st =
+        unsafe { wsk_sim::run_passive(|| wskecho::driver_entry_with(drv_obj, &raw mut *us, cfg)) };
     if !NT_SUCCESS(st) {
         return Err(format!("DriverEntry failed {:#x}", st as u32));
     }
@@ -56,7 +61,14 @@ pub fn load_with(sim: wsk_sim::Config, cfg: Option<Config>, before_entry: impl F
             _ => std::thread::sleep(Duration::from_millis(2)),
         }
     };
-    Ok(Loaded { guard, drv_obj, _path: path, _us: us, unloaded: false, ready })
+    Ok(Loaded {
+        guard,
+        drv_obj,
+        _path: path,
+        _us: us,
+        unloaded: false,
+        ready,
+    })
 }
 
 impl Loaded {

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: wskecho-sim [--duration SECS] [--control ADDR | --no-control] [--seed N]
+const USAGE: &str =
+    "usage: wskecho-sim [--duration SECS] [--control ADDR | --no-control] [--seed N]
                    [--param NAME=DWORD]... [--services LIST] [--plain]
   Runs the wskecho driver inside wsk-sim on 127.0.0.1 with the default services
   (echo tcp+udp 7007, discard tcp+udp 7009, source tcp 7019, sockperf tcp+udp 11111).
@@ -48,10 +49,19 @@ fn parse() -> Result<Args, String> {
             }
             "--control" => a.control = Some(it.next().ok_or("--control needs ADDR")?),
             "--no-control" => a.control = None,
-            "--seed" => a.seed = Some(it.next().ok_or("--seed needs N")?.parse().map_err(|_| "bad --seed")?),
+            "--seed" => {
+                a.seed = Some(
+                    it.next()
+                        .ok_or("--seed needs N")?
+                        .parse()
+                        .map_err(|_| "bad --seed")?,
+                )
+            }
             "--param" => {
                 let v = it.next().ok_or("--param needs NAME=DWORD")?;
-                let (n, d) = v.split_once('=').ok_or_else(|| format!("bad --param {v}"))?;
+                let (n, d) = v
+                    .split_once('=')
+                    .ok_or_else(|| format!("bad --param {v}"))?;
                 let d: u32 = d.parse().map_err(|_| format!("bad --param value {d}"))?;
                 a.params.push((n.to_string(), d));
             }
@@ -82,7 +92,11 @@ fn main() -> ExitCode {
             eprintln!("wskecho-sim: cannot install Ctrl-C handler: {e}");
         }
     }
-    let mut sim = if args.plain { wsk_sim::Config::plain() } else { wsk_sim::Config::default() };
+    let mut sim = if args.plain {
+        wsk_sim::Config::plain()
+    } else {
+        wsk_sim::Config::default()
+    };
     sim.print_dbg = true;
     if let Some(s) = args.seed {
         sim.seed = s;
@@ -96,7 +110,11 @@ fn main() -> ExitCode {
             wsk_sim::registry::set_value(&params, &n, wsk_sim::registry::RegValue::Dword(v));
         }
         if let Some(list) = services {
-            wsk_sim::registry::set_value(&params, "Services", wsk_sim::registry::RegValue::MultiSz(list));
+            wsk_sim::registry::set_value(
+                &params,
+                "Services",
+                wsk_sim::registry::RegValue::MultiSz(list),
+            );
         }
     }) {
         Ok(l) if l.ready => l,
@@ -112,22 +130,30 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    eprintln!("wskecho-sim: driver loaded; serving until Ctrl-C{}", args.duration.map_or(String::new(), |d| format!(" or {d:?}")));
-    let control_thread = args.control.as_ref().and_then(|addr| match std::net::TcpListener::bind(addr) {
-        Ok(l) => {
-            eprintln!("wskecho-sim: control ABI on {addr}");
-            let stop = stop.clone();
-            Some(std::thread::spawn(move || {
-                let _ = control::transport::serve_until(&l, &stop, |code, inp, out| {
-                    wskecho::control(code, inp, out).unwrap_or((wsk_sys::STATUS_DEVICE_NOT_READY, 0))
-                });
-            }))
-        }
-        Err(e) => {
-            eprintln!("wskecho-sim: control address {addr}: {e} (control disabled)");
-            None
-        }
-    });
+    eprintln!(
+        "wskecho-sim: driver loaded; serving until Ctrl-C{}",
+        args.duration
+            .map_or(String::new(), |d| format!(" or {d:?}"))
+    );
+    let control_thread =
+        args.control
+            .as_ref()
+            .and_then(|addr| match std::net::TcpListener::bind(addr) {
+                Ok(l) => {
+                    eprintln!("wskecho-sim: control ABI on {addr}");
+                    let stop = stop.clone();
+                    Some(std::thread::spawn(move || {
+                        let _ = control::transport::serve_until(&l, &stop, |code, inp, out| {
+                            wskecho::control(code, inp, out)
+                                .unwrap_or((wsk_sys::STATUS_DEVICE_NOT_READY, 0))
+                        });
+                    }))
+                }
+                Err(e) => {
+                    eprintln!("wskecho-sim: control address {addr}: {e} (control disabled)");
+                    None
+                }
+            });
     let t0 = Instant::now();
     while !stop.load(Ordering::SeqCst) && args.duration.is_none_or(|d| t0.elapsed() < d) {
         std::thread::sleep(Duration::from_millis(50));
@@ -138,7 +164,10 @@ fn main() -> ExitCode {
     }
     let counters = loaded.counters();
     let findings = loaded.unload();
-    println!("wskecho-sim: driver counters after {:.1} s:", t0.elapsed().as_secs_f64());
+    println!(
+        "wskecho-sim: driver counters after {:.1} s:",
+        t0.elapsed().as_secs_f64()
+    );
     for (name, v) in wskecho::stats::COUNTER_NAMES.iter().zip(counters) {
         println!("  {name:<22} {v}");
     }

@@ -27,12 +27,16 @@ pub const LINK_ARGS: &[&str] = &[
 
 /// The workspace root (xtask lives one level below it).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask has a parent")
+        .to_path_buf()
 }
 
 /// `CARGO_TARGET_DIR`, or `<workspace>/target`.
 pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from)
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
 }
 
 fn rustc() -> String {
@@ -44,7 +48,10 @@ fn cargo() -> String {
 }
 
 pub fn sysroot() -> Result<PathBuf> {
-    let out = Command::new(rustc()).args(["--print", "sysroot"]).output().context("running rustc --print sysroot")?;
+    let out = Command::new(rustc())
+        .args(["--print", "sysroot"])
+        .output()
+        .context("running rustc --print sysroot")?;
     if !out.status.success() {
         bail!("rustc --print sysroot failed");
     }
@@ -55,15 +62,29 @@ pub fn sysroot() -> Result<PathBuf> {
 pub fn rust_lld() -> Result<PathBuf> {
     let sysroot = sysroot()?;
     let host = host_triple()?;
-    let lld = sysroot.join("lib/rustlib").join(host).join("bin").join(if cfg!(windows) { "rust-lld.exe" } else { "rust-lld" });
+    let lld = sysroot
+        .join("lib/rustlib")
+        .join(host)
+        .join("bin")
+        .join(if cfg!(windows) {
+            "rust-lld.exe"
+        } else {
+            "rust-lld"
+        });
     if !lld.is_file() {
-        bail!("rust-lld not found at {} (it ships with every rustup toolchain)", lld.display());
+        bail!(
+            "rust-lld not found at {} (it ships with every rustup toolchain)",
+            lld.display()
+        );
     }
     Ok(lld)
 }
 
 fn host_triple() -> Result<String> {
-    let out = Command::new(rustc()).arg("-vV").output().context("running rustc -vV")?;
+    let out = Command::new(rustc())
+        .arg("-vV")
+        .output()
+        .context("running rustc -vV")?;
     let text = String::from_utf8(out.stdout)?;
     text.lines()
         .find_map(|l| l.strip_prefix("host: "))
@@ -102,14 +123,28 @@ pub fn build_driver(package: &str, lib_name: &str, target_dir: &Path) -> Result<
     let status = Command::new(cargo())
         .current_dir(workspace_root())
         .env("CARGO_TARGET_DIR", target_dir)
-        .args(["rustc", "-p", package, "--profile", PROFILE, "--target", TARGET, "--crate-type", "cdylib", "--"])
+        .args([
+            "rustc",
+            "-p",
+            package,
+            "--profile",
+            PROFILE,
+            "--target",
+            TARGET,
+            "--crate-type",
+            "cdylib",
+            "--",
+        ])
         .args(driver_rustc_args(&lld))
         .status()
         .context("running cargo rustc")?;
     if !status.success() {
         bail!("cargo rustc -p {package} for {TARGET} failed");
     }
-    let image = target_dir.join(TARGET).join(PROFILE).join(format!("{lib_name}.dll"));
+    let image = target_dir
+        .join(TARGET)
+        .join(PROFILE)
+        .join(format!("{lib_name}.dll"));
     if !image.is_file() {
         bail!("build succeeded but {} is missing", image.display());
     }
@@ -156,17 +191,32 @@ pub fn package_driver(image: &Path, out_dir: &Path, inf_src: &Path) -> Result<Pa
         let wanted = inf::referenced_files(&text);
         let missing: Vec<_> = wanted.iter().filter(|f| !produced.contains(f)).collect();
         if !missing.is_empty() {
-            bail!("{} copies files this build does not produce: {missing:?}", inf_src.display());
+            bail!(
+                "{} copies files this build does not produce: {missing:?}",
+                inf_src.display()
+            );
         }
         if !wanted.contains("wskecho.sys") {
-            eprintln!("xtask: warning: {} does not copy wskecho.sys", inf_src.display());
+            eprintln!(
+                "xtask: warning: {} does not copy wskecho.sys",
+                inf_src.display()
+            );
         }
         let dst = out_dir.join("wskecho.inf");
         std::fs::copy(inf_src, &dst)?;
         Some(dst)
     } else {
-        eprintln!("xtask: warning: {} not found; packaging the .sys alone", inf_src.display());
+        eprintln!(
+            "xtask: warning: {} not found; packaging the .sys alone",
+            inf_src.display()
+        );
         None
     };
-    Ok(Packaged { sys, inf, pdb, checksum_fixed, report })
+    Ok(Packaged {
+        sys,
+        inf,
+        pdb,
+        checksum_fixed,
+        report,
+    })
 }

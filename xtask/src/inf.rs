@@ -84,7 +84,9 @@ pub fn referenced_files(text: &str) -> BTreeSet<String> {
             }
         }
         for l in lines {
-            let Some((k, v)) = l.split_once('=') else { continue };
+            let Some((k, v)) = l.split_once('=') else {
+                continue;
+            };
             if !k.trim().eq_ignore_ascii_case("CopyFiles") {
                 continue;
             }
@@ -139,12 +141,18 @@ HelperFile = "extra.dll"
     #[test]
     fn finds_source_and_copied_files() {
         let files = referenced_files(SAMPLE);
-        assert_eq!(files.into_iter().collect::<Vec<_>>(), vec!["extra.dll".to_owned(), "wskecho.sys".to_owned()]);
+        assert_eq!(
+            files.into_iter().collect::<Vec<_>>(),
+            vec!["extra.dll".to_owned(), "wskecho.sys".to_owned()]
+        );
     }
 
     #[test]
     fn comments_and_case() {
         let files = referenced_files("[sourcedisksfiles.amd64]\n; x.sys = 1\nWSKECHO.SYS=1\n");
-        assert_eq!(files.into_iter().collect::<Vec<_>>(), vec!["wskecho.sys".to_owned()]);
+        assert_eq!(
+            files.into_iter().collect::<Vec<_>>(),
+            vec!["wskecho.sys".to_owned()]
+        );
     }
 }

@@ -25,12 +25,18 @@ fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("driver") => driver(),
         Some("check-pe") => {
-            let Some(file) = args.get(1) else { bail!("{USAGE}") };
+            let Some(file) = args.get(1) else {
+                bail!("{USAGE}")
+            };
             let data = std::fs::read(file)?;
             let lists = mingw::ExportLists::load(&mingw::ensure_installed()?)?;
             match pe_check::check(&data, &lists) {
                 Ok(report) => {
-                    println!("{file}: OK, checksum {:#x}\n{}", report.checksum, report.import_summary());
+                    println!(
+                        "{file}: OK, checksum {:#x}\n{}",
+                        report.checksum,
+                        report.import_summary()
+                    );
                     Ok(())
                 }
                 Err(p) => bail!("{file} refused:\n{p}"),
@@ -65,6 +71,9 @@ fn driver() -> Result<()> {
         if p.checksum_fixed { " (written by xtask)" } else { " (from the linker)" },
         p.report.exports
     );
-    println!("imports (* = allow-listed, newer than mingw-w64's export lists):\n{}", p.report.import_summary());
+    println!(
+        "imports (* = allow-listed, newer than mingw-w64's export lists):\n{}",
+        p.report.import_summary()
+    );
     Ok(())
 }

@@ -19,8 +19,11 @@ use object::{Object, ObjectSymbol};
 pub const MINGW_LIB_DIR: &str = "/usr/x86_64-w64-mingw32/lib";
 
 /// The DLLs a driver may import from, each with its import library's file name.
-pub const KERNEL_DLLS: &[(&str, &str)] =
-    &[("ntoskrnl.exe", "libntoskrnl.a"), ("HAL.dll", "libhal.a"), ("NETIO.SYS", "libnetio.a")];
+pub const KERNEL_DLLS: &[(&str, &str)] = &[
+    ("ntoskrnl.exe", "libntoskrnl.a"),
+    ("HAL.dll", "libhal.a"),
+    ("NETIO.SYS", "libnetio.a"),
+];
 
 /// Names newer than mingw-w64's lists, each with the Microsoft doc page that shows it is
 /// exported by that DLL (and from which Windows version).
@@ -42,8 +45,10 @@ impl ExportLists {
         let mut by_dll = BTreeMap::new();
         for (dll, lib) in KERNEL_DLLS {
             let path = dir.join(lib);
-            let data = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            let names = exports_of_import_library(&data).with_context(|| format!("parsing {}", path.display()))?;
+            let data =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let names = exports_of_import_library(&data)
+                .with_context(|| format!("parsing {}", path.display()))?;
             if names.is_empty() {
                 bail!("{} lists no exports", path.display());
             }
@@ -103,15 +108,31 @@ pub fn ensure_installed() -> Result<PathBuf> {
     if missing() {
         eprintln!("xtask: mingw-w64 import libraries missing; running apt-get install -y mingw-w64-x86-64-dev");
         // apt-get needs root; use sudo when not running as root.
-        let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
         let apt = |args: &[&str]| {
-            let mut cmd = if root { Command::new("apt-get") } else { Command::new("sudo") };
+            let mut cmd = if root {
+                Command::new("apt-get")
+            } else {
+                Command::new("sudo")
+            };
             if !root {
                 cmd.arg("apt-get");
             }
-            cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive").status()
+            cmd.args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
         };
-        let install = || apt(&["install", "-y", "--no-install-recommends", "mingw-w64-x86-64-dev"]);
+        let install = || {
+            apt(&[
+                "install",
+                "-y",
+                "--no-install-recommends",
+                "mingw-w64-x86-64-dev",
+            ])
+        };
         if !install().is_ok_and(|s| s.success()) {
             // A fresh machine may have no package lists yet.
             let _ = apt(&["update"]);

@@ -43,9 +43,20 @@ impl Report {
                 .imports
                 .iter()
                 .filter(|i| i.dll == dll)
-                .map(|i| if i.allow_listed.is_some() { format!("{}*", i.name) } else { i.name.clone() })
+                .map(|i| {
+                    if i.allow_listed.is_some() {
+                        format!("{}*", i.name)
+                    } else {
+                        i.name.clone()
+                    }
+                })
                 .collect();
-            let _ = writeln!(out, "  {dll}: {} imports: {}", names.len(), names.join(", "));
+            let _ = writeln!(
+                out,
+                "  {dll}: {} imports: {}",
+                names.len(),
+                names.join(", ")
+            );
         }
         out
     }
@@ -68,7 +79,8 @@ impl std::error::Error for Problems {}
 
 /// Offset of `OptionalHeader.CheckSum` in the file.
 fn checksum_offset(data: &[u8]) -> Result<usize> {
-    let e_lfanew = u32::from_le_bytes(data.get(0x3c..0x40).context("no DOS header")?.try_into()?) as usize;
+    let e_lfanew =
+        u32::from_le_bytes(data.get(0x3c..0x40).context("no DOS header")?.try_into()?) as usize;
     // Signature (4) + IMAGE_FILE_HEADER (20) + 64 bytes into IMAGE_OPTIONAL_HEADER64.
     let off = e_lfanew + 4 + 20 + 64;
     if off + 4 > data.len() {
@@ -143,7 +155,8 @@ pub fn check(data: &[u8], exports: &ExportLists) -> std::result::Result<Report, 
         .data_directory(pe::IMAGE_DIRECTORY_ENTRY_TLS)
         .is_some_and(|d| d.virtual_address.get(LE) != 0 || d.size.get(LE) != 0)
     {
-        problems.push("has a TLS directory (thread-local storage does not exist for drivers)".into());
+        problems
+            .push("has a TLS directory (thread-local storage does not exist for drivers)".into());
     }
     // HVCI / memory integrity loads only images that declare NX compatibility.
     if opt.dll_characteristics() & pe::IMAGE_DLLCHARACTERISTICS_NX_COMPAT == 0 {
@@ -153,12 +166,17 @@ pub fn check(data: &[u8], exports: &ExportLists) -> std::result::Result<Report, 
     // were stripped cannot be moved there. (An image with nothing to fix up may have no
     // relocation directory at all; that is fine.)
     if nt.file_header().characteristics.get(LE) & pe::IMAGE_FILE_RELOCS_STRIPPED != 0 {
-        problems.push("base relocations stripped (the image could not be loaded at a kernel address)".into());
+        problems.push(
+            "base relocations stripped (the image could not be loaded at a kernel address)".into(),
+        );
     }
     for s in file.section_table().iter() {
         let c = s.characteristics.get(LE);
         if c & pe::IMAGE_SCN_MEM_WRITE != 0 && c & pe::IMAGE_SCN_MEM_EXECUTE != 0 {
-            problems.push(format!("section {} is writable and executable", String::from_utf8_lossy(s.raw_name())));
+            problems.push(format!(
+                "section {} is writable and executable",
+                String::from_utf8_lossy(s.raw_name())
+            ));
         }
     }
 
@@ -167,7 +185,10 @@ pub fn check(data: &[u8], exports: &ExportLists) -> std::result::Result<Report, 
         Ok(Some(table)) => match table.exports() {
             Ok(list) => {
                 for e in list {
-                    let name = e.name.map_or_else(|| format!("#{}", e.ordinal), |n| String::from_utf8_lossy(n).into_owned());
+                    let name = e.name.map_or_else(
+                        || format!("#{}", e.ordinal),
+                        |n| String::from_utf8_lossy(n).into_owned(),
+                    );
                     if name != "DriverEntry" {
                         problems.push(format!("exports {name} (only DriverEntry may be exported)"));
                     }
@@ -184,12 +205,20 @@ pub fn check(data: &[u8], exports: &ExportLists) -> std::result::Result<Report, 
     if let Err(e) = collect_imports(&file, exports, &mut imports, &mut problems) {
         problems.push(format!("bad import table: {e}"));
     }
-    if file.data_directory(pe::IMAGE_DIRECTORY_ENTRY_DELAY_IMPORT).is_some_and(|d| d.size.get(LE) != 0) {
+    if file
+        .data_directory(pe::IMAGE_DIRECTORY_ENTRY_DELAY_IMPORT)
+        .is_some_and(|d| d.size.get(LE) != 0)
+    {
         problems.push("has delay-load imports".into());
     }
 
     if problems.is_empty() {
-        Ok(Report { imports, exports: export_names, checksum, entry_point })
+        Ok(Report {
+            imports,
+            exports: export_names,
+            checksum,
+            entry_point,
+        })
     } else {
         Err(Problems(problems))
     }
@@ -201,13 +230,17 @@ fn collect_imports(
     imports: &mut Vec<ImportedName>,
     problems: &mut Vec<String>,
 ) -> object::Result<()> {
-    let Some(table) = file.import_table()? else { return Ok(()) };
+    let Some(table) = file.import_table()? else {
+        return Ok(());
+    };
     let mut descs = table.descriptors()?;
     while let Some(desc) = descs.next()? {
         let dll = String::from_utf8_lossy(table.name(desc.name.get(LE))?).into_owned();
         let known = exports.is_kernel_dll(&dll);
         if !known {
-            problems.push(format!("imports from {dll} (only ntoskrnl.exe, HAL.dll, NETIO.SYS are allowed)"));
+            problems.push(format!(
+                "imports from {dll} (only ntoskrnl.exe, HAL.dll, NETIO.SYS are allowed)"
+            ));
         }
         let first = match desc.original_first_thunk.get(LE) {
             0 => desc.first_thunk.get(LE),
@@ -227,7 +260,11 @@ fn collect_imports(
                         Some(Source::AllowList(doc)) => Some(doc),
                         _ => None,
                     };
-                    imports.push(ImportedName { dll: dll.clone(), name, allow_listed });
+                    imports.push(ImportedName {
+                        dll: dll.clone(),
+                        name,
+                        allow_listed,
+                    });
                 }
             }
         }
@@ -254,7 +291,10 @@ mod tests {
         let expect = 0x1234 + 0x60 + img.len() as u32;
         assert_eq!(pe_checksum(&img).unwrap(), expect);
         assert!(fix_checksum(&mut img).unwrap());
-        assert_eq!(u32::from_le_bytes(img[off..off + 4].try_into().unwrap()), expect);
+        assert_eq!(
+            u32::from_le_bytes(img[off..off + 4].try_into().unwrap()),
+            expect
+        );
         assert!(!fix_checksum(&mut img).unwrap(), "second fix is a no-op");
         // An odd trailing byte counts as the low byte of a last word.
         img.push(0x01);

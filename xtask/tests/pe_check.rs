@@ -18,12 +18,17 @@ fn target_missing() -> bool {
     if build::windows_target_installed() {
         return false;
     }
-    eprintln!("SKIPPED: the {} target is not installed (rustup target add {})", build::TARGET, build::TARGET);
+    eprintln!(
+        "SKIPPED: the {} target is not installed (rustup target add {})",
+        build::TARGET,
+        build::TARGET
+    );
     true
 }
 
 fn lists() -> mingw::ExportLists {
-    mingw::ExportLists::load(&mingw::ensure_installed().expect("mingw-w64 import libraries")).expect("export lists")
+    mingw::ExportLists::load(&mingw::ensure_installed().expect("mingw-w64 import libraries"))
+        .expect("export lists")
 }
 
 /// A `#![no_std]` driver whose imports are `imports` (Rust extern blocks) and whose
@@ -50,7 +55,16 @@ pub unsafe extern "system" fn DriverEntry(_d: *mut u8, _r: *mut u8) -> i32 {{
     let lld = build::rust_lld().unwrap();
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let status = Command::new(rustc)
-        .args(["--edition", "2021", "--crate-type", "cdylib", "--crate-name", name, "--target", build::TARGET])
+        .args([
+            "--edition",
+            "2021",
+            "--crate-type",
+            "cdylib",
+            "--crate-name",
+            name,
+            "--target",
+            build::TARGET,
+        ])
         .args(["-C", "panic=abort", "-C", "opt-level=1"])
         .args(build::driver_rustc_args(&lld))
         .arg("-o")
@@ -93,13 +107,33 @@ fn good_driver_passes() {
     if target_missing() {
         return;
     }
-    let report = pe_check::check(&good("pass"), &lists()).unwrap_or_else(|p| panic!("good driver refused:\n{p}"));
-    let names: Vec<_> = report.imports.iter().map(|i| format!("{}!{}", i.dll, i.name)).collect();
-    for want in ["ntoskrnl.exe!ExAllocatePool2", "ntoskrnl.exe!SeExports", "HAL.dll!KeQueryPerformanceCounter", "NETIO.SYS!WskDeregister"] {
-        assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+    let report = pe_check::check(&good("pass"), &lists())
+        .unwrap_or_else(|p| panic!("good driver refused:\n{p}"));
+    let names: Vec<_> = report
+        .imports
+        .iter()
+        .map(|i| format!("{}!{}", i.dll, i.name))
+        .collect();
+    for want in [
+        "ntoskrnl.exe!ExAllocatePool2",
+        "ntoskrnl.exe!SeExports",
+        "HAL.dll!KeQueryPerformanceCounter",
+        "NETIO.SYS!WskDeregister",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} missing from {names:?}"
+        );
     }
-    let pool2 = report.imports.iter().find(|i| i.name == "ExAllocatePool2").unwrap();
-    assert!(pool2.allow_listed.is_some(), "ExAllocatePool2 comes from the allow-list");
+    let pool2 = report
+        .imports
+        .iter()
+        .find(|i| i.name == "ExAllocatePool2")
+        .unwrap();
+    assert!(
+        pool2.allow_listed.is_some(),
+        "ExAllocatePool2 comes from the allow-list"
+    );
     assert_eq!(report.exports, vec!["DriverEntry".to_owned()]);
 }
 
@@ -113,7 +147,8 @@ fn ntdll_import_is_refused() {
 extern "system" { fn NtClose(h: *mut u8) -> i32; }
 "#;
     let img = compile_driver("ntdll", imports, "NtClose(core::ptr::null_mut());", "");
-    let err = pe_check::check(&img, &lists()).expect_err("a driver importing ntdll.dll must be refused");
+    let err =
+        pe_check::check(&img, &lists()).expect_err("a driver importing ntdll.dll must be refused");
     assert!(err.0.iter().any(|p| p.contains("ntdll.dll")), "{err}");
 }
 
@@ -126,8 +161,14 @@ fn missing_name_is_refused() {
 #[link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")]
 extern "system" { fn IoDoesNotExistAnywhere(x: u32) -> i32; fn KeSetEvent(e: *mut u8, i: i32, w: u8) -> i32; }
 "#;
-    let img = compile_driver("missing", imports, "IoDoesNotExistAnywhere(1); KeSetEvent(core::ptr::null_mut(), 0, 0);", "");
-    let err = pe_check::check(&img, &lists()).expect_err("an import ntoskrnl.exe lacks must be refused");
+    let img = compile_driver(
+        "missing",
+        imports,
+        "IoDoesNotExistAnywhere(1); KeSetEvent(core::ptr::null_mut(), 0, 0);",
+        "",
+    );
+    let err =
+        pe_check::check(&img, &lists()).expect_err("an import ntoskrnl.exe lacks must be refused");
     assert_eq!(err.0.len(), 1, "only the unknown name is wrong: {err}");
     assert!(err.0[0].contains("IoDoesNotExistAnywhere"), "{err}");
 }
@@ -215,11 +256,17 @@ fn patched_headers_are_refused() {
     let size_of_opt = u16::from_le_bytes([img[fh + 16], img[fh + 17]]) as usize;
     let sections = opt + size_of_opt;
     let count = u16::from_le_bytes([img[fh + 2], img[fh + 3]]) as usize;
-    let text = (0..count).map(|i| sections + i * 40).find(|&h| img[h..h + 8].starts_with(b".text")).expect(".text");
+    let text = (0..count)
+        .map(|i| sections + i * 40)
+        .find(|&h| img[h..h + 8].starts_with(b".text"))
+        .expect(".text");
     img[text + 39] |= 0x80;
     pe_check::fix_checksum(&mut img).unwrap();
     let err = pe_check::check(&img, &lists).unwrap_err();
-    assert!(err.0.iter().any(|p| p.contains("writable and executable")), "{err}");
+    assert!(
+        err.0.iter().any(|p| p.contains("writable and executable")),
+        "{err}"
+    );
 
     // And the unpatched image still passes, so the failures above are the patches'.
     pe_check::check(&base, &lists).unwrap();
@@ -233,16 +280,23 @@ fn real_driver_passes() {
         return;
     }
     let target_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("driver-build");
-    let image = build::build_driver("wskecho", "wskecho", &target_dir).expect("wskecho builds for Windows");
+    let image =
+        build::build_driver("wskecho", "wskecho", &target_dir).expect("wskecho builds for Windows");
     let out = tmp().join("package");
     let inf = build::workspace_root().join("inf/wskecho.inf");
     let p = build::package_driver(&image, &out, &inf).unwrap_or_else(|e| panic!("{e:#}"));
     assert!(Path::new(&p.sys).is_file());
     if inf.is_file() {
-        assert!(p.inf.as_ref().is_some_and(|i| i.is_file()), "the INF is packaged beside the .sys");
+        assert!(
+            p.inf.as_ref().is_some_and(|i| i.is_file()),
+            "the INF is packaged beside the .sys"
+        );
     }
     let names: Vec<_> = p.report.imports.iter().map(|i| i.name.as_str()).collect();
-    assert!(names.contains(&"WskRegister"), "the driver registers with WSK: {names:?}");
+    assert!(
+        names.contains(&"WskRegister"),
+        "the driver registers with WSK: {names:?}"
+    );
     println!("{}", p.report.import_summary());
 }
 
@@ -257,8 +311,13 @@ fn inf_naming_a_missing_file_is_refused() {
     let image = dir.join("good.dll");
     std::fs::write(&image, good("inf")).unwrap();
     let inf = dir.join("bad.inf");
-    std::fs::write(&inf, "[SourceDisksFiles]\nwskecho.sys = 1,,\nhelper.dll = 1,,\n").unwrap();
-    let err = build::package_driver(&image, &dir.join("out"), &inf).expect_err("helper.dll is not produced");
+    std::fs::write(
+        &inf,
+        "[SourceDisksFiles]\nwskecho.sys = 1,,\nhelper.dll = 1,,\n",
+    )
+    .unwrap();
+    let err = build::package_driver(&image, &dir.join("out"), &inf)
+        .expect_err("helper.dll is not produced");
     assert!(format!("{err:#}").contains("helper.dll"), "{err:#}");
     // The same image with an INF that copies only wskecho.sys packages fine.
     std::fs::write(&inf, "[SourceDisksFiles]\nwskecho.sys = 1,,\n").unwrap();

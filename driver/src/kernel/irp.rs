@@ -3,9 +3,14 @@
 //! synchronous helper for PASSIVE_LEVEL set-up/teardown that waits only after STATUS_PENDING.
 
 use core::ptr;
-use wsk_sys::{PDEVICE_OBJECT, PIRP, PVOID, NTSTATUS, IoAllocateIrp, FALSE, IoFreeIrp, IoReuseIrp, STATUS_UNSUCCESSFUL, IoSetCompletionRoutine, KeSetEvent, STATUS_MORE_PROCESSING_REQUIRED, STATUS_INSUFFICIENT_RESOURCES, KEVENT, KeInitializeEvent, NotificationEvent, STATUS_PENDING, KeWaitForSingleObject, Executive, KernelMode};
+use wsk_sys::{
+    Executive, IoAllocateIrp, IoFreeIrp, IoReuseIrp, IoSetCompletionRoutine, KeInitializeEvent,
+    KeSetEvent, KeWaitForSingleObject, KernelMode, NotificationEvent, FALSE, KEVENT, NTSTATUS,
+    PDEVICE_OBJECT, PIRP, PVOID, STATUS_INSUFFICIENT_RESOURCES, STATUS_MORE_PROCESSING_REQUIRED,
+    STATUS_PENDING, STATUS_UNSUCCESSFUL,
+};
 
-pub type Completion = unsafe extern "system" fn(PDEVICE_OBJECT, PIRP, PVOID) -> NTSTATUS;
+pub type Completion = unsafe extern "win64" fn(PDEVICE_OBJECT, PIRP, PVOID) -> NTSTATUS;
 
 /// IoAllocateIrp with one stack location (C18); null on failure. IRQL <= DISPATCH_LEVEL.
 pub fn alloc() -> PIRP {
@@ -47,7 +52,7 @@ pub unsafe fn result(irp: PIRP) -> (NTSTATUS, usize) {
 }
 
 /// IRQL: <= DISPATCH_LEVEL (any thread). Signals the waiter of [`call_sync`].
-unsafe extern "system" fn sync_done(_dev: PDEVICE_OBJECT, _irp: PIRP, ctx: PVOID) -> NTSTATUS {
+unsafe extern "win64" fn sync_done(_dev: PDEVICE_OBJECT, _irp: PIRP, ctx: PVOID) -> NTSTATUS {
     // SAFETY: ctx is the KEVENT on the waiting thread's stack, alive until the wait returns.
     unsafe { KeSetEvent(ctx.cast(), 0, FALSE) };
     // The IRP is ours: the I/O manager must not touch it again (C16).
@@ -89,7 +94,13 @@ pub unsafe fn call_sync_with(irp: PIRP, f: impl FnOnce(PIRP) -> NTSTATUS) -> (NT
         // C19: only a pending call has a completion still to wait for.
         // SAFETY: PASSIVE_LEVEL, kernel-mode wait on our own event.
         unsafe {
-            KeWaitForSingleObject(ptr::addr_of_mut!(ev).cast(), Executive, KernelMode, FALSE, ptr::null_mut());
+            KeWaitForSingleObject(
+                ptr::addr_of_mut!(ev).cast(),
+                Executive,
+                KernelMode,
+                FALSE,
+                ptr::null_mut(),
+            );
         }
     }
     // SAFETY: the IRP has completed on every path (W11) and is ours again.

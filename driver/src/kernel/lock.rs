@@ -2,7 +2,7 @@
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
-use wsk_sys::{KSPIN_LOCK, KeAcquireSpinLockRaiseToDpc, KIRQL, KeReleaseSpinLock};
+use wsk_sys::{KeAcquireSpinLockRaiseToDpc, KeReleaseSpinLock, KIRQL, KSPIN_LOCK};
 
 pub struct SpinLock<T> {
     lock: UnsafeCell<KSPIN_LOCK>,
@@ -17,7 +17,10 @@ unsafe impl<T: Send> Send for SpinLock<T> {}
 impl<T> SpinLock<T> {
     pub const fn new(v: T) -> Self {
         // An initialised KSPIN_LOCK is 0 (KeInitializeSpinLock is inline on x64).
-        Self { lock: UnsafeCell::new(0), data: UnsafeCell::new(v) }
+        Self {
+            lock: UnsafeCell::new(0),
+            data: UnsafeCell::new(v),
+        }
     }
 
     /// Raises to DISPATCH_LEVEL. Callable at IRQL <= DISPATCH_LEVEL.

@@ -14,7 +14,10 @@ pub struct LineBuf {
 
 impl LineBuf {
     pub const fn new() -> Self {
-        Self { buf: [0; LINE_MAX], len: 0 }
+        Self {
+            buf: [0; LINE_MAX],
+            len: 0,
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -51,7 +54,12 @@ pub fn print(level: u32, args: fmt::Arguments<'_>) {
     // SAFETY: both strings are NUL-terminated and live across the call; "%s" consumes exactly
     // the one argument passed.
     unsafe {
-        DbgPrintEx(DPFLTR_IHVNETWORK_ID, level, c"%s".as_ptr().cast(), line.buf.as_ptr());
+        DbgPrintEx(
+            DPFLTR_IHVNETWORK_ID,
+            level,
+            c"%s".as_ptr().cast(),
+            line.buf.as_ptr(),
+        );
     }
 }
 

@@ -2,7 +2,7 @@
 //! C31: every block freed before unload — the sim's accounting checks it per tag).
 
 use core::ptr;
-use wsk_sys::{ExAllocatePool2, POOL_FLAG_NON_PAGED, ExFreePoolWithTag};
+use wsk_sys::{ExAllocatePool2, ExFreePoolWithTag, POOL_FLAG_NON_PAGED};
 
 const fn tag(b: &[u8; 4]) -> u32 {
     // Pool tags are shown by debuggers in memory order: little-endian bytes.

@@ -41,7 +41,10 @@ impl SockAddrBuf {
         let port = u16::from_be_bytes([b[2], b[3]]);
         let fam = self.family();
         if fam == AF_INET {
-            Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(b[4], b[5], b[6], b[7])), port))
+            Some(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::new(b[4], b[5], b[6], b[7])),
+                port,
+            ))
         } else if fam == AF_INET6 {
             let mut o = [0u8; 16];
             o.copy_from_slice(&b[8..24]);

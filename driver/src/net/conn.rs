@@ -9,7 +9,13 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use control::config::Mode as CfgMode;
-use wsk_sys::{PIRP, WSK_BUF, WSK_DATA_INDICATION, WSK_SOCKET, PMDL, WSK_CLIENT_CONNECTION_DISPATCH, IoFreeMdl, ExAcquireRundownProtection, FALSE, ULONG, WSK_PROVIDER_CONNECTION_DISPATCH, WSK_FLAG_NODELAY, WSK_FLAG_ABORTIVE, PDEVICE_OBJECT, PVOID, NTSTATUS, NT_SUCCESS, STATUS_MORE_PROCESSING_REQUIRED, ExReleaseRundownProtection, SIZE_T, STATUS_SUCCESS, WSK_FLAG_RELEASE_ASAP, STATUS_DATA_NOT_ACCEPTED, STATUS_PENDING, WskIoctl, SIO_WSK_QUERY_IDEAL_SEND_BACKLOG};
+use wsk_sys::{
+    ExAcquireRundownProtection, ExReleaseRundownProtection, IoFreeMdl, WskIoctl, FALSE, NTSTATUS,
+    NT_SUCCESS, PDEVICE_OBJECT, PIRP, PMDL, PVOID, SIO_WSK_QUERY_IDEAL_SEND_BACKLOG, SIZE_T,
+    STATUS_DATA_NOT_ACCEPTED, STATUS_MORE_PROCESSING_REQUIRED, STATUS_PENDING, STATUS_SUCCESS,
+    ULONG, WSK_BUF, WSK_CLIENT_CONNECTION_DISPATCH, WSK_DATA_INDICATION, WSK_FLAG_ABORTIVE,
+    WSK_FLAG_NODELAY, WSK_FLAG_RELEASE_ASAP, WSK_PROVIDER_CONNECTION_DISPATCH, WSK_SOCKET,
+};
 
 use super::{build_mdl, mdl, Driver};
 use crate::kernel::lock::SpinLock;
@@ -97,7 +103,10 @@ impl ConnPool {
         Self {
             conns: ptr::null_mut(),
             n: 0,
-            free: SpinLock::new(FreeStack { items: ptr::null_mut(), len: 0 }),
+            free: SpinLock::new(FreeStack {
+                items: ptr::null_mut(),
+                len: 0,
+            }),
             active: AtomicUsize::new(0),
         }
     }
@@ -181,7 +190,10 @@ impl ConnPool {
             }
             let go = {
                 let mut st = r.st.lock();
-                r.live.load(Ordering::Relaxed) && !r.socket.is_null() && !st.close_issued() && st.kick()
+                r.live.load(Ordering::Relaxed)
+                    && !r.socket.is_null()
+                    && !st.close_issued()
+                    && st.kick()
             };
             if go {
                 // SAFETY: live context.
@@ -227,7 +239,11 @@ impl ConnPool {
             let c = unsafe { &mut **self.conns.add(i) };
             {
                 let mut st = c.st.lock();
-                if !c.live.load(Ordering::Relaxed) || c.socket.is_null() || st.close_issued() || !pick(c) {
+                if !c.live.load(Ordering::Relaxed)
+                    || c.socket.is_null()
+                    || st.close_issued()
+                    || !pick(c)
+                {
                     continue;
                 }
                 if abortive {
@@ -271,17 +287,31 @@ fn alloc_conn(drv: *const Driver, index: usize, ring_bytes: usize) -> *mut Conn 
             Conn {
                 drv,
                 socket: ptr::null_mut(),
-                st: SpinLock::new(TcpState::new(crate::service::tcp::Mode::Discard, ring_bytes, 1, 1, 0)),
+                st: SpinLock::new(TcpState::new(
+                    crate::service::tcp::Mode::Discard,
+                    ring_bytes,
+                    1,
+                    1,
+                    0,
+                )),
                 framer: UnsafeCell::new(TcpFramer::new()),
                 slots: core::array::from_fn(|i| SendSlot {
                     conn: c,
                     idx: i,
                     irp: irp::alloc(),
-                    buf: WSK_BUF { Mdl: ptr::null_mut(), Offset: 0, Length: 0 },
+                    buf: WSK_BUF {
+                        Mdl: ptr::null_mut(),
+                        Offset: 0,
+                        Length: 0,
+                    },
                     indication: ptr::null_mut(),
                 }),
                 rx_irp: irp::alloc(),
-                rx_buf: WSK_BUF { Mdl: ptr::null_mut(), Offset: 0, Length: 0 },
+                rx_buf: WSK_BUF {
+                    Mdl: ptr::null_mut(),
+                    Offset: 0,
+                    Length: 0,
+                },
                 disc_irp: irp::alloc(),
                 close_irp: irp::alloc(),
                 query_irp: irp::alloc(),
@@ -349,7 +379,12 @@ impl Conn {
     ///
     /// # Safety
     /// `sock` is the accepted socket.
-    pub unsafe fn attach(drv: &Driver, mode: CfgMode, slot: usize, sock: *mut WSK_SOCKET) -> Option<*mut Conn> {
+    pub unsafe fn attach(
+        drv: &Driver,
+        mode: CfgMode,
+        slot: usize,
+        sock: *mut WSK_SOCKET,
+    ) -> Option<*mut Conn> {
         let c = drv.conns.get()?;
         // Every live context holds the rundown until its close completes (C29/C30).
         // SAFETY: the rundown is initialised for the driver's lifetime.
@@ -388,7 +423,10 @@ impl Conn {
     ///
     /// # Safety
     /// `drv` is the loaded driver.
-    pub unsafe fn attach_outbound(drv: &Driver, mode: crate::service::tcp::Mode) -> Option<*mut Conn> {
+    pub unsafe fn attach_outbound(
+        drv: &Driver,
+        mode: crate::service::tcp::Mode,
+    ) -> Option<*mut Conn> {
         let c = drv.conns.get()?;
         // SAFETY: the rundown is initialised for the driver's lifetime.
         if unsafe { ExAcquireRundownProtection(ptr::addr_of!(drv.rundown).cast_mut()) } == FALSE {
@@ -401,7 +439,8 @@ impl Conn {
         let ring_cap = r.st.get_mut().ring.capacity();
         *r.st.get_mut() = TcpState::new(mode, ring_cap, 4, 16 * 1024, 0);
         r.st.get_mut().wait_peer_fin = true;
-        r.st.get_mut().shutdown_limit_ticks = drv.cfg.limits.disconnect_timeout_ms.div_ceil(5).max(1);
+        r.st.get_mut().shutdown_limit_ticks =
+            drv.cfg.limits.disconnect_timeout_ms.div_ceil(5).max(1);
         r.socket = ptr::null_mut();
         r.job = true;
         r.svc_slot = crate::stats::NO_SLOT;
@@ -427,7 +466,6 @@ impl Conn {
         // SAFETY: live context.
         unsafe { pump(c) };
     }
-
 }
 
 /// Issues WskControlSocket(WskIoctl, SIO_WSK_QUERY_IDEAL_SEND_BACKLOG) asynchronously with the
@@ -452,7 +490,9 @@ unsafe fn query_backlog(c: *mut Conn) {
     // before the context was last recycled). Fields are reached through the raw pointer.
     unsafe {
         let sock = (*c).socket;
-        let basic = &*(*sock).Dispatch.cast::<wsk_sys::WSK_PROVIDER_BASIC_DISPATCH>();
+        let basic = &*(*sock)
+            .Dispatch
+            .cast::<wsk_sys::WSK_PROVIDER_BASIC_DISPATCH>();
         (*c).query_out = 0;
         // C18: IoReuseIrp and a fresh completion routine before every use.
         irp::arm((*c).query_irp, query_done, c.cast());
@@ -488,7 +528,7 @@ unsafe fn query_backlog(c: *mut Conn) {
 /// WskSendBacklogEvent does (W58, C37). Starts no WSK call (C12): the next send simply uses
 /// the new size. If the close already completed, this was the context's last IRP and it
 /// recycles the context, releasing the rundown as its very last act (C30).
-unsafe extern "system" fn query_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
+unsafe extern "win64" fn query_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
     let c = ctx.cast::<Conn>();
     // SAFETY: completed IRP.
     let (status, info) = unsafe { irp::result(irp) };
@@ -575,8 +615,16 @@ pub unsafe fn pump(c: *mut Conn) {
                     (*s).buf = match op.kind {
                         // Set by the receive callback before the slot was queued.
                         SendKind::ZeroCopy => (*(*s).indication).Buffer,
-                        SendKind::Ring { off, len } => WSK_BUF { Mdl: (*c).ring_mdl, Offset: off as ULONG, Length: len },
-                        SendKind::Pattern { len } => WSK_BUF { Mdl: drv.pattern_mdl, Offset: 0, Length: len },
+                        SendKind::Ring { off, len } => WSK_BUF {
+                            Mdl: (*c).ring_mdl,
+                            Offset: off as ULONG,
+                            Length: len,
+                        },
+                        SendKind::Pattern { len } => WSK_BUF {
+                            Mdl: drv.pattern_mdl,
+                            Offset: 0,
+                            Length: len,
+                        },
                     };
                 }
             }
@@ -602,28 +650,42 @@ pub unsafe fn pump(c: *mut Conn) {
 unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) {
     // SAFETY: live pooled context; the fields used below are owned by this call per `w`.
     unsafe {
-        let d = &*(*(*c).socket).Dispatch.cast::<WSK_PROVIDER_CONNECTION_DISPATCH>();
+        let d = &*(*(*c).socket)
+            .Dispatch
+            .cast::<WSK_PROVIDER_CONNECTION_DISPATCH>();
         let sock = (*c).socket;
         match w {
             Work::Send(op) => {
                 let s = ptr::addr_of_mut!((*c).slots[op.slot]);
                 match op.kind {
-                    SendKind::ZeroCopy => (*(*c).drv).count_svc((*c).svc_slot, Counter::ZeroCopySends, 1),
-                    SendKind::Ring { .. } => (*(*c).drv).count_svc((*c).svc_slot, Counter::CopySends, 1),
+                    SendKind::ZeroCopy => {
+                        (*(*c).drv).count_svc((*c).svc_slot, Counter::ZeroCopySends, 1)
+                    }
+                    SendKind::Ring { .. } => {
+                        (*(*c).drv).count_svc((*c).svc_slot, Counter::CopySends, 1)
+                    }
                     SendKind::Pattern { .. } => {}
                 }
                 // Slot IRP idle (its slot was free); buf valid until completion (W14).
                 irp::arm((*s).irp, send_done, s.cast());
                 // Echo replies go out at once (latency is the point); the source stream may
                 // coalesce.
-                let flags = if matches!(op.kind, SendKind::Pattern { .. }) { 0 } else { WSK_FLAG_NODELAY };
+                let flags = if matches!(op.kind, SendKind::Pattern { .. }) {
+                    0
+                } else {
+                    WSK_FLAG_NODELAY
+                };
                 if let Some(send) = d.WskSend {
                     send(sock, ptr::addr_of_mut!((*s).buf), flags, (*s).irp);
                 }
             }
             Work::ResumeReceive => {
                 // C5: a zero-length receive resumes indications without taking data (W56).
-                (*c).rx_buf = WSK_BUF { Mdl: ptr::null_mut(), Offset: 0, Length: 0 };
+                (*c).rx_buf = WSK_BUF {
+                    Mdl: ptr::null_mut(),
+                    Offset: 0,
+                    Length: 0,
+                };
                 irp::arm((*c).rx_irp, rx_done, c.cast());
                 if let Some(recv) = d.WskReceive {
                     recv(sock, ptr::addr_of_mut!((*c).rx_buf), 0, (*c).rx_irp);
@@ -656,7 +718,7 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
 }
 
 /// Send completion. IRQL <= DISPATCH_LEVEL, any thread.
-unsafe extern "system" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
+unsafe extern "win64" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
     // SAFETY: ctx is the SendSlot armed with this IRP; its Conn is pooled memory.
     let s = unsafe { &mut *ctx.cast::<SendSlot>() };
     let c = s.conn;
@@ -668,9 +730,16 @@ unsafe extern "system" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID)
     if NT_SUCCESS(status) {
         drv.count_svc(r.svc_slot, Counter::TcpBytesOut, info as u64);
         if r.job {
-            drv.job.bytes_sent.fetch_add(info as u64, core::sync::atomic::Ordering::Relaxed);
-            if matches!(r.st.lock().mode, crate::service::tcp::Mode::EchoClient { .. }) {
-                drv.job.messages_sent.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            drv.job
+                .bytes_sent
+                .fetch_add(info as u64, core::sync::atomic::Ordering::Relaxed);
+            if matches!(
+                r.st.lock().mode,
+                crate::service::tcp::Mode::EchoClient { .. }
+            ) {
+                drv.job
+                    .messages_sent
+                    .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
             }
         }
     } else {
@@ -683,24 +752,30 @@ unsafe extern "system" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID)
 }
 
 /// Zero-length resume receive completion. IRQL <= DISPATCH_LEVEL.
-unsafe extern "system" fn rx_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
+unsafe extern "win64" fn rx_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
     let c = ctx.cast::<Conn>();
     // SAFETY: completed IRP; pooled context.
     let (status, info) = unsafe { irp::result(irp) };
     // SAFETY: pooled context.
-    unsafe { &*c }.st.lock().resume_complete(NT_SUCCESS(status), info);
+    unsafe { &*c }
+        .st
+        .lock()
+        .resume_complete(NT_SUCCESS(status), info);
     // SAFETY: live context.
     unsafe { pump(c) };
     STATUS_MORE_PROCESSING_REQUIRED
 }
 
 /// Disconnect completion. IRQL <= DISPATCH_LEVEL.
-unsafe extern "system" fn disc_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
+unsafe extern "win64" fn disc_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
     let c = ctx.cast::<Conn>();
     // SAFETY: completed IRP.
     let (status, _) = unsafe { irp::result(irp) };
     // SAFETY: pooled context.
-    let last = unsafe { &*c }.st.lock().disconnect_complete(NT_SUCCESS(status));
+    let last = unsafe { &*c }
+        .st
+        .lock()
+        .disconnect_complete(NT_SUCCESS(status));
     if last {
         // The close completed first; this was the last IRP (C20: never reuse a pending IRP).
         // SAFETY: nothing else references the context.
@@ -713,7 +788,7 @@ unsafe extern "system" fn disc_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID)
 }
 
 /// Close completion: the socket is gone, no callback follows (W70). IRQL <= DISPATCH_LEVEL.
-unsafe extern "system" fn close_done(_dev: PDEVICE_OBJECT, _irp: PIRP, ctx: PVOID) -> NTSTATUS {
+unsafe extern "win64" fn close_done(_dev: PDEVICE_OBJECT, _irp: PIRP, ctx: PVOID) -> NTSTATUS {
     let c = ctx.cast::<Conn>();
     // SAFETY: pooled context.
     if unsafe { &*c }.st.lock().close_complete() {
@@ -746,7 +821,7 @@ unsafe fn recycle(c: *mut Conn) {
 
 /// WskReceiveEvent. IRQL <= DISPATCH_LEVEL (C13). Serialised per socket by WSK (W45).
 /// Returns only SUCCESS, PENDING or DATA_NOT_ACCEPTED (C32).
-unsafe extern "system" fn receive_event(
+unsafe extern "win64" fn receive_event(
     ctx: PVOID,
     flags: ULONG,
     ind: *mut WSK_DATA_INDICATION,
@@ -858,7 +933,9 @@ unsafe fn client_rx(c: *mut Conn, mut ind: *mut WSK_DATA_INDICATION, n: usize) {
             _ => (0, 0),
         }
     };
-    drv.job.bytes_received.fetch_add(n as u64, core::sync::atomic::Ordering::Relaxed);
+    drv.job
+        .bytes_received
+        .fetch_add(n as u64, core::sync::atomic::Ordering::Relaxed);
     if msg == 0 {
         return;
     }
@@ -883,14 +960,18 @@ unsafe fn client_rx(c: *mut Conn, mut ind: *mut WSK_DATA_INDICATION, n: usize) {
         ind = unsafe { (*ind).Next };
     }
     if bad {
-        drv.job.verify_failures.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        drv.job
+            .verify_failures
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     }
     {
         let mut st = r.st.lock();
         let before = st.messages_received;
         st.client_received(n);
         let done = st.messages_received - before;
-        drv.job.messages_received.fetch_add(done, core::sync::atomic::Ordering::Relaxed);
+        drv.job
+            .messages_received
+            .fetch_add(done, core::sync::atomic::Ordering::Relaxed);
     }
     // SAFETY: live context: the next message goes out.
     unsafe { pump(c) };
@@ -908,7 +989,11 @@ unsafe fn copy_in(c: *mut Conn, mut ind: *mut WSK_DATA_INDICATION, n: usize) -> 
     let cap = r.st.lock().ring.capacity();
     let (mode, regions) = {
         let st = r.st.lock();
-        (st.mode, st.ring.write_regions((n + st.copy_slack()).min(st.ring.free())))
+        (
+            st.mode,
+            st.ring
+                .write_regions((n + st.copy_slack()).min(st.ring.free())),
+        )
     };
     // SAFETY: the regions beyond the tail belong to the receive callback until committed.
     let ring = unsafe { core::slice::from_raw_parts_mut(r.ring, cap) };
@@ -920,7 +1005,11 @@ unsafe fn copy_in(c: *mut Conn, mut ind: *mut WSK_DATA_INDICATION, n: usize) -> 
     let [(o1, l1), (o2, l2)] = regions;
     let mut put = |mut s: &[u8]| {
         while !s.is_empty() {
-            let (o, room) = if written < l1 { (o1 + written, l1 - written) } else { (o2 + written - l1, l2 + l1 - written) };
+            let (o, room) = if written < l1 {
+                (o1 + written, l1 - written)
+            } else {
+                (o2 + written - l1, l2 + l1 - written)
+            };
             let k = room.min(s.len());
             assert!(k > 0, "ring reservation overrun");
             ring[o..o + k].copy_from_slice(&s[..k]);
@@ -955,7 +1044,7 @@ unsafe fn copy_in(c: *mut Conn, mut ind: *mut WSK_DATA_INDICATION, n: usize) -> 
 }
 
 /// WskDisconnectEvent. IRQL <= DISPATCH_LEVEL. Must return SUCCESS (C32).
-unsafe extern "system" fn disconnect_event(ctx: PVOID, flags: ULONG) -> NTSTATUS {
+unsafe extern "win64" fn disconnect_event(ctx: PVOID, flags: ULONG) -> NTSTATUS {
     let c = ctx.cast::<Conn>();
     // SAFETY: registered context.
     let r = unsafe { &*c };
@@ -974,7 +1063,7 @@ unsafe extern "system" fn disconnect_event(ctx: PVOID, flags: ULONG) -> NTSTATUS
 }
 
 /// WskSendBacklogEvent. IRQL <= DISPATCH_LEVEL. Must return SUCCESS (C32).
-unsafe extern "system" fn send_backlog_event(ctx: PVOID, ideal: SIZE_T) -> NTSTATUS {
+unsafe extern "win64" fn send_backlog_event(ctx: PVOID, ideal: SIZE_T) -> NTSTATUS {
     // SAFETY: registered context.
     let r = unsafe { &*ctx.cast::<Conn>() };
     r.st.lock().set_ideal_backlog(ideal);

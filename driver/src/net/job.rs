@@ -11,7 +11,11 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64,
 
 use control::config::Proto;
 use control::ioctl::{JobState, LoadJob, LoadPattern, LoadStatus};
-use wsk_sys::{NTSTATUS, STATUS_NOT_SUPPORTED, STATUS_INSUFFICIENT_RESOURCES, SOCK_STREAM, IPPROTO_TCP, PDEVICE_OBJECT, PIRP, PVOID, NT_SUCCESS, STATUS_MORE_PROCESSING_REQUIRED, WSK_SOCKET, WSK_EVENT_RECEIVE, WSK_EVENT_DISCONNECT};
+use wsk_sys::{
+    IPPROTO_TCP, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PIRP, PVOID, SOCK_STREAM,
+    STATUS_INSUFFICIENT_RESOURCES, STATUS_MORE_PROCESSING_REQUIRED, STATUS_NOT_SUPPORTED,
+    WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE, WSK_SOCKET,
+};
 
 use super::addr::SockAddrBuf;
 use super::conn::{self, Conn};
@@ -104,7 +108,9 @@ impl Job {
     }
 
     pub fn fail(&self, st: NTSTATUS) {
-        let _ = self.first_error.compare_exchange(0, st, Ordering::SeqCst, Ordering::SeqCst);
+        let _ = self
+            .first_error
+            .compare_exchange(0, st, Ordering::SeqCst, Ordering::SeqCst);
     }
 }
 
@@ -120,7 +126,9 @@ impl Default for Job {
 /// Captured provider; `d` the loaded driver.
 pub unsafe fn start(d: &Driver, job: &LoadJob) -> Result<u32, NTSTATUS> {
     let j = &d.job;
-    if matches!(j.state(), JobState::Running | JobState::Stopping) || !j.udp.load(Ordering::SeqCst).is_null() {
+    if matches!(j.state(), JobState::Running | JobState::Stopping)
+        || !j.udp.load(Ordering::SeqCst).is_null()
+    {
         return Err(STATUS_DEVICE_BUSY_NT);
     }
     let msg = job.message_size as usize;
@@ -137,12 +145,24 @@ pub unsafe fn start(d: &Driver, job: &LoadJob) -> Result<u32, NTSTATUS> {
     if job.proto == Proto::Udp {
         // SAFETY: captured provider, control path.
         udp = unsafe {
-            super::udpjob::UdpJob::create(d, SocketAddr::new(job.target, job.port), job.connections as usize, msg, job.pattern == LoadPattern::Echo)
+            super::udpjob::UdpJob::create(
+                d,
+                SocketAddr::new(job.target, job.port),
+                job.connections as usize,
+                msg,
+                job.pattern == LoadPattern::Echo,
+            )
         }?;
     }
     let id = j.id.fetch_add(1, Ordering::SeqCst) + 1;
     *j.spec.lock() = Some(*job);
-    for c in [&j.messages_sent, &j.messages_received, &j.bytes_sent, &j.bytes_received, &j.verify_failures] {
+    for c in [
+        &j.messages_sent,
+        &j.messages_received,
+        &j.bytes_sent,
+        &j.bytes_received,
+        &j.verify_failures,
+    ] {
         c.store(0, Ordering::SeqCst);
     }
     j.open.store(0, Ordering::SeqCst);
@@ -150,10 +170,14 @@ pub unsafe fn start(d: &Driver, job: &LoadJob) -> Result<u32, NTSTATUS> {
     j.first_error.store(0, Ordering::SeqCst);
     j.stop_requested.store(false, Ordering::SeqCst);
     j.issued.store(0, Ordering::SeqCst);
-    j.allowed.store(Job::allowance(job.rate, 0, d.perf_freq), Ordering::SeqCst);
+    j.allowed
+        .store(Job::allowance(job.rate, 0, d.perf_freq), Ordering::SeqCst);
     let now = d.now();
     j.started.store(now, Ordering::SeqCst);
-    j.deadline.store(now + u64::from(job.duration_ms) * d.perf_freq / 1000, Ordering::SeqCst);
+    j.deadline.store(
+        now + u64::from(job.duration_ms) * d.perf_freq / 1000,
+        Ordering::SeqCst,
+    );
     j.state.store(JobState::Running as u32, Ordering::SeqCst);
     if !udp.is_null() {
         j.open.store(1, Ordering::SeqCst);
@@ -177,7 +201,13 @@ pub unsafe fn start(d: &Driver, job: &LoadJob) -> Result<u32, NTSTATUS> {
 
 const STATUS_DEVICE_BUSY_NT: NTSTATUS = control::ioctl::status::STATUS_DEVICE_BUSY;
 
-unsafe fn connect_one(d: &Driver, remote: SocketAddr, mode: Mode, msg: usize, paced: bool) -> Result<(), NTSTATUS> {
+unsafe fn connect_one(
+    d: &Driver,
+    remote: SocketAddr,
+    mode: Mode,
+    msg: usize,
+    paced: bool,
+) -> Result<(), NTSTATUS> {
     // SAFETY: attach with no socket yet: the context is ours until published below.
     let c = unsafe { Conn::attach_outbound(d, mode) }.ok_or(STATUS_INSUFFICIENT_RESOURCES)?;
     {
@@ -225,7 +255,7 @@ unsafe fn connect_one(d: &Driver, remote: SocketAddr, mode: Mode, msg: usize, pa
 }
 
 /// WskSocketConnect completion. IRQL <= DISPATCH_LEVEL.
-unsafe extern "system" fn connect_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
+unsafe extern "win64" fn connect_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
     let c = ctx.cast::<Conn>();
     // SAFETY: completed IRP; pooled context.
     let (status, info) = unsafe { irp::result(irp) };
@@ -247,7 +277,10 @@ unsafe extern "system" fn connect_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVO
     unsafe {
         conn::publish_socket(c, sock);
         let st = enable_events(sock, WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT);
-        if !NT_SUCCESS(st) || d.stopping.load(Ordering::SeqCst) || d.job.stop_requested.load(Ordering::SeqCst) {
+        if !NT_SUCCESS(st)
+            || d.stopping.load(Ordering::SeqCst)
+            || d.job.stop_requested.load(Ordering::SeqCst)
+        {
             (*c).st.lock().abort();
         }
         conn::pump(c);
@@ -265,9 +298,13 @@ pub fn close_udp(d: &Driver) {
     }
     // The housekeeper may be inside a tick that read the pointer: two more ticks and it is out.
     let g0 = d.hk_gen.load(Ordering::SeqCst);
-    super::wait_until(200, || d.hk_gen.load(Ordering::SeqCst).wrapping_sub(g0) >= 2);
+    super::wait_until(200, || {
+        d.hk_gen.load(Ordering::SeqCst).wrapping_sub(g0) >= 2
+    });
     // SAFETY: taken out of the job; the job is stopping, so no new send starts.
-    unsafe { super::udpjob::UdpJob::close_and_free(u, u64::from(d.cfg.limits.disconnect_timeout_ms)) };
+    unsafe {
+        super::udpjob::UdpJob::close_and_free(u, u64::from(d.cfg.limits.disconnect_timeout_ms))
+    };
 }
 
 /// Ends the job's connections gracefully (no new messages, FIN after the last send).
@@ -291,7 +328,8 @@ pub fn tick(d: &Driver) {
         let rate = j.spec.lock().map_or(0, |s| s.rate);
         if rate != 0 {
             let elapsed = d.now().saturating_sub(j.started.load(Ordering::SeqCst));
-            j.allowed.store(Job::allowance(rate, elapsed, d.perf_freq), Ordering::SeqCst);
+            j.allowed
+                .store(Job::allowance(rate, elapsed, d.perf_freq), Ordering::SeqCst);
             // Connections waiting for a ticket try again (their pump takes one).
             d.conns.pump_where(|c| c.job && !c.socket.is_null());
             let u = j.udp.load(Ordering::SeqCst);
@@ -305,26 +343,50 @@ pub fn tick(d: &Driver) {
     if j.state() == JobState::Stopping {
         let u = j.udp.load(Ordering::SeqCst);
         // SAFETY: as above.
-        if !u.is_null() && unsafe { (*u).all_idle() } && j.udp.compare_exchange(u, ptr::null_mut(), Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+        if !u.is_null()
+            && unsafe { (*u).all_idle() }
+            && j.udp
+                .compare_exchange(u, ptr::null_mut(), Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
             // SAFETY: taken out of the job; no send in flight, none can start (stopping).
-            unsafe { super::udpjob::UdpJob::close_and_free(u, u64::from(d.cfg.limits.disconnect_timeout_ms)) };
+            unsafe {
+                super::udpjob::UdpJob::close_and_free(
+                    u,
+                    u64::from(d.cfg.limits.disconnect_timeout_ms),
+                )
+            };
         }
     }
     let udp_open = !j.udp.load(Ordering::SeqCst).is_null();
     match j.state() {
         JobState::Running if d.now() >= j.deadline.load(Ordering::SeqCst) => stop(d),
         JobState::Stopping
-            if d.now() >= j.deadline.load(Ordering::SeqCst) + u64::from(d.cfg.limits.disconnect_timeout_ms) * d.perf_freq / 1000
+            if d.now()
+                >= j.deadline.load(Ordering::SeqCst)
+                    + u64::from(d.cfg.limits.disconnect_timeout_ms) * d.perf_freq / 1000
                 && d.conns.count_where(|c| c.job) > 0 =>
         {
             // Graceful close bounded (C34): whatever is left is aborted.
             d.conns.shutdown_where(true, |c| c.job);
         }
         JobState::Stopping if !udp_open && d.conns.count_where(|c| c.job) == 0 => {
-            let failed = j.open.load(Ordering::SeqCst) == 0 && j.connect_failures.load(Ordering::SeqCst) > 0;
-            j.state.store(if failed { JobState::Failed } else { JobState::Finished } as u32, Ordering::SeqCst);
+            let failed =
+                j.open.load(Ordering::SeqCst) == 0 && j.connect_failures.load(Ordering::SeqCst) > 0;
+            j.state.store(
+                if failed {
+                    JobState::Failed
+                } else {
+                    JobState::Finished
+                } as u32,
+                Ordering::SeqCst,
+            );
         }
-        JobState::Running if !udp_open && j.open.load(Ordering::SeqCst) == 0 && d.conns.count_where(|c| c.job) == 0 => {
+        JobState::Running
+            if !udp_open
+                && j.open.load(Ordering::SeqCst) == 0
+                && d.conns.count_where(|c| c.job) == 0 =>
+        {
             // Every connect failed.
             j.state.store(JobState::Failed as u32, Ordering::SeqCst);
         }
@@ -335,13 +397,18 @@ pub fn tick(d: &Driver) {
 pub fn status(d: &Driver) -> LoadStatus {
     let j = &d.job;
     let started = j.started.load(Ordering::SeqCst);
-    let elapsed = if j.state() == JobState::Idle { 0 } else { d.now().saturating_sub(started) * 1000 / d.perf_freq.max(1) };
+    let elapsed = if j.state() == JobState::Idle {
+        0
+    } else {
+        d.now().saturating_sub(started) * 1000 / d.perf_freq.max(1)
+    };
     LoadStatus {
         job_id: j.id.load(Ordering::SeqCst),
         state: j.state(),
         last_status: j.first_error.load(Ordering::SeqCst),
         elapsed_ms: elapsed.min(u64::from(u32::MAX)) as u32,
-        connections_open: d.conns.count_where(|c| c.job && !c.socket.is_null()) as u32 + u32::from(!j.udp.load(Ordering::SeqCst).is_null()),
+        connections_open: d.conns.count_where(|c| c.job && !c.socket.is_null()) as u32
+            + u32::from(!j.udp.load(Ordering::SeqCst).is_null()),
         connect_failures: j.connect_failures.load(Ordering::SeqCst),
         messages_sent: j.messages_sent.load(Ordering::SeqCst),
         messages_received: j.messages_received.load(Ordering::SeqCst),

@@ -4,7 +4,12 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use control::config::Service;
-use wsk_sys::{WSK_SOCKET, PIRP, WSK_CLIENT_LISTEN_DISPATCH, NTSTATUS, STATUS_INSUFFICIENT_RESOURCES, IPPROTO_TCP, NT_SUCCESS, ULONG, TCP_NODELAY, WSK_EVENT_RECEIVE, WSK_EVENT_DISCONNECT, WSK_EVENT_SEND_BACKLOG, WSK_EVENT_ACCEPT, PVOID, PSOCKADDR, WSK_CLIENT_CONNECTION_DISPATCH, STATUS_REQUEST_NOT_ACCEPTED, STATUS_SUCCESS};
+use wsk_sys::{
+    IPPROTO_TCP, NTSTATUS, NT_SUCCESS, PIRP, PSOCKADDR, PVOID, STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_REQUEST_NOT_ACCEPTED, STATUS_SUCCESS, TCP_NODELAY, ULONG,
+    WSK_CLIENT_CONNECTION_DISPATCH, WSK_CLIENT_LISTEN_DISPATCH, WSK_EVENT_ACCEPT,
+    WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE, WSK_EVENT_SEND_BACKLOG, WSK_SOCKET,
+};
 
 use super::addr::SockAddrBuf;
 use super::{close_sync, conn, enable_events, socket_and_bind, BoundKind, Driver};
@@ -34,14 +39,28 @@ impl Listener {
     ///
     /// # Safety
     /// `drv` is captured and at its final address.
-    pub unsafe fn create(drv: &mut Driver, svc: &Service, slot: usize) -> Result<*mut Listener, NTSTATUS> {
+    pub unsafe fn create(
+        drv: &mut Driver,
+        svc: &Service,
+        slot: usize,
+    ) -> Result<*mut Listener, NTSTATUS> {
         let l: *mut Listener = pool::alloc_zeroed(pool::TAG_LISTEN);
         if l.is_null() {
             return Err(STATUS_INSUFFICIENT_RESOURCES);
         }
         // SAFETY: fresh block of the right size and alignment.
         unsafe {
-            ptr::write(l, Listener { socket: ptr::null_mut(), drv, svc: *svc, dead: AtomicBool::new(false), close_irp: irp::alloc(), slot });
+            ptr::write(
+                l,
+                Listener {
+                    socket: ptr::null_mut(),
+                    drv,
+                    svc: *svc,
+                    dead: AtomicBool::new(false),
+                    close_irp: irp::alloc(),
+                    slot,
+                },
+            );
             if (*l).close_irp.is_null() {
                 pool::free_typed(l, pool::TAG_LISTEN);
                 return Err(STATUS_INSUFFICIENT_RESOURCES);
@@ -49,7 +68,15 @@ impl Listener {
         }
         let local = core::net::SocketAddr::new(svc.bind, svc.port);
         // SAFETY: the context (l) is complete before the socket exists; dispatch is static.
-        let sock = match unsafe { socket_and_bind(drv, BoundKind::Listen, l.cast(), ptr::addr_of!(LISTEN_DISPATCH).cast(), local) } {
+        let sock = match unsafe {
+            socket_and_bind(
+                drv,
+                BoundKind::Listen,
+                l.cast(),
+                ptr::addr_of!(LISTEN_DISPATCH).cast(),
+                local,
+            )
+        } {
             Ok(sock) => sock,
             Err((st, sock)) => {
                 // SAFETY: no event was enabled; free only after the close completed (C23).
@@ -71,7 +98,12 @@ impl Listener {
         // Connection events first so that every accepted socket inherits them (W34), then
         // accept; both after bind (C26).
         // SAFETY: bound listen socket.
-        let st = unsafe { enable_events(sock, WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG) };
+        let st = unsafe {
+            enable_events(
+                sock,
+                WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG,
+            )
+        };
         let st = if NT_SUCCESS(st) {
             // SAFETY: bound listen socket.
             unsafe { enable_events(sock, WSK_EVENT_ACCEPT) }
@@ -113,7 +145,7 @@ impl Listener {
 
 /// WskAcceptEvent. IRQL <= DISPATCH_LEVEL (WSK_FLAG_AT_DISPATCH_LEVEL tells which; the code
 /// assumes DISPATCH either way, C13): no waits, no paged memory, spin locks only.
-unsafe extern "system" fn accept_event(
+unsafe extern "win64" fn accept_event(
     ctx: PVOID,
     _flags: ULONG,
     _local: PSOCKADDR,

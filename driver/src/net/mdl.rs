@@ -1,7 +1,7 @@
 //! Reading WSK_BUF data (C35): walk the whole chain, Offset applies to the first MDL only,
 //! map each MDL and treat a failed mapping as an error, never a NULL dereference.
 
-use wsk_sys::{WSK_BUF, MmGetSystemAddressForMdlSafe, NormalPagePriority, MdlMappingNoExecute};
+use wsk_sys::{MdlMappingNoExecute, MmGetSystemAddressForMdlSafe, NormalPagePriority, WSK_BUF};
 
 /// Calls `f` with consecutive slices of the first `max` bytes of `buf` (<= buf.Length).
 /// Returns the bytes visited, or None when an MDL could not be mapped.

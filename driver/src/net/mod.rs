@@ -21,7 +21,19 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use control::config::{Config, Proto, Service, MAX_SERVICES};
-use wsk_sys::{NPIID, NPI_WSK_INTERFACE_ID, WSK_REGISTRATION, WSK_CLIENT_NPI, WSK_PROVIDER_NPI, EX_RUNDOWN_REF, PMDL, PVOID, PDEVICE_OBJECT, WSK_CLIENT_DISPATCH, MAKE_WSK_VERSION, KeGetCurrentProcessorNumberEx, KeQueryPerformanceCounter, NTSTATUS, WskRegister, NT_SUCCESS, WSK_PROVIDER_DISPATCH, STATUS_SUCCESS, STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED, ExWaitForRundownProtectionRelease, WskReleaseProviderNPI, WskDeregister, IoFreeMdl, IoAllocateMdl, ULONG, FALSE, MmBuildMdlForNonPagedPool, LARGE_INTEGER, KeDelayExecutionThread, KernelMode, WSK_SOCKET, WSK_EVENT_CALLBACK_CONTROL, WSK_PROVIDER_BASIC_DISPATCH, WSK_PROVIDER_LISTEN_DISPATCH, WSK_PROVIDER_DATAGRAM_DISPATCH, SOCK_STREAM, SOCK_DGRAM, IPPROTO_TCP, IPPROTO_UDP, WSK_FLAG_LISTEN_SOCKET, WSK_FLAG_DATAGRAM_SOCKET, AF_INET, AF_INET6, WskSetOption, SO_WSK_EVENT_CALLBACK, SOL_SOCKET, PIRP};
+use wsk_sys::{
+    ExWaitForRundownProtectionRelease, IoAllocateMdl, IoFreeMdl, KeDelayExecutionThread,
+    KeGetCurrentProcessorNumberEx, KeQueryPerformanceCounter, KernelMode,
+    MmBuildMdlForNonPagedPool, WskDeregister, WskRegister, WskReleaseProviderNPI, WskSetOption,
+    AF_INET, AF_INET6, EX_RUNDOWN_REF, FALSE, IPPROTO_TCP, IPPROTO_UDP, LARGE_INTEGER,
+    MAKE_WSK_VERSION, NPIID, NPI_WSK_INTERFACE_ID, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PIRP,
+    PMDL, PVOID, SOCK_DGRAM, SOCK_STREAM, SOL_SOCKET, SO_WSK_EVENT_CALLBACK,
+    STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, ULONG,
+    WSK_CLIENT_DISPATCH, WSK_CLIENT_NPI, WSK_EVENT_CALLBACK_CONTROL, WSK_FLAG_DATAGRAM_SOCKET,
+    WSK_FLAG_LISTEN_SOCKET, WSK_PROVIDER_BASIC_DISPATCH, WSK_PROVIDER_DATAGRAM_DISPATCH,
+    WSK_PROVIDER_DISPATCH, WSK_PROVIDER_LISTEN_DISPATCH, WSK_PROVIDER_NPI, WSK_REGISTRATION,
+    WSK_SOCKET,
+};
 
 use crate::kernel::{irp, pool};
 use crate::service::budget::RetainedBudget;
@@ -96,7 +108,10 @@ mod heapless_list {
 
     impl FromIterator<Service> for List {
         fn from_iter<I: IntoIterator<Item = Service>>(it: I) -> Self {
-            let mut l = List { items: [None; MAX_SERVICES], len: 0 };
+            let mut l = List {
+                items: [None; MAX_SERVICES],
+                len: 0,
+            };
             for s in it.into_iter().take(MAX_SERVICES) {
                 l.items[l.len] = Some(s);
                 l.len += 1;
@@ -164,7 +179,10 @@ impl Driver {
 
     /// Per-service counters of a configured service (ABI layout); None if it has no slot.
     pub fn service_counters(&self, svc: &Service) -> Option<[u64; control::stats::COUNTER_COUNT]> {
-        let i = self.svc_slots.iter().position(|s| s.as_ref() == Some(svc))?;
+        let i = self
+            .svc_slots
+            .iter()
+            .position(|s| s.as_ref() == Some(svc))?;
         Some(self.svc_stats.snapshot(i))
     }
 
@@ -198,7 +216,9 @@ impl Driver {
             return false;
         }
         // SAFETY: freshly allocated, PATTERN_LEN bytes, exclusively ours.
-        source::fill_pattern(unsafe { core::slice::from_raw_parts_mut(self.pattern, source::PATTERN_LEN) });
+        source::fill_pattern(unsafe {
+            core::slice::from_raw_parts_mut(self.pattern, source::PATTERN_LEN)
+        });
         self.pattern_mdl = build_mdl(self.pattern, source::PATTERN_LEN);
         !self.pattern_mdl.is_null()
     }
@@ -231,18 +251,37 @@ impl Driver {
         let r = match svc.proto {
             Proto::Tcp => match self.listeners.iter().position(|l| l.is_null()) {
                 // SAFETY: per this function's contract.
-                Some(i) => unsafe { listener::Listener::create(self, svc, slot) }.map(|l| self.listeners[i] = l),
+                Some(i) => unsafe { listener::Listener::create(self, svc, slot) }
+                    .map(|l| self.listeners[i] = l),
                 None => Err(STATUS_INSUFFICIENT_RESOURCES),
             },
-            Proto::Udp => match self.udps.iter().position(|u| u.load(Ordering::SeqCst).is_null()) {
+            Proto::Udp => match self
+                .udps
+                .iter()
+                .position(|u| u.load(Ordering::SeqCst).is_null())
+            {
                 // SAFETY: per this function's contract.
-                Some(i) => unsafe { udp::UdpSock::create(self, svc, slot) }.map(|u| self.udps[i].store(u, Ordering::SeqCst)),
+                Some(i) => unsafe { udp::UdpSock::create(self, svc, slot) }
+                    .map(|u| self.udps[i].store(u, Ordering::SeqCst)),
                 None => Err(STATUS_INSUFFICIENT_RESOURCES),
             },
         };
         match r {
-            Ok(()) => crate::log_info!("{} {} on {}:{}", svc.proto.name(), svc.mode.name(), svc.bind, svc.port),
-            Err(e) => crate::log_err!("{} {} on {}:{}: socket failed {:#x}", svc.proto.name(), svc.mode.name(), svc.bind, svc.port, e as u32),
+            Ok(()) => crate::log_info!(
+                "{} {} on {}:{}",
+                svc.proto.name(),
+                svc.mode.name(),
+                svc.bind,
+                svc.port
+            ),
+            Err(e) => crate::log_err!(
+                "{} {} on {}:{}: socket failed {:#x}",
+                svc.proto.name(),
+                svc.mode.name(),
+                svc.bind,
+                svc.port,
+                e as u32
+            ),
         }
         r
     }
@@ -256,7 +295,11 @@ impl Driver {
         match svc.proto {
             Proto::Tcp => {
                 // SAFETY: non-null slots hold live listeners.
-                let Some(i) = self.listeners.iter().position(|&l| !l.is_null() && unsafe { (*l).svc } == *svc) else {
+                let Some(i) = self
+                    .listeners
+                    .iter()
+                    .position(|&l| !l.is_null() && unsafe { (*l).svc } == *svc)
+                else {
                     return false;
                 };
                 let l = core::mem::replace(&mut self.listeners[i], ptr::null_mut());
@@ -276,7 +319,9 @@ impl Driver {
                 // and it is out (bounded: it ticks every 5 ms while the driver runs).
                 if !self.in_hk {
                     let g0 = self.hk_gen.load(Ordering::SeqCst);
-                    wait_until(200, || self.hk_gen.load(Ordering::SeqCst).wrapping_sub(g0) >= 2);
+                    wait_until(200, || {
+                        self.hk_gen.load(Ordering::SeqCst).wrapping_sub(g0) >= 2
+                    });
                 }
                 // SAFETY: taken out of the table, closed once.
                 unsafe { udp::UdpSock::close_and_free(u, timeout_ms) };
@@ -299,8 +344,19 @@ impl Driver {
         }
         let old = self.cfg.services;
         let timeout = u64::from(self.cfg.limits.disconnect_timeout_ms);
-        let removed: heapless_list::List = old.as_slice().iter().filter(|s| !new.services.as_slice().contains(s)).copied().collect();
-        let added: heapless_list::List = new.services.as_slice().iter().filter(|s| !old.as_slice().contains(s)).copied().collect();
+        let removed: heapless_list::List = old
+            .as_slice()
+            .iter()
+            .filter(|s| !new.services.as_slice().contains(s))
+            .copied()
+            .collect();
+        let added: heapless_list::List = new
+            .services
+            .as_slice()
+            .iter()
+            .filter(|s| !old.as_slice().contains(s))
+            .copied()
+            .collect();
         for s in removed.iter() {
             // SAFETY: per this function's contract.
             unsafe { self.close_service(s, timeout) };
@@ -403,13 +459,21 @@ impl Driver {
                 n += 1;
             }
         }
-        if n == 0 || self.stopping.load(Ordering::SeqCst) || self.control_busy.swap(true, Ordering::SeqCst) {
+        if n == 0
+            || self.stopping.load(Ordering::SeqCst)
+            || self.control_busy.swap(true, Ordering::SeqCst)
+        {
             return;
         }
         let timeout = u64::from(self.cfg.limits.disconnect_timeout_ms);
         self.in_hk = true;
         for svc in dead.iter().flatten() {
-            crate::log_err!("{} {} port {}: socket dead, re-creating", svc.proto.name(), svc.mode.name(), svc.port);
+            crate::log_err!(
+                "{} {} port {}: socket dead, re-creating",
+                svc.proto.name(),
+                svc.mode.name(),
+                svc.port
+            );
             // SAFETY: captured provider; the control lock is held.
             unsafe {
                 self.close_service(svc, timeout);
@@ -480,7 +544,9 @@ pub fn wait_until(ms: u64, mut done: impl FnMut() -> bool) -> bool {
 
 pub fn sleep_ms(ms: u64) {
     // Relative time in 100 ns units is negative.
-    let mut t = LARGE_INTEGER { QuadPart: -((ms as i64) * 10_000) };
+    let mut t = LARGE_INTEGER {
+        QuadPart: -((ms as i64) * 10_000),
+    };
     // SAFETY: PASSIVE_LEVEL kernel-mode delay.
     unsafe { KeDelayExecutionThread(KernelMode, FALSE, &raw mut t) };
 }
@@ -519,7 +585,19 @@ pub unsafe fn socket_and_bind(
     // SAFETY: per the caller, ctx and dispatch outlive the socket; the IRP is waited for.
     let (st, info) = unsafe {
         irp::call_sync(|i| {
-            wsk_socket(client, family, ty, proto, flags, ctx, dispatch, ptr::null_mut(), ptr::null_mut(), ptr::null_mut(), i)
+            wsk_socket(
+                client,
+                family,
+                ty,
+                proto,
+                flags,
+                ctx,
+                dispatch,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+                i,
+            )
         })
     };
     if !NT_SUCCESS(st) {
@@ -531,7 +609,9 @@ pub unsafe fn socket_and_bind(
     let bind = unsafe {
         match kind {
             BoundKind::Listen => (*(*sock).Dispatch.cast::<WSK_PROVIDER_LISTEN_DISPATCH>()).WskBind,
-            BoundKind::Datagram => (*(*sock).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>()).WskBind,
+            BoundKind::Datagram => {
+                (*(*sock).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>()).WskBind
+            }
         }
     };
     let mut a = addr::SockAddrBuf::from_socket_addr(local);
@@ -540,19 +620,27 @@ pub unsafe fn socket_and_bind(
         Some(bind) => unsafe { irp::call_sync(|i| bind(sock, a.as_sockaddr(), 0, i)).0 },
         None => STATUS_NOT_SUPPORTED,
     };
-    if NT_SUCCESS(st) { Ok(sock) } else { Err((st, sock)) }
+    if NT_SUCCESS(st) {
+        Ok(sock)
+    } else {
+        Err((st, sock))
+    }
 }
-
 
 /// SO_WSK_EVENT_CALLBACK enabling `mask` (no IRP: enabling completes inline, W30).
 ///
 /// # Safety
 /// `sock` is a live socket whose category has the callbacks in `mask`.
 pub unsafe fn enable_events(sock: *mut WSK_SOCKET, mask: ULONG) -> NTSTATUS {
-    let mut ctl = WSK_EVENT_CALLBACK_CONTROL { NpiId: npi_id(), EventMask: mask };
+    let mut ctl = WSK_EVENT_CALLBACK_CONTROL {
+        NpiId: npi_id(),
+        EventMask: mask,
+    };
     // SAFETY: every socket dispatch table starts with WSK_PROVIDER_BASIC_DISPATCH.
     let basic = unsafe { &*(*sock).Dispatch.cast::<WSK_PROVIDER_BASIC_DISPATCH>() };
-    let Some(f) = basic.WskControlSocket else { return STATUS_NOT_SUPPORTED };
+    let Some(f) = basic.WskControlSocket else {
+        return STATUS_NOT_SUPPORTED;
+    };
     // SAFETY: ctl lives across the call; no IRP for enabling (W30).
     unsafe {
         f(
@@ -574,15 +662,33 @@ pub unsafe fn enable_events(sock: *mut WSK_SOCKET, mask: ULONG) -> NTSTATUS {
 ///
 /// # Safety
 /// `sock` is a live socket.
-pub unsafe fn set_option_u32(sock: *mut WSK_SOCKET, level: ULONG, code: ULONG, value: u32) -> NTSTATUS {
+pub unsafe fn set_option_u32(
+    sock: *mut WSK_SOCKET,
+    level: ULONG,
+    code: ULONG,
+    value: u32,
+) -> NTSTATUS {
     // SAFETY: every socket dispatch table starts with WSK_PROVIDER_BASIC_DISPATCH.
     let basic = unsafe { &*(*sock).Dispatch.cast::<WSK_PROVIDER_BASIC_DISPATCH>() };
-    let Some(ctl) = basic.WskControlSocket else { return STATUS_NOT_SUPPORTED };
+    let Some(ctl) = basic.WskControlSocket else {
+        return STATUS_NOT_SUPPORTED;
+    };
     let mut v = value;
     // SAFETY: v lives across the synchronous call.
     unsafe {
         irp::call_sync(|i| {
-            ctl(sock, WskSetOption, code, level, 4, ptr::addr_of_mut!(v).cast(), 0, ptr::null_mut(), ptr::null_mut(), i)
+            ctl(
+                sock,
+                WskSetOption,
+                code,
+                level,
+                4,
+                ptr::addr_of_mut!(v).cast(),
+                0,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                i,
+            )
         })
         .0
     }
@@ -595,7 +701,9 @@ pub unsafe fn set_option_u32(sock: *mut WSK_SOCKET, level: ULONG, code: ULONG, v
 pub unsafe fn close_sync(sock: *mut WSK_SOCKET, close_irp: PIRP) -> NTSTATUS {
     // SAFETY: every socket dispatch table starts with WSK_PROVIDER_BASIC_DISPATCH.
     let basic = unsafe { &*(*sock).Dispatch.cast::<WSK_PROVIDER_BASIC_DISPATCH>() };
-    let Some(close) = basic.WskCloseSocket else { return STATUS_NOT_SUPPORTED };
+    let Some(close) = basic.WskCloseSocket else {
+        return STATUS_NOT_SUPPORTED;
+    };
     // SAFETY: the pre-allocated IRP is owned by call_sync_with until it returns.
     unsafe { irp::call_sync_with(close_irp, |i| close(sock, i)).0 }
 }

@@ -12,10 +12,18 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use control::config::{Mode as CfgMode, Service as CfgService};
-use wsk_sys::{PIRP, WSK_BUF, WSK_DATAGRAM_INDICATION, PMDL, WSK_SOCKET, WSK_CLIENT_DATAGRAM_DISPATCH, NTSTATUS, STATUS_INSUFFICIENT_RESOURCES, NT_SUCCESS, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_EVENT_RECEIVE_FROM, IoFreeMdl, WSK_PROVIDER_BASIC_DISPATCH, WSK_EVENT_CALLBACK_CONTROL, WSK_EVENT_DISABLE, WskSetOption, SO_WSK_EVENT_CALLBACK, SOL_SOCKET, PVOID, ULONG, STATUS_SUCCESS, STATUS_PENDING, PDEVICE_OBJECT, STATUS_MORE_PROCESSING_REQUIRED};
+use wsk_sys::{
+    IoFreeMdl, WskSetOption, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PIRP, PMDL, PVOID, SOL_SOCKET,
+    SO_WSK_EVENT_CALLBACK, STATUS_INSUFFICIENT_RESOURCES, STATUS_MORE_PROCESSING_REQUIRED,
+    STATUS_PENDING, STATUS_SUCCESS, ULONG, WSK_BUF, WSK_CLIENT_DATAGRAM_DISPATCH,
+    WSK_DATAGRAM_INDICATION, WSK_EVENT_CALLBACK_CONTROL, WSK_EVENT_DISABLE, WSK_EVENT_RECEIVE_FROM,
+    WSK_PROVIDER_BASIC_DISPATCH, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET,
+};
 
 use super::addr::SockAddrBuf;
-use super::{build_mdl, close_sync, enable_events, mdl, socket_and_bind, wait_until, BoundKind, Driver};
+use super::{
+    build_mdl, close_sync, enable_events, mdl, socket_and_bind, wait_until, BoundKind, Driver,
+};
 use crate::kernel::lock::SpinLock;
 use crate::kernel::{irp, pool};
 use crate::service::sockperf::HEADER_LEN;
@@ -96,7 +104,11 @@ impl UdpSock {
     ///
     /// # Safety
     /// `drv` captured, at its final address.
-    pub unsafe fn create(drv: &mut Driver, svc: &CfgService, slot: usize) -> Result<*mut UdpSock, NTSTATUS> {
+    pub unsafe fn create(
+        drv: &mut Driver,
+        svc: &CfgService,
+        slot: usize,
+    ) -> Result<*mut UdpSock, NTSTATUS> {
         let u: *mut UdpSock = pool::alloc_zeroed(pool::TAG_UDP);
         if u.is_null() {
             return Err(STATUS_INSUFFICIENT_RESOURCES);
@@ -142,7 +154,15 @@ impl UdpSock {
         }
         let local = core::net::SocketAddr::new(svc.bind, svc.port);
         // SAFETY: context complete before the socket exists; static dispatch.
-        let sock = match unsafe { socket_and_bind(drv, BoundKind::Datagram, u.cast(), ptr::addr_of!(DGRAM_DISPATCH).cast(), local) } {
+        let sock = match unsafe {
+            socket_and_bind(
+                drv,
+                BoundKind::Datagram,
+                u.cast(),
+                ptr::addr_of!(DGRAM_DISPATCH).cast(),
+                local,
+            )
+        } {
             Ok(sock) => sock,
             Err((st, sock)) => {
                 // SAFETY: no event was enabled; free only after the close completed (C23).
@@ -187,13 +207,21 @@ impl UdpSock {
                 sock: me,
                 idx: i as u32,
                 irp: irp::alloc(),
-                buf: WSK_BUF { Mdl: ptr::null_mut(), Offset: 0, Length: 0 },
+                buf: WSK_BUF {
+                    Mdl: ptr::null_mut(),
+                    Offset: 0,
+                    Length: 0,
+                },
                 remote: SockAddrBuf::zeroed(),
                 list: ptr::null_mut(),
                 refs: AtomicU32::new(0),
                 owner: ptr::null_mut(),
                 copy,
-                copy_mdl: if copy.is_null() { ptr::null_mut() } else { build_mdl(copy, COPY_BUF) },
+                copy_mdl: if copy.is_null() {
+                    ptr::null_mut()
+                } else {
+                    build_mdl(copy, COPY_BUF)
+                },
                 parked: false,
                 age: 0,
             };
@@ -283,7 +311,9 @@ impl UdpSock {
             // SAFETY: the list was retained with STATUS_PENDING; released once (C3).
             unsafe {
                 let list = (*found).list;
-                let disp = &*(*self.socket).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>();
+                let disp = &*(*self.socket)
+                    .Dispatch
+                    .cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>();
                 if let Some(rel) = disp.WskRelease {
                     rel(self.socket, list);
                 }
@@ -299,7 +329,9 @@ impl UdpSock {
             for k in 0..g.parked {
                 // SAFETY: queue entries are parked owners; guarded by the lock.
                 unsafe {
-                    let c = self.ctxs.add(*g.parked_q.add((g.parked_head + k) % self.n) as usize);
+                    let c = self
+                        .ctxs
+                        .add(*g.parked_q.add((g.parked_head + k) % self.n) as usize);
                     (*c).age = (*c).age.saturating_add(1);
                 }
             }
@@ -380,7 +412,11 @@ unsafe fn head_of(buf: &WSK_BUF) -> ([u8; HEADER_LEN], usize) {
 /// WskReceiveFromEvent. IRQL <= DISPATCH_LEVEL (C13); walks the whole list.
 /// Returns SUCCESS or PENDING only (C32); never DATA_NOT_ACCEPTED (that would disable a
 /// per-socket callback, C6): overload is handled by dropping.
-unsafe extern "system" fn receive_from_event(ctx: PVOID, _flags: ULONG, list: *mut WSK_DATAGRAM_INDICATION) -> NTSTATUS {
+unsafe extern "win64" fn receive_from_event(
+    ctx: PVOID,
+    _flags: ULONG,
+    list: *mut WSK_DATAGRAM_INDICATION,
+) -> NTSTATUS {
     // SAFETY: the UdpSock registered with WskSocket; lives until after its close completes.
     let u = unsafe { &*ctx.cast::<UdpSock>() };
     let drv = u.drv();
@@ -392,9 +428,15 @@ unsafe extern "system" fn receive_from_event(ctx: PVOID, _flags: ULONG, list: *m
     }
     let disp = {
         // SAFETY: live datagram socket.
-        unsafe { &*(*u.socket).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>() }
+        unsafe {
+            &*(*u.socket)
+                .Dispatch
+                .cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>()
+        }
     };
-    let Some(send_to) = disp.WskSendTo else { return STATUS_SUCCESS };
+    let Some(send_to) = disp.WskSendTo else {
+        return STATUS_SUCCESS;
+    };
     // Lists finished since the previous callback can be given back now.
     u.release_parked(0);
     let closing = u.closing.load(Ordering::Relaxed);
@@ -415,7 +457,9 @@ unsafe extern "system" fn receive_from_event(ctx: PVOID, _flags: ULONG, list: *m
             drv.count_svc(u.slot, Counter::UdpDropFiltered, 1);
             continue;
         };
-        let Some(peer) = remote.to_socket_addr() else { continue };
+        let Some(peer) = remote.to_socket_addr() else {
+            continue;
+        };
         if !drv.cfg.limits.source_allowed(peer.ip()) {
             drv.count_svc(u.slot, Counter::UdpDropFiltered, 1);
             continue;
@@ -479,14 +523,26 @@ unsafe extern "system" fn receive_from_event(ctx: PVOID, _flags: ULONG, list: *m
                 h.write(&mut hb);
                 dst[..HEADER_LEN].copy_from_slice(&hb);
                 cr.owner = ptr::null_mut();
-                cr.buf = WSK_BUF { Mdl: cr.copy_mdl, Offset: 0, Length: k };
+                cr.buf = WSK_BUF {
+                    Mdl: cr.copy_mdl,
+                    Offset: 0,
+                    Length: k,
+                };
             }
             UdpVerdict::Drop => unreachable!("filtered above"),
         }
         // SAFETY: the context's IRP is idle; buf/remote live in the context until completion.
         unsafe {
             irp::arm(cr.irp, send_done, c.cast());
-            send_to(u.socket, &raw mut cr.buf, 0, cr.remote.as_sockaddr(), 0, ptr::null_mut(), cr.irp);
+            send_to(
+                u.socket,
+                &raw mut cr.buf,
+                0,
+                cr.remote.as_sockaddr(),
+                0,
+                ptr::null_mut(),
+                cr.irp,
+            );
         }
     }
     if owner.is_null() {
@@ -503,7 +559,7 @@ unsafe extern "system" fn receive_from_event(ctx: PVOID, _flags: ULONG, list: *m
 }
 
 /// WskSendTo completion. IRQL <= DISPATCH_LEVEL.
-unsafe extern "system" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
+unsafe extern "win64" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
     let c = ctx.cast::<UdpSend>();
     // SAFETY: armed context; its socket lives until every context is back.
     let u = unsafe { &*(*c).sock };

@@ -11,9 +11,11 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use wsk_sys::{
-    IoFreeMdl, AF_INET, AF_INET6, IPPROTO_UDP, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PIRP, PMDL, PVOID, SOCK_DGRAM, STATUS_INSUFFICIENT_RESOURCES,
-    STATUS_MORE_PROCESSING_REQUIRED, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, ULONG, WSK_BUF, WSK_CLIENT_DATAGRAM_DISPATCH, WSK_DATAGRAM_INDICATION,
-    WSK_EVENT_RECEIVE_FROM, WSK_FLAG_DATAGRAM_SOCKET, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET,
+    IoFreeMdl, AF_INET, AF_INET6, IPPROTO_UDP, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PIRP, PMDL,
+    PVOID, SOCK_DGRAM, STATUS_INSUFFICIENT_RESOURCES, STATUS_MORE_PROCESSING_REQUIRED,
+    STATUS_NOT_SUPPORTED, STATUS_SUCCESS, ULONG, WSK_BUF, WSK_CLIENT_DATAGRAM_DISPATCH,
+    WSK_DATAGRAM_INDICATION, WSK_EVENT_RECEIVE_FROM, WSK_FLAG_DATAGRAM_SOCKET,
+    WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET,
 };
 
 use super::addr::SockAddrBuf;
@@ -49,7 +51,9 @@ pub struct UdpJob {
     ctl_irp: PIRP,
 }
 
-static DISPATCH: WSK_CLIENT_DATAGRAM_DISPATCH = WSK_CLIENT_DATAGRAM_DISPATCH { WskReceiveFromEvent: Some(receive_from_event) };
+static DISPATCH: WSK_CLIENT_DATAGRAM_DISPATCH = WSK_CLIENT_DATAGRAM_DISPATCH {
+    WskReceiveFromEvent: Some(receive_from_event),
+};
 
 impl UdpJob {
     fn drv(&self) -> &Driver {
@@ -62,7 +66,13 @@ impl UdpJob {
     ///
     /// # Safety
     /// Captured provider.
-    pub unsafe fn create(d: &Driver, remote: SocketAddr, contexts: usize, len: usize, echo: bool) -> Result<*mut UdpJob, NTSTATUS> {
+    pub unsafe fn create(
+        d: &Driver,
+        remote: SocketAddr,
+        contexts: usize,
+        len: usize,
+        echo: bool,
+    ) -> Result<*mut UdpJob, NTSTATUS> {
         let u: *mut UdpJob = pool::alloc_zeroed(pool::TAG_UDP);
         if u.is_null() {
             return Err(STATUS_INSUFFICIENT_RESOURCES);
@@ -124,7 +134,11 @@ impl UdpJob {
         let sock = info as *mut WSK_SOCKET;
         // SAFETY: ours; no callback before events are enabled.
         unsafe { (*u).socket = sock };
-        let any = if remote.is_ipv4() { core::net::IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED) } else { core::net::IpAddr::V6(core::net::Ipv6Addr::UNSPECIFIED) };
+        let any = if remote.is_ipv4() {
+            core::net::IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED)
+        } else {
+            core::net::IpAddr::V6(core::net::Ipv6Addr::UNSPECIFIED)
+        };
         let mut a = SockAddrBuf::from_socket_addr(SocketAddr::new(any, 0));
         // SAFETY: a datagram socket's dispatch table.
         let disp = unsafe { &*(*sock).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>() };
@@ -172,7 +186,11 @@ impl UdpJob {
             let s = Send {
                 job: me,
                 irp: irp::alloc(),
-                buf: WSK_BUF { Mdl: self.payload_mdl, Offset: 0, Length: self.len },
+                buf: WSK_BUF {
+                    Mdl: self.payload_mdl,
+                    Offset: 0,
+                    Length: self.len,
+                },
                 work: AtomicU32::new(0),
                 idle: AtomicBool::new(true),
             };
@@ -270,7 +288,11 @@ unsafe fn drive(s: *mut Send) {
         }
         let disp = {
             // SAFETY: live datagram socket.
-            unsafe { &*(*j.socket).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>() }
+            unsafe {
+                &*(*j.socket)
+                    .Dispatch
+                    .cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>()
+            }
         };
         let Some(send_to) = disp.WskSendTo else {
             // SAFETY: as above.
@@ -284,7 +306,15 @@ unsafe fn drive(s: *mut Send) {
         // address live in the job until it is freed (W14).
         unsafe {
             irp::arm((*s).irp, send_done, s.cast());
-            send_to(j.socket, ptr::addr_of_mut!((*s).buf), 0, ptr::addr_of!(j.remote).cast_mut().cast(), 0, ptr::null_mut(), (*s).irp);
+            send_to(
+                j.socket,
+                ptr::addr_of_mut!((*s).buf),
+                0,
+                ptr::addr_of!(j.remote).cast_mut().cast(),
+                0,
+                ptr::null_mut(),
+                (*s).irp,
+            );
         }
         // SAFETY: as above.
         if unsafe { (*s).work.fetch_sub(1, Ordering::SeqCst) } == 1 {
@@ -295,7 +325,7 @@ unsafe fn drive(s: *mut Send) {
 }
 
 /// WskSendTo completion. IRQL <= DISPATCH_LEVEL.
-unsafe extern "system" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
+unsafe extern "win64" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
     let s = ctx.cast::<Send>();
     // SAFETY: completed IRP.
     let (status, info) = unsafe { irp::result(irp) };
@@ -320,7 +350,11 @@ unsafe extern "system" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID)
 
 /// WskReceiveFromEvent (echo replies). IRQL <= DISPATCH_LEVEL. Counts and checks, never
 /// retains.
-unsafe extern "system" fn receive_from_event(ctx: PVOID, _flags: ULONG, list: *mut WSK_DATAGRAM_INDICATION) -> NTSTATUS {
+unsafe extern "win64" fn receive_from_event(
+    ctx: PVOID,
+    _flags: ULONG,
+    list: *mut WSK_DATAGRAM_INDICATION,
+) -> NTSTATUS {
     // SAFETY: the job registered with WskSocket; lives until after its close completes.
     let j = unsafe { &*ctx.cast::<UdpJob>() };
     let d = j.drv();
@@ -341,7 +375,9 @@ unsafe extern "system" fn receive_from_event(ctx: PVOID, _flags: ULONG, list: *m
             })
         };
         d.job.messages_received.fetch_add(1, Ordering::Relaxed);
-        d.job.bytes_received.fetch_add(buf.Length as u64, Ordering::Relaxed);
+        d.job
+            .bytes_received
+            .fetch_add(buf.Length as u64, Ordering::Relaxed);
         if !ok {
             d.job.verify_failures.fetch_add(1, Ordering::Relaxed);
         }

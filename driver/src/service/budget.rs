@@ -13,7 +13,11 @@ pub struct RetainedBudget {
 
 impl RetainedBudget {
     pub const fn new(limit: usize) -> Self {
-        Self { used: AtomicUsize::new(0), limit: AtomicUsize::new(limit), peak: AtomicUsize::new(0) }
+        Self {
+            used: AtomicUsize::new(0),
+            limit: AtomicUsize::new(limit),
+            peak: AtomicUsize::new(0),
+        }
     }
 
     pub fn set_limit(&self, limit: usize) {
@@ -28,7 +32,10 @@ impl RetainedBudget {
             let Some(next) = cur.checked_add(n).filter(|&v| v <= limit) else {
                 return false;
             };
-            match self.used.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed) {
+            match self
+                .used
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
                 Ok(_) => {
                     self.peak.fetch_max(next, Ordering::Relaxed);
                     return true;

@@ -68,6 +68,9 @@ mod tests {
         assert_eq!(udp_verdict(Service::Source, b"x", 1), UdpVerdict::Drop);
         assert_eq!(udp_verdict(Service::Discard, b"x", 1), UdpVerdict::Drop);
         assert_eq!(udp_verdict(Service::Echo, b"", 0), UdpVerdict::Echo);
-        assert_eq!(udp_verdict(Service::Sockperf, b"short", 5), UdpVerdict::Drop);
+        assert_eq!(
+            udp_verdict(Service::Sockperf, b"short", 5),
+            UdpVerdict::Drop
+        );
     }
 }

@@ -16,7 +16,12 @@ pub struct ByteRing {
 
 impl ByteRing {
     pub const fn new(cap: usize) -> Self {
-        Self { cap, head: 0, sent: 0, tail: 0 }
+        Self {
+            cap,
+            head: 0,
+            sent: 0,
+            tail: 0,
+        }
     }
 
     pub fn capacity(&self) -> usize {
@@ -80,7 +85,10 @@ impl ByteRing {
 
     /// The oldest in-flight chunk of `len` bytes has completed.
     pub fn complete(&mut self, len: usize) {
-        assert!(len <= self.in_flight(), "ring completion larger than in-flight data");
+        assert!(
+            len <= self.in_flight(),
+            "ring completion larger than in-flight data"
+        );
         self.head += len;
     }
 }

@@ -43,7 +43,10 @@ impl Header {
 
     /// The header of the answer: same sequence and length, client bit cleared.
     pub fn reply(&self) -> Self {
-        Self { flags: self.flags & !FLAG_CLIENT, ..*self }
+        Self {
+            flags: self.flags & !FLAG_CLIENT,
+            ..*self
+        }
     }
 }
 
@@ -116,7 +119,11 @@ impl TcpFramer {
 
     /// Consumes all of `input`; `out` is called with slices of the reply stream in order.
     /// The total passed to `out` is never more than `input.len()`.
-    pub fn feed(&mut self, mut input: &[u8], out: &mut impl FnMut(&[u8])) -> Result<(), FrameError> {
+    pub fn feed(
+        &mut self,
+        mut input: &[u8],
+        out: &mut impl FnMut(&[u8]),
+    ) -> Result<(), FrameError> {
         while !input.is_empty() {
             if self.body_left > 0 {
                 let n = (self.body_left as usize).min(input.len());
@@ -161,7 +168,12 @@ mod tests {
 
     fn msg(seq: u64, flags: u16, body: &[u8]) -> Vec<u8> {
         let mut h = [0u8; HEADER_LEN];
-        Header { seq, flags, len: (HEADER_LEN + body.len()) as u32 }.write(&mut h);
+        Header {
+            seq,
+            flags,
+            len: (HEADER_LEN + body.len()) as u32,
+        }
+        .write(&mut h);
         let mut v = h.to_vec();
         v.extend_from_slice(body);
         v
@@ -169,7 +181,11 @@ mod tests {
 
     #[test]
     fn header_roundtrip_is_big_endian() {
-        let h = Header { seq: 0x0102_0304_0506_0708, flags: 3, len: 0x0a0b_0c0d };
+        let h = Header {
+            seq: 0x0102_0304_0506_0708,
+            flags: 3,
+            len: 0x0a0b_0c0d,
+        };
         let mut b = [0u8; HEADER_LEN];
         h.write(&mut b);
         assert_eq!(b, [1, 2, 3, 4, 5, 6, 7, 8, 0, 3, 0x0a, 0x0b, 0x0c, 0x0d]);
@@ -190,7 +206,10 @@ mod tests {
         }
         let m = msg(7, FLAG_CLIENT, b"abc");
         assert_eq!(datagram_verdict(&m, m.len()), DatagramVerdict::NoReply);
-        assert_eq!(datagram_verdict(&m, m.len() + 1), DatagramVerdict::Malformed);
+        assert_eq!(
+            datagram_verdict(&m, m.len() + 1),
+            DatagramVerdict::Malformed
+        );
         assert_eq!(datagram_verdict(&m[..10], 10), DatagramVerdict::Malformed);
     }
 
@@ -219,9 +238,22 @@ mod tests {
     #[test]
     fn framer_rejects_bad_length() {
         let mut h = [0u8; HEADER_LEN];
-        Header { seq: 0, flags: FLAG_REPLY, len: 5 }.write(&mut h);
-        assert_eq!(TcpFramer::new().feed(&h, &mut |_| {}), Err(FrameError::BadLength(5)));
-        Header { seq: 0, flags: FLAG_REPLY, len: MAX_TCP_MESSAGE + 1 }.write(&mut h);
+        Header {
+            seq: 0,
+            flags: FLAG_REPLY,
+            len: 5,
+        }
+        .write(&mut h);
+        assert_eq!(
+            TcpFramer::new().feed(&h, &mut |_| {}),
+            Err(FrameError::BadLength(5))
+        );
+        Header {
+            seq: 0,
+            flags: FLAG_REPLY,
+            len: MAX_TCP_MESSAGE + 1,
+        }
+        .write(&mut h);
         assert!(TcpFramer::new().feed(&h, &mut |_| {}).is_err());
     }
 }

@@ -32,12 +32,23 @@ pub enum Slot {
     Free,
     /// A retained indication (zero-copy). `cb`: the receive callback still holds it (C1).
     /// `epoch`: the receive callback it came from. `age`: housekeeping ticks seen while done.
-    Zc { len: usize, cb: bool, state: ZcState, epoch: u32, age: u8 },
+    Zc {
+        len: usize,
+        cb: bool,
+        state: ZcState,
+        epoch: u32,
+        age: u8,
+    },
     /// A chunk of the ring handed to WskSend; `done` once it completed (ring space is freed in
     /// issue order even when completions arrive out of order).
-    Ring { len: usize, done: bool },
+    Ring {
+        len: usize,
+        done: bool,
+    },
     /// A chunk of the shared read-only source pattern.
-    Pattern { len: usize },
+    Pattern {
+        len: usize,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,10 +84,14 @@ pub enum Work {
     /// Zero-length WskReceive: indications were refused and the ring has room again (C5).
     ResumeReceive,
     /// Release the indication retained in this slot; the slot is then free (C3: once).
-    Release { slot: usize },
+    Release {
+        slot: usize,
+    },
     /// WskDisconnect: graceful when the peer finished and everything was echoed (C33),
     /// abortive to cancel sends that hold retained indications before the close (C4).
-    Disconnect { abortive: bool },
+    Disconnect {
+        abortive: bool,
+    },
     /// WskCloseSocket: nothing is in flight, nothing retained, no call executing (C22, C4).
     Close,
 }
@@ -91,7 +106,9 @@ pub enum Mode {
     Sockperf,
     /// Outbound load (kernel-side client): send one `msg`-byte message of the source pattern,
     /// wait for its echo (verified by the caller), repeat.
-    EchoClient { msg: usize },
+    EchoClient {
+        msg: usize,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,7 +186,13 @@ pub struct TcpState {
 }
 
 impl TcpState {
-    pub fn new(mode: Mode, ring_cap: usize, nslots: usize, max_send: usize, per_conn_budget: usize) -> Self {
+    pub fn new(
+        mode: Mode,
+        ring_cap: usize,
+        nslots: usize,
+        max_send: usize,
+        per_conn_budget: usize,
+    ) -> Self {
         Self {
             mode,
             ring: ByteRing::new(ring_cap),
@@ -214,7 +237,9 @@ impl TcpState {
     }
 
     fn free_slot(&self) -> Option<usize> {
-        self.slots[..self.nslots].iter().position(|s| *s == Slot::Free)
+        self.slots[..self.nslots]
+            .iter()
+            .position(|s| *s == Slot::Free)
     }
 
     pub fn slot(&self, i: usize) -> Slot {
@@ -235,7 +260,10 @@ impl TcpState {
 
     /// Slots busy (sends, retained indications).
     pub fn busy_slots(&self) -> usize {
-        self.slots[..self.nslots].iter().filter(|s| **s != Slot::Free).count()
+        self.slots[..self.nslots]
+            .iter()
+            .filter(|s| **s != Slot::Free)
+            .count()
     }
 
     /// Decides what to do with an indication of `len` bytes.
@@ -266,7 +294,13 @@ impl TcpState {
             if let Some(slot) = self.free_slot() {
                 if global.try_reserve(len) {
                     self.retained += len;
-                    self.slots[slot] = Slot::Zc { len, cb: true, state: ZcState::Queued, epoch: self.rx_epoch, age: 0 };
+                    self.slots[slot] = Slot::Zc {
+                        len,
+                        cb: true,
+                        state: ZcState::Queued,
+                        epoch: self.rx_epoch,
+                        age: 0,
+                    };
                     self.zc_fifo[(self.zc_head + self.zc_len) % MAX_SLOTS] = slot as u8;
                     self.zc_len += 1;
                     return RecvDecision::ZeroCopy { slot };
@@ -304,7 +338,11 @@ impl TcpState {
     /// and the callback returns STATUS_SUCCESS, so no WskRelease is due (C3: never twice).
     pub fn callback_done(&mut self, slot: usize, global: &RetainedBudget) -> bool {
         match &mut self.slots[slot] {
-            Slot::Zc { len, state: ZcState::Done, .. } => {
+            Slot::Zc {
+                len,
+                state: ZcState::Done,
+                ..
+            } => {
                 let len = *len;
                 self.retained -= len;
                 global.release(len);
@@ -402,7 +440,13 @@ impl TcpState {
             }
         }
         for s in &mut self.slots[..self.nslots] {
-            if let Slot::Zc { cb: false, state: ZcState::Done, age, .. } = s {
+            if let Slot::Zc {
+                cb: false,
+                state: ZcState::Done,
+                age,
+                ..
+            } = s
+            {
                 *age = age.saturating_add(1);
                 go |= *age >= 2;
             }
@@ -426,7 +470,11 @@ impl TcpState {
             Mode::Source => true,
             _ => false,
         };
-        self.paced && self.tickets == 0 && msg_mode && self.phase == Phase::Open && self.slots[..self.nslots].contains(&Slot::Free)
+        self.paced
+            && self.tickets == 0
+            && msg_mode
+            && self.phase == Phase::Open
+            && self.slots[..self.nslots].contains(&Slot::Free)
     }
 
     /// Pump ownership: only one thread issues WSK calls for this connection at a time, so sends
@@ -483,7 +531,10 @@ impl TcpState {
                     *state = ZcState::InFlight;
                 }
                 self.calls += 1;
-                return Some(Work::Send(SendOp { slot, kind: SendKind::ZeroCopy }));
+                return Some(Work::Send(SendOp {
+                    slot,
+                    kind: SendKind::ZeroCopy,
+                }));
             }
             if self.ring.queued() > 0 {
                 if let Some(slot) = self.free_slot() {
@@ -492,28 +543,43 @@ impl TcpState {
                     self.ring_fifo[(self.ring_head + self.ring_len) % MAX_SLOTS] = slot as u8;
                     self.ring_len += 1;
                     self.calls += 1;
-                    return Some(Work::Send(SendOp { slot, kind: SendKind::Ring { off, len } }));
+                    return Some(Work::Send(SendOp {
+                        slot,
+                        kind: SendKind::Ring { off, len },
+                    }));
                 }
             }
             if let Mode::EchoClient { msg } = self.mode {
-                if self.phase == Phase::Open && !self.client_outstanding && (!self.paced || self.tickets > 0) {
+                if self.phase == Phase::Open
+                    && !self.client_outstanding
+                    && (!self.paced || self.tickets > 0)
+                {
                     if let Some(slot) = self.free_slot() {
                         self.tickets = self.tickets.saturating_sub(1);
                         self.client_outstanding = true;
                         self.messages_sent += 1;
                         self.slots[slot] = Slot::Pattern { len: msg };
                         self.calls += 1;
-                        return Some(Work::Send(SendOp { slot, kind: SendKind::Pattern { len: msg } }));
+                        return Some(Work::Send(SendOp {
+                            slot,
+                            kind: SendKind::Pattern { len: msg },
+                        }));
                     }
                 }
             }
-            if self.mode == Mode::Source && self.phase == Phase::Open && (!self.paced || self.tickets > 0) {
+            if self.mode == Mode::Source
+                && self.phase == Phase::Open
+                && (!self.paced || self.tickets > 0)
+            {
                 if let Some(slot) = self.free_slot() {
                     self.tickets = self.tickets.saturating_sub(1);
                     let len = super::source::send_len(self.max_send);
                     self.slots[slot] = Slot::Pattern { len };
                     self.calls += 1;
-                    return Some(Work::Send(SendOp { slot, kind: SendKind::Pattern { len } }));
+                    return Some(Work::Send(SendOp {
+                        slot,
+                        kind: SendKind::Pattern { len },
+                    }));
                 }
             }
             if self.rx_blocked
@@ -553,7 +619,8 @@ impl TcpState {
             self.calls += 1;
             return Some(Work::Disconnect { abortive: true });
         }
-        let disconnect_settled = !self.disconnect_issued || self.disconnect_done || self.phase == Phase::Aborting;
+        let disconnect_settled =
+            !self.disconnect_issued || self.disconnect_done || self.phase == Phase::Aborting;
         if self.phase == Phase::PeerDone && self.wait_peer_fin && !self.peer_fin {
             return None;
         }
@@ -587,15 +654,29 @@ impl TcpState {
             self.phase = Phase::Aborting;
         }
         match self.slots[slot] {
-            Slot::Zc { len, cb, state: ZcState::InFlight, epoch, age } => {
+            Slot::Zc {
+                len,
+                cb,
+                state: ZcState::InFlight,
+                epoch,
+                age,
+            } => {
                 // Released later by the pump once the callback is provably over (rx_epoch).
-                self.slots[slot] = Slot::Zc { len, cb, state: ZcState::Done, epoch, age };
+                self.slots[slot] = Slot::Zc {
+                    len,
+                    cb,
+                    state: ZcState::Done,
+                    epoch,
+                    age,
+                };
             }
             Slot::Ring { len, .. } => {
                 self.slots[slot] = Slot::Ring { len, done: true };
                 while self.ring_len > 0 {
                     let s = self.ring_fifo[self.ring_head] as usize;
-                    let Slot::Ring { len, done: true } = self.slots[s] else { break };
+                    let Slot::Ring { len, done: true } = self.slots[s] else {
+                        break;
+                    };
                     self.ring.complete(len);
                     self.slots[s] = Slot::Free;
                     self.ring_head = (self.ring_head + 1) % MAX_SLOTS;
@@ -684,9 +765,17 @@ mod tests {
     fn zero_copy_waits_for_both_references() {
         let g = RetainedBudget::new(1 << 20);
         let mut st = TcpState::new(Mode::Echo, 1024, 4, 512, 4096);
-        let RecvDecision::ZeroCopy { slot } = st.on_receive(100, true, &g) else { panic!() };
+        let RecvDecision::ZeroCopy { slot } = st.on_receive(100, true, &g) else {
+            panic!()
+        };
         let w = pump(&mut st, &g);
-        assert_eq!(w, [Work::Send(SendOp { slot, kind: SendKind::ZeroCopy })]);
+        assert_eq!(
+            w,
+            [Work::Send(SendOp {
+                slot,
+                kind: SendKind::ZeroCopy
+            })]
+        );
         // Send completes before the callback returned (C1): no release yet.
         st.send_complete(slot, true, 100);
         assert!(pump(&mut st, &g).is_empty());
@@ -702,7 +791,9 @@ mod tests {
     fn callback_first_then_send() {
         let g = RetainedBudget::new(1 << 20);
         let mut st = TcpState::new(Mode::Echo, 1024, 4, 512, 4096);
-        let RecvDecision::ZeroCopy { slot } = st.on_receive(10, true, &g) else { panic!() };
+        let RecvDecision::ZeroCopy { slot } = st.on_receive(10, true, &g) else {
+            panic!()
+        };
         assert!(st.callback_done(slot, &g));
         st.rx_callback_end();
         assert_eq!(pump(&mut st, &g).len(), 1);
@@ -715,13 +806,17 @@ mod tests {
         assert_eq!(pump(&mut st, &g), [Work::Release { slot }]);
         assert_eq!(g.used(), 0);
         // A later callback proves the earlier one returned: release at once.
-        let RecvDecision::ZeroCopy { slot } = st.on_receive(10, true, &g) else { panic!() };
+        let RecvDecision::ZeroCopy { slot } = st.on_receive(10, true, &g) else {
+            panic!()
+        };
         assert!(st.callback_done(slot, &g));
         st.rx_callback_end();
         pump(&mut st, &g);
         st.send_complete(slot, true, 10);
         assert!(pump(&mut st, &g).is_empty());
-        let RecvDecision::ZeroCopy { slot: s2 } = st.on_receive(5, true, &g) else { panic!() };
+        let RecvDecision::ZeroCopy { slot: s2 } = st.on_receive(5, true, &g) else {
+            panic!()
+        };
         assert_eq!(pump(&mut st, &g)[0], Work::Release { slot });
         assert_ne!(slot, s2);
     }
@@ -730,7 +825,9 @@ mod tests {
     fn budgets_force_copy_and_ring_orders_after_zero_copy() {
         let g = RetainedBudget::new(150);
         let mut st = TcpState::new(Mode::Echo, 1000, 4, 1000, 1000);
-        let RecvDecision::ZeroCopy { slot: a } = st.on_receive(100, true, &g) else { panic!() };
+        let RecvDecision::ZeroCopy { slot: a } = st.on_receive(100, true, &g) else {
+            panic!()
+        };
         // Global budget exhausted: copy.
         assert_eq!(st.on_receive(100, true, &g), RecvDecision::Copy { n: 100 });
         st.ring.commit(100);
@@ -741,8 +838,20 @@ mod tests {
         assert_eq!(st.on_receive(5, false, &g), RecvDecision::Copy { n: 5 });
         st.ring.commit(5);
         let w = pump(&mut st, &g);
-        assert_eq!(w[0], Work::Send(SendOp { slot: a, kind: SendKind::ZeroCopy }));
-        assert!(matches!(w[1], Work::Send(SendOp { kind: SendKind::Ring { off: 0, len: 115 }, .. })));
+        assert_eq!(
+            w[0],
+            Work::Send(SendOp {
+                slot: a,
+                kind: SendKind::ZeroCopy
+            })
+        );
+        assert!(matches!(
+            w[1],
+            Work::Send(SendOp {
+                kind: SendKind::Ring { off: 0, len: 115 },
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -756,7 +865,13 @@ mod tests {
         assert_eq!(st.on_receive(1, true, &g), RecvDecision::NotAccepted);
         let w = pump(&mut st, &g);
         assert_eq!(w.len(), 2); // two slots, 30 bytes each
-        let slots: Vec<usize> = w.iter().map(|w| match w { Work::Send(o) => o.slot, _ => panic!() }).collect();
+        let slots: Vec<usize> = w
+            .iter()
+            .map(|w| match w {
+                Work::Send(o) => o.slot,
+                _ => panic!(),
+            })
+            .collect();
         // Completions out of order: space is only freed in order.
         st.send_complete(slots[1], true, 30);
         assert_eq!(st.ring.free(), 0);
@@ -797,7 +912,9 @@ mod tests {
         st.on_receive(40, true, &g);
         st.ring.commit(40);
         assert!(st.enter_pump());
-        let Some(Work::Send(op)) = st.next_work(&g) else { panic!() };
+        let Some(Work::Send(op)) = st.next_work(&g) else {
+            panic!()
+        };
         // The completion routine runs inside WskSend and tries to pump: refused, flagged.
         st.send_complete(op.slot, true, 10);
         assert!(!st.enter_pump());
@@ -849,7 +966,10 @@ mod tests {
         assert_eq!(w.len(), 1, "no disconnect while data is unsent");
         st.send_complete(op.slot, true, 10);
         assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: false }]);
-        assert!(pump(&mut st, &g).is_empty(), "close waits for the FIN to complete");
+        assert!(
+            pump(&mut st, &g).is_empty(),
+            "close waits for the FIN to complete"
+        );
         assert!(!st.disconnect_complete(true));
         assert_eq!(pump(&mut st, &g), [Work::Close]);
         assert!(pump(&mut st, &g).is_empty(), "close only once");
@@ -860,11 +980,15 @@ mod tests {
     fn abort_releases_retained_before_close() {
         let g = RetainedBudget::new(1000);
         let mut st = TcpState::new(Mode::Echo, 100, 4, 100, 1000);
-        let RecvDecision::ZeroCopy { slot: a } = st.on_receive(10, true, &g) else { panic!() };
+        let RecvDecision::ZeroCopy { slot: a } = st.on_receive(10, true, &g) else {
+            panic!()
+        };
         assert!(st.callback_done(a, &g));
         let w = pump(&mut st, &g); // a in flight
         assert_eq!(w.len(), 1);
-        let RecvDecision::ZeroCopy { slot: b } = st.on_receive(20, true, &g) else { panic!() };
+        let RecvDecision::ZeroCopy { slot: b } = st.on_receive(20, true, &g) else {
+            panic!()
+        };
         assert!(st.callback_done(b, &g));
         st.rx_callback_end();
         st.abort();
@@ -895,7 +1019,11 @@ mod tests {
             assert_eq!(st.tickets, 0);
             assert_eq!(st.next_work(&g), None, "one ticket, one message");
             st.paced = false;
-            assert_eq!(st.next_work(&g).is_some(), mode == Mode::Source, "unpaced source fills the slots");
+            assert_eq!(
+                st.next_work(&g).is_some(),
+                mode == Mode::Source,
+                "unpaced source fills the slots"
+            );
         }
     }
 
@@ -907,7 +1035,10 @@ mod tests {
         st.local_shutdown();
         assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: false }]);
         assert!(!st.disconnect_complete(true));
-        assert!(pump(&mut st, &g).is_empty(), "closing now would reset the peer");
+        assert!(
+            pump(&mut st, &g).is_empty(),
+            "closing now would reset the peer"
+        );
         st.peer_graceful();
         assert_eq!(pump(&mut st, &g), [Work::Close]);
     }
@@ -938,11 +1069,17 @@ mod tests {
         assert!(!st.query_issue(), "one query at a time");
         st.abort();
         let g = RetainedBudget::new(1 << 20);
-        assert!(pump(&mut st, &g).is_empty(), "no close while the query call executes (C22)");
+        assert!(
+            pump(&mut st, &g).is_empty(),
+            "no close while the query call executes (C22)"
+        );
         st.call_returned();
         assert_eq!(pump(&mut st, &g), [Work::Close]);
         assert!(!st.close_complete(), "the query IRP is still out");
-        assert!(st.query_complete(None), "its completion recycles the context");
+        assert!(
+            st.query_complete(None),
+            "its completion recycles the context"
+        );
         let mut st = TcpState::new(Mode::Echo, 1024, 4, 16 * 1024, 0);
         assert!(st.query_issue());
         st.call_returned();
@@ -959,7 +1096,10 @@ mod tests {
         st.abort(); // e.g. unload's abortive phase while the FIN is still pending
         assert_eq!(pump(&mut st, &g), [Work::Close]);
         assert!(!st.close_complete(), "the disconnect IRP is still out");
-        assert!(st.disconnect_complete(false), "its completion recycles the context");
+        assert!(
+            st.disconnect_complete(false),
+            "its completion recycles the context"
+        );
     }
 
     #[test]

@@ -37,7 +37,11 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub const fn new(rate: u32, freq: u64) -> Self {
-        Self { rate, freq, slots: [None; RATE_SLOTS] }
+        Self {
+            rate,
+            freq,
+            slots: [None; RATE_SLOTS],
+        }
     }
 
     pub fn allow(&mut self, a: &IpAddr, now: u64) -> bool {
@@ -48,12 +52,17 @@ impl RateLimiter {
         let b = match &mut self.slots[i] {
             Some(b) if b.addr == *a => b,
             s => {
-                *s = Some(Bucket { addr: *a, tokens: self.rate, last: now });
+                *s = Some(Bucket {
+                    addr: *a,
+                    tokens: self.rate,
+                    last: now,
+                });
                 s.as_mut().expect("just set")
             }
         };
         let elapsed = now.saturating_sub(b.last);
-        let add = (u128::from(elapsed) * u128::from(self.rate) / u128::from(self.freq.max(1))) as u64;
+        let add =
+            (u128::from(elapsed) * u128::from(self.rate) / u128::from(self.freq.max(1))) as u64;
         if add > 0 {
             b.tokens = (u64::from(b.tokens) + add).min(u64::from(self.rate)) as u32;
             b.last = now;

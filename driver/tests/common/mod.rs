@@ -14,7 +14,14 @@ pub const V6: IpAddr = IpAddr::V6(std::net::Ipv6Addr::LOCALHOST);
 
 /// Deterministic payload: byte i of message `seed` is a mix of both.
 pub fn payload(seed: u64, len: usize) -> Vec<u8> {
-    (0..len).map(|i| ((i as u64).wrapping_mul(31).wrapping_add(seed.wrapping_mul(7919)) % 253) as u8).collect()
+    (0..len)
+        .map(|i| {
+            ((i as u64)
+                .wrapping_mul(31)
+                .wrapping_add(seed.wrapping_mul(7919))
+                % 253) as u8
+        })
+        .collect()
 }
 
 pub fn connect(addr: SocketAddr) -> TcpStream {
@@ -47,7 +54,8 @@ pub fn tcp_echo(s: &mut TcpStream, data: &[u8]) -> Vec<u8> {
 
 pub fn udp_client(ip: IpAddr) -> UdpSocket {
     let u = UdpSocket::bind(SocketAddr::new(ip, 0)).unwrap();
-    u.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    u.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     u
 }
 
@@ -68,7 +76,10 @@ pub fn udp_roundtrip(u: &UdpSocket, to: SocketAddr, data: &[u8]) -> Option<Vec<u
 pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !f() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }

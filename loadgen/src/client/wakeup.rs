@@ -130,7 +130,8 @@ mod tests {
             end_ns: u64::MAX,
         };
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(30))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(30)))
+            .unwrap();
         let r = guarded(&clock, Duration::from_millis(2), |_since| {
             // IDLE: nothing outstanding, so the watchdog's ticks (1 ms) pass without a signal
             // and only the socket's own timeout ends the receive.

@@ -176,7 +176,7 @@ fn start_connect(s: &mut Sock, remote: std::net::SocketAddr) -> Result<bool, NTS
 
 /// `WskSocketConnect`: create + bind + connect in one IRP (W28).
 #[no_mangle]
-pub unsafe extern "system" fn WskSocketConnect(
+pub unsafe extern "win64" fn WskSocketConnect(
     Client: PWSK_CLIENT,
     SocketType: USHORT,
     Protocol: ULONG,
@@ -326,7 +326,7 @@ fn connect_common(
 
 /// `WskConnect`.
 #[no_mangle]
-pub unsafe extern "system" fn WskConnect(
+pub unsafe extern "win64" fn WskConnect(
     Socket: PWSK_SOCKET,
     RemoteAddress: PSOCKADDR,
     Flags: ULONG,
@@ -344,7 +344,7 @@ pub unsafe extern "system" fn WskConnect(
 
 /// `WskConnectEx`: connect, then send `Buffer` (at most 65,535 bytes).
 #[no_mangle]
-pub unsafe extern "system" fn WskConnectEx(
+pub unsafe extern "win64" fn WskConnectEx(
     Socket: PWSK_SOCKET,
     RemoteAddress: PSOCKADDR,
     Buffer: PWSK_BUF,
@@ -356,7 +356,7 @@ pub unsafe extern "system" fn WskConnectEx(
 
 /// `WskGetRemoteAddress`.
 #[no_mangle]
-pub unsafe extern "system" fn WskGetRemoteAddress(
+pub unsafe extern "win64" fn WskGetRemoteAddress(
     Socket: PWSK_SOCKET,
     RemoteAddress: PSOCKADDR,
     Irp: PIRP,
@@ -391,14 +391,16 @@ pub unsafe extern "system" fn WskGetRemoteAddress(
 
 /// `WskSend`: W62/W63. Completes only when every byte is on the socket.
 #[no_mangle]
-pub unsafe extern "system" fn WskSend(
+pub unsafe extern "win64" fn WskSend(
     Socket: PWSK_SOCKET,
     Buffer: PWSK_BUF,
     Flags: ULONG,
     Irp: PIRP,
 ) -> NTSTATUS {
     // SAFETY: the client passes its IRP to WskSend.
-    let _in = match unsafe { socket::begin_irp_call(Socket, Irp, "WskSend", crate::faults::Call::WskSend) } {
+    let _in = match unsafe {
+        socket::begin_irp_call(Socket, Irp, "WskSend", crate::faults::Call::WskSend)
+    } {
         Ok(call) => call,
         Err(st) => return st,
     };
@@ -468,14 +470,16 @@ pub unsafe extern "system" fn WskSend(
 
 /// `WskReceive`: W66; a completed receive resumes blocked indications (W54/W56, G2).
 #[no_mangle]
-pub unsafe extern "system" fn WskReceive(
+pub unsafe extern "win64" fn WskReceive(
     Socket: PWSK_SOCKET,
     Buffer: PWSK_BUF,
     Flags: ULONG,
     Irp: PIRP,
 ) -> NTSTATUS {
     // SAFETY: the client passes its IRP to WskReceive.
-    let _in = match unsafe { socket::begin_irp_call(Socket, Irp, "WskReceive", crate::faults::Call::WskReceive) } {
+    let _in = match unsafe {
+        socket::begin_irp_call(Socket, Irp, "WskReceive", crate::faults::Call::WskReceive)
+    } {
         Ok(call) => call,
         Err(st) => return st,
     };
@@ -554,14 +558,21 @@ pub unsafe extern "system" fn WskReceive(
 
 /// `WskDisconnect`: W69.
 #[no_mangle]
-pub unsafe extern "system" fn WskDisconnect(
+pub unsafe extern "win64" fn WskDisconnect(
     Socket: PWSK_SOCKET,
     Buffer: PWSK_BUF,
     Flags: ULONG,
     Irp: PIRP,
 ) -> NTSTATUS {
     // SAFETY: the client passes its IRP to WskDisconnect.
-    let _in = match unsafe { socket::begin_irp_call(Socket, Irp, "WskDisconnect", crate::faults::Call::WskDisconnect) } {
+    let _in = match unsafe {
+        socket::begin_irp_call(
+            Socket,
+            Irp,
+            "WskDisconnect",
+            crate::faults::Call::WskDisconnect,
+        )
+    } {
         Ok(call) => call,
         Err(st) => return st,
     };
@@ -638,7 +649,7 @@ pub unsafe extern "system" fn WskDisconnect(
 
 /// `WskRelease` for connection sockets (PFN_WSK_RELEASE_DATA_INDICATION_LIST): W68.
 #[no_mangle]
-pub unsafe extern "system" fn WskReleaseData(
+pub unsafe extern "win64" fn WskReleaseData(
     Socket: PWSK_SOCKET,
     DataIndication: PWSK_DATA_INDICATION,
 ) -> NTSTATUS {

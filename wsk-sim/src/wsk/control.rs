@@ -50,7 +50,7 @@ unsafe fn done(irp: PIRP, ret: *mut SIZE_T, status: NTSTATUS, size: usize) -> NT
 
 /// `WskControlClient`.
 #[no_mangle]
-pub unsafe extern "system" fn WskControlClient(
+pub unsafe extern "win64" fn WskControlClient(
     Client: PWSK_CLIENT,
     ControlCode: ULONG,
     InputSize: SIZE_T,
@@ -386,7 +386,7 @@ fn event_callback(
 
 /// `WskControlSocket`.
 #[no_mangle]
-pub unsafe extern "system" fn WskControlSocket(
+pub unsafe extern "win64" fn WskControlSocket(
     Socket: PWSK_SOCKET,
     RequestType: WSK_CONTROL_SOCKET_TYPE,
     ControlCode: ULONG,
@@ -580,7 +580,7 @@ unsafe fn plain_option(
 
 /// `WskGetAddressInfo`: name resolution is not simulated.
 #[no_mangle]
-pub unsafe extern "system" fn WskGetAddressInfo(
+pub unsafe extern "win64" fn WskGetAddressInfo(
     Client: PWSK_CLIENT,
     NodeName: PUNICODE_STRING,
     ServiceName: PUNICODE_STRING,
@@ -614,14 +614,14 @@ pub unsafe extern "system" fn WskGetAddressInfo(
 
 /// `WskFreeAddressInfo`: nothing is ever allocated by WskGetAddressInfo here.
 #[no_mangle]
-pub unsafe extern "system" fn WskFreeAddressInfo(Client: PWSK_CLIENT, AddrInfo: PADDRINFOEXW) {
+pub unsafe extern "win64" fn WskFreeAddressInfo(Client: PWSK_CLIENT, AddrInfo: PADDRINFOEXW) {
     let _ = (Client, AddrInfo);
     crate::irql::require_passive("WskFreeAddressInfo");
 }
 
 /// `WskGetNameInfo`: not simulated.
 #[no_mangle]
-pub unsafe extern "system" fn WskGetNameInfo(
+pub unsafe extern "win64" fn WskGetNameInfo(
     Client: PWSK_CLIENT,
     SockAddr: PSOCKADDR,
     SockAddrLength: ULONG,

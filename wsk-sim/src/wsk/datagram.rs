@@ -190,7 +190,7 @@ fn sendto_common(
 
 /// `WskSendTo`: W64.
 #[no_mangle]
-pub unsafe extern "system" fn WskSendTo(
+pub unsafe extern "win64" fn WskSendTo(
     Socket: PWSK_SOCKET,
     Buffer: PWSK_BUF,
     Flags: ULONG,
@@ -215,7 +215,7 @@ pub unsafe extern "system" fn WskSendTo(
 
 /// `WskSendMessages`: one datagram per WSK_BUF_LIST entry, all to one address (W65).
 #[no_mangle]
-pub unsafe extern "system" fn WskSendMessages(
+pub unsafe extern "win64" fn WskSendMessages(
     Socket: PWSK_SOCKET,
     BufferList: PWSK_BUF_LIST,
     Flags: ULONG,
@@ -240,7 +240,7 @@ pub unsafe extern "system" fn WskSendMessages(
 
 /// `WskReceiveFrom`: one datagram per IRP (W67).
 #[no_mangle]
-pub unsafe extern "system" fn WskReceiveFrom(
+pub unsafe extern "win64" fn WskReceiveFrom(
     Socket: PWSK_SOCKET,
     Buffer: PWSK_BUF,
     Flags: ULONG,
@@ -252,7 +252,14 @@ pub unsafe extern "system" fn WskReceiveFrom(
 ) -> NTSTATUS {
     let _ = ControlInfo;
     // SAFETY: the client passes its IRP to WskReceiveFrom.
-    let _in = match unsafe { socket::begin_irp_call(Socket, Irp, "WskReceiveFrom", crate::faults::Call::WskReceiveFrom) } {
+    let _in = match unsafe {
+        socket::begin_irp_call(
+            Socket,
+            Irp,
+            "WskReceiveFrom",
+            crate::faults::Call::WskReceiveFrom,
+        )
+    } {
         Ok(call) => call,
         Err(st) => return st,
     };
@@ -297,7 +304,7 @@ pub unsafe extern "system" fn WskReceiveFrom(
 
 /// `WskRelease` for datagram sockets (PFN_WSK_RELEASE_DATAGRAM_INDICATION_LIST).
 #[no_mangle]
-pub unsafe extern "system" fn WskReleaseDatagrams(
+pub unsafe extern "win64" fn WskReleaseDatagrams(
     Socket: PWSK_SOCKET,
     DatagramIndication: PWSK_DATAGRAM_INDICATION,
 ) -> NTSTATUS {

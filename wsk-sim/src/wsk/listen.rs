@@ -73,14 +73,16 @@ pub(crate) fn bind_locked(
 
 /// `WskBind`: W39.
 #[no_mangle]
-pub unsafe extern "system" fn WskBind(
+pub unsafe extern "win64" fn WskBind(
     Socket: PWSK_SOCKET,
     LocalAddress: PSOCKADDR,
     Flags: ULONG,
     Irp: PIRP,
 ) -> NTSTATUS {
     // SAFETY: the client passes its IRP to WskBind.
-    let _in = match unsafe { socket::begin_irp_call(Socket, Irp, "WskBind", crate::faults::Call::WskBind) } {
+    let _in = match unsafe {
+        socket::begin_irp_call(Socket, Irp, "WskBind", crate::faults::Call::WskBind)
+    } {
         Ok(call) => call,
         Err(st) => return st,
     };
@@ -107,7 +109,7 @@ pub unsafe extern "system" fn WskBind(
 
 /// `WskListen` (stream sockets): a bound stream socket starts listening.
 #[no_mangle]
-pub unsafe extern "system" fn WskListen(Socket: PWSK_SOCKET, Irp: PIRP) -> NTSTATUS {
+pub unsafe extern "win64" fn WskListen(Socket: PWSK_SOCKET, Irp: PIRP) -> NTSTATUS {
     crate::irql::require_dispatch_or_below("WskListen");
     // SAFETY: the client passes its IRP.
     if !unsafe { crate::irp::take(Irp, "WskListen") } {
@@ -143,7 +145,7 @@ pub unsafe extern "system" fn WskListen(Socket: PWSK_SOCKET, Irp: PIRP) -> NTSTA
 
 /// `WskAccept`: completes when a connection arrives (W41).
 #[no_mangle]
-pub unsafe extern "system" fn WskAccept(
+pub unsafe extern "win64" fn WskAccept(
     ListenSocket: PWSK_SOCKET,
     Flags: ULONG,
     AcceptSocketContext: PVOID,
@@ -202,7 +204,7 @@ pub unsafe extern "system" fn WskAccept(
 
 /// `WskInspectComplete`: conditional accept is not simulated.
 #[no_mangle]
-pub unsafe extern "system" fn WskInspectComplete(
+pub unsafe extern "win64" fn WskInspectComplete(
     ListenSocket: PWSK_SOCKET,
     InspectID: PWSK_INSPECT_ID,
     Action: WSK_INSPECT_ACTION,
@@ -219,7 +221,7 @@ pub unsafe extern "system" fn WskInspectComplete(
 
 /// `WskGetLocalAddress`: bound sockets only (W71).
 #[no_mangle]
-pub unsafe extern "system" fn WskGetLocalAddress(
+pub unsafe extern "win64" fn WskGetLocalAddress(
     Socket: PWSK_SOCKET,
     LocalAddress: PSOCKADDR,
     Irp: PIRP,

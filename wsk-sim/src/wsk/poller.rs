@@ -803,7 +803,7 @@ fn run_job(job: Job) {
             chunks,
             flags,
         } => {
-            type F = unsafe extern "system" fn(
+            type F = unsafe extern "win64" fn(
                 PVOID,
                 u32,
                 *mut wsk_sys::WSK_DATA_INDICATION,
@@ -841,7 +841,7 @@ fn run_job(job: Job) {
             dgrams,
             is_static,
         } => {
-            type F = unsafe extern "system" fn(
+            type F = unsafe extern "win64" fn(
                 PVOID,
                 u32,
                 *mut wsk_sys::WSK_DATAGRAM_INDICATION,
@@ -858,7 +858,7 @@ fn run_job(job: Job) {
             after_receive_from(ws, block, dgrams, st, is_static);
         }
         Job::NullReceiveFrom { ws, ctx, f } => {
-            type F = unsafe extern "system" fn(
+            type F = unsafe extern "win64" fn(
                 PVOID,
                 u32,
                 *mut wsk_sys::WSK_DATAGRAM_INDICATION,
@@ -874,7 +874,7 @@ fn run_job(job: Job) {
             callback_done(ws, WSK_EVENT_RECEIVE_FROM);
         }
         Job::Disconnect { ws, ctx, f, flags } => {
-            type F = unsafe extern "system" fn(PVOID, u32) -> NTSTATUS;
+            type F = unsafe extern "win64" fn(PVOID, u32) -> NTSTATUS;
             let st = if f == 0 {
                 STATUS_SUCCESS
             } else {
@@ -893,7 +893,7 @@ fn run_job(job: Job) {
             callback_done(ws, WSK_EVENT_DISCONNECT);
         }
         Job::Backlog { ws, ctx, f, size } => {
-            type F = unsafe extern "system" fn(PVOID, SIZE_T) -> NTSTATUS;
+            type F = unsafe extern "win64" fn(PVOID, SIZE_T) -> NTSTATUS;
             let st = if f == 0 {
                 STATUS_SUCCESS
             } else {
@@ -917,7 +917,7 @@ fn run_job(job: Job) {
             local,
             remote,
         } => {
-            type F = unsafe extern "system" fn(
+            type F = unsafe extern "win64" fn(
                 PVOID,
                 u32,
                 wsk_sys::PSOCKADDR,

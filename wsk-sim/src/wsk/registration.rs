@@ -118,7 +118,7 @@ static PROVIDER_DISPATCH: WSK_PROVIDER_DISPATCH = WSK_PROVIDER_DISPATCH {
 
 /// `WskRegister`: PASSIVE_LEVEL.
 #[no_mangle]
-pub unsafe extern "system" fn WskRegister(
+pub unsafe extern "win64" fn WskRegister(
     WskClientNpi: PWSK_CLIENT_NPI,
     WskRegistration: PWSK_REGISTRATION,
 ) -> NTSTATUS {
@@ -177,7 +177,7 @@ pub unsafe extern "system" fn WskRegister(
 
 /// `WskCaptureProviderNPI`: W3/W4/W5.
 #[no_mangle]
-pub unsafe extern "system" fn WskCaptureProviderNPI(
+pub unsafe extern "win64" fn WskCaptureProviderNPI(
     WskRegistration: PWSK_REGISTRATION,
     WaitTimeout: ULONG,
     WskProviderNpi: PWSK_PROVIDER_NPI,
@@ -240,7 +240,7 @@ pub unsafe extern "system" fn WskCaptureProviderNPI(
 
 /// `WskReleaseProviderNPI`: ≤ DISPATCH_LEVEL; one per successful capture.
 #[no_mangle]
-pub unsafe extern "system" fn WskReleaseProviderNPI(WskRegistration: PWSK_REGISTRATION) {
+pub unsafe extern "win64" fn WskReleaseProviderNPI(WskRegistration: PWSK_REGISTRATION) {
     crate::irql::require_dispatch_or_below("WskReleaseProviderNPI");
     let blk = WskRegistration as usize;
     let ok = with(|r| match r.by_block.get_mut(&blk) {
@@ -258,7 +258,7 @@ pub unsafe extern "system" fn WskReleaseProviderNPI(WskRegistration: PWSK_REGIST
 
 /// `WskQueryProviderCharacteristics`.
 #[no_mangle]
-pub unsafe extern "system" fn WskQueryProviderCharacteristics(
+pub unsafe extern "win64" fn WskQueryProviderCharacteristics(
     WskRegistration: PWSK_REGISTRATION,
     WskProviderCharacteristics: PWSK_PROVIDER_CHARACTERISTICS,
 ) -> NTSTATUS {
@@ -277,7 +277,7 @@ pub unsafe extern "system" fn WskQueryProviderCharacteristics(
 /// `WskDeregister`: PASSIVE_LEVEL; blocks until every capture is released and every socket
 /// of the client is closed (W7), failing blocked captures at once (W5).
 #[no_mangle]
-pub unsafe extern "system" fn WskDeregister(WskRegistration: PWSK_REGISTRATION) {
+pub unsafe extern "win64" fn WskDeregister(WskRegistration: PWSK_REGISTRATION) {
     crate::irql::require_passive("WskDeregister");
     let blk = WskRegistration as usize;
     let Some((token, irps)) = with(|r| {

@@ -581,7 +581,7 @@ pub(crate) fn create(
 
 /// `WskSocket`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wsk/nc-wsk-pfn_wsk_socket>
 #[no_mangle]
-pub unsafe extern "system" fn WskSocket(
+pub unsafe extern "win64" fn WskSocket(
     Client: PWSK_CLIENT,
     AddressFamily: ADDRESS_FAMILY,
     SocketType: USHORT,
@@ -630,7 +630,7 @@ pub unsafe extern "system" fn WskSocket(
 /// `WskCloseSocket`: cancels every pending IRP, waits for a running callback, frees the
 /// socket (W70). Retained indications are left alone (W68).
 #[no_mangle]
-pub unsafe extern "system" fn WskCloseSocket(Socket: PWSK_SOCKET, Irp: PIRP) -> NTSTATUS {
+pub unsafe extern "win64" fn WskCloseSocket(Socket: PWSK_SOCKET, Irp: PIRP) -> NTSTATUS {
     crate::irql::require_dispatch_or_below("WskCloseSocket");
     let ws = Socket as usize;
     let me = std::thread::current().id();
@@ -797,7 +797,7 @@ fn dequeue(irp: usize) -> bool {
 
 /// `IoCancelIrp`: WSK cancels pending receives, accepts and disconnects.
 #[no_mangle]
-pub unsafe extern "system" fn IoCancelIrp(Irp: PIRP) -> wsk_sys::BOOLEAN {
+pub unsafe extern "win64" fn IoCancelIrp(Irp: PIRP) -> wsk_sys::BOOLEAN {
     crate::irql::require_dispatch_or_below("IoCancelIrp");
     // SAFETY: the caller passes a live IRP.
     unsafe { (*Irp).Cancel = 1 };

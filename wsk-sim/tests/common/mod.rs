@@ -24,7 +24,7 @@ static CLIENT_DISPATCH: WSK_CLIENT_DISPATCH = WSK_CLIENT_DISPATCH {
     WskClientEvent: None,
 };
 
-unsafe extern "system" fn signal_done(_dev: PDEVICE_OBJECT, _irp: PIRP, ctx: PVOID) -> NTSTATUS {
+unsafe extern "win64" fn signal_done(_dev: PDEVICE_OBJECT, _irp: PIRP, ctx: PVOID) -> NTSTATUS {
     // SAFETY: ctx is the waiter's KEVENT, alive until it has waited.
     unsafe { KeSetEvent(ctx.cast(), 0, FALSE) };
     STATUS_MORE_PROCESSING_REQUIRED
@@ -429,7 +429,7 @@ fn check_irql(flags: u32, what: &str, server: &Server) {
     }
 }
 
-unsafe extern "system" fn on_accept(
+unsafe extern "win64" fn on_accept(
     ctx: PVOID,
     flags: ULONG,
     _local: PSOCKADDR,
@@ -470,7 +470,7 @@ struct SendCtx {
     list_refs: *const AtomicUsize,
 }
 
-unsafe extern "system" fn on_send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
+unsafe extern "win64" fn on_send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
     // SAFETY: ctx is the SendCtx of this IRP.
     let sc = unsafe { Box::from_raw(ctx.cast::<SendCtx>()) };
     // SAFETY: the Conn outlives its in-flight sends.
@@ -512,7 +512,7 @@ unsafe extern "system" fn on_send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVO
     STATUS_MORE_PROCESSING_REQUIRED
 }
 
-unsafe extern "system" fn on_close_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
+unsafe extern "win64" fn on_close_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
     // SAFETY: ctx is the Conn; the close is its last use.
     let conn = unsafe { Box::from_raw(ctx.cast::<Conn>()) };
     // SAFETY: the Server outlives its connections.
@@ -554,7 +554,7 @@ fn request_close(conn: *const Conn) {
     }
 }
 
-unsafe extern "system" fn on_receive(
+unsafe extern "win64" fn on_receive(
     ctx: PVOID,
     flags: ULONG,
     ind: PWSK_DATA_INDICATION,
@@ -633,7 +633,7 @@ unsafe extern "system" fn on_receive(
     }
 }
 
-unsafe extern "system" fn on_disconnect(ctx: PVOID, flags: ULONG) -> NTSTATUS {
+unsafe extern "win64" fn on_disconnect(ctx: PVOID, flags: ULONG) -> NTSTATUS {
     // SAFETY: live while the socket is open.
     let c = unsafe { &*(ctx as *const Conn) };
     // SAFETY: the Server outlives its connections.
@@ -650,7 +650,7 @@ struct UdpSend {
     refs: *const AtomicUsize,
 }
 
-unsafe extern "system" fn on_udp_sent(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
+unsafe extern "win64" fn on_udp_sent(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
     // SAFETY: ctx is this IRP's UdpSend.
     let u = unsafe { Box::from_raw(ctx.cast::<UdpSend>()) };
     // SAFETY: the Server outlives the socket.
@@ -683,7 +683,7 @@ unsafe extern "system" fn on_udp_sent(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOI
     STATUS_MORE_PROCESSING_REQUIRED
 }
 
-unsafe extern "system" fn on_receive_from(
+unsafe extern "win64" fn on_receive_from(
     ctx: PVOID,
     flags: ULONG,
     ind: PWSK_DATAGRAM_INDICATION,

@@ -128,7 +128,7 @@ pub static DGRAM: WSK_CLIENT_DATAGRAM_DISPATCH = WSK_CLIENT_DATAGRAM_DISPATCH {
     WskReceiveFromEvent: Some(receive_from),
 };
 
-unsafe extern "system" fn accept(
+unsafe extern "win64" fn accept(
     ctx: PVOID,
     flags: ULONG,
     _l: PSOCKADDR,
@@ -168,7 +168,7 @@ unsafe extern "system" fn accept(
     st
 }
 
-unsafe extern "system" fn receive(
+unsafe extern "win64" fn receive(
     ctx: PVOID,
     flags: ULONG,
     ind: PWSK_DATA_INDICATION,
@@ -248,7 +248,7 @@ unsafe extern "system" fn receive(
     st
 }
 
-unsafe extern "system" fn disconnect(ctx: PVOID, flags: ULONG) -> NTSTATUS {
+unsafe extern "win64" fn disconnect(ctx: PVOID, flags: ULONG) -> NTSTATUS {
     EVENTS.lock().unwrap().push(Ev::Disconnect {
         ctx: ctx as usize,
         flags,
@@ -256,7 +256,7 @@ unsafe extern "system" fn disconnect(ctx: PVOID, flags: ULONG) -> NTSTATUS {
     STATUS_SUCCESS
 }
 
-unsafe extern "system" fn backlog(ctx: PVOID, size: SIZE_T) -> NTSTATUS {
+unsafe extern "win64" fn backlog(ctx: PVOID, size: SIZE_T) -> NTSTATUS {
     EVENTS.lock().unwrap().push(Ev::Backlog {
         ctx: ctx as usize,
         size,
@@ -264,7 +264,7 @@ unsafe extern "system" fn backlog(ctx: PVOID, size: SIZE_T) -> NTSTATUS {
     STATUS_SUCCESS
 }
 
-unsafe extern "system" fn receive_from(
+unsafe extern "win64" fn receive_from(
     ctx: PVOID,
     flags: ULONG,
     ind: PWSK_DATAGRAM_INDICATION,
