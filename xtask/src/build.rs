@@ -1,6 +1,6 @@
 //! Building wskecho.sys for x86_64-pc-windows-msvc from any host with rust-lld and no WDK,
 //! and packaging it with its INF. Why this recipe (rust-lld, no WDK, the link arguments below):
-//! docs/architecture.md, "How wskecho.sys is built".
+//! docs/architecture.md, "Kernel FFI: how wskecho.sys is built".
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
