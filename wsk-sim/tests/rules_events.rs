@@ -1,4 +1,4 @@
-//! One test per event / data-path rule (wsk-rules.md W41–W71) that a test can show.
+//! One test per event / data-path rule (docs/wsk-contract.md, W41–W71) that a test can show.
 #![allow(
     clippy::many_single_char_names,
     clippy::items_after_statements,

@@ -1,4 +1,4 @@
-//! One test per provider rule (wsk-rules.md W1–W40) that a test can show.
+//! One test per provider rule (docs/wsk-contract.md, W1–W40) that a test can show.
 #![allow(
     clippy::many_single_char_names,
     clippy::items_after_statements,

@@ -2,7 +2,7 @@
 //! WSK driver uses, x64 layout. Names mirror the C headers exactly (types, fields,
 //! constants, functions), so code reads like the C documentation.
 //!
-//! Why hand-written, and how the imports link on Windows: see ../shared/DESIGN.md
+//! Why hand-written, and how the imports link on Windows: see docs/architecture.md
 //! ("Kernel FFI"). `#![no_std]`, no dependencies: this crate is linked into the .sys.
 //!
 //! Modules: [`ntdef`] basic types, [`status`] NTSTATUS codes, [`ke`] dispatcher objects /

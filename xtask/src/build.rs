@@ -1,5 +1,6 @@
 //! Building wskecho.sys for x86_64-pc-windows-msvc from any host with rust-lld and no WDK,
-//! and packaging it with its INF. Recipe: ../shared/DESIGN.md, "Kernel FFI".
+//! and packaging it with its INF. Why this recipe (rust-lld, no WDK, the link arguments below):
+//! docs/architecture.md, "Kernel FFI: how wskecho.sys is built".
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -185,23 +186,10 @@ pub fn package_driver(image: &Path, out_dir: &Path, inf_src: &Path) -> Result<Pa
         None
     };
 
-    let produced = ["wskecho.sys".to_owned()];
     let inf = if inf_src.is_file() {
         let text = std::fs::read_to_string(inf_src)?;
-        let wanted = inf::referenced_files(&text);
-        let missing: Vec<_> = wanted.iter().filter(|f| !produced.contains(f)).collect();
-        if !missing.is_empty() {
-            bail!(
-                "{} copies files this build does not produce: {missing:?}",
-                inf_src.display()
-            );
-        }
-        if !wanted.contains("wskecho.sys") {
-            eprintln!(
-                "xtask: warning: {} does not copy wskecho.sys",
-                inf_src.display()
-            );
-        }
+        inf::check_package(&text, &["wskecho.sys"])
+            .map_err(|e| anyhow::anyhow!("{} is refused:\n{e}", inf_src.display()))?;
         let dst = out_dir.join("wskecho.inf");
         std::fs::copy(inf_src, &dst)?;
         Some(dst)

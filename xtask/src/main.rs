@@ -1,15 +1,17 @@
 //! `cargo xtask driver`: build wskecho.sys for x86_64-pc-windows-msvc (rust-lld, no WDK),
 //! package it with its INF into <target>/driver/, and check the PE.
 //! `cargo xtask check-pe FILE`: run only the PE check on an image.
+//! `cargo xtask check-inf FILE`: run only the INF check (primitive-driver rules, Parameters).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
-use xtask::{build, mingw, pe_check};
+use xtask::{build, inf, mingw, pe_check};
 
 const USAGE: &str = "usage: cargo xtask driver          build, package and check wskecho.sys
-       cargo xtask check-pe FILE   check a driver image (imports, subsystem, checksum, ...)";
+       cargo xtask check-pe FILE   check a driver image (imports, subsystem, checksum, ...)
+       cargo xtask check-inf FILE  check a driver INF (primitive-driver rules, Parameters)";
 
 fn main() -> ExitCode {
     match run(&std::env::args().skip(1).collect::<Vec<_>>()) {
@@ -37,6 +39,19 @@ fn run(args: &[String]) -> Result<()> {
                         report.checksum,
                         report.import_summary()
                     );
+                    Ok(())
+                }
+                Err(p) => bail!("{file} refused:\n{p}"),
+            }
+        }
+        Some("check-inf") => {
+            let Some(file) = args.get(1) else {
+                bail!("{USAGE}")
+            };
+            let text = std::fs::read_to_string(file)?;
+            match inf::check_package(&text, &["wskecho.sys"]) {
+                Ok(()) => {
+                    println!("{file}: OK");
                     Ok(())
                 }
                 Err(p) => bail!("{file} refused:\n{p}"),
