@@ -1,10 +1,29 @@
-//! echoload: TCP/UDP load generator (client engines, reports) and the reference echo server.
+//! echoload: TCP/UDP load generator and the reference echo server.
+//!
+//! - [`cli`]: every command-line definition (`run`, `serve`, `merge`, `driver`, `demo`).
+//! - [`client`]: the load engines (TCP, UDP); a run returns a [`client::Measurement`].
+//! - [`report`]: the result document (JSON, table) built from a measurement; merging runs.
+//! - [`output`]: stdout that tolerates a closed pipe.
+//! - [`progress`]: the live progress line while a run goes on.
+//! - [`runner`]: configuration → measurement → report, as `echoload run` does it.
+//! - [`server`]: `echoload serve`, the user-mode reference server (echo, discard, source,
+//!   sockperf).
+//! - [`driverctl`]: `echoload driver`, the wskecho control-device client.
+//! - [`payload`], [`sockperf`]: the message formats on the wire.
+//! - [`signals`]: SIGINT/SIGTERM as a stop request.
+//! - [`demo`]: the embedded default run (server and client on loopback).
 
 pub mod cli;
 pub mod client;
 pub mod demo;
 pub mod driverctl;
+pub mod output;
 pub mod payload;
+pub mod progress;
 pub mod report;
+pub mod runner;
 pub mod server;
+pub mod signals;
 pub mod sockperf;
+
+pub use runner::{run, try_run};

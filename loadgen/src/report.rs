@@ -1,9 +1,6 @@
-//! Results: the JSON document, the human table, merging of several runs, live progress.
+//! Results: the JSON document, the human table, merging of several runs.
 
 use std::fmt::Write as _;
-use std::io::IsTerminal;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
@@ -11,7 +8,7 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::client::{Errors, Live, Mode, Proto, RunConfig, Stats, Wire};
+use crate::client::{Errors, Measurement, Mode, Proto, RunConfig, Stats, Wire};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Throughput {
@@ -100,7 +97,12 @@ pub fn decode_histogram(s: &str) -> Result<Histogram<u64>> {
 }
 
 impl RunReport {
-    pub(crate) fn from_stats(cfg: &RunConfig, st: &Stats, duration_s: f64) -> RunReport {
+    /// The result document of a measurement made with `cfg`.
+    pub fn new(cfg: &RunConfig, m: &Measurement) -> RunReport {
+        RunReport::from_stats(cfg, &m.stats, m.duration_s)
+    }
+
+    fn from_stats(cfg: &RunConfig, st: &Stats, duration_s: f64) -> RunReport {
         let (msgs, bytes) = if cfg.mode == Mode::Sink {
             (st.sent_msgs, st.sent_bytes)
         } else {
@@ -113,6 +115,28 @@ impl RunReport {
                 0.0
             }
         };
+        let mut messages = st.messages.clone();
+        let moved = if cfg.mode == Mode::Sink {
+            st.sent_bytes > 0
+        } else {
+            st.recv_bytes > 0
+        };
+        if !moved && messages.is_empty() {
+            messages.push(if duration_s <= 0.0 {
+                "nothing was measured (the measured window is empty)".to_string()
+            } else if cfg.mode == Mode::Sink {
+                "nothing was sent in the measured window".to_string()
+            } else {
+                format!(
+                    "nothing was received in the measured window (is {} a {} service?)",
+                    cfg.target,
+                    match cfg.mode {
+                        Mode::Source => "source",
+                        _ => "echo",
+                    }
+                )
+            });
+        }
         RunReport {
             target: cfg.target.to_string(),
             proto: cfg.proto,
@@ -133,15 +157,27 @@ impl RunReport {
             },
             latency_us: Latency::from_histogram(&st.hist),
             errors: st.errors,
-            messages: st.messages.clone(),
+            messages,
             histogram: encode_histogram(&st.hist),
         }
     }
 
-    /// No integrity error and no failed connection; loss/duplicates count unless `allow_loss`.
+    /// Whether the measured window moved data: something sent (send-only runs) or received
+    /// (every other mode expects replies or a stream).
+    pub fn moved_data(&self) -> bool {
+        if self.mode == Mode::Sink {
+            self.sent_bytes > 0
+        } else {
+            self.recv_bytes > 0
+        }
+    }
+
+    /// Data moved, no integrity error and no failed connection; loss/duplicates count unless
+    /// `allow_loss`.
     pub fn clean(&self, allow_loss: bool) -> bool {
         let e = &self.errors;
-        e.corrupted == 0
+        self.moved_data()
+            && e.corrupted == 0
             && e.connect == 0
             && e.io == 0
             && (allow_loss || (e.lost == 0 && e.duplicated == 0))
@@ -213,7 +249,7 @@ impl RunReport {
     }
 }
 
-fn human(v: f64, unit: &str) -> String {
+pub(crate) fn human(v: f64, unit: &str) -> String {
     let (d, p) = if v >= 1e9 {
         (1e9, "G")
     } else if v >= 1e6 {
@@ -257,49 +293,4 @@ pub fn merge(reports: &[RunReport]) -> Result<RunReport> {
     out.latency_us = Latency::from_histogram(&hist);
     out.histogram = encode_histogram(&hist);
     Ok(out)
-}
-
-/// Live progress on stderr, only when it is a terminal.
-pub(crate) struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl Progress {
-    pub fn new(wanted: bool, total: Duration) -> Self {
-        let bar = (wanted && std::io::stderr().is_terminal()).then(|| {
-            let b = indicatif::ProgressBar::new(total.as_millis() as u64);
-            b.set_style(
-                indicatif::ProgressStyle::with_template("{bar:30} {elapsed_precise} {msg}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            b
-        });
-        Progress { bar }
-    }
-    pub fn active(&self) -> bool {
-        self.bar.is_some()
-    }
-    pub fn tick(&self, live: &Live, elapsed: Duration) {
-        if let Some(b) = &self.bar {
-            b.set_position(elapsed.as_millis() as u64);
-            let secs = elapsed.as_secs_f64().max(1e-3);
-            b.set_message(format!(
-                "sent {}  recv {}  {}",
-                human(
-                    live.sent_bytes.load(Ordering::Relaxed) as f64 * 8.0 / secs,
-                    "bit/s"
-                ),
-                human(
-                    live.recv_bytes.load(Ordering::Relaxed) as f64 * 8.0 / secs,
-                    "bit/s"
-                ),
-                human(live.msgs.load(Ordering::Relaxed) as f64 / secs, "msg/s"),
-            ));
-        }
-    }
-    pub fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
 }

@@ -10,7 +10,7 @@ mod wakeup;
 mod wire;
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -18,8 +18,6 @@ use anyhow::{bail, Result};
 
 pub use stats::{Errors, SeqEvent, SeqTracker, Stats};
 pub use wire::{Check, Wire};
-
-pub use crate::report::RunReport;
 
 /// Largest UDP payload over IPv4 (65535 - 20 - 8).
 pub const MAX_UDP_SIZE: usize = 65_507;
@@ -106,6 +104,9 @@ pub struct RunConfig {
     pub verify_source: bool,
     /// Live progress bar (only drawn when stderr is a terminal).
     pub progress: bool,
+    /// When this flag turns true the measured window ends early: sending stops, the echoes
+    /// still due are drained and the run reports what it measured (e.g. after Ctrl-C).
+    pub stop: Option<&'static AtomicBool>,
 }
 
 impl Default for RunConfig {
@@ -131,6 +132,7 @@ impl Default for RunConfig {
             window_bytes: 1 << 20,
             verify_source: true,
             progress: false,
+            stop: None,
         }
     }
 }
@@ -200,22 +202,87 @@ pub(crate) struct Live {
     pub msgs: AtomicU64,
 }
 
+impl Live {
+    fn counts(&self) -> LiveCounts {
+        LiveCounts {
+            sent_bytes: self.sent_bytes.load(Ordering::Relaxed),
+            recv_bytes: self.recv_bytes.load(Ordering::Relaxed),
+            msgs: self.msgs.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Measured traffic so far, as a progress display sees it while the run goes on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveCounts {
+    pub sent_bytes: u64,
+    pub recv_bytes: u64,
+    /// Messages received (sent, for send-only runs).
+    pub msgs: u64,
+}
+
+/// What a run measured; [`crate::report::RunReport`] turns it into the result document.
+pub struct Measurement {
+    /// Counters and latency summed over every worker.
+    pub stats: Stats,
+    /// Length of the measured window actually covered (after warm-up), in seconds.
+    pub duration_s: f64,
+}
+
+impl Measurement {
+    /// A run that could not start: `why` is counted as a connection failure.
+    pub fn failed(why: String) -> Measurement {
+        let mut stats = Stats::default();
+        stats.errors.connect += 1;
+        stats.note(why);
+        Measurement {
+            stats,
+            duration_s: 0.0,
+        }
+    }
+}
+
+/// Called about every 100 ms from the thread that started the run, with the live counters
+/// and the time since the start (warm-up included).
+pub type Observer<'a> = &'a mut dyn FnMut(LiveCounts, Duration);
+
 /// Time base of one run: all threads measure from the same instant.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct Clock {
     pub start: Instant,
     pub warm_end_ns: u64,
-    pub end_ns: u64,
+    /// The planned end (warm-up + duration).
+    planned_end_ns: u64,
+    /// An earlier end set when the run is asked to stop (`u64::MAX`: none).
+    stop_at_ns: Arc<AtomicU64>,
 }
 
 impl Clock {
+    pub fn new(start: Instant, warm_end_ns: u64, planned_end_ns: u64) -> Clock {
+        Clock {
+            start,
+            warm_end_ns,
+            planned_end_ns,
+            stop_at_ns: Arc::new(AtomicU64::new(u64::MAX)),
+        }
+    }
     #[inline]
     pub fn now_ns(&self) -> u64 {
         self.start.elapsed().as_nanos() as u64
     }
+    /// End of the measured window: the planned one, or when the run was stopped.
+    #[inline]
+    pub fn end_ns(&self) -> u64 {
+        self.planned_end_ns
+            .min(self.stop_at_ns.load(Ordering::Relaxed))
+    }
     #[inline]
     pub fn measuring(&self, t: u64) -> bool {
-        t >= self.warm_end_ns && t < self.end_ns
+        t >= self.warm_end_ns && t < self.end_ns()
+    }
+    /// Ends the measured window now (if it has not ended yet).
+    pub fn stop_now(&self) {
+        self.stop_at_ns.fetch_min(self.now_ns(), Ordering::Relaxed);
     }
 }
 
@@ -235,7 +302,10 @@ impl Worker {
     pub fn sync_start(&self) -> Clock {
         self.ready.wait();
         self.go.wait();
-        *self.clock.get().expect("clock set before the go barrier")
+        self.clock
+            .get()
+            .expect("clock set before the go barrier")
+            .clone()
     }
 
     /// Pacing: interval between sends of one connection, in ns.
@@ -245,22 +315,10 @@ impl Worker {
     }
 }
 
-/// Runs a measurement; configuration errors and total failures are reported inside the
-/// returned report (see [`try_run`] to get them as `Err`).
-pub fn run(cfg: &RunConfig) -> RunReport {
-    match try_run(cfg) {
-        Ok(r) => r,
-        Err(e) => {
-            let mut st = Stats::default();
-            st.errors.connect += 1;
-            st.note(format!("{e:#}"));
-            RunReport::from_stats(cfg, &st, 0.0)
-        }
-    }
-}
-
-/// Like [`run`], but an invalid configuration is an `Err`.
-pub fn try_run(cfg: &RunConfig) -> Result<RunReport> {
+/// Runs a measurement. An invalid configuration is an `Err`; failures of the run itself
+/// (refused connections, lost or corrupted messages) are counted in the measurement.
+/// `observe`, when given, gets the live counters about every 100 ms.
+pub fn measure(cfg: &RunConfig, observe: Option<Observer<'_>>) -> Result<Measurement> {
     cfg.validate()?;
     let cfg = Arc::new(cfg.clone());
     let threads = cfg.threads.min(cfg.conns);
@@ -291,22 +349,29 @@ pub fn try_run(cfg: &RunConfig) -> Result<RunReport> {
     }
     ready.wait();
     let warm = cfg.warmup.as_nanos() as u64;
-    let c = Clock {
-        start: Instant::now(),
-        warm_end_ns: warm,
-        end_ns: warm + cfg.duration.as_nanos() as u64,
-    };
-    let _ = clock.set(c);
+    let c = Clock::new(Instant::now(), warm, warm + cfg.duration.as_nanos() as u64);
+    let _ = clock.set(c.clone());
     go.wait();
 
-    let progress = crate::report::Progress::new(cfg.progress, cfg.warmup + cfg.duration);
-    // Without a progress bar the main thread just joins below: a periodic wake-up would land
-    // on the workers' cores (2 here) and show in the latency tail and the ping-pong p50.
-    while progress.active() && !handles.iter().all(std::thread::JoinHandle::is_finished) {
-        progress.tick(&live, c.start.elapsed());
-        std::thread::sleep(Duration::from_millis(100));
+    // Without an observer or a stop flag the main thread just joins below: a periodic wake-up
+    // would land on the workers' cores (2 here) and show in the latency tail and the ping-pong
+    // p50.
+    let mut observe = observe;
+    if observe.is_some() || cfg.stop.is_some() {
+        let mut last_observed = Instant::now();
+        while !handles.iter().all(std::thread::JoinHandle::is_finished) {
+            if cfg.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                c.stop_now();
+            }
+            if let Some(o) = observe.as_mut() {
+                if last_observed.elapsed() >= Duration::from_millis(100) {
+                    last_observed = Instant::now();
+                    o(live.counts(), c.start.elapsed());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
-    progress.finish();
     let mut total = Stats::default();
     for h in handles {
         if let Ok(st) = h.join() {
@@ -316,7 +381,11 @@ pub fn try_run(cfg: &RunConfig) -> Result<RunReport> {
             total.note("a worker thread panicked".into());
         }
     }
-    let measured = (c.start.elapsed().as_secs_f64() - cfg.warmup.as_secs_f64())
-        .clamp(0.0, cfg.duration.as_secs_f64());
-    Ok(RunReport::from_stats(&cfg, &total, measured))
+    let end_ns = c.end_ns().min(c.now_ns());
+    let measured =
+        (end_ns.saturating_sub(c.warm_end_ns) as f64 / 1e9).min(cfg.duration.as_secs_f64());
+    Ok(Measurement {
+        stats: total,
+        duration_s: measured,
+    })
 }

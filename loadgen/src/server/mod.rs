@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use config::{ServeArgs, ServeConfig};
+pub(crate) use config::default_threads;
+pub use config::ServeConfig;
 pub use pattern::{fill_source, source_byte, verify_source, SOURCE_PERIOD};
 pub use stats::Counters;
 
@@ -161,7 +162,7 @@ impl Drop for ServerHandle {
 pub const STOP_BOUND: Duration = Duration::from_millis(200);
 
 /// Binds every enabled service and starts the workers. Takes a [`ServeConfig`] or
-/// [`ServeArgs`] (by value or reference).
+/// `cli::ServeArgs` (by value or reference).
 pub fn spawn(cfg: impl Into<ServeConfig>) -> anyhow::Result<ServerHandle> {
     let cfg: ServeConfig = cfg.into();
     cfg.validate()?;
@@ -178,33 +179,33 @@ pub fn spawn(cfg: impl Into<ServeConfig>) -> anyhow::Result<ServerHandle> {
     })
 }
 
-/// `echoload serve`: runs until SIGINT/SIGTERM, then prints the counters.
-pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
-    let cfg = ServeConfig::from(args);
-    let h = spawn(&cfg)?;
+/// `echoload serve`: runs until SIGINT/SIGTERM, then prints the counters (and every
+/// `stats_every` seconds when that is above 0).
+pub fn run(cfg: &ServeConfig, stats_every: f64) -> anyhow::Result<()> {
+    let h = spawn(cfg)?;
     for (svc, proto, addr) in h.bound() {
-        println!(
+        crate::output::println(&format!(
             "{:<8} {:<3} {addr}",
             svc.name(),
             if *proto == Proto::Tcp { "tcp" } else { "udp" }
-        );
+        ));
     }
-    println!(
+    crate::output::println(&format!(
         "serving with {} thread(s), max {} TCP connections; Ctrl-C stops",
         cfg.threads, cfg.max_conns
-    );
-    signals::install();
+    ));
+    crate::signals::install();
     let mut last = std::time::Instant::now();
-    while !signals::requested() {
+    while !crate::signals::requested() {
         std::thread::sleep(Duration::from_millis(100));
-        if args.stats_every > 0.0 && last.elapsed().as_secs_f64() >= args.stats_every {
+        if stats_every > 0.0 && last.elapsed().as_secs_f64() >= stats_every {
             last = std::time::Instant::now();
             eprintln!("{}", h.counters());
         }
     }
     let c = h.counters();
     h.stop()?;
-    println!("{c}");
+    crate::output::println(&c.to_string());
     Ok(())
 }
 
@@ -256,34 +257,4 @@ fn native(r: imp::Running) -> Inner {
 #[cfg(not(target_os = "linux"))]
 fn native(r: imp::Running) -> Inner {
     Inner::Portable(r)
-}
-
-mod signals {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    static STOP: AtomicBool = AtomicBool::new(false);
-
-    pub(super) fn requested() -> bool {
-        STOP.load(Ordering::SeqCst)
-    }
-
-    #[cfg(unix)]
-    pub(super) fn install() {
-        extern "C" fn on_signal(_: libc::c_int) {
-            // Only an atomic store: async-signal-safe.
-            STOP.store(true, Ordering::SeqCst);
-        }
-        let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        // SAFETY: the handler only performs an atomic store, which is async-signal-safe; signal()
-        // with a valid function pointer has no other preconditions.
-        unsafe {
-            libc::signal(libc::SIGINT, handler);
-            libc::signal(libc::SIGTERM, handler);
-        }
-    }
-
-    #[cfg(not(unix))]
-    pub(super) fn install() {
-        // Ctrl-C ends the process on Windows; the counters are printed periodically instead.
-    }
 }
