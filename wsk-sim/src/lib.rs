@@ -53,6 +53,7 @@ pub(crate) mod irp;
 pub(crate) mod irql;
 pub(crate) mod mdl;
 pub mod misc;
+pub mod pe;
 pub mod pool;
 pub mod registry;
 pub(crate) mod state;

@@ -8,9 +8,7 @@ use std::fmt;
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result};
-use object::pe;
-use object::read::pe::{ImageNtHeaders, ImageOptionalHeader, Import, PeFile64};
-use object::LittleEndian as LE;
+use pe_image::{ImportName, PeImage};
 
 use crate::mingw::{ExportLists, Source};
 
@@ -128,87 +126,90 @@ pub fn fix_checksum(data: &mut [u8]) -> Result<bool> {
 /// Checks `data` as a driver image against the kernel export lists.
 pub fn check(data: &[u8], exports: &ExportLists) -> std::result::Result<Report, Problems> {
     let mut problems = Vec::new();
-    let file = match PeFile64::parse(data) {
-        Ok(f) => f,
-        Err(e) => return Err(Problems(vec![format!("not a PE32+ image: {e}")])),
+    let img = match PeImage::parse(data) {
+        Ok(i) => i,
+        Err(e) => return Err(Problems(vec![e.to_string()])),
     };
-    let nt = file.nt_headers();
-    let machine = nt.file_header().machine.get(LE);
-    if machine != pe::IMAGE_FILE_MACHINE_AMD64 {
-        problems.push(format!("machine is {machine:#06x}, not AMD64 (0x8664)"));
+    let h = &img.headers;
+    if h.machine != pe_image::IMAGE_FILE_MACHINE_AMD64 {
+        problems.push(format!("machine is {:#06x}, not AMD64 (0x8664)", h.machine));
     }
-    let opt = nt.optional_header();
-    if opt.subsystem() != pe::IMAGE_SUBSYSTEM_NATIVE {
-        problems.push(format!("subsystem is {}, not NATIVE (1)", opt.subsystem()));
+    if h.subsystem != pe_image::IMAGE_SUBSYSTEM_NATIVE {
+        problems.push(format!("subsystem is {}, not NATIVE (1)", h.subsystem));
     }
-    let entry_point = opt.address_of_entry_point();
+    let entry_point = h.entry_point;
     if entry_point == 0 {
         problems.push("no entry point".into());
     }
-    let checksum = opt.check_sum();
+    let checksum = h.check_sum;
     match pe_checksum(data) {
         Ok(c) if c == checksum && c != 0 => {}
         Ok(c) => problems.push(format!("checksum in header {checksum:#x}, computed {c:#x}")),
         Err(e) => problems.push(format!("checksum: {e}")),
     }
-    if file
-        .data_directory(pe::IMAGE_DIRECTORY_ENTRY_TLS)
-        .is_some_and(|d| d.virtual_address.get(LE) != 0 || d.size.get(LE) != 0)
-    {
+    if img.has_tls {
         problems
             .push("has a TLS directory (thread-local storage does not exist for drivers)".into());
     }
     // HVCI / memory integrity loads only images that declare NX compatibility.
-    if opt.dll_characteristics() & pe::IMAGE_DLLCHARACTERISTICS_NX_COMPAT == 0 {
+    if h.dll_characteristics & pe_image::IMAGE_DLLCHARACTERISTICS_NX_COMPAT == 0 {
         problems.push("not marked NX_COMPAT (/NXCOMPAT)".into());
     }
     // The kernel loads drivers at an address of its choosing: an image whose relocations
     // were stripped cannot be moved there. (An image with nothing to fix up may have no
     // relocation directory at all; that is fine.)
-    if nt.file_header().characteristics.get(LE) & pe::IMAGE_FILE_RELOCS_STRIPPED != 0 {
+    if h.characteristics & pe_image::IMAGE_FILE_RELOCS_STRIPPED != 0 {
         problems.push(
             "base relocations stripped (the image could not be loaded at a kernel address)".into(),
         );
     }
-    for s in file.section_table().iter() {
-        let c = s.characteristics.get(LE);
-        if c & pe::IMAGE_SCN_MEM_WRITE != 0 && c & pe::IMAGE_SCN_MEM_EXECUTE != 0 {
-            problems.push(format!(
-                "section {} is writable and executable",
-                String::from_utf8_lossy(s.raw_name())
-            ));
+    for s in &img.sections {
+        if s.writable() && s.executable() {
+            problems.push(format!("section {} is writable and executable", s.name));
         }
     }
 
     let mut export_names = Vec::new();
-    match file.export_table() {
-        Ok(Some(table)) => match table.exports() {
-            Ok(list) => {
-                for e in list {
-                    let name = e.name.map_or_else(
-                        || format!("#{}", e.ordinal),
-                        |n| String::from_utf8_lossy(n).into_owned(),
-                    );
-                    if name != "DriverEntry" {
-                        problems.push(format!("exports {name} (only DriverEntry may be exported)"));
-                    }
-                    export_names.push(name);
-                }
-            }
-            Err(e) => problems.push(format!("bad export table: {e}")),
-        },
-        Ok(None) => {}
-        Err(e) => problems.push(format!("bad export table: {e}")),
+    for e in &img.exports {
+        if e.name != "DriverEntry" {
+            problems.push(format!(
+                "exports {} (only DriverEntry may be exported)",
+                e.name
+            ));
+        }
+        export_names.push(e.name.clone());
     }
 
     let mut imports = Vec::new();
-    if let Err(e) = collect_imports(&file, exports, &mut imports, &mut problems) {
-        problems.push(format!("bad import table: {e}"));
+    let mut foreign_dlls = std::collections::BTreeSet::new();
+    for imp in &img.imports {
+        let dll = &imp.dll;
+        let known = exports.is_kernel_dll(dll);
+        if !known && foreign_dlls.insert(dll.clone()) {
+            problems.push(format!(
+                "imports from {dll} (only ntoskrnl.exe, HAL.dll, NETIO.SYS are allowed)"
+            ));
+        }
+        match &imp.name {
+            ImportName::Ordinal(o) => problems.push(format!("imports {dll} by ordinal {o}")),
+            ImportName::Name(name) => {
+                let source = exports.lookup(dll, name);
+                if known && source.is_none() {
+                    problems.push(format!("imports {dll}!{name}, which {dll} does not export"));
+                }
+                let allow_listed = match source {
+                    Some(Source::AllowList(doc)) => Some(doc),
+                    _ => None,
+                };
+                imports.push(ImportedName {
+                    dll: dll.clone(),
+                    name: name.clone(),
+                    allow_listed,
+                });
+            }
+        }
     }
-    if file
-        .data_directory(pe::IMAGE_DIRECTORY_ENTRY_DELAY_IMPORT)
-        .is_some_and(|d| d.size.get(LE) != 0)
-    {
+    if img.has_delay_imports {
         problems.push("has delay-load imports".into());
     }
 
@@ -222,54 +223,6 @@ pub fn check(data: &[u8], exports: &ExportLists) -> std::result::Result<Report, 
     } else {
         Err(Problems(problems))
     }
-}
-
-fn collect_imports(
-    file: &PeFile64<'_>,
-    exports: &ExportLists,
-    imports: &mut Vec<ImportedName>,
-    problems: &mut Vec<String>,
-) -> object::Result<()> {
-    let Some(table) = file.import_table()? else {
-        return Ok(());
-    };
-    let mut descs = table.descriptors()?;
-    while let Some(desc) = descs.next()? {
-        let dll = String::from_utf8_lossy(table.name(desc.name.get(LE))?).into_owned();
-        let known = exports.is_kernel_dll(&dll);
-        if !known {
-            problems.push(format!(
-                "imports from {dll} (only ntoskrnl.exe, HAL.dll, NETIO.SYS are allowed)"
-            ));
-        }
-        let first = match desc.original_first_thunk.get(LE) {
-            0 => desc.first_thunk.get(LE),
-            n => n,
-        };
-        let mut thunks = table.thunks(first)?;
-        while let Some(thunk) = thunks.next::<pe::ImageNtHeaders64>()? {
-            match table.import::<pe::ImageNtHeaders64>(thunk)? {
-                Import::Ordinal(o) => problems.push(format!("imports {dll} by ordinal {o}")),
-                Import::Name(_, name) => {
-                    let name = String::from_utf8_lossy(name).into_owned();
-                    let source = exports.lookup(&dll, &name);
-                    if known && source.is_none() {
-                        problems.push(format!("imports {dll}!{name}, which {dll} does not export"));
-                    }
-                    let allow_listed = match source {
-                        Some(Source::AllowList(doc)) => Some(doc),
-                        _ => None,
-                    };
-                    imports.push(ImportedName {
-                        dll: dll.clone(),
-                        name,
-                        allow_listed,
-                    });
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

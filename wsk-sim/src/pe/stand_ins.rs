@@ -1,0 +1,145 @@
+//! What an image's imports bind to: the sim's ntoskrnl.exe / HAL.dll / NETIO.SYS.
+//!
+//! Each line is one export, by the DLL that exports it on Windows. A function's address is
+//! wsk-sys's extern declaration of it (wsk-sim defines every one as `#[no_mangle] extern
+//! "win64"`, so the declaration resolves to the sim's stand-in whatever module holds it);
+//! a variable (SeExports) is bound to the address of the sim's variable, as the kernel
+//! binds data imports; the C runtime routines bind to this module's Microsoft-convention
+//! versions ([`super::crt`]). A new import of the driver is one more name here (a test
+//! checks that every import wsk-sys declares has its line).
+
+use super::crt;
+
+/// One export the sim provides to images.
+#[derive(Debug, Clone, Copy)]
+pub struct StandIn {
+    pub dll: &'static str,
+    pub name: &'static str,
+    pub address: usize,
+}
+
+macro_rules! address {
+    ($name:ident) => {
+        wsk_sys::$name as *const () as usize
+    };
+    ($name:ident, $addr:expr) => {
+        $addr as usize
+    };
+}
+
+macro_rules! stand_ins {
+    ($($dll:literal { $($name:ident $(= $addr:expr)?),* $(,)? })*) => {
+        /// Every export the sim provides, by DLL.
+        pub fn table() -> Vec<StandIn> {
+            vec![$($(StandIn {
+                dll: $dll,
+                name: stringify!($name),
+                address: address!($name $(, $addr)?),
+            },)*)*]
+        }
+    };
+}
+
+stand_ins! {
+    "ntoskrnl.exe" {
+        ExAllocatePool2, ExFreePoolWithTag,
+        IoAllocateIrp, IoFreeIrp, IoReuseIrp, IoInitializeIrp, IofCompleteRequest, IoCancelIrp,
+        IoAllocateMdl, IoFreeMdl, MmBuildMdlForNonPagedPool, MmMapLockedPagesSpecifyCache,
+        KeAcquireSpinLockRaiseToDpc, KeReleaseSpinLock, KeAcquireSpinLockAtDpcLevel,
+        KeReleaseSpinLockFromDpcLevel,
+        KeInitializeEvent, KeSetEvent, KeClearEvent, KeWaitForSingleObject,
+        KeDelayExecutionThread,
+        KeGetCurrentProcessorNumberEx, KeQueryActiveProcessorCountEx,
+        KeInitializeTimer, KeInitializeTimerEx, KeSetTimer, KeSetTimerEx, KeCancelTimer,
+        KeInitializeDpc, KeInsertQueueDpc,
+        ExInitializeRundownProtection, ExAcquireRundownProtection, ExReleaseRundownProtection,
+        ExWaitForRundownProtectionRelease, ExReInitializeRundownProtection, ExRundownCompleted,
+        IoAllocateWorkItem, IoQueueWorkItem, IoFreeWorkItem,
+        PsCreateSystemThread, PsTerminateSystemThread,
+        ObReferenceObjectByHandle, ObfDereferenceObject, ObOpenObjectByPointer, ZwClose,
+        ZwOpenKey, ZwQueryValueKey, RtlInitUnicodeString,
+        IoCreateDevice, IoDeleteDevice, IoCreateSymbolicLink, IoDeleteSymbolicLink,
+        RtlCreateSecurityDescriptor, RtlSetDaclSecurityDescriptor, RtlCreateAcl,
+        RtlAddAccessAllowedAce, RtlLengthSid, ZwSetSecurityObject,
+        // The variable itself: the image reads the pointer through its IAT slot.
+        SeExports = &raw const wsk_sys::SeExports,
+        DbgPrintEx,
+        memcpy = crt::memcpy as *const (),
+        memmove = crt::memmove as *const (),
+        memset = crt::memset as *const (),
+        memcmp = crt::memcmp as *const (),
+    }
+    "HAL.dll" {
+        KeQueryPerformanceCounter,
+    }
+    "NETIO.SYS" {
+        WskRegister, WskDeregister, WskCaptureProviderNPI, WskReleaseProviderNPI,
+        WskQueryProviderCharacteristics,
+    }
+}
+
+/// The address bound to `dll!name` (DLL names compare case-insensitively, as Windows does).
+pub fn lookup(table: &[StandIn], dll: &str, name: &str) -> Option<usize> {
+    table
+        .iter()
+        .find(|s| s.dll.eq_ignore_ascii_case(dll) && s.name == name)
+        .map(|s| s.address)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every function and variable wsk-sys imports (read from its source, by the DLL its
+    /// `link(name = ...)` names) has a stand-in line, and no line names something wsk-sys
+    /// does not import: the table cannot fall behind the driver's imports unnoticed.
+    #[test]
+    fn table_covers_every_wsk_sys_import() {
+        let src = include_str!("../../../wsk-sys/src/imports.rs");
+        let mut declared = Vec::new();
+        let mut dll = String::new();
+        for line in src.lines() {
+            let l = line.trim();
+            if let Some(i) = l.find("link(name = \"") {
+                let rest = &l[i + 13..];
+                dll = rest[..rest.find('"').unwrap()].to_string();
+            }
+            for kw in ["pub fn ", "pub static "] {
+                if let Some(rest) = l.strip_prefix(kw) {
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    declared.push((dll.clone(), name));
+                }
+            }
+        }
+        assert!(declared.len() > 40, "parsed too few imports: {declared:?}");
+        let table = table();
+        let missing: Vec<String> = declared
+            .iter()
+            .filter(|(d, n)| lookup(&table, d, n).is_none())
+            .map(|(d, n)| format!("{d}!{n}"))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "imports without a stand-in: {missing:?}"
+        );
+        let extra: Vec<String> = table
+            .iter()
+            .filter(|s| {
+                !declared
+                    .iter()
+                    .any(|(d, n)| d.eq_ignore_ascii_case(s.dll) && n == s.name)
+            })
+            .map(|s| format!("{}!{}", s.dll, s.name))
+            .collect();
+        assert!(
+            extra.is_empty(),
+            "stand-ins wsk-sys does not import: {extra:?}"
+        );
+        for s in &table {
+            assert_ne!(s.address, 0, "{}!{} has no address", s.dll, s.name);
+        }
+    }
+}
