@@ -22,6 +22,8 @@ const TX_CHUNK: usize = 256 * 1024;
 const BUF_BUDGET: usize = 16 << 20;
 /// Writes one connection may do before the loop moves on.
 const MAX_WRITES_PER_TURN: usize = 16;
+/// Whether a short read may end a read turn without waiting for WouldBlock (see `read_conn`).
+const SHORT_READ_MEANS_EMPTY: bool = !cfg!(windows);
 
 /// Sequence bookkeeping of one connection (apart from the buffers, so both can be borrowed).
 struct SeqState {
@@ -291,8 +293,10 @@ fn read_conn(c: &mut Conn, cfg: &RunConfig, clock: &Clock, st: &mut Stats) -> bo
         progress = true;
         // A short read means the socket buffer is empty now; with edge-triggered polling the
         // next arrival raises a new event, so skip the read that would only say EAGAIN. Not
-        // when the end-of-file came with the same event: nothing would report it again.
-        let drained = c.rx_len + n < c.rx.len() && !c.closing;
+        // when the end-of-file came with the same event: nothing would report it again. Not on
+        // Windows: mio re-arms its AFD poll there only after a call returned WouldBlock, so a
+        // skipped read leaves the socket without events for good (one echo, then silence).
+        let drained = SHORT_READ_MEANS_EMPTY && c.rx_len + n < c.rx.len() && !c.closing;
         c.rx_len += n;
         let now = clock.now_ns();
         let counting = clock.measuring(now);
