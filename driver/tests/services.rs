@@ -10,7 +10,8 @@ use std::time::Duration;
 use common::harness::{config_with, load};
 use common::*;
 use control::config::{Mode, Proto};
-use wskecho::service::sockperf::{Header, FLAG_CLIENT, FLAG_REPLY, HEADER_LEN};
+use control::protocol::sockperf::flags::{CLIENT as FLAG_CLIENT, REPLY as FLAG_REPLY};
+use control::protocol::sockperf::{Header, HEADER_LEN};
 use wskecho::stats::Counter;
 
 fn loaded(cfg: control::config::Config) -> common::harness::Loaded {
