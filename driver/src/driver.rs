@@ -89,7 +89,7 @@ static CLIENT_DISPATCH: WSK_CLIENT_DISPATCH = WSK_CLIENT_DISPATCH {
 impl Driver {
     /// Allocates and initialises the state block (pools, pattern, rundown) and registers with
     /// WSK. PASSIVE_LEVEL (DriverEntry). On failure nothing is left allocated or registered.
-    pub(crate) fn create(config: Config) -> Result<*mut Driver, NTSTATUS> {
+    pub(crate) fn create(config: &Config) -> Result<*mut Driver, NTSTATUS> {
         let d: *mut Driver = pool::alloc_zeroed(pool::TAG_DRIVER);
         if d.is_null() {
             return Err(STATUS_INSUFFICIENT_RESOURCES);
@@ -98,7 +98,7 @@ impl Driver {
         // (SvcStats and the arrays of pointers included); the non-trivial ones are written
         // here before use.
         let r = unsafe {
-            ptr::write(ptr::addr_of_mut!((*d).config), config);
+            ptr::write(ptr::addr_of_mut!((*d).config), *config);
             ptr::write(ptr::addr_of_mut!((*d).stats), Stats::new());
             ptr::write(
                 ptr::addr_of_mut!((*d).budget),
@@ -199,10 +199,6 @@ impl Driver {
             .iter()
             .position(|s| s.as_ref() == Some(service))?;
         Some(self.service_stats.snapshot(i))
-    }
-
-    pub(crate) fn now(&self) -> u64 {
-        time::now()
     }
 
     /// WskRegister. PASSIVE_LEVEL (DriverEntry).
@@ -312,10 +308,10 @@ impl Driver {
     unsafe fn close_service(&mut self, service: &Service, timeout_ms: u64) -> bool {
         match service.proto {
             Proto::Tcp => {
-                // SAFETY: non-null slots hold live listeners.
                 let Some(i) = self
                     .listeners
                     .iter()
+                    // SAFETY: non-null slots hold live listeners.
                     .position(|&l| !l.is_null() && unsafe { (*l).service } == *service)
                 else {
                     return false;
@@ -325,9 +321,9 @@ impl Driver {
                 unsafe { Listener::close_and_free(l) };
             }
             Proto::Udp => {
-                // SAFETY: non-null slots hold live sockets.
                 let Some(i) = self.udps.iter().position(|u| {
                     let p = u.load(Ordering::SeqCst);
+                    // SAFETY: non-null slots hold live sockets.
                     !p.is_null() && unsafe { (*p).service } == *service
                 }) else {
                     return false;

@@ -10,6 +10,7 @@ use control::stats::{Counter as C, Counters};
 use wsk_sys::{KeQueryActiveProcessorCountEx, STATUS_DEVICE_NOT_READY};
 
 use crate::driver::Driver;
+use crate::kernel::time;
 use crate::load;
 use crate::stats::{Counter, MAX_CPUS};
 
@@ -114,7 +115,7 @@ impl StatsSource for Handler {
 
     fn time_us(&self) -> u64 {
         let f = self.drv().perf_freq.max(1);
-        (u128::from(self.drv().now()) * 1_000_000 / u128::from(f)) as u64
+        (u128::from(time::now()) * 1_000_000 / u128::from(f)) as u64
     }
 }
 

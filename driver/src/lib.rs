@@ -89,7 +89,7 @@ pub unsafe fn driver_entry_with(
         // SAFETY: registry path from the caller.
         None => unsafe { registry::read_config(registry_path) },
     };
-    let d = match Driver::create(config) {
+    let d = match Driver::create(&config) {
         Ok(d) => d,
         Err(e) => {
             log_err!("DriverEntry failed {:#x}", e as u32);

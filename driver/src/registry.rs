@@ -116,7 +116,9 @@ unsafe fn read_value(h: HANDLE, name: &'static str, buf: *mut u8, b: &mut Config
         );
         return;
     }
-    // SAFETY: ZwQueryValueKey filled a KEY_VALUE_PARTIAL_INFORMATION header + DataLength bytes.
+    // SAFETY: ZwQueryValueKey filled a KEY_VALUE_PARTIAL_INFORMATION header + DataLength bytes;
+    // the pool block is 16-aligned.
+    #[allow(clippy::cast_ptr_alignment)]
     let (ty, data) = unsafe {
         let info = &*buf.cast::<KEY_VALUE_PARTIAL_INFORMATION>();
         let dl = (info.DataLength as usize).min(MAX_REGISTRY_VALUE_BYTES);

@@ -1,5 +1,7 @@
 //! Every service on TCP and UDP, IPv4 and IPv6, against the real driver inside wsk-sim.
 //! Payloads are verified byte for byte and the driver's counters against what was sent.
+// Tests build configs by value and name sockets, streams and pieces with single letters.
+#![allow(clippy::large_types_passed_by_value, clippy::many_single_char_names)]
 
 mod common;
 

@@ -81,6 +81,7 @@ impl Header {
     }
 
     /// The header of the answer: same sequence and length, client flag cleared.
+    #[must_use]
     pub fn reply(&self) -> Self {
         Self {
             flags: self.flags & !flags::CLIENT,

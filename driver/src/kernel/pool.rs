@@ -7,23 +7,23 @@ use wsk_sys::{
     STATUS_INSUFFICIENT_RESOURCES,
 };
 
-const fn tag(b: &[u8; 4]) -> u32 {
+const fn tag(b: [u8; 4]) -> u32 {
     // Pool tags are shown by debuggers in memory order: little-endian bytes.
-    u32::from_le_bytes(*b)
+    u32::from_le_bytes(b)
 }
 
 /// The driver state block (owner: lib.rs, freed at unload).
-pub(crate) const TAG_DRIVER: u32 = tag(b"WEdr");
+pub(crate) const TAG_DRIVER: u32 = tag(*b"WEdr");
 /// Connection contexts and their send rings (owner: serve::conn pool, freed at unload).
-pub(crate) const TAG_CONN: u32 = tag(b"WEcn");
+pub(crate) const TAG_CONN: u32 = tag(*b"WEcn");
 /// Listener contexts (owner: serve::listener).
-pub(crate) const TAG_LISTEN: u32 = tag(b"WEls");
+pub(crate) const TAG_LISTEN: u32 = tag(*b"WEls");
 /// UDP socket contexts with their send-context arrays and copy buffers (owner: serve::udp, load::udp).
-pub(crate) const TAG_UDP: u32 = tag(b"WEud");
+pub(crate) const TAG_UDP: u32 = tag(*b"WEud");
 /// The shared read-only source pattern (owner: driver, freed at unload).
-pub(crate) const TAG_PATTERN: u32 = tag(b"WEpt");
+pub(crate) const TAG_PATTERN: u32 = tag(*b"WEpt");
 /// Short-lived PASSIVE_LEVEL buffers: registry reads, sync IRP blocks (owner: the caller).
-pub(crate) const TAG_TEMP: u32 = tag(b"WEtm");
+pub(crate) const TAG_TEMP: u32 = tag(*b"WEtm");
 
 /// Zeroed non-paged allocation; null on failure. IRQL <= DISPATCH_LEVEL.
 pub(crate) fn alloc(size: usize, tag: u32) -> *mut u8 {
@@ -58,8 +58,12 @@ pub(crate) fn alloc_zeroed<T>(tag: u32) -> *mut T {
     // Pool blocks are 16-aligned, so the aligned address is at least 16 bytes in: room for
     // the original pointer.
     let aligned = ((raw as usize + 16 + align - 1) & !(align - 1)) as *mut u8;
-    // SAFETY: aligned - 8 .. aligned lies inside the block (aligned >= raw + 16).
-    unsafe { aligned.sub(8).cast::<*mut u8>().write(raw) };
+    // SAFETY: aligned - 8 .. aligned lies inside the block (aligned >= raw + 16), and is
+    // 8-aligned since aligned is at least 16-aligned.
+    #[allow(clippy::cast_ptr_alignment)]
+    unsafe {
+        aligned.sub(8).cast::<*mut u8>().write(raw);
+    };
     aligned.cast()
 }
 
@@ -87,6 +91,7 @@ pub(crate) unsafe fn free_typed<T>(p: *mut T, tag: u32) {
         if core::mem::align_of::<T>() <= 16 {
             free(p.cast(), tag);
         } else {
+            #[allow(clippy::cast_ptr_alignment)] // 8-aligned: written by alloc_zeroed
             let raw = p.cast::<u8>().sub(8).cast::<*mut u8>().read();
             free(raw, tag);
         }

@@ -19,7 +19,7 @@ use wsk_sys::{NTSTATUS, STATUS_NOT_SUPPORTED};
 
 use crate::driver::Driver;
 use crate::kernel::lock::SpinLock;
-use crate::kernel::time::wait_until;
+use crate::kernel::time::{self, wait_until};
 use crate::logic::source::PATTERN_LEN;
 use crate::logic::tcp::Mode;
 use crate::stats::Counter;
@@ -172,7 +172,7 @@ pub(crate) unsafe fn start(d: &Driver, job: &LoadJob) -> Result<u32, NTSTATUS> {
     j.issued.store(0, Ordering::SeqCst);
     j.allowed
         .store(Job::allowance(job.rate, 0, d.perf_freq), Ordering::SeqCst);
-    let now = d.now();
+    let now = time::now();
     j.started.store(now, Ordering::SeqCst);
     j.deadline.store(
         now + u64::from(job.duration_ms) * d.perf_freq / 1000,
@@ -227,9 +227,9 @@ pub(crate) fn stop(d: &Driver) {
     }
     j.stop_requested.store(true, Ordering::SeqCst);
     // The graceful phase is bounded from now (see tick).
-    j.deadline.store(d.now(), Ordering::SeqCst);
+    j.deadline.store(time::now(), Ordering::SeqCst);
     j.state.store(JobState::Stopping as u32, Ordering::SeqCst);
-    d.conns.shutdown_where(false, |c| tcp::is_job(c));
+    d.conns.shutdown_where(false, tcp::is_job);
 }
 
 /// Housekeeping: pacing, deadline and completion. PASSIVE_LEVEL.
@@ -238,7 +238,7 @@ pub(crate) fn tick(d: &Driver) {
     if j.state() == JobState::Running {
         let rate = j.spec.lock().map_or(0, |s| s.rate);
         if rate != 0 {
-            let elapsed = d.now().saturating_sub(j.started.load(Ordering::SeqCst));
+            let elapsed = time::now().saturating_sub(j.started.load(Ordering::SeqCst));
             j.allowed
                 .store(Job::allowance(rate, elapsed, d.perf_freq), Ordering::SeqCst);
             // Connections waiting for a ticket try again (their pump takes one).
@@ -254,8 +254,8 @@ pub(crate) fn tick(d: &Driver) {
     }
     if j.state() == JobState::Stopping {
         let u = j.udp.load(Ordering::SeqCst);
-        // SAFETY: as above.
         if !u.is_null()
+            // SAFETY: as above.
             && unsafe { (*u).all_idle() }
             && j.udp
                 .compare_exchange(u, ptr::null_mut(), Ordering::SeqCst, Ordering::SeqCst)
@@ -267,17 +267,17 @@ pub(crate) fn tick(d: &Driver) {
     }
     let udp_open = !j.udp.load(Ordering::SeqCst).is_null();
     match j.state() {
-        JobState::Running if d.now() >= j.deadline.load(Ordering::SeqCst) => stop(d),
+        JobState::Running if time::now() >= j.deadline.load(Ordering::SeqCst) => stop(d),
         JobState::Stopping
-            if d.now()
+            if time::now()
                 >= j.deadline.load(Ordering::SeqCst)
                     + u64::from(d.config.limits.disconnect_timeout_ms) * d.perf_freq / 1000
-                && d.conns.count_where(|c| tcp::is_job(c)) > 0 =>
+                && d.conns.count_where(tcp::is_job) > 0 =>
         {
             // Graceful close bounded (C34): whatever is left is aborted.
-            d.conns.shutdown_where(true, |c| tcp::is_job(c));
+            d.conns.shutdown_where(true, tcp::is_job);
         }
-        JobState::Stopping if !udp_open && d.conns.count_where(|c| tcp::is_job(c)) == 0 => {
+        JobState::Stopping if !udp_open && d.conns.count_where(tcp::is_job) == 0 => {
             let failed =
                 j.open.load(Ordering::SeqCst) == 0 && j.connect_failures.load(Ordering::SeqCst) > 0;
             j.state.store(
@@ -292,7 +292,7 @@ pub(crate) fn tick(d: &Driver) {
         JobState::Running
             if !udp_open
                 && j.open.load(Ordering::SeqCst) == 0
-                && d.conns.count_where(|c| tcp::is_job(c)) == 0 =>
+                && d.conns.count_where(tcp::is_job) == 0 =>
         {
             // Every connect failed.
             j.state.store(JobState::Failed as u32, Ordering::SeqCst);
@@ -307,7 +307,7 @@ pub(crate) fn status(d: &Driver) -> LoadStatus {
     let elapsed = if j.state() == JobState::Idle {
         0
     } else {
-        d.now().saturating_sub(started) * 1000 / d.perf_freq.max(1)
+        time::now().saturating_sub(started) * 1000 / d.perf_freq.max(1)
     };
     LoadStatus {
         job_id: j.id.load(Ordering::SeqCst),

@@ -30,7 +30,7 @@ static HOOKS: ClientHooks = ClientHooks {
 
 /// A connection of the load job (not a served one, not another client's).
 pub(super) fn is_job(c: &Conn) -> bool {
-    c.client.is_some_and(|h| ptr::eq(h, &HOOKS))
+    c.client.is_some_and(|h| ptr::eq(h, ptr::addr_of!(HOOKS)))
 }
 
 /// A send of the job completed with `bytes`. IRQL <= DISPATCH_LEVEL.

@@ -491,28 +491,24 @@ unsafe fn query_backlog(c: *mut Conn) {
         (*c).query_out = 0;
         // C18: IoReuseIrp and a fresh completion routine before every use.
         irp::arm((*c).query_irp, query_done, c.cast());
-        match basic.WskControlSocket {
-            Some(ctl) => {
-                // Completion (inline or later) always goes through query_done (W11); the
-                // status returned here adds nothing.
-                let _ = ctl(
-                    sock,
-                    WskIoctl,
-                    SIO_WSK_QUERY_IDEAL_SEND_BACKLOG,
-                    0,
-                    0,
-                    ptr::null_mut(),
-                    core::mem::size_of::<SIZE_T>(),
-                    ptr::addr_of_mut!((*c).query_out).cast(),
-                    ptr::null_mut(),
-                    (*c).query_irp,
-                );
-            }
-            None => {
-                // No provider function: the IRP never went out; undo the bookkeeping.
-                let mut state = r.state.lock();
-                let _ = state.query_complete(None);
-            }
+        if let Some(ctl) = basic.WskControlSocket {
+            // Completion (inline or later) always goes through query_done (W11); the
+            // status returned here adds nothing.
+            let _ = ctl(
+                sock,
+                WskIoctl,
+                SIO_WSK_QUERY_IDEAL_SEND_BACKLOG,
+                0,
+                0,
+                ptr::null_mut(),
+                core::mem::size_of::<SIZE_T>(),
+                ptr::addr_of_mut!((*c).query_out).cast(),
+                ptr::null_mut(),
+                (*c).query_irp,
+            );
+        } else {
+            // No provider function: the IRP never went out; undo the bookkeeping.
+            let _ = r.state.lock().query_complete(None);
         }
     }
     r.state.lock().call_returned();
@@ -656,10 +652,10 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
                 let s = ptr::addr_of_mut!((*c).slots[op.slot]);
                 match op.kind {
                     SendKind::ZeroCopy => {
-                        (*(*c).drv).count_service((*c).stats_slot, Counter::ZeroCopySends, 1)
+                        (*(*c).drv).count_service((*c).stats_slot, Counter::ZeroCopySends, 1);
                     }
                     SendKind::Ring { .. } => {
-                        (*(*c).drv).count_service((*c).stats_slot, Counter::CopySends, 1)
+                        (*(*c).drv).count_service((*c).stats_slot, Counter::CopySends, 1);
                     }
                     SendKind::Pattern { .. } => {}
                 }
@@ -913,6 +909,7 @@ unsafe fn receive(
 ///
 /// # Safety
 /// Called from the receive callback only (framer and ring tail are its alone), `n` <= ring free.
+#[allow(clippy::many_single_char_names)] // ring arithmetic: offsets and lengths of two regions
 unsafe fn copy_in(c: *mut Conn, mut ind: *mut WSK_DATA_INDICATION, n: usize) -> bool {
     // SAFETY: live context; shared access except the framer and the ring tail region.
     let r = unsafe { &*c };

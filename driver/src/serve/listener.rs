@@ -160,7 +160,7 @@ unsafe extern "win64" fn accept_event(
     }
     // W47: the address is valid only during this call; copy what is needed (C10).
     // SAFETY: provider SOCKADDR of its family.
-    let peer = unsafe { SockAddrBuf::copy_from(remote) }.and_then(|a| a.to_socket_addr());
+    let peer = unsafe { SockAddrBuf::copy_from(remote) }.and_then(SockAddrBuf::to_socket_addr);
     if let Some(p) = peer {
         if !drv.config.limits.source_allowed(p.ip()) {
             drv.count_service(l.stats_slot, Counter::ConnRefused, 1);

@@ -24,7 +24,7 @@ use wsk_sys::{
 use crate::driver::Driver;
 use crate::kernel::free_list::FreeList;
 use crate::kernel::lock::SpinLock;
-use crate::kernel::time::wait_until;
+use crate::kernel::time::{self, wait_until};
 use crate::kernel::{irp, pool};
 use crate::logic::udp::RateLimiter;
 use crate::logic::{udp_verdict, UdpVerdict};
@@ -358,6 +358,7 @@ unsafe fn head_of(buf: &WSK_BUF) -> ([u8; HEADER_LEN], usize) {
 /// WskReceiveFromEvent. IRQL <= DISPATCH_LEVEL (C13); walks the whole list.
 /// Returns SUCCESS or PENDING only (C32); never DATA_NOT_ACCEPTED (that would disable a
 /// per-socket callback, C6): overload is handled by dropping.
+#[allow(clippy::many_single_char_names)] // socket, list element, context, counts: one loop
 unsafe extern "win64" fn receive_from_event(
     ctx: PVOID,
     _flags: ULONG,
@@ -410,7 +411,7 @@ unsafe extern "win64" fn receive_from_event(
             drv.count_service(u.stats_slot, Counter::UdpDropFiltered, 1);
             continue;
         }
-        if !u.inner.lock().rate.allow(&peer.ip(), drv.now()) {
+        if !u.inner.lock().rate.allow(&peer.ip(), time::now()) {
             drv.count_service(u.stats_slot, Counter::UdpDropRate, 1);
             continue;
         }

@@ -46,7 +46,7 @@ impl SockAddrBuf {
         u16::from_le_bytes([self.0[0], self.0[1]])
     }
 
-    pub(crate) fn to_socket_addr(&self) -> Option<SocketAddr> {
+    pub(crate) fn to_socket_addr(self) -> Option<SocketAddr> {
         let b = &self.0;
         let port = u16::from_be_bytes([b[2], b[3]]);
         let fam = self.family();
