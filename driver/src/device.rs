@@ -88,7 +88,7 @@ pub(crate) unsafe fn create(drv_obj: PDRIVER_OBJECT, d: *mut Driver) -> Result<(
     }
     // SAFETY: dev live, PASSIVE_LEVEL.
     if let Err(e) = unsafe { apply_admin_only_dacl(dev) } {
-        crate::log_err!("control device security failed {:#x}", e as u32);
+        crate::kernel::log::log_err!("control device security failed {:#x}", e as u32);
         return Err(e);
     }
     let mut link = WideName::new(DOS_DEVICE_NAME);

@@ -281,14 +281,14 @@ impl Driver {
             },
         };
         match r {
-            Ok(()) => crate::log_info!(
+            Ok(()) => crate::kernel::log::log_info!(
                 "{} {} on {}:{}",
                 service.proto.name(),
                 service.mode.name(),
                 service.bind,
                 service.port
             ),
-            Err(e) => crate::log_err!(
+            Err(e) => crate::kernel::log::log_err!(
                 "{} {} on {}:{}: socket failed {:#x}",
                 service.proto.name(),
                 service.mode.name(),
@@ -482,7 +482,7 @@ impl Driver {
         let timeout = u64::from(self.config.limits.disconnect_timeout_ms);
         self.in_hk = true;
         for service in dead.as_slice() {
-            crate::log_err!(
+            crate::kernel::log::log_err!(
                 "{} {} port {}: socket dead, re-creating",
                 service.proto.name(),
                 service.mode.name(),

@@ -92,7 +92,7 @@ pub unsafe fn driver_entry_with(
     let d = match Driver::create(&config) {
         Ok(d) => d,
         Err(e) => {
-            log_err!("DriverEntry failed {:#x}", e as u32);
+            kernel::log::log_err!("DriverEntry failed {:#x}", e as u32);
             return e;
         }
     };
@@ -105,7 +105,7 @@ pub unsafe fn driver_entry_with(
         status = unsafe { start_thread(r) };
     }
     if let Err(e) = status {
-        log_err!("DriverEntry failed {:#x}", e as u32);
+        kernel::log::log_err!("DriverEntry failed {:#x}", e as u32);
         // SAFETY: nothing started; undo what was set up.
         unsafe {
             device::delete(r);
@@ -116,7 +116,7 @@ pub unsafe fn driver_entry_with(
     DRIVER.store(d, Ordering::SeqCst);
     // SAFETY: valid driver object.
     unsafe { (*driver_object).DriverUnload = Some(DriverUnload) };
-    log_info!(
+    kernel::log::log_info!(
         "loaded: {} services, max {} connections",
         config.services.len(),
         config.limits.max_connections
@@ -183,14 +183,14 @@ unsafe extern "win64" fn startup(ctx: PVOID) {
             break;
         }
         if status != STATUS_DEVICE_NOT_READY {
-            log_err!("WskCaptureProviderNPI failed {:#x}", status as u32);
+            kernel::log::log_err!("WskCaptureProviderNPI failed {:#x}", status as u32);
             break;
         }
     }
     let state = if d.captured && !d.stopping.load(Ordering::SeqCst) {
         // SAFETY: captured, PASSIVE_LEVEL.
         if let Err(e) = unsafe { d.create_sockets() } {
-            log_err!("some services failed to start ({:#x})", e as u32);
+            kernel::log::log_err!("some services failed to start ({:#x})", e as u32);
         }
         START_READY
     } else {
@@ -268,9 +268,9 @@ fn log_counters(r: &Driver) {
                 format_args!("{}={} ", stats::COUNTER_NAMES[chunk_i * 6 + j], v),
             );
         }
-        log_info!("final: {}", line.as_str());
+        kernel::log::log_info!("final: {}", line.as_str());
     }
-    log_info!("final: retained_peak={} unloaded", r.budget.peak());
+    kernel::log::log_info!("final: retained_peak={} unloaded", r.budget.peak());
 }
 
 /// Start-up state of the loaded instance: None when no driver is loaded.

@@ -37,7 +37,7 @@ pub unsafe fn read_config(reg_path: PCUNICODE_STRING) -> Config {
     }
     let (cfg, err) = b.finish();
     if let Some(e) = err {
-        crate::log_err!("{e}");
+        crate::kernel::log::log_err!("{e}");
     }
     cfg
 }
@@ -110,7 +110,7 @@ unsafe fn read_value(h: HANDLE, name: &'static str, buf: *mut u8, b: &mut Config
         return;
     }
     if !NT_SUCCESS(st) {
-        crate::log_err!(
+        crate::kernel::log::log_err!(
             "registry value {name}: read failed {:#x}; default used",
             st as u32
         );
@@ -128,6 +128,6 @@ unsafe fn read_value(h: HANDLE, name: &'static str, buf: *mut u8, b: &mut Config
         )
     };
     if let Err(e) = b.apply(name, ty, data) {
-        crate::log_err!("{e}");
+        crate::kernel::log::log_err!("{e}");
     }
 }

@@ -223,7 +223,7 @@ impl UdpJob {
         // SAFETY: per the caller.
         let r = unsafe { &*u };
         if !wait_until(timeout_ms.max(1000), || r.all_idle()) {
-            crate::log_err!("udp load job: sends still in flight at close");
+            crate::kernel::log::log_err!("udp load job: sends still in flight at close");
         }
         // SAFETY: close completes after every IRP of the socket and every callback (W70).
         let _ = unsafe { close_sync(r.socket, r.ctl_irp) };

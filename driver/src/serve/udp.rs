@@ -325,7 +325,7 @@ impl UdpSock {
             r.kick();
             r.free_count() == r.n
         }) {
-            crate::log_err!(
+            crate::kernel::log::log_err!(
                 "udp port {}: sends still in flight at close",
                 r.service.port
             );
