@@ -75,10 +75,10 @@ unsafe fn open_parameters(reg_path: PCUNICODE_STRING) -> Option<HANDLE> {
     );
     let mut h: HANDLE = ptr::null_mut();
     // SAFETY: all structures live across the call.
-    let st = unsafe { ZwOpenKey(&raw mut h, KEY_READ, &raw mut oa) };
+    let status = unsafe { ZwOpenKey(&raw mut h, KEY_READ, &raw mut oa) };
     // SAFETY: allocated above, no longer referenced.
     unsafe { pool::free(name, pool::TAG_TEMP) };
-    NT_SUCCESS(st).then_some(h)
+    NT_SUCCESS(status).then_some(h)
 }
 
 /// # Safety
@@ -96,7 +96,7 @@ unsafe fn read_value(h: HANDLE, name: &'static str, buf: *mut u8, b: &mut Config
     let mut got: ULONG = 0;
     let cap = (MAX_REGISTRY_VALUE_BYTES + 64) as ULONG;
     // SAFETY: buf has cap bytes; us/wname live across the call.
-    let st = unsafe {
+    let status = unsafe {
         ZwQueryValueKey(
             h,
             &raw mut us,
@@ -106,13 +106,13 @@ unsafe fn read_value(h: HANDLE, name: &'static str, buf: *mut u8, b: &mut Config
             &raw mut got,
         )
     };
-    if st == STATUS_OBJECT_NAME_NOT_FOUND {
+    if status == STATUS_OBJECT_NAME_NOT_FOUND {
         return;
     }
-    if !NT_SUCCESS(st) {
+    if !NT_SUCCESS(status) {
         crate::kernel::log::log_err!(
             "registry value {name}: read failed {:#x}; default used",
-            st as u32
+            status as u32
         );
         return;
     }

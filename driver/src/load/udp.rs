@@ -91,10 +91,10 @@ impl UdpJob {
             pool::TAG_UDP,
         )?;
         // SAFETY: u is ours until the socket exists.
-        if !unsafe { (*u).alloc(n) } {
+        if let Err(e) = unsafe { (*u).alloc(n) } {
             // SAFETY: never published.
             unsafe { Self::free(u) };
-            return Err(STATUS_INSUFFICIENT_RESOURCES);
+            return Err(e);
         }
         // SAFETY: context complete before the socket exists; static dispatch; a failed bind
         // closes the socket before returning.
@@ -132,13 +132,13 @@ impl UdpJob {
         Ok(u)
     }
 
-    fn alloc(&mut self, n: usize) -> bool {
+    fn alloc(&mut self, n: usize) -> Result<(), NTSTATUS> {
         if self.ctl_irp.is_null() {
-            return false;
+            return Err(STATUS_INSUFFICIENT_RESOURCES);
         }
         self.payload = pool::alloc(self.len.max(1), pool::TAG_UDP);
         if self.payload.is_null() {
-            return false;
+            return Err(STATUS_INSUFFICIENT_RESOURCES);
         }
         // SAFETY: fresh block of len bytes, ours.
         let p = unsafe { core::slice::from_raw_parts_mut(self.payload, self.len.max(1)) };
@@ -146,7 +146,7 @@ impl UdpJob {
         self.payload_mdl = build_mdl(self.payload, self.len.max(1));
         self.ctxs = pool::alloc(n * core::mem::size_of::<Send>(), pool::TAG_UDP).cast();
         if self.payload_mdl.is_null() || self.ctxs.is_null() {
-            return false;
+            return Err(STATUS_INSUFFICIENT_RESOURCES);
         }
         let me: *const UdpJob = self;
         for i in 0..n {
@@ -166,10 +166,10 @@ impl UdpJob {
             unsafe { ptr::write(self.ctxs.add(i), s) };
             self.n = i + 1;
             if !ok {
-                return false;
+                return Err(STATUS_INSUFFICIENT_RESOURCES);
             }
         }
-        true
+        Ok(())
     }
 
     /// # Safety

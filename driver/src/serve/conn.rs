@@ -26,6 +26,7 @@ use crate::driver::Driver;
 use crate::kernel::free_list::FreeList;
 use crate::kernel::lock::SpinLock;
 use crate::kernel::{irp, pool};
+use crate::logic::ring::ByteRing;
 use crate::logic::sockperf::TcpFramer;
 use crate::logic::tcp::{self, RecvDecision, SendKind, TcpState, Work, MAX_SLOTS};
 use crate::stats::{Counter, NO_SLOT};
@@ -380,6 +381,46 @@ impl Conn {
         stats_slot: usize,
         sock: *mut WSK_SOCKET,
     ) -> Option<*mut Conn> {
+        let lim = &drv.config.limits;
+        let state = TcpState::new(
+            crate::logic::tcp_mode(mode),
+            0,
+            4,
+            16 * 1024,
+            lim.max_retained_per_conn as usize,
+        );
+        // SAFETY: forwarded.
+        unsafe { Self::take(drv, state, sock, None, stats_slot) }
+    }
+
+    /// Takes a context for an outbound connection run by `client`; the socket comes later
+    /// from WskSocketConnect. Its close waits for the peer's FIN. IRQL <= DISPATCH_LEVEL.
+    ///
+    /// # Safety
+    /// `drv` is the loaded driver.
+    pub(crate) unsafe fn attach_outbound(
+        drv: &Driver,
+        mode: tcp::Mode,
+        client: &'static ClientHooks,
+    ) -> Option<*mut Conn> {
+        let mut state = TcpState::new(mode, 0, 4, 16 * 1024, 0);
+        state.wait_peer_fin = true;
+        // SAFETY: forwarded.
+        unsafe { Self::take(drv, state, ptr::null_mut(), Some(client), NO_SLOT) }
+    }
+
+    /// A context off the free stack holding a rundown reference, reset to `state` (its ring
+    /// keeps the pool's capacity). IRQL <= DISPATCH_LEVEL.
+    ///
+    /// # Safety
+    /// `sock` is the socket the context is for (null until an outbound connect completes).
+    unsafe fn take(
+        drv: &Driver,
+        mut state: TcpState,
+        sock: *mut WSK_SOCKET,
+        client: Option<&'static ClientHooks>,
+        stats_slot: usize,
+    ) -> Option<*mut Conn> {
         let c = drv.conns.get()?;
         // Every live context holds the rundown until its close completes (C29/C30).
         // SAFETY: the rundown is initialised for the driver's lifetime.
@@ -390,59 +431,18 @@ impl Conn {
         }
         // SAFETY: c is ours (off the free stack): nobody else touches it until published.
         let r = unsafe { &mut *c };
-        let lim = &drv.config.limits;
-        r.socket = sock;
-        r.stats_slot = stats_slot;
-        r.live.store(true, Ordering::SeqCst);
-        r.client = None;
-        *r.framer.get_mut() = TcpFramer::new();
-        let ring_cap = r.state.get_mut().ring.capacity();
-        *r.state.get_mut() = TcpState::new(
-            crate::logic::tcp_mode(mode),
-            ring_cap,
-            4,
-            16 * 1024,
-            lim.max_retained_per_conn as usize,
-        );
+        state.ring = ByteRing::new(r.state.get_mut().ring.capacity());
         // Housekeeping ticks every 5 ms.
-        r.state.get_mut().shutdown_limit_ticks = lim.disconnect_timeout_ms.div_ceil(5).max(1);
+        state.shutdown_limit_ticks = drv.config.limits.disconnect_timeout_ms.div_ceil(5).max(1);
+        *r.state.get_mut() = state;
+        *r.framer.get_mut() = TcpFramer::new();
+        r.socket = sock;
+        r.client = client;
+        r.stats_slot = stats_slot;
         for s in &mut r.slots {
             s.indication = ptr::null_mut();
         }
-        Some(c)
-    }
-
-    /// Takes a context for an outbound connection run by `client`; the socket comes later
-    /// from WskSocketConnect. IRQL <= DISPATCH_LEVEL.
-    ///
-    /// # Safety
-    /// `drv` is the loaded driver.
-    pub(crate) unsafe fn attach_outbound(
-        drv: &Driver,
-        mode: tcp::Mode,
-        client: &'static ClientHooks,
-    ) -> Option<*mut Conn> {
-        let c = drv.conns.get()?;
-        // SAFETY: the rundown is initialised for the driver's lifetime.
-        if unsafe { ExAcquireRundownProtection(ptr::addr_of!(drv.rundown).cast_mut()) } == FALSE {
-            // SAFETY: c came from get().
-            drv.conns.put(unsafe { &*c });
-            return None;
-        }
-        // SAFETY: off the free stack, not yet published.
-        let r = unsafe { &mut *c };
-        let ring_cap = r.state.get_mut().ring.capacity();
-        *r.state.get_mut() = TcpState::new(mode, ring_cap, 4, 16 * 1024, 0);
-        r.state.get_mut().wait_peer_fin = true;
-        r.state.get_mut().shutdown_limit_ticks =
-            drv.config.limits.disconnect_timeout_ms.div_ceil(5).max(1);
-        r.socket = ptr::null_mut();
-        r.client = Some(client);
-        r.stats_slot = NO_SLOT;
         r.live.store(true, Ordering::SeqCst);
-        for s in &mut r.slots {
-            s.indication = ptr::null_mut();
-        }
         Some(c)
     }
 
