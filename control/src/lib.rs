@@ -31,6 +31,7 @@ pub mod conformance;
 pub mod ioctl;
 #[cfg(feature = "std")]
 pub mod mock;
+pub mod protocol;
 pub mod stats;
 #[cfg(feature = "std")]
 pub mod transport;

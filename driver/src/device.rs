@@ -4,35 +4,30 @@
 //! `D:P(A;;GA;;;SY)(A;;GA;;;BA)` is applied with exported calls: a DACL with two
 //! ACCESS_ALLOWED ACEs (GENERIC_ALL for LocalSystem and Administrators), protected from
 //! inheritance, set with ZwSetSecurityObject on a kernel handle to the device.
-//! IOCTL dispatch only copies buffers and calls `control::ioctl::dispatch`; every check lives
-//! in the control crate.
+//! IOCTL dispatch only copies buffers and hands them to `ioctl::control_dispatch`; every check
+//! lives in the control crate.
 
 use core::ptr;
 
-use control::config::{Config, Service};
-use control::ioctl::StatsSource;
-use control::ioctl::{
-    self, ControlHandler, LoadJob, LoadStatus, DEVICE_NAME, DOS_DEVICE_NAME, FILE_DEVICE_WSKECHO,
-    MAX_INPUT_BYTES,
-};
-use control::stats::{Counter as C, Counters};
+use control::ioctl::{DEVICE_NAME, DOS_DEVICE_NAME, FILE_DEVICE_WSKECHO, MAX_INPUT_BYTES};
 use wsk_sys::{
     IoCompleteRequest, IoCreateDevice, IoCreateSymbolicLink, IoDeleteDevice, IoDeleteSymbolicLink,
-    IoGetCurrentIrpStackLocation, KeQueryActiveProcessorCountEx, KernelMode, ObOpenObjectByPointer,
-    RtlAddAccessAllowedAce, RtlCreateAcl, RtlCreateSecurityDescriptor, RtlLengthSid,
-    RtlSetDaclSecurityDescriptor, SeExports, ZwClose, ZwSetSecurityObject, ACCESS_ALLOWED_ACE, ACL,
-    ACL_REVISION, DACL_SECURITY_INFORMATION, DO_DEVICE_INITIALIZING, FALSE,
-    FILE_DEVICE_SECURE_OPEN, GENERIC_ALL, HANDLE, IO_NO_INCREMENT, IRP_MJ_CLOSE, IRP_MJ_CREATE,
-    IRP_MJ_DEVICE_CONTROL, NTSTATUS, NT_SUCCESS, OBJ_KERNEL_HANDLE, PACL, PDEVICE_OBJECT,
-    PDRIVER_OBJECT, PIRP, PSECURITY_DESCRIPTOR, PUNICODE_STRING, SECURITY_DESCRIPTOR_MIN_LENGTH,
+    IoGetCurrentIrpStackLocation, KernelMode, ObOpenObjectByPointer, RtlAddAccessAllowedAce,
+    RtlCreateAcl, RtlCreateSecurityDescriptor, RtlLengthSid, RtlSetDaclSecurityDescriptor,
+    SeExports, ZwClose, ZwSetSecurityObject, ACCESS_ALLOWED_ACE, ACL, ACL_REVISION,
+    DACL_SECURITY_INFORMATION, DO_DEVICE_INITIALIZING, FALSE, FILE_DEVICE_SECURE_OPEN, GENERIC_ALL,
+    HANDLE, IO_NO_INCREMENT, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, NTSTATUS,
+    NT_SUCCESS, OBJ_KERNEL_HANDLE, PACL, PDEVICE_OBJECT, PDRIVER_OBJECT, PIRP,
+    PSECURITY_DESCRIPTOR, PUNICODE_STRING, SECURITY_DESCRIPTOR_MIN_LENGTH,
     SECURITY_DESCRIPTOR_REVISION, STATUS_DEVICE_NOT_READY, STATUS_INSUFFICIENT_RESOURCES,
     STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_SUCCESS, TRUE, ULONG,
     UNICODE_STRING, WRITE_DAC,
 };
 
+use crate::driver::Driver;
+use crate::ioctl::control_dispatch;
 use crate::kernel::pool;
-use crate::net::Driver;
-use crate::stats::{Counter, MAX_CPUS};
+use crate::wsk::check;
 
 /// SE_DACL_PROTECTED through ZwSetSecurityObject: the "P" of "D:P".
 const PROTECTED_DACL_SECURITY_INFORMATION: ULONG = 0x8000_0000;
@@ -71,11 +66,11 @@ impl WideName {
 ///
 /// # Safety
 /// Valid driver object; `d` at its final address.
-pub unsafe fn create(drv_obj: PDRIVER_OBJECT, d: *mut Driver) -> NTSTATUS {
+pub(crate) unsafe fn create(drv_obj: PDRIVER_OBJECT, d: *mut Driver) -> Result<(), NTSTATUS> {
     let mut name = WideName::new(DEVICE_NAME);
     let mut dev: PDEVICE_OBJECT = ptr::null_mut();
     // SAFETY: PASSIVE_LEVEL; name lives across the call.
-    let st = unsafe {
+    check(unsafe {
         IoCreateDevice(
             drv_obj,
             core::mem::size_of::<*mut Driver>() as ULONG,
@@ -85,27 +80,20 @@ pub unsafe fn create(drv_obj: PDRIVER_OBJECT, d: *mut Driver) -> NTSTATUS {
             FALSE,
             &raw mut dev,
         )
-    };
-    if !NT_SUCCESS(st) {
-        return st;
-    }
+    })?;
     // SAFETY: d is ours; dev was just created with an extension of one pointer.
     unsafe {
         (*d).device = dev;
         *(*dev).DeviceExtension.cast::<*mut Driver>() = d;
     }
     // SAFETY: dev live, PASSIVE_LEVEL.
-    let st = unsafe { apply_admin_only_dacl(dev) };
-    if !NT_SUCCESS(st) {
-        crate::log_err!("control device security failed {:#x}", st as u32);
-        return st;
+    if let Err(e) = unsafe { apply_admin_only_dacl(dev) } {
+        crate::kernel::log::log_err!("control device security failed {:#x}", e as u32);
+        return Err(e);
     }
     let mut link = WideName::new(DOS_DEVICE_NAME);
     // SAFETY: both names live across the call.
-    let st = unsafe { IoCreateSymbolicLink(link.get(), name.get()) };
-    if !NT_SUCCESS(st) {
-        return st;
-    }
+    check(unsafe { IoCreateSymbolicLink(link.get(), name.get()) })?;
     // SAFETY: d ours; drv_obj valid.
     unsafe {
         (*d).symlink_created = true;
@@ -117,12 +105,12 @@ pub unsafe fn create(drv_obj: PDRIVER_OBJECT, d: *mut Driver) -> NTSTATUS {
         (*drv_obj).MajorFunction[IRP_MJ_DEVICE_CONTROL as usize] = Some(dispatch_ioctl);
         (*dev).Flags &= !DO_DEVICE_INITIALIZING;
     }
-    STATUS_SUCCESS
+    Ok(())
 }
 
 /// # Safety
 /// PASSIVE_LEVEL; called once per created device.
-pub unsafe fn delete(d: &mut Driver) {
+pub(crate) unsafe fn delete(d: &mut Driver) {
     if d.symlink_created {
         let mut link = WideName::new(DOS_DEVICE_NAME);
         // SAFETY: created in `create`.
@@ -141,7 +129,9 @@ pub unsafe fn delete(d: &mut Driver) {
     }
 }
 
-unsafe fn apply_admin_only_dacl(dev: PDEVICE_OBJECT) -> NTSTATUS {
+/// # Safety
+/// PASSIVE_LEVEL; `dev` is a live device object.
+unsafe fn apply_admin_only_dacl(dev: PDEVICE_OBJECT) -> Result<(), NTSTATUS> {
     // SAFETY: SeExports is the kernel's exported pointer to its well-known SIDs.
     let (sys, admins) = unsafe { ((*SeExports).SeLocalSystemSid, (*SeExports).SeAliasAdminsSid) };
     // SAFETY: valid SIDs.
@@ -153,13 +143,13 @@ unsafe fn apply_admin_only_dacl(dev: PDEVICE_OBJECT) -> NTSTATUS {
     let total = SECURITY_DESCRIPTOR_MIN_LENGTH + acl_len;
     let block = pool::alloc(total + 8, pool::TAG_TEMP);
     if block.is_null() {
-        return STATUS_INSUFFICIENT_RESOURCES;
+        return Err(STATUS_INSUFFICIENT_RESOURCES);
     }
     let sd: PSECURITY_DESCRIPTOR = block.cast();
     // SAFETY: the ACL follows the descriptor, 8-aligned, inside the block.
     let acl: PACL = unsafe { block.add((SECURITY_DESCRIPTOR_MIN_LENGTH + 7) & !7).cast() };
     // SAFETY: buffers sized above; PASSIVE_LEVEL for the Zw/Ob calls.
-    let st = unsafe {
+    let status = unsafe {
         let mut st = RtlCreateSecurityDescriptor(sd, SECURITY_DESCRIPTOR_REVISION);
         if NT_SUCCESS(st) {
             st = RtlCreateAcl(acl, acl_len as ULONG, ACL_REVISION);
@@ -197,17 +187,19 @@ unsafe fn apply_admin_only_dacl(dev: PDEVICE_OBJECT) -> NTSTATUS {
     };
     // SAFETY: allocated above; ZwSetSecurityObject copied the descriptor.
     unsafe { pool::free(block, pool::TAG_TEMP) };
-    st
+    check(status)
 }
 
-unsafe fn complete(irp: PIRP, st: NTSTATUS, info: usize) -> NTSTATUS {
+/// # Safety
+/// `irp` is an IRP this driver was handed and has not completed yet.
+unsafe fn complete(irp: PIRP, status: NTSTATUS, info: usize) -> NTSTATUS {
     // SAFETY: the IRP is ours to complete.
     unsafe {
-        (*irp).IoStatus.Status = st;
+        (*irp).IoStatus.Status = status;
         (*irp).IoStatus.Information = info;
         IoCompleteRequest(irp, IO_NO_INCREMENT);
     }
-    st
+    status
 }
 
 /// IRP_MJ_CREATE / IRP_MJ_CLOSE. PASSIVE_LEVEL. Access was checked against the DACL by the
@@ -257,151 +249,8 @@ unsafe extern "win64" fn dispatch_ioctl(dev: PDEVICE_OBJECT, irp: PIRP) -> NTSTA
         } else {
             &mut []
         };
-        let (st, n) = control_dispatch(d, code, input, output);
+        let (status, n) = control_dispatch(d, code, input, output);
         pool::free(inbuf, pool::TAG_TEMP);
-        complete(irp, st, n)
-    }
-}
-
-/// The control ABI over any transport (IOCTL here, TCP in wskecho-sim). PASSIVE_LEVEL.
-/// Requests are serialised (a concurrent one gets STATUS_DEVICE_BUSY); unload takes the
-/// control path for good before closing sockets.
-///
-/// # Safety
-/// `d` is the loaded driver.
-pub unsafe fn control_dispatch(
-    d: *mut Driver,
-    code: u32,
-    input: &[u8],
-    output: &mut [u8],
-) -> (i32, usize) {
-    // SAFETY: per the caller.
-    let busy = unsafe { &(*d).control_busy };
-    if busy.swap(true, core::sync::atomic::Ordering::SeqCst) {
-        return (control::ioctl::status::STATUS_DEVICE_BUSY, 0);
-    }
-    let mut h = Handler { d };
-    let r = ioctl::dispatch(&mut h, code, input, output);
-    busy.store(false, core::sync::atomic::Ordering::SeqCst);
-    r
-}
-
-struct Handler {
-    d: *mut Driver,
-}
-
-impl Handler {
-    fn drv(&self) -> &Driver {
-        // SAFETY: the loaded driver, alive while the control path is held.
-        unsafe { &*self.d }
-    }
-}
-
-fn map(c: &[u64; crate::stats::NUM_COUNTERS]) -> Counters {
-    let g = |k: Counter| c[k as usize];
-    let mut o = Counters::default();
-    o.set(C::ConnAccepted, g(Counter::ConnAccepted));
-    o.set(C::ConnRefused, g(Counter::ConnRefused));
-    // Per-CPU values are deltas (a connection may close on another CPU): wrapping keeps the
-    // sum exact.
-    o.set(
-        C::ConnActive,
-        g(Counter::ConnAccepted).wrapping_sub(g(Counter::ConnClosed)),
-    );
-    o.set(C::BytesIn, g(Counter::TcpBytesIn) + g(Counter::UdpBytesIn));
-    o.set(
-        C::BytesOut,
-        g(Counter::TcpBytesOut) + g(Counter::UdpBytesOut),
-    );
-    o.set(C::DatagramsIn, g(Counter::UdpDatagramsIn));
-    o.set(C::DatagramsOut, g(Counter::UdpDatagramsOut));
-    o.set(C::DropNoSendContext, g(Counter::UdpDropNoContext));
-    o.set(C::DropRateLimited, g(Counter::UdpDropRate));
-    o.set(C::DropNotAllowed, g(Counter::UdpDropFiltered));
-    o.set(
-        C::DropMalformed,
-        g(Counter::UdpDropService) + g(Counter::UdpDropTooBig),
-    );
-    o.set(C::SendErrors, g(Counter::SendErrors));
-    o.set(C::ZeroCopySends, g(Counter::ZeroCopySends));
-    o.set(C::CopySends, g(Counter::CopySends));
-    o.set(C::Backpressure, g(Counter::RxBackpressure));
-    o
-}
-
-impl StatsSource for Handler {
-    fn cpu_count(&self) -> usize {
-        // SAFETY: any IRQL; ALL_PROCESSOR_GROUPS.
-        (unsafe { KeQueryActiveProcessorCountEx(0xffff) } as usize).clamp(1, MAX_CPUS)
-    }
-
-    fn cpu(&self, index: usize) -> Counters {
-        map(&self.drv().stats.cpu_snapshot(index))
-    }
-
-    fn global(&self) -> Counters {
-        let mut c = map(&self.drv().stats.snapshot());
-        c.set(C::RetainedBytes, self.drv().budget.used() as u64);
-        c
-    }
-
-    fn service_count(&self) -> usize {
-        self.drv().cfg.services.len()
-    }
-
-    /// Summed over CPUs from the service's own per-CPU slot. RetainedBytes is a global gauge
-    /// only (the retention budget is shared): it reads 0 in a service block.
-    fn service(&self, index: usize) -> (Service, Counters) {
-        let svc = self.drv().cfg.services.as_slice()[index];
-        let mut c = Counters::default();
-        if let Some(v) = self.drv().service_counters(&svc) {
-            for (k, x) in C::ALL.iter().zip(v) {
-                c.set(*k, x);
-            }
-        }
-        (svc, c)
-    }
-
-    fn time_us(&self) -> u64 {
-        let f = self.drv().perf_freq.max(1);
-        (u128::from(self.drv().now()) * 1_000_000 / u128::from(f)) as u64
-    }
-}
-
-impl ControlHandler for Handler {
-    fn driver_version(&self) -> (u16, u16, u16) {
-        (0, 1, 0)
-    }
-
-    fn config(&self) -> Config {
-        self.drv().cfg
-    }
-
-    fn set_config(&mut self, new: &Config) -> Result<(), i32> {
-        // SAFETY: the control path is held (one request at a time), PASSIVE_LEVEL.
-        let d = unsafe { &mut *self.d };
-        if !d.captured || d.stopping.load(core::sync::atomic::Ordering::SeqCst) {
-            return Err(STATUS_DEVICE_NOT_READY);
-        }
-        // SAFETY: as above.
-        unsafe { d.reconfigure(new) }
-    }
-
-    fn load_start(&mut self, job: &LoadJob) -> Result<u32, i32> {
-        let d = self.drv();
-        if !d.captured || d.stopping.load(core::sync::atomic::Ordering::SeqCst) {
-            return Err(STATUS_DEVICE_NOT_READY);
-        }
-        // SAFETY: captured provider, PASSIVE_LEVEL control path.
-        unsafe { crate::net::job::start(d, job) }
-    }
-
-    fn load_stop(&mut self, _job_id: u32) -> Result<(), i32> {
-        crate::net::job::stop(self.drv());
-        Ok(())
-    }
-
-    fn load_status(&self) -> LoadStatus {
-        crate::net::job::status(self.drv())
+        complete(irp, status, n)
     }
 }

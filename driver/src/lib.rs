@@ -1,20 +1,38 @@
 //! wskecho.sys: a Winsock Kernel echo / discard / source / sockperf server.
 //!
 //! One source for every target: on x86_64-pc-windows-msvc it is the driver; on the host it
-//! runs inside wsk-sim (the same code, wsk-sys's imports resolved by wsk-sim).
-//! This file is glue only: DriverEntry / DriverUnload and the start-up thread.
+//! runs inside wsk-sim (the same code, wsk-sys's imports resolved by wsk-sim). This file is glue
+//! only: DriverEntry / DriverUnload, the start-up thread, and the few functions the host runner
+//! and the tests read the loaded instance through.
+//!
+//! The rooms, from the ground up (arrows point down only; `tests/layout_rules.rs` checks the
+//! ones that matter):
+//!
+//! | module | holds | imports |
+//! |---|---|---|
+//! | `kernel` | thin ntoskrnl wrappers: pool, IRPs, spin lock, log, time, free lists | wsk-sys |
+//! | `logic` | platform-free decisions: TCP state machine, sockperf framing, ring, budget, rate limit | control only, never wsk-sys |
+//! | `wsk` | WSK helpers: socket + bind, events, options, close, addresses, MDLs | kernel |
+//! | `stats` | per-CPU and per-service counters | control |
+//! | `serve` | the served sockets: listener, accepted connection, UDP socket | kernel, wsk, logic, never load |
+//! | `load` | kernel-side load jobs: the job, its TCP and UDP clients | kernel, wsk, logic, serve |
+//! | `driver` | the root state and its lifecycle (services, stats slots, housekeeping) | all rooms |
+//! | `device`, `ioctl` | the control device and its IRPs; the control handler | driver |
+//! | `registry` | the configuration from the service's Parameters key | kernel |
 #![no_std]
 #![allow(non_snake_case)]
-// Kernel modules import wsk-sys wholesale: its items are the C headers' names, and listing
-// dozens of them per file would hide the code.
-#![allow(clippy::wildcard_imports)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
-pub mod device;
-pub mod kernel;
-pub mod net;
-pub mod registry;
-pub mod service;
+mod device;
+mod driver;
+mod ioctl;
+mod kernel;
+mod load;
+mod logic;
+mod registry;
+mod serve;
 pub mod stats;
+mod wsk;
 
 #[cfg(all(target_os = "windows", not(test)))]
 mod windows_rt;
@@ -24,22 +42,24 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 
 use control::config::Config;
 use wsk_sys::{
-    ExInitializeRundownProtection, Executive, InitializeObjectAttributes,
-    KeQueryPerformanceCounter, KeWaitForSingleObject, KernelMode, ObReferenceObjectByHandle,
-    ObfDereferenceObject, PsCreateSystemThread, PsTerminateSystemThread, WskCaptureProviderNPI,
-    ZwClose, FALSE, HANDLE, LARGE_INTEGER, NTSTATUS, NT_SUCCESS, OBJ_KERNEL_HANDLE, PDRIVER_OBJECT,
-    PUNICODE_STRING, PVOID, STATUS_DEVICE_NOT_READY, STATUS_INSUFFICIENT_RESOURCES,
-    STATUS_OBJECT_NAME_COLLISION, STATUS_SUCCESS, SYNCHRONIZE, THREAD_ALL_ACCESS,
+    Executive, InitializeObjectAttributes, KeWaitForSingleObject, KernelMode,
+    ObReferenceObjectByHandle, ObfDereferenceObject, PsCreateSystemThread, PsTerminateSystemThread,
+    WskCaptureProviderNPI, ZwClose, FALSE, HANDLE, NTSTATUS, OBJ_KERNEL_HANDLE, PDRIVER_OBJECT,
+    PUNICODE_STRING, PVOID, STATUS_DEVICE_NOT_READY, STATUS_OBJECT_NAME_COLLISION, STATUS_SUCCESS,
+    SYNCHRONIZE, THREAD_ALL_ACCESS,
 };
 
-use kernel::pool;
-use net::Driver;
+use driver::Driver;
+pub use driver::{START_FAILED, START_PENDING, START_READY};
+use kernel::time;
+use wsk::check;
 
 /// The one driver instance (DriverUnload only gets the DRIVER_OBJECT).
 static DRIVER: AtomicPtr<Driver> = AtomicPtr::new(ptr::null_mut());
 
-/// DriverEntry. PASSIVE_LEVEL. Never waits for the WSK provider (C27): registration is
-/// immediate, the NPI capture and socket creation run on a system thread.
+/// DriverEntry. PASSIVE_LEVEL. Never waits for the WSK provider (C27: no NPI wait in
+/// DriverEntry): registration is immediate, the NPI capture and socket creation run on a
+/// system thread.
 ///
 /// # Safety
 /// Called by the I/O manager (or the sim runner) with a valid DRIVER_OBJECT.
@@ -59,89 +79,54 @@ pub unsafe extern "win64" fn DriverEntry(
 pub unsafe fn driver_entry_with(
     driver_object: PDRIVER_OBJECT,
     registry_path: PUNICODE_STRING,
-    cfg: Option<Config>,
+    config: Option<Config>,
 ) -> NTSTATUS {
     if !DRIVER.load(Ordering::SeqCst).is_null() {
         return STATUS_OBJECT_NAME_COLLISION;
     }
-    let cfg = match cfg {
+    let config = match config {
         Some(c) => c,
         // SAFETY: registry path from the caller.
         None => unsafe { registry::read_config(registry_path) },
     };
-    let d: *mut Driver = pool::alloc_zeroed(pool::TAG_DRIVER);
-    if d.is_null() {
-        return STATUS_INSUFFICIENT_RESOURCES;
-    }
-    // SAFETY: zeroed block is a valid Driver for all-integer/pointer fields; the non-trivial
-    // ones are written here before use.
-    let r = unsafe {
-        ptr::write(ptr::addr_of_mut!((*d).cfg), cfg);
-        ptr::write(ptr::addr_of_mut!((*d).stats), stats::Stats::new());
-        ptr::write(
-            ptr::addr_of_mut!((*d).budget),
-            service::budget::RetainedBudget::new(cfg.limits.max_retained_total as usize),
-        );
-        ptr::write(ptr::addr_of_mut!((*d).conns), net::conn::ConnPool::empty());
-        ptr::write(ptr::addr_of_mut!((*d).job), net::job::Job::new());
-        ptr::write(
-            ptr::addr_of_mut!((*d).svc_slots),
-            [None; control::config::MAX_SERVICES],
-        );
-        &mut *d
+    let d = match Driver::create(&config) {
+        Ok(d) => d,
+        Err(e) => {
+            kernel::log::log_err!("DriverEntry failed {:#x}", e as u32);
+            return e;
+        }
     };
-    let mut freq = LARGE_INTEGER { QuadPart: 0 };
-    // SAFETY: any IRQL.
-    unsafe {
-        KeQueryPerformanceCounter(&raw mut freq);
-        r.perf_freq = freq.QuadPart as u64;
-        ExInitializeRundownProtection(&raw mut r.rundown);
+    // SAFETY: d is at its final address and ours alone until published.
+    let r = unsafe { &mut *d };
+    // SAFETY: valid driver object; d at its final address.
+    let mut status = unsafe { device::create(driver_object, d) };
+    if status.is_ok() {
+        // SAFETY: the start-up thread gets d, which outlives it (unload waits for it).
+        status = unsafe { start_thread(r) };
     }
-    let mut st = if r.alloc_pattern()
-        && r.conns.init(
-            d,
-            cfg.limits.max_connections as usize,
-            cfg.limits.send_ring_bytes as usize,
-        ) {
-        STATUS_SUCCESS
-    } else {
-        STATUS_INSUFFICIENT_RESOURCES
-    };
-    if NT_SUCCESS(st) {
-        // SAFETY: d is at its final address.
-        st = unsafe { r.register() };
-    }
-    if NT_SUCCESS(st) {
-        // SAFETY: valid driver object.
-        st = unsafe { device::create(driver_object, d) };
-    }
-    if NT_SUCCESS(st) {
-        // SAFETY: start-up thread gets d, which outlives it (unload waits for it).
-        st = unsafe { start_thread(r) };
-    }
-    if !NT_SUCCESS(st) {
-        log_err!("DriverEntry failed {:#x}", st as u32);
+    if let Err(e) = status {
+        kernel::log::log_err!("DriverEntry failed {:#x}", e as u32);
         // SAFETY: nothing started; undo what was set up.
         unsafe {
             device::delete(r);
-            r.release_wsk();
-            r.free_resources();
-            pool::free_typed(d, pool::TAG_DRIVER);
+            Driver::destroy(d);
         }
-        return st;
+        return e;
     }
     DRIVER.store(d, Ordering::SeqCst);
     // SAFETY: valid driver object.
     unsafe { (*driver_object).DriverUnload = Some(DriverUnload) };
-    log_info!(
+    kernel::log::log_info!(
         "loaded: {} services, max {} connections",
-        cfg.services.len(),
-        cfg.limits.max_connections
+        config.services.len(),
+        config.limits.max_connections
     );
     STATUS_SUCCESS
 }
 
-unsafe fn start_thread(r: &mut Driver) -> NTSTATUS {
+/// # Safety
+/// PASSIVE_LEVEL; `r` at its final address, alive until the thread has exited.
+unsafe fn start_thread(r: &mut Driver) -> Result<(), NTSTATUS> {
     let mut h: HANDLE = ptr::null_mut();
     let mut oa = InitializeObjectAttributes(
         ptr::null_mut(),
@@ -151,7 +136,7 @@ unsafe fn start_thread(r: &mut Driver) -> NTSTATUS {
     );
     let ctx: *mut Driver = r;
     // SAFETY: PASSIVE_LEVEL; the context outlives the thread (unload waits on it).
-    let st = unsafe {
+    check(unsafe {
         PsCreateSystemThread(
             &raw mut h,
             THREAD_ALL_ACCESS,
@@ -161,13 +146,10 @@ unsafe fn start_thread(r: &mut Driver) -> NTSTATUS {
             Some(startup),
             ctx.cast(),
         )
-    };
-    if !NT_SUCCESS(st) {
-        return st;
-    }
+    })?;
     let mut obj: PVOID = ptr::null_mut();
     // SAFETY: h is our kernel handle.
-    let st = unsafe {
+    let status = unsafe {
         ObReferenceObjectByHandle(
             h,
             SYNCHRONIZE,
@@ -179,10 +161,9 @@ unsafe fn start_thread(r: &mut Driver) -> NTSTATUS {
     };
     // SAFETY: ours.
     unsafe { ZwClose(h) };
-    if NT_SUCCESS(st) {
-        r.startup_thread = obj;
-    }
-    st
+    check(status)?;
+    r.startup_thread = obj;
+    Ok(())
 }
 
 /// Start-up thread. PASSIVE_LEVEL: captures the provider NPI (bounded waits, so unload can stop
@@ -195,33 +176,33 @@ unsafe extern "win64" fn startup(ctx: PVOID) {
             break;
         }
         // SAFETY: registration live; PASSIVE_LEVEL for a non-zero wait (W3).
-        let st =
+        let status =
             unsafe { WskCaptureProviderNPI(&raw mut d.registration, 200, &raw mut d.provider) };
-        if NT_SUCCESS(st) {
+        if check(status).is_ok() {
             d.captured = true;
             break;
         }
-        if st != STATUS_DEVICE_NOT_READY {
-            log_err!("WskCaptureProviderNPI failed {:#x}", st as u32);
+        if status != STATUS_DEVICE_NOT_READY {
+            kernel::log::log_err!("WskCaptureProviderNPI failed {:#x}", status as u32);
             break;
         }
     }
     let state = if d.captured && !d.stopping.load(Ordering::SeqCst) {
         // SAFETY: captured, PASSIVE_LEVEL.
-        let st = unsafe { d.create_sockets() };
-        if !NT_SUCCESS(st) {
-            log_err!("some services failed to start ({:#x})", st as u32);
+        if let Err(e) = unsafe { d.create_sockets() } {
+            kernel::log::log_err!("some services failed to start ({:#x})", e as u32);
         }
-        net::START_READY
+        START_READY
     } else {
-        net::START_FAILED
+        START_FAILED
     };
     d.start_state.store(state, Ordering::SeqCst);
     // From here on the thread is the driver's housekeeper until unload has closed every socket:
-    // every 5 ms it re-arms the resume of connections whose indications were refused (C5, G2)
-    // and gives back finished zero-copy lists no later callback released (C1).
-    while state == net::START_READY && !d.hk_stop.load(Ordering::SeqCst) {
-        net::sleep_ms(5);
+    // every 5 ms it re-arms the resume of connections whose indications were refused (C5:
+    // resume with a zero-length receive; G2) and gives back finished zero-copy lists no later
+    // callback released (C1: a list is released once the callback and the send are done).
+    while state == START_READY && !d.hk_stop.load(Ordering::SeqCst) {
+        time::sleep_ms(5);
         d.housekeeping();
     }
     // SAFETY: system thread exit.
@@ -244,12 +225,11 @@ pub unsafe extern "win64" fn DriverUnload(driver_object: PDRIVER_OBJECT) {
     let r = unsafe { &mut *d };
     r.stopping.store(true, Ordering::SeqCst);
     // The start-up thread sees `stopping` within one bounded capture wait.
-    while r.start_state.load(Ordering::SeqCst) == net::START_PENDING && !r.startup_thread.is_null()
-    {
-        net::sleep_ms(5);
+    while r.start_state.load(Ordering::SeqCst) == START_PENDING && !r.startup_thread.is_null() {
+        time::sleep_ms(5);
     }
     // Take the control path for good (bounded wait for a request in progress).
-    net::wait_until(5000, || !r.control_busy.swap(true, Ordering::SeqCst));
+    time::wait_until(5000, || !r.control_busy.swap(true, Ordering::SeqCst));
     // SAFETY: start-up finished; teardown in order: device, sockets (the housekeeper still
     // ticking), housekeeper, WSK, memory.
     unsafe {
@@ -273,14 +253,9 @@ pub unsafe extern "win64" fn DriverUnload(driver_object: PDRIVER_OBJECT) {
         }
         r.startup_thread = ptr::null_mut();
     }
-    // SAFETY: no socket, no thread, no IRP left.
-    unsafe {
-        r.release_wsk();
-        r.free_resources();
-    }
     log_counters(r);
-    // SAFETY: nothing references the block any more.
-    unsafe { pool::free_typed(d, pool::TAG_DRIVER) };
+    // SAFETY: no socket, no thread, no IRP left; nothing references the block any more.
+    unsafe { Driver::destroy(d) };
 }
 
 fn log_counters(r: &Driver) {
@@ -293,9 +268,9 @@ fn log_counters(r: &Driver) {
                 format_args!("{}={} ", stats::COUNTER_NAMES[chunk_i * 6 + j], v),
             );
         }
-        log_info!("final: {}", line.as_str());
+        kernel::log::log_info!("final: {}", line.as_str());
     }
-    log_info!("final: retained_peak={} unloaded", r.budget.peak());
+    kernel::log::log_info!("final: retained_peak={} unloaded", r.budget.peak());
 }
 
 /// Start-up state of the loaded instance: None when no driver is loaded.
@@ -329,9 +304,9 @@ pub fn send_backlog_state(out: &mut [usize]) -> Option<(u64, usize, usize)> {
         }
         // SAFETY: i < n; contexts live until the pool is freed at unload.
         let c = unsafe { &**r.conns.conns.add(i) };
-        let st = c.st.lock();
-        if c.live.load(Ordering::Relaxed) && !c.job {
-            out[n] = st.max_send();
+        let state = c.state.lock();
+        if c.live.load(Ordering::Relaxed) && c.client.is_none() {
+            out[n] = state.max_send();
             n += 1;
         }
     }
@@ -347,5 +322,5 @@ pub fn send_backlog_state(out: &mut [usize]) -> Option<(u64, usize, usize)> {
 pub fn control(code: u32, input: &[u8], output: &mut [u8]) -> Option<(i32, usize)> {
     let d = DRIVER.load(Ordering::SeqCst);
     // SAFETY: as in start_state.
-    (!d.is_null()).then(|| unsafe { device::control_dispatch(d, code, input, output) })
+    (!d.is_null()).then(|| unsafe { ioctl::control_dispatch(d, code, input, output) })
 }

@@ -37,7 +37,7 @@ pub unsafe fn read_config(reg_path: PCUNICODE_STRING) -> Config {
     }
     let (cfg, err) = b.finish();
     if let Some(e) = err {
-        crate::log_err!("{e}");
+        crate::kernel::log::log_err!("{e}");
     }
     cfg
 }
@@ -75,10 +75,10 @@ unsafe fn open_parameters(reg_path: PCUNICODE_STRING) -> Option<HANDLE> {
     );
     let mut h: HANDLE = ptr::null_mut();
     // SAFETY: all structures live across the call.
-    let st = unsafe { ZwOpenKey(&raw mut h, KEY_READ, &raw mut oa) };
+    let status = unsafe { ZwOpenKey(&raw mut h, KEY_READ, &raw mut oa) };
     // SAFETY: allocated above, no longer referenced.
     unsafe { pool::free(name, pool::TAG_TEMP) };
-    NT_SUCCESS(st).then_some(h)
+    NT_SUCCESS(status).then_some(h)
 }
 
 /// # Safety
@@ -96,7 +96,7 @@ unsafe fn read_value(h: HANDLE, name: &'static str, buf: *mut u8, b: &mut Config
     let mut got: ULONG = 0;
     let cap = (MAX_REGISTRY_VALUE_BYTES + 64) as ULONG;
     // SAFETY: buf has cap bytes; us/wname live across the call.
-    let st = unsafe {
+    let status = unsafe {
         ZwQueryValueKey(
             h,
             &raw mut us,
@@ -106,17 +106,19 @@ unsafe fn read_value(h: HANDLE, name: &'static str, buf: *mut u8, b: &mut Config
             &raw mut got,
         )
     };
-    if st == STATUS_OBJECT_NAME_NOT_FOUND {
+    if status == STATUS_OBJECT_NAME_NOT_FOUND {
         return;
     }
-    if !NT_SUCCESS(st) {
-        crate::log_err!(
+    if !NT_SUCCESS(status) {
+        crate::kernel::log::log_err!(
             "registry value {name}: read failed {:#x}; default used",
-            st as u32
+            status as u32
         );
         return;
     }
-    // SAFETY: ZwQueryValueKey filled a KEY_VALUE_PARTIAL_INFORMATION header + DataLength bytes.
+    // SAFETY: ZwQueryValueKey filled a KEY_VALUE_PARTIAL_INFORMATION header + DataLength bytes;
+    // the pool block is 16-aligned.
+    #[allow(clippy::cast_ptr_alignment)]
     let (ty, data) = unsafe {
         let info = &*buf.cast::<KEY_VALUE_PARTIAL_INFORMATION>();
         let dl = (info.DataLength as usize).min(MAX_REGISTRY_VALUE_BYTES);
@@ -126,6 +128,6 @@ unsafe fn read_value(h: HANDLE, name: &'static str, buf: *mut u8, b: &mut Config
         )
     };
     if let Err(e) = b.apply(name, ty, data) {
-        crate::log_err!("{e}");
+        crate::kernel::log::log_err!("{e}");
     }
 }

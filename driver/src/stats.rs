@@ -248,8 +248,8 @@ mod tests {
         use control::stats::Counter as A;
         // Too big for a test thread's stack in debug builds: on the heap, zeroed like the pool.
         let layout = std::alloc::Layout::new::<SvcStats>();
-        // SAFETY: non-zero size; all-zero bits are a valid SvcStats.
         #[allow(clippy::cast_ptr_alignment)] // allocated with SvcStats's own layout
+        // SAFETY: non-zero size; all-zero bits are a valid SvcStats.
         let p = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<SvcStats>();
         assert!(!p.is_null());
         // SAFETY: freshly allocated and zeroed.

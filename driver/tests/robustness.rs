@@ -203,24 +203,26 @@ fn fault_campaign_200_seeds() {
     let mut failures = Vec::new();
     let (mut ready, mut with_traffic, mut faults_seen) = (0u64, 0u64, 0u64);
     for seed in base..base + seeds {
-        let mut sim = wsk_sim::Config::default();
-        sim.seed = seed;
-        sim.fail_rate = 0.02;
-        {
+        let sim = {
             use wsk_sim::faults::Call;
-            sim.fail_calls = vec![
-                Call::WskSend,
-                Call::WskSendTo,
-                Call::WskReceive,
-                Call::WskDisconnect,
-                Call::WskSocket,
-                Call::WskBind,
-                Call::WskControlSocket,
-            ];
-        }
-        sim.alloc_fail_rate = 0.002;
-        sim.reset_rate = 0.01;
-        sim.pend_rate = 0.5;
+            wsk_sim::Config {
+                seed,
+                fail_rate: 0.02,
+                fail_calls: vec![
+                    Call::WskSend,
+                    Call::WskSendTo,
+                    Call::WskReceive,
+                    Call::WskDisconnect,
+                    Call::WskSocket,
+                    Call::WskBind,
+                    Call::WskControlSocket,
+                ],
+                alloc_fail_rate: 0.002,
+                reset_rate: 0.01,
+                pend_rate: 0.5,
+                ..wsk_sim::Config::default()
+            }
+        };
         let (mut cfg, ports) =
             config_with(V4, &[(Proto::Tcp, Mode::Echo), (Proto::Udp, Mode::Echo)]);
         cfg.limits.max_connections = 16;

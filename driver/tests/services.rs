@@ -1,5 +1,7 @@
 //! Every service on TCP and UDP, IPv4 and IPv6, against the real driver inside wsk-sim.
 //! Payloads are verified byte for byte and the driver's counters against what was sent.
+// Tests build configs by value and name sockets, streams and pieces with single letters.
+#![allow(clippy::large_types_passed_by_value, clippy::many_single_char_names)]
 
 mod common;
 
@@ -10,7 +12,8 @@ use std::time::Duration;
 use common::harness::{config_with, load};
 use common::*;
 use control::config::{Mode, Proto};
-use wskecho::service::sockperf::{Header, FLAG_CLIENT, FLAG_REPLY, HEADER_LEN};
+use control::protocol::sockperf::flags::{CLIENT as FLAG_CLIENT, REPLY as FLAG_REPLY};
+use control::protocol::sockperf::{Header, HEADER_LEN};
 use wskecho::stats::Counter;
 
 fn loaded(cfg: control::config::Config) -> common::harness::Loaded {

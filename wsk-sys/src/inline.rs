@@ -265,7 +265,7 @@ pub fn KeGetCurrentIrql() -> KIRQL {
         let cr8: u64;
         // SAFETY: reading CR8 is allowed at any IRQL in kernel mode and has no side effects.
         unsafe {
-            core::arch::asm!("mov {}, cr8", out(reg) cr8, options(nomem, nostack, preserves_flags))
+            core::arch::asm!("mov {}, cr8", out(reg) cr8, options(nomem, nostack, preserves_flags));
         };
         cr8 as KIRQL
     }
@@ -288,7 +288,7 @@ pub unsafe fn KfRaiseIrql(NewIrql: KIRQL) -> KIRQL {
         // SAFETY: caller guarantees NewIrql >= current IRQL; writing CR8 is what wdm.h does.
         // No `nomem`: this is a compiler barrier, as the C version's intrinsic is.
         unsafe {
-            core::arch::asm!("mov cr8, {}", in(reg) NewIrql as u64, options(nostack, preserves_flags))
+            core::arch::asm!("mov cr8, {}", in(reg) NewIrql as u64, options(nostack, preserves_flags));
         };
         old
     }
@@ -329,7 +329,7 @@ pub unsafe fn KeLowerIrql(NewIrql: KIRQL) {
     {
         // SAFETY: caller guarantees NewIrql is the IRQL saved by the matching raise.
         unsafe {
-            core::arch::asm!("mov cr8, {}", in(reg) NewIrql as u64, options(nostack, preserves_flags))
+            core::arch::asm!("mov cr8, {}", in(reg) NewIrql as u64, options(nostack, preserves_flags));
         };
     }
     #[cfg(not(target_os = "windows"))]

@@ -55,8 +55,8 @@ pub fn load_with(
     let t0 = Instant::now();
     let ready = loop {
         match wskecho::start_state() {
-            Some(wskecho::net::START_READY) => break true,
-            Some(wskecho::net::START_FAILED) => break false,
+            Some(wskecho::START_READY) => break true,
+            Some(wskecho::START_FAILED) => break false,
             _ if t0.elapsed() > Duration::from_secs(10) => break false,
             _ => std::thread::sleep(Duration::from_millis(2)),
         }

@@ -89,8 +89,8 @@ pub unsafe fn call_sync_with(irp: PIRP, f: impl FnOnce(PIRP) -> NTSTATUS) -> (NT
         KeInitializeEvent(&raw mut ev, NotificationEvent, FALSE);
         arm(irp, sync_done, ptr::addr_of_mut!(ev).cast());
     }
-    let st = f(irp);
-    if st == STATUS_PENDING {
+    let status = f(irp);
+    if status == STATUS_PENDING {
         // C19: only a pending call has a completion still to wait for.
         // SAFETY: PASSIVE_LEVEL, kernel-mode wait on our own event.
         unsafe {

@@ -5,22 +5,22 @@
 use core::fmt::{self, Write};
 use wsk_sys::{DbgPrintEx, DPFLTR_IHVNETWORK_ID};
 
-pub const LINE_MAX: usize = 240;
+pub(crate) const LINE_MAX: usize = 240;
 
-pub struct LineBuf {
+pub(crate) struct LineBuf {
     buf: [u8; LINE_MAX],
     len: usize,
 }
 
 impl LineBuf {
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Self {
             buf: [0; LINE_MAX],
             len: 0,
         }
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         core::str::from_utf8(&self.buf[..self.len]).unwrap_or("?")
     }
 }
@@ -45,7 +45,7 @@ impl Write for LineBuf {
     }
 }
 
-pub fn print(level: u32, args: fmt::Arguments<'_>) {
+pub(crate) fn print(level: u32, args: fmt::Arguments<'_>) {
     let mut line = LineBuf::new();
     let _ = line.write_str("wskecho: ");
     let _ = line.write_fmt(args);
@@ -63,15 +63,17 @@ pub fn print(level: u32, args: fmt::Arguments<'_>) {
     }
 }
 
-#[macro_export]
+/// DbgPrintEx at the info level, formatted like `format_args!`. Any IRQL.
 macro_rules! log_info {
     ($($t:tt)*) => { $crate::kernel::log::print(wsk_sys::DPFLTR_INFO_LEVEL, format_args!($($t)*)) };
 }
+pub(crate) use log_info;
 
-#[macro_export]
+/// DbgPrintEx at the error level, formatted like `format_args!`. Any IRQL.
 macro_rules! log_err {
     ($($t:tt)*) => { $crate::kernel::log::print(wsk_sys::DPFLTR_ERROR_LEVEL, format_args!($($t)*)) };
 }
+pub(crate) use log_err;
 
 #[cfg(test)]
 mod tests {

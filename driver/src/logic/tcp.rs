@@ -1,6 +1,6 @@
 //! Per-connection TCP send/receive state machine, platform-free.
 //!
-//! The kernel layer (net::conn) holds this under the connection's spin lock and performs the
+//! The kernel layer (serve::conn) holds this under the connection's spin lock and performs the
 //! WSK calls it asks for *outside* the lock. Everything that decides lives here so that it is
 //! unit-tested on the host:
 //! - zero-copy vs copy per indication (rules C1, C2),
@@ -12,6 +12,7 @@
 //!   retained indication released first, C4).
 
 use super::budget::RetainedBudget;
+use super::client::ClientState;
 use super::ring::ByteRing;
 
 /// Upper bound on concurrently outstanding sends per connection (C37: several in flight).
@@ -172,17 +173,8 @@ pub struct TcpState {
     /// limit) and ticks spent so far.
     pub shutdown_limit_ticks: u32,
     shutdown_ticks: u32,
-    /// EchoClient: a message is out and its echo not complete yet; bytes of it received.
-    client_outstanding: bool,
-    client_rx: usize,
-    pub messages_sent: u64,
-    pub messages_received: u64,
-    pub send_errors: u64,
-    pub bytes_sent: u64,
-    /// Paced load (EchoClient/Source): a new message needs a ticket; tickets come from the
-    /// job's rate budget (see `net::job`).
-    pub paced: bool,
-    pub tickets: u32,
+    /// Outbound load only (EchoClient, paced Source): the client's message state.
+    pub client: ClientState,
 }
 
 impl TcpState {
@@ -225,14 +217,7 @@ impl TcpState {
             wait_peer_fin: false,
             shutdown_limit_ticks: 0,
             shutdown_ticks: 0,
-            client_outstanding: false,
-            client_rx: 0,
-            paced: false,
-            tickets: 0,
-            messages_sent: 0,
-            messages_received: 0,
-            send_errors: 0,
-            bytes_sent: 0,
+            client: ClientState::new(),
         }
     }
 
@@ -240,18 +225,6 @@ impl TcpState {
         self.slots[..self.nslots]
             .iter()
             .position(|s| *s == Slot::Free)
-    }
-
-    pub fn slot(&self, i: usize) -> Slot {
-        self.slots[i]
-    }
-
-    pub fn retained(&self) -> usize {
-        self.retained
-    }
-
-    pub fn is_closing(&self) -> bool {
-        self.phase != Phase::Open
     }
 
     pub fn close_issued(&self) -> bool {
@@ -325,7 +298,7 @@ impl TcpState {
     /// Ring bytes a copy of `n` input bytes may need beyond `n` (see on_receive).
     pub fn copy_slack(&self) -> usize {
         if self.mode == Mode::Sockperf {
-            super::sockperf::HEADER_LEN
+            control::protocol::sockperf::HEADER_LEN
         } else {
             0
         }
@@ -367,7 +340,7 @@ impl TcpState {
 
     /// WskSendBacklogEvent: keep about the ideal backlog in flight across the slots (C37).
     pub fn set_ideal_backlog(&mut self, backlog: usize) {
-        if self.paced {
+        if self.client.paced {
             // A paced source's send size is its message size.
             return;
         }
@@ -403,21 +376,11 @@ impl TcpState {
     }
 
     /// EchoClient: `n` more bytes of echo arrived (verified by the caller against the pattern
-    /// at [`client_offset`](Self::client_offset) first).
+    /// at `client.offset()` first).
     pub fn client_received(&mut self, n: usize) {
         if let Mode::EchoClient { msg } = self.mode {
-            self.client_rx += n;
-            while self.client_rx >= msg && self.client_outstanding {
-                self.client_rx -= msg;
-                self.messages_received += 1;
-                self.client_outstanding = false;
-            }
+            self.client.received(n, msg);
         }
-    }
-
-    /// EchoClient: offset within the current message of the next byte to arrive.
-    pub fn client_offset(&self) -> usize {
-        self.client_rx
     }
 
     /// The receive callback is returning (every path).
@@ -466,15 +429,11 @@ impl TcpState {
     /// Paced load: the next message could go out now but for want of a ticket.
     pub fn wants_ticket(&self) -> bool {
         let msg_mode = match self.mode {
-            Mode::EchoClient { .. } => !self.client_outstanding,
-            Mode::Source => true,
+            Mode::EchoClient { .. } => self.client.wants_ticket(true),
+            Mode::Source => self.client.wants_ticket(false),
             _ => false,
         };
-        self.paced
-            && self.tickets == 0
-            && msg_mode
-            && self.phase == Phase::Open
-            && self.slots[..self.nslots].contains(&Slot::Free)
+        msg_mode && self.phase == Phase::Open && self.slots[..self.nslots].contains(&Slot::Free)
     }
 
     /// Pump ownership: only one thread issues WSK calls for this connection at a time, so sends
@@ -550,14 +509,9 @@ impl TcpState {
                 }
             }
             if let Mode::EchoClient { msg } = self.mode {
-                if self.phase == Phase::Open
-                    && !self.client_outstanding
-                    && (!self.paced || self.tickets > 0)
-                {
+                if self.phase == Phase::Open && self.client.may_send(true) {
                     if let Some(slot) = self.free_slot() {
-                        self.tickets = self.tickets.saturating_sub(1);
-                        self.client_outstanding = true;
-                        self.messages_sent += 1;
+                        self.client.sent(true);
                         self.slots[slot] = Slot::Pattern { len: msg };
                         self.calls += 1;
                         return Some(Work::Send(SendOp {
@@ -567,12 +521,10 @@ impl TcpState {
                     }
                 }
             }
-            if self.mode == Mode::Source
-                && self.phase == Phase::Open
-                && (!self.paced || self.tickets > 0)
+            if self.mode == Mode::Source && self.phase == Phase::Open && self.client.may_send(false)
             {
                 if let Some(slot) = self.free_slot() {
-                    self.tickets = self.tickets.saturating_sub(1);
+                    self.client.sent(false);
                     let len = super::source::send_len(self.max_send);
                     self.slots[slot] = Slot::Pattern { len };
                     self.calls += 1;
@@ -645,12 +597,9 @@ impl TcpState {
     }
 
     /// A send IRP completed (any thread, any IRQL <= DISPATCH).
-    pub fn send_complete(&mut self, slot: usize, ok: bool, bytes: usize) {
+    pub fn send_complete(&mut self, slot: usize, ok: bool) {
         self.resume_armed = true;
-        if ok {
-            self.bytes_sent += bytes as u64;
-        } else {
-            self.send_errors += 1;
+        if !ok {
             self.phase = Phase::Aborting;
         }
         match self.slots[slot] {
@@ -777,7 +726,7 @@ mod tests {
             })]
         );
         // Send completes before the callback returned (C1): no release yet.
-        st.send_complete(slot, true, 100);
+        st.send_complete(slot, true);
         assert!(pump(&mut st, &g).is_empty());
         assert_eq!(g.used(), 100);
         // The send is done: the callback returns SUCCESS and nothing is released later.
@@ -797,7 +746,7 @@ mod tests {
         assert!(st.callback_done(slot, &g));
         st.rx_callback_end();
         assert_eq!(pump(&mut st, &g).len(), 1);
-        st.send_complete(slot, true, 10);
+        st.send_complete(slot, true);
         // The callback's PENDING may not have reached the provider yet: no release until a
         // later callback starts or two housekeeping ticks pass.
         assert!(pump(&mut st, &g).is_empty());
@@ -812,7 +761,7 @@ mod tests {
         assert!(st.callback_done(slot, &g));
         st.rx_callback_end();
         pump(&mut st, &g);
-        st.send_complete(slot, true, 10);
+        st.send_complete(slot, true);
         assert!(pump(&mut st, &g).is_empty());
         let RecvDecision::ZeroCopy { slot: s2 } = st.on_receive(5, true, &g) else {
             panic!()
@@ -873,9 +822,9 @@ mod tests {
             })
             .collect();
         // Completions out of order: space is only freed in order.
-        st.send_complete(slots[1], true, 30);
+        st.send_complete(slots[1], true);
         assert_eq!(st.ring.free(), 0);
-        st.send_complete(slots[0], true, 30);
+        st.send_complete(slots[0], true);
         assert_eq!(st.ring.free(), 60);
         // Still inside the receive callback: a resume now could be undone by its return.
         assert!(!pump(&mut st, &g).contains(&Work::ResumeReceive));
@@ -916,14 +865,14 @@ mod tests {
             panic!()
         };
         // The completion routine runs inside WskSend and tries to pump: refused, flagged.
-        st.send_complete(op.slot, true, 10);
+        st.send_complete(op.slot, true);
         assert!(!st.enter_pump());
         st.call_returned();
         let mut n = 1;
         loop {
             while let Some(Work::Send(op)) = st.next_work(&g) {
                 st.call_returned();
-                st.send_complete(op.slot, true, 10);
+                st.send_complete(op.slot, true);
                 n += 1;
             }
             if !st.leave_pump() {
@@ -942,13 +891,16 @@ mod tests {
         assert_eq!(w.len(), 1, "one message outstanding: {w:?}");
         let Work::Send(op) = w[0] else { panic!() };
         assert_eq!(op.kind, SendKind::Pattern { len: 100 });
-        st.send_complete(op.slot, true, 100);
+        st.send_complete(op.slot, true);
         assert!(pump(&mut st, &g).is_empty(), "waits for the echo");
         st.client_received(60);
-        assert_eq!(st.client_offset(), 60);
+        assert_eq!(st.client.offset(), 60);
         assert!(pump(&mut st, &g).is_empty());
         st.client_received(40);
-        assert_eq!((st.messages_sent, st.messages_received), (1, 1));
+        assert_eq!(
+            (st.client.messages_sent, st.client.messages_received),
+            (1, 1)
+        );
         assert_eq!(pump(&mut st, &g).len(), 1, "next message");
         st.peer_graceful();
         assert_eq!(st.on_receive(5, true, &g), RecvDecision::Drop);
@@ -964,7 +916,7 @@ mod tests {
         let w = pump(&mut st, &g);
         let Work::Send(op) = w[0] else { panic!() };
         assert_eq!(w.len(), 1, "no disconnect while data is unsent");
-        st.send_complete(op.slot, true, 10);
+        st.send_complete(op.slot, true);
         assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: false }]);
         assert!(
             pump(&mut st, &g).is_empty(),
@@ -994,7 +946,7 @@ mod tests {
         st.abort();
         // a in flight: abortive disconnect to cancel it; b (never sent) waits for release.
         assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: true }]);
-        st.send_complete(a, false, 0);
+        st.send_complete(a, false);
         st.disconnect_complete(true);
         // a came from an older callback: released now; b after two ticks; then the close.
         assert_eq!(pump(&mut st, &g), [Work::Release { slot: a }]);
@@ -1010,15 +962,15 @@ mod tests {
         let g = RetainedBudget::new(1 << 20);
         for mode in [Mode::Source, Mode::EchoClient { msg: 10 }] {
             let mut st = TcpState::new(mode, 100, 2, 100, 0);
-            st.paced = true;
+            st.client.paced = true;
             assert!(st.enter_pump());
             assert!(st.wants_ticket());
             assert_eq!(st.next_work(&g), None, "paced: no ticket, no send");
-            st.tickets = 1;
+            st.client.tickets = 1;
             assert!(matches!(st.next_work(&g), Some(Work::Send(_))));
-            assert_eq!(st.tickets, 0);
+            assert_eq!(st.client.tickets, 0);
             assert_eq!(st.next_work(&g), None, "one ticket, one message");
-            st.paced = false;
+            st.client.paced = false;
             assert_eq!(
                 st.next_work(&g).is_some(),
                 mode == Mode::Source,
@@ -1131,7 +1083,7 @@ mod tests {
         st.abort();
         assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: true }]);
         for s in 0..3 {
-            st.send_complete(s, false, 0);
+            st.send_complete(s, false);
         }
         assert_eq!(pump(&mut st, &g), [Work::Close]);
     }

@@ -11,51 +11,52 @@
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use control::config::{Mode as CfgMode, Service as CfgService};
+use control::config::Service;
+use control::protocol::sockperf::HEADER_LEN;
+use control::protocol::Mode;
 use wsk_sys::{
-    IoFreeMdl, WskSetOption, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PIRP, PMDL, PVOID, SOL_SOCKET,
-    SO_WSK_EVENT_CALLBACK, STATUS_INSUFFICIENT_RESOURCES, STATUS_MORE_PROCESSING_REQUIRED,
-    STATUS_PENDING, STATUS_SUCCESS, ULONG, WSK_BUF, WSK_CLIENT_DATAGRAM_DISPATCH,
-    WSK_DATAGRAM_INDICATION, WSK_EVENT_CALLBACK_CONTROL, WSK_EVENT_DISABLE, WSK_EVENT_RECEIVE_FROM,
-    WSK_PROVIDER_BASIC_DISPATCH, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET,
+    IoFreeMdl, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PIRP, PMDL, PVOID,
+    STATUS_INSUFFICIENT_RESOURCES, STATUS_MORE_PROCESSING_REQUIRED, STATUS_PENDING, STATUS_SUCCESS,
+    ULONG, WSK_BUF, WSK_CLIENT_DATAGRAM_DISPATCH, WSK_DATAGRAM_INDICATION, WSK_EVENT_RECEIVE_FROM,
+    WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET,
 };
 
-use super::addr::SockAddrBuf;
-use super::{
-    build_mdl, close_sync, enable_events, mdl, socket_and_bind, wait_until, BoundKind, Driver,
-};
+use crate::driver::Driver;
+use crate::kernel::free_list::FreeList;
 use crate::kernel::lock::SpinLock;
+use crate::kernel::time::{self, wait_until};
 use crate::kernel::{irp, pool};
-use crate::service::sockperf::HEADER_LEN;
-use crate::service::udp::RateLimiter;
-use crate::service::{udp_verdict, Service, UdpVerdict};
+use crate::logic::udp::RateLimiter;
+use crate::logic::{udp_verdict, UdpVerdict};
 use crate::stats::Counter;
+use crate::wsk::addr::SockAddrBuf;
+use crate::wsk::mdl::{self, build_mdl};
+use crate::wsk::{close_sync, disable_event_sync, enable_events, socket_and_bind, BoundKind};
 
 /// Size of a send context's copy buffer (sockperf replies); larger sockperf datagrams are
 /// dropped and counted (udp_drop_too_big).
-pub const COPY_BUF: usize = 2048;
+const COPY_BUF: usize = 2048;
 
-pub struct UdpSend {
-    pub sock: *mut UdpSock,
-    pub idx: u32,
-    pub irp: PIRP,
-    pub buf: WSK_BUF,
-    pub remote: SockAddrBuf,
+struct UdpSend {
+    sock: *mut UdpSock,
+    idx: u32,
+    irp: PIRP,
+    buf: WSK_BUF,
+    remote: SockAddrBuf,
     /// On the first zero-copy context of a list: the list and its reference count
     /// (1 for the callback + 1 per send still running).
-    pub list: *mut WSK_DATAGRAM_INDICATION,
-    pub refs: AtomicU32,
-    pub owner: *mut UdpSend,
-    pub copy: *mut u8,
-    pub copy_mdl: PMDL,
+    list: *mut WSK_DATAGRAM_INDICATION,
+    refs: AtomicU32,
+    owner: *mut UdpSend,
+    copy: *mut u8,
+    copy_mdl: PMDL,
     /// Owner whose list is done and waits to be released (see `release_parked`).
-    pub parked: bool,
-    pub age: u8,
+    parked: bool,
+    age: u8,
 }
 
 struct Inner {
-    free: *mut u32,
-    len: usize,
+    free: FreeList,
     rate: RateLimiter,
     /// FIFO of parked owners (indices), oldest first: ages only grow, so the eligible ones are
     /// a prefix. Capacity n (an owner is parked at most once at a time).
@@ -64,35 +65,25 @@ struct Inner {
     parked: usize,
 }
 
-pub struct UdpSock {
-    pub socket: *mut WSK_SOCKET,
-    pub drv: *const Driver,
-    pub svc: CfgService,
-    pub service: Service,
+pub(crate) struct UdpSock {
+    socket: *mut WSK_SOCKET,
+    drv: *const Driver,
+    pub(crate) service: Service,
     inner: SpinLock<Inner>,
-    pub ctxs: *mut UdpSend,
-    pub n: usize,
-    pub closing: AtomicBool,
+    ctxs: *mut UdpSend,
+    n: usize,
+    closing: AtomicBool,
     /// Set by a NULL datagram list (W60): the socket no longer works.
-    pub dead: AtomicBool,
+    pub(crate) dead: AtomicBool,
     /// Pre-allocated for the callback disable and the close (teardown never allocates).
-    pub ctl_irp: PIRP,
-    /// Per-service counter slot (`Driver::svc_slots`).
-    pub slot: usize,
+    ctl_irp: PIRP,
+    /// Per-service counter slot (`Driver::stats_slots`).
+    stats_slot: usize,
 }
 
 static DGRAM_DISPATCH: WSK_CLIENT_DATAGRAM_DISPATCH = WSK_CLIENT_DATAGRAM_DISPATCH {
     WskReceiveFromEvent: Some(receive_from_event),
 };
-
-fn service_of(m: CfgMode) -> Service {
-    match m {
-        CfgMode::Echo => Service::Echo,
-        CfgMode::Discard => Service::Discard,
-        CfgMode::Source => Service::Source,
-        CfgMode::Sockperf => Service::Sockperf,
-    }
-}
 
 impl UdpSock {
     fn drv(&self) -> &Driver {
@@ -104,101 +95,84 @@ impl UdpSock {
     ///
     /// # Safety
     /// `drv` captured, at its final address.
-    pub unsafe fn create(
+    pub(crate) unsafe fn create(
         drv: &mut Driver,
-        svc: &CfgService,
-        slot: usize,
+        service: &Service,
+        stats_slot: usize,
     ) -> Result<*mut UdpSock, NTSTATUS> {
-        let u: *mut UdpSock = pool::alloc_zeroed(pool::TAG_UDP);
-        if u.is_null() {
-            return Err(STATUS_INSUFFICIENT_RESOURCES);
-        }
-        let n = (drv.cfg.limits.udp_send_contexts as usize).max(1);
-        // SAFETY: fresh block.
-        unsafe {
-            ptr::write(
-                u,
-                UdpSock {
-                    socket: ptr::null_mut(),
-                    drv,
-                    svc: *svc,
-                    service: service_of(svc.mode),
-                    inner: SpinLock::new(Inner {
-                        free: ptr::null_mut(),
-                        len: 0,
-                        rate: RateLimiter::new(drv.cfg.limits.udp_rate_per_source, drv.perf_freq),
-                        parked_q: ptr::null_mut(),
-                        parked_head: 0,
-                        parked: 0,
-                    }),
-                    ctxs: ptr::null_mut(),
-                    n: 0,
-                    closing: AtomicBool::new(false),
-                    dead: AtomicBool::new(false),
-                    ctl_irp: irp::alloc(),
-                    slot,
-                },
-            );
-        }
-        // SAFETY: u is ours.
-        if unsafe { (*u).ctl_irp.is_null() } {
-            // SAFETY: never published.
-            unsafe { Self::free(u) };
-            return Err(STATUS_INSUFFICIENT_RESOURCES);
-        }
+        let n = (drv.config.limits.udp_send_contexts as usize).max(1);
+        let u = pool::new_block(
+            UdpSock {
+                socket: ptr::null_mut(),
+                drv,
+                service: *service,
+                inner: SpinLock::new(Inner {
+                    free: FreeList::empty(),
+                    rate: RateLimiter::new(drv.config.limits.udp_rate_per_source, drv.perf_freq),
+                    parked_q: ptr::null_mut(),
+                    parked_head: 0,
+                    parked: 0,
+                }),
+                ctxs: ptr::null_mut(),
+                n: 0,
+                closing: AtomicBool::new(false),
+                dead: AtomicBool::new(false),
+                ctl_irp: irp::alloc(),
+                stats_slot,
+            },
+            pool::TAG_UDP,
+        )?;
         // SAFETY: u is ours until the socket exists.
-        if !unsafe { (*u).alloc_ctxs(n) } {
+        if let Err(e) = unsafe { (*u).alloc_ctxs(n) } {
             // SAFETY: never published.
             unsafe { Self::free(u) };
-            return Err(STATUS_INSUFFICIENT_RESOURCES);
+            return Err(e);
         }
-        let local = core::net::SocketAddr::new(svc.bind, svc.port);
-        // SAFETY: context complete before the socket exists; static dispatch.
+        let local = core::net::SocketAddr::new(service.bind, service.port);
+        // SAFETY: context complete before the socket exists; static dispatch; a failed bind
+        // closes the socket before returning.
         let sock = match unsafe {
             socket_and_bind(
-                drv,
+                &drv.provider,
                 BoundKind::Datagram,
                 u.cast(),
                 ptr::addr_of!(DGRAM_DISPATCH).cast(),
                 local,
+                (*u).ctl_irp,
             )
         } {
             Ok(sock) => sock,
-            Err((st, sock)) => {
-                // SAFETY: no event was enabled; free only after the close completed (C23).
-                unsafe {
-                    if !sock.is_null() {
-                        close_sync(sock, (*u).ctl_irp);
-                    }
-                    Self::free(u);
-                }
-                return Err(st);
+            Err(e) => {
+                // SAFETY: no socket left (C23: its close completed); never published.
+                unsafe { Self::free(u) };
+                return Err(e);
             }
         };
         // SAFETY: ours; no callback before the events are enabled.
         unsafe { (*u).socket = sock };
         // C26: per-socket callback after bind.
         // SAFETY: bound datagram socket.
-        let st = unsafe { enable_events(sock, WSK_EVENT_RECEIVE_FROM) };
-        if !NT_SUCCESS(st) {
+        if let Err(e) = unsafe { enable_events(sock, WSK_EVENT_RECEIVE_FROM) } {
             // SAFETY: no callback enabled / none after the close completes.
             unsafe {
-                close_sync(sock, (*u).ctl_irp);
+                let _ = close_sync(sock, (*u).ctl_irp);
                 Self::free(u);
             }
-            return Err(st);
+            return Err(e);
         }
         Ok(u)
     }
 
-    fn alloc_ctxs(&mut self, n: usize) -> bool {
+    fn alloc_ctxs(&mut self, n: usize) -> Result<(), NTSTATUS> {
+        if self.ctl_irp.is_null() {
+            return Err(STATUS_INSUFFICIENT_RESOURCES);
+        }
         self.ctxs = pool::alloc(n * core::mem::size_of::<UdpSend>(), pool::TAG_UDP).cast();
-        let free: *mut u32 = pool::alloc(n * 4, pool::TAG_UDP).cast();
-        self.inner.get_mut().free = free;
+        self.inner.get_mut().free.alloc(n, pool::TAG_UDP)?;
         let q: *mut u32 = pool::alloc(n * 4, pool::TAG_UDP).cast();
         self.inner.get_mut().parked_q = q;
-        if self.ctxs.is_null() || free.is_null() || q.is_null() {
-            return false;
+        if self.ctxs.is_null() || q.is_null() {
+            return Err(STATUS_INSUFFICIENT_RESOURCES);
         }
         let me: *mut UdpSock = self;
         for i in 0..n {
@@ -227,17 +201,14 @@ impl UdpSock {
             };
             let ok = !ctx.irp.is_null() && !ctx.copy_mdl.is_null();
             // SAFETY: i < n.
-            unsafe {
-                ptr::write(self.ctxs.add(i), ctx);
-                *free.add(i) = i as u32;
-            }
+            unsafe { ptr::write(self.ctxs.add(i), ctx) };
             self.n = i + 1;
-            self.inner.get_mut().len = i + 1;
+            self.inner.get_mut().free.push(i);
             if !ok {
-                return false;
+                return Err(STATUS_INSUFFICIENT_RESOURCES);
             }
         }
-        true
+        Ok(())
     }
 
     /// # Safety
@@ -255,7 +226,7 @@ impl UdpSock {
                 pool::free(c.copy, pool::TAG_UDP);
             }
             pool::free(r.ctxs.cast(), pool::TAG_UDP);
-            pool::free(r.inner.get_mut().free.cast(), pool::TAG_UDP);
+            r.inner.get_mut().free.free();
             pool::free(r.inner.get_mut().parked_q.cast(), pool::TAG_UDP);
             irp::free(r.ctl_irp);
             pool::free_typed(u, pool::TAG_UDP);
@@ -263,26 +234,20 @@ impl UdpSock {
     }
 
     fn get(&self) -> Option<*mut UdpSend> {
-        let mut g = self.inner.lock();
-        if g.len == 0 {
-            return None;
-        }
-        g.len -= 1;
-        // SAFETY: len < n.
-        let i = unsafe { *g.free.add(g.len) } as usize;
-        // SAFETY: i < n.
+        let i = self.inner.lock().free.pop()?;
+        // SAFETY: free indices are < n.
         Some(unsafe { self.ctxs.add(i) })
     }
 
     fn put(&self, c: *mut UdpSend) {
         let mut g = self.inner.lock();
-        // SAFETY: c is one of ours, at most n entries are free.
-        unsafe {
+        // SAFETY: c is one of ours; the lock orders these writes before its next get.
+        let idx = unsafe {
             (*c).owner = ptr::null_mut();
             (*c).list = ptr::null_mut();
-            *g.free.add(g.len) = (*c).idx;
-        }
-        g.len += 1;
+            (*c).idx
+        };
+        g.free.push(idx as usize);
     }
 
     /// Releases finished lists: all of them from inside a later receive callback (callbacks
@@ -323,7 +288,7 @@ impl UdpSock {
     }
 
     /// Housekeeping tick (PASSIVE_LEVEL).
-    pub fn kick(&self) {
+    pub(crate) fn kick(&self) {
         {
             let g = self.inner.lock();
             for k in 0..g.parked {
@@ -340,53 +305,34 @@ impl UdpSock {
     }
 
     fn free_count(&self) -> usize {
-        self.inner.lock().len
+        self.inner.lock().free.len()
     }
 
     /// Stops the callback, waits (bounded) for sends in flight, closes. PASSIVE_LEVEL.
     ///
     /// # Safety
     /// `u` from create, called once.
-    pub unsafe fn close_and_free(u: *mut UdpSock, timeout_ms: u64) {
+    pub(crate) unsafe fn close_and_free(u: *mut UdpSock, timeout_ms: u64) {
         // SAFETY: per the caller.
         let r = unsafe { &*u };
         r.closing.store(true, Ordering::SeqCst);
         // Disable the callback and wait until any running invocation has returned (W33), so
         // no new send starts after the in-flight count is checked.
-        // SAFETY: live socket; the control buffer lives across the synchronous call.
-        unsafe {
-            let basic = &*(*r.socket).Dispatch.cast::<WSK_PROVIDER_BASIC_DISPATCH>();
-            if let Some(ctl) = basic.WskControlSocket {
-                let mut c = WSK_EVENT_CALLBACK_CONTROL {
-                    NpiId: super::npi_id(),
-                    EventMask: WSK_EVENT_RECEIVE_FROM | WSK_EVENT_DISABLE,
-                };
-                irp::call_sync_with(r.ctl_irp, |i| {
-                    ctl(
-                        r.socket,
-                        WskSetOption,
-                        SO_WSK_EVENT_CALLBACK,
-                        SOL_SOCKET,
-                        core::mem::size_of::<WSK_EVENT_CALLBACK_CONTROL>(),
-                        ptr::addr_of_mut!(c).cast(),
-                        0,
-                        ptr::null_mut(),
-                        ptr::null_mut(),
-                        i,
-                    )
-                });
-            }
-        }
+        // SAFETY: live socket; the control IRP is idle (teardown is serialised).
+        let _ = unsafe { disable_event_sync(r.socket, WSK_EVENT_RECEIVE_FROM, r.ctl_irp) };
         // Retained lists are released by send completions; all of them before the close (C4).
         if !wait_until(timeout_ms.max(1000), || {
             r.kick();
             r.free_count() == r.n
         }) {
-            crate::log_err!("udp port {}: sends still in flight at close", r.svc.port);
+            crate::kernel::log::log_err!(
+                "udp port {}: sends still in flight at close",
+                r.service.port
+            );
         }
         // SAFETY: no call executing; u is freed after the close completed (C23).
         unsafe {
-            close_sync(r.socket, r.ctl_irp);
+            let _ = close_sync(r.socket, r.ctl_irp);
             Self::free(u);
         }
     }
@@ -412,6 +358,7 @@ unsafe fn head_of(buf: &WSK_BUF) -> ([u8; HEADER_LEN], usize) {
 /// WskReceiveFromEvent. IRQL <= DISPATCH_LEVEL (C13); walks the whole list.
 /// Returns SUCCESS or PENDING only (C32); never DATA_NOT_ACCEPTED (that would disable a
 /// per-socket callback, C6): overload is handled by dropping.
+#[allow(clippy::many_single_char_names)] // socket, list element, context, counts: one loop
 unsafe extern "win64" fn receive_from_event(
     ctx: PVOID,
     _flags: ULONG,
@@ -422,7 +369,7 @@ unsafe extern "win64" fn receive_from_event(
     let drv = u.drv();
     if list.is_null() {
         // W60/C7: the socket no longer works: the housekeeper closes and re-creates it.
-        drv.count_svc(u.slot, Counter::DeadSockets, 1);
+        drv.count_service(u.stats_slot, Counter::DeadSockets, 1);
         u.dead.store(true, Ordering::SeqCst);
         return STATUS_SUCCESS;
     }
@@ -447,49 +394,49 @@ unsafe extern "win64" fn receive_from_event(
         let (buf, remote_sa, next) = unsafe { ((*d).Buffer, (*d).RemoteAddress, (*d).Next) };
         d = next;
         let len = buf.Length;
-        drv.count_svc(u.slot, Counter::UdpDatagramsIn, 1);
-        drv.count_svc(u.slot, Counter::UdpBytesIn, len as u64);
+        drv.count_service(u.stats_slot, Counter::UdpDatagramsIn, 1);
+        drv.count_service(u.stats_slot, Counter::UdpBytesIn, len as u64);
         if closing {
             continue;
         }
         // SAFETY: provider SOCKADDR.
         let Some(remote) = (unsafe { SockAddrBuf::copy_from(remote_sa) }) else {
-            drv.count_svc(u.slot, Counter::UdpDropFiltered, 1);
+            drv.count_service(u.stats_slot, Counter::UdpDropFiltered, 1);
             continue;
         };
         let Some(peer) = remote.to_socket_addr() else {
             continue;
         };
-        if !drv.cfg.limits.source_allowed(peer.ip()) {
-            drv.count_svc(u.slot, Counter::UdpDropFiltered, 1);
+        if !drv.config.limits.source_allowed(peer.ip()) {
+            drv.count_service(u.stats_slot, Counter::UdpDropFiltered, 1);
             continue;
         }
-        if !u.inner.lock().rate.allow(&peer.ip(), drv.now()) {
-            drv.count_svc(u.slot, Counter::UdpDropRate, 1);
+        if !u.inner.lock().rate.allow(&peer.ip(), time::now()) {
+            drv.count_service(u.stats_slot, Counter::UdpDropRate, 1);
             continue;
         }
         // Only sockperf looks at the bytes (its header).
-        let (head, hn) = if u.service == Service::Sockperf {
+        let (head, hn) = if u.service.mode == Mode::Sockperf {
             // SAFETY: valid buffer.
             unsafe { head_of(&buf) }
         } else {
             ([0u8; HEADER_LEN], 0)
         };
-        let verdict = udp_verdict(u.service, &head[..hn], len);
+        let verdict = udp_verdict(u.service.mode, &head[..hn], len);
         if verdict == UdpVerdict::Drop {
-            if u.service != Service::Discard {
-                drv.count_svc(u.slot, Counter::UdpDropService, 1);
+            if u.service.mode != Mode::Discard {
+                drv.count_service(u.stats_slot, Counter::UdpDropService, 1);
             }
             continue;
         }
         if let UdpVerdict::SockperfReply(_) = verdict {
             if len > COPY_BUF {
-                drv.count_svc(u.slot, Counter::UdpDropTooBig, 1);
+                drv.count_service(u.stats_slot, Counter::UdpDropTooBig, 1);
                 continue;
             }
         }
         let Some(c) = u.get() else {
-            drv.count_svc(u.slot, Counter::UdpDropNoContext, 1);
+            drv.count_service(u.stats_slot, Counter::UdpDropNoContext, 1);
             continue;
         };
         // SAFETY: c is ours until its send completes.
@@ -567,10 +514,10 @@ unsafe extern "win64" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) 
     // SAFETY: completed IRP.
     let (status, info) = unsafe { irp::result(irp) };
     if NT_SUCCESS(status) {
-        drv.count_svc(u.slot, Counter::UdpDatagramsOut, 1);
-        drv.count_svc(u.slot, Counter::UdpBytesOut, info as u64);
+        drv.count_service(u.stats_slot, Counter::UdpDatagramsOut, 1);
+        drv.count_service(u.stats_slot, Counter::UdpBytesOut, info as u64);
     } else {
-        drv.count_svc(u.slot, Counter::SendErrors, 1);
+        drv.count_service(u.stats_slot, Counter::SendErrors, 1);
     }
     // SAFETY: c is ours until put.
     let owner = unsafe { (*c).owner };

@@ -1,54 +1,14 @@
-//! sockperf wire format: a 14-byte big-endian header in front of every message.
-//!
-//! `u64 seq | u16 flags | u32 total length (header included)`. On TCP the length frames the
-//! byte stream, so the parser below is incremental: a message (and even its header) may be
-//! split across any number of receive indications. A reply is owed only when the client asked
+//! The sockperf service's decisions over the 14-byte header of `control::protocol::sockperf`
+//! (shared with echoload). On TCP the length field frames the byte stream, so the parser below
+//! is incremental: a message (and even its header) may be split across any number of receive
+//! indications. A reply is owed only when the client asked
 //! for one (`FLAG_REPLY`); it is the same bytes with `FLAG_CLIENT` cleared, so it is never
 //! larger than the request (no amplification).
 
-pub const HEADER_LEN: usize = 14;
-pub const FLAG_CLIENT: u16 = 1;
-pub const FLAG_REPLY: u16 = 2;
-pub const FLAG_WARMUP: u16 = 4;
-/// Offset of the flags field inside the header.
-pub const FLAGS_OFFSET: usize = 8;
+use control::protocol::sockperf::{Header, HEADER_LEN, MAX_TCP_MSG};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Header {
-    pub seq: u64,
-    pub flags: u16,
-    pub len: u32,
-}
-
-impl Header {
-    pub fn parse(b: &[u8; HEADER_LEN]) -> Self {
-        let mut seq = [0u8; 8];
-        seq.copy_from_slice(&b[0..8]);
-        Self {
-            seq: u64::from_be_bytes(seq),
-            flags: u16::from_be_bytes([b[8], b[9]]),
-            len: u32::from_be_bytes([b[10], b[11], b[12], b[13]]),
-        }
-    }
-
-    pub fn write(&self, out: &mut [u8; HEADER_LEN]) {
-        out[0..8].copy_from_slice(&self.seq.to_be_bytes());
-        out[8..10].copy_from_slice(&self.flags.to_be_bytes());
-        out[10..14].copy_from_slice(&self.len.to_be_bytes());
-    }
-
-    pub fn wants_reply(&self) -> bool {
-        self.flags & FLAG_REPLY != 0
-    }
-
-    /// The header of the answer: same sequence and length, client bit cleared.
-    pub fn reply(&self) -> Self {
-        Self {
-            flags: self.flags & !FLAG_CLIENT,
-            ..*self
-        }
-    }
-}
+/// Largest message length accepted on TCP (the shared limit, as a length-field value).
+const MAX_TCP_MESSAGE: u32 = MAX_TCP_MSG as u32;
 
 /// What to do with one UDP datagram on the sockperf port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,12 +22,9 @@ pub enum DatagramVerdict {
 }
 
 pub fn datagram_verdict(first: &[u8], total_len: usize) -> DatagramVerdict {
-    if total_len < HEADER_LEN || first.len() < HEADER_LEN {
+    let Some(hdr) = Header::decode(first) else {
         return DatagramVerdict::Malformed;
-    }
-    let mut h = [0u8; HEADER_LEN];
-    h.copy_from_slice(&first[..HEADER_LEN]);
-    let hdr = Header::parse(&h);
+    };
     if hdr.len as usize != total_len {
         return DatagramVerdict::Malformed;
     }
@@ -77,10 +34,6 @@ pub fn datagram_verdict(first: &[u8], total_len: usize) -> DatagramVerdict {
         DatagramVerdict::NoReply
     }
 }
-
-/// Largest message length accepted on TCP; a larger length field means the peer is not
-/// speaking sockperf and the connection is dropped rather than buffered.
-pub const MAX_TCP_MESSAGE: u32 = 1 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameError {
@@ -164,6 +117,9 @@ impl TcpFramer {
 mod tests {
     extern crate std;
     use super::*;
+    use control::protocol::sockperf::flags::{
+        CLIENT as FLAG_CLIENT, REPLY as FLAG_REPLY, WARMUP as FLAG_WARMUP,
+    };
     use std::vec::Vec;
 
     fn msg(seq: u64, flags: u16, body: &[u8]) -> Vec<u8> {
@@ -177,20 +133,6 @@ mod tests {
         let mut v = h.to_vec();
         v.extend_from_slice(body);
         v
-    }
-
-    #[test]
-    fn header_roundtrip_is_big_endian() {
-        let h = Header {
-            seq: 0x0102_0304_0506_0708,
-            flags: 3,
-            len: 0x0a0b_0c0d,
-        };
-        let mut b = [0u8; HEADER_LEN];
-        h.write(&mut b);
-        assert_eq!(b, [1, 2, 3, 4, 5, 6, 7, 8, 0, 3, 0x0a, 0x0b, 0x0c, 0x0d]);
-        assert_eq!(Header::parse(&b), h);
-        assert_eq!(h.reply().flags, 2);
     }
 
     #[test]

@@ -1,82 +1,101 @@
 //! TCP connection contexts: a pre-sized pool (allocated at start-up, never on the data path),
 //! the receive / disconnect / send-backlog callbacks and the send pump.
 //!
-//! All decisions are made by `service::tcp::TcpState` under the connection's spin lock; this
+//! All decisions are made by `logic::tcp::TcpState` under the connection's spin lock; this
 //! module performs the WSK calls it hands out, outside the lock, one at a time per connection.
+//!
+//! The same engine carries outbound connections: whoever opens one attaches it with its
+//! [`ClientHooks`] (pacing, counting, checking what comes back); a served connection has none,
+//! and nothing here knows what a client is for.
 
 use core::cell::UnsafeCell;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use control::config::Mode as CfgMode;
+use control::protocol::Mode;
 use wsk_sys::{
     ExAcquireRundownProtection, ExReleaseRundownProtection, IoFreeMdl, WskIoctl, FALSE, NTSTATUS,
     NT_SUCCESS, PDEVICE_OBJECT, PIRP, PMDL, PVOID, SIO_WSK_QUERY_IDEAL_SEND_BACKLOG, SIZE_T,
-    STATUS_DATA_NOT_ACCEPTED, STATUS_MORE_PROCESSING_REQUIRED, STATUS_PENDING, STATUS_SUCCESS,
-    ULONG, WSK_BUF, WSK_CLIENT_CONNECTION_DISPATCH, WSK_DATA_INDICATION, WSK_FLAG_ABORTIVE,
-    WSK_FLAG_NODELAY, WSK_FLAG_RELEASE_ASAP, WSK_PROVIDER_CONNECTION_DISPATCH, WSK_SOCKET,
+    STATUS_DATA_NOT_ACCEPTED, STATUS_INSUFFICIENT_RESOURCES, STATUS_MORE_PROCESSING_REQUIRED,
+    STATUS_PENDING, STATUS_SUCCESS, ULONG, WSK_BUF, WSK_CLIENT_CONNECTION_DISPATCH,
+    WSK_DATA_INDICATION, WSK_FLAG_ABORTIVE, WSK_FLAG_NODELAY, WSK_FLAG_RELEASE_ASAP,
+    WSK_PROVIDER_CONNECTION_DISPATCH, WSK_SOCKET,
 };
 
-use super::{build_mdl, mdl, Driver};
+use crate::driver::Driver;
+use crate::kernel::free_list::FreeList;
 use crate::kernel::lock::SpinLock;
 use crate::kernel::{irp, pool};
-use crate::service::sockperf::TcpFramer;
-use crate::service::tcp::{RecvDecision, SendKind, TcpState, Work, MAX_SLOTS};
-use crate::service::Service;
-use crate::stats::Counter;
+use crate::logic::ring::ByteRing;
+use crate::logic::sockperf::TcpFramer;
+use crate::logic::tcp::{self, RecvDecision, SendKind, TcpState, Work, MAX_SLOTS};
+use crate::stats::{Counter, NO_SLOT};
+use crate::wsk::addr::SockAddrBuf;
+use crate::wsk::mdl::{self, build_mdl};
 
 /// One outstanding send: its IRP and the WSK_BUF it describes (valid until completion, W14).
-pub struct SendSlot {
-    pub conn: *mut Conn,
-    pub idx: usize,
-    pub irp: PIRP,
-    pub buf: WSK_BUF,
+pub(crate) struct SendSlot {
+    pub(crate) conn: *mut Conn,
+    pub(crate) idx: usize,
+    pub(crate) irp: PIRP,
+    pub(crate) buf: WSK_BUF,
     /// The retained indication a zero-copy send uses (released once, C3).
-    pub indication: *mut WSK_DATA_INDICATION,
+    pub(crate) indication: *mut WSK_DATA_INDICATION,
 }
 
-pub struct Conn {
-    pub drv: *const Driver,
-    pub socket: *mut WSK_SOCKET,
-    pub st: SpinLock<TcpState>,
+/// What an outbound connection adds to the engine, set by the room that opened it (served
+/// connections have none). Plain functions over a static table: nothing allocated per
+/// connection, nothing the served path has to know.
+pub(crate) struct ClientHooks {
+    /// The connection is paced and wants a ticket for its next message: true if one was
+    /// granted. Any IRQL (atomics only).
+    pub(crate) take_ticket: fn(&Driver) -> bool,
+    /// A send of `bytes` completed with success. IRQL <= DISPATCH_LEVEL.
+    pub(crate) sent: fn(&Conn, usize),
+    /// `bytes` indicated bytes arrived; the state machine drops them after this returns.
+    /// Receive callback only (IRQL <= DISPATCH_LEVEL); `ind` is valid for the call.
+    pub(crate) received: unsafe fn(*mut Conn, *mut WSK_DATA_INDICATION, usize),
+}
+
+pub(crate) struct Conn {
+    pub(crate) drv: *const Driver,
+    pub(crate) socket: *mut WSK_SOCKET,
+    pub(crate) state: SpinLock<TcpState>,
     /// Touched only by the receive callback, which WSK serialises per socket (W45).
-    pub framer: UnsafeCell<TcpFramer>,
-    pub slots: [SendSlot; MAX_SLOTS],
-    pub rx_irp: PIRP,
-    pub rx_buf: WSK_BUF,
-    pub disc_irp: PIRP,
-    pub close_irp: PIRP,
+    pub(crate) framer: UnsafeCell<TcpFramer>,
+    pub(crate) slots: [SendSlot; MAX_SLOTS],
+    pub(crate) rx_irp: PIRP,
+    pub(crate) rx_buf: WSK_BUF,
+    pub(crate) disc_irp: PIRP,
+    pub(crate) close_irp: PIRP,
     /// SIO_WSK_QUERY_IDEAL_SEND_BACKLOG at accept (W36, IRP required W30). Its own IRP: every
     /// other IRP of the context may be needed while the query is still pending.
-    pub query_irp: PIRP,
+    pub(crate) query_irp: PIRP,
     /// The query's output, one SIZE_T (valid until the query IRP completes, W14).
-    pub query_out: SIZE_T,
-    pub ring: *mut u8,
-    pub ring_mdl: PMDL,
-    pub index: usize,
+    pub(crate) query_out: SIZE_T,
+    pub(crate) ring: *mut u8,
+    pub(crate) ring_mdl: PMDL,
+    pub(crate) index: usize,
     /// In use (read without the lock by the housekeeper's scan).
-    pub live: AtomicBool,
-    /// Outbound load-job connection (socket null until WskSocketConnect completes).
-    pub job: bool,
-    /// Per-service counter slot of the accepting listener (`stats::NO_SLOT` for jobs).
-    pub svc_slot: usize,
-    /// WskSocketConnect addresses (valid until its IRP completes, W14).
-    pub local: super::addr::SockAddrBuf,
-    pub remote: super::addr::SockAddrBuf,
+    pub(crate) live: AtomicBool,
+    /// An outbound connection's hooks (its socket is null until WskSocketConnect completes);
+    /// None for a served connection.
+    pub(crate) client: Option<&'static ClientHooks>,
+    /// Per-service counter slot of the accepting listener (`stats::NO_SLOT` for clients).
+    pub(crate) stats_slot: usize,
+    /// WskSocketConnect addresses of an outbound connection (valid until its IRP completes,
+    /// W14: buffers stay valid until completion).
+    pub(crate) local: SockAddrBuf,
+    pub(crate) remote: SockAddrBuf,
 }
 
 /// Pre-sized pool of connection contexts (max_connections of them), a free stack under a
 /// spin lock. Contexts are freed only at unload, so a stale pointer is never dangling.
-pub struct ConnPool {
-    pub conns: *mut *mut Conn,
-    pub n: usize,
-    free: SpinLock<FreeStack>,
+pub(crate) struct ConnPool {
+    pub(crate) conns: *mut *mut Conn,
+    pub(crate) n: usize,
+    free: SpinLock<FreeList>,
     active: AtomicUsize,
-}
-
-struct FreeStack {
-    items: *mut u32,
-    len: usize,
 }
 
 static CONN_DISPATCH: WSK_CLIENT_CONNECTION_DISPATCH = WSK_CLIENT_CONNECTION_DISPATCH {
@@ -85,89 +104,70 @@ static CONN_DISPATCH: WSK_CLIENT_CONNECTION_DISPATCH = WSK_CLIENT_CONNECTION_DIS
     WskSendBacklogEvent: Some(send_backlog_event),
 };
 
-pub fn dispatch() -> *const WSK_CLIENT_CONNECTION_DISPATCH {
+pub(crate) fn dispatch() -> *const WSK_CLIENT_CONNECTION_DISPATCH {
     ptr::addr_of!(CONN_DISPATCH)
 }
 
-fn service_of(m: CfgMode) -> Service {
-    match m {
-        CfgMode::Echo => Service::Echo,
-        CfgMode::Discard => Service::Discard,
-        CfgMode::Source => Service::Source,
-        CfgMode::Sockperf => Service::Sockperf,
-    }
-}
-
 impl ConnPool {
-    pub const fn empty() -> Self {
+    pub(crate) const fn empty() -> Self {
         Self {
             conns: ptr::null_mut(),
             n: 0,
-            free: SpinLock::new(FreeStack {
-                items: ptr::null_mut(),
-                len: 0,
-            }),
+            free: SpinLock::new(FreeList::empty()),
             active: AtomicUsize::new(0),
         }
     }
 
-    pub fn active(&self) -> usize {
+    pub(crate) fn active(&self) -> usize {
         self.active.load(Ordering::SeqCst)
     }
 
     /// Allocates `n` contexts with their IRPs, rings and MDLs. PASSIVE_LEVEL (start-up).
     /// On failure everything allocated so far is kept and freed by [`free`](Self::free).
-    pub fn init(&mut self, drv: *const Driver, n: usize, ring_bytes: usize) -> bool {
+    pub(crate) fn init(
+        &mut self,
+        drv: *const Driver,
+        n: usize,
+        ring_bytes: usize,
+    ) -> Result<(), NTSTATUS> {
         self.conns = pool::alloc(n * core::mem::size_of::<*mut Conn>(), pool::TAG_CONN).cast();
-        let items: *mut u32 = pool::alloc(n * 4, pool::TAG_CONN).cast();
-        self.free.get_mut().items = items;
-        if self.conns.is_null() || items.is_null() {
-            return false;
+        if self.conns.is_null() {
+            return Err(STATUS_INSUFFICIENT_RESOURCES);
         }
+        self.free.get_mut().alloc(n, pool::TAG_CONN)?;
         for i in 0..n {
             let c = alloc_conn(drv, i, ring_bytes);
             if c.is_null() {
-                return false;
+                return Err(STATUS_INSUFFICIENT_RESOURCES);
             }
-            // SAFETY: i < n, both arrays have n entries.
-            unsafe {
-                *self.conns.add(i) = c;
-                *items.add(i) = i as u32;
-            }
+            // SAFETY: i < n entries were allocated.
+            unsafe { *self.conns.add(i) = c };
             self.n = i + 1;
-            self.free.get_mut().len = i + 1;
+            self.free.get_mut().push(i);
         }
-        true
+        Ok(())
     }
 
     fn get(&self) -> Option<*mut Conn> {
-        let mut f = self.free.lock();
-        if f.len == 0 {
-            return None;
-        }
-        f.len -= 1;
-        // SAFETY: len < n entries initialised.
-        let i = unsafe { *f.items.add(f.len) } as usize;
+        let i = self.free.lock().pop()?;
         self.active.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: i < n.
+        // SAFETY: free indices are < n.
         Some(unsafe { *self.conns.add(i) })
     }
 
     fn put(&self, c: &Conn) {
-        let mut f = self.free.lock();
-        // SAFETY: at most n entries are ever free.
-        unsafe { *f.items.add(f.len) = c.index as u32 };
-        f.len += 1;
-        self.active.fetch_sub(1, Ordering::SeqCst);
+        if self.free.lock().push(c.index) {
+            self.active.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 
     /// Live contexts `pick` selects (connecting ones included).
-    pub fn count_where(&self, pick: impl Fn(&Conn) -> bool) -> usize {
+    pub(crate) fn count_where(&self, pick: impl Fn(&Conn) -> bool) -> usize {
         (0..self.n)
             .filter(|&i| {
                 // SAFETY: i < n; contexts live until free().
                 let c = unsafe { &**self.conns.add(i) };
-                let _g = c.st.lock();
+                let _g = c.state.lock();
                 c.live.load(Ordering::Relaxed) && pick(c)
             })
             .count()
@@ -176,7 +176,7 @@ impl ConnPool {
     /// Periodic kick (PASSIVE_LEVEL, start-up thread): connections whose indications are
     /// refused get one more zero-length WskReceive attempt (C5). Needed because a resume that
     /// races with the refusing callback's return is undone by the provider (G2).
-    pub fn kick_blocked(&self) {
+    pub(crate) fn kick_blocked(&self) {
         if self.active() == 0 {
             return;
         }
@@ -189,11 +189,11 @@ impl ConnPool {
                 continue;
             }
             let go = {
-                let mut st = r.st.lock();
+                let mut state = r.state.lock();
                 r.live.load(Ordering::Relaxed)
                     && !r.socket.is_null()
-                    && !st.close_issued()
-                    && st.kick()
+                    && !state.close_issued()
+                    && state.kick()
             };
             if go {
                 // SAFETY: live context.
@@ -204,7 +204,7 @@ impl ConnPool {
 
     /// Pumps every live connection `pick` selects (paced load jobs after their budget grew).
     /// PASSIVE_LEVEL (housekeeper).
-    pub fn pump_where(&self, pick: impl Fn(&Conn) -> bool) {
+    pub(crate) fn pump_where(&self, pick: impl Fn(&Conn) -> bool) {
         if self.active() == 0 {
             return;
         }
@@ -214,8 +214,11 @@ impl ConnPool {
             // SAFETY: pooled context.
             let r = unsafe { &*c };
             let go = {
-                let st = r.st.lock();
-                r.live.load(Ordering::Relaxed) && pick(r) && !st.close_issued() && st.wants_ticket()
+                let state = r.state.lock();
+                r.live.load(Ordering::Relaxed)
+                    && pick(r)
+                    && !state.close_issued()
+                    && state.wants_ticket()
             };
             if go {
                 // SAFETY: live context with a socket (checked under its lock: the close is
@@ -227,29 +230,29 @@ impl ConnPool {
 
     /// Graceful (echo the rest, FIN, close) or abortive teardown of every live connection.
     /// PASSIVE_LEVEL (unload).
-    pub fn shutdown_all(&self, abortive: bool) {
+    pub(crate) fn shutdown_all(&self, abortive: bool) {
         self.shutdown_where(abortive, |_| true);
     }
 
     /// As shutdown_all for the connections `pick` selects. Connections still connecting are
     /// skipped: their connect completion sees the stop and aborts them.
-    pub fn shutdown_where(&self, abortive: bool, pick: impl Fn(&Conn) -> bool) {
+    pub(crate) fn shutdown_where(&self, abortive: bool, pick: impl Fn(&Conn) -> bool) {
         for i in 0..self.n {
             // SAFETY: i < n; contexts live until free().
             let c = unsafe { &mut **self.conns.add(i) };
             {
-                let mut st = c.st.lock();
+                let mut state = c.state.lock();
                 if !c.live.load(Ordering::Relaxed)
                     || c.socket.is_null()
-                    || st.close_issued()
+                    || state.close_issued()
                     || !pick(c)
                 {
                     continue;
                 }
                 if abortive {
-                    st.abort();
+                    state.abort();
                 } else {
-                    st.local_shutdown();
+                    state.local_shutdown();
                 }
             }
             // SAFETY: the context is live and active.
@@ -259,7 +262,7 @@ impl ConnPool {
 
     /// # Safety
     /// No connection is open (after the rundown wait).
-    pub unsafe fn free(&mut self) {
+    pub(crate) unsafe fn free(&mut self) {
         for i in 0..self.n {
             // SAFETY: i < n.
             unsafe { free_conn(*self.conns.add(i)) };
@@ -267,10 +270,9 @@ impl ConnPool {
         // SAFETY: blocks from init, nothing references them any more.
         unsafe {
             pool::free(self.conns.cast(), pool::TAG_CONN);
-            pool::free(self.free.get_mut().items.cast(), pool::TAG_CONN);
+            self.free.get_mut().free();
         }
         self.conns = ptr::null_mut();
-        self.free.get_mut().items = ptr::null_mut();
         self.n = 0;
     }
 }
@@ -287,13 +289,7 @@ fn alloc_conn(drv: *const Driver, index: usize, ring_bytes: usize) -> *mut Conn 
             Conn {
                 drv,
                 socket: ptr::null_mut(),
-                st: SpinLock::new(TcpState::new(
-                    crate::service::tcp::Mode::Discard,
-                    ring_bytes,
-                    1,
-                    1,
-                    0,
-                )),
+                state: SpinLock::new(TcpState::new(tcp::Mode::Discard, ring_bytes, 1, 1, 0)),
                 framer: UnsafeCell::new(TcpFramer::new()),
                 slots: core::array::from_fn(|i| SendSlot {
                     conn: c,
@@ -320,10 +316,10 @@ fn alloc_conn(drv: *const Driver, index: usize, ring_bytes: usize) -> *mut Conn 
                 ring_mdl: ptr::null_mut(),
                 index,
                 live: AtomicBool::new(false),
-                job: false,
-                svc_slot: crate::stats::NO_SLOT,
-                local: super::addr::SockAddrBuf::zeroed(),
-                remote: super::addr::SockAddrBuf::zeroed(),
+                client: None,
+                stats_slot: NO_SLOT,
+                local: SockAddrBuf::zeroed(),
+                remote: SockAddrBuf::zeroed(),
             },
         );
         let r = &mut *c;
@@ -379,11 +375,51 @@ impl Conn {
     ///
     /// # Safety
     /// `sock` is the accepted socket.
-    pub unsafe fn attach(
+    pub(crate) unsafe fn attach(
         drv: &Driver,
-        mode: CfgMode,
-        slot: usize,
+        mode: Mode,
+        stats_slot: usize,
         sock: *mut WSK_SOCKET,
+    ) -> Option<*mut Conn> {
+        let lim = &drv.config.limits;
+        let state = TcpState::new(
+            crate::logic::tcp_mode(mode),
+            0,
+            4,
+            16 * 1024,
+            lim.max_retained_per_conn as usize,
+        );
+        // SAFETY: forwarded.
+        unsafe { Self::take(drv, state, sock, None, stats_slot) }
+    }
+
+    /// Takes a context for an outbound connection run by `client`; the socket comes later
+    /// from WskSocketConnect. Its close waits for the peer's FIN. IRQL <= DISPATCH_LEVEL.
+    ///
+    /// # Safety
+    /// `drv` is the loaded driver.
+    pub(crate) unsafe fn attach_outbound(
+        drv: &Driver,
+        mode: tcp::Mode,
+        client: &'static ClientHooks,
+    ) -> Option<*mut Conn> {
+        let mut state = TcpState::new(mode, 0, 4, 16 * 1024, 0);
+        state.wait_peer_fin = true;
+        // SAFETY: forwarded.
+        unsafe { Self::take(drv, state, ptr::null_mut(), Some(client), NO_SLOT) }
+    }
+
+    /// A context off the free stack holding a rundown reference, reset to `state` (its ring
+    /// keeps the pool's capacity). IRQL <= DISPATCH_LEVEL.
+    ///
+    /// # Safety
+    /// `sock` is the socket the context is for (null until an outbound connect completes).
+    unsafe fn take(
+        drv: &Driver,
+        mut state: TcpState,
+        sock: *mut WSK_SOCKET,
+        client: Option<&'static ClientHooks>,
+        stats_slot: usize,
     ) -> Option<*mut Conn> {
         let c = drv.conns.get()?;
         // Every live context holds the rundown until its close completes (C29/C30).
@@ -395,59 +431,18 @@ impl Conn {
         }
         // SAFETY: c is ours (off the free stack): nobody else touches it until published.
         let r = unsafe { &mut *c };
-        let lim = &drv.cfg.limits;
-        let svc = service_of(mode);
-        r.socket = sock;
-        r.svc_slot = slot;
-        r.live.store(true, Ordering::SeqCst);
-        r.job = false;
-        *r.framer.get_mut() = TcpFramer::new();
-        let ring_cap = r.st.get_mut().ring.capacity();
-        *r.st.get_mut() = TcpState::new(
-            svc.tcp_mode(),
-            ring_cap,
-            4,
-            16 * 1024,
-            lim.max_retained_per_conn as usize,
-        );
+        state.ring = ByteRing::new(r.state.get_mut().ring.capacity());
         // Housekeeping ticks every 5 ms.
-        r.st.get_mut().shutdown_limit_ticks = lim.disconnect_timeout_ms.div_ceil(5).max(1);
+        state.shutdown_limit_ticks = drv.config.limits.disconnect_timeout_ms.div_ceil(5).max(1);
+        *r.state.get_mut() = state;
+        *r.framer.get_mut() = TcpFramer::new();
+        r.socket = sock;
+        r.client = client;
+        r.stats_slot = stats_slot;
         for s in &mut r.slots {
             s.indication = ptr::null_mut();
         }
-        Some(c)
-    }
-
-    /// Takes a context for an outbound (load-job) connection; the socket comes later from
-    /// WskSocketConnect. IRQL <= DISPATCH_LEVEL.
-    ///
-    /// # Safety
-    /// `drv` is the loaded driver.
-    pub unsafe fn attach_outbound(
-        drv: &Driver,
-        mode: crate::service::tcp::Mode,
-    ) -> Option<*mut Conn> {
-        let c = drv.conns.get()?;
-        // SAFETY: the rundown is initialised for the driver's lifetime.
-        if unsafe { ExAcquireRundownProtection(ptr::addr_of!(drv.rundown).cast_mut()) } == FALSE {
-            // SAFETY: c came from get().
-            drv.conns.put(unsafe { &*c });
-            return None;
-        }
-        // SAFETY: off the free stack, not yet published.
-        let r = unsafe { &mut *c };
-        let ring_cap = r.st.get_mut().ring.capacity();
-        *r.st.get_mut() = TcpState::new(mode, ring_cap, 4, 16 * 1024, 0);
-        r.st.get_mut().wait_peer_fin = true;
-        r.st.get_mut().shutdown_limit_ticks =
-            drv.cfg.limits.disconnect_timeout_ms.div_ceil(5).max(1);
-        r.socket = ptr::null_mut();
-        r.job = true;
-        r.svc_slot = crate::stats::NO_SLOT;
         r.live.store(true, Ordering::SeqCst);
-        for s in &mut r.slots {
-            s.indication = ptr::null_mut();
-        }
         Some(c)
     }
 
@@ -458,7 +453,7 @@ impl Conn {
     ///
     /// # Safety
     /// `c` live, its socket the accepted one.
-    pub unsafe fn after_accept(c: *mut Conn) {
+    pub(crate) unsafe fn after_accept(c: *mut Conn) {
         // SAFETY: live context with its socket (per the caller).
         unsafe { query_backlog(c) };
         // The query call has returned: a close it held back (C22), or the first source send,
@@ -482,7 +477,7 @@ unsafe fn query_backlog(c: *mut Conn) {
     // SAFETY: per the caller.
     let r = unsafe { &*c };
     // Counted as an executing call (C22) and an outstanding IRP until query_done.
-    if !r.st.lock().query_issue() {
+    if !r.state.lock().query_issue() {
         return;
     }
     // SAFETY: live context; the query IRP and query_out are owned by this call until it is
@@ -496,31 +491,27 @@ unsafe fn query_backlog(c: *mut Conn) {
         (*c).query_out = 0;
         // C18: IoReuseIrp and a fresh completion routine before every use.
         irp::arm((*c).query_irp, query_done, c.cast());
-        match basic.WskControlSocket {
-            Some(ctl) => {
-                // Completion (inline or later) always goes through query_done (W11); the
-                // status returned here adds nothing.
-                let _ = ctl(
-                    sock,
-                    WskIoctl,
-                    SIO_WSK_QUERY_IDEAL_SEND_BACKLOG,
-                    0,
-                    0,
-                    ptr::null_mut(),
-                    core::mem::size_of::<SIZE_T>(),
-                    ptr::addr_of_mut!((*c).query_out).cast(),
-                    ptr::null_mut(),
-                    (*c).query_irp,
-                );
-            }
-            None => {
-                // No provider function: the IRP never went out; undo the bookkeeping.
-                let mut st = r.st.lock();
-                let _ = st.query_complete(None);
-            }
+        if let Some(ctl) = basic.WskControlSocket {
+            // Completion (inline or later) always goes through query_done (W11); the
+            // status returned here adds nothing.
+            let _ = ctl(
+                sock,
+                WskIoctl,
+                SIO_WSK_QUERY_IDEAL_SEND_BACKLOG,
+                0,
+                0,
+                ptr::null_mut(),
+                core::mem::size_of::<SIZE_T>(),
+                ptr::addr_of_mut!((*c).query_out).cast(),
+                ptr::null_mut(),
+                (*c).query_irp,
+            );
+        } else {
+            // No provider function: the IRP never went out; undo the bookkeeping.
+            let _ = r.state.lock().query_complete(None);
         }
     }
-    r.st.lock().call_returned();
+    r.state.lock().call_returned();
 }
 
 /// SIO_WSK_QUERY_IDEAL_SEND_BACKLOG completion. IRQL <= DISPATCH_LEVEL, any thread (may run
@@ -542,7 +533,7 @@ unsafe extern "win64" fn query_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID)
         drv.backlog_queries.fetch_add(1, Ordering::Relaxed);
         drv.backlog_last.store(ideal, Ordering::Relaxed);
     }
-    let last = r.st.lock().query_complete(ok.then_some(ideal));
+    let last = r.state.lock().query_complete(ok.then_some(ideal));
     if last {
         // SAFETY: the close completed and no other IRP of the context is outstanding.
         unsafe { recycle(c) };
@@ -554,7 +545,7 @@ unsafe extern "win64" fn query_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID)
 ///
 /// # Safety
 /// No socket exists for `c`; nothing else references it.
-pub unsafe fn release_unconnected(c: *mut Conn) {
+pub(crate) unsafe fn release_unconnected(c: *mut Conn) {
     // SAFETY: per the caller.
     unsafe { recycle(c) };
 }
@@ -563,9 +554,9 @@ pub unsafe fn release_unconnected(c: *mut Conn) {
 ///
 /// # Safety
 /// `c` is the context `sock` was created for.
-pub unsafe fn publish_socket(c: *mut Conn, sock: *mut WSK_SOCKET) {
+pub(crate) unsafe fn publish_socket(c: *mut Conn, sock: *mut WSK_SOCKET) {
     // SAFETY: the lock orders this write before any reader that takes it.
-    let lock = unsafe { &*ptr::addr_of!((*c).st) };
+    let lock = unsafe { &*ptr::addr_of!((*c).state) };
     let _g = lock.lock();
     // SAFETY: as above.
     unsafe { (*c).socket = sock };
@@ -577,24 +568,26 @@ pub unsafe fn publish_socket(c: *mut Conn, sock: *mut WSK_SOCKET) {
 ///
 /// # Safety
 /// `c` is a live pooled context.
-pub unsafe fn pump(c: *mut Conn) {
+pub(crate) unsafe fn pump(c: *mut Conn) {
     // SAFETY: per the caller. Contexts are shared between CPUs: fields are reached through the
     // raw pointer, and the mutable ones (state, slot buffers) only by the lock or pump owner.
     let drv = unsafe { &*(*c).drv };
     // SAFETY: as above.
-    let lock = unsafe { &*ptr::addr_of!((*c).st) };
-    let mut st = lock.lock();
-    if !st.enter_pump() {
+    let lock = unsafe { &*ptr::addr_of!((*c).state) };
+    let mut state = lock.lock();
+    if !state.enter_pump() {
         return;
     }
     loop {
         while let Some(w) = {
-            // Paced load job: one ticket from the job's rate budget per new message.
-            // SAFETY: `job` is set before the context is published.
-            if unsafe { (*c).job } && st.wants_ticket() && drv.job.take_ticket() {
-                st.tickets += 1;
+            // A paced client: one ticket from its budget per new message.
+            // SAFETY: `client` is set before the context is published.
+            if let Some(client) = unsafe { (*c).client } {
+                if state.wants_ticket() && (client.take_ticket)(drv) {
+                    state.client.tickets += 1;
+                }
             }
-            st.next_work(&drv.budget)
+            state.next_work(&drv.budget)
         } {
             // A released slot is free again the moment the lock drops (a new indication may
             // take it), so its list pointer is taken now, under the lock.
@@ -628,7 +621,7 @@ pub unsafe fn pump(c: *mut Conn) {
                     };
                 }
             }
-            drop(st);
+            drop(state);
             let closing = w == Work::Close;
             // SAFETY: the work item grants this thread the resource it names.
             unsafe { perform(c, w, release_ind) };
@@ -636,10 +629,10 @@ pub unsafe fn pump(c: *mut Conn) {
                 // The close completion may already have recycled the context: touch nothing.
                 return;
             }
-            st = lock.lock();
-            st.call_returned();
+            state = lock.lock();
+            state.call_returned();
         }
-        if !st.leave_pump() {
+        if !state.leave_pump() {
             break;
         }
     }
@@ -659,10 +652,10 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
                 let s = ptr::addr_of_mut!((*c).slots[op.slot]);
                 match op.kind {
                     SendKind::ZeroCopy => {
-                        (*(*c).drv).count_svc((*c).svc_slot, Counter::ZeroCopySends, 1)
+                        (*(*c).drv).count_service((*c).stats_slot, Counter::ZeroCopySends, 1);
                     }
                     SendKind::Ring { .. } => {
-                        (*(*c).drv).count_svc((*c).svc_slot, Counter::CopySends, 1)
+                        (*(*c).drv).count_service((*c).stats_slot, Counter::CopySends, 1);
                     }
                     SendKind::Pattern { .. } => {}
                 }
@@ -728,24 +721,14 @@ unsafe extern "win64" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) 
     let r = unsafe { &*c };
     let drv = r.drv();
     if NT_SUCCESS(status) {
-        drv.count_svc(r.svc_slot, Counter::TcpBytesOut, info as u64);
-        if r.job {
-            drv.job
-                .bytes_sent
-                .fetch_add(info as u64, core::sync::atomic::Ordering::Relaxed);
-            if matches!(
-                r.st.lock().mode,
-                crate::service::tcp::Mode::EchoClient { .. }
-            ) {
-                drv.job
-                    .messages_sent
-                    .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-            }
+        drv.count_service(r.stats_slot, Counter::TcpBytesOut, info as u64);
+        if let Some(client) = r.client {
+            (client.sent)(r, info);
         }
     } else {
-        drv.count_svc(r.svc_slot, Counter::SendErrors, 1);
+        drv.count_service(r.stats_slot, Counter::SendErrors, 1);
     }
-    r.st.lock().send_complete(s.idx, NT_SUCCESS(status), info);
+    r.state.lock().send_complete(s.idx, NT_SUCCESS(status));
     // SAFETY: live context; pump re-enters only if no other thread owns it (C12).
     unsafe { pump(c) };
     STATUS_MORE_PROCESSING_REQUIRED
@@ -758,7 +741,7 @@ unsafe extern "win64" fn rx_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) ->
     let (status, info) = unsafe { irp::result(irp) };
     // SAFETY: pooled context.
     unsafe { &*c }
-        .st
+        .state
         .lock()
         .resume_complete(NT_SUCCESS(status), info);
     // SAFETY: live context.
@@ -773,7 +756,7 @@ unsafe extern "win64" fn disc_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) 
     let (status, _) = unsafe { irp::result(irp) };
     // SAFETY: pooled context.
     let last = unsafe { &*c }
-        .st
+        .state
         .lock()
         .disconnect_complete(NT_SUCCESS(status));
     if last {
@@ -791,7 +774,7 @@ unsafe extern "win64" fn disc_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) 
 unsafe extern "win64" fn close_done(_dev: PDEVICE_OBJECT, _irp: PIRP, ctx: PVOID) -> NTSTATUS {
     let c = ctx.cast::<Conn>();
     // SAFETY: pooled context.
-    if unsafe { &*c }.st.lock().close_complete() {
+    if unsafe { &*c }.state.lock().close_complete() {
         // SAFETY: no IRP of the context is outstanding any more.
         unsafe { recycle(c) };
     }
@@ -808,11 +791,11 @@ unsafe fn recycle(c: *mut Conn) {
     let r = unsafe { &mut *c };
     // SAFETY: driver state outlives the rundown.
     let drv = unsafe { &*r.drv };
-    if !r.job {
-        drv.count_svc(r.svc_slot, Counter::ConnClosed, 1);
+    if r.client.is_none() {
+        drv.count_service(r.stats_slot, Counter::ConnClosed, 1);
     }
     r.live.store(false, Ordering::SeqCst);
-    r.job = false;
+    r.client = None;
     r.socket = ptr::null_mut();
     drv.conns.put(r);
     // SAFETY: acquired in attach.
@@ -829,10 +812,13 @@ unsafe extern "win64" fn receive_event(
     bytes_accepted: *mut SIZE_T,
 ) -> NTSTATUS {
     // SAFETY: forwarded.
-    let st = unsafe { receive(ctx, flags, ind, bytes_indicated, bytes_accepted) };
+    let status = unsafe { receive(ctx, flags, ind, bytes_indicated, bytes_accepted) };
     // SAFETY: the registered context.
-    unsafe { &*ctx.cast::<Conn>() }.st.lock().rx_callback_end();
-    st
+    unsafe { &*ctx.cast::<Conn>() }
+        .state
+        .lock()
+        .rx_callback_end();
+    status
 }
 
 unsafe fn receive(
@@ -848,18 +834,18 @@ unsafe fn receive(
     let drv = r.drv();
     if ind.is_null() {
         // C7/W52: the socket no longer works (not EOF): close it now.
-        drv.count_svc(r.svc_slot, Counter::DeadSockets, 1);
-        r.st.lock().abort();
+        drv.count_service(r.stats_slot, Counter::DeadSockets, 1);
+        r.state.lock().abort();
         // SAFETY: live context.
         unsafe { pump(c) };
         return STATUS_SUCCESS;
     }
     // SAFETY: ind is a valid list for this call (W51).
     let single = unsafe { (*ind).Next.is_null() };
-    let zc_ok = single && flags & WSK_FLAG_RELEASE_ASAP == 0 && drv.cfg.limits.zero_copy;
+    let zc_ok = single && flags & WSK_FLAG_RELEASE_ASAP == 0 && drv.config.limits.zero_copy;
     let decision = {
-        let mut st = r.st.lock();
-        let d = st.on_receive(bytes_indicated, zc_ok, &drv.budget);
+        let mut state = r.state.lock();
+        let d = state.on_receive(bytes_indicated, zc_ok, &drv.budget);
         if let RecvDecision::ZeroCopy { slot } = d {
             // Published under the lock: the pump reads it when it issues this slot.
             // SAFETY: the slot was just reserved for this callback.
@@ -869,23 +855,23 @@ unsafe fn receive(
     };
     match decision {
         RecvDecision::Drop => {
-            drv.count_svc(r.svc_slot, Counter::TcpBytesIn, bytes_indicated as u64);
-            if r.job {
+            drv.count_service(r.stats_slot, Counter::TcpBytesIn, bytes_indicated as u64);
+            if let Some(client) = r.client {
                 // SAFETY: list valid for this call.
-                unsafe { client_rx(c, ind, bytes_indicated) };
+                unsafe { (client.received)(c, ind, bytes_indicated) };
             }
             STATUS_SUCCESS
         }
         RecvDecision::NotAccepted => {
-            drv.count_svc(r.svc_slot, Counter::RxBackpressure, 1);
+            drv.count_service(r.stats_slot, Counter::RxBackpressure, 1);
             STATUS_DATA_NOT_ACCEPTED
         }
         RecvDecision::ZeroCopy { slot } => {
-            drv.count_svc(r.svc_slot, Counter::TcpBytesIn, bytes_indicated as u64);
+            drv.count_service(r.stats_slot, Counter::TcpBytesIn, bytes_indicated as u64);
             // SAFETY: live context.
             unsafe { pump(c) };
             // C1: the callback's reference goes last; PENDING only if the send still uses it.
-            let retained = r.st.lock().callback_done(slot, &drv.budget);
+            let retained = r.state.lock().callback_done(slot, &drv.budget);
             // SAFETY: live context (the pump may owe a release now).
             unsafe { pump(c) };
             if retained {
@@ -898,17 +884,17 @@ unsafe fn receive(
             // SAFETY: list valid for this call; n <= bytes indicated.
             let ok = unsafe { copy_in(c, ind, n) };
             if !ok {
-                drv.count_svc(r.svc_slot, Counter::ProtocolErrors, 1);
-                r.st.lock().abort();
+                drv.count_service(r.stats_slot, Counter::ProtocolErrors, 1);
+                r.state.lock().abort();
             }
             // Only what was taken counts: a partial accept's rest is indicated again later.
-            drv.count_svc(r.svc_slot, Counter::TcpBytesIn, n as u64);
-            drv.count_svc(r.svc_slot, Counter::CopyBytes, n as u64);
+            drv.count_service(r.stats_slot, Counter::TcpBytesIn, n as u64);
+            drv.count_service(r.stats_slot, Counter::CopyBytes, n as u64);
             // SAFETY: live context.
             unsafe { pump(c) };
             if n < bytes_indicated && ok {
                 // Partial accept: indications resume after our zero-length WskReceive (W54, C5).
-                drv.count_svc(r.svc_slot, Counter::RxBackpressure, 1);
+                drv.count_service(r.stats_slot, Counter::RxBackpressure, 1);
                 // SAFETY: out-parameter of this call.
                 unsafe { *bytes_accepted = n };
             }
@@ -917,82 +903,24 @@ unsafe fn receive(
     }
 }
 
-/// Load-job connection data: an echo client verifies the echo against the source pattern it
-/// sent (message offsets restart at 0 for every message) and sends the next message.
-///
-/// # Safety
-/// Receive callback only; `ind` valid for the call.
-unsafe fn client_rx(c: *mut Conn, mut ind: *mut WSK_DATA_INDICATION, n: usize) {
-    // SAFETY: live context.
-    let r = unsafe { &*c };
-    let drv = r.drv();
-    let (msg, mut off) = {
-        let st = r.st.lock();
-        match st.mode {
-            crate::service::tcp::Mode::EchoClient { msg } => (msg, st.client_offset()),
-            _ => (0, 0),
-        }
-    };
-    drv.job
-        .bytes_received
-        .fetch_add(n as u64, core::sync::atomic::Ordering::Relaxed);
-    if msg == 0 {
-        return;
-    }
-    let mut bad = false;
-    while !ind.is_null() {
-        // SAFETY: valid list element for this call (W51).
-        let buf = unsafe { &(*ind).Buffer };
-        // SAFETY: valid MDL chain.
-        let ok = unsafe {
-            mdl::for_each_chunk(buf, usize::MAX, |chunk| {
-                for &b in chunk {
-                    bad |= b != crate::service::source::pattern_byte(off);
-                    off += 1;
-                    if off == msg {
-                        off = 0;
-                    }
-                }
-            })
-        };
-        bad |= ok.is_none();
-        // SAFETY: as above.
-        ind = unsafe { (*ind).Next };
-    }
-    if bad {
-        drv.job
-            .verify_failures
-            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-    }
-    {
-        let mut st = r.st.lock();
-        let before = st.messages_received;
-        st.client_received(n);
-        let done = st.messages_received - before;
-        drv.job
-            .messages_received
-            .fetch_add(done, core::sync::atomic::Ordering::Relaxed);
-    }
-    // SAFETY: live context: the next message goes out.
-    unsafe { pump(c) };
-}
-
 /// Copies the first `n` indicated bytes into the ring (echo) or through the sockperf framer
 /// (reply stream, never longer than its input) and commits them. False on a mapping failure or a
 /// sockperf framing error.
 ///
 /// # Safety
 /// Called from the receive callback only (framer and ring tail are its alone), `n` <= ring free.
+#[allow(clippy::many_single_char_names)] // ring arithmetic: offsets and lengths of two regions
 unsafe fn copy_in(c: *mut Conn, mut ind: *mut WSK_DATA_INDICATION, n: usize) -> bool {
     // SAFETY: live context; shared access except the framer and the ring tail region.
     let r = unsafe { &*c };
-    let cap = r.st.lock().ring.capacity();
+    let cap = r.state.lock().ring.capacity();
     let (mode, regions) = {
-        let st = r.st.lock();
+        let state = r.state.lock();
         (
-            st.mode,
-            st.ring
-                .write_regions((n + st.copy_slack()).min(st.ring.free())),
+            state.mode,
+            state
+                .ring
+                .write_regions((n + state.copy_slack()).min(state.ring.free())),
         )
     };
     // SAFETY: the regions beyond the tail belong to the receive callback until committed.
@@ -1023,7 +951,7 @@ unsafe fn copy_in(c: *mut Conn, mut ind: *mut WSK_DATA_INDICATION, n: usize) -> 
         // SAFETY: valid MDL chain (W51).
         let res = unsafe {
             mdl::for_each_chunk(buf, left, |chunk| {
-                if mode == crate::service::tcp::Mode::Sockperf {
+                if mode == tcp::Mode::Sockperf {
                     if framer.feed(chunk, &mut put).is_err() {
                         ok = false;
                     }
@@ -1039,7 +967,7 @@ unsafe fn copy_in(c: *mut Conn, mut ind: *mut WSK_DATA_INDICATION, n: usize) -> 
         // SAFETY: as above.
         ind = unsafe { (*ind).Next };
     }
-    r.st.lock().ring.commit(written);
+    r.state.lock().ring.commit(written);
     ok
 }
 
@@ -1049,12 +977,12 @@ unsafe extern "win64" fn disconnect_event(ctx: PVOID, flags: ULONG) -> NTSTATUS 
     // SAFETY: registered context.
     let r = unsafe { &*c };
     {
-        let mut st = r.st.lock();
+        let mut state = r.state.lock();
         if flags & WSK_FLAG_ABORTIVE != 0 {
-            st.abort();
+            state.abort();
         } else {
             // W57: no more data will come; echo the rest, then FIN (C33).
-            st.peer_graceful();
+            state.peer_graceful();
         }
     }
     // SAFETY: live context.
@@ -1066,6 +994,6 @@ unsafe extern "win64" fn disconnect_event(ctx: PVOID, flags: ULONG) -> NTSTATUS 
 unsafe extern "win64" fn send_backlog_event(ctx: PVOID, ideal: SIZE_T) -> NTSTATUS {
     // SAFETY: registered context.
     let r = unsafe { &*ctx.cast::<Conn>() };
-    r.st.lock().set_ideal_backlog(ideal);
+    r.state.lock().set_ideal_backlog(ideal);
     STATUS_SUCCESS
 }

@@ -2,8 +2,12 @@
 //! WskSocketConnect to a target, each running the source pattern (send only) or an echo client
 //! (one message of the source pattern at a time, echo verified byte for byte), for a duration.
 //! Started through the control ABI. Connection contexts come from the same pre-sized pool as
-//! accepted connections (the pool limit covers both). UDP jobs: `udpjob`. A non-zero rate
-//! paces both (a ticket per message from a budget the housekeeping tick raises).
+//! accepted connections (the pool limit covers both) and run on the same engine with this
+//! room's `tcp::HOOKS`. UDP jobs: `udp`. A non-zero rate paces both (a ticket per message from
+//! a budget the housekeeping tick raises).
+
+mod tcp;
+mod udp;
 
 use core::net::SocketAddr;
 use core::ptr;
@@ -11,50 +15,46 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64,
 
 use control::config::Proto;
 use control::ioctl::{JobState, LoadJob, LoadPattern, LoadStatus};
-use wsk_sys::{
-    IPPROTO_TCP, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PIRP, PVOID, SOCK_STREAM,
-    STATUS_INSUFFICIENT_RESOURCES, STATUS_MORE_PROCESSING_REQUIRED, STATUS_NOT_SUPPORTED,
-    WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE, WSK_SOCKET,
-};
+use wsk_sys::{NTSTATUS, STATUS_NOT_SUPPORTED};
 
-use super::addr::SockAddrBuf;
-use super::conn::{self, Conn};
-use super::{enable_events, Driver};
-use crate::kernel::irp;
-use crate::service::source::PATTERN_LEN;
-use crate::service::tcp::Mode;
+use crate::driver::Driver;
+use crate::kernel::lock::SpinLock;
+use crate::kernel::time::{self, wait_until};
+use crate::logic::source::PATTERN_LEN;
+use crate::logic::tcp::Mode;
 use crate::stats::Counter;
+use udp::UdpJob;
 
-pub struct Job {
-    pub id: AtomicU32,
-    pub state: AtomicU32,
-    pub spec: crate::kernel::lock::SpinLock<Option<LoadJob>>,
-    pub started: AtomicU64,
-    pub deadline: AtomicU64,
-    pub open: AtomicU32,
-    pub connect_failures: AtomicU32,
-    pub first_error: AtomicI32,
-    pub messages_sent: AtomicU64,
-    pub messages_received: AtomicU64,
-    pub bytes_sent: AtomicU64,
-    pub bytes_received: AtomicU64,
-    pub verify_failures: AtomicU64,
-    pub stop_requested: AtomicBool,
+pub(crate) struct Job {
+    pub(crate) id: AtomicU32,
+    pub(crate) state: AtomicU32,
+    pub(crate) spec: SpinLock<Option<LoadJob>>,
+    pub(crate) started: AtomicU64,
+    pub(crate) deadline: AtomicU64,
+    pub(crate) open: AtomicU32,
+    pub(crate) connect_failures: AtomicU32,
+    pub(crate) first_error: AtomicI32,
+    pub(crate) messages_sent: AtomicU64,
+    pub(crate) messages_received: AtomicU64,
+    pub(crate) bytes_sent: AtomicU64,
+    pub(crate) bytes_received: AtomicU64,
+    pub(crate) verify_failures: AtomicU64,
+    pub(crate) stop_requested: AtomicBool,
     /// Rate pacing: messages allowed so far (raised by the housekeeping tick from the job's
     /// rate and elapsed time; u64::MAX when unpaced) and tickets handed out.
-    pub allowed: AtomicU64,
-    pub issued: AtomicU64,
+    pub(crate) allowed: AtomicU64,
+    pub(crate) issued: AtomicU64,
     /// The UDP job's socket and contexts (null for TCP jobs and once closed). Freed by the
     /// housekeeper when the job has stopped, or by unload after two housekeeping ticks.
-    pub udp: AtomicPtr<super::udpjob::UdpJob>,
+    pub(crate) udp: AtomicPtr<UdpJob>,
 }
 
 impl Job {
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Self {
             id: AtomicU32::new(0),
             state: AtomicU32::new(JobState::Idle as u32),
-            spec: crate::kernel::lock::SpinLock::new(None),
+            spec: SpinLock::new(None),
             started: AtomicU64::new(0),
             deadline: AtomicU64::new(0),
             open: AtomicU32::new(0),
@@ -83,7 +83,7 @@ impl Job {
     }
 
     /// One message's worth of the rate budget. Any IRQL (atomics only).
-    pub fn take_ticket(&self) -> bool {
+    pub(crate) fn take_ticket(&self) -> bool {
         let n = self.issued.fetch_add(1, Ordering::Relaxed);
         if n < self.allowed.load(Ordering::Relaxed) {
             true
@@ -95,7 +95,7 @@ impl Job {
 
     /// Budget after `elapsed` ticks of a `freq` Hz clock at `rate` messages/s: one message at
     /// once, then the rate (bursts are at most one housekeeping tick's worth).
-    pub fn allowance(rate: u32, elapsed: u64, freq: u64) -> u64 {
+    pub(crate) fn allowance(rate: u32, elapsed: u64, freq: u64) -> u64 {
         if rate == 0 {
             return u64::MAX;
         }
@@ -103,14 +103,14 @@ impl Job {
     }
 
     /// New messages may go out (running, not asked to stop). Any IRQL.
-    pub fn sending(&self) -> bool {
+    pub(crate) fn sending(&self) -> bool {
         self.state() == JobState::Running && !self.stop_requested.load(Ordering::Relaxed)
     }
 
-    pub fn fail(&self, st: NTSTATUS) {
+    pub(crate) fn fail(&self, status: NTSTATUS) {
         let _ = self
             .first_error
-            .compare_exchange(0, st, Ordering::SeqCst, Ordering::SeqCst);
+            .compare_exchange(0, status, Ordering::SeqCst, Ordering::SeqCst);
     }
 }
 
@@ -124,7 +124,7 @@ impl Default for Job {
 ///
 /// # Safety
 /// Captured provider; `d` the loaded driver.
-pub unsafe fn start(d: &Driver, job: &LoadJob) -> Result<u32, NTSTATUS> {
+pub(crate) unsafe fn start(d: &Driver, job: &LoadJob) -> Result<u32, NTSTATUS> {
     let j = &d.job;
     if matches!(j.state(), JobState::Running | JobState::Stopping)
         || !j.udp.load(Ordering::SeqCst).is_null()
@@ -145,7 +145,7 @@ pub unsafe fn start(d: &Driver, job: &LoadJob) -> Result<u32, NTSTATUS> {
     if job.proto == Proto::Udp {
         // SAFETY: captured provider, control path.
         udp = unsafe {
-            super::udpjob::UdpJob::create(
+            UdpJob::create(
                 d,
                 SocketAddr::new(job.target, job.port),
                 job.connections as usize,
@@ -172,7 +172,7 @@ pub unsafe fn start(d: &Driver, job: &LoadJob) -> Result<u32, NTSTATUS> {
     j.issued.store(0, Ordering::SeqCst);
     j.allowed
         .store(Job::allowance(job.rate, 0, d.perf_freq), Ordering::SeqCst);
-    let now = d.now();
+    let now = time::now();
     j.started.store(now, Ordering::SeqCst);
     j.deadline.store(
         now + u64::from(job.duration_ms) * d.perf_freq / 1000,
@@ -190,10 +190,10 @@ pub unsafe fn start(d: &Driver, job: &LoadJob) -> Result<u32, NTSTATUS> {
     let remote = SocketAddr::new(job.target, job.port);
     for _ in 0..job.connections {
         // SAFETY: captured provider.
-        if let Err(st) = unsafe { connect_one(d, remote, mode, msg, paced) } {
+        if let Err(e) = unsafe { tcp::connect_one(d, remote, mode, msg, paced) } {
             j.connect_failures.fetch_add(1, Ordering::SeqCst);
             d.count(Counter::OutboundFailures, 1);
-            j.fail(st);
+            j.fail(e);
         }
     }
     Ok(id)
@@ -201,96 +201,9 @@ pub unsafe fn start(d: &Driver, job: &LoadJob) -> Result<u32, NTSTATUS> {
 
 const STATUS_DEVICE_BUSY_NT: NTSTATUS = control::ioctl::status::STATUS_DEVICE_BUSY;
 
-unsafe fn connect_one(
-    d: &Driver,
-    remote: SocketAddr,
-    mode: Mode,
-    msg: usize,
-    paced: bool,
-) -> Result<(), NTSTATUS> {
-    // SAFETY: attach with no socket yet: the context is ours until published below.
-    let c = unsafe { Conn::attach_outbound(d, mode) }.ok_or(STATUS_INSUFFICIENT_RESOURCES)?;
-    {
-        // SAFETY: not yet published: ours alone.
-        let mut st = unsafe { &*c }.st.lock();
-        st.paced = paced;
-        st.tickets = 0;
-        if mode == Mode::Source && paced {
-            // A source "message" is one send of about message_size bytes (a multiple of the
-            // pattern period, so the stream stays continuous).
-            st.set_max_send(msg);
-        }
-    }
-    let Some(sc) = d.provider().WskSocketConnect else {
-        // SAFETY: never published.
-        unsafe { conn::release_unconnected(c) };
-        return Err(STATUS_NOT_SUPPORTED);
-    };
-    let local_ip = if remote.is_ipv4() {
-        core::net::IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED)
-    } else {
-        core::net::IpAddr::V6(core::net::Ipv6Addr::UNSPECIFIED)
-    };
-    // SAFETY: c is ours; the address buffers live in the context until the IRP completes.
-    unsafe {
-        (*c).local = SockAddrBuf::from_socket_addr(SocketAddr::new(local_ip, 0));
-        (*c).remote = SockAddrBuf::from_socket_addr(remote);
-        irp::arm((*c).rx_irp, connect_done, c.cast());
-        sc(
-            d.provider.Client,
-            SOCK_STREAM,
-            IPPROTO_TCP,
-            (*c).local.as_sockaddr(),
-            (*c).remote.as_sockaddr(),
-            0,
-            c.cast(),
-            conn::dispatch(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-            (*c).rx_irp,
-        );
-    }
-    Ok(())
-}
-
-/// WskSocketConnect completion. IRQL <= DISPATCH_LEVEL.
-unsafe extern "win64" fn connect_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
-    let c = ctx.cast::<Conn>();
-    // SAFETY: completed IRP; pooled context.
-    let (status, info) = unsafe { irp::result(irp) };
-    // SAFETY: pooled context.
-    let d = unsafe { &*(*c).drv };
-    if !NT_SUCCESS(status) {
-        d.job.connect_failures.fetch_add(1, Ordering::SeqCst);
-        d.job.fail(status);
-        d.count(Counter::OutboundFailures, 1);
-        // SAFETY: no socket exists (C19: Information is a socket only on success).
-        unsafe { conn::release_unconnected(c) };
-        return STATUS_MORE_PROCESSING_REQUIRED;
-    }
-    let sock = info as *mut WSK_SOCKET;
-    d.count(Counter::OutboundConnects, 1);
-    d.job.open.fetch_add(1, Ordering::SeqCst);
-    // SAFETY: the connected socket; events enabled only after connect (C26, W31), the context
-    // complete before that.
-    unsafe {
-        conn::publish_socket(c, sock);
-        let st = enable_events(sock, WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT);
-        if !NT_SUCCESS(st)
-            || d.stopping.load(Ordering::SeqCst)
-            || d.job.stop_requested.load(Ordering::SeqCst)
-        {
-            (*c).st.lock().abort();
-        }
-        conn::pump(c);
-    }
-    STATUS_MORE_PROCESSING_REQUIRED
-}
-
 /// Unload: stops the job and closes a UDP job's socket. PASSIVE_LEVEL, housekeeper still
 /// ticking.
-pub fn close_udp(d: &Driver) {
+pub(crate) fn close(d: &Driver) {
     stop(d);
     let u = d.job.udp.swap(ptr::null_mut(), Ordering::SeqCst);
     if u.is_null() {
@@ -298,40 +211,39 @@ pub fn close_udp(d: &Driver) {
     }
     // The housekeeper may be inside a tick that read the pointer: two more ticks and it is out.
     let g0 = d.hk_gen.load(Ordering::SeqCst);
-    super::wait_until(200, || {
+    wait_until(200, || {
         d.hk_gen.load(Ordering::SeqCst).wrapping_sub(g0) >= 2
     });
     // SAFETY: taken out of the job; the job is stopping, so no new send starts.
-    unsafe {
-        super::udpjob::UdpJob::close_and_free(u, u64::from(d.cfg.limits.disconnect_timeout_ms))
-    };
+    unsafe { UdpJob::close_and_free(u, u64::from(d.config.limits.disconnect_timeout_ms)) };
 }
 
 /// Ends the job's connections gracefully (no new messages, FIN after the last send).
 /// PASSIVE_LEVEL (control path or housekeeper).
-pub fn stop(d: &Driver) {
+pub(crate) fn stop(d: &Driver) {
     let j = &d.job;
     if j.state() != JobState::Running {
         return;
     }
     j.stop_requested.store(true, Ordering::SeqCst);
     // The graceful phase is bounded from now (see tick).
-    j.deadline.store(d.now(), Ordering::SeqCst);
+    j.deadline.store(time::now(), Ordering::SeqCst);
     j.state.store(JobState::Stopping as u32, Ordering::SeqCst);
-    d.conns.shutdown_where(false, |c| c.job);
+    d.conns.shutdown_where(false, tcp::is_job);
 }
 
 /// Housekeeping: pacing, deadline and completion. PASSIVE_LEVEL.
-pub fn tick(d: &Driver) {
+pub(crate) fn tick(d: &Driver) {
     let j = &d.job;
     if j.state() == JobState::Running {
         let rate = j.spec.lock().map_or(0, |s| s.rate);
         if rate != 0 {
-            let elapsed = d.now().saturating_sub(j.started.load(Ordering::SeqCst));
+            let elapsed = time::now().saturating_sub(j.started.load(Ordering::SeqCst));
             j.allowed
                 .store(Job::allowance(rate, elapsed, d.perf_freq), Ordering::SeqCst);
             // Connections waiting for a ticket try again (their pump takes one).
-            d.conns.pump_where(|c| c.job && !c.socket.is_null());
+            d.conns
+                .pump_where(|c| tcp::is_job(c) && !c.socket.is_null());
             let u = j.udp.load(Ordering::SeqCst);
             if !u.is_null() {
                 // SAFETY: freed only by this thread below, or by unload two ticks after it
@@ -342,35 +254,30 @@ pub fn tick(d: &Driver) {
     }
     if j.state() == JobState::Stopping {
         let u = j.udp.load(Ordering::SeqCst);
-        // SAFETY: as above.
         if !u.is_null()
+            // SAFETY: as above.
             && unsafe { (*u).all_idle() }
             && j.udp
                 .compare_exchange(u, ptr::null_mut(), Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
         {
             // SAFETY: taken out of the job; no send in flight, none can start (stopping).
-            unsafe {
-                super::udpjob::UdpJob::close_and_free(
-                    u,
-                    u64::from(d.cfg.limits.disconnect_timeout_ms),
-                )
-            };
+            unsafe { UdpJob::close_and_free(u, u64::from(d.config.limits.disconnect_timeout_ms)) };
         }
     }
     let udp_open = !j.udp.load(Ordering::SeqCst).is_null();
     match j.state() {
-        JobState::Running if d.now() >= j.deadline.load(Ordering::SeqCst) => stop(d),
+        JobState::Running if time::now() >= j.deadline.load(Ordering::SeqCst) => stop(d),
         JobState::Stopping
-            if d.now()
+            if time::now()
                 >= j.deadline.load(Ordering::SeqCst)
-                    + u64::from(d.cfg.limits.disconnect_timeout_ms) * d.perf_freq / 1000
-                && d.conns.count_where(|c| c.job) > 0 =>
+                    + u64::from(d.config.limits.disconnect_timeout_ms) * d.perf_freq / 1000
+                && d.conns.count_where(tcp::is_job) > 0 =>
         {
             // Graceful close bounded (C34): whatever is left is aborted.
-            d.conns.shutdown_where(true, |c| c.job);
+            d.conns.shutdown_where(true, tcp::is_job);
         }
-        JobState::Stopping if !udp_open && d.conns.count_where(|c| c.job) == 0 => {
+        JobState::Stopping if !udp_open && d.conns.count_where(tcp::is_job) == 0 => {
             let failed =
                 j.open.load(Ordering::SeqCst) == 0 && j.connect_failures.load(Ordering::SeqCst) > 0;
             j.state.store(
@@ -385,7 +292,7 @@ pub fn tick(d: &Driver) {
         JobState::Running
             if !udp_open
                 && j.open.load(Ordering::SeqCst) == 0
-                && d.conns.count_where(|c| c.job) == 0 =>
+                && d.conns.count_where(tcp::is_job) == 0 =>
         {
             // Every connect failed.
             j.state.store(JobState::Failed as u32, Ordering::SeqCst);
@@ -394,20 +301,23 @@ pub fn tick(d: &Driver) {
     }
 }
 
-pub fn status(d: &Driver) -> LoadStatus {
+pub(crate) fn status(d: &Driver) -> LoadStatus {
     let j = &d.job;
     let started = j.started.load(Ordering::SeqCst);
     let elapsed = if j.state() == JobState::Idle {
         0
     } else {
-        d.now().saturating_sub(started) * 1000 / d.perf_freq.max(1)
+        time::now().saturating_sub(started) * 1000 / d.perf_freq.max(1)
     };
     LoadStatus {
         job_id: j.id.load(Ordering::SeqCst),
         state: j.state(),
         last_status: j.first_error.load(Ordering::SeqCst),
         elapsed_ms: elapsed.min(u64::from(u32::MAX)) as u32,
-        connections_open: d.conns.count_where(|c| c.job && !c.socket.is_null()) as u32
+        connections_open: d
+            .conns
+            .count_where(|c| tcp::is_job(c) && !c.socket.is_null())
+            as u32
             + u32::from(!j.udp.load(Ordering::SeqCst).is_null()),
         connect_failures: j.connect_failures.load(Ordering::SeqCst),
         messages_sent: j.messages_sent.load(Ordering::SeqCst),

@@ -20,6 +20,7 @@ impl RetainedBudget {
         }
     }
 
+    #[cfg(test)]
     pub fn set_limit(&self, limit: usize) {
         self.limit.store(limit, Ordering::Relaxed);
     }

@@ -5,27 +5,29 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use control::config::Service;
 use wsk_sys::{
-    IPPROTO_TCP, NTSTATUS, NT_SUCCESS, PIRP, PSOCKADDR, PVOID, STATUS_INSUFFICIENT_RESOURCES,
+    IPPROTO_TCP, NTSTATUS, PIRP, PSOCKADDR, PVOID, STATUS_INSUFFICIENT_RESOURCES,
     STATUS_REQUEST_NOT_ACCEPTED, STATUS_SUCCESS, TCP_NODELAY, ULONG,
     WSK_CLIENT_CONNECTION_DISPATCH, WSK_CLIENT_LISTEN_DISPATCH, WSK_EVENT_ACCEPT,
     WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE, WSK_EVENT_SEND_BACKLOG, WSK_SOCKET,
 };
 
-use super::addr::SockAddrBuf;
-use super::{close_sync, conn, enable_events, socket_and_bind, BoundKind, Driver};
+use super::conn;
+use crate::driver::Driver;
 use crate::kernel::{irp, pool};
 use crate::stats::Counter;
+use crate::wsk::addr::SockAddrBuf;
+use crate::wsk::{close_sync, enable_events, set_option_u32, socket_and_bind, BoundKind};
 
-pub struct Listener {
-    pub socket: *mut WSK_SOCKET,
-    pub drv: *mut Driver,
-    pub svc: Service,
+pub(crate) struct Listener {
+    socket: *mut WSK_SOCKET,
+    drv: *mut Driver,
+    pub(crate) service: Service,
     /// Set by a NULL AcceptSocket (W48): the socket no longer works.
-    pub dead: AtomicBool,
+    pub(crate) dead: AtomicBool,
     /// Pre-allocated so the close cannot fail for want of memory.
-    pub close_irp: PIRP,
-    /// Per-service counter slot (`Driver::svc_slots`), inherited by accepted connections.
-    pub slot: usize,
+    close_irp: PIRP,
+    /// Per-service counter slot (`Driver::stats_slots`), inherited by accepted connections.
+    stats_slot: usize,
 }
 
 static LISTEN_DISPATCH: WSK_CLIENT_LISTEN_DISPATCH = WSK_CLIENT_LISTEN_DISPATCH {
@@ -39,54 +41,46 @@ impl Listener {
     ///
     /// # Safety
     /// `drv` is captured and at its final address.
-    pub unsafe fn create(
+    pub(crate) unsafe fn create(
         drv: &mut Driver,
-        svc: &Service,
-        slot: usize,
+        service: &Service,
+        stats_slot: usize,
     ) -> Result<*mut Listener, NTSTATUS> {
-        let l: *mut Listener = pool::alloc_zeroed(pool::TAG_LISTEN);
-        if l.is_null() {
+        let l = pool::new_block(
+            Listener {
+                socket: ptr::null_mut(),
+                drv,
+                service: *service,
+                dead: AtomicBool::new(false),
+                close_irp: irp::alloc(),
+                stats_slot,
+            },
+            pool::TAG_LISTEN,
+        )?;
+        // SAFETY: l is ours until the socket exists.
+        if unsafe { (*l).close_irp.is_null() } {
+            // SAFETY: never published.
+            unsafe { Self::free(l) };
             return Err(STATUS_INSUFFICIENT_RESOURCES);
         }
-        // SAFETY: fresh block of the right size and alignment.
-        unsafe {
-            ptr::write(
-                l,
-                Listener {
-                    socket: ptr::null_mut(),
-                    drv,
-                    svc: *svc,
-                    dead: AtomicBool::new(false),
-                    close_irp: irp::alloc(),
-                    slot,
-                },
-            );
-            if (*l).close_irp.is_null() {
-                pool::free_typed(l, pool::TAG_LISTEN);
-                return Err(STATUS_INSUFFICIENT_RESOURCES);
-            }
-        }
-        let local = core::net::SocketAddr::new(svc.bind, svc.port);
-        // SAFETY: the context (l) is complete before the socket exists; dispatch is static.
+        let local = core::net::SocketAddr::new(service.bind, service.port);
+        // SAFETY: the context (l) is complete before the socket exists; dispatch is static; a
+        // failed bind closes the socket before returning.
         let sock = match unsafe {
             socket_and_bind(
-                drv,
+                &drv.provider,
                 BoundKind::Listen,
                 l.cast(),
                 ptr::addr_of!(LISTEN_DISPATCH).cast(),
                 local,
+                (*l).close_irp,
             )
         } {
             Ok(sock) => sock,
-            Err((st, sock)) => {
-                // SAFETY: no event was enabled; free only after the close completed (C23).
-                unsafe {
-                    if !sock.is_null() {
-                        close_sync(sock, (*l).close_irp);
-                    }
-                    Self::free(l);
-                }
-                return Err(st);
+            Err(e) => {
+                // SAFETY: no socket left (C23: its close completed); never published.
+                unsafe { Self::free(l) };
+                return Err(e);
             }
         };
         // SAFETY: l is ours; no callback can run before events are enabled.
@@ -94,40 +88,36 @@ impl Listener {
         // Echo latency: no Nagle on accepted sockets (they inherit the listener's option;
         // each echo send also carries WSK_FLAG_NODELAY). Best effort.
         // SAFETY: bound listen socket, PASSIVE_LEVEL.
-        let _ = unsafe { super::set_option_u32(sock, IPPROTO_TCP as ULONG, TCP_NODELAY, 1) };
+        let _ = unsafe { set_option_u32(sock, IPPROTO_TCP as ULONG, TCP_NODELAY, 1) };
         // Connection events first so that every accepted socket inherits them (W34), then
         // accept; both after bind (C26).
         // SAFETY: bound listen socket.
-        let st = unsafe {
+        let status = unsafe {
             enable_events(
                 sock,
                 WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG,
             )
-        };
-        let st = if NT_SUCCESS(st) {
-            // SAFETY: bound listen socket.
-            unsafe { enable_events(sock, WSK_EVENT_ACCEPT) }
-        } else {
-            st
-        };
-        if !NT_SUCCESS(st) {
+        }
+        // SAFETY: bound listen socket.
+        .and_then(|()| unsafe { enable_events(sock, WSK_EVENT_ACCEPT) });
+        if let Err(e) = status {
             // SAFETY: nothing else uses the socket; free after the close completed (C23).
             unsafe {
-                close_sync(sock, (*l).close_irp);
+                let _ = close_sync(sock, (*l).close_irp);
                 Self::free(l);
             }
-            return Err(st);
+            return Err(e);
         }
         Ok(l)
     }
 
     /// # Safety
     /// `l` from [`create`](Self::create); called once at PASSIVE_LEVEL.
-    pub unsafe fn close_and_free(l: *mut Listener) {
+    pub(crate) unsafe fn close_and_free(l: *mut Listener) {
         // SAFETY: per the caller; the close waits for running accept callbacks (W70), after
-        // which nothing references l (C23).
+        // which nothing references l (C23). WskCloseSocket does not fail (G5).
         unsafe {
-            close_sync((*l).socket, (*l).close_irp);
+            let _ = close_sync((*l).socket, (*l).close_irp);
             Self::free(l);
         }
     }
@@ -161,36 +151,37 @@ unsafe extern "win64" fn accept_event(
     if accept_socket.is_null() {
         // W48/C8: the listener is dead: the housekeeper closes and re-creates it (PASSIVE).
         l.dead.store(true, Ordering::Relaxed);
-        drv.count_svc(l.slot, Counter::DeadSockets, 1);
+        drv.count_service(l.stats_slot, Counter::DeadSockets, 1);
         return STATUS_REQUEST_NOT_ACCEPTED;
     }
     if drv.stopping.load(Ordering::Relaxed) {
-        drv.count_svc(l.slot, Counter::ConnRefused, 1);
+        drv.count_service(l.stats_slot, Counter::ConnRefused, 1);
         return STATUS_REQUEST_NOT_ACCEPTED;
     }
     // W47: the address is valid only during this call; copy what is needed (C10).
     // SAFETY: provider SOCKADDR of its family.
-    let peer = unsafe { SockAddrBuf::copy_from(remote) }.and_then(|a| a.to_socket_addr());
+    let peer = unsafe { SockAddrBuf::copy_from(remote) }.and_then(SockAddrBuf::to_socket_addr);
     if let Some(p) = peer {
-        if !drv.cfg.limits.source_allowed(p.ip()) {
-            drv.count_svc(l.slot, Counter::ConnRefused, 1);
+        if !drv.config.limits.source_allowed(p.ip()) {
+            drv.count_service(l.stats_slot, Counter::ConnRefused, 1);
             return STATUS_REQUEST_NOT_ACCEPTED;
         }
     }
     // SAFETY: accept_socket is a live accepted socket; on refusal we never touch it (C9).
-    if let Some(c) = unsafe { conn::Conn::attach(drv, l.svc.mode, l.slot, accept_socket) } {
+    if let Some(c) = unsafe { conn::Conn::attach(drv, l.service.mode, l.stats_slot, accept_socket) }
+    {
         // C10: context and dispatch set before any callback can be enabled/inherited.
         // SAFETY: out-pointers supplied by the provider for this call.
         unsafe {
             *accept_ctx = c.cast();
             *accept_dispatch = conn::dispatch();
         }
-        drv.count_svc(l.slot, Counter::ConnAccepted, 1);
+        drv.count_service(l.stats_slot, Counter::ConnAccepted, 1);
         // SAFETY: c is live (holds a rundown reference).
         unsafe { conn::Conn::after_accept(c) };
         STATUS_SUCCESS
     } else {
-        drv.count_svc(l.slot, Counter::ConnRefused, 1);
+        drv.count_service(l.stats_slot, Counter::ConnRefused, 1);
         STATUS_REQUEST_NOT_ACCEPTED
     }
 }

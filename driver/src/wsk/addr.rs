@@ -6,14 +6,24 @@ use wsk_sys::{AF_INET, AF_INET6, SOCKADDR};
 /// Room for a SOCKADDR_IN6 (28 bytes), 8-byte aligned like SOCKADDR_STORAGE.
 #[repr(C, align(8))]
 #[derive(Clone, Copy, Debug)]
-pub struct SockAddrBuf(pub [u8; 32]);
+pub(crate) struct SockAddrBuf(pub [u8; 32]);
+
+/// The unspecified address of `peer`'s family, port 0 (a client socket's local address).
+pub(crate) fn wildcard_for(peer: SocketAddr) -> SocketAddr {
+    let ip = if peer.is_ipv4() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    };
+    SocketAddr::new(ip, 0)
+}
 
 impl SockAddrBuf {
-    pub const fn zeroed() -> Self {
+    pub(crate) const fn zeroed() -> Self {
         Self([0; 32])
     }
 
-    pub fn from_socket_addr(a: SocketAddr) -> Self {
+    pub(crate) fn from_socket_addr(a: SocketAddr) -> Self {
         let mut b = [0u8; 32];
         match a {
             SocketAddr::V4(v) => {
@@ -32,11 +42,11 @@ impl SockAddrBuf {
         Self(b)
     }
 
-    pub fn family(&self) -> u16 {
+    pub(crate) fn family(&self) -> u16 {
         u16::from_le_bytes([self.0[0], self.0[1]])
     }
 
-    pub fn to_socket_addr(&self) -> Option<SocketAddr> {
+    pub(crate) fn to_socket_addr(self) -> Option<SocketAddr> {
         let b = &self.0;
         let port = u16::from_be_bytes([b[2], b[3]]);
         let fam = self.family();
@@ -58,7 +68,7 @@ impl SockAddrBuf {
     ///
     /// # Safety
     /// `sa` is null or points to a SOCKADDR_IN / SOCKADDR_IN6 of its family's size.
-    pub unsafe fn copy_from(sa: *const SOCKADDR) -> Option<Self> {
+    pub(crate) unsafe fn copy_from(sa: *const SOCKADDR) -> Option<Self> {
         if sa.is_null() {
             return None;
         }
@@ -77,7 +87,7 @@ impl SockAddrBuf {
         Some(out)
     }
 
-    pub fn as_sockaddr(&mut self) -> *mut SOCKADDR {
+    pub(crate) fn as_sockaddr(&mut self) -> *mut SOCKADDR {
         self.0.as_mut_ptr().cast()
     }
 }

@@ -1,14 +1,22 @@
 //! Reading WSK_BUF data (C35): walk the whole chain, Offset applies to the first MDL only,
-//! map each MDL and treat a failed mapping as an error, never a NULL dereference.
+//! map each MDL and treat a failed mapping as an error, never a NULL dereference. And the MDLs
+//! the driver builds over its own non-paged buffers.
 
-use wsk_sys::{MdlMappingNoExecute, MmGetSystemAddressForMdlSafe, NormalPagePriority, WSK_BUF};
+use wsk_sys::{
+    IoAllocateMdl, MdlMappingNoExecute, MmBuildMdlForNonPagedPool, MmGetSystemAddressForMdlSafe,
+    NormalPagePriority, FALSE, PMDL, ULONG, WSK_BUF,
+};
 
 /// Calls `f` with consecutive slices of the first `max` bytes of `buf` (<= buf.Length).
 /// Returns the bytes visited, or None when an MDL could not be mapped.
 ///
 /// # Safety
 /// `buf` describes a valid locked/non-paged MDL chain (W51, W75), live for the call.
-pub unsafe fn for_each_chunk(buf: &WSK_BUF, max: usize, mut f: impl FnMut(&[u8])) -> Option<usize> {
+pub(crate) unsafe fn for_each_chunk(
+    buf: &WSK_BUF,
+    max: usize,
+    mut f: impl FnMut(&[u8]),
+) -> Option<usize> {
     let mut left = buf.Length.min(max);
     let total = left;
     let mut mdl = buf.Mdl;
@@ -38,4 +46,16 @@ pub unsafe fn for_each_chunk(buf: &WSK_BUF, max: usize, mut f: impl FnMut(&[u8])
         mdl = next;
     }
     Some(total)
+}
+
+/// An MDL over non-paged pool (IRQL <= DISPATCH_LEVEL); null on failure.
+pub(crate) fn build_mdl(p: *mut u8, len: usize) -> PMDL {
+    // SAFETY: p/len is a live non-paged block owned by the caller, which frees the MDL first.
+    unsafe {
+        let mdl = IoAllocateMdl(p.cast(), len as ULONG, FALSE, FALSE, core::ptr::null_mut());
+        if !mdl.is_null() {
+            MmBuildMdlForNonPagedPool(mdl);
+        }
+        mdl
+    }
 }

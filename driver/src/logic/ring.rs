@@ -55,6 +55,7 @@ impl ByteRing {
 
     /// Copies `data` (at most `free()` bytes of it) into `storage` and commits it.
     /// Returns the number of bytes taken.
+    #[cfg(test)]
     pub fn push(&mut self, storage: &mut [u8], data: &[u8]) -> usize {
         debug_assert_eq!(storage.len(), self.cap);
         let n = data.len().min(self.free());

@@ -10,21 +10,23 @@ use core::net::SocketAddr;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
+use control::protocol::pattern;
 use wsk_sys::{
-    IoFreeMdl, AF_INET, AF_INET6, IPPROTO_UDP, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PIRP, PMDL,
-    PVOID, SOCK_DGRAM, STATUS_INSUFFICIENT_RESOURCES, STATUS_MORE_PROCESSING_REQUIRED,
-    STATUS_NOT_SUPPORTED, STATUS_SUCCESS, ULONG, WSK_BUF, WSK_CLIENT_DATAGRAM_DISPATCH,
-    WSK_DATAGRAM_INDICATION, WSK_EVENT_RECEIVE_FROM, WSK_FLAG_DATAGRAM_SOCKET,
+    IoFreeMdl, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PIRP, PMDL, PVOID,
+    STATUS_INSUFFICIENT_RESOURCES, STATUS_MORE_PROCESSING_REQUIRED, STATUS_SUCCESS, ULONG, WSK_BUF,
+    WSK_CLIENT_DATAGRAM_DISPATCH, WSK_DATAGRAM_INDICATION, WSK_EVENT_RECEIVE_FROM,
     WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET,
 };
 
-use super::addr::SockAddrBuf;
-use super::{build_mdl, close_sync, enable_events, mdl, wait_until, Driver};
+use crate::driver::Driver;
+use crate::kernel::time::wait_until;
 use crate::kernel::{irp, pool};
-use crate::service::source::pattern_byte;
+use crate::wsk::addr::{wildcard_for, SockAddrBuf};
+use crate::wsk::mdl::{self, build_mdl};
+use crate::wsk::{close_sync, enable_events, socket_and_bind, BoundKind};
 
 /// Send contexts per job at most (each is one datagram in flight).
-pub const MAX_CONTEXTS: usize = 64;
+const MAX_CONTEXTS: usize = 64;
 /// Bytes of each reply compared with what was sent.
 const CHECK_LEN: usize = 64;
 
@@ -39,7 +41,7 @@ struct Send {
     idle: AtomicBool,
 }
 
-pub struct UdpJob {
+pub(crate) struct UdpJob {
     drv: *const Driver,
     socket: *mut WSK_SOCKET,
     ctxs: *mut Send,
@@ -66,120 +68,85 @@ impl UdpJob {
     ///
     /// # Safety
     /// Captured provider.
-    pub unsafe fn create(
+    pub(crate) unsafe fn create(
         d: &Driver,
         remote: SocketAddr,
         contexts: usize,
         len: usize,
         echo: bool,
     ) -> Result<*mut UdpJob, NTSTATUS> {
-        let u: *mut UdpJob = pool::alloc_zeroed(pool::TAG_UDP);
-        if u.is_null() {
-            return Err(STATUS_INSUFFICIENT_RESOURCES);
-        }
         let n = contexts.clamp(1, MAX_CONTEXTS);
-        // SAFETY: fresh block; every field written.
-        unsafe {
-            ptr::write(
-                u,
-                UdpJob {
-                    drv: d,
-                    socket: ptr::null_mut(),
-                    ctxs: ptr::null_mut(),
-                    n: 0,
-                    payload: ptr::null_mut(),
-                    payload_mdl: ptr::null_mut(),
-                    len,
-                    remote: SockAddrBuf::from_socket_addr(remote),
-                    ctl_irp: irp::alloc(),
-                },
-            );
-        }
+        let u = pool::new_block(
+            UdpJob {
+                drv: d,
+                socket: ptr::null_mut(),
+                ctxs: ptr::null_mut(),
+                n: 0,
+                payload: ptr::null_mut(),
+                payload_mdl: ptr::null_mut(),
+                len,
+                remote: SockAddrBuf::from_socket_addr(remote),
+                ctl_irp: irp::alloc(),
+            },
+            pool::TAG_UDP,
+        )?;
         // SAFETY: u is ours until the socket exists.
-        if !unsafe { (*u).alloc(n) } {
+        if let Err(e) = unsafe { (*u).alloc(n) } {
             // SAFETY: never published.
             unsafe { Self::free(u) };
-            return Err(STATUS_INSUFFICIENT_RESOURCES);
+            return Err(e);
         }
-        let Some(wsk_socket) = d.provider().WskSocket else {
-            // SAFETY: never published.
-            unsafe { Self::free(u) };
-            return Err(STATUS_NOT_SUPPORTED);
+        // SAFETY: context complete before the socket exists; static dispatch; a failed bind
+        // closes the socket before returning.
+        let sock = match unsafe {
+            socket_and_bind(
+                &d.provider,
+                BoundKind::Datagram,
+                u.cast(),
+                ptr::addr_of!(DISPATCH).cast(),
+                wildcard_for(remote),
+                (*u).ctl_irp,
+            )
+        } {
+            Ok(sock) => sock,
+            Err(e) => {
+                // SAFETY: no socket left (its close completed); never published.
+                unsafe { Self::free(u) };
+                return Err(e);
+            }
         };
-        let family = if remote.is_ipv4() { AF_INET } else { AF_INET6 };
-        let client = d.provider.Client;
-        // SAFETY: context complete before the socket exists; static dispatch.
-        let (st, info) = unsafe {
-            irp::call_sync(|i| {
-                wsk_socket(
-                    client,
-                    family,
-                    SOCK_DGRAM,
-                    IPPROTO_UDP,
-                    WSK_FLAG_DATAGRAM_SOCKET,
-                    u.cast(),
-                    ptr::addr_of!(DISPATCH).cast(),
-                    ptr::null_mut(),
-                    ptr::null_mut(),
-                    ptr::null_mut(),
-                    i,
-                )
-            })
-        };
-        if !NT_SUCCESS(st) {
-            // SAFETY: never published.
-            unsafe { Self::free(u) };
-            return Err(st);
-        }
-        let sock = info as *mut WSK_SOCKET;
         // SAFETY: ours; no callback before events are enabled.
         unsafe { (*u).socket = sock };
-        let any = if remote.is_ipv4() {
-            core::net::IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED)
-        } else {
-            core::net::IpAddr::V6(core::net::Ipv6Addr::UNSPECIFIED)
-        };
-        let mut a = SockAddrBuf::from_socket_addr(SocketAddr::new(any, 0));
-        // SAFETY: a datagram socket's dispatch table.
-        let disp = unsafe { &*(*sock).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>() };
-        let mut st = match disp.WskBind {
-            // SAFETY: `a` lives across the synchronous call.
-            Some(bind) => unsafe { irp::call_sync(|i| bind(sock, a.as_sockaddr(), 0, i)).0 },
-            None => STATUS_NOT_SUPPORTED,
-        };
-        if NT_SUCCESS(st) && echo {
+        if echo {
             // C26: per-socket callback after bind.
             // SAFETY: bound datagram socket.
-            st = unsafe { enable_events(sock, WSK_EVENT_RECEIVE_FROM) };
-        }
-        if !NT_SUCCESS(st) {
-            // SAFETY: nothing in flight; freed after the close completed.
-            unsafe {
-                close_sync(sock, (*u).ctl_irp);
-                Self::free(u);
+            if let Err(e) = unsafe { enable_events(sock, WSK_EVENT_RECEIVE_FROM) } {
+                // SAFETY: nothing in flight; freed after the close completed.
+                unsafe {
+                    let _ = close_sync(sock, (*u).ctl_irp);
+                    Self::free(u);
+                }
+                return Err(e);
             }
-            return Err(st);
         }
         Ok(u)
     }
 
-    fn alloc(&mut self, n: usize) -> bool {
+    fn alloc(&mut self, n: usize) -> Result<(), NTSTATUS> {
         if self.ctl_irp.is_null() {
-            return false;
+            return Err(STATUS_INSUFFICIENT_RESOURCES);
         }
         self.payload = pool::alloc(self.len.max(1), pool::TAG_UDP);
         if self.payload.is_null() {
-            return false;
+            return Err(STATUS_INSUFFICIENT_RESOURCES);
         }
         // SAFETY: fresh block of len bytes, ours.
         let p = unsafe { core::slice::from_raw_parts_mut(self.payload, self.len.max(1)) };
-        for (i, b) in p.iter_mut().enumerate() {
-            *b = pattern_byte(i);
-        }
+        pattern::fill(0, p);
         self.payload_mdl = build_mdl(self.payload, self.len.max(1));
         self.ctxs = pool::alloc(n * core::mem::size_of::<Send>(), pool::TAG_UDP).cast();
         if self.payload_mdl.is_null() || self.ctxs.is_null() {
-            return false;
+            return Err(STATUS_INSUFFICIENT_RESOURCES);
         }
         let me: *const UdpJob = self;
         for i in 0..n {
@@ -199,10 +166,10 @@ impl UdpJob {
             unsafe { ptr::write(self.ctxs.add(i), s) };
             self.n = i + 1;
             if !ok {
-                return false;
+                return Err(STATUS_INSUFFICIENT_RESOURCES);
             }
         }
-        true
+        Ok(())
     }
 
     /// # Safety
@@ -226,7 +193,7 @@ impl UdpJob {
 
     /// Starts every idle context (a context without a ticket goes idle again at once).
     /// PASSIVE_LEVEL (control path at start, housekeeper after).
-    pub fn kick(&self) {
+    pub(crate) fn kick(&self) {
         for i in 0..self.n {
             // SAFETY: i < n; contexts live until free.
             let s = unsafe { self.ctxs.add(i) };
@@ -241,7 +208,7 @@ impl UdpJob {
         }
     }
 
-    pub fn all_idle(&self) -> bool {
+    pub(crate) fn all_idle(&self) -> bool {
         // SAFETY: i < n; contexts live until free.
         (0..self.n).all(|i| unsafe { (*self.ctxs.add(i)).idle.load(Ordering::SeqCst) })
     }
@@ -252,14 +219,14 @@ impl UdpJob {
     ///
     /// # Safety
     /// `u` from [`create`](Self::create), closed once.
-    pub unsafe fn close_and_free(u: *mut UdpJob, timeout_ms: u64) {
+    pub(crate) unsafe fn close_and_free(u: *mut UdpJob, timeout_ms: u64) {
         // SAFETY: per the caller.
         let r = unsafe { &*u };
         if !wait_until(timeout_ms.max(1000), || r.all_idle()) {
-            crate::log_err!("udp load job: sends still in flight at close");
+            crate::kernel::log::log_err!("udp load job: sends still in flight at close");
         }
         // SAFETY: close completes after every IRP of the socket and every callback (W70).
-        unsafe { close_sync(r.socket, r.ctl_irp) };
+        let _ = unsafe { close_sync(r.socket, r.ctl_irp) };
         // Cancelled sends' completions have run by now; their loops saw the job stopped.
         let _ = wait_until(1000, || r.all_idle());
         // SAFETY: closed; nothing references it.
@@ -369,7 +336,7 @@ unsafe extern "win64" fn receive_from_event(
         let _ = unsafe {
             mdl::for_each_chunk(&buf, CHECK_LEN.min(j.len), |c| {
                 for (k, b) in c.iter().enumerate() {
-                    ok &= *b == pattern_byte(off + k);
+                    ok &= *b == pattern::byte((off + k) as u64);
                 }
                 off += c.len();
             })

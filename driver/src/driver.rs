@@ -1,0 +1,530 @@
+//! The root state (`Driver`) and its lifecycle: creation and WSK registration, the services'
+//! sockets (open, close, run-time reconfiguration, re-creation of dead ones), the per-service
+//! counter slots, housekeeping and teardown.
+//!
+//! Which state each room owns: `serve` the listeners, the connection pool and the UDP sockets;
+//! `load` the outbound load job; this file hands them the driver and decides when.
+
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use control::config::{Config, Proto, Service, Services, MAX_SERVICES};
+use control::protocol::pattern;
+use wsk_sys::{
+    ExInitializeRundownProtection, ExWaitForRundownProtectionRelease, IoFreeMdl,
+    KeGetCurrentProcessorNumberEx, WskDeregister, WskRegister, WskReleaseProviderNPI,
+    EX_RUNDOWN_REF, MAKE_WSK_VERSION, NTSTATUS, PDEVICE_OBJECT, PMDL, PVOID,
+    STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED, WSK_CLIENT_DISPATCH, WSK_CLIENT_NPI,
+    WSK_PROVIDER_DISPATCH, WSK_PROVIDER_NPI, WSK_REGISTRATION,
+};
+
+use crate::kernel::{pool, time};
+use crate::load::{self, Job};
+use crate::logic::budget::RetainedBudget;
+use crate::logic::source;
+use crate::serve::conn::ConnPool;
+use crate::serve::listener::Listener;
+use crate::serve::udp::UdpSock;
+use crate::stats::{Counter, Stats, SvcStats, NO_SLOT};
+use crate::wsk::{check, mdl::build_mdl};
+
+/// Start-up progress, readable by the host runner and tests.
+pub const START_PENDING: u32 = 0;
+pub const START_READY: u32 = 1;
+pub const START_FAILED: u32 = 2;
+
+pub(crate) struct Driver {
+    pub(crate) registration: WSK_REGISTRATION,
+    pub(crate) client_npi: WSK_CLIENT_NPI,
+    pub(crate) provider: WSK_PROVIDER_NPI,
+    pub(crate) registered: bool,
+    pub(crate) captured: bool,
+    pub(crate) config: Config,
+    pub(crate) stats: Stats,
+    pub(crate) budget: RetainedBudget,
+    /// Held by every live connection context from accept to close completion (C29: unload
+    /// closes every socket itself; C30: no completion routine runs after unload).
+    pub(crate) rundown: EX_RUNDOWN_REF,
+    pub(crate) stopping: AtomicBool,
+    /// Ends the housekeeping loop (after every socket is closed).
+    pub(crate) hk_stop: AtomicBool,
+    pub(crate) start_state: AtomicU32,
+    pub(crate) listeners: [*mut Listener; MAX_SERVICES],
+    /// Read by the housekeeping thread, taken out by unload before the socket is freed.
+    pub(crate) udps: [AtomicPtr<UdpSock>; MAX_SERVICES],
+    /// Housekeeping ticks done (unload waits for two after taking a socket out).
+    pub(crate) hk_gen: AtomicU32,
+    pub(crate) conns: ConnPool,
+    /// The source service's shared read-only payload and its MDL.
+    pub(crate) pattern: *mut u8,
+    pub(crate) pattern_mdl: PMDL,
+    pub(crate) perf_freq: u64,
+    pub(crate) startup_thread: PVOID,
+    pub(crate) device: PDEVICE_OBJECT,
+    pub(crate) symlink_created: bool,
+    /// One control request at a time; unload takes it for good.
+    pub(crate) control_busy: AtomicBool,
+    /// The outbound load job (one at a time).
+    pub(crate) job: Job,
+    /// The housekeeper itself is closing a socket (it need not wait for its own ticks).
+    pub(crate) in_hk: bool,
+    /// Which service owns each per-service counter slot. A slot follows the service, not its
+    /// socket: re-creating a dead socket keeps the counts; a service removed by
+    /// reconfiguration frees its slot. Changed only on the serialised control path.
+    pub(crate) stats_slots: [Option<Service>; MAX_SERVICES],
+    /// Per-CPU × per-service counters (all-zero is valid: left as the pool zeroed it).
+    pub(crate) service_stats: SvcStats,
+    /// SIO_WSK_QUERY_IDEAL_SEND_BACKLOG queries answered at accept and the last value (W36:
+    /// the ideal-backlog query); host-test visibility only, not part of the control ABI.
+    pub(crate) backlog_queries: AtomicU64,
+    pub(crate) backlog_last: AtomicUsize,
+}
+
+static CLIENT_DISPATCH: WSK_CLIENT_DISPATCH = WSK_CLIENT_DISPATCH {
+    Version: MAKE_WSK_VERSION(1, 0),
+    Reserved: 0,
+    WskClientEvent: None,
+};
+
+impl Driver {
+    /// Allocates and initialises the state block (pools, pattern, rundown) and registers with
+    /// WSK. PASSIVE_LEVEL (DriverEntry). On failure nothing is left allocated or registered.
+    pub(crate) fn create(config: &Config) -> Result<*mut Driver, NTSTATUS> {
+        let d: *mut Driver = pool::alloc_zeroed(pool::TAG_DRIVER);
+        if d.is_null() {
+            return Err(STATUS_INSUFFICIENT_RESOURCES);
+        }
+        // SAFETY: the zeroed block is a valid Driver for all-integer/pointer/atomic fields
+        // (SvcStats and the arrays of pointers included); the non-trivial ones are written
+        // here before use.
+        let r = unsafe {
+            ptr::write(ptr::addr_of_mut!((*d).config), *config);
+            ptr::write(ptr::addr_of_mut!((*d).stats), Stats::new());
+            ptr::write(
+                ptr::addr_of_mut!((*d).budget),
+                RetainedBudget::new(config.limits.max_retained_total as usize),
+            );
+            ptr::write(ptr::addr_of_mut!((*d).conns), ConnPool::empty());
+            ptr::write(ptr::addr_of_mut!((*d).job), Job::new());
+            ptr::write(ptr::addr_of_mut!((*d).stats_slots), [None; MAX_SERVICES]);
+            &mut *d
+        };
+        r.perf_freq = time::frequency();
+        // SAFETY: the rundown lives in the block until it is freed after the last release.
+        unsafe { ExInitializeRundownProtection(&raw mut r.rundown) };
+        let status = r.alloc_pattern().and_then(|()| {
+            r.conns.init(
+                d,
+                config.limits.max_connections as usize,
+                config.limits.send_ring_bytes as usize,
+            )
+        });
+        // SAFETY: d is at its final address.
+        let status = status.and_then(|()| unsafe { r.register() });
+        if let Err(e) = status {
+            // SAFETY: nothing started; undo what was set up.
+            unsafe { Self::destroy(d) };
+            return Err(e);
+        }
+        Ok(d)
+    }
+
+    /// Releases WSK and frees everything.
+    ///
+    /// # Safety
+    /// `d` from [`create`](Self::create): no socket, thread, device or IRP uses it any more.
+    pub(crate) unsafe fn destroy(d: *mut Driver) {
+        // SAFETY: per the caller.
+        unsafe {
+            (*d).release_wsk();
+            (*d).free_resources();
+            pool::free_typed(d, pool::TAG_DRIVER);
+        }
+    }
+
+    pub(crate) fn cpu() -> usize {
+        // SAFETY: no preconditions; NULL = do not return the group/number struct.
+        unsafe { KeGetCurrentProcessorNumberEx(ptr::null_mut()) as usize }
+    }
+
+    pub(crate) fn count(&self, c: Counter, n: u64) {
+        self.stats.add(Self::cpu(), c, n);
+    }
+
+    /// Counts globally and for the service owning `stats_slot` (`stats::NO_SLOT`: global
+    /// only). Any IRQL; touches only this CPU's lines.
+    #[inline]
+    pub(crate) fn count_service(&self, stats_slot: usize, c: Counter, n: u64) {
+        let cpu = Self::cpu();
+        self.stats.add(cpu, c, n);
+        self.service_stats.add(cpu, stats_slot, c, n);
+    }
+
+    /// The counter slot of a configured service, taking (and zeroing) a free one if it has
+    /// none yet. Control path / start-up, PASSIVE_LEVEL.
+    fn stats_slot_for(&mut self, service: &Service) -> usize {
+        if let Some(i) = self
+            .stats_slots
+            .iter()
+            .position(|s| s.as_ref() == Some(service))
+        {
+            return i;
+        }
+        match self.stats_slots.iter().position(Option::is_none) {
+            Some(i) => {
+                self.service_stats.clear(i);
+                self.stats_slots[i] = Some(*service);
+                i
+            }
+            None => NO_SLOT,
+        }
+    }
+
+    /// Frees the slots of services no longer configured. Control path, PASSIVE_LEVEL.
+    fn release_stats_slots(&mut self, keep: &[Service]) {
+        for s in &mut self.stats_slots {
+            if s.is_some_and(|v| !keep.contains(&v)) {
+                *s = None;
+            }
+        }
+    }
+
+    /// Per-service counters of a configured service (ABI layout); None if it has no slot.
+    pub(crate) fn service_counters(
+        &self,
+        service: &Service,
+    ) -> Option<[u64; control::stats::COUNTER_COUNT]> {
+        let i = self
+            .stats_slots
+            .iter()
+            .position(|s| s.as_ref() == Some(service))?;
+        Some(self.service_stats.snapshot(i))
+    }
+
+    /// WskRegister. PASSIVE_LEVEL (DriverEntry).
+    ///
+    /// # Safety
+    /// `self` is at its final address (the registration block must stay put, W2).
+    unsafe fn register(&mut self) -> Result<(), NTSTATUS> {
+        self.client_npi.ClientContext = ptr::null_mut();
+        self.client_npi.Dispatch = &raw const CLIENT_DISPATCH;
+        // SAFETY: both blocks live in the driver state until WskDeregister returns (W2).
+        let status = unsafe { WskRegister(&raw mut self.client_npi, &raw mut self.registration) };
+        check(status)?;
+        self.registered = true;
+        Ok(())
+    }
+
+    /// The provider dispatch table (valid while captured).
+    pub(crate) fn provider(&self) -> &WSK_PROVIDER_DISPATCH {
+        // SAFETY: set by a successful capture, released only at unload after all sockets close.
+        unsafe { &*self.provider.Dispatch }
+    }
+
+    fn alloc_pattern(&mut self) -> Result<(), NTSTATUS> {
+        self.pattern = pool::alloc(source::PATTERN_LEN, pool::TAG_PATTERN);
+        if self.pattern.is_null() {
+            return Err(STATUS_INSUFFICIENT_RESOURCES);
+        }
+        // SAFETY: freshly allocated, PATTERN_LEN bytes, exclusively ours.
+        pattern::fill(0, unsafe {
+            core::slice::from_raw_parts_mut(self.pattern, source::PATTERN_LEN)
+        });
+        self.pattern_mdl = build_mdl(self.pattern, source::PATTERN_LEN);
+        if self.pattern_mdl.is_null() {
+            return Err(STATUS_INSUFFICIENT_RESOURCES);
+        }
+        Ok(())
+    }
+
+    /// Creates every configured socket. PASSIVE_LEVEL (start-up thread). A service that fails
+    /// (e.g. its port is taken) is logged and the others still run; the first failure is
+    /// returned.
+    ///
+    /// # Safety
+    /// Captured provider; `self` at its final address.
+    pub(crate) unsafe fn create_sockets(&mut self) -> Result<(), NTSTATUS> {
+        let services = self.config.services;
+        let mut first = Ok(());
+        for service in services.as_slice() {
+            // SAFETY: per this function's contract.
+            let r = unsafe { self.open_service(service) };
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
+    /// Opens one service's socket into a free slot. PASSIVE_LEVEL.
+    ///
+    /// # Safety
+    /// Captured provider; `self` at its final address.
+    unsafe fn open_service(&mut self, service: &Service) -> Result<(), NTSTATUS> {
+        let stats_slot = self.stats_slot_for(service);
+        let r = match service.proto {
+            Proto::Tcp => match self.listeners.iter().position(|l| l.is_null()) {
+                // SAFETY: per this function's contract.
+                Some(i) => unsafe { Listener::create(self, service, stats_slot) }
+                    .map(|l| self.listeners[i] = l),
+                None => Err(STATUS_INSUFFICIENT_RESOURCES),
+            },
+            Proto::Udp => match self
+                .udps
+                .iter()
+                .position(|u| u.load(Ordering::SeqCst).is_null())
+            {
+                // SAFETY: per this function's contract.
+                Some(i) => unsafe { UdpSock::create(self, service, stats_slot) }
+                    .map(|u| self.udps[i].store(u, Ordering::SeqCst)),
+                None => Err(STATUS_INSUFFICIENT_RESOURCES),
+            },
+        };
+        match r {
+            Ok(()) => crate::kernel::log::log_info!(
+                "{} {} on {}:{}",
+                service.proto.name(),
+                service.mode.name(),
+                service.bind,
+                service.port
+            ),
+            Err(e) => crate::kernel::log::log_err!(
+                "{} {} on {}:{}: socket failed {:#x}",
+                service.proto.name(),
+                service.mode.name(),
+                service.bind,
+                service.port,
+                e as u32
+            ),
+        }
+        r
+    }
+
+    /// Closes one service's socket if it is open (connections it accepted keep running);
+    /// false when it had none. PASSIVE_LEVEL.
+    ///
+    /// # Safety
+    /// Captured provider.
+    unsafe fn close_service(&mut self, service: &Service, timeout_ms: u64) -> bool {
+        match service.proto {
+            Proto::Tcp => {
+                let Some(i) = self
+                    .listeners
+                    .iter()
+                    // SAFETY: non-null slots hold live listeners.
+                    .position(|&l| !l.is_null() && unsafe { (*l).service } == *service)
+                else {
+                    return false;
+                };
+                let l = core::mem::replace(&mut self.listeners[i], ptr::null_mut());
+                // SAFETY: taken out of the table, closed once.
+                unsafe { Listener::close_and_free(l) };
+            }
+            Proto::Udp => {
+                let Some(i) = self.udps.iter().position(|u| {
+                    let p = u.load(Ordering::SeqCst);
+                    // SAFETY: non-null slots hold live sockets.
+                    !p.is_null() && unsafe { (*p).service } == *service
+                }) else {
+                    return false;
+                };
+                let u = self.udps[i].swap(ptr::null_mut(), Ordering::SeqCst);
+                // The housekeeper may be inside a tick that read the pointer: two more ticks
+                // and it is out (bounded: it ticks every 5 ms while the driver runs).
+                if !self.in_hk {
+                    let g0 = self.hk_gen.load(Ordering::SeqCst);
+                    time::wait_until(200, || {
+                        self.hk_gen.load(Ordering::SeqCst).wrapping_sub(g0) >= 2
+                    });
+                }
+                // SAFETY: taken out of the table, closed once.
+                unsafe { UdpSock::close_and_free(u, timeout_ms) };
+            }
+        }
+        true
+    }
+
+    /// Run-time reconfiguration (control path, PASSIVE_LEVEL, one at a time). Services are
+    /// diffed: removed ones are closed, added ones opened, unchanged ones not touched. If an
+    /// added one fails (e.g. STATUS_ADDRESS_ALREADY_EXISTS) every change of this call is undone
+    /// and that status returned: nothing is left half-applied. Limits size the pre-allocated
+    /// pools at load, so a change of limits is refused (STATUS_NOT_SUPPORTED).
+    ///
+    /// # Safety
+    /// Captured provider, not unloading, called from the serialised control path.
+    pub(crate) unsafe fn reconfigure(&mut self, new: &Config) -> Result<(), NTSTATUS> {
+        if new.limits != self.config.limits {
+            return Err(STATUS_NOT_SUPPORTED);
+        }
+        let old = self.config.services;
+        let timeout = u64::from(self.config.limits.disconnect_timeout_ms);
+        // Subsets of valid lists: adding to an empty list cannot conflict or overflow.
+        let mut removed = Services::empty();
+        for s in old.as_slice() {
+            if !new.services.as_slice().contains(s) {
+                let _ = removed.add(*s);
+            }
+        }
+        let mut added = Services::empty();
+        for s in new.services.as_slice() {
+            if !old.as_slice().contains(s) {
+                let _ = added.add(*s);
+            }
+        }
+        for s in removed.as_slice() {
+            // SAFETY: per this function's contract.
+            unsafe { self.close_service(s, timeout) };
+        }
+        for (k, s) in added.as_slice().iter().enumerate() {
+            // SAFETY: per this function's contract.
+            if let Err(e) = unsafe { self.open_service(s) } {
+                for undo in &added.as_slice()[..k] {
+                    // SAFETY: opened above in this call.
+                    unsafe { self.close_service(undo, timeout) };
+                }
+                for back in removed.as_slice() {
+                    // SAFETY: best effort: the old port may have been taken meanwhile (logged).
+                    let _ = unsafe { self.open_service(back) };
+                }
+                let keep = self.config.services;
+                self.release_stats_slots(keep.as_slice());
+                return Err(e);
+            }
+        }
+        // Only the control path reads the services list; callbacks read the limits.
+        // SAFETY: exclusive control path; the limits part is unchanged.
+        unsafe { ptr::addr_of_mut!(self.config.services).write(new.services) };
+        self.release_stats_slots(new.services.as_slice());
+        Ok(())
+    }
+
+    /// Teardown of every socket. PASSIVE_LEVEL (DriverUnload). Bounded: graceful first for
+    /// `disconnect_timeout_ms`, then abortive (C29; C34: a graceful disconnect is bounded),
+    /// then waits for the rundown.
+    ///
+    /// # Safety
+    /// Called once, after start-up finished.
+    pub(crate) unsafe fn close_sockets(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        // 0. The load job (its UDP socket; TCP job connections go with the others below).
+        load::close(self);
+        // 1. No new connections: close the listeners (the close waits for running accept
+        //    callbacks, W70).
+        for l in &mut self.listeners {
+            if !l.is_null() {
+                // SAFETY: created by Listener::create, closed once here.
+                unsafe { Listener::close_and_free(*l) };
+                *l = ptr::null_mut();
+            }
+        }
+        let timeout = u64::from(self.config.limits.disconnect_timeout_ms);
+        // 2. Connections: echo what is queued, FIN, then close; abort whatever is left.
+        self.conns.shutdown_all(false);
+        time::wait_until(timeout, || self.conns.active() == 0);
+        self.conns.shutdown_all(true);
+        // 3. Datagram sockets: wait for in-flight sends (they hold retained lists, C4), close.
+        for i in 0..self.udps.len() {
+            let u = self.udps[i].load(Ordering::SeqCst);
+            if !u.is_null() {
+                // SAFETY: a live socket of the table.
+                let service = unsafe { (*u).service };
+                // SAFETY: closed once, taken out of the table first.
+                unsafe { self.close_service(&service, timeout) };
+            }
+        }
+        // 4. Every connection context has been closed and its completion has run (C30).
+        // SAFETY: initialised in create; PASSIVE_LEVEL.
+        unsafe { ExWaitForRundownProtectionRelease(&raw mut self.rundown) };
+    }
+
+    /// Housekeeping tick. PASSIVE_LEVEL (start-up thread).
+    pub(crate) fn housekeeping(&mut self) {
+        self.conns.kick_blocked();
+        load::tick(self);
+        self.recreate_dead_sockets();
+        for slot in &self.udps {
+            let u = slot.load(Ordering::SeqCst);
+            if !u.is_null() {
+                // SAFETY: unload takes the pointer out and waits two ticks before freeing it.
+                unsafe { (*u).kick() };
+            }
+        }
+        self.hk_gen.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A listener that got a NULL AcceptSocket (W48) or a datagram socket that got a NULL list
+    /// (W60) no longer works: close it and open the same service again (C8). Runs under the
+    /// control lock so it never races a reconfiguration; skipped (retried next tick) if busy.
+    fn recreate_dead_sockets(&mut self) {
+        let mut dead = Services::empty();
+        for &l in &self.listeners {
+            // SAFETY: non-null entries are live listeners (only this thread and the serialised
+            // control path change the table).
+            if !l.is_null() && unsafe { (*l).dead.load(Ordering::SeqCst) } {
+                // SAFETY: as above.
+                let _ = dead.add(unsafe { (*l).service });
+            }
+        }
+        for u in &self.udps {
+            let p = u.load(Ordering::SeqCst);
+            // SAFETY: as above.
+            if !p.is_null() && unsafe { (*p).dead.load(Ordering::SeqCst) } {
+                // SAFETY: as above.
+                let _ = dead.add(unsafe { (*p).service });
+            }
+        }
+        if dead.is_empty()
+            || self.stopping.load(Ordering::SeqCst)
+            || self.control_busy.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        let timeout = u64::from(self.config.limits.disconnect_timeout_ms);
+        self.in_hk = true;
+        for service in dead.as_slice() {
+            crate::kernel::log::log_err!(
+                "{} {} port {}: socket dead, re-creating",
+                service.proto.name(),
+                service.mode.name(),
+                service.port
+            );
+            // SAFETY: captured provider; the control lock is held.
+            unsafe {
+                self.close_service(service, timeout);
+                let _ = self.open_service(service);
+            }
+        }
+        self.in_hk = false;
+        self.control_busy.store(false, Ordering::SeqCst);
+    }
+
+    /// # Safety
+    /// All sockets closed.
+    unsafe fn release_wsk(&mut self) {
+        if self.captured {
+            // SAFETY: paired with the successful capture (C28: balanced on every path).
+            unsafe { WskReleaseProviderNPI(&raw mut self.registration) };
+            self.captured = false;
+        }
+        if self.registered {
+            // SAFETY: paired with WskRegister (C28); returns once every socket is closed (W7).
+            unsafe { WskDeregister(&raw mut self.registration) };
+            self.registered = false;
+        }
+    }
+
+    /// # Safety
+    /// Nothing uses the pools any more.
+    unsafe fn free_resources(&mut self) {
+        // SAFETY: no socket is open, no IRP outstanding.
+        unsafe {
+            self.conns.free();
+            if !self.pattern_mdl.is_null() {
+                IoFreeMdl(self.pattern_mdl);
+                self.pattern_mdl = ptr::null_mut();
+            }
+            pool::free(self.pattern, pool::TAG_PATTERN);
+        }
+        self.pattern = ptr::null_mut();
+    }
+}

@@ -1,0 +1,158 @@
+//! The control handler: the IOCTL ABI of `control::ioctl` answered from the driver state
+//! (statistics, configuration, load jobs). The device object and its IRP plumbing are in
+//! `device`; every check of a request lives in the control crate.
+
+use core::sync::atomic::Ordering;
+
+use control::config::{Config, Service};
+use control::ioctl::{self, ControlHandler, LoadJob, LoadStatus, StatsSource};
+use control::stats::{Counter as C, Counters};
+use wsk_sys::{KeQueryActiveProcessorCountEx, STATUS_DEVICE_NOT_READY};
+
+use crate::driver::Driver;
+use crate::kernel::time;
+use crate::load;
+use crate::stats::{Counter, MAX_CPUS};
+
+/// The control ABI over any transport (IOCTL here, TCP in wskecho-sim). PASSIVE_LEVEL.
+/// Requests are serialised (a concurrent one gets STATUS_DEVICE_BUSY); unload takes the
+/// control path for good before closing sockets.
+///
+/// # Safety
+/// `d` is the loaded driver.
+pub(crate) unsafe fn control_dispatch(
+    d: *mut Driver,
+    code: u32,
+    input: &[u8],
+    output: &mut [u8],
+) -> (i32, usize) {
+    // SAFETY: per the caller.
+    let busy = unsafe { &(*d).control_busy };
+    if busy.swap(true, Ordering::SeqCst) {
+        return (control::ioctl::status::STATUS_DEVICE_BUSY, 0);
+    }
+    let mut h = Handler { d };
+    let r = ioctl::dispatch(&mut h, code, input, output);
+    busy.store(false, Ordering::SeqCst);
+    r
+}
+
+struct Handler {
+    d: *mut Driver,
+}
+
+impl Handler {
+    fn drv(&self) -> &Driver {
+        // SAFETY: the loaded driver, alive while the control path is held.
+        unsafe { &*self.d }
+    }
+}
+
+fn map(c: &[u64; crate::stats::NUM_COUNTERS]) -> Counters {
+    let g = |k: Counter| c[k as usize];
+    let mut o = Counters::default();
+    o.set(C::ConnAccepted, g(Counter::ConnAccepted));
+    o.set(C::ConnRefused, g(Counter::ConnRefused));
+    // Per-CPU values are deltas (a connection may close on another CPU): wrapping keeps the
+    // sum exact.
+    o.set(
+        C::ConnActive,
+        g(Counter::ConnAccepted).wrapping_sub(g(Counter::ConnClosed)),
+    );
+    o.set(C::BytesIn, g(Counter::TcpBytesIn) + g(Counter::UdpBytesIn));
+    o.set(
+        C::BytesOut,
+        g(Counter::TcpBytesOut) + g(Counter::UdpBytesOut),
+    );
+    o.set(C::DatagramsIn, g(Counter::UdpDatagramsIn));
+    o.set(C::DatagramsOut, g(Counter::UdpDatagramsOut));
+    o.set(C::DropNoSendContext, g(Counter::UdpDropNoContext));
+    o.set(C::DropRateLimited, g(Counter::UdpDropRate));
+    o.set(C::DropNotAllowed, g(Counter::UdpDropFiltered));
+    o.set(
+        C::DropMalformed,
+        g(Counter::UdpDropService) + g(Counter::UdpDropTooBig),
+    );
+    o.set(C::SendErrors, g(Counter::SendErrors));
+    o.set(C::ZeroCopySends, g(Counter::ZeroCopySends));
+    o.set(C::CopySends, g(Counter::CopySends));
+    o.set(C::Backpressure, g(Counter::RxBackpressure));
+    o
+}
+
+impl StatsSource for Handler {
+    fn cpu_count(&self) -> usize {
+        // SAFETY: any IRQL; ALL_PROCESSOR_GROUPS.
+        (unsafe { KeQueryActiveProcessorCountEx(0xffff) } as usize).clamp(1, MAX_CPUS)
+    }
+
+    fn cpu(&self, index: usize) -> Counters {
+        map(&self.drv().stats.cpu_snapshot(index))
+    }
+
+    fn global(&self) -> Counters {
+        let mut c = map(&self.drv().stats.snapshot());
+        c.set(C::RetainedBytes, self.drv().budget.used() as u64);
+        c
+    }
+
+    fn service_count(&self) -> usize {
+        self.drv().config.services.len()
+    }
+
+    /// Summed over CPUs from the service's own per-CPU slot. RetainedBytes is a global gauge
+    /// only (the retention budget is shared): it reads 0 in a service block.
+    fn service(&self, index: usize) -> (Service, Counters) {
+        let svc = self.drv().config.services.as_slice()[index];
+        let mut c = Counters::default();
+        if let Some(v) = self.drv().service_counters(&svc) {
+            for (k, x) in C::ALL.iter().zip(v) {
+                c.set(*k, x);
+            }
+        }
+        (svc, c)
+    }
+
+    fn time_us(&self) -> u64 {
+        let f = self.drv().perf_freq.max(1);
+        (u128::from(time::now()) * 1_000_000 / u128::from(f)) as u64
+    }
+}
+
+impl ControlHandler for Handler {
+    fn driver_version(&self) -> (u16, u16, u16) {
+        (0, 1, 0)
+    }
+
+    fn config(&self) -> Config {
+        self.drv().config
+    }
+
+    fn set_config(&mut self, new: &Config) -> Result<(), i32> {
+        // SAFETY: the control path is held (one request at a time), PASSIVE_LEVEL.
+        let d = unsafe { &mut *self.d };
+        if !d.captured || d.stopping.load(Ordering::SeqCst) {
+            return Err(STATUS_DEVICE_NOT_READY);
+        }
+        // SAFETY: as above.
+        unsafe { d.reconfigure(new) }
+    }
+
+    fn load_start(&mut self, job: &LoadJob) -> Result<u32, i32> {
+        let d = self.drv();
+        if !d.captured || d.stopping.load(Ordering::SeqCst) {
+            return Err(STATUS_DEVICE_NOT_READY);
+        }
+        // SAFETY: captured provider, PASSIVE_LEVEL control path.
+        unsafe { load::start(d, job) }
+    }
+
+    fn load_stop(&mut self, _job_id: u32) -> Result<(), i32> {
+        load::stop(self.drv());
+        Ok(())
+    }
+
+    fn load_status(&self) -> LoadStatus {
+        load::status(self.drv())
+    }
+}

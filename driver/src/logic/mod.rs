@@ -1,0 +1,65 @@
+//! Platform-free decisions: everything that decides, host-unit-tested, no FFI (nothing of
+//! wsk-sys). The kernel rooms (`serve`, `load`) only move buffers and make the WSK calls these
+//! modules ask for.
+//!
+//! - `tcp`: the per-connection send/receive state machine (zero-copy vs copy, ordering,
+//!   backpressure, teardown); `client`: the load client's message state inside it.
+//! - `udp`: the per-source rate limiter; `udp_verdict` below: what a UDP service answers.
+//! - `sockperf`: the sockperf datagram rules and the TCP framer; `source`: source send sizes.
+//! - `ring`: the copy path's byte ring; `budget`: the global retention budget.
+
+pub mod budget;
+pub mod client;
+pub mod ring;
+pub mod sockperf;
+pub mod source;
+pub mod tcp;
+pub mod udp;
+
+use control::protocol::Mode;
+
+/// The TCP state machine's mode for a served connection of a service in `mode`.
+pub fn tcp_mode(mode: Mode) -> tcp::Mode {
+    match mode {
+        Mode::Echo => tcp::Mode::Echo,
+        Mode::Discard => tcp::Mode::Discard,
+        Mode::Source => tcp::Mode::Source,
+        Mode::Sockperf => tcp::Mode::Sockperf,
+    }
+}
+
+/// What a UDP service does with one datagram of `len` bytes whose first bytes are `first`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UdpVerdict {
+    /// Send the datagram back unchanged (zero-copy from the indication).
+    Echo,
+    /// Send it back with this 14-byte header in front of bytes 14.. (copy path).
+    SockperfReply(control::protocol::sockperf::Header),
+    /// Count and drop.
+    Drop,
+}
+
+pub fn udp_verdict(mode: Mode, first: &[u8], len: usize) -> UdpVerdict {
+    match mode {
+        Mode::Echo => UdpVerdict::Echo,
+        // No UDP source: it would turn any spoofed datagram into a stream (amplification).
+        Mode::Discard | Mode::Source => UdpVerdict::Drop,
+        Mode::Sockperf => match sockperf::datagram_verdict(first, len) {
+            sockperf::DatagramVerdict::Reply(h) => UdpVerdict::SockperfReply(h),
+            _ => UdpVerdict::Drop,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn udp_never_amplifies() {
+        assert_eq!(udp_verdict(Mode::Source, b"x", 1), UdpVerdict::Drop);
+        assert_eq!(udp_verdict(Mode::Discard, b"x", 1), UdpVerdict::Drop);
+        assert_eq!(udp_verdict(Mode::Echo, b"", 0), UdpVerdict::Echo);
+        assert_eq!(udp_verdict(Mode::Sockperf, b"short", 5), UdpVerdict::Drop);
+    }
+}
