@@ -60,7 +60,7 @@ impl Drop for Block {
             d.fill(RELEASED_POISON);
         }
         for m in self.mdls.drain(..) {
-            crate::mdl::free_mdl(m, "indication release");
+            crate::kernel::mdl::free_mdl(m, "indication release");
         }
     }
 }
@@ -74,7 +74,7 @@ fn chain(buf: &mut [u8], payload: usize, mdls: &mut Vec<PMDL>) -> WSK_BUF {
             Length: 0,
         };
     }
-    let pieces = crate::faults::range(1, 3).min(payload);
+    let pieces = crate::kernel::schedule::range(1, 3).min(payload);
     let mut cuts = vec![0usize];
     for i in 1..pieces {
         cuts.push(payload * i / pieces);
@@ -90,7 +90,7 @@ fn chain(buf: &mut [u8], payload: usize, mdls: &mut Vec<PMDL>) -> WSK_BUF {
         };
         // SAFETY: start+len lies within `buf` (LEAD + payload bytes).
         let va = unsafe { buf.as_mut_ptr().add(start) };
-        let m = crate::mdl::alloc_mdl(va.cast(), len as u32, false);
+        let m = crate::kernel::mdl::alloc_mdl(va.cast(), len as u32, false);
         // SAFETY: a fresh MDL of ours: mark it mapped non-paged memory.
         unsafe {
             (*m).MappedSystemVa = va.cast();

@@ -30,7 +30,7 @@ pub struct Config {
     /// is returned (PendingReturned TRUE, W12's "already completed" case).
     pub complete_before_return_rate: f64,
     /// Calls subject to random failure, and the failure rate and status.
-    pub fail_calls: Vec<crate::faults::Call>,
+    pub fail_calls: Vec<Call>,
     pub fail_rate: f64,
     pub fail_status: NTSTATUS,
     /// Fraction of ExAllocatePool2 / IoAllocateIrp / IoAllocateMdl calls that fail.
@@ -127,4 +127,31 @@ fn clock_seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     t ^ (u64::from(std::process::id()) << 32)
+}
+
+/// Calls the fault schedule can fail on purpose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Call {
+    WskCaptureProviderNPI,
+    WskSocket,
+    WskSocketConnect,
+    WskControlClient,
+    WskControlSocket,
+    WskBind,
+    WskListen,
+    WskAccept,
+    WskConnect,
+    WskSend,
+    WskReceive,
+    WskSendTo,
+    WskReceiveFrom,
+    WskSendMessages,
+    WskDisconnect,
+    WskGetLocalAddress,
+    WskGetRemoteAddress,
+    ExAllocatePool2,
+    IoAllocateIrp,
+    IoAllocateMdl,
+    IoAllocateWorkItem,
+    PsCreateSystemThread,
 }
