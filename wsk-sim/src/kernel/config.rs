@@ -29,6 +29,12 @@ pub struct Config {
     /// Fraction of pended calls completed on the calling thread just before STATUS_PENDING
     /// is returned (PendingReturned TRUE, W12's "already completed" case).
     pub complete_before_return_rate: f64,
+    /// Fraction of calls that, having handed a pending IRP to another thread, are held back
+    /// `late_return_us` (half to all of it) before returning STATUS_PENDING, as a preempted thread would
+    /// be: the IRP may complete (its completion routine run on another thread) before the
+    /// call returns (W12). Off by default.
+    pub late_return_rate: f64,
+    pub late_return_us: u64,
     /// Calls subject to random failure, and the failure rate and status.
     pub fail_calls: Vec<Call>,
     pub fail_rate: f64,
@@ -69,6 +75,8 @@ impl Default for Config {
             dispatch_rate: 0.5,
             pend_rate: 0.3,
             complete_before_return_rate: 0.2,
+            late_return_rate: 0.0,
+            late_return_us: 0,
             fail_calls: Vec::new(),
             fail_rate: 0.0,
             fail_status: wsk_sys::STATUS_INSUFFICIENT_RESOURCES,

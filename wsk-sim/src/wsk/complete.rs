@@ -135,12 +135,16 @@ pub(crate) unsafe fn fail(irp: PIRP, status: NTSTATUS) -> NTSTATUS {
     unsafe { finish(irp, status, 0) }
 }
 
-/// Returns STATUS_PENDING for an IRP that a provider thread will complete.
-///
-/// # Safety
-/// The provider owns `irp`.
-pub(crate) unsafe fn pend(irp: PIRP) -> NTSTATUS {
-    // SAFETY: per the function contract.
-    unsafe { crate::kernel::irp::mark_pending(irp) };
+/// Returns STATUS_PENDING for an IRP already marked pending and handed to another thread,
+/// which may complete it at any moment: the caller touches it no more. With
+/// `Config::late_return_rate` the calling thread is held back first, as a preempted thread
+/// would be, so the completion routine can run before the call returns (W12).
+pub(crate) fn late_return() -> NTSTATUS {
+    let cfg = crate::kernel::state::config();
+    if cfg.late_return_us > 0 && crate::kernel::schedule::chance(cfg.late_return_rate) {
+        let max = cfg.late_return_us as usize;
+        let us = crate::kernel::schedule::range(max / 2, max);
+        std::thread::sleep(std::time::Duration::from_micros(us as u64));
+    }
     STATUS_PENDING
 }

@@ -257,9 +257,10 @@ fn connect_common(
     if !unsafe { crate::kernel::irp::take(Irp, call) } {
         return STATUS_INVALID_PARAMETER;
     }
-    let Some(_in) = socket::enter(Socket, call) else {
+    let _in = match socket::enter(Socket, call) {
+        Ok(c) => c,
         // SAFETY: taken above.
-        return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
+        Err(st) => return unsafe { complete::fail(Irp, st) },
     };
     if let Some(st) =
         crate::kernel::schedule::injected_failure(crate::kernel::config::Call::WskConnect)
@@ -268,6 +269,9 @@ fn connect_common(
         return unsafe { complete::fail(Irp, st) };
     }
     if Flags != 0 {
+        crate::kernel::state::violation(format!(
+            "{call} with Flags {Flags:#x}: reserved, must be 0 (W40)"
+        ));
         // SAFETY: taken above.
         return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
     }
@@ -315,7 +319,7 @@ fn connect_common(
         Ok(owner) => super::wake::wake(owner),
         Err(st) => complete::defer(Irp, st, 0),
     }
-    STATUS_PENDING
+    complete::late_return()
 }
 
 /// `WskConnect`.
@@ -360,9 +364,10 @@ pub unsafe extern "win64" fn WskGetRemoteAddress(
     if !unsafe { crate::kernel::irp::take(Irp, "WskGetRemoteAddress") } {
         return STATUS_INVALID_PARAMETER;
     }
-    let Some(_in) = socket::enter(Socket, "WskGetRemoteAddress") else {
+    let _in = match socket::enter(Socket, "WskGetRemoteAddress") {
+        Ok(c) => c,
         // SAFETY: taken above.
-        return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
+        Err(st) => return unsafe { complete::fail(Irp, st) },
     };
     let ws = Socket as usize;
     let a = socket::with(|p| {
@@ -455,7 +460,7 @@ pub unsafe extern "win64" fn WskSend(
         }
         Ok(Some(owner)) => {
             super::wake::wake(owner);
-            STATUS_PENDING
+            complete::late_return()
         }
         // SAFETY: taken above.
         Err(st) => unsafe { complete::fail(Irp, st) },
@@ -550,7 +555,7 @@ pub unsafe extern "win64" fn WskReceive(
         }
         Ok((_, None, owner)) => {
             super::wake::wake(owner);
-            STATUS_PENDING
+            complete::late_return()
         }
         // SAFETY: taken above.
         Err(st) => unsafe { complete::fail(Irp, st) },
@@ -645,5 +650,5 @@ pub unsafe extern "win64" fn WskDisconnect(
         Ok(owner) => super::wake::wake(owner),
         Err(st) => complete::defer(Irp, st, 0),
     }
-    STATUS_PENDING
+    complete::late_return()
 }

@@ -7,11 +7,11 @@ use wsk_sys::{
     PWSK_CLIENT, PWSK_SOCKET, SIO_WSK_QUERY_IDEAL_SEND_BACKLOG, SIO_WSK_SET_REMOTE_ADDRESS, SIZE_T,
     SOCK_DGRAM, SOCK_STREAM, SOL_SOCKET, SO_WSK_EVENT_CALLBACK, STATUS_BUFFER_OVERFLOW,
     STATUS_BUFFER_TOO_SMALL, STATUS_EVENT_PENDING, STATUS_INVALID_DEVICE_STATE,
-    STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_PENDING, STATUS_SUCCESS, ULONG,
-    WSK_CACHE_SD, WSK_CONTROL_SOCKET_TYPE, WSK_EVENT_ACCEPT, WSK_EVENT_CALLBACK_CONTROL,
-    WSK_EVENT_DISABLE, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE, WSK_EVENT_RECEIVE_FROM,
-    WSK_EVENT_SEND_BACKLOG, WSK_RELEASE_SD, WSK_SET_STATIC_EVENT_CALLBACKS, WSK_TRANSPORT,
-    WSK_TRANSPORT_LIST_CHANGE, WSK_TRANSPORT_LIST_QUERY,
+    STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, ULONG, WSK_CACHE_SD,
+    WSK_CONTROL_SOCKET_TYPE, WSK_EVENT_ACCEPT, WSK_EVENT_CALLBACK_CONTROL, WSK_EVENT_DISABLE,
+    WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE, WSK_EVENT_RECEIVE_FROM, WSK_EVENT_SEND_BACKLOG,
+    WSK_RELEASE_SD, WSK_SET_STATIC_EVENT_CALLBACKS, WSK_TRANSPORT, WSK_TRANSPORT_LIST_CHANGE,
+    WSK_TRANSPORT_LIST_QUERY,
 };
 
 use super::complete;
@@ -149,7 +149,7 @@ pub unsafe extern "win64" fn WskControlClient(
             // SAFETY: taken above; marked before it is visible to WskDeregister.
             unsafe { crate::kernel::irp::mark_pending(Irp) };
             super::clients::with_client(client, |r| r.list_change_irps.push(Irp as usize));
-            STATUS_PENDING
+            complete::late_return()
         }
         WSK_CACHE_SD => {
             let psz = std::mem::size_of::<PVOID>();
@@ -294,6 +294,10 @@ fn event_callback(
                 if irp.is_null() {
                     return Out::EventPending;
                 }
+                // Marked pending before it is published: the callback may return and
+                // complete it as soon as the lock is released (W12).
+                // SAFETY: the provider owns the IRP (taken by the caller).
+                unsafe { crate::kernel::irp::mark_pending(irp) };
                 s.disable_waiters.push((mask, irp as usize));
                 return Out::Pend;
             }
@@ -381,8 +385,7 @@ fn event_callback(
             unsafe { done(irp, ret, STATUS_SUCCESS, 0) }
         }
         Out::EventPending => STATUS_EVENT_PENDING,
-        // SAFETY: taken above.
-        Out::Pend => unsafe { complete::pend(irp) },
+        Out::Pend => complete::late_return(),
     }
 }
 
@@ -405,9 +408,10 @@ pub unsafe extern "win64" fn WskControlSocket(
     if !Irp.is_null() && !unsafe { crate::kernel::irp::take(Irp, "WskControlSocket") } {
         return STATUS_INVALID_PARAMETER;
     }
-    let Some(_in) = socket::enter(Socket, "WskControlSocket") else {
+    let _in = match socket::enter(Socket, "WskControlSocket") {
+        Ok(c) => c,
         // SAFETY: taken or NULL.
-        return unsafe { done(Irp, OutputSizeReturned, STATUS_INVALID_PARAMETER, 0) };
+        Err(st) => return unsafe { done(Irp, OutputSizeReturned, st, 0) },
     };
     let ws = Socket as usize;
     if RequestType == WskSetOption && Level == SOL_SOCKET && ControlCode == SO_WSK_EVENT_CALLBACK {

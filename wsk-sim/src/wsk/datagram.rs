@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use wsk_sys::{
     NTSTATUS, PCMSGHDR, PIRP, PSOCKADDR, PULONG, PWSK_BUF, PWSK_BUF_LIST, PWSK_SOCKET,
     STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER,
-    STATUS_PENDING, STATUS_SUCCESS, ULONG, WSK_BUF,
+    STATUS_SUCCESS, ULONG, WSK_BUF,
 };
 
 use super::complete;
@@ -105,9 +105,10 @@ fn sendto_common(
     if !unsafe { crate::kernel::irp::take(irp, call) } {
         return STATUS_INVALID_PARAMETER;
     }
-    let Some(_in) = socket::enter(socket_ptr, call) else {
+    let _in = match socket::enter(socket_ptr, call) {
+        Ok(c) => c,
         // SAFETY: taken above.
-        return unsafe { complete::fail(irp, STATUS_INVALID_PARAMETER) };
+        Err(st) => return unsafe { complete::fail(irp, st) },
     };
     let fault = if call == "WskSendTo" {
         crate::kernel::config::Call::WskSendTo
@@ -119,6 +120,9 @@ fn sendto_common(
         return unsafe { complete::fail(irp, st) };
     }
     if flags != 0 {
+        crate::kernel::state::violation(format!(
+            "{call} with Flags {flags:#x}: reserved, must be 0"
+        ));
         // SAFETY: taken above.
         return unsafe { complete::fail(irp, STATUS_INVALID_PARAMETER) };
     }
@@ -183,7 +187,7 @@ fn sendto_common(
         }
         Ok((Some(owner), _)) => {
             super::wake::wake(owner);
-            STATUS_PENDING
+            complete::late_return()
         }
         // SAFETY: taken above.
         Err(st) => unsafe { complete::fail(irp, st) },
@@ -303,5 +307,5 @@ pub unsafe extern "win64" fn WskReceiveFrom(
         Ok(owner) => super::wake::wake(owner),
         Err(st) => complete::defer(Irp, st, 0),
     }
-    STATUS_PENDING
+    complete::late_return()
 }

@@ -87,6 +87,9 @@ pub unsafe extern "win64" fn WskBind(
         Err(st) => return st,
     };
     if Flags != 0 {
+        crate::kernel::state::violation(format!(
+            "WskBind with Flags {Flags:#x}: reserved, must be 0 (W39)"
+        ));
         // SAFETY: taken above.
         return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
     }
@@ -115,9 +118,10 @@ pub unsafe extern "win64" fn WskListen(Socket: PWSK_SOCKET, Irp: PIRP) -> NTSTAT
     if !unsafe { crate::kernel::irp::take(Irp, "WskListen") } {
         return STATUS_INVALID_PARAMETER;
     }
-    let Some(_in) = socket::enter(Socket, "WskListen") else {
+    let _in = match socket::enter(Socket, "WskListen") {
+        Ok(c) => c,
         // SAFETY: taken above.
-        return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
+        Err(st) => return unsafe { complete::fail(Irp, st) },
     };
     let ws = Socket as usize;
     let r = socket::with(|p| {
@@ -159,9 +163,10 @@ pub unsafe extern "win64" fn WskAccept(
     if !unsafe { crate::kernel::irp::take(Irp, "WskAccept") } {
         return STATUS_INVALID_PARAMETER;
     }
-    let Some(_in) = socket::enter(ListenSocket, "WskAccept") else {
+    let _in = match socket::enter(ListenSocket, "WskAccept") {
+        Ok(c) => c,
         // SAFETY: taken above.
-        return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
+        Err(st) => return unsafe { complete::fail(Irp, st) },
     };
     if let Some(st) =
         crate::kernel::schedule::injected_failure(crate::kernel::config::Call::WskAccept)
@@ -233,9 +238,10 @@ pub unsafe extern "win64" fn WskGetLocalAddress(
     if !unsafe { crate::kernel::irp::take(Irp, "WskGetLocalAddress") } {
         return STATUS_INVALID_PARAMETER;
     }
-    let Some(_in) = socket::enter(Socket, "WskGetLocalAddress") else {
+    let _in = match socket::enter(Socket, "WskGetLocalAddress") {
+        Ok(c) => c,
         // SAFETY: taken above.
-        return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
+        Err(st) => return unsafe { complete::fail(Irp, st) },
     };
     let ws = Socket as usize;
     let a = socket::with(|p| {

@@ -17,7 +17,7 @@ pub unsafe extern "win64" fn WskReleaseData(
     DataIndication: PWSK_DATA_INDICATION,
 ) -> NTSTATUS {
     crate::kernel::irql::require_dispatch_or_below("WskRelease");
-    let Some(_in) = socket::enter(Socket, "WskRelease") else {
+    let Some(_in) = socket::enter_any(Socket, "WskRelease") else {
         return STATUS_INVALID_PARAMETER;
     };
     release(Socket as usize, DataIndication as usize, true)
@@ -30,7 +30,7 @@ pub unsafe extern "win64" fn WskReleaseDatagrams(
     DatagramIndication: PWSK_DATAGRAM_INDICATION,
 ) -> NTSTATUS {
     crate::kernel::irql::require_dispatch_or_below("WskRelease");
-    let Some(_in) = socket::enter(Socket, "WskRelease") else {
+    let Some(_in) = socket::enter_any(Socket, "WskRelease") else {
         return STATUS_INVALID_PARAMETER;
     };
     release(Socket as usize, DatagramIndication as usize, false)
@@ -57,6 +57,8 @@ pub(crate) fn release(ws: usize, head: usize, stream: bool) -> NTSTATUS {
             }
             STATUS_SUCCESS
         }
+        // Applied when the provider records the callback's STATUS_PENDING.
+        indication::Release::Early => STATUS_SUCCESS,
         indication::Release::Twice => {
             violation(format!(
                 "WskRelease({head:#x}): indication list released twice"

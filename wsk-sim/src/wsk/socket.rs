@@ -375,7 +375,21 @@ impl Drop for InCall {
 }
 
 /// Looks up a client's socket pointer for `call`, counting the call as executing.
-pub(crate) fn enter(socket: PWSK_SOCKET, call: &str) -> Option<InCall> {
+/// `Err(STATUS_INVALID_PARAMETER)` after a recorded violation (not a live socket);
+/// `Err(STATUS_FILE_FORCED_CLOSED)` for a socket that no longer works (W15): the client is
+/// expected to close it, and calls other than closing and releasing fail.
+pub(crate) fn enter(socket: PWSK_SOCKET, call: &str) -> Result<InCall, NTSTATUS> {
+    let call = enter_any(socket, call).ok_or(STATUS_INVALID_PARAMETER)?;
+    let killed = with(|p| p.sockets.get(&call.0).is_some_and(|s| s.killed));
+    if killed {
+        return Err(wsk_sys::STATUS_FILE_FORCED_CLOSED);
+    }
+    Ok(call)
+}
+
+/// As [`enter`], also for a socket that no longer works (WskRelease must still return
+/// retained lists).
+pub(crate) fn enter_any(socket: PWSK_SOCKET, call: &str) -> Option<InCall> {
     let ws = socket as usize;
     let r = with(|p| match p.sockets.get_mut(&ws) {
         Some(s) if s.closing.is_none() => {
@@ -414,9 +428,10 @@ pub(crate) unsafe fn begin_irp_call(
     if !unsafe { crate::kernel::irp::take(irp, name) } {
         return Err(STATUS_INVALID_PARAMETER);
     }
-    let Some(call) = enter(socket, name) else {
+    let call = match enter(socket, name) {
+        Ok(c) => c,
         // SAFETY: taken above.
-        return Err(unsafe { complete::fail(irp, STATUS_INVALID_PARAMETER) });
+        Err(st) => return Err(unsafe { complete::fail(irp, st) }),
     };
     if let Some(st) = crate::kernel::schedule::injected_failure(fault) {
         // SAFETY: taken above.
@@ -639,6 +654,12 @@ pub unsafe extern "win64" fn WskCloseSocket(Socket: PWSK_SOCKET, Irp: PIRP) -> N
         // A callback running on another thread: the close completes after it returns.
         let busy = s.running != 0 && s.running_thread != Some(me);
         let inside = s.running != 0 && s.running_thread == Some(me);
+        if busy || inside {
+            // Marked pending before the lock is released: the callback's return completes
+            // it (W12).
+            // SAFETY: taken above.
+            unsafe { crate::kernel::irp::mark_pending(Irp) };
+        }
         (irps, !busy && !inside)
     });
     for irp in cancelled {
@@ -650,8 +671,7 @@ pub unsafe extern "win64" fn WskCloseSocket(Socket: PWSK_SOCKET, Irp: PIRP) -> N
         unsafe { complete::finish(Irp, STATUS_SUCCESS, 0) }
     } else {
         // The poller completes the close once the running callback returns.
-        // SAFETY: taken above.
-        unsafe { complete::pend(Irp) }
+        complete::late_return()
     }
 }
 

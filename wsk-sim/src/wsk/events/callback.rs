@@ -87,3 +87,25 @@ pub(crate) fn callback_done(ws: usize, event: u32) {
         crate::wsk::complete::complete_async(irp as PIRP, STATUS_SUCCESS, 0);
     }
 }
+
+/// Records a receive callback's return for its list (retained on STATUS_PENDING) and
+/// applies WskRelease calls that came in from other threads before the return was seen.
+pub(crate) fn settle(ws: usize, block: Box<crate::wsk::indication::Block>, retained: bool) {
+    let r = crate::wsk::indication::callback_returned(block, retained);
+    if r.released > 0 {
+        let owner = socket::with(|p| {
+            p.sockets.get_mut(&ws).map(|s| {
+                s.retained_bytes = s.retained_bytes.saturating_sub(r.released);
+                s.owner
+            })
+        });
+        if let Some(o) = owner {
+            crate::wsk::wake::wake(o);
+        }
+    }
+    for head in r.not_retained {
+        crate::kernel::state::violation(format!(
+            "WskRelease({head:#x}) during its receive callback, which then did not return STATUS_PENDING: the list was never retained (W55/W68)"
+        ));
+    }
+}

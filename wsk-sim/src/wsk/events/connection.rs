@@ -11,7 +11,7 @@ use wsk_sys::{
     WSK_FLAG_RELEASE_ASAP,
 };
 
-use super::callback::{callback_done, start_callback, Completion, Job as Deferred, Plan};
+use super::callback::{callback_done, settle, start_callback, Completion, Job as Deferred, Plan};
 use crate::kernel::irql::run_at;
 use crate::kernel::mdl::pin_chain;
 use crate::kernel::schedule::range;
@@ -372,7 +372,7 @@ fn run(job: Job, level: u8, at: u32) {
                 .as_mut()
                 .map_or(std::ptr::null_mut(), |b| b.head_stream());
             if let Some(b) = block.as_ref() {
-                indication::in_callback(b, true);
+                indication::callback_starts(b);
             }
             let st = if f == 0 {
                 STATUS_SUCCESS
@@ -384,9 +384,6 @@ fn run(job: Job, level: u8, at: u32) {
                     unsafe { f(ctx as PVOID, flags | at, head, bytes, &raw mut accepted) }
                 })
             };
-            if let Some(b) = block.as_ref() {
-                indication::in_callback(b, false);
-            }
             after_receive(ws, block, chunks, bytes, st, accepted);
         }
         Job::Disconnect { ws, ctx, f, flags } => {
@@ -453,23 +450,24 @@ fn after_receive(
             s.rx_blocked = true;
         };
         match st {
-            STATUS_SUCCESS if accepted >= bytes => {}
+            STATUS_SUCCESS if accepted > bytes => {
+                bad = Some(format!(
+                    "WskReceiveEvent returned STATUS_SUCCESS with *BytesAccepted {accepted} > BytesIndicated {bytes} (W54)"
+                ));
+            }
+            STATUS_SUCCESS if accepted == bytes => {}
             STATUS_SUCCESS => put_back(s, accepted), // W54: partial
             STATUS_PENDING => s.retained_bytes += bytes,
             STATUS_DATA_NOT_ACCEPTED => put_back(s, 0), // W56
             other => {
-                bad = Some(other);
+                bad = Some(format!("WskReceiveEvent returned {other:#x}; only SUCCESS, PENDING and DATA_NOT_ACCEPTED are defined (C32)"));
                 put_back(s, 0);
             }
         }
     });
-    if st == STATUS_PENDING {
-        indication::retain(block);
-    } else {
-        indication::discard(block);
-    }
+    settle(ws, block, st == STATUS_PENDING);
     if let Some(b) = bad {
-        violation(format!("WskReceiveEvent returned {b:#x}; only SUCCESS, PENDING and DATA_NOT_ACCEPTED are defined (C32)"));
+        violation(b);
     }
     callback_done(ws, WSK_EVENT_RECEIVE);
 }

@@ -11,7 +11,7 @@ use wsk_sys::{
     WSK_CLIENT_DATAGRAM_DISPATCH, WSK_EVENT_RECEIVE_FROM,
 };
 
-use super::callback::{callback_done, start_callback, Completion, Job as Deferred, Plan};
+use super::callback::{callback_done, settle, start_callback, Completion, Job as Deferred, Plan};
 use crate::kernel::irql::run_at;
 use crate::kernel::mdl::pin_chain;
 use crate::kernel::state::violation;
@@ -159,14 +159,13 @@ fn run(job: Job, level: u8, at: u32) {
                 *mut wsk_sys::WSK_DATAGRAM_INDICATION,
             ) -> NTSTATUS;
             let head = block.head_dgram();
-            indication::in_callback(&block, true);
+            indication::callback_starts(&block);
             // SAFETY: `f` is the client's WskReceiveFromEvent.
             let f: F = unsafe { std::mem::transmute::<usize, F>(f) };
             let st = run_at(level, "WskReceiveFromEvent", || {
                 // SAFETY: calling the client's callback with provider-owned arguments.
                 unsafe { f(ctx as PVOID, at, head) }
             });
-            indication::in_callback(&block, false);
             after_receive_from(ws, block, dgrams, st, is_static);
         }
         Job::NullReceiveFrom { ws, ctx, f } => {
@@ -220,11 +219,7 @@ fn after_receive_from(
             }
         }
     });
-    if st == STATUS_PENDING {
-        indication::retain(block);
-    } else {
-        indication::discard(block);
-    }
+    settle(ws, block, st == STATUS_PENDING);
     if let Some(b) = bad {
         violation(format!("WskReceiveFromEvent returned {b:#x}; only SUCCESS, PENDING and DATA_NOT_ACCEPTED are defined (C32/G12)"));
     }
