@@ -7,6 +7,7 @@
     clippy::ref_as_ptr,
     clippy::used_underscore_binding
 )]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod common;
 

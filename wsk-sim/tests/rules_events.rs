@@ -6,6 +6,7 @@
     clippy::ref_as_ptr,
     clippy::used_underscore_binding
 )]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod common;
 
@@ -354,8 +355,8 @@ fn w55_pending_retains_until_release_then_poisons() {
     assert_eq!(unsafe { rel(s, ind) }, STATUS_SUCCESS);
     assert_eq!(wsk_sim::counts().retained_indications, 0);
     // The sim keeps released memory quarantined and poisoned for a while.
-    // SAFETY: quarantined memory is still allocated.
     assert_eq!(
+        // SAFETY: quarantined memory is still allocated.
         unsafe { *va.add(buf.Offset as usize) },
         wsk_sim::RELEASED_POISON
     );
@@ -869,8 +870,8 @@ fn w68_release_rules_and_close_does_not_release() {
     };
     // SAFETY: connection table.
     let rel = unsafe { conn_d(s) }.WskRelease.unwrap();
-    // SAFETY: bogus pointer: checked by the provider before use.
     assert_eq!(
+        // SAFETY: bogus pointer: checked by the provider before use.
         unsafe { rel(s, 0x1000 as PWSK_DATA_INDICATION) },
         STATUS_INVALID_PARAMETER
     );
@@ -1041,15 +1042,15 @@ fn w72_remote_address_only_when_connected() {
     let mut a = v4([0; 4], 0);
     // SAFETY: connection table.
     let f = unsafe { conn_d(c) }.WskGetRemoteAddress.unwrap();
-    // SAFETY: valid arguments.
     assert_eq!(
+        // SAFETY: valid arguments.
         sync_call(|irp| unsafe { f(c, (&raw mut a).cast(), irp) }).status,
         STATUS_INVALID_DEVICE_STATE
     );
     close(c);
     let (ls, s, peer) = probe::accepted_pair(&wsk, 0);
-    // SAFETY: valid arguments.
     assert_eq!(
+        // SAFETY: valid arguments.
         sync_call(|irp| unsafe { f(s, (&raw mut a).cast(), irp) }).status,
         STATUS_SUCCESS
     );
@@ -1083,13 +1084,13 @@ fn w73_stream_sockets_commit_to_listen_or_connect() {
     // SAFETY: a stream socket's provider table.
     let st = unsafe { &*(*ls).Dispatch.cast::<WSK_PROVIDER_STREAM_DISPATCH>() };
     let mut a = v4([127, 0, 0, 1], 0);
-    // SAFETY: valid arguments.
     assert_eq!(
+        // SAFETY: valid arguments.
         sync_call(|irp| unsafe { (st.WskBind.unwrap())(ls, (&raw mut a).cast(), 0, irp) }).status,
         STATUS_SUCCESS
     );
-    // SAFETY: valid arguments.
     assert_eq!(
+        // SAFETY: valid arguments.
         sync_call(|irp| unsafe { (st.WskListen.unwrap())(ls, irp) }).status,
         STATUS_SUCCESS
     );
@@ -1249,8 +1250,8 @@ fn w53_release_asap_once_retention_grows() {
     let rel = unsafe { conn_d(s) }.WskRelease.unwrap();
     for e in ev {
         if let Ev::Receive { head, .. } = e {
-            // SAFETY: retained lists.
             assert_eq!(
+                // SAFETY: retained lists.
                 unsafe { rel(s, head as PWSK_DATA_INDICATION) },
                 STATUS_SUCCESS
             );

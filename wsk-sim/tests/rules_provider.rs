@@ -6,6 +6,7 @@
     clippy::ref_as_ptr,
     clippy::used_underscore_binding
 )]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod common;
 
@@ -1168,8 +1169,8 @@ fn w8_provider_characteristics_and_version() {
         HighestVersion: 0,
         LowestVersion: 0,
     };
-    // SAFETY: plain call on a live registration.
     assert_eq!(
+        // SAFETY: plain call on a live registration.
         unsafe { WskQueryProviderCharacteristics(&raw mut *wsk.reg, &raw mut c) },
         STATUS_SUCCESS
     );

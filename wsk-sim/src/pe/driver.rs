@@ -158,7 +158,7 @@ impl DeviceHandle {
                 crate::device::call_dispatch(dev, IRP_MJ_DEVICE_CONTROL, code, input, output_len);
             let close = crate::device::call_dispatch(dev, IRP_MJ_CLOSE, 0, &[], 0);
             if !NT_SUCCESS(close.status) {
-                crate::state::violation(format!(
+                crate::kernel::state::violation(format!(
                     "IRP_MJ_CLOSE failed with {:#x} (a close cannot fail)",
                     close.status
                 ));

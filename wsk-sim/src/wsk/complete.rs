@@ -21,20 +21,20 @@ fn ensure_thread() {
     STARTED.get_or_init(|| {
         std::thread::Builder::new()
             .name("wsk-sim-completer".into())
-            .spawn(|| crate::irql::sim_thread_main(completer))
+            .spawn(|| crate::kernel::state::sim_thread_main(completer))
             .expect("spawn completer");
     });
 }
 
 fn completer() {
-    crate::irql::mark_sim_thread();
+    crate::kernel::state::mark_sim_thread();
     let mut q = QUEUE.lock().unwrap_or_else(PoisonError::into_inner);
     loop {
         let now = Instant::now();
         let due: Vec<usize> = (0..q.len()).filter(|&i| q[i].due <= now).collect();
         if !due.is_empty() {
             // Completions are reordered: any due one may go first.
-            let pick = due[crate::faults::range(0, due.len() - 1)];
+            let pick = due[crate::kernel::schedule::range(0, due.len() - 1)];
             let d = q.swap_remove(pick);
             drop(q);
             complete_now(d.irp as PIRP, d.status, d.info);
@@ -68,18 +68,18 @@ pub(crate) fn queued() -> usize {
 
 /// Completes now on this thread at a scheduled IRQL (asynchronous completion).
 pub(crate) fn complete_now(irp: PIRP, status: NTSTATUS, info: usize) {
-    let level = crate::irql::pick_level();
-    crate::irql::run_at(level, "IRP completion", || {
+    let level = crate::kernel::irql::pick_level();
+    crate::kernel::irql::run_at(level, "IRP completion", || {
         // SAFETY: the provider owns `irp` until this completion.
-        unsafe { crate::irp::complete(irp, status, info) };
+        unsafe { crate::kernel::irp::complete(irp, status, info) };
     });
 }
 
 /// Hands a completion to the completer thread after a random delay.
 pub(crate) fn defer(irp: PIRP, status: NTSTATUS, info: usize) {
     ensure_thread();
-    let max = crate::state::config().max_completion_delay_us;
-    let delay = Duration::from_micros(crate::faults::range(0, max as usize) as u64);
+    let max = crate::kernel::state::config().max_completion_delay_us;
+    let delay = Duration::from_micros(crate::kernel::schedule::range(0, max as usize) as u64);
     QUEUE
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -94,7 +94,7 @@ pub(crate) fn defer(irp: PIRP, status: NTSTATUS, info: usize) {
 
 /// An asynchronous completion from a provider thread: on this thread or the completer's.
 pub(crate) fn complete_async(irp: PIRP, status: NTSTATUS, info: usize) {
-    if crate::faults::chance(0.3) {
+    if crate::kernel::schedule::chance(0.3) {
         defer(irp, status, info);
     } else {
         complete_now(irp, status, info);
@@ -107,21 +107,21 @@ pub(crate) fn complete_async(irp: PIRP, status: NTSTATUS, info: usize) {
 /// # Safety
 /// The provider owns `irp` (taken with `irp::take`).
 pub(crate) unsafe fn finish(irp: PIRP, status: NTSTATUS, info: usize) -> NTSTATUS {
-    let cfg = crate::state::config();
-    if crate::faults::chance(cfg.pend_rate) {
+    let cfg = crate::kernel::state::config();
+    if crate::kernel::schedule::chance(cfg.pend_rate) {
         // SAFETY: per the function contract.
-        unsafe { crate::irp::mark_pending(irp) };
-        if crate::faults::chance(cfg.complete_before_return_rate) {
+        unsafe { crate::kernel::irp::mark_pending(irp) };
+        if crate::kernel::schedule::chance(cfg.complete_before_return_rate) {
             // W12: completed on this thread before STATUS_PENDING is returned.
             // SAFETY: per the function contract.
-            unsafe { crate::irp::complete(irp, status, info) };
+            unsafe { crate::kernel::irp::complete(irp, status, info) };
         } else {
             defer(irp, status, info);
         }
         STATUS_PENDING
     } else {
         // SAFETY: per the function contract.
-        unsafe { crate::irp::complete(irp, status, info) };
+        unsafe { crate::kernel::irp::complete(irp, status, info) };
         status
     }
 }
@@ -135,12 +135,16 @@ pub(crate) unsafe fn fail(irp: PIRP, status: NTSTATUS) -> NTSTATUS {
     unsafe { finish(irp, status, 0) }
 }
 
-/// Returns STATUS_PENDING for an IRP that a provider thread will complete.
-///
-/// # Safety
-/// The provider owns `irp`.
-pub(crate) unsafe fn pend(irp: PIRP) -> NTSTATUS {
-    // SAFETY: per the function contract.
-    unsafe { crate::irp::mark_pending(irp) };
+/// Returns STATUS_PENDING for an IRP already marked pending and handed to another thread,
+/// which may complete it at any moment: the caller touches it no more. With
+/// `Config::late_return_rate` the calling thread is held back first, as a preempted thread
+/// would be, so the completion routine can run before the call returns (W12).
+pub(crate) fn late_return() -> NTSTATUS {
+    let cfg = crate::kernel::state::config();
+    if cfg.late_return_us > 0 && crate::kernel::schedule::chance(cfg.late_return_rate) {
+        let max = cfg.late_return_us as usize;
+        let us = crate::kernel::schedule::range(max / 2, max);
+        std::thread::sleep(std::time::Duration::from_micros(us as u64));
+    }
     STATUS_PENDING
 }

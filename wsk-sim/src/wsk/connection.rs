@@ -5,22 +5,15 @@ use std::io::ErrorKind;
 
 use wsk_sys::{
     NTSTATUS, PEPROCESS, PETHREAD, PIRP, PSECURITY_DESCRIPTOR, PSOCKADDR, PVOID, PWSK_BUF,
-    PWSK_CLIENT, PWSK_DATA_INDICATION, PWSK_SOCKET, STATUS_BUFFER_OVERFLOW, STATUS_CANCELLED,
-    STATUS_CONNECTION_ABORTED, STATUS_CONNECTION_REFUSED, STATUS_CONNECTION_RESET,
-    STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER,
-    STATUS_NOT_SUPPORTED, STATUS_PENDING, STATUS_SUCCESS, ULONG, USHORT, WSK_BUF,
-    WSK_CLIENT_CONNECTION_DISPATCH, WSK_FLAG_ABORTIVE, WSK_FLAG_CONNECTION_SOCKET, WSK_FLAG_DRAIN,
-    WSK_FLAG_NODELAY, WSK_FLAG_WAITALL,
+    PWSK_CLIENT, PWSK_SOCKET, STATUS_BUFFER_OVERFLOW, STATUS_CANCELLED, STATUS_CONNECTION_ABORTED,
+    STATUS_CONNECTION_REFUSED, STATUS_CONNECTION_RESET, STATUS_INVALID_ADDRESS_COMPONENT,
+    STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_PENDING,
+    STATUS_SUCCESS, ULONG, USHORT, WSK_BUF, WSK_CLIENT_CONNECTION_DISPATCH, WSK_FLAG_ABORTIVE,
+    WSK_FLAG_CONNECTION_SOCKET, WSK_FLAG_DRAIN, WSK_FLAG_NODELAY, WSK_FLAG_WAITALL,
 };
 
 use super::complete;
-use super::socket::{self, Kind, RecvReq, SendReq, Sock};
-
-pub(crate) enum Progress {
-    Done,
-    Blocked,
-    Failed(NTSTATUS),
-}
+use super::socket::{self, Kind, Progress, RecvReq, SendReq, Sock};
 
 fn io_status(e: &std::io::Error) -> NTSTATUS {
     match e.kind() {
@@ -40,8 +33,8 @@ pub(crate) fn abort(s: &mut Sock, status: NTSTATUS) {
 
 /// Writes the next slices of `req` from the client's MDL chain (read now, not earlier).
 pub(crate) fn write_some(s: &mut Sock, req: &mut SendReq) -> Progress {
-    let max_slice = crate::state::config().max_write_slice.max(1);
-    let reset_rate = crate::state::config().reset_rate;
+    let max_slice = crate::kernel::state::config().max_write_slice.max(1);
+    let reset_rate = crate::kernel::state::config().reset_rate;
     loop {
         if req.done >= req.buf.Length {
             return Progress::Done;
@@ -55,7 +48,7 @@ pub(crate) fn write_some(s: &mut Sock, req: &mut SendReq) -> Progress {
         // SAFETY: the WSK_BUF's MDLs stay valid until this IRP completes (the client's
         // contract); `segments` checks them.
         let Some(segs) = (unsafe {
-            crate::mdl::segments(
+            crate::kernel::mdl::segments(
                 req.buf.Mdl,
                 req.buf.Offset as usize,
                 req.buf.Length,
@@ -64,7 +57,7 @@ pub(crate) fn write_some(s: &mut Sock, req: &mut SendReq) -> Progress {
         }) else {
             return Progress::Failed(STATUS_INVALID_PARAMETER);
         };
-        let slice = crate::faults::range(1, max_slice);
+        let slice = crate::kernel::schedule::range(1, max_slice);
         let mut skip = req.done;
         let mut chunk: Vec<u8> = Vec::with_capacity(slice);
         for (p, n) in segs {
@@ -83,7 +76,7 @@ pub(crate) fn write_some(s: &mut Sock, req: &mut SendReq) -> Progress {
         match fd.send_with_flags(&chunk, libc::MSG_NOSIGNAL) {
             Ok(n) => {
                 req.done += n;
-                if req.done < req.buf.Length && crate::faults::chance(reset_rate) {
+                if req.done < req.buf.Length && crate::kernel::schedule::chance(reset_rate) {
                     // Fault: the peer resets the connection mid-send.
                     abort(s, STATUS_CONNECTION_RESET);
                     return Progress::Failed(STATUS_CONNECTION_RESET);
@@ -109,7 +102,7 @@ pub(crate) fn fill_receive(s: &mut Sock, req: &mut RecvReq) -> Option<(NTSTATUS,
     if !s.rx.is_empty() {
         // SAFETY: the receive's MDLs stay valid until completion (client contract).
         let Some(segs) = (unsafe {
-            crate::mdl::segments(
+            crate::kernel::mdl::segments(
                 req.buf.Mdl,
                 req.buf.Offset as usize,
                 req.buf.Length,
@@ -191,20 +184,19 @@ pub unsafe extern "win64" fn WskSocketConnect(
     Irp: PIRP,
 ) -> NTSTATUS {
     let _ = (OwningProcess, OwningThread);
-    crate::irql::require_dispatch_or_below("WskSocketConnect");
     // SAFETY: the client passes its IRP.
-    if !unsafe { crate::irp::take(Irp, "WskSocketConnect") } {
-        return STATUS_INVALID_PARAMETER;
-    }
-    let client = Client as usize;
-    if !super::registration::check_client(client, "WskSocketConnect") || Flags != 0 {
-        // SAFETY: taken above.
-        return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
-    }
-    if let Some(st) = crate::faults::injected_failure(crate::faults::Call::WskSocketConnect) {
-        // SAFETY: taken above.
-        return unsafe { complete::fail(Irp, st) };
-    }
+    let client = match unsafe {
+        socket::begin_client_call(
+            Client,
+            Irp,
+            Flags == 0,
+            "WskSocketConnect",
+            crate::kernel::config::Call::WskSocketConnect,
+        )
+    } {
+        Ok(client) => client,
+        Err(st) => return st,
+    };
     // SAFETY: the client passes SOCKADDRs of one family.
     let (Some(local), Some(remote)) = (unsafe { super::addr::read(LocalAddress) }, unsafe {
         super::addr::read(RemoteAddress)
@@ -229,7 +221,7 @@ pub unsafe extern "win64" fn WskSocketConnect(
         Err(st) => return unsafe { complete::fail(Irp, st) },
     };
     // SAFETY: taken above; marked before the poller can complete it.
-    unsafe { crate::irp::mark_pending(Irp) };
+    unsafe { crate::kernel::irp::mark_pending(Irp) };
     let r = socket::with(|p| {
         p.sockets.get_mut(&ws).expect("new").handed_out = false;
         super::listen::bind_locked(p, ws, local)?;
@@ -239,7 +231,7 @@ pub unsafe extern "win64" fn WskSocketConnect(
         Ok((s.owner, now))
     });
     match r {
-        Ok((owner, _)) => super::poller::wake(owner),
+        Ok((owner, _)) => super::wake::wake(owner),
         Err(st) => {
             socket::with(|p| {
                 if let Some(mut s) = socket::remove(p, ws) {
@@ -260,20 +252,26 @@ fn connect_common(
     Irp: PIRP,
     call: &'static str,
 ) -> NTSTATUS {
-    crate::irql::require_dispatch_or_below(call);
+    crate::kernel::irql::require_dispatch_or_below(call);
     // SAFETY: the client passes its IRP.
-    if !unsafe { crate::irp::take(Irp, call) } {
+    if !unsafe { crate::kernel::irp::take(Irp, call) } {
         return STATUS_INVALID_PARAMETER;
     }
-    let Some(_in) = socket::enter(Socket, call) else {
+    let _in = match socket::enter(Socket, call) {
+        Ok(c) => c,
         // SAFETY: taken above.
-        return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
+        Err(st) => return unsafe { complete::fail(Irp, st) },
     };
-    if let Some(st) = crate::faults::injected_failure(crate::faults::Call::WskConnect) {
+    if let Some(st) =
+        crate::kernel::schedule::injected_failure(crate::kernel::config::Call::WskConnect)
+    {
         // SAFETY: taken above.
         return unsafe { complete::fail(Irp, st) };
     }
     if Flags != 0 {
+        crate::kernel::state::violation(format!(
+            "{call} with Flags {Flags:#x}: reserved, must be 0 (W40)"
+        ));
         // SAFETY: taken above.
         return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
     }
@@ -291,7 +289,7 @@ fn connect_common(
         return unsafe { complete::fail(Irp, STATUS_INVALID_ADDRESS_COMPONENT) };
     };
     // SAFETY: taken above; marked before the poller can complete it.
-    unsafe { crate::irp::mark_pending(Irp) };
+    unsafe { crate::kernel::irp::mark_pending(Irp) };
     let ws = Socket as usize;
     let r = socket::with(|p| {
         let s = p.sockets.get_mut(&ws).expect("entered");
@@ -307,7 +305,7 @@ fn connect_common(
         s.connect = Some((Irp as usize, false));
         if let Some(b) = extra {
             // SAFETY: pinned until the send completes.
-            unsafe { crate::mdl::pin_chain(b.Mdl, 1) };
+            unsafe { crate::kernel::mdl::pin_chain(b.Mdl, 1) };
             s.sends.push_back(SendReq {
                 irp: 0,
                 buf: b,
@@ -318,10 +316,10 @@ fn connect_common(
         Ok(s.owner)
     });
     match r {
-        Ok(owner) => super::poller::wake(owner),
+        Ok(owner) => super::wake::wake(owner),
         Err(st) => complete::defer(Irp, st, 0),
     }
-    STATUS_PENDING
+    complete::late_return()
 }
 
 /// `WskConnect`.
@@ -361,14 +359,15 @@ pub unsafe extern "win64" fn WskGetRemoteAddress(
     RemoteAddress: PSOCKADDR,
     Irp: PIRP,
 ) -> NTSTATUS {
-    crate::irql::require_dispatch_or_below("WskGetRemoteAddress");
+    crate::kernel::irql::require_dispatch_or_below("WskGetRemoteAddress");
     // SAFETY: the client passes its IRP.
-    if !unsafe { crate::irp::take(Irp, "WskGetRemoteAddress") } {
+    if !unsafe { crate::kernel::irp::take(Irp, "WskGetRemoteAddress") } {
         return STATUS_INVALID_PARAMETER;
     }
-    let Some(_in) = socket::enter(Socket, "WskGetRemoteAddress") else {
+    let _in = match socket::enter(Socket, "WskGetRemoteAddress") {
+        Ok(c) => c,
         // SAFETY: taken above.
-        return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
+        Err(st) => return unsafe { complete::fail(Irp, st) },
     };
     let ws = Socket as usize;
     let a = socket::with(|p| {
@@ -399,7 +398,7 @@ pub unsafe extern "win64" fn WskSend(
 ) -> NTSTATUS {
     // SAFETY: the client passes its IRP to WskSend.
     let _in = match unsafe {
-        socket::begin_irp_call(Socket, Irp, "WskSend", crate::faults::Call::WskSend)
+        socket::begin_irp_call(Socket, Irp, "WskSend", crate::kernel::config::Call::WskSend)
     } {
         Ok(call) => call,
         Err(st) => return st,
@@ -415,14 +414,14 @@ pub unsafe extern "win64" fn WskSend(
     // SAFETY: the client's WSK_BUF (copied: its MDLs are read as the send progresses).
     let buf: WSK_BUF = unsafe { *Buffer };
     // SAFETY: validates the chain now so a bad WSK_BUF fails the call.
-    if unsafe { crate::mdl::segments(buf.Mdl, buf.Offset as usize, buf.Length, "WskSend") }
+    if unsafe { crate::kernel::mdl::segments(buf.Mdl, buf.Offset as usize, buf.Length, "WskSend") }
         .is_none()
     {
         // SAFETY: taken above.
         return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
     }
     let ws = Socket as usize;
-    let inline_ok = !crate::faults::chance(crate::state::config().pend_rate);
+    let inline_ok = !crate::kernel::schedule::chance(crate::kernel::state::config().pend_rate);
     // Marked pending up front: the poller may complete it before we return.
     let r = socket::with(|p| {
         let s = p.sockets.get_mut(&ws).expect("entered");
@@ -447,8 +446,8 @@ pub unsafe extern "win64" fn WskSend(
         }
         // SAFETY: the provider owns the IRP; pinned MDLs until completion.
         unsafe {
-            crate::irp::mark_pending(Irp);
-            crate::mdl::pin_chain(buf.Mdl, 1);
+            crate::kernel::irp::mark_pending(Irp);
+            crate::kernel::mdl::pin_chain(buf.Mdl, 1);
         }
         s.sends.push_back(req);
         Ok(Some(s.owner))
@@ -456,12 +455,12 @@ pub unsafe extern "win64" fn WskSend(
     match r {
         Ok(None) => {
             // SAFETY: taken above; every byte was written.
-            unsafe { crate::irp::complete(Irp, STATUS_SUCCESS, buf.Length) };
+            unsafe { crate::kernel::irp::complete(Irp, STATUS_SUCCESS, buf.Length) };
             STATUS_SUCCESS
         }
         Ok(Some(owner)) => {
-            super::poller::wake(owner);
-            STATUS_PENDING
+            super::wake::wake(owner);
+            complete::late_return()
         }
         // SAFETY: taken above.
         Err(st) => unsafe { complete::fail(Irp, st) },
@@ -478,7 +477,12 @@ pub unsafe extern "win64" fn WskReceive(
 ) -> NTSTATUS {
     // SAFETY: the client passes its IRP to WskReceive.
     let _in = match unsafe {
-        socket::begin_irp_call(Socket, Irp, "WskReceive", crate::faults::Call::WskReceive)
+        socket::begin_irp_call(
+            Socket,
+            Irp,
+            "WskReceive",
+            crate::kernel::config::Call::WskReceive,
+        )
     } {
         Ok(call) => call,
         Err(st) => return st,
@@ -504,8 +508,10 @@ pub unsafe extern "win64" fn WskReceive(
         return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
     }
     // SAFETY: validates the chain now so a bad WSK_BUF fails the call.
-    if unsafe { crate::mdl::segments(buf.Mdl, buf.Offset as usize, buf.Length, "WskReceive") }
-        .is_none()
+    if unsafe {
+        crate::kernel::mdl::segments(buf.Mdl, buf.Offset as usize, buf.Length, "WskReceive")
+    }
+    .is_none()
     {
         // SAFETY: taken above.
         return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
@@ -535,21 +541,21 @@ pub unsafe extern "win64" fn WskReceive(
         }
         // SAFETY: the provider owns the IRP; MDLs pinned until completion.
         unsafe {
-            crate::irp::mark_pending(Irp);
-            crate::mdl::pin_chain(buf.Mdl, 1);
+            crate::kernel::irp::mark_pending(Irp);
+            crate::kernel::mdl::pin_chain(buf.Mdl, 1);
         }
         s.receives.push_back(req);
         Ok((Some(()), None, s.owner))
     });
     match r {
         Ok((_, Some((st, n)), owner)) => {
-            super::poller::wake(owner);
+            super::wake::wake(owner);
             // SAFETY: taken above.
             unsafe { complete::finish(Irp, st, n) }
         }
         Ok((_, None, owner)) => {
-            super::poller::wake(owner);
-            STATUS_PENDING
+            super::wake::wake(owner);
+            complete::late_return()
         }
         // SAFETY: taken above.
         Err(st) => unsafe { complete::fail(Irp, st) },
@@ -570,7 +576,7 @@ pub unsafe extern "win64" fn WskDisconnect(
             Socket,
             Irp,
             "WskDisconnect",
-            crate::faults::Call::WskDisconnect,
+            crate::kernel::config::Call::WskDisconnect,
         )
     } {
         Ok(call) => call,
@@ -587,14 +593,14 @@ pub unsafe extern "win64" fn WskDisconnect(
             let mut v: Vec<(usize, NTSTATUS)> = Vec::new();
             for r in s.sends.drain(..) {
                 // SAFETY: pinned when queued.
-                unsafe { crate::mdl::pin_chain(r.buf.Mdl, -1) };
+                unsafe { crate::kernel::mdl::pin_chain(r.buf.Mdl, -1) };
                 if r.irp != 0 {
                     v.push((r.irp, STATUS_CANCELLED));
                 }
             }
             for r in s.receives.drain(..) {
                 // SAFETY: pinned when queued.
-                unsafe { crate::mdl::pin_chain(r.buf.Mdl, -1) };
+                unsafe { crate::kernel::mdl::pin_chain(r.buf.Mdl, -1) };
                 v.push((r.irp, STATUS_CONNECTION_ABORTED));
             }
             if let Some(d) = s.disconnect.take() {
@@ -621,7 +627,7 @@ pub unsafe extern "win64" fn WskDisconnect(
         .then(|| unsafe { *Buffer })
         .filter(|b| b.Length > 0);
     // SAFETY: taken above; marked before the poller can complete it.
-    unsafe { crate::irp::mark_pending(Irp) };
+    unsafe { crate::kernel::irp::mark_pending(Irp) };
     let r = socket::with(|p| {
         let s = p.sockets.get_mut(&ws).expect("entered");
         if !s.connected || s.shut_wr || s.disconnect.is_some() {
@@ -629,7 +635,7 @@ pub unsafe extern "win64" fn WskDisconnect(
         }
         if let Some(b) = extra {
             // SAFETY: pinned until sent.
-            unsafe { crate::mdl::pin_chain(b.Mdl, 1) };
+            unsafe { crate::kernel::mdl::pin_chain(b.Mdl, 1) };
             s.sends.push_back(SendReq {
                 irp: 0,
                 buf: b,
@@ -641,63 +647,8 @@ pub unsafe extern "win64" fn WskDisconnect(
         Ok(s.owner)
     });
     match r {
-        Ok(owner) => super::poller::wake(owner),
+        Ok(owner) => super::wake::wake(owner),
         Err(st) => complete::defer(Irp, st, 0),
     }
-    STATUS_PENDING
-}
-
-/// `WskRelease` for connection sockets (PFN_WSK_RELEASE_DATA_INDICATION_LIST): W68.
-#[no_mangle]
-pub unsafe extern "win64" fn WskReleaseData(
-    Socket: PWSK_SOCKET,
-    DataIndication: PWSK_DATA_INDICATION,
-) -> NTSTATUS {
-    crate::irql::require_dispatch_or_below("WskRelease");
-    let Some(_in) = socket::enter(Socket, "WskRelease") else {
-        return STATUS_INVALID_PARAMETER;
-    };
-    release(Socket as usize, DataIndication as usize, true)
-}
-
-pub(crate) fn release(ws: usize, head: usize, stream: bool) -> NTSTATUS {
-    // SAFETY: `release` checks `head` against the table before reading it.
-    match unsafe { super::indication::release(ws, head, stream) } {
-        super::indication::Release::Ok { socket, bytes } => {
-            let owner = socket::with(|p| {
-                p.sockets.get_mut(&socket).map(|s| {
-                    s.retained_bytes = s.retained_bytes.saturating_sub(bytes);
-                    s.owner
-                })
-            });
-            if let Some(o) = owner {
-                super::poller::wake(o);
-            }
-            STATUS_SUCCESS
-        }
-        super::indication::Release::Twice => {
-            crate::state::violation(format!(
-                "WskRelease({head:#x}): indication list released twice"
-            ));
-            STATUS_INVALID_PARAMETER
-        }
-        super::indication::Release::WrongSocket(o) => {
-            crate::state::violation(format!(
-                "WskRelease({head:#x}) on socket {ws:#x}, but the list belongs to socket {o:#x}"
-            ));
-            STATUS_INVALID_PARAMETER
-        }
-        super::indication::Release::DuringCallback => {
-            crate::state::violation(format!(
-                "WskRelease({head:#x}) while its receive callback is still running: the list is not retained until the callback returns STATUS_PENDING (W55/W68)"
-            ));
-            STATUS_INVALID_PARAMETER
-        }
-        super::indication::Release::Unknown => {
-            crate::state::violation(format!(
-                "WskRelease({head:#x}): not a retained indication list (W68)"
-            ));
-            STATUS_INVALID_PARAMETER
-        }
-    }
+    complete::late_return()
 }

@@ -7,11 +7,11 @@ use wsk_sys::{
     PWSK_CLIENT, PWSK_SOCKET, SIO_WSK_QUERY_IDEAL_SEND_BACKLOG, SIO_WSK_SET_REMOTE_ADDRESS, SIZE_T,
     SOCK_DGRAM, SOCK_STREAM, SOL_SOCKET, SO_WSK_EVENT_CALLBACK, STATUS_BUFFER_OVERFLOW,
     STATUS_BUFFER_TOO_SMALL, STATUS_EVENT_PENDING, STATUS_INVALID_DEVICE_STATE,
-    STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_PENDING, STATUS_SUCCESS, ULONG,
-    WSK_CACHE_SD, WSK_CONTROL_SOCKET_TYPE, WSK_EVENT_ACCEPT, WSK_EVENT_CALLBACK_CONTROL,
-    WSK_EVENT_DISABLE, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE, WSK_EVENT_RECEIVE_FROM,
-    WSK_EVENT_SEND_BACKLOG, WSK_RELEASE_SD, WSK_SET_STATIC_EVENT_CALLBACKS, WSK_TRANSPORT,
-    WSK_TRANSPORT_LIST_CHANGE, WSK_TRANSPORT_LIST_QUERY,
+    STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, ULONG, WSK_CACHE_SD,
+    WSK_CONTROL_SOCKET_TYPE, WSK_EVENT_ACCEPT, WSK_EVENT_CALLBACK_CONTROL, WSK_EVENT_DISABLE,
+    WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE, WSK_EVENT_RECEIVE_FROM, WSK_EVENT_SEND_BACKLOG,
+    WSK_RELEASE_SD, WSK_SET_STATIC_EVENT_CALLBACKS, WSK_TRANSPORT, WSK_TRANSPORT_LIST_CHANGE,
+    WSK_TRANSPORT_LIST_QUERY,
 };
 
 use super::complete;
@@ -60,24 +60,26 @@ pub unsafe extern "win64" fn WskControlClient(
     OutputSizeReturned: *mut SIZE_T,
     Irp: PIRP,
 ) -> NTSTATUS {
-    crate::irql::require_dispatch_or_below("WskControlClient");
+    crate::kernel::irql::require_dispatch_or_below("WskControlClient");
     // SAFETY: NULL or the client's IRP.
-    if !Irp.is_null() && !unsafe { crate::irp::take(Irp, "WskControlClient") } {
+    if !Irp.is_null() && !unsafe { crate::kernel::irp::take(Irp, "WskControlClient") } {
         return STATUS_INVALID_PARAMETER;
     }
     let client = Client as usize;
-    if !super::registration::check_client(client, "WskControlClient") {
+    if !super::clients::check_client(client, "WskControlClient") {
         // SAFETY: taken or NULL.
         return unsafe { done(Irp, OutputSizeReturned, STATUS_INVALID_PARAMETER, 0) };
     }
-    if let Some(st) = crate::faults::injected_failure(crate::faults::Call::WskControlClient) {
+    if let Some(st) =
+        crate::kernel::schedule::injected_failure(crate::kernel::config::Call::WskControlClient)
+    {
         // SAFETY: taken or NULL.
         return unsafe { done(Irp, OutputSizeReturned, st, 0) };
     }
     match ControlCode {
         WSK_SET_STATIC_EVENT_CALLBACKS => {
             if !Irp.is_null() {
-                crate::state::violation(
+                crate::kernel::state::violation(
                     "WSK_SET_STATIC_EVENT_CALLBACKS with an IRP (it must be NULL, W16)",
                 );
                 // SAFETY: taken above.
@@ -97,7 +99,7 @@ pub unsafe extern "win64" fn WskControlClient(
             if ctl.EventMask & !all != 0 {
                 return STATUS_INVALID_PARAMETER;
             }
-            let r = super::registration::with_client(client, |r| {
+            let r = super::clients::with_client(client, |r| {
                 if r.sockets_created > 0 {
                     return Err(());
                 }
@@ -105,7 +107,7 @@ pub unsafe extern "win64" fn WskControlClient(
                 Ok(())
             });
             if let Some(Err(())) = r {
-                crate::state::violation(
+                crate::kernel::state::violation(
                     "WSK_SET_STATIC_EVENT_CALLBACKS after the client's first socket (W16/C26)",
                 );
                 return STATUS_INVALID_DEVICE_STATE;
@@ -145,9 +147,9 @@ pub unsafe extern "win64" fn WskControlClient(
                 return STATUS_INVALID_PARAMETER;
             }
             // SAFETY: taken above; marked before it is visible to WskDeregister.
-            unsafe { crate::irp::mark_pending(Irp) };
-            super::registration::with_client(client, |r| r.list_change_irps.push(Irp as usize));
-            STATUS_PENDING
+            unsafe { crate::kernel::irp::mark_pending(Irp) };
+            super::clients::with_client(client, |r| r.list_change_irps.push(Irp as usize));
+            complete::late_return()
         }
         WSK_CACHE_SD => {
             let psz = std::mem::size_of::<PVOID>();
@@ -167,7 +169,7 @@ pub unsafe extern "win64" fn WskControlClient(
             }
             // The cached copy is provider memory; its content is not interpreted.
             let copy = Box::into_raw(Box::new([0u64; 8])) as usize;
-            super::registration::with_client(client, |r| r.cached_sds.insert(copy));
+            super::clients::with_client(client, |r| r.cached_sds.insert(copy));
             // SAFETY: the output is one PSECURITY_DESCRIPTOR.
             unsafe { OutputBuffer.cast::<PVOID>().write(copy as PVOID) };
             // SAFETY: taken or NULL.
@@ -180,15 +182,15 @@ pub unsafe extern "win64" fn WskControlClient(
             }
             // SAFETY: the input is one PSECURITY_DESCRIPTOR.
             let sd = unsafe { *InputBuffer.cast::<PVOID>() } as usize;
-            let ok = super::registration::with_client(client, |r| r.cached_sds.remove(&sd))
-                .unwrap_or(false);
+            let ok =
+                super::clients::with_client(client, |r| r.cached_sds.remove(&sd)).unwrap_or(false);
             if ok {
                 // SAFETY: allocated by WSK_CACHE_SD.
                 drop(unsafe { Box::from_raw(sd as *mut [u64; 8]) });
                 // SAFETY: taken or NULL.
                 unsafe { done(Irp, OutputSizeReturned, STATUS_SUCCESS, 0) }
             } else {
-                crate::state::violation(format!(
+                crate::kernel::state::violation(format!(
                     "WSK_RELEASE_SD({sd:#x}): not a cached security descriptor (W20)"
                 ));
                 // SAFETY: taken or NULL.
@@ -292,6 +294,10 @@ fn event_callback(
                 if irp.is_null() {
                     return Out::EventPending;
                 }
+                // Marked pending before it is published: the callback may return and
+                // complete it as soon as the lock is released (W12).
+                // SAFETY: the provider owns the IRP (taken by the caller).
+                unsafe { crate::kernel::irp::mark_pending(irp) };
                 s.disable_waiters.push((mask, irp as usize));
                 return Out::Pend;
             }
@@ -368,19 +374,18 @@ fn event_callback(
     match out {
         Out::Fail(st, msg) => {
             if let Some(m) = msg {
-                crate::state::violation(m);
+                crate::kernel::state::violation(m);
             }
             // SAFETY: taken or NULL.
             unsafe { done(irp, ret, st, 0) }
         }
         Out::Ok(owner) => {
-            super::poller::wake(owner);
+            super::wake::wake(owner);
             // SAFETY: taken or NULL.
             unsafe { done(irp, ret, STATUS_SUCCESS, 0) }
         }
         Out::EventPending => STATUS_EVENT_PENDING,
-        // SAFETY: taken above.
-        Out::Pend => unsafe { complete::pend(irp) },
+        Out::Pend => complete::late_return(),
     }
 }
 
@@ -398,20 +403,23 @@ pub unsafe extern "win64" fn WskControlSocket(
     OutputSizeReturned: *mut SIZE_T,
     Irp: PIRP,
 ) -> NTSTATUS {
-    crate::irql::require_dispatch_or_below("WskControlSocket");
+    crate::kernel::irql::require_dispatch_or_below("WskControlSocket");
     // SAFETY: NULL or the client's IRP.
-    if !Irp.is_null() && !unsafe { crate::irp::take(Irp, "WskControlSocket") } {
+    if !Irp.is_null() && !unsafe { crate::kernel::irp::take(Irp, "WskControlSocket") } {
         return STATUS_INVALID_PARAMETER;
     }
-    let Some(_in) = socket::enter(Socket, "WskControlSocket") else {
+    let _in = match socket::enter(Socket, "WskControlSocket") {
+        Ok(c) => c,
         // SAFETY: taken or NULL.
-        return unsafe { done(Irp, OutputSizeReturned, STATUS_INVALID_PARAMETER, 0) };
+        Err(st) => return unsafe { done(Irp, OutputSizeReturned, st, 0) },
     };
     let ws = Socket as usize;
     if RequestType == WskSetOption && Level == SOL_SOCKET && ControlCode == SO_WSK_EVENT_CALLBACK {
         return event_callback(ws, InputBuffer.cast(), InputSize, Irp, OutputSizeReturned);
     }
-    if let Some(st) = crate::faults::injected_failure(crate::faults::Call::WskControlSocket) {
+    if let Some(st) =
+        crate::kernel::schedule::injected_failure(crate::kernel::config::Call::WskControlSocket)
+    {
         // SAFETY: taken or NULL.
         return unsafe { done(Irp, OutputSizeReturned, st, 0) };
     }
@@ -423,7 +431,7 @@ pub unsafe extern "win64" fn WskControlSocket(
                 })
             });
             if Irp.is_null() {
-                crate::state::violation(
+                crate::kernel::state::violation(
                     "SIO_WSK_QUERY_IDEAL_SEND_BACKLOG without an IRP (W30/W36)",
                 );
                 return STATUS_INVALID_PARAMETER;
@@ -440,7 +448,7 @@ pub unsafe extern "win64" fn WskControlSocket(
             unsafe {
                 OutputBuffer
                     .cast::<SIZE_T>()
-                    .write_unaligned(crate::state::config().ideal_send_backlog);
+                    .write_unaligned(crate::kernel::state::config().ideal_send_backlog);
             };
             // SAFETY: taken above.
             unsafe {
@@ -454,13 +462,13 @@ pub unsafe extern "win64" fn WskControlSocket(
         }
         (WskIoctl, SIO_WSK_SET_REMOTE_ADDRESS) => {
             if Irp.is_null() {
-                crate::state::violation("SIO_WSK_SET_REMOTE_ADDRESS without an IRP (W38)");
+                crate::kernel::state::violation("SIO_WSK_SET_REMOTE_ADDRESS without an IRP (W38)");
                 return STATUS_INVALID_PARAMETER;
             }
-            // SAFETY: NULL or a client SOCKADDR.
             let a = if InputSize == 0 {
                 None
             } else {
+                // SAFETY: a client SOCKADDR of InputSize bytes.
                 unsafe { super::addr::read(InputBuffer as PSOCKADDR) }
             };
             let st = socket::with(|p| {
@@ -603,9 +611,9 @@ pub unsafe extern "win64" fn WskGetAddressInfo(
         OwningProcess,
         OwningThread,
     );
-    crate::irql::require_passive("WskGetAddressInfo");
+    crate::kernel::irql::require_passive("WskGetAddressInfo");
     // SAFETY: the client passes its IRP.
-    if !unsafe { crate::irp::take(Irp, "WskGetAddressInfo") } {
+    if !unsafe { crate::kernel::irp::take(Irp, "WskGetAddressInfo") } {
         return STATUS_INVALID_PARAMETER;
     }
     // SAFETY: taken above.
@@ -616,7 +624,7 @@ pub unsafe extern "win64" fn WskGetAddressInfo(
 #[no_mangle]
 pub unsafe extern "win64" fn WskFreeAddressInfo(Client: PWSK_CLIENT, AddrInfo: PADDRINFOEXW) {
     let _ = (Client, AddrInfo);
-    crate::irql::require_passive("WskFreeAddressInfo");
+    crate::kernel::irql::require_passive("WskFreeAddressInfo");
 }
 
 /// `WskGetNameInfo`: not simulated.
@@ -642,9 +650,9 @@ pub unsafe extern "win64" fn WskGetNameInfo(
         OwningProcess,
         OwningThread,
     );
-    crate::irql::require_passive("WskGetNameInfo");
+    crate::kernel::irql::require_passive("WskGetNameInfo");
     // SAFETY: the client passes its IRP.
-    if !unsafe { crate::irp::take(Irp, "WskGetNameInfo") } {
+    if !unsafe { crate::kernel::irp::take(Irp, "WskGetNameInfo") } {
         return STATUS_INVALID_PARAMETER;
     }
     // SAFETY: taken above.

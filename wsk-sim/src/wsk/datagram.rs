@@ -5,13 +5,13 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 
 use wsk_sys::{
-    NTSTATUS, PCMSGHDR, PIRP, PSOCKADDR, PULONG, PWSK_BUF, PWSK_BUF_LIST, PWSK_DATAGRAM_INDICATION,
-    PWSK_SOCKET, STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_DEVICE_STATE,
-    STATUS_INVALID_PARAMETER, STATUS_PENDING, STATUS_SUCCESS, ULONG, WSK_BUF,
+    NTSTATUS, PCMSGHDR, PIRP, PSOCKADDR, PULONG, PWSK_BUF, PWSK_BUF_LIST, PWSK_SOCKET,
+    STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER,
+    STATUS_SUCCESS, ULONG, WSK_BUF,
 };
 
 use super::complete;
-use super::connection::Progress;
+use super::socket::Progress;
 use super::socket::{self, RecvFromReq, SendToReq, Sock};
 
 /// Sends the queued datagrams of `req`, each read from its MDL chain at send time.
@@ -21,9 +21,9 @@ pub(crate) fn send_some(s: &mut Sock, req: &mut SendToReq) -> Progress {
             return Progress::Failed(STATUS_INVALID_DEVICE_STATE);
         };
         // SAFETY: the client's MDLs stay valid until completion; `segments` checks them.
-        let Some(segs) =
-            (unsafe { crate::mdl::segments(buf.Mdl, buf.Offset as usize, buf.Length, req.call) })
-        else {
+        let Some(segs) = (unsafe {
+            crate::kernel::mdl::segments(buf.Mdl, buf.Offset as usize, buf.Length, req.call)
+        }) else {
             return Progress::Failed(STATUS_INVALID_PARAMETER);
         };
         let mut data = Vec::with_capacity(buf.Length);
@@ -36,7 +36,7 @@ pub(crate) fn send_some(s: &mut Sock, req: &mut SendToReq) -> Progress {
                 req.sent += n;
                 req.bufs.pop_front();
                 // SAFETY: pinned when queued.
-                unsafe { crate::mdl::pin_chain(buf.Mdl, -1) };
+                unsafe { crate::kernel::mdl::pin_chain(buf.Mdl, -1) };
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return Progress::Blocked,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -44,7 +44,7 @@ pub(crate) fn send_some(s: &mut Sock, req: &mut SendToReq) -> Progress {
                 // UDP send errors (e.g. ICMP port unreachable reported late) drop the datagram.
                 req.bufs.pop_front();
                 // SAFETY: pinned when queued.
-                unsafe { crate::mdl::pin_chain(buf.Mdl, -1) };
+                unsafe { crate::kernel::mdl::pin_chain(buf.Mdl, -1) };
             }
         }
     }
@@ -55,7 +55,7 @@ pub(crate) fn send_some(s: &mut Sock, req: &mut SendToReq) -> Progress {
 pub(crate) fn fill_recvfrom(req: &RecvFromReq, data: &[u8], from: SocketAddr) -> (NTSTATUS, usize) {
     // SAFETY: the client's MDLs stay valid until completion; `segments` checks them.
     let Some(segs) = (unsafe {
-        crate::mdl::segments(
+        crate::kernel::mdl::segments(
             req.buf.Mdl,
             req.buf.Offset as usize,
             req.buf.Length,
@@ -102,29 +102,35 @@ fn sendto_common(
     call: &'static str,
 ) -> NTSTATUS {
     // SAFETY: the client passes its IRP.
-    if !unsafe { crate::irp::take(irp, call) } {
+    if !unsafe { crate::kernel::irp::take(irp, call) } {
         return STATUS_INVALID_PARAMETER;
     }
-    let Some(_in) = socket::enter(socket_ptr, call) else {
+    let _in = match socket::enter(socket_ptr, call) {
+        Ok(c) => c,
         // SAFETY: taken above.
-        return unsafe { complete::fail(irp, STATUS_INVALID_PARAMETER) };
+        Err(st) => return unsafe { complete::fail(irp, st) },
     };
     let fault = if call == "WskSendTo" {
-        crate::faults::Call::WskSendTo
+        crate::kernel::config::Call::WskSendTo
     } else {
-        crate::faults::Call::WskSendMessages
+        crate::kernel::config::Call::WskSendMessages
     };
-    if let Some(st) = crate::faults::injected_failure(fault) {
+    if let Some(st) = crate::kernel::schedule::injected_failure(fault) {
         // SAFETY: taken above.
         return unsafe { complete::fail(irp, st) };
     }
     if flags != 0 {
+        crate::kernel::state::violation(format!(
+            "{call} with Flags {flags:#x}: reserved, must be 0"
+        ));
         // SAFETY: taken above.
         return unsafe { complete::fail(irp, STATUS_INVALID_PARAMETER) };
     }
     for b in &bufs {
         // SAFETY: validates each chain now so a bad WSK_BUF fails the call.
-        if unsafe { crate::mdl::segments(b.Mdl, b.Offset as usize, b.Length, call) }.is_none() {
+        if unsafe { crate::kernel::mdl::segments(b.Mdl, b.Offset as usize, b.Length, call) }
+            .is_none()
+        {
             // SAFETY: taken above.
             return unsafe { complete::fail(irp, STATUS_INVALID_PARAMETER) };
         }
@@ -132,7 +138,7 @@ fn sendto_common(
     // SAFETY: NULL or a client SOCKADDR.
     let to = unsafe { super::addr::read(remote) };
     let ws = socket_ptr as usize;
-    let inline_ok = !crate::faults::chance(crate::state::config().pend_rate);
+    let inline_ok = !crate::kernel::schedule::chance(crate::kernel::state::config().pend_rate);
     let r = socket::with(|p| {
         let s = p.sockets.get_mut(&ws).expect("entered");
         if s.bound.is_none() {
@@ -147,7 +153,7 @@ fn sendto_common(
         }
         for b in &bufs {
             // SAFETY: pinned until sent.
-            unsafe { crate::mdl::pin_chain(b.Mdl, 1) };
+            unsafe { crate::kernel::mdl::pin_chain(b.Mdl, 1) };
         }
         let mut req = SendToReq {
             irp: irp as usize,
@@ -161,7 +167,7 @@ fn sendto_common(
                 Progress::Failed(st) => {
                     for (b, _) in &req.bufs {
                         // SAFETY: pinned above.
-                        unsafe { crate::mdl::pin_chain(b.Mdl, -1) };
+                        unsafe { crate::kernel::mdl::pin_chain(b.Mdl, -1) };
                     }
                     return Err(st);
                 }
@@ -169,19 +175,19 @@ fn sendto_common(
             }
         }
         // SAFETY: the provider owns the IRP.
-        unsafe { crate::irp::mark_pending(irp) };
+        unsafe { crate::kernel::irp::mark_pending(irp) };
         s.sendtos.push_back(req);
         Ok((Some(s.owner), 0))
     });
     match r {
         Ok((None, sent)) => {
             // SAFETY: taken above; sent inline.
-            unsafe { crate::irp::complete(irp, STATUS_SUCCESS, sent) };
+            unsafe { crate::kernel::irp::complete(irp, STATUS_SUCCESS, sent) };
             STATUS_SUCCESS
         }
         Ok((Some(owner), _)) => {
-            super::poller::wake(owner);
-            STATUS_PENDING
+            super::wake::wake(owner);
+            complete::late_return()
         }
         // SAFETY: taken above.
         Err(st) => unsafe { complete::fail(irp, st) },
@@ -200,14 +206,14 @@ pub unsafe extern "win64" fn WskSendTo(
     Irp: PIRP,
 ) -> NTSTATUS {
     let _ = (ControlInfoLength, ControlInfo);
-    crate::irql::require_dispatch_or_below("WskSendTo");
+    crate::kernel::irql::require_dispatch_or_below("WskSendTo");
     if Buffer.is_null() {
-        crate::state::violation("WskSendTo with a NULL Buffer");
+        crate::kernel::state::violation("WskSendTo with a NULL Buffer");
     }
-    // SAFETY: the client's WSK_BUF.
     let bufs = if Buffer.is_null() {
         Vec::new()
     } else {
+        // SAFETY: the client's WSK_BUF (not NULL).
         vec![unsafe { *Buffer }]
     };
     sendto_common(Socket, bufs, Flags, RemoteAddress, Irp, "WskSendTo")
@@ -225,7 +231,7 @@ pub unsafe extern "win64" fn WskSendMessages(
     Irp: PIRP,
 ) -> NTSTATUS {
     let _ = (ControlInfoLength, ControlInfo);
-    crate::irql::require_dispatch_or_below("WskSendMessages");
+    crate::kernel::irql::require_dispatch_or_below("WskSendMessages");
     let mut bufs = Vec::new();
     let mut cur = BufferList;
     while !cur.is_null() && bufs.len() < 65536 {
@@ -257,7 +263,7 @@ pub unsafe extern "win64" fn WskReceiveFrom(
             Socket,
             Irp,
             "WskReceiveFrom",
-            crate::faults::Call::WskReceiveFrom,
+            crate::kernel::config::Call::WskReceiveFrom,
         )
     } {
         Ok(call) => call,
@@ -270,14 +276,16 @@ pub unsafe extern "win64" fn WskReceiveFrom(
     // SAFETY: the client's WSK_BUF.
     let buf = unsafe { *Buffer };
     // SAFETY: validates the chain now.
-    if unsafe { crate::mdl::segments(buf.Mdl, buf.Offset as usize, buf.Length, "WskReceiveFrom") }
-        .is_none()
+    if unsafe {
+        crate::kernel::mdl::segments(buf.Mdl, buf.Offset as usize, buf.Length, "WskReceiveFrom")
+    }
+    .is_none()
     {
         // SAFETY: taken above.
         return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
     }
     // SAFETY: taken above; marked before the poller can complete it.
-    unsafe { crate::irp::mark_pending(Irp) };
+    unsafe { crate::kernel::irp::mark_pending(Irp) };
     let ws = Socket as usize;
     let r = socket::with(|p| {
         let s = p.sockets.get_mut(&ws).expect("entered");
@@ -285,7 +293,7 @@ pub unsafe extern "win64" fn WskReceiveFrom(
             return Err(STATUS_INVALID_DEVICE_STATE);
         }
         // SAFETY: pinned until completion.
-        unsafe { crate::mdl::pin_chain(buf.Mdl, 1) };
+        unsafe { crate::kernel::mdl::pin_chain(buf.Mdl, 1) };
         s.recvfroms.push_back(RecvFromReq {
             irp: Irp as usize,
             buf,
@@ -296,25 +304,8 @@ pub unsafe extern "win64" fn WskReceiveFrom(
         Ok(s.owner)
     });
     match r {
-        Ok(owner) => super::poller::wake(owner),
+        Ok(owner) => super::wake::wake(owner),
         Err(st) => complete::defer(Irp, st, 0),
     }
-    STATUS_PENDING
-}
-
-/// `WskRelease` for datagram sockets (PFN_WSK_RELEASE_DATAGRAM_INDICATION_LIST).
-#[no_mangle]
-pub unsafe extern "win64" fn WskReleaseDatagrams(
-    Socket: PWSK_SOCKET,
-    DatagramIndication: PWSK_DATAGRAM_INDICATION,
-) -> NTSTATUS {
-    crate::irql::require_dispatch_or_below("WskRelease");
-    let Some(_in) = socket::enter(Socket, "WskRelease") else {
-        return STATUS_INVALID_PARAMETER;
-    };
-    super::connection::release(Socket as usize, DatagramIndication as usize, false)
-}
-
-pub(crate) fn _ok() -> NTSTATUS {
-    STATUS_SUCCESS
+    complete::late_return()
 }

@@ -60,7 +60,7 @@ impl Drop for Block {
             d.fill(RELEASED_POISON);
         }
         for m in self.mdls.drain(..) {
-            crate::mdl::free_mdl(m, "indication release");
+            crate::kernel::mdl::free_mdl(m, "indication release");
         }
     }
 }
@@ -74,7 +74,7 @@ fn chain(buf: &mut [u8], payload: usize, mdls: &mut Vec<PMDL>) -> WSK_BUF {
             Length: 0,
         };
     }
-    let pieces = crate::faults::range(1, 3).min(payload);
+    let pieces = crate::kernel::schedule::range(1, 3).min(payload);
     let mut cuts = vec![0usize];
     for i in 1..pieces {
         cuts.push(payload * i / pieces);
@@ -90,7 +90,7 @@ fn chain(buf: &mut [u8], payload: usize, mdls: &mut Vec<PMDL>) -> WSK_BUF {
         };
         // SAFETY: start+len lies within `buf` (LEAD + payload bytes).
         let va = unsafe { buf.as_mut_ptr().add(start) };
-        let m = crate::mdl::alloc_mdl(va.cast(), len as u32, false);
+        let m = crate::kernel::mdl::alloc_mdl(va.cast(), len as u32, false);
         // SAFETY: a fresh MDL of ours: mark it mapped non-paged memory.
         unsafe {
             (*m).MappedSystemVa = va.cast();
@@ -200,8 +200,13 @@ struct Retained {
     quarantine: VecDeque<Box<Block>>,
     /// Node addresses of released lists (for "double release" messages).
     released_nodes: VecDeque<usize>,
-    /// Nodes of lists whose receive callback is running right now.
-    in_callback: std::collections::HashSet<usize>,
+    /// Nodes of lists whose receive callback is running right now, and on which thread.
+    in_callback: HashMap<usize, std::thread::ThreadId>,
+    /// WskRelease calls from other threads on lists whose callback the provider has not
+    /// seen return yet: (head, socket, stream). The callback may already have returned
+    /// STATUS_PENDING (the provider thread can be preempted right after the return), so
+    /// they are applied when its return is recorded.
+    early_releases: Vec<(usize, usize, bool)>,
 }
 
 static RETAINED: Mutex<Option<Retained>> = Mutex::new(None);
@@ -222,42 +227,77 @@ fn quarantine(r: &mut Retained, b: Box<Block>) {
     }
 }
 
-/// The receive callback for this list starts / has returned.
-pub(crate) fn in_callback(b: &Block, running: bool) {
+/// The receive callback for this list starts on this thread.
+pub(crate) fn callback_starts(b: &Block) {
+    let me = std::thread::current().id();
     with(|r| {
         for a in b.node_addrs() {
-            if running {
-                r.in_callback.insert(a);
-            } else {
-                r.in_callback.remove(&a);
-            }
+            r.in_callback.insert(a, me);
         }
     });
+}
+
+/// What the provider saw when a receive callback's return was recorded.
+pub(crate) struct Returned {
+    /// Bytes released by WskRelease calls that came in before the return was recorded.
+    pub released: usize,
+    /// Heads released that way although the callback did not return STATUS_PENDING.
+    pub not_retained: Vec<usize>,
+}
+
+/// The receive callback for this list returned, `retained` (STATUS_PENDING) or not: in one
+/// step, the list is retained or poisoned, the callback marker cleared, and releases that
+/// came in early applied, so no WskRelease can fall between them.
+pub(crate) fn callback_returned(b: Box<Block>, retained: bool) -> Returned {
+    with(|r| {
+        let nodes = b.node_addrs();
+        for a in &nodes {
+            r.in_callback.remove(a);
+        }
+        let (early, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut r.early_releases)
+            .into_iter()
+            .partition(|e| nodes.contains(&e.0));
+        r.early_releases = keep;
+        let mut out = Returned {
+            released: 0,
+            not_retained: Vec::new(),
+        };
+        if retained {
+            retain_locked(r, b);
+            for (head, socket, stream) in early {
+                // SAFETY: `head` is a node of the block just retained.
+                let done = unsafe { release_locked(r, socket, head, stream) };
+                if let Release::Ok { bytes, .. } = done {
+                    out.released += bytes;
+                }
+            }
+        } else {
+            out.not_retained = early.into_iter().map(|e| e.0).collect();
+            discard_locked(r, b);
+        }
+        out
+    })
 }
 
 /// The client returned from the callback without retaining the list: poison it now.
-pub(crate) fn discard(b: Box<Block>) {
-    with(|r| {
-        for a in b.node_addrs() {
-            r.released_nodes.push_back(a);
-        }
-        while r.released_nodes.len() > 4096 {
-            r.released_nodes.pop_front();
-        }
-        quarantine(r, b);
-    });
+fn discard_locked(r: &mut Retained, b: Box<Block>) {
+    for a in b.node_addrs() {
+        r.released_nodes.push_back(a);
+    }
+    while r.released_nodes.len() > 4096 {
+        r.released_nodes.pop_front();
+    }
+    quarantine(r, b);
 }
 
 /// STATUS_PENDING: the client keeps the list until WskRelease.
-pub(crate) fn retain(b: Box<Block>) {
-    with(|r| {
-        r.next_id += 1;
-        let id = r.next_id;
-        for (i, a) in b.node_addrs().into_iter().enumerate() {
-            r.nodes.insert(a, (id, i));
-        }
-        r.blocks.insert(id, b);
-    });
+fn retain_locked(r: &mut Retained, b: Box<Block>) {
+    r.next_id += 1;
+    let id = r.next_id;
+    for (i, a) in b.node_addrs().into_iter().enumerate() {
+        r.nodes.insert(a, (id, i));
+    }
+    r.blocks.insert(id, b);
 }
 
 /// Result of a WskRelease.
@@ -269,7 +309,11 @@ pub(crate) enum Release {
     },
     Unknown,
     Twice,
+    /// From the thread running the list's receive callback, before it returned.
     DuringCallback,
+    /// From another thread while the provider has not yet seen the callback return:
+    /// applied once it returns STATUS_PENDING.
+    Early,
     WrongSocket(usize),
 }
 
@@ -280,10 +324,23 @@ pub(crate) enum Release {
 /// `head` is a node pointer handed out by the provider (checked against the table first).
 pub(crate) unsafe fn release(socket: usize, head: usize, stream: bool) -> Release {
     with(|r| {
-        let Some(&(id, _)) = r.nodes.get(&head) else {
-            if r.in_callback.contains(&head) {
+        if let Some(&t) = r.in_callback.get(&head) {
+            if t == std::thread::current().id() {
                 return Release::DuringCallback;
             }
+            r.early_releases.push((head, socket, stream));
+            return Release::Early;
+        }
+        // SAFETY: per the function contract.
+        unsafe { release_locked(r, socket, head, stream) }
+    })
+}
+
+/// # Safety
+/// As [`release`].
+unsafe fn release_locked(r: &mut Retained, socket: usize, head: usize, stream: bool) -> Release {
+    {
+        let Some(&(id, _)) = r.nodes.get(&head) else {
             return if r.released_nodes.contains(&head) {
                 Release::Twice
             } else {
@@ -328,7 +385,7 @@ pub(crate) unsafe fn release(socket: usize, head: usize, stream: bool) -> Releas
             socket: owner,
             bytes,
         }
-    })
+    }
 }
 
 /// Retained lists still held: (socket, bytes).
@@ -342,5 +399,7 @@ pub(crate) fn reset() {
         r.nodes.clear();
         r.quarantine.clear();
         r.released_nodes.clear();
+        r.in_callback.clear();
+        r.early_releases.clear();
     });
 }

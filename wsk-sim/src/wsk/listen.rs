@@ -81,12 +81,15 @@ pub unsafe extern "win64" fn WskBind(
 ) -> NTSTATUS {
     // SAFETY: the client passes its IRP to WskBind.
     let _in = match unsafe {
-        socket::begin_irp_call(Socket, Irp, "WskBind", crate::faults::Call::WskBind)
+        socket::begin_irp_call(Socket, Irp, "WskBind", crate::kernel::config::Call::WskBind)
     } {
         Ok(call) => call,
         Err(st) => return st,
     };
     if Flags != 0 {
+        crate::kernel::state::violation(format!(
+            "WskBind with Flags {Flags:#x}: reserved, must be 0 (W39)"
+        ));
         // SAFETY: taken above.
         return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
     }
@@ -98,7 +101,7 @@ pub unsafe extern "win64" fn WskBind(
     let ws = Socket as usize;
     let r = socket::with(|p| bind_locked(p, ws, a));
     let owner = socket::with(|p| p.sockets.get(&ws).map_or(0, |s| s.owner));
-    super::poller::wake(owner);
+    super::wake::wake(owner);
     match r {
         // SAFETY: taken above.
         Ok(()) => unsafe { complete::finish(Irp, STATUS_SUCCESS, 0) },
@@ -110,14 +113,15 @@ pub unsafe extern "win64" fn WskBind(
 /// `WskListen` (stream sockets): a bound stream socket starts listening.
 #[no_mangle]
 pub unsafe extern "win64" fn WskListen(Socket: PWSK_SOCKET, Irp: PIRP) -> NTSTATUS {
-    crate::irql::require_dispatch_or_below("WskListen");
+    crate::kernel::irql::require_dispatch_or_below("WskListen");
     // SAFETY: the client passes its IRP.
-    if !unsafe { crate::irp::take(Irp, "WskListen") } {
+    if !unsafe { crate::kernel::irp::take(Irp, "WskListen") } {
         return STATUS_INVALID_PARAMETER;
     }
-    let Some(_in) = socket::enter(Socket, "WskListen") else {
+    let _in = match socket::enter(Socket, "WskListen") {
+        Ok(c) => c,
         // SAFETY: taken above.
-        return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
+        Err(st) => return unsafe { complete::fail(Irp, st) },
     };
     let ws = Socket as usize;
     let r = socket::with(|p| {
@@ -134,7 +138,7 @@ pub unsafe extern "win64" fn WskListen(Socket: PWSK_SOCKET, Irp: PIRP) -> NTSTAT
     });
     match r {
         Ok(owner) => {
-            super::poller::wake(owner);
+            super::wake::wake(owner);
             // SAFETY: taken above.
             unsafe { complete::finish(Irp, STATUS_SUCCESS, 0) }
         }
@@ -154,16 +158,19 @@ pub unsafe extern "win64" fn WskAccept(
     RemoteAddress: PSOCKADDR,
     Irp: PIRP,
 ) -> NTSTATUS {
-    crate::irql::require_dispatch_or_below("WskAccept");
+    crate::kernel::irql::require_dispatch_or_below("WskAccept");
     // SAFETY: the client passes its IRP.
-    if !unsafe { crate::irp::take(Irp, "WskAccept") } {
+    if !unsafe { crate::kernel::irp::take(Irp, "WskAccept") } {
         return STATUS_INVALID_PARAMETER;
     }
-    let Some(_in) = socket::enter(ListenSocket, "WskAccept") else {
+    let _in = match socket::enter(ListenSocket, "WskAccept") {
+        Ok(c) => c,
         // SAFETY: taken above.
-        return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
+        Err(st) => return unsafe { complete::fail(Irp, st) },
     };
-    if let Some(st) = crate::faults::injected_failure(crate::faults::Call::WskAccept) {
+    if let Some(st) =
+        crate::kernel::schedule::injected_failure(crate::kernel::config::Call::WskAccept)
+    {
         // SAFETY: taken above.
         return unsafe { complete::fail(Irp, st) };
     }
@@ -174,7 +181,7 @@ pub unsafe extern "win64" fn WskAccept(
     let ws = ListenSocket as usize;
     // Marked pending before the poller can see it (W12).
     // SAFETY: taken above.
-    unsafe { crate::irp::mark_pending(Irp) };
+    unsafe { crate::kernel::irp::mark_pending(Irp) };
     let r = socket::with(|p| {
         let s = p.sockets.get_mut(&ws).expect("entered");
         if !s.listening {
@@ -191,7 +198,7 @@ pub unsafe extern "win64" fn WskAccept(
     });
     match r {
         Ok(owner) => {
-            super::poller::wake(owner);
+            super::wake::wake(owner);
             wsk_sys::STATUS_PENDING
         }
         Err(st) => {
@@ -212,7 +219,7 @@ pub unsafe extern "win64" fn WskInspectComplete(
 ) -> NTSTATUS {
     let _ = (ListenSocket, InspectID, Action);
     // SAFETY: the client passes its IRP.
-    if !unsafe { crate::irp::take(Irp, "WskInspectComplete") } {
+    if !unsafe { crate::kernel::irp::take(Irp, "WskInspectComplete") } {
         return STATUS_INVALID_PARAMETER;
     }
     // SAFETY: taken above.
@@ -226,14 +233,15 @@ pub unsafe extern "win64" fn WskGetLocalAddress(
     LocalAddress: PSOCKADDR,
     Irp: PIRP,
 ) -> NTSTATUS {
-    crate::irql::require_dispatch_or_below("WskGetLocalAddress");
+    crate::kernel::irql::require_dispatch_or_below("WskGetLocalAddress");
     // SAFETY: the client passes its IRP.
-    if !unsafe { crate::irp::take(Irp, "WskGetLocalAddress") } {
+    if !unsafe { crate::kernel::irp::take(Irp, "WskGetLocalAddress") } {
         return STATUS_INVALID_PARAMETER;
     }
-    let Some(_in) = socket::enter(Socket, "WskGetLocalAddress") else {
+    let _in = match socket::enter(Socket, "WskGetLocalAddress") {
+        Ok(c) => c,
         // SAFETY: taken above.
-        return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
+        Err(st) => return unsafe { complete::fail(Irp, st) },
     };
     let ws = Socket as usize;
     let a = socket::with(|p| {

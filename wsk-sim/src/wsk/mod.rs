@@ -1,14 +1,35 @@
 //! The WSK provider (NETIO.SYS's side of wsk.h) over host sockets.
 
 pub(crate) mod addr;
+pub(crate) mod clients;
 pub(crate) mod complete;
 pub(crate) mod connection;
 pub(crate) mod control;
 pub(crate) mod datagram;
+pub(crate) mod dispatch;
+pub(crate) mod events;
 pub(crate) mod indication;
 pub(crate) mod listen;
 pub(crate) mod poller;
 pub(crate) mod registration;
+pub(crate) mod release;
 pub(crate) mod socket;
+pub(crate) mod wake;
 
 pub use indication::RELEASED_POISON;
+
+/// Tears the provider's tables down between runs (drops host sockets, retained lists,
+/// registrations).
+pub(crate) fn reset() {
+    socket::reset();
+    indication::reset();
+    clients::reset();
+}
+
+/// Starts a run: the socket dispatch tables and the provider threads (once per process), the readiness clock of
+/// WskCaptureProviderNPI and the kernel's SeExports the provider's security checks read.
+pub(crate) fn start_run() {
+    socket::set_dispatch_tables(dispatch::for_kind);
+    poller::ensure_started();
+    clients::start_run();
+}

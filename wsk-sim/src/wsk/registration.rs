@@ -1,119 +1,14 @@
 //! WskRegister / WskCaptureProviderNPI / WskReleaseProviderNPI / WskDeregister and the
 //! client-level provider dispatch (WskSocket, WskSocketConnect, WskControlClient, ...).
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use super::clients::{with, Reg, REG_MAGIC};
 use wsk_sys::{
     DISPATCH_LEVEL, NTSTATUS, PWSK_CLIENT_NPI, PWSK_PROVIDER_CHARACTERISTICS, PWSK_PROVIDER_NPI,
     PWSK_REGISTRATION, STATUS_DEVICE_NOT_READY, STATUS_INVALID_PARAMETER, STATUS_NOINTERFACE,
     STATUS_SUCCESS, ULONG, WSK_CLIENT_DISPATCH, WSK_INFINITE_WAIT, WSK_NO_WAIT,
-    WSK_PROVIDER_DISPATCH,
-};
-
-const REG_MAGIC: u64 = 0x5753_4B53_494D_5245; // "WSKSIMRE"
-
-pub(crate) struct Reg {
-    pub client_token: usize,
-    pub context: usize,
-    pub dispatch: usize,
-    dispatch_copy: WSK_CLIENT_DISPATCH,
-    pub captures: usize,
-    pub deregistering: bool,
-    pub static_mask: u32,
-    pub sockets_created: usize,
-    pub cached_sds: HashSet<usize>,
-    pub list_change_irps: Vec<usize>,
-}
-
-#[derive(Default)]
-struct Regs {
-    by_block: HashMap<usize, Reg>,
-    by_token: HashMap<usize, usize>,
-    start: Option<Instant>,
-}
-
-static REGS: Mutex<Option<Regs>> = Mutex::new(None);
-
-fn with<R>(f: impl FnOnce(&mut Regs) -> R) -> R {
-    let mut g: MutexGuard<'_, _> = REGS.lock().unwrap_or_else(PoisonError::into_inner);
-    f(g.get_or_insert_with(Regs::default))
-}
-
-pub(crate) fn start_run() {
-    with(|r| r.start = Some(Instant::now()));
-    crate::device::init_se_exports();
-}
-
-pub(crate) fn reset() {
-    with(|r| {
-        r.by_block.clear();
-        r.by_token.clear();
-    });
-}
-
-pub(crate) fn leaked() -> Vec<String> {
-    with(|r| {
-        let mut v = Vec::new();
-        for (blk, reg) in &r.by_block {
-            v.push(format!("WSK registration {blk:#x} not deregistered"));
-            if reg.captures > 0 {
-                v.push(format!(
-                    "WSK registration {blk:#x}: {} provider NPI capture(s) not released",
-                    reg.captures
-                ));
-            }
-            for sd in &reg.cached_sds {
-                v.push(format!(
-                    "cached security descriptor {sd:#x} not released with WSK_RELEASE_SD"
-                ));
-            }
-        }
-        v
-    })
-}
-
-pub(crate) fn captures() -> usize {
-    with(|r| r.by_block.values().map(|x| x.captures).sum())
-}
-
-/// Runs `f` on the registration that owns a `PWSK_CLIENT` token.
-pub(crate) fn with_client<R>(client: usize, f: impl FnOnce(&mut Reg) -> R) -> Option<R> {
-    with(|r| {
-        let blk = *r.by_token.get(&client)?;
-        r.by_block.get_mut(&blk).map(f)
-    })
-}
-
-/// W6: client-level dispatch calls need a live capture.
-pub(crate) fn check_client(client: usize, call: &str) -> bool {
-    match with_client(client, |r| r.captures) {
-        None => {
-            crate::state::violation(format!(
-                "{call}: Client {client:#x} is not a captured WSK provider NPI"
-            ));
-            false
-        }
-        Some(0) => {
-            crate::state::violation(format!(
-                "{call} called after WskReleaseProviderNPI released every capture (W6)"
-            ));
-            false
-        }
-        Some(_) => true,
-    }
-}
-
-static PROVIDER_DISPATCH: WSK_PROVIDER_DISPATCH = WSK_PROVIDER_DISPATCH {
-    Version: wsk_sys::MAKE_WSK_VERSION(1, 0),
-    Reserved: 0,
-    WskSocket: Some(super::socket::WskSocket),
-    WskSocketConnect: Some(super::connection::WskSocketConnect),
-    WskControlClient: Some(super::control::WskControlClient),
-    WskGetAddressInfo: Some(super::control::WskGetAddressInfo),
-    WskFreeAddressInfo: Some(super::control::WskFreeAddressInfo),
-    WskGetNameInfo: Some(super::control::WskGetNameInfo),
 };
 
 /// `WskRegister`: PASSIVE_LEVEL.
@@ -122,9 +17,9 @@ pub unsafe extern "win64" fn WskRegister(
     WskClientNpi: PWSK_CLIENT_NPI,
     WskRegistration: PWSK_REGISTRATION,
 ) -> NTSTATUS {
-    crate::irql::require_passive("WskRegister");
+    crate::kernel::irql::require_passive("WskRegister");
     if WskClientNpi.is_null() || WskRegistration.is_null() {
-        crate::state::violation("WskRegister with a NULL argument");
+        crate::kernel::state::violation("WskRegister with a NULL argument");
         return STATUS_INVALID_PARAMETER;
     }
     // SAFETY: the caller passes a WSK_CLIENT_NPI whose Dispatch stays resident (W2).
@@ -135,7 +30,7 @@ pub unsafe extern "win64" fn WskRegister(
         )
     };
     if disp.is_null() {
-        crate::state::violation("WskRegister: WSK_CLIENT_NPI.Dispatch is NULL");
+        crate::kernel::state::violation("WskRegister: WSK_CLIENT_NPI.Dispatch is NULL");
         return STATUS_INVALID_PARAMETER;
     }
     // SAFETY: checked non-NULL; the client's dispatch table.
@@ -143,7 +38,7 @@ pub unsafe extern "win64" fn WskRegister(
     let blk = WskRegistration as usize;
     let dup = with(|r| r.by_block.contains_key(&blk));
     if dup {
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "WskRegister: registration block {blk:#x} is already registered (W1)"
         ));
         return STATUS_INVALID_PARAMETER;
@@ -183,9 +78,9 @@ pub unsafe extern "win64" fn WskCaptureProviderNPI(
     WskProviderNpi: PWSK_PROVIDER_NPI,
 ) -> NTSTATUS {
     if WaitTimeout == WSK_NO_WAIT {
-        crate::irql::require_at_most("WskCaptureProviderNPI(WSK_NO_WAIT)", DISPATCH_LEVEL);
+        crate::kernel::irql::require_at_most("WskCaptureProviderNPI(WSK_NO_WAIT)", DISPATCH_LEVEL);
     } else {
-        crate::irql::require_passive("WskCaptureProviderNPI with a wait");
+        crate::kernel::irql::require_passive("WskCaptureProviderNPI with a wait");
     }
     let blk = WskRegistration as usize;
     let Some((token, version)) = with(|r| {
@@ -193,7 +88,7 @@ pub unsafe extern "win64" fn WskCaptureProviderNPI(
             .get(&blk)
             .map(|g| (g.client_token, g.dispatch_copy.Version))
     }) else {
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "WskCaptureProviderNPI: {blk:#x} is not a registered WSK_REGISTRATION"
         ));
         return STATUS_INVALID_PARAMETER;
@@ -201,7 +96,7 @@ pub unsafe extern "win64" fn WskCaptureProviderNPI(
     if wsk_sys::WSK_MAJOR_VERSION(version) != 1 {
         return STATUS_NOINTERFACE;
     }
-    let ready_after = Duration::from_millis(crate::state::config().provider_ready_after_ms);
+    let ready_after = Duration::from_millis(crate::kernel::state::config().provider_ready_after_ms);
     let deadline = (WaitTimeout != WSK_INFINITE_WAIT)
         .then(|| Instant::now() + Duration::from_millis(u64::from(WaitTimeout)));
     loop {
@@ -222,7 +117,9 @@ pub unsafe extern "win64" fn WskCaptureProviderNPI(
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    if let Some(st) = crate::faults::injected_failure(crate::faults::Call::WskCaptureProviderNPI) {
+    if let Some(st) = crate::kernel::schedule::injected_failure(
+        crate::kernel::config::Call::WskCaptureProviderNPI,
+    ) {
         return st;
     }
     with(|r| {
@@ -233,7 +130,7 @@ pub unsafe extern "win64" fn WskCaptureProviderNPI(
     // SAFETY: the caller passes WSK_PROVIDER_NPI storage.
     unsafe {
         (*WskProviderNpi).Client = token as _;
-        (*WskProviderNpi).Dispatch = &raw const PROVIDER_DISPATCH;
+        (*WskProviderNpi).Dispatch = &raw const super::dispatch::PROVIDER_DISPATCH;
     }
     STATUS_SUCCESS
 }
@@ -241,7 +138,7 @@ pub unsafe extern "win64" fn WskCaptureProviderNPI(
 /// `WskReleaseProviderNPI`: ≤ DISPATCH_LEVEL; one per successful capture.
 #[no_mangle]
 pub unsafe extern "win64" fn WskReleaseProviderNPI(WskRegistration: PWSK_REGISTRATION) {
-    crate::irql::require_dispatch_or_below("WskReleaseProviderNPI");
+    crate::kernel::irql::require_dispatch_or_below("WskReleaseProviderNPI");
     let blk = WskRegistration as usize;
     let ok = with(|r| match r.by_block.get_mut(&blk) {
         Some(g) if g.captures > 0 => {
@@ -252,7 +149,7 @@ pub unsafe extern "win64" fn WskReleaseProviderNPI(WskRegistration: PWSK_REGISTR
         None => Err("not a registered WSK_REGISTRATION"),
     });
     if let Err(e) = ok {
-        crate::state::violation(format!("WskReleaseProviderNPI({blk:#x}): {e}"));
+        crate::kernel::state::violation(format!("WskReleaseProviderNPI({blk:#x}): {e}"));
     }
 }
 
@@ -262,7 +159,7 @@ pub unsafe extern "win64" fn WskQueryProviderCharacteristics(
     WskRegistration: PWSK_REGISTRATION,
     WskProviderCharacteristics: PWSK_PROVIDER_CHARACTERISTICS,
 ) -> NTSTATUS {
-    crate::irql::require_dispatch_or_below("WskQueryProviderCharacteristics");
+    crate::kernel::irql::require_dispatch_or_below("WskQueryProviderCharacteristics");
     if !with(|r| r.by_block.contains_key(&(WskRegistration as usize))) {
         return STATUS_INVALID_PARAMETER;
     }
@@ -278,7 +175,7 @@ pub unsafe extern "win64" fn WskQueryProviderCharacteristics(
 /// of the client is closed (W7), failing blocked captures at once (W5).
 #[no_mangle]
 pub unsafe extern "win64" fn WskDeregister(WskRegistration: PWSK_REGISTRATION) {
-    crate::irql::require_passive("WskDeregister");
+    crate::kernel::irql::require_passive("WskDeregister");
     let blk = WskRegistration as usize;
     let Some((token, irps)) = with(|r| {
         r.by_block.get_mut(&blk).map(|g| {
@@ -286,7 +183,7 @@ pub unsafe extern "win64" fn WskDeregister(WskRegistration: PWSK_REGISTRATION) {
             (g.client_token, std::mem::take(&mut g.list_change_irps))
         })
     }) else {
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "WskDeregister({blk:#x}): not registered (unpaired deregister, W1)"
         ));
         return;
@@ -295,7 +192,7 @@ pub unsafe extern "win64" fn WskDeregister(WskRegistration: PWSK_REGISTRATION) {
         super::complete::complete_now(irp as _, wsk_sys::STATUS_CANCELLED, 0);
     }
     let start = Instant::now();
-    let watchdog = Duration::from_millis(crate::state::config().watchdog_ms);
+    let watchdog = Duration::from_millis(crate::kernel::state::config().watchdog_ms);
     let mut warned = false;
     loop {
         let captures = with(|r| r.by_block.get(&blk).map_or(0, |g| g.captures));
@@ -306,7 +203,7 @@ pub unsafe extern "win64" fn WskDeregister(WskRegistration: PWSK_REGISTRATION) {
         }
         if !warned && start.elapsed() > watchdog {
             warned = true;
-            crate::state::violation(format!(
+            crate::kernel::state::violation(format!(
                 "WskDeregister still blocked after {} ms: {captures} capture(s) not released, {sockets} socket(s) not closed (C28/C29)",
                 watchdog.as_millis()
             ));
@@ -325,7 +222,7 @@ pub unsafe extern "win64" fn WskDeregister(WskRegistration: PWSK_REGISTRATION) {
             || now.WskClientEvent.map(|f| f as usize)
                 != reg.dispatch_copy.WskClientEvent.map(|f| f as usize)
         {
-            crate::state::violation(
+            crate::kernel::state::violation(
                 "WskDeregister: the WSK_CLIENT_DISPATCH changed while registered (W2)",
             );
         }
@@ -336,7 +233,7 @@ pub unsafe extern "win64" fn WskDeregister(WskRegistration: PWSK_REGISTRATION) {
         // SAFETY: allocated in WskRegister.
         drop(unsafe { Box::from_raw(reg.client_token as *mut u64) });
         if !reg.cached_sds.is_empty() {
-            crate::state::violation(format!(
+            crate::kernel::state::violation(format!(
                 "WskDeregister with {} cached security descriptor(s) not released (C31)",
                 reg.cached_sds.len()
             ));

@@ -12,9 +12,7 @@ use wsk_sys::{
     STATUS_CANCELLED, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, ULONG,
     USHORT, WSK_BUF, WSK_EVENT_ACCEPT, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE,
     WSK_EVENT_RECEIVE_FROM, WSK_EVENT_SEND_BACKLOG, WSK_FLAG_CONNECTION_SOCKET,
-    WSK_FLAG_DATAGRAM_SOCKET, WSK_FLAG_LISTEN_SOCKET, WSK_FLAG_STREAM_SOCKET,
-    WSK_PROVIDER_BASIC_DISPATCH, WSK_PROVIDER_CONNECTION_DISPATCH, WSK_PROVIDER_DATAGRAM_DISPATCH,
-    WSK_PROVIDER_LISTEN_DISPATCH, WSK_PROVIDER_STREAM_DISPATCH, WSK_SOCKET,
+    WSK_FLAG_DATAGRAM_SOCKET, WSK_FLAG_LISTEN_SOCKET, WSK_FLAG_STREAM_SOCKET, WSK_SOCKET,
 };
 
 use super::complete;
@@ -208,23 +206,23 @@ impl Sock {
         v.extend(self.accepts.drain(..).map(|a| a.irp));
         for r in self.receives.drain(..) {
             // SAFETY: pinned when queued.
-            unsafe { crate::mdl::pin_chain(r.buf.Mdl, -1) };
+            unsafe { crate::kernel::mdl::pin_chain(r.buf.Mdl, -1) };
             v.push(r.irp);
         }
         for s in self.sends.drain(..) {
             // SAFETY: pinned when queued.
-            unsafe { crate::mdl::pin_chain(s.buf.Mdl, -1) };
+            unsafe { crate::kernel::mdl::pin_chain(s.buf.Mdl, -1) };
             v.push(s.irp);
         }
         for r in self.recvfroms.drain(..) {
             // SAFETY: pinned when queued.
-            unsafe { crate::mdl::pin_chain(r.buf.Mdl, -1) };
+            unsafe { crate::kernel::mdl::pin_chain(r.buf.Mdl, -1) };
             v.push(r.irp);
         }
         for s in self.sendtos.drain(..) {
             for (b, _) in &s.bufs {
                 // SAFETY: pinned when queued.
-                unsafe { crate::mdl::pin_chain(b.Mdl, -1) };
+                unsafe { crate::kernel::mdl::pin_chain(b.Mdl, -1) };
             }
             v.push(s.irp);
         }
@@ -293,101 +291,35 @@ pub(crate) fn reset() {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Provider dispatch tables, one per category.
+/// The provider dispatch table a new socket of each kind points to. The tables name every
+/// provider call, so they live above this module (wsk/dispatch.rs) and are installed at init.
+static TABLES: std::sync::OnceLock<fn(Kind) -> *const std::ffi::c_void> =
+    std::sync::OnceLock::new();
 
-pub(crate) static BASIC_DISPATCH: WSK_PROVIDER_BASIC_DISPATCH = WSK_PROVIDER_BASIC_DISPATCH {
-    WskControlSocket: Some(super::control::WskControlSocket),
-    WskCloseSocket: Some(WskCloseSocket),
-};
-
-pub(crate) static LISTEN_DISPATCH: WSK_PROVIDER_LISTEN_DISPATCH = WSK_PROVIDER_LISTEN_DISPATCH {
-    Basic: BASIC_DISPATCH,
-    WskBind: Some(super::listen::WskBind),
-    WskAccept: Some(super::listen::WskAccept),
-    WskInspectComplete: Some(super::listen::WskInspectComplete),
-    WskGetLocalAddress: Some(super::listen::WskGetLocalAddress),
-};
-
-/// A provider table in a static: the tables hold only function pointers (and, for members
-/// "reserved for system use", NULL pointers), never mutated, so sharing them is sound.
-#[repr(transparent)]
-pub(crate) struct Table<T>(pub T);
-// SAFETY: immutable tables of function pointers / NULLs.
-unsafe impl<T> Sync for Table<T> {}
-
-const fn connection_table() -> WSK_PROVIDER_CONNECTION_DISPATCH {
-    // SAFETY: every member is an Option<fn> or a raw pointer: all-zero is None / NULL, which
-    // also covers members reserved for system use that the sim leaves empty.
-    let mut t: WSK_PROVIDER_CONNECTION_DISPATCH = unsafe { std::mem::zeroed() };
-    t.Basic = BASIC_DISPATCH;
-    t.WskBind = Some(super::listen::WskBind);
-    t.WskConnect = Some(super::connection::WskConnect);
-    t.WskGetLocalAddress = Some(super::listen::WskGetLocalAddress);
-    t.WskGetRemoteAddress = Some(super::connection::WskGetRemoteAddress);
-    t.WskSend = Some(super::connection::WskSend);
-    t.WskReceive = Some(super::connection::WskReceive);
-    t.WskDisconnect = Some(super::connection::WskDisconnect);
-    t.WskRelease = Some(super::connection::WskReleaseData);
-    t.WskConnectEx = Some(super::connection::WskConnectEx);
-    t
+/// Installs the table lookup (once per process).
+pub(crate) fn set_dispatch_tables(for_kind: fn(Kind) -> *const std::ffi::c_void) {
+    let _ = TABLES.set(for_kind);
 }
 
-const fn stream_table() -> WSK_PROVIDER_STREAM_DISPATCH {
-    // SAFETY: as in connection_table.
-    let mut t: WSK_PROVIDER_STREAM_DISPATCH = unsafe { std::mem::zeroed() };
-    t.Basic = BASIC_DISPATCH;
-    t.WskBind = Some(super::listen::WskBind);
-    t.WskAccept = Some(super::listen::WskAccept);
-    t.WskConnect = Some(super::connection::WskConnect);
-    t.WskListen = Some(super::listen::WskListen);
-    t.WskSend = Some(super::connection::WskSend);
-    t.WskReceive = Some(super::connection::WskReceive);
-    t.WskDisconnect = Some(super::connection::WskDisconnect);
-    t.WskRelease = Some(super::connection::WskReleaseData);
-    t.WskGetLocalAddress = Some(super::listen::WskGetLocalAddress);
-    t.WskGetRemoteAddress = Some(super::connection::WskGetRemoteAddress);
-    t.WskConnectEx = Some(super::connection::WskConnectEx);
-    t
-}
-
-pub(crate) static CONNECTION_DISPATCH: Table<WSK_PROVIDER_CONNECTION_DISPATCH> =
-    Table(connection_table());
-
-pub(crate) static DATAGRAM_DISPATCH: WSK_PROVIDER_DATAGRAM_DISPATCH =
-    WSK_PROVIDER_DATAGRAM_DISPATCH {
-        Basic: BASIC_DISPATCH,
-        WskBind: Some(super::listen::WskBind),
-        WskSendTo: Some(super::datagram::WskSendTo),
-        WskReceiveFrom: Some(super::datagram::WskReceiveFrom),
-        WskRelease: Some(super::datagram::WskReleaseDatagrams),
-        WskGetLocalAddress: Some(super::listen::WskGetLocalAddress),
-        WskSendMessages: Some(super::datagram::WskSendMessages),
-    };
-
-pub(crate) static STREAM_DISPATCH: Table<WSK_PROVIDER_STREAM_DISPATCH> = Table(stream_table());
-
-fn dispatch_for(kind: Kind) -> *const std::ffi::c_void {
-    match kind {
-        Kind::Basic => (&raw const BASIC_DISPATCH).cast(),
-        Kind::Listen => (&raw const LISTEN_DISPATCH).cast(),
-        Kind::Connection => (&raw const CONNECTION_DISPATCH).cast(),
-        Kind::Datagram => (&raw const DATAGRAM_DISPATCH).cast(),
-        Kind::Stream => (&raw const STREAM_DISPATCH).cast(),
-    }
+/// How far a send got: all written, blocked (the host socket is full), or failed.
+pub(crate) enum Progress {
+    Done,
+    Blocked,
+    Failed(NTSTATUS),
 }
 
 /// Allocates the WSK_SOCKET (provider memory) and registers `s` under its address.
 pub(crate) fn insert(mut s: Sock) -> usize {
     let ws = Box::into_raw(Box::new(WSK_SOCKET {
-        Dispatch: dispatch_for(s.kind),
+        Dispatch: TABLES
+            .get()
+            .map_or(std::ptr::null(), |for_kind| for_kind(s.kind)),
     })) as usize;
     with(|p| {
         s.owner = p.next_owner;
         p.next_owner = p.next_owner.wrapping_add(1);
         p.sockets.insert(ws, s);
     });
-    super::poller::ensure_started();
     ws
 }
 
@@ -443,7 +375,21 @@ impl Drop for InCall {
 }
 
 /// Looks up a client's socket pointer for `call`, counting the call as executing.
-pub(crate) fn enter(socket: PWSK_SOCKET, call: &str) -> Option<InCall> {
+/// `Err(STATUS_INVALID_PARAMETER)` after a recorded violation (not a live socket);
+/// `Err(STATUS_FILE_FORCED_CLOSED)` for a socket that no longer works (W15): the client is
+/// expected to close it, and calls other than closing and releasing fail.
+pub(crate) fn enter(socket: PWSK_SOCKET, call: &str) -> Result<InCall, NTSTATUS> {
+    let call = enter_any(socket, call).ok_or(STATUS_INVALID_PARAMETER)?;
+    let killed = with(|p| p.sockets.get(&call.0).is_some_and(|s| s.killed));
+    if killed {
+        return Err(wsk_sys::STATUS_FILE_FORCED_CLOSED);
+    }
+    Ok(call)
+}
+
+/// As [`enter`], also for a socket that no longer works (WskRelease must still return
+/// retained lists).
+pub(crate) fn enter_any(socket: PWSK_SOCKET, call: &str) -> Option<InCall> {
     let ws = socket as usize;
     let r = with(|p| match p.sockets.get_mut(&ws) {
         Some(s) if s.closing.is_none() => {
@@ -459,7 +405,7 @@ pub(crate) fn enter(socket: PWSK_SOCKET, call: &str) -> Option<InCall> {
     match r {
         Ok(()) => Some(InCall(ws)),
         Err(e) => {
-            crate::state::violation(format!("{call}({ws:#x}) {e}"));
+            crate::kernel::state::violation(format!("{call}({ws:#x}) {e}"));
             None
         }
     }
@@ -475,22 +421,54 @@ pub(crate) unsafe fn begin_irp_call(
     socket: PWSK_SOCKET,
     irp: PIRP,
     name: &'static str,
-    fault: crate::faults::Call,
+    fault: crate::kernel::config::Call,
 ) -> Result<InCall, NTSTATUS> {
-    crate::irql::require_dispatch_or_below(name);
+    crate::kernel::irql::require_dispatch_or_below(name);
     // SAFETY: the client passes its IRP.
-    if !unsafe { crate::irp::take(irp, name) } {
+    if !unsafe { crate::kernel::irp::take(irp, name) } {
         return Err(STATUS_INVALID_PARAMETER);
     }
-    let Some(call) = enter(socket, name) else {
+    let call = match enter(socket, name) {
+        Ok(c) => c,
         // SAFETY: taken above.
-        return Err(unsafe { complete::fail(irp, STATUS_INVALID_PARAMETER) });
+        Err(st) => return Err(unsafe { complete::fail(irp, st) }),
     };
-    if let Some(st) = crate::faults::injected_failure(fault) {
+    if let Some(st) = crate::kernel::schedule::injected_failure(fault) {
         // SAFETY: taken above.
         return Err(unsafe { complete::fail(irp, st) });
     }
     Ok(call)
+}
+
+/// The common start of WskSocket and WskSocketConnect: IRQL check, the IRP taken (W11), a
+/// captured client (W6) and reserved flags clear (`flags_ok`), any injected failure.
+/// `Ok(client)` to go on; `Err(status)` is the call's return value, the IRP then already
+/// completed with it except when the IRP itself was unusable.
+///
+/// # Safety
+/// `irp` is the IRP the client passed to `name`.
+pub(crate) unsafe fn begin_client_call(
+    client: PWSK_CLIENT,
+    irp: PIRP,
+    flags_ok: bool,
+    name: &'static str,
+    fault: crate::kernel::config::Call,
+) -> Result<usize, NTSTATUS> {
+    crate::kernel::irql::require_dispatch_or_below(name);
+    // SAFETY: the client passes its IRP.
+    if !unsafe { crate::kernel::irp::take(irp, name) } {
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    let client = client as usize;
+    if !super::clients::check_client(client, name) || !flags_ok {
+        // SAFETY: taken above.
+        return Err(unsafe { complete::fail(irp, STATUS_INVALID_PARAMETER) });
+    }
+    if let Some(st) = crate::kernel::schedule::injected_failure(fault) {
+        // SAFETY: taken above.
+        return Err(unsafe { complete::fail(irp, st) });
+    }
+    Ok(client)
 }
 
 fn category(flags: ULONG) -> Option<Kind> {
@@ -535,7 +513,7 @@ pub(crate) fn create(
     call: &str,
 ) -> Result<usize, NTSTATUS> {
     let Some(kind) = category(flags) else {
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "{call}: Flags {flags:#x} is not exactly one socket category (W22)"
         ));
         return Err(STATUS_INVALID_PARAMETER);
@@ -547,18 +525,17 @@ pub(crate) fn create(
     let shared = if sd.is_null() {
         false
     } else {
-        let cached =
-            super::registration::with_client(client, |r| r.cached_sds.contains(&(sd as usize)))
-                .unwrap_or(false);
+        let cached = super::clients::with_client(client, |r| r.cached_sds.contains(&(sd as usize)))
+            .unwrap_or(false);
         if !cached {
-            crate::state::violation(format!(
+            crate::kernel::state::violation(format!(
                 "{call}: SecurityDescriptor {sd:p} is not a WSK_CACHE_SD copy (W26)"
             ));
             return Err(STATUS_INVALID_PARAMETER);
         }
         true
     };
-    let static_mask = super::registration::with_client(client, |r| {
+    let static_mask = super::clients::with_client(client, |r| {
         r.sockets_created += 1;
         r.static_mask
     })
@@ -595,20 +572,19 @@ pub unsafe extern "win64" fn WskSocket(
     Irp: PIRP,
 ) -> NTSTATUS {
     let _ = (OwningProcess, OwningThread);
-    crate::irql::require_dispatch_or_below("WskSocket");
     // SAFETY: the client passes its IRP.
-    if !unsafe { crate::irp::take(Irp, "WskSocket") } {
-        return STATUS_INVALID_PARAMETER;
-    }
-    let client = Client as usize;
-    if !super::registration::check_client(client, "WskSocket") {
-        // SAFETY: taken above.
-        return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
-    }
-    if let Some(st) = crate::faults::injected_failure(crate::faults::Call::WskSocket) {
-        // SAFETY: taken above.
-        return unsafe { complete::fail(Irp, st) };
-    }
+    let client = match unsafe {
+        begin_client_call(
+            Client,
+            Irp,
+            true,
+            "WskSocket",
+            crate::kernel::config::Call::WskSocket,
+        )
+    } {
+        Ok(client) => client,
+        Err(st) => return st,
+    };
     match create(
         client,
         AddressFamily,
@@ -631,7 +607,7 @@ pub unsafe extern "win64" fn WskSocket(
 /// socket (W70). Retained indications are left alone (W68).
 #[no_mangle]
 pub unsafe extern "win64" fn WskCloseSocket(Socket: PWSK_SOCKET, Irp: PIRP) -> NTSTATUS {
-    crate::irql::require_dispatch_or_below("WskCloseSocket");
+    crate::kernel::irql::require_dispatch_or_below("WskCloseSocket");
     let ws = Socket as usize;
     let me = std::thread::current().id();
     let r = with(|p| {
@@ -651,16 +627,16 @@ pub unsafe extern "win64" fn WskCloseSocket(Socket: PWSK_SOCKET, Irp: PIRP) -> N
         Ok(())
     });
     if let Err(e) = r {
-        crate::state::violation(format!("WskCloseSocket({ws:#x}): {e}"));
+        crate::kernel::state::violation(format!("WskCloseSocket({ws:#x}): {e}"));
         // SAFETY: complete the client's IRP all the same (W11), if it is a valid one.
-        if unsafe { crate::irp::take(Irp, "WskCloseSocket") } {
+        if unsafe { crate::kernel::irp::take(Irp, "WskCloseSocket") } {
             // SAFETY: taken.
             return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
         }
         return STATUS_INVALID_PARAMETER;
     }
     // SAFETY: the client passes its IRP.
-    if !unsafe { crate::irp::take(Irp, "WskCloseSocket") } {
+    if !unsafe { crate::kernel::irp::take(Irp, "WskCloseSocket") } {
         return STATUS_INVALID_PARAMETER;
     }
     let (cancelled, finish_now) = with(|p| {
@@ -678,6 +654,12 @@ pub unsafe extern "win64" fn WskCloseSocket(Socket: PWSK_SOCKET, Irp: PIRP) -> N
         // A callback running on another thread: the close completes after it returns.
         let busy = s.running != 0 && s.running_thread != Some(me);
         let inside = s.running != 0 && s.running_thread == Some(me);
+        if busy || inside {
+            // Marked pending before the lock is released: the callback's return completes
+            // it (W12).
+            // SAFETY: taken above.
+            unsafe { crate::kernel::irp::mark_pending(Irp) };
+        }
         (irps, !busy && !inside)
     });
     for irp in cancelled {
@@ -689,8 +671,7 @@ pub unsafe extern "win64" fn WskCloseSocket(Socket: PWSK_SOCKET, Irp: PIRP) -> N
         unsafe { complete::finish(Irp, STATUS_SUCCESS, 0) }
     } else {
         // The poller completes the close once the running callback returns.
-        // SAFETY: taken above.
-        unsafe { complete::pend(Irp) }
+        complete::late_return()
     }
 }
 
@@ -721,7 +702,7 @@ pub(crate) fn kill(local: std::net::SocketAddr, remote: Option<std::net::SocketA
                 s.dead = Some(wsk_sys::STATUS_FILE_FORCED_CLOSED);
                 s.dead_reported = true;
             }
-            super::poller::wake(s.owner);
+            super::wake::wake(s.owner);
         }
         (n, irps)
     });
@@ -750,7 +731,7 @@ pub(crate) fn forget(irp: usize) {
             if let Some(i) = s.sends.iter().position(|r| r.irp == irp) {
                 let r = s.sends.remove(i).expect("index");
                 // SAFETY: pinned when queued.
-                unsafe { crate::mdl::pin_chain(r.buf.Mdl, -1) };
+                unsafe { crate::kernel::mdl::pin_chain(r.buf.Mdl, -1) };
             }
             if let Some(i) = s.sendtos.iter().position(|r| r.irp == irp) {
                 s.sendtos.remove(i);
@@ -773,13 +754,13 @@ fn dequeue(irp: usize) -> bool {
             if let Some(i) = s.receives.iter().position(|r| r.irp == irp) {
                 let r = s.receives.remove(i).expect("index");
                 // SAFETY: pinned when queued.
-                unsafe { crate::mdl::pin_chain(r.buf.Mdl, -1) };
+                unsafe { crate::kernel::mdl::pin_chain(r.buf.Mdl, -1) };
                 return true;
             }
             if let Some(i) = s.recvfroms.iter().position(|r| r.irp == irp) {
                 let r = s.recvfroms.remove(i).expect("index");
                 // SAFETY: pinned when queued.
-                unsafe { crate::mdl::pin_chain(r.buf.Mdl, -1) };
+                unsafe { crate::kernel::mdl::pin_chain(r.buf.Mdl, -1) };
                 return true;
             }
             if let Some(i) = s.accepts.iter().position(|r| r.irp == irp) {
@@ -798,7 +779,7 @@ fn dequeue(irp: usize) -> bool {
 /// `IoCancelIrp`: WSK cancels pending receives, accepts and disconnects.
 #[no_mangle]
 pub unsafe extern "win64" fn IoCancelIrp(Irp: PIRP) -> wsk_sys::BOOLEAN {
-    crate::irql::require_dispatch_or_below("IoCancelIrp");
+    crate::kernel::irql::require_dispatch_or_below("IoCancelIrp");
     // SAFETY: the caller passes a live IRP.
     unsafe { (*Irp).Cancel = 1 };
     wsk_sys::BOOLEAN::from(cancel(Irp as usize))

@@ -63,6 +63,11 @@ pub static RECEIVE_SLEEP_MS: AtomicU32 = AtomicU32::new(0);
 /// A control call to make from inside the next receive callback: disable RECEIVE (W33).
 pub static DISABLE_IN_RECEIVE: Mutex<Option<usize>> = Mutex::new(None);
 pub static DISABLE_RESULT: Mutex<Option<NTSTATUS>> = Mutex::new(None);
+/// A socket whose next receive callback hands its list to another thread that calls
+/// WskRelease on it (and waits for that call) before the callback returns STATUS_PENDING:
+/// a release racing the callback's return. The release's status lands in RELEASE_RESULT.
+pub static RELEASE_ON_OTHER_THREAD: Mutex<Option<usize>> = Mutex::new(None);
+pub static RELEASE_RESULT: Mutex<Option<NTSTATUS>> = Mutex::new(None);
 /// Host threads receive callbacks ran on (W44).
 pub static RECEIVE_THREADS: Mutex<Vec<std::thread::ThreadId>> = Mutex::new(Vec::new());
 
@@ -81,6 +86,8 @@ pub fn reset() {
     *DISABLE_IN_RECEIVE.lock().unwrap() = None;
     *DISABLE_RESULT.lock().unwrap() = None;
     RECEIVE_THREADS.lock().unwrap().clear();
+    *RELEASE_ON_OTHER_THREAD.lock().unwrap() = None;
+    *RELEASE_RESULT.lock().unwrap() = None;
 }
 
 pub fn events() -> Vec<Ev> {
@@ -234,6 +241,19 @@ unsafe extern "win64" fn receive(
             )
         };
         *DISABLE_RESULT.lock().unwrap() = Some(st);
+    }
+    if let Some(sock) = RELEASE_ON_OTHER_THREAD.lock().unwrap().take() {
+        let list = ind as usize;
+        let st = std::thread::spawn(move || {
+            let s = sock as PWSK_SOCKET;
+            // SAFETY: the list this callback is about to retain with STATUS_PENDING.
+            unsafe { (conn_d(s).WskRelease.unwrap())(s, list as PWSK_DATA_INDICATION) }
+        })
+        .join()
+        .unwrap();
+        *RELEASE_RESULT.lock().unwrap() = Some(st);
+        IN_RECEIVE.fetch_sub(1, Ordering::SeqCst);
+        return STATUS_PENDING;
     }
     let (st, acc) = RECV_SCRIPT
         .lock()

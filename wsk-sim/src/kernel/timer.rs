@@ -38,7 +38,7 @@ fn ensure_thread() {
     STARTED.get_or_init(|| {
         std::thread::Builder::new()
             .name("wsk-sim-timer".into())
-            .spawn(|| crate::irql::sim_thread_main(timer_thread))
+            .spawn(|| crate::kernel::state::sim_thread_main(timer_thread))
             .expect("spawn timer thread");
     });
 }
@@ -68,7 +68,7 @@ pub(crate) fn check_freed_range(start: usize, size: usize, call: &str) {
         hits
     };
     for k in hits {
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "{call} frees memory holding a timer/DPC {:#x} that is still set (TIMER_OR_DPC_INVALID)",
             k & !1
         ));
@@ -83,7 +83,7 @@ pub(crate) fn reset() {
 }
 
 fn timer_thread() {
-    crate::irql::mark_sim_thread();
+    crate::kernel::state::mark_sim_thread();
     let mut g = lock();
     loop {
         let now = Instant::now();
@@ -105,7 +105,7 @@ fn timer_thread() {
             drop(g);
             if !dpc_only {
                 // SAFETY: the timer is a live KTIMER (the driver must cancel before freeing).
-                unsafe { crate::sync::signal(timer as PVOID, 1) };
+                unsafe { crate::kernel::sync::signal(timer as PVOID, 1) };
             }
             if dpc != 0 {
                 run_dpc(dpc as PKDPC);
@@ -139,7 +139,7 @@ fn run_dpc(dpc: PKDPC) {
         )
     };
     if let Some(r) = routine {
-        crate::irql::run_at(DISPATCH_LEVEL, "DPC routine", || {
+        crate::kernel::irql::run_at(DISPATCH_LEVEL, "DPC routine", || {
             // SAFETY: calling the driver's DPC routine with its own arguments.
             unsafe { r(dpc, ctx, a1, a2) }
         });
@@ -173,9 +173,9 @@ pub unsafe extern "win64" fn KeInitializeTimer(Timer: PKTIMER) {
 #[no_mangle]
 pub unsafe extern "win64" fn KeInitializeTimerEx(Timer: PKTIMER, Type: TIMER_TYPE) {
     let ty = if Type == wsk_sys::SynchronizationTimer {
-        crate::sync::OBJ_TIMER_SYNCHRONIZATION
+        crate::kernel::sync::OBJ_TIMER_SYNCHRONIZATION
     } else {
-        crate::sync::OBJ_TIMER_NOTIFICATION
+        crate::kernel::sync::OBJ_TIMER_NOTIFICATION
     };
     // SAFETY: the caller passes KTIMER storage (64 bytes, header first).
     unsafe {
@@ -184,7 +184,7 @@ pub unsafe extern "win64" fn KeInitializeTimerEx(Timer: PKTIMER, Type: TIMER_TYP
             0,
             std::mem::size_of::<wsk_sys::KTIMER>(),
         );
-        crate::sync::init_header(Timer.cast(), ty, false);
+        crate::kernel::sync::init_header(Timer.cast(), ty, false);
     }
 }
 
@@ -193,7 +193,7 @@ fn due_from(due: i64) -> Instant {
     if due <= 0 {
         now + Duration::from_nanos(due.unsigned_abs().saturating_mul(100))
     } else {
-        let delta = due - crate::sync::system_time_100ns();
+        let delta = due - crate::kernel::sync::system_time_100ns();
         now + Duration::from_nanos(delta.max(0) as u64 * 100)
     }
 }
@@ -206,12 +206,12 @@ pub unsafe extern "win64" fn KeSetTimerEx(
     Period: LONG,
     Dpc: PKDPC,
 ) -> BOOLEAN {
-    crate::irql::require_dispatch_or_below("KeSetTimer");
+    crate::kernel::irql::require_dispatch_or_below("KeSetTimer");
     ensure_thread();
     // SAFETY: LARGE_INTEGER is a plain 8-byte integer.
     let due = due_from(unsafe { DueTime.QuadPart });
     // SAFETY: the caller passes an initialised KTIMER.
-    unsafe { crate::sync::signal(Timer.cast(), 0) };
+    unsafe { crate::kernel::sync::signal(Timer.cast(), 0) };
     let mut g = lock();
     let t = g.get_or_insert_with(Timers::default);
     t.generation += 1;
@@ -245,7 +245,7 @@ pub unsafe extern "win64" fn KeSetTimer(
 /// (as in Windows: use KeFlushQueuedDpcs or a rundown for that).
 #[no_mangle]
 pub unsafe extern "win64" fn KeCancelTimer(Timer: PKTIMER) -> BOOLEAN {
-    crate::irql::require_dispatch_or_below("KeCancelTimer");
+    crate::kernel::irql::require_dispatch_or_below("KeCancelTimer");
     let mut g = lock();
     let t = g.get_or_insert_with(Timers::default);
     BOOLEAN::from(t.armed.remove(&(Timer as usize)).is_some())
@@ -254,7 +254,7 @@ pub unsafe extern "win64" fn KeCancelTimer(Timer: PKTIMER) -> BOOLEAN {
 /// `KeFlushQueuedDpcs`: waits until no timer DPC is running.
 #[no_mangle]
 pub unsafe extern "win64" fn KeFlushQueuedDpcs() {
-    crate::irql::require_passive("KeFlushQueuedDpcs");
+    crate::kernel::irql::require_passive("KeFlushQueuedDpcs");
     for _ in 0..100_000 {
         if lock().as_ref().is_none_or(|t| t.running == 0) {
             return;

@@ -4,7 +4,7 @@
 
 use std::alloc::Layout;
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use wsk_sys::{
     BOOLEAN, CCHAR, DISPATCH_LEVEL, IO_STACK_LOCATION, IRP, NTSTATUS, PDEVICE_OBJECT, PIRP,
@@ -41,6 +41,15 @@ struct Rec {
     origin: Origin,
     state: IrpState,
     size: usize,
+}
+
+/// Told when memory holding a provider-owned IRP is freed, so the provider (the layer
+/// above) drops every queue entry that names it.
+static ABANDONED: OnceLock<fn(usize)> = OnceLock::new();
+
+/// Installs the abandoned-IRP hook (once per process).
+pub(crate) fn set_abandoned_hook(forget: fn(usize)) {
+    let _ = ABANDONED.set(forget);
 }
 
 static IRPS: Mutex<BTreeMap<usize, Rec>> = Mutex::new(BTreeMap::new());
@@ -101,8 +110,10 @@ pub(crate) fn check_freed_range(start: usize, size: usize, call: &str) {
     }
     drop(t);
     for (a, c) in bad {
-        crate::wsk::socket::forget(a);
-        crate::state::violation(format!(
+        if let Some(forget) = ABANDONED.get() {
+            forget(a);
+        }
+        crate::kernel::state::violation(format!(
             "{call} frees memory holding IRP {a:#x} still pending in {c} (C20: never free an IRP WSK owns)"
         ));
     }
@@ -128,14 +139,16 @@ unsafe fn init_fields(irp: PIRP, size: USHORT, stack: CCHAR, flags: u8) {
 #[no_mangle]
 pub unsafe extern "win64" fn IoAllocateIrp(StackSize: CCHAR, ChargeQuota: BOOLEAN) -> PIRP {
     let _ = ChargeQuota;
-    crate::irql::require_dispatch_or_below("IoAllocateIrp");
+    crate::kernel::irql::require_dispatch_or_below("IoAllocateIrp");
     if StackSize < 1 {
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "IoAllocateIrp(StackSize={StackSize}): at least one stack location is required"
         ));
         return std::ptr::null_mut();
     }
-    if crate::faults::injected_failure(crate::faults::Call::IoAllocateIrp).is_some() {
+    if crate::kernel::schedule::injected_failure(crate::kernel::config::Call::IoAllocateIrp)
+        .is_some()
+    {
         return std::ptr::null_mut();
     }
     let size = size_of_irp(StackSize as u8);
@@ -161,7 +174,7 @@ pub unsafe extern "win64" fn IoAllocateIrp(StackSize: CCHAR, ChargeQuota: BOOLEA
 #[no_mangle]
 pub unsafe extern "win64" fn IoInitializeIrp(Irp: PIRP, PacketSize: USHORT, StackSize: CCHAR) {
     if StackSize < 1 || usize::from(PacketSize) < size_of_irp(StackSize as u8) {
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "IoInitializeIrp(PacketSize={PacketSize}, StackSize={StackSize}): PacketSize must be IoSizeOfIrp(StackSize) = {}",
             size_of_irp(StackSize.max(0) as u8)
         ));
@@ -171,7 +184,7 @@ pub unsafe extern "win64" fn IoInitializeIrp(Irp: PIRP, PacketSize: USHORT, Stac
     if let Some(r) = t.get(&(Irp as usize)) {
         if let IrpState::Owned(c) = r.state {
             drop(t);
-            crate::state::violation(format!(
+            crate::kernel::state::violation(format!(
                 "IoInitializeIrp({Irp:p}) while the IRP is still pending in {c}"
             ));
             return;
@@ -199,14 +212,14 @@ pub unsafe extern "win64" fn IoReuseIrp(Irp: PIRP, Iostatus: NTSTATUS) {
     let mut t = table();
     let Some(r) = t.get_mut(&(Irp as usize)) else {
         drop(t);
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "IoReuseIrp({Irp:p}): not an IRP from IoAllocateIrp/IoInitializeIrp"
         ));
         return;
     };
     if let IrpState::Owned(c) = r.state {
         drop(t);
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "IoReuseIrp({Irp:p}) while the IRP is still pending in {c}"
         ));
         return;
@@ -224,23 +237,25 @@ pub unsafe extern "win64" fn IoReuseIrp(Irp: PIRP, Iostatus: NTSTATUS) {
 /// `IoFreeIrp`: only for IoAllocateIrp IRPs that nobody owns.
 #[no_mangle]
 pub unsafe extern "win64" fn IoFreeIrp(Irp: PIRP) {
-    crate::irql::require_dispatch_or_below("IoFreeIrp");
+    crate::kernel::irql::require_dispatch_or_below("IoFreeIrp");
     let mut t = table();
     let Some(r) = t.get(&(Irp as usize)) else {
         drop(t);
-        crate::state::violation(format!("IoFreeIrp({Irp:p}): not a live IRP (double free?)"));
+        crate::kernel::state::violation(format!(
+            "IoFreeIrp({Irp:p}): not a live IRP (double free?)"
+        ));
         return;
     };
     if r.origin != Origin::Allocated {
         drop(t);
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "IoFreeIrp({Irp:p}): IRP was not allocated by IoAllocateIrp"
         ));
         return;
     }
     if let IrpState::Owned(c) = r.state {
         drop(t);
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "IoFreeIrp({Irp:p}) while the IRP is still pending in {c}"
         ));
         return;
@@ -249,7 +264,7 @@ pub unsafe extern "win64" fn IoFreeIrp(Irp: PIRP) {
     drop(t);
     // SAFETY: allocated by IoAllocateIrp with this layout; poisoned before release.
     unsafe {
-        std::ptr::write_bytes(Irp.cast::<u8>(), crate::pool::FREED_POISON, r.size);
+        std::ptr::write_bytes(Irp.cast::<u8>(), crate::kernel::pool::FREED_POISON, r.size);
         std::alloc::dealloc(Irp.cast(), layout(r.size));
     }
 }
@@ -261,13 +276,13 @@ pub unsafe extern "win64" fn IoFreeIrp(Irp: PIRP) {
 /// `irp` is NULL or a pointer the client passed as an IRP.
 pub(crate) unsafe fn take(irp: PIRP, call: &'static str) -> bool {
     if irp.is_null() {
-        crate::state::violation(format!("{call}: Irp is NULL (this call requires an IRP)"));
+        crate::kernel::state::violation(format!("{call}: Irp is NULL (this call requires an IRP)"));
         return false;
     }
     let mut t = table();
     let Some(r) = t.get_mut(&(irp as usize)) else {
         drop(t);
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "{call}: IRP {irp:p} was not created by IoAllocateIrp or IoInitializeIrp (W10)"
         ));
         return false;
@@ -276,12 +291,14 @@ pub(crate) unsafe fn take(irp: PIRP, call: &'static str) -> bool {
         IrpState::Ready => {}
         IrpState::Owned(c) => {
             drop(t);
-            crate::state::violation(format!("{call}: IRP {irp:p} is already pending in {c}"));
+            crate::kernel::state::violation(format!(
+                "{call}: IRP {irp:p} is already pending in {c}"
+            ));
             return false;
         }
         IrpState::Completed | IrpState::Finished => {
             drop(t);
-            crate::state::violation(format!(
+            crate::kernel::state::violation(format!(
                 "{call}: IRP {irp:p} reused after completion without IoReuseIrp (W10/C18)"
             ));
             return false;
@@ -291,7 +308,7 @@ pub(crate) unsafe fn take(irp: PIRP, call: &'static str) -> bool {
     let loc = unsafe { (*irp).CurrentLocation };
     if loc <= 1 {
         drop(t);
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "{call}: IRP {irp:p} has no stack location left for the provider (CurrentLocation {loc})"
         ));
         return false;
@@ -334,14 +351,14 @@ pub(crate) unsafe fn complete(irp: PIRP, status: NTSTATUS, info: usize) {
 /// # Safety
 /// `irp` is a live IRP.
 unsafe fn complete_request(irp: PIRP, call: &str) {
-    crate::irql::require_dispatch_or_below(call);
+    crate::kernel::irql::require_dispatch_or_below(call);
     {
         let mut t = table();
         if let Some(r) = t.get_mut(&(irp as usize)) {
             match r.state {
                 IrpState::Completed | IrpState::Finished => {
                     drop(t);
-                    crate::state::violation(format!(
+                    crate::kernel::state::violation(format!(
                         "{call}: IRP {irp:p} completed twice (MULTIPLE_IRP_COMPLETE_REQUESTS)"
                     ));
                     return;
@@ -353,7 +370,9 @@ unsafe fn complete_request(irp: PIRP, call: &str) {
     // SAFETY: a live IRP whose stack locations follow it in memory.
     unsafe {
         if (*irp).IoStatus.Status == STATUS_PENDING {
-            crate::state::violation(format!("{call}: IRP {irp:p} completed with STATUS_PENDING"));
+            crate::kernel::state::violation(format!(
+                "{call}: IRP {irp:p} completed with STATUS_PENDING"
+            ));
         }
         let stack_count = (*irp).StackCount;
         let mut sp = (*irp).Tail.Overlay.CurrentStackLocation;
@@ -377,9 +396,11 @@ unsafe fn complete_request(irp: PIRP, call: &str) {
                 } else {
                     (*(*irp).Tail.Overlay.CurrentStackLocation).DeviceObject
                 };
-                let r = crate::irql::run_at(crate::irql::current(), "completion routine", || {
-                    routine(dev, irp, context)
-                });
+                let r = crate::kernel::irql::run_at(
+                    crate::kernel::irql::current(),
+                    "completion routine",
+                    || routine(dev, irp, context),
+                );
                 if r == STATUS_MORE_PROCESSING_REQUIRED {
                     return;
                 }
@@ -400,19 +421,18 @@ unsafe fn complete_request(irp: PIRP, call: &str) {
     }
     drop(t);
     if matches!(origin, Some(Origin::Allocated | Origin::Initialized)) {
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "{call}: IRP {irp:p} from IoAllocateIrp/IoInitializeIrp reached the I/O manager: its completion routine must return STATUS_MORE_PROCESSING_REQUIRED (C17)"
         ));
     }
-    crate::device::irp_finished(irp);
 }
 
 /// `IofCompleteRequest` (IoCompleteRequest): the driver completes an IRP it owns.
 #[no_mangle]
 pub unsafe extern "win64" fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
     let _ = PriorityBoost;
-    if crate::irql::current() > DISPATCH_LEVEL {
-        crate::state::violation("IoCompleteRequest above DISPATCH_LEVEL");
+    if crate::kernel::irql::current() > DISPATCH_LEVEL {
+        crate::kernel::state::violation("IoCompleteRequest above DISPATCH_LEVEL");
     }
     // SAFETY: the caller passes an IRP it owns.
     unsafe { complete_request(Irp, "IoCompleteRequest") };

@@ -26,14 +26,14 @@ fn thread_token() -> usize {
 /// `lock` points to a live KSPIN_LOCK.
 unsafe fn spin_acquire(lock: PKSPIN_LOCK, call: &str) {
     if lock.is_null() {
-        crate::state::violation(format!("{call}(NULL)"));
+        crate::kernel::state::violation(format!("{call}(NULL)"));
         return;
     }
     // SAFETY: KSPIN_LOCK is a pointer-sized integer; callers pass a live, aligned one.
     let word = unsafe { AtomicUsize::from_ptr(lock.cast::<usize>()) };
     let me = thread_token();
     if word.load(Ordering::Relaxed) == me {
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "{call}: spin lock {lock:p} already held by this thread (deadlock)"
         ));
         return;
@@ -58,7 +58,7 @@ unsafe fn spin_acquire(lock: PKSPIN_LOCK, call: &str) {
 /// `lock` points to a live KSPIN_LOCK.
 unsafe fn spin_release(lock: PKSPIN_LOCK, call: &str) {
     if lock.is_null() {
-        crate::state::violation(format!("{call}(NULL)"));
+        crate::kernel::state::violation(format!("{call}(NULL)"));
         return;
     }
     // SAFETY: as in spin_acquire.
@@ -68,7 +68,7 @@ unsafe fn spin_release(lock: PKSPIN_LOCK, call: &str) {
         .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed)
         .is_err()
     {
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "{call}: spin lock {lock:p} is not held by this thread"
         ));
     }
@@ -77,9 +77,9 @@ unsafe fn spin_release(lock: PKSPIN_LOCK, call: &str) {
 /// `KeAcquireSpinLockRaiseToDpc`.
 #[no_mangle]
 pub unsafe extern "win64" fn KeAcquireSpinLockRaiseToDpc(SpinLock: PKSPIN_LOCK) -> KIRQL {
-    crate::irql::require_dispatch_or_below("KeAcquireSpinLockRaiseToDpc");
-    let old = crate::irql::current();
-    crate::irql::set(DISPATCH_LEVEL);
+    crate::kernel::irql::require_dispatch_or_below("KeAcquireSpinLockRaiseToDpc");
+    let old = crate::kernel::irql::current();
+    crate::kernel::irql::set(DISPATCH_LEVEL);
     // SAFETY: the caller passes a live spin lock (kernel contract).
     unsafe { spin_acquire(SpinLock, "KeAcquireSpinLockRaiseToDpc") };
     old
@@ -88,29 +88,29 @@ pub unsafe extern "win64" fn KeAcquireSpinLockRaiseToDpc(SpinLock: PKSPIN_LOCK) 
 /// `KeReleaseSpinLock`.
 #[no_mangle]
 pub unsafe extern "win64" fn KeReleaseSpinLock(SpinLock: PKSPIN_LOCK, NewIrql: KIRQL) {
-    if crate::irql::current() != DISPATCH_LEVEL {
-        crate::state::violation(format!(
+    if crate::kernel::irql::current() != DISPATCH_LEVEL {
+        crate::kernel::state::violation(format!(
             "KeReleaseSpinLock at IRQL {} (a held spin lock means DISPATCH_LEVEL)",
-            crate::irql::current()
+            crate::kernel::irql::current()
         ));
     }
     // SAFETY: the caller passes a live spin lock (kernel contract).
     unsafe { spin_release(SpinLock, "KeReleaseSpinLock") };
     if NewIrql > DISPATCH_LEVEL {
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "KeReleaseSpinLock(NewIrql={NewIrql}) above DISPATCH_LEVEL"
         ));
     }
-    crate::irql::set(NewIrql.min(DISPATCH_LEVEL));
+    crate::kernel::irql::set(NewIrql.min(DISPATCH_LEVEL));
 }
 
 /// `KeAcquireSpinLockAtDpcLevel`: the caller must already be at DISPATCH_LEVEL.
 #[no_mangle]
 pub unsafe extern "win64" fn KeAcquireSpinLockAtDpcLevel(SpinLock: PKSPIN_LOCK) {
-    if crate::irql::current() < DISPATCH_LEVEL {
-        crate::state::violation(format!(
+    if crate::kernel::irql::current() < DISPATCH_LEVEL {
+        crate::kernel::state::violation(format!(
             "KeAcquireSpinLockAtDpcLevel at IRQL {} (requires DISPATCH_LEVEL)",
-            crate::irql::current()
+            crate::kernel::irql::current()
         ));
     }
     // SAFETY: the caller passes a live spin lock (kernel contract).
@@ -120,10 +120,10 @@ pub unsafe extern "win64" fn KeAcquireSpinLockAtDpcLevel(SpinLock: PKSPIN_LOCK) 
 /// `KeReleaseSpinLockFromDpcLevel`.
 #[no_mangle]
 pub unsafe extern "win64" fn KeReleaseSpinLockFromDpcLevel(SpinLock: PKSPIN_LOCK) {
-    if crate::irql::current() < DISPATCH_LEVEL {
-        crate::state::violation(format!(
+    if crate::kernel::irql::current() < DISPATCH_LEVEL {
+        crate::kernel::state::violation(format!(
             "KeReleaseSpinLockFromDpcLevel at IRQL {} (requires DISPATCH_LEVEL)",
-            crate::irql::current()
+            crate::kernel::irql::current()
         ));
     }
     // SAFETY: the caller passes a live spin lock (kernel contract).
@@ -227,7 +227,7 @@ pub(crate) fn system_time_100ns() -> i64 {
 /// `obj` points to a live dispatcher header for the whole wait.
 pub(crate) unsafe fn wait_object(obj: PVOID, timeout: Option<Duration>, call: &str) -> NTSTATUS {
     let start = Instant::now();
-    let watchdog = Duration::from_millis(crate::state::config().watchdog_ms);
+    let watchdog = Duration::from_millis(crate::kernel::state::config().watchdog_ms);
     let mut warned = false;
     let mut g = dispatcher();
     loop {
@@ -247,7 +247,7 @@ pub(crate) unsafe fn wait_object(obj: PVOID, timeout: Option<Duration>, call: &s
                 if elapsed >= watchdog && !warned {
                     warned = true;
                     drop(g);
-                    crate::state::violation(format!(
+                    crate::kernel::state::violation(format!(
                         "{call}({obj:p}) waited over {} ms without a timeout: probable deadlock",
                         watchdog.as_millis()
                     ));
@@ -284,7 +284,7 @@ pub unsafe extern "win64" fn KeSetEvent(
     Wait: BOOLEAN,
 ) -> LONG {
     let _ = (Increment, Wait);
-    crate::irql::require_dispatch_or_below("KeSetEvent");
+    crate::kernel::irql::require_dispatch_or_below("KeSetEvent");
     // SAFETY: the caller passes an initialised KEVENT.
     unsafe { signal(Event.cast(), 1) }
 }
@@ -292,7 +292,7 @@ pub unsafe extern "win64" fn KeSetEvent(
 /// `KeClearEvent`: ≤ DISPATCH_LEVEL.
 #[no_mangle]
 pub unsafe extern "win64" fn KeClearEvent(Event: PKEVENT) {
-    crate::irql::require_dispatch_or_below("KeClearEvent");
+    crate::kernel::irql::require_dispatch_or_below("KeClearEvent");
     // SAFETY: the caller passes an initialised KEVENT.
     unsafe { signal(Event.cast(), 0) };
 }
@@ -300,7 +300,7 @@ pub unsafe extern "win64" fn KeClearEvent(Event: PKEVENT) {
 /// `KeResetEvent`.
 #[no_mangle]
 pub unsafe extern "win64" fn KeResetEvent(Event: PKEVENT) -> LONG {
-    crate::irql::require_dispatch_or_below("KeResetEvent");
+    crate::kernel::irql::require_dispatch_or_below("KeResetEvent");
     // SAFETY: the caller passes an initialised KEVENT.
     unsafe { signal(Event.cast(), 0) }
 }
@@ -326,9 +326,9 @@ pub unsafe extern "win64" fn KeWaitForSingleObject(
     // SAFETY: Timeout is NULL or a LARGE_INTEGER (kernel contract).
     let t = unsafe { timeout_of(Timeout) };
     if t == Some(Duration::ZERO) {
-        crate::irql::require_dispatch_or_below("KeWaitForSingleObject(Timeout=0)");
+        crate::kernel::irql::require_dispatch_or_below("KeWaitForSingleObject(Timeout=0)");
     } else {
-        crate::irql::require_below_dispatch("KeWaitForSingleObject");
+        crate::kernel::irql::require_below_dispatch("KeWaitForSingleObject");
     }
     // SAFETY: the caller passes a live dispatcher object.
     unsafe { wait_object(Object, t, "KeWaitForSingleObject") }
@@ -342,7 +342,7 @@ pub unsafe extern "win64" fn KeDelayExecutionThread(
     Interval: PLARGE_INTEGER,
 ) -> NTSTATUS {
     let _ = (WaitMode, Alertable);
-    crate::irql::require_below_dispatch("KeDelayExecutionThread");
+    crate::kernel::irql::require_below_dispatch("KeDelayExecutionThread");
     // SAFETY: Interval points to a LARGE_INTEGER (kernel contract).
     let t = unsafe { timeout_of(Interval) }.unwrap_or(Duration::ZERO);
     std::thread::sleep(t);
@@ -372,7 +372,7 @@ pub unsafe extern "win64" fn ExReInitializeRundownProtection(RunRef: PEX_RUNDOWN
     // SAFETY: the caller passes a live EX_RUNDOWN_REF.
     let w = unsafe { rundown_word(RunRef) };
     if w.load(Ordering::SeqCst) != 1 {
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "ExReInitializeRundownProtection({RunRef:p}) before the rundown completed"
         ));
     }
@@ -382,7 +382,7 @@ pub unsafe extern "win64" fn ExReInitializeRundownProtection(RunRef: PEX_RUNDOWN
 /// `ExAcquireRundownProtection`: ≤ DISPATCH_LEVEL.
 #[no_mangle]
 pub unsafe extern "win64" fn ExAcquireRundownProtection(RunRef: PEX_RUNDOWN_REF) -> BOOLEAN {
-    crate::irql::require_dispatch_or_below("ExAcquireRundownProtection");
+    crate::kernel::irql::require_dispatch_or_below("ExAcquireRundownProtection");
     // SAFETY: the caller passes a live EX_RUNDOWN_REF.
     let w = unsafe { rundown_word(RunRef) };
     let mut cur = w.load(Ordering::SeqCst);
@@ -400,13 +400,13 @@ pub unsafe extern "win64" fn ExAcquireRundownProtection(RunRef: PEX_RUNDOWN_REF)
 /// `ExReleaseRundownProtection`: ≤ DISPATCH_LEVEL.
 #[no_mangle]
 pub unsafe extern "win64" fn ExReleaseRundownProtection(RunRef: PEX_RUNDOWN_REF) {
-    crate::irql::require_dispatch_or_below("ExReleaseRundownProtection");
+    crate::kernel::irql::require_dispatch_or_below("ExReleaseRundownProtection");
     // SAFETY: the caller passes a live EX_RUNDOWN_REF.
     let w = unsafe { rundown_word(RunRef) };
     let mut cur = w.load(Ordering::SeqCst);
     loop {
         if cur < 2 {
-            crate::state::violation(format!(
+            crate::kernel::state::violation(format!(
                 "ExReleaseRundownProtection({RunRef:p}) without a matching acquire"
             ));
             return;
@@ -424,7 +424,7 @@ pub unsafe extern "win64" fn ExRundownCompleted(RunRef: PEX_RUNDOWN_REF) {
     // SAFETY: the caller passes a live EX_RUNDOWN_REF.
     let w = unsafe { rundown_word(RunRef) };
     if w.load(Ordering::SeqCst) != 1 {
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "ExRundownCompleted({RunRef:p}) before the rundown completed"
         ));
     }
@@ -434,17 +434,17 @@ pub unsafe extern "win64" fn ExRundownCompleted(RunRef: PEX_RUNDOWN_REF) {
 /// waits for the held ones.
 #[no_mangle]
 pub unsafe extern "win64" fn ExWaitForRundownProtectionRelease(RunRef: PEX_RUNDOWN_REF) {
-    crate::irql::require_below_dispatch("ExWaitForRundownProtectionRelease");
+    crate::kernel::irql::require_below_dispatch("ExWaitForRundownProtectionRelease");
     // SAFETY: the caller passes a live EX_RUNDOWN_REF.
     let w = unsafe { rundown_word(RunRef) };
     w.fetch_or(1, Ordering::SeqCst);
     let start = Instant::now();
-    let watchdog = Duration::from_millis(crate::state::config().watchdog_ms);
+    let watchdog = Duration::from_millis(crate::kernel::state::config().watchdog_ms);
     let mut warned = false;
     while w.load(Ordering::SeqCst) != 1 {
         if !warned && start.elapsed() > watchdog {
             warned = true;
-            crate::state::violation(format!(
+            crate::kernel::state::violation(format!(
                 "ExWaitForRundownProtectionRelease({RunRef:p}) still waiting after {} ms ({} references held): probable leak of a reference",
                 watchdog.as_millis(),
                 w.load(Ordering::SeqCst) >> 1

@@ -6,7 +6,6 @@ use wsk_sys::{APC_LEVEL, DISPATCH_LEVEL, KIRQL, PASSIVE_LEVEL};
 
 thread_local! {
     static IRQL: Cell<KIRQL> = const { Cell::new(PASSIVE_LEVEL) };
-    static SIM_THREAD: Cell<bool> = const { Cell::new(false) };
     static CPU: Cell<u32> = const { Cell::new(u32::MAX) };
 }
 
@@ -18,38 +17,6 @@ pub(crate) fn set(level: KIRQL) {
     IRQL.with(|c| c.set(level));
 }
 
-pub(crate) fn mark_sim_thread() {
-    SIM_THREAD.with(|c| c.set(true));
-}
-
-/// Body of a sim-owned thread: a panic there has no test to fail, and the harness's output
-/// capture (inherited by threads spawned inside a test) would swallow its message, so print
-/// it straight to fd 2 and stop the process like a bugcheck.
-pub(crate) fn sim_thread_main(f: impl FnOnce()) {
-    mark_sim_thread();
-    if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        let msg = e
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_string()))
-            .unwrap_or_default();
-        let name = std::thread::current().name().unwrap_or("?").to_string();
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            format!(
-                "wsk-sim: thread {name} panicked: {msg} (seed {:#x})\n",
-                crate::state::seed()
-            )
-            .as_bytes(),
-        );
-        std::process::abort();
-    }
-}
-
-pub(crate) fn is_sim_thread() -> bool {
-    SIM_THREAD.with(Cell::get)
-}
-
 /// The virtual processor this thread runs on (threads are spread over the configured count).
 pub(crate) fn cpu() -> u32 {
     CPU.with(|c| {
@@ -58,7 +25,7 @@ pub(crate) fn cpu() -> u32 {
             static NEXT: AtomicU32 = AtomicU32::new(0);
             c.set(NEXT.fetch_add(1, Ordering::Relaxed));
         }
-        c.get() % crate::state::config().processor_count.max(1)
+        c.get() % crate::kernel::state::config().processor_count.max(1)
     })
 }
 
@@ -67,7 +34,7 @@ pub(crate) fn cpu() -> u32 {
 pub(crate) fn require_at_most(call: &str, max: KIRQL) -> bool {
     let now = current();
     if now > max {
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "{call} called at IRQL {now}, allowed only at IRQL <= {max} ({})",
             name(max)
         ));
@@ -144,7 +111,7 @@ pub(crate) fn run_at<R>(level: KIRQL, what: &str, f: impl FnOnce() -> R) -> R {
     }
     let after = current();
     if after != level {
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "{what} returned at IRQL {after} but was entered at IRQL {level}"
         ));
     }
@@ -154,7 +121,7 @@ pub(crate) fn run_at<R>(level: KIRQL, what: &str, f: impl FnOnce() -> R) -> R {
 
 /// The IRQL the schedule picks for a callback or asynchronous completion.
 pub(crate) fn pick_level() -> KIRQL {
-    if crate::faults::chance(crate::state::config().dispatch_rate) {
+    if crate::kernel::schedule::chance(crate::kernel::state::config().dispatch_rate) {
         DISPATCH_LEVEL
     } else {
         PASSIVE_LEVEL
@@ -172,7 +139,7 @@ pub unsafe extern "win64" fn KeGetCurrentIrql() -> KIRQL {
 pub unsafe extern "win64" fn KfRaiseIrql(NewIrql: KIRQL) -> KIRQL {
     let old = current();
     if NewIrql < old {
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "KeRaiseIrql to {NewIrql} from higher IRQL {old} (IRQL_NOT_GREATER_OR_EQUAL)"
         ));
         return old;
@@ -186,7 +153,7 @@ pub unsafe extern "win64" fn KfRaiseIrql(NewIrql: KIRQL) -> KIRQL {
 pub unsafe extern "win64" fn KeLowerIrql(NewIrql: KIRQL) {
     let old = current();
     if NewIrql > old {
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "KeLowerIrql to {NewIrql} from lower IRQL {old} (IRQL_NOT_LESS_OR_EQUAL)"
         ));
         return;

@@ -93,7 +93,7 @@ fn new_thread_object() -> usize {
         .as_mut_ptr()
         .cast::<std::ffi::c_void>();
     // SAFETY: 64 bytes of fresh storage.
-    unsafe { crate::sync::init_header(obj, crate::sync::OBJ_THREAD, false) };
+    unsafe { crate::kernel::sync::init_header(obj, crate::kernel::sync::OBJ_THREAD, false) };
     obj as usize
 }
 
@@ -109,12 +109,14 @@ pub unsafe extern "win64" fn PsCreateSystemThread(
     StartContext: PVOID,
 ) -> NTSTATUS {
     let _ = (DesiredAccess, ObjectAttributes, ProcessHandle, ClientId);
-    crate::irql::require_passive("PsCreateSystemThread");
-    if let Some(st) = crate::faults::injected_failure(crate::faults::Call::PsCreateSystemThread) {
+    crate::kernel::irql::require_passive("PsCreateSystemThread");
+    if let Some(st) =
+        crate::kernel::schedule::injected_failure(crate::kernel::config::Call::PsCreateSystemThread)
+    {
         return st;
     }
     let Some(routine) = StartRoutine else {
-        crate::state::violation("PsCreateSystemThread with a NULL StartRoutine");
+        crate::kernel::state::violation("PsCreateSystemThread with a NULL StartRoutine");
         return wsk_sys::STATUS_INVALID_PARAMETER;
     };
     let obj = new_thread_object();
@@ -143,7 +145,7 @@ fn thread_exited(obj: usize) {
         }
     });
     // SAFETY: thread objects are never freed.
-    unsafe { crate::sync::signal(obj as PVOID, 1) };
+    unsafe { crate::kernel::sync::signal(obj as PVOID, 1) };
 }
 
 /// `PsTerminateSystemThread`: the host thread cannot be unwound through the driver's
@@ -151,7 +153,7 @@ fn thread_exited(obj: usize) {
 #[no_mangle]
 pub unsafe extern "win64" fn PsTerminateSystemThread(ExitStatus: NTSTATUS) -> NTSTATUS {
     let _ = ExitStatus;
-    crate::irql::require_passive("PsTerminateSystemThread");
+    crate::kernel::irql::require_passive("PsTerminateSystemThread");
     let obj = CURRENT_THREAD_OBJECT.with(std::cell::Cell::get);
     if obj != 0 {
         thread_exited(obj);
@@ -172,7 +174,7 @@ pub unsafe extern "win64" fn ObReferenceObjectByHandle(
     HandleInformation: *mut OBJECT_HANDLE_INFORMATION,
 ) -> NTSTATUS {
     let _ = (DesiredAccess, ObjectType, AccessMode, HandleInformation);
-    crate::irql::require_passive("ObReferenceObjectByHandle");
+    crate::kernel::irql::require_passive("ObReferenceObjectByHandle");
     match lookup(Handle) {
         Some(self::Handle::Thread(obj)) => {
             with(|o| o.threads.entry(obj).or_insert((0, false)).0 += 1);
@@ -192,7 +194,7 @@ pub unsafe extern "win64" fn ObReferenceObjectByHandle(
 /// `ObfDereferenceObject` (ObDereferenceObject).
 #[no_mangle]
 pub unsafe extern "win64" fn ObfDereferenceObject(Object: PVOID) -> LONG_PTR {
-    crate::irql::require_dispatch_or_below("ObDereferenceObject");
+    crate::kernel::irql::require_dispatch_or_below("ObDereferenceObject");
     let r = with(|o| match o.threads.get_mut(&(Object as usize)) {
         Some(t) if t.0 > 0 => {
             t.0 -= 1;
@@ -206,7 +208,7 @@ pub unsafe extern "win64" fn ObfDereferenceObject(Object: PVOID) -> LONG_PTR {
         None => Some(1),
     });
     r.unwrap_or_else(|| {
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "ObDereferenceObject({Object:p}): reference count already zero"
         ));
         0
@@ -216,7 +218,7 @@ pub unsafe extern "win64" fn ObfDereferenceObject(Object: PVOID) -> LONG_PTR {
 /// `ZwClose`: PASSIVE_LEVEL.
 #[no_mangle]
 pub unsafe extern "win64" fn ZwClose(Handle: HANDLE) -> NTSTATUS {
-    crate::irql::require_passive("ZwClose");
+    crate::kernel::irql::require_passive("ZwClose");
     let h = with(|o| o.handles.remove(&(Handle as usize)));
     match h {
         Some(self::Handle::Thread(obj)) => {
@@ -226,7 +228,7 @@ pub unsafe extern "win64" fn ZwClose(Handle: HANDLE) -> NTSTATUS {
         }
         Some(_) => STATUS_SUCCESS,
         None => {
-            crate::state::violation(format!("ZwClose({Handle:p}): not an open handle"));
+            crate::kernel::state::violation(format!("ZwClose({Handle:p}): not an open handle"));
             STATUS_INVALID_HANDLE
         }
     }
@@ -250,7 +252,7 @@ pub unsafe extern "win64" fn ObOpenObjectByPointer(
         ObjectType,
         AccessMode,
     );
-    crate::irql::require_passive("ObOpenObjectByPointer");
+    crate::kernel::irql::require_passive("ObOpenObjectByPointer");
     // SAFETY: the caller passes HANDLE storage.
     unsafe { Handle.write(new_handle(self::Handle::Device(Object as usize))) };
     STATUS_SUCCESS
@@ -262,8 +264,10 @@ pub unsafe extern "win64" fn ObOpenObjectByPointer(
 /// `IoAllocateWorkItem`.
 #[no_mangle]
 pub unsafe extern "win64" fn IoAllocateWorkItem(DeviceObject: PDEVICE_OBJECT) -> PIO_WORKITEM {
-    crate::irql::require_dispatch_or_below("IoAllocateWorkItem");
-    if crate::faults::injected_failure(crate::faults::Call::IoAllocateWorkItem).is_some() {
+    crate::kernel::irql::require_dispatch_or_below("IoAllocateWorkItem");
+    if crate::kernel::schedule::injected_failure(crate::kernel::config::Call::IoAllocateWorkItem)
+        .is_some()
+    {
         return std::ptr::null_mut();
     }
     let item = Box::into_raw(Box::new((DeviceObject as usize, 0u64))) as usize;
@@ -280,7 +284,7 @@ pub unsafe extern "win64" fn IoQueueWorkItem(
     Context: PVOID,
 ) {
     let _ = QueueType;
-    crate::irql::require_dispatch_or_below("IoQueueWorkItem");
+    crate::kernel::irql::require_dispatch_or_below("IoQueueWorkItem");
     let item = IoWorkItem as usize;
     let ok = with(|o| match o.work_items.get_mut(&item) {
         Some(q) if !*q => {
@@ -291,17 +295,17 @@ pub unsafe extern "win64" fn IoQueueWorkItem(
         None => Err("not a live work item"),
     });
     if let Err(e) = ok {
-        crate::state::violation(format!("IoQueueWorkItem({IoWorkItem:p}): {e}"));
+        crate::kernel::state::violation(format!("IoQueueWorkItem({IoWorkItem:p}): {e}"));
         return;
     }
     let Some(routine) = WorkerRoutine else {
-        crate::state::violation("IoQueueWorkItem with a NULL routine");
+        crate::kernel::state::violation("IoQueueWorkItem with a NULL routine");
         return;
     };
     // SAFETY: `item` is a live Box<(usize, u64)> until IoFreeWorkItem.
     let dev = unsafe { (*(item as *const (usize, u64))).0 };
     let ctx = Context as usize;
-    crate::irql::client_code_enter();
+    crate::kernel::irql::client_code_enter();
     std::thread::Builder::new()
         .name("wsk-sim-work-item".into())
         .spawn(move || {
@@ -310,11 +314,11 @@ pub unsafe extern "win64" fn IoQueueWorkItem(
                     *q = false;
                 }
             });
-            crate::irql::run_at(0, "work item", || {
+            crate::kernel::irql::run_at(0, "work item", || {
                 // SAFETY: the driver's work routine with its device object and context.
                 unsafe { routine(dev as PDEVICE_OBJECT, ctx as PVOID) };
             });
-            crate::irql::client_code_leave();
+            crate::kernel::irql::client_code_leave();
         })
         .expect("spawn work item");
 }
@@ -331,9 +335,11 @@ pub unsafe extern "win64" fn IoFreeWorkItem(IoWorkItem: PIO_WORKITEM) {
         }
         Some(true) => {
             with(|o| o.work_items.insert(item, true));
-            crate::state::violation(format!("IoFreeWorkItem({IoWorkItem:p}) while it is queued"));
+            crate::kernel::state::violation(format!(
+                "IoFreeWorkItem({IoWorkItem:p}) while it is queued"
+            ));
         }
-        None => crate::state::violation(format!(
+        None => crate::kernel::state::violation(format!(
             "IoFreeWorkItem({IoWorkItem:p}): not a live work item"
         )),
     }

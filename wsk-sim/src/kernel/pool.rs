@@ -3,7 +3,7 @@
 
 use std::alloc::Layout;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use wsk_sys::{
     APC_LEVEL, DISPATCH_LEVEL, POOL_FLAGS, POOL_FLAG_CACHE_ALIGNED, POOL_FLAG_NON_PAGED,
@@ -25,6 +25,18 @@ struct Block {
 #[derive(Default)]
 struct Pool {
     blocks: BTreeMap<usize, Block>,
+}
+
+/// A check run on each freed block: `(start, size, call)`.
+pub(crate) type FreeCheck = fn(usize, usize, &str);
+
+/// Checks the objects built on pool memory (IRPs, timers) install, so the allocator below
+/// them never names them.
+static FREE_CHECKS: OnceLock<Vec<FreeCheck>> = OnceLock::new();
+
+/// Installs the free checks (once per process; later calls keep the first set).
+pub(crate) fn set_free_checks(checks: Vec<FreeCheck>) {
+    let _ = FREE_CHECKS.set(checks);
 }
 
 static POOL: Mutex<Pool> = Mutex::new(Pool {
@@ -101,13 +113,13 @@ fn alloc(size: usize, align: usize, zero: bool, tag: u32) -> PVOID {
 
 fn free(p: PVOID, tag: Option<u32>, call: &str) {
     if p.is_null() {
-        crate::state::violation(format!("{call}(NULL): freeing a NULL pool block"));
+        crate::kernel::state::violation(format!("{call}(NULL): freeing a NULL pool block"));
         return;
     }
     let mut pool = lock();
     let Some(b) = pool.blocks.get(&(p as usize)) else {
         drop(pool);
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "{call}({p:p}): not the start of a live pool block (double free or foreign pointer)"
         ));
         return;
@@ -116,7 +128,7 @@ fn free(p: PVOID, tag: Option<u32>, call: &str) {
         if tag != b.tag {
             let (want, got) = (b.tag, tag);
             drop(pool);
-            crate::state::violation(format!(
+            crate::kernel::state::violation(format!(
                 "{call}({p:p}, '{}'): block was allocated with tag '{}' (BAD_POOL_CALLER)",
                 tag_name(got),
                 tag_name(want)
@@ -127,8 +139,9 @@ fn free(p: PVOID, tag: Option<u32>, call: &str) {
     let b = pool.blocks.remove(&(p as usize)).expect("checked above");
     drop(pool);
     // Driver Verifier style: freeing memory that still holds an IRP the provider owns.
-    crate::irp::check_freed_range(p as usize, b.size, call);
-    crate::timer::check_freed_range(p as usize, b.size, call);
+    for check in FREE_CHECKS.get().into_iter().flatten() {
+        check(p as usize, b.size, call);
+    }
     // SAFETY: the block is live (just removed from the table) and `b.size` bytes long.
     unsafe {
         std::ptr::write_bytes(p.cast::<u8>(), FREED_POISON, b.size);
@@ -145,20 +158,22 @@ pub unsafe extern "win64" fn ExAllocatePool2(
 ) -> PVOID {
     let kinds = Flags & (POOL_FLAG_NON_PAGED | POOL_FLAG_PAGED | POOL_FLAG_NON_PAGED_EXECUTE);
     if kinds.count_ones() != 1 {
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "ExAllocatePool2(Flags={Flags:#x}): exactly one of POOL_FLAG_NON_PAGED, POOL_FLAG_PAGED, POOL_FLAG_NON_PAGED_EXECUTE is required"
         ));
         return std::ptr::null_mut();
     }
     if kinds == POOL_FLAG_PAGED {
-        crate::irql::require_at_most("ExAllocatePool2(POOL_FLAG_PAGED)", APC_LEVEL);
+        crate::kernel::irql::require_at_most("ExAllocatePool2(POOL_FLAG_PAGED)", APC_LEVEL);
     } else {
-        crate::irql::require_at_most("ExAllocatePool2", DISPATCH_LEVEL);
+        crate::kernel::irql::require_at_most("ExAllocatePool2", DISPATCH_LEVEL);
     }
     if Tag == 0 {
-        crate::state::violation("ExAllocatePool2 with pool tag 0 (a tag is required)");
+        crate::kernel::state::violation("ExAllocatePool2 with pool tag 0 (a tag is required)");
     }
-    if crate::faults::injected_failure(crate::faults::Call::ExAllocatePool2).is_some() {
+    if crate::kernel::schedule::injected_failure(crate::kernel::config::Call::ExAllocatePool2)
+        .is_some()
+    {
         return std::ptr::null_mut();
     }
     // x64 pool: 16-byte alignment, whole pages page-aligned, cache-aligned on request.
@@ -180,13 +195,13 @@ pub unsafe extern "win64" fn ExAllocatePool2(
 /// `ExFreePoolWithTag`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-exfreepoolwithtag>
 #[no_mangle]
 pub unsafe extern "win64" fn ExFreePoolWithTag(P: PVOID, Tag: ULONG) {
-    crate::irql::require_at_most("ExFreePoolWithTag", DISPATCH_LEVEL);
+    crate::kernel::irql::require_at_most("ExFreePoolWithTag", DISPATCH_LEVEL);
     free(P, Some(Tag), "ExFreePoolWithTag");
 }
 
 /// `ExFreePool` (no tag check).
 #[no_mangle]
 pub unsafe extern "win64" fn ExFreePool(P: PVOID) {
-    crate::irql::require_at_most("ExFreePool", DISPATCH_LEVEL);
+    crate::kernel::irql::require_at_most("ExFreePool", DISPATCH_LEVEL);
     free(P, None, "ExFreePool");
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use wsk_sys::{
     ACCESS_MASK, ACL, BOOLEAN, DEVICE_OBJECT, DEVICE_TYPE, DO_DEVICE_INITIALIZING, HANDLE,
-    IO_STACK_LOCATION, NTSTATUS, PACL, PDEVICE_OBJECT, PDRIVER_OBJECT, PIRP, PSECURITY_DESCRIPTOR,
+    IO_STACK_LOCATION, NTSTATUS, PACL, PDEVICE_OBJECT, PDRIVER_OBJECT, PSECURITY_DESCRIPTOR,
     PSE_EXPORTS, PSID, PUNICODE_STRING, SECURITY_DESCRIPTOR, SECURITY_INFORMATION, SE_EXPORTS,
     STATUS_BUFFER_TOO_SMALL, STATUS_INVALID_HANDLE, STATUS_INVALID_PARAMETER,
     STATUS_OBJECT_NAME_COLLISION, STATUS_OBJECT_NAME_NOT_FOUND, STATUS_PENDING,
@@ -103,9 +103,9 @@ pub unsafe extern "win64" fn IoCreateDevice(
     Exclusive: BOOLEAN,
     DeviceObject: *mut PDEVICE_OBJECT,
 ) -> NTSTATUS {
-    crate::irql::require_passive("IoCreateDevice");
+    crate::kernel::irql::require_passive("IoCreateDevice");
     // SAFETY: the caller passes a valid UNICODE_STRING or NULL.
-    let name = unsafe { crate::misc::unicode(DeviceName) };
+    let name = unsafe { crate::kernel::unicode::unicode(DeviceName) };
     if !name.is_empty()
         && with(|d| {
             d.devices
@@ -163,7 +163,7 @@ pub unsafe extern "win64" fn IoCreateDevice(
 /// `IoDeleteDevice`: PASSIVE_LEVEL; unlinks from the driver object and frees.
 #[no_mangle]
 pub unsafe extern "win64" fn IoDeleteDevice(DeviceObject: PDEVICE_OBJECT) {
-    crate::irql::require_passive("IoDeleteDevice");
+    crate::kernel::irql::require_passive("IoDeleteDevice");
     let layout = with(|d| {
         let rec = d
             .devices
@@ -178,7 +178,7 @@ pub unsafe extern "win64" fn IoDeleteDevice(DeviceObject: PDEVICE_OBJECT) {
         }
     });
     let Some(layout) = layout else {
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "IoDeleteDevice({DeviceObject:p}): not a live device object"
         ));
         return;
@@ -198,7 +198,7 @@ pub unsafe extern "win64" fn IoDeleteDevice(DeviceObject: PDEVICE_OBJECT) {
         }
         std::ptr::write_bytes(
             DeviceObject.cast::<u8>(),
-            crate::pool::FREED_POISON,
+            crate::kernel::pool::FREED_POISON,
             layout.size(),
         );
         std::alloc::dealloc(DeviceObject.cast(), layout);
@@ -211,12 +211,12 @@ pub unsafe extern "win64" fn IoCreateSymbolicLink(
     SymbolicLinkName: PUNICODE_STRING,
     DeviceName: PUNICODE_STRING,
 ) -> NTSTATUS {
-    crate::irql::require_passive("IoCreateSymbolicLink");
+    crate::kernel::irql::require_passive("IoCreateSymbolicLink");
     // SAFETY: the caller passes valid UNICODE_STRINGs.
     let (link, dev) = unsafe {
         (
-            crate::misc::unicode(SymbolicLinkName),
-            crate::misc::unicode(DeviceName),
+            crate::kernel::unicode::unicode(SymbolicLinkName),
+            crate::kernel::unicode::unicode(DeviceName),
         )
     };
     with(|d| match d.symlinks.entry(link.to_ascii_lowercase()) {
@@ -231,9 +231,9 @@ pub unsafe extern "win64" fn IoCreateSymbolicLink(
 /// `IoDeleteSymbolicLink`: PASSIVE_LEVEL.
 #[no_mangle]
 pub unsafe extern "win64" fn IoDeleteSymbolicLink(SymbolicLinkName: PUNICODE_STRING) -> NTSTATUS {
-    crate::irql::require_passive("IoDeleteSymbolicLink");
+    crate::kernel::irql::require_passive("IoDeleteSymbolicLink");
     // SAFETY: the caller passes a valid UNICODE_STRING.
-    let link = unsafe { crate::misc::unicode(SymbolicLinkName) };
+    let link = unsafe { crate::kernel::unicode::unicode(SymbolicLinkName) };
     with(|d| {
         if d.symlinks.remove(&link.to_ascii_lowercase()).is_some() {
             STATUS_SUCCESS
@@ -446,8 +446,9 @@ pub unsafe extern "win64" fn ZwSetSecurityObject(
     SecurityInformation: SECURITY_INFORMATION,
     SecurityDescriptor: PSECURITY_DESCRIPTOR,
 ) -> NTSTATUS {
-    crate::irql::require_passive("ZwSetSecurityObject");
-    let Some(crate::thread::Handle::Device(dev)) = crate::thread::lookup(Handle) else {
+    crate::kernel::irql::require_passive("ZwSetSecurityObject");
+    let Some(crate::kernel::thread::Handle::Device(dev)) = crate::kernel::thread::lookup(Handle)
+    else {
         return STATUS_INVALID_HANDLE;
     };
     if SecurityInformation & wsk_sys::DACL_SECURITY_INFORMATION == 0 {
@@ -503,15 +504,6 @@ pub(crate) fn init_se_exports() {
 // ---------------------------------------------------------------------------------------
 // Test entry: send an IRP to a driver's dispatch routine.
 
-static FINISHED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
-
-pub(crate) fn irp_finished(irp: PIRP) {
-    FINISHED
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(irp as usize);
-}
-
 /// Result of [`call_dispatch`].
 #[derive(Clone, Debug)]
 pub struct DispatchResult {
@@ -543,7 +535,7 @@ pub unsafe fn call_dispatch(
             (*drv).MajorFunction[usize::from(major)],
         )
     };
-    let irp = crate::irp::test_irp(stack);
+    let irp = crate::kernel::irp::test_irp(stack);
     let buf_len = input.len().max(output_len);
     let mut sysbuf = vec![0u8; buf_len.max(1)];
     sysbuf[..input.len()].copy_from_slice(input);
@@ -564,9 +556,9 @@ pub unsafe fn call_dispatch(
         (*sl).Parameters.DeviceIoControl.InputBufferLength = input.len() as u32;
         (*sl).Parameters.DeviceIoControl.OutputBufferLength = output_len as u32;
         match routine {
-            Some(r) => crate::irql::run_at(0, "dispatch routine", || r(dev, irp)),
+            Some(r) => crate::kernel::irql::run_at(0, "dispatch routine", || r(dev, irp)),
             None => {
-                crate::irp::free_test_irp(irp);
+                crate::kernel::irp::free_test_irp(irp);
                 return DispatchResult {
                     returned: wsk_sys::STATUS_INVALID_DEVICE_REQUEST,
                     status: wsk_sys::STATUS_INVALID_DEVICE_REQUEST,
@@ -576,16 +568,17 @@ pub unsafe fn call_dispatch(
             }
         }
     };
-    let deadline = Instant::now() + Duration::from_millis(crate::state::config().watchdog_ms);
-    while !crate::irp::is_finished(irp) {
+    let deadline =
+        Instant::now() + Duration::from_millis(crate::kernel::state::config().watchdog_ms);
+    while !crate::kernel::irp::is_finished(irp) {
         if returned != STATUS_PENDING {
-            crate::state::violation(format!(
+            crate::kernel::state::violation(format!(
                 "dispatch routine returned {returned:#x} without completing the IRP (must return STATUS_PENDING or complete it)"
             ));
             break;
         }
         if Instant::now() > deadline {
-            crate::state::violation("a pended dispatch IRP was never completed");
+            crate::kernel::state::violation("a pended dispatch IRP was never completed");
             break;
         }
         std::thread::sleep(Duration::from_millis(1));
@@ -593,17 +586,13 @@ pub unsafe fn call_dispatch(
     // SAFETY: the IRP is complete (or abandoned after a violation); read its status.
     let (status, information) = unsafe { ((*irp).IoStatus.Status, (*irp).IoStatus.Information) };
     if returned != STATUS_PENDING && returned != status {
-        crate::state::violation(format!(
+        crate::kernel::state::violation(format!(
             "dispatch routine returned {returned:#x} but completed the IRP with {status:#x}"
         ));
     }
     let n = information.min(output_len).min(sysbuf.len());
     let output = sysbuf[..n].to_vec();
-    FINISHED
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .retain(|&a| a != irp as usize);
-    crate::irp::free_test_irp(irp);
+    crate::kernel::irp::free_test_irp(irp);
     DispatchResult {
         returned,
         status,

@@ -1,11 +1,11 @@
-//! Process-global run state: configuration, the test serialisation lock, violations.
+//! Process-global run state: configuration, seed, violations, and which threads are the sim's.
 
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+use std::cell::Cell;
+use std::sync::{Mutex, PoisonError, RwLock};
 
-use crate::config::{Config, ViolationMode};
+use crate::kernel::config::{Config, ViolationMode};
 
 static CONFIG: RwLock<Option<Config>> = RwLock::new(None);
-static TEST_LOCK: Mutex<()> = Mutex::new(());
 static VIOLATIONS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 pub(crate) fn config() -> Config {
@@ -24,52 +24,14 @@ pub(crate) fn seed() -> u64 {
         .map_or(0, |c| c.seed)
 }
 
-/// Held for the duration of one test: tests of one binary share the process-global sim, so
-/// they run one at a time. Dropping it while panicking prints the seed to replay the run.
-#[must_use = "the sim is reset for the lifetime of this guard"]
-pub struct SimGuard {
-    _lock: MutexGuard<'static, ()>,
-    seed: u64,
-}
-
-impl std::fmt::Debug for SimGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimGuard")
-            .field("seed", &self.seed)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SimGuard {
-    pub fn seed(&self) -> u64 {
-        self.seed
-    }
-}
-
-impl Drop for SimGuard {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "wsk-sim: test failed with seed {0:#x}; replay with WSK_SIM_SEED={0:#x}",
-                self.seed
-            );
-        }
-    }
-}
-
-/// Takes the test lock, tears down whatever a previous test left, and starts a run.
-pub(crate) fn init(cfg: Config) -> SimGuard {
-    let lock = TEST_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
-    let seed = cfg.seed;
-    crate::teardown_all();
-    crate::faults::reset(seed);
+/// Starts a run: `cfg` becomes the run's configuration and the violations of an earlier
+/// run are dropped.
+pub(crate) fn start(cfg: Config) {
     VIOLATIONS
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clear();
     *CONFIG.write().unwrap_or_else(PoisonError::into_inner) = Some(cfg);
-    crate::wsk::registration::start_run();
-    SimGuard { _lock: lock, seed }
 }
 
 /// A broken rule of the documented contract. Panics (with the seed) or records it.
@@ -92,7 +54,7 @@ pub(crate) fn violation(msg: impl std::fmt::Display) {
             &mut std::io::stderr(),
             format!("wsk-sim VIOLATION: {text} (seed {:#x})\n", seed()).as_bytes(),
         );
-        if crate::irql::is_sim_thread() {
+        if is_sim_thread() {
             // A provider thread has no test to fail: stop the process like a bugcheck.
             std::process::abort();
         }
@@ -109,4 +71,40 @@ pub(crate) fn violations() -> Vec<String> {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone()
+}
+
+thread_local! {
+    static SIM_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+pub(crate) fn mark_sim_thread() {
+    SIM_THREAD.with(|c| c.set(true));
+}
+
+/// Body of a sim-owned thread: a panic there has no test to fail, and the harness's output
+/// capture (inherited by threads spawned inside a test) would swallow its message, so print
+/// it straight to fd 2 and stop the process like a bugcheck.
+pub(crate) fn sim_thread_main(f: impl FnOnce()) {
+    mark_sim_thread();
+    if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        let msg = e
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_string()))
+            .unwrap_or_default();
+        let name = std::thread::current().name().unwrap_or("?").to_string();
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!(
+                "wsk-sim: thread {name} panicked: {msg} (seed {:#x})\n",
+                seed()
+            )
+            .as_bytes(),
+        );
+        std::process::abort();
+    }
+}
+
+pub(crate) fn is_sim_thread() -> bool {
+    SIM_THREAD.with(Cell::get)
 }

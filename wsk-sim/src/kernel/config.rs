@@ -29,8 +29,14 @@ pub struct Config {
     /// Fraction of pended calls completed on the calling thread just before STATUS_PENDING
     /// is returned (PendingReturned TRUE, W12's "already completed" case).
     pub complete_before_return_rate: f64,
+    /// Fraction of calls that, having handed a pending IRP to another thread, are held back
+    /// `late_return_us` (half to all of it) before returning STATUS_PENDING, as a preempted thread would
+    /// be: the IRP may complete (its completion routine run on another thread) before the
+    /// call returns (W12). Off by default.
+    pub late_return_rate: f64,
+    pub late_return_us: u64,
     /// Calls subject to random failure, and the failure rate and status.
-    pub fail_calls: Vec<crate::faults::Call>,
+    pub fail_calls: Vec<Call>,
     pub fail_rate: f64,
     pub fail_status: NTSTATUS,
     /// Fraction of ExAllocatePool2 / IoAllocateIrp / IoAllocateMdl calls that fail.
@@ -69,6 +75,8 @@ impl Default for Config {
             dispatch_rate: 0.5,
             pend_rate: 0.3,
             complete_before_return_rate: 0.2,
+            late_return_rate: 0.0,
+            late_return_us: 0,
             fail_calls: Vec::new(),
             fail_rate: 0.0,
             fail_status: wsk_sys::STATUS_INSUFFICIENT_RESOURCES,
@@ -127,4 +135,31 @@ fn clock_seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     t ^ (u64::from(std::process::id()) << 32)
+}
+
+/// Calls the fault schedule can fail on purpose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Call {
+    WskCaptureProviderNPI,
+    WskSocket,
+    WskSocketConnect,
+    WskControlClient,
+    WskControlSocket,
+    WskBind,
+    WskListen,
+    WskAccept,
+    WskConnect,
+    WskSend,
+    WskReceive,
+    WskSendTo,
+    WskReceiveFrom,
+    WskSendMessages,
+    WskDisconnect,
+    WskGetLocalAddress,
+    WskGetRemoteAddress,
+    ExAllocatePool2,
+    IoAllocateIrp,
+    IoAllocateMdl,
+    IoAllocateWorkItem,
+    PsCreateSystemThread,
 }

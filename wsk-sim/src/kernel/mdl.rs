@@ -98,16 +98,16 @@ pub(crate) fn free_mdl(mdl: PMDL, call: &str) {
     match r {
         // SAFETY: allocated by alloc_mdl with this layout.
         Some(r) => unsafe {
-            std::ptr::write_bytes(mdl.cast::<u8>(), crate::pool::FREED_POISON, r.size);
+            std::ptr::write_bytes(mdl.cast::<u8>(), crate::kernel::pool::FREED_POISON, r.size);
             std::alloc::dealloc(mdl.cast(), layout(r.size));
         },
         None => {
             let st = with(|m| m.get(&(mdl as usize)).map(|r| r.in_use));
             match st {
-                Some(n) => crate::state::violation(format!(
+                Some(n) => crate::kernel::state::violation(format!(
                     "{call}({mdl:p}): MDL still in use by {n} pending WSK request(s) (C20)"
                 )),
-                None => crate::state::violation(format!(
+                None => crate::kernel::state::violation(format!(
                     "{call}({mdl:p}): not a live MDL (double free?)"
                 )),
             }
@@ -125,8 +125,10 @@ pub unsafe extern "win64" fn IoAllocateMdl(
     Irp: PIRP,
 ) -> PMDL {
     let _ = ChargeQuota;
-    crate::irql::require_dispatch_or_below("IoAllocateMdl");
-    if crate::faults::injected_failure(crate::faults::Call::IoAllocateMdl).is_some() {
+    crate::kernel::irql::require_dispatch_or_below("IoAllocateMdl");
+    if crate::kernel::schedule::injected_failure(crate::kernel::config::Call::IoAllocateMdl)
+        .is_some()
+    {
         return std::ptr::null_mut();
     }
     let mdl = alloc_mdl(VirtualAddress, Length, true);
@@ -154,14 +156,14 @@ pub unsafe extern "win64" fn IoAllocateMdl(
 /// `IoFreeMdl`: ≤ DISPATCH_LEVEL.
 #[no_mangle]
 pub unsafe extern "win64" fn IoFreeMdl(Mdl: PMDL) {
-    crate::irql::require_dispatch_or_below("IoFreeMdl");
+    crate::kernel::irql::require_dispatch_or_below("IoFreeMdl");
     free_mdl(Mdl, "IoFreeMdl");
 }
 
 /// `MmBuildMdlForNonPagedPool`: maps the MDL's pages (they are resident already).
 #[no_mangle]
 pub unsafe extern "win64" fn MmBuildMdlForNonPagedPool(MemoryDescriptorList: PMDL) {
-    crate::irql::require_dispatch_or_below("MmBuildMdlForNonPagedPool");
+    crate::kernel::irql::require_dispatch_or_below("MmBuildMdlForNonPagedPool");
     let mdl = MemoryDescriptorList;
     // SAFETY: the caller passes a live MDL from IoAllocateMdl.
     unsafe {
@@ -175,7 +177,7 @@ pub unsafe extern "win64" fn MmBuildMdlForNonPagedPool(MemoryDescriptorList: PMD
             // Fake but distinct page frame numbers.
             pfn.add(i).write(((*mdl).StartVa as usize >> 12) + i);
         }
-        let block = crate::pool::block_containing(va, len).map(|(s, _)| s);
+        let block = crate::kernel::pool::block_containing(va, len).map(|(s, _)| s);
         with(|m| {
             if let Some(r) = m.get_mut(&(mdl as usize)) {
                 r.pool_block = block;
@@ -205,7 +207,7 @@ pub unsafe extern "win64" fn MmMapLockedPagesSpecifyCache(
     // SAFETY: the caller passes a live MDL.
     unsafe {
         if (*mdl).MdlFlags & (MDL_PAGES_LOCKED | MDL_SOURCE_IS_NONPAGED_POOL) == 0 {
-            crate::state::violation(format!(
+            crate::kernel::state::violation(format!(
                 "MmMapLockedPagesSpecifyCache({mdl:p}): pages neither locked nor non-paged"
             ));
             return std::ptr::null_mut();
@@ -238,7 +240,7 @@ pub(crate) unsafe fn segments(
     let mut first = true;
     while left > 0 {
         if cur.is_null() {
-            crate::state::violation(format!(
+            crate::kernel::state::violation(format!(
                 "{call}: WSK_BUF Length {length} (Offset {offset}) runs past the end of its MDL chain"
             ));
             return None;
@@ -253,22 +255,22 @@ pub(crate) unsafe fn segments(
             )
         };
         if flags & (MDL_SOURCE_IS_NONPAGED_POOL | MDL_PAGES_LOCKED | MDL_MAPPED_TO_SYSTEM_VA) == 0 {
-            crate::state::violation(format!(
+            crate::kernel::state::violation(format!(
                 "{call}: MDL {cur:p} is neither built for non-paged pool nor locked (W51)"
             ));
             return None;
         }
         let block = with(|m| m.get(&(cur as usize)).map(|r| r.pool_block));
         if let Some(Some(start)) = block {
-            if crate::pool::block_containing(va, count).map(|(s, _)| s) != Some(start) {
-                crate::state::violation(format!(
+            if crate::kernel::pool::block_containing(va, count).map(|(s, _)| s) != Some(start) {
+                crate::kernel::state::violation(format!(
                     "{call}: MDL {cur:p} describes pool memory that has been freed (C20)"
                 ));
                 return None;
             }
         }
         if first && skip > count {
-            crate::state::violation(format!(
+            crate::kernel::state::violation(format!(
                 "{call}: WSK_BUF Offset {offset} is not inside the first MDL ({count} bytes)"
             ));
             return None;

@@ -89,7 +89,7 @@ pub unsafe extern "win64" fn ZwOpenKey(
     ObjectAttributes: POBJECT_ATTRIBUTES,
 ) -> NTSTATUS {
     let _ = DesiredAccess;
-    crate::irql::require_passive("ZwOpenKey");
+    crate::kernel::irql::require_passive("ZwOpenKey");
     if ObjectAttributes.is_null() || KeyHandle.is_null() {
         return STATUS_INVALID_PARAMETER;
     }
@@ -97,14 +97,14 @@ pub unsafe extern "win64" fn ZwOpenKey(
     let (root, name) = unsafe {
         (
             (*ObjectAttributes).RootDirectory,
-            crate::misc::unicode((*ObjectAttributes).ObjectName),
+            crate::kernel::unicode::unicode((*ObjectAttributes).ObjectName),
         )
     };
     let path = if root.is_null() {
         name
     } else {
-        match crate::thread::lookup(root) {
-            Some(crate::thread::Handle::Key(p)) => format!("{p}\\{name}"),
+        match crate::kernel::thread::lookup(root) {
+            Some(crate::kernel::thread::Handle::Key(p)) => format!("{p}\\{name}"),
             _ => return STATUS_INVALID_HANDLE,
         }
     };
@@ -112,8 +112,9 @@ pub unsafe extern "win64" fn ZwOpenKey(
     if !keys().as_ref().is_some_and(|k| k.contains_key(&path)) {
         return STATUS_OBJECT_NAME_NOT_FOUND;
     }
+    let handle = crate::kernel::thread::new_handle(crate::kernel::thread::Handle::Key(path));
     // SAFETY: the caller passes HANDLE storage.
-    unsafe { KeyHandle.write(crate::thread::new_handle(crate::thread::Handle::Key(path))) };
+    unsafe { KeyHandle.write(handle) };
     STATUS_SUCCESS
 }
 
@@ -128,12 +129,13 @@ pub unsafe extern "win64" fn ZwQueryValueKey(
     Length: ULONG,
     ResultLength: PULONG,
 ) -> NTSTATUS {
-    crate::irql::require_passive("ZwQueryValueKey");
-    let Some(crate::thread::Handle::Key(path)) = crate::thread::lookup(KeyHandle) else {
+    crate::kernel::irql::require_passive("ZwQueryValueKey");
+    let Some(crate::kernel::thread::Handle::Key(path)) = crate::kernel::thread::lookup(KeyHandle)
+    else {
         return STATUS_INVALID_HANDLE;
     };
     // SAFETY: the caller passes a valid UNICODE_STRING.
-    let name = unsafe { crate::misc::unicode(ValueName) };
+    let name = unsafe { crate::kernel::unicode::unicode(ValueName) };
     let value = keys()
         .as_ref()
         .and_then(|k| k.get(&path))

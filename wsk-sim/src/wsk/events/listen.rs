@@ -1,0 +1,253 @@
+//! Listening sockets' events: a connection arrives for a queued WskAccept or for
+//! WskAcceptEvent (W41, W47-W49).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use wsk_sys::{
+    NTSTATUS, PVOID, PWSK_SOCKET, STATUS_REQUEST_NOT_ACCEPTED, STATUS_SUCCESS,
+    WSK_CLIENT_CONNECTION_DISPATCH, WSK_CLIENT_LISTEN_DISPATCH, WSK_CLIENT_STREAM_DISPATCH,
+    WSK_EVENT_ACCEPT,
+};
+
+use super::callback::{callback_done, start_callback, Completion, Job as Deferred, Plan};
+use crate::wsk::addr::SockaddrBuf;
+use crate::wsk::socket::{self, Kind, Provider, Sock};
+
+/// A WskAcceptEvent to invoke; `new` 0 is the NULL AcceptSocket of a dead listener.
+struct Job {
+    ws: usize,
+    new: usize,
+    ctx: usize,
+    f: usize,
+    local: SocketAddr,
+    remote: SocketAddr,
+}
+
+/// Poll events a listening socket wants.
+pub(crate) fn interest(s: &Sock) -> i16 {
+    if !s.accepts.is_empty() || s.events() & WSK_EVENT_ACCEPT != 0 {
+        libc::POLLIN
+    } else {
+        0
+    }
+}
+
+/// The client's WskAcceptEvent, or 0.
+fn accept_event(s: &Sock) -> usize {
+    let f = if s.kind == Kind::Stream {
+        // SAFETY: stream sockets carry a WSK_CLIENT_STREAM_DISPATCH.
+        unsafe { (*(s.dispatch as *const WSK_CLIENT_STREAM_DISPATCH)).Listen as usize }
+    } else {
+        s.dispatch
+    };
+    if f == 0 {
+        return 0;
+    }
+    // SAFETY: the client's listen dispatch (entry checked non-NULL when enabled).
+    unsafe {
+        (*(f as *const WSK_CLIENT_LISTEN_DISPATCH))
+            .WskAcceptEvent
+            .map_or(0, |f| f as usize)
+    }
+}
+
+/// W48: a dead listener's WskAcceptEvent with a NULL AcceptSocket.
+pub(crate) fn plan_killed(s: &mut Sock, ws: usize) -> Plan {
+    let f = accept_event(s);
+    start_callback(s, WSK_EVENT_ACCEPT);
+    let any: SocketAddr = ([0, 0, 0, 0], 0).into();
+    Plan::Run(
+        defer(Job {
+            ws,
+            new: 0,
+            ctx: s.ctx,
+            f,
+            local: any,
+            remote: any,
+        }),
+        Vec::new(),
+    )
+}
+
+pub(crate) fn plan(p: &mut Provider, ws: usize, done: Vec<Completion>) -> Plan {
+    let s = p.sockets.get_mut(&ws).expect("live");
+    let has_event = s.events() & WSK_EVENT_ACCEPT != 0;
+    if s.accepts.is_empty() && !has_event {
+        return Plan::completing(done);
+    }
+    let Some(fd) = s.fd.as_ref() else {
+        return Plan::Complete(done);
+    };
+    let (conn, remote) = match fd.accept() {
+        Ok((c, a)) => (c, a.as_socket()),
+        Err(_) => return Plan::completing(done),
+    };
+    let _ = conn.set_nonblocking(true);
+    let local = conn.local_addr().ok().and_then(|a| a.as_socket());
+    let (Some(remote), Some(local)) = (remote, local) else {
+        return Plan::Complete(done);
+    };
+    let mut done = done;
+    let (family, client) = (s.family, s.client);
+    let static_conn = crate::wsk::clients::with_client(client, |r| r.static_mask).unwrap_or(0)
+        & socket::CONNECTION_EVENTS;
+    let mut ns = Sock::new(Kind::Connection, family, client, 0, 0, Some(conn));
+    ns.connected = true;
+    ns.bound = Some(local);
+    ns.remote = Some(remote);
+    if let Some(req) = s.accepts.pop_front() {
+        // W41: a queued WskAccept takes the connection; callbacks start disabled.
+        ns.ctx = req.ctx;
+        ns.dispatch = req.dispatch;
+        ns.static_mask = static_conn;
+        // SAFETY: optional address buffers the client keeps valid until completion.
+        unsafe {
+            if req.local != 0 {
+                crate::wsk::addr::write(req.local as _, local);
+            }
+            if req.remote != 0 {
+                crate::wsk::addr::write(req.remote as _, remote);
+            }
+        }
+        let new = insert_locked(p, ns);
+        done.push((req.irp, STATUS_SUCCESS, new));
+        return Plan::Complete(done);
+    }
+    // WskAcceptEvent: the new socket is the provider's until the callback accepts it.
+    ns.handed_out = false;
+    let ctx = s.ctx;
+    let f = accept_event(s);
+    start_callback(s, WSK_EVENT_ACCEPT);
+    let new = insert_locked(p, ns);
+    Plan::Run(
+        defer(Job {
+            ws,
+            new,
+            ctx,
+            f,
+            local,
+            remote,
+        }),
+        done,
+    )
+}
+
+fn insert_locked(p: &mut Provider, mut s: Sock) -> usize {
+    let ws = Box::into_raw(Box::new(wsk_sys::WSK_SOCKET {
+        Dispatch: (&raw const crate::wsk::dispatch::CONNECTION_DISPATCH).cast(),
+    })) as usize;
+    s.owner = p.next_owner;
+    p.next_owner = p.next_owner.wrapping_add(1);
+    let owner = s.owner;
+    p.sockets.insert(ws, s);
+    crate::wsk::wake::wake(owner);
+    ws
+}
+
+fn run(job: Job, level: u8, at: u32) {
+    type F = unsafe extern "win64" fn(
+        PVOID,
+        u32,
+        wsk_sys::PSOCKADDR,
+        wsk_sys::PSOCKADDR,
+        PWSK_SOCKET,
+        *mut PVOID,
+        *mut *const WSK_CLIENT_CONNECTION_DISPATCH,
+    ) -> NTSTATUS;
+    let Job {
+        ws,
+        new,
+        ctx,
+        f,
+        local,
+        remote,
+    } = job;
+    let mut l = SockaddrBuf::new(local);
+    let mut r = SockaddrBuf::new(remote);
+    let mut ctx_slot: PVOID = std::ptr::null_mut();
+    let mut disp_slot: *const WSK_CLIENT_CONNECTION_DISPATCH = std::ptr::null();
+    socket::with(|p| {
+        if let Some(s) = p.sockets.get_mut(&new) {
+            s.accept_slots = Some(((&raw mut ctx_slot) as usize, (&raw mut disp_slot) as usize));
+        }
+    });
+    let st = if f == 0 {
+        STATUS_REQUEST_NOT_ACCEPTED
+    } else {
+        // SAFETY: `f` is the client's WskAcceptEvent.
+        let f: F = unsafe { std::mem::transmute::<usize, F>(f) };
+        crate::kernel::irql::run_at(level, "WskAcceptEvent", || {
+            // SAFETY: calling the client's callback with provider-owned arguments.
+            unsafe {
+                f(
+                    ctx as PVOID,
+                    at,
+                    if new == 0 {
+                        std::ptr::null_mut()
+                    } else {
+                        l.as_ptr()
+                    },
+                    if new == 0 {
+                        std::ptr::null_mut()
+                    } else {
+                        r.as_ptr()
+                    },
+                    new as PWSK_SOCKET,
+                    &raw mut ctx_slot,
+                    &raw mut disp_slot,
+                )
+            }
+        })
+    };
+    after_accept(ws, new, st, ctx_slot as usize, disp_slot as usize);
+}
+
+fn after_accept(ws: usize, new: usize, st: NTSTATUS, ctx: usize, disp: usize) {
+    if new == 0 {
+        // The NULL AcceptSocket of a dead listener (W48): nothing was accepted.
+        callback_done(ws, WSK_EVENT_ACCEPT);
+        return;
+    }
+    let mut bad = None;
+    socket::with(|p| {
+        let inherit = p.sockets.get(&ws).map_or(0, |l| l.inherit);
+        match st {
+            STATUS_SUCCESS => {
+                if let Some(s) = p.sockets.get_mut(&new) {
+                    s.accept_slots = None;
+                    s.ctx = ctx;
+                    s.dispatch = disp;
+                    s.handed_out = true;
+                    // W34: listener-enabled connection events apply to this socket; G18:
+                    // static connection events too.
+                    s.enabled |= inherit;
+                    s.static_mask |= crate::wsk::clients::with_client(s.client, |r| r.static_mask)
+                        .unwrap_or(0)
+                        & socket::CONNECTION_EVENTS;
+                    crate::wsk::wake::wake(s.owner);
+                }
+            }
+            other => {
+                if other != STATUS_REQUEST_NOT_ACCEPTED {
+                    bad = Some(other);
+                }
+                // W49: rejected: the provider closes the accepted socket itself.
+                if let Some(mut s) = socket::remove(p, new) {
+                    if let Some(fd) = s.fd.take() {
+                        let _ = fd.set_linger(Some(Duration::ZERO));
+                    }
+                }
+            }
+        }
+    });
+    if let Some(b) = bad {
+        crate::kernel::state::violation(format!("WskAcceptEvent returned {b:#x}; only SUCCESS and STATUS_REQUEST_NOT_ACCEPTED are defined (W49/C32)"));
+    }
+    callback_done(ws, WSK_EVENT_ACCEPT);
+}
+
+/// The job as the provider threads carry it.
+fn defer(job: Job) -> Deferred {
+    Deferred::new(move |level, at| run(job, level, at))
+}
