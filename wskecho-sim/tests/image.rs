@@ -5,7 +5,7 @@
 //!
 //! Without the image these tests say so and pass, unless WSKECHO_REQUIRE_IMAGE=1 (CI sets
 //! it after `cargo xtask driver`). Each prints its wall time; budgets are a few minutes on
-//! two cores (the campaign's seed count is WSKECHO_IMAGE_FAULT_SEEDS, default 100).
+//! two cores (the campaign's seed count is WSKECHO_IMAGE_FAULT_SEEDS, default 200).
 
 #[path = "../src/image.rs"]
 mod image;
@@ -79,7 +79,7 @@ fn image_fault_campaign() {
     let seeds: u64 = std::env::var("WSKECHO_IMAGE_FAULT_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(100);
+        .unwrap_or(200);
     let base: u64 = std::env::var("WSKECHO_FAULT_BASE")
         .ok()
         .and_then(|s| s.parse().ok())
