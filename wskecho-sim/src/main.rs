@@ -4,6 +4,7 @@
 //! `--duration`. Prints the driver's counters and the sim's leak check at exit.
 
 mod harness;
+mod image;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,14 +13,18 @@ use std::time::{Duration, Instant};
 
 const USAGE: &str =
     "usage: wskecho-sim [--duration SECS] [--control ADDR | --no-control] [--seed N]
-                   [--param NAME=DWORD]... [--services LIST] [--plain]
+                   [--param NAME=DWORD]... [--services LIST] [--plain] [--sys PATH]
   Runs the wskecho driver inside wsk-sim on 127.0.0.1 with the default services
   (echo tcp+udp 7007, discard tcp+udp 7009, source tcp 7019, sockperf tcp+udp 11111).
   --param sets a DWORD value of the driver's registry Parameters key (e.g. EnableZeroCopy=0,
   MaxConnections=64); --services replaces the Services value with a ';'-separated list of
   'mode,proto,port,address' entries (e.g. 'echo,tcp,9007,127.0.0.1;echo,udp,9007,::1').
   --plain starts from wsk-sim's plain configuration (no random pending/IRQL choices, one
-  indication entry per receive), for clean per-path measurements.";
+  indication entry per receive), for clean per-path measurements.
+  --sys runs the driver image at PATH (e.g. target/driver/wskecho.sys from `cargo xtask
+  driver`) instead of the built-in driver code: wsk-sim maps and relocates it, binds its
+  imports to the sim's kernel, and reaches it only through DriverEntry, its IRP dispatch
+  routines and DriverUnload.";
 
 struct Args {
     duration: Option<Duration>,
@@ -28,6 +33,7 @@ struct Args {
     params: Vec<(String, u32)>,
     services: Option<Vec<String>>,
     plain: bool,
+    sys: Option<String>,
 }
 
 fn parse() -> Result<Args, String> {
@@ -38,6 +44,7 @@ fn parse() -> Result<Args, String> {
         params: Vec::new(),
         services: None,
         plain: false,
+        sys: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -70,6 +77,7 @@ fn parse() -> Result<Args, String> {
                 a.services = Some(v.split(';').map(str::to_string).collect());
             }
             "--plain" => a.plain = true,
+            "--sys" => a.sys = Some(it.next().ok_or("--sys needs PATH")?),
             "-h" | "--help" => return Err(USAGE.into()),
             o => return Err(format!("unknown argument {o}\n{USAGE}")),
         }
@@ -105,7 +113,7 @@ fn main() -> ExitCode {
     // defaults, like a fresh install).
     let params = format!("{}\\Parameters", harness::REGISTRY_PATH);
     let (regs, services) = (args.params.clone(), args.services.clone());
-    let loaded = match harness::load_with(sim, None, move || {
+    let before_entry = move || {
         for (n, v) in regs {
             wsk_sim::registry::set_value(&params, &n, wsk_sim::registry::RegValue::Dword(v));
         }
@@ -116,7 +124,16 @@ fn main() -> ExitCode {
                 wsk_sim::registry::RegValue::MultiSz(list),
             );
         }
-    }) {
+    };
+    if let Some(path) = &args.sys {
+        let (path, control, d) = (
+            std::path::Path::new(path),
+            args.control.as_deref(),
+            args.duration,
+        );
+        return image::serve(path, sim, before_entry, control, d, &stop);
+    }
+    let loaded = match harness::load_with(sim, None, before_entry) {
         Ok(l) if l.ready => l,
         Ok(l) => {
             eprintln!("wskecho-sim: driver start-up failed; unloading");
