@@ -45,7 +45,29 @@ fn run(a: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     echoload::signals::install();
     cfg.stop = Some(echoload::signals::flag());
-    let mut r = echoload::run(&cfg);
+    let mut r = if a.interval.is_some() {
+        // With -J the JSON alone goes to stdout: interval lines to stderr.
+        let to_stderr = a.json_stdout;
+        let mut header = false;
+        let sends_only = cfg.mode == echoload::client::Mode::Sink;
+        let mut line = |iv: &echoload::client::Interval| {
+            let mut text = String::new();
+            if !header {
+                header = true;
+                text.push_str(&report::interval_header(sends_only));
+                text.push('\n');
+            }
+            text.push_str(&report::interval_line(iv));
+            if to_stderr {
+                eprintln!("{text}");
+            } else {
+                output::println(&text);
+            }
+        };
+        echoload::run_with(&cfg, Some(&mut line))
+    } else {
+        echoload::run(&cfg)
+    };
     let signal = echoload::signals::received();
     if let Some(sig) = signal {
         r.messages.push(format!(

@@ -342,13 +342,13 @@ fn conformance_check_passes_against_the_mock() {
 
 #[test]
 fn durations_parse() {
-    use echoload::cli::driver::parse_duration;
+    use echoload::cli::units::parse_duration;
     use std::time::Duration;
     assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
     assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
     assert_eq!(parse_duration("2m"), Ok(Duration::from_mins(2)));
     assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-    for bad in ["", "s", "-1s", "1h", "abc", "1e9s"] {
+    for bad in ["", "s", "-1s", "abc", "1e9s"] {
         assert!(parse_duration(bad).is_err(), "{bad}");
     }
 }
