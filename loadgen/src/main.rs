@@ -126,10 +126,18 @@ fn merge(m: &MergeArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?;
         let r: RunReport = serde_json::from_str(&text)
             .map_err(|e| anyhow::anyhow!("{} is not an echoload result: {e}", f.display()))?;
-        all.push(r);
+        all.push((f.display().to_string(), r));
     }
-    let merged = report::merge(&all)?;
-    output::print(&format!("merged {} results\n{}", all.len(), merged.table()));
+    for note in report::check_mergeable(&all)? {
+        eprintln!("echoload merge: note: {note}");
+    }
+    let runs: Vec<RunReport> = all.into_iter().map(|(_, r)| r).collect();
+    let merged = report::merge(&runs)?;
+    output::print(&format!(
+        "merged {} results\n{}",
+        runs.len(),
+        merged.table()
+    ));
     if let Some(p) = &m.json {
         merged.write_json(p)?;
     }

@@ -392,6 +392,70 @@ pub(crate) fn human(v: f64, unit: &str) -> String {
     format!("{:.2} {p}{unit}", v / d)
 }
 
+/// Why a set of runs cannot be merged (exit 2 at the command line).
+pub fn check_mergeable(runs: &[(String, RunReport)]) -> Result<Vec<String>> {
+    let Some((first_name, first)) = runs.first() else {
+        bail!("nothing to merge")
+    };
+    let kind = |r: &RunReport| format!("{} {} {} B wire {:?}", r.proto, r.mode, r.size, r.wire);
+    let mut seen: Vec<(String, &str)> = Vec::new();
+    for (name, r) in runs {
+        if (r.proto, r.mode, r.size, r.wire) != (first.proto, first.mode, first.size, first.wire) {
+            bail!(
+                "cannot merge {name} ({}) with {first_name} ({}): merged runs must share \
+                 protocol, mode, size and wire",
+                kind(r),
+                kind(first)
+            );
+        }
+        // Schema 1 documents have no run_id: the histogram and counters identify the run.
+        let id = if r.run_id.is_empty() {
+            format!("{}/{}/{}", r.histogram, r.sent_msgs, r.recv_msgs)
+        } else {
+            r.run_id.clone()
+        };
+        if let Some((_, other)) = seen.iter().find(|(i, _)| *i == id) {
+            bail!(
+                "{name} and {other} are the same run (run_id {}): merge each run once",
+                r.run_id
+            );
+        }
+        seen.push((id, name));
+    }
+    // Rates add up only for runs measured at the same time.
+    let mut notes = Vec::new();
+    let window = |r: &RunReport| {
+        humantime::parse_rfc3339(&r.started_at).ok().map(|t| {
+            let s = t
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            (s, s + r.duration_s)
+        })
+    };
+    for (i, (na, a)) in runs.iter().enumerate() {
+        for (nb, b) in &runs[i + 1..] {
+            match (window(a), window(b)) {
+                (Some((a0, a1)), Some((b0, b1))) if a1 <= b0 || b1 <= a0 => notes.push(format!(
+                    "the measured windows of {na} and {nb} do not overlap: their rates are \
+                     summed as if the runs were concurrent"
+                )),
+                (Some(_), Some(_)) => {}
+                _ => {
+                    let n = format!(
+                        "{na} or {nb} has no started_at (schema 1): cannot check that the runs \
+                         overlap"
+                    );
+                    if !notes.contains(&n) {
+                        notes.push(n);
+                    }
+                }
+            }
+        }
+    }
+    Ok(notes)
+}
+
 /// Combines runs made in parallel (e.g. from several machines): counts and rates add up, the
 /// latency comes from the summed histograms, the duration is the longest one.
 pub fn merge(reports: &[RunReport]) -> Result<RunReport> {
@@ -422,5 +486,16 @@ pub fn merge(reports: &[RunReport]) -> Result<RunReport> {
     }
     out.latency_us = Latency::from_histogram(&hist);
     out.histogram = encode_histogram(&hist);
+    // A new document: its own id; per-interval alignment of the inputs is not done here.
+    out.schema_version = SCHEMA_VERSION;
+    out.run_id = new_run_id();
+    out.intervals.clear();
+    let expected = out.recv_msgs + out.errors.lost;
+    out.loss_pct = if out.mode != Mode::Sink && expected > 0 {
+        100.0 * out.errors.lost as f64 / expected as f64
+    } else {
+        0.0
+    };
+    out.agent = Agent::default();
     Ok(out)
 }

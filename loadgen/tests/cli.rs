@@ -105,7 +105,7 @@ fn merge_adds_counts_and_histograms() {
     let t = addr(&srv, Service::Echo, Proto::Tcp).to_string();
     let (a, b, m) = (tmp("a.json"), tmp("b.json"), tmp("m.json"));
     assert!(run_json(&t, "tcp", "pingpong", &[], &a).status.success());
-    assert!(run_json(&t, "tcp", "rate", &["--rate", "2000"], &b)
+    assert!(run_json(&t, "tcp", "pingpong", &["--conns", "2"], &b)
         .status
         .success());
     let out = Command::new(bin())
