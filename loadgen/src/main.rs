@@ -45,7 +45,29 @@ fn run(a: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     echoload::signals::install();
     cfg.stop = Some(echoload::signals::flag());
-    let mut r = echoload::run(&cfg);
+    let mut r = if a.interval.is_some() {
+        // With -J the JSON alone goes to stdout: interval lines to stderr.
+        let to_stderr = a.json_stdout;
+        let mut header = false;
+        let sends_only = cfg.mode == echoload::client::Mode::Sink;
+        let mut line = |iv: &echoload::client::Interval| {
+            let mut text = String::new();
+            if !header {
+                header = true;
+                text.push_str(&report::interval_header(sends_only));
+                text.push('\n');
+            }
+            text.push_str(&report::interval_line(iv));
+            if to_stderr {
+                eprintln!("{text}");
+            } else {
+                output::println(&text);
+            }
+        };
+        echoload::run_with(&cfg, Some(&mut line))
+    } else {
+        echoload::run(&cfg)
+    };
     let signal = echoload::signals::received();
     if let Some(sig) = signal {
         r.messages.push(format!(
@@ -104,10 +126,18 @@ fn merge(m: &MergeArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?;
         let r: RunReport = serde_json::from_str(&text)
             .map_err(|e| anyhow::anyhow!("{} is not an echoload result: {e}", f.display()))?;
-        all.push(r);
+        all.push((f.display().to_string(), r));
     }
-    let merged = report::merge(&all)?;
-    output::print(&format!("merged {} results\n{}", all.len(), merged.table()));
+    for note in report::check_mergeable(&all)? {
+        eprintln!("echoload merge: note: {note}");
+    }
+    let runs: Vec<RunReport> = all.into_iter().map(|(_, r)| r).collect();
+    let merged = report::merge(&runs)?;
+    output::print(&format!(
+        "merged {} results\n{}",
+        runs.len(),
+        merged.table()
+    ));
     if let Some(p) = &m.json {
         merged.write_json(p)?;
     }
