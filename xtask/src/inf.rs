@@ -381,7 +381,7 @@ pub enum Rule {
 }
 
 impl Rule {
-    /// Every rule, in the order [`check_package`] reports them.
+    /// Every rule (each has a refusal test in tests/inf.rs).
     pub const ALL: [Rule; 11] = [
         Rule::VersionComplete,
         Rule::NoManufacturer,
