@@ -51,6 +51,7 @@ use wsk_sys::{
 
 use driver::Driver;
 pub use driver::{START_FAILED, START_PENDING, START_READY};
+pub use kernel::bugcheck::{bugcheck_on_panic, BUGCHECK_PANIC};
 use kernel::time;
 use wsk::check;
 

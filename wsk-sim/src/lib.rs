@@ -46,6 +46,7 @@
 )]
 
 pub mod accounting;
+pub mod bugcheck;
 pub mod config;
 pub mod device;
 pub mod faults;
