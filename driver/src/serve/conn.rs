@@ -595,7 +595,9 @@ pub(crate) unsafe fn pump(c: *mut Conn) {
             if let Work::Release { slot } = w {
                 // SAFETY: under the lock; the slot's indication belongs to this work item.
                 unsafe {
-                    let s = ptr::addr_of_mut!((*c).slots[slot]);
+                    // TcpState hands out slots < MAX_SLOTS only; the mask lets the compiler see
+                    // it (no panic path on the send path).
+                    let s = ptr::addr_of_mut!((*c).slots[slot % MAX_SLOTS]);
                     release_ind = (*s).indication;
                     (*s).indication = ptr::null_mut();
                 }
@@ -604,7 +606,7 @@ pub(crate) unsafe fn pump(c: *mut Conn) {
             if let Work::Send(op) = w {
                 // SAFETY: the slot was handed to this pump owner by next_work.
                 unsafe {
-                    let s = ptr::addr_of_mut!((*c).slots[op.slot]);
+                    let s = ptr::addr_of_mut!((*c).slots[op.slot % MAX_SLOTS]);
                     (*s).buf = match op.kind {
                         // Set by the receive callback before the slot was queued.
                         SendKind::ZeroCopy => (*(*s).indication).Buffer,
@@ -649,7 +651,7 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
         let sock = (*c).socket;
         match w {
             Work::Send(op) => {
-                let s = ptr::addr_of_mut!((*c).slots[op.slot]);
+                let s = ptr::addr_of_mut!((*c).slots[op.slot % MAX_SLOTS]);
                 match op.kind {
                     SendKind::ZeroCopy => {
                         (*(*c).drv).count_service((*c).stats_slot, Counter::ZeroCopySends, 1);
@@ -794,6 +796,10 @@ unsafe fn recycle(c: *mut Conn) {
     if r.client.is_none() {
         drv.count_service(r.stats_slot, Counter::ConnClosed, 1);
     }
+    let anomalies = r.state.get_mut().anomalies;
+    if anomalies > 0 {
+        drv.count(Counter::InternalErrors, u64::from(anomalies));
+    }
     r.live.store(false, Ordering::SeqCst);
     r.client = None;
     r.socket = ptr::null_mut();
@@ -849,7 +855,7 @@ unsafe fn receive(
         if let RecvDecision::ZeroCopy { slot } = d {
             // Published under the lock: the pump reads it when it issues this slot.
             // SAFETY: the slot was just reserved for this callback.
-            unsafe { (*ptr::addr_of_mut!((*c).slots[slot])).indication = ind };
+            unsafe { (*ptr::addr_of_mut!((*c).slots[slot % MAX_SLOTS])).indication = ind };
         }
         d
     };
@@ -931,6 +937,10 @@ unsafe fn copy_in(c: *mut Conn, mut ind: *mut WSK_DATA_INDICATION, n: usize) -> 
     let mut left = n;
     let mut ok = true;
     let [(o1, l1), (o2, l2)] = regions;
+    // More bytes than the reserved regions hold cannot happen (the reply stream is never
+    // longer than its input plus one header of slack); if it did, the rest is dropped and the
+    // copy reported as failed (the caller aborts and counts the connection), never a panic.
+    let mut overrun = false;
     let mut put = |mut s: &[u8]| {
         while !s.is_empty() {
             let (o, room) = if written < l1 {
@@ -939,10 +949,20 @@ unsafe fn copy_in(c: *mut Conn, mut ind: *mut WSK_DATA_INDICATION, n: usize) -> 
                 (o2 + written - l1, l2 + l1 - written)
             };
             let k = room.min(s.len());
-            assert!(k > 0, "ring reservation overrun");
-            ring[o..o + k].copy_from_slice(&s[..k]);
+            let (Some(dst), Some((src, rest))) = (ring.get_mut(o..o + k), s.split_at_checked(k))
+            else {
+                overrun = true;
+                return;
+            };
+            if k == 0 {
+                overrun = true;
+                return;
+            }
+            for (d, b) in dst.iter_mut().zip(src) {
+                *d = *b;
+            }
             written += k;
-            s = &s[k..];
+            s = rest;
         }
     };
     while left > 0 && !ind.is_null() {
@@ -967,8 +987,8 @@ unsafe fn copy_in(c: *mut Conn, mut ind: *mut WSK_DATA_INDICATION, n: usize) -> 
         // SAFETY: as above.
         ind = unsafe { (*ind).Next };
     }
-    r.state.lock().ring.commit(written);
-    ok
+    let committed = r.state.lock().ring.commit(written);
+    ok && !overrun && committed
 }
 
 /// WskDisconnectEvent. IRQL <= DISPATCH_LEVEL. Must return SUCCESS (C32).
