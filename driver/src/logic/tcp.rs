@@ -169,10 +169,13 @@ pub struct TcpState {
     /// Close only after the peer's FIN (outbound connections: closing earlier aborts, and the
     /// peer would lose what it has not read yet).
     pub wait_peer_fin: bool,
-    /// Housekeeping ticks a graceful shutdown may take before it turns abortive (C34; 0 = no
-    /// limit) and ticks spent so far.
-    pub shutdown_limit_ticks: u32,
-    shutdown_ticks: u32,
+    /// How long a graceful shutdown may take before it turns abortive (C34: bounded), in the
+    /// clock units of the `now` given to [`kick`](Self::kick) (the performance counter);
+    /// 0 = no limit. Measured from the first kick that sees the shutdown, so a clock-interval
+    /// sleep between ticks never stretches it (it used to count 5 ms ticks: 15.6 ms each
+    /// on a default Windows clock, three times the limit).
+    pub shutdown_limit: u64,
+    shutdown_since: Option<u64>,
     /// Outbound load only (EchoClient, paced Source): the client's message state.
     pub client: ClientState,
     /// Calls that named a slot out of range or in the wrong state: dropped and counted here
@@ -218,8 +221,8 @@ impl TcpState {
             query_pending: false,
             peer_fin: false,
             wait_peer_fin: false,
-            shutdown_limit_ticks: 0,
-            shutdown_ticks: 0,
+            shutdown_limit: 0,
+            shutdown_since: None,
             client: ClientState::new(),
             anomalies: 0,
         }
@@ -423,16 +426,17 @@ impl TcpState {
         self.rx_in_callback = false;
     }
 
-    /// Periodic housekeeping tick (PASSIVE_LEVEL, every few ms): ages finished zero-copy lists
-    /// (released after two ticks when no later callback came) and arms one resume attempt if
-    /// indications are blocked. Returns true when the caller should pump.
-    pub fn kick(&mut self) -> bool {
+    /// Periodic housekeeping tick (PASSIVE_LEVEL, every few ms) at clock reading `now`: bounds
+    /// a graceful shutdown by time, ages finished zero-copy lists (released after two ticks
+    /// when no later callback came) and arms one resume attempt if indications are blocked.
+    /// Returns true when the caller should pump.
+    pub fn kick(&mut self, now: u64) -> bool {
         let mut go = false;
-        if self.phase == Phase::PeerDone && self.shutdown_limit_ticks > 0 && !self.close_issued {
+        if self.phase == Phase::PeerDone && self.shutdown_limit > 0 && !self.close_issued {
             // C34: a graceful close that does not finish (peer never reads, never FINs) is
             // bounded; then it is aborted like any other stuck connection.
-            self.shutdown_ticks += 1;
-            if self.shutdown_ticks > self.shutdown_limit_ticks {
+            let since = *self.shutdown_since.get_or_insert(now);
+            if now.saturating_sub(since) > self.shutdown_limit {
                 self.phase = Phase::Aborting;
                 go = true;
             }
@@ -792,8 +796,8 @@ mod tests {
         // The callback's PENDING may not have reached the provider yet: no release until a
         // later callback starts or two housekeeping ticks pass.
         assert!(pump(&mut st, &g).is_empty());
-        assert!(!st.kick());
-        assert!(st.kick());
+        assert!(!st.kick(0));
+        assert!(st.kick(0));
         assert_eq!(pump(&mut st, &g), [Work::Release { slot }]);
         assert_eq!(g.used(), 0);
         // A later callback proves the earlier one returned: release at once.
@@ -878,13 +882,13 @@ mod tests {
         st.resume_complete(true, 0);
         // Not re-posted by itself (it may have been lost): only after a kick.
         assert!(!pump(&mut st, &g).contains(&Work::ResumeReceive));
-        assert!(st.kick());
+        assert!(st.kick(0));
         assert!(pump(&mut st, &g).contains(&Work::ResumeReceive));
         st.resume_complete(true, 0);
         // An indication arrived: no more kicks.
         st.on_receive(1, true, &g);
         st.rx_callback_end();
-        assert!(!st.kick());
+        assert!(!st.kick(0));
     }
 
     #[test]
@@ -992,8 +996,8 @@ mod tests {
         st.disconnect_complete(true);
         // a came from an older callback: released now; b after two ticks; then the close.
         assert_eq!(pump(&mut st, &g), [Work::Release { slot: a }]);
-        st.kick();
-        st.kick();
+        st.kick(0);
+        st.kick(0);
         assert_eq!(pump(&mut st, &g), [Work::Release { slot: b }, Work::Close]);
         assert_eq!(g.used(), 0);
         assert_eq!(st.on_receive(5, true, &g), RecvDecision::Drop);
@@ -1041,18 +1045,20 @@ mod tests {
     fn graceful_shutdown_is_bounded() {
         let g = RetainedBudget::new(0);
         let mut st = TcpState::new(Mode::Echo, 100, 1, 100, 0);
-        st.shutdown_limit_ticks = 3;
+        st.shutdown_limit = 3;
         st.on_receive(10, true, &g);
         assert!(st.ring.commit(10));
         st.rx_callback_end();
         st.peer_graceful();
         let w = pump(&mut st, &g);
         assert_eq!(w.len(), 1, "the echo goes out; the peer never reads it");
-        for _ in 0..3 {
-            st.kick();
-            assert!(pump(&mut st, &g).is_empty());
+        // The clock starts at the first kick that sees the shutdown (t = 10); however many
+        // ticks pass, only elapsed time counts.
+        for now in [10, 11, 11, 11, 12, 13] {
+            st.kick(now);
+            assert!(pump(&mut st, &g).is_empty(), "t = {now}");
         }
-        assert!(st.kick(), "limit reached");
+        assert!(st.kick(14), "limit reached: more than 3 units since t = 10");
         assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: true }]);
     }
 

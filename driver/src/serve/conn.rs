@@ -25,6 +25,7 @@ use wsk_sys::{
 use crate::driver::Driver;
 use crate::kernel::free_list::FreeList;
 use crate::kernel::lock::SpinLock;
+use crate::kernel::time;
 use crate::kernel::{irp, pool};
 use crate::logic::ring::ByteRing;
 use crate::logic::sockperf::TcpFramer;
@@ -193,7 +194,7 @@ impl ConnPool {
                 r.live.load(Ordering::Relaxed)
                     && !r.socket.is_null()
                     && !state.close_issued()
-                    && state.kick()
+                    && state.kick(time::now())
             };
             if go {
                 // SAFETY: live context.
@@ -432,8 +433,9 @@ impl Conn {
         // SAFETY: c is ours (off the free stack): nobody else touches it until published.
         let r = unsafe { &mut *c };
         state.ring = ByteRing::new(r.state.get_mut().ring.capacity());
-        // Housekeeping ticks every 5 ms.
-        state.shutdown_limit_ticks = drv.config.limits.disconnect_timeout_ms.div_ceil(5).max(1);
+        // A clock limit (performance counter units), not a count of housekeeping ticks.
+        state.shutdown_limit =
+            (u64::from(drv.config.limits.disconnect_timeout_ms) * drv.perf_freq / 1000).max(1);
         *r.state.get_mut() = state;
         *r.framer.get_mut() = TcpFramer::new();
         r.socket = sock;
