@@ -129,14 +129,24 @@ impl Driver {
         Ok(d)
     }
 
-    /// Releases WSK and frees everything.
+    /// Releases the provider NPI and deregisters (returns once every socket is closed and every
+    /// IRP has completed, W7). Idempotent.
+    ///
+    /// # Safety
+    /// `d` from [`create`](Self::create); no socket is open and no thread uses it.
+    pub(crate) unsafe fn release_wsk(d: *mut Driver) {
+        // SAFETY: per the caller.
+        unsafe { (*d).release_wsk_inner() };
+    }
+
+    /// Releases WSK (if not done yet) and frees everything.
     ///
     /// # Safety
     /// `d` from [`create`](Self::create): no socket, thread, device or IRP uses it any more.
     pub(crate) unsafe fn destroy(d: *mut Driver) {
         // SAFETY: per the caller.
         unsafe {
-            (*d).release_wsk();
+            (*d).release_wsk_inner();
             (*d).free_resources();
             pool::free_typed(d, pool::TAG_DRIVER);
         }
@@ -500,7 +510,7 @@ impl Driver {
 
     /// # Safety
     /// All sockets closed.
-    unsafe fn release_wsk(&mut self) {
+    unsafe fn release_wsk_inner(&mut self) {
         if self.captured {
             // SAFETY: paired with the successful capture (C28: balanced on every path).
             unsafe { WskReleaseProviderNPI(&raw mut self.registration) };

@@ -52,6 +52,7 @@ use wsk_sys::{
 use driver::Driver;
 pub use driver::{START_FAILED, START_PENDING, START_READY};
 pub use kernel::bugcheck::{bugcheck_on_panic, BUGCHECK_PANIC};
+pub use kernel::irp::routines_outstanding;
 use kernel::time;
 use wsk::check;
 
@@ -255,7 +256,18 @@ pub unsafe extern "win64" fn DriverUnload(driver_object: PDRIVER_OBJECT) {
         r.startup_thread = ptr::null_mut();
     }
     log_counters(r);
-    // SAFETY: no socket, no thread, no IRP left; nothing references the block any more.
+    // SAFETY: no socket, no thread left; WskDeregister (in destroy) returns once every IRP has
+    // completed (W7).
+    unsafe { Driver::release_wsk(d) };
+    // C30: completion routines run on other CPUs until their last act; neither free their
+    // memory nor let the image go before every one has returned (see kernel::irp).
+    if !kernel::irp::wait_routines_returned(30_000) {
+        kernel::log::log_err!(
+            "{} completion routines still running at unload",
+            kernel::irp::routines_outstanding()
+        );
+    }
+    // SAFETY: nothing references the block any more.
     unsafe { Driver::destroy(d) };
 }
 

@@ -16,10 +16,9 @@ use control::protocol::Mode;
 use wsk_sys::{
     ExAcquireRundownProtection, ExReleaseRundownProtection, IoFreeMdl, WskIoctl, FALSE, NTSTATUS,
     NT_SUCCESS, PDEVICE_OBJECT, PIRP, PMDL, PVOID, SIO_WSK_QUERY_IDEAL_SEND_BACKLOG, SIZE_T,
-    STATUS_DATA_NOT_ACCEPTED, STATUS_INSUFFICIENT_RESOURCES, STATUS_MORE_PROCESSING_REQUIRED,
-    STATUS_PENDING, STATUS_SUCCESS, ULONG, WSK_BUF, WSK_CLIENT_CONNECTION_DISPATCH,
-    WSK_DATA_INDICATION, WSK_FLAG_ABORTIVE, WSK_FLAG_NODELAY, WSK_FLAG_RELEASE_ASAP,
-    WSK_PROVIDER_CONNECTION_DISPATCH, WSK_SOCKET,
+    STATUS_DATA_NOT_ACCEPTED, STATUS_INSUFFICIENT_RESOURCES, STATUS_PENDING, STATUS_SUCCESS, ULONG,
+    WSK_BUF, WSK_CLIENT_CONNECTION_DISPATCH, WSK_DATA_INDICATION, WSK_FLAG_ABORTIVE,
+    WSK_FLAG_NODELAY, WSK_FLAG_RELEASE_ASAP, WSK_PROVIDER_CONNECTION_DISPATCH, WSK_SOCKET,
 };
 
 use crate::driver::Driver;
@@ -510,6 +509,7 @@ unsafe fn query_backlog(c: *mut Conn) {
             );
         } else {
             // No provider function: the IRP never went out; undo the bookkeeping.
+            irp::disarm();
             let _ = r.state.lock().query_complete(None);
         }
     }
@@ -540,7 +540,7 @@ unsafe extern "win64" fn query_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID)
         // SAFETY: the close completed and no other IRP of the context is outstanding.
         unsafe { recycle(c) };
     }
-    STATUS_MORE_PROCESSING_REQUIRED
+    irp::routine_return()
 }
 
 /// An outbound context whose connect failed (or never started): back to the pool.
@@ -674,6 +674,8 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
                 };
                 if let Some(send) = d.WskSend {
                     send(sock, ptr::addr_of_mut!((*s).buf), flags, (*s).irp);
+                } else {
+                    irp::disarm();
                 }
             }
             Work::ResumeReceive => {
@@ -686,6 +688,8 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
                 irp::arm((*c).rx_irp, rx_done, c.cast());
                 if let Some(recv) = d.WskReceive {
                     recv(sock, ptr::addr_of_mut!((*c).rx_buf), 0, (*c).rx_irp);
+                } else {
+                    irp::disarm();
                 }
             }
             Work::Release { .. } => {
@@ -700,6 +704,8 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
                 irp::arm((*c).disc_irp, disc_done, c.cast());
                 if let Some(disc) = d.WskDisconnect {
                     disc(sock, ptr::null_mut(), flags, (*c).disc_irp);
+                } else {
+                    irp::disarm();
                 }
             }
             Work::Close => {
@@ -708,6 +714,8 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
                 irp::arm((*c).close_irp, close_done, c.cast());
                 if let Some(close) = d.Basic.WskCloseSocket {
                     close(sock, (*c).close_irp);
+                } else {
+                    irp::disarm();
                 }
             }
         }
@@ -735,7 +743,7 @@ unsafe extern "win64" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) 
     r.state.lock().send_complete(s.idx, NT_SUCCESS(status));
     // SAFETY: live context; pump re-enters only if no other thread owns it (C12).
     unsafe { pump(c) };
-    STATUS_MORE_PROCESSING_REQUIRED
+    irp::routine_return()
 }
 
 /// Zero-length resume receive completion. IRQL <= DISPATCH_LEVEL.
@@ -750,7 +758,7 @@ unsafe extern "win64" fn rx_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) ->
         .resume_complete(NT_SUCCESS(status), info);
     // SAFETY: live context.
     unsafe { pump(c) };
-    STATUS_MORE_PROCESSING_REQUIRED
+    irp::routine_return()
 }
 
 /// Disconnect completion. IRQL <= DISPATCH_LEVEL.
@@ -771,7 +779,7 @@ unsafe extern "win64" fn disc_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) 
         // SAFETY: live context.
         unsafe { pump(c) };
     }
-    STATUS_MORE_PROCESSING_REQUIRED
+    irp::routine_return()
 }
 
 /// Close completion: the socket is gone, no callback follows (W70). IRQL <= DISPATCH_LEVEL.
@@ -782,7 +790,7 @@ unsafe extern "win64" fn close_done(_dev: PDEVICE_OBJECT, _irp: PIRP, ctx: PVOID
         // SAFETY: no IRP of the context is outstanding any more.
         unsafe { recycle(c) };
     }
-    STATUS_MORE_PROCESSING_REQUIRED
+    irp::routine_return()
 }
 
 /// Returns a closed context to the pool and drops its rundown reference as the very last act
