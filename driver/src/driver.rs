@@ -12,10 +12,10 @@ use control::config::{Config, Proto, Service, Services, MAX_SERVICES};
 use control::protocol::pattern;
 use wsk_sys::{
     ExInitializeRundownProtection, ExWaitForRundownProtectionRelease, IoFreeMdl,
-    KeGetCurrentProcessorNumberEx, WskDeregister, WskRegister, WskReleaseProviderNPI,
-    EX_RUNDOWN_REF, MAKE_WSK_VERSION, NTSTATUS, PDEVICE_OBJECT, PMDL, PVOID,
-    STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED, WSK_CLIENT_DISPATCH, WSK_CLIENT_NPI,
-    WSK_PROVIDER_DISPATCH, WSK_PROVIDER_NPI, WSK_REGISTRATION,
+    KeGetCurrentProcessorNumberEx, KeInitializeEvent, NotificationEvent, WskDeregister,
+    WskRegister, WskReleaseProviderNPI, EX_RUNDOWN_REF, FALSE, KEVENT, MAKE_WSK_VERSION, NTSTATUS,
+    PDEVICE_OBJECT, PMDL, PVOID, STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED,
+    WSK_CLIENT_DISPATCH, WSK_CLIENT_NPI, WSK_PROVIDER_DISPATCH, WSK_PROVIDER_NPI, WSK_REGISTRATION,
 };
 
 use crate::kernel::{pool, time};
@@ -60,6 +60,10 @@ pub(crate) struct Driver {
     pub(crate) pattern_mdl: PMDL,
     pub(crate) perf_freq: u64,
     pub(crate) startup_thread: PVOID,
+    /// Set by the start-up thread as its last act before PsTerminateSystemThread: lets
+    /// DriverEntry wait for a thread it could not reference (then it holds no thread object
+    /// to wait on) before freeing this block.
+    pub(crate) startup_done: KEVENT,
     pub(crate) device: PDEVICE_OBJECT,
     pub(crate) symlink_created: bool,
     /// One control request at a time; unload takes it for good.
@@ -110,6 +114,8 @@ impl Driver {
             &mut *d
         };
         r.perf_freq = time::frequency();
+        // SAFETY: the event lives in the block, which outlives every waiter and setter.
+        unsafe { KeInitializeEvent(&raw mut r.startup_done, NotificationEvent, FALSE) };
         // SAFETY: the rundown lives in the block until it is freed after the last release.
         unsafe { ExInitializeRundownProtection(&raw mut r.rundown) };
         let status = r.alloc_pattern().and_then(|()| {

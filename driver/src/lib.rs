@@ -42,7 +42,7 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 
 use control::config::Config;
 use wsk_sys::{
-    Executive, InitializeObjectAttributes, KeWaitForSingleObject, KernelMode,
+    Executive, InitializeObjectAttributes, KeSetEvent, KeWaitForSingleObject, KernelMode,
     ObReferenceObjectByHandle, ObfDereferenceObject, PsCreateSystemThread, PsTerminateSystemThread,
     WskCaptureProviderNPI, ZwClose, FALSE, HANDLE, NTSTATUS, OBJ_KERNEL_HANDLE, PDRIVER_OBJECT,
     PUNICODE_STRING, PVOID, STATUS_DEVICE_NOT_READY, STATUS_OBJECT_NAME_COLLISION, STATUS_SUCCESS,
@@ -163,7 +163,29 @@ unsafe fn start_thread(r: &mut Driver) -> Result<(), NTSTATUS> {
     };
     // SAFETY: ours.
     unsafe { ZwClose(h) };
-    check(status)?;
+    if let Err(e) = check(status) {
+        // The thread runs and uses the block: it must be gone before DriverEntry frees it.
+        // Without a thread object, wait for the event it sets as its last act; `stopping`
+        // and `hk_stop` end its capture loop (bounded waits) and its housekeeping loop.
+        r.stopping.store(true, Ordering::SeqCst);
+        r.hk_stop.store(true, Ordering::SeqCst);
+        // SAFETY: PASSIVE_LEVEL; the event lives in the block, initialised in Driver::create.
+        unsafe {
+            KeWaitForSingleObject(
+                (&raw mut r.startup_done).cast(),
+                Executive,
+                KernelMode,
+                FALSE,
+                ptr::null_mut(),
+            );
+        }
+        if r.captured {
+            // It may have opened the services before it saw `stopping`.
+            // SAFETY: start-up finished; PASSIVE_LEVEL.
+            unsafe { r.close_sockets() };
+        }
+        return Err(e);
+    }
     r.startup_thread = obj;
     Ok(())
 }
@@ -207,8 +229,12 @@ unsafe extern "win64" fn startup(ctx: PVOID) {
         time::sleep_ms(5);
         d.housekeeping();
     }
-    // SAFETY: system thread exit.
-    unsafe { PsTerminateSystemThread(STATUS_SUCCESS) };
+    // Last use of the block: DriverEntry may free it as soon as this is set (see start_thread).
+    // SAFETY: the event lives in the block, initialised in Driver::create.
+    unsafe {
+        KeSetEvent(&raw mut d.startup_done, 0, FALSE);
+        PsTerminateSystemThread(STATUS_SUCCESS)
+    };
 }
 
 /// DriverUnload. PASSIVE_LEVEL. Bounded even with clients connected and sending: graceful
@@ -230,8 +256,13 @@ pub unsafe extern "win64" fn DriverUnload(driver_object: PDRIVER_OBJECT) {
     while r.start_state.load(Ordering::SeqCst) == START_PENDING && !r.startup_thread.is_null() {
         time::sleep_ms(5);
     }
-    // Take the control path for good (bounded wait for a request in progress).
-    time::wait_until(5000, || !r.control_busy.swap(true, Ordering::SeqCst));
+    // Take the control path for good. A request in progress finishes first: tearing down under
+    // it would double-close sockets or open one after the sweep (then WskDeregister never
+    // returns). Every control request is bounded itself and sees `stopping`, so this ends; it
+    // is logged every 5 s while it waits.
+    while !time::wait_until(5000, || !r.control_busy.swap(true, Ordering::SeqCst)) {
+        kernel::log::log_err!("unload: waiting for a control request to finish");
+    }
     // SAFETY: start-up finished; teardown in order: device, sockets (the housekeeper still
     // ticking), housekeeper, WSK, memory.
     unsafe {

@@ -52,3 +52,38 @@ fn unload_returns_after_every_completion_routine() {
     drop(s);
     assert_clean(&findings);
 }
+
+/// Issue 13 item 5: DriverEntry must not free the driver state while its start-up thread runs.
+/// ObReferenceObjectByHandle failing after PsCreateSystemThread succeeded used to free the
+/// block at once (the thread then ran on freed pool: the sim's poisoned memory or its
+/// leak/violation checks show it); now DriverEntry waits for the thread's last act, closes
+/// what it opened and fails cleanly, and a later load works.
+#[test]
+fn driver_entry_failure_waits_for_the_startup_thread() {
+    let (cfg, ports) = config_with(V4, &[(Proto::Tcp, Mode::Echo)]);
+    let sim = wsk_sim::Config::default();
+    // Arm the failure before DriverEntry runs: load() initialises the sim, so use its
+    // variant that runs a hook first.
+    let r = common::harness::load_with(sim, Some(cfg), || {
+        wsk_sim::faults::fail_next(
+            wsk_sim::faults::Call::ObReferenceObjectByHandle,
+            wsk_sys::STATUS_INSUFFICIENT_RESOURCES,
+            1,
+        );
+    });
+    assert!(
+        r.is_err(),
+        "DriverEntry must fail: {:?}",
+        r.as_ref().map(|_| ())
+    );
+    assert_eq!(wskecho::start_state(), None, "no instance left loaded");
+    // Nothing of the failed load survives: the port is free again and a new load serves it.
+    let (cfg, ports2) = config_with(V4, &[(Proto::Tcp, Mode::Echo)]);
+    let drv = load(wsk_sim::Config::default(), Some(cfg)).unwrap();
+    assert!(drv.ready);
+    let mut s = connect(SocketAddr::new(V4, ports2[0]));
+    assert_eq!(tcp_echo(&mut s, b"hello"), b"hello");
+    drop(s);
+    let _ = ports;
+    assert_clean(&drv.unload());
+}

@@ -31,6 +31,7 @@ pub enum Call {
     IoAllocateMdl,
     IoAllocateWorkItem,
     PsCreateSystemThread,
+    ObReferenceObjectByHandle,
 }
 
 struct Schedule {
