@@ -18,6 +18,7 @@ use wsk_sys::{
     WSK_CLIENT_DISPATCH, WSK_CLIENT_NPI, WSK_PROVIDER_DISPATCH, WSK_PROVIDER_NPI, WSK_REGISTRATION,
 };
 
+use crate::handoff::Mailbox;
 use crate::kernel::{pool, time};
 use crate::load::{self, Job};
 use crate::logic::budget::RetainedBudget;
@@ -64,6 +65,8 @@ pub(crate) struct Driver {
     /// DriverEntry wait for a thread it could not reference (then it holds no thread object
     /// to wait on) before freeing this block.
     pub(crate) startup_done: KEVENT,
+    /// Requests the control path hands to the start-up (system) thread.
+    pub(crate) mailbox: Mailbox,
     pub(crate) device: PDEVICE_OBJECT,
     pub(crate) symlink_created: bool,
     /// One control request at a time; unload takes it for good.
@@ -115,7 +118,10 @@ impl Driver {
         };
         r.perf_freq = time::frequency();
         // SAFETY: the event lives in the block, which outlives every waiter and setter.
-        unsafe { KeInitializeEvent(&raw mut r.startup_done, NotificationEvent, FALSE) };
+        unsafe {
+            KeInitializeEvent(&raw mut r.startup_done, NotificationEvent, FALSE);
+            Mailbox::init(&raw mut r.mailbox);
+        }
         // SAFETY: the rundown lives in the block until it is freed after the last release.
         unsafe { ExInitializeRundownProtection(&raw mut r.rundown) };
         let status = r.alloc_pattern().and_then(|()| {

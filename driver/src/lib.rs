@@ -25,6 +25,7 @@
 
 mod device;
 mod driver;
+mod handoff;
 mod ioctl;
 mod kernel;
 mod load;
@@ -225,8 +226,11 @@ unsafe extern "win64" fn startup(ctx: PVOID) {
     // every 5 ms it re-arms the resume of connections whose indications were refused (C5:
     // resume with a zero-length receive; G2) and gives back finished zero-copy lists no later
     // callback released (C1: a list is released once the callback and the send are done).
+    // It also carries out the control path's socket-creating requests (see handoff), woken at
+    // once when one is posted.
     while state == START_READY && !d.hk_stop.load(Ordering::SeqCst) {
-        time::sleep_ms(5);
+        d.mailbox.wait_posted(5);
+        handoff::run_posted(d);
         d.housekeeping();
     }
     // Last use of the block: DriverEntry may free it as soon as this is set (see start_thread).
