@@ -12,12 +12,13 @@ use control::config::{Config, Proto, Service, Services, MAX_SERVICES};
 use control::protocol::pattern;
 use wsk_sys::{
     ExInitializeRundownProtection, ExWaitForRundownProtectionRelease, IoFreeMdl,
-    KeGetCurrentProcessorNumberEx, WskDeregister, WskRegister, WskReleaseProviderNPI,
-    EX_RUNDOWN_REF, MAKE_WSK_VERSION, NTSTATUS, PDEVICE_OBJECT, PMDL, PVOID,
-    STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED, WSK_CLIENT_DISPATCH, WSK_CLIENT_NPI,
-    WSK_PROVIDER_DISPATCH, WSK_PROVIDER_NPI, WSK_REGISTRATION,
+    KeGetCurrentProcessorNumberEx, KeInitializeEvent, NotificationEvent, WskDeregister,
+    WskRegister, WskReleaseProviderNPI, EX_RUNDOWN_REF, FALSE, KEVENT, MAKE_WSK_VERSION, NTSTATUS,
+    PDEVICE_OBJECT, PMDL, PVOID, STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED,
+    WSK_CLIENT_DISPATCH, WSK_CLIENT_NPI, WSK_PROVIDER_DISPATCH, WSK_PROVIDER_NPI, WSK_REGISTRATION,
 };
 
+use crate::handoff::Mailbox;
 use crate::kernel::{pool, time};
 use crate::load::{self, Job};
 use crate::logic::budget::RetainedBudget;
@@ -60,6 +61,12 @@ pub(crate) struct Driver {
     pub(crate) pattern_mdl: PMDL,
     pub(crate) perf_freq: u64,
     pub(crate) startup_thread: PVOID,
+    /// Set by the start-up thread as its last act before PsTerminateSystemThread: lets
+    /// DriverEntry wait for a thread it could not reference (then it holds no thread object
+    /// to wait on) before freeing this block.
+    pub(crate) startup_done: KEVENT,
+    /// Requests the control path hands to the start-up (system) thread.
+    pub(crate) mailbox: Mailbox,
     pub(crate) device: PDEVICE_OBJECT,
     pub(crate) symlink_created: bool,
     /// One control request at a time; unload takes it for good.
@@ -110,6 +117,11 @@ impl Driver {
             &mut *d
         };
         r.perf_freq = time::frequency();
+        // SAFETY: the event lives in the block, which outlives every waiter and setter.
+        unsafe {
+            KeInitializeEvent(&raw mut r.startup_done, NotificationEvent, FALSE);
+            Mailbox::init(&raw mut r.mailbox);
+        }
         // SAFETY: the rundown lives in the block until it is freed after the last release.
         unsafe { ExInitializeRundownProtection(&raw mut r.rundown) };
         let status = r.alloc_pattern().and_then(|()| {
@@ -129,14 +141,24 @@ impl Driver {
         Ok(d)
     }
 
-    /// Releases WSK and frees everything.
+    /// Releases the provider NPI and deregisters (returns once every socket is closed and every
+    /// IRP has completed, W7). Idempotent.
+    ///
+    /// # Safety
+    /// `d` from [`create`](Self::create); no socket is open and no thread uses it.
+    pub(crate) unsafe fn release_wsk(d: *mut Driver) {
+        // SAFETY: per the caller.
+        unsafe { (*d).release_wsk_inner() };
+    }
+
+    /// Releases WSK (if not done yet) and frees everything.
     ///
     /// # Safety
     /// `d` from [`create`](Self::create): no socket, thread, device or IRP uses it any more.
     pub(crate) unsafe fn destroy(d: *mut Driver) {
         // SAFETY: per the caller.
         unsafe {
-            (*d).release_wsk();
+            (*d).release_wsk_inner();
             (*d).free_resources();
             pool::free_typed(d, pool::TAG_DRIVER);
         }
@@ -500,7 +522,7 @@ impl Driver {
 
     /// # Safety
     /// All sockets closed.
-    unsafe fn release_wsk(&mut self) {
+    unsafe fn release_wsk_inner(&mut self) {
         if self.captured {
             // SAFETY: paired with the successful capture (C28: balanced on every path).
             unsafe { WskReleaseProviderNPI(&raw mut self.registration) };

@@ -10,6 +10,7 @@ use control::stats::{Counter as C, Counters};
 use wsk_sys::{KeQueryActiveProcessorCountEx, STATUS_DEVICE_NOT_READY};
 
 use crate::driver::Driver;
+use crate::handoff::{self, Request};
 use crate::kernel::time;
 use crate::load;
 use crate::stats::{Counter, MAX_CPUS};
@@ -129,13 +130,12 @@ impl ControlHandler for Handler {
     }
 
     fn set_config(&mut self, new: &Config) -> Result<(), i32> {
-        // SAFETY: the control path is held (one request at a time), PASSIVE_LEVEL.
-        let d = unsafe { &mut *self.d };
+        let d = self.drv();
         if !d.captured || d.stopping.load(Ordering::SeqCst) {
             return Err(STATUS_DEVICE_NOT_READY);
         }
-        // SAFETY: as above.
-        unsafe { d.reconfigure(new) }
+        // Sockets are made by the system thread (see handoff).
+        handoff::call(d, &Request::Reconfigure(*new)).map(|_| ())
     }
 
     fn load_start(&mut self, job: &LoadJob) -> Result<u32, i32> {
@@ -143,8 +143,8 @@ impl ControlHandler for Handler {
         if !d.captured || d.stopping.load(Ordering::SeqCst) {
             return Err(STATUS_DEVICE_NOT_READY);
         }
-        // SAFETY: captured provider, PASSIVE_LEVEL control path.
-        unsafe { load::start(d, job) }
+        // Sockets are made by the system thread (see handoff).
+        handoff::call(d, &Request::LoadStart(*job))
     }
 
     fn load_stop(&mut self, _job_id: u32) -> Result<(), i32> {

@@ -25,6 +25,7 @@
 
 mod device;
 mod driver;
+mod handoff;
 mod ioctl;
 mod kernel;
 mod load;
@@ -42,7 +43,7 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 
 use control::config::Config;
 use wsk_sys::{
-    Executive, InitializeObjectAttributes, KeWaitForSingleObject, KernelMode,
+    Executive, InitializeObjectAttributes, KeSetEvent, KeWaitForSingleObject, KernelMode,
     ObReferenceObjectByHandle, ObfDereferenceObject, PsCreateSystemThread, PsTerminateSystemThread,
     WskCaptureProviderNPI, ZwClose, FALSE, HANDLE, NTSTATUS, OBJ_KERNEL_HANDLE, PDRIVER_OBJECT,
     PUNICODE_STRING, PVOID, STATUS_DEVICE_NOT_READY, STATUS_OBJECT_NAME_COLLISION, STATUS_SUCCESS,
@@ -51,6 +52,8 @@ use wsk_sys::{
 
 use driver::Driver;
 pub use driver::{START_FAILED, START_PENDING, START_READY};
+pub use kernel::bugcheck::{bugcheck_on_panic, BUGCHECK_PANIC};
+pub use kernel::irp::routines_outstanding;
 use kernel::time;
 use wsk::check;
 
@@ -161,7 +164,29 @@ unsafe fn start_thread(r: &mut Driver) -> Result<(), NTSTATUS> {
     };
     // SAFETY: ours.
     unsafe { ZwClose(h) };
-    check(status)?;
+    if let Err(e) = check(status) {
+        // The thread runs and uses the block: it must be gone before DriverEntry frees it.
+        // Without a thread object, wait for the event it sets as its last act; `stopping`
+        // and `hk_stop` end its capture loop (bounded waits) and its housekeeping loop.
+        r.stopping.store(true, Ordering::SeqCst);
+        r.hk_stop.store(true, Ordering::SeqCst);
+        // SAFETY: PASSIVE_LEVEL; the event lives in the block, initialised in Driver::create.
+        unsafe {
+            KeWaitForSingleObject(
+                (&raw mut r.startup_done).cast(),
+                Executive,
+                KernelMode,
+                FALSE,
+                ptr::null_mut(),
+            );
+        }
+        if r.captured {
+            // It may have opened the services before it saw `stopping`.
+            // SAFETY: start-up finished; PASSIVE_LEVEL.
+            unsafe { r.close_sockets() };
+        }
+        return Err(e);
+    }
     r.startup_thread = obj;
     Ok(())
 }
@@ -201,12 +226,19 @@ unsafe extern "win64" fn startup(ctx: PVOID) {
     // every 5 ms it re-arms the resume of connections whose indications were refused (C5:
     // resume with a zero-length receive; G2) and gives back finished zero-copy lists no later
     // callback released (C1: a list is released once the callback and the send are done).
+    // It also carries out the control path's socket-creating requests (see handoff), woken at
+    // once when one is posted.
     while state == START_READY && !d.hk_stop.load(Ordering::SeqCst) {
-        time::sleep_ms(5);
+        d.mailbox.wait_posted(5);
+        handoff::run_posted(d);
         d.housekeeping();
     }
-    // SAFETY: system thread exit.
-    unsafe { PsTerminateSystemThread(STATUS_SUCCESS) };
+    // Last use of the block: DriverEntry may free it as soon as this is set (see start_thread).
+    // SAFETY: the event lives in the block, initialised in Driver::create.
+    unsafe {
+        KeSetEvent(&raw mut d.startup_done, 0, FALSE);
+        PsTerminateSystemThread(STATUS_SUCCESS)
+    };
 }
 
 /// DriverUnload. PASSIVE_LEVEL. Bounded even with clients connected and sending: graceful
@@ -228,8 +260,13 @@ pub unsafe extern "win64" fn DriverUnload(driver_object: PDRIVER_OBJECT) {
     while r.start_state.load(Ordering::SeqCst) == START_PENDING && !r.startup_thread.is_null() {
         time::sleep_ms(5);
     }
-    // Take the control path for good (bounded wait for a request in progress).
-    time::wait_until(5000, || !r.control_busy.swap(true, Ordering::SeqCst));
+    // Take the control path for good. A request in progress finishes first: tearing down under
+    // it would double-close sockets or open one after the sweep (then WskDeregister never
+    // returns). Every control request is bounded itself and sees `stopping`, so this ends; it
+    // is logged every 5 s while it waits.
+    while !time::wait_until(5000, || !r.control_busy.swap(true, Ordering::SeqCst)) {
+        kernel::log::log_err!("unload: waiting for a control request to finish");
+    }
     // SAFETY: start-up finished; teardown in order: device, sockets (the housekeeper still
     // ticking), housekeeper, WSK, memory.
     unsafe {
@@ -254,7 +291,18 @@ pub unsafe extern "win64" fn DriverUnload(driver_object: PDRIVER_OBJECT) {
         r.startup_thread = ptr::null_mut();
     }
     log_counters(r);
-    // SAFETY: no socket, no thread, no IRP left; nothing references the block any more.
+    // SAFETY: no socket, no thread left; WskDeregister (in destroy) returns once every IRP has
+    // completed (W7).
+    unsafe { Driver::release_wsk(d) };
+    // C30: completion routines run on other CPUs until their last act; neither free their
+    // memory nor let the image go before every one has returned (see kernel::irp).
+    if !kernel::irp::wait_routines_returned(30_000) {
+        kernel::log::log_err!(
+            "{} completion routines still running at unload",
+            kernel::irp::routines_outstanding()
+        );
+    }
+    // SAFETY: nothing references the block any more.
     unsafe { Driver::destroy(d) };
 }
 

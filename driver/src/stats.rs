@@ -31,9 +31,12 @@ pub enum Counter {
     OutboundConnects,
     OutboundFailures,
     CopySends,
+    /// A broken invariant met on a callback path, dropped and counted instead of a panic
+    /// (e.g. a completion naming a slot in the wrong state).
+    InternalErrors,
 }
 
-pub const NUM_COUNTERS: usize = Counter::CopySends as usize + 1;
+pub const NUM_COUNTERS: usize = Counter::InternalErrors as usize + 1;
 
 pub const COUNTER_NAMES: [&str; NUM_COUNTERS] = [
     "conn_accepted",
@@ -59,6 +62,7 @@ pub const COUNTER_NAMES: [&str; NUM_COUNTERS] = [
     "outbound_connects",
     "outbound_failures",
     "copy_sends",
+    "internal_errors",
 ];
 
 #[repr(C, align(128))]
@@ -155,7 +159,8 @@ pub const fn svc_index(c: Counter) -> Option<usize> {
         | Counter::DeadSockets
         | Counter::ProtocolErrors
         | Counter::OutboundConnects
-        | Counter::OutboundFailures => return None,
+        | Counter::OutboundFailures
+        | Counter::InternalErrors => return None,
     };
     Some(a as usize)
 }

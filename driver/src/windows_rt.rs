@@ -2,13 +2,11 @@
 //! Defined in assembly so they are not exported from the .sys (a `#[no_mangle]` item would
 //! be: the image must export DriverEntry only).
 
+/// No unwinding in the kernel (panic = abort): log the location and bugcheck at once
+/// (`kernel::bugcheck`), never return into the state that panicked.
 #[panic_handler]
-fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
-    // No unwinding in the kernel (panic=abort). Spin rather than return into corrupt state;
-    // every reachable path is written not to panic.
-    loop {
-        core::hint::spin_loop();
-    }
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    crate::kernel::bugcheck::bugcheck_on_panic(info.location(), info.message())
 }
 
 // `_fltused`: referenced by MSVC-style objects whenever floating point appears.

@@ -56,6 +56,7 @@
 )]
 
 pub mod accounting;
+pub mod bugcheck;
 pub mod faults;
 pub(crate) mod kernel;
 pub mod pe;

@@ -21,7 +21,8 @@ use crate::ke::{
 use crate::ntdef::{
     ACCESS_MASK, BOOLEAN, CCHAR, DEVICE_TYPE, HANDLE, KPRIORITY, LARGE_INTEGER, LONG, LONG_PTR,
     NTSTATUS, PCLIENT_ID, PCWSTR, PHANDLE, PLARGE_INTEGER, POBJECT_ATTRIBUTES, POOL_FLAGS,
-    PPROCESSOR_NUMBER, PULONG, PUNICODE_STRING, PVOID, SECURITY_INFORMATION, SIZE_T, ULONG, USHORT,
+    PPROCESSOR_NUMBER, PULONG, PUNICODE_STRING, PVOID, SECURITY_INFORMATION, SIZE_T, ULONG,
+    ULONG_PTR, USHORT,
 };
 use crate::se::{PACL, PSECURITY_DESCRIPTOR, PSE_EXPORTS, PSID};
 use crate::wsk::{
@@ -231,6 +232,16 @@ extern "win64" {
         Format: *const u8,
         Arg: *const u8,
     ) -> NTSTATUS;
+
+    /// Stops the system with a stop code and four parameters; never returns
+    /// (DECLSPEC_NORETURN in wdm.h).
+    pub fn KeBugCheckEx(
+        BugCheckCode: ULONG,
+        BugCheckParameter1: ULONG_PTR,
+        BugCheckParameter2: ULONG_PTR,
+        BugCheckParameter3: ULONG_PTR,
+        BugCheckParameter4: ULONG_PTR,
+    ) -> !;
 }
 
 // The C runtime routines the prebuilt `core` calls; on Windows ntoskrnl.exe exports them.

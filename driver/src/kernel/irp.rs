@@ -3,6 +3,7 @@
 //! synchronous helper for PASSIVE_LEVEL set-up/teardown that waits only after STATUS_PENDING.
 
 use core::ptr;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use wsk_sys::{
     Executive, IoAllocateIrp, IoFreeIrp, IoReuseIrp, IoSetCompletionRoutine, KeInitializeEvent,
     KeSetEvent, KeWaitForSingleObject, KernelMode, NotificationEvent, FALSE, KEVENT, NTSTATUS,
@@ -11,6 +12,20 @@ use wsk_sys::{
 };
 
 pub type Completion = unsafe extern "win64" fn(PDEVICE_OBJECT, PIRP, PVOID) -> NTSTATUS;
+
+/// Completion routines armed and not yet returned.
+///
+/// C30: no completion routine may still run driver code when the image unloads. The driver
+/// is not PnP, so the choice is IoSetCompletionRoutineEx (the I/O manager references the
+/// device object until the routine returns) or keeping the image alive ourselves. Ex is not
+/// used: it allocates a context on every call, so every send would allocate (the data path
+/// allocates nothing) and could fail for want of memory at DISPATCH_LEVEL. Instead every
+/// [`arm`] counts the routine here and every routine's last act is [`routine_return`];
+/// DriverUnload frees nothing and does not return before [`wait_routines_returned`] sees zero.
+/// The connection rundown alone is not enough: it is released inside close/disconnect
+/// completions, and a routine on another CPU (a send completion that pumped the close) may
+/// still be executing after that release.
+static ROUTINES: AtomicUsize = AtomicUsize::new(0);
 
 /// IoAllocateIrp with one stack location (C18); null on failure. IRQL <= DISPATCH_LEVEL.
 pub fn alloc() -> PIRP {
@@ -34,12 +49,38 @@ pub unsafe fn free(irp: PIRP) {
 /// `irp` is a driver-owned IRP not currently owned by WSK; `ctx` stays valid until the
 /// completion routine has run.
 pub unsafe fn arm(irp: PIRP, routine: Completion, ctx: PVOID) {
+    ROUTINES.fetch_add(1, Ordering::SeqCst);
     // SAFETY: per the caller; IoReuseIrp resets the IRP, IoSetCompletionRoutine writes the
     // next (first and only) stack location.
     unsafe {
         IoReuseIrp(irp, STATUS_UNSUCCESSFUL);
         IoSetCompletionRoutine(irp, Some(routine), ctx, true, true, true);
     }
+}
+
+/// An armed IRP that was never handed to WSK (the provider lacks the function): its routine
+/// will not run. Any IRQL.
+pub(crate) fn disarm() {
+    ROUTINES.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// The last act of every completion routine (C30): after it the routine touches nothing of the
+/// driver's state and returns STATUS_MORE_PROCESSING_REQUIRED (the IRP is ours, C16). Any IRQL.
+#[inline]
+pub(crate) fn routine_return() -> NTSTATUS {
+    ROUTINES.fetch_sub(1, Ordering::SeqCst);
+    STATUS_MORE_PROCESSING_REQUIRED
+}
+
+/// Completion routines armed and not returned yet.
+pub fn routines_outstanding() -> usize {
+    ROUTINES.load(Ordering::SeqCst)
+}
+
+/// Waits (bounded by `ms`) until every armed completion routine has returned. PASSIVE_LEVEL
+/// (DriverUnload, after WskDeregister: every IRP has completed by then, W7).
+pub(crate) fn wait_routines_returned(ms: u64) -> bool {
+    super::time::wait_until(ms, || routines_outstanding() == 0)
 }
 
 /// (status, information) of a completed IRP.
@@ -56,7 +97,7 @@ unsafe extern "win64" fn sync_done(_dev: PDEVICE_OBJECT, _irp: PIRP, ctx: PVOID)
     // SAFETY: ctx is the KEVENT on the waiting thread's stack, alive until the wait returns.
     unsafe { KeSetEvent(ctx.cast(), 0, FALSE) };
     // The IRP is ours: the I/O manager must not touch it again (C16).
-    STATUS_MORE_PROCESSING_REQUIRED
+    routine_return()
 }
 
 /// Runs one IRP-based WSK call synchronously. PASSIVE_LEVEL only, never from a callback or

@@ -21,7 +21,7 @@ impl LineBuf {
     }
 
     pub(crate) fn as_str(&self) -> &str {
-        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("?")
+        core::str::from_utf8(self.buf.get(..self.len).unwrap_or(&[])).unwrap_or("?")
     }
 }
 
@@ -35,10 +35,10 @@ impl Write for LineBuf {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         // Truncate (keeping room for the NUL); '%' is harmless since the text is an argument.
         for &b in s.as_bytes() {
-            if self.len + 1 >= LINE_MAX {
-                break;
+            match self.buf.get_mut(self.len) {
+                Some(slot) if self.len + 1 < LINE_MAX => *slot = b,
+                _ => break,
             }
-            self.buf[self.len] = b;
             self.len += 1;
         }
         Ok(())
@@ -50,9 +50,9 @@ pub(crate) fn print(level: u32, args: fmt::Arguments<'_>) {
     let _ = line.write_str("wskecho: ");
     let _ = line.write_fmt(args);
     let _ = line.write_str("\n");
-    line.buf[line.len.min(LINE_MAX - 1)] = 0;
-    // SAFETY: both strings are NUL-terminated and live across the call; "%s" consumes exactly
-    // the one argument passed.
+    line.buf[line.len % LINE_MAX] = 0; // len < LINE_MAX: the NUL always fits
+                                       // SAFETY: both strings are NUL-terminated and live across the call; "%s" consumes exactly
+                                       // the one argument passed.
     unsafe {
         DbgPrintEx(
             DPFLTR_IHVNETWORK_ID,

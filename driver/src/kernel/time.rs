@@ -20,18 +20,21 @@ pub(crate) fn frequency() -> u64 {
     }
 }
 
-/// Polls `done` every 10 ms for at most `ms` milliseconds. PASSIVE_LEVEL only.
+/// Polls `done` about every 10 ms until it holds or `ms` milliseconds have passed on the
+/// performance counter. Elapsed time is read from the clock, never added up from sleeps: a
+/// sleep lasts at least a clock interval (15.6 ms by default), so counting 10 ms per sleep
+/// would stretch every limit. PASSIVE_LEVEL only.
 pub(crate) fn wait_until(ms: u64, mut done: impl FnMut() -> bool) -> bool {
-    let mut waited = 0;
+    let start = now();
+    let limit = ms.saturating_mul(frequency()) / 1000;
     loop {
         if done() {
             return true;
         }
-        if waited >= ms {
+        if now().saturating_sub(start) >= limit {
             return false;
         }
         sleep_ms(10);
-        waited += 10;
     }
 }
 

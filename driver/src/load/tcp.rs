@@ -9,8 +9,8 @@ use core::sync::atomic::Ordering;
 use control::protocol::pattern;
 use wsk_sys::{
     IPPROTO_TCP, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PIRP, PVOID, SOCK_STREAM,
-    STATUS_INSUFFICIENT_RESOURCES, STATUS_MORE_PROCESSING_REQUIRED, STATUS_NOT_SUPPORTED,
-    WSK_DATA_INDICATION, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE, WSK_SOCKET,
+    STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED, WSK_DATA_INDICATION, WSK_EVENT_DISCONNECT,
+    WSK_EVENT_RECEIVE, WSK_SOCKET,
 };
 
 use crate::driver::Driver;
@@ -105,7 +105,7 @@ unsafe extern "win64" fn connect_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOI
         d.count(Counter::OutboundFailures, 1);
         // SAFETY: no socket exists (C19: Information is a socket only on success).
         unsafe { conn::release_unconnected(c) };
-        return STATUS_MORE_PROCESSING_REQUIRED;
+        return irp::routine_return();
     }
     let sock = info as *mut WSK_SOCKET;
     d.count(Counter::OutboundConnects, 1);
@@ -123,7 +123,7 @@ unsafe extern "win64" fn connect_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOI
         }
         conn::pump(c);
     }
-    STATUS_MORE_PROCESSING_REQUIRED
+    irp::routine_return()
 }
 
 /// Load-job connection data: an echo client verifies the echo against the source pattern it

@@ -13,9 +13,8 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use control::protocol::pattern;
 use wsk_sys::{
     IoFreeMdl, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PIRP, PMDL, PVOID,
-    STATUS_INSUFFICIENT_RESOURCES, STATUS_MORE_PROCESSING_REQUIRED, STATUS_SUCCESS, ULONG, WSK_BUF,
-    WSK_CLIENT_DATAGRAM_DISPATCH, WSK_DATAGRAM_INDICATION, WSK_EVENT_RECEIVE_FROM,
-    WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET,
+    STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS, ULONG, WSK_BUF, WSK_CLIENT_DATAGRAM_DISPATCH,
+    WSK_DATAGRAM_INDICATION, WSK_EVENT_RECEIVE_FROM, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET,
 };
 
 use crate::driver::Driver;
@@ -312,7 +311,7 @@ unsafe extern "win64" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) 
         // SAFETY: the loop is ours now.
         unsafe { drive(s) };
     }
-    STATUS_MORE_PROCESSING_REQUIRED
+    irp::routine_return()
 }
 
 /// WskReceiveFromEvent (echo replies). IRQL <= DISPATCH_LEVEL. Counts and checks, never

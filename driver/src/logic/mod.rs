@@ -18,6 +18,20 @@ pub mod udp;
 
 use control::protocol::Mode;
 
+/// Copies `src` into `dst` from offset `at`, as much as fits; returns the bytes copied. No
+/// panic path (an offset past `dst` copies nothing): for code that runs in callbacks.
+pub fn copy_at(dst: &mut [u8], at: usize, src: &[u8]) -> usize {
+    let Some(d) = dst.get_mut(at..) else {
+        return 0;
+    };
+    let mut n = 0;
+    for (x, y) in d.iter_mut().zip(src) {
+        *x = *y;
+        n += 1;
+    }
+    n
+}
+
 /// The TCP state machine's mode for a served connection of a service in `mode`.
 pub fn tcp_mode(mode: Mode) -> tcp::Mode {
     match mode {

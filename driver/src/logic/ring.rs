@@ -67,9 +67,14 @@ impl ByteRing {
     }
 
     /// Marks `n` bytes written through [`write_regions`](Self::write_regions) as queued.
-    pub fn commit(&mut self, n: usize) {
-        assert!(n <= self.free());
+    /// More than is free is refused (false, nothing committed): the caller counts it.
+    #[must_use]
+    pub fn commit(&mut self, n: usize) -> bool {
+        if n > self.free() {
+            return false;
+        }
         self.tail += n;
+        true
     }
 
     /// Takes the next contiguous queued chunk (at most `max`) for a send: (offset, len).
@@ -78,19 +83,21 @@ impl ByteRing {
         if q == 0 || max == 0 {
             return None;
         }
-        let off = self.sent % self.cap;
+        let off = self.sent % self.cap.max(1);
         let len = q.min(self.cap - off).min(max);
         self.sent += len;
         Some((off, len))
     }
 
-    /// The oldest in-flight chunk of `len` bytes has completed.
-    pub fn complete(&mut self, len: usize) {
-        assert!(
-            len <= self.in_flight(),
-            "ring completion larger than in-flight data"
-        );
+    /// The oldest in-flight chunk of `len` bytes has completed. More than is in flight is
+    /// refused (false, nothing freed): the caller counts it.
+    #[must_use]
+    pub fn complete(&mut self, len: usize) -> bool {
+        if len > self.in_flight() {
+            return false;
+        }
         self.head += len;
+        true
     }
 }
 
@@ -106,13 +113,13 @@ mod tests {
         let mut st = [0u8; 8];
         assert_eq!(r.push(&mut st, b"abcdef"), 6);
         assert_eq!(r.take_send(4), Some((0, 4)));
-        r.complete(4);
+        assert!(r.complete(4));
         assert_eq!(r.push(&mut st, b"ghijklmn"), 6); // only 6 free
         assert_eq!(r.free(), 0);
         let mut out = Vec::new();
         while let Some((o, l)) = r.take_send(100) {
             out.extend_from_slice(&st[o..o + l]);
-            r.complete(l);
+            assert!(r.complete(l));
         }
         assert_eq!(out, b"efghijkl");
         assert!(r.is_empty());
@@ -126,14 +133,20 @@ mod tests {
         let (o, l) = r.take_send(4).unwrap();
         assert_eq!((o, l, r.free(), r.queued(), r.in_flight()), (0, 4, 0, 0, 4));
         assert_eq!(r.push(&mut st, b"q"), 0);
-        r.complete(4);
+        assert!(r.complete(4));
         assert_eq!(r.free(), 4);
     }
 
     #[test]
-    #[should_panic(expected = "larger than in-flight")]
-    fn over_completion_panics() {
+    fn over_completion_and_over_commit_are_refused() {
         let mut r = ByteRing::new(4);
-        r.complete(1);
+        assert!(!r.complete(1), "nothing in flight");
+        assert!(!r.commit(5), "more than free");
+        assert!(r.is_empty());
+        let mut z = ByteRing::new(0);
+        assert!(
+            z.take_send(10).is_none(),
+            "a zero-capacity ring never divides by zero"
+        );
     }
 }

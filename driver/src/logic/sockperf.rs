@@ -80,17 +80,18 @@ impl TcpFramer {
         while !input.is_empty() {
             if self.body_left > 0 {
                 let n = (self.body_left as usize).min(input.len());
+                let (body, rest) = input.split_at_checked(n).unwrap_or((input, &[]));
                 if self.body_reply {
-                    out(&input[..n]);
+                    out(body);
                 }
-                self.body_left -= n as u32;
-                input = &input[n..];
+                self.body_left -= body.len() as u32;
+                input = rest;
                 continue;
             }
-            let n = (HEADER_LEN - self.hdr_have).min(input.len());
-            self.hdr[self.hdr_have..self.hdr_have + n].copy_from_slice(&input[..n]);
-            self.hdr_have += n;
-            input = &input[n..];
+            let n = HEADER_LEN.saturating_sub(self.hdr_have).min(input.len());
+            let (head, rest) = input.split_at_checked(n).unwrap_or((input, &[]));
+            self.hdr_have += super::copy_at(&mut self.hdr, self.hdr_have, head);
+            input = rest;
             if self.hdr_have < HEADER_LEN {
                 break;
             }

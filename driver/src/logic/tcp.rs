@@ -169,12 +169,18 @@ pub struct TcpState {
     /// Close only after the peer's FIN (outbound connections: closing earlier aborts, and the
     /// peer would lose what it has not read yet).
     pub wait_peer_fin: bool,
-    /// Housekeeping ticks a graceful shutdown may take before it turns abortive (C34; 0 = no
-    /// limit) and ticks spent so far.
-    pub shutdown_limit_ticks: u32,
-    shutdown_ticks: u32,
+    /// How long a graceful shutdown may take before it turns abortive (C34: bounded), in the
+    /// clock units of the `now` given to [`kick`](Self::kick) (the performance counter);
+    /// 0 = no limit. Measured from the first kick that sees the shutdown, so a clock-interval
+    /// sleep between ticks never stretches it (it used to count 5 ms ticks: 15.6 ms each
+    /// on a default Windows clock, three times the limit).
+    pub shutdown_limit: u64,
+    shutdown_since: Option<u64>,
     /// Outbound load only (EchoClient, paced Source): the client's message state.
     pub client: ClientState,
+    /// Calls that named a slot out of range or in the wrong state: dropped and counted here
+    /// (the kernel layer reports them), never a panic at DISPATCH_LEVEL.
+    pub anomalies: u32,
 }
 
 impl TcpState {
@@ -215,16 +221,44 @@ impl TcpState {
             query_pending: false,
             peer_fin: false,
             wait_peer_fin: false,
-            shutdown_limit_ticks: 0,
-            shutdown_ticks: 0,
+            shutdown_limit: 0,
+            shutdown_since: None,
             client: ClientState::new(),
+            anomalies: 0,
+        }
+    }
+
+    /// The slots in use for this connection (`nslots` of them).
+    fn live(&self) -> &[Slot] {
+        self.slots.get(..self.nslots).unwrap_or(&[])
+    }
+
+    fn live_mut(&mut self) -> &mut [Slot] {
+        let n = self.nslots;
+        self.slots.get_mut(..n).unwrap_or(&mut [])
+    }
+
+    /// Slot `i`, or Free for an index no slot has (counted).
+    fn slot_at(&mut self, i: usize) -> Slot {
+        if let Some(s) = self.slots.get(i) {
+            *s
+        } else {
+            self.anomalies += 1;
+            Slot::Free
+        }
+    }
+
+    /// Sets slot `i`; an index no slot has is dropped and counted.
+    fn set_slot(&mut self, i: usize, v: Slot) {
+        if let Some(s) = self.slots.get_mut(i) {
+            *s = v;
+        } else {
+            self.anomalies += 1;
         }
     }
 
     fn free_slot(&self) -> Option<usize> {
-        self.slots[..self.nslots]
-            .iter()
-            .position(|s| *s == Slot::Free)
+        self.live().iter().position(|s| *s == Slot::Free)
     }
 
     pub fn close_issued(&self) -> bool {
@@ -233,10 +267,7 @@ impl TcpState {
 
     /// Slots busy (sends, retained indications).
     pub fn busy_slots(&self) -> usize {
-        self.slots[..self.nslots]
-            .iter()
-            .filter(|s| **s != Slot::Free)
-            .count()
+        self.live().iter().filter(|s| **s != Slot::Free).count()
     }
 
     /// Decides what to do with an indication of `len` bytes.
@@ -267,13 +298,16 @@ impl TcpState {
             if let Some(slot) = self.free_slot() {
                 if global.try_reserve(len) {
                     self.retained += len;
-                    self.slots[slot] = Slot::Zc {
-                        len,
-                        cb: true,
-                        state: ZcState::Queued,
-                        epoch: self.rx_epoch,
-                        age: 0,
-                    };
+                    self.set_slot(
+                        slot,
+                        Slot::Zc {
+                            len,
+                            cb: true,
+                            state: ZcState::Queued,
+                            epoch: self.rx_epoch,
+                            age: 0,
+                        },
+                    );
                     self.zc_fifo[(self.zc_head + self.zc_len) % MAX_SLOTS] = slot as u8;
                     self.zc_len += 1;
                     return RecvDecision::ZeroCopy { slot };
@@ -310,29 +344,33 @@ impl TcpState {
     /// already finished (inline completion, or cancelled by an abort): the slot is free again
     /// and the callback returns STATUS_SUCCESS, so no WskRelease is due (C3: never twice).
     pub fn callback_done(&mut self, slot: usize, global: &RetainedBudget) -> bool {
-        match &mut self.slots[slot] {
-            Slot::Zc {
+        match self.slots.get_mut(slot) {
+            Some(Slot::Zc {
                 len,
                 state: ZcState::Done,
                 ..
-            } => {
+            }) => {
                 let len = *len;
                 self.retained -= len;
                 global.release(len);
-                self.slots[slot] = Slot::Free;
+                self.set_slot(slot, Slot::Free);
                 false
             }
-            Slot::Zc { cb, .. } => {
+            Some(Slot::Zc { cb, .. }) => {
                 *cb = false;
                 true
             }
-            s => panic!("callback_done on {s:?}"),
+            _ => {
+                // No retained list in that slot: nothing to keep, nothing to release later.
+                self.anomalies += 1;
+                false
+            }
         }
     }
 
     /// A retained list that may be given back now (see `rx_epoch`).
     fn releasable(&self) -> Option<usize> {
-        self.slots[..self.nslots].iter().position(|s| {
+        self.live().iter().position(|s| {
             matches!(*s, Slot::Zc { cb: false, state: ZcState::Done, epoch, age, .. }
                 if age >= 2 || epoch != self.rx_epoch)
         })
@@ -344,7 +382,7 @@ impl TcpState {
             // A paced source's send size is its message size.
             return;
         }
-        self.max_send = (backlog / self.nslots).clamp(4096, 64 * 1024);
+        self.max_send = (backlog / self.nslots.max(1)).clamp(4096, 64 * 1024);
     }
 
     /// The accept path issues SIO_WSK_QUERY_IDEAL_SEND_BACKLOG (W36): it counts as an executing
@@ -388,21 +426,22 @@ impl TcpState {
         self.rx_in_callback = false;
     }
 
-    /// Periodic housekeeping tick (PASSIVE_LEVEL, every few ms): ages finished zero-copy lists
-    /// (released after two ticks when no later callback came) and arms one resume attempt if
-    /// indications are blocked. Returns true when the caller should pump.
-    pub fn kick(&mut self) -> bool {
+    /// Periodic housekeeping tick (PASSIVE_LEVEL, every few ms) at clock reading `now`: bounds
+    /// a graceful shutdown by time, ages finished zero-copy lists (released after two ticks
+    /// when no later callback came) and arms one resume attempt if indications are blocked.
+    /// Returns true when the caller should pump.
+    pub fn kick(&mut self, now: u64) -> bool {
         let mut go = false;
-        if self.phase == Phase::PeerDone && self.shutdown_limit_ticks > 0 && !self.close_issued {
+        if self.phase == Phase::PeerDone && self.shutdown_limit > 0 && !self.close_issued {
             // C34: a graceful close that does not finish (peer never reads, never FINs) is
             // bounded; then it is aborted like any other stuck connection.
-            self.shutdown_ticks += 1;
-            if self.shutdown_ticks > self.shutdown_limit_ticks {
+            let since = *self.shutdown_since.get_or_insert(now);
+            if now.saturating_sub(since) > self.shutdown_limit {
                 self.phase = Phase::Aborting;
                 go = true;
             }
         }
-        for s in &mut self.slots[..self.nslots] {
+        for s in self.live_mut() {
             if let Slot::Zc {
                 cb: false,
                 state: ZcState::Done,
@@ -433,7 +472,7 @@ impl TcpState {
             Mode::Source => self.client.wants_ticket(false),
             _ => false,
         };
-        msg_mode && self.phase == Phase::Open && self.slots[..self.nslots].contains(&Slot::Free)
+        msg_mode && self.phase == Phase::Open && self.live().contains(&Slot::Free)
     }
 
     /// Pump ownership: only one thread issues WSK calls for this connection at a time, so sends
@@ -464,11 +503,11 @@ impl TcpState {
     pub fn next_work(&mut self, global: &RetainedBudget) -> Option<Work> {
         debug_assert!(self.pumping);
         if let Some(slot) = self.releasable() {
-            if let Slot::Zc { len, .. } = self.slots[slot] {
+            if let Slot::Zc { len, .. } = self.slot_at(slot) {
                 self.retained -= len;
                 global.release(len);
             }
-            self.slots[slot] = Slot::Free;
+            self.set_slot(slot, Slot::Free);
             self.calls += 1;
             return Some(Work::Release { slot });
         }
@@ -476,7 +515,7 @@ impl TcpState {
             // Retained indications that never went out are given back without a send.
             while self.zc_len > 0 {
                 let slot = self.pop_zc();
-                if let Slot::Zc { state, .. } = &mut self.slots[slot] {
+                if let Some(Slot::Zc { state, .. }) = self.slots.get_mut(slot) {
                     *state = ZcState::Done;
                 }
             }
@@ -486,7 +525,7 @@ impl TcpState {
         } else {
             if self.zc_len > 0 {
                 let slot = self.pop_zc();
-                if let Slot::Zc { state, .. } = &mut self.slots[slot] {
+                if let Some(Slot::Zc { state, .. }) = self.slots.get_mut(slot) {
                     *state = ZcState::InFlight;
                 }
                 self.calls += 1;
@@ -497,22 +536,23 @@ impl TcpState {
             }
             if self.ring.queued() > 0 {
                 if let Some(slot) = self.free_slot() {
-                    let (off, len) = self.ring.take_send(self.max_send).expect("queued > 0");
-                    self.slots[slot] = Slot::Ring { len, done: false };
-                    self.ring_fifo[(self.ring_head + self.ring_len) % MAX_SLOTS] = slot as u8;
-                    self.ring_len += 1;
-                    self.calls += 1;
-                    return Some(Work::Send(SendOp {
-                        slot,
-                        kind: SendKind::Ring { off, len },
-                    }));
+                    if let Some((off, len)) = self.ring.take_send(self.max_send) {
+                        self.set_slot(slot, Slot::Ring { len, done: false });
+                        self.ring_fifo[(self.ring_head + self.ring_len) % MAX_SLOTS] = slot as u8;
+                        self.ring_len += 1;
+                        self.calls += 1;
+                        return Some(Work::Send(SendOp {
+                            slot,
+                            kind: SendKind::Ring { off, len },
+                        }));
+                    }
                 }
             }
             if let Mode::EchoClient { msg } = self.mode {
                 if self.phase == Phase::Open && self.client.may_send(true) {
                     if let Some(slot) = self.free_slot() {
                         self.client.sent(true);
-                        self.slots[slot] = Slot::Pattern { len: msg };
+                        self.set_slot(slot, Slot::Pattern { len: msg });
                         self.calls += 1;
                         return Some(Work::Send(SendOp {
                             slot,
@@ -526,7 +566,7 @@ impl TcpState {
                 if let Some(slot) = self.free_slot() {
                     self.client.sent(false);
                     let len = super::source::send_len(self.max_send);
-                    self.slots[slot] = Slot::Pattern { len };
+                    self.set_slot(slot, Slot::Pattern { len });
                     self.calls += 1;
                     return Some(Work::Send(SendOp {
                         slot,
@@ -585,7 +625,7 @@ impl TcpState {
     }
 
     fn pop_zc(&mut self) -> usize {
-        let slot = self.zc_fifo[self.zc_head] as usize;
+        let slot = self.zc_fifo[self.zc_head % MAX_SLOTS] as usize;
         self.zc_head = (self.zc_head + 1) % MAX_SLOTS;
         self.zc_len -= 1;
         slot
@@ -602,7 +642,7 @@ impl TcpState {
         if !ok {
             self.phase = Phase::Aborting;
         }
-        match self.slots[slot] {
+        match self.slot_at(slot) {
             Slot::Zc {
                 len,
                 cb,
@@ -611,29 +651,35 @@ impl TcpState {
                 age,
             } => {
                 // Released later by the pump once the callback is provably over (rx_epoch).
-                self.slots[slot] = Slot::Zc {
-                    len,
-                    cb,
-                    state: ZcState::Done,
-                    epoch,
-                    age,
-                };
+                self.set_slot(
+                    slot,
+                    Slot::Zc {
+                        len,
+                        cb,
+                        state: ZcState::Done,
+                        epoch,
+                        age,
+                    },
+                );
             }
             Slot::Ring { len, .. } => {
-                self.slots[slot] = Slot::Ring { len, done: true };
+                self.set_slot(slot, Slot::Ring { len, done: true });
                 while self.ring_len > 0 {
-                    let s = self.ring_fifo[self.ring_head] as usize;
-                    let Slot::Ring { len, done: true } = self.slots[s] else {
+                    let s = self.ring_fifo[self.ring_head % MAX_SLOTS] as usize;
+                    let Slot::Ring { len, done: true } = self.slot_at(s) else {
                         break;
                     };
-                    self.ring.complete(len);
-                    self.slots[s] = Slot::Free;
+                    if !self.ring.complete(len) {
+                        self.anomalies += 1;
+                    }
+                    self.set_slot(s, Slot::Free);
                     self.ring_head = (self.ring_head + 1) % MAX_SLOTS;
                     self.ring_len -= 1;
                 }
             }
-            Slot::Pattern { .. } => self.slots[slot] = Slot::Free,
-            s => panic!("send_complete on {s:?}"),
+            Slot::Pattern { .. } => self.set_slot(slot, Slot::Free),
+            // No send in that slot: dropped and counted.
+            _ => self.anomalies += 1,
         }
     }
 
@@ -750,8 +796,8 @@ mod tests {
         // The callback's PENDING may not have reached the provider yet: no release until a
         // later callback starts or two housekeeping ticks pass.
         assert!(pump(&mut st, &g).is_empty());
-        assert!(!st.kick());
-        assert!(st.kick());
+        assert!(!st.kick(0));
+        assert!(st.kick(0));
         assert_eq!(pump(&mut st, &g), [Work::Release { slot }]);
         assert_eq!(g.used(), 0);
         // A later callback proves the earlier one returned: release at once.
@@ -779,13 +825,13 @@ mod tests {
         };
         // Global budget exhausted: copy.
         assert_eq!(st.on_receive(100, true, &g), RecvDecision::Copy { n: 100 });
-        st.ring.commit(100);
+        assert!(st.ring.commit(100));
         // Ring holds queued data: a later indication must not overtake it, even if budget allows.
         assert_eq!(st.on_receive(10, true, &g), RecvDecision::Copy { n: 10 });
-        st.ring.commit(10);
+        assert!(st.ring.commit(10));
         // RELEASE_ASAP (zc_ok false) always copies.
         assert_eq!(st.on_receive(5, false, &g), RecvDecision::Copy { n: 5 });
-        st.ring.commit(5);
+        assert!(st.ring.commit(5));
         let w = pump(&mut st, &g);
         assert_eq!(
             w[0],
@@ -808,9 +854,9 @@ mod tests {
         let g = RetainedBudget::new(0);
         let mut st = TcpState::new(Mode::Echo, 100, 2, 30, 0);
         assert_eq!(st.on_receive(80, true, &g), RecvDecision::Copy { n: 80 });
-        st.ring.commit(80);
+        assert!(st.ring.commit(80));
         assert_eq!(st.on_receive(50, true, &g), RecvDecision::Copy { n: 20 }); // partial
-        st.ring.commit(20);
+        assert!(st.ring.commit(20));
         assert_eq!(st.on_receive(1, true, &g), RecvDecision::NotAccepted);
         let w = pump(&mut st, &g);
         assert_eq!(w.len(), 2); // two slots, 30 bytes each
@@ -836,13 +882,13 @@ mod tests {
         st.resume_complete(true, 0);
         // Not re-posted by itself (it may have been lost): only after a kick.
         assert!(!pump(&mut st, &g).contains(&Work::ResumeReceive));
-        assert!(st.kick());
+        assert!(st.kick(0));
         assert!(pump(&mut st, &g).contains(&Work::ResumeReceive));
         st.resume_complete(true, 0);
         // An indication arrived: no more kicks.
         st.on_receive(1, true, &g);
         st.rx_callback_end();
-        assert!(!st.kick());
+        assert!(!st.kick(0));
     }
 
     #[test]
@@ -850,7 +896,7 @@ mod tests {
         let g = RetainedBudget::new(1 << 20);
         let mut st = TcpState::new(Mode::Sockperf, 100, 2, 100, 1 << 20);
         assert_eq!(st.on_receive(200, true, &g), RecvDecision::Copy { n: 86 });
-        st.ring.commit(90);
+        assert!(st.ring.commit(90));
         assert_eq!(st.on_receive(5, true, &g), RecvDecision::NotAccepted);
     }
 
@@ -859,7 +905,7 @@ mod tests {
         let g = RetainedBudget::new(0);
         let mut st = TcpState::new(Mode::Echo, 100, 2, 10, 0);
         st.on_receive(40, true, &g);
-        st.ring.commit(40);
+        assert!(st.ring.commit(40));
         assert!(st.enter_pump());
         let Some(Work::Send(op)) = st.next_work(&g) else {
             panic!()
@@ -911,7 +957,7 @@ mod tests {
         let g = RetainedBudget::new(0);
         let mut st = TcpState::new(Mode::Echo, 100, 2, 100, 0);
         st.on_receive(10, true, &g);
-        st.ring.commit(10);
+        assert!(st.ring.commit(10));
         st.peer_graceful();
         let w = pump(&mut st, &g);
         let Work::Send(op) = w[0] else { panic!() };
@@ -950,8 +996,8 @@ mod tests {
         st.disconnect_complete(true);
         // a came from an older callback: released now; b after two ticks; then the close.
         assert_eq!(pump(&mut st, &g), [Work::Release { slot: a }]);
-        st.kick();
-        st.kick();
+        st.kick(0);
+        st.kick(0);
         assert_eq!(pump(&mut st, &g), [Work::Release { slot: b }, Work::Close]);
         assert_eq!(g.used(), 0);
         assert_eq!(st.on_receive(5, true, &g), RecvDecision::Drop);
@@ -999,18 +1045,20 @@ mod tests {
     fn graceful_shutdown_is_bounded() {
         let g = RetainedBudget::new(0);
         let mut st = TcpState::new(Mode::Echo, 100, 1, 100, 0);
-        st.shutdown_limit_ticks = 3;
+        st.shutdown_limit = 3;
         st.on_receive(10, true, &g);
-        st.ring.commit(10);
+        assert!(st.ring.commit(10));
         st.rx_callback_end();
         st.peer_graceful();
         let w = pump(&mut st, &g);
         assert_eq!(w.len(), 1, "the echo goes out; the peer never reads it");
-        for _ in 0..3 {
-            st.kick();
-            assert!(pump(&mut st, &g).is_empty());
+        // The clock starts at the first kick that sees the shutdown (t = 10); however many
+        // ticks pass, only elapsed time counts.
+        for now in [10, 11, 11, 11, 12, 13] {
+            st.kick(now);
+            assert!(pump(&mut st, &g).is_empty(), "t = {now}");
         }
-        assert!(st.kick(), "limit reached");
+        assert!(st.kick(14), "limit reached: more than 3 units since t = 10");
         assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: true }]);
     }
 

@@ -49,16 +49,16 @@ impl RateLimiter {
             return true;
         }
         let i = hash(a) as usize % RATE_SLOTS;
-        let b = match &mut self.slots[i] {
-            Some(b) if b.addr == *a => b,
-            s => {
-                *s = Some(Bucket {
-                    addr: *a,
-                    tokens: self.rate,
-                    last: now,
-                });
-                s.as_mut().expect("just set")
-            }
+        let slot = &mut self.slots[i];
+        if !slot.is_some_and(|b| b.addr == *a) {
+            *slot = Some(Bucket {
+                addr: *a,
+                tokens: self.rate,
+                last: now,
+            });
+        }
+        let Some(b) = slot.as_mut() else {
+            return true;
         };
         let elapsed = now.saturating_sub(b.last);
         let add =

@@ -16,15 +16,15 @@ use control::protocol::Mode;
 use wsk_sys::{
     ExAcquireRundownProtection, ExReleaseRundownProtection, IoFreeMdl, WskIoctl, FALSE, NTSTATUS,
     NT_SUCCESS, PDEVICE_OBJECT, PIRP, PMDL, PVOID, SIO_WSK_QUERY_IDEAL_SEND_BACKLOG, SIZE_T,
-    STATUS_DATA_NOT_ACCEPTED, STATUS_INSUFFICIENT_RESOURCES, STATUS_MORE_PROCESSING_REQUIRED,
-    STATUS_PENDING, STATUS_SUCCESS, ULONG, WSK_BUF, WSK_CLIENT_CONNECTION_DISPATCH,
-    WSK_DATA_INDICATION, WSK_FLAG_ABORTIVE, WSK_FLAG_NODELAY, WSK_FLAG_RELEASE_ASAP,
-    WSK_PROVIDER_CONNECTION_DISPATCH, WSK_SOCKET,
+    STATUS_DATA_NOT_ACCEPTED, STATUS_INSUFFICIENT_RESOURCES, STATUS_PENDING, STATUS_SUCCESS, ULONG,
+    WSK_BUF, WSK_CLIENT_CONNECTION_DISPATCH, WSK_DATA_INDICATION, WSK_FLAG_ABORTIVE,
+    WSK_FLAG_NODELAY, WSK_FLAG_RELEASE_ASAP, WSK_PROVIDER_CONNECTION_DISPATCH, WSK_SOCKET,
 };
 
 use crate::driver::Driver;
 use crate::kernel::free_list::FreeList;
 use crate::kernel::lock::SpinLock;
+use crate::kernel::time;
 use crate::kernel::{irp, pool};
 use crate::logic::ring::ByteRing;
 use crate::logic::sockperf::TcpFramer;
@@ -193,7 +193,7 @@ impl ConnPool {
                 r.live.load(Ordering::Relaxed)
                     && !r.socket.is_null()
                     && !state.close_issued()
-                    && state.kick()
+                    && state.kick(time::now())
             };
             if go {
                 // SAFETY: live context.
@@ -432,8 +432,9 @@ impl Conn {
         // SAFETY: c is ours (off the free stack): nobody else touches it until published.
         let r = unsafe { &mut *c };
         state.ring = ByteRing::new(r.state.get_mut().ring.capacity());
-        // Housekeeping ticks every 5 ms.
-        state.shutdown_limit_ticks = drv.config.limits.disconnect_timeout_ms.div_ceil(5).max(1);
+        // A clock limit (performance counter units), not a count of housekeeping ticks.
+        state.shutdown_limit =
+            (u64::from(drv.config.limits.disconnect_timeout_ms) * drv.perf_freq / 1000).max(1);
         *r.state.get_mut() = state;
         *r.framer.get_mut() = TcpFramer::new();
         r.socket = sock;
@@ -508,6 +509,7 @@ unsafe fn query_backlog(c: *mut Conn) {
             );
         } else {
             // No provider function: the IRP never went out; undo the bookkeeping.
+            irp::disarm();
             let _ = r.state.lock().query_complete(None);
         }
     }
@@ -538,7 +540,7 @@ unsafe extern "win64" fn query_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID)
         // SAFETY: the close completed and no other IRP of the context is outstanding.
         unsafe { recycle(c) };
     }
-    STATUS_MORE_PROCESSING_REQUIRED
+    irp::routine_return()
 }
 
 /// An outbound context whose connect failed (or never started): back to the pool.
@@ -595,7 +597,9 @@ pub(crate) unsafe fn pump(c: *mut Conn) {
             if let Work::Release { slot } = w {
                 // SAFETY: under the lock; the slot's indication belongs to this work item.
                 unsafe {
-                    let s = ptr::addr_of_mut!((*c).slots[slot]);
+                    // TcpState hands out slots < MAX_SLOTS only; the mask lets the compiler see
+                    // it (no panic path on the send path).
+                    let s = ptr::addr_of_mut!((*c).slots[slot % MAX_SLOTS]);
                     release_ind = (*s).indication;
                     (*s).indication = ptr::null_mut();
                 }
@@ -604,7 +608,7 @@ pub(crate) unsafe fn pump(c: *mut Conn) {
             if let Work::Send(op) = w {
                 // SAFETY: the slot was handed to this pump owner by next_work.
                 unsafe {
-                    let s = ptr::addr_of_mut!((*c).slots[op.slot]);
+                    let s = ptr::addr_of_mut!((*c).slots[op.slot % MAX_SLOTS]);
                     (*s).buf = match op.kind {
                         // Set by the receive callback before the slot was queued.
                         SendKind::ZeroCopy => (*(*s).indication).Buffer,
@@ -649,7 +653,7 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
         let sock = (*c).socket;
         match w {
             Work::Send(op) => {
-                let s = ptr::addr_of_mut!((*c).slots[op.slot]);
+                let s = ptr::addr_of_mut!((*c).slots[op.slot % MAX_SLOTS]);
                 match op.kind {
                     SendKind::ZeroCopy => {
                         (*(*c).drv).count_service((*c).stats_slot, Counter::ZeroCopySends, 1);
@@ -670,6 +674,8 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
                 };
                 if let Some(send) = d.WskSend {
                     send(sock, ptr::addr_of_mut!((*s).buf), flags, (*s).irp);
+                } else {
+                    irp::disarm();
                 }
             }
             Work::ResumeReceive => {
@@ -682,6 +688,8 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
                 irp::arm((*c).rx_irp, rx_done, c.cast());
                 if let Some(recv) = d.WskReceive {
                     recv(sock, ptr::addr_of_mut!((*c).rx_buf), 0, (*c).rx_irp);
+                } else {
+                    irp::disarm();
                 }
             }
             Work::Release { .. } => {
@@ -696,6 +704,8 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
                 irp::arm((*c).disc_irp, disc_done, c.cast());
                 if let Some(disc) = d.WskDisconnect {
                     disc(sock, ptr::null_mut(), flags, (*c).disc_irp);
+                } else {
+                    irp::disarm();
                 }
             }
             Work::Close => {
@@ -704,6 +714,8 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
                 irp::arm((*c).close_irp, close_done, c.cast());
                 if let Some(close) = d.Basic.WskCloseSocket {
                     close(sock, (*c).close_irp);
+                } else {
+                    irp::disarm();
                 }
             }
         }
@@ -731,7 +743,7 @@ unsafe extern "win64" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) 
     r.state.lock().send_complete(s.idx, NT_SUCCESS(status));
     // SAFETY: live context; pump re-enters only if no other thread owns it (C12).
     unsafe { pump(c) };
-    STATUS_MORE_PROCESSING_REQUIRED
+    irp::routine_return()
 }
 
 /// Zero-length resume receive completion. IRQL <= DISPATCH_LEVEL.
@@ -746,7 +758,7 @@ unsafe extern "win64" fn rx_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) ->
         .resume_complete(NT_SUCCESS(status), info);
     // SAFETY: live context.
     unsafe { pump(c) };
-    STATUS_MORE_PROCESSING_REQUIRED
+    irp::routine_return()
 }
 
 /// Disconnect completion. IRQL <= DISPATCH_LEVEL.
@@ -767,7 +779,7 @@ unsafe extern "win64" fn disc_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) 
         // SAFETY: live context.
         unsafe { pump(c) };
     }
-    STATUS_MORE_PROCESSING_REQUIRED
+    irp::routine_return()
 }
 
 /// Close completion: the socket is gone, no callback follows (W70). IRQL <= DISPATCH_LEVEL.
@@ -778,7 +790,7 @@ unsafe extern "win64" fn close_done(_dev: PDEVICE_OBJECT, _irp: PIRP, ctx: PVOID
         // SAFETY: no IRP of the context is outstanding any more.
         unsafe { recycle(c) };
     }
-    STATUS_MORE_PROCESSING_REQUIRED
+    irp::routine_return()
 }
 
 /// Returns a closed context to the pool and drops its rundown reference as the very last act
@@ -793,6 +805,10 @@ unsafe fn recycle(c: *mut Conn) {
     let drv = unsafe { &*r.drv };
     if r.client.is_none() {
         drv.count_service(r.stats_slot, Counter::ConnClosed, 1);
+    }
+    let anomalies = r.state.get_mut().anomalies;
+    if anomalies > 0 {
+        drv.count(Counter::InternalErrors, u64::from(anomalies));
     }
     r.live.store(false, Ordering::SeqCst);
     r.client = None;
@@ -849,7 +865,7 @@ unsafe fn receive(
         if let RecvDecision::ZeroCopy { slot } = d {
             // Published under the lock: the pump reads it when it issues this slot.
             // SAFETY: the slot was just reserved for this callback.
-            unsafe { (*ptr::addr_of_mut!((*c).slots[slot])).indication = ind };
+            unsafe { (*ptr::addr_of_mut!((*c).slots[slot % MAX_SLOTS])).indication = ind };
         }
         d
     };
@@ -931,6 +947,10 @@ unsafe fn copy_in(c: *mut Conn, mut ind: *mut WSK_DATA_INDICATION, n: usize) -> 
     let mut left = n;
     let mut ok = true;
     let [(o1, l1), (o2, l2)] = regions;
+    // More bytes than the reserved regions hold cannot happen (the reply stream is never
+    // longer than its input plus one header of slack); if it did, the rest is dropped and the
+    // copy reported as failed (the caller aborts and counts the connection), never a panic.
+    let mut overrun = false;
     let mut put = |mut s: &[u8]| {
         while !s.is_empty() {
             let (o, room) = if written < l1 {
@@ -939,10 +959,20 @@ unsafe fn copy_in(c: *mut Conn, mut ind: *mut WSK_DATA_INDICATION, n: usize) -> 
                 (o2 + written - l1, l2 + l1 - written)
             };
             let k = room.min(s.len());
-            assert!(k > 0, "ring reservation overrun");
-            ring[o..o + k].copy_from_slice(&s[..k]);
+            let (Some(dst), Some((src, rest))) = (ring.get_mut(o..o + k), s.split_at_checked(k))
+            else {
+                overrun = true;
+                return;
+            };
+            if k == 0 {
+                overrun = true;
+                return;
+            }
+            for (d, b) in dst.iter_mut().zip(src) {
+                *d = *b;
+            }
             written += k;
-            s = &s[k..];
+            s = rest;
         }
     };
     while left > 0 && !ind.is_null() {
@@ -967,8 +997,8 @@ unsafe fn copy_in(c: *mut Conn, mut ind: *mut WSK_DATA_INDICATION, n: usize) -> 
         // SAFETY: as above.
         ind = unsafe { (*ind).Next };
     }
-    r.state.lock().ring.commit(written);
-    ok
+    let committed = r.state.lock().ring.commit(written);
+    ok && !overrun && committed
 }
 
 /// WskDisconnectEvent. IRQL <= DISPATCH_LEVEL. Must return SUCCESS (C32).

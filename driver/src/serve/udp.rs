@@ -16,8 +16,8 @@ use control::protocol::sockperf::HEADER_LEN;
 use control::protocol::Mode;
 use wsk_sys::{
     IoFreeMdl, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PIRP, PMDL, PVOID,
-    STATUS_INSUFFICIENT_RESOURCES, STATUS_MORE_PROCESSING_REQUIRED, STATUS_PENDING, STATUS_SUCCESS,
-    ULONG, WSK_BUF, WSK_CLIENT_DATAGRAM_DISPATCH, WSK_DATAGRAM_INDICATION, WSK_EVENT_RECEIVE_FROM,
+    STATUS_INSUFFICIENT_RESOURCES, STATUS_PENDING, STATUS_SUCCESS, ULONG, WSK_BUF,
+    WSK_CLIENT_DATAGRAM_DISPATCH, WSK_DATAGRAM_INDICATION, WSK_EVENT_RECEIVE_FROM,
     WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET,
 };
 
@@ -27,7 +27,7 @@ use crate::kernel::lock::SpinLock;
 use crate::kernel::time::{self, wait_until};
 use crate::kernel::{irp, pool};
 use crate::logic::udp::RateLimiter;
-use crate::logic::{udp_verdict, UdpVerdict};
+use crate::logic::{copy_at, udp_verdict, UdpVerdict};
 use crate::stats::Counter;
 use crate::wsk::addr::SockAddrBuf;
 use crate::wsk::mdl::{self, build_mdl};
@@ -267,7 +267,7 @@ impl UdpSock {
                 if unsafe { (*c).age } < min_age {
                     return;
                 }
-                g.parked_head = (g.parked_head + 1) % self.n;
+                g.parked_head = (g.parked_head + 1) % self.n.max(1);
                 g.parked -= 1;
                 // SAFETY: as above.
                 unsafe { (*c).parked = false };
@@ -296,7 +296,7 @@ impl UdpSock {
                 unsafe {
                     let c = self
                         .ctxs
-                        .add(*g.parked_q.add((g.parked_head + k) % self.n) as usize);
+                        .add(*g.parked_q.add((g.parked_head + k) % self.n.max(1)) as usize);
                     (*c).age = (*c).age.saturating_add(1);
                 }
             }
@@ -348,8 +348,7 @@ unsafe fn head_of(buf: &WSK_BUF) -> ([u8; HEADER_LEN], usize) {
     // SAFETY: per the caller.
     let _ = unsafe {
         mdl::for_each_chunk(buf, HEADER_LEN, |s| {
-            h[n..n + s.len()].copy_from_slice(s);
-            n += s.len();
+            n += copy_at(&mut h, n, s);
         })
     };
     (h, n)
@@ -422,7 +421,7 @@ unsafe extern "win64" fn receive_from_event(
         } else {
             ([0u8; HEADER_LEN], 0)
         };
-        let verdict = udp_verdict(u.service.mode, &head[..hn], len);
+        let verdict = udp_verdict(u.service.mode, head.get(..hn).unwrap_or(&[]), len);
         if verdict == UdpVerdict::Drop {
             if u.service.mode != Mode::Discard {
                 drv.count_service(u.stats_slot, Counter::UdpDropService, 1);
@@ -462,13 +461,12 @@ unsafe extern "win64" fn receive_from_event(
                 // SAFETY: valid buffer.
                 let _ = unsafe {
                     mdl::for_each_chunk(&buf, len, |s| {
-                        dst[k..k + s.len()].copy_from_slice(s);
-                        k += s.len();
+                        k += copy_at(dst, k, s);
                     })
                 };
                 let mut hb = [0u8; HEADER_LEN];
                 h.write(&mut hb);
-                dst[..HEADER_LEN].copy_from_slice(&hb);
+                let _ = copy_at(dst, 0, &hb);
                 cr.owner = ptr::null_mut();
                 cr.buf = WSK_BUF {
                     Mdl: cr.copy_mdl,
@@ -476,7 +474,11 @@ unsafe extern "win64" fn receive_from_event(
                     Length: k,
                 };
             }
-            UdpVerdict::Drop => unreachable!("filtered above"),
+            UdpVerdict::Drop => {
+                // Filtered above; never sent.
+                u.put(c);
+                continue;
+            }
         }
         // SAFETY: the context's IRP is idle; buf/remote live in the context until completion.
         unsafe {
@@ -533,10 +535,10 @@ unsafe extern "win64" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) 
         unsafe {
             (*owner).parked = true;
             (*owner).age = 0;
-            let tail = (g.parked_head + g.parked) % u.n;
+            let tail = (g.parked_head + g.parked) % u.n.max(1);
             *g.parked_q.add(tail) = (*owner).idx;
         }
         g.parked += 1;
     }
-    STATUS_MORE_PROCESSING_REQUIRED
+    irp::routine_return()
 }

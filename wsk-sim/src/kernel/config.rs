@@ -65,6 +65,10 @@ pub struct Config {
     pub watchdog_ms: u64,
     /// Echo DbgPrintEx output to stderr as well as capturing it.
     pub print_dbg: bool,
+    /// KeDelayExecutionThread rounds a relative delay up to a multiple of this many
+    /// microseconds, as Windows rounds a sleep up to the clock interval (15 625 us by
+    /// default); 0 = sleep exactly what was asked.
+    pub delay_granularity_us: u64,
 }
 
 impl Default for Config {
@@ -92,6 +96,7 @@ impl Default for Config {
             provider_ready_after_ms: 0,
             watchdog_ms: 30_000,
             print_dbg: std::env::var_os("WSK_SIM_DBG").is_some(),
+            delay_granularity_us: 0,
         }
     }
 }
@@ -162,4 +167,5 @@ pub enum Call {
     IoAllocateMdl,
     IoAllocateWorkItem,
     PsCreateSystemThread,
+    ObReferenceObjectByHandle,
 }

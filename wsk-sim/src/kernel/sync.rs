@@ -344,7 +344,11 @@ pub unsafe extern "win64" fn KeDelayExecutionThread(
     let _ = (WaitMode, Alertable);
     crate::kernel::irql::require_below_dispatch("KeDelayExecutionThread");
     // SAFETY: Interval points to a LARGE_INTEGER (kernel contract).
-    let t = unsafe { timeout_of(Interval) }.unwrap_or(Duration::ZERO);
+    let mut t = unsafe { timeout_of(Interval) }.unwrap_or(Duration::ZERO);
+    let g = crate::kernel::state::config().delay_granularity_us;
+    if g > 0 {
+        t = Duration::from_micros((t.as_micros() as u64).div_ceil(g).max(1) * g);
+    }
     std::thread::sleep(t);
     STATUS_SUCCESS
 }

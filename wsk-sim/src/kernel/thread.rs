@@ -175,6 +175,11 @@ pub unsafe extern "win64" fn ObReferenceObjectByHandle(
 ) -> NTSTATUS {
     let _ = (DesiredAccess, ObjectType, AccessMode, HandleInformation);
     crate::kernel::irql::require_passive("ObReferenceObjectByHandle");
+    if let Some(st) = crate::kernel::schedule::injected_failure(
+        crate::kernel::config::Call::ObReferenceObjectByHandle,
+    ) {
+        return st;
+    }
     match lookup(Handle) {
         Some(self::Handle::Thread(obj)) => {
             with(|o| o.threads.entry(obj).or_insert((0, false)).0 += 1);
