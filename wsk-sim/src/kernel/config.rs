@@ -35,6 +35,25 @@ pub struct Config {
     /// call returns (W12). Off by default.
     pub late_return_rate: f64,
     pub late_return_us: u64,
+    /// Fraction of WskCloseSocket calls that cancel pending IRPs where the close completes
+    /// before, between or after the cancelled IRPs' completions (seeded position; those
+    /// after it complete on another thread), instead of after all of them. W70 promises no
+    /// order. Off by default.
+    pub reorder_close_rate: f64,
+    /// Fraction of provider-thread passes over a connection whose event callback is running
+    /// (on another thread) that still move its sends and complete them, as Windows does:
+    /// completions do not wait for a callback to return. Receives still wait (they would
+    /// reorder data the callback may give back). Off by default.
+    pub progress_during_callback_rate: f64,
+    /// Fraction of PASSIVE_LEVEL event callbacks whose thread is descheduled for
+    /// `callback_stall_us` (half to all of it) on the way into the callback (preemption, VM
+    /// exits): the socket is in its callback all that time. Off by default.
+    pub callback_stall_rate: f64,
+    pub callback_stall_us: u64,
+    /// Flag WskSocket / WskSocketConnect with OwningProcess NULL made in a user process's
+    /// context (an IOCTL dispatch routine): such a socket belongs to that process on
+    /// Windows (W26), not to the driver. Off by default.
+    pub flag_user_process_sockets: bool,
     /// Calls subject to random failure, and the failure rate and status.
     pub fail_calls: Vec<Call>,
     pub fail_rate: f64,
@@ -77,6 +96,11 @@ impl Default for Config {
             complete_before_return_rate: 0.2,
             late_return_rate: 0.0,
             late_return_us: 0,
+            reorder_close_rate: 0.0,
+            progress_during_callback_rate: 0.0,
+            callback_stall_rate: 0.0,
+            callback_stall_us: 0,
+            flag_user_process_sockets: false,
             fail_calls: Vec::new(),
             fail_rate: 0.0,
             fail_status: wsk_sys::STATUS_INSUFFICIENT_RESOURCES,

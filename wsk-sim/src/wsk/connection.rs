@@ -183,13 +183,14 @@ pub unsafe extern "win64" fn WskSocketConnect(
     SecurityDescriptor: PSECURITY_DESCRIPTOR,
     Irp: PIRP,
 ) -> NTSTATUS {
-    let _ = (OwningProcess, OwningThread);
+    let _ = OwningThread;
     // SAFETY: the client passes its IRP.
     let client = match unsafe {
         socket::begin_client_call(
             Client,
             Irp,
             Flags == 0,
+            OwningProcess,
             "WskSocketConnect",
             crate::kernel::config::Call::WskSocketConnect,
         )

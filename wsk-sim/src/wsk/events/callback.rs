@@ -27,6 +27,17 @@ impl Job {
         } else {
             0
         };
+        let cfg = crate::kernel::state::config();
+        if level == wsk_sys::PASSIVE_LEVEL
+            && cfg.callback_stall_us > 0
+            && crate::kernel::schedule::chance(cfg.callback_stall_rate)
+        {
+            // Descheduled at PASSIVE (preemption, a VM exit) on the way into the callback:
+            // the socket is in its callback all that time.
+            let max = cfg.callback_stall_us as usize;
+            let us = crate::kernel::schedule::range(max / 2, max);
+            std::thread::sleep(std::time::Duration::from_micros(us as u64));
+        }
         (self.0)(level, at);
     }
 }
