@@ -62,7 +62,7 @@ pub mod run;
 pub(crate) mod wsk;
 
 pub use accounting::{counts, leaks, Counts};
-pub use kernel::config::{self, Config, ViolationMode};
+pub use kernel::config::{self, Config, ViolationMode, UNKIND_ORDERS};
 pub use kernel::dbgprint::{dbg_output, take_dbg_output};
 pub use kernel::{device, pool, registry};
 pub use run::{

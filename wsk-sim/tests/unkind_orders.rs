@@ -307,3 +307,20 @@ fn sockets_created_in_a_user_process_context_are_flagged() {
     // SAFETY: set by init.
     assert_eq!(p, unsafe { PsInitialSystemProcess });
 }
+
+/// The names `WSK_SIM_UNKIND` and `Config::with_unkind` take: each turns its setting on,
+/// `all` every one, an unknown name is a clear error.
+#[test]
+fn unkind_orders_by_name() {
+    let all = Config::plain().with_unkind("all").unwrap();
+    assert!(all.reorder_close_rate > 0.0 && all.late_return_rate > 0.0);
+    assert!(all.progress_during_callback_rate > 0.0 && all.callback_stall_rate > 0.0);
+    assert!(all.flag_user_process_sockets);
+    let one = Config::plain().with_unkind(" close ").unwrap();
+    assert!(one.reorder_close_rate > 0.0 && one.late_return_rate == 0.0);
+    for name in wsk_sim::UNKIND_ORDERS {
+        assert!(Config::plain().with_unkind(name).is_ok(), "{name}");
+    }
+    let e = Config::plain().with_unkind("close,sideways").unwrap_err();
+    assert!(e.contains("sideways") && e.contains("late-return"), "{e}");
+}

@@ -87,8 +87,10 @@ pub struct Config {
 }
 
 impl Default for Config {
+    /// Strict and fault-free; `WSK_SIM_UNKIND` (comma-separated names of
+    /// [`UNKIND_ORDERS`], or `all`) turns unkind orders on as [`Config::with_unkind`] does.
     fn default() -> Self {
-        Config {
+        let cfg = Config {
             seed: seed_from_env().unwrap_or_else(clock_seed),
             violations: ViolationMode::Panic,
             dispatch_rate: 0.5,
@@ -116,11 +118,57 @@ impl Default for Config {
             provider_ready_after_ms: 0,
             watchdog_ms: 30_000,
             print_dbg: std::env::var_os("WSK_SIM_DBG").is_some(),
+        };
+        match std::env::var("WSK_SIM_UNKIND") {
+            Ok(names) => cfg
+                .with_unkind(&names)
+                .unwrap_or_else(|e| panic!("WSK_SIM_UNKIND: {e}")),
+            Err(_) => cfg,
         }
     }
 }
 
+/// The orders the WSK docs leave open that a default run keeps kind, by the names
+/// [`Config::with_unkind`] and `WSK_SIM_UNKIND` take.
+pub const UNKIND_ORDERS: &[&str] = &["close", "late-return", "progress", "stall", "user-process"];
+
 impl Config {
+    /// Turns on the unkind orders named in `names` (comma-separated [`UNKIND_ORDERS`], or
+    /// `all`) at the strength the driver's suites use: `close` (reorder_close_rate 0.5),
+    /// `late-return` (late_return_rate 0.2, up to 2 ms), `progress`
+    /// (progress_during_callback_rate 1.0), `stall` (callback_stall_rate 0.05, up to
+    /// 20 ms), `user-process` (flag_user_process_sockets). An unknown name is an error that
+    /// lists the known ones.
+    pub fn with_unkind(mut self, names: &str) -> Result<Config, String> {
+        for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let all = name == "all";
+            if !all && !UNKIND_ORDERS.contains(&name) {
+                return Err(format!(
+                    "unknown unkind order {name:?}; known: all, {}",
+                    UNKIND_ORDERS.join(", ")
+                ));
+            }
+            if all || name == "close" {
+                self.reorder_close_rate = 0.5;
+            }
+            if all || name == "late-return" {
+                self.late_return_rate = 0.2;
+                self.late_return_us = 2_000;
+            }
+            if all || name == "progress" {
+                self.progress_during_callback_rate = 1.0;
+            }
+            if all || name == "stall" {
+                self.callback_stall_rate = 0.05;
+                self.callback_stall_us = 20_000;
+            }
+            if all || name == "user-process" {
+                self.flag_user_process_sockets = true;
+            }
+        }
+        Ok(self)
+    }
+
     /// Default configuration that records violations instead of panicking.
     pub fn recording() -> Self {
         Config {
