@@ -324,3 +324,69 @@ fn unkind_orders_by_name() {
     let e = Config::plain().with_unkind("close,sideways").unwrap_err();
     assert!(e.contains("sideways") && e.contains("late-return"), "{e}");
 }
+
+/// Sends `data` to an accepted probe connection and returns what the probe received and the
+/// MDL shapes of the indications as they arrived.
+fn indications_of(cfg: Config, data: &[u8]) -> (Vec<u8>, Vec<(bool, bool, u32)>) {
+    let _g = wsk_sim::init(cfg);
+    probe::reset();
+    let wsk = Wsk::open();
+    let (ls, s, mut peer) = probe::accepted_pair(&wsk, WSK_EVENT_RECEIVE);
+    std::io::Write::write_all(&mut peer, data).unwrap();
+    wait_until("all data indicated", 5, || {
+        probe::received_bytes().len() == data.len()
+    });
+    close(s);
+    close(ls);
+    wsk.close();
+    assert!(
+        wsk_sim::violations().is_empty(),
+        "{:?}",
+        wsk_sim::violations()
+    );
+    wsk_sim::assert_no_leaks();
+    let shapes = probe::MDL_SHAPES.lock().unwrap().concat();
+    (probe::received_bytes(), shapes)
+}
+
+/// `unmapped_mdl_rate`: indication MDLs may come locked but not mapped. A client that reads
+/// MappedSystemVa directly reads NULL; MmGetSystemAddressForMdlSafe maps them and the data
+/// is intact.
+#[test]
+fn indication_mdls_may_come_unmapped() {
+    let data: Vec<u8> = (0..4000u32).map(|i| (i % 251) as u8).collect();
+    let (got, shapes) = indications_of(
+        Config {
+            unmapped_mdl_rate: 1.0,
+            ..rec()
+        },
+        &data,
+    );
+    assert_eq!(got, data);
+    assert!(!shapes.is_empty());
+    assert!(
+        shapes.iter().all(|&(mapped, va, _)| !mapped && !va),
+        "every MDL unmapped at rate 1.0: {shapes:?}"
+    );
+    let (_, kind) = indications_of(rec(), &data);
+    assert!(kind.iter().all(|&(mapped, va, _)| mapped && va));
+}
+
+/// `tiny_mdl_rate`: an indication's data may come in 1-3 byte MDLs. A client that expects
+/// a 4-byte header inside the first MDL finds it split.
+#[test]
+fn indication_data_may_come_in_tiny_mdls() {
+    let data: Vec<u8> = (0..300u32).map(|i| (i % 251) as u8).collect();
+    let (got, shapes) = indications_of(
+        Config {
+            tiny_mdl_rate: 1.0,
+            ..rec()
+        },
+        &data,
+    );
+    assert_eq!(got, data);
+    // The first MDL also covers the 7 bytes before the data (WSK_BUF.Offset).
+    let first_data = shapes[0].2 - 7;
+    assert!((1..=3).contains(&first_data), "{shapes:?}");
+    assert!(shapes.len() > 8, "{shapes:?}");
+}

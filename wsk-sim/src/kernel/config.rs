@@ -54,6 +54,13 @@ pub struct Config {
     /// context (an IOCTL dispatch routine): such a socket belongs to that process on
     /// Windows (W26), not to the driver. Off by default.
     pub flag_user_process_sockets: bool,
+    /// Fraction of indication MDLs that come locked but not mapped (MDL_MAPPED_TO_SYSTEM_VA
+    /// and MDL_SOURCE_IS_NONPAGED_POOL clear, MappedSystemVa NULL): the client maps them
+    /// with MmGetSystemAddressForMdlSafe. Off by default.
+    pub unmapped_mdl_rate: f64,
+    /// Fraction of indications whose data comes in 1-3 byte MDLs (the first 32; the rest
+    /// in one). Off by default.
+    pub tiny_mdl_rate: f64,
     /// Calls subject to random failure, and the failure rate and status.
     pub fail_calls: Vec<Call>,
     pub fail_rate: f64,
@@ -103,6 +110,8 @@ impl Default for Config {
             callback_stall_rate: 0.0,
             callback_stall_us: 0,
             flag_user_process_sockets: false,
+            unmapped_mdl_rate: 0.0,
+            tiny_mdl_rate: 0.0,
             fail_calls: Vec::new(),
             fail_rate: 0.0,
             fail_status: wsk_sys::STATUS_INSUFFICIENT_RESOURCES,
@@ -130,15 +139,24 @@ impl Default for Config {
 
 /// The orders the WSK docs leave open that a default run keeps kind, by the names
 /// [`Config::with_unkind`] and `WSK_SIM_UNKIND` take.
-pub const UNKIND_ORDERS: &[&str] = &["close", "late-return", "progress", "stall", "user-process"];
+pub const UNKIND_ORDERS: &[&str] = &[
+    "close",
+    "late-return",
+    "progress",
+    "stall",
+    "user-process",
+    "unmapped-mdl",
+    "tiny-mdl",
+];
 
 impl Config {
     /// Turns on the unkind orders named in `names` (comma-separated [`UNKIND_ORDERS`], or
     /// `all`) at the strength the driver's suites use: `close` (reorder_close_rate 0.5),
     /// `late-return` (late_return_rate 0.2, up to 2 ms), `progress`
     /// (progress_during_callback_rate 1.0), `stall` (callback_stall_rate 0.05, up to
-    /// 20 ms), `user-process` (flag_user_process_sockets). An unknown name is an error that
-    /// lists the known ones.
+    /// 20 ms), `user-process` (flag_user_process_sockets), `unmapped-mdl`
+    /// (unmapped_mdl_rate 0.5), `tiny-mdl` (tiny_mdl_rate 0.1). An unknown name is an error
+    /// that lists the known ones.
     pub fn with_unkind(mut self, names: &str) -> Result<Config, String> {
         for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             let all = name == "all";
@@ -164,6 +182,12 @@ impl Config {
             }
             if all || name == "user-process" {
                 self.flag_user_process_sockets = true;
+            }
+            if all || name == "unmapped-mdl" {
+                self.unmapped_mdl_rate = 0.5;
+            }
+            if all || name == "tiny-mdl" {
+                self.tiny_mdl_rate = 0.1;
             }
         }
         Ok(self)
