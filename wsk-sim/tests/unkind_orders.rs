@@ -390,3 +390,44 @@ fn indication_data_may_come_in_tiny_mdls() {
     assert!((1..=3).contains(&first_data), "{shapes:?}");
     assert!(shapes.len() > 8, "{shapes:?}");
 }
+
+/// `inline_callback_rate`: a zero-length WskReceive that resumes indications (after
+/// STATUS_DATA_NOT_ACCEPTED) may have the receive callback run inside it, on the caller's
+/// thread: a client holding its connection lock around the call and taking it in the
+/// callback would deadlock. Off, the callback comes on a provider thread.
+fn callback_thread_after_resume(rate: f64) -> bool {
+    let _g = wsk_sim::init(Config {
+        inline_callback_rate: rate,
+        ..rec()
+    });
+    probe::reset();
+    probe::RECV_SCRIPT
+        .lock()
+        .unwrap()
+        .push_back((STATUS_DATA_NOT_ACCEPTED, None));
+    let wsk = Wsk::open();
+    let (ls, s, mut peer) = probe::accepted_pair(&wsk, WSK_EVENT_RECEIVE);
+    std::io::Write::write_all(&mut peer, b"held back").unwrap();
+    wait_until("refused indication", 5, || probe::data_events().len() == 1);
+    let (d, _) = probe::receive_into(s, 0, 0);
+    assert_eq!(d.status, STATUS_SUCCESS);
+    wait_until("indication again", 5, || probe::data_events().len() == 2);
+    let me = std::thread::current().id();
+    let inside = probe::RECEIVE_THREADS.lock().unwrap().contains(&me);
+    close(s);
+    close(ls);
+    wsk.close();
+    assert!(
+        wsk_sim::violations().is_empty(),
+        "{:?}",
+        wsk_sim::violations()
+    );
+    wsk_sim::assert_no_leaks();
+    inside
+}
+
+#[test]
+fn callbacks_may_run_inside_the_call_that_resumes_them() {
+    assert!(callback_thread_after_resume(1.0));
+    assert!(!callback_thread_after_resume(0.0));
+}

@@ -61,6 +61,10 @@ pub struct Config {
     /// Fraction of indications whose data comes in 1-3 byte MDLs (the first 32; the rest
     /// in one). Off by default.
     pub tiny_mdl_rate: f64,
+    /// Fraction of calls that make a socket's events due again (a zero-length WskReceive
+    /// after STATUS_DATA_NOT_ACCEPTED, a WskRelease) during which the socket's callbacks
+    /// run, on the calling thread, before the call returns. Off by default.
+    pub inline_callback_rate: f64,
     /// Calls subject to random failure, and the failure rate and status.
     pub fail_calls: Vec<Call>,
     pub fail_rate: f64,
@@ -112,6 +116,7 @@ impl Default for Config {
             flag_user_process_sockets: false,
             unmapped_mdl_rate: 0.0,
             tiny_mdl_rate: 0.0,
+            inline_callback_rate: 0.0,
             fail_calls: Vec::new(),
             fail_rate: 0.0,
             fail_status: wsk_sys::STATUS_INSUFFICIENT_RESOURCES,
@@ -147,6 +152,7 @@ pub const UNKIND_ORDERS: &[&str] = &[
     "user-process",
     "unmapped-mdl",
     "tiny-mdl",
+    "inline-callback",
 ];
 
 impl Config {
@@ -155,8 +161,8 @@ impl Config {
     /// `late-return` (late_return_rate 0.2, up to 2 ms), `progress`
     /// (progress_during_callback_rate 1.0), `stall` (callback_stall_rate 0.05, up to
     /// 20 ms), `user-process` (flag_user_process_sockets), `unmapped-mdl`
-    /// (unmapped_mdl_rate 0.5), `tiny-mdl` (tiny_mdl_rate 0.1). An unknown name is an error
-    /// that lists the known ones.
+    /// (unmapped_mdl_rate 0.5), `tiny-mdl` (tiny_mdl_rate 0.1), `inline-callback`
+    /// (inline_callback_rate 0.5). An unknown name is an error that lists the known ones.
     pub fn with_unkind(mut self, names: &str) -> Result<Config, String> {
         for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             let all = name == "all";
@@ -188,6 +194,9 @@ impl Config {
             }
             if all || name == "tiny-mdl" {
                 self.tiny_mdl_rate = 0.1;
+            }
+            if all || name == "inline-callback" {
+                self.inline_callback_rate = 0.5;
             }
         }
         Ok(self)

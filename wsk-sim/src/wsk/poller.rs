@@ -10,6 +10,7 @@ use super::socket::{self, Kind, Provider, Sock};
 use super::wake::THREADS;
 
 pub(crate) fn ensure_started() {
+    super::wake::set_service(service);
     super::wake::start_once(|i, fd| {
         std::thread::Builder::new()
             .name(format!("wsk-sim-provider-{i}"))

@@ -21,7 +21,9 @@ impl Job {
 
     /// Invokes the callback at a scheduled IRQL, then its kind's bookkeeping.
     pub(crate) fn run(self) {
-        let level = crate::kernel::irql::pick_level();
+        // Never below the calling thread's IRQL (a callback run inside a call made at
+        // DISPATCH_LEVEL runs at DISPATCH_LEVEL and says so).
+        let level = crate::kernel::irql::pick_level().max(crate::kernel::irql::current());
         let at = if level >= wsk_sys::DISPATCH_LEVEL {
             WSK_FLAG_AT_DISPATCH_LEVEL
         } else {
