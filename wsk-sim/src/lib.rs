@@ -32,6 +32,10 @@
 //!   `call_dispatch(dev, major, ioctl, input, output_len)` to send an IRP to a driver.
 //! - [`faults`]: `fail_next(Call, status, count)`, `kill_socket(local)`,
 //!   `kill_connection(local, remote)`; random faults come from [`Config`].
+//! - [`Config::with_unkind`] / `WSK_SIM_UNKIND` ([`UNKIND_ORDERS`], or `all`): the orders
+//!   the WSK docs leave open (close vs the IRPs it cancels, completions before the call
+//!   returns or during a callback, stalled callbacks, callbacks inside calls, the caller's
+//!   process, unmapped and tiny MDLs), off by default.
 //! - [`new_driver_object`]: a DRIVER_OBJECT to pass to DriverEntry.
 //! - [`run_passive`]: run DriverEntry/DriverUnload as PASSIVE_LEVEL kernel code.
 //! - [`finish`]: leaks + violations of the run (empty = clean), then teardown.
@@ -64,7 +68,7 @@ pub mod run;
 pub(crate) mod wsk;
 
 pub use accounting::{counts, leaks, Counts};
-pub use kernel::config::{self, Config, ViolationMode};
+pub use kernel::config::{self, Config, ViolationMode, UNKIND_ORDERS};
 pub use kernel::dbgprint::{dbg_output, take_dbg_output};
 pub use kernel::{device, pool, registry};
 pub use run::{

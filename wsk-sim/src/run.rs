@@ -46,6 +46,14 @@ impl Drop for SimGuard {
 /// Starts a test run: takes the test lock, resets every table, applies `cfg`.
 pub fn init(cfg: Config) -> SimGuard {
     let lock = TEST_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+    // Callbacks, completion routines and work items of the previous run finish before its
+    // tables go (bounded): none of them runs into this run's state or counters.
+    let end = Instant::now() + Duration::from_secs(5);
+    while (irql::client_code_running() > 0 || crate::wsk::complete::queued() > 0)
+        && Instant::now() < end
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let seed = cfg.seed;
     crate::kernel::install(crate::wsk::socket::forget);
     teardown_all();

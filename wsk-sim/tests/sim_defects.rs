@@ -255,3 +255,34 @@ fn reserved_flags_on_bind_and_sendto_are_flagged() {
     let _ = wsk_sim::take_violations();
     wsk_sim::assert_no_leaks();
 }
+
+/// Tests of one binary share the sim's globals: a run that ends while one of its callbacks
+/// still runs must not have that callback run into the next run (its counters, its
+/// tables). `init` waits for the previous run's client code first.
+#[test]
+fn init_waits_for_the_previous_runs_callbacks() {
+    let g = wsk_sim::init(rec());
+    probe::reset();
+    let wsk = Wsk::open();
+    probe::RECEIVE_SLEEP_MS.store(300, Ordering::SeqCst);
+    let (_ls, _s, mut peer) = probe::accepted_pair(&wsk, WSK_EVENT_RECEIVE);
+    peer.write_all(b"slow").unwrap();
+    wait_until("receive callback running", 5, || {
+        probe::IN_RECEIVE.load(Ordering::SeqCst) > 0
+    });
+    // The run ends with its callback running; the next init tears its objects down.
+    std::mem::forget(wsk);
+    drop(g);
+    let _g = wsk_sim::init(rec());
+    assert_eq!(
+        probe::IN_RECEIVE.load(Ordering::SeqCst),
+        0,
+        "a callback of the previous run still runs after init"
+    );
+    assert!(
+        wsk_sim::violations().is_empty(),
+        "{:?}",
+        wsk_sim::violations()
+    );
+    wsk_sim::assert_no_leaks();
+}

@@ -35,6 +35,36 @@ pub struct Config {
     /// call returns (W12). Off by default.
     pub late_return_rate: f64,
     pub late_return_us: u64,
+    /// Fraction of WskCloseSocket calls that cancel pending IRPs where the close completes
+    /// before, between or after the cancelled IRPs' completions (seeded position; those
+    /// after it complete on another thread), instead of after all of them. W70 promises no
+    /// order. Off by default.
+    pub reorder_close_rate: f64,
+    /// Fraction of provider-thread passes over a connection whose event callback is running
+    /// (on another thread) that still move its sends and complete them, as Windows does:
+    /// completions do not wait for a callback to return. Receives still wait (they would
+    /// reorder data the callback may give back). Off by default.
+    pub progress_during_callback_rate: f64,
+    /// Fraction of PASSIVE_LEVEL event callbacks whose thread is descheduled for
+    /// `callback_stall_us` (half to all of it) on the way into the callback (preemption, VM
+    /// exits): the socket is in its callback all that time. Off by default.
+    pub callback_stall_rate: f64,
+    pub callback_stall_us: u64,
+    /// Flag WskSocket / WskSocketConnect with OwningProcess NULL made in a user process's
+    /// context (an IOCTL dispatch routine): such a socket belongs to that process on
+    /// Windows (W26), not to the driver. Off by default.
+    pub flag_user_process_sockets: bool,
+    /// Fraction of indication MDLs that come locked but not mapped (MDL_MAPPED_TO_SYSTEM_VA
+    /// and MDL_SOURCE_IS_NONPAGED_POOL clear, MappedSystemVa NULL): the client maps them
+    /// with MmGetSystemAddressForMdlSafe. Off by default.
+    pub unmapped_mdl_rate: f64,
+    /// Fraction of indications whose data comes in 1-3 byte MDLs (the first 32; the rest
+    /// in one). Off by default.
+    pub tiny_mdl_rate: f64,
+    /// Fraction of calls that make a socket's events due again (a zero-length WskReceive
+    /// after STATUS_DATA_NOT_ACCEPTED, a WskRelease) during which the socket's callbacks
+    /// run, on the calling thread, before the call returns. Off by default.
+    pub inline_callback_rate: f64,
     /// Calls subject to random failure, and the failure rate and status.
     pub fail_calls: Vec<Call>,
     pub fail_rate: f64,
@@ -72,8 +102,10 @@ pub struct Config {
 }
 
 impl Default for Config {
+    /// Strict and fault-free; `WSK_SIM_UNKIND` (comma-separated names of
+    /// [`UNKIND_ORDERS`], or `all`) turns unkind orders on as [`Config::with_unkind`] does.
     fn default() -> Self {
-        Config {
+        let cfg = Config {
             seed: seed_from_env().unwrap_or_else(clock_seed),
             violations: ViolationMode::Panic,
             dispatch_rate: 0.5,
@@ -81,6 +113,14 @@ impl Default for Config {
             complete_before_return_rate: 0.2,
             late_return_rate: 0.0,
             late_return_us: 0,
+            reorder_close_rate: 0.0,
+            progress_during_callback_rate: 0.0,
+            callback_stall_rate: 0.0,
+            callback_stall_us: 0,
+            flag_user_process_sockets: false,
+            unmapped_mdl_rate: 0.0,
+            tiny_mdl_rate: 0.0,
+            inline_callback_rate: 0.0,
             fail_calls: Vec::new(),
             fail_rate: 0.0,
             fail_status: wsk_sys::STATUS_INSUFFICIENT_RESOURCES,
@@ -97,11 +137,81 @@ impl Default for Config {
             watchdog_ms: 30_000,
             print_dbg: std::env::var_os("WSK_SIM_DBG").is_some(),
             delay_granularity_us: 0,
+        };
+        match std::env::var("WSK_SIM_UNKIND") {
+            Ok(names) => cfg
+                .with_unkind(&names)
+                .unwrap_or_else(|e| panic!("WSK_SIM_UNKIND: {e}")),
+            Err(_) => cfg,
         }
     }
 }
 
+/// The orders the WSK docs leave open that a default run keeps kind, by the names
+/// [`Config::with_unkind`] and `WSK_SIM_UNKIND` take.
+pub const UNKIND_ORDERS: &[&str] = &[
+    "close",
+    "late-return",
+    "progress",
+    "stall",
+    "user-process",
+    "unmapped-mdl",
+    "tiny-mdl",
+    "inline-callback",
+    "clock",
+];
+
 impl Config {
+    /// Turns on the unkind orders named in `names` (comma-separated [`UNKIND_ORDERS`], or
+    /// `all`) at the strength the driver's suites use: `close` (reorder_close_rate 0.5),
+    /// `late-return` (late_return_rate 0.2, up to 2 ms), `progress`
+    /// (progress_during_callback_rate 1.0), `stall` (callback_stall_rate 0.05, up to
+    /// 20 ms), `user-process` (flag_user_process_sockets), `unmapped-mdl`
+    /// (unmapped_mdl_rate 0.5), `tiny-mdl` (tiny_mdl_rate 0.1), `inline-callback`
+    /// (inline_callback_rate 0.5), `clock` (delay_granularity_us 15 625). An unknown name is an error that lists the known ones.
+    pub fn with_unkind(mut self, names: &str) -> Result<Config, String> {
+        for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let all = name == "all";
+            if !all && !UNKIND_ORDERS.contains(&name) {
+                return Err(format!(
+                    "unknown unkind order {name:?}; known: all, {}",
+                    UNKIND_ORDERS.join(", ")
+                ));
+            }
+            if all || name == "close" {
+                self.reorder_close_rate = 0.5;
+            }
+            if all || name == "late-return" {
+                self.late_return_rate = 0.2;
+                self.late_return_us = 2_000;
+            }
+            if all || name == "progress" {
+                self.progress_during_callback_rate = 1.0;
+            }
+            if all || name == "stall" {
+                self.callback_stall_rate = 0.05;
+                self.callback_stall_us = 20_000;
+            }
+            if all || name == "user-process" {
+                self.flag_user_process_sockets = true;
+            }
+            if all || name == "unmapped-mdl" {
+                self.unmapped_mdl_rate = 0.5;
+            }
+            if all || name == "tiny-mdl" {
+                self.tiny_mdl_rate = 0.1;
+            }
+            if all || name == "inline-callback" {
+                self.inline_callback_rate = 0.5;
+            }
+            if all || name == "clock" {
+                // Windows' default clock interval: a sleep ends on the next tick after it.
+                self.delay_granularity_us = 15_625;
+            }
+        }
+        Ok(self)
+    }
+
     /// Default configuration that records violations instead of panicking.
     pub fn recording() -> Self {
         Config {

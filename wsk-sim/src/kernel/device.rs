@@ -556,7 +556,10 @@ pub unsafe fn call_dispatch(
         (*sl).Parameters.DeviceIoControl.InputBufferLength = input.len() as u32;
         (*sl).Parameters.DeviceIoControl.OutputBufferLength = output_len as u32;
         match routine {
-            Some(r) => crate::kernel::irql::run_at(0, "dispatch routine", || r(dev, irp)),
+            // A user request: the routine runs in the calling process's context.
+            Some(r) => crate::kernel::process::in_user_process(|| {
+                crate::kernel::irql::run_at(0, "dispatch routine", || r(dev, irp))
+            }),
             None => {
                 crate::kernel::irp::free_test_irp(irp);
                 return DispatchResult {

@@ -12,6 +12,7 @@ pub(crate) mod irp;
 pub(crate) mod irql;
 pub(crate) mod mdl;
 pub mod pool;
+pub(crate) mod process;
 pub(crate) mod processor;
 pub mod registry;
 pub(crate) mod schedule;
@@ -31,6 +32,7 @@ pub(crate) fn install(irp_abandoned: fn(usize)) {
 
 /// Starts a run with `cfg`: the schedule reseeded, the run state replaced.
 pub(crate) fn start(cfg: config::Config) {
+    process::init_exports();
     schedule::reset(cfg.seed);
     state::start(cfg);
 }

@@ -115,10 +115,11 @@ pub(crate) unsafe fn finish(irp: PIRP, status: NTSTATUS, info: usize) -> NTSTATU
             // W12: completed on this thread before STATUS_PENDING is returned.
             // SAFETY: per the function contract.
             unsafe { crate::kernel::irp::complete(irp, status, info) };
+            STATUS_PENDING
         } else {
             defer(irp, status, info);
+            late_return()
         }
-        STATUS_PENDING
     } else {
         // SAFETY: per the function contract.
         unsafe { crate::kernel::irp::complete(irp, status, info) };

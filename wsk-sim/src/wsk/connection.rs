@@ -183,13 +183,14 @@ pub unsafe extern "win64" fn WskSocketConnect(
     SecurityDescriptor: PSECURITY_DESCRIPTOR,
     Irp: PIRP,
 ) -> NTSTATUS {
-    let _ = (OwningProcess, OwningThread);
+    let _ = OwningThread;
     // SAFETY: the client passes its IRP.
     let client = match unsafe {
         socket::begin_client_call(
             Client,
             Irp,
             Flags == 0,
+            OwningProcess,
             "WskSocketConnect",
             crate::kernel::config::Call::WskSocketConnect,
         )
@@ -525,7 +526,7 @@ pub unsafe extern "win64" fn WskReceive(
         if buf.Length == 0 && !drain {
             // W56: a zero-length receive resumes indications without consuming data.
             s.rx_blocked = false;
-            return Ok((None, Some((STATUS_SUCCESS, 0)), s.owner));
+            return Ok((Some(true), Some((STATUS_SUCCESS, 0)), s.owner));
         }
         let mut req = RecvReq {
             irp: Irp as usize,
@@ -545,9 +546,15 @@ pub unsafe extern "win64" fn WskReceive(
             crate::kernel::mdl::pin_chain(buf.Mdl, 1);
         }
         s.receives.push_back(req);
-        Ok((Some(()), None, s.owner))
+        Ok((Some(false), None, s.owner))
     });
     match r {
+        Ok((Some(true), Some((st, n)), owner)) => {
+            // Indications resume: they may come inside this call.
+            super::wake::resume(owner, ws);
+            // SAFETY: taken above.
+            unsafe { complete::finish(Irp, st, n) }
+        }
         Ok((_, Some((st, n)), owner)) => {
             super::wake::wake(owner);
             // SAFETY: taken above.

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use wsk_sys::{
-    MDL_SOURCE_IS_NONPAGED_POOL, PMDL, WSK_BUF, WSK_DATAGRAM_INDICATION, WSK_DATA_INDICATION,
+    MDL_PAGES_LOCKED, MDL_SOURCE_IS_NONPAGED_POOL, PMDL, WSK_BUF, WSK_DATAGRAM_INDICATION,
+    WSK_DATA_INDICATION,
 };
 
 use super::addr::SockaddrBuf;
@@ -65,7 +66,12 @@ impl Drop for Block {
     }
 }
 
-/// Builds an MDL chain over `buf`, payload starting at LEAD, split in up to 3 MDLs.
+/// Tiny MDLs per indication at most (`Config::tiny_mdl_rate`): enough to cross every
+/// boundary a client's parser has, few enough to stay cheap.
+const TINY_PIECES: usize = 32;
+
+/// Builds an MDL chain over `buf`, payload starting at LEAD, split in up to 3 MDLs (or in
+/// 1-3 byte ones).
 fn chain(buf: &mut [u8], payload: usize, mdls: &mut Vec<PMDL>) -> WSK_BUF {
     if payload == 0 {
         return WSK_BUF {
@@ -74,12 +80,26 @@ fn chain(buf: &mut [u8], payload: usize, mdls: &mut Vec<PMDL>) -> WSK_BUF {
             Length: 0,
         };
     }
-    let pieces = crate::kernel::schedule::range(1, 3).min(payload);
+    let cfg = crate::kernel::state::config();
     let mut cuts = vec![0usize];
-    for i in 1..pieces {
-        cuts.push(payload * i / pieces);
+    if cfg.tiny_mdl_rate > 0.0 && crate::kernel::schedule::chance(cfg.tiny_mdl_rate) {
+        // 1-3 byte MDLs (up to TINY_PIECES of them, the rest in one).
+        let mut at = 0;
+        while cuts.len() <= TINY_PIECES {
+            at += crate::kernel::schedule::range(1, 3);
+            if at >= payload {
+                break;
+            }
+            cuts.push(at);
+        }
+    } else {
+        let pieces = crate::kernel::schedule::range(1, 3).min(payload);
+        for i in 1..pieces {
+            cuts.push(payload * i / pieces);
+        }
     }
     cuts.push(payload);
+    let unmapped = cfg.unmapped_mdl_rate > 0.0;
     let mut head: PMDL = std::ptr::null_mut();
     let mut prev: PMDL = std::ptr::null_mut();
     for w in cuts.windows(2) {
@@ -91,10 +111,16 @@ fn chain(buf: &mut [u8], payload: usize, mdls: &mut Vec<PMDL>) -> WSK_BUF {
         // SAFETY: start+len lies within `buf` (LEAD + payload bytes).
         let va = unsafe { buf.as_mut_ptr().add(start) };
         let m = crate::kernel::mdl::alloc_mdl(va.cast(), len as u32, false);
-        // SAFETY: a fresh MDL of ours: mark it mapped non-paged memory.
+        // SAFETY: a fresh MDL of ours: mapped non-paged memory, or (unmapped_mdl_rate) locked
+        // pages not mapped yet, which the client maps with MmGetSystemAddressForMdlSafe.
         unsafe {
-            (*m).MappedSystemVa = va.cast();
-            (*m).MdlFlags |= MDL_SOURCE_IS_NONPAGED_POOL;
+            if unmapped && crate::kernel::schedule::chance(cfg.unmapped_mdl_rate) {
+                (*m).MappedSystemVa = std::ptr::null_mut();
+                (*m).MdlFlags |= MDL_PAGES_LOCKED;
+            } else {
+                (*m).MappedSystemVa = va.cast();
+                (*m).MdlFlags |= MDL_SOURCE_IS_NONPAGED_POOL;
+            }
             if prev.is_null() {
                 head = m;
             } else {

@@ -10,6 +10,7 @@ use super::socket::{self, Kind, Provider, Sock};
 use super::wake::THREADS;
 
 pub(crate) fn ensure_started() {
+    super::wake::set_service(service);
     super::wake::start_once(|i, fd| {
         std::thread::Builder::new()
             .name(format!("wsk-sim-provider-{i}"))
@@ -26,7 +27,7 @@ fn run(idx: usize, wake_fd: i32) {
             let mut ids = Vec::new();
             let mut busy = false;
             for (ws, s) in &p.sockets {
-                if s.owner % THREADS != idx {
+                if s.owner % THREADS != idx && !events::connection::sends_may_move(s) {
                     continue;
                 }
                 let (ev, work) = interest(s);
@@ -71,6 +72,9 @@ fn run(idx: usize, wake_fd: i32) {
 /// Poll events wanted, and whether there is work that needs no readiness.
 #[allow(clippy::collapsible_match)] // a listening stream socket must not fall into the connection arm
 fn interest(s: &Sock) -> (i16, bool) {
+    if events::connection::sends_may_move(s) {
+        return (libc::POLLOUT, false);
+    }
     if s.closing.is_some() || s.running != 0 {
         return (0, false);
     }
@@ -111,6 +115,13 @@ fn plan(p: &mut Provider, ws: usize) -> Plan {
     let Some(s) = p.sockets.get_mut(&ws) else {
         return Plan::Nothing;
     };
+    if events::connection::sends_may_move(s)
+        && crate::kernel::schedule::chance(
+            crate::kernel::state::config().progress_during_callback_rate,
+        )
+    {
+        return events::connection::plan_sends(p, ws);
+    }
     if s.closing.is_some() || s.running != 0 {
         return Plan::Nothing;
     }

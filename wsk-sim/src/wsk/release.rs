@@ -53,7 +53,7 @@ pub(crate) fn release(ws: usize, head: usize, stream: bool) -> NTSTATUS {
                 })
             });
             if let Some(o) = owner {
-                super::wake::wake(o);
+                super::wake::resume(o, socket);
             }
             STATUS_SUCCESS
         }

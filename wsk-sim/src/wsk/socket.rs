@@ -441,7 +441,8 @@ pub(crate) unsafe fn begin_irp_call(
 }
 
 /// The common start of WskSocket and WskSocketConnect: IRQL check, the IRP taken (W11), a
-/// captured client (W6) and reserved flags clear (`flags_ok`), any injected failure.
+/// captured client (W6) and reserved flags clear (`flags_ok`), the owning process (W26),
+/// any injected failure.
 /// `Ok(client)` to go on; `Err(status)` is the call's return value, the IRP then already
 /// completed with it except when the IRP itself was unusable.
 ///
@@ -451,10 +452,19 @@ pub(crate) unsafe fn begin_client_call(
     client: PWSK_CLIENT,
     irp: PIRP,
     flags_ok: bool,
+    owning_process: PEPROCESS,
     name: &'static str,
     fault: crate::kernel::config::Call,
 ) -> Result<usize, NTSTATUS> {
     crate::kernel::irql::require_dispatch_or_below(name);
+    if owning_process.is_null()
+        && crate::kernel::process::is_user_process()
+        && crate::kernel::state::config().flag_user_process_sockets
+    {
+        crate::kernel::state::violation(format!(
+            "{name} with OwningProcess NULL in a user process's context (an IOCTL dispatch): the socket belongs to that process, not the driver (W26); pass PsInitialSystemProcess or create it from a system thread"
+        ));
+    }
     // SAFETY: the client passes its IRP.
     if !unsafe { crate::kernel::irp::take(irp, name) } {
         return Err(STATUS_INVALID_PARAMETER);
@@ -571,13 +581,14 @@ pub unsafe extern "win64" fn WskSocket(
     SecurityDescriptor: PSECURITY_DESCRIPTOR,
     Irp: PIRP,
 ) -> NTSTATUS {
-    let _ = (OwningProcess, OwningThread);
+    let _ = OwningThread;
     // SAFETY: the client passes its IRP.
     let client = match unsafe {
         begin_client_call(
             Client,
             Irp,
             true,
+            OwningProcess,
             "WskSocket",
             crate::kernel::config::Call::WskSocket,
         )
@@ -662,6 +673,29 @@ pub unsafe extern "win64" fn WskCloseSocket(Socket: PWSK_SOCKET, Irp: PIRP) -> N
         }
         (irps, !busy && !inside)
     });
+    let cfg = crate::kernel::state::config();
+    if finish_now
+        && !cancelled.is_empty()
+        && crate::kernel::schedule::chance(cfg.reorder_close_rate)
+    {
+        // W70 gives no order between the close's completion and those of the IRPs it
+        // cancelled: the close completes before, between or after them; those after it
+        // complete on another thread.
+        let at = crate::kernel::schedule::range(0, cancelled.len());
+        for &irp in &cancelled[..at] {
+            complete::complete_now(irp as PIRP, STATUS_CANCELLED, 0);
+        }
+        with(|p| remove(p, ws));
+        // SAFETY: taken above; marked before it completes, as STATUS_PENDING is returned.
+        unsafe {
+            crate::kernel::irp::mark_pending(Irp);
+            crate::kernel::irp::complete(Irp, STATUS_SUCCESS, 0);
+        }
+        for &irp in &cancelled[at..] {
+            complete::defer(irp as PIRP, STATUS_CANCELLED, 0);
+        }
+        return complete::late_return();
+    }
     for irp in cancelled {
         complete::complete_now(irp as PIRP, STATUS_CANCELLED, 0);
     }

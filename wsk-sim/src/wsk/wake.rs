@@ -1,5 +1,6 @@
 //! Waking the provider threads: one eventfd per thread; a socket belongs to the thread its
-//! owner index picks.
+//! owner index picks. Or, for a call that makes a socket's events due again, serving the
+//! socket right on the calling thread.
 
 use std::sync::OnceLock;
 
@@ -30,4 +31,27 @@ pub(crate) fn wake(owner: usize) {
         // SAFETY: writing 8 bytes to our eventfd.
         unsafe { libc::write(fds[owner % THREADS], (&raw const one).cast(), 8) };
     }
+}
+
+/// The provider threads' pass over one socket, installed when they start.
+static SERVICE: OnceLock<fn(usize)> = OnceLock::new();
+
+/// Installs the per-socket pass (once per process).
+pub(crate) fn set_service(service: fn(usize)) {
+    let _ = SERVICE.set(service);
+}
+
+/// A call made socket `ws`'s events due again (a zero-length WskReceive, a WskRelease):
+/// with `Config::inline_callback_rate` the socket is served on the calling thread, inside
+/// the call, so its callbacks may run before the call returns, as Windows may run them;
+/// otherwise its provider thread is woken.
+pub(crate) fn resume(owner: usize, ws: usize) {
+    let rate = crate::kernel::state::config().inline_callback_rate;
+    if rate > 0.0 && crate::kernel::schedule::chance(rate) {
+        if let Some(service) = SERVICE.get() {
+            service(ws);
+            return;
+        }
+    }
+    wake(owner);
 }

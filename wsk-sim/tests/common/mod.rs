@@ -14,6 +14,7 @@ use std::sync::Mutex;
 
 use wsk_sys::*;
 
+pub mod naive;
 pub mod probe;
 
 pub const TAG: u32 = u32::from_le_bytes(*b"Tst1");

@@ -68,6 +68,9 @@ pub static DISABLE_RESULT: Mutex<Option<NTSTATUS>> = Mutex::new(None);
 /// a release racing the callback's return. The release's status lands in RELEASE_RESULT.
 pub static RELEASE_ON_OTHER_THREAD: Mutex<Option<usize>> = Mutex::new(None);
 pub static RELEASE_RESULT: Mutex<Option<NTSTATUS>> = Mutex::new(None);
+/// Each receive indication's MDLs as they arrived, before the probe read them: (mapped
+/// or built for non-paged pool, MappedSystemVa non-NULL, ByteCount).
+pub static MDL_SHAPES: Mutex<Vec<Vec<(bool, bool, u32)>>> = Mutex::new(Vec::new());
 /// Host threads receive callbacks ran on (W44).
 pub static RECEIVE_THREADS: Mutex<Vec<std::thread::ThreadId>> = Mutex::new(Vec::new());
 
@@ -86,6 +89,7 @@ pub fn reset() {
     *DISABLE_IN_RECEIVE.lock().unwrap() = None;
     *DISABLE_RESULT.lock().unwrap() = None;
     RECEIVE_THREADS.lock().unwrap().clear();
+    MDL_SHAPES.lock().unwrap().clear();
     *RELEASE_ON_OTHER_THREAD.lock().unwrap() = None;
     *RELEASE_RESULT.lock().unwrap() = None;
 }
@@ -203,6 +207,22 @@ unsafe extern "win64" fn receive(
         IN_RECEIVE.fetch_sub(1, Ordering::SeqCst);
         return STATUS_SUCCESS;
     }
+    let mut shape = Vec::new();
+    let mut cur = ind;
+    while !cur.is_null() {
+        // SAFETY: the provider's list and its MDL chains.
+        unsafe {
+            let mut m = (*cur).Buffer.Mdl;
+            while !m.is_null() {
+                let mapped =
+                    (*m).MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL) != 0;
+                shape.push((mapped, !(*m).MappedSystemVa.is_null(), (*m).ByteCount));
+                m = (*m).Next;
+            }
+            cur = (*cur).Next;
+        }
+    }
+    MDL_SHAPES.lock().unwrap().push(shape);
     let mut data = Vec::new();
     let mut cur = ind;
     while !cur.is_null() {
@@ -289,6 +309,22 @@ unsafe extern "win64" fn receive_from(
     flags: ULONG,
     ind: PWSK_DATAGRAM_INDICATION,
 ) -> NTSTATUS {
+    let mut shape = Vec::new();
+    let mut cur = ind;
+    while !cur.is_null() {
+        // SAFETY: the provider's list and its MDL chains.
+        unsafe {
+            let mut m = (*cur).Buffer.Mdl;
+            while !m.is_null() {
+                let mapped =
+                    (*m).MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL) != 0;
+                shape.push((mapped, !(*m).MappedSystemVa.is_null(), (*m).ByteCount));
+                m = (*m).Next;
+            }
+            cur = (*cur).Next;
+        }
+    }
+    MDL_SHAPES.lock().unwrap().push(shape);
     let mut data = Vec::new();
     let mut cur = ind;
     while !cur.is_null() {

@@ -21,12 +21,25 @@ impl Job {
 
     /// Invokes the callback at a scheduled IRQL, then its kind's bookkeeping.
     pub(crate) fn run(self) {
-        let level = crate::kernel::irql::pick_level();
+        // Never below the calling thread's IRQL (a callback run inside a call made at
+        // DISPATCH_LEVEL runs at DISPATCH_LEVEL and says so).
+        let level = crate::kernel::irql::pick_level().max(crate::kernel::irql::current());
         let at = if level >= wsk_sys::DISPATCH_LEVEL {
             WSK_FLAG_AT_DISPATCH_LEVEL
         } else {
             0
         };
+        let cfg = crate::kernel::state::config();
+        if level == wsk_sys::PASSIVE_LEVEL
+            && cfg.callback_stall_us > 0
+            && crate::kernel::schedule::chance(cfg.callback_stall_rate)
+        {
+            // Descheduled at PASSIVE (preemption, a VM exit) on the way into the callback:
+            // the socket is in its callback all that time.
+            let max = cfg.callback_stall_us as usize;
+            let us = crate::kernel::schedule::range(max / 2, max);
+            std::thread::sleep(std::time::Duration::from_micros(us as u64));
+        }
         (self.0)(level, at);
     }
 }

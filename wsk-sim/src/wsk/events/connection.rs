@@ -162,8 +162,8 @@ fn read_stream(s: &mut Sock) {
     }
 }
 
-pub(crate) fn plan(p: &mut Provider, ws: usize, mut done: Vec<Completion>) -> Plan {
-    let s = p.sockets.get_mut(&ws).expect("live");
+/// Sends move, head first, in slices from the client's MDLs; finished ones go to `done`.
+fn move_sends(s: &mut Sock, done: &mut Vec<Completion>) {
     // Sends: head first, slices from the client's MDLs.
     while let Some(mut req) = s.sends.pop_front() {
         match connection::write_some(s, &mut req) {
@@ -189,6 +189,32 @@ pub(crate) fn plan(p: &mut Provider, ws: usize, mut done: Vec<Completion>) -> Pl
             }
         }
     }
+}
+
+/// Whether a provider thread other than the socket's may move its sends while its event
+/// callback runs (`Config::progress_during_callback_rate`).
+pub(crate) fn sends_may_move(s: &Sock) -> bool {
+    s.running != 0
+        && s.closing.is_none()
+        && matches!(s.kind, Kind::Connection | Kind::Stream)
+        && s.connected
+        && !s.sends.is_empty()
+        && s.fd.is_some()
+        && config().progress_during_callback_rate > 0.0
+}
+
+/// While the socket's callback runs on another thread: only its sends move (receives wait,
+/// they would reorder data the callback may give back).
+pub(crate) fn plan_sends(p: &mut Provider, ws: usize) -> Plan {
+    let s = p.sockets.get_mut(&ws).expect("live");
+    let mut done = Vec::new();
+    move_sends(s, &mut done);
+    Plan::completing(done)
+}
+
+pub(crate) fn plan(p: &mut Provider, ws: usize, mut done: Vec<Completion>) -> Plan {
+    let s = p.sockets.get_mut(&ws).expect("live");
+    move_sends(s, &mut done);
     if s.sends.is_empty() && s.dead.is_none() {
         if let Some(irp) = s.disconnect.take() {
             if let Some(fd) = s.fd.as_ref() {
