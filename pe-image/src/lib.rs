@@ -144,6 +144,8 @@ pub struct PeImage {
     pub has_tls: bool,
     /// A delay-load import directory is present (non-empty).
     pub has_delay_imports: bool,
+    /// The exception directory (.pdata: RUNTIME_FUNCTION entries), as (RVA, size).
+    pub exception_directory: Option<(u32, u32)>,
 }
 
 impl PeImage {
@@ -204,6 +206,10 @@ impl PeImage {
             has_delay_imports: file
                 .data_directory(pe::IMAGE_DIRECTORY_ENTRY_DELAY_IMPORT)
                 .is_some_and(|d| d.size.get(LE) != 0),
+            exception_directory: file
+                .data_directory(pe::IMAGE_DIRECTORY_ENTRY_EXCEPTION)
+                .map(|d| (d.virtual_address.get(LE), d.size.get(LE)))
+                .filter(|&(a, n)| a != 0 && n != 0),
         })
     }
 

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use control::ioctl::{StatsRequest, StatsView, IOCTL_WSKECHO_QUERY_STATS, STATS_REQUEST_LEN};
 use control::stats::Counters;
 use wsk_sim::pe::driver::{DeviceHandle, ImageDriver};
-use wsk_sim::pe::{Image, LoadReport};
+use wsk_sim::pe::stack::EntryDepth;
+use wsk_sim::pe::{Image, LoadOptions, LoadReport};
 use wsk_sys::NT_SUCCESS;
 
 /// Registry path handed to DriverEntry (the same key the built-in driver reads).
@@ -60,8 +61,17 @@ pub fn load_with(
 ) -> Result<ImageRun, LoadFailure> {
     let guard = wsk_sim::init(sim);
     before_entry();
-    let image = Image::load_file(path)
-        .map_err(|e| LoadFailure::Refused(format!("{}: {e}", path.display())))?;
+    let refused = |e: String| LoadFailure::Refused(format!("{}: {e}", path.display()));
+    let bytes = std::fs::read(path).map_err(|e| refused(e.to_string()))?;
+    // The stack probe is always on here: the image mode is for verification, not speed.
+    let image = Image::load_with(
+        &bytes,
+        LoadOptions {
+            at: None,
+            stack_probe: true,
+        },
+    )
+    .map_err(|e| refused(e.to_string()))?;
     let report = image.report().clone();
     let drv = ImageDriver::start(image, REGISTRY_PATH);
     if !NT_SUCCESS(drv.entry_status()) {
@@ -149,9 +159,54 @@ impl ImageRun {
     }
 
     /// DriverUnload, the sim's leak/violation check (empty = clean), unmap.
-    pub fn unload(mut self) -> Vec<String> {
+    pub fn unload(self) -> Vec<String> {
+        self.unload_with_stack().0
+    }
+
+    /// As [`ImageRun::unload`], with the stack depths measured over the run.
+    pub fn unload_with_stack(mut self) -> (Vec<String>, Option<(Vec<EntryDepth>, u64)>) {
         self.device = None;
-        self.drv.take().map(ImageDriver::unload).unwrap_or_default()
+        self.drv
+            .take()
+            .map(ImageDriver::unload_with_stack)
+            .unwrap_or_default()
+    }
+}
+
+/// The stack budget the driver aims at under an entry (reported, not enforced): 4 KiB under
+/// a WSK callback, completion routine, DPC or work item (they run on whatever stack the
+/// network stack or the system lends them), 8 KiB elsewhere.
+pub fn stack_goal(e: &EntryDepth) -> usize {
+    match e.role.as_deref() {
+        None | Some("DPC" | "work item") => 4 << 10,
+        Some(_) => 8 << 10,
+    }
+}
+
+/// The stack table printed at exit.
+pub fn print_stack(entries: &[EntryDepth], unmeasured: u64) {
+    println!(
+        "wskecho-sim: image stack use per entry (deepest import call, measured from the entry's \
+         rsp; lower bounds: calls through WSK dispatch pointers are not sampled):"
+    );
+    for e in entries {
+        let goal = stack_goal(e);
+        println!(
+            "  {:>6} bytes {} {:>5} goal  {:<34} RVA {:#07x}  at {} (IRQL {}), {} samples",
+            e.max_bytes,
+            if e.max_bytes <= goal { "<=" } else { "> " },
+            goal,
+            e.role
+                .as_deref()
+                .unwrap_or("WSK callback / completion routine"),
+            e.entry_rva,
+            e.deepest_call,
+            e.irql,
+            e.samples
+        );
+    }
+    if unmeasured > 0 {
+        println!("  ({unmeasured} samples could not be walked)");
     }
 }
 
@@ -240,7 +295,7 @@ pub fn serve(
         let _ = t.join();
     }
     let counters = run.counters();
-    let findings = run.unload();
+    let (findings, stack) = run.unload_with_stack();
     println!(
         "wskecho-sim: driver counters after {:.1} s (control ABI):",
         t0.elapsed().as_secs_f64()
@@ -252,6 +307,9 @@ pub fn serve(
             }
         }
         None => println!("  (the stats query failed)"),
+    }
+    if let Some((entries, unmeasured)) = stack {
+        print_stack(&entries, unmeasured);
     }
     if findings.is_empty() {
         println!("wskecho-sim: unload clean (no leaks, no violations)");

@@ -340,8 +340,11 @@ fn image_real_sockperf_ping_pong_udp_and_tcp() {
             && c.get(Counter::BytesOut) > c.get(Counter::DatagramsOut),
         "TCP ping-pong not counted by the image: {c:?}"
     );
-    let findings = run.unload();
+    let (findings, stack) = run.unload_with_stack();
     assert!(findings.is_empty(), "{findings:#?}");
+    let (entries, unmeasured) = stack.expect("the runner loads with the stack probe");
+    image::print_stack(&entries, unmeasured);
+    assert_eq!(unmeasured, 0, "stack samples the unwinder could not walk");
     eprintln!(
         "image sockperf ping-pong in {:.1} s: {}",
         t0.elapsed().as_secs_f64(),

@@ -53,9 +53,37 @@ impl ImageDriver {
         });
         let us_ptr: *mut UNICODE_STRING = &raw mut *us;
         let entry = entry.expect("entry point checked at load");
+        image.set_entry_role(image.entry_point(), "DriverEntry");
         // SAFETY: DriverEntry with a valid driver object and registry path, both alive until
         // the driver is unloaded.
         let entry_status = crate::run_passive(|| unsafe { entry(drv_obj, us_ptr) });
+        // SAFETY: our driver object, filled by DriverEntry.
+        let (unload, majors) = unsafe { ((*drv_obj).DriverUnload, (*drv_obj).MajorFunction) };
+        if let Some(u) = unload {
+            image.set_entry_role(u as usize, "DriverUnload");
+        }
+        let mut dispatch: Vec<(usize, Vec<String>)> = Vec::new();
+        for (major, f) in majors.iter().enumerate() {
+            let Some(f) = f else { continue };
+            let name = match major as u8 {
+                IRP_MJ_CREATE => "CREATE".to_string(),
+                IRP_MJ_CLOSE => "CLOSE".to_string(),
+                IRP_MJ_DEVICE_CONTROL => "DEVICE_CONTROL".to_string(),
+                m => format!("{m:#x}"),
+            };
+            match dispatch.iter_mut().find(|d| d.0 == *f as usize) {
+                Some(d) => d.1.push(name),
+                None => dispatch.push((*f as usize, vec![name])),
+            }
+        }
+        for (f, names) in dispatch {
+            let shown = if names.len() > 4 {
+                format!("{} and {} more", names[..3].join("/"), names.len() - 3)
+            } else {
+                names.join("/")
+            };
+            image.set_entry_role(f, &format!("IRP_MJ_{shown} dispatch"));
+        }
         ImageDriver {
             image: Some(image),
             drv_obj,
@@ -92,12 +120,20 @@ impl ImageDriver {
     /// unmapped. If the check finds driver code still running, the image stays mapped
     /// (unmapping would pull the code from under it) and that is reported too.
     pub fn unload(mut self) -> Vec<String> {
+        self.unload_inner().0
+    }
+
+    /// As [`ImageDriver::unload`], also returning the stack depths measured over the whole
+    /// run, DriverUnload included (loaded with [`super::LoadOptions::stack_probe`]).
+    pub fn unload_with_stack(
+        mut self,
+    ) -> (Vec<String>, Option<(Vec<super::stack::EntryDepth>, u64)>) {
         self.unload_inner()
     }
 
-    fn unload_inner(&mut self) -> Vec<String> {
+    fn unload_inner(&mut self) -> (Vec<String>, Option<(Vec<super::stack::EntryDepth>, u64)>) {
         if self.unloaded {
-            return Vec::new();
+            return (Vec::new(), None);
         }
         self.unloaded = true;
         if NT_SUCCESS(self.entry_status) {
@@ -111,22 +147,26 @@ impl ImageDriver {
                 None => {
                     let mut f = crate::finish();
                     f.push("DriverEntry succeeded but set no DriverUnload".into());
-                    std::mem::forget(self.image.take());
-                    return f;
+                    let image = self.image.take();
+                    let stack = image.as_ref().and_then(Image::stack_depths);
+                    std::mem::forget(image);
+                    return (f, stack);
                 }
             }
         }
         let mut findings = crate::finish();
+        let image = self.image.take();
+        let stack = image.as_ref().and_then(Image::stack_depths);
         if findings
             .iter()
             .any(|f| f.contains("still running after unload"))
         {
             findings.push("image left mapped: its code may still be running".into());
-            std::mem::forget(self.image.take());
+            std::mem::forget(image);
         } else {
-            drop(self.image.take());
+            drop(image);
         }
-        findings
+        (findings, stack)
     }
 }
 

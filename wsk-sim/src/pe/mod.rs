@@ -17,6 +17,7 @@
 pub mod crt;
 pub mod driver;
 pub mod privileged;
+pub mod stack;
 pub mod stand_ins;
 
 use std::fmt;
@@ -55,13 +56,32 @@ pub struct LoadReport {
     pub elapsed: Duration,
 }
 
+/// How to load.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// A free, page-aligned address to map at (None: wherever the OS maps fresh memory).
+    pub at: Option<usize>,
+    /// Bind imports through thunks that measure the image's stack depth ([`stack`]).
+    pub stack_probe: bool,
+}
+
 /// A mapped, relocated, bound image. Unmapped on drop.
-#[derive(Debug)]
 pub struct Image {
     base: *mut u8,
     size: usize,
     entry_rva: u32,
     report: LoadReport,
+    probe: Option<Box<stack::Probe>>,
+}
+
+impl fmt::Debug for Image {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Image")
+            .field("base", &self.base)
+            .field("size", &self.size)
+            .field("stack_probe", &self.probe.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 // SAFETY: the mapping is plain memory owned by this value; the code in it synchronises its
@@ -86,6 +106,18 @@ impl Image {
     /// Loads `bytes` at `at` (a free, page-aligned address; fails if it is taken) or, when
     /// None, wherever the OS maps fresh memory.
     pub fn load(bytes: &[u8], at: Option<usize>) -> Result<Image, LoadError> {
+        Image::load_with(
+            bytes,
+            LoadOptions {
+                at,
+                stack_probe: false,
+            },
+        )
+    }
+
+    /// Loads `bytes` as `opts` say.
+    pub fn load_with(bytes: &[u8], opts: LoadOptions) -> Result<Image, LoadError> {
+        let at = opts.at;
         let t0 = Instant::now();
         let img = PeImage::parse(bytes).map_err(|e| LoadError(vec![e.to_string()]))?;
         let mut problems = Vec::new();
@@ -154,8 +186,8 @@ impl Image {
                 problems.push(format!("import {}!{} by ordinal", imp.dll, imp.name));
                 continue;
             };
-            match stand_ins::lookup(&table, &imp.dll, name) {
-                Some(a) if (imp.iat_rva as usize) + 8 <= size => binds.push((imp.iat_rva, a)),
+            match stand_ins::find(&table, &imp.dll, name) {
+                Some(a) if (imp.iat_rva as usize) + 8 <= size => binds.push((imp.iat_rva, *a)),
                 Some(_) => {
                     problems.push(format!("IAT slot of {}!{name} beyond the image", imp.dll));
                 }
@@ -182,6 +214,7 @@ impl Image {
                 imports_bound: binds.len(),
                 elapsed: Duration::ZERO,
             },
+            probe: None,
         };
         // From here on `image` owns the mapping: an early return unmaps it.
         let mut image = image;
@@ -201,7 +234,29 @@ impl Image {
                     image.report.relocations_applied += 1;
                 }
             }
-            for &(slot, addr) in &binds {
+        }
+        let mut bound: Vec<usize> = binds.iter().map(|b| b.1.address).collect();
+        if opts.stack_probe {
+            // Functions go through a measuring thunk; variables stay bound to themselves.
+            let funcs: Vec<(String, usize)> = binds
+                .iter()
+                .filter(|b| !b.1.data)
+                .map(|b| (format!("{}!{}", b.1.dll, b.1.name), b.1.address))
+                .collect();
+            let (probe, thunks) =
+                stack::Probe::new(base as usize, size, img.exception_directory, &funcs)
+                    .map_err(|e| LoadError(vec![e]))?;
+            let mut t = thunks.into_iter();
+            for (b, addr) in binds.iter().zip(&mut bound) {
+                if !b.1.data {
+                    *addr = t.next().expect("one thunk per function");
+                }
+            }
+            image.probe = Some(probe);
+        }
+        for (&(slot, _), &addr) in binds.iter().zip(&bound) {
+            // SAFETY: IAT slots were checked to lie inside the mapping.
+            unsafe {
                 base.add(slot as usize)
                     .cast::<u64>()
                     .write_unaligned(addr as u64);
@@ -259,6 +314,19 @@ impl Image {
 
     pub fn report(&self) -> &LoadReport {
         &self.report
+    }
+
+    /// With [`LoadOptions::stack_probe`]: the deepest stack use seen under each entry into
+    /// the image (deepest first), and how many samples could not be walked.
+    pub fn stack_depths(&self) -> Option<(Vec<stack::EntryDepth>, u64)> {
+        self.probe.as_ref().map(|p| p.report())
+    }
+
+    /// Names the routine at `address` (inside the image) in the stack report.
+    pub fn set_entry_role(&self, address: usize, role: &str) {
+        if let Some(p) = &self.probe {
+            p.set_role(address, role);
+        }
     }
 
     /// A copy of the mapped bytes at `rva` (for tests: relocated values, bound slots).

@@ -16,6 +16,8 @@ pub struct StandIn {
     pub dll: &'static str,
     pub name: &'static str,
     pub address: usize,
+    /// A variable (bound to its address), not a function.
+    pub data: bool,
 }
 
 macro_rules! address {
@@ -27,15 +29,25 @@ macro_rules! address {
     };
 }
 
+macro_rules! block {
+    ($v:ident, $dll:literal, $data:expr, { $($name:ident $(= $addr:expr)?),* $(,)? }) => {
+        $($v.push(StandIn {
+            dll: $dll,
+            name: stringify!($name),
+            address: address!($name $(, $addr)?),
+            data: $data,
+        });)*
+    };
+}
+
 macro_rules! stand_ins {
-    ($($dll:literal { $($name:ident $(= $addr:expr)?),* $(,)? })*) => {
+    ($($dll:literal $($kind:ident)? { $($body:tt)* })*) => {
         /// Every export the sim provides, by DLL.
+        #[allow(clippy::vec_init_then_push)] // one push per line of the table
         pub fn table() -> Vec<StandIn> {
-            vec![$($(StandIn {
-                dll: $dll,
-                name: stringify!($name),
-                address: address!($name $(, $addr)?),
-            },)*)*]
+            let mut v = Vec::new();
+            $(block!(v, $dll, stringify!($($kind)?) == "data", { $($body)* });)*
+            v
         }
     };
 }
@@ -61,13 +73,16 @@ stand_ins! {
         IoCreateDevice, IoDeleteDevice, IoCreateSymbolicLink, IoDeleteSymbolicLink,
         RtlCreateSecurityDescriptor, RtlSetDaclSecurityDescriptor, RtlCreateAcl,
         RtlAddAccessAllowedAce, RtlLengthSid, ZwSetSecurityObject,
-        // The variable itself: the image reads the pointer through its IAT slot.
-        SeExports = &raw const wsk_sys::SeExports,
         DbgPrintEx,
         memcpy = crt::memcpy as *const (),
         memmove = crt::memmove as *const (),
         memset = crt::memset as *const (),
         memcmp = crt::memcmp as *const (),
+    }
+    // Variables: bound to the variable's address (the image reads the value through its
+    // IAT slot).
+    "ntoskrnl.exe" data {
+        SeExports = &raw const wsk_sys::SeExports,
     }
     "HAL.dll" {
         KeQueryPerformanceCounter,
@@ -80,10 +95,14 @@ stand_ins! {
 
 /// The address bound to `dll!name` (DLL names compare case-insensitively, as Windows does).
 pub fn lookup(table: &[StandIn], dll: &str, name: &str) -> Option<usize> {
+    find(table, dll, name).map(|s| s.address)
+}
+
+/// The stand-in for `dll!name`.
+pub fn find<'a>(table: &'a [StandIn], dll: &str, name: &str) -> Option<&'a StandIn> {
     table
         .iter()
         .find(|s| s.dll.eq_ignore_ascii_case(dll) && s.name == name)
-        .map(|s| s.address)
 }
 
 #[cfg(test)]
@@ -140,6 +159,7 @@ mod tests {
         );
         for s in &table {
             assert_ne!(s.address, 0, "{}!{} has no address", s.dll, s.name);
+            assert_eq!(s.data, s.name == "SeExports", "{}!{}", s.dll, s.name);
         }
     }
 }

@@ -253,3 +253,91 @@ fn image_runs_at_two_bases() {
 }
 
 use wsk_sys::NT_SUCCESS;
+
+const BASE_E: usize = 0x2e2e_0000_0000;
+
+/// With the stack probe, every import call is walked back to its entry with the image's
+/// unwind data: every sample walks (a wrong unwinder reads outside the stack and fails),
+/// and the entries the sim knows (DriverEntry, dispatch, the system thread, DriverUnload)
+/// and the WSK callbacks all show up with a depth.
+#[test]
+fn stack_probe_walks_every_sample() {
+    let Some(bytes) = image_bytes() else { return };
+    let _g = crate::init(crate::Config::default());
+    let port = free_port();
+    crate::registry::set_value(
+        &format!("{REGISTRY_PATH}\\Parameters"),
+        "Services",
+        crate::registry::RegValue::MultiSz(vec![
+            format!("echo,tcp,{port},127.0.0.1"),
+            format!("echo,udp,{port},127.0.0.1"),
+        ]),
+    );
+    let image = Image::load_with(
+        &bytes,
+        LoadOptions {
+            at: Some(BASE_E),
+            stack_probe: true,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let drv = ImageDriver::start(image, REGISTRY_PATH);
+    assert!(NT_SUCCESS(drv.entry_status()));
+    let t0 = Instant::now();
+    let mut s = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(e) if t0.elapsed() > Duration::from_secs(10) => panic!("connect: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let msg = vec![0x5au8; 20000];
+    s.write_all(&msg).unwrap();
+    let mut got = vec![0u8; msg.len()];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(got, msg);
+    drop(s);
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    u.send_to(b"ping", ("127.0.0.1", port)).unwrap();
+    let mut b = [0u8; 16];
+    assert_eq!(u.recv(&mut b).unwrap(), 4);
+    // SAFETY: the driver is loaded.
+    let r = unsafe { drv.device().unwrap().ioctl(IOCTL_QUERY_VERSION, &[], 64) };
+    assert_eq!(r.status, 0);
+    let (findings, stack) = drv.unload_with_stack();
+    assert!(findings.is_empty(), "{findings:#?}");
+    let (entries, unmeasured) = stack.expect("probe on");
+    for e in &entries {
+        eprintln!(
+            "{:>6} bytes  {:<40} RVA {:#07x}  deepest at {} (IRQL {}), {} samples",
+            e.max_bytes,
+            e.role.as_deref().unwrap_or("callback / completion routine"),
+            e.entry_rva,
+            e.deepest_call,
+            e.irql,
+            e.samples
+        );
+    }
+    assert_eq!(unmeasured, 0, "samples the unwinder could not walk");
+    for role in [
+        "DriverEntry",
+        "DriverUnload",
+        "system thread",
+        "IRP_MJ_DEVICE_CONTROL dispatch",
+        "IRP_MJ_CREATE/CLOSE dispatch",
+    ] {
+        assert!(
+            entries.iter().any(|e| e.role.as_deref() == Some(role)),
+            "no samples under {role}: {entries:#?}"
+        );
+    }
+    assert!(
+        entries.iter().any(|e| e.role.is_none()),
+        "the WSK callbacks and completion routines were sampled"
+    );
+    for e in &entries {
+        assert!(e.max_bytes >= 8 && e.max_bytes < 64 << 10, "{e:?}");
+    }
+}
