@@ -196,6 +196,22 @@ impl RunReport {
             }
         };
         let mut messages = st.messages.clone();
+        if st.errors.corrupted > 0 && st.errors.corrupted >= st.recv_msgs {
+            messages.insert(
+                0,
+                format!(
+                    "{} of the replies were corrupted and {} intact: wrong --wire? (this run \
+                     spoke {}; a sockperf service needs --wire sockperf, an echo service \
+                     the default --wire echoload)",
+                    st.errors.corrupted,
+                    st.recv_msgs,
+                    match cfg.wire {
+                        Wire::Echoload => "echoload",
+                        Wire::Sockperf => "sockperf",
+                    }
+                ),
+            );
+        }
         let moved = if cfg.mode == Mode::Sink {
             st.sent_bytes > 0
         } else {
