@@ -260,6 +260,11 @@ pub(crate) fn worker(w: &Worker) -> Stats {
             }
         }
     }
+    for c in &conns {
+        if let Some(i) = super::sysinfo::tcp_info(&c.sock) {
+            st.tcp_info.add(&i);
+        }
+    }
     st
 }
 
