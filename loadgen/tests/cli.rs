@@ -254,7 +254,12 @@ fn intervals_and_metadata() {
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{text}");
-        let lines = text.lines().filter(|l| l.contains(" s  ")).count();
+        let lines = text
+            .lines()
+            .filter(|l| {
+                l.trim_start().starts_with(|c: char| c.is_ascii_digit()) && l.contains(" s  ")
+            })
+            .count();
         assert_eq!(lines, 5, "{text}");
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
