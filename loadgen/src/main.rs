@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
-use echoload::cli::{Cli, Cmd, DemoArgs, MergeArgs, RunArgs};
+use echoload::cli::{Cli, Cmd, DemoArgs, DiffArgs, MergeArgs, RunArgs};
 use echoload::output;
 use echoload::report::{self, RunReport};
 
@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         Some(Cmd::Demo(d)) => demo(&d),
         Some(Cmd::Run(a)) => run(&a),
         Some(Cmd::Merge(m)) => merge(&m),
+        Some(Cmd::Diff(d)) => diff(&d),
         Some(Cmd::Serve(s)) => {
             echoload::server::run(&echoload::server::ServeConfig::from(&s), s.stats_every)
                 .map(|()| ExitCode::SUCCESS)
@@ -119,14 +120,28 @@ fn check_writable(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn read_report(f: &Path) -> anyhow::Result<RunReport> {
+    let text =
+        std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?;
+    serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not an echoload result: {e}", f.display()))
+}
+
+fn diff(d: &DiffArgs) -> anyhow::Result<ExitCode> {
+    let (a, b) = (read_report(&d.a)?, read_report(&d.b)?);
+    let r = echoload::diff::diff(&a, &b, d.tolerance);
+    if d.json {
+        output::println(&serde_json::to_string_pretty(&r)?);
+    } else {
+        output::print(&r.table(&d.a.display().to_string(), &d.b.display().to_string()));
+    }
+    Ok(status(!r.worse()))
+}
+
 fn merge(m: &MergeArgs) -> anyhow::Result<ExitCode> {
     let mut all = Vec::new();
     for f in &m.files {
-        let text = std::fs::read_to_string(f)
-            .map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?;
-        let r: RunReport = serde_json::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{} is not an echoload result: {e}", f.display()))?;
-        all.push((f.display().to_string(), r));
+        all.push((f.display().to_string(), read_report(f)?));
     }
     for note in report::check_mergeable(&all)? {
         eprintln!("echoload merge: note: {note}");

@@ -305,3 +305,59 @@ fn intervals_and_metadata() {
         let _ = std::fs::remove_file(&json);
     }
 }
+
+/// `echoload diff A B`: exit 0 unless B is worse than A beyond the tolerance (then 1).
+#[test]
+fn diff_flags_a_worse_run() {
+    let srv = server_on("127.0.0.1");
+    let t = addr(&srv, Service::Echo, Proto::Tcp).to_string();
+    let (a, b) = (tmp("diff-a.json"), tmp("diff-b.json"));
+    assert!(run_json(&t, "tcp", "pingpong", &[], &a).status.success());
+    let va: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&a).unwrap()).unwrap();
+    let diff = |vb: &serde_json::Value, extra: &[&str]| {
+        std::fs::write(&b, vb.to_string()).unwrap();
+        let out = Command::new(bin())
+            .arg("diff")
+            .arg(&a)
+            .arg(&b)
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = diff(&va, &[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("B is not worse"), "{text}");
+    // 20 % less throughput: worse at 5 %, not at 25 %.
+    let mut slow = va.clone();
+    let bps = va["throughput"]["bits_per_s"].as_f64().unwrap();
+    slow["throughput"]["bits_per_s"] = (bps * 0.8).into();
+    let (code, text) = diff(&slow, &[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("WORSE"), "{text}");
+    assert_eq!(diff(&slow, &["--tolerance", "25%"]).0, Some(0));
+    // A p99 3 % higher is within the default 5 %; 10 % is not.
+    let p99 = va["latency_us"]["p99"].as_f64().unwrap();
+    let mut lat = va.clone();
+    lat["latency_us"]["p99"] = (p99 * 1.03).into();
+    assert_eq!(diff(&lat, &[]).0, Some(0));
+    lat["latency_us"]["p99"] = (p99 * 1.10).into();
+    assert_eq!(diff(&lat, &[]).0, Some(1));
+    // Corruption in B is always worse; JSON output names the metric.
+    let mut bad = va.clone();
+    bad["errors"]["corrupted"] = 1.into();
+    let (code, text) = diff(&bad, &["-J"]);
+    assert_eq!(code, Some(1));
+    let j: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let rows = j["rows"].as_array().unwrap();
+    assert!(rows
+        .iter()
+        .any(|r| r["metric"] == "errors" && r["worse"] == true));
+    for p in [a, b] {
+        let _ = std::fs::remove_file(p);
+    }
+}
