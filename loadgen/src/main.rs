@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use echoload::cli::{Cli, Cmd, DemoArgs, DiffArgs, MergeArgs, RunArgs};
+use echoload::client::{Measurement, RunConfig};
 use echoload::output;
 use echoload::report::{self, RunReport};
 
@@ -39,6 +40,9 @@ fn status(clean: bool) -> ExitCode {
 }
 
 fn run(a: &RunArgs) -> anyhow::Result<ExitCode> {
+    if let Some(pair) = a.to_bidir_configs()? {
+        return bidir(a, pair);
+    }
     let mut cfg = a.to_config()?;
     if let Some(p) = &a.json {
         // Checked before any traffic: a typo in the path must not cost the run.
@@ -94,6 +98,58 @@ fn run(a: &RunArgs) -> anyhow::Result<ExitCode> {
             "echoload: run not clean (no data moved, integrity errors or failed connections; see \
              the report)"
         );
+    }
+    Ok(status(clean))
+}
+
+/// `--bidir`: a sink and a source run at the same time; both reports, one JSON document
+/// `{"schema_version": 2, "bidir": true, "send": REPORT, "receive": REPORT}`.
+fn bidir(a: &RunArgs, (mut send, mut recv): (RunConfig, RunConfig)) -> anyhow::Result<ExitCode> {
+    if let Some(p) = &a.json {
+        check_writable(p)?;
+    }
+    echoload::signals::install();
+    send.stop = Some(echoload::signals::flag());
+    recv.stop = Some(echoload::signals::flag());
+    // One progress bar would be drawn over by the other.
+    recv.progress = false;
+    let (mut s, mut r) = std::thread::scope(|sc| {
+        let h = sc.spawn(|| echoload::run(&recv));
+        let s = echoload::run(&send);
+        let r = h.join().unwrap_or_else(|_| {
+            RunReport::new(
+                &recv,
+                &Measurement::failed("the receiving run's thread panicked".into()),
+            )
+        });
+        (s, r)
+    });
+    let signal = echoload::signals::received();
+    if let Some(sig) = signal {
+        for x in [&mut s, &mut r] {
+            x.messages.push(format!(
+                "stopped by {} after {:.2} s measured",
+                echoload::signals::name(sig),
+                x.duration_s
+            ));
+        }
+    }
+    let doc = serde_json::json!({"schema_version": report::SCHEMA_VERSION, "bidir": true, "send": s, "receive": r});
+    if a.json_stdout {
+        output::println(&serde_json::to_string_pretty(&doc)?);
+    } else {
+        output::print(&format!("== send\n{}== receive\n{}", s.table(), r.table()));
+    }
+    if let Some(p) = &a.json {
+        std::fs::write(p, serde_json::to_string_pretty(&doc)? + "\n")
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", p.display()))?;
+    }
+    if let Some(sig) = signal {
+        return Ok(ExitCode::from(echoload::signals::exit_status(sig)));
+    }
+    let clean = s.clean(a.allow_loss) && r.clean(a.allow_loss);
+    if !clean {
+        eprintln!("echoload: bidirectional run not clean (see the reports)");
     }
     Ok(status(clean))
 }
