@@ -126,23 +126,29 @@ fn param_name(name: &str) -> Result<&'static str, String> {
 /// the driver would log and replace by its default is refused here with the reason.
 fn check_config(a: &Args) -> Result<(), String> {
     use control::config::{ConfigBuilder, REG_DWORD, REG_MULTI_SZ, SERVICES_VALUE};
+    // The parser's text is written for the driver's log, which goes on with the default;
+    // here the value is refused instead.
+    let reason = |e: control::config::ConfigError| {
+        e.to_string().trim_end_matches("; default used").to_string()
+    };
     let mut b = ConfigBuilder::new();
     if let Some(list) = &a.services {
         b.apply(SERVICES_VALUE, REG_MULTI_SZ, &multi_sz(list))
             .map_err(|e| {
                 format!(
-                    "bad --services '{}': {e} (entries 'mode,proto,port,address', ';'-separated, \
+                    "bad --services '{}': {} (entries 'mode,proto,port,address', ';'-separated, \
                      counted from 0)",
-                    list.join(";")
+                    list.join(";"),
+                    reason(e)
                 )
             })?;
     }
     for (n, v) in &a.params {
         b.apply(n, REG_DWORD, &v.to_le_bytes())
-            .map_err(|e| format!("bad --param {n}={v}: {e}"))?;
+            .map_err(|e| format!("bad --param {n}={v}: {}", reason(e)))?;
     }
     if let (_, Some(e)) = b.finish() {
-        return Err(format!("bad --param combination: {e}"));
+        return Err(format!("bad --param combination: {}", reason(e)));
     }
     Ok(())
 }

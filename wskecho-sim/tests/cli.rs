@@ -188,6 +188,20 @@ fn unknown_or_bad_param_is_refused() {
         assert_eq!(r.status.code(), Some(2), "--param {p}: {}", r.stderr);
         assert!(r.stderr.contains(want), "--param {p}: {}", r.stderr);
     }
+    // Each value valid, together not: the driver would fall back to its defaults.
+    let r = run(&[
+        "--duration",
+        "1",
+        "--no-control",
+        "--services",
+        &svc,
+        "--param",
+        "MaxRetainedBytesPerConnection=1048576",
+        "--param",
+        "MaxRetainedBytes=65536",
+    ]);
+    assert_eq!(r.status.code(), Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("bad --param combination"), "{}", r.stderr);
     // Known names work in any case (the registry's names are case-insensitive).
     let r = run(&[
         "--duration",
@@ -216,6 +230,8 @@ fn malformed_services_are_refused() {
             "--services {list}: {}",
             r.stderr
         );
+        // Refused, not replaced by the defaults as the driver's log line would say.
+        assert!(!r.stderr.contains("default used"), "{}", r.stderr);
     }
     let r = run(&["--duration", "1", "--no-control", "--services", ""]);
     assert_eq!(r.status.code(), Some(2), "{}", r.stderr);
