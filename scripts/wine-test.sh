@@ -99,6 +99,8 @@ if [ $fail -gt 0 ]; then
     echo "set-up or build failed; nothing run"; exit 1
 fi
 
+# A fresh prefix each time, as on CI; no Mono/Gecko (console programs need neither).
+rm -rf "$work/prefix"
 export WINEPREFIX=$PWD/$work/prefix WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
 step wine_prefix $T wineboot --init
 win=$work/bin/echoload.exe
