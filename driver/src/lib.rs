@@ -328,6 +328,23 @@ pub fn start_state() -> Option<u32> {
     (!d.is_null()).then(|| unsafe { (*d).start_state.load(Ordering::SeqCst) })
 }
 
+/// Sockets of configured services that are open right now (TCP listeners + UDP sockets) of
+/// the loaded instance: None when no driver is loaded. Host use (the runner refuses to "serve"
+/// when none of the configured services could start).
+pub fn open_services() -> Option<usize> {
+    let d = DRIVER.load(Ordering::SeqCst);
+    (!d.is_null()).then(|| {
+        // SAFETY: as in start_state; read after start-up (the runner calls it once the state
+        // is READY, before the control path can change services).
+        let r = unsafe { &*d };
+        r.listeners.iter().filter(|l| !l.is_null()).count()
+            + r.udps
+                .iter()
+                .filter(|u| !u.load(Ordering::SeqCst).is_null())
+                .count()
+    })
+}
+
 /// Counter snapshot of the loaded instance.
 pub fn counters() -> Option<[u64; stats::NUM_COUNTERS]> {
     let d = DRIVER.load(Ordering::SeqCst);

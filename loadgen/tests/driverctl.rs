@@ -112,6 +112,33 @@ fn status_and_config_get() {
 }
 
 #[test]
+fn per_cpu_connection_gauge_is_a_labelled_delta() {
+    let f = Fake::start();
+    {
+        // One connection accepted on CPU 0 and closed on CPU 1, one still open on CPU 0.
+        let mut m = f.mock.lock().unwrap();
+        m.cpus[0].set(Counter::ConnActive, 2);
+        m.cpus[1].set(Counter::ConnActive, (-1i64) as u64);
+    }
+    let j = f.json(&["stats", "--per-cpu"]);
+    assert_eq!(j["global"]["conn_active"], 1);
+    assert_eq!(j["per_cpu"][1]["conn_active_delta"], -1);
+    assert!(j["per_cpu"][1].get("conn_active").is_none(), "{j}");
+    let (code, text) = f.run(&["stats", "--per-cpu"]);
+    assert_eq!(code, 0);
+    let cpu1 = text.split("cpu 1:").nth(1).expect("cpu 1 block");
+    assert!(cpu1.contains("conn_active_delta      -1"), "{text}");
+    assert!(
+        !cpu1
+            .lines()
+            .any(|l| l.trim_start().starts_with("conn_active ")),
+        "{text}"
+    );
+    let global = text.split("cpu 0:").next().unwrap();
+    assert!(global.contains("conn_active            1"), "{text}");
+}
+
+#[test]
 fn stats_once_and_watch() {
     let f = Fake::start();
     let j = f.json(&["stats", "--per-cpu", "--per-service"]);

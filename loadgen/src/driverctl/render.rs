@@ -89,11 +89,26 @@ pub(super) fn counters_json(c: &Counters) -> Value {
     Value::Object(m)
 }
 
+/// Per CPU the connection gauge is opened minus closed on that CPU: a connection may close on
+/// another CPU than the one that accepted it, so one CPU's figure can be negative and only the
+/// global sum counts active connections. Per-CPU blocks name it for what it is.
+const CPU_CONN_DELTA: &str = "conn_active_delta";
+
+fn cpu_counters_json(c: &Counters) -> Value {
+    let mut v = counters_json(c);
+    if let Some(m) = v.as_object_mut() {
+        if let Some(x) = m.remove(Counter::ConnActive.name()) {
+            m.insert(CPU_CONN_DELTA.into(), x);
+        }
+    }
+    v
+}
+
 pub(super) fn snapshot_json(s: &Snapshot) -> Value {
     json!({
         "time_us": s.time_us,
         "global": counters_json(&s.global),
-        "per_cpu": s.cpus.iter().map(counters_json).collect::<Vec<_>>(),
+        "per_cpu": s.cpus.iter().map(cpu_counters_json).collect::<Vec<_>>(),
         "per_service": s.services.iter().map(|(svc, c)| json!({"service": svc.to_string(), "counters": counters_json(c)})).collect::<Vec<_>>(),
     })
 }
@@ -116,7 +131,11 @@ pub(super) fn snapshot_text(s: &Snapshot) -> String {
     t += &counters_text(&s.global, "  ");
     for (i, c) in s.cpus.iter().enumerate() {
         let _ = writeln!(t, "cpu {i}:");
-        t += &counters_text(c, "  ");
+        t += &counters_text(c, "  ").replacen(
+            &format!("  {:<22} ", Counter::ConnActive.name()),
+            &format!("  {CPU_CONN_DELTA:<22} "),
+            1,
+        );
     }
     for (svc, c) in &s.services {
         let _ = writeln!(t, "service {svc}:");
