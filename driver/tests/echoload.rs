@@ -10,7 +10,8 @@ use std::time::Duration;
 use common::harness::{config_with, load};
 use common::*;
 use control::config::{Mode as SvcMode, Proto as SvcProto};
-use echoload::client::{run, Mode, Proto, RunConfig};
+use echoload::client::{Mode, Proto, RunConfig};
+use echoload::run;
 use wskecho::stats::Counter;
 
 fn rc(target: SocketAddr, proto: Proto, mode: Mode) -> RunConfig {

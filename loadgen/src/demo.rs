@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::client::{self, Mode, Proto, RunConfig};
+use crate::client::{Mode, Proto, RunConfig};
 use crate::report::RunReport;
 use crate::server::{self, ServeConfig, Service};
 
@@ -84,7 +84,7 @@ pub fn run(each: Duration, progress: bool) -> Result<Vec<RunReport>> {
         };
         println!("== {title}");
         let before = srv.counters();
-        let r = client::run(&rc);
+        let r = crate::run(&rc);
         print!("{}", r.table());
         if mode == Mode::Sink {
             // What was sent is not what arrived: loopback drops what the server cannot take.

@@ -1,4 +1,17 @@
-//! echoload: TCP/UDP load generator (client engines, reports) and the reference echo server.
+//! echoload: TCP/UDP load generator and the reference echo server.
+//!
+//! - [`cli`]: every command-line definition (`run`, `serve`, `merge`, `driver`, `demo`).
+//! - [`client`]: the load engines (TCP, UDP); a run returns a [`client::Measurement`].
+//! - [`report`]: the result document (JSON, table) built from a measurement; merging runs.
+//! - [`progress`]: the live progress line while a run goes on.
+//! - [`runner`]: configuration → measurement → report, as `echoload run` does it.
+//! - [`server`]: `echoload serve`, the user-mode reference server (echo, discard, source,
+//!   sockperf).
+//! - [`driverctl`]: `echoload driver`, the wskecho control-device client.
+//! - [`payload`], [`sockperf`]: the message formats on the wire.
+//! - [`demo`]: the embedded default run (server and client on loopback).
+//! - [`resultdoc`], [`align`]: reading result documents and merging a distributed run.
+//! - [`schedule`]: a distributed run's common start and each agent's share of the load.
 
 pub mod align;
 pub mod cli;
@@ -6,8 +19,12 @@ pub mod client;
 pub mod demo;
 pub mod driverctl;
 pub mod payload;
+pub mod progress;
 pub mod report;
 pub mod resultdoc;
+pub mod runner;
 pub mod schedule;
 pub mod server;
 pub mod sockperf;
+
+pub use runner::{run, try_run};

@@ -13,7 +13,10 @@ fn main() -> ExitCode {
         Some(Cmd::Demo(d)) => demo(&d),
         Some(Cmd::Run(a)) => run(&a),
         Some(Cmd::Merge(m)) => merge(&m),
-        Some(Cmd::Serve(s)) => echoload::server::run(&s).map(|()| ExitCode::SUCCESS),
+        Some(Cmd::Serve(s)) => {
+            echoload::server::run(&echoload::server::ServeConfig::from(&s), s.stats_every)
+                .map(|()| ExitCode::SUCCESS)
+        }
         Some(Cmd::Driver(d)) => {
             echoload::driverctl::run(d).map(|code| ExitCode::from(u8::try_from(code).unwrap_or(2)))
         }
@@ -34,7 +37,7 @@ fn status(clean: bool) -> ExitCode {
 
 fn run(a: &RunArgs) -> anyhow::Result<ExitCode> {
     let cfg = a.to_config()?;
-    let r = echoload::client::run(&cfg);
+    let r = echoload::run(&cfg);
     if a.json_stdout {
         println!("{}", r.to_json());
     } else {

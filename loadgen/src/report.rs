@@ -1,9 +1,6 @@
-//! Results: the JSON document, the human table, merging of several runs, live progress.
+//! Results: the JSON document, the human table, merging of several runs.
 
 use std::fmt::Write as _;
-use std::io::IsTerminal;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
@@ -11,7 +8,7 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::client::{Errors, Live, Mode, Proto, RunConfig, Stats, Wire};
+use crate::client::{Errors, Measurement, Mode, Proto, RunConfig, Stats, Wire};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Throughput {
@@ -100,7 +97,12 @@ pub fn decode_histogram(s: &str) -> Result<Histogram<u64>> {
 }
 
 impl RunReport {
-    pub(crate) fn from_stats(cfg: &RunConfig, st: &Stats, duration_s: f64) -> RunReport {
+    /// The result document of a measurement made with `cfg`.
+    pub fn new(cfg: &RunConfig, m: &Measurement) -> RunReport {
+        RunReport::from_stats(cfg, &m.stats, m.duration_s)
+    }
+
+    fn from_stats(cfg: &RunConfig, st: &Stats, duration_s: f64) -> RunReport {
         let (msgs, bytes) = if cfg.mode == Mode::Sink {
             (st.sent_msgs, st.sent_bytes)
         } else {
@@ -213,7 +215,7 @@ impl RunReport {
     }
 }
 
-fn human(v: f64, unit: &str) -> String {
+pub(crate) fn human(v: f64, unit: &str) -> String {
     let (d, p) = if v >= 1e9 {
         (1e9, "G")
     } else if v >= 1e6 {
@@ -257,49 +259,4 @@ pub fn merge(reports: &[RunReport]) -> Result<RunReport> {
     out.latency_us = Latency::from_histogram(&hist);
     out.histogram = encode_histogram(&hist);
     Ok(out)
-}
-
-/// Live progress on stderr, only when it is a terminal.
-pub(crate) struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl Progress {
-    pub fn new(wanted: bool, total: Duration) -> Self {
-        let bar = (wanted && std::io::stderr().is_terminal()).then(|| {
-            let b = indicatif::ProgressBar::new(total.as_millis() as u64);
-            b.set_style(
-                indicatif::ProgressStyle::with_template("{bar:30} {elapsed_precise} {msg}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            b
-        });
-        Progress { bar }
-    }
-    pub fn active(&self) -> bool {
-        self.bar.is_some()
-    }
-    pub fn tick(&self, live: &Live, elapsed: Duration) {
-        if let Some(b) = &self.bar {
-            b.set_position(elapsed.as_millis() as u64);
-            let secs = elapsed.as_secs_f64().max(1e-3);
-            b.set_message(format!(
-                "sent {}  recv {}  {}",
-                human(
-                    live.sent_bytes.load(Ordering::Relaxed) as f64 * 8.0 / secs,
-                    "bit/s"
-                ),
-                human(
-                    live.recv_bytes.load(Ordering::Relaxed) as f64 * 8.0 / secs,
-                    "bit/s"
-                ),
-                human(live.msgs.load(Ordering::Relaxed) as f64 / secs, "msg/s"),
-            ));
-        }
-    }
-    pub fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
 }

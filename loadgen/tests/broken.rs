@@ -12,7 +12,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{bin, quick};
-use echoload::client::{run, Mode, Proto};
+use echoload::client::{Mode, Proto};
+use echoload::run;
 
 /// A UDP echo that applies `f(index, datagram)` -> datagrams to send back. Stops with the flag
 /// (bounded by a 20 s safety limit).

@@ -9,7 +9,8 @@ use clap::Parser;
 use control::ioctl::{dispatch, IOCTL_WSKECHO_QUERY_STATS};
 use control::mock::MockDriver;
 use control::stats::Counter;
-use echoload::driverctl::{run_to, DriverArgs, EXIT_REFUSED, EXIT_UNREACHABLE};
+use echoload::cli::DriverArgs;
+use echoload::driverctl::{run_to, EXIT_REFUSED, EXIT_UNREACHABLE};
 use serde_json::Value;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -341,7 +342,7 @@ fn conformance_check_passes_against_the_mock() {
 
 #[test]
 fn durations_parse() {
-    use echoload::driverctl::parse_duration;
+    use echoload::cli::driver::parse_duration;
     use std::time::Duration;
     assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
     assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));

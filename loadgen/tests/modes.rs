@@ -3,7 +3,8 @@
 mod common;
 
 use common::{addr, quick, server_on};
-use echoload::client::{run, Mode, Proto};
+use echoload::client::{Mode, Proto};
+use echoload::run;
 use echoload::server::Service;
 
 fn service(mode: Mode) -> Service {
@@ -125,15 +126,12 @@ fn invalid_configs_are_refused() {
         size: 65_508,
         ..Default::default()
     };
-    let e = echoload::client::try_run(&cfg).unwrap_err().to_string();
+    let e = echoload::try_run(&cfg).unwrap_err().to_string();
     assert!(e.contains("65507"), "{e}");
     cfg.size = 16;
-    let e = echoload::client::try_run(&cfg).unwrap_err().to_string();
+    let e = echoload::try_run(&cfg).unwrap_err().to_string();
     assert!(e.contains("header"), "{e}");
     cfg.size = 64;
     cfg.mode = Mode::Rate;
-    assert!(
-        echoload::client::try_run(&cfg).is_err(),
-        "rate without --rate"
-    );
+    assert!(echoload::try_run(&cfg).is_err(), "rate without --rate");
 }

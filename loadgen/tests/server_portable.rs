@@ -3,8 +3,9 @@
 
 #![allow(clippy::many_single_char_names)] // h = handle, s = socket, a = addrs, ... in short tests
 
+use echoload::cli::ServeArgs;
 use echoload::payload::check_source;
-use echoload::server::{self, ServeArgs, ServeConfig, ServerHandle};
+use echoload::server::{self, ServeConfig, ServerHandle};
 use echoload::sockperf::{decode, encode, flags, Header};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};

@@ -4,8 +4,9 @@
 
 #![allow(clippy::many_single_char_names)] // h = handle, s = socket, a = addrs, ... in short tests
 
+use echoload::cli::ServeArgs;
 use echoload::payload::check_source;
-use echoload::server::{self, Counters, Proto, ServeArgs, ServeConfig, ServerHandle, Service};
+use echoload::server::{self, Counters, Proto, ServeConfig, ServerHandle, Service};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};

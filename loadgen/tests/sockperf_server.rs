@@ -4,7 +4,8 @@
 
 #![allow(clippy::many_single_char_names)] // h = handle, s = socket, a = addrs, ... in short tests
 
-use echoload::server::{self, Counters, ServeArgs, ServerHandle};
+use echoload::cli::ServeArgs;
+use echoload::server::{self, Counters, ServerHandle};
 use echoload::sockperf::{decode, encode, flags, Header, HEADER_LEN};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};

@@ -10,7 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::quick;
-use echoload::client::{run, Mode, Proto, Wire};
+use echoload::client::{Mode, Proto, Wire};
+use echoload::run;
 
 fn have_sockperf() -> bool {
     let ok = Command::new("sockperf")

@@ -10,7 +10,7 @@ mod wakeup;
 mod wire;
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -18,8 +18,6 @@ use anyhow::{bail, Result};
 
 pub use stats::{Errors, SeqEvent, SeqTracker, Stats};
 pub use wire::{Check, Wire};
-
-pub use crate::report::RunReport;
 
 /// Largest UDP payload over IPv4 (65535 - 20 - 8).
 pub const MAX_UDP_SIZE: usize = 65_507;
@@ -200,6 +198,50 @@ pub(crate) struct Live {
     pub msgs: AtomicU64,
 }
 
+impl Live {
+    fn counts(&self) -> LiveCounts {
+        LiveCounts {
+            sent_bytes: self.sent_bytes.load(Ordering::Relaxed),
+            recv_bytes: self.recv_bytes.load(Ordering::Relaxed),
+            msgs: self.msgs.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Measured traffic so far, as a progress display sees it while the run goes on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveCounts {
+    pub sent_bytes: u64,
+    pub recv_bytes: u64,
+    /// Messages received (sent, for send-only runs).
+    pub msgs: u64,
+}
+
+/// What a run measured; [`crate::report::RunReport`] turns it into the result document.
+pub struct Measurement {
+    /// Counters and latency summed over every worker.
+    pub stats: Stats,
+    /// Length of the measured window actually covered (after warm-up), in seconds.
+    pub duration_s: f64,
+}
+
+impl Measurement {
+    /// A run that could not start: `why` is counted as a connection failure.
+    pub fn failed(why: String) -> Measurement {
+        let mut stats = Stats::default();
+        stats.errors.connect += 1;
+        stats.note(why);
+        Measurement {
+            stats,
+            duration_s: 0.0,
+        }
+    }
+}
+
+/// Called about every 100 ms from the thread that started the run, with the live counters
+/// and the time since the start (warm-up included).
+pub type Observer<'a> = &'a mut dyn FnMut(LiveCounts, Duration);
+
 /// Time base of one run: all threads measure from the same instant.
 #[derive(Clone, Copy)]
 pub(crate) struct Clock {
@@ -245,22 +287,10 @@ impl Worker {
     }
 }
 
-/// Runs a measurement; configuration errors and total failures are reported inside the
-/// returned report (see [`try_run`] to get them as `Err`).
-pub fn run(cfg: &RunConfig) -> RunReport {
-    match try_run(cfg) {
-        Ok(r) => r,
-        Err(e) => {
-            let mut st = Stats::default();
-            st.errors.connect += 1;
-            st.note(format!("{e:#}"));
-            RunReport::from_stats(cfg, &st, 0.0)
-        }
-    }
-}
-
-/// Like [`run`], but an invalid configuration is an `Err`.
-pub fn try_run(cfg: &RunConfig) -> Result<RunReport> {
+/// Runs a measurement. An invalid configuration is an `Err`; failures of the run itself
+/// (refused connections, lost or corrupted messages) are counted in the measurement.
+/// `observe`, when given, gets the live counters about every 100 ms.
+pub fn measure(cfg: &RunConfig, observe: Option<Observer<'_>>) -> Result<Measurement> {
     cfg.validate()?;
     let cfg = Arc::new(cfg.clone());
     let threads = cfg.threads.min(cfg.conns);
@@ -299,14 +329,14 @@ pub fn try_run(cfg: &RunConfig) -> Result<RunReport> {
     let _ = clock.set(c);
     go.wait();
 
-    let progress = crate::report::Progress::new(cfg.progress, cfg.warmup + cfg.duration);
-    // Without a progress bar the main thread just joins below: a periodic wake-up would land
+    // Without an observer the main thread just joins below: a periodic wake-up would land
     // on the workers' cores (2 here) and show in the latency tail and the ping-pong p50.
-    while progress.active() && !handles.iter().all(std::thread::JoinHandle::is_finished) {
-        progress.tick(&live, c.start.elapsed());
-        std::thread::sleep(Duration::from_millis(100));
+    if let Some(observe) = observe {
+        while !handles.iter().all(std::thread::JoinHandle::is_finished) {
+            observe(live.counts(), c.start.elapsed());
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
-    progress.finish();
     let mut total = Stats::default();
     for h in handles {
         if let Ok(st) = h.join() {
@@ -318,5 +348,8 @@ pub fn try_run(cfg: &RunConfig) -> Result<RunReport> {
     }
     let measured = (c.start.elapsed().as_secs_f64() - cfg.warmup.as_secs_f64())
         .clamp(0.0, cfg.duration.as_secs_f64());
-    Ok(RunReport::from_stats(&cfg, &total, measured))
+    Ok(Measurement {
+        stats: total,
+        duration_s: measured,
+    })
 }

@@ -1,70 +1,6 @@
-//! `echoload serve` options and the resolved configuration.
+//! The reference server's resolved configuration (its command line is in `crate::cli::serve`).
 
 use std::net::{IpAddr, Ipv4Addr};
-
-/// Command-line options of `echoload serve`.
-#[derive(clap::Args, Clone, Debug)]
-pub struct ServeArgs {
-    /// Address to bind every service to (IPv4 or IPv6).
-    #[arg(long, default_value = "127.0.0.1")]
-    pub bind: IpAddr,
-    /// Echo port (TCP and UDP); 0 = OS-assigned.
-    #[arg(long, default_value_t = 7007)]
-    pub echo_port: u16,
-    /// Discard port (TCP and UDP).
-    #[arg(long, default_value_t = 7009)]
-    pub discard_port: u16,
-    /// Source port (TCP stream; UDP answers each datagram with one of the same length).
-    #[arg(long, default_value_t = 7019)]
-    pub source_port: u16,
-    /// sockperf-compatible service port (TCP and UDP).
-    #[arg(long, default_value_t = 11111)]
-    pub sockperf_port: u16,
-    /// Services to leave off, comma-separated: echo,discard,source,sockperf.
-    #[arg(long, value_delimiter = ',', value_parser = ["echo", "discard", "source", "sockperf"])]
-    pub disable: Vec<String>,
-    /// Worker threads, each with its own event loop and sockets (0 = one per CPU).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
-    /// Maximum open TCP connections; more are accepted and reset at once.
-    #[arg(long, default_value_t = 1024)]
-    pub max_conns: usize,
-    /// Print the counters every this many seconds (0 = only at exit).
-    #[arg(long, default_value_t = 0.0)]
-    pub stats_every: f64,
-}
-
-impl Default for ServeArgs {
-    /// The command line's defaults.
-    fn default() -> Self {
-        ServeArgs {
-            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            echo_port: 7007,
-            discard_port: 7009,
-            source_port: 7019,
-            sockperf_port: 11111,
-            disable: Vec::new(),
-            threads: 0,
-            max_conns: 1024,
-            stats_every: 0.0,
-        }
-    }
-}
-
-impl ServeArgs {
-    /// Every service on `ip` with OS-assigned ports and one worker (tests, embedded runs).
-    pub fn ephemeral(ip: IpAddr) -> Self {
-        ServeArgs {
-            bind: ip,
-            echo_port: 0,
-            discard_port: 0,
-            source_port: 0,
-            sockperf_port: 0,
-            threads: 1,
-            ..ServeArgs::default()
-        }
-    }
-}
 
 /// A resolved server configuration. `None` for a port turns that service off.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,7 +30,7 @@ impl Default for ServeConfig {
     }
 }
 
-fn default_threads() -> usize {
+pub(crate) fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
@@ -142,42 +78,8 @@ impl ServeConfig {
     }
 }
 
-impl From<ServeArgs> for ServeConfig {
-    fn from(a: ServeArgs) -> Self {
-        ServeConfig::from(&a)
-    }
-}
-
 impl From<&ServeConfig> for ServeConfig {
     fn from(c: &ServeConfig) -> Self {
         c.clone()
-    }
-}
-
-impl From<&ServeArgs> for ServeConfig {
-    fn from(a: &ServeArgs) -> Self {
-        let on = |name: &str, port: u16| {
-            if a.disable
-                .iter()
-                .any(|d| d.trim().eq_ignore_ascii_case(name))
-            {
-                None
-            } else {
-                Some(port)
-            }
-        };
-        ServeConfig {
-            bind: a.bind,
-            echo_port: on("echo", a.echo_port),
-            discard_port: on("discard", a.discard_port),
-            source_port: on("source", a.source_port),
-            sockperf_port: on("sockperf", a.sockperf_port),
-            threads: if a.threads == 0 {
-                default_threads()
-            } else {
-                a.threads
-            },
-            max_conns: a.max_conns,
-        }
     }
 }

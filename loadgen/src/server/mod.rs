@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use config::{ServeArgs, ServeConfig};
+pub(crate) use config::default_threads;
+pub use config::ServeConfig;
 pub use pattern::{fill_source, source_byte, verify_source, SOURCE_PERIOD};
 pub use stats::Counters;
 
@@ -161,7 +162,7 @@ impl Drop for ServerHandle {
 pub const STOP_BOUND: Duration = Duration::from_millis(200);
 
 /// Binds every enabled service and starts the workers. Takes a [`ServeConfig`] or
-/// [`ServeArgs`] (by value or reference).
+/// `cli::ServeArgs` (by value or reference).
 pub fn spawn(cfg: impl Into<ServeConfig>) -> anyhow::Result<ServerHandle> {
     let cfg: ServeConfig = cfg.into();
     cfg.validate()?;
@@ -178,10 +179,10 @@ pub fn spawn(cfg: impl Into<ServeConfig>) -> anyhow::Result<ServerHandle> {
     })
 }
 
-/// `echoload serve`: runs until SIGINT/SIGTERM, then prints the counters.
-pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
-    let cfg = ServeConfig::from(args);
-    let h = spawn(&cfg)?;
+/// `echoload serve`: runs until SIGINT/SIGTERM, then prints the counters (and every
+/// `stats_every` seconds when that is above 0).
+pub fn run(cfg: &ServeConfig, stats_every: f64) -> anyhow::Result<()> {
+    let h = spawn(cfg)?;
     for (svc, proto, addr) in h.bound() {
         println!(
             "{:<8} {:<3} {addr}",
@@ -197,7 +198,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let mut last = std::time::Instant::now();
     while !signals::requested() {
         std::thread::sleep(Duration::from_millis(100));
-        if args.stats_every > 0.0 && last.elapsed().as_secs_f64() >= args.stats_every {
+        if stats_every > 0.0 && last.elapsed().as_secs_f64() >= stats_every {
             last = std::time::Instant::now();
             eprintln!("{}", h.counters());
         }

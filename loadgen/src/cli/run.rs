@@ -1,45 +1,13 @@
-//! Command line of `echoload` (a contract scripts rely on: keep flag names stable).
+//! `echoload run` options, and how they become a [`RunConfig`].
 
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use anyhow::Result;
+use clap::{Args, ValueEnum};
 
+use super::{parse_duration, resolve, ProtoArg};
 use crate::client::{Mode, Proto, RunConfig, Wire};
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "echoload",
-    version,
-    about = "TCP/UDP echo load generator and reference server.\n\
-With no subcommand: starts the reference server on loopback and runs a short mixed test against it."
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub cmd: Option<Cmd>,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum Cmd {
-    /// Run a load test against a server.
-    Run(RunArgs),
-    /// Run the reference server (echo, discard, source, sockperf services).
-    Serve(crate::server::ServeArgs),
-    /// Combine JSON results (e.g. of several machines) and print the merged report.
-    Merge(MergeArgs),
-    /// Talk to the wskecho driver's control device (or wskecho-sim's control socket).
-    Driver(crate::driverctl::DriverArgs),
-    /// The embedded demo (same as no subcommand).
-    Demo(DemoArgs),
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum ProtoArg {
-    Tcp,
-    Udp,
-}
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ModeArg {
@@ -138,77 +106,6 @@ pub struct RunArgs {
     pub quiet: bool,
 }
 
-#[derive(Args, Debug, Clone)]
-pub struct MergeArgs {
-    /// JSON files written by `echoload run --json`.
-    #[arg(required = true)]
-    pub files: Vec<PathBuf>,
-    /// Also write the merged result here.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct DemoArgs {
-    /// Measured time of each test of the demo.
-    #[arg(long, default_value = "1.5s", value_parser = parse_duration)]
-    pub each: Duration,
-    /// Also write every result as JSON lines into this file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-}
-
-impl Default for DemoArgs {
-    fn default() -> Self {
-        DemoArgs {
-            each: Duration::from_millis(1500),
-            json: None,
-        }
-    }
-}
-
-/// Parses `5s`, `500ms`, `2m`, `1.5s`, `100us` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let v: f64 = num.parse().with_context(|| format!("bad duration {s:?}"))?;
-    let secs = match unit {
-        "" | "s" => v,
-        "ms" => v / 1e3,
-        "us" | "µs" => v / 1e6,
-        "m" | "min" => v * 60.0,
-        _ => bail!("bad duration unit in {s:?} (use s, ms, us or m)"),
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        bail!("bad duration {s:?}");
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// Resolves HOST:PORT (IPv6 in brackets), preferring the requested family.
-pub fn resolve(target: &str, ipv6: bool) -> Result<SocketAddr> {
-    let addrs: Vec<SocketAddr> = target
-        .to_socket_addrs()
-        .with_context(|| {
-            format!("cannot resolve target {target:?} (expected HOST:PORT or [IPv6]:PORT)")
-        })?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv6() == ipv6)
-        .or_else(|| if ipv6 { None } else { addrs.first() })
-        .copied()
-        .ok_or_else(|| {
-            anyhow!(
-                "target {target:?} has no {} address",
-                if ipv6 { "IPv6" } else { "IPv4" }
-            )
-        })
-}
-
 impl RunArgs {
     pub fn to_config(&self) -> Result<RunConfig> {
         let cfg = RunConfig {
@@ -253,33 +150,8 @@ impl RunArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_secs_f64(1.5));
-        assert_eq!(
-            parse_duration("2m").unwrap(),
-            parse_duration("120s").unwrap()
-        );
-        assert!(parse_duration("5x").is_err());
-        assert!(parse_duration("").is_err());
-    }
-
-    #[test]
-    fn targets() {
-        assert_eq!(
-            resolve("127.0.0.1:7", false).unwrap(),
-            "127.0.0.1:7".parse().unwrap()
-        );
-        assert_eq!(
-            resolve("[::1]:7", false).unwrap(),
-            "[::1]:7".parse().unwrap()
-        );
-        assert!(resolve("127.0.0.1:7", true).is_err());
-        assert!(resolve("nonsense", false).is_err());
-    }
+    use crate::cli::{Cli, Cmd};
+    use clap::Parser;
 
     #[test]
     fn cli_contract_parses() {
