@@ -19,6 +19,7 @@ pub mod client;
 pub mod demo;
 pub mod driverctl;
 pub mod payload;
+pub mod plot;
 pub mod progress;
 pub mod report;
 pub mod resultdoc;

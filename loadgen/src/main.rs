@@ -3,8 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use echoload::cli::{Cli, Cmd, DemoArgs, MergeArgs, RunArgs};
-use echoload::report::{self, RunReport};
+use echoload::cli::{Cli, Cmd, DemoArgs, MergeArgs, PlotArgs, RunArgs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -13,6 +12,7 @@ fn main() -> ExitCode {
         Some(Cmd::Demo(d)) => demo(&d),
         Some(Cmd::Run(a)) => run(&a),
         Some(Cmd::Merge(m)) => merge(&m),
+        Some(Cmd::Plot(p)) => plot(&p),
         Some(Cmd::Serve(s)) => {
             echoload::server::run(&echoload::server::ServeConfig::from(&s), s.stats_every)
                 .map(|()| ExitCode::SUCCESS)
@@ -56,20 +56,36 @@ fn run(a: &RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn merge(m: &MergeArgs) -> anyhow::Result<ExitCode> {
-    let mut all = Vec::new();
-    for f in &m.files {
-        let text = std::fs::read_to_string(f)
-            .map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?;
-        let r: RunReport = serde_json::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{} is not an echoload result: {e}", f.display()))?;
-        all.push(r);
-    }
-    let merged = report::merge(&all)?;
-    print!("merged {} results\n{}", all.len(), merged.table());
+    let stream = echoload::resultdoc::load(&m.files)?;
+    report_skipped(&stream.skipped);
+    let merged = echoload::align::merge(stream.docs)?;
+    print!("{}", merged.table());
     if let Some(p) = &m.json {
-        merged.write_json(p)?;
+        std::fs::write(p, serde_json::to_string_pretty(&merged.doc)? + "\n")
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", p.display()))?;
     }
-    Ok(status(merged.clean(true)))
+    let e = &merged.doc.errors;
+    let clean = ["corrupted", "connect", "io"]
+        .iter()
+        .all(|k| e.get(*k).copied().unwrap_or(0) == 0);
+    Ok(status(clean && (!m.strict || merged.warnings.is_empty())))
+}
+
+fn report_skipped(skipped: &[String]) {
+    for s in skipped.iter().take(5) {
+        eprintln!("echoload: skipped {s}");
+    }
+    if skipped.len() > 5 {
+        eprintln!("echoload: skipped {} more", skipped.len() - 5);
+    }
+}
+
+fn plot(p: &PlotArgs) -> anyhow::Result<ExitCode> {
+    let stream = echoload::resultdoc::load(&p.files)?;
+    report_skipped(&stream.skipped);
+    echoload::plot::write(&stream.docs, &p.output, &p.title)?;
+    eprintln!("wrote {}", p.output.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn demo(d: &DemoArgs) -> anyhow::Result<ExitCode> {

@@ -36,6 +36,8 @@ pub enum Cmd {
     Serve(ServeArgs),
     /// Combine JSON results (e.g. of several machines) and print the merged report.
     Merge(MergeArgs),
+    /// Draw results: latency by percentile, throughput and p99 over time (SVG or HTML).
+    Plot(PlotArgs),
     /// Talk to the wskecho driver's control device (or wskecho-sim's control socket).
     Driver(DriverArgs),
     /// The embedded demo (same as no subcommand).
@@ -51,12 +53,29 @@ pub enum ProtoArg {
 
 #[derive(Args, Debug, Clone)]
 pub struct MergeArgs {
-    /// JSON files written by `echoload run --json`.
+    /// JSON files written by `echoload run --json`, or `-` to read a stream of JSON documents
+    /// from stdin (e.g. `kubectl logs`), skipping lines that are not part of one.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Also write the merged result here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Exit non-zero when the merge warns (skewed windows, missing or duplicate agents).
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PlotArgs {
+    /// JSON results (each one curve), or `-` for a stream of documents on stdin.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Output file: .svg, or .html for a page with the picture and a summary table.
+    #[arg(long, short = 'o')]
+    pub output: PathBuf,
+    /// Title above the pictures.
+    #[arg(long, default_value = "echoload results")]
+    pub title: String,
 }
 
 #[derive(Args, Debug, Clone)]
