@@ -18,6 +18,7 @@ pub mod cli;
 pub mod client;
 pub mod demo;
 pub mod driverctl;
+pub mod metrics;
 pub mod payload;
 pub mod plot;
 pub mod progress;

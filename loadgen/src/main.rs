@@ -13,10 +13,12 @@ fn main() -> ExitCode {
         Some(Cmd::Run(a)) => run(&a),
         Some(Cmd::Merge(m)) => merge(&m),
         Some(Cmd::Plot(p)) => plot(&p),
-        Some(Cmd::Serve(s)) => {
-            echoload::server::run(&echoload::server::ServeConfig::from(&s), s.stats_every)
-                .map(|()| ExitCode::SUCCESS)
-        }
+        Some(Cmd::Serve(s)) => echoload::server::run_with_metrics(
+            &echoload::server::ServeConfig::from(&s),
+            s.stats_every,
+            s.metrics.as_deref(),
+        )
+        .map(|()| ExitCode::SUCCESS),
         Some(Cmd::Driver(d)) => {
             echoload::driverctl::run(d).map(|code| ExitCode::from(u8::try_from(code).unwrap_or(2)))
         }
@@ -37,7 +39,10 @@ fn status(clean: bool) -> ExitCode {
 
 fn run(a: &RunArgs) -> anyhow::Result<ExitCode> {
     let cfg = a.to_config()?;
-    let r = echoload::run(&cfg);
+    let r = match &a.multi.metrics {
+        None => echoload::run(&cfg),
+        Some(addr) => echoload::metrics::run_with_endpoint(&cfg, addr, &a.target)?,
+    };
     if a.json_stdout {
         println!("{}", r.to_json());
     } else {

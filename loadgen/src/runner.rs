@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use crate::client::{self, Measurement, RunConfig};
+use crate::client::{self, Measurement, Observer, RunConfig};
 use crate::progress::Progress;
 use crate::report::RunReport;
 
@@ -15,9 +15,26 @@ pub fn run(cfg: &RunConfig) -> RunReport {
 
 /// Like [`run`], but an invalid configuration is an `Err`.
 pub fn try_run(cfg: &RunConfig) -> Result<RunReport> {
+    try_run_observed(cfg, None)
+}
+
+/// [`run`] with a second observer of the live counts (e.g. a metrics endpoint), called
+/// about every 100 ms beside the progress display.
+pub fn run_observed(cfg: &RunConfig, extra: Option<Observer<'_>>) -> RunReport {
+    try_run_observed(cfg, extra)
+        .unwrap_or_else(|e| RunReport::new(cfg, &Measurement::failed(format!("{e:#}"))))
+}
+
+fn try_run_observed(cfg: &RunConfig, mut extra: Option<Observer<'_>>) -> Result<RunReport> {
     let progress = Progress::new(cfg.progress, cfg.warmup + cfg.duration);
-    let mut tick = |live, elapsed| progress.tick(live, elapsed);
-    let m = client::measure(cfg, progress.active().then_some(&mut tick as _));
+    let wanted = progress.active() || extra.is_some();
+    let mut tick = |live, elapsed| {
+        progress.tick(live, elapsed);
+        if let Some(x) = extra.as_mut() {
+            x(live, elapsed);
+        }
+    };
+    let m = client::measure(cfg, wanted.then_some(&mut tick as _));
     progress.finish();
     Ok(RunReport::new(cfg, &m?))
 }

@@ -72,21 +72,29 @@ pub fn check_not_past(start: SystemTime, now: SystemTime) -> Result<()> {
     Ok(())
 }
 
-/// Called once every connection is set up: sleeps until the warm-up must begin so that the
-/// measurement starts at `start`, and returns the warm-up left (shorter than asked when the
-/// connections took longer; zero when `start` has passed by less than the tolerance).
-pub fn wait_for_start(start: SystemTime, warmup: Duration) -> Result<Duration> {
-    let now = SystemTime::now();
-    check_not_past(start, now)?;
-    let until = start.duration_since(now).unwrap_or_default();
+/// The warm-up of a run once every connection is set up: without a start time the one asked
+/// for; with one, after sleeping until the warm-up must begin, the time left until `start`
+/// (shorter than asked when connecting took longer; zero once `start` has passed, which the
+/// command line refused beforehand when it was already past by more than the tolerance).
+pub fn warmup_until(start: Option<SystemTime>, warmup: Duration) -> Duration {
+    match start {
+        Some(t) => wait_for_start(t, warmup),
+        None => warmup,
+    }
+}
+
+/// Sleeps until the warm-up must begin so that the measurement starts at `start`; returns the
+/// warm-up left.
+pub fn wait_for_start(start: SystemTime, warmup: Duration) -> Duration {
+    let until = start.duration_since(SystemTime::now()).unwrap_or_default();
     if let Some(early) = until.checked_sub(warmup).filter(|d| !d.is_zero()) {
         std::thread::sleep(early);
-        return Ok(start
+        return start
             .duration_since(SystemTime::now())
             .unwrap_or_default()
-            .min(warmup));
+            .min(warmup);
     }
-    Ok(until)
+    until
 }
 
 /// This agent's part of a total shared by `count` agents: integers are split so the parts
@@ -186,13 +194,16 @@ mod tests {
         assert!(check_not_past(now + PAST_TOLERANCE * 60, now).is_ok());
         let e = check_not_past(now - Duration::from_secs(5), now).unwrap_err();
         assert!(e.to_string().contains("in the past"), "{e}");
-        assert!(wait_for_start(now - Duration::from_secs(3), Duration::ZERO).is_err());
+        assert_eq!(
+            wait_for_start(now - Duration::from_secs(3), Duration::ZERO),
+            Duration::ZERO
+        );
     }
 
     #[test]
     fn waiting_ends_at_the_start_minus_the_warmup() {
         let start = SystemTime::now() + Duration::from_millis(300);
-        let warm = wait_for_start(start, Duration::from_millis(100)).unwrap();
+        let warm = wait_for_start(start, Duration::from_millis(100));
         let left = start.duration_since(SystemTime::now()).unwrap_or_default();
         // woke about 100 ms before the start, and the returned warm-up reaches it
         assert!(
@@ -202,7 +213,11 @@ mod tests {
         assert!(left <= warm, "{left:?} {warm:?}");
         // a warm-up longer than the time left is cut to it
         let soon = SystemTime::now() + Duration::from_millis(50);
-        assert!(wait_for_start(soon, Duration::from_secs(5)).unwrap() <= Duration::from_millis(50));
+        assert!(wait_for_start(soon, Duration::from_secs(5)) <= Duration::from_millis(50));
+        assert_eq!(
+            warmup_until(None, Duration::from_secs(5)),
+            Duration::from_secs(5)
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! stable): the top level and `merge`/`demo` here, `run`, `serve` and `driver` in their own files.
 
 pub mod driver;
+pub mod multi;
 pub mod run;
 pub mod serve;
 

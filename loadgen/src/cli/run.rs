@@ -104,11 +104,13 @@ pub struct RunArgs {
     /// No progress bar.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    #[command(flatten)]
+    pub multi: super::multi::MultiArgs,
 }
 
 impl RunArgs {
     pub fn to_config(&self) -> Result<RunConfig> {
-        let cfg = RunConfig {
+        let mut cfg = RunConfig {
             target: resolve(&self.target, self.ipv6)?,
             proto: match self.proto {
                 ProtoArg::Tcp => Proto::Tcp,
@@ -142,6 +144,7 @@ impl RunArgs {
             progress: !self.quiet,
             ..RunConfig::default()
         };
+        self.multi.apply(&mut cfg)?;
         cfg.validate()?;
         Ok(cfg)
     }

@@ -104,6 +104,11 @@ pub struct RunConfig {
     pub verify_source: bool,
     /// Live progress bar (only drawn when stderr is a terminal).
     pub progress: bool,
+    /// Distributed runs: the wall-clock start of the measured window (`--start-at`).
+    pub start_at: Option<std::time::SystemTime>,
+    /// Distributed runs: this agent's index and the number of agents.
+    pub agent_index: u32,
+    pub agent_count: u32,
 }
 
 impl Default for RunConfig {
@@ -129,6 +134,9 @@ impl Default for RunConfig {
             window_bytes: 1 << 20,
             verify_source: true,
             progress: false,
+            start_at: None,
+            agent_index: 0,
+            agent_count: 1,
         }
     }
 }
@@ -320,7 +328,7 @@ pub fn measure(cfg: &RunConfig, observe: Option<Observer<'_>>) -> Result<Measure
         handles.push(h);
     }
     ready.wait();
-    let warm = cfg.warmup.as_nanos() as u64;
+    let warm = crate::schedule::warmup_until(cfg.start_at, cfg.warmup).as_nanos() as u64;
     let c = Clock {
         start: Instant::now(),
         warm_end_ns: warm,
@@ -346,7 +354,7 @@ pub fn measure(cfg: &RunConfig, observe: Option<Observer<'_>>) -> Result<Measure
             total.note("a worker thread panicked".into());
         }
     }
-    let measured = (c.start.elapsed().as_secs_f64() - cfg.warmup.as_secs_f64())
+    let measured = (c.start.elapsed().as_secs_f64() - c.warm_end_ns as f64 / 1e9)
         .clamp(0.0, cfg.duration.as_secs_f64());
     Ok(Measurement {
         stats: total,
