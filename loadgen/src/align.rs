@@ -361,7 +361,7 @@ impl Merged {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "merged {} agent result(s){}  → {}",
+            "merged {} results{}  → {}",
             self.agents.len(),
             if d.label.is_empty() {
                 String::new()
@@ -477,7 +477,7 @@ mod tests {
         assert!((m.agents[2].share_pct - 50.0).abs() < 1e-9);
         assert!((m.agents[1].offset_s.unwrap() - 0.02).abs() < 1e-6);
         assert_eq!(d.started_at.as_deref(), Some(T0));
-        assert!(m.table().contains("merged 3 agent result(s)"));
+        assert!(m.table().contains("merged 3 results"));
     }
 
     #[test]

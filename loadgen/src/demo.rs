@@ -58,7 +58,7 @@ const PLAN: [Step; 5] = [
 pub fn run(each: Duration, progress: bool) -> Result<Vec<RunReport>> {
     let cfg = ServeConfig::loopback_ephemeral();
     let srv = server::spawn(cfg).context("starting the embedded reference server on 127.0.0.1")?;
-    println!("echoload demo: reference server on 127.0.0.1 (OS-assigned ports); {} tests of {:.1} s each\n", PLAN.len(), each.as_secs_f64());
+    crate::output::println(&format!("echoload demo: reference server on 127.0.0.1 (OS-assigned ports); {} tests of {:.1} s each\n", PLAN.len(), each.as_secs_f64()));
     let mut out = Vec::new();
     for (title, proto, mode, svc, size, rate) in PLAN {
         let sproto = if proto == Proto::Tcp {
@@ -67,7 +67,9 @@ pub fn run(each: Duration, progress: bool) -> Result<Vec<RunReport>> {
             server::Proto::Udp
         };
         let Some(target) = srv.addr(svc, sproto) else {
-            println!("== {title}: skipped ({proto} {svc:?} not offered by the server)\n");
+            crate::output::println(&format!(
+                "== {title}: skipped ({proto} {svc:?} not offered by the server)\n"
+            ));
             continue;
         };
         let rc = RunConfig {
@@ -82,18 +84,18 @@ pub fn run(each: Duration, progress: bool) -> Result<Vec<RunReport>> {
             progress,
             ..RunConfig::default()
         };
-        println!("== {title}");
+        crate::output::println(&format!("== {title}"));
         let before = srv.counters();
         let r = crate::run(&rc);
-        print!("{}", r.table());
+        crate::output::print(&r.table());
         if mode == Mode::Sink {
             // What was sent is not what arrived: loopback drops what the server cannot take.
             let got = srv.counters().rx_msgs.saturating_sub(before.rx_msgs);
-            println!(
+            crate::output::println(&format!(
                 "  server      received {got} datagrams over the whole run (warm-up included)"
-            );
+            ));
         }
-        println!();
+        crate::output::println("");
         out.push(r);
     }
     let _ = srv.stop();

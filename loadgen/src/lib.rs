@@ -3,15 +3,18 @@
 //! - [`cli`]: every command-line definition (`run`, `serve`, `merge`, `driver`, `demo`).
 //! - [`client`]: the load engines (TCP, UDP); a run returns a [`client::Measurement`].
 //! - [`report`]: the result document (JSON, table) built from a measurement; merging runs.
+//! - [`output`]: stdout that tolerates a closed pipe.
 //! - [`progress`]: the live progress line while a run goes on.
 //! - [`runner`]: configuration → measurement → report, as `echoload run` does it.
 //! - [`server`]: `echoload serve`, the user-mode reference server (echo, discard, source,
 //!   sockperf).
 //! - [`driverctl`]: `echoload driver`, the wskecho control-device client.
 //! - [`payload`], [`sockperf`]: the message formats on the wire.
+//! - [`signals`]: SIGINT/SIGTERM as a stop request.
 //! - [`demo`]: the embedded default run (server and client on loopback).
 //! - [`resultdoc`], [`align`]: reading result documents and merging a distributed run.
 //! - [`schedule`]: a distributed run's common start and each agent's share of the load.
+//! - [`plot`]: pictures of results (SVG/HTML); [`metrics`]: Prometheus endpoints.
 
 pub mod align;
 pub mod cli;
@@ -19,6 +22,7 @@ pub mod client;
 pub mod demo;
 pub mod driverctl;
 pub mod metrics;
+pub mod output;
 pub mod payload;
 pub mod plot;
 pub mod progress;
@@ -27,6 +31,7 @@ pub mod resultdoc;
 pub mod runner;
 pub mod schedule;
 pub mod server;
+pub mod signals;
 pub mod sockperf;
 
 pub use runner::{run, try_run};

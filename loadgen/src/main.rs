@@ -1,9 +1,11 @@
 //! `echoload`: see `echoload --help`.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
 use echoload::cli::{Cli, Cmd, DemoArgs, MergeArgs, PlotArgs, RunArgs};
+use echoload::output;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -38,33 +40,73 @@ fn status(clean: bool) -> ExitCode {
 }
 
 fn run(a: &RunArgs) -> anyhow::Result<ExitCode> {
-    let cfg = a.to_config()?;
-    let r = match &a.multi.metrics {
+    let mut cfg = a.to_config()?;
+    if let Some(p) = &a.json {
+        // Checked before any traffic: a typo in the path must not cost the run.
+        check_writable(p)?;
+    }
+    echoload::signals::install();
+    cfg.stop = Some(echoload::signals::flag());
+    let mut r = match &a.multi.metrics {
         None => echoload::run(&cfg),
         Some(addr) => echoload::metrics::run_with_endpoint(&cfg, addr, &a.target)?,
     };
+    let signal = echoload::signals::received();
+    if let Some(sig) = signal {
+        r.messages.push(format!(
+            "stopped by {} after {:.2} s measured",
+            echoload::signals::name(sig),
+            r.duration_s
+        ));
+    }
     if a.json_stdout {
-        println!("{}", r.to_json());
+        output::println(&r.to_json());
     } else {
-        print!("{}", r.table());
+        output::print(&r.table());
     }
     if let Some(p) = &a.json {
         r.write_json(p)?;
     }
+    if let Some(sig) = signal {
+        return Ok(ExitCode::from(echoload::signals::exit_status(sig)));
+    }
     let clean = r.clean(a.allow_loss);
     if !clean {
         eprintln!(
-            "echoload: run not clean (integrity errors or failed connections; see the report)"
+            "echoload: run not clean (no data moved, integrity errors or failed connections; see \
+             the report)"
         );
     }
     Ok(status(clean))
+}
+
+/// Fails unless `path` can be written (its directory exists, it is not a directory, we may
+/// write there). Creates the file if it did not exist; it is written at the end of the run.
+fn check_writable(path: &Path) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "--json {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        );
+    }
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("--json {}: cannot write there: {e}", path.display()))?;
+    Ok(())
 }
 
 fn merge(m: &MergeArgs) -> anyhow::Result<ExitCode> {
     let stream = echoload::resultdoc::load(&m.files)?;
     report_skipped(&stream.skipped);
     let merged = echoload::align::merge(stream.docs)?;
-    print!("{}", merged.table());
+    output::print(&merged.table());
     if let Some(p) = &m.json {
         std::fs::write(p, serde_json::to_string_pretty(&merged.doc)? + "\n")
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", p.display()))?;
@@ -103,13 +145,10 @@ fn demo(d: &DemoArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(p, lines.join("\n") + "\n")?;
     }
     let clean = reports.iter().all(|r| r.clean(false));
-    println!(
-        "{}",
-        if clean {
-            "all demo runs clean"
-        } else {
-            "some demo runs had errors (see above)"
-        }
-    );
+    output::println(if clean {
+        "all demo runs clean"
+    } else {
+        "some demo runs had errors (see above)"
+    });
     Ok(status(clean))
 }

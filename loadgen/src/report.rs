@@ -115,6 +115,28 @@ impl RunReport {
                 0.0
             }
         };
+        let mut messages = st.messages.clone();
+        let moved = if cfg.mode == Mode::Sink {
+            st.sent_bytes > 0
+        } else {
+            st.recv_bytes > 0
+        };
+        if !moved && messages.is_empty() {
+            messages.push(if duration_s <= 0.0 {
+                "nothing was measured (the measured window is empty)".to_string()
+            } else if cfg.mode == Mode::Sink {
+                "nothing was sent in the measured window".to_string()
+            } else {
+                format!(
+                    "nothing was received in the measured window (is {} a {} service?)",
+                    cfg.target,
+                    match cfg.mode {
+                        Mode::Source => "source",
+                        _ => "echo",
+                    }
+                )
+            });
+        }
         RunReport {
             target: cfg.target.to_string(),
             proto: cfg.proto,
@@ -135,15 +157,27 @@ impl RunReport {
             },
             latency_us: Latency::from_histogram(&st.hist),
             errors: st.errors,
-            messages: st.messages.clone(),
+            messages,
             histogram: encode_histogram(&st.hist),
         }
     }
 
-    /// No integrity error and no failed connection; loss/duplicates count unless `allow_loss`.
+    /// Whether the measured window moved data: something sent (send-only runs) or received
+    /// (every other mode expects replies or a stream).
+    pub fn moved_data(&self) -> bool {
+        if self.mode == Mode::Sink {
+            self.sent_bytes > 0
+        } else {
+            self.recv_bytes > 0
+        }
+    }
+
+    /// Data moved, no integrity error and no failed connection; loss/duplicates count unless
+    /// `allow_loss`.
     pub fn clean(&self, allow_loss: bool) -> bool {
         let e = &self.errors;
-        e.corrupted == 0
+        self.moved_data()
+            && e.corrupted == 0
             && e.connect == 0
             && e.io == 0
             && (allow_loss || (e.lost == 0 && e.duplicated == 0))

@@ -153,6 +153,78 @@ mod imp {
         }
     }
 
+    /// Keeps the ICMP errors of a connected UDP socket queued until [`take_icmp_error`] reads
+    /// them. Needed because sendmmsg consumes the socket's pending error (ECONNREFUSED after a
+    /// port unreachable) when a later datagram of the batch fails, and drops it: the call only
+    /// returns a shorter count.
+    pub fn keep_icmp_errors(sock: &socket2::Socket, v6: bool) -> io::Result<()> {
+        let (level, name) = if v6 {
+            (libc::IPPROTO_IPV6, libc::IPV6_RECVERR)
+        } else {
+            (libc::IPPROTO_IP, libc::IP_RECVERR)
+        };
+        let on: libc::c_int = 1;
+        // SAFETY: a valid fd and a pointer to a c_int of the length given.
+        let r = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                level,
+                name,
+                (&raw const on).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// The oldest queued ICMP error of the socket, if any (see [`keep_icmp_errors`]).
+    pub fn take_icmp_error(sock: &UdpSocket) -> Option<io::Error> {
+        let mut data = [0u8; 64];
+        let mut ctrl = [0u64; 32];
+        let mut iov = libc::iovec {
+            iov_base: data.as_mut_ptr().cast(),
+            iov_len: data.len(),
+        };
+        // SAFETY: all-zero is a valid msghdr.
+        let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+        h.msg_iov = &raw mut iov;
+        h.msg_iovlen = 1;
+        h.msg_control = ctrl.as_mut_ptr().cast();
+        h.msg_controllen = std::mem::size_of_val(&ctrl) as _;
+        // SAFETY: the header points at `iov`/`data`/`ctrl`, alive for the call.
+        let r = unsafe {
+            libc::recvmsg(
+                sock.as_raw_fd(),
+                &raw mut h,
+                libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+            )
+        };
+        if r < 0 {
+            return None;
+        }
+        // SAFETY: the kernel filled `msg_controllen` bytes of `ctrl` with well-formed cmsgs;
+        // CMSG_* walk only inside them, and the extended error is read unaligned.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&raw const h);
+            while !c.is_null() {
+                let lv = ((*c).cmsg_level, (*c).cmsg_type);
+                if lv == (libc::SOL_IP, libc::IP_RECVERR)
+                    || lv == (libc::SOL_IPV6, libc::IPV6_RECVERR)
+                {
+                    let ee = std::ptr::read_unaligned(
+                        libc::CMSG_DATA(c).cast::<libc::sock_extended_err>(),
+                    );
+                    return Some(io::Error::from_raw_os_error(ee.ee_errno as i32));
+                }
+                c = libc::CMSG_NXTHDR(&raw const h, c);
+            }
+        }
+        Some(io::Error::other("ICMP error"))
+    }
+
     pub struct RxBatch {
         hdrs: Vec<libc::mmsghdr>,
         iovs: Vec<libc::iovec>,
@@ -253,6 +325,15 @@ mod imp {
         }
     }
 
+    pub fn keep_icmp_errors(_sock: &socket2::Socket, _v6: bool) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Elsewhere a failed datagram of a batch fails its own send call.
+    pub fn take_icmp_error(_sock: &UdpSocket) -> Option<io::Error> {
+        None
+    }
+
     pub struct RxBatch {
         bufs: Vec<u8>,
         lens: Vec<usize>,
@@ -290,4 +371,4 @@ mod imp {
     }
 }
 
-pub use imp::{RxBatch, TxBatch};
+pub use imp::{keep_icmp_errors, take_icmp_error, RxBatch, TxBatch};

@@ -10,7 +10,7 @@ mod wakeup;
 mod wire;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -104,6 +104,9 @@ pub struct RunConfig {
     pub verify_source: bool,
     /// Live progress bar (only drawn when stderr is a terminal).
     pub progress: bool,
+    /// When this flag turns true the measured window ends early: sending stops, the echoes
+    /// still due are drained and the run reports what it measured (e.g. after Ctrl-C).
+    pub stop: Option<&'static AtomicBool>,
     /// Distributed runs: the wall-clock start of the measured window (`--start-at`).
     pub start_at: Option<std::time::SystemTime>,
     /// Distributed runs: this agent's index and the number of agents.
@@ -134,6 +137,7 @@ impl Default for RunConfig {
             window_bytes: 1 << 20,
             verify_source: true,
             progress: false,
+            stop: None,
             start_at: None,
             agent_index: 0,
             agent_count: 1,
@@ -251,21 +255,42 @@ impl Measurement {
 pub type Observer<'a> = &'a mut dyn FnMut(LiveCounts, Duration);
 
 /// Time base of one run: all threads measure from the same instant.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct Clock {
     pub start: Instant,
     pub warm_end_ns: u64,
-    pub end_ns: u64,
+    /// The planned end (warm-up + duration).
+    planned_end_ns: u64,
+    /// An earlier end set when the run is asked to stop (`u64::MAX`: none).
+    stop_at_ns: Arc<AtomicU64>,
 }
 
 impl Clock {
+    pub fn new(start: Instant, warm_end_ns: u64, planned_end_ns: u64) -> Clock {
+        Clock {
+            start,
+            warm_end_ns,
+            planned_end_ns,
+            stop_at_ns: Arc::new(AtomicU64::new(u64::MAX)),
+        }
+    }
     #[inline]
     pub fn now_ns(&self) -> u64 {
         self.start.elapsed().as_nanos() as u64
     }
+    /// End of the measured window: the planned one, or when the run was stopped.
+    #[inline]
+    pub fn end_ns(&self) -> u64 {
+        self.planned_end_ns
+            .min(self.stop_at_ns.load(Ordering::Relaxed))
+    }
     #[inline]
     pub fn measuring(&self, t: u64) -> bool {
-        t >= self.warm_end_ns && t < self.end_ns
+        t >= self.warm_end_ns && t < self.end_ns()
+    }
+    /// Ends the measured window now (if it has not ended yet).
+    pub fn stop_now(&self) {
+        self.stop_at_ns.fetch_min(self.now_ns(), Ordering::Relaxed);
     }
 }
 
@@ -285,7 +310,10 @@ impl Worker {
     pub fn sync_start(&self) -> Clock {
         self.ready.wait();
         self.go.wait();
-        *self.clock.get().expect("clock set before the go barrier")
+        self.clock
+            .get()
+            .expect("clock set before the go barrier")
+            .clone()
     }
 
     /// Pacing: interval between sends of one connection, in ns.
@@ -329,20 +357,27 @@ pub fn measure(cfg: &RunConfig, observe: Option<Observer<'_>>) -> Result<Measure
     }
     ready.wait();
     let warm = crate::schedule::warmup_until(cfg.start_at, cfg.warmup).as_nanos() as u64;
-    let c = Clock {
-        start: Instant::now(),
-        warm_end_ns: warm,
-        end_ns: warm + cfg.duration.as_nanos() as u64,
-    };
-    let _ = clock.set(c);
+    let c = Clock::new(Instant::now(), warm, warm + cfg.duration.as_nanos() as u64);
+    let _ = clock.set(c.clone());
     go.wait();
 
-    // Without an observer the main thread just joins below: a periodic wake-up would land
-    // on the workers' cores (2 here) and show in the latency tail and the ping-pong p50.
-    if let Some(observe) = observe {
+    // Without an observer or a stop flag the main thread just joins below: a periodic wake-up
+    // would land on the workers' cores (2 here) and show in the latency tail and the ping-pong
+    // p50.
+    let mut observe = observe;
+    if observe.is_some() || cfg.stop.is_some() {
+        let mut last_observed = Instant::now();
         while !handles.iter().all(std::thread::JoinHandle::is_finished) {
-            observe(live.counts(), c.start.elapsed());
-            std::thread::sleep(Duration::from_millis(100));
+            if cfg.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                c.stop_now();
+            }
+            if let Some(o) = observe.as_mut() {
+                if last_observed.elapsed() >= Duration::from_millis(100) {
+                    last_observed = Instant::now();
+                    o(live.counts(), c.start.elapsed());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
     let mut total = Stats::default();
@@ -354,8 +389,9 @@ pub fn measure(cfg: &RunConfig, observe: Option<Observer<'_>>) -> Result<Measure
             total.note("a worker thread panicked".into());
         }
     }
-    let measured = (c.start.elapsed().as_secs_f64() - c.warm_end_ns as f64 / 1e9)
-        .clamp(0.0, cfg.duration.as_secs_f64());
+    let end_ns = c.end_ns().min(c.now_ns());
+    let measured =
+        (end_ns.saturating_sub(c.warm_end_ns) as f64 / 1e9).min(cfg.duration.as_secs_f64());
     Ok(Measurement {
         stats: total,
         duration_s: measured,

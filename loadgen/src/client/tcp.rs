@@ -50,6 +50,9 @@ struct Conn {
     phase_ns: f64,
     readable: bool,
     writable: bool,
+    /// The poller said the peer closed (or the socket failed): read until end-of-file, even
+    /// after a short read, since no further event will come for it.
+    closing: bool,
     dead: bool,
 }
 
@@ -114,6 +117,7 @@ pub(crate) fn worker(w: &Worker) -> Stats {
                     phase_ns: interval.map_or(0.0, |iv| iv * f64::from(flow) / cfg.conns as f64),
                     readable: true,
                     writable: true,
+                    closing: false,
                     dead: false,
                 });
             }
@@ -132,7 +136,7 @@ pub(crate) fn worker(w: &Worker) -> Stats {
     let mut last_live = (0u64, 0u64, 0u64);
     loop {
         let now = clock.now_ns();
-        let ending = now >= clock.end_ns;
+        let ending = now >= clock.end_ns();
         let mut busy = false;
         let mut next_due = u64::MAX;
         for c in &mut conns {
@@ -181,7 +185,7 @@ pub(crate) fn worker(w: &Worker) -> Stats {
         if all_done {
             break;
         }
-        if ending && now >= clock.end_ns + DRAIN.as_nanos() as u64 {
+        if ending && now >= clock.end_ns() + DRAIN.as_nanos() as u64 {
             for c in conns.iter().filter(|c| !c.dead && c.s.outstanding > 0) {
                 st.errors.lost += c.s.outstanding;
                 st.note(format!(
@@ -218,9 +222,9 @@ pub(crate) fn worker(w: &Worker) -> Stats {
             Some(Duration::ZERO)
         } else {
             let limit = if ending {
-                clock.end_ns + DRAIN.as_nanos() as u64
+                clock.end_ns() + DRAIN.as_nanos() as u64
             } else {
-                clock.end_ns.min(next_due)
+                clock.end_ns().min(next_due)
             };
             let wait = limit.saturating_sub(clock.now_ns());
             // epoll sleeps in whole milliseconds: spin for the last one.
@@ -239,6 +243,9 @@ pub(crate) fn worker(w: &Worker) -> Stats {
             let c = &mut conns[ev.token().0];
             if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                 c.readable = true;
+            }
+            if ev.is_read_closed() || ev.is_error() {
+                c.closing = true;
             }
             if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
                 c.writable = true;
@@ -261,8 +268,8 @@ fn read_conn(c: &mut Conn, cfg: &RunConfig, clock: &Clock, st: &mut Stats) -> bo
         let n = match c.sock.read(&mut c.rx[c.rx_len..]) {
             Ok(0) => {
                 let expecting = c.s.outstanding > 0
-                    || (cfg.mode == Mode::Source && clock.now_ns() < clock.end_ns);
-                let mid_run = clock.now_ns() < clock.end_ns;
+                    || (cfg.mode == Mode::Source && clock.now_ns() < clock.end_ns());
+                let mid_run = clock.now_ns() < clock.end_ns();
                 if expecting || mid_run {
                     fail(c, st, "connection closed by the server mid-run", cfg);
                 } else {
@@ -283,8 +290,9 @@ fn read_conn(c: &mut Conn, cfg: &RunConfig, clock: &Clock, st: &mut Stats) -> bo
         };
         progress = true;
         // A short read means the socket buffer is empty now; with edge-triggered polling the
-        // next arrival raises a new event, so skip the read that would only say EAGAIN.
-        let drained = c.rx_len + n < c.rx.len();
+        // next arrival raises a new event, so skip the read that would only say EAGAIN. Not
+        // when the end-of-file came with the same event: nothing would report it again.
+        let drained = c.rx_len + n < c.rx.len() && !c.closing;
         c.rx_len += n;
         let now = clock.now_ns();
         let counting = clock.measuring(now);

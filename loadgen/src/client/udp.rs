@@ -10,7 +10,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::batch::{gso_segments, RxBatch, TxBatch};
+use super::batch::{gso_segments, keep_icmp_errors, take_icmp_error, RxBatch, TxBatch};
 use super::stats::{SeqEvent, SeqTracker, Stats};
 use super::wire::{Check, SendTimes};
 use super::{Clock, Mode, RunConfig, Wire, Worker};
@@ -55,6 +55,7 @@ fn open(cfg: &RunConfig) -> io::Result<StdUdp> {
     // Best effort: larger buffers absorb bursts; the kernel clamps to its limits.
     let _ = s.set_send_buffer_size(SOCK_BUF);
     let _ = s.set_recv_buffer_size(SOCK_BUF);
+    keep_icmp_errors(&s, cfg.target.is_ipv6())?;
     s.connect(&cfg.target.into())?;
     s.set_nonblocking(true)?;
     Ok(s.into())
@@ -137,7 +138,7 @@ pub(crate) fn worker(w: &Worker) -> Stats {
             break;
         }
         let now = clock.now_ns();
-        let ending = now >= clock.end_ns;
+        let ending = now >= clock.end_ns();
         let mut busy = false;
         let mut next_due = u64::MAX;
         for f in &mut flows {
@@ -195,7 +196,7 @@ pub(crate) fn worker(w: &Worker) -> Stats {
         let drained = flows
             .iter()
             .all(|f| f.dead || cfg.mode == Mode::Sink || f.outstanding() == 0);
-        if ending && (drained || now >= clock.end_ns + timeout_ns) {
+        if ending && (drained || now >= clock.end_ns() + timeout_ns) {
             break;
         }
         let live = (st.sent_bytes, st.recv_bytes, st.recv_msgs.max(st.sent_msgs));
@@ -226,9 +227,9 @@ pub(crate) fn worker(w: &Worker) -> Stats {
             Duration::ZERO
         } else {
             let limit = if ending {
-                clock.end_ns + timeout_ns
+                clock.end_ns() + timeout_ns
             } else {
-                clock.end_ns.min(next_due)
+                clock.end_ns().min(next_due)
             };
             let wait = limit.saturating_sub(clock.now_ns());
             Duration::from_nanos(wait.saturating_sub(1_000_000)).min(Duration::from_millis(50))
@@ -328,6 +329,12 @@ fn send_flow(
                 st.sent_bytes += (sent * size) as u64;
             }
             if sent < n {
+                // A short batch: the send buffer is full, or a datagram failed with an error
+                // the batch call does not return (an ICMP port unreachable, say).
+                if let Some(e) = take_icmp_error(&f.sock) {
+                    flow_error(f, cfg, st, &e);
+                    return sent > 0;
+                }
                 f.writable = false;
             }
             sent > 0
@@ -530,7 +537,7 @@ fn blocking_rounds(
     let mut buf = vec![0u8; size + 1];
     while !f.dead {
         let mut now = clock.now_ns();
-        if now >= clock.end_ns {
+        if now >= clock.end_ns() {
             break;
         }
         let seq = f.next_seq;

@@ -102,11 +102,7 @@ mod tests {
 
     #[test]
     fn overdue_blocking_receive_is_interrupted() {
-        let clock = Clock {
-            start: Instant::now(),
-            warm_end_ns: 0,
-            end_ns: u64::MAX,
-        };
+        let clock = Clock::new(Instant::now(), 0, u64::MAX);
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         let begun = Instant::now();
         let r = guarded(&clock, Duration::from_millis(20), |since| {
@@ -124,11 +120,7 @@ mod tests {
 
     #[test]
     fn idle_body_is_not_interrupted() {
-        let clock = Clock {
-            start: Instant::now(),
-            warm_end_ns: 0,
-            end_ns: u64::MAX,
-        };
+        let clock = Clock::new(Instant::now(), 0, u64::MAX);
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(30)))
             .unwrap();

@@ -202,19 +202,19 @@ pub fn run_with_metrics(
         .map(|addr| crate::metrics::serve_server_counters(addr, &h))
         .transpose()?;
     for (svc, proto, addr) in h.bound() {
-        println!(
+        crate::output::println(&format!(
             "{:<8} {:<3} {addr}",
             svc.name(),
             if *proto == Proto::Tcp { "tcp" } else { "udp" }
-        );
+        ));
     }
-    println!(
+    crate::output::println(&format!(
         "serving with {} thread(s), max {} TCP connections; Ctrl-C stops",
         cfg.threads, cfg.max_conns
-    );
-    signals::install();
+    ));
+    crate::signals::install();
     let mut last = std::time::Instant::now();
-    while !signals::requested() {
+    while !crate::signals::requested() {
         std::thread::sleep(Duration::from_millis(100));
         if stats_every > 0.0 && last.elapsed().as_secs_f64() >= stats_every {
             last = std::time::Instant::now();
@@ -223,7 +223,7 @@ pub fn run_with_metrics(
     }
     let c = h.counters();
     h.stop()?;
-    println!("{c}");
+    crate::output::println(&c.to_string());
     Ok(())
 }
 
@@ -275,34 +275,4 @@ fn native(r: imp::Running) -> Inner {
 #[cfg(not(target_os = "linux"))]
 fn native(r: imp::Running) -> Inner {
     Inner::Portable(r)
-}
-
-mod signals {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    static STOP: AtomicBool = AtomicBool::new(false);
-
-    pub(super) fn requested() -> bool {
-        STOP.load(Ordering::SeqCst)
-    }
-
-    #[cfg(unix)]
-    pub(super) fn install() {
-        extern "C" fn on_signal(_: libc::c_int) {
-            // Only an atomic store: async-signal-safe.
-            STOP.store(true, Ordering::SeqCst);
-        }
-        let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        // SAFETY: the handler only performs an atomic store, which is async-signal-safe; signal()
-        // with a valid function pointer has no other preconditions.
-        unsafe {
-            libc::signal(libc::SIGINT, handler);
-            libc::signal(libc::SIGTERM, handler);
-        }
-    }
-
-    #[cfg(not(unix))]
-    pub(super) fn install() {
-        // Ctrl-C ends the process on Windows; the counters are printed periodically instead.
-    }
 }
