@@ -41,9 +41,39 @@ pub struct Merged {
     pub warnings: Vec<String>,
 }
 
-/// Merges the documents of one distributed run. Duplicates (same `run_id`) are dropped with a
+/// Refuses the same run given twice (by `run_id`), for results named one by one.
+pub fn refuse_duplicates(docs: &[ResultDoc]) -> Result<()> {
+    for (i, d) in docs.iter().enumerate() {
+        let Some(id) = &d.run_id else { continue };
+        if let Some(o) = docs[..i].iter().find(|o| o.run_id.as_ref() == Some(id)) {
+            bail!(
+                "{} and {} are the same run (run_id {id}): merge each run once",
+                o.origin(),
+                d.origin()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Merges the documents of one distributed run. Runs of another protocol, mode, size or wire
+/// are refused; duplicates (same `run_id`, as a log collected twice holds) are dropped with a
 /// warning; everything else that looks wrong is a warning too, never a silent fix.
 pub fn merge(docs: Vec<ResultDoc>) -> Result<Merged> {
+    if let Some(first) = docs.first() {
+        for d in &docs[1..] {
+            if d.kind() != first.kind() {
+                bail!(
+                    "cannot merge {} ({}) with {} ({}): merged runs must share protocol, mode, \
+                     size and wire",
+                    d.origin(),
+                    d.kind(),
+                    first.origin(),
+                    first.kind()
+                );
+            }
+        }
+    }
     let mut warnings = Vec::new();
     let mut seen = BTreeSet::new();
     let mut kept = Vec::with_capacity(docs.len());
@@ -316,7 +346,11 @@ fn align(docs: &[ResultDoc], warnings: &mut Vec<String>) -> Result<Option<Timeli
         .fold(f64::INFINITY, f64::min);
     let overlap = earliest_end - skew;
     if overlap <= 0.0 {
-        warnings.push("the agents' measured windows do not overlap at all".into());
+        warnings.push(
+            "the agents' measured windows do not overlap: their rates are summed as if they \
+             ran together"
+                .into(),
+        );
     }
 
     let mut slots: BTreeMap<i64, Interval> = BTreeMap::new();
@@ -437,9 +471,6 @@ impl Merged {
                 );
             }
         }
-        for w in &self.warnings {
-            let _ = writeln!(s, "warning: {w}");
-        }
         s
     }
 }
@@ -515,6 +546,39 @@ mod tests {
             m.warnings
                 .iter()
                 .any(|w| w.contains("missing agent(s) [1] of 3")),
+            "{:?}",
+            m.warnings
+        );
+    }
+
+    #[test]
+    fn different_kinds_of_runs_are_refused_and_duplicates_found() {
+        let a = agent(0, 2, T0, 2, 10, 50);
+        let mut udp = agent(1, 2, T0, 2, 10, 50);
+        udp.rest.insert("proto".into(), "udp".into());
+        let e = merge(vec![a.clone(), udp]).unwrap_err().to_string();
+        assert!(
+            e.contains("cannot merge") && e.contains("udp pingpong 100 B"),
+            "{e}"
+        );
+        let mut dup = a.clone();
+        dup.source = "copy.json".into();
+        let e = refuse_duplicates(&[a.clone(), dup])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("same run") && e.contains("copy.json"), "{e}");
+        assert!(refuse_duplicates(&[a, agent(1, 2, T0, 2, 10, 50)]).is_ok());
+    }
+
+    #[test]
+    fn windows_that_do_not_overlap_are_reported() {
+        let m = merge(vec![
+            agent(0, 2, T0, 2, 10, 50),
+            agent(1, 2, "2026-12-02T05:40:05Z", 2, 10, 50),
+        ])
+        .unwrap();
+        assert!(
+            m.warnings.iter().any(|w| w.contains("do not overlap")),
             "{:?}",
             m.warnings
         );

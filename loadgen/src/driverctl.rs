@@ -372,6 +372,13 @@ fn check_cmd(
     ch: &mut dyn Channel,
     out: &mut dyn Write,
 ) -> Result<()> {
+    // One request first: when nothing answers, that is one transport error (exit 2), not a
+    // failure of every case of the suite.
+    ch.call(
+        ioctl::IOCTL_WSKECHO_QUERY_VERSION,
+        &[],
+        ioctl::VERSION_INFO_LEN,
+    )?;
     let port = match free_port {
         Some(p) => p,
         None => std::net::TcpListener::bind("127.0.0.1:0")?

@@ -34,4 +34,4 @@ pub mod server;
 pub mod signals;
 pub mod sockperf;
 
-pub use runner::{run, try_run};
+pub use runner::{run, run_with, try_run};

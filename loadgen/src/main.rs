@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use echoload::cli::{Cli, Cmd, DemoArgs, MergeArgs, PlotArgs, RunArgs};
 use echoload::output;
+use echoload::report::{self, RunReport};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -47,9 +48,28 @@ fn run(a: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     echoload::signals::install();
     cfg.stop = Some(echoload::signals::flag());
-    let mut r = match &a.multi.metrics {
-        None => echoload::run(&cfg),
-        Some(addr) => echoload::metrics::run_with_endpoint(&cfg, addr, &a.target)?,
+    let mut r = if a.interval.is_some() {
+        // With -J the JSON alone goes to stdout: interval lines to stderr.
+        let to_stderr = a.json_stdout;
+        let mut header = false;
+        let sends_only = cfg.mode == echoload::client::Mode::Sink;
+        let mut line = |iv: &echoload::client::Interval| {
+            let mut text = String::new();
+            if !header {
+                header = true;
+                text.push_str(&report::interval_header(sends_only));
+                text.push('\n');
+            }
+            text.push_str(&report::interval_line(iv));
+            if to_stderr {
+                eprintln!("{text}");
+            } else {
+                output::println(&text);
+            }
+        };
+        run_maybe_metrics(&cfg, a, Some(&mut line))?
+    } else {
+        run_maybe_metrics(&cfg, a, None)?
     };
     let signal = echoload::signals::received();
     if let Some(sig) = signal {
@@ -102,10 +122,29 @@ fn check_writable(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The run, with its live counters on `--metrics ADDR` when asked.
+fn run_maybe_metrics(
+    cfg: &echoload::client::RunConfig,
+    a: &RunArgs,
+    on_interval: Option<&mut dyn FnMut(&echoload::client::Interval)>,
+) -> anyhow::Result<RunReport> {
+    Ok(match &a.multi.metrics {
+        None => echoload::run_with(cfg, on_interval),
+        Some(addr) => echoload::metrics::run_with_endpoint(cfg, addr, on_interval)?,
+    })
+}
+
 fn merge(m: &MergeArgs) -> anyhow::Result<ExitCode> {
     let stream = echoload::resultdoc::load(&m.files)?;
     report_skipped(&stream.skipped);
+    if !echoload::resultdoc::is_stdin(&m.files) {
+        // Files are named one by one: the same run twice is a mistake, not log noise.
+        echoload::align::refuse_duplicates(&stream.docs)?;
+    }
     let merged = echoload::align::merge(stream.docs)?;
+    for w in &merged.warnings {
+        eprintln!("echoload merge: warning: {w}");
+    }
     output::print(&merged.table());
     if let Some(p) = &m.json {
         std::fs::write(p, serde_json::to_string_pretty(&merged.doc)? + "\n")

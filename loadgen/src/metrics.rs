@@ -396,13 +396,13 @@ pub fn serve_server_counters(addr: &str, h: &crate::server::ServerHandle) -> Res
 pub fn run_with_endpoint(
     cfg: &crate::client::RunConfig,
     addr: &str,
-    target: &str,
+    on_interval: Option<&mut dyn FnMut(&crate::client::Interval)>,
 ) -> Result<crate::report::RunReport> {
     let info = RunInfo {
-        target: target.to_string(),
-        label: String::new(),
-        agent_index: cfg.agent_index,
-        agent_count: cfg.agent_count,
+        target: cfg.target.to_string(),
+        label: cfg.label.clone(),
+        agent_index: cfg.agent.index,
+        agent_count: cfg.agent.count,
     };
     let state = Arc::new(std::sync::Mutex::new((
         LiveCounts::default(),
@@ -421,8 +421,11 @@ pub fn run_with_endpoint(
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = (l, t);
     };
-    let report = crate::runner::run_observed(cfg, Some(&mut observe));
-    Ok(report)
+    Ok(crate::runner::run_watched(
+        cfg,
+        on_interval,
+        Some(&mut observe),
+    ))
 }
 
 /// An HTTP endpoint serving `/metrics` from a background thread; stops when dropped.

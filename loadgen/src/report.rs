@@ -8,7 +8,7 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::client::{Errors, Measurement, Mode, Proto, RunConfig, Stats, Wire};
+use crate::client::{Agent, Errors, Interval, Measurement, Mode, Proto, RunConfig, Stats, Wire};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Throughput {
@@ -22,6 +22,9 @@ pub struct Throughput {
 pub struct Latency {
     pub count: u64,
     pub mean: f64,
+    /// Standard deviation (absent from schema 1 documents: 0).
+    #[serde(default)]
+    pub stddev: f64,
     pub min: f64,
     pub p50: f64,
     pub p90: f64,
@@ -40,6 +43,7 @@ impl Latency {
         Latency {
             count: h.len(),
             mean: h.mean() / 1000.0,
+            stddev: h.stdev() / 1000.0,
             min: us(h.min()),
             p50: us(h.value_at_quantile(0.50)),
             p90: us(h.value_at_quantile(0.90)),
@@ -51,9 +55,40 @@ impl Latency {
     }
 }
 
-/// One run's result; serialized as the `--json` document.
+/// The schema of the documents this version writes.
+pub const SCHEMA_VERSION: u32 = 2;
+
+fn schema_v1() -> u32 {
+    1
+}
+
+/// One run's result; serialized as the `--json` document (schema 2; schema 1 documents, which
+/// lack the metadata and `intervals`, still load, with those keys empty).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunReport {
+    #[serde(default = "schema_v1")]
+    pub schema_version: u32,
+    /// Random per run: 32 lowercase hex characters.
+    #[serde(default)]
+    pub run_id: String,
+    #[serde(default)]
+    pub label: String,
+    /// Wall-clock start of the measured window, RFC 3339 UTC with microseconds.
+    #[serde(default)]
+    pub started_at: String,
+    #[serde(default)]
+    pub host: String,
+    /// echoload's version.
+    #[serde(default)]
+    pub version: String,
+    /// The run's full configuration, as used.
+    #[serde(default)]
+    pub config: serde_json::Value,
+    /// Messages per second asked for (null: as fast as the mode goes).
+    #[serde(default)]
+    pub requested_rate: Option<f64>,
+    #[serde(default)]
+    pub agent: Agent,
     pub target: String,
     pub proto: Proto,
     pub mode: Mode,
@@ -72,10 +107,52 @@ pub struct RunReport {
     /// Latency in µs, ns-resolution histogram.
     pub latency_us: Latency,
     pub errors: Errors,
+    /// 100 × lost / expected replies (0 when none were expected).
+    #[serde(default)]
+    pub loss_pct: f64,
     /// Human-readable descriptions of the first errors.
     pub messages: Vec<String>,
     /// HdrHistogram V2 serialization (ns values), base64.
     pub histogram: String,
+    /// The measured window interval by interval (`-i`, 1 s by default).
+    #[serde(default)]
+    pub intervals: Vec<Interval>,
+}
+
+/// 32 random lowercase hex characters.
+pub fn new_run_id() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // No OS randomness: the clock still makes clashes unlikely.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        b = (t ^ (u128::from(std::process::id()) << 64)).to_le_bytes();
+    }
+    b.iter().fold(String::with_capacity(32), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    })
+}
+
+/// This machine's host name ("" if unknown).
+pub fn host_name() -> String {
+    #[cfg(unix)]
+    {
+        let mut buf = [0u8; 256];
+        // SAFETY: gethostname writes at most `len` bytes into the buffer we own.
+        let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+        if r == 0 {
+            let n = buf.iter().position(|&c| c == 0).unwrap_or(buf.len());
+            return String::from_utf8_lossy(&buf[..n]).into_owned();
+        }
+        String::new()
+    }
+    #[cfg(not(unix))]
+    {
+        std::env::var("COMPUTERNAME").unwrap_or_default()
+    }
 }
 
 pub fn encode_histogram(h: &Histogram<u64>) -> String {
@@ -99,7 +176,10 @@ pub fn decode_histogram(s: &str) -> Result<Histogram<u64>> {
 impl RunReport {
     /// The result document of a measurement made with `cfg`.
     pub fn new(cfg: &RunConfig, m: &Measurement) -> RunReport {
-        RunReport::from_stats(cfg, &m.stats, m.duration_s)
+        let mut r = RunReport::from_stats(cfg, &m.stats, m.duration_s);
+        r.started_at = humantime::format_rfc3339_micros(m.started_at).to_string();
+        r.intervals.clone_from(&m.intervals);
+        r
     }
 
     fn from_stats(cfg: &RunConfig, st: &Stats, duration_s: f64) -> RunReport {
@@ -137,7 +217,21 @@ impl RunReport {
                 )
             });
         }
+        let expected = if cfg.mode == Mode::Sink {
+            0
+        } else {
+            st.recv_msgs + st.errors.lost
+        };
         RunReport {
+            schema_version: SCHEMA_VERSION,
+            run_id: new_run_id(),
+            label: cfg.label.clone(),
+            started_at: String::new(),
+            host: host_name(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            config: serde_json::to_value(cfg).unwrap_or_default(),
+            requested_rate: cfg.rate,
+            agent: cfg.agent,
             target: cfg.target.to_string(),
             proto: cfg.proto,
             mode: cfg.mode,
@@ -157,8 +251,14 @@ impl RunReport {
             },
             latency_us: Latency::from_histogram(&st.hist),
             errors: st.errors,
+            loss_pct: if expected > 0 {
+                100.0 * st.errors.lost as f64 / expected as f64
+            } else {
+                0.0
+            },
             messages,
             histogram: encode_histogram(&st.hist),
+            intervals: Vec::new(),
         }
     }
 
@@ -249,6 +349,36 @@ impl RunReport {
     }
 }
 
+/// The column titles of [`interval_line`] (rates are of what was received, or sent for
+/// send-only runs).
+pub fn interval_header(sends_only: bool) -> String {
+    format!(
+        "{:>15}  {:>14}  {:>14}  {:>10}  {:>10}  {:>6}  {:>6}",
+        "interval",
+        if sends_only { "sent" } else { "received" },
+        "msgs",
+        "p50 µs",
+        "p99 µs",
+        "lost",
+        "errors"
+    )
+}
+
+/// One line of `-i` output.
+pub fn interval_line(iv: &Interval) -> String {
+    format!(
+        "{:>6.2}-{:>6.2} s  {:>14}  {:>14}  {:>10.1}  {:>10.1}  {:>6}  {:>6}",
+        iv.start_s,
+        iv.end_s,
+        human(iv.bits_per_s, "bit/s"),
+        human(iv.msgs_per_s, "msg/s"),
+        iv.p50_us,
+        iv.p99_us,
+        iv.lost,
+        iv.errors
+    )
+}
+
 pub(crate) fn human(v: f64, unit: &str) -> String {
     let (d, p) = if v >= 1e9 {
         (1e9, "G")
@@ -260,6 +390,70 @@ pub(crate) fn human(v: f64, unit: &str) -> String {
         (1.0, "")
     };
     format!("{:.2} {p}{unit}", v / d)
+}
+
+/// Why a set of runs cannot be merged (exit 2 at the command line).
+pub fn check_mergeable(runs: &[(String, RunReport)]) -> Result<Vec<String>> {
+    let Some((first_name, first)) = runs.first() else {
+        bail!("nothing to merge")
+    };
+    let kind = |r: &RunReport| format!("{} {} {} B wire {:?}", r.proto, r.mode, r.size, r.wire);
+    let mut seen: Vec<(String, &str)> = Vec::new();
+    for (name, r) in runs {
+        if (r.proto, r.mode, r.size, r.wire) != (first.proto, first.mode, first.size, first.wire) {
+            bail!(
+                "cannot merge {name} ({}) with {first_name} ({}): merged runs must share \
+                 protocol, mode, size and wire",
+                kind(r),
+                kind(first)
+            );
+        }
+        // Schema 1 documents have no run_id: the histogram and counters identify the run.
+        let id = if r.run_id.is_empty() {
+            format!("{}/{}/{}", r.histogram, r.sent_msgs, r.recv_msgs)
+        } else {
+            r.run_id.clone()
+        };
+        if let Some((_, other)) = seen.iter().find(|(i, _)| *i == id) {
+            bail!(
+                "{name} and {other} are the same run (run_id {}): merge each run once",
+                r.run_id
+            );
+        }
+        seen.push((id, name));
+    }
+    // Rates add up only for runs measured at the same time.
+    let mut notes = Vec::new();
+    let window = |r: &RunReport| {
+        humantime::parse_rfc3339(&r.started_at).ok().map(|t| {
+            let s = t
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            (s, s + r.duration_s)
+        })
+    };
+    for (i, (na, a)) in runs.iter().enumerate() {
+        for (nb, b) in &runs[i + 1..] {
+            match (window(a), window(b)) {
+                (Some((a0, a1)), Some((b0, b1))) if a1 <= b0 || b1 <= a0 => notes.push(format!(
+                    "the measured windows of {na} and {nb} do not overlap: their rates are \
+                     summed as if the runs were concurrent"
+                )),
+                (Some(_), Some(_)) => {}
+                _ => {
+                    let n = format!(
+                        "{na} or {nb} has no started_at (schema 1): cannot check that the runs \
+                         overlap"
+                    );
+                    if !notes.contains(&n) {
+                        notes.push(n);
+                    }
+                }
+            }
+        }
+    }
+    Ok(notes)
 }
 
 /// Combines runs made in parallel (e.g. from several machines): counts and rates add up, the
@@ -292,5 +486,16 @@ pub fn merge(reports: &[RunReport]) -> Result<RunReport> {
     }
     out.latency_us = Latency::from_histogram(&hist);
     out.histogram = encode_histogram(&hist);
+    // A new document: its own id; per-interval alignment of the inputs is not done here.
+    out.schema_version = SCHEMA_VERSION;
+    out.run_id = new_run_id();
+    out.intervals.clear();
+    let expected = out.recv_msgs + out.errors.lost;
+    out.loss_pct = if out.mode != Mode::Sink && expected > 0 {
+        100.0 * out.errors.lost as f64 / expected as f64
+    } else {
+        0.0
+    };
+    out.agent = Agent::default();
     Ok(out)
 }

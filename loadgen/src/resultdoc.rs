@@ -80,6 +80,9 @@ pub struct ResultDoc {
     pub intervals: Option<Vec<Interval>>,
     #[serde(flatten)]
     pub rest: Map<String, Value>,
+    /// Where the document came from (file name, or position in a stream), for messages.
+    #[serde(skip)]
+    pub source: String,
 }
 
 impl ResultDoc {
@@ -93,7 +96,34 @@ impl ResultDoc {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let v: Value = serde_json::from_str(&text)
             .map_err(|e| anyhow!("{} is not JSON: {e}", path.display()))?;
-        Self::from_value(v, &path.display().to_string())
+        let mut d = Self::from_value(v, &path.display().to_string())?;
+        d.source = path.display().to_string();
+        Ok(d)
+    }
+
+    /// The source if known, else the name.
+    pub fn origin(&self) -> String {
+        if self.source.is_empty() {
+            self.name()
+        } else {
+            self.source.clone()
+        }
+    }
+
+    /// Protocol, mode, message size and wire: runs merge only when these agree.
+    pub fn kind(&self) -> String {
+        let get = |k: &str| match self.rest.get(k) {
+            Some(Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+            None => "?".into(),
+        };
+        format!(
+            "{} {} {} B wire {}",
+            get("proto"),
+            get("mode"),
+            get("size"),
+            get("wire")
+        )
     }
 
     /// The wall-clock start of the measured window, if the document has one.
@@ -192,7 +222,10 @@ pub fn read_stream(text: &str) -> Stream {
                 let consumed = &text[start..start + used];
                 let what = format!("document at line {line_no}");
                 match ResultDoc::from_value(v, &what) {
-                    Ok(d) => out.docs.push(d),
+                    Ok(mut d) => {
+                        d.source = what;
+                        out.docs.push(d);
+                    }
                     Err(e) => out.skipped.push(format!("{e:#}")),
                 }
                 line_no += consumed.matches('\n').count();
@@ -209,12 +242,17 @@ pub fn read_stream(text: &str) -> Stream {
     out
 }
 
+/// Whether the file list means "read stdin".
+pub fn is_stdin(files: &[std::path::PathBuf]) -> bool {
+    files.len() == 1 && files[0].as_os_str() == "-"
+}
+
 /// Documents from files, or from stdin when the only name is `-`.
 pub fn load(files: &[std::path::PathBuf]) -> Result<Stream> {
     if files.is_empty() {
         bail!("no result files given (use - to read them from stdin)");
     }
-    if files.len() == 1 && files[0].as_os_str() == "-" {
+    if is_stdin(files) {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).context("reading stdin")?;
         return Ok(read_stream(&text));

@@ -1,40 +1,80 @@
-//! One run from configuration to result: the client measures, live progress is shown, the
-//! report is built from the measurement.
+//! One run from configuration to result: the client measures, live progress and interval
+//! lines are shown, the report is built from the measurement.
+
+use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::client::{self, Measurement, Observer, RunConfig};
+use crate::client::{self, Interval, LiveCounts, Measurement, Observer, RunConfig};
 use crate::progress::Progress;
 use crate::report::RunReport;
 
 /// Runs a measurement and returns its report; an invalid configuration or a run that could
 /// not start is reported inside the report (see [`try_run`] to get it as `Err`).
 pub fn run(cfg: &RunConfig) -> RunReport {
-    try_run(cfg).unwrap_or_else(|e| RunReport::new(cfg, &Measurement::failed(format!("{e:#}"))))
+    run_with(cfg, None)
+}
+
+/// [`run`], giving each finished interval to `on_interval` while the run goes on.
+pub fn run_with(cfg: &RunConfig, on_interval: Option<&mut dyn FnMut(&Interval)>) -> RunReport {
+    try_run_with(cfg, on_interval, None)
+        .unwrap_or_else(|e| RunReport::new(cfg, &Measurement::failed(format!("{e:#}"))))
 }
 
 /// Like [`run`], but an invalid configuration is an `Err`.
 pub fn try_run(cfg: &RunConfig) -> Result<RunReport> {
-    try_run_observed(cfg, None)
+    try_run_with(cfg, None, None)
 }
 
-/// [`run`] with a second observer of the live counts (e.g. a metrics endpoint), called
-/// about every 100 ms beside the progress display.
-pub fn run_observed(cfg: &RunConfig, extra: Option<Observer<'_>>) -> RunReport {
-    try_run_observed(cfg, extra)
+/// [`run_with`], also giving the live counts to `on_tick` about every 100 ms (e.g. to a
+/// metrics endpoint).
+pub fn run_watched(
+    cfg: &RunConfig,
+    on_interval: Option<&mut dyn FnMut(&Interval)>,
+    on_tick: Option<&mut dyn FnMut(LiveCounts, Duration)>,
+) -> RunReport {
+    try_run_with(cfg, on_interval, on_tick)
         .unwrap_or_else(|e| RunReport::new(cfg, &Measurement::failed(format!("{e:#}"))))
 }
 
-fn try_run_observed(cfg: &RunConfig, mut extra: Option<Observer<'_>>) -> Result<RunReport> {
-    let progress = Progress::new(cfg.progress, cfg.warmup + cfg.duration);
-    let wanted = progress.active() || extra.is_some();
-    let mut tick = |live, elapsed| {
-        progress.tick(live, elapsed);
-        if let Some(x) = extra.as_mut() {
-            x(live, elapsed);
+struct Watch<'a, 'b> {
+    progress: Progress,
+    on_interval: Option<&'a mut dyn FnMut(&Interval)>,
+    on_tick: Option<&'b mut dyn FnMut(LiveCounts, Duration)>,
+}
+
+impl Observer for Watch<'_, '_> {
+    fn tick(&mut self, live: LiveCounts, elapsed: Duration) {
+        self.progress.tick(live, elapsed);
+        if let Some(f) = self.on_tick.as_mut() {
+            f(live, elapsed);
         }
+    }
+    fn interval(&mut self, iv: &Interval) {
+        if let Some(f) = self.on_interval.as_mut() {
+            f(iv);
+        }
+    }
+}
+
+fn try_run_with(
+    cfg: &RunConfig,
+    on_interval: Option<&mut dyn FnMut(&Interval)>,
+    on_tick: Option<&mut dyn FnMut(LiveCounts, Duration)>,
+) -> Result<RunReport> {
+    // Interval lines and a progress bar would overwrite each other: lines win.
+    let progress = Progress::new(
+        cfg.progress && on_interval.is_none(),
+        cfg.warmup,
+        cfg.warmup + cfg.duration,
+    );
+    let watching = progress.active() || on_interval.is_some() || on_tick.is_some();
+    let mut watch = Watch {
+        progress,
+        on_interval,
+        on_tick,
     };
-    let m = client::measure(cfg, wanted.then_some(&mut tick as _));
-    progress.finish();
+    let m = client::measure(cfg, watching.then_some(&mut watch as &mut dyn Observer));
+    watch.progress.finish();
     Ok(RunReport::new(cfg, &m?))
 }

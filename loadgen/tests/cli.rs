@@ -105,7 +105,7 @@ fn merge_adds_counts_and_histograms() {
     let t = addr(&srv, Service::Echo, Proto::Tcp).to_string();
     let (a, b, m) = (tmp("a.json"), tmp("b.json"), tmp("m.json"));
     assert!(run_json(&t, "tcp", "pingpong", &[], &a).status.success());
-    assert!(run_json(&t, "tcp", "rate", &["--rate", "2000"], &b)
+    assert!(run_json(&t, "tcp", "pingpong", &["--conns", "2"], &b)
         .status
         .success());
     let out = Command::new(bin())
@@ -218,4 +218,85 @@ fn embedded_default_demo_runs_clean() {
     );
     assert!(s.contains("all demo runs clean"), "{s}");
     assert_eq!(s.matches("latency µs").count(), 4, "{s}");
+}
+
+/// Schema 2: `-i` prints one line per interval; the JSON has the run metadata and the
+/// `intervals` array, whose counters add up to the run's totals.
+#[test]
+fn intervals_and_metadata() {
+    let srv = server_on("127.0.0.1");
+    for (proto, svc, mode) in [
+        ("tcp", Service::Echo, "pingpong"),
+        ("udp", Service::Echo, "rate"),
+        ("udp", Service::Discard, "sink"),
+    ] {
+        let p = if proto == "tcp" {
+            Proto::Tcp
+        } else {
+            Proto::Udp
+        };
+        let a = addr(&srv, svc, p);
+        let json = tmp(&format!("iv-{proto}-{mode}.json"));
+        let out = Command::new(bin())
+            .args([
+                "run",
+                "-c",
+                &a.ip().to_string(),
+                "-p",
+                &a.port().to_string(),
+            ])
+            .args([
+                "--proto", proto, "-m", mode, "-r", "20k", "-t", "1.2s", "-i", "0.25s",
+            ])
+            .args(["-w", "0.1s", "--label", "lab-1", "--json"])
+            .arg(&json)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        let lines = text.lines().filter(|l| l.contains(" s  ")).count();
+        assert_eq!(lines, 5, "{text}");
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(v["schema_version"], 2);
+        let id = v["run_id"].as_str().unwrap();
+        assert!(
+            id.len() == 32
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_uppercase()),
+            "{id}"
+        );
+        let started = v["started_at"].as_str().unwrap();
+        assert!(started.len() == 27 && started.ends_with('Z'), "{started}");
+        assert!(humantime::parse_rfc3339(started).is_ok(), "{started}");
+        assert!(!v["host"].as_str().unwrap().is_empty());
+        assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(v["label"], "lab-1");
+        assert_eq!(v["agent"]["count"], 1);
+        assert_eq!(v["requested_rate"], 20_000.0);
+        assert_eq!(v["config"]["interval"], 0.25);
+        assert!(v["latency_us"]["stddev"].is_number());
+        assert!(v["loss_pct"].is_number());
+        let ivs = v["intervals"].as_array().unwrap();
+        assert_eq!(ivs.len(), 5, "{v}");
+        assert_eq!(ivs[0]["start_s"], 0.0);
+        assert!((ivs[4]["end_s"].as_f64().unwrap() - 1.2).abs() < 1e-6);
+        for k in ["sent_msgs", "recv_msgs", "sent_bytes", "recv_bytes"] {
+            let sum: u64 = ivs.iter().map(|i| i[k].as_u64().unwrap()).sum();
+            assert_eq!(sum, v[k].as_u64().unwrap(), "{k}");
+        }
+        let lost: u64 = ivs.iter().map(|i| i["lost"].as_u64().unwrap()).sum();
+        assert_eq!(lost, v["errors"]["lost"].as_u64().unwrap());
+        // Paced at a steady 20k msg/s (ping-pong is not paced): every full interval is near
+        // 5000 messages sent.
+        for iv in &ivs[..4] {
+            let n = iv["sent_msgs"].as_u64().unwrap();
+            assert!(mode == "pingpong" || (4000..=6000).contains(&n), "{iv}");
+            for k in ["bits_per_s", "msgs_per_s", "p50_us", "p99_us"] {
+                assert!(iv[k].is_number(), "{k}");
+            }
+        }
+        let _ = std::fs::remove_file(&json);
+    }
 }

@@ -4,7 +4,7 @@ mod common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{addr, quick, server_on};
@@ -231,4 +231,75 @@ fn json_path_checked_before_sending() {
         began.elapsed() < Duration::from_secs(3),
         "ran before checking"
     );
+}
+
+fn run_to_json(target: &str, proto: &str, size: &str, json: &std::path::Path) -> Child {
+    Command::new(common::bin())
+        .args(["run", "--target", target, "--proto", proto, "--size", size])
+        .args(["--duration", "0.6s", "--warmup", "0s", "-q", "--json"])
+        .arg(json)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn merge(files: &[&std::path::Path]) -> (Option<i32>, String) {
+    let out = Command::new(common::bin())
+        .arg("merge")
+        .args(files)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Bug 7: merge summed runs that do not belong together (TCP with UDP, 64 B with 512 B, the
+/// same file twice) and runs made one after the other as if concurrent.
+#[test]
+fn merge_refuses_mismatched_and_duplicate_runs() {
+    let srv = server_on("127.0.0.1");
+    let tcp = addr(&srv, Service::Echo, Proto::Tcp).to_string();
+    let udp = addr(&srv, Service::Echo, Proto::Udp).to_string();
+    let f = |n: &str| tmp(&format!("merge-{n}.json"));
+    // a and b run at the same time; c is UDP; d is 512 B; e runs after a and b.
+    let mut a = run_to_json(&tcp, "tcp", "64", &f("a"));
+    let mut b = run_to_json(&tcp, "tcp", "64", &f("b"));
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    assert!(run_to_json(&udp, "udp", "64", &f("c"))
+        .wait()
+        .unwrap()
+        .success());
+    assert!(run_to_json(&tcp, "tcp", "512", &f("d"))
+        .wait()
+        .unwrap()
+        .success());
+    assert!(run_to_json(&tcp, "tcp", "64", &f("e"))
+        .wait()
+        .unwrap()
+        .success());
+
+    let (code, err) = merge(&[&f("a"), &f("b")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("overlap"), "{err}");
+    for other in ["c", "d"] {
+        let (code, err) = merge(&[&f("a"), &f(other)]);
+        assert_eq!(code, Some(2), "{other}: {err}");
+        assert!(err.contains("cannot merge"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    let (code, err) = merge(&[&f("a"), &f("a")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("same run"), "{err}");
+    // A copy under another name is the same run too (detected by run_id, not file name).
+    std::fs::copy(f("a"), f("a-copy")).unwrap();
+    let (code, err) = merge(&[&f("a"), &f("a-copy")]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, err) = merge(&[&f("a"), &f("e")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("do not overlap"), "{err}");
+    for n in ["a", "b", "c", "d", "e", "a-copy"] {
+        let _ = std::fs::remove_file(f(n));
+    }
 }

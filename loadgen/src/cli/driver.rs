@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand, ValueEnum};
 use control::config::{Cidr, Service};
 
+use super::units::parse_duration;
 use super::ProtoArg;
 
 #[derive(Args, Debug, Clone)]
@@ -149,26 +150,4 @@ fn parse_service(s: &str) -> Result<Service, String> {
 
 fn parse_cidr(s: &str) -> Result<Cidr, String> {
     Cidr::parse(s).ok_or_else(|| format!("`{s}` is not ADDRESS/PREFIX with no host bits set"))
-}
-
-/// `10s`, `500ms`, `2m`, `1.5s` or a plain number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (s, 1.0)
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (e.g. 10s, 500ms)"))?;
-    if !(0.0..=1e7).contains(&v) {
-        return Err(format!("`{s}` is out of range"));
-    }
-    Ok(Duration::from_secs_f64(v * scale))
 }

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use anyhow::{bail, Result};
 use clap::Args;
 
-use crate::client::RunConfig;
+use crate::client::{Agent, RunConfig};
 use crate::schedule::{agent_identity, check_not_past, parse_start_at, split_count, split_rate};
 
 #[derive(Args, Debug, Clone, Default)]
@@ -44,8 +44,7 @@ impl MultiArgs {
             cfg.start_at = Some(t);
         }
         let (index, count) = agent_identity(self.agent_index, self.agent_count, env)?;
-        cfg.agent_index = index;
-        cfg.agent_count = count;
+        cfg.agent = Agent { index, count };
         if count > 1 {
             if (cfg.conns as u64) < u64::from(count) {
                 bail!(
@@ -83,7 +82,7 @@ mod tests {
             }
             .apply_with_env(&mut cfg, |_| None)
             .unwrap();
-            assert_eq!((cfg.agent_index, cfg.agent_count), (i, 3));
+            assert_eq!((cfg.agent.index, cfg.agent.count), (i, 3));
             sum.0 += cfg.conns;
             sum.1 += cfg.rate.unwrap();
         }
@@ -107,7 +106,7 @@ mod tests {
                 (k == "JOB_COMPLETION_INDEX").then(|| "0".into())
             })
             .unwrap();
-        assert_eq!((cfg.conns, cfg.agent_count), (5, 1));
+        assert_eq!((cfg.conns, cfg.agent.count), (5, 1));
         let mut cfg = RunConfig {
             conns: 5,
             ..RunConfig::default()
@@ -119,7 +118,7 @@ mod tests {
                 _ => None,
             })
             .unwrap();
-        assert_eq!((cfg.conns, cfg.agent_index, cfg.agent_count), (2, 1, 2));
+        assert_eq!((cfg.conns, cfg.agent.index, cfg.agent.count), (2, 1, 2));
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! `echoload run` options, and how they become a [`RunConfig`].
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 
-use super::{parse_duration, resolve, ProtoArg};
-use crate::client::{Mode, Proto, RunConfig, Wire};
+use super::units::{parse_bitrate, parse_duration, parse_rate, parse_size};
+use super::{resolve, ProtoArg};
+use crate::client::{Mode, Proto, RunConfig, SockOpts, Wire};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ModeArg {
@@ -29,40 +31,76 @@ pub enum WireArg {
     Sockperf,
 }
 
+/// `echoload run`. Short flags follow iperf3 (`-c HOST -p PORT -t TIME -l LEN -u -P N -b RATE
+/// -R -i TIME -J`); every long flag of earlier versions still works.
 #[derive(Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("where").args(["target_pos", "target", "client"])))]
 pub struct RunArgs {
-    /// Server address: HOST:PORT, [v6addr]:PORT or a host name.
-    #[arg(long, short = 't')]
-    pub target: String,
+    /// Server: HOST:PORT, [IPv6]:PORT, or HOST alone (port from -p, else the mode's default
+    /// service port: echo 7007, discard 7009 for sink, source 7019, sockperf 11111).
+    #[arg(value_name = "TARGET")]
+    pub target_pos: Option<String>,
+    /// Same as TARGET.
+    #[arg(long, value_name = "TARGET")]
+    pub target: Option<String>,
+    /// Same as TARGET (iperf3's `-c HOST`).
+    #[arg(short = 'c', long = "client", value_name = "HOST")]
+    pub client: Option<String>,
+    /// Port, when the target names none.
+    #[arg(short = 'p', long)]
+    pub port: Option<u16>,
     /// Transport.
     #[arg(long, value_enum, default_value = "tcp")]
     pub proto: ProtoArg,
+    /// UDP (same as --proto udp).
+    #[arg(short = 'u', long = "udp")]
+    pub udp: bool,
     /// Traffic pattern.
     #[arg(long, short = 'm', value_enum, default_value = "pingpong")]
     pub mode: ModeArg,
-    /// TCP connections or UDP flows (one socket each).
-    #[arg(long, short = 'c', default_value_t = 1)]
+    /// Reverse: the server sends, the client receives and verifies (same as --mode source).
+    #[arg(short = 'R', long)]
+    pub reverse: bool,
+    /// TCP connections or UDP flows, one socket each (iperf3's -P).
+    #[arg(long, short = 'P', visible_alias = "parallel", default_value_t = 1)]
     pub conns: usize,
     /// Worker threads (each runs one event loop).
     #[arg(long, short = 'T', default_value_t = 1)]
     pub threads: usize,
-    /// Message size in bytes, header included (min 32 on the echoload wire, 14 on sockperf's;
-    /// max 65507 for UDP).
-    #[arg(long, short = 's', default_value_t = 64)]
+    /// Message size, header included: 64, 1500, 1KiB, 64K (min 32 on the echoload wire, 14 on
+    /// sockperf's; max 65507 for UDP).
+    #[arg(long, short = 'l', short_alias = 's', alias = "len", default_value = "64",
+          value_parser = parse_size)]
     pub size: usize,
-    /// Total messages per second over all connections (required by rate mode; paces
-    /// sink/stream when given).
-    #[arg(long, short = 'r')]
+    /// Total messages per second over all connections: 5000, 10k, 1.5M (required by rate
+    /// mode; paces sink/stream when given).
+    #[arg(long, short = 'r', value_parser = parse_rate, conflicts_with = "bitrate")]
     pub rate: Option<f64>,
-    /// Measured time, e.g. 5s, 500ms, 1m.
-    #[arg(long, short = 'd', default_value = "5s", value_parser = parse_duration)]
+    /// Target bit rate over all connections, as iperf3's -b: 100M, 10G (becomes --rate
+    /// bitrate / (8 × size)).
+    #[arg(long, short = 'b', value_parser = parse_bitrate)]
+    pub bitrate: Option<f64>,
+    /// Measured time: 5, 1.5s, 500ms, 2m, 1h.
+    #[arg(long, short = 't', short_alias = 'd', default_value = "5s",
+          value_parser = parse_duration)]
     pub duration: Duration,
-    /// Unmeasured time before the measurement.
-    #[arg(long, short = 'w', default_value = "1s", value_parser = parse_duration)]
+    /// Unmeasured time before the measurement (iperf3's -O omit).
+    #[arg(long, short = 'w', short_alias = 'O', alias = "omit", default_value = "1s",
+          value_parser = parse_duration)]
     pub warmup: Duration,
+    /// Print one line per interval of this length during the run (the JSON has them always,
+    /// at 1 s when not given).
+    #[arg(long, short = 'i', value_parser = parse_duration)]
+    pub interval: Option<Duration>,
     /// Write the machine-readable result here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Print the JSON result on stdout instead of the table (iperf3's -J).
+    #[arg(long, short = 'J')]
+    pub json_stdout: bool,
+    /// Free text stored in the result (e.g. to group the agents of one run).
+    #[arg(long, default_value = "")]
+    pub label: String,
     /// Message format: echoload's own or sockperf's (to drive a real `sockperf server`).
     #[arg(long, value_enum, default_value = "echoload")]
     pub wire: WireArg,
@@ -72,6 +110,30 @@ pub struct RunArgs {
     /// Resolve the target to an IPv6 address.
     #[arg(long, short = '6')]
     pub ipv6: bool,
+    /// Local address to send from (iperf3's -B).
+    #[arg(long, short = 'B', value_name = "ADDR")]
+    pub bind: Option<IpAddr>,
+    /// Socket send and receive buffer size (iperf3's -w is this; here -w is the warm-up).
+    #[arg(long, value_parser = parse_size)]
+    pub socket_buffer: Option<usize>,
+    /// Socket send buffer size (overrides --socket-buffer).
+    #[arg(long, value_parser = parse_size)]
+    pub sndbuf: Option<usize>,
+    /// Socket receive buffer size (overrides --socket-buffer).
+    #[arg(long, value_parser = parse_size)]
+    pub rcvbuf: Option<usize>,
+    /// TCP: leave Nagle's algorithm on (TCP_NODELAY off; by default it is set).
+    #[arg(long)]
+    pub nagle: bool,
+    /// IP TOS byte (e.g. 0x10, 184) of every packet sent (iperf3's -S).
+    #[arg(long, short = 'S', value_parser = parse_tos, conflicts_with = "dscp")]
+    pub tos: Option<u8>,
+    /// DSCP code point 0..63 (e.g. 46 for EF; the TOS byte is DSCP << 2).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..64))]
+    pub dscp: Option<u8>,
+    /// Pin worker thread N to the Nth CPU of this list, e.g. 0,1 (iperf3's -A).
+    #[arg(long, short = 'A', value_delimiter = ',', value_name = "CPUS")]
+    pub affinity: Vec<usize>,
     /// Disable UDP GSO (UDP_SEGMENT) even where available.
     #[arg(long)]
     pub no_gso: bool,
@@ -89,8 +151,8 @@ pub struct RunArgs {
     /// UDP: reply timeout for ping-pong, and drain time at the end.
     #[arg(long, default_value = "200ms", value_parser = parse_duration)]
     pub udp_timeout: Duration,
-    /// Stream mode: bytes in flight per connection.
-    #[arg(long, default_value_t = 1 << 20)]
+    /// Stream mode: bytes in flight per connection (64K, 1M, ...).
+    #[arg(long, default_value = "1MiB", value_parser = parse_size)]
     pub window: usize,
     /// Source mode: do not check the server's byte pattern.
     #[arg(long)]
@@ -98,9 +160,6 @@ pub struct RunArgs {
     /// UDP loss/duplicates do not make the exit status non-zero (corruption still does).
     #[arg(long)]
     pub allow_loss: bool,
-    /// Print the JSON result on stdout instead of the table.
-    #[arg(long)]
-    pub json_stdout: bool,
     /// No progress bar.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -108,29 +167,96 @@ pub struct RunArgs {
     pub multi: super::multi::MultiArgs,
 }
 
+/// A TOS byte: decimal or 0x hex.
+fn parse_tos(s: &str) -> Result<u8, String> {
+    let t = s.trim();
+    let v = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(h) => u8::from_str_radix(h, 16),
+        None => t.parse::<u8>(),
+    };
+    v.map_err(|_| format!("`{s}` is not a TOS byte (0..255 or 0x00..0xff)"))
+}
+
+/// The default port of the service a mode talks to (the driver's and `echoload serve`'s).
+fn default_port(mode: Mode, wire: Wire) -> u16 {
+    match (wire, mode) {
+        (Wire::Sockperf, _) => 11_111,
+        (_, Mode::Sink) => 7009,
+        (_, Mode::Source) => 7019,
+        _ => 7007,
+    }
+}
+
+/// `HOST:PORT` from a target that may lack the port.
+fn with_port(target: &str, port: Option<u16>, default: u16) -> Result<String> {
+    let has_port = if let Some(rest) = target.strip_prefix('[') {
+        rest.contains("]:")
+    } else {
+        // One colon: host:port; several: a bare IPv6 address.
+        target.matches(':').count() == 1
+    };
+    match (has_port, port) {
+        (true, Some(_)) => bail!("the target {target:?} names a port already; drop -p/--port"),
+        (true, None) => Ok(target.to_string()),
+        (false, p) => {
+            let p = p.unwrap_or(default);
+            Ok(if target.contains(':') && !target.starts_with('[') {
+                format!("[{target}]:{p}")
+            } else {
+                format!("{target}:{p}")
+            })
+        }
+    }
+}
+
 impl RunArgs {
     pub fn to_config(&self) -> Result<RunConfig> {
-        let mut cfg = RunConfig {
-            target: resolve(&self.target, self.ipv6)?,
-            proto: match self.proto {
-                ProtoArg::Tcp => Proto::Tcp,
-                ProtoArg::Udp => Proto::Udp,
-            },
-            mode: match self.mode {
+        let Some(target) = self
+            .target_pos
+            .as_deref()
+            .or(self.target.as_deref())
+            .or(self.client.as_deref())
+        else {
+            bail!("no target: give HOST[:PORT] (or -c HOST, or --target HOST:PORT)");
+        };
+        let proto = match (self.udp, self.proto) {
+            (true, _) | (false, ProtoArg::Udp) => Proto::Udp,
+            (false, ProtoArg::Tcp) => Proto::Tcp,
+        };
+        let mode = match (self.reverse, self.mode) {
+            (true, ModeArg::Pingpong | ModeArg::Source) => Mode::Source,
+            (true, m) => {
+                bail!("-R/--reverse is --mode source; it cannot be combined with --mode {m:?}")
+            }
+            (false, m) => match m {
                 ModeArg::Pingpong => Mode::Pingpong,
                 ModeArg::Rate => Mode::Rate,
                 ModeArg::Stream => Mode::Stream,
                 ModeArg::Sink => Mode::Sink,
                 ModeArg::Source => Mode::Source,
             },
-            wire: match self.wire {
-                WireArg::Echoload => Wire::Echoload,
-                WireArg::Sockperf => Wire::Sockperf,
-            },
+        };
+        let wire = match self.wire {
+            WireArg::Echoload => Wire::Echoload,
+            WireArg::Sockperf => Wire::Sockperf,
+        };
+        let target = with_port(target, self.port, default_port(mode, wire))?;
+        let rate = match self.bitrate {
+            Some(b) => Some(b / (8.0 * self.size.max(1) as f64)),
+            None => self.rate,
+        };
+        if self.interval.is_some_and(|i| i.is_zero()) {
+            bail!("-i/--interval must be longer than 0");
+        }
+        let mut cfg = RunConfig {
+            target: resolve(&target, self.ipv6)?,
+            proto,
+            mode,
+            wire,
             conns: self.conns,
             threads: self.threads,
             size: self.size,
-            rate: self.rate,
+            rate,
             duration: self.duration,
             warmup: self.warmup,
             reply_every: self.reply_every,
@@ -142,6 +268,16 @@ impl RunArgs {
             window_bytes: self.window,
             verify_source: !self.no_verify,
             progress: !self.quiet,
+            interval: self.interval.unwrap_or(Duration::from_secs(1)),
+            label: self.label.clone(),
+            sock: SockOpts {
+                send_buffer: self.sndbuf.or(self.socket_buffer),
+                recv_buffer: self.rcvbuf.or(self.socket_buffer),
+                nodelay: !self.nagle,
+                tos: self.tos.or(self.dscp.map(|d| d << 2)),
+                bind: self.bind,
+            },
+            cpus: self.affinity.clone(),
             ..RunConfig::default()
         };
         self.multi.apply(&mut cfg)?;
@@ -194,7 +330,7 @@ mod tests {
         let big = Cli::try_parse_from([
             "echoload",
             "run",
-            "-t",
+            "-c",
             "127.0.0.1:7",
             "--proto",
             "udp",
@@ -207,5 +343,99 @@ mod tests {
         };
         let e = r.to_config().unwrap_err().to_string();
         assert!(e.contains("65507"), "{e}");
+    }
+
+    fn parse(args: &[&str]) -> Result<RunConfig> {
+        let c = Cli::try_parse_from(["echoload", "run"].iter().chain(args))?;
+        let Some(Cmd::Run(r)) = c.cmd else {
+            panic!("not run")
+        };
+        r.to_config()
+    }
+
+    #[test]
+    fn iperf3_flags() {
+        let c = parse(&[
+            "-c",
+            "127.0.0.1",
+            "-p",
+            "9000",
+            "-t",
+            "10",
+            "-l",
+            "1KiB",
+            "-u",
+            "-P",
+            "4",
+            "-b",
+            "100M",
+            "-i",
+            "0.5",
+            "-J",
+        ])
+        .unwrap();
+        assert_eq!(c.target, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(c.duration, Duration::from_secs(10));
+        assert_eq!((c.size, c.proto, c.conns), (1024, Proto::Udp, 4));
+        assert_eq!(c.rate, Some(100e6 / 8192.0));
+        assert_eq!(c.interval, Duration::from_millis(500));
+        // The target as a positional argument; the port from the mode when not given.
+        let c = parse(&["127.0.0.1", "-R"]).unwrap();
+        assert_eq!((c.mode, c.target.port()), (Mode::Source, 7019));
+        assert_eq!(parse(&["::1", "-m", "sink"]).unwrap().target.port(), 7009);
+        assert_eq!(parse(&["[::1]:5", "-T", "1"]).unwrap().target.port(), 5);
+        // Every older long flag still works, and -d/-s are kept as aliases.
+        let c = parse(&[
+            "--target",
+            "127.0.0.1:7",
+            "--conns",
+            "2",
+            "--size",
+            "100",
+            "--duration",
+            "2s",
+            "--warmup",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.conns, c.size, c.duration),
+            (2, 100, Duration::from_secs(2))
+        );
+        let c = parse(&["-c", "127.0.0.1:7", "-s", "128", "-d", "1h"]).unwrap();
+        assert_eq!((c.size, c.duration), (128, Duration::from_hours(1)));
+        // Usage errors.
+        assert!(parse(&["127.0.0.1:7", "--rate", "10k", "--bitrate", "1G"]).is_err());
+        assert!(parse(&["127.0.0.1:7", "-p", "8"]).is_err());
+        assert!(parse(&["127.0.0.1:7", "-R", "-m", "sink"]).is_err());
+        assert!(parse(&["127.0.0.1:7", "--target", "127.0.0.1:8"]).is_err());
+        assert!(parse(&[]).is_err());
+        // Socket settings.
+        let c = parse(&[
+            "127.0.0.1:7",
+            "--nagle",
+            "--dscp",
+            "46",
+            "--socket-buffer",
+            "256K",
+            "--rcvbuf",
+            "1M",
+            "-B",
+            "127.0.0.1",
+            "-A",
+            "0,1",
+        ])
+        .unwrap();
+        assert!(!c.sock.nodelay);
+        assert_eq!(c.sock.tos, Some(46 << 2));
+        assert_eq!(
+            (c.sock.send_buffer, c.sock.recv_buffer),
+            (Some(256 << 10), Some(1 << 20))
+        );
+        assert_eq!(c.cpus, vec![0, 1]);
+        assert_eq!(
+            parse(&["127.0.0.1:7", "-S", "0x10"]).unwrap().sock.tos,
+            Some(0x10)
+        );
     }
 }

@@ -2,6 +2,8 @@
 //! flows (UDP) spread over the threads round-robin.
 
 mod batch;
+mod intervals;
+mod sockopt;
 mod stats;
 mod tcp;
 mod udp;
@@ -12,10 +14,12 @@ mod wire;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Result};
 
+pub use intervals::Interval;
+pub use sockopt::SockOpts;
 pub use stats::{Errors, SeqEvent, SeqTracker, Stats};
 pub use wire::{Check, Wire};
 
@@ -68,8 +72,9 @@ impl std::fmt::Display for Mode {
 }
 
 /// Everything one run needs; `Default` is a 1 s TCP ping-pong of 64-byte messages to
-/// 127.0.0.1:7007 (the echo service's default port).
-#[derive(Clone, Debug)]
+/// 127.0.0.1:7007 (the echo service's default port). Serialized as the result's `config`
+/// (durations in seconds).
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct RunConfig {
     pub target: SocketAddr,
     pub proto: Proto,
@@ -82,7 +87,9 @@ pub struct RunConfig {
     pub size: usize,
     /// Total messages per second over all connections (rate mode; paces sink/stream if set).
     pub rate: Option<f64>,
+    #[serde(serialize_with = "secs")]
     pub duration: Duration,
+    #[serde(serialize_with = "secs")]
     pub warmup: Duration,
     /// sockperf wire, rate mode: every Nth message asks for a reply (1 = all).
     pub reply_every: u64,
@@ -96,7 +103,9 @@ pub struct RunConfig {
     pub busy_poll: bool,
     /// How long a UDP ping-pong waits for a reply before sending the next message; also the
     /// drain time at the end of a UDP run.
+    #[serde(serialize_with = "secs")]
     pub udp_timeout: Duration,
+    #[serde(serialize_with = "secs")]
     pub connect_timeout: Duration,
     /// Stream mode: bytes in flight per connection.
     pub window_bytes: usize,
@@ -104,14 +113,50 @@ pub struct RunConfig {
     pub verify_source: bool,
     /// Live progress bar (only drawn when stderr is a terminal).
     pub progress: bool,
+    /// Length of a reporting interval (the `intervals` of the result).
+    #[serde(serialize_with = "secs")]
+    pub interval: Duration,
     /// When this flag turns true the measured window ends early: sending stops, the echoes
     /// still due are drained and the run reports what it measured (e.g. after Ctrl-C).
+    #[serde(skip)]
     pub stop: Option<&'static AtomicBool>,
     /// Distributed runs: the wall-clock start of the measured window (`--start-at`).
-    pub start_at: Option<std::time::SystemTime>,
-    /// Distributed runs: this agent's index and the number of agents.
-    pub agent_index: u32,
-    pub agent_count: u32,
+    #[serde(serialize_with = "opt_time")]
+    pub start_at: Option<SystemTime>,
+    /// Socket settings (buffers, TCP_NODELAY, TOS, local address).
+    pub sock: SockOpts,
+    /// Worker thread N runs on CPU `cpus[N % len]` (empty: not pinned).
+    pub cpus: Vec<usize>,
+    /// Free text shared by the agents of one distributed run (the result's `label`).
+    pub label: String,
+    /// This agent's place in a distributed run (the result's `agent`).
+    pub agent: Agent,
+}
+
+/// Agent `index` of `count` in a distributed run (0 of 1 alone).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Agent {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Default for Agent {
+    fn default() -> Self {
+        Agent { index: 0, count: 1 }
+    }
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// `start_at` as RFC 3339 (or null) in the echoed configuration.
+#[allow(clippy::ref_option)] // serde's serialize_with hands over a &Option
+fn opt_time<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&humantime::format_rfc3339_micros(*t).to_string()),
+        None => s.serialize_none(),
+    }
 }
 
 impl Default for RunConfig {
@@ -137,10 +182,13 @@ impl Default for RunConfig {
             window_bytes: 1 << 20,
             verify_source: true,
             progress: false,
+            interval: Duration::from_secs(1),
             stop: None,
             start_at: None,
-            agent_index: 0,
-            agent_count: 1,
+            sock: SockOpts::default(),
+            cpus: Vec::new(),
+            label: String::new(),
+            agent: Agent::default(),
         }
     }
 }
@@ -235,6 +283,10 @@ pub struct Measurement {
     pub stats: Stats,
     /// Length of the measured window actually covered (after warm-up), in seconds.
     pub duration_s: f64,
+    /// The measured window in intervals of `RunConfig::interval`.
+    pub intervals: Vec<Interval>,
+    /// Wall-clock start of the measured window (after the warm-up).
+    pub started_at: SystemTime,
 }
 
 impl Measurement {
@@ -246,13 +298,21 @@ impl Measurement {
         Measurement {
             stats,
             duration_s: 0.0,
+            intervals: Vec::new(),
+            started_at: SystemTime::now(),
         }
     }
 }
 
-/// Called about every 100 ms from the thread that started the run, with the live counters
-/// and the time since the start (warm-up included).
-pub type Observer<'a> = &'a mut dyn FnMut(LiveCounts, Duration);
+/// Watches a run from the thread that started it.
+pub trait Observer {
+    /// About every 100 ms: the live counters (measured traffic only) and the time since the
+    /// start (warm-up included).
+    fn tick(&mut self, _live: LiveCounts, _elapsed: Duration) {}
+    /// Each interval, in order, once every worker is past it (the last one is not announced
+    /// here: it is the measurement's last entry of `intervals`).
+    fn interval(&mut self, _iv: &Interval) {}
+}
 
 /// Time base of one run: all threads measure from the same instant.
 #[derive(Clone)]
@@ -297,6 +357,9 @@ impl Clock {
 /// What each worker gets: its share of the connections.
 pub(crate) struct Worker {
     pub cfg: Arc<RunConfig>,
+    /// This worker's number (0..threads).
+    pub index: usize,
+    pub book: Arc<intervals::Book>,
     /// Global flow ids of this worker's connections.
     pub flows: Vec<u32>,
     pub live: Arc<Live>,
@@ -326,7 +389,7 @@ impl Worker {
 /// Runs a measurement. An invalid configuration is an `Err`; failures of the run itself
 /// (refused connections, lost or corrupted messages) are counted in the measurement.
 /// `observe`, when given, gets the live counters about every 100 ms.
-pub fn measure(cfg: &RunConfig, observe: Option<Observer<'_>>) -> Result<Measurement> {
+pub fn measure(cfg: &RunConfig, observe: Option<&mut dyn Observer>) -> Result<Measurement> {
     cfg.validate()?;
     let cfg = Arc::new(cfg.clone());
     let threads = cfg.threads.min(cfg.conns);
@@ -334,6 +397,11 @@ pub fn measure(cfg: &RunConfig, observe: Option<Observer<'_>>) -> Result<Measure
     let ready = Arc::new(Barrier::new(threads + 1));
     let go = Arc::new(Barrier::new(threads + 1));
     let clock = Arc::new(OnceLock::new());
+    let book = Arc::new(intervals::Book::new(
+        cfg.interval.as_nanos() as u64,
+        threads,
+    ));
+    let sends_only = cfg.mode == Mode::Sink;
     let mut handles = Vec::with_capacity(threads);
     for t in 0..threads {
         let flows = (0..cfg.conns as u32)
@@ -341,6 +409,8 @@ pub fn measure(cfg: &RunConfig, observe: Option<Observer<'_>>) -> Result<Measure
             .collect();
         let w = Worker {
             cfg: cfg.clone(),
+            index: t,
+            book: book.clone(),
             flows,
             live: live.clone(),
             ready: ready.clone(),
@@ -349,14 +419,31 @@ pub fn measure(cfg: &RunConfig, observe: Option<Observer<'_>>) -> Result<Measure
         };
         let h = std::thread::Builder::new()
             .name(format!("echoload-{t}"))
-            .spawn(move || match w.cfg.proto {
-                Proto::Tcp => tcp::worker(&w),
-                Proto::Udp => udp::worker(&w),
+            .spawn(move || {
+                if !w.cfg.cpus.is_empty() {
+                    let cpu = w.cfg.cpus[w.index % w.cfg.cpus.len()];
+                    if let Err(e) = sockopt::pin_to(cpu) {
+                        let mut st = Stats::default();
+                        st.errors.io += 1;
+                        st.note(format!("pinning worker {} to CPU {cpu}: {e}", w.index));
+                        // The other workers wait for this one at the start barriers.
+                        let _ = w.sync_start();
+                        st.close();
+                        return st;
+                    }
+                }
+                let mut st = match w.cfg.proto {
+                    Proto::Tcp => tcp::worker(&w),
+                    Proto::Udp => udp::worker(&w),
+                };
+                st.close();
+                st
             })?;
         handles.push(h);
     }
     ready.wait();
     let warm = crate::schedule::warmup_until(cfg.start_at, cfg.warmup).as_nanos() as u64;
+    let wall = SystemTime::now();
     let c = Clock::new(Instant::now(), warm, warm + cfg.duration.as_nanos() as u64);
     let _ = clock.set(c.clone());
     go.wait();
@@ -365,6 +452,7 @@ pub fn measure(cfg: &RunConfig, observe: Option<Observer<'_>>) -> Result<Measure
     // would land on the workers' cores (2 here) and show in the latency tail and the ping-pong
     // p50.
     let mut observe = observe;
+    let mut announced = Vec::new();
     if observe.is_some() || cfg.stop.is_some() {
         let mut last_observed = Instant::now();
         while !handles.iter().all(std::thread::JoinHandle::is_finished) {
@@ -374,7 +462,13 @@ pub fn measure(cfg: &RunConfig, observe: Option<Observer<'_>>) -> Result<Measure
             if let Some(o) = observe.as_mut() {
                 if last_observed.elapsed() >= Duration::from_millis(100) {
                     last_observed = Instant::now();
-                    o(live.counts(), c.start.elapsed());
+                    o.tick(live.counts(), c.start.elapsed());
+                }
+                // Every interval but the window's last (which may still shrink or grow).
+                let last = c.end_ns().saturating_sub(c.warm_end_ns).saturating_sub(1) / book.len_ns;
+                for iv in book.take_complete(last, sends_only) {
+                    o.interval(&iv);
+                    announced.push(iv);
                 }
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -390,10 +484,23 @@ pub fn measure(cfg: &RunConfig, observe: Option<Observer<'_>>) -> Result<Measure
         }
     }
     let end_ns = c.end_ns().min(c.now_ns());
-    let measured =
-        (end_ns.saturating_sub(c.warm_end_ns) as f64 / 1e9).min(cfg.duration.as_secs_f64());
+    let measured_ns = end_ns
+        .saturating_sub(c.warm_end_ns)
+        .min(cfg.duration.as_nanos() as u64);
+    let rest = book.finish(measured_ns, sends_only);
+    if let Some(o) = observe.as_mut() {
+        for iv in &rest {
+            o.interval(iv);
+        }
+    }
+    // An interval announced before a stop cut the window short cannot lie past its end (every
+    // worker had passed it), so the list stays in order and within the window.
+    let mut intervals = announced;
+    intervals.extend(rest);
     Ok(Measurement {
         stats: total,
-        duration_s: measured,
+        duration_s: measured_ns as f64 / 1e9,
+        intervals,
+        started_at: wall + Duration::from_nanos(warm),
     })
 }

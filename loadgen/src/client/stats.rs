@@ -1,6 +1,10 @@
 //! Per-thread counters, the latency histogram and UDP sequence bookkeeping.
 
+use std::sync::Arc;
+
 use hdrhistogram::Histogram;
+
+use super::intervals::{Book, Counts};
 
 /// Highest latency the histogram keeps exactly (ns); larger values saturate.
 pub const HIST_MAX_NS: u64 = 100_000_000_000;
@@ -33,7 +37,11 @@ impl Errors {
 
 /// What one worker thread measured.
 pub struct Stats {
+    /// Latency of the whole run (the current interval's samples join it at each boundary).
     pub hist: Histogram<u64>,
+    /// Latency samples of the current interval.
+    recent: Histogram<u64>,
+    iv: Option<IntervalState>,
     /// Counted inside the measurement window (after warm-up, before the end).
     pub sent_msgs: u64,
     pub sent_bytes: u64,
@@ -44,12 +52,26 @@ pub struct Stats {
     pub messages: Vec<String>,
 }
 
+/// A worker's place in the interval book.
+struct IntervalState {
+    book: Arc<Book>,
+    worker: usize,
+    /// Index of the interval being accumulated.
+    cur: u64,
+    /// Clock time of the next boundary check.
+    next_ns: u64,
+    /// Totals already handed in.
+    handed: Counts,
+}
+
 const MAX_MESSAGES: usize = 8;
 
 impl Default for Stats {
     fn default() -> Self {
         Stats {
             hist: new_histogram(),
+            recent: new_histogram(),
+            iv: None,
             sent_msgs: 0,
             sent_bytes: 0,
             recv_msgs: 0,
@@ -61,6 +83,86 @@ impl Default for Stats {
 }
 
 impl Stats {
+    /// A worker's stats, handing its intervals to `book` as worker number `worker`.
+    pub(crate) fn for_worker(book: Arc<Book>, worker: usize) -> Stats {
+        Stats {
+            iv: Some(IntervalState {
+                book,
+                worker,
+                cur: 0,
+                next_ns: 0,
+                handed: Counts::default(),
+            }),
+            ..Stats::default()
+        }
+    }
+
+    /// Records one latency sample (ns).
+    #[inline]
+    pub fn record_latency(&mut self, ns: u64) {
+        self.recent.saturating_record(ns.max(1));
+    }
+
+    fn totals(&self) -> Counts {
+        Counts {
+            sent_msgs: self.sent_msgs,
+            recv_msgs: self.recv_msgs,
+            sent_bytes: self.sent_bytes,
+            recv_bytes: self.recv_bytes,
+            errors: self.errors,
+        }
+    }
+
+    /// At clock time `now` (measured window `[warm_end_ns, end_ns)`): when an interval boundary
+    /// has passed, hands the finished interval in. Cheap when none has.
+    #[inline]
+    pub(crate) fn tick(&mut self, now: u64, warm_end_ns: u64, end_ns: u64) {
+        match &self.iv {
+            Some(iv) if now >= iv.next_ns => self.cross(now, warm_end_ns, end_ns),
+            _ => {}
+        }
+    }
+
+    fn cross(&mut self, now: u64, warm_end_ns: u64, end_ns: u64) {
+        let totals = self.totals();
+        let Some(iv) = self.iv.as_mut() else { return };
+        let len = iv.book.len_ns;
+        if now < warm_end_ns {
+            iv.next_ns = warm_end_ns;
+            return;
+        }
+        // Never past the window's last interval (what comes after the end belongs to it).
+        let last = end_ns.saturating_sub(warm_end_ns).saturating_sub(1) / len;
+        let idx = ((now - warm_end_ns) / len).min(last);
+        if idx != iv.cur {
+            let counts = totals.since(&iv.handed);
+            iv.book
+                .hand_in(iv.worker, iv.cur, &counts, &self.recent, idx);
+            iv.handed = totals;
+            iv.cur = idx;
+            let _ = self.hist.add(&self.recent);
+            self.recent.reset();
+        }
+        iv.next_ns = if idx == last {
+            u64::MAX
+        } else {
+            warm_end_ns + (idx + 1) * len
+        };
+    }
+
+    /// Hands in the current interval (the worker is done) and folds every latency sample into
+    /// the run's histogram.
+    pub(crate) fn close(&mut self) {
+        let totals = self.totals();
+        if let Some(iv) = self.iv.take() {
+            let counts = totals.since(&iv.handed);
+            iv.book
+                .hand_in(iv.worker, iv.cur, &counts, &self.recent, u64::MAX);
+        }
+        let _ = self.hist.add(&self.recent);
+        self.recent.reset();
+    }
+
     pub fn note(&mut self, msg: String) {
         if self.messages.len() < MAX_MESSAGES && !self.messages.contains(&msg) {
             self.messages.push(msg);
@@ -69,6 +171,7 @@ impl Stats {
 
     pub fn merge(&mut self, o: &Stats) {
         self.hist.add(&o.hist).expect("histograms share bounds");
+        self.hist.add(&o.recent).expect("histograms share bounds");
         self.sent_msgs += o.sent_msgs;
         self.sent_bytes += o.sent_bytes;
         self.recv_msgs += o.recv_msgs;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use super::stats::Stats;
 use super::wire::{Check, SendTimes};
@@ -57,15 +58,21 @@ struct Conn {
 }
 
 fn connect(cfg: &RunConfig) -> io::Result<StdTcp> {
-    let s = StdTcp::connect_timeout(&cfg.target, cfg.connect_timeout)?;
-    s.set_nodelay(true)?;
+    let s = Socket::new(
+        Domain::for_address(cfg.target),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    cfg.sock.apply(&s, cfg.target)?;
+    s.connect_timeout(&cfg.target.into(), cfg.connect_timeout)?;
+    s.set_nodelay(cfg.sock.nodelay)?;
     s.set_nonblocking(true)?;
-    Ok(s)
+    Ok(s.into())
 }
 
 pub(crate) fn worker(w: &Worker) -> Stats {
     let cfg = &*w.cfg;
-    let mut st = Stats::default();
+    let mut st = Stats::for_worker(w.book.clone(), w.index);
     let mut conns = Vec::with_capacity(w.flows.len());
     let poll = Poll::new();
     let mut poll = match poll {
@@ -136,6 +143,7 @@ pub(crate) fn worker(w: &Worker) -> Stats {
     let mut last_live = (0u64, 0u64, 0u64);
     loop {
         let now = clock.now_ns();
+        st.tick(now, clock.warm_end_ns, clock.end_ns());
         let ending = now >= clock.end_ns();
         let mut busy = false;
         let mut next_due = u64::MAX;
@@ -360,7 +368,7 @@ fn check_echo(
                 st.recv_msgs += 1;
                 st.recv_bytes += msg.len() as u64;
                 if let Some(ts) = ts {
-                    st.hist.saturating_record(now.saturating_sub(ts).max(1));
+                    st.record_latency(now.saturating_sub(ts));
                 }
             }
             advance_expect(c, cfg);

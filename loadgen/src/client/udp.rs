@@ -55,6 +55,7 @@ fn open(cfg: &RunConfig) -> io::Result<StdUdp> {
     // Best effort: larger buffers absorb bursts; the kernel clamps to its limits.
     let _ = s.set_send_buffer_size(SOCK_BUF);
     let _ = s.set_recv_buffer_size(SOCK_BUF);
+    cfg.sock.apply(&s, cfg.target)?;
     keep_icmp_errors(&s, cfg.target.is_ipv6())?;
     s.connect(&cfg.target.into())?;
     s.set_nonblocking(true)?;
@@ -63,7 +64,7 @@ fn open(cfg: &RunConfig) -> io::Result<StdUdp> {
 
 pub(crate) fn worker(w: &Worker) -> Stats {
     let cfg = &*w.cfg;
-    let mut st = Stats::default();
+    let mut st = Stats::for_worker(w.book.clone(), w.index);
     let interval = w.interval_ns();
     let mut flows = Vec::with_capacity(w.flows.len());
     let mut poll = match Poll::new() {
@@ -138,6 +139,7 @@ pub(crate) fn worker(w: &Worker) -> Stats {
             break;
         }
         let now = clock.now_ns();
+        st.tick(now, clock.warm_end_ns, clock.end_ns());
         let ending = now >= clock.end_ns();
         let mut busy = false;
         let mut next_due = u64::MAX;
@@ -427,7 +429,7 @@ fn on_datagram(
             if ok && counting {
                 st.recv_msgs += 1;
                 st.recv_bytes += msg.len() as u64;
-                st.hist.saturating_record(now.saturating_sub(t).max(1));
+                st.record_latency(now.saturating_sub(t));
             }
         } else {
             st.errors.duplicated += 1;
@@ -456,7 +458,7 @@ fn on_datagram(
                 st.recv_msgs += 1;
                 st.recv_bytes += msg.len() as u64;
                 if let Some(ts) = ts_ns.or_else(|| f.times.as_ref().and_then(|t| t.get(seq))) {
-                    st.hist.saturating_record(now.saturating_sub(ts).max(1));
+                    st.record_latency(now.saturating_sub(ts));
                 }
             }
         }
@@ -537,6 +539,7 @@ fn blocking_rounds(
     let mut buf = vec![0u8; size + 1];
     while !f.dead {
         let mut now = clock.now_ns();
+        st.tick(now, clock.warm_end_ns, clock.end_ns());
         if now >= clock.end_ns() {
             break;
         }

@@ -21,12 +21,27 @@ pub struct SocketChannel {
 impl Channel for SocketChannel {
     fn call(&mut self, code: u32, input: &[u8], out_cap: usize) -> Result<(i32, Vec<u8>)> {
         control::transport::call(self.addr, code, input, out_cap as u32).map_err(|e| {
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-            ) {
+            use std::io::ErrorKind;
+            if e.kind() == ErrorKind::ConnectionRefused {
                 anyhow!(Unreachable(format!(
                     "wskecho-sim is not running at {} ({e}); start it (cargo run --release --bin wskecho-sim) or pass --control ADDR",
+                    self.addr
+                )))
+            } else if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) {
+                // Something may listen there without speaking the control protocol (a wrong
+                // port), or the host does not answer at all.
+                anyhow!(Unreachable(format!(
+                    "control request to {} timed out ({e}): no wskecho-sim answered there; is \
+                     it the control port (wskecho-sim --control ADDR)?",
+                    self.addr
+                )))
+            } else if matches!(
+                e.kind(),
+                ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+            ) {
+                anyhow!(Unreachable(format!(
+                    "{} closed the control connection without an answer ({e}): is it a \
+                     wskecho-sim control port?",
                     self.addr
                 )))
             } else {

@@ -206,6 +206,14 @@ pub(super) fn load_json(l: &LoadStatus) -> Value {
     })
 }
 
+/// An NTSTATUS as its name and hex value, or the hex value alone when it has no name here.
+pub(super) fn status_text(s: i32) -> String {
+    match status_name(s) {
+        "NTSTATUS" => format!("0x{:08X}", s as u32),
+        name => format!("{name} (0x{:08X})", s as u32),
+    }
+}
+
 pub(super) fn load_line(l: &LoadStatus) -> String {
     match l.job {
         None => l.state.name().to_string(),
@@ -226,7 +234,40 @@ pub(super) fn load_line(l: &LoadStatus) -> String {
             l.bytes_received,
             l.verify_failures,
             l.connect_failures,
-            if l.last_status == 0 { String::new() } else { format!(", status {}", status_name(l.last_status)) }
+            if l.last_status == 0 { String::new() } else { format!(", status {}", status_text(l.last_status)) }
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bug 9 (issue 11): an unnamed status printed as the word "NTSTATUS".
+    #[test]
+    fn unnamed_status_prints_hex() {
+        assert_eq!(status_text(0xC000_0236_u32 as i32), "0xC0000236");
+        assert_eq!(
+            status_text(control::ioctl::status::STATUS_NOT_FOUND),
+            "STATUS_NOT_FOUND (0xC0000225)"
+        );
+        let l = LoadStatus {
+            state: control::ioctl::JobState::Failed,
+            last_status: 0xC000_0236_u32 as i32,
+            job: Some(control::ioctl::LoadJob {
+                target: std::net::IpAddr::from([127, 0, 0, 1]),
+                port: 7,
+                proto: control::config::Proto::Tcp,
+                pattern: control::ioctl::LoadPattern::Echo,
+                connections: 1,
+                message_size: 64,
+                duration_ms: 1000,
+                rate: 0,
+            }),
+            ..LoadStatus::IDLE
+        };
+        let line = load_line(&l);
+        assert!(line.contains("status 0xC0000236"), "{line}");
+        assert!(!line.contains("NTSTATUS"), "{line}");
     }
 }

@@ -1,0 +1,237 @@
+//! Per-interval figures (`-i/--interval`, the JSON `intervals` array).
+//!
+//! Each worker accumulates the current interval in its [`Stats`] and, when its clock crosses
+//! an interval boundary, adds that interval's counters and latency histogram to a shared
+//! [`Book`]. An interval is complete once every worker has moved past it; the thread that
+//! started the run then turns it into an [`Interval`] (and may print it). The sum over the
+//! intervals of every counter is the run's total: what a worker counts after its last
+//! boundary (e.g. replies declared lost at the end) goes to the last interval.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use super::stats::{new_histogram, Errors};
+
+/// One reporting interval of the measured window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    /// Seconds from the start of the measured window.
+    pub start_s: f64,
+    pub end_s: f64,
+    pub sent_msgs: u64,
+    pub recv_msgs: u64,
+    pub sent_bytes: u64,
+    pub recv_bytes: u64,
+    /// Replies given up on in this interval.
+    pub lost: u64,
+    /// Corrupted, duplicated, failed connections and I/O errors in this interval.
+    pub errors: u64,
+    /// Received bits per second (sent, for send-only runs).
+    pub bits_per_s: f64,
+    pub msgs_per_s: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+}
+
+/// Counter increments of one interval (one worker's, or summed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub sent_msgs: u64,
+    pub recv_msgs: u64,
+    pub sent_bytes: u64,
+    pub recv_bytes: u64,
+    pub errors: Errors,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.sent_msgs += o.sent_msgs;
+        self.recv_msgs += o.recv_msgs;
+        self.sent_bytes += o.sent_bytes;
+        self.recv_bytes += o.recv_bytes;
+        self.errors.add(&o.errors);
+    }
+
+    /// `self - before`, counter by counter.
+    pub fn since(&self, before: &Counts) -> Counts {
+        let e = &self.errors;
+        let b = &before.errors;
+        Counts {
+            sent_msgs: self.sent_msgs - before.sent_msgs,
+            recv_msgs: self.recv_msgs - before.recv_msgs,
+            sent_bytes: self.sent_bytes - before.sent_bytes,
+            recv_bytes: self.recv_bytes - before.recv_bytes,
+            errors: Errors {
+                lost: e.lost - b.lost,
+                duplicated: e.duplicated - b.duplicated,
+                reordered: e.reordered - b.reordered,
+                corrupted: e.corrupted - b.corrupted,
+                connect: e.connect - b.connect,
+                io: e.io - b.io,
+            },
+        }
+    }
+}
+
+struct Pending {
+    counts: Counts,
+    hist: Histogram<u64>,
+}
+
+/// Where the workers of one run leave their finished intervals.
+pub(crate) struct Book {
+    pub len_ns: u64,
+    /// Per worker: the index of the interval it accumulates now (`u64::MAX` once it is done).
+    progress: Vec<AtomicU64>,
+    pending: Mutex<PendingBook>,
+}
+
+struct PendingBook {
+    map: BTreeMap<u64, Pending>,
+    /// The first interval not taken yet.
+    next: u64,
+}
+
+impl Book {
+    pub fn new(len_ns: u64, workers: usize) -> Book {
+        Book {
+            len_ns: len_ns.max(1),
+            progress: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            pending: Mutex::new(PendingBook {
+                map: BTreeMap::new(),
+                next: 0,
+            }),
+        }
+    }
+
+    /// Worker `w` hands in interval `idx` and moves on to `next`.
+    pub fn hand_in(&self, w: usize, idx: u64, counts: &Counts, hist: &Histogram<u64>, next: u64) {
+        if *counts != Counts::default() || !hist.is_empty() {
+            let mut p = self
+                .pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let e = p.map.entry(idx).or_insert_with(|| Pending {
+                counts: Counts::default(),
+                hist: new_histogram(),
+            });
+            e.counts.add(counts);
+            let _ = e.hist.add(hist);
+        }
+        self.progress[w].store(next, Ordering::Release);
+    }
+
+    /// Intervals every worker has moved past, below `limit`, in order, each once (empty ones
+    /// included).
+    pub fn take_complete(&self, limit: u64, sends_only: bool) -> Vec<Interval> {
+        let done = self
+            .progress
+            .iter()
+            .map(|p| p.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(u64::MAX)
+            .min(limit);
+        let mut p = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out = Vec::new();
+        while p.next < done {
+            let k = p.next;
+            let v = p.map.remove(&k);
+            out.push(match v {
+                Some(v) => self.summarize(k, &v.counts, &v.hist, None, sends_only),
+                None => self.summarize(k, &Counts::default(), &new_histogram(), None, sends_only),
+            });
+            p.next += 1;
+        }
+        out
+    }
+
+    /// The intervals of a measured window of `measured_ns` not taken yet (call once every
+    /// worker is done). Anything handed in for an interval past the window (e.g. replies
+    /// declared lost after the end) is added to its last interval.
+    pub fn finish(&self, measured_ns: u64, sends_only: bool) -> Vec<Interval> {
+        let n = measured_ns.div_ceil(self.len_ns);
+        let mut p = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = std::mem::take(&mut p.map);
+        let mut out = Vec::new();
+        if n == 0 {
+            return out;
+        }
+        let late = map.split_off(&(n - 1));
+        let mut last = Pending {
+            counts: Counts::default(),
+            hist: new_histogram(),
+        };
+        for v in late.values() {
+            last.counts.add(&v.counts);
+            let _ = last.hist.add(&v.hist);
+        }
+        map.insert(n - 1, last);
+        for k in p.next..n {
+            out.push(match map.remove(&k) {
+                Some(v) => self.summarize(k, &v.counts, &v.hist, Some(measured_ns), sends_only),
+                None => self.summarize(
+                    k,
+                    &Counts::default(),
+                    &new_histogram(),
+                    Some(measured_ns),
+                    sends_only,
+                ),
+            });
+        }
+        p.next = n;
+        out
+    }
+
+    /// Interval `idx` of counters `c` and latency `h`; the window ends at `measured_ns` when
+    /// known.
+    fn summarize(
+        &self,
+        idx: u64,
+        c: &Counts,
+        h: &Histogram<u64>,
+        measured_ns: Option<u64>,
+        sends_only: bool,
+    ) -> Interval {
+        let start = idx * self.len_ns;
+        let end = measured_ns.map_or(start + self.len_ns, |m| (start + self.len_ns).min(m));
+        let secs = (end.saturating_sub(start)) as f64 / 1e9;
+        let (msgs, bytes) = if sends_only {
+            (c.sent_msgs, c.sent_bytes)
+        } else {
+            (c.recv_msgs, c.recv_bytes)
+        };
+        let per_s = |v: u64| if secs > 0.0 { v as f64 / secs } else { 0.0 };
+        let q = |p: f64| {
+            if h.is_empty() {
+                0.0
+            } else {
+                h.value_at_quantile(p) as f64 / 1000.0
+            }
+        };
+        let e = &c.errors;
+        Interval {
+            start_s: start as f64 / 1e9,
+            end_s: end as f64 / 1e9,
+            sent_msgs: c.sent_msgs,
+            recv_msgs: c.recv_msgs,
+            sent_bytes: c.sent_bytes,
+            recv_bytes: c.recv_bytes,
+            lost: e.lost,
+            errors: e.corrupted + e.duplicated + e.connect + e.io,
+            bits_per_s: per_s(bytes) * 8.0,
+            msgs_per_s: per_s(msgs),
+            p50_us: q(0.50),
+            p99_us: q(0.99),
+        }
+    }
+}
