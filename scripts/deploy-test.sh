@@ -46,7 +46,7 @@ port=18707
 srv=$!
 sleep 0.5
 start_at=$(( $(date +%s) + 3 ))
-agent=(run -t 127.0.0.1:$port -c 4 -d 1s -w 0s -q --json-stdout --start-at "$start_at")
+agent=(run --target 127.0.0.1:$port --conns 4 --duration 1s --warmup 0s -q --json-stdout --start-at "$start_at")
 if timeout 60 podman --runtime runc run --rm --ulimit nofile=1024:1024 --ulimit nproc=1000:1000 \
         --network host -e JOB_COMPLETION_INDEX=1 -e ECHOLOAD_AGENT_COUNT=2 \
         echoload:deploy-test "${agent[@]}" > "$tmp/agent.json" 2> "$tmp/agent.err"; then

@@ -84,7 +84,7 @@ def main():
     check(rx0 == 0, f"serve: no bytes before traffic ({rx0})")
 
     # 2. echoload run --metrics against it, scraped twice while it runs
-    run = start(ECHOLOAD, "run", "-t", f"{HOST}:{SERVE_ECHO}", "-c", "2", "-d", "3s", "-w", "0s", "-q",
+    run = start(ECHOLOAD, "run", "--target", f"{HOST}:{SERVE_ECHO}", "--conns", "2", "--duration", "3s", "--warmup", "0s", "-q",
                 "--json-stdout", "--metrics", f"{HOST}:{RUN_METRICS}")
     r1, rtypes = wait_scrape(RUN_METRICS)
     time.sleep(1.0)
@@ -125,7 +125,7 @@ def main():
           f"{HOST}:{EXPORTER}", "--duration", "25s")
     d0, dtypes = wait_scrape(EXPORTER)
     check(val(d0, "wskecho_up") == 1.0, "driver: up")
-    subprocess.run([ECHOLOAD, "run", "-t", f"{HOST}:{SIM_ECHO}", "-c", "2", "-d", "1s", "-w", "0s", "-q"],
+    subprocess.run([ECHOLOAD, "run", "--target", f"{HOST}:{SIM_ECHO}", "--conns", "2", "--duration", "1s", "--warmup", "0s", "-q"],
                    check=True, capture_output=True, timeout=30)
     d1, _ = scrape(EXPORTER)
     g0 = val(d0, "wskecho_received_bytes_total")
