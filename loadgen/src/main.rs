@@ -167,6 +167,19 @@ fn report_skipped(skipped: &[String]) {
 }
 
 fn plot(p: &PlotArgs) -> anyhow::Result<ExitCode> {
+    if p.bars {
+        let mut items = Vec::new();
+        for f in &p.files {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?;
+            items.extend(echoload::plot::parse_ratios(&text));
+        }
+        let svg = echoload::plot::render_bars(&items, &p.title)?;
+        std::fs::write(&p.output, svg)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", p.output.display()))?;
+        eprintln!("wrote {}", p.output.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     let stream = echoload::resultdoc::load(&p.files)?;
     report_skipped(&stream.skipped);
     echoload::plot::write(&stream.docs, &p.output, &p.title)?;

@@ -239,6 +239,97 @@ pub fn render_svg(docs: &[ResultDoc], title: &str) -> Result<String> {
     Ok(svg)
 }
 
+/// `NAME RATIO` lines (bench/compare's output); `#` lines, blanks and non-numbers are skipped.
+pub fn parse_ratios(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let (name, v) = (it.next()?, it.next()?.parse::<f64>().ok()?);
+            (it.next().is_none() && v.is_finite()).then(|| (name.to_string(), v))
+        })
+        .collect()
+}
+
+/// Whether a smaller ratio is the better one (latencies: names with p50/p99/latency).
+pub fn lower_is_better(name: &str) -> bool {
+    ["p50", "p90", "p99", "latency", "rtt"]
+        .iter()
+        .any(|k| name.contains(k))
+}
+
+/// Horizontal bars, one per ratio (ours / theirs), with the parity line at 1; green where
+/// echoload is ahead (higher, or lower for latencies), red where it is behind.
+pub fn render_bars(items: &[(String, f64)], title: &str) -> Result<String> {
+    if items.is_empty() {
+        bail!("no NAME RATIO lines to draw");
+    }
+    let n = items.len();
+    let height = 120 + 60 * n as u32;
+    let xmax = nice_max(items.iter().map(|i| i.1).fold(1.0, f64::max));
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|x| anyhow!("drawing: {x:?}"))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(16)
+            .x_label_area_size(40)
+            .y_label_area_size(10)
+            .build_cartesian_2d(0f64..xmax, 0f64..n as f64)
+            .map_err(|x| anyhow!("drawing: {x:?}"))?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(0)
+            .x_desc("ratio (echoload / other tool); 1 = parity")
+            .x_label_formatter(&|x| compact(*x))
+            .draw()
+            .map_err(|x| anyhow!("drawing: {x:?}"))?;
+        let good = RGBColor(0x2c, 0xa0, 0x2c);
+        let bad = RGBColor(0xd6, 0x27, 0x28);
+        for (i, (name, v)) in items.iter().enumerate() {
+            // first item on top
+            let y = (n - 1 - i) as f64;
+            let ahead = if lower_is_better(name) {
+                *v <= 1.0
+            } else {
+                *v >= 1.0
+            };
+            let col = if ahead { good } else { bad };
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(0.0, y + 0.15), (*v, y + 0.55)],
+                    col.filled(),
+                )))
+                .map_err(|x| anyhow!("drawing: {x:?}"))?;
+            let label = format!(
+                "{name}  {v:.2}  ({} is better)",
+                if lower_is_better(name) {
+                    "lower"
+                } else {
+                    "higher"
+                }
+            );
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    label,
+                    (xmax * 0.01, y + 0.9),
+                    ("sans-serif", 15).into_font(),
+                )))
+                .map_err(|x| anyhow!("drawing: {x:?}"))?;
+        }
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(1.0, 0.0), (1.0, n as f64)],
+                BLACK.stroke_width(2),
+            )))
+            .map_err(|x| anyhow!("drawing: {x:?}"))?;
+        root.present().map_err(|x| anyhow!("drawing: {x:?}"))?;
+    }
+    Ok(svg)
+}
+
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -460,6 +551,36 @@ mod tests {
         assert!(find(&lines, color(0), tp.len())
             .iter()
             .all(|g| affine_match(&tp, g, 1.5).is_err()));
+    }
+
+    #[test]
+    fn ratio_bars_are_proportional_and_coloured_by_direction() {
+        let text = "# raw figures\nudp64_rate_vs_sockperf 4.50\ntcp_stream_vs_iperf3 0.90\n\
+                    udp_pingpong_p50_vs_sockperf 0.80\nbroken nan\nnot a ratio line\n";
+        let items = parse_ratios(text);
+        assert_eq!(items.len(), 3, "{items:?}");
+        let svg = render_bars(&items, "bench").unwrap();
+        // <rect x=".." y=".." width="W" height=".." fill="#RRGGBB" …/> for each bar
+        let bars: Vec<(f64, String)> = svg
+            .split("<rect")
+            .skip(1)
+            .filter_map(|r| {
+                let attr = |k: &str| {
+                    let i = r.find(&format!(" {k}=\""))? + k.len() + 3;
+                    Some(r[i..i + r[i..].find('"')?].to_string())
+                };
+                Some((attr("width")?.parse().ok()?, attr("fill")?))
+            })
+            .filter(|(_, f)| f == "#2CA02C" || f == "#D62728")
+            .collect();
+        assert_eq!(bars.len(), 3, "{bars:?}");
+        assert!((bars[0].0 / bars[1].0 - 4.5 / 0.9).abs() < 0.05, "{bars:?}");
+        assert!((bars[2].0 / bars[1].0 - 0.8 / 0.9).abs() < 0.05, "{bars:?}");
+        // ahead: rate 4.5 (higher), p50 0.8 (lower); behind: stream 0.9
+        let fills: Vec<&str> = bars.iter().map(|b| b.1.as_str()).collect();
+        assert_eq!(fills, ["#2CA02C", "#D62728", "#2CA02C"]);
+        assert!(svg.contains("udp64_rate_vs_sockperf  4.50"));
+        assert!(render_bars(&[], "x").is_err());
     }
 
     #[test]

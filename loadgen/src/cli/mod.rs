@@ -79,6 +79,9 @@ pub struct PlotArgs {
     /// Title above the pictures.
     #[arg(long, default_value = "echoload results")]
     pub title: String,
+    /// The files are `NAME RATIO` lines (bench/compare's output): draw them as bars.
+    #[arg(long)]
+    pub bars: bool,
 }
 
 #[derive(Args, Debug, Clone)]
