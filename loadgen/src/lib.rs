@@ -6,6 +6,7 @@
 //! - [`output`]: stdout that tolerates a closed pipe.
 //! - [`progress`]: the live progress line while a run goes on.
 //! - [`runner`]: configuration → measurement → report, as `echoload run` does it.
+//! - [`diff`]: two results side by side, with a verdict for CI.
 //! - [`server`]: `echoload serve`, the user-mode reference server (echo, discard, source,
 //!   sockperf).
 //! - [`driverctl`]: `echoload driver`, the wskecho control-device client.
@@ -20,6 +21,7 @@ pub mod align;
 pub mod cli;
 pub mod client;
 pub mod demo;
+pub mod diff;
 pub mod driverctl;
 pub mod metrics;
 pub mod output;

@@ -4,7 +4,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
-use echoload::cli::{Cli, Cmd, DemoArgs, MergeArgs, PlotArgs, RunArgs};
+use echoload::cli::{Cli, Cmd, DemoArgs, DiffArgs, MergeArgs, PlotArgs, RunArgs};
+use echoload::client::{Measurement, RunConfig};
 use echoload::output;
 use echoload::report::{self, RunReport};
 
@@ -16,6 +17,7 @@ fn main() -> ExitCode {
         Some(Cmd::Run(a)) => run(&a),
         Some(Cmd::Merge(m)) => merge(&m),
         Some(Cmd::Plot(p)) => plot(&p),
+        Some(Cmd::Diff(d)) => diff(&d),
         Some(Cmd::Serve(s)) => echoload::server::run_with_metrics(
             &echoload::server::ServeConfig::from(&s),
             s.stats_every,
@@ -41,6 +43,9 @@ fn status(clean: bool) -> ExitCode {
 }
 
 fn run(a: &RunArgs) -> anyhow::Result<ExitCode> {
+    if let Some(pair) = a.to_bidir_configs()? {
+        return bidir(a, pair);
+    }
     let mut cfg = a.to_config()?;
     if let Some(p) = &a.json {
         // Checked before any traffic: a typo in the path must not cost the run.
@@ -100,6 +105,58 @@ fn run(a: &RunArgs) -> anyhow::Result<ExitCode> {
     Ok(status(clean))
 }
 
+/// `--bidir`: a sink and a source run at the same time; both reports, one JSON document
+/// `{"schema_version": 2, "bidir": true, "send": REPORT, "receive": REPORT}`.
+fn bidir(a: &RunArgs, (mut send, mut recv): (RunConfig, RunConfig)) -> anyhow::Result<ExitCode> {
+    if let Some(p) = &a.json {
+        check_writable(p)?;
+    }
+    echoload::signals::install();
+    send.stop = Some(echoload::signals::flag());
+    recv.stop = Some(echoload::signals::flag());
+    // One progress bar would be drawn over by the other.
+    recv.progress = false;
+    let (mut s, mut r) = std::thread::scope(|sc| {
+        let h = sc.spawn(|| echoload::run(&recv));
+        let s = echoload::run(&send);
+        let r = h.join().unwrap_or_else(|_| {
+            RunReport::new(
+                &recv,
+                &Measurement::failed("the receiving run's thread panicked".into()),
+            )
+        });
+        (s, r)
+    });
+    let signal = echoload::signals::received();
+    if let Some(sig) = signal {
+        for x in [&mut s, &mut r] {
+            x.messages.push(format!(
+                "stopped by {} after {:.2} s measured",
+                echoload::signals::name(sig),
+                x.duration_s
+            ));
+        }
+    }
+    let doc = serde_json::json!({"schema_version": report::SCHEMA_VERSION, "bidir": true, "send": s, "receive": r});
+    if a.json_stdout {
+        output::println(&serde_json::to_string_pretty(&doc)?);
+    } else {
+        output::print(&format!("== send\n{}== receive\n{}", s.table(), r.table()));
+    }
+    if let Some(p) = &a.json {
+        std::fs::write(p, serde_json::to_string_pretty(&doc)? + "\n")
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", p.display()))?;
+    }
+    if let Some(sig) = signal {
+        return Ok(ExitCode::from(echoload::signals::exit_status(sig)));
+    }
+    let clean = s.clean(a.allow_loss) && r.clean(a.allow_loss);
+    if !clean {
+        eprintln!("echoload: bidirectional run not clean (see the reports)");
+    }
+    Ok(status(clean))
+}
+
 /// Fails unless `path` can be written (its directory exists, it is not a directory, we may
 /// write there). Creates the file if it did not exist; it is written at the end of the run.
 fn check_writable(path: &Path) -> anyhow::Result<()> {
@@ -132,6 +189,24 @@ fn run_maybe_metrics(
         None => echoload::run_with(cfg, on_interval),
         Some(addr) => echoload::metrics::run_with_endpoint(cfg, addr, on_interval)?,
     })
+}
+
+fn read_report(f: &Path) -> anyhow::Result<RunReport> {
+    let text =
+        std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?;
+    serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not an echoload result: {e}", f.display()))
+}
+
+fn diff(d: &DiffArgs) -> anyhow::Result<ExitCode> {
+    let (a, b) = (read_report(&d.a)?, read_report(&d.b)?);
+    let r = echoload::diff::diff(&a, &b, d.tolerance);
+    if d.json {
+        output::println(&serde_json::to_string_pretty(&r)?);
+    } else {
+        output::print(&r.table(&d.a.display().to_string(), &d.b.display().to_string()));
+    }
+    Ok(status(!r.worse()))
 }
 
 fn merge(m: &MergeArgs) -> anyhow::Result<ExitCode> {

@@ -8,7 +8,10 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::client::{Agent, Errors, Interval, Measurement, Mode, Proto, RunConfig, Stats, Wire};
+use crate::client::{
+    Agent, Errors, Interval, Measurement, Mode, Proto, RunConfig, Stats, TcpInfoSum, ThreadCpu,
+    Wire,
+};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Throughput {
@@ -117,6 +120,43 @@ pub struct RunReport {
     /// The measured window interval by interval (`-i`, 1 s by default).
     #[serde(default)]
     pub intervals: Vec<Interval>,
+    /// Client CPU time from the start of the measured window to the end of the drain (null
+    /// where the OS has no per-thread getrusage).
+    #[serde(default)]
+    pub cpu: Option<Cpu>,
+    /// TCP_INFO summed over the connections at the end (null: UDP, or not Linux).
+    #[serde(default)]
+    pub tcp_info: Option<TcpInfoSum>,
+}
+
+/// Client CPU use.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cpu {
+    pub user_s: f64,
+    pub system_s: f64,
+    /// (user + system) / measured seconds: how many cores the client kept busy.
+    pub cores: f64,
+    pub per_thread: Vec<ThreadCpu>,
+}
+
+impl Cpu {
+    fn from_threads(t: &[ThreadCpu], duration_s: f64) -> Option<Cpu> {
+        if t.is_empty() {
+            return None;
+        }
+        let user_s: f64 = t.iter().map(|c| c.user_s).sum();
+        let system_s: f64 = t.iter().map(|c| c.system_s).sum();
+        Some(Cpu {
+            user_s,
+            system_s,
+            cores: if duration_s > 0.0 {
+                (user_s + system_s) / duration_s
+            } else {
+                0.0
+            },
+            per_thread: t.to_vec(),
+        })
+    }
 }
 
 /// 32 random lowercase hex characters.
@@ -196,6 +236,22 @@ impl RunReport {
             }
         };
         let mut messages = st.messages.clone();
+        if st.errors.corrupted > 0 && st.errors.corrupted >= st.recv_msgs {
+            messages.insert(
+                0,
+                format!(
+                    "{} of the replies were corrupted and {} intact: wrong --wire? (this run \
+                     spoke {}; a sockperf service needs --wire sockperf, an echo service \
+                     the default --wire echoload)",
+                    st.errors.corrupted,
+                    st.recv_msgs,
+                    match cfg.wire {
+                        Wire::Echoload => "echoload",
+                        Wire::Sockperf => "sockperf",
+                    }
+                ),
+            );
+        }
         let moved = if cfg.mode == Mode::Sink {
             st.sent_bytes > 0
         } else {
@@ -259,6 +315,8 @@ impl RunReport {
             messages,
             histogram: encode_histogram(&st.hist),
             intervals: Vec::new(),
+            cpu: Cpu::from_threads(&st.cpu, duration_s),
+            tcp_info: (st.tcp_info.connections > 0).then_some(st.tcp_info),
         }
     }
 
@@ -335,6 +393,24 @@ impl RunReport {
         let l = &self.latency_us;
         if l.count > 0 {
             let _ = writeln!(s, "  latency µs  min {:.1}  p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  p99.99 {:.1}  max {:.1}  ({} samples)", l.min, l.p50, l.p90, l.p99, l.p999, l.p9999, l.max, l.count);
+        }
+        if let Some(c) = &self.cpu {
+            let _ = writeln!(
+                s,
+                "  client cpu  user {:.2} s  system {:.2} s  ({:.2} cores over {} thread{})",
+                c.user_s,
+                c.system_s,
+                c.cores,
+                c.per_thread.len(),
+                if c.per_thread.len() == 1 { "" } else { "s" }
+            );
+        }
+        if let Some(t) = &self.tcp_info {
+            let _ = writeln!(
+                s,
+                "  tcp_info    retransmits {}  rtt mean {:.1} µs  max {:.1} µs  cwnd mean {:.1}  ({} conns)",
+                t.retransmits, t.rtt_us_mean, t.rtt_us_max, t.cwnd_mean, t.connections
+            );
         }
         let e = &self.errors;
         let _ = writeln!(
@@ -483,6 +559,23 @@ pub fn merge(reports: &[RunReport]) -> Result<RunReport> {
         out.throughput.msgs_per_s += r.throughput.msgs_per_s;
         out.errors.add(&r.errors);
         out.messages.extend(r.messages.iter().cloned());
+        out.cpu = match (out.cpu.take(), &r.cpu) {
+            (Some(mut a), Some(b)) => {
+                a.user_s += b.user_s;
+                a.system_s += b.system_s;
+                a.cores += b.cores;
+                a.per_thread.extend(b.per_thread.iter().copied());
+                Some(a)
+            }
+            (a, b) => a.or_else(|| b.clone()),
+        };
+        out.tcp_info = match (out.tcp_info, r.tcp_info) {
+            (Some(mut a), Some(b)) => {
+                a.add(&b);
+                Some(a)
+            }
+            (a, b) => a.or(b),
+        };
     }
     out.latency_us = Latency::from_histogram(&hist);
     out.histogram = encode_histogram(&hist);

@@ -60,7 +60,17 @@ pub fn install() {
     }
 }
 
+/// Windows: Ctrl-C (and Ctrl-Break / closing the console) asks to stop, reported as SIGINT
+/// (exit 130); a second Ctrl-C after the stop was requested ends the process at once.
 #[cfg(not(unix))]
 pub fn install() {
-    // Ctrl-C ends the process on Windows (no console handler yet).
+    const SIGINT: i32 = 2;
+    let _ = ctrlc::set_handler(|| {
+        if STOP.load(Ordering::SeqCst) {
+            std::process::exit(i32::from(exit_status(SIGINT)));
+        }
+        // The signal first: whoever sees the stop also sees why.
+        SIGNAL.store(SIGINT, Ordering::SeqCst);
+        STOP.store(true, Ordering::SeqCst);
+    });
 }

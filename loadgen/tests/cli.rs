@@ -254,7 +254,12 @@ fn intervals_and_metadata() {
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{text}");
-        let lines = text.lines().filter(|l| l.contains(" s  ")).count();
+        let lines = text
+            .lines()
+            .filter(|l| {
+                l.trim_start().starts_with(|c: char| c.is_ascii_digit()) && l.contains(" s  ")
+            })
+            .count();
         assert_eq!(lines, 5, "{text}");
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
@@ -299,4 +304,165 @@ fn intervals_and_metadata() {
         }
         let _ = std::fs::remove_file(&json);
     }
+}
+
+/// `echoload diff A B`: exit 0 unless B is worse than A beyond the tolerance (then 1).
+#[test]
+fn diff_flags_a_worse_run() {
+    let srv = server_on("127.0.0.1");
+    let t = addr(&srv, Service::Echo, Proto::Tcp).to_string();
+    let (a, b) = (tmp("diff-a.json"), tmp("diff-b.json"));
+    assert!(run_json(&t, "tcp", "pingpong", &[], &a).status.success());
+    let va: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&a).unwrap()).unwrap();
+    let diff = |vb: &serde_json::Value, extra: &[&str]| {
+        std::fs::write(&b, vb.to_string()).unwrap();
+        let out = Command::new(bin())
+            .arg("diff")
+            .arg(&a)
+            .arg(&b)
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = diff(&va, &[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("B is not worse"), "{text}");
+    // 20 % less throughput: worse at 5 %, not at 25 %.
+    let mut slow = va.clone();
+    let bps = va["throughput"]["bits_per_s"].as_f64().unwrap();
+    slow["throughput"]["bits_per_s"] = (bps * 0.8).into();
+    let (code, text) = diff(&slow, &[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("WORSE"), "{text}");
+    assert_eq!(diff(&slow, &["--tolerance", "25%"]).0, Some(0));
+    // A p99 3 % higher is within the default 5 %; 10 % is not.
+    let p99 = va["latency_us"]["p99"].as_f64().unwrap();
+    let mut lat = va.clone();
+    lat["latency_us"]["p99"] = (p99 * 1.03).into();
+    assert_eq!(diff(&lat, &[]).0, Some(0));
+    lat["latency_us"]["p99"] = (p99 * 1.10).into();
+    assert_eq!(diff(&lat, &[]).0, Some(1));
+    // Corruption in B is always worse; JSON output names the metric.
+    let mut bad = va.clone();
+    bad["errors"]["corrupted"] = 1.into();
+    let (code, text) = diff(&bad, &["-J"]);
+    assert_eq!(code, Some(1));
+    let j: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let rows = j["rows"].as_array().unwrap();
+    assert!(rows
+        .iter()
+        .any(|r| r["metric"] == "errors" && r["worse"] == true));
+    for p in [a, b] {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// `--bidir`: a sink and a source at the same time, both reports in one JSON document.
+#[test]
+fn bidir_runs_both_directions_at_once() {
+    let srv = server_on("127.0.0.1");
+    let sink = addr(&srv, Service::Discard, Proto::Tcp).port();
+    let source = addr(&srv, Service::Source, Proto::Tcp).port();
+    let json = tmp("bidir.json");
+    let out = Command::new(bin())
+        .args(["run", "127.0.0.1", "--bidir", &format!("{sink},{source}")])
+        .args(["-t", "0.5", "-w", "0", "-q", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("== send") && text.contains("== receive"),
+        "{text}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["bidir"], true);
+    assert_eq!(v["send"]["mode"], "sink");
+    assert_eq!(v["receive"]["mode"], "source");
+    assert!(v["send"]["sent_bytes"].as_u64().unwrap() > 0);
+    assert!(v["receive"]["recv_bytes"].as_u64().unwrap() > 0);
+    // Both measured windows overlap: they started together.
+    let t = |k: &str| humantime::parse_rfc3339(v[k]["started_at"].as_str().unwrap()).unwrap();
+    let gap = t("send")
+        .duration_since(t("receive"))
+        .or_else(|_| t("receive").duration_since(t("send")))
+        .unwrap();
+    assert!(gap < std::time::Duration::from_millis(300), "{gap:?}");
+    // HOST:PORT makes no sense with --bidir.
+    let out = Command::new(bin())
+        .args(["run", "127.0.0.1:7", "--bidir", "-t", "0.1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let _ = std::fs::remove_file(&json);
+}
+
+/// Socket settings reach the socket: the local address (-B) is the peer the server sees, and
+/// one it cannot bind fails the run with a message naming it.
+#[cfg(target_os = "linux")]
+#[test]
+fn socket_settings_apply() {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = l.local_addr().unwrap();
+    let peer = std::thread::spawn(move || {
+        let (mut c, from) = l.accept().unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = c.read(&mut buf) {
+            if n == 0 || c.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        from
+    });
+    let out = Command::new(bin())
+        .args([
+            "run",
+            &a.to_string(),
+            "-B",
+            "127.0.0.2",
+            "--dscp",
+            "46",
+            "--nagle",
+        ])
+        .args(["--socket-buffer", "256K", "-t", "0.3", "-w", "0", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        peer.join().unwrap().ip(),
+        "127.0.0.2".parse::<std::net::IpAddr>().unwrap()
+    );
+    // 192.0.2.1 (TEST-NET-1) is not an address of this machine.
+    let out = Command::new(bin())
+        .args([
+            "run",
+            &a.to_string(),
+            "-B",
+            "192.0.2.1",
+            "-t",
+            "0.2",
+            "-w",
+            "0",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("bind to 192.0.2.1"), "{text}");
 }

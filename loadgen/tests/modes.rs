@@ -135,3 +135,39 @@ fn invalid_configs_are_refused() {
     cfg.mode = Mode::Rate;
     assert!(echoload::try_run(&cfg).is_err(), "rate without --rate");
 }
+
+/// Where the time went: per-thread CPU time and (Linux, TCP) TCP_INFO of every connection.
+#[cfg(target_os = "linux")]
+#[test]
+fn cpu_and_tcp_info_are_reported() {
+    let srv = server_on("127.0.0.1");
+    let mut cfg = quick(
+        addr(&srv, Service::Echo, Proto::Tcp),
+        Proto::Tcp,
+        Mode::Pingpong,
+    );
+    cfg.conns = 3;
+    cfg.threads = 2;
+    let r = run(&cfg);
+    assert!(r.clean(false), "{}", r.table());
+    let cpu = r.cpu.as_ref().expect("cpu on Linux");
+    assert_eq!(cpu.per_thread.len(), 2);
+    // A ping-pong loop keeps its thread busy: some CPU time must show.
+    assert!(cpu.user_s + cpu.system_s > 0.0, "{cpu:?}");
+    assert!(cpu.cores > 0.0 && cpu.cores <= 2.5, "{cpu:?}");
+    let t = r.tcp_info.expect("tcp_info on Linux");
+    assert_eq!(t.connections, 3);
+    assert!(
+        t.rtt_us_mean > 0.0 && t.rtt_us_max >= t.rtt_us_mean,
+        "{t:?}"
+    );
+    assert!(t.cwnd_mean >= 1.0, "{t:?}");
+    assert!(r.table().contains("tcp_info"), "{}", r.table());
+    // UDP has no TCP_INFO.
+    let u = run(&quick(
+        addr(&srv, Service::Echo, Proto::Udp),
+        Proto::Udp,
+        Mode::Pingpong,
+    ));
+    assert!(u.tcp_info.is_none());
+}

@@ -303,3 +303,66 @@ fn merge_refuses_mismatched_and_duplicate_runs() {
         let _ = std::fs::remove_file(f(n));
     }
 }
+
+/// Bug 13: warm-up traffic was counted on one side only. A UDP echo that holds every datagram
+/// of its first 0.5 s and then answers them all makes the replies to the warm-up's messages
+/// arrive inside the measured window: they used to count as received (received > sent by
+/// about the warm-up's message count). Now a reply counts when its message was sent inside
+/// the window, like the sent side.
+#[test]
+fn warmup_counted_on_both_sides_over_the_same_window() {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let a = sock.local_addr().unwrap();
+    let h = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let mut held: Vec<(Vec<u8>, SocketAddr)> = Vec::new();
+        let mut first: Option<std::time::Instant> = None;
+        let t0 = std::time::Instant::now();
+        let mut idle = 0;
+        // Bounded: ends 20 idle polls (0.4 s) after the client stops, 10 s at most.
+        while idle < 20 && t0.elapsed() < Duration::from_secs(10) {
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                idle += 1;
+                continue;
+            };
+            idle = 0;
+            let start = *first.get_or_insert_with(std::time::Instant::now);
+            if start.elapsed() < Duration::from_millis(500) {
+                held.push((buf[..n].to_vec(), from));
+                continue;
+            }
+            for (m, to) in held.drain(..) {
+                sock.send_to(&m, to).unwrap();
+            }
+            sock.send_to(&buf[..n], from).unwrap();
+        }
+    });
+    let mut cfg = quick(a, Proto::Udp, Mode::Rate);
+    cfg.rate = Some(5000.0);
+    cfg.warmup = Duration::from_millis(300);
+    cfg.duration = Duration::from_millis(700);
+    cfg.udp_timeout = Duration::from_secs(2);
+    let r = run(&cfg);
+    h.join().unwrap();
+    assert_eq!(r.errors.lost, 0, "{}", r.table());
+    assert!(r.sent_msgs > 3000, "{}", r.table());
+    assert_eq!(r.sent_msgs, r.recv_msgs, "{}", r.table());
+}
+
+/// Bug 13: when nearly every reply is "corrupted", the report says "wrong --wire?".
+#[test]
+fn wrong_wire_is_hinted() {
+    let srv = server_on("127.0.0.1");
+    let a = addr(&srv, Service::Echo, Proto::Udp);
+    let mut cfg = quick(a, Proto::Udp, Mode::Pingpong);
+    cfg.wire = echoload::client::Wire::Sockperf;
+    let r = run(&cfg);
+    assert!(!r.clean(true));
+    assert!(
+        r.messages.iter().any(|m| m.contains("wrong --wire?")),
+        "{:?}",
+        r.messages
+    );
+}

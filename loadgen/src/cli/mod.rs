@@ -41,6 +41,9 @@ pub enum Cmd {
     Merge(MergeArgs),
     /// Draw results: latency by percentile, throughput and p99 over time (SVG or HTML).
     Plot(PlotArgs),
+    /// Compare two JSON results (A = before, B = after); exit 1 when B is worse than A by
+    /// more than the tolerance.
+    Diff(DiffArgs),
     /// Talk to the wskecho driver's control device (or wskecho-sim's control socket).
     Driver(DriverArgs),
     /// The embedded demo (same as no subcommand).
@@ -82,6 +85,20 @@ pub struct PlotArgs {
     /// The files are `NAME RATIO` lines (bench/compare's output): draw them as bars.
     #[arg(long)]
     pub bars: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DiffArgs {
+    /// The reference result (`echoload run --json`).
+    pub a: PathBuf,
+    /// The result compared with it.
+    pub b: PathBuf,
+    /// How much worse a figure may be before B counts as worse, in percent (5, 2.5%).
+    #[arg(long, default_value = "5", value_parser = crate::diff::parse_tolerance)]
+    pub tolerance: f64,
+    /// Print the comparison as JSON.
+    #[arg(long, short = 'J')]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Clone)]

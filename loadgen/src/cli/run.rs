@@ -61,6 +61,11 @@ pub struct RunArgs {
     /// Reverse: the server sends, the client receives and verifies (same as --mode source).
     #[arg(short = 'R', long)]
     pub reverse: bool,
+    /// Both directions at once, as two runs side by side: a sink into the discard service and
+    /// a source from the source service of HOST (ports SEND,RECV; default 7009,7019).
+    #[arg(long, value_name = "SEND,RECV", num_args = 0..=1, default_missing_value = "7009,7019",
+          value_parser = parse_port_pair, conflicts_with_all = ["reverse", "port"])]
+    pub bidir: Option<(u16, u16)>,
     /// TCP connections or UDP flows, one socket each (iperf3's -P).
     #[arg(long, short = 'P', visible_alias = "parallel", default_value_t = 1)]
     pub conns: usize,
@@ -167,6 +172,20 @@ pub struct RunArgs {
     pub multi: super::multi::MultiArgs,
 }
 
+/// `SEND,RECV` ports.
+fn parse_port_pair(s: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("`{s}` is not SEND_PORT,RECV_PORT (e.g. 7009,7019)");
+    let (a, b) = s.split_once(',').ok_or_else(bad)?;
+    let p = |x: &str| {
+        x.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(bad)
+    };
+    Ok((p(a)?, p(b)?))
+}
+
 /// A TOS byte: decimal or 0x hex.
 fn parse_tos(s: &str) -> Result<u8, String> {
     let t = s.trim();
@@ -210,6 +229,37 @@ fn with_port(target: &str, port: Option<u16>, default: u16) -> Result<String> {
 }
 
 impl RunArgs {
+    /// With `--bidir`: the sending run (sink into SEND) and the receiving run (source from
+    /// RECV); None without it.
+    pub fn to_bidir_configs(&self) -> Result<Option<(RunConfig, RunConfig)>> {
+        let Some((send, recv)) = self.bidir else {
+            return Ok(None);
+        };
+        if !matches!(self.mode, ModeArg::Pingpong) {
+            bail!("--bidir runs a sink and a source at once; it takes no --mode");
+        }
+        let host = self
+            .target_pos
+            .as_deref()
+            .or(self.target.as_deref())
+            .or(self.client.as_deref())
+            .unwrap_or_default();
+        if with_port(host, None, 1).is_ok_and(|t| t == host) {
+            bail!("--bidir takes HOST alone (the ports are --bidir SEND,RECV), not {host:?}");
+        }
+        let one = |mode: ModeArg, port: u16| {
+            let mut a = self.clone();
+            a.bidir = None;
+            a.mode = mode;
+            a.port = Some(port);
+            a.to_config()
+        };
+        Ok(Some((
+            one(ModeArg::Sink, send)?,
+            one(ModeArg::Source, recv)?,
+        )))
+    }
+
     pub fn to_config(&self) -> Result<RunConfig> {
         let Some(target) = self
             .target_pos

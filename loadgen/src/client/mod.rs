@@ -5,6 +5,7 @@ mod batch;
 mod intervals;
 mod sockopt;
 mod stats;
+mod sysinfo;
 mod tcp;
 mod udp;
 #[cfg(unix)]
@@ -21,6 +22,7 @@ use anyhow::{bail, Result};
 pub use intervals::Interval;
 pub use sockopt::SockOpts;
 pub use stats::{Errors, SeqEvent, SeqTracker, Stats};
+pub use sysinfo::{TcpInfoSum, ThreadCpu};
 pub use wire::{Check, Wire};
 
 /// Largest UDP payload over IPv4 (65535 - 20 - 8).

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use hdrhistogram::Histogram;
 
 use super::intervals::{Book, Counts};
+use super::sysinfo::{thread_cpu, TcpInfoSum, ThreadCpu};
 
 /// Highest latency the histogram keeps exactly (ns); larger values saturate.
 pub const HIST_MAX_NS: u64 = 100_000_000_000;
@@ -50,6 +51,12 @@ pub struct Stats {
     pub errors: Errors,
     /// First few error descriptions, for the human report.
     pub messages: Vec<String>,
+    /// CPU time of each worker thread over the measured window and the drain (where known).
+    pub cpu: Vec<ThreadCpu>,
+    /// CPU time of this thread at the start of the measured window.
+    cpu_at_start: Option<ThreadCpu>,
+    /// TCP_INFO of the connections (Linux, TCP runs).
+    pub tcp_info: TcpInfoSum,
 }
 
 /// A worker's place in the interval book.
@@ -78,6 +85,9 @@ impl Default for Stats {
             recv_bytes: 0,
             errors: Errors::default(),
             messages: Vec::new(),
+            cpu: Vec::new(),
+            cpu_at_start: None,
+            tcp_info: TcpInfoSum::default(),
         }
     }
 }
@@ -131,6 +141,9 @@ impl Stats {
             iv.next_ns = warm_end_ns;
             return;
         }
+        if self.cpu_at_start.is_none() {
+            self.cpu_at_start = thread_cpu();
+        }
         // Never past the window's last interval (what comes after the end belongs to it).
         let last = end_ns.saturating_sub(warm_end_ns).saturating_sub(1) / len;
         let idx = ((now - warm_end_ns) / len).min(last);
@@ -161,6 +174,12 @@ impl Stats {
         }
         let _ = self.hist.add(&self.recent);
         self.recent.reset();
+        if let (Some(a), Some(b)) = (self.cpu_at_start, thread_cpu()) {
+            self.cpu.push(ThreadCpu {
+                user_s: (b.user_s - a.user_s).max(0.0),
+                system_s: (b.system_s - a.system_s).max(0.0),
+            });
+        }
     }
 
     pub fn note(&mut self, msg: String) {
@@ -177,6 +196,8 @@ impl Stats {
         self.recv_msgs += o.recv_msgs;
         self.recv_bytes += o.recv_bytes;
         self.errors.add(&o.errors);
+        self.cpu.extend(o.cpu.iter().copied());
+        self.tcp_info.add(&o.tcp_info);
         for m in &o.messages {
             self.note(m.clone());
         }

@@ -260,6 +260,11 @@ pub(crate) fn worker(w: &Worker) -> Stats {
             }
         }
     }
+    for c in &conns {
+        if let Some(i) = super::sysinfo::tcp_info(&c.sock) {
+            st.tcp_info.add(&i);
+        }
+    }
     st
 }
 
@@ -330,7 +335,7 @@ fn read_conn(c: &mut Conn, cfg: &RunConfig, clock: &Clock, st: &mut Stats) -> bo
                 let size = cfg.size;
                 let mut pos = 0;
                 while c.rx_len - pos >= size {
-                    if !check_echo(&mut c.s, cfg, &c.rx[pos..pos + size], now, counting, st) {
+                    if !check_echo(&mut c.s, cfg, &c.rx[pos..pos + size], now, clock, st) {
                         fail(
                             c,
                             st,
@@ -353,18 +358,20 @@ fn read_conn(c: &mut Conn, cfg: &RunConfig, clock: &Clock, st: &mut Stats) -> bo
     progress
 }
 
+/// Checks one echo. It counts as received when its message was sent inside the measured
+/// window (as the sent side counts it), whenever the echo arrives.
 fn check_echo(
     c: &mut SeqState,
     cfg: &RunConfig,
     msg: &[u8],
     now: u64,
-    counting: bool,
+    clock: &Clock,
     st: &mut Stats,
 ) -> bool {
     match cfg.wire.check(c.flow, msg) {
         Check::Ok { seq, ts_ns } if seq == c.expect_seq => {
             let ts = ts_ns.or_else(|| c.times.as_ref().and_then(|t| t.get(seq)));
-            if counting {
+            if clock.measuring(ts.unwrap_or(now)) {
                 st.recv_msgs += 1;
                 st.recv_bytes += msg.len() as u64;
                 if let Some(ts) = ts {
@@ -437,14 +444,15 @@ fn write_conn(
                     c.s.outstanding += 1;
                 }
                 c.s.next_seq += 1;
+                // By the time the message carries, so both sides count the same window.
+                if clock.measuring(ts) {
+                    st.sent_msgs += 1;
+                    st.sent_bytes += cfg.size as u64;
+                }
             }
             quota -= n as u64;
             c.tx_pos = 0;
             c.tx_len = n * cfg.size;
-            if clock.measuring(now) {
-                st.sent_msgs += n as u64;
-                st.sent_bytes += c.tx_len as u64;
-            }
         }
         match c.sock.write(&c.tx[c.tx_pos..c.tx_len]) {
             Ok(0) => {

@@ -326,9 +326,18 @@ fn send_flow(
             if matches!(cfg.mode, Mode::Pingpong | Mode::Source) && sent > 0 {
                 f.waiting_since = Some(now);
             }
-            if clock.measuring(now) {
-                st.sent_msgs += sent as u64;
-                st.sent_bytes += (sent * size) as u64;
+            // By the time each message carries (intended time when paced), as the receive
+            // side counts it.
+            for k in 0..sent as u64 {
+                let seq = f.next_seq - sent as u64 + k;
+                let ts = match (cfg.mode, interval) {
+                    (Mode::Source, _) | (_, None) => now,
+                    (_, Some(iv)) => (f.phase_ns + seq as f64 * iv) as u64,
+                };
+                if clock.measuring(ts) {
+                    st.sent_msgs += 1;
+                    st.sent_bytes += size as u64;
+                }
             }
             if sent < n {
                 // A short batch: the send buffer is full, or a datagram failed with an error
@@ -386,9 +395,8 @@ fn read_flow(
         f.got_any = true;
         let now = clock.now_ns();
         f.last_progress_ns = now;
-        let counting = clock.measuring(now);
         for i in 0..n {
-            on_datagram(f, cfg, rx.msg(i), now, counting, st);
+            on_datagram(f, cfg, rx.msg(i), now, clock, st);
         }
         if drained {
             f.readable = false;
@@ -398,15 +406,10 @@ fn read_flow(
     progress
 }
 
-/// Checks one reply and books it (latency, sequence events, errors).
-fn on_datagram(
-    f: &mut Flow,
-    cfg: &RunConfig,
-    msg: &[u8],
-    now: u64,
-    counting: bool,
-    st: &mut Stats,
-) {
+/// Checks one reply and books it (latency, sequence events, errors). A reply counts as
+/// received when its request was sent inside the measured window (as the sent side counts
+/// it), whenever it arrives.
+fn on_datagram(f: &mut Flow, cfg: &RunConfig, msg: &[u8], now: u64, clock: &Clock, st: &mut Stats) {
     if cfg.mode == Mode::Sink {
         return;
     }
@@ -426,7 +429,7 @@ fn on_datagram(
         if let Some(t) = f.waiting_since.take() {
             let seq = f.next_seq - 1;
             f.tracker.on_recv(seq);
-            if ok && counting {
+            if ok && clock.measuring(t) {
                 st.recv_msgs += 1;
                 st.recv_bytes += msg.len() as u64;
                 st.record_latency(now.saturating_sub(t));
@@ -454,10 +457,11 @@ fn on_datagram(
             if f.waiting_since.is_some() && seq + 1 == f.next_seq {
                 f.waiting_since = None;
             }
-            if counting {
+            let ts = ts_ns.or_else(|| f.times.as_ref().and_then(|t| t.get(seq)));
+            if clock.measuring(ts.unwrap_or(now)) {
                 st.recv_msgs += 1;
                 st.recv_bytes += msg.len() as u64;
-                if let Some(ts) = ts_ns.or_else(|| f.times.as_ref().and_then(|t| t.get(seq))) {
+                if let Some(ts) = ts {
                     st.record_latency(now.saturating_sub(ts));
                 }
             }
@@ -588,7 +592,7 @@ fn blocking_rounds(
                 Ok(n) => {
                     f.got_any = true;
                     let t = clock.now_ns();
-                    on_datagram(f, cfg, &buf[..n], t, clock.measuring(t), st);
+                    on_datagram(f, cfg, &buf[..n], t, clock, st);
                     // Stray or duplicate datagrams must not stretch the wait past the timeout.
                     if t >= deadline {
                         break;
