@@ -272,6 +272,24 @@ fn execute(args: &DriverArgs, ch: &mut dyn Channel, out: &mut dyn Write) -> Resu
         }
         DriverCmd::Stats(s) => stats_cmd(args.json, s, ch, out)?,
         DriverCmd::Check { free_port } => check_cmd(args.json, *free_port, ch, out)?,
+        DriverCmd::Exporter { listen, duration } => {
+            let deadline = duration.map(|d| Instant::now() + d);
+            crate::metrics::serve_here(
+                listen,
+                deadline,
+                |a| {
+                    let _ = writeln!(out, "metrics on http://{a}/metrics");
+                    let _ = out.flush();
+                },
+                &mut || match query_stats(ch, true, true) {
+                    Ok(s) => crate::metrics::driver_exposition(&s),
+                    Err(e) => {
+                        eprintln!("echoload driver exporter: {e:#}");
+                        crate::metrics::driver_down()
+                    }
+                },
+            )?;
+        }
         DriverCmd::Config(ConfigCmd::Get) => {
             let c = query_config(ch)?;
             if args.json {

@@ -13,17 +13,25 @@
 //! - [`payload`], [`sockperf`]: the message formats on the wire.
 //! - [`signals`]: SIGINT/SIGTERM as a stop request.
 //! - [`demo`]: the embedded default run (server and client on loopback).
+//! - [`resultdoc`], [`align`]: reading result documents and merging a distributed run.
+//! - [`schedule`]: a distributed run's common start and each agent's share of the load.
+//! - [`plot`]: pictures of results (SVG/HTML); [`metrics`]: Prometheus endpoints.
 
+pub mod align;
 pub mod cli;
 pub mod client;
 pub mod demo;
 pub mod diff;
 pub mod driverctl;
+pub mod metrics;
 pub mod output;
 pub mod payload;
+pub mod plot;
 pub mod progress;
 pub mod report;
+pub mod resultdoc;
 pub mod runner;
+pub mod schedule;
 pub mod server;
 pub mod signals;
 pub mod sockperf;

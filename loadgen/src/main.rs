@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
-use echoload::cli::{Cli, Cmd, DemoArgs, DiffArgs, MergeArgs, RunArgs};
+use echoload::cli::{Cli, Cmd, DemoArgs, DiffArgs, MergeArgs, PlotArgs, RunArgs};
 use echoload::client::{Measurement, RunConfig};
 use echoload::output;
 use echoload::report::{self, RunReport};
@@ -16,11 +16,14 @@ fn main() -> ExitCode {
         Some(Cmd::Demo(d)) => demo(&d),
         Some(Cmd::Run(a)) => run(&a),
         Some(Cmd::Merge(m)) => merge(&m),
+        Some(Cmd::Plot(p)) => plot(&p),
         Some(Cmd::Diff(d)) => diff(&d),
-        Some(Cmd::Serve(s)) => {
-            echoload::server::run(&echoload::server::ServeConfig::from(&s), s.stats_every)
-                .map(|()| ExitCode::SUCCESS)
-        }
+        Some(Cmd::Serve(s)) => echoload::server::run_with_metrics(
+            &echoload::server::ServeConfig::from(&s),
+            s.stats_every,
+            s.metrics.as_deref(),
+        )
+        .map(|()| ExitCode::SUCCESS),
         Some(Cmd::Driver(d)) => {
             echoload::driverctl::run(d).map(|code| ExitCode::from(u8::try_from(code).unwrap_or(2)))
         }
@@ -69,9 +72,9 @@ fn run(a: &RunArgs) -> anyhow::Result<ExitCode> {
                 output::println(&text);
             }
         };
-        echoload::run_with(&cfg, Some(&mut line))
+        run_maybe_metrics(&cfg, a, Some(&mut line))?
     } else {
-        echoload::run(&cfg)
+        run_maybe_metrics(&cfg, a, None)?
     };
     let signal = echoload::signals::received();
     if let Some(sig) = signal {
@@ -176,6 +179,18 @@ fn check_writable(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The run, with its live counters on `--metrics ADDR` when asked.
+fn run_maybe_metrics(
+    cfg: &echoload::client::RunConfig,
+    a: &RunArgs,
+    on_interval: Option<&mut dyn FnMut(&echoload::client::Interval)>,
+) -> anyhow::Result<RunReport> {
+    Ok(match &a.multi.metrics {
+        None => echoload::run_with(cfg, on_interval),
+        Some(addr) => echoload::metrics::run_with_endpoint(cfg, addr, on_interval)?,
+    })
+}
+
 fn read_report(f: &Path) -> anyhow::Result<RunReport> {
     let text =
         std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?;
@@ -195,24 +210,56 @@ fn diff(d: &DiffArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn merge(m: &MergeArgs) -> anyhow::Result<ExitCode> {
-    let mut all = Vec::new();
-    for f in &m.files {
-        all.push((f.display().to_string(), read_report(f)?));
+    let stream = echoload::resultdoc::load(&m.files)?;
+    report_skipped(&stream.skipped);
+    if !echoload::resultdoc::is_stdin(&m.files) {
+        // Files are named one by one: the same run twice is a mistake, not log noise.
+        echoload::align::refuse_duplicates(&stream.docs)?;
     }
-    for note in report::check_mergeable(&all)? {
-        eprintln!("echoload merge: note: {note}");
+    let merged = echoload::align::merge(stream.docs)?;
+    for w in &merged.warnings {
+        eprintln!("echoload merge: warning: {w}");
     }
-    let runs: Vec<RunReport> = all.into_iter().map(|(_, r)| r).collect();
-    let merged = report::merge(&runs)?;
-    output::print(&format!(
-        "merged {} results\n{}",
-        runs.len(),
-        merged.table()
-    ));
+    output::print(&merged.table());
     if let Some(p) = &m.json {
-        merged.write_json(p)?;
+        std::fs::write(p, serde_json::to_string_pretty(&merged.doc)? + "\n")
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", p.display()))?;
     }
-    Ok(status(merged.clean(true)))
+    let e = &merged.doc.errors;
+    let clean = ["corrupted", "connect", "io"]
+        .iter()
+        .all(|k| e.get(*k).copied().unwrap_or(0) == 0);
+    Ok(status(clean && (!m.strict || merged.warnings.is_empty())))
+}
+
+fn report_skipped(skipped: &[String]) {
+    for s in skipped.iter().take(5) {
+        eprintln!("echoload: skipped {s}");
+    }
+    if skipped.len() > 5 {
+        eprintln!("echoload: skipped {} more", skipped.len() - 5);
+    }
+}
+
+fn plot(p: &PlotArgs) -> anyhow::Result<ExitCode> {
+    if p.bars {
+        let mut items = Vec::new();
+        for f in &p.files {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?;
+            items.extend(echoload::plot::parse_ratios(&text));
+        }
+        let svg = echoload::plot::render_bars(&items, &p.title)?;
+        std::fs::write(&p.output, svg)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", p.output.display()))?;
+        eprintln!("wrote {}", p.output.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stream = echoload::resultdoc::load(&p.files)?;
+    report_skipped(&stream.skipped);
+    echoload::plot::write(&stream.docs, &p.output, &p.title)?;
+    eprintln!("wrote {}", p.output.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn demo(d: &DemoArgs) -> anyhow::Result<ExitCode> {

@@ -17,23 +17,38 @@ pub fn run(cfg: &RunConfig) -> RunReport {
 
 /// [`run`], giving each finished interval to `on_interval` while the run goes on.
 pub fn run_with(cfg: &RunConfig, on_interval: Option<&mut dyn FnMut(&Interval)>) -> RunReport {
-    try_run_with(cfg, on_interval)
+    try_run_with(cfg, on_interval, None)
         .unwrap_or_else(|e| RunReport::new(cfg, &Measurement::failed(format!("{e:#}"))))
 }
 
 /// Like [`run`], but an invalid configuration is an `Err`.
 pub fn try_run(cfg: &RunConfig) -> Result<RunReport> {
-    try_run_with(cfg, None)
+    try_run_with(cfg, None, None)
 }
 
-struct Watch<'a> {
+/// [`run_with`], also giving the live counts to `on_tick` about every 100 ms (e.g. to a
+/// metrics endpoint).
+pub fn run_watched(
+    cfg: &RunConfig,
+    on_interval: Option<&mut dyn FnMut(&Interval)>,
+    on_tick: Option<&mut dyn FnMut(LiveCounts, Duration)>,
+) -> RunReport {
+    try_run_with(cfg, on_interval, on_tick)
+        .unwrap_or_else(|e| RunReport::new(cfg, &Measurement::failed(format!("{e:#}"))))
+}
+
+struct Watch<'a, 'b> {
     progress: Progress,
     on_interval: Option<&'a mut dyn FnMut(&Interval)>,
+    on_tick: Option<&'b mut dyn FnMut(LiveCounts, Duration)>,
 }
 
-impl Observer for Watch<'_> {
+impl Observer for Watch<'_, '_> {
     fn tick(&mut self, live: LiveCounts, elapsed: Duration) {
         self.progress.tick(live, elapsed);
+        if let Some(f) = self.on_tick.as_mut() {
+            f(live, elapsed);
+        }
     }
     fn interval(&mut self, iv: &Interval) {
         if let Some(f) = self.on_interval.as_mut() {
@@ -45,6 +60,7 @@ impl Observer for Watch<'_> {
 fn try_run_with(
     cfg: &RunConfig,
     on_interval: Option<&mut dyn FnMut(&Interval)>,
+    on_tick: Option<&mut dyn FnMut(LiveCounts, Duration)>,
 ) -> Result<RunReport> {
     // Interval lines and a progress bar would overwrite each other: lines win.
     let progress = Progress::new(
@@ -52,10 +68,11 @@ fn try_run_with(
         cfg.warmup,
         cfg.warmup + cfg.duration,
     );
-    let watching = progress.active() || on_interval.is_some();
+    let watching = progress.active() || on_interval.is_some() || on_tick.is_some();
     let mut watch = Watch {
         progress,
         on_interval,
+        on_tick,
     };
     let m = client::measure(cfg, watching.then_some(&mut watch as &mut dyn Observer));
     watch.progress.finish();

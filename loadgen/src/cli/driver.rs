@@ -44,6 +44,16 @@ pub enum DriverCmd {
         #[arg(long)]
         free_port: Option<u16>,
     },
+    /// Serve the driver's counters (global, per CPU, per service) in the Prometheus text
+    /// format on http://ADDR/metrics; each scrape queries the driver.
+    Exporter {
+        /// Listen address, e.g. 0.0.0.0:9464.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+        listen: String,
+        /// Stop after this long (default: run until interrupted).
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<Duration>,
+    },
 }
 
 #[derive(Args, Debug, Clone)]

@@ -2,6 +2,7 @@
 //! stable): the top level and `merge`/`demo` here, `run`, `serve` and `driver` in their own files.
 
 pub mod driver;
+pub mod multi;
 pub mod run;
 pub mod serve;
 pub mod units;
@@ -38,6 +39,8 @@ pub enum Cmd {
     Serve(ServeArgs),
     /// Combine JSON results (e.g. of several machines) and print the merged report.
     Merge(MergeArgs),
+    /// Draw results: latency by percentile, throughput and p99 over time (SVG or HTML).
+    Plot(PlotArgs),
     /// Compare two JSON results (A = before, B = after); exit 1 when B is worse than A by
     /// more than the tolerance.
     Diff(DiffArgs),
@@ -56,12 +59,32 @@ pub enum ProtoArg {
 
 #[derive(Args, Debug, Clone)]
 pub struct MergeArgs {
-    /// JSON files written by `echoload run --json`.
+    /// JSON files written by `echoload run --json`, or `-` to read a stream of JSON documents
+    /// from stdin (e.g. `kubectl logs`), skipping lines that are not part of one.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Also write the merged result here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Exit non-zero when the merge warns (skewed windows, missing or duplicate agents).
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PlotArgs {
+    /// JSON results (each one curve), or `-` for a stream of documents on stdin.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Output file: .svg, or .html for a page with the picture and a summary table.
+    #[arg(long, short = 'o')]
+    pub output: PathBuf,
+    /// Title above the pictures.
+    #[arg(long, default_value = "echoload results")]
+    pub title: String,
+    /// The files are `NAME RATIO` lines (bench/compare's output): draw them as bars.
+    #[arg(long)]
+    pub bars: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -168,6 +168,8 @@ pub struct RunArgs {
     /// No progress bar.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    #[command(flatten)]
+    pub multi: super::multi::MultiArgs,
 }
 
 /// `SEND,RECV` ports.
@@ -296,7 +298,7 @@ impl RunArgs {
         if self.interval.is_some_and(|i| i.is_zero()) {
             bail!("-i/--interval must be longer than 0");
         }
-        let cfg = RunConfig {
+        let mut cfg = RunConfig {
             target: resolve(&target, self.ipv6)?,
             proto,
             mode,
@@ -328,6 +330,7 @@ impl RunArgs {
             cpus: self.affinity.clone(),
             ..RunConfig::default()
         };
+        self.multi.apply(&mut cfg)?;
         cfg.validate()?;
         Ok(cfg)
     }

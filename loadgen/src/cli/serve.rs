@@ -34,6 +34,9 @@ pub struct ServeArgs {
     /// Print the counters every this many seconds (0 = only at exit).
     #[arg(long, default_value_t = 0.0)]
     pub stats_every: f64,
+    /// Serve the counters in the Prometheus text format on http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
 }
 
 impl Default for ServeArgs {
@@ -49,6 +52,7 @@ impl Default for ServeArgs {
             threads: 0,
             max_conns: 1024,
             stats_every: 0.0,
+            metrics: None,
         }
     }
 }

@@ -115,11 +115,12 @@ mod imp {
                     // SAFETY: CMSG_LEN/CMSG_SPACE only compute sizes.
                     let (clen, cspace) =
                         unsafe { (libc::CMSG_LEN(2) as usize, libc::CMSG_SPACE(2) as usize) };
-                    let hdr = libc::cmsghdr {
-                        cmsg_len: clen as _,
-                        cmsg_level: libc::SOL_UDP,
-                        cmsg_type: libc::UDP_SEGMENT,
-                    };
+                    // SAFETY: cmsghdr is plain integers (musl adds padding fields): all-zero is a
+                    // valid value, filled in below.
+                    let mut hdr: libc::cmsghdr = unsafe { std::mem::zeroed() };
+                    hdr.cmsg_len = clen as _;
+                    hdr.cmsg_level = libc::SOL_UDP;
+                    hdr.cmsg_type = libc::UDP_SEGMENT;
                     // SAFETY: `c` points at 32 bytes, 8-aligned, owned by self: room for a
                     // cmsghdr (16 bytes) plus the u16 payload.
                     unsafe {
@@ -143,7 +144,7 @@ mod imp {
                     sock.as_raw_fd(),
                     self.hdrs.as_mut_ptr(),
                     m as u32,
-                    libc::MSG_DONTWAIT,
+                    libc::MSG_DONTWAIT as _, // c_int on glibc, c_uint on musl
                 )
             };
             if r < 0 {
@@ -275,7 +276,7 @@ mod imp {
                     sock.as_raw_fd(),
                     self.hdrs.as_mut_ptr(),
                     self.hdrs.len() as u32,
-                    libc::MSG_DONTWAIT,
+                    libc::MSG_DONTWAIT as _, // c_int on glibc, c_uint on musl
                     std::ptr::null_mut(),
                 )
             };

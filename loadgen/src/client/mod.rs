@@ -122,6 +122,9 @@ pub struct RunConfig {
     /// still due are drained and the run reports what it measured (e.g. after Ctrl-C).
     #[serde(skip)]
     pub stop: Option<&'static AtomicBool>,
+    /// Distributed runs: the wall-clock start of the measured window (`--start-at`).
+    #[serde(serialize_with = "opt_time")]
+    pub start_at: Option<SystemTime>,
     /// Socket settings (buffers, TCP_NODELAY, TOS, local address).
     pub sock: SockOpts,
     /// Worker thread N runs on CPU `cpus[N % len]` (empty: not pinned).
@@ -149,6 +152,15 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
 
+/// `start_at` as RFC 3339 (or null) in the echoed configuration.
+#[allow(clippy::ref_option)] // serde's serialize_with hands over a &Option
+fn opt_time<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&humantime::format_rfc3339_micros(*t).to_string()),
+        None => s.serialize_none(),
+    }
+}
+
 impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
@@ -174,6 +186,7 @@ impl Default for RunConfig {
             progress: false,
             interval: Duration::from_secs(1),
             stop: None,
+            start_at: None,
             sock: SockOpts::default(),
             cpus: Vec::new(),
             label: String::new(),
@@ -431,7 +444,7 @@ pub fn measure(cfg: &RunConfig, observe: Option<&mut dyn Observer>) -> Result<Me
         handles.push(h);
     }
     ready.wait();
-    let warm = cfg.warmup.as_nanos() as u64;
+    let warm = crate::schedule::warmup_until(cfg.start_at, cfg.warmup).as_nanos() as u64;
     let wall = SystemTime::now();
     let c = Clock::new(Instant::now(), warm, warm + cfg.duration.as_nanos() as u64);
     let _ = clock.set(c.clone());
@@ -490,6 +503,6 @@ pub fn measure(cfg: &RunConfig, observe: Option<&mut dyn Observer>) -> Result<Me
         stats: total,
         duration_s: measured_ns as f64 / 1e9,
         intervals,
-        started_at: wall + cfg.warmup,
+        started_at: wall + Duration::from_nanos(warm),
     })
 }

@@ -53,6 +53,22 @@ fn install() -> bool {
 /// `timeout` old, this thread gets a signal (repeated every tick while it stays overdue), so a
 /// blocking receive returns `Interrupted`. `None` (and `body` not run) when the handler
 /// cannot be installed.
+/// A pthread_t the watchdog may hold: an integer on glibc, a pointer on musl.
+#[derive(Clone, Copy)]
+struct ThreadId(libc::pthread_t);
+
+impl ThreadId {
+    fn get(self) -> libc::pthread_t {
+        self.0
+    }
+}
+
+// SAFETY: a pthread_t is an opaque handle; the watchdog only passes it to pthread_kill while
+// the thread it names is alive (see `guarded`).
+unsafe impl Sync for ThreadId {}
+// SAFETY: as above.
+unsafe impl Send for ThreadId {}
+
 pub(crate) fn guarded<R>(
     clock: &Clock,
     timeout: Duration,
@@ -62,7 +78,7 @@ pub(crate) fn guarded<R>(
         return None;
     }
     // SAFETY: pthread_self has no preconditions.
-    let me = unsafe { libc::pthread_self() };
+    let me = ThreadId(unsafe { libc::pthread_self() });
     let timeout_ns = timeout.as_nanos() as u64;
     // Loss is noticed within timeout + tick; a coarse tick keeps the watchdog's own wake-ups
     // (which land on the same cores) rare.
@@ -82,7 +98,7 @@ pub(crate) fn guarded<R>(
                     // which joins this watchdog before returning. A signal arriving after
                     // `body` returned only runs the no-op handler.
                     unsafe {
-                        libc::pthread_kill(me, SIG);
+                        libc::pthread_kill(me.get(), SIG);
                     }
                 }
             }

@@ -137,6 +137,12 @@ impl ServerHandle {
         self.stats.snapshot()
     }
 
+    /// Reads the counters from another thread (a metrics endpoint), as [`Self::counters`].
+    pub fn counter_reader(&self) -> impl Fn() -> Counters + Send + Sync + 'static {
+        let stats = self.stats.clone();
+        move || stats.snapshot()
+    }
+
     /// Stops every worker and joins them. Workers never block longer than their poll timeout,
     /// so this returns within about [`STOP_BOUND`].
     pub fn stop(mut self) -> anyhow::Result<()> {
@@ -182,7 +188,19 @@ pub fn spawn(cfg: impl Into<ServeConfig>) -> anyhow::Result<ServerHandle> {
 /// `echoload serve`: runs until SIGINT/SIGTERM, then prints the counters (and every
 /// `stats_every` seconds when that is above 0).
 pub fn run(cfg: &ServeConfig, stats_every: f64) -> anyhow::Result<()> {
+    run_with_metrics(cfg, stats_every, None)
+}
+
+/// [`run`], with the counters also on a Prometheus endpoint (`--metrics ADDR`).
+pub fn run_with_metrics(
+    cfg: &ServeConfig,
+    stats_every: f64,
+    metrics: Option<&str>,
+) -> anyhow::Result<()> {
     let h = spawn(cfg)?;
+    let _endpoint = metrics
+        .map(|addr| crate::metrics::serve_server_counters(addr, &h))
+        .transpose()?;
     for (svc, proto, addr) in h.bound() {
         crate::output::println(&format!(
             "{:<8} {:<3} {addr}",

@@ -89,7 +89,7 @@ impl Batch {
     fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         for h in &mut self.hdrs {
             h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_hdr.msg_controllen = CTRL_WORDS * 8;
+            h.msg_hdr.msg_controllen = (CTRL_WORDS * 8) as _;
             h.msg_hdr.msg_flags = 0;
             h.msg_len = 0;
         }
@@ -100,7 +100,7 @@ impl Batch {
                 fd,
                 self.hdrs.as_mut_ptr(),
                 BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
+                libc::MSG_DONTWAIT as _, // c_int on glibc, c_uint on musl
                 std::ptr::null_mut(),
             )
         };
@@ -149,11 +149,11 @@ impl Batch {
             // CTRL_WORDS*8 = 64 bytes, more than CMSG_SPACE(2) = 24, so the header and its u16
             // fit; the buffer is u64-aligned as cmsghdr requires.
             unsafe {
-                o.msg_controllen = libc::CMSG_SPACE(2) as usize;
+                o.msg_controllen = libc::CMSG_SPACE(2) as _;
                 let c = libc::CMSG_FIRSTHDR(o);
                 (*c).cmsg_level = libc::SOL_UDP;
                 (*c).cmsg_type = libc::UDP_SEGMENT;
-                (*c).cmsg_len = libc::CMSG_LEN(2) as usize;
+                (*c).cmsg_len = libc::CMSG_LEN(2) as _;
                 std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg as u16);
             }
         } else {
@@ -174,7 +174,7 @@ impl Batch {
                     fd,
                     self.out_hdrs[done..].as_mut_ptr(),
                     (k - done) as libc::c_uint,
-                    libc::MSG_DONTWAIT,
+                    libc::MSG_DONTWAIT as _, // c_int on glibc, c_uint on musl
                 )
             };
             if r > 0 {
