@@ -53,22 +53,33 @@ impl std::fmt::Display for LoadFailure {
 }
 
 /// Starts a sim run with `sim`, runs `before_entry` (fill the sim registry), loads the image
-/// at `path` and calls its DriverEntry, then waits (bounded) for its start-up thread.
+/// at `path` with the stack probe and calls its DriverEntry, then waits (bounded) for its
+/// start-up thread.
 pub fn load_with(
     path: &Path,
     sim: wsk_sim::Config,
+    before_entry: impl FnOnce(),
+) -> Result<ImageRun, LoadFailure> {
+    load_with_probe(path, sim, true, before_entry)
+}
+
+/// As [`load_with`]; `stack_probe` false binds imports directly (for instruction counts of
+/// the image's code without the probe's thunks in the way).
+pub fn load_with_probe(
+    path: &Path,
+    sim: wsk_sim::Config,
+    stack_probe: bool,
     before_entry: impl FnOnce(),
 ) -> Result<ImageRun, LoadFailure> {
     let guard = wsk_sim::init(sim);
     before_entry();
     let refused = |e: String| LoadFailure::Refused(format!("{}: {e}", path.display()));
     let bytes = std::fs::read(path).map_err(|e| refused(e.to_string()))?;
-    // The stack probe is always on here: the image mode is for verification, not speed.
     let image = Image::load_with(
         &bytes,
         LoadOptions {
             at: None,
-            stack_probe: true,
+            stack_probe,
         },
     )
     .map_err(|e| refused(e.to_string()))?;
@@ -234,6 +245,7 @@ pub fn control_through(
 pub fn serve(
     path: &Path,
     sim: wsk_sim::Config,
+    stack_probe: bool,
     before_entry: impl FnOnce(),
     control_addr: Option<&str>,
     duration: Option<Duration>,
@@ -241,7 +253,7 @@ pub fn serve(
 ) -> std::process::ExitCode {
     use std::process::ExitCode;
     use std::sync::atomic::Ordering;
-    let run = match load_with(path, sim, before_entry) {
+    let run = match load_with_probe(path, sim, stack_probe, before_entry) {
         Ok(r) if r.ready => r,
         Ok(r) => {
             eprintln!("wskecho-sim: driver start-up failed; unloading");
@@ -257,10 +269,11 @@ pub fn serve(
     };
     let r = &run.report;
     eprintln!(
-        "wskecho-sim: image {} mapped at {:#x} (preferred {:#x}): {} relocations applied, \
-         {} imports bound, loaded in {:.2} ms",
+        "wskecho-sim: image {} mapped at {:#x} ({:#x} bytes, preferred base {:#x}): {} \
+         relocations applied, {} imports bound, loaded in {:.2} ms",
         path.display(),
         r.base,
+        r.size,
         r.preferred_base,
         r.relocations_applied,
         r.imports_bound,

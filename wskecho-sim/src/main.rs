@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 const USAGE: &str =
     "usage: wskecho-sim [--duration TIME] [--control ADDR | --no-control] [--seed N]
-                   [--param NAME=DWORD]... [--services LIST] [--cpus N] [--plain] [--sys PATH]
+                   [--param NAME=DWORD]... [--services LIST] [--cpus N] [--plain]
+                   [--sys PATH [--no-stack-probe]]
   Runs the wskecho driver inside wsk-sim on 127.0.0.1 with the default services
   (echo tcp+udp 7007, discard tcp+udp 7009, source tcp 7019, sockperf tcp+udp 11111).
   --param sets a DWORD value of the driver's registry Parameters key (e.g. EnableZeroCopy=0,
@@ -27,7 +28,8 @@ const USAGE: &str =
   --sys runs the driver image at PATH (e.g. target/driver/wskecho.sys from `cargo xtask
   driver`) instead of the built-in driver code: wsk-sim maps and relocates it, binds its
   imports to the sim's kernel, and reaches it only through DriverEntry, its IRP dispatch
-  routines and DriverUnload.";
+  routines and DriverUnload; the stack its code uses under each entry is printed at exit
+  (--no-stack-probe binds the imports directly, for instruction counts).";
 
 struct Args {
     duration: Option<Duration>,
@@ -38,6 +40,7 @@ struct Args {
     cpus: Option<u32>,
     plain: bool,
     sys: Option<String>,
+    stack_probe: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -50,6 +53,7 @@ fn parse() -> Result<Args, String> {
         cpus: None,
         plain: false,
         sys: None,
+        stack_probe: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(x) = it.next() {
@@ -93,6 +97,7 @@ fn parse() -> Result<Args, String> {
             }
             "--plain" => a.plain = true,
             "--sys" => a.sys = Some(it.next().ok_or("--sys needs PATH")?),
+            "--no-stack-probe" => a.stack_probe = false,
             "-h" | "--help" => return Err(USAGE.into()),
             o => return Err(format!("unknown argument {o}\n{USAGE}")),
         }
@@ -269,7 +274,7 @@ fn main() -> ExitCode {
             args.control.as_deref(),
             args.duration,
         );
-        return image::serve(path, sim, before_entry, control, d, &stop);
+        return image::serve(path, sim, args.stack_probe, before_entry, control, d, &stop);
     }
     let loaded = match harness::load_with(sim, None, before_entry) {
         Ok(l) if l.ready => l,
