@@ -6,6 +6,15 @@
 mod harness;
 mod image;
 
+/// A line on stderr. Unlike eprintln!, a closed stderr (`2>&1 | head -n 1`) is not a panic:
+/// the run goes on and its exit code still carries the verdict.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -214,7 +223,7 @@ fn main() -> ExitCode {
     let args = match parse() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("{e}");
+            note!("{e}");
             return ExitCode::from(2);
         }
     };
@@ -222,7 +231,7 @@ fn main() -> ExitCode {
     {
         let stop = stop.clone();
         if let Err(e) = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst)) {
-            eprintln!("wskecho-sim: cannot install Ctrl-C handler: {e}");
+            note!("wskecho-sim: cannot install Ctrl-C handler: {e}");
         }
     }
     let mut sim = if args.plain {
@@ -239,7 +248,7 @@ fn main() -> ExitCode {
     }
     // The driver's processor count (per-CPU counters, KeQueryActiveProcessorCountEx) is the
     // simulator's, not this machine's.
-    eprintln!(
+    note!(
         "wskecho-sim: {} simulated processors (--cpus; this host has {})",
         sim.processor_count,
         std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
@@ -252,7 +261,7 @@ fn main() -> ExitCode {
         |list| list.iter().filter(|e| !e.is_empty()).count(),
     );
     if configured == 0 && args.control.is_none() {
-        eprintln!("wskecho-sim: no services and --no-control: nothing to serve");
+        note!("wskecho-sim: no services and --no-control: nothing to serve");
         return ExitCode::from(2);
     }
     let (regs, services) = (args.params.clone(), args.services.clone());
@@ -279,14 +288,14 @@ fn main() -> ExitCode {
     let loaded = match harness::load_with(sim, None, before_entry) {
         Ok(l) if l.ready => l,
         Ok(l) => {
-            eprintln!("wskecho-sim: driver start-up failed; unloading");
+            note!("wskecho-sim: driver start-up failed; unloading");
             for f in l.unload() {
-                eprintln!("  {f}");
+                note!("  {f}");
             }
             return ExitCode::FAILURE;
         }
         Err(e) => {
-            eprintln!("wskecho-sim: {e}");
+            note!("wskecho-sim: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -294,19 +303,19 @@ fn main() -> ExitCode {
     // and the others run; with none running there is nothing to serve.
     let open = wskecho::open_services().unwrap_or(0);
     if open == 0 && configured > 0 {
-        eprintln!(
+        note!(
             "wskecho-sim: none of the {configured} configured services could start (see the \
              driver's errors above); unloading"
         );
         for f in loaded.unload() {
-            eprintln!("  {f}");
+            note!("  {f}");
         }
         return ExitCode::FAILURE;
     }
     if open < configured {
-        eprintln!("wskecho-sim: only {open} of {configured} services started (see above)");
+        note!("wskecho-sim: only {open} of {configured} services started (see above)");
     }
-    eprintln!(
+    note!(
         "wskecho-sim: driver loaded; serving until Ctrl-C/SIGTERM{}",
         args.duration
             .map_or(String::new(), |d| format!(" or {d:?}"))
@@ -316,7 +325,7 @@ fn main() -> ExitCode {
             .as_ref()
             .and_then(|addr| match std::net::TcpListener::bind(addr) {
                 Ok(l) => {
-                    eprintln!("wskecho-sim: control ABI on {addr}");
+                    note!("wskecho-sim: control ABI on {addr}");
                     let stop = stop.clone();
                     Some(std::thread::spawn(move || {
                         let _ = control::transport::serve_until(&l, &stop, |code, inp, out| {
@@ -326,7 +335,7 @@ fn main() -> ExitCode {
                     }))
                 }
                 Err(e) => {
-                    eprintln!("wskecho-sim: control address {addr}: {e} (control disabled)");
+                    note!("wskecho-sim: control address {addr}: {e} (control disabled)");
                     None
                 }
             });

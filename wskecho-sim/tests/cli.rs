@@ -275,3 +275,18 @@ fn closed_stdout_ends_quietly_with_the_verdict() {
         r.stderr
     );
 }
+
+#[test]
+fn closed_stdout_and_stderr_end_quietly() {
+    // As `2>&1 | head -n 1` once head is gone: the driver's log lines (echoed on stderr from
+    // inside its callbacks) and the report both meet a closed pipe.
+    let svc = echo_service(free_port());
+    let mut c = spawn(
+        &["--duration", "0.3", "--no-control", "--services", &svc],
+        Stdio::piped(),
+    );
+    drop(c.stdout.take());
+    drop(c.stderr.take());
+    let r = finish(c);
+    assert_eq!(r.status.code(), Some(0), "{:?}", r.status);
+}

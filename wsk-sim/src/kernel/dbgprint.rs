@@ -55,7 +55,10 @@ pub unsafe extern "win64" fn DbgPrintEx(
     };
     let line = format!("[{ComponentId}:{Level}] {}", text.trim_end_matches('\n'));
     if crate::kernel::state::config().print_dbg {
-        eprintln!("{line}");
+        // Not eprintln!: a closed stderr (`2>&1 | head`) must not panic inside a kernel-side
+        // callback, where a panic cannot unwind and aborts the process.
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "{line}");
     }
     let mut d = DBG.lock().unwrap_or_else(PoisonError::into_inner);
     d.push_str(&line);
