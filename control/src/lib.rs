@@ -1,6 +1,10 @@
 //! wskecho control plane: configuration, IOCTL codes and wire formats, shared by the driver
 //! (`#![no_std]`, no allocation) and by `echoload driver ...`.
 //!
+//! Modules: `config` (services, limits, registry mapping), `ioctl` (codes, requests,
+//! responses), `stats` (counter layout), `protocol` (wire definitions shared with echoload:
+//! the service mode, the sockperf header, the source pattern).
+//!
 //! # Invariants the decoders enforce (each has a test in `tests/ioctl.rs` / `tests/prop.rs`)
 //! 1. **No over-read.** Every read goes through a bounds-checked reader over the caller's
 //!    slice; any byte string, of any length, decodes to a value or an error without panicking

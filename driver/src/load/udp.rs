@@ -22,7 +22,7 @@ use crate::kernel::time::wait_until;
 use crate::kernel::{irp, pool};
 use crate::wsk::addr::{wildcard_for, SockAddrBuf};
 use crate::wsk::mdl::{self, build_mdl};
-use crate::wsk::{close_sync, enable_events, socket_and_bind, BoundKind};
+use crate::wsk::{close_sync, open_bound, BoundKind};
 
 /// Send contexts per job at most (each is one datagram in flight).
 const MAX_CONTEXTS: usize = 64;
@@ -95,38 +95,28 @@ impl UdpJob {
             unsafe { Self::free(u) };
             return Err(e);
         }
-        // SAFETY: context complete before the socket exists; static dispatch; a failed bind
-        // closes the socket before returning.
-        let sock = match unsafe {
-            socket_and_bind(
+        // C26: per-socket callback after bind, for the echo replies only.
+        let events: &[u32] = if echo { &[WSK_EVENT_RECEIVE_FROM] } else { &[] };
+        // SAFETY: ours; no callback before events are enabled.
+        let publish = |sock| unsafe { (*u).socket = sock };
+        // SAFETY: context complete before the socket exists; static dispatch; on failure the
+        // socket is closed before this returns.
+        let opened = unsafe {
+            open_bound(
                 &d.provider,
                 BoundKind::Datagram,
                 u.cast(),
                 ptr::addr_of!(DISPATCH).cast(),
                 wildcard_for(remote),
                 (*u).ctl_irp,
+                publish,
+                events,
             )
-        } {
-            Ok(sock) => sock,
-            Err(e) => {
-                // SAFETY: no socket left (its close completed); never published.
-                unsafe { Self::free(u) };
-                return Err(e);
-            }
         };
-        // SAFETY: ours; no callback before events are enabled.
-        unsafe { (*u).socket = sock };
-        if echo {
-            // C26: per-socket callback after bind.
-            // SAFETY: bound datagram socket.
-            if let Err(e) = unsafe { enable_events(sock, WSK_EVENT_RECEIVE_FROM) } {
-                // SAFETY: nothing in flight; freed after the close completed.
-                unsafe {
-                    let _ = close_sync(sock, (*u).ctl_irp);
-                    Self::free(u);
-                }
-                return Err(e);
-            }
+        if let Err(e) = opened {
+            // SAFETY: no socket left (its close completed); never published.
+            unsafe { Self::free(u) };
+            return Err(e);
         }
         Ok(u)
     }

@@ -16,7 +16,7 @@ use crate::driver::Driver;
 use crate::kernel::{irp, pool};
 use crate::stats::Counter;
 use crate::wsk::addr::SockAddrBuf;
-use crate::wsk::{close_sync, enable_events, set_option_u32, socket_and_bind, BoundKind};
+use crate::wsk::{close_sync, open_bound, set_option_u32, BoundKind};
 
 pub(crate) struct Listener {
     socket: *mut WSK_SOCKET,
@@ -64,48 +64,37 @@ impl Listener {
             return Err(STATUS_INSUFFICIENT_RESOURCES);
         }
         let local = core::net::SocketAddr::new(service.bind, service.port);
-        // SAFETY: the context (l) is complete before the socket exists; dispatch is static; a
-        // failed bind closes the socket before returning.
-        let sock = match unsafe {
-            socket_and_bind(
+        // Connection events first so that every accepted socket inherits them (W34), then
+        // accept; both after bind (C26).
+        let events = [
+            WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG,
+            WSK_EVENT_ACCEPT,
+        ];
+        let publish = |sock| {
+            // SAFETY: l is ours; no callback can run before events are enabled.
+            unsafe { (*l).socket = sock };
+            // Echo latency: no Nagle on accepted sockets (they inherit the listener's option;
+            // each echo send also carries WSK_FLAG_NODELAY). Best effort.
+            // SAFETY: bound listen socket, PASSIVE_LEVEL.
+            let _ = unsafe { set_option_u32(sock, IPPROTO_TCP as ULONG, TCP_NODELAY, 1) };
+        };
+        // SAFETY: the context (l) is complete before the socket exists; dispatch is static; on
+        // failure the socket is closed before this returns.
+        let opened = unsafe {
+            open_bound(
                 &drv.provider,
                 BoundKind::Listen,
                 l.cast(),
                 ptr::addr_of!(LISTEN_DISPATCH).cast(),
                 local,
                 (*l).close_irp,
+                publish,
+                &events,
             )
-        } {
-            Ok(sock) => sock,
-            Err(e) => {
-                // SAFETY: no socket left (C23: its close completed); never published.
-                unsafe { Self::free(l) };
-                return Err(e);
-            }
         };
-        // SAFETY: l is ours; no callback can run before events are enabled.
-        unsafe { (*l).socket = sock };
-        // Echo latency: no Nagle on accepted sockets (they inherit the listener's option;
-        // each echo send also carries WSK_FLAG_NODELAY). Best effort.
-        // SAFETY: bound listen socket, PASSIVE_LEVEL.
-        let _ = unsafe { set_option_u32(sock, IPPROTO_TCP as ULONG, TCP_NODELAY, 1) };
-        // Connection events first so that every accepted socket inherits them (W34), then
-        // accept; both after bind (C26).
-        // SAFETY: bound listen socket.
-        let status = unsafe {
-            enable_events(
-                sock,
-                WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG,
-            )
-        }
-        // SAFETY: bound listen socket.
-        .and_then(|()| unsafe { enable_events(sock, WSK_EVENT_ACCEPT) });
-        if let Err(e) = status {
-            // SAFETY: nothing else uses the socket; free after the close completed (C23).
-            unsafe {
-                let _ = close_sync(sock, (*l).close_irp);
-                Self::free(l);
-            }
+        if let Err(e) = opened {
+            // SAFETY: no socket left (C23: its close completed); never published.
+            unsafe { Self::free(l) };
             return Err(e);
         }
         Ok(l)

@@ -31,7 +31,7 @@ use crate::logic::{copy_at, udp_verdict, UdpVerdict};
 use crate::stats::Counter;
 use crate::wsk::addr::SockAddrBuf;
 use crate::wsk::mdl::{self, build_mdl};
-use crate::wsk::{close_sync, disable_event_sync, enable_events, socket_and_bind, BoundKind};
+use crate::wsk::{close_sync, disable_event_sync, open_bound, BoundKind};
 
 /// Size of a send context's copy buffer (sockperf replies); larger sockperf datagrams are
 /// dropped and counted (udp_drop_too_big).
@@ -129,35 +129,26 @@ impl UdpSock {
             return Err(e);
         }
         let local = core::net::SocketAddr::new(service.bind, service.port);
-        // SAFETY: context complete before the socket exists; static dispatch; a failed bind
-        // closes the socket before returning.
-        let sock = match unsafe {
-            socket_and_bind(
+        // SAFETY: ours; no callback before the events are enabled.
+        let publish = |sock| unsafe { (*u).socket = sock };
+        // SAFETY: context complete before the socket exists; static dispatch; on failure the
+        // socket is closed before this returns.
+        let opened = unsafe {
+            open_bound(
                 &drv.provider,
                 BoundKind::Datagram,
                 u.cast(),
                 ptr::addr_of!(DGRAM_DISPATCH).cast(),
                 local,
                 (*u).ctl_irp,
+                publish,
+                // C26: per-socket callback after bind.
+                &[WSK_EVENT_RECEIVE_FROM],
             )
-        } {
-            Ok(sock) => sock,
-            Err(e) => {
-                // SAFETY: no socket left (C23: its close completed); never published.
-                unsafe { Self::free(u) };
-                return Err(e);
-            }
         };
-        // SAFETY: ours; no callback before the events are enabled.
-        unsafe { (*u).socket = sock };
-        // C26: per-socket callback after bind.
-        // SAFETY: bound datagram socket.
-        if let Err(e) = unsafe { enable_events(sock, WSK_EVENT_RECEIVE_FROM) } {
-            // SAFETY: no callback enabled / none after the close completes.
-            unsafe {
-                let _ = close_sync(sock, (*u).ctl_irp);
-                Self::free(u);
-            }
+        if let Err(e) = opened {
+            // SAFETY: no socket left (C23: its close completed); never published.
+            unsafe { Self::free(u) };
             return Err(e);
         }
         Ok(u)

@@ -59,7 +59,7 @@ pub(crate) enum BoundKind {
 /// `provider` is captured; `ctx` is the socket's fully initialised context (C24: complete
 /// before WskBind) and `dispatch` the matching static client dispatch table, both alive until
 /// the socket's close completes; `close_irp` is an idle driver-owned IRP.
-pub(crate) unsafe fn socket_and_bind(
+unsafe fn socket_and_bind(
     provider: &WSK_PROVIDER_NPI,
     kind: BoundKind,
     ctx: PVOID,
@@ -116,6 +116,38 @@ pub(crate) unsafe fn socket_and_bind(
         // SAFETY: no event enabled, no call executing; the close completes before we return.
         let _ = unsafe { close_sync(sock, close_irp) };
         return Err(e);
+    }
+    Ok(sock)
+}
+
+/// A service's or a job's bound socket, ready: [`socket_and_bind`], then `before_events`
+/// (publish the socket in its context, set options: no callback can run yet), then each mask of
+/// `events` enabled in order (C26: after bind). On any failure the socket is closed with
+/// `close_irp` before returning, so the caller may free `ctx` at once (C23). PASSIVE_LEVEL.
+///
+/// # Safety
+/// As [`socket_and_bind`]; the category of `kind` has the callbacks in `events`.
+#[allow(clippy::too_many_arguments)] // the WSK call's own inputs plus the two steps after it
+pub(crate) unsafe fn open_bound(
+    provider: &WSK_PROVIDER_NPI,
+    kind: BoundKind,
+    ctx: PVOID,
+    dispatch: *const core::ffi::c_void,
+    local: SocketAddr,
+    close_irp: PIRP,
+    before_events: impl FnOnce(*mut WSK_SOCKET),
+    events: &[ULONG],
+) -> Result<*mut WSK_SOCKET, NTSTATUS> {
+    // SAFETY: per the caller.
+    let sock = unsafe { socket_and_bind(provider, kind, ctx, dispatch, local, close_irp) }?;
+    before_events(sock);
+    for &mask in events {
+        // SAFETY: a bound socket of the category (per the caller).
+        if let Err(e) = unsafe { enable_events(sock, mask) } {
+            // SAFETY: no call executing; the close completes before we return (C23).
+            let _ = unsafe { close_sync(sock, close_irp) };
+            return Err(e);
+        }
     }
     Ok(sock)
 }
