@@ -30,9 +30,9 @@ pub struct Config {
     /// is returned (PendingReturned TRUE, W12's "already completed" case).
     pub complete_before_return_rate: f64,
     /// Fraction of calls that, having handed a pending IRP to another thread, are held back
-    /// `late_return_us` (half to all of it) before returning STATUS_PENDING, as a preempted thread would
-    /// be: the IRP may complete (its completion routine run on another thread) before the
-    /// call returns (W12). Off by default.
+    /// `late_return_us` (half to all of it) before returning STATUS_PENDING, as a preempted
+    /// thread would be: the IRP may complete (its completion routine run on another thread)
+    /// before the call returns (W12). Off by default.
     pub late_return_rate: f64,
     pub late_return_us: u64,
     /// Fraction of WskCloseSocket calls that cancel pending IRPs where the close completes
