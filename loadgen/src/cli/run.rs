@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 
 use super::units::{parse_bitrate, parse_duration, parse_rate, parse_size};
 use super::{resolve, ProtoArg};
-use crate::client::{Mode, Proto, RunConfig, SockOpts, Wire};
+use crate::client::{Agent, Mode, Proto, RunConfig, SockOpts, Wire};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ModeArg {
@@ -106,6 +106,9 @@ pub struct RunArgs {
     /// Free text stored in the result (e.g. to group the agents of one run).
     #[arg(long, default_value = "")]
     pub label: String,
+    /// This agent's place in a distributed run, INDEX/COUNT (e.g. 0/3; stored as `agent`).
+    #[arg(long, value_name = "INDEX/COUNT", default_value = "0/1", value_parser = parse_agent)]
+    pub agent: Agent,
     /// Message format: echoload's own or sockperf's (to drive a real `sockperf server`).
     #[arg(long, value_enum, default_value = "echoload")]
     pub wire: WireArg,
@@ -170,6 +173,18 @@ pub struct RunArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub multi: super::multi::MultiArgs,
+}
+
+/// `INDEX/COUNT` with INDEX < COUNT.
+fn parse_agent(s: &str) -> Result<Agent, String> {
+    let bad = || format!("`{s}` is not INDEX/COUNT with INDEX < COUNT (e.g. 0/3)");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let index: u32 = i.trim().parse().map_err(|_| bad())?;
+    let count: u32 = n.trim().parse().map_err(|_| bad())?;
+    if index >= count {
+        return Err(bad());
+    }
+    Ok(Agent { index, count })
 }
 
 /// `SEND,RECV` ports.
@@ -320,6 +335,7 @@ impl RunArgs {
             progress: !self.quiet,
             interval: self.interval.unwrap_or(Duration::from_secs(1)),
             label: self.label.clone(),
+            agent: self.agent,
             sock: SockOpts {
                 send_buffer: self.sndbuf.or(self.socket_buffer),
                 recv_buffer: self.rcvbuf.or(self.socket_buffer),
