@@ -43,7 +43,14 @@ impl MultiArgs {
             check_not_past(t, SystemTime::now())?;
             cfg.start_at = Some(t);
         }
-        let (index, count) = agent_identity(self.agent_index, self.agent_count, env)?;
+        // --agent INDEX/COUNT (already in cfg.agent) counts as given when it is not 0/1;
+        // --agent-index/--agent-count override it, the environment only fills what is missing.
+        let given = (cfg.agent != Agent::default()).then_some(cfg.agent);
+        let (index, count) = agent_identity(
+            self.agent_index.or(given.map(|a| a.index)),
+            self.agent_count.or(given.map(|a| a.count)),
+            env,
+        )?;
         cfg.agent = Agent { index, count };
         if count > 1 {
             if (cfg.conns as u64) < u64::from(count) {
@@ -119,6 +126,31 @@ mod tests {
             })
             .unwrap();
         assert_eq!((cfg.conns, cfg.agent.index, cfg.agent.count), (2, 1, 2));
+    }
+
+    #[test]
+    fn the_agent_flag_counts_unless_overridden() {
+        let mut cfg = RunConfig {
+            conns: 6,
+            agent: Agent { index: 2, count: 3 },
+            ..RunConfig::default()
+        };
+        MultiArgs::default()
+            .apply_with_env(&mut cfg, |_| Some("0".into()))
+            .unwrap();
+        assert_eq!((cfg.agent.index, cfg.agent.count, cfg.conns), (2, 3, 2));
+        let mut cfg = RunConfig {
+            agent: Agent { index: 2, count: 3 },
+            ..RunConfig::default()
+        };
+        MultiArgs {
+            agent_index: Some(0),
+            agent_count: Some(1),
+            ..MultiArgs::default()
+        }
+        .apply_with_env(&mut cfg, |_| None)
+        .unwrap();
+        assert_eq!((cfg.agent.index, cfg.agent.count), (0, 1));
     }
 
     #[test]
