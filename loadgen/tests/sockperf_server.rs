@@ -4,9 +4,9 @@
 
 #![allow(clippy::many_single_char_names)] // h = handle, s = socket, a = addrs, ... in short tests
 
+use control::protocol::sockperf::{flags, Header, HEADER_LEN};
 use echoload::cli::ServeArgs;
 use echoload::server::{self, Counters, ServerHandle};
-use echoload::sockperf::{decode, encode, flags, Header, HEADER_LEN};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
@@ -206,14 +206,13 @@ fn real_sockperf_throughput_tcp() {
 
 fn msg(seq: u64, fl: u16, len: usize) -> Vec<u8> {
     let mut v: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31)).collect();
-    encode(
-        &Header {
-            seq,
-            flags: fl,
-            len: len as u32,
-        },
-        &mut v,
-    );
+    Header {
+        seq,
+        flags: fl,
+        len: len as u32,
+    }
+    .encode(&mut v)
+    .unwrap();
     v
 }
 
@@ -247,7 +246,7 @@ fn udp_protocol_v4_v6() {
             let n = s.recv(&mut b).expect("reply");
             assert_eq!(n, len, "reply length ({ip})");
             assert_eq!(
-                decode(&b).unwrap(),
+                Header::decode(&b).unwrap(),
                 Header {
                     seq,
                     flags: flags::REPLY,
@@ -292,7 +291,7 @@ fn tcp_framing_split_and_coalesced() {
         }
         let mut r = vec![0u8; 100];
         s.read_exact(&mut r).unwrap();
-        assert_eq!(decode(&r).unwrap().flags, flags::REPLY);
+        assert_eq!(Header::decode(&r).unwrap().flags, flags::REPLY);
         assert_eq!(&r[HEADER_LEN..], &m[HEADER_LEN..]);
         // Several frames in one write, only some asking for replies; one larger than the
         // server's initial buffer.
@@ -312,7 +311,7 @@ fn tcp_framing_split_and_coalesced() {
             let mut r = vec![0u8; len];
             s.read_exact(&mut r).unwrap();
             assert_eq!(
-                decode(&r).unwrap(),
+                Header::decode(&r).unwrap(),
                 Header {
                     seq,
                     flags: flags::REPLY,
@@ -347,14 +346,13 @@ fn tcp_malformed_frames_close_the_connection() {
     for bad_len in [0u32, 13, (1 << 20) + 1, u32::MAX] {
         let mut s = tcp_conn(&h);
         let mut m = vec![0u8; 64];
-        encode(
-            &Header {
-                seq: 1,
-                flags: CR,
-                len: bad_len,
-            },
-            &mut m,
-        );
+        Header {
+            seq: 1,
+            flags: CR,
+            len: bad_len,
+        }
+        .encode(&mut m)
+        .unwrap();
         s.write_all(&m).unwrap();
         expect_closed(&mut s);
     }
@@ -363,7 +361,7 @@ fn tcp_malformed_frames_close_the_connection() {
     s.write_all(&msg(9, CR, 40)).unwrap();
     let mut r = [0u8; 40];
     s.read_exact(&mut r).unwrap();
-    assert_eq!(decode(&r).unwrap().seq, 9);
+    assert_eq!(Header::decode(&r).unwrap().seq, 9);
     let c = wait_counters(&h, |c| c.sockperf_bad_frames >= 4);
     assert_eq!(c.sockperf_bad_frames, 4, "{c}");
     h.stop().unwrap();
