@@ -18,6 +18,9 @@
 //! - [`schedule`]: a distributed run's common start and each agent's share of the load.
 //! - [`plot`]: pictures of results (SVG/HTML); [`metrics`]: Prometheus endpoints.
 
+// Every unsafe block states why it is sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod align;
 pub mod cli;
 pub mod client;

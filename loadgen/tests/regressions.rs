@@ -1,5 +1,8 @@
 //! Regression tests of the bugs a new user hit (issue 11): each one failed before its fix.
 
+// Every unsafe block states why it is sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod common;
 
 use std::io::Write;

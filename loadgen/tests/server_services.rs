@@ -2,6 +2,8 @@
 //! UDP, IPv4 and IPv6, plus the robustness limits (connection limit, a client that never
 //! reads, bounded stop). Every wait is bounded.
 
+// Every unsafe block states why it is sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
 #![allow(clippy::many_single_char_names)] // h = handle, s = socket, a = addrs, ... in short tests
 
 use control::protocol::pattern::check as check_source;

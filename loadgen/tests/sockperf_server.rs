@@ -4,12 +4,15 @@
 
 #![allow(clippy::many_single_char_names)] // h = handle, s = socket, a = addrs, ... in short tests
 
+#[path = "support/sockperf.rs"]
+mod sockperf_cli;
+
 use control::protocol::sockperf::{flags, Header, HEADER_LEN};
 use echoload::cli::ServeArgs;
 use echoload::server::{self, Counters, ServerHandle};
+use sockperf_cli::{run_sockperf, sockperf_on_path};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(5);
@@ -27,61 +30,6 @@ fn wait_counters(h: &ServerHandle, ok: impl Fn(&Counters) -> bool) -> Counters {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-fn sockperf_on_path() -> bool {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("sockperf").is_file()));
-    if !found {
-        eprintln!(
-            "SKIPPED: `sockperf` is not on PATH (Debian package `sockperf`; ./test.sh installs it)"
-        );
-    }
-    found
-}
-
-/// One real sockperf at a time: they are CPU-hungry and the machine has few cores.
-static SOCKPERF: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Runs `sockperf <args>`; returns its combined output. sockperf 3.7 now and then hangs at the
-/// end of a run on a loaded machine (its timer handler calls printf, which can deadlock), so a
-/// run that has not exited after 10 s is killed and retried, at most 3 times.
-fn run_sockperf(args: &[&str]) -> String {
-    let _one = SOCKPERF
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    for attempt in 1..=3 {
-        let mut child = Command::new("sockperf")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("sockperf starts");
-        let end = Instant::now() + Duration::from_secs(10);
-        let mut hung = false;
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > end {
-                let _ = child.kill();
-                hung = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if hung {
-            eprintln!("sockperf {args:?} hung (attempt {attempt}), output so far:\n{text}");
-            continue;
-        }
-        assert!(out.status.success(), "sockperf {args:?} failed:\n{text}");
-        return text;
-    }
-    panic!("sockperf {args:?} hung 3 times");
 }
 
 fn client_args<'a>(mode: &'a str, port: &'a str, tcp: bool, extra: &[&'a str]) -> Vec<&'a str> {

@@ -8,6 +8,9 @@
 //! - [`image`]: `--sys PATH`, the shipped wskecho.sys image run through wsk-sim's loader
 //!   instead of the built-in driver code.
 
+// Every unsafe block states why it is sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod harness;
 mod image;
 
