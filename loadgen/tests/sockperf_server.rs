@@ -10,7 +10,7 @@ mod sockperf_cli;
 use control::protocol::sockperf::{flags, Header, HEADER_LEN};
 use echoload::cli::ServeArgs;
 use echoload::server::{self, Counters, ServerHandle};
-use sockperf_cli::{run_sockperf, sockperf_on_path};
+use sockperf_cli::{number_after, observations, run_sockperf, sockperf_on_path};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
@@ -48,23 +48,6 @@ fn assert_clean(text: &str, what: &str) {
             "{what}: sockperf reported `{bad}`:\n{text}"
         );
     }
-}
-
-/// The number after `key` in sockperf's output, e.g. "Latency is 25.6".
-fn number_after(text: &str, key: &str) -> Option<f64> {
-    let rest = &text[text.find(key)? + key.len()..];
-    rest.split_whitespace().next()?.parse().ok()
-}
-
-/// N of sockperf's "Total N observations" line (latency samples it matched to replies).
-fn observations(text: &str) -> f64 {
-    text.match_indices("Total ")
-        .find_map(|(i, _)| {
-            let mut w = text[i + 6..].split_whitespace();
-            let n = w.next()?.parse::<f64>().ok()?;
-            w.next()?.starts_with("observations").then_some(n)
-        })
-        .unwrap_or(0.0)
 }
 
 fn pingpong_like(mode: &str, extra: &[&str], tcp: bool) {

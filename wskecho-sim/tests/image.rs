@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use control::stats::Counter;
-use sockperf_cli::{run_sockperf, sockperf_on_path};
+use sockperf_cli::{number_after, observations, run_sockperf, sockperf_on_path};
 use wsk_sim::registry::{set_value, RegValue};
 
 fn image_path() -> Option<PathBuf> {
@@ -215,22 +215,6 @@ fn image_fault_campaign() {
         ready * 2 >= seeds && with_traffic * 2 >= seeds,
         "campaign too weak: {ready} ready, {with_traffic} with traffic"
     );
-}
-
-fn number_after(text: &str, key: &str) -> Option<f64> {
-    let rest = &text[text.find(key)? + key.len()..];
-    rest.split_whitespace().next()?.parse().ok()
-}
-
-/// N of sockperf's "Total N observations" (replies it matched to its requests).
-fn observations(text: &str) -> f64 {
-    text.match_indices("Total ")
-        .find_map(|(i, _)| {
-            let mut w = text[i + 6..].split_whitespace();
-            let n = w.next()?.parse::<f64>().ok()?;
-            w.next()?.starts_with("observations").then_some(n)
-        })
-        .unwrap_or(0.0)
 }
 
 /// The real sockperf client, ping-pong over UDP then TCP, against the image's sockperf

@@ -60,3 +60,20 @@ pub fn run_sockperf(args: &[&str]) -> String {
     }
     panic!("sockperf {args:?} hung 3 times");
 }
+
+/// The number after `key` in sockperf's output, e.g. "Latency is 25.6".
+pub fn number_after(text: &str, key: &str) -> Option<f64> {
+    let rest = &text[text.find(key)? + key.len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// N of sockperf's "Total N observations" line (latency samples it matched to replies).
+pub fn observations(text: &str) -> f64 {
+    text.match_indices("Total ")
+        .find_map(|(i, _)| {
+            let mut w = text[i + 6..].split_whitespace();
+            let n = w.next()?.parse::<f64>().ok()?;
+            w.next()?.starts_with("observations").then_some(n)
+        })
+        .unwrap_or(0.0)
+}
