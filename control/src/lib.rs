@@ -1,9 +1,14 @@
 //! wskecho control plane: configuration, IOCTL codes and wire formats, shared by the driver
 //! (`#![no_std]`, no allocation) and by `echoload driver ...`.
 //!
-//! Modules: `config` (services, limits, registry mapping), `ioctl` (codes, requests,
-//! responses), `stats` (counter layout), `protocol` (wire definitions shared with echoload:
-//! the service mode, the sockperf header, the source pattern).
+//! - [`config`]: the driver's configuration (services, limits, allow-list) and its registry
+//!   mapping.
+//! - [`ioctl`]: the control device's IOCTL codes, message layouts, validation and dispatch.
+//! - [`stats`]: the driver's counters, per CPU, global and per service.
+//! - [`protocol`]: what goes on the data wire, one definition for the driver and echoload:
+//!   the service [`protocol::Mode`], sockperf's header, the source pattern.
+//! - [`transport`], [`mock`], [`conformance`] (feature `std`): the control ABI over TCP (for
+//!   wskecho-sim), an in-memory reference handler, and the suite any implementation must pass.
 //!
 //! # Invariants the decoders enforce (each has a test in `tests/ioctl.rs` / `tests/prop.rs`)
 //! 1. **No over-read.** Every read goes through a bounds-checked reader over the caller's

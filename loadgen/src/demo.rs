@@ -6,17 +6,18 @@ use anyhow::{Context, Result};
 
 use crate::client::{Mode, Proto, RunConfig};
 use crate::report::RunReport;
-use crate::server::{self, ServeConfig, Service};
+use crate::server::{self, ServeConfig};
+use control::protocol::Mode as ServiceMode;
 
 /// One test of the demo: (title, proto, mode, service, size, rate).
-type Step = (&'static str, Proto, Mode, Service, usize, Option<f64>);
+type Step = (&'static str, Proto, Mode, ServiceMode, usize, Option<f64>);
 
 const PLAN: [Step; 5] = [
     (
         "TCP ping-pong, 64 B",
         Proto::Tcp,
         Mode::Pingpong,
-        Service::Echo,
+        ServiceMode::Echo,
         64,
         None,
     ),
@@ -24,7 +25,7 @@ const PLAN: [Step; 5] = [
         "UDP ping-pong, 64 B",
         Proto::Udp,
         Mode::Pingpong,
-        Service::Echo,
+        ServiceMode::Echo,
         64,
         None,
     ),
@@ -32,7 +33,7 @@ const PLAN: [Step; 5] = [
         "TCP stream, 64 KiB messages, every byte verified",
         Proto::Tcp,
         Mode::Stream,
-        Service::Echo,
+        ServiceMode::Echo,
         65_536,
         None,
     ),
@@ -40,7 +41,7 @@ const PLAN: [Step; 5] = [
         "UDP open loop at 50k msg/s, 256 B (latency from intended send time)",
         Proto::Udp,
         Mode::Rate,
-        Service::Echo,
+        ServiceMode::Echo,
         256,
         Some(50_000.0),
     ),
@@ -48,7 +49,7 @@ const PLAN: [Step; 5] = [
         "UDP sink, 64 B, sendmmsg + GSO into discard",
         Proto::Udp,
         Mode::Sink,
-        Service::Discard,
+        ServiceMode::Discard,
         64,
         None,
     ),

@@ -10,12 +10,16 @@
 //! - [`server`]: `echoload serve`, the user-mode reference server (echo, discard, source,
 //!   sockperf).
 //! - [`driverctl`]: `echoload driver`, the wskecho control-device client.
-//! - [`payload`], [`sockperf`]: the message formats on the wire.
+//! - [`payload`]: echoload's message format on the wire (sockperf's header, the service
+//!   modes and the source pattern are in `control::protocol`, shared with the driver).
 //! - [`signals`]: SIGINT/SIGTERM as a stop request.
 //! - [`demo`]: the embedded default run (server and client on loopback).
 //! - [`resultdoc`], [`align`]: reading result documents and merging a distributed run.
 //! - [`schedule`]: a distributed run's common start and each agent's share of the load.
 //! - [`plot`]: pictures of results (SVG/HTML); [`metrics`]: Prometheus endpoints.
+
+// Every unsafe block states why it is sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod align;
 pub mod cli;
@@ -34,6 +38,5 @@ pub mod runner;
 pub mod schedule;
 pub mod server;
 pub mod signals;
-pub mod sockperf;
 
 pub use runner::{run, run_with, try_run};

@@ -12,7 +12,7 @@
 //! | 28  | 4    | check word over the fields above (catches header corruption) |
 //! | 32… |      | pattern derived from (flow, sequence)                        |
 //!
-//! The sockperf wire ([`crate::sockperf`]) keeps sockperf's 14-byte header; the bytes after it
+//! The sockperf wire ([`control::protocol::sockperf`]) keeps sockperf's 14-byte header; the bytes after it
 //! carry the same (flow, sequence) pattern, so echoes are verified there too.
 
 /// Bytes of the echoload header; also the smallest message echoload sends on its own wire.
@@ -116,28 +116,6 @@ pub fn write_message(flow: u32, seq: u64, ts_ns: u64, buf: &mut [u8]) {
     fill_pattern(flow, seq, &mut buf[HEADER_LEN..]);
 }
 
-/// The source service's stream: byte at offset `i` (from the connection's first byte) is
-/// `i % 251`. 251 is prime, so a slip by any small number of bytes is visible at once.
-pub fn fill_source(offset: u64, buf: &mut [u8]) {
-    let mut v = (offset % 251) as u8;
-    for b in buf {
-        *b = v;
-        v = if v == 250 { 0 } else { v + 1 };
-    }
-}
-
-/// Index of the first byte of `buf` that differs from the source stream at `offset`.
-pub fn check_source(offset: u64, buf: &[u8]) -> Option<usize> {
-    let mut v = (offset % 251) as u8;
-    for (i, b) in buf.iter().enumerate() {
-        if *b != v {
-            return Some(i);
-        }
-        v = if v == 250 { 0 } else { v + 1 };
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,7 +147,7 @@ mod tests {
     }
 
     #[test]
-    fn odd_lengths_and_source() {
+    fn odd_lengths() {
         for n in 0..40 {
             let mut b = vec![0u8; n];
             fill_pattern(1, 2, &mut b);
@@ -179,12 +157,5 @@ mod tests {
                 assert!(!check_pattern(1, 2, &b));
             }
         }
-        let mut s = vec![0u8; 1000];
-        fill_source(500, &mut s);
-        assert_eq!(s[0], (500 % 251) as u8);
-        assert_eq!(check_source(500, &s), None);
-        assert_eq!(check_source(501, &s), Some(0));
-        s[700] ^= 1;
-        assert_eq!(check_source(500, &s), Some(700));
     }
 }

@@ -332,7 +332,7 @@ fn broken_source_pattern_is_corruption() {
     std::thread::spawn(move || {
         if let Ok((mut c, _)) = l.accept() {
             let mut b = vec![0u8; 10_000];
-            echoload::payload::fill_source(0, &mut b);
+            control::protocol::pattern::fill(0, &mut b);
             b[5_000] ^= 0xff;
             let _ = c.write_all(&b);
             std::thread::sleep(Duration::from_millis(500));

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::{addr, bin, server_on};
+use control::protocol::Mode as ServiceMode;
 use echoload::client::Proto;
-use echoload::server::Service;
 
 fn tmp(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("echoload-{}-{name}", std::process::id()))
@@ -45,7 +45,7 @@ fn run_json(
 #[test]
 fn json_has_every_contract_key_and_clean_exit_is_zero() {
     let srv = server_on("127.0.0.1");
-    let t = addr(&srv, Service::Echo, Proto::Udp).to_string();
+    let t = addr(&srv, ServiceMode::Echo, Proto::Udp).to_string();
     let json = tmp("keys.json");
     let out = run_json(
         &t,
@@ -102,7 +102,7 @@ fn json_has_every_contract_key_and_clean_exit_is_zero() {
 #[test]
 fn merge_adds_counts_and_histograms() {
     let srv = server_on("127.0.0.1");
-    let t = addr(&srv, Service::Echo, Proto::Tcp).to_string();
+    let t = addr(&srv, ServiceMode::Echo, Proto::Tcp).to_string();
     let (a, b, m) = (tmp("a.json"), tmp("b.json"), tmp("m.json"));
     assert!(run_json(&t, "tcp", "pingpong", &[], &a).status.success());
     assert!(run_json(&t, "tcp", "pingpong", &["--conns", "2"], &b)
@@ -174,7 +174,7 @@ fn usage_errors_exit_2_with_a_clear_message() {
 #[test]
 fn ipv6_flag_and_bracketed_target() {
     let srv = server_on("::1");
-    let a = addr(&srv, Service::Echo, Proto::Tcp);
+    let a = addr(&srv, ServiceMode::Echo, Proto::Tcp);
     let json = tmp("v6.json");
     let out = run_json(
         &format!("[::1]:{}", a.port()),
@@ -226,9 +226,9 @@ fn embedded_default_demo_runs_clean() {
 fn intervals_and_metadata() {
     let srv = server_on("127.0.0.1");
     for (proto, svc, mode) in [
-        ("tcp", Service::Echo, "pingpong"),
-        ("udp", Service::Echo, "rate"),
-        ("udp", Service::Discard, "sink"),
+        ("tcp", ServiceMode::Echo, "pingpong"),
+        ("udp", ServiceMode::Echo, "rate"),
+        ("udp", ServiceMode::Discard, "sink"),
     ] {
         let p = if proto == "tcp" {
             Proto::Tcp
@@ -310,7 +310,7 @@ fn intervals_and_metadata() {
 #[test]
 fn diff_flags_a_worse_run() {
     let srv = server_on("127.0.0.1");
-    let t = addr(&srv, Service::Echo, Proto::Tcp).to_string();
+    let t = addr(&srv, ServiceMode::Echo, Proto::Tcp).to_string();
     let (a, b) = (tmp("diff-a.json"), tmp("diff-b.json"));
     assert!(run_json(&t, "tcp", "pingpong", &[], &a).status.success());
     let va: serde_json::Value =
@@ -366,8 +366,8 @@ fn diff_flags_a_worse_run() {
 #[test]
 fn bidir_runs_both_directions_at_once() {
     let srv = server_on("127.0.0.1");
-    let sink = addr(&srv, Service::Discard, Proto::Tcp).port();
-    let source = addr(&srv, Service::Source, Proto::Tcp).port();
+    let sink = addr(&srv, ServiceMode::Discard, Proto::Tcp).port();
+    let source = addr(&srv, ServiceMode::Source, Proto::Tcp).port();
     let json = tmp("bidir.json");
     let out = Command::new(bin())
         .args(["run", "127.0.0.1", "--bidir", &format!("{sink},{source}")])

@@ -3,15 +3,15 @@
 mod common;
 
 use common::{addr, quick, server_on};
+use control::protocol::Mode as ServiceMode;
 use echoload::client::{Mode, Proto};
 use echoload::run;
-use echoload::server::Service;
 
-fn service(mode: Mode) -> Service {
+fn service(mode: Mode) -> ServiceMode {
     match mode {
-        Mode::Sink => Service::Discard,
-        Mode::Source => Service::Source,
-        _ => Service::Echo,
+        Mode::Sink => ServiceMode::Discard,
+        Mode::Source => ServiceMode::Source,
+        _ => ServiceMode::Echo,
     }
 }
 
@@ -81,7 +81,7 @@ fn udp_v6_every_mode() {
 #[test]
 fn udp_sizes_without_gso_and_large() {
     let srv = server_on("127.0.0.1");
-    let a = addr(&srv, Service::Echo, Proto::Udp);
+    let a = addr(&srv, ServiceMode::Echo, Proto::Udp);
     // Rates low enough for an unoptimised build on a busy 2-core machine.
     for (size, gso, rate) in [
         (32, false, 500.0),
@@ -107,7 +107,7 @@ fn udp_sizes_without_gso_and_large() {
 fn tcp_pingpong_many_conns_few_threads() {
     let srv = server_on("127.0.0.1");
     let mut cfg = quick(
-        addr(&srv, Service::Echo, Proto::Tcp),
+        addr(&srv, ServiceMode::Echo, Proto::Tcp),
         Proto::Tcp,
         Mode::Pingpong,
     );
@@ -142,7 +142,7 @@ fn invalid_configs_are_refused() {
 fn cpu_and_tcp_info_are_reported() {
     let srv = server_on("127.0.0.1");
     let mut cfg = quick(
-        addr(&srv, Service::Echo, Proto::Tcp),
+        addr(&srv, ServiceMode::Echo, Proto::Tcp),
         Proto::Tcp,
         Mode::Pingpong,
     );
@@ -165,7 +165,7 @@ fn cpu_and_tcp_info_are_reported() {
     assert!(r.table().contains("tcp_info"), "{}", r.table());
     // UDP has no TCP_INFO.
     let u = run(&quick(
-        addr(&srv, Service::Echo, Proto::Udp),
+        addr(&srv, ServiceMode::Echo, Proto::Udp),
         Proto::Udp,
         Mode::Pingpong,
     ));

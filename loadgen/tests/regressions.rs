@@ -1,5 +1,8 @@
 //! Regression tests of the bugs a new user hit (issue 11): each one failed before its fix.
 
+// Every unsafe block states why it is sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod common;
 
 use std::io::Write;
@@ -8,9 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{addr, quick, server_on};
+use control::protocol::Mode as ServiceMode;
 use echoload::client::{Mode, Proto};
 use echoload::run;
-use echoload::server::Service;
 
 /// A UDP port on 127.0.0.1 where nothing listens (bound once by us, then closed).
 fn closed_udp_port() -> SocketAddr {
@@ -42,7 +45,7 @@ fn udp_sink_to_closed_port_is_refused() {
 #[test]
 fn udp_sink_notices_the_server_going_away() {
     let srv = server_on("127.0.0.1");
-    let a = addr(&srv, Service::Discard, Proto::Udp);
+    let a = addr(&srv, ServiceMode::Discard, Proto::Udp);
     let mut cfg = quick(a, Proto::Udp, Mode::Sink);
     cfg.duration = Duration::from_millis(1500);
     let stopper = std::thread::spawn(move || {
@@ -73,7 +76,7 @@ fn tcp_source_sees_eof_that_comes_with_data() {
         std::thread::sleep(Duration::from_millis(150));
         socket2::SockRef::from(&c).set_cork(true).unwrap();
         let mut buf = vec![0u8; 1000];
-        echoload::payload::fill_source(0, &mut buf);
+        control::protocol::pattern::fill(0, &mut buf);
         c.write_all(&buf).unwrap();
         c.shutdown(std::net::Shutdown::Write).unwrap();
         // Keep the socket (no RST) until the client is done.
@@ -103,7 +106,7 @@ fn tmp(name: &str) -> std::path::PathBuf {
 #[test]
 fn closed_stdout_ends_quietly() {
     let srv = server_on("127.0.0.1");
-    let t = addr(&srv, Service::Echo, Proto::Tcp).to_string();
+    let t = addr(&srv, ServiceMode::Echo, Proto::Tcp).to_string();
     for extra in [&["--json-stdout"][..], &[][..]] {
         let mut child = Command::new(common::bin())
             .args([
@@ -135,7 +138,7 @@ fn closed_stdout_ends_quietly() {
 #[test]
 fn run_that_moved_nothing_fails() {
     let srv = server_on("127.0.0.1");
-    let echo = addr(&srv, Service::Echo, Proto::Tcp);
+    let echo = addr(&srv, ServiceMode::Echo, Proto::Tcp);
     let r = run(&quick(echo, Proto::Tcp, Mode::Source));
     assert!(!r.clean(true), "{}", r.table());
     assert!(
@@ -163,7 +166,7 @@ fn run_that_moved_nothing_fails() {
 #[test]
 fn signal_stops_the_run_and_reports() {
     let srv = server_on("127.0.0.1");
-    let t = addr(&srv, Service::Echo, Proto::Tcp).to_string();
+    let t = addr(&srv, ServiceMode::Echo, Proto::Tcp).to_string();
     for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
         let json = tmp(&format!("sig{sig}.json"));
         let _ = std::fs::remove_file(&json);
@@ -208,7 +211,7 @@ fn signal_stops_the_run_and_reports() {
 #[test]
 fn json_path_checked_before_sending() {
     let srv = server_on("127.0.0.1");
-    let t = addr(&srv, Service::Echo, Proto::Tcp).to_string();
+    let t = addr(&srv, ServiceMode::Echo, Proto::Tcp).to_string();
     let began = std::time::Instant::now();
     let out = Command::new(common::bin())
         .args([
@@ -260,8 +263,8 @@ fn merge(files: &[&std::path::Path]) -> (Option<i32>, String) {
 #[test]
 fn merge_refuses_mismatched_and_duplicate_runs() {
     let srv = server_on("127.0.0.1");
-    let tcp = addr(&srv, Service::Echo, Proto::Tcp).to_string();
-    let udp = addr(&srv, Service::Echo, Proto::Udp).to_string();
+    let tcp = addr(&srv, ServiceMode::Echo, Proto::Tcp).to_string();
+    let udp = addr(&srv, ServiceMode::Echo, Proto::Udp).to_string();
     let f = |n: &str| tmp(&format!("merge-{n}.json"));
     // a and b run at the same time; c is UDP; d is 512 B; e runs after a and b.
     let mut a = run_to_json(&tcp, "tcp", "64", &f("a"));
@@ -365,7 +368,7 @@ fn warmup_counted_on_both_sides_over_the_same_window() {
 #[test]
 fn wrong_wire_is_hinted() {
     let srv = server_on("127.0.0.1");
-    let a = addr(&srv, Service::Echo, Proto::Udp);
+    let a = addr(&srv, ServiceMode::Echo, Proto::Udp);
     let mut cfg = quick(a, Proto::Udp, Mode::Pingpong);
     cfg.wire = echoload::client::Wire::Sockperf;
     let r = run(&cfg);

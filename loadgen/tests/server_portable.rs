@@ -3,10 +3,10 @@
 
 #![allow(clippy::many_single_char_names)] // h = handle, s = socket, a = addrs, ... in short tests
 
+use control::protocol::pattern::check as check_source;
+use control::protocol::sockperf::{flags, Header};
 use echoload::cli::ServeArgs;
-use echoload::payload::check_source;
 use echoload::server::{self, ServeConfig, ServerHandle};
-use echoload::sockperf::{decode, encode, flags, Header};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
@@ -78,25 +78,24 @@ fn every_service_v4_v6() {
         assert_eq!(check_source(0, &b[..n]), None);
         // sockperf UDP and TCP.
         let mut m = vec![0u8; 64];
-        encode(
-            &Header {
-                seq: 5,
-                flags: flags::CLIENT | flags::REPLY,
-                len: 64,
-            },
-            &mut m,
-        );
+        Header {
+            seq: 5,
+            flags: flags::CLIENT | flags::REPLY,
+            len: 64,
+        }
+        .encode(&mut m)
+        .unwrap();
         let sp = udp(a.udp_sockperf.unwrap());
         sp.send(&m).unwrap();
         assert_eq!(sp.recv(&mut b).unwrap(), 64);
-        assert_eq!(decode(&b).unwrap().flags, flags::REPLY);
+        assert_eq!(Header::decode(&b).unwrap().flags, flags::REPLY);
         let mut st = tcp(a.tcp_sockperf.unwrap());
         st.write_all(&m[..30]).unwrap();
         st.write_all(&m[30..]).unwrap();
         let mut r = [0u8; 64];
         st.read_exact(&mut r).unwrap();
         assert_eq!(
-            decode(&r).unwrap(),
+            Header::decode(&r).unwrap(),
             Header {
                 seq: 5,
                 flags: flags::REPLY,
@@ -124,14 +123,13 @@ fn limits_and_malformed_frames() {
     // A malformed frame closes that connection.
     let mut bad = tcp(a.tcp_sockperf.unwrap());
     let mut m = [0u8; 20];
-    encode(
-        &Header {
-            seq: 1,
-            flags: flags::CLIENT | flags::REPLY,
-            len: 3,
-        },
-        &mut m,
-    );
+    Header {
+        seq: 1,
+        flags: flags::CLIENT | flags::REPLY,
+        len: 3,
+    }
+    .encode(&mut m)
+    .unwrap();
     bad.write_all(&m).unwrap();
     let mut b = [0u8; 8];
     match bad.read(&mut b) {

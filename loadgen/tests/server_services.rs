@@ -2,11 +2,14 @@
 //! UDP, IPv4 and IPv6, plus the robustness limits (connection limit, a client that never
 //! reads, bounded stop). Every wait is bounded.
 
+// Every unsafe block states why it is sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
 #![allow(clippy::many_single_char_names)] // h = handle, s = socket, a = addrs, ... in short tests
 
+use control::protocol::pattern::check as check_source;
+use control::protocol::Mode as ServiceMode;
 use echoload::cli::ServeArgs;
-use echoload::payload::check_source;
-use echoload::server::{self, Counters, Proto, ServeConfig, ServerHandle, Service};
+use echoload::server::{self, Counters, Proto, ServeConfig, ServerHandle};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
@@ -355,7 +358,7 @@ fn multi_thread_server_serves_on_each_port() {
     }
     assert_eq!(
         h.addrs().tcp_echo.unwrap().port(),
-        h.addr(Service::Echo, Proto::Udp).unwrap().port()
+        h.addr(ServiceMode::Echo, Proto::Udp).unwrap().port()
     );
     h.stop().unwrap();
 }
@@ -395,7 +398,7 @@ fn send_gso(s: &UdpSocket, buf: &[u8], seg: u16) {
 #[cfg(target_os = "linux")]
 #[test]
 fn udp_gso_bursts_are_answered_datagram_by_datagram() {
-    use echoload::sockperf::{decode, encode, flags, Header};
+    use control::protocol::sockperf::{flags, Header};
     for ip in IPS {
         let h = start(ip);
         // Echo: 9 full segments and a short last one come back as 10 datagrams, same sizes.
@@ -418,14 +421,13 @@ fn udp_gso_bursts_are_answered_datagram_by_datagram() {
             } else {
                 flags::CLIENT | flags::REPLY
             };
-            encode(
-                &Header {
-                    seq,
-                    flags: fl,
-                    len: 64,
-                },
-                &mut m,
-            );
+            Header {
+                seq,
+                flags: fl,
+                len: 64,
+            }
+            .encode(&mut m)
+            .unwrap();
             burst.extend(m);
         }
         send_gso(&sp, &burst, 64);
@@ -433,7 +435,7 @@ fn udp_gso_bursts_are_answered_datagram_by_datagram() {
             let n = sp.recv(&mut b).expect("sockperf reply");
             assert_eq!(n, 64);
             assert_eq!(
-                decode(&b).unwrap(),
+                Header::decode(&b).unwrap(),
                 Header {
                     seq,
                     flags: flags::REPLY,

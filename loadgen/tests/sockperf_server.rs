@@ -4,12 +4,15 @@
 
 #![allow(clippy::many_single_char_names)] // h = handle, s = socket, a = addrs, ... in short tests
 
+#[path = "support/sockperf.rs"]
+mod sockperf_cli;
+
+use control::protocol::sockperf::{flags, Header, HEADER_LEN};
 use echoload::cli::ServeArgs;
 use echoload::server::{self, Counters, ServerHandle};
-use echoload::sockperf::{decode, encode, flags, Header, HEADER_LEN};
+use sockperf_cli::{number_after, observations, run_sockperf, sockperf_on_path};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(5);
@@ -29,61 +32,6 @@ fn wait_counters(h: &ServerHandle, ok: impl Fn(&Counters) -> bool) -> Counters {
     }
 }
 
-fn sockperf_on_path() -> bool {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("sockperf").is_file()));
-    if !found {
-        eprintln!(
-            "SKIPPED: `sockperf` is not on PATH (Debian package `sockperf`; ./test.sh installs it)"
-        );
-    }
-    found
-}
-
-/// One real sockperf at a time: they are CPU-hungry and the machine has few cores.
-static SOCKPERF: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Runs `sockperf <args>`; returns its combined output. sockperf 3.7 now and then hangs at the
-/// end of a run on a loaded machine (its timer handler calls printf, which can deadlock), so a
-/// run that has not exited after 10 s is killed and retried, at most 3 times.
-fn run_sockperf(args: &[&str]) -> String {
-    let _one = SOCKPERF
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    for attempt in 1..=3 {
-        let mut child = Command::new("sockperf")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("sockperf starts");
-        let end = Instant::now() + Duration::from_secs(10);
-        let mut hung = false;
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > end {
-                let _ = child.kill();
-                hung = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if hung {
-            eprintln!("sockperf {args:?} hung (attempt {attempt}), output so far:\n{text}");
-            continue;
-        }
-        assert!(out.status.success(), "sockperf {args:?} failed:\n{text}");
-        return text;
-    }
-    panic!("sockperf {args:?} hung 3 times");
-}
-
 fn client_args<'a>(mode: &'a str, port: &'a str, tcp: bool, extra: &[&'a str]) -> Vec<&'a str> {
     let mut a = vec![mode, "-i", "127.0.0.1", "-p", port, "-t", "1", "-m", "64"];
     if tcp {
@@ -100,23 +48,6 @@ fn assert_clean(text: &str, what: &str) {
             "{what}: sockperf reported `{bad}`:\n{text}"
         );
     }
-}
-
-/// The number after `key` in sockperf's output, e.g. "Latency is 25.6".
-fn number_after(text: &str, key: &str) -> Option<f64> {
-    let rest = &text[text.find(key)? + key.len()..];
-    rest.split_whitespace().next()?.parse().ok()
-}
-
-/// N of sockperf's "Total N observations" line (latency samples it matched to replies).
-fn observations(text: &str) -> f64 {
-    text.match_indices("Total ")
-        .find_map(|(i, _)| {
-            let mut w = text[i + 6..].split_whitespace();
-            let n = w.next()?.parse::<f64>().ok()?;
-            w.next()?.starts_with("observations").then_some(n)
-        })
-        .unwrap_or(0.0)
 }
 
 fn pingpong_like(mode: &str, extra: &[&str], tcp: bool) {
@@ -206,14 +137,13 @@ fn real_sockperf_throughput_tcp() {
 
 fn msg(seq: u64, fl: u16, len: usize) -> Vec<u8> {
     let mut v: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31)).collect();
-    encode(
-        &Header {
-            seq,
-            flags: fl,
-            len: len as u32,
-        },
-        &mut v,
-    );
+    Header {
+        seq,
+        flags: fl,
+        len: len as u32,
+    }
+    .encode(&mut v)
+    .unwrap();
     v
 }
 
@@ -247,7 +177,7 @@ fn udp_protocol_v4_v6() {
             let n = s.recv(&mut b).expect("reply");
             assert_eq!(n, len, "reply length ({ip})");
             assert_eq!(
-                decode(&b).unwrap(),
+                Header::decode(&b).unwrap(),
                 Header {
                     seq,
                     flags: flags::REPLY,
@@ -292,7 +222,7 @@ fn tcp_framing_split_and_coalesced() {
         }
         let mut r = vec![0u8; 100];
         s.read_exact(&mut r).unwrap();
-        assert_eq!(decode(&r).unwrap().flags, flags::REPLY);
+        assert_eq!(Header::decode(&r).unwrap().flags, flags::REPLY);
         assert_eq!(&r[HEADER_LEN..], &m[HEADER_LEN..]);
         // Several frames in one write, only some asking for replies; one larger than the
         // server's initial buffer.
@@ -312,7 +242,7 @@ fn tcp_framing_split_and_coalesced() {
             let mut r = vec![0u8; len];
             s.read_exact(&mut r).unwrap();
             assert_eq!(
-                decode(&r).unwrap(),
+                Header::decode(&r).unwrap(),
                 Header {
                     seq,
                     flags: flags::REPLY,
@@ -347,14 +277,13 @@ fn tcp_malformed_frames_close_the_connection() {
     for bad_len in [0u32, 13, (1 << 20) + 1, u32::MAX] {
         let mut s = tcp_conn(&h);
         let mut m = vec![0u8; 64];
-        encode(
-            &Header {
-                seq: 1,
-                flags: CR,
-                len: bad_len,
-            },
-            &mut m,
-        );
+        Header {
+            seq: 1,
+            flags: CR,
+            len: bad_len,
+        }
+        .encode(&mut m)
+        .unwrap();
         s.write_all(&m).unwrap();
         expect_closed(&mut s);
     }
@@ -363,7 +292,7 @@ fn tcp_malformed_frames_close_the_connection() {
     s.write_all(&msg(9, CR, 40)).unwrap();
     let mut r = [0u8; 40];
     s.read_exact(&mut r).unwrap();
-    assert_eq!(decode(&r).unwrap().seq, 9);
+    assert_eq!(Header::decode(&r).unwrap().seq, 9);
     let c = wait_counters(&h, |c| c.sockperf_bad_frames >= 4);
     assert_eq!(c.sockperf_bad_frames, 4, "{c}");
     h.stop().unwrap();

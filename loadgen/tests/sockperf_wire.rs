@@ -2,6 +2,8 @@
 //! sockperf is not installed; ./test.sh installs it).
 
 #![cfg(unix)]
+// Every unsafe block states why it is sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod common;
 

@@ -26,12 +26,15 @@ pub struct Loaded {
 /// Starts a sim run with `sim`, calls DriverEntry with `cfg` (None: read the sim registry),
 /// and waits (bounded) until the start-up thread has created the sockets (`ready`). Err only
 /// when DriverEntry itself failed (the driver is then not loaded).
+// The configuration is handed over by value: DriverEntry takes ownership of it.
+#[allow(clippy::large_types_passed_by_value)]
 pub fn load(sim: wsk_sim::Config, cfg: Option<Config>) -> Result<Loaded, String> {
     load_with(sim, cfg, || {})
 }
 
 /// As [`load`], running `before_entry` after the sim is reset and before DriverEntry (to fill
 /// the sim registry, queue one-shot faults, ...).
+#[allow(clippy::large_types_passed_by_value)] // as for `load`: DriverEntry takes ownership
 pub fn load_with(
     sim: wsk_sim::Config,
     cfg: Option<Config>,
@@ -91,6 +94,8 @@ impl Loaded {
         wsk_sim::finish()
     }
 
+    // `&self` although the driver's state is global: only a loaded driver can be asked.
+    #[allow(clippy::unused_self)]
     pub fn counters(&self) -> [u64; wskecho::stats::NUM_COUNTERS] {
         wskecho::counters().expect("driver loaded")
     }
@@ -100,6 +105,7 @@ impl Loaded {
     }
 
     /// Control ABI call, as the IOCTL path would make it.
+    #[allow(clippy::unused_self)] // as for `counters`: only a loaded driver can be asked
     pub fn control(&self, code: u32, input: &[u8], out_len: usize) -> (i32, Vec<u8>) {
         let mut out = vec![0u8; out_len];
         let (st, n) = wskecho::control(code, input, &mut out).expect("driver loaded");

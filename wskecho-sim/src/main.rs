@@ -2,6 +2,14 @@
 //! loopback (default services from the control crate: echo 7007, discard 7009, source 7019,
 //! sockperf 11111) and the control ABI over TCP (default 127.0.0.1:7070), until Ctrl-C or
 //! SIGTERM or `--duration`. Prints the driver's counters and the sim's leak check at exit.
+//!
+//! - [`harness`]: loads the driver crate's code into wsk-sim and unloads it, checking for
+//!   leaks (shared with the driver's host tests).
+//! - [`image`]: `--sys PATH`, the shipped wskecho.sys image run through wsk-sim's loader
+//!   instead of the built-in driver code.
+
+// Every unsafe block states why it is sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod harness;
 mod image;

@@ -9,14 +9,17 @@
 
 #[path = "../src/image.rs"]
 mod image;
+// The real-sockperf runner echoload's interop tests use (one copy for both crates).
+#[path = "../../loadgen/tests/support/sockperf.rs"]
+mod sockperf_cli;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use control::stats::Counter;
+use sockperf_cli::{number_after, observations, run_sockperf, sockperf_on_path};
 use wsk_sim::registry::{set_value, RegValue};
 
 fn image_path() -> Option<PathBuf> {
@@ -212,68 +215,6 @@ fn image_fault_campaign() {
         ready * 2 >= seeds && with_traffic * 2 >= seeds,
         "campaign too weak: {ready} ready, {with_traffic} with traffic"
     );
-}
-
-fn sockperf_on_path() -> bool {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("sockperf").is_file()));
-    if !found {
-        eprintln!("SKIPPED: `sockperf` is not on PATH (Debian package `sockperf`)");
-    }
-    found
-}
-
-/// `sockperf ARGS`, killed and retried (at most 3 times) if it has not exited after 10 s:
-/// sockperf 3.7 sometimes hangs at the end of a run on a loaded machine.
-fn run_sockperf(args: &[&str]) -> String {
-    for attempt in 1..=3 {
-        let mut child = Command::new("sockperf")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("sockperf starts");
-        let end = Instant::now() + Duration::from_secs(10);
-        let mut hung = false;
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > end {
-                let _ = child.kill();
-                hung = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let out = child.wait_with_output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if hung {
-            eprintln!("sockperf {args:?} hung (attempt {attempt}):\n{text}");
-            continue;
-        }
-        assert!(out.status.success(), "sockperf {args:?} failed:\n{text}");
-        return text;
-    }
-    panic!("sockperf {args:?} hung 3 times");
-}
-
-fn number_after(text: &str, key: &str) -> Option<f64> {
-    let rest = &text[text.find(key)? + key.len()..];
-    rest.split_whitespace().next()?.parse().ok()
-}
-
-/// N of sockperf's "Total N observations" (replies it matched to its requests).
-fn observations(text: &str) -> f64 {
-    text.match_indices("Total ")
-        .find_map(|(i, _)| {
-            let mut w = text[i + 6..].split_whitespace();
-            let n = w.next()?.parse::<f64>().ok()?;
-            w.next()?.starts_with("observations").then_some(n)
-        })
-        .unwrap_or(0.0)
 }
 
 /// The real sockperf client, ping-pong over UDP then TCP, against the image's sockperf

@@ -13,7 +13,6 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::stats::Stats;
 use super::wire::{Check, SendTimes};
 use super::{Clock, Mode, RunConfig, Wire, Worker};
-use crate::payload;
 
 /// How long after the end a run waits for the last echoes.
 const DRAIN: Duration = Duration::from_secs(1);
@@ -316,7 +315,8 @@ fn read_conn(c: &mut Conn, cfg: &RunConfig, clock: &Clock, st: &mut Stats) -> bo
         match cfg.mode {
             Mode::Source => {
                 if cfg.verify_source {
-                    if let Some(i) = payload::check_source(c.src_off, &c.rx[..c.rx_len]) {
+                    if let Some(i) = control::protocol::pattern::check(c.src_off, &c.rx[..c.rx_len])
+                    {
                         st.errors.corrupted += 1;
                         fail(
                             c,

@@ -416,7 +416,7 @@ fn on_datagram(f: &mut Flow, cfg: &RunConfig, msg: &[u8], now: u64, clock: &Cloc
     if cfg.mode == Mode::Source {
         // No sequence in a source reply: it answers the one outstanding request.
         let ok = msg.len() == cfg.size
-            && (!cfg.verify_source || payload::check_source(0, msg).is_none());
+            && (!cfg.verify_source || control::protocol::pattern::check(0, msg).is_none());
         if !ok {
             st.errors.corrupted += 1;
             st.note(format!(

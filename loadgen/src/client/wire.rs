@@ -1,7 +1,7 @@
 //! Building and checking messages on either wire format.
 
 use crate::payload::{self, HEADER_LEN};
-use crate::sockperf;
+use control::protocol::sockperf;
 
 /// Which message format the client speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -48,7 +48,8 @@ impl Wire {
                     flags,
                     len: buf.len() as u32,
                 };
-                sockperf::encode(&h, buf);
+                h.encode(buf)
+                    .expect("a sockperf message is at least a header long (Wire::min_size)");
                 payload::fill_pattern(flow, seq, &mut buf[sockperf::HEADER_LEN..]);
             }
         }
@@ -71,7 +72,7 @@ impl Wire {
                 }
                 _ => Check::BadHeader,
             },
-            Wire::Sockperf => match sockperf::decode(buf) {
+            Wire::Sockperf => match sockperf::Header::decode(buf) {
                 // A reply must have the client bit cleared and keep the reply bit.
                 Some(h) if h.len as usize == buf.len() => {
                     if h.is_client() || !h.wants_reply() {

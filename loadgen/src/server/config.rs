@@ -2,6 +2,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use control::protocol::Mode;
+
 /// A resolved server configuration. `None` for a port turns that service off.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServeConfig {
@@ -49,19 +51,19 @@ impl ServeConfig {
     }
 
     /// The port of a service, if it is on.
-    pub fn port(&self, svc: super::Service) -> Option<u16> {
+    pub fn port(&self, svc: Mode) -> Option<u16> {
         match svc {
-            super::Service::Echo => self.echo_port,
-            super::Service::Discard => self.discard_port,
-            super::Service::Source => self.source_port,
-            super::Service::Sockperf => self.sockperf_port,
+            Mode::Echo => self.echo_port,
+            Mode::Discard => self.discard_port,
+            Mode::Source => self.source_port,
+            Mode::Sockperf => self.sockperf_port,
         }
     }
 
     pub(crate) fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.threads >= 1, "threads must be at least 1");
         anyhow::ensure!(self.threads <= 1024, "threads must be at most 1024");
-        let mut fixed: Vec<u16> = super::Service::ALL
+        let mut fixed: Vec<u16> = Mode::ALL
             .iter()
             .filter_map(|s| self.port(*s))
             .filter(|p| *p != 0)
@@ -71,7 +73,7 @@ impl ServeConfig {
         fixed.dedup();
         anyhow::ensure!(fixed.len() == n, "two services share a port");
         anyhow::ensure!(
-            super::Service::ALL.iter().any(|s| self.port(*s).is_some()),
+            Mode::ALL.iter().any(|s| self.port(*s).is_some()),
             "every service is disabled"
         );
         Ok(())

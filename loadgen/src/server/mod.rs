@@ -20,41 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use config::default_threads;
+// What each service does: the one definition, shared with the driver.
 pub use config::ServeConfig;
-pub use pattern::{fill_source, source_byte, verify_source, SOURCE_PERIOD};
+use control::protocol::Mode;
 pub use stats::Counters;
-
-/// A service of the reference server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Service {
-    /// Sends back what it receives (TCP stream / UDP datagram by datagram).
-    Echo,
-    /// Reads and drops.
-    Discard,
-    /// TCP: sends the source pattern without end. UDP: answers each datagram with one datagram
-    /// of the same length holding the pattern (never amplifies).
-    Source,
-    /// sockperf's protocol: answers messages that ask for a reply, counts the others.
-    Sockperf,
-}
-
-impl Service {
-    pub const ALL: [Service; 4] = [
-        Service::Echo,
-        Service::Discard,
-        Service::Source,
-        Service::Sockperf,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Service::Echo => "echo",
-            Service::Discard => "discard",
-            Service::Source => "source",
-            Service::Sockperf => "sockperf",
-        }
-    }
-}
 
 /// Transport of a bound service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -77,18 +46,18 @@ pub struct ServerAddrs {
 }
 
 impl ServerAddrs {
-    fn from_list(list: &[(Service, Proto, SocketAddr)]) -> Self {
+    fn from_list(list: &[(Mode, Proto, SocketAddr)]) -> Self {
         let mut a = ServerAddrs::default();
         for (svc, proto, addr) in list {
             let slot = match (svc, proto) {
-                (Service::Echo, Proto::Tcp) => &mut a.tcp_echo,
-                (Service::Echo, Proto::Udp) => &mut a.udp_echo,
-                (Service::Discard, Proto::Tcp) => &mut a.tcp_discard,
-                (Service::Discard, Proto::Udp) => &mut a.udp_discard,
-                (Service::Source, Proto::Tcp) => &mut a.tcp_source,
-                (Service::Source, Proto::Udp) => &mut a.udp_source,
-                (Service::Sockperf, Proto::Tcp) => &mut a.tcp_sockperf,
-                (Service::Sockperf, Proto::Udp) => &mut a.udp_sockperf,
+                (Mode::Echo, Proto::Tcp) => &mut a.tcp_echo,
+                (Mode::Echo, Proto::Udp) => &mut a.udp_echo,
+                (Mode::Discard, Proto::Tcp) => &mut a.tcp_discard,
+                (Mode::Discard, Proto::Udp) => &mut a.udp_discard,
+                (Mode::Source, Proto::Tcp) => &mut a.tcp_source,
+                (Mode::Source, Proto::Udp) => &mut a.udp_source,
+                (Mode::Sockperf, Proto::Tcp) => &mut a.tcp_sockperf,
+                (Mode::Sockperf, Proto::Udp) => &mut a.udp_sockperf,
             };
             *slot = Some(*addr);
         }
@@ -98,7 +67,7 @@ impl ServerAddrs {
 
 /// A running server. Dropping it stops it too.
 pub struct ServerHandle {
-    bound: Vec<(Service, Proto, SocketAddr)>,
+    bound: Vec<(Mode, Proto, SocketAddr)>,
     addrs: ServerAddrs,
     stats: Arc<stats::Shared>,
     stop: Arc<AtomicBool>,
@@ -115,7 +84,7 @@ impl std::fmt::Debug for ServerHandle {
 
 impl ServerHandle {
     /// The bound address of a service (the OS-assigned port when the config said 0).
-    pub fn addr(&self, svc: Service, proto: Proto) -> Option<SocketAddr> {
+    pub fn addr(&self, svc: Mode, proto: Proto) -> Option<SocketAddr> {
         self.bound
             .iter()
             .find(|(s, p, _)| *s == svc && *p == proto)
@@ -128,7 +97,7 @@ impl ServerHandle {
     }
 
     /// Every bound service, in bind order.
-    pub fn bound(&self) -> &[(Service, Proto, SocketAddr)] {
+    pub fn bound(&self) -> &[(Mode, Proto, SocketAddr)] {
         &self.bound
     }
 

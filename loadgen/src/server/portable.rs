@@ -5,9 +5,9 @@
 
 use super::pattern::Block;
 use super::stats::Shared;
-use super::{Counters, Proto, ServeConfig, Service, STOP_BOUND};
-use crate::sockperf::{self, Verdict, HEADER_LEN, MAX_TCP_MSG};
+use super::{Counters, Mode, Proto, ServeConfig, STOP_BOUND};
 use anyhow::Context as _;
+use control::protocol::sockperf::{self, Verdict, HEADER_LEN, MAX_TCP_MSG};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,7 +72,7 @@ impl Ctx {
     }
 }
 
-type Started = (Vec<(Service, Proto, SocketAddr)>, Running);
+type Started = (Vec<(Mode, Proto, SocketAddr)>, Running);
 
 pub(super) fn start(
     cfg: &ServeConfig,
@@ -82,7 +82,7 @@ pub(super) fn start(
     let mut bound = Vec::new();
     let mut listeners = Vec::new();
     let mut udps = Vec::new();
-    for svc in Service::ALL {
+    for svc in Mode::ALL {
         let Some(port) = cfg.port(svc) else { continue };
         let (l, u) = bind_pair(cfg, port)
             .with_context(|| format!("cannot bind {} on {}:{port}", svc.name(), cfg.bind))?;
@@ -149,7 +149,7 @@ fn bind_pair(cfg: &ServeConfig, port: u16) -> std::io::Result<(TcpListener, UdpS
     Err(last.unwrap_or_else(|| std::io::Error::other("no port")))
 }
 
-fn accept_loop(l: &TcpListener, svc: Service, ctx: &Ctx) {
+fn accept_loop(l: &TcpListener, svc: Mode, ctx: &Ctx) {
     while !ctx.stopped() {
         match l.accept() {
             Ok((s, _)) => {
@@ -217,7 +217,7 @@ fn send_all(s: &mut TcpStream, mut buf: &[u8], ctx: &Ctx, c: &mut Counters) -> b
     true
 }
 
-fn serve_conn(mut s: TcpStream, svc: Service, ctx: &Ctx) {
+fn serve_conn(mut s: TcpStream, svc: Mode, ctx: &Ctx) {
     let _ = s.set_nodelay(true);
     let _ = s.set_read_timeout(Some(STOP_BOUND / 2));
     let _ = s.set_write_timeout(Some(STOP_BOUND / 2));
@@ -227,7 +227,7 @@ fn serve_conn(mut s: TcpStream, svc: Service, ctx: &Ctx) {
     let mut src_off = 0u64;
     let mut out = Vec::new();
     while !ctx.stopped() {
-        if svc == Service::Source {
+        if svc == Mode::Source {
             if !send_all(&mut s, ctx.block.window(src_off), ctx, &mut c) {
                 break;
             }
@@ -243,9 +243,9 @@ fn serve_conn(mut s: TcpStream, svc: Service, ctx: &Ctx) {
         };
         c.rx_bytes += n as u64;
         let ok = match svc {
-            Service::Echo => send_all(&mut s, &buf[..n], ctx, &mut c),
-            Service::Discard | Service::Source => true,
-            Service::Sockperf => {
+            Mode::Echo => send_all(&mut s, &buf[..n], ctx, &mut c),
+            Mode::Discard | Mode::Source => true,
+            Mode::Sockperf => {
                 have += n;
                 match frames(&mut buf, &mut have, &mut out, &mut c) {
                     Ok(()) => {
@@ -275,7 +275,7 @@ fn frames(
 ) -> Result<(), ()> {
     let mut at = 0;
     while *have - at >= HEADER_LEN {
-        let h = sockperf::decode(&buf[at..*have]).ok_or(())?;
+        let h = sockperf::Header::decode(&buf[at..*have]).ok_or(())?;
         let len = h.len as usize;
         if !(HEADER_LEN..=MAX_TCP_MSG).contains(&len) {
             c.sockperf_bad_frames += 1;
@@ -303,7 +303,7 @@ fn frames(
     buf.copy_within(at..*have, 0);
     *have -= at;
     if *have >= HEADER_LEN {
-        let want = sockperf::decode(buf).map_or(0, |h| h.len as usize);
+        let want = sockperf::Header::decode(buf).map_or(0, |h| h.len as usize);
         if want > buf.len() {
             buf.resize(want, 0);
         }
@@ -311,7 +311,7 @@ fn frames(
     Ok(())
 }
 
-fn udp_loop(u: &UdpSocket, svc: Service, ctx: &Ctx) {
+fn udp_loop(u: &UdpSocket, svc: Mode, ctx: &Ctx) {
     let mut buf = vec![0u8; 65_536];
     while !ctx.stopped() {
         let Ok((n, from)) = u.recv_from(&mut buf) else {
@@ -323,17 +323,17 @@ fn udp_loop(u: &UdpSocket, svc: Service, ctx: &Ctx) {
             ..Counters::default()
         };
         let reply_len = match svc {
-            Service::Discard => None,
+            Mode::Discard => None,
             _ if from.port() < 1024 || ctx.own_udp_ports.contains(&from.port()) => {
                 c.udp_dropped += 1;
                 None
             }
-            Service::Echo => Some(n),
-            Service::Source => {
+            Mode::Echo => Some(n),
+            Mode::Source => {
                 buf[..n].copy_from_slice(&ctx.block.window(0)[..n]);
                 Some(n)
             }
-            Service::Sockperf => match sockperf::decode(&buf[..n]) {
+            Mode::Sockperf => match sockperf::Header::decode(&buf[..n]) {
                 Some(h) if h.len as usize == n => match sockperf::verdict(h.flags) {
                     Verdict::Ignore => None,
                     Verdict::Count => {

@@ -4,8 +4,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use control::protocol::Mode as ServiceMode;
 use echoload::client::{Mode, Proto, RunConfig};
-use echoload::server::{self, ServeConfig, ServerHandle, Service};
+use echoload::server::{self, ServeConfig, ServerHandle};
 
 pub fn server_on(ip: &str) -> ServerHandle {
     let mut cfg = ServeConfig::loopback_ephemeral();
@@ -13,7 +14,7 @@ pub fn server_on(ip: &str) -> ServerHandle {
     server::spawn(cfg).expect("reference server starts")
 }
 
-pub fn addr(h: &ServerHandle, svc: Service, proto: Proto) -> SocketAddr {
+pub fn addr(h: &ServerHandle, svc: ServiceMode, proto: Proto) -> SocketAddr {
     let p = if proto == Proto::Tcp {
         server::Proto::Tcp
     } else {

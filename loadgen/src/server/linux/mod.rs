@@ -6,7 +6,7 @@ mod udp;
 mod worker;
 
 use super::stats::Shared;
-use super::{Proto, ServeConfig, Service};
+use super::{Mode, Proto, ServeConfig};
 use anyhow::Context as _;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
@@ -95,7 +95,7 @@ fn probe_free(proto: Proto, addr: SocketAddr) -> io::Result<()> {
 /// Binds TCP and UDP sockets of one service for every worker, on one port for both.
 fn bind_service(
     cfg: &ServeConfig,
-    svc: Service,
+    svc: Mode,
     port: u16,
 ) -> anyhow::Result<Vec<(usize, Proto, Socket)>> {
     let mut last_err = None;
@@ -135,7 +135,7 @@ fn bind_service(
         .context(format!("no free port for {}", svc.name()))
 }
 
-type Started = (Vec<(Service, Proto, SocketAddr)>, Running);
+type Started = (Vec<(Mode, Proto, SocketAddr)>, Running);
 
 pub(super) fn start(
     cfg: &ServeConfig,
@@ -144,7 +144,7 @@ pub(super) fn start(
 ) -> anyhow::Result<Started> {
     let mut per_worker: Vec<Vec<Bound>> = (0..cfg.threads).map(|_| Vec::new()).collect();
     let mut addrs = Vec::new();
-    for svc in Service::ALL {
+    for svc in Mode::ALL {
         let Some(port) = cfg.port(svc) else { continue };
         for (w, proto, sock) in bind_service(cfg, svc, port)? {
             if w == 0 {

@@ -6,8 +6,8 @@
 
 use super::sys;
 use crate::server::pattern::Block;
-use crate::server::{Counters, Service};
-use crate::sockperf::{self, Verdict, HEADER_LEN, MAX_TCP_MSG};
+use crate::server::{Counters, Mode};
+use control::protocol::sockperf::{self, Verdict, HEADER_LEN, MAX_TCP_MSG};
 use std::io::ErrorKind;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
@@ -47,7 +47,7 @@ impl Next {
 
 pub(crate) struct Conn {
     pub(crate) fd: OwnedFd,
-    pub(crate) svc: Service,
+    pub(crate) svc: Mode,
     pub(crate) events: u32,
     /// echo: the data; sockperf: received bytes not yet framed.
     inb: Vec<u8>,
@@ -70,11 +70,11 @@ pub(crate) struct Scratch {
 }
 
 impl Conn {
-    pub(crate) fn new(fd: OwnedFd, svc: Service) -> Self {
+    pub(crate) fn new(fd: OwnedFd, svc: Mode) -> Self {
         let (inb, out) = match svc {
-            Service::Echo => (vec![0; BUF], Vec::new()),
-            Service::Sockperf => (vec![0; BUF], vec![0; BUF]),
-            Service::Discard | Service::Source => (Vec::new(), Vec::new()),
+            Mode::Echo => (vec![0; BUF], Vec::new()),
+            Mode::Sockperf => (vec![0; BUF], vec![0; BUF]),
+            Mode::Discard | Mode::Source => (Vec::new(), Vec::new()),
         };
         Conn {
             fd,
@@ -93,7 +93,7 @@ impl Conn {
 
     /// The readiness the connection waits for right after accept.
     pub(crate) fn initial(&self) -> Next {
-        if self.svc == Service::Source {
+        if self.svc == Mode::Source {
             Next::Both
         } else {
             Next::Read
@@ -107,10 +107,10 @@ impl Conn {
         }
         let fd = self.fd.as_raw_fd();
         match self.svc {
-            Service::Echo => self.echo(fd, c),
-            Service::Discard => discard(fd, &mut s.discard, c),
-            Service::Source => self.source(fd, ev, s, c),
-            Service::Sockperf => self.sockperf(fd, c),
+            Mode::Echo => self.echo(fd, c),
+            Mode::Discard => discard(fd, &mut s.discard, c),
+            Mode::Source => self.source(fd, ev, s, c),
+            Mode::Sockperf => self.sockperf(fd, c),
         }
     }
 
@@ -209,7 +209,7 @@ impl Conn {
                 self.in_start = 0;
             }
             if self.in_end >= HEADER_LEN {
-                let want = sockperf::decode(&self.inb).map_or(0, |h| h.len as usize);
+                let want = sockperf::Header::decode(&self.inb).map_or(0, |h| h.len as usize);
                 if want > self.inb.len() {
                     self.inb.resize(want, 0);
                 }
@@ -241,7 +241,7 @@ impl Conn {
     fn frame(&mut self, c: &mut Counters) -> Result<(), ()> {
         while self.in_end - self.in_start >= HEADER_LEN {
             let msg = &self.inb[self.in_start..self.in_end];
-            let h = sockperf::decode(msg).ok_or(())?;
+            let h = sockperf::Header::decode(msg).ok_or(())?;
             let len = h.len as usize;
             if !(HEADER_LEN..=MAX_TCP_MSG).contains(&len) {
                 c.sockperf_bad_frames += 1;

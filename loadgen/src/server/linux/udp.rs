@@ -5,8 +5,8 @@
 //! segment size. Either way each reply datagram is at most as large as the datagram it answers.
 
 use crate::server::pattern::Block;
-use crate::server::{Counters, Service};
-use crate::sockperf::{self, Verdict, HEADER_LEN};
+use crate::server::{Counters, Mode};
+use control::protocol::sockperf::{self, Verdict};
 use std::io;
 use std::os::fd::RawFd;
 
@@ -202,7 +202,7 @@ impl Batch {
     }
 
     /// Serves one readable UDP socket of service `svc`.
-    pub(crate) fn on_readable(&mut self, fd: RawFd, svc: Service, ctx: &Ctx<'_>, c: &mut Counters) {
+    pub(crate) fn on_readable(&mut self, fd: RawFd, svc: Mode, ctx: &Ctx<'_>, c: &mut Counters) {
         for _ in 0..ROUNDS {
             let Ok(n) = self.recv(fd) else { return };
             let mut k = 0;
@@ -220,7 +220,7 @@ impl Batch {
                     c.udp_dropped += nsegs;
                     continue;
                 }
-                if svc == Service::Discard {
+                if svc == Mode::Discard {
                     continue;
                 }
                 if refused_peer(&self.names[i], ctx.own_ports) {
@@ -230,16 +230,16 @@ impl Batch {
                 let buf = &mut self.bufs[i * SLOT..i * SLOT + len];
                 let seg = seg.max(1);
                 let (rlen, rsegs) = match svc {
-                    Service::Echo => (len, nsegs),
-                    Service::Source => {
+                    Mode::Echo => (len, nsegs),
+                    Mode::Source => {
                         let pat = ctx.block.window(0);
                         for chunk in buf.chunks_mut(seg) {
                             chunk.copy_from_slice(&pat[..chunk.len()]);
                         }
                         (len, nsegs)
                     }
-                    Service::Sockperf => sockperf_burst(buf, seg, c),
-                    Service::Discard => unreachable!("handled above"),
+                    Mode::Sockperf => sockperf_burst(buf, seg, c),
+                    Mode::Discard => unreachable!("handled above"),
                 };
                 if rsegs > 0 {
                     self.push_reply(k, i, rlen, seg, rsegs);
@@ -264,10 +264,9 @@ fn sockperf_burst(buf: &mut [u8], seg: usize, c: &mut Counters) -> (usize, u64) 
     while off < buf.len() {
         let end = (off + seg).min(buf.len());
         let m = end - off;
-        let well_formed = m >= HEADER_LEN
-            && sockperf::decode(&buf[off..end]).is_some_and(|h| h.len as usize == m);
-        if well_formed {
-            match sockperf::verdict(sockperf::flags_of(&buf[off..end])) {
+        let well_formed = sockperf::Header::decode(&buf[off..end]).filter(|h| h.len as usize == m);
+        if let Some(h) = well_formed {
+            match sockperf::verdict(h.flags) {
                 Verdict::Ignore => {}
                 Verdict::Count => c.sockperf_counted += 1,
                 Verdict::Reply => {
@@ -310,18 +309,17 @@ fn refused_peer(sa: &libc::sockaddr_storage, own: &[u16]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sockperf::{encode, flags, Header};
+    use control::protocol::sockperf::{flags, Header};
 
     fn msg(seq: u64, fl: u16, len: usize) -> Vec<u8> {
         let mut v = vec![seq as u8; len];
-        encode(
-            &Header {
-                seq,
-                flags: fl,
-                len: len as u32,
-            },
-            &mut v,
-        );
+        Header {
+            seq,
+            flags: fl,
+            len: len as u32,
+        }
+        .encode(&mut v)
+        .unwrap();
         v
     }
 
@@ -340,10 +338,13 @@ mod tests {
         assert_eq!((len, segs), (56, 3));
         let seqs: Vec<u64> = [0, 20, 40]
             .iter()
-            .map(|o| sockperf::decode(&buf[*o..]).unwrap().seq)
+            .map(|o| sockperf::Header::decode(&buf[*o..]).unwrap().seq)
             .collect();
         assert_eq!(seqs, [1, 4, 5]);
-        assert_eq!(sockperf::decode(&buf[40..]).unwrap().flags, flags::REPLY);
+        assert_eq!(
+            sockperf::Header::decode(&buf[40..]).unwrap().flags,
+            flags::REPLY
+        );
         assert_eq!(c.sockperf_counted, 1);
         assert_eq!(c.sockperf_bad_frames, 0);
     }

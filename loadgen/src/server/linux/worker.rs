@@ -5,7 +5,7 @@ use super::tcp::{Conn, Next, Scratch};
 use super::udp::{self, Batch};
 use crate::server::pattern::Block;
 use crate::server::stats::Shared;
-use crate::server::{Counters, Proto, Service, STOP_BOUND};
+use crate::server::{Counters, Mode, Proto, STOP_BOUND};
 use socket2::Socket;
 use std::io::{self, ErrorKind};
 use std::os::fd::AsRawFd;
@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 /// A socket bound for one worker.
 pub(crate) struct Bound {
-    pub(crate) svc: Service,
+    pub(crate) svc: Mode,
     pub(crate) proto: Proto,
     pub(crate) sock: Socket,
 }
@@ -31,8 +31,8 @@ pub(crate) struct WorkerCtx {
 enum Entry {
     Free,
     Wake,
-    Listener(Service, Socket),
-    Udp(Service, Socket),
+    Listener(Mode, Socket),
+    Udp(Mode, Socket),
     Conn(Box<Conn>),
 }
 
@@ -134,7 +134,7 @@ struct AcceptState<'a> {
 
 fn accept_some(
     lfd: i32,
-    svc: Service,
+    svc: Mode,
     sh: &WorkerCtx,
     ep: &Epoll,
     st: &mut AcceptState<'_>,
