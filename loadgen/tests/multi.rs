@@ -9,8 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{addr, bin, server_on};
+use control::protocol::Mode as ServiceMode;
 use echoload::client::Proto;
-use echoload::server::Service;
 
 fn unix_now() -> f64 {
     SystemTime::now()
@@ -22,7 +22,7 @@ fn unix_now() -> f64 {
 #[test]
 fn agents_with_one_start_time_merge_from_a_stream() {
     let srv = server_on("127.0.0.1");
-    let t = addr(&srv, Service::Echo, Proto::Tcp).to_string();
+    let t = addr(&srv, ServiceMode::Echo, Proto::Tcp).to_string();
     let start = unix_now().ceil() + 2.0;
     // both agents run at once (spawned, then waited for)
     let running: Vec<_> = (0..2)
@@ -129,7 +129,7 @@ fn agents_with_one_start_time_merge_from_a_stream() {
 #[test]
 fn a_start_time_in_the_past_is_refused_before_any_traffic() {
     let srv = server_on("127.0.0.1");
-    let t = addr(&srv, Service::Echo, Proto::Tcp).to_string();
+    let t = addr(&srv, ServiceMode::Echo, Proto::Tcp).to_string();
     let out = Command::new(bin())
         .args(["run", "--target", &t, "--duration", "1s", "-q"])
         .args(["--start-at", &format!("{}", unix_now() - 5.0)])
