@@ -584,7 +584,7 @@ unsafe extern "win64" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) 
 mod tests {
     #[test]
     fn guard_flags_are_wsk_sys_flags() {
-        assert_eq!(crate::logic::udp_guard::MSG_BCAST, wsk_sys::MSG_BCAST);
-        assert_eq!(crate::logic::udp_guard::MSG_MCAST, wsk_sys::MSG_MCAST);
+        assert_eq!(control::udp_guard::MSG_BCAST, wsk_sys::MSG_BCAST);
+        assert_eq!(control::udp_guard::MSG_MCAST, wsk_sys::MSG_MCAST);
     }
 }

@@ -7,6 +7,7 @@
 //! (std::net, a thread per socket and per connection).
 
 mod config;
+mod guard;
 mod pattern;
 mod stats;
 
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 pub(crate) use config::default_threads;
 pub use config::ServeConfig;
+pub use guard::GuardConfig;
 pub use pattern::{fill_source, source_byte, verify_source, SOURCE_PERIOD};
 pub use stats::Counters;
 
