@@ -31,7 +31,9 @@
 //! - [`device`]: `devices()`, `symlinks()` (with the DACL applied by ZwSetSecurityObject),
 //!   `call_dispatch(dev, major, ioctl, input, output_len)` to send an IRP to a driver.
 //! - [`faults`]: `fail_next(Call, status, count)`, `kill_socket(local)`,
-//!   `kill_connection(local, remote)`; random faults come from [`Config`].
+//!   `kill_connection(local, remote)`, `disguise_datagrams(port, source, flags)` (a datagram
+//!   source address or MSG_BCAST/MSG_MCAST that loopback cannot produce); random faults come
+//!   from [`Config`].
 //! - [`new_driver_object`]: a DRIVER_OBJECT to pass to DriverEntry.
 //! - [`run_passive`]: run DriverEntry/DriverUnload as PASSIVE_LEVEL kernel code.
 //! - [`finish`]: leaks + violations of the run (empty = clean), then teardown.

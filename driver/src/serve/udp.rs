@@ -7,6 +7,10 @@
 //! context's small buffer with the rewritten header (the indication is never written). Send
 //! contexts come from a per-socket pre-allocated pool; when it is empty the datagram is dropped
 //! and counted (never queued, never allocated). A reply is never larger than its request.
+//! Before any send a datagram passes AllowedSources, the reflection and loop guard
+//! (`logic::udp_guard`: broadcast/multicast flags, special sources, privileged and own-service
+//! source ports) and the per-source rate limit (loopback exempt by default); each drop is
+//! counted under its reason.
 
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
