@@ -44,3 +44,4 @@ pub mod protocol;
 pub mod stats;
 #[cfg(feature = "std")]
 pub mod transport;
+pub mod udp_guard;

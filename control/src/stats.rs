@@ -31,9 +31,18 @@ pub enum Counter {
     CopySends,
     /// Times a connection refused data (STATUS_DATA_NOT_ACCEPTED) because its ring was full.
     Backpressure,
+    /// UDP datagrams dropped: sent to a broadcast or multicast address (UdpDropBroadcast).
+    DropBroadcast,
+    /// UDP datagrams dropped: source port below 1024 (UdpDropPrivilegedSourcePorts).
+    DropPrivilegedPort,
+    /// UDP datagrams dropped: source port of a configured service (UdpDropServiceSourcePorts).
+    DropServicePort,
+    /// UDP datagrams dropped: unspecified, multicast or broadcast source address
+    /// (UdpDropSpecialSources).
+    DropSpecialSource,
 }
 
-pub const COUNTER_COUNT: usize = 16;
+pub const COUNTER_COUNT: usize = 20;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT] = [
@@ -53,6 +62,10 @@ impl Counter {
         Counter::ZeroCopySends,
         Counter::CopySends,
         Counter::Backpressure,
+        Counter::DropBroadcast,
+        Counter::DropPrivilegedPort,
+        Counter::DropServicePort,
+        Counter::DropSpecialSource,
     ];
 
     /// snake_case name, used in JSON and tables.
@@ -74,6 +87,10 @@ impl Counter {
             Counter::ZeroCopySends => "zero_copy_sends",
             Counter::CopySends => "copy_sends",
             Counter::Backpressure => "backpressure",
+            Counter::DropBroadcast => "drop_broadcast",
+            Counter::DropPrivilegedPort => "drop_privileged_port",
+            Counter::DropServicePort => "drop_service_port",
+            Counter::DropSpecialSource => "drop_special_source",
         }
     }
 

@@ -31,8 +31,7 @@ fn broken_handlers_are_caught() {
     let cases = suite(|c, i, o| {
         let mut v = i.to_vec();
         if v.len() >= 2 {
-            v[0] = 1;
-            v[1] = 0;
+            v[..2].copy_from_slice(&control::ioctl::ABI_VERSION.to_le_bytes());
         }
         dispatch(&mut m, c, &v, o)
     });

@@ -100,8 +100,8 @@ fn version_happy_and_malformed() {
         (STATUS_BUFFER_TOO_SMALL, vec![])
     );
     let newer = VersionInfo {
-        abi_min: 2,
-        abi_max: 3,
+        abi_min: ABI_VERSION + 1,
+        abi_max: ABI_VERSION + 2,
         ..v
     };
     let mut b2 = vec![0; 64];
@@ -378,8 +378,13 @@ fn set_config_field_errors() {
     // Limits: out of range, non power of two ring, per-connection above total, bad flags.
     let lim = enc(|b| SetConfig::SetLimits(Limits::default()).encode(b));
     // limits at 16..48: max_connections 16, per-conn 20, total 24, ring 28, ..., flags 44.
-    let limit_cases: Vec<(usize, u32)> =
-        vec![(16, 0), (16, 70_000), (28, 5000), (20, 200 << 20), (44, 2)];
+    let limit_cases: Vec<(usize, u32)> = vec![
+        (16, 0),
+        (16, 70_000),
+        (28, 5000),
+        (20, 200 << 20),
+        (44, 1 << 6),
+    ];
     for (off, v) in limit_cases {
         let mut b = lim.clone();
         b[off..off + 4].copy_from_slice(&v.to_le_bytes());
@@ -674,7 +679,7 @@ fn stats_response_decoder_refuses_malformed_answers() {
     );
     assert_eq!(patch(14, &[1]), Err(ControlError::Reserved));
     // First service entry after global + 2 CPU blocks: its port set to 0.
-    let svc = 24 + 3 * 128;
+    let svc = 24 + 3 * COUNTER_COUNT * 8;
     assert_eq!(patch(svc + 2, &[0, 0]), Err(ControlError::BadPort));
     assert_eq!(patch(svc + 4, &[9, 0]), Err(ControlError::BadFamily));
     let mut short = good[..good.len() - 8].to_vec();

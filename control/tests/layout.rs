@@ -138,7 +138,8 @@ fn config_layout() {
         u32_at(&b, l + offset_of!(WireLimits, disconnect_timeout_ms)),
         c.limits.disconnect_timeout_ms
     );
-    assert_eq!(u32_at(&b, l + offset_of!(WireLimits, flags)), 0);
+    // Zero copy off; the UDP guard's five switches (bits 1-5) on by default.
+    assert_eq!(u32_at(&b, l + offset_of!(WireLimits, flags)), 0b11_1110);
     assert_eq!(u16_at(&b, offset_of!(WireConfigHead, allowed_count)), 1);
     assert_eq!(u16_at(&b, offset_of!(WireConfigHead, service_count)), 7);
     let cidr = size_of::<WireConfigHead>();

@@ -267,6 +267,7 @@ impl Driver {
     /// Captured provider; `self` at its final address.
     pub(crate) unsafe fn create_sockets(&mut self) -> Result<(), NTSTATUS> {
         let services = self.config.services;
+        crate::serve::udp::publish_service_ports(services.as_slice());
         let mut first = Ok(());
         for service in services.as_slice() {
             // SAFETY: per this function's contract.
@@ -393,6 +394,7 @@ impl Driver {
                 let _ = added.add(*s);
             }
         }
+        crate::serve::udp::publish_service_ports(new.services.as_slice());
         for s in removed.as_slice() {
             // SAFETY: per this function's contract.
             unsafe { self.close_service(s, timeout) };
@@ -409,6 +411,7 @@ impl Driver {
                     let _ = unsafe { self.open_service(back) };
                 }
                 let keep = self.config.services;
+                crate::serve::udp::publish_service_ports(keep.as_slice());
                 self.release_stats_slots(keep.as_slice());
                 return Err(e);
             }

@@ -78,6 +78,10 @@ fn map(c: &[u64; crate::stats::NUM_COUNTERS]) -> Counters {
     o.set(C::ZeroCopySends, g(Counter::ZeroCopySends));
     o.set(C::CopySends, g(Counter::CopySends));
     o.set(C::Backpressure, g(Counter::RxBackpressure));
+    o.set(C::DropBroadcast, g(Counter::UdpDropBroadcast));
+    o.set(C::DropPrivilegedPort, g(Counter::UdpDropPrivilegedPort));
+    o.set(C::DropServicePort, g(Counter::UdpDropServicePort));
+    o.set(C::DropSpecialSource, g(Counter::UdpDropSpecialSource));
     o
 }
 

@@ -34,9 +34,14 @@ pub enum Counter {
     /// A broken invariant met on a callback path, dropped and counted instead of a panic
     /// (e.g. a completion naming a slot in the wrong state).
     InternalErrors,
+    /// UDP guard drops, one per reason (`logic::udp_guard::GuardDrop`).
+    UdpDropBroadcast,
+    UdpDropPrivilegedPort,
+    UdpDropServicePort,
+    UdpDropSpecialSource,
 }
 
-pub const NUM_COUNTERS: usize = Counter::InternalErrors as usize + 1;
+pub const NUM_COUNTERS: usize = Counter::UdpDropSpecialSource as usize + 1;
 
 pub const COUNTER_NAMES: [&str; NUM_COUNTERS] = [
     "conn_accepted",
@@ -63,6 +68,10 @@ pub const COUNTER_NAMES: [&str; NUM_COUNTERS] = [
     "outbound_failures",
     "copy_sends",
     "internal_errors",
+    "udp_drop_broadcast",
+    "udp_drop_privileged_port",
+    "udp_drop_service_port",
+    "udp_drop_special_source",
 ];
 
 #[repr(C, align(128))]
@@ -155,6 +164,10 @@ pub const fn svc_index(c: Counter) -> Option<usize> {
         Counter::ZeroCopySends => A::ZeroCopySends,
         Counter::CopySends => A::CopySends,
         Counter::RxBackpressure => A::Backpressure,
+        Counter::UdpDropBroadcast => A::DropBroadcast,
+        Counter::UdpDropPrivilegedPort => A::DropPrivilegedPort,
+        Counter::UdpDropServicePort => A::DropServicePort,
+        Counter::UdpDropSpecialSource => A::DropSpecialSource,
         Counter::CopyBytes
         | Counter::DeadSockets
         | Counter::ProtocolErrors
@@ -165,7 +178,7 @@ pub const fn svc_index(c: Counter) -> Option<usize> {
     Some(a as usize)
 }
 
-/// One CPU's counters for one service: exactly one 128-byte line (16 × u64).
+/// One CPU's counters for one service: 20 × u64 padded to two 128-byte lines.
 #[repr(C, align(128))]
 #[derive(Debug)]
 struct SvcBlock {
@@ -175,7 +188,7 @@ struct SvcBlock {
 /// Per-CPU × per-service counters: a callback only writes its own CPU's line for its own
 /// service, so services add no shared-line traffic on the data path. The all-zero bit pattern
 /// is a valid (empty) value, so it lives directly in the pool-zeroed driver state
-/// (`MAX_CPUS × MAX_SERVICES × 128 B` = 128 KiB, never on a stack).
+/// (`MAX_CPUS × MAX_SERVICES × 256 B` = 256 KiB, never on a stack).
 #[derive(Debug)]
 pub struct SvcStats {
     cpus: [[SvcBlock; MAX_SERVICES]; MAX_CPUS],
@@ -259,7 +272,7 @@ mod tests {
         assert!(!p.is_null());
         // SAFETY: freshly allocated and zeroed.
         let s = unsafe { &*p };
-        assert_eq!(core::mem::size_of::<SvcBlock>(), 128);
+        assert_eq!(core::mem::size_of::<SvcBlock>(), 256);
         s.add(0, 1, Counter::TcpBytesIn, 10);
         s.add(5, 1, Counter::UdpBytesIn, 5);
         s.add(2, 1, Counter::ConnAccepted, 3);
@@ -268,6 +281,7 @@ mod tests {
         s.add(0, 2, Counter::UdpDropService, 1);
         s.add(0, NO_SLOT, Counter::TcpBytesIn, 99);
         s.add(0, 1, Counter::DeadSockets, 7);
+        s.add(0, 2, Counter::UdpDropServicePort, 4);
         let a = s.snapshot(1);
         assert_eq!(a[A::BytesIn as usize], 15);
         assert_eq!(a[A::ConnAccepted as usize], 3);
@@ -276,6 +290,7 @@ mod tests {
         let b = s.snapshot(2);
         assert_eq!(b[A::DropMalformed as usize], 2);
         assert_eq!(b[A::BytesIn as usize], 0);
+        assert_eq!(b[A::DropServicePort as usize], 4);
         s.clear(1);
         assert_eq!(s.snapshot(1), [0; control::stats::COUNTER_COUNT]);
         // SAFETY: allocated above with this layout.

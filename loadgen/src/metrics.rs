@@ -285,6 +285,26 @@ fn driver_metric(
             Some(("reason", "malformed")),
             "UDP datagrams dropped, by reason.",
         ),
+        Counter::DropBroadcast => (
+            "wskecho_dropped_datagrams_total",
+            Some(("reason", "broadcast")),
+            "UDP datagrams dropped, by reason.",
+        ),
+        Counter::DropPrivilegedPort => (
+            "wskecho_dropped_datagrams_total",
+            Some(("reason", "privileged_port")),
+            "UDP datagrams dropped, by reason.",
+        ),
+        Counter::DropServicePort => (
+            "wskecho_dropped_datagrams_total",
+            Some(("reason", "service_port")),
+            "UDP datagrams dropped, by reason.",
+        ),
+        Counter::DropSpecialSource => (
+            "wskecho_dropped_datagrams_total",
+            Some(("reason", "special_source")),
+            "UDP datagrams dropped, by reason.",
+        ),
         Counter::RetainedBytes => (
             "wskecho_retained_bytes",
             None,

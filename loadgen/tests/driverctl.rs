@@ -339,7 +339,7 @@ fn binary_end_to_end() {
         .unwrap();
     assert!(o.status.success(), "{o:?}");
     let j: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(j["abi"]["max"], 1);
+    assert_eq!(j["abi"]["max"], control::ioctl::ABI_VERSION);
     let addr = closed_port();
     let o = std::process::Command::new(exe)
         .args(["driver", "--control", &addr.to_string(), "stats"])

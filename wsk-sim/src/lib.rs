@@ -31,7 +31,9 @@
 //! - [`device`]: `devices()`, `symlinks()` (with the DACL applied by ZwSetSecurityObject),
 //!   `call_dispatch(dev, major, ioctl, input, output_len)` to send an IRP to a driver.
 //! - [`faults`]: `fail_next(Call, status, count)`, `kill_socket(local)`,
-//!   `kill_connection(local, remote)`; random faults come from [`Config`].
+//!   `kill_connection(local, remote)`, `disguise_datagrams(port, source, flags)` (a datagram
+//!   source address or MSG_BCAST/MSG_MCAST that loopback cannot produce); random faults come
+//!   from [`Config`].
 //! - [`Config::with_unkind`] / `WSK_SIM_UNKIND` ([`UNKIND_ORDERS`], or `all`): the orders
 //!   the WSK docs leave open (close vs the IRPs it cancels, completions before the call
 //!   returns or during a callback, stalled callbacks, callbacks inside calls, the caller's

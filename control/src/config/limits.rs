@@ -23,8 +23,43 @@ pub struct Limits {
     pub disconnect_timeout_ms: u32,
     /// Allow the zero-copy TCP echo path (0 forces the copy path; for benchmarks).
     pub zero_copy: bool,
+    /// UDP reflection guard (see [`UdpGuard`]).
+    pub udp_guard: UdpGuard,
     allowed: [Cidr; MAX_ALLOWED_SOURCES],
     allowed_len: u8,
+}
+
+/// The UDP reflection and loop guard: which datagrams a UDP service drops (and counts) before
+/// answering. Every switch is on by default; `rate_exempt_loopback` keeps
+/// `UdpRateLimitPerSource` off loopback sources so local benchmarks are never limited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UdpGuard {
+    /// Drop datagrams WSK indicates with MSG_BCAST or MSG_MCAST (sent to a broadcast or
+    /// multicast address: one spoofed request would draw replies from every listener).
+    pub drop_broadcast: bool,
+    /// Drop datagrams from source ports 0-1023 (echo, chargen, DNS, NTP, ...: the reflection
+    /// partners of CVE-2024-2169 / VU#417980).
+    pub drop_privileged_ports: bool,
+    /// Drop datagrams whose source port is a port of any configured service (TCP or UDP):
+    /// a spoofed datagram from one of our own services would start an endless ping-pong.
+    pub drop_service_ports: bool,
+    /// Drop datagrams from unspecified, multicast or limited-broadcast source addresses
+    /// (never a legitimate sender; a reply would fan out).
+    pub drop_special_sources: bool,
+    /// Loopback sources are not rate limited.
+    pub rate_exempt_loopback: bool,
+}
+
+impl Default for UdpGuard {
+    fn default() -> Self {
+        UdpGuard {
+            drop_broadcast: UDP_DROP_BROADCAST.default != 0,
+            drop_privileged_ports: UDP_DROP_PRIVILEGED_PORTS.default != 0,
+            drop_service_ports: UDP_DROP_SERVICE_PORTS.default != 0,
+            drop_special_sources: UDP_DROP_SPECIAL_SOURCES.default != 0,
+            rate_exempt_loopback: UDP_RATE_EXEMPT_LOOPBACK.default != 0,
+        }
+    }
 }
 
 /// A limit out of its range.
@@ -95,8 +130,8 @@ pub const UDP_RATE_PER_SOURCE: DwordSpec = DwordSpec {
     name: "UdpRateLimitPerSource",
     min: 0,
     max: 10_000_000,
-    default: 0,
-    doc: "datagrams per second answered per source address (0: no limit)",
+    default: 1000,
+    doc: "datagrams per second answered per source address, burst as large (0: no limit; loopback exempt by UdpRateLimitExemptLoopback)",
 };
 pub const DISCONNECT_TIMEOUT_MS: DwordSpec = DwordSpec {
     name: "DisconnectTimeoutMs",
@@ -113,8 +148,45 @@ pub const ZERO_COPY: DwordSpec = DwordSpec {
     doc: "1: TCP echo may send the received buffers back without copying; 0: always copy",
 };
 
-/// The bounded `u32` limits, in registry order.
-pub const DWORD_SPECS: [DwordSpec; 8] = [
+pub const UDP_DROP_BROADCAST: DwordSpec = DwordSpec {
+    name: "UdpDropBroadcast",
+    min: 0,
+    max: 1,
+    default: 1,
+    doc: "1: drop UDP datagrams sent to a broadcast or multicast address (MSG_BCAST/MSG_MCAST)",
+};
+pub const UDP_DROP_PRIVILEGED_PORTS: DwordSpec = DwordSpec {
+    name: "UdpDropPrivilegedSourcePorts",
+    min: 0,
+    max: 1,
+    default: 1,
+    doc: "1: drop UDP datagrams from source ports 0-1023 (other UDP services: reflection)",
+};
+pub const UDP_DROP_SERVICE_PORTS: DwordSpec = DwordSpec {
+    name: "UdpDropServiceSourcePorts",
+    min: 0,
+    max: 1,
+    default: 1,
+    doc: "1: drop UDP datagrams whose source port is a configured service's port (echo loops)",
+};
+pub const UDP_DROP_SPECIAL_SOURCES: DwordSpec = DwordSpec {
+    name: "UdpDropSpecialSources",
+    min: 0,
+    max: 1,
+    default: 1,
+    doc: "1: drop UDP datagrams from unspecified, multicast or broadcast source addresses",
+};
+pub const UDP_RATE_EXEMPT_LOOPBACK: DwordSpec = DwordSpec {
+    name: "UdpRateLimitExemptLoopback",
+    min: 0,
+    max: 1,
+    default: 1,
+    doc: "1: UdpRateLimitPerSource does not apply to loopback sources (local benchmarks)",
+};
+
+/// The bounded `u32` limits, in registry order. The first seven travel as `u32`s in the
+/// control ABI's limits block, the switches after them as bits of its flags word.
+pub const DWORD_SPECS: [DwordSpec; 13] = [
     MAX_CONNECTIONS,
     MAX_RETAINED_PER_CONN,
     MAX_RETAINED_TOTAL,
@@ -123,6 +195,11 @@ pub const DWORD_SPECS: [DwordSpec; 8] = [
     UDP_RATE_PER_SOURCE,
     DISCONNECT_TIMEOUT_MS,
     ZERO_COPY,
+    UDP_DROP_BROADCAST,
+    UDP_DROP_PRIVILEGED_PORTS,
+    UDP_DROP_SERVICE_PORTS,
+    UDP_DROP_SPECIAL_SOURCES,
+    UDP_RATE_EXEMPT_LOOPBACK,
 ];
 
 impl DwordSpec {
@@ -152,6 +229,7 @@ impl Default for Limits {
             udp_rate_per_source: UDP_RATE_PER_SOURCE.default,
             disconnect_timeout_ms: DISCONNECT_TIMEOUT_MS.default,
             zero_copy: ZERO_COPY.default != 0,
+            udp_guard: UdpGuard::default(),
             allowed,
             allowed_len: 2,
         }
@@ -221,6 +299,17 @@ impl Limits {
             n if n == UDP_RATE_PER_SOURCE.name => self.udp_rate_per_source,
             n if n == DISCONNECT_TIMEOUT_MS.name => self.disconnect_timeout_ms,
             n if n == ZERO_COPY.name => u32::from(self.zero_copy),
+            n if n == UDP_DROP_BROADCAST.name => u32::from(self.udp_guard.drop_broadcast),
+            n if n == UDP_DROP_PRIVILEGED_PORTS.name => {
+                u32::from(self.udp_guard.drop_privileged_ports)
+            }
+            n if n == UDP_DROP_SERVICE_PORTS.name => u32::from(self.udp_guard.drop_service_ports),
+            n if n == UDP_DROP_SPECIAL_SOURCES.name => {
+                u32::from(self.udp_guard.drop_special_sources)
+            }
+            n if n == UDP_RATE_EXEMPT_LOOPBACK.name => {
+                u32::from(self.udp_guard.rate_exempt_loopback)
+            }
             _ => return None,
         })
     }
@@ -235,6 +324,17 @@ impl Limits {
             n if n == UDP_RATE_PER_SOURCE.name => self.udp_rate_per_source = v,
             n if n == DISCONNECT_TIMEOUT_MS.name => self.disconnect_timeout_ms = v,
             n if n == ZERO_COPY.name => self.zero_copy = v != 0,
+            n if n == UDP_DROP_BROADCAST.name => self.udp_guard.drop_broadcast = v != 0,
+            n if n == UDP_DROP_PRIVILEGED_PORTS.name => {
+                self.udp_guard.drop_privileged_ports = v != 0;
+            }
+            n if n == UDP_DROP_SERVICE_PORTS.name => self.udp_guard.drop_service_ports = v != 0,
+            n if n == UDP_DROP_SPECIAL_SOURCES.name => {
+                self.udp_guard.drop_special_sources = v != 0;
+            }
+            n if n == UDP_RATE_EXEMPT_LOOPBACK.name => {
+                self.udp_guard.rate_exempt_loopback = v != 0;
+            }
             _ => return false,
         }
         true

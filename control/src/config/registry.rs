@@ -4,7 +4,9 @@
 use super::{
     Cidr, Config, LimitError, Service, ServiceError, Services, DISCONNECT_TIMEOUT_MS,
     MAX_ALLOWED_SOURCES, MAX_CONNECTIONS, MAX_RETAINED_PER_CONN, MAX_RETAINED_TOTAL,
-    SEND_RING_BYTES, UDP_RATE_PER_SOURCE, UDP_SEND_CONTEXTS, ZERO_COPY,
+    SEND_RING_BYTES, UDP_DROP_BROADCAST, UDP_DROP_PRIVILEGED_PORTS, UDP_DROP_SERVICE_PORTS,
+    UDP_DROP_SPECIAL_SOURCES, UDP_RATE_EXEMPT_LOOPBACK, UDP_RATE_PER_SOURCE, UDP_SEND_CONTEXTS,
+    ZERO_COPY,
 };
 use core::fmt;
 
@@ -26,7 +28,7 @@ pub struct RegistryValueSpec {
 }
 
 /// Every value the driver looks up, in the order it applies them.
-pub const REGISTRY_VALUES: [RegistryValueSpec; 10] = [
+pub const REGISTRY_VALUES: [RegistryValueSpec; 15] = [
     RegistryValueSpec {
         name: SERVICES_VALUE,
         reg_type: REG_MULTI_SZ,
@@ -65,6 +67,26 @@ pub const REGISTRY_VALUES: [RegistryValueSpec; 10] = [
     },
     RegistryValueSpec {
         name: ZERO_COPY.name,
+        reg_type: REG_DWORD,
+    },
+    RegistryValueSpec {
+        name: UDP_DROP_BROADCAST.name,
+        reg_type: REG_DWORD,
+    },
+    RegistryValueSpec {
+        name: UDP_DROP_PRIVILEGED_PORTS.name,
+        reg_type: REG_DWORD,
+    },
+    RegistryValueSpec {
+        name: UDP_DROP_SERVICE_PORTS.name,
+        reg_type: REG_DWORD,
+    },
+    RegistryValueSpec {
+        name: UDP_DROP_SPECIAL_SOURCES.name,
+        reg_type: REG_DWORD,
+    },
+    RegistryValueSpec {
+        name: UDP_RATE_EXEMPT_LOOPBACK.name,
         reg_type: REG_DWORD,
     },
 ];

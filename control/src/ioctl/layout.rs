@@ -62,7 +62,8 @@ pub struct WireLimits {
     pub udp_send_contexts: u32,
     pub udp_rate_per_source: u32,
     pub disconnect_timeout_ms: u32,
-    /// Bit 0: zero copy; other bits zero.
+    /// Bit 0: zero copy; bits 1-5: the UDP guard's switches (`LIMIT_FLAG_SWITCHES`); other
+    /// bits zero.
     pub flags: u32,
 }
 

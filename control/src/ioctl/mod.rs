@@ -22,7 +22,7 @@ pub use stats_msg::*;
 
 /// The ABI version this build speaks (requests with another version are refused with
 /// STATUS_REVISION_MISMATCH).
-pub const ABI_VERSION: u16 = 1;
+pub const ABI_VERSION: u16 = 2;
 
 /// `\Device\WskEcho`; user mode opens `\\.\WskEcho`.
 pub const DEVICE_NAME: &str = "\\Device\\WskEcho";

@@ -4,8 +4,9 @@
 use super::wire::{Reader, Writer};
 use super::{ControlError, Header, Kind, HEADER_LEN};
 use crate::config::{
-    Cidr, Config, Limits, Mode, Proto, Service, Services, DWORD_SPECS, MAX_ALLOWED_SOURCES,
-    MAX_SERVICES,
+    Cidr, Config, DwordSpec, Limits, Mode, Proto, Service, Services, DWORD_SPECS,
+    MAX_ALLOWED_SOURCES, MAX_SERVICES, UDP_DROP_BROADCAST, UDP_DROP_PRIVILEGED_PORTS,
+    UDP_DROP_SERVICE_PORTS, UDP_DROP_SPECIAL_SOURCES, UDP_RATE_EXEMPT_LOOPBACK,
 };
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -19,10 +20,19 @@ pub const ADDRESS_LEN: usize = 20;
 pub const SERVICE_LEN: usize = 4 + ADDRESS_LEN;
 /// `family u16, prefix u8, reserved u8, addr [u8; 16]`.
 pub const CIDR_LEN: usize = 20;
-/// Eight u32: the seven bounded limits, then flags (bit 0: zero copy).
+/// Eight u32: the seven bounded limits, then flags (bit 0: zero copy, bits 1-5: the UDP
+/// guard's switches, [`LIMIT_FLAG_SWITCHES`]).
 pub const LIMITS_LEN: usize = 32;
 
 pub const LIMIT_FLAG_ZERO_COPY: u32 = 1;
+/// The UDP guard's switches (registry values 0/1) as bits 1-5 of the limits flags word.
+pub const LIMIT_FLAG_SWITCHES: [(u32, DwordSpec); 5] = [
+    (1 << 1, UDP_DROP_BROADCAST),
+    (1 << 2, UDP_DROP_PRIVILEGED_PORTS),
+    (1 << 3, UDP_DROP_SERVICE_PORTS),
+    (1 << 4, UDP_DROP_SPECIAL_SOURCES),
+    (1 << 5, UDP_RATE_EXEMPT_LOOPBACK),
+];
 
 pub(super) fn encode_addr(w: &mut Writer<'_>, a: IpAddr) {
     match a {
@@ -124,7 +134,13 @@ fn encode_limits(w: &mut Writer<'_>, l: &Limits) {
     for spec in &DWORD_SPECS[..7] {
         w.u32(l.dword(spec.name).unwrap_or(0));
     }
-    w.u32(if l.zero_copy { LIMIT_FLAG_ZERO_COPY } else { 0 });
+    let mut flags = if l.zero_copy { LIMIT_FLAG_ZERO_COPY } else { 0 };
+    for (bit, spec) in LIMIT_FLAG_SWITCHES {
+        if l.dword(spec.name) == Some(1) {
+            flags |= bit;
+        }
+    }
+    w.u32(flags);
 }
 
 /// Limits without the allow-list; each value range-checked.
@@ -134,10 +150,17 @@ fn decode_limits(r: &mut Reader<'_>, l: &mut Limits) -> Result<(), ControlError>
         l.set_by_name(spec.name, v).map_err(ControlError::Limit)?;
     }
     let flags = r.u32()?;
-    if flags & !LIMIT_FLAG_ZERO_COPY != 0 {
+    let known = LIMIT_FLAG_SWITCHES
+        .iter()
+        .fold(LIMIT_FLAG_ZERO_COPY, |m, (bit, _)| m | bit);
+    if flags & !known != 0 {
         return Err(ControlError::Reserved);
     }
     l.zero_copy = flags & LIMIT_FLAG_ZERO_COPY != 0;
+    for (bit, spec) in LIMIT_FLAG_SWITCHES {
+        l.set_by_name(spec.name, u32::from(flags & bit != 0))
+            .map_err(ControlError::Limit)?;
+    }
     Ok(())
 }
 

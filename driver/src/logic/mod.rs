@@ -4,7 +4,8 @@
 //!
 //! - `tcp`: the per-connection send/receive state machine (zero-copy vs copy, ordering,
 //!   backpressure, teardown); `client`: the load client's message state inside it.
-//! - `udp`: the per-source rate limiter; `udp_verdict` below: what a UDP service answers.
+//! - `udp`: the per-source rate limiter; `udp_guard`: which datagrams are dropped as
+//!   reflection or loop risks; `udp_verdict` below: what a UDP service answers.
 //! - `sockperf`: the sockperf datagram rules and the TCP framer; `source`: source send sizes.
 //! - `ring`: the copy path's byte ring; `budget`: the global retention budget.
 
@@ -15,6 +16,7 @@ pub mod sockperf;
 pub mod source;
 pub mod tcp;
 pub mod udp;
+pub mod udp_guard;
 
 use control::protocol::Mode;
 

@@ -7,11 +7,15 @@
 //! context's small buffer with the rewritten header (the indication is never written). Send
 //! contexts come from a per-socket pre-allocated pool; when it is empty the datagram is dropped
 //! and counted (never queued, never allocated). A reply is never larger than its request.
+//! Before any send a datagram passes AllowedSources, the reflection and loop guard
+//! (`logic::udp_guard`: broadcast/multicast flags, special sources, privileged and own-service
+//! source ports) and the per-source rate limit (loopback exempt by default); each drop is
+//! counted under its reason.
 
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 
-use control::config::Service;
+use control::config::{Service, MAX_SERVICES};
 use control::protocol::sockperf::HEADER_LEN;
 use control::protocol::Mode;
 use wsk_sys::{
@@ -27,6 +31,7 @@ use crate::kernel::lock::SpinLock;
 use crate::kernel::time::{self, wait_until};
 use crate::kernel::{irp, pool};
 use crate::logic::udp::RateLimiter;
+use crate::logic::udp_guard::{self, GuardDrop};
 use crate::logic::{copy_at, udp_verdict, UdpVerdict};
 use crate::stats::Counter;
 use crate::wsk::addr::SockAddrBuf;
@@ -36,6 +41,36 @@ use crate::wsk::{close_sync, disable_event_sync, open_bound, BoundKind};
 /// Size of a send context's copy buffer (sockperf replies); larger sockperf datagrams are
 /// dropped and counted (udp_drop_too_big).
 const COPY_BUF: usize = 2048;
+
+/// The ports of every configured service (TCP and UDP; 0 = empty slot), for the guard's
+/// own-port rule. The services list itself is written by the control path while callbacks
+/// run, so callbacks read this copy of atomics instead (a datagram racing a reconfiguration
+/// may see a mix of the old and new ports, never a torn port).
+static SERVICE_PORTS: [AtomicU16; MAX_SERVICES] = [const { AtomicU16::new(0) }; MAX_SERVICES];
+
+/// Publishes the configured services' ports to the UDP guard. PASSIVE_LEVEL (start-up and the
+/// control path, which are serialised).
+pub(crate) fn publish_service_ports(services: &[Service]) {
+    for (i, slot) in SERVICE_PORTS.iter().enumerate() {
+        slot.store(services.get(i).map_or(0, |s| s.port), Ordering::Relaxed);
+    }
+}
+
+fn service_ports() -> impl Iterator<Item = u16> {
+    SERVICE_PORTS
+        .iter()
+        .map(|p| p.load(Ordering::Relaxed))
+        .filter(|&p| p != 0)
+}
+
+const fn guard_counter(d: GuardDrop) -> Counter {
+    match d {
+        GuardDrop::Broadcast => Counter::UdpDropBroadcast,
+        GuardDrop::SpecialSource => Counter::UdpDropSpecialSource,
+        GuardDrop::PrivilegedPort => Counter::UdpDropPrivilegedPort,
+        GuardDrop::ServicePort => Counter::UdpDropServicePort,
+    }
+}
 
 struct UdpSend {
     sock: *mut UdpSock,
@@ -351,7 +386,7 @@ unsafe fn head_of(buf: &WSK_BUF) -> ([u8; HEADER_LEN], usize) {
 #[allow(clippy::many_single_char_names)] // socket, list element, context, counts: one loop
 unsafe extern "win64" fn receive_from_event(
     ctx: PVOID,
-    _flags: ULONG,
+    flags: ULONG,
     list: *mut WSK_DATAGRAM_INDICATION,
 ) -> NTSTATUS {
     // SAFETY: the UdpSock registered with WskSocket; lives until after its close completes.
@@ -401,7 +436,15 @@ unsafe extern "win64" fn receive_from_event(
             drv.count_service(u.stats_slot, Counter::UdpDropFiltered, 1);
             continue;
         }
-        if !u.inner.lock().rate.allow(&peer.ip(), time::now()) {
+        // Reflection and loop guard; MSG_BCAST/MSG_MCAST in Flags describe the whole list (W60).
+        let guard = drv.config.limits.udp_guard;
+        if let Some(why) = udp_guard::check(guard, flags, peer, service_ports()) {
+            drv.count_service(u.stats_slot, guard_counter(why), 1);
+            continue;
+        }
+        if udp_guard::rate_limited_source(guard, peer.ip())
+            && !u.inner.lock().rate.allow(&peer.ip(), time::now())
+        {
             drv.count_service(u.stats_slot, Counter::UdpDropRate, 1);
             continue;
         }
@@ -532,4 +575,13 @@ unsafe extern "win64" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) 
         g.parked += 1;
     }
     irp::routine_return()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn guard_flags_are_wsk_sys_flags() {
+        assert_eq!(control::udp_guard::MSG_BCAST, wsk_sys::MSG_BCAST);
+        assert_eq!(control::udp_guard::MSG_MCAST, wsk_sys::MSG_MCAST);
+    }
 }

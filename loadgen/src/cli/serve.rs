@@ -37,6 +37,28 @@ pub struct ServeArgs {
     /// Serve the counters in the Prometheus text format on http://ADDR/metrics.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
+    /// UDP guard: drop datagrams sent to a broadcast or multicast address (driver:
+    /// UdpDropBroadcast). Needs the destination, which only a unicast bind guarantees here.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub udp_drop_broadcast: bool,
+    /// UDP guard: drop datagrams from source ports 0-1023 (UdpDropPrivilegedSourcePorts).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub udp_drop_privileged_source_ports: bool,
+    /// UDP guard: drop datagrams from the port of any of our services, TCP or UDP
+    /// (UdpDropServiceSourcePorts).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub udp_drop_service_source_ports: bool,
+    /// UDP guard: drop datagrams from unspecified, multicast or broadcast source addresses
+    /// (UdpDropSpecialSources).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub udp_drop_special_sources: bool,
+    /// UDP datagrams per second answered per source address, burst as large; 0 = no limit
+    /// (UdpRateLimitPerSource).
+    #[arg(long, default_value_t = control::config::UDP_RATE_PER_SOURCE.default)]
+    pub udp_rate_limit_per_source: u32,
+    /// Loopback sources are not rate limited (UdpRateLimitExemptLoopback).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub udp_rate_limit_exempt_loopback: bool,
 }
 
 impl Default for ServeArgs {
@@ -53,6 +75,12 @@ impl Default for ServeArgs {
             max_conns: 1024,
             stats_every: 0.0,
             metrics: None,
+            udp_drop_broadcast: true,
+            udp_drop_privileged_source_ports: true,
+            udp_drop_service_source_ports: true,
+            udp_drop_special_sources: true,
+            udp_rate_limit_per_source: control::config::UDP_RATE_PER_SOURCE.default,
+            udp_rate_limit_exempt_loopback: true,
         }
     }
 }
@@ -102,6 +130,16 @@ impl From<&ServeArgs> for ServeConfig {
                 a.threads
             },
             max_conns: a.max_conns,
+            guard: crate::server::GuardConfig {
+                rules: control::config::UdpGuard {
+                    drop_broadcast: a.udp_drop_broadcast,
+                    drop_privileged_ports: a.udp_drop_privileged_source_ports,
+                    drop_service_ports: a.udp_drop_service_source_ports,
+                    drop_special_sources: a.udp_drop_special_sources,
+                    rate_exempt_loopback: a.udp_rate_limit_exempt_loopback,
+                },
+                rate_per_source: a.udp_rate_limit_per_source,
+            },
         }
     }
 }

@@ -15,6 +15,8 @@ pub struct ServeConfig {
     /// Worker threads (at least 1).
     pub threads: usize,
     pub max_conns: usize,
+    /// The UDP reflection and loop guard (the driver's rules and defaults).
+    pub guard: super::GuardConfig,
 }
 
 impl Default for ServeConfig {
@@ -28,6 +30,7 @@ impl Default for ServeConfig {
             sockperf_port: Some(11111),
             threads: default_threads(),
             max_conns: 1024,
+            guard: super::GuardConfig::default(),
         }
     }
 }
@@ -48,6 +51,17 @@ impl ServeConfig {
             threads: 1,
             ..ServeConfig::default()
         }
+    }
+
+    /// The bound port of every service (TCP and UDP share one number per service): the
+    /// guard's own-port rule.
+    pub(crate) fn own_ports(
+        bound: &[(super::Mode, super::Proto, std::net::SocketAddr)],
+    ) -> Vec<u16> {
+        let mut v: Vec<u16> = bound.iter().map(|(_, _, a)| a.port()).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
     }
 
     /// The port of a service, if it is on.

@@ -7,6 +7,7 @@
 //! (std::net, a thread per socket and per connection).
 
 mod config;
+mod guard;
 mod pattern;
 mod stats;
 
@@ -23,6 +24,7 @@ pub(crate) use config::default_threads;
 // What each service does: the one definition, shared with the driver.
 pub use config::ServeConfig;
 use control::protocol::Mode;
+pub use guard::GuardConfig;
 pub use stats::Counters;
 
 /// Transport of a bound service.

@@ -47,7 +47,9 @@ struct Ctx {
     stop: Arc<AtomicBool>,
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
     max_conns: usize,
-    own_udp_ports: Arc<Vec<u16>>,
+    guard: super::GuardConfig,
+    /// Ports of every service we serve (TCP and UDP), for the guard.
+    own_ports: Arc<Vec<u16>>,
     block: Arc<Block>,
 }
 
@@ -91,17 +93,14 @@ pub(super) fn start(
         listeners.push((svc, l));
         udps.push((svc, u));
     }
-    let own: Vec<u16> = udps
-        .iter()
-        .filter_map(|(_, u)| u.local_addr().ok())
-        .map(|a| a.port())
-        .collect();
+    let own = ServeConfig::own_ports(&bound);
     let ctx = Ctx {
         stats: stats.clone(),
         stop: stop.clone(),
         threads: Arc::new(Mutex::new(Vec::new())),
         max_conns: cfg.max_conns,
-        own_udp_ports: Arc::new(own),
+        guard: cfg.guard,
+        own_ports: Arc::new(own),
         block: Arc::new(Block::new()),
     };
     let running = Running {
@@ -313,6 +312,7 @@ fn frames(
 
 fn udp_loop(u: &UdpSocket, svc: Mode, ctx: &Ctx) {
     let mut buf = vec![0u8; 65_536];
+    let mut guard = super::guard::Guard::new(ctx.guard, ctx.own_ports.to_vec());
     while !ctx.stopped() {
         let Ok((n, from)) = u.recv_from(&mut buf) else {
             continue;
@@ -324,10 +324,7 @@ fn udp_loop(u: &UdpSocket, svc: Mode, ctx: &Ctx) {
         };
         let reply_len = match svc {
             Mode::Discard => None,
-            _ if from.port() < 1024 || ctx.own_udp_ports.contains(&from.port()) => {
-                c.udp_dropped += 1;
-                None
-            }
+            _ if !guard.admit(from, 1, &mut c) => None,
             Mode::Echo => Some(n),
             Mode::Source => {
                 buf[..n].copy_from_slice(&ctx.block.window(0)[..n]);

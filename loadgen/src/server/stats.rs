@@ -16,9 +16,19 @@ pub struct Counters {
     pub rx_msgs: u64,
     /// Datagrams / sockperf replies sent.
     pub tx_msgs: u64,
-    /// UDP datagrams not answered: send buffer full, truncated, or from a port we refuse to
-    /// answer (privileged or our own, to avoid reflection loops).
+    /// UDP datagrams not answered: send buffer full, truncated, or refused by the reflection
+    /// guard (the guard's share is broken down by reason below).
     pub udp_dropped: u64,
+    /// Guard: sent to a broadcast or multicast address.
+    pub udp_drop_broadcast: u64,
+    /// Guard: source port below 1024.
+    pub udp_drop_privileged_port: u64,
+    /// Guard: source port of one of our services.
+    pub udp_drop_service_port: u64,
+    /// Guard: unspecified, multicast or broadcast source address.
+    pub udp_drop_special_source: u64,
+    /// Guard: over the per-source rate limit.
+    pub udp_drop_rate: u64,
     /// Malformed sockperf messages (TCP: the connection is closed; UDP: dropped).
     pub sockperf_bad_frames: u64,
     /// sockperf messages counted but not answered (no reply requested).
@@ -29,7 +39,7 @@ impl std::fmt::Display for Counters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "tcp accepted {} refused {} open {} | rx {} B {} msgs | tx {} B {} msgs | udp dropped {} | sockperf counted {} bad {}",
+            "tcp accepted {} refused {} open {} | rx {} B {} msgs | tx {} B {} msgs | udp dropped {} (broadcast {} privileged-port {} service-port {} special-source {} rate {}) | sockperf counted {} bad {}",
             self.tcp_accepted,
             self.tcp_refused,
             self.tcp_open,
@@ -38,16 +48,47 @@ impl std::fmt::Display for Counters {
             self.tx_bytes,
             self.tx_msgs,
             self.udp_dropped,
+            self.udp_drop_broadcast,
+            self.udp_drop_privileged_port,
+            self.udp_drop_service_port,
+            self.udp_drop_special_source,
+            self.udp_drop_rate,
             self.sockperf_counted,
             self.sockperf_bad_frames
         )
     }
 }
 
+/// Counters a slot holds (index 2 is unused: `tcp_open` is the shared gauge).
+const SLOT_COUNTERS: usize = 15;
+
+impl Counters {
+    /// The slot layout of a tally.
+    fn slot_values(&self) -> [u64; SLOT_COUNTERS] {
+        [
+            self.tcp_accepted,
+            self.tcp_refused,
+            0,
+            self.rx_bytes,
+            self.tx_bytes,
+            self.rx_msgs,
+            self.tx_msgs,
+            self.udp_dropped,
+            self.sockperf_bad_frames,
+            self.sockperf_counted,
+            self.udp_drop_broadcast,
+            self.udp_drop_privileged_port,
+            self.udp_drop_service_port,
+            self.udp_drop_special_source,
+            self.udp_drop_rate,
+        ]
+    }
+}
+
 #[repr(align(128))]
 #[derive(Default)]
 pub(crate) struct Slot {
-    v: [AtomicU64; 10],
+    v: [AtomicU64; SLOT_COUNTERS],
 }
 
 pub(crate) struct Shared {
@@ -69,18 +110,7 @@ impl Shared {
     /// Adds a worker's local tally into its slot (the worker is the slot's only writer).
     pub(crate) fn publish(&self, worker: usize, c: &mut Counters) {
         let s = &self.slots[worker];
-        let vals = [
-            c.tcp_accepted,
-            c.tcp_refused,
-            0,
-            c.rx_bytes,
-            c.tx_bytes,
-            c.rx_msgs,
-            c.tx_msgs,
-            c.udp_dropped,
-            c.sockperf_bad_frames,
-            c.sockperf_counted,
-        ];
+        let vals = c.slot_values();
         for (a, v) in s.v.iter().zip(vals) {
             if v != 0 {
                 a.store(a.load(Relaxed) + v, Relaxed);
@@ -93,18 +123,7 @@ impl Shared {
     #[cfg_attr(target_os = "linux", allow(dead_code))]
     pub(crate) fn add_shared(&self, c: &Counters) {
         let s = &self.slots[0];
-        let vals = [
-            c.tcp_accepted,
-            c.tcp_refused,
-            0,
-            c.rx_bytes,
-            c.tx_bytes,
-            c.rx_msgs,
-            c.tx_msgs,
-            c.udp_dropped,
-            c.sockperf_bad_frames,
-            c.sockperf_counted,
-        ];
+        let vals = c.slot_values();
         for (a, v) in s.v.iter().zip(vals) {
             if v != 0 {
                 a.fetch_add(v, Relaxed);
@@ -113,7 +132,7 @@ impl Shared {
     }
 
     pub(crate) fn snapshot(&self) -> Counters {
-        let mut t = [0u64; 10];
+        let mut t = [0u64; SLOT_COUNTERS];
         for s in &*self.slots {
             for (acc, a) in t.iter_mut().zip(&s.v) {
                 *acc += a.load(Relaxed);
@@ -130,6 +149,11 @@ impl Shared {
             udp_dropped: t[7],
             sockperf_bad_frames: t[8],
             sockperf_counted: t[9],
+            udp_drop_broadcast: t[10],
+            udp_drop_privileged_port: t[11],
+            udp_drop_service_port: t[12],
+            udp_drop_special_source: t[13],
+            udp_drop_rate: t[14],
         }
     }
 }

@@ -157,11 +157,7 @@ pub(super) fn start(
             per_worker[w].push(Bound { svc, proto, sock });
         }
     }
-    let own_udp_ports: Vec<u16> = addrs
-        .iter()
-        .filter(|(_, p, _)| *p == Proto::Udp)
-        .map(|(_, _, a)| a.port())
-        .collect();
+    let own_ports = ServeConfig::own_ports(&addrs);
     let mut threads = Vec::new();
     let mut wakers = Vec::new();
     for (id, bound) in per_worker.into_iter().enumerate() {
@@ -172,7 +168,8 @@ pub(super) fn start(
             stop: stop.clone(),
             waker,
             max_conns: cfg.max_conns,
-            own_udp_ports: own_udp_ports.clone(),
+            guard: cfg.guard,
+            own_ports: own_ports.clone(),
         };
         let t = std::thread::Builder::new()
             .name(format!("echoload-srv{id}"))

@@ -4,10 +4,12 @@
 //! segments (plus a shorter last one); the replies to it go back as one GSO send with the same
 //! segment size. Either way each reply datagram is at most as large as the datagram it answers.
 
+use crate::server::guard::Guard;
 use crate::server::pattern::Block;
 use crate::server::{Counters, Mode};
 use control::protocol::sockperf::{self, Verdict};
 use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::RawFd;
 
 /// Datagrams (or GRO bursts) per recvmmsg.
@@ -21,9 +23,8 @@ const CTRL_WORDS: usize = 8;
 
 /// Context the UDP path needs from its worker.
 pub(crate) struct Ctx<'a> {
-    /// Ports of our own UDP services: datagrams from them are never answered, so two echo
-    /// services (ours or someone else's) cannot be made to ping-pong with each other.
-    pub(crate) own_ports: &'a [u16],
+    /// The reflection and loop guard (this worker's: its rate-limit table is not shared).
+    pub(crate) guard: &'a mut Guard,
     pub(crate) block: &'a Block,
 }
 
@@ -202,7 +203,13 @@ impl Batch {
     }
 
     /// Serves one readable UDP socket of service `svc`.
-    pub(crate) fn on_readable(&mut self, fd: RawFd, svc: Mode, ctx: &Ctx<'_>, c: &mut Counters) {
+    pub(crate) fn on_readable(
+        &mut self,
+        fd: RawFd,
+        svc: Mode,
+        ctx: &mut Ctx<'_>,
+        c: &mut Counters,
+    ) {
         for _ in 0..ROUNDS {
             let Ok(n) = self.recv(fd) else { return };
             let mut k = 0;
@@ -223,8 +230,11 @@ impl Batch {
                 if svc == Mode::Discard {
                     continue;
                 }
-                if refused_peer(&self.names[i], ctx.own_ports) {
+                let Some(peer) = peer_addr(&self.names[i]) else {
                     c.udp_dropped += nsegs;
+                    continue;
+                };
+                if !ctx.guard.admit(peer, nsegs, c) {
                     continue;
                 }
                 let buf = &mut self.bufs[i * SLOT..i * SLOT + len];
@@ -286,24 +296,24 @@ fn sockperf_burst(buf: &mut [u8], seg: usize, c: &mut Counters) -> (usize, u64) 
     (w, segs)
 }
 
-/// Privileged source ports (classic echo/chargen/daytime live there) and our own ports are
-/// never answered: that is how reflection loops between UDP services start.
-fn refused_peer(sa: &libc::sockaddr_storage, own: &[u16]) -> bool {
-    let port = match sa.ss_family as libc::c_int {
+/// The datagram's source address (None for a family other than IPv4/IPv6).
+fn peer_addr(sa: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match sa.ss_family as libc::c_int {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in; storage is larger and
             // suitably aligned for it.
             let s = unsafe { &*(std::ptr::from_ref(sa).cast::<libc::sockaddr_in>()) };
-            u16::from_be(s.sin_port)
+            let ip = Ipv4Addr::from(u32::from_be(s.sin_addr.s_addr));
+            Some(SocketAddr::new(ip.into(), u16::from_be(s.sin_port)))
         }
         libc::AF_INET6 => {
             // SAFETY: as above, for sockaddr_in6.
             let s = unsafe { &*(std::ptr::from_ref(sa).cast::<libc::sockaddr_in6>()) };
-            u16::from_be(s.sin6_port)
+            let ip = Ipv6Addr::from(s.sin6_addr.s6_addr);
+            Some(SocketAddr::new(ip.into(), u16::from_be(s.sin6_port)))
         }
-        _ => return true,
-    };
-    port < 1024 || own.contains(&port)
+        _ => None,
+    }
 }
 
 #[cfg(test)]

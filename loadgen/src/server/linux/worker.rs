@@ -25,7 +25,9 @@ pub(crate) struct WorkerCtx {
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) waker: Arc<Waker>,
     pub(crate) max_conns: usize,
-    pub(crate) own_udp_ports: Vec<u16>,
+    pub(crate) guard: crate::server::GuardConfig,
+    /// Ports of every service we serve (TCP and UDP), for the guard.
+    pub(crate) own_ports: Vec<u16>,
 }
 
 enum Entry {
@@ -59,6 +61,7 @@ pub(crate) fn run(id: usize, bound: Vec<Bound>, sh: &WorkerCtx) -> io::Result<()
         block: Block::new(),
     };
     let mut batch = Batch::new();
+    let mut guard = crate::server::guard::Guard::new(sh.guard, sh.own_ports.clone());
     let mut local = Counters::default();
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     let timeout = STOP_BOUND.as_millis() as i32;
@@ -70,11 +73,11 @@ pub(crate) fn run(id: usize, bound: Vec<Bound>, sh: &WorkerCtx) -> io::Result<()
             match &mut entries[token] {
                 Entry::Free | Entry::Wake => {}
                 Entry::Udp(svc, sock) => {
-                    let ctx = udp::Ctx {
-                        own_ports: &sh.own_udp_ports,
+                    let mut ctx = udp::Ctx {
+                        guard: &mut guard,
                         block: &scratch.block,
                     };
-                    batch.on_readable(sock.as_raw_fd(), *svc, &ctx, &mut local);
+                    batch.on_readable(sock.as_raw_fd(), *svc, &mut ctx, &mut local);
                 }
                 Entry::Listener(svc, sock) => {
                     let (svc, lfd) = (*svc, sock.as_raw_fd());

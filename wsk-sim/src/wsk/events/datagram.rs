@@ -31,6 +31,8 @@ enum Job {
         block: Box<Block>,
         dgrams: Vec<(Vec<u8>, SocketAddr)>,
         is_static: bool,
+        /// Flags a test hook adds to the callback's (`faults::disguise_datagrams`).
+        extra_flags: u32,
     },
     /// The NULL list of a dead socket (W60).
     NullReceiveFrom { ws: usize, ctx: usize, f: usize },
@@ -122,8 +124,20 @@ pub(crate) fn plan(p: &mut Provider, ws: usize, mut done: Vec<Completion>) -> Pl
     let due = s.dgram_retry_at.is_none_or(|t| Instant::now() >= t);
     if s.events() & WSK_EVENT_RECEIVE_FROM != 0 && !s.dgrams.is_empty() && due && s.dispatch != 0 {
         s.dgram_retry_at = None;
-        let n = crate::kernel::schedule::range(1, 8).min(s.dgrams.len());
-        let dgrams: Vec<(Vec<u8>, SocketAddr)> = s.dgrams.drain(..n).collect();
+        let mut n = crate::kernel::schedule::range(1, 8).min(s.dgrams.len());
+        // A disguised datagram (test hook) travels alone: its flags describe the whole list.
+        let hooked = |d: &(Vec<u8>, SocketAddr)| crate::faults::disguise_of(d.1.port());
+        if let Some(i) = s.dgrams.iter().take(n).position(|d| hooked(d).is_some()) {
+            n = i.max(1);
+        }
+        let mut dgrams: Vec<(Vec<u8>, SocketAddr)> = s.dgrams.drain(..n).collect();
+        let mut extra_flags = 0;
+        if let [one] = dgrams.as_mut_slice() {
+            if let Some(d) = crate::faults::disguise_of(one.1.port()) {
+                one.1 = d.present_as.unwrap_or(one.1);
+                extra_flags = d.flags;
+            }
+        }
         let block = indication::datagrams(ws, &dgrams);
         let f = receive_from_event(s);
         let is_static = s.static_mask & WSK_EVENT_RECEIVE_FROM != 0;
@@ -136,6 +150,7 @@ pub(crate) fn plan(p: &mut Provider, ws: usize, mut done: Vec<Completion>) -> Pl
                 block,
                 dgrams,
                 is_static,
+                extra_flags,
             }),
             done,
         );
@@ -152,6 +167,7 @@ fn run(job: Job, level: u8, at: u32) {
             mut block,
             dgrams,
             is_static,
+            extra_flags,
         } => {
             type F = unsafe extern "win64" fn(
                 PVOID,
@@ -164,7 +180,7 @@ fn run(job: Job, level: u8, at: u32) {
             let f: F = unsafe { std::mem::transmute::<usize, F>(f) };
             let st = run_at(level, "WskReceiveFromEvent", || {
                 // SAFETY: calling the client's callback with provider-owned arguments.
-                unsafe { f(ctx as PVOID, at, head) }
+                unsafe { f(ctx as PVOID, at | extra_flags, head) }
             });
             after_receive_from(ws, block, dgrams, st, is_static);
         }

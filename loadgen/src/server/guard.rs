@@ -1,0 +1,130 @@
+//! The UDP reflection and loop guard of `echoload serve`: the driver's rules, from the same
+//! code (`control::udp_guard`), with the same defaults (`control::config::UdpGuard` and
+//! `UdpRateLimitPerSource`). One `Guard` per receiving thread: the rate-limit table is not
+//! shared, so with several workers a source spreading its datagrams over several source ports
+//! (which SO_REUSEPORT may hash to different workers) can get up to `threads` times the rate.
+//!
+//! MSG_BCAST/MSG_MCAST: Linux reports no such receive flags, and the portable back end sees
+//! no destination address; a socket bound to a unicast address (the default 127.0.0.1)
+//! never receives broadcast or multicast datagrams, so the rule needs nothing there. With a
+//! wildcard bind the broadcast rule is not enforced by `echoload serve` (the other rules are).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use control::config::UdpGuard;
+use control::udp_guard::{check, rate_limited_source, GuardDrop, RateLimiter};
+
+use super::Counters;
+
+/// The guard's settings (`echoload serve --udp-...` flags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuardConfig {
+    pub rules: UdpGuard,
+    /// Datagrams per second answered per source address (0: no limit).
+    pub rate_per_source: u32,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        GuardConfig {
+            rules: UdpGuard::default(),
+            rate_per_source: control::config::UDP_RATE_PER_SOURCE.default,
+        }
+    }
+}
+
+pub(crate) struct Guard {
+    cfg: GuardConfig,
+    /// Ports of every service we serve, TCP and UDP.
+    own_ports: Vec<u16>,
+    rate: RateLimiter,
+    t0: Instant,
+}
+
+impl Guard {
+    pub(crate) fn new(cfg: GuardConfig, own_ports: Vec<u16>) -> Self {
+        Guard {
+            cfg,
+            own_ports,
+            // Nanoseconds since `t0` are the limiter's clock.
+            rate: RateLimiter::new(cfg.rate_per_source, 1_000_000_000),
+            t0: Instant::now(),
+        }
+    }
+
+    /// Whether a datagram (or GRO burst of `n` datagrams) from `peer` may be answered; when
+    /// not, it is counted under its reason (and in `udp_dropped`).
+    pub(crate) fn admit(&mut self, peer: SocketAddr, n: u64, c: &mut Counters) -> bool {
+        if let Some(why) = check(self.cfg.rules, 0, peer, self.own_ports.iter().copied()) {
+            let slot = match why {
+                GuardDrop::Broadcast => &mut c.udp_drop_broadcast,
+                GuardDrop::SpecialSource => &mut c.udp_drop_special_source,
+                GuardDrop::PrivilegedPort => &mut c.udp_drop_privileged_port,
+                GuardDrop::ServicePort => &mut c.udp_drop_service_port,
+            };
+            *slot += n;
+            c.udp_dropped += n;
+            return false;
+        }
+        if rate_limited_source(self.cfg.rules, peer.ip()) {
+            let now = self.t0.elapsed().as_nanos() as u64;
+            // A GRO burst takes one token per datagram; it is answered whole or not at all.
+            let mut ok = true;
+            for _ in 0..n {
+                ok &= self.rate.allow(&peer.ip(), now);
+            }
+            if !ok {
+                c.udp_drop_rate += n;
+                c.udp_dropped += n;
+                return false;
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn each_reason_is_counted_apart() {
+        let mut g = Guard::new(GuardConfig::default(), vec![7007, 7009]);
+        let mut c = Counters::default();
+        assert!(g.admit(sa("127.0.0.1:40000"), 1, &mut c));
+        assert!(!g.admit(sa("127.0.0.1:53"), 1, &mut c));
+        assert!(!g.admit(sa("127.0.0.2:7009"), 2, &mut c));
+        assert!(!g.admit(sa("0.0.0.0:40000"), 1, &mut c));
+        assert!(!g.admit(sa("[ff02::1]:40000"), 1, &mut c));
+        assert!(!g.admit(sa("255.255.255.255:40000"), 1, &mut c));
+        assert_eq!(c.udp_drop_privileged_port, 1);
+        assert_eq!(c.udp_drop_service_port, 2);
+        assert_eq!(c.udp_drop_special_source, 3);
+        assert_eq!(c.udp_dropped, 6);
+        assert_eq!(c.udp_drop_rate, 0);
+    }
+
+    #[test]
+    fn non_loopback_sources_meet_the_default_rate_limit_loopback_does_not() {
+        let cfg = GuardConfig::default();
+        assert!(cfg.rate_per_source > 0);
+        let mut g = Guard::new(cfg, Vec::new());
+        let mut c = Counters::default();
+        // Well past the burst (one second's worth) at once: a remote source is cut off ...
+        let n = u64::from(cfg.rate_per_source) * 2;
+        let remote = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 40000);
+        let answered = (0..n).filter(|_| g.admit(remote, 1, &mut c)).count() as u64;
+        assert!(answered <= u64::from(cfg.rate_per_source) + 1, "{answered}");
+        assert!(c.udp_drop_rate >= n - answered);
+        // ... a loopback one never.
+        let mut c = Counters::default();
+        assert!((0..n).all(|_| g.admit(sa("127.0.0.1:40000"), 1, &mut c)));
+        assert_eq!(c.udp_drop_rate, 0);
+    }
+}
