@@ -104,16 +104,29 @@ fn maps_relocates_binds_and_protects_at_two_bases() {
         a.read_u64(se.iat_rva as usize),
         (&raw const wsk_sys::SeExports) as u64
     );
+    // memcpy is bound to a Microsoft-convention routine: called through the image's own IAT
+    // slot with the Microsoft convention, it copies (libc's System V memcpy would take its
+    // arguments from RDI/RSI/RDX instead). Function addresses are not compared: the same
+    // function may have several addresses across codegen units.
+    let slot = pe
+        .imports
+        .iter()
+        .find(|i| i.name == pe_image::ImportName::Name("memcpy".into()))
+        .unwrap()
+        .iat_rva as usize;
+    // SAFETY: the slot holds a `memcpy(dest, src, n)` with the Microsoft x64 convention.
+    let bound: unsafe extern "win64" fn(
+        *mut core::ffi::c_void,
+        *const core::ffi::c_void,
+        usize,
+    ) -> *mut core::ffi::c_void = unsafe { std::mem::transmute(a.read_u64(slot) as usize) };
+    let (src, mut dst) = ([7u8, 6, 5, 4, 3, 2, 1], [0u8; 7]);
+    // SAFETY: both buffers hold 7 bytes.
+    let r = unsafe { bound(dst.as_mut_ptr().cast(), src.as_ptr().cast(), 7) };
     assert_eq!(
-        a.read_u64(
-            pe.imports
-                .iter()
-                .find(|i| i.name == pe_image::ImportName::Name("memcpy".into()))
-                .unwrap()
-                .iat_rva as usize
-        ),
-        crt::memcpy as *const () as u64,
-        "memcpy binds to the Microsoft-convention stand-in, not libc's"
+        (dst, r),
+        (src, dst.as_mut_ptr().cast()),
+        "memcpy through the IAT"
     );
     // Protections: code R+X, read-only data R, writable data R+W, headers R.
     for s in &pe.sections {
