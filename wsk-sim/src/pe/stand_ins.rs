@@ -73,7 +73,7 @@ stand_ins! {
         IoCreateDevice, IoDeleteDevice, IoCreateSymbolicLink, IoDeleteSymbolicLink,
         RtlCreateSecurityDescriptor, RtlSetDaclSecurityDescriptor, RtlCreateAcl,
         RtlAddAccessAllowedAce, RtlLengthSid, ZwSetSecurityObject,
-        DbgPrintEx,
+        DbgPrintEx, KeBugCheckEx,
         memcpy = crt::memcpy as *const (),
         memmove = crt::memmove as *const (),
         memset = crt::memset as *const (),
