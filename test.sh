@@ -29,6 +29,8 @@ steps_pass=0; steps_fail=0
 step() {
     local name=$1 budget=$2; shift 2
     local t=$(date +%s)
+    # A shell function of this script runs in a child bash that is given its definition.
+    if [ "$(type -t "$1")" = function ]; then set -- bash -c "$(declare -f "$1"); $*"; fi
     if timeout "$budget" "$@" >"target/step-$name.log" 2>&1; then
         steps_pass=$((steps_pass + 1)); echo "step $name ... ok ($(( $(date +%s) - t ))s)"
     else
@@ -55,6 +57,9 @@ done
 
 stage "format and lints"
 step fmt 120 cargo fmt --all --check
+step clippy_host 900 cargo clippy --quiet --workspace --all-targets -- -D warnings
+# The driver as it ships: the Windows target with the .sys profile.
+step clippy_driver 600 cargo clippy --quiet -p wskecho --target x86_64-pc-windows-msvc --profile driver -- -D warnings
 
 stage "cross-check: echoload for Windows"
 cargo check --quiet --target x86_64-pc-windows-msvc -p loadgen
@@ -65,31 +70,34 @@ cargo xtask driver
 stage "host tests (all crates)"
 # Every test binary bounds its own loops; the whole run stays well under CI's budget.
 set +e
-cargo test --workspace --release --no-fail-fast 2>&1 | tee target/test-output.txt
+# WSKECHO_REQUIRE_IMAGE: the tests that run target/driver/wskecho.sys fail, not skip, without it.
+WSKECHO_REQUIRE_IMAGE=1 cargo test --workspace --release --no-fail-fast 2>&1 | tee target/test-output.txt
 cargo_rc=${PIPESTATUS[0]}
 set -e
 
-stage "end to end: the README's binaries together (wskecho-sim + echoload)"
-# The driver inside wsk-sim on non-default ports, driven by the echoload binary exactly as a user
-# would: echo over TCP and UDP, the control ABI conformance suite, live stats; then the sim must
-# report a clean unload. Every step is bounded (timeout) and talks to 127.0.0.1 only.
+stage "end to end: built-in driver and the shipped image (wskecho-sim + echoload)"
+# scripts/e2e.sh runs the same steps against any runner command (echo over TCP and UDP, sink,
+# sockperf wire, control conformance, live stats, the driver's own counters, clean unload);
+# both runs must pass the same list.
 cargo build --release --quiet -p wskecho-sim -p loadgen
-bin=target/release
-ctl=127.0.0.1:17070
-$bin/wskecho-sim --duration 25 --control $ctl \
-    --services 'echo,tcp,17007,127.0.0.1;echo,udp,17007,127.0.0.1;discard,tcp,17009,127.0.0.1;sockperf,udp,17111,127.0.0.1' \
-    >target/e2e-sim.log 2>&1 &
-sim=$!
-for _ in $(seq 50); do $bin/echoload driver --control $ctl status >/dev/null 2>&1 && break; sleep 0.2; done
-step e2e-tcp_echo 60 $bin/echoload run --target 127.0.0.1:17007 --proto tcp --conns 4 --duration 1s --warmup 0s
-step e2e-udp_echo 60 $bin/echoload run --target 127.0.0.1:17007 --proto udp --conns 2 --duration 1s --warmup 0s
-step e2e-tcp_sink 60 $bin/echoload run --target 127.0.0.1:17009 --proto tcp --mode sink --size 16384 --duration 1s --warmup 0s
-step e2e-udp_sockperf 60 $bin/echoload run --target 127.0.0.1:17111 --proto udp --wire sockperf --duration 1s --warmup 0s
-step e2e-control_check 60 $bin/echoload driver --control $ctl check
-step e2e-control_stats 60 $bin/echoload driver --control $ctl stats --watch --count 2 --json
-wait $sim || true   # the sim stops by itself (--duration)
-step e2e-unload_clean 10 grep -q 'unload clean' target/e2e-sim.log \
-    || tail -30 target/e2e-sim.log
+for mode in builtin image; do
+    sim=(target/release/wskecho-sim)
+    [ "$mode" = image ] && sim+=(--sys target/driver/wskecho.sys)
+    E2E_LABEL=$mode timeout 600 scripts/e2e.sh "${sim[@]}" | tee "target/e2e-$mode.txt" || true
+    steps_pass=$((steps_pass + $(grep -c '^e2e .* ok$' "target/e2e-$mode.txt" || true)))
+    steps_fail=$((steps_fail + $(grep -c '^e2e .* FAILED$' "target/e2e-$mode.txt" || true)))
+done
+same_steps() {
+    diff <(grep -E '^e2e [a-z_]+ \.\.\. ' target/e2e-builtin.txt) \
+        <(grep -E '^e2e [a-z_]+ \.\.\. ' target/e2e-image.txt)
+}
+step e2e_same_steps_builtin_and_image 10 same_steps
+
+stage "AddressSanitizer: wsk-sim's suites under ASan (nightly)"
+step asan_wsk_sim 600 wsk-sim/asan.sh
+
+stage "echoload.exe under Wine"
+step wine 900 scripts/wine-test.sh
 
 stage ""
 echo
