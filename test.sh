@@ -51,6 +51,8 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 rustup target list --installed | grep -qx x86_64-pc-windows-msvc || rustup target add x86_64-pc-windows-msvc
 rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src
+# Nightly for the AddressSanitizer stage only (the image has it; a bare machine gets it here).
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 for c in rustfmt clippy; do
     rustup component list --installed | grep -q "^$c" || rustup component add "$c"
 done
