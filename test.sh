@@ -42,7 +42,9 @@ step() {
 stage "set-up"
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 need_pkgs=()
-for p in mingw-w64-x86-64-dev sockperf iperf3; do
+# mingw import lists (PE check), peers for interop tests, librsvg + a font (plots), podman + runc
+# (the agent container), iproute2 (network namespaces), pip for the Python checkers.
+for p in mingw-w64-x86-64-dev sockperf iperf3 librsvg2-bin fonts-dejavu-core podman runc iproute2; do
     dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -50,6 +52,9 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
 rustup target list --installed | grep -qx x86_64-pc-windows-msvc || rustup target add x86_64-pc-windows-msvc
+rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
+python3 -c 'import kubernetes_validate, prometheus_client' 2>/dev/null \
+    || python3 -m pip install -q kubernetes-validate prometheus_client
 rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src
 # Nightly for the AddressSanitizer stage only (the image has it; a bare machine gets it here).
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
@@ -100,6 +105,13 @@ step asan_wsk_sim 600 wsk-sim/asan.sh
 
 stage "echoload.exe under Wine"
 step wine 900 scripts/wine-test.sh
+
+stage "many machines: Prometheus endpoints, plots, network namespaces, deploy"
+step metrics 120 python3 scripts/metrics_test.py target/release
+step plot 180 python3 scripts/plot_test.py target/release
+step netns 180 scripts/netns-test.sh target/release
+step musl_build 600 cargo build --release --quiet --target x86_64-unknown-linux-musl -p loadgen
+step deploy 300 scripts/deploy-test.sh
 
 stage ""
 echo
