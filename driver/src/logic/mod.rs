@@ -51,6 +51,9 @@ pub enum UdpVerdict {
     Echo,
     /// Send it back with this 14-byte header in front of bytes 14.. (copy path).
     SockperfReply(control::protocol::sockperf::Header),
+    /// A valid sockperf message that asked for no reply: counted as received (it already is,
+    /// with every datagram), neither answered nor counted as a drop.
+    Consume,
     /// Count and drop.
     Drop,
 }
@@ -62,7 +65,8 @@ pub fn udp_verdict(mode: Mode, first: &[u8], len: usize) -> UdpVerdict {
         Mode::Discard | Mode::Source => UdpVerdict::Drop,
         Mode::Sockperf => match sockperf::datagram_verdict(first, len) {
             sockperf::DatagramVerdict::Reply(h) => UdpVerdict::SockperfReply(h),
-            _ => UdpVerdict::Drop,
+            sockperf::DatagramVerdict::NoReply => UdpVerdict::Consume,
+            sockperf::DatagramVerdict::Malformed => UdpVerdict::Drop,
         },
     }
 }
@@ -77,5 +81,21 @@ mod tests {
         assert_eq!(udp_verdict(Mode::Discard, b"x", 1), UdpVerdict::Drop);
         assert_eq!(udp_verdict(Mode::Echo, b"", 0), UdpVerdict::Echo);
         assert_eq!(udp_verdict(Mode::Sockperf, b"short", 5), UdpVerdict::Drop);
+    }
+
+    #[test]
+    fn sockperf_without_reply_bit_is_consumed_not_dropped() {
+        use control::protocol::sockperf::{flags, Header, HEADER_LEN};
+        let mut m = [0u8; 100];
+        let h = Header {
+            seq: 7,
+            flags: flags::CLIENT,
+            len: 100,
+        };
+        h.encode(&mut m).unwrap();
+        assert_eq!(
+            udp_verdict(Mode::Sockperf, &m[..HEADER_LEN], 100),
+            UdpVerdict::Consume
+        );
     }
 }

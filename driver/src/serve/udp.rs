@@ -456,6 +456,9 @@ unsafe extern "win64" fn receive_from_event(
             ([0u8; HEADER_LEN], 0)
         };
         let verdict = udp_verdict(u.service.mode, head.get(..hn).unwrap_or(&[]), len);
+        if verdict == UdpVerdict::Consume {
+            continue;
+        }
         if verdict == UdpVerdict::Drop {
             if u.service.mode != Mode::Discard {
                 drv.count_service(u.stats_slot, Counter::UdpDropService, 1);
@@ -508,7 +511,7 @@ unsafe extern "win64" fn receive_from_event(
                     Length: k,
                 };
             }
-            UdpVerdict::Drop => {
+            UdpVerdict::Drop | UdpVerdict::Consume => {
                 // Filtered above; never sent.
                 u.put(c);
                 continue;
