@@ -21,23 +21,9 @@ pub struct Agent {
     pub count: u32,
 }
 
-/// One reporting interval (schema v2), times in seconds from `started_at`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Interval {
-    pub start_s: f64,
-    pub end_s: f64,
-    pub sent_msgs: u64,
-    pub recv_msgs: u64,
-    pub sent_bytes: u64,
-    pub recv_bytes: u64,
-    pub lost: u64,
-    pub errors: u64,
-    pub bits_per_s: f64,
-    pub msgs_per_s: f64,
-    pub p50_us: f64,
-    pub p99_us: f64,
-}
+/// One reporting interval (schema v2), times in seconds from `started_at`: the one the runs
+/// write (missing fields read as 0).
+pub use crate::client::Interval;
 
 fn v1() -> u32 {
     1

@@ -16,8 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use super::stats::{new_histogram, Errors};
 
-/// One reporting interval of the measured window.
+/// One reporting interval of the measured window. Readers of older or partial documents see
+/// a missing field as 0 (`serde(default)`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Interval {
     /// Seconds from the start of the measured window.
     pub start_s: f64,
