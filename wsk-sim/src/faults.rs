@@ -20,15 +20,6 @@ pub fn kill_connection(local: std::net::SocketAddr, remote: std::net::SocketAddr
     crate::wsk::socket::kill(local, Some(remote))
 }
 
-/// How datagrams from one host source port are presented: see [`disguise_datagrams`].
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Disguise {
-    pub(crate) present_as: Option<std::net::SocketAddr>,
-    pub(crate) flags: u32,
-}
-
-static DISGUISES: std::sync::Mutex<Vec<(u16, Disguise)>> = std::sync::Mutex::new(Vec::new());
-
 /// Datagrams a datagram socket receives from host source port `from_port` are indicated to
 /// WskReceiveFromEvent with RemoteAddress `present_as` (when given) and with `flags` ORed into
 /// the callback's Flags (e.g. MSG_BCAST / MSG_MCAST, W60), each in a list of its own (Flags
@@ -36,26 +27,5 @@ static DISGUISES: std::sync::Mutex<Vec<(u16, Disguise)>> = std::sync::Mutex::new
 /// unspecified source address, a datagram sent to a broadcast address. Only the event path is
 /// affected (not WskReceiveFrom IRPs). Cleared by [`crate::init`].
 pub fn disguise_datagrams(from_port: u16, present_as: Option<std::net::SocketAddr>, flags: u32) {
-    let mut d = DISGUISES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    d.retain(|(p, _)| *p != from_port);
-    d.push((from_port, Disguise { present_as, flags }));
-}
-
-/// The disguise of datagrams from host source port `port`, if a test set one.
-pub(crate) fn disguise_of(port: u16) -> Option<Disguise> {
-    DISGUISES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .iter()
-        .find(|(p, _)| *p == port)
-        .map(|(_, d)| *d)
-}
-
-pub(crate) fn clear_disguises() {
-    DISGUISES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clear();
+    crate::wsk::disguise::set(from_port, present_as, flags);
 }

@@ -57,7 +57,7 @@ pub fn init(cfg: Config) -> SimGuard {
     let seed = cfg.seed;
     crate::kernel::install(crate::wsk::socket::forget);
     teardown_all();
-    crate::faults::clear_disguises();
+    crate::wsk::disguise::clear();
     crate::kernel::start(cfg);
     crate::wsk::start_run();
     SimGuard { _lock: lock, seed }

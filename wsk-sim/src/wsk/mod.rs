@@ -6,6 +6,7 @@ pub(crate) mod complete;
 pub(crate) mod connection;
 pub(crate) mod control;
 pub(crate) mod datagram;
+pub(crate) mod disguise;
 pub(crate) mod dispatch;
 pub(crate) mod events;
 pub(crate) mod indication;

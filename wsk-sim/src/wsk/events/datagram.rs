@@ -31,7 +31,7 @@ enum Job {
         block: Box<Block>,
         dgrams: Vec<(Vec<u8>, SocketAddr)>,
         is_static: bool,
-        /// Flags a test hook adds to the callback's (`faults::disguise_datagrams`).
+        /// Flags a test hook adds to the callback's (`faults::disguise_datagrams`, stored in `wsk::disguise`).
         extra_flags: u32,
     },
     /// The NULL list of a dead socket (W60).
@@ -126,14 +126,14 @@ pub(crate) fn plan(p: &mut Provider, ws: usize, mut done: Vec<Completion>) -> Pl
         s.dgram_retry_at = None;
         let mut n = crate::kernel::schedule::range(1, 8).min(s.dgrams.len());
         // A disguised datagram (test hook) travels alone: its flags describe the whole list.
-        let hooked = |d: &(Vec<u8>, SocketAddr)| crate::faults::disguise_of(d.1.port());
+        let hooked = |d: &(Vec<u8>, SocketAddr)| crate::wsk::disguise::of(d.1.port());
         if let Some(i) = s.dgrams.iter().take(n).position(|d| hooked(d).is_some()) {
             n = i.max(1);
         }
         let mut dgrams: Vec<(Vec<u8>, SocketAddr)> = s.dgrams.drain(..n).collect();
         let mut extra_flags = 0;
         if let [one] = dgrams.as_mut_slice() {
-            if let Some(d) = crate::faults::disguise_of(one.1.port()) {
+            if let Some(d) = crate::wsk::disguise::of(one.1.port()) {
                 one.1 = d.present_as.unwrap_or(one.1);
                 extra_flags = d.flags;
             }
