@@ -169,17 +169,17 @@ $TS $bin/echoload serve --echo-port $e --discard-port $d --source-port $s --sock
     --threads 2 >"$work/serve.log" 2>&1 &
 pids+=($!)
 step serve_up wait_tcp $e
-step serve_tcp_pingpong wrun serve_tcp_pingpong -t 127.0.0.1:$e --proto tcp -m pingpong
-step serve_tcp_pingpong_4x2 wrun serve_tcp_pingpong_4x2 -t 127.0.0.1:$e --proto tcp -c 4 -T 2
-step serve_tcp_stream wrun serve_tcp_stream -t 127.0.0.1:$e --proto tcp -m stream
-step serve_tcp_rate wrun serve_tcp_rate -t 127.0.0.1:$e --proto tcp -m rate -r 2000
-step serve_tcp_sink wrun serve_tcp_sink -t 127.0.0.1:$d --proto tcp -m sink -s 16384
-step serve_tcp_source wrun serve_tcp_source -t 127.0.0.1:$s --proto tcp -m source
-step serve_udp_pingpong wrun serve_udp_pingpong -t 127.0.0.1:$e --proto udp -m pingpong
-step serve_udp_pingpong_4x2 wrun serve_udp_pingpong_4x2 -t 127.0.0.1:$e --proto udp -c 4 -T 2
-step serve_udp_stream wrun_lossy serve_udp_stream -t 127.0.0.1:$e --proto udp -m stream -r 20000
-step serve_udp_rate wrun_lossy serve_udp_rate -t 127.0.0.1:$e --proto udp -m rate -r 2000
-step serve_udp_sockperf wrun serve_udp_sockperf -t 127.0.0.1:$sp --proto udp --wire sockperf
+step serve_tcp_pingpong wrun serve_tcp_pingpong --target 127.0.0.1:$e --proto tcp --mode pingpong
+step serve_tcp_pingpong_4x2 wrun serve_tcp_pingpong_4x2 --target 127.0.0.1:$e --proto tcp --conns 4 --threads 2
+step serve_tcp_stream wrun serve_tcp_stream --target 127.0.0.1:$e --proto tcp --mode stream
+step serve_tcp_rate wrun serve_tcp_rate --target 127.0.0.1:$e --proto tcp --mode rate --rate 2000
+step serve_tcp_sink wrun serve_tcp_sink --target 127.0.0.1:$d --proto tcp --mode sink --size 16384
+step serve_tcp_source wrun serve_tcp_source --target 127.0.0.1:$s --proto tcp --mode source
+step serve_udp_pingpong wrun serve_udp_pingpong --target 127.0.0.1:$e --proto udp --mode pingpong
+step serve_udp_pingpong_4x2 wrun serve_udp_pingpong_4x2 --target 127.0.0.1:$e --proto udp --conns 4 --threads 2
+step serve_udp_stream wrun_lossy serve_udp_stream --target 127.0.0.1:$e --proto udp --mode stream --rate 20000
+step serve_udp_rate wrun_lossy serve_udp_rate --target 127.0.0.1:$e --proto udp --mode rate --rate 2000
+step serve_udp_sockperf wrun serve_udp_sockperf --target 127.0.0.1:$sp --proto udp --wire sockperf
 
 # The Windows server path (thread per service) driven by the Linux client.
 we=$((base + 4)) wd=$((base + 5)) ws=$((base + 6)) wsp=$((base + 7))
@@ -192,9 +192,9 @@ lrun() {  # lrun NAME ARGS...: the Linux echoload against echoload.exe serve
     $T $bin/echoload run --quiet --warmup 0s --duration 1s --json "$work/$name.json" "$@" \
         && json_ok "$work/$name.json"
 }
-step wine_serve_tcp_pingpong lrun wine_serve_tcp_pingpong -t 127.0.0.1:$we --proto tcp
-step wine_serve_tcp_stream lrun wine_serve_tcp_stream -t 127.0.0.1:$we --proto tcp -m stream
-step wine_serve_udp_pingpong lrun wine_serve_udp_pingpong -t 127.0.0.1:$we --proto udp
+step wine_serve_tcp_pingpong lrun wine_serve_tcp_pingpong --target 127.0.0.1:$we --proto tcp
+step wine_serve_tcp_stream lrun wine_serve_tcp_stream --target 127.0.0.1:$we --proto tcp --mode stream
+step wine_serve_udp_pingpong lrun wine_serve_udp_pingpong --target 127.0.0.1:$we --proto udp
 
 # The driver inside wsk-sim (as in test.sh's end-to-end stage).
 se=$((base + 8)) sd=$((base + 9))
@@ -204,14 +204,14 @@ $bin/wskecho-sim --duration 300 --no-control \
 sim=$!
 pids+=($sim)
 step sim_up wait_tcp $se
-step sim_tcp_pingpong wrun sim_tcp_pingpong -t 127.0.0.1:$se --proto tcp -m pingpong
-step sim_tcp_pingpong_4x2 wrun sim_tcp_pingpong_4x2 -t 127.0.0.1:$se --proto tcp -c 4 -T 2
-step sim_tcp_stream wrun sim_tcp_stream -t 127.0.0.1:$se --proto tcp -m stream
-step sim_tcp_rate wrun sim_tcp_rate -t 127.0.0.1:$se --proto tcp -m rate -r 2000
-step sim_tcp_sink wrun sim_tcp_sink -t 127.0.0.1:$sd --proto tcp -m sink -s 16384
-step sim_udp_pingpong wrun sim_udp_pingpong -t 127.0.0.1:$se --proto udp -m pingpong
-step sim_udp_stream wrun_lossy sim_udp_stream -t 127.0.0.1:$se --proto udp -m stream -r 20000
-step sim_udp_rate wrun_lossy sim_udp_rate -t 127.0.0.1:$se --proto udp -m rate -r 2000
+step sim_tcp_pingpong wrun sim_tcp_pingpong --target 127.0.0.1:$se --proto tcp --mode pingpong
+step sim_tcp_pingpong_4x2 wrun sim_tcp_pingpong_4x2 --target 127.0.0.1:$se --proto tcp --conns 4 --threads 2
+step sim_tcp_stream wrun sim_tcp_stream --target 127.0.0.1:$se --proto tcp --mode stream
+step sim_tcp_rate wrun sim_tcp_rate --target 127.0.0.1:$se --proto tcp --mode rate --rate 2000
+step sim_tcp_sink wrun sim_tcp_sink --target 127.0.0.1:$sd --proto tcp --mode sink --size 16384
+step sim_udp_pingpong wrun sim_udp_pingpong --target 127.0.0.1:$se --proto udp --mode pingpong
+step sim_udp_stream wrun_lossy sim_udp_stream --target 127.0.0.1:$se --proto udp --mode stream --rate 20000
+step sim_udp_rate wrun_lossy sim_udp_rate --target 127.0.0.1:$se --proto udp --mode rate --rate 2000
 sim_unload() {  # SIGTERM ends wskecho-sim with the counters and the leak verdict
     ( sleep 30; kill -KILL "$sim" 2>/dev/null ) &
     local guard=$!
