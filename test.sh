@@ -101,7 +101,10 @@ same_steps() {
 step e2e_same_steps_builtin_and_image 10 same_steps
 
 stage "AddressSanitizer: wsk-sim's suites under ASan (nightly)"
-step asan_wsk_sim 600 wsk-sim/asan.sh
+# The image loader's own tests (pe::) are skipped here: the image's code is not instrumented,
+# and the stack probe's frame walk per import call in an ASan debug build outlasts their
+# socket timeouts. They run in the release suite above.
+step asan_wsk_sim 600 wsk-sim/asan.sh -- --skip pe::
 
 stage "echoload.exe under Wine"
 step wine 900 scripts/wine-test.sh
