@@ -15,12 +15,11 @@ pub const REGISTRY_PATH: &str = "\\Registry\\Machine\\System\\CurrentControlSet\
 /// The orders the WSK docs leave open that the driver's host suites always run with (wsk-sim's
 /// unkind settings, seeded): sleeps rounded to the clock interval, completions before the call
 /// returns and while a receive callback runs, stalled callbacks, callbacks inside provider
-/// calls, unmapped and 1-3 byte indication MDLs, the caller's process. `close` (the close IRP
-/// completing before the IRPs it cancelled) stays off until the driver counts every IRP of a
-/// context before recycling it (it closes a stuck graceful disconnect early today).
+/// calls, unmapped and 1-3 byte indication MDLs, the caller's process, and the close IRP
+/// completing before, between or after the IRPs it cancelled (`close`).
 /// The wskecho-sim runner, a benchmark tool, keeps the kind orders.
 pub const SUITE_UNKIND: &str =
-    "clock,progress,late-return,stall,user-process,unmapped-mdl,tiny-mdl,inline-callback";
+    "close,clock,progress,late-return,stall,user-process,unmapped-mdl,tiny-mdl,inline-callback";
 
 fn suite_orders(sim: wsk_sim::Config) -> wsk_sim::Config {
     // Included into the driver's integration tests, which are built with cfg(test).

@@ -8,7 +8,7 @@ use wsk_sys::{
     Executive, IoAllocateIrp, IoFreeIrp, IoReuseIrp, IoSetCompletionRoutine, KeInitializeEvent,
     KeSetEvent, KeWaitForSingleObject, KernelMode, NotificationEvent, FALSE, KEVENT, NTSTATUS,
     PDEVICE_OBJECT, PIRP, PVOID, STATUS_INSUFFICIENT_RESOURCES, STATUS_MORE_PROCESSING_REQUIRED,
-    STATUS_PENDING, STATUS_UNSUCCESSFUL,
+    STATUS_NOT_SUPPORTED, STATUS_PENDING, STATUS_UNSUCCESSFUL,
 };
 
 pub type Completion = unsafe extern "win64" fn(PDEVICE_OBJECT, PIRP, PVOID) -> NTSTATUS;
@@ -58,10 +58,20 @@ pub unsafe fn arm(irp: PIRP, routine: Completion, ctx: PVOID) {
     }
 }
 
-/// An armed IRP that was never handed to WSK (the provider lacks the function): its routine
-/// will not run. Any IRQL.
-pub(crate) fn disarm() {
-    ROUTINES.fetch_sub(1, Ordering::SeqCst);
+/// An armed IRP that never reaches WSK (the provider lacks the function): its routine runs
+/// here, as if WSK had failed the call with STATUS_NOT_SUPPORTED, so every count the routine
+/// keeps (its context's outstanding IRPs, [`ROUTINES`]) stays right. IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// `irp` was just [`arm`]ed with `routine` and `ctx`, and nothing else will complete it.
+pub(crate) unsafe fn fail_unsent(irp: PIRP, routine: Completion, ctx: PVOID) {
+    // SAFETY: per the caller the IRP is ours and armed; the routine is called as the I/O
+    // manager would call it (device object NULL, as for an IRP with no device).
+    unsafe {
+        (*irp).IoStatus.Status = STATUS_NOT_SUPPORTED;
+        (*irp).IoStatus.Information = 0;
+        routine(ptr::null_mut(), irp, ctx);
+    }
 }
 
 /// The last act of every completion routine (C30): after it the routine touches nothing of the

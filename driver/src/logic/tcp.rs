@@ -32,13 +32,12 @@ pub enum ZcState {
 pub enum Slot {
     Free,
     /// A retained indication (zero-copy). `cb`: the receive callback still holds it (C1).
-    /// `epoch`: the receive callback it came from. `age`: housekeeping ticks seen while done.
+    /// `epoch`: the receive callback it came from (see `TcpState::rx_epoch`).
     Zc {
         len: usize,
         cb: bool,
         state: ZcState,
         epoch: u32,
-        age: u8,
     },
     /// A chunk of the ring handed to WskSend; `done` once it completed (ring space is freed in
     /// issue order even when completions arrive out of order).
@@ -135,10 +134,13 @@ pub struct TcpState {
     ring_fifo: [u8; MAX_SLOTS],
     ring_head: usize,
     ring_len: usize,
-    /// Receive callbacks started so far. A list retained by callback `e` may be released once
-    /// a later callback has started (callbacks of a socket are serialised, W45, so callback `e`
-    /// has returned and its STATUS_PENDING has been taken in), or after two housekeeping ticks.
-    /// A release racing with the PENDING return itself is what the provider cannot accept.
+    /// Receive callbacks started so far. A list retained by callback `e` is given back only
+    /// once that callback holds no reference any more: it has returned (`rx_in_callback`
+    /// cleared by its last act, [`rx_callback_end`](Self::rx_callback_end)), or a later
+    /// callback has started (callbacks of a socket are serialised, W45, so callback `e` has
+    /// returned and its STATUS_PENDING has been taken in). A release racing with the PENDING
+    /// return itself is what the provider cannot accept. No count of housekeeping ticks stands
+    /// in for that reference: a preempted PASSIVE callback can stall for any time.
     rx_epoch: u32,
     max_send: usize,
     per_conn_budget: usize,
@@ -147,6 +149,12 @@ pub struct TcpState {
     repump: bool,
     /// WSK calls currently executing for this socket (C22).
     calls: usize,
+    /// IRPs of this context that WSK owns now: sends, the resume receive, the disconnect, the
+    /// backlog query and the close. The context is recycled only when the close has completed
+    /// AND this count is zero: WskCloseSocket cancels the pending ones, but nothing orders
+    /// their completions against the close's own (W70), so whichever completion brings the
+    /// count to zero after the close recycles (see [`recyclable`](Self::recyclable)).
+    irps: u32,
     /// Indications were refused (partial accept or DATA_NOT_ACCEPTED) and none arrived since.
     rx_blocked: bool,
     resume_pending: bool,
@@ -209,6 +217,7 @@ impl TcpState {
             pumping: false,
             repump: false,
             calls: 0,
+            irps: 0,
             rx_blocked: false,
             resume_pending: false,
             rx_in_callback: false,
@@ -231,11 +240,6 @@ impl TcpState {
     /// The slots in use for this connection (`nslots` of them).
     fn live(&self) -> &[Slot] {
         self.slots.get(..self.nslots).unwrap_or(&[])
-    }
-
-    fn live_mut(&mut self) -> &mut [Slot] {
-        let n = self.nslots;
-        self.slots.get_mut(..n).unwrap_or(&mut [])
     }
 
     /// Slot `i`, or Free for an index no slot has (counted).
@@ -305,7 +309,6 @@ impl TcpState {
                             cb: true,
                             state: ZcState::Queued,
                             epoch: self.rx_epoch,
-                            age: 0,
                         },
                     );
                     self.zc_fifo[(self.zc_head + self.zc_len) % MAX_SLOTS] = slot as u8;
@@ -368,11 +371,12 @@ impl TcpState {
         }
     }
 
-    /// A retained list that may be given back now (see `rx_epoch`).
+    /// A retained list that may be given back now: its send is done and its callback holds
+    /// no reference any more (see `rx_epoch`).
     fn releasable(&self) -> Option<usize> {
         self.live().iter().position(|s| {
-            matches!(*s, Slot::Zc { cb: false, state: ZcState::Done, epoch, age, .. }
-                if age >= 2 || epoch != self.rx_epoch)
+            matches!(*s, Slot::Zc { cb: false, state: ZcState::Done, epoch, .. }
+                if epoch != self.rx_epoch || !self.rx_in_callback)
         })
     }
 
@@ -394,6 +398,7 @@ impl TcpState {
         }
         self.query_pending = true;
         self.calls += 1;
+        self.irps += 1;
         true
     }
 
@@ -402,10 +407,33 @@ impl TcpState {
     /// is outstanding: this was the context's last IRP and the caller recycles it.
     pub fn query_complete(&mut self, ideal: Option<usize>) -> bool {
         self.query_pending = false;
+        self.irp_done();
         if let Some(b) = ideal {
             self.set_ideal_backlog(b);
         }
-        self.close_completed && (!self.disconnect_issued || self.disconnect_done)
+        self.recyclable()
+    }
+
+    /// One IRP of the context came back from WSK (its completion routine runs).
+    fn irp_done(&mut self) {
+        if let Some(n) = self.irps.checked_sub(1) {
+            self.irps = n;
+        } else {
+            // A completion no issue accounts for: counted, never a wrap.
+            self.anomalies += 1;
+        }
+    }
+
+    /// The close has completed and no IRP of the context is outstanding: the completion that
+    /// sees this (exactly one does, under the lock) recycles the context (C20, C23, C30).
+    pub fn recyclable(&self) -> bool {
+        self.close_completed && self.irps == 0
+    }
+
+    /// IRPs of the context WSK owns now.
+    #[cfg(test)]
+    pub fn irps_outstanding(&self) -> u32 {
+        self.irps
     }
 
     /// Current size of one send (follows the ideal send backlog, C37).
@@ -421,14 +449,17 @@ impl TcpState {
         }
     }
 
-    /// The receive callback is returning (every path).
+    /// The receive callback's last act before it returns (every path): it drops the
+    /// callback's reference on the lists it retained. The callback does not pump after this
+    /// (a release issued now could reach the provider before the callback's STATUS_PENDING
+    /// does): the next pump (a send completion, the next callback, the housekeeper) releases.
     pub fn rx_callback_end(&mut self) {
         self.rx_in_callback = false;
     }
 
     /// Periodic housekeeping tick (PASSIVE_LEVEL, every few ms) at clock reading `now`: bounds
-    /// a graceful shutdown by time, ages finished zero-copy lists (released after two ticks
-    /// when no later callback came) and arms one resume attempt if indications are blocked.
+    /// a graceful shutdown by time, gives back finished zero-copy lists whose callback has
+    /// returned and arms one resume attempt if indications are blocked.
     /// Returns true when the caller should pump.
     pub fn kick(&mut self, now: u64) -> bool {
         let mut go = false;
@@ -441,18 +472,7 @@ impl TcpState {
                 go = true;
             }
         }
-        for s in self.live_mut() {
-            if let Slot::Zc {
-                cb: false,
-                state: ZcState::Done,
-                age,
-                ..
-            } = s
-            {
-                *age = age.saturating_add(1);
-                go |= *age >= 2;
-            }
-        }
+        go |= self.releasable().is_some();
         if self.rx_blocked && !self.resume_pending && !self.rx_in_callback {
             self.resume_armed = true;
             go = true;
@@ -529,6 +549,7 @@ impl TcpState {
                     *state = ZcState::InFlight;
                 }
                 self.calls += 1;
+                self.irps += 1;
                 return Some(Work::Send(SendOp {
                     slot,
                     kind: SendKind::ZeroCopy,
@@ -541,6 +562,7 @@ impl TcpState {
                         self.ring_fifo[(self.ring_head + self.ring_len) % MAX_SLOTS] = slot as u8;
                         self.ring_len += 1;
                         self.calls += 1;
+                        self.irps += 1;
                         return Some(Work::Send(SendOp {
                             slot,
                             kind: SendKind::Ring { off, len },
@@ -554,6 +576,7 @@ impl TcpState {
                         self.client.sent(true);
                         self.set_slot(slot, Slot::Pattern { len: msg });
                         self.calls += 1;
+                        self.irps += 1;
                         return Some(Work::Send(SendOp {
                             slot,
                             kind: SendKind::Pattern { len: msg },
@@ -568,6 +591,7 @@ impl TcpState {
                     let len = super::source::send_len(self.max_send);
                     self.set_slot(slot, Slot::Pattern { len });
                     self.calls += 1;
+                    self.irps += 1;
                     return Some(Work::Send(SendOp {
                         slot,
                         kind: SendKind::Pattern { len },
@@ -583,6 +607,7 @@ impl TcpState {
                 self.resume_armed = false;
                 self.resume_pending = true;
                 self.calls += 1;
+                self.irps += 1;
                 return Some(Work::ResumeReceive);
             }
         }
@@ -602,6 +627,7 @@ impl TcpState {
             if !self.disconnect_issued {
                 self.disconnect_issued = true;
                 self.calls += 1;
+                self.irps += 1;
                 return Some(Work::Disconnect { abortive: false });
             }
         } else if !idle_sends && !self.disconnect_issued {
@@ -609,6 +635,7 @@ impl TcpState {
             // before the close (C4).
             self.disconnect_issued = true;
             self.calls += 1;
+            self.irps += 1;
             return Some(Work::Disconnect { abortive: true });
         }
         let disconnect_settled =
@@ -616,9 +643,11 @@ impl TcpState {
         if self.phase == Phase::PeerDone && self.wait_peer_fin && !self.peer_fin {
             return None;
         }
-        // A pending zero-length receive does not hold the close back: the close cancels it (W70).
+        // A pending zero-length receive does not hold the close back: the close cancels it
+        // (W70), and its completion, whenever it comes, is counted in `irps`.
         if idle_sends && self.calls == 0 && disconnect_settled {
             self.close_issued = true;
+            self.irps += 1;
             return Some(Work::Close);
         }
         None
@@ -638,6 +667,7 @@ impl TcpState {
 
     /// A send IRP completed (any thread, any IRQL <= DISPATCH).
     pub fn send_complete(&mut self, slot: usize, ok: bool) {
+        self.irp_done();
         self.resume_armed = true;
         if !ok {
             self.phase = Phase::Aborting;
@@ -648,7 +678,6 @@ impl TcpState {
                 cb,
                 state: ZcState::InFlight,
                 epoch,
-                age,
             } => {
                 // Released later by the pump once the callback is provably over (rx_epoch).
                 self.set_slot(
@@ -658,7 +687,6 @@ impl TcpState {
                         cb,
                         state: ZcState::Done,
                         epoch,
-                        age,
                     },
                 );
             }
@@ -685,6 +713,7 @@ impl TcpState {
 
     /// The zero-length receive posted by ResumeReceive completed.
     pub fn resume_complete(&mut self, ok: bool, bytes: usize) {
+        self.irp_done();
         self.resume_pending = false;
         // A zero-length receive that completes with success and 0 bytes may mean the peer
         // closed its half (G6); the disconnect event covers that case as well.
@@ -718,18 +747,21 @@ impl TcpState {
     /// the caller recycles it (a close may complete before a pending graceful disconnect it
     /// cancels, W70).
     pub fn disconnect_complete(&mut self, ok: bool) -> bool {
+        self.irp_done();
         self.disconnect_done = true;
         if !ok {
             self.phase = Phase::Aborting;
         }
-        self.close_completed && !self.query_pending
+        self.recyclable()
     }
 
     /// The close IRP completed. Returns true when no other IRP of the context is outstanding
-    /// (so the context can be recycled now); false when a disconnect is still to complete.
+    /// (so the context can be recycled now); false when a cancelled IRP (a send, the resume
+    /// receive, the disconnect, the query) has still to complete: its completion recycles.
     pub fn close_complete(&mut self) -> bool {
+        self.irp_done();
         self.close_completed = true;
-        (!self.disconnect_issued || self.disconnect_done) && !self.query_pending
+        self.recyclable()
     }
 }
 
@@ -783,29 +815,34 @@ mod tests {
     }
 
     #[test]
-    fn callback_first_then_send() {
+    fn release_waits_for_the_callback_to_return_not_for_ticks() {
         let g = RetainedBudget::new(1 << 20);
         let mut st = TcpState::new(Mode::Echo, 1024, 4, 512, 4096);
         let RecvDecision::ZeroCopy { slot } = st.on_receive(10, true, &g) else {
             panic!()
         };
-        assert!(st.callback_done(slot, &g));
-        st.rx_callback_end();
+        // The send goes out from inside the callback; the callback then takes PENDING.
         assert_eq!(pump(&mut st, &g).len(), 1);
+        assert!(st.callback_done(slot, &g));
         st.send_complete(slot, true);
-        // The callback's PENDING may not have reached the provider yet: no release until a
-        // later callback starts or two housekeeping ticks pass.
-        assert!(pump(&mut st, &g).is_empty());
-        assert!(!st.kick(0));
+        // The callback thread is preempted before it returns: however many housekeeping ticks
+        // and however much time pass, its PENDING may not have reached the provider yet.
+        for tick in 0..100u64 {
+            assert!(!st.kick(tick * 1_000_000_000), "tick {tick}");
+            assert!(pump(&mut st, &g).is_empty(), "tick {tick}");
+        }
+        assert_eq!(g.used(), 10);
+        // Its last act drops its reference: the next pump releases.
+        st.rx_callback_end();
         assert!(st.kick(0));
         assert_eq!(pump(&mut st, &g), [Work::Release { slot }]);
         assert_eq!(g.used(), 0);
-        // A later callback proves the earlier one returned: release at once.
+        // A later callback proves the earlier one returned (W45): release at once, even if the
+        // earlier one's end was never seen.
         let RecvDecision::ZeroCopy { slot } = st.on_receive(10, true, &g) else {
             panic!()
         };
         assert!(st.callback_done(slot, &g));
-        st.rx_callback_end();
         pump(&mut st, &g);
         st.send_complete(slot, true);
         assert!(pump(&mut st, &g).is_empty());
@@ -814,6 +851,41 @@ mod tests {
         };
         assert_eq!(pump(&mut st, &g)[0], Work::Release { slot });
         assert_ne!(slot, s2);
+    }
+
+    #[test]
+    fn recycled_only_after_every_irp_whatever_the_order() {
+        // W70 orders nothing between the close's completion and those of the IRPs it cancels.
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(Mode::Echo, 100, 2, 100, 0);
+        // Back-pressure, then the ring drains: a zero-length resume receive goes out.
+        assert_eq!(st.on_receive(100, true, &g), RecvDecision::Copy { n: 100 });
+        assert!(st.ring.commit(100));
+        assert_eq!(st.on_receive(1, true, &g), RecvDecision::NotAccepted);
+        st.rx_callback_end();
+        let sends: Vec<usize> = pump(&mut st, &g)
+            .iter()
+            .filter_map(|w| match w {
+                Work::Send(o) => Some(o.slot),
+                _ => None,
+            })
+            .collect();
+        for s in sends {
+            st.send_complete(s, true);
+        }
+        let w = pump(&mut st, &g);
+        assert!(w.contains(&Work::ResumeReceive), "{w:?}");
+        // The peer resets: abort. The close goes out with the resume still pending.
+        st.abort();
+        let w = pump(&mut st, &g);
+        assert!(w.ends_with(&[Work::Close]), "{w:?}");
+        assert_eq!(st.irps_outstanding(), 2, "the resume and the close");
+        // The close completes first: the cancelled resume still owns the context.
+        assert!(!st.close_complete());
+        assert!(!st.recyclable());
+        st.resume_complete(false, 0);
+        assert!(st.recyclable(), "the last completion recycles");
+        assert_eq!(st.anomalies, 0);
     }
 
     #[test]
@@ -990,15 +1062,18 @@ mod tests {
         assert!(st.callback_done(b, &g));
         st.rx_callback_end();
         st.abort();
-        // a in flight: abortive disconnect to cancel it; b (never sent) waits for release.
-        assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: true }]);
+        // b (never sent, its callback returned) goes back at once; a is in flight: an abortive
+        // disconnect cancels it.
+        assert_eq!(
+            pump(&mut st, &g),
+            [
+                Work::Release { slot: b },
+                Work::Disconnect { abortive: true }
+            ]
+        );
         st.send_complete(a, false);
         st.disconnect_complete(true);
-        // a came from an older callback: released now; b after two ticks; then the close.
-        assert_eq!(pump(&mut st, &g), [Work::Release { slot: a }]);
-        st.kick(0);
-        st.kick(0);
-        assert_eq!(pump(&mut st, &g), [Work::Release { slot: b }, Work::Close]);
+        assert_eq!(pump(&mut st, &g), [Work::Release { slot: a }, Work::Close]);
         assert_eq!(g.used(), 0);
         assert_eq!(st.on_receive(5, true, &g), RecvDecision::Drop);
     }

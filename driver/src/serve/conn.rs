@@ -508,9 +508,8 @@ unsafe fn query_backlog(c: *mut Conn) {
                 (*c).query_irp,
             );
         } else {
-            // No provider function: the IRP never went out; undo the bookkeeping.
-            irp::disarm();
-            let _ = r.state.lock().query_complete(None);
+            // No provider function: the IRP never went out; it completes here as failed.
+            irp::fail_unsent((*c).query_irp, query_done, c.cast());
         }
     }
     r.state.lock().call_returned();
@@ -675,7 +674,7 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
                 if let Some(send) = d.WskSend {
                     send(sock, ptr::addr_of_mut!((*s).buf), flags, (*s).irp);
                 } else {
-                    irp::disarm();
+                    irp::fail_unsent((*s).irp, send_done, s.cast());
                 }
             }
             Work::ResumeReceive => {
@@ -689,7 +688,7 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
                 if let Some(recv) = d.WskReceive {
                     recv(sock, ptr::addr_of_mut!((*c).rx_buf), 0, (*c).rx_irp);
                 } else {
-                    irp::disarm();
+                    irp::fail_unsent((*c).rx_irp, rx_done, c.cast());
                 }
             }
             Work::Release { .. } => {
@@ -705,7 +704,7 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
                 if let Some(disc) = d.WskDisconnect {
                     disc(sock, ptr::null_mut(), flags, (*c).disc_irp);
                 } else {
-                    irp::disarm();
+                    irp::fail_unsent((*c).disc_irp, disc_done, c.cast());
                 }
             }
             Work::Close => {
@@ -715,7 +714,7 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
                 if let Some(close) = d.Basic.WskCloseSocket {
                     close(sock, (*c).close_irp);
                 } else {
-                    irp::disarm();
+                    irp::fail_unsent((*c).close_irp, close_done, c.cast());
                 }
             }
         }
@@ -740,9 +739,19 @@ unsafe extern "win64" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) 
     } else {
         drv.count_service(r.stats_slot, Counter::SendErrors, 1);
     }
-    r.state.lock().send_complete(s.idx, NT_SUCCESS(status));
-    // SAFETY: live context; pump re-enters only if no other thread owns it (C12).
-    unsafe { pump(c) };
+    let last = {
+        let mut state = r.state.lock();
+        state.send_complete(s.idx, NT_SUCCESS(status));
+        state.recyclable()
+    };
+    if last {
+        // The close completed first (W70 orders nothing): this was the last IRP.
+        // SAFETY: nothing else references the context.
+        unsafe { recycle(c) };
+    } else {
+        // SAFETY: live context; pump re-enters only if no other thread owns it (C12).
+        unsafe { pump(c) };
+    }
     irp::routine_return()
 }
 
@@ -751,13 +760,20 @@ unsafe extern "win64" fn rx_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) ->
     let c = ctx.cast::<Conn>();
     // SAFETY: completed IRP; pooled context.
     let (status, info) = unsafe { irp::result(irp) };
-    // SAFETY: pooled context.
-    unsafe { &*c }
-        .state
-        .lock()
-        .resume_complete(NT_SUCCESS(status), info);
-    // SAFETY: live context.
-    unsafe { pump(c) };
+    let last = {
+        // SAFETY: pooled context, kept out of the pool while this IRP is outstanding.
+        let mut state = unsafe { &*c }.state.lock();
+        state.resume_complete(NT_SUCCESS(status), info);
+        state.recyclable()
+    };
+    if last {
+        // The close cancelled this receive and completed before it (W70 orders nothing).
+        // SAFETY: no IRP of the context is outstanding any more.
+        unsafe { recycle(c) };
+    } else {
+        // SAFETY: live context.
+        unsafe { pump(c) };
+    }
     irp::routine_return()
 }
 
@@ -794,7 +810,9 @@ unsafe extern "win64" fn close_done(_dev: PDEVICE_OBJECT, _irp: PIRP, ctx: PVOID
 }
 
 /// Returns a closed context to the pool and drops its rundown reference as the very last act
-/// (C30). Called by whichever of the close / disconnect completions comes last.
+/// (C30). Called by whichever completion (the close's, or a send, resume, disconnect or query
+/// the close cancelled) finds the close completed and no IRP outstanding
+/// (`TcpState::recyclable`, counted under the lock, so exactly one does).
 ///
 /// # Safety
 /// The socket is closed and no IRP of the context is outstanding.
@@ -829,6 +847,9 @@ unsafe extern "win64" fn receive_event(
 ) -> NTSTATUS {
     // SAFETY: forwarded.
     let status = unsafe { receive(ctx, flags, ind, bytes_indicated, bytes_accepted) };
+    // The callback's last act: it drops its reference on the lists it retained (C1). Nothing
+    // is released on this thread after it: the provider has not seen our STATUS_PENDING yet.
+    // The context cannot be recycled under us: the close waits for running callbacks (W70).
     // SAFETY: the registered context.
     unsafe { &*ctx.cast::<Conn>() }
         .state
