@@ -40,9 +40,17 @@ pub enum Counter {
     /// UDP datagrams dropped: unspecified, multicast or broadcast source address
     /// (UdpDropSpecialSources).
     DropSpecialSource,
+    /// TCP connections closed gracefully after IdleTimeoutMs with nothing received or owed.
+    TcpIdleTimeouts,
+    /// TCP connections aborted after ProgressTimeoutMs with echo owed and nothing moving
+    /// (a peer that never reads); their retained buffers are released.
+    TcpProgressTimeouts,
+    /// TCP connections moved to the copy path after holding a receive buffer for longer than
+    /// RetainTimeoutMs.
+    TcpRetainTimeouts,
 }
 
-pub const COUNTER_COUNT: usize = 20;
+pub const COUNTER_COUNT: usize = 23;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT] = [
@@ -66,6 +74,9 @@ impl Counter {
         Counter::DropPrivilegedPort,
         Counter::DropServicePort,
         Counter::DropSpecialSource,
+        Counter::TcpIdleTimeouts,
+        Counter::TcpProgressTimeouts,
+        Counter::TcpRetainTimeouts,
     ];
 
     /// snake_case name, used in JSON and tables.
@@ -91,6 +102,9 @@ impl Counter {
             Counter::DropPrivilegedPort => "drop_privileged_port",
             Counter::DropServicePort => "drop_service_port",
             Counter::DropSpecialSource => "drop_special_source",
+            Counter::TcpIdleTimeouts => "tcp_idle_timeouts",
+            Counter::TcpProgressTimeouts => "tcp_progress_timeouts",
+            Counter::TcpRetainTimeouts => "tcp_retain_timeouts",
         }
     }
 

@@ -82,6 +82,9 @@ fn map(c: &[u64; crate::stats::NUM_COUNTERS]) -> Counters {
     o.set(C::DropPrivilegedPort, g(Counter::UdpDropPrivilegedPort));
     o.set(C::DropServicePort, g(Counter::UdpDropServicePort));
     o.set(C::DropSpecialSource, g(Counter::UdpDropSpecialSource));
+    o.set(C::TcpIdleTimeouts, g(Counter::TcpIdleTimeouts));
+    o.set(C::TcpProgressTimeouts, g(Counter::TcpProgressTimeouts));
+    o.set(C::TcpRetainTimeouts, g(Counter::TcpRetainTimeouts));
     o
 }
 

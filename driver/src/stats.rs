@@ -39,9 +39,13 @@ pub enum Counter {
     UdpDropPrivilegedPort,
     UdpDropServicePort,
     UdpDropSpecialSource,
+    /// TCP deadlines applied (`logic::tcp::Kick`): idle close, progress abort, retention.
+    TcpIdleTimeouts,
+    TcpProgressTimeouts,
+    TcpRetainTimeouts,
 }
 
-pub const NUM_COUNTERS: usize = Counter::UdpDropSpecialSource as usize + 1;
+pub const NUM_COUNTERS: usize = Counter::TcpRetainTimeouts as usize + 1;
 
 pub const COUNTER_NAMES: [&str; NUM_COUNTERS] = [
     "conn_accepted",
@@ -72,6 +76,9 @@ pub const COUNTER_NAMES: [&str; NUM_COUNTERS] = [
     "udp_drop_privileged_port",
     "udp_drop_service_port",
     "udp_drop_special_source",
+    "tcp_idle_timeouts",
+    "tcp_progress_timeouts",
+    "tcp_retain_timeouts",
 ];
 
 #[repr(C, align(128))]
@@ -168,6 +175,9 @@ pub const fn svc_index(c: Counter) -> Option<usize> {
         Counter::UdpDropPrivilegedPort => A::DropPrivilegedPort,
         Counter::UdpDropServicePort => A::DropServicePort,
         Counter::UdpDropSpecialSource => A::DropSpecialSource,
+        Counter::TcpIdleTimeouts => A::TcpIdleTimeouts,
+        Counter::TcpProgressTimeouts => A::TcpProgressTimeouts,
+        Counter::TcpRetainTimeouts => A::TcpRetainTimeouts,
         Counter::CopyBytes
         | Counter::DeadSockets
         | Counter::ProtocolErrors

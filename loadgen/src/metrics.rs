@@ -326,6 +326,21 @@ fn driver_metric(
             None,
             "Times a connection refused data because its ring was full.",
         ),
+        Counter::TcpIdleTimeouts => (
+            "wskecho_tcp_deadlines_total",
+            Some(("deadline", "idle")),
+            "TCP deadlines applied: idle (closed), progress (aborted), retain (copy path).",
+        ),
+        Counter::TcpProgressTimeouts => (
+            "wskecho_tcp_deadlines_total",
+            Some(("deadline", "progress")),
+            "TCP deadlines applied: idle (closed), progress (aborted), retain (copy path).",
+        ),
+        Counter::TcpRetainTimeouts => (
+            "wskecho_tcp_deadlines_total",
+            Some(("deadline", "retain")),
+            "TCP deadlines applied: idle (closed), progress (aborted), retain (copy path).",
+        ),
     }
 }
 

@@ -32,12 +32,15 @@ pub enum ZcState {
 pub enum Slot {
     Free,
     /// A retained indication (zero-copy). `cb`: the receive callback still holds it (C1).
-    /// `epoch`: the receive callback it came from (see `TcpState::rx_epoch`).
+    /// `epoch`: the receive callback it came from (see `TcpState::rx_epoch`). `since`: the
+    /// clock reading of the first housekeeping tick that saw it retained (the retention
+    /// deadline counts from there; the receive path reads no clock).
     Zc {
         len: usize,
         cb: bool,
         state: ZcState,
         epoch: u32,
+        since: Option<u64>,
     },
     /// A chunk of the ring handed to WskSend; `done` once it completed (ring space is freed in
     /// issue order even when completions arrive out of order).
@@ -94,6 +97,16 @@ pub enum Work {
     },
     /// WskCloseSocket: nothing is in flight, nothing retained, no call executing (C22, C4).
     Close,
+}
+
+/// What a housekeeping [`kick`](TcpState::kick) found: whether to pump, and which deadline
+/// (if any) it applied, for the caller to count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Kick {
+    pub pump: bool,
+    pub idle_timeout: bool,
+    pub progress_timeout: bool,
+    pub retain_timeout: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,6 +197,22 @@ pub struct TcpState {
     /// on a default Windows clock, three times the limit).
     pub shutdown_limit: u64,
     shutdown_since: Option<u64>,
+    /// Deadlines while open (issue 13 items 1d and 9), in the same clock units as
+    /// `shutdown_limit`, 0 = none. `idle_limit`: nothing received and nothing to send for
+    /// that long -> graceful close. `progress_limit`: echo outstanding (sends pending, data
+    /// queued or refused) and nothing moving for that long -> abort, which cancels the sends
+    /// and releases every retained list. `retain_limit`: a list retained that long -> this
+    /// connection takes no more zero-copy (copy path and back-pressure from then on).
+    pub idle_limit: u64,
+    pub progress_limit: u64,
+    pub retain_limit: u64,
+    /// Bumped by every indication and every successful send completion.
+    progress: u32,
+    /// `progress` as the last tick saw it, and the clock reading since when it has not moved.
+    progress_seen: u32,
+    quiet_since: Option<u64>,
+    /// The retention deadline passed once: zero-copy is off for the rest of the connection.
+    zc_off: bool,
     /// Outbound load only (EchoClient, paced Source): the client's message state.
     pub client: ClientState,
     /// Calls that named a slot out of range or in the wrong state: dropped and counted here
@@ -232,6 +261,13 @@ impl TcpState {
             wait_peer_fin: false,
             shutdown_limit: 0,
             shutdown_since: None,
+            idle_limit: 0,
+            progress_limit: 0,
+            retain_limit: 0,
+            progress: 0,
+            progress_seen: 0,
+            quiet_since: None,
+            zc_off: false,
             client: ClientState::new(),
             anomalies: 0,
         }
@@ -278,8 +314,9 @@ impl TcpState {
     /// `zc_ok` is false when zero-copy is impossible for reasons the caller knows (a list of
     /// several indications, WSK_FLAG_RELEASE_ASAP, zero-copy disabled by config).
     pub fn on_receive(&mut self, len: usize, zc_ok: bool, global: &RetainedBudget) -> RecvDecision {
-        // Any indication means indications flow again.
+        // Any indication means indications flow again, and the connection is not idle.
         self.rx_blocked = false;
+        self.progress = self.progress.wrapping_add(1);
         self.rx_in_callback = true;
         self.rx_epoch = self.rx_epoch.wrapping_add(1);
         if self.phase != Phase::Open {
@@ -295,6 +332,7 @@ impl TcpState {
         // Zero-copy only while nothing copied is waiting (order), a slot is free and both
         // retention budgets allow it (C2).
         if zc_ok
+            && !self.zc_off
             && self.mode == Mode::Echo
             && self.ring.queued() == 0
             && self.retained + len <= self.per_conn_budget
@@ -309,6 +347,7 @@ impl TcpState {
                             cb: true,
                             state: ZcState::Queued,
                             epoch: self.rx_epoch,
+                            since: None,
                         },
                     );
                     self.zc_fifo[(self.zc_head + self.zc_len) % MAX_SLOTS] = slot as u8;
@@ -458,26 +497,65 @@ impl TcpState {
     }
 
     /// Periodic housekeeping tick (PASSIVE_LEVEL, every few ms) at clock reading `now`: bounds
-    /// a graceful shutdown by time, gives back finished zero-copy lists whose callback has
-    /// returned and arms one resume attempt if indications are blocked.
-    /// Returns true when the caller should pump.
-    pub fn kick(&mut self, now: u64) -> bool {
-        let mut go = false;
+    /// a graceful shutdown by time, applies the deadlines while open (idle, progress,
+    /// retention), gives back finished zero-copy lists whose callback has returned and arms
+    /// one resume attempt if indications are blocked. Every deadline is measured from a clock
+    /// reading taken by a tick, so a clock-interval sleep between ticks never stretches it.
+    pub fn kick(&mut self, now: u64) -> Kick {
+        let mut k = Kick::default();
         if self.phase == Phase::PeerDone && self.shutdown_limit > 0 && !self.close_issued {
             // C34: a graceful close that does not finish (peer never reads, never FINs) is
             // bounded; then it is aborted like any other stuck connection.
             let since = *self.shutdown_since.get_or_insert(now);
             if now.saturating_sub(since) > self.shutdown_limit {
                 self.phase = Phase::Aborting;
-                go = true;
+                k.pump = true;
             }
         }
-        go |= self.releasable().is_some();
+        if self.progress != self.progress_seen || self.quiet_since.is_none() {
+            self.progress_seen = self.progress;
+            self.quiet_since = Some(now);
+        }
+        let quiet = now.saturating_sub(self.quiet_since.unwrap_or(now));
+        if self.phase == Phase::Open && !self.close_issued {
+            // Echo owed to the peer: sends in flight, lists retained, bytes queued, or
+            // indications refused (the peer's data waits in the stack behind them).
+            let owed = self.busy_slots() > 0 || !self.ring.is_empty() || self.rx_blocked;
+            if owed && self.progress_limit > 0 && quiet > self.progress_limit {
+                // 1d: a peer with a closed window (never reads; its FIN, if any, waits behind
+                // the data we refused) would hold the provider's buffers until unload.
+                self.phase = Phase::Aborting;
+                k.progress_timeout = true;
+                k.pump = true;
+            } else if !owed && self.idle_limit > 0 && quiet > self.idle_limit {
+                // An idle peer holds a context forever otherwise: FIN, then the graceful close
+                // (itself bounded by `shutdown_limit`).
+                self.local_shutdown();
+                k.idle_timeout = true;
+                k.pump = true;
+            }
+        }
+        let retain_limit = self.retain_limit;
+        let mut overdue = false;
+        for s in self.slots.iter_mut().take(self.nslots) {
+            if let Slot::Zc { since, .. } = s {
+                let t = *since.get_or_insert(now);
+                overdue |= retain_limit > 0 && now.saturating_sub(t) > retain_limit;
+            }
+        }
+        if overdue && !self.zc_off {
+            // 9: lists held past the deadline: take no more (copy path, back-pressure); the
+            // ones held go back as their sends finish, or with the abort of the progress
+            // deadline if they never do.
+            self.zc_off = true;
+            k.retain_timeout = true;
+        }
+        k.pump |= self.releasable().is_some();
         if self.rx_blocked && !self.resume_pending && !self.rx_in_callback {
             self.resume_armed = true;
-            go = true;
+            k.pump = true;
         }
-        go
+        k
     }
 
     /// Paced source: one send (one message) is `n` bytes (rounded to the pattern period).
@@ -669,7 +747,9 @@ impl TcpState {
     pub fn send_complete(&mut self, slot: usize, ok: bool) {
         self.irp_done();
         self.resume_armed = true;
-        if !ok {
+        if ok {
+            self.progress = self.progress.wrapping_add(1);
+        } else {
             self.phase = Phase::Aborting;
         }
         match self.slot_at(slot) {
@@ -678,6 +758,7 @@ impl TcpState {
                 cb,
                 state: ZcState::InFlight,
                 epoch,
+                since,
             } => {
                 // Released later by the pump once the callback is provably over (rx_epoch).
                 self.set_slot(
@@ -687,6 +768,7 @@ impl TcpState {
                         cb,
                         state: ZcState::Done,
                         epoch,
+                        since,
                     },
                 );
             }
@@ -828,13 +910,13 @@ mod tests {
         // The callback thread is preempted before it returns: however many housekeeping ticks
         // and however much time pass, its PENDING may not have reached the provider yet.
         for tick in 0..100u64 {
-            assert!(!st.kick(tick * 1_000_000_000), "tick {tick}");
+            assert!(!st.kick(tick * 1_000_000_000).pump, "tick {tick}");
             assert!(pump(&mut st, &g).is_empty(), "tick {tick}");
         }
         assert_eq!(g.used(), 10);
         // Its last act drops its reference: the next pump releases.
         st.rx_callback_end();
-        assert!(st.kick(0));
+        assert!(st.kick(0).pump);
         assert_eq!(pump(&mut st, &g), [Work::Release { slot }]);
         assert_eq!(g.used(), 0);
         // A later callback proves the earlier one returned (W45): release at once, even if the
@@ -954,13 +1036,13 @@ mod tests {
         st.resume_complete(true, 0);
         // Not re-posted by itself (it may have been lost): only after a kick.
         assert!(!pump(&mut st, &g).contains(&Work::ResumeReceive));
-        assert!(st.kick(0));
+        assert!(st.kick(0).pump);
         assert!(pump(&mut st, &g).contains(&Work::ResumeReceive));
         st.resume_complete(true, 0);
         // An indication arrived: no more kicks.
         st.on_receive(1, true, &g);
         st.rx_callback_end();
-        assert!(!st.kick(0));
+        assert!(!st.kick(0).pump);
     }
 
     #[test]
@@ -1133,7 +1215,7 @@ mod tests {
             st.kick(now);
             assert!(pump(&mut st, &g).is_empty(), "t = {now}");
         }
-        assert!(st.kick(14), "limit reached: more than 3 units since t = 10");
+        assert!(st.kick(14).pump, "limit reached: more than 3 units since t = 10");
         assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: true }]);
     }
 
@@ -1209,5 +1291,77 @@ mod tests {
             st.send_complete(s, false);
         }
         assert_eq!(pump(&mut st, &g), [Work::Close]);
+    }
+
+    #[test]
+    fn idle_connection_is_closed_gracefully_after_the_idle_limit() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(Mode::Echo, 100, 2, 100, 0);
+        st.idle_limit = 100;
+        assert_eq!(st.kick(1000), Kick::default(), "the clock starts here");
+        // Traffic restarts the clock.
+        st.on_receive(10, true, &g);
+        assert!(st.ring.commit(10));
+        st.rx_callback_end();
+        let w = pump(&mut st, &g);
+        let Work::Send(op) = w[0] else { panic!() };
+        st.send_complete(op.slot, true);
+        assert!(!st.kick(1090).idle_timeout);
+        assert!(!st.kick(1150).idle_timeout, "quiet for 60 units only");
+        let k = st.kick(1191);
+        assert!(k.idle_timeout && k.pump, "{k:?}");
+        assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: false }]);
+        // Counted once.
+        assert!(!st.kick(5000).idle_timeout);
+    }
+
+    #[test]
+    fn peer_that_never_reads_is_aborted_after_the_progress_limit() {
+        let g = RetainedBudget::new(1 << 20);
+        let mut st = TcpState::new(Mode::Echo, 100, 2, 100, 1 << 20);
+        st.progress_limit = 500;
+        st.idle_limit = 100; // owed echo is not idleness
+        let RecvDecision::ZeroCopy { slot } = st.on_receive(50, true, &g) else {
+            panic!()
+        };
+        assert!(st.callback_done(slot, &g));
+        st.rx_callback_end();
+        assert_eq!(pump(&mut st, &g).len(), 1, "the echo goes out and never completes");
+        for now in [0, 200, 400, 500] {
+            let k = st.kick(now);
+            assert!(!k.progress_timeout && !k.idle_timeout, "t = {now}: {k:?}");
+        }
+        let k = st.kick(501);
+        assert!(k.progress_timeout && k.pump, "{k:?}");
+        // The abort cancels the send (abortive disconnect); its completion frees the list.
+        assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: true }]);
+        st.send_complete(slot, false);
+        assert!(!st.disconnect_complete(true));
+        assert_eq!(pump(&mut st, &g), [Work::Release { slot }, Work::Close]);
+        assert_eq!(g.used(), 0);
+    }
+
+    #[test]
+    fn retention_deadline_turns_zero_copy_off() {
+        let g = RetainedBudget::new(1 << 20);
+        let mut st = TcpState::new(Mode::Echo, 1000, 4, 1000, 1 << 20);
+        st.retain_limit = 100;
+        let RecvDecision::ZeroCopy { slot } = st.on_receive(50, true, &g) else {
+            panic!()
+        };
+        assert!(st.callback_done(slot, &g));
+        st.rx_callback_end();
+        pump(&mut st, &g);
+        assert!(!st.kick(10).retain_timeout, "retained from here");
+        assert!(!st.kick(110).retain_timeout);
+        // Another list meanwhile is still zero-copy.
+        assert!(matches!(
+            st.on_receive(5, true, &g),
+            RecvDecision::ZeroCopy { .. }
+        ));
+        st.rx_callback_end();
+        assert!(st.kick(111).retain_timeout);
+        assert_eq!(st.on_receive(5, true, &g), RecvDecision::Copy { n: 5 });
+        assert!(!st.kick(500).retain_timeout, "counted once");
     }
 }

@@ -173,9 +173,11 @@ impl ConnPool {
             .count()
     }
 
-    /// Periodic kick (PASSIVE_LEVEL, start-up thread): connections whose indications are
-    /// refused get one more zero-length WskReceive attempt (C5). Needed because a resume that
-    /// races with the refusing callback's return is undone by the provider (G2).
+    /// Periodic kick (PASSIVE_LEVEL, start-up thread): applies each connection's deadlines
+    /// (idle, progress, retention, graceful shutdown; counted), gives back lists whose
+    /// callback has returned, and gives connections whose indications are refused one more
+    /// zero-length WskReceive attempt (C5), needed because a resume that races with the
+    /// refusing callback's return is undone by the provider (G2).
     pub(crate) fn kick_blocked(&self) {
         if self.active() == 0 {
             return;
@@ -188,14 +190,26 @@ impl ConnPool {
             if !r.live.load(Ordering::Relaxed) {
                 continue;
             }
-            let go = {
+            let kick = {
                 let mut state = r.state.lock();
-                r.live.load(Ordering::Relaxed)
-                    && !r.socket.is_null()
-                    && !state.close_issued()
-                    && state.kick(time::now())
+                if r.live.load(Ordering::Relaxed) && !r.socket.is_null() && !state.close_issued()
+                {
+                    state.kick(time::now())
+                } else {
+                    tcp::Kick::default()
+                }
             };
-            if go {
+            let drv = r.drv();
+            for (hit, counter) in [
+                (kick.idle_timeout, Counter::TcpIdleTimeouts),
+                (kick.progress_timeout, Counter::TcpProgressTimeouts),
+                (kick.retain_timeout, Counter::TcpRetainTimeouts),
+            ] {
+                if hit {
+                    drv.count_service(r.stats_slot, counter, 1);
+                }
+            }
+            if kick.pump {
                 // SAFETY: live context.
                 unsafe { pump(c) };
             }
@@ -432,9 +446,16 @@ impl Conn {
         // SAFETY: c is ours (off the free stack): nobody else touches it until published.
         let r = unsafe { &mut *c };
         state.ring = ByteRing::new(r.state.get_mut().ring.capacity());
-        // A clock limit (performance counter units), not a count of housekeeping ticks.
-        state.shutdown_limit =
-            (u64::from(drv.config.limits.disconnect_timeout_ms) * drv.perf_freq / 1000).max(1);
+        // Clock limits (performance counter units), not counts of housekeeping ticks.
+        let lim = &drv.config.limits;
+        let ms = |v: u32| u64::from(v) * drv.perf_freq / 1000;
+        state.shutdown_limit = ms(lim.disconnect_timeout_ms).max(1);
+        state.progress_limit = ms(lim.progress_timeout_ms);
+        state.retain_limit = ms(lim.retain_timeout_ms);
+        // Outbound load connections end with their job; only served ones may sit idle.
+        if client.is_none() {
+            state.idle_limit = ms(lim.idle_timeout_ms);
+        }
         *r.state.get_mut() = state;
         *r.framer.get_mut() = TcpFramer::new();
         r.socket = sock;
