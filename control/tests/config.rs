@@ -263,6 +263,8 @@ fn remove_and_add_services() {
 /// and range, and its default stays.
 #[test]
 fn timeout_values_parse_and_fall_back() {
+    type Field = fn(&Limits) -> u32;
+    type FieldMut = fn(&mut Limits) -> &mut u32;
     let d = Limits::default();
     assert_eq!(
         (
@@ -272,15 +274,30 @@ fn timeout_values_parse_and_fall_back() {
         ),
         (300_000, 30_000, 1_000)
     );
-    type Field = fn(&Limits) -> u32;
-    let cases: [(&str, u32, u32, Field); 3] = [
-        ("IdleTimeoutMs", 86_400_000, 300_000, |l| l.idle_timeout_ms),
-        ("ProgressTimeoutMs", 3_600_000, 30_000, |l| {
-            l.progress_timeout_ms
-        }),
-        ("RetainTimeoutMs", 60_000, 1_000, |l| l.retain_timeout_ms),
+    let cases: [(&str, u32, u32, Field, FieldMut); 3] = [
+        (
+            "IdleTimeoutMs",
+            86_400_000,
+            300_000,
+            |l| l.idle_timeout_ms,
+            |l| &mut l.idle_timeout_ms,
+        ),
+        (
+            "ProgressTimeoutMs",
+            3_600_000,
+            30_000,
+            |l| l.progress_timeout_ms,
+            |l| &mut l.progress_timeout_ms,
+        ),
+        (
+            "RetainTimeoutMs",
+            60_000,
+            1_000,
+            |l| l.retain_timeout_ms,
+            |l| &mut l.retain_timeout_ms,
+        ),
     ];
-    for (name, max, default, field) in cases {
+    for (name, max, default, field, field_mut) in cases {
         for v in [0, 1, 7_777, max] {
             let mut b = ConfigBuilder::new();
             b.apply(name, REG_DWORD, &v.to_le_bytes()).unwrap();
@@ -332,5 +349,14 @@ fn timeout_values_parse_and_fall_back() {
         assert!(l.set_by_name(name, max + 1).is_err());
         l.set_by_name(name, max).unwrap();
         l.validate().unwrap();
+        *field_mut(&mut l) = max + 1;
+        assert_eq!(
+            l.validate(),
+            Err(LimitError::OutOfRange {
+                value: name,
+                min: 0,
+                max
+            })
+        );
     }
 }

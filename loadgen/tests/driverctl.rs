@@ -250,7 +250,11 @@ fn config_set_operations() {
     assert_eq!(c["limits"]["RetainTimeoutMs"], 60000);
     let l = f.mock.lock().unwrap().config.limits;
     assert_eq!(
-        (l.idle_timeout_ms, l.progress_timeout_ms, l.retain_timeout_ms),
+        (
+            l.idle_timeout_ms,
+            l.progress_timeout_ms,
+            l.retain_timeout_ms
+        ),
         (0, 5000, 60000)
     );
     let (code, text) = f.run(&["config", "get"]);
@@ -277,7 +281,6 @@ fn config_set_operations() {
     assert!(e.contains("RetainTimeoutMs must be in 0..=60000"), "{e}");
     // Local validation errors are errors, not requests.
     let cli = Cli::try_parse_from([
-
         "driver",
         "--control",
         &f.addr.to_string(),
