@@ -257,3 +257,106 @@ fn remove_and_add_services() {
         Err(ServiceError::TooMany)
     );
 }
+
+/// IdleTimeoutMs, ProgressTimeoutMs, RetainTimeoutMs: documented defaults; 0 ("never"), the
+/// maximum and a value between apply; one past the maximum is refused with the value's name
+/// and range, and its default stays.
+#[test]
+fn timeout_values_parse_and_fall_back() {
+    type Field = fn(&Limits) -> u32;
+    type FieldMut = fn(&mut Limits) -> &mut u32;
+    let d = Limits::default();
+    assert_eq!(
+        (
+            d.idle_timeout_ms,
+            d.progress_timeout_ms,
+            d.retain_timeout_ms
+        ),
+        (300_000, 30_000, 1_000)
+    );
+    let cases: [(&str, u32, u32, Field, FieldMut); 3] = [
+        (
+            "IdleTimeoutMs",
+            86_400_000,
+            300_000,
+            |l| l.idle_timeout_ms,
+            |l| &mut l.idle_timeout_ms,
+        ),
+        (
+            "ProgressTimeoutMs",
+            3_600_000,
+            30_000,
+            |l| l.progress_timeout_ms,
+            |l| &mut l.progress_timeout_ms,
+        ),
+        (
+            "RetainTimeoutMs",
+            60_000,
+            1_000,
+            |l| l.retain_timeout_ms,
+            |l| &mut l.retain_timeout_ms,
+        ),
+    ];
+    for (name, max, default, field, field_mut) in cases {
+        for v in [0, 1, 7_777, max] {
+            let mut b = ConfigBuilder::new();
+            b.apply(name, REG_DWORD, &v.to_le_bytes()).unwrap();
+            let (c, e) = b.finish();
+            assert_eq!(e, None, "{name}={v}");
+            assert_eq!(field(&c.limits), v, "{name}={v}");
+            assert_eq!(c.limits.dword(name), Some(v));
+        }
+        // Case-insensitive, like every registry name.
+        let mut b = ConfigBuilder::new();
+        b.apply(&name.to_ascii_lowercase(), REG_DWORD, &5u32.to_le_bytes())
+            .unwrap();
+        assert_eq!(field(&b.finish().0.limits), 5);
+
+        for bad in [max + 1, u32::MAX] {
+            let mut b = ConfigBuilder::new();
+            let e = b.apply(name, REG_DWORD, &bad.to_le_bytes()).unwrap_err();
+            assert_eq!(e.value, name);
+            assert_eq!(
+                e.kind,
+                ConfigErrorKind::Limit(LimitError::OutOfRange {
+                    value: name,
+                    min: 0,
+                    max
+                })
+            );
+            assert_eq!(
+                e.to_string(),
+                format!("registry value {name}: out of range 0..={max}; default used")
+            );
+            let (c, fin) = b.finish();
+            assert_eq!(fin, None);
+            assert_eq!(field(&c.limits), default, "{name}={bad}");
+            assert_eq!(c, Config::default());
+        }
+        // A REG_SZ where a REG_DWORD belongs is refused too.
+        let e = ConfigBuilder::new()
+            .apply(name, REG_SZ, &utf16z("5"))
+            .unwrap_err();
+        assert_eq!(
+            e.kind,
+            ConfigErrorKind::WrongType {
+                expected: REG_DWORD,
+                found: REG_SZ
+            }
+        );
+        // And Limits::validate holds the same range.
+        let mut l = Limits::default();
+        assert!(l.set_by_name(name, max + 1).is_err());
+        l.set_by_name(name, max).unwrap();
+        l.validate().unwrap();
+        *field_mut(&mut l) = max + 1;
+        assert_eq!(
+            l.validate(),
+            Err(LimitError::OutOfRange {
+                value: name,
+                min: 0,
+                max
+            })
+        );
+    }
+}

@@ -377,13 +377,20 @@ fn set_config_field_errors() {
     }
     // Limits: out of range, non power of two ring, per-connection above total, bad flags.
     let lim = enc(|b| SetConfig::SetLimits(Limits::default()).encode(b));
-    // limits at 16..48: max_connections 16, per-conn 20, total 24, ring 28, ..., flags 44.
+    // limits at 16: max_connections 16, per-conn 20, total 24, ring 28, ..., disconnect 40,
+    // idle 44, progress 48, retain 52, flags 56; then counts, reserved, CIDRs.
+    let flags = 16 + LIMITS_LEN - 4;
+    let counts = 16 + LIMITS_LEN;
+    let cidr = counts + 8;
     let limit_cases: Vec<(usize, u32)> = vec![
         (16, 0),
         (16, 70_000),
         (28, 5000),
         (20, 200 << 20),
-        (44, 1 << 6),
+        (44, 86_400_001),
+        (48, 3_600_001),
+        (52, 60_001),
+        (flags, 1 << 6),
     ];
     for (off, v) in limit_cases {
         let mut b = lim.clone();
@@ -397,17 +404,17 @@ fn set_config_field_errors() {
     }
     // Counts beyond capacity, and counts that disagree with the length.
     let mut b = lim.clone();
-    b[48..50].copy_from_slice(&17u16.to_le_bytes());
+    b[counts..counts + 2].copy_from_slice(&17u16.to_le_bytes());
     assert_eq!(SetConfig::decode(&b), Err(ControlError::OutOfRange));
     let mut b = lim.clone();
-    b[48..50].copy_from_slice(&3u16.to_le_bytes());
+    b[counts..counts + 2].copy_from_slice(&3u16.to_le_bytes());
     assert_eq!(SetConfig::decode(&b), Err(ControlError::Short));
     let mut b = lim.clone();
-    b[48..50].copy_from_slice(&1u16.to_le_bytes());
+    b[counts..counts + 2].copy_from_slice(&1u16.to_le_bytes());
     assert_eq!(SetConfig::decode(&b), Err(ControlError::Long));
     // Empty allow-list refused; CIDR with host bits refused.
     let mut b = lim.clone();
-    b[48..50].copy_from_slice(&0u16.to_le_bytes());
+    b[counts..counts + 2].copy_from_slice(&0u16.to_le_bytes());
     b.truncate(b.len() - 40);
     set_len(&mut b);
     assert_eq!(
@@ -417,11 +424,11 @@ fn set_config_field_errors() {
         ))
     );
     let mut b = lim.clone();
-    b[56 + 2] = 8; // first CIDR 0.0.0.0/8 is fine...
+    b[cidr + 2] = 8; // first CIDR 0.0.0.0/8 is fine...
     assert!(SetConfig::decode(&b).is_ok());
-    b[56 + 4] = 10; // ...10.0.0.0/8 too...
+    b[cidr + 4] = 10; // ...10.0.0.0/8 too...
     assert!(SetConfig::decode(&b).is_ok());
-    b[56 + 5] = 1; // ...10.1.0.0/8 has host bits.
+    b[cidr + 5] = 1; // ...10.1.0.0/8 has host bits.
     assert_eq!(SetConfig::decode(&b), Err(ControlError::BadAddress));
     // Limits op carrying services is refused.
     let mut c = Config::default();
@@ -429,6 +436,83 @@ fn set_config_field_errors() {
     let mut b = enc(|b| SetConfig::Replace(c).encode(b));
     b[8] = 4;
     assert_eq!(SetConfig::decode(&b), Err(ControlError::OutOfRange));
+}
+
+/// Limits with the three ABI-3 timeouts away from their defaults (and from each other).
+fn timeouts() -> Limits {
+    let mut l = Limits::default();
+    l.idle_timeout_ms = 86_400_000;
+    l.progress_timeout_ms = 0;
+    l.retain_timeout_ms = 12_345;
+    l
+}
+
+#[test]
+fn abi3_timeouts_round_trip() {
+    let l = timeouts();
+    assert_ne!(l, Limits::default());
+    // Encoder and decoder, both set-config forms and the config response.
+    let sl = SetConfig::SetLimits(l);
+    assert_eq!(SetConfig::decode(&enc(|b| sl.encode(b))), Ok(sl));
+    let c = Config {
+        limits: l,
+        ..Config::default()
+    };
+    let rep = SetConfig::Replace(c);
+    assert_eq!(SetConfig::decode(&enc(|b| rep.encode(b))), Ok(rep));
+    assert_eq!(
+        decode_config_response(&enc(|b| encode_config_response(&c, b))),
+        Ok(c)
+    );
+    // Through dispatch: set, then get back.
+    let mut m = MockDriver::new(1);
+    let (s, _) = call(&mut m, IOCTL_WSKECHO_SET_CONFIG, &enc(|b| sl.encode(b)), 0);
+    assert_eq!(s, STATUS_SUCCESS);
+    let get = enc(|b| encode_empty_request(Kind::ConfigGetRequest, b));
+    let (s, b) = call(&mut m, IOCTL_WSKECHO_GET_CONFIG, &get, MAX_OUTPUT_BYTES);
+    assert_eq!(s, STATUS_SUCCESS);
+    let got = decode_config_response(&b).unwrap().limits;
+    assert_eq!(
+        (
+            got.idle_timeout_ms,
+            got.progress_timeout_ms,
+            got.retain_timeout_ms
+        ),
+        (86_400_000, 0, 12_345)
+    );
+    assert_eq!(got, l);
+}
+
+/// An ABI-2 set-config (32-byte limits block: seven u32s and flags) is refused, never read as
+/// an ABI-3 one: with its own version by STATUS_REVISION_MISMATCH, and even under the current
+/// version by the length check; the configuration is unchanged either way.
+#[test]
+fn abi2_limits_block_is_refused() {
+    const OLD_LIMITS_LEN: usize = 32;
+    assert_eq!(LIMITS_LEN, OLD_LIMITS_LEN + 12);
+    for l in [Limits::default(), timeouts()] {
+        let new = enc(|b| SetConfig::SetLimits(l).encode(b));
+        // Drop idle/progress/retain (bytes 28..40 of the limits block, after the 7th u32).
+        let cut = 16 + 7 * 4;
+        let mut old = [&new[..cut], &new[cut + 12..]].concat();
+        assert_eq!(old.len(), new.len() - 12);
+        set_len(&mut old);
+        // Same version: the old body does not fit the new layout.
+        let e = SetConfig::decode(&old).unwrap_err();
+        assert!(
+            matches!(e, ControlError::Short | ControlError::Long),
+            "{e:?}"
+        );
+        assert_eq!(e.ntstatus(), STATUS_INFO_LENGTH_MISMATCH);
+        // As an ABI-2 client sends it.
+        old[..2].copy_from_slice(&2u16.to_le_bytes());
+        assert_eq!(SetConfig::decode(&old), Err(ControlError::Version));
+        assert_eq!(ControlError::Version.to_string(), "unsupported ABI version");
+        let mut m = MockDriver::new(1);
+        let (s, _) = call(&mut m, IOCTL_WSKECHO_SET_CONFIG, &old, 0);
+        assert_eq!(s, STATUS_REVISION_MISMATCH);
+        assert_eq!(m.config, Config::default());
+    }
 }
 
 #[test]

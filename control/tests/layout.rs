@@ -120,6 +120,9 @@ fn config_layout() {
     let mut limits = Limits::default();
     limits.max_connections = 77;
     limits.zero_copy = false;
+    limits.idle_timeout_ms = 111_111;
+    limits.progress_timeout_ms = 222_222;
+    limits.retain_timeout_ms = 33_333;
     let mut c = Config {
         limits,
         ..Config::default()
@@ -138,6 +141,24 @@ fn config_layout() {
         u32_at(&b, l + offset_of!(WireLimits, disconnect_timeout_ms)),
         c.limits.disconnect_timeout_ms
     );
+    // ABI 3: the three timeouts follow disconnect_timeout_ms, before flags.
+    assert_eq!(
+        offset_of!(WireLimits, idle_timeout_ms),
+        offset_of!(WireLimits, disconnect_timeout_ms) + 4
+    );
+    assert_eq!(
+        u32_at(&b, l + offset_of!(WireLimits, idle_timeout_ms)),
+        111_111
+    );
+    assert_eq!(
+        u32_at(&b, l + offset_of!(WireLimits, progress_timeout_ms)),
+        222_222
+    );
+    assert_eq!(
+        u32_at(&b, l + offset_of!(WireLimits, retain_timeout_ms)),
+        33_333
+    );
+    assert_eq!(offset_of!(WireLimits, flags), LIMITS_LEN - 4);
     // Zero copy off; the UDP guard's five switches (bits 1-5) on by default.
     assert_eq!(u32_at(&b, l + offset_of!(WireLimits, flags)), 0b11_1110);
     assert_eq!(u16_at(&b, offset_of!(WireConfigHead, allowed_count)), 1);

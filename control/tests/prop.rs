@@ -58,7 +58,7 @@ fn arb_cidr() -> impl Strategy<Value = Cidr> {
 
 fn arb_limits() -> impl Strategy<Value = Limits> {
     (
-        proptest::array::uniform8(any::<u32>()),
+        proptest::array::uniform::<_, { DWORD_SPECS.len() }>(any::<u32>()),
         proptest::collection::vec(arb_cidr(), 1..=16),
     )
         .prop_map(|(raw, cidrs)| {

@@ -234,6 +234,51 @@ fn config_set_operations() {
             .0,
         EXIT_REFUSED
     );
+    // The ABI-3 timeouts: set by name (any case), shown in JSON and in the aligned text.
+    let c = f.json(&[
+        "config",
+        "set",
+        "--limit",
+        "IdleTimeoutMs=0",
+        "--limit",
+        "progresstimeoutms=5000",
+        "--limit",
+        "RetainTimeoutMs=60000",
+    ]);
+    assert_eq!(c["limits"]["IdleTimeoutMs"], 0);
+    assert_eq!(c["limits"]["ProgressTimeoutMs"], 5000);
+    assert_eq!(c["limits"]["RetainTimeoutMs"], 60000);
+    let l = f.mock.lock().unwrap().config.limits;
+    assert_eq!(
+        (
+            l.idle_timeout_ms,
+            l.progress_timeout_ms,
+            l.retain_timeout_ms
+        ),
+        (0, 5000, 60000)
+    );
+    let (code, text) = f.run(&["config", "get"]);
+    assert_eq!(code, 0);
+    for line in [
+        "  IdleTimeoutMs                  0\n",
+        "  ProgressTimeoutMs              5000\n",
+        "  RetainTimeoutMs                60000\n",
+        "  UdpDropPrivilegedSourcePorts   1\n",
+    ] {
+        assert!(text.contains(line), "{line:?} not in:\n{text}");
+    }
+    let cli = Cli::try_parse_from([
+        "driver",
+        "--control",
+        &f.addr.to_string(),
+        "config",
+        "set",
+        "--limit",
+        "RetainTimeoutMs=60001",
+    ])
+    .unwrap();
+    let e = run_to(&cli.args, &mut Vec::new()).unwrap_err().to_string();
+    assert!(e.contains("RetainTimeoutMs must be in 0..=60000"), "{e}");
     // Local validation errors are errors, not requests.
     let cli = Cli::try_parse_from([
         "driver",

@@ -115,6 +115,15 @@ fn parameter_drift_is_detected() {
             "SendRingBytes,0x00010001,32768",
             "SendRingBytes,0x00010001,30000",
         ),
+        (
+            "IdleTimeoutMs,0x00010001,300000",
+            "IdleTimeoutMs,0x00010001,30000",
+        ),
+        ("HKR,Parameters,ProgressTimeoutMs,0x00010001,30000\n", ""),
+        (
+            "RetainTimeoutMs,0x00010001,1000",
+            "RetainTimeoutMs,0x00010001,60001",
+        ),
     ];
     for (from, to) in drift {
         assert!(text.contains(from), "{from}");

@@ -21,6 +21,16 @@ pub struct Limits {
     pub udp_rate_per_source: u32,
     /// How long unload waits for a graceful disconnect before aborting, milliseconds.
     pub disconnect_timeout_ms: u32,
+    /// A TCP connection that has received nothing and has nothing left to send for this long
+    /// is closed gracefully (FIN), milliseconds; 0 = never.
+    pub idle_timeout_ms: u32,
+    /// A TCP connection whose echo makes no progress for this long (sends pending and none
+    /// completing, or received data it cannot send: a peer that never reads) is aborted and
+    /// its buffers released, milliseconds; 0 = never.
+    pub progress_timeout_ms: u32,
+    /// Receive buffers held for zero-copy echo longer than this move the connection to the
+    /// copy path (back-pressure), milliseconds; 0 = never.
+    pub retain_timeout_ms: u32,
     /// Allow the zero-copy TCP echo path (0 forces the copy path; for benchmarks).
     pub zero_copy: bool,
     /// UDP reflection guard (see [`UdpGuard`]).
@@ -140,6 +150,27 @@ pub const DISCONNECT_TIMEOUT_MS: DwordSpec = DwordSpec {
     default: 2000,
     doc: "graceful disconnect wait at stop/unload before connections are aborted, ms",
 };
+pub const IDLE_TIMEOUT_MS: DwordSpec = DwordSpec {
+    name: "IdleTimeoutMs",
+    min: 0,
+    max: 86_400_000,
+    default: 300_000,
+    doc: "a TCP connection that has received nothing and has nothing left to send for this long is closed gracefully (FIN), ms; 0: never",
+};
+pub const PROGRESS_TIMEOUT_MS: DwordSpec = DwordSpec {
+    name: "ProgressTimeoutMs",
+    min: 0,
+    max: 3_600_000,
+    default: 30_000,
+    doc: "a TCP connection whose echo makes no progress for this long (sends pending and none completing, or received data it cannot send: a peer that never reads) is aborted and its buffers released, ms; 0: never",
+};
+pub const RETAIN_TIMEOUT_MS: DwordSpec = DwordSpec {
+    name: "RetainTimeoutMs",
+    min: 0,
+    max: 60_000,
+    default: 1_000,
+    doc: "receive buffers held for zero-copy echo longer than this move the connection to the copy path (back-pressure), ms; 0: never",
+};
 pub const ZERO_COPY: DwordSpec = DwordSpec {
     name: "EnableZeroCopy",
     min: 0,
@@ -184,9 +215,14 @@ pub const UDP_RATE_EXEMPT_LOOPBACK: DwordSpec = DwordSpec {
     doc: "1: UdpRateLimitPerSource does not apply to loopback sources (local benchmarks)",
 };
 
-/// The bounded `u32` limits, in registry order. The first seven travel as `u32`s in the
-/// control ABI's limits block, the switches after them as bits of its flags word.
-pub const DWORD_SPECS: [DwordSpec; 13] = [
+/// How many of [`DWORD_SPECS`] are bounded `u32` limits (the rest are 0/1 switches). The
+/// control ABI's limits block carries these as `u32`s, in this order, and the switches as
+/// bits of its flags word; a compile-time check below keeps the split honest.
+pub const U32_LIMIT_COUNT: usize = 10;
+
+/// The registry `REG_DWORD`s, in registry order: first the [`U32_LIMIT_COUNT`] bounded `u32`
+/// limits, then the 0/1 switches.
+pub const DWORD_SPECS: [DwordSpec; U32_LIMIT_COUNT + 6] = [
     MAX_CONNECTIONS,
     MAX_RETAINED_PER_CONN,
     MAX_RETAINED_TOTAL,
@@ -194,6 +230,9 @@ pub const DWORD_SPECS: [DwordSpec; 13] = [
     UDP_SEND_CONTEXTS,
     UDP_RATE_PER_SOURCE,
     DISCONNECT_TIMEOUT_MS,
+    IDLE_TIMEOUT_MS,
+    PROGRESS_TIMEOUT_MS,
+    RETAIN_TIMEOUT_MS,
     ZERO_COPY,
     UDP_DROP_BROADCAST,
     UDP_DROP_PRIVILEGED_PORTS,
@@ -201,6 +240,18 @@ pub const DWORD_SPECS: [DwordSpec; 13] = [
     UDP_DROP_SPECIAL_SOURCES,
     UDP_RATE_EXEMPT_LOOPBACK,
 ];
+
+/// The split [`U32_LIMIT_COUNT`] describes: no 0/1 switch among the `u32` limits, only
+/// switches after them (so a spec added in the wrong place fails the build).
+const _: () = {
+    let mut i = 0;
+    while i < DWORD_SPECS.len() {
+        let s = &DWORD_SPECS[i];
+        let switch = s.min == 0 && s.max == 1;
+        assert!(switch == (i >= U32_LIMIT_COUNT));
+        i += 1;
+    }
+};
 
 impl DwordSpec {
     pub fn check(&self, v: u32) -> Result<u32, LimitError> {
@@ -228,6 +279,9 @@ impl Default for Limits {
             udp_send_contexts: UDP_SEND_CONTEXTS.default,
             udp_rate_per_source: UDP_RATE_PER_SOURCE.default,
             disconnect_timeout_ms: DISCONNECT_TIMEOUT_MS.default,
+            idle_timeout_ms: IDLE_TIMEOUT_MS.default,
+            progress_timeout_ms: PROGRESS_TIMEOUT_MS.default,
+            retain_timeout_ms: RETAIN_TIMEOUT_MS.default,
             zero_copy: ZERO_COPY.default != 0,
             udp_guard: UdpGuard::default(),
             allowed,
@@ -276,6 +330,9 @@ impl Limits {
         UDP_SEND_CONTEXTS.check(self.udp_send_contexts)?;
         UDP_RATE_PER_SOURCE.check(self.udp_rate_per_source)?;
         DISCONNECT_TIMEOUT_MS.check(self.disconnect_timeout_ms)?;
+        IDLE_TIMEOUT_MS.check(self.idle_timeout_ms)?;
+        PROGRESS_TIMEOUT_MS.check(self.progress_timeout_ms)?;
+        RETAIN_TIMEOUT_MS.check(self.retain_timeout_ms)?;
         if self.max_retained_per_conn > self.max_retained_total {
             return Err(LimitError::RetainedAboveTotal);
         }
@@ -298,6 +355,9 @@ impl Limits {
             n if n == UDP_SEND_CONTEXTS.name => self.udp_send_contexts,
             n if n == UDP_RATE_PER_SOURCE.name => self.udp_rate_per_source,
             n if n == DISCONNECT_TIMEOUT_MS.name => self.disconnect_timeout_ms,
+            n if n == IDLE_TIMEOUT_MS.name => self.idle_timeout_ms,
+            n if n == PROGRESS_TIMEOUT_MS.name => self.progress_timeout_ms,
+            n if n == RETAIN_TIMEOUT_MS.name => self.retain_timeout_ms,
             n if n == ZERO_COPY.name => u32::from(self.zero_copy),
             n if n == UDP_DROP_BROADCAST.name => u32::from(self.udp_guard.drop_broadcast),
             n if n == UDP_DROP_PRIVILEGED_PORTS.name => {
@@ -323,6 +383,9 @@ impl Limits {
             n if n == UDP_SEND_CONTEXTS.name => self.udp_send_contexts = v,
             n if n == UDP_RATE_PER_SOURCE.name => self.udp_rate_per_source = v,
             n if n == DISCONNECT_TIMEOUT_MS.name => self.disconnect_timeout_ms = v,
+            n if n == IDLE_TIMEOUT_MS.name => self.idle_timeout_ms = v,
+            n if n == PROGRESS_TIMEOUT_MS.name => self.progress_timeout_ms = v,
+            n if n == RETAIN_TIMEOUT_MS.name => self.retain_timeout_ms = v,
             n if n == ZERO_COPY.name => self.zero_copy = v != 0,
             n if n == UDP_DROP_BROADCAST.name => self.udp_guard.drop_broadcast = v != 0,
             n if n == UDP_DROP_PRIVILEGED_PORTS.name => {

@@ -3,8 +3,9 @@
 
 use super::{
     Cidr, Config, LimitError, Service, ServiceError, Services, DISCONNECT_TIMEOUT_MS,
-    MAX_ALLOWED_SOURCES, MAX_CONNECTIONS, MAX_RETAINED_PER_CONN, MAX_RETAINED_TOTAL,
-    SEND_RING_BYTES, UDP_DROP_BROADCAST, UDP_DROP_PRIVILEGED_PORTS, UDP_DROP_SERVICE_PORTS,
+    IDLE_TIMEOUT_MS, MAX_ALLOWED_SOURCES, MAX_CONNECTIONS, MAX_RETAINED_PER_CONN,
+    MAX_RETAINED_TOTAL, PROGRESS_TIMEOUT_MS, RETAIN_TIMEOUT_MS, SEND_RING_BYTES,
+    UDP_DROP_BROADCAST, UDP_DROP_PRIVILEGED_PORTS, UDP_DROP_SERVICE_PORTS,
     UDP_DROP_SPECIAL_SOURCES, UDP_RATE_EXEMPT_LOOPBACK, UDP_RATE_PER_SOURCE, UDP_SEND_CONTEXTS,
     ZERO_COPY,
 };
@@ -28,7 +29,7 @@ pub struct RegistryValueSpec {
 }
 
 /// Every value the driver looks up, in the order it applies them.
-pub const REGISTRY_VALUES: [RegistryValueSpec; 15] = [
+pub const REGISTRY_VALUES: [RegistryValueSpec; 18] = [
     RegistryValueSpec {
         name: SERVICES_VALUE,
         reg_type: REG_MULTI_SZ,
@@ -63,6 +64,18 @@ pub const REGISTRY_VALUES: [RegistryValueSpec; 15] = [
     },
     RegistryValueSpec {
         name: DISCONNECT_TIMEOUT_MS.name,
+        reg_type: REG_DWORD,
+    },
+    RegistryValueSpec {
+        name: IDLE_TIMEOUT_MS.name,
+        reg_type: REG_DWORD,
+    },
+    RegistryValueSpec {
+        name: PROGRESS_TIMEOUT_MS.name,
+        reg_type: REG_DWORD,
+    },
+    RegistryValueSpec {
+        name: RETAIN_TIMEOUT_MS.name,
         reg_type: REG_DWORD,
     },
     RegistryValueSpec {

@@ -62,6 +62,12 @@ pub struct WireLimits {
     pub udp_send_contexts: u32,
     pub udp_rate_per_source: u32,
     pub disconnect_timeout_ms: u32,
+    /// Since ABI 3.
+    pub idle_timeout_ms: u32,
+    /// Since ABI 3.
+    pub progress_timeout_ms: u32,
+    /// Since ABI 3.
+    pub retain_timeout_ms: u32,
     /// Bit 0: zero copy; bits 1-5: the UDP guard's switches (`LIMIT_FLAG_SWITCHES`); other
     /// bits zero.
     pub flags: u32,

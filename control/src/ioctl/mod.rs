@@ -21,8 +21,9 @@ pub use msg::*;
 pub use stats_msg::*;
 
 /// The ABI version this build speaks (requests with another version are refused with
-/// STATUS_REVISION_MISMATCH).
-pub const ABI_VERSION: u16 = 2;
+/// STATUS_REVISION_MISMATCH). 3: the limits block grew IdleTimeoutMs, ProgressTimeoutMs and
+/// RetainTimeoutMs (see [`LIMITS_LEN`]).
+pub const ABI_VERSION: u16 = 3;
 
 /// `\Device\WskEcho`; user mode opens `\\.\WskEcho`.
 pub const DEVICE_NAME: &str = "\\Device\\WskEcho";

@@ -5,8 +5,9 @@ use super::wire::{Reader, Writer};
 use super::{ControlError, Header, Kind, HEADER_LEN};
 use crate::config::{
     Cidr, Config, DwordSpec, Limits, Mode, Proto, Service, Services, DWORD_SPECS,
-    MAX_ALLOWED_SOURCES, MAX_SERVICES, UDP_DROP_BROADCAST, UDP_DROP_PRIVILEGED_PORTS,
-    UDP_DROP_SERVICE_PORTS, UDP_DROP_SPECIAL_SOURCES, UDP_RATE_EXEMPT_LOOPBACK,
+    MAX_ALLOWED_SOURCES, MAX_SERVICES, U32_LIMIT_COUNT, UDP_DROP_BROADCAST,
+    UDP_DROP_PRIVILEGED_PORTS, UDP_DROP_SERVICE_PORTS, UDP_DROP_SPECIAL_SOURCES,
+    UDP_RATE_EXEMPT_LOOPBACK, ZERO_COPY,
 };
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -20,9 +21,11 @@ pub const ADDRESS_LEN: usize = 20;
 pub const SERVICE_LEN: usize = 4 + ADDRESS_LEN;
 /// `family u16, prefix u8, reserved u8, addr [u8; 16]`.
 pub const CIDR_LEN: usize = 20;
-/// Eight u32: the seven bounded limits, then flags (bit 0: zero copy, bits 1-5: the UDP
-/// guard's switches, [`LIMIT_FLAG_SWITCHES`]).
-pub const LIMITS_LEN: usize = 32;
+/// [`U32_LIMIT_COUNT`] + 1 u32: the bounded limits in [`DWORD_SPECS`] order, then flags
+/// (bit 0: zero copy, bits 1-5: the UDP guard's switches, [`LIMIT_FLAG_SWITCHES`]).
+/// ABI 2 had seven limits (32 bytes); ABI 3 added IdleTimeoutMs, ProgressTimeoutMs and
+/// RetainTimeoutMs (44 bytes).
+pub const LIMITS_LEN: usize = (U32_LIMIT_COUNT + 1) * 4;
 
 pub const LIMIT_FLAG_ZERO_COPY: u32 = 1;
 /// The UDP guard's switches (registry values 0/1) as bits 1-5 of the limits flags word.
@@ -33,6 +36,37 @@ pub const LIMIT_FLAG_SWITCHES: [(u32, DwordSpec); 5] = [
     (1 << 4, UDP_DROP_SPECIAL_SOURCES),
     (1 << 5, UDP_RATE_EXEMPT_LOOPBACK),
 ];
+
+const fn same_name(a: &DwordSpec, b: &DwordSpec) -> bool {
+    let (a, b) = (a.name.as_bytes(), b.name.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+// Every switch after the u32 limits travels as a flag bit: zero copy as bit 0, then the
+// UDP guard's as bits 1.., in DWORD_SPECS order. A switch added without a bit fails the build.
+const _: () = {
+    assert!(U32_LIMIT_COUNT + 1 + LIMIT_FLAG_SWITCHES.len() == DWORD_SPECS.len());
+    assert!(same_name(&DWORD_SPECS[U32_LIMIT_COUNT], &ZERO_COPY));
+    let mut i = 0;
+    while i < LIMIT_FLAG_SWITCHES.len() {
+        assert!(LIMIT_FLAG_SWITCHES[i].0 == 2 << i);
+        assert!(same_name(
+            &LIMIT_FLAG_SWITCHES[i].1,
+            &DWORD_SPECS[U32_LIMIT_COUNT + 1 + i]
+        ));
+        i += 1;
+    }
+};
 
 pub(super) fn encode_addr(w: &mut Writer<'_>, a: IpAddr) {
     match a {
@@ -131,7 +165,7 @@ fn decode_cidr(r: &mut Reader<'_>) -> Result<Cidr, ControlError> {
 }
 
 fn encode_limits(w: &mut Writer<'_>, l: &Limits) {
-    for spec in &DWORD_SPECS[..7] {
+    for spec in &DWORD_SPECS[..U32_LIMIT_COUNT] {
         w.u32(l.dword(spec.name).unwrap_or(0));
     }
     let mut flags = if l.zero_copy { LIMIT_FLAG_ZERO_COPY } else { 0 };
@@ -145,7 +179,7 @@ fn encode_limits(w: &mut Writer<'_>, l: &Limits) {
 
 /// Limits without the allow-list; each value range-checked.
 fn decode_limits(r: &mut Reader<'_>, l: &mut Limits) -> Result<(), ControlError> {
-    for spec in &DWORD_SPECS[..7] {
+    for spec in &DWORD_SPECS[..U32_LIMIT_COUNT] {
         let v = r.u32()?;
         l.set_by_name(spec.name, v).map_err(ControlError::Limit)?;
     }
