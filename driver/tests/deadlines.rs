@@ -119,7 +119,13 @@ fn buffers_held_past_the_retention_deadline_turn_zero_copy_off() {
     let (mut cfg, ports) = config_with(V4, &[(Proto::Tcp, Mode::Echo)]);
     cfg.limits.retain_timeout_ms = 200;
     cfg.limits.progress_timeout_ms = 0;
-    let drv = load(wsk_sim::Config::default(), Some(cfg)).unwrap();
+    // One list entry per indication, so echo takes the zero-copy path until the budget or
+    // the deadline says otherwise (split lists take the copy path).
+    let sim = wsk_sim::Config {
+        split_indications: false,
+        ..wsk_sim::Config::default()
+    };
+    let drv = load(sim, Some(cfg)).unwrap();
     assert!(drv.ready);
     let mut s = connect(SocketAddr::new(V4, ports[0]));
     // Some zero-copy echo first (the default budget allows it).
