@@ -26,7 +26,19 @@ pub struct Limits {
     pub zero_copy: bool,
     /// UDP reflection guard (see [`UdpGuard`]).
     pub udp_guard: UdpGuard,
-    allowed: heapless::Vec<Cidr, MAX_ALLOWED_SOURCES>,
+    allowed: AllowList,
+}
+
+/// The source allow-list's storage. Its own type only for the out-of-line `Clone`: heapless
+/// clones element by element, and inlined at every caller that grows the driver image.
+#[derive(Debug, PartialEq, Eq)]
+struct AllowList(heapless::Vec<Cidr, MAX_ALLOWED_SOURCES>);
+
+impl Clone for AllowList {
+    #[inline(never)]
+    fn clone(&self) -> Self {
+        AllowList(self.0.clone())
+    }
 }
 
 /// The UDP reflection and loop guard: which datagrams a UDP service drops (and counts) before
@@ -231,7 +243,7 @@ impl Default for Limits {
             disconnect_timeout_ms: DISCONNECT_TIMEOUT_MS.default,
             zero_copy: ZERO_COPY.default != 0,
             udp_guard: UdpGuard::default(),
-            allowed,
+            allowed: AllowList(allowed),
         }
     }
 }
@@ -239,14 +251,15 @@ impl Default for Limits {
 impl Limits {
     /// The source allow-list (checked for every UDP datagram and every accepted connection).
     pub fn allowed_sources(&self) -> &[Cidr] {
-        &self.allowed
+        &self.allowed.0
     }
 
     pub fn set_allowed_sources(&mut self, list: &[Cidr]) -> Result<(), LimitError> {
         if list.is_empty() {
             return Err(LimitError::EmptyAllowList);
         }
-        self.allowed = heapless::Vec::from_slice(list).map_err(|()| LimitError::TooManySources)?;
+        self.allowed.0 =
+            heapless::Vec::from_slice(list).map_err(|()| LimitError::TooManySources)?;
         Ok(())
     }
 
@@ -270,7 +283,7 @@ impl Limits {
         if self.max_retained_per_conn > self.max_retained_total {
             return Err(LimitError::RetainedAboveTotal);
         }
-        if self.allowed.is_empty() {
+        if self.allowed.0.is_empty() {
             return Err(LimitError::EmptyAllowList);
         }
         Ok(())

@@ -258,8 +258,17 @@ impl fmt::Display for Cidr {
 
 /// The services list: at most [`MAX_SERVICES`], each valid, none conflicting. Not `Copy`
 /// (a `heapless::Vec`); clone it where a copy is meant.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Services(heapless::Vec<Service, MAX_SERVICES>);
+
+impl Clone for Services {
+    /// Out of line: heapless clones element by element, and inlined at every caller that
+    /// grows the driver image by kilobytes.
+    #[inline(never)]
+    fn clone(&self) -> Self {
+        Services(self.0.clone())
+    }
+}
 
 impl Services {
     pub const fn empty() -> Self {
