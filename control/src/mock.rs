@@ -91,7 +91,7 @@ impl ControlHandler for MockDriver {
         (0, 1, 0)
     }
     fn config(&self) -> Config {
-        self.config
+        self.config.clone()
     }
     fn set_config(&mut self, new: &Config) -> Result<(), i32> {
         let busy = {
@@ -116,7 +116,7 @@ impl ControlHandler for MockDriver {
                     .unwrap_or_default()
             })
             .collect();
-        self.config = *new;
+        self.config = new.clone();
         self.per_service = per;
         Ok(())
     }

@@ -360,3 +360,39 @@ fn timeout_values_parse_and_fall_back() {
         );
     }
 }
+
+#[test]
+fn remove_keeps_the_order_of_the_others() {
+    let mut s = Config::default().services;
+    let lo: IpAddr = "127.0.0.1".parse().unwrap();
+    assert!(s.remove(Proto::Udp, 7007, lo));
+    let mut want = DEFAULT_SERVICES.to_vec();
+    want.remove(1);
+    assert_eq!(s.as_slice(), &want[..]);
+    assert_eq!(s, Services::from_slice(&want).unwrap());
+}
+
+#[test]
+fn allow_list_bounds_and_equality() {
+    let cidrs: Vec<Cidr> = (0..=MAX_ALLOWED_SOURCES)
+        .map(|i| Cidr::parse(&format!("10.{i}.0.0/16")).unwrap())
+        .collect();
+    let mut l = Limits::default();
+    assert_eq!(
+        l.set_allowed_sources(&cidrs),
+        Err(LimitError::TooManySources)
+    );
+    assert_eq!(l, Limits::default(), "a refused list changes nothing");
+    l.set_allowed_sources(&cidrs[..MAX_ALLOWED_SOURCES])
+        .unwrap();
+    assert_eq!(l.allowed_sources(), &cidrs[..MAX_ALLOWED_SOURCES]);
+    assert!(l.validate().is_ok());
+    // Shrinking leaves nothing of the longer list behind: equal to one set directly.
+    l.set_allowed_sources(&cidrs[..1]).unwrap();
+    let mut m = Limits::default();
+    m.set_allowed_sources(&cidrs[..1]).unwrap();
+    assert_eq!(l, m);
+    assert_eq!(l.allowed_sources(), &cidrs[..1]);
+    assert!(l.source_allowed("10.0.1.2".parse().unwrap()));
+    assert!(!l.source_allowed("10.1.1.2".parse().unwrap()));
+}

@@ -253,7 +253,7 @@ fn config_get_set_happy_paths() {
     l.max_connections = 7;
     l.set_allowed_sources(&[Cidr::parse("10.0.0.0/8").unwrap()])
         .unwrap();
-    let sl = SetConfig::SetLimits(l);
+    let sl = SetConfig::SetLimits(l.clone());
     assert_eq!(
         call(&mut m, IOCTL_WSKECHO_SET_CONFIG, &enc(|b| sl.encode(b)), 0).0,
         STATUS_SUCCESS
@@ -265,7 +265,7 @@ fn config_get_set_happy_paths() {
     c.services =
         control::config::Services::from_slice(&[Service::new(Proto::Tcp, 1, Mode::Discard, lo())])
             .unwrap();
-    let rep = SetConfig::Replace(c);
+    let rep = SetConfig::Replace(c.clone());
     let rep_bytes = enc(|b| rep.encode(b));
     assert_eq!(
         call(&mut m, IOCTL_WSKECHO_SET_CONFIG, &rep_bytes, 0).0,
@@ -452,17 +452,17 @@ fn abi3_timeouts_round_trip() {
     let l = timeouts();
     assert_ne!(l, Limits::default());
     // Encoder and decoder, both set-config forms and the config response.
-    let sl = SetConfig::SetLimits(l);
-    assert_eq!(SetConfig::decode(&enc(|b| sl.encode(b))), Ok(sl));
+    let sl = SetConfig::SetLimits(l.clone());
+    assert_eq!(SetConfig::decode(&enc(|b| sl.encode(b))), Ok(sl.clone()));
     let c = Config {
-        limits: l,
+        limits: l.clone(),
         ..Config::default()
     };
-    let rep = SetConfig::Replace(c);
-    assert_eq!(SetConfig::decode(&enc(|b| rep.encode(b))), Ok(rep));
+    let rep = SetConfig::Replace(c.clone());
+    assert_eq!(SetConfig::decode(&enc(|b| rep.encode(b))), Ok(rep.clone()));
     assert_eq!(
         decode_config_response(&enc(|b| encode_config_response(&c, b))),
-        Ok(c)
+        Ok(c.clone())
     );
     // Through dispatch: set, then get back.
     let mut m = MockDriver::new(1);

@@ -105,7 +105,7 @@ impl Driver {
         // (SvcStats and the arrays of pointers included); the non-trivial ones are written
         // here before use.
         let r = unsafe {
-            ptr::write(ptr::addr_of_mut!((*d).config), *config);
+            ptr::write(ptr::addr_of_mut!((*d).config), config.clone());
             ptr::write(ptr::addr_of_mut!((*d).stats), Stats::new());
             ptr::write(
                 ptr::addr_of_mut!((*d).budget),
@@ -266,7 +266,7 @@ impl Driver {
     /// # Safety
     /// Captured provider; `self` at its final address.
     pub(crate) unsafe fn create_sockets(&mut self) -> Result<(), NTSTATUS> {
-        let services = self.config.services;
+        let services = self.config.services.clone();
         crate::serve::udp::publish_service_ports(services.as_slice());
         let mut first = Ok(());
         for service in services.as_slice() {
@@ -379,7 +379,7 @@ impl Driver {
         if new.limits != self.config.limits {
             return Err(STATUS_NOT_SUPPORTED);
         }
-        let old = self.config.services;
+        let old = self.config.services.clone();
         let timeout = u64::from(self.config.limits.disconnect_timeout_ms);
         // Subsets of valid lists: adding to an empty list cannot conflict or overflow.
         let mut removed = Services::empty();
@@ -410,7 +410,7 @@ impl Driver {
                     // SAFETY: best effort: the old port may have been taken meanwhile (logged).
                     let _ = unsafe { self.open_service(back) };
                 }
-                let keep = self.config.services;
+                let keep = self.config.services.clone();
                 crate::serve::udp::publish_service_ports(keep.as_slice());
                 self.release_stats_slots(keep.as_slice());
                 return Err(e);
@@ -418,7 +418,7 @@ impl Driver {
         }
         // Only the control path reads the services list; callbacks read the limits.
         // SAFETY: exclusive control path; the limits part is unchanged.
-        unsafe { ptr::addr_of_mut!(self.config.services).write(new.services) };
+        unsafe { ptr::addr_of_mut!(self.config.services).write(new.services.clone()) };
         self.release_stats_slots(new.services.as_slice());
         Ok(())
     }

@@ -29,14 +29,13 @@ use crate::load;
 
 /// What the system thread does for the control path. Held in the mailbox (driver block,
 /// non-paged), never on a stack: the size difference of the variants costs nothing.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Request {
     Reconfigure(Config),
     LoadStart(LoadJob),
 }
 
-#[derive(Clone, Copy)]
 struct Slot {
     seq: u32,
     request: Option<Request>,
@@ -120,7 +119,8 @@ pub(crate) fn call(d: &Driver, request: &Request) -> Result<u32, NTSTATUS> {
     let seq = {
         let mut s = m.slot.lock();
         s.seq = s.seq.wrapping_add(1);
-        s.request = Some(*request);
+        // Replaces a request the thread never took: plain data (no drop work under the lock).
+        s.request = Some(request.clone());
         s.result = None;
         s.seq
     };

@@ -133,7 +133,7 @@ impl ControlHandler for Handler {
     }
 
     fn config(&self) -> Config {
-        self.drv().config
+        self.drv().config.clone()
     }
 
     fn set_config(&mut self, new: &Config) -> Result<(), i32> {
@@ -142,7 +142,7 @@ impl ControlHandler for Handler {
             return Err(STATUS_DEVICE_NOT_READY);
         }
         // Sockets are made by the system thread (see handoff).
-        handoff::call(d, &Request::Reconfigure(*new)).map(|_| ())
+        handoff::call(d, &Request::Reconfigure(new.clone())).map(|_| ())
     }
 
     fn load_start(&mut self, job: &LoadJob) -> Result<u32, i32> {

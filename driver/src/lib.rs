@@ -309,7 +309,7 @@ pub unsafe extern "win64" fn DriverUnload(driver_object: PDRIVER_OBJECT) {
 fn log_counters(r: &Driver) {
     let snap = r.stats.snapshot();
     for (chunk_i, chunk) in snap.chunks(6).enumerate() {
-        let mut line = kernel::log::LineBuf::new();
+        let mut line = kernel::log::Line::new();
         for (j, v) in chunk.iter().enumerate() {
             let _ = core::fmt::Write::write_fmt(
                 &mut line,

@@ -1,7 +1,10 @@
 //! Per-CPU statistics: one cache-line-aligned block of relaxed atomics per processor, summed
-//! on read. Callbacks on different CPUs never share a line (no false sharing on the hot path).
+//! on read. Callbacks on different CPUs never share a line (no false sharing on the hot path):
+//! each block is a `crossbeam_utils::CachePadded` (128-byte aligned on x86_64, the adjacent-line
+//! prefetcher pairs 64-byte lines).
 
 use core::sync::atomic::{AtomicU64, Ordering};
+use crossbeam_utils::CachePadded;
 
 pub const MAX_CPUS: usize = 64;
 
@@ -81,11 +84,8 @@ pub const COUNTER_NAMES: [&str; NUM_COUNTERS] = [
     "tcp_retain_timeouts",
 ];
 
-#[repr(C, align(128))]
-#[derive(Debug)]
-struct CpuBlock {
-    c: [AtomicU64; NUM_COUNTERS],
-}
+/// One CPU's counters, alone on its cache lines.
+type CpuBlock = CachePadded<[AtomicU64; NUM_COUNTERS]>;
 
 #[derive(Debug)]
 pub struct Stats {
@@ -95,9 +95,7 @@ pub struct Stats {
 #[allow(clippy::declare_interior_mutable_const)]
 const ZERO: AtomicU64 = AtomicU64::new(0);
 #[allow(clippy::declare_interior_mutable_const)]
-const BLOCK: CpuBlock = CpuBlock {
-    c: [ZERO; NUM_COUNTERS],
-};
+const BLOCK: CpuBlock = CachePadded::new([ZERO; NUM_COUNTERS]);
 
 impl Stats {
     pub const fn new() -> Self {
@@ -108,20 +106,20 @@ impl Stats {
 
     #[inline]
     pub fn add(&self, cpu: usize, c: Counter, n: u64) {
-        self.cpus[cpu % MAX_CPUS].c[c as usize].fetch_add(n, Ordering::Relaxed);
+        self.cpus[cpu % MAX_CPUS][c as usize].fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn get(&self, c: Counter) -> u64 {
         self.cpus
             .iter()
-            .map(|b| b.c[c as usize].load(Ordering::Relaxed))
+            .map(|b| b[c as usize].load(Ordering::Relaxed))
             .sum()
     }
 
     pub fn snapshot(&self) -> [u64; NUM_COUNTERS] {
         let mut out = [0u64; NUM_COUNTERS];
         for b in &self.cpus {
-            for (o, c) in out.iter_mut().zip(b.c.iter()) {
+            for (o, c) in out.iter_mut().zip(b.iter()) {
                 *o += c.load(Ordering::Relaxed);
             }
         }
@@ -131,7 +129,7 @@ impl Stats {
     pub fn cpu_snapshot(&self, cpu: usize) -> [u64; NUM_COUNTERS] {
         let mut out = [0u64; NUM_COUNTERS];
         if let Some(b) = self.cpus.get(cpu) {
-            for (o, c) in out.iter_mut().zip(b.c.iter()) {
+            for (o, c) in out.iter_mut().zip(b.iter()) {
                 *o = c.load(Ordering::Relaxed);
             }
         }
@@ -140,7 +138,7 @@ impl Stats {
 
     pub fn reset(&self) {
         for b in &self.cpus {
-            for c in &b.c {
+            for c in b.iter() {
                 c.store(0, Ordering::Relaxed);
             }
         }
@@ -189,11 +187,7 @@ pub const fn svc_index(c: Counter) -> Option<usize> {
 }
 
 /// One CPU's counters for one service: 20 × u64 padded to two 128-byte lines.
-#[repr(C, align(128))]
-#[derive(Debug)]
-struct SvcBlock {
-    c: [AtomicU64; control::stats::COUNTER_COUNT],
-}
+type SvcBlock = CachePadded<[AtomicU64; control::stats::COUNTER_COUNT]>;
 
 /// Per-CPU × per-service counters: a callback only writes its own CPU's line for its own
 /// service, so services add no shared-line traffic on the data path. The all-zero bit pattern
@@ -211,7 +205,7 @@ impl SvcStats {
     pub fn add(&self, cpu: usize, slot: usize, c: Counter, n: u64) {
         if slot < MAX_SERVICES {
             if let Some(i) = svc_index(c) {
-                self.cpus[cpu % MAX_CPUS][slot].c[i].fetch_add(n, Ordering::Relaxed);
+                self.cpus[cpu % MAX_CPUS][slot][i].fetch_add(n, Ordering::Relaxed);
             }
         }
     }
@@ -221,7 +215,7 @@ impl SvcStats {
         let mut out = [0u64; control::stats::COUNTER_COUNT];
         if slot < MAX_SERVICES {
             for cpu in &self.cpus {
-                for (o, c) in out.iter_mut().zip(cpu[slot].c.iter()) {
+                for (o, c) in out.iter_mut().zip(cpu[slot].iter()) {
                     *o = o.wrapping_add(c.load(Ordering::Relaxed));
                 }
             }
@@ -235,7 +229,7 @@ impl SvcStats {
     pub fn clear(&self, slot: usize) {
         if slot < MAX_SERVICES {
             for cpu in &self.cpus {
-                for c in &cpu[slot].c {
+                for c in cpu[slot].iter() {
                     c.store(0, Ordering::Relaxed);
                 }
             }

@@ -4,8 +4,9 @@ use super::{Cidr, MAX_ALLOWED_SOURCES};
 use core::net::IpAddr;
 
 /// Resource limits and hardening knobs. Every field has a range, checked by
-/// [`Limits::validate`]; the driver sizes its pools from these at start.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// [`Limits::validate`]; the driver sizes its pools from these at start. Not `Copy` (the
+/// allow-list is a `heapless::Vec`).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Accepted TCP connections alive at once, over all services; more are refused.
     pub max_connections: u32,
@@ -35,8 +36,19 @@ pub struct Limits {
     pub zero_copy: bool,
     /// UDP reflection guard (see [`UdpGuard`]).
     pub udp_guard: UdpGuard,
-    allowed: [Cidr; MAX_ALLOWED_SOURCES],
-    allowed_len: u8,
+    allowed: AllowList,
+}
+
+/// The source allow-list's storage. Its own type only for the out-of-line `Clone`: heapless
+/// clones element by element, and inlined at every caller that grows the driver image.
+#[derive(Debug, PartialEq, Eq)]
+struct AllowList(heapless::Vec<Cidr, MAX_ALLOWED_SOURCES>);
+
+impl Clone for AllowList {
+    #[inline(never)]
+    fn clone(&self) -> Self {
+        AllowList(self.0.clone())
+    }
 }
 
 /// The UDP reflection and loop guard: which datagrams a UDP service drops (and counts) before
@@ -269,8 +281,9 @@ impl DwordSpec {
 
 impl Default for Limits {
     fn default() -> Self {
-        let mut allowed = [Cidr::ANY_V4; MAX_ALLOWED_SOURCES];
-        allowed[1] = Cidr::ANY_V6;
+        let mut allowed = heapless::Vec::new();
+        let _ = allowed.push(Cidr::ANY_V4);
+        let _ = allowed.push(Cidr::ANY_V6);
         Limits {
             max_connections: MAX_CONNECTIONS.default,
             max_retained_per_conn: MAX_RETAINED_PER_CONN.default,
@@ -284,8 +297,7 @@ impl Default for Limits {
             retain_timeout_ms: RETAIN_TIMEOUT_MS.default,
             zero_copy: ZERO_COPY.default != 0,
             udp_guard: UdpGuard::default(),
-            allowed,
-            allowed_len: 2,
+            allowed: AllowList(allowed),
         }
     }
 }
@@ -293,23 +305,15 @@ impl Default for Limits {
 impl Limits {
     /// The source allow-list (checked for every UDP datagram and every accepted connection).
     pub fn allowed_sources(&self) -> &[Cidr] {
-        // No panic path: the driver calls this from receive callbacks.
-        self.allowed
-            .get(..self.allowed_len as usize)
-            .unwrap_or(&self.allowed)
+        &self.allowed.0
     }
 
     pub fn set_allowed_sources(&mut self, list: &[Cidr]) -> Result<(), LimitError> {
-        if list.len() > MAX_ALLOWED_SOURCES {
-            return Err(LimitError::TooManySources);
-        }
         if list.is_empty() {
             return Err(LimitError::EmptyAllowList);
         }
-        // Unused slots hold a fixed value so that `==` compares only the meaningful part.
-        self.allowed = [Cidr::ANY_V4; MAX_ALLOWED_SOURCES];
-        self.allowed[..list.len()].copy_from_slice(list);
-        self.allowed_len = list.len() as u8;
+        self.allowed.0 =
+            heapless::Vec::from_slice(list).map_err(|()| LimitError::TooManySources)?;
         Ok(())
     }
 
@@ -336,11 +340,8 @@ impl Limits {
         if self.max_retained_per_conn > self.max_retained_total {
             return Err(LimitError::RetainedAboveTotal);
         }
-        if self.allowed_len == 0 {
+        if self.allowed.0.is_empty() {
             return Err(LimitError::EmptyAllowList);
-        }
-        if self.allowed_len as usize > MAX_ALLOWED_SOURCES {
-            return Err(LimitError::TooManySources);
         }
         Ok(())
     }

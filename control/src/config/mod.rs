@@ -256,33 +256,35 @@ impl fmt::Display for Cidr {
     }
 }
 
-/// The services list with fixed capacity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Services {
-    items: [Service; MAX_SERVICES],
-    len: u8,
-}
+/// The services list: at most [`MAX_SERVICES`], each valid, none conflicting. Not `Copy`
+/// (a `heapless::Vec`); clone it where a copy is meant.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Services(heapless::Vec<Service, MAX_SERVICES>);
 
-const FILLER: Service = Service::new(Proto::Tcp, 0, Mode::Echo, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+impl Clone for Services {
+    /// Out of line: heapless clones element by element, and inlined at every caller that
+    /// grows the driver image by kilobytes.
+    #[inline(never)]
+    fn clone(&self) -> Self {
+        Services(self.0.clone())
+    }
+}
 
 impl Services {
     pub const fn empty() -> Self {
-        Services {
-            items: [FILLER; MAX_SERVICES],
-            len: 0,
-        }
+        Services(heapless::Vec::new())
     }
 
     pub fn as_slice(&self) -> &[Service] {
-        &self.items[..self.len as usize]
+        &self.0
     }
 
     pub fn len(&self) -> usize {
-        self.len as usize
+        self.0.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.0.is_empty()
     }
 
     /// Builds a validated list: each service valid, none conflicting, at most [`MAX_SERVICES`].
@@ -300,17 +302,11 @@ impl Services {
         if self.as_slice().iter().any(|o| o.conflicts_with(&svc)) {
             return Err(ServiceError::Conflict);
         }
-        if self.len() >= MAX_SERVICES {
-            return Err(ServiceError::TooMany);
-        }
-        self.items[self.len()] = svc;
-        self.len += 1;
-        Ok(())
+        self.0.push(svc).map_err(|_| ServiceError::TooMany)
     }
 
     /// Removes the service with this protocol, port and address; returns whether it existed.
     pub fn remove(&mut self, proto: Proto, port: u16, bind: IpAddr) -> bool {
-        let n = self.len();
         let Some(i) = self
             .as_slice()
             .iter()
@@ -318,9 +314,7 @@ impl Services {
         else {
             return false;
         };
-        self.items.copy_within(i + 1..n, i);
-        self.items[n - 1] = FILLER;
-        self.len -= 1;
+        self.0.remove(i);
         true
     }
 }
@@ -340,7 +334,7 @@ pub const DEFAULT_SERVICES: [Service; 7] = [
 ];
 
 /// The whole driver configuration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub services: Services,
     pub limits: Limits,
@@ -348,11 +342,11 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
+        // The defaults are valid by construction and fit (7 <= MAX_SERVICES); a test checks
+        // `from_slice` accepts them.
         let mut services = Services::empty();
         for s in DEFAULT_SERVICES {
-            // The defaults are valid by construction; a test checks `from_slice` accepts them.
-            services.items[services.len as usize] = s;
-            services.len += 1;
+            let _ = services.0.push(s);
         }
         Config {
             services,

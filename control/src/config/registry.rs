@@ -265,23 +265,25 @@ impl ConfigBuilder {
                 Ok(())
             }
             ALLOWED_SOURCES_VALUE => {
-                let mut list = [Cidr::ANY_V4; MAX_ALLOWED_SOURCES];
-                let mut n = 0usize;
+                let mut list = heapless::Vec::<Cidr, MAX_ALLOWED_SOURCES>::new();
                 let mut failure = None;
                 for_each_multi_sz(data, |s| {
                     if failure.is_some() {
                         return;
                     }
-                    if n >= MAX_ALLOWED_SOURCES {
+                    if list.is_full() {
                         failure = Some(ConfigErrorKind::Limit(LimitError::TooManySources));
                         return;
                     }
                     match Cidr::parse(s) {
                         Some(c) => {
-                            list[n] = c;
-                            n += 1;
+                            let _ = list.push(c); // not full: checked above
                         }
-                        None => failure = Some(ConfigErrorKind::Syntax { index: n as u16 }),
+                        None => {
+                            failure = Some(ConfigErrorKind::Syntax {
+                                index: list.len() as u16,
+                            });
+                        }
                     }
                 })
                 .map_err(err)?;
@@ -290,7 +292,7 @@ impl ConfigBuilder {
                 }
                 self.cfg
                     .limits
-                    .set_allowed_sources(&list[..n])
+                    .set_allowed_sources(&list)
                     .map_err(|e| err(ConfigErrorKind::Limit(e)))
             }
             _ => {

@@ -238,12 +238,15 @@ fn decode_config_body(r: &mut Reader<'_>) -> Result<Config, ControlError> {
     if r.remaining() > need {
         return Err(ControlError::Long);
     }
-    let mut cidrs = [Cidr::ANY_V4; MAX_ALLOWED_SOURCES];
-    for c in cidrs.iter_mut().take(na) {
-        *c = decode_cidr(r)?;
+    let mut cidrs = heapless::Vec::<Cidr, MAX_ALLOWED_SOURCES>::new();
+    for _ in 0..na {
+        // na <= MAX_ALLOWED_SOURCES: checked above.
+        cidrs
+            .push(decode_cidr(r)?)
+            .map_err(|_| ControlError::OutOfRange)?;
     }
     limits
-        .set_allowed_sources(&cidrs[..na])
+        .set_allowed_sources(&cidrs)
         .map_err(ControlError::Limit)?;
     limits.validate().map_err(ControlError::Limit)?;
     let mut services = Services::empty();
@@ -289,7 +292,7 @@ pub fn decode_config_response(buf: &[u8]) -> Result<Config, ControlError> {
 /// A change to the configuration. (`Replace` is large; it lives on the stack briefly and
 /// the kernel has no Box.)
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SetConfig {
     /// Services and limits replaced as a whole.
     Replace(Config),
@@ -310,16 +313,16 @@ impl SetConfig {
     /// opens the services in `new` that are not in `current` and closes the others
     /// (see [`services_diff`]).
     pub fn apply(&self, current: &Config) -> Result<Config, ControlError> {
-        let mut c = *current;
+        let mut c = current.clone();
         match self {
-            SetConfig::Replace(n) => c = *n,
+            SetConfig::Replace(n) => c = n.clone(),
             SetConfig::AddService(s) => c.services.add(*s).map_err(ControlError::Service)?,
             SetConfig::RemoveService(s) => {
                 if !c.services.remove(s.proto, s.port, s.bind) {
                     return Err(ControlError::NoSuchService);
                 }
             }
-            SetConfig::SetLimits(l) => c.limits = *l,
+            SetConfig::SetLimits(l) => c.limits = l.clone(),
         }
         Ok(c)
     }
@@ -365,7 +368,7 @@ impl SetConfig {
                     &mut w,
                     &Config {
                         services: Services::empty(),
-                        limits: *l,
+                        limits: l.clone(),
                     },
                 );
             }

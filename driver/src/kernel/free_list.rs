@@ -1,6 +1,14 @@
 //! A fixed-capacity stack of free indices over a tagged non-paged array (the connection pool
 //! and each UDP socket's send contexts). Not locked itself: its owner keeps it under a spin
 //! lock.
+//!
+//! Deliberately not a `heapless::Vec` (the crate the driver uses for its other fixed-capacity
+//! containers): a heapless capacity is a compile-time constant, but these lists are sized at
+//! start from the registry (MaxConnections up to 65,536; UdpSendContexts per socket), so a
+//! `heapless::Vec<u32, 65_536>` would put 256 KiB in every list, one per UDP socket, whatever
+//! was configured. This one takes exactly `cap` indices from tagged non-paged pool once, when
+//! its owner (the connection pool, a UDP socket) is set up, and never allocates after that:
+//! push/pop are allocation-free and safe at DISPATCH_LEVEL under the owner's spin lock.
 
 use core::ptr;
 

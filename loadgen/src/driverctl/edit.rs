@@ -49,7 +49,7 @@ pub(super) fn plan_change(s: &ConfigSetArgs, ch: &mut dyn Channel) -> Result<Set
 }
 
 pub(super) fn apply_limits(l: &Limits, s: &ConfigSetArgs) -> Result<Limits> {
-    let mut l = *l;
+    let mut l = l.clone();
     for kv in &s.limit {
         let (k, v) = kv
             .split_once('=')
