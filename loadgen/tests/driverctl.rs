@@ -248,7 +248,7 @@ fn config_set_operations() {
     assert_eq!(c["limits"]["IdleTimeoutMs"], 0);
     assert_eq!(c["limits"]["ProgressTimeoutMs"], 5000);
     assert_eq!(c["limits"]["RetainTimeoutMs"], 60000);
-    let l = f.mock.lock().unwrap().config.limits;
+    let l = f.mock.lock().unwrap().config.limits.clone();
     assert_eq!(
         (
             l.idle_timeout_ms,
