@@ -14,12 +14,14 @@ use wsk_sys::{
     ExInitializeRundownProtection, ExWaitForRundownProtectionRelease, IoFreeMdl,
     KeGetCurrentProcessorNumberEx, KeInitializeEvent, NotificationEvent, WskDeregister,
     WskRegister, WskReleaseProviderNPI, EX_RUNDOWN_REF, FALSE, KEVENT, MAKE_WSK_VERSION, NTSTATUS,
-    PDEVICE_OBJECT, PMDL, PVOID, STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED,
-    WSK_CLIENT_DISPATCH, WSK_CLIENT_NPI, WSK_PROVIDER_DISPATCH, WSK_PROVIDER_NPI, WSK_REGISTRATION,
+    PDEVICE_OBJECT, PMDL, PVOID, STATUS_DEVICE_NOT_READY, STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_NOT_SUPPORTED, WSK_CLIENT_DISPATCH, WSK_CLIENT_NPI, WSK_PROVIDER_DISPATCH,
+    WSK_PROVIDER_NPI, WSK_REGISTRATION,
 };
 
 use crate::handoff::Mailbox;
 use crate::kernel::{pool, time};
+use crate::live::{self, LiveLimits};
 use crate::load::{self, Job};
 use crate::logic::budget::RetainedBudget;
 use crate::logic::source;
@@ -30,6 +32,10 @@ use crate::stats::{Counter, Stats, SvcStats, NO_SLOT};
 use crate::wsk::{check, mdl::build_mdl};
 
 /// Start-up progress, readable by the host runner and tests.
+/// How long a limits change waits for readers to leave the spare allow-list buffer (each
+/// stays for one scan of at most 16 prefixes; the bound only gives up).
+const LIST_SWAP_WAIT_MS: u64 = 1000;
+
 pub const START_PENDING: u32 = 0;
 pub const START_READY: u32 = 1;
 pub const START_FAILED: u32 = 2;
@@ -40,7 +46,11 @@ pub(crate) struct Driver {
     pub(crate) provider: WSK_PROVIDER_NPI,
     pub(crate) registered: bool,
     pub(crate) captured: bool,
+    /// The control path's copy of the configuration (services, limits as last set); the
+    /// data path reads the limits from `live` instead.
     pub(crate) config: Config,
+    /// The limits callbacks read, changeable while running (see `live`).
+    pub(crate) live: LiveLimits,
     pub(crate) stats: Stats,
     pub(crate) budget: RetainedBudget,
     /// Held by every live connection context from accept to close completion (C29: unload
@@ -106,6 +116,10 @@ impl Driver {
         // here before use.
         let r = unsafe {
             ptr::write(ptr::addr_of_mut!((*d).config), config.clone());
+            ptr::write(
+                ptr::addr_of_mut!((*d).live),
+                LiveLimits::new(&config.limits),
+            );
             ptr::write(ptr::addr_of_mut!((*d).stats), Stats::new());
             ptr::write(
                 ptr::addr_of_mut!((*d).budget),
@@ -370,17 +384,27 @@ impl Driver {
     /// Run-time reconfiguration (control path, PASSIVE_LEVEL, one at a time). Services are
     /// diffed: removed ones are closed, added ones opened, unchanged ones not touched. If an
     /// added one fails (e.g. STATUS_ADDRESS_ALREADY_EXISTS) every change of this call is undone
-    /// and that status returned: nothing is left half-applied. Limits size the pre-allocated
-    /// pools at load, so a change of limits is refused (STATUS_NOT_SUPPORTED).
+    /// and that status returned: nothing is left half-applied. Limits apply at once (the data
+    /// path reads them from `live`), except those that size the pre-allocated pools at load:
+    /// a change of one of those is refused (STATUS_NOT_SUPPORTED) and nothing changes.
     ///
     /// # Safety
     /// Captured provider, not unloading, called from the serialised control path.
     pub(crate) unsafe fn reconfigure(&mut self, new: &Config) -> Result<(), NTSTATUS> {
-        if new.limits != self.config.limits {
+        if !live::only_live_changes(&self.config.limits, &new.limits) {
             return Err(STATUS_NOT_SUPPORTED);
         }
+        if new.limits != self.config.limits {
+            if !self.live.publish(&new.limits, LIST_SWAP_WAIT_MS) {
+                // Readers never left the spare allow-list buffer: put the scalars back too.
+                let _ = self.live.publish(&self.config.limits, LIST_SWAP_WAIT_MS);
+                return Err(STATUS_DEVICE_NOT_READY);
+            }
+            // Only the control path reads `config`; the limits part is what `live` holds now.
+            self.config.limits = new.limits.clone();
+        }
         let old = self.config.services.clone();
-        let timeout = u64::from(self.config.limits.disconnect_timeout_ms);
+        let timeout = u64::from(self.live.disconnect_timeout_ms());
         // Subsets of valid lists: adding to an empty list cannot conflict or overflow.
         let mut removed = Services::empty();
         for s in old.as_slice() {
@@ -442,7 +466,7 @@ impl Driver {
                 *l = ptr::null_mut();
             }
         }
-        let timeout = u64::from(self.config.limits.disconnect_timeout_ms);
+        let timeout = u64::from(self.live.disconnect_timeout_ms());
         // 2. Connections: echo what is queued, FIN, then close; abort whatever is left.
         self.conns.shutdown_all(false);
         time::wait_until(timeout, || self.conns.active() == 0);
@@ -504,7 +528,7 @@ impl Driver {
         {
             return;
         }
-        let timeout = u64::from(self.config.limits.disconnect_timeout_ms);
+        let timeout = u64::from(self.live.disconnect_timeout_ms());
         self.in_hk = true;
         for service in dead.as_slice() {
             crate::kernel::log::log_err!(

@@ -28,6 +28,7 @@ mod driver;
 mod handoff;
 mod ioctl;
 mod kernel;
+mod live;
 mod load;
 mod logic;
 mod registry;

@@ -101,7 +101,12 @@ fn peer_that_never_reads_is_aborted_and_its_buffers_released() {
     // The peer's FIN waits behind the data the driver refused: no disconnect event comes.
     let _ = s.shutdown(std::net::Shutdown::Write);
     assert!(
-        wait_counter(&drv, Counter::TcpProgressTimeouts, 1, Duration::from_secs(10)),
+        wait_counter(
+            &drv,
+            Counter::TcpProgressTimeouts,
+            1,
+            Duration::from_secs(10)
+        ),
         "no progress deadline: retained {} bytes",
         wsk_sim::counts().retained_bytes
     );
@@ -141,16 +146,15 @@ fn buffers_held_past_the_retention_deadline_turn_zero_copy_off() {
     // Drain: everything owed still arrives (nothing lost by the switch), then the connection
     // echoes on through the copy path.
     let zc_before = drv.counter(Counter::ZeroCopySends);
-    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     let mut buf = vec![0u8; 1 << 20];
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(20) {
         match s.read(&mut buf) {
             Ok(0) => panic!("connection closed"),
             Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
-                break
-            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => break,
             Err(e) => panic!("read: {e}"),
         }
     }

@@ -119,26 +119,6 @@ fn invalid_registry_values_fall_back_to_defaults_with_a_log_line() {
     assert_clean(&drv.unload());
 }
 
-fn set_config(drv: &common::harness::Loaded, change: &control::ioctl::SetConfig) -> i32 {
-    let mut buf = vec![0u8; change.encoded_len()];
-    let n = change.encode(&mut buf).unwrap();
-    drv.control(control::ioctl::IOCTL_WSKECHO_SET_CONFIG, &buf[..n], 0)
-        .0
-}
-
-fn get_config(drv: &common::harness::Loaded) -> control::config::Config {
-    let mut req = [0u8; 64];
-    let n = control::ioctl::encode_empty_request(control::ioctl::Kind::ConfigGetRequest, &mut req)
-        .unwrap();
-    let (st, out) = drv.control(
-        control::ioctl::IOCTL_WSKECHO_GET_CONFIG,
-        &req[..n],
-        control::ioctl::MAX_OUTPUT_BYTES,
-    );
-    assert_eq!(st, 0);
-    control::ioctl::decode_config_response(&out).unwrap()
-}
-
 /// Adding and removing services at run time opens/closes only their sockets; a port already in
 /// use gives a clear status and changes nothing.
 #[test]

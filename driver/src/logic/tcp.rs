@@ -1215,7 +1215,10 @@ mod tests {
             st.kick(now);
             assert!(pump(&mut st, &g).is_empty(), "t = {now}");
         }
-        assert!(st.kick(14).pump, "limit reached: more than 3 units since t = 10");
+        assert!(
+            st.kick(14).pump,
+            "limit reached: more than 3 units since t = 10"
+        );
         assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: true }]);
     }
 
@@ -1326,7 +1329,11 @@ mod tests {
         };
         assert!(st.callback_done(slot, &g));
         st.rx_callback_end();
-        assert_eq!(pump(&mut st, &g).len(), 1, "the echo goes out and never completes");
+        assert_eq!(
+            pump(&mut st, &g).len(),
+            1,
+            "the echo goes out and never completes"
+        );
         for now in [0, 200, 400, 500] {
             let k = st.kick(now);
             assert!(!k.progress_timeout && !k.idle_timeout, "t = {now}: {k:?}");

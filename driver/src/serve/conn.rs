@@ -89,6 +89,38 @@ pub(crate) struct Conn {
     pub(crate) remote: SockAddrBuf,
 }
 
+/// A connection's time limits as the live limits say now, in performance-counter units (clock
+/// limits, not counts of housekeeping ticks). Read at attach and again by every housekeeping
+/// tick, so a `config set` applies to open connections too.
+#[derive(Clone, Copy)]
+struct Deadlines {
+    shutdown: u64,
+    idle: u64,
+    progress: u64,
+    retain: u64,
+}
+
+impl Deadlines {
+    fn now(drv: &Driver) -> Self {
+        let l = &drv.live;
+        let ms = |v: u32| u64::from(v) * drv.perf_freq / 1000;
+        Deadlines {
+            shutdown: ms(l.disconnect_timeout_ms()).max(1),
+            idle: ms(l.idle_timeout_ms()),
+            progress: ms(l.progress_timeout_ms()),
+            retain: ms(l.retain_timeout_ms()),
+        }
+    }
+
+    /// `served`: outbound load connections end with their job; only served ones may sit idle.
+    fn apply(self, state: &mut TcpState, served: bool) {
+        state.shutdown_limit = self.shutdown;
+        state.progress_limit = self.progress;
+        state.retain_limit = self.retain;
+        state.idle_limit = if served { self.idle } else { 0 };
+    }
+}
+
 /// Pre-sized pool of connection contexts (max_connections of them), a free stack under a
 /// spin lock. Contexts are freed only at unload, so a stale pointer is never dangling.
 pub(crate) struct ConnPool {
@@ -182,6 +214,7 @@ impl ConnPool {
         if self.active() == 0 {
             return;
         }
+        let mut deadlines = None;
         for i in 0..self.n {
             // SAFETY: i < n; contexts live until free().
             let c = unsafe { *self.conns.add(i) };
@@ -190,10 +223,11 @@ impl ConnPool {
             if !r.live.load(Ordering::Relaxed) {
                 continue;
             }
+            let d = *deadlines.get_or_insert_with(|| Deadlines::now(r.drv()));
             let kick = {
                 let mut state = r.state.lock();
-                if r.live.load(Ordering::Relaxed) && !r.socket.is_null() && !state.close_issued()
-                {
+                if r.live.load(Ordering::Relaxed) && !r.socket.is_null() && !state.close_issued() {
+                    d.apply(&mut state, r.client.is_none());
                     state.kick(time::now())
                 } else {
                     tcp::Kick::default()
@@ -395,13 +429,12 @@ impl Conn {
         stats_slot: usize,
         sock: *mut WSK_SOCKET,
     ) -> Option<*mut Conn> {
-        let lim = &drv.config.limits;
         let state = TcpState::new(
             crate::logic::tcp_mode(mode),
             0,
             4,
             16 * 1024,
-            lim.max_retained_per_conn as usize,
+            drv.live.max_retained_per_conn() as usize,
         );
         // SAFETY: forwarded.
         unsafe { Self::take(drv, state, sock, None, stats_slot) }
@@ -446,16 +479,7 @@ impl Conn {
         // SAFETY: c is ours (off the free stack): nobody else touches it until published.
         let r = unsafe { &mut *c };
         state.ring = ByteRing::new(r.state.get_mut().ring.capacity());
-        // Clock limits (performance counter units), not counts of housekeeping ticks.
-        let lim = &drv.config.limits;
-        let ms = |v: u32| u64::from(v) * drv.perf_freq / 1000;
-        state.shutdown_limit = ms(lim.disconnect_timeout_ms).max(1);
-        state.progress_limit = ms(lim.progress_timeout_ms);
-        state.retain_limit = ms(lim.retain_timeout_ms);
-        // Outbound load connections end with their job; only served ones may sit idle.
-        if client.is_none() {
-            state.idle_limit = ms(lim.idle_timeout_ms);
-        }
+        Deadlines::now(drv).apply(&mut state, client.is_none());
         *r.state.get_mut() = state;
         *r.framer.get_mut() = TcpFramer::new();
         r.socket = sock;
@@ -900,7 +924,7 @@ unsafe fn receive(
     }
     // SAFETY: ind is a valid list for this call (W51).
     let single = unsafe { (*ind).Next.is_null() };
-    let zc_ok = single && flags & WSK_FLAG_RELEASE_ASAP == 0 && drv.config.limits.zero_copy;
+    let zc_ok = single && flags & WSK_FLAG_RELEASE_ASAP == 0 && drv.live.zero_copy();
     let decision = {
         let mut state = r.state.lock();
         let d = state.on_receive(bytes_indicated, zc_ok, &drv.budget);

@@ -151,7 +151,7 @@ unsafe extern "win64" fn accept_event(
     // SAFETY: provider SOCKADDR of its family.
     let peer = unsafe { SockAddrBuf::copy_from(remote) }.and_then(SockAddrBuf::to_socket_addr);
     if let Some(p) = peer {
-        if !drv.config.limits.source_allowed(p.ip()) {
+        if !drv.live.source_allowed(p.ip()) {
             drv.count_service(l.stats_slot, Counter::ConnRefused, 1);
             return STATUS_REQUEST_NOT_ACCEPTED;
         }

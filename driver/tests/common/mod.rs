@@ -90,3 +90,25 @@ pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 pub fn assert_clean(findings: &[String]) {
     assert!(findings.is_empty(), "sim findings at unload: {findings:#?}");
 }
+
+/// Sends one `config set` change through the control handler; returns the NTSTATUS.
+pub fn set_config(drv: &harness::Loaded, change: &control::ioctl::SetConfig) -> i32 {
+    let mut buf = vec![0u8; change.encoded_len()];
+    let n = change.encode(&mut buf).unwrap();
+    drv.control(control::ioctl::IOCTL_WSKECHO_SET_CONFIG, &buf[..n], 0)
+        .0
+}
+
+/// The running configuration (`config get`).
+pub fn get_config(drv: &harness::Loaded) -> control::config::Config {
+    let mut req = [0u8; 64];
+    let n = control::ioctl::encode_empty_request(control::ioctl::Kind::ConfigGetRequest, &mut req)
+        .unwrap();
+    let (st, out) = drv.control(
+        control::ioctl::IOCTL_WSKECHO_GET_CONFIG,
+        &req[..n],
+        control::ioctl::MAX_OUTPUT_BYTES,
+    );
+    assert_eq!(st, 0);
+    control::ioctl::decode_config_response(&out).unwrap()
+}
