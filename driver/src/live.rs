@@ -46,7 +46,7 @@ pub(crate) struct LiveLimits {
 unsafe impl Sync for LiveLimits {}
 
 /// The guard's switches as bits (order of `UdpGuard`'s fields).
-fn guard_bits(g: &UdpGuard) -> u32 {
+fn guard_bits(g: UdpGuard) -> u32 {
     u32::from(g.drop_broadcast)
         | u32::from(g.drop_privileged_ports) << 1
         | u32::from(g.drop_service_ports) << 2
@@ -93,7 +93,7 @@ impl LiveLimits {
         st(&self.progress_timeout_ms, l.progress_timeout_ms);
         st(&self.retain_timeout_ms, l.retain_timeout_ms);
         st(&self.udp_rate_per_source, l.udp_rate_per_source);
-        st(&self.udp_guard, guard_bits(&l.udp_guard));
+        st(&self.udp_guard, guard_bits(l.udp_guard));
     }
 
     /// Publishes `l` to the data path: scalars at once, the allow-list by a swap once no
