@@ -12,7 +12,8 @@ use common::*;
 use control::config::{Mode, Proto};
 
 /// The sim answers the query with `ideal_send_backlog`; the driver keeps that much in flight
-/// across its 4 send slots, so each send is a quarter of it.
+/// across its 8 send slots (one per list entry for multi-entry zero-copy), so each send is an
+/// eighth of it.
 #[test]
 fn accept_queries_the_ideal_send_backlog() {
     let (cfg, ports) = config_with(V4, &[(Proto::Tcp, Mode::Echo)]);
@@ -40,8 +41,8 @@ fn accept_queries_the_ideal_send_backlog() {
             assert_eq!(last, 200_000, "the value the sim reports");
             assert_eq!(
                 &out[..n],
-                &[50_000, 50_000],
-                "send size = ideal backlog / 4 slots"
+                &[25_000, 25_000],
+                "send size = ideal backlog / 8 slots"
             );
             break;
         }

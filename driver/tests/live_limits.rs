@@ -19,7 +19,11 @@ use wskecho::stats::Counter;
 fn set_limits(drv: &Loaded, f: impl FnOnce(&mut Limits)) {
     let mut l = get_config(drv).limits;
     f(&mut l);
-    assert_eq!(set_config(drv, &SetConfig::SetLimits(l.clone())), 0, "set {l:?}");
+    assert_eq!(
+        set_config(drv, &SetConfig::SetLimits(l.clone())),
+        0,
+        "set {l:?}"
+    );
     assert_eq!(get_config(drv).limits, l, "config get shows the change");
 }
 
@@ -101,7 +105,11 @@ fn idle_and_disconnect_timeouts_apply_to_open_connections() {
         l.disconnect_timeout_ms = 300;
     });
     idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    assert_eq!(idle.read(&mut buf).expect("FIN, not RST"), 0, "idle limit applied");
+    assert_eq!(
+        idle.read(&mut buf).expect("FIN, not RST"),
+        0,
+        "idle limit applied"
+    );
     // Wait until the source's sends are stuck (no byte moved for 500 ms), then FIN: the
     // graceful close is bounded by the new 300 ms, not the 2 s it was opened with.
     let t_stall = Instant::now();
@@ -151,11 +159,17 @@ fn allow_list_swaps_under_traffic() {
             let mut b = [0u8; 1];
             matches!(s.read(&mut b), Ok(1))
         };
-        assert_eq!(echoed, !deny, "round {round}: allow-list {deny:?} not applied");
+        assert_eq!(
+            echoed, !deny,
+            "round {round}: allow-list {deny:?} not applied"
+        );
     }
     assert_eq!(drv.counter(Counter::ConnRefused), refused0 + 3);
     stop.store(true, Ordering::SeqCst);
-    assert!(t.join().unwrap() > 0, "the accepted connection echoed throughout");
+    assert!(
+        t.join().unwrap() > 0,
+        "the accepted connection echoed throughout"
+    );
     assert_clean(&drv.unload());
 }
 

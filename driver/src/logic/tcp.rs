@@ -35,12 +35,17 @@ pub enum Slot {
     /// `epoch`: the receive callback it came from (see `TcpState::rx_epoch`). `since`: the
     /// clock reading of the first housekeeping tick that saw it retained (the retention
     /// deadline counts from there; the receive path reads no clock).
+    /// `head`: the slot of the list's first entry (the one whose indication WskRelease is
+    /// given, C3); a list of several entries is sent entry by entry from several slots and
+    /// given back once, when every one of them is done. `part`: the entry's place in the list.
     Zc {
         len: usize,
         cb: bool,
         state: ZcState,
         epoch: u32,
         since: Option<u64>,
+        head: u8,
+        part: u8,
     },
     /// A chunk of the ring handed to WskSend; `done` once it completed (ring space is freed in
     /// issue order even when completions arrive out of order).
@@ -174,6 +179,8 @@ pub struct TcpState {
     /// A receive callback is running: a resume posted now could be undone when it returns
     /// (the provider blocks indications after the callback's partial accept, G2).
     rx_in_callback: bool,
+    /// [`callback_begin`](Self::callback_begin) ran for the callback now deciding.
+    rx_begun: bool,
     /// Permission to post one resume: set by send completions and the driver's periodic kick,
     /// so a resume lost to the race above is retried, not spun on.
     resume_armed: bool,
@@ -250,6 +257,7 @@ impl TcpState {
             rx_blocked: false,
             resume_pending: false,
             rx_in_callback: false,
+            rx_begun: false,
             resume_armed: false,
             phase: Phase::Open,
             disconnect_issued: false,
@@ -314,11 +322,24 @@ impl TcpState {
     /// `zc_ok` is false when zero-copy is impossible for reasons the caller knows (a list of
     /// several indications, WSK_FLAG_RELEASE_ASAP, zero-copy disabled by config).
     pub fn on_receive(&mut self, len: usize, zc_ok: bool, global: &RetainedBudget) -> RecvDecision {
-        // Any indication means indications flow again, and the connection is not idle.
-        self.rx_blocked = false;
-        self.progress = self.progress.wrapping_add(1);
-        self.rx_in_callback = true;
-        self.rx_epoch = self.rx_epoch.wrapping_add(1);
+        self.on_receive_list(&[len], zc_ok, global)
+    }
+
+    /// As [`on_receive`](Self::on_receive) for an indication list whose entries hold `lens`
+    /// bytes (in list order): zero-copy takes one slot per entry (a WSK_BUF describes one MDL
+    /// chain, so each entry is its own send), all or nothing, and reports the head slot;
+    /// [`group`](Self::group) tells the caller which slot carries which entry.
+    pub fn on_receive_list(
+        &mut self,
+        lens: &[usize],
+        zc_ok: bool,
+        global: &RetainedBudget,
+    ) -> RecvDecision {
+        let len: usize = lens.iter().sum();
+        if !self.rx_begun {
+            self.callback_begin();
+        }
+        self.rx_begun = false;
         if self.phase != Phase::Open {
             return RecvDecision::Drop;
         }
@@ -331,29 +352,43 @@ impl TcpState {
         }
         // Zero-copy only while nothing copied is waiting (order), a slot is free and both
         // retention budgets allow it (C2).
+        let free = self.live().iter().filter(|s| **s == Slot::Free).count();
         if zc_ok
             && !self.zc_off
             && self.mode == Mode::Echo
             && self.ring.queued() == 0
+            && !lens.is_empty()
+            && lens.len() <= free
+            && lens.iter().all(|&l| l > 0)
             && self.retained + len <= self.per_conn_budget
+            && global.try_reserve(len)
         {
-            if let Some(slot) = self.free_slot() {
-                if global.try_reserve(len) {
-                    self.retained += len;
-                    self.set_slot(
-                        slot,
-                        Slot::Zc {
-                            len,
-                            cb: true,
-                            state: ZcState::Queued,
-                            epoch: self.rx_epoch,
-                            since: None,
-                        },
-                    );
-                    self.zc_fifo[(self.zc_head + self.zc_len) % MAX_SLOTS] = slot as u8;
-                    self.zc_len += 1;
-                    return RecvDecision::ZeroCopy { slot };
-                }
+            self.retained += len;
+            let mut head = None;
+            for (part, &l) in lens.iter().enumerate() {
+                // `free` slots were counted above: one per entry is there.
+                let Some(slot) = self.free_slot() else {
+                    self.anomalies += 1;
+                    break;
+                };
+                let h = *head.get_or_insert(slot);
+                self.set_slot(
+                    slot,
+                    Slot::Zc {
+                        len: l,
+                        cb: true,
+                        state: ZcState::Queued,
+                        epoch: self.rx_epoch,
+                        since: None,
+                        head: h as u8,
+                        part: part as u8,
+                    },
+                );
+                self.zc_fifo[(self.zc_head + self.zc_len) % MAX_SLOTS] = slot as u8;
+                self.zc_len += 1;
+            }
+            if let Some(slot) = head {
+                return RecvDecision::ZeroCopy { slot };
             }
         }
         // Echo puts exactly the taken bytes in the ring. The sockperf reply stream is never
@@ -371,6 +406,18 @@ impl TcpState {
         }
     }
 
+    /// A receive callback starts (before [`on_receive`](Self::on_receive), which otherwise
+    /// does this itself): from here every list of an earlier callback may be given back (W45:
+    /// that callback has returned), so a pump now frees their slots for this indication.
+    pub fn callback_begin(&mut self) {
+        // Any indication means indications flow again, and the connection is not idle.
+        self.rx_blocked = false;
+        self.progress = self.progress.wrapping_add(1);
+        self.rx_in_callback = true;
+        self.rx_epoch = self.rx_epoch.wrapping_add(1);
+        self.rx_begun = true;
+    }
+
     /// Ring bytes a copy of `n` input bytes may need beyond `n` (see on_receive).
     pub fn copy_slack(&self) -> usize {
         if self.mode == Mode::Sockperf {
@@ -380,42 +427,88 @@ impl TcpState {
         }
     }
 
-    /// The receive callback that chose zero-copy for `slot` is about to return (C1: its
-    /// reference). Returns true when the send still uses the chain: the callback returns
-    /// STATUS_PENDING and the pump calls WskRelease after the send. Returns false when the send
-    /// already finished (inline completion, or cancelled by an abort): the slot is free again
-    /// and the callback returns STATUS_SUCCESS, so no WskRelease is due (C3: never twice).
-    pub fn callback_done(&mut self, slot: usize, global: &RetainedBudget) -> bool {
-        match self.slots.get_mut(slot) {
-            Some(Slot::Zc {
-                len,
-                state: ZcState::Done,
-                ..
-            }) => {
-                let len = *len;
-                self.retained -= len;
-                global.release(len);
-                self.set_slot(slot, Slot::Free);
-                false
-            }
-            Some(Slot::Zc { cb, .. }) => {
-                *cb = false;
-                true
-            }
-            _ => {
-                // No retained list in that slot: nothing to keep, nothing to release later.
-                self.anomalies += 1;
-                false
+    /// The slots of the list whose head slot is `head`, in entry order: (slots, count).
+    pub fn group(&self, head: usize) -> ([usize; MAX_SLOTS], usize) {
+        let mut out = [0usize; MAX_SLOTS];
+        let mut n = 0;
+        for (i, s) in self.live().iter().enumerate() {
+            if let Slot::Zc { head: h, part, .. } = *s {
+                if usize::from(h) == head {
+                    if let Some(o) = out.get_mut(usize::from(part)) {
+                        *o = i;
+                        n += 1;
+                    }
+                }
             }
         }
+        (out, n)
     }
 
-    /// A retained list that may be given back now: its send is done and its callback holds
-    /// no reference any more (see `rx_epoch`).
+    /// Whether every entry of the list headed by `head` is in `want` (Done, say) and, with
+    /// `cb_gone`, no longer held by its callback.
+    fn group_all(&self, head: usize, want: ZcState, cb_gone: bool) -> bool {
+        self.live().iter().all(|s| match *s {
+            Slot::Zc {
+                head: h, state, cb, ..
+            } if usize::from(h) == head => state == want && (!cb_gone || !cb),
+            _ => true,
+        })
+    }
+
+    /// Frees every slot of the list headed by `head` and gives its bytes back to the budgets.
+    fn free_group(&mut self, head: usize, global: &RetainedBudget) {
+        let mut bytes = 0;
+        for s in self.slots.iter_mut().take(self.nslots) {
+            if let Slot::Zc { head: h, len, .. } = *s {
+                if usize::from(h) == head {
+                    bytes += len;
+                    *s = Slot::Free;
+                }
+            }
+        }
+        self.retained -= bytes;
+        global.release(bytes);
+    }
+
+    /// The receive callback that chose zero-copy for the list headed by `slot` is about to
+    /// return (C1: its reference). Returns true when a send still uses the list: the callback
+    /// returns STATUS_PENDING and the pump calls WskRelease once every entry's send is done.
+    /// Returns false when every send already finished (inline completion, or cancelled by an
+    /// abort): the slots are free again and the callback returns STATUS_SUCCESS, so no
+    /// WskRelease is due (C3: never twice).
+    pub fn callback_done(&mut self, slot: usize, global: &RetainedBudget) -> bool {
+        if !matches!(self.slots.get(slot), Some(Slot::Zc { head, .. }) if usize::from(*head) == slot)
+        {
+            // No retained list headed there: nothing to keep, nothing to release later.
+            self.anomalies += 1;
+            return false;
+        }
+        if self.group_all(slot, ZcState::Done, false) {
+            self.free_group(slot, global);
+            return false;
+        }
+        for s in self.slots.iter_mut().take(self.nslots) {
+            if let Slot::Zc { head, cb, .. } = s {
+                if usize::from(*head) == slot {
+                    *cb = false;
+                }
+            }
+        }
+        true
+    }
+
+    /// The head slot of a retained list that may be given back now: every entry's send is
+    /// done and its callback holds no reference any more (see `rx_epoch`).
     fn releasable(&self) -> Option<usize> {
-        self.live().iter().position(|s| {
-            matches!(*s, Slot::Zc { cb: false, state: ZcState::Done, epoch, .. }
-                if epoch != self.rx_epoch || !self.rx_in_callback)
+        self.live().iter().enumerate().find_map(|(i, s)| match *s {
+            Slot::Zc { head, epoch, .. }
+                if usize::from(head) == i
+                    && (epoch != self.rx_epoch || !self.rx_in_callback)
+                    && self.group_all(i, ZcState::Done, true) =>
+            {
+                Some(i)
+            }
+            _ => None,
         })
     }
 
@@ -601,11 +694,7 @@ impl TcpState {
     pub fn next_work(&mut self, global: &RetainedBudget) -> Option<Work> {
         debug_assert!(self.pumping);
         if let Some(slot) = self.releasable() {
-            if let Slot::Zc { len, .. } = self.slot_at(slot) {
-                self.retained -= len;
-                global.release(len);
-            }
-            self.set_slot(slot, Slot::Free);
+            self.free_group(slot, global);
             self.calls += 1;
             return Some(Work::Release { slot });
         }
@@ -759,6 +848,8 @@ impl TcpState {
                 state: ZcState::InFlight,
                 epoch,
                 since,
+                head,
+                part,
             } => {
                 // Released later by the pump once the callback is provably over (rx_epoch).
                 self.set_slot(
@@ -769,6 +860,8 @@ impl TcpState {
                         state: ZcState::Done,
                         epoch,
                         since,
+                        head,
+                        part,
                     },
                 );
             }
@@ -1370,5 +1463,61 @@ mod tests {
         assert!(st.kick(111).retain_timeout);
         assert_eq!(st.on_receive(5, true, &g), RecvDecision::Copy { n: 5 });
         assert!(!st.kick(500).retain_timeout, "counted once");
+    }
+
+    #[test]
+    fn multi_entry_list_is_sent_entry_by_entry_and_released_once() {
+        let g = RetainedBudget::new(1 << 20);
+        let mut st = TcpState::new(Mode::Echo, 1000, 4, 1000, 1 << 20);
+        let RecvDecision::ZeroCopy { slot: head } = st.on_receive_list(&[10, 20, 30], true, &g)
+        else {
+            panic!()
+        };
+        let (group, n) = st.group(head);
+        assert_eq!(n, 3);
+        assert_eq!(group[0], head, "the first entry is the head");
+        // One send per entry, in list order.
+        let w = pump(&mut st, &g);
+        let sent: Vec<usize> = w
+            .iter()
+            .map(|w| match w {
+                Work::Send(SendOp {
+                    slot,
+                    kind: SendKind::ZeroCopy,
+                }) => *slot,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(sent, group[..3]);
+        assert_eq!(g.used(), 60);
+        // The callback returns while sends are out: PENDING, once for the list.
+        assert!(st.callback_done(head, &g));
+        st.rx_callback_end();
+        // Completions in any order; nothing goes back until the last one.
+        st.send_complete(group[2], true);
+        st.send_complete(group[0], true);
+        assert!(pump(&mut st, &g).is_empty(), "entry 1 still in flight");
+        st.send_complete(group[1], true);
+        assert_eq!(pump(&mut st, &g), [Work::Release { slot: head }]);
+        assert_eq!(g.used(), 0);
+        assert_eq!(st.busy_slots(), 0);
+        // All sends done before the callback returns: SUCCESS, no release later.
+        let RecvDecision::ZeroCopy { slot: head } = st.on_receive_list(&[5, 5], true, &g) else {
+            panic!()
+        };
+        let (group, _) = st.group(head);
+        pump(&mut st, &g);
+        st.send_complete(group[0], true);
+        st.send_complete(group[1], true);
+        assert!(!st.callback_done(head, &g));
+        st.rx_callback_end();
+        assert!(pump(&mut st, &g).is_empty());
+        assert_eq!((g.used(), st.busy_slots()), (0, 0));
+        // More entries than free slots: copied whole.
+        assert_eq!(
+            st.on_receive_list(&[1, 1, 1, 1, 1], true, &g),
+            RecvDecision::Copy { n: 5 }
+        );
+        assert_eq!(st.anomalies, 0);
     }
 }

@@ -432,7 +432,7 @@ impl Conn {
         let state = TcpState::new(
             crate::logic::tcp_mode(mode),
             0,
-            4,
+            MAX_SLOTS,
             16 * 1024,
             drv.live.max_retained_per_conn() as usize,
         );
@@ -922,16 +922,51 @@ unsafe fn receive(
         unsafe { pump(c) };
         return STATUS_SUCCESS;
     }
-    // SAFETY: ind is a valid list for this call (W51).
-    let single = unsafe { (*ind).Next.is_null() };
-    let zc_ok = single && flags & WSK_FLAG_RELEASE_ASAP == 0 && drv.live.zero_copy();
+    // The entries' lengths, in list order (zero-copy sends each entry from its own slot, so a
+    // list of more entries than slots takes the copy path).
+    let mut lens = [0usize; MAX_SLOTS];
+    let mut entries = 0usize;
+    let mut e = ind;
+    while !e.is_null() {
+        if let Some(l) = lens.get_mut(entries) {
+            // SAFETY: a valid list element for this call (W51).
+            *l = unsafe { (*e).Buffer.Length };
+        }
+        entries += 1;
+        // SAFETY: as above.
+        e = unsafe { (*e).Next };
+    }
+    // Lists retained by earlier callbacks whose sends are done go back first (this callback
+    // started, so theirs have returned, W45): their slots are free for this indication.
+    r.state.lock().callback_begin();
+    // SAFETY: live context.
+    unsafe { pump(c) };
+    let zc_ok = entries <= MAX_SLOTS
+        && flags & WSK_FLAG_RELEASE_ASAP == 0
+        && drv.live.zero_copy()
+        && lens.iter().take(entries).sum::<usize>() == bytes_indicated;
     let decision = {
         let mut state = r.state.lock();
-        let d = state.on_receive(bytes_indicated, zc_ok, &drv.budget);
+        let d = if zc_ok {
+            state.on_receive_list(&lens[..entries], true, &drv.budget)
+        } else {
+            state.on_receive(bytes_indicated, false, &drv.budget)
+        };
         if let RecvDecision::ZeroCopy { slot } = d {
-            // Published under the lock: the pump reads it when it issues this slot.
-            // SAFETY: the slot was just reserved for this callback.
-            unsafe { (*ptr::addr_of_mut!((*c).slots[slot % MAX_SLOTS])).indication = ind };
+            // Each entry's slot learns its entry; the head's is the list WskRelease is given.
+            // Published under the lock: the pump reads them when it issues these slots.
+            let (group, n) = state.group(slot);
+            let mut e = ind;
+            for &g in group.iter().take(n) {
+                // SAFETY: the slots were just reserved for this callback; `e` walks the same
+                // list as above, one entry per slot.
+                unsafe {
+                    (*ptr::addr_of_mut!((*c).slots[g % MAX_SLOTS])).indication = e;
+                    if !e.is_null() {
+                        e = (*e).Next;
+                    }
+                }
+            }
         }
         d
     };
