@@ -488,7 +488,7 @@ impl Driver {
 
     /// Housekeeping tick. PASSIVE_LEVEL (start-up thread).
     pub(crate) fn housekeeping(&mut self) {
-        self.conns.kick_blocked();
+        self.conns.tick(self);
         load::tick(self);
         self.recreate_dead_sockets();
         for slot in &self.udps {

@@ -390,3 +390,18 @@ pub fn control(code: u32, input: &[u8], output: &mut [u8]) -> Option<(i32, usize
     // SAFETY: as in start_state.
     (!d.is_null()).then(|| unsafe { ioctl::control_dispatch(d, code, input, output) })
 }
+
+/// Housekeeping ticks done and connection visits made by them so far. Host-test visibility
+/// (an idle tick visits only the attention list); not part of the control ABI.
+pub fn housekeeping_counts() -> Option<(u64, u64)> {
+    let d = DRIVER.load(Ordering::SeqCst);
+    if d.is_null() {
+        return None;
+    }
+    // SAFETY: as in start_state.
+    let r = unsafe { &*d };
+    Some((
+        u64::from(r.hk_gen.load(Ordering::SeqCst)),
+        r.conns.visits.load(Ordering::Relaxed),
+    ))
+}

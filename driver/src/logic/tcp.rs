@@ -651,6 +651,19 @@ impl TcpState {
         k
     }
 
+    /// Whether the next housekeeping tick has work here beyond the periodic sweep of the
+    /// deadlines: a resume to retry, a retained list to give back or to time, a shutdown to
+    /// bound. The kernel layer keeps such connections on its attention list, so an idle tick
+    /// visits only them.
+    pub fn needs_tick(&self) -> bool {
+        if self.close_issued {
+            return false;
+        }
+        (self.rx_blocked && !self.resume_pending)
+            || self.phase != Phase::Open
+            || self.live().iter().any(|s| matches!(s, Slot::Zc { .. }))
+    }
+
     /// Paced source: one send (one message) is `n` bytes (rounded to the pattern period).
     pub fn set_max_send(&mut self, n: usize) {
         self.max_send = n.max(1);

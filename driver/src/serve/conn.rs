@@ -78,6 +78,9 @@ pub(crate) struct Conn {
     pub(crate) index: usize,
     /// In use (read without the lock by the housekeeper's scan).
     pub(crate) live: AtomicBool,
+    /// On the pool's attention list (at most once: set by whoever pushes it, cleared by the
+    /// housekeeper when it takes it off).
+    attn: AtomicBool,
     /// An outbound connection's hooks (its socket is null until WskSocketConnect completes);
     /// None for a served connection.
     pub(crate) client: Option<&'static ClientHooks>,
@@ -128,7 +131,22 @@ pub(crate) struct ConnPool {
     pub(crate) n: usize,
     free: SpinLock<FreeList>,
     active: AtomicUsize,
+    /// Connections the housekeeper must visit at its next tick (`TcpState::needs_tick`), in
+    /// two stacks: events push onto `attention[attn_cur]`; the housekeeper flips `attn_cur`
+    /// and drains the other, so what it pushes back while it works waits for the next tick.
+    /// A connection is on at most one of them (`Conn::attn`), so `n` entries each suffice.
+    attention: [SpinLock<FreeList>; 2],
+    attn_cur: AtomicUsize,
+    /// Clock reading of the last full sweep (every live connection: idle, progress and
+    /// retention deadlines), performance-counter units. Housekeeper only.
+    last_sweep: core::sync::atomic::AtomicU64,
+    /// Connections the housekeeper visited (host tests: an idle tick visits none).
+    pub(crate) visits: core::sync::atomic::AtomicU64,
 }
+
+/// How often the housekeeper sweeps every live connection for the deadlines (between sweeps a
+/// tick visits only the attention list): the deadlines' resolution.
+const SWEEP_MS: u64 = 100;
 
 static CONN_DISPATCH: WSK_CLIENT_CONNECTION_DISPATCH = WSK_CLIENT_CONNECTION_DISPATCH {
     WskReceiveEvent: Some(receive_event),
@@ -147,6 +165,13 @@ impl ConnPool {
             n: 0,
             free: SpinLock::new(FreeList::empty()),
             active: AtomicUsize::new(0),
+            attention: [
+                SpinLock::new(FreeList::empty()),
+                SpinLock::new(FreeList::empty()),
+            ],
+            attn_cur: AtomicUsize::new(0),
+            last_sweep: core::sync::atomic::AtomicU64::new(0),
+            visits: core::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -167,6 +192,9 @@ impl ConnPool {
             return Err(STATUS_INSUFFICIENT_RESOURCES);
         }
         self.free.get_mut().alloc(n, pool::TAG_CONN)?;
+        for a in &mut self.attention {
+            a.get_mut().alloc(n, pool::TAG_CONN)?;
+        }
         for i in 0..n {
             let c = alloc_conn(drv, i, ring_bytes);
             if c.is_null() {
@@ -205,48 +233,104 @@ impl ConnPool {
             .count()
     }
 
-    /// Periodic kick (PASSIVE_LEVEL, start-up thread): applies each connection's deadlines
+    /// Puts `c` on the attention list for the next housekeeping tick (once). IRQL <=
+    /// DISPATCH_LEVEL.
+    pub(crate) fn attend(&self, c: &Conn) {
+        if !c.attn.swap(true, Ordering::SeqCst) {
+            let cur = self.attn_cur.load(Ordering::SeqCst) & 1;
+            if let Some(list) = self.attention.get(cur) {
+                if !list.lock().push(c.index) {
+                    // Cannot happen (one entry per connection at most): counted, not lost
+                    // for good (the next sweep visits every live connection).
+                    c.attn.store(false, Ordering::SeqCst);
+                    c.drv().count(Counter::InternalErrors, 1);
+                }
+            }
+        }
+    }
+
+    /// Housekeeping tick (PASSIVE_LEVEL, start-up thread). Visits the connections on the
+    /// attention list, and every `SWEEP_MS` every live one: applies each one's deadlines
     /// (idle, progress, retention, graceful shutdown; counted), gives back lists whose
     /// callback has returned, and gives connections whose indications are refused one more
     /// zero-length WskReceive attempt (C5), needed because a resume that races with the
-    /// refusing callback's return is undone by the provider (G2).
-    pub(crate) fn kick_blocked(&self) {
-        if self.active() == 0 {
-            return;
+    /// refusing callback's return is undone by the provider (G2). An idle tick between sweeps
+    /// costs O(attention), not O(slots).
+    pub(crate) fn tick(&self, drv: &Driver) {
+        let now = time::now();
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        let sweep = now.saturating_sub(last) >= SWEEP_MS * drv.perf_freq / 1000;
+        // Flip first: what events (or the visits below) push from now on waits for the next
+        // tick; the old stack is drained whole.
+        let old = self.attn_cur.fetch_xor(1, Ordering::SeqCst) & 1;
+        if sweep {
+            self.last_sweep.store(now, Ordering::Relaxed);
         }
-        let mut deadlines = None;
-        for i in 0..self.n {
+        if sweep && self.active() > 0 {
+            for i in 0..self.n {
+                // SAFETY: i < n; contexts live until free().
+                let c = unsafe { *self.conns.add(i) };
+                // SAFETY: pooled context.
+                if unsafe { &*c }.live.load(Ordering::Relaxed) {
+                    // SAFETY: pooled context.
+                    unsafe { self.visit(c, now) };
+                }
+            }
+        }
+        let Some(list) = self.attention.get(old) else {
+            return;
+        };
+        loop {
+            let Some(i) = list.lock().pop() else {
+                break;
+            };
+            if i >= self.n {
+                continue;
+            }
             // SAFETY: i < n; contexts live until free().
             let c = unsafe { *self.conns.add(i) };
             // SAFETY: pooled context.
-            let r = unsafe { &*c };
-            if !r.live.load(Ordering::Relaxed) {
-                continue;
+            unsafe { &*c }.attn.store(false, Ordering::SeqCst);
+            if !sweep {
+                // SAFETY: pooled context (a recycled one simply finds nothing to do).
+                unsafe { self.visit(c, now) };
             }
-            let d = *deadlines.get_or_insert_with(|| Deadlines::now(r.drv()));
-            let kick = {
-                let mut state = r.state.lock();
-                if r.live.load(Ordering::Relaxed) && !r.socket.is_null() && !state.close_issued() {
-                    d.apply(&mut state, r.client.is_none());
-                    state.kick(time::now())
-                } else {
-                    tcp::Kick::default()
-                }
-            };
-            let drv = r.drv();
-            for (hit, counter) in [
-                (kick.idle_timeout, Counter::TcpIdleTimeouts),
-                (kick.progress_timeout, Counter::TcpProgressTimeouts),
-                (kick.retain_timeout, Counter::TcpRetainTimeouts),
-            ] {
-                if hit {
-                    drv.count_service(r.stats_slot, counter, 1);
-                }
+        }
+    }
+
+    /// One housekeeping visit of `c` at clock reading `now`.
+    ///
+    /// # Safety
+    /// `c` is a pooled context.
+    unsafe fn visit(&self, c: *mut Conn, now: u64) {
+        self.visits.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: per the caller.
+        let r = unsafe { &*c };
+        let drv = r.drv();
+        let (kick, again) = {
+            let mut state = r.state.lock();
+            if r.live.load(Ordering::Relaxed) && !r.socket.is_null() && !state.close_issued() {
+                Deadlines::now(drv).apply(&mut state, r.client.is_none());
+                let k = state.kick(now);
+                (k, state.needs_tick())
+            } else {
+                (tcp::Kick::default(), false)
             }
-            if kick.pump {
-                // SAFETY: live context.
-                unsafe { pump(c) };
+        };
+        for (hit, counter) in [
+            (kick.idle_timeout, Counter::TcpIdleTimeouts),
+            (kick.progress_timeout, Counter::TcpProgressTimeouts),
+            (kick.retain_timeout, Counter::TcpRetainTimeouts),
+        ] {
+            if hit {
+                drv.count_service(r.stats_slot, counter, 1);
             }
+        }
+        if kick.pump {
+            // SAFETY: live context.
+            unsafe { pump(c) };
+        } else if again {
+            self.attend(r);
         }
     }
 
@@ -319,6 +403,9 @@ impl ConnPool {
         unsafe {
             pool::free(self.conns.cast(), pool::TAG_CONN);
             self.free.get_mut().free();
+            for a in &mut self.attention {
+                a.get_mut().free();
+            }
         }
         self.conns = ptr::null_mut();
         self.n = 0;
@@ -364,6 +451,7 @@ fn alloc_conn(drv: *const Driver, index: usize, ring_bytes: usize) -> *mut Conn 
                 ring_mdl: ptr::null_mut(),
                 index,
                 live: AtomicBool::new(false),
+                attn: AtomicBool::new(false),
                 client: None,
                 stats_slot: NO_SLOT,
                 local: SockAddrBuf::zeroed(),
@@ -478,9 +566,13 @@ impl Conn {
         }
         // SAFETY: c is ours (off the free stack): nobody else touches it until published.
         let r = unsafe { &mut *c };
-        state.ring = ByteRing::new(r.state.get_mut().ring.capacity());
+        // Under the lock: a housekeeping visit that read `live` before this context was last
+        // recycled may still take it.
+        let mut locked = r.state.lock();
+        state.ring = ByteRing::new(locked.ring.capacity());
         Deadlines::now(drv).apply(&mut state, client.is_none());
-        *r.state.get_mut() = state;
+        *locked = state;
+        drop(locked);
         *r.framer.get_mut() = TcpFramer::new();
         r.socket = sock;
         r.client = client;
@@ -684,6 +776,14 @@ pub(crate) unsafe fn pump(c: *mut Conn) {
             break;
         }
     }
+    let attend = state.needs_tick();
+    drop(state);
+    if attend {
+        drv.conns.attend(
+            // SAFETY: live pooled context (per the caller).
+            unsafe { &*c },
+        );
+    }
 }
 
 /// # Safety
@@ -869,7 +969,7 @@ unsafe fn recycle(c: *mut Conn) {
     if r.client.is_none() {
         drv.count_service(r.stats_slot, Counter::ConnClosed, 1);
     }
-    let anomalies = r.state.get_mut().anomalies;
+    let anomalies = r.state.lock().anomalies;
     if anomalies > 0 {
         drv.count(Counter::InternalErrors, u64::from(anomalies));
     }
@@ -896,10 +996,16 @@ unsafe extern "win64" fn receive_event(
     // is released on this thread after it: the provider has not seen our STATUS_PENDING yet.
     // The context cannot be recycled under us: the close waits for running callbacks (W70).
     // SAFETY: the registered context.
-    unsafe { &*ctx.cast::<Conn>() }
-        .state
-        .lock()
-        .rx_callback_end();
+    let r = unsafe { &*ctx.cast::<Conn>() };
+    let attend = {
+        let mut state = r.state.lock();
+        state.rx_callback_end();
+        // Lists retained by this callback go back at the next pump or tick.
+        state.needs_tick()
+    };
+    if attend {
+        r.drv().conns.attend(r);
+    }
     status
 }
 

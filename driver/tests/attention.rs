@@ -1,0 +1,51 @@
+//! Housekeeping visits the connections that need it (issue 13 item 12): between the periodic
+//! sweeps of the deadlines (every 100 ms) an idle tick visits only the attention list, so its
+//! cost follows the connections with work (a resume to retry, a list to give back, a shutdown
+//! to bound), not the open ones.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::harness::{config_with, load};
+use common::*;
+use control::config::{Mode, Proto};
+
+#[test]
+fn idle_ticks_do_not_visit_idle_connections() {
+    const CONNS: u64 = 50;
+    let (cfg, ports) = config_with(V4, &[(Proto::Tcp, Mode::Echo)]);
+    let drv = load(wsk_sim::Config::default(), Some(cfg)).unwrap();
+    let addr = SocketAddr::new(V4, ports[0]);
+    let mut conns: Vec<_> = (0..CONNS).map(|_| connect(addr)).collect();
+    for (i, s) in conns.iter_mut().enumerate() {
+        let msg = payload(i as u64, 100);
+        assert_eq!(tcp_echo(s, &msg), msg);
+    }
+    // Let retained lists go back and the attention list empty.
+    std::thread::sleep(Duration::from_millis(300));
+    let (t0, v0) = wskecho::housekeeping_counts().unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let (t1, v1) = wskecho::housekeeping_counts().unwrap();
+    let (ticks, visits) = (t1 - t0, v1 - v0);
+    eprintln!("{ticks} ticks, {visits} visits of {CONNS} idle connections");
+    assert!(ticks >= 10, "the housekeeper ran: {ticks} ticks");
+    // Scanning every connection every tick would be CONNS * ticks visits; the sweeps alone
+    // are CONNS per 100 ms.
+    assert!(
+        visits * 2 < CONNS * ticks,
+        "{visits} visits in {ticks} ticks of {CONNS} idle connections"
+    );
+    assert!(
+        visits >= CONNS,
+        "the deadline sweeps still visit every connection"
+    );
+    // They still echo.
+    for (i, s) in conns.iter_mut().enumerate() {
+        let msg = payload(1000 + i as u64, 100);
+        assert_eq!(tcp_echo(s, &msg), msg);
+    }
+    drop(conns);
+    assert_clean(&drv.unload());
+}
