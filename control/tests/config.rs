@@ -396,3 +396,32 @@ fn allow_list_bounds_and_equality() {
     assert!(l.source_allowed("10.0.1.2".parse().unwrap()));
     assert!(!l.source_allowed("10.1.1.2".parse().unwrap()));
 }
+
+/// A TCP service may listen on a stream socket: a fifth registry field `stream` (or `listen`,
+/// the default); shown back the same way; refused on UDP.
+#[test]
+fn stream_services_parse_show_and_refuse_udp() {
+    let lo: IpAddr = "127.0.0.1".parse().unwrap();
+    let s = Service::parse_entry("echo,tcp,7007,127.0.0.1,stream").unwrap();
+    assert_eq!(
+        s,
+        Service::new(Proto::Tcp, 7007, Mode::Echo, lo).with_stream(true)
+    );
+    assert_eq!(s.to_string(), "echo,tcp,7007,127.0.0.1,stream");
+    assert_eq!(Service::parse_entry(&s.to_string()), Some(s));
+    let l = Service::parse_entry("echo,tcp,7007,127.0.0.1, LISTEN").unwrap();
+    assert!(!l.stream);
+    assert_eq!(l.to_string(), "echo,tcp,7007,127.0.0.1");
+    assert_eq!(
+        Service::parse_entry("echo,tcp,7007,127.0.0.1,streams"),
+        None
+    );
+    assert_eq!(
+        Service::parse_entry("echo,tcp,7007,127.0.0.1,stream,x"),
+        None
+    );
+    let u = Service::parse_entry("echo,udp,7007,127.0.0.1,stream").unwrap();
+    assert_eq!(u.validate(), Err(ServiceError::StreamNotTcp));
+    // A stream and a listening service on one port conflict like any two.
+    assert!(s.conflicts_with(&l));
+}

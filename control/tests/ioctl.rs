@@ -773,3 +773,23 @@ fn stats_response_decoder_refuses_malformed_answers() {
         Err(ControlError::Short)
     );
 }
+
+/// A stream-socket TCP service travels as bit 7 of its protocol byte; on UDP it is refused.
+#[test]
+fn stream_service_round_trips_and_udp_stream_is_refused() {
+    let lo = "127.0.0.1".parse().unwrap();
+    let s = Service::new(Proto::Tcp, 7100, Mode::Echo, lo).with_stream(true);
+    let add = SetConfig::AddService(s);
+    let b = enc(|b| add.encode(b));
+    assert_eq!(SetConfig::decode(&b), Ok(add.clone()));
+    let mut bad = SetConfig::AddService(Service::new(Proto::Udp, 7100, Mode::Echo, lo));
+    let mut b = enc(|b| bad.encode(b));
+    let at = b.len() - SERVICE_LEN;
+    b[at] |= SERVICE_PROTO_STREAM;
+    assert_eq!(
+        SetConfig::decode(&b),
+        Err(ControlError::Service(ServiceError::StreamNotTcp))
+    );
+    bad = SetConfig::AddService(Service::new(Proto::Tcp, 7100, Mode::Echo, lo));
+    assert_ne!(SetConfig::decode(&enc(|b| bad.encode(b))), Ok(add));
+}

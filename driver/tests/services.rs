@@ -16,7 +16,27 @@ use control::protocol::sockperf::flags::{CLIENT as FLAG_CLIENT, REPLY as FLAG_RE
 use control::protocol::sockperf::{Header, HEADER_LEN};
 use wskecho::stats::Counter;
 
-fn loaded(cfg: control::config::Config) -> common::harness::Loaded {
+std::thread_local! {
+    /// Run this thread's test with its TCP services on stream sockets (WSK_FLAG_STREAM_SOCKET +
+    /// WskListen) instead of listening sockets: every TCP service test runs with both kinds.
+    static STREAM: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn on_stream_sockets(f: impl FnOnce()) {
+    STREAM.with(|s| s.set(true));
+    f();
+}
+
+fn loaded(mut cfg: control::config::Config) -> common::harness::Loaded {
+    if STREAM.with(std::cell::Cell::get) {
+        let list: Vec<_> = cfg
+            .services
+            .as_slice()
+            .iter()
+            .map(|s| s.with_stream(s.proto == Proto::Tcp))
+            .collect();
+        cfg.services = control::config::Services::from_slice(&list).unwrap();
+    }
     let l = load(wsk_sim::Config::default(), Some(cfg)).unwrap();
     assert!(l.ready, "driver started");
     l
@@ -346,4 +366,69 @@ fn tcp_multi_entry_lists_take_the_zero_copy_path() {
         "{copied} of {total} bytes copied with {zc} zero-copy sends"
     );
     assert_clean(&drv.unload());
+}
+
+#[test]
+fn stream_socket_tcp_echo_v4_v6_sizes() {
+    on_stream_sockets(|| {
+        tcp_echo_sizes(V4);
+        tcp_echo_sizes(V6);
+    });
+}
+
+#[test]
+fn stream_socket_tcp_echo_200_connections() {
+    on_stream_sockets(|| tcp_echo_many(V4, 200));
+}
+
+#[test]
+fn stream_socket_discard_source_sockperf() {
+    on_stream_sockets(|| {
+        discard(V4);
+        source(V6);
+        sockperf(V4);
+    });
+}
+
+/// A stream service really is a stream socket: it is the one that needs WskListen, so with
+/// WskListen failing it does not open (and says so), while a listening-socket service does.
+#[test]
+fn stream_service_listens_with_wsklisten() {
+    use control::config::{Config, Service, Services};
+    for stream in [false, true] {
+        let port = common::harness::free_port(V4);
+        let mut cfg = Config::default();
+        cfg.services = Services::from_slice(&[
+            Service::new(Proto::Tcp, port, Mode::Echo, V4).with_stream(stream)
+        ])
+        .unwrap();
+        let sim = wsk_sim::Config {
+            fail_calls: vec![wsk_sim::config::Call::WskListen],
+            fail_rate: 1.0,
+            ..wsk_sim::Config::default()
+        };
+        let drv = load(sim, Some(cfg)).unwrap();
+        let echoed = std::net::TcpStream::connect_timeout(
+            &SocketAddr::new(V4, port),
+            Duration::from_millis(500),
+        )
+        .ok()
+        .map(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            tcp_echo(&mut s, b"x") == b"x"
+        });
+        assert_eq!(
+            echoed.unwrap_or(false),
+            !stream,
+            "stream={stream}: WskListen decides only for stream services"
+        );
+        let log = wsk_sim::take_dbg_output();
+        drop(drv);
+        if stream {
+            assert!(
+                log.contains(&port.to_string()),
+                "the failed service is logged: {log}"
+            );
+        }
+    }
 }

@@ -72,6 +72,10 @@ pub struct Service {
     pub port: u16,
     pub mode: Mode,
     pub bind: IpAddr,
+    /// TCP only: listen on a WSK stream socket (WSK_FLAG_STREAM_SOCKET, Windows 10 1703+: a
+    /// socket that can listen or connect, with WskListen) instead of a listening socket. The
+    /// accepted connections are the same. Registry text: a fifth field `stream`.
+    pub stream: bool,
 }
 
 /// Why a service (or a set of them) is invalid.
@@ -85,6 +89,8 @@ pub enum ServiceError {
     TooMany,
     /// Two services would need the same socket (same protocol and port, overlapping address).
     Conflict,
+    /// A stream socket on UDP (stream sockets are connection-oriented: TCP only).
+    StreamNotTcp,
 }
 
 impl Service {
@@ -94,12 +100,23 @@ impl Service {
             port,
             mode,
             bind,
+            stream: false,
         }
+    }
+
+    /// The same service on a stream socket (`true`) or a listening socket (`false`).
+    #[must_use]
+    pub const fn with_stream(mut self, stream: bool) -> Self {
+        self.stream = stream;
+        self
     }
 
     pub fn validate(&self) -> Result<(), ServiceError> {
         if self.port == 0 {
             return Err(ServiceError::PortZero);
+        }
+        if self.stream && self.proto != Proto::Tcp {
+            return Err(ServiceError::StreamNotTcp);
         }
         if !self.mode.allowed_on(self.proto) {
             return Err(ServiceError::ModeNotAllowed);
@@ -120,14 +137,21 @@ impl Service {
             && (self.bind.is_unspecified() || other.bind.is_unspecified())
     }
 
-    /// The registry text form, `mode,proto,port,address` (e.g. `echo,tcp,7007,127.0.0.1`).
-    /// Commas, because IPv6 addresses contain colons.
+    /// The registry text form, `mode,proto,port,address[,stream|,listen]` (e.g.
+    /// `echo,tcp,7007,127.0.0.1` or `echo,tcp,7007,127.0.0.1,stream`). Commas, because IPv6
+    /// addresses contain colons.
     pub fn parse_entry(s: &str) -> Option<Service> {
         let mut it = s.split(',').map(str::trim);
         let mode = Mode::parse(it.next()?)?;
         let proto = Proto::parse(it.next()?)?;
         let port = parse_u16(it.next()?)?;
         let bind = it.next()?.parse::<IpAddr>().ok()?;
+        let stream = match it.next() {
+            None => false,
+            Some(k) if k.eq_ignore_ascii_case("stream") => true,
+            Some(k) if k.eq_ignore_ascii_case("listen") => false,
+            Some(_) => return None,
+        };
         if it.next().is_some() {
             return None;
         }
@@ -136,6 +160,7 @@ impl Service {
             port,
             mode,
             bind,
+            stream,
         })
     }
 }
@@ -144,11 +169,12 @@ impl fmt::Display for Service {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{},{},{},{}",
+            "{},{},{},{}{}",
             self.mode.name(),
             self.proto.name(),
             self.port,
-            self.bind
+            self.bind,
+            if self.stream { ",stream" } else { "" }
         )
     }
 }

@@ -189,6 +189,7 @@ pub const fn service_error_text(e: ServiceError) -> &'static str {
         }
         ServiceError::TooMany => "too many services",
         ServiceError::Conflict => "two services on the same protocol, port and address",
+        ServiceError::StreamNotTcp => "a stream socket is TCP only",
     }
 }
 

@@ -64,9 +64,9 @@ impl ControlError {
             | ControlError::BadPort
             | ControlError::OutOfRange
             | ControlError::Limit(_)
-            | ControlError::Service(ServiceError::PortZero | ServiceError::ModeNotAllowed) => {
-                STATUS_INVALID_PARAMETER
-            }
+            | ControlError::Service(
+                ServiceError::PortZero | ServiceError::ModeNotAllowed | ServiceError::StreamNotTcp,
+            ) => STATUS_INVALID_PARAMETER,
             ControlError::BadFamily | ControlError::BadAddress => STATUS_INVALID_ADDRESS,
             ControlError::Service(ServiceError::Conflict) => STATUS_ADDRESS_ALREADY_EXISTS,
             ControlError::Service(ServiceError::TooMany) => STATUS_TOO_MANY_ADDRESSES,

@@ -35,7 +35,7 @@ pub struct WireAddress {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct WireService {
-    /// 0 TCP, 1 UDP.
+    /// 0 TCP, 1 UDP; bit 7 set: a TCP service on a stream socket.
     pub proto: u8,
     /// 0 echo, 1 discard, 2 source, 3 sockperf.
     pub mode: u8,

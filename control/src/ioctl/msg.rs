@@ -17,7 +17,7 @@ pub const AF_INET6: u16 = 23;
 
 /// `family u16, reserved u16, addr [u8; 16]` (IPv4 in the first 4 bytes, the rest zero).
 pub const ADDRESS_LEN: usize = 20;
-/// `proto u8, mode u8, port u16, address`.
+/// `proto u8 (bit 7: stream socket, SERVICE_PROTO_STREAM), mode u8, port u16, address`.
 pub const SERVICE_LEN: usize = 4 + ADDRESS_LEN;
 /// `family u16, prefix u8, reserved u8, addr [u8; 16]`.
 pub const CIDR_LEN: usize = 20;
@@ -112,8 +112,11 @@ pub(super) fn decode_addr(r: &mut Reader<'_>) -> Result<IpAddr, ControlError> {
     Ok(a)
 }
 
+/// Bit 7 of a service's protocol byte: the service listens on a stream socket.
+pub const SERVICE_PROTO_STREAM: u8 = 0x80;
+
 pub(crate) fn encode_service(w: &mut Writer<'_>, s: &Service) {
-    w.u8(s.proto as u8);
+    w.u8(s.proto as u8 | if s.stream { SERVICE_PROTO_STREAM } else { 0 });
     w.u8(s.mode as u8);
     w.u16(s.port);
     encode_addr(w, s.bind);
@@ -121,7 +124,9 @@ pub(crate) fn encode_service(w: &mut Writer<'_>, s: &Service) {
 
 /// Decodes and validates one service (protocol, mode, port, address, mode-on-protocol).
 pub(crate) fn decode_service(r: &mut Reader<'_>) -> Result<Service, ControlError> {
-    let proto = Proto::from_u8(r.u8()?).ok_or(ControlError::BadEnum)?;
+    let p = r.u8()?;
+    let proto = Proto::from_u8(p & !SERVICE_PROTO_STREAM).ok_or(ControlError::BadEnum)?;
+    let stream = p & SERVICE_PROTO_STREAM != 0;
     let mode = Mode::from_u8(r.u8()?).ok_or(ControlError::BadEnum)?;
     let port = r.u16()?;
     let bind = decode_addr(r)?;
@@ -133,6 +138,7 @@ pub(crate) fn decode_service(r: &mut Reader<'_>) -> Result<Service, ControlError
         port,
         mode,
         bind,
+        stream,
     };
     s.validate().map_err(ControlError::Service)?;
     Ok(s)

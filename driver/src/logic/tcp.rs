@@ -194,6 +194,10 @@ pub struct TcpState {
     query_pending: bool,
     /// The peer's FIN arrived.
     peer_fin: bool,
+    /// The connection's event callbacks are still to be enabled on it (accepted from a
+    /// stream socket: nothing says those inherit the listener's, W34 speaks of listening
+    /// sockets), by the housekeeper at PASSIVE_LEVEL once the accept has returned.
+    pub events_pending: bool,
     /// Close only after the peer's FIN (outbound connections: closing earlier aborts, and the
     /// peer would lose what it has not read yet).
     pub wait_peer_fin: bool,
@@ -266,6 +270,7 @@ impl TcpState {
             close_completed: false,
             query_pending: false,
             peer_fin: false,
+            events_pending: false,
             wait_peer_fin: false,
             shutdown_limit: 0,
             shutdown_since: None,
@@ -659,9 +664,22 @@ impl TcpState {
         if self.close_issued {
             return false;
         }
-        (self.rx_blocked && !self.resume_pending)
+        self.events_pending
+            || (self.rx_blocked && !self.resume_pending)
             || self.phase != Phase::Open
             || self.live().iter().any(|s| matches!(s, Slot::Zc { .. }))
+    }
+
+    /// The housekeeper may enable the connection's event callbacks now: counted as an
+    /// executing call until [`call_returned`](Self::call_returned), so no close overtakes it
+    /// (C22). False when nothing is pending or the connection is closing.
+    pub fn events_issue(&mut self) -> bool {
+        if !self.events_pending || self.close_issued {
+            return false;
+        }
+        self.events_pending = false;
+        self.calls += 1;
+        true
     }
 
     /// Paced source: one send (one message) is `n` bytes (rounded to the pattern period).

@@ -17,8 +17,9 @@ use wsk_sys::{
     ExAcquireRundownProtection, ExReleaseRundownProtection, IoFreeMdl, WskIoctl, FALSE, NTSTATUS,
     NT_SUCCESS, PDEVICE_OBJECT, PIRP, PMDL, PVOID, SIO_WSK_QUERY_IDEAL_SEND_BACKLOG, SIZE_T,
     STATUS_DATA_NOT_ACCEPTED, STATUS_INSUFFICIENT_RESOURCES, STATUS_PENDING, STATUS_SUCCESS, ULONG,
-    WSK_BUF, WSK_CLIENT_CONNECTION_DISPATCH, WSK_DATA_INDICATION, WSK_FLAG_ABORTIVE,
-    WSK_FLAG_NODELAY, WSK_FLAG_RELEASE_ASAP, WSK_PROVIDER_CONNECTION_DISPATCH, WSK_SOCKET,
+    WSK_BUF, WSK_CLIENT_CONNECTION_DISPATCH, WSK_DATA_INDICATION, WSK_EVENT_DISCONNECT,
+    WSK_EVENT_RECEIVE, WSK_EVENT_SEND_BACKLOG, WSK_FLAG_ABORTIVE, WSK_FLAG_NODELAY,
+    WSK_FLAG_RELEASE_ASAP, WSK_PROVIDER_CONNECTION_DISPATCH, WSK_SOCKET,
 };
 
 use crate::driver::Driver;
@@ -148,7 +149,7 @@ pub(crate) struct ConnPool {
 /// tick visits only the attention list): the deadlines' resolution.
 const SWEEP_MS: u64 = 100;
 
-static CONN_DISPATCH: WSK_CLIENT_CONNECTION_DISPATCH = WSK_CLIENT_CONNECTION_DISPATCH {
+pub(crate) static CONN_DISPATCH: WSK_CLIENT_CONNECTION_DISPATCH = WSK_CLIENT_CONNECTION_DISPATCH {
     WskReceiveEvent: Some(receive_event),
     WskDisconnectEvent: Some(disconnect_event),
     WskSendBacklogEvent: Some(send_backlog_event),
@@ -307,6 +308,27 @@ impl ConnPool {
         // SAFETY: per the caller.
         let r = unsafe { &*c };
         let drv = r.drv();
+        let enable = {
+            let mut state = r.state.lock();
+            r.live.load(Ordering::Relaxed) && !r.socket.is_null() && state.events_issue()
+        };
+        if enable {
+            // Accepted from a stream socket: its callbacks, now that the accept has returned
+            // (the provider holds our context and dispatch). Counted as an executing call.
+            // SAFETY: a connected socket (W31) with a context and dispatch; PASSIVE_LEVEL.
+            let ok = unsafe {
+                crate::wsk::enable_events(
+                    r.socket,
+                    WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG,
+                )
+            }
+            .is_ok();
+            let mut state = r.state.lock();
+            state.call_returned();
+            if !ok {
+                state.abort();
+            }
+        }
         let (kick, again) = {
             let mut state = r.state.lock();
             if r.live.load(Ordering::Relaxed) && !r.socket.is_null() && !state.close_issued() {
@@ -326,7 +348,7 @@ impl ConnPool {
                 drv.count_service(r.stats_slot, counter, 1);
             }
         }
-        if kick.pump {
+        if kick.pump || enable {
             // SAFETY: live context.
             unsafe { pump(c) };
         } else if again {
@@ -582,6 +604,18 @@ impl Conn {
         }
         r.live.store(true, Ordering::SeqCst);
         Some(c)
+    }
+
+    /// A connection accepted from a stream socket: the housekeeper enables its callbacks once
+    /// the accept event has returned (see `TcpState::events_pending`). IRQL <= DISPATCH_LEVEL.
+    ///
+    /// # Safety
+    /// `c` live, its socket the accepted one.
+    pub(crate) unsafe fn enable_events_later(c: *mut Conn) {
+        // SAFETY: per the caller.
+        let r = unsafe { &*c };
+        r.state.lock().events_pending = true;
+        r.drv().conns.attend(r);
     }
 
     /// Queries the ideal send backlog (W36) so that sends are sized by it from the first byte
@@ -1032,15 +1066,15 @@ unsafe fn receive(
     // list of more entries than slots takes the copy path).
     let mut lens = [0usize; MAX_SLOTS];
     let mut entries = 0usize;
-    let mut e = ind;
-    while !e.is_null() {
+    let mut entry = ind;
+    while !entry.is_null() {
         if let Some(l) = lens.get_mut(entries) {
             // SAFETY: a valid list element for this call (W51).
-            *l = unsafe { (*e).Buffer.Length };
+            *l = unsafe { (*entry).Buffer.Length };
         }
         entries += 1;
         // SAFETY: as above.
-        e = unsafe { (*e).Next };
+        entry = unsafe { (*entry).Next };
     }
     // Lists retained by earlier callbacks whose sends are done go back first (this callback
     // started, so theirs have returned, W45): their slots are free for this indication.
@@ -1062,14 +1096,14 @@ unsafe fn receive(
             // Each entry's slot learns its entry; the head's is the list WskRelease is given.
             // Published under the lock: the pump reads them when it issues these slots.
             let (group, n) = state.group(slot);
-            let mut e = ind;
+            let mut entry = ind;
             for &g in group.iter().take(n) {
-                // SAFETY: the slots were just reserved for this callback; `e` walks the same
+                // SAFETY: the slots were just reserved for this callback; `entry` walks the same
                 // list as above, one entry per slot.
                 unsafe {
-                    (*ptr::addr_of_mut!((*c).slots[g % MAX_SLOTS])).indication = e;
-                    if !e.is_null() {
-                        e = (*e).Next;
+                    (*ptr::addr_of_mut!((*c).slots[g % MAX_SLOTS])).indication = entry;
+                    if !entry.is_null() {
+                        entry = (*entry).Next;
                     }
                 }
             }

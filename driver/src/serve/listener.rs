@@ -7,8 +7,8 @@ use control::config::Service;
 use wsk_sys::{
     IPPROTO_TCP, NTSTATUS, PIRP, PSOCKADDR, PVOID, STATUS_INSUFFICIENT_RESOURCES,
     STATUS_REQUEST_NOT_ACCEPTED, STATUS_SUCCESS, TCP_NODELAY, ULONG,
-    WSK_CLIENT_CONNECTION_DISPATCH, WSK_CLIENT_LISTEN_DISPATCH, WSK_EVENT_ACCEPT,
-    WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE, WSK_EVENT_SEND_BACKLOG, WSK_SOCKET,
+    WSK_CLIENT_CONNECTION_DISPATCH, WSK_CLIENT_LISTEN_DISPATCH, WSK_CLIENT_STREAM_DISPATCH,
+    WSK_EVENT_ACCEPT, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE, WSK_EVENT_SEND_BACKLOG, WSK_SOCKET,
 };
 
 use super::conn;
@@ -36,8 +36,22 @@ static LISTEN_DISPATCH: WSK_CLIENT_LISTEN_DISPATCH = WSK_CLIENT_LISTEN_DISPATCH 
     WskAbortEvent: None,
 };
 
+/// A stream socket's client table points at both roles' tables (Windows 10 1703+); the
+/// connection one is what accepted sockets inherit with the events enabled on the listener
+/// (W34), the same as a listening socket's.
+#[repr(transparent)]
+#[allow(dead_code)] // read by WSK through the pointer handed to WskSocket
+struct StreamDispatch(WSK_CLIENT_STREAM_DISPATCH);
+// SAFETY: two pointers to immutable statics.
+unsafe impl Sync for StreamDispatch {}
+static STREAM_DISPATCH: StreamDispatch = StreamDispatch(WSK_CLIENT_STREAM_DISPATCH {
+    Listen: ptr::addr_of!(LISTEN_DISPATCH),
+    Connect: ptr::addr_of!(conn::CONN_DISPATCH),
+});
+
 impl Listener {
-    /// WskSocket(LISTEN) + WskBind + events. PASSIVE_LEVEL.
+    /// WskSocket(LISTEN, or STREAM + WskListen for a stream service) + WskBind + events.
+    /// PASSIVE_LEVEL.
     ///
     /// # Safety
     /// `drv` is captured and at its final address.
@@ -66,10 +80,16 @@ impl Listener {
         let local = core::net::SocketAddr::new(service.bind, service.port);
         // Connection events first so that every accepted socket inherits them (W34), then
         // accept; both after bind (C26).
-        let events = [
-            WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG,
-            WSK_EVENT_ACCEPT,
-        ];
+        // A stream socket's own connection callbacks are those of the stream when it is
+        // connected, and nothing documents their inheritance by accepted sockets: for those
+        // each accepted connection enables its own (Conn::enable_events_later).
+        let conn_events = WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG;
+        let events = if service.stream {
+            [WSK_EVENT_ACCEPT, 0]
+        } else {
+            [conn_events, WSK_EVENT_ACCEPT]
+        };
+        let events = &events[..if service.stream { 1 } else { 2 }];
         let publish = |sock| {
             // SAFETY: l is ours; no callback can run before events are enabled.
             unsafe { (*l).socket = sock };
@@ -83,13 +103,21 @@ impl Listener {
         let opened = unsafe {
             open_bound(
                 &drv.provider,
-                BoundKind::Listen,
+                if service.stream {
+                    BoundKind::StreamListen
+                } else {
+                    BoundKind::Listen
+                },
                 l.cast(),
-                ptr::addr_of!(LISTEN_DISPATCH).cast(),
+                if service.stream {
+                    ptr::addr_of!(STREAM_DISPATCH).cast()
+                } else {
+                    ptr::addr_of!(LISTEN_DISPATCH).cast()
+                },
                 local,
                 (*l).close_irp,
                 publish,
-                &events,
+                events,
             )
         };
         if let Err(e) = opened {
@@ -166,6 +194,10 @@ unsafe extern "win64" fn accept_event(
             *accept_dispatch = conn::dispatch();
         }
         drv.count_service(l.stats_slot, Counter::ConnAccepted, 1);
+        if l.service.stream {
+            // SAFETY: c is live with the accepted socket.
+            unsafe { conn::Conn::enable_events_later(c) };
+        }
         // SAFETY: c is live (holds a rundown reference).
         unsafe { conn::Conn::after_accept(c) };
         STATUS_SUCCESS

@@ -23,8 +23,9 @@ use wsk_sys::{
     WskSetOption, AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, NPIID, NPI_WSK_INTERFACE_ID,
     NTSTATUS, NT_SUCCESS, PIRP, PVOID, SOCK_DGRAM, SOCK_STREAM, SOL_SOCKET, SO_WSK_EVENT_CALLBACK,
     STATUS_NOT_SUPPORTED, ULONG, WSK_EVENT_CALLBACK_CONTROL, WSK_EVENT_DISABLE,
-    WSK_FLAG_DATAGRAM_SOCKET, WSK_FLAG_LISTEN_SOCKET, WSK_PROVIDER_BASIC_DISPATCH,
-    WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_PROVIDER_LISTEN_DISPATCH, WSK_PROVIDER_NPI, WSK_SOCKET,
+    WSK_FLAG_DATAGRAM_SOCKET, WSK_FLAG_LISTEN_SOCKET, WSK_FLAG_STREAM_SOCKET,
+    WSK_PROVIDER_BASIC_DISPATCH, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_PROVIDER_LISTEN_DISPATCH,
+    WSK_PROVIDER_NPI, WSK_PROVIDER_STREAM_DISPATCH, WSK_SOCKET,
 };
 
 use crate::kernel::irp;
@@ -48,6 +49,8 @@ pub(crate) fn check(status: NTSTATUS) -> Result<(), NTSTATUS> {
 #[derive(Clone, Copy)]
 pub(crate) enum BoundKind {
     Listen,
+    /// A stream socket (WSK_FLAG_STREAM_SOCKET) that listens: WskBind, then WskListen.
+    StreamListen,
     Datagram,
 }
 
@@ -69,6 +72,7 @@ unsafe fn socket_and_bind(
 ) -> Result<*mut WSK_SOCKET, NTSTATUS> {
     let (ty, proto, flags) = match kind {
         BoundKind::Listen => (SOCK_STREAM, IPPROTO_TCP, WSK_FLAG_LISTEN_SOCKET),
+        BoundKind::StreamListen => (SOCK_STREAM, IPPROTO_TCP, WSK_FLAG_STREAM_SOCKET),
         BoundKind::Datagram => (SOCK_DGRAM, IPPROTO_UDP, WSK_FLAG_DATAGRAM_SOCKET),
     };
     let family = if local.is_ipv4() { AF_INET } else { AF_INET6 };
@@ -101,6 +105,9 @@ unsafe fn socket_and_bind(
     let bind = unsafe {
         match kind {
             BoundKind::Listen => (*(*sock).Dispatch.cast::<WSK_PROVIDER_LISTEN_DISPATCH>()).WskBind,
+            BoundKind::StreamListen => {
+                (*(*sock).Dispatch.cast::<WSK_PROVIDER_STREAM_DISPATCH>()).WskBind
+            }
             BoundKind::Datagram => {
                 (*(*sock).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>()).WskBind
             }
@@ -111,6 +118,18 @@ unsafe fn socket_and_bind(
         // SAFETY: a lives across the synchronous call.
         Some(bind) => unsafe { irp::call_sync(|i| bind(sock, a.as_sockaddr(), 0, i)).0 },
         None => STATUS_NOT_SUPPORTED,
+    };
+    // A stream socket listens only once asked to, after its bind (WskListen, IRP required).
+    let status = match kind {
+        BoundKind::StreamListen if NT_SUCCESS(status) => {
+            // SAFETY: a stream socket's table (W25); bound just above.
+            match unsafe { (*(*sock).Dispatch.cast::<WSK_PROVIDER_STREAM_DISPATCH>()).WskListen } {
+                // SAFETY: synchronous call on our own IRP.
+                Some(listen) => unsafe { irp::call_sync(|i| listen(sock, i)).0 },
+                None => STATUS_NOT_SUPPORTED,
+            }
+        }
+        _ => status,
     };
     if let Err(e) = check(status) {
         // SAFETY: no event enabled, no call executing; the close completes before we return.

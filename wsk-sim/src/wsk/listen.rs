@@ -113,15 +113,18 @@ pub unsafe extern "win64" fn WskBind(
 /// `WskListen` (stream sockets): a bound stream socket starts listening.
 #[no_mangle]
 pub unsafe extern "win64" fn WskListen(Socket: PWSK_SOCKET, Irp: PIRP) -> NTSTATUS {
-    crate::kernel::irql::require_dispatch_or_below("WskListen");
+    // The common start of every IRP call, injected failures (Call::WskListen) included.
     // SAFETY: the client passes its IRP.
-    if !unsafe { crate::kernel::irp::take(Irp, "WskListen") } {
-        return STATUS_INVALID_PARAMETER;
-    }
-    let _in = match socket::enter(Socket, "WskListen") {
+    let _in = match unsafe {
+        socket::begin_irp_call(
+            Socket,
+            Irp,
+            "WskListen",
+            crate::kernel::config::Call::WskListen,
+        )
+    } {
         Ok(c) => c,
-        // SAFETY: taken above.
-        Err(st) => return unsafe { complete::fail(Irp, st) },
+        Err(st) => return st,
     };
     let ws = Socket as usize;
     let r = socket::with(|p| {
