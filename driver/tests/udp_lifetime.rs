@@ -92,9 +92,9 @@ fn burst_then_unload(drv: Loaded, to: SocketAddr, datagrams: u64) -> Vec<String>
 fn unload_with_echo_sends_pending() {
     let (mut cfg, ports) = config_with(V4, &[(Proto::Udp, Mode::Echo)]);
     cfg.limits.disconnect_timeout_ms = 200;
-    let drv = load(slow_completions(2500), Some(cfg)).unwrap();
+    let drv = load(slow_completions(4000), Some(cfg)).unwrap();
     assert!(drv.ready);
-    let findings = burst_then_unload(drv, SocketAddr::new(V4, ports[0]), 48);
+    let findings = burst_then_unload(drv, SocketAddr::new(V4, ports[0]), 60);
     assert_eq!(
         wskecho::routines_outstanding(),
         0,
