@@ -55,7 +55,10 @@ fn a_list_goes_back_with_its_last_send() {
         // returned: UDP echo is the only traffic, so nothing else is armed.
         let t0 = Instant::now();
         while wskecho::routines_outstanding() != 0 {
-            assert!(t0.elapsed() < Duration::from_secs(10), "send never completed");
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "send never completed"
+            );
             std::hint::spin_loop();
         }
         checked += 1;

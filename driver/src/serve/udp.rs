@@ -33,10 +33,10 @@ use control::config::{Service, MAX_SERVICES};
 use control::protocol::sockperf::HEADER_LEN;
 use control::protocol::Mode;
 use wsk_sys::{
-    IoFreeMdl, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PFN_WSK_SEND_MESSAGES, PFN_WSK_SEND_TO,
-    PIRP, PMDL, PVOID, STATUS_INSUFFICIENT_RESOURCES, STATUS_PENDING, STATUS_SUCCESS, ULONG,
-    WSK_BUF, WSK_BUF_LIST, WSK_CLIENT_DATAGRAM_DISPATCH, WSK_DATAGRAM_INDICATION,
-    WSK_EVENT_RECEIVE_FROM, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET,
+    IoFreeMdl, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PFN_WSK_SEND_MESSAGES, PFN_WSK_SEND_TO, PIRP,
+    PMDL, PVOID, STATUS_INSUFFICIENT_RESOURCES, STATUS_PENDING, STATUS_SUCCESS, ULONG, WSK_BUF,
+    WSK_BUF_LIST, WSK_CLIENT_DATAGRAM_DISPATCH, WSK_DATAGRAM_INDICATION, WSK_EVENT_RECEIVE_FROM,
+    WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET,
 };
 
 use crate::driver::Driver;
@@ -451,7 +451,9 @@ unsafe fn issue(u: &UdpSock, head: *mut UdpSend, owner: *mut UdpSend, send: Send
         (*head).owner = owner;
         u.io.fetch_add(1, Ordering::SeqCst);
         irp::arm((*head).irp, send_done, head.cast());
-        // The entries, their buffers and the address live in the contexts until completion.
+        // The entries, their buffers and the address live in the contexts until completion:
+        // W65 documents no lifetime for WskSendMessages, so the WskSendTo rule (W64) is kept;
+        // nor an IRQL: msquic calls it from its receive path at DISPATCH_LEVEL (G13).
         if let Some(sm) = send.messages {
             sm(
                 u.socket,
@@ -516,6 +518,12 @@ unsafe extern "win64" fn receive_from_event(
         return STATUS_SUCCESS;
     }
     let closing = u.closing.load(Ordering::Relaxed);
+    // Datagrams and bytes in, counted once for the list.
+    let (mut n_in, mut bytes_in) = (0u64, 0u64);
+    // The last source that passed the filters and the guard (they depend on the source and
+    // the list's Flags only), and whether the rate limit applies to it: a burst from one peer
+    // is checked once.
+    let mut passed: Option<(SockAddrBuf, bool)> = None;
     // The list's owner (first zero-copy datagram), the open batch's head and tail.
     let mut owner: *mut UdpSend = ptr::null_mut();
     let mut head: *mut UdpSend = ptr::null_mut();
@@ -526,8 +534,8 @@ unsafe extern "win64" fn receive_from_event(
         let (buf, remote_sa, next) = unsafe { ((*d).Buffer, (*d).RemoteAddress, (*d).Next) };
         d = next;
         let len = buf.Length;
-        drv.count_service(u.stats_slot, Counter::UdpDatagramsIn, 1);
-        drv.count_service(u.stats_slot, Counter::UdpBytesIn, len as u64);
+        n_in += 1;
+        bytes_in += len as u64;
         if closing {
             continue;
         }
@@ -536,24 +544,37 @@ unsafe extern "win64" fn receive_from_event(
             drv.count_service(u.stats_slot, Counter::UdpDropFiltered, 1);
             continue;
         };
-        let Some(peer) = remote.to_socket_addr() else {
-            continue;
+        let limited = match passed {
+            Some((p, limited)) if p.0 == remote.0 => limited,
+            _ => {
+                let Some(peer) = remote.to_socket_addr() else {
+                    continue;
+                };
+                if !drv.config.limits.source_allowed(peer.ip()) {
+                    drv.count_service(u.stats_slot, Counter::UdpDropFiltered, 1);
+                    continue;
+                }
+                // Reflection and loop guard; MSG_BCAST/MSG_MCAST in Flags describe the whole
+                // list (W60).
+                let guard = drv.config.limits.udp_guard;
+                if let Some(why) = udp_guard::check(guard, flags, peer, service_ports()) {
+                    drv.count_service(u.stats_slot, guard_counter(why), 1);
+                    continue;
+                }
+                let limited = udp_guard::rate_limited_source(guard, peer.ip());
+                passed = Some((remote, limited));
+                limited
+            }
         };
-        if !drv.config.limits.source_allowed(peer.ip()) {
-            drv.count_service(u.stats_slot, Counter::UdpDropFiltered, 1);
-            continue;
-        }
-        // Reflection and loop guard; MSG_BCAST/MSG_MCAST in Flags describe the whole list (W60).
-        let guard = drv.config.limits.udp_guard;
-        if let Some(why) = udp_guard::check(guard, flags, peer, service_ports()) {
-            drv.count_service(u.stats_slot, guard_counter(why), 1);
-            continue;
-        }
-        if udp_guard::rate_limited_source(guard, peer.ip())
-            && !u.inner.lock().rate.allow(&peer.ip(), time::now())
-        {
-            drv.count_service(u.stats_slot, Counter::UdpDropRate, 1);
-            continue;
+        // The rate limit takes a token per datagram, burst or not.
+        if limited {
+            let ip = remote.to_socket_addr().map(|p| p.ip());
+            if let Some(ip) = ip {
+                if !u.inner.lock().rate.allow(&ip, time::now()) {
+                    drv.count_service(u.stats_slot, Counter::UdpDropRate, 1);
+                    continue;
+                }
+            }
         }
         // Only sockperf looks at the bytes (its header).
         let (head_bytes, hn) = if u.service.mode == Mode::Sockperf {
@@ -632,6 +653,10 @@ unsafe extern "win64" fn receive_from_event(
         }
         tail = c;
     }
+    // Counted before the last batch goes, so that its completion's datagrams_out never runs
+    // ahead of datagrams_in for a single-source list.
+    drv.count_service(u.stats_slot, Counter::UdpDatagramsIn, n_in);
+    drv.count_service(u.stats_slot, Counter::UdpBytesIn, bytes_in);
     if !head.is_null() {
         // SAFETY: the open batch; owner's references held by this callback.
         unsafe { issue(u, head, owner, send) };
