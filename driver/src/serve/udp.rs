@@ -388,8 +388,10 @@ impl UdpSock {
         let _ = wait_until(bound, || r.inner.lock().releasing == 0);
         // SAFETY: no call executing; the close cancels what is still pending (W70).
         let _ = unsafe { close_sync(r.socket, r.ctl_irp) };
-        // W70: the cancelled sends' completions may come after the close's own.
-        if !wait_until(bound, || r.io.load(Ordering::SeqCst) == 1) {
+        // W70: the cancelled sends' completions may come after the close's own. Past this
+        // shorter wait the last of them frees the block (unload waits for every completion
+        // routine, C30).
+        if !wait_until(timeout_ms.max(1000), || r.io.load(Ordering::SeqCst) == 1) {
             crate::kernel::log::log_err!(
                 "udp port {}: {} send completions still to run after the close; the last frees the socket",
                 r.service.port,
