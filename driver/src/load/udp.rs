@@ -4,7 +4,10 @@
 //! counts and checks the replies. Paced by the job's ticket budget (`Job::take_ticket`); an
 //! idle context (no ticket, or the job stopping) is restarted by the housekeeping tick.
 //! Everything is allocated when the job starts (control path); nothing on the send or receive
-//! path allocates.
+//! path allocates. The job block is counted: one reference for the job itself, dropped by
+//! `close_and_free`, and one per send IRP in flight; whoever drops the last frees it, so no
+//! context is freed while a send of it may still complete (W70 leaves the order of the close's
+//! and the cancelled sends' completions open).
 
 use core::net::SocketAddr;
 use core::ptr;
@@ -26,6 +29,10 @@ use crate::wsk::{close_sync, open_bound, BoundKind};
 
 /// Send contexts per job at most (each is one datagram in flight).
 const MAX_CONTEXTS: usize = 64;
+/// How long the close waits for sends in flight, before and after the close, at least. A job
+/// retains no indication, so nothing but its own memory waits on them: past this the last send
+/// completion frees the job (and unload waits for every completion routine, C30).
+const SEND_DRAIN_MS: u64 = 1000;
 /// Bytes of each reply compared with what was sent.
 const CHECK_LEN: usize = 64;
 
@@ -50,6 +57,9 @@ pub(crate) struct UdpJob {
     len: usize,
     remote: SockAddrBuf,
     ctl_irp: PIRP,
+    /// 1 for the job itself (dropped by `close_and_free`) + 1 per send IRP in flight; whoever
+    /// takes it to zero frees the block.
+    io: AtomicU32,
 }
 
 static DISPATCH: WSK_CLIENT_DATAGRAM_DISPATCH = WSK_CLIENT_DATAGRAM_DISPATCH {
@@ -86,6 +96,7 @@ impl UdpJob {
                 len,
                 remote: SockAddrBuf::from_socket_addr(remote),
                 ctl_irp: irp::alloc(),
+                io: AtomicU32::new(1),
             },
             pool::TAG_UDP,
         )?;
@@ -161,8 +172,11 @@ impl UdpJob {
         Ok(())
     }
 
+    /// Any IRQL <= DISPATCH_LEVEL (the last send completion may do it).
+    ///
     /// # Safety
-    /// Not registered with WSK any more (or never); no IRP in flight.
+    /// Not registered with WSK any more (or never); no IRP in flight (`io` at zero, or never
+    /// issued).
     unsafe fn free(u: *mut UdpJob) {
         // SAFETY: per the caller.
         unsafe {
@@ -202,24 +216,38 @@ impl UdpJob {
         (0..self.n).all(|i| unsafe { (*self.ctxs.add(i)).idle.load(Ordering::SeqCst) })
     }
 
-    /// Waits (bounded) for the sends to finish, closes the socket, frees everything.
-    /// PASSIVE_LEVEL. The caller has made sure no new send starts (job not running) and that
-    /// nobody else holds the pointer.
+    /// Waits (bounded) for the sends to finish, closes the socket and drops the job's own
+    /// reference: the block is freed here, or by the last send completion if one is still to
+    /// run. PASSIVE_LEVEL. The caller has made sure no new send starts (job not running) and
+    /// that nobody else holds the pointer.
     ///
     /// # Safety
     /// `u` from [`create`](Self::create), closed once.
     pub(crate) unsafe fn close_and_free(u: *mut UdpJob, timeout_ms: u64) {
-        // SAFETY: per the caller.
+        // SAFETY: per the caller; the job's own reference keeps u alive until dropped below.
         let r = unsafe { &*u };
-        if !wait_until(timeout_ms.max(1000), || r.all_idle()) {
-            crate::kernel::log::log_err!("udp load job: sends still in flight at close");
+        let bound = timeout_ms.max(SEND_DRAIN_MS);
+        if !wait_until(bound, || r.io.load(Ordering::SeqCst) == 1) {
+            crate::kernel::log::log_err!(
+                "udp load job: {} sends still in flight at close after {} ms",
+                r.io.load(Ordering::SeqCst).saturating_sub(1),
+                bound
+            );
         }
-        // SAFETY: close completes after every IRP of the socket and every callback (W70).
+        // SAFETY: no call executing (the job is stopped); the close cancels what is pending.
         let _ = unsafe { close_sync(r.socket, r.ctl_irp) };
-        // Cancelled sends' completions have run by now; their loops saw the job stopped.
-        let _ = wait_until(1000, || r.all_idle());
-        // SAFETY: closed; nothing references it.
-        unsafe { Self::free(u) };
+        // W70: the cancelled sends' completions may come after the close's own.
+        if !wait_until(bound, || r.io.load(Ordering::SeqCst) == 1) {
+            crate::kernel::log::log_err!(
+                "udp load job: {} send completions still to run after the close; the last frees the job",
+                r.io.load(Ordering::SeqCst).saturating_sub(1)
+            );
+        }
+        // The job's own reference, last use of r.
+        if r.io.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // SAFETY: closed, no IRP in flight, nobody else holds it.
+            unsafe { Self::free(u) };
+        }
     }
 }
 
@@ -258,8 +286,10 @@ unsafe fn drive(s: *mut Send) {
             }
             return;
         };
+        // This send's reference on the job block, dropped as its completion's last act.
+        j.io.fetch_add(1, Ordering::SeqCst);
         // SAFETY: the context's IRP is idle (the previous send completed); buf and the remote
-        // address live in the job until it is freed (W14).
+        // address live in the job until it is freed (W14), which this send's reference holds off.
         unsafe {
             irp::arm((*s).irp, send_done, s.cast());
             send_to(
@@ -285,8 +315,10 @@ unsafe extern "win64" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) 
     let s = ctx.cast::<Send>();
     // SAFETY: completed IRP.
     let (status, info) = unsafe { irp::result(irp) };
-    // SAFETY: the context's job lives until every loop ended.
-    let j = unsafe { &*(*s).job };
+    // SAFETY: the context's job lives while this send holds its reference.
+    let jp = unsafe { (*s).job }.cast_mut();
+    // SAFETY: as above.
+    let j = unsafe { &*jp };
     let d = j.drv();
     if NT_SUCCESS(status) {
         d.job.messages_sent.fetch_add(1, Ordering::Relaxed);
@@ -297,9 +329,15 @@ unsafe extern "win64" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) 
     }
     // SAFETY: as above.
     if unsafe { (*s).work.fetch_add(1, Ordering::SeqCst) } == 0 {
-        // The issuing loop already left: continue it here.
+        // The issuing loop already left: continue it here (a new send takes its own reference
+        // before this one is dropped).
         // SAFETY: the loop is ours now.
         unsafe { drive(s) };
+    }
+    // This send's reference on the job, the last use of it.
+    if j.io.fetch_sub(1, Ordering::SeqCst) == 1 {
+        // SAFETY: the close dropped the job's own reference: closed, nothing in flight.
+        unsafe { UdpJob::free(jp) };
     }
     irp::routine_return()
 }

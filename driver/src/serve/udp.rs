@@ -1,16 +1,30 @@
 //! UDP sockets: one datagram socket per configured UDP service.
 //!
-//! Echo is zero-copy: the indication list is retained (STATUS_PENDING) and each datagram goes
-//! back with WskSendTo over its own WSK_BUF; the list is released once the callback and every
-//! send have finished (C1 applied to datagrams), and not before the provider has provably
-//! taken in the callback's STATUS_PENDING (see `release_parked`). sockperf replies are copied into the send
-//! context's small buffer with the rewritten header (the indication is never written). Send
-//! contexts come from a per-socket pre-allocated pool; when it is empty the datagram is dropped
-//! and counted (never queued, never allocated). A reply is never larger than its request.
-//! Before any send a datagram passes AllowedSources, the reflection and loop guard
-//! (`logic::udp_guard`: broadcast/multicast flags, special sources, privileged and own-service
-//! source ports) and the per-source rate limit (loopback exempt by default); each drop is
-//! counted under its reason.
+//! Echo is zero-copy and batched: the indication list is retained (STATUS_PENDING) and the
+//! replies to its datagrams go back in one WskSendMessages per run of datagrams from the same
+//! source (W65: one RemoteAddress per call; a burst from one peer is one call per list), each
+//! WSK_BUF_LIST entry over its datagram's indicated MDL chain. sockperf replies are copied into
+//! the send context's small buffer with the rewritten header (the indication is never written)
+//! and join the batch. Without WskSendMessages (before Windows 8) each datagram goes alone with
+//! WskSendTo.
+//!
+//! Ownership is counted, never inferred from time:
+//! - a retained list has one reference for the receive callback, dropped as the callback's last
+//!   act, and one per batch still sending from it; whoever drops the last one gives the list
+//!   back with WskRelease (C1). If that is the callback itself no send uses the list any more
+//!   and it returns STATUS_SUCCESS instead (not retained).
+//! - the socket block has one reference for itself, dropped by `close_and_free`, and one per
+//!   send IRP in flight; whoever drops the last one frees it. A context is therefore never
+//!   freed under a pending IRP, whatever the order of the close's and the cancelled sends'
+//!   completions (W70).
+//!
+//! Send contexts come from a per-socket pre-allocated pool, one per datagram in flight; when it
+//! is empty the datagram is dropped and counted (never queued, never allocated). A reply is
+//! never larger than its request. Before any send a datagram passes AllowedSources, the
+//! reflection and loop guard (`logic::udp_guard`: broadcast/multicast flags, special sources,
+//! privileged and own-service source ports) and the per-source rate limit (loopback exempt by
+//! default); each drop is counted under its reason and simply leaves the datagram out of the
+//! batch.
 
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
@@ -19,9 +33,9 @@ use control::config::{Service, MAX_SERVICES};
 use control::protocol::sockperf::HEADER_LEN;
 use control::protocol::Mode;
 use wsk_sys::{
-    IoFreeMdl, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PIRP, PMDL, PVOID,
-    STATUS_INSUFFICIENT_RESOURCES, STATUS_PENDING, STATUS_SUCCESS, ULONG, WSK_BUF,
-    WSK_CLIENT_DATAGRAM_DISPATCH, WSK_DATAGRAM_INDICATION, WSK_EVENT_RECEIVE_FROM,
+    IoFreeMdl, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PFN_WSK_SEND_MESSAGES, PFN_WSK_SEND_TO, PIRP,
+    PMDL, PVOID, STATUS_INSUFFICIENT_RESOURCES, STATUS_PENDING, STATUS_SUCCESS, ULONG, WSK_BUF,
+    WSK_BUF_LIST, WSK_CLIENT_DATAGRAM_DISPATCH, WSK_DATAGRAM_INDICATION, WSK_EVENT_RECEIVE_FROM,
     WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET,
 };
 
@@ -41,6 +55,11 @@ use crate::wsk::{close_sync, disable_event_sync, open_bound, BoundKind};
 /// Size of a send context's copy buffer (sockperf replies); larger sockperf datagrams are
 /// dropped and counted (udp_drop_too_big).
 const COPY_BUF: usize = 2048;
+
+/// How long the close waits for sends in flight before it closes anyway (at least; the
+/// configured disconnect timeout if longer). A UDP send waits for no peer, so this normally
+/// ends at once; it bounds a provider that holds sends back (C38).
+const SEND_DRAIN_MS: u64 = 10_000;
 
 /// The ports of every configured service (TCP and UDP; 0 = empty slot), for the guard's
 /// own-port rule. The services list itself is written by the control path while callbacks
@@ -72,32 +91,40 @@ const fn guard_counter(d: GuardDrop) -> Counter {
     }
 }
 
+/// One datagram's send context. `repr(C)` with the WSK_BUF_LIST entry first: a batch is a
+/// chain of contexts linked through their entries, and an entry's address is its context's.
+#[repr(C)]
 struct UdpSend {
+    /// This datagram's entry in its batch's WSK_BUF_LIST; valid until the batch completes.
+    entry: WSK_BUF_LIST,
     sock: *mut UdpSock,
     idx: u32,
+    /// Used by the context that heads a batch (the others' stay idle).
     irp: PIRP,
-    buf: WSK_BUF,
+    /// Batch head: where the whole batch goes (W65: one address per call).
     remote: SockAddrBuf,
-    /// On the first zero-copy context of a list: the list and its reference count
-    /// (1 for the callback + 1 per send still running).
+    /// Batch head: datagrams in the batch.
+    count: u32,
+    /// Batch head: the list owner this batch holds a reference on (null: none).
+    owner: *mut UdpSend,
+    /// List owner (the context of a list's first zero-copy datagram): the list, and its
+    /// references (the callback's until its last act + one per batch sending from it). The
+    /// owner goes back to the pool only when they reach zero.
     list: *mut WSK_DATAGRAM_INDICATION,
     refs: AtomicU32,
-    owner: *mut UdpSend,
     copy: *mut u8,
     copy_mdl: PMDL,
-    /// Owner whose list is done and waits to be released (see `release_parked`).
-    parked: bool,
-    age: u8,
 }
 
 struct Inner {
     free: FreeList,
     rate: RateLimiter,
-    /// FIFO of parked owners (indices), oldest first: ages only grow, so the eligible ones are
-    /// a prefix. Capacity n (an owner is parked at most once at a time).
-    parked_q: *mut u32,
-    parked_head: usize,
-    parked: usize,
+    /// Set before WskCloseSocket: no list is given back after it (the socket is going, W68).
+    closed: bool,
+    /// WskRelease calls in progress outside the lock (the close waits for none).
+    releasing: u32,
+    /// Lists whose sends outlived the wait before the close: they could not be given back.
+    abandoned: u32,
 }
 
 pub(crate) struct UdpSock {
@@ -114,6 +141,9 @@ pub(crate) struct UdpSock {
     ctl_irp: PIRP,
     /// Per-service counter slot (`Driver::stats_slots`).
     stats_slot: usize,
+    /// References on this block: 1 for the socket itself (dropped by `close_and_free`) + 1 per
+    /// send IRP in flight. Whoever takes it to zero frees the block.
+    io: AtomicU32,
 }
 
 static DGRAM_DISPATCH: WSK_CLIENT_DATAGRAM_DISPATCH = WSK_CLIENT_DATAGRAM_DISPATCH {
@@ -144,9 +174,9 @@ impl UdpSock {
                 inner: SpinLock::new(Inner {
                     free: FreeList::empty(),
                     rate: RateLimiter::new(drv.config.limits.udp_rate_per_source, drv.perf_freq),
-                    parked_q: ptr::null_mut(),
-                    parked_head: 0,
-                    parked: 0,
+                    closed: false,
+                    releasing: 0,
+                    abandoned: 0,
                 }),
                 ctxs: ptr::null_mut(),
                 n: 0,
@@ -154,6 +184,7 @@ impl UdpSock {
                 dead: AtomicBool::new(false),
                 ctl_irp: irp::alloc(),
                 stats_slot,
+                io: AtomicU32::new(1),
             },
             pool::TAG_UDP,
         )?;
@@ -195,35 +226,35 @@ impl UdpSock {
         }
         self.ctxs = pool::alloc(n * core::mem::size_of::<UdpSend>(), pool::TAG_UDP).cast();
         self.inner.get_mut().free.alloc(n, pool::TAG_UDP)?;
-        let q: *mut u32 = pool::alloc(n * 4, pool::TAG_UDP).cast();
-        self.inner.get_mut().parked_q = q;
-        if self.ctxs.is_null() || q.is_null() {
+        if self.ctxs.is_null() {
             return Err(STATUS_INSUFFICIENT_RESOURCES);
         }
         let me: *mut UdpSock = self;
         for i in 0..n {
             let copy = pool::alloc(COPY_BUF, pool::TAG_UDP);
             let ctx = UdpSend {
+                entry: WSK_BUF_LIST {
+                    Next: ptr::null_mut(),
+                    Buffer: WSK_BUF {
+                        Mdl: ptr::null_mut(),
+                        Offset: 0,
+                        Length: 0,
+                    },
+                },
                 sock: me,
                 idx: i as u32,
                 irp: irp::alloc(),
-                buf: WSK_BUF {
-                    Mdl: ptr::null_mut(),
-                    Offset: 0,
-                    Length: 0,
-                },
                 remote: SockAddrBuf::zeroed(),
+                count: 0,
+                owner: ptr::null_mut(),
                 list: ptr::null_mut(),
                 refs: AtomicU32::new(0),
-                owner: ptr::null_mut(),
                 copy,
                 copy_mdl: if copy.is_null() {
                     ptr::null_mut()
                 } else {
                     build_mdl(copy, COPY_BUF)
                 },
-                parked: false,
-                age: 0,
             };
             let ok = !ctx.irp.is_null() && !ctx.copy_mdl.is_null();
             // SAFETY: i < n.
@@ -237,8 +268,11 @@ impl UdpSock {
         Ok(())
     }
 
+    /// Frees the block. Any IRQL <= DISPATCH_LEVEL (the last send completion may do it).
+    ///
     /// # Safety
-    /// `u` not registered with WSK any more (or never).
+    /// `u` not registered with WSK any more (or never), and no IRP of it pending (`io` at 0,
+    /// or never issued).
     unsafe fn free(u: *mut UdpSock) {
         // SAFETY: per the caller.
         unsafe {
@@ -253,7 +287,6 @@ impl UdpSock {
             }
             pool::free(r.ctxs.cast(), pool::TAG_UDP);
             r.inner.get_mut().free.free();
-            pool::free(r.inner.get_mut().parked_q.cast(), pool::TAG_UDP);
             irp::free(r.ctl_irp);
             pool::free_typed(u, pool::TAG_UDP);
         }
@@ -265,101 +298,118 @@ impl UdpSock {
         Some(unsafe { self.ctxs.add(i) })
     }
 
-    fn put(&self, c: *mut UdpSend) {
-        let mut g = self.inner.lock();
-        // SAFETY: c is one of ours; the lock orders these writes before its next get.
+    /// Gives a context back to the pool; the caller holds the lock.
+    ///
+    /// # Safety
+    /// `c` is one of ours, used by nobody any more.
+    unsafe fn recycle(g: &mut Inner, c: *mut UdpSend) {
+        // SAFETY: per the caller; the lock orders these writes before the next get.
         let idx = unsafe {
             (*c).owner = ptr::null_mut();
             (*c).list = ptr::null_mut();
+            (*c).entry.Next = ptr::null_mut();
             (*c).idx
         };
         g.free.push(idx as usize);
     }
 
-    /// Releases finished lists: all of them from inside a later receive callback (callbacks
-    /// of a socket are serialised, so the one that returned STATUS_PENDING for them is over),
-    /// or those that aged `min_age` housekeeping ticks. A release from the send completion
-    /// itself could race with the callback's PENDING return reaching the provider (C1).
-    fn release_parked(&self, min_age: u8) {
-        loop {
-            let found = {
-                let mut g = self.inner.lock();
-                if g.parked == 0 {
-                    return;
-                }
-                // SAFETY: parked_q has n entries; the head is a parked owner of ours.
-                let c = unsafe { self.ctxs.add(*g.parked_q.add(g.parked_head) as usize) };
-                // SAFETY: fields guarded by the lock.
-                if unsafe { (*c).age } < min_age {
-                    return;
-                }
-                g.parked_head = (g.parked_head + 1) % self.n.max(1);
-                g.parked -= 1;
-                // SAFETY: as above.
-                unsafe { (*c).parked = false };
-                c
-            };
-            // SAFETY: the list was retained with STATUS_PENDING; released once (C3).
+    /// The last reference on `owner`'s list is gone (the callback has made its last access
+    /// and every batch from the list has completed): give the list back (C1, C3: once), unless
+    /// the close has begun (then it cannot be, W68; counted and logged by the close). Any IRQL
+    /// <= DISPATCH_LEVEL.
+    ///
+    /// # Safety
+    /// `owner` is a list owner of ours whose references just reached zero.
+    unsafe fn list_done(&self, owner: *mut UdpSend) {
+        let give_back = {
+            let mut g = self.inner.lock();
+            if g.closed {
+                g.abandoned += 1;
+                false
+            } else {
+                g.releasing += 1;
+                true
+            }
+        };
+        if give_back {
+            // C12: outside the lock. SAFETY: the list was retained with STATUS_PENDING and the
+            // socket is not closing (the close waits for `releasing` to drop to 0).
             unsafe {
-                let list = (*found).list;
                 let disp = &*(*self.socket)
                     .Dispatch
                     .cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>();
                 if let Some(rel) = disp.WskRelease {
-                    rel(self.socket, list);
-                }
-            }
-            self.put(found);
-        }
-    }
-
-    /// Housekeeping tick (PASSIVE_LEVEL).
-    pub(crate) fn kick(&self) {
-        {
-            let g = self.inner.lock();
-            for k in 0..g.parked {
-                // SAFETY: queue entries are parked owners; guarded by the lock.
-                unsafe {
-                    let c = self
-                        .ctxs
-                        .add(*g.parked_q.add((g.parked_head + k) % self.n.max(1)) as usize);
-                    (*c).age = (*c).age.saturating_add(1);
+                    rel(self.socket, (*owner).list);
                 }
             }
         }
-        self.release_parked(2);
+        let mut g = self.inner.lock();
+        if give_back {
+            g.releasing -= 1;
+        }
+        // SAFETY: nothing uses the owner any more.
+        unsafe { Self::recycle(&mut g, owner) };
     }
 
-    fn free_count(&self) -> usize {
-        self.inner.lock().free.len()
-    }
+    /// Housekeeping tick (PASSIVE_LEVEL). Nothing to do: lists go back when their last
+    /// reference goes, not after some time.
+    #[allow(clippy::unused_self)] // the housekeeper's hook, kept for the driver's tick
+    pub(crate) fn kick(&self) {}
 
-    /// Stops the callback, waits (bounded) for sends in flight, closes. PASSIVE_LEVEL.
+    /// Stops the callback, waits (bounded) for the sends in flight, which give their lists
+    /// back, closes, and drops the socket's own reference: the block is freed here, or by
+    /// the last send completion if one is still to run. PASSIVE_LEVEL.
     ///
     /// # Safety
     /// `u` from create, called once.
     pub(crate) unsafe fn close_and_free(u: *mut UdpSock, timeout_ms: u64) {
-        // SAFETY: per the caller.
+        // SAFETY: per the caller; the socket's own reference keeps u alive until dropped below.
         let r = unsafe { &*u };
         r.closing.store(true, Ordering::SeqCst);
-        // Disable the callback and wait until any running invocation has returned (W33), so
-        // no new send starts after the in-flight count is checked.
+        // Disable the callback and wait until any running invocation has returned (W33): no
+        // new send starts and no callback holds a list reference after this.
         // SAFETY: live socket; the control IRP is idle (teardown is serialised).
         let _ = unsafe { disable_event_sync(r.socket, WSK_EVENT_RECEIVE_FROM, r.ctl_irp) };
-        // Retained lists are released by send completions; all of them before the close (C4).
-        if !wait_until(timeout_ms.max(1000), || {
-            r.kick();
-            r.free_count() == r.n
-        }) {
+        // C4/W68: every list back before the close. A list goes back when its last send
+        // completes, so this waits for the sends.
+        let bound = timeout_ms.max(SEND_DRAIN_MS);
+        if !wait_until(bound, || r.io.load(Ordering::SeqCst) == 1) {
             crate::kernel::log::log_err!(
-                "udp port {}: sends still in flight at close",
-                r.service.port
+                "udp port {}: {} sends ({} of {} contexts) still in flight at close after {} ms",
+                r.service.port,
+                r.io.load(Ordering::SeqCst).saturating_sub(1),
+                r.n - r.inner.lock().free.len(),
+                r.n,
+                bound
             );
         }
-        // SAFETY: no call executing; u is freed after the close completed (C23).
-        unsafe {
-            let _ = close_sync(r.socket, r.ctl_irp);
-            Self::free(u);
+        // From here no completion gives a list back; one doing so now finishes first (C22).
+        r.inner.lock().closed = true;
+        let _ = wait_until(bound, || r.inner.lock().releasing == 0);
+        // SAFETY: no call executing; the close cancels what is still pending (W70).
+        let _ = unsafe { close_sync(r.socket, r.ctl_irp) };
+        // W70: the cancelled sends' completions may come after the close's own. Past this
+        // shorter wait the last of them frees the block (unload waits for every completion
+        // routine, C30).
+        if !wait_until(timeout_ms.max(1000), || r.io.load(Ordering::SeqCst) == 1) {
+            crate::kernel::log::log_err!(
+                "udp port {}: {} send completions still to run after the close; the last frees the socket",
+                r.service.port,
+                r.io.load(Ordering::SeqCst).saturating_sub(1)
+            );
+        }
+        let abandoned = r.inner.lock().abandoned;
+        if abandoned != 0 {
+            crate::kernel::log::log_err!(
+                "udp port {}: {} indication lists could not be given back before the close",
+                r.service.port,
+                abandoned
+            );
+        }
+        // The socket's own reference, last use of r.
+        if r.io.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // SAFETY: closed (C23), no IRP in flight.
+            unsafe { Self::free(u) };
         }
     }
 }
@@ -380,16 +430,72 @@ unsafe fn head_of(buf: &WSK_BUF) -> ([u8; HEADER_LEN], usize) {
     (h, n)
 }
 
+/// The provider's send functions: WskSendMessages when it has one (Windows 8+), else
+/// WskSendTo one datagram at a time.
+#[derive(Clone, Copy)]
+struct Senders {
+    messages: PFN_WSK_SEND_MESSAGES,
+    to: PFN_WSK_SEND_TO,
+}
+
+/// Sends one batch (`head` and the contexts chained to it) with one provider call, holding a
+/// reference on the socket block and, if `owner` is set, on the list. IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// `head` heads a batch of ours with `remote` and `count` set; `owner` null or a list owner
+/// whose references are held by the caller (the callback's).
+unsafe fn issue(u: &UdpSock, head: *mut UdpSend, owner: *mut UdpSend, send: Senders) {
+    // SAFETY: per the caller; the batch is ours until its completion.
+    unsafe {
+        if !owner.is_null() {
+            (*owner).refs.fetch_add(1, Ordering::SeqCst);
+        }
+        (*head).owner = owner;
+        u.io.fetch_add(1, Ordering::SeqCst);
+        irp::arm((*head).irp, send_done, head.cast());
+        // The entries, their buffers and the address live in the contexts until completion:
+        // W65 documents no lifetime for WskSendMessages, so the WskSendTo rule (W64) is kept;
+        // nor an IRQL: msquic calls it from its receive path at DISPATCH_LEVEL (G13).
+        if let Some(sm) = send.messages {
+            sm(
+                u.socket,
+                &raw mut (*head).entry,
+                0,
+                (*head).remote.as_sockaddr(),
+                0,
+                ptr::null_mut(),
+                (*head).irp,
+            );
+        } else if let Some(st) = send.to {
+            st(
+                u.socket,
+                &raw mut (*head).entry.Buffer,
+                0,
+                (*head).remote.as_sockaddr(),
+                0,
+                ptr::null_mut(),
+                (*head).irp,
+            );
+        } else {
+            // Checked by the callback before any batch is built; never reached.
+            irp::disarm();
+            send_done_inner(head, wsk_sys::STATUS_NOT_SUPPORTED, 0);
+        }
+    }
+}
+
 /// WskReceiveFromEvent. IRQL <= DISPATCH_LEVEL (C13); walks the whole list.
 /// Returns SUCCESS or PENDING only (C32); never DATA_NOT_ACCEPTED (that would disable a
 /// per-socket callback, C6): overload is handled by dropping.
 #[allow(clippy::many_single_char_names)] // socket, list element, context, counts: one loop
+#[allow(clippy::too_many_lines)] // one pass over the list: filter, batch, send
 unsafe extern "win64" fn receive_from_event(
     ctx: PVOID,
     flags: ULONG,
     list: *mut WSK_DATAGRAM_INDICATION,
 ) -> NTSTATUS {
-    // SAFETY: the UdpSock registered with WskSocket; lives until after its close completes.
+    // SAFETY: the UdpSock registered with WskSocket; lives until after its close completes
+    // (the socket's own reference is dropped only after the close).
     let u = unsafe { &*ctx.cast::<UdpSock>() };
     let drv = u.drv();
     if list.is_null() {
@@ -398,29 +504,40 @@ unsafe extern "win64" fn receive_from_event(
         u.dead.store(true, Ordering::SeqCst);
         return STATUS_SUCCESS;
     }
-    let disp = {
+    let send = {
         // SAFETY: live datagram socket.
-        unsafe {
+        let disp = unsafe {
             &*(*u.socket)
                 .Dispatch
                 .cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>()
+        };
+        Senders {
+            messages: disp.WskSendMessages,
+            to: disp.WskSendTo,
         }
     };
-    let Some(send_to) = disp.WskSendTo else {
+    if send.messages.is_none() && send.to.is_none() {
         return STATUS_SUCCESS;
-    };
-    // Lists finished since the previous callback can be given back now.
-    u.release_parked(0);
+    }
     let closing = u.closing.load(Ordering::Relaxed);
+    // Datagrams and bytes in, counted once for the list.
+    let (mut n_in, mut bytes_in) = (0u64, 0u64);
+    // The last source that passed the filters and the guard (they depend on the source and
+    // the list's Flags only), and whether the rate limit applies to it: a burst from one peer
+    // is checked once.
+    let mut passed: Option<(SockAddrBuf, bool)> = None;
+    // The list's owner (first zero-copy datagram), the open batch's head and tail.
     let mut owner: *mut UdpSend = ptr::null_mut();
+    let mut head: *mut UdpSend = ptr::null_mut();
+    let mut tail: *mut UdpSend = ptr::null_mut();
     let mut d = list;
     while !d.is_null() {
         // SAFETY: valid list element for the duration of the callback (W60).
         let (buf, remote_sa, next) = unsafe { ((*d).Buffer, (*d).RemoteAddress, (*d).Next) };
         d = next;
         let len = buf.Length;
-        drv.count_service(u.stats_slot, Counter::UdpDatagramsIn, 1);
-        drv.count_service(u.stats_slot, Counter::UdpBytesIn, len as u64);
+        n_in += 1;
+        bytes_in += len as u64;
         if closing {
             continue;
         }
@@ -429,155 +546,189 @@ unsafe extern "win64" fn receive_from_event(
             drv.count_service(u.stats_slot, Counter::UdpDropFiltered, 1);
             continue;
         };
-        let Some(peer) = remote.to_socket_addr() else {
-            continue;
+        let limited = match passed {
+            Some((p, limited)) if p.0 == remote.0 => limited,
+            _ => {
+                let Some(peer) = remote.to_socket_addr() else {
+                    continue;
+                };
+                if !drv.config.limits.source_allowed(peer.ip()) {
+                    drv.count_service(u.stats_slot, Counter::UdpDropFiltered, 1);
+                    continue;
+                }
+                // Reflection and loop guard; MSG_BCAST/MSG_MCAST in Flags describe the whole
+                // list (W60).
+                let guard = drv.config.limits.udp_guard;
+                if let Some(why) = udp_guard::check(guard, flags, peer, service_ports()) {
+                    drv.count_service(u.stats_slot, guard_counter(why), 1);
+                    continue;
+                }
+                let limited = udp_guard::rate_limited_source(guard, peer.ip());
+                passed = Some((remote, limited));
+                limited
+            }
         };
-        if !drv.config.limits.source_allowed(peer.ip()) {
-            drv.count_service(u.stats_slot, Counter::UdpDropFiltered, 1);
-            continue;
-        }
-        // Reflection and loop guard; MSG_BCAST/MSG_MCAST in Flags describe the whole list (W60).
-        let guard = drv.config.limits.udp_guard;
-        if let Some(why) = udp_guard::check(guard, flags, peer, service_ports()) {
-            drv.count_service(u.stats_slot, guard_counter(why), 1);
-            continue;
-        }
-        if udp_guard::rate_limited_source(guard, peer.ip())
-            && !u.inner.lock().rate.allow(&peer.ip(), time::now())
-        {
-            drv.count_service(u.stats_slot, Counter::UdpDropRate, 1);
-            continue;
+        // The rate limit takes a token per datagram, burst or not.
+        if limited {
+            let ip = remote.to_socket_addr().map(|p| p.ip());
+            if let Some(ip) = ip {
+                if !u.inner.lock().rate.allow(&ip, time::now()) {
+                    drv.count_service(u.stats_slot, Counter::UdpDropRate, 1);
+                    continue;
+                }
+            }
         }
         // Only sockperf looks at the bytes (its header).
-        let (head, hn) = if u.service.mode == Mode::Sockperf {
+        let (head_bytes, hn) = if u.service.mode == Mode::Sockperf {
             // SAFETY: valid buffer.
             unsafe { head_of(&buf) }
         } else {
             ([0u8; HEADER_LEN], 0)
         };
-        let verdict = udp_verdict(u.service.mode, head.get(..hn).unwrap_or(&[]), len);
-        if verdict == UdpVerdict::Consume {
-            continue;
-        }
-        if verdict == UdpVerdict::Drop {
-            if u.service.mode != Mode::Discard {
-                drv.count_service(u.stats_slot, Counter::UdpDropService, 1);
-            }
-            continue;
-        }
-        if let UdpVerdict::SockperfReply(_) = verdict {
-            if len > COPY_BUF {
-                drv.count_service(u.stats_slot, Counter::UdpDropTooBig, 1);
+        let verdict = udp_verdict(u.service.mode, head_bytes.get(..hn).unwrap_or(&[]), len);
+        let h = match verdict {
+            UdpVerdict::Consume => continue,
+            UdpVerdict::Drop => {
+                if u.service.mode != Mode::Discard {
+                    drv.count_service(u.stats_slot, Counter::UdpDropService, 1);
+                }
                 continue;
             }
-        }
+            UdpVerdict::SockperfReply(h) => {
+                if len > COPY_BUF {
+                    drv.count_service(u.stats_slot, Counter::UdpDropTooBig, 1);
+                    continue;
+                }
+                Some(h)
+            }
+            UdpVerdict::Echo => None,
+        };
         let Some(c) = u.get() else {
             drv.count_service(u.stats_slot, Counter::UdpDropNoContext, 1);
             continue;
         };
-        // SAFETY: c is ours until its send completes.
+        // SAFETY: c is ours until its batch completes.
         let cr = unsafe { &mut *c };
-        cr.remote = remote;
-        match verdict {
-            UdpVerdict::Echo => {
-                if owner.is_null() {
-                    owner = c;
-                    cr.list = list;
-                    // The callback's own reference (C1).
-                    cr.refs.store(1, Ordering::SeqCst);
-                }
-                // SAFETY: owner is a context of ours kept until refs reach 0.
-                unsafe { (*owner).refs.fetch_add(1, Ordering::SeqCst) };
-                cr.owner = owner;
-                cr.buf = buf;
+        cr.entry.Next = ptr::null_mut();
+        if let Some(h) = h {
+            // SAFETY: copy buffer of COPY_BUF >= len bytes.
+            let dst = unsafe { core::slice::from_raw_parts_mut(cr.copy, COPY_BUF) };
+            let mut k = 0;
+            // SAFETY: valid buffer.
+            let _ = unsafe {
+                mdl::for_each_chunk(&buf, len, |s| {
+                    k += copy_at(dst, k, s);
+                })
+            };
+            let mut hb = [0u8; HEADER_LEN];
+            h.write(&mut hb);
+            let _ = copy_at(dst, 0, &hb);
+            cr.entry.Buffer = WSK_BUF {
+                Mdl: cr.copy_mdl,
+                Offset: 0,
+                Length: k,
+            };
+        } else {
+            if owner.is_null() {
+                owner = c;
+                cr.list = list;
+                // The callback's own reference (C1), dropped as its last act below.
+                cr.refs.store(1, Ordering::SeqCst);
             }
-            UdpVerdict::SockperfReply(h) => {
-                // SAFETY: copy buffer of COPY_BUF >= len bytes.
-                let dst = unsafe { core::slice::from_raw_parts_mut(cr.copy, COPY_BUF) };
-                let mut k = 0;
-                // SAFETY: valid buffer.
-                let _ = unsafe {
-                    mdl::for_each_chunk(&buf, len, |s| {
-                        k += copy_at(dst, k, s);
-                    })
-                };
-                let mut hb = [0u8; HEADER_LEN];
-                h.write(&mut hb);
-                let _ = copy_at(dst, 0, &hb);
-                cr.owner = ptr::null_mut();
-                cr.buf = WSK_BUF {
-                    Mdl: cr.copy_mdl,
-                    Offset: 0,
-                    Length: k,
-                };
-            }
-            UdpVerdict::Drop | UdpVerdict::Consume => {
-                // Filtered above; never sent.
-                u.put(c);
-                continue;
-            }
+            cr.entry.Buffer = buf;
         }
-        // SAFETY: the context's IRP is idle; buf/remote live in the context until completion.
+        // A batch goes to one address (W65): another source closes the open batch.
+        // SAFETY: head and tail are contexts of ours in the open batch.
         unsafe {
-            irp::arm(cr.irp, send_done, c.cast());
-            send_to(
-                u.socket,
-                &raw mut cr.buf,
-                0,
-                cr.remote.as_sockaddr(),
-                0,
-                ptr::null_mut(),
-                cr.irp,
-            );
+            if !head.is_null() && (send.messages.is_none() || (*head).remote.0 != remote.0) {
+                issue(u, head, owner, send);
+                head = ptr::null_mut();
+            }
+            if head.is_null() {
+                head = c;
+                cr.remote = remote;
+                cr.count = 1;
+            } else {
+                (*tail).entry.Next = &raw mut cr.entry;
+                (*head).count += 1;
+            }
         }
+        tail = c;
+    }
+    // Counted before the last batch goes, so that its completion's datagrams_out never runs
+    // ahead of datagrams_in for a single-source list.
+    drv.count_service(u.stats_slot, Counter::UdpDatagramsIn, n_in);
+    drv.count_service(u.stats_slot, Counter::UdpBytesIn, bytes_in);
+    if !head.is_null() {
+        // SAFETY: the open batch; owner's references held by this callback.
+        unsafe { issue(u, head, owner, send) };
     }
     if owner.is_null() {
         return STATUS_SUCCESS;
     }
+    // The callback's last act: its reference on the list (C1). Zero: every batch already
+    // completed, nothing uses the list: not retained.
     // SAFETY: owner stays ours until its count reaches zero.
     if unsafe { (*owner).refs.fetch_sub(1, Ordering::SeqCst) } == 1 {
-        // Every send already finished: nothing uses the list, hand it straight back.
-        u.put(owner);
+        // SAFETY: nothing uses the owner any more.
+        unsafe { UdpSock::recycle(&mut u.inner.lock(), owner) };
         STATUS_SUCCESS
     } else {
         STATUS_PENDING
     }
 }
 
-/// WskSendTo completion. IRQL <= DISPATCH_LEVEL.
+/// WskSendMessages / WskSendTo completion. IRQL <= DISPATCH_LEVEL.
 unsafe extern "win64" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
-    let c = ctx.cast::<UdpSend>();
-    // SAFETY: armed context; its socket lives until every context is back.
-    let u = unsafe { &*(*c).sock };
-    let drv = u.drv();
     // SAFETY: completed IRP.
     let (status, info) = unsafe { irp::result(irp) };
+    // SAFETY: the armed batch head; its socket lives while this send holds its reference.
+    unsafe { send_done_inner(ctx.cast(), status, info) };
+    irp::routine_return()
+}
+
+/// Counts a finished batch, gives its contexts back, drops its list reference (the last one
+/// gives the list back) and then its reference on the socket block (the last one frees it).
+///
+/// # Safety
+/// `head` heads a batch that has finished; called once per batch.
+unsafe fn send_done_inner(head: *mut UdpSend, status: NTSTATUS, info: usize) {
+    // SAFETY: the socket block lives while this batch holds its reference.
+    let up = unsafe { (*head).sock };
+    // SAFETY: as above.
+    let u = unsafe { &*up };
+    let drv = u.drv();
+    // SAFETY: the batch is ours until given back below.
+    let (n, owner) = unsafe { ((*head).count, (*head).owner) };
     if NT_SUCCESS(status) {
-        drv.count_service(u.stats_slot, Counter::UdpDatagramsOut, 1);
+        drv.count_service(u.stats_slot, Counter::UdpDatagramsOut, u64::from(n));
         drv.count_service(u.stats_slot, Counter::UdpBytesOut, info as u64);
     } else {
-        drv.count_service(u.stats_slot, Counter::SendErrors, 1);
+        drv.count_service(u.stats_slot, Counter::SendErrors, u64::from(n));
     }
-    // SAFETY: c is ours until put.
-    let owner = unsafe { (*c).owner };
-    if owner != c {
-        u.put(c);
+    {
+        let mut g = u.inner.lock();
+        let mut c = head;
+        while !c.is_null() {
+            // SAFETY: a context of the batch; the entry is its first field (repr(C)).
+            let next = unsafe { (*c).entry.Next }.cast::<UdpSend>();
+            if c != owner {
+                // SAFETY: the batch is done with it.
+                unsafe { UdpSock::recycle(&mut g, c) };
+            }
+            c = next;
+        }
     }
     // SAFETY: owner alive until its count reaches zero.
     if !owner.is_null() && unsafe { (*owner).refs.fetch_sub(1, Ordering::SeqCst) } == 1 {
-        // Parked, released by the next callback or the housekeeper (see release_parked).
-        let mut g = u.inner.lock();
-        // SAFETY: owner is ours until released; fields guarded by the lock; the queue has room
-        // for every context.
-        unsafe {
-            (*owner).parked = true;
-            (*owner).age = 0;
-            let tail = (g.parked_head + g.parked) % u.n.max(1);
-            *g.parked_q.add(tail) = (*owner).idx;
-        }
-        g.parked += 1;
+        // SAFETY: its last reference just went.
+        unsafe { u.list_done(owner) };
     }
-    irp::routine_return()
+    // This send's reference on the block, the last use of u.
+    if u.io.fetch_sub(1, Ordering::SeqCst) == 1 {
+        // SAFETY: the close dropped the socket's own reference: closed, nothing in flight.
+        unsafe { UdpSock::free(up) };
+    }
 }
 
 #[cfg(test)]
