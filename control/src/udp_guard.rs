@@ -124,6 +124,12 @@ impl RateLimiter {
         }
     }
 
+    /// Changes the rate (datagrams per second per source, 0 = no limit) while running; the
+    /// buckets keep their tokens, capped at the new rate on their next refill.
+    pub fn set_rate(&mut self, rate: u32) {
+        self.rate = rate;
+    }
+
     pub fn allow(&mut self, a: &IpAddr, now: u64) -> bool {
         if self.rate == 0 {
             return true;

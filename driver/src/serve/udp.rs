@@ -173,7 +173,7 @@ impl UdpSock {
                 service: *service,
                 inner: SpinLock::new(Inner {
                     free: FreeList::empty(),
-                    rate: RateLimiter::new(drv.config.limits.udp_rate_per_source, drv.perf_freq),
+                    rate: RateLimiter::new(drv.live.udp_rate_per_source(), drv.perf_freq),
                     closed: false,
                     releasing: 0,
                     abandoned: 0,
@@ -477,9 +477,9 @@ unsafe fn issue(u: &UdpSock, head: *mut UdpSend, owner: *mut UdpSend, send: Send
                 (*head).irp,
             );
         } else {
-            // Checked by the callback before any batch is built; never reached.
-            irp::disarm();
-            send_done_inner(head, wsk_sys::STATUS_NOT_SUPPORTED, 0);
+            // Checked by the callback before any batch is built; never reached. The IRP
+            // completes through its routine as failed, every count kept.
+            irp::fail_unsent((*head).irp, send_done, head.cast());
         }
     }
 }
@@ -552,13 +552,13 @@ unsafe extern "win64" fn receive_from_event(
                 let Some(peer) = remote.to_socket_addr() else {
                     continue;
                 };
-                if !drv.config.limits.source_allowed(peer.ip()) {
+                if !drv.live.source_allowed(peer.ip()) {
                     drv.count_service(u.stats_slot, Counter::UdpDropFiltered, 1);
                     continue;
                 }
                 // Reflection and loop guard; MSG_BCAST/MSG_MCAST in Flags describe the whole
                 // list (W60).
-                let guard = drv.config.limits.udp_guard;
+                let guard = drv.live.udp_guard();
                 if let Some(why) = udp_guard::check(guard, flags, peer, service_ports()) {
                     drv.count_service(u.stats_slot, guard_counter(why), 1);
                     continue;
@@ -572,7 +572,12 @@ unsafe extern "win64" fn receive_from_event(
         if limited {
             let ip = remote.to_socket_addr().map(|p| p.ip());
             if let Some(ip) = ip {
-                if !u.inner.lock().rate.allow(&ip, time::now()) {
+                if !{
+                    let mut inner = u.inner.lock();
+                    // UdpRateLimitPerSource may change while running (live limits).
+                    inner.rate.set_rate(drv.live.udp_rate_per_source());
+                    inner.rate.allow(&ip, time::now())
+                } {
                     drv.count_service(u.stats_slot, Counter::UdpDropRate, 1);
                     continue;
                 }
