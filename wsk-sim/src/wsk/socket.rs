@@ -390,6 +390,8 @@ pub(crate) fn enter(socket: PWSK_SOCKET, call: &str) -> Result<InCall, NTSTATUS>
 /// As [`enter`], also for a socket that no longer works (WskRelease must still return
 /// retained lists).
 pub(crate) fn enter_any(socket: PWSK_SOCKET, call: &str) -> Option<InCall> {
+    // A provider call is a kernel call the client makes: a preemption point.
+    crate::kernel::preempt::entry(call);
     let ws = socket as usize;
     let r = with(|p| match p.sockets.get_mut(&ws) {
         Some(s) if s.closing.is_none() => {

@@ -327,17 +327,44 @@ pub(crate) fn plan(p: &mut Provider, ws: usize, mut done: Vec<Completion>) -> Pl
         // SAFETY: the client's connection dispatch.
         let f = unsafe { (*d).WskReceiveEvent }.map_or(0, |f| f as usize);
         start_callback(s, WSK_EVENT_RECEIVE);
-        return Plan::Run(
-            defer(Job::Receive {
+        let receive = Job::Receive {
+            ws,
+            ctx: s.ctx,
+            f,
+            block: Some(block),
+            chunks,
+            flags,
+        };
+        if cfg.disconnect_race_rate > 0.0 && s.rx.is_empty() && !s.eof {
+            // Look for the peer's FIN behind the data (the race needs it known now).
+            read_stream(s);
+        }
+        if s.eof
+            && s.rx.is_empty()
+            && !s.eof_reported
+            && e & WSK_EVENT_DISCONNECT != 0
+            && crate::kernel::schedule::chance(cfg.disconnect_race_rate)
+        {
+            // `disconnect_race_rate`: the graceful WskDisconnectEvent overlaps this (last)
+            // receive callback, on another thread: W45 serialises receive events only with
+            // each other.
+            s.eof_reported = true;
+            // SAFETY: the client's connection dispatch.
+            let fd = unsafe { (*d).WskDisconnectEvent }.map_or(0, |f| f as usize);
+            start_callback(s, WSK_EVENT_DISCONNECT);
+            let disconnect = Job::Disconnect {
                 ws,
                 ctx: s.ctx,
-                f,
-                block: Some(block),
-                chunks,
-                flags,
-            }),
-            done,
-        );
+                f: fd,
+                flags: 0,
+            };
+            let wait = std::time::Duration::from_micros(cfg.disconnect_race_us);
+            return Plan::Run(
+                Deferred::new(move |level, at| race_receive(receive, disconnect, wait, level, at)),
+                done,
+            );
+        }
+        return Plan::Run(defer(receive), done);
     }
     if s.eof && s.rx.is_empty() && !s.eof_reported {
         s.eof_reported = true;
@@ -410,7 +437,8 @@ fn run(job: Job, level: u8, at: u32) {
                     unsafe { f(ctx as PVOID, flags | at, head, bytes, &raw mut accepted) }
                 })
             };
-            after_receive(ws, block, chunks, bytes, st, accepted);
+            let calls = crate::kernel::preempt::calls_now();
+            after_receive(ws, block, chunks, bytes, st, accepted, calls);
         }
         Job::Disconnect { ws, ctx, f, flags } => {
             type F = unsafe extern "win64" fn(PVOID, u32) -> NTSTATUS;
@@ -458,6 +486,7 @@ fn after_receive(
     bytes: usize,
     st: NTSTATUS,
     accepted: usize,
+    calls_at_return: u64,
 ) {
     let Some(block) = block else {
         callback_done(ws, WSK_EVENT_RECEIVE);
@@ -491,11 +520,36 @@ fn after_receive(
             }
         }
     });
-    settle(ws, block, st == STATUS_PENDING);
+    settle(ws, block, st == STATUS_PENDING, calls_at_return);
     if let Some(b) = bad {
         violation(b);
     }
     callback_done(ws, WSK_EVENT_RECEIVE);
+}
+
+/// `disconnect_race_rate`: runs the receive callback with its disconnect event armed to run
+/// on another thread at the callback's first kernel call (the callback waits up to `wait`);
+/// a callback that makes none has the event delivered as it returns (still on another
+/// thread, so it may overlap the provider's bookkeeping of the receive).
+fn race_receive(receive: Job, disconnect: Job, wait: std::time::Duration, level: u8, at: u32) {
+    let pending = std::sync::Arc::new(std::sync::Mutex::new(Some(disconnect)));
+    let take = std::sync::Arc::clone(&pending);
+    crate::wsk::race::arm(
+        Box::new(move || {
+            let job = take
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()?;
+            Some(Box::new(move || defer(job).run()) as Box<dyn FnOnce() + Send>)
+        }),
+        wait,
+    );
+    run(receive, level, at);
+    if let Some(mut check) = crate::wsk::race::disarm() {
+        if let Some(work) = check() {
+            crate::wsk::race::run_elsewhere(work, std::time::Duration::ZERO);
+        }
+    }
 }
 
 /// The job as the provider threads carry it.
