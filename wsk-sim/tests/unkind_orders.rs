@@ -316,6 +316,11 @@ fn unkind_orders_by_name() {
     assert!(all.reorder_close_rate > 0.0 && all.late_return_rate > 0.0);
     assert!(all.progress_during_callback_rate > 0.0 && all.callback_stall_rate > 0.0);
     assert!(all.flag_user_process_sockets);
+    assert!(
+        all.preempt_rate > 0.0 && all.preempt_us >= 31_250,
+        "two 15.6 ms ticks"
+    );
+    assert!(all.accept_race_rate > 0.0 && all.disconnect_race_rate > 0.0);
     let one = Config::plain().with_unkind(" close ").unwrap();
     assert!(one.reorder_close_rate > 0.0 && one.late_return_rate == 0.0);
     for name in wsk_sim::UNKIND_ORDERS {
