@@ -569,11 +569,9 @@ mod rc {
         match MODE.load(Ordering::SeqCst) {
             1 => {
                 // Time-based: mark the callback finished, then a little more work (a
-                // statistics update under the lock) before returning.
-                let old = lock();
+                // statistics update under the lock: a preemption point) before returning.
                 HELD.store(ind as usize, Ordering::SeqCst);
                 MARKED.store(true, Ordering::SeqCst);
-                unlock(old);
                 let old = lock();
                 BYTES.fetch_add(bytes, Ordering::SeqCst);
                 unlock(old);
@@ -675,6 +673,8 @@ fn retained_release(cfg: Config, mode: u32) -> Vec<String> {
     let mut peer = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     wait_until("accept", 5, || !rc::SOCKETS.lock().unwrap().is_empty());
     let s = rc::SOCKETS.lock().unwrap()[0] as PWSK_SOCKET;
+    // Past the fresh quantum of a provider thread preempted in the accept callback.
+    std::thread::sleep(std::time::Duration::from_millis(250));
     std::io::Write::write_all(&mut peer, b"hold me").unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let hk = {

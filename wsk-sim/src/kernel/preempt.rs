@@ -8,10 +8,13 @@
 //! the call takes effect) and, for calls that lower the IRQL to PASSIVE_LEVEL or end a
 //! protected region (KeReleaseSpinLock, ExReleaseRundownProtection), on the way out as well.
 //! The stall is a real sleep of `preempt_us` (half to all of it): long enough for a 5 ms
-//! housekeeping tick, even a 15.6 ms one (`clock`), to come round more than once.
+//! housekeeping tick, even a 15.6 ms one (`clock`), to come round more than once. A thread
+//! is not descheduled again within two `preempt_us` of its last stall (a fresh quantum).
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use wsk_sys::PASSIVE_LEVEL;
 
@@ -52,16 +55,28 @@ pub(crate) fn calls_now() -> u64 {
     CALLS.with(|c| c.load(Ordering::SeqCst))
 }
 
-/// A PASSIVE_LEVEL thread may be descheduled here (`preempt_rate`).
+thread_local! {
+    /// When this thread's last preemption ended: it then has a fresh quantum.
+    static LAST_STALL: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// A PASSIVE_LEVEL thread may be descheduled here (`preempt_rate`), unless it was
+/// descheduled less than two `preempt_us` ago (a thread just scheduled again has a fresh
+/// quantum: a loop of many kernel calls is not descheduled at each).
 fn maybe_stall() {
     let rate = f64::from_bits(RATE_BITS.load(Ordering::Relaxed));
     if rate <= 0.0 || crate::kernel::irql::current() != PASSIVE_LEVEL {
         return;
     }
-    if crate::kernel::schedule::chance(rate) {
-        let max = STALL_US.load(Ordering::Relaxed) as usize;
-        let us = crate::kernel::schedule::range(max / 2, max);
-        std::thread::sleep(std::time::Duration::from_micros(us as u64));
+    let max = STALL_US.load(Ordering::Relaxed);
+    let fresh = LAST_STALL.with(|l| {
+        l.get()
+            .is_some_and(|t| t.elapsed() < Duration::from_micros(2 * max))
+    });
+    if !fresh && crate::kernel::schedule::chance(rate) {
+        let us = crate::kernel::schedule::range(max as usize / 2, max as usize);
+        std::thread::sleep(Duration::from_micros(us as u64));
+        LAST_STALL.with(|l| l.set(Some(Instant::now())));
     }
 }
 

@@ -251,6 +251,25 @@ pub(crate) fn with<R>(f: impl FnOnce(&mut Provider) -> R) -> R {
     f(g.get_or_insert_with(Provider::default))
 }
 
+/// As [`with`], from a thread that may already hold the provider lock further up its stack
+/// (a client's kernel call inside a callback or completion the provider runs): tries for a
+/// while (about a millisecond), None if the lock stayed busy.
+pub(crate) fn try_with<R>(f: impl FnOnce(&mut Provider) -> R) -> Option<R> {
+    for _ in 0..100 {
+        match PROVIDER.try_lock() {
+            Ok(mut g) => return Some(f(g.get_or_insert_with(Provider::default))),
+            Err(std::sync::TryLockError::Poisoned(e)) => {
+                let mut g = e.into_inner();
+                return Some(f(g.get_or_insert_with(Provider::default)));
+            }
+            Err(std::sync::TryLockError::WouldBlock) => {
+                std::thread::sleep(std::time::Duration::from_micros(10))
+            }
+        }
+    }
+    None
+}
+
 pub(crate) fn live_for_client(client: usize) -> usize {
     with(|p| {
         p.sockets

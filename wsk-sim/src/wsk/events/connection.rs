@@ -335,32 +335,20 @@ pub(crate) fn plan(p: &mut Provider, ws: usize, mut done: Vec<Completion>) -> Pl
             chunks,
             flags,
         };
-        if cfg.disconnect_race_rate > 0.0 && s.rx.is_empty() && !s.eof {
-            // Look for the peer's FIN behind the data (the race needs it known now).
-            read_stream(s);
-        }
-        if s.eof
-            && s.rx.is_empty()
+        if e & WSK_EVENT_DISCONNECT != 0
             && !s.eof_reported
-            && e & WSK_EVENT_DISCONNECT != 0
+            && cfg.disconnect_race_rate > 0.0
             && crate::kernel::schedule::chance(cfg.disconnect_race_rate)
         {
-            // `disconnect_race_rate`: the graceful WskDisconnectEvent overlaps this (last)
-            // receive callback, on another thread: W45 serialises receive events only with
-            // each other.
-            s.eof_reported = true;
-            // SAFETY: the client's connection dispatch.
-            let fd = unsafe { (*d).WskDisconnectEvent }.map_or(0, |f| f as usize);
-            start_callback(s, WSK_EVENT_DISCONNECT);
-            let disconnect = Job::Disconnect {
-                ws,
-                ctx: s.ctx,
-                f: fd,
-                flags: 0,
-            };
+            // `disconnect_race_rate`: the graceful WskDisconnectEvent may overlap this
+            // receive callback, on another thread, once the peer's FIN is in and no data is
+            // left: W45 serialises receive events only with each other.
+            if s.rx.is_empty() && !s.eof {
+                read_stream(s);
+            }
             let wait = std::time::Duration::from_micros(cfg.disconnect_race_us);
             return Plan::Run(
-                Deferred::new(move |level, at| race_receive(receive, disconnect, wait, level, at)),
+                Deferred::new(move |level, at| race_receive(ws, receive, wait, level, at)),
                 done,
             );
         }
@@ -527,29 +515,55 @@ fn after_receive(
     callback_done(ws, WSK_EVENT_RECEIVE);
 }
 
-/// `disconnect_race_rate`: runs the receive callback with its disconnect event armed to run
-/// on another thread at the callback's first kernel call (the callback waits up to `wait`);
-/// a callback that makes none has the event delivered as it returns (still on another
-/// thread, so it may overlap the provider's bookkeeping of the receive).
-fn race_receive(receive: Job, disconnect: Job, wait: std::time::Duration, level: u8, at: u32) {
-    let pending = std::sync::Arc::new(std::sync::Mutex::new(Some(disconnect)));
-    let take = std::sync::Arc::clone(&pending);
-    crate::wsk::race::arm(
-        Box::new(move || {
-            let job = take
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take()?;
-            Some(Box::new(move || defer(job).run()) as Box<dyn FnOnce() + Send>)
-        }),
-        wait,
-    );
+/// `disconnect_race_rate`: runs the receive callback with the socket's disconnect event
+/// armed: at each of the callback's kernel calls, once the peer's FIN is in and no data is
+/// left, the WskDisconnectEvent runs on another thread while the callback waits up to
+/// `wait`. If the FIN is in by the time the callback returns, the event still goes to
+/// another thread (overlapping the provider's bookkeeping of the receive).
+fn race_receive(ws: usize, receive: Job, wait: std::time::Duration, level: u8, at: u32) {
+    let work = move || {
+        disconnect_due(ws).map(|job| Box::new(move || defer(job).run()) as Box<dyn FnOnce() + Send>)
+    };
+    crate::wsk::race::arm(Box::new(work), wait);
     run(receive, level, at);
     if let Some(mut check) = crate::wsk::race::disarm() {
         if let Some(work) = check() {
             crate::wsk::race::run_elsewhere(work, std::time::Duration::ZERO);
         }
     }
+}
+
+/// The socket's graceful WskDisconnectEvent if it is due now (FIN in, no data left, not
+/// reported, the event enabled), marked running; checked from the receive callback's thread.
+fn disconnect_due(ws: usize) -> Option<Job> {
+    socket::try_with(|p| {
+        let s = p.sockets.get_mut(&ws)?;
+        if s.eof_reported
+            || s.closing.is_some()
+            || s.dead.is_some()
+            || s.events() & WSK_EVENT_DISCONNECT == 0
+        {
+            return None;
+        }
+        if s.rx.is_empty() && !s.eof {
+            read_stream(s);
+        }
+        let d = client_dispatch(s);
+        if !(s.eof && s.rx.is_empty()) || d.is_null() {
+            return None;
+        }
+        s.eof_reported = true;
+        // SAFETY: the client's connection dispatch.
+        let f = unsafe { (*d).WskDisconnectEvent }.map_or(0, |f| f as usize);
+        start_callback(s, WSK_EVENT_DISCONNECT);
+        Some(Job::Disconnect {
+            ws,
+            ctx: s.ctx,
+            f,
+            flags: 0,
+        })
+    })
+    .flatten()
 }
 
 /// The job as the provider threads carry it.

@@ -242,7 +242,8 @@ fn arm_accept_race(listener: usize, new: usize, ctx_slot: usize, disp_slot: usiz
             if disp == 0 {
                 return None;
             }
-            let live = socket::with(|p| {
+            // (try_with: this thread may hold the provider lock further up its stack.)
+            let live = socket::try_with(|p| {
                 let inherit = p.sockets.get(&listener).map_or(0, |l| l.inherit);
                 let s = p.sockets.get_mut(&new)?;
                 s.ctx = ctx;
@@ -253,7 +254,7 @@ fn arm_accept_race(listener: usize, new: usize, ctx_slot: usize, disp_slot: usiz
                     & socket::CONNECTION_EVENTS;
                 Some(())
             });
-            live?;
+            live.flatten()?;
             Some(Box::new(move || crate::wsk::wake::serve_now(new)) as Box<dyn FnOnce() + Send>)
         }),
         Duration::from_micros(wait_us),
