@@ -263,7 +263,7 @@ pub(crate) fn try_with<R>(f: impl FnOnce(&mut Provider) -> R) -> Option<R> {
                 return Some(f(g.get_or_insert_with(Provider::default)));
             }
             Err(std::sync::TryLockError::WouldBlock) => {
-                std::thread::sleep(std::time::Duration::from_micros(10))
+                std::thread::sleep(std::time::Duration::from_micros(10));
             }
         }
     }
