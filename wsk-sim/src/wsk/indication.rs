@@ -277,6 +277,8 @@ pub(crate) struct Returned {
     /// Heads released that way while the callback was provably still running: (head,
     /// kernel calls the callback made after the release).
     pub still_running: Vec<(usize, u64)>,
+    /// A WSK_DATA_INDICATION list (WskReceiveEvent), else datagrams (WskReceiveFromEvent).
+    pub stream: bool,
 }
 
 /// The receive callback for this list returned, `retained` (STATUS_PENDING) or not: in one
@@ -301,6 +303,7 @@ pub(crate) fn callback_returned(b: Box<Block>, retained: bool, calls_at_return: 
                 .filter(|e| calls_at_return > e.3)
                 .map(|e| (e.0, calls_at_return - e.3))
                 .collect(),
+            stream: !b.stream_nodes.is_empty(),
         };
         if retained {
             retain_locked(r, b);
