@@ -505,6 +505,49 @@ mod rc {
         WskSendBacklogEvent: None,
     };
 
+    pub static DGRAM: WSK_CLIENT_DATAGRAM_DISPATCH = WSK_CLIENT_DATAGRAM_DISPATCH {
+        WskReceiveFromEvent: Some(receive_from),
+    };
+
+    /// WskReceiveFromEvent (<= DISPATCH): modes 1 and 2 as for `receive`.
+    unsafe extern "win64" fn receive_from(
+        _ctx: PVOID,
+        _flags: u32,
+        ind: *mut WSK_DATAGRAM_INDICATION,
+    ) -> NTSTATUS {
+        if ind.is_null() {
+            return STATUS_SUCCESS;
+        }
+        // SAFETY: the provider's list, valid during the callback.
+        let bytes = unsafe { (*ind).Buffer.Length };
+        retain(ind as usize, bytes)
+    }
+
+    /// Modes 1 (time-based) and 2 (counted) of a retaining receive callback.
+    fn retain(ind: usize, bytes: usize) -> NTSTATUS {
+        if MODE.load(Ordering::SeqCst) == 1 {
+            // Time-based: mark the callback finished, then a little more work (a
+            // statistics update under the lock: a preemption point) before returning.
+            HELD.store(ind, Ordering::SeqCst);
+            MARKED.store(true, Ordering::SeqCst);
+            let old = lock();
+            BYTES.fetch_add(bytes, Ordering::SeqCst);
+            unlock(old);
+        } else {
+            // Counted: the same work, the callback's reference dropped last.
+            CB_REF.store(true, Ordering::SeqCst);
+            let old = lock();
+            BYTES.fetch_add(bytes, Ordering::SeqCst);
+            unlock(old);
+            let old = lock();
+            HELD.store(ind, Ordering::SeqCst);
+            MARKED.store(true, Ordering::SeqCst);
+            unlock(old);
+            CB_REF.store(false, Ordering::SeqCst);
+        }
+        STATUS_PENDING
+    }
+
     fn lock() -> KIRQL {
         // SAFETY: a spin lock word of this module.
         unsafe { KeAcquireSpinLockRaiseToDpc(LOCK.as_ptr().cast()) }
@@ -567,30 +610,9 @@ mod rc {
         }
         c.in_receive.store(true, Ordering::SeqCst);
         match MODE.load(Ordering::SeqCst) {
-            1 => {
-                // Time-based: mark the callback finished, then a little more work (a
-                // statistics update under the lock: a preemption point) before returning.
-                HELD.store(ind as usize, Ordering::SeqCst);
-                MARKED.store(true, Ordering::SeqCst);
-                let old = lock();
-                BYTES.fetch_add(bytes, Ordering::SeqCst);
-                unlock(old);
+            1 | 2 => {
                 c.in_receive.store(false, Ordering::SeqCst);
-                STATUS_PENDING
-            }
-            2 => {
-                // Counted: the same work, the callback's reference dropped last.
-                CB_REF.store(true, Ordering::SeqCst);
-                let old = lock();
-                BYTES.fetch_add(bytes, Ordering::SeqCst);
-                unlock(old);
-                let old = lock();
-                HELD.store(ind as usize, Ordering::SeqCst);
-                MARKED.store(true, Ordering::SeqCst);
-                unlock(old);
-                c.in_receive.store(false, Ordering::SeqCst);
-                CB_REF.store(false, Ordering::SeqCst);
-                STATUS_PENDING
+                retain(ind as usize, bytes)
             }
             _ => {
                 // SAFETY: a clock read, as a driver stamps its receive path.
@@ -647,7 +669,7 @@ mod rc {
 
     /// WskRelease of the held list from a housekeeping thread, at DISPATCH_LEVEL (as from a
     /// timer DPC: never descheduled).
-    pub fn release_held(s: PWSK_SOCKET) {
+    pub fn release_held(s: PWSK_SOCKET, dgram: bool) {
         let list = HELD.swap(0, Ordering::SeqCst);
         if list == 0 {
             return;
@@ -655,7 +677,11 @@ mod rc {
         // SAFETY: the list the receive callback retained; released once.
         unsafe {
             let old = KfRaiseIrql(DISPATCH_LEVEL);
-            (conn_d(s).WskRelease.unwrap())(s, list as PWSK_DATA_INDICATION);
+            if dgram {
+                (dgram_d(s).WskRelease.unwrap())(s, list as PWSK_DATAGRAM_INDICATION);
+            } else {
+                (conn_d(s).WskRelease.unwrap())(s, list as PWSK_DATA_INDICATION);
+            }
             KeLowerIrql(old);
         }
         RELEASED.fetch_add(1, Ordering::SeqCst);
@@ -665,17 +691,39 @@ mod rc {
 /// One connection to an `rc` listener whose receive callback retains the list (`mode` 1:
 /// released two 5 ms housekeeping ticks after the callback marked itself finished; 2:
 /// released once its counted callback reference is gone). Returns the violations.
-fn retained_release(cfg: Config, mode: u32) -> Vec<String> {
+/// With `dgram`, a datagram socket's WskReceiveFromEvent retains a datagram instead.
+fn retained_release(cfg: Config, mode: u32, dgram: bool) -> Vec<String> {
     let _g = wsk_sim::init(cfg);
     rc::reset(mode);
     let wsk = Wsk::open();
-    let (ls, port) = rc::listener(&wsk, WSK_EVENT_RECEIVE);
-    let mut peer = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    wait_until("accept", 5, || !rc::SOCKETS.lock().unwrap().is_empty());
-    let s = rc::SOCKETS.lock().unwrap()[0] as PWSK_SOCKET;
-    // Past the fresh quantum of a provider thread preempted in the accept callback.
-    std::thread::sleep(std::time::Duration::from_millis(250));
-    std::io::Write::write_all(&mut peer, b"hold me").unwrap();
+    let (ls, s, _peer) = if dgram {
+        let (d, s) = wsk.socket(
+            AF_INET,
+            SOCK_DGRAM,
+            IPPROTO_UDP,
+            WSK_FLAG_DATAGRAM_SOCKET,
+            std::ptr::null_mut(),
+            (&raw const rc::DGRAM).cast(),
+        );
+        assert_eq!(d.status, STATUS_SUCCESS);
+        let mut a = v4([127, 0, 0, 1], 0);
+        assert_eq!(bind(s, &mut a).status, STATUS_SUCCESS);
+        assert_eq!(enable(s, WSK_EVENT_RECEIVE_FROM), STATUS_SUCCESS);
+        let (_, la) = local_addr(s, true);
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        u.send_to(b"hold me", ("127.0.0.1", port_of(&la))).unwrap();
+        (None, s, None)
+    } else {
+        let (ls, port) = rc::listener(&wsk, WSK_EVENT_RECEIVE);
+        let mut peer = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        wait_until("accept", 5, || !rc::SOCKETS.lock().unwrap().is_empty());
+        let s = rc::SOCKETS.lock().unwrap()[0] as PWSK_SOCKET;
+        // Past the fresh quantum of a provider thread preempted in the accept callback.
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        std::io::Write::write_all(&mut peer, b"hold me").unwrap();
+        (Some(ls), s, Some(peer))
+    };
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let hk = {
         let stop = std::sync::Arc::clone(&stop);
@@ -694,7 +742,7 @@ fn retained_release(cfg: Config, mode: u32) -> Vec<String> {
                     !rc::CB_REF.load(Ordering::SeqCst)
                 };
                 if due && rc::HELD.load(Ordering::SeqCst) != 0 {
-                    rc::release_held(sock as PWSK_SOCKET);
+                    rc::release_held(sock as PWSK_SOCKET, dgram);
                 }
             }
         })
@@ -708,7 +756,9 @@ fn retained_release(cfg: Config, mode: u32) -> Vec<String> {
     // The callback's return is recorded after it returned: give the provider a moment.
     std::thread::sleep(std::time::Duration::from_millis(150));
     close(s);
-    close(ls);
+    if let Some(ls) = ls {
+        close(ls);
+    }
     wsk.close();
     let v = wsk_sim::take_violations();
     wsk_sim::assert_no_leaks();
@@ -729,13 +779,15 @@ fn preempted_callback_is_still_running_when_a_time_based_release_comes() {
         preempt_us: 100_000,
         ..rec()
     };
-    let v = retained_release(preempt(), 1);
-    assert!(
-        v.iter().any(|m| m.contains("still running")),
-        "time-based release under preempt not flagged: {v:?}"
-    );
-    assert_eq!(retained_release(rec(), 1), Vec::<String>::new());
-    assert_eq!(retained_release(preempt(), 2), Vec::<String>::new());
+    for dgram in [false, true] {
+        let v = retained_release(preempt(), 1, dgram);
+        assert!(
+            v.iter().any(|m| m.contains("still running")),
+            "time-based release under preempt not flagged (dgram {dgram}): {v:?}"
+        );
+        assert_eq!(retained_release(rec(), 1, dgram), Vec::<String>::new());
+        assert_eq!(retained_release(preempt(), 2, dgram), Vec::<String>::new());
+    }
 }
 
 /// Connects `n` peers to an `rc` listener (inherit RECEIVE + DISCONNECT); each writes at
