@@ -37,7 +37,9 @@
 //! - [`Config::with_unkind`] / `WSK_SIM_UNKIND` ([`UNKIND_ORDERS`], or `all`): the orders
 //!   the WSK docs leave open (close vs the IRPs it cancels, completions before the call
 //!   returns or during a callback, stalled callbacks, callbacks inside calls, the caller's
-//!   process, unmapped and tiny MDLs), off by default.
+//!   process, unmapped and tiny MDLs, the clock interval, preempted PASSIVE threads, events
+//!   of an accepted socket before its accept callback returns, a disconnect event during a
+//!   receive event), off by default.
 //! - [`new_driver_object`]: a DRIVER_OBJECT to pass to DriverEntry.
 //! - [`run_passive`]: run DriverEntry/DriverUnload as PASSIVE_LEVEL kernel code.
 //! - [`finish`]: leaks + violations of the run (empty = clean), then teardown.

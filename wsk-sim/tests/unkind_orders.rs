@@ -316,6 +316,11 @@ fn unkind_orders_by_name() {
     assert!(all.reorder_close_rate > 0.0 && all.late_return_rate > 0.0);
     assert!(all.progress_during_callback_rate > 0.0 && all.callback_stall_rate > 0.0);
     assert!(all.flag_user_process_sockets);
+    assert!(
+        all.preempt_rate > 0.0 && all.preempt_us >= 31_250,
+        "two 15.6 ms ticks"
+    );
+    assert!(all.accept_race_rate > 0.0 && all.disconnect_race_rate > 0.0);
     let one = Config::plain().with_unkind(" close ").unwrap();
     assert!(one.reorder_close_rate > 0.0 && one.late_return_rate == 0.0);
     for name in wsk_sim::UNKIND_ORDERS {
@@ -430,4 +435,445 @@ fn callback_thread_after_resume(rate: f64) -> bool {
 fn callbacks_may_run_inside_the_call_that_resumes_them() {
     assert!(callback_thread_after_resume(1.0));
     assert!(!callback_thread_after_resume(0.0));
+}
+
+// ---------------------------------------------------------------------------------------
+// `preempt`, `accept-race`, `disconnect-race`: a small event client of their own (the
+// probe's callbacks make no kernel calls, and preemption and the races happen at them).
+
+/// The race client: one listener, its accepted connections, and what went wrong.
+mod rc {
+    use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    use super::common::*;
+    use wsk_sys::*;
+
+    /// 0: copy and return SUCCESS; 1: retain (STATUS_PENDING) and let the housekeeper
+    /// release two ticks after the callback marked itself finished (time-based); 2: retain
+    /// with a counted callback reference dropped as the callback's last act.
+    pub static MODE: AtomicU32 = AtomicU32::new(0);
+    /// Events that found their connection's setup (done in the accept callback after it
+    /// set the context and dispatch) unfinished.
+    pub static EARLY: AtomicUsize = AtomicUsize::new(0);
+    /// Disconnect events that came while a receive callback of the socket ran.
+    pub static OVERLAPS: AtomicUsize = AtomicUsize::new(0);
+    pub static RECEIVES: AtomicUsize = AtomicUsize::new(0);
+    pub static DISCONNECTS: AtomicUsize = AtomicUsize::new(0);
+    pub static BYTES: AtomicUsize = AtomicUsize::new(0);
+    /// Accepted sockets, in order.
+    pub static SOCKETS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+    /// The retained list (modes 1 and 2), the callback's "finished" mark, its counted
+    /// reference, and the housekeeper's ticks since the mark.
+    pub static HELD: AtomicUsize = AtomicUsize::new(0);
+    pub static MARKED: AtomicBool = AtomicBool::new(false);
+    pub static CB_REF: AtomicBool = AtomicBool::new(false);
+    pub static RELEASED: AtomicUsize = AtomicUsize::new(0);
+    static LOCK: AtomicUsize = AtomicUsize::new(0);
+
+    pub struct Conn {
+        ready: AtomicBool,
+        in_receive: AtomicBool,
+    }
+
+    pub fn reset(mode: u32) {
+        MODE.store(mode, Ordering::SeqCst);
+        for a in [
+            &EARLY,
+            &OVERLAPS,
+            &RECEIVES,
+            &DISCONNECTS,
+            &BYTES,
+            &HELD,
+            &RELEASED,
+        ] {
+            a.store(0, Ordering::SeqCst);
+        }
+        MARKED.store(false, Ordering::SeqCst);
+        CB_REF.store(false, Ordering::SeqCst);
+        SOCKETS.lock().unwrap().clear();
+    }
+
+    pub static LISTEN: WSK_CLIENT_LISTEN_DISPATCH = WSK_CLIENT_LISTEN_DISPATCH {
+        WskAcceptEvent: Some(accept),
+        WskInspectEvent: None,
+        WskAbortEvent: None,
+    };
+    pub static CONN: WSK_CLIENT_CONNECTION_DISPATCH = WSK_CLIENT_CONNECTION_DISPATCH {
+        WskReceiveEvent: Some(receive),
+        WskDisconnectEvent: Some(disconnect),
+        WskSendBacklogEvent: None,
+    };
+
+    pub static DGRAM: WSK_CLIENT_DATAGRAM_DISPATCH = WSK_CLIENT_DATAGRAM_DISPATCH {
+        WskReceiveFromEvent: Some(receive_from),
+    };
+
+    /// WskReceiveFromEvent (<= DISPATCH): modes 1 and 2 as for `receive`.
+    unsafe extern "win64" fn receive_from(
+        _ctx: PVOID,
+        _flags: u32,
+        ind: *mut WSK_DATAGRAM_INDICATION,
+    ) -> NTSTATUS {
+        if ind.is_null() {
+            return STATUS_SUCCESS;
+        }
+        // SAFETY: the provider's list, valid during the callback.
+        let bytes = unsafe { (*ind).Buffer.Length };
+        retain(ind as usize, bytes)
+    }
+
+    /// Modes 1 (time-based) and 2 (counted) of a retaining receive callback.
+    fn retain(ind: usize, bytes: usize) -> NTSTATUS {
+        if MODE.load(Ordering::SeqCst) == 1 {
+            // Time-based: mark the callback finished, then a little more work (a
+            // statistics update under the lock: a preemption point) before returning.
+            HELD.store(ind, Ordering::SeqCst);
+            MARKED.store(true, Ordering::SeqCst);
+            let old = lock();
+            BYTES.fetch_add(bytes, Ordering::SeqCst);
+            unlock(old);
+        } else {
+            // Counted: the same work, the callback's reference dropped last.
+            CB_REF.store(true, Ordering::SeqCst);
+            let old = lock();
+            BYTES.fetch_add(bytes, Ordering::SeqCst);
+            unlock(old);
+            let old = lock();
+            HELD.store(ind, Ordering::SeqCst);
+            MARKED.store(true, Ordering::SeqCst);
+            unlock(old);
+            CB_REF.store(false, Ordering::SeqCst);
+        }
+        STATUS_PENDING
+    }
+
+    fn lock() -> KIRQL {
+        // SAFETY: a spin lock word of this module.
+        unsafe { KeAcquireSpinLockRaiseToDpc(LOCK.as_ptr().cast()) }
+    }
+    fn unlock(old: KIRQL) {
+        // SAFETY: held by this thread (lock()).
+        unsafe { KeReleaseSpinLock(LOCK.as_ptr().cast(), old) }
+    }
+
+    /// WskAcceptEvent (<= DISPATCH): sets the context and dispatch first, then finishes the
+    /// connection's setup (a pool allocation stands in for it): a client that assumes no
+    /// event of the socket comes before its accept callback returned.
+    unsafe extern "win64" fn accept(
+        _ctx: PVOID,
+        _flags: u32,
+        _l: PSOCKADDR,
+        _r: PSOCKADDR,
+        s: PWSK_SOCKET,
+        ctx_out: *mut PVOID,
+        disp_out: *mut *const WSK_CLIENT_CONNECTION_DISPATCH,
+    ) -> NTSTATUS {
+        if s.is_null() {
+            return STATUS_REQUEST_NOT_ACCEPTED;
+        }
+        let c = Box::into_raw(Box::new(Conn {
+            ready: AtomicBool::new(false),
+            in_receive: AtomicBool::new(false),
+        }));
+        // SAFETY: the provider's out-parameters.
+        unsafe {
+            *ctx_out = c.cast();
+            *disp_out = &raw const CONN;
+        }
+        // SAFETY: plain pool calls.
+        unsafe {
+            let p = ExAllocatePool2(POOL_FLAG_NON_PAGED, 64, u32::from_le_bytes(*b"rcT1"));
+            ExFreePoolWithTag(p, u32::from_le_bytes(*b"rcT1"));
+            (*c).ready.store(true, Ordering::SeqCst);
+        }
+        SOCKETS.lock().unwrap().push(s as usize);
+        STATUS_SUCCESS
+    }
+
+    /// WskReceiveEvent (<= DISPATCH).
+    unsafe extern "win64" fn receive(
+        ctx: PVOID,
+        _flags: u32,
+        ind: *mut WSK_DATA_INDICATION,
+        bytes: SIZE_T,
+        _accepted: *mut SIZE_T,
+    ) -> NTSTATUS {
+        // SAFETY: the Conn set in accept (never freed during a test).
+        let c = unsafe { &*ctx.cast::<Conn>() };
+        if !c.ready.load(Ordering::SeqCst) {
+            EARLY.fetch_add(1, Ordering::SeqCst);
+        }
+        RECEIVES.fetch_add(1, Ordering::SeqCst);
+        if ind.is_null() {
+            return STATUS_SUCCESS;
+        }
+        c.in_receive.store(true, Ordering::SeqCst);
+        match MODE.load(Ordering::SeqCst) {
+            1 | 2 => {
+                c.in_receive.store(false, Ordering::SeqCst);
+                retain(ind as usize, bytes)
+            }
+            _ => {
+                // SAFETY: a clock read, as a driver stamps its receive path.
+                unsafe { KeQueryPerformanceCounter(std::ptr::null_mut()) };
+                let mut n = 0;
+                let mut cur = ind;
+                while !cur.is_null() {
+                    // SAFETY: the provider's list, valid during the callback.
+                    unsafe {
+                        n += read_wsk_buf(&(*cur).Buffer).len();
+                        cur = (*cur).Next;
+                    }
+                }
+                BYTES.fetch_add(n, Ordering::SeqCst);
+                c.in_receive.store(false, Ordering::SeqCst);
+                STATUS_SUCCESS
+            }
+        }
+    }
+
+    /// WskDisconnectEvent (<= DISPATCH): a client that assumes its receive path is idle by
+    /// now (it would free the receive state here).
+    unsafe extern "win64" fn disconnect(ctx: PVOID, _flags: u32) -> NTSTATUS {
+        // SAFETY: the Conn set in accept.
+        let c = unsafe { &*ctx.cast::<Conn>() };
+        if !c.ready.load(Ordering::SeqCst) {
+            EARLY.fetch_add(1, Ordering::SeqCst);
+        }
+        if c.in_receive.load(Ordering::SeqCst) {
+            OVERLAPS.fetch_add(1, Ordering::SeqCst);
+        }
+        DISCONNECTS.fetch_add(1, Ordering::SeqCst);
+        STATUS_SUCCESS
+    }
+
+    /// A listener on 127.0.0.1:0 whose accepted sockets inherit `inherit`.
+    pub fn listener(wsk: &Wsk, inherit: u32) -> (PWSK_SOCKET, u16) {
+        let (d, ls) = wsk.socket(
+            AF_INET,
+            SOCK_STREAM,
+            IPPROTO_TCP,
+            WSK_FLAG_LISTEN_SOCKET,
+            std::ptr::null_mut(),
+            (&raw const LISTEN).cast(),
+        );
+        assert_eq!(d.status, STATUS_SUCCESS);
+        let mut a = v4([127, 0, 0, 1], 0);
+        assert_eq!(bind(ls, &mut a).status, STATUS_SUCCESS);
+        assert_eq!(enable(ls, inherit), STATUS_SUCCESS);
+        assert_eq!(enable(ls, WSK_EVENT_ACCEPT), STATUS_SUCCESS);
+        let (_, la) = local_addr(ls, false);
+        (ls, port_of(&la))
+    }
+
+    /// WskRelease of the held list from a housekeeping thread, at DISPATCH_LEVEL (as from a
+    /// timer DPC: never descheduled).
+    pub fn release_held(s: PWSK_SOCKET, dgram: bool) {
+        let list = HELD.swap(0, Ordering::SeqCst);
+        if list == 0 {
+            return;
+        }
+        // SAFETY: the list the receive callback retained; released once.
+        unsafe {
+            let old = KfRaiseIrql(DISPATCH_LEVEL);
+            if dgram {
+                (dgram_d(s).WskRelease.unwrap())(s, list as PWSK_DATAGRAM_INDICATION);
+            } else {
+                (conn_d(s).WskRelease.unwrap())(s, list as PWSK_DATA_INDICATION);
+            }
+            KeLowerIrql(old);
+        }
+        RELEASED.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// One connection to an `rc` listener whose receive callback retains the list (`mode` 1:
+/// released two 5 ms housekeeping ticks after the callback marked itself finished; 2:
+/// released once its counted callback reference is gone). Returns the violations.
+/// With `dgram`, a datagram socket's WskReceiveFromEvent retains a datagram instead.
+fn retained_release(cfg: Config, mode: u32, dgram: bool) -> Vec<String> {
+    let _g = wsk_sim::init(cfg);
+    rc::reset(mode);
+    let wsk = Wsk::open();
+    let (ls, s, _peer) = if dgram {
+        let (d, s) = wsk.socket(
+            AF_INET,
+            SOCK_DGRAM,
+            IPPROTO_UDP,
+            WSK_FLAG_DATAGRAM_SOCKET,
+            std::ptr::null_mut(),
+            (&raw const rc::DGRAM).cast(),
+        );
+        assert_eq!(d.status, STATUS_SUCCESS);
+        let mut a = v4([127, 0, 0, 1], 0);
+        assert_eq!(bind(s, &mut a).status, STATUS_SUCCESS);
+        assert_eq!(enable(s, WSK_EVENT_RECEIVE_FROM), STATUS_SUCCESS);
+        let (_, la) = local_addr(s, true);
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        u.send_to(b"hold me", ("127.0.0.1", port_of(&la))).unwrap();
+        (None, s, None)
+    } else {
+        let (ls, port) = rc::listener(&wsk, WSK_EVENT_RECEIVE);
+        let mut peer = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        wait_until("accept", 5, || !rc::SOCKETS.lock().unwrap().is_empty());
+        let s = rc::SOCKETS.lock().unwrap()[0] as PWSK_SOCKET;
+        // Past the fresh quantum of a provider thread preempted in the accept callback.
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        std::io::Write::write_all(&mut peer, b"hold me").unwrap();
+        (Some(ls), s, Some(peer))
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hk = {
+        let stop = std::sync::Arc::clone(&stop);
+        let sock = s as usize;
+        std::thread::spawn(move || {
+            let mut ticks = 0;
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                if !rc::MARKED.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let due = if mode == 1 {
+                    ticks += 1;
+                    ticks >= 2
+                } else {
+                    !rc::CB_REF.load(Ordering::SeqCst)
+                };
+                if due && rc::HELD.load(Ordering::SeqCst) != 0 {
+                    rc::release_held(sock as PWSK_SOCKET, dgram);
+                }
+            }
+        })
+    };
+    wait_until("release", 10, || rc::RELEASED.load(Ordering::SeqCst) == 1);
+    wait_until("callback returned", 10, || {
+        wsk_sim::wait_quiescent(std::time::Duration::ZERO) && rc::BYTES.load(Ordering::SeqCst) == 7
+    });
+    stop.store(true, Ordering::SeqCst);
+    hk.join().unwrap();
+    // The callback's return is recorded after it returned: give the provider a moment.
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    close(s);
+    if let Some(ls) = ls {
+        close(ls);
+    }
+    wsk.close();
+    let v = wsk_sim::take_violations();
+    wsk_sim::assert_no_leaks();
+    v
+}
+
+/// `preempt_rate`: a PASSIVE_LEVEL thread is descheduled at its kernel calls, here inside a
+/// receive callback right after it marked itself finished. A client that concludes "two
+/// housekeeping ticks after the mark, the callback has returned" releases the list while
+/// the callback still runs, and the sim flags that WskRelease (W55/W68: the list is the
+/// client's only once the callback returned STATUS_PENDING). Without preemption the same
+/// client is not caught; with a counted callback reference dropped as the callback's last
+/// act, nothing is flagged even under preemption.
+#[test]
+fn preempted_callback_is_still_running_when_a_time_based_release_comes() {
+    let preempt = || Config {
+        preempt_rate: 1.0,
+        preempt_us: 100_000,
+        ..rec()
+    };
+    for dgram in [false, true] {
+        let v = retained_release(preempt(), 1, dgram);
+        assert!(
+            v.iter().any(|m| m.contains("still running")),
+            "time-based release under preempt not flagged (dgram {dgram}): {v:?}"
+        );
+        assert_eq!(retained_release(rec(), 1, dgram), Vec::<String>::new());
+        assert_eq!(retained_release(preempt(), 2, dgram), Vec::<String>::new());
+    }
+}
+
+/// Connects `n` peers to an `rc` listener (inherit RECEIVE + DISCONNECT); each writes at
+/// once and, with `fin`, shuts its sending side. Waits until every connection's data (and
+/// FIN) was seen, closes everything, and returns (EARLY, OVERLAPS).
+fn race_client_run(cfg: Config, n: usize, fin: bool) -> (usize, usize) {
+    let _g = wsk_sim::init(cfg);
+    rc::reset(0);
+    let wsk = Wsk::open();
+    let (ls, port) = rc::listener(&wsk, WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT);
+    let mut peers = Vec::new();
+    for _ in 0..n {
+        let mut p = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        std::io::Write::write_all(&mut p, b"first bytes").unwrap();
+        if fin {
+            p.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+        peers.push(p);
+    }
+    wait_until("data", 10, || rc::BYTES.load(Ordering::SeqCst) == 11 * n);
+    if fin {
+        wait_until("disconnects", 10, || {
+            rc::DISCONNECTS.load(Ordering::SeqCst) == n
+        });
+    }
+    wait_until("quiet", 10, || {
+        wsk_sim::wait_quiescent(std::time::Duration::ZERO)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    for s in rc::SOCKETS.lock().unwrap().clone() {
+        close(s as PWSK_SOCKET);
+    }
+    close(ls);
+    wsk.close();
+    assert!(
+        wsk_sim::violations().is_empty(),
+        "{:?}",
+        wsk_sim::violations()
+    );
+    wsk_sim::assert_no_leaks();
+    (
+        rc::EARLY.load(Ordering::SeqCst),
+        rc::OVERLAPS.load(Ordering::SeqCst),
+    )
+}
+
+/// `accept_race_rate`: once WskAcceptEvent has set `*AcceptSocketDispatch`, the accepted
+/// socket's (inherited) events may come on another thread before the callback returns. A
+/// client that finishes its connection setup after setting the out-parameters gets a
+/// receive event on an unfinished connection. Off, events wait for the return.
+#[test]
+fn accepted_socket_events_may_come_before_the_accept_callback_returns() {
+    let (early, _) = race_client_run(
+        Config {
+            accept_race_rate: 1.0,
+            accept_race_us: 20_000,
+            ..rec()
+        },
+        4,
+        false,
+    );
+    assert!(
+        early > 0,
+        "no event came before its accept callback returned"
+    );
+    assert_eq!(race_client_run(rec(), 4, false), (0, 0));
+}
+
+/// `disconnect_race_rate`: the graceful WskDisconnectEvent may run on another thread while
+/// the socket's last WskReceiveEvent still runs (W45 serialises receive events only with
+/// each other). A client that treats the disconnect event as "the receive path is idle"
+/// sees them overlap. Off, they come one after the other.
+#[test]
+fn disconnect_event_may_overlap_the_receive_event() {
+    let (_, overlaps) = race_client_run(
+        Config {
+            disconnect_race_rate: 1.0,
+            disconnect_race_us: 20_000,
+            ..rec()
+        },
+        4,
+        true,
+    );
+    assert!(
+        overlaps > 0,
+        "no disconnect event overlapped a receive event"
+    );
+    assert_eq!(race_client_run(rec(), 4, true), (0, 0));
 }

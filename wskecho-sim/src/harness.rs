@@ -123,13 +123,49 @@ impl Loaded {
         self.counters()[c as usize]
     }
 
-    /// Control ABI call, as the IOCTL path would make it.
-    #[allow(clippy::unused_self)] // as for `counters`: only a loaded driver can be asked
+    /// Control ABI call. Through the driver's control device when it has one, as a user
+    /// process's DeviceIoControl arrives: `wsk_sim::device::call_dispatch` sends the
+    /// IRP_MJ_DEVICE_CONTROL IRP (METHOD_BUFFERED) and the dispatch routine runs in the user
+    /// process's context, so the sim's `user-process` order sees what the driver does there
+    /// (a socket created with OwningProcess NULL would be the caller's, W26). Without a device
+    /// (DriverEntry failed to create it), the control handler is called directly.
     pub fn control(&self, code: u32, input: &[u8], out_len: usize) -> (i32, Vec<u8>) {
+        if let Some(dev) = self.control_device() {
+            // SAFETY: a live device object of this driver, which set IRP_MJ_DEVICE_CONTROL.
+            let r = unsafe {
+                wsk_sim::device::call_dispatch(
+                    dev,
+                    wsk_sys::IRP_MJ_DEVICE_CONTROL,
+                    code,
+                    input,
+                    out_len,
+                )
+            };
+            return (r.status, r.output);
+        }
         let mut out = vec![0u8; out_len];
         let (st, n) = wskecho::control(code, input, &mut out).expect("driver loaded");
         out.truncate(n);
         (st, out)
+    }
+}
+
+impl Loaded {
+    /// The driver's live device object with an IRP_MJ_DEVICE_CONTROL routine, if any.
+    fn control_device(&self) -> Option<wsk_sys::PDEVICE_OBJECT> {
+        if self.unloaded {
+            return None;
+        }
+        wsk_sim::device::devices()
+            .iter()
+            .filter(|d| !d.deleted)
+            .map(|d| d.address as wsk_sys::PDEVICE_OBJECT)
+            // SAFETY: live (not deleted) device objects of this run.
+            .find(|&dev| unsafe {
+                (*dev).DriverObject == self.drv_obj
+                    && (*self.drv_obj).MajorFunction[usize::from(wsk_sys::IRP_MJ_DEVICE_CONTROL)]
+                        .is_some()
+            })
     }
 }
 

@@ -65,6 +65,28 @@ pub struct Config {
     /// after STATUS_DATA_NOT_ACCEPTED, a WskRelease) during which the socket's callbacks
     /// run, on the calling thread, before the call returns. Off by default.
     pub inline_callback_rate: f64,
+    /// Fraction of the kernel calls a PASSIVE_LEVEL thread of the code under test makes
+    /// (spin lock acquisition before the IRQL is raised and release after it is lowered,
+    /// rundown protection, pool, IRP and MDL calls, events, the clock, DbgPrintEx, every
+    /// WSK provider call) at which it is descheduled for `preempt_us` (half to all of it),
+    /// callbacks and completion routines run at PASSIVE included. Off by default.
+    pub preempt_rate: f64,
+    pub preempt_us: u64,
+    /// Fraction of WskAcceptEvent calls during which the accepted socket's events may come
+    /// (on another thread) as soon as the callback has set `*AcceptSocketDispatch`: at the
+    /// callback's first kernel call after that, another thread delivers the data or FIN
+    /// already there (through inherited or static callbacks) while the callback waits up to
+    /// `accept_race_us`. The callback is held back 1-5 ms on entry so the peer's first bytes
+    /// are in. Off by default.
+    pub accept_race_rate: f64,
+    pub accept_race_us: u64,
+    /// Fraction of WskReceiveEvent calls that indicate a connection's last data (the peer's
+    /// FIN already seen) during which its WskDisconnectEvent runs on another thread: at the
+    /// receive callback's first kernel call (or, if it makes none, as it returns), the
+    /// callback waits up to `disconnect_race_us` for the disconnect event. W45 serialises
+    /// receive events only with each other. Off by default.
+    pub disconnect_race_rate: f64,
+    pub disconnect_race_us: u64,
     /// Calls subject to random failure, and the failure rate and status.
     pub fail_calls: Vec<Call>,
     pub fail_rate: f64,
@@ -121,6 +143,12 @@ impl Default for Config {
             unmapped_mdl_rate: 0.0,
             tiny_mdl_rate: 0.0,
             inline_callback_rate: 0.0,
+            preempt_rate: 0.0,
+            preempt_us: 0,
+            accept_race_rate: 0.0,
+            accept_race_us: 0,
+            disconnect_race_rate: 0.0,
+            disconnect_race_us: 0,
             fail_calls: Vec::new(),
             fail_rate: 0.0,
             fail_status: wsk_sys::STATUS_INSUFFICIENT_RESOURCES,
@@ -159,6 +187,9 @@ pub const UNKIND_ORDERS: &[&str] = &[
     "tiny-mdl",
     "inline-callback",
     "clock",
+    "preempt",
+    "accept-race",
+    "disconnect-race",
 ];
 
 impl Config {
@@ -168,7 +199,10 @@ impl Config {
     /// (progress_during_callback_rate 1.0), `stall` (callback_stall_rate 0.05, up to
     /// 20 ms), `user-process` (flag_user_process_sockets), `unmapped-mdl`
     /// (unmapped_mdl_rate 0.5), `tiny-mdl` (tiny_mdl_rate 0.1), `inline-callback`
-    /// (inline_callback_rate 0.5), `clock` (delay_granularity_us 15 625). An unknown name is an error that lists the known ones.
+    /// (inline_callback_rate 0.5), `clock` (delay_granularity_us 15 625), `preempt`
+    /// (preempt_rate 0.05, up to 40 ms), `accept-race` (accept_race_rate 0.5, waiting up to
+    /// 20 ms), `disconnect-race` (disconnect_race_rate 0.5, waiting up to 20 ms). An unknown
+    /// name is an error that lists the known ones.
     pub fn with_unkind(mut self, names: &str) -> Result<Config, String> {
         for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             let all = name == "all";
@@ -207,6 +241,20 @@ impl Config {
             if all || name == "clock" {
                 // Windows' default clock interval: a sleep ends on the next tick after it.
                 self.delay_granularity_us = 15_625;
+            }
+            if all || name == "preempt" {
+                // Long enough for a 5 ms housekeeping tick, even a 15.6 ms one, to come
+                // round twice while the thread is off its processor.
+                self.preempt_rate = 0.05;
+                self.preempt_us = 40_000;
+            }
+            if all || name == "accept-race" {
+                self.accept_race_rate = 0.5;
+                self.accept_race_us = 20_000;
+            }
+            if all || name == "disconnect-race" {
+                self.disconnect_race_rate = 0.5;
+                self.disconnect_race_us = 20_000;
             }
         }
         Ok(self)

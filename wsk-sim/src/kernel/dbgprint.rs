@@ -37,6 +37,7 @@ pub unsafe extern "win64" fn DbgPrintEx(
     Format: *const u8,
     Arg: *const u8,
 ) -> NTSTATUS {
+    crate::kernel::preempt::entry("DbgPrintEx");
     // SAFETY: the caller passes NUL-terminated strings (kernel contract).
     let (fmt, arg) = unsafe {
         (

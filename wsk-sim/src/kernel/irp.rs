@@ -138,6 +138,7 @@ unsafe fn init_fields(irp: PIRP, size: USHORT, stack: CCHAR, flags: u8) {
 /// `IoAllocateIrp`: ≤ DISPATCH_LEVEL.
 #[no_mangle]
 pub unsafe extern "win64" fn IoAllocateIrp(StackSize: CCHAR, ChargeQuota: BOOLEAN) -> PIRP {
+    crate::kernel::preempt::entry("IoAllocateIrp");
     let _ = ChargeQuota;
     crate::kernel::irql::require_dispatch_or_below("IoAllocateIrp");
     if StackSize < 1 {
@@ -209,6 +210,7 @@ pub unsafe extern "win64" fn IoInitializeIrp(Irp: PIRP, PacketSize: USHORT, Stac
 /// `IoReuseIrp`: reinitialises a completed IRP and sets IoStatus.Status.
 #[no_mangle]
 pub unsafe extern "win64" fn IoReuseIrp(Irp: PIRP, Iostatus: NTSTATUS) {
+    crate::kernel::preempt::entry("IoReuseIrp");
     let mut t = table();
     let Some(r) = t.get_mut(&(Irp as usize)) else {
         drop(t);
@@ -237,6 +239,7 @@ pub unsafe extern "win64" fn IoReuseIrp(Irp: PIRP, Iostatus: NTSTATUS) {
 /// `IoFreeIrp`: only for IoAllocateIrp IRPs that nobody owns.
 #[no_mangle]
 pub unsafe extern "win64" fn IoFreeIrp(Irp: PIRP) {
+    crate::kernel::preempt::entry("IoFreeIrp");
     crate::kernel::irql::require_dispatch_or_below("IoFreeIrp");
     let mut t = table();
     let Some(r) = t.get(&(Irp as usize)) else {
@@ -430,6 +433,7 @@ unsafe fn complete_request(irp: PIRP, call: &str) {
 /// `IofCompleteRequest` (IoCompleteRequest): the driver completes an IRP it owns.
 #[no_mangle]
 pub unsafe extern "win64" fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
+    crate::kernel::preempt::entry("IofCompleteRequest");
     let _ = PriorityBoost;
     if crate::kernel::irql::current() > DISPATCH_LEVEL {
         crate::kernel::state::violation("IoCompleteRequest above DISPATCH_LEVEL");

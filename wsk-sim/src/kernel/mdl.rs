@@ -124,6 +124,7 @@ pub unsafe extern "win64" fn IoAllocateMdl(
     ChargeQuota: BOOLEAN,
     Irp: PIRP,
 ) -> PMDL {
+    crate::kernel::preempt::entry("IoAllocateMdl");
     let _ = ChargeQuota;
     crate::kernel::irql::require_dispatch_or_below("IoAllocateMdl");
     if crate::kernel::schedule::injected_failure(crate::kernel::config::Call::IoAllocateMdl)
@@ -156,6 +157,7 @@ pub unsafe extern "win64" fn IoAllocateMdl(
 /// `IoFreeMdl`: ≤ DISPATCH_LEVEL.
 #[no_mangle]
 pub unsafe extern "win64" fn IoFreeMdl(Mdl: PMDL) {
+    crate::kernel::preempt::entry("IoFreeMdl");
     crate::kernel::irql::require_dispatch_or_below("IoFreeMdl");
     free_mdl(Mdl, "IoFreeMdl");
 }
@@ -196,6 +198,7 @@ pub unsafe extern "win64" fn MmMapLockedPagesSpecifyCache(
     BugCheckOnFailure: ULONG,
     Priority: ULONG,
 ) -> PVOID {
+    crate::kernel::preempt::entry("MmMapLockedPagesSpecifyCache");
     let _ = (
         AccessMode,
         CacheType,

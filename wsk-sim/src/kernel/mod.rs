@@ -12,6 +12,7 @@ pub(crate) mod irp;
 pub(crate) mod irql;
 pub(crate) mod mdl;
 pub mod pool;
+pub(crate) mod preempt;
 pub(crate) mod process;
 pub(crate) mod processor;
 pub mod registry;
@@ -34,6 +35,7 @@ pub(crate) fn install(irp_abandoned: fn(usize)) {
 pub(crate) fn start(cfg: config::Config) {
     process::init_exports();
     schedule::reset(cfg.seed);
+    preempt::configure(cfg.preempt_rate, cfg.preempt_us);
     state::start(cfg);
 }
 

@@ -156,6 +156,7 @@ pub unsafe extern "win64" fn ExAllocatePool2(
     NumberOfBytes: SIZE_T,
     Tag: ULONG,
 ) -> PVOID {
+    crate::kernel::preempt::entry("ExAllocatePool2");
     let kinds = Flags & (POOL_FLAG_NON_PAGED | POOL_FLAG_PAGED | POOL_FLAG_NON_PAGED_EXECUTE);
     if kinds.count_ones() != 1 {
         crate::kernel::state::violation(format!(
@@ -195,6 +196,7 @@ pub unsafe extern "win64" fn ExAllocatePool2(
 /// `ExFreePoolWithTag`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-exfreepoolwithtag>
 #[no_mangle]
 pub unsafe extern "win64" fn ExFreePoolWithTag(P: PVOID, Tag: ULONG) {
+    crate::kernel::preempt::entry("ExFreePoolWithTag");
     crate::kernel::irql::require_at_most("ExFreePoolWithTag", DISPATCH_LEVEL);
     free(P, Some(Tag), "ExFreePoolWithTag");
 }
@@ -202,6 +204,7 @@ pub unsafe extern "win64" fn ExFreePoolWithTag(P: PVOID, Tag: ULONG) {
 /// `ExFreePool` (no tag check).
 #[no_mangle]
 pub unsafe extern "win64" fn ExFreePool(P: PVOID) {
+    crate::kernel::preempt::entry("ExFreePool");
     crate::kernel::irql::require_at_most("ExFreePool", DISPATCH_LEVEL);
     free(P, None, "ExFreePool");
 }

@@ -77,6 +77,7 @@ unsafe fn spin_release(lock: PKSPIN_LOCK, call: &str) {
 /// `KeAcquireSpinLockRaiseToDpc`.
 #[no_mangle]
 pub unsafe extern "win64" fn KeAcquireSpinLockRaiseToDpc(SpinLock: PKSPIN_LOCK) -> KIRQL {
+    crate::kernel::preempt::entry("KeAcquireSpinLockRaiseToDpc");
     crate::kernel::irql::require_dispatch_or_below("KeAcquireSpinLockRaiseToDpc");
     let old = crate::kernel::irql::current();
     crate::kernel::irql::set(DISPATCH_LEVEL);
@@ -88,6 +89,7 @@ pub unsafe extern "win64" fn KeAcquireSpinLockRaiseToDpc(SpinLock: PKSPIN_LOCK) 
 /// `KeReleaseSpinLock`.
 #[no_mangle]
 pub unsafe extern "win64" fn KeReleaseSpinLock(SpinLock: PKSPIN_LOCK, NewIrql: KIRQL) {
+    crate::kernel::preempt::entry("KeReleaseSpinLock");
     if crate::kernel::irql::current() != DISPATCH_LEVEL {
         crate::kernel::state::violation(format!(
             "KeReleaseSpinLock at IRQL {} (a held spin lock means DISPATCH_LEVEL)",
@@ -102,11 +104,14 @@ pub unsafe extern "win64" fn KeReleaseSpinLock(SpinLock: PKSPIN_LOCK, NewIrql: K
         ));
     }
     crate::kernel::irql::set(NewIrql.min(DISPATCH_LEVEL));
+    // Back at PASSIVE_LEVEL, the thread may lose its processor right away.
+    crate::kernel::preempt::exit();
 }
 
 /// `KeAcquireSpinLockAtDpcLevel`: the caller must already be at DISPATCH_LEVEL.
 #[no_mangle]
 pub unsafe extern "win64" fn KeAcquireSpinLockAtDpcLevel(SpinLock: PKSPIN_LOCK) {
+    crate::kernel::preempt::entry("KeAcquireSpinLockAtDpcLevel");
     if crate::kernel::irql::current() < DISPATCH_LEVEL {
         crate::kernel::state::violation(format!(
             "KeAcquireSpinLockAtDpcLevel at IRQL {} (requires DISPATCH_LEVEL)",
@@ -120,6 +125,7 @@ pub unsafe extern "win64" fn KeAcquireSpinLockAtDpcLevel(SpinLock: PKSPIN_LOCK) 
 /// `KeReleaseSpinLockFromDpcLevel`.
 #[no_mangle]
 pub unsafe extern "win64" fn KeReleaseSpinLockFromDpcLevel(SpinLock: PKSPIN_LOCK) {
+    crate::kernel::preempt::entry("KeReleaseSpinLockFromDpcLevel");
     if crate::kernel::irql::current() < DISPATCH_LEVEL {
         crate::kernel::state::violation(format!(
             "KeReleaseSpinLockFromDpcLevel at IRQL {} (requires DISPATCH_LEVEL)",
@@ -283,6 +289,7 @@ pub unsafe extern "win64" fn KeSetEvent(
     Increment: KPRIORITY,
     Wait: BOOLEAN,
 ) -> LONG {
+    crate::kernel::preempt::entry("KeSetEvent");
     let _ = (Increment, Wait);
     crate::kernel::irql::require_dispatch_or_below("KeSetEvent");
     // SAFETY: the caller passes an initialised KEVENT.
@@ -292,6 +299,7 @@ pub unsafe extern "win64" fn KeSetEvent(
 /// `KeClearEvent`: ≤ DISPATCH_LEVEL.
 #[no_mangle]
 pub unsafe extern "win64" fn KeClearEvent(Event: PKEVENT) {
+    crate::kernel::preempt::entry("KeClearEvent");
     crate::kernel::irql::require_dispatch_or_below("KeClearEvent");
     // SAFETY: the caller passes an initialised KEVENT.
     unsafe { signal(Event.cast(), 0) };
@@ -300,6 +308,7 @@ pub unsafe extern "win64" fn KeClearEvent(Event: PKEVENT) {
 /// `KeResetEvent`.
 #[no_mangle]
 pub unsafe extern "win64" fn KeResetEvent(Event: PKEVENT) -> LONG {
+    crate::kernel::preempt::entry("KeResetEvent");
     crate::kernel::irql::require_dispatch_or_below("KeResetEvent");
     // SAFETY: the caller passes an initialised KEVENT.
     unsafe { signal(Event.cast(), 0) }
@@ -322,6 +331,7 @@ pub unsafe extern "win64" fn KeWaitForSingleObject(
     Alertable: BOOLEAN,
     Timeout: PLARGE_INTEGER,
 ) -> NTSTATUS {
+    crate::kernel::preempt::entry("KeWaitForSingleObject");
     let _ = (WaitReason, WaitMode, Alertable);
     // SAFETY: Timeout is NULL or a LARGE_INTEGER (kernel contract).
     let t = unsafe { timeout_of(Timeout) };
@@ -341,6 +351,7 @@ pub unsafe extern "win64" fn KeDelayExecutionThread(
     Alertable: BOOLEAN,
     Interval: PLARGE_INTEGER,
 ) -> NTSTATUS {
+    crate::kernel::preempt::entry("KeDelayExecutionThread");
     let _ = (WaitMode, Alertable);
     crate::kernel::irql::require_below_dispatch("KeDelayExecutionThread");
     // SAFETY: Interval points to a LARGE_INTEGER (kernel contract).
@@ -386,6 +397,7 @@ pub unsafe extern "win64" fn ExReInitializeRundownProtection(RunRef: PEX_RUNDOWN
 /// `ExAcquireRundownProtection`: ≤ DISPATCH_LEVEL.
 #[no_mangle]
 pub unsafe extern "win64" fn ExAcquireRundownProtection(RunRef: PEX_RUNDOWN_REF) -> BOOLEAN {
+    crate::kernel::preempt::entry("ExAcquireRundownProtection");
     crate::kernel::irql::require_dispatch_or_below("ExAcquireRundownProtection");
     // SAFETY: the caller passes a live EX_RUNDOWN_REF.
     let w = unsafe { rundown_word(RunRef) };
@@ -404,6 +416,7 @@ pub unsafe extern "win64" fn ExAcquireRundownProtection(RunRef: PEX_RUNDOWN_REF)
 /// `ExReleaseRundownProtection`: ≤ DISPATCH_LEVEL.
 #[no_mangle]
 pub unsafe extern "win64" fn ExReleaseRundownProtection(RunRef: PEX_RUNDOWN_REF) {
+    crate::kernel::preempt::entry("ExReleaseRundownProtection");
     crate::kernel::irql::require_dispatch_or_below("ExReleaseRundownProtection");
     // SAFETY: the caller passes a live EX_RUNDOWN_REF.
     let w = unsafe { rundown_word(RunRef) };
@@ -416,7 +429,10 @@ pub unsafe extern "win64" fn ExReleaseRundownProtection(RunRef: PEX_RUNDOWN_REF)
             return;
         }
         match w.compare_exchange_weak(cur, cur - 2, Ordering::SeqCst, Ordering::SeqCst) {
-            Ok(_) => return,
+            Ok(_) => {
+                crate::kernel::preempt::exit();
+                return;
+            }
             Err(v) => cur = v,
         }
     }
@@ -479,6 +495,7 @@ pub(crate) const QPC_FREQUENCY: i64 = 10_000_000;
 pub unsafe extern "win64" fn KeQueryPerformanceCounter(
     PerformanceFrequency: PLARGE_INTEGER,
 ) -> wsk_sys::LARGE_INTEGER {
+    crate::kernel::preempt::entry("KeQueryPerformanceCounter");
     if !PerformanceFrequency.is_null() {
         // SAFETY: the caller passes LARGE_INTEGER storage.
         unsafe {

@@ -288,6 +288,7 @@ pub unsafe extern "win64" fn IoQueueWorkItem(
     QueueType: WORK_QUEUE_TYPE,
     Context: PVOID,
 ) {
+    crate::kernel::preempt::entry("IoQueueWorkItem");
     let _ = QueueType;
     crate::kernel::irql::require_dispatch_or_below("IoQueueWorkItem");
     let item = IoWorkItem as usize;

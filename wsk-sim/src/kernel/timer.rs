@@ -206,6 +206,7 @@ pub unsafe extern "win64" fn KeSetTimerEx(
     Period: LONG,
     Dpc: PKDPC,
 ) -> BOOLEAN {
+    crate::kernel::preempt::entry("KeSetTimerEx");
     crate::kernel::irql::require_dispatch_or_below("KeSetTimer");
     ensure_thread();
     // SAFETY: LARGE_INTEGER is a plain 8-byte integer.
@@ -237,6 +238,7 @@ pub unsafe extern "win64" fn KeSetTimer(
     DueTime: LARGE_INTEGER,
     Dpc: PKDPC,
 ) -> BOOLEAN {
+    crate::kernel::preempt::entry("KeSetTimer");
     // SAFETY: same contract.
     unsafe { KeSetTimerEx(Timer, DueTime, 0, Dpc) }
 }
@@ -245,6 +247,7 @@ pub unsafe extern "win64" fn KeSetTimer(
 /// (as in Windows: use KeFlushQueuedDpcs or a rundown for that).
 #[no_mangle]
 pub unsafe extern "win64" fn KeCancelTimer(Timer: PKTIMER) -> BOOLEAN {
+    crate::kernel::preempt::entry("KeCancelTimer");
     crate::kernel::irql::require_dispatch_or_below("KeCancelTimer");
     let mut g = lock();
     let t = g.get_or_insert_with(Timers::default);
@@ -271,6 +274,7 @@ pub unsafe extern "win64" fn KeInsertQueueDpc(
     SystemArgument1: PVOID,
     SystemArgument2: PVOID,
 ) -> BOOLEAN {
+    crate::kernel::preempt::entry("KeInsertQueueDpc");
     ensure_thread();
     let mut g = lock();
     let t = g.get_or_insert_with(Timers::default);

@@ -289,7 +289,7 @@ fn event_callback(
                 );
             }
             s.enabled &= !mask;
-            if s.running == mask {
+            if s.running & mask != 0 {
                 // W33: the callback is running now.
                 if irp.is_null() {
                     return Out::EventPending;

@@ -4,7 +4,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use wsk_sys::{
     MDL_PAGES_LOCKED, MDL_SOURCE_IS_NONPAGED_POOL, PMDL, WSK_BUF, WSK_DATAGRAM_INDICATION,
@@ -226,13 +227,16 @@ struct Retained {
     quarantine: VecDeque<Box<Block>>,
     /// Node addresses of released lists (for "double release" messages).
     released_nodes: VecDeque<usize>,
-    /// Nodes of lists whose receive callback is running right now, and on which thread.
-    in_callback: HashMap<usize, std::thread::ThreadId>,
+    /// Nodes of lists whose receive callback is running right now, on which thread, and
+    /// that thread's kernel-call counter.
+    in_callback: HashMap<usize, (std::thread::ThreadId, Arc<AtomicU64>)>,
     /// WskRelease calls from other threads on lists whose callback the provider has not
-    /// seen return yet: (head, socket, stream). The callback may already have returned
-    /// STATUS_PENDING (the provider thread can be preempted right after the return), so
-    /// they are applied when its return is recorded.
-    early_releases: Vec<(usize, usize, bool)>,
+    /// seen return yet: (head, socket, stream, the callback thread's kernel calls then).
+    /// The callback may already have returned STATUS_PENDING (the provider thread can be
+    /// preempted right after the return; a client's last reference may go just before it),
+    /// so they are applied when its return is recorded, unless the callback entered the
+    /// kernel again after the release: then it was still running (W55/W68).
+    early_releases: Vec<(usize, usize, bool, u64)>,
 }
 
 static RETAINED: Mutex<Option<Retained>> = Mutex::new(None);
@@ -256,9 +260,10 @@ fn quarantine(r: &mut Retained, b: Box<Block>) {
 /// The receive callback for this list starts on this thread.
 pub(crate) fn callback_starts(b: &Block) {
     let me = std::thread::current().id();
+    let calls = crate::kernel::preempt::thread_calls();
     with(|r| {
         for a in b.node_addrs() {
-            r.in_callback.insert(a, me);
+            r.in_callback.insert(a, (me, Arc::clone(&calls)));
         }
     });
 }
@@ -269,12 +274,18 @@ pub(crate) struct Returned {
     pub released: usize,
     /// Heads released that way although the callback did not return STATUS_PENDING.
     pub not_retained: Vec<usize>,
+    /// Heads released that way while the callback was provably still running: (head,
+    /// kernel calls the callback made after the release).
+    pub still_running: Vec<(usize, u64)>,
+    /// A WSK_DATA_INDICATION list (WskReceiveEvent), else datagrams (WskReceiveFromEvent).
+    pub stream: bool,
 }
 
 /// The receive callback for this list returned, `retained` (STATUS_PENDING) or not: in one
 /// step, the list is retained or poisoned, the callback marker cleared, and releases that
-/// came in early applied, so no WskRelease can fall between them.
-pub(crate) fn callback_returned(b: Box<Block>, retained: bool) -> Returned {
+/// came in early applied, so no WskRelease can fall between them. `calls_at_return`: the
+/// callback thread's kernel calls when the callback returned.
+pub(crate) fn callback_returned(b: Box<Block>, retained: bool, calls_at_return: u64) -> Returned {
     with(|r| {
         let nodes = b.node_addrs();
         for a in &nodes {
@@ -287,10 +298,16 @@ pub(crate) fn callback_returned(b: Box<Block>, retained: bool) -> Returned {
         let mut out = Returned {
             released: 0,
             not_retained: Vec::new(),
+            still_running: early
+                .iter()
+                .filter(|e| calls_at_return > e.3)
+                .map(|e| (e.0, calls_at_return - e.3))
+                .collect(),
+            stream: !b.stream_nodes.is_empty(),
         };
         if retained {
             retain_locked(r, b);
-            for (head, socket, stream) in early {
+            for (head, socket, stream, _) in early {
                 // SAFETY: `head` is a node of the block just retained.
                 let done = unsafe { release_locked(r, socket, head, stream) };
                 if let Release::Ok { bytes, .. } = done {
@@ -350,11 +367,12 @@ pub(crate) enum Release {
 /// `head` is a node pointer handed out by the provider (checked against the table first).
 pub(crate) unsafe fn release(socket: usize, head: usize, stream: bool) -> Release {
     with(|r| {
-        if let Some(&t) = r.in_callback.get(&head) {
-            if t == std::thread::current().id() {
+        if let Some((t, calls)) = r.in_callback.get(&head) {
+            if *t == std::thread::current().id() {
                 return Release::DuringCallback;
             }
-            r.early_releases.push((head, socket, stream));
+            let then = calls.load(Ordering::SeqCst);
+            r.early_releases.push((head, socket, stream, then));
             return Release::Early;
         }
         // SAFETY: per the function contract.

@@ -12,6 +12,7 @@ pub(crate) mod events;
 pub(crate) mod indication;
 pub(crate) mod listen;
 pub(crate) mod poller;
+pub(crate) mod race;
 pub(crate) mod registration;
 pub(crate) mod release;
 pub(crate) mod socket;
@@ -31,6 +32,7 @@ pub(crate) fn reset() {
 /// WskCaptureProviderNPI and the kernel's SeExports the provider's security checks read.
 pub(crate) fn start_run() {
     socket::set_dispatch_tables(dispatch::for_kind);
+    crate::kernel::preempt::set_hook(race::on_kernel_call);
     poller::ensure_started();
     clients::start_run();
 }

@@ -251,6 +251,25 @@ pub(crate) fn with<R>(f: impl FnOnce(&mut Provider) -> R) -> R {
     f(g.get_or_insert_with(Provider::default))
 }
 
+/// As [`with`], from a thread that may already hold the provider lock further up its stack
+/// (a client's kernel call inside a callback or completion the provider runs): tries for a
+/// while (about a millisecond), None if the lock stayed busy.
+pub(crate) fn try_with<R>(f: impl FnOnce(&mut Provider) -> R) -> Option<R> {
+    for _ in 0..100 {
+        match PROVIDER.try_lock() {
+            Ok(mut g) => return Some(f(g.get_or_insert_with(Provider::default))),
+            Err(std::sync::TryLockError::Poisoned(e)) => {
+                let mut g = e.into_inner();
+                return Some(f(g.get_or_insert_with(Provider::default)));
+            }
+            Err(std::sync::TryLockError::WouldBlock) => {
+                std::thread::sleep(std::time::Duration::from_micros(10));
+            }
+        }
+    }
+    None
+}
+
 pub(crate) fn live_for_client(client: usize) -> usize {
     with(|p| {
         p.sockets
@@ -390,6 +409,8 @@ pub(crate) fn enter(socket: PWSK_SOCKET, call: &str) -> Result<InCall, NTSTATUS>
 /// As [`enter`], also for a socket that no longer works (WskRelease must still return
 /// retained lists).
 pub(crate) fn enter_any(socket: PWSK_SOCKET, call: &str) -> Option<InCall> {
+    // A provider call is a kernel call the client makes: a preemption point.
+    crate::kernel::preempt::entry(call);
     let ws = socket as usize;
     let r = with(|p| match p.sockets.get_mut(&ws) {
         Some(s) if s.closing.is_none() => {

@@ -55,3 +55,11 @@ pub(crate) fn resume(owner: usize, ws: usize) {
     }
     wake(owner);
 }
+
+/// Serves socket `ws` on the calling thread now (plans and runs what is due: completions,
+/// one callback at a time), as a provider thread would.
+pub(crate) fn serve_now(ws: usize) {
+    if let Some(service) = SERVICE.get() {
+        service(ws);
+    }
+}

@@ -63,8 +63,10 @@ impl Plan {
 }
 
 /// Marks `event`'s callback running on this thread (one callback at a time per socket).
+/// (A receive and a disconnect event may overlap under `disconnect_race_rate`: `running`
+/// then has both bits.)
 pub(crate) fn start_callback(s: &mut Sock, event: u32) {
-    s.running = event;
+    s.running |= event;
     s.running_thread = Some(std::thread::current().id());
 }
 
@@ -75,7 +77,8 @@ pub(crate) fn callback_done(ws: usize, event: u32) {
         let Some(s) = p.sockets.get_mut(&ws) else {
             return (Vec::new(), None);
         };
-        s.running = 0;
+        s.running &= !event;
+        // (If the other of two overlapping callbacks still runs, it runs on another thread.)
         s.running_thread = None;
         // W44: indications come in arbitrary thread context: now and then the socket moves
         // to another provider thread (still one callback at a time: `running` is checked
@@ -90,7 +93,8 @@ pub(crate) fn callback_done(ws: usize, event: u32) {
         let (w, keep): (Vec<_>, Vec<_>) =
             s.disable_waiters.drain(..).partition(|(e, _)| *e == event);
         s.disable_waiters = keep;
-        let close = s.closing;
+        // The close completes once no callback of the socket runs (W70).
+        let close = if s.running == 0 { s.closing } else { None };
         if close.is_some() {
             socket::remove(p, ws);
         }
@@ -106,8 +110,21 @@ pub(crate) fn callback_done(ws: usize, event: u32) {
 
 /// Records a receive callback's return for its list (retained on STATUS_PENDING) and
 /// applies WskRelease calls that came in from other threads before the return was seen.
-pub(crate) fn settle(ws: usize, block: Box<crate::wsk::indication::Block>, retained: bool) {
-    let r = crate::wsk::indication::callback_returned(block, retained);
+/// `calls_at_return`: the callback thread's kernel calls (`preempt::calls_now`) taken as
+/// the callback returned.
+pub(crate) fn settle(
+    ws: usize,
+    block: Box<crate::wsk::indication::Block>,
+    retained: bool,
+    calls_at_return: u64,
+) {
+    let r = crate::wsk::indication::callback_returned(block, retained, calls_at_return);
+    for (head, calls) in &r.still_running {
+        crate::kernel::state::violation(format!(
+            "WskRelease({head:#x}) from another thread while its {} callback was still running (the callback entered the kernel {calls} more time(s) before returning): the list is retained only once the callback has returned STATUS_PENDING (W55/W68); count the callback's own reference, do not infer its return from time",
+            if r.stream { "WskReceiveEvent" } else { "WskReceiveFromEvent" }
+        ));
+    }
     if r.released > 0 {
         let owner = socket::with(|p| {
             p.sockets.get_mut(&ws).map(|s| {

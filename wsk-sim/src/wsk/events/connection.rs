@@ -327,17 +327,32 @@ pub(crate) fn plan(p: &mut Provider, ws: usize, mut done: Vec<Completion>) -> Pl
         // SAFETY: the client's connection dispatch.
         let f = unsafe { (*d).WskReceiveEvent }.map_or(0, |f| f as usize);
         start_callback(s, WSK_EVENT_RECEIVE);
-        return Plan::Run(
-            defer(Job::Receive {
-                ws,
-                ctx: s.ctx,
-                f,
-                block: Some(block),
-                chunks,
-                flags,
-            }),
-            done,
-        );
+        let receive = Job::Receive {
+            ws,
+            ctx: s.ctx,
+            f,
+            block: Some(block),
+            chunks,
+            flags,
+        };
+        if e & WSK_EVENT_DISCONNECT != 0
+            && !s.eof_reported
+            && cfg.disconnect_race_rate > 0.0
+            && crate::kernel::schedule::chance(cfg.disconnect_race_rate)
+        {
+            // `disconnect_race_rate`: the graceful WskDisconnectEvent may overlap this
+            // receive callback, on another thread, once the peer's FIN is in and no data is
+            // left: W45 serialises receive events only with each other.
+            if s.rx.is_empty() && !s.eof {
+                read_stream(s);
+            }
+            let wait = std::time::Duration::from_micros(cfg.disconnect_race_us);
+            return Plan::Run(
+                Deferred::new(move |level, at| race_receive(ws, receive, wait, level, at)),
+                done,
+            );
+        }
+        return Plan::Run(defer(receive), done);
     }
     if s.eof && s.rx.is_empty() && !s.eof_reported {
         s.eof_reported = true;
@@ -410,7 +425,8 @@ fn run(job: Job, level: u8, at: u32) {
                     unsafe { f(ctx as PVOID, flags | at, head, bytes, &raw mut accepted) }
                 })
             };
-            after_receive(ws, block, chunks, bytes, st, accepted);
+            let calls = crate::kernel::preempt::calls_now();
+            after_receive(ws, block, chunks, bytes, st, accepted, calls);
         }
         Job::Disconnect { ws, ctx, f, flags } => {
             type F = unsafe extern "win64" fn(PVOID, u32) -> NTSTATUS;
@@ -458,6 +474,7 @@ fn after_receive(
     bytes: usize,
     st: NTSTATUS,
     accepted: usize,
+    calls_at_return: u64,
 ) {
     let Some(block) = block else {
         callback_done(ws, WSK_EVENT_RECEIVE);
@@ -491,11 +508,62 @@ fn after_receive(
             }
         }
     });
-    settle(ws, block, st == STATUS_PENDING);
+    settle(ws, block, st == STATUS_PENDING, calls_at_return);
     if let Some(b) = bad {
         violation(b);
     }
     callback_done(ws, WSK_EVENT_RECEIVE);
+}
+
+/// `disconnect_race_rate`: runs the receive callback with the socket's disconnect event
+/// armed: at each of the callback's kernel calls, once the peer's FIN is in and no data is
+/// left, the WskDisconnectEvent runs on another thread while the callback waits up to
+/// `wait`. If the FIN is in by the time the callback returns, the event still goes to
+/// another thread (overlapping the provider's bookkeeping of the receive).
+fn race_receive(ws: usize, receive: Job, wait: std::time::Duration, level: u8, at: u32) {
+    let work = move || {
+        disconnect_due(ws).map(|job| Box::new(move || defer(job).run()) as Box<dyn FnOnce() + Send>)
+    };
+    crate::wsk::race::arm(Box::new(work), wait);
+    run(receive, level, at);
+    if let Some(mut check) = crate::wsk::race::disarm() {
+        if let Some(work) = check() {
+            crate::wsk::race::run_elsewhere(work, std::time::Duration::ZERO);
+        }
+    }
+}
+
+/// The socket's graceful WskDisconnectEvent if it is due now (FIN in, no data left, not
+/// reported, the event enabled), marked running; checked from the receive callback's thread.
+fn disconnect_due(ws: usize) -> Option<Job> {
+    socket::try_with(|p| {
+        let s = p.sockets.get_mut(&ws)?;
+        if s.eof_reported
+            || s.closing.is_some()
+            || s.dead.is_some()
+            || s.events() & WSK_EVENT_DISCONNECT == 0
+        {
+            return None;
+        }
+        if s.rx.is_empty() && !s.eof {
+            read_stream(s);
+        }
+        let d = client_dispatch(s);
+        if !(s.eof && s.rx.is_empty()) || d.is_null() {
+            return None;
+        }
+        s.eof_reported = true;
+        // SAFETY: the client's connection dispatch.
+        let f = unsafe { (*d).WskDisconnectEvent }.map_or(0, |f| f as usize);
+        start_callback(s, WSK_EVENT_DISCONNECT);
+        Some(Job::Disconnect {
+            ws,
+            ctx: s.ctx,
+            f,
+            flags: 0,
+        })
+    })
+    .flatten()
 }
 
 /// The job as the provider threads carry it.

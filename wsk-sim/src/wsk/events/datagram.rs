@@ -182,7 +182,8 @@ fn run(job: Job, level: u8, at: u32) {
                 // SAFETY: calling the client's callback with provider-owned arguments.
                 unsafe { f(ctx as PVOID, at | extra_flags, head) }
             });
-            after_receive_from(ws, block, dgrams, st, is_static);
+            let calls = crate::kernel::preempt::calls_now();
+            after_receive_from(ws, block, dgrams, st, is_static, calls);
         }
         Job::NullReceiveFrom { ws, ctx, f } => {
             type F = unsafe extern "win64" fn(
@@ -209,6 +210,7 @@ fn after_receive_from(
     dgrams: Vec<(Vec<u8>, SocketAddr)>,
     st: NTSTATUS,
     is_static: bool,
+    calls_at_return: u64,
 ) {
     let mut bad = None;
     socket::with(|p| {
@@ -235,7 +237,7 @@ fn after_receive_from(
             }
         }
     });
-    settle(ws, block, st == STATUS_PENDING);
+    settle(ws, block, st == STATUS_PENDING, calls_at_return);
     if let Some(b) = bad {
         violation(format!("WskReceiveFromEvent returned {b:#x}; only SUCCESS, PENDING and DATA_NOT_ACCEPTED are defined (C32/G12)"));
     }

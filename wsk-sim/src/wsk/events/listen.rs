@@ -172,6 +172,20 @@ fn run(job: Job, level: u8, at: u32) {
             s.accept_slots = Some(((&raw mut ctx_slot) as usize, (&raw mut disp_slot) as usize));
         }
     });
+    let cfg = crate::kernel::state::config();
+    if new != 0
+        && f != 0
+        && cfg.accept_race_rate > 0.0
+        && crate::kernel::schedule::chance(cfg.accept_race_rate)
+    {
+        arm_accept_race(
+            ws,
+            new,
+            (&raw mut ctx_slot) as usize,
+            (&raw mut disp_slot) as usize,
+            cfg.accept_race_us,
+        );
+    }
     let st = if f == 0 {
         STATUS_REQUEST_NOT_ACCEPTED
     } else {
@@ -200,7 +214,51 @@ fn run(job: Job, level: u8, at: u32) {
             }
         })
     };
+    // The callback returned: its slots leave the stack with this frame.
+    let _ = crate::wsk::race::disarm();
     after_accept(ws, new, st, ctx_slot as usize, disp_slot as usize);
+}
+
+/// `accept_race_rate`: the accepted socket's events may come as soon as the callback has
+/// set `*AcceptSocketDispatch` (W50: they are what its callbacks use), on another thread,
+/// before WskAcceptEvent returns. The callback is held back 1-5 ms on entry (the peer's
+/// first bytes or FIN arrive meanwhile); at its first kernel call after the dispatch is set,
+/// the socket takes the context and dispatch, its inherited (W34) and static (G18)
+/// connection events, and another thread serves it (indicating data or a FIN already
+/// there) while the callback waits up to `wait_us` for that.
+fn arm_accept_race(listener: usize, new: usize, ctx_slot: usize, disp_slot: usize, wait_us: u64) {
+    let hold = crate::kernel::schedule::range(1_000, 5_000);
+    std::thread::sleep(Duration::from_micros(hold as u64));
+    crate::wsk::race::arm(
+        Box::new(move || {
+            // SAFETY: the out-parameters live in `run`'s frame, which disarms the race before
+            // it returns; read on the callback's own thread, after its writes.
+            let (ctx, disp) = unsafe {
+                (
+                    std::ptr::read_volatile(ctx_slot as *const usize),
+                    std::ptr::read_volatile(disp_slot as *const usize),
+                )
+            };
+            if disp == 0 {
+                return None;
+            }
+            // (try_with: this thread may hold the provider lock further up its stack.)
+            let live = socket::try_with(|p| {
+                let inherit = p.sockets.get(&listener).map_or(0, |l| l.inherit);
+                let s = p.sockets.get_mut(&new)?;
+                s.ctx = ctx;
+                s.dispatch = disp;
+                s.enabled |= inherit;
+                s.static_mask |= crate::wsk::clients::with_client(s.client, |r| r.static_mask)
+                    .unwrap_or(0)
+                    & socket::CONNECTION_EVENTS;
+                Some(())
+            });
+            live.flatten()?;
+            Some(Box::new(move || crate::wsk::wake::serve_now(new)) as Box<dyn FnOnce() + Send>)
+        }),
+        Duration::from_micros(wait_us),
+    );
 }
 
 fn after_accept(ws: usize, new: usize, st: NTSTATUS, ctx: usize, disp: usize) {
