@@ -16,10 +16,14 @@ pub const REGISTRY_PATH: &str = "\\Registry\\Machine\\System\\CurrentControlSet\
 /// unkind settings, seeded): sleeps rounded to the clock interval, completions before the call
 /// returns and while a receive callback runs, stalled callbacks, callbacks inside provider
 /// calls, unmapped and 1-3 byte indication MDLs, the caller's process, and the close IRP
-/// completing before, between or after the IRPs it cancelled (`close`).
+/// completing before, between or after the IRPs it cancelled (`close`), PASSIVE threads
+/// descheduled at their kernel calls (`preempt`), events of an accepted socket before its
+/// accept callback returns (`accept-race`), a disconnect event during a receive event
+/// (`disconnect-race`).
 /// The wskecho-sim runner, a benchmark tool, keeps the kind orders.
 pub const SUITE_UNKIND: &str =
-    "close,clock,progress,late-return,stall,user-process,unmapped-mdl,tiny-mdl,inline-callback";
+    "close,clock,progress,late-return,stall,user-process,unmapped-mdl,tiny-mdl,inline-callback,\
+     preempt,accept-race,disconnect-race";
 
 fn suite_orders(sim: wsk_sim::Config) -> wsk_sim::Config {
     // Included into the driver's integration tests, which are built with cfg(test).

@@ -1031,15 +1031,14 @@ unsafe extern "win64" fn receive_event(
     // The context cannot be recycled under us: the close waits for running callbacks (W70).
     // SAFETY: the registered context.
     let r = unsafe { &*ctx.cast::<Conn>() };
-    let attend = {
-        let mut state = r.state.lock();
-        state.rx_callback_end();
-        // Lists retained by this callback go back at the next pump or tick.
-        state.needs_tick()
-    };
-    if attend {
+    // Lists this callback retained go back at the next pump or tick: put it on the attention
+    // list first, so that dropping the reference below is the callback's last act.
+    if r.state.lock().needs_tick() {
         r.drv().conns.attend(r);
     }
+    // The reference is dropped under the lock every releaser takes: no release can reach the
+    // provider before this unlock, and nothing of this callback enters the kernel after it.
+    r.state.lock().rx_callback_end();
     status
 }
 

@@ -109,6 +109,10 @@ pub struct RunConfig {
     pub udp_timeout: Duration,
     #[serde(serialize_with = "secs")]
     pub connect_timeout: Duration,
+    /// TCP: how long after the measured window the echoes still due are waited for before
+    /// they count as lost (1 s; library callers facing a slow server may give more).
+    #[serde(serialize_with = "secs")]
+    pub tcp_drain: Duration,
     /// Stream mode: bytes in flight per connection.
     pub window_bytes: usize,
     /// Source mode: check the server's `i % 251` pattern.
@@ -180,6 +184,7 @@ impl Default for RunConfig {
             batch: 32,
             busy_poll: false,
             udp_timeout: Duration::from_millis(200),
+            tcp_drain: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(3),
             window_bytes: 1 << 20,
             verify_source: true,

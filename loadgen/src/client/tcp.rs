@@ -15,7 +15,6 @@ use super::wire::{Check, SendTimes};
 use super::{Clock, Mode, RunConfig, Wire, Worker};
 
 /// How long after the end a run waits for the last echoes.
-const DRAIN: Duration = Duration::from_secs(1);
 /// Target bytes per write in sink/stream mode.
 const TX_CHUNK: usize = 256 * 1024;
 /// Buffer memory a worker aims for over all its connections (smaller chunks with many conns).
@@ -194,14 +193,14 @@ pub(crate) fn worker(w: &Worker) -> Stats {
         if all_done {
             break;
         }
-        if ending && now >= clock.end_ns() + DRAIN.as_nanos() as u64 {
+        if ending && now >= clock.end_ns() + cfg.tcp_drain.as_nanos() as u64 {
             for c in conns.iter().filter(|c| !c.dead && c.s.outstanding > 0) {
                 st.errors.lost += c.s.outstanding;
                 st.note(format!(
                     "flow {}: {} echoes missing {} s after the end",
                     c.flow,
                     c.s.outstanding,
-                    DRAIN.as_secs()
+                    cfg.tcp_drain.as_secs_f64()
                 ));
             }
             break;
@@ -231,7 +230,7 @@ pub(crate) fn worker(w: &Worker) -> Stats {
             Some(Duration::ZERO)
         } else {
             let limit = if ending {
-                clock.end_ns() + DRAIN.as_nanos() as u64
+                clock.end_ns() + cfg.tcp_drain.as_nanos() as u64
             } else {
                 clock.end_ns().min(next_due)
             };
