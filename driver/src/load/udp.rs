@@ -95,7 +95,9 @@ impl UdpJob {
                 payload_mdl: ptr::null_mut(),
                 len,
                 remote: SockAddrBuf::from_socket_addr(remote),
-                ctl_irp: irp::alloc(),
+                // Allocated once the block exists (below): an IRP inside a value whose block
+                // allocation fails would be dropped unfreed.
+                ctl_irp: ptr::null_mut(),
                 io: AtomicU32::new(1),
             },
             pool::TAG_UDP,
@@ -133,6 +135,7 @@ impl UdpJob {
     }
 
     fn alloc(&mut self, n: usize) -> Result<(), NTSTATUS> {
+        self.ctl_irp = irp::alloc();
         if self.ctl_irp.is_null() {
             return Err(STATUS_INSUFFICIENT_RESOURCES);
         }

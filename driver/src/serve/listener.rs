@@ -66,12 +66,16 @@ impl Listener {
                 drv,
                 service: *service,
                 dead: AtomicBool::new(false),
-                close_irp: irp::alloc(),
+                // Allocated once the block exists (below): an IRP inside a value whose block
+                // allocation fails would be dropped unfreed.
+                close_irp: ptr::null_mut(),
                 stats_slot,
             },
             pool::TAG_LISTEN,
         )?;
         // SAFETY: l is ours until the socket exists.
+        unsafe { (*l).close_irp = irp::alloc() };
+        // SAFETY: as above.
         if unsafe { (*l).close_irp.is_null() } {
             // SAFETY: never published.
             unsafe { Self::free(l) };

@@ -182,7 +182,9 @@ impl UdpSock {
                 n: 0,
                 closing: AtomicBool::new(false),
                 dead: AtomicBool::new(false),
-                ctl_irp: irp::alloc(),
+                // Allocated once the block exists (alloc_ctxs): an IRP inside a value whose
+                // block allocation fails would be dropped unfreed.
+                ctl_irp: ptr::null_mut(),
                 stats_slot,
                 io: AtomicU32::new(1),
             },
@@ -221,6 +223,7 @@ impl UdpSock {
     }
 
     fn alloc_ctxs(&mut self, n: usize) -> Result<(), NTSTATUS> {
+        self.ctl_irp = irp::alloc();
         if self.ctl_irp.is_null() {
             return Err(STATUS_INSUFFICIENT_RESOURCES);
         }

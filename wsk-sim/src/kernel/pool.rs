@@ -172,8 +172,9 @@ pub unsafe extern "win64" fn ExAllocatePool2(
     if Tag == 0 {
         crate::kernel::state::violation("ExAllocatePool2 with pool tag 0 (a tag is required)");
     }
-    if crate::kernel::schedule::injected_failure(crate::kernel::config::Call::ExAllocatePool2)
-        .is_some()
+    if crate::kernel::schedule::tagged_alloc_failure(Tag)
+        || crate::kernel::schedule::injected_failure(crate::kernel::config::Call::ExAllocatePool2)
+            .is_some()
     {
         return std::ptr::null_mut();
     }

@@ -11,11 +11,14 @@ use crate::kernel::config::Call;
 struct Schedule {
     state: u64,
     one_shot: VecDeque<(Call, NTSTATUS)>,
+    /// Pool tags whose next ExAllocatePool2 fails (one entry per failure).
+    alloc_tags: VecDeque<u32>,
 }
 
 static SCHEDULE: Mutex<Schedule> = Mutex::new(Schedule {
     state: 1,
     one_shot: VecDeque::new(),
+    alloc_tags: VecDeque::new(),
 });
 
 fn lock() -> std::sync::MutexGuard<'static, Schedule> {
@@ -28,6 +31,7 @@ pub(crate) fn reset(seed: u64) {
     let mut s = lock();
     s.state = seed ^ 0x9E37_79B9_7F4A_7C15;
     s.one_shot.clear();
+    s.alloc_tags.clear();
 }
 
 /// splitmix64: small, good enough for schedules, no dependency.
@@ -67,6 +71,26 @@ pub fn fail_next(call: Call, status: NTSTATUS, count: usize) {
     let mut s = lock();
     for _ in 0..count {
         s.one_shot.push_back((call, status));
+    }
+}
+
+/// The next `count` ExAllocatePool2 calls with pool tag `tag` fail (return NULL), whatever
+/// else is allocated meanwhile: to fail one particular block of the code under test.
+pub fn fail_next_alloc_tagged(tag: u32, count: usize) {
+    let mut s = lock();
+    for _ in 0..count {
+        s.alloc_tags.push_back(tag);
+    }
+}
+
+/// Whether an ExAllocatePool2 with `tag` must fail by [`fail_next_alloc_tagged`].
+pub(crate) fn tagged_alloc_failure(tag: u32) -> bool {
+    let mut s = lock();
+    if let Some(pos) = s.alloc_tags.iter().position(|&t| t == tag) {
+        s.alloc_tags.remove(pos);
+        true
+    } else {
+        false
     }
 }
 
