@@ -26,7 +26,7 @@ fn idle_ticks_do_not_visit_idle_connections() {
     // Let retained lists go back and the attention list empty.
     std::thread::sleep(Duration::from_millis(300));
     let (t0, v0) = wskecho::housekeeping_counts().unwrap();
-    std::thread::sleep(Duration::from_millis(1000));
+    std::thread::sleep(Duration::from_secs(1));
     let (t1, v1) = wskecho::housekeeping_counts().unwrap();
     let (ticks, visits) = (t1 - t0, v1 - v0);
     eprintln!("{ticks} ticks, {visits} visits of {CONNS} idle connections");

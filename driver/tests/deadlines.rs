@@ -4,6 +4,7 @@
 //!   any stuck behind the data the driver refused) -> abort, every retained list released;
 //! - RetainTimeoutMs: a receive buffer held that long -> the connection takes no more
 //!   zero-copy.
+//!
 //! Without them the first two connections stay open (and hold provider buffers) until unload.
 
 mod common;

@@ -397,11 +397,13 @@ fn stream_service_listens_with_wsklisten() {
     use control::config::{Config, Service, Services};
     for stream in [false, true] {
         let port = common::harness::free_port(V4);
-        let mut cfg = Config::default();
-        cfg.services = Services::from_slice(&[
-            Service::new(Proto::Tcp, port, Mode::Echo, V4).with_stream(stream)
-        ])
-        .unwrap();
+        let cfg = Config {
+            services: Services::from_slice(&[
+                Service::new(Proto::Tcp, port, Mode::Echo, V4).with_stream(stream)
+            ])
+            .unwrap(),
+            ..Config::default()
+        };
         let sim = wsk_sim::Config {
             fail_calls: vec![wsk_sim::config::Call::WskListen],
             fail_rate: 1.0,
