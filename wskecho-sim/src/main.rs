@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 const USAGE: &str =
     "usage: wskecho-sim [--duration TIME] [--control ADDR | --no-control] [--seed N]
                    [--param NAME=DWORD]... [--services LIST] [--cpus N] [--plain]
-                   [--sys PATH [--no-stack-probe]]
+                   [--datagrams-per-list N] [--sys PATH [--no-stack-probe]]
   Runs the wskecho driver inside wsk-sim on 127.0.0.1 with the default services
   (echo tcp+udp 7007, discard tcp+udp 7009, source tcp 7019, sockperf tcp+udp 11111).
   --param sets a DWORD value of the driver's registry Parameters key (e.g. EnableZeroCopy=0,
@@ -41,7 +41,9 @@ const USAGE: &str =
   processors the simulator presents to the driver (default 4, whatever the host has).
   SIGINT and SIGTERM end the run like --duration: final counters and the leak verdict.
   --plain starts from wsk-sim's plain configuration (no random pending/IRQL choices, one
-  indication entry per receive), for clean per-path measurements.
+  indication entry per receive), for clean per-path measurements. --datagrams-per-list N
+  lets one WskReceiveFromEvent list hold up to N queued datagrams (a seeded draw of 1..N;
+  default 8), e.g. 64 to measure batched UDP echo under bursts.
   --sys runs the driver image at PATH (e.g. target/driver/wskecho.sys from `cargo xtask
   driver`) instead of the built-in driver code: wsk-sim maps and relocates it, binds its
   imports to the sim's kernel, and reaches it only through DriverEntry, its IRP dispatch
@@ -56,6 +58,7 @@ struct Args {
     services: Option<Vec<String>>,
     cpus: Option<u32>,
     plain: bool,
+    datagrams_per_list: Option<usize>,
     sys: Option<String>,
     stack_probe: bool,
 }
@@ -69,6 +72,7 @@ fn parse() -> Result<Args, String> {
         services: None,
         cpus: None,
         plain: false,
+        datagrams_per_list: None,
         sys: None,
         stack_probe: true,
     };
@@ -113,6 +117,15 @@ fn parse() -> Result<Args, String> {
                 );
             }
             "--plain" => a.plain = true,
+            "--datagrams-per-list" => {
+                let v = it.next().ok_or("--datagrams-per-list needs N")?;
+                a.datagrams_per_list = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|n| (1..=1024).contains(n))
+                        .ok_or_else(|| format!("bad --datagrams-per-list {v}: 1 to 1024"))?,
+                );
+            }
             "--sys" => a.sys = Some(it.next().ok_or("--sys needs PATH")?),
             "--no-stack-probe" => a.stack_probe = false,
             "-h" | "--help" => return Err(USAGE.into()),
@@ -253,6 +266,9 @@ fn main() -> ExitCode {
     }
     if let Some(n) = args.cpus {
         sim.processor_count = n;
+    }
+    if let Some(n) = args.datagrams_per_list {
+        sim.max_datagrams_per_indication = n;
     }
     // The driver's processor count (per-CPU counters, KeQueryActiveProcessorCountEx) is the
     // simulator's, not this machine's.

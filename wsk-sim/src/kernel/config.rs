@@ -100,6 +100,9 @@ pub struct Config {
     pub max_write_slice: usize,
     /// Largest number of bytes read for one receive indication.
     pub max_indication: usize,
+    /// Largest number of datagrams in one WskReceiveFromEvent list (each list holds a seeded
+    /// draw of 1 to this many of those queued).
+    pub max_datagrams_per_indication: usize,
     /// Indicate random prefixes of the available data, split over several list entries
     /// and MDLs (false: everything available, up to `max_indication`, in one entry).
     pub split_indications: bool,
@@ -156,6 +159,7 @@ impl Default for Config {
             reset_rate: 0.0,
             max_write_slice: 16 * 1024,
             max_indication: 64 * 1024,
+            max_datagrams_per_indication: 8,
             split_indications: true,
             max_completion_delay_us: 2000,
             ideal_send_backlog: 64 * 1024,
