@@ -342,7 +342,7 @@ impl TcpState {
     ) -> RecvDecision {
         let len: usize = lens.iter().sum();
         if !self.rx_begun {
-            self.callback_begin();
+            let _ = self.callback_begin();
         }
         self.rx_begun = false;
         if self.phase != Phase::Open {
@@ -414,13 +414,15 @@ impl TcpState {
     /// A receive callback starts (before [`on_receive`](Self::on_receive), which otherwise
     /// does this itself): from here every list of an earlier callback may be given back (W45:
     /// that callback has returned), so a pump now frees their slots for this indication.
-    pub fn callback_begin(&mut self) {
+    /// Returns whether a list of an earlier callback can be given back now (the caller pumps).
+    pub fn callback_begin(&mut self) -> bool {
         // Any indication means indications flow again, and the connection is not idle.
         self.rx_blocked = false;
         self.progress = self.progress.wrapping_add(1);
         self.rx_in_callback = true;
         self.rx_epoch = self.rx_epoch.wrapping_add(1);
         self.rx_begun = true;
+        self.releasable().is_some()
     }
 
     /// Ring bytes a copy of `n` input bytes may need beyond `n` (see on_receive).
@@ -505,6 +507,11 @@ impl TcpState {
     /// The head slot of a retained list that may be given back now: every entry's send is
     /// done and its callback holds no reference any more (see `rx_epoch`).
     fn releasable(&self) -> Option<usize> {
+        // Every retained list holds bytes (entries of zero length are never retained): no
+        // bytes, no list; the common case costs one compare.
+        if self.retained == 0 {
+            return None;
+        }
         self.live().iter().enumerate().find_map(|(i, s)| match *s {
             Slot::Zc { head, epoch, .. }
                 if usize::from(head) == i
@@ -664,10 +671,29 @@ impl TcpState {
         if self.close_issued {
             return false;
         }
+        // A list whose send is still out goes back from that send's completion; one whose
+        // send is done waits for a pump: this tick's. (Retention deadlines are the sweep's.)
         self.events_pending
             || (self.rx_blocked && !self.resume_pending)
             || self.phase != Phase::Open
-            || self.live().iter().any(|s| matches!(s, Slot::Zc { .. }))
+            || self.release_due()
+    }
+
+    /// A retained list whose every send is done and whose callback has dropped, or is about
+    /// to drop, its reference: it goes back at the next pump. One compare when nothing is
+    /// retained (every retained list holds bytes).
+    pub fn release_due(&self) -> bool {
+        self.retained > 0
+            && self.live().iter().any(|s| {
+                matches!(
+                    s,
+                    Slot::Zc {
+                        cb: false,
+                        state: ZcState::Done,
+                        ..
+                    }
+                )
+            })
     }
 
     /// The housekeeper may enable the connection's event callbacks now: counted as an

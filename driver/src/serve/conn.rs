@@ -1077,9 +1077,10 @@ unsafe fn receive(
     }
     // Lists retained by earlier callbacks whose sends are done go back first (this callback
     // started, so theirs have returned, W45): their slots are free for this indication.
-    r.state.lock().callback_begin();
-    // SAFETY: live context.
-    unsafe { pump(c) };
+    if r.state.lock().callback_begin() {
+        // SAFETY: live context.
+        unsafe { pump(c) };
+    }
     let zc_ok = entries <= MAX_SLOTS
         && flags & WSK_FLAG_RELEASE_ASAP == 0
         && drv.live.zero_copy()

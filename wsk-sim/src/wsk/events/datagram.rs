@@ -124,7 +124,9 @@ pub(crate) fn plan(p: &mut Provider, ws: usize, mut done: Vec<Completion>) -> Pl
     let due = s.dgram_retry_at.is_none_or(|t| Instant::now() >= t);
     if s.events() & WSK_EVENT_RECEIVE_FROM != 0 && !s.dgrams.is_empty() && due && s.dispatch != 0 {
         s.dgram_retry_at = None;
-        let max = crate::kernel::state::config().max_datagrams_per_indication.max(1);
+        let max = crate::kernel::state::config()
+            .max_datagrams_per_indication
+            .max(1);
         let mut n = crate::kernel::schedule::range(1, max).min(s.dgrams.len());
         // A disguised datagram (test hook) travels alone: its flags describe the whole list.
         let hooked = |d: &(Vec<u8>, SocketAddr)| crate::wsk::disguise::of(d.1.port());
