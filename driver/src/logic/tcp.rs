@@ -181,6 +181,9 @@ pub struct TcpState {
     rx_in_callback: bool,
     /// [`callback_begin`](Self::callback_begin) ran for the callback now deciding.
     rx_begun: bool,
+    /// Retained entries whose send is done (or never went out: aborted), not yet given back:
+    /// nothing can be released while it is zero, so the per-pump check costs one compare.
+    zc_done: u8,
     /// Permission to post one resume: set by send completions and the driver's periodic kick,
     /// so a resume lost to the race above is retried, not spun on.
     resume_armed: bool,
@@ -262,6 +265,7 @@ impl TcpState {
             resume_pending: false,
             rx_in_callback: false,
             rx_begun: false,
+            zc_done: 0,
             resume_armed: false,
             phase: Phase::Open,
             disconnect_issued: false,
@@ -465,14 +469,23 @@ impl TcpState {
     /// Frees every slot of the list headed by `head` and gives its bytes back to the budgets.
     fn free_group(&mut self, head: usize, global: &RetainedBudget) {
         let mut bytes = 0;
+        let mut done = 0u8;
         for s in self.slots.iter_mut().take(self.nslots) {
-            if let Slot::Zc { head: h, len, .. } = *s {
+            if let Slot::Zc {
+                head: h,
+                len,
+                state,
+                ..
+            } = *s
+            {
                 if usize::from(h) == head {
                     bytes += len;
+                    done += u8::from(state == ZcState::Done);
                     *s = Slot::Free;
                 }
             }
         }
+        self.zc_done = self.zc_done.saturating_sub(done);
         self.retained -= bytes;
         global.release(bytes);
     }
@@ -507,9 +520,8 @@ impl TcpState {
     /// The head slot of a retained list that may be given back now: every entry's send is
     /// done and its callback holds no reference any more (see `rx_epoch`).
     fn releasable(&self) -> Option<usize> {
-        // Every retained list holds bytes (entries of zero length are never retained): no
-        // bytes, no list; the common case costs one compare.
-        if self.retained == 0 {
+        // Nothing retained is done: the common case costs one compare.
+        if self.zc_done == 0 {
             return None;
         }
         self.live().iter().enumerate().find_map(|(i, s)| match *s {
@@ -680,10 +692,10 @@ impl TcpState {
     }
 
     /// A retained list whose every send is done and whose callback has dropped, or is about
-    /// to drop, its reference: it goes back at the next pump. One compare when nothing is
-    /// retained (every retained list holds bytes).
+    /// to drop, its reference: it goes back at the next pump. One compare when no retained
+    /// entry is done.
     pub fn release_due(&self) -> bool {
-        self.retained > 0
+        self.zc_done > 0
             && self.live().iter().any(|s| {
                 matches!(
                     s,
@@ -760,7 +772,10 @@ impl TcpState {
             while self.zc_len > 0 {
                 let slot = self.pop_zc();
                 if let Some(Slot::Zc { state, .. }) = self.slots.get_mut(slot) {
-                    *state = ZcState::Done;
+                    if *state != ZcState::Done {
+                        *state = ZcState::Done;
+                        self.zc_done = self.zc_done.saturating_add(1);
+                    }
                 }
             }
             if self.releasable().is_some() {
@@ -909,6 +924,7 @@ impl TcpState {
                 part,
             } => {
                 // Released later by the pump once the callback is provably over (rx_epoch).
+                self.zc_done = self.zc_done.saturating_add(1);
                 self.set_slot(
                     slot,
                     Slot::Zc {
@@ -1306,6 +1322,7 @@ mod tests {
         st.send_complete(a, false);
         st.disconnect_complete(true);
         assert_eq!(pump(&mut st, &g), [Work::Release { slot: a }, Work::Close]);
+        assert_eq!(st.zc_done, 0, "every done entry given back");
         assert_eq!(g.used(), 0);
         assert_eq!(st.on_receive(5, true, &g), RecvDecision::Drop);
     }
@@ -1569,7 +1586,7 @@ mod tests {
         assert!(!st.callback_done(head, &g));
         st.rx_callback_end();
         assert!(pump(&mut st, &g).is_empty());
-        assert_eq!((g.used(), st.busy_slots()), (0, 0));
+        assert_eq!((g.used(), st.busy_slots(), st.zc_done), (0, 0, 0));
         // More entries than free slots: copied whole.
         assert_eq!(
             st.on_receive_list(&[1, 1, 1, 1, 1], true, &g),
