@@ -1031,14 +1031,18 @@ unsafe extern "win64" fn receive_event(
     // The context cannot be recycled under us: the close waits for running callbacks (W70).
     // SAFETY: the registered context.
     let r = unsafe { &*ctx.cast::<Conn>() };
-    // Lists this callback retained go back at the next pump or tick: put it on the attention
-    // list first, so that dropping the reference below is the callback's last act.
-    if r.state.lock().needs_tick() {
+    let mut state = r.state.lock();
+    if state.needs_tick() {
+        // Lists this callback retained go back at the next pump or tick: on the attention
+        // list first, so that dropping the reference below stays the callback's last act.
+        drop(state);
         r.drv().conns.attend(r);
+        state = r.state.lock();
     }
     // The reference is dropped under the lock every releaser takes: no release can reach the
     // provider before this unlock, and nothing of this callback enters the kernel after it.
-    r.state.lock().rx_callback_end();
+    state.rx_callback_end();
+    drop(state);
     status
 }
 
@@ -1077,16 +1081,18 @@ unsafe fn receive(
     }
     // Lists retained by earlier callbacks whose sends are done go back first (this callback
     // started, so theirs have returned, W45): their slots are free for this indication.
-    if r.state.lock().callback_begin() {
-        // SAFETY: live context.
-        unsafe { pump(c) };
-    }
     let zc_ok = entries <= MAX_SLOTS
         && flags & WSK_FLAG_RELEASE_ASAP == 0
         && drv.live.zero_copy()
         && lens.iter().take(entries).sum::<usize>() == bytes_indicated;
     let decision = {
         let mut state = r.state.lock();
+        if state.callback_begin() {
+            drop(state);
+            // SAFETY: live context.
+            unsafe { pump(c) };
+            state = r.state.lock();
+        }
         let d = if zc_ok {
             state.on_receive_list(&lens[..entries], true, &drv.budget)
         } else {
