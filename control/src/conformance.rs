@@ -333,6 +333,7 @@ pub fn run(call: &mut Call<'_>, free_port: u16) -> Vec<Case> {
         message_size: 64,
         duration_ms: 100,
         rate: 1,
+        stream: false,
     };
     let start = enc(|b| encode_load_start(&job, b));
     let stop = enc(|b| encode_load_stop(0, b));

@@ -44,6 +44,7 @@ fn job() -> LoadJob {
         message_size: 64,
         duration_ms: 3000,
         rate: 0,
+        stream: false,
     }
 }
 

@@ -36,6 +36,7 @@ fn job() -> LoadJob {
         message_size: 1000,
         duration_ms: 5000,
         rate: 333,
+        stream: false,
     }
 }
 

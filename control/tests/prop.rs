@@ -118,6 +118,7 @@ fn arb_job() -> impl Strategy<Value = LoadJob> {
                 message_size: s,
                 duration_ms: d,
                 rate: r,
+                stream: false,
             };
             j.validate().ok().map(|()| j)
         })

@@ -43,6 +43,67 @@ fn job(
         message_size: size,
         duration_ms: ms,
         rate: 0,
+        stream: STREAM.with(std::cell::Cell::get),
+    }
+}
+
+std::thread_local! {
+    /// This thread's TCP jobs connect from stream sockets (WskSocket + WskBind + WskConnect)
+    /// instead of WskSocketConnect: every TCP job test runs with both.
+    static STREAM: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn on_stream_sockets(f: impl FnOnce()) {
+    STREAM.with(|s| s.set(true));
+    f();
+}
+
+#[test]
+fn stream_socket_echo_client_job() {
+    on_stream_sockets(echo_client_job_against_own_echo_service);
+}
+
+#[test]
+fn stream_socket_source_job_and_a_refused_target() {
+    on_stream_sockets(source_job_to_discard_and_a_refused_target);
+}
+
+#[test]
+fn stream_socket_unload_during_a_job() {
+    on_stream_sockets(unload_during_a_job);
+}
+
+#[test]
+fn stream_socket_paced_jobs() {
+    on_stream_sockets(paced_tcp_jobs_keep_their_rate);
+}
+
+/// A stream job really uses stream sockets: with WskListen... no: with WskSocket failing for
+/// stream sockets only there is no such switch, so check the sim's view instead: a job's
+/// connections are stream sockets exactly when asked (WskSocketConnect is never called then).
+#[test]
+fn stream_jobs_do_not_use_wsksocketconnect() {
+    for stream in [false, true] {
+        let (cfg, ports) = config_with(V4, &[(Proto::Tcp, Mode::Echo)]);
+        let sim = wsk_sim::Config {
+            fail_calls: vec![wsk_sim::config::Call::WskSocketConnect],
+            fail_rate: 1.0,
+            ..wsk_sim::Config::default()
+        };
+        let drv = load(sim, Some(cfg)).unwrap();
+        STREAM.with(|s| s.set(stream));
+        assert_eq!(
+            start(&drv, &job(V4, ports[0], LoadPattern::Echo, 2, 100, 300)),
+            0
+        );
+        let s = wait_done(&drv);
+        if stream {
+            assert_eq!(s.state, JobState::Finished, "{s:?}");
+            assert!(s.messages_received > 0, "{s:?}");
+        } else {
+            assert_eq!(s.state, JobState::Failed, "WskSocketConnect fails: {s:?}");
+        }
+        assert_clean(&drv.unload());
     }
 }
 

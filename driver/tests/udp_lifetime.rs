@@ -128,6 +128,7 @@ fn unload_with_load_job_sends_pending() {
         message_size: 100,
         duration_ms: 60_000,
         rate: 0,
+        stream: false,
     };
     let mut b = [0u8; 256];
     let n = encode_load_start(&job, &mut b).unwrap();

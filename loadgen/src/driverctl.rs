@@ -326,6 +326,7 @@ fn execute(args: &DriverArgs, ch: &mut dyn Channel, out: &mut dyn Write) -> Resu
                 message_size: a.size,
                 duration_ms: u32::try_from(a.duration.as_millis()).unwrap_or(u32::MAX),
                 rate: a.rate,
+                stream: a.stream,
             };
             // Checked here too, so the operator learns which value is wrong.
             job.validate().map_err(|e| anyhow!("load job: {e}"))?;

@@ -1,13 +1,13 @@
 //! Kernel load jobs: the job description, start/stop/status messages and their validation.
 
-use super::msg::{decode_addr, encode_addr, fixed, ADDRESS_LEN};
+use super::msg::{decode_addr, encode_addr, fixed, ADDRESS_LEN, SERVICE_PROTO_STREAM};
 use super::wire::{Reader, Writer};
 use super::{ControlError, Header, Kind, HEADER_LEN};
 use crate::config::Proto;
 use core::net::IpAddr;
 
-/// `target address, port u16, proto u8, pattern u8, connections u32, message_size u32,
-/// duration_ms u32, rate u32`.
+/// `target address, port u16, proto u8 (bit 7: stream socket, as a service's), pattern u8,
+/// connections u32, message_size u32, duration_ms u32, rate u32`.
 pub const LOAD_JOB_LEN: usize = ADDRESS_LEN + 4 + 16;
 
 /// What each connection of a kernel load job does.
@@ -56,6 +56,9 @@ pub struct LoadJob {
     pub message_size: u32,
     pub duration_ms: u32,
     pub rate: u32,
+    /// TCP only: connect from WSK stream sockets (WskSocket with WSK_FLAG_STREAM_SOCKET,
+    /// WskBind, WskConnect) instead of WskSocketConnect's connection sockets.
+    pub stream: bool,
 }
 
 impl LoadJob {
@@ -69,6 +72,11 @@ impl LoadJob {
         };
         if bad_target {
             return Err(ControlError::BadAddress);
+        }
+        if self.stream && self.proto != Proto::Tcp {
+            return Err(ControlError::Service(
+                crate::config::ServiceError::StreamNotTcp,
+            ));
         }
         let max_msg = match self.proto {
             Proto::Tcp => MAX_TCP_MESSAGE,
@@ -89,7 +97,7 @@ impl LoadJob {
 fn encode_job(w: &mut Writer<'_>, j: &LoadJob) {
     encode_addr(w, j.target);
     w.u16(j.port);
-    w.u8(j.proto as u8);
+    w.u8(j.proto as u8 | if j.stream { SERVICE_PROTO_STREAM } else { 0 });
     w.u8(j.pattern as u8);
     w.u32(j.connections);
     w.u32(j.message_size);
@@ -100,9 +108,11 @@ fn encode_job(w: &mut Writer<'_>, j: &LoadJob) {
 fn decode_job(r: &mut Reader<'_>) -> Result<LoadJob, ControlError> {
     let target = decode_addr(r)?;
     let port = r.u16()?;
-    let proto = Proto::from_u8(r.u8()?).ok_or(ControlError::BadEnum)?;
+    let p = r.u8()?;
+    let proto = Proto::from_u8(p & !SERVICE_PROTO_STREAM).ok_or(ControlError::BadEnum)?;
     let pattern = LoadPattern::from_u8(r.u8()?).ok_or(ControlError::BadEnum)?;
     let j = LoadJob {
+        stream: p & SERVICE_PROTO_STREAM != 0,
         target,
         port,
         proto,

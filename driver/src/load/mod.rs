@@ -190,7 +190,7 @@ pub(crate) unsafe fn start(d: &Driver, job: &LoadJob) -> Result<u32, NTSTATUS> {
     let remote = SocketAddr::new(job.target, job.port);
     for _ in 0..job.connections {
         // SAFETY: captured provider.
-        if let Err(e) = unsafe { tcp::connect_one(d, remote, mode, msg, paced) } {
+        if let Err(e) = unsafe { tcp::connect_one(d, remote, mode, msg, paced, job.stream) } {
             j.connect_failures.fetch_add(1, Ordering::SeqCst);
             d.count(Counter::OutboundFailures, 1);
             j.fail(e);

@@ -1,6 +1,7 @@
-//! The load job's TCP client: connections made with WskSocketConnect, run on the served
-//! connections' engine (`serve::conn`) with this room's [`HOOKS`]: pacing from the job's
-//! ticket budget, the job's counters, and the echo check against the source pattern.
+//! The load job's TCP client: connections made with WskSocketConnect (or, for a job that asks
+//! for them, stream sockets: WskSocket + WskBind + WskConnect), run on the served connections'
+//! engine (`serve::conn`) with this room's [`HOOKS`]: pacing from the job's ticket budget, the
+//! job's counters, and the echo check against the source pattern.
 
 use core::net::SocketAddr;
 use core::ptr;
@@ -8,9 +9,10 @@ use core::sync::atomic::Ordering;
 
 use control::protocol::pattern;
 use wsk_sys::{
-    IPPROTO_TCP, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PIRP, PVOID, SOCK_STREAM,
-    STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED, WSK_DATA_INDICATION, WSK_EVENT_DISCONNECT,
-    WSK_EVENT_RECEIVE, WSK_SOCKET,
+    AF_INET, AF_INET6, IPPROTO_TCP, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PIRP, PVOID, SOCK_STREAM,
+    STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED, WSK_CLIENT_STREAM_DISPATCH,
+    WSK_DATA_INDICATION, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE, WSK_FLAG_STREAM_SOCKET,
+    WSK_PROVIDER_STREAM_DISPATCH, WSK_SOCKET,
 };
 
 use crate::driver::Driver;
@@ -49,6 +51,7 @@ pub(super) unsafe fn connect_one(
     mode: Mode,
     msg: usize,
     paced: bool,
+    stream: bool,
 ) -> Result<(), NTSTATUS> {
     // SAFETY: attach with no socket yet: the context is ours until published below.
     let c =
@@ -63,6 +66,10 @@ pub(super) unsafe fn connect_one(
             // pattern period, so the stream stays continuous).
             state.set_max_send(msg);
         }
+    }
+    if stream {
+        // SAFETY: c is ours, not yet published.
+        return unsafe { stream_socket(d, c, remote) };
     }
     let Some(sc) = d.provider().WskSocketConnect else {
         // SAFETY: never published.
@@ -92,6 +99,208 @@ pub(super) unsafe fn connect_one(
     Ok(())
 }
 
+/// A stream socket's client table: only its connection role is used (Windows 10 1703+).
+#[repr(transparent)]
+#[allow(dead_code)] // read by WSK through the pointer handed to WskSocket
+struct StreamDispatch(WSK_CLIENT_STREAM_DISPATCH);
+// SAFETY: a null pointer and a pointer to an immutable static.
+unsafe impl Sync for StreamDispatch {}
+static STREAM_DISPATCH: StreamDispatch = StreamDispatch(WSK_CLIENT_STREAM_DISPATCH {
+    Listen: ptr::null(),
+    Connect: ptr::addr_of!(conn::CONN_DISPATCH),
+});
+
+/// Starts the stream-socket chain WskSocket(STREAM) -> WskBind(wildcard) -> WskConnect(remote),
+/// each step issued from the previous one's completion on the context's receive IRP (idle
+/// until the connection is up) with the addresses in the context (valid until completion,
+/// W14). Never waits: the housekeeper thread that starts the job is not held by a slow peer.
+///
+/// # Safety
+/// `c` attached for this job, not published.
+unsafe fn stream_socket(d: &Driver, c: *mut Conn, remote: SocketAddr) -> Result<(), NTSTATUS> {
+    // SAFETY: a captured provider's dispatch table.
+    let Some(ws) = (unsafe { (*d.provider.Dispatch).WskSocket }) else {
+        // SAFETY: never published.
+        unsafe { conn::release_unconnected(c) };
+        return Err(STATUS_NOT_SUPPORTED);
+    };
+    let family = if remote.is_ipv4() { AF_INET } else { AF_INET6 };
+    // SAFETY: c is ours; the context and the static dispatch outlive the socket (C24).
+    unsafe {
+        (*c).stream = true;
+        (*c).local = SockAddrBuf::from_socket_addr(wildcard_for(remote));
+        (*c).remote = SockAddrBuf::from_socket_addr(remote);
+        irp::arm((*c).rx_irp, stream_created, c.cast());
+        ws(
+            d.provider.Client,
+            family,
+            SOCK_STREAM,
+            IPPROTO_TCP,
+            WSK_FLAG_STREAM_SOCKET,
+            c.cast(),
+            ptr::addr_of!(STREAM_DISPATCH).cast(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            (*c).rx_irp,
+        );
+    }
+    Ok(())
+}
+
+/// A stream connect step failed: counted as the job's connect failure.
+fn stream_failed(d: &Driver, status: NTSTATUS) {
+    d.job.connect_failures.fetch_add(1, Ordering::SeqCst);
+    d.job.fail(status);
+    d.count(Counter::OutboundFailures, 1);
+}
+
+/// A stream socket exists but will not connect: published and aborted, so the engine closes
+/// it and recycles the context when the close (and every IRP) has come back.
+///
+/// # Safety
+/// `c`'s connect chain owns `sock` and has no IRP out.
+unsafe fn stream_abandon(c: *mut Conn, sock: *mut WSK_SOCKET) {
+    // SAFETY: per the caller.
+    unsafe {
+        (*c).connecting = ptr::null_mut();
+        conn::publish_socket(c, sock);
+        (*c).state.lock().abort();
+        conn::pump(c);
+    }
+}
+
+/// Makes one call of the connect chain on the chain's socket, counted as executing (C22): its
+/// completion may run inline and end the chain (a failure publishes and aborts the socket),
+/// and the close that follows must wait until this call has returned. IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// `c` is the job's context, its chain owning the socket `call` uses.
+unsafe fn chain_call(c: *mut Conn, call: impl FnOnce()) {
+    // SAFETY: per the caller; the context cannot be recycled while a call is counted.
+    let r = unsafe { &*c };
+    r.state.lock().call_begin();
+    call();
+    let published = {
+        let mut state = r.state.lock();
+        state.call_returned();
+        !r.socket.is_null()
+    };
+    if published {
+        // A close held back by this call, or the connection's first sends, go out now.
+        // SAFETY: live context with its socket.
+        unsafe { conn::pump(c) };
+    }
+}
+
+/// WskSocket(STREAM) completion: bind to the wildcard next. IRQL <= DISPATCH_LEVEL.
+unsafe extern "win64" fn stream_created(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
+    let c = ctx.cast::<Conn>();
+    // SAFETY: completed IRP; pooled context.
+    let (status, info) = unsafe { irp::result(irp) };
+    // SAFETY: pooled context.
+    let d = unsafe { &*(*c).drv };
+    if !NT_SUCCESS(status) {
+        stream_failed(d, status);
+        // SAFETY: no socket exists (C19: Information is a socket only on success).
+        unsafe { conn::release_unconnected(c) };
+        return irp::routine_return();
+    }
+    let sock = info as *mut WSK_SOCKET;
+    // SAFETY: a stream socket's table (W25); the address lives in the context; the IRP is
+    // ours again and re-armed for this step (C18).
+    unsafe {
+        (*c).connecting = sock;
+        let t = &*(*sock).Dispatch.cast::<WSK_PROVIDER_STREAM_DISPATCH>();
+        if let Some(bind) = t.WskBind {
+            irp::arm(irp, stream_bound, c.cast());
+            chain_call(c, || {
+                bind(sock, (*c).local.as_sockaddr(), 0, irp);
+            });
+        } else {
+            stream_failed(d, STATUS_NOT_SUPPORTED);
+            stream_abandon(c, sock);
+        }
+    }
+    irp::routine_return()
+}
+
+/// WskBind completion: connect next. IRQL <= DISPATCH_LEVEL.
+unsafe extern "win64" fn stream_bound(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
+    let c = ctx.cast::<Conn>();
+    // SAFETY: completed IRP; pooled context whose chain holds the socket.
+    let (status, _) = unsafe { irp::result(irp) };
+    // SAFETY: as above.
+    let (d, sock) = unsafe { (&*(*c).drv, (*c).connecting) };
+    // SAFETY: as in stream_created.
+    unsafe {
+        let t = &*(*sock).Dispatch.cast::<WSK_PROVIDER_STREAM_DISPATCH>();
+        match t.WskConnect {
+            Some(connect) if NT_SUCCESS(status) => {
+                irp::arm(irp, stream_connected, c.cast());
+                chain_call(c, || {
+                    connect(sock, (*c).remote.as_sockaddr(), 0, irp);
+                });
+            }
+            _ => {
+                stream_failed(
+                    d,
+                    if NT_SUCCESS(status) {
+                        STATUS_NOT_SUPPORTED
+                    } else {
+                        status
+                    },
+                );
+                stream_abandon(c, sock);
+            }
+        }
+    }
+    irp::routine_return()
+}
+
+/// WskConnect completion: the connection runs as any other. IRQL <= DISPATCH_LEVEL.
+unsafe extern "win64" fn stream_connected(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
+    let c = ctx.cast::<Conn>();
+    // SAFETY: completed IRP; pooled context whose chain holds the socket.
+    let (status, _) = unsafe { irp::result(irp) };
+    // SAFETY: as above.
+    let (d, sock) = unsafe { (&*(*c).drv, (*c).connecting) };
+    if !NT_SUCCESS(status) {
+        stream_failed(d, status);
+        // SAFETY: the chain owns the socket; no IRP out.
+        unsafe { stream_abandon(c, sock) };
+        return irp::routine_return();
+    }
+    // SAFETY: the chain's socket, now connected.
+    unsafe {
+        (*c).connecting = ptr::null_mut();
+        connected(d, c, sock);
+    }
+    irp::routine_return()
+}
+
+/// A connected socket joins the engine: published, its callbacks enabled (after connect: C26,
+/// W31; the context is complete), aborted at once if the job is stopping, pumped.
+///
+/// # Safety
+/// `c` is the job's context and `sock` its connected socket.
+unsafe fn connected(d: &Driver, c: *mut Conn, sock: *mut WSK_SOCKET) {
+    d.count(Counter::OutboundConnects, 1);
+    d.job.open.fetch_add(1, Ordering::SeqCst);
+    // SAFETY: per the caller.
+    unsafe {
+        conn::publish_socket(c, sock);
+        let events = enable_events(sock, WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT);
+        if events.is_err()
+            || d.stopping.load(Ordering::SeqCst)
+            || d.job.stop_requested.load(Ordering::SeqCst)
+        {
+            (*c).state.lock().abort();
+        }
+        conn::pump(c);
+    }
+}
+
 /// WskSocketConnect completion. IRQL <= DISPATCH_LEVEL.
 unsafe extern "win64" fn connect_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
     let c = ctx.cast::<Conn>();
@@ -107,22 +316,8 @@ unsafe extern "win64" fn connect_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOI
         unsafe { conn::release_unconnected(c) };
         return irp::routine_return();
     }
-    let sock = info as *mut WSK_SOCKET;
-    d.count(Counter::OutboundConnects, 1);
-    d.job.open.fetch_add(1, Ordering::SeqCst);
-    // SAFETY: the connected socket; events enabled only after connect (C26, W31), the context
-    // complete before that.
-    unsafe {
-        conn::publish_socket(c, sock);
-        let events = enable_events(sock, WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT);
-        if events.is_err()
-            || d.stopping.load(Ordering::SeqCst)
-            || d.job.stop_requested.load(Ordering::SeqCst)
-        {
-            (*c).state.lock().abort();
-        }
-        conn::pump(c);
-    }
+    // SAFETY: the connected socket of this context.
+    unsafe { connected(d, c, info as *mut WSK_SOCKET) };
     irp::routine_return()
 }
 

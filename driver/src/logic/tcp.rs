@@ -899,6 +899,12 @@ impl TcpState {
         slot
     }
 
+    /// A WSK call on the socket made outside [`next_work`](Self::next_work) (an outbound
+    /// stream socket's bind and connect) is executing: no close until it returns (C22).
+    pub fn call_begin(&mut self) {
+        self.calls += 1;
+    }
+
     /// A WSK call handed out by [`next_work`](Self::next_work) has returned to the caller.
     pub fn call_returned(&mut self) {
         self.calls -= 1;

@@ -19,7 +19,8 @@ use wsk_sys::{
     STATUS_DATA_NOT_ACCEPTED, STATUS_INSUFFICIENT_RESOURCES, STATUS_PENDING, STATUS_SUCCESS, ULONG,
     WSK_BUF, WSK_CLIENT_CONNECTION_DISPATCH, WSK_DATA_INDICATION, WSK_EVENT_DISCONNECT,
     WSK_EVENT_RECEIVE, WSK_EVENT_SEND_BACKLOG, WSK_FLAG_ABORTIVE, WSK_FLAG_NODELAY,
-    WSK_FLAG_RELEASE_ASAP, WSK_PROVIDER_CONNECTION_DISPATCH, WSK_SOCKET,
+    WSK_FLAG_RELEASE_ASAP, WSK_PROVIDER_CONNECTION_DISPATCH, WSK_PROVIDER_STREAM_DISPATCH,
+    WSK_SOCKET,
 };
 
 use crate::driver::Driver;
@@ -85,6 +86,14 @@ pub(crate) struct Conn {
     /// An outbound connection's hooks (its socket is null until WskSocketConnect completes);
     /// None for a served connection.
     pub(crate) client: Option<&'static ClientHooks>,
+    /// The socket is a stream socket (an outbound connection made with WskSocket(STREAM) +
+    /// WskBind + WskConnect): its provider table is WSK_PROVIDER_STREAM_DISPATCH, whose
+    /// functions sit at other offsets than a connection socket's.
+    pub(crate) stream: bool,
+    /// An outbound stream socket between WskSocket and the completion of its WskConnect:
+    /// not yet `socket` (unpublished, so neither the pump nor a stop touches it), owned by
+    /// the connect chain (load::tcp).
+    pub(crate) connecting: *mut WSK_SOCKET,
     /// Per-service counter slot of the accepting listener (`stats::NO_SLOT` for clients).
     pub(crate) stats_slot: usize,
     /// WskSocketConnect addresses of an outbound connection (valid until its IRP completes,
@@ -475,6 +484,8 @@ fn alloc_conn(drv: *const Driver, index: usize, ring_bytes: usize) -> *mut Conn 
                 live: AtomicBool::new(false),
                 attn: AtomicBool::new(false),
                 client: None,
+                stream: false,
+                connecting: ptr::null_mut(),
                 stats_slot: NO_SLOT,
                 local: SockAddrBuf::zeroed(),
                 remote: SockAddrBuf::zeroed(),
@@ -598,6 +609,8 @@ impl Conn {
         *r.framer.get_mut() = TcpFramer::new();
         r.socket = sock;
         r.client = client;
+        r.stream = false;
+        r.connecting = ptr::null_mut();
         r.stats_slot = stats_slot;
         for s in &mut r.slots {
             s.indication = ptr::null_mut();
@@ -825,9 +838,7 @@ pub(crate) unsafe fn pump(c: *mut Conn) {
 unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) {
     // SAFETY: live pooled context; the fields used below are owned by this call per `w`.
     unsafe {
-        let d = &*(*(*c).socket)
-            .Dispatch
-            .cast::<WSK_PROVIDER_CONNECTION_DISPATCH>();
+        let d = ConnOps::of(&*c);
         let sock = (*c).socket;
         match w {
             Work::Send(op) => {
@@ -890,10 +901,52 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
                 // Nothing in flight or retained, no call executing (C22, C4); the context
                 // stays until close_done (C23).
                 irp::arm((*c).close_irp, close_done, c.cast());
-                if let Some(close) = d.Basic.WskCloseSocket {
+                if let Some(close) = d.WskCloseSocket {
                     close(sock, (*c).close_irp);
                 } else {
                     irp::fail_unsent((*c).close_irp, close_done, c.cast());
+                }
+            }
+        }
+    }
+}
+
+/// The provider functions the engine calls on a connected socket, from its category's table
+/// (W25: a connection socket's and a stream socket's tables differ in layout).
+struct ConnOps {
+    WskSend: wsk_sys::PFN_WSK_SEND,
+    WskReceive: wsk_sys::PFN_WSK_RECEIVE,
+    WskDisconnect: wsk_sys::PFN_WSK_DISCONNECT,
+    WskRelease: wsk_sys::PFN_WSK_RELEASE_DATA_INDICATION_LIST,
+    WskCloseSocket: wsk_sys::PFN_WSK_CLOSE_SOCKET,
+}
+
+impl ConnOps {
+    /// # Safety
+    /// `c` has a live socket.
+    #[allow(non_snake_case)]
+    unsafe fn of(c: &Conn) -> ConnOps {
+        // SAFETY: per the caller; provider tables live as long as the capture.
+        unsafe {
+            if c.stream {
+                let d = &*(*c.socket).Dispatch.cast::<WSK_PROVIDER_STREAM_DISPATCH>();
+                ConnOps {
+                    WskSend: d.WskSend,
+                    WskReceive: d.WskReceive,
+                    WskDisconnect: d.WskDisconnect,
+                    WskRelease: d.WskRelease,
+                    WskCloseSocket: d.Basic.WskCloseSocket,
+                }
+            } else {
+                let d = &*(*c.socket)
+                    .Dispatch
+                    .cast::<WSK_PROVIDER_CONNECTION_DISPATCH>();
+                ConnOps {
+                    WskSend: d.WskSend,
+                    WskReceive: d.WskReceive,
+                    WskDisconnect: d.WskDisconnect,
+                    WskRelease: d.WskRelease,
+                    WskCloseSocket: d.Basic.WskCloseSocket,
                 }
             }
         }

@@ -141,6 +141,10 @@ pub struct LoadStartArgs {
     /// Messages per second over all connections (0: unpaced).
     #[arg(long, short = 'r', default_value_t = 0)]
     pub rate: u32,
+    /// TCP: connect from WSK stream sockets (WskSocket + WskBind + WskConnect) instead of
+    /// WskSocketConnect's connection sockets.
+    #[arg(long)]
+    pub stream: bool,
 }
 
 fn parse_service(s: &str) -> Result<Service, String> {

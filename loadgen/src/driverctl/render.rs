@@ -221,6 +221,7 @@ pub(super) fn load_json(l: &LoadStatus) -> Value {
             "message_size": j.message_size,
             "duration_ms": j.duration_ms,
             "rate": j.rate,
+            "stream": j.stream,
         })),
     })
 }
@@ -241,7 +242,7 @@ pub(super) fn load_line(l: &LoadStatus) -> String {
             l.state.name(),
             l.job_id,
             j.pattern.name(),
-            j.proto.name(),
+            if j.stream { "tcp (stream sockets)" } else { j.proto.name() },
             SocketAddr::new(j.target, j.port),
             j.connections,
             j.message_size,
@@ -282,6 +283,7 @@ mod tests {
                 message_size: 64,
                 duration_ms: 1000,
                 rate: 0,
+                stream: false,
             }),
             ..LoadStatus::IDLE
         };
