@@ -78,9 +78,8 @@ fn stream_socket_paced_jobs() {
     on_stream_sockets(paced_tcp_jobs_keep_their_rate);
 }
 
-/// A stream job really uses stream sockets: with WskListen... no: with WskSocket failing for
-/// stream sockets only there is no such switch, so check the sim's view instead: a job's
-/// connections are stream sockets exactly when asked (WskSocketConnect is never called then).
+/// A stream job really connects from stream sockets: with every WskSocketConnect failing, the
+/// plain job fails and the stream job still runs (it never calls WskSocketConnect).
 #[test]
 fn stream_jobs_do_not_use_wsksocketconnect() {
     for stream in [false, true] {
