@@ -394,10 +394,14 @@ impl Driver {
         if !live::only_live_changes(&self.config.limits, &new.limits) {
             return Err(STATUS_NOT_SUPPORTED);
         }
-        if new.limits != self.config.limits {
+        // Kept for the undo: a replace that fails half-way leaves the limits as they were.
+        let old_limits = self.config.limits.clone();
+        let limits_changed = new.limits != old_limits;
+        if limits_changed {
             if !self.live.publish(&new.limits, LIST_SWAP_WAIT_MS) {
-                // Readers never left the spare allow-list buffer: put the scalars back too.
-                let _ = self.live.publish(&self.config.limits, LIST_SWAP_WAIT_MS);
+                // Readers never left the spare allow-list buffer: the list did not change,
+                // the scalars did; put them back.
+                self.live.revert_scalars(&old_limits);
                 return Err(STATUS_DEVICE_NOT_READY);
             }
             // Only the control path reads `config`; the limits part is what `live` holds now.
@@ -437,6 +441,11 @@ impl Driver {
                 let keep = self.config.services.clone();
                 crate::serve::udp::publish_service_ports(keep.as_slice());
                 self.release_stats_slots(keep.as_slice());
+                if limits_changed {
+                    // The limits and allow-list this call published, undone (issue 17 item 4).
+                    self.live.revert(&old_limits);
+                    self.config.limits = old_limits;
+                }
                 return Err(e);
             }
         }

@@ -119,6 +119,23 @@ impl LiveLimits {
         true
     }
 
+    /// Puts the scalars of `old` back after a `publish` that returned false (its list did
+    /// not change). PASSIVE_LEVEL, the serialised control path only.
+    pub(crate) fn revert_scalars(&self, old: &Limits) {
+        self.store_scalars(old);
+    }
+
+    /// Undoes the last successful [`publish`](Self::publish): the scalars of `old` and the
+    /// allow-list buffer that was active before it. Cannot fail and waits for nobody: the old
+    /// buffer was not written since (the writer fills only the inactive one, and nothing was
+    /// published in between), and readers still inside the newer one leave it before the next
+    /// publish reuses it (that publish waits for them). PASSIVE_LEVEL, the serialised control
+    /// path only, right after a `publish` that returned true.
+    pub(crate) fn revert(&self, old: &Limits) {
+        self.store_scalars(old);
+        self.active.fetch_xor(1, Ordering::SeqCst);
+    }
+
     /// Whether `peer` is in the allow-list. Any IRQL (atomics and a bounded scan).
     pub(crate) fn source_allowed(&self, peer: IpAddr) -> bool {
         loop {

@@ -195,3 +195,47 @@ fn pool_sizes_stay_restart_only() {
     }
     assert_clean(&drv.unload());
 }
+
+/// Issue 17 item 4: a `config set` that fails half-way (a new service's port is taken) leaves
+/// limits, allow-list and services exactly as they were. The old error path put the services
+/// back but kept the new limits, allow-list included: `config get` showed them and a new
+/// connection from 127.0.0.1 was refused by an allow-list that was never accepted.
+#[test]
+fn failed_replace_leaves_limits_and_allow_list_as_before() {
+    let (cfg, ports) = config_with(V4, &[(Proto::Tcp, Mode::Echo), (Proto::Udp, Mode::Echo)]);
+    let drv = load(wsk_sim::Config::default(), Some(cfg)).unwrap();
+    assert!(drv.ready);
+    let echo = SocketAddr::new(V4, ports[0]);
+    let before = get_config(&drv);
+    let taken = std::net::TcpListener::bind((V4, 0)).unwrap();
+    let busy_port = taken.local_addr().unwrap().port();
+    let mut new = before.clone();
+    new.limits.idle_timeout_ms = 1234;
+    new.limits.udp_rate_per_source = 7;
+    new.limits
+        .set_allowed_sources(&[Cidr::parse("10.0.0.0/8").unwrap()])
+        .unwrap();
+    // The UDP service goes (it is re-opened by the undo), the new one cannot bind.
+    new.services = control::config::Services::from_slice(&[
+        before.services.as_slice()[0],
+        control::config::Service::new(Proto::Tcp, busy_port, Mode::Discard, V4),
+    ])
+    .unwrap();
+    for round in 0..3 {
+        let st = set_config(&drv, &SetConfig::Replace(new.clone()));
+        assert_ne!(st, 0, "round {round}: a taken port fails the replace");
+        assert_eq!(get_config(&drv), before, "round {round}: nothing half-applied");
+        // The allow-list the data path reads is the old one: 127.0.0.1 is still let in.
+        let mut s = connect(echo);
+        assert_eq!(tcp_echo(&mut s, b"still allowed"), b"still allowed", "round {round}");
+        let u = udp_client(V4);
+        assert_eq!(
+            udp_roundtrip(&u, SocketAddr::new(V4, ports[1]), b"udp").as_deref(),
+            Some(&b"udp"[..]),
+            "round {round}: the UDP service is back"
+        );
+    }
+    assert_eq!(drv.counter(Counter::ConnRefused), 0);
+    drop(taken);
+    assert_clean(&drv.unload());
+}
