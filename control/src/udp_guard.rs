@@ -97,16 +97,26 @@ fn hash(a: &IpAddr) -> u32 {
 
 pub const RATE_SLOTS: usize = 64;
 
+/// The slot of the table a source's datagrams draw from.
+fn slot_of(a: &IpAddr) -> usize {
+    hash(a) as usize % RATE_SLOTS
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Bucket {
-    addr: IpAddr,
     tokens: u32,
     last: u64,
 }
 
 /// Per-source datagram rate limit: `rate` datagrams per second with a burst of `rate`
-/// (0 = unlimited). Sources hash into a fixed table; a colliding source takes the slot over,
-/// which can only make the limiter more lenient, never block a legitimate source forever.
+/// (0 = unlimited), in a fixed table of [`RATE_SLOTS`] token buckets (no allocation).
+///
+/// A bucket belongs to its slot, not to the first source seen there: every source hashing to
+/// a slot draws from the same bucket. So over any span of `t` seconds the sources of one slot
+/// together, and therefore any one source, are answered at most `rate * (1 + t)` times. A
+/// source that collides with another never gets more than the limit (taking a slot over used
+/// to hand out a full bucket, so two alternating sources were answered without limit); it can
+/// get less, sharing the bucket with the sources of its slot.
 #[derive(Clone, Copy, Debug)]
 pub struct RateLimiter {
     rate: u32,
@@ -130,27 +140,21 @@ impl RateLimiter {
         self.rate = rate;
     }
 
+    /// Takes a token for a datagram from `a` at time `now` (ticks of `freq`); false: over
+    /// the limit, drop it.
     pub fn allow(&mut self, a: &IpAddr, now: u64) -> bool {
         if self.rate == 0 {
             return true;
         }
-        let i = hash(a) as usize % RATE_SLOTS;
-        let b = match &mut self.slots[i] {
-            Some(b) if b.addr == *a => b,
-            s => {
-                *s = Some(Bucket {
-                    addr: *a,
-                    tokens: self.rate,
-                    last: now,
-                });
-                s.as_mut().expect("just set")
-            }
-        };
+        let rate = self.rate;
+        let b = self.slots[slot_of(a)].get_or_insert(Bucket {
+            tokens: rate,
+            last: now,
+        });
         let elapsed = now.saturating_sub(b.last);
-        let add =
-            (u128::from(elapsed) * u128::from(self.rate) / u128::from(self.freq.max(1))) as u64;
+        let add = (u128::from(elapsed) * u128::from(rate) / u128::from(self.freq.max(1))) as u64;
         if add > 0 {
-            b.tokens = (u64::from(b.tokens) + add).min(u64::from(self.rate)) as u32;
+            b.tokens = (u64::from(b.tokens) + add).min(u64::from(rate)) as u32;
             b.last = now;
         }
         if b.tokens > 0 {
@@ -290,8 +294,72 @@ mod tests {
         assert!(!r.allow(&a, 0));
         assert!(!r.allow(&a, 300), "0.3 s refills less than one token");
         assert!(r.allow(&a, 1000), "one second later the bucket refilled");
-        // Another source has its own bucket (or takes the slot over): never refused at first.
+        // Another source of another slot has its own bucket: never refused at first.
+        assert_ne!(slot_of(&a), slot_of(&b));
         assert!(r.allow(&b, 1000));
         assert!(RateLimiter::new(0, 1).allow(&a, 0));
+    }
+
+    /// Issue 17 item 5: 127.0.0.2 and 127.0.0.66 share a slot. Alternating, each used to take
+    /// the slot over with a full bucket: 200 of 200 answered at a limit of 5/s. Now they share
+    /// the slot's bucket: together at most `rate * (1 + t)` over `t` seconds.
+    #[test]
+    fn colliding_sources_never_get_more_than_the_limit() {
+        let a: IpAddr = "127.0.0.2".parse().unwrap();
+        let b: IpAddr = "127.0.0.66".parse().unwrap();
+        assert_eq!(slot_of(&a), slot_of(&b), "the pair collides");
+        let other: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_ne!(slot_of(&a), slot_of(&other));
+        let rate = 5u32;
+        let freq = 1000u64;
+        // All at once: one burst between them.
+        let mut r = RateLimiter::new(rate, freq);
+        let ok = (0..200)
+            .filter(|i| r.allow(if i % 2 == 0 { &a } else { &b }, 0))
+            .count();
+        assert_eq!(ok, rate as usize, "200 alternating datagrams at t=0");
+        // Spread over 10 s (a datagram every 50 ms, alternating): each source, and the pair,
+        // within rate * (1 + t).
+        let mut r = RateLimiter::new(rate, freq);
+        let (mut na, mut nb, mut nother) = (0u64, 0u64, 0u64);
+        for i in 0..200u64 {
+            let now = i * 50;
+            if r.allow(if i % 2 == 0 { &a } else { &b }, now) {
+                if i % 2 == 0 {
+                    na += 1;
+                } else {
+                    nb += 1;
+                }
+            }
+            nother += u64::from(r.allow(&other, now));
+        }
+        let t = 199 * 50 / freq; // seconds spanned, rounded down
+        let bound = u64::from(rate) * (1 + t + 1);
+        assert!(na + nb <= bound, "pair answered {na} + {nb} > {bound}");
+        assert!(
+            na + nb >= u64::from(rate) * t,
+            "the pair still gets its share: {na} + {nb}"
+        );
+        // A source of another slot keeps its own bucket: rate * (1 + t) of its 200.
+        assert!(nother <= bound && nother >= u64::from(rate) * t, "{nother}");
+    }
+
+    /// Any number of sources, any collisions: each source is answered at most `rate * (1 + t)`
+    /// times (here a thousand sources, 64 slots, a flood at one instant: at most one burst
+    /// per slot in total).
+    #[test]
+    fn any_source_stays_within_the_bound_whatever_collides() {
+        let rate = 3u32;
+        let mut r = RateLimiter::new(rate, 1);
+        let mut per = [0u32; 1000];
+        for _round in 0..20 {
+            for (k, n) in per.iter_mut().enumerate() {
+                let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + k as u32));
+                *n += u32::from(r.allow(&ip, 0));
+            }
+        }
+        let total: u32 = per.iter().sum();
+        assert!(per.iter().all(|&n| n <= rate));
+        assert!(total <= rate * RATE_SLOTS as u32, "{total}");
     }
 }

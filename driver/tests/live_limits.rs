@@ -224,10 +224,18 @@ fn failed_replace_leaves_limits_and_allow_list_as_before() {
     for round in 0..3 {
         let st = set_config(&drv, &SetConfig::Replace(new.clone()));
         assert_ne!(st, 0, "round {round}: a taken port fails the replace");
-        assert_eq!(get_config(&drv), before, "round {round}: nothing half-applied");
+        assert_eq!(
+            get_config(&drv),
+            before,
+            "round {round}: nothing half-applied"
+        );
         // The allow-list the data path reads is the old one: 127.0.0.1 is still let in.
         let mut s = connect(echo);
-        assert_eq!(tcp_echo(&mut s, b"still allowed"), b"still allowed", "round {round}");
+        assert_eq!(
+            tcp_echo(&mut s, b"still allowed"),
+            b"still allowed",
+            "round {round}"
+        );
         let u = udp_client(V4);
         assert_eq!(
             udp_roundtrip(&u, SocketAddr::new(V4, ports[1]), b"udp").as_deref(),

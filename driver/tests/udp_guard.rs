@@ -273,3 +273,67 @@ fn loopback_benchmarks_are_not_rate_limited_by_default() {
     assert!(drops > 0, "the limit applies to a non-exempt source");
     assert_clean(&l.unload());
 }
+
+/// Issue 17 item 5, through the driver: 127.0.0.2 and 127.0.0.66 share one of the limiter's 64
+/// slots (`control::udp_guard` checks the pair collides). Alternating, each used to take the
+/// slot over with a full bucket: 200 of 200 answered at a limit of 5/s. Now the pair shares
+/// the slot's bucket and is answered at most `rate * (1 + t)` times over the `t` seconds the
+/// test took (measured around the whole exchange, so a slow run only widens the bound).
+#[test]
+fn colliding_sources_share_the_rate_limit() {
+    let rate = 5u32;
+    let (cfg, to) = echo_on(V4, |c| {
+        c.limits.udp_rate_per_source = rate;
+        c.limits.udp_guard.rate_exempt_loopback = false;
+    });
+    let l = loaded(cfg);
+    let socks: Vec<UdpSocket> = ["127.0.0.2", "127.0.0.66"]
+        .iter()
+        .map(|ip| {
+            let u = UdpSocket::bind((ip.parse::<IpAddr>().unwrap(), 0)).unwrap();
+            u.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            u
+        })
+        .collect();
+    let readers: Vec<_> = socks
+        .iter()
+        .map(|u| {
+            let r = u.try_clone().unwrap();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 64];
+                let mut got = 0u64;
+                let t0 = Instant::now();
+                // Ends 300 ms after the last reply (bounded overall).
+                while t0.elapsed() < Duration::from_secs(30) && r.recv_from(&mut buf).is_ok() {
+                    got += 1;
+                }
+                got
+            })
+        })
+        .collect();
+    let t0 = Instant::now();
+    let n = 200u64;
+    for i in 0..n {
+        socks[(i % 2) as usize]
+            .send_to(&payload(i, 16), to)
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(300));
+    }
+    eventually("the datagrams counted in", || {
+        l.counter(Counter::UdpDatagramsIn) >= n * 9 / 10
+    });
+    let got: Vec<u64> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    let secs = t0.elapsed().as_secs() + 1;
+    let bound = u64::from(rate) * (1 + secs);
+    let drops = l.counter(Counter::UdpDropRate);
+    eprintln!("answered {got:?} of {n} in {secs} s (bound {bound}), {drops} rate drops");
+    assert!(
+        got[0] + got[1] <= bound,
+        "the colliding pair was answered {} times, more than {bound}",
+        got[0] + got[1]
+    );
+    assert!(got[0] + got[1] > 0, "the pair is limited, not cut off");
+    assert!(drops > 0);
+    assert_clean(&l.unload());
+}

@@ -127,4 +127,35 @@ mod tests {
         assert!((0..n).all(|_| g.admit(sa("127.0.0.1:40000"), 1, &mut c)));
         assert_eq!(c.udp_drop_rate, 0);
     }
+
+    /// Issue 17 item 5 in `echoload serve`: 127.0.0.2 and 127.0.0.66 share a slot of the
+    /// limiter; alternating, the pair gets one source's limit between them, not a full
+    /// bucket at each switch.
+    #[test]
+    fn colliding_sources_share_one_limit() {
+        let cfg = GuardConfig {
+            rate_per_source: 5,
+            rules: control::config::UdpGuard {
+                rate_exempt_loopback: false,
+                ..GuardConfig::default().rules
+            },
+        };
+        let mut g = Guard::new(cfg, Vec::new());
+        let mut c = Counters::default();
+        let t0 = std::time::Instant::now();
+        let answered = (0..200)
+            .filter(|i| {
+                let src = if i % 2 == 0 {
+                    "127.0.0.2:40000"
+                } else {
+                    "127.0.0.66:40000"
+                };
+                g.admit(sa(src), 1, &mut c)
+            })
+            .count() as u64;
+        // At most rate * (1 + t) over the t seconds the loop took (rounded up).
+        let bound = 5 * (2 + t0.elapsed().as_secs());
+        assert!(answered <= bound, "{answered} > {bound}");
+        assert_eq!(c.udp_drop_rate, 200 - answered);
+    }
 }
