@@ -383,8 +383,9 @@ impl Driver {
 
     /// Run-time reconfiguration (control path, PASSIVE_LEVEL, one at a time). Services are
     /// diffed: removed ones are closed, added ones opened, unchanged ones not touched. If an
-    /// added one fails (e.g. STATUS_ADDRESS_ALREADY_EXISTS) every change of this call is undone
-    /// and that status returned: nothing is left half-applied. Limits apply at once (the data
+    /// added one fails (e.g. STATUS_ADDRESS_ALREADY_EXISTS) every change of this call, limits
+    /// and allow-list included, is undone and that status returned: nothing is left
+    /// half-applied (see `unwind` for the one best-effort case). Limits apply at once (the data
     /// path reads them from `live`), except those that size the pre-allocated pools at load:
     /// a change of one of those is refused (STATUS_NOT_SUPPORTED) and nothing changes.
     ///
@@ -422,38 +423,79 @@ impl Driver {
                 let _ = added.add(*s);
             }
         }
+        // Added services that need no removed one's port open first, before anything is
+        // closed: if one fails, closing what this call opened restores everything exactly.
+        // Only those that take over a removed service's port (same protocol and port) wait
+        // until it is closed; a failure among those can re-open the removed ones only best
+        // effort (the port may have been taken meanwhile; logged).
+        let mut early = Services::empty();
+        let mut late = Services::empty();
+        for s in added.as_slice() {
+            let takes_over = removed.as_slice().iter().any(|r| r.conflicts_with(s));
+            let _ = if takes_over { late.add(*s) } else { early.add(*s) };
+        }
         crate::serve::udp::publish_service_ports(new.services.as_slice());
+        let mut opened = Services::empty();
+        for s in early.as_slice() {
+            // SAFETY: per this function's contract.
+            if let Err(e) = unsafe { self.open_service(s) } {
+                // SAFETY: per this function's contract; nothing was closed.
+                unsafe { self.unwind(&opened, &Services::empty(), &old_limits, limits_changed) };
+                return Err(e);
+            }
+            let _ = opened.add(*s);
+        }
         for s in removed.as_slice() {
             // SAFETY: per this function's contract.
             unsafe { self.close_service(s, timeout) };
         }
-        for (k, s) in added.as_slice().iter().enumerate() {
+        for s in late.as_slice() {
             // SAFETY: per this function's contract.
             if let Err(e) = unsafe { self.open_service(s) } {
-                for undo in &added.as_slice()[..k] {
-                    // SAFETY: opened above in this call.
-                    unsafe { self.close_service(undo, timeout) };
-                }
-                for back in removed.as_slice() {
-                    // SAFETY: best effort: the old port may have been taken meanwhile (logged).
-                    let _ = unsafe { self.open_service(back) };
-                }
-                let keep = self.config.services.clone();
-                crate::serve::udp::publish_service_ports(keep.as_slice());
-                self.release_stats_slots(keep.as_slice());
-                if limits_changed {
-                    // The limits and allow-list this call published, undone (issue 17 item 4).
-                    self.live.revert(&old_limits);
-                    self.config.limits = old_limits;
-                }
+                // SAFETY: per this function's contract.
+                unsafe { self.unwind(&opened, &removed, &old_limits, limits_changed) };
                 return Err(e);
             }
+            let _ = opened.add(*s);
         }
         // Only the control path reads the services list; callbacks read the limits.
         // SAFETY: exclusive control path; the limits part is unchanged.
         unsafe { ptr::addr_of_mut!(self.config.services).write(new.services.clone()) };
         self.release_stats_slots(new.services.as_slice());
         Ok(())
+    }
+
+    /// Undoes a reconfiguration that failed half-way: closes the services it `opened`,
+    /// re-opens the ones it `closed` (best effort: the port may have been taken meanwhile,
+    /// logged) and puts back the limits and allow-list it published (issue 17 item 4).
+    /// PASSIVE_LEVEL, the serialised control path.
+    ///
+    /// # Safety
+    /// As [`reconfigure`](Self::reconfigure), which calls it right after a failed open.
+    unsafe fn unwind(
+        &mut self,
+        opened: &Services,
+        closed: &Services,
+        old_limits: &control::config::Limits,
+        limits_changed: bool,
+    ) {
+        let timeout = u64::from(self.live.disconnect_timeout_ms());
+        for s in opened.as_slice() {
+            // SAFETY: opened by the failed call.
+            unsafe { self.close_service(s, timeout) };
+        }
+        for s in closed.as_slice() {
+            // SAFETY: per this function's contract.
+            let _ = unsafe { self.open_service(s) };
+        }
+        let keep = self.config.services.clone();
+        crate::serve::udp::publish_service_ports(keep.as_slice());
+        self.release_stats_slots(keep.as_slice());
+        if limits_changed {
+            // `publish` succeeded in this call: the previous allow-list buffer is untouched.
+            self.live.revert(old_limits);
+            self.config.limits = old_limits.clone();
+        }
     }
 
     /// Teardown of every socket. PASSIVE_LEVEL (DriverUnload). Bounded: graceful first for
