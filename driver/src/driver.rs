@@ -432,7 +432,11 @@ impl Driver {
         let mut late = Services::empty();
         for s in added.as_slice() {
             let takes_over = removed.as_slice().iter().any(|r| r.conflicts_with(s));
-            let _ = if takes_over { late.add(*s) } else { early.add(*s) };
+            let _ = if takes_over {
+                late.add(*s)
+            } else {
+                early.add(*s)
+            };
         }
         crate::serve::udp::publish_service_ports(new.services.as_slice());
         let mut opened = Services::empty();

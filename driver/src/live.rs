@@ -10,8 +10,11 @@
 //! reader therefore never sees a buffer being written, and the writer waits for readers, not
 //! for time.
 //!
-//! What stays restart-only (the pools are sized from it at start): MaxConnections,
-//! MaxRetainedBytes, SendRingBytes, UdpSendContexts.
+//! Every value here is read where it is used, not copied at accept or socket creation, so a
+//! change reaches open connections and sockets at once (MaxRetainedBytesPerConnection is read
+//! before each indication; tests in driver/tests/live_limits.rs change each kind on an open
+//! connection). What stays restart-only (the pools are sized from it at start):
+//! MaxConnections, MaxRetainedBytes, SendRingBytes, UdpSendContexts.
 
 use core::cell::UnsafeCell;
 use core::net::IpAddr;

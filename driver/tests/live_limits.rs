@@ -89,6 +89,43 @@ fn zero_copy_switches_off_and_on_under_traffic() {
     assert_clean(&drv.unload());
 }
 
+/// Issue 17 item 13: MaxRetainedBytesPerConnection is live, for connections already open. It
+/// used to be copied into each connection at accept, so setting it to 0 (copy path only) left
+/// an open connection on zero-copy.
+#[test]
+fn retained_bytes_per_connection_applies_to_an_open_connection() {
+    let (cfg, ports) = config_with(V4, &[(Proto::Tcp, Mode::Echo)]);
+    let sim = wsk_sim::Config {
+        split_indications: false,
+        ..wsk_sim::Config::default()
+    };
+    let drv = load(sim, Some(cfg)).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Accepted (and echoing) before any change.
+    let t = pinger(SocketAddr::new(V4, ports[0]), stop.clone());
+    let zc0 = moved(&drv, Counter::ZeroCopySends, 0, 20);
+    assert!(zc0 > 20, "zero-copy in use before: {zc0}");
+    let per_conn = get_config(&drv).limits.max_retained_per_conn;
+    set_limits(&drv, |l| l.max_retained_per_conn = 0);
+    // Lists retained before the change may still be sent; after a short settle none may.
+    std::thread::sleep(Duration::from_millis(100));
+    let zc1 = drv.counter(Counter::ZeroCopySends);
+    let cp1 = drv.counter(Counter::CopySends);
+    let cp2 = moved(&drv, Counter::CopySends, cp1, 50);
+    assert!(cp2 > cp1 + 50, "echo went on through the copy path");
+    assert_eq!(
+        drv.counter(Counter::ZeroCopySends),
+        zc1,
+        "zero-copy on the open connection after MaxRetainedBytesPerConnection=0"
+    );
+    set_limits(&drv, |l| l.max_retained_per_conn = per_conn);
+    let zc2 = moved(&drv, Counter::ZeroCopySends, zc1, 20);
+    assert!(zc2 > zc1 + 20, "zero-copy back with the budget restored");
+    stop.store(true, Ordering::SeqCst);
+    assert!(t.join().unwrap() > 0);
+    assert_clean(&drv.unload());
+}
+
 #[test]
 fn idle_and_disconnect_timeouts_apply_to_open_connections() {
     let (cfg, ports) = config_with(V4, &[(Proto::Tcp, Mode::Echo), (Proto::Tcp, Mode::Source)]);

@@ -327,6 +327,13 @@ impl TcpState {
         self.live().iter().filter(|s| **s != Slot::Free).count()
     }
 
+    /// MaxRetainedBytesPerConnection is a live limit: the connection reads it again before
+    /// each indication. Lowered below what is retained now, no new list is retained until
+    /// the retained ones have gone back (nothing is released early).
+    pub fn set_per_conn_budget(&mut self, bytes: usize) {
+        self.per_conn_budget = bytes;
+    }
+
     /// Decides what to do with an indication of `len` bytes.
     /// `zc_ok` is false when zero-copy is impossible for reasons the caller knows (a list of
     /// several indications, WSK_FLAG_RELEASE_ASAP, zero-copy disabled by config).

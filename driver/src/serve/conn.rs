@@ -1146,6 +1146,8 @@ unsafe fn receive(
             unsafe { pump(c) };
             state = r.state.lock();
         }
+        // A live limit (config set): read for every indication, not once at attach.
+        state.set_per_conn_budget(drv.live.max_retained_per_conn() as usize);
         let d = if zc_ok {
             state.on_receive_list(&lens[..entries], true, &drv.budget)
         } else {
