@@ -282,23 +282,39 @@ unsafe extern "win64" fn stream_connected(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: 
 /// A connected socket joins the engine: published, its callbacks enabled (after connect: C26,
 /// W31; the context is complete), aborted at once if the job is stopping, pumped.
 ///
+/// The enable is counted as an executing call before the socket is published, in the same
+/// critical section (C22): from the moment a job stop, an unload or the housekeeper can see the
+/// socket they may abort the connection, and the engine's close must wait until the enable has
+/// returned (otherwise it runs on a closed socket, on Windows a freed WSK_SOCKET). The pump
+/// after it issues whatever the count held back.
+///
 /// # Safety
 /// `c` is the job's context and `sock` its connected socket.
 unsafe fn connected(d: &Driver, c: *mut Conn, sock: *mut WSK_SOCKET) {
     d.count(Counter::OutboundConnects, 1);
     d.job.open.fetch_add(1, Ordering::SeqCst);
-    // SAFETY: per the caller.
-    unsafe {
-        conn::publish_socket(c, sock);
-        let events = enable_events(sock, WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT);
+    // SAFETY: per the caller; the context cannot be recycled while a call is counted.
+    let r = unsafe { &*c };
+    {
+        let mut state = r.state.lock();
+        state.call_begin();
+        // SAFETY: written under the context lock, as publish_socket does.
+        unsafe { (*c).socket = sock };
+    }
+    // SAFETY: a connected socket with our context and dispatch (W31: after connect).
+    let events = unsafe { enable_events(sock, WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT) };
+    {
+        let mut state = r.state.lock();
+        state.call_returned();
         if events.is_err()
             || d.stopping.load(Ordering::SeqCst)
             || d.job.stop_requested.load(Ordering::SeqCst)
         {
-            (*c).state.lock().abort();
+            state.abort();
         }
-        conn::pump(c);
     }
+    // SAFETY: live context with its socket: a close held back by the enable goes out now.
+    unsafe { conn::pump(c) };
 }
 
 /// WskSocketConnect completion. IRQL <= DISPATCH_LEVEL.
