@@ -95,4 +95,66 @@ mod tests {
         assert_eq!(c.tickets, 0);
         assert_eq!(c.messages_sent, 0, "source messages are counted by bytes");
     }
+
+    /// `wants_ticket` is true only when all three hold: paced, no ticket left, and (for an
+    /// echo client) no message out. Each case where one of them fails must say false (kills
+    /// the "always true" and `&&` -> `||` mutants).
+    #[test]
+    fn wants_ticket_needs_paced_and_empty_and_idle() {
+        let unpaced = ClientState::new();
+        assert!(!unpaced.wants_ticket(false), "unpaced never wants a ticket");
+        assert!(!unpaced.wants_ticket(true));
+        let with_ticket = ClientState {
+            paced: true,
+            tickets: 1,
+            ..ClientState::new()
+        };
+        assert!(!with_ticket.wants_ticket(false), "a ticket in hand");
+        assert!(!with_ticket.wants_ticket(true));
+        let mut echo_out = ClientState {
+            paced: true,
+            tickets: 1,
+            ..ClientState::new()
+        };
+        echo_out.sent(true);
+        assert_eq!(echo_out.tickets, 0);
+        assert!(
+            !echo_out.wants_ticket(true),
+            "an echo client with its message out waits for the echo, not a ticket"
+        );
+        assert!(
+            echo_out.wants_ticket(false),
+            "a source client is never held by an outstanding message"
+        );
+        let paced = ClientState {
+            paced: true,
+            ..ClientState::new()
+        };
+        assert!(paced.wants_ticket(true) && paced.wants_ticket(false));
+    }
+
+    /// Bytes beyond the completed message stay as the offset into the next one: an echo that
+    /// arrives with more than one message's bytes leaves `rx - msg` (kills `-=` -> `+=`/`/=`).
+    #[test]
+    fn received_keeps_the_remainder_as_offset() {
+        let mut c = ClientState::new();
+        c.sent(true);
+        c.received(100, 100);
+        assert_eq!(
+            (c.offset(), c.messages_received),
+            (0, 1),
+            "exactly one message"
+        );
+        c.sent(true);
+        c.received(130, 100);
+        assert_eq!(
+            (c.offset(), c.messages_received),
+            (30, 2),
+            "30 bytes of the next message already in"
+        );
+        // Nothing is out: the loop stops after one message even with two messages' bytes.
+        c.sent(true);
+        c.received(270, 100);
+        assert_eq!((c.offset(), c.messages_received), (200, 3));
+    }
 }

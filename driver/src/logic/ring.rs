@@ -149,4 +149,27 @@ mod tests {
             "a zero-capacity ring never divides by zero"
         );
     }
+
+    /// The accessors against a ring whose cursors have all moved off zero (kills `capacity`
+    /// -> 0/1, `in_flight`'s `-` -> `+`, `is_empty` -> true).
+    #[test]
+    fn accessors_after_the_cursors_moved() {
+        let mut r = ByteRing::new(8);
+        let mut st = [0u8; 8];
+        assert_eq!(r.capacity(), 8);
+        assert!(r.is_empty());
+        assert_eq!(r.push(&mut st, b"abcdef"), 6);
+        assert!(!r.is_empty(), "6 bytes queued");
+        assert_eq!(r.take_send(4), Some((0, 4)));
+        assert!(r.complete(3));
+        // head 3, sent 4, tail 6.
+        assert_eq!((r.in_flight(), r.queued(), r.free()), (1, 2, 5));
+        assert!(!r.is_empty());
+        assert_eq!(r.take_send(8), Some((4, 2)));
+        assert_eq!(r.in_flight(), 3);
+        assert!(r.complete(3));
+        assert_eq!((r.in_flight(), r.queued(), r.free()), (0, 0, 8));
+        assert!(r.is_empty());
+        assert_eq!(r.capacity(), 8, "capacity never changes");
+    }
 }
