@@ -40,12 +40,21 @@ pub fn probe(s: &Service) -> Result<(), String> {
             sock.connect(to).map_err(|e| format!("UDP connect {to}: {e}"))?;
             sock.set_read_timeout(Some(Duration::from_millis(500)))
                 .map_err(|e| e.to_string())?;
-            // A sockperf service counts a datagram that does not parse as malformed, so it
-            // gets none here: its run (udp_sockperf) shows whether it answers.
+            // To a sockperf service a warm-up message, which it neither answers nor counts
+            // (anything else that does not parse would count as malformed).
+            let mut msg = [0u8; 32];
             if s.mode == Mode::Sockperf {
-                return Ok(());
+                use control::protocol::sockperf::{flags, Header};
+                let h = Header {
+                    seq: 0,
+                    flags: flags::CLIENT | flags::WARMUP,
+                    len: msg.len() as u32,
+                };
+                let _ = h.encode(&mut msg);
+            } else {
+                msg[..22].copy_from_slice(b"wskecho selftest probe");
             }
-            sock.send(b"wskecho selftest probe")
+            sock.send(&msg)
                 .map_err(|e| format!("UDP send to {to}: {e}"))?;
             let mut buf = [0u8; 64];
             match sock.recv(&mut buf) {
