@@ -6,6 +6,7 @@
 mod channel;
 mod edit;
 mod render;
+pub mod selftest;
 #[cfg(windows)]
 mod windows;
 
@@ -105,10 +106,24 @@ pub fn run(args: DriverArgs) -> Result<i32> {
 
 /// [`run`] with the output going to `out` (for tests).
 pub fn run_to(args: &DriverArgs, out: &mut dyn Write) -> Result<i32> {
-    let res =
-        open_channel(args.control.as_deref()).and_then(|mut ch| execute(args, ch.as_mut(), out));
+    let res = open_channel(args.control.as_deref()).and_then(|mut ch| {
+        if let DriverCmd::Selftest {
+            duration,
+            free_port,
+        } = &args.cmd
+        {
+            let opts = selftest::Options {
+                duration: *duration,
+                free_port: *free_port,
+                json: args.json,
+            };
+            let target = ch.describe();
+            return selftest::run(ch.as_mut(), target, &opts, out);
+        }
+        execute(args, ch.as_mut(), out).map(|()| 0)
+    });
     match res {
-        Ok(()) => Ok(0),
+        Ok(code) => Ok(code),
         Err(e) => {
             if let Some(u) = e.downcast_ref::<Unreachable>() {
                 eprintln!("echoload driver: {u}");
@@ -271,6 +286,7 @@ fn execute(args: &DriverArgs, ch: &mut dyn Channel, out: &mut dyn Write) -> Resu
             }
         }
         DriverCmd::Stats(s) => stats_cmd(args.json, s, ch, out)?,
+        DriverCmd::Selftest { .. } => bail!("the self-test runs through run_to"),
         DriverCmd::Check { free_port } => check_cmd(args.json, *free_port, ch, out)?,
         DriverCmd::Exporter { listen, duration } => {
             let deadline = duration.map(|d| Instant::now() + d);

@@ -44,6 +44,20 @@ pub enum DriverCmd {
         #[arg(long)]
         free_port: Option<u16>,
     },
+    /// First-boot self-test: echo over TCP and UDP, a TCP half-close, sink, the sockperf wire,
+    /// the driver's own counters, control conformance and live stats, against the driver (or
+    /// wskecho-sim); prints a verdict to paste into a bug report. Exit code 0 pass, 1 a step
+    /// failed, 2 nothing answered, 3 some steps could not run (their service is not
+    /// configured or did not open).
+    Selftest {
+        /// Measured time of each load run.
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        duration: Duration,
+        /// A TCP port on 127.0.0.1 that nothing listens on (for the conformance suite);
+        /// default: one the OS picks.
+        #[arg(long)]
+        free_port: Option<u16>,
+    },
     /// Serve the driver's counters (global, per CPU, per service) in the Prometheus text
     /// format on http://ADDR/metrics; each scrape queries the driver.
     Exporter {

@@ -11,6 +11,10 @@ use super::Unreachable;
 /// A way to send one IOCTL and get (NTSTATUS, output).
 pub trait Channel {
     fn call(&mut self, code: u32, input: &[u8], out_cap: usize) -> Result<(i32, Vec<u8>)>;
+    /// What this channel reaches, for reports: the device and the OS build, or a socket.
+    fn describe(&self) -> String {
+        "a control channel".into()
+    }
 }
 
 /// wskecho-sim's control socket.
@@ -19,6 +23,15 @@ pub struct SocketChannel {
 }
 
 impl Channel for SocketChannel {
+    fn describe(&self) -> String {
+        format!(
+            "wskecho-sim (control socket {}), host {} {}",
+            self.addr,
+            std::env::consts::OS,
+            std::env::consts::ARCH
+        )
+    }
+
     fn call(&mut self, code: u32, input: &[u8], out_cap: usize) -> Result<(i32, Vec<u8>)> {
         control::transport::call(self.addr, code, input, out_cap as u32).map_err(|e| {
             use std::io::ErrorKind;

@@ -1,5 +1,5 @@
 //! The driver's control device on Windows: CreateFileW(`\\.\WskEcho`) + DeviceIoControl.
-//! Three kernel32 declarations instead of a windows-sys dependency.
+//! A few kernel32/ntdll declarations instead of a windows-sys dependency.
 
 use std::ffi::c_void;
 use std::io;
@@ -41,6 +41,61 @@ extern "system" {
         overlapped: *mut c_void,
     ) -> i32;
     fn CloseHandle(h: Handle) -> i32;
+    fn GetModuleHandleW(name: *const u16) -> Handle;
+    fn GetProcAddress(module: Handle, name: *const u8) -> *const c_void;
+}
+
+/// RTL_OSVERSIONINFOW.
+#[repr(C)]
+struct OsVersionInfo {
+    size: u32,
+    major: u32,
+    minor: u32,
+    build: u32,
+    platform: u32,
+    csd: [u16; 128],
+}
+
+#[link(name = "ntdll")]
+extern "system" {
+    fn RtlGetVersion(info: *mut OsVersionInfo) -> i32;
+}
+
+/// "Windows 10.0.17763" (RtlGetVersion: unlike GetVersionEx it does not depend on the
+/// program's manifest), with "under Wine X" when ntdll is Wine's: a bug report must say so.
+pub fn os_description() -> String {
+    let mut v = OsVersionInfo {
+        size: std::mem::size_of::<OsVersionInfo>() as u32,
+        major: 0,
+        minor: 0,
+        build: 0,
+        platform: 0,
+        csd: [0; 128],
+    };
+    // SAFETY: `v` is a writable RTL_OSVERSIONINFOW with its size field set, as the call needs.
+    let st = unsafe { RtlGetVersion(&raw mut v) };
+    let mut t = if st == 0 {
+        format!("Windows {}.{}.{}", v.major, v.minor, v.build)
+    } else {
+        format!("Windows (RtlGetVersion failed: 0x{:08X})", st as u32)
+    };
+    let ntdll: Vec<u16> = "ntdll.dll".encode_utf16().chain(Some(0)).collect();
+    // SAFETY: NUL-terminated UTF-16 name; ntdll is loaded in every process.
+    let m = unsafe { GetModuleHandleW(ntdll.as_ptr()) };
+    if !m.is_null() {
+        // SAFETY: `m` is ntdll's handle; the name is a NUL-terminated ASCII string.
+        let f = unsafe { GetProcAddress(m, b"wine_get_version\0".as_ptr()) };
+        if !f.is_null() {
+            // SAFETY: Wine's ntdll exports `const char *wine_get_version(void)` (cdecl, which
+            // is the one x64 calling convention); it returns a static NUL-terminated string.
+            let ver = unsafe {
+                let f: unsafe extern "C" fn() -> *const std::ffi::c_char = std::mem::transmute(f);
+                std::ffi::CStr::from_ptr(f()).to_string_lossy().into_owned()
+            };
+            t += &format!(" under Wine {ver}");
+        }
+    }
+    t
 }
 
 pub struct DeviceChannel {
@@ -105,6 +160,14 @@ fn win32_to_ntstatus(err: i32) -> i32 {
 }
 
 impl super::Channel for DeviceChannel {
+    fn describe(&self) -> String {
+        format!(
+            "{} on {}",
+            control::ioctl::USER_DEVICE_PATH,
+            os_description()
+        )
+    }
+
     fn call(&mut self, code: u32, input: &[u8], out_cap: usize) -> Result<(i32, Vec<u8>)> {
         let mut out = vec![0u8; out_cap];
         let mut returned = 0u32;
