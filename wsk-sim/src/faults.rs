@@ -20,6 +20,56 @@ pub fn kill_connection(local: std::net::SocketAddr, remote: std::net::SocketAddr
     crate::wsk::socket::kill(local, Some(remote))
 }
 
+/// Connects to `remote` still waiting for an answer fail now with STATUS_IO_TIMEOUT, as when
+/// TCP's SYN retries run out (about 21 s on Windows, 127 s on Linux): a test that connects to
+/// an address that never answers ([`FullBacklog`]) ends those connects without waiting that
+/// long. Returns how many it ended.
+pub fn time_out_connects(remote: std::net::SocketAddr) -> usize {
+    crate::wsk::socket::time_out_connects(remote)
+}
+
+/// A loopback TCP port that never answers a connect: a listener with a backlog of 0 that
+/// nobody accepts from, its one queue slot taken by a connection of its own. A SYN to it is
+/// dropped (Linux, `tcp_abort_on_overflow` 0) and the connect waits through every SYN retry,
+/// as to a black hole. Closed when dropped.
+pub struct FullBacklog {
+    _listener: socket2::Socket,
+    _filler: std::net::TcpStream,
+    addr: std::net::SocketAddr,
+}
+
+impl std::fmt::Debug for FullBacklog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FullBacklog")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FullBacklog {
+    /// A full-backlog port on `ip` (a loopback address).
+    pub fn new(ip: std::net::IpAddr) -> std::io::Result<FullBacklog> {
+        use socket2::{Domain, Socket, Type};
+        let l = Socket::new(Domain::for_address((ip, 0).into()), Type::STREAM, None)?;
+        l.bind(&std::net::SocketAddr::new(ip, 0).into())?;
+        l.listen(0)?;
+        let addr = l
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| std::io::Error::other("no address"))?;
+        let filler = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))?;
+        Ok(FullBacklog {
+            _listener: l,
+            _filler: filler,
+            addr,
+        })
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+}
+
 /// Datagrams a datagram socket receives from host source port `from_port` are indicated to
 /// WskReceiveFromEvent with RemoteAddress `present_as` (when given) and with `flags` ORed into
 /// the callback's Flags (e.g. MSG_BCAST / MSG_MCAST, W60), each in a list of its own (Flags
@@ -28,4 +78,19 @@ pub fn kill_connection(local: std::net::SocketAddr, remote: std::net::SocketAddr
 /// affected (not WskReceiveFrom IRPs). Cleared by [`crate::init`].
 pub fn disguise_datagrams(from_port: u16, present_as: Option<std::net::SocketAddr>, flags: u32) {
     crate::wsk::disguise::set(from_port, present_as, flags);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FullBacklog;
+    use std::time::Duration;
+
+    /// A connect to a full backlog gets no answer (it would wait through the SYN retries).
+    #[test]
+    fn full_backlog_never_answers() {
+        let b = FullBacklog::new(std::net::Ipv4Addr::LOCALHOST.into()).unwrap();
+        let r = std::net::TcpStream::connect_timeout(&b.addr(), Duration::from_millis(300));
+        let e = r.expect_err("a full backlog answered");
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+    }
 }

@@ -767,6 +767,39 @@ pub(crate) fn kill(local: std::net::SocketAddr, remote: Option<std::net::SocketA
     n
 }
 
+/// Connects to `remote` still in progress give up now with STATUS_IO_TIMEOUT, as TCP's SYN
+/// retries would after about 21 s on Windows: the host attempt is dropped, a WskSocketConnect's
+/// socket goes with it (it was never handed out), a WskConnect's socket stays for its owner
+/// to close. Returns how many connects it ended.
+pub(crate) fn time_out_connects(remote: std::net::SocketAddr) -> usize {
+    let irps = with(|p| {
+        let mut irps = Vec::new();
+        let ids: Vec<usize> = p
+            .sockets
+            .iter()
+            .filter(|(_, s)| s.connect.is_some() && s.remote == Some(remote) && !s.connected)
+            .map(|(ws, _)| *ws)
+            .collect();
+        for ws in ids {
+            let s = p.sockets.get_mut(&ws).expect("listed");
+            let (irp, socket_connect) = s.connect.take().expect("listed");
+            drop(s.fd.take());
+            super::wake::wake(s.owner);
+            if socket_connect {
+                if let Some(mut s) = remove(p, ws) {
+                    drop(s.fd.take());
+                }
+            }
+            irps.push(irp);
+        }
+        irps
+    });
+    for &irp in &irps {
+        complete::complete_now(irp as PIRP, wsk_sys::STATUS_IO_TIMEOUT, 0);
+    }
+    irps.len()
+}
+
 /// IoCancelIrp on a provider-owned IRP: dequeue it and complete it cancelled.
 pub(crate) fn cancel(irp: usize) -> bool {
     let found = dequeue(irp);

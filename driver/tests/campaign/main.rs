@@ -1,0 +1,192 @@
+//! Issue 17's chaos campaign: for each seed, a driver (built-in or the shipped image) runs
+//! under every unkind order of wsk-sim while one control thread interleaves, at random, traffic
+//! of every kind (TCP echo with half-close and abortive close, UDP echo and floods from many
+//! 127.0.0.x sources, sockperf, source, discard, kernel load jobs with both connect styles,
+//! to full accept queues and to a port that never answers) with control operations (job start
+//! and stop, valid and half-failing `config set`, service add and remove, live limit changes,
+//! socket kills) and ends with an unload in the middle of it all. Every echoed byte is
+//! checked; any contract violation, leak, stuck context, failed-set leftover or slow unload
+//! fails the seed, whose event list is printed with the line that replays it.
+//!
+//! How to run it (docs/campaign.md):
+//! - CI (test.sh's own step): `cargo test -p wskecho --release --test campaign -- --ignored
+//!   --exact campaign` runs `CAMPAIGN_SEEDS` seeds (default 40) from `CAMPAIGN_BASE`.
+//! - replay: `CAMPAIGN_SEED=0x... ` and the same command (strict, event list printed).
+//! - soak: `CAMPAIGN_MINUTES=60` (new seeds from the clock until then; `CAMPAIGN_SEEDS`
+//!   bounds the count instead or as well).
+//! - `CAMPAIGN_STRICT=1`: the known open defects (OPEN_ITEMS) fail the run too.
+//! - `CAMPAIGN_TARGET=builtin|image`: only one driver (default: odd seeds run the image).
+
+#[path = "../common/mod.rs"]
+mod common;
+// The shipped image's loader (the wskecho-sim runner's, one copy for both).
+#[allow(clippy::large_types_passed_by_value, clippy::unused_self)]
+#[path = "../../../wskecho-sim/src/image.rs"]
+mod image;
+
+mod actors;
+mod plan;
+mod run;
+mod target;
+
+use std::time::{Duration, Instant};
+
+use plan::Plan;
+
+/// Issue 17 items whose symptoms the campaign finds on main and that other branches fix: seen
+/// here they are reported, not failed, unless CAMPAIGN_STRICT=1. The lead empties this list
+/// as the fixes merge (and un-ignores the matching regression tests below).
+const OPEN_ITEMS: &[u32] = &[1, 2, 3, 4];
+
+/// The CI run's first seed and count (about 4 minutes on 2 cores; see docs/campaign.md).
+const CI_BASE: u64 = 0xca4b_0000;
+const CI_SEEDS: u64 = 40;
+
+fn env_u64(name: &str) -> Option<u64> {
+    let s = std::env::var(name).ok()?;
+    let s = s.trim();
+    let v = match s.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    Some(v.unwrap_or_else(|e| panic!("{name}={s}: {e}")))
+}
+
+struct Totals {
+    seeds: u64,
+    events: u64,
+    failed: Vec<(u64, Vec<run::Failure>)>,
+    known: Vec<(u64, Vec<run::Failure>)>,
+    worst_unload: (Duration, Duration),
+}
+
+/// Runs `seeds` (stopping early at `deadline`), printing each failed seed's event list.
+fn campaign_over(seeds: impl Iterator<Item = u64>, strict: bool, deadline: Option<Instant>) -> Totals {
+    install_panic_report();
+    let image = target::image_path();
+    let only = std::env::var("CAMPAIGN_TARGET").ok();
+    if image.is_none() {
+        eprintln!("campaign: no driver image (cargo xtask driver): every seed runs the built-in driver");
+    }
+    let mut t = Totals {
+        seeds: 0,
+        events: 0,
+        failed: Vec::new(),
+        known: Vec::new(),
+        worst_unload: (Duration::ZERO, Duration::ZERO),
+    };
+    for seed in seeds {
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            break;
+        }
+        let mut plan = Plan::new(seed, image.is_some());
+        match only.as_deref() {
+            Some("builtin") => plan.image = false,
+            Some("image") => plan.image = image.is_some(),
+            _ => {}
+        }
+        let o = run::run(&plan, image.as_ref());
+        t.seeds += 1;
+        t.events += o.events as u64;
+        if o.unload > t.worst_unload.0 {
+            t.worst_unload = (o.unload, o.unload_bound);
+        }
+        if o.failures.is_empty() {
+            continue;
+        }
+        let open = |f: &run::Failure| !strict && f.item.is_some_and(|i| OPEN_ITEMS.contains(&i));
+        let known_only = o.failures.iter().all(open);
+        let replay = format!(
+            "replay: CAMPAIGN_SEED={seed:#x} cargo test -p wskecho --release --test campaign -- --ignored --exact campaign --nocapture"
+        );
+        if known_only {
+            let items: Vec<_> = o.failures.iter().filter_map(|f| f.item).collect();
+            eprintln!("campaign: seed {seed:#x}: known open issue 17 item(s) {items:?}: {}; {replay}", o.failures[0].msg);
+            t.known.push((seed, o.failures));
+        } else {
+            eprintln!("\ncampaign: seed {seed:#x} FAILED\n{plan}{}", o.log.join("\n"));
+            for f in &o.failures {
+                eprintln!("  failure{}: {}", f.item.map_or(String::new(), |i| format!(" (issue 17 item {i})")), f.msg);
+            }
+            eprintln!("  {replay}\n");
+            t.failed.push((seed, o.failures));
+        }
+    }
+    t
+}
+
+/// A driver panic on a sim thread (or a sim abort) ends the process before any report: print
+/// the seed and its events so far first.
+fn install_panic_report() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if let Ok(cur) = run::CURRENT.try_lock() {
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stderr(),
+                    format!("campaign: panic during\n{}\n", cur.join("\n")).as_bytes(),
+                );
+            }
+            prev(info);
+        }));
+    });
+}
+
+fn summary(t: &Totals, took: Duration) {
+    let secs = took.as_secs_f64().max(1e-9);
+    eprintln!(
+        "campaign: {} seeds, {} events in {:.1} s: {:.2} seeds/s, {:.1} events/s; slowest unload {} ms (its bound {} ms)",
+        t.seeds,
+        t.events,
+        secs,
+        t.seeds as f64 / secs,
+        t.events as f64 / secs,
+        t.worst_unload.0.as_millis(),
+        t.worst_unload.1.as_millis()
+    );
+    let mut by_item = std::collections::BTreeMap::<u32, Vec<u64>>::new();
+    for (seed, fs) in t.known.iter().chain(&t.failed) {
+        for f in fs {
+            if let Some(i) = f.item {
+                let v = by_item.entry(i).or_default();
+                if !v.contains(seed) {
+                    v.push(*seed);
+                }
+            }
+        }
+    }
+    for (item, seeds) in &by_item {
+        let list: Vec<String> = seeds.iter().map(|s| format!("{s:#x}")).collect();
+        eprintln!("campaign: issue 17 item {item} seen in {} seed(s): {}", seeds.len(), list.join(" "));
+    }
+}
+
+/// The campaign: CI's bounded run, a replay, or a soak (see the module doc).
+#[test]
+#[ignore = "test.sh runs it in a step of its own: cargo test -p wskecho --release --test campaign -- --ignored --exact campaign"]
+fn campaign() {
+    let t0 = Instant::now();
+    let strict = std::env::var("CAMPAIGN_STRICT").as_deref() == Ok("1");
+    let t = if let Some(seed) = env_u64("CAMPAIGN_SEED") {
+        campaign_over(std::iter::once(seed), true, None)
+    } else {
+        let minutes = env_u64("CAMPAIGN_MINUTES");
+        let base = env_u64("CAMPAIGN_BASE").unwrap_or_else(|| {
+            if minutes.is_some() {
+                // A soak covers new ground each time; the base is printed to replay it.
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() << 16)
+            } else {
+                CI_BASE
+            }
+        });
+        let count = env_u64("CAMPAIGN_SEEDS").unwrap_or(if minutes.is_some() { u64::MAX } else { CI_SEEDS });
+        eprintln!("campaign: seeds from {base:#x}, {count} at most{}", minutes.map_or(String::new(), |m| format!(", {m} minutes")));
+        let deadline = minutes.map(|m| t0 + Duration::from_secs(m * 60));
+        campaign_over((0..count).map(|i| base.wrapping_add(i)), strict, deadline)
+    };
+    summary(&t, t0.elapsed());
+    assert!(t.failed.is_empty(), "campaign: {} seed(s) failed: {:x?}", t.failed.len(), t.failed.iter().map(|f| f.0).collect::<Vec<_>>());
+}
