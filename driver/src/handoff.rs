@@ -12,8 +12,13 @@
 //! bounded (C38: waits reached from user requests are bounded); a request given up on is still
 //! carried out (it is owned by the mailbox, not by the waiting thread), and its result, tagged
 //! with its sequence number, is never taken for a later one.
+//!
+//! The control lock stays held for as long as the system thread works on a request (issue 17
+//! item 10): a caller that gives up hands the lock over to the system thread, which releases
+//! it when the request is done. So unload, which takes the control lock for good before it
+//! closes anything, never runs beside a reconfiguration, nor does any other control request.
 
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use control::config::Config;
 use control::ioctl::LoadJob;
@@ -42,8 +47,26 @@ struct Slot {
     result: Option<(u32, Result<u32, NTSTATUS>)>,
 }
 
+/// Whose the request in the mailbox is (`Mailbox::state`).
+const IDLE: u32 = 0;
+/// Posted or being carried out, its caller waiting (the caller holds the control lock).
+const WORKING: u32 = 1;
+/// Its caller gave up: the control lock is the system thread's, released when it is done.
+const ABANDONED: u32 = 2;
+
+/// What [`call`] returns besides the result: whether the control lock went to the system
+/// thread with an abandoned request (then the caller must not release it).
+pub(crate) struct Answer {
+    pub(crate) result: Result<u32, NTSTATUS>,
+    pub(crate) lock_handed_over: bool,
+}
+
 pub(crate) struct Mailbox {
     slot: SpinLock<Slot>,
+    /// IDLE, WORKING or ABANDONED: the hand-over of the control lock.
+    state: AtomicU32,
+    /// How long the control path waits (WAIT_MS; host tests shorten it).
+    wait_ms: AtomicU64,
     /// Wakes the system thread at once (it also wakes every housekeeping tick).
     posted: KEVENT,
     /// Wakes the control path when a result is posted.
@@ -64,6 +87,11 @@ impl Mailbox {
     pub(crate) unsafe fn init(m: *mut Mailbox) {
         // SAFETY: per the caller; the events stay in the driver block for its lifetime.
         unsafe {
+            core::ptr::write(core::ptr::addr_of_mut!((*m).state), AtomicU32::new(IDLE));
+            core::ptr::write(
+                core::ptr::addr_of_mut!((*m).wait_ms),
+                AtomicU64::new(WAIT_MS),
+            );
             core::ptr::write(
                 core::ptr::addr_of_mut!((*m).slot),
                 SpinLock::new(Slot {
@@ -83,6 +111,11 @@ impl Mailbox {
                 FALSE,
             );
         }
+    }
+
+    /// Sets how long the control path waits for the system thread (host tests).
+    pub(crate) fn set_wait_ms(&self, ms: u64) {
+        self.wait_ms.store(ms, Ordering::SeqCst);
     }
 
     fn posted_ptr(&self) -> *mut KEVENT {
@@ -113,33 +146,53 @@ impl Mailbox {
 }
 
 /// Control path: hands `request` to the system thread and waits (bounded) for its result.
-/// PASSIVE_LEVEL, with the control lock held.
-pub(crate) fn call(d: &Driver, request: &Request) -> Result<u32, NTSTATUS> {
+/// PASSIVE_LEVEL, with the control lock held. If the wait runs out the request is abandoned
+/// to the system thread together with the control lock (`lock_handed_over`).
+pub(crate) fn call(d: &Driver, request: &Request) -> Answer {
     let m = &d.mailbox;
+    let answer = |result| Answer {
+        result,
+        lock_handed_over: false,
+    };
     let seq = {
         let mut s = m.slot.lock();
         s.seq = s.seq.wrapping_add(1);
         // Replaces a request the thread never took: plain data (no drop work under the lock).
         s.request = Some(request.clone());
         s.result = None;
+        // Under the slot lock: the system thread takes the request under it too.
+        m.state.store(WORKING, Ordering::SeqCst);
         s.seq
     };
     // SAFETY: the event lives in the driver block.
     unsafe { KeSetEvent(m.posted_ptr(), 0, FALSE) };
     let start = time::now();
-    let limit = WAIT_MS * d.perf_freq / 1000;
+    let limit = m.wait_ms.load(Ordering::SeqCst) * d.perf_freq / 1000;
     loop {
         if let Some((done, r)) = m.slot.lock().result {
             if done == seq {
-                return r;
+                return answer(r);
             }
         }
-        if time::now().saturating_sub(start) >= limit {
-            crate::kernel::log::log_err!("control request {seq} timed out in the system thread");
-            return Err(STATUS_IO_TIMEOUT);
+        if time::now().saturating_sub(start) >= limit
+            && m.state
+                .compare_exchange(WORKING, ABANDONED, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            // (The exchange fails only if the thread has just finished: its result is being
+            // posted, the next turn takes it.)
+            crate::kernel::log::log_err!(
+                "control request {seq} timed out; the system thread finishes it holding the control lock"
+            );
+            return Answer {
+                result: Err(STATUS_IO_TIMEOUT),
+                lock_handed_over: true,
+            };
         }
         if d.hk_stop.load(Ordering::SeqCst) {
-            return Err(STATUS_DEVICE_NOT_READY);
+            // The housekeeper has ended: nobody will take the request.
+            m.state.store(IDLE, Ordering::SeqCst);
+            return answer(Err(STATUS_DEVICE_NOT_READY));
         }
         let mut t = LARGE_INTEGER {
             QuadPart: -100 * 10_000,
@@ -178,7 +231,14 @@ pub(crate) fn run_posted(d: &mut Driver) {
             Request::LoadStart(job) => unsafe { load::start(d, &job) },
         }
     };
+    // Done: the request leaves the mailbox before its result is posted, so a caller that
+    // sees WORKING when its wait runs out can still hand the lock over safely.
+    let prev = d.mailbox.state.swap(IDLE, Ordering::SeqCst);
     d.mailbox.slot.lock().result = Some((seq, result));
     // SAFETY: the event lives in the driver block.
     unsafe { KeSetEvent(d.mailbox.answered_ptr(), 0, FALSE) };
+    if prev == ABANDONED {
+        // Its caller gave up and left the control lock to this thread (see `call`).
+        d.control_busy.store(false, Ordering::SeqCst);
+    }
 }

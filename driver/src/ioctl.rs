@@ -4,7 +4,7 @@
 
 use core::sync::atomic::Ordering;
 
-use control::config::{Config, Service};
+use control::config::{Config, Service, Services};
 use control::ioctl::{self, ControlHandler, LoadJob, LoadStatus, StatsSource};
 use control::stats::{Counter as C, Counters};
 use wsk_sys::{KeQueryActiveProcessorCountEx, STATUS_DEVICE_NOT_READY};
@@ -32,14 +32,36 @@ pub(crate) unsafe fn control_dispatch(
     if busy.swap(true, Ordering::SeqCst) {
         return (control::ioctl::status::STATUS_DEVICE_BUSY, 0);
     }
-    let mut h = Handler { d };
+    let mut h = Handler {
+        d,
+        // SAFETY: per the caller; the control lock is held, so nothing changes the services.
+        services: unsafe { (*d).config.services.clone() },
+        lock_handed_over: false,
+    };
     let r = ioctl::dispatch(&mut h, code, input, output);
-    busy.store(false, Ordering::SeqCst);
+    // A request that timed out left the lock to the system thread, which releases it when
+    // done (handoff): unload and the next request wait until then.
+    if !h.lock_handed_over {
+        busy.store(false, Ordering::SeqCst);
+    }
     r
 }
 
 struct Handler {
     d: *mut Driver,
+    /// The services as this request found them: `service_count` and `service(i)` answer from
+    /// one list, so an index can never fall outside it.
+    services: Services,
+    /// Set when a request handed to the system thread timed out (see `handoff::call`).
+    lock_handed_over: bool,
+}
+
+impl Handler {
+    fn hand_off(&mut self, request: &Request) -> Result<u32, i32> {
+        let a = handoff::call(self.drv(), request);
+        self.lock_handed_over |= a.lock_handed_over;
+        a.result
+    }
 }
 
 impl Handler {
@@ -105,13 +127,23 @@ impl StatsSource for Handler {
     }
 
     fn service_count(&self) -> usize {
-        self.drv().config.services.len()
+        self.services.len()
     }
 
     /// Summed over CPUs from the service's own per-CPU slot. RetainedBytes is a global gauge
-    /// only (the retention budget is shared): it reads 0 in a service block.
+    /// only (the retention budget is shared): it reads 0 in a service block. An index past
+    /// the list (never asked by the encoder, which stops at `service_count`) reads as an
+    /// empty entry rather than panicking.
     fn service(&self, index: usize) -> (Service, Counters) {
-        let svc = self.drv().config.services.as_slice()[index];
+        let Some(&svc) = self.services.as_slice().get(index) else {
+            let none = Service::new(
+                control::config::Proto::Tcp,
+                0,
+                control::config::Mode::Discard,
+                core::net::IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED),
+            );
+            return (none, Counters::default());
+        };
         let mut c = Counters::default();
         if let Some(v) = self.drv().service_counters(&svc) {
             for (k, x) in C::ALL.iter().zip(v) {
@@ -142,7 +174,8 @@ impl ControlHandler for Handler {
             return Err(STATUS_DEVICE_NOT_READY);
         }
         // Sockets are made by the system thread (see handoff).
-        handoff::call(d, &Request::Reconfigure(new.clone())).map(|_| ())
+        self.hand_off(&Request::Reconfigure(new.clone()))
+            .map(|_| ())
     }
 
     fn load_start(&mut self, job: &LoadJob) -> Result<u32, i32> {
@@ -151,7 +184,7 @@ impl ControlHandler for Handler {
             return Err(STATUS_DEVICE_NOT_READY);
         }
         // Sockets are made by the system thread (see handoff).
-        handoff::call(d, &Request::LoadStart(*job))
+        self.hand_off(&Request::LoadStart(*job))
     }
 
     fn load_stop(&mut self, _job_id: u32) -> Result<(), i32> {

@@ -405,3 +405,12 @@ pub fn housekeeping_counts() -> Option<(u64, u64)> {
         r.conns.visits.load(Ordering::Relaxed),
     ))
 }
+
+/// Sets how long a control request waits for the system thread before it gives up (60 s by
+/// default) on the loaded instance. Host tests only: a request that outlives the wait is the
+/// case of issue 17 item 10.
+pub fn set_control_wait_ms(ms: u64) -> Option<()> {
+    let d = DRIVER.load(Ordering::SeqCst);
+    // SAFETY: as in start_state; the value is an atomic.
+    (!d.is_null()).then(|| unsafe { (*d).mailbox.set_wait_ms(ms) })
+}
