@@ -76,7 +76,7 @@ pub use kernel::config::{self, Config, ViolationMode, UNKIND_ORDERS};
 pub use kernel::dbgprint::{dbg_output, take_dbg_output};
 pub use kernel::{device, pool, registry};
 pub use run::{
-    assert_no_leaks, current_irql, finish, init, new_driver_object, run_passive, seed,
-    take_violations, violations, wait_quiescent, SimGuard,
+    assert_no_leaks, current_irql, early_releases, finish, init, new_driver_object, run_passive,
+    seed, take_violations, violations, wait_quiescent, SimGuard,
 };
 pub use wsk::RELEASED_POISON;

@@ -78,6 +78,13 @@ pub fn take_violations() -> Vec<String> {
     state::take_violations()
 }
 
+/// WskRelease calls from another thread that reached the provider before it saw the list's
+/// receive callback return STATUS_PENDING, after the callback's last kernel call, and were
+/// accepted (G22), this run: shows that the `preempt` order produced that interleaving.
+pub fn early_releases() -> u64 {
+    crate::wsk::indication::early_releases_applied()
+}
+
 /// The IRQL the calling thread is at (the sim's per-thread IRQL).
 pub fn current_irql() -> u8 {
     irql::current()

@@ -1296,3 +1296,114 @@ fn w60_datagram_indications_carry_the_remote_address() {
     wsk.close();
     wsk_sim::assert_no_leaks();
 }
+
+/// G21 (sim gap S-A): a FIN or a reset that arrives while the accepted socket's events are
+/// still off (a stream listener's accepted sockets inherit none) is indicated once the client
+/// enables them, as buffered data is; it is never marked reported unseen.
+#[test]
+fn g21_fin_or_reset_before_the_events_are_enabled_is_indicated_once_they_are() {
+    let _g = wsk_sim::init(rec());
+    let wsk = Wsk::open();
+    for reset in [false, true] {
+        probe::reset();
+        let (ls, s, peer) = probe::accepted_pair(&wsk, 0);
+        if reset {
+            // Closing with unread data in the receive buffer resets the connection.
+            assert_eq!(probe::send(s, b"unread").status, STATUS_SUCCESS);
+            let mut b = [0u8; 1];
+            let _ = peer.peek(&mut b);
+        } else {
+            peer.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+        drop(peer);
+        // The provider has seen the FIN or the reset by the time it is quiet again.
+        std::thread::sleep(Duration::from_millis(50));
+        wait_until("quiet", 5, || wsk_sim::wait_quiescent(Duration::ZERO));
+        assert!(
+            probe::data_events().is_empty(),
+            "nothing indicated while off"
+        );
+        assert_eq!(
+            enable(s, WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT),
+            STATUS_SUCCESS
+        );
+        wait_until(
+            if reset {
+                "abortive disconnect event after enabling"
+            } else {
+                "graceful disconnect event after enabling"
+            },
+            5,
+            || {
+                probe::data_events().iter().any(|e| {
+                    matches!(e, Ev::Disconnect { flags, .. }
+                        if (flags & WSK_FLAG_ABORTIVE != 0) == reset)
+                })
+            },
+        );
+        close(s);
+        close(ls);
+    }
+    wsk.close();
+    assert!(
+        wsk_sim::violations().is_empty(),
+        "{:?}",
+        wsk_sim::violations()
+    );
+    wsk_sim::assert_no_leaks();
+}
+
+/// Sim gap S-B: WskAcceptEvent accepting with `*AcceptSocketDispatch` NULL while the socket's
+/// receive events are inherited from the listener: real WSK would call through the NULL
+/// table; the sim flags it.
+#[test]
+fn w50_accept_with_a_null_dispatch_and_inherited_events_is_flagged() {
+    let _g = wsk_sim::init(rec());
+    probe::reset();
+    probe::NULL_DISPATCH_IN_ACCEPT.store(1, Ordering::SeqCst);
+    let wsk = Wsk::open();
+    let (ls, s, peer) = probe::accepted_pair(&wsk, WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT);
+    wait_until("flagged", 5, || has_violation("*AcceptSocketDispatch NULL"));
+    drop(peer);
+    close(s);
+    close(ls);
+    wsk.close();
+    // Without inherited events a NULL dispatch is allowed (W25: nothing will be enabled).
+    let _ = wsk_sim::take_violations();
+    probe::reset();
+    probe::NULL_DISPATCH_IN_ACCEPT.store(1, Ordering::SeqCst);
+    let wsk = Wsk::open();
+    let (ls, s, peer) = probe::accepted_pair(&wsk, 0);
+    drop(peer);
+    close(s);
+    close(ls);
+    wsk.close();
+    assert!(
+        wsk_sim::violations().is_empty(),
+        "{:?}",
+        wsk_sim::violations()
+    );
+    wsk_sim::assert_no_leaks();
+}
+
+/// Issue 17 item 7: a WskCloseSocket on the socket being accepted, issued inside its
+/// WskAcceptEvent (the provider owns it until the callback returns, W49), is flagged.
+#[test]
+fn w49_close_inside_the_accept_callback_is_flagged() {
+    let _g = wsk_sim::init(rec());
+    probe::reset();
+    probe::CLOSE_IN_ACCEPT.store(1, Ordering::SeqCst);
+    let wsk = Wsk::open();
+    let (ls, s, peer) = probe::accepted_pair(&wsk, 0);
+    assert!(has_violation("inside the socket's own WskAcceptEvent"));
+    assert_ne!(
+        *probe::CLOSE_IN_ACCEPT_RESULT.lock().unwrap(),
+        Some(STATUS_SUCCESS)
+    );
+    drop(peer);
+    close(s);
+    close(ls);
+    wsk.close();
+    let _ = wsk_sim::take_violations();
+    wsk_sim::assert_no_leaks();
+}

@@ -197,10 +197,9 @@ pub struct TcpState {
     query_pending: bool,
     /// The peer's FIN arrived.
     peer_fin: bool,
-    /// The connection's event callbacks are still to be enabled on it (accepted from a
-    /// stream socket: nothing says those inherit the listener's, W34 speaks of listening
-    /// sockets), by the housekeeper at PASSIVE_LEVEL once the accept has returned.
-    pub events_pending: bool,
+    /// The housekeeper's next visit pumps (work that may not start where it was found: the
+    /// accept callback).
+    pump_due: bool,
     /// Close only after the peer's FIN (outbound connections: closing earlier aborts, and the
     /// peer would lose what it has not read yet).
     pub wait_peer_fin: bool,
@@ -274,7 +273,7 @@ impl TcpState {
             close_completed: false,
             query_pending: false,
             peer_fin: false,
-            events_pending: false,
+            pump_due: false,
             wait_peer_fin: false,
             shutdown_limit: 0,
             shutdown_since: None,
@@ -356,7 +355,7 @@ impl TcpState {
             let _ = self.callback_begin();
         }
         self.rx_begun = false;
-        if self.phase != Phase::Open {
+        if !self.takes_data() {
             return RecvDecision::Drop;
         }
         match self.mode {
@@ -420,6 +419,42 @@ impl TcpState {
         } else {
             RecvDecision::Copy { n }
         }
+    }
+
+    /// Whether indicated data is still echoed: while open, and after the peer's FIN until our
+    /// own FIN is issued. Whatever a receive callback indicates came before the peer's FIN
+    /// (TCP delivers in order; W57: no data after a graceful disconnect), even when the
+    /// disconnect event ran first on another thread (G23, issue 17 item 2): it is echoed, and
+    /// our FIN waits for the callback (see `teardown_work`). A local stop (unload, idle
+    /// limit) takes nothing more.
+    fn takes_data(&self) -> bool {
+        match self.phase {
+            Phase::Open => true,
+            Phase::PeerDone => self.peer_fin && !self.disconnect_issued,
+            Phase::Aborting => false,
+        }
+    }
+
+    /// A receive callback of this socket has been entered (the kernel layer marks its entry
+    /// before any kernel call) and has not yet dropped its reference: a disconnect event that
+    /// overlaps it (G1) records it here, so our graceful FIN waits for the data it carries.
+    pub fn receive_running(&mut self) {
+        self.rx_in_callback = true;
+    }
+
+    /// The accept callback that attached this connection is still running: counted as an
+    /// executing call, so no close is issued on the socket being accepted (W49: the provider
+    /// owns it until the callback returns) by an event that came early on another thread.
+    pub fn accept_begin(&mut self) {
+        self.calls += 1;
+    }
+
+    /// The accept callback is about to return: the close it held back, and a source
+    /// connection's first send, go out from the housekeeper's next visit, never from inside
+    /// WskAcceptEvent (issue 17 item 7).
+    pub fn accept_end(&mut self) {
+        self.call_returned();
+        self.pump_due = true;
     }
 
     /// A receive callback starts (before [`on_receive`](Self::on_receive), which otherwise
@@ -674,7 +709,7 @@ impl TcpState {
             self.zc_off = true;
             k.retain_timeout = true;
         }
-        k.pump |= self.releasable().is_some();
+        k.pump |= self.releasable().is_some() || core::mem::take(&mut self.pump_due);
         if self.rx_blocked && !self.resume_pending && !self.rx_in_callback {
             self.resume_armed = true;
             k.pump = true;
@@ -692,7 +727,7 @@ impl TcpState {
         }
         // A list whose send is still out goes back from that send's completion; one whose
         // send is done waits for a pump: this tick's. (Retention deadlines are the sweep's.)
-        self.events_pending
+        self.pump_due
             || (self.rx_blocked && !self.resume_pending)
             || self.phase != Phase::Open
             || self.release_due()
@@ -713,18 +748,6 @@ impl TcpState {
                     }
                 )
             })
-    }
-
-    /// The housekeeper may enable the connection's event callbacks now: counted as an
-    /// executing call until [`call_returned`](Self::call_returned), so no close overtakes it
-    /// (C22). False when nothing is pending or the connection is closing.
-    pub fn events_issue(&mut self) -> bool {
-        if !self.events_pending || self.close_issued {
-            return false;
-        }
-        self.events_pending = false;
-        self.calls += 1;
-        true
     }
 
     /// Paced source: one send (one message) is `n` bytes (rounded to the pattern period).
@@ -867,7 +890,14 @@ impl TcpState {
         let idle_sends = self.busy_slots() == 0;
         if self.phase == Phase::PeerDone {
             // Graceful: everything echoed, then FIN (C33), then close once the FIN completes.
+            // A receive callback still running may carry bytes from before the peer's FIN
+            // (G1): they go out first. Its end puts the connection on the attention list.
             if !(idle_sends && self.ring.is_empty()) {
+                return None;
+            }
+            if self.rx_in_callback {
+                // The housekeeper pumps again once the callback is over.
+                self.pump_due = true;
                 return None;
             }
             if !self.disconnect_issued {
@@ -1291,6 +1321,7 @@ mod tests {
         let mut st = TcpState::new(Mode::Echo, 100, 2, 100, 0);
         st.on_receive(10, true, &g);
         assert!(st.ring.commit(10));
+        st.rx_callback_end();
         st.peer_graceful();
         let w = pump(&mut st, &g);
         let Work::Send(op) = w[0] else { panic!() };
@@ -1440,6 +1471,74 @@ mod tests {
             st.disconnect_complete(false),
             "its completion recycles the context"
         );
+    }
+
+    /// Issue 17 item 2: the disconnect event runs on another thread after a receive
+    /// callback was entered but before it decided (G1). The bytes it carries came before the
+    /// FIN: they are echoed, and our FIN goes out only after they were and the callback is
+    /// over.
+    #[test]
+    fn bytes_of_a_receive_overlapped_by_the_fin_are_echoed_before_ours() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(Mode::Echo, 4096, 2, 4096, 0);
+        // The disconnect event finds the receive callback entered (its first act).
+        st.receive_running();
+        st.peer_graceful();
+        assert!(
+            pump(&mut st, &g).is_empty(),
+            "no FIN while the callback runs"
+        );
+        assert!(st.needs_tick());
+        // The callback now decides: its 1,500 bytes are taken, not dropped.
+        assert_eq!(
+            st.on_receive(1500, false, &g),
+            RecvDecision::Copy { n: 1500 }
+        );
+        assert!(st.ring.commit(1500));
+        let w = pump(&mut st, &g);
+        let [Work::Send(op)] = w[..] else {
+            panic!("{w:?}")
+        };
+        st.send_complete(op.slot, true);
+        assert!(
+            pump(&mut st, &g).is_empty(),
+            "the callback has not ended yet"
+        );
+        st.rx_callback_end();
+        // The housekeeper's visit pumps: FIN after the echo.
+        assert!(st.kick(0).pump);
+        assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: false }]);
+        // After our FIN nothing more is taken.
+        assert_eq!(st.on_receive(10, false, &g), RecvDecision::Drop);
+        // A local stop takes nothing more either.
+        let mut st = TcpState::new(Mode::Echo, 4096, 2, 4096, 0);
+        st.local_shutdown();
+        assert_eq!(st.on_receive(10, false, &g), RecvDecision::Drop);
+    }
+
+    /// Issue 17 item 7: while the accept callback runs, nothing closes the socket being
+    /// accepted, even an abort from an event that came early on another thread; once it
+    /// ends, the housekeeper's next visit pumps the close.
+    #[test]
+    fn no_close_before_the_accept_callback_ends() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(Mode::Echo, 64, 2, 64, 0);
+        st.accept_begin();
+        st.abort();
+        assert!(
+            pump(&mut st, &g).is_empty(),
+            "no close inside the accept callback"
+        );
+        st.accept_end();
+        assert!(st.needs_tick());
+        assert!(st.kick(0).pump);
+        assert_eq!(pump(&mut st, &g), [Work::Close]);
+        // An accepted source connection starts sending from that visit, not inside accept.
+        let mut st = TcpState::new(Mode::Source, 0, 2, 64, 0);
+        st.accept_begin();
+        st.accept_end();
+        assert!(st.kick(0).pump);
+        assert!(matches!(pump(&mut st, &g)[..], [Work::Send(_), ..]));
     }
 
     #[test]

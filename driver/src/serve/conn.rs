@@ -83,6 +83,10 @@ pub(crate) struct Conn {
     /// On the pool's attention list (at most once: set by whoever pushes it, cleared by the
     /// housekeeper when it takes it off).
     attn: AtomicBool,
+    /// A receive callback has been entered and has not yet dropped its reference: set as
+    /// its first act, before any kernel call, cleared under the lock with its last one. A
+    /// disconnect event that overlaps it (G1, G23) reads it under the lock (issue 17 item 2).
+    rx_entered: AtomicBool,
     /// An outbound connection's hooks (its socket is null until WskSocketConnect completes);
     /// None for a served connection.
     pub(crate) client: Option<&'static ClientHooks>,
@@ -276,20 +280,12 @@ impl ConnPool {
         if sweep {
             self.last_sweep.store(now, Ordering::Relaxed);
         }
-        if sweep && self.active() > 0 {
-            for i in 0..self.n {
-                // SAFETY: i < n; contexts live until free().
-                let c = unsafe { *self.conns.add(i) };
-                // SAFETY: pooled context.
-                if unsafe { &*c }.live.load(Ordering::Relaxed) {
-                    // SAFETY: pooled context.
-                    unsafe { self.visit(c, now) };
-                }
-            }
-        }
         let Some(list) = self.attention.get(old) else {
             return;
         };
+        // The old stack is drained (each flag cleared) before any visit: a visit that puts its
+        // connection back on the list must find the flag clear, or its re-queue is lost and
+        // the connection waits for the next sweep (issue 17 item 11).
         loop {
             let Some(i) = list.lock().pop() else {
                 break;
@@ -306,6 +302,17 @@ impl ConnPool {
                 unsafe { self.visit(c, now) };
             }
         }
+        if sweep && self.active() > 0 {
+            for i in 0..self.n {
+                // SAFETY: i < n; contexts live until free().
+                let c = unsafe { *self.conns.add(i) };
+                // SAFETY: pooled context.
+                if unsafe { &*c }.live.load(Ordering::Relaxed) {
+                    // SAFETY: pooled context.
+                    unsafe { self.visit(c, now) };
+                }
+            }
+        }
     }
 
     /// One housekeeping visit of `c` at clock reading `now`.
@@ -317,27 +324,6 @@ impl ConnPool {
         // SAFETY: per the caller.
         let r = unsafe { &*c };
         let drv = r.drv();
-        let enable = {
-            let mut state = r.state.lock();
-            r.live.load(Ordering::Relaxed) && !r.socket.is_null() && state.events_issue()
-        };
-        if enable {
-            // Accepted from a stream socket: its callbacks, now that the accept has returned
-            // (the provider holds our context and dispatch). Counted as an executing call.
-            // SAFETY: a connected socket (W31) with a context and dispatch; PASSIVE_LEVEL.
-            let ok = unsafe {
-                crate::wsk::enable_events(
-                    r.socket,
-                    WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG,
-                )
-            }
-            .is_ok();
-            let mut state = r.state.lock();
-            state.call_returned();
-            if !ok {
-                state.abort();
-            }
-        }
         let (kick, again) = {
             let mut state = r.state.lock();
             if r.live.load(Ordering::Relaxed) && !r.socket.is_null() && !state.close_issued() {
@@ -357,7 +343,7 @@ impl ConnPool {
                 drv.count_service(r.stats_slot, counter, 1);
             }
         }
-        if kick.pump || enable {
+        if kick.pump {
             // SAFETY: live context.
             unsafe { pump(c) };
         } else if again {
@@ -483,6 +469,7 @@ fn alloc_conn(drv: *const Driver, index: usize, ring_bytes: usize) -> *mut Conn 
                 index,
                 live: AtomicBool::new(false),
                 attn: AtomicBool::new(false),
+                rx_entered: AtomicBool::new(false),
                 client: None,
                 stream: false,
                 connecting: ptr::null_mut(),
@@ -539,7 +526,8 @@ impl Conn {
         unsafe { &*self.drv }
     }
 
-    /// Takes a context for a newly accepted socket. IRQL <= DISPATCH_LEVEL.
+    /// Takes a context for a newly accepted socket, inside WskAcceptEvent; the callback then
+    /// calls [`accepted`](Self::accepted). IRQL <= DISPATCH_LEVEL.
     /// None = refuse (pool empty or unloading).
     ///
     /// # Safety
@@ -550,13 +538,15 @@ impl Conn {
         stats_slot: usize,
         sock: *mut WSK_SOCKET,
     ) -> Option<*mut Conn> {
-        let state = TcpState::new(
+        let mut state = TcpState::new(
             crate::logic::tcp_mode(mode),
             0,
             MAX_SLOTS,
             16 * 1024,
             drv.live.max_retained_per_conn() as usize,
         );
+        // The accept callback runs until `accepted` ends it: no close before (W49).
+        state.accept_begin();
         // SAFETY: forwarded.
         unsafe { Self::take(drv, state, sock, None, stats_slot) }
     }
@@ -608,6 +598,7 @@ impl Conn {
         drop(locked);
         *r.framer.get_mut() = TcpFramer::new();
         r.socket = sock;
+        r.rx_entered.store(false, Ordering::SeqCst);
         r.client = client;
         r.stream = false;
         r.connecting = ptr::null_mut();
@@ -619,32 +610,54 @@ impl Conn {
         Some(c)
     }
 
-    /// A connection accepted from a stream socket: the housekeeper enables its callbacks once
-    /// the accept event has returned (see `TcpState::events_pending`). IRQL <= DISPATCH_LEVEL.
+    /// The rest of WskAcceptEvent for the connection `c`, once the callback has set
+    /// `*AcceptSocketContext` and `*AcceptSocketDispatch`. IRQL <= DISPATCH_LEVEL, no waits,
+    /// no allocation.
+    ///
+    /// With `enable` (a stream listener's accepted socket, whose callbacks nothing says it
+    /// inherits: W34 speaks of listening sockets, G18) its callbacks are enabled here, inside
+    /// the accept callback, as wsk.h allows once the out-parameters are set (W50), and not
+    /// later from the housekeeper: events that come in the meantime would wait behind a tick
+    /// or a control request (issue 17 item 8; a FIN or reset that came before is indicated
+    /// once they are, G21). They may start at once, on another thread;
+    /// the context is complete. Then the ideal send backlog is queried (W36, C37). Nothing
+    /// is pumped here and no close can be issued while the callback runs (`accept_begin`,
+    /// taken in attach): what is due, a close held back or a source's first send, goes out
+    /// from the housekeeper's next visit (issue 17 item 7).
     ///
     /// # Safety
-    /// `c` live, its socket the accepted one.
-    pub(crate) unsafe fn enable_events_later(c: *mut Conn) {
+    /// `c` live from [`attach`](Self::attach), its socket the accepted one; called once, by
+    /// the accept callback that attached it.
+    pub(crate) unsafe fn accepted(c: *mut Conn, enable: bool) {
         // SAFETY: per the caller.
         let r = unsafe { &*c };
-        r.state.lock().events_pending = true;
-        r.drv().conns.attend(r);
-    }
-
-    /// Queries the ideal send backlog (W36) so that sends are sized by it from the first byte
-    /// (C37), then starts source connections sending. Runs in WskAcceptEvent: IRQL <=
-    /// DISPATCH_LEVEL, no waits, no allocation (the query IRP and its output are pre-allocated
-    /// in the context).
-    ///
-    /// # Safety
-    /// `c` live, its socket the accepted one.
-    pub(crate) unsafe fn after_accept(c: *mut Conn) {
+        if enable {
+            // SAFETY: a connected socket (W31) whose context and dispatch the provider has
+            // from the out-parameters (W50); IRQL <= DISPATCH_LEVEL (W29). Counted as an
+            // executing call by the accept hold.
+            let ok = unsafe {
+                crate::wsk::enable_events(
+                    r.socket,
+                    WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG,
+                )
+            }
+            .is_ok();
+            if !ok {
+                // Closed (abortively) from the housekeeper once the callback has returned.
+                r.state.lock().abort();
+            }
+        }
         // SAFETY: live context with its socket (per the caller).
         unsafe { query_backlog(c) };
-        // The query call has returned: a close it held back (C22), or the first source send,
-        // goes out now. The pump is a no-op for an idle echo connection.
-        // SAFETY: live context.
-        unsafe { pump(c) };
+        // Last act, under the lock: from its unlock on, another CPU may close the socket
+        // before the callback has returned (as a list may be released before a receive
+        // callback's return, G22); nothing of this callback enters the kernel after it. The
+        // attention list is taken inside the connection lock (nothing takes them the other
+        // way round) so that the housekeeper cannot visit before the hold is gone.
+        let mut state = r.state.lock();
+        state.accept_end();
+        r.drv().conns.attend(r);
+        drop(state);
     }
 }
 
@@ -1077,10 +1090,17 @@ unsafe extern "win64" fn receive_event(
     bytes_indicated: SIZE_T,
     bytes_accepted: *mut SIZE_T,
 ) -> NTSTATUS {
+    // First act, before any kernel call: a disconnect event that overlaps this callback from
+    // here on holds our FIN back until the bytes indicated here are echoed (G23).
+    // SAFETY: the registered context; live until the close completes (W70).
+    unsafe { &*ctx.cast::<Conn>() }
+        .rx_entered
+        .store(true, Ordering::SeqCst);
     // SAFETY: forwarded.
     let status = unsafe { receive(ctx, flags, ind, bytes_indicated, bytes_accepted) };
     // The callback's last act: it drops its reference on the lists it retained (C1). Nothing
     // is released on this thread after it: the provider has not seen our STATUS_PENDING yet.
+    // Another CPU may release them between the unlock below and the return (G22).
     // The context cannot be recycled under us: the close waits for running callbacks (W70).
     // SAFETY: the registered context.
     let r = unsafe { &*ctx.cast::<Conn>() };
@@ -1095,6 +1115,7 @@ unsafe extern "win64" fn receive_event(
     // The reference is dropped under the lock every releaser takes: no release can reach the
     // provider before this unlock, and nothing of this callback enters the kernel after it.
     state.rx_callback_end();
+    r.rx_entered.store(false, Ordering::SeqCst);
     drop(state);
     status
 }
@@ -1313,7 +1334,12 @@ unsafe extern "win64" fn disconnect_event(ctx: PVOID, flags: ULONG) -> NTSTATUS 
         if flags & WSK_FLAG_ABORTIVE != 0 {
             state.abort();
         } else {
-            // W57: no more data will come; echo the rest, then FIN (C33).
+            // W57: no more data will come; echo the rest, then FIN (C33). A receive callback
+            // entered before this one (G1: nothing orders them; the sim's disconnect-race)
+            // carries bytes from before the FIN: our FIN waits for it (issue 17 item 2).
+            if r.rx_entered.load(Ordering::SeqCst) {
+                state.receive_running();
+            }
             state.peer_graceful();
         }
     }

@@ -86,7 +86,7 @@ impl Listener {
         // accept; both after bind (C26).
         // A stream socket's own connection callbacks are those of the stream when it is
         // connected, and nothing documents their inheritance by accepted sockets: for those
-        // each accepted connection enables its own (Conn::enable_events_later).
+        // each accepted connection enables its own inside WskAcceptEvent (Conn::accepted).
         let conn_events = WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG;
         let events = if service.stream {
             [WSK_EVENT_ACCEPT, 0]
@@ -198,12 +198,11 @@ unsafe extern "win64" fn accept_event(
             *accept_dispatch = conn::dispatch();
         }
         drv.count_service(l.stats_slot, Counter::ConnAccepted, 1);
-        if l.service.stream {
-            // SAFETY: c is live with the accepted socket.
-            unsafe { conn::Conn::enable_events_later(c) };
-        }
-        // SAFETY: c is live (holds a rundown reference).
-        unsafe { conn::Conn::after_accept(c) };
+        // A stream listener's accepted socket enables its own callbacks, here (W50); a
+        // listening socket's inherited them (W34). No pump, no close in here (item 7).
+        // SAFETY: c is live (holds a rundown reference) with the accepted socket; called
+        // once, by this callback, after the out-parameters are set.
+        unsafe { conn::Conn::accepted(c, l.service.stream) };
         STATUS_SUCCESS
     } else {
         drv.count_service(l.stats_slot, Counter::ConnRefused, 1);

@@ -235,11 +235,20 @@ struct Retained {
     /// The callback may already have returned STATUS_PENDING (the provider thread can be
     /// preempted right after the return; a client's last reference may go just before it),
     /// so they are applied when its return is recorded, unless the callback entered the
-    /// kernel again after the release: then it was still running (W55/W68).
+    /// kernel again after the release: then it was still running (W55/W68, G22).
     early_releases: Vec<(usize, usize, bool, u64)>,
 }
 
 static RETAINED: Mutex<Option<Retained>> = Mutex::new(None);
+
+/// WskRelease calls applied although they came in from another thread before the provider saw
+/// the list's callback return (G22: after the callback's last kernel call), this run.
+static EARLY_APPLIED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many releases [`EARLY_APPLIED`] counts so far this run.
+pub(crate) fn early_releases_applied() -> u64 {
+    EARLY_APPLIED.load(Ordering::SeqCst)
+}
 
 fn with<R>(f: impl FnOnce(&mut Retained) -> R) -> R {
     let mut g: MutexGuard<'_, _> = RETAINED.lock().unwrap_or_else(PoisonError::into_inner);
@@ -307,11 +316,14 @@ pub(crate) fn callback_returned(b: Box<Block>, retained: bool, calls_at_return: 
         };
         if retained {
             retain_locked(r, b);
-            for (head, socket, stream, _) in early {
+            for (head, socket, stream, then) in early {
                 // SAFETY: `head` is a node of the block just retained.
                 let done = unsafe { release_locked(r, socket, head, stream) };
                 if let Release::Ok { bytes, .. } = done {
                     out.released += bytes;
+                    if calls_at_return <= then {
+                        EARLY_APPLIED.fetch_add(1, Ordering::SeqCst);
+                    }
                 }
             }
         } else {
@@ -446,4 +458,5 @@ pub(crate) fn reset() {
         r.in_callback.clear();
         r.early_releases.clear();
     });
+    EARLY_APPLIED.store(0, Ordering::SeqCst);
 }

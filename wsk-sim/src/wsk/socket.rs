@@ -127,6 +127,13 @@ pub(crate) struct Sock {
     /// While WskAcceptEvent runs for this (accepted) socket: where the client writes its
     /// context and dispatch (read when it enables events inside the callback: W50).
     pub accept_slots: Option<(usize, usize)>,
+    /// While WskAcceptEvent runs for this (accepted) socket: the callback's thread and its
+    /// kernel-call counter (a close from elsewhere is judged against it, see
+    /// `events::listen::close_during_accept`).
+    pub accept_thread: Option<(
+        std::thread::ThreadId,
+        std::sync::Arc<std::sync::atomic::AtomicU64>,
+    )>,
     /// Set once the client owns the socket (an accepted socket before its accept returns
     /// is provider-owned).
     pub handed_out: bool,
@@ -190,6 +197,7 @@ impl Sock {
             retained_bytes: 0,
             backlog_reported: false,
             accept_slots: None,
+            accept_thread: None,
             handed_out: true,
             killed: false,
             kill_reported: false,
@@ -655,6 +663,18 @@ pub unsafe extern "win64" fn WskCloseSocket(Socket: PWSK_SOCKET, Irp: PIRP) -> N
         }
         if s.in_calls > 0 {
             return Err("another call on this socket is still executing (W70/C22)");
+        }
+        if let Some((t, calls)) = &s.accept_thread {
+            // Its WskAcceptEvent has not returned: the socket is the provider's until the
+            // callback accepts it, and one it rejects the provider closes itself (W49).
+            if *t == me {
+                return Err("issued inside the socket's own WskAcceptEvent: the provider owns an accepted socket until its accept callback returns (W49/C9)");
+            }
+            // From another thread: judged when the callback returns (issue 17 item 7).
+            crate::wsk::events::listen::close_during_accept(
+                ws,
+                calls.load(std::sync::atomic::Ordering::SeqCst),
+            );
         }
         Ok(())
     });

@@ -55,6 +55,12 @@ pub static ACCEPT_SCRIPT: Mutex<VecDeque<NTSTATUS>> = Mutex::new(VecDeque::new()
 pub static ACCEPTED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 /// Events to enable on an accepted socket from inside WskAcceptEvent (W50), 0 = none.
 pub static ENABLE_IN_ACCEPT: AtomicU32 = AtomicU32::new(0);
+/// Accept with `*AcceptSocketDispatch` left NULL (S-B).
+pub static NULL_DISPATCH_IN_ACCEPT: AtomicU32 = AtomicU32::new(0);
+/// Call WskCloseSocket on the socket being accepted from inside WskAcceptEvent, then accept
+/// it (issue 17 item 7); the close's status lands in CLOSE_IN_ACCEPT_RESULT.
+pub static CLOSE_IN_ACCEPT: AtomicU32 = AtomicU32::new(0);
+pub static CLOSE_IN_ACCEPT_RESULT: Mutex<Option<NTSTATUS>> = Mutex::new(None);
 /// Receive callbacks running now, and the most seen at once (W45).
 pub static IN_RECEIVE: AtomicUsize = AtomicUsize::new(0);
 pub static MAX_IN_RECEIVE: AtomicUsize = AtomicUsize::new(0);
@@ -83,6 +89,9 @@ pub fn reset() {
     ACCEPT_SCRIPT.lock().unwrap().clear();
     ACCEPTED.lock().unwrap().clear();
     ENABLE_IN_ACCEPT.store(0, Ordering::SeqCst);
+    NULL_DISPATCH_IN_ACCEPT.store(0, Ordering::SeqCst);
+    CLOSE_IN_ACCEPT.store(0, Ordering::SeqCst);
+    *CLOSE_IN_ACCEPT_RESULT.lock().unwrap() = None;
     IN_RECEIVE.store(0, Ordering::SeqCst);
     MAX_IN_RECEIVE.store(0, Ordering::SeqCst);
     RECEIVE_SLEEP_MS.store(0, Ordering::SeqCst);
@@ -168,7 +177,14 @@ unsafe extern "win64" fn accept(
         // SAFETY: the provider's out-parameters.
         unsafe {
             *actx = ACCEPTED_CTX as PVOID;
-            *adisp = &raw const CONN;
+            *adisp = if NULL_DISPATCH_IN_ACCEPT.load(Ordering::SeqCst) != 0 {
+                null_mut()
+            } else {
+                &raw const CONN
+            };
+        }
+        if CLOSE_IN_ACCEPT.load(Ordering::SeqCst) != 0 {
+            *CLOSE_IN_ACCEPT_RESULT.lock().unwrap() = Some(close(s).status);
         }
         let m = ENABLE_IN_ACCEPT.load(Ordering::SeqCst);
         if m != 0 {

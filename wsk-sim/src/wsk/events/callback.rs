@@ -121,7 +121,7 @@ pub(crate) fn settle(
     let r = crate::wsk::indication::callback_returned(block, retained, calls_at_return);
     for (head, calls) in &r.still_running {
         crate::kernel::state::violation(format!(
-            "WskRelease({head:#x}) from another thread while its {} callback was still running (the callback entered the kernel {calls} more time(s) before returning): the list is retained only once the callback has returned STATUS_PENDING (W55/W68); count the callback's own reference, do not infer its return from time",
+            "WskRelease({head:#x}) from another thread while its {} callback was still running (the callback entered the kernel {calls} more time(s) before returning): the list is retained only once the callback has returned STATUS_PENDING (W55/W68; a release after the callback's last kernel call is accepted, G22); count the callback's own reference, do not infer its return from time",
             if r.stream { "WskReceiveEvent" } else { "WskReceiveFromEvent" }
         ));
     }

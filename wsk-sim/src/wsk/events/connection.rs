@@ -78,13 +78,29 @@ pub(crate) fn interest(s: &Sock) -> (i16, bool) {
         let e = s.events();
         work = (!s.rx.is_empty()
             && (!s.receives.is_empty() || (e & WSK_EVENT_RECEIVE != 0 && !s.rx_blocked)))
-            || (s.eof && !s.eof_reported && s.rx.is_empty())
-            || (s.dead.is_some() && !s.dead_reported)
+            || (s.eof && !s.eof_reported && s.rx.is_empty() && fin_deliverable(s))
+            || (s.dead.is_some()
+                && !s.dead_reported
+                && (dead_deliverable(s) || !s.sends.is_empty() || s.disconnect.is_some()))
             || (e & WSK_EVENT_SEND_BACKLOG != 0 && !s.backlog_reported)
             || (s.disconnect.is_some() && s.sends.is_empty())
             || (!s.receives.is_empty() && (s.eof || s.dead.is_some()));
     }
     (ev, work)
+}
+
+/// Whether a graceful remote disconnect can be indicated now: the event is enabled and the
+/// client's dispatch known (an accepted socket's is not until its accept callback set it,
+/// W50). Until then the FIN stays pending, as buffered data does, and is indicated once
+/// both hold (G21), never silently marked reported.
+fn fin_deliverable(s: &Sock) -> bool {
+    s.events() & WSK_EVENT_DISCONNECT != 0 && !client_dispatch(s).is_null()
+}
+
+/// As [`fin_deliverable`] for a dead connection (a reset): the disconnect event, or the
+/// receive event's NULL indication (W52).
+fn dead_deliverable(s: &Sock) -> bool {
+    s.events() & (WSK_EVENT_DISCONNECT | WSK_EVENT_RECEIVE) != 0 && !client_dispatch(s).is_null()
 }
 
 /// A connect in progress: `Ok(done)` to go on planning with the connect's completion (if it
@@ -244,7 +260,8 @@ pub(crate) fn plan(p: &mut Provider, ws: usize, mut done: Vec<Completion>) -> Pl
     let level_flags = 0;
     if let Some(st) = s.dead {
         if !s.dead_reported {
-            s.dead_reported = true;
+            // G21: reported (and never again) only once indicated; pending IRPs fail now.
+            s.dead_reported = dead_deliverable(s);
             for r in s.sends.drain(..).chain(std::iter::empty()) {
                 // SAFETY: pinned when queued.
                 unsafe { pin_chain(r.buf.Mdl, -1) };
@@ -354,23 +371,21 @@ pub(crate) fn plan(p: &mut Provider, ws: usize, mut done: Vec<Completion>) -> Pl
         }
         return Plan::Run(defer(receive), done);
     }
-    if s.eof && s.rx.is_empty() && !s.eof_reported {
+    if s.eof && s.rx.is_empty() && !s.eof_reported && fin_deliverable(s) {
         s.eof_reported = true;
-        if e & WSK_EVENT_DISCONNECT != 0 && !d.is_null() {
-            // W57: a graceful remote disconnect, without WSK_FLAG_ABORTIVE.
-            // SAFETY: the client's connection dispatch.
-            let f = unsafe { (*d).WskDisconnectEvent }.map_or(0, |f| f as usize);
-            start_callback(s, WSK_EVENT_DISCONNECT);
-            return Plan::Run(
-                defer(Job::Disconnect {
-                    ws,
-                    ctx: s.ctx,
-                    f,
-                    flags: 0,
-                }),
-                done,
-            );
-        }
+        // W57: a graceful remote disconnect, without WSK_FLAG_ABORTIVE.
+        // SAFETY: the client's connection dispatch (non-NULL: fin_deliverable).
+        let f = unsafe { (*d).WskDisconnectEvent }.map_or(0, |f| f as usize);
+        start_callback(s, WSK_EVENT_DISCONNECT);
+        return Plan::Run(
+            defer(Job::Disconnect {
+                ws,
+                ctx: s.ctx,
+                f,
+                flags: 0,
+            }),
+            done,
+        );
     }
     if e & WSK_EVENT_SEND_BACKLOG != 0 && !s.backlog_reported && !d.is_null() {
         s.backlog_reported = true;

@@ -170,6 +170,10 @@ fn run(job: Job, level: u8, at: u32) {
     socket::with(|p| {
         if let Some(s) = p.sockets.get_mut(&new) {
             s.accept_slots = Some(((&raw mut ctx_slot) as usize, (&raw mut disp_slot) as usize));
+            s.accept_thread = Some((
+                std::thread::current().id(),
+                crate::kernel::preempt::thread_calls(),
+            ));
         }
     });
     let cfg = crate::kernel::state::config();
@@ -215,7 +219,16 @@ fn run(job: Job, level: u8, at: u32) {
         })
     };
     // The callback returned: its slots leave the stack with this frame.
+    let calls_at_return = crate::kernel::preempt::calls_now();
     let _ = crate::wsk::race::disarm();
+    if let Some(then) = take_close_during_accept(new) {
+        if calls_at_return > then {
+            crate::kernel::state::violation(format!(
+                "WskCloseSocket({new:#x}) from another thread while its WskAcceptEvent still ran (the callback entered the kernel {} more time(s) before returning): the provider owns an accepted socket until its accept callback returns (W49/C9); a close after the callback's last kernel call is accepted (G22's rule)",
+                calls_at_return - then
+            ));
+        }
+    }
     after_accept(ws, new, st, ctx_slot as usize, disp_slot as usize);
 }
 
@@ -261,6 +274,30 @@ fn arm_accept_race(listener: usize, new: usize, ctx_slot: usize, disp_slot: usiz
     );
 }
 
+/// Closes of accepted sockets issued from other threads while their WskAcceptEvent ran:
+/// (socket, the callback thread's kernel calls then).
+static CLOSES_DURING_ACCEPT: std::sync::Mutex<Vec<(usize, u64)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// WskCloseSocket on `ws` from another thread while its accept callback still runs, whose
+/// thread had made `calls` kernel calls then. Judged when the callback returns: a close after
+/// its last kernel call is accepted, as a WskRelease there is (G22); one after which it
+/// entered the kernel again was issued while it provably still ran.
+pub(crate) fn close_during_accept(ws: usize, calls: u64) {
+    CLOSES_DURING_ACCEPT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push((ws, calls));
+}
+
+fn take_close_during_accept(ws: usize) -> Option<u64> {
+    let mut v = CLOSES_DURING_ACCEPT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let i = v.iter().position(|e| e.0 == ws)?;
+    Some(v.swap_remove(i).1)
+}
+
 fn after_accept(ws: usize, new: usize, st: NTSTATUS, ctx: usize, disp: usize) {
     if new == 0 {
         // The NULL AcceptSocket of a dead listener (W48): nothing was accepted.
@@ -273,6 +310,17 @@ fn after_accept(ws: usize, new: usize, st: NTSTATUS, ctx: usize, disp: usize) {
         match st {
             STATUS_SUCCESS => {
                 if let Some(s) = p.sockets.get_mut(&new) {
+                    s.accept_thread = None;
+                    let statics = crate::wsk::clients::with_client(s.client, |r| r.static_mask)
+                        .unwrap_or(0)
+                        & socket::CONNECTION_EVENTS;
+                    if disp == 0 && (inherit | statics | s.enabled) != 0 {
+                        // Real WSK would call the accepted socket's events through it.
+                        bad = Some(format!(
+                            "WskAcceptEvent accepted socket {new:#x} with *AcceptSocketDispatch NULL, but its events {:#x} are enabled (inherited from the listener, W34; static, G18; or enabled inside the callback): the provider would call them through that NULL table (W50/W25)",
+                            inherit | statics | s.enabled
+                        ));
+                    }
                     s.accept_slots = None;
                     s.ctx = ctx;
                     s.dispatch = disp;
@@ -288,7 +336,7 @@ fn after_accept(ws: usize, new: usize, st: NTSTATUS, ctx: usize, disp: usize) {
             }
             other => {
                 if other != STATUS_REQUEST_NOT_ACCEPTED {
-                    bad = Some(other);
+                    bad = Some(format!("WskAcceptEvent returned {other:#x}; only SUCCESS and STATUS_REQUEST_NOT_ACCEPTED are defined (W49/C32)"));
                 }
                 // W49: rejected: the provider closes the accepted socket itself.
                 if let Some(mut s) = socket::remove(p, new) {
@@ -300,7 +348,7 @@ fn after_accept(ws: usize, new: usize, st: NTSTATUS, ctx: usize, disp: usize) {
         }
     });
     if let Some(b) = bad {
-        crate::kernel::state::violation(format!("WskAcceptEvent returned {b:#x}; only SUCCESS and STATUS_REQUEST_NOT_ACCEPTED are defined (W49/C32)"));
+        crate::kernel::state::violation(b);
     }
     callback_done(ws, WSK_EVENT_ACCEPT);
 }
