@@ -58,6 +58,9 @@ impl Latency {
     }
 }
 
+/// A paced run that sent less than this share of its requested rate says so.
+const SHORTFALL: f64 = 0.9;
+
 /// The schema of the documents this version writes.
 pub const SCHEMA_VERSION: u32 = 2;
 
@@ -257,18 +260,37 @@ impl RunReport {
         } else {
             st.recv_bytes > 0
         };
+        // A paced run that fell behind: every message carries its intended send time, so one
+        // sent late counts where it was due (perhaps before the window: "sent 0").
+        let shortfall = cfg.paced().then_some(()).and_then(|()| {
+            let want = cfg.rate?;
+            let got = per_s(st.sent_msgs);
+            (duration_s > 0.0 && got < SHORTFALL * want).then_some((got, want))
+        });
+        if let Some((got, want)) = shortfall {
+            messages.insert(
+                0,
+                format!(
+                    "could send only {} of the requested {} msg/s: the client (or the socket) \
+                     could not keep up; messages count, and latency runs, from their intended \
+                     send times, so late ones may fall outside the window",
+                    thousands(got),
+                    thousands(want)
+                ),
+            );
+        }
         if !moved && messages.is_empty() {
             messages.push(if duration_s <= 0.0 {
                 "nothing was measured (the measured window is empty)".to_string()
-            } else if cfg.mode == Mode::Sink {
+            } else if cfg.mode == Mode::Sink || (cfg.mode != Mode::Source && st.sent_msgs == 0) {
                 "nothing was sent in the measured window".to_string()
             } else {
                 format!(
-                    "nothing was received in the measured window (is {} a {} service?)",
+                    "nothing was received in the measured window (is {} {} service?)",
                     cfg.target,
                     match cfg.mode {
-                        Mode::Source => "source",
-                        _ => "echo",
+                        Mode::Source => "a source",
+                        _ => "an echo",
                     }
                 )
             });
@@ -453,6 +475,19 @@ pub fn interval_line(iv: &Interval) -> String {
         iv.lost,
         iv.errors
     )
+}
+
+/// A count with thousands separators: 1,515,174.
+pub fn thousands(v: f64) -> String {
+    let digits = format!("{:.0}", v.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 pub(crate) fn human(v: f64, unit: &str) -> String {

@@ -1,11 +1,22 @@
 //! SIGINT/SIGTERM as a stop request: `echoload run` ends its measurement early and still
-//! reports, `echoload serve` stops and prints its counters. A second signal of the same kind
-//! ends the process at once (the handler resets itself).
+//! reports, `echoload serve` stops and prints its counters. A second signal ends the process
+//! at once, but only after a grace period: GNU `timeout` (and a shell's Ctrl-C to a process
+//! group) delivers two signals microseconds apart, and the report of the first must survive.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// Monotonic time of the first stop signal (ns), for the grace period.
+static FIRST_NS: AtomicU64 = AtomicU64::new(0);
+
+/// How long after the first signal a second one is ignored rather than killing at once.
+pub const GRACE_NS: u64 = 1_000_000_000;
+
+/// Whether a further signal at `now_ns`, the first having come at `first_ns`, ends the process.
+pub fn kills_now(first_ns: u64, now_ns: u64) -> bool {
+    now_ns.saturating_sub(first_ns) >= GRACE_NS
+}
 
 /// The flag the handlers set (give it to `RunConfig::stop`).
 pub fn flag() -> &'static AtomicBool {
@@ -42,18 +53,41 @@ pub fn name(sig: i32) -> &'static str {
 
 #[cfg(unix)]
 pub fn install() {
+    fn monotonic_ns() -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes into the timespec we own; it is async-signal-safe.
+        unsafe {
+            libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts);
+        }
+        (ts.tv_sec as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(ts.tv_nsec as u64)
+    }
     extern "C" fn on_signal(sig: libc::c_int) {
-        // Atomic stores and signal() only: async-signal-safe.
+        // Atomics, clock_gettime(), signal() and raise() only: all async-signal-safe.
+        let now = monotonic_ns().max(1);
+        if STOP.load(Ordering::SeqCst) {
+            if kills_now(FIRST_NS.load(Ordering::SeqCst), now) {
+                // SAFETY: resetting the disposition and raising the signal again are
+                // async-signal-safe; the signal is blocked until this handler returns, then
+                // the default action ends the process as the sender meant.
+                unsafe {
+                    libc::signal(sig, libc::SIG_DFL);
+                    libc::raise(sig);
+                }
+            }
+            return;
+        }
+        FIRST_NS.store(now, Ordering::SeqCst);
         SIGNAL.store(sig, Ordering::SeqCst);
         STOP.store(true, Ordering::SeqCst);
-        // SAFETY: resetting the disposition to the default is async-signal-safe.
-        unsafe {
-            libc::signal(sig, libc::SIG_DFL);
-        }
     }
     let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    // SAFETY: the handler only performs atomic stores and signal(), which are
-    // async-signal-safe; signal() with a valid function pointer has no other preconditions.
+    // SAFETY: the handler only performs async-signal-safe calls (atomics, clock_gettime,
+    // signal, raise); signal() with a valid function pointer has no other preconditions.
     unsafe {
         libc::signal(libc::SIGINT, handler);
         libc::signal(libc::SIGTERM, handler);
@@ -61,14 +95,21 @@ pub fn install() {
 }
 
 /// Windows: Ctrl-C (and Ctrl-Break / closing the console) asks to stop, reported as SIGINT
-/// (exit 130); a second Ctrl-C after the stop was requested ends the process at once.
+/// (exit 130); a second Ctrl-C more than the grace period after the first ends the process.
 #[cfg(not(unix))]
 pub fn install() {
     const SIGINT: i32 = 2;
-    let _ = ctrlc::set_handler(|| {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(std::time::Instant::now);
+    let _ = ctrlc::set_handler(move || {
+        let now = (start.elapsed().as_nanos() as u64).max(1);
         if STOP.load(Ordering::SeqCst) {
-            std::process::exit(i32::from(exit_status(SIGINT)));
+            if kills_now(FIRST_NS.load(Ordering::SeqCst), now) {
+                std::process::exit(i32::from(exit_status(SIGINT)));
+            }
+            return;
         }
+        FIRST_NS.store(now, Ordering::SeqCst);
         // The signal first: whoever sees the stop also sees why.
         SIGNAL.store(SIGINT, Ordering::SeqCst);
         STOP.store(true, Ordering::SeqCst);

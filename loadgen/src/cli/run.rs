@@ -82,8 +82,8 @@ pub struct RunArgs {
     #[arg(long, short = 'r', value_parser = parse_rate, conflicts_with = "bitrate")]
     pub rate: Option<f64>,
     /// Target bit rate over all connections, as iperf3's -b: 100M, 10G (becomes --rate
-    /// bitrate / (8 × size)).
-    #[arg(long, short = 'b', value_parser = parse_bitrate)]
+    /// bitrate / (8 × size)); 0 means unlimited, as in iperf3.
+    #[arg(long, short = 'b', value_parser = parse_bitrate_or_unlimited)]
     pub bitrate: Option<f64>,
     /// Measured time: 5, 1.5s, 500ms, 2m, 1h.
     #[arg(long, short = 't', short_alias = 'd', default_value = "5s",
@@ -159,9 +159,11 @@ pub struct RunArgs {
     /// UDP: reply timeout for ping-pong, and drain time at the end.
     #[arg(long, default_value = "200ms", value_parser = parse_duration)]
     pub udp_timeout: Duration,
-    /// Stream mode: bytes in flight per connection (64K, 1M, ...).
-    #[arg(long, default_value = "1MiB", value_parser = parse_size)]
-    pub window: usize,
+    /// Stream mode: bytes in flight per connection (64K, 1M, ...). Default: 1 MiB for TCP;
+    /// for UDP 128 KiB over all flows, at most 64 KiB each, so that the bursts fit a loopback
+    /// socket buffer (beyond it datagrams are dropped before they are ever echoed).
+    #[arg(long, value_parser = parse_size)]
+    pub window: Option<usize>,
     /// Source mode: do not check the server's byte pattern.
     #[arg(long)]
     pub no_verify: bool,
@@ -173,6 +175,18 @@ pub struct RunArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub multi: super::multi::MultiArgs,
+}
+
+/// UDP stream mode's default bytes in flight over all flows: what a Linux socket buffer of
+/// the default size (rmem_default 208 KiB) takes without dropping.
+const UDP_WINDOW_TOTAL: usize = 128 << 10;
+
+/// `-b`: a bit rate, or 0 for unlimited (iperf3's meaning).
+fn parse_bitrate_or_unlimited(s: &str) -> Result<f64, String> {
+    if s.trim().parse::<f64>() == Ok(0.0) {
+        return Ok(0.0);
+    }
+    parse_bitrate(s)
 }
 
 /// `INDEX/COUNT` with INDEX < COUNT.
@@ -244,6 +258,34 @@ fn with_port(target: &str, port: Option<u16>, default: u16) -> Result<String> {
 }
 
 impl RunArgs {
+    /// Values no run can use, refused before any traffic.
+    fn check_values(&self) -> Result<()> {
+        if self.duration.is_zero() {
+            bail!("-t/--duration must be longer than 0 (it is the measured time)");
+        }
+        if self.interval.is_some_and(|i| i.is_zero()) {
+            bail!("-i/--interval must be longer than 0");
+        }
+        if self.window == Some(0) {
+            bail!("--window 0 lets nothing be in flight: give the bytes in flight per connection (e.g. 64K)");
+        }
+        if !self.affinity.is_empty() {
+            if let Some(cpus) = crate::client::allowed_cpus() {
+                if let Some(bad) = self.affinity.iter().find(|c| !cpus.contains(c)) {
+                    bail!(
+                        "-A/--affinity {bad}: this process may run on CPU{} {} only",
+                        if cpus.len() == 1 { "" } else { "s" },
+                        cpus.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// With `--bidir`: the sending run (sink into SEND) and the receiving run (source from
     /// RECV); None without it.
     pub fn to_bidir_configs(&self) -> Result<Option<(RunConfig, RunConfig)>> {
@@ -267,6 +309,11 @@ impl RunArgs {
             a.bidir = None;
             a.mode = mode;
             a.port = Some(port);
+            if matches!(mode, ModeArg::Source) {
+                // The server paces a source: the rate is the sending run's.
+                a.rate = None;
+                a.bitrate = None;
+            }
             a.to_config()
         };
         Ok(Some((
@@ -305,16 +352,30 @@ impl RunArgs {
             WireArg::Echoload => Wire::Echoload,
             WireArg::Sockperf => Wire::Sockperf,
         };
+        if self.port == Some(0) {
+            bail!("-p/--port 0 names no server port: give the port the server listens on");
+        }
         let target = with_port(target, self.port, default_port(mode, wire))?;
         let rate = match self.bitrate {
+            // -b 0: unlimited, as in iperf3.
+            Some(b) if b == 0.0 => None,
             Some(b) => Some(b / (8.0 * self.size.max(1) as f64)),
             None => self.rate,
         };
-        if self.interval.is_some_and(|i| i.is_zero()) {
-            bail!("-i/--interval must be longer than 0");
+        self.check_values()?;
+        let target = resolve(&target, self.ipv6)?;
+        if let Some(b) = self.bind {
+            if b.is_ipv6() != target.is_ipv6() {
+                bail!(
+                    "-B/--bind {b} is an {} address but the target {target} is {}: the local \
+                     address must be of the target's family",
+                    if b.is_ipv6() { "IPv6" } else { "IPv4" },
+                    if target.is_ipv6() { "IPv6" } else { "IPv4" }
+                );
+            }
         }
         let mut cfg = RunConfig {
-            target: resolve(&target, self.ipv6)?,
+            target,
             proto,
             mode,
             wire,
@@ -330,7 +391,10 @@ impl RunArgs {
             batch: self.batch,
             busy_poll: self.busy_poll,
             udp_timeout: self.udp_timeout,
-            window_bytes: self.window,
+            window_bytes: self.window.unwrap_or(match proto {
+                Proto::Tcp => 1 << 20,
+                Proto::Udp => (UDP_WINDOW_TOTAL / self.conns.max(1)).clamp(self.size, 64 << 10),
+            }),
             verify_source: !self.no_verify,
             progress: !self.quiet,
             interval: self.interval.unwrap_or(Duration::from_secs(1)),
@@ -433,6 +497,8 @@ mod tests {
             "-u",
             "-P",
             "4",
+            "-m",
+            "sink",
             "-b",
             "100M",
             "-i",

@@ -20,10 +20,14 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Result};
 
 pub use intervals::Interval;
-pub use sockopt::SockOpts;
+pub use sockopt::{allowed_cpus, SockOpts};
 pub use stats::{Errors, SeqEvent, SeqTracker, Stats};
 pub use sysinfo::{TcpInfoSum, ThreadCpu};
 pub use wire::{Check, Wire};
+
+/// The most messages per second one connection can be scheduled to send: one per nanosecond,
+/// the resolution of the intended send times.
+pub const MAX_RATE_PER_CONN: f64 = 1e9;
 
 /// Largest UDP payload over IPv4 (65535 - 20 - 8).
 pub const MAX_UDP_SIZE: usize = 65_507;
@@ -230,6 +234,26 @@ impl RunConfig {
         match self.rate {
             Some(r) if !(r.is_finite() && r > 0.0) => bail!("--rate must be a positive number"),
             None if self.mode == Mode::Rate => bail!("--mode rate needs --rate MSGS_PER_S"),
+            Some(_) if matches!(self.mode, Mode::Pingpong | Mode::Source) => bail!(
+                "--mode {} is not paced: {}; -r/--rate and -b/--bitrate pace --mode rate \
+                 (open loop, latency from the intended send time), stream and sink (iperf3's \
+                 `-u -b 10M` is `-u -m sink -b 10M`)",
+                self.mode,
+                if self.mode == Mode::Pingpong {
+                    "a ping-pong keeps one message in flight per connection and sends the next \
+                     when the echo is back"
+                } else {
+                    "the server sends as fast as it can"
+                }
+            ),
+            Some(r) if r / self.conns as f64 > MAX_RATE_PER_CONN => bail!(
+                "--rate {r:.0} msg/s over {} connection{} cannot be scheduled: the send times \
+                 are kept in nanoseconds, which allows at most {MAX_RATE_PER_CONN:.0} msg/s per \
+                 connection (and no machine sends that many); ask for less, or leave --rate \
+                 out for as fast as possible",
+                self.conns,
+                if self.conns == 1 { "" } else { "s" }
+            ),
             _ => {}
         }
         if self.reply_every == 0 {

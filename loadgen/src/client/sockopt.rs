@@ -101,6 +101,26 @@ pub(crate) fn pin_to(cpu: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// The CPUs this process may run on (None where the OS does not say).
+#[cfg(target_os = "linux")]
+pub fn allowed_cpus() -> Option<Vec<usize>> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity(0, ...) fills the
+    // one we own; CPU_ISSET reads inside it (the index is below its bit size).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &raw mut set) != 0 {
+            return None;
+        }
+        let bits = 8 * std::mem::size_of::<libc::cpu_set_t>();
+        Some((0..bits).filter(|&c| libc::CPU_ISSET(c, &set)).collect())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn allowed_cpus() -> Option<Vec<usize>> {
+    None
+}
+
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn pin_to(_cpu: usize) -> io::Result<()> {
     Err(io::Error::new(

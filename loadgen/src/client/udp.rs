@@ -37,12 +37,47 @@ struct Flow {
     readable: bool,
     writable: bool,
     dead: bool,
+    /// The sequences whose send time lies in the measured window, `[lo, hi)`: the time a
+    /// message carries grows with its sequence, so they are one range (hi: none yet past it).
+    measured_lo: Option<u64>,
+    measured_hi: Option<u64>,
+    /// Of those, the ones that ask for a reply, and the ones whose reply came (first arrivals,
+    /// corrupted ones included: those count as corrupted, not as lost).
+    wanted_in: u64,
+    answered_in: u64,
 }
 
 impl Flow {
     fn outstanding(&self) -> u64 {
         self.replies_wanted
             .saturating_sub(self.tracker.unique + self.written_off)
+    }
+
+    /// Books a sent message for the loss count over the measured window.
+    fn on_sent(&mut self, seq: u64, measuring: bool, wants_reply: bool) {
+        if measuring {
+            if self.measured_lo.is_none() {
+                self.measured_lo = Some(seq);
+            }
+            if wants_reply {
+                self.wanted_in += 1;
+            }
+        } else if self.measured_lo.is_some() && self.measured_hi.is_none() {
+            self.measured_hi = Some(seq);
+        }
+    }
+
+    /// Books the first arrival of the reply to `seq`.
+    fn on_answered(&mut self, seq: u64) {
+        let lo = self.measured_lo.unwrap_or(u64::MAX);
+        if seq >= lo && seq < self.measured_hi.unwrap_or(u64::MAX) {
+            self.answered_in += 1;
+        }
+    }
+
+    /// Replies to messages of the measured window that never came.
+    fn lost_in(&self) -> u64 {
+        self.wanted_in.saturating_sub(self.answered_in)
     }
 }
 
@@ -99,6 +134,10 @@ pub(crate) fn worker(w: &Worker) -> Stats {
                 readable: true,
                 writable: true,
                 dead: false,
+                measured_lo: None,
+                measured_hi: None,
+                wanted_in: 0,
+                answered_in: 0,
             }),
             Err(e) => {
                 st.errors.connect += 1;
@@ -254,19 +293,42 @@ pub(crate) fn worker(w: &Worker) -> Stats {
         }
     }
     if cfg.mode != Mode::Sink {
-        let lost: u64 = flows
-            .iter()
-            .map(|f| f.replies_wanted.saturating_sub(f.tracker.unique))
-            .sum();
+        // Over the same window as sent and received: replies to warm-up messages are not the
+        // measurement's. A flow that failed is counted once, as its error.
+        let live = || flows.iter().filter(|f| !f.dead);
+        let lost: u64 = live().map(Flow::lost_in).sum();
         if lost > 0 {
             st.errors.lost += lost;
             st.note(format!(
-                "udp {}: {lost} replies never arrived (lost)",
-                cfg.target
+                "udp {}: {lost} {} never arrived (lost)",
+                cfg.target,
+                plural(lost, "reply", "replies")
+            ));
+        }
+        let warm: u64 = live()
+            .map(|f| {
+                f.replies_wanted
+                    .saturating_sub(f.tracker.unique)
+                    .saturating_sub(f.lost_in())
+            })
+            .sum();
+        if warm > 0 {
+            st.note(format!(
+                "udp {}: {warm} {} to warm-up messages never arrived (not counted as lost)",
+                cfg.target,
+                plural(warm, "reply", "replies")
             ));
         }
     }
     st
+}
+
+fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 {
+        one
+    } else {
+        many
+    }
 }
 
 fn flow_error(f: &mut Flow, cfg: &RunConfig, st: &mut Stats, e: &io::Error) {
@@ -315,9 +377,15 @@ fn send_flow(
     match tx.send(&f.sock, buf, size, n, segs) {
         Ok(sent) => {
             for seq in f.next_seq..f.next_seq + sent as u64 {
-                if cfg.wants_reply(seq) || cfg.mode == Mode::Source {
+                let wants = cfg.wants_reply(seq) || cfg.mode == Mode::Source;
+                if wants {
                     f.replies_wanted += 1;
                 }
+                let ts = match (cfg.mode, interval) {
+                    (Mode::Source, _) | (_, None) => now,
+                    (_, Some(iv)) => (f.phase_ns + seq as f64 * iv) as u64,
+                };
+                f.on_sent(seq, clock.measuring(ts), wants);
             }
             if f.replies_wanted > 0 && f.last_progress_ns == 0 {
                 f.last_progress_ns = now;
@@ -428,7 +496,9 @@ fn on_datagram(f: &mut Flow, cfg: &RunConfig, msg: &[u8], now: u64, clock: &Cloc
         }
         if let Some(t) = f.waiting_since.take() {
             let seq = f.next_seq - 1;
-            f.tracker.on_recv(seq);
+            if f.tracker.on_recv(seq) != SeqEvent::Duplicate {
+                f.on_answered(seq);
+            }
             if ok && clock.measuring(t) {
                 st.recv_msgs += 1;
                 st.recv_bytes += msg.len() as u64;
@@ -451,6 +521,7 @@ fn on_datagram(f: &mut Flow, cfg: &RunConfig, msg: &[u8], now: u64, clock: &Cloc
                 st.errors.duplicated += 1;
                 return;
             }
+            f.on_answered(seq);
             if ev == SeqEvent::Reordered {
                 st.errors.reordered += 1;
             }
@@ -470,6 +541,8 @@ fn on_datagram(f: &mut Flow, cfg: &RunConfig, msg: &[u8], now: u64, clock: &Cloc
             // Attributed: counted as corrupted, not as lost.
             if f.tracker.on_recv(seq) == SeqEvent::Duplicate {
                 st.errors.duplicated += 1;
+            } else {
+                f.on_answered(seq);
             }
             st.errors.corrupted += 1;
             st.note(format!(
@@ -570,6 +643,7 @@ fn blocking_rounds(
         }
         match f.sock.send(m) {
             Ok(_) => {
+                f.on_sent(seq, clock.measuring(now), true);
                 f.next_seq += 1;
                 f.replies_wanted += 1;
                 f.waiting_since = Some(now);
