@@ -7,6 +7,8 @@ mod channel;
 mod edit;
 mod render;
 pub mod selftest;
+#[cfg_attr(not(windows), allow(dead_code))]
+mod win32;
 #[cfg(windows)]
 mod windows;
 

@@ -16,8 +16,8 @@ use control::protocol::Mode as SMode;
 use control::stats::{Counter, Counters};
 use echoload::cli::DriverArgs;
 use echoload::client::Proto;
-use echoload::driverctl::selftest::{EXIT_INCOMPLETE, STEPS};
 use echoload::driverctl::run_to;
+use echoload::driverctl::selftest::{EXIT_INCOMPLETE, STEPS};
 use serde_json::Value;
 
 #[derive(Parser)]
@@ -132,8 +132,16 @@ fn service(mode: SMode, proto: CProto, a: SocketAddr) -> Service {
 /// The four services the traffic steps need, served by echoload serve.
 fn served(h: &echoload::server::ServerHandle) -> Vec<Service> {
     vec![
-        service(SMode::Echo, CProto::Tcp, common::addr(h, SMode::Echo, Proto::Tcp)),
-        service(SMode::Echo, CProto::Udp, common::addr(h, SMode::Echo, Proto::Udp)),
+        service(
+            SMode::Echo,
+            CProto::Tcp,
+            common::addr(h, SMode::Echo, Proto::Tcp),
+        ),
+        service(
+            SMode::Echo,
+            CProto::Udp,
+            common::addr(h, SMode::Echo, Proto::Udp),
+        ),
         service(
             SMode::Discard,
             CProto::Tcp,
@@ -165,7 +173,10 @@ fn passes_against_a_driver_that_serves_and_counts() {
     }
     assert_eq!((code, v["verdict"].as_str()), (0, Some("PASS")), "{v}");
     assert_eq!(v["driver"], "wskecho 0.1.0, control ABI 3..=3, 2 CPUs");
-    assert!(v["target"].as_str().unwrap().starts_with("wskecho-sim"), "{v}");
+    assert!(
+        v["target"].as_str().unwrap().starts_with("wskecho-sim"),
+        "{v}"
+    );
 }
 
 /// Traffic that another server answered on the driver's ports: the runs pass, the driver's
@@ -275,10 +286,19 @@ fn text_verdict_and_unreachable() {
         .lines()
         .filter(|l| l.starts_with("selftest "))
         .collect();
-    let want: Vec<String> = STEPS.iter().map(|s| format!("selftest {s} ... ok")).collect();
+    let want: Vec<String> = STEPS
+        .iter()
+        .map(|s| format!("selftest {s} ... ok"))
+        .collect();
     assert_eq!(lines, want, "{text}");
-    assert!(text.contains("target:   wskecho-sim (control socket"), "{text}");
-    assert!(text.ends_with("verdict: PASS: 11 passed, 0 failed, 0 unavailable\n"), "{text}");
+    assert!(
+        text.contains("target:   wskecho-sim (control socket"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("verdict: PASS: 11 passed, 0 failed, 0 unavailable\n"),
+        "{text}"
+    );
 
     let port = closed_port();
     let cli = Cli::try_parse_from([

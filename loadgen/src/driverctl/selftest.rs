@@ -249,7 +249,14 @@ fn traffic(name: &str, s: &Service, duration: Duration) -> Outcome {
         "tcp_sink" => sockets::load_run(
             to,
             &[
-                "--proto", "tcp", "--mode", "sink", "--size", "16384", "--duration", &d,
+                "--proto",
+                "tcp",
+                "--mode",
+                "sink",
+                "--size",
+                "16384",
+                "--duration",
+                &d,
             ],
         ),
         "udp_sockperf" => sockets::load_run(

@@ -5,11 +5,9 @@ use std::ffi::c_void;
 use std::io;
 
 use anyhow::Result;
-use control::ioctl::status::{
-    STATUS_ACCESS_DENIED, STATUS_BUFFER_TOO_SMALL, STATUS_DEVICE_BUSY, STATUS_INFO_LENGTH_MISMATCH,
-    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER,
-    STATUS_NOT_FOUND, STATUS_REVISION_MISMATCH, STATUS_SUCCESS,
-};
+use control::ioctl::status::STATUS_SUCCESS;
+
+use super::win32::win32_to_ntstatus;
 
 type Handle = *mut c_void;
 const INVALID_HANDLE_VALUE: Handle = -1isize as Handle;
@@ -138,24 +136,6 @@ impl Drop for DeviceChannel {
     fn drop(&mut self) {
         // SAFETY: `h` came from a successful CreateFileW and is closed once, here.
         unsafe { CloseHandle(self.h) };
-    }
-}
-
-/// DeviceIoControl reports failures as Win32 errors (the I/O manager's RtlNtStatusToDosError);
-/// turn the ones our driver produces back into their NTSTATUS for uniform messages.
-fn win32_to_ntstatus(err: i32) -> i32 {
-    match err {
-        1 => STATUS_INVALID_DEVICE_REQUEST,
-        5 => STATUS_ACCESS_DENIED,
-        24 => STATUS_INFO_LENGTH_MISMATCH,
-        87 => STATUS_INVALID_PARAMETER,
-        122 => STATUS_BUFFER_TOO_SMALL,
-        170 => STATUS_DEVICE_BUSY,
-        1168 => STATUS_NOT_FOUND,
-        1306 => STATUS_REVISION_MISMATCH,
-        5023 => STATUS_INVALID_DEVICE_STATE,
-        // Others keep their Win32 code as an HRESULT-style value (FACILITY_WIN32).
-        e => (0x8007_0000_u32 | (e as u32 & 0xFFFF)) as i32,
     }
 }
 

@@ -37,7 +37,8 @@ pub fn probe(s: &Service) -> Result<(), String> {
                 (Ipv6Addr::UNSPECIFIED, 0).into()
             };
             let sock = UdpSocket::bind(local).map_err(|e| format!("UDP bind: {e}"))?;
-            sock.connect(to).map_err(|e| format!("UDP connect {to}: {e}"))?;
+            sock.connect(to)
+                .map_err(|e| format!("UDP connect {to}: {e}"))?;
             sock.set_read_timeout(Some(Duration::from_millis(500)))
                 .map_err(|e| e.to_string())?;
             // To a sockperf service a warm-up message, which it neither answers nor counts
@@ -59,9 +60,7 @@ pub fn probe(s: &Service) -> Result<(), String> {
             let mut buf = [0u8; 64];
             match sock.recv(&mut buf) {
                 Ok(_) => Ok(()),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    Ok(())
-                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(()),
                 Err(e) => Err(format!("UDP to {to}: {e}")),
             }
         }
@@ -138,13 +137,7 @@ pub fn half_close(to: SocketAddr) -> Outcome {
 pub fn load_run(to: SocketAddr, flags: &[&str]) -> Outcome {
     let target = to.to_string();
     let mut argv = vec![
-        "echoload",
-        "run",
-        "--quiet",
-        "--warmup",
-        "0s",
-        "--target",
-        &target,
+        "echoload", "run", "--quiet", "--warmup", "0s", "--target", &target,
     ];
     argv.extend_from_slice(flags);
     let cfg = match Cli::try_parse_from(&argv) {
