@@ -31,11 +31,13 @@ pub fn time_out_connects(remote: std::net::SocketAddr) -> usize {
 /// A loopback TCP port that never answers a connect: a listener with a backlog of 0 that
 /// nobody accepts from, its one queue slot taken by a connection of its own. A SYN to it is
 /// dropped (Linux, `tcp_abort_on_overflow` 0) and the connect waits through every SYN retry,
-/// as to a black hole. Closed when dropped.
+/// as to a black hole, until [`FullBacklog::answer`]. Closed when dropped.
 pub struct FullBacklog {
-    _listener: socket2::Socket,
+    listener: std::sync::Arc<socket2::Socket>,
     _filler: std::net::TcpStream,
     addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for FullBacklog {
@@ -57,16 +59,52 @@ impl FullBacklog {
             .local_addr()?
             .as_socket()
             .ok_or_else(|| std::io::Error::other("no address"))?;
-        let filler = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))?;
+        let filler =
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))?;
         Ok(FullBacklog {
-            _listener: l,
+            listener: std::sync::Arc::new(l),
             _filler: filler,
             addr,
+            stop: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            acceptor: None,
         })
     }
 
     pub fn addr(&self) -> std::net::SocketAddr {
         self.addr
+    }
+
+    /// From now on the port answers, late, as a slow server would: the backlog grows (a
+    /// second listen) and a thread accepts and holds every connection until drop. A connect
+    /// already waiting completes at its next SYN retry (1 s, 3 s, 7 s ... after its first).
+    pub fn answer(&mut self) -> std::io::Result<()> {
+        if self.acceptor.is_some() {
+            return Ok(());
+        }
+        self.listener.listen(1024)?;
+        self.listener.set_nonblocking(true)?;
+        let (l, stop) = (self.listener.clone(), self.stop.clone());
+        self.acceptor = Some(std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                match l.accept() {
+                    // Bounded: a test's connects, not a flood.
+                    Ok((s, _)) if held.len() < 4096 => held.push(s),
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(1)),
+                }
+            }
+        }));
+        Ok(())
+    }
+}
+
+impl Drop for FullBacklog {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -92,5 +130,15 @@ mod tests {
         let r = std::net::TcpStream::connect_timeout(&b.addr(), Duration::from_millis(300));
         let e = r.expect_err("a full backlog answered");
         assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+    }
+
+    /// Once it answers, a new connect gets in at once.
+    #[test]
+    fn full_backlog_answers_when_told() {
+        let mut b = FullBacklog::new(std::net::Ipv4Addr::LOCALHOST.into()).unwrap();
+        b.answer().unwrap();
+        for _ in 0..3 {
+            std::net::TcpStream::connect_timeout(&b.addr(), Duration::from_secs(2)).unwrap();
+        }
     }
 }

@@ -136,11 +136,35 @@ pub enum Ev {
     },
     /// Connects to the never-answering port give up now (SYN retries exhausted).
     TimeOutConnects,
+    /// The never-answering port starts answering: connects still pending complete
+    /// successfully at their next SYN retry, whatever the job or the driver is doing then.
+    AnswerConnects,
     /// Wait for every client and the job; then no connection context may stay open.
     Quiesce,
     Pause {
         ms: u64,
     },
+}
+
+impl Ev {
+    /// The name CAMPAIGN_ONLY selects this kind of event by.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Ev::TcpEcho { .. } => "echo",
+            Ev::Udp { .. } => "udp",
+            Ev::SockperfTcp { .. } | Ev::SockperfUdp { .. } => "sockperf",
+            Ev::Source { .. } => "source",
+            Ev::Discard { .. } => "discard",
+            Ev::JobStart { .. } | Ev::JobStop | Ev::JobStatus => "job",
+            Ev::SetLimits { .. } => "limits",
+            Ev::AddService { .. } | Ev::RemoveService { .. } => "services",
+            Ev::FailingReplace { .. } => "replace",
+            Ev::KillService { .. } => "kill",
+            Ev::TimeOutConnects | Ev::AnswerConnects => "blackhole",
+            Ev::Quiesce => "quiesce",
+            Ev::Pause { .. } => "pause",
+        }
+    }
 }
 
 /// Everything a seed runs.
@@ -150,6 +174,9 @@ pub struct Plan {
     pub v6: bool,
     /// The TCP echo service listens on a stream socket (the second one always does).
     pub disconnect_ms: u32,
+    /// An unload slower than its bound is rescued by answering the pending connects (they
+    /// then complete during the unload) instead of timing them out.
+    pub rescue_by_answer: bool,
     pub events: Vec<(u64, Ev)>,
 }
 
@@ -177,6 +204,12 @@ const MODES: [control::config::Mode; 4] = [
 impl Plan {
     /// The plan of `seed`; `image` is whether the shipped image is available for odd seeds.
     pub fn new(seed: u64, image_available: bool) -> Plan {
+        Self::focused(seed, image_available, None)
+    }
+
+    /// As [`Plan::new`], drawing only events whose kind (see [`Ev::kind`]) is in `only`
+    /// (CAMPAIGN_ONLY, e.g. `job,kill`): a focused soak of one part of the control plane.
+    pub fn focused(seed: u64, image_available: bool, only: Option<&[String]>) -> Plan {
         let mut r = Rng::new(seed);
         let image = image_available && seed % 2 == 1;
         let v6 = r.pct(20);
@@ -185,12 +218,25 @@ impl Plan {
         let mut events = Vec::with_capacity(n + 2);
         while events.len() < n {
             let gap = r.pick(&[0u64, 0, 1, 2, 5, 10, 20, 50]);
-            let ev = Self::draw(&mut r);
+            let mut ev = Self::draw(&mut r);
+            // Bounded: a kind not in `only` is redrawn (a list naming no kind runs pauses).
+            for _ in 0..1000 {
+                if only.is_none_or(|o| o.iter().any(|k| k == ev.kind())) {
+                    break;
+                }
+                ev = Self::draw(&mut r);
+            }
             let racing_stop = matches!(ev, Ev::JobStart { .. }) && r.pct(50);
+            let late_answer = matches!(ev, Ev::JobStart { to: JobTo::NeverAnswers, .. }) && r.pct(50);
             events.push((gap, ev));
             if racing_stop {
                 // A stop (or the unload, when the list ends here) racing the job's connects.
                 events.push((r.range(0, 15), Ev::JobStop));
+            }
+            if late_answer {
+                // Connects still pending after the stop (or during the unload) complete at
+                // their next SYN retry, 1 s after they started: issue 17 item 1's race.
+                events.push((r.range(0, 1200), Ev::AnswerConnects));
             }
         }
         Plan {
@@ -198,6 +244,7 @@ impl Plan {
             image,
             v6,
             disconnect_ms,
+            rescue_by_answer: r.pct(50),
             events,
         }
     }
@@ -244,7 +291,7 @@ impl Plan {
                     JobTo::NeverAnswers,
                     JobTo::Refused,
                 ]),
-                conns: r.pick(&[1u32, 2, 4, 8, 16]),
+                conns: r.pick(&[1u32, 2, 4, 8, 16, 16, 64]),
                 size: r.pick(&[1u32, 100, 1500, 16_384]),
                 ms: r.pick(&[50u32, 200, 1000, 5000]),
                 rate: r.pick(&[0u32, 0, 200]),
@@ -271,7 +318,8 @@ impl Plan {
                 idle_ms: r.pick(&[20_000u32, 120_000]),
             },
             87..=89 => Ev::KillService { pick },
-            90..=92 => Ev::TimeOutConnects,
+            90..=91 => Ev::TimeOutConnects,
+            92 => Ev::AnswerConnects,
             93..=95 => Ev::Quiesce,
             _ => Ev::Pause {
                 ms: r.pick(&[10u64, 50, 200]),

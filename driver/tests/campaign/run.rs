@@ -100,6 +100,22 @@ fn initial_config(ip: IpAddr, disconnect_ms: u32) -> Config {
     cfg
 }
 
+/// The fields that differ, `name before -> after`.
+fn limits_diff(a: &control::config::Limits, b: &control::config::Limits) -> String {
+    let mut v: Vec<String> = control::config::DWORD_SPECS
+        .iter()
+        .filter(|s| a.dword(s.name) != b.dword(s.name))
+        .map(|s| format!("{} {:?} -> {:?}", s.name, a.dword(s.name), b.dword(s.name)))
+        .collect();
+    if a.allowed_sources() != b.allowed_sources() {
+        let list = |l: &control::config::Limits| {
+            l.allowed_sources().iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+        };
+        v.push(format!("AllowedSources {} -> {}", list(a), list(b)));
+    }
+    v.join(", ")
+}
+
 pub fn run(plan: &Plan, image: Option<&std::path::PathBuf>) -> Outcome {
     *CURRENT.lock().unwrap_or_else(PoisonError::into_inner) = vec![plan.to_string()];
     let ip = if plan.v6 { crate::common::V6 } else { crate::common::V4 };
@@ -149,6 +165,7 @@ pub fn run(plan: &Plan, image: Option<&std::path::PathBuf>) -> Outcome {
     }
     let (unload, unload_bound) = st.unload_and_judge();
     events += 1;
+    CURRENT.lock().unwrap_or_else(PoisonError::into_inner).clear();
     Outcome {
         failures: std::mem::take(&mut st.failures),
         events,
@@ -274,6 +291,10 @@ impl State<'_> {
                 self.disrupt(Some(s.port), Instant::now(), None);
                 format!("{s}: {n} socket(s) killed")
             }
+            Ev::AnswerConnects => match self.blackhole.answer() {
+                Ok(()) => "answering".into(),
+                Err(e) => format!("answer: {e}"),
+            },
             Ev::TimeOutConnects => {
                 let n = wsk_sim::faults::time_out_connects(self.blackhole.addr());
                 format!("{n} connect(s) timed out")
@@ -309,13 +330,8 @@ impl State<'_> {
     fn unchanged_after_failure(&mut self, before: &Config, what: &str) {
         let Some(after) = self.config() else { return };
         if after.limits != before.limits {
-            self.fail(
-                Some(4),
-                format!(
-                    "failed config set ({what}) changed the limits: before {:?}, after {:?}",
-                    before.limits, after.limits
-                ),
-            );
+            let diff = limits_diff(&before.limits, &after.limits);
+            self.fail(Some(4), format!("failed config set ({what}) left limits applied: {diff}"));
         }
         if after.services != before.services {
             self.fail(
@@ -509,7 +525,18 @@ impl State<'_> {
                     return "stats failed".into();
                 }
                 Ok(n) if t.elapsed() > bound => {
-                    self.fail(None, format!("{n} connection context(s) still open {bound:?} after every client closed"));
+                    // Issue 17 item 8: connections accepted on stream-socket listeners enable
+                    // their events late and can miss the peer's FIN or RST.
+                    let by = self.t().services_with_connections().unwrap_or_default();
+                    let item = (!by.is_empty() && by.iter().all(|(s, _)| s.stream)).then_some(8);
+                    let list: Vec<String> = by.iter().map(|(s, n)| format!("{n} on {s}")).collect();
+                    self.fail(
+                        item,
+                        format!(
+                            "{n} connection context(s) still open {bound:?} after every client closed ({})",
+                            list.join(", ")
+                        ),
+                    );
                     return format!("{n} stuck");
                 }
                 Ok(_) => std::thread::sleep(Duration::from_millis(10)),
@@ -549,14 +576,25 @@ impl State<'_> {
         // Past the bound, pending connects to the black hole are timed out (as TCP would,
         // 21-127 s later) so an unload waiting for them ends and the campaign goes on.
         let done = Arc::new(AtomicBool::new(false));
+        let blackhole = Arc::new(Mutex::new(std::mem::replace(
+            &mut self.blackhole,
+            wsk_sim::faults::FullBacklog::new(self.ip).expect("full-backlog port"),
+        )));
         let watchdog = {
-            let done = done.clone();
-            let hole = self.blackhole.addr();
+            let (done, hole) = (done.clone(), blackhole.clone());
+            let answer = self.plan.rescue_by_answer;
             std::thread::spawn(move || {
+                let addr = hole.lock().unwrap_or_else(PoisonError::into_inner).addr();
                 let mut rescued = 0;
+                // Past the bound: answer the pending connects (they complete during the
+                // unload at their next SYN retry), or time them out (as TCP would 21-127 s
+                // later); an answer not in by 5 s more is timed out too. Bounded.
                 while !done.load(Ordering::SeqCst) && from.elapsed() < bound + Duration::from_secs(60) {
-                    if from.elapsed() > bound {
-                        rescued += wsk_sim::faults::time_out_connects(hole);
+                    let late = from.elapsed().saturating_sub(bound);
+                    if late > Duration::ZERO && answer && late < Duration::from_secs(5) {
+                        let _ = hole.lock().unwrap_or_else(PoisonError::into_inner).answer();
+                    } else if late > Duration::ZERO {
+                        rescued += wsk_sim::faults::time_out_connects(addr);
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -573,9 +611,10 @@ impl State<'_> {
             self.fail(
                 item,
                 format!(
-                    "unload took {} ms, bound {} ms ({rescued} pending connect(s) had to be timed out)",
+                    "unload took {} ms, bound {} ms (pending connects then {}; {rescued} timed out)",
                     took.as_millis(),
-                    bound.as_millis()
+                    bound.as_millis(),
+                    if self.plan.rescue_by_answer { "answered late" } else { "timed out" },
                 ),
             );
         }

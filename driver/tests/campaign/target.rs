@@ -79,7 +79,24 @@ impl Target {
         }
     }
 
+    /// One control request. STATUS_DEVICE_BUSY (the housekeeper holds the control path while
+    /// it re-creates a killed socket) is retried for up to 5 s, as a user's tool would; a load
+    /// start is not (busy there also means a job runs).
     pub fn ioctl(&self, code: u32, input: &[u8], out_len: usize) -> (i32, Vec<u8>) {
+        let t0 = std::time::Instant::now();
+        loop {
+            let r = self.ioctl_once(code, input, out_len);
+            if r.0 != ioctl::status::STATUS_DEVICE_BUSY
+                || code == ioctl::IOCTL_WSKECHO_LOAD_START
+                || t0.elapsed() > std::time::Duration::from_secs(5)
+            {
+                return r;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    fn ioctl_once(&self, code: u32, input: &[u8], out_len: usize) -> (i32, Vec<u8>) {
         match self {
             Target::Builtin(l) => l.control(code, input, out_len),
             Target::Image(r) => {
@@ -130,6 +147,27 @@ impl Target {
         ioctl::StatsView::parse(&out)
             .map(|v| v.global())
             .map_err(|e| format!("stats: {e:?}"))
+    }
+
+    /// The services with connections open (ConnActive > 0) and how many.
+    pub fn services_with_connections(&self) -> Result<Vec<(control::config::Service, u64)>, String> {
+        let mut req = [0u8; ioctl::STATS_REQUEST_LEN];
+        ioctl::StatsRequest {
+            per_cpu: false,
+            per_service: true,
+        }
+        .encode(&mut req)
+        .unwrap();
+        let (st, out) = self.ioctl(ioctl::IOCTL_WSKECHO_QUERY_STATS, &req, ioctl::MAX_OUTPUT_BYTES);
+        if st != 0 {
+            return Err(format!("stats: {:#x}", st as u32));
+        }
+        let v = ioctl::StatsView::parse(&out).map_err(|e| format!("stats: {e:?}"))?;
+        Ok((0..v.service_count())
+            .filter_map(|i| v.service(i))
+            .map(|(s, c)| (s, c.get(control::stats::Counter::ConnActive)))
+            .filter(|&(_, n)| n > 0)
+            .collect())
     }
 
     /// `load start`: the NTSTATUS.
