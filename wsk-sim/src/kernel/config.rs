@@ -96,6 +96,10 @@ pub struct Config {
     /// The IRP stays the client's, its completion routine never runs. Only WskControlSocket
     /// honours it so far. Empty by default.
     pub unfinished_calls: Vec<Call>,
+    /// Remote addresses whose connects are never answered (a black hole, a listener whose
+    /// accept queue stays full): WskSocketConnect / WskConnect to one stays pending until the
+    /// client cancels its IRP (IoCancelIrp) or closes the socket. Empty by default.
+    pub unanswered_connects: Vec<std::net::SocketAddr>,
     /// Fraction of ExAllocatePool2 / IoAllocateIrp / IoAllocateMdl calls that fail.
     pub alloc_fail_rate: f64,
     /// Fraction of socket writes after which the sim resets the connection (peer reset
@@ -161,6 +165,7 @@ impl Default for Config {
             fail_rate: 0.0,
             fail_status: wsk_sys::STATUS_INSUFFICIENT_RESOURCES,
             unfinished_calls: Vec::new(),
+            unanswered_connects: Vec::new(),
             alloc_fail_rate: 0.0,
             reset_rate: 0.0,
             max_write_slice: 16 * 1024,
