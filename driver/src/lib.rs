@@ -298,10 +298,13 @@ pub unsafe extern "win64" fn DriverUnload(driver_object: PDRIVER_OBJECT) {
     // C30: completion routines run on other CPUs until their last act; neither free their
     // memory nor let the image go before every one has returned (see kernel::irp).
     if !kernel::irp::wait_routines_returned(30_000) {
+        // Never free what a routine may still use: the block (its contexts and IRPs) is left
+        // allocated, a leak the pool tag shows, rather than a use after free.
         kernel::log::log_err!(
-            "{} completion routines still running at unload",
+            "{} completion routines still outstanding at unload: driver memory not freed",
             kernel::irp::routines_outstanding()
         );
+        return;
     }
     // SAFETY: nothing references the block any more.
     unsafe { Driver::destroy(d) };

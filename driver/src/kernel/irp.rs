@@ -8,7 +8,7 @@ use wsk_sys::{
     Executive, IoAllocateIrp, IoFreeIrp, IoReuseIrp, IoSetCompletionRoutine, KeInitializeEvent,
     KeSetEvent, KeWaitForSingleObject, KernelMode, NotificationEvent, FALSE, KEVENT, NTSTATUS,
     PDEVICE_OBJECT, PIRP, PVOID, STATUS_INSUFFICIENT_RESOURCES, STATUS_MORE_PROCESSING_REQUIRED,
-    STATUS_NOT_SUPPORTED, STATUS_PENDING, STATUS_UNSUCCESSFUL,
+    STATUS_NOT_SUPPORTED, STATUS_PENDING,
 };
 
 pub type Completion = unsafe extern "win64" fn(PDEVICE_OBJECT, PIRP, PVOID) -> NTSTATUS;
@@ -42,6 +42,12 @@ pub unsafe fn free(irp: PIRP) {
     }
 }
 
+/// What an armed IRP's IoStatus.Status holds until it completes. No completion can leave it
+/// there (an IRP is never completed with STATUS_PENDING), so after a call that returned
+/// anything else it tells whether the provider completed the IRP (W11) or broke the rule
+/// (see [`unfinished`]).
+const ARMED: NTSTATUS = STATUS_PENDING;
+
 /// Prepares an owned IRP for its next WSK call (C18): reuse, then the completion routine for
 /// success, error and cancel (C16).
 ///
@@ -53,8 +59,45 @@ pub unsafe fn arm(irp: PIRP, routine: Completion, ctx: PVOID) {
     // SAFETY: per the caller; IoReuseIrp resets the IRP, IoSetCompletionRoutine writes the
     // next (first and only) stack location.
     unsafe {
-        IoReuseIrp(irp, STATUS_UNSUCCESSFUL);
+        IoReuseIrp(irp, ARMED);
         IoSetCompletionRoutine(irp, Some(routine), ctx, true, true, true);
+    }
+}
+
+/// The call that was handed `irp` returned `returned`, which is not STATUS_PENDING, and the
+/// IRP has not completed: the provider broke W11 (Wine's netio.sys returns
+/// STATUS_NOT_IMPLEMENTED for functions it lacks and leaves the IRP alone). Its routine will
+/// never run by itself. IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// `irp` was [`arm`]ed for that call and nothing but this call's completion could have re-armed
+/// it since (the caller still owns the work the IRP belongs to).
+pub(crate) unsafe fn unfinished(irp: PIRP, returned: NTSTATUS) -> bool {
+    // SAFETY: per the caller, a live IRP of ours.
+    returned != STATUS_PENDING && unsafe { (*irp).IoStatus.Status } == ARMED
+}
+
+/// Finishes an [`unfinished`] call as the provider should have: the routine runs here with the
+/// status the call returned, so every count it keeps (its context's outstanding IRPs,
+/// [`ROUTINES`]) stays right. The violation is logged. IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// [`unfinished`] said so for `irp`, armed with `routine` and `ctx`.
+pub(crate) unsafe fn complete_unfinished(
+    irp: PIRP,
+    routine: Completion,
+    ctx: PVOID,
+    returned: NTSTATUS,
+) {
+    super::log::log_err!(
+        "provider returned {:#x} without completing the IRP (W11); finished here",
+        returned as u32
+    );
+    // SAFETY: per the caller; the IRP is ours (the provider returned a final status).
+    unsafe {
+        (*irp).IoStatus.Status = returned;
+        (*irp).IoStatus.Information = 0;
+        routine(ptr::null_mut(), irp, ctx);
     }
 }
 
@@ -141,6 +184,14 @@ pub unsafe fn call_sync_with(irp: PIRP, f: impl FnOnce(PIRP) -> NTSTATUS) -> (NT
         arm(irp, sync_done, ptr::addr_of_mut!(ev).cast());
     }
     let status = f(irp);
+    // SAFETY: armed above for this call; only this thread re-arms it.
+    if unsafe { unfinished(irp, status) } {
+        // The provider returned a final status without completing the IRP: that status is the
+        // result, and the routine (which keeps ROUTINES right) runs here, as it never will.
+        // SAFETY: as above; the event lives on this stack.
+        unsafe { complete_unfinished(irp, sync_done, ptr::addr_of_mut!(ev).cast(), status) };
+        return (status, 0);
+    }
     if status == STATUS_PENDING {
         // C19: only a pending call has a completion still to wait for.
         // SAFETY: PASSIVE_LEVEL, kernel-mode wait on our own event.

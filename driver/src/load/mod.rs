@@ -230,6 +230,8 @@ pub(crate) fn stop(d: &Driver) {
     j.deadline.store(time::now(), Ordering::SeqCst);
     j.state.store(JobState::Stopping as u32, Ordering::SeqCst);
     d.conns.shutdown_where(false, tcp::is_job);
+    // Connects still pending end now, not when (or if) the peer answers.
+    tcp::cancel_connects(d);
 }
 
 /// Housekeeping: pacing, deadline and completion. PASSIVE_LEVEL.
@@ -253,6 +255,9 @@ pub(crate) fn tick(d: &Driver) {
         }
     }
     if j.state() == JobState::Stopping {
+        // A connect step armed after the stop's cancel went out is cancelled now (see
+        // tcp::cancel_connects).
+        tcp::cancel_connects(d);
         let u = j.udp.load(Ordering::SeqCst);
         if !u.is_null()
             // SAFETY: as above.

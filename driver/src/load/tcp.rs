@@ -9,8 +9,8 @@ use core::sync::atomic::Ordering;
 
 use control::protocol::pattern;
 use wsk_sys::{
-    AF_INET, AF_INET6, IPPROTO_TCP, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PIRP, PVOID, SOCK_STREAM,
-    STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED, WSK_CLIENT_STREAM_DISPATCH,
+    IoCancelIrp, AF_INET, AF_INET6, IPPROTO_TCP, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PIRP, PVOID,
+    SOCK_STREAM, STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED, WSK_CLIENT_STREAM_DISPATCH,
     WSK_DATA_INDICATION, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE, WSK_FLAG_STREAM_SOCKET,
     WSK_PROVIDER_STREAM_DISPATCH, WSK_SOCKET,
 };
@@ -80,6 +80,9 @@ pub(super) unsafe fn connect_one(
     unsafe {
         (*c).local = SockAddrBuf::from_socket_addr(wildcard_for(remote));
         (*c).remote = SockAddrBuf::from_socket_addr(remote);
+        // From here a stop may cancel the connect (the job is not stopping: the control path
+        // that starts it is the one that would stop it).
+        (*c).state.lock().client.connect_out = true;
         irp::arm((*c).rx_irp, connect_done, c.cast());
         sc(
             d.provider.Client,
@@ -130,6 +133,7 @@ unsafe fn stream_socket(d: &Driver, c: *mut Conn, remote: SocketAddr) -> Result<
         (*c).stream = true;
         (*c).local = SockAddrBuf::from_socket_addr(wildcard_for(remote));
         (*c).remote = SockAddrBuf::from_socket_addr(remote);
+        (*c).state.lock().client.connect_out = true;
         irp::arm((*c).rx_irp, stream_created, c.cast());
         ws(
             d.provider.Client,
@@ -153,6 +157,113 @@ fn stream_failed(d: &Driver, status: NTSTATUS) {
     d.job.connect_failures.fetch_add(1, Ordering::SeqCst);
     d.job.fail(status);
     d.count(Counter::OutboundFailures, 1);
+}
+
+/// The job is stopping (job stop or unload): no new connect step starts.
+fn stopping(d: &Driver) -> bool {
+    d.stopping.load(Ordering::SeqCst) || d.job.stop_requested.load(Ordering::SeqCst)
+}
+
+/// The next connect step may start: its IRP is WSK's from now until its completion, for
+/// [`cancel_connects`] to cancel. False (nothing marked) when the job is stopping: the step is
+/// not made. Checked and marked under the context lock, the lock the canceller looks under, so
+/// a step either sees the stop or is seen by the canceller. IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// `c` is the job's context, its connect chain between steps.
+unsafe fn step_begin(d: &Driver, c: *mut Conn) -> bool {
+    // SAFETY: per the caller.
+    let mut state = unsafe { &*c }.state.lock();
+    if stopping(d) {
+        return false;
+    }
+    state.client.connect_out = true;
+    true
+}
+
+/// A connect step's IRP completed: nothing of the chain is WSK's to cancel any more.
+///
+/// # Safety
+/// `c` is the job's context (in the step's completion routine).
+unsafe fn step_done(c: *mut Conn) {
+    // SAFETY: per the caller.
+    unsafe { &*c }.state.lock().client.connect_out = false;
+}
+
+/// A connect ended without a socket: the context goes back to the pool, unless a canceller is
+/// inside IoCancelIrp on its IRP (then the last canceller out gives it back: the IRP must not
+/// be re-armed for another connection under its cancel). IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// No socket exists for `c`; its connect IRP has completed.
+unsafe fn release_or_defer(c: *mut Conn) {
+    let deferred = {
+        // SAFETY: per the caller.
+        let mut state = unsafe { &*c }.state.lock();
+        if state.client.cancelling > 0 {
+            state.client.release_deferred = true;
+        }
+        state.client.cancelling > 0
+    };
+    if !deferred {
+        // SAFETY: per the caller; nobody else holds it.
+        unsafe { conn::release_unconnected(c) };
+    }
+}
+
+/// Cancels the connect IRP of every job connection still connecting (issue 17 item 3): a
+/// connect to an address that never answers would otherwise hold a job stop, and unload's
+/// rundown wait, for TCP's SYN retries (about 21 s on Windows) or for ever. The IRP completes
+/// with STATUS_CANCELLED (W76), the step's completion sees the stop and ends the chain. While
+/// IoCancelIrp runs the canceller counts as an executing call and as a canceller, so the context
+/// is neither closed nor recycled (nor its IRP re-armed for someone else) under it.
+///
+/// A step may arm its IRP after the look below and before its call reaches WSK, where the
+/// cancel finds nothing; the housekeeper repeats this every tick while the job stops.
+/// PASSIVE_LEVEL (control path, housekeeper, unload).
+pub(super) fn cancel_connects(d: &Driver) {
+    let pool = &d.conns;
+    for i in 0..pool.n {
+        // SAFETY: i < n; contexts live until the pool is freed.
+        let c = unsafe { *pool.conns.add(i) };
+        // SAFETY: pooled context.
+        let r = unsafe { &*c };
+        let go = {
+            let mut state = r.state.lock();
+            let go = r.live.load(Ordering::Relaxed)
+                && is_job(r)
+                && r.socket.is_null()
+                && state.client.connect_out;
+            if go {
+                state.client.cancelling += 1;
+                state.call_begin();
+            }
+            go
+        };
+        if !go {
+            continue;
+        }
+        // SAFETY: the context's own IRP, never freed while the pool lives; a completion that
+        // comes first leaves it ours and idle (cancelling a completed IRP does nothing).
+        unsafe { IoCancelIrp(r.rx_irp) };
+        let (release, published) = {
+            let mut state = r.state.lock();
+            state.call_returned();
+            state.client.cancelling -= 1;
+            let release = state.client.cancelling == 0 && state.client.release_deferred;
+            if release {
+                state.client.release_deferred = false;
+            }
+            (release, !r.socket.is_null())
+        };
+        if release {
+            // SAFETY: the connect ended without a socket and left it to us.
+            unsafe { conn::release_unconnected(c) };
+        } else if published {
+            // SAFETY: live context with its socket: a close held back by us goes out.
+            unsafe { conn::pump(c) };
+        }
+    }
 }
 
 /// A stream socket exists but will not connect: published and aborted, so the engine closes
@@ -196,6 +307,8 @@ unsafe fn chain_call(c: *mut Conn, call: impl FnOnce()) {
 /// WskSocket(STREAM) completion: bind to the wildcard next. IRQL <= DISPATCH_LEVEL.
 unsafe extern "win64" fn stream_created(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
     let c = ctx.cast::<Conn>();
+    // SAFETY: pooled context.
+    unsafe { step_done(c) };
     // SAFETY: completed IRP; pooled context.
     let (status, info) = unsafe { irp::result(irp) };
     // SAFETY: pooled context.
@@ -203,7 +316,7 @@ unsafe extern "win64" fn stream_created(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PV
     if !NT_SUCCESS(status) {
         stream_failed(d, status);
         // SAFETY: no socket exists (C19: Information is a socket only on success).
-        unsafe { conn::release_unconnected(c) };
+        unsafe { release_or_defer(c) };
         return irp::routine_return();
     }
     let sock = info as *mut WSK_SOCKET;
@@ -212,7 +325,10 @@ unsafe extern "win64" fn stream_created(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PV
     unsafe {
         (*c).connecting = sock;
         let t = &*(*sock).Dispatch.cast::<WSK_PROVIDER_STREAM_DISPATCH>();
-        if let Some(bind) = t.WskBind {
+        if !step_begin(d, c) {
+            // Stopping: no bind; the engine closes the socket.
+            stream_abandon(c, sock);
+        } else if let Some(bind) = t.WskBind {
             irp::arm(irp, stream_bound, c.cast());
             chain_call(c, || {
                 bind(sock, (*c).local.as_sockaddr(), 0, irp);
@@ -228,6 +344,8 @@ unsafe extern "win64" fn stream_created(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PV
 /// WskBind completion: connect next. IRQL <= DISPATCH_LEVEL.
 unsafe extern "win64" fn stream_bound(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
     let c = ctx.cast::<Conn>();
+    // SAFETY: pooled context.
+    unsafe { step_done(c) };
     // SAFETY: completed IRP; pooled context whose chain holds the socket.
     let (status, _) = unsafe { irp::result(irp) };
     // SAFETY: as above.
@@ -236,6 +354,10 @@ unsafe extern "win64" fn stream_bound(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOI
     unsafe {
         let t = &*(*sock).Dispatch.cast::<WSK_PROVIDER_STREAM_DISPATCH>();
         match t.WskConnect {
+            Some(_) if NT_SUCCESS(status) && !step_begin(d, c) => {
+                // Stopping: no connect; the engine closes the socket.
+                stream_abandon(c, sock);
+            }
             Some(connect) if NT_SUCCESS(status) => {
                 irp::arm(irp, stream_connected, c.cast());
                 chain_call(c, || {
@@ -261,6 +383,8 @@ unsafe extern "win64" fn stream_bound(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOI
 /// WskConnect completion: the connection runs as any other. IRQL <= DISPATCH_LEVEL.
 unsafe extern "win64" fn stream_connected(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
     let c = ctx.cast::<Conn>();
+    // SAFETY: pooled context.
+    unsafe { step_done(c) };
     // SAFETY: completed IRP; pooled context whose chain holds the socket.
     let (status, _) = unsafe { irp::result(irp) };
     // SAFETY: as above.
@@ -320,6 +444,8 @@ unsafe fn connected(d: &Driver, c: *mut Conn, sock: *mut WSK_SOCKET) {
 /// WskSocketConnect completion. IRQL <= DISPATCH_LEVEL.
 unsafe extern "win64" fn connect_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
     let c = ctx.cast::<Conn>();
+    // SAFETY: pooled context.
+    unsafe { step_done(c) };
     // SAFETY: completed IRP; pooled context.
     let (status, info) = unsafe { irp::result(irp) };
     // SAFETY: pooled context.
@@ -329,7 +455,7 @@ unsafe extern "win64" fn connect_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOI
         d.job.fail(status);
         d.count(Counter::OutboundFailures, 1);
         // SAFETY: no socket exists (C19: Information is a socket only on success).
-        unsafe { conn::release_unconnected(c) };
+        unsafe { release_or_defer(c) };
         return irp::routine_return();
     }
     // SAFETY: the connected socket of this context.

@@ -15,6 +15,15 @@ pub struct ClientState {
     rx: usize,
     pub messages_sent: u64,
     pub messages_received: u64,
+    /// An outbound connect step's IRP (WskSocketConnect, or WskSocket / WskBind / WskConnect
+    /// of a stream socket) is WSK's: a job stop or an unload may cancel it.
+    pub connect_out: bool,
+    /// Stoppers inside IoCancelIrp on that IRP: the context is neither recycled nor its IRP
+    /// re-armed for someone else until they are out.
+    pub cancelling: u32,
+    /// The connect ended without a socket while a stopper was inside: the last one out gives
+    /// the context back.
+    pub release_deferred: bool,
 }
 
 impl ClientState {
@@ -26,6 +35,9 @@ impl ClientState {
             rx: 0,
             messages_sent: 0,
             messages_received: 0,
+            connect_out: false,
+            cancelling: 0,
+            release_deferred: false,
         }
     }
 

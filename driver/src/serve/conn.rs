@@ -690,9 +690,9 @@ unsafe fn query_backlog(c: *mut Conn) {
         // C18: IoReuseIrp and a fresh completion routine before every use.
         irp::arm((*c).query_irp, query_done, c.cast());
         if let Some(ctl) = basic.WskControlSocket {
-            // Completion (inline or later) always goes through query_done (W11); the
-            // status returned here adds nothing.
-            let _ = ctl(
+            // Completion (inline or later) goes through query_done (W11); the status returned
+            // matters only from a provider that did not complete the IRP.
+            let st = ctl(
                 sock,
                 WskIoctl,
                 SIO_WSK_QUERY_IDEAL_SEND_BACKLOG,
@@ -704,6 +704,11 @@ unsafe fn query_backlog(c: *mut Conn) {
                 ptr::null_mut(),
                 (*c).query_irp,
             );
+            // The query IRP is armed once per connection and the call is still counted as
+            // executing (no close, no recycle), so nothing else re-armed it.
+            if irp::unfinished((*c).query_irp, st) {
+                irp::complete_unfinished((*c).query_irp, query_done, c.cast(), st);
+            }
         } else {
             // No provider function: the IRP never went out; it completes here as failed.
             irp::fail_unsent((*c).query_irp, query_done, c.cast());
@@ -875,7 +880,11 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
                     WSK_FLAG_NODELAY
                 };
                 if let Some(send) = d.WskSend {
-                    send(sock, ptr::addr_of_mut!((*s).buf), flags, (*s).irp);
+                    let st = send(sock, ptr::addr_of_mut!((*s).buf), flags, (*s).irp);
+                    // Only this pump owner re-arms a slot's IRP.
+                    if irp::unfinished((*s).irp, st) {
+                        irp::complete_unfinished((*s).irp, send_done, s.cast(), st);
+                    }
                 } else {
                     irp::fail_unsent((*s).irp, send_done, s.cast());
                 }
@@ -889,7 +898,11 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
                 };
                 irp::arm((*c).rx_irp, rx_done, c.cast());
                 if let Some(recv) = d.WskReceive {
-                    recv(sock, ptr::addr_of_mut!((*c).rx_buf), 0, (*c).rx_irp);
+                    let st = recv(sock, ptr::addr_of_mut!((*c).rx_buf), 0, (*c).rx_irp);
+                    // Only this pump owner re-arms the receive IRP.
+                    if irp::unfinished((*c).rx_irp, st) {
+                        irp::complete_unfinished((*c).rx_irp, rx_done, c.cast(), st);
+                    }
                 } else {
                     irp::fail_unsent((*c).rx_irp, rx_done, c.cast());
                 }
@@ -905,7 +918,11 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
                 // The disconnect IRP is used once per connection lifetime.
                 irp::arm((*c).disc_irp, disc_done, c.cast());
                 if let Some(disc) = d.WskDisconnect {
-                    disc(sock, ptr::null_mut(), flags, (*c).disc_irp);
+                    let st = disc(sock, ptr::null_mut(), flags, (*c).disc_irp);
+                    // The disconnect IRP is armed once per connection.
+                    if irp::unfinished((*c).disc_irp, st) {
+                        irp::complete_unfinished((*c).disc_irp, disc_done, c.cast(), st);
+                    }
                 } else {
                     irp::fail_unsent((*c).disc_irp, disc_done, c.cast());
                 }
@@ -915,6 +932,8 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
                 // stays until close_done (C23).
                 irp::arm((*c).close_irp, close_done, c.cast());
                 if let Some(close) = d.WskCloseSocket {
+                    // Not checked for W11 like the others: a close that completed inline may
+                    // have recycled the context, whose IRPs are then someone else's.
                     close(sock, (*c).close_irp);
                 } else {
                     irp::fail_unsent((*c).close_irp, close_done, c.cast());

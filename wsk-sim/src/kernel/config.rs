@@ -91,6 +91,15 @@ pub struct Config {
     pub fail_calls: Vec<Call>,
     pub fail_rate: f64,
     pub fail_status: NTSTATUS,
+    /// Calls that, given an IRP, return STATUS_NOT_IMPLEMENTED without taking or completing
+    /// it: a provider that breaks W11 the way Wine's netio.sys does for functions it lacks.
+    /// The IRP stays the client's, its completion routine never runs. Only WskControlSocket
+    /// honours it so far. Empty by default.
+    pub unfinished_calls: Vec<Call>,
+    /// Remote addresses whose connects are never answered (a black hole, a listener whose
+    /// accept queue stays full): WskSocketConnect / WskConnect to one stays pending until the
+    /// client cancels its IRP (IoCancelIrp) or closes the socket. Empty by default.
+    pub unanswered_connects: Vec<std::net::SocketAddr>,
     /// Fraction of ExAllocatePool2 / IoAllocateIrp / IoAllocateMdl calls that fail.
     pub alloc_fail_rate: f64,
     /// Fraction of socket writes after which the sim resets the connection (peer reset
@@ -155,6 +164,8 @@ impl Default for Config {
             fail_calls: Vec::new(),
             fail_rate: 0.0,
             fail_status: wsk_sys::STATUS_INSUFFICIENT_RESOURCES,
+            unfinished_calls: Vec::new(),
+            unanswered_connects: Vec::new(),
             alloc_fail_rate: 0.0,
             reset_rate: 0.0,
             max_write_slice: 16 * 1024,

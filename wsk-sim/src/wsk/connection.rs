@@ -156,6 +156,14 @@ pub(crate) fn fill_receive(s: &mut Sock, req: &mut RecvReq) -> Option<(NTSTATUS,
 fn start_connect(s: &mut Sock, remote: std::net::SocketAddr) -> Result<bool, NTSTATUS> {
     let fd = s.fd.as_ref().ok_or(STATUS_INVALID_DEVICE_STATE)?;
     s.remote = Some(remote);
+    if crate::kernel::state::config()
+        .unanswered_connects
+        .contains(&remote)
+    {
+        // Config::unanswered_connects: no SYN goes out, no answer ever comes.
+        s.unanswered = true;
+        return Ok(false);
+    }
     match fd.connect(&remote.into()) {
         Ok(()) => Ok(true),
         Err(e)

@@ -111,6 +111,9 @@ pub(crate) struct Sock {
     pub recvfroms: VecDeque<RecvFromReq>,
     pub sendtos: VecDeque<SendToReq>,
     pub connect: Option<(usize, bool)>,
+    /// The pending connect goes to one of `Config::unanswered_connects`: nothing was sent and
+    /// it completes only when cancelled or the socket is closed.
+    pub unanswered: bool,
     pub disconnect: Option<usize>,
     pub rx: VecDeque<u8>,
     pub rx_blocked: bool,
@@ -183,6 +186,7 @@ impl Sock {
             recvfroms: VecDeque::new(),
             sendtos: VecDeque::new(),
             connect: None,
+            unanswered: false,
             disconnect: None,
             rx: VecDeque::new(),
             rx_blocked: false,
@@ -855,9 +859,28 @@ pub(crate) fn forget(irp: usize) {
     });
 }
 
-/// Removes a pending receive/accept/disconnect IRP from its socket's queue.
+/// Removes a pending receive/accept/disconnect/connect IRP from its socket's queue. A
+/// cancelled WskSocketConnect takes its socket with it (never handed out: W23, Information is
+/// a socket only on success); a cancelled WskConnect leaves its socket bound and unconnected,
+/// the client's to close.
 fn dequeue(irp: usize) -> bool {
     with(|p| {
+        let connecting = p
+            .sockets
+            .iter()
+            .find(|(_, s)| s.connect.is_some_and(|c| c.0 == irp))
+            .map(|(ws, s)| (*ws, s.connect.is_some_and(|c| c.1)));
+        if let Some((ws, socket_connect)) = connecting {
+            if socket_connect {
+                if let Some(mut s) = remove(p, ws) {
+                    drop(s.fd.take());
+                }
+            } else if let Some(s) = p.sockets.get_mut(&ws) {
+                s.connect = None;
+                s.unanswered = false;
+            }
+            return true;
+        }
         for s in p.sockets.values_mut() {
             if let Some(i) = s.receives.iter().position(|r| r.irp == irp) {
                 let r = s.receives.remove(i).expect("index");
@@ -884,7 +907,7 @@ fn dequeue(irp: usize) -> bool {
     })
 }
 
-/// `IoCancelIrp`: WSK cancels pending receives, accepts and disconnects.
+/// `IoCancelIrp`: WSK cancels pending receives, accepts, disconnects and connects (W76).
 #[no_mangle]
 pub unsafe extern "win64" fn IoCancelIrp(Irp: PIRP) -> wsk_sys::BOOLEAN {
     crate::kernel::irql::require_dispatch_or_below("IoCancelIrp");

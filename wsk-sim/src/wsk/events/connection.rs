@@ -65,7 +65,7 @@ pub(crate) fn client_dispatch(s: &Sock) -> *const WSK_CLIENT_CONNECTION_DISPATCH
 pub(crate) fn interest(s: &Sock) -> (i16, bool) {
     let mut ev: i16 = 0;
     let mut work = false;
-    if s.connect.is_some() {
+    if s.connect.is_some() && !s.unanswered {
         ev |= libc::POLLOUT;
     }
     if s.connected {
@@ -109,6 +109,9 @@ pub(crate) fn plan_connect(p: &mut Provider, ws: usize) -> Result<Vec<Completion
     let mut done = Vec::new();
     let s = p.sockets.get_mut(&ws).expect("live");
     if let Some((irp, socket_connect)) = s.connect {
+        if s.unanswered {
+            return Err(Plan::Nothing);
+        }
         let fd = s.fd.as_ref();
         let err = fd.and_then(|f| f.take_error().ok().flatten());
         let connected = fd.is_some_and(|f| f.peer_addr().is_ok());
