@@ -83,9 +83,9 @@ cargo_rc=${PIPESTATUS[0]}
 set -e
 
 stage "end to end: built-in driver and the shipped image (wskecho-sim + echoload)"
-# scripts/e2e.sh runs the same steps against any runner command (echo over TCP and UDP, sink,
-# sockperf wire, control conformance, live stats, the driver's own counters, clean unload);
-# both runs must pass the same list.
+# scripts/e2e.sh runs `echoload driver selftest` (echo over TCP and UDP, half-close, sink,
+# sockperf wire, the driver's own counters, control conformance, live stats) against any runner
+# command, then checks the clean unload; both runs must pass the same list.
 cargo build --release --quiet -p wskecho-sim -p loadgen
 for mode in builtin image; do
     sim=(target/release/wskecho-sim)
@@ -108,6 +108,10 @@ step asan_wsk_sim 600 wsk-sim/asan.sh -- --skip pe::
 
 stage "echoload.exe under Wine"
 step wine 900 scripts/wine-test.sh
+
+stage "wskecho.sys under Wine's kernel (a kernel service driven by echoload.exe)"
+# About 70 s after the Wine stage (the Windows build of echoload is shared); see docs/wine.md.
+step wine_kernel 300 scripts/wine-kernel-test.sh
 
 stage "many machines: Prometheus endpoints, plots, network namespaces, deploy"
 step metrics 120 python3 scripts/metrics_test.py target/release
