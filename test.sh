@@ -90,9 +90,9 @@ step campaign 480 env WSKECHO_REQUIRE_IMAGE=1 cargo test -p wskecho --release --
 grep -E '^campaign: [0-9]+ seeds|^campaign: issue 17' target/step-campaign.log || true
 
 stage "end to end: built-in driver and the shipped image (wskecho-sim + echoload)"
-# scripts/e2e.sh runs the same steps against any runner command (echo over TCP and UDP, sink,
-# sockperf wire, control conformance, live stats, the driver's own counters, clean unload);
-# both runs must pass the same list.
+# scripts/e2e.sh runs `echoload driver selftest` (echo over TCP and UDP, half-close, sink,
+# sockperf wire, the driver's own counters, control conformance, live stats) against any runner
+# command, then checks the clean unload; both runs must pass the same list.
 cargo build --release --quiet -p wskecho-sim -p loadgen
 for mode in builtin image; do
     sim=(target/release/wskecho-sim)
@@ -115,6 +115,10 @@ step asan_wsk_sim 600 wsk-sim/asan.sh -- --skip pe::
 
 stage "echoload.exe under Wine"
 step wine 900 scripts/wine-test.sh
+
+stage "wskecho.sys under Wine's kernel (a kernel service driven by echoload.exe)"
+# About 70 s after the Wine stage (the Windows build of echoload is shared); see docs/wine.md.
+step wine_kernel 300 scripts/wine-kernel-test.sh
 
 stage "many machines: Prometheus endpoints, plots, network namespaces, deploy"
 step metrics 120 python3 scripts/metrics_test.py target/release

@@ -16,7 +16,7 @@
 # target/e2e-$E2E_LABEL-*.log. Build first:
 #   cargo build --release -p wskecho-sim -p loadgen   (and `cargo xtask driver` for --sys)
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 
 [ $# -ge 1 ] || { sed -n '2,17p' "$0"; exit 2; }
 label=${E2E_LABEL:-e2e}

@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# The shipped wskecho.sys under a kernel nobody here wrote: Wine's own ntoskrnl.exe,
+# winedevice.exe and netio.sys. In a fresh Wine prefix it installs the image as a kernel
+# service (`sc create type= kernel`, the INF's Parameters in the registry), starts it, drives
+# it through \\.\WskEcho with the Windows build of echoload (driver status, stats, config get,
+# driver selftest) and stops it. Checks: RUNNING after start; every control answer correct
+# (the configuration is the INF's); the self-test's control steps pass and its socket steps
+# are "unavailable" (Wine's netio cannot open our services); STOPPED within 10 s; the
+# driver's own log has no error but the services' open failures. See docs/wine.md for what
+# Wine lacks (a test-only shim, scripts/wine-kernel/wskshim.c, supplies it) and what this
+# can and cannot show.
+#
+# Environment: WINE_KERNEL_PORT_BASE (default 27300): the INF's service ports 7007, 7009,
+# 7019, 11111 become BASE+7, +9, +19, +111 (nothing may listen there: the test checks that
+# nothing answers). Needs target/driver/wskecho.sys (cargo xtask driver); builds echoload.exe.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+base=${WINE_KERNEL_PORT_BASE:-27300}
+target=x86_64-pc-windows-gnu
+work=$PWD/target/wine-kernel
+t_start=$SECONDS
+pass=0; fail=0
+keep=""
+
+cleanup() {
+    [ -n "$keep" ] && kill "$keep" 2>/dev/null
+    [ -n "${WINEPREFIX:-}" ] && timeout 30 wineserver -k 2>/dev/null
+    return 0
+}
+trap cleanup EXIT
+
+# Bound of one wine command (each takes 1 to 3 s), and of the build.
+T=(timeout 120)
+TB=(timeout 1200)
+
+step() {  # step NAME CMD...: logs to $work/NAME.log, prints ok/FAILED and the time
+    local name=$1; shift
+    local t0=$SECONDS rc=0
+    "$@" >"$work/$name.log" 2>&1 || rc=$?
+    if [ $rc -eq 0 ]; then
+        pass=$((pass + 1)); printf '%-28s ok      %3ds\n' "$name" $((SECONDS - t0))
+    else
+        fail=$((fail + 1)); printf '%-28s FAILED  %3ds (exit %d)\n' "$name" $((SECONDS - t0)) $rc
+        tail -25 "$work/$name.log" | sed 's/^/    /'
+    fi
+}
+
+rm -rf "$work"
+mkdir -p "$work/bin"
+echo "== wine kernel test: target/driver/wskecho.sys as a kernel service under Wine, ports $base+"
+
+setup() {
+    local need=()
+    for p in gcc-mingw-w64-x86-64 wine wine64 python3; do
+        dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+    done
+    if [ ${#need[@]} -gt 0 ]; then
+        local SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+        $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+            $SUDO apt-get install -y -qq "${need[@]}" || return
+    fi
+    rustup target list --installed | grep -qx $target || rustup target add $target
+    [ -f target/driver/wskecho.sys ] || "${TB[@]}" cargo xtask driver
+    wine --version
+}
+step setup setup
+
+# The image's copy with its ntoskrnl.exe import renamed to the shim, and the shim: every
+# ntoskrnl import forwarded to Wine's, except what Wine lacks (wskshim.c).
+shim() {
+    python3 scripts/wine-kernel/prepare.py target/driver/wskecho.sys "$work"
+    x86_64-w64-mingw32-gcc -shared -nostdlib -O2 -Wall -Werror -o "$work/wskshim.dll" \
+        scripts/wine-kernel/wskshim.c "$work/wskshim.def" -lntoskrnl \
+        -Wl,--entry,DllMainCRTStartup
+}
+step build_shim shim
+step build_echoload_exe "${TB[@]}" cargo build --quiet --release --target $target -p loadgen
+helpers() {
+    cp target/$target/release/echoload.exe "$work/bin/"
+    # Wine 8.0 lacks bcryptprimitives.dll (ProcessPrng), which Rust's std imports.
+    x86_64-w64-mingw32-gcc -shared -O2 -Wall -o "$work/bin/bcryptprimitives.dll" \
+        loadgen/tests/wine/bcryptprimitives.c -ladvapi32
+    x86_64-w64-mingw32-gcc -O2 -Wall -o "$work/bin/keepalive.exe" scripts/wine-kernel/keepalive.c
+}
+step build_helpers helpers
+if [ $fail -gt 0 ]; then
+    echo "set-up or build failed; nothing run"; exit 1
+fi
+
+export WINEPREFIX=$work/prefix WINEDLLOVERRIDES="mscoree,mshtml=" WINEDEBUG=-all
+prefix() {
+    wineboot --init
+    # Let that session end (its services.exe shuts down when no user process is left); a
+    # service created while it is going away is lost to the next one (sc start: 1060).
+    wineserver -w
+}
+step wine_prefix "${T[@]}" bash -c "$(declare -f prefix); prefix"
+sys32=$WINEPREFIX/drive_c/windows/system32
+exe=$work/bin/echoload.exe
+
+# Wine ends its system processes (services.exe, the winedevice.exe that hosts the driver)
+# when no user process is left; this one lives through the test. Its log is the driver's:
+# DbgPrintEx goes to Wine's "debugstr" channel.
+WINEDEBUG=warn+debugstr,err+all timeout 300 wine "$work/bin/keepalive.exe" 280 \
+    >"$work/wine.log" 2>&1 &
+keep=$!
+sleep 1
+
+install() {
+    cp "$work/wskecho.sys" "$sys32/drivers/wskecho.sys"
+    cp "$work/wskshim.dll" "$sys32/wskshim.dll"
+    "${T[@]}" wine sc create wskecho type= kernel start= demand \
+        binPath= 'C:\windows\system32\drivers\wskecho.sys'
+    "${T[@]}" wine reg import "Z:${work//\//\\}\\parameters.reg"
+    "${T[@]}" wine reg query 'HKLM\System\CurrentControlSet\Services\wskecho\Parameters'
+}
+step install install
+state() { "${T[@]}" wine sc query wskecho | sed -n 's/.*STATE *: *[0-9]* *//p' | tr -d '\r '; }
+started() {
+    WINEDEBUG=err+all "${T[@]}" wine sc start wskecho || echo "sc start: exit $?"
+    local s
+    for _ in $(seq 20); do
+        s=$(state); echo "state: $s"
+        [ "$s" = RUNNING ] && return 0
+        sleep 0.5
+    done
+    return 1
+}
+step start_running started
+
+# The control answers, checked against the INF's Parameters (prepare.py wrote them).
+ctl() {  # ctl NAME ARGS...: echoload.exe driver --json ARGS > $work/NAME.json
+    local name=$1; shift
+    "${T[@]}" wine "$exe" driver --json "$@" | tr -d '\r' >"$work/$name.json"
+}
+check() { python3 scripts/wine-kernel/check.py "$work" "$@"; }
+step status ctl status status && step status_answer check status
+step stats ctl stats stats --per-cpu --per-service && step stats_answer check stats
+step config_get ctl config config get && step config_answer check config
+selftest() {
+    local rc=0
+    "${T[@]}" wine "$exe" driver selftest --duration 500ms | tr -d '\r' >"$work/selftest.txt" || rc=$?
+    cat "$work/selftest.txt"
+    # 3: nothing failed, some steps could not run (the sockets Wine cannot open).
+    [ $rc -eq 3 ] || { echo "selftest exit $rc, expected 3 (INCOMPLETE)"; return 1; }
+    check selftest
+}
+step selftest selftest
+
+# Wine's netio returns from some calls it does not implement (WskControlSocket, datagram
+# sockets) without completing their IRPs; the driver then counts completion routines that never
+# run and its unload waits 30 s for them (issue 17 item 12, fixed on another branch). Until that
+# fix is here, a stop that takes that long *and* logs exactly that is an expected failure
+# (xfail, with the reason); once the fix lands the step passes (XPASS: make it a plain step).
+known_unload_wait='completion routines still running at unload'
+stop_state=""
+stopped() {
+    local t0 s
+    t0=$(date +%s%N)
+    "${T[@]}" wine sc stop wskecho || true
+    for _ in $(seq 80); do
+        s=$(state)
+        [ "$s" = STOPPED ] && break
+        sleep 0.25
+    done
+    local ms=$((($(date +%s%N) - t0) / 1000000))
+    echo "state $s after $ms ms"
+    [ "$s" = STOPPED ] || return 1
+    [ $ms -le 10000 ] && return 0
+    return 3
+}
+t0=$SECONDS; rc=0
+stopped >"$work/stop_within_10s.log" 2>&1 || rc=$?
+kill "$keep" 2>/dev/null; wait "$keep" 2>/dev/null || true; keep=""
+xfail=0; xpass=0
+if [ $rc -eq 0 ]; then
+    pass=$((pass + 1)); printf '%-28s ok      %3ds\n' stop_within_10s $((SECONDS - t0))
+    grep -q "$known_unload_wait" "$work/wine.log" || xpass=1
+elif [ $rc -eq 3 ] && grep -q "$known_unload_wait" "$work/wine.log"; then
+    xfail=1; stop_state=known_unload_wait
+    printf '%-28s xfail   %3ds (%s; "%s": issue 17 item 12)\n' stop_within_10s \
+        $((SECONDS - t0)) "$(tail -1 "$work/stop_within_10s.log")" "$known_unload_wait"
+else
+    fail=$((fail + 1)); printf '%-28s FAILED  %3ds\n' stop_within_10s $((SECONDS - t0))
+    sed 's/^/    /' "$work/stop_within_10s.log"
+fi
+step driver_log_clean check log $stop_state
+
+printf '\nwine kernel test: %d passed, %d failed, %d expected failures (%ds)\n' \
+    $pass $fail $xfail $((SECONDS - t_start))
+[ $xpass -eq 0 ] || echo "note: the unload no longer waits for completion routines: make stop_within_10s a plain step"
+[ $fail -eq 0 ]
