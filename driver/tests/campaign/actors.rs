@@ -99,6 +99,9 @@ fn judge_stream(sent: &[u8], got: &[u8], end: Result<(), std::io::Error>, what: 
             got.len(),
             sent.len()
         )),
+        // Every byte came back; the close that followed was abortive (a graceful disconnect
+        // that outlived a short DisconnectTimeoutMs ends with an RST, by design).
+        Err(_) if got.len() == sent.len() => Verdict::Ok,
         Err(e) => Verdict::Error(format!("{what}: {e} after {} of {} bytes", got.len(), sent.len())),
     }
 }
