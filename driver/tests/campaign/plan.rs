@@ -223,7 +223,13 @@ impl Plan {
                 ev = Self::draw(&mut r);
             }
             let racing_stop = matches!(ev, Ev::JobStart { .. }) && r.pct(50);
-            let late_answer = matches!(ev, Ev::JobStart { to: JobTo::NeverAnswers, .. }) && r.pct(50);
+            let late_answer = matches!(
+                ev,
+                Ev::JobStart {
+                    to: JobTo::NeverAnswers,
+                    ..
+                }
+            ) && r.pct(50);
             events.push((gap, ev));
             if racing_stop {
                 // A stop (or the unload, when the list ends here) racing the job's connects.
