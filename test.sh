@@ -83,7 +83,7 @@ cargo_rc=${PIPESTATUS[0]}
 set -e
 
 stage "chaos campaign (issue 17): control operations raced against traffic, built-in driver and image"
-# driver/tests/campaign: a fixed set of seeds (CAMPAIGN_SEEDS, default 40: about 4 minutes on
+# driver/tests/campaign: a fixed set of seeds (CAMPAIGN_SEEDS, default 60: about 3 minutes on
 # 2 cores), each printing its event list and replay line when it fails; docs/campaign.md has
 # the soak mode. Ignored in the workspace run above, so it runs here under its own timeout.
 step campaign 480 env WSKECHO_REQUIRE_IMAGE=1 cargo test -p wskecho --release --test campaign -- --ignored --exact campaign --nocapture

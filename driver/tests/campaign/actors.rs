@@ -87,19 +87,31 @@ fn read_to_fin(s: &mut TcpStream, got: &mut Vec<u8>, cap: usize) -> Result<(), s
 fn judge_stream(sent: &[u8], got: &[u8], end: Result<(), std::io::Error>, what: &str) -> Verdict {
     let n = got.len().min(sent.len());
     if got.len() > sent.len() {
-        return Verdict::Corrupt(format!("{what}: {} bytes back for {} sent", got.len(), sent.len()));
+        return Verdict::Corrupt(format!(
+            "{what}: {} bytes back for {} sent",
+            got.len(),
+            sent.len()
+        ));
     }
     if let Some(i) = (0..n).find(|&i| got[i] != sent[i]) {
         return Verdict::Corrupt(format!("{what}: byte {i} of {} differs", sent.len()));
     }
+    if got.len() == sent.len() {
+        // Every byte came back. A close that then ended in an error was abortive: a graceful
+        // disconnect that outlived a short DisconnectTimeoutMs ends with an RST, by design.
+        return Verdict::Ok;
+    }
     match end {
-        Ok(()) if got.len() == sent.len() => Verdict::Ok,
         Ok(()) => Verdict::ShortBeforeFin(format!(
             "{what}: server FIN after {} of {} bytes echoed",
             got.len(),
             sent.len()
         )),
-        Err(e) => Verdict::Error(format!("{what}: {e} after {} of {} bytes", got.len(), sent.len())),
+        Err(e) => Verdict::Error(format!(
+            "{what}: {e} after {} of {} bytes",
+            got.len(),
+            sent.len()
+        )),
     }
 }
 
@@ -186,20 +198,32 @@ fn abortive_echo(addr: SocketAddr, data: &[u8], chunk: usize) -> Verdict {
 }
 
 pub fn sockperf_tcp(addr: SocketAddr, msgs: u32) -> Client {
-    spawn(format!("sockperf tcp {msgs} messages to {addr}"), addr.port(), move || {
-        let mut stream = Vec::new();
-        let mut expect = Vec::new();
-        for seq in 0..u64::from(msgs) {
-            let len = HEADER_LEN + (seq as usize * 13) % 2000;
-            let reply = seq % 2 == 0;
-            let m = sp_msg(seq, if reply { FLAG_CLIENT | FLAG_REPLY } else { FLAG_CLIENT }, len);
-            if reply {
-                expect.extend(sp_reply(&m));
+    spawn(
+        format!("sockperf tcp {msgs} messages to {addr}"),
+        addr.port(),
+        move || {
+            let mut stream = Vec::new();
+            let mut expect = Vec::new();
+            for seq in 0..u64::from(msgs) {
+                let len = HEADER_LEN + (seq as usize * 13) % 2000;
+                let reply = seq % 2 == 0;
+                let m = sp_msg(
+                    seq,
+                    if reply {
+                        FLAG_CLIENT | FLAG_REPLY
+                    } else {
+                        FLAG_CLIENT
+                    },
+                    len,
+                );
+                if reply {
+                    expect.extend(sp_reply(&m));
+                }
+                stream.extend(m);
             }
-            stream.extend(m);
-        }
-        stream_half_close(addr, &stream, &expect, 777, "sockperf")
-    })
+            stream_half_close(addr, &stream, &expect, 777, "sockperf")
+        },
+    )
 }
 
 fn sp_msg(seq: u64, flags: u16, len: usize) -> Vec<u8> {
@@ -223,39 +247,58 @@ fn sp_reply(m: &[u8]) -> Vec<u8> {
 }
 
 pub fn source(addr: SocketAddr, bytes: usize) -> Client {
-    spawn(format!("source read {bytes} B from {addr}"), addr.port(), move || {
-        let mut s = match connect(addr) {
-            Ok(s) => s,
-            Err(v) => return v,
-        };
-        let mut got = vec![0u8; bytes];
-        let mut at = 0;
-        while at < bytes {
-            match s.read(&mut got[at..]) {
-                Ok(0) => return Verdict::Error(format!("source: FIN after {at} of {bytes} bytes")),
-                Ok(n) => at += n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Verdict::Error(format!("source: {e} after {at} of {bytes} bytes")),
+    spawn(
+        format!("source read {bytes} B from {addr}"),
+        addr.port(),
+        move || {
+            let mut s = match connect(addr) {
+                Ok(s) => s,
+                Err(v) => return v,
+            };
+            let mut got = vec![0u8; bytes];
+            let mut at = 0;
+            while at < bytes {
+                match s.read(&mut got[at..]) {
+                    Ok(0) => {
+                        return Verdict::Error(format!("source: FIN after {at} of {bytes} bytes"))
+                    }
+                    Ok(n) => at += n,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        return Verdict::Error(format!("source: {e} after {at} of {bytes} bytes"))
+                    }
+                }
             }
-        }
-        match control::protocol::pattern::check(0, &got) {
-            Some(i) => Verdict::Corrupt(format!("source: byte {i} off the pattern")),
-            None => Verdict::Ok,
-        }
-    })
+            match control::protocol::pattern::check(0, &got) {
+                Some(i) => Verdict::Corrupt(format!("source: byte {i} off the pattern")),
+                None => Verdict::Ok,
+            }
+        },
+    )
 }
 
 pub fn discard(addr: SocketAddr, seed: u64, bytes: usize) -> Client {
-    spawn(format!("discard {bytes} B to {addr}"), addr.port(), move || {
-        // A discard service sends nothing back, then its FIN.
-        stream_half_close(addr, &payload(seed, bytes), &[], 16_384, "discard")
-    })
+    spawn(
+        format!("discard {bytes} B to {addr}"),
+        addr.port(),
+        move || {
+            // A discard service sends nothing back, then its FIN.
+            stream_half_close(addr, &payload(seed, bytes), &[], 16_384, "discard")
+        },
+    )
 }
 
 /// UDP echo (or sockperf when `sockperf`) from `sources` addresses: every reply must be the
 /// echo of one datagram that source sent (sockperf: its reply form), from the service
 /// address, at most once. Losses are allowed (UDP; the driver drops when out of contexts).
-pub fn udp(addr: SocketAddr, seed: u64, sources: u8, count: u32, size: usize, sockperf: bool) -> Client {
+pub fn udp(
+    addr: SocketAddr,
+    seed: u64,
+    sources: u8,
+    count: u32,
+    size: usize,
+    sockperf: bool,
+) -> Client {
     let what = format!(
         "udp {} {count} x {size} B from {sources} sources to {addr}",
         if sockperf { "sockperf" } else { "echo" }
@@ -264,7 +307,9 @@ pub fn udp(addr: SocketAddr, seed: u64, sources: u8, count: u32, size: usize, so
         let ips: Vec<IpAddr> = if addr.is_ipv6() {
             vec![addr.ip()]
         } else {
-            (0..sources).map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + i))).collect()
+            (0..sources)
+                .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + i)))
+                .collect()
         };
         let mut socks = Vec::new();
         for ip in ips {
@@ -290,7 +335,9 @@ pub fn udp(addr: SocketAddr, seed: u64, sources: u8, count: u32, size: usize, so
         };
         let mut seen = std::collections::HashSet::new();
         let mut buf = vec![0u8; 65_536];
-        let mut check = |socks: &[UdpSocket], seen: &mut std::collections::HashSet<u64>| -> Result<usize, Verdict> {
+        let mut check = |socks: &[UdpSocket],
+                         seen: &mut std::collections::HashSet<u64>|
+         -> Result<usize, Verdict> {
             let mut got = 0;
             for (i, u) in socks.iter().enumerate() {
                 while let Ok((n, from)) = u.recv_from(&mut buf) {
@@ -302,15 +349,21 @@ pub fn udp(addr: SocketAddr, seed: u64, sources: u8, count: u32, size: usize, so
                     let seq = if sockperf {
                         Header::decode(r).map(|h| h.seq)
                     } else {
-                        r.get(..8).map(|b| u64::from_be_bytes(b.try_into().unwrap()))
+                        r.get(..8)
+                            .map(|b| u64::from_be_bytes(b.try_into().unwrap()))
                     };
-                    let Some(seq) = seq.filter(|s| (s >> 32) as usize == i && (*s as u32) < count) else {
-                        return Err(Verdict::Corrupt(format!("a {n} B reply matching nothing sent")));
+                    let Some(seq) = seq.filter(|s| (s >> 32) as usize == i && (*s as u32) < count)
+                    else {
+                        return Err(Verdict::Corrupt(format!(
+                            "a {n} B reply matching nothing sent"
+                        )));
                     };
                     let sent = msg(i, seq as u32);
                     let want = if sockperf { sp_reply(&sent) } else { sent };
                     if r != want {
-                        return Err(Verdict::Corrupt(format!("reply {seq:#x}: {n} B differ from the datagram")));
+                        return Err(Verdict::Corrupt(format!(
+                            "reply {seq:#x}: {n} B differ from the datagram"
+                        )));
                     }
                     if !seen.insert(seq) {
                         return Err(Verdict::Corrupt(format!("reply {seq:#x} came twice")));
@@ -332,7 +385,8 @@ pub fn udp(addr: SocketAddr, seed: u64, sources: u8, count: u32, size: usize, so
         // Late replies: until 200 ms pass without one (bounded).
         let t0 = Instant::now();
         let mut quiet = Instant::now();
-        while quiet.elapsed() < Duration::from_millis(200) && t0.elapsed() < Duration::from_secs(5) {
+        while quiet.elapsed() < Duration::from_millis(200) && t0.elapsed() < Duration::from_secs(5)
+        {
             match check(&socks, &mut seen) {
                 Err(v) => return v,
                 Ok(0) => {}

@@ -202,13 +202,9 @@ const MODES: [control::config::Mode; 4] = [
 ];
 
 impl Plan {
-    /// The plan of `seed`; `image` is whether the shipped image is available for odd seeds.
-    pub fn new(seed: u64, image_available: bool) -> Plan {
-        Self::focused(seed, image_available, None)
-    }
-
-    /// As [`Plan::new`], drawing only events whose kind (see [`Ev::kind`]) is in `only`
-    /// (CAMPAIGN_ONLY, e.g. `job,kill`): a focused soak of one part of the control plane.
+    /// The plan of `seed`; `image_available`: odd seeds run the shipped image. With `only`
+    /// (CAMPAIGN_ONLY, e.g. `job,kill`), only events of those kinds ([`Ev::kind`]) are drawn:
+    /// a focused soak of one part of the control plane.
     pub fn focused(seed: u64, image_available: bool, only: Option<&[String]>) -> Plan {
         let mut r = Rng::new(seed);
         let image = image_available && seed % 2 == 1;
@@ -227,7 +223,13 @@ impl Plan {
                 ev = Self::draw(&mut r);
             }
             let racing_stop = matches!(ev, Ev::JobStart { .. }) && r.pct(50);
-            let late_answer = matches!(ev, Ev::JobStart { to: JobTo::NeverAnswers, .. }) && r.pct(50);
+            let late_answer = matches!(
+                ev,
+                Ev::JobStart {
+                    to: JobTo::NeverAnswers,
+                    ..
+                }
+            ) && r.pct(50);
             events.push((gap, ev));
             if racing_stop {
                 // A stop (or the unload, when the list ends here) racing the job's connects.

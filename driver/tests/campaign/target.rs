@@ -57,7 +57,11 @@ fn write_registry(cfg: &Config) {
 impl Target {
     /// Loads the driver with `cfg` in the registry; Err when it did not start.
     #[allow(clippy::large_types_passed_by_value)] // as harness::load
-    pub fn load(image: Option<&PathBuf>, sim: wsk_sim::Config, cfg: &Config) -> Result<Target, String> {
+    pub fn load(
+        image: Option<&PathBuf>,
+        sim: wsk_sim::Config,
+        cfg: &Config,
+    ) -> Result<Target, String> {
         let sim = sim
             .with_unkind(harness::SUITE_UNKIND)
             .expect("SUITE_UNKIND");
@@ -70,7 +74,8 @@ impl Target {
                 Ok(Target::Builtin(l))
             }
             Some(p) => {
-                let r = image::load_with(p, sim, || write_registry(cfg)).map_err(|e| e.to_string())?;
+                let r =
+                    image::load_with(p, sim, || write_registry(cfg)).map_err(|e| e.to_string())?;
                 if !r.ready {
                     return Err(format!("image did not start: {:?}", r.unload()));
                 }
@@ -119,7 +124,11 @@ impl Target {
     pub fn config(&self) -> Result<Config, String> {
         let mut req = [0u8; 64];
         let n = ioctl::encode_empty_request(ioctl::Kind::ConfigGetRequest, &mut req).unwrap();
-        let (st, out) = self.ioctl(ioctl::IOCTL_WSKECHO_GET_CONFIG, &req[..n], ioctl::MAX_OUTPUT_BYTES);
+        let (st, out) = self.ioctl(
+            ioctl::IOCTL_WSKECHO_GET_CONFIG,
+            &req[..n],
+            ioctl::MAX_OUTPUT_BYTES,
+        );
         if st != 0 {
             return Err(format!("config get: {:#x}", st as u32));
         }
@@ -150,7 +159,9 @@ impl Target {
     }
 
     /// The services with connections open (ConnActive > 0) and how many.
-    pub fn services_with_connections(&self) -> Result<Vec<(control::config::Service, u64)>, String> {
+    pub fn services_with_connections(
+        &self,
+    ) -> Result<Vec<(control::config::Service, u64)>, String> {
         let mut req = [0u8; ioctl::STATS_REQUEST_LEN];
         ioctl::StatsRequest {
             per_cpu: false,
@@ -158,7 +169,11 @@ impl Target {
         }
         .encode(&mut req)
         .unwrap();
-        let (st, out) = self.ioctl(ioctl::IOCTL_WSKECHO_QUERY_STATS, &req, ioctl::MAX_OUTPUT_BYTES);
+        let (st, out) = self.ioctl(
+            ioctl::IOCTL_WSKECHO_QUERY_STATS,
+            &req,
+            ioctl::MAX_OUTPUT_BYTES,
+        );
         if st != 0 {
             return Err(format!("stats: {:#x}", st as u32));
         }
@@ -174,8 +189,12 @@ impl Target {
     pub fn job_start(&self, job: &LoadJob) -> i32 {
         let mut b = [0u8; 256];
         let n = ioctl::encode_load_start(job, &mut b).unwrap();
-        self.ioctl(ioctl::IOCTL_WSKECHO_LOAD_START, &b[..n], ioctl::LOAD_START_RESPONSE_LEN)
-            .0
+        self.ioctl(
+            ioctl::IOCTL_WSKECHO_LOAD_START,
+            &b[..n],
+            ioctl::LOAD_START_RESPONSE_LEN,
+        )
+        .0
     }
 
     pub fn job_stop(&self) -> i32 {
