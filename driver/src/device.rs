@@ -3,7 +3,9 @@
 //! IoCreateDeviceSecure is not an ntoskrnl export (static wdmsec.lib), so the SDDL
 //! `D:P(A;;GA;;;SY)(A;;GA;;;BA)` is applied with exported calls: a DACL with two
 //! ACCESS_ALLOWED ACEs (GENERIC_ALL for LocalSystem and Administrators), protected from
-//! inheritance, set with ZwSetSecurityObject on a kernel handle to the device.
+//! inheritance, set with ZwSetSecurityObject on a kernel handle to the device. The two SIDs
+//! are built here, not read from the kernel's `SeExports` (a data import whose layout is one
+//! kernel's; Wine exports a code stub under that name).
 //! IOCTL dispatch only copies buffers and hands them to `ioctl::control_dispatch`; every check
 //! lives in the control crate.
 
@@ -13,15 +15,16 @@ use control::ioctl::{DEVICE_NAME, DOS_DEVICE_NAME, FILE_DEVICE_WSKECHO, MAX_INPU
 use wsk_sys::{
     IoCompleteRequest, IoCreateDevice, IoCreateSymbolicLink, IoDeleteDevice, IoDeleteSymbolicLink,
     IoGetCurrentIrpStackLocation, KernelMode, ObOpenObjectByPointer, RtlAddAccessAllowedAce,
-    RtlCreateAcl, RtlCreateSecurityDescriptor, RtlLengthSid, RtlSetDaclSecurityDescriptor,
-    SeExports, ZwClose, ZwSetSecurityObject, ACCESS_ALLOWED_ACE, ACL, ACL_REVISION,
-    DACL_SECURITY_INFORMATION, DO_DEVICE_INITIALIZING, FALSE, FILE_DEVICE_SECURE_OPEN, GENERIC_ALL,
+    RtlCreateAcl, RtlCreateSecurityDescriptor, RtlSetDaclSecurityDescriptor, ZwClose,
+    ZwSetSecurityObject, ACCESS_ALLOWED_ACE, ACL, ACL_REVISION, DACL_SECURITY_INFORMATION,
+    DOMAIN_ALIAS_RID_ADMINS, DO_DEVICE_INITIALIZING, FALSE, FILE_DEVICE_SECURE_OPEN, GENERIC_ALL,
     HANDLE, IO_NO_INCREMENT, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, NTSTATUS,
     NT_SUCCESS, OBJ_KERNEL_HANDLE, PACL, PDEVICE_OBJECT, PDRIVER_OBJECT, PIRP,
-    PSECURITY_DESCRIPTOR, PUNICODE_STRING, SECURITY_DESCRIPTOR_MIN_LENGTH,
-    SECURITY_DESCRIPTOR_REVISION, STATUS_DEVICE_NOT_READY, STATUS_INSUFFICIENT_RESOURCES,
-    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_SUCCESS, TRUE, ULONG,
-    UNICODE_STRING, WRITE_DAC,
+    PSECURITY_DESCRIPTOR, PSID, PUNICODE_STRING, SECURITY_BUILTIN_DOMAIN_RID,
+    SECURITY_DESCRIPTOR_MIN_LENGTH, SECURITY_DESCRIPTOR_REVISION, SECURITY_LOCAL_SYSTEM_RID,
+    SECURITY_NT_AUTHORITY, SID, SID_IDENTIFIER_AUTHORITY, SID_REVISION, STATUS_DEVICE_NOT_READY,
+    STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER,
+    STATUS_SUCCESS, TRUE, ULONG, UNICODE_STRING, WRITE_DAC,
 };
 
 use crate::driver::Driver;
@@ -60,6 +63,52 @@ impl WideName {
         self.us.Buffer = self.buf.as_mut_ptr();
         &raw mut self.us
     }
+}
+
+/// A SID of the NT authority with `N` sub-authorities: the `SID` layout with its
+/// variable-length `SubAuthority` tail spelled out, so it can live on the stack.
+#[repr(C)]
+struct NtSid<const N: usize> {
+    revision: u8,
+    sub_authority_count: u8,
+    authority: SID_IDENTIFIER_AUTHORITY,
+    sub_authority: [ULONG; N],
+}
+
+// Same header as `SID` (RtlLengthSid's 8 + 4 * count bytes, tail at offset 8).
+const _: () = {
+    assert!(core::mem::offset_of!(SID, SubAuthority) == 8);
+    assert!(core::mem::offset_of!(NtSid<1>, sub_authority) == 8);
+    assert!(core::mem::size_of::<NtSid<1>>() == 12);
+    assert!(core::mem::size_of::<NtSid<2>>() == 16);
+};
+
+impl<const N: usize> NtSid<N> {
+    /// RtlLengthSid of this SID.
+    const LEN: usize = 8 + 4 * N;
+
+    const fn new(sub_authority: [ULONG; N]) -> Self {
+        NtSid {
+            revision: SID_REVISION,
+            sub_authority_count: N as u8,
+            authority: SECURITY_NT_AUTHORITY,
+            sub_authority,
+        }
+    }
+
+    fn as_psid(&mut self) -> PSID {
+        ptr::from_mut(self).cast()
+    }
+}
+
+/// S-1-5-18, LocalSystem (the SDDL's "SY").
+const fn local_system_sid() -> NtSid<1> {
+    NtSid::new([SECURITY_LOCAL_SYSTEM_RID])
+}
+
+/// S-1-5-32-544, BUILTIN\Administrators (the SDDL's "BA").
+const fn administrators_sid() -> NtSid<2> {
+    NtSid::new([SECURITY_BUILTIN_DOMAIN_RID, DOMAIN_ALIAS_RID_ADMINS])
 }
 
 /// Creates the device and link. PASSIVE_LEVEL (DriverEntry).
@@ -132,10 +181,9 @@ pub(crate) unsafe fn delete(d: &mut Driver) {
 /// # Safety
 /// PASSIVE_LEVEL; `dev` is a live device object.
 unsafe fn apply_admin_only_dacl(dev: PDEVICE_OBJECT) -> Result<(), NTSTATUS> {
-    // SAFETY: SeExports is the kernel's exported pointer to its well-known SIDs.
-    let (sys, admins) = unsafe { ((*SeExports).SeLocalSystemSid, (*SeExports).SeAliasAdminsSid) };
-    // SAFETY: valid SIDs.
-    let sid_len = unsafe { RtlLengthSid(sys) + RtlLengthSid(admins) } as usize;
+    let (mut sys_sid, mut admins_sid) = (local_system_sid(), administrators_sid());
+    let (sys, admins) = (sys_sid.as_psid(), admins_sid.as_psid());
+    let sid_len = NtSid::<1>::LEN + NtSid::<2>::LEN;
     // ACL header + 2 ACEs (header + mask, then the SID in place of SidStart).
     let acl_len = core::mem::size_of::<ACL>()
         + 2 * (core::mem::size_of::<ACCESS_ALLOWED_ACE>() - 4)
@@ -252,5 +300,30 @@ unsafe extern "win64" fn dispatch_ioctl(dev: PDEVICE_OBJECT, irp: PIRP) -> NTSTA
         let (status, n) = control_dispatch(d, code, input, output);
         pool::free(inbuf, pool::TAG_TEMP);
         complete(irp, status, n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes<const N: usize>(sid: &NtSid<N>) -> &[u8] {
+        // SAFETY: NtSid is repr(C) with no padding (checked above); LEN bytes long.
+        unsafe { core::slice::from_raw_parts(ptr::from_ref(sid).cast::<u8>(), NtSid::<N>::LEN) }
+    }
+
+    /// The binary form of the two SIDs, as winnt.h's constants give it: revision 1, the
+    /// sub-authority count, the authority {0,0,0,0,0,5} big-endian, then each RID
+    /// little-endian.
+    #[test]
+    fn well_known_sids_in_binary() {
+        assert_eq!(
+            bytes(&local_system_sid()),
+            [1, 1, 0, 0, 0, 0, 0, 5, 18, 0, 0, 0]
+        );
+        assert_eq!(
+            bytes(&administrators_sid()),
+            [1, 2, 0, 0, 0, 0, 0, 5, 32, 0, 0, 0, 0x20, 0x02, 0, 0]
+        );
     }
 }

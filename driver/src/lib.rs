@@ -88,6 +88,14 @@ pub unsafe fn driver_entry_with(
     if !DRIVER.load(Ordering::SeqCst).is_null() {
         return STATUS_OBJECT_NAME_COLLISION;
     }
+    // PASSIVE_LEVEL, before the first allocation: ExAllocatePool2 or the 1809 fallback.
+    if kernel::pool::resolve() {
+        kernel::log::log_info!("pool: ExAllocatePool2");
+    } else {
+        kernel::log::log_info!(
+            "pool: ExAllocatePoolWithTag (no ExAllocatePool2 before Windows 10 2004)"
+        );
+    }
     let config = match config {
         Some(c) => c,
         // SAFETY: registry path from the caller.

@@ -168,6 +168,126 @@ fn pool_accounting_tags_and_poison() {
     wsk_sim::assert_no_leaks();
 }
 
+/// The 1809 fallback: ExAllocatePoolWithTag does not zero (poisoned 0xCD here), is counted
+/// by tag and call like ExAllocatePool2, fails with the same schedule, and refuses executable
+/// pool and DISPATCH-level paged pool.
+#[test]
+fn pool_with_tag_is_uninitialised_tallied_and_nx_only() {
+    let _g = wsk_sim::init(rec());
+    // SAFETY: plain allocations.
+    unsafe {
+        let a = ExAllocatePoolWithTag(NonPagedPoolNx, 64, TAG).cast::<u8>();
+        assert!(!a.is_null());
+        assert!(
+            std::slice::from_raw_parts(a, 64).iter().all(|&b| b == 0xCD),
+            "not zeroed: poisoned"
+        );
+        assert_eq!(wsk_sim::counts().pool, vec![("Tst1".to_string(), 1, 64)]);
+        let b = ExAllocatePool2(POOL_FLAG_NON_PAGED, 8, TAG);
+        assert_eq!(
+            wsk_sim::pool::allocations(),
+            vec![
+                (
+                    "ExAllocatePool2(NON_PAGED)".to_string(),
+                    "Tst1".to_string(),
+                    1
+                ),
+                (
+                    "ExAllocatePoolWithTag(NonPagedPoolNx)".to_string(),
+                    "Tst1".to_string(),
+                    1
+                ),
+            ]
+        );
+        ExFreePoolWithTag(a.cast(), TAG);
+        ExFreePoolWithTag(b, TAG);
+        assert!(ExAllocatePoolWithTag(NonPagedPool, 8, TAG).is_null());
+        assert!(has_violation(
+            "ExAllocatePoolWithTag(NonPagedPool): executable pool"
+        ));
+        let mut lock: KSPIN_LOCK = 0;
+        let old = KeAcquireSpinLockRaiseToDpc(&raw mut lock);
+        let p = ExAllocatePoolWithTag(PagedPool, 8, TAG);
+        KeReleaseSpinLock(&raw mut lock, old);
+        ExFreePoolWithTag(p, TAG);
+        assert!(has_violation(
+            "ExAllocatePoolWithTag(PagedPool) called at IRQL 2"
+        ));
+    }
+    wsk_sim::take_violations();
+    wsk_sim::assert_no_leaks();
+    drop(_g);
+    let _g = wsk_sim::init(Config {
+        alloc_fail_rate: 1.0,
+        ..rec()
+    });
+    // SAFETY: a plain allocation that fails.
+    unsafe { assert!(ExAllocatePoolWithTag(NonPagedPoolNx, 8, TAG).is_null()) };
+    wsk_sim::assert_no_leaks();
+}
+
+/// MmGetSystemRoutineAddress finds what the kernel exports on the run's build, the same
+/// address the image loader binds, and nothing newer: ExAllocatePool2 from 19041 on.
+#[test]
+fn system_routine_lookup_follows_the_build() {
+    fn look(name: &str) -> PVOID {
+        let mut w: Vec<u16> = name.encode_utf16().collect();
+        let mut us = UNICODE_STRING {
+            Length: (w.len() * 2) as u16,
+            MaximumLength: (w.len() * 2) as u16,
+            Buffer: w.as_mut_ptr(),
+        };
+        // SAFETY: a valid counted string, PASSIVE_LEVEL.
+        wsk_sim::run_passive(|| unsafe { MmGetSystemRoutineAddress(&raw mut us) })
+    }
+    for (build, has_pool2) in [(17763, false), (19041, true), (26100, true)] {
+        let _g = wsk_sim::init(Config {
+            windows_build: build,
+            ..rec()
+        });
+        assert_eq!(
+            !look("ExAllocatePool2").is_null(),
+            has_pool2,
+            "build {build}"
+        );
+        assert_eq!(
+            look("ExAllocatePoolWithTag") as usize,
+            ExAllocatePoolWithTag as *const () as usize,
+            "build {build}"
+        );
+        assert_eq!(
+            look("KeQueryPerformanceCounter") as usize,
+            KeQueryPerformanceCounter as *const () as usize
+        );
+        assert!(look("NoSuchRoutine").is_null());
+        assert!(look("WskRegister").is_null(), "NETIO.SYS is not searched");
+        if has_pool2 {
+            assert_eq!(
+                look("ExAllocatePool2") as usize,
+                ExAllocatePool2 as *const () as usize
+            );
+        }
+        assert!(wsk_sim::take_violations().is_empty());
+    }
+    // PASSIVE_LEVEL only.
+    let _g = wsk_sim::init(rec());
+    let mut lock: KSPIN_LOCK = 0;
+    let mut w: Vec<u16> = "ZwClose".encode_utf16().collect();
+    let mut us = UNICODE_STRING {
+        Length: 14,
+        MaximumLength: 14,
+        Buffer: w.as_mut_ptr(),
+    };
+    // SAFETY: a valid string; the IRQL is wrong on purpose.
+    unsafe {
+        let old = KeAcquireSpinLockRaiseToDpc(&raw mut lock);
+        MmGetSystemRoutineAddress(&raw mut us);
+        KeReleaseSpinLock(&raw mut lock, old);
+    }
+    assert!(has_violation("MmGetSystemRoutineAddress"));
+    wsk_sim::take_violations();
+}
+
 #[test]
 fn allocation_failures_from_the_schedule() {
     let _g = wsk_sim::init(Config {
@@ -599,7 +719,7 @@ fn control_device_security_and_dispatch() {
             IoCreateSymbolicLink(&raw mut lname, &raw mut dname),
             STATUS_SUCCESS
         );
-        let se = SeExports;
+        let se = wsk_sim::device::SeExports;
         let sys = (*se).SeLocalSystemSid;
         let adm = (*se).SeAliasAdminsSid;
         let acl_len = 8 + 2 * 8 + RtlLengthSid(sys) + RtlLengthSid(adm);

@@ -15,16 +15,15 @@ use crate::io::{PDEVICE_OBJECT, PDRIVER_OBJECT, PIO_WORKITEM, PIO_WORKITEM_ROUTI
 use crate::ke::{
     EVENT_TYPE, KEY_VALUE_INFORMATION_CLASS, KIRQL, KPROCESSOR_MODE, KWAIT_REASON,
     MEMORY_CACHING_TYPE, PACCESS_STATE, PEX_RUNDOWN_REF, PKDEFERRED_ROUTINE, PKSPIN_LOCK,
-    PKSTART_ROUTINE, PKTIMER, POBJECT_HANDLE_INFORMATION, POBJECT_TYPE, PRKDPC, PRKEVENT,
-    TIMER_TYPE, WORK_QUEUE_TYPE,
+    PKSTART_ROUTINE, PKTIMER, POBJECT_HANDLE_INFORMATION, POBJECT_TYPE, POOL_TYPE, PRKDPC,
+    PRKEVENT, TIMER_TYPE, WORK_QUEUE_TYPE,
 };
 use crate::ntdef::{
     ACCESS_MASK, BOOLEAN, CCHAR, DEVICE_TYPE, HANDLE, KPRIORITY, LARGE_INTEGER, LONG, LONG_PTR,
-    NTSTATUS, PCLIENT_ID, PCWSTR, PHANDLE, PLARGE_INTEGER, POBJECT_ATTRIBUTES, POOL_FLAGS,
-    PPROCESSOR_NUMBER, PULONG, PUNICODE_STRING, PVOID, SECURITY_INFORMATION, SIZE_T, ULONG,
-    ULONG_PTR, USHORT,
+    NTSTATUS, PCLIENT_ID, PCWSTR, PHANDLE, PLARGE_INTEGER, POBJECT_ATTRIBUTES, PPROCESSOR_NUMBER,
+    PULONG, PUNICODE_STRING, PVOID, SECURITY_INFORMATION, SIZE_T, ULONG, ULONG_PTR, USHORT,
 };
-use crate::se::{PACL, PSECURITY_DESCRIPTOR, PSE_EXPORTS, PSID};
+use crate::se::{PACL, PSECURITY_DESCRIPTOR, PSID};
 use crate::wsk::{
     PWSK_CLIENT_NPI, PWSK_PROVIDER_CHARACTERISTICS, PWSK_PROVIDER_NPI, PWSK_REGISTRATION,
 };
@@ -34,10 +33,13 @@ use crate::wsk::{
     link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")
 )]
 extern "win64" {
-    // Pool.
-    /// Windows 10 2004+; newer than mingw-w64's export list (xtask allow-lists it).
-    pub fn ExAllocatePool2(Flags: POOL_FLAGS, NumberOfBytes: SIZE_T, Tag: ULONG) -> PVOID;
+    // Pool. ExAllocatePool2 (Windows 10 2004+) is not imported: it is looked up at run time
+    // ([`crate::runtime`]); this is the fallback where it is missing (1809 / Server 2019).
+    /// Deprecated from Windows 10 2004 in favour of ExAllocatePool2; the block is not zeroed.
+    pub fn ExAllocatePoolWithTag(PoolType: POOL_TYPE, NumberOfBytes: SIZE_T, Tag: ULONG) -> PVOID;
     pub fn ExFreePoolWithTag(P: PVOID, Tag: ULONG);
+    /// PASSIVE_LEVEL. The address of a routine ntoskrnl.exe or HAL.dll exports, or NULL.
+    pub fn MmGetSystemRoutineAddress(SystemRoutineName: PUNICODE_STRING) -> PVOID;
 
     // IRPs.
     pub fn IoAllocateIrp(StackSize: CCHAR, ChargeQuota: BOOLEAN) -> PIRP;
@@ -220,8 +222,8 @@ extern "win64" {
         SecurityInformation: SECURITY_INFORMATION,
         SecurityDescriptor: PSECURITY_DESCRIPTOR,
     ) -> NTSTATUS;
-    /// The exported variable `SeExports` (ntddk.h: `extern PSE_EXPORTS SeExports`).
-    pub static SeExports: PSE_EXPORTS;
+    // No SeExports: the two SIDs the control device needs are built locally (a data import
+    // ties the image to one kernel's layout of SE_EXPORTS; Wine exports it as a code stub).
 
     /// C-variadic in C (`DbgPrintEx(ComponentId, Level, Format, ...)`). Declared with one
     /// fixed argument: always call it as `(id, level, "%s\0", text_nul_terminated)`; the

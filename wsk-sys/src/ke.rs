@@ -204,6 +204,14 @@ pub struct OBJECT_HANDLE_INFORMATION {
 }
 pub type POBJECT_HANDLE_INFORMATION = *mut OBJECT_HANDLE_INFORMATION;
 
+// Pool types (ExAllocatePoolWithTag): <https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/ne-wdm-_pool_type>
+pub type POOL_TYPE = i32;
+/// Executable non-paged pool: what HVCI-compatible drivers must not allocate.
+pub const NonPagedPool: POOL_TYPE = 0;
+pub const PagedPool: POOL_TYPE = 1;
+/// Non-executable non-paged pool (Windows 8 and later).
+pub const NonPagedPoolNx: POOL_TYPE = 512;
+
 // Pool (ExAllocatePool2): <https://learn.microsoft.com/windows-hardware/drivers/kernel/pool_flags>
 pub const POOL_FLAG_REQUIRED_START: u64 = 0x0000_0000_0000_0001;
 pub const POOL_FLAG_USE_QUOTA: u64 = 0x0000_0000_0000_0001;

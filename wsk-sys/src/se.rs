@@ -71,6 +71,18 @@ pub struct SECURITY_DESCRIPTOR {
 pub type PSECURITY_DESCRIPTOR = PVOID;
 
 pub const SECURITY_DESCRIPTOR_REVISION: ULONG = 1;
+
+// Well-known SIDs (winnt.h), built by hand: S-1-5-18 (LocalSystem) is
+// {SID_REVISION, 1, SECURITY_NT_AUTHORITY, {SECURITY_LOCAL_SYSTEM_RID}} and S-1-5-32-544
+// (Administrators) is {SID_REVISION, 2, SECURITY_NT_AUTHORITY, {SECURITY_BUILTIN_DOMAIN_RID,
+// DOMAIN_ALIAS_RID_ADMINS}}: <https://learn.microsoft.com/windows/win32/secauthz/well-known-sids>
+pub const SID_REVISION: UCHAR = 1;
+pub const SECURITY_NT_AUTHORITY: SID_IDENTIFIER_AUTHORITY = SID_IDENTIFIER_AUTHORITY {
+    Value: [0, 0, 0, 0, 0, 5],
+};
+pub const SECURITY_LOCAL_SYSTEM_RID: ULONG = 18;
+pub const SECURITY_BUILTIN_DOMAIN_RID: ULONG = 32;
+pub const DOMAIN_ALIAS_RID_ADMINS: ULONG = 544;
 pub const SECURITY_DESCRIPTOR_MIN_LENGTH: usize = core::mem::size_of::<SECURITY_DESCRIPTOR>();
 pub const ACL_REVISION: ULONG = 2;
 pub const ACCESS_ALLOWED_ACE_TYPE: UCHAR = 0;
@@ -80,7 +92,8 @@ pub const DACL_SECURITY_INFORMATION: ULONG = 0x0000_0004;
 pub const SACL_SECURITY_INFORMATION: ULONG = 0x0000_0008;
 
 /// `SE_EXPORTS` (ntddk.h): the kernel's well-known SIDs and privilege LUIDs, reached
-/// through the exported `SeExports` pointer.
+/// through the exported `SeExports` pointer. The driver does not import it (it builds its two
+/// SIDs itself); wsk-sim provides the variable for its own checks.
 /// <https://learn.microsoft.com/windows-hardware/drivers/ddi/ntddk/ns-ntddk-_se_exports>
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]

@@ -36,6 +36,15 @@ fn constants_match_windows_sys() {
 /// IOC_WSK = IOC_WS2 | 0x07000000 = 0x0F000000; _WSAIOR(x,y) = IOC_OUT|x|y (IOC_OUT 0x40000000),
 /// _WSAIOW = IOC_IN (0x80000000), _WSAIORW = IOC_IN|IOC_OUT, _WSAIO = IOC_VOID (0x20000000);
 /// WSK_SO_BASE = 0x4000.
+/// A struct constant the pair table cannot hold.
+#[test]
+fn nt_authority_matches_windows_sys() {
+    assert_eq!(
+        wsk_sys::SECURITY_NT_AUTHORITY.Value,
+        windows_sys::Win32::Security::SECURITY_NT_AUTHORITY.Value
+    );
+}
+
 #[test]
 fn wsk_constants_by_hand() {
     use wsk_sys::*;

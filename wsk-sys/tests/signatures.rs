@@ -84,10 +84,22 @@ fn imports_match_windows_sys_signatures() {
         ExAcquireRundownProtection,
         windows_sys::Wdk::System::SystemServices::ExAcquireRundownProtection
     );
+    // Looked up at run time: the pointer type the driver calls it through is the declaration's.
     same_sig!(
         sig3,
         ExAllocatePool2,
         windows_sys::Wdk::System::SystemServices::ExAllocatePool2
+    );
+    let _: wsk_sys::PFN_EX_ALLOCATE_POOL2 = wsk_sys::ExAllocatePool2;
+    same_sig!(
+        sig3,
+        ExAllocatePoolWithTag,
+        windows_sys::Wdk::System::SystemServices::ExAllocatePoolWithTag
+    );
+    same_sig!(
+        sig1,
+        MmGetSystemRoutineAddress,
+        windows_sys::Wdk::System::SystemServices::MmGetSystemRoutineAddress
     );
     same_sig!(
         sig2,

@@ -359,8 +359,9 @@ pub enum Rule {
     /// (nor `.NT`) exists.
     DecoratedDefaultInstall,
     /// No `[DefaultUninstall*]`: uninstall is the driver store's (`pnputil /delete-driver
-    /// /uninstall`); the `LegacyUninstall` exception is for down-level support this driver
-    /// cannot have (it needs Windows 10 2004).
+    /// /uninstall`); the `LegacyUninstall` exception is for packages SetupAPI must also install
+    /// before 1903. The driver runs from 1809 on, but there the service is created by hand
+    /// (README), not from this package, which keeps the 1903 rules.
     NoDefaultUninstall,
     /// Declarative only: none of the sections and directives the universal INF subset forbids
     /// (co-installers, class installers, deleting, renaming, DLL registration, INI edits).

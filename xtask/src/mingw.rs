@@ -26,12 +26,39 @@ pub const KERNEL_DLLS: &[(&str, &str)] = &[
 ];
 
 /// Names newer than mingw-w64's lists, each with the Microsoft doc page that shows it is
-/// exported by that DLL (and from which Windows version).
-pub const ALLOW_LIST: &[(&str, &str, &str)] = &[(
-    "ntoskrnl.exe",
-    "ExAllocatePool2",
-    "https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-exallocatepool2 (Windows 10 2004+)",
-)];
+/// exported by that DLL (and from which Windows version). Empty since ExAllocatePool2 (Windows
+/// 10 2004) is looked up at run time: an allow-listed name must also be no newer than
+/// [`MINIMUM_WINDOWS`] (docs/windows-versions.md), or the image needs the newer Windows.
+pub const ALLOW_LIST: &[(&str, &str, &str)] = &[];
+
+/// The oldest Windows the driver image must load on.
+pub const MINIMUM_WINDOWS: &str = "Windows 10 1809 / Windows Server 2019 (build 17763)";
+
+/// Exports the image must not import statically, with the reason (reported instead of "not
+/// exported"). mingw-w64 lists SeExports, so the export check alone would let it through;
+/// ExAllocatePool2 is newer than its lists and was allow-listed until the 1809 floor.
+pub const FORBIDDEN_IMPORTS: &[(&str, &str, &str)] = &[
+    (
+        "ntoskrnl.exe",
+        "ExAllocatePool2",
+        "exported from Windows 10 2004 (build 19041) only; the minimum is build 17763: look it up \
+         with MmGetSystemRoutineAddress and fall back to ExAllocatePoolWithTag",
+    ),
+    (
+        "ntoskrnl.exe",
+        "SeExports",
+        "a data import other kernels implement differently (Wine exports a code stub); build the \
+         well-known SIDs locally",
+    ),
+];
+
+/// Why `dll!name` may not be imported, if it may not.
+pub fn forbidden(dll: &str, name: &str) -> Option<&'static str> {
+    FORBIDDEN_IMPORTS
+        .iter()
+        .find(|(d, n, _)| d.eq_ignore_ascii_case(dll) && *n == name)
+        .map(|(_, _, why)| *why)
+}
 
 /// Export names per DLL, keyed by the lower-cased DLL name.
 #[derive(Debug, Clone, Default)]

@@ -2,7 +2,9 @@
 //! kernel exports: machine AMD64, subsystem NATIVE, an entry point, a valid checksum, no
 //! TLS, NX_COMPAT, relocations not stripped, no exports but `DriverEntry`, no section both
 //! writable and executable, imports only by name and only from ntoskrnl.exe / HAL.dll /
-//! NETIO.SYS, each name present in that DLL's export list ([`crate::mingw`]).
+//! NETIO.SYS, each name present in that DLL's export list ([`crate::mingw`]) and none of the
+//! names that would raise the minimum Windows version or tie the image to one kernel's data
+//! layout ([`crate::mingw::FORBIDDEN_IMPORTS`]: ExAllocatePool2, SeExports).
 
 use std::fmt;
 use std::fmt::Write as _;
@@ -31,7 +33,7 @@ pub struct Report {
 }
 
 impl Report {
-    /// "ntoskrnl.exe: 40 (ExAllocatePool2*, ...)" lines; `*` marks allow-listed names.
+    /// "ntoskrnl.exe: 40 (ExFreePoolWithTag, ...)" lines; `*` marks allow-listed names.
     pub fn import_summary(&self) -> String {
         let mut dlls: Vec<&str> = self.imports.iter().map(|i| i.dll.as_str()).collect();
         dlls.dedup();
@@ -194,7 +196,9 @@ pub fn check(data: &[u8], exports: &ExportLists) -> std::result::Result<Report, 
             ImportName::Ordinal(o) => problems.push(format!("imports {dll} by ordinal {o}")),
             ImportName::Name(name) => {
                 let source = exports.lookup(dll, name);
-                if known && source.is_none() {
+                if let Some(why) = crate::mingw::forbidden(dll, name) {
+                    problems.push(format!("imports {dll}!{name}: {why}"));
+                } else if known && source.is_none() {
                     problems.push(format!("imports {dll}!{name}, which {dll} does not export"));
                 }
                 let allow_listed = match source {

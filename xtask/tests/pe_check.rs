@@ -81,9 +81,9 @@ pub unsafe extern "system" fn DriverEntry(_d: *mut u8, _r: *mut u8) -> i32 {{
 const GOOD_IMPORTS: &str = r#"
 #[link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")]
 extern "system" {
-    fn ExAllocatePool2(flags: u64, n: usize, tag: u32) -> *mut u8;
+    fn ExAllocatePoolWithTag(pool_type: i32, n: usize, tag: u32) -> *mut u8;
     fn ExFreePoolWithTag(p: *mut u8, tag: u32);
-    static SeExports: *mut u8;
+    fn MmGetSystemRoutineAddress(name: *mut u8) -> *mut u8;
 }
 #[link(name = "HAL.dll", kind = "raw-dylib", modifiers = "+verbatim")]
 extern "system" { fn KeQueryPerformanceCounter(f: *mut i64) -> i64; }
@@ -92,9 +92,11 @@ extern "system" { fn WskDeregister(r: *mut u8); }
 "#;
 
 const GOOD_BODY: &str = "
-    let p = ExAllocatePool2(0x40, 64, 0x74736554);
+    let p = ExAllocatePoolWithTag(512, 64, 0x74736554);
     ExFreePoolWithTag(p, 0x74736554);
-    if KeQueryPerformanceCounter(core::ptr::null_mut()) == 0 { WskDeregister(SeExports); }
+    if KeQueryPerformanceCounter(core::ptr::null_mut()) == 0 {
+        WskDeregister(MmGetSystemRoutineAddress(core::ptr::null_mut()));
+    }
 ";
 
 /// `tag` keeps parallel tests from writing the same files.
@@ -115,8 +117,8 @@ fn good_driver_passes() {
         .map(|i| format!("{}!{}", i.dll, i.name))
         .collect();
     for want in [
-        "ntoskrnl.exe!ExAllocatePool2",
-        "ntoskrnl.exe!SeExports",
+        "ntoskrnl.exe!ExAllocatePoolWithTag",
+        "ntoskrnl.exe!MmGetSystemRoutineAddress",
         "HAL.dll!KeQueryPerformanceCounter",
         "NETIO.SYS!WskDeregister",
     ] {
@@ -125,14 +127,9 @@ fn good_driver_passes() {
             "{want} missing from {names:?}"
         );
     }
-    let pool2 = report
-        .imports
-        .iter()
-        .find(|i| i.name == "ExAllocatePool2")
-        .unwrap();
     assert!(
-        pool2.allow_listed.is_some(),
-        "ExAllocatePool2 comes from the allow-list"
+        report.imports.iter().all(|i| i.allow_listed.is_none()),
+        "every name is in mingw-w64's lists"
     );
     assert_eq!(report.exports, vec!["DriverEntry".to_owned()]);
 }
@@ -171,6 +168,42 @@ extern "system" { fn IoDoesNotExistAnywhere(x: u32) -> i32; fn KeSetEvent(e: *mu
         pe_check::check(&img, &lists()).expect_err("an import ntoskrnl.exe lacks must be refused");
     assert_eq!(err.0.len(), 1, "only the unknown name is wrong: {err}");
     assert!(err.0[0].contains("IoDoesNotExistAnywhere"), "{err}");
+}
+
+/// ExAllocatePool2 (Windows 10 2004+) and SeExports (a data import) are in mingw-w64's lists,
+/// so only the deny-list refuses them: one problem each, naming the name.
+#[test]
+fn pool2_and_se_exports_are_refused() {
+    if target_missing() {
+        return;
+    }
+    let imports = r#"
+#[link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")]
+extern "system" {
+    fn ExAllocatePool2(flags: u64, n: usize, tag: u32) -> *mut u8;
+    fn ExFreePoolWithTag(p: *mut u8, tag: u32);
+    static SeExports: *mut u8;
+}
+"#;
+    let body = "
+    let p = ExAllocatePool2(0x40, 64, 0x74736554);
+    ExFreePoolWithTag(p, 0x74736554);
+    if p.is_null() { ExFreePoolWithTag(SeExports, 1); }
+";
+    let img = compile_driver("newer", imports, body, "");
+    let err = pe_check::check(&img, &lists())
+        .expect_err("ExAllocatePool2 and SeExports imports must be refused");
+    assert_eq!(err.0.len(), 2, "exactly the two names: {err}");
+    assert!(
+        err.0
+            .iter()
+            .any(|p| p.contains("ntoskrnl.exe!ExAllocatePool2") && p.contains("19041")),
+        "{err}"
+    );
+    assert!(
+        err.0.iter().any(|p| p.contains("ntoskrnl.exe!SeExports")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -297,6 +330,12 @@ fn real_driver_passes() {
         names.contains(&"WskRegister"),
         "the driver registers with WSK: {names:?}"
     );
+    // The Windows 10 1809 floor (docs/windows-versions.md): ExAllocatePool2 only through
+    // MmGetSystemRoutineAddress, no SeExports (check() refuses both; named here as well).
+    for absent in ["ExAllocatePool2", "SeExports"] {
+        assert!(!names.contains(&absent), "{absent} imported: {names:?}");
+    }
+    assert!(names.contains(&"MmGetSystemRoutineAddress"), "{names:?}");
     println!("{}", p.report.import_summary());
 }
 

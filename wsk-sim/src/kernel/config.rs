@@ -100,7 +100,8 @@ pub struct Config {
     /// accept queue stays full): WskSocketConnect / WskConnect to one stays pending until the
     /// client cancels its IRP (IoCancelIrp) or closes the socket. Empty by default.
     pub unanswered_connects: Vec<std::net::SocketAddr>,
-    /// Fraction of ExAllocatePool2 / IoAllocateIrp / IoAllocateMdl calls that fail.
+    /// Fraction of pool (ExAllocatePool2, ExAllocatePoolWithTag) / IoAllocateIrp /
+    /// IoAllocateMdl calls that fail.
     pub alloc_fail_rate: f64,
     /// Fraction of socket writes after which the sim resets the connection (peer reset
     /// mid-send): the send fails with STATUS_CONNECTION_RESET.
@@ -133,7 +134,16 @@ pub struct Config {
     /// microseconds, as Windows rounds a sleep up to the clock interval (15 625 us by
     /// default); 0 = sleep exactly what was asked.
     pub delay_granularity_us: u64,
+    /// The Windows build the kernel stands in for: routines newer than it are neither bound
+    /// to an image's imports (the loader refuses the image, as Windows fails such a load
+    /// with STATUS_DRIVER_ENTRYPOINT_NOT_FOUND) nor found by MmGetSystemRoutineAddress.
+    /// 17763 (Windows 10 1809 / Server 2019) hides ExAllocatePool2 (19041). Default
+    /// [`NEWEST_BUILD`], or `WSK_SIM_WINDOWS_BUILD`.
+    pub windows_build: u32,
 }
+
+/// The build a default run stands in for (Windows 11 24H2): every routine the sim has.
+pub const NEWEST_BUILD: u32 = 26100;
 
 impl Default for Config {
     /// Strict and fault-free; `WSK_SIM_UNKIND` (comma-separated names of
@@ -180,6 +190,7 @@ impl Default for Config {
             watchdog_ms: 30_000,
             print_dbg: std::env::var_os("WSK_SIM_DBG").is_some(),
             delay_granularity_us: 0,
+            windows_build: build_from_env().unwrap_or(NEWEST_BUILD),
         };
         match std::env::var("WSK_SIM_UNKIND") {
             Ok(names) => cfg
@@ -298,6 +309,15 @@ impl Config {
     }
 }
 
+fn build_from_env() -> Option<u32> {
+    let s = std::env::var("WSK_SIM_WINDOWS_BUILD").ok()?;
+    Some(
+        s.trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("WSK_SIM_WINDOWS_BUILD={s:?}: {e}")),
+    )
+}
+
 fn seed_from_env() -> Option<u64> {
     let s = std::env::var("WSK_SIM_SEED").ok()?;
     let s = s.trim();
@@ -335,6 +355,7 @@ pub enum Call {
     WskDisconnect,
     WskGetLocalAddress,
     WskGetRemoteAddress,
+    /// Every pool allocation: ExAllocatePool2 and ExAllocatePoolWithTag alike.
     ExAllocatePool2,
     IoAllocateIrp,
     IoAllocateMdl,

@@ -16,6 +16,7 @@ pub(crate) mod preempt;
 pub(crate) mod process;
 pub(crate) mod processor;
 pub mod registry;
+pub(crate) mod routines;
 pub(crate) mod schedule;
 pub(crate) mod state;
 pub(crate) mod sync;
@@ -35,6 +36,7 @@ pub(crate) fn install(irp_abandoned: fn(usize)) {
 pub(crate) fn start(cfg: config::Config) {
     process::init_exports();
     schedule::reset(cfg.seed);
+    pool::clear_tally();
     preempt::configure(cfg.preempt_rate, cfg.preempt_us);
     state::start(cfg);
 }

@@ -1,13 +1,15 @@
-//! ExAllocatePool2 / ExFreePoolWithTag over the host heap, with per-tag accounting,
-//! poisoning of fresh (uninitialised) and freed blocks, and the IRQL rules of each call.
+//! ExAllocatePool2 / ExAllocatePoolWithTag / ExFreePoolWithTag over the host heap, with
+//! per-tag accounting, a tally of allocations by call, poisoning of fresh (uninitialised) and
+//! freed blocks, and the IRQL rules of each call.
 
 use std::alloc::Layout;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use wsk_sys::{
-    APC_LEVEL, DISPATCH_LEVEL, POOL_FLAGS, POOL_FLAG_CACHE_ALIGNED, POOL_FLAG_NON_PAGED,
-    POOL_FLAG_NON_PAGED_EXECUTE, POOL_FLAG_PAGED, POOL_FLAG_UNINITIALIZED, PVOID, SIZE_T, ULONG,
+    NonPagedPool, NonPagedPoolNx, PagedPool, APC_LEVEL, DISPATCH_LEVEL, POOL_FLAGS,
+    POOL_FLAG_CACHE_ALIGNED, POOL_FLAG_NON_PAGED, POOL_FLAG_NON_PAGED_EXECUTE, POOL_FLAG_PAGED,
+    POOL_FLAG_UNINITIALIZED, POOL_TYPE, PVOID, SIZE_T, ULONG,
 };
 
 const PAGE_SIZE: usize = 4096;
@@ -25,6 +27,8 @@ struct Block {
 #[derive(Default)]
 struct Pool {
     blocks: BTreeMap<usize, Block>,
+    /// Successful allocations since the run started, by (call with its pool kind, tag).
+    tally: BTreeMap<(&'static str, u32), usize>,
 }
 
 /// A check run on each freed block: `(start, size, call)`.
@@ -41,6 +45,7 @@ pub(crate) fn set_free_checks(checks: Vec<FreeCheck>) {
 
 static POOL: Mutex<Pool> = Mutex::new(Pool {
     blocks: BTreeMap::new(),
+    tally: BTreeMap::new(),
 });
 
 fn lock() -> MutexGuard<'static, Pool> {
@@ -76,6 +81,21 @@ pub(crate) fn block_containing(addr: usize, len: usize) -> Option<(usize, usize)
     (addr + len <= start + b.size).then_some((start, b.size))
 }
 
+/// Successful allocations of this run: (call and pool kind, e.g.
+/// "ExAllocatePoolWithTag(NonPagedPoolNx)", tag as text, count), sorted.
+pub fn allocations() -> Vec<(String, String, usize)> {
+    lock()
+        .tally
+        .iter()
+        .map(|(&(call, tag), &n)| (call.to_string(), tag_name(tag), n))
+        .collect()
+}
+
+/// Starts a run's tally afresh.
+pub(crate) fn clear_tally() {
+    lock().tally.clear();
+}
+
 /// Frees everything still allocated (between tests, after the leak report).
 pub(crate) fn reset() {
     let mut p = lock();
@@ -85,7 +105,7 @@ pub(crate) fn reset() {
     }
 }
 
-fn alloc(size: usize, align: usize, zero: bool, tag: u32) -> PVOID {
+fn alloc(size: usize, align: usize, zero: bool, tag: u32, call: &'static str) -> PVOID {
     let size_rounded = size.max(1);
     let Ok(layout) = Layout::from_size_align(size_rounded, align) else {
         return std::ptr::null_mut();
@@ -105,9 +125,9 @@ fn alloc(size: usize, align: usize, zero: bool, tag: u32) -> PVOID {
     if p.is_null() {
         return std::ptr::null_mut();
     }
-    lock()
-        .blocks
-        .insert(p as usize, Block { size, tag, layout });
+    let mut pool = lock();
+    pool.blocks.insert(p as usize, Block { size, tag, layout });
+    *pool.tally.entry((call, tag)).or_default() += 1;
     p.cast()
 }
 
@@ -186,12 +206,72 @@ pub unsafe extern "win64" fn ExAllocatePool2(
     } else {
         16
     };
+    let call = match kinds {
+        POOL_FLAG_PAGED => "ExAllocatePool2(PAGED)",
+        POOL_FLAG_NON_PAGED_EXECUTE => "ExAllocatePool2(NON_PAGED_EXECUTE)",
+        _ => "ExAllocatePool2(NON_PAGED)",
+    };
     alloc(
         NumberOfBytes,
         align,
         Flags & POOL_FLAG_UNINITIALIZED == 0,
         Tag,
+        call,
     )
+}
+
+/// `ExAllocatePoolWithTag`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-exallocatepoolwithtag>
+/// The call drivers use where ExAllocatePool2 is missing (before Windows 10 2004). The block
+/// is *not* zeroed (filled with [`FRESH_POISON`] here, so code that assumes zeroes sees
+/// garbage). NonPagedPool (executable) is flagged: Driver Verifier's and HVCI's code-integrity
+/// checks refuse executable pool, and NonPagedPoolNx exists on every supported Windows.
+#[no_mangle]
+pub unsafe extern "win64" fn ExAllocatePoolWithTag(
+    PoolType: POOL_TYPE,
+    NumberOfBytes: SIZE_T,
+    Tag: ULONG,
+) -> PVOID {
+    crate::kernel::preempt::entry("ExAllocatePoolWithTag");
+    let call = match PoolType {
+        NonPagedPoolNx => {
+            crate::kernel::irql::require_at_most("ExAllocatePoolWithTag", DISPATCH_LEVEL);
+            "ExAllocatePoolWithTag(NonPagedPoolNx)"
+        }
+        PagedPool => {
+            crate::kernel::irql::require_at_most("ExAllocatePoolWithTag(PagedPool)", APC_LEVEL);
+            "ExAllocatePoolWithTag(PagedPool)"
+        }
+        NonPagedPool => {
+            crate::kernel::state::violation(
+                "ExAllocatePoolWithTag(NonPagedPool): executable pool; use NonPagedPoolNx \
+                 (Driver Verifier / HVCI code integrity)",
+            );
+            return std::ptr::null_mut();
+        }
+        t => {
+            crate::kernel::state::violation(format!(
+                "ExAllocatePoolWithTag(PoolType={t}): a pool type the sim does not model"
+            ));
+            return std::ptr::null_mut();
+        }
+    };
+    if Tag == 0 {
+        crate::kernel::state::violation(
+            "ExAllocatePoolWithTag with pool tag 0 (a tag is required)",
+        );
+    }
+    if crate::kernel::schedule::tagged_alloc_failure(Tag)
+        || crate::kernel::schedule::injected_failure(crate::kernel::config::Call::ExAllocatePool2)
+            .is_some()
+    {
+        return std::ptr::null_mut();
+    }
+    let align = if NumberOfBytes >= PAGE_SIZE {
+        PAGE_SIZE
+    } else {
+        16
+    };
+    alloc(NumberOfBytes, align, false, Tag, call)
 }
 
 /// `ExFreePoolWithTag`: <https://learn.microsoft.com/windows-hardware/drivers/ddi/wdm/nf-wdm-exfreepoolwithtag>

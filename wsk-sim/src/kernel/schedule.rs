@@ -74,7 +74,8 @@ pub fn fail_next(call: Call, status: NTSTATUS, count: usize) {
     }
 }
 
-/// The next `count` ExAllocatePool2 calls with pool tag `tag` fail (return NULL), whatever
+/// The next `count` pool allocations (ExAllocatePool2 or ExAllocatePoolWithTag) with pool tag
+/// `tag` fail (return NULL), whatever
 /// else is allocated meanwhile: to fail one particular block of the code under test.
 pub fn fail_next_alloc_tagged(tag: u32, count: usize) {
     let mut s = lock();
@@ -83,7 +84,7 @@ pub fn fail_next_alloc_tagged(tag: u32, count: usize) {
     }
 }
 
-/// Whether an ExAllocatePool2 with `tag` must fail by [`fail_next_alloc_tagged`].
+/// Whether a pool allocation with `tag` must fail by [`fail_next_alloc_tagged`].
 pub(crate) fn tagged_alloc_failure(tag: u32) -> bool {
     let mut s = lock();
     if let Some(pos) = s.alloc_tags.iter().position(|&t| t == tag) {

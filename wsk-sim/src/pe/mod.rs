@@ -180,6 +180,8 @@ impl Image {
             }
         }
         let table = stand_ins::table();
+        // The run's kernel: a routine newer than it is not exported, as on that Windows.
+        let build = crate::kernel::state::config().windows_build;
         let mut binds = Vec::new();
         for imp in &img.imports {
             let pe_image::ImportName::Name(name) = &imp.name else {
@@ -187,6 +189,11 @@ impl Image {
                 continue;
             };
             match stand_ins::find(&table, &imp.dll, name) {
+                Some(a) if a.since_build > build => problems.push(format!(
+                    "import {}!{name} is exported from Windows build {} on; this kernel is \
+                     build {build} (Windows fails the load: STATUS_DRIVER_ENTRYPOINT_NOT_FOUND)",
+                    imp.dll, a.since_build
+                )),
                 Some(a) if (imp.iat_rva as usize) + 8 <= size => binds.push((imp.iat_rva, *a)),
                 Some(_) => {
                     problems.push(format!("IAT slot of {}!{name} beyond the image", imp.dll));

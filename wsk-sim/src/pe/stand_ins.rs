@@ -3,10 +3,13 @@
 //! Each line is one export, by the DLL that exports it on Windows. A function's address is
 //! wsk-sys's extern declaration of it (wsk-sim defines every one as `#[no_mangle] extern
 //! "win64"`, so the declaration resolves to the sim's stand-in whatever module holds it);
-//! a variable (SeExports) is bound to the address of the sim's variable, as the kernel
-//! binds data imports; the C runtime routines bind to this module's Microsoft-convention
-//! versions ([`super::crt`]). A new import of the driver is one more name here (a test
-//! checks that every import wsk-sys declares has its line).
+//! a variable would be bound to the address of the sim's variable, as the kernel binds data
+//! imports (the driver imports none since it builds its SIDs itself); the C runtime routines
+//! bind to this module's Microsoft-convention versions ([`super::crt`]). A new import of the
+//! driver is one more name here (a test checks that every import wsk-sys declares has its
+//! line). The same table answers MmGetSystemRoutineAddress, so routines the driver only looks
+//! up at run time (ExAllocatePool2) are lines too; a routine newer than the run's
+//! `windows_build` is missing for both ([`StandIn::since_build`]).
 
 use super::crt;
 
@@ -18,7 +21,18 @@ pub struct StandIn {
     pub address: usize,
     /// A variable (bound to its address), not a function.
     pub data: bool,
+    /// The first Windows build that exports it (0: every build the sim stands in for).
+    pub since_build: u32,
 }
+
+/// Exports newer than the driver's minimum Windows (10 1809, build 17763), with the first
+/// build that has them (from each routine's Microsoft page, docs/windows-versions.md).
+pub const NEWER_THAN_MINIMUM: &[(&str, u32)] =
+    &[("ExAllocatePool2", wsk_sys::EX_ALLOCATE_POOL2_SINCE_BUILD)];
+
+/// Lines for routines wsk-sys does not import but looks up at run time (wsk-sys's
+/// `runtime` module): the table's only names beyond wsk-sys's imports.
+pub const LOOKED_UP: &[&str] = &["ExAllocatePool2"];
 
 macro_rules! address {
     ($name:ident) => {
@@ -36,6 +50,10 @@ macro_rules! block {
             name: stringify!($name),
             address: address!($name $(, $addr)?),
             data: $data,
+            since_build: NEWER_THAN_MINIMUM
+                .iter()
+                .find(|n| n.0 == stringify!($name))
+                .map_or(0, |n| n.1),
         });)*
     };
 }
@@ -54,7 +72,7 @@ macro_rules! stand_ins {
 
 stand_ins! {
     "ntoskrnl.exe" {
-        ExAllocatePool2, ExFreePoolWithTag,
+        ExAllocatePool2, ExAllocatePoolWithTag, ExFreePoolWithTag, MmGetSystemRoutineAddress,
         IoAllocateIrp, IoFreeIrp, IoReuseIrp, IoInitializeIrp, IofCompleteRequest, IoCancelIrp,
         IoAllocateMdl, IoFreeMdl, MmBuildMdlForNonPagedPool, MmMapLockedPagesSpecifyCache,
         KeAcquireSpinLockRaiseToDpc, KeReleaseSpinLock, KeAcquireSpinLockAtDpcLevel,
@@ -78,11 +96,6 @@ stand_ins! {
         memmove = crt::memmove as *const (),
         memset = crt::memset as *const (),
         memcmp = crt::memcmp as *const (),
-    }
-    // Variables: bound to the variable's address (the image reads the value through its
-    // IAT slot).
-    "ntoskrnl.exe" data {
-        SeExports = &raw const wsk_sys::SeExports,
     }
     "HAL.dll" {
         KeQueryPerformanceCounter,
@@ -150,6 +163,7 @@ mod tests {
                 !declared
                     .iter()
                     .any(|(d, n)| d.eq_ignore_ascii_case(s.dll) && n == s.name)
+                    && !LOOKED_UP.contains(&s.name)
             })
             .map(|s| format!("{}!{}", s.dll, s.name))
             .collect();
@@ -159,7 +173,27 @@ mod tests {
         );
         for s in &table {
             assert_ne!(s.address, 0, "{}!{} has no address", s.dll, s.name);
-            assert_eq!(s.data, s.name == "SeExports", "{}!{}", s.dll, s.name);
+            assert!(
+                !s.data,
+                "{}!{}: the driver imports no variable",
+                s.dll, s.name
+            );
         }
+        // What is only looked up is declared in wsk-sys's runtime module, not imported.
+        let runtime = include_str!("../../../wsk-sys/src/runtime.rs");
+        for name in LOOKED_UP {
+            assert!(lookup(&table, "ntoskrnl.exe", name).is_some(), "{name}");
+            assert!(
+                runtime.contains(&format!("pub fn {name}(")),
+                "{name} is not in wsk-sys/src/runtime.rs"
+            );
+            assert!(
+                !declared.iter().any(|(_, n)| n == name),
+                "{name} is imported"
+            );
+        }
+        assert!(NEWER_THAN_MINIMUM
+            .iter()
+            .all(|(n, b)| *b > 17763 && LOOKED_UP.contains(n)));
     }
 }

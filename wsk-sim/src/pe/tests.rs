@@ -95,15 +95,14 @@ fn maps_relocates_binds_and_protects_at_two_bases() {
         let want = stand_ins::lookup(&table, &imp.dll, n).unwrap();
         assert_eq!(a.read_u64(imp.iat_rva as usize), want as u64, "{n}");
     }
-    let se = pe
-        .imports
-        .iter()
-        .find(|i| i.name == pe_image::ImportName::Name("SeExports".into()))
-        .expect("the driver imports SeExports");
-    assert_eq!(
-        a.read_u64(se.iat_rva as usize),
-        (&raw const wsk_sys::SeExports) as u64
-    );
+    // The Windows 10 1809 floor: ExAllocatePool2 is looked up, SeExports not used at all.
+    let named = |n: &str| {
+        pe.imports
+            .iter()
+            .any(|i| i.name == pe_image::ImportName::Name(n.into()))
+    };
+    assert!(named("MmGetSystemRoutineAddress") && named("ExAllocatePoolWithTag"));
+    assert!(!named("ExAllocatePool2") && !named("SeExports"));
     // memcpy is bound to a Microsoft-convention routine: called through the image's own IAT
     // slot with the Microsoft convention, it copies (libc's System V memcpy would take its
     // arguments from RDI/RSI/RDX instead). Function addresses are not compared: the same
@@ -205,6 +204,45 @@ fn refuses_missing_imports_wx_sections_and_privileged_code() {
 
     // The unaltered image loads (so the refusals above are the alterations').
     Image::load(&bytes, None).unwrap();
+}
+
+/// An image that imports ExAllocatePool2 statically (the shipped one with its
+/// MmGetSystemRoutineAddress import renamed) loads on a 2004 kernel and is refused on 1809,
+/// naming the import and both builds, as Windows refuses it there.
+#[test]
+fn refuses_an_import_newer_than_the_kernel() {
+    let Some(bytes) = image_bytes() else { return };
+    let mut m = bytes.clone();
+    let (from, to) = (
+        &b"MmGetSystemRoutineAddress\0"[..],
+        &b"ExAllocatePool2\0"[..],
+    );
+    let at = m.windows(from.len()).position(|w| w == from).unwrap();
+    m[at..at + to.len()].copy_from_slice(to);
+    {
+        let _g = crate::init(crate::Config {
+            windows_build: 19041,
+            ..crate::Config::default()
+        });
+        Image::load(&m, None).unwrap_or_else(|e| panic!("build 19041 has it: {e}"));
+        assert!(crate::finish().is_empty());
+    }
+    let _g = crate::init(crate::Config {
+        windows_build: 17763,
+        ..crate::Config::default()
+    });
+    let e = Image::load(&m, None).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("ntoskrnl.exe!ExAllocatePool2")
+            && text.contains("build 19041")
+            && text.contains("build 17763"),
+        "{text}"
+    );
+    assert_eq!(e.0.len(), 1, "{text}");
+    // The shipped image itself loads on 1809.
+    Image::load(&bytes, None).unwrap_or_else(|e| panic!("{e}"));
+    assert!(crate::finish().is_empty());
 }
 
 fn free_port() -> u16 {
