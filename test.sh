@@ -55,6 +55,7 @@ rustup target list --installed | grep -qx x86_64-pc-windows-msvc || rustup targe
 rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
 python3 -c 'import kubernetes_validate, prometheus_client' 2>/dev/null \
     || python3 -m pip install -q kubernetes-validate prometheus_client
+python3 -c 'import hdrh' 2>/dev/null || python3 -m pip install -q hdrhistogram  # module hdrh
 rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src
 # Nightly for the AddressSanitizer stage only (the image has it; a bare machine gets it here).
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal

@@ -114,6 +114,11 @@ pub fn merge(docs: Vec<ResultDoc>) -> Result<Merged> {
             .map_err(|e| anyhow::anyhow!("histograms of {} cannot be merged: {e:?}", d.name()))?;
     }
     let mut out = first.clone();
+    // Named after every run it holds, not the first one's label alone.
+    let named: Vec<&str> = labels.iter().copied().filter(|l| !l.is_empty()).collect();
+    if named.len() > 1 {
+        out.label = named.join(" + ");
+    }
     out.schema_version = out.schema_version.max(2);
     out.run_id = None;
     out.agent = None;

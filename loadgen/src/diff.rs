@@ -24,6 +24,18 @@ pub struct Row {
     pub worse: bool,
 }
 
+/// A figure with its unit, auto-scaled (9.29 Mbit/s, not 9286400.000).
+fn shown(metric: &str, v: f64) -> String {
+    match metric {
+        "bits_per_s" => crate::report::human(v, "bit/s"),
+        "msgs_per_s" => crate::report::human(v, "msg/s"),
+        "loss_pct" => format!("{v:.2} %"),
+        "errors" => format!("{v:.0}"),
+        m if m.starts_with("latency_us") => format!("{v:.1} µs"),
+        _ => format!("{v:.3}"),
+    }
+}
+
 /// The comparison of two runs.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Diff {
@@ -55,10 +67,10 @@ impl Diff {
         for r in &self.rows {
             let _ = writeln!(
                 s,
-                "{:<22} {:>16.3} {:>16.3} {:>8}  {}",
+                "{:<22} {:>16} {:>16} {:>8}  {}",
                 r.metric,
-                r.a,
-                r.b,
+                shown(r.metric, r.a),
+                shown(r.metric, r.b),
                 r.ratio
                     .map_or_else(|| "-".to_string(), |x| format!("{x:.3}")),
                 if r.worse { "WORSE" } else { "ok" }

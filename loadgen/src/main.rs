@@ -191,22 +191,66 @@ fn run_maybe_metrics(
     })
 }
 
-fn read_report(f: &Path) -> anyhow::Result<RunReport> {
+/// The runs of a result file: one, or the send and receive runs of a `--bidir` document.
+fn read_reports(f: &Path) -> anyhow::Result<Vec<(&'static str, RunReport)>> {
     let text =
         std::fs::read_to_string(f).map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?;
-    serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{} is not an echoload result: {e}", f.display()))
+    let bad =
+        |e: serde_json::Error| anyhow::anyhow!("{} is not an echoload result: {e}", f.display());
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(bad)?;
+    match echoload::resultdoc::bidir_parts(&v) {
+        Some(parts) => parts
+            .into_iter()
+            .map(|(dir, p)| Ok((dir, serde_json::from_value(p.clone()).map_err(bad)?)))
+            .collect(),
+        None => Ok(vec![("", serde_json::from_value(v).map_err(bad)?)]),
+    }
 }
 
 fn diff(d: &DiffArgs) -> anyhow::Result<ExitCode> {
-    let (a, b) = (read_report(&d.a)?, read_report(&d.b)?);
-    let r = echoload::diff::diff(&a, &b, d.tolerance);
-    if d.json {
-        output::println(&serde_json::to_string_pretty(&r)?);
-    } else {
-        output::print(&r.table(&d.a.display().to_string(), &d.b.display().to_string()));
+    let (a, b) = (read_reports(&d.a)?, read_reports(&d.b)?);
+    if a.len() != b.len() {
+        let (bidir, single) = if a.len() == 2 {
+            (&d.a, &d.b)
+        } else {
+            (&d.b, &d.a)
+        };
+        anyhow::bail!(
+            "{} is a --bidir result (a send and a receive run) and {} is one run: compare it \
+             with another --bidir result",
+            bidir.display(),
+            single.display()
+        );
     }
-    Ok(status(!r.worse()))
+    let diffs: Vec<(&str, echoload::diff::Diff)> = a
+        .iter()
+        .zip(&b)
+        .map(|((dir, x), (_, y))| (*dir, echoload::diff::diff(x, y, d.tolerance)))
+        .collect();
+    if d.json {
+        let text = if let [(_, one)] = diffs.as_slice() {
+            serde_json::to_string_pretty(one)?
+        } else {
+            let m: serde_json::Map<String, serde_json::Value> = diffs
+                .iter()
+                .map(|(dir, r)| Ok(((*dir).to_string(), serde_json::to_value(r)?)))
+                .collect::<anyhow::Result<_>>()?;
+            serde_json::to_string_pretty(&m)?
+        };
+        output::println(&text);
+    } else {
+        for (dir, r) in &diffs {
+            let name = |p: &Path| {
+                if dir.is_empty() {
+                    p.display().to_string()
+                } else {
+                    format!("{} ({dir})", p.display())
+                }
+            };
+            output::print(&r.table(&name(&d.a), &name(&d.b)));
+        }
+    }
+    Ok(status(!diffs.iter().any(|(_, r)| r.worse())))
 }
 
 fn merge(m: &MergeArgs) -> anyhow::Result<ExitCode> {
@@ -242,7 +286,11 @@ fn report_skipped(skipped: &[String]) {
 }
 
 fn plot(p: &PlotArgs) -> anyhow::Result<ExitCode> {
+    let html = echoload::plot::output_is_html(&p.output)?;
     if p.bars {
+        if html {
+            anyhow::bail!("--bars draws an SVG only: give -o NAME.svg");
+        }
         let mut items = Vec::new();
         for f in &p.files {
             let text = std::fs::read_to_string(f)

@@ -62,6 +62,32 @@ pub fn percentile_points(doc: &ResultDoc) -> Result<Vec<(f64, f64)>> {
 /// Points of one curve.
 pub type Curve = Vec<(f64, f64)>;
 
+/// Throughput (msg/s) and p99 (µs) of each stretch of contiguous intervals: a merged result
+/// has no interval where no agent measured, and a line across that gap would draw data that
+/// does not exist. A send-only result has no p99 curve (it measures no latency).
+pub fn interval_segments(doc: &ResultDoc) -> Option<(Vec<Curve>, Vec<Curve>)> {
+    let iv = doc.intervals.as_ref().filter(|v| !v.is_empty())?;
+    let mut tp: Vec<Curve> = Vec::new();
+    let mut p99: Vec<Curve> = Vec::new();
+    let mut prev_end: Option<f64> = None;
+    let latency = doc.latency_us.count > 0;
+    for i in iv {
+        let joined = prev_end.is_some_and(|e| (i.start_s - e).abs() < 1e-6);
+        if !joined {
+            tp.push(Vec::new());
+            if latency {
+                p99.push(Vec::new());
+            }
+        }
+        tp.last_mut()?.push((i.end_s, i.msgs_per_s));
+        if let Some(c) = p99.last_mut() {
+            c.push((i.end_s, i.p99_us));
+        }
+        prev_end = Some(i.end_s);
+    }
+    Some((tp, p99))
+}
+
 /// Throughput (msg/s) and p99 (µs) per interval, at each interval's end (s from the start).
 pub fn interval_points(doc: &ResultDoc) -> Option<(Curve, Curve)> {
     let iv = doc.intervals.as_ref().filter(|v| !v.is_empty())?;
@@ -137,14 +163,28 @@ pub fn render_svg(docs: &[ResultDoc], title: &str) -> Result<String> {
             .filter_map(|c| c.last().map(|p| p.0))
             .fold(10.0, f64::max);
         let xmax = 10f64.powf(xmax.log10().ceil());
+        // Latency on a log axis, as HdrHistogram plots draw it: a 25 µs median stays visible
+        // under a 9 ms maximum.
         let ymax = nice_max(curves.iter().flatten().map(|p| p.1).fold(0.0, f64::max));
+        let ymin = curves
+            .iter()
+            .flatten()
+            .map(|p| p.1)
+            .filter(|v| *v > 0.0)
+            .fold(f64::INFINITY, f64::min);
+        let ymin = if ymin.is_finite() {
+            10f64.powf(ymin.log10().floor())
+        } else {
+            0.1
+        };
+        let ymax = if ymax > ymin { ymax } else { ymin * 10.0 };
         let mut chart = ChartBuilder::on(&top)
             .caption("latency by percentile", ("sans-serif", 18))
             .margin(12)
             .margin_right(40)
             .x_label_area_size(40)
             .y_label_area_size(70)
-            .build_cartesian_2d((1f64..xmax).log_scale(), 0f64..ymax)
+            .build_cartesian_2d((1f64..xmax).log_scale(), (ymin..ymax).log_scale())
             .map_err(|x| anyhow!("drawing: {x:?}"))?;
         chart
             .configure_mesh()
@@ -156,15 +196,20 @@ pub fn render_svg(docs: &[ResultDoc], title: &str) -> Result<String> {
             .map_err(|x| anyhow!("drawing: {x:?}"))?;
         for (i, (d, c)) in docs.iter().zip(&curves).enumerate() {
             let col = color(i);
+            let label = if d.latency_us.count == 0 {
+                format!("{}  (no latency: a send-only run)", d.name())
+            } else {
+                format!(
+                    "{}  (p99 {} µs, {} samples)",
+                    d.name(),
+                    compact(d.latency_us.p99),
+                    d.latency_us.count
+                )
+            };
             chart
                 .draw_series(LineSeries::new(c.iter().copied(), col.stroke_width(2)))
                 .map_err(|x| anyhow!("drawing: {x:?}"))?
-                .label(format!(
-                    "{}  (p99 {:.1} µs, {} samples)",
-                    d.name(),
-                    d.latency_us.p99,
-                    d.latency_us.count
-                ))
+                .label(label)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col));
         }
         chart
@@ -176,12 +221,12 @@ pub fn render_svg(docs: &[ResultDoc], title: &str) -> Result<String> {
             .map_err(|x| anyhow!("drawing: {x:?}"))?;
 
         // Throughput and p99 over time.
-        let series: Vec<_> = docs.iter().map(interval_points).collect();
+        let series: Vec<_> = docs.iter().map(interval_segments).collect();
         let tmax = nice_max(
             series
                 .iter()
                 .flatten()
-                .flat_map(|(t, _)| t.iter().map(|p| p.0))
+                .flat_map(|(t, _)| t.iter().flatten().map(|p| p.0))
                 .fold(0.0, f64::max),
         );
         let missing: Vec<String> = docs
@@ -198,7 +243,12 @@ pub fn render_svg(docs: &[ResultDoc], title: &str) -> Result<String> {
                 series
                     .iter()
                     .flatten()
-                    .flat_map(|s| if pick == 0 { &s.0 } else { &s.1 }.iter().map(|p| p.1))
+                    .flat_map(|s| {
+                        if pick == 0 { &s.0 } else { &s.1 }
+                            .iter()
+                            .flatten()
+                            .map(|p| p.1)
+                    })
                     .fold(0.0, f64::max),
             );
             let mut ch = ChartBuilder::on(area)
@@ -217,12 +267,13 @@ pub fn render_svg(docs: &[ResultDoc], title: &str) -> Result<String> {
                 .map_err(|x| anyhow!("drawing: {x:?}"))?;
             for (i, s) in series.iter().enumerate() {
                 if let Some(s) = s {
-                    let pts = if pick == 0 { &s.0 } else { &s.1 };
-                    ch.draw_series(LineSeries::new(
-                        pts.iter().copied(),
-                        color(i).stroke_width(2),
-                    ))
-                    .map_err(|x| anyhow!("drawing: {x:?}"))?;
+                    for pts in if pick == 0 { &s.0 } else { &s.1 } {
+                        ch.draw_series(LineSeries::new(
+                            pts.iter().copied(),
+                            color(i).stroke_width(2),
+                        ))
+                        .map_err(|x| anyhow!("drawing: {x:?}"))?;
+                    }
                 }
             }
             if !missing.is_empty() {
@@ -372,12 +423,24 @@ pub fn render_html(docs: &[ResultDoc], title: &str) -> Result<String> {
     Ok(h)
 }
 
+/// What `out` asks for: an HTML page (.html/.htm) or an SVG (.svg); any other name is
+/// refused rather than filled with SVG text it does not announce.
+pub fn output_is_html(out: &Path) -> Result<bool> {
+    let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("");
+    match ext.to_ascii_lowercase().as_str() {
+        "html" | "htm" => Ok(true),
+        "svg" => Ok(false),
+        _ => bail!(
+            "-o {}: echoload plot writes .svg or .html; for a PNG, write an .svg and convert \
+             it (e.g. rsvg-convert -b white x.svg -o x.png)",
+            out.display()
+        ),
+    }
+}
+
 /// Writes an SVG, or an HTML page when `out` ends in .html/.htm.
 pub fn write(docs: &[ResultDoc], out: &Path, title: &str) -> Result<()> {
-    let html = out
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
+    let html = output_is_html(out)?;
     let text = if html {
         render_html(docs, title)?
     } else {
@@ -534,7 +597,7 @@ mod tests {
         let lines = polylines(&svg);
         for (i, d) in [&a, &b].into_iter().enumerate() {
             let pts = percentile_points(d).unwrap();
-            let want: Vec<(f64, f64)> = pts.iter().map(|p| (p.0.log10(), p.1)).collect();
+            let want: Vec<(f64, f64)> = pts.iter().map(|p| (p.0.log10(), p.1.log10())).collect();
             let got = find(&lines, color(i), pts.len());
             assert_eq!(got.len(), 1, "percentile curve of {}", d.name());
             affine_match(&want, got[0], 1.5).unwrap();
@@ -595,5 +658,66 @@ mod tests {
             html.contains("<svg") && html.contains("a&lt;b") && html.contains("<td>fixture</td>")
         );
         assert!(render_svg(&[], "x").is_err());
+    }
+
+    /// Issue 21 bug 8: a merge of labels A and B was labelled "A"; the merged throughput was
+    /// drawn straight across a gap with no data; a sink result showed in the latency legend as
+    /// "p99 0.0 µs, 0 samples"; the latency axis was linear (a 25 µs p50 at 0 under 9 ms).
+    #[test]
+    fn gaps_send_only_runs_and_small_latencies_are_drawn_truthfully() {
+        let mut a = agent(0, 2, "2026-12-02T05:40:00Z", 2, 400, 25);
+        a.label = "A".into();
+        let mut b = agent(1, 2, "2026-12-02T05:40:05Z", 2, 300, 25);
+        b.label = "B".into();
+        let m = crate::align::merge(vec![a, b]).unwrap().doc;
+        assert_eq!(m.name(), "A + B");
+        // intervals 0-2 s and 5-7 s: two throughput lines, none across 2-5 s
+        let svg = render_svg(&[m.clone()], "gap").unwrap();
+        let lines = polylines(&svg);
+        let blue: Vec<_> = lines
+            .iter()
+            .filter(|(s, _)| s.eq_ignore_ascii_case(&hex(color(0))))
+            .map(|(_, p)| p.len())
+            .collect();
+        // two throughput and two p99 segments, and the legend's sample line
+        assert_eq!(blue.iter().filter(|n| **n == 2).count(), 5, "{blue:?}");
+        assert!(!blue.contains(&4), "{blue:?}");
+        // a send-only run: no p99 legend figures, no p99 line
+        let mut sink = agent(0, 1, "2026-12-02T05:40:00Z", 3, 100, 50);
+        sink.label = "sink".into();
+        sink.latency_us = crate::report::Latency::default();
+        sink.histogram = crate::report::encode_histogram(&crate::client::Stats::default().hist);
+        let svg = render_svg(&[sink], "sink").unwrap();
+        assert!(svg.contains("no latency"), "legend");
+        assert!(!svg.contains("0 samples"), "legend");
+        let red_or_blue = polylines(&svg)
+            .iter()
+            .filter(|(s, p)| s.eq_ignore_ascii_case(&hex(color(0))) && p.len() == 3)
+            .count();
+        assert_eq!(red_or_blue, 1, "throughput only");
+        // log latency axis: 25 µs and 9 ms are apart by log10(360) of the axis, not 0.3 %
+        let mut spike = agent(0, 1, "2026-12-02T05:40:00Z", 1, 1000, 25);
+        let mut h = spike.histogram().unwrap();
+        h.record(9_000_000).unwrap();
+        spike.histogram = crate::report::encode_histogram(&h);
+        let pts = percentile_points(&spike).unwrap();
+        let svg = render_svg(&[spike], "log").unwrap();
+        let line = polylines(&svg)
+            .into_iter()
+            .find(|(s, p)| s.eq_ignore_ascii_case(&hex(color(0))) && p.len() == pts.len())
+            .unwrap()
+            .1;
+        let want: Vec<(f64, f64)> = pts.iter().map(|p| (p.0.log10(), p.1.log10())).collect();
+        affine_match(&want, &line, 1.5).unwrap();
+    }
+
+    /// Issue 21 bug 7: `plot -o x.png` wrote SVG text into x.png and exited 0.
+    #[test]
+    fn only_svg_and_html_outputs_are_accepted() {
+        assert!(!output_is_html(Path::new("x.svg")).unwrap());
+        assert!(output_is_html(Path::new("x.HTML")).unwrap());
+        let e = output_is_html(Path::new("x.png")).unwrap_err().to_string();
+        assert!(e.contains("rsvg-convert"), "{e}");
+        assert!(output_is_html(Path::new("x")).is_err());
     }
 }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
-use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -198,14 +198,18 @@ pub fn host_name() -> String {
     }
 }
 
+/// The standard compressed V2 encoding (cookie 0x1c849314, the V2 payload deflated), base64:
+/// what HdrHistogram's Java, C, Go, JS and Python (`hdrh`) implementations decode.
 pub fn encode_histogram(h: &Histogram<u64>) -> String {
     let mut v = Vec::new();
-    V2Serializer::new()
+    V2DeflateSerializer::new()
         .serialize(h, &mut v)
         .expect("serializing into a Vec cannot fail");
     base64::engine::general_purpose::STANDARD.encode(v)
 }
 
+/// Reads either V2 form: compressed (what this version writes) or uncompressed (earlier
+/// versions' documents).
 pub fn decode_histogram(s: &str) -> Result<Histogram<u64>> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(s)
@@ -626,4 +630,33 @@ pub fn merge(reports: &[RunReport]) -> Result<RunReport> {
     };
     out.agent = Agent::default();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 21 bug 6: the histogram was uncompressed V2 (cookie 0x1c849313), which
+    /// HdrHistogram's other implementations do not read.
+    #[test]
+    fn histogram_is_compressed_v2_and_reads_back() {
+        let mut h = crate::client::Stats::default().hist;
+        for v in [1_000u64, 25_000, 25_000, 9_000_000] {
+            h.record(v).unwrap();
+        }
+        let text = encode_histogram(&h);
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&text)
+            .unwrap();
+        assert_eq!(raw[..4], [0x1c, 0x84, 0x93, 0x14], "compressed V2 cookie");
+        let back = decode_histogram(&text).unwrap();
+        assert_eq!((back.len(), back.max()), (h.len(), h.max()));
+        // Documents of earlier versions (uncompressed V2) still load.
+        let mut old = Vec::new();
+        hdrhistogram::serialization::V2Serializer::new()
+            .serialize(&h, &mut old)
+            .unwrap();
+        let old = base64::engine::general_purpose::STANDARD.encode(old);
+        assert_eq!(decode_histogram(&old).unwrap().len(), 4);
+    }
 }

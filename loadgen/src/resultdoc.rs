@@ -71,6 +71,34 @@ pub struct ResultDoc {
     pub source: String,
 }
 
+/// The two runs of a `run --bidir` document (`{"bidir": true, "send": R, "receive": R}`),
+/// each with its direction; None for any other document.
+pub fn bidir_parts(v: &Value) -> Option<[(&'static str, &Value); 2]> {
+    if v.get("bidir").and_then(Value::as_bool) != Some(true) {
+        return None;
+    }
+    Some([("send", v.get("send")?), ("receive", v.get("receive")?)])
+}
+
+/// One document, or both directions of a `--bidir` one, each labelled with its direction.
+fn docs_of(v: Value, what: &str) -> Result<Vec<ResultDoc>> {
+    let Some(parts) = bidir_parts(&v) else {
+        return Ok(vec![ResultDoc::from_value(v, what)?]);
+    };
+    let mut out = Vec::with_capacity(2);
+    for (dir, part) in parts {
+        let mut d = ResultDoc::from_value(part.clone(), &format!("{what} ({dir})"))?;
+        d.label = if d.label.is_empty() {
+            dir.to_string()
+        } else {
+            format!("{} {dir}", d.label)
+        };
+        d.source = format!("{what} ({dir})");
+        out.push(d);
+    }
+    Ok(out)
+}
+
 impl ResultDoc {
     /// Parses one document; `what` names it in errors.
     pub fn from_value(v: Value, what: &str) -> Result<ResultDoc> {
@@ -78,13 +106,29 @@ impl ResultDoc {
     }
 
     pub fn from_file(path: &Path) -> Result<ResultDoc> {
+        let mut all = Self::all_from_file(path)?;
+        if all.len() != 1 {
+            bail!(
+                "{} is a --bidir result (a send and a receive run): read it with \
+                 all_from_file",
+                path.display()
+            );
+        }
+        Ok(all.remove(0))
+    }
+
+    /// The results of a file: one, or two for a `--bidir` document.
+    pub fn all_from_file(path: &Path) -> Result<Vec<ResultDoc>> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let v: Value = serde_json::from_str(&text)
             .map_err(|e| anyhow!("{} is not JSON: {e}", path.display()))?;
-        let mut d = Self::from_value(v, &path.display().to_string())?;
-        d.source = path.display().to_string();
-        Ok(d)
+        let what = path.display().to_string();
+        let mut docs = docs_of(v, &what)?;
+        if docs.len() == 1 {
+            docs[0].source = what;
+        }
+        Ok(docs)
     }
 
     /// The source if known, else the name.
@@ -207,10 +251,12 @@ pub fn read_stream(text: &str) -> Stream {
                 let used = it.byte_offset();
                 let consumed = &text[start..start + used];
                 let what = format!("document at line {line_no}");
-                match ResultDoc::from_value(v, &what) {
-                    Ok(mut d) => {
-                        d.source = what;
-                        out.docs.push(d);
+                match docs_of(v, &what) {
+                    Ok(mut ds) => {
+                        if let [d] = ds.as_mut_slice() {
+                            d.source = what;
+                        }
+                        out.docs.extend(ds);
                     }
                     Err(e) => out.skipped.push(format!("{e:#}")),
                 }
@@ -245,7 +291,7 @@ pub fn load(files: &[std::path::PathBuf]) -> Result<Stream> {
     }
     let mut s = Stream::default();
     for f in files {
-        s.docs.push(ResultDoc::from_file(f)?);
+        s.docs.extend(ResultDoc::all_from_file(f)?);
     }
     Ok(s)
 }

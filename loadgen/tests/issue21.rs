@@ -220,3 +220,121 @@ fn unusable_values_are_refused_up_front() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
+
+/// Bug 6: the JSON `histogram` was uncompressed V2, which HdrHistogram's other
+/// implementations do not read. (Decoding by python hdrh is checked in scripts/plot_test.py.)
+#[test]
+fn the_histogram_is_standard_compressed_v2() {
+    let srv = server_on("127.0.0.1");
+    let t = addr(&srv, ServiceMode::Echo, Proto::Tcp).to_string();
+    let p = tmp("hist.json");
+    let out = Command::new(bin())
+        .args(["run", &t, "-t", "0.3", "--warmup", "0", "-q", "--json"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let v = json(&p);
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(v["histogram"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(raw[..4], [0x1c, 0x84, 0x93, 0x14], "{}", text(&out));
+    let h = echoload::report::decode_histogram(v["histogram"].as_str().unwrap()).unwrap();
+    assert_eq!(h.len(), v["latency_us"]["count"].as_u64().unwrap());
+    let _ = std::fs::remove_file(&p);
+}
+
+/// Bug 7: `plot -o x.png` wrote an SVG into x.png and exited 0.
+#[test]
+fn plot_refuses_an_output_it_cannot_write() {
+    let srv = server_on("127.0.0.1");
+    let t = addr(&srv, ServiceMode::Echo, Proto::Tcp).to_string();
+    let p = tmp("forpng.json");
+    let png = tmp("x.png");
+    let _ = std::fs::remove_file(&png);
+    assert!(echoload(&[
+        "run",
+        &t,
+        "-t",
+        "0.2",
+        "--warmup",
+        "0",
+        "-q",
+        "--json",
+        p.to_str().unwrap()
+    ])
+    .status
+    .success());
+    let out = echoload(&["plot", p.to_str().unwrap(), "-o", png.to_str().unwrap()]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(all.contains(".svg or .html"), "{all}");
+    assert!(!png.exists(), "nothing written");
+    let _ = std::fs::remove_file(&p);
+}
+
+/// Bug 9: `diff`/`plot` on a `--bidir` document failed with "missing field `target` at line
+/// 282". Both directions are read now; a bidir result against a single one is explained.
+/// Bug 13 (diff): figures with units, auto-scaled, not raw floats ("bits_per_s 9286400.000").
+#[test]
+fn bidir_documents_diff_and_plot() {
+    let srv = server_on("127.0.0.1");
+    let send = addr(&srv, ServiceMode::Discard, Proto::Tcp).port();
+    let recv = addr(&srv, ServiceMode::Source, Proto::Tcp).port();
+    let ports = format!("{send},{recv}");
+    let (a, b, one) = (tmp("bidir-a.json"), tmp("bidir-b.json"), tmp("single.json"));
+    for p in [&a, &b] {
+        let out = echoload(&[
+            "run",
+            "127.0.0.1",
+            "--bidir",
+            &ports,
+            "-t",
+            "0.3",
+            "--warmup",
+            "0",
+            "-q",
+            "--json",
+            p.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    let out = echoload(&[
+        "diff",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--tolerance",
+        "1000",
+    ]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("(send)") && all.contains("(receive)"), "{all}");
+    assert!(all.contains("bit/s") && all.contains("msg/s"), "{all}");
+    let svg = tmp("bidir.svg");
+    let out = echoload(&["plot", a.to_str().unwrap(), "-o", svg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let pic = std::fs::read_to_string(&svg).unwrap();
+    assert!(pic.contains("send") && pic.contains("receive"), "legend");
+    // A single run against a bidir one: said what it is.
+    let t = addr(&srv, ServiceMode::Echo, Proto::Tcp).to_string();
+    assert!(echoload(&[
+        "run",
+        &t,
+        "-t",
+        "0.2",
+        "--warmup",
+        "0",
+        "-q",
+        "--json",
+        one.to_str().unwrap()
+    ])
+    .status
+    .success());
+    let out = echoload(&["diff", a.to_str().unwrap(), one.to_str().unwrap()]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(all.contains("--bidir result"), "{all}");
+    for p in [a, b, one, svg] {
+        let _ = std::fs::remove_file(p);
+    }
+}
