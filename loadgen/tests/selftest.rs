@@ -2,6 +2,7 @@
 //! in-process control socket (as wskecho-sim serves it), whose configuration points at an
 //! in-process `echoload serve` (or at closed ports). The real driver runs it in scripts/e2e.sh
 //! (wskecho-sim, built-in and image) and under Wine's kernel (scripts/wine-kernel-test.sh).
+#![allow(clippy::many_single_char_names)]
 mod common;
 
 use std::net::{SocketAddr, TcpListener};

@@ -271,12 +271,8 @@ fn traffic(name: &str, s: &Service, duration: Duration) -> Outcome {
 /// service when the driver reports it, else globally): proof that the traffic reached this
 /// driver and not another server on the same port.
 fn counted(before: &Snapshot, after: &Snapshot, ran: &[Service]) -> Outcome {
-    let find = |snap: &Snapshot, s: &Service| {
-        snap.services
-            .iter()
-            .find(|(x, _)| x == s)
-            .map(|(_, c)| c.clone())
-    };
+    let find =
+        |snap: &Snapshot, s: &Service| snap.services.iter().find(|(x, _)| x == s).map(|(_, c)| *c);
     let mut lines = Vec::new();
     let mut bad = 0;
     let mut seen: Vec<Service> = Vec::new();
@@ -287,7 +283,7 @@ fn counted(before: &Snapshot, after: &Snapshot, ran: &[Service]) -> Outcome {
         seen.push(*s);
         let (b, a, scope) = match (find(before, s), find(after, s)) {
             (Some(b), Some(a)) => (b, a, "service"),
-            _ => (before.global.clone(), after.global.clone(), "global"),
+            _ => (before.global, after.global, "global"),
         };
         let d = |c: Counter| a.get(c).wrapping_sub(b.get(c));
         let needs: &[Counter] = match (s.proto, s.mode) {

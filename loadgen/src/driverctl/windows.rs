@@ -82,7 +82,7 @@ pub fn os_description() -> String {
     let m = unsafe { GetModuleHandleW(ntdll.as_ptr()) };
     if !m.is_null() {
         // SAFETY: `m` is ntdll's handle; the name is a NUL-terminated ASCII string.
-        let f = unsafe { GetProcAddress(m, b"wine_get_version\0".as_ptr()) };
+        let f = unsafe { GetProcAddress(m, c"wine_get_version".as_ptr().cast()) };
         if !f.is_null() {
             // SAFETY: Wine's ntdll exports `const char *wine_get_version(void)` (cdecl, which
             // is the one x64 calling convention); it returns a static NUL-terminated string.
@@ -90,7 +90,8 @@ pub fn os_description() -> String {
                 let f: unsafe extern "C" fn() -> *const std::ffi::c_char = std::mem::transmute(f);
                 std::ffi::CStr::from_ptr(f()).to_string_lossy().into_owned()
             };
-            t += &format!(" under Wine {ver}");
+            t.push_str(" under Wine ");
+            t.push_str(&ver);
         }
     }
     t
