@@ -12,11 +12,10 @@ use control::config::{Config, Proto, Service, Services, MAX_SERVICES};
 use control::protocol::pattern;
 use wsk_sys::{
     ExInitializeRundownProtection, ExWaitForRundownProtectionRelease, IoFreeMdl,
-    KeGetCurrentProcessorNumberEx, KeInitializeEvent, NotificationEvent, WskDeregister,
-    WskRegister, WskReleaseProviderNPI, EX_RUNDOWN_REF, FALSE, KEVENT, MAKE_WSK_VERSION, NTSTATUS,
-    PDEVICE_OBJECT, PMDL, PVOID, STATUS_DEVICE_NOT_READY, STATUS_INSUFFICIENT_RESOURCES,
-    STATUS_NOT_SUPPORTED, WSK_CLIENT_DISPATCH, WSK_CLIENT_NPI, WSK_PROVIDER_DISPATCH,
-    WSK_PROVIDER_NPI, WSK_REGISTRATION,
+    KeGetCurrentProcessorNumberEx, WskDeregister, WskRegister, WskReleaseProviderNPI,
+    EX_RUNDOWN_REF, MAKE_WSK_VERSION, NTSTATUS, PDEVICE_OBJECT, PMDL, PVOID,
+    STATUS_DEVICE_NOT_READY, STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED,
+    WSK_CLIENT_DISPATCH, WSK_CLIENT_NPI, WSK_PROVIDER_DISPATCH, WSK_PROVIDER_NPI, WSK_REGISTRATION,
 };
 
 use crate::handoff::Mailbox;
@@ -71,10 +70,6 @@ pub(crate) struct Driver {
     pub(crate) pattern_mdl: PMDL,
     pub(crate) perf_freq: u64,
     pub(crate) startup_thread: PVOID,
-    /// Set by the start-up thread as its last act before PsTerminateSystemThread: lets
-    /// DriverEntry wait for a thread it could not reference (then it holds no thread object
-    /// to wait on) before freeing this block.
-    pub(crate) startup_done: KEVENT,
     /// Requests the control path hands to the start-up (system) thread.
     pub(crate) mailbox: Mailbox,
     pub(crate) device: PDEVICE_OBJECT,
@@ -133,7 +128,6 @@ impl Driver {
         r.perf_freq = time::frequency();
         // SAFETY: the event lives in the block, which outlives every waiter and setter.
         unsafe {
-            KeInitializeEvent(&raw mut r.startup_done, NotificationEvent, FALSE);
             Mailbox::init(&raw mut r.mailbox);
         }
         // SAFETY: the rundown lives in the block until it is freed after the last release.

@@ -44,11 +44,11 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 
 use control::config::Config;
 use wsk_sys::{
-    Executive, InitializeObjectAttributes, KeSetEvent, KeWaitForSingleObject, KernelMode,
+    Executive, InitializeObjectAttributes, KeWaitForSingleObject, KernelMode,
     ObReferenceObjectByHandle, ObfDereferenceObject, PsCreateSystemThread, PsTerminateSystemThread,
-    WskCaptureProviderNPI, ZwClose, FALSE, HANDLE, NTSTATUS, OBJ_KERNEL_HANDLE, PDRIVER_OBJECT,
-    PUNICODE_STRING, PVOID, STATUS_DEVICE_NOT_READY, STATUS_OBJECT_NAME_COLLISION, STATUS_SUCCESS,
-    SYNCHRONIZE, THREAD_ALL_ACCESS,
+    WskCaptureProviderNPI, ZwClose, ZwWaitForSingleObject, FALSE, HANDLE, NTSTATUS,
+    OBJ_KERNEL_HANDLE, PDRIVER_OBJECT, PUNICODE_STRING, PVOID, STATUS_DEVICE_NOT_READY,
+    STATUS_OBJECT_NAME_COLLISION, STATUS_SUCCESS, SYNCHRONIZE, THREAD_ALL_ACCESS,
 };
 
 use driver::Driver;
@@ -171,23 +171,18 @@ unsafe fn start_thread(r: &mut Driver) -> Result<(), NTSTATUS> {
             ptr::null_mut(),
         )
     };
-    // SAFETY: ours.
-    unsafe { ZwClose(h) };
     if let Err(e) = check(status) {
         // The thread runs and uses the block: it must be gone before DriverEntry frees it.
-        // Without a thread object, wait for the event it sets as its last act; `stopping`
-        // and `hk_stop` end its capture loop (bounded waits) and its housekeeping loop.
+        // Without a thread object, wait on the thread handle itself, which is signalled only
+        // once the thread has ended: an event the thread set would be signalled before its
+        // last instructions, still in this image (issue 17 item 11). `stopping` and `hk_stop`
+        // end its capture loop (bounded waits) and its housekeeping loop.
         r.stopping.store(true, Ordering::SeqCst);
         r.hk_stop.store(true, Ordering::SeqCst);
-        // SAFETY: PASSIVE_LEVEL; the event lives in the block, initialised in Driver::create.
+        // SAFETY: PASSIVE_LEVEL; our kernel handle, closed right after.
         unsafe {
-            KeWaitForSingleObject(
-                (&raw mut r.startup_done).cast(),
-                Executive,
-                KernelMode,
-                FALSE,
-                ptr::null_mut(),
-            );
+            ZwWaitForSingleObject(h, FALSE, ptr::null_mut());
+            ZwClose(h);
         }
         if r.captured {
             // It may have opened the services before it saw `stopping`.
@@ -196,6 +191,8 @@ unsafe fn start_thread(r: &mut Driver) -> Result<(), NTSTATUS> {
         }
         return Err(e);
     }
+    // SAFETY: ours; the referenced thread object is what unload waits on.
+    unsafe { ZwClose(h) };
     r.startup_thread = obj;
     Ok(())
 }
@@ -242,12 +239,10 @@ unsafe extern "win64" fn startup(ctx: PVOID) {
         handoff::run_posted(d);
         d.housekeeping();
     }
-    // Last use of the block: DriverEntry may free it as soon as this is set (see start_thread).
-    // SAFETY: the event lives in the block, initialised in Driver::create.
-    unsafe {
-        KeSetEvent(&raw mut d.startup_done, 0, FALSE);
-        PsTerminateSystemThread(STATUS_SUCCESS)
-    };
+    // Whoever frees the block waits on this thread's object (unload) or handle (a failed
+    // DriverEntry): both are signalled only once the thread has ended.
+    // SAFETY: PASSIVE_LEVEL, a system thread of ours.
+    unsafe { PsTerminateSystemThread(STATUS_SUCCESS) };
 }
 
 /// DriverUnload. PASSIVE_LEVEL. Bounded even with clients connected and sending: graceful

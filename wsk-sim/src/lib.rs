@@ -80,3 +80,9 @@ pub use run::{
     seed, take_violations, violations, wait_quiescent, SimGuard,
 };
 pub use wsk::RELEASED_POISON;
+
+/// System threads (PsCreateSystemThread) that have not ended yet: a driver whose DriverEntry
+/// failed, or that was unloaded, must have none (its code would run after the image is gone).
+pub fn system_threads_running() -> usize {
+    kernel::thread::threads_running()
+}

@@ -677,6 +677,10 @@ fn w64_sendto_null_address_needs_a_fixed_remote() {
         sendto(s, b"nowhere", None).status,
         STATUS_INVALID_ADDRESS_COMPONENT
     );
+    // The client's mistake is flagged too (issue 17 S-C).
+    assert!(wsk_sim::take_violations()
+        .iter()
+        .any(|v| v.contains("(W64)")));
     let mut fixed = v4([127, 0, 0, 1], pport);
     // SAFETY: basic table.
     let f = unsafe { basic(s) }.WskControlSocket.unwrap();

@@ -286,3 +286,151 @@ fn init_waits_for_the_previous_runs_callbacks() {
     );
     wsk_sim::assert_no_leaks();
 }
+
+/// Issue 17 S-C, W64: WskSendTo with a NULL RemoteAddress on a datagram socket that has no
+/// fixed remote address (W38) is the client's mistake: flagged, not only failed. It used to
+/// fail with STATUS_INVALID_ADDRESS_COMPONENT and no finding.
+#[test]
+fn sendto_without_an_address_on_an_unconnected_socket_is_flagged() {
+    let _g = wsk_sim::init(rec());
+    let wsk = Wsk::open();
+    let (d, s) = wsk.socket(
+        AF_INET,
+        SOCK_DGRAM,
+        IPPROTO_UDP,
+        WSK_FLAG_DATAGRAM_SOCKET,
+        null_mut(),
+        std::ptr::null(),
+    );
+    assert_eq!(d.status, STATUS_SUCCESS);
+    let mut a = v4([127, 0, 0, 1], 0);
+    assert_eq!(bind(s, &mut a).status, STATUS_SUCCESS);
+    let buf = PoolBuf::from(b"nowhere");
+    let mut wb = buf.wsk_buf();
+    // SAFETY: a datagram socket's table.
+    let f = unsafe { dgram_d(s) }.WskSendTo.expect("WskSendTo");
+    // SAFETY: valid arguments but for the missing address.
+    let d = sync_call(|irp| unsafe { f(s, &raw mut wb, 0, null_mut(), 0, null_mut(), irp) });
+    assert_ne!(d.status, STATUS_SUCCESS);
+    assert!(
+        has_violation("NULL RemoteAddress on a datagram socket with no fixed remote address (W64)"),
+        "{:?}",
+        wsk_sim::violations()
+    );
+    // The same through WskSendMessages.
+    wsk_sim::take_violations();
+    let mut list = WSK_BUF_LIST {
+        Next: null_mut(),
+        Buffer: buf.wsk_buf(),
+    };
+    // SAFETY: as above.
+    let f = unsafe { dgram_d(s) }
+        .WskSendMessages
+        .expect("WskSendMessages");
+    // SAFETY: as above.
+    let d = sync_call(|irp| unsafe { f(s, &raw mut list, 0, null_mut(), 0, null_mut(), irp) });
+    assert_ne!(d.status, STATUS_SUCCESS);
+    assert!(has_violation("(W64)"), "{:?}", wsk_sim::violations());
+    wsk_sim::take_violations();
+    close(s);
+    buf.free();
+    wsk.close();
+    wsk_sim::assert_no_leaks();
+}
+
+/// Issue 17 S-C, W69: an abortive WskDisconnect takes no Buffer. It used to fail with
+/// STATUS_INVALID_PARAMETER and no finding.
+#[test]
+fn abortive_disconnect_with_a_buffer_is_flagged() {
+    let _g = wsk_sim::init(rec());
+    probe::reset();
+    let wsk = Wsk::open();
+    let (ls, s, _peer) = probe::accepted_pair(&wsk, 0);
+    let buf = PoolBuf::from(b"last words");
+    let mut wb = buf.wsk_buf();
+    // SAFETY: a connection socket's table.
+    let f = unsafe { conn_d(s) }.WskDisconnect.expect("WskDisconnect");
+    // SAFETY: valid arguments but for the buffer.
+    let d = sync_call(|irp| unsafe { f(s, &raw mut wb, WSK_FLAG_ABORTIVE, irp) });
+    assert_ne!(d.status, STATUS_SUCCESS);
+    assert!(
+        has_violation("WskDisconnect(WSK_FLAG_ABORTIVE) with a Buffer"),
+        "{:?}",
+        wsk_sim::violations()
+    );
+    wsk_sim::take_violations();
+    close(s);
+    close(ls);
+    buf.free();
+    wsk.close();
+    wsk_sim::assert_no_leaks();
+}
+
+/// Issue 17 S-C: a client that completes an IRP it handed to WSK (still pending there) is
+/// blamed, not the provider: the finding used to be the provider's own later completion,
+/// "provider completion: IRP completed twice".
+#[test]
+fn a_client_completing_an_irp_wsk_holds_is_blamed_on_the_client() {
+    let _g = wsk_sim::init(rec());
+    probe::reset();
+    let wsk = Wsk::open();
+    let (ls, s, peer) = probe::accepted_pair(&wsk, 0);
+    let buf = PoolBuf::new(16);
+    let mut wb = buf.wsk_buf();
+    // SAFETY: a one-location IRP whose completion routine keeps it (C16).
+    let irp = unsafe { IoAllocateIrp(1, FALSE) };
+    assert!(!irp.is_null());
+    unsafe extern "win64" fn keep(_d: PDEVICE_OBJECT, _i: PIRP, c: PVOID) -> NTSTATUS {
+        // SAFETY: the test's AtomicBool.
+        unsafe { &*c.cast::<std::sync::atomic::AtomicBool>() }.store(true, Ordering::SeqCst);
+        STATUS_MORE_PROCESSING_REQUIRED
+    }
+    let done = Box::new(std::sync::atomic::AtomicBool::new(false));
+    // SAFETY: our IRP; the flag outlives it.
+    unsafe {
+        IoSetCompletionRoutine(
+            irp,
+            Some(keep),
+            std::ptr::from_ref(&*done).cast_mut().cast(),
+            true,
+            true,
+            true,
+        );
+    }
+    // SAFETY: a connection socket's table.
+    let recv = unsafe { conn_d(s) }.WskReceive.expect("WskReceive");
+    // SAFETY: valid arguments; nothing to read yet, so it pends.
+    let st = unsafe { recv(s, &raw mut wb, 0, irp) };
+    assert_eq!(st, STATUS_PENDING);
+    // The client's mistake: it completes the pending IRP itself.
+    // SAFETY: exercising the violation.
+    unsafe {
+        (*irp).IoStatus.Status = STATUS_CANCELLED;
+        IofCompleteRequest(irp, 0);
+    }
+    let v = wsk_sim::violations();
+    assert!(
+        v.iter()
+            .any(|x| x.contains("the client completed IRP") && x.contains("while WSK holds it")),
+        "{v:?}"
+    );
+    // The provider then completes it (the close cancels it) and is not blamed.
+    wsk_sim::take_violations();
+    close(s);
+    wait_until("the provider's completion", 5, || {
+        done.load(Ordering::SeqCst)
+    });
+    let v = wsk_sim::violations();
+    assert!(
+        !v.iter().any(|x| x.contains("completed twice")),
+        "the provider blamed: {v:?}"
+    );
+    wsk_sim::take_violations();
+    // SAFETY: completed by the provider, ours again.
+    unsafe { IoFreeIrp(irp) };
+    close(ls);
+    drop(peer);
+    buf.free();
+    wsk.close();
+    wsk_sim::assert_no_leaks();
+}

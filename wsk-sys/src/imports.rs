@@ -164,6 +164,12 @@ extern "win64" {
         Handle: PHANDLE,
     ) -> NTSTATUS;
     pub fn ZwClose(Handle: HANDLE) -> NTSTATUS;
+    /// Waits on the object a handle refers to (a thread handle: until the thread has ended).
+    pub fn ZwWaitForSingleObject(
+        Handle: HANDLE,
+        Alertable: BOOLEAN,
+        Timeout: PLARGE_INTEGER,
+    ) -> NTSTATUS;
 
     // Registry.
     pub fn ZwOpenKey(

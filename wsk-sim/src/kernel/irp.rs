@@ -438,6 +438,23 @@ pub unsafe extern "win64" fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR)
     if crate::kernel::irql::current() > DISPATCH_LEVEL {
         crate::kernel::state::violation("IoCompleteRequest above DISPATCH_LEVEL");
     }
+    // An IRP handed to a WSK function belongs to the provider until the provider completes
+    // it (W11, C20): the client completing it is the client's violation, blamed here, not on
+    // the provider's later (correct) completion as a double completion. The IRP is left to
+    // the provider.
+    let held = match table().get(&(Irp as usize)) {
+        Some(r) => match r.state {
+            IrpState::Owned(call) => Some(call),
+            _ => None,
+        },
+        None => None,
+    };
+    if let Some(call) = held {
+        crate::kernel::state::violation(format!(
+            "IoCompleteRequest: the client completed IRP {Irp:p} while WSK holds it (pending in {call}); only the provider completes it (W11, C20)"
+        ));
+        return;
+    }
     // SAFETY: the caller passes an IRP it owns.
     unsafe { complete_request(Irp, "IoCompleteRequest") };
 }

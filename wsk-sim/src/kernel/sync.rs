@@ -203,7 +203,7 @@ pub(crate) unsafe fn signal(obj: PVOID, value: i32) -> i32 {
 ///
 /// # Safety
 /// `timeout` is NULL or points to a LARGE_INTEGER.
-unsafe fn timeout_of(timeout: PLARGE_INTEGER) -> Option<Duration> {
+pub(crate) unsafe fn timeout_of(timeout: PLARGE_INTEGER) -> Option<Duration> {
     if timeout.is_null() {
         return None;
     }
@@ -293,7 +293,11 @@ pub unsafe extern "win64" fn KeSetEvent(
     let _ = (Increment, Wait);
     crate::kernel::irql::require_dispatch_or_below("KeSetEvent");
     // SAFETY: the caller passes an initialised KEVENT.
-    unsafe { signal(Event.cast(), 1) }
+    let prev = unsafe { signal(Event.cast(), 1) };
+    // The woken thread may run before the caller's next instruction: a PASSIVE caller can be
+    // descheduled right after the signal took effect.
+    crate::kernel::preempt::exit();
+    prev
 }
 
 /// `KeClearEvent`: ≤ DISPATCH_LEVEL.

@@ -4,10 +4,10 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use wsk_sys::{
-    ACCESS_MASK, HANDLE, KPROCESSOR_MODE, LONG_PTR, NTSTATUS, OBJECT_HANDLE_INFORMATION,
+    ACCESS_MASK, BOOLEAN, HANDLE, KPROCESSOR_MODE, LONG_PTR, NTSTATUS, OBJECT_HANDLE_INFORMATION,
     PACCESS_STATE, PCLIENT_ID, PDEVICE_OBJECT, PHANDLE, PIO_WORKITEM, PIO_WORKITEM_ROUTINE,
-    PKSTART_ROUTINE, POBJECT_ATTRIBUTES, POBJECT_TYPE, PVOID, STATUS_INVALID_HANDLE,
-    STATUS_SUCCESS, ULONG, WORK_QUEUE_TYPE,
+    PKSTART_ROUTINE, PLARGE_INTEGER, POBJECT_ATTRIBUTES, POBJECT_TYPE, PVOID,
+    STATUS_INVALID_HANDLE, STATUS_SUCCESS, ULONG, WORK_QUEUE_TYPE,
 };
 
 /// What a kernel handle refers to.
@@ -237,6 +237,39 @@ pub unsafe extern "win64" fn ZwClose(Handle: HANDLE) -> NTSTATUS {
             STATUS_INVALID_HANDLE
         }
     }
+}
+
+/// `ZwWaitForSingleObject`: PASSIVE_LEVEL; waits on a thread handle's object (signalled once
+/// the thread has ended: PsTerminateSystemThread or the return of its routine).
+#[no_mangle]
+pub unsafe extern "win64" fn ZwWaitForSingleObject(
+    Handle: HANDLE,
+    Alertable: BOOLEAN,
+    Timeout: PLARGE_INTEGER,
+) -> NTSTATUS {
+    crate::kernel::preempt::entry("ZwWaitForSingleObject");
+    let _ = Alertable;
+    crate::kernel::irql::require_passive("ZwWaitForSingleObject");
+    match lookup(Handle) {
+        Some(self::Handle::Thread(obj)) => {
+            // SAFETY: thread objects are never freed; Timeout NULL or a LARGE_INTEGER.
+            unsafe {
+                let t = crate::kernel::sync::timeout_of(Timeout);
+                crate::kernel::sync::wait_object(obj as PVOID, t, "ZwWaitForSingleObject")
+            }
+        }
+        _ => {
+            crate::kernel::state::violation(format!(
+                "ZwWaitForSingleObject({Handle:p}): not an open thread handle"
+            ));
+            STATUS_INVALID_HANDLE
+        }
+    }
+}
+
+/// Thread objects made by PsCreateSystemThread whose thread has not ended yet.
+pub(crate) fn threads_running() -> usize {
+    with(|o| o.threads.values().filter(|(_, done)| !*done).count())
 }
 
 /// `ObOpenObjectByPointer`: a kernel handle to a device object (for ZwSetSecurityObject).

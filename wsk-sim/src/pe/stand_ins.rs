@@ -86,7 +86,7 @@ stand_ins! {
         ExWaitForRundownProtectionRelease, ExReInitializeRundownProtection, ExRundownCompleted,
         IoAllocateWorkItem, IoQueueWorkItem, IoFreeWorkItem,
         PsCreateSystemThread, PsTerminateSystemThread,
-        ObReferenceObjectByHandle, ObfDereferenceObject, ObOpenObjectByPointer, ZwClose,
+        ObReferenceObjectByHandle, ObfDereferenceObject, ObOpenObjectByPointer, ZwClose, ZwWaitForSingleObject,
         ZwOpenKey, ZwQueryValueKey, RtlInitUnicodeString,
         IoCreateDevice, IoDeleteDevice, IoCreateSymbolicLink, IoDeleteSymbolicLink,
         RtlCreateSecurityDescriptor, RtlSetDaclSecurityDescriptor, RtlCreateAcl,

@@ -600,6 +600,13 @@ pub unsafe extern "win64" fn WskDisconnect(
     let ws = Socket as usize;
     if Flags & WSK_FLAG_ABORTIVE != 0 {
         if !Buffer.is_null() || Flags & !WSK_FLAG_ABORTIVE != 0 {
+            // W69: an abortive disconnect takes no buffer (and no other flag): the client's
+            // mistake, flagged as well as failed.
+            crate::kernel::state::violation(if Buffer.is_null() {
+                format!("WskDisconnect(WSK_FLAG_ABORTIVE) with other Flags {Flags:#x} (W69)")
+            } else {
+                "WskDisconnect(WSK_FLAG_ABORTIVE) with a Buffer: an abortive disconnect sends nothing, Buffer must be NULL (W69)".to_string()
+            });
             // SAFETY: taken above.
             return unsafe { complete::fail(Irp, STATUS_INVALID_PARAMETER) };
         }

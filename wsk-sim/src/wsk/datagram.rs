@@ -138,6 +138,18 @@ fn sendto_common(
     // SAFETY: NULL or a client SOCKADDR.
     let to = unsafe { super::addr::read(remote) };
     let ws = socket_ptr as usize;
+    // W64: a NULL RemoteAddress is the client's mistake unless SIO_WSK_SET_REMOTE_ADDRESS
+    // (W38) fixed one: flagged, not only failed (WskSendMessages' page says the same of its
+    // optional address by reference to the fixed one).
+    let unconnected = to.is_none()
+        && socket::with(|p| p.sockets.get(&ws).is_some_and(|s| s.fixed_remote.is_none()));
+    if unconnected {
+        crate::kernel::state::violation(format!(
+            "{call} with a NULL RemoteAddress on a datagram socket with no fixed remote address (W64)"
+        ));
+        // SAFETY: taken above.
+        return unsafe { complete::fail(irp, STATUS_INVALID_ADDRESS_COMPONENT) };
+    }
     let inline_ok = !crate::kernel::schedule::chance(crate::kernel::state::config().pend_rate);
     let r = socket::with(|p| {
         let s = p.sockets.get_mut(&ws).expect("entered");
