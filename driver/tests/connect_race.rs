@@ -13,7 +13,6 @@ mod common;
 #[path = "../../wskecho-sim/src/image.rs"]
 mod image;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::harness::{config_with, load};
@@ -163,31 +162,6 @@ fn unload_racing_stream_connect_completions() {
 }
 
 // ---- the shipped image -------------------------------------------------------------------
-
-fn image_path() -> Option<PathBuf> {
-    let p = std::env::var_os("WSKECHO_SYS").map_or_else(
-        || {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../target/driver/wskecho.sys"
-            ))
-        },
-        PathBuf::from,
-    );
-    if p.is_file() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var("WSKECHO_REQUIRE_IMAGE").as_deref() != Ok("1"),
-        "{} missing (build it with `cargo xtask driver`)",
-        p.display()
-    );
-    eprintln!(
-        "SKIPPED: no driver image at {} (build it with `cargo xtask driver`)",
-        p.display()
-    );
-    None
-}
 
 /// The image: one round, its findings. The suites' unkind orders are set here (the image
 /// harness does not add them).

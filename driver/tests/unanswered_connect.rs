@@ -10,6 +10,10 @@
 
 mod common;
 
+#[allow(clippy::large_types_passed_by_value)]
+#[path = "../../wskecho-sim/src/image.rs"]
+mod image;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -120,8 +124,13 @@ fn stop_while_connecting(stream: bool) {
         }
     });
     eprintln!("stream={stream}: job stop with 8 unanswered connects ended in {took:?}: {s:?}");
-    assert_eq!(s.connections_open, 0, "{s:?}");
-    // Finished (or Failed) means no context of the job is left (load::tick).
+    // Finished means no context of the job is left (load::tick); a connect the stop cancelled
+    // is not a failed one.
+    assert_eq!(
+        (s.state, s.connections_open, s.connect_failures),
+        (JobState::Finished, 0, 0),
+        "{s:?}"
+    );
     let (findings, took) = watched("unload after the stop", || drv.unload());
     eprintln!("stream={stream}: unload after it took {took:?}");
     assert_clean(&findings);
@@ -145,4 +154,80 @@ fn job_stop_cancels_unanswered_socketconnects() {
 #[test]
 fn job_stop_cancels_unanswered_stream_connects() {
     stop_while_connecting(true);
+}
+
+/// The shipped image: unload, and job stop then unload, with unanswered connects of both
+/// styles, under the suites' unkind orders.
+#[test]
+fn image_stop_and_unload_cancel_unanswered_connects() {
+    let Some(path) = image_path() else { return };
+    for stream in [false, true] {
+        for stop in [true, false] {
+            let port = free_port(V4);
+            let black_hole = SocketAddr::new(V4, free_port(V4));
+            let sim = wsk_sim::Config {
+                unanswered_connects: vec![black_hole],
+                ..wsk_sim::Config::default()
+            }
+            .with_unkind(common::harness::SUITE_UNKIND)
+            .unwrap();
+            let params = format!("{}\\Parameters", image::REGISTRY_PATH);
+            let run = image::load_with(&path, sim, || {
+                use wsk_sim::registry::{set_value, RegValue};
+                set_value(
+                    &params,
+                    "Services",
+                    RegValue::MultiSz(vec![format!("echo,tcp,{port},127.0.0.1")]),
+                );
+                set_value(
+                    &params,
+                    "DisconnectTimeoutMs",
+                    RegValue::Dword(DISCONNECT_MS),
+                );
+            })
+            .unwrap_or_else(|e| panic!("image load: {e}"));
+            assert!(run.ready);
+            let (mut b, mut out) = ([0u8; 256], [0u8; 256]);
+            let n = encode_load_start(&job(black_hole.port(), stream), &mut b).unwrap();
+            let (st, k) = run.control(IOCTL_WSKECHO_LOAD_START, &b[..n], &mut out);
+            assert_eq!(st, 0);
+            let id = decode_load_started(&out[..k]).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            let status = |out: &mut [u8; 256]| {
+                let mut b = [0u8; 64];
+                let n = encode_empty_request(Kind::LoadStatusRequest, &mut b).unwrap();
+                let (_, k) = run.control(IOCTL_WSKECHO_LOAD_STATUS, &b[..n], out);
+                decode_load_status(&out[..k]).unwrap()
+            };
+            let s = status(&mut out);
+            assert_eq!(
+                (s.state, s.connections_open),
+                (JobState::Running, 0),
+                "{s:?}"
+            );
+            if stop {
+                let n = encode_load_stop(id, &mut b).unwrap();
+                let (s, took) = watched("image: job stop with unanswered connects", || {
+                    assert_eq!(run.control(IOCTL_WSKECHO_LOAD_STOP, &b[..n], &mut []).0, 0);
+                    loop {
+                        let s = status(&mut out);
+                        if matches!(s.state, JobState::Finished | JobState::Failed) {
+                            break s;
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                });
+                eprintln!("image stream={stream}: job stop ended in {took:?}: {s:?}");
+                assert_eq!(
+                    (s.state, s.connections_open, s.connect_failures),
+                    (JobState::Finished, 0, 0),
+                    "{s:?}"
+                );
+            }
+            let (findings, took) =
+                watched("image: unload with unanswered connects", || run.unload());
+            eprintln!("image stream={stream} stop={stop}: unload took {took:?}");
+            assert_clean(&findings);
+        }
+    }
 }

@@ -12,6 +12,10 @@
 
 mod common;
 
+#[allow(clippy::large_types_passed_by_value)]
+#[path = "../../wskecho-sim/src/image.rs"]
+mod image;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -88,6 +92,68 @@ fn control_socket_that_never_completes_its_irp() {
     eprintln!("unload with uncompleted control IRPs took {took:?}");
     assert_clean(&findings);
     // The listener's TCP_NODELAY and the four connections' backlog queries.
+    assert!(
+        said >= 5,
+        "the provider's violation is logged each time:\n{log}"
+    );
+}
+
+/// The same provider under the shipped image: it serves, says what the provider did, and
+/// unloads cleanly in bounded time.
+#[test]
+fn image_with_a_control_socket_that_never_completes_its_irp() {
+    let Some(path) = image_path() else { return };
+    let port = common::harness::free_port(V4);
+    let sim = wsk_sim::Config {
+        unfinished_calls: vec![wsk_sim::config::Call::WskControlSocket],
+        ..wsk_sim::Config::default()
+    };
+    let params = format!("{}\\Parameters", image::REGISTRY_PATH);
+    let run = image::load_with(&path, sim, || {
+        use wsk_sim::registry::{set_value, RegValue};
+        set_value(
+            &params,
+            "Services",
+            RegValue::MultiSz(vec![format!("echo,tcp,{port},127.0.0.1")]),
+        );
+        set_value(&params, "DisconnectTimeoutMs", RegValue::Dword(200));
+    })
+    .unwrap_or_else(|e| panic!("image load: {e}"));
+    assert!(run.ready);
+    let addr = std::net::SocketAddr::new(V4, port);
+    for i in 0..4u64 {
+        let mut s = connect(addr);
+        let data = payload(i, 20_000);
+        assert_eq!(tcp_echo(&mut s, &data), data, "connection {i}");
+    }
+    let log = wsk_sim::dbg_output();
+    let said = log
+        .lines()
+        .filter(|l| l.contains("without completing the IRP"))
+        .count();
+    let done = Arc::new(AtomicBool::new(false));
+    let watch = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            while !done.load(Ordering::SeqCst) {
+                if t0.elapsed() > UNLOAD_WATCHDOG {
+                    eprintln!("image: unload did not return within {UNLOAD_WATCHDOG:?}");
+                    std::process::exit(101);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let t0 = Instant::now();
+    let findings = run.unload();
+    done.store(true, Ordering::SeqCst);
+    watch.join().unwrap();
+    eprintln!(
+        "image: unload with uncompleted control IRPs took {:?}",
+        t0.elapsed()
+    );
+    assert_clean(&findings);
     assert!(
         said >= 5,
         "the provider's violation is logged each time:\n{log}"

@@ -10,9 +10,9 @@ use core::sync::atomic::Ordering;
 use control::protocol::pattern;
 use wsk_sys::{
     IoCancelIrp, AF_INET, AF_INET6, IPPROTO_TCP, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PIRP, PVOID,
-    SOCK_STREAM, STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED, WSK_CLIENT_STREAM_DISPATCH,
-    WSK_DATA_INDICATION, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE, WSK_FLAG_STREAM_SOCKET,
-    WSK_PROVIDER_STREAM_DISPATCH, WSK_SOCKET,
+    SOCK_STREAM, STATUS_CANCELLED, STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED,
+    WSK_CLIENT_STREAM_DISPATCH, WSK_DATA_INDICATION, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE,
+    WSK_FLAG_STREAM_SOCKET, WSK_PROVIDER_STREAM_DISPATCH, WSK_SOCKET,
 };
 
 use crate::driver::Driver;
@@ -152,8 +152,13 @@ unsafe fn stream_socket(d: &Driver, c: *mut Conn, remote: SocketAddr) -> Result<
     Ok(())
 }
 
-/// A stream connect step failed: counted as the job's connect failure.
-fn stream_failed(d: &Driver, status: NTSTATUS) {
+/// A connect step failed (either style): counted as the job's connect failure, unless it is
+/// our own cancel of a stopping job's connect.
+fn connect_failed(d: &Driver, status: NTSTATUS) {
+    if status == STATUS_CANCELLED && stopping(d) {
+        // Our own cancel (cancel_connects): the job was stopped, the connect did not fail.
+        return;
+    }
     d.job.connect_failures.fetch_add(1, Ordering::SeqCst);
     d.job.fail(status);
     d.count(Counter::OutboundFailures, 1);
@@ -314,7 +319,7 @@ unsafe extern "win64" fn stream_created(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PV
     // SAFETY: pooled context.
     let d = unsafe { &*(*c).drv };
     if !NT_SUCCESS(status) {
-        stream_failed(d, status);
+        connect_failed(d, status);
         // SAFETY: no socket exists (C19: Information is a socket only on success).
         unsafe { release_or_defer(c) };
         return irp::routine_return();
@@ -334,7 +339,7 @@ unsafe extern "win64" fn stream_created(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PV
                 bind(sock, (*c).local.as_sockaddr(), 0, irp);
             });
         } else {
-            stream_failed(d, STATUS_NOT_SUPPORTED);
+            connect_failed(d, STATUS_NOT_SUPPORTED);
             stream_abandon(c, sock);
         }
     }
@@ -365,7 +370,7 @@ unsafe extern "win64" fn stream_bound(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOI
                 });
             }
             _ => {
-                stream_failed(
+                connect_failed(
                     d,
                     if NT_SUCCESS(status) {
                         STATUS_NOT_SUPPORTED
@@ -390,7 +395,7 @@ unsafe extern "win64" fn stream_connected(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: 
     // SAFETY: as above.
     let (d, sock) = unsafe { (&*(*c).drv, (*c).connecting) };
     if !NT_SUCCESS(status) {
-        stream_failed(d, status);
+        connect_failed(d, status);
         // SAFETY: the chain owns the socket; no IRP out.
         unsafe { stream_abandon(c, sock) };
         return irp::routine_return();
@@ -451,9 +456,7 @@ unsafe extern "win64" fn connect_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOI
     // SAFETY: pooled context.
     let d = unsafe { &*(*c).drv };
     if !NT_SUCCESS(status) {
-        d.job.connect_failures.fetch_add(1, Ordering::SeqCst);
-        d.job.fail(status);
-        d.count(Counter::OutboundFailures, 1);
+        connect_failed(d, status);
         // SAFETY: no socket exists (C19: Information is a socket only on success).
         unsafe { release_or_defer(c) };
         return irp::routine_return();

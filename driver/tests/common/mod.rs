@@ -91,6 +91,34 @@ pub fn assert_clean(findings: &[String]) {
     assert!(findings.is_empty(), "sim findings at unload: {findings:#?}");
 }
 
+/// The shipped image (target/driver/wskecho.sys, or WSKECHO_SYS), for the tests that run it
+/// too (with wskecho-sim's image harness). None, said once, when it is not built, unless
+/// WSKECHO_REQUIRE_IMAGE=1 (CI builds it with `cargo xtask driver`), which makes that a failure.
+pub fn image_path() -> Option<std::path::PathBuf> {
+    let p = std::env::var_os("WSKECHO_SYS").map_or_else(
+        || {
+            std::path::PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../target/driver/wskecho.sys"
+            ))
+        },
+        std::path::PathBuf::from,
+    );
+    if p.is_file() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var("WSKECHO_REQUIRE_IMAGE").as_deref() != Ok("1"),
+        "{} missing (build it with `cargo xtask driver`)",
+        p.display()
+    );
+    eprintln!(
+        "SKIPPED: no driver image at {} (build it with `cargo xtask driver`)",
+        p.display()
+    );
+    None
+}
+
 /// Sends one `config set` change through the control handler; returns the NTSTATUS.
 pub fn set_config(drv: &harness::Loaded, change: &control::ioctl::SetConfig) -> i32 {
     let mut buf = vec![0u8; change.encoded_len()];
