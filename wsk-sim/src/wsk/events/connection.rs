@@ -540,26 +540,35 @@ fn after_receive(
 /// another thread (overlapping the provider's bookkeeping of the receive).
 fn race_receive(ws: usize, receive: Job, wait: std::time::Duration, level: u8, at: u32) {
     let work = move || {
-        disconnect_due(ws).map(|job| Box::new(move || defer(job).run()) as Box<dyn FnOnce() + Send>)
+        disconnect_due(ws, true)
+            .map(|job| Box::new(move || defer(job).run()) as Box<dyn FnOnce() + Send>)
     };
     crate::wsk::race::arm(Box::new(work), wait);
     run(receive, level, at);
-    if let Some(mut check) = crate::wsk::race::disarm() {
-        if let Some(work) = check() {
-            crate::wsk::race::run_elsewhere(work, std::time::Duration::ZERO);
+    if crate::wsk::race::disarm().is_some() {
+        if let Some(job) = disconnect_due(ws, false) {
+            crate::wsk::race::run_elsewhere(
+                Box::new(move || defer(job).run()),
+                std::time::Duration::ZERO,
+            );
         }
     }
 }
 
 /// The socket's graceful WskDisconnectEvent if it is due now (FIN in, no data left, not
-/// reported, the event enabled), marked running; checked from the receive callback's thread.
-fn disconnect_due(ws: usize) -> Option<Job> {
+/// reported, the event enabled), marked running; checked from the receive callback's thread,
+/// `during` it (at one of its kernel calls) or once it has returned. After its return, not
+/// while another receive callback of the socket has been started: that one carries data from
+/// before the FIN and may not have run an instruction yet, and a disconnect event overlapping
+/// it there would be one before its data, which W57 excludes (G23).
+fn disconnect_due(ws: usize, during: bool) -> Option<Job> {
     socket::try_with(|p| {
         let s = p.sockets.get_mut(&ws)?;
         if s.eof_reported
             || s.closing.is_some()
             || s.dead.is_some()
             || s.events() & WSK_EVENT_DISCONNECT == 0
+            || (!during && s.running & WSK_EVENT_RECEIVE != 0)
         {
             return None;
         }
