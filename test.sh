@@ -86,8 +86,9 @@ set -e
 stage "chaos campaign (issue 17): control operations raced against traffic, built-in driver and image"
 # driver/tests/campaign: a fixed set of seeds (CAMPAIGN_SEEDS, default 60: about 3 minutes on
 # 2 cores), each printing its event list and replay line when it fails; docs/campaign.md has
-# the soak mode. Ignored in the workspace run above, so it runs here under its own timeout.
-step campaign 480 env WSKECHO_REQUIRE_IMAGE=1 cargo test -p wskecho --release --test campaign -- --ignored --exact campaign --nocapture
+# the soak mode. Ignored in the workspace run above, so it runs here under its own timeout;
+# CAMPAIGN_TRACE puts every event in the step log (a crash or hang shows its seed and events).
+step campaign 480 env WSKECHO_REQUIRE_IMAGE=1 CAMPAIGN_TRACE=1 cargo test -p wskecho --release --test campaign -- --ignored --exact campaign --nocapture
 grep -E '^campaign: [0-9]+ seeds|^campaign: issue 17' target/step-campaign.log || true
 
 stage "end to end: built-in driver and the shipped image (wskecho-sim + echoload)"

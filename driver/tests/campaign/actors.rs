@@ -84,7 +84,12 @@ fn read_to_fin(s: &mut TcpStream, got: &mut Vec<u8>, cap: usize) -> Result<(), s
 
 /// Compares an echo stream with what was sent: corrupt, short before a clean FIN, cut by an
 /// error, or whole.
-fn judge_stream(sent: &[u8], got: &[u8], end: Result<(), std::io::Error>, what: &str) -> Verdict {
+pub fn judge_stream(
+    sent: &[u8],
+    got: &[u8],
+    end: Result<(), std::io::Error>,
+    what: &str,
+) -> Verdict {
     let n = got.len().min(sent.len());
     if got.len() > sent.len() {
         return Verdict::Corrupt(format!(
@@ -354,8 +359,14 @@ pub fn udp(
                     };
                     let Some(seq) = seq.filter(|s| (s >> 32) as usize == i && (*s as u32) < count)
                     else {
+                        // A datagram of another source (its echo sent to the wrong address)
+                        // or bytes that are nobody's.
+                        let whose = seq.map_or("no header".to_string(), |s| {
+                            format!("source {} datagram {}", s >> 32, s as u32)
+                        });
                         return Err(Verdict::Corrupt(format!(
-                            "a {n} B reply matching nothing sent"
+                            "a {n} B reply to source {i} ({}) matching nothing it sent: header says {whose}",
+                            socks[i].local_addr().map_or(String::new(), |a| a.to_string())
                         )));
                     };
                     let sent = msg(i, seq as u32);

@@ -44,6 +44,9 @@ pub static CURRENT: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 fn note(log: &mut Vec<String>, t0: Instant, line: &str) {
     let l = format!("  {:>6} ms  {line}", t0.elapsed().as_millis());
+    if std::env::var_os("CAMPAIGN_TRACE").is_some() {
+        eprintln!("{l}");
+    }
     CURRENT
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -125,6 +128,9 @@ fn limits_diff(a: &control::config::Limits, b: &control::config::Limits) -> Stri
 
 pub fn run(plan: &Plan, image: Option<&std::path::PathBuf>) -> Outcome {
     *CURRENT.lock().unwrap_or_else(PoisonError::into_inner) = vec![plan.to_string()];
+    if std::env::var_os("CAMPAIGN_TRACE").is_some() {
+        eprint!("{plan}");
+    }
     let ip = if plan.v6 {
         crate::common::V6
     } else {
@@ -535,8 +541,10 @@ impl State<'_> {
                 LoadPattern::Echo,
             ),
             JobTo::NeverAnswers => (Some(self.blackhole.addr()), Proto::Tcp, LoadPattern::Echo),
+            // Port 1: below the ephemeral range, so a connect can never meet itself (a
+            // simultaneous open to a free ephemeral port connects a socket to itself).
             JobTo::Refused => (
-                Some(SocketAddr::new(self.ip, free_port(self.ip))),
+                Some(SocketAddr::new(self.ip, 1)),
                 Proto::Tcp,
                 LoadPattern::Echo,
             ),
