@@ -108,7 +108,7 @@ pub fn run(
             Err(why) => Outcome::Unavailable(why),
             Ok(s) => {
                 ran.push(s);
-                traffic(name, &s, opts.duration)
+                traffic(ch, name, &s, opts.duration)
             }
         };
         t.record(name, outcome)?;
@@ -239,13 +239,41 @@ fn pick(
         })
 }
 
-fn traffic(name: &str, s: &Service, duration: Duration) -> Outcome {
+/// The service's count of datagrams dropped for want of a send context, per service where
+/// the driver reports it.
+fn no_context_drops(ch: &mut dyn Channel, s: &Service) -> Option<u64> {
+    let snap = query_stats(ch, false, true).ok()?;
+    let c = snap
+        .services
+        .iter()
+        .find(|(x, _)| x == s)
+        .map_or(snap.global, |(_, c)| *c);
+    Some(c.get(Counter::DropNoSendContext))
+}
+
+fn traffic(ch: &mut dyn Channel, name: &str, s: &Service, duration: Duration) -> Outcome {
     let to = sockets::target_of(s);
     let d = format!("{}ms", duration.as_millis().max(1));
+    if s.proto == Proto::Udp {
+        let before = no_context_drops(ch, s);
+        let mut drops = || Some(no_context_drops(ch, s)?.wrapping_sub(before?));
+        return match name {
+            "udp_echo" => sockets::load_run_explained(
+                to,
+                &["--proto", "udp", "--conns", "2", "--duration", &d],
+                &mut drops,
+            ),
+            "udp_sockperf" => sockets::load_run_explained(
+                to,
+                &["--proto", "udp", "--wire", "sockperf", "--duration", &d],
+                &mut drops,
+            ),
+            _ => Outcome::Failed(format!("no such traffic step {name}")),
+        };
+    }
     match name {
         "tcp_echo" => sockets::load_run(to, &["--proto", "tcp", "--conns", "4", "--duration", &d]),
         "tcp_half_close" => sockets::half_close(to),
-        "udp_echo" => sockets::load_run(to, &["--proto", "udp", "--conns", "2", "--duration", &d]),
         "tcp_sink" => sockets::load_run(
             to,
             &[
@@ -258,10 +286,6 @@ fn traffic(name: &str, s: &Service, duration: Duration) -> Outcome {
                 "--duration",
                 &d,
             ],
-        ),
-        "udp_sockperf" => sockets::load_run(
-            to,
-            &["--proto", "udp", "--wire", "sockperf", "--duration", &d],
         ),
         _ => Outcome::Failed(format!("no such traffic step {name}")),
     }

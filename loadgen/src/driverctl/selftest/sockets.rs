@@ -152,6 +152,21 @@ pub fn half_close(to: SocketAddr) -> Outcome {
 /// One `echoload run` with these flags (after `--target` and `--quiet --warmup 0s`): passed
 /// when the run moved data with no integrity, connection or I/O error and nothing lost.
 pub fn load_run(to: SocketAddr, flags: &[&str]) -> Outcome {
+    load_run_explained(to, flags, &mut || None)
+}
+
+/// A load run as [`load_run`], where lost datagrams pass only when the driver counted every
+/// one of them as its own drop: `drops` is called after the run and gives how many datagrams
+/// the driver dropped for want of a send context during it (None: not known). The driver holds
+/// a send context until the provider completes the send (W13: completions come when they come;
+/// the simulator delays them, a preempted CPU does too), so a fast ping-pong can run its pool
+/// dry and the driver drops and counts (the documented overload rule). An uncounted loss, a
+/// corruption or a duplicate still fails.
+pub fn load_run_explained(
+    to: SocketAddr,
+    flags: &[&str],
+    drops: &mut dyn FnMut() -> Option<u64>,
+) -> Outcome {
     let target = to.to_string();
     let mut argv = vec![
         "echoload", "run", "--quiet", "--warmup", "0s", "--target", &target,
@@ -185,6 +200,14 @@ pub fn load_run(to: SocketAddr, flags: &[&str]) -> Outcome {
     );
     if r.clean(false) {
         Outcome::Passed(what)
+    } else if r.clean(true)
+        && e.duplicated == 0
+        && e.lost > 0
+        && drops().is_some_and(|d| d >= e.lost)
+    {
+        Outcome::Passed(format!(
+            "{what}\nevery lost datagram was counted by the driver as dropped for want of a send context (its pool ran dry while send completions were late)"
+        ))
     } else {
         let first: Vec<&str> = r.messages.iter().take(3).map(String::as_str).collect();
         Outcome::Failed(format!("{what}\n{}", first.join("\n")))
