@@ -163,7 +163,7 @@ fn killed_udp_socket_is_noticed_during_bursts() {
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) && i < 200_000 {
                     let _ = u.send_to(&payload(i, 64), to);
                     i += 1;
-                    if i % 16 == 0 {
+                    if i % 16 == 15 {
                         std::thread::sleep(Duration::from_micros(200));
                     }
                 }
