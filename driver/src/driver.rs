@@ -389,18 +389,14 @@ impl Driver {
         if !live::only_live_changes(&self.config.limits, &new.limits) {
             return Err(STATUS_NOT_SUPPORTED);
         }
-        // Kept for the undo: a replace that fails half-way leaves the limits as they were.
-        let old_limits = self.config.limits.clone();
-        let limits_changed = new.limits != old_limits;
-        if limits_changed {
-            if !self.live.publish(&new.limits, LIST_SWAP_WAIT_MS) {
-                // Readers never left the spare allow-list buffer: the list did not change,
-                // the scalars did; put them back.
-                self.live.revert_scalars(&old_limits);
-                return Err(STATUS_DEVICE_NOT_READY);
-            }
-            // Only the control path reads `config`; the limits part is what `live` holds now.
-            self.config.limits = new.limits.clone();
+        // `config.limits` keeps the old values until the call has succeeded: the undo of a
+        // replace that fails half-way puts them back from there.
+        let limits_changed = new.limits != self.config.limits;
+        if limits_changed && !self.live.publish(&new.limits, LIST_SWAP_WAIT_MS) {
+            // Readers never left the spare allow-list buffer: the list did not change, the
+            // scalars did; put them back.
+            self.live.revert_scalars(&self.config.limits);
+            return Err(STATUS_DEVICE_NOT_READY);
         }
         let old = self.config.services.clone();
         let timeout = u64::from(self.live.disconnect_timeout_ms());
@@ -421,68 +417,80 @@ impl Driver {
         // closed: if one fails, closing what this call opened restores everything exactly.
         // Only those that take over a removed service's port (same protocol and port) wait
         // until it is closed; a failure among those can re-open the removed ones only best
-        // effort (the port may have been taken meanwhile; logged).
-        let mut early = Services::empty();
-        let mut late = Services::empty();
-        for s in added.as_slice() {
-            let takes_over = removed.as_slice().iter().any(|r| r.conflicts_with(s));
-            let _ = if takes_over {
-                late.add(*s)
-            } else {
-                early.add(*s)
-            };
-        }
+        // effort (the port may have been taken meanwhile; logged). Bit k of a mask is
+        // added[k] (at most MAX_SERVICES = 16 entries): no list copies on this stack, which
+        // the start-up thread's frame holds (a frame over 4 KiB needs __chkstk, which the
+        // image does not link).
+        let late: u32 = added
+            .as_slice()
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| removed.as_slice().iter().any(|r| r.conflicts_with(s)))
+            .fold(0, |m, (k, _)| m | 1 << k);
         crate::serve::udp::publish_service_ports(new.services.as_slice());
-        let mut opened = Services::empty();
-        for s in early.as_slice() {
-            // SAFETY: per this function's contract.
-            if let Err(e) = unsafe { self.open_service(s) } {
-                // SAFETY: per this function's contract; nothing was closed.
-                unsafe { self.unwind(&opened, &Services::empty(), &old_limits, limits_changed) };
-                return Err(e);
+        let mut opened: u32 = 0;
+        for (k, s) in added.as_slice().iter().enumerate() {
+            if late & 1 << k == 0 {
+                // SAFETY: per this function's contract.
+                if let Err(e) = unsafe { self.open_service(s) } {
+                    // SAFETY: per this function's contract; nothing was closed.
+                    unsafe { self.unwind(&added, opened, None, limits_changed) };
+                    return Err(e);
+                }
+                opened |= 1 << k;
             }
-            let _ = opened.add(*s);
         }
         for s in removed.as_slice() {
             // SAFETY: per this function's contract.
             unsafe { self.close_service(s, timeout) };
         }
-        for s in late.as_slice() {
-            // SAFETY: per this function's contract.
-            if let Err(e) = unsafe { self.open_service(s) } {
+        for (k, s) in added.as_slice().iter().enumerate() {
+            if late & 1 << k != 0 {
                 // SAFETY: per this function's contract.
-                unsafe { self.unwind(&opened, &removed, &old_limits, limits_changed) };
-                return Err(e);
+                if let Err(e) = unsafe { self.open_service(s) } {
+                    // SAFETY: per this function's contract.
+                    unsafe { self.unwind(&added, opened, Some(&removed), limits_changed) };
+                    return Err(e);
+                }
+                opened |= 1 << k;
             }
-            let _ = opened.add(*s);
+        }
+        if limits_changed {
+            // Only the control path reads `config`; the limits part is what `live` holds.
+            self.config.limits = new.limits.clone();
         }
         // Only the control path reads the services list; callbacks read the limits.
-        // SAFETY: exclusive control path; the limits part is unchanged.
+        // SAFETY: exclusive control path.
         unsafe { ptr::addr_of_mut!(self.config.services).write(new.services.clone()) };
         self.release_stats_slots(new.services.as_slice());
         Ok(())
     }
 
-    /// Undoes a reconfiguration that failed half-way: closes the services it `opened`,
-    /// re-opens the ones it `closed` (best effort: the port may have been taken meanwhile,
-    /// logged) and puts back the limits and allow-list it published (issue 17 item 4).
-    /// PASSIVE_LEVEL, the serialised control path.
+    /// Undoes a reconfiguration that failed half-way: closes the services of `added` it
+    /// opened (bit k of `opened` = added[k]), re-opens the ones it `closed` (best effort: the
+    /// port may have been taken meanwhile, logged) and puts back the limits and allow-list it
+    /// published, from `config.limits`, still the old ones (issue 17 item 4). PASSIVE_LEVEL,
+    /// the serialised control path. Not inlined: the cold path keeps its copies off the
+    /// caller's frame.
     ///
     /// # Safety
     /// As [`reconfigure`](Self::reconfigure), which calls it right after a failed open.
+    #[inline(never)]
     unsafe fn unwind(
         &mut self,
-        opened: &Services,
-        closed: &Services,
-        old_limits: &control::config::Limits,
+        added: &Services,
+        opened: u32,
+        closed: Option<&Services>,
         limits_changed: bool,
     ) {
         let timeout = u64::from(self.live.disconnect_timeout_ms());
-        for s in opened.as_slice() {
-            // SAFETY: opened by the failed call.
-            unsafe { self.close_service(s, timeout) };
+        for (k, s) in added.as_slice().iter().enumerate() {
+            if opened & 1 << k != 0 {
+                // SAFETY: opened by the failed call.
+                unsafe { self.close_service(s, timeout) };
+            }
         }
-        for s in closed.as_slice() {
+        for s in closed.map_or(&[][..], Services::as_slice) {
             // SAFETY: per this function's contract.
             let _ = unsafe { self.open_service(s) };
         }
@@ -491,8 +499,7 @@ impl Driver {
         self.release_stats_slots(keep.as_slice());
         if limits_changed {
             // `publish` succeeded in this call: the previous allow-list buffer is untouched.
-            self.live.revert(old_limits);
-            self.config.limits = old_limits.clone();
+            self.live.revert(&self.config.limits);
         }
     }
 

@@ -140,19 +140,13 @@ fn killed_udp_socket_is_noticed_during_bursts() {
     let (cfg, ports) = config_with(V4, &[(Proto::Udp, Mode::Echo)]);
     let sim = wsk_sim::Config {
         pend_rate: 1.0,
-        max_completion_delay_us: std::env::var("KILL_DELAY_US")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(20_000),
+        max_completion_delay_us: 20_000,
         ..wsk_sim::Config::default()
     };
     let drv = load(sim, Some(cfg)).unwrap();
     assert!(drv.ready);
     let to = SocketAddr::new(V4, ports[0]);
-    let rounds: u64 = std::env::var("KILL_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(9);
+    let rounds = 9u64;
     for round in 0..rounds {
         let u = udp_client(V4);
         assert!(
@@ -169,7 +163,7 @@ fn killed_udp_socket_is_noticed_during_bursts() {
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) && i < 200_000 {
                     let _ = u.send_to(&payload(i, 64), to);
                     i += 1;
-                    if i % 16 == 0 {
+                    if i % 16 == 15 {
                         std::thread::sleep(Duration::from_micros(200));
                     }
                 }
