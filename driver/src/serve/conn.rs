@@ -384,7 +384,8 @@ impl ConnPool {
     }
 
     /// As shutdown_all for the connections `pick` selects. Connections still connecting are
-    /// skipped: their connect completion sees the stop and aborts them.
+    /// skipped: their connect completion sees the stop and aborts them (whoever opened them
+    /// cancels connects that would take too long, as `load::tcp::cancel_connects` does).
     pub(crate) fn shutdown_where(&self, abortive: bool, pick: impl Fn(&Conn) -> bool) {
         for i in 0..self.n {
             // SAFETY: i < n; contexts live until free().
