@@ -386,3 +386,33 @@ fn wording() {
     assert!(!all.contains("1 echoes"), "{all}");
     let _ = std::fs::remove_file(&p);
 }
+
+/// Habits (iperf3): no short flag means something else than in iperf3: `-w` is the socket
+/// buffer (it was the warm-up), `-s` (server there) and `-d` (debug) are not taken (they were
+/// the size and the duration).
+#[test]
+fn short_flags_mean_what_they_mean_in_iperf3() {
+    let srv = server_on("127.0.0.1");
+    let t = addr(&srv, ServiceMode::Echo, Proto::Tcp).to_string();
+    let p = tmp("wflag.json");
+    let out = echoload(&[
+        "run",
+        &t,
+        "-w",
+        "256K",
+        "-t",
+        "0.2",
+        "-O",
+        "0",
+        "-q",
+        "--json",
+        p.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(json(&p)["config"]["sock"]["send_buffer"], 256 << 10);
+    for f in ["-s", "-d"] {
+        let out = echoload(&["run", &t, f, "1", "-t", "0.2", "-O", "0", "-q"]);
+        assert_eq!(out.status.code(), Some(2), "{f}: {}", text(&out));
+    }
+    let _ = std::fs::remove_file(&p);
+}
