@@ -400,8 +400,9 @@ impl Merged {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "merged {} results{}  → {}",
+            "merged {} result{}{}  → {}",
             self.agents.len(),
+            if self.agents.len() == 1 { "" } else { "s" },
             if d.label.is_empty() {
                 String::new()
             } else {
@@ -411,13 +412,13 @@ impl Merged {
         );
         let _ = writeln!(
             s,
-            "  sent {} msgs {} B   received {} msgs {} B   {:.0} msg/s  {:.3} Gbit/s",
+            "  sent {} msgs {} B   received {} msgs {} B   {}  {}",
             d.sent_msgs,
             d.sent_bytes,
             d.recv_msgs,
             d.recv_bytes,
-            d.throughput.msgs_per_s,
-            d.throughput.bits_per_s / 1e9
+            crate::report::human(d.throughput.msgs_per_s, "msg/s"),
+            crate::report::human(d.throughput.bits_per_s, "bit/s")
         );
         let l = &d.latency_us;
         if l.count > 0 {

@@ -125,13 +125,13 @@ pub fn diff(a: &RunReport, b: &RunReport, tolerance: f64) -> Diff {
     let bad = |r: &RunReport| (r.errors.corrupted + r.errors.connect + r.errors.io) as f64;
     row("errors", bad(a), bad(b), Better::Lower);
     let mut notes = Vec::new();
-    let kind = |r: &RunReport| format!("{} {} {} B wire {:?}", r.proto, r.mode, r.size, r.wire);
+    let kind = |r: &RunReport| format!("{} {} {} B wire {}", r.proto, r.mode, r.size, r.wire);
     if kind(a) != kind(b) {
         notes.push(format!("A is {}, B is {}", kind(a), kind(b)));
     }
     if (a.conns, a.threads) != (b.conns, b.threads) {
         notes.push(format!(
-            "A has {} connections on {} threads, B {} on {}",
+            "A has {} connection(s) on {} thread(s), B {} on {}",
             a.conns, a.threads, b.conns, b.threads
         ));
     }

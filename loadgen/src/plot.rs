@@ -397,7 +397,7 @@ pub fn render_html(docs: &[ResultDoc], title: &str) -> Result<String> {
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{t}</title>\
          <style>body{{font-family:sans-serif}}td,th{{padding:2px 10px;text-align:right}}\
          th:first-child,td:first-child{{text-align:left}}</style></head><body>\n<h1>{t}</h1>\n{svg}\n\
-         <table><tr><th>result</th><th>started</th><th>msg/s</th><th>Gbit/s</th><th>p50 µs</th>\
+         <table><tr><th>result</th><th>started</th><th>msg/s</th><th>bit rate</th><th>p50 µs</th>\
          <th>p99 µs</th><th>p99.9 µs</th><th>max µs</th><th>samples</th><th>errors</th></tr>\n",
         t = escape(title)
     );
@@ -405,12 +405,12 @@ pub fn render_html(docs: &[ResultDoc], title: &str) -> Result<String> {
         let l = &d.latency_us;
         let _ = writeln!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{:.0}</td><td>{:.3}</td><td>{:.1}</td><td>{:.1}</td>\
+            "<tr><td>{}</td><td>{}</td><td>{:.0}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td>\
              <td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td></tr>",
             escape(&d.name()),
             escape(d.started_at.as_deref().unwrap_or("-")),
             d.throughput.msgs_per_s,
-            d.throughput.bits_per_s / 1e9,
+            escape(&crate::report::human(d.throughput.bits_per_s, "bit/s")),
             l.p50,
             l.p99,
             l.p999,

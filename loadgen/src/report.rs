@@ -381,7 +381,7 @@ impl RunReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{} {} → {}  ({} {}{}, {} thread{}, {} B, wire {:?}, {:.2} s measured)",
+            "{} {} → {}  ({} {}{}, {} thread{}, {} B, wire {}, {:.2} s measured)",
             self.proto,
             self.mode,
             self.target,
@@ -434,8 +434,9 @@ impl RunReport {
         if let Some(t) = &self.tcp_info {
             let _ = writeln!(
                 s,
-                "  tcp_info    retransmits {}  rtt mean {:.1} µs  max {:.1} µs  cwnd mean {:.1}  ({} conns)",
-                t.retransmits, t.rtt_us_mean, t.rtt_us_max, t.cwnd_mean, t.connections
+                "  tcp_info    retransmits {}  rtt mean {:.1} µs  max {:.1} µs  cwnd mean {:.1}  ({} conn{})",
+                t.retransmits, t.rtt_us_mean, t.rtt_us_max, t.cwnd_mean, t.connections,
+                if t.connections == 1 { "" } else { "s" }
             );
         }
         let e = &self.errors;
@@ -466,16 +467,24 @@ pub fn interval_header(sends_only: bool) -> String {
     )
 }
 
-/// One line of `-i` output.
+/// One line of `-i` output. An interval without latency samples (a send-only run, or one
+/// where nothing came back) shows "–", not a latency of 0.
 pub fn interval_line(iv: &Interval) -> String {
+    let lat = |v: f64| {
+        if iv.recv_msgs == 0 || (iv.p50_us == 0.0 && iv.p99_us == 0.0) {
+            "–".to_string()
+        } else {
+            format!("{v:.1}")
+        }
+    };
     format!(
-        "{:>6.2}-{:>6.2} s  {:>14}  {:>14}  {:>10.1}  {:>10.1}  {:>6}  {:>6}",
+        "{:>6.2}-{:>6.2} s  {:>14}  {:>14}  {:>10}  {:>10}  {:>6}  {:>6}",
         iv.start_s,
         iv.end_s,
         human(iv.bits_per_s, "bit/s"),
         human(iv.msgs_per_s, "msg/s"),
-        iv.p50_us,
-        iv.p99_us,
+        lat(iv.p50_us),
+        lat(iv.p99_us),
         iv.lost,
         iv.errors
     )
@@ -512,7 +521,7 @@ pub fn check_mergeable(runs: &[(String, RunReport)]) -> Result<Vec<String>> {
     let Some((first_name, first)) = runs.first() else {
         bail!("nothing to merge")
     };
-    let kind = |r: &RunReport| format!("{} {} {} B wire {:?}", r.proto, r.mode, r.size, r.wire);
+    let kind = |r: &RunReport| format!("{} {} {} B wire {}", r.proto, r.mode, r.size, r.wire);
     let mut seen: Vec<(String, &str)> = Vec::new();
     for (name, r) in runs {
         if (r.proto, r.mode, r.size, r.wire) != (first.proto, first.mode, first.size, first.wire) {

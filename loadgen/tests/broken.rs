@@ -239,9 +239,9 @@ fn refused_targets_fail_clearly() {
             "run",
             "--target",
             &tcp.to_string(),
-            "-d",
+            "-t",
             "0.3s",
-            "-w",
+            "-O",
             "0s",
             "-q",
         ])

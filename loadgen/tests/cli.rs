@@ -252,7 +252,7 @@ fn intervals_and_metadata() {
             } else {
                 &["-r", "20k"][..]
             })
-            .args(["-w", "0.1s", "--label", "lab-1", "--json"])
+            .args(["-O", "0.1s", "--label", "lab-1", "--json"])
             .arg(&json)
             .output()
             .unwrap();
@@ -380,7 +380,7 @@ fn bidir_runs_both_directions_at_once() {
     let json = tmp("bidir.json");
     let out = Command::new(bin())
         .args(["run", "127.0.0.1", "--bidir", &format!("{sink},{source}")])
-        .args(["-t", "0.5", "-w", "0", "-q", "--json"])
+        .args(["-t", "0.5", "-O", "0", "-q", "--json"])
         .arg(&json)
         .output()
         .unwrap();
@@ -443,7 +443,7 @@ fn socket_settings_apply() {
             "46",
             "--nagle",
         ])
-        .args(["--socket-buffer", "256K", "-t", "0.3", "-w", "0", "-q"])
+        .args(["--socket-buffer", "256K", "-t", "0.3", "-O", "0", "-q"])
         .output()
         .unwrap();
     assert_eq!(
@@ -465,7 +465,7 @@ fn socket_settings_apply() {
             "192.0.2.1",
             "-t",
             "0.2",
-            "-w",
+            "-O",
             "0",
             "-q",
         ])

@@ -338,3 +338,81 @@ fn bidir_documents_diff_and_plot() {
         let _ = std::fs::remove_file(p);
     }
 }
+
+/// Bug 13: "wire Echoload" (the flag value is `echoload`), "a echo service", "merged 1
+/// results", sink interval lines with p50/p99 "0.0" instead of "–", merge's "0.033 Gbit/s".
+#[test]
+fn wording() {
+    let srv = server_on("127.0.0.1");
+    let sink = addr(&srv, ServiceMode::Discard, Proto::Tcp).to_string();
+    let p = tmp("words.json");
+    let out = echoload(&[
+        "run",
+        &sink,
+        "-m",
+        "sink",
+        "-r",
+        "2000",
+        "-t",
+        "0.4",
+        "-i",
+        "0.2",
+        "--warmup",
+        "0",
+        "-q",
+        "--json",
+        p.to_str().unwrap(),
+    ]);
+    let all = text(&out);
+    assert!(all.contains("wire echoload"), "{all}");
+    let ivs: Vec<&str> = all
+        .lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()) && l.contains(" s  "))
+        .collect();
+    assert!(!ivs.is_empty(), "{all}");
+    for l in ivs {
+        assert!(l.contains('–') && !l.contains(" 0.0 "), "{l}");
+    }
+    let out = echoload(&["merge", p.to_str().unwrap()]);
+    let all = text(&out);
+    assert!(all.contains("merged 1 result "), "{all}");
+    assert!(!all.contains("Gbit/s") && all.contains("bit/s"), "{all}");
+    // Ping-pong into a discard service: nothing comes back (bug 12: "connection N never
+    // answered", not "1 echoes missing 1 s after the end").
+    let out = echoload(&["run", &sink, "-t", "0.3", "--warmup", "0", "-q"]);
+    let all = text(&out);
+    assert!(all.contains("connection 0 never answered (is"), "{all}");
+    assert!(all.contains("an echo service"), "{all}");
+    assert!(!all.contains("1 echoes"), "{all}");
+    let _ = std::fs::remove_file(&p);
+}
+
+/// Habits (iperf3): no short flag means something else than in iperf3: `-w` is the socket
+/// buffer (it was the warm-up), `-s` (server there) and `-d` (debug) are not taken (they were
+/// the size and the duration).
+#[test]
+fn short_flags_mean_what_they_mean_in_iperf3() {
+    let srv = server_on("127.0.0.1");
+    let t = addr(&srv, ServiceMode::Echo, Proto::Tcp).to_string();
+    let p = tmp("wflag.json");
+    let out = echoload(&[
+        "run",
+        &t,
+        "-w",
+        "256K",
+        "-t",
+        "0.2",
+        "-O",
+        "0",
+        "-q",
+        "--json",
+        p.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(json(&p)["config"]["sock"]["send_buffer"], 256 << 10);
+    for f in ["-s", "-d"] {
+        let out = echoload(&["run", &t, f, "1", "-t", "0.2", "-O", "0", "-q"]);
+        assert_eq!(out.status.code(), Some(2), "{f}: {}", text(&out));
+    }
+    let _ = std::fs::remove_file(&p);
+}

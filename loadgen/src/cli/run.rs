@@ -32,7 +32,8 @@ pub enum WireArg {
 }
 
 /// `echoload run`. Short flags follow iperf3 (`-c HOST -p PORT -t TIME -l LEN -u -P N -b RATE
-/// -R -i TIME -J`); every long flag of earlier versions still works.
+/// -R -i TIME -J -w SIZE -O TIME`), and none means something else than there (so `-s`, iperf3's
+/// server, and `-d`, its debug, are not taken); every long flag of earlier versions still works.
 #[derive(Args, Debug, Clone)]
 #[command(group(clap::ArgGroup::new("where").args(["target_pos", "target", "client"])))]
 pub struct RunArgs {
@@ -74,7 +75,7 @@ pub struct RunArgs {
     pub threads: usize,
     /// Message size, header included: 64, 1500, 1KiB, 64K (min 32 on the echoload wire, 14 on
     /// sockperf's; max 65507 for UDP).
-    #[arg(long, short = 'l', short_alias = 's', alias = "len", default_value = "64",
+    #[arg(long, short = 'l', alias = "len", default_value = "64",
           value_parser = parse_size)]
     pub size: usize,
     /// Total messages per second over all connections: 5000, 10k, 1.5M (required by rate
@@ -86,11 +87,11 @@ pub struct RunArgs {
     #[arg(long, short = 'b', value_parser = parse_bitrate_or_unlimited)]
     pub bitrate: Option<f64>,
     /// Measured time: 5, 1.5s, 500ms, 2m, 1h.
-    #[arg(long, short = 't', short_alias = 'd', default_value = "5s",
+    #[arg(long, short = 't', default_value = "5s",
           value_parser = parse_duration)]
     pub duration: Duration,
     /// Unmeasured time before the measurement (iperf3's -O omit).
-    #[arg(long, short = 'w', short_alias = 'O', alias = "omit", default_value = "1s",
+    #[arg(long, short = 'O', alias = "omit", default_value = "1s",
           value_parser = parse_duration)]
     pub warmup: Duration,
     /// Print one line per interval of this length during the run (the JSON has them always,
@@ -121,8 +122,8 @@ pub struct RunArgs {
     /// Local address to send from (iperf3's -B).
     #[arg(long, short = 'B', value_name = "ADDR")]
     pub bind: Option<IpAddr>,
-    /// Socket send and receive buffer size (iperf3's -w is this; here -w is the warm-up).
-    #[arg(long, value_parser = parse_size)]
+    /// Socket send and receive buffer size (iperf3's -w).
+    #[arg(long, short = 'w', value_parser = parse_size)]
     pub socket_buffer: Option<usize>,
     /// Socket send buffer size (overrides --socket-buffer).
     #[arg(long, value_parser = parse_size)]
@@ -516,7 +517,8 @@ mod tests {
         assert_eq!((c.mode, c.target.port()), (Mode::Source, 7019));
         assert_eq!(parse(&["::1", "-m", "sink"]).unwrap().target.port(), 7009);
         assert_eq!(parse(&["[::1]:5", "-T", "1"]).unwrap().target.port(), 5);
-        // Every older long flag still works, and -d/-s are kept as aliases.
+        // Every older long flag still works; -s and -d (iperf3's server and debug) are not
+        // taken, -w is iperf3's socket buffer.
         let c = parse(&[
             "--target",
             "127.0.0.1:7",
@@ -534,8 +536,13 @@ mod tests {
             (c.conns, c.size, c.duration),
             (2, 100, Duration::from_secs(2))
         );
-        let c = parse(&["-c", "127.0.0.1:7", "-s", "128", "-d", "1h"]).unwrap();
-        assert_eq!((c.size, c.duration), (128, Duration::from_hours(1)));
+        assert!(parse(&["-c", "127.0.0.1:7", "-s", "128"]).is_err());
+        assert!(parse(&["-c", "127.0.0.1:7", "-d", "1h"]).is_err());
+        let c = parse(&["-c", "127.0.0.1:7", "-w", "256K", "-O", "2s"]).unwrap();
+        assert_eq!(
+            (c.sock.send_buffer, c.warmup),
+            (Some(256 << 10), Duration::from_secs(2))
+        );
         // Usage errors.
         assert!(parse(&["127.0.0.1:7", "--rate", "10k", "--bitrate", "1G"]).is_err());
         assert!(parse(&["127.0.0.1:7", "-p", "8"]).is_err());

@@ -194,14 +194,46 @@ pub(crate) fn worker(w: &Worker) -> Stats {
             break;
         }
         if ending && now >= clock.end_ns() + cfg.tcp_drain.as_nanos() as u64 {
+            let silent: Vec<u32> = conns
+                .iter()
+                .filter(|c| !c.dead && c.s.outstanding > 0 && c.s.expect_seq == 0)
+                .map(|c| c.flow)
+                .collect();
             for c in conns.iter().filter(|c| !c.dead && c.s.outstanding > 0) {
                 st.errors.lost += c.s.outstanding;
-                st.note(format!(
-                    "flow {}: {} echoes missing {} s after the end",
-                    c.flow,
-                    c.s.outstanding,
-                    cfg.tcp_drain.as_secs_f64()
-                ));
+                if c.s.expect_seq > 0 {
+                    st.note(format!(
+                        "connection {}: {} {} missing {} s after the end",
+                        c.flow,
+                        c.s.outstanding,
+                        if c.s.outstanding == 1 {
+                            "echo"
+                        } else {
+                            "echoes"
+                        },
+                        cfg.tcp_drain.as_secs_f64()
+                    ));
+                }
+            }
+            // Not one echo on a connection: the server took it and never answered (a
+            // sockperf server that serves some connections only, a discard service, ...).
+            match silent.as_slice() {
+                [] => {}
+                [one] => st.note(format!(
+                    "connection {one} never answered (is {} an echo service?)",
+                    cfg.target
+                )),
+                many => st.note(format!(
+                    "{} connections never answered ({}{}; is {} an echo service?)",
+                    many.len(),
+                    many.iter()
+                        .take(8)
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if many.len() > 8 { ", ..." } else { "" },
+                    cfg.target
+                )),
             }
             break;
         }

@@ -14,6 +14,16 @@ pub enum Wire {
     Sockperf,
 }
 
+impl std::fmt::Display for Wire {
+    /// As the `--wire` value is spelled.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Wire::Echoload => "echoload",
+            Wire::Sockperf => "sockperf",
+        })
+    }
+}
+
 /// Outcome of checking one received message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Check {
