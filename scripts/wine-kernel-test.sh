@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The shipped wskecho.sys under a kernel nobody here wrote: Wine's own ntoskrnl.exe,
 # winedevice.exe and netio.sys. In a fresh Wine prefix it installs the image as a kernel
-# service (`sc create type= kernel`, the INF's Parameters in the registry), starts it, drives
+# service (the INF through Wine's setupapi: CopyFiles, AddService, Parameters), starts it, drives
 # it through \\.\WskEcho with the Windows build of echoload (driver status, stats, config get,
 # driver selftest) and stops it. Checks: RUNNING after start; every control answer correct
 # (the configuration is the INF's); the self-test's control steps pass and its socket steps
@@ -107,13 +107,21 @@ WINEDEBUG=warn+debugstr,err+all timeout 300 wine "$work/bin/keepalive.exe" 280 \
 keep=$!
 sleep 1
 
+# The package through Wine's setupapi, as pnputil would run its [DefaultInstall.NTamd64]
+# section: CopyFiles, AddService, the Parameters AddReg. Wine does not know DIRID 13 (the
+# driver store) and copies the file to system32\unknown; ImagePath says so, and the test
+# checks the file is where the service looks for it.
 install() {
-    cp "$work/wskecho.sys" "$sys32/drivers/wskecho.sys"
     cp "$work/wskshim.dll" "$sys32/wskshim.dll"
-    "${T[@]}" wine sc create wskecho type= kernel start= demand \
-        binPath= 'C:\windows\system32\drivers\wskecho.sys'
-    "${T[@]}" wine reg import "Z:${work//\//\\}\\parameters.reg"
-    "${T[@]}" wine reg query 'HKLM\System\CurrentControlSet\Services\wskecho\Parameters'
+    WINEDEBUG=err+all,fixme+setupapi "${T[@]}" wine rundll32 \
+        setupapi.dll,InstallHinfSection DefaultInstall.NTamd64 128 "Z:${work//\//\\}\\pkg\\wskecho.inf"
+    "${T[@]}" wine reg query 'HKLM\System\CurrentControlSet\Services\wskecho' /s | tr -d '\r' \
+        | tee "$work/service.txt"
+    local image
+    image=$(sed -n 's/^ *ImagePath *REG_[A-Z_]* *//p' "$work/service.txt")
+    echo "ImagePath: $image"
+    image=${image//\\//}
+    cmp "$work/pkg/wskecho.sys" "$WINEPREFIX/drive_c/${image#C:/}" && echo "the image is there"
 }
 step install install
 state() { "${T[@]}" wine sc query wskecho | sed -n 's/.*STATE *: *[0-9]* *//p' | tr -d '\r '; }

@@ -5,9 +5,11 @@
   one change; the code is the shipped code).
 - OUTDIR/wskshim.def: the shim's exports: each function the image imports from ntoskrnl.exe,
   forwarded to Wine's ntoskrnl.exe, except those wskshim.c implements (what Wine lacks).
-- OUTDIR/parameters.reg and OUTDIR/expected.json: inf/wskecho.inf's Parameters with the
-  service ports moved to WINE_KERNEL_PORT_BASE (7007 -> BASE+7, 7009 -> +9, 7019 -> +19,
-  11111 -> +111), as a .reg file and as what `driver config get` must answer.
+- OUTDIR/pkg/: the package Wine's setupapi installs: that image, and inf/wskecho.inf with the
+  service ports in its Services line moved to WINE_KERNEL_PORT_BASE (7007 -> BASE+7, 7009 ->
+  +9, 7019 -> +19, 11111 -> +111; nothing else changed), so nothing else on the machine
+  answers there.
+- OUTDIR/expected.json: that INF's Parameters, as `driver config get` must answer them.
 """
 import json
 import os
@@ -65,7 +67,8 @@ def main():
     data = open(image, "rb").read()
     if data.count(b"ntoskrnl.exe\0") != 1:
         sys.exit("expected the import name ntoskrnl.exe exactly once in " + image)
-    open(os.path.join(out, "wskecho.sys"), "wb").write(
+    os.makedirs(os.path.join(out, "pkg"), exist_ok=True)
+    open(os.path.join(out, "pkg", "wskecho.sys"), "wb").write(
         data.replace(b"ntoskrnl.exe\0", b"wskshim.dll\0\0"))
 
     names = imports(image)
@@ -89,17 +92,12 @@ def main():
         f[2] = str(ports[f[2]])
         svcs.append(",".join(f))
     params["Services"] = ("multi", svcs)
-    reg = ["Windows Registry Editor Version 5.00", "",
-           r"[HKEY_LOCAL_MACHINE\System\CurrentControlSet\Services\wskecho\Parameters]"]
-    for name, (kind, v) in params.items():
-        if kind == "dword":
-            reg.append(f'"{name}"=dword:{v:08x}')
-        else:
-            b = "".join(x + "\0" for x in v).encode("utf-16-le") + b"\0\0"
-            reg.append(f'"{name}"=hex(7):' + ",".join(f"{c:02x}" for c in b))
-    # Version 5.00 files are UTF-16 (with a BOM); hex(7) is then UTF-16 MULTI_SZ data.
-    open(os.path.join(out, "parameters.reg"), "w", encoding="utf-16", newline="\r\n").write(
-        "\n".join(reg) + "\n")
+    inf_src = os.path.join(os.path.dirname(__file__), "../../inf/wskecho.inf")
+    text = open(inf_src, encoding="utf-8").read()
+    line = next(l for l in text.splitlines() if l.startswith("HKR,Parameters,Services,"))
+    moved = re.sub(r",(7007|7009|7019|11111),", lambda m: f",{ports[m.group(1)]},", line)
+    open(os.path.join(out, "pkg", "wskecho.inf"), "w", encoding="utf-8", newline="").write(
+        text.replace(line, moved))
     expected = {
         "services": [dict(zip(["mode", "proto", "port", "bind"], s.split(",")[:4])) for s in svcs],
         "limits": {k: v for k, (kind, v) in params.items() if kind == "dword"},
