@@ -97,7 +97,15 @@ fn initial_config(ip: IpAddr, disconnect_ms: u32) -> Config {
         (Proto::Udp, Mode::Echo, false),
         (Proto::Udp, Mode::Sockperf, false),
     ] {
-        list.push(Service::new(proto, free_port(ip), mode, ip).with_stream(stream));
+        // Two probes may hand out the same free port: draw again (bounded) until distinct.
+        let mut port = free_port(ip);
+        for _ in 0..100 {
+            if !list.iter().any(|s: &Service| s.port == port) {
+                break;
+            }
+            port = free_port(ip);
+        }
+        list.push(Service::new(proto, port, mode, ip).with_stream(stream));
     }
     cfg.services = control::config::Services::from_slice(&list).expect("valid services");
     cfg.limits.max_connections = 256;
