@@ -36,7 +36,7 @@ use plan::Plan;
 /// Issue 17 items whose symptoms the campaign finds on main and that other branches fix: seen
 /// here they are reported, not failed, unless CAMPAIGN_STRICT=1. The lead empties this list
 /// as the fixes merge (and un-ignores the matching regression tests below).
-const OPEN_ITEMS: &[u32] = &[1, 2, 3, 4, 8];
+const OPEN_ITEMS: &[u32] = &[];
 
 /// The CI run's first seed and count (about 4 minutes on 2 cores; see docs/campaign.md).
 const CI_BASE: u64 = 0xca4b_0000;
@@ -298,7 +298,6 @@ fn regression(item: u32, focus: Option<&str>, seeds: &[u64], rounds: usize) {
 /// Item 1: a connect completing while a job stop or the unload aborts its context: the
 /// driver enables events on a socket it has already closed (C23, use after close).
 #[test]
-#[ignore = "issue 17 item 1 open on main (use after close on outbound connects): un-ignore when its fix is merged"]
 fn regression_item_1_connect_completion_racing_stop() {
     regression(1, Some("job"), &[0xca4b_0001, 0xca4b_0006, 0xca4b_0008], 3);
 }
@@ -306,14 +305,12 @@ fn regression_item_1_connect_completion_racing_stop() {
 /// Item 2: a client writes and half-closes under the disconnect-race order and gets the
 /// server's FIN before the last bytes of its echo.
 #[test]
-#[ignore = "issue 17 item 2 open on main (echo tail dropped before FIN): un-ignore when its fix is merged"]
 fn regression_item_2_echo_tail_before_fin() {
     regression(2, Some("echo"), &[0xca4b_0000, 0xca4b_0001, 0xca4b_0003], 2);
 }
 
 /// Item 3: the unload (or a job stop) waits for connects to a port that never answers.
 #[test]
-#[ignore = "issue 17 item 3 open on main (unload unbounded while a connect is pending): un-ignore when its fix is merged"]
 fn regression_item_3_unload_with_a_connect_pending() {
     regression(3, None, &[0xca4b_000b, 0xca4b_0011, 0xca4b_001a], 1);
 }
@@ -321,7 +318,6 @@ fn regression_item_3_unload_with_a_connect_pending() {
 /// Item 4: a `config set` replace that fails half-way (a taken port) leaves its limits and
 /// allow-list applied.
 #[test]
-#[ignore = "issue 17 item 4 open on main (failed config set leaves its limits): un-ignore when its fix is merged"]
 fn regression_item_4_failed_replace_changes_nothing() {
     regression(
         4,
