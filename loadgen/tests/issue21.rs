@@ -416,3 +416,30 @@ fn short_flags_mean_what_they_mean_in_iperf3() {
     }
     let _ = std::fs::remove_file(&p);
 }
+
+/// Habits (sockperf, k6): mean and standard deviation in the table (they were in the JSON
+/// only); a structured verdict in the JSON (`clean`, `exit_code`, `stopped_by`).
+#[test]
+fn table_has_mean_and_stddev_and_json_a_verdict() {
+    let srv = server_on("127.0.0.1");
+    let t = addr(&srv, ServiceMode::Echo, Proto::Tcp).to_string();
+    let p = tmp("verdict.json");
+    let out = echoload(&[
+        "run",
+        &t,
+        "-t",
+        "0.2",
+        "-O",
+        "0",
+        "-q",
+        "--json",
+        p.to_str().unwrap(),
+    ]);
+    let all = text(&out);
+    assert!(all.contains("mean ") && all.contains("stddev "), "{all}");
+    let v = json(&p)["verdict"].clone();
+    assert_eq!(v["clean"], true, "{all}");
+    assert_eq!(v["exit_code"], 0, "{all}");
+    assert_eq!(v["stopped_by"], "duration", "{all}");
+    let _ = std::fs::remove_file(&p);
+}
