@@ -7,6 +7,8 @@
 mod common;
 
 use std::path::PathBuf;
+
+use base64::Engine as _;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -234,7 +236,6 @@ fn the_histogram_is_standard_compressed_v2() {
         .output()
         .unwrap();
     let v = json(&p);
-    use base64::Engine as _;
     let raw = base64::engine::general_purpose::STANDARD
         .decode(v["histogram"].as_str().unwrap())
         .unwrap();
