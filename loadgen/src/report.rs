@@ -422,6 +422,24 @@ impl RunReport {
             human(t.bytes_per_s, "B/s"),
             human(t.msgs_per_s, "msg/s")
         );
+        let every = self
+            .config
+            .get("reply_every")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(1);
+        if every > 1 && self.duration_s > 0.0 {
+            // The line above counts replies: with one reply per N messages, the rate sent is
+            // N times it, and that is the rate asked for.
+            let sent = self.sent_msgs as f64 / self.duration_s;
+            let _ = writeln!(
+                s,
+                "  sending     {:>12}  {:>12}  {:>14}  (every {every}th message asks for a reply: \
+                 the line above is the reply rate)",
+                human(sent * 8.0 * self.size as f64, "bit/s"),
+                human(sent * self.size as f64, "B/s"),
+                human(sent, "msg/s")
+            );
+        }
         let _ = writeln!(
             s,
             "  sent        {:>12} msgs {:>14} bytes",

@@ -444,3 +444,38 @@ fn table_has_mean_and_stddev_and_json_a_verdict() {
     assert_eq!(v["stopped_by"], "duration", "{all}");
     let _ = std::fs::remove_file(&p);
 }
+
+/// Bug 5: with `--reply-every` (sockperf wire) the headline rate was the reply rate ("100.00
+/// msg/s" while 10k msg/s were sent); the rate sent is shown too.
+#[test]
+fn reply_every_shows_the_rate_sent() {
+    let srv = server_on("127.0.0.1");
+    let t = addr(&srv, ServiceMode::Sockperf, Proto::Udp).to_string();
+    let out = echoload(&[
+        "run",
+        &t,
+        "-u",
+        "--wire",
+        "sockperf",
+        "-m",
+        "rate",
+        "-r",
+        "10k",
+        "--reply-every",
+        "100",
+        "-t",
+        "0.5",
+        "-O",
+        "0",
+        "-q",
+    ]);
+    let all = text(&out);
+    let line = all
+        .lines()
+        .find(|l| l.trim_start().starts_with("sending"))
+        .unwrap_or_else(|| panic!("no sending line: {all}"));
+    assert!(
+        line.contains("kmsg/s") && line.contains("every 100th"),
+        "{all}"
+    );
+}
