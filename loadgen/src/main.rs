@@ -84,6 +84,18 @@ fn run(a: &RunArgs) -> anyhow::Result<ExitCode> {
             r.duration_s
         ));
     }
+    let clean = r.clean(a.allow_loss);
+    let code = match signal {
+        Some(sig) => echoload::signals::exit_status(sig),
+        None => u8::from(!clean),
+    };
+    r.verdict = Some(report::Verdict {
+        clean,
+        exit_code: code,
+        stopped_by: signal
+            .map_or("duration", echoload::signals::name)
+            .to_string(),
+    });
     if a.json_stdout {
         output::println(&r.to_json());
     } else {
@@ -92,10 +104,9 @@ fn run(a: &RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(p) = &a.json {
         r.write_json(p)?;
     }
-    if let Some(sig) = signal {
-        return Ok(ExitCode::from(echoload::signals::exit_status(sig)));
+    if signal.is_some() {
+        return Ok(ExitCode::from(code));
     }
-    let clean = r.clean(a.allow_loss);
     if !clean {
         eprintln!(
             "echoload: run not clean (no data moved, integrity errors or failed connections; see \

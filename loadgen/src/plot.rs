@@ -672,7 +672,7 @@ mod tests {
         let m = crate::align::merge(vec![a, b]).unwrap().doc;
         assert_eq!(m.name(), "A + B");
         // intervals 0-2 s and 5-7 s: two throughput lines, none across 2-5 s
-        let svg = render_svg(&[m.clone()], "gap").unwrap();
+        let svg = render_svg(std::slice::from_ref(&m), "gap").unwrap();
         let lines = polylines(&svg);
         let blue: Vec<_> = lines
             .iter()

@@ -130,6 +130,21 @@ pub struct RunReport {
     /// TCP_INFO summed over the connections at the end (null: UDP, or not Linux).
     #[serde(default)]
     pub tcp_info: Option<TcpInfoSum>,
+    /// How the command ended (as k6 summarizes a run): set by `echoload run`, absent from
+    /// library reports and older documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+}
+
+/// The command's outcome, in the JSON so a pipeline need not keep the exit status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Data moved, no integrity error, no failed connection (and no loss unless allowed).
+    pub clean: bool,
+    /// The process's exit status: 0 clean, 1 not clean, 128 + N stopped by signal N.
+    pub exit_code: u8,
+    /// "duration" (the planned end), or the signal that ended it ("SIGINT", "SIGTERM").
+    pub stopped_by: String,
 }
 
 /// Client CPU use.
@@ -343,6 +358,7 @@ impl RunReport {
             intervals: Vec::new(),
             cpu: Cpu::from_threads(&st.cpu, duration_s),
             tcp_info: (st.tcp_info.connections > 0).then_some(st.tcp_info),
+            verdict: None,
         }
     }
 
@@ -406,6 +422,24 @@ impl RunReport {
             human(t.bytes_per_s, "B/s"),
             human(t.msgs_per_s, "msg/s")
         );
+        let every = self
+            .config
+            .get("reply_every")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(1);
+        if every > 1 && self.duration_s > 0.0 {
+            // The line above counts replies: with one reply per N messages, the rate sent is
+            // N times it, and that is the rate asked for.
+            let sent = self.sent_msgs as f64 / self.duration_s;
+            let _ = writeln!(
+                s,
+                "  sending     {:>12}  {:>12}  {:>14}  (every {every}th message asks for a reply: \
+                 the line above is the reply rate)",
+                human(sent * 8.0 * self.size as f64, "bit/s"),
+                human(sent * self.size as f64, "B/s"),
+                human(sent, "msg/s")
+            );
+        }
         let _ = writeln!(
             s,
             "  sent        {:>12} msgs {:>14} bytes",
@@ -419,6 +453,12 @@ impl RunReport {
         let l = &self.latency_us;
         if l.count > 0 {
             let _ = writeln!(s, "  latency µs  min {:.1}  p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  p99.99 {:.1}  max {:.1}  ({} samples)", l.min, l.p50, l.p90, l.p99, l.p999, l.p9999, l.max, l.count);
+            // sockperf prints these two; the JSON had them only.
+            let _ = writeln!(
+                s,
+                "              mean {:.1}  stddev {:.1}",
+                l.mean, l.stddev
+            );
         }
         if let Some(c) = &self.cpu {
             let _ = writeln!(
@@ -631,6 +671,8 @@ pub fn merge(reports: &[RunReport]) -> Result<RunReport> {
     out.schema_version = SCHEMA_VERSION;
     out.run_id = new_run_id();
     out.intervals.clear();
+    // The verdict was the first run's command's, not the merge's.
+    out.verdict = None;
     let expected = out.recv_msgs + out.errors.lost;
     out.loss_pct = if out.mode != Mode::Sink && expected > 0 {
         100.0 * out.errors.lost as f64 / expected as f64

@@ -7,6 +7,8 @@
 mod common;
 
 use std::path::PathBuf;
+
+use base64::Engine as _;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -234,7 +236,6 @@ fn the_histogram_is_standard_compressed_v2() {
         .output()
         .unwrap();
     let v = json(&p);
-    use base64::Engine as _;
     let raw = base64::engine::general_purpose::STANDARD
         .decode(v["histogram"].as_str().unwrap())
         .unwrap();
@@ -415,4 +416,66 @@ fn short_flags_mean_what_they_mean_in_iperf3() {
         assert_eq!(out.status.code(), Some(2), "{f}: {}", text(&out));
     }
     let _ = std::fs::remove_file(&p);
+}
+
+/// Habits (sockperf, k6): mean and standard deviation in the table (they were in the JSON
+/// only); a structured verdict in the JSON (`clean`, `exit_code`, `stopped_by`).
+#[test]
+fn table_has_mean_and_stddev_and_json_a_verdict() {
+    let srv = server_on("127.0.0.1");
+    let t = addr(&srv, ServiceMode::Echo, Proto::Tcp).to_string();
+    let p = tmp("verdict.json");
+    let out = echoload(&[
+        "run",
+        &t,
+        "-t",
+        "0.2",
+        "-O",
+        "0",
+        "-q",
+        "--json",
+        p.to_str().unwrap(),
+    ]);
+    let all = text(&out);
+    assert!(all.contains("mean ") && all.contains("stddev "), "{all}");
+    let v = json(&p)["verdict"].clone();
+    assert_eq!(v["clean"], true, "{all}");
+    assert_eq!(v["exit_code"], 0, "{all}");
+    assert_eq!(v["stopped_by"], "duration", "{all}");
+    let _ = std::fs::remove_file(&p);
+}
+
+/// Bug 5: with `--reply-every` (sockperf wire) the headline rate was the reply rate ("100.00
+/// msg/s" while 10k msg/s were sent); the rate sent is shown too.
+#[test]
+fn reply_every_shows_the_rate_sent() {
+    let srv = server_on("127.0.0.1");
+    let t = addr(&srv, ServiceMode::Sockperf, Proto::Udp).to_string();
+    let out = echoload(&[
+        "run",
+        &t,
+        "-u",
+        "--wire",
+        "sockperf",
+        "-m",
+        "rate",
+        "-r",
+        "10k",
+        "--reply-every",
+        "100",
+        "-t",
+        "0.5",
+        "-O",
+        "0",
+        "-q",
+    ]);
+    let all = text(&out);
+    let line = all
+        .lines()
+        .find(|l| l.trim_start().starts_with("sending"))
+        .unwrap_or_else(|| panic!("no sending line: {all}"));
+    assert!(
+        line.contains("kmsg/s") && line.contains("every 100th"),
+        "{all}"
+    );
 }

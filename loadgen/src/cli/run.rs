@@ -359,7 +359,7 @@ impl RunArgs {
         let target = with_port(target, self.port, default_port(mode, wire))?;
         let rate = match self.bitrate {
             // -b 0: unlimited, as in iperf3.
-            Some(b) if b == 0.0 => None,
+            Some(0.0) => None,
             Some(b) => Some(b / (8.0 * self.size.max(1) as f64)),
             None => self.rate,
         };
