@@ -430,7 +430,13 @@ impl TcpState {
     fn takes_data(&self) -> bool {
         match self.phase {
             Phase::Open => true,
-            Phase::PeerDone => self.peer_fin && !self.disconnect_issued,
+            // Withdrawn for now (issue 17 item 2 stays open): taking data after the peer's FIN
+            // (`self.peer_fin && !self.disconnect_issued`) echoed the tail, but the chaos
+            // campaign then saw echoes with a gap before the tail (bytes of an earlier
+            // indication missing, a later one echoed, a clean FIN: `CAMPAIGN_ONLY=echo`, 14
+            // of 40 seeds), which is worse than the short echo this leaves. Until that is
+            // understood, data indicated after the disconnect event is dropped, as before.
+            Phase::PeerDone => false,
             Phase::Aborting => false,
         }
     }
@@ -1478,6 +1484,7 @@ mod tests {
     /// FIN: they are echoed, and our FIN goes out only after they were and the callback is
     /// over.
     #[test]
+    #[ignore = "issue 17 item 2 open: taking data after the FIN is withdrawn (see takes_data)"]
     fn bytes_of_a_receive_overlapped_by_the_fin_are_echoed_before_ours() {
         let g = RetainedBudget::new(0);
         let mut st = TcpState::new(Mode::Echo, 4096, 2, 4096, 0);
