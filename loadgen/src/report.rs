@@ -298,6 +298,20 @@ impl RunReport {
                 ),
             );
         }
+        // Many connections refused or closed at once: one summary line before the first
+        // failures' details (a server at its connection limit, say).
+        let served = st.conns_served as usize;
+        if cfg.proto == Proto::Tcp && served < cfg.conns && duration_s > 0.0 {
+            messages.insert(
+                0,
+                format!(
+                    "{} of {} connections established and served; the server refused or \
+                     closed the rest (its connection limit?)",
+                    thousands(served as f64),
+                    thousands(cfg.conns as f64)
+                ),
+            );
+        }
         if !moved && messages.is_empty() {
             messages.push(if duration_s <= 0.0 {
                 "nothing was measured (the measured window is empty)".to_string()

@@ -479,3 +479,19 @@ fn reply_every_shows_the_rate_sent() {
         "{all}"
     );
 }
+
+/// Bug 11: `-P 10000` against a server limited to 1,024 connections reported "connect 8922
+/// io 54" and reset lines; now one line says how many connections were served.
+#[test]
+fn connections_beyond_the_servers_limit_are_summed_up() {
+    let mut cfg = echoload::server::ServeConfig::loopback_ephemeral();
+    cfg.max_conns = 4;
+    let srv = echoload::server::spawn(cfg).unwrap();
+    let t = addr(&srv, ServiceMode::Echo, Proto::Tcp).to_string();
+    let out = echoload(&["run", &t, "-P", "10", "-t", "0.3", "-O", "0.1", "-q"]);
+    let all = text(&out);
+    assert!(
+        all.contains("4 of 10 connections established and served"),
+        "{all}"
+    );
+}

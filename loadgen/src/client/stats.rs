@@ -57,6 +57,8 @@ pub struct Stats {
     cpu_at_start: Option<ThreadCpu>,
     /// TCP_INFO of the connections (Linux, TCP runs).
     pub tcp_info: TcpInfoSum,
+    /// TCP: connections established and served (open at the end, or echoed before closing).
+    pub conns_served: u64,
 }
 
 /// A worker's place in the interval book.
@@ -88,6 +90,7 @@ impl Default for Stats {
             cpu: Vec::new(),
             cpu_at_start: None,
             tcp_info: TcpInfoSum::default(),
+            conns_served: 0,
         }
     }
 }
@@ -198,6 +201,7 @@ impl Stats {
         self.errors.add(&o.errors);
         self.cpu.extend(o.cpu.iter().copied());
         self.tcp_info.add(&o.tcp_info);
+        self.conns_served += o.conns_served;
         for m in &o.messages {
             self.note(m.clone());
         }

@@ -297,6 +297,11 @@ pub(crate) fn worker(w: &Worker) -> Stats {
             st.tcp_info.add(&i);
         }
     }
+    // Served: still open at the end, or echoed at least once before it ended.
+    st.conns_served += conns
+        .iter()
+        .filter(|c| !c.dead || c.s.expect_seq > 0)
+        .count() as u64;
     st
 }
 
