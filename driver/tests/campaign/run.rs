@@ -676,6 +676,18 @@ impl State<'_> {
                 Verdict::Ok => {}
                 Verdict::Corrupt(m) => self.fail(None, msg(&m)),
                 Verdict::ShortBeforeFin(m) if !disrupted => self.fail(Some(2), msg(&m)),
+                // A half-close echo cut by a reset after a clean prefix (judge_stream checked
+                // the bytes first): the same defect ending abortively. The driver refused the
+                // bytes that came with the peer's FIN (STATUS_DATA_NOT_ACCEPTED, or dropped
+                // them after the disconnect event) and closed with them unread, so the stack
+                // resets. Item 2's short echo with an RST instead of our FIN.
+                Verdict::Error(m)
+                    if !disrupted
+                        && c.what.contains("Half close")
+                        && m.contains("reset by peer") =>
+                {
+                    self.fail(Some(2), msg(&m));
+                }
                 Verdict::Error(m) if !disrupted => self.fail(None, msg(&m)),
                 Verdict::ShortBeforeFin(m) | Verdict::Error(m) => {
                     note(
