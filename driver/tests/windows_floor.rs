@@ -10,8 +10,6 @@ mod common;
 #[path = "../../wskecho-sim/src/image.rs"]
 mod image;
 
-use std::path::PathBuf;
-
 use common::harness::{self, config_with};
 use common::*;
 use control::config::{Mode, Proto};
@@ -101,31 +99,6 @@ fn builtin_driver_serves_and_unloads_on_1809_and_2004() {
         let findings = drv.unload();
         assert_clean(&findings);
     }
-}
-
-fn image_path() -> Option<PathBuf> {
-    let p = std::env::var_os("WSKECHO_SYS").map_or_else(
-        || {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../target/driver/wskecho.sys"
-            ))
-        },
-        PathBuf::from,
-    );
-    if p.is_file() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var("WSKECHO_REQUIRE_IMAGE").as_deref() != Ok("1"),
-        "{} missing (build it with `cargo xtask driver`)",
-        p.display()
-    );
-    eprintln!(
-        "SKIPPED: no driver image at {} (cargo xtask driver)",
-        p.display()
-    );
-    None
 }
 
 #[test]

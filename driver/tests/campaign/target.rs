@@ -18,28 +18,8 @@ pub enum Target {
     Image(image::ImageRun),
 }
 
-/// The image to run, if built (`cargo xtask driver`). With WSKECHO_REQUIRE_IMAGE=1 its
-/// absence is an error (CI builds it first).
-pub fn image_path() -> Option<PathBuf> {
-    let p = std::env::var_os("WSKECHO_SYS").map_or_else(
-        || {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../target/driver/wskecho.sys"
-            ))
-        },
-        PathBuf::from,
-    );
-    if p.is_file() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var("WSKECHO_REQUIRE_IMAGE").as_deref() != Ok("1"),
-        "{} missing (build it with `cargo xtask driver`)",
-        p.display()
-    );
-    None
-}
+/// The image to run, if built (`cargo xtask driver`); the driver suites' own lookup.
+pub use crate::common::image_path;
 
 /// Writes `cfg` to the driver's Parameters key in the sim registry.
 fn write_registry(cfg: &Config) {
