@@ -39,6 +39,9 @@ pub const START_PENDING: u32 = 0;
 pub const START_READY: u32 = 1;
 pub const START_FAILED: u32 = 2;
 
+/// How often (in housekeeping ticks) a failed re-creation of a dead socket is tried again.
+const REOPEN_EVERY_TICKS: u32 = 16;
+
 pub(crate) struct Driver {
     pub(crate) registration: WSK_REGISTRATION,
     pub(crate) client_npi: WSK_CLIENT_NPI,
@@ -80,6 +83,11 @@ pub(crate) struct Driver {
     pub(crate) job: Job,
     /// The housekeeper itself is closing a socket (it need not wait for its own ticks).
     pub(crate) in_hk: bool,
+    /// Services whose dead socket was closed but whose new socket failed to open (the port
+    /// still held, a transient failure): the housekeeper tries again every
+    /// `REOPEN_EVERY_TICKS` ticks until one opens or a reconfiguration removes the service.
+    /// Without it one failed re-open left the service dead until unload (issue 17 item 6).
+    pub(crate) reopen: Services,
     /// Which service owns each per-service counter slot. A slot follows the service, not its
     /// socket: re-creating a dead socket keeps the counts; a service removed by
     /// reconfiguration frees its slot. Changed only on the serialised control path.
@@ -123,6 +131,7 @@ impl Driver {
             ptr::write(ptr::addr_of_mut!((*d).conns), ConnPool::empty());
             ptr::write(ptr::addr_of_mut!((*d).job), Job::new());
             ptr::write(ptr::addr_of_mut!((*d).stats_slots), [None; MAX_SERVICES]);
+            ptr::write(ptr::addr_of_mut!((*d).reopen), Services::empty());
             &mut *d
         };
         r.perf_freq = time::frequency();
@@ -578,11 +587,19 @@ impl Driver {
                 let _ = dead.add(unsafe { (*p).service });
             }
         }
-        if dead.is_empty()
+        let retry = !self.reopen.is_empty()
+            && self
+                .hk_gen
+                .load(Ordering::Relaxed)
+                .is_multiple_of(REOPEN_EVERY_TICKS);
+        if (dead.is_empty() && !retry)
             || self.stopping.load(Ordering::SeqCst)
             || self.control_busy.swap(true, Ordering::SeqCst)
         {
             return;
+        }
+        if retry {
+            self.retry_reopen();
         }
         let timeout = u64::from(self.live.disconnect_timeout_ms());
         self.in_hk = true;
@@ -596,11 +613,43 @@ impl Driver {
             // SAFETY: captured provider; the control lock is held.
             unsafe {
                 self.close_service(service, timeout);
-                let _ = self.open_service(service);
+                if self.open_service(service).is_err() {
+                    // Tried again by the housekeeper (open_service logged why).
+                    let _ = self.reopen.add(*service);
+                }
             }
         }
         self.in_hk = false;
         self.control_busy.store(false, Ordering::SeqCst);
+    }
+
+    /// One more attempt at each service whose re-creation failed; a service the configuration
+    /// no longer has, or that is open again, leaves the list. PASSIVE_LEVEL, control lock held.
+    fn retry_reopen(&mut self) {
+        let pending = core::mem::replace(&mut self.reopen, Services::empty());
+        for service in pending.as_slice() {
+            if !self.config.services.as_slice().contains(service) || self.is_open(service) {
+                continue;
+            }
+            // SAFETY: captured provider; the control lock is held.
+            if unsafe { self.open_service(service) }.is_err() {
+                let _ = self.reopen.add(*service);
+            }
+        }
+    }
+
+    /// Whether `service` has an open socket (listener or datagram socket).
+    fn is_open(&self, service: &Service) -> bool {
+        // SAFETY: non-null entries are live sockets (only the housekeeper and the serialised
+        // control path change the tables; the control lock is held).
+        self.listeners
+            .iter()
+            .any(|&l| !l.is_null() && unsafe { (*l).service } == *service)
+            || self.udps.iter().any(|u| {
+                let p = u.load(Ordering::SeqCst);
+                // SAFETY: as above.
+                !p.is_null() && unsafe { (*p).service } == *service
+            })
     }
 
     /// # Safety

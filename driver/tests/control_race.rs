@@ -260,3 +260,33 @@ fn driver_entry_failure_returns_after_the_startup_thread_ended() {
         "the start-up thread still ran after DriverEntry failed in {still_running} of {rounds} rounds"
     );
 }
+
+/// Issue 17 item 6: a dead UDP socket whose re-creation fails once (here WskSocket fails the
+/// first time; under load the port may still be held by the old socket's last sends) must
+/// not leave the service dead until unload: the housekeeper tries again until it opens.
+/// Before the fix one failed re-open was final: the echo never came back (10 s).
+#[test]
+fn failed_recreation_of_a_dead_udp_socket_is_retried() {
+    let (cfg, ports) = config_with(V4, &[(Proto::Udp, Mode::Echo)]);
+    let drv = load(wsk_sim::Config::default(), Some(cfg)).unwrap();
+    assert!(drv.ready);
+    let to = SocketAddr::new(V4, ports[0]);
+    let u = udp_client(V4);
+    assert!(eventually_some(|| udp_roundtrip(&u, to, b"up")), "echo up");
+    let dead0 = drv.counter(Counter::DeadSockets);
+    wsk_sim::faults::fail_next(
+        wsk_sim::faults::Call::WskSocket,
+        wsk_sys::STATUS_INSUFFICIENT_RESOURCES,
+        1,
+    );
+    assert_eq!(wsk_sim::faults::kill_socket(to), 1);
+    eventually("the killed socket noticed", || {
+        drv.counter(Counter::DeadSockets) > dead0
+    });
+    let u = udp_client(V4);
+    assert!(
+        eventually_some(|| udp_roundtrip(&u, to, b"back")),
+        "the echo service never came back after one failed re-creation"
+    );
+    assert_clean(&drv.unload());
+}
