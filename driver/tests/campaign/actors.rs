@@ -99,7 +99,24 @@ pub fn judge_stream(
         ));
     }
     if let Some(i) = (0..n).find(|&i| got[i] != sent[i]) {
-        return Verdict::Corrupt(format!("{what}: byte {i} of {} differs", sent.len()));
+        // The bytes at the first difference, both ways, and how the stream ended: enough to
+        // tell a gap (a later piece echoed after a missing one) from garbage.
+        let at = |v: &[u8]| {
+            v[i..(i + 16).min(v.len())]
+                .iter()
+                .fold(String::new(), |mut s, b| {
+                    use std::fmt::Write as _;
+                    let _ = write!(s, "{b:02x}");
+                    s
+                })
+        };
+        return Verdict::Corrupt(format!(
+            "{what}: byte {i} of {} differs ({} bytes back; got {} where {} was sent; end {end:?})",
+            sent.len(),
+            got.len(),
+            at(got),
+            at(sent)
+        ));
     }
     if got.len() == sent.len() {
         // Every byte came back. A close that then ended in an error was abortive: a graceful
