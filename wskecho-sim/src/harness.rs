@@ -19,11 +19,11 @@ pub const REGISTRY_PATH: &str = "\\Registry\\Machine\\System\\CurrentControlSet\
 /// completing before, between or after the IRPs it cancelled (`close`), PASSIVE threads
 /// descheduled at their kernel calls (`preempt`), events of an accepted socket before its
 /// accept callback returns (`accept-race`), a disconnect event during a receive event
-/// (`disconnect-race`).
+/// (`disconnect-race`), completions delivered by four threads at once (`parallel-completion`).
 /// The wskecho-sim runner, a benchmark tool, keeps the kind orders.
 pub const SUITE_UNKIND: &str =
     "close,clock,progress,late-return,stall,user-process,unmapped-mdl,tiny-mdl,inline-callback,\
-     preempt,accept-race,disconnect-race";
+     preempt,accept-race,disconnect-race,parallel-completion";
 
 fn suite_orders(sim: wsk_sim::Config) -> wsk_sim::Config {
     // Included into the driver's integration tests, which are built with cfg(test).

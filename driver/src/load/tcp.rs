@@ -251,22 +251,21 @@ pub(super) fn cancel_connects(d: &Driver) {
         // SAFETY: the context's own IRP, never freed while the pool lives; a completion that
         // comes first leaves it ours and idle (cancelling a completed IRP does nothing).
         unsafe { IoCancelIrp(r.rx_irp) };
-        let (release, published) = {
-            let mut state = r.state.lock();
-            state.call_returned();
-            state.client.cancelling -= 1;
-            let release = state.client.cancelling == 0 && state.client.release_deferred;
-            if release {
-                state.client.release_deferred = false;
-            }
-            (release, !r.socket.is_null())
-        };
+        let mut state = r.state.lock();
+        state.call_returned();
+        state.client.cancelling -= 1;
+        let release = state.client.cancelling == 0 && state.client.release_deferred;
         if release {
+            state.client.release_deferred = false;
+            drop(state);
             // SAFETY: the connect ended without a socket and left it to us.
             unsafe { conn::release_unconnected(c) };
-        } else if published {
-            // SAFETY: live context with its socket: a close held back by us goes out.
-            unsafe { conn::pump(c) };
+        } else {
+            // A close held back by us goes out; entered in the critical section that ended
+            // our call (after the unlock the context may be closed and recycled). Nothing
+            // happens while the socket is unpublished.
+            // SAFETY: pooled context, its lock held by `state`.
+            unsafe { conn::pump_locked(c, state) };
         }
     }
 }
@@ -280,9 +279,12 @@ unsafe fn stream_abandon(c: *mut Conn, sock: *mut WSK_SOCKET) {
     // SAFETY: per the caller.
     unsafe {
         (*c).connecting = ptr::null_mut();
-        conn::publish_socket(c, sock);
-        (*c).state.lock().abort();
-        conn::pump(c);
+        // Published, aborted and pumped in one critical section: from its unlock on another
+        // CPU may close and recycle the context.
+        let mut state = (*c).state.lock();
+        (*c).socket = sock;
+        state.abort();
+        conn::pump_locked(c, state);
     }
 }
 
@@ -297,16 +299,12 @@ unsafe fn chain_call(c: *mut Conn, call: impl FnOnce()) {
     let r = unsafe { &*c };
     r.state.lock().call_begin();
     call();
-    let published = {
-        let mut state = r.state.lock();
-        state.call_returned();
-        !r.socket.is_null()
-    };
-    if published {
-        // A close held back by this call, or the connection's first sends, go out now.
-        // SAFETY: live context with its socket.
-        unsafe { conn::pump(c) };
-    }
+    let mut state = r.state.lock();
+    state.call_returned();
+    // A close held back by this call, or the connection's first sends, go out now (nothing
+    // while the socket is unpublished), entered before the unlock that ends our hold.
+    // SAFETY: pooled context, its lock held by `state`.
+    unsafe { conn::pump_locked(c, state) };
 }
 
 /// WskSocket(STREAM) completion: bind to the wildcard next. IRQL <= DISPATCH_LEVEL.
@@ -427,23 +425,23 @@ unsafe fn connected(d: &Driver, c: *mut Conn, sock: *mut WSK_SOCKET) {
     {
         let mut state = r.state.lock();
         state.call_begin();
-        // SAFETY: written under the context lock, as publish_socket does.
+        // SAFETY: written under the context lock, which the pump reads it under.
         unsafe { (*c).socket = sock };
     }
     // SAFETY: a connected socket with our context and dispatch (W31: after connect).
     let events = unsafe { enable_events(sock, WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT) };
+    let mut state = r.state.lock();
+    state.call_returned();
+    if events.is_err()
+        || d.stopping.load(Ordering::SeqCst)
+        || d.job.stop_requested.load(Ordering::SeqCst)
     {
-        let mut state = r.state.lock();
-        state.call_returned();
-        if events.is_err()
-            || d.stopping.load(Ordering::SeqCst)
-            || d.job.stop_requested.load(Ordering::SeqCst)
-        {
-            state.abort();
-        }
+        state.abort();
     }
-    // SAFETY: live context with its socket: a close held back by the enable goes out now.
-    unsafe { conn::pump(c) };
+    // A close held back by the enable goes out now, entered before the unlock that ends the
+    // enable's hold (after it another CPU may close and recycle the context).
+    // SAFETY: live context with its socket, its lock held by `state`.
+    unsafe { conn::pump_locked(c, state) };
 }
 
 /// WskSocketConnect completion. IRQL <= DISPATCH_LEVEL.

@@ -25,7 +25,7 @@ use wsk_sys::{
 
 use crate::driver::Driver;
 use crate::kernel::free_list::FreeList;
-use crate::kernel::lock::SpinLock;
+use crate::kernel::lock::{SpinGuard, SpinLock};
 use crate::kernel::time;
 use crate::kernel::{irp, pool};
 use crate::logic::ring::ByteRing;
@@ -324,16 +324,15 @@ impl ConnPool {
         // SAFETY: per the caller.
         let r = unsafe { &*c };
         let drv = r.drv();
-        let (kick, again) = {
-            let mut state = r.state.lock();
+        let mut state = r.state.lock();
+        let (kick, again) =
             if r.live.load(Ordering::Relaxed) && !r.socket.is_null() && !state.close_issued() {
                 Deadlines::now(drv).apply(&mut state, r.client.is_none());
                 let k = state.kick(now);
                 (k, state.needs_tick())
             } else {
                 (tcp::Kick::default(), false)
-            }
-        };
+            };
         for (hit, counter) in [
             (kick.idle_timeout, Counter::TcpIdleTimeouts),
             (kick.progress_timeout, Counter::TcpProgressTimeouts),
@@ -344,9 +343,12 @@ impl ConnPool {
             }
         }
         if kick.pump {
-            // SAFETY: live context.
-            unsafe { pump(c) };
+            // In the critical section that checked the context: a close issued and completed
+            // on another CPU after an unlock would leave this pump on a recycled context.
+            // SAFETY: live context with its socket, its lock held by `state`.
+            unsafe { pump_locked(c, state) };
         } else if again {
+            // Inside the connection lock, as everywhere (lock order).
             self.attend(r);
         }
     }
@@ -362,17 +364,15 @@ impl ConnPool {
             let c = unsafe { *self.conns.add(i) };
             // SAFETY: pooled context.
             let r = unsafe { &*c };
-            let go = {
-                let state = r.state.lock();
-                r.live.load(Ordering::Relaxed)
-                    && pick(r)
-                    && !state.close_issued()
-                    && state.wants_ticket()
-            };
+            let state = r.state.lock();
+            let go = r.live.load(Ordering::Relaxed)
+                && pick(r)
+                && !state.close_issued()
+                && state.wants_ticket();
             if go {
-                // SAFETY: live context with a socket (checked under its lock: the close is
-                // issued by the pump itself, so it cannot have started).
-                unsafe { pump(c) };
+                // SAFETY: live context (checked under its lock, which the pump is entered in:
+                // the close is issued by the pump owner, so it cannot start meanwhile).
+                unsafe { pump_locked(c, state) };
             }
         }
     }
@@ -389,24 +389,24 @@ impl ConnPool {
     pub(crate) fn shutdown_where(&self, abortive: bool, pick: impl Fn(&Conn) -> bool) {
         for i in 0..self.n {
             // SAFETY: i < n; contexts live until free().
-            let c = unsafe { &mut **self.conns.add(i) };
+            let c: *mut Conn = unsafe { *self.conns.add(i) };
+            // SAFETY: pooled context.
+            let r = unsafe { &*c };
+            let mut state = r.state.lock();
+            if !r.live.load(Ordering::Relaxed)
+                || r.socket.is_null()
+                || state.close_issued()
+                || !pick(r)
             {
-                let mut state = c.state.lock();
-                if !c.live.load(Ordering::Relaxed)
-                    || c.socket.is_null()
-                    || state.close_issued()
-                    || !pick(c)
-                {
-                    continue;
-                }
-                if abortive {
-                    state.abort();
-                } else {
-                    state.local_shutdown();
-                }
+                continue;
             }
-            // SAFETY: the context is live and active.
-            unsafe { pump(c) };
+            if abortive {
+                state.abort();
+            } else {
+                state.local_shutdown();
+            }
+            // SAFETY: live context with its socket, checked under the lock held by `state`.
+            unsafe { pump_locked(c, state) };
         }
     }
 
@@ -754,32 +754,45 @@ pub(crate) unsafe fn release_unconnected(c: *mut Conn) {
     unsafe { recycle(c) };
 }
 
-/// Makes a connected socket visible to the pump and the housekeeper.
-///
-/// # Safety
-/// `c` is the context `sock` was created for.
-pub(crate) unsafe fn publish_socket(c: *mut Conn, sock: *mut WSK_SOCKET) {
-    // SAFETY: the lock orders this write before any reader that takes it.
-    let lock = unsafe { &*ptr::addr_of!((*c).state) };
-    let _g = lock.lock();
-    // SAFETY: as above.
-    unsafe { (*c).socket = sock };
-}
-
 /// Issues the WSK calls TcpState hands out until there are none, one owner at a time.
 /// An inline completion on this thread only flags more work (C12: no recursion).
 /// IRQL <= DISPATCH_LEVEL.
 ///
+/// Only for a caller that holds the context by something the close waits for: a running
+/// receive, disconnect or accept callback (W70), or an executing call it counted. Anyone else
+/// (a completion routine, the housekeeper, a stop) decides under the lock and pumps with
+/// [`pump_locked`] in the same critical section.
+///
 /// # Safety
-/// `c` is a live pooled context.
+/// `c` is a live pooled context, held as above.
 pub(crate) unsafe fn pump(c: *mut Conn) {
+    // SAFETY: per the caller.
+    let lock = unsafe { &*ptr::addr_of!((*c).state) };
+    // SAFETY: per the caller; the guard is this context's lock.
+    unsafe { pump_locked(c, lock.lock()) };
+}
+
+/// [`pump`] with the context's lock already held by `state`, taken by the caller to record
+/// what it did (a completion, a deadline, an abort). Entering the pump in that same critical
+/// section is what keeps the context ours: only the pump owner issues the close, so once this
+/// thread owns the pump nobody else can close the socket and recycle the context under it, and
+/// if another thread owns it this one only flags more work and touches nothing after the unlock.
+/// Dropping the lock first and pumping afterwards left a window (issue 17: a send completion
+/// whose pump ran after another CPU had closed and recycled the context, and an outbound
+/// connection had taken it again with no socket yet: a NULL socket's dispatch table read, seen
+/// as a SIGSEGV in a campaign soak). A context without a socket (an outbound connect not yet
+/// published) is never pumped: whoever publishes it pumps. IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// `c` is a pooled context and `state` the guard of its lock.
+pub(crate) unsafe fn pump_locked(c: *mut Conn, mut state: SpinGuard<'_, TcpState>) {
     // SAFETY: per the caller. Contexts are shared between CPUs: fields are reached through the
     // raw pointer, and the mutable ones (state, slot buffers) only by the lock or pump owner.
     let drv = unsafe { &*(*c).drv };
     // SAFETY: as above.
     let lock = unsafe { &*ptr::addr_of!((*c).state) };
-    let mut state = lock.lock();
-    if !state.enter_pump() {
+    // SAFETY: read under the lock it is written under (take, recycle, the connect chain).
+    if unsafe { (*c).socket }.is_null() || !state.enter_pump() {
         return;
     }
     loop {
@@ -842,14 +855,15 @@ pub(crate) unsafe fn pump(c: *mut Conn) {
             break;
         }
     }
-    let attend = state.needs_tick();
-    drop(state);
-    if attend {
+    // Still under the lock (the attention list is taken inside a connection lock, never the
+    // other way round): once it drops, another CPU may close and recycle the context.
+    if state.needs_tick() {
         drv.conns.attend(
             // SAFETY: live pooled context (per the caller).
             unsafe { &*c },
         );
     }
+    drop(state);
 }
 
 /// # Safety
@@ -1004,18 +1018,18 @@ unsafe extern "win64" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) 
     } else {
         drv.count_service(r.stats_slot, Counter::SendErrors, 1);
     }
-    let last = {
-        let mut state = r.state.lock();
-        state.send_complete(s.idx, NT_SUCCESS(status));
-        state.recyclable()
-    };
-    if last {
+    let mut state = r.state.lock();
+    state.send_complete(s.idx, NT_SUCCESS(status));
+    if state.recyclable() {
+        drop(state);
         // The close completed first (W70 orders nothing): this was the last IRP.
         // SAFETY: nothing else references the context.
         unsafe { recycle(c) };
     } else {
-        // SAFETY: live context; pump re-enters only if no other thread owns it (C12).
-        unsafe { pump(c) };
+        // In the same critical section as the completion: once this IRP is no longer counted,
+        // only the pump ownership keeps the context from being closed and recycled (C12).
+        // SAFETY: live context, its lock held by `state`.
+        unsafe { pump_locked(c, state) };
     }
     irp::routine_return()
 }
@@ -1025,19 +1039,17 @@ unsafe extern "win64" fn rx_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) ->
     let c = ctx.cast::<Conn>();
     // SAFETY: completed IRP; pooled context.
     let (status, info) = unsafe { irp::result(irp) };
-    let last = {
-        // SAFETY: pooled context, kept out of the pool while this IRP is outstanding.
-        let mut state = unsafe { &*c }.state.lock();
-        state.resume_complete(NT_SUCCESS(status), info);
-        state.recyclable()
-    };
-    if last {
+    // SAFETY: pooled context, kept out of the pool while this IRP is outstanding.
+    let mut state = unsafe { &*c }.state.lock();
+    state.resume_complete(NT_SUCCESS(status), info);
+    if state.recyclable() {
+        drop(state);
         // The close cancelled this receive and completed before it (W70 orders nothing).
         // SAFETY: no IRP of the context is outstanding any more.
         unsafe { recycle(c) };
     } else {
-        // SAFETY: live context.
-        unsafe { pump(c) };
+        // SAFETY: live context, its lock held by `state` since the completion was recorded.
+        unsafe { pump_locked(c, state) };
     }
     irp::routine_return()
 }
@@ -1047,18 +1059,16 @@ unsafe extern "win64" fn disc_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) 
     let c = ctx.cast::<Conn>();
     // SAFETY: completed IRP.
     let (status, _) = unsafe { irp::result(irp) };
-    // SAFETY: pooled context.
-    let last = unsafe { &*c }
-        .state
-        .lock()
-        .disconnect_complete(NT_SUCCESS(status));
-    if last {
+    // SAFETY: pooled context, kept out of the pool while this IRP is outstanding.
+    let mut state = unsafe { &*c }.state.lock();
+    if state.disconnect_complete(NT_SUCCESS(status)) {
+        drop(state);
         // The close completed first; this was the last IRP (C20: never reuse a pending IRP).
         // SAFETY: nothing else references the context.
         unsafe { recycle(c) };
     } else {
-        // SAFETY: live context.
-        unsafe { pump(c) };
+        // SAFETY: live context, its lock held by `state` since the completion was recorded.
+        unsafe { pump_locked(c, state) };
     }
     irp::routine_return()
 }

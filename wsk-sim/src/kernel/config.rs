@@ -118,6 +118,11 @@ pub struct Config {
     pub split_indications: bool,
     /// Delayed completions wait up to this many microseconds (then reorder).
     pub max_completion_delay_us: u64,
+    /// Threads that deliver delayed completions (1 to 4). Windows completes IRPs on any
+    /// processor, several at once, two IRPs of one socket included; one thread serialises
+    /// them, which hides a completion routine racing another one (the `parallel-completion`
+    /// order turns it up to 4).
+    pub completer_threads: usize,
     /// Value reported by SIO_WSK_QUERY_IDEAL_SEND_BACKLOG.
     pub ideal_send_backlog: usize,
     /// Retained bytes per socket above which indications carry WSK_FLAG_RELEASE_ASAP.
@@ -183,6 +188,7 @@ impl Default for Config {
             max_datagrams_per_indication: 8,
             split_indications: true,
             max_completion_delay_us: 2000,
+            completer_threads: 1,
             ideal_send_backlog: 64 * 1024,
             release_asap_threshold: 256 * 1024,
             processor_count: 4,
@@ -216,6 +222,7 @@ pub const UNKIND_ORDERS: &[&str] = &[
     "preempt",
     "accept-race",
     "disconnect-race",
+    "parallel-completion",
 ];
 
 impl Config {
@@ -227,7 +234,8 @@ impl Config {
     /// (unmapped_mdl_rate 0.5), `tiny-mdl` (tiny_mdl_rate 0.1), `inline-callback`
     /// (inline_callback_rate 0.5), `clock` (delay_granularity_us 15 625), `preempt`
     /// (preempt_rate 0.05, up to 40 ms), `accept-race` (accept_race_rate 0.5, waiting up to
-    /// 20 ms), `disconnect-race` (disconnect_race_rate 0.5, waiting up to 20 ms). An unknown
+    /// 20 ms), `disconnect-race` (disconnect_race_rate 0.5, waiting up to 20 ms),
+    /// `parallel-completion` (completer_threads 4). An unknown
     /// name is an error that lists the known ones.
     pub fn with_unkind(mut self, names: &str) -> Result<Config, String> {
         for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
@@ -281,6 +289,9 @@ impl Config {
             if all || name == "disconnect-race" {
                 self.disconnect_race_rate = 0.5;
                 self.disconnect_race_us = 20_000;
+            }
+            if all || name == "parallel-completion" {
+                self.completer_threads = 4;
             }
         }
         Ok(self)

@@ -38,6 +38,7 @@ pub(crate) fn start(cfg: config::Config) {
     schedule::reset(cfg.seed);
     pool::clear_tally();
     preempt::configure(cfg.preempt_rate, cfg.preempt_us);
+    crate::wsk::complete::configure(cfg.completer_threads);
     state::start(cfg);
 }
 

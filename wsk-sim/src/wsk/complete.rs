@@ -1,6 +1,7 @@
 //! How the provider finishes IRPs: inline, or pended and completed later on another thread
 //! (possibly before STATUS_PENDING is even returned), reordered, at a scheduled IRQL.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -16,36 +17,63 @@ struct Deferred {
 static QUEUE: Mutex<Vec<Deferred>> = Mutex::new(Vec::new());
 static WAKE: Condvar = Condvar::new();
 
+/// Most completer threads a run can ask for (`Config::completer_threads`).
+const MAX_COMPLETERS: usize = 4;
+
+/// Completer threads taking part in this run (the others wait): set at `init`.
+static COMPLETERS: AtomicUsize = AtomicUsize::new(1);
+
+/// Takes the run's completer count (at `init`), 1 to [`MAX_COMPLETERS`].
+pub(crate) fn configure(threads: usize) {
+    COMPLETERS.store(threads.clamp(1, MAX_COMPLETERS), Ordering::SeqCst);
+    WAKE.notify_all();
+}
+
 fn ensure_thread() {
     static STARTED: OnceLock<()> = OnceLock::new();
     STARTED.get_or_init(|| {
-        std::thread::Builder::new()
-            .name("wsk-sim-completer".into())
-            .spawn(|| crate::kernel::state::sim_thread_main(completer))
-            .expect("spawn completer");
+        for i in 0..MAX_COMPLETERS {
+            std::thread::Builder::new()
+                .name(format!("wsk-sim-completer-{i}"))
+                .spawn(move || crate::kernel::state::sim_thread_main(move || completer(i)))
+                .expect("spawn completer");
+        }
     });
 }
 
-fn completer() {
+/// Completer thread `me`: delivers due completions, any due one first, while `me` is below the
+/// run's completer count. With several, two completions (of one socket too) run at once, as
+/// on a multiprocessor, and one routine that stalls holds up none of the others.
+fn completer(me: usize) {
     crate::kernel::state::mark_sim_thread();
     let mut q = QUEUE.lock().unwrap_or_else(PoisonError::into_inner);
     loop {
         let now = Instant::now();
-        let due: Vec<usize> = (0..q.len()).filter(|&i| q[i].due <= now).collect();
+        let active = me < COMPLETERS.load(Ordering::SeqCst);
+        let due: Vec<usize> = if active {
+            (0..q.len()).filter(|&i| q[i].due <= now).collect()
+        } else {
+            Vec::new()
+        };
         if !due.is_empty() {
             // Completions are reordered: any due one may go first.
             let pick = due[crate::kernel::schedule::range(0, due.len() - 1)];
             let d = q.swap_remove(pick);
             drop(q);
+            // Another due one may be waiting: a sleeping completer takes it meanwhile.
+            WAKE.notify_one();
             complete_now(d.irp as PIRP, d.status, d.info);
             q = QUEUE.lock().unwrap_or_else(PoisonError::into_inner);
             continue;
         }
-        let wait = q
-            .iter()
-            .map(|d| d.due.saturating_duration_since(now))
-            .min()
-            .unwrap_or(Duration::from_millis(100));
+        let wait = if active {
+            q.iter()
+                .map(|d| d.due.saturating_duration_since(now))
+                .min()
+                .unwrap_or(Duration::from_millis(100))
+        } else {
+            Duration::from_millis(100)
+        };
         q = WAKE
             .wait_timeout(q, wait)
             .unwrap_or_else(PoisonError::into_inner)
