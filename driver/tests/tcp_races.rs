@@ -65,7 +65,6 @@ fn half_close_tries(stream: bool, tries: u64) -> Vec<String> {
 /// Issue 17 item 2: every byte indicated before the peer's FIN is echoed before ours goes
 /// out, whatever the order of the last receive event and the disconnect event.
 #[test]
-#[ignore = "issue 17 item 2 open: its fix was withdrawn (see driver/src/logic/tcp.rs takes_data); un-ignore with the fix"]
 fn half_close_echoes_every_byte_before_our_fin() {
     for stream in [false, true] {
         let bad = half_close_tries(stream, 25);

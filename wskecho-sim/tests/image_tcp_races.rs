@@ -120,7 +120,6 @@ fn wait_all_closed(run: &image::ImageRun) -> (u64, u64) {
 /// Issue 17 item 2 on the image: 25 tries per listener kind of 1,500 bytes then a half-close;
 /// every byte must come back, then our FIN.
 #[test]
-#[ignore = "issue 17 item 2 open: its fix was withdrawn (see driver/src/logic/tcp.rs takes_data); un-ignore with the fix"]
 fn image_half_close_echoes_every_byte_before_our_fin() {
     let Some(path) = image_path() else { return };
     for stream in [false, true] {

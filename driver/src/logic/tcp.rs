@@ -197,6 +197,10 @@ pub struct TcpState {
     query_pending: bool,
     /// The peer's FIN arrived.
     peer_fin: bool,
+    /// We stopped taking data ourselves (an idle limit, a job stop, an unload): what is
+    /// indicated from here on is dropped, whatever arrives later (the peer's FIN included),
+    /// so that no byte after a dropped one is ever echoed.
+    local_stop: bool,
     /// The housekeeper's next visit pumps (work that may not start where it was found: the
     /// accept callback).
     pump_due: bool,
@@ -273,6 +277,7 @@ impl TcpState {
             close_completed: false,
             query_pending: false,
             peer_fin: false,
+            local_stop: false,
             pump_due: false,
             wait_peer_fin: false,
             shutdown_limit: 0,
@@ -421,20 +426,20 @@ impl TcpState {
         }
     }
 
-    /// Whether indicated data is still echoed: while open. The aim (issue 17 item 2) is to
-    /// echo whatever a receive callback indicates before the peer's FIN even when the
-    /// disconnect event ran first on another thread (G23), with our FIN waiting for the
-    /// callback (`teardown_work` already does); that step is withdrawn for now, see below.
+    /// Whether indicated data is still echoed: while open, and after the peer's FIN until
+    /// our own FIN is issued (issue 17 item 2). A receive callback may be indicated before
+    /// the FIN and still be deciding when the disconnect event runs on another thread (G1,
+    /// G23): its bytes came before the FIN and are echoed, our FIN waiting for the callback
+    /// (`teardown_work`). Nothing is taken once we stopped taking data ourselves
+    /// (`local_stop`): had a local stop's dropped bytes been followed by the peer's FIN, the
+    /// bytes that came with the FIN would have been echoed after a gap (what the chaos
+    /// campaign found when this step was first tried: an unload's graceful stop, then the
+    /// client's last write and FIN).
     fn takes_data(&self) -> bool {
         match self.phase {
             Phase::Open => true,
-            // Withdrawn for now (issue 17 item 2 stays open): taking data after the peer's FIN
-            // (`self.peer_fin && !self.disconnect_issued`) echoed the tail, but the chaos
-            // campaign then saw echoes with a gap before the tail (bytes of an earlier
-            // indication missing, a later one echoed, a clean FIN: `CAMPAIGN_ONLY=echo`, 14
-            // of 40 seeds), which is worse than the short echo this leaves. Until that is
-            // understood, data indicated after the disconnect event is dropped, as before.
-            Phase::PeerDone | Phase::Aborting => false,
+            Phase::PeerDone => self.peer_fin && !self.local_stop && !self.disconnect_issued,
+            Phase::Aborting => false,
         }
     }
 
@@ -1020,12 +1025,15 @@ impl TcpState {
     /// Peer closed its sending half (WskDisconnectEvent without WSK_FLAG_ABORTIVE).
     pub fn peer_graceful(&mut self) {
         self.peer_fin = true;
-        self.local_shutdown();
+        if self.phase == Phase::Open {
+            self.phase = Phase::PeerDone;
+        }
     }
 
     /// Local graceful stop (unload, end of a load job): no new data taken or generated, what is
     /// queued goes out, then FIN.
     pub fn local_shutdown(&mut self) {
+        self.local_stop = true;
         if self.phase == Phase::Open {
             self.phase = Phase::PeerDone;
         }
@@ -1481,7 +1489,6 @@ mod tests {
     /// FIN: they are echoed, and our FIN goes out only after they were and the callback is
     /// over.
     #[test]
-    #[ignore = "issue 17 item 2 open: taking data after the FIN is withdrawn (see takes_data)"]
     fn bytes_of_a_receive_overlapped_by_the_fin_are_echoed_before_ours() {
         let g = RetainedBudget::new(0);
         let mut st = TcpState::new(Mode::Echo, 4096, 2, 4096, 0);
@@ -1518,6 +1525,33 @@ mod tests {
         let mut st = TcpState::new(Mode::Echo, 4096, 2, 4096, 0);
         st.local_shutdown();
         assert_eq!(st.on_receive(10, false, &g), RecvDecision::Drop);
+    }
+
+    /// Issue 17 item 2, the gap: a local stop (unload, job stop, idle limit) drops what is
+    /// indicated; the peer's FIN that follows must not make the bytes that come with it
+    /// echoed after the dropped ones (the campaign's "byte 1444 of 1500 differs": 53 bytes
+    /// dropped, the last 3 echoed, a clean FIN).
+    #[test]
+    fn nothing_is_echoed_after_bytes_a_local_stop_dropped() {
+        let g = RetainedBudget::new(0);
+        for overlapped in [false, true] {
+            let mut st = TcpState::new(Mode::Echo, 4096, 2, 4096, 0);
+            assert_eq!(st.on_receive(10, false, &g), RecvDecision::Copy { n: 10 });
+            assert!(st.ring.commit(10));
+            st.local_shutdown();
+            assert_eq!(st.on_receive(53, false, &g), RecvDecision::Drop);
+            st.rx_callback_end();
+            // The peer's FIN, during the callback carrying the last bytes or before it.
+            if overlapped {
+                st.receive_running();
+            }
+            st.peer_graceful();
+            assert_eq!(
+                st.on_receive(3, false, &g),
+                RecvDecision::Drop,
+                "bytes after a dropped indication taken (overlapped {overlapped})"
+            );
+        }
     }
 
     /// Issue 17 item 7: while the accept callback runs, nothing closes the socket being

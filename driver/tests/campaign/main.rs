@@ -36,7 +36,7 @@ use plan::Plan;
 /// Issue 17 items whose symptoms the campaign finds on main and that other branches fix: seen
 /// here they are reported, not failed, unless CAMPAIGN_STRICT=1. The lead empties this list
 /// as the fixes merge (and un-ignores the matching regression tests below).
-const OPEN_ITEMS: &[u32] = &[2];
+const OPEN_ITEMS: &[u32] = &[];
 
 /// The CI run's first seed and count (about 4 minutes on 2 cores; see docs/campaign.md).
 const CI_BASE: u64 = 0xca4b_0000;
@@ -305,7 +305,6 @@ fn regression_item_1_connect_completion_racing_stop() {
 /// Item 2: a client writes and half-closes under the disconnect-race order and gets the
 /// server's FIN before the last bytes of its echo.
 #[test]
-#[ignore = "issue 17 item 2 open (echo tail dropped before FIN; its fix was withdrawn, see logic/tcp.rs takes_data): un-ignore when it is fixed"]
 fn regression_item_2_echo_tail_before_fin() {
     regression(2, Some("echo"), &[0xca4b_0000, 0xca4b_0001, 0xca4b_0003], 2);
 }
