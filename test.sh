@@ -97,7 +97,7 @@ stage "end to end: built-in driver and the shipped image (wskecho-sim + echoload
 # command, then checks the clean unload; both runs must pass the same list.
 cargo build --release --quiet -p wskecho-sim -p loadgen
 for mode in builtin image; do
-    sim=(target/release/wskecho-sim)
+    sim=(target/release/wskecho-sim --draws)
     [ "$mode" = image ] && sim+=(--sys target/driver/wskecho.sys)
     E2E_LABEL=$mode timeout 600 scripts/e2e.sh "${sim[@]}" | tee "target/e2e-$mode.txt" || true
     steps_pass=$((steps_pass + $(grep -c '^e2e .* ok$' "target/e2e-$mode.txt" || true)))

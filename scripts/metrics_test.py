@@ -114,7 +114,7 @@ def main():
     check(val(s1, "echoload_server_tcp_connections_accepted_total") == 2, "serve: 2 connections accepted")
 
     # 3. the driver (inside wskecho-sim) through echoload driver exporter
-    start(SIM, "--duration", "30", "--control", f"{HOST}:{SIM_CONTROL}", "--services",
+    start(SIM, "--draws", "--duration", "30", "--control", f"{HOST}:{SIM_CONTROL}", "--services",
           f"echo,tcp,{SIM_ECHO},{HOST}")
     for _ in range(50):
         if subprocess.run([ECHOLOAD, "driver", "--control", f"{HOST}:{SIM_CONTROL}", "status"],

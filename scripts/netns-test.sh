@@ -157,7 +157,7 @@ wait_port 9464 || { bad "echoload serve metrics did not come up"; cat "$tmp/serv
 phase serve 7007 9464 echoload_server_received_bytes_total echoload_server_sent_bytes_total
 
 stage "phase 2: wskecho-sim + driver exporter"
-ip netns exec "$srv" timeout 120 "$bin/wskecho-sim" --duration 100 --control 127.0.0.1:7070 \
+ip netns exec "$srv" timeout 120 "$bin/wskecho-sim" --draws --duration 100 --control 127.0.0.1:7070 \
     --services "echo,tcp,7107,$srv_ip" > "$tmp/sim.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do

@@ -198,7 +198,7 @@ step wine_serve_udp_pingpong lrun wine_serve_udp_pingpong --target 127.0.0.1:$we
 
 # The driver inside wsk-sim (as in test.sh's end-to-end stage).
 se=$((base + 8)) sd=$((base + 9))
-$bin/wskecho-sim --duration 300 --no-control \
+$bin/wskecho-sim --draws --duration 300 --no-control \
     --services "echo,tcp,$se,127.0.0.1;echo,udp,$se,127.0.0.1;discard,tcp,$sd,127.0.0.1" \
     >"$work/sim.log" 2>&1 &
 sim=$!

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 const USAGE: &str =
     "usage: wskecho-sim [--duration TIME] [--control ADDR | --no-control] [--seed N]
-                   [--param NAME=DWORD]... [--services LIST] [--cpus N] [--plain]
+                   [--param NAME=DWORD]... [--services LIST] [--cpus N] [--draws]
                    [--datagrams-per-list N] [--sys PATH [--no-stack-probe]]
   Runs the wskecho driver inside wsk-sim on 127.0.0.1 with the default services
   (echo tcp+udp 7007, discard tcp+udp 7009, source tcp 7019, sockperf tcp+udp 11111).
@@ -40,8 +40,13 @@ const USAGE: &str =
   --duration takes seconds (5, 1.5) or a duration (2s, 500ms, 1m). --cpus sets how many
   processors the simulator presents to the driver (default 4, whatever the host has).
   SIGINT and SIGTERM end the run like --duration: final counters and the leak verdict.
-  --plain starts from wsk-sim's plain configuration (no random pending/IRQL choices, one
-  indication entry per receive), for clean per-path measurements. --datagrams-per-list N
+  Timing is realistic by default: every call that can complete inline does, callbacks and
+  completions run at PASSIVE_LEVEL, all available data is indicated at once, so ping-pong
+  latencies are the driver's own. --draws turns on the simulator's bug-finding draws instead
+  (random pending and IRQL, completions delayed up to 2 ms and reordered, TCP data split over
+  1-3 random indications): what the test suites and end-to-end runs use; they find races, they
+  do not model a network (TCP ping-pong p50 then about 7x UDP's). --plain is the default and
+  kept for old scripts. --datagrams-per-list N
   lets one WskReceiveFromEvent list hold up to N queued datagrams (a seeded draw of 1..N;
   default 8), e.g. 64 to measure batched UDP echo under bursts.
   --sys runs the driver image at PATH (e.g. target/driver/wskecho.sys from `cargo xtask
@@ -57,7 +62,7 @@ struct Args {
     params: Vec<(String, u32)>,
     services: Option<Vec<String>>,
     cpus: Option<u32>,
-    plain: bool,
+    draws: bool,
     datagrams_per_list: Option<usize>,
     sys: Option<String>,
     stack_probe: bool,
@@ -71,7 +76,7 @@ fn parse() -> Result<Args, String> {
         params: Vec::new(),
         services: None,
         cpus: None,
-        plain: false,
+        draws: false,
         datagrams_per_list: None,
         sys: None,
         stack_probe: true,
@@ -116,7 +121,8 @@ fn parse() -> Result<Args, String> {
                         .ok_or_else(|| format!("bad --cpus {v}: 1 to {MAX_SIM_CPUS}"))?,
                 );
             }
-            "--plain" => a.plain = true,
+            "--plain" => a.draws = false,
+            "--draws" => a.draws = true,
             "--datagrams-per-list" => {
                 let v = it.next().ok_or("--datagrams-per-list needs N")?;
                 a.datagrams_per_list = Some(
@@ -255,11 +261,25 @@ fn main() -> ExitCode {
             note!("wskecho-sim: cannot install Ctrl-C handler: {e}");
         }
     }
-    let mut sim = if args.plain {
-        wsk_sim::Config::plain()
-    } else {
+    let mut sim = if args.draws {
         wsk_sim::Config::default()
+    } else {
+        wsk_sim::Config::plain()
     };
+    if args.draws {
+        note!(
+            "wskecho-sim: the simulator's draws are on (--draws: random pending and IRQL, \
+             completions delayed up to {} us, split indications): for finding races, not for \
+             timing",
+            sim.max_completion_delay_us
+        );
+    } else {
+        note!(
+            "wskecho-sim: realistic timing (inline completions, PASSIVE_LEVEL, whole \
+             indications): latencies are the driver's own; --draws for the test suites' \
+             bug-finding draws"
+        );
+    }
     sim.print_dbg = true;
     if let Some(s) = args.seed {
         sim.seed = s;
