@@ -343,8 +343,12 @@ impl State<'_> {
             Ev::KillService { pick } => {
                 let live = self.live();
                 let s = live[pick as usize % live.len()];
+                // Disrupted from before the kill: a client may see its reset while
+                // kill_socket still runs (a reset ending before a later `now()` was judged a
+                // failure: seed 0xca4b0040, `CAMPAIGN_ONLY=udp,sockperf,kill,services`).
+                let from = Instant::now();
                 let n = wsk_sim::faults::kill_socket(SocketAddr::new(s.bind, s.port));
-                self.disrupt(Some(s.port), Instant::now(), None);
+                self.disrupt(Some(s.port), from, None);
                 format!("{s}: {n} socket(s) killed")
             }
             Ev::AnswerConnects => match self.blackhole.answer() {
