@@ -5,6 +5,7 @@
 //! Which state each room owns: `serve` the listeners, the connection pool and the UDP sockets;
 //! `load` the outbound load job; this file hands them the driver and decides when.
 
+use control::config::Limit;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -408,7 +409,7 @@ impl Driver {
             return Err(STATUS_DEVICE_NOT_READY);
         }
         let old = self.config.services.clone();
-        let timeout = u64::from(self.live.disconnect_timeout_ms());
+        let timeout = u64::from(self.live.get(Limit::DisconnectTimeoutMs));
         // Subsets of valid lists: adding to an empty list cannot conflict or overflow.
         let mut removed = Services::empty();
         for s in old.as_slice() {
@@ -492,7 +493,7 @@ impl Driver {
         closed: Option<&Services>,
         limits_changed: bool,
     ) {
-        let timeout = u64::from(self.live.disconnect_timeout_ms());
+        let timeout = u64::from(self.live.get(Limit::DisconnectTimeoutMs));
         for (k, s) in added.as_slice().iter().enumerate() {
             if opened & 1 << k != 0 {
                 // SAFETY: opened by the failed call.
@@ -531,7 +532,7 @@ impl Driver {
                 *l = ptr::null_mut();
             }
         }
-        let timeout = u64::from(self.live.disconnect_timeout_ms());
+        let timeout = u64::from(self.live.get(Limit::DisconnectTimeoutMs));
         // 2. Connections: echo what is queued, FIN, then close; abort whatever is left.
         self.conns.shutdown_all(false);
         time::wait_until(timeout, || self.conns.active() == 0);
@@ -601,7 +602,7 @@ impl Driver {
         if retry {
             self.retry_reopen();
         }
-        let timeout = u64::from(self.live.disconnect_timeout_ms());
+        let timeout = u64::from(self.live.get(Limit::DisconnectTimeoutMs));
         self.in_hk = true;
         for service in dead.as_slice() {
             crate::kernel::log::log_err!(

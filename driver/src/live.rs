@@ -18,24 +18,19 @@
 
 use core::cell::UnsafeCell;
 use core::net::IpAddr;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
-use control::config::{Cidr, Limits, UdpGuard, MAX_ALLOWED_SOURCES};
+use control::config::{Apply, Cidr, Limit, Limits, UdpGuard, LIMIT_COUNT, MAX_ALLOWED_SOURCES};
 use heapless::Vec;
 
 /// One buffer of the allow-list.
 type List = Vec<Cidr, MAX_ALLOWED_SOURCES>;
 
 pub(crate) struct LiveLimits {
-    zero_copy: AtomicBool,
-    max_retained_per_conn: AtomicU32,
-    disconnect_timeout_ms: AtomicU32,
-    idle_timeout_ms: AtomicU32,
-    progress_timeout_ms: AtomicU32,
-    retain_timeout_ms: AtomicU32,
-    udp_rate_per_source: AtomicU32,
-    /// The UDP guard's five switches, one bit each (see `guard_bits`).
-    udp_guard: AtomicU32,
+    /// Every limit of control's table, indexed by [`Limit`]; those that apply live
+    /// ([`Apply::Live`]) are republished by each `config set`, the restart-only ones keep the
+    /// value the pools were sized from.
+    values: [AtomicU32; LIMIT_COUNT],
     lists: [UnsafeCell<List>; 2],
     /// Index of the list readers use.
     active: AtomicUsize,
@@ -48,55 +43,32 @@ pub(crate) struct LiveLimits {
 // atomic.
 unsafe impl Sync for LiveLimits {}
 
-/// The guard's switches as bits (order of `UdpGuard`'s fields).
-fn guard_bits(g: UdpGuard) -> u32 {
-    u32::from(g.drop_broadcast)
-        | u32::from(g.drop_privileged_ports) << 1
-        | u32::from(g.drop_service_ports) << 2
-        | u32::from(g.drop_special_sources) << 3
-        | u32::from(g.rate_exempt_loopback) << 4
-}
-
-/// True when `new` differs from `old` only in what [`LiveLimits`] carries.
+/// True when `new` differs from `old` only in what [`LiveLimits`] applies live.
 pub(crate) fn only_live_changes(old: &Limits, new: &Limits) -> bool {
-    old.max_connections == new.max_connections
-        && old.max_retained_total == new.max_retained_total
-        && old.send_ring_bytes == new.send_ring_bytes
-        && old.udp_send_contexts == new.udp_send_contexts
+    old.only_live_changes(new)
 }
 
 impl LiveLimits {
     /// The values of `l`. PASSIVE_LEVEL (driver creation).
     pub(crate) fn new(l: &Limits) -> Self {
         let s = LiveLimits {
-            zero_copy: AtomicBool::new(false),
-            max_retained_per_conn: AtomicU32::new(0),
-            disconnect_timeout_ms: AtomicU32::new(0),
-            idle_timeout_ms: AtomicU32::new(0),
-            progress_timeout_ms: AtomicU32::new(0),
-            retain_timeout_ms: AtomicU32::new(0),
-            udp_rate_per_source: AtomicU32::new(0),
-            udp_guard: AtomicU32::new(0),
+            values: Limit::ALL.map(|id| AtomicU32::new(l.get(id))),
             lists: [UnsafeCell::new(List::new()), UnsafeCell::new(List::new())],
             active: AtomicUsize::new(0),
             readers: [AtomicUsize::new(0), AtomicUsize::new(0)],
         };
-        s.store_scalars(l);
         // SAFETY: not shared yet.
         unsafe { fill(&mut *s.lists[0].get(), l.allowed_sources()) };
         s
     }
 
+    /// Stores the live limits of `l` (the restart-only ones keep their start-up values).
     fn store_scalars(&self, l: &Limits) {
-        let st = |a: &AtomicU32, v: u32| a.store(v, Ordering::Relaxed);
-        self.zero_copy.store(l.zero_copy, Ordering::Relaxed);
-        st(&self.max_retained_per_conn, l.max_retained_per_conn);
-        st(&self.disconnect_timeout_ms, l.disconnect_timeout_ms);
-        st(&self.idle_timeout_ms, l.idle_timeout_ms);
-        st(&self.progress_timeout_ms, l.progress_timeout_ms);
-        st(&self.retain_timeout_ms, l.retain_timeout_ms);
-        st(&self.udp_rate_per_source, l.udp_rate_per_source);
-        st(&self.udp_guard, guard_bits(l.udp_guard));
+        for (id, a) in Limit::ALL.into_iter().zip(&self.values) {
+            if id.spec().apply == Apply::Live {
+                a.store(l.get(id), Ordering::Relaxed);
+            }
+        }
     }
 
     /// Publishes `l` to the data path: scalars at once, the allow-list by a swap once no
@@ -159,35 +131,26 @@ impl LiveLimits {
         }
     }
 
-    pub(crate) fn zero_copy(&self) -> bool {
-        self.zero_copy.load(Ordering::Relaxed)
+    /// The current value of `limit` (a switch as 0/1). Any IRQL (one atomic load).
+    pub(crate) fn get(&self, limit: Limit) -> u32 {
+        self.values
+            .get(limit as usize)
+            .map_or(0, |a| a.load(Ordering::Relaxed))
     }
-    pub(crate) fn max_retained_per_conn(&self) -> u32 {
-        self.max_retained_per_conn.load(Ordering::Relaxed)
+
+    /// The current value of the switch `limit`. Any IRQL.
+    pub(crate) fn on(&self, limit: Limit) -> bool {
+        self.get(limit) != 0
     }
-    pub(crate) fn disconnect_timeout_ms(&self) -> u32 {
-        self.disconnect_timeout_ms.load(Ordering::Relaxed)
-    }
-    pub(crate) fn idle_timeout_ms(&self) -> u32 {
-        self.idle_timeout_ms.load(Ordering::Relaxed)
-    }
-    pub(crate) fn progress_timeout_ms(&self) -> u32 {
-        self.progress_timeout_ms.load(Ordering::Relaxed)
-    }
-    pub(crate) fn retain_timeout_ms(&self) -> u32 {
-        self.retain_timeout_ms.load(Ordering::Relaxed)
-    }
-    pub(crate) fn udp_rate_per_source(&self) -> u32 {
-        self.udp_rate_per_source.load(Ordering::Relaxed)
-    }
+
+    /// The UDP guard's switches as they are now. Any IRQL.
     pub(crate) fn udp_guard(&self) -> UdpGuard {
-        let b = self.udp_guard.load(Ordering::Relaxed);
         UdpGuard {
-            drop_broadcast: b & 1 != 0,
-            drop_privileged_ports: b & 1 << 1 != 0,
-            drop_service_ports: b & 1 << 2 != 0,
-            drop_special_sources: b & 1 << 3 != 0,
-            rate_exempt_loopback: b & 1 << 4 != 0,
+            drop_broadcast: self.on(Limit::UdpDropBroadcast),
+            drop_privileged_ports: self.on(Limit::UdpDropPrivilegedPorts),
+            drop_service_ports: self.on(Limit::UdpDropServicePorts),
+            drop_special_sources: self.on(Limit::UdpDropSpecialSources),
+            rate_exempt_loopback: self.on(Limit::UdpRateExemptLoopback),
         }
     }
 }
@@ -205,7 +168,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn guard_bits_round_trip() {
+    fn guard_switches_round_trip() {
         let mut l = Limits::default();
         for bits in 0..32u32 {
             l.udp_guard = UdpGuard {
@@ -217,6 +180,28 @@ mod tests {
             };
             let live = LiveLimits::new(&l);
             assert_eq!(live.udp_guard(), l.udp_guard);
+        }
+    }
+
+    /// Every limit reads back as set; a publish changes the live ones only.
+    #[test]
+    fn publish_changes_live_limits_only() {
+        let old = Limits::default();
+        let live = LiveLimits::new(&old);
+        let mut new = old.clone();
+        for id in Limit::ALL {
+            let s = id.spec();
+            // A valid value other than the default (the ring size stays a power of two).
+            let v = if s.default == s.max { s.min } else { s.max };
+            new.set(id, v).unwrap();
+        }
+        assert!(live.publish(&new, 100));
+        for id in Limit::ALL {
+            let want = match id.spec().apply {
+                Apply::Live => new.get(id),
+                Apply::Restart => old.get(id),
+            };
+            assert_eq!(live.get(id), want, "{id:?}");
         }
     }
 }

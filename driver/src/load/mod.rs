@@ -9,6 +9,7 @@
 mod tcp;
 mod udp;
 
+use control::config::Limit;
 use core::net::SocketAddr;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
@@ -215,7 +216,7 @@ pub(crate) fn close(d: &Driver) {
         d.hk_gen.load(Ordering::SeqCst).wrapping_sub(g0) >= 2
     });
     // SAFETY: taken out of the job; the job is stopping, so no new send starts.
-    unsafe { UdpJob::close_and_free(u, u64::from(d.live.disconnect_timeout_ms())) };
+    unsafe { UdpJob::close_and_free(u, u64::from(d.live.get(Limit::DisconnectTimeoutMs))) };
 }
 
 /// Ends the job's connections gracefully (no new messages, FIN after the last send).
@@ -267,7 +268,7 @@ pub(crate) fn tick(d: &Driver) {
                 .is_ok()
         {
             // SAFETY: taken out of the job; no send in flight, none can start (stopping).
-            unsafe { UdpJob::close_and_free(u, u64::from(d.live.disconnect_timeout_ms())) };
+            unsafe { UdpJob::close_and_free(u, u64::from(d.live.get(Limit::DisconnectTimeoutMs))) };
         }
     }
     let udp_open = !j.udp.load(Ordering::SeqCst).is_null();
@@ -276,7 +277,7 @@ pub(crate) fn tick(d: &Driver) {
         JobState::Stopping
             if time::now()
                 >= j.deadline.load(Ordering::SeqCst)
-                    + u64::from(d.live.disconnect_timeout_ms()) * d.perf_freq / 1000
+                    + u64::from(d.live.get(Limit::DisconnectTimeoutMs)) * d.perf_freq / 1000
                 && d.conns.count_where(tcp::is_job) > 0 =>
         {
             // Graceful close bounded (C34): whatever is left is aborted.

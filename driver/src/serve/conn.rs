@@ -8,6 +8,7 @@
 //! [`ClientHooks`] (pacing, counting, checking what comes back); a served connection has none,
 //! and nothing here knows what a client is for.
 
+use control::config::Limit;
 use core::cell::UnsafeCell;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -122,10 +123,10 @@ impl Deadlines {
         let l = &drv.live;
         let ms = |v: u32| u64::from(v) * drv.perf_freq / 1000;
         Deadlines {
-            shutdown: ms(l.disconnect_timeout_ms()).max(1),
-            idle: ms(l.idle_timeout_ms()),
-            progress: ms(l.progress_timeout_ms()),
-            retain: ms(l.retain_timeout_ms()),
+            shutdown: ms(l.get(Limit::DisconnectTimeoutMs)).max(1),
+            idle: ms(l.get(Limit::IdleTimeoutMs)),
+            progress: ms(l.get(Limit::ProgressTimeoutMs)),
+            retain: ms(l.get(Limit::RetainTimeoutMs)),
         }
     }
 
@@ -544,7 +545,7 @@ impl Conn {
             0,
             MAX_SLOTS,
             16 * 1024,
-            drv.live.max_retained_per_conn() as usize,
+            drv.live.get(Limit::MaxRetainedPerConn) as usize,
         );
         // The accept callback runs until `accepted` ends it: no close before (W49).
         state.accept_begin();
@@ -1187,7 +1188,7 @@ unsafe fn receive(
     // started, so theirs have returned, W45): their slots are free for this indication.
     let zc_ok = entries <= MAX_SLOTS
         && flags & WSK_FLAG_RELEASE_ASAP == 0
-        && drv.live.zero_copy()
+        && drv.live.on(Limit::ZeroCopy)
         && lens.iter().take(entries).sum::<usize>() == bytes_indicated;
     let decision = {
         let mut state = r.state.lock();
@@ -1198,7 +1199,7 @@ unsafe fn receive(
             state = r.state.lock();
         }
         // A live limit (config set): read for every indication, not once at attach.
-        state.set_per_conn_budget(drv.live.max_retained_per_conn() as usize);
+        state.set_per_conn_budget(drv.live.get(Limit::MaxRetainedPerConn) as usize);
         let d = if zc_ok {
             state.on_receive_list(&lens[..entries], true, &drv.budget)
         } else {

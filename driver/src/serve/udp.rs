@@ -26,6 +26,7 @@
 //! default); each drop is counted under its reason and simply leaves the datagram out of the
 //! batch.
 
+use control::config::Limit;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 
@@ -173,7 +174,7 @@ impl UdpSock {
                 service: *service,
                 inner: SpinLock::new(Inner {
                     free: FreeList::empty(),
-                    rate: RateLimiter::new(drv.live.udp_rate_per_source(), drv.perf_freq),
+                    rate: RateLimiter::new(drv.live.get(Limit::UdpRatePerSource), drv.perf_freq),
                     closed: false,
                     releasing: 0,
                     abandoned: 0,
@@ -578,7 +579,7 @@ unsafe extern "win64" fn receive_from_event(
                 if !{
                     let mut inner = u.inner.lock();
                     // UdpRateLimitPerSource may change while running (live limits).
-                    inner.rate.set_rate(drv.live.udp_rate_per_source());
+                    inner.rate.set_rate(drv.live.get(Limit::UdpRatePerSource));
                     inner.rate.allow(&ip, time::now())
                 } {
                     drv.count_service(u.stats_slot, Counter::UdpDropRate, 1);
