@@ -21,12 +21,17 @@
 
 mod common;
 
+#[allow(clippy::large_types_passed_by_value)]
+#[path = "../../wskecho-sim/src/image.rs"]
+mod image;
+
 use std::time::{Duration, Instant};
 
 use common::harness::{config_with, load};
 use common::*;
 use control::config::{Mode, Proto};
 use control::ioctl::*;
+use wsk_sim::registry::{set_value, RegValue};
 
 /// Jobs per run (WSKECHO_STALE_PUMP_JOBS, default 60): each one recycles up to 64 contexts.
 fn jobs() -> u64 {
@@ -36,11 +41,86 @@ fn jobs() -> u64 {
         .unwrap_or(60)
 }
 
-fn status(drv: &common::harness::Loaded) -> LoadStatus {
+/// Sends one control request (code, input, output capacity): status and output bytes.
+type Control<'a> = &'a dyn Fn(u32, &[u8], usize) -> (i32, Vec<u8>);
+
+fn status(control: Control) -> LoadStatus {
     let mut b = [0u8; 64];
     let n = encode_empty_request(Kind::LoadStatusRequest, &mut b).unwrap();
-    let (_, out) = drv.control(IOCTL_WSKECHO_LOAD_STATUS, &b[..n], LOAD_STATUS_RESPONSE_LEN);
+    let (_, out) = control(IOCTL_WSKECHO_LOAD_STATUS, &b[..n], LOAD_STATUS_RESPONSE_LEN);
     decode_load_status(&out).unwrap()
+}
+
+/// The restarted jobs against the driver's echo service on `port`; returns (messages sent,
+/// wrong echoes).
+fn restarted_jobs(control: Control, port: u16) -> (u64, u64) {
+    let mut b = [0u8; 256];
+    let mut verify_failures = 0u64;
+    let mut sent = 0u64;
+    for i in 0..jobs() {
+        let job = LoadJob {
+            target: V4,
+            port,
+            proto: Proto::Tcp,
+            pattern: LoadPattern::Echo,
+            connections: 64,
+            message_size: 64 + (i as u32 % 7) * 300,
+            duration_ms: 15 + (i as u32 % 5) * 10,
+            rate: 0,
+            // Both connect styles: the stream socket's chain publishes late.
+            stream: i % 2 == 1,
+        };
+        let n = encode_load_start(&job, &mut b).unwrap();
+        // The previous job may still be stopping: a start is refused until it has ended.
+        let t0 = Instant::now();
+        loop {
+            let (st, _) = control(IOCTL_WSKECHO_LOAD_START, &b[..n], LOAD_START_RESPONSE_LEN);
+            if st == 0 {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "job {i}: start refused for 10 s ({st:#x})"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Every third job is stopped early, the rest run out.
+        if i % 3 == 0 {
+            std::thread::sleep(Duration::from_millis(i % 11));
+            let n = encode_load_stop(0, &mut b).unwrap();
+            let _ = control(IOCTL_WSKECHO_LOAD_STOP, &b[..n], 0);
+        }
+        let t0 = Instant::now();
+        let s = loop {
+            let s = status(control);
+            if matches!(s.state, JobState::Finished | JobState::Failed) {
+                break s;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "job {i} still {:?} after 10 s",
+                s.state
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        verify_failures += s.verify_failures;
+        sent += s.messages_sent;
+    }
+    (sent, verify_failures)
+}
+
+fn judge(what: &str, (sent, verify_failures): (u64, u64), findings: &[String], started: Instant) {
+    eprintln!(
+        "{what}: {} jobs in {:.1} s: {sent} messages sent, {verify_failures} wrong echoes",
+        jobs(),
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(verify_failures, 0, "{what}: the jobs saw wrong echo bytes");
+    assert!(
+        sent > 0,
+        "{what}: no job sent anything: the test ran nothing"
+    );
+    assert_clean(findings);
 }
 
 #[test]
@@ -57,66 +137,42 @@ fn completions_racing_recycled_contexts_of_restarted_jobs() {
     )
     .unwrap();
     assert!(drv.ready);
-    let mut b = [0u8; 256];
-    let mut verify_failures = 0u64;
-    let mut sent = 0u64;
     let started = Instant::now();
-    for i in 0..jobs() {
-        let job = LoadJob {
-            target: V4,
-            port: ports[0],
-            proto: Proto::Tcp,
-            pattern: LoadPattern::Echo,
-            connections: 64,
-            message_size: 64 + (i as u32 % 7) * 300,
-            duration_ms: 15 + (i as u32 % 5) * 10,
-            rate: 0,
-            // Both connect styles: the stream socket's chain publishes late.
-            stream: i % 2 == 1,
-        };
-        let n = encode_load_start(&job, &mut b).unwrap();
-        // The previous job may still be stopping: a start is refused until it has ended.
-        let t0 = Instant::now();
-        loop {
-            let (st, _) = drv.control(IOCTL_WSKECHO_LOAD_START, &b[..n], LOAD_START_RESPONSE_LEN);
-            if st == 0 {
-                break;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "job {i}: start refused for 10 s ({st:#x})"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        // Every third job is stopped early, the rest run out.
-        if i % 3 == 0 {
-            std::thread::sleep(Duration::from_millis(i % 11));
-            let n = encode_load_stop(0, &mut b).unwrap();
-            let _ = drv.control(IOCTL_WSKECHO_LOAD_STOP, &b[..n], 0);
-        }
-        let t0 = Instant::now();
-        let s = loop {
-            let s = status(&drv);
-            if matches!(s.state, JobState::Finished | JobState::Failed) {
-                break s;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "job {i} still {:?} after 10 s",
-                s.state
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        };
-        verify_failures += s.verify_failures;
-        sent += s.messages_sent;
+    let control = |code: u32, input: &[u8], cap: usize| drv.control(code, input, cap);
+    let counts = restarted_jobs(&control, ports[0]);
+    judge("built-in", counts, &drv.unload(), started);
+}
+
+/// The same on the shipped image (wsk-sim's PE loader; the suites' unkind orders set here,
+/// as the image harness does not add them).
+#[test]
+fn image_completions_racing_recycled_contexts_of_restarted_jobs() {
+    let Some(path) = image_path() else { return };
+    let port = common::harness::free_port(V4);
+    let cfg = wsk_sim::Config {
+        violations: wsk_sim::ViolationMode::Record,
+        ..wsk_sim::Config::default()
     }
-    let findings = drv.unload();
-    eprintln!(
-        "{} jobs in {:.1} s: {sent} messages sent, {verify_failures} wrong echoes",
-        jobs(),
-        started.elapsed().as_secs_f64()
-    );
-    assert_eq!(verify_failures, 0, "the jobs saw wrong echo bytes");
-    assert!(sent > 0, "no job sent anything: the test ran nothing");
-    assert_clean(&findings);
+    .with_unkind(common::harness::SUITE_UNKIND)
+    .unwrap();
+    let params = format!("{}\\Parameters", image::REGISTRY_PATH);
+    let run = image::load_with(&path, cfg, || {
+        set_value(
+            &params,
+            "Services",
+            RegValue::MultiSz(vec![format!("echo,tcp,{port},127.0.0.1")]),
+        );
+        set_value(&params, "DisconnectTimeoutMs", RegValue::Dword(20));
+    })
+    .unwrap_or_else(|e| panic!("image load: {e}"));
+    assert!(run.ready);
+    let started = Instant::now();
+    let control = |code: u32, input: &[u8], cap: usize| {
+        let mut out = vec![0u8; cap];
+        let (st, k) = run.control(code, input, &mut out);
+        out.truncate(k);
+        (st, out)
+    };
+    let counts = restarted_jobs(&control, port);
+    judge("image", counts, &run.unload(), started);
 }
