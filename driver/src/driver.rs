@@ -21,7 +21,7 @@ use wsk_sys::{
 
 use crate::handoff::Mailbox;
 use crate::kernel::{pool, time};
-use crate::live::{self, LiveLimits};
+use crate::live_limits::{self, LiveLimits};
 use crate::load::{self, Job};
 use crate::logic::budget::RetainedBudget;
 use crate::logic::source;
@@ -396,7 +396,7 @@ impl Driver {
     /// # Safety
     /// Captured provider, not unloading, called from the serialised control path.
     pub(crate) unsafe fn reconfigure(&mut self, new: &Config) -> Result<(), NTSTATUS> {
-        if !live::only_live_changes(&self.config.limits, &new.limits) {
+        if !live_limits::only_live_changes(&self.config.limits, &new.limits) {
             return Err(STATUS_NOT_SUPPORTED);
         }
         // `config.limits` keeps the old values until the call has succeeded: the undo of a

@@ -28,7 +28,7 @@ mod driver;
 mod handoff;
 mod ioctl;
 mod kernel;
-mod live;
+mod live_limits;
 mod load;
 mod logic;
 mod registry;

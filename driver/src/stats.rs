@@ -37,7 +37,7 @@ pub enum Counter {
     /// A broken invariant met on a callback path, dropped and counted instead of a panic
     /// (e.g. a completion naming a slot in the wrong state).
     InternalErrors,
-    /// UDP guard drops, one per reason (`logic::udp_guard::GuardDrop`).
+    /// UDP guard drops, one per reason (`control::udp_guard::GuardDrop`).
     UdpDropBroadcast,
     UdpDropPrivilegedPort,
     UdpDropServicePort,

@@ -4,8 +4,8 @@
 //!
 //! - `tcp`: the per-connection send/receive state machine (zero-copy vs copy, ordering,
 //!   backpressure, teardown); `client`: the load client's message state inside it.
-//! - `udp`: the per-source rate limiter; `udp_guard`: which datagrams are dropped as
-//!   reflection or loop risks; `udp_verdict` below: what a UDP service answers.
+//! - `udp_verdict` below: what a UDP service answers. The per-source rate limiter and the
+//!   reflection and loop guard are `control::udp_guard` (shared with `echoload serve`).
 //! - `sockperf`: the sockperf datagram rules and the TCP framer; `source`: source send sizes.
 //! - `ring`: the copy path's byte ring; `budget`: the global retention budget.
 
@@ -15,8 +15,6 @@ pub mod ring;
 pub mod sockperf;
 pub mod source;
 pub mod tcp;
-pub mod udp;
-pub mod udp_guard;
 
 use control::protocol::Mode;
 

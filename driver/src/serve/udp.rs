@@ -21,7 +21,7 @@
 //! Send contexts come from a per-socket pre-allocated pool, one per datagram in flight; when it
 //! is empty the datagram is dropped and counted (never queued, never allocated). A reply is
 //! never larger than its request. Before any send a datagram passes AllowedSources, the
-//! reflection and loop guard (`logic::udp_guard`: broadcast/multicast flags, special sources,
+//! reflection and loop guard (`control::udp_guard`: broadcast/multicast flags, special sources,
 //! privileged and own-service source ports) and the per-source rate limit (loopback exempt by
 //! default); each drop is counted under its reason and simply leaves the datagram out of the
 //! batch.
@@ -45,13 +45,12 @@ use crate::kernel::free_list::FreeList;
 use crate::kernel::lock::SpinLock;
 use crate::kernel::time::{self, wait_until};
 use crate::kernel::{irp, pool};
-use crate::logic::udp::RateLimiter;
-use crate::logic::udp_guard::{self, GuardDrop};
 use crate::logic::{copy_at, udp_verdict, UdpVerdict};
 use crate::stats::Counter;
 use crate::wsk::addr::SockAddrBuf;
 use crate::wsk::mdl::{self, build_mdl};
 use crate::wsk::{close_sync, disable_event_sync, open_bound, BoundKind};
+use control::udp_guard::{self, GuardDrop, RateLimiter};
 
 /// Size of a send context's copy buffer (sockperf replies); larger sockperf datagrams are
 /// dropped and counted (udp_drop_too_big).
