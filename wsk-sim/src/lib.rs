@@ -10,7 +10,8 @@
 //! # Modules
 //! - `kernel`: the ntoskrnl/HAL subset (IRQL, pool, sync objects, IRPs, MDLs, timers and
 //!   DPCs, threads and work items, devices, registry, DbgPrintEx) and the run state
-//!   (configuration, seeded schedule, violations). It never names the layer above.
+//!   (seeded schedule, violations). It never names the layer above.
+//! - [`config`]: the simulator's configuration, read by both layers.
 //! - `wsk`: the WSK provider (NETIO.SYS's side of wsk.h) over host sockets: registration,
 //!   sockets per category, their event callbacks, the provider threads.
 //! - [`run`], [`accounting`], [`faults`]: the test API over both layers.
@@ -65,6 +66,7 @@
 
 pub mod accounting;
 pub mod bugcheck;
+pub mod config;
 pub mod faults;
 pub(crate) mod kernel;
 pub mod pe;
@@ -72,7 +74,7 @@ pub mod run;
 pub(crate) mod wsk;
 
 pub use accounting::{counts, leaks, Counts};
-pub use kernel::config::{self, Config, ViolationMode, UNKIND_ORDERS};
+pub use config::{Config, ViolationMode, UNKIND_ORDERS};
 pub use kernel::dbgprint::{dbg_output, take_dbg_output};
 pub use kernel::{device, pool, registry};
 pub use run::{

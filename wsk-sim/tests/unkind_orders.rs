@@ -121,6 +121,53 @@ fn completion_runs_on_another_thread_before_the_call_returns() {
     wsk_sim::assert_no_leaks();
 }
 
+/// Issues `n` calls at once on one connection (WskGetLocalAddress: nothing orders them, every
+/// one pends and is completed by the completer threads); returns how often one completion
+/// routine of the socket found another one running.
+fn overlapping_completions(cfg: Config, n: usize) -> usize {
+    let _g = wsk_sim::init(Config {
+        pend_rate: 1.0,
+        complete_before_return_rate: 0.0,
+        max_completion_delay_us: 500,
+        ..cfg
+    });
+    probe::reset();
+    let wsk = Wsk::open();
+    let (ls, s, _peer) = probe::accepted_pair(&wsk, 0);
+    let ctx = Ctx::new();
+    let mut out = vec![v4([0; 4], 0); n];
+    for a in &mut out {
+        assert_eq!(naive::local_address_serial(s, a, &ctx), STATUS_PENDING);
+    }
+    wait_until("every call completed", 10, || {
+        ctx.completed.load(Ordering::SeqCst) == n
+    });
+    close(s);
+    close(ls);
+    wsk.close();
+    assert!(
+        wsk_sim::violations().is_empty(),
+        "{:?}",
+        wsk_sim::violations()
+    );
+    wsk_sim::assert_no_leaks();
+    ctx.overlapped.load(Ordering::SeqCst)
+}
+
+#[test]
+fn completion_routines_of_one_socket_may_run_at_once() {
+    assert_eq!(
+        overlapping_completions(rec(), 24),
+        0,
+        "one completer thread: routines one at a time"
+    );
+    let overlaps = overlapping_completions(rec().with_unkind("parallel-completion").unwrap(), 24);
+    assert!(
+        overlaps > 0,
+        "parallel-completion: no two completion routines of the socket ran at once"
+    );
+}
+
 /// Connects the naive client to a host listener, enables its receive callback, and has the
 /// peer send one message; returns (replies completed inside the callback, callbacks run).
 fn reply_inside_callback(cfg: Config) -> (usize, usize) {

@@ -5,7 +5,9 @@
 //! the kernel must tell the provider something, the provider installs a hook at init
 //! ([`install`]).
 
-pub mod config;
+// The simulator's configuration lives at the crate root (`crate::config`); this path is kept
+// for the call sites that still name it so.
+pub(crate) use crate::config;
 pub(crate) mod dbgprint;
 pub mod device;
 pub(crate) mod irp;
@@ -38,7 +40,6 @@ pub(crate) fn start(cfg: config::Config) {
     schedule::reset(cfg.seed);
     pool::clear_tally();
     preempt::configure(cfg.preempt_rate, cfg.preempt_us);
-    crate::wsk::complete::configure(cfg.completer_threads);
     state::start(cfg);
 }
 

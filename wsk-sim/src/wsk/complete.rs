@@ -1,7 +1,6 @@
 //! How the provider finishes IRPs: inline, or pended and completed later on another thread
 //! (possibly before STATUS_PENDING is even returned), reordered, at a scheduled IRQL.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -19,15 +18,6 @@ static WAKE: Condvar = Condvar::new();
 
 /// Most completer threads a run can ask for (`Config::completer_threads`).
 const MAX_COMPLETERS: usize = 4;
-
-/// Completer threads taking part in this run (the others wait): set at `init`.
-static COMPLETERS: AtomicUsize = AtomicUsize::new(1);
-
-/// Takes the run's completer count (at `init`), 1 to [`MAX_COMPLETERS`].
-pub(crate) fn configure(threads: usize) {
-    COMPLETERS.store(threads.clamp(1, MAX_COMPLETERS), Ordering::SeqCst);
-    WAKE.notify_all();
-}
 
 fn ensure_thread() {
     static STARTED: OnceLock<()> = OnceLock::new();
@@ -49,7 +39,11 @@ fn completer(me: usize) {
     let mut q = QUEUE.lock().unwrap_or_else(PoisonError::into_inner);
     loop {
         let now = Instant::now();
-        let active = me < COMPLETERS.load(Ordering::SeqCst);
+        // The run's count (`Config::completer_threads`), read each round: runs differ.
+        let active = me
+            < crate::kernel::state::config()
+                .completer_threads
+                .clamp(1, MAX_COMPLETERS);
         let due: Vec<usize> = if active {
             (0..q.len()).filter(|&i| q[i].due <= now).collect()
         } else {

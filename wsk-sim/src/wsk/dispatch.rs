@@ -14,14 +14,14 @@ pub(crate) static PROVIDER_DISPATCH: WSK_PROVIDER_DISPATCH = WSK_PROVIDER_DISPAT
     Reserved: 0,
     WskSocket: Some(super::socket::WskSocket),
     WskSocketConnect: Some(super::connection::WskSocketConnect),
-    WskControlClient: Some(super::control::WskControlClient),
-    WskGetAddressInfo: Some(super::control::WskGetAddressInfo),
-    WskFreeAddressInfo: Some(super::control::WskFreeAddressInfo),
-    WskGetNameInfo: Some(super::control::WskGetNameInfo),
+    WskControlClient: Some(super::control_calls::WskControlClient),
+    WskGetAddressInfo: Some(super::control_calls::WskGetAddressInfo),
+    WskFreeAddressInfo: Some(super::control_calls::WskFreeAddressInfo),
+    WskGetNameInfo: Some(super::control_calls::WskGetNameInfo),
 };
 
 pub(crate) static BASIC_DISPATCH: WSK_PROVIDER_BASIC_DISPATCH = WSK_PROVIDER_BASIC_DISPATCH {
-    WskControlSocket: Some(super::control::WskControlSocket),
+    WskControlSocket: Some(super::control_calls::WskControlSocket),
     WskCloseSocket: Some(super::socket::WskCloseSocket),
 };
 

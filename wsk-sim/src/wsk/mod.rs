@@ -4,7 +4,7 @@ pub(crate) mod addr;
 pub(crate) mod clients;
 pub(crate) mod complete;
 pub(crate) mod connection;
-pub(crate) mod control;
+pub(crate) mod control_calls;
 pub(crate) mod datagram;
 pub(crate) mod disguise;
 pub(crate) mod dispatch;

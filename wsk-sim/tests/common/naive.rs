@@ -29,6 +29,11 @@ pub struct Ctx {
     pub completed_in_callback: AtomicUsize,
     /// Receive callbacks that ran.
     pub receives: AtomicUsize,
+    /// A completion routine of the context is running (the naive client assumes they run one
+    /// at a time).
+    pub in_routine: AtomicBool,
+    /// Completion routines that found another one of the context running.
+    pub overlapped: AtomicUsize,
 }
 
 impl Ctx {
@@ -42,6 +47,8 @@ impl Ctx {
             reply: AtomicPtr::new(null_mut()),
             completed_in_callback: AtomicUsize::new(0),
             receives: AtomicUsize::new(0),
+            in_routine: AtomicBool::new(false),
+            overlapped: AtomicUsize::new(0),
         })
     }
 }
@@ -84,6 +91,31 @@ unsafe extern "win64" fn after_return_done(_d: PDEVICE_OBJECT, irp: PIRP, c: PVO
     unsafe { IoFreeIrp(irp) };
     ctx.completed.fetch_add(1, Ordering::SeqCst);
     STATUS_MORE_PROCESSING_REQUIRED
+}
+
+/// A completion that updates the context as if no other completion routine of the socket
+/// could run meanwhile (the kind order: one thread delivers them): it holds the context for
+/// 2 ms and counts another routine found inside.
+unsafe extern "win64" fn serial_done(_d: PDEVICE_OBJECT, irp: PIRP, c: PVOID) -> NTSTATUS {
+    // SAFETY: as in data_done.
+    let ctx = unsafe { &*c.cast::<Ctx>() };
+    if ctx.in_routine.swap(true, Ordering::SeqCst) {
+        ctx.overlapped.fetch_add(1, Ordering::SeqCst);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    ctx.in_routine.store(false, Ordering::SeqCst);
+    // SAFETY: as in data_done.
+    unsafe { IoFreeIrp(irp) };
+    ctx.completed.fetch_add(1, Ordering::SeqCst);
+    STATUS_MORE_PROCESSING_REQUIRED
+}
+
+/// WskGetLocalAddress of the connection `s` into `out`, whose completion assumes it runs
+/// alone (see `serial_done`).
+pub fn local_address_serial(s: PWSK_SOCKET, out: &mut SOCKADDR_IN, ctx: &Ctx) -> NTSTATUS {
+    let irp = irp_with(serial_done, ctx);
+    // SAFETY: connection socket; `out` outlives the IRP (the test waits for it).
+    unsafe { (conn_d(s).WskGetLocalAddress.unwrap())(s, std::ptr::from_mut(out).cast(), irp) }
 }
 
 type Routine = unsafe extern "win64" fn(PDEVICE_OBJECT, PIRP, PVOID) -> NTSTATUS;
