@@ -48,7 +48,8 @@ pub(crate) const TAG_DRIVER: u32 = tag(*b"WEdr");
 pub(crate) const TAG_CONN: u32 = tag(*b"WEcn");
 /// Listener contexts (owner: serve::listener).
 pub(crate) const TAG_LISTEN: u32 = tag(*b"WEls");
-/// UDP socket contexts with their send-context arrays and copy buffers (owner: serve::udp, load::udp).
+/// UDP socket contexts with their send-context arrays and copy buffers (owner: serve::udp,
+/// load::udp).
 pub(crate) const TAG_UDP: u32 = tag(*b"WEud");
 /// The shared read-only source pattern (owner: driver, freed at unload).
 pub(crate) const TAG_PATTERN: u32 = tag(*b"WEpt");

@@ -280,7 +280,8 @@ pub(crate) fn tick(d: &Driver) {
                     + u64::from(d.live.get(Limit::DisconnectTimeoutMs)) * d.perf_freq / 1000
                 && d.conns.count_where(tcp::is_job) > 0 =>
         {
-            // Graceful close bounded (C34): whatever is left is aborted.
+            // Graceful close bounded (C34: bound a graceful disconnect): whatever is left is
+            // aborted.
             d.conns.shutdown_where(true, tcp::is_job);
         }
         JobState::Stopping if !udp_open && d.conns.count_where(tcp::is_job) == 0 => {

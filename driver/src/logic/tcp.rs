@@ -3,13 +3,17 @@
 //! The kernel layer (serve::conn) holds this under the connection's spin lock and performs the
 //! WSK calls it asks for *outside* the lock. Everything that decides lives here so that it is
 //! unit-tested on the host:
-//! - zero-copy vs copy per indication (rules C1, C2),
+//! - zero-copy vs copy per indication (rules C1: hold a zero-copy send's indication until both the
+//!   send and the callback are done, C2: bound retention, honour RELEASE_ASAP),
 //! - ordering: sends are issued strictly in the order the bytes arrived, by a single "pump"
-//!   owner at a time; an inline completion only flags more work instead of recursing (C12),
+//!   owner at a time; an inline completion only flags more work instead of recursing (C12: no new
+//!   WSK call from a completion routine: loop, do not recurse),
 //! - the copy-path ring and backpressure (STATUS_DATA_NOT_ACCEPTED / partial accept, then a
-//!   zero-length WskReceive once the ring has drained, C5),
-//! - teardown: when the socket may be disconnected/closed (no call executing, C22; every
-//!   retained indication released first, C4).
+//!   zero-length WskReceive once the ring has drained, C5: after a partial or refused indication,
+//!   post a WskReceive),
+//! - teardown: when the socket may be disconnected/closed (no call executing, C22: no call may be
+//!   running at close; every retained indication released first, C4: release every retained list
+//!   before WskCloseSocket).
 
 use super::budget::RetainedBudget;
 use super::client::ClientState;
@@ -36,8 +40,9 @@ pub enum Slot {
     /// clock reading of the first housekeeping tick that saw it retained (the retention
     /// deadline counts from there; the receive path reads no clock).
     /// `head`: the slot of the list's first entry (the one whose indication WskRelease is
-    /// given, C3); a list of several entries is sent entry by entry from several slots and
-    /// given back once, when every one of them is done. `part`: the entry's place in the list.
+    /// given, C3: WskRelease only PENDING lists, exactly once); a list of several entries is sent
+    /// entry by entry from several slots and given back once, when every one of them is done.
+    /// `part`: the entry's place in the list.
     Zc {
         len: usize,
         cb: bool,
@@ -95,8 +100,9 @@ pub enum Work {
     Release {
         slot: usize,
     },
-    /// WskDisconnect: graceful when the peer finished and everything was echoed (C33),
-    /// abortive to cancel sends that hold retained indications before the close (C4).
+    /// WskDisconnect: graceful when the peer finished and everything was echoed (C33: graceful echo
+    /// close: disconnect after the last send, then close), abortive to cancel sends that hold
+    /// retained indications before the close (C4).
     Disconnect {
         abortive: bool,
     },
@@ -155,10 +161,11 @@ pub struct TcpState {
     /// Receive callbacks started so far. A list retained by callback `e` is given back only
     /// once that callback holds no reference any more: it has returned (`rx_in_callback`
     /// cleared by its last act, [`rx_callback_end`](Self::rx_callback_end)), or a later
-    /// callback has started (callbacks of a socket are serialised, W45, so callback `e` has
-    /// returned and its STATUS_PENDING has been taken in). A release racing with the PENDING
-    /// return itself is what the provider cannot accept. No count of housekeeping ticks stands
-    /// in for that reference: a preempted PASSIVE callback can stall for any time.
+    /// callback has started (callbacks of a socket are serialised, W45: receive events are
+    /// serialised per socket, so callback `e` has returned and its STATUS_PENDING has been taken
+    /// in). A release racing with the PENDING return itself is what the provider cannot accept. No
+    /// count of housekeeping ticks stands in for that reference: a preempted PASSIVE callback can
+    /// stall for any time.
     rx_epoch: u32,
     max_send: usize,
     per_conn_budget: usize,
@@ -170,14 +177,16 @@ pub struct TcpState {
     /// IRPs of this context that WSK owns now: sends, the resume receive, the disconnect, the
     /// backlog query and the close. The context is recycled only when the close has completed
     /// AND this count is zero: WskCloseSocket cancels the pending ones, but nothing orders
-    /// their completions against the close's own (W70), so whichever completion brings the
-    /// count to zero after the close recycles (see [`recyclable`](Self::recyclable)).
+    /// their completions against the close's own (W70: close cancels pending IRPs and waits for
+    /// running callbacks), so whichever completion brings the count to zero after the close
+    /// recycles (see [`recyclable`](Self::recyclable)).
     irps: u32,
     /// Indications were refused (partial accept or DATA_NOT_ACCEPTED) and none arrived since.
     rx_blocked: bool,
     resume_pending: bool,
     /// A receive callback is running: a resume posted now could be undone when it returns
-    /// (the provider blocks indications after the callback's partial accept, G2).
+    /// (the provider blocks indications after the callback's partial accept, G2: indications resume
+    /// only once the posted WskReceive completes).
     rx_in_callback: bool,
     /// [`callback_begin`](Self::callback_begin) ran for the callback now deciding.
     rx_begun: bool,
@@ -192,8 +201,9 @@ pub struct TcpState {
     disconnect_done: bool,
     close_issued: bool,
     close_completed: bool,
-    /// SIO_WSK_QUERY_IDEAL_SEND_BACKLOG issued at accept and not completed yet (W36): its IRP
-    /// and output buffer belong to WSK, so the context is not recycled before it completes.
+    /// SIO_WSK_QUERY_IDEAL_SEND_BACKLOG issued at accept and not completed yet (W36:
+    /// SIO_WSK_QUERY_IDEAL_SEND_BACKLOG: connection sockets, IRP required): its IRP and output
+    /// buffer belong to WSK, so the context is not recycled before it completes.
     query_pending: bool,
     /// The peer's FIN arrived.
     peer_fin: bool,
@@ -428,13 +438,14 @@ impl TcpState {
 
     /// Whether indicated data is still echoed: while open, and after the peer's FIN until
     /// our own FIN is issued (issue 17 item 2). A receive callback may be indicated before
-    /// the FIN and still be deciding when the disconnect event runs on another thread (G1,
-    /// G23): its bytes came before the FIN and are echoed, our FIN waiting for the callback
-    /// (`teardown_work`). Nothing is taken once we stopped taking data ourselves
-    /// (`local_stop`): had a local stop's dropped bytes been followed by the peer's FIN, the
-    /// bytes that came with the FIN would have been echoed after a gap (what the chaos
-    /// campaign found when this step was first tried: an unload's graceful stop, then the
-    /// client's last write and FIN).
+    /// the FIN and still be deciding when the disconnect event runs on another thread (G1: receive
+    /// events are serialised per socket, nothing orders them with other events, G23: a graceful
+    /// disconnect event may overlap a receive event): its bytes came before the FIN and are echoed,
+    /// our FIN waiting for the callback (`teardown_work`). Nothing is taken once we stopped taking
+    /// data ourselves (`local_stop`): had a local stop's dropped bytes been followed by the peer's
+    /// FIN, the bytes that came with the FIN would have been echoed after a gap (what the chaos
+    /// campaign found when this step was first tried: an unload's graceful stop, then the client's
+    /// last write and FIN).
     fn takes_data(&self) -> bool {
         match self.phase {
             Phase::Open => true,
@@ -609,8 +620,9 @@ impl TcpState {
     }
 
     /// The backlog query IRP completed; `Some(bytes)` on success is applied as a send-backlog
-    /// event is (W58, C37). Returns true when the close has already completed and nothing else
-    /// is outstanding: this was the context's last IRP and the caller recycles it.
+    /// event is (W58: the send backlog event reports the ideal backlog, C37). Returns true when the
+    /// close has already completed and nothing else is outstanding: this was the context's last IRP
+    /// and the caller recycles it.
     pub fn query_complete(&mut self, ideal: Option<usize>) -> bool {
         self.query_pending = false;
         self.irp_done();
@@ -631,7 +643,9 @@ impl TcpState {
     }
 
     /// The close has completed and no IRP of the context is outstanding: the completion that
-    /// sees this (exactly one does, under the lock) recycles the context (C20, C23, C30).
+    /// sees this (exactly one does, under the lock) recycles the context (C20: never free or reuse
+    /// what WSK still owns, C23: keep the socket context until the close IRP completes, C30: no
+    /// completion routine may still run when the image unloads).
     pub fn recyclable(&self) -> bool {
         self.close_completed && self.irps == 0
     }
@@ -1015,7 +1029,8 @@ impl TcpState {
         self.irp_done();
         self.resume_pending = false;
         // A zero-length receive that completes with success and 0 bytes may mean the peer
-        // closed its half (G6); the disconnect event covers that case as well.
+        // closed its half (G6: a 0-byte WskReceive success means the peer's FIN); the disconnect
+        // event covers that case as well.
         let _ = (ok, bytes);
         if !ok {
             self.phase = Phase::Aborting;

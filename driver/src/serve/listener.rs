@@ -22,7 +22,8 @@ pub(crate) struct Listener {
     socket: *mut WSK_SOCKET,
     drv: *mut Driver,
     pub(crate) service: Service,
-    /// Set by a NULL AcceptSocket (W48): the socket no longer works.
+    /// Set by a NULL AcceptSocket (W48: a NULL AcceptSocket means the listener is dead): the socket
+    /// no longer works.
     pub(crate) dead: AtomicBool,
     /// Pre-allocated so the close cannot fail for want of memory.
     close_irp: PIRP,
@@ -38,7 +39,8 @@ static LISTEN_DISPATCH: WSK_CLIENT_LISTEN_DISPATCH = WSK_CLIENT_LISTEN_DISPATCH 
 
 /// A stream socket's client table points at both roles' tables (Windows 10 1703+); the
 /// connection one is what accepted sockets inherit with the events enabled on the listener
-/// (W34), the same as a listening socket's.
+/// (W34: a listener's connection callbacks go to sockets accepted by WskAcceptEvent), the same as a
+/// listening socket's.
 #[repr(transparent)]
 #[allow(dead_code)] // read by WSK through the pointer handed to WskSocket
 struct StreamDispatch(WSK_CLIENT_STREAM_DISPATCH);
@@ -83,7 +85,7 @@ impl Listener {
         }
         let local = core::net::SocketAddr::new(service.bind, service.port);
         // Connection events first so that every accepted socket inherits them (W34), then
-        // accept; both after bind (C26).
+        // accept; both after bind (C26: enable callbacks after bind or connect).
         // A stream socket's own connection callbacks are those of the stream when it is
         // connected, and nothing documents their inheritance by accepted sockets: for those
         // each accepted connection enables its own inside WskAcceptEvent (Conn::accepted).
@@ -135,8 +137,9 @@ impl Listener {
     /// # Safety
     /// `l` from [`create`](Self::create); called once at PASSIVE_LEVEL.
     pub(crate) unsafe fn close_and_free(l: *mut Listener) {
-        // SAFETY: per the caller; the close waits for running accept callbacks (W70), after
-        // which nothing references l (C23). WskCloseSocket does not fail (G5).
+        // SAFETY: per the caller; the close waits for running accept callbacks (W70: close cancels
+        // pending IRPs and waits for running callbacks), after which nothing references l (C23).
+        // WskCloseSocket does not fail (G5: WskCloseSocket never fails).
         unsafe {
             let _ = close_sync((*l).socket, (*l).close_irp);
             Self::free(l);
@@ -155,7 +158,8 @@ impl Listener {
 }
 
 /// WskAcceptEvent. IRQL <= DISPATCH_LEVEL (WSK_FLAG_AT_DISPATCH_LEVEL tells which; the code
-/// assumes DISPATCH either way, C13): no waits, no paged memory, spin locks only.
+/// assumes DISPATCH either way, C13: every callback must be DISPATCH-safe): no waits, no paged
+/// memory, spin locks only.
 unsafe extern "win64" fn accept_event(
     ctx: PVOID,
     _flags: ULONG,
@@ -179,7 +183,8 @@ unsafe extern "win64" fn accept_event(
         drv.count_service(l.stats_slot, Counter::ConnRefused, 1);
         return STATUS_REQUEST_NOT_ACCEPTED;
     }
-    // W47: the address is valid only during this call; copy what is needed (C10).
+    // W47: the address is valid only during this call; copy what is needed (C10: set the accepted
+    // socket's context and dispatch before enabling its callbacks).
     // SAFETY: provider SOCKADDR of its family.
     let peer = unsafe { SockAddrBuf::copy_from(remote) }.and_then(SockAddrBuf::to_socket_addr);
     if let Some(p) = peer {
@@ -188,7 +193,8 @@ unsafe extern "win64" fn accept_event(
             return STATUS_REQUEST_NOT_ACCEPTED;
         }
     }
-    // SAFETY: accept_socket is a live accepted socket; on refusal we never touch it (C9).
+    // SAFETY: accept_socket is a live accepted socket; on refusal we never touch it (C9: a refused
+    // AcceptSocket is never used again).
     if let Some(c) = unsafe { conn::Conn::attach(drv, l.service.mode, l.stats_slot, accept_socket) }
     {
         // C10: context and dispatch set before any callback can be enabled/inherited.
@@ -198,8 +204,9 @@ unsafe extern "win64" fn accept_event(
             *accept_dispatch = conn::dispatch();
         }
         drv.count_service(l.stats_slot, Counter::ConnAccepted, 1);
-        // A stream listener's accepted socket enables its own callbacks, here (W50); a
-        // listening socket's inherited them (W34). No pump, no close in here (item 7).
+        // A stream listener's accepted socket enables its own callbacks, here (W50: the accepted
+        // socket's context and dispatch come from the out-parameters); a listening socket's
+        // inherited them (W34). No pump, no close in here (item 7).
         // SAFETY: c is live (holds a rundown reference) with the accepted socket; called
         // once, by this callback, after the out-parameters are set.
         unsafe { conn::Conn::accepted(c, l.service.stream) };

@@ -64,7 +64,8 @@ impl SockAddrBuf {
         }
     }
 
-    /// Copies a provider SOCKADDR (valid only during the callback, W47) by its family.
+    /// Copies a provider SOCKADDR (valid only during the callback, W47: the accept event's
+    /// addresses are valid only during the call) by its family.
     ///
     /// # Safety
     /// `sa` is null or points to a SOCKADDR_IN / SOCKADDR_IN6 of its family's size.

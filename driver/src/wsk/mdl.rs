@@ -1,6 +1,6 @@
-//! Reading WSK_BUF data (C35): walk the whole chain, Offset applies to the first MDL only,
-//! map each MDL and treat a failed mapping as an error, never a NULL dereference. And the MDLs
-//! the driver builds over its own non-paged buffers.
+//! Reading WSK_BUF data (C35: walk the whole MDL chain, Offset in the first MDL only): walk the
+//! whole chain, Offset applies to the first MDL only, map each MDL and treat a failed mapping as an
+//! error, never a NULL dereference. And the MDLs the driver builds over its own non-paged buffers.
 
 use wsk_sys::{
     IoAllocateMdl, MdlMappingNoExecute, MmBuildMdlForNonPagedPool, MmGetSystemAddressForMdlSafe,
@@ -11,7 +11,8 @@ use wsk_sys::{
 /// Returns the bytes visited, or None when an MDL could not be mapped.
 ///
 /// # Safety
-/// `buf` describes a valid locked/non-paged MDL chain (W51, W75), live for the call.
+/// `buf` describes a valid locked/non-paged MDL chain (W51: the indication list is valid for the
+/// callback, W75: a WSK_BUF's Offset lies in its first MDL), live for the call.
 pub(crate) unsafe fn for_each_chunk(
     buf: &WSK_BUF,
     max: usize,

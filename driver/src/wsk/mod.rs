@@ -4,12 +4,14 @@
 //! Event callbacks are enabled per socket with SO_WSK_EVENT_CALLBACK, never statically
 //! (WSK_SET_STATIC_EVENT_CALLBACKS), because: (1) per-socket enabling happens after our context
 //! is complete (after bind for listen/datagram sockets, C26: events only after bind or
-//! connect), so no event can reach a half-built context (the G15/C24 race static callbacks
-//! have: events before the creating IRP's completion is seen); (2) the connection events
-//! (receive, disconnect, send backlog) are enabled on each *listener*, so every socket accepted
-//! through WskAcceptEvent inherits them (W34) and starts receiving the moment the accept
-//! callback returns, without a control call per connection; (3) outbound connection sockets
-//! enable the same events after connect. The price, a control call per listener, is paid once.
+//! connect), so no event can reach a half-built context (the G15: static callbacks can come before
+//! the socket's creation completes/C24: static callbacks: the context is complete before WskBind
+//! race static callbacks have: events before the creating IRP's completion is seen); (2) the
+//! connection events (receive, disconnect, send backlog) are enabled on each *listener*, so every
+//! socket accepted through WskAcceptEvent inherits them (W34: a listener's connection callbacks go
+//! to sockets accepted by WskAcceptEvent) and starts receiving the moment the accept callback
+//! returns, without a control call per connection; (3) outbound connection sockets enable the same
+//! events after connect. The price, a control call per listener, is paid once.
 //!
 //! - `addr`: SOCKADDR buffers; `mdl`: reading WSK_BUF chains and building MDLs.
 
@@ -101,7 +103,8 @@ unsafe fn socket_and_bind(
     check(status)?;
     // C19: Information is a socket only on success.
     let sock = info as *mut WSK_SOCKET;
-    // SAFETY: the provider gave sock the dispatch table of its kind (W25).
+    // SAFETY: the provider gave sock the dispatch table of its kind (W25: the dispatch table must
+    // match the socket's category).
     let bind = unsafe {
         match kind {
             BoundKind::Listen => (*(*sock).Dispatch.cast::<WSK_PROVIDER_LISTEN_DISPATCH>()).WskBind,
@@ -180,7 +183,8 @@ unsafe fn basic(sock: *mut WSK_SOCKET) -> &'static WSK_PROVIDER_BASIC_DISPATCH {
     unsafe { &*(*sock).Dispatch.cast::<WSK_PROVIDER_BASIC_DISPATCH>() }
 }
 
-/// SO_WSK_EVENT_CALLBACK enabling `mask` (no IRP: enabling completes inline, W30).
+/// SO_WSK_EVENT_CALLBACK enabling `mask` (no IRP: enabling completes inline, W30: some options need
+/// an IRP).
 /// IRQL <= DISPATCH_LEVEL.
 ///
 /// # Safety
@@ -212,7 +216,8 @@ pub(crate) unsafe fn enable_events(sock: *mut WSK_SOCKET, mask: ULONG) -> Result
 }
 
 /// SO_WSK_EVENT_CALLBACK disabling `event`, synchronously with `irp`: returns once any running
-/// invocation of that callback has returned (W33). PASSIVE_LEVEL.
+/// invocation of that callback has returned (W33: a disable with callbacks in progress pends).
+/// PASSIVE_LEVEL.
 ///
 /// # Safety
 /// `sock` is a live socket; `irp` an idle driver-owned IRP.
@@ -287,7 +292,8 @@ pub(crate) unsafe fn set_option_u32(
 /// Synchronous WskCloseSocket for sockets closed at PASSIVE_LEVEL (listeners, datagram).
 ///
 /// # Safety
-/// No call on `sock` still executing (C22); `sock` not used afterwards (C23).
+/// No call on `sock` still executing (C22: no call may be running at close); `sock` not used
+/// afterwards (C23).
 pub(crate) unsafe fn close_sync(sock: *mut WSK_SOCKET, close_irp: PIRP) -> Result<(), NTSTATUS> {
     // SAFETY: per the caller.
     let Some(close) = unsafe { basic(sock) }.WskCloseSocket else {
