@@ -684,9 +684,23 @@ impl TcpState {
     /// reading taken by a tick, so a clock-interval sleep between ticks never stretches it.
     pub fn kick(&mut self, now: u64) -> Kick {
         let mut k = Kick::default();
-        if self.phase == Phase::PeerDone && self.shutdown_limit > 0 && !self.close_issued {
+        // After the peer's FIN an echo (or sockperf reply) service still owes the bytes that
+        // came before it; nothing else is owed anything.
+        let owes_echo = matches!(self.mode, Mode::Echo | Mode::Sockperf)
+            && !self.local_stop
+            && !self.disconnect_issued;
+        if self.phase == Phase::PeerDone
+            && !owes_echo
+            && self.shutdown_limit > 0
+            && !self.close_issued
+        {
             // C34: a graceful close that does not finish (peer never reads, never FINs) is
-            // bounded; then it is aborted like any other stuck connection.
+            // bounded; then it is aborted like any other stuck connection. Bounded by
+            // DisconnectTimeoutMs: a stop of ours (unload, job stop, idle limit), our own FIN,
+            // and a source's or discard's close after the peer's. The echo still owed after
+            // the peer's FIN is not: the peer asked for it, and a peer that stops reading is
+            // bounded by the progress limit below, as while open (a 100 ms DisconnectTimeoutMs
+            // used to cut half-closed echoes with a reset).
             let since = *self.shutdown_since.get_or_insert(now);
             if now.saturating_sub(since) > self.shutdown_limit {
                 self.phase = Phase::Aborting;
@@ -698,7 +712,9 @@ impl TcpState {
             self.quiet_since = Some(now);
         }
         let quiet = now.saturating_sub(self.quiet_since.unwrap_or(now));
-        if self.phase == Phase::Open && !self.close_issued {
+        // Open, or echoing what came before the peer's FIN (our FIN not out, no stop of ours).
+        let echoing = self.phase == Phase::Open || (self.phase == Phase::PeerDone && owes_echo);
+        if echoing && !self.close_issued {
             // Echo owed to the peer: sends in flight, lists retained, bytes queued, or
             // indications refused (the peer's data waits in the stack behind them).
             let owed = self.busy_slots() > 0 || !self.ring.is_empty() || self.rx_blocked;
@@ -708,7 +724,11 @@ impl TcpState {
                 self.phase = Phase::Aborting;
                 k.progress_timeout = true;
                 k.pump = true;
-            } else if !owed && self.idle_limit > 0 && quiet > self.idle_limit {
+            } else if self.phase == Phase::Open
+                && !owed
+                && self.idle_limit > 0
+                && quiet > self.idle_limit
+            {
                 // An idle peer holds a context forever otherwise: FIN, then the graceful close
                 // (itself bounded by `shutdown_limit`).
                 self.local_shutdown();
@@ -920,6 +940,14 @@ impl TcpState {
             if self.rx_in_callback {
                 // The housekeeper pumps again once the callback is over.
                 self.pump_due = true;
+                return None;
+            }
+            if self.rx_blocked && !self.local_stop && !self.disconnect_issued {
+                // Indications were refused (a partial accept or DATA_NOT_ACCEPTED when the ring
+                // was full) and not indicated again yet: the provider holds bytes that came
+                // before the peer's FIN. Our FIN waits for them: the resume (C5) brings them
+                // back and they are echoed first. Sent now, they would be dropped (nothing is
+                // taken after our FIN) and the close, with them unread, would reset.
                 return None;
             }
             if !self.disconnect_issued {
@@ -1443,7 +1471,8 @@ mod tests {
         st.on_receive(10, true, &g);
         assert!(st.ring.commit(10));
         st.rx_callback_end();
-        st.peer_graceful();
+        // A stop of ours (unload, job stop): echo what is queued, FIN, within the limit.
+        st.local_shutdown();
         let w = pump(&mut st, &g);
         assert_eq!(w.len(), 1, "the echo goes out; the peer never reads it");
         // The clock starts at the first kick that sees the shutdown (t = 10); however many
@@ -1567,6 +1596,63 @@ mod tests {
                 "bytes after a dropped indication taken (overlapped {overlapped})"
             );
         }
+    }
+
+    /// After the peer's FIN, the echo it is owed is bounded by progress, not by
+    /// DisconnectTimeoutMs (a stop-and-unload limit): a slow reader is not cut after the
+    /// shutdown limit, a peer that stops reading is aborted after the progress limit.
+    #[test]
+    fn echo_owed_after_the_peers_fin_is_bounded_by_progress() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(Mode::Echo, 100, 1, 100, 0);
+        st.shutdown_limit = 3;
+        st.progress_limit = 50;
+        st.on_receive(10, false, &g);
+        assert!(st.ring.commit(10));
+        st.rx_callback_end();
+        st.peer_graceful();
+        let w = pump(&mut st, &g);
+        assert_eq!(w.len(), 1, "the echo goes out");
+        for now in [10, 20, 40, 60] {
+            assert!(!st.kick(now).pump, "t = {now}: cut by the shutdown limit");
+            assert!(pump(&mut st, &g).is_empty(), "t = {now}");
+        }
+        let k = st.kick(61);
+        assert!(k.progress_timeout && k.pump, "no progress for more than 50: aborted");
+        assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: true }]);
+    }
+
+    /// Issue 17 item 2, refused bytes: the last indication before the peer's FIN was only
+    /// partly taken (the ring was full). Our FIN waits until the resume has brought the rest
+    /// back and it is echoed; before, the FIN went out as soon as the ring drained and the
+    /// refused bytes were lost (the close then reset: a soak's "reset after 196608 of 200000").
+    #[test]
+    fn refused_bytes_before_the_fin_are_echoed_before_ours() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(Mode::Echo, 64, 2, 64, 0);
+        assert_eq!(st.on_receive(100, false, &g), RecvDecision::Copy { n: 64 });
+        assert!(st.ring.commit(64));
+        st.rx_callback_end();
+        st.peer_graceful();
+        let w = pump(&mut st, &g);
+        let [Work::Send(op)] = w[..] else {
+            panic!("{w:?}")
+        };
+        st.send_complete(op.slot, true);
+        // The ring is empty: the resume goes out, and no FIN while the 36 bytes are away.
+        assert_eq!(pump(&mut st, &g), [Work::ResumeReceive]);
+        st.resume_complete(true, 0);
+        assert!(pump(&mut st, &g).is_empty(), "FIN before the refused bytes came back");
+        // They come back in a callback after the disconnect event: taken and echoed, then FIN.
+        assert_eq!(st.on_receive(36, false, &g), RecvDecision::Copy { n: 36 });
+        assert!(st.ring.commit(36));
+        st.rx_callback_end();
+        let w = pump(&mut st, &g);
+        let [Work::Send(op)] = w[..] else {
+            panic!("{w:?}")
+        };
+        st.send_complete(op.slot, true);
+        assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: false }]);
     }
 
     /// Issue 17 item 7: while the accept callback runs, nothing closes the socket being
