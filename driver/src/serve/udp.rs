@@ -101,6 +101,10 @@ struct UdpSend {
     idx: u32,
     /// Used by the context that heads a batch (the others' stay idle).
     irp: PIRP,
+    /// Entries into `send_done` for `irp`: a batch that completed inline gives its contexts
+    /// back at once and another callback may arm this IRP again before the send call returns,
+    /// so the W11 check counts entries instead of reading the IRP (`irp::Completions`).
+    entered: irp::Completions,
     /// Batch head: where the whole batch goes (W65: one address per call).
     remote: SockAddrBuf,
     /// Batch head: datagrams in the batch.
@@ -247,6 +251,7 @@ impl UdpSock {
                 sock: me,
                 idx: i as u32,
                 irp: irp::alloc(),
+                entered: irp::Completions::new(),
                 remote: SockAddrBuf::zeroed(),
                 count: 0,
                 owner: ptr::null_mut(),
@@ -455,11 +460,12 @@ unsafe fn issue(u: &UdpSock, head: *mut UdpSend, owner: *mut UdpSend, send: Send
         }
         (*head).owner = owner;
         u.io.fetch_add(1, Ordering::SeqCst);
+        let token = (*head).entered.token();
         irp::arm((*head).irp, send_done, head.cast());
         // The entries, their buffers and the address live in the contexts until completion:
         // W65 documents no lifetime for WskSendMessages, so the WskSendTo rule (W64) is kept;
         // nor an IRQL: msquic calls it from its receive path at DISPATCH_LEVEL (G13).
-        if let Some(sm) = send.messages {
+        let st = if let Some(sm) = send.messages {
             sm(
                 u.socket,
                 &raw mut (*head).entry,
@@ -468,7 +474,7 @@ unsafe fn issue(u: &UdpSock, head: *mut UdpSend, owner: *mut UdpSend, send: Send
                 0,
                 ptr::null_mut(),
                 (*head).irp,
-            );
+            )
         } else if let Some(st) = send.to {
             st(
                 u.socket,
@@ -478,11 +484,20 @@ unsafe fn issue(u: &UdpSock, head: *mut UdpSend, owner: *mut UdpSend, send: Send
                 0,
                 ptr::null_mut(),
                 (*head).irp,
-            );
+            )
         } else {
             // Checked by the callback before any batch is built; never reached. The IRP
             // completes through its routine as failed, every count kept.
             irp::fail_unsent((*head).irp, send_done, head.cast());
+            return;
+        };
+        // A final status with the IRP never completed (W11 broken): the batch finishes here
+        // with that status, its contexts, list reference and block reference given back, as
+        // its completion would. The contexts' memory lives while this callback runs (the close
+        // disables the callback and waits for it before it drops the block's own reference);
+        // an unchanged entry count means nobody took the head back, so the IRP is this batch's.
+        if irp::unfinished_since((*head).irp, &(*head).entered, token, st) {
+            irp::complete_unfinished((*head).irp, send_done, head.cast(), st);
         }
     }
 }
@@ -688,6 +703,9 @@ unsafe extern "win64" fn receive_from_event(
 
 /// WskSendMessages / WskSendTo completion. IRQL <= DISPATCH_LEVEL.
 unsafe extern "win64" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
+    // First act, before the batch's contexts go back: the sender may be checking for W11.
+    // SAFETY: the armed batch head, alive while its send holds the block's reference.
+    unsafe { (*ctx.cast::<UdpSend>()).entered.entered() };
     // SAFETY: completed IRP.
     let (status, info) = unsafe { irp::result(irp) };
     // SAFETY: the armed batch head; its socket lives while this send holds its reference.

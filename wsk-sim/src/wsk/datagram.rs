@@ -101,6 +101,14 @@ fn sendto_common(
     irp: PIRP,
     call: &'static str,
 ) -> NTSTATUS {
+    let fault = if call == "WskSendTo" {
+        crate::kernel::config::Call::WskSendTo
+    } else {
+        crate::kernel::config::Call::WskSendMessages
+    };
+    if let Some(st) = socket::left_unfinished(fault, irp, call) {
+        return st;
+    }
     // SAFETY: the client passes its IRP.
     if !unsafe { crate::kernel::irp::take(irp, call) } {
         return STATUS_INVALID_PARAMETER;
@@ -109,11 +117,6 @@ fn sendto_common(
         Ok(c) => c,
         // SAFETY: taken above.
         Err(st) => return unsafe { complete::fail(irp, st) },
-    };
-    let fault = if call == "WskSendTo" {
-        crate::kernel::config::Call::WskSendTo
-    } else {
-        crate::kernel::config::Call::WskSendMessages
     };
     if let Some(st) = crate::kernel::schedule::injected_failure(fault) {
         // SAFETY: taken above.
