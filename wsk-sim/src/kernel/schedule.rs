@@ -16,6 +16,8 @@ struct Schedule {
     /// Calls left unfinished from now on ([`leave_unfinished`]), besides
     /// `Config::unfinished_calls`.
     unfinished: Vec<Call>,
+    /// WskSendTo / WskSendMessages requests stay pending ([`hold_datagram_sends`]).
+    hold_sends: bool,
 }
 
 static SCHEDULE: Mutex<Schedule> = Mutex::new(Schedule {
@@ -23,6 +25,7 @@ static SCHEDULE: Mutex<Schedule> = Mutex::new(Schedule {
     one_shot: VecDeque::new(),
     alloc_tags: VecDeque::new(),
     unfinished: Vec::new(),
+    hold_sends: false,
 });
 
 fn lock() -> std::sync::MutexGuard<'static, Schedule> {
@@ -37,6 +40,7 @@ pub(crate) fn reset(seed: u64) {
     s.one_shot.clear();
     s.alloc_tags.clear();
     s.unfinished.clear();
+    s.hold_sends = false;
 }
 
 /// splitmix64: small, good enough for schedules, no dependency.
@@ -95,6 +99,19 @@ pub(crate) fn unfinished(call: Call, irp: wsk_sys::PIRP) -> bool {
             || crate::kernel::state::config()
                 .unfinished_calls
                 .contains(&call))
+}
+
+/// From now on (until the next load, or `false`) every WskSendTo and WskSendMessages stays
+/// pending: nothing is sent, the IRP completes only when it is cancelled (IoCancelIrp, W76) or
+/// its socket is closed (W70). A provider that holds sends back, for as long as it likes (the
+/// docs bound it nowhere). Turned off, held sends go out at their socket's next poll.
+pub fn hold_datagram_sends(on: bool) {
+    lock().hold_sends = on;
+}
+
+/// Whether datagram sends are held ([`hold_datagram_sends`]).
+pub(crate) fn datagram_sends_held() -> bool {
+    lock().hold_sends
 }
 
 /// The next `count` pool allocations (ExAllocatePool2 or ExAllocatePoolWithTag) with pool tag

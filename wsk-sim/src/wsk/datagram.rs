@@ -153,7 +153,8 @@ fn sendto_common(
         // SAFETY: taken above.
         return unsafe { complete::fail(irp, STATUS_INVALID_ADDRESS_COMPONENT) };
     }
-    let inline_ok = !crate::kernel::schedule::chance(crate::kernel::state::config().pend_rate);
+    let inline_ok = !crate::kernel::schedule::chance(crate::kernel::state::config().pend_rate)
+        && !crate::kernel::schedule::datagram_sends_held();
     let r = socket::with(|p| {
         let s = p.sockets.get_mut(&ws).expect("entered");
         if s.bound.is_none() {

@@ -935,6 +935,17 @@ fn dequeue(irp: usize) -> bool {
                 s.accepts.remove(i);
                 return true;
             }
+            // A datagram send still queued (not one being written: the queue holds only
+            // requests not yet sent, or the rest of a WskSendMessages list, which the cancel
+            // ends; a send that completes first is not cancelled, W76).
+            if let Some(i) = s.sendtos.iter().position(|r| r.irp == irp) {
+                let r = s.sendtos.remove(i).expect("index");
+                for (b, _) in &r.bufs {
+                    // SAFETY: pinned when queued.
+                    unsafe { crate::kernel::mdl::pin_chain(b.Mdl, -1) };
+                }
+                return true;
+            }
             if s.disconnect == Some(irp) {
                 s.disconnect = None;
                 return true;
@@ -944,7 +955,8 @@ fn dequeue(irp: usize) -> bool {
     })
 }
 
-/// `IoCancelIrp`: WSK cancels pending receives, accepts, disconnects and connects (W76).
+/// `IoCancelIrp`: WSK cancels pending receives, accepts, disconnects, connects and datagram
+/// sends (W76).
 #[no_mangle]
 pub unsafe extern "win64" fn IoCancelIrp(Irp: PIRP) -> wsk_sys::BOOLEAN {
     crate::kernel::irql::require_dispatch_or_below("IoCancelIrp");
