@@ -40,6 +40,27 @@ pub const START_PENDING: u32 = 0;
 pub const START_READY: u32 = 1;
 pub const START_FAILED: u32 = 2;
 
+/// The log line of an attempt to open `service`'s socket. PASSIVE_LEVEL.
+fn log_open(service: &Service, r: Result<(), NTSTATUS>) {
+    match r {
+        Ok(()) => crate::kernel::log::log_info!(
+            "{} {} on {}:{}",
+            service.proto.name(),
+            service.mode.name(),
+            service.bind,
+            service.port
+        ),
+        Err(e) => crate::kernel::log::log_err!(
+            "{} {} on {}:{}: socket failed {:#x}",
+            service.proto.name(),
+            service.mode.name(),
+            service.bind,
+            service.port,
+            e as u32
+        ),
+    }
+}
+
 /// How often (in housekeeping ticks) a service that failed to open is tried again.
 const REOPEN_EVERY_TICKS: u32 = 16;
 
@@ -307,6 +328,18 @@ impl Driver {
     /// # Safety
     /// Captured provider; `self` at its final address.
     unsafe fn open_service(&mut self, service: &Service) -> Result<(), NTSTATUS> {
+        // SAFETY: per this function's contract.
+        let r = unsafe { self.open_service_unlogged(service) };
+        log_open(service, r);
+        r
+    }
+
+    /// [`open_service`](Self::open_service) without the log line (the retry logs only a
+    /// change: a port held for an hour would otherwise log twelve lines a second).
+    ///
+    /// # Safety
+    /// As [`open_service`](Self::open_service).
+    unsafe fn open_service_unlogged(&mut self, service: &Service) -> Result<(), NTSTATUS> {
         let stats_slot = self.stats_slot_for(service);
         let r = match service.proto {
             Proto::Tcp => match self.listeners.iter().position(|l| l.is_null()) {
@@ -326,23 +359,6 @@ impl Driver {
                 None => Err(STATUS_INSUFFICIENT_RESOURCES),
             },
         };
-        match r {
-            Ok(()) => crate::kernel::log::log_info!(
-                "{} {} on {}:{}",
-                service.proto.name(),
-                service.mode.name(),
-                service.bind,
-                service.port
-            ),
-            Err(e) => crate::kernel::log::log_err!(
-                "{} {} on {}:{}: socket failed {:#x}",
-                service.proto.name(),
-                service.mode.name(),
-                service.bind,
-                service.port,
-                e as u32
-            ),
-        }
         r
     }
 
@@ -643,7 +659,12 @@ impl Driver {
                 continue;
             }
             // SAFETY: captured provider; the control lock is held.
-            if let Err(e) = unsafe { self.open_service(&service) } {
+            let r = unsafe { self.open_service_unlogged(&service) };
+            // Logged when it opens or fails otherwise than last time, not on every retry.
+            if r.err() != pending.status_of(&service) {
+                log_open(&service, r);
+            }
+            if let Err(e) = r {
                 let _ = self.reopen.add(service, e);
             }
         }

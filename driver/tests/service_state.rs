@@ -134,6 +134,19 @@ fn open_failures_are_reported_and_retried() {
         text.contains(&format!("echo      udp 192.0.2.1:{}  NOT OPEN: ", ports[2])),
         "{text}"
     );
+    // Retried quietly: after at least two retries (16 housekeeping ticks apart) each held
+    // service has logged its failure once, at start-up, not once per retry.
+    let ticks = || wskecho::housekeeping_counts().unwrap().0;
+    let t0 = ticks();
+    eventually("two retries", || ticks() >= t0 + 33);
+    let log = wsk_sim::dbg_output();
+    for port in [ports[0], ports[1]] {
+        let said = log
+            .lines()
+            .filter(|l| l.contains(&format!("on 127.0.0.1:{port}: socket failed")))
+            .count();
+        assert_eq!(said, 1, "port {port} failure lines:\n{log}");
+    }
 
     // The ports come free: the driver's retry opens both services, which then serve.
     drop(tcp_holder);
