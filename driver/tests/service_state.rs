@@ -156,9 +156,9 @@ fn open_failures_are_reported_and_retried() {
         let v: Vec<&ServiceState> = s.iter().collect();
         v[0].is_open() && v[1].is_open()
     });
-    let mut c = connect(SocketAddr::new(V4, ports[0]));
+    let mut conn = connect(SocketAddr::new(V4, ports[0]));
     let data = payload(1, 5000);
-    assert_eq!(tcp_echo(&mut c, &data), data);
+    assert_eq!(tcp_echo(&mut conn, &data), data);
     let u = udp_client(V4);
     let d = payload(2, 300);
     assert_eq!(

@@ -203,7 +203,7 @@ fn w11_lines() -> usize {
 }
 
 /// A whole test's bound: traffic, waits (each `eventually` at most 10 s) and unload.
-const TEST_WATCHDOG: Duration = Duration::from_secs(60);
+const TEST_WATCHDOG: Duration = Duration::from_mins(1);
 
 /// The engine's WskCloseSocket returns STATUS_SUCCESS and never completes its IRP. Every
 /// connection must still be recycled (two contexts serve six connections one after another),
@@ -364,9 +364,9 @@ fn udp_sends_that_never_complete_their_irp() {
         wsk_sim::config::Call::WskSendTo,
     ]);
     let before = w11_lines();
-    let u = udp_client(V4);
+    let client = udp_client(V4);
     for i in 0..20u64 {
-        u.send_to(&payload(i, 200), to).unwrap();
+        client.send_to(&payload(i, 200), to).unwrap();
         // One at a time, so that each is its own batch and needs a context.
         let t0 = Instant::now();
         while drv.counter(Counter::UdpDatagramsIn) < i + 1 {
@@ -413,10 +413,10 @@ fn udp_sends_that_never_complete_their_irp() {
         rate: 100,
         stream: false,
     };
-    let mut b = [0u8; 256];
-    let n = encode_load_start(&job, &mut b).unwrap();
+    let mut req = [0u8; 256];
+    let n = encode_load_start(&job, &mut req).unwrap();
     assert_eq!(
-        drv.control(IOCTL_WSKECHO_LOAD_START, &b[..n], LOAD_START_RESPONSE_LEN)
+        drv.control(IOCTL_WSKECHO_LOAD_START, &req[..n], LOAD_START_RESPONSE_LEN)
             .0,
         0
     );
@@ -445,7 +445,7 @@ fn udp_sends_that_never_complete_their_irp() {
     // Lifted: the echo answers on the same contexts.
     wsk_sim::faults::leave_unfinished(&[]);
     let d = payload(99, 300);
-    assert_eq!(udp_roundtrip(&u, to, &d), Some(d));
+    assert_eq!(udp_roundtrip(&client, to, &d), Some(d));
     let t0 = Instant::now();
     assert_clean(&drv.unload());
     eprintln!("unload took {:?}", t0.elapsed());

@@ -287,7 +287,7 @@ fn execute(args: &DriverArgs, ch: &mut dyn Channel, out: &mut dyn Write) -> Resu
         DriverCmd::Status => {
             let v = query_version(ch)?;
             let c = query_config(ch)?;
-            let s = query_services(ch, &v)?;
+            let states = query_services(ch, &v)?;
             let l = query_load(ch)?;
             if args.json {
                 let j = json!({
@@ -295,7 +295,7 @@ fn execute(args: &DriverArgs, ch: &mut dyn Channel, out: &mut dyn Write) -> Resu
                     "abi": {"min": v.abi_min, "max": v.abi_max},
                     "cpus": v.cpu_count,
                     "config": config_json(&c),
-                    "services": s.as_ref().map(service_states_json),
+                    "services": states.as_ref().map(service_states_json),
                     "load": load_json(&l),
                 });
                 writeln!(out, "{j}")?;
@@ -306,7 +306,7 @@ fn execute(args: &DriverArgs, ch: &mut dyn Channel, out: &mut dyn Write) -> Resu
                     v.driver.0, v.driver.1, v.driver.2, v.abi_min, v.abi_max, v.cpu_count
                 )?;
                 write!(out, "{}", config_text(&c))?;
-                write!(out, "{}", service_states_text(s.as_ref()))?;
+                write!(out, "{}", service_states_text(states.as_ref()))?;
                 writeln!(out, "load job: {}", load_line(&l))?;
             }
         }

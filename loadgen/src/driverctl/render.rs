@@ -347,21 +347,24 @@ mod tests {
                 retrying: false,
             },
         ];
-        let mut b = [0u8; 512];
-        let n = control::ioctl::encode_service_states(3, |i| st[i], &mut b).unwrap();
-        let s = control::ioctl::decode_service_states(&b[..n]).unwrap();
-        let t = service_states_text(Some(&s));
-        assert!(t.starts_with("service state (1 of 3 open):\n"), "{t}");
-        assert!(t.contains("  echo      tcp 127.0.0.1:7  open\n"), "{t}");
+        let mut buf = [0u8; 512];
+        let n = control::ioctl::encode_service_states(3, |i| st[i], &mut buf).unwrap();
+        let s = control::ioctl::decode_service_states(&buf[..n]).unwrap();
+        let text = service_states_text(Some(&s));
+        assert!(text.starts_with("service state (1 of 3 open):\n"), "{text}");
         assert!(
-            t.contains(
-                "  echo      udp 127.0.0.1:7  NOT OPEN: STATUS_ADDRESS_ALREADY_EXISTS (0xC000020A), retrying\n"
-            ),
-            "{t}"
+            text.contains("  echo      tcp 127.0.0.1:7  open\n"),
+            "{text}"
         );
         assert!(
-            t.contains("  discard   udp 127.0.0.1:9  NOT OPEN: 0xC0000236\n"),
-            "{t}"
+            text.contains(
+                "  echo      udp 127.0.0.1:7  NOT OPEN: STATUS_ADDRESS_ALREADY_EXISTS (0xC000020A), retrying\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  discard   udp 127.0.0.1:9  NOT OPEN: 0xC0000236\n"),
+            "{text}"
         );
         let j = service_states_json(&s);
         assert_eq!(j[0]["open"], true);
