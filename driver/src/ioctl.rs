@@ -228,3 +228,25 @@ impl ControlHandler for Handler {
         load::status(self.drv())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 17 item 11c: `service(i)` answers from the request's own snapshot of the
+    /// services, and an index past it (the list shrank since the count was read, or a
+    /// caller's mistake) reads an empty entry: no panic, and the driver state is not touched
+    /// for it (the handler here has none).
+    #[test]
+    fn service_past_the_snapshot_is_empty_not_a_panic() {
+        let h = Handler {
+            d: core::ptr::null_mut(),
+            services: Services::empty(),
+            lock_handed_over: false,
+        };
+        assert_eq!(h.service_count(), 0);
+        let (s, c) = h.service(3);
+        assert_eq!(s.port, 0);
+        assert_eq!(c, Counters::default());
+    }
+}
