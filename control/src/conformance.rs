@@ -236,6 +236,7 @@ pub fn run(call: &mut Call<'_>, free_port: u16) -> Vec<Case> {
             "missing or malformed".into(),
         );
     }
+    let mut features = 0;
     if let Some(o) = s.expect(
         "query version",
         IOCTL_WSKECHO_QUERY_VERSION,
@@ -244,7 +245,7 @@ pub fn run(call: &mut Call<'_>, free_port: u16) -> Vec<Case> {
         STATUS_SUCCESS,
     ) {
         match VersionInfo::decode(&o) {
-            Ok(v) if v.compatible() => {}
+            Ok(v) if v.compatible() => features = v.features,
             Ok(v) => s.fail(
                 "version compatible",
                 format!(
@@ -253,6 +254,42 @@ pub fn run(call: &mut Call<'_>, free_port: u16) -> Vec<Case> {
                 ),
             ),
             Err(e) => s.fail("version decodes", e.to_string()),
+        }
+    }
+    if features & crate::ioctl::FEATURE_SERVICE_STATE != 0 {
+        let req = enc(|b| encode_empty_request(Kind::ServicesRequest, b));
+        let cap = crate::ioctl::service_states_len(crate::config::MAX_SERVICES);
+        if let Some(o) = s.expect(
+            "service states",
+            crate::ioctl::IOCTL_WSKECHO_QUERY_SERVICES,
+            &req,
+            cap,
+            STATUS_SUCCESS,
+        ) {
+            match crate::ioctl::decode_service_states(&o) {
+                Ok(d) => {
+                    let same = before_cfg.as_ref().is_none_or(|c| {
+                        d.len() == c.services.len()
+                            && d.iter()
+                                .zip(c.services.as_slice())
+                                .all(|(x, y)| x.service == *y)
+                    });
+                    if !same {
+                        s.fail(
+                            "service states list the configured services in order",
+                            format!("{} states", d.len()),
+                        );
+                    }
+                    s.expect(
+                        "service states, capacity one short",
+                        crate::ioctl::IOCTL_WSKECHO_QUERY_SERVICES,
+                        &req,
+                        o.len() - 1,
+                        STATUS_BUFFER_TOO_SMALL,
+                    );
+                }
+                Err(e) => s.fail("service states decode", e.to_string()),
+            }
         }
     }
     if let Some(o) = s.expect(

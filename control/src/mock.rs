@@ -147,4 +147,25 @@ impl ControlHandler for MockDriver {
     fn load_status(&self) -> LoadStatus {
         self.status
     }
+    /// The mock opens a service or refuses the whole change (a busy port): every configured
+    /// service is open.
+    fn service_state(&self, index: usize) -> crate::ioctl::ServiceState {
+        let service = self
+            .config
+            .services
+            .as_slice()
+            .get(index)
+            .copied()
+            .unwrap_or(Service::new(
+                crate::config::Proto::Tcp,
+                1,
+                crate::config::Mode::Discard,
+                core::net::IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED),
+            ));
+        crate::ioctl::ServiceState {
+            service,
+            status: crate::ioctl::status::STATUS_SUCCESS,
+            retrying: false,
+        }
+    }
 }

@@ -228,3 +228,60 @@ fn stats_and_version_layout() {
     assert_eq!(u32_at(b, offset_of!(WireVersionInfo, cpu_count)), 3);
     assert_eq!(u32_at(b, offset_of!(WireVersionInfo, service_count)), 7);
 }
+
+#[test]
+fn service_state_layout() {
+    use control::ioctl::status::STATUS_ADDRESS_ALREADY_EXISTS;
+    let v4: std::net::IpAddr = "127.0.0.3".parse().unwrap();
+    let states = [
+        ServiceState {
+            service: Service::new(Proto::Tcp, 7, Mode::Echo, v4),
+            status: 0,
+            retrying: false,
+        },
+        ServiceState {
+            service: Service::new(Proto::Udp, 4000, Mode::Discard, v4),
+            status: STATUS_ADDRESS_ALREADY_EXISTS,
+            retrying: true,
+        },
+    ];
+    let b = enc(|o| encode_service_states(2, |i| states[i], o));
+    assert_eq!(u16_at(&b, offset_of!(WireServiceStatesHead, count)), 2);
+    assert_eq!(
+        u16_at(&b, offset_of!(WireHeader, kind)),
+        Kind::ServicesResponse as u16
+    );
+    let second = size_of::<WireServiceStatesHead>() + size_of::<WireServiceState>();
+    assert_eq!(b.len(), second + size_of::<WireServiceState>());
+    assert_eq!(
+        u16_at(
+            &b,
+            second + offset_of!(WireServiceState, service) + offset_of!(WireService, port)
+        ),
+        4000
+    );
+    assert_eq!(
+        u32_at(&b, second + offset_of!(WireServiceState, status)),
+        STATUS_ADDRESS_ALREADY_EXISTS as u32
+    );
+    assert_eq!(
+        u32_at(&b, second + offset_of!(WireServiceState, flags)),
+        SERVICE_STATE_RETRYING
+    );
+    // The version answer announces it.
+    let mut m = control::mock::MockDriver::new(1);
+    let mut out = vec![0u8; MAX_OUTPUT_BYTES];
+    let (st, n) = dispatch(&mut m, IOCTL_WSKECHO_QUERY_VERSION, &[], &mut out);
+    assert_eq!(st, 0);
+    assert_eq!(
+        u32_at(&out[..n], offset_of!(WireVersionInfo, features)) & FEATURE_SERVICE_STATE,
+        FEATURE_SERVICE_STATE
+    );
+    // Through dispatch: every configured service of the mock, open.
+    let req = enc(|o| encode_empty_request(Kind::ServicesRequest, o));
+    let (st, n) = dispatch(&mut m, IOCTL_WSKECHO_QUERY_SERVICES, &req, &mut out);
+    assert_eq!(st, 0);
+    let d = decode_service_states(&out[..n]).unwrap();
+    assert_eq!(d.len(), m.config.services.len());
+    assert!(d.iter().all(ServiceState::is_open));
+}

@@ -25,6 +25,7 @@ use crate::live_limits::{self, LiveLimits};
 use crate::load::{self, Job};
 use crate::logic::budget::RetainedBudget;
 use crate::logic::source;
+use crate::reopen::Reopen;
 use crate::serve::conn::ConnPool;
 use crate::serve::listener::Listener;
 use crate::serve::udp::UdpSock;
@@ -40,7 +41,28 @@ pub const START_PENDING: u32 = 0;
 pub const START_READY: u32 = 1;
 pub const START_FAILED: u32 = 2;
 
-/// How often (in housekeeping ticks) a failed re-creation of a dead socket is tried again.
+/// The log line of an attempt to open `service`'s socket. PASSIVE_LEVEL.
+fn log_open(service: &Service, r: Result<(), NTSTATUS>) {
+    match r {
+        Ok(()) => crate::kernel::log::log_info!(
+            "{} {} on {}:{}",
+            service.proto.name(),
+            service.mode.name(),
+            service.bind,
+            service.port
+        ),
+        Err(e) => crate::kernel::log::log_err!(
+            "{} {} on {}:{}: socket failed {:#x}",
+            service.proto.name(),
+            service.mode.name(),
+            service.bind,
+            service.port,
+            e as u32
+        ),
+    }
+}
+
+/// How often (in housekeeping ticks) a service that failed to open is tried again.
 const REOPEN_EVERY_TICKS: u32 = 16;
 
 pub(crate) struct Driver {
@@ -84,11 +106,12 @@ pub(crate) struct Driver {
     pub(crate) job: Job,
     /// The housekeeper itself is closing a socket (it need not wait for its own ticks).
     pub(crate) in_hk: bool,
-    /// Services whose dead socket was closed but whose new socket failed to open (the port
-    /// still held, a transient failure): the housekeeper tries again every
-    /// `REOPEN_EVERY_TICKS` ticks until one opens or a reconfiguration removes the service.
-    /// Without it one failed re-open left the service dead until unload (issue 17 item 6).
-    pub(crate) reopen: Services,
+    /// Services that failed to open, at start-up or when their dead socket was re-created
+    /// (the port held, the address missing, a transient failure), with the status of the last
+    /// attempt: the housekeeper tries again every `REOPEN_EVERY_TICKS` ticks until one opens or
+    /// a reconfiguration removes the service (without it one failed re-open left the service
+    /// dead until unload, issue 17 item 6), and `driver status` reports them (issue 18).
+    pub(crate) reopen: Reopen,
     /// Which service owns each per-service counter slot. A slot follows the service, not its
     /// socket: re-creating a dead socket keeps the counts; a service removed by
     /// reconfiguration frees its slot. Changed only on the serialised control path.
@@ -132,7 +155,7 @@ impl Driver {
             ptr::write(ptr::addr_of_mut!((*d).conns), ConnPool::empty());
             ptr::write(ptr::addr_of_mut!((*d).job), Job::new());
             ptr::write(ptr::addr_of_mut!((*d).stats_slots), [None; MAX_SERVICES]);
-            ptr::write(ptr::addr_of_mut!((*d).reopen), Services::empty());
+            ptr::write(ptr::addr_of_mut!((*d).reopen), Reopen::empty());
             &mut *d
         };
         r.perf_freq = time::frequency();
@@ -290,6 +313,10 @@ impl Driver {
         for service in services.as_slice() {
             // SAFETY: per this function's contract.
             let r = unsafe { self.open_service(service) };
+            if let Err(e) = r {
+                // Retried by the housekeeper and reported by `driver status`, not only logged.
+                let _ = self.reopen.add(*service, e);
+            }
             if first.is_ok() {
                 first = r;
             }
@@ -302,6 +329,18 @@ impl Driver {
     /// # Safety
     /// Captured provider; `self` at its final address.
     unsafe fn open_service(&mut self, service: &Service) -> Result<(), NTSTATUS> {
+        // SAFETY: per this function's contract.
+        let r = unsafe { self.open_service_unlogged(service) };
+        log_open(service, r);
+        r
+    }
+
+    /// [`open_service`](Self::open_service) without the log line (the retry logs only a
+    /// change: a port held for an hour would otherwise log twelve lines a second).
+    ///
+    /// # Safety
+    /// As [`open_service`](Self::open_service).
+    unsafe fn open_service_unlogged(&mut self, service: &Service) -> Result<(), NTSTATUS> {
         let stats_slot = self.stats_slot_for(service);
         let r = match service.proto {
             Proto::Tcp => match self.listeners.iter().position(|l| l.is_null()) {
@@ -321,23 +360,6 @@ impl Driver {
                 None => Err(STATUS_INSUFFICIENT_RESOURCES),
             },
         };
-        match r {
-            Ok(()) => crate::kernel::log::log_info!(
-                "{} {} on {}:{}",
-                service.proto.name(),
-                service.mode.name(),
-                service.bind,
-                service.port
-            ),
-            Err(e) => crate::kernel::log::log_err!(
-                "{} {} on {}:{}: socket failed {:#x}",
-                service.proto.name(),
-                service.mode.name(),
-                service.bind,
-                service.port,
-                e as u32
-            ),
-        }
         r
     }
 
@@ -473,6 +495,8 @@ impl Driver {
         // SAFETY: exclusive control path.
         unsafe { ptr::addr_of_mut!(self.config.services).write(new.services.clone()) };
         self.release_stats_slots(new.services.as_slice());
+        // A removed service is not retried any more (nor reported).
+        self.reopen.retain(|s| new.services.as_slice().contains(s));
         Ok(())
     }
 
@@ -502,7 +526,10 @@ impl Driver {
         }
         for s in closed.map_or(&[][..], Services::as_slice) {
             // SAFETY: per this function's contract.
-            let _ = unsafe { self.open_service(s) };
+            if let Err(e) = unsafe { self.open_service(s) } {
+                // Still configured: retried and reported like any service that failed to open.
+                let _ = self.reopen.add(*s, e);
+            }
         }
         let keep = self.config.services.clone();
         crate::serve::udp::publish_service_ports(keep.as_slice());
@@ -614,9 +641,9 @@ impl Driver {
             // SAFETY: captured provider; the control lock is held.
             unsafe {
                 self.close_service(service, timeout);
-                if self.open_service(service).is_err() {
+                if let Err(e) = self.open_service(service) {
                     // Tried again by the housekeeper (open_service logged why).
-                    let _ = self.reopen.add(*service);
+                    let _ = self.reopen.add(*service, e);
                 }
             }
         }
@@ -627,20 +654,26 @@ impl Driver {
     /// One more attempt at each service whose re-creation failed; a service the configuration
     /// no longer has, or that is open again, leaves the list. PASSIVE_LEVEL, control lock held.
     fn retry_reopen(&mut self) {
-        let pending = core::mem::replace(&mut self.reopen, Services::empty());
-        for service in pending.as_slice() {
-            if !self.config.services.as_slice().contains(service) || self.is_open(service) {
+        let pending = core::mem::replace(&mut self.reopen, Reopen::empty());
+        for service in pending.services() {
+            if !self.config.services.as_slice().contains(&service) || self.is_open(&service) {
                 continue;
             }
             // SAFETY: captured provider; the control lock is held.
-            if unsafe { self.open_service(service) }.is_err() {
-                let _ = self.reopen.add(*service);
+            let r = unsafe { self.open_service_unlogged(&service) };
+            // Logged when it opens or fails otherwise than last time, not on every retry.
+            if r.err() != pending.status_of(&service) {
+                log_open(&service, r);
+            }
+            if let Err(e) = r {
+                let _ = self.reopen.add(service, e);
             }
         }
     }
 
-    /// Whether `service` has an open socket (listener or datagram socket).
-    fn is_open(&self, service: &Service) -> bool {
+    /// Whether `service` has an open socket (listener or datagram socket). The control lock is
+    /// held (or start-up is over and nothing else changes the tables).
+    pub(crate) fn is_open(&self, service: &Service) -> bool {
         // SAFETY: non-null entries are live sockets (only the housekeeper and the serialised
         // control path change the tables; the control lock is held).
         self.listeners

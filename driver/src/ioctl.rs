@@ -15,8 +15,13 @@ use crate::kernel::time;
 use crate::load;
 use crate::stats::{Counter, MAX_CPUS};
 
+/// How long a control request waits for the control lock before it is answered
+/// STATUS_DEVICE_BUSY. PASSIVE_LEVEL waits (the IOCTL arrives on the caller's thread).
+const CONTROL_LOCK_WAIT_MS: u64 = 250;
+
 /// The control ABI over any transport (IOCTL here, TCP in wskecho-sim). PASSIVE_LEVEL.
-/// Requests are serialised (a concurrent one gets STATUS_DEVICE_BUSY); unload takes the
+/// Requests are serialised (one that finds the lock held for longer than CONTROL_LOCK_WAIT_MS
+/// gets STATUS_DEVICE_BUSY); unload takes the
 /// control path for good before closing sockets.
 ///
 /// # Safety
@@ -29,7 +34,11 @@ pub(crate) unsafe fn control_dispatch(
 ) -> (i32, usize) {
     // SAFETY: per the caller.
     let busy = unsafe { &(*d).control_busy };
-    if busy.swap(true, Ordering::SeqCst) {
+    // The housekeeper holds the lock for a few milliseconds while it re-creates a dead socket
+    // or retries a service that failed to open (every REOPEN_EVERY_TICKS ticks for as long as
+    // one fails): a request that arrives then waits for it, bounded (C38), rather than fail
+    // busy. Another control request holds it longer: that one is still answered busy.
+    if !time::wait_until(CONTROL_LOCK_WAIT_MS, || !busy.swap(true, Ordering::SeqCst)) {
         return (control::ioctl::status::STATUS_DEVICE_BUSY, 0);
     }
     let mut h = Handler {
@@ -164,6 +173,29 @@ impl ControlHandler for Handler {
         (0, 1, 0)
     }
 
+    /// From the request's snapshot of the services and the socket tables, which change only
+    /// under the control lock this request holds (start-up opens the services holding it).
+    fn service_state(&self, index: usize) -> ioctl::ServiceState {
+        let (service, _) = self.service(index);
+        let d = self.drv();
+        let (status, retrying) = if !d.captured {
+            // No provider yet: nothing was tried.
+            (STATUS_DEVICE_NOT_READY, false)
+        } else if d.is_open(&service) {
+            (ioctl::status::STATUS_SUCCESS, false)
+        } else if let Some(st) = d.reopen.status_of(&service) {
+            (st, true)
+        } else {
+            // Not open and not waiting to be retried: only if the retry list was full.
+            (STATUS_DEVICE_NOT_READY, false)
+        };
+        ioctl::ServiceState {
+            service,
+            status,
+            retrying,
+        }
+    }
+
     fn config(&self) -> Config {
         self.drv().config.clone()
     }
@@ -194,5 +226,27 @@ impl ControlHandler for Handler {
 
     fn load_status(&self) -> LoadStatus {
         load::status(self.drv())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 17 item 11c: `service(i)` answers from the request's own snapshot of the
+    /// services, and an index past it (the list shrank since the count was read, or a
+    /// caller's mistake) reads an empty entry: no panic, and the driver state is not touched
+    /// for it (the handler here has none).
+    #[test]
+    fn service_past_the_snapshot_is_empty_not_a_panic() {
+        let h = Handler {
+            d: core::ptr::null_mut(),
+            services: Services::empty(),
+            lock_handed_over: false,
+        };
+        assert_eq!(h.service_count(), 0);
+        let (s, c) = h.service(3);
+        assert_eq!(s.port, 0);
+        assert_eq!(c, Counters::default());
     }
 }

@@ -32,6 +32,7 @@ mod live_limits;
 mod load;
 mod logic;
 mod registry;
+mod reopen;
 mod serve;
 pub mod stats;
 mod wsk;
@@ -202,6 +203,8 @@ unsafe fn start_thread(r: &mut Driver) -> Result<(), NTSTATUS> {
 unsafe extern "win64" fn startup(ctx: PVOID) {
     // SAFETY: the Driver block outlives this thread.
     let d = unsafe { &mut *ctx.cast::<Driver>() };
+    // Whether this thread holds the control lock (see below).
+    let mut locked = false;
     loop {
         if d.stopping.load(Ordering::SeqCst) {
             break;
@@ -210,6 +213,22 @@ unsafe extern "win64" fn startup(ctx: PVOID) {
         let status =
             unsafe { WskCaptureProviderNPI(&raw mut d.registration, 200, &raw mut d.provider) };
         if check(status).is_ok() {
+            // The control lock from before `captured` is set until the services are open: a
+            // control request meanwhile gets STATUS_DEVICE_NOT_READY (not captured) or
+            // STATUS_DEVICE_BUSY, never the socket tables and the reopen list half made. Taken
+            // first so that no request that needs `captured` (config set posts to this
+            // thread's mailbox and waits) can hold it while this thread waits. Bounded: only
+            // the short read-only requests can hold it now, and unload takes it only after
+            // start-up has finished.
+            while !d.stopping.load(Ordering::SeqCst) {
+                if !d.control_busy.swap(true, Ordering::SeqCst) {
+                    locked = true;
+                    break;
+                }
+                time::sleep_ms(1);
+            }
+            // Captured either way (`captured` pairs the capture with its release, C28);
+            // without the lock only when stopping, and then no service opens below.
             d.captured = true;
             break;
         }
@@ -227,6 +246,9 @@ unsafe extern "win64" fn startup(ctx: PVOID) {
     } else {
         START_FAILED
     };
+    if locked {
+        d.control_busy.store(false, Ordering::SeqCst);
+    }
     d.start_state.store(state, Ordering::SeqCst);
     // From here on the thread is the driver's housekeeper until unload has closed every socket:
     // every 5 ms it re-arms the resume of connections whose indications were refused (C5:

@@ -184,3 +184,44 @@ fn sends_outliving_the_close_free_the_socket_last() {
         eprintln!("every send completed within the close's waits this time:\n{log}");
     }
 }
+
+/// Issue 17 item 11: echo sends the provider holds past the close's drain (10 s) and never
+/// completes by itself (`faults::hold_datagram_sends`: pending until cancelled or closed). Their
+/// lists used to be abandoned: the close then cancelled the sends itself (W70) and the lists,
+/// retained for the zero-copy echo, were never given back (W68: not after the close has begun).
+/// Now the close cancels the sends first (W76); each cancelled completion gives its list back
+/// before WskCloseSocket. Unload is clean: no list left retained, no block, no IRP.
+#[test]
+fn lists_held_past_the_drain_go_back_before_the_close() {
+    let (mut cfg, ports) = config_with(V4, &[(Proto::Udp, Mode::Echo)]);
+    cfg.limits.disconnect_timeout_ms = 200;
+    let drv = load(wsk_sim::Config::recording(), Some(cfg)).unwrap();
+    assert!(drv.ready);
+    wsk_sim::faults::hold_datagram_sends(true);
+    let _ = wsk_sim::take_dbg_output();
+    let to = SocketAddr::new(V4, ports[0]);
+    let u = udp_client(V4);
+    for i in 0..5u64 {
+        u.send_to(&payload(i, 100), to).unwrap();
+        eventually("the datagram indicated", || {
+            drv.counter(Counter::UdpDatagramsIn) > i
+        });
+    }
+    // Nothing answered: every send is held, every list retained.
+    assert_eq!(drv.counter(Counter::UdpDatagramsOut), 0);
+    assert_eq!(wsk_sim::counts().retained_indications, 5);
+    let t0 = Instant::now();
+    let findings = drv.unload();
+    let log = wsk_sim::dbg_output();
+    eprintln!("unload with 5 held sends took {:?}", t0.elapsed());
+    assert_eq!(
+        wskecho::routines_outstanding(),
+        0,
+        "a send completion outlived DriverUnload"
+    );
+    assert!(
+        !log.contains("could not be given back"),
+        "lists abandoned:\n{log}"
+    );
+    assert_clean(&findings);
+}

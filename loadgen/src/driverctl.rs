@@ -16,8 +16,8 @@ pub use channel::{open_channel, Channel, SocketChannel};
 use edit::plan_change;
 pub use render::config_json;
 use render::{
-    config_text, delta_json, delta_line, load_json, load_line, snapshot_json, snapshot_text,
-    watch_header,
+    config_text, delta_json, delta_line, load_json, load_line, service_states_json,
+    service_states_text, snapshot_json, snapshot_text, watch_header,
 };
 
 use std::io::Write;
@@ -190,6 +190,26 @@ pub fn query_version(ch: &mut dyn Channel) -> Result<VersionInfo> {
     Ok(v)
 }
 
+/// Where each configured service stands (open, or why not), when the driver reports it
+/// (`FEATURE_SERVICE_STATE` in its version answer); None from a driver that does not.
+pub fn query_services(
+    ch: &mut dyn Channel,
+    v: &VersionInfo,
+) -> Result<Option<ioctl::ServiceStates>> {
+    if v.features & ioctl::FEATURE_SERVICE_STATE == 0 {
+        return Ok(None);
+    }
+    let input = encode_with(|b| ioctl::encode_empty_request(Kind::ServicesRequest, b))?;
+    let b = request(
+        ch,
+        "service state",
+        ioctl::IOCTL_WSKECHO_QUERY_SERVICES,
+        &input,
+        ioctl::service_states_len(control::config::MAX_SERVICES),
+    )?;
+    decode(ioctl::decode_service_states(&b), "service state").map(Some)
+}
+
 pub fn query_config(ch: &mut dyn Channel) -> Result<Config> {
     let input = encode_with(|b| ioctl::encode_empty_request(Kind::ConfigGetRequest, b))?;
     let b = request(
@@ -267,6 +287,7 @@ fn execute(args: &DriverArgs, ch: &mut dyn Channel, out: &mut dyn Write) -> Resu
         DriverCmd::Status => {
             let v = query_version(ch)?;
             let c = query_config(ch)?;
+            let states = query_services(ch, &v)?;
             let l = query_load(ch)?;
             if args.json {
                 let j = json!({
@@ -274,6 +295,7 @@ fn execute(args: &DriverArgs, ch: &mut dyn Channel, out: &mut dyn Write) -> Resu
                     "abi": {"min": v.abi_min, "max": v.abi_max},
                     "cpus": v.cpu_count,
                     "config": config_json(&c),
+                    "services": states.as_ref().map(service_states_json),
                     "load": load_json(&l),
                 });
                 writeln!(out, "{j}")?;
@@ -284,6 +306,7 @@ fn execute(args: &DriverArgs, ch: &mut dyn Channel, out: &mut dyn Write) -> Resu
                     v.driver.0, v.driver.1, v.driver.2, v.abi_min, v.abi_max, v.cpu_count
                 )?;
                 write!(out, "{}", config_text(&c))?;
+                write!(out, "{}", service_states_text(states.as_ref()))?;
                 writeln!(out, "load job: {}", load_line(&l))?;
             }
         }

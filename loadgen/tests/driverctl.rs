@@ -98,12 +98,19 @@ fn status_and_config_get() {
     assert_eq!(svcs[0]["port"], 7007);
     assert_eq!(svcs[0]["bind"], "127.0.0.1");
     assert_eq!(j["config"]["limits"]["MaxConnections"], 1024);
+    // Where each service stands (the mock opens every configured one).
+    let states = j["services"].as_array().unwrap();
+    assert_eq!(states.len(), 7);
+    assert_eq!(states[0]["port"], 7007);
+    assert_eq!(states[0]["open"], true);
+    assert_eq!(states[0]["status"], "STATUS_SUCCESS");
     let (code, text) = f.run(&["status"]);
     assert_eq!(code, 0);
     assert!(
         text.contains("wskecho 0.1.0") && text.contains("sockperf  udp 127.0.0.1:11111"),
         "{text}"
     );
+    assert!(text.contains("service state (7 of 7 open):"), "{text}");
     let c = f.json(&["config", "get"]);
     assert_eq!(
         c["allowed_sources"],

@@ -40,6 +40,19 @@ if what == "status":
     if s["load"]["state"] != "idle":
         problems.append(f"load job {s['load']}")
     check_config(s["config"])
+    # Issue 18: every configured service is reported with where it stands. Under Wine's netio
+    # none can open (no event callbacks, no datagram sockets): each must say so, with the
+    # status of its failed open, and be retried, not hidden.
+    states = s.get("services")
+    if states is None:
+        problems.append("driver status reports no service state")
+    else:
+        if len(states) != len(expected["services"]):
+            problems.append(f"{len(states)} service states, {len(expected['services'])} configured")
+        for x in states:
+            print(f"service {x['proto']} {x['port']}: {x['state']}")
+            if x["open"] or x["status"] == "STATUS_SUCCESS" or not x["retrying"]:
+                problems.append(f"service state {x}: expected a failed open, retried")
 elif what == "stats":
     s = load("stats")
     print(json.dumps(s["global"]))

@@ -93,8 +93,13 @@ pub struct Config {
     pub fail_status: NTSTATUS,
     /// Calls that, given an IRP, return STATUS_NOT_IMPLEMENTED without taking or completing
     /// it: a provider that breaks W11 the way Wine's netio.sys does for functions it lacks.
-    /// The IRP stays the client's, its completion routine never runs. Only WskControlSocket
-    /// honours it so far. Empty by default.
+    /// The IRP stays the client's, its completion routine never runs. Honoured by
+    /// WskControlSocket, WskSocket, WskSocketConnect, WskBind, WskListen, WskConnect, WskSend,
+    /// WskReceive, WskDisconnect, WskSendTo and WskSendMessages. WskCloseSocket closes the
+    /// socket and returns STATUS_SUCCESS without completing the IRP when the close finishes at
+    /// once (a close that must wait for a running callback returns STATUS_PENDING and
+    /// completes as usual: a pending return promises a completion). `faults::leave_unfinished`
+    /// turns the same fault on after load. Empty by default.
     pub unfinished_calls: Vec<Call>,
     /// Remote addresses whose connects are never answered (a black hole, a listener whose
     /// accept queue stays full): WskSocketConnect / WskConnect to one stays pending until the
@@ -364,6 +369,8 @@ pub enum Call {
     WskReceiveFrom,
     WskSendMessages,
     WskDisconnect,
+    /// Only for `unfinished_calls` / `faults::leave_unfinished` (a close cannot be failed).
+    WskCloseSocket,
     WskGetLocalAddress,
     WskGetRemoteAddress,
     /// Every pool allocation: ExAllocatePool2 and ExAllocatePoolWithTag alike.

@@ -2,7 +2,9 @@
 //! them) and sockets that stop working as a failing transport's would.
 
 pub use crate::kernel::config::Call;
-pub use crate::kernel::schedule::{fail_next, fail_next_alloc_tagged};
+pub use crate::kernel::schedule::{
+    fail_next, fail_next_alloc_tagged, hold_datagram_sends, leave_unfinished,
+};
 
 /// Makes the listening and datagram sockets bound to `local` no longer functional, as a failing transport
 /// would: pending IRPs complete with STATUS_FILE_FORCED_CLOSED (W15), the host socket is

@@ -238,3 +238,146 @@ fn faults_kill_socket_gives_null_indications() {
     wsk.close();
     wsk_sim::assert_no_leaks();
 }
+
+/// IRQL: any. Counts its runs in the AtomicUsize `ctx` points to.
+unsafe extern "win64" fn count_runs(_dev: PDEVICE_OBJECT, _irp: PIRP, ctx: PVOID) -> NTSTATUS {
+    // SAFETY: the counter outlives every IRP armed with it (the test waits).
+    unsafe { &*ctx.cast::<std::sync::atomic::AtomicUsize>() }.fetch_add(1, Ordering::SeqCst);
+    STATUS_MORE_PROCESSING_REQUIRED
+}
+
+/// A one-location IRP armed with `count_runs` on `runs`.
+fn counted_irp(runs: &std::sync::atomic::AtomicUsize) -> PIRP {
+    // SAFETY: a fresh IRP of ours; the completion routine and its context are valid.
+    unsafe {
+        let irp = IoAllocateIrp(1, FALSE);
+        assert!(!irp.is_null());
+        IoReuseIrp(irp, STATUS_PENDING);
+        IoSetCompletionRoutine(
+            irp,
+            Some(count_runs),
+            std::ptr::from_ref(runs).cast_mut().cast(),
+            true,
+            true,
+            true,
+        );
+        irp
+    }
+}
+
+fn bound_datagram_socket(wsk: &Wsk) -> PWSK_SOCKET {
+    let (d, s) = wsk.socket(
+        AF_INET,
+        SOCK_DGRAM,
+        IPPROTO_UDP,
+        WSK_FLAG_DATAGRAM_SOCKET,
+        std::ptr::null_mut(),
+        std::ptr::null(),
+    );
+    assert_eq!(d.status, STATUS_SUCCESS);
+    let mut a = v4([127, 0, 0, 1], 0);
+    assert_eq!(bind(s, &mut a).status, STATUS_SUCCESS);
+    s
+}
+
+/// `faults::leave_unfinished`: a call on the list returns a failure and never touches its IRP
+/// (W11 broken on purpose); WskCloseSocket closes the socket, returns STATUS_SUCCESS and never
+/// completes its IRP. The IRP stays the client's to reuse and free, nothing leaks.
+#[test]
+fn faults_unfinished_calls_leave_the_irp_alone() {
+    let _g = wsk_sim::init(Config::plain());
+    let wsk = Wsk::open();
+    let s = bound_datagram_socket(&wsk);
+    let runs = std::sync::atomic::AtomicUsize::new(0);
+    wsk_sim::faults::leave_unfinished(&[Call::WskSendTo, Call::WskCloseSocket]);
+    let sockets = wsk_sim::counts().sockets;
+    // SAFETY: a live datagram socket, our IRP, a buffer and address valid for the call.
+    unsafe {
+        let buf = PoolBuf::from(&[7u8; 32]);
+        let mut wb = buf.wsk_buf();
+        let mut to = v4([127, 0, 0, 1], 9);
+        let irp = counted_irp(&runs);
+        let st = dgram_d(s).WskSendTo.unwrap()(
+            s,
+            &raw mut wb,
+            0,
+            (&raw mut to).cast(),
+            0,
+            std::ptr::null_mut(),
+            irp,
+        );
+        assert_eq!(st, STATUS_NOT_IMPLEMENTED);
+        assert_eq!((*irp).IoStatus.Status, STATUS_PENDING, "the IRP untouched");
+        // The same IRP, re-armed, for the close.
+        IoReuseIrp(irp, STATUS_PENDING);
+        IoSetCompletionRoutine(
+            irp,
+            Some(count_runs),
+            std::ptr::from_ref(&runs).cast_mut().cast(),
+            true,
+            true,
+            true,
+        );
+        let st = basic(s).WskCloseSocket.unwrap()(s, irp);
+        assert_eq!(st, STATUS_SUCCESS);
+        assert_eq!((*irp).IoStatus.Status, STATUS_PENDING, "the IRP untouched");
+        assert_eq!(
+            wsk_sim::counts().sockets,
+            sockets - 1,
+            "the socket is closed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(runs.load(Ordering::SeqCst), 0, "no completion routine ran");
+        IoFreeIrp(irp);
+        buf.free();
+    }
+    wsk_sim::faults::leave_unfinished(&[]);
+    wsk.close();
+    wsk_sim::assert_no_leaks();
+}
+
+/// `faults::hold_datagram_sends`: a send stays pending until IoCancelIrp, which completes it
+/// once with STATUS_CANCELLED (W76); nothing is sent, nothing leaks.
+#[test]
+fn faults_held_datagram_send_is_cancelled() {
+    let _g = wsk_sim::init(Config::plain());
+    let wsk = Wsk::open();
+    let s = bound_datagram_socket(&wsk);
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let port = peer.local_addr().unwrap().port();
+    let runs = std::sync::atomic::AtomicUsize::new(0);
+    wsk_sim::faults::hold_datagram_sends(true);
+    // SAFETY: as above; the buffer and address live until the IRP has completed (waited).
+    unsafe {
+        let buf = PoolBuf::from(&[9u8; 16]);
+        let mut wb = buf.wsk_buf();
+        let mut to = v4([127, 0, 0, 1], port);
+        let irp = counted_irp(&runs);
+        let st = dgram_d(s).WskSendTo.unwrap()(
+            s,
+            &raw mut wb,
+            0,
+            (&raw mut to).cast(),
+            0,
+            std::ptr::null_mut(),
+            irp,
+        );
+        assert_eq!(st, STATUS_PENDING);
+        let mut b = [0u8; 64];
+        assert!(peer.recv_from(&mut b).is_err(), "a held send sends nothing");
+        assert_eq!(runs.load(Ordering::SeqCst), 0);
+        assert_ne!(IoCancelIrp(irp), 0, "a queued send is cancellable");
+        wait_until("the cancelled send completes", 5, || {
+            runs.load(Ordering::SeqCst) == 1
+        });
+        assert_eq!((*irp).IoStatus.Status, STATUS_CANCELLED);
+        IoFreeIrp(irp);
+        buf.free();
+    }
+    wsk_sim::faults::hold_datagram_sends(false);
+    assert_eq!(close(s).status, STATUS_SUCCESS);
+    wsk.close();
+    wsk_sim::assert_no_leaks();
+}

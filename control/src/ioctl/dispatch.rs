@@ -2,14 +2,15 @@
 //! over a [`ControlHandler`] — the driver's device-control routine copies buffers in and
 //! out and calls this; wskecho-sim's socket server and the tests call the same function.
 
+use super::services_msg::{encode_service_states, ServiceState, FEATURE_SERVICE_STATE};
 use super::stats_msg::{encode_stats, StatsRequest, StatsSource};
 use super::status::STATUS_SUCCESS;
 use super::wire::{Reader, Writer};
 use super::{
     decode_empty_request, ControlError, Header, Kind, ABI_VERSION, ALL_CODES, HEADER_LEN,
     IOCTL_WSKECHO_GET_CONFIG, IOCTL_WSKECHO_LOAD_START, IOCTL_WSKECHO_LOAD_STATUS,
-    IOCTL_WSKECHO_LOAD_STOP, IOCTL_WSKECHO_QUERY_STATS, IOCTL_WSKECHO_QUERY_VERSION,
-    IOCTL_WSKECHO_SET_CONFIG, MAX_INPUT_BYTES,
+    IOCTL_WSKECHO_LOAD_STOP, IOCTL_WSKECHO_QUERY_SERVICES, IOCTL_WSKECHO_QUERY_STATS,
+    IOCTL_WSKECHO_QUERY_VERSION, IOCTL_WSKECHO_SET_CONFIG, MAX_INPUT_BYTES,
 };
 use super::{
     decode_load_start, decode_load_stop, encode_config_response, encode_load_started,
@@ -31,6 +32,9 @@ pub trait ControlHandler: StatsSource {
     /// Stop job `job_id` (0: whichever runs).
     fn load_stop(&mut self, job_id: u32) -> Result<(), i32>;
     fn load_status(&self) -> LoadStatus;
+    /// Where configured service `index` (< `service_count()`, configuration order) stands:
+    /// open, or the status of its last attempt to open and whether it is retried.
+    fn service_state(&self, index: usize) -> ServiceState;
 }
 
 pub const VERSION_INFO_LEN: usize = HEADER_LEN + 24;
@@ -42,7 +46,8 @@ pub struct VersionInfo {
     pub abi_min: u16,
     pub abi_max: u16,
     pub driver: (u16, u16, u16),
-    /// Reserved feature bits; 0 in ABI 1.
+    /// Feature bits: additions within the ABI version ([`FEATURE_SERVICE_STATE`]); a client
+    /// uses a feature only when its bit is set and ignores bits it does not know.
     pub features: u32,
     pub cpu_count: u32,
     pub service_count: u32,
@@ -156,7 +161,7 @@ fn dispatch_inner(
                 abi_min: ABI_VERSION,
                 abi_max: ABI_VERSION,
                 driver: h.driver_version(),
-                features: 0,
+                features: FEATURE_SERVICE_STATE,
                 cpu_count: h.cpu_count() as u32,
                 service_count: h.service_count() as u32,
             };
@@ -192,6 +197,14 @@ fn dispatch_inner(
         IOCTL_WSKECHO_LOAD_STATUS => {
             decode_empty_request(input, Kind::LoadStatusRequest)?;
             Ok(encode_load_status(&h.load_status(), out)?)
+        }
+        IOCTL_WSKECHO_QUERY_SERVICES => {
+            decode_empty_request(input, Kind::ServicesRequest)?;
+            Ok(encode_service_states(
+                h.service_count(),
+                |i| h.service_state(i),
+                out,
+            )?)
         }
         _ => Err(ControlError::UnknownCode.into()),
     }

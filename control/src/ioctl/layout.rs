@@ -9,7 +9,8 @@
 //! [`WireSetConfigHead`] followed by a config body without its header (ops 1, 4) or one
 //! [`WireService`] (ops 2, 3); a stats response is [`WireStatsHead`], then `counter_count`
 //! u64 global counters, then `cpu_count` blocks of them, then `service_count` times
-//! ([`WireService`], counters).
+//! ([`WireService`], counters); a service-state response is [`WireServiceStatesHead`]
+//! followed by `count` [`WireServiceState`].
 
 use core::mem::size_of;
 
@@ -177,6 +178,27 @@ pub struct WireVersionInfo {
     pub service_count: u32,
 }
 
+/// Head of a service-state response (IOCTL_WSKECHO_QUERY_SERVICES).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WireServiceStatesHead {
+    pub header: WireHeader,
+    pub count: u16,
+    pub reserved: u16,
+    pub reserved2: u32,
+}
+
+/// One configured service and where it stands.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WireServiceState {
+    pub service: WireService,
+    /// NTSTATUS: 0 open; otherwise the last attempt's failure (or STATUS_DEVICE_NOT_READY).
+    pub status: i32,
+    /// Bit 0: not open and being retried.
+    pub flags: u32,
+}
+
 use super::{
     ADDRESS_LEN, CIDR_LEN, LIMITS_LEN, LOAD_JOB_LEN, LOAD_START_REQUEST_LEN,
     LOAD_START_RESPONSE_LEN, LOAD_STATUS_RESPONSE_LEN, SERVICE_LEN,
@@ -198,3 +220,5 @@ const _: () = assert!(size_of::<WireStatsRequest>() == super::STATS_REQUEST_LEN)
 const _: () =
     assert!(size_of::<WireStatsHead>() == super::stats_len(0, 0) - crate::stats::COUNTER_COUNT * 8);
 const _: () = assert!(size_of::<WireVersionInfo>() == VERSION_INFO_LEN);
+const _: () = assert!(size_of::<WireServiceStatesHead>() == super::SERVICE_STATES_FIXED_LEN);
+const _: () = assert!(size_of::<WireServiceState>() == super::SERVICE_STATE_LEN);

@@ -10,6 +10,7 @@ mod error;
 pub mod layout;
 mod load;
 mod msg;
+mod services_msg;
 mod stats_msg;
 pub mod status;
 pub(crate) mod wire;
@@ -18,11 +19,15 @@ pub use dispatch::{dispatch, ControlHandler, VersionInfo, VERSION_INFO_LEN};
 pub use error::ControlError;
 pub use load::*;
 pub use msg::*;
+pub use services_msg::*;
 pub use stats_msg::*;
 
 /// The ABI version this build speaks (requests with another version are refused with
 /// STATUS_REVISION_MISMATCH). 3: the limits block grew IdleTimeoutMs, ProgressTimeoutMs and
-/// RetainTimeoutMs (see [`LIMITS_LEN`]).
+/// RetainTimeoutMs (see [`LIMITS_LEN`]). Additions that change no existing message (a new
+/// code with kinds of its own) stay within the version and are announced by a feature bit in
+/// the version answer instead ([`VersionInfo::features`]): IOCTL_WSKECHO_QUERY_SERVICES is
+/// [`FEATURE_SERVICE_STATE`].
 pub const ABI_VERSION: u16 = 3;
 
 /// `\Device\WskEcho`; user mode opens `\\.\WskEcho`.
@@ -74,8 +79,11 @@ pub const IOCTL_WSKECHO_LOAD_STOP: u32 =
     ctl_code(FILE_DEVICE_WSKECHO, 0x805, METHOD_BUFFERED, FILE_WRITE_DATA);
 pub const IOCTL_WSKECHO_LOAD_STATUS: u32 =
     ctl_code(FILE_DEVICE_WSKECHO, 0x806, METHOD_BUFFERED, FILE_READ_DATA);
+/// Whether each configured service is open, and why not ([`FEATURE_SERVICE_STATE`]).
+pub const IOCTL_WSKECHO_QUERY_SERVICES: u32 =
+    ctl_code(FILE_DEVICE_WSKECHO, 0x807, METHOD_BUFFERED, FILE_READ_DATA);
 
-pub const ALL_CODES: [u32; 7] = [
+pub const ALL_CODES: [u32; 8] = [
     IOCTL_WSKECHO_QUERY_VERSION,
     IOCTL_WSKECHO_QUERY_STATS,
     IOCTL_WSKECHO_GET_CONFIG,
@@ -83,6 +91,7 @@ pub const ALL_CODES: [u32; 7] = [
     IOCTL_WSKECHO_LOAD_START,
     IOCTL_WSKECHO_LOAD_STOP,
     IOCTL_WSKECHO_LOAD_STATUS,
+    IOCTL_WSKECHO_QUERY_SERVICES,
 ];
 
 /// Largest input any request may have (a full replace-config) — the driver may refuse
@@ -111,6 +120,8 @@ pub enum Kind {
     LoadStopRequest = 9,
     LoadStatusRequest = 10,
     LoadStatusResponse = 11,
+    ServicesRequest = 12,
+    ServicesResponse = 13,
 }
 
 pub const HEADER_LEN: usize = 8;

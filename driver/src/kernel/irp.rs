@@ -3,7 +3,7 @@
 //! synchronous helper for PASSIVE_LEVEL set-up/teardown that waits only after STATUS_PENDING.
 
 use core::ptr;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use wsk_sys::{
     Executive, IoAllocateIrp, IoFreeIrp, IoReuseIrp, IoSetCompletionRoutine, KeInitializeEvent,
     KeSetEvent, KeWaitForSingleObject, KernelMode, NotificationEvent, FALSE, KEVENT, NTSTATUS,
@@ -75,6 +75,54 @@ pub unsafe fn arm(irp: PIRP, routine: Completion, ctx: PVOID) {
 pub(crate) unsafe fn unfinished(irp: PIRP, returned: NTSTATUS) -> bool {
     // SAFETY: per the caller, a live IRP of ours.
     returned != STATUS_PENDING && unsafe { (*irp).IoStatus.Status } == ARMED
+}
+
+/// How many times one IRP's completion routine has been entered: the per-use token that tells,
+/// after a call returned a final status, whether its IRP completed even where [`unfinished`]
+/// alone cannot. That check reads the IRP's status, and an IRP whose completion ran inline may
+/// have been armed again before the call returned: the connect chain's next step re-arms the
+/// same IRP from the completion, a UDP batch's context goes back to its pool and another
+/// callback arms it at once, a closed connection's context is recycled and may be closed again.
+/// The count only grows, so "unchanged since the call began" proves the routine never ran for
+/// this use, whoever holds the IRP now. It lives beside its IRP, in memory that outlives every
+/// use of it (a pooled context, a socket's send contexts).
+pub(crate) struct Completions(AtomicU32);
+
+impl Completions {
+    pub(crate) const fn new() -> Self {
+        Self(AtomicU32::new(0))
+    }
+
+    /// Read before the call the IRP is handed to.
+    pub(crate) fn token(&self) -> u32 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// The first act of the IRP's completion routine (before anything that could re-arm the
+    /// IRP or give its owner away).
+    pub(crate) fn entered(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// [`unfinished`] for an IRP whose completion may re-arm it or give its owner away before the
+/// call returns: the call that was handed `irp` when `done` read `token` returned `returned`,
+/// not STATUS_PENDING, the routine was never entered and the provider never wrote a status.
+/// IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// `irp` and `done` belong together and are valid memory (they may have been re-armed or
+/// reused since: that is what the token tells).
+pub(crate) unsafe fn unfinished_since(
+    irp: PIRP,
+    done: &Completions,
+    token: u32,
+    returned: NTSTATUS,
+) -> bool {
+    // The routine not entered means nobody re-armed the IRP (only a completion or its owner
+    // after one re-arms), so its status is still this use's.
+    // SAFETY: per the caller.
+    returned != STATUS_PENDING && done.token() == token && unsafe { unfinished(irp, returned) }
 }
 
 /// Finishes an [`unfinished`] call as the provider should have: the routine runs here with the

@@ -83,8 +83,9 @@ pub(super) unsafe fn connect_one(
         // From here a stop may cancel the connect (the job is not stopping: the control path
         // that starts it is the one that would stop it).
         (*c).state.lock().client.connect_out = true;
+        let token = (*c).chain_entered.token();
         irp::arm((*c).rx_irp, connect_done, c.cast());
-        sc(
+        let st = sc(
             d.provider.Client,
             SOCK_STREAM,
             IPPROTO_TCP,
@@ -98,8 +99,36 @@ pub(super) unsafe fn connect_one(
             ptr::null_mut(),
             (*c).rx_irp,
         );
+        // SAFETY: the context is pooled memory; see finish_unfinished.
+        finish_unfinished(c, token, st, connect_done);
     }
     Ok(())
+}
+
+/// A connect-chain call on the context's `rx_irp` returned `returned`: if the provider returned
+/// a final status without completing the IRP (W11 broken, as Wine's netio.sys does for the
+/// functions it lacks), the step's routine runs here with that status, logged, so the chain
+/// ends (or goes on) as if the provider had completed it, every count kept (the context's
+/// rundown, ROUTINES). The IRP's status alone cannot tell: a step that completed inline re-arms
+/// the same IRP for the next one (or recycles the context) before this call returns; the entry
+/// count (`Conn::chain_entered`, read into `token` before the call) can. IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// `c` is the job's pooled context (its memory lives until the pool is freed, after every
+/// caller of this room has returned); `routine` is the one armed for the call.
+unsafe fn finish_unfinished(
+    c: *mut Conn,
+    token: u32,
+    returned: NTSTATUS,
+    routine: irp::Completion,
+) {
+    // SAFETY: per the caller; unchanged count: the step never completed, the IRP and the
+    // context are still this step's.
+    unsafe {
+        if irp::unfinished_since((*c).rx_irp, &(*c).chain_entered, token, returned) {
+            irp::complete_unfinished((*c).rx_irp, routine, c.cast(), returned);
+        }
+    }
 }
 
 /// A stream socket's client table: only its connection role is used (Windows 10 1703+).
@@ -134,8 +163,9 @@ unsafe fn stream_socket(d: &Driver, c: *mut Conn, remote: SocketAddr) -> Result<
         (*c).local = SockAddrBuf::from_socket_addr(wildcard_for(remote));
         (*c).remote = SockAddrBuf::from_socket_addr(remote);
         (*c).state.lock().client.connect_out = true;
+        let token = (*c).chain_entered.token();
         irp::arm((*c).rx_irp, stream_created, c.cast());
-        ws(
+        let st = ws(
             d.provider.Client,
             family,
             SOCK_STREAM,
@@ -148,6 +178,7 @@ unsafe fn stream_socket(d: &Driver, c: *mut Conn, remote: SocketAddr) -> Result<
             ptr::null_mut(),
             (*c).rx_irp,
         );
+        finish_unfinished(c, token, st, stream_created);
     }
     Ok(())
 }
@@ -310,6 +341,9 @@ unsafe fn chain_call(c: *mut Conn, call: impl FnOnce()) {
 /// WskSocket(STREAM) completion: bind to the wildcard next. IRQL <= DISPATCH_LEVEL.
 unsafe extern "win64" fn stream_created(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
     let c = ctx.cast::<Conn>();
+    // First act: the call that handed the IRP over may be checking for W11.
+    // SAFETY: pooled context.
+    unsafe { &*c }.chain_entered.entered();
     // SAFETY: pooled context.
     unsafe { step_done(c) };
     // SAFETY: completed IRP; pooled context.
@@ -332,9 +366,11 @@ unsafe extern "win64" fn stream_created(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PV
             // Stopping: no bind; the engine closes the socket.
             stream_abandon(c, sock);
         } else if let Some(bind) = t.WskBind {
+            let token = (*c).chain_entered.token();
             irp::arm(irp, stream_bound, c.cast());
             chain_call(c, || {
-                bind(sock, (*c).local.as_sockaddr(), 0, irp);
+                let st = bind(sock, (*c).local.as_sockaddr(), 0, irp);
+                finish_unfinished(c, token, st, stream_bound);
             });
         } else {
             connect_failed(d, STATUS_NOT_SUPPORTED);
@@ -347,6 +383,9 @@ unsafe extern "win64" fn stream_created(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PV
 /// WskBind completion: connect next. IRQL <= DISPATCH_LEVEL.
 unsafe extern "win64" fn stream_bound(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
     let c = ctx.cast::<Conn>();
+    // First act: the call that handed the IRP over may be checking for W11.
+    // SAFETY: pooled context.
+    unsafe { &*c }.chain_entered.entered();
     // SAFETY: pooled context.
     unsafe { step_done(c) };
     // SAFETY: completed IRP; pooled context whose chain holds the socket.
@@ -362,9 +401,11 @@ unsafe extern "win64" fn stream_bound(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOI
                 stream_abandon(c, sock);
             }
             Some(connect) if NT_SUCCESS(status) => {
+                let token = (*c).chain_entered.token();
                 irp::arm(irp, stream_connected, c.cast());
                 chain_call(c, || {
-                    connect(sock, (*c).remote.as_sockaddr(), 0, irp);
+                    let st = connect(sock, (*c).remote.as_sockaddr(), 0, irp);
+                    finish_unfinished(c, token, st, stream_connected);
                 });
             }
             _ => {
@@ -386,6 +427,9 @@ unsafe extern "win64" fn stream_bound(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOI
 /// WskConnect completion: the connection runs as any other. IRQL <= DISPATCH_LEVEL.
 unsafe extern "win64" fn stream_connected(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
     let c = ctx.cast::<Conn>();
+    // First act: the call that handed the IRP over may be checking for W11.
+    // SAFETY: pooled context.
+    unsafe { &*c }.chain_entered.entered();
     // SAFETY: pooled context.
     unsafe { step_done(c) };
     // SAFETY: completed IRP; pooled context whose chain holds the socket.
@@ -447,6 +491,9 @@ unsafe fn connected(d: &Driver, c: *mut Conn, sock: *mut WSK_SOCKET) {
 /// WskSocketConnect completion. IRQL <= DISPATCH_LEVEL.
 unsafe extern "win64" fn connect_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
     let c = ctx.cast::<Conn>();
+    // First act: the call that handed the IRP over may be checking for W11.
+    // SAFETY: pooled context.
+    unsafe { &*c }.chain_entered.entered();
     // SAFETY: pooled context.
     unsafe { step_done(c) };
     // SAFETY: completed IRP; pooled context.

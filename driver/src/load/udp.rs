@@ -295,7 +295,7 @@ unsafe fn drive(s: *mut Send) {
         // address live in the job until it is freed (W14), which this send's reference holds off.
         unsafe {
             irp::arm((*s).irp, send_done, s.cast());
-            send_to(
+            let st = send_to(
                 j.socket,
                 ptr::addr_of_mut!((*s).buf),
                 0,
@@ -304,6 +304,12 @@ unsafe fn drive(s: *mut Send) {
                 ptr::null_mut(),
                 (*s).irp,
             );
+            // A final status with the IRP never completed (W11 broken): the send finishes here
+            // as its completion would. The IRP's status tells: nothing re-arms it before this
+            // loop does (a completion that runs while the loop holds `work` only flags work).
+            if irp::unfinished((*s).irp, st) {
+                irp::complete_unfinished((*s).irp, send_done, s.cast(), st);
+            }
         }
         // SAFETY: as above.
         if unsafe { (*s).work.fetch_sub(1, Ordering::SeqCst) } == 1 {

@@ -71,6 +71,12 @@ pub(crate) struct Conn {
     pub(crate) rx_buf: WSK_BUF,
     pub(crate) disc_irp: PIRP,
     pub(crate) close_irp: PIRP,
+    /// Entries into `close_done`: tells an unfinished close from one that completed inline and
+    /// recycled the context before WskCloseSocket returned (W11, `irp::Completions`).
+    close_entered: irp::Completions,
+    /// Entries into the connect chain's completions on `rx_irp` (load::tcp), each of which may
+    /// re-arm it for the next step before the call that completed it returns.
+    pub(crate) chain_entered: irp::Completions,
     /// SIO_WSK_QUERY_IDEAL_SEND_BACKLOG at accept (W36, IRP required W30). Its own IRP: every
     /// other IRP of the context may be needed while the query is still pending.
     pub(crate) query_irp: PIRP,
@@ -464,6 +470,8 @@ fn alloc_conn(drv: *const Driver, index: usize, ring_bytes: usize) -> *mut Conn 
                 },
                 disc_irp: irp::alloc(),
                 close_irp: irp::alloc(),
+                close_entered: irp::Completions::new(),
+                chain_entered: irp::Completions::new(),
                 query_irp: irp::alloc(),
                 query_out: 0,
                 ring: pool::alloc(ring_bytes, pool::TAG_CONN),
@@ -946,11 +954,27 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
             Work::Close => {
                 // Nothing in flight or retained, no call executing (C22, C4); the context
                 // stays until close_done (C23).
+                let token = (*c).close_entered.token();
                 irp::arm((*c).close_irp, close_done, c.cast());
                 if let Some(close) = d.WskCloseSocket {
-                    // Not checked for W11 like the others: a close that completed inline may
-                    // have recycled the context, whose IRPs are then someone else's.
-                    close(sock, (*c).close_irp);
+                    let st = close(sock, (*c).close_irp);
+                    // A close that completed inline may have recycled the context, and a new
+                    // connection on it may have armed close_irp again: the IRP's status alone
+                    // cannot tell, the entry count can (it only grows). The context's memory
+                    // stays (pooled until unload, which waits for whoever called the pump).
+                    // Unchanged: close_done never ran, so nothing recycled the context and its
+                    // close IRP is still this close's.
+                    //
+                    // A close the provider returned final without completing is finished here
+                    // with that status, as the rule says (W11: any status but PENDING means the
+                    // request is over), not left outstanding: the socket may not be used after
+                    // WskCloseSocket whatever it returned (C23, W70), a second close would be a
+                    // double close, and a context kept for a completion that never comes holds
+                    // the driver's rundown and with it unload for ever. Trusting the return is
+                    // all a client can do; the violation is logged.
+                    if irp::unfinished_since((*c).close_irp, &(*c).close_entered, token, st) {
+                        irp::complete_unfinished((*c).close_irp, close_done, c.cast(), st);
+                    }
                 } else {
                     irp::fail_unsent((*c).close_irp, close_done, c.cast());
                 }
@@ -1077,6 +1101,9 @@ unsafe extern "win64" fn disc_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) 
 /// Close completion: the socket is gone, no callback follows (W70). IRQL <= DISPATCH_LEVEL.
 unsafe extern "win64" fn close_done(_dev: PDEVICE_OBJECT, _irp: PIRP, ctx: PVOID) -> NTSTATUS {
     let c = ctx.cast::<Conn>();
+    // First act: the close's caller may be checking for W11 (Completions).
+    // SAFETY: pooled context.
+    unsafe { &*c }.close_entered.entered();
     // SAFETY: pooled context.
     if unsafe { &*c }.state.lock().close_complete() {
         // SAFETY: no IRP of the context is outstanding any more.

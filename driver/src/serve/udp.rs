@@ -34,10 +34,10 @@ use control::config::{Service, MAX_SERVICES};
 use control::protocol::sockperf::HEADER_LEN;
 use control::protocol::Mode;
 use wsk_sys::{
-    IoFreeMdl, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PFN_WSK_SEND_MESSAGES, PFN_WSK_SEND_TO, PIRP,
-    PMDL, PVOID, STATUS_INSUFFICIENT_RESOURCES, STATUS_PENDING, STATUS_SUCCESS, ULONG, WSK_BUF,
-    WSK_BUF_LIST, WSK_CLIENT_DATAGRAM_DISPATCH, WSK_DATAGRAM_INDICATION, WSK_EVENT_RECEIVE_FROM,
-    WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET,
+    IoCancelIrp, IoFreeMdl, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PFN_WSK_SEND_MESSAGES,
+    PFN_WSK_SEND_TO, PIRP, PMDL, PVOID, STATUS_INSUFFICIENT_RESOURCES, STATUS_PENDING,
+    STATUS_SUCCESS, ULONG, WSK_BUF, WSK_BUF_LIST, WSK_CLIENT_DATAGRAM_DISPATCH,
+    WSK_DATAGRAM_INDICATION, WSK_EVENT_RECEIVE_FROM, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET,
 };
 
 use crate::driver::Driver;
@@ -101,6 +101,12 @@ struct UdpSend {
     idx: u32,
     /// Used by the context that heads a batch (the others' stay idle).
     irp: PIRP,
+    /// Entries into `send_done` for `irp`: a batch that completed inline gives its contexts
+    /// back at once and another callback may arm this IRP again before the send call returns,
+    /// so the W11 check counts entries instead of reading the IRP (`irp::Completions`).
+    entered: irp::Completions,
+    /// Batch head: its send is (or is about to be) WSK's, for the close to cancel.
+    sending: AtomicBool,
     /// Batch head: where the whole batch goes (W65: one address per call).
     remote: SockAddrBuf,
     /// Batch head: datagrams in the batch.
@@ -247,6 +253,8 @@ impl UdpSock {
                 sock: me,
                 idx: i as u32,
                 irp: irp::alloc(),
+                entered: irp::Completions::new(),
+                sending: AtomicBool::new(false),
                 remote: SockAddrBuf::zeroed(),
                 count: 0,
                 owner: ptr::null_mut(),
@@ -359,6 +367,25 @@ impl UdpSock {
     #[allow(clippy::unused_self)] // the housekeeper's hook, kept for the driver's tick
     pub(crate) fn kick(&self) {}
 
+    /// IoCancelIrp on every batch's send still in flight (W76: it completes once, cancelled
+    /// unless it completed first). PASSIVE_LEVEL, from the close, after the callback is
+    /// disabled: no batch is issued any more, so an IRP seen sending is either WSK's or has
+    /// just completed and stays idle (cancelling an idle IRP of ours does nothing; its memory
+    /// lives with the block, which the socket's own reference keeps).
+    ///
+    /// # Safety
+    /// The callback is disabled and has returned; the caller holds the socket's reference.
+    unsafe fn cancel_sends(&self) {
+        for i in 0..self.n {
+            // SAFETY: i < n; contexts live with the block.
+            let c = unsafe { &*self.ctxs.add(i) };
+            if c.sending.load(Ordering::SeqCst) {
+                // SAFETY: a live IRP of ours (see above).
+                unsafe { IoCancelIrp(c.irp) };
+            }
+        }
+    }
+
     /// Stops the callback, waits (bounded) for the sends in flight, which give their lists
     /// back, closes, and drops the socket's own reference: the block is freed here, or by
     /// the last send completion if one is still to run. PASSIVE_LEVEL.
@@ -378,13 +405,27 @@ impl UdpSock {
         let bound = timeout_ms.max(SEND_DRAIN_MS);
         if !wait_until(bound, || r.io.load(Ordering::SeqCst) == 1) {
             crate::kernel::log::log_err!(
-                "udp port {}: {} sends ({} of {} contexts) still in flight at close after {} ms",
+                "udp port {}: {} sends ({} of {} contexts) still in flight at close after {} ms; cancelled",
                 r.service.port,
                 r.io.load(Ordering::SeqCst).saturating_sub(1),
                 r.n - r.inner.lock().free.len(),
                 r.n,
                 bound
             );
+            // The provider holds them back (nothing bounds a send, C38). Their lists cannot
+            // go back while a send still reads the indicated buffers, nor after the close
+            // (the socket is gone, W68), and the close does not release them: so the sends
+            // are cancelled now (W76), and each completion gives its list back before the
+            // close, as a normal completion would.
+            // SAFETY: r is alive (the socket's own reference).
+            unsafe { r.cancel_sends() };
+            if !wait_until(timeout_ms.max(1000), || r.io.load(Ordering::SeqCst) == 1) {
+                crate::kernel::log::log_err!(
+                    "udp port {}: {} sends ignored the cancel",
+                    r.service.port,
+                    r.io.load(Ordering::SeqCst).saturating_sub(1)
+                );
+            }
         }
         // From here no completion gives a list back; one doing so now finishes first (C22).
         r.inner.lock().closed = true;
@@ -455,11 +496,13 @@ unsafe fn issue(u: &UdpSock, head: *mut UdpSend, owner: *mut UdpSend, send: Send
         }
         (*head).owner = owner;
         u.io.fetch_add(1, Ordering::SeqCst);
+        let token = (*head).entered.token();
+        (*head).sending.store(true, Ordering::SeqCst);
         irp::arm((*head).irp, send_done, head.cast());
         // The entries, their buffers and the address live in the contexts until completion:
         // W65 documents no lifetime for WskSendMessages, so the WskSendTo rule (W64) is kept;
         // nor an IRQL: msquic calls it from its receive path at DISPATCH_LEVEL (G13).
-        if let Some(sm) = send.messages {
+        let st = if let Some(sm) = send.messages {
             sm(
                 u.socket,
                 &raw mut (*head).entry,
@@ -468,7 +511,7 @@ unsafe fn issue(u: &UdpSock, head: *mut UdpSend, owner: *mut UdpSend, send: Send
                 0,
                 ptr::null_mut(),
                 (*head).irp,
-            );
+            )
         } else if let Some(st) = send.to {
             st(
                 u.socket,
@@ -478,11 +521,20 @@ unsafe fn issue(u: &UdpSock, head: *mut UdpSend, owner: *mut UdpSend, send: Send
                 0,
                 ptr::null_mut(),
                 (*head).irp,
-            );
+            )
         } else {
             // Checked by the callback before any batch is built; never reached. The IRP
             // completes through its routine as failed, every count kept.
             irp::fail_unsent((*head).irp, send_done, head.cast());
+            return;
+        };
+        // A final status with the IRP never completed (W11 broken): the batch finishes here
+        // with that status, its contexts, list reference and block reference given back, as
+        // its completion would. The contexts' memory lives while this callback runs (the close
+        // disables the callback and waits for it before it drops the block's own reference);
+        // an unchanged entry count means nobody took the head back, so the IRP is this batch's.
+        if irp::unfinished_since((*head).irp, &(*head).entered, token, st) {
+            irp::complete_unfinished((*head).irp, send_done, head.cast(), st);
         }
     }
 }
@@ -688,6 +740,13 @@ unsafe extern "win64" fn receive_from_event(
 
 /// WskSendMessages / WskSendTo completion. IRQL <= DISPATCH_LEVEL.
 unsafe extern "win64" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
+    // First act, before the batch's contexts go back: the sender may be checking for W11.
+    // SAFETY: the armed batch head, alive while its send holds the block's reference.
+    unsafe {
+        let head = ctx.cast::<UdpSend>();
+        (*head).entered.entered();
+        (*head).sending.store(false, Ordering::SeqCst);
+    }
     // SAFETY: completed IRP.
     let (status, info) = unsafe { irp::result(irp) };
     // SAFETY: the armed batch head; its socket lives while this send holds its reference.

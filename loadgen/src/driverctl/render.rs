@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use control::config::{Config, DWORD_SPECS};
 use control::ioctl::status::status_name;
-use control::ioctl::LoadStatus;
+use control::ioctl::{LoadStatus, ServiceState, ServiceStates};
 use control::stats::{Counter, Counters};
 use serde_json::{json, Value};
 
@@ -226,6 +226,66 @@ pub(super) fn load_json(l: &LoadStatus) -> Value {
     })
 }
 
+/// One service's state in words: "open", or "NOT OPEN: <status>[, retrying]".
+fn state_words(s: &ServiceState) -> String {
+    if s.is_open() {
+        "open".into()
+    } else {
+        format!(
+            "NOT OPEN: {}{}",
+            status_text(s.status),
+            if s.retrying { ", retrying" } else { "" }
+        )
+    }
+}
+
+/// `driver status`'s service-state section (None: the driver does not report it).
+pub(super) fn service_states_text(s: Option<&ServiceStates>) -> String {
+    let Some(s) = s else {
+        return "service state: not reported by this driver\n".into();
+    };
+    let open = s.iter().filter(|x| x.is_open()).count();
+    let mut t = format!("service state ({open} of {} open):\n", s.len());
+    for x in s.iter() {
+        let v = &x.service;
+        let _ = writeln!(
+            t,
+            "  {:<9} {}{} {}:{}  {}",
+            v.mode.name(),
+            v.proto.name(),
+            if v.stream { " (stream)" } else { "" },
+            fmt_bind(v.bind),
+            v.port,
+            state_words(x)
+        );
+    }
+    t
+}
+
+pub(super) fn service_states_json(s: &ServiceStates) -> Value {
+    Value::Array(
+        s.iter()
+            .map(|x| {
+                json!({
+                    "proto": x.service.proto.name(),
+                    "mode": x.service.mode.name(),
+                    "bind": x.service.bind.to_string(),
+                    "port": x.service.port,
+                    "stream": x.service.stream,
+                    "open": x.is_open(),
+                    "status": match status_name(x.status) {
+                        "NTSTATUS" => format!("0x{:08X}", x.status as u32),
+                        name => name.to_string(),
+                    },
+                    "status_code": format!("0x{:08X}", x.status as u32),
+                    "state": state_words(x),
+                    "retrying": x.retrying,
+                })
+            })
+            .collect(),
+    )
+}
+
 /// An NTSTATUS as its name and hex value, or the hex value alone when it has no name here.
 pub(super) fn status_text(s: i32) -> String {
     match status_name(s) {
@@ -262,6 +322,62 @@ pub(super) fn load_line(l: &LoadStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 18: a service that failed to open shows as such, with its status in words, in
+    /// the text and the JSON of `driver status`; an unnamed status as its hex value.
+    #[test]
+    fn service_states_say_what_failed() {
+        use control::config::{Mode, Proto, Service};
+        use control::ioctl::status::{STATUS_ADDRESS_ALREADY_EXISTS, STATUS_SUCCESS};
+        let v4 = IpAddr::from([127, 0, 0, 1]);
+        let st = [
+            ServiceState {
+                service: Service::new(Proto::Tcp, 7, Mode::Echo, v4),
+                status: STATUS_SUCCESS,
+                retrying: false,
+            },
+            ServiceState {
+                service: Service::new(Proto::Udp, 7, Mode::Echo, v4),
+                status: STATUS_ADDRESS_ALREADY_EXISTS,
+                retrying: true,
+            },
+            ServiceState {
+                service: Service::new(Proto::Udp, 9, Mode::Discard, v4),
+                status: 0xC000_0236_u32 as i32,
+                retrying: false,
+            },
+        ];
+        let mut buf = [0u8; 512];
+        let n = control::ioctl::encode_service_states(3, |i| st[i], &mut buf).unwrap();
+        let s = control::ioctl::decode_service_states(&buf[..n]).unwrap();
+        let text = service_states_text(Some(&s));
+        assert!(text.starts_with("service state (1 of 3 open):\n"), "{text}");
+        assert!(
+            text.contains("  echo      tcp 127.0.0.1:7  open\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  echo      udp 127.0.0.1:7  NOT OPEN: STATUS_ADDRESS_ALREADY_EXISTS (0xC000020A), retrying\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  discard   udp 127.0.0.1:9  NOT OPEN: 0xC0000236\n"),
+            "{text}"
+        );
+        let j = service_states_json(&s);
+        assert_eq!(j[0]["open"], true);
+        assert_eq!(j[1]["open"], false);
+        assert_eq!(j[1]["status"], "STATUS_ADDRESS_ALREADY_EXISTS");
+        assert_eq!(j[1]["status_code"], "0xC000020A");
+        assert_eq!(j[1]["retrying"], true);
+        assert_eq!(j[2]["status"], "0xC0000236");
+        assert_eq!(
+            service_states_text(None),
+            "service state: not reported by this driver\n"
+        );
+    }
 
     /// Bug 9 (issue 11): an unnamed status printed as the word "NTSTATUS".
     #[test]

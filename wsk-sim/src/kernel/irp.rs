@@ -327,6 +327,28 @@ pub(crate) unsafe fn take(irp: PIRP, call: &'static str) -> bool {
     true
 }
 
+/// Undoes [`take`]: the provider gives the IRP back to its client without completing it (the
+/// `unfinished_calls` fault, W11 broken on purpose). The stack location the provider was on
+/// becomes the client's next one again, the completion routine untouched and never run.
+///
+/// # Safety
+/// `irp` was taken by [`take`] and not completed.
+pub(crate) unsafe fn untake(irp: PIRP) {
+    let mut t = table();
+    if let Some(r) = t.get_mut(&(irp as usize)) {
+        if matches!(r.state, IrpState::Owned(_)) {
+            r.state = IrpState::Ready;
+            drop(t);
+            // SAFETY: per the caller: the location take() moved to is given back.
+            unsafe {
+                (*irp).CurrentLocation += 1;
+                (*irp).Tail.Overlay.CurrentStackLocation =
+                    (*irp).Tail.Overlay.CurrentStackLocation.add(1);
+            }
+        }
+    }
+}
+
 /// Marks a provider-owned IRP pending (IoMarkIrpPending) before STATUS_PENDING is returned.
 ///
 /// # Safety

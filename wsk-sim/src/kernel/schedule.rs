@@ -13,12 +13,19 @@ struct Schedule {
     one_shot: VecDeque<(Call, NTSTATUS)>,
     /// Pool tags whose next ExAllocatePool2 fails (one entry per failure).
     alloc_tags: VecDeque<u32>,
+    /// Calls left unfinished from now on ([`leave_unfinished`]), besides
+    /// `Config::unfinished_calls`.
+    unfinished: Vec<Call>,
+    /// WskSendTo / WskSendMessages requests stay pending ([`hold_datagram_sends`]).
+    hold_sends: bool,
 }
 
 static SCHEDULE: Mutex<Schedule> = Mutex::new(Schedule {
     state: 1,
     one_shot: VecDeque::new(),
     alloc_tags: VecDeque::new(),
+    unfinished: Vec::new(),
+    hold_sends: false,
 });
 
 fn lock() -> std::sync::MutexGuard<'static, Schedule> {
@@ -32,6 +39,8 @@ pub(crate) fn reset(seed: u64) {
     s.state = seed ^ 0x9E37_79B9_7F4A_7C15;
     s.one_shot.clear();
     s.alloc_tags.clear();
+    s.unfinished.clear();
+    s.hold_sends = false;
 }
 
 /// splitmix64: small, good enough for schedules, no dependency.
@@ -72,6 +81,37 @@ pub fn fail_next(call: Call, status: NTSTATUS, count: usize) {
     for _ in 0..count {
         s.one_shot.push_back((call, status));
     }
+}
+
+/// From now on (until the next load) every call of `calls` made with an IRP breaks W11 as
+/// `Config::unfinished_calls` does: a test loads the driver with an honest provider (its
+/// services open) and then turns the fault on for the calls it is about. An empty slice turns
+/// it off again.
+pub fn leave_unfinished(calls: &[Call]) {
+    lock().unfinished = calls.to_vec();
+}
+
+/// Whether `call`, given `irp`, returns a failure and leaves the IRP alone (W11 broken on
+/// purpose): `Config::unfinished_calls` or [`leave_unfinished`].
+pub(crate) fn unfinished(call: Call, irp: wsk_sys::PIRP) -> bool {
+    !irp.is_null()
+        && (lock().unfinished.contains(&call)
+            || crate::kernel::state::config()
+                .unfinished_calls
+                .contains(&call))
+}
+
+/// From now on (until the next load, or `false`) every WskSendTo and WskSendMessages stays
+/// pending: nothing is sent, the IRP completes only when it is cancelled (IoCancelIrp, W76) or
+/// its socket is closed (W70). A provider that holds sends back, for as long as it likes (the
+/// docs bound it nowhere). Turned off, held sends go out at their socket's next poll.
+pub fn hold_datagram_sends(on: bool) {
+    lock().hold_sends = on;
+}
+
+/// Whether datagram sends are held ([`hold_datagram_sends`]).
+pub(crate) fn datagram_sends_held() -> bool {
+    lock().hold_sends
 }
 
 /// The next `count` pool allocations (ExAllocatePool2 or ExAllocatePoolWithTag) with pool tag

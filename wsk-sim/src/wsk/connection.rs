@@ -262,6 +262,9 @@ fn connect_common(
     call: &'static str,
 ) -> NTSTATUS {
     crate::kernel::irql::require_dispatch_or_below(call);
+    if let Some(st) = socket::left_unfinished(crate::kernel::config::Call::WskConnect, Irp, call) {
+        return st;
+    }
     // SAFETY: the client passes its IRP.
     if !unsafe { crate::kernel::irp::take(Irp, call) } {
         return STATUS_INVALID_PARAMETER;

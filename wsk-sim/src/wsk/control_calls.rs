@@ -404,15 +404,12 @@ pub unsafe extern "win64" fn WskControlSocket(
     Irp: PIRP,
 ) -> NTSTATUS {
     crate::kernel::irql::require_dispatch_or_below("WskControlSocket");
-    if !Irp.is_null()
-        && crate::kernel::state::config()
-            .unfinished_calls
-            .contains(&crate::kernel::config::Call::WskControlSocket)
-    {
-        // Fault (Config::unfinished_calls): a failure returned with the IRP left alone, never
-        // completed (W11 broken on purpose).
-        crate::kernel::preempt::entry("WskControlSocket");
-        return wsk_sys::STATUS_NOT_IMPLEMENTED;
+    if let Some(st) = super::socket::left_unfinished(
+        crate::kernel::config::Call::WskControlSocket,
+        Irp,
+        "WskControlSocket",
+    ) {
+        return st;
     }
     // SAFETY: NULL or the client's IRP.
     if !Irp.is_null() && !unsafe { crate::kernel::irp::take(Irp, "WskControlSocket") } {

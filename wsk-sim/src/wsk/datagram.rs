@@ -101,6 +101,14 @@ fn sendto_common(
     irp: PIRP,
     call: &'static str,
 ) -> NTSTATUS {
+    let fault = if call == "WskSendTo" {
+        crate::kernel::config::Call::WskSendTo
+    } else {
+        crate::kernel::config::Call::WskSendMessages
+    };
+    if let Some(st) = socket::left_unfinished(fault, irp, call) {
+        return st;
+    }
     // SAFETY: the client passes its IRP.
     if !unsafe { crate::kernel::irp::take(irp, call) } {
         return STATUS_INVALID_PARAMETER;
@@ -109,11 +117,6 @@ fn sendto_common(
         Ok(c) => c,
         // SAFETY: taken above.
         Err(st) => return unsafe { complete::fail(irp, st) },
-    };
-    let fault = if call == "WskSendTo" {
-        crate::kernel::config::Call::WskSendTo
-    } else {
-        crate::kernel::config::Call::WskSendMessages
     };
     if let Some(st) = crate::kernel::schedule::injected_failure(fault) {
         // SAFETY: taken above.
@@ -150,7 +153,8 @@ fn sendto_common(
         // SAFETY: taken above.
         return unsafe { complete::fail(irp, STATUS_INVALID_ADDRESS_COMPONENT) };
     }
-    let inline_ok = !crate::kernel::schedule::chance(crate::kernel::state::config().pend_rate);
+    let inline_ok = !crate::kernel::schedule::chance(crate::kernel::state::config().pend_rate)
+        && !crate::kernel::schedule::datagram_sends_held();
     let r = socket::with(|p| {
         let s = p.sockets.get_mut(&ws).expect("entered");
         if s.bound.is_none() {

@@ -450,6 +450,22 @@ pub(crate) fn enter_any(socket: PWSK_SOCKET, call: &str) -> Option<InCall> {
 ///
 /// # Safety
 /// `irp` is the IRP the client passed to `name`.
+/// Fault (`Config::unfinished_calls`, `faults::leave_unfinished`): `call` returns
+/// STATUS_NOT_IMPLEMENTED with its IRP left alone, never taken, never completed (W11 broken on
+/// purpose, as Wine's netio.sys answers the functions it lacks). `Some(status)` to return.
+pub(crate) fn left_unfinished(
+    call: crate::kernel::config::Call,
+    irp: PIRP,
+    name: &'static str,
+) -> Option<NTSTATUS> {
+    if !crate::kernel::schedule::unfinished(call, irp) {
+        return None;
+    }
+    // Still a kernel call (counted, a point where the thread may be descheduled).
+    crate::kernel::preempt::entry(name);
+    Some(wsk_sys::STATUS_NOT_IMPLEMENTED)
+}
+
 pub(crate) unsafe fn begin_irp_call(
     socket: PWSK_SOCKET,
     irp: PIRP,
@@ -457,6 +473,9 @@ pub(crate) unsafe fn begin_irp_call(
     fault: crate::kernel::config::Call,
 ) -> Result<InCall, NTSTATUS> {
     crate::kernel::irql::require_dispatch_or_below(name);
+    if let Some(st) = left_unfinished(fault, irp, name) {
+        return Err(st);
+    }
     // SAFETY: the client passes its IRP.
     if !unsafe { crate::kernel::irp::take(irp, name) } {
         return Err(STATUS_INVALID_PARAMETER);
@@ -497,6 +516,9 @@ pub(crate) unsafe fn begin_client_call(
         crate::kernel::state::violation(format!(
             "{name} with OwningProcess NULL in a user process's context (an IOCTL dispatch): the socket belongs to that process, not the driver (W26); pass PsInitialSystemProcess or create it from a system thread"
         ));
+    }
+    if let Some(st) = left_unfinished(fault, irp, name) {
+        return Err(st);
     }
     // SAFETY: the client passes its IRP.
     if !unsafe { crate::kernel::irp::take(irp, name) } {
@@ -691,6 +713,11 @@ pub unsafe extern "win64" fn WskCloseSocket(Socket: PWSK_SOCKET, Irp: PIRP) -> N
         }
         return STATUS_INVALID_PARAMETER;
     }
+    // Fault (Config::unfinished_calls): a close that finishes at once closes the socket and
+    // returns STATUS_SUCCESS with its IRP never completed (W11 broken on purpose); one that
+    // must wait for a running callback returns STATUS_PENDING and completes as usual.
+    let leave =
+        crate::kernel::schedule::unfinished(crate::kernel::config::Call::WskCloseSocket, Irp);
     // SAFETY: the client passes its IRP.
     if !unsafe { crate::kernel::irp::take(Irp, "WskCloseSocket") } {
         return STATUS_INVALID_PARAMETER;
@@ -718,6 +745,16 @@ pub unsafe extern "win64" fn WskCloseSocket(Socket: PWSK_SOCKET, Irp: PIRP) -> N
         }
         (irps, !busy && !inside)
     });
+    if finish_now && leave {
+        for irp in cancelled {
+            complete::complete_now(irp as PIRP, STATUS_CANCELLED, 0);
+        }
+        with(|p| remove(p, ws));
+        // SAFETY: taken above, never completed: given back as the client handed it over.
+        unsafe { crate::kernel::irp::untake(Irp) };
+        crate::kernel::preempt::entry("WskCloseSocket");
+        return STATUS_SUCCESS;
+    }
     let cfg = crate::kernel::state::config();
     if finish_now
         && !cancelled.is_empty()
@@ -898,6 +935,17 @@ fn dequeue(irp: usize) -> bool {
                 s.accepts.remove(i);
                 return true;
             }
+            // A datagram send still queued (not one being written: the queue holds only
+            // requests not yet sent, or the rest of a WskSendMessages list, which the cancel
+            // ends; a send that completes first is not cancelled, W76).
+            if let Some(i) = s.sendtos.iter().position(|r| r.irp == irp) {
+                let r = s.sendtos.remove(i).expect("index");
+                for (b, _) in &r.bufs {
+                    // SAFETY: pinned when queued.
+                    unsafe { crate::kernel::mdl::pin_chain(b.Mdl, -1) };
+                }
+                return true;
+            }
             if s.disconnect == Some(irp) {
                 s.disconnect = None;
                 return true;
@@ -907,7 +955,8 @@ fn dequeue(irp: usize) -> bool {
     })
 }
 
-/// `IoCancelIrp`: WSK cancels pending receives, accepts, disconnects and connects (W76).
+/// `IoCancelIrp`: WSK cancels pending receives, accepts, disconnects, connects and datagram
+/// sends (W76).
 #[no_mangle]
 pub unsafe extern "win64" fn IoCancelIrp(Irp: PIRP) -> wsk_sys::BOOLEAN {
     crate::kernel::irql::require_dispatch_or_below("IoCancelIrp");

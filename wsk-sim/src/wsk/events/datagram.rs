@@ -44,7 +44,7 @@ pub(crate) fn interest(s: &Sock) -> (i16, bool) {
     if s.bound.is_some() && s.dgrams.len() < DGRAM_CAP {
         ev |= libc::POLLIN;
     }
-    if !s.sendtos.is_empty() {
+    if !s.sendtos.is_empty() && !crate::kernel::schedule::datagram_sends_held() {
         ev |= libc::POLLOUT;
     }
     let due = s.dgram_retry_at.is_none_or(|t| Instant::now() >= t);
@@ -98,7 +98,8 @@ fn read_datagrams(s: &mut Sock) {
 
 pub(crate) fn plan(p: &mut Provider, ws: usize, mut done: Vec<Completion>) -> Plan {
     let s = p.sockets.get_mut(&ws).expect("live");
-    while let Some(mut req) = s.sendtos.pop_front() {
+    let held = crate::kernel::schedule::datagram_sends_held();
+    while let Some(mut req) = (!held).then(|| s.sendtos.pop_front()).flatten() {
         match crate::wsk::datagram::send_some(s, &mut req) {
             Progress::Done => done.push((req.irp, STATUS_SUCCESS, req.sent)),
             Progress::Blocked => {
