@@ -110,7 +110,7 @@ pub(crate) struct Driver {
     /// (the port held, the address missing, a transient failure), with the status of the last
     /// attempt: the housekeeper tries again every `REOPEN_EVERY_TICKS` ticks until one opens or
     /// a reconfiguration removes the service (without it one failed re-open left the service
-    /// dead until unload, issue 17 item 6), and `driver status` reports them (issue 18).
+    /// dead until unload), and `driver status` reports them.
     pub(crate) reopen: Reopen,
     /// Which service owns each per-service counter slot. A slot follows the service, not its
     /// socket: re-creating a dead socket keeps the counts; a service removed by
@@ -183,7 +183,7 @@ impl Driver {
     }
 
     /// Releases the provider NPI and deregisters (returns once every socket is closed and every
-    /// IRP has completed, W7). Idempotent.
+    /// IRP has completed, W7: WskDeregister waits for every socket and call). Idempotent.
     ///
     /// # Safety
     /// `d` from [`create`](Self::create); no socket is open and no thread uses it.
@@ -267,7 +267,8 @@ impl Driver {
     /// WskRegister. PASSIVE_LEVEL (DriverEntry).
     ///
     /// # Safety
-    /// `self` is at its final address (the registration block must stay put, W2).
+    /// `self` is at its final address (the registration block must stay put, W2: the client
+    /// dispatch stays resident until deregistration).
     unsafe fn register(&mut self) -> Result<(), NTSTATUS> {
         self.client_npi.ClientContext = ptr::null_mut();
         self.client_npi.Dispatch = &raw const CLIENT_DISPATCH;
@@ -503,7 +504,7 @@ impl Driver {
     /// Undoes a reconfiguration that failed half-way: closes the services of `added` it
     /// opened (bit k of `opened` = added[k]), re-opens the ones it `closed` (best effort: the
     /// port may have been taken meanwhile, logged) and puts back the limits and allow-list it
-    /// published, from `config.limits`, still the old ones (issue 17 item 4). PASSIVE_LEVEL,
+    /// published, from `config.limits`, still the old ones. PASSIVE_LEVEL,
     /// the serialised control path. Not inlined: the cold path keeps its copies off the
     /// caller's frame.
     ///
@@ -551,7 +552,7 @@ impl Driver {
         // 0. The load job (its UDP socket; TCP job connections go with the others below).
         load::close(self);
         // 1. No new connections: close the listeners (the close waits for running accept
-        //    callbacks, W70).
+        //    callbacks, W70: close cancels pending IRPs and waits for running callbacks).
         for l in &mut self.listeners {
             if !l.is_null() {
                 // SAFETY: created by Listener::create, closed once here.
@@ -564,7 +565,8 @@ impl Driver {
         self.conns.shutdown_all(false);
         time::wait_until(timeout, || self.conns.active() == 0);
         self.conns.shutdown_all(true);
-        // 3. Datagram sockets: wait for in-flight sends (they hold retained lists, C4), close.
+        // 3. Datagram sockets: wait for in-flight sends (they hold retained lists, C4: release
+        // every retained list before WskCloseSocket), close.
         for i in 0..self.udps.len() {
             let u = self.udps[i].load(Ordering::SeqCst);
             if !u.is_null() {
@@ -594,9 +596,11 @@ impl Driver {
         self.hk_gen.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// A listener that got a NULL AcceptSocket (W48) or a datagram socket that got a NULL list
-    /// (W60) no longer works: close it and open the same service again (C8). Runs under the
-    /// control lock so it never races a reconfiguration; skipped (retried next tick) if busy.
+    /// A listener that got a NULL AcceptSocket (W48: a NULL AcceptSocket means the listener is
+    /// dead) or a datagram socket that got a NULL list (W60: a receive-from list: one datagram per
+    /// entry, valid for the callback) no longer works: close it and open the same service again
+    /// (C8: a NULL AcceptSocket: refuse and recreate the listener). Runs under the control lock so
+    /// it never races a reconfiguration; skipped (retried next tick) if busy.
     fn recreate_dead_sockets(&mut self) {
         let mut dead = Services::empty();
         for &l in &self.listeners {

@@ -13,8 +13,7 @@
 //! carried out (it is owned by the mailbox, not by the waiting thread), and its result, tagged
 //! with its sequence number, is never taken for a later one.
 //!
-//! The control lock stays held for as long as the system thread works on a request (issue 17
-//! item 10): a caller that gives up hands the lock over to the system thread, which releases
+//! The control lock stays held for as long as the system thread works on a request: a caller that gives up hands the lock over to the system thread, which releases
 //! it when the request is done. So unload, which takes the control lock for good before it
 //! closes anything, never runs beside a reconfiguration, nor does any other control request.
 

@@ -36,8 +36,9 @@ pub(crate) unsafe fn control_dispatch(
     let busy = unsafe { &(*d).control_busy };
     // The housekeeper holds the lock for a few milliseconds while it re-creates a dead socket
     // or retries a service that failed to open (every REOPEN_EVERY_TICKS ticks for as long as
-    // one fails): a request that arrives then waits for it, bounded (C38), rather than fail
-    // busy. Another control request holds it longer: that one is still answered busy.
+    // one fails): a request that arrives then waits for it, bounded (C38: waits reached from user
+    // requests are bounded), rather than fail busy. Another control request holds it longer: that
+    // one is still answered busy.
     if !time::wait_until(CONTROL_LOCK_WAIT_MS, || !busy.swap(true, Ordering::SeqCst)) {
         return (control::ioctl::status::STATUS_DEVICE_BUSY, 0);
     }
@@ -233,7 +234,7 @@ impl ControlHandler for Handler {
 mod tests {
     use super::*;
 
-    /// Issue 17 item 11c: `service(i)` answers from the request's own snapshot of the
+    /// `service(i)` answers from the request's own snapshot of the
     /// services, and an index past it (the list shrank since the count was read, or a
     /// caller's mistake) reads an empty entry: no panic, and the driver state is not touched
     /// for it (the handler here has none).

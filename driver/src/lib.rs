@@ -11,12 +11,15 @@
 //! | module | holds | imports |
 //! |---|---|---|
 //! | `kernel` | thin ntoskrnl wrappers: pool, IRPs, spin lock, log, time, free lists | wsk-sys |
-//! | `logic` | platform-free decisions: TCP state machine, sockperf framing, ring, budget, rate limit | control only, never wsk-sys |
+//! | `logic` | platform-free decisions: TCP state machine, sockperf framing, ring, budget, rate
+//! limit | control only, never wsk-sys |
 //! | `wsk` | WSK helpers: socket + bind, events, options, close, addresses, MDLs | kernel |
 //! | `stats` | per-CPU and per-service counters | control |
-//! | `serve` | the served sockets: listener, accepted connection, UDP socket | kernel, wsk, logic, never load |
+//! | `serve` | the served sockets: listener, accepted connection, UDP socket | kernel, wsk, logic,
+//! never load |
 //! | `load` | kernel-side load jobs: the job, its TCP and UDP clients | kernel, wsk, logic, serve |
-//! | `driver` | the root state and its lifecycle (services, stats slots, housekeeping) | all rooms |
+//! | `driver` | the root state and its lifecycle (services, stats slots, housekeeping) | all rooms
+//! |
 //! | `device`, `ioctl` | the control device and its IRPs; the control handler | driver |
 //! | `registry` | the configuration from the service's Parameters key | kernel |
 #![no_std]
@@ -176,7 +179,7 @@ unsafe fn start_thread(r: &mut Driver) -> Result<(), NTSTATUS> {
         // The thread runs and uses the block: it must be gone before DriverEntry frees it.
         // Without a thread object, wait on the thread handle itself, which is signalled only
         // once the thread has ended: an event the thread set would be signalled before its
-        // last instructions, still in this image (issue 17 item 11). `stopping` and `hk_stop`
+        // last instructions, still in this image. `stopping` and `hk_stop`
         // end its capture loop (bounded waits) and its housekeeping loop.
         r.stopping.store(true, Ordering::SeqCst);
         r.hk_stop.store(true, Ordering::SeqCst);
@@ -209,7 +212,8 @@ unsafe extern "win64" fn startup(ctx: PVOID) {
         if d.stopping.load(Ordering::SeqCst) {
             break;
         }
-        // SAFETY: registration live; PASSIVE_LEVEL for a non-zero wait (W3).
+        // SAFETY: registration live; PASSIVE_LEVEL for a non-zero wait (W3: WskCaptureProviderNPI
+        // with WSK_NO_WAIT returns at once).
         let status =
             unsafe { WskCaptureProviderNPI(&raw mut d.registration, 200, &raw mut d.provider) };
         if check(status).is_ok() {
@@ -227,8 +231,9 @@ unsafe extern "win64" fn startup(ctx: PVOID) {
                 }
                 time::sleep_ms(1);
             }
-            // Captured either way (`captured` pairs the capture with its release, C28);
-            // without the lock only when stopping, and then no service opens below.
+            // Captured either way (`captured` pairs the capture with its release, C28: balance
+            // every register/capture with its release); without the lock only when stopping, and
+            // then no service opens below.
             d.captured = true;
             break;
         }
@@ -252,8 +257,9 @@ unsafe extern "win64" fn startup(ctx: PVOID) {
     d.start_state.store(state, Ordering::SeqCst);
     // From here on the thread is the driver's housekeeper until unload has closed every socket:
     // every 5 ms it re-arms the resume of connections whose indications were refused (C5:
-    // resume with a zero-length receive; G2) and gives back finished zero-copy lists no later
-    // callback released (C1: a list is released once the callback and the send are done).
+    // resume with a zero-length receive; G2: indications resume only once the posted WskReceive
+    // completes) and gives back finished zero-copy lists no later callback released (C1: a list is
+    // released once the callback and the send are done).
     // It also carries out the control path's socket-creating requests (see handoff), woken at
     // once when one is posted.
     while state == START_READY && !d.hk_stop.load(Ordering::SeqCst) {
@@ -269,7 +275,8 @@ unsafe extern "win64" fn startup(ctx: PVOID) {
 
 /// DriverUnload. PASSIVE_LEVEL. Bounded even with clients connected and sending: graceful
 /// close for DisconnectTimeoutMs, then abortive; returns only once every IRP and callback is
-/// done and WskDeregister has returned (C29, C30).
+/// done and WskDeregister has returned (C29: unload closes every socket, then deregisters, C30: no
+/// completion routine may still run when the image unloads).
 ///
 /// # Safety
 /// Called by the I/O manager once.
@@ -318,7 +325,7 @@ pub unsafe extern "win64" fn DriverUnload(driver_object: PDRIVER_OBJECT) {
     }
     log_counters(r);
     // SAFETY: no socket, no thread left; WskDeregister (in destroy) returns once every IRP has
-    // completed (W7).
+    // completed (W7: WskDeregister waits for every socket and call).
     unsafe { Driver::release_wsk(d) };
     // C30: completion routines run on other CPUs until their last act; neither free their
     // memory nor let the image go before every one has returned (see kernel::irp).
@@ -382,8 +389,9 @@ pub fn counters() -> Option<[u64; stats::NUM_COUNTERS]> {
 }
 
 /// SIO_WSK_QUERY_IDEAL_SEND_BACKLOG queries answered at accept, the last value answered, and
-/// the send size (bytes, C37) of up to `out.len()` live connections written to `out`, with
-/// their number. Host-test visibility; not part of the control ABI.
+/// the send size (bytes, C37: keep about the ideal send backlog in flight) of up to `out.len()`
+/// live connections written to `out`, with their number. Host-test visibility; not part of the
+/// control ABI.
 pub fn send_backlog_state(out: &mut [usize]) -> Option<(u64, usize, usize)> {
     let d = DRIVER.load(Ordering::SeqCst);
     if d.is_null() {
@@ -435,8 +443,8 @@ pub fn housekeeping_counts() -> Option<(u64, u64)> {
 }
 
 /// Sets how long a control request waits for the system thread before it gives up (60 s by
-/// default) on the loaded instance. Host tests only: a request that outlives the wait is the
-/// case of issue 17 item 10.
+/// default) on the loaded instance. Host tests only: for a request that outlives the wait (the
+/// system thread still works on it while unload comes).
 pub fn set_control_wait_ms(ms: u64) -> Option<()> {
     let d = DRIVER.load(Ordering::SeqCst);
     // SAFETY: as in start_state; the value is an atomic.

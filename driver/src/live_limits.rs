@@ -1,5 +1,5 @@
 //! The limits the data path reads while the driver runs, changeable by `config set` without a
-//! restart (issue 13 item 13).
+//! restart.
 //!
 //! Callbacks run at DISPATCH_LEVEL on every CPU while the control path replaces the
 //! configuration, so they never read `Driver::config` (the control path's own copy): each

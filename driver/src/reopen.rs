@@ -1,8 +1,8 @@
 //! Configured services without an open socket because their last attempt to open failed (the
 //! port held by another socket, the address not on this machine, a transient failure), each
 //! with that attempt's NTSTATUS. The housekeeper tries them again every `REOPEN_EVERY_TICKS`
-//! ticks until one opens or a reconfiguration removes it (issue 17 item 6), and the control
-//! path reports them with their status (`driver status`, issue 18). Changed and read only under
+//! ticks until one opens or a reconfiguration removes it, and the control
+//! path reports them with their status (`driver status`). Changed and read only under
 //! the control lock.
 
 use control::config::{Service, MAX_SERVICES};

@@ -150,3 +150,69 @@ fn a_forbidden_import_is_caught() {
     assert!(v.iter().any(|l| l.contains("use wsk_sys::NTSTATUS")));
     assert!(v.iter().any(|l| l.contains("crate::serve::conn::pump")));
 }
+
+/// The first mention of a WSK contract rule ID (W.., C.., G.., docs/wsk-contract.md) in a
+/// file's comments, and the first mention of a rule in a comment, in the order they appear.
+fn first_rule_mentions(text: &str) -> Vec<(String, bool)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some(at) = line.find("//") else { continue };
+        let comment = &line[at..];
+        let b = comment.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            let starts = matches!(b[i], b'W' | b'C' | b'G')
+                && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'));
+            if starts {
+                let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+                let end = i + 1 + digits;
+                let word_ends = b
+                    .get(end)
+                    .is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'_'));
+                if (1..=3).contains(&digits) && word_ends {
+                    let id = comment[i..end].to_string();
+                    if seen.insert(id.clone()) {
+                        out.push((id, b.get(end) == Some(&b':')));
+                    }
+                    i = end;
+                    continue;
+                }
+            }
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Issue 19 item 6: a rule ID is read without the table: its first mention in each file says
+/// the rule in a few words ("C22: no call may be running at close").
+#[test]
+fn a_rules_first_mention_in_a_file_says_what_it_is() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rs_files(&src, &mut files);
+    assert!(!files.is_empty());
+    let mut bare = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for (id, words) in first_rule_mentions(&text) {
+            if !words {
+                bare.push(format!("{}: {id}", f.display()));
+            }
+        }
+    }
+    assert!(
+        bare.is_empty(),
+        "first mentions without words:\n  {}",
+        bare.join("\n  ")
+    );
+}
+
+#[test]
+fn a_bare_first_mention_is_caught() {
+    let m = first_rule_mentions("// rule C22 applies\n// C22: no call may be running at close\n");
+    assert_eq!(m, [("C22".to_string(), false)]);
+    let m = first_rule_mentions("let c22 = 1; // W70: close waits for callbacks, then W70\n");
+    assert_eq!(m, [("W70".to_string(), true)]);
+}

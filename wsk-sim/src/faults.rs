@@ -1,7 +1,7 @@
 //! Faults a test injects on purpose: one-shot call failures (the seeded schedule keeps
 //! them) and sockets that stop working as a failing transport's would.
 
-pub use crate::kernel::config::Call;
+pub use crate::config::Call;
 pub use crate::kernel::schedule::{
     fail_next, fail_next_alloc_tagged, hold_datagram_sends, leave_unfinished,
 };

@@ -4,7 +4,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::accounting::leaks;
-use crate::kernel::config::Config;
+use crate::config::Config;
 use crate::kernel::{irp, irql, state};
 
 /// Tests of one binary share the process-global sim: [`init`] takes this lock.

@@ -1,6 +1,8 @@
-//! IRPs the driver owns (rules C16–C20): one stack location, IoReuseIrp and a fresh completion
-//! routine before every use, completion routines return STATUS_MORE_PROCESSING_REQUIRED, and a
-//! synchronous helper for PASSIVE_LEVEL set-up/teardown that waits only after STATUS_PENDING.
+//! IRPs the driver owns (rules C16: completion routines return MORE_PROCESSING_REQUIRED, invoked on
+//! success, error and cancel–C20: never free or reuse what WSK still owns): one stack location,
+//! IoReuseIrp and a fresh completion routine before every use, completion routines return
+//! STATUS_MORE_PROCESSING_REQUIRED, and a synchronous helper for PASSIVE_LEVEL set-up/teardown that
+//! waits only after STATUS_PENDING.
 
 use core::ptr;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -27,7 +29,8 @@ pub type Completion = unsafe extern "win64" fn(PDEVICE_OBJECT, PIRP, PVOID) -> N
 /// still be executing after that release.
 static ROUTINES: AtomicUsize = AtomicUsize::new(0);
 
-/// IoAllocateIrp with one stack location (C18); null on failure. IRQL <= DISPATCH_LEVEL.
+/// IoAllocateIrp with one stack location (C18: IRPs with a stack location, reused with IoReuseIrp);
+/// null on failure. IRQL <= DISPATCH_LEVEL.
 pub fn alloc() -> PIRP {
     // SAFETY: plain allocation call; 1 stack location, no quota charge.
     unsafe { IoAllocateIrp(1, FALSE) }
@@ -44,8 +47,8 @@ pub unsafe fn free(irp: PIRP) {
 
 /// What an armed IRP's IoStatus.Status holds until it completes. No completion can leave it
 /// there (an IRP is never completed with STATUS_PENDING), so after a call that returned
-/// anything else it tells whether the provider completed the IRP (W11) or broke the rule
-/// (see [`unfinished`]).
+/// anything else it tells whether the provider completed the IRP (W11: SUCCESS/failure: the IRP is
+/// complete; PENDING: it completes later) or broke the rule (see [`unfinished`]).
 const ARMED: NTSTATUS = STATUS_PENDING;
 
 /// Prepares an owned IRP for its next WSK call (C18): reuse, then the completion routine for
@@ -179,7 +182,8 @@ pub fn routines_outstanding() -> usize {
 }
 
 /// Waits (bounded by `ms`) until every armed completion routine has returned. PASSIVE_LEVEL
-/// (DriverUnload, after WskDeregister: every IRP has completed by then, W7).
+/// (DriverUnload, after WskDeregister: every IRP has completed by then, W7: WskDeregister waits for
+/// every socket and call).
 pub(crate) fn wait_routines_returned(ms: u64) -> bool {
     super::time::wait_until(ms, || routines_outstanding() == 0)
 }
@@ -202,7 +206,8 @@ unsafe extern "win64" fn sync_done(_dev: PDEVICE_OBJECT, _irp: PIRP, ctx: PVOID)
 }
 
 /// Runs one IRP-based WSK call synchronously. PASSIVE_LEVEL only, never from a callback or
-/// completion routine (C11). Returns the final (status, information).
+/// completion routine (C11: never wait inside a callback or completion routine). Returns the final
+/// (status, information).
 ///
 /// # Safety
 /// Every buffer `f` hands to WSK must stay valid until this returns.
@@ -219,7 +224,7 @@ pub unsafe fn call_sync(f: impl FnOnce(PIRP) -> NTSTATUS) -> (NTSTATUS, usize) {
 }
 
 /// As [`call_sync`] with a caller-owned IRP (kept for teardown so that a close can never fail
-/// for want of memory, C31).
+/// for want of memory, C31: free everything before unload).
 ///
 /// # Safety
 /// `irp` is an idle driver-owned IRP; buffers as for [`call_sync`].

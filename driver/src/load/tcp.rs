@@ -106,12 +106,13 @@ pub(super) unsafe fn connect_one(
 }
 
 /// A connect-chain call on the context's `rx_irp` returned `returned`: if the provider returned
-/// a final status without completing the IRP (W11 broken, as Wine's netio.sys does for the
-/// functions it lacks), the step's routine runs here with that status, logged, so the chain
-/// ends (or goes on) as if the provider had completed it, every count kept (the context's
-/// rundown, ROUTINES). The IRP's status alone cannot tell: a step that completed inline re-arms
-/// the same IRP for the next one (or recycles the context) before this call returns; the entry
-/// count (`Conn::chain_entered`, read into `token` before the call) can. IRQL <= DISPATCH_LEVEL.
+/// a final status without completing the IRP (W11: SUCCESS/failure: the IRP is complete; PENDING:
+/// it completes later broken, as Wine's netio.sys does for the functions it lacks), the step's
+/// routine runs here with that status, logged, so the chain ends (or goes on) as if the provider
+/// had completed it, every count kept (the context's rundown, ROUTINES). The IRP's status alone
+/// cannot tell: a step that completed inline re-arms the same IRP for the next one (or recycles the
+/// context) before this call returns; the entry count (`Conn::chain_entered`, read into `token`
+/// before the call) can. IRQL <= DISPATCH_LEVEL.
 ///
 /// # Safety
 /// `c` is the job's pooled context (its memory lives until the pool is freed, after every
@@ -145,7 +146,8 @@ static STREAM_DISPATCH: StreamDispatch = StreamDispatch(WSK_CLIENT_STREAM_DISPAT
 /// Starts the stream-socket chain WskSocket(STREAM) -> WskBind(wildcard) -> WskConnect(remote),
 /// each step issued from the previous one's completion on the context's receive IRP (idle
 /// until the connection is up) with the addresses in the context (valid until completion,
-/// W14). Never waits: the housekeeper thread that starts the job is not held by a slow peer.
+/// W14: buffers of a pending call stay valid until it completes). Never waits: the housekeeper
+/// thread that starts the job is not held by a slow peer.
 ///
 /// # Safety
 /// `c` attached for this job, not published.
@@ -157,7 +159,8 @@ unsafe fn stream_socket(d: &Driver, c: *mut Conn, remote: SocketAddr) -> Result<
         return Err(STATUS_NOT_SUPPORTED);
     };
     let family = if remote.is_ipv4() { AF_INET } else { AF_INET6 };
-    // SAFETY: c is ours; the context and the static dispatch outlive the socket (C24).
+    // SAFETY: c is ours; the context and the static dispatch outlive the socket (C24: static
+    // callbacks: the context is complete before WskBind).
     unsafe {
         (*c).stream = true;
         (*c).local = SockAddrBuf::from_socket_addr(wildcard_for(remote));
@@ -247,12 +250,13 @@ unsafe fn release_or_defer(c: *mut Conn) {
     }
 }
 
-/// Cancels the connect IRP of every job connection still connecting (issue 17 item 3): a
+/// Cancels the connect IRP of every job connection still connecting: a
 /// connect to an address that never answers would otherwise hold a job stop, and unload's
 /// rundown wait, for TCP's SYN retries (about 21 s on Windows) or for ever. The IRP completes
-/// with STATUS_CANCELLED (W76), the step's completion sees the stop and ends the chain. While
-/// IoCancelIrp runs the canceller counts as an executing call and as a canceller, so the context
-/// is neither closed nor recycled (nor its IRP re-armed for someone else) under it.
+/// with STATUS_CANCELLED (W76: a pending WSK IRP may be cancelled with IoCancelIrp), the step's
+/// completion sees the stop and ends the chain. While IoCancelIrp runs the canceller counts as an
+/// executing call and as a canceller, so the context is neither closed nor recycled (nor its IRP
+/// re-armed for someone else) under it.
 ///
 /// A step may arm its IRP after the look below and before its call reaches WSK, where the
 /// cancel finds nothing; the housekeeper repeats this every tick while the job stops.
@@ -319,9 +323,10 @@ unsafe fn stream_abandon(c: *mut Conn, sock: *mut WSK_SOCKET) {
     }
 }
 
-/// Makes one call of the connect chain on the chain's socket, counted as executing (C22): its
-/// completion may run inline and end the chain (a failure publishes and aborts the socket),
-/// and the close that follows must wait until this call has returned. IRQL <= DISPATCH_LEVEL.
+/// Makes one call of the connect chain on the chain's socket, counted as executing (C22: no call
+/// may be running at close): its completion may run inline and end the chain (a failure publishes
+/// and aborts the socket), and the close that follows must wait until this call has returned. IRQL
+/// <= DISPATCH_LEVEL.
 ///
 /// # Safety
 /// `c` is the job's context, its chain owning the socket `call` uses.
@@ -357,8 +362,9 @@ unsafe extern "win64" fn stream_created(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PV
         return irp::routine_return();
     }
     let sock = info as *mut WSK_SOCKET;
-    // SAFETY: a stream socket's table (W25); the address lives in the context; the IRP is
-    // ours again and re-armed for this step (C18).
+    // SAFETY: a stream socket's table (W25: the dispatch table must match the socket's category);
+    // the address lives in the context; the IRP is ours again and re-armed for this step (C18: IRPs
+    // with a stack location, reused with IoReuseIrp).
     unsafe {
         (*c).connecting = sock;
         let t = &*(*sock).Dispatch.cast::<WSK_PROVIDER_STREAM_DISPATCH>();
@@ -450,8 +456,9 @@ unsafe extern "win64" fn stream_connected(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: 
     irp::routine_return()
 }
 
-/// A connected socket joins the engine: published, its callbacks enabled (after connect: C26,
-/// W31; the context is complete), aborted at once if the job is stopping, pumped.
+/// A connected socket joins the engine: published, its callbacks enabled (after connect: C26:
+/// enable callbacks after bind or connect, W31: which sockets SO_WSK_EVENT_CALLBACK applies to; the
+/// context is complete), aborted at once if the job is stopping, pumped.
 ///
 /// The enable is counted as an executing call before the socket is published, in the same
 /// critical section (C22): from the moment a job stop, an unload or the housekeeper can see the
@@ -536,7 +543,8 @@ unsafe fn client_rx(c: *mut Conn, mut ind: *mut WSK_DATA_INDICATION, n: usize) {
     }
     let mut bad = false;
     while !ind.is_null() {
-        // SAFETY: valid list element for this call (W51).
+        // SAFETY: valid list element for this call (W51: the indication list is valid for the
+        // callback).
         let buf = unsafe { &(*ind).Buffer };
         // SAFETY: valid MDL chain.
         let ok = unsafe {

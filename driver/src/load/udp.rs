@@ -6,8 +6,9 @@
 //! Everything is allocated when the job starts (control path); nothing on the send or receive
 //! path allocates. The job block is counted: one reference for the job itself, dropped by
 //! `close_and_free`, and one per send IRP in flight; whoever drops the last frees it, so no
-//! context is freed while a send of it may still complete (W70 leaves the order of the close's
-//! and the cancelled sends' completions open).
+//! context is freed while a send of it may still complete (W70: close cancels pending IRPs and
+//! waits for running callbacks leaves the order of the close's and the cancelled sends' completions
+//! open).
 
 use core::net::SocketAddr;
 use core::ptr;
@@ -31,7 +32,8 @@ use crate::wsk::{close_sync, open_bound, BoundKind};
 const MAX_CONTEXTS: usize = 64;
 /// How long the close waits for sends in flight, before and after the close, at least. A job
 /// retains no indication, so nothing but its own memory waits on them: past this the last send
-/// completion frees the job (and unload waits for every completion routine, C30).
+/// completion frees the job (and unload waits for every completion routine, C30: no completion
+/// routine may still run when the image unloads).
 const SEND_DRAIN_MS: u64 = 1000;
 /// Bytes of each reply compared with what was sent.
 const CHECK_LEN: usize = 64;
@@ -292,7 +294,8 @@ unsafe fn drive(s: *mut Send) {
         // This send's reference on the job block, dropped as its completion's last act.
         j.io.fetch_add(1, Ordering::SeqCst);
         // SAFETY: the context's IRP is idle (the previous send completed); buf and the remote
-        // address live in the job until it is freed (W14), which this send's reference holds off.
+        // address live in the job until it is freed (W14: buffers of a pending call stay valid
+        // until it completes), which this send's reference holds off.
         unsafe {
             irp::arm((*s).irp, send_done, s.cast());
             let st = send_to(
@@ -304,9 +307,10 @@ unsafe fn drive(s: *mut Send) {
                 ptr::null_mut(),
                 (*s).irp,
             );
-            // A final status with the IRP never completed (W11 broken): the send finishes here
-            // as its completion would. The IRP's status tells: nothing re-arms it before this
-            // loop does (a completion that runs while the loop holds `work` only flags work).
+            // A final status with the IRP never completed (W11: SUCCESS/failure: the IRP is
+            // complete; PENDING: it completes later broken): the send finishes here as its
+            // completion would. The IRP's status tells: nothing re-arms it before this loop does (a
+            // completion that runs while the loop holds `work` only flags work).
             if irp::unfinished((*s).irp, st) {
                 irp::complete_unfinished((*s).irp, send_done, s.cast(), st);
             }
@@ -363,7 +367,8 @@ unsafe extern "win64" fn receive_from_event(
     let d = j.drv();
     let mut p = list;
     while !p.is_null() {
-        // SAFETY: valid list element for this call (W60).
+        // SAFETY: valid list element for this call (W60: a receive-from list: one datagram per
+        // entry, valid for the callback).
         let (buf, next) = unsafe { ((*p).Buffer, (*p).Next) };
         p = next;
         let mut ok = buf.Length == j.len;

@@ -224,7 +224,7 @@ pub struct TcpState {
     /// on a default Windows clock, three times the limit).
     pub shutdown_limit: u64,
     shutdown_since: Option<u64>,
-    /// Deadlines while open (issue 13 items 1d and 9), in the same clock units as
+    /// Deadlines while open, in the same clock units as
     /// `shutdown_limit`, 0 = none. `idle_limit`: nothing received and nothing to send for
     /// that long -> graceful close. `progress_limit`: echo outstanding (sends pending, data
     /// queued or refused) and nothing moving for that long -> abort, which cancels the sends
@@ -437,7 +437,7 @@ impl TcpState {
     }
 
     /// Whether indicated data is still echoed: while open, and after the peer's FIN until
-    /// our own FIN is issued (issue 17 item 2). A receive callback may be indicated before
+    /// our own FIN is issued. A receive callback may be indicated before
     /// the FIN and still be deciding when the disconnect event runs on another thread (G1: receive
     /// events are serialised per socket, nothing orders them with other events, G23: a graceful
     /// disconnect event may overlap a receive event): its bytes came before the FIN and are echoed,
@@ -470,7 +470,7 @@ impl TcpState {
 
     /// The accept callback is about to return: the close it held back, and a source
     /// connection's first send, go out from the housekeeper's next visit, never from inside
-    /// WskAcceptEvent (issue 17 item 7).
+    /// WskAcceptEvent.
     pub fn accept_end(&mut self) {
         self.call_returned();
         self.pump_due = true;
@@ -1528,7 +1528,7 @@ mod tests {
         );
     }
 
-    /// Issue 17 item 2: the disconnect event runs on another thread after a receive
+    /// The disconnect event runs on another thread after a receive
     /// callback was entered but before it decided (G1). The bytes it carries came before the
     /// FIN: they are echoed, and our FIN goes out only after they were and the callback is
     /// over.
@@ -1571,7 +1571,7 @@ mod tests {
         assert_eq!(st.on_receive(10, false, &g), RecvDecision::Drop);
     }
 
-    /// Issue 17 item 2, the gap: a local stop (unload, job stop, idle limit) drops what is
+    /// The gap: a local stop (unload, job stop, idle limit) drops what is
     /// indicated; the peer's FIN that follows must not make the bytes that come with it
     /// echoed after the dropped ones (the campaign's "byte 1444 of 1500 differs": 53 bytes
     /// dropped, the last 3 echoed, a clean FIN).
@@ -1618,11 +1618,14 @@ mod tests {
             assert!(pump(&mut st, &g).is_empty(), "t = {now}");
         }
         let k = st.kick(61);
-        assert!(k.progress_timeout && k.pump, "no progress for more than 50: aborted");
+        assert!(
+            k.progress_timeout && k.pump,
+            "no progress for more than 50: aborted"
+        );
         assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: true }]);
     }
 
-    /// Issue 17 item 2, refused bytes: the last indication before the peer's FIN was only
+    /// Refused bytes: the last indication before the peer's FIN was only
     /// partly taken (the ring was full). Our FIN waits until the resume has brought the rest
     /// back and it is echoed; before, the FIN went out as soon as the ring drained and the
     /// refused bytes were lost (the close then reset: a soak's "reset after 196608 of 200000").
@@ -1642,7 +1645,10 @@ mod tests {
         // The ring is empty: the resume goes out, and no FIN while the 36 bytes are away.
         assert_eq!(pump(&mut st, &g), [Work::ResumeReceive]);
         st.resume_complete(true, 0);
-        assert!(pump(&mut st, &g).is_empty(), "FIN before the refused bytes came back");
+        assert!(
+            pump(&mut st, &g).is_empty(),
+            "FIN before the refused bytes came back"
+        );
         // They come back in a callback after the disconnect event: taken and echoed, then FIN.
         assert_eq!(st.on_receive(36, false, &g), RecvDecision::Copy { n: 36 });
         assert!(st.ring.commit(36));
@@ -1655,7 +1661,7 @@ mod tests {
         assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: false }]);
     }
 
-    /// Issue 17 item 7: while the accept callback runs, nothing closes the socket being
+    /// While the accept callback runs, nothing closes the socket being
     /// accepted, even an abort from an event that came early on another thread; once it
     /// ends, the housekeeper's next visit pumps the close.
     #[test]

@@ -36,13 +36,15 @@ use crate::stats::{Counter, NO_SLOT};
 use crate::wsk::addr::SockAddrBuf;
 use crate::wsk::mdl::{self, build_mdl};
 
-/// One outstanding send: its IRP and the WSK_BUF it describes (valid until completion, W14).
+/// One outstanding send: its IRP and the WSK_BUF it describes (valid until completion, W14: buffers
+/// of a pending call stay valid until it completes).
 pub(crate) struct SendSlot {
     pub(crate) conn: *mut Conn,
     pub(crate) idx: usize,
     pub(crate) irp: PIRP,
     pub(crate) buf: WSK_BUF,
-    /// The retained indication a zero-copy send uses (released once, C3).
+    /// The retained indication a zero-copy send uses (released once, C3: WskRelease only PENDING
+    /// lists, exactly once).
     pub(crate) indication: *mut WSK_DATA_INDICATION,
 }
 
@@ -64,7 +66,8 @@ pub(crate) struct Conn {
     pub(crate) drv: *const Driver,
     pub(crate) socket: *mut WSK_SOCKET,
     pub(crate) state: SpinLock<TcpState>,
-    /// Touched only by the receive callback, which WSK serialises per socket (W45).
+    /// Touched only by the receive callback, which WSK serialises per socket (W45: receive events
+    /// are serialised per socket).
     pub(crate) framer: UnsafeCell<TcpFramer>,
     pub(crate) slots: [SendSlot; MAX_SLOTS],
     pub(crate) rx_irp: PIRP,
@@ -72,13 +75,15 @@ pub(crate) struct Conn {
     pub(crate) disc_irp: PIRP,
     pub(crate) close_irp: PIRP,
     /// Entries into `close_done`: tells an unfinished close from one that completed inline and
-    /// recycled the context before WskCloseSocket returned (W11, `irp::Completions`).
+    /// recycled the context before WskCloseSocket returned (W11: SUCCESS/failure: the IRP is
+    /// complete; PENDING: it completes later, `irp::Completions`).
     close_entered: irp::Completions,
     /// Entries into the connect chain's completions on `rx_irp` (load::tcp), each of which may
     /// re-arm it for the next step before the call that completed it returns.
     pub(crate) chain_entered: irp::Completions,
-    /// SIO_WSK_QUERY_IDEAL_SEND_BACKLOG at accept (W36, IRP required W30). Its own IRP: every
-    /// other IRP of the context may be needed while the query is still pending.
+    /// SIO_WSK_QUERY_IDEAL_SEND_BACKLOG at accept (W36: SIO_WSK_QUERY_IDEAL_SEND_BACKLOG:
+    /// connection sockets, IRP required, IRP required W30: some options need an IRP). Its own IRP:
+    /// every other IRP of the context may be needed while the query is still pending.
     pub(crate) query_irp: PIRP,
     /// The query's output, one SIZE_T (valid until the query IRP completes, W14).
     pub(crate) query_out: SIZE_T,
@@ -92,7 +97,9 @@ pub(crate) struct Conn {
     attn: AtomicBool,
     /// A receive callback has been entered and has not yet dropped its reference: set as
     /// its first act, before any kernel call, cleared under the lock with its last one. A
-    /// disconnect event that overlaps it (G1, G23) reads it under the lock (issue 17 item 2).
+    /// disconnect event that overlaps it (G1: receive events are serialised per socket, nothing
+    /// orders them with other events, G23: a graceful disconnect event may overlap a receive event)
+    /// reads it under the lock.
     rx_entered: AtomicBool,
     /// An outbound connection's hooks (its socket is null until WskSocketConnect completes);
     /// None for a served connection.
@@ -274,9 +281,10 @@ impl ConnPool {
     /// attention list, and every `SWEEP_MS` every live one: applies each one's deadlines
     /// (idle, progress, retention, graceful shutdown; counted), gives back lists whose
     /// callback has returned, and gives connections whose indications are refused one more
-    /// zero-length WskReceive attempt (C5), needed because a resume that races with the
-    /// refusing callback's return is undone by the provider (G2). An idle tick between sweeps
-    /// costs O(attention), not O(slots).
+    /// zero-length WskReceive attempt (C5: after a partial or refused indication, post a
+    /// WskReceive), needed because a resume that races with the refusing callback's return is
+    /// undone by the provider (G2: indications resume only once the posted WskReceive completes).
+    /// An idle tick between sweeps costs O(attention), not O(slots).
     pub(crate) fn tick(&self, drv: &Driver) {
         let now = time::now();
         let last = self.last_sweep.load(Ordering::Relaxed);
@@ -292,7 +300,7 @@ impl ConnPool {
         };
         // The old stack is drained (each flag cleared) before any visit: a visit that puts its
         // connection back on the list must find the flag clear, or its re-queue is lost and
-        // the connection waits for the next sweep (issue 17 item 11).
+        // the connection waits for the next sweep.
         loop {
             let Some(i) = list.lock().pop() else {
                 break;
@@ -555,7 +563,8 @@ impl Conn {
             16 * 1024,
             drv.live.get(Limit::MaxRetainedPerConn) as usize,
         );
-        // The accept callback runs until `accepted` ends it: no close before (W49).
+        // The accept callback runs until `accepted` ends it: no close before (W49: the provider
+        // owns an accepted socket until the accept callback returns).
         state.accept_begin();
         // SAFETY: forwarded.
         unsafe { Self::take(drv, state, sock, None, stats_slot) }
@@ -590,7 +599,9 @@ impl Conn {
         stats_slot: usize,
     ) -> Option<*mut Conn> {
         let c = drv.conns.get()?;
-        // Every live context holds the rundown until its close completes (C29/C30).
+        // Every live context holds the rundown until its close completes (C29: unload closes every
+        // socket, then deregisters/C30: no completion routine may still run when the image
+        // unloads).
         // SAFETY: the rundown is initialised for the driver's lifetime.
         if unsafe { ExAcquireRundownProtection(ptr::addr_of!(drv.rundown).cast_mut()) } == FALSE {
             // SAFETY: c came from get().
@@ -625,15 +636,18 @@ impl Conn {
     /// no allocation.
     ///
     /// With `enable` (a stream listener's accepted socket, whose callbacks nothing says it
-    /// inherits: W34 speaks of listening sockets, G18) its callbacks are enabled here, inside
-    /// the accept callback, as wsk.h allows once the out-parameters are set (W50), and not
-    /// later from the housekeeper: events that come in the meantime would wait behind a tick
-    /// or a control request (issue 17 item 8; a FIN or reset that came before is indicated
-    /// once they are, G21). They may start at once, on another thread;
-    /// the context is complete. Then the ideal send backlog is queried (W36, C37). Nothing
-    /// is pumped here and no close can be issued while the callback runs (`accept_begin`,
-    /// taken in attach): what is due, a close held back or a source's first send, goes out
-    /// from the housekeeper's next visit (issue 17 item 7).
+    /// inherits: W34: a listener's connection callbacks go to sockets accepted by WskAcceptEvent
+    /// speaks of listening sockets, G18: whether accepted sockets inherit static callbacks is not
+    /// stated) its callbacks are enabled here, inside the accept callback, as wsk.h allows once the
+    /// out-parameters are set (W50: the accepted socket's context and dispatch come from the
+    /// out-parameters), and not later from the housekeeper: events that come in the meantime would
+    /// wait behind a tick or a control request (a FIN or reset that came before is
+    /// indicated once they are, G21: a FIN or reset before the accepted socket's callbacks are
+    /// enabled is indicated once they are). They may start at once, on another thread; the context
+    /// is complete. Then the ideal send backlog is queried (W36, C37: keep about the ideal send
+    /// backlog in flight). Nothing is pumped here and no close can be issued while the callback
+    /// runs (`accept_begin`, taken in attach): what is due, a close held back or a source's first
+    /// send, goes out from the housekeeper's next visit.
     ///
     /// # Safety
     /// `c` live from [`attach`](Self::attach), its socket the accepted one; called once, by
@@ -642,9 +656,10 @@ impl Conn {
         // SAFETY: per the caller.
         let r = unsafe { &*c };
         if enable {
-            // SAFETY: a connected socket (W31) whose context and dispatch the provider has
-            // from the out-parameters (W50); IRQL <= DISPATCH_LEVEL (W29). Counted as an
-            // executing call by the accept hold.
+            // SAFETY: a connected socket (W31: which sockets SO_WSK_EVENT_CALLBACK applies to)
+            // whose context and dispatch the provider has from the out-parameters (W50); IRQL <=
+            // DISPATCH_LEVEL (W29: WskControlSocket up to DISPATCH_LEVEL). Counted as an executing
+            // call by the accept hold.
             let ok = unsafe {
                 crate::wsk::enable_events(
                     r.socket,
@@ -661,9 +676,10 @@ impl Conn {
         unsafe { query_backlog(c) };
         // Last act, under the lock: from its unlock on, another CPU may close the socket
         // before the callback has returned (as a list may be released before a receive
-        // callback's return, G22); nothing of this callback enters the kernel after it. The
-        // attention list is taken inside the connection lock (nothing takes them the other
-        // way round) so that the housekeeper cannot visit before the hold is gone.
+        // callback's return, G22: a retained list may be released from another thread before the
+        // callback's return is seen); nothing of this callback enters the kernel after it. The
+        // attention list is taken inside the connection lock (nothing takes them the other way
+        // round) so that the housekeeper cannot visit before the hold is gone.
         let mut state = r.state.lock();
         state.accept_end();
         r.drv().conns.attend(r);
@@ -677,14 +693,16 @@ impl Conn {
 /// The pending query keeps the context (and with it the driver rundown taken in attach) alive:
 /// TcpState does not let the context be recycled before `query_done` ran, so the IRP, its
 /// output buffer and the completion routine's code outlive it (C30). A close while the query is
-/// pending cancels it (W70); the completion then recycles the context if it comes last.
+/// pending cancels it (W70: close cancels pending IRPs and waits for running callbacks); the
+/// completion then recycles the context if it comes last.
 ///
 /// # Safety
 /// `c` live with its socket; called once per connection, by the thread that attached it.
 unsafe fn query_backlog(c: *mut Conn) {
     // SAFETY: per the caller.
     let r = unsafe { &*c };
-    // Counted as an executing call (C22) and an outstanding IRP until query_done.
+    // Counted as an executing call (C22: no call may be running at close) and an outstanding IRP
+    // until query_done.
     if !r.state.lock().query_issue() {
         return;
     }
@@ -729,8 +747,9 @@ unsafe fn query_backlog(c: *mut Conn) {
 
 /// SIO_WSK_QUERY_IDEAL_SEND_BACKLOG completion. IRQL <= DISPATCH_LEVEL, any thread (may run
 /// inline inside WskControlSocket on the accepting thread). Stores the value as
-/// WskSendBacklogEvent does (W58, C37). Starts no WSK call (C12): the next send simply uses
-/// the new size. If the close already completed, this was the context's last IRP and it
+/// WskSendBacklogEvent does (W58: the send backlog event reports the ideal backlog, C37). Starts no
+/// WSK call (C12: no new WSK call from a completion routine: loop, do not recurse): the next send
+/// simply uses the new size. If the close already completed, this was the context's last IRP and it
 /// recycles the context, releasing the rundown as its very last act (C30).
 unsafe extern "win64" fn query_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
     let c = ctx.cast::<Conn>();
@@ -786,7 +805,7 @@ pub(crate) unsafe fn pump(c: *mut Conn) {
 /// section is what keeps the context ours: only the pump owner issues the close, so once this
 /// thread owns the pump nobody else can close the socket and recycle the context under it, and
 /// if another thread owns it this one only flags more work and touches nothing after the unlock.
-/// Dropping the lock first and pumping afterwards left a window (issue 17: a send completion
+/// Dropping the lock first and pumping afterwards left a window (a send completion
 /// whose pump ran after another CPU had closed and recycled the context, and an outbound
 /// connection had taken it again with no socket yet: a NULL socket's dispatch table read, seen
 /// as a SIGSEGV in a campaign soak). A context without a socket (an outbound connect not yet
@@ -914,7 +933,8 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
                 }
             }
             Work::ResumeReceive => {
-                // C5: a zero-length receive resumes indications without taking data (W56).
+                // C5: a zero-length receive resumes indications without taking data (W56:
+                // DATA_NOT_ACCEPTED: nothing consumed, no indication until a WskReceive).
                 (*c).rx_buf = WSK_BUF {
                     Mdl: ptr::null_mut(),
                     Offset: 0,
@@ -932,7 +952,8 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
                 }
             }
             Work::Release { .. } => {
-                // Retained with STATUS_PENDING, released exactly once (C3), before close (C4).
+                // Retained with STATUS_PENDING, released exactly once (C3), before close (C4:
+                // release every retained list before WskCloseSocket).
                 if let Some(rel) = d.WskRelease {
                     rel(sock, release_ind);
                 }
@@ -953,7 +974,8 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
             }
             Work::Close => {
                 // Nothing in flight or retained, no call executing (C22, C4); the context
-                // stays until close_done (C23).
+                // stays until close_done (C23: keep the socket context until the close IRP
+                // completes).
                 let token = (*c).close_entered.token();
                 irp::arm((*c).close_irp, close_done, c.cast());
                 if let Some(close) = d.WskCloseSocket {
@@ -1139,8 +1161,10 @@ unsafe fn recycle(c: *mut Conn) {
     unsafe { ExReleaseRundownProtection(ptr::addr_of!(drv.rundown).cast_mut()) };
 }
 
-/// WskReceiveEvent. IRQL <= DISPATCH_LEVEL (C13). Serialised per socket by WSK (W45).
-/// Returns only SUCCESS, PENDING or DATA_NOT_ACCEPTED (C32).
+/// WskReceiveEvent. IRQL <= DISPATCH_LEVEL (C13: every callback must be DISPATCH-safe). Serialised
+/// per socket by WSK (W45).
+/// Returns only SUCCESS, PENDING or DATA_NOT_ACCEPTED (C32: return only documented statuses from
+/// callbacks).
 unsafe extern "win64" fn receive_event(
     ctx: PVOID,
     flags: ULONG,
@@ -1156,8 +1180,9 @@ unsafe extern "win64" fn receive_event(
         .store(true, Ordering::SeqCst);
     // SAFETY: forwarded.
     let status = unsafe { receive(ctx, flags, ind, bytes_indicated, bytes_accepted) };
-    // The callback's last act: it drops its reference on the lists it retained (C1). Nothing
-    // is released on this thread after it: the provider has not seen our STATUS_PENDING yet.
+    // The callback's last act: it drops its reference on the lists it retained (C1: hold a
+    // zero-copy send's indication until both the send and the callback are done). Nothing is
+    // released on this thread after it: the provider has not seen our STATUS_PENDING yet.
     // Another CPU may release them between the unlock below and the return (G22).
     // The context cannot be recycled under us: the close waits for running callbacks (W70).
     // SAFETY: the registered context.
@@ -1190,7 +1215,8 @@ unsafe fn receive(
     let r = unsafe { &*c };
     let drv = r.drv();
     if ind.is_null() {
-        // C7/W52: the socket no longer works (not EOF): close it now.
+        // C7: a NULL indication means the socket is dead: close it/W52: the socket no longer works
+        // (not EOF): close it now.
         drv.count_service(r.stats_slot, Counter::DeadSockets, 1);
         r.state.lock().abort();
         // SAFETY: live context.
@@ -1204,7 +1230,8 @@ unsafe fn receive(
     let mut entry = ind;
     while !entry.is_null() {
         if let Some(l) = lens.get_mut(entries) {
-            // SAFETY: a valid list element for this call (W51).
+            // SAFETY: a valid list element for this call (W51: the indication list is valid for the
+            // callback).
             *l = unsafe { (*entry).Buffer.Length };
         }
         entries += 1;
@@ -1290,7 +1317,8 @@ unsafe fn receive(
             // SAFETY: live context.
             unsafe { pump(c) };
             if n < bytes_indicated && ok {
-                // Partial accept: indications resume after our zero-length WskReceive (W54, C5).
+                // Partial accept: indications resume after our zero-length WskReceive (W54:
+                // BytesAccepted below BytesIndicated: partial, indications stop, C5).
                 drv.count_service(r.stats_slot, Counter::RxBackpressure, 1);
                 // SAFETY: out-parameter of this call.
                 unsafe { *bytes_accepted = n };
@@ -1392,9 +1420,10 @@ unsafe extern "win64" fn disconnect_event(ctx: PVOID, flags: ULONG) -> NTSTATUS 
         if flags & WSK_FLAG_ABORTIVE != 0 {
             state.abort();
         } else {
-            // W57: no more data will come; echo the rest, then FIN (C33). A receive callback
-            // entered before this one (G1: nothing orders them; the sim's disconnect-race)
-            // carries bytes from before the FIN: our FIN waits for it (issue 17 item 2).
+            // W57: no more data will come; echo the rest, then FIN (C33: graceful echo close:
+            // disconnect after the last send, then close). A receive callback entered before this
+            // one (G1: nothing orders them; the sim's disconnect-race) carries bytes from before
+            // the FIN: our FIN waits for it.
             if r.rx_entered.load(Ordering::SeqCst) {
                 state.receive_running();
             }

@@ -11,12 +11,13 @@
 //! Ownership is counted, never inferred from time:
 //! - a retained list has one reference for the receive callback, dropped as the callback's last
 //!   act, and one per batch still sending from it; whoever drops the last one gives the list
-//!   back with WskRelease (C1). If that is the callback itself no send uses the list any more
-//!   and it returns STATUS_SUCCESS instead (not retained).
+//!   back with WskRelease (C1: hold a zero-copy send's indication until both the send and the
+//!   callback are done). If that is the callback itself no send uses the list any more and it
+//!   returns STATUS_SUCCESS instead (not retained).
 //! - the socket block has one reference for itself, dropped by `close_and_free`, and one per
 //!   send IRP in flight; whoever drops the last one frees it. A context is therefore never
 //!   freed under a pending IRP, whatever the order of the close's and the cancelled sends'
-//!   completions (W70).
+//!   completions (W70: close cancels pending IRPs and waits for running callbacks).
 //!
 //! Send contexts come from a per-socket pre-allocated pool, one per datagram in flight; when it
 //! is empty the datagram is dropped and counted (never queued, never allocated). A reply is
@@ -58,7 +59,8 @@ const COPY_BUF: usize = 2048;
 
 /// How long the close waits for sends in flight before it closes anyway (at least; the
 /// configured disconnect timeout if longer). A UDP send waits for no peer, so this normally
-/// ends at once; it bounds a provider that holds sends back (C38).
+/// ends at once; it bounds a provider that holds sends back (C38: waits reached from user requests
+/// are bounded).
 const SEND_DRAIN_MS: u64 = 10_000;
 
 /// The ports of every configured service (TCP and UDP; 0 = empty slot), for the guard's
@@ -103,7 +105,8 @@ struct UdpSend {
     irp: PIRP,
     /// Entries into `send_done` for `irp`: a batch that completed inline gives its contexts
     /// back at once and another callback may arm this IRP again before the send call returns,
-    /// so the W11 check counts entries instead of reading the IRP (`irp::Completions`).
+    /// so the W11: SUCCESS/failure: the IRP is complete; PENDING: it completes later check counts
+    /// entries instead of reading the IRP (`irp::Completions`).
     entered: irp::Completions,
     /// Batch head: its send is (or is about to be) WSK's, for the close to cancel.
     sending: AtomicBool,
@@ -125,7 +128,8 @@ struct UdpSend {
 struct Inner {
     free: FreeList,
     rate: RateLimiter,
-    /// Set before WskCloseSocket: no list is given back after it (the socket is going, W68).
+    /// Set before WskCloseSocket: no list is given back after it (the socket is going, W68:
+    /// WskRelease returns a PENDING list; close does not).
     closed: bool,
     /// WskRelease calls in progress outside the lock (the close waits for none).
     releasing: u32,
@@ -141,7 +145,8 @@ pub(crate) struct UdpSock {
     ctxs: *mut UdpSend,
     n: usize,
     closing: AtomicBool,
-    /// Set by a NULL datagram list (W60): the socket no longer works.
+    /// Set by a NULL datagram list (W60: a receive-from list: one datagram per entry, valid for the
+    /// callback): the socket no longer works.
     pub(crate) dead: AtomicBool,
     /// Pre-allocated for the callback disable and the close (teardown never allocates).
     ctl_irp: PIRP,
@@ -396,12 +401,13 @@ impl UdpSock {
         // SAFETY: per the caller; the socket's own reference keeps u alive until dropped below.
         let r = unsafe { &*u };
         r.closing.store(true, Ordering::SeqCst);
-        // Disable the callback and wait until any running invocation has returned (W33): no
-        // new send starts and no callback holds a list reference after this.
+        // Disable the callback and wait until any running invocation has returned (W33: a disable
+        // with callbacks in progress pends): no new send starts and no callback holds a list
+        // reference after this.
         // SAFETY: live socket; the control IRP is idle (teardown is serialised).
         let _ = unsafe { disable_event_sync(r.socket, WSK_EVENT_RECEIVE_FROM, r.ctl_irp) };
-        // C4/W68: every list back before the close. A list goes back when its last send
-        // completes, so this waits for the sends.
+        // C4: release every retained list before WskCloseSocket/W68: every list back before the
+        // close. A list goes back when its last send completes, so this waits for the sends.
         let bound = timeout_ms.max(SEND_DRAIN_MS);
         if !wait_until(bound, || r.io.load(Ordering::SeqCst) == 1) {
             crate::kernel::log::log_err!(
@@ -427,14 +433,15 @@ impl UdpSock {
                 );
             }
         }
-        // From here no completion gives a list back; one doing so now finishes first (C22).
+        // From here no completion gives a list back; one doing so now finishes first (C22: no call
+        // may be running at close).
         r.inner.lock().closed = true;
         let _ = wait_until(bound, || r.inner.lock().releasing == 0);
         // SAFETY: no call executing; the close cancels what is still pending (W70).
         let _ = unsafe { close_sync(r.socket, r.ctl_irp) };
         // W70: the cancelled sends' completions may come after the close's own. Past this
         // shorter wait the last of them frees the block (unload waits for every completion
-        // routine, C30).
+        // routine, C30: no completion routine may still run when the image unloads).
         if !wait_until(timeout_ms.max(1000), || r.io.load(Ordering::SeqCst) == 1) {
             crate::kernel::log::log_err!(
                 "udp port {}: {} send completions still to run after the close; the last frees the socket",
@@ -500,8 +507,9 @@ unsafe fn issue(u: &UdpSock, head: *mut UdpSend, owner: *mut UdpSend, send: Send
         (*head).sending.store(true, Ordering::SeqCst);
         irp::arm((*head).irp, send_done, head.cast());
         // The entries, their buffers and the address live in the contexts until completion:
-        // W65 documents no lifetime for WskSendMessages, so the WskSendTo rule (W64) is kept;
-        // nor an IRQL: msquic calls it from its receive path at DISPATCH_LEVEL (G13).
+        // W65 documents no lifetime for WskSendMessages, so the WskSendTo rule (W64: WskSendTo's
+        // flags and addresses) is kept; nor an IRQL: msquic calls it from its receive path at
+        // DISPATCH_LEVEL (G13: WskSendMessages' ControlInfo is consumed before the call returns).
         let st = if let Some(sm) = send.messages {
             sm(
                 u.socket,
@@ -539,9 +547,11 @@ unsafe fn issue(u: &UdpSock, head: *mut UdpSend, owner: *mut UdpSend, send: Send
     }
 }
 
-/// WskReceiveFromEvent. IRQL <= DISPATCH_LEVEL (C13); walks the whole list.
-/// Returns SUCCESS or PENDING only (C32); never DATA_NOT_ACCEPTED (that would disable a
-/// per-socket callback, C6): overload is handled by dropping.
+/// WskReceiveFromEvent. IRQL <= DISPATCH_LEVEL (C13: every callback must be DISPATCH-safe); walks
+/// the whole list.
+/// Returns SUCCESS or PENDING only (C32: return only documented statuses from callbacks); never
+/// DATA_NOT_ACCEPTED (that would disable a per-socket callback, C6: re-enable receive-from after
+/// DATA_NOT_ACCEPTED): overload is handled by dropping.
 #[allow(clippy::many_single_char_names)] // socket, list element, context, counts: one loop
 #[allow(clippy::too_many_lines)] // one pass over the list: filter, batch, send
 unsafe extern "win64" fn receive_from_event(

@@ -147,9 +147,7 @@ pub unsafe extern "win64" fn IoAllocateIrp(StackSize: CCHAR, ChargeQuota: BOOLEA
         ));
         return std::ptr::null_mut();
     }
-    if crate::kernel::schedule::injected_failure(crate::kernel::config::Call::IoAllocateIrp)
-        .is_some()
-    {
+    if crate::kernel::schedule::injected_failure(crate::config::Call::IoAllocateIrp).is_some() {
         return std::ptr::null_mut();
     }
     let size = size_of_irp(StackSize as u8);

@@ -127,9 +127,7 @@ pub unsafe extern "win64" fn IoAllocateMdl(
     crate::kernel::preempt::entry("IoAllocateMdl");
     let _ = ChargeQuota;
     crate::kernel::irql::require_dispatch_or_below("IoAllocateMdl");
-    if crate::kernel::schedule::injected_failure(crate::kernel::config::Call::IoAllocateMdl)
-        .is_some()
-    {
+    if crate::kernel::schedule::injected_failure(crate::config::Call::IoAllocateMdl).is_some() {
         return std::ptr::null_mut();
     }
     let mdl = alloc_mdl(VirtualAddress, Length, true);

@@ -1,13 +1,10 @@
 //! The kernel layer: the ntoskrnl.exe / HAL.dll subset a WSK driver imports, and the run
-//! state (configuration, seeded schedule, violations) every part of the sim reads.
+//! state (seeded schedule, violations; the configuration is `crate::config`) every part of the sim reads.
 //!
 //! Nothing here names the WSK provider above it (`tests/layout_rules.rs` checks it): where
 //! the kernel must tell the provider something, the provider installs a hook at init
 //! ([`install`]).
 
-// The simulator's configuration lives at the crate root (`crate::config`); this path is kept
-// for the call sites that still name it so.
-pub(crate) use crate::config;
 pub(crate) mod dbgprint;
 pub mod device;
 pub(crate) mod irp;
@@ -35,7 +32,7 @@ pub(crate) fn install(irp_abandoned: fn(usize)) {
 }
 
 /// Starts a run with `cfg`: the schedule reseeded, the run state replaced.
-pub(crate) fn start(cfg: config::Config) {
+pub(crate) fn start(cfg: crate::config::Config) {
     process::init_exports();
     schedule::reset(cfg.seed);
     pool::clear_tally();

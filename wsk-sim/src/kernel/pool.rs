@@ -193,8 +193,7 @@ pub unsafe extern "win64" fn ExAllocatePool2(
         crate::kernel::state::violation("ExAllocatePool2 with pool tag 0 (a tag is required)");
     }
     if crate::kernel::schedule::tagged_alloc_failure(Tag)
-        || crate::kernel::schedule::injected_failure(crate::kernel::config::Call::ExAllocatePool2)
-            .is_some()
+        || crate::kernel::schedule::injected_failure(crate::config::Call::ExAllocatePool2).is_some()
     {
         return std::ptr::null_mut();
     }
@@ -261,8 +260,7 @@ pub unsafe extern "win64" fn ExAllocatePoolWithTag(
         );
     }
     if crate::kernel::schedule::tagged_alloc_failure(Tag)
-        || crate::kernel::schedule::injected_failure(crate::kernel::config::Call::ExAllocatePool2)
-            .is_some()
+        || crate::kernel::schedule::injected_failure(crate::config::Call::ExAllocatePool2).is_some()
     {
         return std::ptr::null_mut();
     }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use wsk_sys::NTSTATUS;
 
-use crate::kernel::config::Call;
+use crate::config::Call;
 
 struct Schedule {
     state: u64,

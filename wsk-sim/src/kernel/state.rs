@@ -3,7 +3,7 @@
 use std::cell::Cell;
 use std::sync::{Mutex, PoisonError, RwLock};
 
-use crate::kernel::config::{Config, ViolationMode};
+use crate::config::{Config, ViolationMode};
 
 static CONFIG: RwLock<Option<Config>> = RwLock::new(None);
 static VIOLATIONS: Mutex<Vec<String>> = Mutex::new(Vec::new());

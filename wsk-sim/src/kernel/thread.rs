@@ -111,7 +111,7 @@ pub unsafe extern "win64" fn PsCreateSystemThread(
     let _ = (DesiredAccess, ObjectAttributes, ProcessHandle, ClientId);
     crate::kernel::irql::require_passive("PsCreateSystemThread");
     if let Some(st) =
-        crate::kernel::schedule::injected_failure(crate::kernel::config::Call::PsCreateSystemThread)
+        crate::kernel::schedule::injected_failure(crate::config::Call::PsCreateSystemThread)
     {
         return st;
     }
@@ -175,9 +175,9 @@ pub unsafe extern "win64" fn ObReferenceObjectByHandle(
 ) -> NTSTATUS {
     let _ = (DesiredAccess, ObjectType, AccessMode, HandleInformation);
     crate::kernel::irql::require_passive("ObReferenceObjectByHandle");
-    if let Some(st) = crate::kernel::schedule::injected_failure(
-        crate::kernel::config::Call::ObReferenceObjectByHandle,
-    ) {
+    if let Some(st) =
+        crate::kernel::schedule::injected_failure(crate::config::Call::ObReferenceObjectByHandle)
+    {
         return st;
     }
     match lookup(Handle) {
@@ -303,8 +303,7 @@ pub unsafe extern "win64" fn ObOpenObjectByPointer(
 #[no_mangle]
 pub unsafe extern "win64" fn IoAllocateWorkItem(DeviceObject: PDEVICE_OBJECT) -> PIO_WORKITEM {
     crate::kernel::irql::require_dispatch_or_below("IoAllocateWorkItem");
-    if crate::kernel::schedule::injected_failure(crate::kernel::config::Call::IoAllocateWorkItem)
-        .is_some()
+    if crate::kernel::schedule::injected_failure(crate::config::Call::IoAllocateWorkItem).is_some()
     {
         return std::ptr::null_mut();
     }

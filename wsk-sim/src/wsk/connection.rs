@@ -200,7 +200,7 @@ pub unsafe extern "win64" fn WskSocketConnect(
             Flags == 0,
             OwningProcess,
             "WskSocketConnect",
-            crate::kernel::config::Call::WskSocketConnect,
+            crate::config::Call::WskSocketConnect,
         )
     } {
         Ok(client) => client,
@@ -262,7 +262,7 @@ fn connect_common(
     call: &'static str,
 ) -> NTSTATUS {
     crate::kernel::irql::require_dispatch_or_below(call);
-    if let Some(st) = socket::left_unfinished(crate::kernel::config::Call::WskConnect, Irp, call) {
+    if let Some(st) = socket::left_unfinished(crate::config::Call::WskConnect, Irp, call) {
         return st;
     }
     // SAFETY: the client passes its IRP.
@@ -274,9 +274,7 @@ fn connect_common(
         // SAFETY: taken above.
         Err(st) => return unsafe { complete::fail(Irp, st) },
     };
-    if let Some(st) =
-        crate::kernel::schedule::injected_failure(crate::kernel::config::Call::WskConnect)
-    {
+    if let Some(st) = crate::kernel::schedule::injected_failure(crate::config::Call::WskConnect) {
         // SAFETY: taken above.
         return unsafe { complete::fail(Irp, st) };
     }
@@ -410,7 +408,7 @@ pub unsafe extern "win64" fn WskSend(
 ) -> NTSTATUS {
     // SAFETY: the client passes its IRP to WskSend.
     let _in = match unsafe {
-        socket::begin_irp_call(Socket, Irp, "WskSend", crate::kernel::config::Call::WskSend)
+        socket::begin_irp_call(Socket, Irp, "WskSend", crate::config::Call::WskSend)
     } {
         Ok(call) => call,
         Err(st) => return st,
@@ -489,12 +487,7 @@ pub unsafe extern "win64" fn WskReceive(
 ) -> NTSTATUS {
     // SAFETY: the client passes its IRP to WskReceive.
     let _in = match unsafe {
-        socket::begin_irp_call(
-            Socket,
-            Irp,
-            "WskReceive",
-            crate::kernel::config::Call::WskReceive,
-        )
+        socket::begin_irp_call(Socket, Irp, "WskReceive", crate::config::Call::WskReceive)
     } {
         Ok(call) => call,
         Err(st) => return st,
@@ -594,7 +587,7 @@ pub unsafe extern "win64" fn WskDisconnect(
             Socket,
             Irp,
             "WskDisconnect",
-            crate::kernel::config::Call::WskDisconnect,
+            crate::config::Call::WskDisconnect,
         )
     } {
         Ok(call) => call,

@@ -71,7 +71,7 @@ pub unsafe extern "win64" fn WskControlClient(
         return unsafe { done(Irp, OutputSizeReturned, STATUS_INVALID_PARAMETER, 0) };
     }
     if let Some(st) =
-        crate::kernel::schedule::injected_failure(crate::kernel::config::Call::WskControlClient)
+        crate::kernel::schedule::injected_failure(crate::config::Call::WskControlClient)
     {
         // SAFETY: taken or NULL.
         return unsafe { done(Irp, OutputSizeReturned, st, 0) };
@@ -405,7 +405,7 @@ pub unsafe extern "win64" fn WskControlSocket(
 ) -> NTSTATUS {
     crate::kernel::irql::require_dispatch_or_below("WskControlSocket");
     if let Some(st) = super::socket::left_unfinished(
-        crate::kernel::config::Call::WskControlSocket,
+        crate::config::Call::WskControlSocket,
         Irp,
         "WskControlSocket",
     ) {
@@ -425,7 +425,7 @@ pub unsafe extern "win64" fn WskControlSocket(
         return event_callback(ws, InputBuffer.cast(), InputSize, Irp, OutputSizeReturned);
     }
     if let Some(st) =
-        crate::kernel::schedule::injected_failure(crate::kernel::config::Call::WskControlSocket)
+        crate::kernel::schedule::injected_failure(crate::config::Call::WskControlSocket)
     {
         // SAFETY: taken or NULL.
         return unsafe { done(Irp, OutputSizeReturned, st, 0) };

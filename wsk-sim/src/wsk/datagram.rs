@@ -102,9 +102,9 @@ fn sendto_common(
     call: &'static str,
 ) -> NTSTATUS {
     let fault = if call == "WskSendTo" {
-        crate::kernel::config::Call::WskSendTo
+        crate::config::Call::WskSendTo
     } else {
-        crate::kernel::config::Call::WskSendMessages
+        crate::config::Call::WskSendMessages
     };
     if let Some(st) = socket::left_unfinished(fault, irp, call) {
         return st;
@@ -279,7 +279,7 @@ pub unsafe extern "win64" fn WskReceiveFrom(
             Socket,
             Irp,
             "WskReceiveFrom",
-            crate::kernel::config::Call::WskReceiveFrom,
+            crate::config::Call::WskReceiveFrom,
         )
     } {
         Ok(call) => call,

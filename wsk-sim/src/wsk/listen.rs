@@ -81,7 +81,7 @@ pub unsafe extern "win64" fn WskBind(
 ) -> NTSTATUS {
     // SAFETY: the client passes its IRP to WskBind.
     let _in = match unsafe {
-        socket::begin_irp_call(Socket, Irp, "WskBind", crate::kernel::config::Call::WskBind)
+        socket::begin_irp_call(Socket, Irp, "WskBind", crate::config::Call::WskBind)
     } {
         Ok(call) => call,
         Err(st) => return st,
@@ -116,12 +116,7 @@ pub unsafe extern "win64" fn WskListen(Socket: PWSK_SOCKET, Irp: PIRP) -> NTSTAT
     // The common start of every IRP call, injected failures (Call::WskListen) included.
     // SAFETY: the client passes its IRP.
     let _in = match unsafe {
-        socket::begin_irp_call(
-            Socket,
-            Irp,
-            "WskListen",
-            crate::kernel::config::Call::WskListen,
-        )
+        socket::begin_irp_call(Socket, Irp, "WskListen", crate::config::Call::WskListen)
     } {
         Ok(c) => c,
         Err(st) => return st,
@@ -171,9 +166,7 @@ pub unsafe extern "win64" fn WskAccept(
         // SAFETY: taken above.
         Err(st) => return unsafe { complete::fail(Irp, st) },
     };
-    if let Some(st) =
-        crate::kernel::schedule::injected_failure(crate::kernel::config::Call::WskAccept)
-    {
+    if let Some(st) = crate::kernel::schedule::injected_failure(crate::config::Call::WskAccept) {
         // SAFETY: taken above.
         return unsafe { complete::fail(Irp, st) };
     }

@@ -117,9 +117,9 @@ pub unsafe extern "win64" fn WskCaptureProviderNPI(
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    if let Some(st) = crate::kernel::schedule::injected_failure(
-        crate::kernel::config::Call::WskCaptureProviderNPI,
-    ) {
+    if let Some(st) =
+        crate::kernel::schedule::injected_failure(crate::config::Call::WskCaptureProviderNPI)
+    {
         return st;
     }
     with(|r| {

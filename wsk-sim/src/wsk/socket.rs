@@ -454,7 +454,7 @@ pub(crate) fn enter_any(socket: PWSK_SOCKET, call: &str) -> Option<InCall> {
 /// STATUS_NOT_IMPLEMENTED with its IRP left alone, never taken, never completed (W11 broken on
 /// purpose, as Wine's netio.sys answers the functions it lacks). `Some(status)` to return.
 pub(crate) fn left_unfinished(
-    call: crate::kernel::config::Call,
+    call: crate::config::Call,
     irp: PIRP,
     name: &'static str,
 ) -> Option<NTSTATUS> {
@@ -470,7 +470,7 @@ pub(crate) unsafe fn begin_irp_call(
     socket: PWSK_SOCKET,
     irp: PIRP,
     name: &'static str,
-    fault: crate::kernel::config::Call,
+    fault: crate::config::Call,
 ) -> Result<InCall, NTSTATUS> {
     crate::kernel::irql::require_dispatch_or_below(name);
     if let Some(st) = left_unfinished(fault, irp, name) {
@@ -506,7 +506,7 @@ pub(crate) unsafe fn begin_client_call(
     flags_ok: bool,
     owning_process: PEPROCESS,
     name: &'static str,
-    fault: crate::kernel::config::Call,
+    fault: crate::config::Call,
 ) -> Result<usize, NTSTATUS> {
     crate::kernel::irql::require_dispatch_or_below(name);
     if owning_process.is_null()
@@ -645,7 +645,7 @@ pub unsafe extern "win64" fn WskSocket(
             true,
             OwningProcess,
             "WskSocket",
-            crate::kernel::config::Call::WskSocket,
+            crate::config::Call::WskSocket,
         )
     } {
         Ok(client) => client,
@@ -716,8 +716,7 @@ pub unsafe extern "win64" fn WskCloseSocket(Socket: PWSK_SOCKET, Irp: PIRP) -> N
     // Fault (Config::unfinished_calls): a close that finishes at once closes the socket and
     // returns STATUS_SUCCESS with its IRP never completed (W11 broken on purpose); one that
     // must wait for a running callback returns STATUS_PENDING and completes as usual.
-    let leave =
-        crate::kernel::schedule::unfinished(crate::kernel::config::Call::WskCloseSocket, Irp);
+    let leave = crate::kernel::schedule::unfinished(crate::config::Call::WskCloseSocket, Irp);
     // SAFETY: the client passes its IRP.
     if !unsafe { crate::kernel::irp::take(Irp, "WskCloseSocket") } {
         return STATUS_INVALID_PARAMETER;
