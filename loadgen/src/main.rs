@@ -57,15 +57,15 @@ fn run(a: &RunArgs) -> anyhow::Result<ExitCode> {
         // With -J the JSON alone goes to stdout: interval lines to stderr.
         let to_stderr = a.json_stdout;
         let mut header = false;
-        let sends_only = cfg.mode == echoload::client::Mode::Sink;
+        let style = report::LineStyle::of(&cfg);
         let mut line = |iv: &echoload::client::Interval| {
             let mut text = String::new();
             if !header {
                 header = true;
-                text.push_str(&report::interval_header(sends_only));
+                text.push_str(&report::interval_header(&style));
                 text.push('\n');
             }
-            text.push_str(&report::interval_line(iv));
+            text.push_str(&report::interval_line(iv, &style));
             if to_stderr {
                 eprintln!("{text}");
             } else {

@@ -116,6 +116,14 @@ pub struct RunReport {
     /// 100 × lost / expected replies (0 when none were expected).
     #[serde(default)]
     pub loss_pct: f64,
+    /// UDP runs that receive: RFC 3550 interarrival jitter in µs (as iperf3 reports it), the
+    /// mean over the flows of each flow's estimate at the end (null: TCP, sink, or fewer
+    /// than two replies on every flow).
+    #[serde(default)]
+    pub jitter_us: Option<f64>,
+    /// Flows the jitter is the mean of (to weigh it when merging).
+    #[serde(default)]
+    pub jitter_flows: u64,
     /// Human-readable descriptions of the first errors.
     pub messages: Vec<String>,
     /// HdrHistogram V2 serialization (ns values), base64.
@@ -367,6 +375,8 @@ impl RunReport {
             } else {
                 0.0
             },
+            jitter_us: st.mean_jitter_ns().map(|ns| ns / 1000.0),
+            jitter_flows: st.jitter.iter().filter(|j| j.ns().is_some()).count() as u64,
             messages,
             histogram: encode_histogram(&st.hist),
             intervals: Vec::new(),
@@ -493,6 +503,24 @@ impl RunReport {
                 if t.connections == 1 { "" } else { "s" }
             );
         }
+        if self.proto == Proto::Udp && self.mode != Mode::Sink {
+            let expected = self.recv_msgs + self.errors.lost;
+            let _ = writeln!(
+                s,
+                "  udp         loss {:.3} % ({} of {})  jitter {}",
+                self.loss_pct,
+                self.errors.lost,
+                expected,
+                self.jitter_us.map_or_else(
+                    || "–".to_string(),
+                    |j| format!(
+                        "{j:.1} µs (RFC 3550, mean of {} flow{})",
+                        self.jitter_flows,
+                        if self.jitter_flows == 1 { "" } else { "s" }
+                    )
+                )
+            );
+        }
         let e = &self.errors;
         let _ = writeln!(
             s,
@@ -506,24 +534,46 @@ impl RunReport {
     }
 }
 
+/// Which columns the `-i` lines have, from the run's protocol and mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LineStyle {
+    /// Rates are of what was sent (sink runs), not received.
+    pub sends_only: bool,
+    /// UDP runs that receive: loss % and jitter columns.
+    pub udp_receive: bool,
+}
+
+impl LineStyle {
+    pub fn of(cfg: &RunConfig) -> LineStyle {
+        LineStyle {
+            sends_only: cfg.mode == Mode::Sink,
+            udp_receive: cfg.proto == Proto::Udp && cfg.mode != Mode::Sink,
+        }
+    }
+}
+
 /// The column titles of [`interval_line`] (rates are of what was received, or sent for
 /// send-only runs).
-pub fn interval_header(sends_only: bool) -> String {
-    format!(
+pub fn interval_header(style: &LineStyle) -> String {
+    let mut s = format!(
         "{:>15}  {:>14}  {:>14}  {:>10}  {:>10}  {:>6}  {:>6}",
         "interval",
-        if sends_only { "sent" } else { "received" },
+        if style.sends_only { "sent" } else { "received" },
         "msgs",
         "p50 µs",
         "p99 µs",
         "lost",
         "errors"
-    )
+    );
+    if style.udp_receive {
+        let _ = write!(s, "  {:>7}  {:>10}", "loss %", "jitter µs");
+    }
+    s
 }
 
 /// One line of `-i` output. An interval without latency samples (a send-only run, or one
 /// where nothing came back) shows "–", not a latency of 0.
-pub fn interval_line(iv: &Interval) -> String {
+pub fn interval_line(iv: &Interval, style: &LineStyle) -> String {
     let lat = |v: f64| {
         if iv.recv_msgs == 0 || (iv.p50_us == 0.0 && iv.p99_us == 0.0) {
             "–".to_string()
@@ -531,7 +581,7 @@ pub fn interval_line(iv: &Interval) -> String {
             format!("{v:.1}")
         }
     };
-    format!(
+    let mut s = format!(
         "{:>6.2}-{:>6.2} s  {:>14}  {:>14}  {:>10}  {:>10}  {:>6}  {:>6}",
         iv.start_s,
         iv.end_s,
@@ -541,7 +591,16 @@ pub fn interval_line(iv: &Interval) -> String {
         lat(iv.p99_us),
         iv.lost,
         iv.errors
-    )
+    );
+    if style.udp_receive {
+        let jitter = if iv.jitter_us > 0.0 || iv.recv_msgs > 0 {
+            format!("{:.1}", iv.jitter_us)
+        } else {
+            "–".to_string()
+        };
+        let _ = write!(s, "  {:>7.2}  {:>10}", iv.loss_pct, jitter);
+    }
+    s
 }
 
 /// A count with thousands separators: 1,515,174.
@@ -660,6 +719,18 @@ pub fn merge(reports: &[RunReport]) -> Result<RunReport> {
         out.throughput.bytes_per_s += r.throughput.bytes_per_s;
         out.throughput.msgs_per_s += r.throughput.msgs_per_s;
         out.errors.add(&r.errors);
+        out.jitter_us = match (out.jitter_us, r.jitter_us) {
+            (Some(a), Some(b)) => {
+                let n = out.jitter_flows + r.jitter_flows;
+                Some(if n > 0 {
+                    (a * out.jitter_flows as f64 + b * r.jitter_flows as f64) / n as f64
+                } else {
+                    f64::midpoint(a, b)
+                })
+            }
+            (a, b) => a.or(b),
+        };
+        out.jitter_flows += r.jitter_flows;
         out.messages.extend(r.messages.iter().cloned());
         out.cpu = match (out.cpu.take(), &r.cpu) {
             (Some(mut a), Some(b)) => {

@@ -95,7 +95,10 @@ pub struct RunArgs {
           value_parser = parse_duration)]
     pub warmup: Duration,
     /// Print one line per interval of this length during the run (the JSON has them always,
-    /// at 1 s when not given).
+    /// at 1 s when not given). UDP runs that receive add two columns, as iperf3 does: loss %
+    /// (a loss counts in the interval where a later reply shows the gap; the ones no reply
+    /// follows, at the end) and RFC 3550 interarrival jitter in µs (of the round trips: the
+    /// smoothed difference between consecutive ones, J += (|D| - J)/16).
     #[arg(long, short = 'i', value_parser = parse_duration)]
     pub interval: Option<Duration>,
     /// Write the machine-readable result here.

@@ -34,7 +34,9 @@ pub struct ServeArgs {
     /// Print the counters every this many seconds (0 = only at exit).
     #[arg(long, default_value_t = 0.0)]
     pub stats_every: f64,
-    /// Serve the counters in the Prometheus text format on http://ADDR/metrics.
+    /// Serve the counters in the Prometheus text format on http://ADDR/metrics: totals, and
+    /// per service and protocol (echoload_server_service_*{service,proto,port}), TCP echo's
+    /// echoload-wire message counts included.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
     /// UDP guard: drop datagrams sent to a broadcast or multicast address (driver:

@@ -37,6 +37,12 @@ pub struct Interval {
     pub msgs_per_s: f64,
     pub p50_us: f64,
     pub p99_us: f64,
+    /// UDP: 100 × lost / (received + lost) in this interval (iperf3's "Lost/Total"); a loss
+    /// counts in the interval where it shows: a gap in the reply sequence, or the end.
+    pub loss_pct: f64,
+    /// UDP: RFC 3550 interarrival jitter (µs) at the end of the interval, mean over the flows
+    /// that had two replies by then (0: none, or TCP).
+    pub jitter_us: f64,
 }
 
 /// Counter increments of one interval (one worker's, or summed).
@@ -47,10 +53,16 @@ pub(crate) struct Counts {
     pub sent_bytes: u64,
     pub recv_bytes: u64,
     pub errors: Errors,
+    /// Not counters but the current values (a gauge): the sum of the flows' jitter (ns) and
+    /// the number of flows in it; [`Counts::since`] keeps them as they are.
+    pub jitter_ns_sum: u64,
+    pub jitter_flows: u64,
 }
 
 impl Counts {
     fn add(&mut self, o: &Counts) {
+        self.jitter_ns_sum += o.jitter_ns_sum;
+        self.jitter_flows += o.jitter_flows;
         self.sent_msgs += o.sent_msgs;
         self.recv_msgs += o.recv_msgs;
         self.sent_bytes += o.sent_bytes;
@@ -68,13 +80,16 @@ impl Counts {
             sent_bytes: self.sent_bytes - before.sent_bytes,
             recv_bytes: self.recv_bytes - before.recv_bytes,
             errors: Errors {
-                lost: e.lost - b.lost,
+                // Saturating: the end may take back a loss an earlier interval reported.
+                lost: e.lost.saturating_sub(b.lost),
                 duplicated: e.duplicated - b.duplicated,
                 reordered: e.reordered - b.reordered,
                 corrupted: e.corrupted - b.corrupted,
                 connect: e.connect - b.connect,
                 io: e.io - b.io,
             },
+            jitter_ns_sum: self.jitter_ns_sum,
+            jitter_flows: self.jitter_flows,
         }
     }
 }
@@ -82,6 +97,49 @@ impl Counts {
 struct Pending {
     counts: Counts,
     hist: Histogram<u64>,
+}
+
+/// The run so far as of the last complete interval (what a metrics endpoint shows): counters
+/// summed, latency histogram merged, jitter as of that interval.
+#[derive(Clone, Debug)]
+pub struct Totals {
+    pub sent_msgs: u64,
+    pub recv_msgs: u64,
+    pub sent_bytes: u64,
+    pub recv_bytes: u64,
+    pub errors: Errors,
+    /// Round-trip latency (ns).
+    pub latency: Histogram<u64>,
+    /// UDP: mean jitter over the flows (ns), when known.
+    pub jitter_ns: Option<f64>,
+}
+
+impl Default for Totals {
+    fn default() -> Self {
+        Totals {
+            sent_msgs: 0,
+            recv_msgs: 0,
+            sent_bytes: 0,
+            recv_bytes: 0,
+            errors: Errors::default(),
+            latency: new_histogram(),
+            jitter_ns: None,
+        }
+    }
+}
+
+impl Totals {
+    fn add(&mut self, c: &Counts, h: &Histogram<u64>) {
+        self.sent_msgs += c.sent_msgs;
+        self.recv_msgs += c.recv_msgs;
+        self.sent_bytes += c.sent_bytes;
+        self.recv_bytes += c.recv_bytes;
+        self.errors.add(&c.errors);
+        let _ = self.latency.add(h);
+        if c.jitter_flows > 0 {
+            self.jitter_ns = Some(c.jitter_ns_sum as f64 / c.jitter_flows as f64);
+        }
+    }
 }
 
 /// Where the workers of one run leave their finished intervals.
@@ -96,6 +154,8 @@ struct PendingBook {
     map: BTreeMap<u64, Pending>,
     /// The first interval not taken yet.
     next: u64,
+    /// Everything taken so far.
+    taken: Totals,
 }
 
 impl Book {
@@ -106,6 +166,7 @@ impl Book {
             pending: Mutex::new(PendingBook {
                 map: BTreeMap::new(),
                 next: 0,
+                taken: Totals::default(),
             }),
         }
     }
@@ -145,6 +206,9 @@ impl Book {
         while p.next < done {
             let k = p.next;
             let v = p.map.remove(&k);
+            if let Some(v) = &v {
+                p.taken.add(&v.counts, &v.hist);
+            }
             out.push(match v {
                 Some(v) => self.summarize(k, &v.counts, &v.hist, None, sends_only),
                 None => self.summarize(k, &Counts::default(), &new_histogram(), None, sends_only),
@@ -179,7 +243,11 @@ impl Book {
         }
         map.insert(n - 1, last);
         for k in p.next..n {
-            out.push(match map.remove(&k) {
+            let v = map.remove(&k);
+            if let Some(v) = &v {
+                p.taken.add(&v.counts, &v.hist);
+            }
+            out.push(match v {
                 Some(v) => self.summarize(k, &v.counts, &v.hist, Some(measured_ns), sends_only),
                 None => self.summarize(
                     k,
@@ -192,6 +260,15 @@ impl Book {
         }
         p.next = n;
         out
+    }
+
+    /// The intervals taken so far, summed.
+    pub fn taken(&self) -> Totals {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .taken
+            .clone()
     }
 
     /// Interval `idx` of counters `c` and latency `h`; the window ends at `measured_ns` when
@@ -234,6 +311,16 @@ impl Book {
             msgs_per_s: per_s(msgs),
             p50_us: q(0.50),
             p99_us: q(0.99),
+            loss_pct: if e.lost > 0 {
+                100.0 * e.lost as f64 / (c.recv_msgs + e.lost) as f64
+            } else {
+                0.0
+            },
+            jitter_us: if c.jitter_flows > 0 {
+                c.jitter_ns_sum as f64 / c.jitter_flows as f64 / 1000.0
+            } else {
+                0.0
+            },
         }
     }
 }

@@ -7,6 +7,7 @@
 //! (std::net, a thread per socket and per connection).
 
 mod config;
+mod framing;
 mod guard;
 mod pattern;
 mod stats;
@@ -114,6 +115,21 @@ impl ServerHandle {
         move || stats.snapshot()
     }
 
+    /// The counters of each bound service, by protocol, with its address (their sum is
+    /// [`Self::counters`], but for the open-connection gauge, which is global).
+    pub fn counters_by_service(&self) -> Vec<(Mode, Proto, SocketAddr, Counters)> {
+        by_service(&self.stats, &self.bound)
+    }
+
+    /// [`Self::counters_by_service`] from another thread.
+    pub fn service_reader(
+        &self,
+    ) -> impl Fn() -> Vec<(Mode, Proto, SocketAddr, Counters)> + Send + Sync + 'static {
+        let stats = self.stats.clone();
+        let bound = self.bound.clone();
+        move || by_service(&stats, &bound)
+    }
+
     /// Stops every worker and joins them. Workers never block longer than their poll timeout,
     /// so this returns within about [`STOP_BOUND`].
     pub fn stop(mut self) -> anyhow::Result<()> {
@@ -133,6 +149,20 @@ impl Drop for ServerHandle {
     fn drop(&mut self) {
         let _ = self.shutdown();
     }
+}
+
+fn by_service(
+    stats: &stats::Shared,
+    bound: &[(Mode, Proto, SocketAddr)],
+) -> Vec<(Mode, Proto, SocketAddr, Counters)> {
+    stats
+        .by_service()
+        .into_iter()
+        .filter_map(|(m, p, c)| {
+            let (_, _, a) = bound.iter().find(|(bm, bp, _)| *bm == m && *bp == p)?;
+            Some((m, p, *a, c))
+        })
+        .collect()
 }
 
 /// The longest a worker sleeps before it notices a stop request it was not woken for.

@@ -3,6 +3,29 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use super::{Mode, Proto};
+
+/// Services × transports: each worker keeps its counters apart per (service, protocol), so
+/// the metrics can be labelled by both.
+pub(crate) const SERVICES: usize = 8;
+
+/// The counter block of (service, protocol).
+pub(crate) fn service_index(svc: Mode, proto: Proto) -> usize {
+    svc as usize * 2 + usize::from(proto == Proto::Udp)
+}
+
+/// The (service, protocol) of counter block `i` (inverse of [`service_index`]).
+pub(crate) fn service_of(i: usize) -> (Mode, Proto) {
+    (
+        Mode::ALL[i / 2],
+        if i.is_multiple_of(2) {
+            Proto::Tcp
+        } else {
+            Proto::Udp
+        },
+    )
+}
+
 /// A snapshot of the server's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -12,9 +35,10 @@ pub struct Counters {
     pub tcp_open: u64,
     pub rx_bytes: u64,
     pub tx_bytes: u64,
-    /// Datagrams received (UDP) / sockperf messages received (both transports).
+    /// Datagrams received (UDP) / sockperf messages received (both transports) / TCP echo:
+    /// echoload-wire messages received whole (`server::framing`).
     pub rx_msgs: u64,
-    /// Datagrams / sockperf replies sent.
+    /// Datagrams / sockperf replies / TCP echo: echoload-wire messages sent whole.
     pub tx_msgs: u64,
     /// UDP datagrams not answered: send buffer full, truncated, or refused by the reflection
     /// guard (the guard's share is broken down by reason below).
@@ -92,6 +116,7 @@ pub(crate) struct Slot {
 }
 
 pub(crate) struct Shared {
+    /// `SERVICES` slots per worker: slot `worker * SERVICES + service_index`.
     slots: Box<[Slot]>,
     /// Open TCP connections across workers: the connection limit is global.
     pub(crate) open: AtomicU64,
@@ -99,7 +124,9 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(workers: usize) -> Self {
-        let slots = (0..workers.max(1)).map(|_| Slot::default()).collect();
+        let slots = (0..workers.max(1) * SERVICES)
+            .map(|_| Slot::default())
+            .collect();
         Shared {
             slots,
             open: AtomicU64::new(0),
@@ -107,9 +134,10 @@ impl Shared {
     }
 
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-    /// Adds a worker's local tally into its slot (the worker is the slot's only writer).
-    pub(crate) fn publish(&self, worker: usize, c: &mut Counters) {
-        let s = &self.slots[worker];
+    /// Adds a worker's local tally of service block `svc` ([`service_index`]) into its slot
+    /// (the worker is the slot's only writer).
+    pub(crate) fn publish(&self, worker: usize, svc: usize, c: &mut Counters) {
+        let s = &self.slots[worker * SERVICES + svc];
         let vals = c.slot_values();
         for (a, v) in s.v.iter().zip(vals) {
             if v != 0 {
@@ -121,8 +149,8 @@ impl Shared {
 
     /// Adds counters from any thread (the portable back end's many threads share slot 0).
     #[cfg_attr(target_os = "linux", allow(dead_code))]
-    pub(crate) fn add_shared(&self, c: &Counters) {
-        let s = &self.slots[0];
+    pub(crate) fn add_shared(&self, svc: usize, c: &Counters) {
+        let s = &self.slots[svc];
         let vals = c.slot_values();
         for (a, v) in s.v.iter().zip(vals) {
             if v != 0 {
@@ -132,8 +160,28 @@ impl Shared {
     }
 
     pub(crate) fn snapshot(&self) -> Counters {
+        self.sum(|_| true)
+    }
+
+    /// The counters of each (service, protocol) block, in [`service_index`] order (the open
+    /// connection gauge is global: 0 here).
+    pub(crate) fn by_service(&self) -> Vec<(Mode, Proto, Counters)> {
+        (0..SERVICES)
+            .map(|k| {
+                let (svc, proto) = service_of(k);
+                let mut c = self.sum(|i| i % SERVICES == k);
+                c.tcp_open = 0;
+                (svc, proto, c)
+            })
+            .collect()
+    }
+
+    fn sum(&self, take: impl Fn(usize) -> bool) -> Counters {
         let mut t = [0u64; SLOT_COUNTERS];
-        for s in &*self.slots {
+        for (i, s) in self.slots.iter().enumerate() {
+            if !take(i) {
+                continue;
+            }
             for (acc, a) in t.iter_mut().zip(&s.v) {
                 *acc += a.load(Relaxed);
             }
