@@ -336,6 +336,9 @@ impl RunReport {
                 )
             });
         }
+        if let Some(hint) = guard_hint(cfg, st, duration_s) {
+            messages.push(hint);
+        }
         let expected = if cfg.mode == Mode::Sink {
             0
         } else {
@@ -550,6 +553,33 @@ impl LineStyle {
             udp_receive: cfg.proto == Proto::Udp && cfg.mode != Mode::Sink,
         }
     }
+}
+
+/// The UDP guard, visible: a UDP run that lost replies while sending more than the servers'
+/// default per-source rate limit to a non-loopback server says where the loss may come from.
+/// echoload serve and the wskecho driver answer at most that many datagrams per second from
+/// one source address (all flows of a client share it), and drop the rest silently.
+fn guard_hint(cfg: &RunConfig, st: &Stats, duration_s: f64) -> Option<String> {
+    let limit = f64::from(control::config::UDP_RATE_PER_SOURCE.default);
+    let remote = cfg.assume_remote || !cfg.target.ip().is_loopback();
+    if cfg.proto != Proto::Udp || cfg.mode == Mode::Sink || !remote || duration_s <= 0.0 {
+        return None;
+    }
+    let sent = st.sent_msgs as f64 / duration_s;
+    if st.errors.lost == 0 || sent <= limit {
+        return None;
+    }
+    Some(format!(
+        "replies were lost sending {} msg/s from one address to a non-loopback server \
+         (received {}/s): the server may be limiting per source. echoload serve and the \
+         wskecho driver answer at most {} datagrams/s per non-loopback source by default (a \
+         reflection guard); lift it with `echoload serve --udp-rate-limit-per-source 0`, or on \
+         the driver `echoload driver config set --limit UdpRateLimitPerSource=0` (its \
+         drop_rate_limited counter in `echoload driver stats` counts what it dropped)",
+        thousands(sent),
+        thousands(st.recv_msgs as f64 / duration_s),
+        thousands(limit)
+    ))
 }
 
 /// The column titles of [`interval_line`] (rates are of what was received, or sent for

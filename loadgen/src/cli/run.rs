@@ -174,6 +174,11 @@ pub struct RunArgs {
     /// UDP loss/duplicates do not make the exit status non-zero (corruption still does).
     #[arg(long)]
     pub allow_loss: bool,
+    /// Treat a loopback target as a remote one where that changes advice: the UDP guard hint
+    /// (servers rate limit non-loopback sources only). For tests against a server run with
+    /// --udp-rate-limit-exempt-loopback false.
+    #[arg(long)]
+    pub assume_remote: bool,
     /// No progress bar.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -412,6 +417,7 @@ impl RunArgs {
                 bind: self.bind,
             },
             cpus: self.affinity.clone(),
+            assume_remote: self.assume_remote,
             ..RunConfig::default()
         };
         self.multi.apply(&mut cfg)?;

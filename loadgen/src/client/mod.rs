@@ -141,6 +141,10 @@ pub struct RunConfig {
     pub label: String,
     /// This agent's place in a distributed run (the result's `agent`).
     pub agent: Agent,
+    /// Advice treats a loopback target as remote (`--assume-remote`, for tests): the UDP
+    /// guard hint.
+    #[serde(skip)]
+    pub assume_remote: bool,
 }
 
 /// Agent `index` of `count` in a distributed run (0 of 1 alone).
@@ -200,6 +204,7 @@ impl Default for RunConfig {
             cpus: Vec::new(),
             label: String::new(),
             agent: Agent::default(),
+            assume_remote: false,
         }
     }
 }

@@ -115,6 +115,12 @@ impl ServerHandle {
         move || stats.snapshot()
     }
 
+    /// The sources the UDP rate limit has dropped datagrams from (each announced once on
+    /// stderr when it started).
+    pub fn rate_limited_sources(&self) -> Vec<std::net::IpAddr> {
+        self.stats.announce.sources()
+    }
+
     /// The counters of each bound service, by protocol, with its address (their sum is
     /// [`Self::counters`], but for the open-connection gauge, which is global).
     pub fn counters_by_service(&self) -> Vec<(Mode, Proto, SocketAddr, Counters)> {

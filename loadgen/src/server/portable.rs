@@ -332,7 +332,8 @@ fn frames(
 
 fn udp_loop(u: &UdpSocket, svc: Mode, ctx: &Ctx) {
     let mut buf = vec![0u8; 65_536];
-    let mut guard = super::guard::Guard::new(ctx.guard, ctx.own_ports.to_vec());
+    let mut guard = super::guard::Guard::new(ctx.guard, ctx.own_ports.to_vec())
+        .announcing(ctx.stats.announce.clone());
     while !ctx.stopped() {
         let Ok((n, from)) = u.recv_from(&mut buf) else {
             continue;

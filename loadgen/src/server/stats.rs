@@ -120,6 +120,8 @@ pub(crate) struct Shared {
     slots: Box<[Slot]>,
     /// Open TCP connections across workers: the connection limit is global.
     pub(crate) open: AtomicU64,
+    /// The UDP rate limit's announcements (one per source, all workers together).
+    pub(crate) announce: std::sync::Arc<super::guard::Announcer>,
 }
 
 impl Shared {
@@ -130,6 +132,7 @@ impl Shared {
         Shared {
             slots,
             open: AtomicU64::new(0),
+            announce: std::sync::Arc::default(),
         }
     }
 

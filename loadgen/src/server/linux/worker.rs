@@ -61,7 +61,8 @@ pub(crate) fn run(id: usize, bound: Vec<Bound>, sh: &WorkerCtx) -> io::Result<()
         block: Block::new(),
     };
     let mut batch = Batch::new();
-    let mut guard = crate::server::guard::Guard::new(sh.guard, sh.own_ports.clone());
+    let mut guard = crate::server::guard::Guard::new(sh.guard, sh.own_ports.clone())
+        .announcing(sh.stats.announce.clone());
     // One tally per (service, protocol): the metrics are labelled by both.
     let mut local = [Counters::default(); SERVICES];
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
