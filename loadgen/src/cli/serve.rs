@@ -31,7 +31,9 @@ pub struct ServeArgs {
     /// Maximum open TCP connections; more are accepted and reset at once.
     #[arg(long, default_value_t = 1024)]
     pub max_conns: usize,
-    /// Print the counters every this many seconds (0 = only at exit).
+    /// Every this many seconds print (stderr) the rates since the last line, stamped with the
+    /// wall-clock time (RFC 3339 UTC, milliseconds) and the seconds since the server started,
+    /// then the totals (0 = only the totals, at exit).
     #[arg(long, default_value_t = 0.0)]
     pub stats_every: f64,
     /// Serve the counters in the Prometheus text format on http://ADDR/metrics: totals, and

@@ -220,12 +220,29 @@ pub fn run_with_metrics(
         cfg.threads, cfg.max_conns
     ));
     crate::signals::install();
-    let mut last = std::time::Instant::now();
+    let started = std::time::Instant::now();
+    let mut last = started;
+    let mut prev = h.counters();
     while !crate::signals::requested() {
         std::thread::sleep(Duration::from_millis(100));
-        if stats_every > 0.0 && last.elapsed().as_secs_f64() >= stats_every {
+        let secs = last.elapsed().as_secs_f64();
+        if stats_every > 0.0 && secs >= stats_every {
             last = std::time::Instant::now();
-            eprintln!("{}", h.counters());
+            let cur = h.counters();
+            // Rates over the last period with the time they were measured at; the totals
+            // after them.
+            eprintln!(
+                "{}",
+                stats::rate_line(
+                    &prev,
+                    &cur,
+                    secs,
+                    std::time::SystemTime::now(),
+                    started.elapsed().as_secs_f64()
+                )
+            );
+            eprintln!("  total: {cur}");
+            prev = cur;
         }
     }
     let c = h.counters();

@@ -83,6 +83,70 @@ impl std::fmt::Display for Counters {
     }
 }
 
+/// One `--stats-every` line: the wall-clock time (RFC 3339, UTC, milliseconds), seconds since
+/// the server started, and the rates over the last `secs` seconds (`prev` to `cur`).
+pub fn rate_line(
+    prev: &Counters,
+    cur: &Counters,
+    secs: f64,
+    at: std::time::SystemTime,
+    since_start: f64,
+) -> String {
+    use crate::report::human;
+    let per_s = |a: u64, b: u64| {
+        if secs > 0.0 {
+            b.saturating_sub(a) as f64 / secs
+        } else {
+            0.0
+        }
+    };
+    format!(
+        "{} +{since_start:.1}s  rx {} {}  tx {} {}  tcp open {} accepted {}  udp dropped {} \
+         (rate limit {})",
+        humantime::format_rfc3339_millis(at),
+        human(per_s(prev.rx_bytes, cur.rx_bytes) * 8.0, "bit/s"),
+        human(per_s(prev.rx_msgs, cur.rx_msgs), "msg/s"),
+        human(per_s(prev.tx_bytes, cur.tx_bytes) * 8.0, "bit/s"),
+        human(per_s(prev.tx_msgs, cur.tx_msgs), "msg/s"),
+        cur.tcp_open,
+        human(per_s(prev.tcp_accepted, cur.tcp_accepted), "/s"),
+        human(per_s(prev.udp_dropped, cur.udp_dropped), "/s"),
+        human(per_s(prev.udp_drop_rate, cur.udp_drop_rate), "/s"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_line_has_time_and_rates() {
+        let prev = Counters {
+            rx_bytes: 1_000,
+            rx_msgs: 10,
+            ..Counters::default()
+        };
+        let cur = Counters {
+            rx_bytes: 1_001_000,
+            tx_bytes: 500_000,
+            rx_msgs: 4_010,
+            tx_msgs: 2_000,
+            tcp_open: 3,
+            tcp_accepted: 4,
+            udp_dropped: 10,
+            udp_drop_rate: 10,
+            ..Counters::default()
+        };
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_796_000_000_123);
+        let l = rate_line(&prev, &cur, 2.0, at, 12.04);
+        assert_eq!(
+            l,
+            "2026-11-30T00:53:20.123Z +12.0s  rx 4.00 Mbit/s 2.00 kmsg/s  tx 2.00 Mbit/s \
+             1.00 kmsg/s  tcp open 3 accepted 2.00 /s  udp dropped 5.00 /s (rate limit 5.00 /s)"
+        );
+    }
+}
+
 /// Counters a slot holds (index 2 is unused: `tcp_open` is the shared gauge).
 const SLOT_COUNTERS: usize = 15;
 
