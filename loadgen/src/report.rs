@@ -124,6 +124,15 @@ pub struct RunReport {
     /// Flows the jitter is the mean of (to weigh it when merging).
     #[serde(default)]
     pub jitter_flows: u64,
+    /// Paced runs that expect replies (wrk2's `--u_latency`): round trips in µs from each
+    /// message's *actual* send time (`latency_us` counts from the intended one); null otherwise
+    /// and in merged documents.
+    #[serde(default)]
+    pub latency_uncorrected_us: Option<Latency>,
+    /// Paced runs: how late each measured message was sent, in µs (actual - intended send
+    /// time), so a late client shows apart from a late server; null otherwise.
+    #[serde(default)]
+    pub send_lag_us: Option<Latency>,
     /// Human-readable descriptions of the first errors.
     pub messages: Vec<String>,
     /// HdrHistogram V2 serialization (ns values), base64.
@@ -380,6 +389,9 @@ impl RunReport {
             },
             jitter_us: st.mean_jitter_ns().map(|ns| ns / 1000.0),
             jitter_flows: st.jitter.iter().filter(|j| j.ns().is_some()).count() as u64,
+            latency_uncorrected_us: (cfg.paced() && cfg.mode != Mode::Sink)
+                .then(|| Latency::from_histogram(&st.uncorrected)),
+            send_lag_us: cfg.paced().then(|| Latency::from_histogram(&st.send_lag)),
             messages,
             histogram: encode_histogram(&st.hist),
             intervals: Vec::new(),
@@ -485,6 +497,27 @@ impl RunReport {
                 s,
                 "              mean {:.1}  stddev {:.1}",
                 l.mean, l.stddev
+            );
+        }
+        let short = |l: &Latency| {
+            format!(
+                "p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  ({} samples)",
+                l.p50, l.p90, l.p99, l.p999, l.max, l.count
+            )
+        };
+        if let Some(u) = self.latency_uncorrected_us.as_ref().filter(|u| u.count > 0) {
+            let _ = writeln!(
+                s,
+                "  uncorrected {}  (µs from the actual send time; the line above counts from the \
+                 intended one)",
+                short(u)
+            );
+        }
+        if let Some(g) = self.send_lag_us.as_ref().filter(|g| g.count > 0) {
+            let _ = writeln!(
+                s,
+                "  send lag    {}  (µs, actual - intended send time: the client's lateness)",
+                short(g)
             );
         }
         if let Some(c) = &self.cpu {
@@ -782,6 +815,9 @@ pub fn merge(reports: &[RunReport]) -> Result<RunReport> {
     }
     out.latency_us = Latency::from_histogram(&hist);
     out.histogram = encode_histogram(&hist);
+    // Their histograms are not in the documents: no exact merge.
+    out.latency_uncorrected_us = None;
+    out.send_lag_us = None;
     // A new document: its own id; per-interval alignment of the inputs is not done here.
     out.schema_version = SCHEMA_VERSION;
     out.run_id = new_run_id();

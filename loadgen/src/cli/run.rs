@@ -15,7 +15,8 @@ use crate::client::{Agent, Mode, Proto, RunConfig, SockOpts, Wire};
 pub enum ModeArg {
     /// Closed loop: one outstanding message per connection; latency.
     Pingpong,
-    /// Open loop at --rate; latency from the intended send time.
+    /// Open loop at --rate; latency from the intended send time, and as wrk2 the
+    /// uncorrected latency (from the actual send time) and the send lag.
     Rate,
     /// As fast as the in-flight window allows; every echoed byte verified.
     Stream,

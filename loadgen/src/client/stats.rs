@@ -91,6 +91,11 @@ pub struct Stats {
     pub conns_served: u64,
     /// UDP: the jitter of each flow (indexed by the worker's flow slot; merged: all flows).
     pub jitter: Vec<Jitter>,
+    /// Paced runs (wrk2's habits): round trips from the *actual* send time (the latency
+    /// `hist` counts from the intended one), and each measured message's send lag (actual -
+    /// intended send time).
+    pub uncorrected: Histogram<u64>,
+    pub send_lag: Histogram<u64>,
 }
 
 /// A worker's place in the interval book.
@@ -124,6 +129,8 @@ impl Default for Stats {
             tcp_info: TcpInfoSum::default(),
             conns_served: 0,
             jitter: Vec::new(),
+            uncorrected: new_histogram(),
+            send_lag: new_histogram(),
         }
     }
 }
@@ -262,6 +269,12 @@ impl Stats {
         self.tcp_info.add(&o.tcp_info);
         self.conns_served += o.conns_served;
         self.jitter.extend(o.jitter.iter().copied());
+        self.uncorrected
+            .add(&o.uncorrected)
+            .expect("histograms share bounds");
+        self.send_lag
+            .add(&o.send_lag)
+            .expect("histograms share bounds");
         for m in &o.messages {
             self.note(m.clone());
         }

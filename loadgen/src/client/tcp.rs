@@ -34,6 +34,9 @@ struct SeqState {
     /// Messages asking for an echo, sent and not yet echoed.
     outstanding: u64,
     times: Option<SendTimes>,
+    /// Paced runs: when each message was actually generated and written (wrk2's uncorrected
+    /// latency counts from it).
+    actual: Option<SendTimes>,
 }
 
 struct Conn {
@@ -119,6 +122,7 @@ pub(crate) fn worker(w: &Worker) -> Stats {
                         expect_seq: 0,
                         outstanding: 0,
                         times: (cfg.wire == Wire::Sockperf).then(|| SendTimes::new(65_536)),
+                        actual: interval.is_some().then(|| SendTimes::new(65_536)),
                     },
                     src_off: 0,
                     phase_ns: interval.map_or(0.0, |iv| iv * f64::from(flow) / cfg.conns as f64),
@@ -417,6 +421,9 @@ fn check_echo(
                 if let Some(ts) = ts {
                     st.record_latency(now.saturating_sub(ts));
                 }
+                if let Some(a) = c.actual.as_ref().and_then(|t| t.get(seq)) {
+                    let _ = st.uncorrected.record(now.saturating_sub(a).max(1));
+                }
             }
             advance_expect(c, cfg);
             true
@@ -479,6 +486,12 @@ fn write_conn(
                 );
                 if let Some(t) = c.s.times.as_mut() {
                     t.put(seq, ts);
+                }
+                if let Some(t) = c.s.actual.as_mut() {
+                    t.put(seq, now);
+                    if clock.measuring(ts) {
+                        let _ = st.send_lag.record(now.saturating_sub(ts).max(1));
+                    }
                 }
                 if reply {
                     c.s.outstanding += 1;

@@ -32,6 +32,8 @@ struct Flow {
     /// Ping-pong/source: time the outstanding request was sent.
     waiting_since: Option<u64>,
     times: Option<SendTimes>,
+    /// Paced runs: the actual send time of each message (wrk2's uncorrected latency).
+    actual: Option<SendTimes>,
     phase_ns: f64,
     got_any: bool,
     readable: bool,
@@ -202,6 +204,8 @@ pub(crate) fn worker(w: &Worker) -> Stats {
                 last_progress_ns: 0,
                 waiting_since: None,
                 times: (cfg.wire == Wire::Sockperf).then(|| SendTimes::new(65_536)),
+                actual: (interval.is_some() && cfg.mode != Mode::Sink)
+                    .then(|| SendTimes::new(65_536)),
                 phase_ns: interval.map_or(0.0, |iv| iv * f64::from(flow) / cfg.conns as f64),
                 got_any: false,
                 readable: true,
@@ -500,6 +504,12 @@ fn send_flow(
                     st.sent_msgs += 1;
                     st.sent_bytes += size as u64;
                 }
+                if let Some(t) = f.actual.as_mut() {
+                    t.put(seq, now);
+                    if clock.measuring(ts) {
+                        let _ = st.send_lag.record(now.saturating_sub(ts).max(1));
+                    }
+                }
             }
             if sent < n {
                 // A short batch: the send buffer is full, or a datagram failed with an error
@@ -630,6 +640,9 @@ fn on_datagram(f: &mut Flow, cfg: &RunConfig, msg: &[u8], now: u64, clock: &Cloc
                 if let Some(ts) = ts {
                     st.record_latency(now.saturating_sub(ts));
                     st.jitter[f.slot].on_arrival(now as i64 - ts as i64);
+                }
+                if let Some(a) = f.actual.as_ref().and_then(|t| t.get(seq)) {
+                    let _ = st.uncorrected.record(now.saturating_sub(a).max(1));
                 }
             }
         }
