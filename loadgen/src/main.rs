@@ -57,7 +57,10 @@ fn run(a: &RunArgs) -> anyhow::Result<ExitCode> {
         // With -J the JSON alone goes to stdout: interval lines to stderr.
         let to_stderr = a.json_stdout;
         let mut header = false;
-        let style = report::LineStyle::of(&cfg);
+        let style = report::LineStyle {
+            half_rtt: a.half_rtt,
+            ..report::LineStyle::of(&cfg)
+        };
         let mut line = |iv: &echoload::client::Interval| {
             let mut text = String::new();
             if !header {
@@ -99,7 +102,7 @@ fn run(a: &RunArgs) -> anyhow::Result<ExitCode> {
     if a.json_stdout {
         output::println(&r.to_json());
     } else {
-        output::print(&r.table());
+        output::print(&r.table_view(a.half_rtt));
     }
     if let Some(p) = &a.json {
         r.write_json(p)?;
@@ -152,7 +155,11 @@ fn bidir(a: &RunArgs, (mut send, mut recv): (RunConfig, RunConfig)) -> anyhow::R
     if a.json_stdout {
         output::println(&serde_json::to_string_pretty(&doc)?);
     } else {
-        output::print(&format!("== send\n{}== receive\n{}", s.table(), r.table()));
+        output::print(&format!(
+            "== send\n{}== receive\n{}",
+            s.table_view(a.half_rtt),
+            r.table_view(a.half_rtt)
+        ));
     }
     if let Some(p) = &a.json {
         std::fs::write(p, serde_json::to_string_pretty(&doc)? + "\n")

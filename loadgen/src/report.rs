@@ -433,6 +433,13 @@ impl RunReport {
 
     /// The human table.
     pub fn table(&self) -> String {
+        self.table_view(false)
+    }
+
+    /// The human table; with `half_rtt` every latency figure is half the round trip, as
+    /// sockperf prints by default (display only: the JSON keeps full round trips).
+    pub fn table_view(&self, half_rtt: bool) -> String {
+        let scale = if half_rtt { 0.5 } else { 1.0 };
         let mut s = String::new();
         let _ = writeln!(
             s,
@@ -491,18 +498,24 @@ impl RunReport {
         );
         let l = &self.latency_us;
         if l.count > 0 {
-            let _ = writeln!(s, "  latency µs  min {:.1}  p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  p99.99 {:.1}  max {:.1}  ({} samples)", l.min, l.p50, l.p90, l.p99, l.p999, l.p9999, l.max, l.count);
+            let _ = writeln!(s, "  latency µs  min {:.1}  p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  p99.99 {:.1}  max {:.1}  ({} samples){}", scale * l.min, scale * l.p50, scale * l.p90, scale * l.p99, scale * l.p999, scale * l.p9999, scale * l.max, l.count, if half_rtt { "  half round trip (--half-rtt)" } else { "" });
             // sockperf prints these two; the JSON had them only.
             let _ = writeln!(
                 s,
                 "              mean {:.1}  stddev {:.1}",
-                l.mean, l.stddev
+                scale * l.mean,
+                scale * l.stddev
             );
         }
-        let short = |l: &Latency| {
+        let short = |l: &Latency, f: f64| {
             format!(
                 "p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  ({} samples)",
-                l.p50, l.p90, l.p99, l.p999, l.max, l.count
+                f * l.p50,
+                f * l.p90,
+                f * l.p99,
+                f * l.p999,
+                f * l.max,
+                l.count
             )
         };
         if let Some(u) = self.latency_uncorrected_us.as_ref().filter(|u| u.count > 0) {
@@ -510,14 +523,15 @@ impl RunReport {
                 s,
                 "  uncorrected {}  (µs from the actual send time; the line above counts from the \
                  intended one)",
-                short(u)
+                short(u, scale)
             );
         }
         if let Some(g) = self.send_lag_us.as_ref().filter(|g| g.count > 0) {
+            // A lag is not a round trip: never halved.
             let _ = writeln!(
                 s,
                 "  send lag    {}  (µs, actual - intended send time: the client's lateness)",
-                short(g)
+                short(g, 1.0)
             );
         }
         if let Some(c) = &self.cpu {
@@ -577,6 +591,8 @@ pub struct LineStyle {
     pub sends_only: bool,
     /// UDP runs that receive: loss % and jitter columns.
     pub udp_receive: bool,
+    /// `--half-rtt`: p50/p99 are half round trips.
+    pub half_rtt: bool,
 }
 
 impl LineStyle {
@@ -584,6 +600,7 @@ impl LineStyle {
         LineStyle {
             sends_only: cfg.mode == Mode::Sink,
             udp_receive: cfg.proto == Proto::Udp && cfg.mode != Mode::Sink,
+            half_rtt: false,
         }
     }
 }
@@ -623,8 +640,16 @@ pub fn interval_header(style: &LineStyle) -> String {
         "interval",
         if style.sends_only { "sent" } else { "received" },
         "msgs",
-        "p50 µs",
-        "p99 µs",
+        if style.half_rtt {
+            "p50 ½rtt"
+        } else {
+            "p50 µs"
+        },
+        if style.half_rtt {
+            "p99 ½rtt"
+        } else {
+            "p99 µs"
+        },
         "lost",
         "errors"
     );
@@ -637,11 +662,12 @@ pub fn interval_header(style: &LineStyle) -> String {
 /// One line of `-i` output. An interval without latency samples (a send-only run, or one
 /// where nothing came back) shows "–", not a latency of 0.
 pub fn interval_line(iv: &Interval, style: &LineStyle) -> String {
+    let k = if style.half_rtt { 0.5 } else { 1.0 };
     let lat = |v: f64| {
         if iv.recv_msgs == 0 || (iv.p50_us == 0.0 && iv.p99_us == 0.0) {
             "–".to_string()
         } else {
-            format!("{v:.1}")
+            format!("{:.1}", k * v)
         }
     };
     let mut s = format!(

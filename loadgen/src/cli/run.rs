@@ -180,6 +180,10 @@ pub struct RunArgs {
     /// --udp-rate-limit-exempt-loopback false.
     #[arg(long)]
     pub assume_remote: bool,
+    /// Show latency as half the round trip, as sockperf prints by default (display only: the
+    /// JSON keeps full round trips; the send lag and the jitter are not halved).
+    #[arg(long)]
+    pub half_rtt: bool,
     /// No progress bar.
     #[arg(long, short = 'q')]
     pub quiet: bool,
