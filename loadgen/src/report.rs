@@ -593,6 +593,8 @@ pub struct LineStyle {
     pub udp_receive: bool,
     /// `--half-rtt`: p50/p99 are half round trips.
     pub half_rtt: bool,
+    /// TCP: a retransmits column ("–" where the OS has no TCP_INFO).
+    pub tcp: bool,
 }
 
 impl LineStyle {
@@ -601,6 +603,7 @@ impl LineStyle {
             sends_only: cfg.mode == Mode::Sink,
             udp_receive: cfg.proto == Proto::Udp && cfg.mode != Mode::Sink,
             half_rtt: false,
+            tcp: cfg.proto == Proto::Tcp,
         }
     }
 }
@@ -656,6 +659,9 @@ pub fn interval_header(style: &LineStyle) -> String {
     if style.udp_receive {
         let _ = write!(s, "  {:>7}  {:>10}", "loss %", "jitter µs");
     }
+    if style.tcp {
+        let _ = write!(s, "  {:>7}", "retr");
+    }
     s
 }
 
@@ -688,6 +694,12 @@ pub fn interval_line(iv: &Interval, style: &LineStyle) -> String {
             "–".to_string()
         };
         let _ = write!(s, "  {:>7.2}  {:>10}", iv.loss_pct, jitter);
+    }
+    if style.tcp {
+        let r = iv
+            .retransmits
+            .map_or_else(|| "–".to_string(), |r| r.to_string());
+        let _ = write!(s, "  {r:>7}");
     }
     s
 }

@@ -99,7 +99,8 @@ pub struct RunArgs {
     /// at 1 s when not given). UDP runs that receive add two columns, as iperf3 does: loss %
     /// (a loss counts in the interval where a later reply shows the gap; the ones no reply
     /// follows, at the end) and RFC 3550 interarrival jitter in µs (of the round trips: the
-    /// smoothed difference between consecutive ones, J += (|D| - J)/16).
+    /// smoothed difference between consecutive ones, J += (|D| - J)/16). TCP runs add the
+    /// segments retransmitted (Linux TCP_INFO, summed over the connections; "–" on Windows).
     #[arg(long, short = 'i', value_parser = parse_duration)]
     pub interval: Option<Duration>,
     /// Write the machine-readable result here.

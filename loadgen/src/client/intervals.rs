@@ -37,6 +37,9 @@ pub struct Interval {
     pub msgs_per_s: f64,
     pub p50_us: f64,
     pub p99_us: f64,
+    /// TCP on Linux: segments retransmitted in this interval, TCP_INFO's tcpi_total_retrans
+    /// summed over the connections (null: UDP, or no TCP_INFO, e.g. Windows).
+    pub retransmits: Option<u64>,
     /// UDP: 100 × lost / (received + lost) in this interval (iperf3's "Lost/Total"); a loss
     /// counts in the interval where it shows: a gap in the reply sequence, or the end.
     pub loss_pct: f64,
@@ -57,12 +60,18 @@ pub(crate) struct Counts {
     /// the number of flows in it; [`Counts::since`] keeps them as they are.
     pub jitter_ns_sum: u64,
     pub jitter_flows: u64,
+    /// TCP retransmissions (a counter), and the connections whose TCP_INFO was read (a
+    /// gauge; 0: none could be, so the interval has no figure).
+    pub retrans: u64,
+    pub retrans_conns: u64,
 }
 
 impl Counts {
     fn add(&mut self, o: &Counts) {
         self.jitter_ns_sum += o.jitter_ns_sum;
         self.jitter_flows += o.jitter_flows;
+        self.retrans += o.retrans;
+        self.retrans_conns += o.retrans_conns;
         self.sent_msgs += o.sent_msgs;
         self.recv_msgs += o.recv_msgs;
         self.sent_bytes += o.sent_bytes;
@@ -90,6 +99,8 @@ impl Counts {
             },
             jitter_ns_sum: self.jitter_ns_sum,
             jitter_flows: self.jitter_flows,
+            retrans: self.retrans.saturating_sub(before.retrans),
+            retrans_conns: self.retrans_conns,
         }
     }
 }
@@ -311,6 +322,7 @@ impl Book {
             msgs_per_s: per_s(msgs),
             p50_us: q(0.50),
             p99_us: q(0.99),
+            retransmits: (c.retrans_conns > 0).then_some(c.retrans),
             loss_pct: if e.lost > 0 {
                 100.0 * e.lost as f64 / (c.recv_msgs + e.lost) as f64
             } else {
@@ -322,5 +334,45 @@ impl Book {
                 0.0
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Retransmissions are a counter (differences per interval), the connections read a
+    /// gauge: an interval where no connection could be read has no figure, not 0.
+    #[test]
+    fn retransmits_per_interval() {
+        let at_8 = Counts {
+            retrans: 8,
+            retrans_conns: 2,
+            ..Counts::default()
+        };
+        let at_5 = Counts {
+            retrans: 5,
+            retrans_conns: 3,
+            ..Counts::default()
+        };
+        let d = at_8.since(&at_5);
+        assert_eq!((d.retrans, d.retrans_conns), (3, 2));
+        let book = Book::new(1_000, 1);
+        let h = new_histogram();
+        book.hand_in(0, 0, &d, &h, 1);
+        let none = Counts {
+            sent_msgs: 1,
+            ..Counts::default()
+        };
+        book.hand_in(0, 1, &none, &h, 2);
+        let ivs = book.take_complete(u64::MAX, false);
+        assert_eq!(ivs[0].retransmits, Some(3));
+        assert_eq!(ivs[1].retransmits, None);
+        let style = crate::report::LineStyle {
+            tcp: true,
+            ..Default::default()
+        };
+        assert!(crate::report::interval_line(&ivs[0], &style).ends_with("        3"));
+        assert!(crate::report::interval_line(&ivs[1], &style).ends_with("        –"));
     }
 }

@@ -96,6 +96,11 @@ pub struct Stats {
     /// intended send time).
     pub uncorrected: Histogram<u64>,
     pub send_lag: Histogram<u64>,
+    /// TCP on Linux: retransmissions of this worker's connections so far (each connection's
+    /// increase since its last reading, so a closed one does not take its share back), and
+    /// how many connections were read the last time.
+    pub(crate) tcp_retrans: u64,
+    pub(crate) tcp_retrans_conns: u64,
 }
 
 /// A worker's place in the interval book.
@@ -108,6 +113,8 @@ struct IntervalState {
     next_ns: u64,
     /// Totals already handed in.
     handed: Counts,
+    /// The measured window has begun (the first boundary at or after the warm-up passed).
+    started: bool,
 }
 
 const MAX_MESSAGES: usize = 8;
@@ -131,6 +138,8 @@ impl Default for Stats {
             jitter: Vec::new(),
             uncorrected: new_histogram(),
             send_lag: new_histogram(),
+            tcp_retrans: 0,
+            tcp_retrans_conns: 0,
         }
     }
 }
@@ -145,6 +154,7 @@ impl Stats {
                 cur: 0,
                 next_ns: 0,
                 handed: Counts::default(),
+                started: false,
             }),
             ..Stats::default()
         }
@@ -170,7 +180,16 @@ impl Stats {
                 .sum::<f64>()
                 .round() as u64,
             jitter_flows: self.jitter.iter().filter(|j| j.ns().is_some()).count() as u64,
+            retrans: self.tcp_retrans,
+            retrans_conns: self.tcp_retrans_conns,
         }
+    }
+
+    /// Whether the next [`Self::tick`] at `now` hands an interval in (or starts the measured
+    /// window): the moment to refresh figures read from the sockets.
+    #[inline]
+    pub(crate) fn boundary_due(&self, now: u64) -> bool {
+        self.iv.as_ref().is_some_and(|iv| now >= iv.next_ns)
     }
 
     /// Mean jitter (ns) over the flows that had two arrivals (None: no such flow).
@@ -209,6 +228,11 @@ impl Stats {
         if now < warm_end_ns {
             iv.next_ns = warm_end_ns;
             return;
+        }
+        if !iv.started {
+            iv.started = true;
+            // What was retransmitted before the measured window is not the measurement's.
+            iv.handed.retrans = self.tcp_retrans;
         }
         if self.cpu_at_start.is_none() {
             self.cpu_at_start = thread_cpu();

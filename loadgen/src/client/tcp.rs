@@ -58,6 +58,8 @@ struct Conn {
     /// after a short read, since no further event will come for it.
     closing: bool,
     dead: bool,
+    /// TCP_INFO's tcpi_total_retrans at the last reading.
+    retrans_seen: u64,
 }
 
 fn connect(cfg: &RunConfig) -> io::Result<StdTcp> {
@@ -130,6 +132,7 @@ pub(crate) fn worker(w: &Worker) -> Stats {
                     writable: true,
                     closing: false,
                     dead: false,
+                    retrans_seen: 0,
                 });
             }
             Err(e) => {
@@ -147,6 +150,9 @@ pub(crate) fn worker(w: &Worker) -> Stats {
     let mut last_live = (0u64, 0u64, 0u64);
     loop {
         let now = clock.now_ns();
+        if st.boundary_due(now) {
+            read_retransmits(&mut conns, &mut st);
+        }
         st.tick(now, clock.warm_end_ns, clock.end_ns());
         let ending = now >= clock.end_ns();
         let mut busy = false;
@@ -296,6 +302,8 @@ pub(crate) fn worker(w: &Worker) -> Stats {
             }
         }
     }
+    // The last interval's retransmissions (it is handed in when the worker closes).
+    read_retransmits(&mut conns, &mut st);
     for c in &conns {
         if let Some(i) = super::sysinfo::tcp_info(&c.sock) {
             st.tcp_info.add(&i);
@@ -400,6 +408,21 @@ fn read_conn(c: &mut Conn, cfg: &RunConfig, clock: &Clock, st: &mut Stats) -> bo
         }
     }
     progress
+}
+
+/// Adds each connection's retransmissions since the last reading to the worker's count (the
+/// `retransmits` of the interval lines); a connection without TCP_INFO (not Linux) adds
+/// nothing and is not counted as read.
+fn read_retransmits(conns: &mut [Conn], st: &mut Stats) {
+    let mut read = 0;
+    for c in conns.iter_mut().filter(|c| !c.dead) {
+        if let Some(i) = super::sysinfo::tcp_info(&c.sock) {
+            st.tcp_retrans += i.retransmits.saturating_sub(c.retrans_seen);
+            c.retrans_seen = c.retrans_seen.max(i.retransmits);
+            read += 1;
+        }
+    }
+    st.tcp_retrans_conns = read;
 }
 
 /// Checks one echo. It counts as received when its message was sent inside the measured
