@@ -203,10 +203,24 @@ fn run_maybe_metrics(
     a: &RunArgs,
     on_interval: Option<&mut dyn FnMut(&echoload::client::Interval)>,
 ) -> anyhow::Result<RunReport> {
-    Ok(match &a.multi.metrics {
+    // The receiver's view: the server's counters of the target service around the run.
+    let server = a.multi.server_metrics.as_deref();
+    let before = server
+        .map(|s| echoload::receiver::read(s, cfg.proto, cfg.target.port()))
+        .transpose()?;
+    let mut r = match &a.multi.metrics {
         None => echoload::run_with(cfg, on_interval),
         Some(addr) => echoload::metrics::run_with_endpoint(cfg, addr, on_interval)?,
-    })
+    };
+    if let (Some(s), Some(before)) = (server, before) {
+        // Server workers publish their counts once per event batch: a moment for the last.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        match echoload::receiver::read(s, cfg.proto, cfg.target.port()) {
+            Ok(after) => r.receiver = Some(echoload::receiver::counts(s, &before, &after)),
+            Err(e) => r.messages.push(format!("receiver counts: {e:#}")),
+        }
+    }
+    Ok(r)
 }
 
 /// The runs of a result file: one, or the send and receive runs of a `--bidir` document.

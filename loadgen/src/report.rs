@@ -133,6 +133,10 @@ pub struct RunReport {
     /// time), so a late client shows apart from a late server; null otherwise.
     #[serde(default)]
     pub send_lag_us: Option<Latency>,
+    /// The receiver's counts (`--server-metrics`: echoload serve's counters of the target
+    /// service, read before and after the run, so warm-up and set-up included); null without.
+    #[serde(default)]
+    pub receiver: Option<crate::receiver::ReceiverCounts>,
     /// Human-readable descriptions of the first errors.
     pub messages: Vec<String>,
     /// HdrHistogram V2 serialization (ns values), base64.
@@ -392,6 +396,7 @@ impl RunReport {
             latency_uncorrected_us: (cfg.paced() && cfg.mode != Mode::Sink)
                 .then(|| Latency::from_histogram(&st.uncorrected)),
             send_lag_us: cfg.paced().then(|| Latency::from_histogram(&st.send_lag)),
+            receiver: None,
             messages,
             histogram: encode_histogram(&st.hist),
             intervals: Vec::new(),
@@ -496,6 +501,19 @@ impl RunReport {
             "  received    {:>12} msgs {:>14} bytes",
             self.recv_msgs, self.recv_bytes
         );
+        if let Some(rc) = &self.receiver {
+            let _ = writeln!(
+                s,
+                "  receiver    {:>12} msgs {:>14} bytes  udp dropped {}  ({} {} at {}, over the \
+                 whole run: warm-up included)",
+                rc.received_msgs,
+                rc.received_bytes,
+                rc.udp_dropped,
+                rc.service,
+                self.proto,
+                rc.source
+            );
+        }
         let l = &self.latency_us;
         if l.count > 0 {
             let _ = writeln!(s, "  latency µs  min {:.1}  p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  p99.99 {:.1}  max {:.1}  ({} samples){}", scale * l.min, scale * l.p50, scale * l.p90, scale * l.p99, scale * l.p999, scale * l.p9999, scale * l.max, l.count, if half_rtt { "  half round trip (--half-rtt)" } else { "" });
@@ -856,6 +874,8 @@ pub fn merge(reports: &[RunReport]) -> Result<RunReport> {
     // Their histograms are not in the documents: no exact merge.
     out.latency_uncorrected_us = None;
     out.send_lag_us = None;
+    // Several servers' or one server's counts: not summed blindly.
+    out.receiver = None;
     // A new document: its own id; per-interval alignment of the inputs is not done here.
     out.schema_version = SCHEMA_VERSION;
     out.run_id = new_run_id();

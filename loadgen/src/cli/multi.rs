@@ -28,6 +28,11 @@ pub struct MultiArgs {
     /// the UDP jitter.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
+    /// The target's `echoload serve --metrics` address (HOST:PORT): its counters of the
+    /// target service are read before and after the run and reported as the receiver's
+    /// (`receiver` in the JSON; over the whole run, warm-up included: use -O 0 to compare).
+    #[arg(long, value_name = "ADDR")]
+    pub server_metrics: Option<String>,
 }
 
 impl MultiArgs {
