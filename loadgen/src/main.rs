@@ -213,11 +213,22 @@ fn run_maybe_metrics(
         Some(addr) => echoload::metrics::run_with_endpoint(cfg, addr, on_interval)?,
     };
     if let (Some(s), Some(before)) = (server, before) {
-        // Server workers publish their counts once per event batch: a moment for the last.
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        match echoload::receiver::read(s, cfg.proto, cfg.target.port()) {
-            Ok(after) => r.receiver = Some(echoload::receiver::counts(s, &before, &after)),
-            Err(e) => r.messages.push(format!("receiver counts: {e:#}")),
+        // The server may still be reading what was sent (and its workers publish once per
+        // event batch): read until two readings 100 ms apart agree, 2 s at most.
+        let mut last = None;
+        for _ in 0..20 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let now = echoload::receiver::read(s, cfg.proto, cfg.target.port());
+            let settled = matches!((&last, &now), (Some(Ok(a)), Ok(b)) if a == b);
+            last = Some(now);
+            if settled {
+                break;
+            }
+        }
+        match last {
+            Some(Ok(after)) => r.receiver = Some(echoload::receiver::counts(s, &before, &after)),
+            Some(Err(e)) => r.messages.push(format!("receiver counts: {e:#}")),
+            None => {}
         }
     }
     Ok(r)

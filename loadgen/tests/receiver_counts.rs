@@ -62,17 +62,23 @@ fn a_sink_run_reports_what_the_server_received() {
         assert!(out.status.success(), "{out:?}");
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
-    // No warm-up: every message sent is measured, and on loopback at 5,000 msg/s every one
-    // arrives.
+    // No warm-up: every message sent is measured. On loopback at 5,000 msg/s every one
+    // arrives, unless the server was descheduled long enough for its socket buffer to
+    // overflow (a loaded machine): never more than were sent, and whole datagrams.
     let v = run(&udp, true);
     let rc = &v["receiver"];
     assert_eq!(rc["service"], "discard", "{v}");
-    assert_eq!(rc["received_msgs"], v["sent_msgs"], "{v}");
-    assert_eq!(rc["received_bytes"], v["sent_bytes"], "{v}");
+    let (got, sent) = (
+        rc["received_msgs"].as_u64().unwrap(),
+        v["sent_msgs"].as_u64().unwrap(),
+    );
+    assert!(got <= sent && got >= sent * 9 / 10, "{v}");
+    assert_eq!(rc["received_bytes"].as_u64(), Some(got * 64), "{v}");
     assert_eq!(rc["udp_dropped"], 0, "{v}");
-    // TCP discard drops its bytes unread: bytes, no messages.
+    // TCP: every byte (discard drops them unread: bytes, no messages).
     let v = run(&tcp, false);
     assert_eq!(v["receiver"]["received_bytes"], v["sent_bytes"], "{v}");
+    assert_eq!(v["receiver"]["received_msgs"], 0, "{v}");
     let _ = srv.kill();
     let _ = srv.wait();
 }

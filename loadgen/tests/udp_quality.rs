@@ -46,11 +46,15 @@ fn header(m: &[u8]) -> Header {
 }
 
 /// Every odd-numbered reply carries a send time 10 ms earlier than the real one (header
-/// re-signed, so it is intact): consecutive round trips differ by 10 ms plus the real
-/// variation, so RFC 3550's J_i = J_{i-1} + (|D| - J_{i-1}) / 16 climbs to 10 ms
-/// (1 - (15/16)^(n-1)) after n replies. Without the jitter estimator there is no figure.
+/// re-signed, so it is intact): consecutive round trips differ by D = ±10 ms + the change of
+/// the real round trip, and RFC 3550's J_i = J_{i-1} + (|D| - J_{i-1}) / 16 climbs to
+/// 10 ms (1 - (15/16)^(n-1)) after n replies. The exact arithmetic is `stats::tests`; here
+/// the wiring. A scheduling stall (hundreds of ms on a loaded machine) is one long round
+/// trip: two large |D|, which only push the estimate up, and never past 10 ms + the longest
+/// round trip. So: at least 8 ms (tens of µs without the shift; about 5 ms if the round trips
+/// themselves were smoothed instead of their differences), at most 10 ms + max.
 #[test]
-fn jitter_end_to_end_matches_the_formula() {
+fn jitter_end_to_end_follows_the_formula() {
     const SHIFT_NS: u64 = 10_000_000;
     let (addr, stop, h) = udp_echo(|m| {
         let mut hd = header(m);
@@ -65,24 +69,21 @@ fn jitter_end_to_end_matches_the_formula() {
     let r = run(&cfg);
     stop.store(true, Ordering::Relaxed);
     h.join().unwrap();
-    assert!(r.recv_msgs >= 100, "{}", r.table());
-    assert_eq!(r.errors.lost, 0, "{}", r.table());
-    let n = r.recv_msgs as i32;
-    let want_us = 10_000.0 * (1.0 - (15.0f64 / 16.0).powi(n - 1));
+    let t = r.table();
+    assert!(r.recv_msgs >= 100, "{t}");
+    assert_eq!(r.jitter_flows, 1, "{t}");
     let got = r.jitter_us.expect("a UDP ping-pong has a jitter figure");
-    // The real round trips vary too (tens of µs; a rare scheduling hiccup of a few ms moves
-    // the estimate by 1/16 of it): 1 ms of slack, a tenth of the figure.
+    let high = 10_000.0 + r.latency_us.max;
     assert!(
-        (got - want_us).abs() < 1_000.0,
-        "jitter {got:.1} µs, RFC 3550 gives {want_us:.1} µs for {n} replies\n{}",
-        r.table()
+        (8_000.0..=high).contains(&got),
+        "jitter {got:.1} µs, RFC 3550 gives 10000 µs (at most {high:.0} with stalls)\n{t}"
     );
-    assert_eq!(r.jitter_flows, 1);
-    // The intervals carry the estimate as it stood at their end.
-    let last = r.intervals.last().unwrap();
+    // The last interval carries the estimate as it stood at the end of the run (kept in
+    // whole ns there).
+    let last = r.intervals.last().unwrap().jitter_us;
     assert!(
-        (last.jitter_us - want_us).abs() < 1_000.0,
-        "{:?}",
+        (last - got).abs() < 0.01,
+        "{last} vs {got}: {:?}",
         r.intervals
     );
     // A TCP run has none.
@@ -96,7 +97,8 @@ fn jitter_end_to_end_matches_the_formula() {
 /// A server that drops every fourth message (sequence 3 mod 4) of an open-loop run at
 /// 4,000 msg/s: each 0.25 s interval loses a quarter of its replies, and says so in the
 /// interval where the gap shows, not all at the end; the intervals add up to the total,
-/// which is exact.
+/// which is exact. (A loaded machine may drop more, in a socket buffer while the client or
+/// this server is descheduled: never less.)
 #[test]
 fn loss_is_counted_per_interval() {
     let (addr, stop, h) = udp_echo(|m| header(m).seq % 4 != 3);
@@ -109,13 +111,16 @@ fn loss_is_counted_per_interval() {
     h.join().unwrap();
     let t = r.table();
     assert_eq!(r.recv_msgs + r.errors.lost, r.sent_msgs, "{t}");
-    // The measured sequences are one range: a quarter of it, give or take one at each end.
-    assert!(r.errors.lost.abs_diff(r.sent_msgs / 4) <= 2, "{t}");
-    assert!((r.loss_pct - 25.0).abs() < 1.0, "{t}");
+    // The measured sequences are one range: a quarter of it, less one at each end at most.
+    assert!(r.errors.lost + 2 >= r.sent_msgs / 4, "{t}");
+    assert!(r.loss_pct > 24.0, "{t}");
     assert_eq!(r.intervals.len(), 4, "{:?}", r.intervals);
-    for iv in &r.intervals {
+    // An interval a stall left (nearly) without replies shows no gaps: the others do.
+    let busy: Vec<_> = r.intervals.iter().filter(|i| i.recv_msgs >= 50).collect();
+    assert!(busy.len() >= 2, "{:?}", r.intervals);
+    for iv in busy {
         assert!(
-            (iv.loss_pct - 25.0).abs() < 5.0,
+            iv.loss_pct > 20.0,
             "interval {:.2}-{:.2} s: loss {:.2} % ({} lost, {} received)\n{t}",
             iv.start_s,
             iv.end_s,
@@ -168,13 +173,14 @@ fn cli_shows_loss_and_jitter() {
         .and_then(|t| t.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no udp line: {text}"));
-    assert!((loss - 10.0).abs() < 1.0, "{text}");
+    // One in ten dropped on purpose (more only if a loaded machine dropped some too).
+    assert!(loss > 9.0, "{text}");
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert!(v["jitter_us"].as_f64().is_some(), "{v}");
     for iv in v["intervals"].as_array().unwrap() {
         let l = iv["loss_pct"].as_f64().unwrap();
-        assert!((l - 10.0).abs() < 4.0, "{iv}");
+        assert!(l > 6.0 || iv["recv_msgs"].as_u64() < Some(50), "{iv}");
         assert!(iv["jitter_us"].as_f64().is_some(), "{iv}");
     }
     let _ = std::fs::remove_dir_all(&dir);
