@@ -99,6 +99,25 @@ def main():
     check(rtypes.get("echoload_run_elapsed_seconds") == "gauge", "run: elapsed is a gauge")
     check(val(r1, "echoload_run_info", target=f"{HOST}:{SERVE_ECHO}", label="", agent_index=0,
               agent_count=1) == 1.0, "run: info labels")
+    # Issue 21: latency as a summary in seconds with p50/p99/p99.9, sent vs received
+    # messages, loss and errors, as of the last complete interval.
+    check(rtypes.get("echoload_run_latency_seconds") == "summary", "run: latency is a summary")
+    q = {x: val(r2, "echoload_run_latency_seconds", quantile=x) for x in ("0.5", "0.99", "0.999")}
+    check(all(v is not None for v in q.values()) and 0 < q["0.5"] <= q["0.99"] <= q["0.999"] < 1,
+          f"run: latency quantiles p50 <= p99 <= p99.9, in seconds ({q})")
+    cnt = val(r2, "echoload_run_latency_seconds_count")
+    tot = val(r2, "echoload_run_latency_seconds_sum")
+    check(cnt and cnt > 0 and 0 < tot / cnt < 1, f"run: latency _count {cnt} and _sum {tot} s")
+    for name in ("echoload_run_sent_messages", "echoload_run_received_messages",
+                 "echoload_run_lost_messages", "echoload_run_errors"):
+        check(rtypes.get(name) == "counter", f"run: {name}_total is a counter")
+    sm = val(r2, "echoload_run_sent_messages_total")
+    rm = val(r2, "echoload_run_received_messages_total")
+    check(sm and rm and 0 <= sm - rm <= 2 and rm == cnt,
+          f"run: sent {sm} vs received {rm} messages (2 conns: at most 2 in flight), "
+          f"= latency samples {cnt}")
+    check(val(r2, "echoload_run_lost_messages_total") == 0, "run: nothing lost")
+    check(val(r2, "echoload_run_errors_total", kind="corrupted") == 0, "run: errors by kind")
     check(val(mid_srv, "echoload_server_received_bytes_total") > 0, "serve: counters move during the run")
     out, _ = run.communicate(timeout=30)
     check(run.returncode == 0, f"run exit status {run.returncode}")
@@ -112,6 +131,19 @@ def main():
           f"serve: received bytes {rx1} = the run's sent bytes {doc['sent_bytes']} (+ in flight)")
     check(tx1 >= doc["recv_bytes"], f"serve: sent bytes {tx1} >= the run's received bytes {doc['recv_bytes']}")
     check(val(s1, "echoload_server_tcp_connections_accepted_total") == 2, "serve: 2 connections accepted")
+    # Per service and protocol, TCP message counts included (no warm-up: the server's count
+    # is the run's, give or take what was in flight at the end).
+    lab = dict(service="echo", proto="tcp", port=SERVE_ECHO)
+    srx = val(s1, "echoload_server_service_received_messages_total", **lab)
+    stx = val(s1, "echoload_server_service_sent_messages_total", **lab)
+    check(srx is not None and srx >= doc["sent_msgs"] and srx - doc["sent_msgs"] <= 2,
+          f"serve: echo/tcp received messages {srx} = the run's sent messages {doc['sent_msgs']}")
+    check(stx is not None and stx >= doc["recv_msgs"] and stx <= srx,
+          f"serve: echo/tcp sent messages {stx} >= the run's received {doc['recv_msgs']}")
+    check(val(s1, "echoload_server_service_received_bytes_total", **lab) == rx1,
+          "serve: the only service's bytes are the total")
+    check(val(s1, "echoload_server_service_udp_dropped_total", service="echo", proto="udp",
+              port=SERVE_ECHO) == 0, "serve: echo/udp labelled apart")
 
     # 3. the driver (inside wskecho-sim) through echoload driver exporter
     start(SIM, "--draws", "--duration", "30", "--control", f"{HOST}:{SIM_CONTROL}", "--services",

@@ -11,7 +11,10 @@
 #   - the merged intervals add up to the totals; every agent's intervals add up to its totals
 #   - the agents' windows overlap (skew below one interval)
 # Phase 1 serves with `echoload serve --metrics`, phase 2 with wskecho-sim (the driver in the
-# simulator) and `echoload driver exporter`.
+# simulator) and `echoload driver exporter`. Between them, the UDP guard made visible (issue
+# 21): an agent sending 3,000 datagrams/s to the server's UDP echo (its default limit is 1,000
+# per non-loopback source) is told the server may be limiting per source, and the server says
+# once that it limits that agent's address.
 #
 #   scripts/netns-test.sh [BIN_DIR]     (default target/release; needs echoload, wskecho-sim,
 #                                        iproute2, python3 with prometheus_client)
@@ -155,6 +158,21 @@ ip netns exec "$srv" timeout 120 "$bin/echoload" serve --bind $srv_ip --echo-por
 pids+=($!)
 wait_port 9464 || { bad "echoload serve metrics did not come up"; cat "$tmp/serve.log"; exit 1; }
 phase serve 7007 9464 echoload_server_received_bytes_total echoload_server_sent_bytes_total
+
+stage "the UDP guard, visible (echoload serve, a non-loopback source)"
+guard_out=$(timeout 30 ip netns exec "${agents[0]}" "$bin/echoload" run "$srv_ip:7007" -u -m rate \
+    -r 3000 -t 1 -O 0 -q --allow-loss 2>&1) || bad "guard: the run failed: $guard_out"
+if grep -q "the server may be limiting per source" <<<"$guard_out"; then
+    ok "guard: the client says the server may be limiting per source"
+else
+    bad "guard: no hint in the client's report"; echo "$guard_out"
+fi
+limited=$(grep -c "UDP from 198.18.0.11 is over 1000 datagrams/s" "$tmp/serve.log" || true)
+if [ "$limited" = 1 ] && grep -q -- "--udp-rate-limit-per-source 0 lifts it" "$tmp/serve.log"; then
+    ok "guard: echoload serve announced the limited source once, with the option that lifts it"
+else
+    bad "guard: echoload serve announced 198.18.0.11 $limited times"; cat "$tmp/serve.log"
+fi
 
 stage "phase 2: wskecho-sim + driver exporter"
 ip netns exec "$srv" timeout 120 "$bin/wskecho-sim" --draws --duration 100 --control 127.0.0.1:7070 \

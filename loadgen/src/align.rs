@@ -383,6 +383,17 @@ fn align(docs: &[ResultDoc], warnings: &mut Vec<String>) -> Result<Option<Timeli
             // bounds the merged one from above (a merged p99 never exceeds every part's p99).
             s.p50_us = s.p50_us.max(iv.p50_us);
             s.p99_us = s.p99_us.max(iv.p99_us);
+            s.retransmits = match (s.retransmits, iv.retransmits) {
+                (Some(a), Some(b)) => Some(a + b),
+                (a, b) => a.or(b),
+            };
+            // The same bound for the jitter (the agents' flows are not in the document).
+            s.jitter_us = s.jitter_us.max(iv.jitter_us);
+        }
+    }
+    for s in slots.values_mut() {
+        if s.lost > 0 {
+            s.loss_pct = 100.0 * s.lost as f64 / (s.recv_msgs + s.lost) as f64;
         }
     }
     Ok(Some(Timeline {

@@ -32,6 +32,7 @@ pub mod output;
 pub mod payload;
 pub mod plot;
 pub mod progress;
+pub mod receiver;
 pub mod report;
 pub mod resultdoc;
 pub mod runner;

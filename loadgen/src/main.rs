@@ -57,15 +57,18 @@ fn run(a: &RunArgs) -> anyhow::Result<ExitCode> {
         // With -J the JSON alone goes to stdout: interval lines to stderr.
         let to_stderr = a.json_stdout;
         let mut header = false;
-        let sends_only = cfg.mode == echoload::client::Mode::Sink;
+        let style = report::LineStyle {
+            half_rtt: a.half_rtt,
+            ..report::LineStyle::of(&cfg)
+        };
         let mut line = |iv: &echoload::client::Interval| {
             let mut text = String::new();
             if !header {
                 header = true;
-                text.push_str(&report::interval_header(sends_only));
+                text.push_str(&report::interval_header(&style));
                 text.push('\n');
             }
-            text.push_str(&report::interval_line(iv));
+            text.push_str(&report::interval_line(iv, &style));
             if to_stderr {
                 eprintln!("{text}");
             } else {
@@ -99,7 +102,7 @@ fn run(a: &RunArgs) -> anyhow::Result<ExitCode> {
     if a.json_stdout {
         output::println(&r.to_json());
     } else {
-        output::print(&r.table());
+        output::print(&r.table_view(a.half_rtt));
     }
     if let Some(p) = &a.json {
         r.write_json(p)?;
@@ -152,7 +155,11 @@ fn bidir(a: &RunArgs, (mut send, mut recv): (RunConfig, RunConfig)) -> anyhow::R
     if a.json_stdout {
         output::println(&serde_json::to_string_pretty(&doc)?);
     } else {
-        output::print(&format!("== send\n{}== receive\n{}", s.table(), r.table()));
+        output::print(&format!(
+            "== send\n{}== receive\n{}",
+            s.table_view(a.half_rtt),
+            r.table_view(a.half_rtt)
+        ));
     }
     if let Some(p) = &a.json {
         std::fs::write(p, serde_json::to_string_pretty(&doc)? + "\n")
@@ -196,10 +203,35 @@ fn run_maybe_metrics(
     a: &RunArgs,
     on_interval: Option<&mut dyn FnMut(&echoload::client::Interval)>,
 ) -> anyhow::Result<RunReport> {
-    Ok(match &a.multi.metrics {
+    // The receiver's view: the server's counters of the target service around the run.
+    let server = a.multi.server_metrics.as_deref();
+    let before = server
+        .map(|s| echoload::receiver::read(s, cfg.proto, cfg.target.port()))
+        .transpose()?;
+    let mut r = match &a.multi.metrics {
         None => echoload::run_with(cfg, on_interval),
         Some(addr) => echoload::metrics::run_with_endpoint(cfg, addr, on_interval)?,
-    })
+    };
+    if let (Some(s), Some(before)) = (server, before) {
+        // The server may still be reading what was sent (and its workers publish once per
+        // event batch): read until two readings 100 ms apart agree, 2 s at most.
+        let mut last = None;
+        for _ in 0..20 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let now = echoload::receiver::read(s, cfg.proto, cfg.target.port());
+            let settled = matches!((&last, &now), (Some(Ok(a)), Ok(b)) if a == b);
+            last = Some(now);
+            if settled {
+                break;
+            }
+        }
+        match last {
+            Some(Ok(after)) => r.receiver = Some(echoload::receiver::counts(s, &before, &after)),
+            Some(Err(e)) => r.messages.push(format!("receiver counts: {e:#}")),
+            None => {}
+        }
+    }
+    Ok(r)
 }
 
 /// The runs of a result file: one, or the send and receive runs of a `--bidir` document.

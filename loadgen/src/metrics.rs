@@ -23,6 +23,8 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub enum Kind {
     Counter,
     Gauge,
+    /// Quantile samples (`quantile` label) plus `NAME_sum` and `NAME_count`.
+    Summary,
 }
 
 /// Builds one exposition document. Samples are grouped under their family whatever order
@@ -57,6 +59,7 @@ impl Exposition {
                 match kind {
                     Kind::Counter => "counter",
                     Kind::Gauge => "gauge",
+                    Kind::Summary => "summary",
                 }
             );
             self.families.push((name.to_string(), head, String::new()));
@@ -66,7 +69,13 @@ impl Exposition {
 
     /// Adds a sample to a declared family.
     pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) -> &mut Self {
-        let Some(f) = self.families.iter_mut().find(|f| f.0 == name) else {
+        // A summary's `_sum` and `_count` belong to its family.
+        let family = |f: &(String, String, String)| {
+            f.0 == name
+                || (f.1.ends_with(" summary\n")
+                    && (name == format!("{}_sum", f.0) || name == format!("{}_count", f.0)))
+        };
+        let Some(f) = self.families.iter_mut().find(|f| family(f)) else {
             panic!("{name} sampled before it was declared");
         };
         let out = &mut f.2;
@@ -98,10 +107,106 @@ impl Exposition {
     }
 }
 
-/// `echoload serve`'s counters.
-pub fn server_exposition(c: &ServerCounters, started: Instant) -> String {
-    use Kind::{Counter as C, Gauge as G};
+/// One bound service's counters: (service, protocol, address, counters).
+pub type ServiceCounters = (
+    control::protocol::Mode,
+    crate::server::Proto,
+    SocketAddr,
+    ServerCounters,
+);
+
+/// `echoload serve`'s counters: the totals, and per service the same counters in
+/// `echoload_server_service_*` families labelled `service`, `proto` and `port` (separate
+/// families, so a `sum()` over one never counts twice).
+pub fn server_exposition(
+    c: &ServerCounters,
+    services: &[ServiceCounters],
+    started: Instant,
+) -> String {
+    use Kind::Gauge as G;
     let mut e = Exposition::default();
+    server_totals(&mut e, c);
+    server_services(&mut e, services);
+    e.single(
+        "echoload_server_uptime_seconds",
+        G,
+        "Seconds since the server started.",
+        started.elapsed().as_secs_f64(),
+    );
+    e.finish()
+}
+
+/// Per service and protocol: messages and bytes each way, drops, connections.
+fn server_services(e: &mut Exposition, services: &[ServiceCounters]) {
+    use Kind::Counter as C;
+    type Get = fn(&ServerCounters) -> u64;
+    let rows: [(&str, &str, Get); 8] = [
+        (
+            "echoload_server_service_received_messages_total",
+            "Messages received: UDP datagrams, sockperf messages, and on TCP echo the \
+             echoload-wire messages received whole (a byte stream of another format counts \
+             none; TCP discard drops its bytes unread and counts none). Per service and \
+             protocol.",
+            |c| c.rx_msgs,
+        ),
+        (
+            "echoload_server_service_sent_messages_total",
+            "Messages sent: UDP datagrams, sockperf replies, TCP echoload-wire messages \
+             echoed whole. Per service and protocol.",
+            |c| c.tx_msgs,
+        ),
+        (
+            "echoload_server_service_received_bytes_total",
+            "Payload bytes received. Per service and protocol.",
+            |c| c.rx_bytes,
+        ),
+        (
+            "echoload_server_service_sent_bytes_total",
+            "Payload bytes sent. Per service and protocol.",
+            |c| c.tx_bytes,
+        ),
+        (
+            "echoload_server_service_udp_dropped_total",
+            "UDP datagrams not answered. Per service and protocol.",
+            |c| c.udp_dropped,
+        ),
+        (
+            "echoload_server_service_udp_rate_limited_total",
+            "UDP datagrams dropped by the per-source rate limit. Per service and protocol.",
+            |c| c.udp_drop_rate,
+        ),
+        (
+            "echoload_server_service_tcp_connections_accepted_total",
+            "TCP connections accepted. Per service and protocol.",
+            |c| c.tcp_accepted,
+        ),
+        (
+            "echoload_server_service_tcp_connections_refused_total",
+            "TCP connections reset at once (connection limit). Per service and protocol.",
+            |c| c.tcp_refused,
+        ),
+    ];
+    for (name, help, get) in rows {
+        e.family(name, C, help);
+        for (svc, proto, addr, c) in services {
+            let tcp = *proto == crate::server::Proto::Tcp;
+            // TCP-only and UDP-only families leave the other protocol out.
+            if (name.contains("_udp_") && tcp) || (name.contains("_tcp_") && !tcp) {
+                continue;
+            }
+            let port = addr.port().to_string();
+            let labels = [
+                ("service", svc.name()),
+                ("proto", if tcp { "tcp" } else { "udp" }),
+                ("port", port.as_str()),
+            ];
+            e.sample(name, &labels, get(c) as f64);
+        }
+    }
+}
+
+fn server_totals(e: &mut Exposition, c: &ServerCounters) {
+    use Kind::{Counter as C, Gauge as G};
     let rows: [(&str, Kind, &str, u64); 10] = [
         (
             "echoload_server_tcp_connections_accepted_total",
@@ -136,13 +241,13 @@ pub fn server_exposition(c: &ServerCounters, started: Instant) -> String {
         (
             "echoload_server_received_messages_total",
             C,
-            "UDP datagrams and sockperf messages received.",
+            "UDP datagrams, sockperf messages and TCP echo's echoload-wire messages received.",
             c.rx_msgs,
         ),
         (
             "echoload_server_sent_messages_total",
             C,
-            "UDP datagrams and sockperf replies sent.",
+            "UDP datagrams, sockperf replies and TCP echo's echoload-wire messages sent.",
             c.tx_msgs,
         ),
         (
@@ -167,13 +272,6 @@ pub fn server_exposition(c: &ServerCounters, started: Instant) -> String {
     for (name, kind, help, v) in rows {
         e.single(name, kind, help, v as f64);
     }
-    e.single(
-        "echoload_server_uptime_seconds",
-        G,
-        "Seconds since the server started.",
-        started.elapsed().as_secs_f64(),
-    );
-    e.finish()
 }
 
 /// What `echoload run --metrics` shows besides the live counts.
@@ -185,8 +283,14 @@ pub struct RunInfo {
     pub agent_count: u32,
 }
 
-/// `echoload run`'s live counters (measured window only: warm-up traffic is not counted).
-pub fn client_exposition(l: &LiveCounts, elapsed: Duration, info: &RunInfo) -> String {
+/// `echoload run`'s live counters (measured window only: warm-up traffic is not counted), and
+/// the run as of its last complete interval (`t`: none before the first).
+pub fn client_exposition(
+    l: &LiveCounts,
+    elapsed: Duration,
+    info: &RunInfo,
+    t: Option<&crate::client::Totals>,
+) -> String {
     use Kind::{Counter as C, Gauge as G};
     let mut e = Exposition::default();
     let (idx, cnt) = (info.agent_index.to_string(), info.agent_count.to_string());
@@ -229,7 +333,92 @@ pub fn client_exposition(l: &LiveCounts, elapsed: Duration, info: &RunInfo) -> S
         "Seconds since the run's clock started (warm-up included).",
         elapsed.as_secs_f64(),
     );
+    client_totals(&mut e, &t.cloned().unwrap_or_default());
     e.finish()
+}
+
+/// The families built from the complete intervals: messages each way, loss, errors by kind,
+/// the latency summary and (UDP) the jitter.
+fn client_totals(e: &mut Exposition, t: &crate::client::Totals) {
+    use Kind::{Counter as C, Gauge as G};
+    const AS_OF: &str = " Up to the last complete interval (-i, 1 s by default).";
+    e.single(
+        "echoload_run_sent_messages_total",
+        C,
+        &format!("Messages sent in the measured window.{AS_OF}"),
+        t.sent_msgs as f64,
+    );
+    e.single(
+        "echoload_run_received_messages_total",
+        C,
+        &format!("Replies (or source messages) received in the measured window.{AS_OF}"),
+        t.recv_msgs as f64,
+    );
+    e.single(
+        "echoload_run_lost_messages_total",
+        C,
+        &format!("Replies that never came (UDP: counted when a later reply shows the gap).{AS_OF}"),
+        t.errors.lost as f64,
+    );
+    let expected = t.recv_msgs + t.errors.lost;
+    e.single(
+        "echoload_run_loss_ratio",
+        G,
+        &format!("Lost / (received + lost), 0 to 1.{AS_OF}"),
+        if expected > 0 {
+            t.errors.lost as f64 / expected as f64
+        } else {
+            0.0
+        },
+    );
+    let name = "echoload_run_errors_total";
+    e.family(
+        name,
+        C,
+        &format!(
+            "Integrity and connection errors, by kind (lost replies are counted apart).{AS_OF}"
+        ),
+    );
+    let er = &t.errors;
+    for (kind, v) in [
+        ("corrupted", er.corrupted),
+        ("duplicated", er.duplicated),
+        ("reordered", er.reordered),
+        ("connect", er.connect),
+        ("io", er.io),
+    ] {
+        e.sample(name, &[("kind", kind)], v as f64);
+    }
+    let name = "echoload_run_latency_seconds";
+    e.family(
+        name,
+        Kind::Summary,
+        &format!("Round-trip latency (from the intended send time in rate mode).{AS_OF}"),
+    );
+    let h = &t.latency;
+    for (q, label) in [(0.5, "0.5"), (0.99, "0.99"), (0.999, "0.999")] {
+        let v = if h.is_empty() {
+            f64::NAN
+        } else {
+            h.value_at_quantile(q) as f64 / 1e9
+        };
+        e.sample(name, &[("quantile", label)], v);
+    }
+    let sum_s = if h.is_empty() {
+        0.0
+    } else {
+        h.mean() * h.len() as f64 / 1e9
+    };
+    e.sample("echoload_run_latency_seconds_sum", &[], sum_s);
+    e.sample("echoload_run_latency_seconds_count", &[], h.len() as f64);
+    if let Some(j) = t.jitter_ns {
+        e.single(
+            "echoload_run_jitter_seconds",
+            G,
+            &format!("UDP: RFC 3550 interarrival jitter, mean over the flows.{AS_OF}"),
+            j / 1e9,
+        );
+    }
 }
 
 /// Metric name and fixed labels of each driver counter (`None` for per-CPU gauges, whose
@@ -421,11 +610,18 @@ pub fn driver_down() -> String {
 /// `echoload serve --metrics ADDR`: the server's counters on ADDR until the handle is dropped.
 pub fn serve_server_counters(addr: &str, h: &crate::server::ServerHandle) -> Result<MetricsServer> {
     let read = h.counter_reader();
+    let by_service = h.service_reader();
     let started = Instant::now();
-    let server = MetricsServer::start(addr, move || server_exposition(&read(), started))?;
+    let server = MetricsServer::start(addr, move || {
+        server_exposition(&read(), &by_service(), started)
+    })?;
     println!("metrics  http http://{}/metrics", server.addr());
     Ok(server)
 }
+
+/// What the run's endpoint renders: the live counts, the time, the run as of its last
+/// complete interval.
+type LiveState = (LiveCounts, Duration, Option<crate::client::Totals>);
 
 /// `echoload run --metrics ADDR`: the run, with its live counters on ADDR while it goes on.
 pub fn run_with_endpoint(
@@ -439,27 +635,34 @@ pub fn run_with_endpoint(
         agent_index: cfg.agent.index,
         agent_count: cfg.agent.count,
     };
-    let state = Arc::new(std::sync::Mutex::new((
+    let state: Arc<std::sync::Mutex<LiveState>> = Arc::new(std::sync::Mutex::new((
         LiveCounts::default(),
         Duration::ZERO,
+        None,
     )));
     let shared = state.clone();
     let server = MetricsServer::start(addr, move || {
-        let (l, t) = *shared
+        let s = shared
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        client_exposition(&l, t, &info)
+        client_exposition(&s.0, s.1, &info, s.2.as_ref())
     })?;
     eprintln!("metrics on http://{}/metrics", server.addr());
-    let mut observe = |l: LiveCounts, t: Duration| {
-        *state
+    let lock = || {
+        state
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = (l, t);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     };
+    let mut observe = |l: LiveCounts, t: Duration| {
+        let mut s = lock();
+        (s.0, s.1) = (l, t);
+    };
+    let mut totals = |t: &crate::client::Totals| lock().2 = Some(t.clone());
     Ok(crate::runner::run_watched(
         cfg,
         on_interval,
         Some(&mut observe),
+        Some(&mut totals),
     ))
 }
 
@@ -582,12 +785,27 @@ mod tests {
             } else if let Some(rest) = line.strip_prefix("# TYPE ") {
                 let mut it = rest.split(' ');
                 assert_eq!(Some(declared.last().unwrap().as_str()), it.next(), "{line}");
-                assert!(matches!(it.next(), Some("counter" | "gauge")), "{line}");
+                assert!(
+                    matches!(it.next(), Some("counter" | "gauge" | "summary")),
+                    "{line}"
+                );
             } else {
                 let name = line.split(['{', ' ']).next().unwrap();
-                assert_eq!(Some(name), declared.last().map(String::as_str), "{line}");
+                let fam = declared.last().map(String::as_str).unwrap();
+                let sub = name
+                    .strip_suffix("_sum")
+                    .or_else(|| name.strip_suffix("_count"));
+                assert!(
+                    name == fam
+                        || (sub == Some(fam) && text.contains(&format!("# TYPE {fam} summary"))),
+                    "{line}"
+                );
                 let v: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
-                assert!(v.is_finite());
+                // A quantile of an empty summary is NaN (the format's word for "none yet").
+                assert!(
+                    v.is_finite() || (v.is_nan() && line.contains("quantile=")),
+                    "{line}"
+                );
             }
         }
         for d in &declared {
@@ -620,7 +838,7 @@ mod tests {
             tcp_open: 3,
             ..ServerCounters::default()
         };
-        let t = server_exposition(&c, Instant::now());
+        let t = server_exposition(&c, &[], Instant::now());
         well_formed(&t);
         assert!(t.contains("\nechoload_server_received_bytes_total 12345\n"));
         assert!(t.contains("\nechoload_server_tcp_connections_open 3\n"));
@@ -635,8 +853,36 @@ mod tests {
             agent_index: 1,
             agent_count: 3,
         };
-        let t = client_exposition(&l, Duration::from_secs(2), &info);
+        let t = client_exposition(&l, Duration::from_secs(2), &info, None);
         well_formed(&t);
+        // The run so far: messages each way, loss, errors by kind, latency in seconds.
+        let mut tot = crate::client::Totals {
+            sent_msgs: 1000,
+            recv_msgs: 990,
+            jitter_ns: Some(2_500.0),
+            ..Default::default()
+        };
+        tot.errors.lost = 10;
+        tot.errors.corrupted = 2;
+        for us in 1..=1000u64 {
+            tot.latency.record(us * 1000).unwrap();
+        }
+        let t = client_exposition(&l, Duration::from_secs(2), &info, Some(&tot));
+        well_formed(&t);
+        for want in [
+            "\nechoload_run_sent_messages_total 1000\n",
+            "\nechoload_run_received_messages_total 990\n",
+            "\nechoload_run_lost_messages_total 10\n",
+            "\nechoload_run_loss_ratio 0.01\n",
+            "\nechoload_run_errors_total{kind=\"corrupted\"} 2\n",
+            "# TYPE echoload_run_latency_seconds summary\n",
+            "\nechoload_run_latency_seconds{quantile=\"0.5\"} 0.0005",
+            "\nechoload_run_latency_seconds{quantile=\"0.999\"} 0.000999",
+            "\nechoload_run_latency_seconds_count 1000\n",
+            "\nechoload_run_jitter_seconds 0.0000025\n",
+        ] {
+            assert!(t.contains(want), "{want:?} missing in\n{t}");
+        }
         assert!(t.contains("echoload_run_info{target=\"198.18.0.1:7007\",label=\"a\\\"b\",agent_index=\"1\",agent_count=\"3\"} 1\n"));
         assert!(t.contains("\nechoload_run_messages_total 9\n"));
     }

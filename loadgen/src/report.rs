@@ -116,6 +116,27 @@ pub struct RunReport {
     /// 100 × lost / expected replies (0 when none were expected).
     #[serde(default)]
     pub loss_pct: f64,
+    /// UDP runs that receive: RFC 3550 interarrival jitter in µs (as iperf3 reports it), the
+    /// mean over the flows of each flow's estimate at the end (null: TCP, sink, or fewer
+    /// than two replies on every flow).
+    #[serde(default)]
+    pub jitter_us: Option<f64>,
+    /// Flows the jitter is the mean of (to weigh it when merging).
+    #[serde(default)]
+    pub jitter_flows: u64,
+    /// Paced runs that expect replies (wrk2's `--u_latency`): round trips in µs from each
+    /// message's *actual* send time (`latency_us` counts from the intended one); null otherwise
+    /// and in merged documents.
+    #[serde(default)]
+    pub latency_uncorrected_us: Option<Latency>,
+    /// Paced runs: how late each measured message was sent, in µs (actual - intended send
+    /// time), so a late client shows apart from a late server; null otherwise.
+    #[serde(default)]
+    pub send_lag_us: Option<Latency>,
+    /// The receiver's counts (`--server-metrics`: echoload serve's counters of the target
+    /// service, read before and after the run, so warm-up and set-up included); null without.
+    #[serde(default)]
+    pub receiver: Option<crate::receiver::ReceiverCounts>,
     /// Human-readable descriptions of the first errors.
     pub messages: Vec<String>,
     /// HdrHistogram V2 serialization (ns values), base64.
@@ -328,6 +349,9 @@ impl RunReport {
                 )
             });
         }
+        if let Some(hint) = guard_hint(cfg, st, duration_s) {
+            messages.push(hint);
+        }
         let expected = if cfg.mode == Mode::Sink {
             0
         } else {
@@ -367,6 +391,12 @@ impl RunReport {
             } else {
                 0.0
             },
+            jitter_us: st.mean_jitter_ns().map(|ns| ns / 1000.0),
+            jitter_flows: st.jitter.iter().filter(|j| j.ns().is_some()).count() as u64,
+            latency_uncorrected_us: (cfg.paced() && cfg.mode != Mode::Sink)
+                .then(|| Latency::from_histogram(&st.uncorrected)),
+            send_lag_us: cfg.paced().then(|| Latency::from_histogram(&st.send_lag)),
+            receiver: None,
             messages,
             histogram: encode_histogram(&st.hist),
             intervals: Vec::new(),
@@ -408,6 +438,13 @@ impl RunReport {
 
     /// The human table.
     pub fn table(&self) -> String {
+        self.table_view(false)
+    }
+
+    /// The human table; with `half_rtt` every latency figure is half the round trip, as
+    /// sockperf prints by default (display only: the JSON keeps full round trips).
+    pub fn table_view(&self, half_rtt: bool) -> String {
+        let scale = if half_rtt { 0.5 } else { 1.0 };
         let mut s = String::new();
         let _ = writeln!(
             s,
@@ -464,14 +501,55 @@ impl RunReport {
             "  received    {:>12} msgs {:>14} bytes",
             self.recv_msgs, self.recv_bytes
         );
+        if let Some(rc) = &self.receiver {
+            let _ = writeln!(
+                s,
+                "  receiver    {:>12} msgs {:>14} bytes  udp dropped {}  ({} {} at {}, over the \
+                 whole run: warm-up included)",
+                rc.received_msgs,
+                rc.received_bytes,
+                rc.udp_dropped,
+                rc.service,
+                self.proto,
+                rc.source
+            );
+        }
         let l = &self.latency_us;
         if l.count > 0 {
-            let _ = writeln!(s, "  latency µs  min {:.1}  p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  p99.99 {:.1}  max {:.1}  ({} samples)", l.min, l.p50, l.p90, l.p99, l.p999, l.p9999, l.max, l.count);
+            let _ = writeln!(s, "  latency µs  min {:.1}  p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  p99.99 {:.1}  max {:.1}  ({} samples){}", scale * l.min, scale * l.p50, scale * l.p90, scale * l.p99, scale * l.p999, scale * l.p9999, scale * l.max, l.count, if half_rtt { "  half round trip (--half-rtt)" } else { "" });
             // sockperf prints these two; the JSON had them only.
             let _ = writeln!(
                 s,
                 "              mean {:.1}  stddev {:.1}",
-                l.mean, l.stddev
+                scale * l.mean,
+                scale * l.stddev
+            );
+        }
+        let short = |l: &Latency, f: f64| {
+            format!(
+                "p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  ({} samples)",
+                f * l.p50,
+                f * l.p90,
+                f * l.p99,
+                f * l.p999,
+                f * l.max,
+                l.count
+            )
+        };
+        if let Some(u) = self.latency_uncorrected_us.as_ref().filter(|u| u.count > 0) {
+            let _ = writeln!(
+                s,
+                "  uncorrected {}  (µs from the actual send time; the line above counts from the \
+                 intended one)",
+                short(u, scale)
+            );
+        }
+        if let Some(g) = self.send_lag_us.as_ref().filter(|g| g.count > 0) {
+            // A lag is not a round trip: never halved.
+            let _ = writeln!(
+                s,
+                "  send lag    {}  (µs, actual - intended send time: the client's lateness)",
+                short(g, 1.0)
             );
         }
         if let Some(c) = &self.cpu {
@@ -493,6 +571,24 @@ impl RunReport {
                 if t.connections == 1 { "" } else { "s" }
             );
         }
+        if self.proto == Proto::Udp && self.mode != Mode::Sink {
+            let expected = self.recv_msgs + self.errors.lost;
+            let _ = writeln!(
+                s,
+                "  udp         loss {:.3} % ({} of {})  jitter {}",
+                self.loss_pct,
+                self.errors.lost,
+                expected,
+                self.jitter_us.map_or_else(
+                    || "–".to_string(),
+                    |j| format!(
+                        "{j:.1} µs (RFC 3550, mean of {} flow{})",
+                        self.jitter_flows,
+                        if self.jitter_flows == 1 { "" } else { "s" }
+                    )
+                )
+            );
+        }
         let e = &self.errors;
         let _ = writeln!(
             s,
@@ -506,32 +602,99 @@ impl RunReport {
     }
 }
 
+/// Which columns the `-i` lines have, from the run's protocol and mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LineStyle {
+    /// Rates are of what was sent (sink runs), not received.
+    pub sends_only: bool,
+    /// UDP runs that receive: loss % and jitter columns.
+    pub udp_receive: bool,
+    /// `--half-rtt`: p50/p99 are half round trips.
+    pub half_rtt: bool,
+    /// TCP: a retransmits column ("–" where the OS has no TCP_INFO).
+    pub tcp: bool,
+}
+
+impl LineStyle {
+    pub fn of(cfg: &RunConfig) -> LineStyle {
+        LineStyle {
+            sends_only: cfg.mode == Mode::Sink,
+            udp_receive: cfg.proto == Proto::Udp && cfg.mode != Mode::Sink,
+            half_rtt: false,
+            tcp: cfg.proto == Proto::Tcp,
+        }
+    }
+}
+
+/// The UDP guard, visible: a UDP run that lost replies while sending more than the servers'
+/// default per-source rate limit to a non-loopback server says where the loss may come from.
+/// echoload serve and the wskecho driver answer at most that many datagrams per second from
+/// one source address (all flows of a client share it), and drop the rest silently.
+fn guard_hint(cfg: &RunConfig, st: &Stats, duration_s: f64) -> Option<String> {
+    let limit = f64::from(control::config::UDP_RATE_PER_SOURCE.default);
+    let remote = cfg.assume_remote || !cfg.target.ip().is_loopback();
+    if cfg.proto != Proto::Udp || cfg.mode == Mode::Sink || !remote || duration_s <= 0.0 {
+        return None;
+    }
+    let sent = st.sent_msgs as f64 / duration_s;
+    if st.errors.lost == 0 || sent <= limit {
+        return None;
+    }
+    Some(format!(
+        "replies were lost sending {} msg/s from one address to a non-loopback server \
+         (received {}/s): the server may be limiting per source. echoload serve and the \
+         wskecho driver answer at most {} datagrams/s per non-loopback source by default (a \
+         reflection guard); lift it with `echoload serve --udp-rate-limit-per-source 0`, or on \
+         the driver `echoload driver config set --limit UdpRateLimitPerSource=0` (its \
+         drop_rate_limited counter in `echoload driver stats` counts what it dropped)",
+        thousands(sent),
+        thousands(st.recv_msgs as f64 / duration_s),
+        thousands(limit)
+    ))
+}
+
 /// The column titles of [`interval_line`] (rates are of what was received, or sent for
 /// send-only runs).
-pub fn interval_header(sends_only: bool) -> String {
-    format!(
+pub fn interval_header(style: &LineStyle) -> String {
+    let mut s = format!(
         "{:>15}  {:>14}  {:>14}  {:>10}  {:>10}  {:>6}  {:>6}",
         "interval",
-        if sends_only { "sent" } else { "received" },
+        if style.sends_only { "sent" } else { "received" },
         "msgs",
-        "p50 µs",
-        "p99 µs",
+        if style.half_rtt {
+            "p50 ½rtt"
+        } else {
+            "p50 µs"
+        },
+        if style.half_rtt {
+            "p99 ½rtt"
+        } else {
+            "p99 µs"
+        },
         "lost",
         "errors"
-    )
+    );
+    if style.udp_receive {
+        let _ = write!(s, "  {:>7}  {:>10}", "loss %", "jitter µs");
+    }
+    if style.tcp {
+        let _ = write!(s, "  {:>7}", "retr");
+    }
+    s
 }
 
 /// One line of `-i` output. An interval without latency samples (a send-only run, or one
 /// where nothing came back) shows "–", not a latency of 0.
-pub fn interval_line(iv: &Interval) -> String {
+pub fn interval_line(iv: &Interval, style: &LineStyle) -> String {
+    let k = if style.half_rtt { 0.5 } else { 1.0 };
     let lat = |v: f64| {
         if iv.recv_msgs == 0 || (iv.p50_us == 0.0 && iv.p99_us == 0.0) {
             "–".to_string()
         } else {
-            format!("{v:.1}")
+            format!("{:.1}", k * v)
         }
     };
-    format!(
+    let mut s = format!(
         "{:>6.2}-{:>6.2} s  {:>14}  {:>14}  {:>10}  {:>10}  {:>6}  {:>6}",
         iv.start_s,
         iv.end_s,
@@ -541,7 +704,22 @@ pub fn interval_line(iv: &Interval) -> String {
         lat(iv.p99_us),
         iv.lost,
         iv.errors
-    )
+    );
+    if style.udp_receive {
+        let jitter = if iv.jitter_us > 0.0 || iv.recv_msgs > 0 {
+            format!("{:.1}", iv.jitter_us)
+        } else {
+            "–".to_string()
+        };
+        let _ = write!(s, "  {:>7.2}  {:>10}", iv.loss_pct, jitter);
+    }
+    if style.tcp {
+        let r = iv
+            .retransmits
+            .map_or_else(|| "–".to_string(), |r| r.to_string());
+        let _ = write!(s, "  {r:>7}");
+    }
+    s
 }
 
 /// A count with thousands separators: 1,515,174.
@@ -660,6 +838,18 @@ pub fn merge(reports: &[RunReport]) -> Result<RunReport> {
         out.throughput.bytes_per_s += r.throughput.bytes_per_s;
         out.throughput.msgs_per_s += r.throughput.msgs_per_s;
         out.errors.add(&r.errors);
+        out.jitter_us = match (out.jitter_us, r.jitter_us) {
+            (Some(a), Some(b)) => {
+                let n = out.jitter_flows + r.jitter_flows;
+                Some(if n > 0 {
+                    (a * out.jitter_flows as f64 + b * r.jitter_flows as f64) / n as f64
+                } else {
+                    f64::midpoint(a, b)
+                })
+            }
+            (a, b) => a.or(b),
+        };
+        out.jitter_flows += r.jitter_flows;
         out.messages.extend(r.messages.iter().cloned());
         out.cpu = match (out.cpu.take(), &r.cpu) {
             (Some(mut a), Some(b)) => {
@@ -681,6 +871,11 @@ pub fn merge(reports: &[RunReport]) -> Result<RunReport> {
     }
     out.latency_us = Latency::from_histogram(&hist);
     out.histogram = encode_histogram(&hist);
+    // Their histograms are not in the documents: no exact merge.
+    out.latency_uncorrected_us = None;
+    out.send_lag_us = None;
+    // Several servers' or one server's counts: not summed blindly.
+    out.receiver = None;
     // A new document: its own id; per-interval alignment of the inputs is not done here.
     out.schema_version = SCHEMA_VERSION;
     out.run_id = new_run_id();

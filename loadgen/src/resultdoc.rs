@@ -332,6 +332,7 @@ pub(crate) mod fixtures {
                 msgs_per_s: per_s as f64,
                 p50_us: (lat_us + 25 * (i as u64 + 1)) as f64,
                 p99_us: (lat_us + 49 * (i as u64 + 1)) as f64,
+                ..Interval::default()
             });
         }
         let n = per_s * secs as u64;

@@ -22,9 +22,17 @@ pub struct MultiArgs {
     /// than one, --conns and --rate are totals over all agents, split so they add up exactly.
     #[arg(long, value_name = "N")]
     pub agent_count: Option<u32>,
-    /// Serve live counters in the Prometheus text format on http://ADDR/metrics.
+    /// Serve live counters in the Prometheus text format on http://ADDR/metrics: bytes each
+    /// way as they move, and as of the last complete interval sent/received/lost messages,
+    /// errors by kind, the latency summary (echoload_run_latency_seconds, p50/p99/p99.9) and
+    /// the UDP jitter.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
+    /// The target's `echoload serve --metrics` address (HOST:PORT): its counters of the
+    /// target service are read before and after the run and reported as the receiver's
+    /// (`receiver` in the JSON; over the whole run, warm-up included: use -O 0 to compare).
+    #[arg(long, value_name = "ADDR")]
+    pub server_metrics: Option<String>,
 }
 
 impl MultiArgs {

@@ -15,7 +15,8 @@ use crate::client::{Agent, Mode, Proto, RunConfig, SockOpts, Wire};
 pub enum ModeArg {
     /// Closed loop: one outstanding message per connection; latency.
     Pingpong,
-    /// Open loop at --rate; latency from the intended send time.
+    /// Open loop at --rate; latency from the intended send time, and as wrk2 the
+    /// uncorrected latency (from the actual send time) and the send lag.
     Rate,
     /// As fast as the in-flight window allows; every echoed byte verified.
     Stream,
@@ -95,7 +96,11 @@ pub struct RunArgs {
           value_parser = parse_duration)]
     pub warmup: Duration,
     /// Print one line per interval of this length during the run (the JSON has them always,
-    /// at 1 s when not given).
+    /// at 1 s when not given). UDP runs that receive add two columns, as iperf3 does: loss %
+    /// (a loss counts in the interval where a later reply shows the gap; the ones no reply
+    /// follows, at the end) and RFC 3550 interarrival jitter in µs (of the round trips: the
+    /// smoothed difference between consecutive ones, J += (|D| - J)/16). TCP runs add the
+    /// segments retransmitted (Linux TCP_INFO, summed over the connections; "–" on Windows).
     #[arg(long, short = 'i', value_parser = parse_duration)]
     pub interval: Option<Duration>,
     /// Write the machine-readable result here.
@@ -171,6 +176,15 @@ pub struct RunArgs {
     /// UDP loss/duplicates do not make the exit status non-zero (corruption still does).
     #[arg(long)]
     pub allow_loss: bool,
+    /// Treat a loopback target as a remote one where that changes advice: the UDP guard hint
+    /// (servers rate limit non-loopback sources only). For tests against a server run with
+    /// --udp-rate-limit-exempt-loopback false.
+    #[arg(long)]
+    pub assume_remote: bool,
+    /// Show latency as half the round trip, as sockperf prints by default (display only: the
+    /// JSON keeps full round trips; the send lag and the jitter are not halved).
+    #[arg(long)]
+    pub half_rtt: bool,
     /// No progress bar.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -409,6 +423,7 @@ impl RunArgs {
                 bind: self.bind,
             },
             cpus: self.affinity.clone(),
+            assume_remote: self.assume_remote,
             ..RunConfig::default()
         };
         self.multi.apply(&mut cfg)?;

@@ -31,10 +31,14 @@ pub struct ServeArgs {
     /// Maximum open TCP connections; more are accepted and reset at once.
     #[arg(long, default_value_t = 1024)]
     pub max_conns: usize,
-    /// Print the counters every this many seconds (0 = only at exit).
+    /// Every this many seconds print (stderr) the rates since the last line, stamped with the
+    /// wall-clock time (RFC 3339 UTC, milliseconds) and the seconds since the server started,
+    /// then the totals (0 = only the totals, at exit).
     #[arg(long, default_value_t = 0.0)]
     pub stats_every: f64,
-    /// Serve the counters in the Prometheus text format on http://ADDR/metrics.
+    /// Serve the counters in the Prometheus text format on http://ADDR/metrics: totals, and
+    /// per service and protocol (echoload_server_service_*{service,proto,port}), TCP echo's
+    /// echoload-wire message counts included.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
     /// UDP guard: drop datagrams sent to a broadcast or multicast address (driver:

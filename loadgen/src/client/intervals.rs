@@ -37,6 +37,15 @@ pub struct Interval {
     pub msgs_per_s: f64,
     pub p50_us: f64,
     pub p99_us: f64,
+    /// TCP on Linux: segments retransmitted in this interval, TCP_INFO's tcpi_total_retrans
+    /// summed over the connections (null: UDP, or no TCP_INFO, e.g. Windows).
+    pub retransmits: Option<u64>,
+    /// UDP: 100 × lost / (received + lost) in this interval (iperf3's "Lost/Total"); a loss
+    /// counts in the interval where it shows: a gap in the reply sequence, or the end.
+    pub loss_pct: f64,
+    /// UDP: RFC 3550 interarrival jitter (µs) at the end of the interval, mean over the flows
+    /// that had two replies by then (0: none, or TCP).
+    pub jitter_us: f64,
 }
 
 /// Counter increments of one interval (one worker's, or summed).
@@ -47,10 +56,22 @@ pub(crate) struct Counts {
     pub sent_bytes: u64,
     pub recv_bytes: u64,
     pub errors: Errors,
+    /// Not counters but the current values (a gauge): the sum of the flows' jitter (ns) and
+    /// the number of flows in it; [`Counts::since`] keeps them as they are.
+    pub jitter_ns_sum: u64,
+    pub jitter_flows: u64,
+    /// TCP retransmissions (a counter), and the connections whose TCP_INFO was read (a
+    /// gauge; 0: none could be, so the interval has no figure).
+    pub retrans: u64,
+    pub retrans_conns: u64,
 }
 
 impl Counts {
     fn add(&mut self, o: &Counts) {
+        self.jitter_ns_sum += o.jitter_ns_sum;
+        self.jitter_flows += o.jitter_flows;
+        self.retrans += o.retrans;
+        self.retrans_conns += o.retrans_conns;
         self.sent_msgs += o.sent_msgs;
         self.recv_msgs += o.recv_msgs;
         self.sent_bytes += o.sent_bytes;
@@ -68,13 +89,18 @@ impl Counts {
             sent_bytes: self.sent_bytes - before.sent_bytes,
             recv_bytes: self.recv_bytes - before.recv_bytes,
             errors: Errors {
-                lost: e.lost - b.lost,
+                // Saturating: the end may take back a loss an earlier interval reported.
+                lost: e.lost.saturating_sub(b.lost),
                 duplicated: e.duplicated - b.duplicated,
                 reordered: e.reordered - b.reordered,
                 corrupted: e.corrupted - b.corrupted,
                 connect: e.connect - b.connect,
                 io: e.io - b.io,
             },
+            jitter_ns_sum: self.jitter_ns_sum,
+            jitter_flows: self.jitter_flows,
+            retrans: self.retrans.saturating_sub(before.retrans),
+            retrans_conns: self.retrans_conns,
         }
     }
 }
@@ -82,6 +108,49 @@ impl Counts {
 struct Pending {
     counts: Counts,
     hist: Histogram<u64>,
+}
+
+/// The run so far as of the last complete interval (what a metrics endpoint shows): counters
+/// summed, latency histogram merged, jitter as of that interval.
+#[derive(Clone, Debug)]
+pub struct Totals {
+    pub sent_msgs: u64,
+    pub recv_msgs: u64,
+    pub sent_bytes: u64,
+    pub recv_bytes: u64,
+    pub errors: Errors,
+    /// Round-trip latency (ns).
+    pub latency: Histogram<u64>,
+    /// UDP: mean jitter over the flows (ns), when known.
+    pub jitter_ns: Option<f64>,
+}
+
+impl Default for Totals {
+    fn default() -> Self {
+        Totals {
+            sent_msgs: 0,
+            recv_msgs: 0,
+            sent_bytes: 0,
+            recv_bytes: 0,
+            errors: Errors::default(),
+            latency: new_histogram(),
+            jitter_ns: None,
+        }
+    }
+}
+
+impl Totals {
+    fn add(&mut self, c: &Counts, h: &Histogram<u64>) {
+        self.sent_msgs += c.sent_msgs;
+        self.recv_msgs += c.recv_msgs;
+        self.sent_bytes += c.sent_bytes;
+        self.recv_bytes += c.recv_bytes;
+        self.errors.add(&c.errors);
+        let _ = self.latency.add(h);
+        if c.jitter_flows > 0 {
+            self.jitter_ns = Some(c.jitter_ns_sum as f64 / c.jitter_flows as f64);
+        }
+    }
 }
 
 /// Where the workers of one run leave their finished intervals.
@@ -96,6 +165,8 @@ struct PendingBook {
     map: BTreeMap<u64, Pending>,
     /// The first interval not taken yet.
     next: u64,
+    /// Everything taken so far.
+    taken: Totals,
 }
 
 impl Book {
@@ -106,6 +177,7 @@ impl Book {
             pending: Mutex::new(PendingBook {
                 map: BTreeMap::new(),
                 next: 0,
+                taken: Totals::default(),
             }),
         }
     }
@@ -145,6 +217,9 @@ impl Book {
         while p.next < done {
             let k = p.next;
             let v = p.map.remove(&k);
+            if let Some(v) = &v {
+                p.taken.add(&v.counts, &v.hist);
+            }
             out.push(match v {
                 Some(v) => self.summarize(k, &v.counts, &v.hist, None, sends_only),
                 None => self.summarize(k, &Counts::default(), &new_histogram(), None, sends_only),
@@ -179,7 +254,11 @@ impl Book {
         }
         map.insert(n - 1, last);
         for k in p.next..n {
-            out.push(match map.remove(&k) {
+            let v = map.remove(&k);
+            if let Some(v) = &v {
+                p.taken.add(&v.counts, &v.hist);
+            }
+            out.push(match v {
                 Some(v) => self.summarize(k, &v.counts, &v.hist, Some(measured_ns), sends_only),
                 None => self.summarize(
                     k,
@@ -192,6 +271,15 @@ impl Book {
         }
         p.next = n;
         out
+    }
+
+    /// The intervals taken so far, summed.
+    pub fn taken(&self) -> Totals {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .taken
+            .clone()
     }
 
     /// Interval `idx` of counters `c` and latency `h`; the window ends at `measured_ns` when
@@ -234,6 +322,57 @@ impl Book {
             msgs_per_s: per_s(msgs),
             p50_us: q(0.50),
             p99_us: q(0.99),
+            retransmits: (c.retrans_conns > 0).then_some(c.retrans),
+            loss_pct: if e.lost > 0 {
+                100.0 * e.lost as f64 / (c.recv_msgs + e.lost) as f64
+            } else {
+                0.0
+            },
+            jitter_us: if c.jitter_flows > 0 {
+                c.jitter_ns_sum as f64 / c.jitter_flows as f64 / 1000.0
+            } else {
+                0.0
+            },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Retransmissions are a counter (differences per interval), the connections read a
+    /// gauge: an interval where no connection could be read has no figure, not 0.
+    #[test]
+    fn retransmits_per_interval() {
+        let at_8 = Counts {
+            retrans: 8,
+            retrans_conns: 2,
+            ..Counts::default()
+        };
+        let at_5 = Counts {
+            retrans: 5,
+            retrans_conns: 3,
+            ..Counts::default()
+        };
+        let d = at_8.since(&at_5);
+        assert_eq!((d.retrans, d.retrans_conns), (3, 2));
+        let book = Book::new(1_000, 1);
+        let h = new_histogram();
+        book.hand_in(0, 0, &d, &h, 1);
+        let none = Counts {
+            sent_msgs: 1,
+            ..Counts::default()
+        };
+        book.hand_in(0, 1, &none, &h, 2);
+        let ivs = book.take_complete(u64::MAX, false);
+        assert_eq!(ivs[0].retransmits, Some(3));
+        assert_eq!(ivs[1].retransmits, None);
+        let style = crate::report::LineStyle {
+            tcp: true,
+            ..Default::default()
+        };
+        assert!(crate::report::interval_line(&ivs[0], &style).ends_with("        3"));
+        assert!(crate::report::interval_line(&ivs[1], &style).ends_with("        –"));
     }
 }

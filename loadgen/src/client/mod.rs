@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Result};
 
-pub use intervals::Interval;
+pub use intervals::{Interval, Totals};
 pub use sockopt::{allowed_cpus, SockOpts};
 pub use stats::{Errors, SeqEvent, SeqTracker, Stats};
 pub use sysinfo::{TcpInfoSum, ThreadCpu};
@@ -141,6 +141,10 @@ pub struct RunConfig {
     pub label: String,
     /// This agent's place in a distributed run (the result's `agent`).
     pub agent: Agent,
+    /// Advice treats a loopback target as remote (`--assume-remote`, for tests): the UDP
+    /// guard hint.
+    #[serde(skip)]
+    pub assume_remote: bool,
 }
 
 /// Agent `index` of `count` in a distributed run (0 of 1 alone).
@@ -200,6 +204,7 @@ impl Default for RunConfig {
             cpus: Vec::new(),
             label: String::new(),
             agent: Agent::default(),
+            assume_remote: false,
         }
     }
 }
@@ -343,6 +348,9 @@ pub trait Observer {
     /// Each interval, in order, once every worker is past it (the last one is not announced
     /// here: it is the measurement's last entry of `intervals`).
     fn interval(&mut self, _iv: &Interval) {}
+    /// After the intervals above: the run so far, every complete interval summed (the last
+    /// call has the whole measured window).
+    fn totals(&mut self, _t: &Totals) {}
 }
 
 /// Time base of one run: all threads measure from the same instant.
@@ -497,9 +505,13 @@ pub fn measure(cfg: &RunConfig, observe: Option<&mut dyn Observer>) -> Result<Me
                 }
                 // Every interval but the window's last (which may still shrink or grow).
                 let last = c.end_ns().saturating_sub(c.warm_end_ns).saturating_sub(1) / book.len_ns;
-                for iv in book.take_complete(last, sends_only) {
-                    o.interval(&iv);
-                    announced.push(iv);
+                let ivs = book.take_complete(last, sends_only);
+                if !ivs.is_empty() {
+                    for iv in ivs {
+                        o.interval(&iv);
+                        announced.push(iv);
+                    }
+                    o.totals(&book.taken());
                 }
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -523,6 +535,7 @@ pub fn measure(cfg: &RunConfig, observe: Option<&mut dyn Observer>) -> Result<Me
         for iv in &rest {
             o.interval(iv);
         }
+        o.totals(&book.taken());
     }
     // An interval announced before a stop cut the window short cannot lie past its end (every
     // worker had passed it), so the list stays in order and within the window.

@@ -36,6 +36,36 @@ impl Errors {
     }
 }
 
+/// RFC 3550 interarrival jitter of one flow (section 6.4.1, computed as in appendix A.8 and
+/// as iperf3 does, in floating point): for consecutive arrivals i-1, i with transit times
+/// `transit = arrival - send time`, `D = transit(i) - transit(i-1)` and
+/// `J += (|D| - J) / 16`. Here the transit is a reply's round trip: arrival minus the send
+/// time the message carries (the intended one in rate mode), so both clocks are ours.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Jitter {
+    last_transit_ns: Option<i64>,
+    estimate_ns: f64,
+    samples: u64,
+}
+
+impl Jitter {
+    /// One arrival whose transit time was `transit_ns`.
+    #[inline]
+    pub fn on_arrival(&mut self, transit_ns: i64) {
+        if let Some(last) = self.last_transit_ns {
+            let d = (transit_ns - last).unsigned_abs() as f64;
+            self.estimate_ns += (d - self.estimate_ns) / 16.0;
+        }
+        self.last_transit_ns = Some(transit_ns);
+        self.samples += 1;
+    }
+
+    /// The estimate in ns, once two arrivals gave a difference.
+    pub fn ns(&self) -> Option<f64> {
+        (self.samples >= 2).then_some(self.estimate_ns)
+    }
+}
+
 /// What one worker thread measured.
 pub struct Stats {
     /// Latency of the whole run (the current interval's samples join it at each boundary).
@@ -59,6 +89,18 @@ pub struct Stats {
     pub tcp_info: TcpInfoSum,
     /// TCP: connections established and served (open at the end, or echoed before closing).
     pub conns_served: u64,
+    /// UDP: the jitter of each flow (indexed by the worker's flow slot; merged: all flows).
+    pub jitter: Vec<Jitter>,
+    /// Paced runs (wrk2's habits): round trips from the *actual* send time (the latency
+    /// `hist` counts from the intended one), and each measured message's send lag (actual -
+    /// intended send time).
+    pub uncorrected: Histogram<u64>,
+    pub send_lag: Histogram<u64>,
+    /// TCP on Linux: retransmissions of this worker's connections so far (each connection's
+    /// increase since its last reading, so a closed one does not take its share back), and
+    /// how many connections were read the last time.
+    pub(crate) tcp_retrans: u64,
+    pub(crate) tcp_retrans_conns: u64,
 }
 
 /// A worker's place in the interval book.
@@ -71,6 +113,8 @@ struct IntervalState {
     next_ns: u64,
     /// Totals already handed in.
     handed: Counts,
+    /// The measured window has begun (the first boundary at or after the warm-up passed).
+    started: bool,
 }
 
 const MAX_MESSAGES: usize = 8;
@@ -91,6 +135,11 @@ impl Default for Stats {
             cpu_at_start: None,
             tcp_info: TcpInfoSum::default(),
             conns_served: 0,
+            jitter: Vec::new(),
+            uncorrected: new_histogram(),
+            send_lag: new_histogram(),
+            tcp_retrans: 0,
+            tcp_retrans_conns: 0,
         }
     }
 }
@@ -105,6 +154,7 @@ impl Stats {
                 cur: 0,
                 next_ns: 0,
                 handed: Counts::default(),
+                started: false,
             }),
             ..Stats::default()
         }
@@ -123,6 +173,41 @@ impl Stats {
             sent_bytes: self.sent_bytes,
             recv_bytes: self.recv_bytes,
             errors: self.errors,
+            jitter_ns_sum: self
+                .jitter
+                .iter()
+                .filter_map(Jitter::ns)
+                .sum::<f64>()
+                .round() as u64,
+            jitter_flows: self.jitter.iter().filter(|j| j.ns().is_some()).count() as u64,
+            retrans: self.tcp_retrans,
+            retrans_conns: self.tcp_retrans_conns,
+        }
+    }
+
+    /// Whether the next [`Self::tick`] at `now` hands an interval in (or starts the measured
+    /// window): the moment to refresh figures read from the sockets.
+    #[inline]
+    pub(crate) fn boundary_due(&self, now: u64) -> bool {
+        self.iv.as_ref().is_some_and(|iv| now >= iv.next_ns)
+    }
+
+    /// Mean jitter (ns) over the flows that had two arrivals (None: no such flow).
+    pub fn mean_jitter_ns(&self) -> Option<f64> {
+        let v: Vec<f64> = self.jitter.iter().filter_map(Jitter::ns).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    }
+
+    /// Takes back one loss counted in the interval not handed in yet (a reply that arrived
+    /// after a later one had shown it missing). False when this interval counted none: the
+    /// loss was reported with an earlier interval and stays there until the end settles it.
+    pub(crate) fn unlose(&mut self) -> bool {
+        let handed = self.iv.as_ref().map_or(0, |iv| iv.handed.errors.lost);
+        if self.errors.lost > handed {
+            self.errors.lost -= 1;
+            true
+        } else {
+            false
         }
     }
 
@@ -143,6 +228,11 @@ impl Stats {
         if now < warm_end_ns {
             iv.next_ns = warm_end_ns;
             return;
+        }
+        if !iv.started {
+            iv.started = true;
+            // What was retransmitted before the measured window is not the measurement's.
+            iv.handed.retrans = self.tcp_retrans;
         }
         if self.cpu_at_start.is_none() {
             self.cpu_at_start = thread_cpu();
@@ -202,6 +292,13 @@ impl Stats {
         self.cpu.extend(o.cpu.iter().copied());
         self.tcp_info.add(&o.tcp_info);
         self.conns_served += o.conns_served;
+        self.jitter.extend(o.jitter.iter().copied());
+        self.uncorrected
+            .add(&o.uncorrected)
+            .expect("histograms share bounds");
+        self.send_lag
+            .add(&o.send_lag)
+            .expect("histograms share bounds");
         for m in &o.messages {
             self.note(m.clone());
         }
@@ -289,6 +386,32 @@ impl SeqTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 3550 A.8 by hand: transits 100, 120, 90, 90, 150 µs give |D| = 20, 30, 0, 60 µs;
+    /// J1 = 20/16 = 1.25; J2 = 1.25 + (30 - 1.25)/16 = 3.046875;
+    /// J3 = 3.046875 - 3.046875/16 = 2.856445...; J4 = J3 + (60 - J3)/16 = 6.427917...
+    #[test]
+    fn jitter_follows_rfc3550() {
+        let mut j = Jitter::default();
+        assert_eq!(j.ns(), None);
+        j.on_arrival(100_000);
+        assert_eq!(j.ns(), None, "one arrival gives no difference yet");
+        let expect = [1_250.0, 3_046.875, 2_856.445_312_5, 6_427.917_480_468_75];
+        for (t, want) in [120_000i64, 90_000, 90_000, 150_000].iter().zip(expect) {
+            j.on_arrival(*t);
+            let got = j.ns().unwrap();
+            assert!(
+                (got - want).abs() < 0.01,
+                "after transit {t}: {got} != {want}"
+            );
+        }
+        // A constant delay, however large, is no jitter: the estimate decays toward 0.
+        let mut k = Jitter::default();
+        for _ in 0..10 {
+            k.on_arrival(5_000_000);
+        }
+        assert_eq!(k.ns(), Some(0.0));
+    }
 
     #[test]
     fn tracker_classifies() {

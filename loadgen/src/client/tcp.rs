@@ -34,6 +34,9 @@ struct SeqState {
     /// Messages asking for an echo, sent and not yet echoed.
     outstanding: u64,
     times: Option<SendTimes>,
+    /// Paced runs: when each message was actually generated and written (wrk2's uncorrected
+    /// latency counts from it).
+    actual: Option<SendTimes>,
 }
 
 struct Conn {
@@ -55,6 +58,8 @@ struct Conn {
     /// after a short read, since no further event will come for it.
     closing: bool,
     dead: bool,
+    /// TCP_INFO's tcpi_total_retrans at the last reading.
+    retrans_seen: u64,
 }
 
 fn connect(cfg: &RunConfig) -> io::Result<StdTcp> {
@@ -119,6 +124,7 @@ pub(crate) fn worker(w: &Worker) -> Stats {
                         expect_seq: 0,
                         outstanding: 0,
                         times: (cfg.wire == Wire::Sockperf).then(|| SendTimes::new(65_536)),
+                        actual: interval.is_some().then(|| SendTimes::new(65_536)),
                     },
                     src_off: 0,
                     phase_ns: interval.map_or(0.0, |iv| iv * f64::from(flow) / cfg.conns as f64),
@@ -126,6 +132,7 @@ pub(crate) fn worker(w: &Worker) -> Stats {
                     writable: true,
                     closing: false,
                     dead: false,
+                    retrans_seen: 0,
                 });
             }
             Err(e) => {
@@ -143,6 +150,9 @@ pub(crate) fn worker(w: &Worker) -> Stats {
     let mut last_live = (0u64, 0u64, 0u64);
     loop {
         let now = clock.now_ns();
+        if st.boundary_due(now) {
+            read_retransmits(&mut conns, &mut st);
+        }
         st.tick(now, clock.warm_end_ns, clock.end_ns());
         let ending = now >= clock.end_ns();
         let mut busy = false;
@@ -292,6 +302,8 @@ pub(crate) fn worker(w: &Worker) -> Stats {
             }
         }
     }
+    // The last interval's retransmissions (it is handed in when the worker closes).
+    read_retransmits(&mut conns, &mut st);
     for c in &conns {
         if let Some(i) = super::sysinfo::tcp_info(&c.sock) {
             st.tcp_info.add(&i);
@@ -398,6 +410,21 @@ fn read_conn(c: &mut Conn, cfg: &RunConfig, clock: &Clock, st: &mut Stats) -> bo
     progress
 }
 
+/// Adds each connection's retransmissions since the last reading to the worker's count (the
+/// `retransmits` of the interval lines); a connection without TCP_INFO (not Linux) adds
+/// nothing and is not counted as read.
+fn read_retransmits(conns: &mut [Conn], st: &mut Stats) {
+    let mut read = 0;
+    for c in conns.iter_mut().filter(|c| !c.dead) {
+        if let Some(i) = super::sysinfo::tcp_info(&c.sock) {
+            st.tcp_retrans += i.retransmits.saturating_sub(c.retrans_seen);
+            c.retrans_seen = c.retrans_seen.max(i.retransmits);
+            read += 1;
+        }
+    }
+    st.tcp_retrans_conns = read;
+}
+
 /// Checks one echo. It counts as received when its message was sent inside the measured
 /// window (as the sent side counts it), whenever the echo arrives.
 fn check_echo(
@@ -416,6 +443,9 @@ fn check_echo(
                 st.recv_bytes += msg.len() as u64;
                 if let Some(ts) = ts {
                     st.record_latency(now.saturating_sub(ts));
+                }
+                if let Some(a) = c.actual.as_ref().and_then(|t| t.get(seq)) {
+                    let _ = st.uncorrected.record(now.saturating_sub(a).max(1));
                 }
             }
             advance_expect(c, cfg);
@@ -479,6 +509,12 @@ fn write_conn(
                 );
                 if let Some(t) = c.s.times.as_mut() {
                     t.put(seq, ts);
+                }
+                if let Some(t) = c.s.actual.as_mut() {
+                    t.put(seq, now);
+                    if clock.measuring(ts) {
+                        let _ = st.send_lag.record(now.saturating_sub(ts).max(1));
+                    }
                 }
                 if reply {
                     c.s.outstanding += 1;

@@ -11,7 +11,7 @@ use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::batch::{gso_segments, keep_icmp_errors, take_icmp_error, RxBatch, TxBatch};
-use super::stats::{SeqEvent, SeqTracker, Stats};
+use super::stats::{Jitter, SeqEvent, SeqTracker, Stats};
 use super::wire::{Check, SendTimes};
 use super::{Clock, Mode, RunConfig, Wire, Worker};
 use crate::payload;
@@ -32,6 +32,8 @@ struct Flow {
     /// Ping-pong/source: time the outstanding request was sent.
     waiting_since: Option<u64>,
     times: Option<SendTimes>,
+    /// Paced runs: the actual send time of each message (wrk2's uncorrected latency).
+    actual: Option<SendTimes>,
     phase_ns: f64,
     got_any: bool,
     readable: bool,
@@ -45,6 +47,16 @@ struct Flow {
     /// corrupted ones included: those count as corrupted, not as lost).
     wanted_in: u64,
     answered_in: u64,
+    /// Index of this flow's jitter in the worker's [`Stats::jitter`].
+    slot: usize,
+    /// Highest sequence answered so far: a first arrival above it shows the wanted replies
+    /// in between missing (counted lost in the interval where the gap shows, as iperf3 does).
+    seen_high: Option<u64>,
+    /// This flow's share of `Stats::errors.lost` (gaps, net of late arrivals taken back).
+    counted_lost: u64,
+    /// Late arrivals of replies a gap had counted lost, not taken back yet (the loss was in
+    /// an interval already handed in); settled against later gaps or at the end.
+    pending_fill: u64,
 }
 
 impl Flow {
@@ -67,18 +79,81 @@ impl Flow {
         }
     }
 
-    /// Books the first arrival of the reply to `seq`.
-    fn on_answered(&mut self, seq: u64) {
+    /// Books the first arrival of the reply to `seq`; a gap below it counts the wanted
+    /// replies of the measured window in it as lost now, a late arrival takes one back.
+    fn on_answered(&mut self, seq: u64, cfg: &RunConfig, st: &mut Stats) {
         let lo = self.measured_lo.unwrap_or(u64::MAX);
-        if seq >= lo && seq < self.measured_hi.unwrap_or(u64::MAX) {
+        let hi = self.measured_hi.unwrap_or(u64::MAX);
+        let measured = seq >= lo && seq < hi;
+        if measured {
             self.answered_in += 1;
         }
+        match self.seen_high {
+            Some(h) if seq < h => {
+                if measured && wants_reply(cfg, seq) {
+                    if self.counted_lost > 0 && st.unlose() {
+                        self.counted_lost -= 1;
+                    } else {
+                        self.pending_fill += 1;
+                    }
+                }
+            }
+            prev => {
+                let from = prev.map_or(lo, |h| h + 1).max(lo);
+                let gap = wanted_between(cfg, from, seq.min(hi));
+                let settled = gap.min(self.pending_fill);
+                self.pending_fill -= settled;
+                self.counted_lost += gap - settled;
+                st.errors.lost += gap - settled;
+                self.seen_high = Some(seq);
+            }
+        }
+    }
+
+    /// At the end: this flow's loss becomes exactly `lost_in()` (none for a flow that failed:
+    /// it counts once, as its error). Returns the losses that could not be taken back because
+    /// an earlier interval reported them (they leave the total, not that interval).
+    fn settle(&mut self, st: &mut Stats) -> u64 {
+        let target = if self.dead { 0 } else { self.lost_in() };
+        let net = self.counted_lost.saturating_sub(self.pending_fill);
+        if target >= net {
+            st.errors.lost += target - net;
+            return 0;
+        }
+        let mut stuck = 0;
+        for _ in 0..net - target {
+            if !st.unlose() {
+                stuck += 1;
+            }
+        }
+        stuck
     }
 
     /// Replies to messages of the measured window that never came.
     fn lost_in(&self) -> u64 {
         self.wanted_in.saturating_sub(self.answered_in)
     }
+}
+
+/// Whether the reply to `seq` is one the client waits for (source requests all are).
+fn wants_reply(cfg: &RunConfig, seq: u64) -> bool {
+    cfg.mode == Mode::Source || cfg.wants_reply(seq)
+}
+
+/// How many of the sequences `from..to` want a reply.
+fn wanted_between(cfg: &RunConfig, from: u64, to: u64) -> u64 {
+    if to <= from {
+        return 0;
+    }
+    if cfg.mode == Mode::Rate && cfg.wire == Wire::Sockperf && cfg.reply_every > 1 {
+        // Multiples of N in [from, to).
+        let n = cfg.reply_every;
+        return to.div_ceil(n) - from.div_ceil(n);
+    }
+    if matches!(cfg.mode, Mode::Sink) {
+        return 0;
+    }
+    to - from
 }
 
 fn open(cfg: &RunConfig) -> io::Result<StdUdp> {
@@ -129,6 +204,8 @@ pub(crate) fn worker(w: &Worker) -> Stats {
                 last_progress_ns: 0,
                 waiting_since: None,
                 times: (cfg.wire == Wire::Sockperf).then(|| SendTimes::new(65_536)),
+                actual: (interval.is_some() && cfg.mode != Mode::Sink)
+                    .then(|| SendTimes::new(65_536)),
                 phase_ns: interval.map_or(0.0, |iv| iv * f64::from(flow) / cfg.conns as f64),
                 got_any: false,
                 readable: true,
@@ -138,6 +215,10 @@ pub(crate) fn worker(w: &Worker) -> Stats {
                 measured_hi: None,
                 wanted_in: 0,
                 answered_in: 0,
+                slot: i,
+                seen_high: None,
+                counted_lost: 0,
+                pending_fill: 0,
             }),
             Err(e) => {
                 st.errors.connect += 1;
@@ -145,6 +226,7 @@ pub(crate) fn worker(w: &Worker) -> Stats {
             }
         }
     }
+    st.jitter = vec![Jitter::default(); w.flows.len()];
     let closed_loop = matches!(cfg.mode, Mode::Pingpong | Mode::Source);
     let segs = if cfg.gso && !closed_loop {
         gso_segments(cfg.size, cfg.gso_segments)
@@ -295,10 +377,26 @@ pub(crate) fn worker(w: &Worker) -> Stats {
     if cfg.mode != Mode::Sink {
         // Over the same window as sent and received: replies to warm-up messages are not the
         // measurement's. A flow that failed is counted once, as its error.
+        // Losses so far were counted as gaps showed them; the end settles each flow to its
+        // exact count (the trailing ones no later reply revealed go to the last interval).
+        let mut stuck = 0;
+        for f in &mut flows {
+            stuck += f.settle(&mut st);
+        }
+        // Replies taken back after their interval was reported: the total stays exact, the
+        // earlier interval keeps the count it printed.
+        st.errors.lost -= stuck.min(st.errors.lost);
+        if stuck > 0 {
+            st.note(format!(
+                "udp {}: {stuck} {} reported lost in an earlier interval arrived later (not in \
+                 the total)",
+                cfg.target,
+                plural(stuck, "reply", "replies")
+            ));
+        }
         let live = || flows.iter().filter(|f| !f.dead);
         let lost: u64 = live().map(Flow::lost_in).sum();
         if lost > 0 {
-            st.errors.lost += lost;
             st.note(format!(
                 "udp {}: {lost} {} never arrived (lost)",
                 cfg.target,
@@ -406,6 +504,12 @@ fn send_flow(
                     st.sent_msgs += 1;
                     st.sent_bytes += size as u64;
                 }
+                if let Some(t) = f.actual.as_mut() {
+                    t.put(seq, now);
+                    if clock.measuring(ts) {
+                        let _ = st.send_lag.record(now.saturating_sub(ts).max(1));
+                    }
+                }
             }
             if sent < n {
                 // A short batch: the send buffer is full, or a datagram failed with an error
@@ -497,12 +601,13 @@ fn on_datagram(f: &mut Flow, cfg: &RunConfig, msg: &[u8], now: u64, clock: &Cloc
         if let Some(t) = f.waiting_since.take() {
             let seq = f.next_seq - 1;
             if f.tracker.on_recv(seq) != SeqEvent::Duplicate {
-                f.on_answered(seq);
+                f.on_answered(seq, cfg, st);
             }
             if ok && clock.measuring(t) {
                 st.recv_msgs += 1;
                 st.recv_bytes += msg.len() as u64;
                 st.record_latency(now.saturating_sub(t));
+                st.jitter[f.slot].on_arrival(now as i64 - t as i64);
             }
         } else {
             st.errors.duplicated += 1;
@@ -521,7 +626,7 @@ fn on_datagram(f: &mut Flow, cfg: &RunConfig, msg: &[u8], now: u64, clock: &Cloc
                 st.errors.duplicated += 1;
                 return;
             }
-            f.on_answered(seq);
+            f.on_answered(seq, cfg, st);
             if ev == SeqEvent::Reordered {
                 st.errors.reordered += 1;
             }
@@ -534,6 +639,10 @@ fn on_datagram(f: &mut Flow, cfg: &RunConfig, msg: &[u8], now: u64, clock: &Cloc
                 st.recv_bytes += msg.len() as u64;
                 if let Some(ts) = ts {
                     st.record_latency(now.saturating_sub(ts));
+                    st.jitter[f.slot].on_arrival(now as i64 - ts as i64);
+                }
+                if let Some(a) = f.actual.as_ref().and_then(|t| t.get(seq)) {
+                    let _ = st.uncorrected.record(now.saturating_sub(a).max(1));
                 }
             }
         }
@@ -542,7 +651,7 @@ fn on_datagram(f: &mut Flow, cfg: &RunConfig, msg: &[u8], now: u64, clock: &Cloc
             if f.tracker.on_recv(seq) == SeqEvent::Duplicate {
                 st.errors.duplicated += 1;
             } else {
-                f.on_answered(seq);
+                f.on_answered(seq, cfg, st);
             }
             st.errors.corrupted += 1;
             st.note(format!(

@@ -126,9 +126,22 @@ pub(super) fn counters_text(c: &Counters, indent: &str) -> String {
     t
 }
 
+/// The UDP guard, visible: what the rate-limit drop counter means and how to lift the limit.
+pub(super) fn guard_note(c: &Counters) -> Option<String> {
+    let n = c.get(Counter::DropRateLimited);
+    (n > 0).then(|| {
+        format!(
+            "note: {n} UDP datagrams dropped by the per-source rate limit (UdpRateLimitPerSource \
+             per non-loopback source address); `echoload driver config set --limit \
+             UdpRateLimitPerSource=0` lifts it\n"
+        )
+    })
+}
+
 pub(super) fn snapshot_text(s: &Snapshot) -> String {
     let mut t = String::from("global:\n");
     t += &counters_text(&s.global, "  ");
+    t += &guard_note(&s.global).unwrap_or_default();
     for (i, c) in s.cpus.iter().enumerate() {
         let _ = writeln!(t, "cpu {i}:");
         t += &counters_text(c, "  ").replacen(

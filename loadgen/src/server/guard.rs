@@ -9,7 +9,9 @@
 //! never receives broadcast or multicast datagrams, so the rule needs nothing there. With a
 //! wildcard bind the broadcast rule is not enforced by `echoload serve` (the other rules are).
 
-use std::net::SocketAddr;
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use control::config::UdpGuard;
@@ -34,8 +36,59 @@ impl Default for GuardConfig {
     }
 }
 
+/// Says so when the rate limit starts dropping a source's datagrams: once per source, for the
+/// first [`Announcer::MAX_LINES`] sources (then once that more go unannounced), on stderr.
+/// Shared by every worker of one server.
+#[derive(Debug, Default)]
+pub(crate) struct Announcer {
+    seen: Mutex<HashSet<IpAddr>>,
+}
+
+impl Announcer {
+    pub(crate) const MAX_LINES: usize = 32;
+
+    /// The rate limit dropped a datagram from `ip` (limit `rate` per second).
+    fn limiting(&self, ip: IpAddr, rate: u32) {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.len() > Self::MAX_LINES || !seen.insert(ip) {
+            return;
+        }
+        if seen.len() > Self::MAX_LINES {
+            eprintln!(
+                "echoload serve: more sources are being rate limited (not listed; \
+                 udp_drop_rate in the counters)"
+            );
+        } else {
+            eprintln!(
+                "echoload serve: UDP from {ip} is over {rate} datagrams/s: answering at most \
+                 {rate}/s from it (the per-source rate limit, a reflection guard); \
+                 --udp-rate-limit-per-source 0 lifts it{}",
+                if ip.is_loopback() {
+                    ""
+                } else {
+                    " (loopback sources are exempt by default)"
+                }
+            );
+        }
+    }
+
+    /// The sources announced so far.
+    pub(crate) fn sources(&self) -> Vec<IpAddr> {
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .copied()
+            .collect()
+    }
+}
+
 pub(crate) struct Guard {
     cfg: GuardConfig,
+    announce: Option<Arc<Announcer>>,
     /// Ports of every service we serve, TCP and UDP.
     own_ports: Vec<u16>,
     rate: RateLimiter,
@@ -50,7 +103,14 @@ impl Guard {
             // Nanoseconds since `t0` are the limiter's clock.
             rate: RateLimiter::new(cfg.rate_per_source, 1_000_000_000),
             t0: Instant::now(),
+            announce: None,
         }
+    }
+
+    /// Announces each source the rate limit starts dropping through `a`.
+    pub(crate) fn announcing(mut self, a: Arc<Announcer>) -> Self {
+        self.announce = Some(a);
+        self
     }
 
     /// Whether a datagram (or GRO burst of `n` datagrams) from `peer` may be answered; when
@@ -77,6 +137,9 @@ impl Guard {
             if !ok {
                 c.udp_drop_rate += n;
                 c.udp_dropped += n;
+                if let Some(a) = &self.announce {
+                    a.limiting(peer.ip(), self.cfg.rate_per_source);
+                }
                 return false;
             }
         }
@@ -126,6 +189,33 @@ mod tests {
         let mut c = Counters::default();
         assert!((0..n).all(|_| g.admit(sa("127.0.0.1:40000"), 1, &mut c)));
         assert_eq!(c.udp_drop_rate, 0);
+    }
+
+    /// Issue 21: the rate limit announces each source it drops, once, through every guard
+    /// that shares the announcer; past MAX_LINES sources it stops listing them.
+    #[test]
+    fn limited_sources_are_announced_once() {
+        let cfg = GuardConfig {
+            rate_per_source: 2,
+            ..GuardConfig::default()
+        };
+        let a = Arc::new(Announcer::default());
+        let mut g1 = Guard::new(cfg, Vec::new()).announcing(a.clone());
+        let mut g2 = Guard::new(cfg, Vec::new()).announcing(a.clone());
+        let mut c = Counters::default();
+        let remote = sa("192.0.2.1:40000");
+        for _ in 0..10 {
+            g1.admit(remote, 1, &mut c);
+            g2.admit(remote, 1, &mut c);
+        }
+        assert_eq!(a.sources(), vec![remote.ip()]);
+        for i in 0..100u8 {
+            let src = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, i)), 40000);
+            for _ in 0..5 {
+                g1.admit(src, 1, &mut c);
+            }
+        }
+        assert_eq!(a.sources().len(), Announcer::MAX_LINES + 1);
     }
 
     /// Issue 17 item 5 in `echoload serve`: 127.0.0.2 and 127.0.0.66 share a slot of the

@@ -7,6 +7,7 @@
 //! (std::net, a thread per socket and per connection).
 
 mod config;
+mod framing;
 mod guard;
 mod pattern;
 mod stats;
@@ -114,6 +115,27 @@ impl ServerHandle {
         move || stats.snapshot()
     }
 
+    /// The sources the UDP rate limit has dropped datagrams from (each announced once on
+    /// stderr when it started).
+    pub fn rate_limited_sources(&self) -> Vec<std::net::IpAddr> {
+        self.stats.announce.sources()
+    }
+
+    /// The counters of each bound service, by protocol, with its address (their sum is
+    /// [`Self::counters`], but for the open-connection gauge, which is global).
+    pub fn counters_by_service(&self) -> Vec<(Mode, Proto, SocketAddr, Counters)> {
+        by_service(&self.stats, &self.bound)
+    }
+
+    /// [`Self::counters_by_service`] from another thread.
+    pub fn service_reader(
+        &self,
+    ) -> impl Fn() -> Vec<(Mode, Proto, SocketAddr, Counters)> + Send + Sync + 'static {
+        let stats = self.stats.clone();
+        let bound = self.bound.clone();
+        move || by_service(&stats, &bound)
+    }
+
     /// Stops every worker and joins them. Workers never block longer than their poll timeout,
     /// so this returns within about [`STOP_BOUND`].
     pub fn stop(mut self) -> anyhow::Result<()> {
@@ -133,6 +155,20 @@ impl Drop for ServerHandle {
     fn drop(&mut self) {
         let _ = self.shutdown();
     }
+}
+
+fn by_service(
+    stats: &stats::Shared,
+    bound: &[(Mode, Proto, SocketAddr)],
+) -> Vec<(Mode, Proto, SocketAddr, Counters)> {
+    stats
+        .by_service()
+        .into_iter()
+        .filter_map(|(m, p, c)| {
+            let (_, _, a) = bound.iter().find(|(bm, bp, _)| *bm == m && *bp == p)?;
+            Some((m, p, *a, c))
+        })
+        .collect()
 }
 
 /// The longest a worker sleeps before it notices a stop request it was not woken for.
@@ -184,12 +220,29 @@ pub fn run_with_metrics(
         cfg.threads, cfg.max_conns
     ));
     crate::signals::install();
-    let mut last = std::time::Instant::now();
+    let started = std::time::Instant::now();
+    let mut last = started;
+    let mut prev = h.counters();
     while !crate::signals::requested() {
         std::thread::sleep(Duration::from_millis(100));
-        if stats_every > 0.0 && last.elapsed().as_secs_f64() >= stats_every {
+        let secs = last.elapsed().as_secs_f64();
+        if stats_every > 0.0 && secs >= stats_every {
             last = std::time::Instant::now();
-            eprintln!("{}", h.counters());
+            let cur = h.counters();
+            // Rates over the last period with the time they were measured at; the totals
+            // after them.
+            eprintln!(
+                "{}",
+                stats::rate_line(
+                    &prev,
+                    &cur,
+                    secs,
+                    std::time::SystemTime::now(),
+                    started.elapsed().as_secs_f64()
+                )
+            );
+            eprintln!("  total: {cur}");
+            prev = cur;
         }
     }
     let c = h.counters();

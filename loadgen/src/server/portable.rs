@@ -67,10 +67,12 @@ impl Ctx {
         Ok(())
     }
 
-    /// Every portable thread publishes into slot 0: the counters are summed anyway, and the
-    /// slot's atomics make concurrent adds safe (a lost update is impossible with fetch_add).
-    fn add(&self, c: &Counters) {
-        self.stats.add_shared(c);
+    /// Every portable thread publishes into the first worker's slot of its service: the
+    /// counters are summed anyway, and the slot's atomics make concurrent adds safe (a lost
+    /// update is impossible with fetch_add).
+    fn add(&self, svc: Mode, proto: Proto, c: &Counters) {
+        self.stats
+            .add_shared(super::stats::service_index(svc, proto), c);
     }
 }
 
@@ -162,17 +164,25 @@ fn accept_loop(l: &TcpListener, svc: Mode, ctx: &Ctx) {
                 if admitted.is_err() {
                     // Counted first, so whoever sees the close also sees the count; then dropped
                     // at once: the client sees its connection closed, nothing served.
-                    ctx.add(&Counters {
-                        tcp_refused: 1,
-                        ..Counters::default()
-                    });
+                    ctx.add(
+                        svc,
+                        Proto::Tcp,
+                        &Counters {
+                            tcp_refused: 1,
+                            ..Counters::default()
+                        },
+                    );
                     drop(s);
                     continue;
                 }
-                ctx.add(&Counters {
-                    tcp_accepted: 1,
-                    ..Counters::default()
-                });
+                ctx.add(
+                    svc,
+                    Proto::Tcp,
+                    &Counters {
+                        tcp_accepted: 1,
+                        ..Counters::default()
+                    },
+                );
                 let c = ctx.clone();
                 let spawned = ctx.spawn(format!("echoload-{}-conn", svc.name()), move || {
                     serve_conn(s, svc, &c);
@@ -225,13 +235,16 @@ fn serve_conn(mut s: TcpStream, svc: Mode, ctx: &Ctx) {
     let mut have = 0usize;
     let mut src_off = 0u64;
     let mut out = Vec::new();
+    // Echo: echoload-wire messages each way (see `server::framing`).
+    let mut frames_in = super::framing::Framer::default();
+    let mut frames_out = super::framing::Framer::default();
     while !ctx.stopped() {
         if svc == Mode::Source {
             if !send_all(&mut s, ctx.block.window(src_off), ctx, &mut c) {
                 break;
             }
             src_off += super::pattern::Block::CHUNK as u64;
-            ctx.add(&std::mem::take(&mut c));
+            ctx.add(svc, Proto::Tcp, &std::mem::take(&mut c));
             continue;
         }
         let n = match s.read(&mut buf[have..]) {
@@ -242,7 +255,14 @@ fn serve_conn(mut s: TcpStream, svc: Mode, ctx: &Ctx) {
         };
         c.rx_bytes += n as u64;
         let ok = match svc {
-            Mode::Echo => send_all(&mut s, &buf[..n], ctx, &mut c),
+            Mode::Echo => {
+                c.rx_msgs += frames_in.feed(&buf[..n]);
+                let ok = send_all(&mut s, &buf[..n], ctx, &mut c);
+                if ok {
+                    c.tx_msgs += frames_out.feed(&buf[..n]);
+                }
+                ok
+            }
             Mode::Discard | Mode::Source => true,
             Mode::Sockperf => {
                 have += n;
@@ -256,12 +276,12 @@ fn serve_conn(mut s: TcpStream, svc: Mode, ctx: &Ctx) {
                 }
             }
         };
-        ctx.add(&std::mem::take(&mut c));
+        ctx.add(svc, Proto::Tcp, &std::mem::take(&mut c));
         if !ok {
             break;
         }
     }
-    ctx.add(&c);
+    ctx.add(svc, Proto::Tcp, &c);
 }
 
 /// Moves complete sockperf frames out of `buf[..*have]`, replies into `out`; grows `buf` for
@@ -312,7 +332,8 @@ fn frames(
 
 fn udp_loop(u: &UdpSocket, svc: Mode, ctx: &Ctx) {
     let mut buf = vec![0u8; 65_536];
-    let mut guard = super::guard::Guard::new(ctx.guard, ctx.own_ports.to_vec());
+    let mut guard = super::guard::Guard::new(ctx.guard, ctx.own_ports.to_vec())
+        .announcing(ctx.stats.announce.clone());
     while !ctx.stopped() {
         let Ok((n, from)) = u.recv_from(&mut buf) else {
             continue;
@@ -357,6 +378,6 @@ fn udp_loop(u: &UdpSocket, svc: Mode, ctx: &Ctx) {
                 Err(_) => c.udp_dropped += 1,
             }
         }
-        ctx.add(&c);
+        ctx.add(svc, Proto::Udp, &c);
     }
 }

@@ -5,6 +5,7 @@
 //! gets TCP backpressure instead of growing our memory.
 
 use super::sys;
+use crate::server::framing::Framer;
 use crate::server::pattern::Block;
 use crate::server::{Counters, Mode};
 use control::protocol::sockperf::{self, Verdict, HEADER_LEN, MAX_TCP_MSG};
@@ -61,6 +62,9 @@ pub(crate) struct Conn {
     src_off: u64,
     /// source: the client shut down its side; keep sending until the socket errors.
     rd_closed: bool,
+    /// echo: echoload-wire messages received and sent whole (see `server::framing`).
+    rx_frames: Framer,
+    tx_frames: Framer,
 }
 
 /// Worker-wide scratch shared by every connection of one thread.
@@ -88,6 +92,8 @@ impl Conn {
             out_end: 0,
             src_off: 0,
             rd_closed: false,
+            rx_frames: Framer::default(),
+            tx_frames: Framer::default(),
         }
     }
 
@@ -119,6 +125,9 @@ impl Conn {
             if self.in_start < self.in_end {
                 match sys::send(fd, &self.inb[self.in_start..self.in_end]) {
                     Ok(n) => {
+                        c.tx_msgs += self
+                            .tx_frames
+                            .feed(&self.inb[self.in_start..self.in_start + n]);
                         self.in_start += n;
                         c.tx_bytes += n as u64;
                         if self.in_start < self.in_end {
@@ -136,6 +145,7 @@ impl Conn {
                 Ok(n) => {
                     self.in_end = n;
                     c.rx_bytes += n as u64;
+                    c.rx_msgs += self.rx_frames.feed(&self.inb[..n]);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Next::Read,
                 Err(_) => return Next::Close,

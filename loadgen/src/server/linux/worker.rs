@@ -4,7 +4,7 @@ use super::sys::{self, Epoll, Waker};
 use super::tcp::{Conn, Next, Scratch};
 use super::udp::{self, Batch};
 use crate::server::pattern::Block;
-use crate::server::stats::Shared;
+use crate::server::stats::{service_index, Shared, SERVICES};
 use crate::server::{Counters, Mode, Proto, STOP_BOUND};
 use socket2::Socket;
 use std::io::{self, ErrorKind};
@@ -61,8 +61,10 @@ pub(crate) fn run(id: usize, bound: Vec<Bound>, sh: &WorkerCtx) -> io::Result<()
         block: Block::new(),
     };
     let mut batch = Batch::new();
-    let mut guard = crate::server::guard::Guard::new(sh.guard, sh.own_ports.clone());
-    let mut local = Counters::default();
+    let mut guard = crate::server::guard::Guard::new(sh.guard, sh.own_ports.clone())
+        .announcing(sh.stats.announce.clone());
+    // One tally per (service, protocol): the metrics are labelled by both.
+    let mut local = [Counters::default(); SERVICES];
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     let timeout = STOP_BOUND.as_millis() as i32;
 
@@ -77,7 +79,8 @@ pub(crate) fn run(id: usize, bound: Vec<Bound>, sh: &WorkerCtx) -> io::Result<()
                         guard: &mut guard,
                         block: &scratch.block,
                     };
-                    batch.on_readable(sock.as_raw_fd(), *svc, &mut ctx, &mut local);
+                    let c = &mut local[service_index(*svc, Proto::Udp)];
+                    batch.on_readable(sock.as_raw_fd(), *svc, &mut ctx, c);
                 }
                 Entry::Listener(svc, sock) => {
                     let (svc, lfd) = (*svc, sock.as_raw_fd());
@@ -86,10 +89,12 @@ pub(crate) fn run(id: usize, bound: Vec<Bound>, sh: &WorkerCtx) -> io::Result<()
                         free: &mut free,
                         reserve: &mut reserve,
                     };
-                    accept_some(lfd, svc, sh, &ep, &mut st, &mut local);
+                    let c = &mut local[service_index(svc, Proto::Tcp)];
+                    accept_some(lfd, svc, sh, &ep, &mut st, c);
                 }
                 Entry::Conn(conn) => {
-                    let next = conn.on_event(bits, &mut scratch, &mut local);
+                    let c = &mut local[service_index(conn.svc, Proto::Tcp)];
+                    let next = conn.on_event(bits, &mut scratch, c);
                     match next {
                         Next::Close | Next::CloseBad => {
                             entries[token] = Entry::Free;
@@ -112,7 +117,9 @@ pub(crate) fn run(id: usize, bound: Vec<Bound>, sh: &WorkerCtx) -> io::Result<()
                 }
             }
         }
-        sh.stats.publish(id, &mut local);
+        for (k, c) in local.iter_mut().enumerate() {
+            sh.stats.publish(id, k, c);
+        }
     }
     let conns = entries
         .iter()
