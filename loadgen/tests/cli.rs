@@ -309,7 +309,10 @@ fn intervals_and_metadata() {
         // at load 4-7, main's echoload as well).
         if mode != "pingpong" {
             let sent: u64 = ivs.iter().map(|i| i["sent_msgs"].as_u64().unwrap()).sum();
-            assert!((6_000..=25_200).contains(&sent), "{sent} sent against 24,000 scheduled");
+            assert!(
+                (6_000..=25_200).contains(&sent),
+                "{sent} sent against 24,000 scheduled"
+            );
         }
         for iv in &ivs[..4] {
             for k in ["bits_per_s", "msgs_per_s", "p50_us", "p99_us"] {
