@@ -349,11 +349,22 @@ fn stack_probe_walks_every_sample() {
     s.read_exact(&mut got).unwrap();
     assert_eq!(got, msg);
     drop(s);
+    // The UDP service may open after the TCP one: a datagram sent before its socket exists is
+    // gone (no error reaches an unconnected socket), so ask again until it answers (bounded).
     let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    u.send_to(b"ping", ("127.0.0.1", port)).unwrap();
+    u.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let mut b = [0u8; 16];
-    assert_eq!(u.recv(&mut b).unwrap(), 4);
+    let t0 = Instant::now();
+    let n = loop {
+        u.send_to(b"ping", ("127.0.0.1", port)).unwrap();
+        match u.recv(&mut b) {
+            Ok(n) => break n,
+            Err(e) if t0.elapsed() > Duration::from_secs(10) => panic!("udp echo: {e}"),
+            Err(_) => {}
+        }
+    };
+    assert_eq!(&b[..n], b"ping");
     // SAFETY: the driver is loaded.
     let r = unsafe { drv.device().unwrap().ioctl(IOCTL_QUERY_VERSION, &[], 64) };
     assert_eq!(r.status, 0);
