@@ -7,18 +7,19 @@
 
 use control::config::Limit;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 
 use control::config::{Config, Proto, Service, Services, MAX_SERVICES};
 use control::protocol::pattern;
 use wsk_sys::{
-    ExInitializeRundownProtection, ExWaitForRundownProtectionRelease, IoFreeMdl,
-    KeGetCurrentProcessorNumberEx, WskDeregister, WskRegister, WskReleaseProviderNPI,
-    EX_RUNDOWN_REF, MAKE_WSK_VERSION, NTSTATUS, PDEVICE_OBJECT, PMDL, PVOID,
+    ExInitializeRundownProtection, ExWaitForRundownProtectionRelease, IoFreeMdl, WskDeregister,
+    WskRegister, WskReleaseProviderNPI, MAKE_WSK_VERSION, NTSTATUS, PDEVICE_OBJECT, PVOID,
     STATUS_DEVICE_NOT_READY, STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED,
-    WSK_CLIENT_DISPATCH, WSK_CLIENT_NPI, WSK_PROVIDER_DISPATCH, WSK_PROVIDER_NPI, WSK_REGISTRATION,
+    WSK_CLIENT_DISPATCH, WSK_CLIENT_NPI, WSK_REGISTRATION,
 };
 
+use crate::conn::ConnPool;
+use crate::datapath::DataPath;
 use crate::handoff::Mailbox;
 use crate::kernel::{pool, time};
 use crate::live_limits::{self, LiveLimits};
@@ -26,10 +27,9 @@ use crate::load::{self, Job};
 use crate::logic::budget::RetainedBudget;
 use crate::logic::source;
 use crate::reopen::Reopen;
-use crate::serve::conn::ConnPool;
 use crate::serve::listener::Listener;
 use crate::serve::udp::UdpSock;
-use crate::stats::{Counter, Stats, SvcStats, NO_SLOT};
+use crate::stats::{Stats, NO_SLOT};
 use crate::wsk::{check, mdl::build_mdl};
 
 /// Start-up progress, readable by the host runner and tests.
@@ -68,33 +68,24 @@ const REOPEN_EVERY_TICKS: u32 = 16;
 pub(crate) struct Driver {
     pub(crate) registration: WSK_REGISTRATION,
     pub(crate) client_npi: WSK_CLIENT_NPI,
-    pub(crate) provider: WSK_PROVIDER_NPI,
     pub(crate) registered: bool,
     pub(crate) captured: bool,
+    /// What the data path's callbacks may reach (counters, live limits, budget, connection
+    /// pool, provider, rundown, load job); `conn`, `serve` and `load` hold `&DataPath`, never
+    /// the Driver.
+    pub(crate) dp: DataPath,
     /// The control path's copy of the configuration (services, limits as last set); the
-    /// data path reads the limits from `live` instead.
+    /// data path reads the limits from `dp.live` instead.
     pub(crate) config: Config,
-    /// The limits callbacks read, changeable while running (see `live`).
-    pub(crate) live: LiveLimits,
-    pub(crate) stats: Stats,
-    pub(crate) budget: RetainedBudget,
-    /// Held by every live connection context from accept to close completion (C29: unload
-    /// closes every socket itself; C30: no completion routine runs after unload).
-    pub(crate) rundown: EX_RUNDOWN_REF,
-    pub(crate) stopping: AtomicBool,
     /// Ends the housekeeping loop (after every socket is closed).
     pub(crate) hk_stop: AtomicBool,
     pub(crate) start_state: AtomicU32,
     pub(crate) listeners: [*mut Listener; MAX_SERVICES],
-    /// Read by the housekeeping thread, taken out by unload before the socket is freed.
+    /// Taken out by the close before the socket is freed (the housekeeper's pass may read it:
+    /// see `DataPath::hk_pass`).
     pub(crate) udps: [AtomicPtr<UdpSock>; MAX_SERVICES],
-    /// Housekeeping ticks done (unload waits for two after taking a socket out).
+    /// Housekeeping ticks done (the re-open schedule; tests read it).
     pub(crate) hk_gen: AtomicU32,
-    pub(crate) conns: ConnPool,
-    /// The source service's shared read-only payload and its MDL.
-    pub(crate) pattern: *mut u8,
-    pub(crate) pattern_mdl: PMDL,
-    pub(crate) perf_freq: u64,
     pub(crate) startup_thread: PVOID,
     /// Requests the control path hands to the start-up (system) thread.
     pub(crate) mailbox: Mailbox,
@@ -102,9 +93,7 @@ pub(crate) struct Driver {
     pub(crate) symlink_created: bool,
     /// One control request at a time; unload takes it for good.
     pub(crate) control_busy: AtomicBool,
-    /// The outbound load job (one at a time).
-    pub(crate) job: Job,
-    /// The housekeeper itself is closing a socket (it need not wait for its own ticks).
+    /// The housekeeper itself is closing a socket (it need not wait for its own pass).
     pub(crate) in_hk: bool,
     /// Services that failed to open, at start-up or when their dead socket was re-created
     /// (the port held, the address missing, a transient failure), with the status of the last
@@ -116,12 +105,6 @@ pub(crate) struct Driver {
     /// socket: re-creating a dead socket keeps the counts; a service removed by
     /// reconfiguration frees its slot. Changed only on the serialised control path.
     pub(crate) stats_slots: [Option<Service>; MAX_SERVICES],
-    /// Per-CPU × per-service counters (all-zero is valid: left as the pool zeroed it).
-    pub(crate) service_stats: SvcStats,
-    /// SIO_WSK_QUERY_IDEAL_SEND_BACKLOG queries answered at accept and the last value (W36:
-    /// the ideal-backlog query); host-test visibility only, not part of the control ABI.
-    pub(crate) backlog_queries: AtomicU64,
-    pub(crate) backlog_last: AtomicUsize,
 }
 
 static CLIENT_DISPATCH: WSK_CLIENT_DISPATCH = WSK_CLIENT_DISPATCH {
@@ -144,30 +127,30 @@ impl Driver {
         let r = unsafe {
             ptr::write(ptr::addr_of_mut!((*d).config), config.clone());
             ptr::write(
-                ptr::addr_of_mut!((*d).live),
+                ptr::addr_of_mut!((*d).dp.live),
                 LiveLimits::new(&config.limits),
             );
-            ptr::write(ptr::addr_of_mut!((*d).stats), Stats::new());
+            ptr::write(ptr::addr_of_mut!((*d).dp.stats), Stats::new());
             ptr::write(
-                ptr::addr_of_mut!((*d).budget),
+                ptr::addr_of_mut!((*d).dp.budget),
                 RetainedBudget::new(config.limits.max_retained_total as usize),
             );
-            ptr::write(ptr::addr_of_mut!((*d).conns), ConnPool::empty());
-            ptr::write(ptr::addr_of_mut!((*d).job), Job::new());
+            ptr::write(ptr::addr_of_mut!((*d).dp.conns), ConnPool::empty());
+            ptr::write(ptr::addr_of_mut!((*d).dp.job), Job::new());
             ptr::write(ptr::addr_of_mut!((*d).stats_slots), [None; MAX_SERVICES]);
             ptr::write(ptr::addr_of_mut!((*d).reopen), Reopen::empty());
             &mut *d
         };
-        r.perf_freq = time::frequency();
+        r.dp.perf_freq = time::frequency();
         // SAFETY: the event lives in the block, which outlives every waiter and setter.
         unsafe {
             Mailbox::init(&raw mut r.mailbox);
         }
         // SAFETY: the rundown lives in the block until it is freed after the last release.
-        unsafe { ExInitializeRundownProtection(&raw mut r.rundown) };
+        unsafe { ExInitializeRundownProtection(&raw mut r.dp.rundown) };
         let status = r.alloc_pattern().and_then(|()| {
-            r.conns.init(
-                d,
+            r.dp.conns.init(
+                &raw const r.dp,
                 config.limits.max_connections as usize,
                 config.limits.send_ring_bytes as usize,
             )
@@ -205,24 +188,6 @@ impl Driver {
         }
     }
 
-    pub(crate) fn cpu() -> usize {
-        // SAFETY: no preconditions; NULL = do not return the group/number struct.
-        unsafe { KeGetCurrentProcessorNumberEx(ptr::null_mut()) as usize }
-    }
-
-    pub(crate) fn count(&self, c: Counter, n: u64) {
-        self.stats.add(Self::cpu(), c, n);
-    }
-
-    /// Counts globally and for the service owning `stats_slot` (`stats::NO_SLOT`: global
-    /// only). Any IRQL; touches only this CPU's lines.
-    #[inline]
-    pub(crate) fn count_service(&self, stats_slot: usize, c: Counter, n: u64) {
-        let cpu = Self::cpu();
-        self.stats.add(cpu, c, n);
-        self.service_stats.add(cpu, stats_slot, c, n);
-    }
-
     /// The counter slot of a configured service, taking (and zeroing) a free one if it has
     /// none yet. Control path / start-up, PASSIVE_LEVEL.
     fn stats_slot_for(&mut self, service: &Service) -> usize {
@@ -235,7 +200,7 @@ impl Driver {
         }
         match self.stats_slots.iter().position(Option::is_none) {
             Some(i) => {
-                self.service_stats.clear(i);
+                self.dp.service_stats.clear(i);
                 self.stats_slots[i] = Some(*service);
                 i
             }
@@ -261,7 +226,7 @@ impl Driver {
             .stats_slots
             .iter()
             .position(|s| s.as_ref() == Some(service))?;
-        Some(self.service_stats.snapshot(i))
+        Some(self.dp.service_stats.snapshot(i))
     }
 
     /// WskRegister. PASSIVE_LEVEL (DriverEntry).
@@ -279,23 +244,17 @@ impl Driver {
         Ok(())
     }
 
-    /// The provider dispatch table (valid while captured).
-    pub(crate) fn provider(&self) -> &WSK_PROVIDER_DISPATCH {
-        // SAFETY: set by a successful capture, released only at unload after all sockets close.
-        unsafe { &*self.provider.Dispatch }
-    }
-
     fn alloc_pattern(&mut self) -> Result<(), NTSTATUS> {
-        self.pattern = pool::alloc(source::PATTERN_LEN, pool::TAG_PATTERN);
-        if self.pattern.is_null() {
+        self.dp.pattern = pool::alloc(source::PATTERN_LEN, pool::TAG_PATTERN);
+        if self.dp.pattern.is_null() {
             return Err(STATUS_INSUFFICIENT_RESOURCES);
         }
         // SAFETY: freshly allocated, PATTERN_LEN bytes, exclusively ours.
         pattern::fill(0, unsafe {
-            core::slice::from_raw_parts_mut(self.pattern, source::PATTERN_LEN)
+            core::slice::from_raw_parts_mut(self.dp.pattern, source::PATTERN_LEN)
         });
-        self.pattern_mdl = build_mdl(self.pattern, source::PATTERN_LEN);
-        if self.pattern_mdl.is_null() {
+        self.dp.pattern_mdl = build_mdl(self.dp.pattern, source::PATTERN_LEN);
+        if self.dp.pattern_mdl.is_null() {
             return Err(STATUS_INSUFFICIENT_RESOURCES);
         }
         Ok(())
@@ -346,7 +305,7 @@ impl Driver {
         let r = match service.proto {
             Proto::Tcp => match self.listeners.iter().position(|l| l.is_null()) {
                 // SAFETY: per this function's contract.
-                Some(i) => unsafe { Listener::create(self, service, stats_slot) }
+                Some(i) => unsafe { Listener::create(&self.dp, service, stats_slot) }
                     .map(|l| self.listeners[i] = l),
                 None => Err(STATUS_INSUFFICIENT_RESOURCES),
             },
@@ -356,7 +315,7 @@ impl Driver {
                 .position(|u| u.load(Ordering::SeqCst).is_null())
             {
                 // SAFETY: per this function's contract.
-                Some(i) => unsafe { UdpSock::create(self, service, stats_slot) }
+                Some(i) => unsafe { UdpSock::create(&self.dp, service, stats_slot) }
                     .map(|u| self.udps[i].store(u, Ordering::SeqCst)),
                 None => Err(STATUS_INSUFFICIENT_RESOURCES),
             },
@@ -393,13 +352,11 @@ impl Driver {
                     return false;
                 };
                 let u = self.udps[i].swap(ptr::null_mut(), Ordering::SeqCst);
-                // The housekeeper may be inside a tick that read the pointer: two more ticks
-                // and it is out (bounded: it ticks every 5 ms while the driver runs).
+                // The housekeeper may be inside a pass that read the pointer (unless this is
+                // the housekeeper itself: re-creating a dead socket, or a reconfiguration it
+                // carries out between passes).
                 if !self.in_hk {
-                    let g0 = self.hk_gen.load(Ordering::SeqCst);
-                    time::wait_until(200, || {
-                        self.hk_gen.load(Ordering::SeqCst).wrapping_sub(g0) >= 2
-                    });
+                    self.dp.wait_housekeeper_pass();
                 }
                 // SAFETY: taken out of the table, closed once.
                 unsafe { UdpSock::close_and_free(u, timeout_ms) };
@@ -425,14 +382,14 @@ impl Driver {
         // `config.limits` keeps the old values until the call has succeeded: the undo of a
         // replace that fails half-way puts them back from there.
         let limits_changed = new.limits != self.config.limits;
-        if limits_changed && !self.live.publish(&new.limits, LIST_SWAP_WAIT_MS) {
+        if limits_changed && !self.dp.live.publish(&new.limits, LIST_SWAP_WAIT_MS) {
             // Readers never left the spare allow-list buffer: the list did not change, the
             // scalars did; put them back.
-            self.live.revert_scalars(&self.config.limits);
+            self.dp.live.revert_scalars(&self.config.limits);
             return Err(STATUS_DEVICE_NOT_READY);
         }
         let old = self.config.services.clone();
-        let timeout = u64::from(self.live.get(Limit::DisconnectTimeoutMs));
+        let timeout = u64::from(self.dp.live.get(Limit::DisconnectTimeoutMs));
         // Subsets of valid lists: adding to an empty list cannot conflict or overflow.
         let mut removed = Services::empty();
         for s in old.as_slice() {
@@ -518,7 +475,7 @@ impl Driver {
         closed: Option<&Services>,
         limits_changed: bool,
     ) {
-        let timeout = u64::from(self.live.get(Limit::DisconnectTimeoutMs));
+        let timeout = u64::from(self.dp.live.get(Limit::DisconnectTimeoutMs));
         for (k, s) in added.as_slice().iter().enumerate() {
             if opened & 1 << k != 0 {
                 // SAFETY: opened by the failed call.
@@ -537,20 +494,20 @@ impl Driver {
         self.release_stats_slots(keep.as_slice());
         if limits_changed {
             // `publish` succeeded in this call: the previous allow-list buffer is untouched.
-            self.live.revert(&self.config.limits);
+            self.dp.live.revert(&self.config.limits);
         }
     }
 
     /// Teardown of every socket. PASSIVE_LEVEL (DriverUnload). Bounded: graceful first for
-    /// `disconnect_timeout_ms`, then abortive (C29; C34: a graceful disconnect is bounded),
-    /// then waits for the rundown.
+    /// `disconnect_timeout_ms`, then abortive (C29: unload closes every socket, then deregisters;
+    /// C34: a graceful disconnect is bounded), then waits for the rundown.
     ///
     /// # Safety
     /// Called once, after start-up finished.
     pub(crate) unsafe fn close_sockets(&mut self) {
-        self.stopping.store(true, Ordering::SeqCst);
+        self.dp.stopping.store(true, Ordering::SeqCst);
         // 0. The load job (its UDP socket; TCP job connections go with the others below).
-        load::close(self);
+        load::close(&self.dp);
         // 1. No new connections: close the listeners (the close waits for running accept
         //    callbacks, W70: close cancels pending IRPs and waits for running callbacks).
         for l in &mut self.listeners {
@@ -560,11 +517,11 @@ impl Driver {
                 *l = ptr::null_mut();
             }
         }
-        let timeout = u64::from(self.live.get(Limit::DisconnectTimeoutMs));
+        let timeout = u64::from(self.dp.live.get(Limit::DisconnectTimeoutMs));
         // 2. Connections: echo what is queued, FIN, then close; abort whatever is left.
-        self.conns.shutdown_all(false);
-        time::wait_until(timeout, || self.conns.active() == 0);
-        self.conns.shutdown_all(true);
+        self.dp.conns.shutdown_all(false);
+        time::wait_until(timeout, || self.dp.conns.active() == 0);
+        self.dp.conns.shutdown_all(true);
         // 3. Datagram sockets: wait for in-flight sends (they hold retained lists, C4: release
         // every retained list before WskCloseSocket), close.
         for i in 0..self.udps.len() {
@@ -576,24 +533,22 @@ impl Driver {
                 unsafe { self.close_service(&service, timeout) };
             }
         }
-        // 4. Every connection context has been closed and its completion has run (C30).
+        // 4. Every connection context has been closed and its completion has run (C30: no
+        // completion routine may still run when the image unloads).
         // SAFETY: initialised in create; PASSIVE_LEVEL.
-        unsafe { ExWaitForRundownProtectionRelease(&raw mut self.rundown) };
+        unsafe { ExWaitForRundownProtectionRelease(&raw mut self.dp.rundown) };
     }
 
     /// Housekeeping tick. PASSIVE_LEVEL (start-up thread).
     pub(crate) fn housekeeping(&mut self) {
-        self.conns.tick(self);
-        load::tick(self);
+        // Odd from here to the end of the pass (see `hk_pass`); SeqCst orders it before this
+        // pass's loads of the socket tables.
+        self.dp.hk_pass.fetch_add(1, Ordering::SeqCst);
+        self.dp.conns.tick(&self.dp);
+        load::tick(&self.dp);
         self.recreate_dead_sockets();
-        for slot in &self.udps {
-            let u = slot.load(Ordering::SeqCst);
-            if !u.is_null() {
-                // SAFETY: unload takes the pointer out and waits two ticks before freeing it.
-                unsafe { (*u).kick() };
-            }
-        }
         self.hk_gen.fetch_add(1, Ordering::SeqCst);
+        self.dp.hk_pass.fetch_add(1, Ordering::SeqCst);
     }
 
     /// A listener that got a NULL AcceptSocket (W48: a NULL AcceptSocket means the listener is
@@ -625,7 +580,7 @@ impl Driver {
                 .load(Ordering::Relaxed)
                 .is_multiple_of(REOPEN_EVERY_TICKS);
         if (dead.is_empty() && !retry)
-            || self.stopping.load(Ordering::SeqCst)
+            || self.dp.stopping.load(Ordering::SeqCst)
             || self.control_busy.swap(true, Ordering::SeqCst)
         {
             return;
@@ -633,7 +588,7 @@ impl Driver {
         if retry {
             self.retry_reopen();
         }
-        let timeout = u64::from(self.live.get(Limit::DisconnectTimeoutMs));
+        let timeout = u64::from(self.dp.live.get(Limit::DisconnectTimeoutMs));
         self.in_hk = true;
         for service in dead.as_slice() {
             crate::kernel::log::log_err!(
@@ -710,13 +665,13 @@ impl Driver {
     unsafe fn free_resources(&mut self) {
         // SAFETY: no socket is open, no IRP outstanding.
         unsafe {
-            self.conns.free();
-            if !self.pattern_mdl.is_null() {
-                IoFreeMdl(self.pattern_mdl);
-                self.pattern_mdl = ptr::null_mut();
+            self.dp.conns.free();
+            if !self.dp.pattern_mdl.is_null() {
+                IoFreeMdl(self.dp.pattern_mdl);
+                self.dp.pattern_mdl = ptr::null_mut();
             }
-            pool::free(self.pattern, pool::TAG_PATTERN);
+            pool::free(self.dp.pattern, pool::TAG_PATTERN);
         }
-        self.pattern = ptr::null_mut();
+        self.dp.pattern = ptr::null_mut();
     }
 }

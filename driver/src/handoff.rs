@@ -166,7 +166,7 @@ pub(crate) fn call(d: &Driver, request: &Request) -> Answer {
     // SAFETY: the event lives in the driver block.
     unsafe { KeSetEvent(m.posted_ptr(), 0, FALSE) };
     let start = time::now();
-    let limit = m.wait_ms.load(Ordering::SeqCst) * d.perf_freq / 1000;
+    let limit = m.wait_ms.load(Ordering::SeqCst) * d.dp.perf_freq / 1000;
     loop {
         if let Some((done, r)) = m.slot.lock().result {
             if done == seq {
@@ -219,7 +219,7 @@ pub(crate) fn run_posted(d: &mut Driver) {
     let Some((seq, request)) = posted else {
         return;
     };
-    let result = if !d.captured || d.stopping.load(Ordering::SeqCst) {
+    let result = if !d.captured || d.dp.stopping.load(Ordering::SeqCst) {
         Err(STATUS_DEVICE_NOT_READY)
     } else {
         match request {
@@ -227,7 +227,7 @@ pub(crate) fn run_posted(d: &mut Driver) {
             // waiting for this result.
             Request::Reconfigure(new) => unsafe { d.reconfigure(&new) }.map(|()| 0),
             // SAFETY: as above.
-            Request::LoadStart(job) => unsafe { load::start(d, &job) },
+            Request::LoadStart(job) => unsafe { load::start(&d.dp, &job) },
         }
     };
     // Done: the request leaves the mailbox before its result is posted, so a caller that

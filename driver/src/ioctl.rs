@@ -127,12 +127,12 @@ impl StatsSource for Handler {
     }
 
     fn cpu(&self, index: usize) -> Counters {
-        map(&self.drv().stats.cpu_snapshot(index))
+        map(&self.drv().dp.stats.cpu_snapshot(index))
     }
 
     fn global(&self) -> Counters {
-        let mut c = map(&self.drv().stats.snapshot());
-        c.set(C::RetainedBytes, self.drv().budget.used() as u64);
+        let mut c = map(&self.drv().dp.stats.snapshot());
+        c.set(C::RetainedBytes, self.drv().dp.budget.used() as u64);
         c
     }
 
@@ -164,7 +164,7 @@ impl StatsSource for Handler {
     }
 
     fn time_us(&self) -> u64 {
-        let f = self.drv().perf_freq.max(1);
+        let f = self.drv().dp.perf_freq.max(1);
         (u128::from(time::now()) * 1_000_000 / u128::from(f)) as u64
     }
 }
@@ -203,7 +203,7 @@ impl ControlHandler for Handler {
 
     fn set_config(&mut self, new: &Config) -> Result<(), i32> {
         let d = self.drv();
-        if !d.captured || d.stopping.load(Ordering::SeqCst) {
+        if !d.captured || d.dp.stopping.load(Ordering::SeqCst) {
             return Err(STATUS_DEVICE_NOT_READY);
         }
         // Sockets are made by the system thread (see handoff).
@@ -213,7 +213,7 @@ impl ControlHandler for Handler {
 
     fn load_start(&mut self, job: &LoadJob) -> Result<u32, i32> {
         let d = self.drv();
-        if !d.captured || d.stopping.load(Ordering::SeqCst) {
+        if !d.captured || d.dp.stopping.load(Ordering::SeqCst) {
             return Err(STATUS_DEVICE_NOT_READY);
         }
         // Sockets are made by the system thread (see handoff).
@@ -221,12 +221,12 @@ impl ControlHandler for Handler {
     }
 
     fn load_stop(&mut self, _job_id: u32) -> Result<(), i32> {
-        load::stop(self.drv());
+        load::stop(&self.drv().dp);
         Ok(())
     }
 
     fn load_status(&self) -> LoadStatus {
-        load::status(self.drv())
+        load::status(&self.drv().dp)
     }
 }
 

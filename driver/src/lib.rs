@@ -15,17 +15,27 @@
 //! limit | control only, never wsk-sys |
 //! | `wsk` | WSK helpers: socket + bind, events, options, close, addresses, MDLs | kernel |
 //! | `stats` | per-CPU and per-service counters | control |
-//! | `serve` | the served sockets: listener, accepted connection, UDP socket | kernel, wsk, logic,
-//! never load |
-//! | `load` | kernel-side load jobs: the job, its TCP and UDP clients | kernel, wsk, logic, serve |
-//! | `driver` | the root state and its lifecycle (services, stats slots, housekeeping) | all rooms
-//! |
+//! | `datapath` | `DataPath`: the data path's handle (counters, live limits, budget, connection
+//! pool, provider, rundown, clock, pattern, load job) | kernel, stats, conn, load (types) |
+//! | `conn` | the TCP engine: connection contexts, pool, pump, completions, callbacks | kernel,
+//! wsk, logic, datapath; never serve, load or driver |
+//! | `serve` | the served sockets: listener, UDP socket | kernel, wsk, logic, conn, datapath;
+//! never load or driver |
+//! | `load` | kernel-side load jobs: the job, its TCP and UDP clients | kernel, wsk, logic,
+//! conn, datapath; never driver |
+//! | `driver` | the root state (`Driver`, which owns the `DataPath`) and its lifecycle
+//! (services, stats slots, housekeeping) | all rooms |
+//! | `handoff`, `reopen` | the control path's mailbox to the system thread; services to open
+//! again | driver |
 //! | `device`, `ioctl` | the control device and its IRPs; the control handler | driver |
 //! | `registry` | the configuration from the service's Parameters key | kernel |
+//! | `live_limits` | the limits callbacks read, changeable while running | control |
 #![no_std]
 #![allow(non_snake_case)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod conn;
+mod datapath;
 mod device;
 mod driver;
 mod handoff;
@@ -181,7 +191,7 @@ unsafe fn start_thread(r: &mut Driver) -> Result<(), NTSTATUS> {
         // once the thread has ended: an event the thread set would be signalled before its
         // last instructions, still in this image. `stopping` and `hk_stop`
         // end its capture loop (bounded waits) and its housekeeping loop.
-        r.stopping.store(true, Ordering::SeqCst);
+        r.dp.stopping.store(true, Ordering::SeqCst);
         r.hk_stop.store(true, Ordering::SeqCst);
         // SAFETY: PASSIVE_LEVEL; our kernel handle, closed right after.
         unsafe {
@@ -209,13 +219,13 @@ unsafe extern "win64" fn startup(ctx: PVOID) {
     // Whether this thread holds the control lock (see below).
     let mut locked = false;
     loop {
-        if d.stopping.load(Ordering::SeqCst) {
+        if d.dp.stopping.load(Ordering::SeqCst) {
             break;
         }
         // SAFETY: registration live; PASSIVE_LEVEL for a non-zero wait (W3: WskCaptureProviderNPI
         // with WSK_NO_WAIT returns at once).
         let status =
-            unsafe { WskCaptureProviderNPI(&raw mut d.registration, 200, &raw mut d.provider) };
+            unsafe { WskCaptureProviderNPI(&raw mut d.registration, 200, &raw mut d.dp.provider) };
         if check(status).is_ok() {
             // The control lock from before `captured` is set until the services are open: a
             // control request meanwhile gets STATUS_DEVICE_NOT_READY (not captured) or
@@ -224,7 +234,7 @@ unsafe extern "win64" fn startup(ctx: PVOID) {
             // thread's mailbox and waits) can hold it while this thread waits. Bounded: only
             // the short read-only requests can hold it now, and unload takes it only after
             // start-up has finished.
-            while !d.stopping.load(Ordering::SeqCst) {
+            while !d.dp.stopping.load(Ordering::SeqCst) {
                 if !d.control_busy.swap(true, Ordering::SeqCst) {
                     locked = true;
                     break;
@@ -242,7 +252,7 @@ unsafe extern "win64" fn startup(ctx: PVOID) {
             break;
         }
     }
-    let state = if d.captured && !d.stopping.load(Ordering::SeqCst) {
+    let state = if d.captured && !d.dp.stopping.load(Ordering::SeqCst) {
         // SAFETY: captured, PASSIVE_LEVEL.
         if let Err(e) = unsafe { d.create_sockets() } {
             kernel::log::log_err!("some services failed to start ({:#x})", e as u32);
@@ -288,7 +298,7 @@ pub unsafe extern "win64" fn DriverUnload(driver_object: PDRIVER_OBJECT) {
     }
     // SAFETY: the instance stays valid until freed at the end here.
     let r = unsafe { &mut *d };
-    r.stopping.store(true, Ordering::SeqCst);
+    r.dp.stopping.store(true, Ordering::SeqCst);
     // The start-up thread sees `stopping` within one bounded capture wait.
     while r.start_state.load(Ordering::SeqCst) == START_PENDING && !r.startup_thread.is_null() {
         time::sleep_ms(5);
@@ -343,7 +353,7 @@ pub unsafe extern "win64" fn DriverUnload(driver_object: PDRIVER_OBJECT) {
 }
 
 fn log_counters(r: &Driver) {
-    let snap = r.stats.snapshot();
+    let snap = r.dp.stats.snapshot();
     for (chunk_i, chunk) in snap.chunks(6).enumerate() {
         let mut line = kernel::log::Line::new();
         for (j, v) in chunk.iter().enumerate() {
@@ -354,7 +364,7 @@ fn log_counters(r: &Driver) {
         }
         kernel::log::log_info!("final: {}", line.as_str());
     }
-    kernel::log::log_info!("final: retained_peak={} unloaded", r.budget.peak());
+    kernel::log::log_info!("final: retained_peak={} unloaded", r.dp.budget.peak());
 }
 
 /// Start-up state of the loaded instance: None when no driver is loaded.
@@ -385,7 +395,7 @@ pub fn open_services() -> Option<usize> {
 pub fn counters() -> Option<[u64; stats::NUM_COUNTERS]> {
     let d = DRIVER.load(Ordering::SeqCst);
     // SAFETY: as in start_state.
-    (!d.is_null()).then(|| unsafe { (*d).stats.snapshot() })
+    (!d.is_null()).then(|| unsafe { (*d).dp.stats.snapshot() })
 }
 
 /// SIO_WSK_QUERY_IDEAL_SEND_BACKLOG queries answered at accept, the last value answered, and
@@ -400,12 +410,12 @@ pub fn send_backlog_state(out: &mut [usize]) -> Option<(u64, usize, usize)> {
     // SAFETY: as in start_state.
     let r = unsafe { &*d };
     let mut n = 0;
-    for i in 0..r.conns.n {
+    for i in 0..r.dp.conns.n {
         if n == out.len() {
             break;
         }
         // SAFETY: i < n; contexts live until the pool is freed at unload.
-        let c = unsafe { &**r.conns.conns.add(i) };
+        let c = unsafe { &**r.dp.conns.conns.add(i) };
         let state = c.state.lock();
         if c.live.load(Ordering::Relaxed) && c.client.is_none() {
             out[n] = state.max_send();
@@ -413,8 +423,8 @@ pub fn send_backlog_state(out: &mut [usize]) -> Option<(u64, usize, usize)> {
         }
     }
     Some((
-        r.backlog_queries.load(Ordering::Relaxed),
-        r.backlog_last.load(Ordering::Relaxed),
+        r.dp.backlog_queries.load(Ordering::Relaxed),
+        r.dp.backlog_last.load(Ordering::Relaxed),
         n,
     ))
 }
@@ -438,7 +448,7 @@ pub fn housekeeping_counts() -> Option<(u64, u64)> {
     let r = unsafe { &*d };
     Some((
         u64::from(r.hk_gen.load(Ordering::SeqCst)),
-        r.conns.visits.load(Ordering::Relaxed),
+        r.dp.conns.visits.load(Ordering::Relaxed),
     ))
 }
 

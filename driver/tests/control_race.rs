@@ -38,6 +38,10 @@ fn unload_waits_for_a_control_request_that_timed_out() {
     };
     let drv = load(sim, Some(cfg.clone())).unwrap();
     assert!(drv.ready);
+    // The echo sends stay pending until the close cancels them (after its drain wait): the
+    // close outlasts the control path's 300 ms whatever the draws (a draw of short delays
+    // used to let the whole request finish in time).
+    wsk_sim::faults::hold_datagram_sends(true);
     wskecho::set_control_wait_ms(300).unwrap();
     let to = SocketAddr::new(V4, ports[0]);
     let u = udp_client(V4);
@@ -79,6 +83,10 @@ fn a_request_after_a_timed_out_one_waits_its_turn() {
     };
     let drv = load(sim, Some(cfg.clone())).unwrap();
     assert!(drv.ready);
+    // The echo sends stay pending until the close cancels them (after its drain wait): the
+    // close outlasts the control path's 300 ms whatever the draws (a draw of short delays
+    // used to let the whole request finish in time).
+    wsk_sim::faults::hold_datagram_sends(true);
     wskecho::set_control_wait_ms(300).unwrap();
     let to = SocketAddr::new(V4, ports[0]);
     let u = udp_client(V4);
@@ -151,7 +159,8 @@ fn killed_udp_socket_is_noticed_during_bursts() {
         let u = udp_client(V4);
         assert!(
             eventually_some(|| udp_roundtrip(&u, to, b"up")),
-            "round {round}: echo up"
+            "round {round}: echo up\n{}",
+            why_no_echo(&drv)
         );
         let dead0 = drv.counter(Counter::DeadSockets);
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -189,9 +198,27 @@ fn killed_udp_socket_is_noticed_during_bursts() {
     let u = udp_client(V4);
     assert!(
         eventually_some(|| udp_roundtrip(&u, to, b"end")),
-        "echo back at the end"
+        "echo back at the end\n{}",
+        why_no_echo(&drv)
     );
     assert_clean(&drv.unload());
+}
+
+/// What a failed echo check prints: the driver's counters and its log.
+fn why_no_echo(drv: &common::harness::Loaded) -> String {
+    let c = |k| drv.counter(k);
+    format!(
+        "open services {:?}; dead sockets {}, datagrams in {} out {}, drops: no context {} filtered {} service {} rate {}\nlog:\n{}",
+        wskecho::open_services(),
+        c(Counter::DeadSockets),
+        c(Counter::UdpDatagramsIn),
+        c(Counter::UdpDatagramsOut),
+        c(Counter::UdpDropNoContext),
+        c(Counter::UdpDropFiltered),
+        c(Counter::UdpDropService),
+        c(Counter::UdpDropRate),
+        wsk_sim::dbg_output()
+    )
 }
 
 /// Polls `f` (bounded, 10 s) until it returns Some.

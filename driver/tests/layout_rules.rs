@@ -2,6 +2,10 @@
 //! `use` lines and `crate::` paths: enough for a crate whose modules are named once each.
 //!
 //! - `serve/` (the served sockets) never imports `load/` (the load jobs).
+//! - `conn/` (the TCP engine) imports neither `serve/` nor `load/`: both attach connections to
+//!   it, it knows neither.
+//! - `conn/`, `serve/` and `load/` (the data path) never import `driver` (the root state): they
+//!   hold `&DataPath`, so a callback cannot reach the control path's state.
 //! - `logic/` (the platform-free decisions) imports nothing of wsk-sys.
 //! - `wsk/` (the WSK helpers) imports neither `serve/` nor `load/`.
 //! - `kernel/` (the ntoskrnl wrappers) imports none of the rooms above it.
@@ -22,6 +26,26 @@ const RULES: &[Rule] = &[
     Rule {
         room: "serve",
         needle: "super::load",
+    },
+    Rule {
+        room: "conn",
+        needle: "crate::serve",
+    },
+    Rule {
+        room: "conn",
+        needle: "crate::load",
+    },
+    Rule {
+        room: "conn",
+        needle: "crate::driver",
+    },
+    Rule {
+        room: "serve",
+        needle: "crate::driver",
+    },
+    Rule {
+        room: "load",
+        needle: "crate::driver",
     },
     Rule {
         room: "logic",
@@ -124,9 +148,11 @@ fn rooms_import_only_downward() {
 #[test]
 fn a_forbidden_import_is_caught() {
     let tmp = std::env::temp_dir().join(format!("wskecho-layout-{}", std::process::id()));
-    for room in ["serve", "logic", "wsk", "kernel"] {
-        std::fs::create_dir_all(tmp.join(room)).unwrap();
+    for r in RULES {
+        std::fs::create_dir_all(tmp.join(r.room)).unwrap();
     }
+    // The data path reaching up to the root state.
+    std::fs::write(tmp.join("load/e.rs"), "use crate::driver::Driver;\n").unwrap();
     std::fs::write(
         tmp.join("serve/a.rs"),
         "// crate::load in a comment is fine\nuse crate::load::Job;\n",
@@ -145,8 +171,9 @@ fn a_forbidden_import_is_caught() {
     .unwrap();
     let v = violations(&tmp, RULES);
     std::fs::remove_dir_all(&tmp).unwrap();
-    assert_eq!(v.len(), 3, "{v:#?}");
+    assert_eq!(v.len(), 4, "{v:#?}");
     assert!(v.iter().any(|l| l.contains("use crate::load::Job")));
+    assert!(v.iter().any(|l| l.contains("use crate::driver::Driver")));
     assert!(v.iter().any(|l| l.contains("use wsk_sys::NTSTATUS")));
     assert!(v.iter().any(|l| l.contains("crate::serve::conn::pump")));
 }

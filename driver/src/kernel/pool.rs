@@ -44,7 +44,7 @@ const fn tag(b: [u8; 4]) -> u32 {
 
 /// The driver state block (owner: lib.rs, freed at unload).
 pub(crate) const TAG_DRIVER: u32 = tag(*b"WEdr");
-/// Connection contexts and their send rings (owner: serve::conn pool, freed at unload).
+/// Connection contexts and their send rings (owner: the conn pool, freed at unload).
 pub(crate) const TAG_CONN: u32 = tag(*b"WEcn");
 /// Listener contexts (owner: serve::listener).
 pub(crate) const TAG_LISTEN: u32 = tag(*b"WEls");

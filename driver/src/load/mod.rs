@@ -18,9 +18,9 @@ use control::config::Proto;
 use control::ioctl::{JobState, LoadJob, LoadPattern, LoadStatus};
 use wsk_sys::{NTSTATUS, STATUS_NOT_SUPPORTED};
 
-use crate::driver::Driver;
+use crate::datapath::DataPath;
 use crate::kernel::lock::SpinLock;
-use crate::kernel::time::{self, wait_until};
+use crate::kernel::time;
 use crate::logic::source::PATTERN_LEN;
 use crate::logic::tcp::Mode;
 use crate::stats::Counter;
@@ -46,7 +46,8 @@ pub(crate) struct Job {
     pub(crate) allowed: AtomicU64,
     pub(crate) issued: AtomicU64,
     /// The UDP job's socket and contexts (null for TCP jobs and once closed). Freed by the
-    /// housekeeper when the job has stopped, or by unload after two housekeeping ticks.
+    /// housekeeper when the job has stopped, or by unload once the housekeeping pass that may have
+    /// read it has ended.
     pub(crate) udp: AtomicPtr<UdpJob>,
 }
 
@@ -125,7 +126,7 @@ impl Default for Job {
 ///
 /// # Safety
 /// Captured provider; `d` the loaded driver.
-pub(crate) unsafe fn start(d: &Driver, job: &LoadJob) -> Result<u32, NTSTATUS> {
+pub(crate) unsafe fn start(d: &DataPath, job: &LoadJob) -> Result<u32, NTSTATUS> {
     let j = &d.job;
     if matches!(j.state(), JobState::Running | JobState::Stopping)
         || !j.udp.load(Ordering::SeqCst).is_null()
@@ -204,24 +205,22 @@ const STATUS_DEVICE_BUSY_NT: NTSTATUS = control::ioctl::status::STATUS_DEVICE_BU
 
 /// Unload: stops the job and closes a UDP job's socket. PASSIVE_LEVEL, housekeeper still
 /// ticking.
-pub(crate) fn close(d: &Driver) {
+pub(crate) fn close(d: &DataPath) {
     stop(d);
     let u = d.job.udp.swap(ptr::null_mut(), Ordering::SeqCst);
     if u.is_null() {
         return;
     }
-    // The housekeeper may be inside a tick that read the pointer: two more ticks and it is out.
-    let g0 = d.hk_gen.load(Ordering::SeqCst);
-    wait_until(200, || {
-        d.hk_gen.load(Ordering::SeqCst).wrapping_sub(g0) >= 2
-    });
+    // The housekeeper may be inside a pass that read the pointer (its tick kicks the job's
+    // sends): it is out once that pass has ended.
+    d.wait_housekeeper_pass();
     // SAFETY: taken out of the job; the job is stopping, so no new send starts.
     unsafe { UdpJob::close_and_free(u, u64::from(d.live.get(Limit::DisconnectTimeoutMs))) };
 }
 
 /// Ends the job's connections gracefully (no new messages, FIN after the last send).
 /// PASSIVE_LEVEL (control path or housekeeper).
-pub(crate) fn stop(d: &Driver) {
+pub(crate) fn stop(d: &DataPath) {
     let j = &d.job;
     if j.state() != JobState::Running {
         return;
@@ -236,7 +235,7 @@ pub(crate) fn stop(d: &Driver) {
 }
 
 /// Housekeeping: pacing, deadline and completion. PASSIVE_LEVEL.
-pub(crate) fn tick(d: &Driver) {
+pub(crate) fn tick(d: &DataPath) {
     let j = &d.job;
     if j.state() == JobState::Running {
         let rate = j.spec.lock().map_or(0, |s| s.rate);
@@ -249,8 +248,8 @@ pub(crate) fn tick(d: &Driver) {
                 .pump_where(|c| tcp::is_job(c) && !c.socket.is_null());
             let u = j.udp.load(Ordering::SeqCst);
             if !u.is_null() {
-                // SAFETY: freed only by this thread below, or by unload two ticks after it
-                // took the pointer out.
+                // SAFETY: freed only by this thread below, or by unload once this pass has
+                // ended (it took the pointer out first).
                 unsafe { (*u).kick() };
             }
         }
@@ -308,7 +307,7 @@ pub(crate) fn tick(d: &Driver) {
     }
 }
 
-pub(crate) fn status(d: &Driver) -> LoadStatus {
+pub(crate) fn status(d: &DataPath) -> LoadStatus {
     let j = &d.job;
     let started = j.started.load(Ordering::SeqCst);
     let elapsed = if j.state() == JobState::Idle {

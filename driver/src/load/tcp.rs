@@ -1,6 +1,6 @@
 //! The load job's TCP client: connections made with WskSocketConnect (or, for a job that asks
 //! for them, stream sockets: WskSocket + WskBind + WskConnect), run on the served connections'
-//! engine (`serve::conn`) with this room's [`HOOKS`]: pacing from the job's ticket budget, the
+//! engine (`conn`) with this room's [`HOOKS`]: pacing from the job's ticket budget, the
 //! job's counters, and the echo check against the source pattern.
 
 use core::net::SocketAddr;
@@ -15,10 +15,10 @@ use wsk_sys::{
     WSK_FLAG_STREAM_SOCKET, WSK_PROVIDER_STREAM_DISPATCH, WSK_SOCKET,
 };
 
-use crate::driver::Driver;
+use crate::conn::{self, ClientHooks, Conn};
+use crate::datapath::DataPath;
 use crate::kernel::irp;
 use crate::logic::tcp::Mode;
-use crate::serve::conn::{self, ClientHooks, Conn};
 use crate::stats::Counter;
 use crate::wsk::addr::{wildcard_for, SockAddrBuf};
 use crate::wsk::{enable_events, mdl};
@@ -46,7 +46,7 @@ fn sent(c: &Conn, bytes: usize) {
 }
 
 pub(super) unsafe fn connect_one(
-    d: &Driver,
+    d: &DataPath,
     remote: SocketAddr,
     mode: Mode,
     msg: usize,
@@ -151,7 +151,7 @@ static STREAM_DISPATCH: StreamDispatch = StreamDispatch(WSK_CLIENT_STREAM_DISPAT
 ///
 /// # Safety
 /// `c` attached for this job, not published.
-unsafe fn stream_socket(d: &Driver, c: *mut Conn, remote: SocketAddr) -> Result<(), NTSTATUS> {
+unsafe fn stream_socket(d: &DataPath, c: *mut Conn, remote: SocketAddr) -> Result<(), NTSTATUS> {
     // SAFETY: a captured provider's dispatch table.
     let Some(ws) = (unsafe { (*d.provider.Dispatch).WskSocket }) else {
         // SAFETY: never published.
@@ -188,7 +188,7 @@ unsafe fn stream_socket(d: &Driver, c: *mut Conn, remote: SocketAddr) -> Result<
 
 /// A connect step failed (either style): counted as the job's connect failure, unless it is
 /// our own cancel of a stopping job's connect.
-fn connect_failed(d: &Driver, status: NTSTATUS) {
+fn connect_failed(d: &DataPath, status: NTSTATUS) {
     if status == STATUS_CANCELLED && stopping(d) {
         // Our own cancel (cancel_connects): the job was stopped, the connect did not fail.
         return;
@@ -199,7 +199,7 @@ fn connect_failed(d: &Driver, status: NTSTATUS) {
 }
 
 /// The job is stopping (job stop or unload): no new connect step starts.
-fn stopping(d: &Driver) -> bool {
+fn stopping(d: &DataPath) -> bool {
     d.stopping.load(Ordering::SeqCst) || d.job.stop_requested.load(Ordering::SeqCst)
 }
 
@@ -210,7 +210,7 @@ fn stopping(d: &Driver) -> bool {
 ///
 /// # Safety
 /// `c` is the job's context, its connect chain between steps.
-unsafe fn step_begin(d: &Driver, c: *mut Conn) -> bool {
+unsafe fn step_begin(d: &DataPath, c: *mut Conn) -> bool {
     // SAFETY: per the caller.
     let mut state = unsafe { &*c }.state.lock();
     if stopping(d) {
@@ -261,7 +261,7 @@ unsafe fn release_or_defer(c: *mut Conn) {
 /// A step may arm its IRP after the look below and before its call reaches WSK, where the
 /// cancel finds nothing; the housekeeper repeats this every tick while the job stops.
 /// PASSIVE_LEVEL (control path, housekeeper, unload).
-pub(super) fn cancel_connects(d: &Driver) {
+pub(super) fn cancel_connects(d: &DataPath) {
     let pool = &d.conns;
     for i in 0..pool.n {
         // SAFETY: i < n; contexts live until the pool is freed.
@@ -468,7 +468,7 @@ unsafe extern "win64" fn stream_connected(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: 
 ///
 /// # Safety
 /// `c` is the job's context and `sock` its connected socket.
-unsafe fn connected(d: &Driver, c: *mut Conn, sock: *mut WSK_SOCKET) {
+unsafe fn connected(d: &DataPath, c: *mut Conn, sock: *mut WSK_SOCKET) {
     d.count(Counter::OutboundConnects, 1);
     d.job.open.fetch_add(1, Ordering::SeqCst);
     // SAFETY: per the caller; the context cannot be recycled while a call is counted.

@@ -21,7 +21,7 @@ use wsk_sys::{
     WSK_DATAGRAM_INDICATION, WSK_EVENT_RECEIVE_FROM, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET,
 };
 
-use crate::driver::Driver;
+use crate::datapath::DataPath;
 use crate::kernel::time::wait_until;
 use crate::kernel::{irp, pool};
 use crate::wsk::addr::{wildcard_for, SockAddrBuf};
@@ -50,7 +50,7 @@ struct Send {
 }
 
 pub(crate) struct UdpJob {
-    drv: *const Driver,
+    drv: *const DataPath,
     socket: *mut WSK_SOCKET,
     ctxs: *mut Send,
     n: usize,
@@ -69,7 +69,7 @@ static DISPATCH: WSK_CLIENT_DATAGRAM_DISPATCH = WSK_CLIENT_DATAGRAM_DISPATCH {
 };
 
 impl UdpJob {
-    fn drv(&self) -> &Driver {
+    fn drv(&self) -> &DataPath {
         // SAFETY: the driver state outlives its jobs.
         unsafe { &*self.drv }
     }
@@ -80,7 +80,7 @@ impl UdpJob {
     /// # Safety
     /// Captured provider.
     pub(crate) unsafe fn create(
-        d: &Driver,
+        d: &DataPath,
         remote: SocketAddr,
         contexts: usize,
         len: usize,

@@ -11,8 +11,8 @@ use wsk_sys::{
     WSK_EVENT_ACCEPT, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE, WSK_EVENT_SEND_BACKLOG, WSK_SOCKET,
 };
 
-use super::conn;
-use crate::driver::Driver;
+use crate::conn;
+use crate::datapath::DataPath;
 use crate::kernel::{irp, pool};
 use crate::stats::Counter;
 use crate::wsk::addr::SockAddrBuf;
@@ -20,7 +20,7 @@ use crate::wsk::{close_sync, open_bound, set_option_u32, BoundKind};
 
 pub(crate) struct Listener {
     socket: *mut WSK_SOCKET,
-    drv: *mut Driver,
+    drv: *const DataPath,
     pub(crate) service: Service,
     /// Set by a NULL AcceptSocket (W48: a NULL AcceptSocket means the listener is dead): the socket
     /// no longer works.
@@ -58,7 +58,7 @@ impl Listener {
     /// # Safety
     /// `drv` is captured and at its final address.
     pub(crate) unsafe fn create(
-        drv: &mut Driver,
+        drv: &DataPath,
         service: &Service,
         stats_slot: usize,
     ) -> Result<*mut Listener, NTSTATUS> {

@@ -32,16 +32,16 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 
 use control::config::{Service, MAX_SERVICES};
-use control::protocol::sockperf::HEADER_LEN;
+use control::protocol::sockperf::{Header, HEADER_LEN};
 use control::protocol::Mode;
 use wsk_sys::{
     IoCancelIrp, IoFreeMdl, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PFN_WSK_SEND_MESSAGES,
-    PFN_WSK_SEND_TO, PIRP, PMDL, PVOID, STATUS_INSUFFICIENT_RESOURCES, STATUS_PENDING,
+    PFN_WSK_SEND_TO, PIRP, PMDL, PSOCKADDR, PVOID, STATUS_INSUFFICIENT_RESOURCES, STATUS_PENDING,
     STATUS_SUCCESS, ULONG, WSK_BUF, WSK_BUF_LIST, WSK_CLIENT_DATAGRAM_DISPATCH,
     WSK_DATAGRAM_INDICATION, WSK_EVENT_RECEIVE_FROM, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET,
 };
 
-use crate::driver::Driver;
+use crate::datapath::DataPath;
 use crate::kernel::free_list::FreeList;
 use crate::kernel::lock::SpinLock;
 use crate::kernel::time::{self, wait_until};
@@ -139,7 +139,7 @@ struct Inner {
 
 pub(crate) struct UdpSock {
     socket: *mut WSK_SOCKET,
-    drv: *const Driver,
+    drv: *const DataPath,
     pub(crate) service: Service,
     inner: SpinLock<Inner>,
     ctxs: *mut UdpSend,
@@ -162,7 +162,7 @@ static DGRAM_DISPATCH: WSK_CLIENT_DATAGRAM_DISPATCH = WSK_CLIENT_DATAGRAM_DISPAT
 };
 
 impl UdpSock {
-    fn drv(&self) -> &Driver {
+    fn drv(&self) -> &DataPath {
         // SAFETY: the driver state outlives its sockets.
         unsafe { &*self.drv }
     }
@@ -172,11 +172,12 @@ impl UdpSock {
     /// # Safety
     /// `drv` captured, at its final address.
     pub(crate) unsafe fn create(
-        drv: &mut Driver,
+        drv: &DataPath,
         service: &Service,
         stats_slot: usize,
     ) -> Result<*mut UdpSock, NTSTATUS> {
-        let n = (drv.config.limits.udp_send_contexts as usize).max(1);
+        // Restart-only: the live table holds its start-up value.
+        let n = (drv.live.get(Limit::UdpSendContexts) as usize).max(1);
         let u = pool::new_block(
             UdpSock {
                 socket: ptr::null_mut(),
@@ -366,11 +367,6 @@ impl UdpSock {
         // SAFETY: nothing uses the owner any more.
         unsafe { Self::recycle(&mut g, owner) };
     }
-
-    /// Housekeeping tick (PASSIVE_LEVEL). Nothing to do: lists go back when their last
-    /// reference goes, not after some time.
-    #[allow(clippy::unused_self)] // the housekeeper's hook, kept for the driver's tick
-    pub(crate) fn kick(&self) {}
 
     /// IoCancelIrp on every batch's send still in flight (W76: it completes once, cancelled
     /// unless it completed first). PASSIVE_LEVEL, from the close, after the callback is
@@ -587,14 +583,9 @@ unsafe extern "win64" fn receive_from_event(
     let closing = u.closing.load(Ordering::Relaxed);
     // Datagrams and bytes in, counted once for the list.
     let (mut n_in, mut bytes_in) = (0u64, 0u64);
-    // The last source that passed the filters and the guard (they depend on the source and
-    // the list's Flags only), and whether the rate limit applies to it: a burst from one peer
-    // is checked once.
+    // The last source that passed the filters and the guard (see `admit`).
     let mut passed: Option<(SockAddrBuf, bool)> = None;
-    // The list's owner (first zero-copy datagram), the open batch's head and tail.
-    let mut owner: *mut UdpSend = ptr::null_mut();
-    let mut head: *mut UdpSend = ptr::null_mut();
-    let mut tail: *mut UdpSend = ptr::null_mut();
+    let mut batch = Batch::new(list, send);
     let mut d = list;
     while !d.is_null() {
         // SAFETY: valid list element for the duration of the callback (W60).
@@ -606,87 +597,172 @@ unsafe extern "win64" fn receive_from_event(
         if closing {
             continue;
         }
-        // SAFETY: provider SOCKADDR.
-        let Some(remote) = (unsafe { SockAddrBuf::copy_from(remote_sa) }) else {
-            drv.count_service(u.stats_slot, Counter::UdpDropFiltered, 1);
+        // SAFETY: the provider's SOCKADDR for this datagram.
+        let Some(remote) = (unsafe { admit(u, flags, remote_sa, &mut passed) }) else {
             continue;
         };
-        let limited = match passed {
-            Some((p, limited)) if p.0 == remote.0 => limited,
-            _ => {
-                let Some(peer) = remote.to_socket_addr() else {
-                    continue;
-                };
-                if !drv.live.source_allowed(peer.ip()) {
-                    drv.count_service(u.stats_slot, Counter::UdpDropFiltered, 1);
-                    continue;
-                }
-                // Reflection and loop guard; MSG_BCAST/MSG_MCAST in Flags describe the whole
-                // list (W60).
-                let guard = drv.live.udp_guard();
-                if let Some(why) = udp_guard::check(guard, flags, peer, service_ports()) {
-                    drv.count_service(u.stats_slot, guard_counter(why), 1);
-                    continue;
-                }
-                let limited = udp_guard::rate_limited_source(guard, peer.ip());
-                passed = Some((remote, limited));
-                limited
-            }
-        };
-        // The rate limit takes a token per datagram, burst or not.
-        if limited {
-            let ip = remote.to_socket_addr().map(|p| p.ip());
-            if let Some(ip) = ip {
-                if !{
-                    let mut inner = u.inner.lock();
-                    // UdpRateLimitPerSource may change while running (live limits).
-                    inner.rate.set_rate(drv.live.get(Limit::UdpRatePerSource));
-                    inner.rate.allow(&ip, time::now())
-                } {
-                    drv.count_service(u.stats_slot, Counter::UdpDropRate, 1);
-                    continue;
-                }
-            }
-        }
-        // Only sockperf looks at the bytes (its header).
-        let (head_bytes, hn) = if u.service.mode == Mode::Sockperf {
-            // SAFETY: valid buffer.
-            unsafe { head_of(&buf) }
-        } else {
-            ([0u8; HEADER_LEN], 0)
-        };
-        let verdict = udp_verdict(u.service.mode, head_bytes.get(..hn).unwrap_or(&[]), len);
-        let h = match verdict {
-            UdpVerdict::Consume => continue,
-            UdpVerdict::Drop => {
-                if u.service.mode != Mode::Discard {
-                    drv.count_service(u.stats_slot, Counter::UdpDropService, 1);
-                }
-                continue;
-            }
-            UdpVerdict::SockperfReply(h) => {
-                if len > COPY_BUF {
-                    drv.count_service(u.stats_slot, Counter::UdpDropTooBig, 1);
-                    continue;
-                }
-                Some(h)
-            }
-            UdpVerdict::Echo => None,
+        let Some(reply) = answer(u, &buf, len) else {
+            continue;
         };
         let Some(c) = u.get() else {
             drv.count_service(u.stats_slot, Counter::UdpDropNoContext, 1);
             continue;
         };
-        // SAFETY: c is ours until its batch completes.
+        // SAFETY: c is ours until its batch completes; buf is valid for the callback.
+        unsafe {
+            batch.fill(c, reply, &buf, len);
+            batch.add(u, c, remote);
+        }
+    }
+    // Counted before the last batch goes, so that its completion's datagrams_out never runs
+    // ahead of datagrams_in for a single-source list.
+    drv.count_service(u.stats_slot, Counter::UdpDatagramsIn, n_in);
+    drv.count_service(u.stats_slot, Counter::UdpBytesIn, bytes_in);
+    // SAFETY: the batch of this callback; its owner's references are held by it.
+    unsafe { batch.finish(u) }
+}
+
+/// Whether a datagram from `remote_sa` may be answered: the allow-list, the reflection and
+/// loop guard, and the per-source rate limit; counts the drop otherwise. `passed` is the last
+/// source that passed the first two (they depend on the source and the list's Flags only) and
+/// whether the rate limit applies to it: a burst from one peer is checked once. The rate limit
+/// takes a token per datagram, burst or not. Receive callback, IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// `remote_sa` is the provider's SOCKADDR of a datagram of the list being indicated.
+#[inline]
+unsafe fn admit(
+    u: &UdpSock,
+    flags: ULONG,
+    remote_sa: PSOCKADDR,
+    passed: &mut Option<(SockAddrBuf, bool)>,
+) -> Option<SockAddrBuf> {
+    let drv = u.drv();
+    // SAFETY: per the caller.
+    let Some(remote) = (unsafe { SockAddrBuf::copy_from(remote_sa) }) else {
+        drv.count_service(u.stats_slot, Counter::UdpDropFiltered, 1);
+        return None;
+    };
+    let limited = match *passed {
+        Some((p, limited)) if p.0 == remote.0 => limited,
+        _ => {
+            let peer = remote.to_socket_addr()?;
+            if !drv.live.source_allowed(peer.ip()) {
+                drv.count_service(u.stats_slot, Counter::UdpDropFiltered, 1);
+                return None;
+            }
+            // Reflection and loop guard; MSG_BCAST/MSG_MCAST in Flags describe the whole
+            // list (W60).
+            let guard = drv.live.udp_guard();
+            if let Some(why) = udp_guard::check(guard, flags, peer, service_ports()) {
+                drv.count_service(u.stats_slot, guard_counter(why), 1);
+                return None;
+            }
+            let limited = udp_guard::rate_limited_source(guard, peer.ip());
+            *passed = Some((remote, limited));
+            limited
+        }
+    };
+    if limited {
+        if let Some(ip) = remote.to_socket_addr().map(|p| p.ip()) {
+            let allowed = {
+                let mut inner = u.inner.lock();
+                // UdpRateLimitPerSource may change while running (live limits).
+                inner.rate.set_rate(drv.live.get(Limit::UdpRatePerSource));
+                inner.rate.allow(&ip, time::now())
+            };
+            if !allowed {
+                drv.count_service(u.stats_slot, Counter::UdpDropRate, 1);
+                return None;
+            }
+        }
+    }
+    Some(remote)
+}
+
+/// What a datagram gets back.
+#[derive(Clone, Copy)]
+enum Reply {
+    /// The datagram itself (echo, zero-copy).
+    Echo,
+    /// A sockperf reply: a copy with this header.
+    Sockperf(Header),
+}
+
+/// What the service sends back for a datagram of `len` bytes; `None`: nothing (discard, a
+/// sockperf message that wants no reply, or a drop, counted). Receive callback, IRQL <=
+/// DISPATCH_LEVEL.
+#[inline]
+fn answer(u: &UdpSock, buf: &WSK_BUF, len: usize) -> Option<Reply> {
+    // Only sockperf looks at the bytes (its header).
+    let (head_bytes, hn) = if u.service.mode == Mode::Sockperf {
+        // SAFETY: a valid buffer of the list being indicated.
+        unsafe { head_of(buf) }
+    } else {
+        ([0u8; HEADER_LEN], 0)
+    };
+    match udp_verdict(u.service.mode, head_bytes.get(..hn).unwrap_or(&[]), len) {
+        UdpVerdict::Consume => None,
+        UdpVerdict::Drop => {
+            if u.service.mode != Mode::Discard {
+                u.drv()
+                    .count_service(u.stats_slot, Counter::UdpDropService, 1);
+            }
+            None
+        }
+        UdpVerdict::SockperfReply(h) => {
+            if len > COPY_BUF {
+                u.drv()
+                    .count_service(u.stats_slot, Counter::UdpDropTooBig, 1);
+                return None;
+            }
+            Some(Reply::Sockperf(h))
+        }
+        UdpVerdict::Echo => Some(Reply::Echo),
+    }
+}
+
+/// The replies of one indicated list, in batches of consecutive datagrams to one address
+/// (W65: a WskSendMessages batch goes to one address): the open batch's head and tail, and
+/// the list's owner (the first zero-copy reply's context, which holds the list's references).
+struct Batch {
+    list: *mut WSK_DATAGRAM_INDICATION,
+    send: Senders,
+    owner: *mut UdpSend,
+    head: *mut UdpSend,
+    tail: *mut UdpSend,
+}
+
+impl Batch {
+    fn new(list: *mut WSK_DATAGRAM_INDICATION, send: Senders) -> Self {
+        Batch {
+            list,
+            send,
+            owner: ptr::null_mut(),
+            head: ptr::null_mut(),
+            tail: ptr::null_mut(),
+        }
+    }
+
+    /// Fills context `c`'s send entry with the reply: a copy with the sockperf header
+    /// rewritten, or the indicated buffer itself (zero-copy: the first such context owns the
+    /// list and takes the callback's own reference on it, C1: a retained list is released once
+    /// the callback and every send using it are done).
+    ///
+    /// # Safety
+    /// `c` is a context of ours taken for this datagram; `buf` is valid for the callback.
+    #[inline]
+    unsafe fn fill(&mut self, c: *mut UdpSend, reply: Reply, buf: &WSK_BUF, len: usize) {
+        // SAFETY: per the caller.
         let cr = unsafe { &mut *c };
         cr.entry.Next = ptr::null_mut();
-        if let Some(h) = h {
+        if let Reply::Sockperf(h) = reply {
             // SAFETY: copy buffer of COPY_BUF >= len bytes.
             let dst = unsafe { core::slice::from_raw_parts_mut(cr.copy, COPY_BUF) };
             let mut k = 0;
             // SAFETY: valid buffer.
             let _ = unsafe {
-                mdl::for_each_chunk(&buf, len, |s| {
+                mdl::for_each_chunk(buf, len, |s| {
                     k += copy_at(dst, k, s);
                 })
             };
@@ -699,52 +775,66 @@ unsafe extern "win64" fn receive_from_event(
                 Length: k,
             };
         } else {
-            if owner.is_null() {
-                owner = c;
-                cr.list = list;
-                // The callback's own reference (C1), dropped as its last act below.
+            if self.owner.is_null() {
+                self.owner = c;
+                cr.list = self.list;
+                // The callback's own reference (C1), dropped as its last act (`finish`).
                 cr.refs.store(1, Ordering::SeqCst);
             }
-            cr.entry.Buffer = buf;
+            cr.entry.Buffer = *buf;
         }
-        // A batch goes to one address (W65): another source closes the open batch.
-        // SAFETY: head and tail are contexts of ours in the open batch.
+    }
+
+    /// Adds the filled context `c` (a reply to `remote`) to the open batch; a reply to another
+    /// address, or a provider without WskSendMessages, sends the open batch first.
+    ///
+    /// # Safety
+    /// `c` was filled by [`fill`](Self::fill); the contexts in the batch are ours.
+    #[inline]
+    unsafe fn add(&mut self, u: &UdpSock, c: *mut UdpSend, remote: SockAddrBuf) {
+        // SAFETY: head, tail and c are contexts of ours in this callback's batches.
         unsafe {
-            if !head.is_null() && (send.messages.is_none() || (*head).remote.0 != remote.0) {
-                issue(u, head, owner, send);
-                head = ptr::null_mut();
+            if !self.head.is_null()
+                && (self.send.messages.is_none() || (*self.head).remote.0 != remote.0)
+            {
+                issue(u, self.head, self.owner, self.send);
+                self.head = ptr::null_mut();
             }
-            if head.is_null() {
-                head = c;
-                cr.remote = remote;
-                cr.count = 1;
+            if self.head.is_null() {
+                self.head = c;
+                (*c).remote = remote;
+                (*c).count = 1;
             } else {
-                (*tail).entry.Next = &raw mut cr.entry;
-                (*head).count += 1;
+                (*self.tail).entry.Next = &raw mut (*c).entry;
+                (*self.head).count += 1;
             }
         }
-        tail = c;
+        self.tail = c;
     }
-    // Counted before the last batch goes, so that its completion's datagrams_out never runs
-    // ahead of datagrams_in for a single-source list.
-    drv.count_service(u.stats_slot, Counter::UdpDatagramsIn, n_in);
-    drv.count_service(u.stats_slot, Counter::UdpBytesIn, bytes_in);
-    if !head.is_null() {
-        // SAFETY: the open batch; owner's references held by this callback.
-        unsafe { issue(u, head, owner, send) };
-    }
-    if owner.is_null() {
-        return STATUS_SUCCESS;
-    }
-    // The callback's last act: its reference on the list (C1). Zero: every batch already
-    // completed, nothing uses the list: not retained.
-    // SAFETY: owner stays ours until its count reaches zero.
-    if unsafe { (*owner).refs.fetch_sub(1, Ordering::SeqCst) } == 1 {
-        // SAFETY: nothing uses the owner any more.
-        unsafe { UdpSock::recycle(&mut u.inner.lock(), owner) };
-        STATUS_SUCCESS
-    } else {
-        STATUS_PENDING
+
+    /// Sends the open batch and drops the callback's reference on the list, as the callback's
+    /// last act: STATUS_PENDING if a send still uses the list (retained until the last one
+    /// releases it), STATUS_SUCCESS otherwise.
+    ///
+    /// # Safety
+    /// The callback's batch, called once, after every datagram was added.
+    unsafe fn finish(self, u: &UdpSock) -> NTSTATUS {
+        if !self.head.is_null() {
+            // SAFETY: the open batch; owner's references held by this callback.
+            unsafe { issue(u, self.head, self.owner, self.send) };
+        }
+        if self.owner.is_null() {
+            return STATUS_SUCCESS;
+        }
+        // Zero: every batch already completed, nothing uses the list: not retained.
+        // SAFETY: owner stays ours until its count reaches zero.
+        if unsafe { (*self.owner).refs.fetch_sub(1, Ordering::SeqCst) } == 1 {
+            // SAFETY: nothing uses the owner any more.
+            unsafe { UdpSock::recycle(&mut u.inner.lock(), self.owner) };
+            STATUS_SUCCESS
+        } else {
+            STATUS_PENDING
+        }
     }
 }
 

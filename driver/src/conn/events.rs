@@ -1,0 +1,314 @@
+//! The connection callbacks WSK calls (WskReceiveEvent, WskDisconnectEvent,
+//! WskSendBacklogEvent) at up to DISPATCH_LEVEL, and the dispatch table that names them.
+
+use control::config::Limit;
+use core::ptr;
+use core::sync::atomic::Ordering;
+
+use wsk_sys::{
+    NTSTATUS, PVOID, SIZE_T, STATUS_DATA_NOT_ACCEPTED, STATUS_PENDING, STATUS_SUCCESS, ULONG,
+    WSK_CLIENT_CONNECTION_DISPATCH, WSK_DATA_INDICATION, WSK_FLAG_ABORTIVE, WSK_FLAG_RELEASE_ASAP,
+};
+
+use crate::logic::tcp::{self, RecvDecision, MAX_SLOTS};
+use crate::stats::Counter;
+use crate::wsk::mdl::{self};
+
+use super::pump::pump;
+use super::Conn;
+
+pub(crate) static CONN_DISPATCH: WSK_CLIENT_CONNECTION_DISPATCH = WSK_CLIENT_CONNECTION_DISPATCH {
+    WskReceiveEvent: Some(receive_event),
+    WskDisconnectEvent: Some(disconnect_event),
+    WskSendBacklogEvent: Some(send_backlog_event),
+};
+
+pub(crate) fn dispatch() -> *const WSK_CLIENT_CONNECTION_DISPATCH {
+    ptr::addr_of!(CONN_DISPATCH)
+}
+
+/// WskReceiveEvent. IRQL <= DISPATCH_LEVEL (C13: every callback must be DISPATCH-safe). Serialised
+/// per socket by WSK (W45: receive events are serialised per socket).
+/// Returns only SUCCESS, PENDING or DATA_NOT_ACCEPTED (C32: return only documented statuses from
+/// callbacks).
+unsafe extern "win64" fn receive_event(
+    ctx: PVOID,
+    flags: ULONG,
+    ind: *mut WSK_DATA_INDICATION,
+    bytes_indicated: SIZE_T,
+    bytes_accepted: *mut SIZE_T,
+) -> NTSTATUS {
+    // First act, before any kernel call: a disconnect event that overlaps this callback from
+    // here on holds our FIN back until the bytes indicated here are echoed (G23: a graceful
+    // disconnect event may overlap a receive event).
+    // SAFETY: the registered context; live until the close completes (W70: close cancels pending
+    // IRPs and waits for running callbacks).
+    unsafe { &*ctx.cast::<Conn>() }
+        .rx_entered
+        .store(true, Ordering::SeqCst);
+    // SAFETY: forwarded.
+    let status = unsafe { receive(ctx, flags, ind, bytes_indicated, bytes_accepted) };
+    // The callback's last act: it drops its reference on the lists it retained (C1: hold a
+    // zero-copy send's indication until both the send and the callback are done). Nothing is
+    // released on this thread after it: the provider has not seen our STATUS_PENDING yet.
+    // Another CPU may release them between the unlock below and the return (G22: a retained list
+    // may be released from another thread before the callback's return is seen).
+    // The context cannot be recycled under us: the close waits for running callbacks (W70).
+    // SAFETY: the registered context.
+    let r = unsafe { &*ctx.cast::<Conn>() };
+    let mut state = r.state.lock();
+    if state.needs_tick() {
+        // Lists this callback retained go back at the next pump or tick: on the attention
+        // list first, so that dropping the reference below stays the callback's last act.
+        drop(state);
+        r.drv().conns.attend(r);
+        state = r.state.lock();
+    }
+    // The reference is dropped under the lock every releaser takes: no release can reach the
+    // provider before this unlock, and nothing of this callback enters the kernel after it.
+    state.rx_callback_end();
+    r.rx_entered.store(false, Ordering::SeqCst);
+    drop(state);
+    status
+}
+
+unsafe fn receive(
+    ctx: PVOID,
+    flags: ULONG,
+    ind: *mut WSK_DATA_INDICATION,
+    bytes_indicated: SIZE_T,
+    bytes_accepted: *mut SIZE_T,
+) -> NTSTATUS {
+    let c = ctx.cast::<Conn>();
+    // SAFETY: the context registered at accept; live until the close completes.
+    let r = unsafe { &*c };
+    let drv = r.drv();
+    if ind.is_null() {
+        // C7: a NULL indication means the socket is dead: close it/W52: the socket no longer works
+        // (not EOF): close it now.
+        drv.count_service(r.stats_slot, Counter::DeadSockets, 1);
+        r.state.lock().abort();
+        // SAFETY: live context.
+        unsafe { pump(c) };
+        return STATUS_SUCCESS;
+    }
+    // The entries' lengths, in list order (zero-copy sends each entry from its own slot, so a
+    // list of more entries than slots takes the copy path).
+    let mut lens = [0usize; MAX_SLOTS];
+    let mut entries = 0usize;
+    let mut entry = ind;
+    while !entry.is_null() {
+        if let Some(l) = lens.get_mut(entries) {
+            // SAFETY: a valid list element for this call (W51: the indication list is valid for the
+            // callback).
+            *l = unsafe { (*entry).Buffer.Length };
+        }
+        entries += 1;
+        // SAFETY: as above.
+        entry = unsafe { (*entry).Next };
+    }
+    // Lists retained by earlier callbacks whose sends are done go back first (this callback
+    // started, so theirs have returned, W45): their slots are free for this indication.
+    let zc_ok = entries <= MAX_SLOTS
+        && flags & WSK_FLAG_RELEASE_ASAP == 0
+        && drv.live.on(Limit::ZeroCopy)
+        && lens.iter().take(entries).sum::<usize>() == bytes_indicated;
+    let decision = {
+        let mut state = r.state.lock();
+        if state.callback_begin() {
+            drop(state);
+            // SAFETY: live context.
+            unsafe { pump(c) };
+            state = r.state.lock();
+        }
+        // A live limit (config set): read for every indication, not once at attach.
+        state.set_per_conn_budget(drv.live.get(Limit::MaxRetainedPerConn) as usize);
+        let d = if zc_ok {
+            state.on_receive_list(&lens[..entries], true, &drv.budget)
+        } else {
+            state.on_receive(bytes_indicated, false, &drv.budget)
+        };
+        if let RecvDecision::ZeroCopy { slot } = d {
+            // Each entry's slot learns its entry; the head's is the list WskRelease is given.
+            // Published under the lock: the pump reads them when it issues these slots.
+            let (group, n) = state.group(slot);
+            let mut entry = ind;
+            for &g in group.iter().take(n) {
+                // SAFETY: the slots were just reserved for this callback; `entry` walks the same
+                // list as above, one entry per slot.
+                unsafe {
+                    (*ptr::addr_of_mut!((*c).slots[g % MAX_SLOTS])).indication = entry;
+                    if !entry.is_null() {
+                        entry = (*entry).Next;
+                    }
+                }
+            }
+        }
+        d
+    };
+    match decision {
+        RecvDecision::Drop => {
+            drv.count_service(r.stats_slot, Counter::TcpBytesIn, bytes_indicated as u64);
+            if let Some(client) = r.client {
+                // SAFETY: list valid for this call.
+                unsafe { (client.received)(c, ind, bytes_indicated) };
+            }
+            STATUS_SUCCESS
+        }
+        RecvDecision::NotAccepted => {
+            drv.count_service(r.stats_slot, Counter::RxBackpressure, 1);
+            STATUS_DATA_NOT_ACCEPTED
+        }
+        RecvDecision::ZeroCopy { slot } => {
+            drv.count_service(r.stats_slot, Counter::TcpBytesIn, bytes_indicated as u64);
+            // SAFETY: live context.
+            unsafe { pump(c) };
+            // C1: the callback's reference goes last; PENDING only if the send still uses it.
+            let retained = r.state.lock().callback_done(slot, &drv.budget);
+            // SAFETY: live context (the pump may owe a release now).
+            unsafe { pump(c) };
+            if retained {
+                STATUS_PENDING
+            } else {
+                STATUS_SUCCESS
+            }
+        }
+        RecvDecision::Copy { n } => {
+            // SAFETY: list valid for this call; n <= bytes indicated.
+            let ok = unsafe { copy_in(c, ind, n) };
+            if !ok {
+                drv.count_service(r.stats_slot, Counter::ProtocolErrors, 1);
+                r.state.lock().abort();
+            }
+            // Only what was taken counts: a partial accept's rest is indicated again later.
+            drv.count_service(r.stats_slot, Counter::TcpBytesIn, n as u64);
+            drv.count_service(r.stats_slot, Counter::CopyBytes, n as u64);
+            // SAFETY: live context.
+            unsafe { pump(c) };
+            if n < bytes_indicated && ok {
+                // Partial accept: indications resume after our zero-length WskReceive (W54:
+                // BytesAccepted below BytesIndicated: partial, indications stop, C5: after a
+                // partial or refused indication, post a WskReceive).
+                drv.count_service(r.stats_slot, Counter::RxBackpressure, 1);
+                // SAFETY: out-parameter of this call.
+                unsafe { *bytes_accepted = n };
+            }
+            STATUS_SUCCESS
+        }
+    }
+}
+
+/// Copies the first `n` indicated bytes into the ring (echo) or through the sockperf framer
+/// (reply stream, never longer than its input) and commits them. False on a mapping failure or a
+/// sockperf framing error.
+///
+/// # Safety
+/// Called from the receive callback only (framer and ring tail are its alone), `n` <= ring free.
+#[allow(clippy::many_single_char_names)] // ring arithmetic: offsets and lengths of two regions
+unsafe fn copy_in(c: *mut Conn, mut ind: *mut WSK_DATA_INDICATION, n: usize) -> bool {
+    // SAFETY: live context; shared access except the framer and the ring tail region.
+    let r = unsafe { &*c };
+    let cap = r.state.lock().ring.capacity();
+    let (mode, regions) = {
+        let state = r.state.lock();
+        (
+            state.mode,
+            state
+                .ring
+                .write_regions((n + state.copy_slack()).min(state.ring.free())),
+        )
+    };
+    // SAFETY: the regions beyond the tail belong to the receive callback until committed.
+    let ring = unsafe { core::slice::from_raw_parts_mut(r.ring, cap) };
+    // SAFETY: only the (serialised) receive callback touches the framer.
+    let framer = unsafe { &mut *r.framer.get() };
+    let mut written = 0usize;
+    let mut left = n;
+    let mut ok = true;
+    let [(o1, l1), (o2, l2)] = regions;
+    // More bytes than the reserved regions hold cannot happen (the reply stream is never
+    // longer than its input plus one header of slack); if it did, the rest is dropped and the
+    // copy reported as failed (the caller aborts and counts the connection), never a panic.
+    let mut overrun = false;
+    let mut put = |mut s: &[u8]| {
+        while !s.is_empty() {
+            let (o, room) = if written < l1 {
+                (o1 + written, l1 - written)
+            } else {
+                (o2 + written - l1, l2 + l1 - written)
+            };
+            let k = room.min(s.len());
+            let (Some(dst), Some((src, rest))) = (ring.get_mut(o..o + k), s.split_at_checked(k))
+            else {
+                overrun = true;
+                return;
+            };
+            if k == 0 {
+                overrun = true;
+                return;
+            }
+            for (d, b) in dst.iter_mut().zip(src) {
+                *d = *b;
+            }
+            written += k;
+            s = rest;
+        }
+    };
+    while left > 0 && !ind.is_null() {
+        // SAFETY: valid list element for this call.
+        let buf = unsafe { &(*ind).Buffer };
+        // SAFETY: valid MDL chain (W51).
+        let res = unsafe {
+            mdl::for_each_chunk(buf, left, |chunk| {
+                if mode == tcp::Mode::Sockperf {
+                    if framer.feed(chunk, &mut put).is_err() {
+                        ok = false;
+                    }
+                } else {
+                    put(chunk);
+                }
+            })
+        };
+        match res {
+            Some(k) => left -= k,
+            None => return false,
+        }
+        // SAFETY: as above.
+        ind = unsafe { (*ind).Next };
+    }
+    let committed = r.state.lock().ring.commit(written);
+    ok && !overrun && committed
+}
+
+/// WskDisconnectEvent. IRQL <= DISPATCH_LEVEL. Must return SUCCESS (C32).
+unsafe extern "win64" fn disconnect_event(ctx: PVOID, flags: ULONG) -> NTSTATUS {
+    let c = ctx.cast::<Conn>();
+    // SAFETY: registered context.
+    let r = unsafe { &*c };
+    {
+        let mut state = r.state.lock();
+        if flags & WSK_FLAG_ABORTIVE != 0 {
+            state.abort();
+        } else {
+            // W57: no more data will come; echo the rest, then FIN (C33: graceful echo close:
+            // disconnect after the last send, then close). A receive callback entered before this
+            // one (G1: nothing orders them; the sim's disconnect-race) carries bytes from before
+            // the FIN: our FIN waits for it.
+            if r.rx_entered.load(Ordering::SeqCst) {
+                state.receive_running();
+            }
+            state.peer_graceful();
+        }
+    }
+    // SAFETY: live context.
+    unsafe { pump(c) };
+    STATUS_SUCCESS
+}
+
+/// WskSendBacklogEvent. IRQL <= DISPATCH_LEVEL. Must return SUCCESS (C32).
+unsafe extern "win64" fn send_backlog_event(ctx: PVOID, ideal: SIZE_T) -> NTSTATUS {
+    // SAFETY: registered context.
+    let r = unsafe { &*ctx.cast::<Conn>() };
+    r.state.lock().set_ideal_backlog(ideal);
+    STATUS_SUCCESS
+}

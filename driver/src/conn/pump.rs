@@ -1,0 +1,494 @@
+//! The pump and the completions: one owner at a time issues the WSK calls `TcpState` hands
+//! out (send, zero-length resume receive, disconnect, close, the ideal-backlog query); each
+//! completion records its result under the connection's lock and either recycles the context
+//! (the last IRP of a closed one) or enters the pump in the same critical section.
+
+use core::ptr;
+use core::sync::atomic::Ordering;
+
+use wsk_sys::{
+    ExReleaseRundownProtection, WskIoctl, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PIRP, PVOID,
+    SIO_WSK_QUERY_IDEAL_SEND_BACKLOG, SIZE_T, ULONG, WSK_BUF, WSK_DATA_INDICATION,
+    WSK_FLAG_ABORTIVE, WSK_FLAG_NODELAY, WSK_PROVIDER_CONNECTION_DISPATCH,
+    WSK_PROVIDER_STREAM_DISPATCH,
+};
+
+use crate::kernel::irp;
+use crate::kernel::lock::SpinGuard;
+use crate::logic::tcp::{SendKind, TcpState, Work, MAX_SLOTS};
+use crate::stats::Counter;
+
+use super::{Conn, SendSlot};
+
+/// Issues WskControlSocket(WskIoctl, SIO_WSK_QUERY_IDEAL_SEND_BACKLOG) asynchronously with the
+/// context's pre-allocated query IRP (W30: some options need an IRP, W36:
+/// SIO_WSK_QUERY_IDEAL_SEND_BACKLOG: connection sockets, IRP required). IRQL <= DISPATCH_LEVEL;
+/// never waits.
+///
+/// The pending query keeps the context (and with it the driver rundown taken in attach) alive:
+/// TcpState does not let the context be recycled before `query_done` ran, so the IRP, its
+/// output buffer and the completion routine's code outlive it (C30: no completion routine may still
+/// run when the image unloads). A close while the query is pending cancels it (W70: close cancels
+/// pending IRPs and waits for running callbacks); the completion then recycles the context if it
+/// comes last.
+///
+/// # Safety
+/// `c` live with its socket; called once per connection, by the thread that attached it.
+pub(super) unsafe fn query_backlog(c: *mut Conn) {
+    // SAFETY: per the caller.
+    let r = unsafe { &*c };
+    // Counted as an executing call (C22: no call may be running at close) and an outstanding IRP
+    // until query_done.
+    if !r.state.lock().query_issue() {
+        return;
+    }
+    // SAFETY: live context; the query IRP and query_out are owned by this call until it is
+    // handed to WSK (query_issue succeeds once per lifetime, so the IRP is idle: it completed
+    // before the context was last recycled). Fields are reached through the raw pointer.
+    unsafe {
+        let sock = (*c).socket;
+        let basic = &*(*sock)
+            .Dispatch
+            .cast::<wsk_sys::WSK_PROVIDER_BASIC_DISPATCH>();
+        (*c).query_out = 0;
+        // C18: IoReuseIrp and a fresh completion routine before every use.
+        irp::arm((*c).query_irp, query_done, c.cast());
+        if let Some(ctl) = basic.WskControlSocket {
+            // Completion (inline or later) goes through query_done (W11: SUCCESS/failure: the IRP
+            // is complete; PENDING: it completes later); the status returned matters only from a
+            // provider that did not complete the IRP.
+            let st = ctl(
+                sock,
+                WskIoctl,
+                SIO_WSK_QUERY_IDEAL_SEND_BACKLOG,
+                0,
+                0,
+                ptr::null_mut(),
+                core::mem::size_of::<SIZE_T>(),
+                ptr::addr_of_mut!((*c).query_out).cast(),
+                ptr::null_mut(),
+                (*c).query_irp,
+            );
+            // The query IRP is armed once per connection and the call is still counted as
+            // executing (no close, no recycle), so nothing else re-armed it.
+            if irp::unfinished((*c).query_irp, st) {
+                irp::complete_unfinished((*c).query_irp, query_done, c.cast(), st);
+            }
+        } else {
+            // No provider function: the IRP never went out; it completes here as failed.
+            irp::fail_unsent((*c).query_irp, query_done, c.cast());
+        }
+    }
+    r.state.lock().call_returned();
+}
+
+/// SIO_WSK_QUERY_IDEAL_SEND_BACKLOG completion. IRQL <= DISPATCH_LEVEL, any thread (may run
+/// inline inside WskControlSocket on the accepting thread). Stores the value as
+/// WskSendBacklogEvent does (W58: the send backlog event reports the ideal backlog, C37: keep about
+/// the ideal send backlog in flight). Starts no WSK call (C12: no new WSK call from a completion
+/// routine: loop, do not recurse): the next send simply uses the new size. If the close already
+/// completed, this was the context's last IRP and it recycles the context, releasing the rundown as
+/// its very last act (C30).
+unsafe extern "win64" fn query_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
+    let c = ctx.cast::<Conn>();
+    // SAFETY: completed IRP.
+    let (status, info) = unsafe { irp::result(irp) };
+    // SAFETY: pooled context, kept out of the pool while the query is pending.
+    let r = unsafe { &*c };
+    let ok = NT_SUCCESS(status) && info >= core::mem::size_of::<SIZE_T>();
+    // SAFETY: written by the provider before completion; the IRP is ours again.
+    let ideal = unsafe { ptr::addr_of!((*c).query_out).read() };
+    if ok {
+        let drv = r.drv();
+        drv.backlog_queries.fetch_add(1, Ordering::Relaxed);
+        drv.backlog_last.store(ideal, Ordering::Relaxed);
+    }
+    let last = r.state.lock().query_complete(ok.then_some(ideal));
+    if last {
+        // SAFETY: the close completed and no other IRP of the context is outstanding.
+        unsafe { recycle(c) };
+    }
+    irp::routine_return()
+}
+
+/// Issues the WSK calls TcpState hands out until there are none, one owner at a time.
+/// An inline completion on this thread only flags more work (C12: no recursion).
+/// IRQL <= DISPATCH_LEVEL.
+///
+/// Only for a caller that holds the context by something the close waits for: a running
+/// receive, disconnect or accept callback (W70), or an executing call it counted. Anyone else
+/// (a completion routine, the housekeeper, a stop) decides under the lock and pumps with
+/// [`pump_locked`] in the same critical section.
+///
+/// # Safety
+/// `c` is a live pooled context, held as above.
+pub(crate) unsafe fn pump(c: *mut Conn) {
+    // SAFETY: per the caller.
+    let lock = unsafe { &*ptr::addr_of!((*c).state) };
+    // SAFETY: per the caller; the guard is this context's lock.
+    unsafe { pump_locked(c, lock.lock()) };
+}
+
+/// [`pump`] with the context's lock already held by `state`, taken by the caller to record
+/// what it did (a completion, a deadline, an abort). Entering the pump in that same critical
+/// section is what keeps the context ours: only the pump owner issues the close, so once this
+/// thread owns the pump nobody else can close the socket and recycle the context under it, and
+/// if another thread owns it this one only flags more work and touches nothing after the unlock.
+/// Dropping the lock first and pumping afterwards left a window (a send completion
+/// whose pump ran after another CPU had closed and recycled the context, and an outbound
+/// connection had taken it again with no socket yet: a NULL socket's dispatch table read, seen
+/// as a SIGSEGV in a campaign soak). A context without a socket (an outbound connect not yet
+/// published) is never pumped: whoever publishes it pumps. IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// `c` is a pooled context and `state` the guard of its lock.
+pub(crate) unsafe fn pump_locked(c: *mut Conn, mut state: SpinGuard<'_, TcpState>) {
+    // SAFETY: per the caller. Contexts are shared between CPUs: fields are reached through the
+    // raw pointer, and the mutable ones (state, slot buffers) only by the lock or pump owner.
+    let drv = unsafe { &*(*c).drv };
+    // SAFETY: as above.
+    let lock = unsafe { &*ptr::addr_of!((*c).state) };
+    // SAFETY: read under the lock it is written under (take, recycle, the connect chain).
+    if unsafe { (*c).socket }.is_null() || !state.enter_pump() {
+        return;
+    }
+    loop {
+        while let Some(w) = {
+            // A paced client: one ticket from its budget per new message.
+            // SAFETY: `client` is set before the context is published.
+            if let Some(client) = unsafe { (*c).client } {
+                if state.wants_ticket() && (client.take_ticket)(drv) {
+                    state.client.tickets += 1;
+                }
+            }
+            state.next_work(&drv.budget)
+        } {
+            // A released slot is free again the moment the lock drops (a new indication may
+            // take it), so its list pointer is taken now, under the lock.
+            let mut release_ind: *mut WSK_DATA_INDICATION = ptr::null_mut();
+            if let Work::Release { slot } = w {
+                // SAFETY: under the lock; the slot's indication belongs to this work item.
+                unsafe {
+                    // TcpState hands out slots < MAX_SLOTS only; the mask lets the compiler see
+                    // it (no panic path on the send path).
+                    let s = ptr::addr_of_mut!((*c).slots[slot % MAX_SLOTS]);
+                    release_ind = (*s).indication;
+                    (*s).indication = ptr::null_mut();
+                }
+            }
+            // Fill the slot's WSK_BUF while holding the lock (the slot is ours now).
+            if let Work::Send(op) = w {
+                // SAFETY: the slot was handed to this pump owner by next_work.
+                unsafe {
+                    let s = ptr::addr_of_mut!((*c).slots[op.slot % MAX_SLOTS]);
+                    (*s).buf = match op.kind {
+                        // Set by the receive callback before the slot was queued.
+                        SendKind::ZeroCopy => (*(*s).indication).Buffer,
+                        SendKind::Ring { off, len } => WSK_BUF {
+                            Mdl: (*c).ring_mdl,
+                            Offset: off as ULONG,
+                            Length: len,
+                        },
+                        SendKind::Pattern { len } => WSK_BUF {
+                            Mdl: drv.pattern_mdl,
+                            Offset: 0,
+                            Length: len,
+                        },
+                    };
+                }
+            }
+            drop(state);
+            let closing = w == Work::Close;
+            // SAFETY: the work item grants this thread the resource it names.
+            unsafe { perform(c, w, release_ind) };
+            if closing {
+                // The close completion may already have recycled the context: touch nothing.
+                return;
+            }
+            state = lock.lock();
+            state.call_returned();
+        }
+        if !state.leave_pump() {
+            break;
+        }
+    }
+    // Still under the lock (the attention list is taken inside a connection lock, never the
+    // other way round): once it drops, another CPU may close and recycle the context.
+    if state.needs_tick() {
+        drv.conns.attend(
+            // SAFETY: live pooled context (per the caller).
+            unsafe { &*c },
+        );
+    }
+    drop(state);
+}
+
+/// # Safety
+/// Called by pump with the right to `w`'s resources.
+unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) {
+    // SAFETY: live pooled context; the fields used below are owned by this call per `w`.
+    unsafe {
+        let d = ConnOps::of(&*c);
+        let sock = (*c).socket;
+        match w {
+            Work::Send(op) => {
+                let s = ptr::addr_of_mut!((*c).slots[op.slot % MAX_SLOTS]);
+                match op.kind {
+                    SendKind::ZeroCopy => {
+                        (*(*c).drv).count_service((*c).stats_slot, Counter::ZeroCopySends, 1);
+                    }
+                    SendKind::Ring { .. } => {
+                        (*(*c).drv).count_service((*c).stats_slot, Counter::CopySends, 1);
+                    }
+                    SendKind::Pattern { .. } => {}
+                }
+                // Slot IRP idle (its slot was free); buf valid until completion (W14: buffers of a
+                // pending call stay valid until it completes).
+                irp::arm((*s).irp, send_done, s.cast());
+                // Echo replies go out at once (latency is the point); the source stream may
+                // coalesce.
+                let flags = if matches!(op.kind, SendKind::Pattern { .. }) {
+                    0
+                } else {
+                    WSK_FLAG_NODELAY
+                };
+                if let Some(send) = d.WskSend {
+                    let st = send(sock, ptr::addr_of_mut!((*s).buf), flags, (*s).irp);
+                    // Only this pump owner re-arms a slot's IRP.
+                    if irp::unfinished((*s).irp, st) {
+                        irp::complete_unfinished((*s).irp, send_done, s.cast(), st);
+                    }
+                } else {
+                    irp::fail_unsent((*s).irp, send_done, s.cast());
+                }
+            }
+            Work::ResumeReceive => {
+                // C5: a zero-length receive resumes indications without taking data (W56:
+                // DATA_NOT_ACCEPTED: nothing consumed, no indication until a WskReceive).
+                (*c).rx_buf = WSK_BUF {
+                    Mdl: ptr::null_mut(),
+                    Offset: 0,
+                    Length: 0,
+                };
+                irp::arm((*c).rx_irp, rx_done, c.cast());
+                if let Some(recv) = d.WskReceive {
+                    let st = recv(sock, ptr::addr_of_mut!((*c).rx_buf), 0, (*c).rx_irp);
+                    // Only this pump owner re-arms the receive IRP.
+                    if irp::unfinished((*c).rx_irp, st) {
+                        irp::complete_unfinished((*c).rx_irp, rx_done, c.cast(), st);
+                    }
+                } else {
+                    irp::fail_unsent((*c).rx_irp, rx_done, c.cast());
+                }
+            }
+            Work::Release { .. } => {
+                // Retained with STATUS_PENDING, released exactly once (C3: WskRelease only PENDING
+                // lists, exactly once), before close (C4:
+                // release every retained list before WskCloseSocket).
+                if let Some(rel) = d.WskRelease {
+                    rel(sock, release_ind);
+                }
+            }
+            Work::Disconnect { abortive } => {
+                let flags = if abortive { WSK_FLAG_ABORTIVE } else { 0 };
+                // The disconnect IRP is used once per connection lifetime.
+                irp::arm((*c).disc_irp, disc_done, c.cast());
+                if let Some(disc) = d.WskDisconnect {
+                    let st = disc(sock, ptr::null_mut(), flags, (*c).disc_irp);
+                    // The disconnect IRP is armed once per connection.
+                    if irp::unfinished((*c).disc_irp, st) {
+                        irp::complete_unfinished((*c).disc_irp, disc_done, c.cast(), st);
+                    }
+                } else {
+                    irp::fail_unsent((*c).disc_irp, disc_done, c.cast());
+                }
+            }
+            Work::Close => {
+                // Nothing in flight or retained, no call executing (C22, C4); the context
+                // stays until close_done (C23: keep the socket context until the close IRP
+                // completes).
+                let token = (*c).close_entered.token();
+                irp::arm((*c).close_irp, close_done, c.cast());
+                if let Some(close) = d.WskCloseSocket {
+                    let st = close(sock, (*c).close_irp);
+                    // A close that completed inline may have recycled the context, and a new
+                    // connection on it may have armed close_irp again: the IRP's status alone
+                    // cannot tell, the entry count can (it only grows). The context's memory
+                    // stays (pooled until unload, which waits for whoever called the pump).
+                    // Unchanged: close_done never ran, so nothing recycled the context and its
+                    // close IRP is still this close's.
+                    //
+                    // A close the provider returned final without completing is finished here
+                    // with that status, as the rule says (W11: any status but PENDING means the
+                    // request is over), not left outstanding: the socket may not be used after
+                    // WskCloseSocket whatever it returned (C23, W70), a second close would be a
+                    // double close, and a context kept for a completion that never comes holds
+                    // the driver's rundown and with it unload for ever. Trusting the return is
+                    // all a client can do; the violation is logged.
+                    if irp::unfinished_since((*c).close_irp, &(*c).close_entered, token, st) {
+                        irp::complete_unfinished((*c).close_irp, close_done, c.cast(), st);
+                    }
+                } else {
+                    irp::fail_unsent((*c).close_irp, close_done, c.cast());
+                }
+            }
+        }
+    }
+}
+
+/// The provider functions the engine calls on a connected socket, from its category's table
+/// (W25: a connection socket's and a stream socket's tables differ in layout).
+struct ConnOps {
+    WskSend: wsk_sys::PFN_WSK_SEND,
+    WskReceive: wsk_sys::PFN_WSK_RECEIVE,
+    WskDisconnect: wsk_sys::PFN_WSK_DISCONNECT,
+    WskRelease: wsk_sys::PFN_WSK_RELEASE_DATA_INDICATION_LIST,
+    WskCloseSocket: wsk_sys::PFN_WSK_CLOSE_SOCKET,
+}
+
+impl ConnOps {
+    /// # Safety
+    /// `c` has a live socket.
+    #[allow(non_snake_case)]
+    unsafe fn of(c: &Conn) -> ConnOps {
+        // SAFETY: per the caller; provider tables live as long as the capture.
+        unsafe {
+            if c.stream {
+                let d = &*(*c.socket).Dispatch.cast::<WSK_PROVIDER_STREAM_DISPATCH>();
+                ConnOps {
+                    WskSend: d.WskSend,
+                    WskReceive: d.WskReceive,
+                    WskDisconnect: d.WskDisconnect,
+                    WskRelease: d.WskRelease,
+                    WskCloseSocket: d.Basic.WskCloseSocket,
+                }
+            } else {
+                let d = &*(*c.socket)
+                    .Dispatch
+                    .cast::<WSK_PROVIDER_CONNECTION_DISPATCH>();
+                ConnOps {
+                    WskSend: d.WskSend,
+                    WskReceive: d.WskReceive,
+                    WskDisconnect: d.WskDisconnect,
+                    WskRelease: d.WskRelease,
+                    WskCloseSocket: d.Basic.WskCloseSocket,
+                }
+            }
+        }
+    }
+}
+
+/// Send completion. IRQL <= DISPATCH_LEVEL, any thread.
+unsafe extern "win64" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
+    // SAFETY: ctx is the SendSlot armed with this IRP; its Conn is pooled memory.
+    let s = unsafe { &mut *ctx.cast::<SendSlot>() };
+    let c = s.conn;
+    // SAFETY: completed IRP.
+    let (status, info) = unsafe { irp::result(irp) };
+    // SAFETY: pooled context.
+    let r = unsafe { &*c };
+    let drv = r.drv();
+    if NT_SUCCESS(status) {
+        drv.count_service(r.stats_slot, Counter::TcpBytesOut, info as u64);
+        if let Some(client) = r.client {
+            (client.sent)(r, info);
+        }
+    } else {
+        drv.count_service(r.stats_slot, Counter::SendErrors, 1);
+    }
+    let mut state = r.state.lock();
+    state.send_complete(s.idx, NT_SUCCESS(status));
+    let last = state.recyclable();
+    // SAFETY: live pooled context, its lock held by `state` since the completion was recorded.
+    unsafe { complete_tail(c, state, last) };
+    irp::routine_return()
+}
+
+/// The tail a send, resume or disconnect completion shares, once it has recorded its result
+/// under the connection's lock (`state`). `last`: the close has completed and this was the last
+/// IRP (W70 orders nothing: the close may complete before IRPs it cancelled): the context
+/// goes back to the pool. Otherwise the pump is entered in the same critical section: once
+/// this IRP is no longer counted, only the pump ownership keeps the context from being closed
+/// and recycled by another CPU (C12: no new WSK call from a completion routine: the pump
+/// loops, it does not recurse).
+///
+/// # Safety
+/// `c` is a live pooled context and `state` its lock's guard.
+unsafe fn complete_tail(c: *mut Conn, state: SpinGuard<'_, TcpState>, last: bool) {
+    if last {
+        drop(state);
+        // SAFETY: no IRP of the context is outstanding any more; nothing else references it.
+        unsafe { recycle(c) };
+    } else {
+        // SAFETY: per the caller.
+        unsafe { pump_locked(c, state) };
+    }
+}
+
+/// Zero-length resume receive completion. IRQL <= DISPATCH_LEVEL.
+unsafe extern "win64" fn rx_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
+    let c = ctx.cast::<Conn>();
+    // SAFETY: completed IRP; pooled context.
+    let (status, info) = unsafe { irp::result(irp) };
+    // SAFETY: pooled context, kept out of the pool while this IRP is outstanding.
+    let mut state = unsafe { &*c }.state.lock();
+    state.resume_complete(NT_SUCCESS(status), info);
+    let last = state.recyclable();
+    // SAFETY: live pooled context, its lock held by `state` since the completion was recorded.
+    unsafe { complete_tail(c, state, last) };
+    irp::routine_return()
+}
+
+/// Disconnect completion. IRQL <= DISPATCH_LEVEL.
+unsafe extern "win64" fn disc_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
+    let c = ctx.cast::<Conn>();
+    // SAFETY: completed IRP.
+    let (status, _) = unsafe { irp::result(irp) };
+    // SAFETY: pooled context, kept out of the pool while this IRP is outstanding.
+    let mut state = unsafe { &*c }.state.lock();
+    let last = state.disconnect_complete(NT_SUCCESS(status));
+    // SAFETY: live pooled context, its lock held by `state` since the completion was recorded.
+    unsafe { complete_tail(c, state, last) };
+    irp::routine_return()
+}
+
+/// Close completion: the socket is gone, no callback follows (W70). IRQL <= DISPATCH_LEVEL.
+unsafe extern "win64" fn close_done(_dev: PDEVICE_OBJECT, _irp: PIRP, ctx: PVOID) -> NTSTATUS {
+    let c = ctx.cast::<Conn>();
+    // First act: the close's caller may be checking for W11 (Completions).
+    // SAFETY: pooled context.
+    unsafe { &*c }.close_entered.entered();
+    // SAFETY: pooled context.
+    if unsafe { &*c }.state.lock().close_complete() {
+        // SAFETY: no IRP of the context is outstanding any more.
+        unsafe { recycle(c) };
+    }
+    irp::routine_return()
+}
+
+/// Returns a closed context to the pool and drops its rundown reference as the very last act
+/// (C30). Called by whichever completion (the close's, or a send, resume, disconnect or query
+/// the close cancelled) finds the close completed and no IRP outstanding
+/// (`TcpState::recyclable`, counted under the lock, so exactly one does).
+///
+/// # Safety
+/// The socket is closed and no IRP of the context is outstanding.
+pub(super) unsafe fn recycle(c: *mut Conn) {
+    // SAFETY: per the caller, no other thread uses the context now.
+    let r = unsafe { &mut *c };
+    // SAFETY: driver state outlives the rundown.
+    let drv = unsafe { &*r.drv };
+    if r.client.is_none() {
+        drv.count_service(r.stats_slot, Counter::ConnClosed, 1);
+    }
+    let anomalies = r.state.lock().anomalies;
+    if anomalies > 0 {
+        drv.count(Counter::InternalErrors, u64::from(anomalies));
+    }
+    r.live.store(false, Ordering::SeqCst);
+    r.client = None;
+    r.socket = ptr::null_mut();
+    drv.conns.put(r);
+    // SAFETY: acquired in attach.
+    unsafe { ExReleaseRundownProtection(ptr::addr_of!(drv.rundown).cast_mut()) };
+}
