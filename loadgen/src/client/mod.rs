@@ -3,6 +3,7 @@
 
 mod batch;
 mod intervals;
+mod pacer;
 mod sockopt;
 mod stats;
 mod sysinfo;
