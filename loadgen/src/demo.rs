@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::client::{Mode, Proto, RunConfig};
-use crate::report::RunReport;
+use crate::results::report::RunReport;
 use crate::server::{self, ServeConfig};
 use control::protocol::Mode as ServiceMode;
 

@@ -7,7 +7,8 @@ use clap::Parser;
 use echoload::cli::{Cli, Cmd, DemoArgs, DiffArgs, MergeArgs, PlotArgs, RunArgs};
 use echoload::client::{Measurement, RunConfig};
 use echoload::output;
-use echoload::report::{self, RunReport};
+use echoload::results;
+use echoload::results::report::{self, RunReport};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -206,11 +207,11 @@ fn run_maybe_metrics(
     // The receiver's view: the server's counters of the target service around the run.
     let server = a.multi.server_metrics.as_deref();
     let before = server
-        .map(|s| echoload::receiver::read(s, cfg.proto, cfg.target.port()))
+        .map(|s| results::receiver::read(s, cfg.proto, cfg.target.port()))
         .transpose()?;
     let mut r = match &a.multi.metrics {
         None => echoload::run_with(cfg, on_interval),
-        Some(addr) => echoload::metrics::run_with_endpoint(cfg, addr, on_interval)?,
+        Some(addr) => echoload::session::metrics::run_with_endpoint(cfg, addr, on_interval)?,
     };
     if let (Some(s), Some(before)) = (server, before) {
         // The server may still be reading what was sent (and its workers publish once per
@@ -218,7 +219,7 @@ fn run_maybe_metrics(
         let mut last = None;
         for _ in 0..20 {
             std::thread::sleep(std::time::Duration::from_millis(100));
-            let now = echoload::receiver::read(s, cfg.proto, cfg.target.port());
+            let now = results::receiver::read(s, cfg.proto, cfg.target.port());
             let settled = matches!((&last, &now), (Some(Ok(a)), Ok(b)) if a == b);
             last = Some(now);
             if settled {
@@ -226,7 +227,7 @@ fn run_maybe_metrics(
             }
         }
         match last {
-            Some(Ok(after)) => r.receiver = Some(echoload::receiver::counts(s, &before, &after)),
+            Some(Ok(after)) => r.receiver = Some(results::receiver::counts(s, &before, &after)),
             Some(Err(e)) => r.messages.push(format!("receiver counts: {e:#}")),
             None => {}
         }
@@ -241,7 +242,7 @@ fn read_reports(f: &Path) -> anyhow::Result<Vec<(&'static str, RunReport)>> {
     let bad =
         |e: serde_json::Error| anyhow::anyhow!("{} is not an echoload result: {e}", f.display());
     let v: serde_json::Value = serde_json::from_str(&text).map_err(bad)?;
-    match echoload::resultdoc::bidir_parts(&v) {
+    match results::doc::bidir_parts(&v) {
         Some(parts) => parts
             .into_iter()
             .map(|(dir, p)| Ok((dir, serde_json::from_value(p.clone()).map_err(bad)?)))
@@ -265,10 +266,10 @@ fn diff(d: &DiffArgs) -> anyhow::Result<ExitCode> {
             single.display()
         );
     }
-    let diffs: Vec<(&str, echoload::diff::Diff)> = a
+    let diffs: Vec<(&str, results::diff::Diff)> = a
         .iter()
         .zip(&b)
-        .map(|((dir, x), (_, y))| (*dir, echoload::diff::diff(x, y, d.tolerance)))
+        .map(|((dir, x), (_, y))| (*dir, results::diff::diff(x, y, d.tolerance)))
         .collect();
     if d.json {
         let text = if let [(_, one)] = diffs.as_slice() {
@@ -297,13 +298,13 @@ fn diff(d: &DiffArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn merge(m: &MergeArgs) -> anyhow::Result<ExitCode> {
-    let stream = echoload::resultdoc::load(&m.files)?;
+    let stream = results::doc::load(&m.files)?;
     report_skipped(&stream.skipped);
-    if !echoload::resultdoc::is_stdin(&m.files) {
+    if !results::doc::is_stdin(&m.files) {
         // Files are named one by one: the same run twice is a mistake, not log noise.
-        echoload::align::refuse_duplicates(&stream.docs)?;
+        results::merge::refuse_duplicates(&stream.docs)?;
     }
-    let merged = echoload::align::merge(stream.docs)?;
+    let merged = results::merge::merge(stream.docs)?;
     for w in &merged.warnings {
         eprintln!("echoload merge: warning: {w}");
     }
@@ -329,7 +330,7 @@ fn report_skipped(skipped: &[String]) {
 }
 
 fn plot(p: &PlotArgs) -> anyhow::Result<ExitCode> {
-    let html = echoload::plot::output_is_html(&p.output)?;
+    let html = results::plot::output_is_html(&p.output)?;
     if p.bars {
         if html {
             anyhow::bail!("--bars draws an SVG only: give -o NAME.svg");
@@ -338,17 +339,17 @@ fn plot(p: &PlotArgs) -> anyhow::Result<ExitCode> {
         for f in &p.files {
             let text = std::fs::read_to_string(f)
                 .map_err(|e| anyhow::anyhow!("reading {}: {e}", f.display()))?;
-            items.extend(echoload::plot::parse_ratios(&text));
+            items.extend(results::plot::parse_ratios(&text));
         }
-        let svg = echoload::plot::render_bars(&items, &p.title)?;
+        let svg = results::plot::render_bars(&items, &p.title)?;
         std::fs::write(&p.output, svg)
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", p.output.display()))?;
         eprintln!("wrote {}", p.output.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let stream = echoload::resultdoc::load(&p.files)?;
+    let stream = results::doc::load(&p.files)?;
     report_skipped(&stream.skipped);
-    echoload::plot::write(&stream.docs, &p.output, &p.title)?;
+    results::plot::write(&stream.docs, &p.output, &p.title)?;
     eprintln!("wrote {}", p.output.display());
     Ok(ExitCode::SUCCESS)
 }

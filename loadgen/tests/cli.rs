@@ -94,7 +94,7 @@ fn json_has_every_contract_key_and_clean_exit_is_zero() {
     assert_eq!(v["proto"], "udp");
     assert_eq!(v["mode"], "rate");
     assert_eq!(v["target"], t);
-    let h = echoload::report::decode_histogram(v["histogram"].as_str().unwrap()).unwrap();
+    let h = echoload::results::report::decode_histogram(v["histogram"].as_str().unwrap()).unwrap();
     assert_eq!(h.len(), v["latency_us"]["count"].as_u64().unwrap());
     let _ = std::fs::remove_file(json);
 }

@@ -240,7 +240,7 @@ fn the_histogram_is_standard_compressed_v2() {
         .decode(v["histogram"].as_str().unwrap())
         .unwrap();
     assert_eq!(raw[..4], [0x1c, 0x84, 0x93, 0x14], "{}", text(&out));
-    let h = echoload::report::decode_histogram(v["histogram"].as_str().unwrap()).unwrap();
+    let h = echoload::results::report::decode_histogram(v["histogram"].as_str().unwrap()).unwrap();
     assert_eq!(h.len(), v["latency_us"]["count"].as_u64().unwrap());
     let _ = std::fs::remove_file(&p);
 }

@@ -87,7 +87,7 @@ fn jitter_end_to_end_follows_the_formula() {
         r.intervals
     );
     // A TCP run has none.
-    let tcp = echoload::report::RunReport::new(
+    let tcp = echoload::results::report::RunReport::new(
         &quick(addr, Proto::Tcp, Mode::Pingpong),
         &echoload::client::Measurement::failed("none".into()),
     );

@@ -1,5 +1,6 @@
 //! `echoload driver ...` options (the subcommands that talk to the driver's control device or
-//! a wskecho-sim's control socket).
+//! a wskecho-sim's control socket). Only the arguments: the client that carries them out is
+//! `crate::driverctl`.
 
 use std::net::SocketAddr;
 use std::time::Duration;

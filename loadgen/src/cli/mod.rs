@@ -94,7 +94,7 @@ pub struct DiffArgs {
     /// The result compared with it.
     pub b: PathBuf,
     /// How much worse a figure may be before B counts as worse, in percent (5, 2.5%).
-    #[arg(long, default_value = "5", value_parser = crate::diff::parse_tolerance)]
+    #[arg(long, default_value = "5", value_parser = crate::results::diff::parse_tolerance)]
     pub tolerance: f64,
     /// Print the comparison as JSON.
     #[arg(long, short = 'J')]

@@ -5,8 +5,10 @@ use std::time::SystemTime;
 use anyhow::{bail, Result};
 use clap::Args;
 
+use crate::client::schedule::{
+    agent_identity, check_not_past, parse_start_at, split_count, split_rate,
+};
 use crate::client::{Agent, RunConfig};
-use crate::schedule::{agent_identity, check_not_past, parse_start_at, split_count, split_rate};
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct MultiArgs {

@@ -1,4 +1,5 @@
-//! `echoload run` options, and how they become a [`RunConfig`].
+//! `echoload run` options, and how they become a [`RunConfig`]. Only the arguments: the run
+//! itself is `crate::session`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;

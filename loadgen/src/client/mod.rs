@@ -3,6 +3,8 @@
 
 mod batch;
 mod intervals;
+mod pacer;
+pub mod schedule;
 mod sockopt;
 mod stats;
 mod sysinfo;
@@ -19,9 +21,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Result};
 
-pub use intervals::{Interval, Totals};
+pub use intervals::{Errors, Interval, Totals};
 pub use sockopt::{allowed_cpus, SockOpts};
-pub use stats::{Errors, SeqEvent, SeqTracker, Stats};
+pub use stats::{SeqEvent, SeqTracker, Stats};
 pub use sysinfo::{TcpInfoSum, ThreadCpu};
 pub use wire::{Check, Wire};
 
@@ -313,7 +315,7 @@ pub struct LiveCounts {
     pub msgs: u64,
 }
 
-/// What a run measured; [`crate::report::RunReport`] turns it into the result document.
+/// What a run measured; [`crate::results::report::RunReport`] turns it into the result document.
 pub struct Measurement {
     /// Counters and latency summed over every worker.
     pub stats: Stats,
@@ -481,7 +483,7 @@ pub fn measure(cfg: &RunConfig, observe: Option<&mut dyn Observer>) -> Result<Me
         handles.push(h);
     }
     ready.wait();
-    let warm = crate::schedule::warmup_until(cfg.start_at, cfg.warmup).as_nanos() as u64;
+    let warm = schedule::warmup_until(cfg.start_at, cfg.warmup).as_nanos() as u64;
     let wall = SystemTime::now();
     let c = Clock::new(Instant::now(), warm, warm + cfg.duration.as_nanos() as u64);
     let _ = clock.set(c.clone());

@@ -4,37 +4,8 @@ use std::sync::Arc;
 
 use hdrhistogram::Histogram;
 
-use super::intervals::{Book, Counts};
+use super::intervals::{new_histogram, Book, Counts, Errors};
 use super::sysinfo::{thread_cpu, TcpInfoSum, ThreadCpu};
-
-/// Highest latency the histogram keeps exactly (ns); larger values saturate.
-pub const HIST_MAX_NS: u64 = 100_000_000_000;
-
-pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("static histogram bounds are valid")
-}
-
-/// Integrity and connection error counters (the JSON `errors` object).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Errors {
-    pub lost: u64,
-    pub duplicated: u64,
-    pub reordered: u64,
-    pub corrupted: u64,
-    pub connect: u64,
-    pub io: u64,
-}
-
-impl Errors {
-    pub fn add(&mut self, o: &Errors) {
-        self.lost += o.lost;
-        self.duplicated += o.duplicated;
-        self.reordered += o.reordered;
-        self.corrupted += o.corrupted;
-        self.connect += o.connect;
-        self.io += o.io;
-    }
-}
 
 /// RFC 3550 interarrival jitter of one flow (section 6.4.1, computed as in appendix A.8 and
 /// as iperf3 does, in floating point): for consecutive arrivals i-1, i with transit times

@@ -10,6 +10,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::pacer::Pacer;
 use super::stats::Stats;
 use super::wire::{Check, SendTimes};
 use super::{Clock, Mode, RunConfig, Wire, Worker};
@@ -50,8 +51,8 @@ struct Conn {
     s: SeqState,
     /// Source mode: stream offset of `rx[0]`.
     src_off: u64,
-    /// Pacing offset of this connection (spreads connections over one interval).
-    phase_ns: f64,
+    /// The send schedule of a paced run (`--rate`).
+    pacer: Option<Pacer>,
     readable: bool,
     writable: bool,
     /// The poller said the peer closed (or the socket failed): read until end-of-file, even
@@ -127,7 +128,7 @@ pub(crate) fn worker(w: &Worker) -> Stats {
                         actual: interval.is_some().then(|| SendTimes::new(65_536)),
                     },
                     src_off: 0,
-                    phase_ns: interval.map_or(0.0, |iv| iv * f64::from(flow) / cfg.conns as f64),
+                    pacer: interval.map(|iv| Pacer::new(iv, flow, cfg.conns)),
                     readable: true,
                     writable: true,
                     closing: false,
@@ -171,15 +172,10 @@ pub(crate) fn worker(w: &Worker) -> Stats {
             let quota = if ending {
                 0
             } else {
-                match (cfg.mode, interval) {
+                match (cfg.mode, c.pacer) {
                     (Mode::Pingpong, _) => u64::from(c.s.outstanding == 0),
-                    (_, Some(iv)) => {
-                        let due = ((now as f64 - c.phase_ns) / iv).floor() as i64 + 1;
-                        let q = (due.max(0) as u64).saturating_sub(c.s.next_seq);
-                        if q == 0 {
-                            let t = c.phase_ns + (c.s.next_seq as f64) * iv;
-                            next_due = next_due.min(t as u64);
-                        }
+                    (_, Some(p)) => {
+                        let q = p.quota(now, c.s.next_seq, &mut next_due);
                         if cfg.mode == Mode::Stream {
                             q.min(window_msgs.saturating_sub(c.s.outstanding))
                         } else {
@@ -191,7 +187,7 @@ pub(crate) fn worker(w: &Worker) -> Stats {
                 }
             };
             if c.writable && (c.tx_pos < c.tx_len || quota > 0) {
-                busy |= write_conn(c, cfg, &clock, interval, quota, &mut st);
+                busy |= write_conn(c, cfg, &clock, quota, &mut st);
             }
         }
         let all_done = conns.iter().all(|c| {
@@ -478,14 +474,7 @@ fn advance_expect(c: &mut SeqState, cfg: &RunConfig) {
 
 /// Generates up to `quota` messages when the buffer is empty and writes; true on progress.
 #[allow(clippy::too_many_arguments)]
-fn write_conn(
-    c: &mut Conn,
-    cfg: &RunConfig,
-    clock: &Clock,
-    interval: Option<f64>,
-    quota: u64,
-    st: &mut Stats,
-) -> bool {
+fn write_conn(c: &mut Conn, cfg: &RunConfig, clock: &Clock, quota: u64, st: &mut Stats) -> bool {
     let mut progress = false;
     let mut quota = quota;
     // Bounded so one busy connection cannot starve the others (or miss the end of the run).
@@ -498,7 +487,7 @@ fn write_conn(
             let n = ((c.tx.len() / cfg.size) as u64).min(quota) as usize;
             for k in 0..n {
                 let seq = c.s.next_seq;
-                let ts = interval.map_or(now, |iv| (c.phase_ns + seq as f64 * iv) as u64);
+                let ts = c.pacer.map_or(now, |p| p.due_at(seq));
                 let reply = cfg.wants_reply(seq);
                 cfg.wire.build(
                     c.flow,

@@ -11,6 +11,7 @@ use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::batch::{gso_segments, keep_icmp_errors, take_icmp_error, RxBatch, TxBatch};
+use super::pacer::Pacer;
 use super::stats::{Jitter, SeqEvent, SeqTracker, Stats};
 use super::wire::{Check, SendTimes};
 use super::{Clock, Mode, RunConfig, Wire, Worker};
@@ -34,7 +35,8 @@ struct Flow {
     times: Option<SendTimes>,
     /// Paced runs: the actual send time of each message (wrk2's uncorrected latency).
     actual: Option<SendTimes>,
-    phase_ns: f64,
+    /// The send schedule of a paced run (`--rate`).
+    pacer: Option<Pacer>,
     got_any: bool,
     readable: bool,
     writable: bool,
@@ -206,7 +208,7 @@ pub(crate) fn worker(w: &Worker) -> Stats {
                 times: (cfg.wire == Wire::Sockperf).then(|| SendTimes::new(65_536)),
                 actual: (interval.is_some() && cfg.mode != Mode::Sink)
                     .then(|| SendTimes::new(65_536)),
-                phase_ns: interval.map_or(0.0, |iv| iv * f64::from(flow) / cfg.conns as f64),
+                pacer: interval.map(|iv| Pacer::new(iv, flow, cfg.conns)),
                 got_any: false,
                 readable: true,
                 writable: true,
@@ -274,7 +276,7 @@ pub(crate) fn worker(w: &Worker) -> Stats {
             if f.dead || ending {
                 continue;
             }
-            let quota: u64 = match (cfg.mode, interval) {
+            let quota: u64 = match (cfg.mode, f.pacer) {
                 (Mode::Pingpong | Mode::Source, _) => match f.waiting_since {
                     Some(t) if now < t + timeout_ns => {
                         next_due = next_due.min(t + timeout_ns);
@@ -282,14 +284,7 @@ pub(crate) fn worker(w: &Worker) -> Stats {
                     }
                     _ => 1,
                 },
-                (_, Some(iv)) => {
-                    let due = ((now as f64 - f.phase_ns) / iv).floor() as i64 + 1;
-                    let q = (due.max(0) as u64).saturating_sub(f.next_seq);
-                    if q == 0 {
-                        next_due = next_due.min((f.phase_ns + f.next_seq as f64 * iv) as u64);
-                    }
-                    q
-                }
+                (_, Some(p)) => p.quota(now, f.next_seq, &mut next_due),
                 (Mode::Stream, None) => {
                     if f.outstanding() > 0 && now > f.last_progress_ns + timeout_ns {
                         // Stalled: write the missing replies off so the window reopens; they
@@ -306,7 +301,6 @@ pub(crate) fn worker(w: &Worker) -> Stats {
                     f,
                     cfg,
                     &clock,
-                    interval,
                     quota.min(per_call as u64) as usize,
                     &mut tx,
                     segs,
@@ -449,7 +443,6 @@ fn send_flow(
     f: &mut Flow,
     cfg: &RunConfig,
     clock: &Clock,
-    interval: Option<f64>,
     n: usize,
     tx: &mut TxBatch,
     segs: usize,
@@ -465,7 +458,7 @@ fn send_flow(
             // The request's content does not matter to a source server; make it verifiable anyway.
             payload::fill_pattern(f.id, seq, m);
         } else {
-            let ts = interval.map_or(now, |iv| (f.phase_ns + seq as f64 * iv) as u64);
+            let ts = f.pacer.map_or(now, |p| p.due_at(seq));
             cfg.wire.build(f.id, seq, ts, cfg.wants_reply(seq), m);
             if let Some(t) = f.times.as_mut() {
                 t.put(seq, ts);
@@ -479,9 +472,9 @@ fn send_flow(
                 if wants {
                     f.replies_wanted += 1;
                 }
-                let ts = match (cfg.mode, interval) {
+                let ts = match (cfg.mode, f.pacer) {
                     (Mode::Source, _) | (_, None) => now,
-                    (_, Some(iv)) => (f.phase_ns + seq as f64 * iv) as u64,
+                    (_, Some(p)) => p.due_at(seq),
                 };
                 f.on_sent(seq, clock.measuring(ts), wants);
             }
@@ -496,9 +489,9 @@ fn send_flow(
             // side counts it.
             for k in 0..sent as u64 {
                 let seq = f.next_seq - sent as u64 + k;
-                let ts = match (cfg.mode, interval) {
+                let ts = match (cfg.mode, f.pacer) {
                     (Mode::Source, _) | (_, None) => now,
-                    (_, Some(iv)) => (f.phase_ns + seq as f64 * iv) as u64,
+                    (_, Some(p)) => p.due_at(seq),
                 };
                 if clock.measuring(ts) {
                     st.sent_msgs += 1;

@@ -9,6 +9,7 @@
 mod config;
 mod framing;
 mod guard;
+pub mod metrics;
 mod pattern;
 mod stats;
 
@@ -206,7 +207,7 @@ pub fn run_with_metrics(
 ) -> anyhow::Result<()> {
     let h = spawn(cfg)?;
     let _endpoint = metrics
-        .map(|addr| crate::metrics::serve_server_counters(addr, &h))
+        .map(|addr| metrics::serve_server_counters(addr, &h))
         .transpose()?;
     for (svc, proto, addr) in h.bound() {
         crate::output::println(&format!(

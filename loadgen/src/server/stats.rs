@@ -92,7 +92,7 @@ pub fn rate_line(
     at: std::time::SystemTime,
     since_start: f64,
 ) -> String {
-    use crate::report::human;
+    use crate::results::report::human;
     let per_s = |a: u64, b: u64| {
         if secs > 0.0 {
             b.saturating_sub(a) as f64 / secs

@@ -179,7 +179,7 @@ pub fn load_run_explained(
         Ok(_) => return Outcome::Failed(format!("{argv:?} is not a run")),
         Err(e) => return Outcome::Failed(format!("{argv:?}: {e}")),
     };
-    let r = match cfg.and_then(|c| crate::runner::try_run(&c)) {
+    let r = match cfg.and_then(|c| crate::session::try_run(&c)) {
         Ok(r) => r,
         Err(e) => return Outcome::Failed(format!("{e:#}")),
     };

@@ -1,13 +1,18 @@
-//! One run from configuration to result: the client measures, live progress and interval
-//! lines are shown, the report is built from the measurement.
+//! One `echoload run` session, from configuration to result: the client measures, the
+//! watchers see it live (the progress line, interval lines, the `--metrics` endpoint), and the
+//! report is built from the measurement. Its own room because it is the one place that ties
+//! the client to the results; cli/run.rs only holds the `run` command's arguments.
+
+pub mod metrics;
+pub mod progress;
 
 use std::time::Duration;
 
 use anyhow::Result;
 
 use crate::client::{self, Interval, LiveCounts, Measurement, Observer, RunConfig, Totals};
-use crate::progress::Progress;
-use crate::report::RunReport;
+use crate::results::report::RunReport;
+use progress::Progress;
 
 /// Runs a measurement and returns its report; an invalid configuration or a run that could
 /// not start is reported inside the report (see [`try_run`] to get it as `Err`).

@@ -1,13 +1,13 @@
 //! Live progress on stderr while a run goes on (only when stderr is a terminal): the current
 //! rates over the last second of the measured window, never an average that includes the
-//! warm-up.
+//! warm-up. In session/ as one of the run's live watchers.
 
 use std::collections::VecDeque;
 use std::io::IsTerminal;
 use std::time::Duration;
 
 use crate::client::LiveCounts;
-use crate::report::human;
+use crate::results::report::human;
 
 /// The span the shown rates are measured over.
 const RATE_WINDOW: Duration = Duration::from_secs(1);

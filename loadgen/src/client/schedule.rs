@@ -1,5 +1,6 @@
 //! Distributed runs: a common start instant (`--start-at`) and each agent's share of the load
-//! (`--agent-index`/`--agent-count`).
+//! (`--agent-index`/`--agent-count`). Here in the client because the engine waits for the
+//! start and shortens the warm-up to meet it; the result documents only read the times back.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -55,6 +56,11 @@ fn parse_offset_time(s: &str) -> Option<SystemTime> {
     })
 }
 
+/// Formats a wall-clock time as the result schema does: RFC 3339 UTC, microseconds, `Z`.
+pub fn format_time(t: SystemTime) -> String {
+    humantime::format_rfc3339_micros(t).to_string()
+}
+
 /// Refuses a start time more than [`PAST_TOLERANCE`] in the past.
 pub fn check_not_past(start: SystemTime, now: SystemTime) -> Result<()> {
     if let Err(e) = start.duration_since(now) {
@@ -64,8 +70,8 @@ pub fn check_not_past(start: SystemTime, now: SystemTime) -> Result<()> {
                 "--start-at is {:.3} s in the past (now {}, start {}); give a time in the future \
                  (agents connect and warm up before it)",
                 late.as_secs_f64(),
-                crate::resultdoc::format_time(now),
-                crate::resultdoc::format_time(start)
+                format_time(now),
+                format_time(start)
             );
         }
     }

@@ -2,7 +2,8 @@
 //! distributed run) into one document. Totals add up, the HDR histograms are merged, the
 //! agents' `intervals` are aligned on the wall clock (`started_at`) and summed interval by
 //! interval, and the merge says what it could not trust: skewed windows, missing agents,
-//! duplicates, documents without intervals.
+//! duplicates, documents without intervals. In results/ with the reader (doc.rs) and the
+//! writer (report.rs) of the documents it combines.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -11,8 +12,8 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::report::{encode_histogram, Latency, Throughput};
-use crate::resultdoc::{format_time, secs_between, Interval, ResultDoc};
+use crate::results::doc::{format_time, secs_between, Interval, ResultDoc};
+use crate::results::report::{encode_histogram, Latency, Throughput};
 
 /// One agent's line of the per-agent table (also in the merged JSON, `merge.agents`).
 #[derive(Clone, Debug, Serialize)]
@@ -430,8 +431,8 @@ impl Merged {
             d.sent_bytes,
             d.recv_msgs,
             d.recv_bytes,
-            crate::report::human(d.throughput.msgs_per_s, "msg/s"),
-            crate::report::human(d.throughput.bits_per_s, "bit/s")
+            crate::results::report::human(d.throughput.msgs_per_s, "msg/s"),
+            crate::results::report::human(d.throughput.bits_per_s, "bit/s")
         );
         let l = &d.latency_us;
         if l.count > 0 {
@@ -497,7 +498,7 @@ impl Merged {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resultdoc::fixtures::agent;
+    use crate::results::doc::fixtures::agent;
 
     const T0: &str = "2026-12-02T05:40:00.000000Z";
 

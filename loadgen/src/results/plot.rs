@@ -1,4 +1,5 @@
 //! `echoload plot`: pictures of one or more results, as an SVG (or an HTML page holding it).
+//! In results/: it draws documents read by doc.rs (and merged by merge.rs).
 //!
 //! Top: latency by percentile, HdrHistogram style: the x axis is 1/(1-p) on a log scale, so
 //! 90%, 99%, 99.9%… are evenly spaced and the tail gets the room. One curve per result, named
@@ -11,7 +12,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use plotters::prelude::*;
 
-use crate::resultdoc::ResultDoc;
+use crate::results::doc::ResultDoc;
 
 pub const WIDTH: u32 = 1100;
 pub const HEIGHT: u32 = 900;
@@ -410,7 +411,10 @@ pub fn render_html(docs: &[ResultDoc], title: &str) -> Result<String> {
             escape(&d.name()),
             escape(d.started_at.as_deref().unwrap_or("-")),
             d.throughput.msgs_per_s,
-            escape(&crate::report::human(d.throughput.bits_per_s, "bit/s")),
+            escape(&crate::results::report::human(
+                d.throughput.bits_per_s,
+                "bit/s"
+            )),
             l.p50,
             l.p99,
             l.p999,
@@ -530,7 +534,7 @@ pub(crate) mod svgparse {
 mod tests {
     use super::svgparse::{affine_match, polylines};
     use super::*;
-    use crate::resultdoc::fixtures::agent;
+    use crate::results::doc::fixtures::agent;
 
     fn hex(c: RGBColor) -> String {
         format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2)
@@ -669,7 +673,7 @@ mod tests {
         a.label = "A".into();
         let mut b = agent(1, 2, "2026-12-02T05:40:05Z", 2, 300, 25);
         b.label = "B".into();
-        let m = crate::align::merge(vec![a, b]).unwrap().doc;
+        let m = crate::results::merge::merge(vec![a, b]).unwrap().doc;
         assert_eq!(m.name(), "A + B");
         // intervals 0-2 s and 5-7 s: two throughput lines, none across 2-5 s
         let svg = render_svg(std::slice::from_ref(&m), "gap").unwrap();
@@ -685,8 +689,9 @@ mod tests {
         // a send-only run: no p99 legend figures, no p99 line
         let mut sink = agent(0, 1, "2026-12-02T05:40:00Z", 3, 100, 50);
         sink.label = "sink".into();
-        sink.latency_us = crate::report::Latency::default();
-        sink.histogram = crate::report::encode_histogram(&crate::client::Stats::default().hist);
+        sink.latency_us = crate::results::report::Latency::default();
+        sink.histogram =
+            crate::results::report::encode_histogram(&crate::client::Stats::default().hist);
         let svg = render_svg(&[sink], "sink").unwrap();
         assert!(svg.contains("no latency"), "legend");
         assert!(!svg.contains("0 samples"), "legend");
@@ -699,7 +704,7 @@ mod tests {
         let mut spike = agent(0, 1, "2026-12-02T05:40:00Z", 1, 1000, 25);
         let mut h = spike.histogram().unwrap();
         h.record(9_000_000).unwrap();
-        spike.histogram = crate::report::encode_histogram(&h);
+        spike.histogram = crate::results::report::encode_histogram(&h);
         let pts = percentile_points(&spike).unwrap();
         let svg = render_svg(&[spike], "log").unwrap();
         let line = polylines(&svg)

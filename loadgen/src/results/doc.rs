@@ -1,5 +1,6 @@
 //! Reading result documents for `merge` and `plot`: a lenient view of the `echoload run` JSON
 //! (schema v1 and v2, see `docs/many-machines.md`), and the stream reader behind `merge -`.
+//! In results/ as the reading side of the document report.rs writes.
 //!
 //! The view keeps every key it does not interpret (`rest`), so a merged document still carries
 //! them, and it never needs the writer's exact struct: agents of different versions merge.
@@ -12,7 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::report::{decode_histogram, Latency, Throughput};
+use crate::results::report::{decode_histogram, Latency, Throughput};
 
 /// `agent` of a v2 document.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +22,8 @@ pub struct Agent {
     pub count: u32,
 }
 
+/// The schema's time format; defined with the start-time logic that also prints it.
+pub use crate::client::schedule::format_time;
 /// One reporting interval (schema v2), times in seconds from `started_at`: the one the runs
 /// write (missing fields read as 0).
 pub use crate::client::Interval;
@@ -204,11 +207,6 @@ impl ResultDoc {
     }
 }
 
-/// Formats a wall-clock time as the schema does: RFC 3339 UTC, microseconds, `Z`.
-pub fn format_time(t: SystemTime) -> String {
-    humantime::format_rfc3339_micros(t).to_string()
-}
-
 /// Seconds from `a` to `b` (negative when `b` is earlier).
 pub fn secs_between(a: SystemTime, b: SystemTime) -> f64 {
     match b.duration_since(a) {
@@ -300,7 +298,7 @@ pub fn load(files: &[std::path::PathBuf]) -> Result<Stream> {
 pub(crate) mod fixtures {
     //! Schema v2 documents built from real histograms, for merge and plot tests.
     use super::*;
-    use crate::report::encode_histogram;
+    use crate::results::report::encode_histogram;
 
     /// An agent that sent `per_s` messages of 100 B each second for `secs` intervals of 1 s,
     /// all echoed, with latencies around `lat_us`.

@@ -1,4 +1,6 @@
-//! Results: the JSON document, the human table, merging of several runs.
+//! The result document of a run ([`RunReport`]: the JSON and the human table), the interval
+//! lines printed while a run goes on, and merging several runs' reports. The writing side of
+//! results/; doc.rs reads documents back.
 
 use std::fmt::Write as _;
 
@@ -136,7 +138,7 @@ pub struct RunReport {
     /// The receiver's counts (`--server-metrics`: echoload serve's counters of the target
     /// service, read before and after the run, so warm-up and set-up included); null without.
     #[serde(default)]
-    pub receiver: Option<crate::receiver::ReceiverCounts>,
+    pub receiver: Option<crate::results::receiver::ReceiverCounts>,
     /// Human-readable descriptions of the first errors.
     pub messages: Vec<String>,
     /// HdrHistogram V2 serialization (ns values), base64.
@@ -895,6 +897,26 @@ pub fn merge(reports: &[RunReport]) -> Result<RunReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The retransmits column of a TCP interval line: the count, or a dash when the interval
+    /// had no TCP_INFO reading (client/intervals.rs checks which intervals get which).
+    #[test]
+    fn interval_line_shows_retransmits_or_a_dash() {
+        let style = LineStyle {
+            tcp: true,
+            ..Default::default()
+        };
+        let with = Interval {
+            retransmits: Some(3),
+            ..Default::default()
+        };
+        let without = Interval {
+            retransmits: None,
+            ..Default::default()
+        };
+        assert!(interval_line(&with, &style).ends_with("        3"));
+        assert!(interval_line(&without, &style).ends_with("        –"));
+    }
 
     /// Issue 21 bug 6: the histogram was uncompressed V2 (cookie 0x1c849313), which
     /// HdrHistogram's other implementations do not read.

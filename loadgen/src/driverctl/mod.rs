@@ -1,10 +1,12 @@
 //! `echoload driver ...`: talks to wskecho's control device (Windows, `\\.\WskEcho`) or to a
 //! wskecho-sim serving the same control ABI over a socket (`--control ADDR`). Requests and
 //! answers are encoded and checked by the `control` crate; this module only chooses the
-//! channel and formats the results.
+//! channel and formats the results. The command's arguments are in `crate::cli::driver`; the
+//! exporter's Prometheus families in [`metrics`].
 
 mod channel;
 mod edit;
+pub mod metrics;
 mod render;
 pub mod selftest;
 #[cfg_attr(not(windows), allow(dead_code))]
@@ -323,10 +325,10 @@ fn execute(args: &DriverArgs, ch: &mut dyn Channel, out: &mut dyn Write) -> Resu
                     let _ = out.flush();
                 },
                 &mut || match query_stats(ch, true, true) {
-                    Ok(s) => crate::metrics::driver_exposition(&s),
+                    Ok(s) => metrics::driver_exposition(&s),
                     Err(e) => {
                         eprintln!("echoload driver exporter: {e:#}");
-                        crate::metrics::driver_down()
+                        metrics::driver_down()
                     }
                 },
             )?;

@@ -1,6 +1,7 @@
 //! Receiver-side counts of a run (iperf3 reports the receiver's view of a UDP test): read from
 //! `echoload serve`'s metrics endpoint, the only control channel `echoload serve` has, before
-//! and after the run (`echoload run --server-metrics ADDR`).
+//! and after the run (`echoload run --server-metrics ADDR`). In results/ because the counts
+//! are part of the result document (its `receiver` object, written by report.rs).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};

@@ -1,9 +1,10 @@
 //! `echoload diff A.json B.json`: two results side by side with ratios, and a verdict for CI:
-//! B is worse when a figure moved the wrong way by more than the tolerance.
+//! B is worse when a figure moved the wrong way by more than the tolerance. In results/ with
+//! the document it compares (report.rs).
 
 use std::fmt::Write as _;
 
-use crate::report::RunReport;
+use crate::results::report::RunReport;
 
 /// Which way is better for a figure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,8 +28,8 @@ pub struct Row {
 /// A figure with its unit, auto-scaled (9.29 Mbit/s, not 9286400.000).
 fn shown(metric: &str, v: f64) -> String {
     match metric {
-        "bits_per_s" => crate::report::human(v, "bit/s"),
-        "msgs_per_s" => crate::report::human(v, "msg/s"),
+        "bits_per_s" => crate::results::report::human(v, "bit/s"),
+        "msgs_per_s" => crate::results::report::human(v, "msg/s"),
         "loss_pct" => format!("{v:.2} %"),
         "errors" => format!("{v:.0}"),
         m if m.starts_with("latency_us") => format!("{v:.1} µs"),
