@@ -16,7 +16,7 @@
 //!   before WskCloseSocket).
 
 use super::budget::RetainedBudget;
-use super::client::ClientState;
+use super::load_client::ClientState;
 use super::ring::ByteRing;
 
 /// Upper bound on concurrently outstanding sends per connection (C37: several in flight).
