@@ -1116,12 +1116,18 @@ mod tests {
     use super::*;
     use std::vec::Vec;
 
+    /// Most work items one test's pump may produce: every loop in these tests is bounded, so a
+    /// state machine that never runs dry fails the test instead of hanging it.
+    const MAX_WORK: usize = 1000;
+
     fn pump(st: &mut TcpState, g: &RetainedBudget) -> Vec<Work> {
         let mut v = Vec::new();
+        let mut rounds = 0;
         assert!(st.enter_pump());
         loop {
             while let Some(w) = st.next_work(g) {
                 v.push(w);
+                assert!(v.len() <= MAX_WORK, "the pump never runs dry");
                 if w != Work::Close {
                     st.call_returned();
                 }
@@ -1129,6 +1135,8 @@ mod tests {
             if !st.leave_pump() {
                 break;
             }
+            rounds += 1;
+            assert!(rounds <= MAX_WORK, "the pump never ends");
         }
         v
     }
@@ -1332,11 +1340,13 @@ mod tests {
         assert!(!st.enter_pump());
         st.call_returned();
         let mut n = 1;
-        loop {
+        for round in 0.. {
+            assert!(round < MAX_WORK, "the pump never ends");
             while let Some(Work::Send(op)) = st.next_work(&g) {
                 st.call_returned();
                 st.send_complete(op.slot, true);
                 n += 1;
+                assert!(n <= MAX_WORK, "the pump never runs dry");
             }
             if !st.leave_pump() {
                 break;
