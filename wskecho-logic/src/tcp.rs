@@ -1861,4 +1861,424 @@ mod tests {
         );
         assert_eq!(st.anomalies, 0);
     }
+
+    // The tests below were written for mutants of the whole-crate cargo-mutants run that no
+    // test caught (README, "Mutation testing"); each names the mutants it kills.
+
+    /// Every call that names no slot or no outstanding IRP is counted exactly once per fault
+    /// (kills `anomalies += 1` -> `-=`/`*=` in slot_at, irp_done and callback_done).
+    #[test]
+    fn each_stray_call_is_counted_once() {
+        let g = RetainedBudget::new(1 << 20);
+        let mut st = TcpState::new(Mode::Echo, 100, 2, 100, 1 << 20);
+        // A completion for slot 99 with no IRP out: the IRP count, the slot index and the
+        // empty slot are three faults.
+        st.send_complete(99, true);
+        assert_eq!(st.anomalies, 3);
+        assert_eq!(st.irps_outstanding(), 0, "never wraps");
+        // A callback ending for a list it never retained.
+        assert!(!st.callback_done(1, &g));
+        assert_eq!(st.anomalies, 4);
+        // A query completion with no query issued.
+        assert!(!st.query_complete(None));
+        assert_eq!(st.anomalies, 5);
+    }
+
+    /// `close_issued` reports the close once it is handed out, not before (kills the
+    /// accessor -> true / false).
+    #[test]
+    fn close_issued_turns_true_with_the_close() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(Mode::Echo, 100, 1, 100, 0);
+        assert!(!st.close_issued());
+        st.abort();
+        assert!(!st.close_issued(), "decided, not issued yet");
+        assert_eq!(pump(&mut st, &g), [Work::Close]);
+        assert!(st.close_issued());
+    }
+
+    /// The per-connection retention budget: a lowered live limit applies to the next list,
+    /// the first list alone is held to it, and a list given back returns its bytes (kills
+    /// `set_per_conn_budget` -> (), `retained + len` -> `*`, `retained -= bytes` -> `+=`/`/=`).
+    #[test]
+    fn per_connection_budget_is_live_and_given_back() {
+        let g = RetainedBudget::new(1 << 20);
+        let mut st = TcpState::new(Mode::Echo, 1000, 4, 1000, 100);
+        // Larger than the budget on its own, with nothing retained yet.
+        assert_eq!(st.on_receive(150, true, &g), RecvDecision::Copy { n: 150 });
+        st.rx_callback_end();
+        assert!(st.ring.commit(150));
+        for w in pump(&mut st, &g) {
+            let Work::Send(op) = w else { panic!("{w:?}") };
+            st.send_complete(op.slot, true);
+        }
+        assert!(st.ring.is_empty());
+        // 60 retained and given back: the whole budget (100) is free again.
+        let RecvDecision::ZeroCopy { slot } = st.on_receive(60, true, &g) else {
+            panic!()
+        };
+        pump(&mut st, &g);
+        st.send_complete(slot, true);
+        assert!(!st.callback_done(slot, &g), "done inline: nothing retained");
+        st.rx_callback_end();
+        assert_eq!(st.retained, 0);
+        let RecvDecision::ZeroCopy { slot } = st.on_receive(100, true, &g) else {
+            panic!("exactly the budget is zero-copy")
+        };
+        pump(&mut st, &g);
+        st.send_complete(slot, true);
+        assert!(!st.callback_done(slot, &g));
+        st.rx_callback_end();
+        // Lowered while running: the next list is held to the new limit.
+        st.set_per_conn_budget(10);
+        assert_eq!(st.on_receive(50, true, &g), RecvDecision::Copy { n: 50 });
+        assert_eq!(g.used(), 0);
+    }
+
+    /// A list with an empty entry is never zero-copy: an empty entry has nothing to send
+    /// (kills `l > 0` -> `l >= 0`).
+    #[test]
+    fn a_list_with_an_empty_entry_is_copied() {
+        let g = RetainedBudget::new(1 << 20);
+        let mut st = TcpState::new(Mode::Echo, 1000, 4, 1000, 1 << 20);
+        assert_eq!(
+            st.on_receive_list(&[10, 0, 5], true, &g),
+            RecvDecision::Copy { n: 15 }
+        );
+        assert_eq!((st.busy_slots(), g.used()), (0, 0));
+    }
+
+    /// No DisconnectTimeoutMs (0) means a graceful close of ours is never cut by time (kills
+    /// `shutdown_limit > 0` -> `>= 0`).
+    #[test]
+    fn no_shutdown_limit_never_aborts() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(Mode::Echo, 100, 1, 100, 0);
+        st.on_receive(10, true, &g);
+        assert!(st.ring.commit(10));
+        st.rx_callback_end();
+        st.local_shutdown();
+        assert_eq!(
+            pump(&mut st, &g).len(),
+            1,
+            "the echo goes out, never completes"
+        );
+        for now in [0, 10, 1_000_000, u64::MAX / 2] {
+            assert_eq!(st.kick(now), Kick::default(), "t = {now}");
+            assert!(pump(&mut st, &g).is_empty(), "t = {now}");
+        }
+    }
+
+    /// A connection that never sees a byte is idle from its first tick, and the idle limit
+    /// is "more than", to the unit (kills `progress != seen || quiet_since.is_none()` ->
+    /// `&&`, `quiet > idle_limit` -> `>=`, `idle_limit > 0` -> `>= 0`).
+    #[test]
+    fn idle_from_the_first_tick_and_to_the_unit() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(Mode::Echo, 100, 2, 100, 0);
+        st.idle_limit = 100;
+        assert_eq!(st.kick(0), Kick::default());
+        assert!(
+            !st.kick(100).idle_timeout,
+            "exactly the limit is not past it"
+        );
+        let k = st.kick(101);
+        assert!(k.idle_timeout && k.pump, "{k:?}");
+        assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: false }]);
+        // No idle limit: never closed for idleness.
+        let mut st = TcpState::new(Mode::Echo, 100, 2, 100, 0);
+        for now in [0, 1, 1_000_000] {
+            assert_eq!(st.kick(now), Kick::default(), "t = {now}");
+        }
+    }
+
+    /// After a stop of ours (a local shutdown: our FIN owed, no echo owed) the progress limit
+    /// does not apply: that close is bounded by `shutdown_limit` alone; and an abort is
+    /// reported once, not again by later ticks (kills `PeerDone && owes_echo` -> `||` and
+    /// `echoing && !close_issued` -> `||`).
+    #[test]
+    fn progress_limit_is_for_echo_owed_only() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(Mode::Echo, 100, 1, 100, 0);
+        st.progress_limit = 100;
+        st.on_receive(10, true, &g);
+        assert!(st.ring.commit(10));
+        st.rx_callback_end();
+        st.local_shutdown();
+        assert_eq!(
+            pump(&mut st, &g).len(),
+            1,
+            "the echo goes out, never completes"
+        );
+        for now in [0, 101, 10_000] {
+            assert_eq!(st.kick(now), Kick::default(), "t = {now}");
+        }
+        // Echo owed while open: the progress abort fires once; a tick before the pump
+        // does not report it again.
+        let mut st = TcpState::new(Mode::Echo, 100, 1, 100, 0);
+        st.progress_limit = 100;
+        st.on_receive(10, true, &g);
+        assert!(st.ring.commit(10));
+        st.rx_callback_end();
+        assert_eq!(pump(&mut st, &g).len(), 1);
+        assert!(!st.kick(0).progress_timeout);
+        assert!(st.kick(101).progress_timeout);
+        assert!(!st.kick(1000).progress_timeout, "counted once");
+    }
+
+    /// Refused indications alone (nothing queued, nothing in flight: a ring with no room)
+    /// are echo owed: the peer's data waits in the stack (kills `|| rx_blocked` -> `&&`).
+    #[test]
+    fn refused_data_alone_is_owed_echo() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(Mode::Echo, 0, 1, 100, 0);
+        st.progress_limit = 100;
+        st.idle_limit = 50;
+        assert_eq!(st.on_receive(10, false, &g), RecvDecision::NotAccepted);
+        st.rx_callback_end();
+        assert!(st.ring.is_empty() && st.busy_slots() == 0);
+        assert!(!st.kick(0).idle_timeout);
+        let k = st.kick(101);
+        assert!(k.progress_timeout && !k.idle_timeout, "{k:?}");
+    }
+
+    /// Which connections the housekeeper must visit (kills `needs_tick` -> true and each
+    /// `||`/`&&`/`!`/`!=` mutant in it).
+    #[test]
+    fn needs_tick_only_with_work_for_the_tick() {
+        let g = RetainedBudget::new(1 << 20);
+        let mut st = TcpState::new(Mode::Echo, 0, 2, 100, 1 << 20);
+        assert!(!st.needs_tick(), "fresh and open");
+        // Refused data, no resume out: the tick posts one.
+        assert_eq!(st.on_receive(10, false, &g), RecvDecision::NotAccepted);
+        st.rx_callback_end();
+        assert!(st.needs_tick());
+        assert!(st.kick(0).pump);
+        assert_eq!(pump(&mut st, &g), [Work::ResumeReceive]);
+        assert!(!st.needs_tick(), "the resume is out");
+        st.resume_complete(true, 0);
+        assert!(st.needs_tick(), "blocked still: retried from the tick");
+        // An accept callback that ended: the tick pumps.
+        let mut st = TcpState::new(Mode::Echo, 100, 2, 100, 1 << 20);
+        st.accept_begin();
+        assert!(!st.needs_tick());
+        st.accept_end();
+        assert!(st.needs_tick());
+        assert!(st.kick(0).pump);
+        assert!(!st.needs_tick());
+        // A finished list whose callback is gone, phase open: the tick releases it.
+        let RecvDecision::ZeroCopy { slot } = st.on_receive(10, true, &g) else {
+            panic!()
+        };
+        pump(&mut st, &g);
+        assert!(st.callback_done(slot, &g));
+        assert!(!st.needs_tick(), "its send is out");
+        st.send_complete(slot, true);
+        assert!(st.needs_tick());
+        st.rx_callback_end();
+        assert_eq!(pump(&mut st, &g), [Work::Release { slot }]);
+        assert!(!st.needs_tick());
+        // Not open: the shutdown is bounded by the tick; once closed, never.
+        st.peer_graceful();
+        assert!(st.needs_tick());
+        assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: false }]);
+        assert!(!st.disconnect_complete(true));
+        assert_eq!(pump(&mut st, &g), [Work::Close]);
+        assert!(!st.needs_tick());
+    }
+
+    /// A retained list is due back only when every send is done and its callback's reference
+    /// is gone (kills `release_due` -> true/false, `zc_done > 0` -> `==`/`<`, `&&` -> `||`).
+    #[test]
+    fn release_due_needs_the_send_and_the_callback_done() {
+        let g = RetainedBudget::new(1 << 20);
+        let mut st = TcpState::new(Mode::Echo, 100, 2, 100, 1 << 20);
+        assert!(!st.release_due());
+        let RecvDecision::ZeroCopy { slot } = st.on_receive(10, true, &g) else {
+            panic!()
+        };
+        pump(&mut st, &g);
+        assert!(!st.release_due(), "send out");
+        st.send_complete(slot, true);
+        assert!(!st.release_due(), "the callback still holds it");
+        assert!(
+            !st.callback_done(slot, &g),
+            "done inline: SUCCESS, nothing retained"
+        );
+        assert!(!st.release_due());
+        st.rx_callback_end();
+        // The callback returns PENDING first, then the send completes.
+        let RecvDecision::ZeroCopy { slot } = st.on_receive(10, true, &g) else {
+            panic!()
+        };
+        pump(&mut st, &g);
+        assert!(st.callback_done(slot, &g));
+        assert!(!st.release_due(), "send out");
+        st.send_complete(slot, true);
+        assert!(st.release_due());
+        st.rx_callback_end();
+        assert_eq!(pump(&mut st, &g), [Work::Release { slot }]);
+        assert!(!st.release_due());
+    }
+
+    /// A paced source's message size is what the job sets (kills `set_max_send` -> ()).
+    #[test]
+    fn set_max_send_sets_the_message_size() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(Mode::Source, 100, 1, 100, 0);
+        st.set_max_send(300);
+        assert_eq!(st.max_send(), 300);
+        st.set_max_send(0);
+        assert_eq!(st.max_send(), 1, "never a zero-length send");
+        // Rounded to the pattern period by the source: 600 -> 2 periods, 100 -> 1.
+        st.set_max_send(600);
+        assert!(st.enter_pump());
+        let len = super::super::source::send_len(600);
+        assert_ne!(len, super::super::source::send_len(100));
+        assert_eq!(
+            st.next_work(&g),
+            Some(Work::Send(SendOp {
+                slot: 0,
+                kind: SendKind::Pattern { len },
+            }))
+        );
+    }
+
+    /// Only a paced message mode, open, with a free slot, wants a ticket (kills
+    /// `wants_ticket` -> true and both `&&` -> `||`).
+    #[test]
+    fn wants_ticket_only_when_a_ticket_is_all_that_is_missing() {
+        let g = RetainedBudget::new(0);
+        let mut echo = TcpState::new(Mode::Echo, 100, 1, 100, 0);
+        echo.client.paced = true;
+        assert!(!echo.wants_ticket(), "served echo takes no tickets");
+        let mut st = TcpState::new(Mode::Source, 100, 1, 100, 0);
+        st.client.paced = true;
+        assert!(st.wants_ticket());
+        st.client.tickets = 1;
+        assert!(st.enter_pump());
+        assert!(matches!(st.next_work(&g), Some(Work::Send(_))));
+        st.call_returned();
+        assert!(!st.wants_ticket(), "its one slot is busy");
+        st.leave_pump();
+        let mut st = TcpState::new(Mode::Source, 100, 1, 100, 0);
+        st.client.paced = true;
+        st.abort();
+        assert!(!st.wants_ticket(), "aborting");
+    }
+
+    /// Every IRP handed to WSK is counted: a pattern send (echo client and source) and the
+    /// abortive disconnect that cancels a send (kills `irps += 1` -> `*=`/`-=` in next_work
+    /// and teardown_work).
+    #[test]
+    fn every_irp_handed_out_is_counted() {
+        let g = RetainedBudget::new(0);
+        for mode in [Mode::Source, Mode::EchoClient { msg: 10 }] {
+            let mut st = TcpState::new(mode, 100, 1, 100, 0);
+            assert_eq!(pump(&mut st, &g).len(), 1, "{mode:?}");
+            assert_eq!(st.irps_outstanding(), 1, "{mode:?}");
+            // The abort cancels the send: the disconnect is a second IRP.
+            st.abort();
+            assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: true }]);
+            assert_eq!(st.irps_outstanding(), 2, "{mode:?}");
+            st.send_complete(0, false);
+            assert!(!st.disconnect_complete(true));
+            assert_eq!(st.irps_outstanding(), 0, "{mode:?}");
+            assert_eq!(pump(&mut st, &g), [Work::Close]);
+            assert!(st.close_complete(), "{mode:?}: the close was the last IRP");
+            assert_eq!(st.anomalies, 0, "{mode:?}");
+        }
+    }
+
+    /// The peer's FIN while a zero-copy echo is in flight (the ring empty): our FIN waits for
+    /// the send (kills `!(idle_sends && ring.is_empty())` -> `||`).
+    #[test]
+    fn our_fin_waits_for_a_zero_copy_send() {
+        let g = RetainedBudget::new(1 << 20);
+        let mut st = TcpState::new(Mode::Echo, 100, 2, 100, 1 << 20);
+        let RecvDecision::ZeroCopy { slot } = st.on_receive(10, true, &g) else {
+            panic!()
+        };
+        assert_eq!(pump(&mut st, &g).len(), 1);
+        assert!(st.callback_done(slot, &g));
+        st.rx_callback_end();
+        st.peer_graceful();
+        assert!(st.ring.is_empty());
+        assert!(pump(&mut st, &g).is_empty(), "the echo is still out");
+        st.send_complete(slot, true);
+        assert_eq!(
+            pump(&mut st, &g),
+            [Work::Release { slot }, Work::Disconnect { abortive: false }]
+        );
+    }
+
+    /// A WSK call made outside the pump (an outbound socket's connect) holds the close back
+    /// until it returns (kills `call_begin` -> () and `calls += 1` -> `-=`/`*=`).
+    #[test]
+    fn call_begin_holds_the_close() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(Mode::Source, 100, 1, 100, 0);
+        st.call_begin();
+        st.abort();
+        assert!(pump(&mut st, &g).is_empty(), "a call is executing");
+        st.call_returned();
+        assert_eq!(pump(&mut st, &g), [Work::Close]);
+    }
+
+    /// Copy-path sends complete in and out of order, round after round: each round frees
+    /// its ring bytes and its slots (kills `ring_len -= 1` -> `+=`/`/=`).
+    #[test]
+    fn ring_sends_are_freed_round_after_round() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(Mode::Echo, 100, 3, 20, 0);
+        for round in 0..20 {
+            assert_eq!(st.on_receive(50, false, &g), RecvDecision::Copy { n: 50 });
+            assert!(st.ring.commit(50));
+            st.rx_callback_end();
+            let slots: Vec<usize> = pump(&mut st, &g)
+                .iter()
+                .map(|w| match w {
+                    Work::Send(SendOp {
+                        slot,
+                        kind: SendKind::Ring { .. },
+                    }) => *slot,
+                    other => panic!("round {round}: {other:?}"),
+                })
+                .collect();
+            assert_eq!(slots.len(), 3, "round {round}: 20 + 20 + 10");
+            // Odd rounds complete out of order: nothing is freed before the oldest.
+            if round % 2 == 1 {
+                st.send_complete(slots[2], true);
+                st.send_complete(slots[1], true);
+                assert_eq!(st.ring.free(), 50, "round {round}");
+                st.send_complete(slots[0], true);
+            } else {
+                for s in slots {
+                    st.send_complete(s, true);
+                }
+            }
+            assert!(st.ring.is_empty(), "round {round}");
+            assert_eq!(st.busy_slots(), 0, "round {round}");
+        }
+        assert_eq!(st.anomalies, 0);
+    }
+
+    /// A completion the ring does not account for (more bytes than it has in flight: the
+    /// ring changed under the send) is counted, and the slot still freed (kills the count's
+    /// `+=` -> `-=`/`*=`).
+    #[test]
+    fn a_ring_completion_the_ring_cannot_take_is_counted() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(Mode::Echo, 100, 1, 100, 0);
+        assert_eq!(st.on_receive(10, false, &g), RecvDecision::Copy { n: 10 });
+        assert!(st.ring.commit(10));
+        st.rx_callback_end();
+        let [Work::Send(op)] = pump(&mut st, &g)[..] else {
+            panic!()
+        };
+        st.ring = ByteRing::new(100);
+        st.send_complete(op.slot, true);
+        assert_eq!(st.anomalies, 1);
+        assert_eq!(st.busy_slots(), 0);
+    }
 }
