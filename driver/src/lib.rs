@@ -11,8 +11,8 @@
 //! | module | holds | imports |
 //! |---|---|---|
 //! | `kernel` | thin ntoskrnl wrappers: pool, IRPs, spin lock, log, time, free lists | wsk-sys |
-//! | `logic` | platform-free decisions: TCP state machine, sockperf framing, ring, budget, rate
-//! limit | control only, never wsk-sys |
+//! | `logic` | the `wskecho-logic` crate, re-exported: platform-free decisions (TCP state machine,
+//! sockperf framing, ring, budget) | control only, never wsk-sys |
 //! | `wsk` | WSK helpers: socket + bind, events, options, close, addresses, MDLs | kernel |
 //! | `stats` | per-CPU and per-service counters | control |
 //! | `datapath` | `DataPath`: the data path's handle (counters, live limits, budget, connection
@@ -43,12 +43,15 @@ mod ioctl;
 mod kernel;
 mod live_limits;
 mod load;
-mod logic;
 mod registry;
 mod reopen;
 mod serve;
 pub mod stats;
 mod wsk;
+
+// The platform-free decisions live in their own crate (fast unit and mutation tests); every
+// `crate::logic::...` path reaches them through this name.
+pub use wskecho_logic as logic;
 
 #[cfg(all(target_os = "windows", not(test)))]
 mod windows_rt;

@@ -29,7 +29,7 @@ use crate::kernel::irp;
 use crate::kernel::lock::SpinLock;
 use crate::logic::ring::ByteRing;
 use crate::logic::sockperf::TcpFramer;
-use crate::logic::tcp::{self, TcpState, MAX_SLOTS};
+use crate::logic::tcp::{self, TcpParams, TcpState, MAX_SLOTS};
 use crate::stats::NO_SLOT;
 use crate::wsk::addr::SockAddrBuf;
 
@@ -176,13 +176,13 @@ impl Conn {
         stats_slot: usize,
         sock: *mut WSK_SOCKET,
     ) -> Option<*mut Conn> {
-        let mut state = TcpState::new(
-            crate::logic::tcp_mode(mode),
-            0,
-            MAX_SLOTS,
-            16 * 1024,
-            drv.live.get(Limit::MaxRetainedPerConn) as usize,
-        );
+        let mut state = TcpState::new(TcpParams {
+            mode: crate::logic::tcp_mode(mode),
+            ring_cap: 0,
+            send_slots: MAX_SLOTS,
+            max_send: 16 * 1024,
+            per_conn_budget: drv.live.get(Limit::MaxRetainedPerConn) as usize,
+        });
         // The accept callback runs until `accepted` ends it: no close before (W49: the provider
         // owns an accepted socket until the accept callback returns).
         state.accept_begin();
@@ -200,7 +200,13 @@ impl Conn {
         mode: tcp::Mode,
         client: &'static ClientHooks,
     ) -> Option<*mut Conn> {
-        let mut state = TcpState::new(mode, 0, 4, 16 * 1024, 0);
+        let mut state = TcpState::new(TcpParams {
+            mode,
+            ring_cap: 0,
+            send_slots: 4,
+            max_send: 16 * 1024,
+            per_conn_budget: 0,
+        });
         state.wait_peer_fin = true;
         // SAFETY: forwarded.
         unsafe { Self::take(drv, state, ptr::null_mut(), Some(client), NO_SLOT) }

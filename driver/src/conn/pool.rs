@@ -14,7 +14,7 @@ use crate::kernel::lock::SpinLock;
 use crate::kernel::time;
 use crate::kernel::{irp, pool};
 use crate::logic::sockperf::TcpFramer;
-use crate::logic::tcp::{self, TcpState};
+use crate::logic::tcp::{self, TcpParams, TcpState};
 use crate::stats::{Counter, NO_SLOT};
 use crate::wsk::addr::SockAddrBuf;
 use crate::wsk::mdl::build_mdl;
@@ -317,7 +317,13 @@ fn alloc_conn(drv: *const DataPath, index: usize, ring_bytes: usize) -> *mut Con
             Conn {
                 drv,
                 socket: ptr::null_mut(),
-                state: SpinLock::new(TcpState::new(tcp::Mode::Discard, ring_bytes, 1, 1, 0)),
+                state: SpinLock::new(TcpState::new(TcpParams {
+                    mode: tcp::Mode::Discard,
+                    ring_cap: ring_bytes,
+                    send_slots: 1,
+                    max_send: 1,
+                    per_conn_budget: 0,
+                })),
                 framer: UnsafeCell::new(TcpFramer::new()),
                 slots: core::array::from_fn(|i| SendSlot {
                     conn: c,

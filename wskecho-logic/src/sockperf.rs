@@ -199,4 +199,24 @@ mod tests {
         .write(&mut h);
         assert!(TcpFramer::new().feed(&h, &mut |_| {}).is_err());
     }
+
+    /// Both bounds of the length field are valid: a bare header (no body) and a message of
+    /// exactly the largest size (kills `< HEADER_LEN` -> `<=` and `> MAX` -> `>=`).
+    #[test]
+    fn framer_takes_both_length_bounds() {
+        let bare = msg(4, FLAG_CLIENT | FLAG_REPLY, b"");
+        let mut f = TcpFramer::new();
+        let mut out = Vec::new();
+        assert_eq!(f.feed(&bare, &mut |s| out.extend_from_slice(s)), Ok(()));
+        assert_eq!(out, msg(4, FLAG_REPLY, b""));
+        let mut h = [0u8; HEADER_LEN];
+        Header {
+            seq: 5,
+            flags: FLAG_CLIENT,
+            len: MAX_TCP_MESSAGE,
+        }
+        .write(&mut h);
+        assert_eq!(f.feed(&h, &mut |_| {}), Ok(()));
+        assert_eq!((f.messages, f.replies), (2, 1));
+    }
 }

@@ -1,6 +1,6 @@
 //! Per-connection TCP send/receive state machine, platform-free.
 //!
-//! The kernel layer (serve::conn) holds this under the connection's spin lock and performs the
+//! The kernel layer (the driver's conn room) holds this under the connection's spin lock and performs the
 //! WSK calls it asks for *outside* the lock. Everything that decides lives here so that it is
 //! unit-tested on the host:
 //! - zero-copy vs copy per indication (rules C1: hold a zero-copy send's indication until both the
@@ -16,7 +16,7 @@
 //!   before WskCloseSocket).
 
 use super::budget::RetainedBudget;
-use super::client::ClientState;
+use super::load_client::ClientState;
 use super::ring::ByteRing;
 
 /// Upper bound on concurrently outstanding sends per connection (C37: several in flight).
@@ -247,14 +247,30 @@ pub struct TcpState {
     pub anomalies: u32,
 }
 
+/// What a connection's state is made with (`TcpState::new`).
+#[derive(Clone, Copy, Debug)]
+pub struct TcpParams {
+    pub mode: Mode,
+    /// Bytes of the copy path's send ring (0: no ring, zero-copy or nothing to send).
+    pub ring_cap: usize,
+    /// Sends in flight at most (clamped to 1..=MAX_SLOTS).
+    pub send_slots: usize,
+    /// Largest single send, bytes (at least 1).
+    pub max_send: usize,
+    /// Bytes this connection may keep retained for zero-copy (changeable later:
+    /// `set_per_conn_budget`).
+    pub per_conn_budget: usize,
+}
+
 impl TcpState {
-    pub fn new(
-        mode: Mode,
-        ring_cap: usize,
-        nslots: usize,
-        max_send: usize,
-        per_conn_budget: usize,
-    ) -> Self {
+    pub fn new(p: TcpParams) -> Self {
+        let TcpParams {
+            mode,
+            ring_cap,
+            send_slots: nslots,
+            max_send,
+            per_conn_budget,
+        } = p;
         Self {
             mode,
             ring: ByteRing::new(ring_cap),
@@ -1116,12 +1132,18 @@ mod tests {
     use super::*;
     use std::vec::Vec;
 
+    /// Most work items one test's pump may produce: every loop in these tests is bounded, so a
+    /// state machine that never runs dry fails the test instead of hanging it.
+    const MAX_WORK: usize = 1000;
+
     fn pump(st: &mut TcpState, g: &RetainedBudget) -> Vec<Work> {
         let mut v = Vec::new();
+        let mut rounds = 0;
         assert!(st.enter_pump());
         loop {
             while let Some(w) = st.next_work(g) {
                 v.push(w);
+                assert!(v.len() <= MAX_WORK, "the pump never runs dry");
                 if w != Work::Close {
                     st.call_returned();
                 }
@@ -1129,6 +1151,8 @@ mod tests {
             if !st.leave_pump() {
                 break;
             }
+            rounds += 1;
+            assert!(rounds <= MAX_WORK, "the pump never ends");
         }
         v
     }
@@ -1136,7 +1160,13 @@ mod tests {
     #[test]
     fn zero_copy_waits_for_both_references() {
         let g = RetainedBudget::new(1 << 20);
-        let mut st = TcpState::new(Mode::Echo, 1024, 4, 512, 4096);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 1024,
+            send_slots: 4,
+            max_send: 512,
+            per_conn_budget: 4096,
+        });
         let RecvDecision::ZeroCopy { slot } = st.on_receive(100, true, &g) else {
             panic!()
         };
@@ -1162,7 +1192,13 @@ mod tests {
     #[test]
     fn release_waits_for_the_callback_to_return_not_for_ticks() {
         let g = RetainedBudget::new(1 << 20);
-        let mut st = TcpState::new(Mode::Echo, 1024, 4, 512, 4096);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 1024,
+            send_slots: 4,
+            max_send: 512,
+            per_conn_budget: 4096,
+        });
         let RecvDecision::ZeroCopy { slot } = st.on_receive(10, true, &g) else {
             panic!()
         };
@@ -1202,7 +1238,13 @@ mod tests {
     fn recycled_only_after_every_irp_whatever_the_order() {
         // W70 orders nothing between the close's completion and those of the IRPs it cancels.
         let g = RetainedBudget::new(0);
-        let mut st = TcpState::new(Mode::Echo, 100, 2, 100, 0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 100,
+            send_slots: 2,
+            max_send: 100,
+            per_conn_budget: 0,
+        });
         // Back-pressure, then the ring drains: a zero-length resume receive goes out.
         assert_eq!(st.on_receive(100, true, &g), RecvDecision::Copy { n: 100 });
         assert!(st.ring.commit(100));
@@ -1236,7 +1278,13 @@ mod tests {
     #[test]
     fn budgets_force_copy_and_ring_orders_after_zero_copy() {
         let g = RetainedBudget::new(150);
-        let mut st = TcpState::new(Mode::Echo, 1000, 4, 1000, 1000);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 1000,
+            send_slots: 4,
+            max_send: 1000,
+            per_conn_budget: 1000,
+        });
         let RecvDecision::ZeroCopy { slot: a } = st.on_receive(100, true, &g) else {
             panic!()
         };
@@ -1269,7 +1317,13 @@ mod tests {
     #[test]
     fn backpressure_then_resume() {
         let g = RetainedBudget::new(0);
-        let mut st = TcpState::new(Mode::Echo, 100, 2, 30, 0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 100,
+            send_slots: 2,
+            max_send: 30,
+            per_conn_budget: 0,
+        });
         assert_eq!(st.on_receive(80, true, &g), RecvDecision::Copy { n: 80 });
         assert!(st.ring.commit(80));
         assert_eq!(st.on_receive(50, true, &g), RecvDecision::Copy { n: 20 }); // partial
@@ -1311,7 +1365,13 @@ mod tests {
     #[test]
     fn sockperf_keeps_header_slack() {
         let g = RetainedBudget::new(1 << 20);
-        let mut st = TcpState::new(Mode::Sockperf, 100, 2, 100, 1 << 20);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Sockperf,
+            ring_cap: 100,
+            send_slots: 2,
+            max_send: 100,
+            per_conn_budget: 1 << 20,
+        });
         assert_eq!(st.on_receive(200, true, &g), RecvDecision::Copy { n: 86 });
         assert!(st.ring.commit(90));
         assert_eq!(st.on_receive(5, true, &g), RecvDecision::NotAccepted);
@@ -1320,7 +1380,13 @@ mod tests {
     #[test]
     fn inline_completion_does_not_recurse() {
         let g = RetainedBudget::new(0);
-        let mut st = TcpState::new(Mode::Echo, 100, 2, 10, 0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 100,
+            send_slots: 2,
+            max_send: 10,
+            per_conn_budget: 0,
+        });
         st.on_receive(40, true, &g);
         assert!(st.ring.commit(40));
         assert!(st.enter_pump());
@@ -1332,11 +1398,13 @@ mod tests {
         assert!(!st.enter_pump());
         st.call_returned();
         let mut n = 1;
-        loop {
+        for round in 0.. {
+            assert!(round < MAX_WORK, "the pump never ends");
             while let Some(Work::Send(op)) = st.next_work(&g) {
                 st.call_returned();
                 st.send_complete(op.slot, true);
                 n += 1;
+                assert!(n <= MAX_WORK, "the pump never runs dry");
             }
             if !st.leave_pump() {
                 break;
@@ -1349,7 +1417,13 @@ mod tests {
     #[test]
     fn echo_client_one_message_at_a_time() {
         let g = RetainedBudget::new(0);
-        let mut st = TcpState::new(Mode::EchoClient { msg: 100 }, 16, 4, 1000, 0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::EchoClient { msg: 100 },
+            ring_cap: 16,
+            send_slots: 4,
+            max_send: 1000,
+            per_conn_budget: 0,
+        });
         let w = pump(&mut st, &g);
         assert_eq!(w.len(), 1, "one message outstanding: {w:?}");
         let Work::Send(op) = w[0] else { panic!() };
@@ -1372,7 +1446,13 @@ mod tests {
     #[test]
     fn graceful_close_after_echo_drains() {
         let g = RetainedBudget::new(0);
-        let mut st = TcpState::new(Mode::Echo, 100, 2, 100, 0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 100,
+            send_slots: 2,
+            max_send: 100,
+            per_conn_budget: 0,
+        });
         st.on_receive(10, true, &g);
         assert!(st.ring.commit(10));
         st.rx_callback_end();
@@ -1395,7 +1475,13 @@ mod tests {
     #[test]
     fn abort_releases_retained_before_close() {
         let g = RetainedBudget::new(1000);
-        let mut st = TcpState::new(Mode::Echo, 100, 4, 100, 1000);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 100,
+            send_slots: 4,
+            max_send: 100,
+            per_conn_budget: 1000,
+        });
         let RecvDecision::ZeroCopy { slot: a } = st.on_receive(10, true, &g) else {
             panic!()
         };
@@ -1429,7 +1515,13 @@ mod tests {
     fn paced_load_sends_only_with_a_ticket() {
         let g = RetainedBudget::new(1 << 20);
         for mode in [Mode::Source, Mode::EchoClient { msg: 10 }] {
-            let mut st = TcpState::new(mode, 100, 2, 100, 0);
+            let mut st = TcpState::new(TcpParams {
+                mode,
+                ring_cap: 100,
+                send_slots: 2,
+                max_send: 100,
+                per_conn_budget: 0,
+            });
             st.client.paced = true;
             assert!(st.enter_pump());
             assert!(st.wants_ticket());
@@ -1450,7 +1542,13 @@ mod tests {
     #[test]
     fn outbound_close_waits_for_the_peer_fin() {
         let g = RetainedBudget::new(0);
-        let mut st = TcpState::new(Mode::Source, 100, 1, 100, 0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Source,
+            ring_cap: 100,
+            send_slots: 1,
+            max_send: 100,
+            per_conn_budget: 0,
+        });
         st.wait_peer_fin = true;
         st.local_shutdown();
         assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: false }]);
@@ -1466,7 +1564,13 @@ mod tests {
     #[test]
     fn graceful_shutdown_is_bounded() {
         let g = RetainedBudget::new(0);
-        let mut st = TcpState::new(Mode::Echo, 100, 1, 100, 0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 100,
+            send_slots: 1,
+            max_send: 100,
+            per_conn_budget: 0,
+        });
         st.shutdown_limit = 3;
         st.on_receive(10, true, &g);
         assert!(st.ring.commit(10));
@@ -1490,7 +1594,13 @@ mod tests {
 
     #[test]
     fn pending_backlog_query_holds_the_context() {
-        let mut st = TcpState::new(Mode::Echo, 1024, 4, 16 * 1024, 0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 1024,
+            send_slots: 4,
+            max_send: 16 * 1024,
+            per_conn_budget: 0,
+        });
         assert!(st.query_issue());
         assert!(!st.query_issue(), "one query at a time");
         st.abort();
@@ -1506,7 +1616,13 @@ mod tests {
             st.query_complete(None),
             "its completion recycles the context"
         );
-        let mut st = TcpState::new(Mode::Echo, 1024, 4, 16 * 1024, 0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 1024,
+            send_slots: 4,
+            max_send: 16 * 1024,
+            per_conn_budget: 0,
+        });
         assert!(st.query_issue());
         st.call_returned();
         assert!(!st.query_complete(Some(200_000)));
@@ -1516,7 +1632,13 @@ mod tests {
     #[test]
     fn close_may_complete_before_a_pending_disconnect() {
         let g = RetainedBudget::new(0);
-        let mut st = TcpState::new(Mode::Echo, 100, 2, 100, 0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 100,
+            send_slots: 2,
+            max_send: 100,
+            per_conn_budget: 0,
+        });
         st.peer_graceful();
         assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: false }]);
         st.abort(); // e.g. unload's abortive phase while the FIN is still pending
@@ -1535,7 +1657,13 @@ mod tests {
     #[test]
     fn bytes_of_a_receive_overlapped_by_the_fin_are_echoed_before_ours() {
         let g = RetainedBudget::new(0);
-        let mut st = TcpState::new(Mode::Echo, 4096, 2, 4096, 0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 4096,
+            send_slots: 2,
+            max_send: 4096,
+            per_conn_budget: 0,
+        });
         // The disconnect event finds the receive callback entered (its first act).
         st.receive_running();
         st.peer_graceful();
@@ -1566,7 +1694,13 @@ mod tests {
         // After our FIN nothing more is taken.
         assert_eq!(st.on_receive(10, false, &g), RecvDecision::Drop);
         // A local stop takes nothing more either.
-        let mut st = TcpState::new(Mode::Echo, 4096, 2, 4096, 0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 4096,
+            send_slots: 2,
+            max_send: 4096,
+            per_conn_budget: 0,
+        });
         st.local_shutdown();
         assert_eq!(st.on_receive(10, false, &g), RecvDecision::Drop);
     }
@@ -1579,7 +1713,13 @@ mod tests {
     fn nothing_is_echoed_after_bytes_a_local_stop_dropped() {
         let g = RetainedBudget::new(0);
         for overlapped in [false, true] {
-            let mut st = TcpState::new(Mode::Echo, 4096, 2, 4096, 0);
+            let mut st = TcpState::new(TcpParams {
+                mode: Mode::Echo,
+                ring_cap: 4096,
+                send_slots: 2,
+                max_send: 4096,
+                per_conn_budget: 0,
+            });
             assert_eq!(st.on_receive(10, false, &g), RecvDecision::Copy { n: 10 });
             assert!(st.ring.commit(10));
             st.local_shutdown();
@@ -1604,7 +1744,13 @@ mod tests {
     #[test]
     fn echo_owed_after_the_peers_fin_is_bounded_by_progress() {
         let g = RetainedBudget::new(0);
-        let mut st = TcpState::new(Mode::Echo, 100, 1, 100, 0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 100,
+            send_slots: 1,
+            max_send: 100,
+            per_conn_budget: 0,
+        });
         st.shutdown_limit = 3;
         st.progress_limit = 50;
         st.on_receive(10, false, &g);
@@ -1632,7 +1778,13 @@ mod tests {
     #[test]
     fn refused_bytes_before_the_fin_are_echoed_before_ours() {
         let g = RetainedBudget::new(0);
-        let mut st = TcpState::new(Mode::Echo, 64, 2, 64, 0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 64,
+            send_slots: 2,
+            max_send: 64,
+            per_conn_budget: 0,
+        });
         assert_eq!(st.on_receive(100, false, &g), RecvDecision::Copy { n: 64 });
         assert!(st.ring.commit(64));
         st.rx_callback_end();
@@ -1667,7 +1819,13 @@ mod tests {
     #[test]
     fn no_close_before_the_accept_callback_ends() {
         let g = RetainedBudget::new(0);
-        let mut st = TcpState::new(Mode::Echo, 64, 2, 64, 0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 64,
+            send_slots: 2,
+            max_send: 64,
+            per_conn_budget: 0,
+        });
         st.accept_begin();
         st.abort();
         assert!(
@@ -1679,7 +1837,13 @@ mod tests {
         assert!(st.kick(0).pump);
         assert_eq!(pump(&mut st, &g), [Work::Close]);
         // An accepted source connection starts sending from that visit, not inside accept.
-        let mut st = TcpState::new(Mode::Source, 0, 2, 64, 0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Source,
+            ring_cap: 0,
+            send_slots: 2,
+            max_send: 64,
+            per_conn_budget: 0,
+        });
         st.accept_begin();
         st.accept_end();
         assert!(st.kick(0).pump);
@@ -1689,7 +1853,13 @@ mod tests {
     #[test]
     fn close_waits_for_executing_calls() {
         let g = RetainedBudget::new(0);
-        let mut st = TcpState::new(Mode::Discard, 16, 1, 16, 0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Discard,
+            ring_cap: 16,
+            send_slots: 1,
+            max_send: 16,
+            per_conn_budget: 0,
+        });
         st.abort();
         st.calls = 1; // another thread is inside a WSK call
         assert!(st.enter_pump());
@@ -1701,7 +1871,13 @@ mod tests {
     #[test]
     fn source_keeps_slots_busy_until_abort() {
         let g = RetainedBudget::new(0);
-        let mut st = TcpState::new(Mode::Source, 16, 3, 1000, 0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Source,
+            ring_cap: 16,
+            send_slots: 3,
+            max_send: 1000,
+            per_conn_budget: 0,
+        });
         assert!(st.enter_pump());
         let mut n = 0;
         while let Some(Work::Send(op)) = st.next_work(&g) {
@@ -1723,7 +1899,13 @@ mod tests {
     #[test]
     fn idle_connection_is_closed_gracefully_after_the_idle_limit() {
         let g = RetainedBudget::new(0);
-        let mut st = TcpState::new(Mode::Echo, 100, 2, 100, 0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 100,
+            send_slots: 2,
+            max_send: 100,
+            per_conn_budget: 0,
+        });
         st.idle_limit = 100;
         assert_eq!(st.kick(1000), Kick::default(), "the clock starts here");
         // Traffic restarts the clock.
@@ -1745,7 +1927,13 @@ mod tests {
     #[test]
     fn peer_that_never_reads_is_aborted_after_the_progress_limit() {
         let g = RetainedBudget::new(1 << 20);
-        let mut st = TcpState::new(Mode::Echo, 100, 2, 100, 1 << 20);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 100,
+            send_slots: 2,
+            max_send: 100,
+            per_conn_budget: 1 << 20,
+        });
         st.progress_limit = 500;
         st.idle_limit = 100; // owed echo is not idleness
         let RecvDecision::ZeroCopy { slot } = st.on_receive(50, true, &g) else {
@@ -1775,7 +1963,13 @@ mod tests {
     #[test]
     fn retention_deadline_turns_zero_copy_off() {
         let g = RetainedBudget::new(1 << 20);
-        let mut st = TcpState::new(Mode::Echo, 1000, 4, 1000, 1 << 20);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 1000,
+            send_slots: 4,
+            max_send: 1000,
+            per_conn_budget: 1 << 20,
+        });
         st.retain_limit = 100;
         let RecvDecision::ZeroCopy { slot } = st.on_receive(50, true, &g) else {
             panic!()
@@ -1799,7 +1993,13 @@ mod tests {
     #[test]
     fn multi_entry_list_is_sent_entry_by_entry_and_released_once() {
         let g = RetainedBudget::new(1 << 20);
-        let mut st = TcpState::new(Mode::Echo, 1000, 4, 1000, 1 << 20);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 1000,
+            send_slots: 4,
+            max_send: 1000,
+            per_conn_budget: 1 << 20,
+        });
         let RecvDecision::ZeroCopy { slot: head } = st.on_receive_list(&[10, 20, 30], true, &g)
         else {
             panic!()
@@ -1850,5 +2050,557 @@ mod tests {
             RecvDecision::Copy { n: 5 }
         );
         assert_eq!(st.anomalies, 0);
+    }
+
+    // The tests below were written for mutants of the whole-crate cargo-mutants run that no
+    // test caught (README, "Mutation testing"); each names the mutants it kills.
+
+    /// Every call that names no slot or no outstanding IRP is counted exactly once per fault
+    /// (kills `anomalies += 1` -> `-=`/`*=` in slot_at, irp_done and callback_done).
+    #[test]
+    fn each_stray_call_is_counted_once() {
+        let g = RetainedBudget::new(1 << 20);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 100,
+            send_slots: 2,
+            max_send: 100,
+            per_conn_budget: 1 << 20,
+        });
+        // A completion for slot 99 with no IRP out: the IRP count, the slot index and the
+        // empty slot are three faults.
+        st.send_complete(99, true);
+        assert_eq!(st.anomalies, 3);
+        assert_eq!(st.irps_outstanding(), 0, "never wraps");
+        // A callback ending for a list it never retained.
+        assert!(!st.callback_done(1, &g));
+        assert_eq!(st.anomalies, 4);
+        // A query completion with no query issued.
+        assert!(!st.query_complete(None));
+        assert_eq!(st.anomalies, 5);
+    }
+
+    /// `close_issued` reports the close once it is handed out, not before (kills the
+    /// accessor -> true / false).
+    #[test]
+    fn close_issued_turns_true_with_the_close() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 100,
+            send_slots: 1,
+            max_send: 100,
+            per_conn_budget: 0,
+        });
+        assert!(!st.close_issued());
+        st.abort();
+        assert!(!st.close_issued(), "decided, not issued yet");
+        assert_eq!(pump(&mut st, &g), [Work::Close]);
+        assert!(st.close_issued());
+    }
+
+    /// The per-connection retention budget: a lowered live limit applies to the next list,
+    /// the first list alone is held to it, and a list given back returns its bytes (kills
+    /// `set_per_conn_budget` -> (), `retained + len` -> `*`, `retained -= bytes` -> `+=`/`/=`).
+    #[test]
+    fn per_connection_budget_is_live_and_given_back() {
+        let g = RetainedBudget::new(1 << 20);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 1000,
+            send_slots: 4,
+            max_send: 1000,
+            per_conn_budget: 100,
+        });
+        // Larger than the budget on its own, with nothing retained yet.
+        assert_eq!(st.on_receive(150, true, &g), RecvDecision::Copy { n: 150 });
+        st.rx_callback_end();
+        assert!(st.ring.commit(150));
+        for w in pump(&mut st, &g) {
+            let Work::Send(op) = w else { panic!("{w:?}") };
+            st.send_complete(op.slot, true);
+        }
+        assert!(st.ring.is_empty());
+        // 60 retained and given back: the whole budget (100) is free again.
+        let RecvDecision::ZeroCopy { slot } = st.on_receive(60, true, &g) else {
+            panic!()
+        };
+        pump(&mut st, &g);
+        st.send_complete(slot, true);
+        assert!(!st.callback_done(slot, &g), "done inline: nothing retained");
+        st.rx_callback_end();
+        assert_eq!(st.retained, 0);
+        let RecvDecision::ZeroCopy { slot } = st.on_receive(100, true, &g) else {
+            panic!("exactly the budget is zero-copy")
+        };
+        pump(&mut st, &g);
+        st.send_complete(slot, true);
+        assert!(!st.callback_done(slot, &g));
+        st.rx_callback_end();
+        // Lowered while running: the next list is held to the new limit.
+        st.set_per_conn_budget(10);
+        assert_eq!(st.on_receive(50, true, &g), RecvDecision::Copy { n: 50 });
+        assert_eq!(g.used(), 0);
+    }
+
+    /// A list with an empty entry is never zero-copy: an empty entry has nothing to send
+    /// (kills `l > 0` -> `l >= 0`).
+    #[test]
+    fn a_list_with_an_empty_entry_is_copied() {
+        let g = RetainedBudget::new(1 << 20);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 1000,
+            send_slots: 4,
+            max_send: 1000,
+            per_conn_budget: 1 << 20,
+        });
+        assert_eq!(
+            st.on_receive_list(&[10, 0, 5], true, &g),
+            RecvDecision::Copy { n: 15 }
+        );
+        assert_eq!((st.busy_slots(), g.used()), (0, 0));
+    }
+
+    /// No DisconnectTimeoutMs (0) means a graceful close of ours is never cut by time (kills
+    /// `shutdown_limit > 0` -> `>= 0`).
+    #[test]
+    fn no_shutdown_limit_never_aborts() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 100,
+            send_slots: 1,
+            max_send: 100,
+            per_conn_budget: 0,
+        });
+        st.on_receive(10, true, &g);
+        assert!(st.ring.commit(10));
+        st.rx_callback_end();
+        st.local_shutdown();
+        assert_eq!(
+            pump(&mut st, &g).len(),
+            1,
+            "the echo goes out, never completes"
+        );
+        for now in [0, 10, 1_000_000, u64::MAX / 2] {
+            assert_eq!(st.kick(now), Kick::default(), "t = {now}");
+            assert!(pump(&mut st, &g).is_empty(), "t = {now}");
+        }
+    }
+
+    /// A connection that never sees a byte is idle from its first tick, and the idle limit
+    /// is "more than", to the unit (kills `progress != seen || quiet_since.is_none()` ->
+    /// `&&`, `quiet > idle_limit` -> `>=`, `idle_limit > 0` -> `>= 0`).
+    #[test]
+    fn idle_from_the_first_tick_and_to_the_unit() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 100,
+            send_slots: 2,
+            max_send: 100,
+            per_conn_budget: 0,
+        });
+        st.idle_limit = 100;
+        assert_eq!(st.kick(0), Kick::default());
+        assert!(
+            !st.kick(100).idle_timeout,
+            "exactly the limit is not past it"
+        );
+        let k = st.kick(101);
+        assert!(k.idle_timeout && k.pump, "{k:?}");
+        assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: false }]);
+        // No idle limit: never closed for idleness.
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 100,
+            send_slots: 2,
+            max_send: 100,
+            per_conn_budget: 0,
+        });
+        for now in [0, 1, 1_000_000] {
+            assert_eq!(st.kick(now), Kick::default(), "t = {now}");
+        }
+    }
+
+    /// After a stop of ours (a local shutdown: our FIN owed, no echo owed) the progress limit
+    /// does not apply: that close is bounded by `shutdown_limit` alone; and an abort is
+    /// reported once, not again by later ticks (kills `PeerDone && owes_echo` -> `||` and
+    /// `echoing && !close_issued` -> `||`).
+    #[test]
+    fn progress_limit_is_for_echo_owed_only() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 100,
+            send_slots: 1,
+            max_send: 100,
+            per_conn_budget: 0,
+        });
+        st.progress_limit = 100;
+        st.on_receive(10, true, &g);
+        assert!(st.ring.commit(10));
+        st.rx_callback_end();
+        st.local_shutdown();
+        assert_eq!(
+            pump(&mut st, &g).len(),
+            1,
+            "the echo goes out, never completes"
+        );
+        for now in [0, 101, 10_000] {
+            assert_eq!(st.kick(now), Kick::default(), "t = {now}");
+        }
+        // Echo owed while open: the progress abort fires once; a tick before the pump
+        // does not report it again.
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 100,
+            send_slots: 1,
+            max_send: 100,
+            per_conn_budget: 0,
+        });
+        st.progress_limit = 100;
+        st.on_receive(10, true, &g);
+        assert!(st.ring.commit(10));
+        st.rx_callback_end();
+        assert_eq!(pump(&mut st, &g).len(), 1);
+        assert!(!st.kick(0).progress_timeout);
+        assert!(st.kick(101).progress_timeout);
+        assert!(!st.kick(1000).progress_timeout, "counted once");
+    }
+
+    /// Refused indications alone (nothing queued, nothing in flight: a ring with no room)
+    /// are echo owed: the peer's data waits in the stack (kills `|| rx_blocked` -> `&&`).
+    #[test]
+    fn refused_data_alone_is_owed_echo() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 0,
+            send_slots: 1,
+            max_send: 100,
+            per_conn_budget: 0,
+        });
+        st.progress_limit = 100;
+        st.idle_limit = 50;
+        assert_eq!(st.on_receive(10, false, &g), RecvDecision::NotAccepted);
+        st.rx_callback_end();
+        assert!(st.ring.is_empty() && st.busy_slots() == 0);
+        assert!(!st.kick(0).idle_timeout);
+        let k = st.kick(101);
+        assert!(k.progress_timeout && !k.idle_timeout, "{k:?}");
+    }
+
+    /// Which connections the housekeeper must visit (kills `needs_tick` -> true and each
+    /// `||`/`&&`/`!`/`!=` mutant in it).
+    #[test]
+    fn needs_tick_only_with_work_for_the_tick() {
+        let g = RetainedBudget::new(1 << 20);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 0,
+            send_slots: 2,
+            max_send: 100,
+            per_conn_budget: 1 << 20,
+        });
+        assert!(!st.needs_tick(), "fresh and open");
+        // Refused data, no resume out: the tick posts one.
+        assert_eq!(st.on_receive(10, false, &g), RecvDecision::NotAccepted);
+        st.rx_callback_end();
+        assert!(st.needs_tick());
+        assert!(st.kick(0).pump);
+        assert_eq!(pump(&mut st, &g), [Work::ResumeReceive]);
+        assert!(!st.needs_tick(), "the resume is out");
+        st.resume_complete(true, 0);
+        assert!(st.needs_tick(), "blocked still: retried from the tick");
+        // An accept callback that ended: the tick pumps.
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 100,
+            send_slots: 2,
+            max_send: 100,
+            per_conn_budget: 1 << 20,
+        });
+        st.accept_begin();
+        assert!(!st.needs_tick());
+        st.accept_end();
+        assert!(st.needs_tick());
+        assert!(st.kick(0).pump);
+        assert!(!st.needs_tick());
+        // A finished list whose callback is gone, phase open: the tick releases it.
+        let RecvDecision::ZeroCopy { slot } = st.on_receive(10, true, &g) else {
+            panic!()
+        };
+        pump(&mut st, &g);
+        assert!(st.callback_done(slot, &g));
+        assert!(!st.needs_tick(), "its send is out");
+        st.send_complete(slot, true);
+        assert!(st.needs_tick());
+        st.rx_callback_end();
+        assert_eq!(pump(&mut st, &g), [Work::Release { slot }]);
+        assert!(!st.needs_tick());
+        // Not open: the shutdown is bounded by the tick; once closed, never.
+        st.peer_graceful();
+        assert!(st.needs_tick());
+        assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: false }]);
+        assert!(!st.disconnect_complete(true));
+        assert_eq!(pump(&mut st, &g), [Work::Close]);
+        assert!(!st.needs_tick());
+    }
+
+    /// A retained list is due back only when every send is done and its callback's reference
+    /// is gone (kills `release_due` -> true/false, `zc_done > 0` -> `==`/`<`, `&&` -> `||`).
+    #[test]
+    fn release_due_needs_the_send_and_the_callback_done() {
+        let g = RetainedBudget::new(1 << 20);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 100,
+            send_slots: 2,
+            max_send: 100,
+            per_conn_budget: 1 << 20,
+        });
+        assert!(!st.release_due());
+        let RecvDecision::ZeroCopy { slot } = st.on_receive(10, true, &g) else {
+            panic!()
+        };
+        pump(&mut st, &g);
+        assert!(!st.release_due(), "send out");
+        st.send_complete(slot, true);
+        assert!(!st.release_due(), "the callback still holds it");
+        assert!(
+            !st.callback_done(slot, &g),
+            "done inline: SUCCESS, nothing retained"
+        );
+        assert!(!st.release_due());
+        st.rx_callback_end();
+        // The callback returns PENDING first, then the send completes.
+        let RecvDecision::ZeroCopy { slot } = st.on_receive(10, true, &g) else {
+            panic!()
+        };
+        pump(&mut st, &g);
+        assert!(st.callback_done(slot, &g));
+        assert!(!st.release_due(), "send out");
+        st.send_complete(slot, true);
+        assert!(st.release_due());
+        st.rx_callback_end();
+        assert_eq!(pump(&mut st, &g), [Work::Release { slot }]);
+        assert!(!st.release_due());
+    }
+
+    /// A paced source's message size is what the job sets (kills `set_max_send` -> ()).
+    #[test]
+    fn set_max_send_sets_the_message_size() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Source,
+            ring_cap: 100,
+            send_slots: 1,
+            max_send: 100,
+            per_conn_budget: 0,
+        });
+        st.set_max_send(300);
+        assert_eq!(st.max_send(), 300);
+        st.set_max_send(0);
+        assert_eq!(st.max_send(), 1, "never a zero-length send");
+        // Rounded to the pattern period by the source: 600 -> 2 periods, 100 -> 1.
+        st.set_max_send(600);
+        assert!(st.enter_pump());
+        let len = super::super::source::send_len(600);
+        assert_ne!(len, super::super::source::send_len(100));
+        assert_eq!(
+            st.next_work(&g),
+            Some(Work::Send(SendOp {
+                slot: 0,
+                kind: SendKind::Pattern { len },
+            }))
+        );
+    }
+
+    /// Only a paced message mode, open, with a free slot, wants a ticket (kills
+    /// `wants_ticket` -> true and both `&&` -> `||`).
+    #[test]
+    fn wants_ticket_only_when_a_ticket_is_all_that_is_missing() {
+        let g = RetainedBudget::new(0);
+        let mut echo = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 100,
+            send_slots: 1,
+            max_send: 100,
+            per_conn_budget: 0,
+        });
+        echo.client.paced = true;
+        assert!(!echo.wants_ticket(), "served echo takes no tickets");
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Source,
+            ring_cap: 100,
+            send_slots: 1,
+            max_send: 100,
+            per_conn_budget: 0,
+        });
+        st.client.paced = true;
+        assert!(st.wants_ticket());
+        st.client.tickets = 1;
+        assert!(st.enter_pump());
+        assert!(matches!(st.next_work(&g), Some(Work::Send(_))));
+        st.call_returned();
+        assert!(!st.wants_ticket(), "its one slot is busy");
+        st.leave_pump();
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Source,
+            ring_cap: 100,
+            send_slots: 1,
+            max_send: 100,
+            per_conn_budget: 0,
+        });
+        st.client.paced = true;
+        st.abort();
+        assert!(!st.wants_ticket(), "aborting");
+    }
+
+    /// Every IRP handed to WSK is counted: a pattern send (echo client and source) and the
+    /// abortive disconnect that cancels a send (kills `irps += 1` -> `*=`/`-=` in next_work
+    /// and teardown_work).
+    #[test]
+    fn every_irp_handed_out_is_counted() {
+        let g = RetainedBudget::new(0);
+        for mode in [Mode::Source, Mode::EchoClient { msg: 10 }] {
+            let mut st = TcpState::new(TcpParams {
+                mode,
+                ring_cap: 100,
+                send_slots: 1,
+                max_send: 100,
+                per_conn_budget: 0,
+            });
+            assert_eq!(pump(&mut st, &g).len(), 1, "{mode:?}");
+            assert_eq!(st.irps_outstanding(), 1, "{mode:?}");
+            // The abort cancels the send: the disconnect is a second IRP.
+            st.abort();
+            assert_eq!(pump(&mut st, &g), [Work::Disconnect { abortive: true }]);
+            assert_eq!(st.irps_outstanding(), 2, "{mode:?}");
+            st.send_complete(0, false);
+            assert!(!st.disconnect_complete(true));
+            assert_eq!(st.irps_outstanding(), 0, "{mode:?}");
+            assert_eq!(pump(&mut st, &g), [Work::Close]);
+            assert!(st.close_complete(), "{mode:?}: the close was the last IRP");
+            assert_eq!(st.anomalies, 0, "{mode:?}");
+        }
+    }
+
+    /// The peer's FIN while a zero-copy echo is in flight (the ring empty): our FIN waits for
+    /// the send (kills `!(idle_sends && ring.is_empty())` -> `||`).
+    #[test]
+    fn our_fin_waits_for_a_zero_copy_send() {
+        let g = RetainedBudget::new(1 << 20);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 100,
+            send_slots: 2,
+            max_send: 100,
+            per_conn_budget: 1 << 20,
+        });
+        let RecvDecision::ZeroCopy { slot } = st.on_receive(10, true, &g) else {
+            panic!()
+        };
+        assert_eq!(pump(&mut st, &g).len(), 1);
+        assert!(st.callback_done(slot, &g));
+        st.rx_callback_end();
+        st.peer_graceful();
+        assert!(st.ring.is_empty());
+        assert!(pump(&mut st, &g).is_empty(), "the echo is still out");
+        st.send_complete(slot, true);
+        assert_eq!(
+            pump(&mut st, &g),
+            [Work::Release { slot }, Work::Disconnect { abortive: false }]
+        );
+    }
+
+    /// A WSK call made outside the pump (an outbound socket's connect) holds the close back
+    /// until it returns (kills `call_begin` -> () and `calls += 1` -> `-=`/`*=`).
+    #[test]
+    fn call_begin_holds_the_close() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Source,
+            ring_cap: 100,
+            send_slots: 1,
+            max_send: 100,
+            per_conn_budget: 0,
+        });
+        st.call_begin();
+        st.abort();
+        assert!(pump(&mut st, &g).is_empty(), "a call is executing");
+        st.call_returned();
+        assert_eq!(pump(&mut st, &g), [Work::Close]);
+    }
+
+    /// Copy-path sends complete in and out of order, round after round: each round frees
+    /// its ring bytes and its slots (kills `ring_len -= 1` -> `+=`/`/=`).
+    #[test]
+    fn ring_sends_are_freed_round_after_round() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 100,
+            send_slots: 3,
+            max_send: 20,
+            per_conn_budget: 0,
+        });
+        for round in 0..20 {
+            assert_eq!(st.on_receive(50, false, &g), RecvDecision::Copy { n: 50 });
+            assert!(st.ring.commit(50));
+            st.rx_callback_end();
+            let slots: Vec<usize> = pump(&mut st, &g)
+                .iter()
+                .map(|w| match w {
+                    Work::Send(SendOp {
+                        slot,
+                        kind: SendKind::Ring { .. },
+                    }) => *slot,
+                    other => panic!("round {round}: {other:?}"),
+                })
+                .collect();
+            assert_eq!(slots.len(), 3, "round {round}: 20 + 20 + 10");
+            // Odd rounds complete out of order: nothing is freed before the oldest.
+            if round % 2 == 1 {
+                st.send_complete(slots[2], true);
+                st.send_complete(slots[1], true);
+                assert_eq!(st.ring.free(), 50, "round {round}");
+                st.send_complete(slots[0], true);
+            } else {
+                for s in slots {
+                    st.send_complete(s, true);
+                }
+            }
+            assert!(st.ring.is_empty(), "round {round}");
+            assert_eq!(st.busy_slots(), 0, "round {round}");
+        }
+        assert_eq!(st.anomalies, 0);
+    }
+
+    /// A completion the ring does not account for (more bytes than it has in flight: the
+    /// ring changed under the send) is counted, and the slot still freed (kills the count's
+    /// `+=` -> `-=`/`*=`).
+    #[test]
+    fn a_ring_completion_the_ring_cannot_take_is_counted() {
+        let g = RetainedBudget::new(0);
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 100,
+            send_slots: 1,
+            max_send: 100,
+            per_conn_budget: 0,
+        });
+        assert_eq!(st.on_receive(10, false, &g), RecvDecision::Copy { n: 10 });
+        assert!(st.ring.commit(10));
+        st.rx_callback_end();
+        let [Work::Send(op)] = pump(&mut st, &g)[..] else {
+            panic!()
+        };
+        st.ring = ByteRing::new(100);
+        st.send_complete(op.slot, true);
+        assert_eq!(st.anomalies, 1);
+        assert_eq!(st.busy_slots(), 0);
     }
 }

@@ -1,16 +1,26 @@
-//! Platform-free decisions: everything that decides, host-unit-tested, no FFI (nothing of
-//! wsk-sys). The kernel rooms (`serve`, `load`) only move buffers and make the WSK calls these
-//! modules ask for.
+//! wskecho.sys's platform-free decisions: everything that decides, and nothing that calls.
+//! No WSK, no FFI, no unsafe code (nothing of wsk-sys; `forbid(unsafe_code)` below), so every
+//! module here is unit-tested alone on the host. The driver's kernel rooms (`serve`, `load`)
+//! only move buffers and make the WSK calls these modules ask for; the driver re-exports this
+//! crate as `crate::logic`.
 //!
 //! - `tcp`: the per-connection send/receive state machine (zero-copy vs copy, ordering,
-//!   backpressure, teardown); `client`: the load client's message state inside it.
+//!   backpressure, teardown); `load_client`: the kernel load job client's message state
+//!   inside it.
 //! - `udp_verdict` below: what a UDP service answers. The per-source rate limiter and the
 //!   reflection and loop guard are `control::udp_guard` (shared with `echoload serve`).
 //! - `sockperf`: the sockperf datagram rules and the TCP framer; `source`: source send sizes.
 //! - `ring`: the copy path's byte ring; `budget`: the global retention budget.
+//!
+//! Why a crate of its own: its unit tests build and run in seconds without the driver, the
+//! simulator or wsk-sys, which is what makes mutation testing the whole of it affordable
+//! (`cargo mutants -p wskecho-logic`, README "Mutation testing": each mutant rebuilds only
+//! this crate and its tests).
+#![no_std]
+#![forbid(unsafe_code)]
 
 pub mod budget;
-pub mod client;
+pub mod load_client;
 pub mod ring;
 pub mod sockperf;
 pub mod source;
