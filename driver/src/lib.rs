@@ -33,6 +33,7 @@
 #![no_std]
 #![allow(non_snake_case)]
 #![deny(clippy::undocumented_unsafe_blocks)]
+#![warn(unreachable_pub)]
 
 mod conn;
 mod datapath;

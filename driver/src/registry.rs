@@ -19,7 +19,7 @@ const SUFFIX: &str = "\\Parameters";
 
 /// # Safety
 /// `reg_path` is null or a valid UNICODE_STRING. PASSIVE_LEVEL.
-pub unsafe fn read_config(reg_path: PCUNICODE_STRING) -> Config {
+pub(crate) unsafe fn read_config(reg_path: PCUNICODE_STRING) -> Config {
     let mut b = ConfigBuilder::new();
     // SAFETY: per the caller.
     if let Some(h) = unsafe { open_parameters(reg_path) } {

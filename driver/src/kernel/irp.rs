@@ -13,7 +13,7 @@ use wsk_sys::{
     STATUS_NOT_SUPPORTED, STATUS_PENDING,
 };
 
-pub type Completion = unsafe extern "win64" fn(PDEVICE_OBJECT, PIRP, PVOID) -> NTSTATUS;
+pub(crate) type Completion = unsafe extern "win64" fn(PDEVICE_OBJECT, PIRP, PVOID) -> NTSTATUS;
 
 /// Completion routines armed and not yet returned.
 ///
@@ -31,14 +31,14 @@ static ROUTINES: AtomicUsize = AtomicUsize::new(0);
 
 /// IoAllocateIrp with one stack location (C18: IRPs with a stack location, reused with IoReuseIrp);
 /// null on failure. IRQL <= DISPATCH_LEVEL.
-pub fn alloc() -> PIRP {
+pub(crate) fn alloc() -> PIRP {
     // SAFETY: plain allocation call; 1 stack location, no quota charge.
     unsafe { IoAllocateIrp(1, FALSE) }
 }
 
 /// # Safety
 /// `irp` came from [`alloc`] and WSK no longer owns it (C20).
-pub unsafe fn free(irp: PIRP) {
+pub(crate) unsafe fn free(irp: PIRP) {
     if !irp.is_null() {
         // SAFETY: per the caller.
         unsafe { IoFreeIrp(irp) };
@@ -57,7 +57,7 @@ const ARMED: NTSTATUS = STATUS_PENDING;
 /// # Safety
 /// `irp` is a driver-owned IRP not currently owned by WSK; `ctx` stays valid until the
 /// completion routine has run.
-pub unsafe fn arm(irp: PIRP, routine: Completion, ctx: PVOID) {
+pub(crate) unsafe fn arm(irp: PIRP, routine: Completion, ctx: PVOID) {
     ROUTINES.fetch_add(1, Ordering::SeqCst);
     // SAFETY: per the caller; IoReuseIrp resets the IRP, IoSetCompletionRoutine writes the
     // next (first and only) stack location.
@@ -192,7 +192,7 @@ pub(crate) fn wait_routines_returned(ms: u64) -> bool {
 ///
 /// # Safety
 /// `irp` is valid and completed.
-pub unsafe fn result(irp: PIRP) -> (NTSTATUS, usize) {
+pub(crate) unsafe fn result(irp: PIRP) -> (NTSTATUS, usize) {
     // SAFETY: per the caller.
     unsafe { ((*irp).IoStatus.Status, (*irp).IoStatus.Information) }
 }
@@ -211,7 +211,7 @@ unsafe extern "win64" fn sync_done(_dev: PDEVICE_OBJECT, _irp: PIRP, ctx: PVOID)
 ///
 /// # Safety
 /// Every buffer `f` hands to WSK must stay valid until this returns.
-pub unsafe fn call_sync(f: impl FnOnce(PIRP) -> NTSTATUS) -> (NTSTATUS, usize) {
+pub(crate) unsafe fn call_sync(f: impl FnOnce(PIRP) -> NTSTATUS) -> (NTSTATUS, usize) {
     let irp = alloc();
     if irp.is_null() {
         return (STATUS_INSUFFICIENT_RESOURCES, 0);
@@ -228,7 +228,10 @@ pub unsafe fn call_sync(f: impl FnOnce(PIRP) -> NTSTATUS) -> (NTSTATUS, usize) {
 ///
 /// # Safety
 /// `irp` is an idle driver-owned IRP; buffers as for [`call_sync`].
-pub unsafe fn call_sync_with(irp: PIRP, f: impl FnOnce(PIRP) -> NTSTATUS) -> (NTSTATUS, usize) {
+pub(crate) unsafe fn call_sync_with(
+    irp: PIRP,
+    f: impl FnOnce(PIRP) -> NTSTATUS,
+) -> (NTSTATUS, usize) {
     // SAFETY: a zeroed KEVENT is initialised by KeInitializeEvent before use.
     let mut ev: KEVENT = unsafe { core::mem::zeroed() };
     // SAFETY: ev lives on this stack until after the wait (C20: never abandon it).

@@ -4,7 +4,7 @@ use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
 use wsk_sys::{KeAcquireSpinLockRaiseToDpc, KeReleaseSpinLock, KIRQL, KSPIN_LOCK};
 
-pub struct SpinLock<T> {
+pub(crate) struct SpinLock<T> {
     lock: UnsafeCell<KSPIN_LOCK>,
     data: UnsafeCell<T>,
 }
@@ -15,7 +15,7 @@ unsafe impl<T: Send> Sync for SpinLock<T> {}
 unsafe impl<T: Send> Send for SpinLock<T> {}
 
 impl<T> SpinLock<T> {
-    pub const fn new(v: T) -> Self {
+    pub(crate) const fn new(v: T) -> Self {
         // An initialised KSPIN_LOCK is 0 (KeInitializeSpinLock is inline on x64).
         Self {
             lock: UnsafeCell::new(0),
@@ -24,19 +24,19 @@ impl<T> SpinLock<T> {
     }
 
     /// Raises to DISPATCH_LEVEL. Callable at IRQL <= DISPATCH_LEVEL.
-    pub fn lock(&self) -> SpinGuard<'_, T> {
+    pub(crate) fn lock(&self) -> SpinGuard<'_, T> {
         // SAFETY: the lock word lives as long as self and is only used through these calls.
         let old = unsafe { KeAcquireSpinLockRaiseToDpc(self.lock.get()) };
         SpinGuard { l: self, old }
     }
 
     /// Direct access without the lock, for set-up and teardown when no other thread can see it.
-    pub fn get_mut(&mut self) -> &mut T {
+    pub(crate) fn get_mut(&mut self) -> &mut T {
         self.data.get_mut()
     }
 }
 
-pub struct SpinGuard<'a, T> {
+pub(crate) struct SpinGuard<'a, T> {
     l: &'a SpinLock<T>,
     old: KIRQL,
 }

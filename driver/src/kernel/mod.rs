@@ -6,7 +6,7 @@
 //! - `log`: DbgPrintEx from Rust formatting; `time`: the performance counter and sleeps.
 //! - `bugcheck`: the panic path (log, then KeBugCheckEx with the location).
 
-pub mod bugcheck;
+pub(crate) mod bugcheck;
 pub(crate) mod free_list;
 pub(crate) mod irp;
 pub(crate) mod lock;
