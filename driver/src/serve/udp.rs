@@ -405,14 +405,20 @@ impl UdpSock {
         // C4: release every retained list before WskCloseSocket/W68: every list back before the
         // close. A list goes back when its last send completes, so this waits for the sends.
         let bound = timeout_ms.max(SEND_DRAIN_MS);
-        if !wait_until(bound, || r.io.load(Ordering::SeqCst) == 1) {
+        // A dead socket (W60: a NULL list: the socket is unusable and must be closed) moves
+        // nothing more: a send it still holds completes only when cancelled or closed. Its
+        // close comes from the housekeeper re-creating the service, which would otherwise sit
+        // out the whole drain (10 s of no echo on that port, and no other housekeeping): its
+        // sends are cancelled at once.
+        let drain = if r.dead.load(Ordering::SeqCst) { 0 } else { bound };
+        if !wait_until(drain, || r.io.load(Ordering::SeqCst) == 1) {
             crate::kernel::log::log_err!(
                 "udp port {}: {} sends ({} of {} contexts) still in flight at close after {} ms; cancelled",
                 r.service.port,
                 r.io.load(Ordering::SeqCst).saturating_sub(1),
                 r.n - r.inner.lock().free.len(),
                 r.n,
-                bound
+                drain
             );
             // The provider holds them back (nothing bounds a send, C38). Their lists cannot
             // go back while a send still reads the indicated buffers, nor after the close
