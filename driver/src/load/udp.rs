@@ -177,34 +177,38 @@ impl UdpJob {
             return Err(STATUS_INSUFFICIENT_RESOURCES);
         }
         let me: *const UdpJob = self;
-        let one = WSK_BUF_LIST {
-            Next: ptr::null_mut(),
-            Buffer: WSK_BUF {
-                Mdl: self.payload_mdl,
-                Offset: 0,
-                Length: self.len,
-            },
+        let buf = WSK_BUF {
+            Mdl: self.payload_mdl,
+            Offset: 0,
+            Length: self.len,
         };
         for i in 0..n {
-            let s = Send {
-                job: me,
-                irp: irp::alloc(),
-                entries: [one; BATCH],
-                count: 0,
-                work: AtomicU32::new(0),
-                idle: AtomicBool::new(true),
-            };
-            let ok = !s.irp.is_null();
-            // SAFETY: i < n.
+            let irp = irp::alloc();
+            // SAFETY: i < n; the block is ours. Written field by field in place: a context is
+            // over 2 KB, too big to build in a kernel stack frame first (and a frame over a page
+            // needs a stack probe the image does not import).
             unsafe {
                 let ctx = self.ctxs.add(i);
-                ptr::write(ctx, s);
+                ptr::addr_of_mut!((*ctx).job).write(me);
+                ptr::addr_of_mut!((*ctx).irp).write(irp);
+                ptr::addr_of_mut!((*ctx).count).write(0);
+                ptr::addr_of_mut!((*ctx).work).write(AtomicU32::new(0));
+                ptr::addr_of_mut!((*ctx).idle).write(AtomicBool::new(true));
                 // Chained in place (the entries do not move from here until freed).
                 let list = ptr::addr_of_mut!((*ctx).entries).cast::<WSK_BUF_LIST>();
-                for at in 0..BATCH - 1 {
-                    (*list.add(at)).Next = list.add(at + 1);
+                for at in 0..BATCH {
+                    let next = if at + 1 < BATCH {
+                        list.add(at + 1)
+                    } else {
+                        ptr::null_mut()
+                    };
+                    list.add(at).write(WSK_BUF_LIST {
+                        Next: next,
+                        Buffer: buf,
+                    });
                 }
             }
+            let ok = !irp.is_null();
             self.n = i + 1;
             if !ok {
                 return Err(STATUS_INSUFFICIENT_RESOURCES);
