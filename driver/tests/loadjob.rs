@@ -350,3 +350,109 @@ fn unload_during_a_udp_job() {
     assert_clean(&drv.unload());
     assert!(t0.elapsed() < Duration::from_secs(5));
 }
+
+/// Issue 20: a UDP job sends its datagrams in batches, one WskSendMessages per up to 64. With
+/// every datagram send held pending by the provider (`faults::hold_datagram_sends`), a job with
+/// one send context makes exactly one call (the start's), which stays in flight; the job is
+/// stopped, so no call follows it. Once released, that one call carried a whole batch: 64
+/// datagrams sent, all seen by the discard service (before: one WskSendTo per datagram, so the
+/// one call carried 1).
+#[test]
+fn udp_job_sends_a_batch_per_call() {
+    use wskecho::stats::Counter;
+    let (cfg, ports) = config_with(V4, &[(Proto::Udp, Mode::Discard)]);
+    let drv = load(wsk_sim::Config::default(), Some(cfg)).unwrap();
+    assert!(drv.ready);
+    let before = drv.counter(Counter::UdpDatagramsIn);
+    wsk_sim::faults::hold_datagram_sends(true);
+    let j = LoadJob {
+        proto: Proto::Udp,
+        ..job(V4, ports[0], LoadPattern::Source, 1, 100, 60_000)
+    };
+    let mut b = [0u8; 256];
+    let n = encode_load_start(&j, &mut b).unwrap();
+    let (st, out) = drv.control(IOCTL_WSKECHO_LOAD_START, &b[..n], LOAD_START_RESPONSE_LEN);
+    assert_eq!(st, 0);
+    let id = decode_load_started(&out).unwrap();
+    // The start issued the context's first call before it returned; it is held, so nothing
+    // completed and nothing else was issued.
+    assert_eq!(status(&drv).messages_sent, 0);
+    let n = encode_load_stop(id, &mut b).unwrap();
+    assert_eq!(drv.control(IOCTL_WSKECHO_LOAD_STOP, &b[..n], 0).0, 0);
+    wsk_sim::faults::hold_datagram_sends(false);
+    let s = wait_done(&drv);
+    eprintln!("one held call, released: {s:?}");
+    assert_eq!(s.state, JobState::Finished, "{s:?}");
+    assert_eq!(
+        s.messages_sent, 64,
+        "the one call carried a batch of 64: {s:?}"
+    );
+    assert_eq!(s.bytes_sent, 64 * 100, "{s:?}");
+    eventually("discard saw the batch", || {
+        drv.counter(Counter::UdpDatagramsIn) - before >= 64
+    });
+    assert_eq!(drv.counter(Counter::UdpDatagramsIn) - before, 64);
+    assert_clean(&drv.unload());
+}
+
+/// Ends the process if the test is still running after `limit` (before the fix below the
+/// driver's system thread never came back, so neither did unload). Declared before the driver,
+/// so it is still armed while a failing test's driver drops (unloads).
+struct Watchdog(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Watchdog {
+    fn arm(what: &'static str, limit: Duration) -> Self {
+        use std::sync::atomic::Ordering;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d = done.clone();
+        std::thread::spawn(move || {
+            let t0 = std::time::Instant::now();
+            while !d.load(Ordering::SeqCst) {
+                if t0.elapsed() > limit {
+                    eprintln!("{what}: still running after {limit:?} (system thread stuck?)");
+                    std::process::exit(101);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Watchdog(done)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// An unpaced UDP job against a provider that completes every send inline (wsk-sim's plain
+/// mode; loopback can on Windows): the send loop must not keep the driver's system thread,
+/// which runs the start, the tick that ends the job at its deadline, and unload. Before: the
+/// start's send loop ran until a deadline only that same thread could notice, so the start
+/// never returned (the control request timed out) and the job never ended.
+#[test]
+fn unpaced_udp_job_with_inline_completions_ends() {
+    use wskecho::stats::Counter;
+    let _w = Watchdog::arm(
+        "unpaced_udp_job_with_inline_completions_ends",
+        Duration::from_mins(1),
+    );
+    let (cfg, ports) = config_with(V4, &[(Proto::Udp, Mode::Discard)]);
+    let drv = load(wsk_sim::Config::plain(), Some(cfg)).unwrap();
+    assert!(drv.ready);
+    wskecho::set_control_wait_ms(10_000).unwrap();
+    let before = drv.counter(Counter::UdpDatagramsIn);
+    let j = LoadJob {
+        proto: Proto::Udp,
+        ..job(V4, ports[0], LoadPattern::Source, 2, 64, 300)
+    };
+    assert_eq!(start(&drv, &j), 0, "the start returned in time");
+    let s = wait_done(&drv);
+    eprintln!("unpaced, inline completions: {s:?}");
+    assert_eq!(s.state, JobState::Finished, "{s:?}");
+    assert!(s.messages_sent > 0, "{s:?}");
+    eventually("discard saw some", || {
+        drv.counter(Counter::UdpDatagramsIn) > before
+    });
+    assert_clean(&drv.unload());
+}

@@ -95,6 +95,20 @@ impl Job {
         }
     }
 
+    /// Up to `max` messages' worth of the rate budget at once (a UDP batch): how many were
+    /// granted, 0 when the budget is spent. Any IRQL (atomics only). Like `take_ticket`, a
+    /// racing taker may be refused for a moment by tickets given back here; it goes idle and the
+    /// housekeeping tick restarts it.
+    pub(crate) fn take_tickets(&self, max: u64) -> u64 {
+        let n = self.issued.fetch_add(max, Ordering::Relaxed);
+        let allowed = self.allowed.load(Ordering::Relaxed);
+        let got = allowed.saturating_sub(n).min(max);
+        if got < max {
+            self.issued.fetch_sub(max - got, Ordering::Relaxed);
+        }
+        got
+    }
+
     /// Budget after `elapsed` ticks of a `freq` Hz clock at `rate` messages/s: one message at
     /// once, then the rate (bursts are at most one housekeeping tick's worth).
     pub(crate) fn allowance(rate: u32, elapsed: u64, freq: u64) -> u64 {
@@ -246,12 +260,14 @@ pub(crate) fn tick(d: &DataPath) {
             // Connections waiting for a ticket try again (their pump takes one).
             d.conns
                 .pump_where(|c| tcp::is_job(c) && !c.socket.is_null());
-            let u = j.udp.load(Ordering::SeqCst);
-            if !u.is_null() {
-                // SAFETY: freed only by this thread below, or by unload once this pass has
-                // ended (it took the pointer out first).
-                unsafe { (*u).kick() };
-            }
+        }
+        // UDP send contexts left idle (no ticket, or their loop's round bound: see
+        // udp::ROUNDS) start again, paced or not.
+        let u = j.udp.load(Ordering::SeqCst);
+        if !u.is_null() {
+            // SAFETY: freed only by this thread below, or by unload once this pass has
+            // ended (it took the pointer out first).
+            unsafe { (*u).kick() };
         }
     }
     if j.state() == JobState::Stopping {

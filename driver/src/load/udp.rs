@@ -1,8 +1,12 @@
 //! UDP load job: one datagram socket, `connections` pre-allocated send contexts that each keep
-//! one WskSendTo of the source pattern (`message_size` bytes, one shared read-only block) in
-//! flight, open loop (a send does not wait for an echo). Echo pattern: the receive callback
-//! counts and checks the replies. Paced by the job's ticket budget (`Job::take_ticket`); an
-//! idle context (no ticket, or the job stopping) is restarted by the housekeeping tick.
+//! one batch of up to [`BATCH`] datagrams of the source pattern (`message_size` bytes each, all
+//! one shared read-only block) in flight with one WskSendMessages call (W65: a batch goes to one
+//! address, which a job's batches all do), open loop (a send does not wait for an echo). A
+//! context's next batch is issued by its own send completion, looping, not recursing (C12).
+//! Without WskSendMessages (before Windows 8) each call is one WskSendTo of one datagram. Echo
+//! pattern: the receive callback counts and checks the replies. Paced by the job's ticket budget
+//! (`Job::take_tickets`, one ticket per datagram); a context left idle (no ticket, or its loop's
+//! round bound, [`ROUNDS`]) is restarted by the housekeeping tick while the job runs.
 //! Everything is allocated when the job starts (control path); nothing on the send or receive
 //! path allocates. The job block is counted: one reference for the job itself, dropped by
 //! `close_and_free`, and one per send IRP in flight; whoever drops the last frees it, so no
@@ -17,8 +21,9 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use control::protocol::pattern;
 use wsk_sys::{
     IoFreeMdl, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PIRP, PMDL, PVOID,
-    STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS, ULONG, WSK_BUF, WSK_CLIENT_DATAGRAM_DISPATCH,
-    WSK_DATAGRAM_INDICATION, WSK_EVENT_RECEIVE_FROM, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET,
+    STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, ULONG, WSK_BUF,
+    WSK_BUF_LIST, WSK_CLIENT_DATAGRAM_DISPATCH, WSK_DATAGRAM_INDICATION, WSK_EVENT_RECEIVE_FROM,
+    WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET,
 };
 
 use crate::datapath::DataPath;
@@ -28,8 +33,19 @@ use crate::wsk::addr::{wildcard_for, SockAddrBuf};
 use crate::wsk::mdl::{self, build_mdl};
 use crate::wsk::{close_sync, open_bound, BoundKind};
 
-/// Send contexts per job at most (each is one datagram in flight).
+/// Send contexts per job at most (each is one batch in flight).
 const MAX_CONTEXTS: usize = 64;
+/// Datagrams per WskSendMessages call at most: enough that the per-call cost (IRP, completion,
+/// job reference) is spread thin, as the served echo's batches are.
+pub(crate) const BATCH: usize = 64;
+/// Batches one entry into the send loop issues at most. A provider that completes every send
+/// inline (loopback, or a fast NIC; wsk-sim's plain mode) would otherwise keep the loop going for
+/// as long as the job runs: when the entry is the job's start or the housekeeping tick, that is
+/// the driver's system thread, which also runs the tick that ends the job at its deadline, the
+/// control requests and unload (an unpaced job's start never returned). Past the bound the
+/// context goes idle and the next tick (every few ms) restarts it; a send that pends ends the
+/// entry first, so a provider that completes asynchronously never meets the bound.
+const ROUNDS: usize = 8;
 /// How long the close waits for sends in flight, before and after the close, at least. A job
 /// retains no indication, so nothing but its own memory waits on them: past this the last send
 /// completion frees the job (and unload waits for every completion routine, C30: no completion
@@ -41,7 +57,14 @@ const CHECK_LEN: usize = 64;
 struct Send {
     job: *const UdpJob,
     irp: PIRP,
-    buf: WSK_BUF,
+    /// The batch's WSK_BUF_LIST, chained in order, the last entry's `Next` null: a batch of k
+    /// datagrams is the list's last k entries (starts at `BATCH - k`), so nothing is re-linked
+    /// while the provider may still read it (W65 gives the list no lifetime: it stays untouched
+    /// until the completion).
+    entries: [WSK_BUF_LIST; BATCH],
+    /// Datagrams in the batch in flight; written by the loop before the call, read by its
+    /// completion (the IRP's completion orders the two).
+    count: usize,
     /// Reasons to run the send loop: the loop itself, plus a completion that arrived while it
     /// ran (C12: an inline completion only flags more work).
     work: AtomicU32,
@@ -154,21 +177,38 @@ impl UdpJob {
             return Err(STATUS_INSUFFICIENT_RESOURCES);
         }
         let me: *const UdpJob = self;
+        let buf = WSK_BUF {
+            Mdl: self.payload_mdl,
+            Offset: 0,
+            Length: self.len,
+        };
         for i in 0..n {
-            let s = Send {
-                job: me,
-                irp: irp::alloc(),
-                buf: WSK_BUF {
-                    Mdl: self.payload_mdl,
-                    Offset: 0,
-                    Length: self.len,
-                },
-                work: AtomicU32::new(0),
-                idle: AtomicBool::new(true),
-            };
-            let ok = !s.irp.is_null();
-            // SAFETY: i < n.
-            unsafe { ptr::write(self.ctxs.add(i), s) };
+            let irp = irp::alloc();
+            // SAFETY: i < n; the block is ours. Written field by field in place: a context is
+            // over 2 KB, too big to build in a kernel stack frame first (and a frame over a page
+            // needs a stack probe the image does not import).
+            unsafe {
+                let ctx = self.ctxs.add(i);
+                ptr::addr_of_mut!((*ctx).job).write(me);
+                ptr::addr_of_mut!((*ctx).irp).write(irp);
+                ptr::addr_of_mut!((*ctx).count).write(0);
+                ptr::addr_of_mut!((*ctx).work).write(AtomicU32::new(0));
+                ptr::addr_of_mut!((*ctx).idle).write(AtomicBool::new(true));
+                // Chained in place (the entries do not move from here until freed).
+                let list = ptr::addr_of_mut!((*ctx).entries).cast::<WSK_BUF_LIST>();
+                for at in 0..BATCH {
+                    let next = if at + 1 < BATCH {
+                        list.add(at + 1)
+                    } else {
+                        ptr::null_mut()
+                    };
+                    list.add(at).write(WSK_BUF_LIST {
+                        Next: next,
+                        Buffer: buf,
+                    });
+                }
+            }
+            let ok = !irp.is_null();
             self.n = i + 1;
             if !ok {
                 return Err(STATUS_INSUFFICIENT_RESOURCES);
@@ -264,10 +304,28 @@ unsafe fn drive(s: *mut Send) {
     // SAFETY: contexts and their job live until the job is freed, after every loop ended.
     let j = unsafe { &*(*s).job };
     let d = j.drv();
+    let (messages, send_to) = {
+        // SAFETY: live datagram socket.
+        let disp = unsafe {
+            &*(*j.socket)
+                .Dispatch
+                .cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>()
+        };
+        (disp.WskSendMessages, disp.WskSendTo)
+    };
+    let most = if messages.is_some() { BATCH } else { 1 } as u64;
+    let mut rounds = 0;
     loop {
-        let go = d.job.sending() && d.job.take_ticket();
-        if !go {
-            // No send in flight: nothing can add work now.
+        rounds += 1;
+        let k = if rounds <= ROUNDS && d.job.sending() && (messages.is_some() || send_to.is_some())
+        {
+            d.job.take_tickets(most) as usize
+        } else {
+            0
+        };
+        if k == 0 {
+            // No send in flight: nothing can add work now. The tick restarts an idle context
+            // (a new ticket, or the round bound).
             // SAFETY: as above.
             unsafe {
                 (*s).work.store(0, Ordering::SeqCst);
@@ -275,38 +333,36 @@ unsafe fn drive(s: *mut Send) {
             }
             return;
         }
-        let disp = {
-            // SAFETY: live datagram socket.
-            unsafe {
-                &*(*j.socket)
-                    .Dispatch
-                    .cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>()
-            }
-        };
-        let Some(send_to) = disp.WskSendTo else {
-            // SAFETY: as above.
-            unsafe {
-                (*s).work.store(0, Ordering::SeqCst);
-                (*s).idle.store(true, Ordering::SeqCst);
-            }
-            return;
-        };
-        // This send's reference on the job block, dropped as its completion's last act.
+        // This batch's reference on the job block, dropped as its completion's last act.
         j.io.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: the context's IRP is idle (the previous send completed); buf and the remote
-        // address live in the job until it is freed (W14: buffers of a pending call stay valid
-        // until it completes), which this send's reference holds off.
+        // SAFETY: the context's IRP is idle (the previous batch completed); the entries, the
+        // payload and the remote address live in the job until it is freed (W14: buffers of a
+        // pending call stay valid until it completes), which this batch's reference holds off.
         unsafe {
+            (*s).count = k;
+            let head = ptr::addr_of_mut!((*s).entries)
+                .cast::<WSK_BUF_LIST>()
+                .add(BATCH - k);
+            let remote = ptr::addr_of!(j.remote).cast_mut().cast();
             irp::arm((*s).irp, send_done, s.cast());
-            let st = send_to(
-                j.socket,
-                ptr::addr_of_mut!((*s).buf),
-                0,
-                ptr::addr_of!(j.remote).cast_mut().cast(),
-                0,
-                ptr::null_mut(),
-                (*s).irp,
-            );
+            let st = if let Some(sm) = messages {
+                sm(j.socket, head, 0, remote, 0, ptr::null_mut(), (*s).irp)
+            } else if let Some(st) = send_to {
+                st(
+                    j.socket,
+                    ptr::addr_of_mut!((*head).Buffer),
+                    0,
+                    remote,
+                    0,
+                    ptr::null_mut(),
+                    (*s).irp,
+                )
+            } else {
+                // k is 0 without either (above): never reached. The IRP completes through its
+                // routine as failed, every count kept.
+                irp::fail_unsent((*s).irp, send_done, s.cast());
+                STATUS_NOT_SUPPORTED
+            };
             // A final status with the IRP never completed (W11: SUCCESS/failure: the IRP is
             // complete; PENDING: it completes later broken): the send finishes here as its
             // completion would. The IRP's status tells: nothing re-arms it before this loop does (a
@@ -323,7 +379,7 @@ unsafe fn drive(s: *mut Send) {
     }
 }
 
-/// WskSendTo completion. IRQL <= DISPATCH_LEVEL.
+/// WskSendMessages / WskSendTo completion. IRQL <= DISPATCH_LEVEL.
 unsafe extern "win64" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
     let s = ctx.cast::<Send>();
     // SAFETY: completed IRP.
@@ -333,10 +389,20 @@ unsafe extern "win64" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) 
     // SAFETY: as above.
     let j = unsafe { &*jp };
     let d = j.drv();
+    // SAFETY: written by the loop before the call this completes.
+    let count = unsafe { (*s).count } as u64;
     if NT_SUCCESS(status) {
-        d.job.messages_sent.fetch_add(1, Ordering::Relaxed);
+        d.job.messages_sent.fetch_add(count, Ordering::Relaxed);
         d.job.bytes_sent.fetch_add(info as u64, Ordering::Relaxed);
     } else {
+        // W65: a failed batch says how many bytes went out; whole datagrams of them count.
+        if j.len != 0 && info != 0 {
+            let whole = (info / j.len) as u64;
+            d.job
+                .messages_sent
+                .fetch_add(whole.min(count), Ordering::Relaxed);
+            d.job.bytes_sent.fetch_add(info as u64, Ordering::Relaxed);
+        }
         d.job.fail(status);
         d.count(crate::stats::Counter::SendErrors, 1);
     }
