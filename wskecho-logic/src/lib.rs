@@ -30,6 +30,7 @@ use control::protocol::Mode;
 
 /// Copies `src` into `dst` from offset `at`, as much as fits; returns the bytes copied. No
 /// panic path (an offset past `dst` copies nothing): for code that runs in callbacks.
+#[inline]
 pub fn copy_at(dst: &mut [u8], at: usize, src: &[u8]) -> usize {
     let Some(d) = dst.get_mut(at..) else {
         return 0;
@@ -43,6 +44,7 @@ pub fn copy_at(dst: &mut [u8], at: usize, src: &[u8]) -> usize {
 }
 
 /// The TCP state machine's mode for a served connection of a service in `mode`.
+#[inline]
 pub fn tcp_mode(mode: Mode) -> tcp::Mode {
     match mode {
         Mode::Echo => tcp::Mode::Echo,
@@ -66,6 +68,7 @@ pub enum UdpVerdict {
     Drop,
 }
 
+#[inline]
 pub fn udp_verdict(mode: Mode, first: &[u8], len: usize) -> UdpVerdict {
     match mode {
         Mode::Echo => UdpVerdict::Echo,

@@ -24,6 +24,7 @@ impl<T> SpinLock<T> {
     }
 
     /// Raises to DISPATCH_LEVEL. Callable at IRQL <= DISPATCH_LEVEL.
+    #[inline]
     pub(crate) fn lock(&self) -> SpinGuard<'_, T> {
         // SAFETY: the lock word lives as long as self and is only used through these calls.
         let old = unsafe { KeAcquireSpinLockRaiseToDpc(self.lock.get()) };
@@ -43,6 +44,7 @@ pub(crate) struct SpinGuard<'a, T> {
 
 impl<T> Deref for SpinGuard<'_, T> {
     type Target = T;
+    #[inline]
     fn deref(&self) -> &T {
         // SAFETY: the guard holds the lock.
         unsafe { &*self.l.data.get() }
@@ -50,6 +52,7 @@ impl<T> Deref for SpinGuard<'_, T> {
 }
 
 impl<T> DerefMut for SpinGuard<'_, T> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: the guard holds the lock exclusively.
         unsafe { &mut *self.l.data.get() }
@@ -57,6 +60,7 @@ impl<T> DerefMut for SpinGuard<'_, T> {
 }
 
 impl<T> Drop for SpinGuard<'_, T> {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: acquired in `lock` with this old IRQL.
         unsafe { KeReleaseSpinLock(self.l.lock.get(), self.old) };

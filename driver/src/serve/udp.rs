@@ -410,7 +410,11 @@ impl UdpSock {
         // close comes from the housekeeper re-creating the service, which would otherwise sit
         // out the whole drain (10 s of no echo on that port, and no other housekeeping): its
         // sends are cancelled at once.
-        let drain = if r.dead.load(Ordering::SeqCst) { 0 } else { bound };
+        let drain = if r.dead.load(Ordering::SeqCst) {
+            0
+        } else {
+            bound
+        };
         if !wait_until(drain, || r.io.load(Ordering::SeqCst) == 1) {
             crate::kernel::log::log_err!(
                 "udp port {}: {} sends ({} of {} contexts) still in flight at close after {} ms; cancelled",
