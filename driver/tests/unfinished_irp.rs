@@ -65,12 +65,22 @@ fn control_socket_that_never_completes_its_irp() {
         0,
         "nothing counted as the driver's own error"
     );
-    // Read before unload (the sim's teardown clears it).
+    // Read before unload (the sim's teardown clears it). The accept callback queries the
+    // backlog after it has enabled the connection's callbacks, so an echo can be done before
+    // its connection's query (and its log line) is: wait for them, bounded (it failed 1 run in
+    // CI's suite reading 4 lines at once).
+    let lines = || {
+        wsk_sim::dbg_output()
+            .lines()
+            .filter(|l| l.contains("without completing the IRP"))
+            .count()
+    };
+    let t0 = Instant::now();
+    while lines() < 5 && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let log = wsk_sim::dbg_output();
-    let said = log
-        .lines()
-        .filter(|l| l.contains("without completing the IRP"))
-        .count();
+    let said = lines();
     // Unload, watched.
     let done = Arc::new(AtomicBool::new(false));
     let watch = {
@@ -131,11 +141,19 @@ fn image_with_a_control_socket_that_never_completes_its_irp() {
         let data = payload(i, 20_000);
         assert_eq!(tcp_echo(&mut s, &data), data, "connection {i}");
     }
+    // As above: the last connection's query may still be on its way.
+    let lines = || {
+        wsk_sim::dbg_output()
+            .lines()
+            .filter(|l| l.contains("without completing the IRP"))
+            .count()
+    };
+    let t0 = Instant::now();
+    while lines() < 5 && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let log = wsk_sim::dbg_output();
-    let said = log
-        .lines()
-        .filter(|l| l.contains("without completing the IRP"))
-        .count();
+    let said = lines();
     let done = Arc::new(AtomicBool::new(false));
     let watch = {
         let done = done.clone();

@@ -2,7 +2,8 @@
 //! one batch of up to [`BATCH`] datagrams of the source pattern (`message_size` bytes each, all
 //! one shared read-only block) in flight with one WskSendMessages call (W65: a batch goes to one
 //! address, which a job's batches all do), open loop (a send does not wait for an echo). A
-//! context's next batch is issued by its own send completion, looping, not recursing (C12).
+//! context's next batch is issued by its own send completion, looping, not recursing (C12: no new
+//! WSK call from a completion routine: loop, do not recurse).
 //! Without WskSendMessages (before Windows 8) each call is one WskSendTo of one datagram. Echo
 //! pattern: the receive callback counts and checks the replies. Paced by the job's ticket budget
 //! (`Job::take_tickets`, one ticket per datagram); a context left idle (no ticket, or its loop's
