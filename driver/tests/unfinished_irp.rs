@@ -69,18 +69,9 @@ fn control_socket_that_never_completes_its_irp() {
     // backlog after it has enabled the connection's callbacks, so an echo can be done before
     // its connection's query (and its log line) is: wait for them, bounded (it failed 1 run in
     // CI's suite reading 4 lines at once).
-    let lines = || {
-        wsk_sim::dbg_output()
-            .lines()
-            .filter(|l| l.contains("without completing the IRP"))
-            .count()
-    };
-    let t0 = Instant::now();
-    while lines() < 5 && t0.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_w11_lines(5);
     let log = wsk_sim::dbg_output();
-    let said = lines();
+    let said = w11_lines();
     // Unload, watched.
     let done = Arc::new(AtomicBool::new(false));
     let watch = {
@@ -142,18 +133,9 @@ fn image_with_a_control_socket_that_never_completes_its_irp() {
         assert_eq!(tcp_echo(&mut s, &data), data, "connection {i}");
     }
     // As above: the last connection's query may still be on its way.
-    let lines = || {
-        wsk_sim::dbg_output()
-            .lines()
-            .filter(|l| l.contains("without completing the IRP"))
-            .count()
-    };
-    let t0 = Instant::now();
-    while lines() < 5 && t0.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_w11_lines(5);
     let log = wsk_sim::dbg_output();
-    let said = lines();
+    let said = w11_lines();
     let done = Arc::new(AtomicBool::new(false));
     let watch = {
         let done = done.clone();
@@ -213,6 +195,14 @@ impl Drop for Watchdog {
 }
 
 /// Lines of the driver's log that report a provider's W11 violation.
+/// Waits (bounded, 10 s) until the log holds `n` W11 lines.
+fn wait_for_w11_lines(n: usize) {
+    let t0 = Instant::now();
+    while w11_lines() < n && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn w11_lines() -> usize {
     wsk_sim::dbg_output()
         .lines()
