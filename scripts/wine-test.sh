@@ -102,7 +102,19 @@ fi
 # A fresh prefix each time, as on CI; no Mono/Gecko (console programs need neither).
 rm -rf "$work/prefix"
 export WINEPREFIX=$PWD/$work/prefix WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
-step wine_prefix $T wineboot --init
+prefix() {
+    wineboot --init
+    # Let wineboot's session end before the persistent server below starts.
+    wineserver -w
+}
+step wine_prefix $T bash -c "$(declare -f prefix); prefix"
+# One wineserver for the whole test, persistent until cleanup's `wineserver -k`. Debian's
+# /usr/bin/wineserver wrapper starts the server with -p0: without this, every gap between two
+# `wine` commands begins a shutdown (system processes told to exit, the server exiting about 2 s
+# later), and a command that connects while the server exits has its connection reset at
+# start-up ("wine client error:0: recvmsg: Connection reset by peer": CI once lost `serve` so).
+# A later -p (no number) overrides the wrapper's -p0: never shut down by itself.
+step wine_server $T wineserver -p
 win=$work/bin/echoload.exe
 winjson() { printf 'Z:%s' "$(realpath "$work")/$1.json" | tr / '\\'; }
 
@@ -155,12 +167,15 @@ json_ok() {
         grep -Eq '"recv_msgs": [1-9]' "$f" || { echo "nothing received"; return 1; }
     fi
 }
-wait_tcp() {  # wait_tcp PORT: until something accepts on 127.0.0.1:PORT (bounded)
+wait_tcp() {  # wait_tcp PORT [LOG]: until something accepts on 127.0.0.1:PORT (bounded)
     for _ in $(seq 100); do
         (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
         sleep 0.1
     done
-    echo "nothing listens on 127.0.0.1:$1"; return 1
+    echo "nothing listens on 127.0.0.1:$1"
+    # The server's own log says why (it is overwritten by the next run).
+    [ -n "${2:-}" ] && { echo "--- $2:"; cat "$2"; }
+    return 1
 }
 
 bin=target/$pdir
@@ -168,7 +183,7 @@ e=$base d=$((base + 1)) s=$((base + 2)) sp=$((base + 3))
 $TS $bin/echoload serve --echo-port $e --discard-port $d --source-port $s --sockperf-port $sp \
     --threads 2 >"$work/serve.log" 2>&1 &
 pids+=($!)
-step serve_up wait_tcp $e
+step serve_up wait_tcp $e "$work/serve.log"
 step serve_tcp_pingpong wrun serve_tcp_pingpong --target 127.0.0.1:$e --proto tcp --mode pingpong
 step serve_tcp_pingpong_4x2 wrun serve_tcp_pingpong_4x2 --target 127.0.0.1:$e --proto tcp --conns 4 --threads 2
 step serve_tcp_stream wrun serve_tcp_stream --target 127.0.0.1:$e --proto tcp --mode stream
@@ -186,7 +201,7 @@ we=$((base + 4)) wd=$((base + 5)) ws=$((base + 6)) wsp=$((base + 7))
 $TS wine "$win" serve --echo-port $we --discard-port $wd --source-port $ws --sockperf-port $wsp \
     --threads 2 >"$work/wine-serve.log" 2>&1 &
 pids+=($!)
-step wine_serve_up wait_tcp $we
+step wine_serve_up wait_tcp $we "$work/wine-serve.log"
 lrun() {  # lrun NAME ARGS...: the Linux echoload against echoload.exe serve
     local name=$1; shift
     $T $bin/echoload run --quiet --warmup 0s --duration 1s --json "$work/$name.json" "$@" \
@@ -203,7 +218,7 @@ $bin/wskecho-sim --draws --duration 300 --no-control \
     >"$work/sim.log" 2>&1 &
 sim=$!
 pids+=($sim)
-step sim_up wait_tcp $se
+step sim_up wait_tcp $se "$work/sim.log"
 step sim_tcp_pingpong wrun sim_tcp_pingpong --target 127.0.0.1:$se --proto tcp --mode pingpong
 step sim_tcp_pingpong_4x2 wrun sim_tcp_pingpong_4x2 --target 127.0.0.1:$se --proto tcp --conns 4 --threads 2
 step sim_tcp_stream wrun sim_tcp_stream --target 127.0.0.1:$se --proto tcp --mode stream
