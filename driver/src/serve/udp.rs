@@ -309,8 +309,14 @@ impl UdpSock {
         }
     }
 
+    /// The socket's lock, shared by every CPU, from the echo path: counted (issue 20).
+    fn shared_lock(&self) -> crate::kernel::lock::SpinGuard<'_, Inner> {
+        self.drv().count(Counter::UdpSharedLocks, 1);
+        self.inner.lock()
+    }
+
     fn get(&self) -> Option<*mut UdpSend> {
-        let i = self.inner.lock().free.pop()?;
+        let i = self.shared_lock().free.pop()?;
         // SAFETY: free indices are < n.
         Some(unsafe { self.ctxs.add(i) })
     }
@@ -339,7 +345,7 @@ impl UdpSock {
     /// `owner` is a list owner of ours whose references just reached zero.
     unsafe fn list_done(&self, owner: *mut UdpSend) {
         let give_back = {
-            let mut g = self.inner.lock();
+            let mut g = self.shared_lock();
             if g.closed {
                 g.abandoned += 1;
                 false
@@ -360,7 +366,7 @@ impl UdpSock {
                 }
             }
         }
-        let mut g = self.inner.lock();
+        let mut g = self.shared_lock();
         if give_back {
             g.releasing -= 1;
         }
@@ -676,7 +682,7 @@ unsafe fn admit(
     if limited {
         if let Some(ip) = remote.to_socket_addr().map(|p| p.ip()) {
             let allowed = {
-                let mut inner = u.inner.lock();
+                let mut inner = u.shared_lock();
                 // UdpRateLimitPerSource may change while running (live limits).
                 inner.rate.set_rate(drv.live.get(Limit::UdpRatePerSource));
                 inner.rate.allow(&ip, time::now())
@@ -840,7 +846,7 @@ impl Batch {
         // SAFETY: owner stays ours until its count reaches zero.
         if unsafe { (*self.owner).refs.fetch_sub(1, Ordering::SeqCst) } == 1 {
             // SAFETY: nothing uses the owner any more.
-            unsafe { UdpSock::recycle(&mut u.inner.lock(), self.owner) };
+            unsafe { UdpSock::recycle(&mut u.shared_lock(), self.owner) };
             STATUS_SUCCESS
         } else {
             STATUS_PENDING
@@ -884,7 +890,7 @@ unsafe fn send_done_inner(head: *mut UdpSend, status: NTSTATUS, info: usize) {
         drv.count_service(u.stats_slot, Counter::SendErrors, u64::from(n));
     }
     {
-        let mut g = u.inner.lock();
+        let mut g = u.shared_lock();
         let mut c = head;
         while !c.is_null() {
             // SAFETY: a context of the batch; the entry is its first field (repr(C)).
