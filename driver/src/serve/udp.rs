@@ -35,7 +35,7 @@
 
 use control::config::Limit;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicUsize, Ordering};
 
 use control::config::{Service, MAX_SERVICES};
 use control::protocol::sockperf::{Header, HEADER_LEN};
@@ -76,16 +76,24 @@ const SEND_DRAIN_MS: u64 = 10_000;
 /// may see a mix of the old and new ports, never a torn port).
 static SERVICE_PORTS: [AtomicU16; MAX_SERVICES] = [const { AtomicU16::new(0) }; MAX_SERVICES];
 
+/// How many of `SERVICE_PORTS` are configured (the services are published in order, packed):
+/// a datagram checks those only, not all MAX_SERVICES slots (the check runs for every
+/// datagram of a one-datagram list). Racing a reconfiguration it may read the old count with
+/// the new ports or the reverse: a mix, as above, always within the array.
+static SERVICE_COUNT: AtomicUsize = AtomicUsize::new(0);
+
 /// Publishes the configured services' ports to the UDP guard. PASSIVE_LEVEL (start-up and the
 /// control path, which are serialised).
 pub(crate) fn publish_service_ports(services: &[Service]) {
     for (i, slot) in SERVICE_PORTS.iter().enumerate() {
         slot.store(services.get(i).map_or(0, |s| s.port), Ordering::Relaxed);
     }
+    SERVICE_COUNT.store(services.len().min(MAX_SERVICES), Ordering::Relaxed);
 }
 
 fn service_ports() -> impl Iterator<Item = u16> {
-    SERVICE_PORTS
+    let n = SERVICE_COUNT.load(Ordering::Relaxed).min(MAX_SERVICES);
+    SERVICE_PORTS[..n]
         .iter()
         .map(|p| p.load(Ordering::Relaxed))
         .filter(|&p| p != 0)
@@ -133,25 +141,41 @@ struct UdpSend {
     copy_mdl: PMDL,
 }
 
-/// One CPU's free send contexts: a stack linked through `UdpSend::next_free`. Taken by the
-/// receive callback on this CPU and refilled by the send completions that run on it, so in the
-/// common case its lock is only ever taken on its own CPU (uncontended, its line stays in that
-/// CPU's cache). Another CPU takes it only to borrow when its own pool is empty (`borrow`).
-struct CpuFree {
+/// Free send contexts linked through `UdpSend::next_free`, with the last one (so that a whole
+/// chain is spliced onto another in O(1)): one CPU's pool, a share borrowed from another CPU, or
+/// what a callback took from its pool in one go (`UdpSock::grab`).
+struct Chain {
     head: *mut UdpSend,
+    tail: *mut UdpSend,
     len: u32,
 }
 
-// SAFETY: the contexts it links are the socket's, reached only under this pool's lock.
-unsafe impl Send for CpuFree {}
+/// One CPU's free send contexts. Taken by the receive callback on this CPU and refilled by the
+/// send completions that run on it, so in the common case its lock is only ever taken on its
+/// own CPU (uncontended, its line stays in that CPU's cache). Another CPU takes it only to
+/// borrow when its own pool is empty (`borrow`).
+type CpuFree = Chain;
 
-impl CpuFree {
+// SAFETY: the contexts it links are the socket's, reached only by its holder (a pool's, under
+// the pool's lock).
+unsafe impl Send for Chain {}
+
+impl Chain {
+    const EMPTY: Chain = Chain {
+        head: ptr::null_mut(),
+        tail: ptr::null_mut(),
+        len: 0,
+    };
+
     /// # Safety
-    /// `c` is a free context of ours, in no pool.
+    /// `c` is a free context of ours, in no chain.
     #[inline]
     unsafe fn push(&mut self, c: *mut UdpSend) {
         // SAFETY: per the caller.
         unsafe { (*c).next_free = self.head };
+        if self.head.is_null() {
+            self.tail = c;
+        }
         self.head = c;
         self.len += 1;
     }
@@ -164,8 +188,46 @@ impl CpuFree {
         }
         // SAFETY: a free context of ours (pushed by `push`).
         self.head = unsafe { (*c).next_free };
+        if self.head.is_null() {
+            self.tail = ptr::null_mut();
+        }
         self.len -= 1;
         Some(c)
+    }
+
+    /// The first `k` (1 to len) contexts, as a chain of their own.
+    fn take_front(&mut self, k: u32) -> Chain {
+        let head = self.head;
+        let mut last = head;
+        for _ in 1..k {
+            // SAFETY: k <= len contexts are linked from head.
+            last = unsafe { (*last).next_free };
+        }
+        // SAFETY: as above.
+        self.head = unsafe { (*last).next_free };
+        if self.head.is_null() {
+            self.tail = ptr::null_mut();
+        }
+        self.len -= k;
+        Chain {
+            head,
+            tail: last,
+            len: k,
+        }
+    }
+
+    /// Puts all of `c` in front of this chain.
+    fn splice_front(&mut self, c: Chain) {
+        if c.len == 0 {
+            return;
+        }
+        // SAFETY: c's tail is a free context of ours.
+        unsafe { (*c.tail).next_free = self.head };
+        if self.head.is_null() {
+            self.tail = c.tail;
+        }
+        self.head = c.head;
+        self.len += c.len;
     }
 }
 
@@ -411,6 +473,31 @@ impl UdpSock {
         self.borrow(cpu)
     }
 
+    /// All of the free contexts of `cpu`'s pool (as in `get`), for a callback whose list holds
+    /// more than one datagram: one acquisition of the pool's lock for the whole list instead
+    /// of one per datagram. What is left goes back with `give_back`; meanwhile the pool looks
+    /// empty to other CPUs (they borrow elsewhere) and refills from the completions that run
+    /// on its CPU. Receive callback, IRQL <= DISPATCH_LEVEL.
+    #[inline]
+    fn grab(&self, cpu: usize) -> Chain {
+        let p = self.pool(cpu % self.ncpu);
+        let mut g = p.free.lock();
+        p.avail.store(0, Ordering::Relaxed);
+        core::mem::replace(&mut *g, Chain::EMPTY)
+    }
+
+    /// Gives back what is left of a `grab`, to the same pool. IRQL <= DISPATCH_LEVEL.
+    #[inline]
+    fn give_back(&self, cpu: usize, left: Chain) {
+        if left.len == 0 {
+            return;
+        }
+        let p = self.pool(cpu % self.ncpu);
+        let mut g = p.free.lock();
+        g.splice_front(left);
+        p.avail.store(g.len, Ordering::Relaxed);
+    }
+
     /// This CPU's pool is empty: take half of the first other CPU's pool that has any (all of
     /// it if small, `BORROW_ALL_BELOW`), under that CPU's lock (a lock shared across CPUs:
     /// counted; pools whose hint says empty are skipped unlocked), keep one and put the rest in
@@ -425,7 +512,7 @@ impl UdpSock {
                 continue;
             }
             self.drv().count(Counter::UdpSharedLocks, 1);
-            let (first, last, took) = {
+            let mut took = {
                 let mut g = vp.free.lock();
                 let take = if g.len <= BORROW_ALL_BELOW {
                     g.len
@@ -435,31 +522,18 @@ impl UdpSock {
                 if take == 0 {
                     continue;
                 }
-                let first = g.head;
-                let mut last = first;
-                for _ in 1..take {
-                    // SAFETY: `take` <= len nodes are linked from head.
-                    last = unsafe { (*last).next_free };
-                }
-                // SAFETY: as above; the chain first..=last leaves the victim's pool.
-                g.head = unsafe { (*last).next_free };
-                g.len -= take;
+                let c = g.take_front(take);
                 vp.avail.store(g.len, Ordering::Relaxed);
-                (first, last, take)
+                c
             };
-            if took > 1 {
-                // SAFETY: the chain is ours alone now; spliced whole onto this CPU's pool.
-                unsafe {
-                    let second = (*first).next_free;
-                    let p = self.pool(cpu);
-                    let mut g = p.free.lock();
-                    (*last).next_free = g.head;
-                    g.head = second;
-                    g.len += took - 1;
-                    p.avail.store(g.len, Ordering::Relaxed);
-                }
+            let first = took.pop();
+            if took.len != 0 {
+                let p = self.pool(cpu);
+                let mut g = p.free.lock();
+                g.splice_front(took);
+                p.avail.store(g.len, Ordering::Relaxed);
             }
-            return Some(first);
+            return first;
         }
         None
     }
@@ -773,6 +847,13 @@ unsafe extern "win64" fn receive_from_event(
     // The last source that passed the filters and the guard (see `admit`).
     let mut passed: Option<(SockAddrBuf, bool)> = None;
     let mut batch = Batch::new(list, send);
+    // A list of several datagrams takes its CPU's contexts in one go (`grab`).
+    // SAFETY: valid list element for the duration of the callback (W60).
+    let mut grabbed = if closing || unsafe { (*list).Next }.is_null() {
+        Chain::EMPTY
+    } else {
+        u.grab(cpu)
+    };
     let mut d = list;
     while !d.is_null() {
         // SAFETY: valid list element for the duration of the callback (W60).
@@ -791,7 +872,7 @@ unsafe extern "win64" fn receive_from_event(
         let Some(reply) = answer(u, &buf, len) else {
             continue;
         };
-        let Some(c) = u.get(cpu) else {
+        let Some(c) = grabbed.pop().or_else(|| u.get(cpu)) else {
             drv.count_service(u.stats_slot, Counter::UdpDropNoContext, 1);
             continue;
         };
@@ -801,6 +882,7 @@ unsafe extern "win64" fn receive_from_event(
             batch.add(u, c, remote);
         }
     }
+    u.give_back(cpu, grabbed);
     // Counted before the last batch goes, so that its completion's datagrams_out never runs
     // ahead of datagrams_in for a single-source list.
     count_at(drv, cpu, u.stats_slot, Counter::UdpDatagramsIn, n_in);
