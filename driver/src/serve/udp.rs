@@ -217,6 +217,7 @@ impl Chain {
     }
 
     /// Puts all of `c` in front of this chain.
+    #[allow(clippy::needless_pass_by_value)] // by value: its contexts move into this chain
     fn splice_front(&mut self, c: Chain) {
         if c.len == 0 {
             return;
