@@ -1,6 +1,6 @@
-//! A fixed-capacity stack of free indices over a tagged non-paged array (the connection pool
-//! and each UDP socket's send contexts). Not locked itself: its owner keeps it under a spin
-//! lock.
+//! A fixed-capacity stack of free indices over a tagged non-paged array (the connection pool;
+//! a UDP socket's send contexts are in per-CPU pools of their own, `serve::udp`). Not locked
+//! itself: its owner keeps it under a spin lock.
 //!
 //! Deliberately not a `heapless::Vec` (the crate the driver uses for its other fixed-capacity
 //! containers): a heapless capacity is a compile-time constant, but these lists are sized at
@@ -65,11 +65,6 @@ impl FreeList {
         self.len -= 1;
         // SAFETY: len < cap, written by push.
         Some(unsafe { *self.items.add(self.len) } as usize)
-    }
-
-    /// Free indices.
-    pub(crate) fn len(&self) -> usize {
-        self.len
     }
 
     /// Frees the array.

@@ -19,8 +19,14 @@
 //!   freed under a pending IRP, whatever the order of the close's and the cancelled sends'
 //!   completions (W70: close cancels pending IRPs and waits for running callbacks).
 //!
-//! Send contexts come from a per-socket pre-allocated pool, one per datagram in flight; when it
-//! is empty the datagram is dropped and counted (never queued, never allocated). A reply is
+//! Send contexts are pre-allocated per socket, one per datagram in flight, and kept in per-CPU
+//! pools (MsQuic keeps per-processor datapath state for the same reason): the receive callback
+//! takes from its CPU's pool and a send completion gives back to the pool of the CPU it runs on,
+//! so an echoed datagram takes no lock shared across CPUs in the common case (the per-CPU lock
+//! is taken on its own CPU only; it exists because a completion at PASSIVE_LEVEL may be
+//! preempted on its CPU by a callback at DISPATCH_LEVEL). A CPU whose pool is empty borrows
+//! half of another CPU's pool (`UdpSock::borrow`, counted in `udp_shared_locks`); when no pool
+//! has a context the datagram is dropped and counted (never queued, never allocated). A reply is
 //! never larger than its request. Before any send a datagram passes AllowedSources, the
 //! reflection and loop guard (`control::udp_guard`: broadcast/multicast flags, special sources,
 //! privileged and own-service source ports) and the per-source rate limit (loopback exempt by
@@ -29,29 +35,30 @@
 
 use control::config::Limit;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicUsize, Ordering};
 
 use control::config::{Service, MAX_SERVICES};
 use control::protocol::sockperf::{Header, HEADER_LEN};
 use control::protocol::Mode;
 use wsk_sys::{
-    IoCancelIrp, IoFreeMdl, NTSTATUS, NT_SUCCESS, PDEVICE_OBJECT, PFN_WSK_SEND_MESSAGES,
-    PFN_WSK_SEND_TO, PIRP, PMDL, PSOCKADDR, PVOID, STATUS_INSUFFICIENT_RESOURCES, STATUS_PENDING,
-    STATUS_SUCCESS, ULONG, WSK_BUF, WSK_BUF_LIST, WSK_CLIENT_DATAGRAM_DISPATCH,
-    WSK_DATAGRAM_INDICATION, WSK_EVENT_RECEIVE_FROM, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET,
+    IoCancelIrp, IoFreeMdl, KeQueryActiveProcessorCountEx, ALL_PROCESSOR_GROUPS, NTSTATUS,
+    NT_SUCCESS, PDEVICE_OBJECT, PFN_WSK_SEND_MESSAGES, PFN_WSK_SEND_TO, PIRP, PMDL, PSOCKADDR,
+    PVOID, STATUS_INSUFFICIENT_RESOURCES, STATUS_PENDING, STATUS_SUCCESS, ULONG, WSK_BUF,
+    WSK_BUF_LIST, WSK_CLIENT_DATAGRAM_DISPATCH, WSK_DATAGRAM_INDICATION, WSK_EVENT_RECEIVE_FROM,
+    WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_SOCKET,
 };
 
 use crate::datapath::DataPath;
-use crate::kernel::free_list::FreeList;
 use crate::kernel::lock::SpinLock;
 use crate::kernel::time::{self, wait_until};
 use crate::kernel::{irp, pool};
 use crate::logic::{copy_at, udp_verdict, UdpVerdict};
-use crate::stats::Counter;
+use crate::stats::{Counter, MAX_CPUS};
 use crate::wsk::addr::SockAddrBuf;
 use crate::wsk::mdl::{self, build_mdl};
 use crate::wsk::{close_sync, disable_event_sync, open_bound, BoundKind};
 use control::udp_guard::{self, GuardDrop, RateLimiter};
+use crossbeam_utils::CachePadded;
 
 /// Size of a send context's copy buffer (sockperf replies); larger sockperf datagrams are
 /// dropped and counted (udp_drop_too_big).
@@ -69,16 +76,24 @@ const SEND_DRAIN_MS: u64 = 10_000;
 /// may see a mix of the old and new ports, never a torn port).
 static SERVICE_PORTS: [AtomicU16; MAX_SERVICES] = [const { AtomicU16::new(0) }; MAX_SERVICES];
 
+/// How many of `SERVICE_PORTS` are configured (the services are published in order, packed):
+/// a datagram checks those only, not all MAX_SERVICES slots (the check runs for every
+/// datagram of a one-datagram list). Racing a reconfiguration it may read the old count with
+/// the new ports or the reverse: a mix, as above, always within the array.
+static SERVICE_COUNT: AtomicUsize = AtomicUsize::new(0);
+
 /// Publishes the configured services' ports to the UDP guard. PASSIVE_LEVEL (start-up and the
 /// control path, which are serialised).
 pub(crate) fn publish_service_ports(services: &[Service]) {
     for (i, slot) in SERVICE_PORTS.iter().enumerate() {
         slot.store(services.get(i).map_or(0, |s| s.port), Ordering::Relaxed);
     }
+    SERVICE_COUNT.store(services.len().min(MAX_SERVICES), Ordering::Relaxed);
 }
 
 fn service_ports() -> impl Iterator<Item = u16> {
-    SERVICE_PORTS
+    let n = SERVICE_COUNT.load(Ordering::Relaxed).min(MAX_SERVICES);
+    SERVICE_PORTS[..n]
         .iter()
         .map(|p| p.load(Ordering::Relaxed))
         .filter(|&p| p != 0)
@@ -100,7 +115,8 @@ struct UdpSend {
     /// This datagram's entry in its batch's WSK_BUF_LIST; valid until the batch completes.
     entry: WSK_BUF_LIST,
     sock: *mut UdpSock,
-    idx: u32,
+    /// Next free context in its CPU's pool (`CpuFree`); meaningful only while free.
+    next_free: *mut UdpSend,
     /// Used by the context that heads a batch (the others' stay idle).
     irp: PIRP,
     /// Entries into `send_done` for `irp`: a batch that completed inline gives its contexts
@@ -125,23 +141,135 @@ struct UdpSend {
     copy_mdl: PMDL,
 }
 
-struct Inner {
-    free: FreeList,
-    rate: RateLimiter,
-    /// Set before WskCloseSocket: no list is given back after it (the socket is going, W68:
-    /// WskRelease returns a PENDING list; close does not).
-    closed: bool,
-    /// WskRelease calls in progress outside the lock (the close waits for none).
-    releasing: u32,
-    /// Lists whose sends outlived the wait before the close: they could not be given back.
-    abandoned: u32,
+/// Free send contexts linked through `UdpSend::next_free`, with the last one (so that a whole
+/// chain is spliced onto another in O(1)): one CPU's pool, a share borrowed from another CPU, or
+/// what a callback took from its pool in one go (`UdpSock::grab`).
+struct Chain {
+    head: *mut UdpSend,
+    tail: *mut UdpSend,
+    len: u32,
 }
+
+/// One CPU's free send contexts. Taken by the receive callback on this CPU and refilled by the
+/// send completions that run on it, so in the common case its lock is only ever taken on its
+/// own CPU (uncontended, its line stays in that CPU's cache). Another CPU takes it only to
+/// borrow when its own pool is empty (`borrow`).
+type CpuFree = Chain;
+
+// SAFETY: the contexts it links are the socket's, reached only by its holder (a pool's, under
+// the pool's lock).
+unsafe impl Send for Chain {}
+
+impl Chain {
+    const EMPTY: Chain = Chain {
+        head: ptr::null_mut(),
+        tail: ptr::null_mut(),
+        len: 0,
+    };
+
+    /// # Safety
+    /// `c` is a free context of ours, in no chain.
+    #[inline]
+    unsafe fn push(&mut self, c: *mut UdpSend) {
+        // SAFETY: per the caller.
+        unsafe { (*c).next_free = self.head };
+        if self.head.is_null() {
+            self.tail = c;
+        }
+        self.head = c;
+        self.len += 1;
+    }
+
+    #[inline]
+    fn pop(&mut self) -> Option<*mut UdpSend> {
+        let c = self.head;
+        if c.is_null() {
+            return None;
+        }
+        // SAFETY: a free context of ours (pushed by `push`).
+        self.head = unsafe { (*c).next_free };
+        if self.head.is_null() {
+            self.tail = ptr::null_mut();
+        }
+        self.len -= 1;
+        Some(c)
+    }
+
+    /// The first `k` (1 to len) contexts, as a chain of their own.
+    fn take_front(&mut self, k: u32) -> Chain {
+        let head = self.head;
+        let mut last = head;
+        for _ in 1..k {
+            // SAFETY: k <= len contexts are linked from head.
+            last = unsafe { (*last).next_free };
+        }
+        // SAFETY: as above.
+        self.head = unsafe { (*last).next_free };
+        if self.head.is_null() {
+            self.tail = ptr::null_mut();
+        }
+        self.len -= k;
+        Chain {
+            head,
+            tail: last,
+            len: k,
+        }
+    }
+
+    /// Puts all of `c` in front of this chain.
+    #[allow(clippy::needless_pass_by_value)] // by value: its contexts move into this chain
+    fn splice_front(&mut self, c: Chain) {
+        if c.len == 0 {
+            return;
+        }
+        // SAFETY: c's tail is a free context of ours.
+        unsafe { (*c.tail).next_free = self.head };
+        if self.head.is_null() {
+            self.tail = c.tail;
+        }
+        self.head = c.head;
+        self.len += c.len;
+    }
+}
+
+/// One CPU's pool and, beside it, its length as a hint another CPU may read without the lock
+/// (written under the lock): a CPU looking for contexts to borrow skips empty pools without
+/// taking their locks.
+struct CpuPool {
+    free: SpinLock<CpuFree>,
+    avail: AtomicU32,
+}
+
+/// The per-CPU pools, each on its own cache lines (all-zero is a valid empty pool: an
+/// initialised KSPIN_LOCK is 0). Only the first `UdpSock::ncpu` are used.
+type CpuPools = [CachePadded<CpuPool>; MAX_CPUS];
+
+/// A CPU borrowing from another takes half of its pool, or all of it when it holds no more
+/// than this: halving a small pool would send the borrower back for more at once.
+const BORROW_ALL_BELOW: u32 = 16;
+
+/// `UdpSock::releasing`: set by the close before WskCloseSocket: no list is given back after
+/// it (the socket is going, W68: WskRelease returns a PENDING list; close does not).
+const RELEASE_CLOSED: u32 = 1 << 31;
 
 pub(crate) struct UdpSock {
     socket: *mut WSK_SOCKET,
     drv: *const DataPath,
     pub(crate) service: Service,
-    inner: SpinLock<Inner>,
+    /// The per-source rate limit: shared by every CPU (a source's limit is one budget
+    /// whichever CPU its datagrams land on), so taken only for rate-limited sources (not
+    /// loopback, by default) and counted as a shared-lock acquisition.
+    rate: SpinLock<RateLimiter>,
+    /// WskRelease calls in progress outside any lock, plus `RELEASE_CLOSED` once the close
+    /// began (the close waits for the count to drop to 0). An atomic, not a lock: a list
+    /// given back takes no lock shared across CPUs.
+    releasing: AtomicU32,
+    /// Lists whose sends outlived the wait before the close: they could not be given back.
+    abandoned: AtomicU32,
+    /// The free send contexts, one pool per CPU (`CpuPools`, its own tagged allocation).
+    pools: *mut CpuPools,
+    /// Pools in use: the active processor count at open, 1 to MAX_CPUS.
+    ncpu: usize,
     ctxs: *mut UdpSend,
     n: usize,
     closing: AtomicBool,
@@ -183,13 +311,14 @@ impl UdpSock {
                 socket: ptr::null_mut(),
                 drv,
                 service: *service,
-                inner: SpinLock::new(Inner {
-                    free: FreeList::empty(),
-                    rate: RateLimiter::new(drv.live.get(Limit::UdpRatePerSource), drv.perf_freq),
-                    closed: false,
-                    releasing: 0,
-                    abandoned: 0,
-                }),
+                rate: SpinLock::new(RateLimiter::new(
+                    drv.live.get(Limit::UdpRatePerSource),
+                    drv.perf_freq,
+                )),
+                releasing: AtomicU32::new(0),
+                abandoned: AtomicU32::new(0),
+                pools: ptr::null_mut(),
+                ncpu: 1,
                 ctxs: ptr::null_mut(),
                 n: 0,
                 closing: AtomicBool::new(false),
@@ -239,9 +368,12 @@ impl UdpSock {
         if self.ctl_irp.is_null() {
             return Err(STATUS_INSUFFICIENT_RESOURCES);
         }
+        // SAFETY: no preconditions.
+        let cpus = unsafe { KeQueryActiveProcessorCountEx(ALL_PROCESSOR_GROUPS) } as usize;
+        self.ncpu = cpus.clamp(1, MAX_CPUS);
+        self.pools = pool::alloc_zeroed::<CpuPools>(pool::TAG_UDP);
         self.ctxs = pool::alloc(n * core::mem::size_of::<UdpSend>(), pool::TAG_UDP).cast();
-        self.inner.get_mut().free.alloc(n, pool::TAG_UDP)?;
-        if self.ctxs.is_null() {
+        if self.ctxs.is_null() || self.pools.is_null() {
             return Err(STATUS_INSUFFICIENT_RESOURCES);
         }
         let me: *mut UdpSock = self;
@@ -257,7 +389,7 @@ impl UdpSock {
                     },
                 },
                 sock: me,
-                idx: i as u32,
+                next_free: ptr::null_mut(),
                 irp: irp::alloc(),
                 entered: irp::Completions::new(),
                 sending: AtomicBool::new(false),
@@ -277,7 +409,13 @@ impl UdpSock {
             // SAFETY: i < n.
             unsafe { ptr::write(self.ctxs.add(i), ctx) };
             self.n = i + 1;
-            self.inner.get_mut().free.push(i);
+            // Spread evenly at first; completions move them to where the sends complete.
+            // SAFETY: pools allocated above; the context is free and in no pool.
+            unsafe {
+                let p = &mut (*self.pools)[i % self.ncpu];
+                p.free.get_mut().push(self.ctxs.add(i));
+                *p.avail.get_mut() = p.free.get_mut().len;
+            }
             if !ok {
                 return Err(STATUS_INSUFFICIENT_RESOURCES);
             }
@@ -303,33 +441,151 @@ impl UdpSock {
                 pool::free(c.copy, pool::TAG_UDP);
             }
             pool::free(r.ctxs.cast(), pool::TAG_UDP);
-            r.inner.get_mut().free.free();
+            // The pools only link the contexts freed above: nothing else to free in them.
+            pool::free_typed(r.pools, pool::TAG_UDP);
             irp::free(r.ctl_irp);
             pool::free_typed(u, pool::TAG_UDP);
         }
     }
 
-    fn get(&self) -> Option<*mut UdpSend> {
-        let i = self.inner.lock().free.pop()?;
-        // SAFETY: free indices are < n.
-        Some(unsafe { self.ctxs.add(i) })
+    /// CPU `cpu`'s pool (`cpu < ncpu`).
+    #[inline]
+    fn pool(&self, cpu: usize) -> &CpuPool {
+        // SAFETY: allocated at open, freed with the block; cpu < ncpu <= MAX_CPUS.
+        unsafe { &(*self.pools)[cpu] }
     }
 
-    /// Gives a context back to the pool; the caller holds the lock.
+    /// A free send context, from the pool of `cpu` (`DataPath::cpu()`, read once by the
+    /// caller for all it does), or else borrowed (`borrow`). Receive callback, IRQL <=
+    /// DISPATCH_LEVEL: at PASSIVE_LEVEL the thread may have moved since `cpu` was read, and the
+    /// pool is then another CPU's (correct, its lock serialises it; merely not local); at
+    /// DISPATCH_LEVEL it stays on its CPU.
+    #[inline]
+    fn get(&self, cpu: usize) -> Option<*mut UdpSend> {
+        let cpu = cpu % self.ncpu;
+        let p = self.pool(cpu);
+        {
+            let mut g = p.free.lock();
+            if let Some(c) = g.pop() {
+                p.avail.store(g.len, Ordering::Relaxed);
+                return Some(c);
+            }
+        }
+        self.borrow(cpu)
+    }
+
+    /// All of the free contexts of `cpu`'s pool (as in `get`), for a callback whose list holds
+    /// more than one datagram: one acquisition of the pool's lock for the whole list instead
+    /// of one per datagram. What is left goes back with `give_back`; meanwhile the pool looks
+    /// empty to other CPUs (they borrow elsewhere) and refills from the completions that run
+    /// on its CPU. Receive callback, IRQL <= DISPATCH_LEVEL.
+    #[inline]
+    fn grab(&self, cpu: usize) -> Chain {
+        let p = self.pool(cpu % self.ncpu);
+        let mut g = p.free.lock();
+        p.avail.store(0, Ordering::Relaxed);
+        core::mem::replace(&mut *g, Chain::EMPTY)
+    }
+
+    /// Gives back what is left of a `grab`, to the same pool. IRQL <= DISPATCH_LEVEL.
+    #[inline]
+    fn give_back(&self, cpu: usize, left: Chain) {
+        if left.len == 0 {
+            return;
+        }
+        let p = self.pool(cpu % self.ncpu);
+        let mut g = p.free.lock();
+        g.splice_front(left);
+        p.avail.store(g.len, Ordering::Relaxed);
+    }
+
+    /// This CPU's pool is empty: take half of the first other CPU's pool that has any (all of
+    /// it if small, `BORROW_ALL_BELOW`), under that CPU's lock (a lock shared across CPUs:
+    /// counted; pools whose hint says empty are skipped unlocked), keep one and put the rest in
+    /// this CPU's pool, so that the next `get`s are local again. A datagram is dropped (counted by
+    /// the caller) only when no pool has a context: as many datagrams are in flight as there
+    /// are contexts, the same bound as one shared pool. Never two pool locks at once.
+    #[cold]
+    fn borrow(&self, cpu: usize) -> Option<*mut UdpSend> {
+        for k in 1..self.ncpu {
+            let vp = self.pool((cpu + k) % self.ncpu);
+            if vp.avail.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            self.drv().count(Counter::UdpSharedLocks, 1);
+            let mut took = {
+                let mut g = vp.free.lock();
+                let take = if g.len <= BORROW_ALL_BELOW {
+                    g.len
+                } else {
+                    g.len.div_ceil(2)
+                };
+                if take == 0 {
+                    continue;
+                }
+                let c = g.take_front(take);
+                vp.avail.store(g.len, Ordering::Relaxed);
+                c
+            };
+            let first = took.pop();
+            if took.len != 0 {
+                let p = self.pool(cpu);
+                let mut g = p.free.lock();
+                g.splice_front(took);
+                p.avail.store(g.len, Ordering::Relaxed);
+            }
+            return first;
+        }
+        None
+    }
+
+    /// Gives the contexts of a finished batch (`head` and those chained through their
+    /// entries), but `keep`, back to the pool of `cpu` (the caller's `DataPath::cpu()`, as in
+    /// `get`) under one acquisition of its lock. IRQL <= DISPATCH_LEVEL.
+    ///
+    /// # Safety
+    /// The contexts are ours, used by nobody any more (`keep` excepted).
+    unsafe fn put_batch(&self, cpu: usize, head: *mut UdpSend, keep: *mut UdpSend) {
+        let p = self.pool(cpu % self.ncpu);
+        let mut g = p.free.lock();
+        let mut c = head;
+        while !c.is_null() {
+            // SAFETY: a context of the batch; the entry is its first field (repr(C)).
+            let next = unsafe { (*c).entry.Next }.cast::<UdpSend>();
+            if c != keep {
+                // SAFETY: the batch is done with it; the lock orders these writes before the
+                // next get.
+                unsafe {
+                    (*c).owner = ptr::null_mut();
+                    (*c).list = ptr::null_mut();
+                    (*c).entry.Next = ptr::null_mut();
+                    g.push(c);
+                }
+            }
+            c = next;
+        }
+        p.avail.store(g.len, Ordering::Relaxed);
+    }
+
+    /// Gives one context back to the pool of `cpu` (as in `put_batch`). IRQL <=
+    /// DISPATCH_LEVEL.
     ///
     /// # Safety
     /// `c` is one of ours, used by nobody any more.
-    unsafe fn recycle(g: &mut Inner, c: *mut UdpSend) {
-        // SAFETY: per the caller; the lock orders these writes before the next get.
-        let idx = unsafe {
-            (*c).owner = ptr::null_mut();
-            (*c).list = ptr::null_mut();
+    unsafe fn put(&self, cpu: usize, c: *mut UdpSend) {
+        // SAFETY: per the caller.
+        unsafe {
             (*c).entry.Next = ptr::null_mut();
-            (*c).idx
-        };
-        g.free.push(idx as usize);
+            self.put_batch(cpu, c, ptr::null_mut());
+        }
     }
 
+    /// Free contexts over all pools (the close's log). PASSIVE_LEVEL.
+    fn free_count(&self) -> usize {
+        (0..self.ncpu)
+            .map(|k| self.pool(k).free.lock().len as usize)
+            .sum()
+    }
     /// The last reference on `owner`'s list is gone (the callback has made its last access
     /// and every batch from the list has completed): give the list back (C1, C3: once), unless
     /// the close has begun (then it cannot be, W68; counted and logged by the close). Any IRQL
@@ -337,19 +593,12 @@ impl UdpSock {
     ///
     /// # Safety
     /// `owner` is a list owner of ours whose references just reached zero.
-    unsafe fn list_done(&self, owner: *mut UdpSend) {
-        let give_back = {
-            let mut g = self.inner.lock();
-            if g.closed {
-                g.abandoned += 1;
-                false
-            } else {
-                g.releasing += 1;
-                true
-            }
-        };
+    unsafe fn list_done(&self, cpu: usize, owner: *mut UdpSend) {
+        // Registered as releasing before the close's flag is looked at: a close that sets the
+        // flag after this waits for the count to drop; one that set it before is seen here.
+        let give_back = self.releasing.fetch_add(1, Ordering::SeqCst) & RELEASE_CLOSED == 0;
         if give_back {
-            // C12: outside the lock. SAFETY: the list was retained with STATUS_PENDING and the
+            // C12: no lock held. SAFETY: the list was retained with STATUS_PENDING and the
             // socket is not closing (the close waits for `releasing` to drop to 0).
             unsafe {
                 let disp = &*(*self.socket)
@@ -359,13 +608,12 @@ impl UdpSock {
                     rel(self.socket, (*owner).list);
                 }
             }
+        } else {
+            self.abandoned.fetch_add(1, Ordering::Relaxed);
         }
-        let mut g = self.inner.lock();
-        if give_back {
-            g.releasing -= 1;
-        }
+        self.releasing.fetch_sub(1, Ordering::SeqCst);
         // SAFETY: nothing uses the owner any more.
-        unsafe { Self::recycle(&mut g, owner) };
+        unsafe { self.put(cpu, owner) };
     }
 
     /// IoCancelIrp on every batch's send still in flight (W76: it completes once, cancelled
@@ -420,7 +668,7 @@ impl UdpSock {
                 "udp port {}: {} sends ({} of {} contexts) still in flight at close after {} ms; cancelled",
                 r.service.port,
                 r.io.load(Ordering::SeqCst).saturating_sub(1),
-                r.n - r.inner.lock().free.len(),
+                r.n - r.free_count(),
                 r.n,
                 drain
             );
@@ -441,8 +689,10 @@ impl UdpSock {
         }
         // From here no completion gives a list back; one doing so now finishes first (C22: no call
         // may be running at close).
-        r.inner.lock().closed = true;
-        let _ = wait_until(bound, || r.inner.lock().releasing == 0);
+        r.releasing.fetch_or(RELEASE_CLOSED, Ordering::SeqCst);
+        let _ = wait_until(bound, || {
+            r.releasing.load(Ordering::SeqCst) & !RELEASE_CLOSED == 0
+        });
         // SAFETY: no call executing; the close cancels what is still pending (W70).
         let _ = unsafe { close_sync(r.socket, r.ctl_irp) };
         // W70: the cancelled sends' completions may come after the close's own. Past this
@@ -455,7 +705,7 @@ impl UdpSock {
                 r.io.load(Ordering::SeqCst).saturating_sub(1)
             );
         }
-        let abandoned = r.inner.lock().abandoned;
+        let abandoned = r.abandoned.load(Ordering::Relaxed);
         if abandoned != 0 {
             crate::kernel::log::log_err!(
                 "udp port {}: {} indication lists could not be given back before the close",
@@ -591,11 +841,20 @@ unsafe extern "win64" fn receive_from_event(
         return STATUS_SUCCESS;
     }
     let closing = u.closing.load(Ordering::Relaxed);
+    // Read once for the callback: its counters and its CPU's pool of send contexts.
+    let cpu = DataPath::cpu();
     // Datagrams and bytes in, counted once for the list.
     let (mut n_in, mut bytes_in) = (0u64, 0u64);
     // The last source that passed the filters and the guard (see `admit`).
     let mut passed: Option<(SockAddrBuf, bool)> = None;
     let mut batch = Batch::new(list, send);
+    // A list of several datagrams takes its CPU's contexts in one go (`grab`).
+    // SAFETY: valid list element for the duration of the callback (W60).
+    let mut grabbed = if closing || unsafe { (*list).Next }.is_null() {
+        Chain::EMPTY
+    } else {
+        u.grab(cpu)
+    };
     let mut d = list;
     while !d.is_null() {
         // SAFETY: valid list element for the duration of the callback (W60).
@@ -614,7 +873,7 @@ unsafe extern "win64" fn receive_from_event(
         let Some(reply) = answer(u, &buf, len) else {
             continue;
         };
-        let Some(c) = u.get() else {
+        let Some(c) = grabbed.pop().or_else(|| u.get(cpu)) else {
             drv.count_service(u.stats_slot, Counter::UdpDropNoContext, 1);
             continue;
         };
@@ -624,12 +883,21 @@ unsafe extern "win64" fn receive_from_event(
             batch.add(u, c, remote);
         }
     }
+    u.give_back(cpu, grabbed);
     // Counted before the last batch goes, so that its completion's datagrams_out never runs
     // ahead of datagrams_in for a single-source list.
-    drv.count_service(u.stats_slot, Counter::UdpDatagramsIn, n_in);
-    drv.count_service(u.stats_slot, Counter::UdpBytesIn, bytes_in);
+    count_at(drv, cpu, u.stats_slot, Counter::UdpDatagramsIn, n_in);
+    count_at(drv, cpu, u.stats_slot, Counter::UdpBytesIn, bytes_in);
     // SAFETY: the batch of this callback; its owner's references are held by it.
-    unsafe { batch.finish(u) }
+    unsafe { batch.finish(u, cpu) }
+}
+
+/// `DataPath::count_service` with the CPU number already read (the echo path reads it once
+/// per callback or completion: KeGetCurrentProcessorNumberEx is a call into the kernel).
+#[inline]
+fn count_at(drv: &DataPath, cpu: usize, stats_slot: usize, c: Counter, n: u64) {
+    drv.stats.add(cpu, c, n);
+    drv.service_stats.add(cpu, stats_slot, c, n);
 }
 
 /// Whether a datagram from `remote_sa` may be answered: the allow-list, the reflection and
@@ -676,10 +944,11 @@ unsafe fn admit(
     if limited {
         if let Some(ip) = remote.to_socket_addr().map(|p| p.ip()) {
             let allowed = {
-                let mut inner = u.inner.lock();
+                drv.count(Counter::UdpSharedLocks, 1);
+                let mut rate = u.rate.lock();
                 // UdpRateLimitPerSource may change while running (live limits).
-                inner.rate.set_rate(drv.live.get(Limit::UdpRatePerSource));
-                inner.rate.allow(&ip, time::now())
+                rate.set_rate(drv.live.get(Limit::UdpRatePerSource));
+                rate.allow(&ip, time::now())
             };
             if !allowed {
                 drv.count_service(u.stats_slot, Counter::UdpDropRate, 1);
@@ -828,7 +1097,7 @@ impl Batch {
     ///
     /// # Safety
     /// The callback's batch, called once, after every datagram was added.
-    unsafe fn finish(self, u: &UdpSock) -> NTSTATUS {
+    unsafe fn finish(self, u: &UdpSock, cpu: usize) -> NTSTATUS {
         if !self.head.is_null() {
             // SAFETY: the open batch; owner's references held by this callback.
             unsafe { issue(u, self.head, self.owner, self.send) };
@@ -840,7 +1109,7 @@ impl Batch {
         // SAFETY: owner stays ours until its count reaches zero.
         if unsafe { (*self.owner).refs.fetch_sub(1, Ordering::SeqCst) } == 1 {
             // SAFETY: nothing uses the owner any more.
-            unsafe { UdpSock::recycle(&mut u.inner.lock(), self.owner) };
+            unsafe { u.put(cpu, self.owner) };
             STATUS_SUCCESS
         } else {
             STATUS_PENDING
@@ -877,29 +1146,26 @@ unsafe fn send_done_inner(head: *mut UdpSend, status: NTSTATUS, info: usize) {
     let drv = u.drv();
     // SAFETY: the batch is ours until given back below.
     let (n, owner) = unsafe { ((*head).count, (*head).owner) };
+    // Read once for the completion: its counters and the pool its contexts go back to.
+    let cpu = DataPath::cpu();
     if NT_SUCCESS(status) {
-        drv.count_service(u.stats_slot, Counter::UdpDatagramsOut, u64::from(n));
-        drv.count_service(u.stats_slot, Counter::UdpBytesOut, info as u64);
+        count_at(
+            drv,
+            cpu,
+            u.stats_slot,
+            Counter::UdpDatagramsOut,
+            u64::from(n),
+        );
+        count_at(drv, cpu, u.stats_slot, Counter::UdpBytesOut, info as u64);
     } else {
-        drv.count_service(u.stats_slot, Counter::SendErrors, u64::from(n));
+        count_at(drv, cpu, u.stats_slot, Counter::SendErrors, u64::from(n));
     }
-    {
-        let mut g = u.inner.lock();
-        let mut c = head;
-        while !c.is_null() {
-            // SAFETY: a context of the batch; the entry is its first field (repr(C)).
-            let next = unsafe { (*c).entry.Next }.cast::<UdpSend>();
-            if c != owner {
-                // SAFETY: the batch is done with it.
-                unsafe { UdpSock::recycle(&mut g, c) };
-            }
-            c = next;
-        }
-    }
+    // SAFETY: the batch is done with its contexts; the owner stays until its count is 0.
+    unsafe { u.put_batch(cpu, head, owner) };
     // SAFETY: owner alive until its count reaches zero.
     if !owner.is_null() && unsafe { (*owner).refs.fetch_sub(1, Ordering::SeqCst) } == 1 {
         // SAFETY: its last reference just went.
-        unsafe { u.list_done(owner) };
+        unsafe { u.list_done(cpu, owner) };
     }
     // This send's reference on the block, the last use of u.
     if u.io.fetch_sub(1, Ordering::SeqCst) == 1 {
