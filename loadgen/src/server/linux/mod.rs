@@ -48,8 +48,8 @@ const UDP_BUF: usize = 4 << 20;
 /// wakes when this much has arrived, not for every segment. A discard server has nothing to
 /// answer, so waiting for more costs no one a round trip, and every wake-up it saves is one
 /// drain, one window update and the sender's processing of that update saved: a one-connection
-/// sink into it measured 156-250 CPU-ms per GB (client and server together) against 268-497
-/// without, 24-36 against 11-21 Gbit/s on loopback (2026-12-07, issue 20). Linux still wakes
+/// sink into it measured 183-257 CPU-ms per GB (client and server together) against 268-497
+/// without, 24-31 against 11-21 Gbit/s on loopback (2026-12-07, issue 20). Linux still wakes
 /// the reader below the mark when the connection ends (FIN), when the receive window is about
 /// to close and under memory pressure (tcp_epollin_ready), so nothing stalls and at the end every
 /// byte is drained and counted; while a connection stays open, the service's byte count may lag
