@@ -192,7 +192,8 @@ impl UdpJob {
                 Ok(_) => unsafe { (*u).flows = flow + 1 },
                 Err(e) => {
                     // SAFETY: no send was ever issued; the flows opened so far close here, each
-                    // close waiting for its callbacks (C23), before the block is freed.
+                    // close complete before the block is freed (C23: the socket context lives
+                    // until its close IRP completes).
                     unsafe {
                         for open in 0..(*u).flows {
                             let _ = close_sync((*u).sockets[open], (*u).ctl_irp);
