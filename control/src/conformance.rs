@@ -371,6 +371,7 @@ pub fn run(call: &mut Call<'_>, free_port: u16) -> Vec<Case> {
         duration_ms: 100,
         rate: 1,
         stream: false,
+        flows: 0,
     };
     let start = enc(|b| encode_load_start(&job, b));
     let stop = enc(|b| encode_load_stop(0, b));

@@ -45,6 +45,7 @@ fn job() -> LoadJob {
         duration_ms: 3000,
         rate: 0,
         stream: false,
+        flows: 0,
     }
 }
 
@@ -581,7 +582,8 @@ fn load_jobs() {
     malformed_common(IOCTL_WSKECHO_LOAD_START, &start);
 
     // Field errors. Layout: header 8, family 8..10, reserved 10..12, addr 12..28, port 28..30,
-    // proto 30, pattern 31, conns 32..36, size 36..40, duration 40..44, rate 44..48.
+    // proto 30, pattern 31, conns 32..36, size 36..40, duration 40..44, rate 44..48,
+    // flows 48..52 (ABI 4), reserved 52..56.
     let bad: Vec<(&str, usize, Vec<u8>, ControlError)> = vec![
         ("port 0", 28, vec![0, 0], ControlError::BadPort),
         ("family 99", 8, vec![99, 0], ControlError::BadFamily),
@@ -620,6 +622,14 @@ fn load_jobs() {
         ),
         ("proto", 30, vec![2], ControlError::BadEnum),
         ("pattern", 31, vec![2], ControlError::BadEnum),
+        // The job is TCP: its connections are its flows.
+        (
+            "flows on tcp",
+            48,
+            vec![2, 0, 0, 0],
+            ControlError::OutOfRange,
+        ),
+        ("reserved", 52, vec![1, 0, 0, 0], ControlError::Reserved),
     ];
     for (name, off, bytes, err) in bad {
         let mut b = start.clone();
@@ -640,6 +650,12 @@ fn load_jobs() {
     assert!(j.validate().is_ok());
     j.message_size = 65_508;
     assert_eq!(j.validate(), Err(ControlError::OutOfRange));
+    j.message_size = 64;
+    j.flows = MAX_LOAD_FLOWS;
+    assert!(j.validate().is_ok());
+    j.flows = MAX_LOAD_FLOWS + 1;
+    assert_eq!(j.validate(), Err(ControlError::OutOfRange));
+    j.flows = 3;
     // IPv6 target roundtrips.
     j.message_size = 1;
     j.target = "::1".parse().unwrap();

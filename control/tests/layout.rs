@@ -37,6 +37,7 @@ fn job() -> LoadJob {
         duration_ms: 5000,
         rate: 333,
         stream: false,
+        flows: 5,
     }
 }
 
@@ -65,6 +66,8 @@ fn header_and_load_messages() {
     assert_eq!(u32_at(&b, j + offset_of!(WireLoadJob, message_size)), 1000);
     assert_eq!(u32_at(&b, j + offset_of!(WireLoadJob, duration_ms)), 5000);
     assert_eq!(u32_at(&b, j + offset_of!(WireLoadJob, rate)), 333);
+    assert_eq!(u32_at(&b, j + offset_of!(WireLoadJob, flows)), 5);
+    assert_eq!(u32_at(&b, j + offset_of!(WireLoadJob, reserved)), 0);
 
     let b = enc(|o| encode_load_stop(0xABCD, o));
     assert_eq!(u32_at(&b, offset_of!(WireJobId, job_id)), 0xABCD);

@@ -103,8 +103,9 @@ fn arb_job() -> impl Strategy<Value = LoadJob> {
         1u32..=MAX_UDP_MESSAGE,
         1u32..=MAX_LOAD_DURATION_MS,
         0u32..=MAX_LOAD_RATE,
+        0u32..=MAX_LOAD_FLOWS,
     )
-        .prop_filter_map("usable target", |(t, port, udp, src, c, s, d, r)| {
+        .prop_filter_map("usable target", |(t, port, udp, src, c, s, d, r, f)| {
             let j = LoadJob {
                 target: t,
                 port,
@@ -119,6 +120,8 @@ fn arb_job() -> impl Strategy<Value = LoadJob> {
                 duration_ms: d,
                 rate: r,
                 stream: false,
+                // A TCP job's connections are its flows: only UDP jobs name a count.
+                flows: if udp { f } else { 0 },
             };
             j.validate().ok().map(|()| j)
         })

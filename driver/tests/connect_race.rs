@@ -47,6 +47,7 @@ fn job(port: u16, stream: bool) -> LoadJob {
         duration_ms: 60_000,
         rate: 0,
         stream,
+        flows: 0,
     }
 }
 

@@ -69,6 +69,7 @@ fn restarted_jobs(control: Control, port: u16) -> (u64, u64) {
             rate: 0,
             // Both connect styles: the stream socket's chain publishes late.
             stream: i % 2 == 1,
+            flows: 0,
         };
         let n = encode_load_start(&job, &mut b).unwrap();
         // The previous job may still be stopping: a start is refused until it has ended.

@@ -129,6 +129,7 @@ fn unload_with_load_job_sends_pending() {
         duration_ms: 60_000,
         rate: 0,
         stream: false,
+        flows: 0,
     };
     let mut b = [0u8; 256];
     let n = encode_load_start(&job, &mut b).unwrap();

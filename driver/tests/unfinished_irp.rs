@@ -277,6 +277,7 @@ fn connect_step_never_completes(call: wsk_sim::config::Call, stream: bool) {
         duration_ms: 300,
         rate: 0,
         stream,
+        flows: 0,
     };
     let start = |j: &LoadJob| {
         let mut b = [0u8; 256];
@@ -420,6 +421,7 @@ fn udp_sends_that_never_complete_their_irp() {
         duration_ms: 300,
         rate: 100,
         stream: false,
+        flows: 0,
     };
     let mut req = [0u8; 256];
     let n = encode_load_start(&job, &mut req).unwrap();

@@ -355,8 +355,29 @@ fn load_start_status_stop() {
         "source",
         "--rate",
         "1000",
+        "--flows",
+        "6",
     ]);
     assert_eq!(j["job_id"], 2);
+    // --flows reaches the job (a UDP job's sockets, so source ports).
+    assert_eq!(f.json(&["load", "status"])["job"]["flows"], 6);
+    // Out of its range (1..=64), or on a TCP job (its connections are its flows): refused
+    // before anything is sent.
+    f.json(&["load", "stop"]);
+    for bad in [
+        &["--proto", "udp", "--flows", "0"][..],
+        &["--proto", "udp", "--flows", "65"],
+        &["--flows", "2"],
+    ] {
+        let mut args = vec!["driver", "--control"];
+        let addr = f.addr.to_string();
+        args.push(&addr);
+        args.extend(["load", "start", "--target", "127.0.0.1:7007"]);
+        args.extend(bad);
+        let refused = Cli::try_parse_from(&args)
+            .map_or(true, |cli| run_to(&cli.args, &mut Vec::new()).is_err());
+        assert!(refused, "{bad:?}");
+    }
 }
 
 fn closed_port() -> SocketAddr {

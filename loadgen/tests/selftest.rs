@@ -173,7 +173,7 @@ fn passes_against_a_driver_that_serves_and_counts() {
         assert_eq!(r, "ok", "{n}: {v}");
     }
     assert_eq!((code, v["verdict"].as_str()), (0, Some("PASS")), "{v}");
-    assert_eq!(v["driver"], "wskecho 0.1.0, control ABI 3..=3, 2 CPUs");
+    assert_eq!(v["driver"], "wskecho 0.1.0, control ABI 4..=4, 2 CPUs");
     assert!(
         v["target"].as_str().unwrap().starts_with("wskecho-sim"),
         "{v}"

@@ -106,6 +106,10 @@ pub struct WireLoadJob {
     pub message_size: u32,
     pub duration_ms: u32,
     pub rate: u32,
+    /// Since ABI 4. UDP: sockets (source ports) the job sends from; 0: the driver's default.
+    pub flows: u32,
+    /// Since ABI 4. Zero.
+    pub reserved: u32,
 }
 
 #[repr(C)]

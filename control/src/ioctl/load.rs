@@ -7,8 +7,9 @@ use crate::config::Proto;
 use core::net::IpAddr;
 
 /// `target address, port u16, proto u8 (bit 7: stream socket, as a service's), pattern u8,
-/// connections u32, message_size u32, duration_ms u32, rate u32`.
-pub const LOAD_JOB_LEN: usize = ADDRESS_LEN + 4 + 16;
+/// connections u32, message_size u32, duration_ms u32, rate u32, flows u32, reserved u32`.
+/// ABI 4 added `flows` and the reserved word (ABI 3's block ended at `rate`).
+pub const LOAD_JOB_LEN: usize = ADDRESS_LEN + 4 + 24;
 
 /// What each connection of a kernel load job does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +43,9 @@ pub const MAX_UDP_MESSAGE: u32 = 65_507;
 pub const MAX_TCP_MESSAGE: u32 = 1 << 20;
 pub const MAX_LOAD_DURATION_MS: u32 = 3_600_000;
 pub const MAX_LOAD_RATE: u32 = 10_000_000;
+/// UDP flows (sockets, so distinct source ports) per job at most: enough for the receive
+/// queues of any one NIC that RSS spreads flows over.
+pub const MAX_LOAD_FLOWS: u32 = 64;
 
 /// A kernel load job: `connections` sockets to `target`, each running `pattern` with
 /// `message_size` bytes, for `duration_ms`, at `rate` messages per second in total (0: as
@@ -59,6 +63,11 @@ pub struct LoadJob {
     /// TCP only: connect from WSK stream sockets (WskSocket with WSK_FLAG_STREAM_SOCKET,
     /// WskBind, WskConnect) instead of WskSocketConnect's connection sockets.
     pub stream: bool,
+    /// UDP only: how many sockets (flows, each its own source port, so RSS spreads them over a
+    /// NIC's receive queues) the job's send contexts are spread over; 0: the driver's default
+    /// (4, at most one per send context). At most [`MAX_LOAD_FLOWS`]; TCP jobs send 0 (each
+    /// connection is a flow already).
+    pub flows: u32,
 }
 
 impl LoadJob {
@@ -82,7 +91,12 @@ impl LoadJob {
             Proto::Tcp => MAX_TCP_MESSAGE,
             Proto::Udp => MAX_UDP_MESSAGE,
         };
-        let ok = (1..=MAX_LOAD_CONNECTIONS).contains(&self.connections)
+        let flows_ok = match self.proto {
+            Proto::Tcp => self.flows == 0,
+            Proto::Udp => self.flows <= MAX_LOAD_FLOWS,
+        };
+        let ok = flows_ok
+            && (1..=MAX_LOAD_CONNECTIONS).contains(&self.connections)
             && (1..=max_msg).contains(&self.message_size)
             && (1..=MAX_LOAD_DURATION_MS).contains(&self.duration_ms)
             && self.rate <= MAX_LOAD_RATE;
@@ -103,6 +117,8 @@ fn encode_job(w: &mut Writer<'_>, j: &LoadJob) {
     w.u32(j.message_size);
     w.u32(j.duration_ms);
     w.u32(j.rate);
+    w.u32(j.flows);
+    w.u32(0);
 }
 
 fn decode_job(r: &mut Reader<'_>) -> Result<LoadJob, ControlError> {
@@ -121,7 +137,9 @@ fn decode_job(r: &mut Reader<'_>) -> Result<LoadJob, ControlError> {
         message_size: r.u32()?,
         duration_ms: r.u32()?,
         rate: r.u32()?,
+        flows: r.u32()?,
     };
+    r.reserved(4)?;
     j.validate()?;
     Ok(j)
 }

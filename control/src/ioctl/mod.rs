@@ -24,11 +24,12 @@ pub use stats_msg::*;
 
 /// The ABI version this build speaks (requests with another version are refused with
 /// STATUS_REVISION_MISMATCH). 3: the limits block grew IdleTimeoutMs, ProgressTimeoutMs and
-/// RetainTimeoutMs (see [`LIMITS_LEN`]). Additions that change no existing message (a new
+/// RetainTimeoutMs (see [`LIMITS_LEN`]). 4: the load job grew `flows` (and a reserved word;
+/// see [`LOAD_JOB_LEN`]). Additions that change no existing message (a new
 /// code with kinds of its own) stay within the version and are announced by a feature bit in
 /// the version answer instead ([`VersionInfo::features`]): IOCTL_WSKECHO_QUERY_SERVICES is
 /// [`FEATURE_SERVICE_STATE`].
-pub const ABI_VERSION: u16 = 3;
+pub const ABI_VERSION: u16 = 4;
 
 /// `\Device\WskEcho`; user mode opens `\\.\WskEcho`.
 pub const DEVICE_NAME: &str = "\\Device\\WskEcho";

@@ -158,20 +158,25 @@ pub(crate) unsafe fn start(d: &DataPath, job: &LoadJob) -> Result<u32, NTSTATUS>
     };
     let paced = job.rate != 0;
     let mut udp = ptr::null_mut();
+    // What the status reports: the flows the job got, not the 0 that asks for the default.
+    let mut spec = *job;
     if job.proto == Proto::Udp {
         // SAFETY: captured provider, control path.
         udp = unsafe {
             UdpJob::create(
                 d,
                 SocketAddr::new(job.target, job.port),
+                job.flows as usize,
                 job.connections as usize,
                 msg,
                 job.pattern == LoadPattern::Echo,
             )
         }?;
+        // SAFETY: just created, not yet published.
+        spec.flows = unsafe { (*udp).flows() } as u32;
     }
     let id = j.id.fetch_add(1, Ordering::SeqCst) + 1;
-    *j.spec.lock() = Some(*job);
+    *j.spec.lock() = Some(spec);
     for c in [
         &j.messages_sent,
         &j.messages_received,
@@ -196,7 +201,8 @@ pub(crate) unsafe fn start(d: &DataPath, job: &LoadJob) -> Result<u32, NTSTATUS>
     );
     j.state.store(JobState::Running as u32, Ordering::SeqCst);
     if !udp.is_null() {
-        j.open.store(1, Ordering::SeqCst);
+        // One per flow socket (the status's connections_open while the job holds them).
+        j.open.store(spec.flows, Ordering::SeqCst);
         j.udp.store(udp, Ordering::SeqCst);
         // SAFETY: just created; only this path and the housekeeper (after it reads the
         // pointer) use it, and it is freed only once the job stopped.
@@ -340,7 +346,11 @@ pub(crate) fn status(d: &DataPath) -> LoadStatus {
             .conns
             .count_where(|c| tcp::is_job(c) && !c.socket.is_null())
             as u32
-            + u32::from(!j.udp.load(Ordering::SeqCst).is_null()),
+            + if j.udp.load(Ordering::SeqCst).is_null() {
+                0
+            } else {
+                j.open.load(Ordering::SeqCst)
+            },
         connect_failures: j.connect_failures.load(Ordering::SeqCst),
         messages_sent: j.messages_sent.load(Ordering::SeqCst),
         messages_received: j.messages_received.load(Ordering::SeqCst),

@@ -1,4 +1,6 @@
-//! UDP load job: one datagram socket, `connections` pre-allocated send contexts that each keep
+//! UDP load job: `flows` datagram sockets (each its own source port, so a NIC's RSS spreads the
+//! job over its receive queues: the hash covers the ports), `connections` pre-allocated send
+//! contexts spread over them round-robin (each sends from its flow's socket only) that each keep
 //! one batch of up to [`BATCH`] datagrams of the source pattern (`message_size` bytes each, all
 //! one shared read-only block) in flight with one WskSendMessages call (W65: a batch goes to one
 //! address, which a job's batches all do), open loop (a send does not wait for an echo). A
@@ -36,6 +38,12 @@ use crate::wsk::{close_sync, open_bound, BoundKind};
 
 /// Send contexts per job at most (each is one batch in flight).
 const MAX_CONTEXTS: usize = 64;
+/// Sockets per job at most (the control ABI's bound; each flow has at least one context).
+const MAX_FLOWS: usize = control::ioctl::MAX_LOAD_FLOWS as usize;
+const _: () = assert!(MAX_FLOWS <= MAX_CONTEXTS);
+/// Flows of a job that names none (wire value 0): a few, so RSS has something to spread, but
+/// never more than the job has send contexts (a flow without one would never send).
+const DEFAULT_FLOWS: usize = 4;
 /// Datagrams per WskSendMessages call at most: enough that the per-call cost (IRP, completion,
 /// job reference) is spread thin, as the served echo's batches are.
 pub(crate) const BATCH: usize = 64;
@@ -57,6 +65,8 @@ const CHECK_LEN: usize = 64;
 
 struct Send {
     job: *const UdpJob,
+    /// The flow (index into the job's sockets) this context sends from.
+    flow: usize,
     irp: PIRP,
     /// The batch's WSK_BUF_LIST, chained in order, the last entry's `Next` null: a batch of k
     /// datagrams is the list's last k entries (starts at `BATCH - k`), so nothing is re-linked
@@ -75,7 +85,9 @@ struct Send {
 
 pub(crate) struct UdpJob {
     drv: *const DataPath,
-    socket: *mut WSK_SOCKET,
+    /// One socket per flow; the first `flows` are open once `create` returned.
+    sockets: [*mut WSK_SOCKET; MAX_FLOWS],
+    flows: usize,
     ctxs: *mut Send,
     n: usize,
     payload: *mut u8,
@@ -86,6 +98,10 @@ pub(crate) struct UdpJob {
     /// 1 for the job itself (dropped by `close_and_free`) + 1 per send IRP in flight; whoever
     /// takes it to zero frees the block.
     io: AtomicU32,
+    /// The context the next kick starts with. A paced job's budget is a few datagrams per tick
+    /// and the first context started takes them all (a batch takes up to 64 tickets): starting
+    /// each kick one context further gives every context, so every flow, its turns.
+    turn: AtomicU32,
 }
 
 static DISPATCH: WSK_CLIENT_DATAGRAM_DISPATCH = WSK_CLIENT_DATAGRAM_DISPATCH {
@@ -98,23 +114,38 @@ impl UdpJob {
         unsafe { &*self.drv }
     }
 
-    /// Socket, bind to the wildcard address, receive events (echo), contexts. PASSIVE_LEVEL
-    /// (control path).
+    /// How many flows and send contexts a job asking for `flows` (0: the default) and
+    /// `contexts` gets: both bounded, and never a flow without a context.
+    fn shape(flows: usize, contexts: usize) -> (usize, usize) {
+        let n = contexts.clamp(1, MAX_CONTEXTS);
+        let f = if flows == 0 {
+            DEFAULT_FLOWS.min(n)
+        } else {
+            flows.min(MAX_FLOWS)
+        };
+        (f, n.max(f))
+    }
+
+    /// The flow sockets (each bound to the wildcard address: its own source port), receive
+    /// events (echo), contexts. PASSIVE_LEVEL (control path). `flows` and `contexts` as
+    /// [`shape`](Self::shape) bounds them.
     ///
     /// # Safety
     /// Captured provider.
     pub(crate) unsafe fn create(
         d: &DataPath,
         remote: SocketAddr,
+        flows: usize,
         contexts: usize,
         len: usize,
         echo: bool,
     ) -> Result<*mut UdpJob, NTSTATUS> {
-        let n = contexts.clamp(1, MAX_CONTEXTS);
+        let (flows, contexts) = Self::shape(flows, contexts);
         let u = pool::new_block(
             UdpJob {
                 drv: d,
-                socket: ptr::null_mut(),
+                sockets: [ptr::null_mut(); MAX_FLOWS],
+                flows: 0,
                 ctxs: ptr::null_mut(),
                 n: 0,
                 payload: ptr::null_mut(),
@@ -125,42 +156,63 @@ impl UdpJob {
                 // allocation fails would be dropped unfreed.
                 ctl_irp: ptr::null_mut(),
                 io: AtomicU32::new(1),
+                turn: AtomicU32::new(0),
             },
             pool::TAG_UDP,
         )?;
-        // SAFETY: u is ours until the socket exists.
-        if let Err(e) = unsafe { (*u).alloc(n) } {
+        // SAFETY: u is ours until the sockets exist.
+        if let Err(e) = unsafe { (*u).alloc(contexts, flows) } {
             // SAFETY: never published.
             unsafe { Self::free(u) };
             return Err(e);
         }
         // C26: per-socket callback after bind, for the echo replies only.
         let events: &[u32] = if echo { &[WSK_EVENT_RECEIVE_FROM] } else { &[] };
-        // SAFETY: ours; no callback before events are enabled.
-        let publish = |sock| unsafe { (*u).socket = sock };
-        // SAFETY: context complete before the socket exists; static dispatch; on failure the
-        // socket is closed before this returns.
-        let opened = unsafe {
-            open_bound(
-                &d.provider,
-                BoundKind::Datagram,
-                u.cast(),
-                ptr::addr_of!(DISPATCH).cast(),
-                wildcard_for(remote),
-                (*u).ctl_irp,
-                publish,
-                events,
-            )
-        };
-        if let Err(e) = opened {
-            // SAFETY: no socket left (its close completed); never published.
-            unsafe { Self::free(u) };
-            return Err(e);
+        for flow in 0..flows {
+            // SAFETY: ours; no send before the job is kicked; the receive callback reads only
+            // the job's immutable fields.
+            let publish = |sock| unsafe { (*u).sockets[flow] = sock };
+            // SAFETY: context complete before the socket exists; static dispatch; on failure the
+            // socket is closed before this returns. The control IRP is used by one synchronous
+            // call at a time (this loop's, then the closes below).
+            let opened = unsafe {
+                open_bound(
+                    &d.provider,
+                    BoundKind::Datagram,
+                    u.cast(),
+                    ptr::addr_of!(DISPATCH).cast(),
+                    wildcard_for(remote),
+                    (*u).ctl_irp,
+                    publish,
+                    events,
+                )
+            };
+            match opened {
+                // SAFETY: ours, as above.
+                Ok(_) => unsafe { (*u).flows = flow + 1 },
+                Err(e) => {
+                    // SAFETY: no send was ever issued; the flows opened so far close here, each
+                    // close complete before the block is freed (C23: the socket context lives
+                    // until its close IRP completes).
+                    unsafe {
+                        for open in 0..(*u).flows {
+                            let _ = close_sync((*u).sockets[open], (*u).ctl_irp);
+                        }
+                        Self::free(u);
+                    }
+                    return Err(e);
+                }
+            }
         }
         Ok(u)
     }
 
-    fn alloc(&mut self, n: usize) -> Result<(), NTSTATUS> {
+    /// Open flows (sockets) of the job.
+    pub(crate) fn flows(&self) -> usize {
+        self.flows
+    }
+
+    fn alloc(&mut self, n: usize, flows: usize) -> Result<(), NTSTATUS> {
         self.ctl_irp = irp::alloc();
         if self.ctl_irp.is_null() {
             return Err(STATUS_INSUFFICIENT_RESOURCES);
@@ -191,6 +243,8 @@ impl UdpJob {
             unsafe {
                 let ctx = self.ctxs.add(i);
                 ptr::addr_of_mut!((*ctx).job).write(me);
+                // Round-robin: every flow gets a context (n >= flows), the rest spread evenly.
+                ptr::addr_of_mut!((*ctx).flow).write(i % flows);
                 ptr::addr_of_mut!((*ctx).irp).write(irp);
                 ptr::addr_of_mut!((*ctx).count).write(0);
                 ptr::addr_of_mut!((*ctx).work).write(AtomicU32::new(0));
@@ -243,9 +297,10 @@ impl UdpJob {
     /// Starts every idle context (a context without a ticket goes idle again at once).
     /// PASSIVE_LEVEL (control path at start, housekeeper after).
     pub(crate) fn kick(&self) {
+        let first = self.turn.fetch_add(1, Ordering::Relaxed) as usize;
         for i in 0..self.n {
-            // SAFETY: i < n; contexts live until free.
-            let s = unsafe { self.ctxs.add(i) };
+            // SAFETY: the index is below n; contexts live until free.
+            let s = unsafe { self.ctxs.add((first + i) % self.n) };
             // SAFETY: as above.
             if unsafe { (*s).idle.swap(false, Ordering::SeqCst) } {
                 // SAFETY: idle: no send in flight, the loop is ours.
@@ -280,8 +335,11 @@ impl UdpJob {
                 bound
             );
         }
-        // SAFETY: no call executing (the job is stopped); the close cancels what is pending.
-        let _ = unsafe { close_sync(r.socket, r.ctl_irp) };
+        for k in 0..r.flows {
+            // SAFETY: no call executing (the job is stopped); the close cancels what is pending.
+            // One close at a time on the control IRP (each returns once complete).
+            let _ = unsafe { close_sync(r.sockets[k], r.ctl_irp) };
+        }
         // W70: the cancelled sends' completions may come after the close's own.
         if !wait_until(bound, || r.io.load(Ordering::SeqCst) == 1) {
             crate::kernel::log::log_err!(
@@ -305,13 +363,11 @@ unsafe fn drive(s: *mut Send) {
     // SAFETY: contexts and their job live until the job is freed, after every loop ended.
     let j = unsafe { &*(*s).job };
     let d = j.drv();
+    // SAFETY: as above; the flow is fixed at allocation and below `flows`.
+    let socket = j.sockets[unsafe { (*s).flow }];
     let (messages, send_to) = {
-        // SAFETY: live datagram socket.
-        let disp = unsafe {
-            &*(*j.socket)
-                .Dispatch
-                .cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>()
-        };
+        // SAFETY: live datagram socket (the job's sockets close only after every loop ended).
+        let disp = unsafe { &*(*socket).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>() };
         (disp.WskSendMessages, disp.WskSendTo)
     };
     let most = if messages.is_some() { BATCH } else { 1 } as u64;
@@ -347,10 +403,10 @@ unsafe fn drive(s: *mut Send) {
             let remote = ptr::addr_of!(j.remote).cast_mut().cast();
             irp::arm((*s).irp, send_done, s.cast());
             let st = if let Some(sm) = messages {
-                sm(j.socket, head, 0, remote, 0, ptr::null_mut(), (*s).irp)
+                sm(socket, head, 0, remote, 0, ptr::null_mut(), (*s).irp)
             } else if let Some(st) = send_to {
                 st(
-                    j.socket,
+                    socket,
                     ptr::addr_of_mut!((*head).Buffer),
                     0,
                     remote,

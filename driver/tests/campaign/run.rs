@@ -574,6 +574,9 @@ impl State<'_> {
             duration_ms: ms,
             rate,
             stream: stream && proto == Proto::Tcp,
+            // UDP jobs over 0 (the driver's default) to 5 flows, taken from the planned size
+            // so that a seed replays the same job.
+            flows: if proto == Proto::Udp { size % 6 } else { 0 },
         };
         let r = self.t().job_start(&job);
         if r == 0 && to == JobTo::NeverAnswers {

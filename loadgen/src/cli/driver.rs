@@ -160,6 +160,11 @@ pub struct LoadStartArgs {
     /// WskSocketConnect's connection sockets.
     #[arg(long)]
     pub stream: bool,
+    /// UDP: sockets (distinct source ports, so RSS spreads them over a NIC's receive queues)
+    /// the job's send contexts are spread over, 1-64; default: the driver's (4, at most one per
+    /// send context, `--conns`).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(control::ioctl::MAX_LOAD_FLOWS)))]
+    pub flows: Option<u32>,
 }
 
 fn parse_service(s: &str) -> Result<Service, String> {

@@ -370,6 +370,8 @@ fn execute(args: &DriverArgs, ch: &mut dyn Channel, out: &mut dyn Write) -> Resu
                 duration_ms: u32::try_from(a.duration.as_millis()).unwrap_or(u32::MAX),
                 rate: a.rate,
                 stream: a.stream,
+                // 0 asks for the driver's default.
+                flows: a.flows.unwrap_or(0),
             };
             // Checked here too, so the operator learns which value is wrong.
             job.validate().map_err(|e| anyhow!("load job: {e}"))?;

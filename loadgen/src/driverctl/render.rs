@@ -235,6 +235,7 @@ pub(super) fn load_json(l: &LoadStatus) -> Value {
             "duration_ms": j.duration_ms,
             "rate": j.rate,
             "stream": j.stream,
+            "flows": j.flows,
         })),
     })
 }
@@ -413,6 +414,7 @@ mod tests {
                 duration_ms: 1000,
                 rate: 0,
                 stream: false,
+                flows: 0,
             }),
             ..LoadStatus::IDLE
         };

@@ -12,6 +12,10 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// Bytes one TCP discard drain asks for: several times the listener's SO_RCVLOWAT (see
+/// `DISCARD_RCVLOWAT`), so one call takes what gathered.
+const DISCARD_BUF: usize = 4 << 20;
+
 /// A socket bound for one worker.
 pub(crate) struct Bound {
     pub(crate) svc: Mode,
@@ -57,7 +61,9 @@ pub(crate) fn run(id: usize, bound: Vec<Bound>, sh: &WorkerCtx) -> io::Result<()
     }
     let mut reserve = open_reserve();
     let mut scratch = Scratch {
-        discard: vec![0u8; 256 * 1024].into_boxed_slice(),
+        // As large as a drain may be: with MSG_TRUNC nothing is copied into it (so its pages
+        // are never touched), and one call takes all that SO_RCVLOWAT let gather.
+        discard: vec![0u8; DISCARD_BUF].into_boxed_slice(),
         block: Block::new(),
     };
     let mut batch = Batch::new();
