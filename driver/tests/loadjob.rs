@@ -193,16 +193,22 @@ fn unload_during_a_job() {
     assert!(t0.elapsed() < Duration::from_secs(5));
 }
 
-/// A paced job stays near its rate (loose bound: ±50 % over its duration; the sim and a busy
-/// 2-core box make anything tighter flaky), and the unpaced one is clearly faster.
+/// A paced job never runs ahead of its rate (at most 1.5 x rate x duration: the pacer's
+/// bound, which holds however loaded the machine), and it makes progress. How close it gets to
+/// its rate from below is the machine's speed, not the pacer's, so the floor is a tenth of the
+/// rate; the rate reached is printed (bench/ measures speed). The echo job's rate is well
+/// below what its connections can do unpaced: each waits for its echo, and through the sim
+/// with its draws 3 of them echo about 100 messages in a second (the old test paced them at
+/// 200/s and asked for at least 100: it failed with 91 on a loaded machine, and an unpaced job
+/// passed it).
 #[test]
 fn paced_tcp_jobs_keep_their_rate() {
     let (cfg, ports) = config_with(V4, &[(Proto::Tcp, Mode::Echo), (Proto::Tcp, Mode::Discard)]);
     let drv = load(wsk_sim::Config::default(), Some(cfg)).unwrap();
     assert!(drv.ready);
-    // Echo client: 3 connections sharing 200 messages/s for 1 s.
+    // Echo client: 3 connections sharing 30 messages/s for 1 s.
     let mut j = job(V4, ports[0], LoadPattern::Echo, 3, 200, 1000);
-    j.rate = 200;
+    j.rate = 30;
     assert_eq!(start(&drv, &j), 0);
     let s = wait_done(&drv);
     assert_eq!(s.state, JobState::Finished, "{s:?}");
@@ -211,10 +217,7 @@ fn paced_tcp_jobs_keep_their_rate() {
         "paced echo: {} sent, {} received in {} ms",
         s.messages_sent, s.messages_received, s.elapsed_ms
     );
-    assert!(
-        (100..=300).contains(&s.messages_sent),
-        "200/s for 1 s: {s:?}"
-    );
+    assert!((3..=45).contains(&s.messages_sent), "30/s for 1 s: {s:?}");
     assert!(s.messages_received + 3 >= s.messages_sent, "{s:?}");
     // Source: 100 sends/s of 1004 bytes (4 pattern periods) for 1 s.
     let mut j = job(V4, ports[1], LoadPattern::Source, 2, 1004, 1000);
@@ -227,7 +230,7 @@ fn paced_tcp_jobs_keep_their_rate() {
         s.bytes_sent, s.elapsed_ms
     );
     assert!(
-        (50 * 1004..=150 * 1004).contains(&s.bytes_sent),
+        (10 * 1004..=150 * 1004).contains(&s.bytes_sent),
         "100 x 1004 B/s for 1 s: {s:?}"
     );
     assert_eq!(s.bytes_sent % 1004, 0, "every send is one message: {s:?}");
