@@ -112,7 +112,8 @@ unsafe extern "win64" fn query_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID)
 }
 
 /// Issues the WSK calls TcpState hands out until there are none, one owner at a time.
-/// An inline completion on this thread only flags more work (C12: no recursion).
+/// An inline completion on this thread records its result and returns; the owner sees it when it
+/// asks `next_work` again after its call (C12: no recursion).
 /// IRQL <= DISPATCH_LEVEL.
 ///
 /// Only for a caller that holds the context by something the close waits for: a running
@@ -133,7 +134,8 @@ pub(crate) unsafe fn pump(c: *mut Conn) {
 /// what it did (a completion, a deadline, an abort). Entering the pump in that same critical
 /// section is what keeps the context ours: only the pump owner issues the close, so once this
 /// thread owns the pump nobody else can close the socket and recycle the context under it, and
-/// if another thread owns it this one only flags more work and touches nothing after the unlock.
+/// if another thread owns it this one leaves what it recorded to that owner (which asks
+/// `next_work` again after its call returns) and touches nothing after the unlock.
 /// Dropping the lock first and pumping afterwards left a window (a send completion
 /// whose pump ran after another CPU had closed and recycled the context, and an outbound
 /// connection had taken it again with no socket yet: a NULL socket's dispatch table read, seen
@@ -152,66 +154,63 @@ pub(crate) unsafe fn pump_locked(c: *mut Conn, mut state: SpinGuard<'_, TcpState
     if unsafe { (*c).socket }.is_null() || !state.enter_pump() {
         return;
     }
-    loop {
-        while let Some(w) = {
-            // A paced client: one ticket from its budget per new message.
-            // SAFETY: `client` is set before the context is published.
-            if let Some(client) = unsafe { (*c).client } {
-                if state.wants_ticket() && (client.take_ticket)(drv) {
-                    state.client.tickets += 1;
-                }
+    while let Some(w) = {
+        // A paced client: one ticket from its budget per new message.
+        // SAFETY: `client` is set before the context is published.
+        if let Some(client) = unsafe { (*c).client } {
+            if state.wants_ticket() && (client.take_ticket)(drv) {
+                state.client.tickets += 1;
             }
-            state.next_work(&drv.budget)
-        } {
-            // A released slot is free again the moment the lock drops (a new indication may
-            // take it), so its list pointer is taken now, under the lock.
-            let mut release_ind: *mut WSK_DATA_INDICATION = ptr::null_mut();
-            if let Work::Release { slot } = w {
-                // SAFETY: under the lock; the slot's indication belongs to this work item.
-                unsafe {
-                    // TcpState hands out slots < MAX_SLOTS only; the mask lets the compiler see
-                    // it (no panic path on the send path).
-                    let s = ptr::addr_of_mut!((*c).slots[slot % MAX_SLOTS]);
-                    release_ind = (*s).indication;
-                    (*s).indication = ptr::null_mut();
-                }
-            }
-            // Fill the slot's WSK_BUF while holding the lock (the slot is ours now).
-            if let Work::Send(op) = w {
-                // SAFETY: the slot was handed to this pump owner by next_work.
-                unsafe {
-                    let s = ptr::addr_of_mut!((*c).slots[op.slot % MAX_SLOTS]);
-                    (*s).buf = match op.kind {
-                        // Set by the receive callback before the slot was queued.
-                        SendKind::ZeroCopy => (*(*s).indication).Buffer,
-                        SendKind::Ring { off, len } => WSK_BUF {
-                            Mdl: (*c).ring_mdl,
-                            Offset: off as ULONG,
-                            Length: len,
-                        },
-                        SendKind::Pattern { len } => WSK_BUF {
-                            Mdl: drv.pattern_mdl,
-                            Offset: 0,
-                            Length: len,
-                        },
-                    };
-                }
-            }
-            drop(state);
-            let closing = w == Work::Close;
-            // SAFETY: the work item grants this thread the resource it names.
-            unsafe { perform(c, w, release_ind) };
-            if closing {
-                // The close completion may already have recycled the context: touch nothing.
-                return;
-            }
-            state = lock.lock();
-            state.call_returned();
         }
-        if !state.leave_pump() {
-            break;
+        state.next_work(&drv.budget)
+    } {
+        // A released slot is free again the moment the lock drops (a new indication may
+        // take it), so its list pointer is taken now, under the lock.
+        let mut release_ind: *mut WSK_DATA_INDICATION = ptr::null_mut();
+        if let Work::Release { slot } = w {
+            // SAFETY: under the lock; the slot's indication belongs to this work item.
+            unsafe {
+                // TcpState hands out slots < MAX_SLOTS only; the mask lets the compiler see
+                // it (no panic path on the send path).
+                let s = ptr::addr_of_mut!((*c).slots[slot % MAX_SLOTS]);
+                release_ind = (*s).indication;
+                (*s).indication = ptr::null_mut();
+            }
         }
+        // Fill the slot's WSK_BUF while holding the lock (the slot is ours now).
+        if let Work::Send(op) = w {
+            // SAFETY: the slot was handed to this pump owner by next_work.
+            unsafe {
+                let s = ptr::addr_of_mut!((*c).slots[op.slot % MAX_SLOTS]);
+                (*s).buf = match op.kind {
+                    // Set by the receive callback before the slot was queued.
+                    SendKind::ZeroCopy => (*(*s).indication).Buffer,
+                    SendKind::Ring { off, len } => WSK_BUF {
+                        Mdl: (*c).ring_mdl,
+                        Offset: off as ULONG,
+                        Length: len,
+                    },
+                    SendKind::Pattern { len } => WSK_BUF {
+                        Mdl: drv.pattern_mdl,
+                        Offset: 0,
+                        Length: len,
+                    },
+                };
+            }
+        }
+        drop(state);
+        let closing = w == Work::Close;
+        // SAFETY: the work item grants this thread the resource it names.
+        unsafe { perform(c, w, release_ind) };
+        if closing {
+            // The close completion may already have recycled the context: touch nothing.
+            return;
+        }
+        state = lock.lock();
+        state.call_returned();
     }
+    // Left in the critical section in which next_work found nothing (see enter_pump).
+    state.leave_pump();
     // Still under the lock (the attention list is taken inside a connection lock, never the
     // other way round): once it drops, another CPU may close and recycle the context.
     if state.needs_tick() {
