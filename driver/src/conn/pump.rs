@@ -14,7 +14,7 @@ use wsk_sys::{
 };
 
 use crate::kernel::irp;
-use crate::kernel::lock::SpinGuard;
+use crate::kernel::lock::{SpinGuard, SpinLock};
 use crate::logic::tcp::{SendKind, TcpState, Work, MAX_SLOTS};
 use crate::stats::Counter;
 
@@ -144,15 +144,69 @@ pub(crate) unsafe fn pump(c: *mut Conn) {
 ///
 /// # Safety
 /// `c` is a pooled context and `state` the guard of its lock.
-pub(crate) unsafe fn pump_locked(c: *mut Conn, mut state: SpinGuard<'_, TcpState>) {
+pub(crate) unsafe fn pump_locked(c: *mut Conn, state: SpinGuard<'_, TcpState>) {
+    // SAFETY: per the caller.
+    let Pumped::Owner(state) = (unsafe { pump_loop(c, state) }) else {
+        // Not the owner (it sees what was recorded), or the close went out: touch nothing.
+        return;
+    };
+    // Still under the lock (the attention list is taken inside a connection lock, never the
+    // other way round): once it drops, another CPU may close and recycle the context.
+    if state.needs_tick() {
+        // SAFETY: pooled context (per the caller); the data pointer outlives every context.
+        let r = unsafe { &*c };
+        r.drv().conns.attend(r);
+    }
+    drop(state);
+}
+
+/// [`pump_locked`] for a running receive callback, in the callback's own critical section:
+/// returns with the lock held again, so the callback goes on (its decision, its reference's
+/// drop) without taking the lock once more, and the attention list is left to the callback's
+/// end, which looks at it once. Relocking after a close this pump issued is safe here (and only
+/// here): the close waits for the running callback (W70), so nothing recycles the context
+/// before the callback returns. IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// Called from the receive callback of `c`'s socket; `state` is the guard of `c`'s lock.
+pub(super) unsafe fn pump_in_callback<'a>(
+    c: *mut Conn,
+    state: SpinGuard<'a, TcpState>,
+) -> SpinGuard<'a, TcpState> {
+    // SAFETY: per the caller.
+    match unsafe { pump_loop(c, state) } {
+        Pumped::Owner(g) | Pumped::NotOwner(g) => g,
+        // SAFETY: the callback holds the context (W70, above).
+        Pumped::Closed => unsafe { &*ptr::addr_of!((*c).state) }.lock(),
+    }
+}
+
+/// How [`pump_loop`] ended.
+enum Pumped<'a> {
+    /// This thread owned the pump and left it, lock held.
+    Owner(SpinGuard<'a, TcpState>),
+    /// Another thread owns the pump (or the context has no socket yet), lock held.
+    NotOwner(SpinGuard<'a, TcpState>),
+    /// This thread issued the close; the lock is not held (the pump stays owned: nothing is
+    /// issued after the close), and the close's completion may already have recycled the
+    /// context.
+    Closed,
+}
+
+/// The pump's loop: enters the pump in the caller's critical section and issues work until
+/// `next_work` finds none, the lock dropped around each WSK call only.
+///
+/// # Safety
+/// `c` is a pooled context and `state` the guard of its lock.
+unsafe fn pump_loop<'a>(c: *mut Conn, mut state: SpinGuard<'a, TcpState>) -> Pumped<'a> {
     // SAFETY: per the caller. Contexts are shared between CPUs: fields are reached through the
     // raw pointer, and the mutable ones (state, slot buffers) only by the lock or pump owner.
     let drv = unsafe { &*(*c).drv };
-    // SAFETY: as above.
-    let lock = unsafe { &*ptr::addr_of!((*c).state) };
+    // SAFETY: as above; the lock lives as long as the guard the caller holds.
+    let lock: &'a SpinLock<TcpState> = unsafe { &*ptr::addr_of!((*c).state) };
     // SAFETY: read under the lock it is written under (take, recycle, the connect chain).
     if unsafe { (*c).socket }.is_null() || !state.enter_pump() {
-        return;
+        return Pumped::NotOwner(state);
     }
     while let Some(w) = {
         // A paced client: one ticket from its budget per new message.
@@ -204,22 +258,14 @@ pub(crate) unsafe fn pump_locked(c: *mut Conn, mut state: SpinGuard<'_, TcpState
         unsafe { perform(c, w, release_ind) };
         if closing {
             // The close completion may already have recycled the context: touch nothing.
-            return;
+            return Pumped::Closed;
         }
         state = lock.lock();
         state.call_returned();
     }
     // Left in the critical section in which next_work found nothing (see enter_pump).
     state.leave_pump();
-    // Still under the lock (the attention list is taken inside a connection lock, never the
-    // other way round): once it drops, another CPU may close and recycle the context.
-    if state.needs_tick() {
-        drv.conns.attend(
-            // SAFETY: live pooled context (per the caller).
-            unsafe { &*c },
-        );
-    }
-    drop(state);
+    Pumped::Owner(state)
 }
 
 /// # Safety
