@@ -443,6 +443,7 @@ impl TcpState {
         self.masks.done.count_ones()
     }
 
+    #[inline]
     pub fn close_issued(&self) -> bool {
         self.close_issued
     }
@@ -456,6 +457,7 @@ impl TcpState {
     /// MaxRetainedBytesPerConnection is a live limit: the connection reads it again before
     /// each indication. Lowered below what is retained now, no new list is retained until
     /// the retained ones have gone back (nothing is released early).
+    #[inline]
     pub fn set_per_conn_budget(&mut self, bytes: usize) {
         self.per_conn_budget = bytes;
     }
@@ -592,6 +594,7 @@ impl TcpState {
     /// does this itself): from here every list of an earlier callback may be given back (W45:
     /// that callback has returned), so a pump now frees their slots for this indication.
     /// Returns whether a list of an earlier callback can be given back now (the caller pumps).
+    #[inline]
     pub fn callback_begin(&mut self) -> bool {
         // Any indication means indications flow again, and the connection is not idle.
         self.rx_blocked = false;
@@ -603,6 +606,7 @@ impl TcpState {
     }
 
     /// Ring bytes a copy of `n` input bytes may need beyond `n` (see on_receive).
+    #[inline]
     pub fn copy_slack(&self) -> usize {
         if self.mode == Mode::Sockperf {
             control::protocol::sockperf::HEADER_LEN
@@ -626,14 +630,35 @@ impl TcpState {
         (out, n)
     }
 
+    /// The slots of the list whose head slot is `head`, as a mask (bit `i` = slot `i`). Entry
+    /// order is slot order: [`on_receive_list`](Self::on_receive_list) gives each entry in
+    /// turn the lowest free slot, so the lowest bit is the first entry (the head).
+    #[inline]
+    pub fn group_mask(&self, head: usize) -> u8 {
+        self.masks.group_of(head)
+    }
+
     /// Frees every slot of the list headed by `head` and gives its bytes back to the budgets.
     fn free_group(&mut self, head: usize, global: &RetainedBudget) {
+        let g = self.masks.group_of(head);
         let mut bytes = 0;
-        for i in bits(self.masks.group_of(head)) {
-            if let Some(Slot::Zc { len, .. }) = self.slots.get(i) {
-                bytes += *len;
+        for i in bits(g) {
+            if let Some(s) = self.slots.get_mut(i) {
+                if let Slot::Zc { len, .. } = *s {
+                    bytes += len;
+                }
+                *s = Slot::Free;
             }
-            self.set_slot(i, Slot::Free);
+        }
+        // The masks as set_slot would leave them: every entry of the list (all live slots
+        // headed by `head`, the head among them) free, in no list.
+        let m = &mut self.masks;
+        m.free |= g;
+        m.done &= !g;
+        m.cb &= !g;
+        m.heads &= !g;
+        if let Some(x) = m.group.get_mut(head) {
+            *x = 0;
         }
         self.retained -= bytes;
         global.release(bytes);
@@ -658,30 +683,12 @@ impl TcpState {
             return false;
         }
         for i in bits(group) {
-            if let Some(Slot::Zc {
-                len,
-                state,
-                epoch,
-                since,
-                head,
-                part,
-                ..
-            }) = self.slots.get(i).copied()
-            {
-                self.set_slot(
-                    i,
-                    Slot::Zc {
-                        len,
-                        cb: false,
-                        state,
-                        epoch,
-                        since,
-                        head,
-                        part,
-                    },
-                );
+            if let Some(Slot::Zc { cb, .. }) = self.slots.get_mut(i) {
+                *cb = false;
             }
         }
+        // The masks follow (in place: only the callback's bit changes).
+        self.masks.cb &= !group;
         true
     }
 
@@ -740,6 +747,7 @@ impl TcpState {
     }
 
     /// One IRP of the context came back from WSK (its completion routine runs).
+    #[inline]
     fn irp_done(&mut self) {
         if let Some(n) = self.irps.checked_sub(1) {
             self.irps = n;
@@ -753,6 +761,7 @@ impl TcpState {
     /// sees this (exactly one does, under the lock) recycles the context (C20: never free or reuse
     /// what WSK still owns, C23: keep the socket context until the close IRP completes, C30: no
     /// completion routine may still run when the image unloads).
+    #[inline]
     pub fn recyclable(&self) -> bool {
         self.close_completed && self.irps == 0
     }
@@ -780,6 +789,7 @@ impl TcpState {
     /// callback's reference on the lists it retained. The callback does not pump after this
     /// (a release issued now could reach the provider before the callback's STATUS_PENDING
     /// does): the next pump (a send completion, the next callback, the housekeeper) releases.
+    #[inline]
     pub fn rx_callback_end(&mut self) {
         self.rx_in_callback = false;
     }
@@ -870,6 +880,7 @@ impl TcpState {
     /// deadlines: a resume to retry, a retained list to give back or to time, a shutdown to
     /// bound. The kernel layer keeps such connections on its attention list, so an idle tick
     /// visits only them.
+    #[inline]
     pub fn needs_tick(&self) -> bool {
         if self.close_issued {
             return false;
@@ -896,6 +907,7 @@ impl TcpState {
     }
 
     /// Paced load: the next message could go out now but for want of a ticket.
+    #[inline]
     pub fn wants_ticket(&self) -> bool {
         let msg_mode = match self.mode {
             Mode::EchoClient { .. } => self.client.wants_ticket(true),
@@ -928,6 +940,19 @@ impl TcpState {
     /// [`call_returned`](Self::call_returned).
     pub fn next_work(&mut self, global: &RetainedBudget) -> Option<Work> {
         debug_assert!(self.pumping);
+        // The most frequent answer, in a few compares: open, nothing retained is done (nothing
+        // to give back), no zero-copy send queued, nothing in the ring, indications flowing,
+        // and a mode that sends only what it received. Every branch below then finds nothing
+        // (teardown_work returns None while open).
+        if self.masks.done == 0
+            && self.zc_len == 0
+            && self.phase == Phase::Open
+            && !self.rx_blocked
+            && self.ring.queued() == 0
+            && matches!(self.mode, Mode::Echo | Mode::Discard | Mode::Sockperf)
+        {
+            return None;
+        }
         if let Some(slot) = self.releasable() {
             self.free_group(slot, global);
             self.calls += 1;
@@ -1066,30 +1091,17 @@ impl TcpState {
         None
     }
 
-    /// The retained entry in `slot` moves to `state` (anything else there is left alone).
+    /// The retained entry in `slot` moves to `state` (anything else there is left alone). In
+    /// place, with the one mask it changes (the done bit).
+    #[inline]
     fn set_zc_state(&mut self, slot: usize, state: ZcState) {
-        if let Some(Slot::Zc {
-            len,
-            cb,
-            epoch,
-            since,
-            head,
-            part,
-            ..
-        }) = self.slots.get(slot).copied()
-        {
-            self.set_slot(
-                slot,
-                Slot::Zc {
-                    len,
-                    cb,
-                    state,
-                    epoch,
-                    since,
-                    head,
-                    part,
-                },
-            );
+        if let Some(Slot::Zc { state: s, .. }) = self.slots.get_mut(slot) {
+            *s = state;
+            if state == ZcState::Done {
+                self.masks.done |= bit(slot);
+            } else {
+                self.masks.done &= !bit(slot);
+            }
         }
     }
 
@@ -1107,6 +1119,7 @@ impl TcpState {
     }
 
     /// A WSK call handed out by [`next_work`](Self::next_work) has returned to the caller.
+    #[inline]
     pub fn call_returned(&mut self) {
         self.calls -= 1;
     }
@@ -1122,27 +1135,11 @@ impl TcpState {
         }
         match self.slot_at(slot) {
             Slot::Zc {
-                len,
-                cb,
                 state: ZcState::InFlight,
-                epoch,
-                since,
-                head,
-                part,
+                ..
             } => {
                 // Released later by the pump once the callback is provably over (rx_epoch).
-                self.set_slot(
-                    slot,
-                    Slot::Zc {
-                        len,
-                        cb,
-                        state: ZcState::Done,
-                        epoch,
-                        since,
-                        head,
-                        part,
-                    },
-                );
+                self.set_zc_state(slot, ZcState::Done);
             }
             Slot::Ring { len, .. } => {
                 self.set_slot(slot, Slot::Ring { len, done: true });
@@ -1400,6 +1397,9 @@ mod tests {
                 assert_eq!(st.busy_slots(), busy, "seed {seed} step {step}");
                 for (h, gr) in groups.iter().enumerate() {
                     assert_eq!(st.group(h), *gr, "seed {seed} step {step} head {h}");
+                    // The mask's bits, lowest first, are the entries in list order.
+                    let in_order: Vec<usize> = bits(st.group_mask(h)).collect();
+                    assert_eq!(in_order, gr.0[..gr.1], "seed {seed} step {step} head {h}");
                 }
             }
             assert!(zc >= 5 && released > 0, "seed {seed}: {zc} zero-copy, {released} released");

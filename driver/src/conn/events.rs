@@ -136,17 +136,18 @@ unsafe fn receive<'a>(
     match decision {
         RecvDecision::ZeroCopy { slot } => {
             // Each entry's slot learns its entry; the head's is the list WskRelease is given.
-            // Published under the lock: the pump reads them when it issues these slots.
-            let (group, n) = state.group(slot);
+            // Published under the lock: the pump reads them when it issues these slots. The
+            // list's slots, lowest first, are its entries in order (TcpState::group_mask).
+            let mut group = state.group_mask(slot);
             let mut entry = ind;
-            for &g in group.iter().take(n) {
+            while group != 0 && !entry.is_null() {
+                let g = group.trailing_zeros() as usize;
+                group &= group - 1;
                 // SAFETY: the slots were just reserved for this callback; `entry` walks the same
                 // list as above, one entry per slot.
                 unsafe {
                     (*ptr::addr_of_mut!((*c).slots[g % MAX_SLOTS])).indication = entry;
-                    if !entry.is_null() {
-                        entry = (*entry).Next;
-                    }
+                    entry = (*entry).Next;
                 }
             }
             drv.count_service(r.stats_slot, Counter::TcpBytesIn, bytes_indicated as u64);
