@@ -146,9 +146,22 @@ pub(crate) unsafe fn pump(c: *mut Conn) {
 /// `c` is a pooled context and `state` the guard of its lock.
 pub(crate) unsafe fn pump_locked(c: *mut Conn, state: SpinGuard<'_, TcpState>) {
     // SAFETY: per the caller.
-    let Pumped::Owner(state) = (unsafe { pump_loop(c, state) }) else {
-        // Not the owner (it sees what was recorded), or the close went out: touch nothing.
-        return;
+    let state = if unsafe { nothing_to_pump(c, &state) } {
+        // What the loop would do with no work: nothing if another thread owns the pump (or
+        // there is no socket yet), else enter, find nothing, leave and look at the attention
+        // list below.
+        // SAFETY: read under the lock it is written under.
+        if state.pump_owned() || unsafe { (*c).socket }.is_null() {
+            return;
+        }
+        state
+    } else {
+        // SAFETY: per the caller.
+        let Pumped::Owner(state) = (unsafe { pump_loop(c, state) }) else {
+            // Not the owner (it sees what was recorded), or the close went out: touch nothing.
+            return;
+        };
+        state
     };
     // Still under the lock (the attention list is taken inside a connection lock, never the
     // other way round): once it drops, another CPU may close and recycle the context.
@@ -174,11 +187,28 @@ pub(super) unsafe fn pump_in_callback<'a>(
     state: SpinGuard<'a, TcpState>,
 ) -> SpinGuard<'a, TcpState> {
     // SAFETY: per the caller.
+    if unsafe { nothing_to_pump(c, &state) } {
+        // Entering the pump would find nothing and leave it as it was.
+        return state;
+    }
+    // SAFETY: per the caller.
     match unsafe { pump_loop(c, state) } {
         Pumped::Owner(g) | Pumped::NotOwner(g) => g,
         // SAFETY: the callback holds the context (W70, above).
         Pumped::Closed => unsafe { &*ptr::addr_of!((*c).state) }.lock(),
     }
+}
+
+/// Whether a pump entered now would issue nothing and change nothing: `next_work` is idle
+/// (TcpState::idle) and no paced client could take a ticket first (a served connection has
+/// no client). Checked inline, under the lock, before the pump's loop is called.
+///
+/// # Safety
+/// `c` is a pooled context and `state` the guard of its lock.
+#[inline]
+unsafe fn nothing_to_pump(c: *mut Conn, state: &SpinGuard<'_, TcpState>) -> bool {
+    // SAFETY: `client` is set before the context is published, and read under its lock.
+    unsafe { (*c).client }.is_none() && state.idle()
 }
 
 /// How [`pump_loop`] ended.
