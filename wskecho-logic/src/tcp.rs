@@ -1303,9 +1303,12 @@ mod tests {
         assert_eq!(m, st.masks, "slots {:?}", st.slots);
     }
 
+    /// `releasable`, `release_due`, `busy_slots` and `group` of every head, as a scan gives them.
+    type ScanAnswers = (Option<usize>, bool, usize, Vec<([usize; MAX_SLOTS], usize)>);
+
     /// What `releasable`, `release_due`, `group` and `busy_slots` answered when they scanned
     /// every slot (and, for each head, every slot again): the masks must give the same answers.
-    fn scan_answers(st: &TcpState) -> (Option<usize>, bool, usize, Vec<([usize; MAX_SLOTS], usize)>) {
+    fn scan_answers(st: &TcpState) -> ScanAnswers {
         let live = &st.slots[..st.nslots];
         let all = |head: usize, cb_gone: bool| {
             live.iter().all(|s| match *s {
@@ -1370,7 +1373,9 @@ mod tests {
             });
             let mut r = seed;
             let mut next = || {
-                r = r.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                r = r
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
                 (r >> 33) as usize
             };
             let mut in_flight: Vec<usize> = Vec::new();
@@ -1380,7 +1385,7 @@ mod tests {
                 match next() % 5 {
                     0 if cb.is_none() => {
                         let _ = st.callback_begin();
-                        let lens: Vec<usize> = (0..1 + next() % 3).map(|_| 1 + next() % 50).collect();
+                        let lens: Vec<usize> = (0..=next() % 3).map(|_| 1 + next() % 50).collect();
                         let d = st.on_receive_list(&lens, true, &g);
                         if let RecvDecision::Copy { n } = d {
                             assert!(st.ring.commit(n));
@@ -1396,7 +1401,10 @@ mod tests {
                     1 => {
                         let idle = st.idle();
                         let works = pump(&mut st, &g);
-                        assert!(!idle || works.is_empty(), "seed {seed} step {step}: idle, yet {works:?}");
+                        assert!(
+                            !idle || works.is_empty(),
+                            "seed {seed} step {step}: idle, yet {works:?}"
+                        );
                         for w in works {
                             match w {
                                 Work::Send(op) => in_flight.push(op.slot),
@@ -1435,7 +1443,10 @@ mod tests {
                     assert_eq!(in_order, gr.0[..gr.1], "seed {seed} step {step} head {h}");
                 }
             }
-            assert!(zc >= 5 && released > 0, "seed {seed}: {zc} zero-copy, {released} released");
+            assert!(
+                zc >= 5 && released > 0,
+                "seed {seed}: {zc} zero-copy, {released} released"
+            );
             assert_eq!(st.anomalies, 0, "seed {seed}");
         }
     }

@@ -54,8 +54,7 @@ unsafe extern "win64" fn receive_event(
     // disconnect event may overlap a receive event).
     r.rx_entered.store(true, Ordering::SeqCst);
     // SAFETY: forwarded.
-    let (status, mut state) =
-        unsafe { receive(c, r, flags, ind, bytes_indicated, bytes_accepted) };
+    let (status, mut state) = unsafe { receive(c, r, flags, ind, bytes_indicated, bytes_accepted) };
     // The callback's last act: it drops its reference on the lists it retained (C1: hold a
     // zero-copy send's indication until both the send and the callback are done). Nothing is
     // released on this thread after it: the provider has not seen our STATUS_PENDING yet.
@@ -81,14 +80,14 @@ unsafe extern "win64" fn receive_event(
 ///
 /// # Safety
 /// Called by `receive_event` only, `r` being `c`, with the callback's arguments.
-unsafe fn receive<'a>(
+unsafe fn receive(
     c: *mut Conn,
-    r: &'a Conn,
+    r: &Conn,
     flags: ULONG,
     ind: *mut WSK_DATA_INDICATION,
     bytes_indicated: SIZE_T,
     bytes_accepted: *mut SIZE_T,
-) -> (NTSTATUS, SpinGuard<'a, TcpState>) {
+) -> (NTSTATUS, SpinGuard<'_, TcpState>) {
     let drv = r.drv();
     if ind.is_null() {
         // C7: a NULL indication means the socket is dead: close it/W52: the socket no longer works
@@ -216,6 +215,7 @@ unsafe fn receive<'a>(
 
 /// Where a copy goes: the ring's free regions beyond its tail (offset, length), read under the
 /// lock by the receive callback, which alone writes there until it commits.
+#[derive(Clone, Copy)]
 struct CopyPlan {
     mode: tcp::Mode,
     cap: usize,

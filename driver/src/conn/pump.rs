@@ -182,10 +182,10 @@ pub(crate) unsafe fn pump_locked(c: *mut Conn, state: SpinGuard<'_, TcpState>) {
 ///
 /// # Safety
 /// Called from the receive callback of `c`'s socket; `state` is the guard of `c`'s lock.
-pub(super) unsafe fn pump_in_callback<'a>(
+pub(super) unsafe fn pump_in_callback(
     c: *mut Conn,
-    state: SpinGuard<'a, TcpState>,
-) -> SpinGuard<'a, TcpState> {
+    state: SpinGuard<'_, TcpState>,
+) -> SpinGuard<'_, TcpState> {
     // SAFETY: per the caller.
     if unsafe { nothing_to_pump(c, &state) } {
         // Entering the pump would find nothing and leave it as it was.
