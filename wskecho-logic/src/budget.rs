@@ -26,6 +26,7 @@ impl RetainedBudget {
     }
 
     /// Reserves `n` bytes if that stays within the limit. Lock-free: callable at DISPATCH.
+    #[inline]
     pub fn try_reserve(&self, n: usize) -> bool {
         let limit = self.limit.load(Ordering::Relaxed);
         let mut cur = self.used.load(Ordering::Relaxed);
@@ -46,6 +47,7 @@ impl RetainedBudget {
         }
     }
 
+    #[inline]
     pub fn release(&self, n: usize) {
         let prev = self.used.fetch_sub(n, Ordering::AcqRel);
         debug_assert!(prev >= n, "retained budget underflow");

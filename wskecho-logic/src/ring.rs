@@ -24,15 +24,18 @@ impl ByteRing {
         }
     }
 
+    #[inline]
     pub fn capacity(&self) -> usize {
         self.cap
     }
 
+    #[inline]
     pub fn free(&self) -> usize {
         self.cap - (self.tail - self.head)
     }
 
     /// Copied but not yet handed to a send.
+    #[inline]
     pub fn queued(&self) -> usize {
         self.tail - self.sent
     }
@@ -41,6 +44,7 @@ impl ByteRing {
         self.sent - self.head
     }
 
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.tail == self.head
     }

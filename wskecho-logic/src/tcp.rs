@@ -6,7 +6,7 @@
 //! - zero-copy vs copy per indication (rules C1: hold a zero-copy send's indication until both the
 //!   send and the callback are done, C2: bound retention, honour RELEASE_ASAP),
 //! - ordering: sends are issued strictly in the order the bytes arrived, by a single "pump"
-//!   owner at a time; an inline completion only flags more work instead of recursing (C12: no new
+//!   owner at a time; an inline completion only records its result instead of recursing (C12: no new
 //!   WSK call from a completion routine: loop, do not recurse),
 //! - the copy-path ring and backpressure (STATUS_DATA_NOT_ACCEPTED / partial accept, then a
 //!   zero-length WskReceive once the ring has drained, C5: after a partial or refused indication,
@@ -62,6 +62,94 @@ pub enum Slot {
     Pattern {
         len: usize,
     },
+}
+
+/// The slots as bit sets (bit `i` = slot `i`, so `MAX_SLOTS` fits a `u8`), derived from the
+/// slots by [`update`](Self::update) on every write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct SlotMasks {
+    /// Free slots among those in use for the connection (`nslots`).
+    free: u8,
+    /// Retained entries whose send is done (or never went out: aborted).
+    done: u8,
+    /// Retained entries whose receive callback still holds its reference (C1).
+    cb: u8,
+    /// Head slots of retained lists (a `Slot::Zc` whose `head` is its own index).
+    heads: u8,
+    /// `group[h]`: the entries of the list headed by slot `h`.
+    group: [u8; MAX_SLOTS],
+}
+
+const _: () = assert!(MAX_SLOTS <= 8, "slot masks are u8");
+
+impl SlotMasks {
+    fn all_free(nslots: usize) -> Self {
+        SlotMasks {
+            free: (0..nslots).fold(0, |m, i| m | bit(i)),
+            ..SlotMasks::default()
+        }
+    }
+
+    /// Slot `i` (`live`: one of the connection's `nslots`) changed from `old` to `new`.
+    fn update(&mut self, i: usize, old: Slot, new: Slot, live: bool) {
+        let b = bit(i);
+        if let Slot::Zc { head, .. } = old {
+            if let Some(g) = self.group.get_mut(usize::from(head)) {
+                *g &= !b;
+            }
+        }
+        self.free &= !b;
+        self.done &= !b;
+        self.cb &= !b;
+        self.heads &= !b;
+        match new {
+            Slot::Free if live => self.free |= b,
+            Slot::Zc {
+                cb, state, head, ..
+            } => {
+                if let Some(g) = self.group.get_mut(usize::from(head)) {
+                    *g |= b;
+                }
+                if cb {
+                    self.cb |= b;
+                }
+                if state == ZcState::Done {
+                    self.done |= b;
+                }
+                if usize::from(head) == i {
+                    self.heads |= b;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[inline]
+    fn group_of(&self, head: usize) -> u8 {
+        self.group.get(head).copied().unwrap_or(0)
+    }
+}
+
+/// The bit of slot `i` (none for an index past the masks).
+#[inline]
+fn bit(i: usize) -> u8 {
+    u32::try_from(i)
+        .ok()
+        .and_then(|i| 1u8.checked_shl(i))
+        .unwrap_or(0)
+}
+
+/// The indices of the bits set in `m`, lowest first.
+#[inline]
+fn bits(mut m: u8) -> impl Iterator<Item = usize> {
+    core::iter::from_fn(move || {
+        if m == 0 {
+            return None;
+        }
+        let i = m.trailing_zeros() as usize;
+        m &= m - 1;
+        Some(i)
+    })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,7 +259,6 @@ pub struct TcpState {
     per_conn_budget: usize,
     retained: usize,
     pumping: bool,
-    repump: bool,
     /// WSK calls currently executing for this socket (C22).
     calls: usize,
     /// IRPs of this context that WSK owns now: sends, the resume receive, the disconnect, the
@@ -190,9 +277,12 @@ pub struct TcpState {
     rx_in_callback: bool,
     /// [`callback_begin`](Self::callback_begin) ran for the callback now deciding.
     rx_begun: bool,
-    /// Retained entries whose send is done (or never went out: aborted), not yet given back:
-    /// nothing can be released while it is zero, so the per-pump check costs one compare.
-    zc_done: u8,
+    /// The slots seen as bit sets (bit `i` = slot `i`), kept by [`put`](Self::put), the one
+    /// writer of `slots`, so that the per-indication and per-pump questions (a free slot, a
+    /// list to give back, a list's entries) cost a few mask operations instead of a scan of
+    /// every slot and, for each, of its list. `slots` stays the truth; the masks are derived
+    /// from it (`masks_match` in the tests recomputes them after every step).
+    masks: SlotMasks,
     /// Permission to post one resume: set by send completions and the driver's periodic kick,
     /// so a resume lost to the race above is retried, not spun on.
     resume_armed: bool,
@@ -287,14 +377,13 @@ impl TcpState {
             per_conn_budget,
             retained: 0,
             pumping: false,
-            repump: false,
             calls: 0,
             irps: 0,
             rx_blocked: false,
             resume_pending: false,
             rx_in_callback: false,
             rx_begun: false,
-            zc_done: 0,
+            masks: SlotMasks::all_free(nslots.clamp(1, MAX_SLOTS)),
             resume_armed: false,
             phase: Phase::Open,
             disconnect_issued: false,
@@ -320,11 +409,6 @@ impl TcpState {
         }
     }
 
-    /// The slots in use for this connection (`nslots` of them).
-    fn live(&self) -> &[Slot] {
-        self.slots.get(..self.nslots).unwrap_or(&[])
-    }
-
     /// Slot `i`, or Free for an index no slot has (counted).
     fn slot_at(&mut self, i: usize) -> Slot {
         if let Some(s) = self.slots.get(i) {
@@ -335,31 +419,45 @@ impl TcpState {
         }
     }
 
-    /// Sets slot `i`; an index no slot has is dropped and counted.
+    /// Sets slot `i` (the one writer of `slots`: the masks follow); an index no slot has is
+    /// dropped and counted.
     fn set_slot(&mut self, i: usize, v: Slot) {
         if let Some(s) = self.slots.get_mut(i) {
-            *s = v;
+            let old = core::mem::replace(s, v);
+            self.masks.update(i, old, v, i < self.nslots);
         } else {
             self.anomalies += 1;
         }
     }
 
+    /// The lowest free slot in use for this connection.
+    #[inline]
     fn free_slot(&self) -> Option<usize> {
-        self.live().iter().position(|s| *s == Slot::Free)
+        let f = self.masks.free;
+        (f != 0).then(|| f.trailing_zeros() as usize)
     }
 
+    /// Retained entries whose send is done (or never went out: aborted), not yet given back.
+    #[cfg(test)]
+    fn zc_done(&self) -> u32 {
+        self.masks.done.count_ones()
+    }
+
+    #[inline]
     pub fn close_issued(&self) -> bool {
         self.close_issued
     }
 
     /// Slots busy (sends, retained indications).
+    #[inline]
     pub fn busy_slots(&self) -> usize {
-        self.live().iter().filter(|s| **s != Slot::Free).count()
+        self.nslots - self.masks.free.count_ones() as usize
     }
 
     /// MaxRetainedBytesPerConnection is a live limit: the connection reads it again before
     /// each indication. Lowered below what is retained now, no new list is retained until
     /// the retained ones have gone back (nothing is released early).
+    #[inline]
     pub fn set_per_conn_budget(&mut self, bytes: usize) {
         self.per_conn_budget = bytes;
     }
@@ -398,7 +496,7 @@ impl TcpState {
         }
         // Zero-copy only while nothing copied is waiting (order), a slot is free and both
         // retention budgets allow it (C2).
-        let free = self.live().iter().filter(|s| **s == Slot::Free).count();
+        let free = self.masks.free.count_ones() as usize;
         if zc_ok
             && !self.zc_off
             && self.mode == Mode::Echo
@@ -418,9 +516,8 @@ impl TcpState {
                     break;
                 };
                 let h = *head.get_or_insert(slot);
-                self.set_slot(
-                    slot,
-                    Slot::Zc {
+                if let Some(s) = self.slots.get_mut(slot) {
+                    *s = Slot::Zc {
                         len: l,
                         cb: true,
                         state: ZcState::Queued,
@@ -428,8 +525,19 @@ impl TcpState {
                         since: None,
                         head: h as u8,
                         part: part as u8,
-                    },
-                );
+                    };
+                    // The masks as set_slot would leave them (a free slot becomes a queued
+                    // entry held by its callback, in the list headed by `h`), set in place.
+                    let (b, m) = (bit(slot), &mut self.masks);
+                    m.free &= !b;
+                    m.cb |= b;
+                    if let Some(g) = m.group.get_mut(h) {
+                        *g |= b;
+                    }
+                    if h == slot {
+                        m.heads |= b;
+                    }
+                }
                 self.zc_fifo[(self.zc_head + self.zc_len) % MAX_SLOTS] = slot as u8;
                 self.zc_len += 1;
             }
@@ -496,6 +604,7 @@ impl TcpState {
     /// does this itself): from here every list of an earlier callback may be given back (W45:
     /// that callback has returned), so a pump now frees their slots for this indication.
     /// Returns whether a list of an earlier callback can be given back now (the caller pumps).
+    #[inline]
     pub fn callback_begin(&mut self) -> bool {
         // Any indication means indications flow again, and the connection is not idle.
         self.rx_blocked = false;
@@ -507,6 +616,7 @@ impl TcpState {
     }
 
     /// Ring bytes a copy of `n` input bytes may need beyond `n` (see on_receive).
+    #[inline]
     pub fn copy_slack(&self) -> usize {
         if self.mode == Mode::Sockperf {
             control::protocol::sockperf::HEADER_LEN
@@ -519,50 +629,47 @@ impl TcpState {
     pub fn group(&self, head: usize) -> ([usize; MAX_SLOTS], usize) {
         let mut out = [0usize; MAX_SLOTS];
         let mut n = 0;
-        for (i, s) in self.live().iter().enumerate() {
-            if let Slot::Zc { head: h, part, .. } = *s {
-                if usize::from(h) == head {
-                    if let Some(o) = out.get_mut(usize::from(part)) {
-                        *o = i;
-                        n += 1;
-                    }
+        for i in bits(self.masks.group_of(head)) {
+            if let Some(Slot::Zc { part, .. }) = self.slots.get(i) {
+                if let Some(o) = out.get_mut(usize::from(*part)) {
+                    *o = i;
+                    n += 1;
                 }
             }
         }
         (out, n)
     }
 
-    /// Whether every entry of the list headed by `head` is in `want` (Done, say) and, with
-    /// `cb_gone`, no longer held by its callback.
-    fn group_all(&self, head: usize, want: ZcState, cb_gone: bool) -> bool {
-        self.live().iter().all(|s| match *s {
-            Slot::Zc {
-                head: h, state, cb, ..
-            } if usize::from(h) == head => state == want && (!cb_gone || !cb),
-            _ => true,
-        })
+    /// The slots of the list whose head slot is `head`, as a mask (bit `i` = slot `i`). Entry
+    /// order is slot order: [`on_receive_list`](Self::on_receive_list) gives each entry in
+    /// turn the lowest free slot, so the lowest bit is the first entry (the head).
+    #[inline]
+    pub fn group_mask(&self, head: usize) -> u8 {
+        self.masks.group_of(head)
     }
 
     /// Frees every slot of the list headed by `head` and gives its bytes back to the budgets.
     fn free_group(&mut self, head: usize, global: &RetainedBudget) {
+        let g = self.masks.group_of(head);
         let mut bytes = 0;
-        let mut done = 0u8;
-        for s in self.slots.iter_mut().take(self.nslots) {
-            if let Slot::Zc {
-                head: h,
-                len,
-                state,
-                ..
-            } = *s
-            {
-                if usize::from(h) == head {
+        for i in bits(g) {
+            if let Some(s) = self.slots.get_mut(i) {
+                if let Slot::Zc { len, .. } = *s {
                     bytes += len;
-                    done += u8::from(state == ZcState::Done);
-                    *s = Slot::Free;
                 }
+                *s = Slot::Free;
             }
         }
-        self.zc_done = self.zc_done.saturating_sub(done);
+        // The masks as set_slot would leave them: every entry of the list (all live slots
+        // headed by `head`, the head among them) free, in no list.
+        let m = &mut self.masks;
+        m.free |= g;
+        m.done &= !g;
+        m.cb &= !g;
+        m.heads &= !g;
+        if let Some(x) = m.group.get_mut(head) {
+            *x = 0;
+        }
         self.retained -= bytes;
         global.release(bytes);
     }
@@ -580,36 +687,37 @@ impl TcpState {
             self.anomalies += 1;
             return false;
         }
-        if self.group_all(slot, ZcState::Done, false) {
+        let group = self.masks.group_of(slot);
+        if group & !self.masks.done == 0 {
             self.free_group(slot, global);
             return false;
         }
-        for s in self.slots.iter_mut().take(self.nslots) {
-            if let Slot::Zc { head, cb, .. } = s {
-                if usize::from(*head) == slot {
-                    *cb = false;
-                }
+        for i in bits(group) {
+            if let Some(Slot::Zc { cb, .. }) = self.slots.get_mut(i) {
+                *cb = false;
             }
         }
+        // The masks follow (in place: only the callback's bit changes).
+        self.masks.cb &= !group;
         true
     }
 
     /// The head slot of a retained list that may be given back now: every entry's send is
     /// done and its callback holds no reference any more (see `rx_epoch`).
+    #[inline]
     fn releasable(&self) -> Option<usize> {
+        let m = &self.masks;
         // Nothing retained is done: the common case costs one compare.
-        if self.zc_done == 0 {
+        if m.done == 0 {
             return None;
         }
-        self.live().iter().enumerate().find_map(|(i, s)| match *s {
-            Slot::Zc { head, epoch, .. }
-                if usize::from(head) == i
-                    && (epoch != self.rx_epoch || !self.rx_in_callback)
-                    && self.group_all(i, ZcState::Done, true) =>
-            {
-                Some(i)
-            }
-            _ => None,
+        // Heads of lists whose every entry is done and no longer held by its callback.
+        bits(m.heads).find(|&h| {
+            let g = m.group_of(h);
+            g & !m.done == 0
+                && g & m.cb == 0
+                && matches!(self.slots.get(h), Some(Slot::Zc { epoch, .. })
+                    if *epoch != self.rx_epoch || !self.rx_in_callback)
         })
     }
 
@@ -649,6 +757,7 @@ impl TcpState {
     }
 
     /// One IRP of the context came back from WSK (its completion routine runs).
+    #[inline]
     fn irp_done(&mut self) {
         if let Some(n) = self.irps.checked_sub(1) {
             self.irps = n;
@@ -662,6 +771,7 @@ impl TcpState {
     /// sees this (exactly one does, under the lock) recycles the context (C20: never free or reuse
     /// what WSK still owns, C23: keep the socket context until the close IRP completes, C30: no
     /// completion routine may still run when the image unloads).
+    #[inline]
     pub fn recyclable(&self) -> bool {
         self.close_completed && self.irps == 0
     }
@@ -689,6 +799,7 @@ impl TcpState {
     /// callback's reference on the lists it retained. The callback does not pump after this
     /// (a release issued now could reach the provider before the callback's STATUS_PENDING
     /// does): the next pump (a send completion, the next callback, the housekeeper) releases.
+    #[inline]
     pub fn rx_callback_end(&mut self) {
         self.rx_in_callback = false;
     }
@@ -779,6 +890,7 @@ impl TcpState {
     /// deadlines: a resume to retry, a retained list to give back or to time, a shutdown to
     /// bound. The kernel layer keeps such connections on its attention list, so an idle tick
     /// visits only them.
+    #[inline]
     pub fn needs_tick(&self) -> bool {
         if self.close_issued {
             return false;
@@ -794,18 +906,9 @@ impl TcpState {
     /// A retained list whose every send is done and whose callback has dropped, or is about
     /// to drop, its reference: it goes back at the next pump. One compare when no retained
     /// entry is done.
+    #[inline]
     pub fn release_due(&self) -> bool {
-        self.zc_done > 0
-            && self.live().iter().any(|s| {
-                matches!(
-                    s,
-                    Slot::Zc {
-                        cb: false,
-                        state: ZcState::Done,
-                        ..
-                    }
-                )
-            })
+        self.masks.done & !self.masks.cb != 0
     }
 
     /// Paced source: one send (one message) is `n` bytes (rounded to the pattern period).
@@ -814,42 +917,72 @@ impl TcpState {
     }
 
     /// Paced load: the next message could go out now but for want of a ticket.
+    #[inline]
     pub fn wants_ticket(&self) -> bool {
         let msg_mode = match self.mode {
             Mode::EchoClient { .. } => self.client.wants_ticket(true),
             Mode::Source => self.client.wants_ticket(false),
             _ => false,
         };
-        msg_mode && self.phase == Phase::Open && self.live().contains(&Slot::Free)
+        msg_mode && self.phase == Phase::Open && self.masks.free != 0
     }
 
     /// Pump ownership: only one thread issues WSK calls for this connection at a time, so sends
     /// go out in order and an inline completion never recurses into another send (C12).
+    /// False: another thread owns the pump. Nothing is flagged for it: the owner asks
+    /// [`next_work`](Self::next_work) again after every call it made, under the lock every
+    /// change is made under, and leaves only when that found nothing, in the same critical
+    /// section; so whatever a refused caller recorded (it held the lock, hence the owner was
+    /// between a work item and its `call_returned`) is seen by the owner's next question.
+    #[inline]
     pub fn enter_pump(&mut self) -> bool {
-        if self.pumping {
-            self.repump = true;
-            false
-        } else {
-            self.pumping = true;
-            true
-        }
+        !core::mem::replace(&mut self.pumping, true)
     }
 
-    /// Returns true when more work arrived meanwhile and the owner must loop again.
-    pub fn leave_pump(&mut self) -> bool {
-        if self.repump {
-            self.repump = false;
-            true
-        } else {
-            self.pumping = false;
-            false
-        }
+    /// The owner leaves the pump: call only in the critical section in which
+    /// [`next_work`](Self::next_work) returned None.
+    #[inline]
+    pub fn leave_pump(&mut self) {
+        self.pumping = false;
     }
 
     /// Next WSK call to make, or None. The caller makes it outside the lock, then calls
     /// [`call_returned`](Self::call_returned).
+    /// The common None is answered inline ([`idle`](Self::idle)); the rest is out of line.
+    #[inline]
     pub fn next_work(&mut self, global: &RetainedBudget) -> Option<Work> {
         debug_assert!(self.pumping);
+        if self.idle() {
+            return None;
+        }
+        self.next_work_busy(global)
+    }
+
+    /// Whether [`next_work`](Self::next_work) has nothing to hand out now, in a few compares:
+    /// open, no retained entry both done and free of its callback's reference (so no list to
+    /// give back: a releasable list has such an entry, its head), no zero-copy send queued,
+    /// nothing in the ring, indications flowing, and a mode that sends only what it received
+    /// (no ticket or pattern send can be due). Every branch of `next_work_busy` then finds
+    /// nothing (teardown_work returns None while open). The most frequent answer: a pump
+    /// entered after a send completed inline, or after the callback's reference is recorded.
+    #[inline]
+    pub fn idle(&self) -> bool {
+        self.masks.done & !self.masks.cb == 0
+            && self.zc_len == 0
+            && self.phase == Phase::Open
+            && !self.rx_blocked
+            && self.ring.queued() == 0
+            && matches!(self.mode, Mode::Echo | Mode::Discard | Mode::Sockperf)
+    }
+
+    /// Some thread owns the pump now (between its `enter_pump` and `leave_pump`).
+    #[inline]
+    pub fn pump_owned(&self) -> bool {
+        self.pumping
+    }
+
+    #[inline(never)]
+    fn next_work_busy(&mut self, global: &RetainedBudget) -> Option<Work> {
         if let Some(slot) = self.releasable() {
             self.free_group(slot, global);
             self.calls += 1;
@@ -859,22 +992,15 @@ impl TcpState {
             // Retained indications that never went out are given back without a send.
             while self.zc_len > 0 {
                 let slot = self.pop_zc();
-                if let Some(Slot::Zc { state, .. }) = self.slots.get_mut(slot) {
-                    if *state != ZcState::Done {
-                        *state = ZcState::Done;
-                        self.zc_done = self.zc_done.saturating_add(1);
-                    }
-                }
+                self.set_zc_state(slot, ZcState::Done);
             }
             if self.releasable().is_some() {
-                return self.next_work(global);
+                return self.next_work_busy(global);
             }
         } else {
             if self.zc_len > 0 {
                 let slot = self.pop_zc();
-                if let Some(Slot::Zc { state, .. }) = self.slots.get_mut(slot) {
-                    *state = ZcState::InFlight;
-                }
+                self.set_zc_state(slot, ZcState::InFlight);
                 self.calls += 1;
                 self.irps += 1;
                 return Some(Work::Send(SendOp {
@@ -995,6 +1121,20 @@ impl TcpState {
         None
     }
 
+    /// The retained entry in `slot` moves to `state` (anything else there is left alone). In
+    /// place, with the one mask it changes (the done bit).
+    #[inline]
+    fn set_zc_state(&mut self, slot: usize, state: ZcState) {
+        if let Some(Slot::Zc { state: s, .. }) = self.slots.get_mut(slot) {
+            *s = state;
+            if state == ZcState::Done {
+                self.masks.done |= bit(slot);
+            } else {
+                self.masks.done &= !bit(slot);
+            }
+        }
+    }
+
     fn pop_zc(&mut self) -> usize {
         let slot = self.zc_fifo[self.zc_head % MAX_SLOTS] as usize;
         self.zc_head = (self.zc_head + 1) % MAX_SLOTS;
@@ -1009,6 +1149,7 @@ impl TcpState {
     }
 
     /// A WSK call handed out by [`next_work`](Self::next_work) has returned to the caller.
+    #[inline]
     pub fn call_returned(&mut self) {
         self.calls -= 1;
     }
@@ -1024,28 +1165,11 @@ impl TcpState {
         }
         match self.slot_at(slot) {
             Slot::Zc {
-                len,
-                cb,
                 state: ZcState::InFlight,
-                epoch,
-                since,
-                head,
-                part,
+                ..
             } => {
                 // Released later by the pump once the callback is provably over (rx_epoch).
-                self.zc_done = self.zc_done.saturating_add(1);
-                self.set_slot(
-                    slot,
-                    Slot::Zc {
-                        len,
-                        cb,
-                        state: ZcState::Done,
-                        epoch,
-                        since,
-                        head,
-                        part,
-                    },
-                );
+                self.set_zc_state(slot, ZcState::Done);
             }
             Slot::Ring { len, .. } => {
                 self.set_slot(slot, Slot::Ring { len, done: true });
@@ -1138,23 +1262,193 @@ mod tests {
 
     fn pump(st: &mut TcpState, g: &RetainedBudget) -> Vec<Work> {
         let mut v = Vec::new();
-        let mut rounds = 0;
+        masks_match(st);
         assert!(st.enter_pump());
-        loop {
-            while let Some(w) = st.next_work(g) {
-                v.push(w);
-                assert!(v.len() <= MAX_WORK, "the pump never runs dry");
-                if w != Work::Close {
-                    st.call_returned();
+        while let Some(w) = st.next_work(g) {
+            v.push(w);
+            assert!(v.len() <= MAX_WORK, "the pump never runs dry");
+            if w != Work::Close {
+                st.call_returned();
+            }
+            masks_match(st);
+        }
+        st.leave_pump();
+        v
+    }
+
+    /// The masks, computed again from the slots alone, are the ones `set_slot` kept.
+    fn masks_match(st: &TcpState) {
+        let mut m = SlotMasks::default();
+        for (i, s) in st.slots.iter().enumerate() {
+            let b = 1u8 << i;
+            match *s {
+                Slot::Free if i < st.nslots => m.free |= b,
+                Slot::Zc {
+                    cb, state, head, ..
+                } => {
+                    m.group[usize::from(head)] |= b;
+                    if cb {
+                        m.cb |= b;
+                    }
+                    if state == ZcState::Done {
+                        m.done |= b;
+                    }
+                    if usize::from(head) == i {
+                        m.heads |= b;
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(m, st.masks, "slots {:?}", st.slots);
+    }
+
+    /// `releasable`, `release_due`, `busy_slots` and `group` of every head, as a scan gives them.
+    type ScanAnswers = (Option<usize>, bool, usize, Vec<([usize; MAX_SLOTS], usize)>);
+
+    /// What `releasable`, `release_due`, `group` and `busy_slots` answered when they scanned
+    /// every slot (and, for each head, every slot again): the masks must give the same answers.
+    fn scan_answers(st: &TcpState) -> ScanAnswers {
+        let live = &st.slots[..st.nslots];
+        let all = |head: usize, cb_gone: bool| {
+            live.iter().all(|s| match *s {
+                Slot::Zc {
+                    head: h, state, cb, ..
+                } if usize::from(h) == head => state == ZcState::Done && (!cb_gone || !cb),
+                _ => true,
+            })
+        };
+        let releasable = live.iter().enumerate().find_map(|(i, s)| match *s {
+            Slot::Zc { head, epoch, .. }
+                if usize::from(head) == i
+                    && (epoch != st.rx_epoch || !st.rx_in_callback)
+                    && all(i, true) =>
+            {
+                Some(i)
+            }
+            _ => None,
+        });
+        let due = live.iter().any(|s| {
+            matches!(
+                s,
+                Slot::Zc {
+                    cb: false,
+                    state: ZcState::Done,
+                    ..
+                }
+            )
+        });
+        let busy = live.iter().filter(|s| **s != Slot::Free).count();
+        let groups = (0..MAX_SLOTS)
+            .map(|head| {
+                let mut out = [0usize; MAX_SLOTS];
+                let mut n = 0;
+                for (i, s) in live.iter().enumerate() {
+                    if let Slot::Zc { head: h, part, .. } = *s {
+                        if usize::from(h) == head {
+                            out[usize::from(part)] = i;
+                            n += 1;
+                        }
+                    }
+                }
+                (out, n)
+            })
+            .collect();
+        (releasable, due, busy, groups)
+    }
+
+    /// A seeded walk through receive callbacks (lists of 1 to 3 entries), pumps, send
+    /// completions in any order, callback ends and ticks: after every step the masks are the
+    /// slots' and every question they answer gets the answer a full scan gives.
+    #[test]
+    fn slot_masks_answer_as_a_scan_of_the_slots() {
+        let g = RetainedBudget::new(1 << 20);
+        for seed in 1..=40u64 {
+            let mut st = TcpState::new(TcpParams {
+                mode: Mode::Echo,
+                ring_cap: 256,
+                send_slots: 2 + (seed as usize % 7),
+                max_send: 64,
+                per_conn_budget: 1 << 16,
+            });
+            let mut r = seed;
+            let mut next = || {
+                r = r
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                (r >> 33) as usize
+            };
+            let mut in_flight: Vec<usize> = Vec::new();
+            let mut cb: Option<Option<usize>> = None;
+            let (mut zc, mut released) = (0, 0);
+            for step in 0..600u64 {
+                match next() % 5 {
+                    0 if cb.is_none() => {
+                        let _ = st.callback_begin();
+                        let lens: Vec<usize> = (0..=next() % 3).map(|_| 1 + next() % 50).collect();
+                        let d = st.on_receive_list(&lens, true, &g);
+                        if let RecvDecision::Copy { n } = d {
+                            assert!(st.ring.commit(n));
+                        }
+                        if matches!(d, RecvDecision::ZeroCopy { .. }) {
+                            zc += 1;
+                        }
+                        cb = Some(match d {
+                            RecvDecision::ZeroCopy { slot } => Some(slot),
+                            _ => None,
+                        });
+                    }
+                    1 => {
+                        let idle = st.idle();
+                        let works = pump(&mut st, &g);
+                        assert!(
+                            !idle || works.is_empty(),
+                            "seed {seed} step {step}: idle, yet {works:?}"
+                        );
+                        for w in works {
+                            match w {
+                                Work::Send(op) => in_flight.push(op.slot),
+                                Work::Release { .. } => released += 1,
+                                _ => {}
+                            }
+                        }
+                    }
+                    2 if !in_flight.is_empty() => {
+                        let slot = in_flight.swap_remove(next() % in_flight.len());
+                        st.send_complete(slot, true);
+                    }
+                    3 => {
+                        if let Some(head) = cb.take() {
+                            if let Some(h) = head {
+                                st.callback_done(h, &g);
+                            }
+                            if next() % 2 == 0 {
+                                st.rx_callback_end();
+                            }
+                        }
+                    }
+                    _ => {
+                        let _ = st.kick(step);
+                    }
+                }
+                masks_match(&st);
+                let (rel, due, busy, groups) = scan_answers(&st);
+                assert_eq!(st.releasable(), rel, "seed {seed} step {step}");
+                assert_eq!(st.release_due(), due, "seed {seed} step {step}");
+                assert_eq!(st.busy_slots(), busy, "seed {seed} step {step}");
+                for (h, gr) in groups.iter().enumerate() {
+                    assert_eq!(st.group(h), *gr, "seed {seed} step {step} head {h}");
+                    // The mask's bits, lowest first, are the entries in list order.
+                    let in_order: Vec<usize> = bits(st.group_mask(h)).collect();
+                    assert_eq!(in_order, gr.0[..gr.1], "seed {seed} step {step} head {h}");
                 }
             }
-            if !st.leave_pump() {
-                break;
-            }
-            rounds += 1;
-            assert!(rounds <= MAX_WORK, "the pump never ends");
+            assert!(
+                zc >= 5 && released > 0,
+                "seed {seed}: {zc} zero-copy, {released} released"
+            );
+            assert_eq!(st.anomalies, 0, "seed {seed}");
         }
-        v
     }
 
     #[test]
@@ -1397,19 +1691,17 @@ mod tests {
         st.send_complete(op.slot, true);
         assert!(!st.enter_pump());
         st.call_returned();
+        // The owner asks again after its call returned: what the completion freed is seen.
         let mut n = 1;
-        for round in 0.. {
-            assert!(round < MAX_WORK, "the pump never ends");
-            while let Some(Work::Send(op)) = st.next_work(&g) {
-                st.call_returned();
-                st.send_complete(op.slot, true);
-                n += 1;
-                assert!(n <= MAX_WORK, "the pump never runs dry");
-            }
-            if !st.leave_pump() {
-                break;
-            }
+        while let Some(Work::Send(op)) = st.next_work(&g) {
+            st.call_returned();
+            st.send_complete(op.slot, true);
+            n += 1;
+            assert!(n <= MAX_WORK, "the pump never runs dry");
         }
+        st.leave_pump();
+        assert!(st.enter_pump(), "left: the next caller owns it");
+        assert!(!st.enter_pump());
         assert_eq!(n, 4);
         assert!(st.ring.is_empty());
     }
@@ -1506,7 +1798,7 @@ mod tests {
         st.send_complete(a, false);
         st.disconnect_complete(true);
         assert_eq!(pump(&mut st, &g), [Work::Release { slot: a }, Work::Close]);
-        assert_eq!(st.zc_done, 0, "every done entry given back");
+        assert_eq!(st.zc_done(), 0, "every done entry given back");
         assert_eq!(g.used(), 0);
         assert_eq!(st.on_receive(5, true, &g), RecvDecision::Drop);
     }
@@ -2043,7 +2335,7 @@ mod tests {
         assert!(!st.callback_done(head, &g));
         st.rx_callback_end();
         assert!(pump(&mut st, &g).is_empty());
-        assert_eq!((g.used(), st.busy_slots(), st.zc_done), (0, 0, 0));
+        assert_eq!((g.used(), st.busy_slots(), st.zc_done()), (0, 0, 0));
         // More entries than free slots: copied whole.
         assert_eq!(
             st.on_receive_list(&[1, 1, 1, 1, 1], true, &g),

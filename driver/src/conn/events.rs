@@ -14,8 +14,10 @@ use crate::logic::tcp::{self, RecvDecision, MAX_SLOTS};
 use crate::stats::Counter;
 use crate::wsk::mdl::{self};
 
-use super::pump::pump;
+use super::pump::{pump_in_callback, pump_locked};
 use super::Conn;
+use crate::kernel::lock::SpinGuard;
+use crate::logic::tcp::TcpState;
 
 pub(crate) static CONN_DISPATCH: WSK_CLIENT_CONNECTION_DISPATCH = WSK_CLIENT_CONNECTION_DISPATCH {
     WskReceiveEvent: Some(receive_event),
@@ -31,6 +33,11 @@ pub(crate) fn dispatch() -> *const WSK_CLIENT_CONNECTION_DISPATCH {
 /// per socket by WSK (W45: receive events are serialised per socket).
 /// Returns only SUCCESS, PENDING or DATA_NOT_ACCEPTED (C32: return only documented statuses from
 /// callbacks).
+///
+/// One critical section from the decision to the return, the lock dropped only around the WSK
+/// calls the pump makes and around a copy into the ring: the decision, the sends, the
+/// callback's reference and its drop are recorded under the lock the pump and every releaser
+/// take, without taking it again between them.
 unsafe extern "win64" fn receive_event(
     ctx: PVOID,
     flags: ULONG,
@@ -38,31 +45,27 @@ unsafe extern "win64" fn receive_event(
     bytes_indicated: SIZE_T,
     bytes_accepted: *mut SIZE_T,
 ) -> NTSTATUS {
+    let c = ctx.cast::<Conn>();
+    // SAFETY: the registered context; live until the close completes (W70: close cancels pending
+    // IRPs and waits for running callbacks).
+    let r = unsafe { &*c };
     // First act, before any kernel call: a disconnect event that overlaps this callback from
     // here on holds our FIN back until the bytes indicated here are echoed (G23: a graceful
     // disconnect event may overlap a receive event).
-    // SAFETY: the registered context; live until the close completes (W70: close cancels pending
-    // IRPs and waits for running callbacks).
-    unsafe { &*ctx.cast::<Conn>() }
-        .rx_entered
-        .store(true, Ordering::SeqCst);
+    r.rx_entered.store(true, Ordering::SeqCst);
     // SAFETY: forwarded.
-    let status = unsafe { receive(ctx, flags, ind, bytes_indicated, bytes_accepted) };
+    let (status, mut state) = unsafe { receive(c, r, flags, ind, bytes_indicated, bytes_accepted) };
     // The callback's last act: it drops its reference on the lists it retained (C1: hold a
     // zero-copy send's indication until both the send and the callback are done). Nothing is
     // released on this thread after it: the provider has not seen our STATUS_PENDING yet.
     // Another CPU may release them between the unlock below and the return (G22: a retained list
     // may be released from another thread before the callback's return is seen).
     // The context cannot be recycled under us: the close waits for running callbacks (W70).
-    // SAFETY: the registered context.
-    let r = unsafe { &*ctx.cast::<Conn>() };
-    let mut state = r.state.lock();
     if state.needs_tick() {
-        // Lists this callback retained go back at the next pump or tick: on the attention
-        // list first, so that dropping the reference below stays the callback's last act.
-        drop(state);
+        // Lists this callback retained go back at the next pump or tick: on the attention list
+        // first (inside the connection lock, the lock order everywhere), so that dropping the
+        // reference below stays the callback's last act.
         r.drv().conns.attend(r);
-        state = r.state.lock();
     }
     // The reference is dropped under the lock every releaser takes: no release can reach the
     // provider before this unlock, and nothing of this callback enters the kernel after it.
@@ -72,25 +75,28 @@ unsafe extern "win64" fn receive_event(
     status
 }
 
+/// The callback's work: returns its status with the connection's lock held, for the
+/// callback's last act.
+///
+/// # Safety
+/// Called by `receive_event` only, `r` being `c`, with the callback's arguments.
 unsafe fn receive(
-    ctx: PVOID,
+    c: *mut Conn,
+    r: &Conn,
     flags: ULONG,
     ind: *mut WSK_DATA_INDICATION,
     bytes_indicated: SIZE_T,
     bytes_accepted: *mut SIZE_T,
-) -> NTSTATUS {
-    let c = ctx.cast::<Conn>();
-    // SAFETY: the context registered at accept; live until the close completes.
-    let r = unsafe { &*c };
+) -> (NTSTATUS, SpinGuard<'_, TcpState>) {
     let drv = r.drv();
     if ind.is_null() {
         // C7: a NULL indication means the socket is dead: close it/W52: the socket no longer works
         // (not EOF): close it now.
         drv.count_service(r.stats_slot, Counter::DeadSockets, 1);
-        r.state.lock().abort();
-        // SAFETY: live context.
-        unsafe { pump(c) };
-        return STATUS_SUCCESS;
+        let mut state = r.state.lock();
+        state.abort();
+        // SAFETY: the receive callback of c's socket, its lock held by `state`.
+        return (STATUS_SUCCESS, unsafe { pump_in_callback(c, state) });
     }
     // The entries' lengths, in list order (zero-copy sends each entry from its own slot, so a
     // list of more entries than slots takes the copy path).
@@ -107,84 +113,93 @@ unsafe fn receive(
         // SAFETY: as above.
         entry = unsafe { (*entry).Next };
     }
-    // Lists retained by earlier callbacks whose sends are done go back first (this callback
-    // started, so theirs have returned, W45): their slots are free for this indication.
     let zc_ok = entries <= MAX_SLOTS
         && flags & WSK_FLAG_RELEASE_ASAP == 0
         && drv.live.on(Limit::ZeroCopy)
         && lens.iter().take(entries).sum::<usize>() == bytes_indicated;
-    let decision = {
-        let mut state = r.state.lock();
-        if state.callback_begin() {
-            drop(state);
-            // SAFETY: live context.
-            unsafe { pump(c) };
-            state = r.state.lock();
-        }
-        // A live limit (config set): read for every indication, not once at attach.
-        state.set_per_conn_budget(drv.live.get(Limit::MaxRetainedPerConn) as usize);
-        let d = if zc_ok {
-            state.on_receive_list(&lens[..entries], true, &drv.budget)
-        } else {
-            state.on_receive(bytes_indicated, false, &drv.budget)
-        };
-        if let RecvDecision::ZeroCopy { slot } = d {
+    // A live limit (config set): read for every indication, not once at attach.
+    let per_conn_budget = drv.live.get(Limit::MaxRetainedPerConn) as usize;
+    let mut state = r.state.lock();
+    // Lists retained by earlier callbacks whose sends are done go back first (this callback
+    // started, so theirs have returned, W45): their slots are free for this indication.
+    if state.callback_begin() {
+        // SAFETY: the receive callback of c's socket, its lock held by `state`.
+        state = unsafe { pump_in_callback(c, state) };
+    }
+    state.set_per_conn_budget(per_conn_budget);
+    let decision = if zc_ok {
+        state.on_receive_list(lens.get(..entries).unwrap_or(&[]), true, &drv.budget)
+    } else {
+        state.on_receive(bytes_indicated, false, &drv.budget)
+    };
+    match decision {
+        RecvDecision::ZeroCopy { slot } => {
             // Each entry's slot learns its entry; the head's is the list WskRelease is given.
-            // Published under the lock: the pump reads them when it issues these slots.
-            let (group, n) = state.group(slot);
+            // Published under the lock: the pump reads them when it issues these slots. The
+            // list's slots, lowest first, are its entries in order (TcpState::group_mask).
+            let mut group = state.group_mask(slot);
             let mut entry = ind;
-            for &g in group.iter().take(n) {
+            while group != 0 && !entry.is_null() {
+                let g = group.trailing_zeros() as usize;
+                group &= group - 1;
                 // SAFETY: the slots were just reserved for this callback; `entry` walks the same
                 // list as above, one entry per slot.
                 unsafe {
                     (*ptr::addr_of_mut!((*c).slots[g % MAX_SLOTS])).indication = entry;
-                    if !entry.is_null() {
-                        entry = (*entry).Next;
-                    }
+                    entry = (*entry).Next;
                 }
             }
+            drv.count_service(r.stats_slot, Counter::TcpBytesIn, bytes_indicated as u64);
+            // SAFETY: the receive callback of c's socket, its lock held by `state`.
+            state = unsafe { pump_in_callback(c, state) };
+            // C1: the callback's reference goes last; PENDING only if the send still uses it.
+            let retained = state.callback_done(slot, &drv.budget);
+            // SAFETY: as above (the pump may owe a release now).
+            state = unsafe { pump_in_callback(c, state) };
+            let status = if retained {
+                STATUS_PENDING
+            } else {
+                STATUS_SUCCESS
+            };
+            (status, state)
         }
-        d
-    };
-    match decision {
+        RecvDecision::NotAccepted => {
+            drv.count_service(r.stats_slot, Counter::RxBackpressure, 1);
+            (STATUS_DATA_NOT_ACCEPTED, state)
+        }
         RecvDecision::Drop => {
+            drop(state);
             drv.count_service(r.stats_slot, Counter::TcpBytesIn, bytes_indicated as u64);
             if let Some(client) = r.client {
                 // SAFETY: list valid for this call.
                 unsafe { (client.received)(c, ind, bytes_indicated) };
             }
-            STATUS_SUCCESS
-        }
-        RecvDecision::NotAccepted => {
-            drv.count_service(r.stats_slot, Counter::RxBackpressure, 1);
-            STATUS_DATA_NOT_ACCEPTED
-        }
-        RecvDecision::ZeroCopy { slot } => {
-            drv.count_service(r.stats_slot, Counter::TcpBytesIn, bytes_indicated as u64);
-            // SAFETY: live context.
-            unsafe { pump(c) };
-            // C1: the callback's reference goes last; PENDING only if the send still uses it.
-            let retained = r.state.lock().callback_done(slot, &drv.budget);
-            // SAFETY: live context (the pump may owe a release now).
-            unsafe { pump(c) };
-            if retained {
-                STATUS_PENDING
-            } else {
-                STATUS_SUCCESS
-            }
+            (STATUS_SUCCESS, r.state.lock())
         }
         RecvDecision::Copy { n } => {
-            // SAFETY: list valid for this call; n <= bytes indicated.
-            let ok = unsafe { copy_in(c, ind, n) };
-            if !ok {
-                drv.count_service(r.stats_slot, Counter::ProtocolErrors, 1);
-                r.state.lock().abort();
-            }
+            // The ring's free regions beyond the tail are the receive callback's until it
+            // commits them: located under the lock, filled without it.
+            let plan = CopyPlan {
+                mode: state.mode,
+                cap: state.ring.capacity(),
+                regions: state
+                    .ring
+                    .write_regions((n + state.copy_slack()).min(state.ring.free())),
+            };
+            drop(state);
+            // SAFETY: list valid for this call; n <= bytes indicated; the regions are ours.
+            let (copied, written) = unsafe { copy_in(r, ind, n, plan) };
             // Only what was taken counts: a partial accept's rest is indicated again later.
             drv.count_service(r.stats_slot, Counter::TcpBytesIn, n as u64);
             drv.count_service(r.stats_slot, Counter::CopyBytes, n as u64);
-            // SAFETY: live context.
-            unsafe { pump(c) };
+            let mut state = r.state.lock();
+            let ok = state.ring.commit(written) && copied;
+            if !ok {
+                drv.count_service(r.stats_slot, Counter::ProtocolErrors, 1);
+                state.abort();
+            }
+            // SAFETY: the receive callback of c's socket, its lock held by `state`.
+            state = unsafe { pump_in_callback(c, state) };
             if n < bytes_indicated && ok {
                 // Partial accept: indications resume after our zero-length WskReceive (W54:
                 // BytesAccepted below BytesIndicated: partial, indications stop, C5: after a
@@ -193,31 +208,35 @@ unsafe fn receive(
                 // SAFETY: out-parameter of this call.
                 unsafe { *bytes_accepted = n };
             }
-            STATUS_SUCCESS
+            (STATUS_SUCCESS, state)
         }
     }
 }
 
-/// Copies the first `n` indicated bytes into the ring (echo) or through the sockperf framer
-/// (reply stream, never longer than its input) and commits them. False on a mapping failure or a
-/// sockperf framing error.
+/// Where a copy goes: the ring's free regions beyond its tail (offset, length), read under the
+/// lock by the receive callback, which alone writes there until it commits.
+#[derive(Clone, Copy)]
+struct CopyPlan {
+    mode: tcp::Mode,
+    cap: usize,
+    regions: [(usize, usize); 2],
+}
+
+/// Copies the first `n` indicated bytes into the ring regions of `plan` (echo) or through the
+/// sockperf framer (reply stream, never longer than its input). Returns whether the copy
+/// succeeded (false on a mapping failure or a sockperf framing error) and the bytes written,
+/// for the caller to commit under the lock.
 ///
 /// # Safety
 /// Called from the receive callback only (framer and ring tail are its alone), `n` <= ring free.
 #[allow(clippy::many_single_char_names)] // ring arithmetic: offsets and lengths of two regions
-unsafe fn copy_in(c: *mut Conn, mut ind: *mut WSK_DATA_INDICATION, n: usize) -> bool {
-    // SAFETY: live context; shared access except the framer and the ring tail region.
-    let r = unsafe { &*c };
-    let cap = r.state.lock().ring.capacity();
-    let (mode, regions) = {
-        let state = r.state.lock();
-        (
-            state.mode,
-            state
-                .ring
-                .write_regions((n + state.copy_slack()).min(state.ring.free())),
-        )
-    };
+unsafe fn copy_in(
+    r: &Conn,
+    mut ind: *mut WSK_DATA_INDICATION,
+    n: usize,
+    plan: CopyPlan,
+) -> (bool, usize) {
+    let CopyPlan { mode, cap, regions } = plan;
     // SAFETY: the regions beyond the tail belong to the receive callback until committed.
     let ring = unsafe { core::slice::from_raw_parts_mut(r.ring, cap) };
     // SAFETY: only the (serialised) receive callback touches the framer.
@@ -247,9 +266,11 @@ unsafe fn copy_in(c: *mut Conn, mut ind: *mut WSK_DATA_INDICATION, n: usize) -> 
                 overrun = true;
                 return;
             }
-            for (d, b) in dst.iter_mut().zip(src) {
-                *d = *b;
-            }
+            // One memcpy (ntoskrnl's on Windows), not a byte loop: `dst` and `src` are both k
+            // bytes (from the checked get_mut and split_at_checked above), and no panic path.
+            // SAFETY: two valid, non-overlapping regions of k bytes (the ring is the driver's
+            // own pool block, the source the provider's indicated buffer).
+            unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr(), k) };
             written += k;
             s = rest;
         }
@@ -271,13 +292,12 @@ unsafe fn copy_in(c: *mut Conn, mut ind: *mut WSK_DATA_INDICATION, n: usize) -> 
         };
         match res {
             Some(k) => left -= k,
-            None => return false,
+            None => return (false, written),
         }
         // SAFETY: as above.
         ind = unsafe { (*ind).Next };
     }
-    let committed = r.state.lock().ring.commit(written);
-    ok && !overrun && committed
+    (ok && !overrun, written)
 }
 
 /// WskDisconnectEvent. IRQL <= DISPATCH_LEVEL. Must return SUCCESS (C32).
@@ -285,23 +305,22 @@ unsafe extern "win64" fn disconnect_event(ctx: PVOID, flags: ULONG) -> NTSTATUS 
     let c = ctx.cast::<Conn>();
     // SAFETY: registered context.
     let r = unsafe { &*c };
-    {
-        let mut state = r.state.lock();
-        if flags & WSK_FLAG_ABORTIVE != 0 {
-            state.abort();
-        } else {
-            // W57: no more data will come; echo the rest, then FIN (C33: graceful echo close:
-            // disconnect after the last send, then close). A receive callback entered before this
-            // one (G1: nothing orders them; the sim's disconnect-race) carries bytes from before
-            // the FIN: our FIN waits for it.
-            if r.rx_entered.load(Ordering::SeqCst) {
-                state.receive_running();
-            }
-            state.peer_graceful();
+    let mut state = r.state.lock();
+    if flags & WSK_FLAG_ABORTIVE != 0 {
+        state.abort();
+    } else {
+        // W57: no more data will come; echo the rest, then FIN (C33: graceful echo close:
+        // disconnect after the last send, then close). A receive callback entered before this
+        // one (G1: nothing orders them; the sim's disconnect-race) carries bytes from before
+        // the FIN: our FIN waits for it.
+        if r.rx_entered.load(Ordering::SeqCst) {
+            state.receive_running();
         }
+        state.peer_graceful();
     }
-    // SAFETY: live context.
-    unsafe { pump(c) };
+    // In the same critical section (a running callback holds the context, W70).
+    // SAFETY: live context, its lock held by `state`.
+    unsafe { pump_locked(c, state) };
     STATUS_SUCCESS
 }
 

@@ -14,7 +14,7 @@ use wsk_sys::{
 };
 
 use crate::kernel::irp;
-use crate::kernel::lock::SpinGuard;
+use crate::kernel::lock::{SpinGuard, SpinLock};
 use crate::logic::tcp::{SendKind, TcpState, Work, MAX_SLOTS};
 use crate::stats::Counter;
 
@@ -112,7 +112,8 @@ unsafe extern "win64" fn query_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID)
 }
 
 /// Issues the WSK calls TcpState hands out until there are none, one owner at a time.
-/// An inline completion on this thread only flags more work (C12: no recursion).
+/// An inline completion on this thread records its result and returns; the owner sees it when it
+/// asks `next_work` again after its call (C12: no recursion).
 /// IRQL <= DISPATCH_LEVEL.
 ///
 /// Only for a caller that holds the context by something the close waits for: a running
@@ -133,7 +134,8 @@ pub(crate) unsafe fn pump(c: *mut Conn) {
 /// what it did (a completion, a deadline, an abort). Entering the pump in that same critical
 /// section is what keeps the context ours: only the pump owner issues the close, so once this
 /// thread owns the pump nobody else can close the socket and recycle the context under it, and
-/// if another thread owns it this one only flags more work and touches nothing after the unlock.
+/// if another thread owns it this one leaves what it recorded to that owner (which asks
+/// `next_work` again after its call returns) and touches nothing after the unlock.
 /// Dropping the lock first and pumping afterwards left a window (a send completion
 /// whose pump ran after another CPU had closed and recycled the context, and an outbound
 /// connection had taken it again with no socket yet: a NULL socket's dispatch table read, seen
@@ -142,85 +144,158 @@ pub(crate) unsafe fn pump(c: *mut Conn) {
 ///
 /// # Safety
 /// `c` is a pooled context and `state` the guard of its lock.
-pub(crate) unsafe fn pump_locked(c: *mut Conn, mut state: SpinGuard<'_, TcpState>) {
-    // SAFETY: per the caller. Contexts are shared between CPUs: fields are reached through the
-    // raw pointer, and the mutable ones (state, slot buffers) only by the lock or pump owner.
-    let drv = unsafe { &*(*c).drv };
-    // SAFETY: as above.
-    let lock = unsafe { &*ptr::addr_of!((*c).state) };
-    // SAFETY: read under the lock it is written under (take, recycle, the connect chain).
-    if unsafe { (*c).socket }.is_null() || !state.enter_pump() {
-        return;
-    }
-    loop {
-        while let Some(w) = {
-            // A paced client: one ticket from its budget per new message.
-            // SAFETY: `client` is set before the context is published.
-            if let Some(client) = unsafe { (*c).client } {
-                if state.wants_ticket() && (client.take_ticket)(drv) {
-                    state.client.tickets += 1;
-                }
-            }
-            state.next_work(&drv.budget)
-        } {
-            // A released slot is free again the moment the lock drops (a new indication may
-            // take it), so its list pointer is taken now, under the lock.
-            let mut release_ind: *mut WSK_DATA_INDICATION = ptr::null_mut();
-            if let Work::Release { slot } = w {
-                // SAFETY: under the lock; the slot's indication belongs to this work item.
-                unsafe {
-                    // TcpState hands out slots < MAX_SLOTS only; the mask lets the compiler see
-                    // it (no panic path on the send path).
-                    let s = ptr::addr_of_mut!((*c).slots[slot % MAX_SLOTS]);
-                    release_ind = (*s).indication;
-                    (*s).indication = ptr::null_mut();
-                }
-            }
-            // Fill the slot's WSK_BUF while holding the lock (the slot is ours now).
-            if let Work::Send(op) = w {
-                // SAFETY: the slot was handed to this pump owner by next_work.
-                unsafe {
-                    let s = ptr::addr_of_mut!((*c).slots[op.slot % MAX_SLOTS]);
-                    (*s).buf = match op.kind {
-                        // Set by the receive callback before the slot was queued.
-                        SendKind::ZeroCopy => (*(*s).indication).Buffer,
-                        SendKind::Ring { off, len } => WSK_BUF {
-                            Mdl: (*c).ring_mdl,
-                            Offset: off as ULONG,
-                            Length: len,
-                        },
-                        SendKind::Pattern { len } => WSK_BUF {
-                            Mdl: drv.pattern_mdl,
-                            Offset: 0,
-                            Length: len,
-                        },
-                    };
-                }
-            }
-            drop(state);
-            let closing = w == Work::Close;
-            // SAFETY: the work item grants this thread the resource it names.
-            unsafe { perform(c, w, release_ind) };
-            if closing {
-                // The close completion may already have recycled the context: touch nothing.
-                return;
-            }
-            state = lock.lock();
-            state.call_returned();
+pub(crate) unsafe fn pump_locked(c: *mut Conn, state: SpinGuard<'_, TcpState>) {
+    // SAFETY: per the caller.
+    let state = if unsafe { nothing_to_pump(c, &state) } {
+        // What the loop would do with no work: nothing if another thread owns the pump (or
+        // there is no socket yet), else enter, find nothing, leave and look at the attention
+        // list below.
+        // SAFETY: read under the lock it is written under.
+        if state.pump_owned() || unsafe { (*c).socket }.is_null() {
+            return;
         }
-        if !state.leave_pump() {
-            break;
-        }
-    }
+        state
+    } else {
+        // SAFETY: per the caller.
+        let Pumped::Owner(state) = (unsafe { pump_loop(c, state) }) else {
+            // Not the owner (it sees what was recorded), or the close went out: touch nothing.
+            return;
+        };
+        state
+    };
     // Still under the lock (the attention list is taken inside a connection lock, never the
     // other way round): once it drops, another CPU may close and recycle the context.
     if state.needs_tick() {
-        drv.conns.attend(
-            // SAFETY: live pooled context (per the caller).
-            unsafe { &*c },
-        );
+        // SAFETY: pooled context (per the caller); the data pointer outlives every context.
+        let r = unsafe { &*c };
+        r.drv().conns.attend(r);
     }
     drop(state);
+}
+
+/// [`pump_locked`] for a running receive callback, in the callback's own critical section:
+/// returns with the lock held again, so the callback goes on (its decision, its reference's
+/// drop) without taking the lock once more, and the attention list is left to the callback's
+/// end, which looks at it once. Relocking after a close this pump issued is safe here (and only
+/// here): the close waits for the running callback (W70), so nothing recycles the context
+/// before the callback returns. IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// Called from the receive callback of `c`'s socket; `state` is the guard of `c`'s lock.
+pub(super) unsafe fn pump_in_callback(
+    c: *mut Conn,
+    state: SpinGuard<'_, TcpState>,
+) -> SpinGuard<'_, TcpState> {
+    // SAFETY: per the caller.
+    if unsafe { nothing_to_pump(c, &state) } {
+        // Entering the pump would find nothing and leave it as it was.
+        return state;
+    }
+    // SAFETY: per the caller.
+    match unsafe { pump_loop(c, state) } {
+        Pumped::Owner(g) | Pumped::NotOwner(g) => g,
+        // SAFETY: the callback holds the context (W70, above).
+        Pumped::Closed => unsafe { &*ptr::addr_of!((*c).state) }.lock(),
+    }
+}
+
+/// Whether a pump entered now would issue nothing and change nothing: `next_work` is idle
+/// (TcpState::idle) and no paced client could take a ticket first (a served connection has
+/// no client). Checked inline, under the lock, before the pump's loop is called.
+///
+/// # Safety
+/// `c` is a pooled context and `state` the guard of its lock.
+#[inline]
+unsafe fn nothing_to_pump(c: *mut Conn, state: &SpinGuard<'_, TcpState>) -> bool {
+    // SAFETY: `client` is set before the context is published, and read under its lock.
+    unsafe { (*c).client }.is_none() && state.idle()
+}
+
+/// How [`pump_loop`] ended.
+enum Pumped<'a> {
+    /// This thread owned the pump and left it, lock held.
+    Owner(SpinGuard<'a, TcpState>),
+    /// Another thread owns the pump (or the context has no socket yet), lock held.
+    NotOwner(SpinGuard<'a, TcpState>),
+    /// This thread issued the close; the lock is not held (the pump stays owned: nothing is
+    /// issued after the close), and the close's completion may already have recycled the
+    /// context.
+    Closed,
+}
+
+/// The pump's loop: enters the pump in the caller's critical section and issues work until
+/// `next_work` finds none, the lock dropped around each WSK call only.
+///
+/// # Safety
+/// `c` is a pooled context and `state` the guard of its lock.
+unsafe fn pump_loop<'a>(c: *mut Conn, mut state: SpinGuard<'a, TcpState>) -> Pumped<'a> {
+    // SAFETY: per the caller. Contexts are shared between CPUs: fields are reached through the
+    // raw pointer, and the mutable ones (state, slot buffers) only by the lock or pump owner.
+    let drv = unsafe { &*(*c).drv };
+    // SAFETY: as above; the lock lives as long as the guard the caller holds.
+    let lock: &'a SpinLock<TcpState> = unsafe { &*ptr::addr_of!((*c).state) };
+    // SAFETY: read under the lock it is written under (take, recycle, the connect chain).
+    if unsafe { (*c).socket }.is_null() || !state.enter_pump() {
+        return Pumped::NotOwner(state);
+    }
+    while let Some(w) = {
+        // A paced client: one ticket from its budget per new message.
+        // SAFETY: `client` is set before the context is published.
+        if let Some(client) = unsafe { (*c).client } {
+            if state.wants_ticket() && (client.take_ticket)(drv) {
+                state.client.tickets += 1;
+            }
+        }
+        state.next_work(&drv.budget)
+    } {
+        // A released slot is free again the moment the lock drops (a new indication may
+        // take it), so its list pointer is taken now, under the lock.
+        let mut release_ind: *mut WSK_DATA_INDICATION = ptr::null_mut();
+        if let Work::Release { slot } = w {
+            // SAFETY: under the lock; the slot's indication belongs to this work item.
+            unsafe {
+                // TcpState hands out slots < MAX_SLOTS only; the mask lets the compiler see
+                // it (no panic path on the send path).
+                let s = ptr::addr_of_mut!((*c).slots[slot % MAX_SLOTS]);
+                release_ind = (*s).indication;
+                (*s).indication = ptr::null_mut();
+            }
+        }
+        // Fill the slot's WSK_BUF while holding the lock (the slot is ours now).
+        if let Work::Send(op) = w {
+            // SAFETY: the slot was handed to this pump owner by next_work.
+            unsafe {
+                let s = ptr::addr_of_mut!((*c).slots[op.slot % MAX_SLOTS]);
+                (*s).buf = match op.kind {
+                    // Set by the receive callback before the slot was queued.
+                    SendKind::ZeroCopy => (*(*s).indication).Buffer,
+                    SendKind::Ring { off, len } => WSK_BUF {
+                        Mdl: (*c).ring_mdl,
+                        Offset: off as ULONG,
+                        Length: len,
+                    },
+                    SendKind::Pattern { len } => WSK_BUF {
+                        Mdl: drv.pattern_mdl,
+                        Offset: 0,
+                        Length: len,
+                    },
+                };
+            }
+        }
+        drop(state);
+        let closing = w == Work::Close;
+        // SAFETY: the work item grants this thread the resource it names.
+        unsafe { perform(c, w, release_ind) };
+        if closing {
+            // The close completion may already have recycled the context: touch nothing.
+            return Pumped::Closed;
+        }
+        state = lock.lock();
+        state.call_returned();
+    }
+    // Left in the critical section in which next_work found nothing (see enter_pump).
+    state.leave_pump();
+    Pumped::Owner(state)
 }
 
 /// # Safety
