@@ -130,7 +130,12 @@ fn idle_connection_gets_a_fin_and_a_busy_one_does_not() {
     assert_eq!(idle.read(&mut b).expect("graceful FIN, not RST"), 0);
     let expected = if busy_closed_after.is_some() { 2 } else { 1 };
     assert!(
-        wait_counter(&drv, Counter::TcpIdleTimeouts, expected, Duration::from_secs(5)),
+        wait_counter(
+            &drv,
+            Counter::TcpIdleTimeouts,
+            expected,
+            Duration::from_secs(5)
+        ),
         "idle timeouts {} (expected {expected})",
         drv.counter(Counter::TcpIdleTimeouts)
     );
