@@ -498,10 +498,31 @@ fn total(by_port: &ByPort) -> u64 {
     by_port.lock().unwrap().values().sum()
 }
 
+/// Datagrams the host kernel dropped at the IPv4 UDP socket bound to 127.0.0.1:`port` (its
+/// receive buffer full: the last column of /proc/net/udp, the socket's `sk_drops`). A sink
+/// thread starved of the CPU on a loaded machine loses datagrams there, and no wait makes
+/// them arrive: counting them is what lets a test account for every datagram sent.
+fn udp_drops(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    let want = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1) == Some(&want.as_str()))
+                .then(|| f.last().and_then(|d| d.parse::<u64>().ok()))
+                .flatten()
+        })
+        .sum()
+}
+
 /// Issue 20: a UDP job sends across several flows (one socket, so one source port, each), so a
 /// NIC's RSS can spread it over its receive queues. A paced job of 4 flows (4 contexts) into a
-/// std::net sink: the sink sees datagrams from 4 distinct source ports, and at least 90 % of
-/// what the job counts as sent (loopback, paced; the sink's socket may drop some). The status
+/// std::net sink: the sink sees datagrams from 4 distinct source ports, and every datagram the
+/// job counts as sent is either read by the sink or counted as dropped by the host kernel at
+/// the sink's socket (a sink thread starved on a loaded machine overflows its receive buffer:
+/// "90 % read" waited for datagrams that no longer existed, 1 run in 3 under load). The status
 /// reports the flows the job got; a job naming none gets the default (4, at most one per
 /// context); a job naming more flows than contexts gets a context per flow. Before: one
 /// socket, one source port, whatever the request.
@@ -519,13 +540,19 @@ fn udp_job_sends_from_several_flows() {
         };
         assert_eq!(start(&drv, &j), 0);
         let s = wait_done(&drv);
-        eventually("the sink read 90 % of what was sent", || {
-            total(&by_port) * 10 >= s.messages_sent * 9
-        });
+        eventually(
+            "every datagram sent read by the sink or dropped at its socket",
+            || total(&by_port) + udp_drops(port) >= s.messages_sent,
+        );
+        // Read while the sink's socket is open: its /proc/net/udp line goes with it.
+        let drops = udp_drops(port);
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         sink.join().unwrap();
         let by_port = by_port.lock().unwrap().clone();
-        eprintln!("flows {flows}, contexts {conns}: {s:?}, sink by source port {by_port:?}");
+        eprintln!(
+            "flows {flows}, contexts {conns}: {s:?}, sink by source port {by_port:?}, \
+             dropped at the sink's socket {drops}"
+        );
         assert_eq!(s.state, JobState::Finished, "{s:?}");
         assert_eq!(s.job.map(|j| j.flows), Some(want), "{s:?}");
         assert_eq!(
@@ -534,9 +561,11 @@ fn udp_job_sends_from_several_flows() {
             "{want} distinct source ports: {by_port:?}"
         );
         let got: u64 = by_port.values().sum();
-        assert!(
-            s.messages_sent > 0 && got <= s.messages_sent,
-            "{got} of {s:?}"
+        assert!(s.messages_sent > 0, "{s:?}");
+        assert_eq!(
+            got + drops,
+            s.messages_sent,
+            "read {got} + dropped {drops} = every datagram the job counts as sent: {s:?}"
         );
     }
     assert_clean(&drv.unload());
@@ -573,14 +602,33 @@ fn udp_job_of_several_flows_stopped_mid_run() {
     assert_eq!(s.messages_sent, 4 * 64, "{s:?}");
     assert_eq!(s.bytes_sent, 4 * 64 * 100, "{s:?}");
     assert_eq!(s.connections_open, 0, "{s:?}");
-    eventually("the sink read every batch", || total(&by_port) >= 4 * 64);
+    eventually(
+        "every batch read by the sink or dropped at its socket",
+        || total(&by_port) + udp_drops(port) >= 4 * 64,
+    );
+    // Read while the sink's socket is open: its /proc/net/udp line goes with it.
+    let drops = udp_drops(port);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     sink.join().unwrap();
     let by_port = by_port.lock().unwrap().clone();
-    assert_eq!(
-        by_port.values().copied().collect::<Vec<_>>(),
-        vec![64; 4],
-        "64 from each of 4 source ports: {by_port:?}"
-    );
+    let got: Vec<u64> = by_port.values().copied().collect();
+    if drops == 0 {
+        assert_eq!(
+            got,
+            vec![64; 4],
+            "64 from each of 4 source ports: {by_port:?}"
+        );
+    } else {
+        // 256 datagrams released at once can overflow a starved sink's receive buffer
+        // (about 250 of them fit in Linux's default): what arrived still came from 4
+        // ports, no port more than its batch, and the rest is counted as dropped.
+        assert_eq!(got.len(), 4, "4 source ports: {by_port:?}, {drops} dropped");
+        assert!(got.iter().all(|&n| n <= 64), "{by_port:?}");
+        assert_eq!(
+            got.iter().sum::<u64>() + drops,
+            4 * 64,
+            "{by_port:?}, {drops} dropped"
+        );
+    }
     assert_clean(&drv.unload());
 }
