@@ -155,7 +155,25 @@ pub(crate) unsafe fn pump_locked(c: *mut Conn, state: SpinGuard<'_, TcpState>) {
 ///
 /// # Safety
 /// As [`pump_locked`].
+#[inline]
 unsafe fn pump_locked_at(c: *mut Conn, state: SpinGuard<'_, TcpState>, cpu: Option<usize>) {
+    if state.pump_owned() {
+        // Another thread owns the pump: it sees what was recorded under this lock (it asks
+        // `next_work` again after its call returns), so this thread touches nothing after the
+        // unlock. Both branches of `pump_unowned` end so too (the loop's `enter_pump` fails);
+        // answered here without the call: a send completing inline inside the owner's
+        // WskSend lands here on every message.
+        return;
+    }
+    // SAFETY: per the caller.
+    unsafe { pump_unowned(c, state, cpu) }
+}
+
+/// [`pump_locked_at`] once no other thread owns the pump.
+///
+/// # Safety
+/// As [`pump_locked`].
+unsafe fn pump_unowned(c: *mut Conn, state: SpinGuard<'_, TcpState>, cpu: Option<usize>) {
     // SAFETY: per the caller.
     let state = if unsafe { nothing_to_pump(c, &state) } {
         // What the loop would do with no work: nothing if another thread owns the pump (or
