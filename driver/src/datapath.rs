@@ -58,6 +58,7 @@ pub(crate) struct DataPath {
 }
 
 impl DataPath {
+    #[inline]
     pub(crate) fn cpu() -> usize {
         // SAFETY: no preconditions; NULL = do not return the group/number struct.
         unsafe { KeGetCurrentProcessorNumberEx(ptr::null_mut()) as usize }
@@ -71,7 +72,16 @@ impl DataPath {
     /// only). Any IRQL; touches only this CPU's lines.
     #[inline]
     pub(crate) fn count_service(&self, stats_slot: usize, c: Counter, n: u64) {
-        let cpu = Self::cpu();
+        self.count_service_at(Self::cpu(), stats_slot, c, n);
+    }
+
+    /// [`count_service`](Self::count_service) with the CPU number already read: a callback
+    /// that counts more than once reads it once (KeGetCurrentProcessorNumberEx is a call into
+    /// the kernel). A number read before the thread moved to another CPU (possible below
+    /// DISPATCH_LEVEL) only puts the count in another CPU's block: the blocks are relaxed
+    /// atomics summed on read, per CPU only to keep CPUs off each other's cache lines.
+    #[inline]
+    pub(crate) fn count_service_at(&self, cpu: usize, stats_slot: usize, c: Counter, n: u64) {
         self.stats.add(cpu, c, n);
         self.service_stats.add(cpu, stats_slot, c, n);
     }

@@ -132,6 +132,7 @@ impl LiveLimits {
     }
 
     /// The current value of `limit` (a switch as 0/1). Any IRQL (one atomic load).
+    #[inline]
     pub(crate) fn get(&self, limit: Limit) -> u32 {
         self.values
             .get(limit as usize)
@@ -139,6 +140,7 @@ impl LiveLimits {
     }
 
     /// The current value of the switch `limit`. Any IRQL.
+    #[inline]
     pub(crate) fn on(&self, limit: Limit) -> bool {
         self.get(limit) != 0
     }

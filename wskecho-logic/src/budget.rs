@@ -39,7 +39,11 @@ impl RetainedBudget {
                 .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed)
             {
                 Ok(_) => {
-                    self.peak.fetch_max(next, Ordering::Relaxed);
+                    // The peak only grows: no read-modify-write (a CAS loop on x86) unless
+                    // this reservation passes it.
+                    if next > self.peak.load(Ordering::Relaxed) {
+                        self.peak.fetch_max(next, Ordering::Relaxed);
+                    }
                     return true;
                 }
                 Err(v) => cur = v,
@@ -51,6 +55,11 @@ impl RetainedBudget {
     pub fn release(&self, n: usize) {
         let prev = self.used.fetch_sub(n, Ordering::AcqRel);
         debug_assert!(prev >= n, "retained budget underflow");
+    }
+
+    #[cfg(test)]
+    pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
     }
 
     pub fn used(&self) -> usize {

@@ -40,6 +40,7 @@ impl ByteRing {
         self.tail - self.sent
     }
 
+    #[inline]
     pub fn in_flight(&self) -> usize {
         self.sent - self.head
     }
@@ -50,6 +51,7 @@ impl ByteRing {
     }
 
     /// Up to two (offset, len) regions where the next `n` bytes go (n <= free()).
+    #[inline]
     pub fn write_regions(&self, n: usize) -> [(usize, usize); 2] {
         debug_assert!(n <= self.free());
         let off = self.tail % self.cap.max(1);
@@ -73,6 +75,7 @@ impl ByteRing {
     /// Marks `n` bytes written through [`write_regions`](Self::write_regions) as queued.
     /// More than is free is refused (false, nothing committed): the caller counts it.
     #[must_use]
+    #[inline]
     pub fn commit(&mut self, n: usize) -> bool {
         if n > self.free() {
             return false;
@@ -82,6 +85,7 @@ impl ByteRing {
     }
 
     /// Takes the next contiguous queued chunk (at most `max`) for a send: (offset, len).
+    #[inline]
     pub fn take_send(&mut self, max: usize) -> Option<(usize, usize)> {
         let q = self.queued();
         if q == 0 || max == 0 {
@@ -96,6 +100,7 @@ impl ByteRing {
     /// The oldest in-flight chunk of `len` bytes has completed. More than is in flight is
     /// refused (false, nothing freed): the caller counts it.
     #[must_use]
+    #[inline]
     pub fn complete(&mut self, len: usize) -> bool {
         if len > self.in_flight() {
             return false;

@@ -233,6 +233,7 @@ enum Phase {
 }
 
 #[derive(Debug)]
+#[cfg_attr(test, derive(Clone))]
 pub struct TcpState {
     pub mode: Mode,
     pub ring: ByteRing,
@@ -430,6 +431,25 @@ impl TcpState {
         }
     }
 
+    /// Sets slot `i`, which holds a ring send, to `v` (the send done, or Free), as
+    /// [`set_slot`](Self::set_slot) would and without its general mask update: a ring send's
+    /// slot is in no mask (it is not free, and the other masks are of retained entries), so
+    /// only its free bit can change (`masks_match` in the tests checks after every step).
+    // Always: its two calls per ring completion otherwise stay calls (the fallback to
+    // set_slot makes it look large to the inliner), and saving that call is its purpose.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    fn set_ring_slot(&mut self, i: usize, v: Slot) {
+        if let Some(s @ Slot::Ring { .. }) = self.slots.get_mut(i) {
+            *s = v;
+            if v == Slot::Free && i < self.nslots {
+                self.masks.free |= bit(i);
+            }
+        } else {
+            self.set_slot(i, v);
+        }
+    }
+
     /// The lowest free slot in use for this connection.
     #[inline]
     fn free_slot(&self) -> Option<usize> {
@@ -465,8 +485,33 @@ impl TcpState {
     /// Decides what to do with an indication of `len` bytes.
     /// `zc_ok` is false when zero-copy is impossible for reasons the caller knows (a list of
     /// several indications, WSK_FLAG_RELEASE_ASAP, zero-copy disabled by config).
+    #[inline]
     pub fn on_receive(&mut self, len: usize, zc_ok: bool, global: &RetainedBudget) -> RecvDecision {
-        self.on_receive_list(&[len], zc_ok, global)
+        self.on_receive_one(len, zc_ok, global)
+    }
+
+    /// As [`on_receive_list`](Self::on_receive_list) for a list of one entry of `len` bytes
+    /// (the common case: one segment per indication), with the same answer and the same state
+    /// left behind (`one_entry_path_is_the_list_path` checks both along seeded walks), without
+    /// the per-entry loop: one free slot, taken as the list's head and only entry.
+    #[inline]
+    pub fn on_receive_one(
+        &mut self,
+        len: usize,
+        zc_ok: bool,
+        global: &RetainedBudget,
+    ) -> RecvDecision {
+        if let Some(d) = self.receive_prelude(len) {
+            return d;
+        }
+        // As on_receive_list with one entry: `len > 0` (the prelude answered 0), one free slot.
+        if zc_ok && self.masks.free != 0 && self.zc_allowed(len) && global.try_reserve(len) {
+            self.retained += len;
+            let slot = self.masks.free.trailing_zeros() as usize;
+            self.retain_entry(slot, slot, 0, len);
+            return RecvDecision::ZeroCopy { slot };
+        }
+        self.copy_decision(len)
     }
 
     /// As [`on_receive`](Self::on_receive) for an indication list whose entries hold `lens`
@@ -479,32 +524,31 @@ impl TcpState {
         zc_ok: bool,
         global: &RetainedBudget,
     ) -> RecvDecision {
+        if let [len] = *lens {
+            return self.on_receive_one(len, zc_ok, global);
+        }
+        self.on_receive_entries(lens, zc_ok, global)
+    }
+
+    /// The general case of [`on_receive_list`](Self::on_receive_list), any number of entries.
+    fn on_receive_entries(
+        &mut self,
+        lens: &[usize],
+        zc_ok: bool,
+        global: &RetainedBudget,
+    ) -> RecvDecision {
         let len: usize = lens.iter().sum();
-        if !self.rx_begun {
-            let _ = self.callback_begin();
-        }
-        self.rx_begun = false;
-        if !self.takes_data() {
-            return RecvDecision::Drop;
-        }
-        match self.mode {
-            Mode::Discard | Mode::Source | Mode::EchoClient { .. } => return RecvDecision::Drop,
-            Mode::Echo | Mode::Sockperf => {}
-        }
-        if len == 0 {
-            return RecvDecision::Copy { n: 0 };
+        if let Some(d) = self.receive_prelude(len) {
+            return d;
         }
         // Zero-copy only while nothing copied is waiting (order), a slot is free and both
         // retention budgets allow it (C2).
         let free = self.masks.free.count_ones() as usize;
         if zc_ok
-            && !self.zc_off
-            && self.mode == Mode::Echo
-            && self.ring.queued() == 0
             && !lens.is_empty()
             && lens.len() <= free
             && lens.iter().all(|&l| l > 0)
-            && self.retained + len <= self.per_conn_budget
+            && self.zc_allowed(len)
             && global.try_reserve(len)
         {
             self.retained += len;
@@ -516,35 +560,84 @@ impl TcpState {
                     break;
                 };
                 let h = *head.get_or_insert(slot);
-                if let Some(s) = self.slots.get_mut(slot) {
-                    *s = Slot::Zc {
-                        len: l,
-                        cb: true,
-                        state: ZcState::Queued,
-                        epoch: self.rx_epoch,
-                        since: None,
-                        head: h as u8,
-                        part: part as u8,
-                    };
-                    // The masks as set_slot would leave them (a free slot becomes a queued
-                    // entry held by its callback, in the list headed by `h`), set in place.
-                    let (b, m) = (bit(slot), &mut self.masks);
-                    m.free &= !b;
-                    m.cb |= b;
-                    if let Some(g) = m.group.get_mut(h) {
-                        *g |= b;
-                    }
-                    if h == slot {
-                        m.heads |= b;
-                    }
-                }
-                self.zc_fifo[(self.zc_head + self.zc_len) % MAX_SLOTS] = slot as u8;
-                self.zc_len += 1;
+                self.retain_entry(slot, h, part, l);
             }
             if let Some(slot) = head {
                 return RecvDecision::ZeroCopy { slot };
             }
         }
+        self.copy_decision(len)
+    }
+
+    /// What every indication does first: the callback's start (if the caller did not record
+    /// it), then the answers that need no slot: Drop while no data is taken or the mode
+    /// takes none, an empty copy for an empty indication. None: decide on.
+    #[inline]
+    fn receive_prelude(&mut self, len: usize) -> Option<RecvDecision> {
+        if !self.rx_begun {
+            let _ = self.callback_begin();
+        }
+        self.rx_begun = false;
+        if !self.takes_data() {
+            return Some(RecvDecision::Drop);
+        }
+        match self.mode {
+            Mode::Discard | Mode::Source | Mode::EchoClient { .. } => {
+                return Some(RecvDecision::Drop)
+            }
+            Mode::Echo | Mode::Sockperf => {}
+        }
+        if len == 0 {
+            return Some(RecvDecision::Copy { n: 0 });
+        }
+        None
+    }
+
+    /// Zero-copy of `len` more bytes is allowed by this connection's state: not switched off
+    /// by the retention deadline, an echo, nothing copied waiting (order), and the
+    /// per-connection retention budget (C2). The caller checks the slots and reserves the
+    /// global budget last.
+    #[inline]
+    fn zc_allowed(&self, len: usize) -> bool {
+        !self.zc_off
+            && self.mode == Mode::Echo
+            && self.ring.queued() == 0
+            && self.retained + len <= self.per_conn_budget
+    }
+
+    /// Free slot `slot` becomes entry `part` (`len` bytes) of the list headed by `head`,
+    /// queued and held by the running callback.
+    #[inline]
+    fn retain_entry(&mut self, slot: usize, head: usize, part: usize, len: usize) {
+        if let Some(s) = self.slots.get_mut(slot) {
+            *s = Slot::Zc {
+                len,
+                cb: true,
+                state: ZcState::Queued,
+                epoch: self.rx_epoch,
+                since: None,
+                head: head as u8,
+                part: part as u8,
+            };
+            // The masks as set_slot would leave them (a free slot becomes a queued entry held
+            // by its callback, in the list headed by `head`), set in place.
+            let (b, m) = (bit(slot), &mut self.masks);
+            m.free &= !b;
+            m.cb |= b;
+            if let Some(g) = m.group.get_mut(head) {
+                *g |= b;
+            }
+            if head == slot {
+                m.heads |= b;
+            }
+        }
+        self.zc_fifo[(self.zc_head + self.zc_len) % MAX_SLOTS] = slot as u8;
+        self.zc_len += 1;
+    }
+
+    /// The copy path's answer for `len` indicated bytes: as many as the ring takes.
+    #[inline]
+    fn copy_decision(&mut self, len: usize) -> RecvDecision {
         // Echo puts exactly the taken bytes in the ring. The sockperf reply stream is never
         // longer than the request stream overall, but a header whose first bytes came in an
         // earlier indication is emitted whole now: keep one header of slack.
@@ -680,6 +773,7 @@ impl TcpState {
     /// Returns false when every send already finished (inline completion, or cancelled by an
     /// abort): the slots are free again and the callback returns STATUS_SUCCESS, so no
     /// WskRelease is due (C3: never twice).
+    #[inline]
     pub fn callback_done(&mut self, slot: usize, global: &RetainedBudget) -> bool {
         if !matches!(self.slots.get(slot), Some(Slot::Zc { head, .. }) if usize::from(*head) == slot)
         {
@@ -955,7 +1049,60 @@ impl TcpState {
         if self.idle() {
             return None;
         }
+        if self.masks.done & !self.masks.cb == 0 && self.phase != Phase::Aborting {
+            // The next most frequent answers, inline: a queued zero-copy send, or else ring
+            // bytes to send from a free slot, while there is no list to give back (a
+            // releasable list has an entry both done and free of its callback's reference).
+            // `next_work_busy` gives the same answers in that state: its first branch finds no
+            // releasable list and, not aborting, it issues the queued zero-copy send first,
+            // then a ring send (`next_work_checked` in the tests compares the two paths).
+            if self.zc_len > 0 {
+                return Some(self.issue_zc());
+            }
+            if self.ring.queued() > 0 && self.masks.free != 0 {
+                if let Some(w) = self.issue_ring() {
+                    return Some(w);
+                }
+            }
+        }
         self.next_work_busy(global)
+    }
+
+    /// Issues a send of the ring's oldest unsent bytes (up to `max_send`) from the lowest free
+    /// slot, counted as an executing call and an outstanding IRP; None without a free slot or
+    /// unsent bytes.
+    #[inline]
+    fn issue_ring(&mut self) -> Option<Work> {
+        let slot = self.free_slot()?;
+        let (off, len) = self.ring.take_send(self.max_send)?;
+        // In place, as set_slot would leave it: a free slot (in no mask but `free`) becomes a
+        // ring send (in none).
+        if let Some(s) = self.slots.get_mut(slot) {
+            *s = Slot::Ring { len, done: false };
+            self.masks.free &= !bit(slot);
+        }
+        self.ring_fifo[(self.ring_head + self.ring_len) % MAX_SLOTS] = slot as u8;
+        self.ring_len += 1;
+        self.calls += 1;
+        self.irps += 1;
+        Some(Work::Send(SendOp {
+            slot,
+            kind: SendKind::Ring { off, len },
+        }))
+    }
+
+    /// Issues the oldest queued zero-copy send: in flight, counted as an executing call and an
+    /// outstanding IRP.
+    #[inline]
+    fn issue_zc(&mut self) -> Work {
+        let slot = self.pop_zc();
+        self.set_zc_state(slot, ZcState::InFlight);
+        self.calls += 1;
+        self.irps += 1;
+        Work::Send(SendOp {
+            slot,
+            kind: SendKind::ZeroCopy,
+        })
     }
 
     /// Whether [`next_work`](Self::next_work) has nothing to hand out now, in a few compares:
@@ -999,28 +1146,11 @@ impl TcpState {
             }
         } else {
             if self.zc_len > 0 {
-                let slot = self.pop_zc();
-                self.set_zc_state(slot, ZcState::InFlight);
-                self.calls += 1;
-                self.irps += 1;
-                return Some(Work::Send(SendOp {
-                    slot,
-                    kind: SendKind::ZeroCopy,
-                }));
+                return Some(self.issue_zc());
             }
             if self.ring.queued() > 0 {
-                if let Some(slot) = self.free_slot() {
-                    if let Some((off, len)) = self.ring.take_send(self.max_send) {
-                        self.set_slot(slot, Slot::Ring { len, done: false });
-                        self.ring_fifo[(self.ring_head + self.ring_len) % MAX_SLOTS] = slot as u8;
-                        self.ring_len += 1;
-                        self.calls += 1;
-                        self.irps += 1;
-                        return Some(Work::Send(SendOp {
-                            slot,
-                            kind: SendKind::Ring { off, len },
-                        }));
-                    }
+                if let Some(w) = self.issue_ring() {
+                    return Some(w);
                 }
             }
             if let Mode::EchoClient { msg } = self.mode {
@@ -1155,6 +1285,7 @@ impl TcpState {
     }
 
     /// A send IRP completed (any thread, any IRQL <= DISPATCH).
+    #[inline]
     pub fn send_complete(&mut self, slot: usize, ok: bool) {
         self.irp_done();
         self.resume_armed = true;
@@ -1172,7 +1303,7 @@ impl TcpState {
                 self.set_zc_state(slot, ZcState::Done);
             }
             Slot::Ring { len, .. } => {
-                self.set_slot(slot, Slot::Ring { len, done: true });
+                self.set_ring_slot(slot, Slot::Ring { len, done: true });
                 while self.ring_len > 0 {
                     let s = self.ring_fifo[self.ring_head % MAX_SLOTS] as usize;
                     let Slot::Ring { len, done: true } = self.slot_at(s) else {
@@ -1181,7 +1312,7 @@ impl TcpState {
                     if !self.ring.complete(len) {
                         self.anomalies += 1;
                     }
-                    self.set_slot(s, Slot::Free);
+                    self.set_ring_slot(s, Slot::Free);
                     self.ring_head = (self.ring_head + 1) % MAX_SLOTS;
                     self.ring_len -= 1;
                 }
@@ -1264,7 +1395,7 @@ mod tests {
         let mut v = Vec::new();
         masks_match(st);
         assert!(st.enter_pump());
-        while let Some(w) = st.next_work(g) {
+        while let Some(w) = next_work_checked(st, g) {
             v.push(w);
             assert!(v.len() <= MAX_WORK, "the pump never runs dry");
             if w != Work::Close {
@@ -1274,6 +1405,20 @@ mod tests {
         }
         st.leave_pump();
         v
+    }
+
+    /// `next_work`, checked against the general path: its inline answers (`idle`, the queued
+    /// zero-copy send) are the ones `next_work_busy` gives from the same state, which it
+    /// leaves as `next_work_busy` does (state and global budget).
+    fn next_work_checked(st: &mut TcpState, g: &RetainedBudget) -> Option<Work> {
+        let mut twin = st.clone();
+        let g2 = RetainedBudget::new(g.limit());
+        assert!(g2.try_reserve(g.used()));
+        let w = st.next_work(g);
+        assert_eq!(w, twin.next_work_busy(&g2), "from {twin:?}");
+        assert_eq!(std::format!("{st:?}"), std::format!("{twin:?}"));
+        assert_eq!(g.used(), g2.used());
+        w
     }
 
     /// The masks, computed again from the slots alone, are the ones `set_slot` kept.
@@ -1449,6 +1594,102 @@ mod tests {
             );
             assert_eq!(st.anomalies, 0, "seed {seed}");
         }
+    }
+
+    /// The one-entry fast path (`on_receive_one`) answers as the general list path
+    /// (`on_receive_entries`) given the same one-entry list, and leaves the same state and the
+    /// same global budget behind: checked on a twin of the state before every receive of a
+    /// seeded walk (callbacks, pumps, completions in any order, ticks, small retention budgets
+    /// and a small ring so that every answer occurs).
+    #[test]
+    fn one_entry_path_is_the_list_path() {
+        let mut seen = [0usize; 4];
+        for seed in 1..=40u64 {
+            let g = RetainedBudget::new(if seed % 5 == 0 { 120 } else { 1 << 20 });
+            let mut st = TcpState::new(TcpParams {
+                mode: if seed % 9 == 0 {
+                    Mode::Sockperf
+                } else {
+                    Mode::Echo
+                },
+                ring_cap: 128,
+                send_slots: 1 + (seed as usize % 8),
+                max_send: 64,
+                per_conn_budget: if seed % 3 == 0 { 100 } else { 1 << 16 },
+            });
+            let mut r = seed;
+            let mut next = || {
+                r = r
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                (r >> 33) as usize
+            };
+            let mut in_flight: Vec<usize> = Vec::new();
+            let mut cb: Option<Option<usize>> = None;
+            for step in 0..400u64 {
+                match next() % 6 {
+                    0 if cb.is_none() => {
+                        if next() % 2 == 0 {
+                            let _ = st.callback_begin();
+                        }
+                        let len = next() % 60;
+                        let zc_ok = next() % 4 != 0;
+                        let mut twin = st.clone();
+                        let g2 = RetainedBudget::new(g.limit());
+                        assert!(g2.try_reserve(g.used()));
+                        let d = st.on_receive_one(len, zc_ok, &g);
+                        let d2 = twin.on_receive_entries(&[len], zc_ok, &g2);
+                        assert_eq!(d, d2, "seed {seed} step {step}");
+                        assert_eq!(
+                            std::format!("{st:?}"),
+                            std::format!("{twin:?}"),
+                            "seed {seed} step {step}"
+                        );
+                        assert_eq!(g.used(), g2.used(), "seed {seed} step {step}");
+                        seen[match d {
+                            RecvDecision::ZeroCopy { .. } => 0,
+                            RecvDecision::Copy { .. } => 1,
+                            RecvDecision::NotAccepted => 2,
+                            RecvDecision::Drop => 3,
+                        }] += 1;
+                        if let RecvDecision::Copy { n } = d {
+                            assert!(st.ring.commit(n));
+                        }
+                        cb = Some(match d {
+                            RecvDecision::ZeroCopy { slot } => Some(slot),
+                            _ => None,
+                        });
+                    }
+                    1 => {
+                        for w in pump(&mut st, &g) {
+                            if let Work::Send(op) = w {
+                                in_flight.push(op.slot);
+                            }
+                        }
+                    }
+                    2 if !in_flight.is_empty() => {
+                        let slot = in_flight.swap_remove(next() % in_flight.len());
+                        st.send_complete(slot, true);
+                    }
+                    3 => {
+                        if let Some(head) = cb.take() {
+                            if let Some(h) = head {
+                                st.callback_done(h, &g);
+                            }
+                            st.rx_callback_end();
+                        }
+                    }
+                    4 if next() % 50 == 0 => st.peer_graceful(),
+                    _ => {
+                        let _ = st.kick(step);
+                    }
+                }
+                masks_match(&st);
+            }
+            assert_eq!(st.anomalies, 0, "seed {seed}");
+        }
+        // Every answer was compared at least a few times.
+        assert!(seen.iter().all(|&n| n >= 5), "answers seen: {seen:?}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use wsk_sys::{
     WSK_CLIENT_CONNECTION_DISPATCH, WSK_DATA_INDICATION, WSK_FLAG_ABORTIVE, WSK_FLAG_RELEASE_ASAP,
 };
 
+use crate::datapath::DataPath;
 use crate::logic::tcp::{self, RecvDecision, MAX_SLOTS};
 use crate::stats::Counter;
 use crate::wsk::mdl::{self};
@@ -89,34 +90,36 @@ unsafe fn receive(
     bytes_accepted: *mut SIZE_T,
 ) -> (NTSTATUS, SpinGuard<'_, TcpState>) {
     let drv = r.drv();
+    // Read once for the callback's counters (and the sends its pump issues).
+    let cpu = DataPath::cpu();
     if ind.is_null() {
         // C7: a NULL indication means the socket is dead: close it/W52: the socket no longer works
         // (not EOF): close it now.
-        drv.count_service(r.stats_slot, Counter::DeadSockets, 1);
+        drv.count_service_at(cpu, r.stats_slot, Counter::DeadSockets, 1);
         let mut state = r.state.lock();
         state.abort();
         // SAFETY: the receive callback of c's socket, its lock held by `state`.
-        return (STATUS_SUCCESS, unsafe { pump_in_callback(c, state) });
+        return (STATUS_SUCCESS, unsafe { pump_in_callback(c, state, cpu) });
     }
-    // The entries' lengths, in list order (zero-copy sends each entry from its own slot, so a
-    // list of more entries than slots takes the copy path).
-    let mut lens = [0usize; MAX_SLOTS];
+    // The entries and their total (zero-copy sends each entry from its own slot, so a list of
+    // more entries than slots takes the copy path). The entries' lengths are gathered only for
+    // a list of several (one entry is the common case and needs none).
     let mut entries = 0usize;
+    let mut sum = 0usize;
     let mut entry = ind;
     while !entry.is_null() {
-        if let Some(l) = lens.get_mut(entries) {
-            // SAFETY: a valid list element for this call (W51: the indication list is valid for the
-            // callback).
-            *l = unsafe { (*entry).Buffer.Length };
+        // SAFETY: a valid list element for this call (W51: the indication list is valid for the
+        // callback).
+        unsafe {
+            sum = sum.saturating_add((*entry).Buffer.Length);
+            entry = (*entry).Next;
         }
         entries += 1;
-        // SAFETY: as above.
-        entry = unsafe { (*entry).Next };
     }
     let zc_ok = entries <= MAX_SLOTS
         && flags & WSK_FLAG_RELEASE_ASAP == 0
         && drv.live.on(Limit::ZeroCopy)
-        && lens.iter().take(entries).sum::<usize>() == bytes_indicated;
+        && sum == bytes_indicated;
     // A live limit (config set): read for every indication, not once at attach.
     let per_conn_budget = drv.live.get(Limit::MaxRetainedPerConn) as usize;
     let mut state = r.state.lock();
@@ -124,10 +127,15 @@ unsafe fn receive(
     // started, so theirs have returned, W45): their slots are free for this indication.
     if state.callback_begin() {
         // SAFETY: the receive callback of c's socket, its lock held by `state`.
-        state = unsafe { pump_in_callback(c, state) };
+        state = unsafe { pump_in_callback(c, state, cpu) };
     }
     state.set_per_conn_budget(per_conn_budget);
-    let decision = if zc_ok {
+    let decision = if zc_ok && entries == 1 {
+        // One entry (the common case): its length is bytes_indicated (zc_ok checked the sum).
+        state.on_receive_one(bytes_indicated, true, &drv.budget)
+    } else if zc_ok {
+        // SAFETY: the list walked above, valid for this call (W51).
+        let lens = unsafe { entry_lens(ind) };
         state.on_receive_list(lens.get(..entries).unwrap_or(&[]), true, &drv.budget)
     } else {
         state.on_receive(bytes_indicated, false, &drv.budget)
@@ -149,13 +157,18 @@ unsafe fn receive(
                     entry = (*entry).Next;
                 }
             }
-            drv.count_service(r.stats_slot, Counter::TcpBytesIn, bytes_indicated as u64);
+            drv.count_service_at(
+                cpu,
+                r.stats_slot,
+                Counter::TcpBytesIn,
+                bytes_indicated as u64,
+            );
             // SAFETY: the receive callback of c's socket, its lock held by `state`.
-            state = unsafe { pump_in_callback(c, state) };
+            state = unsafe { pump_in_callback(c, state, cpu) };
             // C1: the callback's reference goes last; PENDING only if the send still uses it.
             let retained = state.callback_done(slot, &drv.budget);
             // SAFETY: as above (the pump may owe a release now).
-            state = unsafe { pump_in_callback(c, state) };
+            state = unsafe { pump_in_callback(c, state, cpu) };
             let status = if retained {
                 STATUS_PENDING
             } else {
@@ -164,12 +177,17 @@ unsafe fn receive(
             (status, state)
         }
         RecvDecision::NotAccepted => {
-            drv.count_service(r.stats_slot, Counter::RxBackpressure, 1);
+            drv.count_service_at(cpu, r.stats_slot, Counter::RxBackpressure, 1);
             (STATUS_DATA_NOT_ACCEPTED, state)
         }
         RecvDecision::Drop => {
             drop(state);
-            drv.count_service(r.stats_slot, Counter::TcpBytesIn, bytes_indicated as u64);
+            drv.count_service_at(
+                cpu,
+                r.stats_slot,
+                Counter::TcpBytesIn,
+                bytes_indicated as u64,
+            );
             if let Some(client) = r.client {
                 // SAFETY: list valid for this call.
                 unsafe { (client.received)(c, ind, bytes_indicated) };
@@ -190,27 +208,46 @@ unsafe fn receive(
             // SAFETY: list valid for this call; n <= bytes indicated; the regions are ours.
             let (copied, written) = unsafe { copy_in(r, ind, n, plan) };
             // Only what was taken counts: a partial accept's rest is indicated again later.
-            drv.count_service(r.stats_slot, Counter::TcpBytesIn, n as u64);
-            drv.count_service(r.stats_slot, Counter::CopyBytes, n as u64);
+            drv.count_service_at(cpu, r.stats_slot, Counter::TcpBytesIn, n as u64);
+            drv.count_service_at(cpu, r.stats_slot, Counter::CopyBytes, n as u64);
             let mut state = r.state.lock();
             let ok = state.ring.commit(written) && copied;
             if !ok {
-                drv.count_service(r.stats_slot, Counter::ProtocolErrors, 1);
+                drv.count_service_at(cpu, r.stats_slot, Counter::ProtocolErrors, 1);
                 state.abort();
             }
             // SAFETY: the receive callback of c's socket, its lock held by `state`.
-            state = unsafe { pump_in_callback(c, state) };
+            state = unsafe { pump_in_callback(c, state, cpu) };
             if n < bytes_indicated && ok {
                 // Partial accept: indications resume after our zero-length WskReceive (W54:
                 // BytesAccepted below BytesIndicated: partial, indications stop, C5: after a
                 // partial or refused indication, post a WskReceive).
-                drv.count_service(r.stats_slot, Counter::RxBackpressure, 1);
+                drv.count_service_at(cpu, r.stats_slot, Counter::RxBackpressure, 1);
                 // SAFETY: out-parameter of this call.
                 unsafe { *bytes_accepted = n };
             }
             (STATUS_SUCCESS, state)
         }
     }
+}
+
+/// The lengths of the first `MAX_SLOTS` entries of the list `ind`, in list order.
+///
+/// # Safety
+/// `ind` is a valid indication list for this call (W51).
+unsafe fn entry_lens(mut ind: *mut WSK_DATA_INDICATION) -> [usize; MAX_SLOTS] {
+    let mut lens = [0usize; MAX_SLOTS];
+    for l in &mut lens {
+        if ind.is_null() {
+            break;
+        }
+        // SAFETY: per the caller.
+        unsafe {
+            *l = (*ind).Buffer.Length;
+            ind = (*ind).Next;
+        }
+    }
+    lens
 }
 
 /// Where a copy goes: the ring's free regions beyond its tail (offset, length), read under the
@@ -237,67 +274,87 @@ unsafe fn copy_in(
     plan: CopyPlan,
 ) -> (bool, usize) {
     let CopyPlan { mode, cap, regions } = plan;
-    // SAFETY: the regions beyond the tail belong to the receive callback until committed.
-    let ring = unsafe { core::slice::from_raw_parts_mut(r.ring, cap) };
     // SAFETY: only the (serialised) receive callback touches the framer.
     let framer = unsafe { &mut *r.framer.get() };
-    let mut written = 0usize;
+    let mut w = RingWriter {
+        base: r.ring,
+        cap,
+        regions,
+        written: 0,
+        overrun: false,
+    };
     let mut left = n;
     let mut ok = true;
-    let [(o1, l1), (o2, l2)] = regions;
-    // More bytes than the reserved regions hold cannot happen (the reply stream is never
-    // longer than its input plus one header of slack); if it did, the rest is dropped and the
-    // copy reported as failed (the caller aborts and counts the connection), never a panic.
-    let mut overrun = false;
-    let mut put = |mut s: &[u8]| {
-        while !s.is_empty() {
-            let (o, room) = if written < l1 {
-                (o1 + written, l1 - written)
-            } else {
-                (o2 + written - l1, l2 + l1 - written)
-            };
-            let k = room.min(s.len());
-            let (Some(dst), Some((src, rest))) = (ring.get_mut(o..o + k), s.split_at_checked(k))
-            else {
-                overrun = true;
-                return;
-            };
-            if k == 0 {
-                overrun = true;
-                return;
-            }
-            // One memcpy (ntoskrnl's on Windows), not a byte loop: `dst` and `src` are both k
-            // bytes (from the checked get_mut and split_at_checked above), and no panic path.
-            // SAFETY: two valid, non-overlapping regions of k bytes (the ring is the driver's
-            // own pool block, the source the provider's indicated buffer).
-            unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr(), k) };
-            written += k;
-            s = rest;
-        }
-    };
     while left > 0 && !ind.is_null() {
         // SAFETY: valid list element for this call.
         let buf = unsafe { &(*ind).Buffer };
-        // SAFETY: valid MDL chain (W51).
-        let res = unsafe {
-            mdl::for_each_chunk(buf, left, |chunk| {
-                if mode == tcp::Mode::Sockperf {
-                    if framer.feed(chunk, &mut put).is_err() {
+        // Two instances of the walk: the echo's plain copy stays small, without the framer
+        // inlined into it.
+        let res = if mode == tcp::Mode::Sockperf {
+            // SAFETY: valid MDL chain (W51); the regions are the callback's (CopyPlan).
+            unsafe {
+                mdl::for_each_chunk(buf, left, |chunk| {
+                    if framer.feed(chunk, &mut |s: &[u8]| w.put(s)).is_err() {
                         ok = false;
                     }
-                } else {
-                    put(chunk);
-                }
-            })
+                })
+            }
+        } else {
+            // SAFETY: as above.
+            unsafe { mdl::for_each_chunk(buf, left, |chunk| w.put(chunk)) }
         };
         match res {
             Some(k) => left -= k,
-            None => return (false, written),
+            None => return (false, w.written),
         }
         // SAFETY: as above.
         ind = unsafe { (*ind).Next };
     }
-    (ok && !overrun, written)
+    (ok && !w.overrun, w.written)
+}
+
+/// Fills the ring's free regions beyond its tail, in order (a copy's target, see
+/// [`CopyPlan`]). More bytes than the regions hold cannot happen (the reply stream is never
+/// longer than its input plus one header of slack); if it did, the rest is dropped and
+/// `overrun` set (the caller aborts and counts the connection), never a panic.
+struct RingWriter {
+    /// The ring's first byte and its capacity: the driver's own non-paged block.
+    base: *mut u8,
+    cap: usize,
+    regions: [(usize, usize); 2],
+    /// Bytes written so far, across the regions.
+    written: usize,
+    overrun: bool,
+}
+
+impl RingWriter {
+    /// Appends `s`: one memcpy per region it reaches (ntoskrnl's on Windows), not a byte loop.
+    #[inline]
+    fn put(&mut self, mut s: &[u8]) {
+        let [(o1, l1), (o2, l2)] = self.regions;
+        while !s.is_empty() {
+            let (o, room) = if self.written < l1 {
+                (o1 + self.written, l1 - self.written)
+            } else {
+                (
+                    o2 + (self.written - l1),
+                    (l1 + l2).saturating_sub(self.written),
+                )
+            };
+            let k = room.min(s.len());
+            // In the ring, or not written at all.
+            if k == 0 || o.checked_add(k).is_none_or(|end| end > self.cap) {
+                self.overrun = true;
+                return;
+            }
+            // SAFETY: [o, o+k) lies in the ring's `cap` bytes (checked above) and belongs to
+            // the receive callback until it commits (CopyPlan); the source is k bytes of `s`
+            // (k <= s.len()), the provider's indicated buffer, which never overlaps the ring.
+            unsafe { core::ptr::copy_nonoverlapping(s.as_ptr(), self.base.add(o), k) };
+            self.written += k;
+            s = s.get(k..).unwrap_or(&[]);
+        }
+    }
 }
 
 /// WskDisconnectEvent. IRQL <= DISPATCH_LEVEL. Must return SUCCESS (C32).

@@ -13,6 +13,7 @@ use wsk_sys::{
     WSK_PROVIDER_STREAM_DISPATCH,
 };
 
+use crate::datapath::DataPath;
 use crate::kernel::irp;
 use crate::kernel::lock::{SpinGuard, SpinLock};
 use crate::logic::tcp::{SendKind, TcpState, Work, MAX_SLOTS};
@@ -146,6 +147,34 @@ pub(crate) unsafe fn pump(c: *mut Conn) {
 /// `c` is a pooled context and `state` the guard of its lock.
 pub(crate) unsafe fn pump_locked(c: *mut Conn, state: SpinGuard<'_, TcpState>) {
     // SAFETY: per the caller.
+    unsafe { pump_locked_at(c, state, None) }
+}
+
+/// [`pump_locked`] for a caller that has read the CPU number already (`cpu`, for the
+/// counters of the sends the pump issues; None: read when first needed).
+///
+/// # Safety
+/// As [`pump_locked`].
+#[inline]
+unsafe fn pump_locked_at(c: *mut Conn, state: SpinGuard<'_, TcpState>, cpu: Option<usize>) {
+    if state.pump_owned() {
+        // Another thread owns the pump: it sees what was recorded under this lock (it asks
+        // `next_work` again after its call returns), so this thread touches nothing after the
+        // unlock. Both branches of `pump_unowned` end so too (the loop's `enter_pump` fails);
+        // answered here without the call: a send completing inline inside the owner's
+        // WskSend lands here on every message.
+        return;
+    }
+    // SAFETY: per the caller.
+    unsafe { pump_unowned(c, state, cpu) }
+}
+
+/// [`pump_locked_at`] once no other thread owns the pump.
+///
+/// # Safety
+/// As [`pump_locked`].
+unsafe fn pump_unowned(c: *mut Conn, state: SpinGuard<'_, TcpState>, cpu: Option<usize>) {
+    // SAFETY: per the caller.
     let state = if unsafe { nothing_to_pump(c, &state) } {
         // What the loop would do with no work: nothing if another thread owns the pump (or
         // there is no socket yet), else enter, find nothing, leave and look at the attention
@@ -157,7 +186,7 @@ pub(crate) unsafe fn pump_locked(c: *mut Conn, state: SpinGuard<'_, TcpState>) {
         state
     } else {
         // SAFETY: per the caller.
-        let Pumped::Owner(state) = (unsafe { pump_loop(c, state) }) else {
+        let Pumped::Owner(state) = (unsafe { pump_loop(c, state, cpu) }) else {
             // Not the owner (it sees what was recorded), or the close went out: touch nothing.
             return;
         };
@@ -181,10 +210,12 @@ pub(crate) unsafe fn pump_locked(c: *mut Conn, state: SpinGuard<'_, TcpState>) {
 /// before the callback returns. IRQL <= DISPATCH_LEVEL.
 ///
 /// # Safety
-/// Called from the receive callback of `c`'s socket; `state` is the guard of `c`'s lock.
+/// Called from the receive callback of `c`'s socket; `state` is the guard of `c`'s lock;
+/// `cpu` the callback's `DataPath::cpu()`.
 pub(super) unsafe fn pump_in_callback(
     c: *mut Conn,
     state: SpinGuard<'_, TcpState>,
+    cpu: usize,
 ) -> SpinGuard<'_, TcpState> {
     // SAFETY: per the caller.
     if unsafe { nothing_to_pump(c, &state) } {
@@ -192,7 +223,7 @@ pub(super) unsafe fn pump_in_callback(
         return state;
     }
     // SAFETY: per the caller.
-    match unsafe { pump_loop(c, state) } {
+    match unsafe { pump_loop(c, state, Some(cpu)) } {
         Pumped::Owner(g) | Pumped::NotOwner(g) => g,
         // SAFETY: the callback holds the context (W70, above).
         Pumped::Closed => unsafe { &*ptr::addr_of!((*c).state) }.lock(),
@@ -224,11 +255,16 @@ enum Pumped<'a> {
 }
 
 /// The pump's loop: enters the pump in the caller's critical section and issues work until
-/// `next_work` finds none, the lock dropped around each WSK call only.
+/// `next_work` finds none, the lock dropped around each WSK call only. `cpu`: the caller's
+/// CPU number if it read it (the send counters use it), else read at the first send.
 ///
 /// # Safety
 /// `c` is a pooled context and `state` the guard of its lock.
-unsafe fn pump_loop<'a>(c: *mut Conn, mut state: SpinGuard<'a, TcpState>) -> Pumped<'a> {
+unsafe fn pump_loop<'a>(
+    c: *mut Conn,
+    mut state: SpinGuard<'a, TcpState>,
+    mut cpu: Option<usize>,
+) -> Pumped<'a> {
     // SAFETY: per the caller. Contexts are shared between CPUs: fields are reached through the
     // raw pointer, and the mutable ones (state, slot buffers) only by the lock or pump owner.
     let drv = unsafe { &*(*c).drv };
@@ -285,7 +321,7 @@ unsafe fn pump_loop<'a>(c: *mut Conn, mut state: SpinGuard<'a, TcpState>) -> Pum
         drop(state);
         let closing = w == Work::Close;
         // SAFETY: the work item grants this thread the resource it names.
-        unsafe { perform(c, w, release_ind) };
+        unsafe { perform(c, w, release_ind, &mut cpu) };
         if closing {
             // The close completion may already have recycled the context: touch nothing.
             return Pumped::Closed;
@@ -298,45 +334,57 @@ unsafe fn pump_loop<'a>(c: *mut Conn, mut state: SpinGuard<'a, TcpState>) -> Pum
     Pumped::Owner(state)
 }
 
+/// Performs `w`; `cpu` is the CPU number for the send counters (read here if None).
+///
 /// # Safety
 /// Called by pump with the right to `w`'s resources.
-unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) {
+unsafe fn perform(
+    c: *mut Conn,
+    w: Work,
+    release_ind: *mut WSK_DATA_INDICATION,
+    cpu: &mut Option<usize>,
+) {
     // SAFETY: live pooled context; the fields used below are owned by this call per `w`.
     unsafe {
-        let d = ConnOps::of(&*c);
         let sock = (*c).socket;
-        match w {
-            Work::Send(op) => {
-                let s = ptr::addr_of_mut!((*c).slots[op.slot % MAX_SLOTS]);
-                match op.kind {
-                    SendKind::ZeroCopy => {
-                        (*(*c).drv).count_service((*c).stats_slot, Counter::ZeroCopySends, 1);
-                    }
-                    SendKind::Ring { .. } => {
-                        (*(*c).drv).count_service((*c).stats_slot, Counter::CopySends, 1);
-                    }
-                    SendKind::Pattern { .. } => {}
-                }
-                // Slot IRP idle (its slot was free); buf valid until completion (W14: buffers of a
-                // pending call stay valid until it completes).
-                irp::arm((*s).irp, send_done, s.cast());
-                // Echo replies go out at once (latency is the point); the source stream may
-                // coalesce.
-                let flags = if matches!(op.kind, SendKind::Pattern { .. }) {
-                    0
-                } else {
-                    WSK_FLAG_NODELAY
-                };
-                if let Some(send) = d.WskSend {
-                    let st = send(sock, ptr::addr_of_mut!((*s).buf), flags, (*s).irp);
-                    // Only this pump owner re-arms a slot's IRP.
-                    if irp::unfinished((*s).irp, st) {
-                        irp::complete_unfinished((*s).irp, send_done, s.cast(), st);
-                    }
-                } else {
-                    irp::fail_unsent((*s).irp, send_done, s.cast());
-                }
+        if let Work::Send(op) = w {
+            // The send, the one call per message, reads only its provider function.
+            let send = send_fn(&*c);
+            let s = ptr::addr_of_mut!((*c).slots[op.slot % MAX_SLOTS]);
+            let counter = match op.kind {
+                SendKind::ZeroCopy => Some(Counter::ZeroCopySends),
+                SendKind::Ring { .. } => Some(Counter::CopySends),
+                SendKind::Pattern { .. } => None,
+            };
+            if let Some(counter) = counter {
+                let cpu = *cpu.get_or_insert_with(DataPath::cpu);
+                (*(*c).drv).count_service_at(cpu, (*c).stats_slot, counter, 1);
             }
+            // Slot IRP idle (its slot was free); buf valid until completion (W14: buffers of a
+            // pending call stay valid until it completes).
+            irp::arm((*s).irp, send_done, s.cast());
+            // Echo replies go out at once (latency is the point); the source stream may
+            // coalesce.
+            let flags = if matches!(op.kind, SendKind::Pattern { .. }) {
+                0
+            } else {
+                WSK_FLAG_NODELAY
+            };
+            if let Some(send) = send {
+                let st = send(sock, ptr::addr_of_mut!((*s).buf), flags, (*s).irp);
+                // Only this pump owner re-arms a slot's IRP.
+                if irp::unfinished((*s).irp, st) {
+                    irp::complete_unfinished((*s).irp, send_done, s.cast(), st);
+                }
+            } else {
+                irp::fail_unsent((*s).irp, send_done, s.cast());
+            }
+            return;
+        }
+        let d = ConnOps::of(&*c);
+        match w {
+            // Issued above.
+            Work::Send(_) => {}
             Work::ResumeReceive => {
                 // C5: a zero-length receive resumes indications without taking data (W56:
                 // DATA_NOT_ACCEPTED: nothing consumed, no indication until a WskReceive).
@@ -414,7 +462,6 @@ unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) 
 /// The provider functions the engine calls on a connected socket, from its category's table
 /// (W25: a connection socket's and a stream socket's tables differ in layout).
 struct ConnOps {
-    WskSend: wsk_sys::PFN_WSK_SEND,
     WskReceive: wsk_sys::PFN_WSK_RECEIVE,
     WskDisconnect: wsk_sys::PFN_WSK_DISCONNECT,
     WskRelease: wsk_sys::PFN_WSK_RELEASE_DATA_INDICATION_LIST,
@@ -431,7 +478,6 @@ impl ConnOps {
             if c.stream {
                 let d = &*(*c.socket).Dispatch.cast::<WSK_PROVIDER_STREAM_DISPATCH>();
                 ConnOps {
-                    WskSend: d.WskSend,
                     WskReceive: d.WskReceive,
                     WskDisconnect: d.WskDisconnect,
                     WskRelease: d.WskRelease,
@@ -442,13 +488,31 @@ impl ConnOps {
                     .Dispatch
                     .cast::<WSK_PROVIDER_CONNECTION_DISPATCH>();
                 ConnOps {
-                    WskSend: d.WskSend,
                     WskReceive: d.WskReceive,
                     WskDisconnect: d.WskDisconnect,
                     WskRelease: d.WskRelease,
                     WskCloseSocket: d.Basic.WskCloseSocket,
                 }
             }
+        }
+    }
+}
+
+/// WskSend of `c`'s socket, from its category's table (W25, as [`ConnOps`]).
+///
+/// # Safety
+/// `c` has a live socket.
+#[inline]
+unsafe fn send_fn(c: &Conn) -> wsk_sys::PFN_WSK_SEND {
+    // SAFETY: per the caller; provider tables live as long as the capture.
+    unsafe {
+        if c.stream {
+            (*(*c.socket).Dispatch.cast::<WSK_PROVIDER_STREAM_DISPATCH>()).WskSend
+        } else {
+            (*(*c.socket)
+                .Dispatch
+                .cast::<WSK_PROVIDER_CONNECTION_DISPATCH>())
+            .WskSend
         }
     }
 }
@@ -463,19 +527,21 @@ unsafe extern "win64" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) 
     // SAFETY: pooled context.
     let r = unsafe { &*c };
     let drv = r.drv();
+    // Read once: this count and those of the sends the pump below may issue.
+    let cpu = DataPath::cpu();
     if NT_SUCCESS(status) {
-        drv.count_service(r.stats_slot, Counter::TcpBytesOut, info as u64);
+        drv.count_service_at(cpu, r.stats_slot, Counter::TcpBytesOut, info as u64);
         if let Some(client) = r.client {
             (client.sent)(r, info);
         }
     } else {
-        drv.count_service(r.stats_slot, Counter::SendErrors, 1);
+        drv.count_service_at(cpu, r.stats_slot, Counter::SendErrors, 1);
     }
     let mut state = r.state.lock();
     state.send_complete(s.idx, NT_SUCCESS(status));
     let last = state.recyclable();
     // SAFETY: live pooled context, its lock held by `state` since the completion was recorded.
-    unsafe { complete_tail(c, state, last) };
+    unsafe { complete_tail(c, state, last, Some(cpu)) };
     irp::routine_return()
 }
 
@@ -489,14 +555,19 @@ unsafe extern "win64" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) 
 ///
 /// # Safety
 /// `c` is a live pooled context and `state` its lock's guard.
-unsafe fn complete_tail(c: *mut Conn, state: SpinGuard<'_, TcpState>, last: bool) {
+unsafe fn complete_tail(
+    c: *mut Conn,
+    state: SpinGuard<'_, TcpState>,
+    last: bool,
+    cpu: Option<usize>,
+) {
     if last {
         drop(state);
         // SAFETY: no IRP of the context is outstanding any more; nothing else references it.
         unsafe { recycle(c) };
     } else {
         // SAFETY: per the caller.
-        unsafe { pump_locked(c, state) };
+        unsafe { pump_locked_at(c, state, cpu) };
     }
 }
 
@@ -510,7 +581,7 @@ unsafe extern "win64" fn rx_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) ->
     state.resume_complete(NT_SUCCESS(status), info);
     let last = state.recyclable();
     // SAFETY: live pooled context, its lock held by `state` since the completion was recorded.
-    unsafe { complete_tail(c, state, last) };
+    unsafe { complete_tail(c, state, last, None) };
     irp::routine_return()
 }
 
@@ -523,7 +594,7 @@ unsafe extern "win64" fn disc_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) 
     let mut state = unsafe { &*c }.state.lock();
     let last = state.disconnect_complete(NT_SUCCESS(status));
     // SAFETY: live pooled context, its lock held by `state` since the completion was recorded.
-    unsafe { complete_tail(c, state, last) };
+    unsafe { complete_tail(c, state, last, None) };
     irp::routine_return()
 }
 

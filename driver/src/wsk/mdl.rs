@@ -13,6 +13,7 @@ use wsk_sys::{
 /// # Safety
 /// `buf` describes a valid locked/non-paged MDL chain (W51: the indication list is valid for the
 /// callback, W75: a WSK_BUF's Offset lies in its first MDL), live for the call.
+#[inline]
 pub(crate) unsafe fn for_each_chunk(
     buf: &WSK_BUF,
     max: usize,
