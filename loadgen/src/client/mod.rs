@@ -364,6 +364,9 @@ pub(crate) struct Clock {
     planned_end_ns: u64,
     /// An earlier end set when the run is asked to stop (`u64::MAX`: none).
     stop_at_ns: Arc<AtomicU64>,
+    /// The run's stop flag (`RunConfig::stop`): the first end check that sees it set ends the
+    /// window there, so no thread has to poll it.
+    stop_flag: Option<&'static AtomicBool>,
 }
 
 impl Clock {
@@ -373,17 +376,28 @@ impl Clock {
             warm_end_ns,
             planned_end_ns,
             stop_at_ns: Arc::new(AtomicU64::new(u64::MAX)),
+            stop_flag: None,
         }
+    }
+    /// The same clock, its window ended early once `flag` turns true.
+    pub fn stopped_by(mut self, flag: Option<&'static AtomicBool>) -> Clock {
+        self.stop_flag = flag;
+        self
     }
     #[inline]
     pub fn now_ns(&self) -> u64 {
         self.start.elapsed().as_nanos() as u64
     }
-    /// End of the measured window: the planned one, or when the run was stopped.
+    /// End of the measured window: the planned one, or when the run was stopped (the first
+    /// call after the stop flag turned true fixes that time).
     #[inline]
     pub fn end_ns(&self) -> u64 {
-        self.planned_end_ns
-            .min(self.stop_at_ns.load(Ordering::Relaxed))
+        let mut stop = self.stop_at_ns.load(Ordering::Relaxed);
+        if stop == u64::MAX && self.stop_flag.is_some_and(|f| f.load(Ordering::Relaxed)) {
+            self.stop_now();
+            stop = self.stop_at_ns.load(Ordering::Relaxed);
+        }
+        self.planned_end_ns.min(stop)
     }
     #[inline]
     pub fn measuring(&self, t: u64) -> bool {
@@ -485,36 +499,32 @@ pub fn measure(cfg: &RunConfig, observe: Option<&mut dyn Observer>) -> Result<Me
     ready.wait();
     let warm = schedule::warmup_until(cfg.start_at, cfg.warmup).as_nanos() as u64;
     let wall = SystemTime::now();
-    let c = Clock::new(Instant::now(), warm, warm + cfg.duration.as_nanos() as u64);
+    let c = Clock::new(Instant::now(), warm, warm + cfg.duration.as_nanos() as u64)
+        .stopped_by(cfg.stop);
     let _ = clock.set(c.clone());
     go.wait();
 
-    // Without an observer or a stop flag the main thread just joins below: a periodic wake-up
-    // would land on the workers' cores (2 here) and show in the latency tail and the ping-pong
-    // p50.
+    // Without an observer the main thread just joins below: a periodic wake-up would land on
+    // the workers' cores (2 here) and show in the latency tail and the ping-pong p50. The stop
+    // flag needs no polling: the workers' end checks see it (`Clock::end_ns`).
     let mut observe = observe;
     let mut announced = Vec::new();
-    if observe.is_some() || cfg.stop.is_some() {
+    if let Some(o) = observe.as_mut() {
         let mut last_observed = Instant::now();
         while !handles.iter().all(std::thread::JoinHandle::is_finished) {
-            if cfg.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-                c.stop_now();
+            if last_observed.elapsed() >= Duration::from_millis(100) {
+                last_observed = Instant::now();
+                o.tick(live.counts(), c.start.elapsed());
             }
-            if let Some(o) = observe.as_mut() {
-                if last_observed.elapsed() >= Duration::from_millis(100) {
-                    last_observed = Instant::now();
-                    o.tick(live.counts(), c.start.elapsed());
+            // Every interval but the window's last (which may still shrink or grow).
+            let last = c.end_ns().saturating_sub(c.warm_end_ns).saturating_sub(1) / book.len_ns;
+            let ivs = book.take_complete(last, sends_only);
+            if !ivs.is_empty() {
+                for iv in ivs {
+                    o.interval(&iv);
+                    announced.push(iv);
                 }
-                // Every interval but the window's last (which may still shrink or grow).
-                let last = c.end_ns().saturating_sub(c.warm_end_ns).saturating_sub(1) / book.len_ns;
-                let ivs = book.take_complete(last, sends_only);
-                if !ivs.is_empty() {
-                    for iv in ivs {
-                        o.interval(&iv);
-                        announced.push(iv);
-                    }
-                    o.totals(&book.taken());
-                }
+                o.totals(&book.taken());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
