@@ -716,26 +716,29 @@ fn blocking_rounds(
     let size = cfg.size;
     let timeout_ns = cfg.udp_timeout.max(Duration::from_millis(1)).as_nanos() as u64;
     let mut buf = vec![0u8; size + 1];
+    // A message that carries no time (sockperf's header, a source request) is built before
+    // the clock is read, and that one read is both the end check and the send time: one
+    // clock read before the send and one after the receive per round trip, as sockperf
+    // (`setTxTime`, `rxTime.setNow()`), and building is not part of the round trip.
+    let carries_time = cfg.mode != Mode::Source && cfg.wire != Wire::Sockperf;
     while !f.dead {
-        let mut now = clock.now_ns();
-        st.tick(now, clock.warm_end_ns, clock.end_ns());
-        if now >= clock.end_ns() {
-            break;
-        }
         let seq = f.next_seq;
         let m = &mut txbuf[..size];
         if cfg.mode == Mode::Source {
             payload::fill_pattern(f.id, seq, m);
-        } else if cfg.wire == Wire::Sockperf {
-            // sockperf's header carries no time: build first and take the send time right
-            // before the send, as sockperf does, so building is not part of the round trip.
+        } else if !carries_time {
             cfg.wire.build(f.id, seq, 0, true, m);
-            now = clock.now_ns();
-            if let Some(t) = f.times.as_mut() {
-                t.put(seq, now);
-            }
-        } else {
+        }
+        let now = clock.now_ns();
+        let end = clock.end_ns();
+        st.tick(now, clock.warm_end_ns, end);
+        if now >= end {
+            break;
+        }
+        if carries_time {
             cfg.wire.build(f.id, seq, now, true, m);
+        }
+        if cfg.mode != Mode::Source {
             if let Some(t) = f.times.as_mut() {
                 t.put(seq, now);
             }
