@@ -124,16 +124,15 @@ fn watched<R>(
                 }
                 wakes += 1;
                 let t = since.load(Ordering::Relaxed);
-                match sleep_for(t, clock.now_ns(), timeout_ns) {
-                    Some(ns) => wait = Duration::from_nanos(ns),
-                    None => {
-                        wait = retry;
-                        // SAFETY: `me` is the thread running `body`; it outlives this scope,
-                        // which joins this watchdog before returning. A signal arriving after
-                        // `body` returned only runs the no-op handler.
-                        unsafe {
-                            libc::pthread_kill(me.get(), SIG);
-                        }
+                if let Some(ns) = sleep_for(t, clock.now_ns(), timeout_ns) {
+                    wait = Duration::from_nanos(ns);
+                } else {
+                    wait = retry;
+                    // SAFETY: `me` is the thread running `body`; it outlives this scope,
+                    // which joins this watchdog before returning. A signal arriving after
+                    // `body` returned only runs the no-op handler.
+                    unsafe {
+                        libc::pthread_kill(me.get(), SIG);
                     }
                 }
             }
