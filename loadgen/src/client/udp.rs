@@ -561,7 +561,7 @@ fn read_flow(
         let now = clock.now_ns();
         f.last_progress_ns = now;
         for i in 0..n {
-            on_datagram(f, cfg, rx.msg(i), now, clock, st);
+            on_datagram(f, cfg, rx.msg(i), now, clock, st, None);
         }
         if drained {
             f.readable = false;
@@ -574,7 +574,17 @@ fn read_flow(
 /// Checks one reply and books it (latency, sequence events, errors). A reply counts as
 /// received when its request was sent inside the measured window (as the sent side counts
 /// it), whenever it arrives.
-fn on_datagram(f: &mut Flow, cfg: &RunConfig, msg: &[u8], now: u64, clock: &Clock, st: &mut Stats) {
+/// `sent`: the outstanding request's sequence and bytes, when at hand (the blocking
+/// ping-pong), so the reply is checked against them ([`Wire::check_echo`]).
+fn on_datagram(
+    f: &mut Flow,
+    cfg: &RunConfig,
+    msg: &[u8],
+    now: u64,
+    clock: &Clock,
+    st: &mut Stats,
+    sent: Option<(u64, &[u8])>,
+) {
     if cfg.mode == Mode::Sink {
         return;
     }
@@ -608,7 +618,10 @@ fn on_datagram(f: &mut Flow, cfg: &RunConfig, msg: &[u8], now: u64, clock: &Cloc
         return;
     }
     let check = if msg.len() == cfg.size {
-        cfg.wire.check(f.id, msg)
+        match sent {
+            Some((seq, req)) => cfg.wire.check_echo(f.id, msg, seq, req),
+            None => cfg.wire.check(f.id, msg),
+        }
     } else {
         Check::BadHeader
     };
@@ -716,26 +729,29 @@ fn blocking_rounds(
     let size = cfg.size;
     let timeout_ns = cfg.udp_timeout.max(Duration::from_millis(1)).as_nanos() as u64;
     let mut buf = vec![0u8; size + 1];
+    // A message that carries no time (sockperf's header, a source request) is built before
+    // the clock is read, and that one read is both the end check and the send time: one
+    // clock read before the send and one after the receive per round trip, as sockperf
+    // (`setTxTime`, `rxTime.setNow()`), and building is not part of the round trip.
+    let carries_time = cfg.mode != Mode::Source && cfg.wire != Wire::Sockperf;
     while !f.dead {
-        let mut now = clock.now_ns();
-        st.tick(now, clock.warm_end_ns, clock.end_ns());
-        if now >= clock.end_ns() {
-            break;
-        }
         let seq = f.next_seq;
         let m = &mut txbuf[..size];
         if cfg.mode == Mode::Source {
             payload::fill_pattern(f.id, seq, m);
-        } else if cfg.wire == Wire::Sockperf {
-            // sockperf's header carries no time: build first and take the send time right
-            // before the send, as sockperf does, so building is not part of the round trip.
+        } else if !carries_time {
             cfg.wire.build(f.id, seq, 0, true, m);
-            now = clock.now_ns();
-            if let Some(t) = f.times.as_mut() {
-                t.put(seq, now);
-            }
-        } else {
+        }
+        let now = clock.now_ns();
+        let end = clock.end_ns();
+        st.tick(now, clock.warm_end_ns, end);
+        if now >= end {
+            break;
+        }
+        if carries_time {
             cfg.wire.build(f.id, seq, now, true, m);
+        }
+        if cfg.mode != Mode::Source {
             if let Some(t) = f.times.as_mut() {
                 t.put(seq, now);
             }
@@ -743,7 +759,7 @@ fn blocking_rounds(
         if let Some(s) = since {
             s.store(now, Ordering::Relaxed);
         }
-        match f.sock.send(m) {
+        match plain::send(&f.sock, m) {
             Ok(_) => {
                 f.on_sent(seq, clock.measuring(now), true);
                 f.next_seq += 1;
@@ -764,11 +780,12 @@ fn blocking_rounds(
         // No clock read before the receive: it returns only with a datagram, a timeout or the
         // watchdog's signal, and the deadline is checked on each of those.
         while f.waiting_since.is_some() {
-            match f.sock.recv(&mut buf) {
+            match plain::recv(&f.sock, &mut buf) {
                 Ok(n) => {
                     f.got_any = true;
                     let t = clock.now_ns();
-                    on_datagram(f, cfg, &buf[..n], t, clock, st);
+                    let sent = (cfg.mode != Mode::Source).then(|| (seq, &txbuf[..size]));
+                    on_datagram(f, cfg, &buf[..n], t, clock, st, sent);
                     // Stray or duplicate datagrams must not stretch the wait past the timeout.
                     if t >= deadline {
                         break;
@@ -802,5 +819,74 @@ fn blocking_rounds(
     #[cfg(unix)]
     if let Some(s) = since {
         s.store(super::wakeup::IDLE, Ordering::Relaxed);
+    }
+}
+
+/// send(2) and recv(2) of the ping-pong's connected socket. On Linux they go straight to the
+/// system call: in a process with more than one thread glibc's `send`/`recv` (cancellation
+/// points) switch asynchronous thread cancellation on and off around it, ~60 instructions a
+/// call (callgrind: `__pthread_enable_asynccancel`/`disable`, about a tenth of the client's
+/// own instructions per round trip), for a feature echoload never uses. sockperf's client is
+/// single-threaded, which glibc's wrappers see and skip.
+mod plain {
+    use std::io;
+
+    use mio::net::UdpSocket;
+
+    #[cfg(target_os = "linux")]
+    pub(super) fn send(sock: &UdpSocket, buf: &[u8]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: sendto(fd, buf, len, flags 0, no address, 0) on a socket we own, reading
+        // `buf.len()` bytes of a live slice; every argument is passed as a full `c_long`, as
+        // the variadic `syscall` reads them.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_sendto,
+                libc::c_long::from(sock.as_raw_fd()),
+                buf.as_ptr(),
+                buf.len(),
+                0 as libc::c_long,
+                std::ptr::null::<libc::sockaddr>(),
+                0 as libc::c_long,
+            )
+        };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r as usize)
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    pub(super) fn recv(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: recvfrom(fd, buf, len, flags 0, no address) on a socket we own, writing at
+        // most `buf.len()` bytes into a live, exclusively borrowed slice; arguments as above.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_recvfrom,
+                libc::c_long::from(sock.as_raw_fd()),
+                buf.as_mut_ptr(),
+                buf.len(),
+                0 as libc::c_long,
+                std::ptr::null_mut::<libc::sockaddr>(),
+                std::ptr::null_mut::<libc::socklen_t>(),
+            )
+        };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r as usize)
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn send(sock: &UdpSocket, buf: &[u8]) -> io::Result<usize> {
+        sock.send(buf)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn recv(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<usize> {
+        sock.recv(buf)
     }
 }

@@ -4,10 +4,12 @@
 //! A receive timeout (SO_RCVTIMEO) makes the kernel arm and cancel a timer on every wait; on
 //! this project's 2-core VM that was ~0.1–0.15 µs of a ~11 µs loopback round trip, the
 //! difference between echoload and `sockperf ping-pong` (which blocks in `recvfrom` with no
-//! timeout and ends its run with a SIGALRM). Here a watchdog thread looks at the outstanding
-//! request's send time a few times per timeout and, only when a reply is overdue, interrupts
-//! the receiving thread with a signal whose handler does nothing (installed without
-//! SA_RESTART, so the receive returns EINTR and the caller resends or ends).
+//! timeout and ends its run with a SIGALRM). Here a watchdog thread sleeps until the
+//! outstanding request's deadline (so it wakes about once per timeout, ~5 times a second by
+//! default, not on a fixed tick: sockperf's client has no thread that wakes at all) and,
+//! only when a reply is overdue, interrupts the receiving thread with a signal whose handler
+//! does nothing (installed without SA_RESTART, so the receive returns EINTR and the caller
+//! resends or ends).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -69,31 +71,63 @@ unsafe impl Sync for ThreadId {}
 // SAFETY: as above.
 unsafe impl Send for ThreadId {}
 
+/// Runs `body` on this thread with a watchdog: `body` stores the clock time (ns) at which it
+/// sent its outstanding request in the `AtomicU64` it gets (or [`IDLE`]); once that is
+/// `timeout` old, this thread gets a signal (repeated every `timeout / 4` while it stays
+/// overdue), so a blocking receive returns `Interrupted`. `None` (and `body` not run) when the
+/// handler cannot be installed.
 pub(crate) fn guarded<R>(
     clock: &Clock,
     timeout: Duration,
     body: impl FnOnce(&AtomicU64) -> R,
 ) -> Option<R> {
+    watched(clock, timeout, body).map(|(r, _wakes)| r)
+}
+
+/// How long the watchdog sleeps, at `now`, with the outstanding request sent at `since`
+/// ([`IDLE`]: none): until that request's deadline, or a whole timeout when none is out, so
+/// a steady ping-pong wakes it about once per timeout (not once per round trip, nor on a
+/// fixed tick). `None`: the request is overdue now.
+fn sleep_for(since: u64, now: u64, timeout_ns: u64) -> Option<u64> {
+    if since == IDLE {
+        return Some(timeout_ns);
+    }
+    let due = since.saturating_add(timeout_ns);
+    (now < due).then(|| due - now)
+}
+
+/// [`guarded`], also returning how many times the watchdog woke (for the tests).
+fn watched<R>(
+    clock: &Clock,
+    timeout: Duration,
+    body: impl FnOnce(&AtomicU64) -> R,
+) -> Option<(R, u64)> {
     if !install() {
         return None;
     }
     // SAFETY: pthread_self has no preconditions.
     let me = ThreadId(unsafe { libc::pthread_self() });
     let timeout_ns = timeout.as_nanos() as u64;
-    // Loss is noticed within timeout + tick; a coarse tick keeps the watchdog's own wake-ups
-    // (which land on the same cores) rare.
-    let tick = (timeout / 4).clamp(Duration::from_millis(1), Duration::from_millis(50));
+    // Once a request is overdue the signal is repeated at this pace: it may have landed just
+    // before the thread entered its receive.
+    let retry = (timeout / 4).clamp(Duration::from_millis(1), Duration::from_millis(50));
     let since = AtomicU64::new(IDLE);
     let done = AtomicBool::new(false);
     Some(std::thread::scope(|s| {
         let dog = s.spawn(|| {
+            let mut wakes = 0u64;
+            let mut wait = timeout;
             while !done.load(Ordering::Acquire) {
-                std::thread::park_timeout(tick);
+                std::thread::park_timeout(wait);
                 if done.load(Ordering::Acquire) {
                     break;
                 }
+                wakes += 1;
                 let t = since.load(Ordering::Relaxed);
-                if t != IDLE && clock.now_ns() >= t.saturating_add(timeout_ns) {
+                if let Some(ns) = sleep_for(t, clock.now_ns(), timeout_ns) {
+                    wait = Duration::from_nanos(ns);
+                } else {
+                    wait = retry;
                     // SAFETY: `me` is the thread running `body`; it outlives this scope,
                     // which joins this watchdog before returning. A signal arriving after
                     // `body` returned only runs the no-op handler.
@@ -102,11 +136,13 @@ pub(crate) fn guarded<R>(
                     }
                 }
             }
+            wakes
         });
         let r = body(&since);
         done.store(true, Ordering::Release);
         dog.thread().unpark();
-        r
+        let wakes = dog.join().unwrap_or(0);
+        (r, wakes)
     }))
 }
 
@@ -132,6 +168,41 @@ mod tests {
         let took = begun.elapsed();
         assert!(took >= Duration::from_millis(20), "woken early: {took:?}");
         assert!(took < Duration::from_secs(2), "woken late: {took:?}");
+    }
+
+    #[test]
+    fn sleeps_until_the_outstanding_deadline() {
+        assert_eq!(sleep_for(IDLE, 5, 100), Some(100));
+        assert_eq!(sleep_for(10, 30, 100), Some(80));
+        assert_eq!(sleep_for(10, 110, 100), None);
+        assert_eq!(sleep_for(10, 500, 100), None);
+    }
+
+    /// A steady ping-pong (a new request every millisecond, each answered at once) wakes
+    /// the watchdog about once per timeout. It used to wake on a fixed tick of timeout / 4:
+    /// 4 wakes per timeout, on the cores the round trips run on.
+    #[test]
+    fn steady_rounds_wake_the_watchdog_once_per_timeout() {
+        let clock = Clock::new(Instant::now(), 0, u64::MAX);
+        let timeout = Duration::from_millis(40);
+        let begun = Instant::now();
+        let ((), wakes) = watched(&clock, timeout, |since| {
+            // Bounded in count (and so in time): 400 rounds of about 1 ms.
+            for _ in 0..400 {
+                since.store(clock.now_ns(), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(1));
+                since.store(IDLE, Ordering::Relaxed);
+            }
+        })
+        .expect("handler installed");
+        let periods = begun.elapsed().as_nanos() / timeout.as_nanos();
+        // Once per timeout, with room for sleeps that overshoot; a tick of timeout / 4 gives
+        // about 4 per period.
+        let bound = 2 * periods as u64 + 2;
+        assert!(
+            wakes <= bound,
+            "{wakes} watchdog wakes over {periods} timeouts (bound {bound})"
+        );
     }
 
     #[test]
