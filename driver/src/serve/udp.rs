@@ -546,6 +546,12 @@ impl UdpSock {
     /// # Safety
     /// The contexts are ours, used by nobody any more (`keep` excepted).
     unsafe fn put_batch(&self, cpu: usize, head: *mut UdpSend, keep: *mut UdpSend) {
+        // A batch of one zero-copy datagram is its list's owner alone, kept until the list's
+        // references are gone: nothing to give back, so no lock.
+        // SAFETY: head is a context of the batch (per the caller).
+        if head == keep && unsafe { (*head).entry.Next }.is_null() {
+            return;
+        }
         let p = self.pool(cpu % self.ncpu);
         let mut g = p.free.lock();
         let mut c = head;
