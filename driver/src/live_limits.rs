@@ -18,7 +18,7 @@
 
 use core::cell::UnsafeCell;
 use core::net::IpAddr;
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use control::config::{Apply, Cidr, Limit, Limits, UdpGuard, LIMIT_COUNT, MAX_ALLOWED_SOURCES};
 use heapless::Vec;
@@ -44,6 +44,10 @@ pub(crate) struct LiveLimits {
     /// The UDP guard's switches packed in one word (`guard_bits`), republished with the
     /// scalars: a datagram reads one atomic, not one per switch.
     guard: AtomicU32,
+    /// Bumped after every change published here (scalars, switches, list), so that a verdict
+    /// computed from these values can be remembered with the generation it was read under
+    /// (`generation`). 64 bits: never wraps.
+    generation: AtomicU64,
 }
 
 /// `active`'s flag: the active list lets every source through.
@@ -95,6 +99,7 @@ impl LiveLimits {
             readers: [AtomicUsize::new(0), AtomicUsize::new(0)],
             allows_all: [AtomicUsize::new(0), AtomicUsize::new(0)],
             guard: AtomicU32::new(0),
+            generation: AtomicU64::new(0),
         };
         // SAFETY: not shared yet.
         unsafe { fill(&mut *s.lists[0].get(), l.allowed_sources()) };
@@ -117,7 +122,8 @@ impl LiveLimits {
 
     /// Packs the guard's switches, as stored in `values`, into `guard`.
     fn store_guard(&self) {
-        self.guard.store(guard_bits(self.read_guard()), Ordering::Relaxed);
+        self.guard
+            .store(guard_bits(self.read_guard()), Ordering::Relaxed);
     }
 
     /// Publishes `l` to the data path: scalars at once, the allow-list by a swap once no
@@ -125,6 +131,13 @@ impl LiveLimits {
     /// did) when readers did not leave that buffer within `wait_ms`. PASSIVE_LEVEL, the
     /// serialised control path only.
     pub(crate) fn publish(&self, l: &Limits, wait_ms: u64) -> bool {
+        let ok = self.publish_values(l, wait_ms);
+        self.changed();
+        ok
+    }
+
+    /// `publish` but for the generation.
+    fn publish_values(&self, l: &Limits, wait_ms: u64) -> bool {
         self.store_scalars(l);
         let cur = self.active.load(Ordering::SeqCst) & 1;
         let next = cur ^ 1;
@@ -151,6 +164,7 @@ impl LiveLimits {
     /// not change). PASSIVE_LEVEL, the serialised control path only.
     pub(crate) fn revert_scalars(&self, old: &Limits) {
         self.store_scalars(old);
+        self.changed();
     }
 
     /// Undoes the last successful [`publish`](Self::publish): the scalars of `old` and the
@@ -162,8 +176,27 @@ impl LiveLimits {
     pub(crate) fn revert(&self, old: &Limits) {
         self.store_scalars(old);
         let prev = (self.active.load(Ordering::SeqCst) & 1) ^ 1;
-        let all = self.allows_all.get(prev).map_or(0, |a| a.load(Ordering::Relaxed));
+        let all = self
+            .allows_all
+            .get(prev)
+            .map_or(0, |a| a.load(Ordering::Relaxed));
         self.active.store(prev | all, Ordering::SeqCst);
+        self.changed();
+    }
+
+    /// Marks the values as changed, after they are stored: a reader that sees the new
+    /// generation (an acquire) sees the values stored before it.
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The generation of the values (see `generation`): read it before the values; a verdict
+    /// computed from them holds while it is unchanged (a reader racing a change may compute
+    /// from a mix of old and new values under the old generation, as it may without the
+    /// generation; the next reader sees the new one). Any IRQL.
+    #[inline]
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Whether `peer` is in the allow-list. Any IRQL (one atomic load when the list lets every
@@ -275,13 +308,20 @@ mod tests {
         let mut new = old.clone();
         new.udp_guard.drop_special_sources = !old.udp_guard.drop_special_sources;
         new.udp_guard.rate_exempt_loopback = !old.udp_guard.rate_exempt_loopback;
+        // Each change moves the generation (a remembered UDP verdict is kept while it stays).
+        let g0 = live.generation();
         assert!(live.publish(&new, 100));
         assert_eq!(live.udp_guard(), new.udp_guard);
+        let g1 = live.generation();
+        assert!(g1 > g0, "publish");
         live.revert_scalars(&old);
         assert_eq!(live.udp_guard(), old.udp_guard);
+        let g2 = live.generation();
+        assert!(g2 > g1, "revert_scalars");
         assert!(live.publish(&new, 100));
         live.revert(&old);
         assert_eq!(live.udp_guard(), old.udp_guard);
+        assert!(live.generation() > g2 + 1, "publish and revert");
     }
 
     fn ip(s: &str) -> IpAddr {
@@ -300,7 +340,13 @@ mod tests {
     /// revert (a revert to an allow-everything list after a narrow one, and back).
     #[test]
     fn allow_list_shortcut_matches_the_walk() {
-        let peers = ["10.1.2.3", "127.0.0.1", "::1", "::ffff:10.1.2.3", "2001:db8::1"];
+        let peers = [
+            "10.1.2.3",
+            "127.0.0.1",
+            "::1",
+            "::ffff:10.1.2.3",
+            "2001:db8::1",
+        ];
         let lists: [&[&str]; 6] = [
             &["0.0.0.0/0", "::/0"],
             &["10.0.0.0/8"],
@@ -313,7 +359,11 @@ mod tests {
         let live = LiveLimits::new(&base);
         let check = |live: &LiveLimits, l: &Limits, what: &str| {
             for p in peers {
-                assert_eq!(live.source_allowed(ip(p)), l.source_allowed(ip(p)), "{what} {p}");
+                assert_eq!(
+                    live.source_allowed(ip(p)),
+                    l.source_allowed(ip(p)),
+                    "{what} {p}"
+                );
             }
         };
         check(&live, &base, "default");
