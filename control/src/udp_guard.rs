@@ -32,6 +32,7 @@ pub enum GuardDrop {
 
 /// The IPv4 address an IPv4-mapped IPv6 address stands for (a dual-stack socket reports v4
 /// peers that way), so a v4 rule cannot be bypassed through the v6 form.
+#[inline]
 fn unmapped(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
@@ -43,6 +44,7 @@ fn unmapped(ip: IpAddr) -> IpAddr {
 /// the IPv4 limited broadcast 255.255.255.255. A subnet's directed-broadcast address cannot be
 /// recognised from the address alone (it depends on the interface's prefix length); datagrams
 /// *sent to* one arrive flagged MSG_BCAST and are caught by that rule instead.
+#[inline]
 pub fn is_special_source(ip: IpAddr) -> bool {
     match unmapped(ip) {
         IpAddr::V4(v4) => v4.is_unspecified() || v4.is_multicast() || v4 == Ipv4Addr::BROADCAST,
@@ -51,11 +53,13 @@ pub fn is_special_source(ip: IpAddr) -> bool {
 }
 
 /// Loopback sources (127.0.0.0/8, ::1, and their v4-mapped form).
+#[inline]
 pub fn is_loopback(ip: IpAddr) -> bool {
     unmapped(ip).is_loopback()
 }
 
 /// Whether `UdpRateLimitPerSource` applies to a datagram from `ip`.
+#[inline]
 pub fn rate_limited_source(g: UdpGuard, ip: IpAddr) -> bool {
     !(g.rate_exempt_loopback && is_loopback(ip))
 }
@@ -63,6 +67,7 @@ pub fn rate_limited_source(g: UdpGuard, ip: IpAddr) -> bool {
 /// The first rule (in the order of [`GuardDrop`]) that drops a datagram from `peer`, indicated
 /// with `flags`, while `service_ports` are the ports of every configured service; `None`: it
 /// may be answered.
+#[inline]
 pub fn check(
     g: UdpGuard,
     flags: u32,

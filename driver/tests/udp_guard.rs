@@ -337,3 +337,96 @@ fn colliding_sources_share_the_rate_limit() {
     assert!(drops > 0);
     assert_clean(&l.unload());
 }
+
+/// Applies `f` to the running driver's limits (`config set`).
+fn set_limits(l: &Loaded, f: impl FnOnce(&mut control::config::Limits)) {
+    let mut lim = get_config(l).limits;
+    f(&mut lim);
+    assert_eq!(
+        set_config(l, &control::ioctl::SetConfig::SetLimits(lim.clone())),
+        0,
+        "set {lim:?}"
+    );
+}
+
+/// `send_n`, then waits until the driver has answered (or failed to answer) `want` more
+/// datagrams than before and checks the drop counter `c` moved by `drops`.
+fn phase(l: &Loaded, u: &UdpSocket, to: SocketAddr, want: u64, c: Counter, drops: u64) {
+    let out0 = l.counter(Counter::UdpDatagramsOut) + l.counter(Counter::SendErrors);
+    let c0 = l.counter(c);
+    send_n(l, u, to);
+    answered(l, out0 + want);
+    eventually("drops counted", || l.counter(c) >= c0 + drops);
+    assert_eq!(l.counter(c), c0 + drops, "{c:?}");
+    assert_eq!(
+        l.counter(Counter::UdpDatagramsOut) + l.counter(Counter::SendErrors),
+        out0 + want,
+        "answered"
+    );
+}
+
+/// A source whose verdict the driver remembers between one-datagram lists (`Seen` in
+/// driver/src/serve/udp.rs) is screened again after every live change of what the verdict
+/// depends on: the allow-list, a guard switch (the loopback rate exemption) and the service
+/// ports; another source, or the same one in a list flagged MSG_BCAST, is screened on its own. The same socket sends throughout; one datagram per indication list, on one
+/// simulated processor: the remembered verdict is per processor, and the sim's callback
+/// threads run on several, so with more than one a datagram could land on a processor that
+/// never saw the source and pass for the wrong reason.
+#[test]
+fn live_changes_reach_a_remembered_source() {
+    let (cfg, to) = echo_on(V4, |c| c.limits.udp_rate_per_source = 1);
+    let sim = wsk_sim::Config {
+        max_datagrams_per_indication: 1,
+        processor_count: 1,
+        ..wsk_sim::Config::default()
+    };
+    let l = load(sim, Some(cfg)).unwrap();
+    assert!(l.ready, "driver started");
+    let u = udp_client(V4);
+    let filtered = Counter::UdpDropFiltered;
+    phase(&l, &u, to, N, filtered, 0);
+    phase(&l, &u, to, N, filtered, 0);
+    // Another source, right after the remembered one: screened on its own.
+    let p = privileged_client();
+    phase(&l, &p, to, 0, Counter::UdpDropPrivilegedPort, N);
+    phase(&l, &u, to, N, filtered, 0);
+    // The same source in a list flagged MSG_BCAST: the flags are part of the verdict.
+    let uport = u.local_addr().unwrap().port();
+    wsk_sim::faults::disguise_datagrams(uport, None, MSG_BCAST);
+    phase(&l, &u, to, 0, Counter::UdpDropBroadcast, N);
+    wsk_sim::faults::disguise_datagrams(uport, None, 0);
+    phase(&l, &u, to, N, filtered, 0);
+    set_limits(&l, |lim| {
+        lim.set_allowed_sources(&[control::config::Cidr::parse("10.0.0.0/8").unwrap()])
+            .unwrap();
+    });
+    phase(&l, &u, to, 0, filtered, N);
+    set_limits(&l, |lim| {
+        lim.set_allowed_sources(&[control::config::Cidr::ANY_V4, control::config::Cidr::ANY_V6])
+            .unwrap();
+    });
+    phase(&l, &u, to, N, filtered, 0);
+    // The loopback exemption off at 1 datagram/s: N back to back cannot all pass.
+    set_limits(&l, |lim| lim.udp_guard.rate_exempt_loopback = false);
+    let rate0 = l.counter(Counter::UdpDropRate);
+    send_n(&l, &u, to);
+    eventually("rate drops", || l.counter(Counter::UdpDropRate) > rate0);
+    set_limits(&l, |lim| lim.udp_guard.rate_exempt_loopback = true);
+    phase(&l, &u, to, N, Counter::UdpDropRate, 0);
+    // A TCP service on the client's port: its datagrams now come from a service port.
+    let port = u.local_addr().unwrap().port();
+    assert_eq!(
+        set_config(
+            &l,
+            &control::ioctl::SetConfig::AddService(control::config::Service::new(
+                Proto::Tcp,
+                port,
+                Mode::Discard,
+                V4
+            ))
+        ),
+        0
+    );
+    phase(&l, &u, to, 0, Counter::UdpDropServicePort, N);
+    assert_clean(&l.unload());
+}
