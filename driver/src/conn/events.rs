@@ -15,7 +15,7 @@ use crate::logic::tcp::{self, RecvDecision, MAX_SLOTS};
 use crate::stats::Counter;
 use crate::wsk::mdl::{self};
 
-use super::pump::{pump_in_callback, pump_locked};
+use super::pump::{pump_in_callback, pump_locked, pump_queued_in_callback};
 use super::Conn;
 use crate::kernel::lock::SpinGuard;
 use crate::logic::tcp::TcpState;
@@ -163,8 +163,9 @@ unsafe fn receive(
                 Counter::TcpBytesIn,
                 bytes_indicated as u64,
             );
-            // SAFETY: the receive callback of c's socket, its lock held by `state`.
-            state = unsafe { pump_in_callback(c, state, cpu) };
+            // SAFETY: the receive callback of c's socket, its lock held by `state`; the send
+            // just queued is the pump's work.
+            state = unsafe { pump_queued_in_callback(c, state, cpu) };
             // C1: the callback's reference goes last; PENDING only if the send still uses it.
             let retained = state.callback_done(slot, &drv.budget);
             // SAFETY: as above (the pump may owe a release now).

@@ -16,7 +16,7 @@ use wsk_sys::{
 use crate::datapath::DataPath;
 use crate::kernel::irp;
 use crate::kernel::lock::{SpinGuard, SpinLock};
-use crate::logic::tcp::{SendKind, TcpState, Work, MAX_SLOTS};
+use crate::logic::tcp::{SendKind, SendOp, TcpState, Work, MAX_SLOTS};
 use crate::stats::Counter;
 
 use super::{Conn, SendSlot};
@@ -230,6 +230,26 @@ pub(super) unsafe fn pump_in_callback(
     }
 }
 
+/// [`pump_in_callback`] for the receive callback that has just queued a zero-copy send: the
+/// pump has work (the queued send; `TcpState::idle` would answer false), so the loop is entered
+/// without asking. IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// As [`pump_in_callback`].
+pub(super) unsafe fn pump_queued_in_callback(
+    c: *mut Conn,
+    state: SpinGuard<'_, TcpState>,
+    cpu: usize,
+) -> SpinGuard<'_, TcpState> {
+    debug_assert!(!state.idle());
+    // SAFETY: per the caller.
+    match unsafe { pump_loop(c, state, Some(cpu)) } {
+        Pumped::Owner(g) | Pumped::NotOwner(g) => g,
+        // SAFETY: the callback holds the context (W70, as in pump_in_callback).
+        Pumped::Closed => unsafe { &*ptr::addr_of!((*c).state) }.lock(),
+    }
+}
+
 /// Whether a pump entered now would issue nothing and change nothing: `next_work` is idle
 /// (TcpState::idle) and no paced client could take a ticket first (a served connection has
 /// no client). Checked inline, under the lock, before the pump's loop is called.
@@ -284,47 +304,36 @@ unsafe fn pump_loop<'a>(
         }
         state.next_work(&drv.budget)
     } {
-        // A released slot is free again the moment the lock drops (a new indication may
-        // take it), so its list pointer is taken now, under the lock.
-        let mut release_ind: *mut WSK_DATA_INDICATION = ptr::null_mut();
-        if let Work::Release { slot } = w {
-            // SAFETY: under the lock; the slot's indication belongs to this work item.
-            unsafe {
-                // TcpState hands out slots < MAX_SLOTS only; the mask lets the compiler see
-                // it (no panic path on the send path).
-                let s = ptr::addr_of_mut!((*c).slots[slot % MAX_SLOTS]);
-                release_ind = (*s).indication;
-                (*s).indication = ptr::null_mut();
-            }
-        }
-        // Fill the slot's WSK_BUF while holding the lock (the slot is ours now).
         if let Work::Send(op) = w {
+            // The send, one per message, on its own path: fill the slot's WSK_BUF while
+            // holding the lock (the slot is ours now), then issue it without the lock.
             // SAFETY: the slot was handed to this pump owner by next_work.
-            unsafe {
-                let s = ptr::addr_of_mut!((*c).slots[op.slot % MAX_SLOTS]);
-                (*s).buf = match op.kind {
-                    // Set by the receive callback before the slot was queued.
-                    SendKind::ZeroCopy => (*(*s).indication).Buffer,
-                    SendKind::Ring { off, len } => WSK_BUF {
-                        Mdl: (*c).ring_mdl,
-                        Offset: off as ULONG,
-                        Length: len,
-                    },
-                    SendKind::Pattern { len } => WSK_BUF {
-                        Mdl: drv.pattern_mdl,
-                        Offset: 0,
-                        Length: len,
-                    },
-                };
+            unsafe { fill_send_buf(c, op) };
+            drop(state);
+            // SAFETY: the work item grants this thread the slot it names.
+            unsafe { perform_send(c, op, &mut cpu) };
+        } else {
+            // A released slot is free again the moment the lock drops (a new indication may
+            // take it), so its list pointer is taken now, under the lock.
+            let mut release_ind: *mut WSK_DATA_INDICATION = ptr::null_mut();
+            if let Work::Release { slot } = w {
+                // SAFETY: under the lock; the slot's indication belongs to this work item.
+                unsafe {
+                    // TcpState hands out slots < MAX_SLOTS only; the mask lets the compiler
+                    // see it (no panic path on the send path).
+                    let s = ptr::addr_of_mut!((*c).slots[slot % MAX_SLOTS]);
+                    release_ind = (*s).indication;
+                    (*s).indication = ptr::null_mut();
+                }
             }
-        }
-        drop(state);
-        let closing = w == Work::Close;
-        // SAFETY: the work item grants this thread the resource it names.
-        unsafe { perform(c, w, release_ind, &mut cpu) };
-        if closing {
-            // The close completion may already have recycled the context: touch nothing.
-            return Pumped::Closed;
+            drop(state);
+            let closing = w == Work::Close;
+            // SAFETY: the work item grants this thread the resource it names.
+            unsafe { perform(c, w, release_ind) };
+            if closing {
+                // The close completion may already have recycled the context: touch nothing.
+                return Pumped::Closed;
+            }
         }
         state = lock.lock();
         state.call_returned();
@@ -334,56 +343,88 @@ unsafe fn pump_loop<'a>(
     Pumped::Owner(state)
 }
 
-/// Performs `w`; `cpu` is the CPU number for the send counters (read here if None).
+/// Fills the WSK_BUF of the send `op` in its slot: the indication's buffer (zero-copy), the
+/// ring's bytes or the pattern.
+///
+/// # Safety
+/// Under `c`'s lock, by the pump owner `op` was handed to.
+#[inline]
+unsafe fn fill_send_buf(c: *mut Conn, op: SendOp) {
+    // SAFETY: per the caller; contexts and the driver state outlive the pump.
+    unsafe {
+        let s = ptr::addr_of_mut!((*c).slots[op.slot % MAX_SLOTS]);
+        (*s).buf = match op.kind {
+            // Set by the receive callback before the slot was queued.
+            SendKind::ZeroCopy => (*(*s).indication).Buffer,
+            SendKind::Ring { off, len } => WSK_BUF {
+                Mdl: (*c).ring_mdl,
+                Offset: off as ULONG,
+                Length: len,
+            },
+            SendKind::Pattern { len } => WSK_BUF {
+                Mdl: (*(*c).drv).pattern_mdl,
+                Offset: 0,
+                Length: len,
+            },
+        };
+    }
+}
+
+/// Issues the send `op` (its WSK_BUF filled under the lock); `cpu` is the CPU number for the
+/// send counters (read here if None).
+///
+/// # Safety
+/// Called by pump with the right to `op`'s slot, without the lock.
+#[inline]
+unsafe fn perform_send(c: *mut Conn, op: SendOp, cpu: &mut Option<usize>) {
+    // SAFETY: live pooled context; the slot is owned by this call per `op`.
+    unsafe {
+        let sock = (*c).socket;
+        // The send, the one call per message, reads only its provider function.
+        let send = send_fn(&*c);
+        let s = ptr::addr_of_mut!((*c).slots[op.slot % MAX_SLOTS]);
+        let counter = match op.kind {
+            SendKind::ZeroCopy => Some(Counter::ZeroCopySends),
+            SendKind::Ring { .. } => Some(Counter::CopySends),
+            SendKind::Pattern { .. } => None,
+        };
+        if let Some(counter) = counter {
+            let cpu = *cpu.get_or_insert_with(DataPath::cpu);
+            (*(*c).drv).count_service_at(cpu, (*c).stats_slot, counter, 1);
+        }
+        // Slot IRP idle (its slot was free); buf valid until completion (W14: buffers of a
+        // pending call stay valid until it completes).
+        irp::arm((*s).irp, send_done, s.cast());
+        // Echo replies go out at once (latency is the point); the source stream may
+        // coalesce.
+        let flags = if matches!(op.kind, SendKind::Pattern { .. }) {
+            0
+        } else {
+            WSK_FLAG_NODELAY
+        };
+        if let Some(send) = send {
+            let st = send(sock, ptr::addr_of_mut!((*s).buf), flags, (*s).irp);
+            // Only this pump owner re-arms a slot's IRP.
+            if irp::unfinished((*s).irp, st) {
+                irp::complete_unfinished((*s).irp, send_done, s.cast(), st);
+            }
+        } else {
+            irp::fail_unsent((*s).irp, send_done, s.cast());
+        }
+    }
+}
+
+/// Performs `w`, any work but a send ([`perform_send`]).
 ///
 /// # Safety
 /// Called by pump with the right to `w`'s resources.
-unsafe fn perform(
-    c: *mut Conn,
-    w: Work,
-    release_ind: *mut WSK_DATA_INDICATION,
-    cpu: &mut Option<usize>,
-) {
+unsafe fn perform(c: *mut Conn, w: Work, release_ind: *mut WSK_DATA_INDICATION) {
     // SAFETY: live pooled context; the fields used below are owned by this call per `w`.
     unsafe {
         let sock = (*c).socket;
-        if let Work::Send(op) = w {
-            // The send, the one call per message, reads only its provider function.
-            let send = send_fn(&*c);
-            let s = ptr::addr_of_mut!((*c).slots[op.slot % MAX_SLOTS]);
-            let counter = match op.kind {
-                SendKind::ZeroCopy => Some(Counter::ZeroCopySends),
-                SendKind::Ring { .. } => Some(Counter::CopySends),
-                SendKind::Pattern { .. } => None,
-            };
-            if let Some(counter) = counter {
-                let cpu = *cpu.get_or_insert_with(DataPath::cpu);
-                (*(*c).drv).count_service_at(cpu, (*c).stats_slot, counter, 1);
-            }
-            // Slot IRP idle (its slot was free); buf valid until completion (W14: buffers of a
-            // pending call stay valid until it completes).
-            irp::arm((*s).irp, send_done, s.cast());
-            // Echo replies go out at once (latency is the point); the source stream may
-            // coalesce.
-            let flags = if matches!(op.kind, SendKind::Pattern { .. }) {
-                0
-            } else {
-                WSK_FLAG_NODELAY
-            };
-            if let Some(send) = send {
-                let st = send(sock, ptr::addr_of_mut!((*s).buf), flags, (*s).irp);
-                // Only this pump owner re-arms a slot's IRP.
-                if irp::unfinished((*s).irp, st) {
-                    irp::complete_unfinished((*s).irp, send_done, s.cast(), st);
-                }
-            } else {
-                irp::fail_unsent((*s).irp, send_done, s.cast());
-            }
-            return;
-        }
         let d = ConnOps::of(&*c);
         match w {
-            // Issued above.
+            // Issued by perform_send.
             Work::Send(_) => {}
             Work::ResumeReceive => {
                 // C5: a zero-length receive resumes indications without taking data (W56:
