@@ -1013,6 +1013,16 @@ impl TcpState {
             || self.release_due()
     }
 
+    /// [`needs_tick`](Self::needs_tick) for a caller that has just seen [`idle`](Self::idle)
+    /// answer true under the same lock: idle means open, indications flowing and no retained
+    /// entry both done and free of its callback's reference, so of needs_tick's reasons only
+    /// a due pump is left (the seeded walk in the tests compares the two whenever idle).
+    #[inline]
+    pub fn needs_tick_when_idle(&self) -> bool {
+        debug_assert!(self.idle());
+        !self.close_issued && self.pump_due
+    }
+
     /// A retained list whose every send is done and whose callback has dropped, or is about
     /// to drop, its reference: it goes back at the next pump. One compare when no retained
     /// entry is done.
@@ -1410,6 +1420,7 @@ mod tests {
     fn pump(st: &mut TcpState, g: &RetainedBudget) -> Vec<Work> {
         let mut v = Vec::new();
         masks_match(st);
+        assert!(!st.idle() || st.needs_tick() == st.needs_tick_when_idle());
         assert!(st.enter_pump());
         while let Some(w) = next_work_checked(st, g) {
             v.push(w);
@@ -1561,6 +1572,10 @@ mod tests {
                     }
                     1 => {
                         let idle = st.idle();
+                        assert!(
+                            !idle || st.needs_tick() == st.needs_tick_when_idle(),
+                            "seed {seed} step {step}: needs_tick when idle"
+                        );
                         let works = pump(&mut st, &g);
                         assert!(
                             !idle || works.is_empty(),
@@ -2397,6 +2412,32 @@ mod tests {
         st.accept_end();
         assert!(st.kick(0).pump);
         assert!(matches!(pump(&mut st, &g)[..], [Work::Send(_), ..]));
+    }
+
+    /// The receive callback's end asks `needs_tick_when_idle` instead of `needs_tick` once it
+    /// has seen `idle`: the two agree in idle states, a due pump (the accept callback's
+    /// leftover) included; the seeded walk compares them at every pump as well.
+    #[test]
+    fn needs_tick_when_idle_is_needs_tick() {
+        let mut st = TcpState::new(TcpParams {
+            mode: Mode::Echo,
+            ring_cap: 64,
+            send_slots: 2,
+            max_send: 64,
+            per_conn_budget: 0,
+        });
+        assert!(st.idle());
+        assert!(!st.needs_tick());
+        assert!(!st.needs_tick_when_idle());
+        st.accept_begin();
+        st.accept_end();
+        assert!(st.idle());
+        assert!(st.needs_tick(), "the housekeeper's visit is due");
+        assert!(st.needs_tick_when_idle());
+        let _ = st.kick(0);
+        assert!(st.idle());
+        assert!(!st.needs_tick());
+        assert!(!st.needs_tick_when_idle());
     }
 
     #[test]

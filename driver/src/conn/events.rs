@@ -15,7 +15,7 @@ use crate::logic::tcp::{self, RecvDecision, MAX_SLOTS};
 use crate::stats::Counter;
 use crate::wsk::mdl::{self};
 
-use super::pump::{pump_in_callback, pump_locked, pump_queued_in_callback};
+use super::pump::{nothing_to_pump, pump_in_callback, pump_locked, pump_queued_in_callback};
 use super::Conn;
 use crate::kernel::lock::SpinGuard;
 use crate::logic::tcp::TcpState;
@@ -55,14 +55,20 @@ unsafe extern "win64" fn receive_event(
     // disconnect event may overlap a receive event).
     r.rx_entered.store(true, Ordering::SeqCst);
     // SAFETY: forwarded.
-    let (status, mut state) = unsafe { receive(c, r, flags, ind, bytes_indicated, bytes_accepted) };
+    let (status, mut state, idle) =
+        unsafe { receive(c, r, flags, ind, bytes_indicated, bytes_accepted) };
     // The callback's last act: it drops its reference on the lists it retained (C1: hold a
     // zero-copy send's indication until both the send and the callback are done). Nothing is
     // released on this thread after it: the provider has not seen our STATUS_PENDING yet.
     // Another CPU may release them between the unlock below and the return (G22: a retained list
     // may be released from another thread before the callback's return is seen).
     // The context cannot be recycled under us: the close waits for running callbacks (W70).
-    if state.needs_tick() {
+    let tick = if idle {
+        state.needs_tick_when_idle()
+    } else {
+        state.needs_tick()
+    };
+    if tick {
         // Lists this callback retained go back at the next pump or tick: on the attention list
         // first (inside the connection lock, the lock order everywhere), so that dropping the
         // reference below stays the callback's last act.
@@ -77,7 +83,8 @@ unsafe extern "win64" fn receive_event(
 }
 
 /// The callback's work: returns its status with the connection's lock held, for the
-/// callback's last act.
+/// callback's last act, and whether `TcpState::idle` was true in that critical section
+/// (false: not asked).
 ///
 /// # Safety
 /// Called by `receive_event` only, `r` being `c`, with the callback's arguments.
@@ -88,7 +95,7 @@ unsafe fn receive(
     ind: *mut WSK_DATA_INDICATION,
     bytes_indicated: SIZE_T,
     bytes_accepted: *mut SIZE_T,
-) -> (NTSTATUS, SpinGuard<'_, TcpState>) {
+) -> (NTSTATUS, SpinGuard<'_, TcpState>, bool) {
     let drv = r.drv();
     // Read once for the callback's counters (and the sends its pump issues).
     let cpu = DataPath::cpu();
@@ -99,23 +106,35 @@ unsafe fn receive(
         let mut state = r.state.lock();
         state.abort();
         // SAFETY: the receive callback of c's socket, its lock held by `state`.
-        return (STATUS_SUCCESS, unsafe { pump_in_callback(c, state, cpu) });
+        return (
+            STATUS_SUCCESS,
+            unsafe { pump_in_callback(c, state, cpu) },
+            false,
+        );
     }
     // The entries and their total (zero-copy sends each entry from its own slot, so a list of
     // more entries than slots takes the copy path). The entries' lengths are gathered only for
     // a list of several (one entry is the common case and needs none).
-    let mut entries = 0usize;
-    let mut sum = 0usize;
-    let mut entry = ind;
-    while !entry.is_null() {
-        // SAFETY: a valid list element for this call (W51: the indication list is valid for the
-        // callback).
-        unsafe {
-            sum = sum.saturating_add((*entry).Buffer.Length);
-            entry = (*entry).Next;
+    // SAFETY: a valid list element for this call (W51: the indication list is valid for the
+    // callback).
+    let (entries, sum) = if unsafe { (*ind).Next }.is_null() {
+        // One entry (the common case): no walk.
+        // SAFETY: as above.
+        (1usize, unsafe { (*ind).Buffer.Length })
+    } else {
+        let mut entries = 0usize;
+        let mut sum = 0usize;
+        let mut entry = ind;
+        while !entry.is_null() {
+            // SAFETY: as above, each element of the list.
+            unsafe {
+                sum = sum.saturating_add((*entry).Buffer.Length);
+                entry = (*entry).Next;
+            }
+            entries += 1;
         }
-        entries += 1;
-    }
+        (entries, sum)
+    };
     let zc_ok = entries <= MAX_SLOTS
         && flags & WSK_FLAG_RELEASE_ASAP == 0
         && drv.live.on(Limit::ZeroCopy)
@@ -147,6 +166,12 @@ unsafe fn receive(
             // list's slots, lowest first, are its entries in order (TcpState::group_mask).
             let mut group = state.group_mask(slot);
             let mut entry = ind;
+            if entries == 1 {
+                // One entry: the list is its head slot alone (on_receive_one).
+                // SAFETY: the slot was just reserved for this callback.
+                unsafe { (*ptr::addr_of_mut!((*c).slots[slot % MAX_SLOTS])).indication = ind };
+                group = 0;
+            }
             while group != 0 && !entry.is_null() {
                 let g = group.trailing_zeros() as usize;
                 group &= group - 1;
@@ -168,18 +193,24 @@ unsafe fn receive(
             state = unsafe { pump_queued_in_callback(c, state, cpu) };
             // C1: the callback's reference goes last; PENDING only if the send still uses it.
             let retained = state.callback_done(slot, &drv.budget);
-            // SAFETY: as above (the pump may owe a release now).
-            state = unsafe { pump_in_callback(c, state, cpu) };
+            // The pump may owe a release now. Asked inline: the answer (usually idle) also
+            // tells the callback's end which attention question is left.
+            // SAFETY: the receive callback of c's socket, its lock held by `state`.
+            let idle = unsafe { nothing_to_pump(c, &state) };
+            if !idle {
+                // SAFETY: as above.
+                state = unsafe { pump_in_callback(c, state, cpu) };
+            }
             let status = if retained {
                 STATUS_PENDING
             } else {
                 STATUS_SUCCESS
             };
-            (status, state)
+            (status, state, idle)
         }
         RecvDecision::NotAccepted => {
             drv.count_service_at(cpu, r.stats_slot, Counter::RxBackpressure, 1);
-            (STATUS_DATA_NOT_ACCEPTED, state)
+            (STATUS_DATA_NOT_ACCEPTED, state, false)
         }
         RecvDecision::Drop => {
             drop(state);
@@ -193,7 +224,7 @@ unsafe fn receive(
                 // SAFETY: list valid for this call.
                 unsafe { (client.received)(c, ind, bytes_indicated) };
             }
-            (STATUS_SUCCESS, r.state.lock())
+            (STATUS_SUCCESS, r.state.lock(), false)
         }
         RecvDecision::Copy { n } => {
             // The ring's free regions beyond the tail are the receive callback's until it
@@ -227,7 +258,7 @@ unsafe fn receive(
                 // SAFETY: out-parameter of this call.
                 unsafe { *bytes_accepted = n };
             }
-            (STATUS_SUCCESS, state)
+            (STATUS_SUCCESS, state, false)
         }
     }
 }

@@ -257,7 +257,7 @@ pub(super) unsafe fn pump_queued_in_callback(
 /// # Safety
 /// `c` is a pooled context and `state` the guard of its lock.
 #[inline]
-unsafe fn nothing_to_pump(c: *mut Conn, state: &SpinGuard<'_, TcpState>) -> bool {
+pub(super) unsafe fn nothing_to_pump(c: *mut Conn, state: &SpinGuard<'_, TcpState>) -> bool {
     // SAFETY: `client` is set before the context is published, and read under its lock.
     unsafe { (*c).client }.is_none() && state.idle()
 }

@@ -57,6 +57,7 @@ const ARMED: NTSTATUS = STATUS_PENDING;
 /// # Safety
 /// `irp` is a driver-owned IRP not currently owned by WSK; `ctx` stays valid until the
 /// completion routine has run.
+#[inline]
 pub(crate) unsafe fn arm(irp: PIRP, routine: Completion, ctx: PVOID) {
     ROUTINES.fetch_add(1, Ordering::SeqCst);
     // SAFETY: per the caller; IoReuseIrp resets the IRP, IoSetCompletionRoutine writes the
