@@ -248,8 +248,15 @@ unsafe fn receive(
                 drv.count_service_at(cpu, r.stats_slot, Counter::ProtocolErrors, 1);
                 state.abort();
             }
-            // SAFETY: the receive callback of c's socket, its lock held by `state`.
-            state = unsafe { pump_in_callback(c, state, cpu) };
+            state = if !ok || written > 0 {
+                // Bytes committed to the ring are queued for a send, an abort is teardown
+                // work: TcpState::idle is false either way, so the pump is entered unasked.
+                // SAFETY: the receive callback of c's socket, its lock held by `state`.
+                unsafe { pump_queued_in_callback(c, state, cpu) }
+            } else {
+                // SAFETY: as above.
+                unsafe { pump_in_callback(c, state, cpu) }
+            };
             if n < bytes_indicated && ok {
                 // Partial accept: indications resume after our zero-length WskReceive (W54:
                 // BytesAccepted below BytesIndicated: partial, indications stop, C5: after a

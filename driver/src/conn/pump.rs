@@ -230,9 +230,9 @@ pub(super) unsafe fn pump_in_callback(
     }
 }
 
-/// [`pump_in_callback`] for the receive callback that has just queued a zero-copy send: the
-/// pump has work (the queued send; `TcpState::idle` would answer false), so the loop is entered
-/// without asking. IRQL <= DISPATCH_LEVEL.
+/// [`pump_in_callback`] for the receive callback that has just queued a send (a zero-copy
+/// entry, or bytes committed to the ring) or aborted: the pump has work (`TcpState::idle`
+/// would answer false), so the loop is entered without asking. IRQL <= DISPATCH_LEVEL.
 ///
 /// # Safety
 /// As [`pump_in_callback`].
