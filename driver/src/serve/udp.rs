@@ -124,7 +124,8 @@ struct UdpSend {
     /// This datagram's entry in its batch's WSK_BUF_LIST; valid until the batch completes.
     entry: WSK_BUF_LIST,
     sock: *mut UdpSock,
-    /// Next free context in its CPU's pool (`CpuFree`); meaningful only while free.
+    /// Next free context in its CPU's pool (`CpuFree`) while free; next context of its batch
+    /// while sending (`Batch::add`), so that a finished batch is already a chain.
     next_free: *mut UdpSend,
     /// Used by the context that heads a batch (the others' stay idle).
     irp: PIRP,
@@ -139,6 +140,9 @@ struct UdpSend {
     remote: SockAddrBuf,
     /// Batch head: datagrams in the batch.
     count: u32,
+    /// Batch head: its last context. A batch's contexts are linked through `next_free` as
+    /// well as through their entries (`Batch::add`), so they go back to a pool as one chain.
+    last: *mut UdpSend,
     /// Batch head: the list owner this batch holds a reference on (null: none).
     owner: *mut UdpSend,
     /// List owner (the context of a list's first zero-copy datagram): the list, and its
@@ -439,6 +443,7 @@ impl UdpSock {
                 sending: AtomicBool::new(false),
                 remote: SockAddrBuf::zeroed(),
                 count: 0,
+                last: ptr::null_mut(),
                 owner: ptr::null_mut(),
                 list: ptr::null_mut(),
                 refs: AtomicU32::new(0),
@@ -639,8 +644,35 @@ impl UdpSock {
     /// # Safety
     /// As `put_batch`.
     unsafe fn put_contexts(&self, cpu: usize, head: *mut UdpSend, keep: *mut UdpSend) {
+        // The batch is already a chain through `next_free`, head to `last` (`Batch::add`):
+        // without a kept owner, or with the owner at its head (a list's first batch), it goes
+        // back in O(1) instead of context by context (a burst's datagram: 13 Ir less).
+        // SAFETY: the batch's head fields were set by `issue` (per the caller).
+        let (count, last) = unsafe { ((*head).count, (*head).last) };
+        let whole = if keep.is_null() {
+            Some(Chain {
+                head,
+                tail: last,
+                len: count,
+            })
+        } else if keep == head {
+            Some(Chain {
+                // SAFETY: as above; count >= 2 here (put_batch returned for a lone owner).
+                head: unsafe { (*head).next_free },
+                tail: last,
+                len: count - 1,
+            })
+        } else {
+            None
+        };
         let p = self.pool(cpu % self.ncpu);
         let mut g = p.free.lock();
+        if let Some(chain) = whole {
+            g.chain.splice_front(chain);
+            p.avail.store(g.chain.len, Ordering::Relaxed);
+            return;
+        }
+        // The owner inside the batch (after a sockperf copy): context by context, skipping it.
         let mut c = head;
         while !c.is_null() {
             // SAFETY: a context of the batch; the entry is its first field (repr(C)).
@@ -648,12 +680,7 @@ impl UdpSock {
             if c != keep {
                 // SAFETY: the batch is done with it; the lock orders these writes before the
                 // next get.
-                unsafe {
-                    (*c).owner = ptr::null_mut();
-                    (*c).list = ptr::null_mut();
-                    (*c).entry.Next = ptr::null_mut();
-                    g.chain.push(c);
-                }
+                unsafe { g.chain.push(c) };
             }
             c = next;
         }
@@ -666,11 +693,11 @@ impl UdpSock {
     /// # Safety
     /// `c` is one of ours, used by nobody any more.
     unsafe fn put(&self, cpu: usize, c: *mut UdpSend) {
+        let p = self.pool(cpu % self.ncpu);
+        let mut g = p.free.lock();
         // SAFETY: per the caller.
-        unsafe {
-            (*c).entry.Next = ptr::null_mut();
-            self.put_batch(cpu, c, ptr::null_mut());
-        }
+        unsafe { g.chain.push(c) };
+        p.avail.store(g.chain.len, Ordering::Relaxed);
     }
 
     /// Free contexts over all pools (the close's log). PASSIVE_LEVEL.
@@ -842,15 +869,23 @@ struct Senders {
 /// reference on the socket block and, if `owner` is set, on the list. IRQL <= DISPATCH_LEVEL.
 ///
 /// # Safety
-/// `head` heads a batch of ours with `remote` and `count` set; `owner` null or a list owner
+/// `head` heads a batch of ours with `remote` and `count` set, `last` its last context (linked
+/// from `head` through entries and `next_free`, `Batch::add`); `owner` null or a list owner
 /// whose references are held by the caller (the callback's).
-unsafe fn issue(u: &UdpSock, head: *mut UdpSend, owner: *mut UdpSend, send: Senders) {
+unsafe fn issue(
+    u: &UdpSock,
+    head: *mut UdpSend,
+    last: *mut UdpSend,
+    owner: *mut UdpSend,
+    send: Senders,
+) {
     // SAFETY: per the caller; the batch is ours until its completion.
     unsafe {
         if !owner.is_null() {
             (*owner).refs.fetch_add(1, Ordering::SeqCst);
         }
         (*head).owner = owner;
+        (*head).last = last;
         u.io.fetch_add(1, Ordering::SeqCst);
         let token = (*head).entered.token();
         (*head).sending.store(true, Ordering::SeqCst);
@@ -1165,6 +1200,11 @@ enum Reply {
 #[allow(clippy::inline_always)]
 #[inline(always)]
 fn answer(u: &UdpSock, buf: &WSK_BUF, len: usize) -> Option<Reply> {
+    // Echo answers every datagram as it is (`udp_verdict`'s first arm): no header to read, no
+    // verdict to build (per datagram of a burst: 9 Ir less, bench/driver-callgrind).
+    if u.service.mode == Mode::Echo {
+        return Some(Reply::Echo);
+    }
     // Only sockperf looks at the bytes (its header).
     let (head_bytes, hn) = if u.service.mode == Mode::Sockperf {
         // SAFETY: a valid buffer of the list being indicated.
@@ -1270,7 +1310,7 @@ impl Batch {
             if !self.head.is_null()
                 && (self.send.messages.is_none() || (*self.head).remote.0 != remote.0)
             {
-                issue(u, self.head, self.owner, self.send);
+                issue(u, self.head, self.tail, self.owner, self.send);
                 self.head = ptr::null_mut();
             }
             if self.head.is_null() {
@@ -1279,6 +1319,8 @@ impl Batch {
                 (*c).count = 1;
             } else {
                 (*self.tail).entry.Next = &raw mut (*c).entry;
+                // The same chain for the pool (`put_contexts`).
+                (*self.tail).next_free = c;
                 (*self.head).count += 1;
             }
         }
@@ -1294,7 +1336,7 @@ impl Batch {
     unsafe fn finish(self, u: &UdpSock, cpu: usize) -> NTSTATUS {
         if !self.head.is_null() {
             // SAFETY: the open batch; owner's references held by this callback.
-            unsafe { issue(u, self.head, self.owner, self.send) };
+            unsafe { issue(u, self.head, self.tail, self.owner, self.send) };
         }
         if self.owner.is_null() {
             return STATUS_SUCCESS;
