@@ -1021,8 +1021,13 @@ unsafe extern "win64" fn receive_from_event(
     u.give_back(cpu, grabbed);
     // Counted before the last batch goes, so that its completion's datagrams_out never runs
     // ahead of datagrams_in for a single-source list.
-    count_at(drv, cpu, u.stats_slot, Counter::UdpDatagramsIn, n_in);
-    count_at(drv, cpu, u.stats_slot, Counter::UdpBytesIn, bytes_in);
+    count2_at(
+        drv,
+        cpu,
+        u.stats_slot,
+        (Counter::UdpDatagramsIn, n_in),
+        (Counter::UdpBytesIn, bytes_in),
+    );
     // SAFETY: the batch of this callback; its owner's references are held by it.
     unsafe { batch.finish(u, cpu) }
 }
@@ -1079,8 +1084,13 @@ unsafe fn echo_one(
         answer(u, &buf, len)
     })();
     // Counted before the batch goes, as in `receive_from_event`.
-    count_at(drv, cpu, u.stats_slot, Counter::UdpDatagramsIn, 1);
-    count_at(drv, cpu, u.stats_slot, Counter::UdpBytesIn, len as u64);
+    count2_at(
+        drv,
+        cpu,
+        u.stats_slot,
+        (Counter::UdpDatagramsIn, 1),
+        (Counter::UdpBytesIn, len as u64),
+    );
     let Some(reply) = reply else {
         // Dropped (counted) or consumed: the context goes back unused.
         // SAFETY: c is ours and unused.
@@ -1103,6 +1113,13 @@ unsafe fn echo_one(
 fn count_at(drv: &DataPath, cpu: usize, stats_slot: usize, c: Counter, n: u64) {
     drv.stats.add(cpu, c, n);
     drv.service_stats.add(cpu, stats_slot, c, n);
+}
+
+/// `count_at` for two counters at once (datagrams and bytes): one index computation per table.
+#[inline]
+fn count2_at(drv: &DataPath, cpu: usize, stats_slot: usize, c: (Counter, u64), d: (Counter, u64)) {
+    drv.stats.add2(cpu, c.0, c.1, d.0, d.1);
+    drv.service_stats.add2(cpu, stats_slot, c.0, c.1, d.0, d.1);
 }
 
 /// Whether a datagram from `remote_sa` may be answered: the allow-list, the reflection and
@@ -1385,14 +1402,13 @@ unsafe fn send_done_inner(head: *mut UdpSend, status: NTSTATUS, info: usize) {
     // Read once for the completion: its counters and the pool its contexts go back to.
     let cpu = DataPath::cpu();
     if NT_SUCCESS(status) {
-        count_at(
+        count2_at(
             drv,
             cpu,
             u.stats_slot,
-            Counter::UdpDatagramsOut,
-            u64::from(n),
+            (Counter::UdpDatagramsOut, u64::from(n)),
+            (Counter::UdpBytesOut, info as u64),
         );
-        count_at(drv, cpu, u.stats_slot, Counter::UdpBytesOut, info as u64);
     } else {
         count_at(drv, cpu, u.stats_slot, Counter::SendErrors, u64::from(n));
     }
