@@ -514,8 +514,8 @@ impl UdpSock {
         unsafe { &(*self.pools)[cpu] }
     }
 
-    /// A free send context, from the pool of `cpu` (`DataPath::cpu()`, read once by the
-    /// caller for all it does), or else borrowed (`borrow`). Receive callback, IRQL <=
+    /// A free send context, from the spare slot or else the pool of `cpu` (`DataPath::cpu()`,
+    /// read once by the caller for all it does), or else borrowed (`borrow`). Receive callback, IRQL <=
     /// DISPATCH_LEVEL: at PASSIVE_LEVEL the thread may have moved since `cpu` was read, and the
     /// pool is then another CPU's (correct, its lock serialises it; merely not local); at
     /// DISPATCH_LEVEL it stays on its CPU.
@@ -540,8 +540,9 @@ impl UdpSock {
     /// For a one-datagram list from `remote` with `flags` (`SCREEN_FLAGS` bits): a free
     /// context of `cpu`'s pool (as in `get`) and, if the pool's remembered source (`Seen`) is
     /// this one under generations `gens`, whether the rate limit applies to it, in one
-    /// acquisition of the pool's lock. None when the pool is empty (the caller takes the
-    /// general path, which borrows or drops). Receive callback, IRQL <= DISPATCH_LEVEL.
+    /// acquisition of the pool's lock (the spare slot, an atomic, is looked at first). None
+    /// when the pool and its slot are empty (the caller takes the general path, which borrows
+    /// or drops). Receive callback, IRQL <= DISPATCH_LEVEL.
     #[inline]
     fn take_one(
         &self,
