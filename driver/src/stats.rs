@@ -113,6 +113,15 @@ impl Stats {
         self.cpus[cpu % MAX_CPUS][c as usize].fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Two counters of one CPU at once (the UDP echo's datagrams and bytes): one index
+    /// computation for both.
+    #[inline]
+    pub fn add2(&self, cpu: usize, c1: Counter, n1: u64, c2: Counter, n2: u64) {
+        let b = &self.cpus[cpu % MAX_CPUS];
+        b[c1 as usize].fetch_add(n1, Ordering::Relaxed);
+        b[c2 as usize].fetch_add(n2, Ordering::Relaxed);
+    }
+
     pub fn get(&self, c: Counter) -> u64 {
         self.cpus
             .iter()
@@ -211,6 +220,20 @@ impl SvcStats {
         if slot < MAX_SERVICES {
             if let Some(i) = svc_index(c) {
                 self.cpus[cpu % MAX_CPUS][slot][i].fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Two counters of one CPU and service at once (as `Stats::add2`).
+    #[inline]
+    pub fn add2(&self, cpu: usize, slot: usize, c1: Counter, n1: u64, c2: Counter, n2: u64) {
+        if slot < MAX_SERVICES {
+            let b = &self.cpus[cpu % MAX_CPUS][slot];
+            if let Some(i) = svc_index(c1) {
+                b[i].fetch_add(n1, Ordering::Relaxed);
+            }
+            if let Some(i) = svc_index(c2) {
+                b[i].fetch_add(n2, Ordering::Relaxed);
             }
         }
     }

@@ -159,3 +159,46 @@ fn an_empty_pool_borrows_before_dropping() {
     );
     assert_clean(&drv.unload());
 }
+
+/// One context for eight CPUs, one datagram per list, sends completing inline: each echo
+/// leaves the context in the spare slot of the CPU whose callback gave it back
+/// (`CpuPool::spare`), and the socket's lists are indicated by more than one provider thread,
+/// so the next datagram often comes on another CPU, whose pool and slot are empty: it must
+/// borrow the context from that slot instead of dropping the datagram. One datagram at a
+/// time (each reply awaited, 300 ms at most), so only the race of a reply overtaking its
+/// callback's last act can leave the next datagram without a context.
+#[test]
+fn a_context_in_another_cpus_spare_slot_is_borrowed() {
+    const N: u64 = 300;
+    let sim = wsk_sim::Config {
+        processor_count: CPUS,
+        pend_rate: 0.0,
+        max_datagrams_per_indication: 1,
+        ..wsk_sim::Config::default()
+    };
+    let (drv, to) = loaded(sim, |c| c.limits.udp_send_contexts = 1);
+    let u = udp_client(V4);
+    u.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let mut got = 0;
+    for i in 0..N {
+        u.send_to(&payload(i, 32), to).unwrap();
+        if u.recv_from(&mut buf).is_ok() {
+            got += 1;
+        }
+    }
+    let (s, o) = shared_and_out(&drv);
+    let dropped = drv.counter(Counter::UdpDropNoContext);
+    eprintln!("{o} echoed ({got} received), {dropped} dropped for want of a context, {s} shared acquisitions");
+    assert!(
+        dropped <= 2,
+        "{dropped} of {N} datagrams dropped for want of a context"
+    );
+    assert!(
+        s > 0,
+        "every datagram came on one CPU: nothing borrowed, nothing tested"
+    );
+    assert!(o + dropped >= N - 2, "echoed {o}, dropped {dropped} of {N}");
+    assert_clean(&drv.unload());
+}

@@ -76,6 +76,7 @@ pub(crate) unsafe fn arm(irp: PIRP, routine: Completion, ctx: PVOID) {
 /// # Safety
 /// `irp` was [`arm`]ed for that call and nothing but this call's completion could have re-armed
 /// it since (the caller still owns the work the IRP belongs to).
+#[inline]
 pub(crate) unsafe fn unfinished(irp: PIRP, returned: NTSTATUS) -> bool {
     // SAFETY: per the caller, a live IRP of ours.
     returned != STATUS_PENDING && unsafe { (*irp).IoStatus.Status } == ARMED
@@ -98,12 +99,14 @@ impl Completions {
     }
 
     /// Read before the call the IRP is handed to.
+    #[inline]
     pub(crate) fn token(&self) -> u32 {
         self.0.load(Ordering::SeqCst)
     }
 
     /// The first act of the IRP's completion routine (before anything that could re-arm the
     /// IRP or give its owner away).
+    #[inline]
     pub(crate) fn entered(&self) {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
@@ -117,6 +120,7 @@ impl Completions {
 /// # Safety
 /// `irp` and `done` belong together and are valid memory (they may have been re-armed or
 /// reused since: that is what the token tells).
+#[inline]
 pub(crate) unsafe fn unfinished_since(
     irp: PIRP,
     done: &Completions,
