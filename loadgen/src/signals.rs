@@ -51,21 +51,26 @@ pub fn name(sig: i32) -> &'static str {
     }
 }
 
+/// CLOCK_MONOTONIC in ns (the clock `Instant` reads on Linux). Async-signal-safe: the
+/// handler below stamps with it; the client's clock reads it too (one call, no `Instant`).
+#[cfg(unix)]
+#[inline]
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own; it is async-signal-safe.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts);
+    }
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
 #[cfg(unix)]
 pub fn install() {
-    fn monotonic_ns() -> u64 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime writes into the timespec we own; it is async-signal-safe.
-        unsafe {
-            libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts);
-        }
-        (ts.tv_sec as u64)
-            .saturating_mul(1_000_000_000)
-            .saturating_add(ts.tv_nsec as u64)
-    }
     extern "C" fn on_signal(sig: libc::c_int) {
         // Atomics, clock_gettime(), signal() and raise() only: all async-signal-safe.
         let now = monotonic_ns().max(1);

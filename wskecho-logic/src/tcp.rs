@@ -1529,6 +1529,17 @@ mod tests {
         (releasable, due, busy, groups)
     }
 
+    /// The seeded walks' draws (a 64-bit LCG, its high bits): the same seed, the same walk.
+    fn walk_rng(seed: u64) -> impl FnMut() -> usize {
+        let mut r = seed;
+        move || {
+            r = r
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (r >> 33) as usize
+        }
+    }
+
     /// A seeded walk through receive callbacks (lists of 1 to 3 entries), pumps, send
     /// completions in any order, callback ends and ticks: after every step the masks are the
     /// slots' and every question they answer gets the answer a full scan gives.
@@ -1543,13 +1554,7 @@ mod tests {
                 max_send: 64,
                 per_conn_budget: 1 << 16,
             });
-            let mut r = seed;
-            let mut next = || {
-                r = r
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                (r >> 33) as usize
-            };
+            let mut next = walk_rng(seed);
             let mut in_flight: Vec<usize> = Vec::new();
             let mut cb: Option<Option<usize>> = None;
             let (mut zc, mut released) = (0, 0);
@@ -1598,7 +1603,7 @@ mod tests {
                             if let Some(h) = head {
                                 st.callback_done(h, &g);
                             }
-                            if next() % 2 == 0 {
+                            if next().is_multiple_of(2) {
                                 st.rx_callback_end();
                             }
                         }
@@ -1648,23 +1653,17 @@ mod tests {
                 max_send: 64,
                 per_conn_budget: if seed % 3 == 0 { 100 } else { 1 << 16 },
             });
-            let mut r = seed;
-            let mut next = || {
-                r = r
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                (r >> 33) as usize
-            };
+            let mut next = walk_rng(seed);
             let mut in_flight: Vec<usize> = Vec::new();
             let mut cb: Option<Option<usize>> = None;
             for step in 0..400u64 {
                 match next() % 6 {
                     0 if cb.is_none() => {
-                        if next() % 2 == 0 {
+                        if next().is_multiple_of(2) {
                             let _ = st.callback_begin();
                         }
                         let len = next() % 60;
-                        let zc_ok = next() % 4 != 0;
+                        let zc_ok = !next().is_multiple_of(4);
                         let mut twin = st.clone();
                         let g2 = RetainedBudget::new(g.limit());
                         assert!(g2.try_reserve(g.used()));
@@ -1710,7 +1709,7 @@ mod tests {
                             st.rx_callback_end();
                         }
                     }
-                    4 if next() % 50 == 0 => st.peer_graceful(),
+                    4 if next().is_multiple_of(50) => st.peer_graceful(),
                     _ => {
                         let _ = st.kick(step);
                     }

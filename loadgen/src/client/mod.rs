@@ -424,22 +424,8 @@ impl Clock {
     }
 }
 
-/// CLOCK_MONOTONIC in ns (the clock `Instant` reads on Linux).
 #[cfg(target_os = "linux")]
-#[inline]
-fn mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own; CLOCK_MONOTONIC always exists.
-    unsafe {
-        libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts);
-    }
-    (ts.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec as u64)
-}
+use crate::signals::monotonic_ns as mono_ns;
 
 /// What each worker gets: its share of the connections.
 pub(crate) struct Worker {
