@@ -86,6 +86,20 @@ impl DataPath {
         self.service_stats.add(cpu, stats_slot, c, n);
     }
 
+    /// Two counts of one CPU and service at once (the copy path's bytes in and bytes copied):
+    /// one index computation for both (`Stats::add2`).
+    #[inline]
+    pub(crate) fn count2_service_at(
+        &self,
+        cpu: usize,
+        stats_slot: usize,
+        (c1, n1): (Counter, u64),
+        (c2, n2): (Counter, u64),
+    ) {
+        self.stats.add2(cpu, c1, n1, c2, n2);
+        self.service_stats.add2(cpu, stats_slot, c1, n1, c2, n2);
+    }
+
     /// The provider dispatch table (valid while captured).
     pub(crate) fn provider(&self) -> &WSK_PROVIDER_DISPATCH {
         // SAFETY: set by a successful capture, released only at unload after all sockets close.

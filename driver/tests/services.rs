@@ -368,6 +368,63 @@ fn tcp_multi_entry_lists_take_the_zero_copy_path() {
     assert_clean(&drv.unload());
 }
 
+/// The copy path's ring wraps in the middle of a chunk (the 2026-12-07 copy loop handles a
+/// chunk that fits its region inline and hands the one that crosses the ring's end to the
+/// general writer): with zero-copy off and the smallest ring (4 KiB), writes of odd sizes
+/// whose indications wsk-sim splits into 1 to 3 MDLs at random make the tail cross the
+/// ring's end 192 times (768 KiB through 4 KiB), inside a chunk unless one happens to end
+/// there, and every byte must come back in order. Dropping the crossing chunk's bytes, or
+/// miscounting them, fails this test (seen: the echo read times out short); robustness,
+/// tcp_races and the other service tests, with a 32 KiB ring and zero-copy on, did not notice
+/// the dropped bytes.
+#[test]
+fn tcp_copy_ring_wraps_inside_a_chunk_keep_every_byte() {
+    let (mut cfg, ports) = config_with(V4, &[(Proto::Tcp, Mode::Echo)]);
+    cfg.limits.zero_copy = false;
+    cfg.limits.send_ring_bytes = 4096;
+    let sim = wsk_sim::Config {
+        split_indications: true,
+        ..wsk_sim::Config::default()
+    };
+    let drv = common::harness::load(sim, Some(cfg)).unwrap();
+    let mut s = connect(SocketAddr::new(V4, ports[0]));
+    // Odd sizes, so the tail meets the ring's end at ever other offsets within a write.
+    let sizes = [1usize, 7, 63, 257, 1021, 1499, 3001];
+    let mut sent = Vec::new();
+    let mut i = 0u64;
+    while sent.len() < 768 * 1024 {
+        sent.extend_from_slice(&payload(i, sizes[i as usize % sizes.len()]));
+        i += 1;
+    }
+    let total = sent.len();
+    let mut r = s.try_clone().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut got = vec![0u8; total];
+        r.read_exact(&mut got).map(|()| got)
+    });
+    // One write per message: each is an indication of its own or part of a larger one.
+    let mut off = 0;
+    for k in 0..i {
+        let len = sizes[k as usize % sizes.len()];
+        s.write_all(&sent[off..off + len]).unwrap();
+        off += len;
+    }
+    let got = reader.join().unwrap().expect("echo read");
+    let first_bad = got.iter().zip(&sent).position(|(a, b)| a != b);
+    assert_eq!(
+        first_bad, None,
+        "echo differs from byte {first_bad:?} of {total}"
+    );
+    assert_eq!(drv.counter(Counter::ZeroCopySends), 0, "zero-copy was off");
+    assert_eq!(
+        drv.counter(Counter::CopyBytes),
+        total as u64,
+        "every byte copied once"
+    );
+    drop(s);
+    assert_clean(&drv.unload());
+}
+
 #[test]
 fn stream_socket_tcp_echo_v4_v6_sizes() {
     on_stream_sockets(|| {

@@ -1310,6 +1310,18 @@ impl TcpState {
         self.calls -= 1;
     }
 
+    /// Retires the oldest ring send, in slot `s`, of `len` bytes: its bytes leave the ring,
+    /// its slot is free, the FIFO moves on. The caller knows `s` heads the FIFO.
+    #[inline]
+    fn retire_ring_head(&mut self, s: usize, len: usize) {
+        if !self.ring.complete(len) {
+            self.anomalies += 1;
+        }
+        self.set_ring_slot(s, Slot::Free);
+        self.ring_head = (self.ring_head + 1) % MAX_SLOTS;
+        self.ring_len -= 1;
+    }
+
     /// A send IRP completed (any thread, any IRQL <= DISPATCH).
     #[inline]
     pub fn send_complete(&mut self, slot: usize, ok: bool) {
@@ -1329,18 +1341,21 @@ impl TcpState {
                 self.set_zc_state(slot, ZcState::Done);
             }
             Slot::Ring { len, .. } => {
-                self.set_ring_slot(slot, Slot::Ring { len, done: true });
+                if self.ring_len > 0 && self.ring_fifo[self.ring_head % MAX_SLOTS] as usize == slot
+                {
+                    // The oldest ring send (completions in order, the common case): retired
+                    // at once, without being marked done first and read back. The same bytes
+                    // complete and the same slot is freed as by the loop below.
+                    self.retire_ring_head(slot, len);
+                } else {
+                    self.set_ring_slot(slot, Slot::Ring { len, done: true });
+                }
                 while self.ring_len > 0 {
                     let s = self.ring_fifo[self.ring_head % MAX_SLOTS] as usize;
                     let Slot::Ring { len, done: true } = self.slot_at(s) else {
                         break;
                     };
-                    if !self.ring.complete(len) {
-                        self.anomalies += 1;
-                    }
-                    self.set_ring_slot(s, Slot::Free);
-                    self.ring_head = (self.ring_head + 1) % MAX_SLOTS;
-                    self.ring_len -= 1;
+                    self.retire_ring_head(s, len);
                 }
             }
             Slot::Pattern { .. } => self.set_slot(slot, Slot::Free),

@@ -6,7 +6,8 @@ use core::ptr;
 use core::sync::atomic::Ordering;
 
 use wsk_sys::{
-    NTSTATUS, PVOID, SIZE_T, STATUS_DATA_NOT_ACCEPTED, STATUS_PENDING, STATUS_SUCCESS, ULONG,
+    MdlMappingNoExecute, MmGetSystemAddressForMdlSafe, NormalPagePriority, NTSTATUS, PVOID, SIZE_T,
+    STATUS_DATA_NOT_ACCEPTED, STATUS_PENDING, STATUS_SUCCESS, ULONG,
     WSK_CLIENT_CONNECTION_DISPATCH, WSK_DATA_INDICATION, WSK_FLAG_ABORTIVE, WSK_FLAG_RELEASE_ASAP,
 };
 
@@ -228,7 +229,7 @@ unsafe fn receive(
         }
         RecvDecision::Copy { n } => {
             // The ring's free regions beyond the tail are the receive callback's until it
-            // commits them: located under the lock, filled without it.
+            // commits them: located under the lock, filled without it (or, small, with it).
             let plan = CopyPlan {
                 mode: state.mode,
                 cap: state.ring.capacity(),
@@ -236,13 +237,30 @@ unsafe fn receive(
                     .ring
                     .write_regions((n + state.copy_slack()).min(state.ring.free())),
             };
-            drop(state);
-            // SAFETY: list valid for this call; n <= bytes indicated; the regions are ours.
-            let (copied, written) = unsafe { copy_in(r, ind, n, plan) };
+            // A small echo is copied without leaving the critical section: a copy of at most
+            // COPY_UNDER_LOCK bytes holds the lock no longer than dropping and taking it again
+            // would cost.
+            let (copied, written, mut state) =
+                if plan.mode != tcp::Mode::Sockperf && n <= COPY_UNDER_LOCK {
+                    let mut w = RingWriter::new(r.ring, plan.cap, plan.regions);
+                    // SAFETY: list valid for this call; n <= bytes indicated; the regions are
+                    // beyond the ring's tail, written by no one else while the lock is held.
+                    let ok = unsafe { copy_echo(ind, n, &mut w) };
+                    (ok && !w.overrun, w.written, state)
+                } else {
+                    drop(state);
+                    // SAFETY: list valid for this call; n <= bytes indicated; the regions are
+                    // ours (CopyPlan).
+                    let (copied, written) = unsafe { copy_in(r, ind, n, plan) };
+                    (copied, written, r.state.lock())
+                };
             // Only what was taken counts: a partial accept's rest is indicated again later.
-            drv.count_service_at(cpu, r.stats_slot, Counter::TcpBytesIn, n as u64);
-            drv.count_service_at(cpu, r.stats_slot, Counter::CopyBytes, n as u64);
-            let mut state = r.state.lock();
+            drv.count2_service_at(
+                cpu,
+                r.stats_slot,
+                (Counter::TcpBytesIn, n as u64),
+                (Counter::CopyBytes, n as u64),
+            );
             let ok = state.ring.commit(written) && copied;
             if !ok {
                 drv.count_service_at(cpu, r.stats_slot, Counter::ProtocolErrors, 1);
@@ -269,6 +287,10 @@ unsafe fn receive(
         }
     }
 }
+
+/// The largest echo copy made under the connection's lock (see the receive callback's Copy
+/// arm): a message of this size or less is copied in the critical section that decided it.
+const COPY_UNDER_LOCK: usize = 1024;
 
 /// The lengths of the first `MAX_SLOTS` entries of the list `ind`, in list order.
 ///
@@ -305,7 +327,7 @@ struct CopyPlan {
 ///
 /// # Safety
 /// Called from the receive callback only (framer and ring tail are its alone), `n` <= ring free.
-#[allow(clippy::many_single_char_names)] // ring arithmetic: offsets and lengths of two regions
+#[inline]
 unsafe fn copy_in(
     r: &Conn,
     mut ind: *mut WSK_DATA_INDICATION,
@@ -315,32 +337,24 @@ unsafe fn copy_in(
     let CopyPlan { mode, cap, regions } = plan;
     // SAFETY: only the (serialised) receive callback touches the framer.
     let framer = unsafe { &mut *r.framer.get() };
-    let mut w = RingWriter {
-        base: r.ring,
-        cap,
-        regions,
-        written: 0,
-        overrun: false,
-    };
+    let mut w = RingWriter::new(r.ring, cap, regions);
+    if mode != tcp::Mode::Sockperf {
+        // SAFETY: per the caller.
+        let ok = unsafe { copy_echo(ind, n, &mut w) };
+        return (ok && !w.overrun, w.written);
+    }
     let mut left = n;
     let mut ok = true;
     while left > 0 && !ind.is_null() {
         // SAFETY: valid list element for this call.
         let buf = unsafe { &(*ind).Buffer };
-        // Two instances of the walk: the echo's plain copy stays small, without the framer
-        // inlined into it.
-        let res = if mode == tcp::Mode::Sockperf {
-            // SAFETY: valid MDL chain (W51); the regions are the callback's (CopyPlan).
-            unsafe {
-                mdl::for_each_chunk(buf, left, |chunk| {
-                    if framer.feed(chunk, &mut |s: &[u8]| w.put(s)).is_err() {
-                        ok = false;
-                    }
-                })
-            }
-        } else {
-            // SAFETY: as above.
-            unsafe { mdl::for_each_chunk(buf, left, |chunk| w.put(chunk)) }
+        // SAFETY: valid MDL chain (W51); the regions are the callback's (CopyPlan).
+        let res = unsafe {
+            mdl::for_each_chunk(buf, left, |chunk| {
+                if framer.feed(chunk, &mut |s: &[u8]| w.put(s)).is_err() {
+                    ok = false;
+                }
+            })
         };
         match res {
             Some(k) => left -= k,
@@ -352,46 +366,158 @@ unsafe fn copy_in(
     (ok && !w.overrun, w.written)
 }
 
+/// The echo's copy: the first `n` bytes of the list `ind` into `w`, chunk by chunk, each
+/// chunk's MDL mapped as `mdl::for_each_chunk` does (C35: the whole chain, the Offset in the
+/// first MDL only, a failed mapping is an error). False on a mapping failure or an MDL chain
+/// shorter than its WSK_BUF says.
+///
+/// A loop of its own over the list's MDLs, with the writer's cursor in locals: a chunk that
+/// fits the current region (all but the one that reaches the ring's end) is one memcpy and
+/// two additions; the writer is synchronised only around the rare wrap and at the end.
+/// Not inlined: as its own small function the loop keeps its values in registers across the
+/// memcpy calls; inlined into the callback, or walking through `mdl::for_each_chunk`'s
+/// closure into `RingWriter::put`, they were spilled and reloaded around every call (about
+/// 46 instructions a chunk; the common 64 B message comes in one to three chunks).
+///
+/// # Safety
+/// As [`copy_in`]; `ind` is valid for this call (W51).
+#[inline(never)]
+unsafe fn copy_echo(mut ind: *mut WSK_DATA_INDICATION, n: usize, w: &mut RingWriter) -> bool {
+    let (mut at, mut room) = (w.at, w.room);
+    let mut left = n;
+    let mut ok = true;
+    'list: while left > 0 && !ind.is_null() {
+        // SAFETY: valid list element for this call (W51).
+        let (mut m, mut off, mut want, next) = unsafe {
+            let b = &(*ind).Buffer;
+            (b.Mdl, b.Offset as usize, b.Length.min(left), (*ind).Next)
+        };
+        left -= want;
+        while want > 0 {
+            if m.is_null() {
+                ok = false;
+                break 'list;
+            }
+            // SAFETY: m is an MDL of the entry's chain (W51, W75), mapped or mappable.
+            let (va, count, after) = unsafe {
+                (
+                    MmGetSystemAddressForMdlSafe(m, NormalPagePriority | MdlMappingNoExecute),
+                    (*m).ByteCount as usize,
+                    (*m).Next,
+                )
+            };
+            if va.is_null() {
+                ok = false;
+                break 'list;
+            }
+            if off < count {
+                let k = (count - off).min(want);
+                // SAFETY: va+off lies within the MDL's described bytes.
+                let src = unsafe { va.cast::<u8>().add(off) };
+                if k <= room {
+                    // SAFETY: [at, at+k) lies in the writer's current region (k <= room; the
+                    // region was checked against the ring by `RingWriter::new`) and is the
+                    // receive callback's until it commits; the source is k bytes of the MDL's
+                    // described bytes, which never overlap the ring.
+                    unsafe { core::ptr::copy_nonoverlapping(src, at, k) };
+                    at = at.wrapping_add(k);
+                    room -= k;
+                } else {
+                    // Crosses the region's end: the general writer, synchronised both ways
+                    // (`written` counts the fast path's bytes since the last synchronisation
+                    // as the distance the cursor moved in its region).
+                    w.written += (at as usize).wrapping_sub(w.at as usize);
+                    (w.at, w.room) = (at, room);
+                    // SAFETY: as above, k bytes of the MDL's described bytes.
+                    w.put(unsafe { core::slice::from_raw_parts(src, k) });
+                    (at, room) = (w.at, w.room);
+                }
+                want -= k;
+                off = 0;
+            } else {
+                off -= count;
+            }
+            m = after;
+        }
+        ind = next;
+    }
+    w.written += (at as usize).wrapping_sub(w.at as usize);
+    (w.at, w.room) = (at, room);
+    ok
+}
+
 /// Fills the ring's free regions beyond its tail, in order (a copy's target, see
 /// [`CopyPlan`]). More bytes than the regions hold cannot happen (the reply stream is never
 /// longer than its input plus one header of slack); if it did, the rest is dropped and
 /// `overrun` set (the caller aborts and counts the connection), never a panic.
+///
+/// The regions are checked against the ring once, when the writer is made; a chunk then costs
+/// one comparison and one memcpy while it fits the current region (the common case: a 64 B
+/// message arrives in one to three chunks, and the ring wraps once per ring's worth of bytes).
 struct RingWriter {
-    /// The ring's first byte and its capacity: the driver's own non-paged block.
-    base: *mut u8,
-    cap: usize,
-    regions: [(usize, usize); 2],
+    /// Where the next byte goes, and the room left at `at` in the current region.
+    at: *mut u8,
+    room: usize,
+    /// The second region, (first byte, length), taken when the first is full; its length is
+    /// zero once it is current.
+    next: (*mut u8, usize),
     /// Bytes written so far, across the regions.
     written: usize,
     overrun: bool,
 }
 
 impl RingWriter {
+    /// A writer over `regions` of the ring at `base` of `cap` bytes (the driver's own
+    /// non-paged block). A region outside the ring (impossible: `Ring::write_regions` gives
+    /// offsets below `cap`) makes a writer with no room, whose first byte is an overrun.
+    #[inline]
+    fn new(base: *mut u8, cap: usize, regions: [(usize, usize); 2]) -> Self {
+        let [(o1, l1), (o2, l2)] = regions;
+        if !(o1 <= cap && l1 <= cap - o1 && o2 <= cap && l2 <= cap - o2) {
+            return Self {
+                at: base,
+                room: 0,
+                next: (base, 0),
+                written: 0,
+                overrun: false,
+            };
+        }
+        // The offsets lie in the ring (checked): `wrapping_add` keeps the arithmetic free of
+        // an unsafe block, and the pointers are only written through within their lengths.
+        Self {
+            at: base.wrapping_add(o1),
+            room: l1,
+            next: (base.wrapping_add(o2), l2),
+            written: 0,
+            overrun: false,
+        }
+    }
+
     /// Appends `s`: one memcpy per region it reaches (ntoskrnl's on Windows), not a byte loop.
     #[inline]
     fn put(&mut self, mut s: &[u8]) {
-        let [(o1, l1), (o2, l2)] = self.regions;
-        while !s.is_empty() {
-            let (o, room) = if self.written < l1 {
-                (o1 + self.written, l1 - self.written)
-            } else {
-                (
-                    o2 + (self.written - l1),
-                    (l1 + l2).saturating_sub(self.written),
-                )
-            };
-            let k = room.min(s.len());
-            // In the ring, or not written at all.
-            if k == 0 || o.checked_add(k).is_none_or(|end| end > self.cap) {
+        loop {
+            let k = self.room.min(s.len());
+            // SAFETY: [at, at+k) lies in the current region (k <= room, and `new` checked the
+            // region against the ring), which belongs to the receive callback until it
+            // commits (CopyPlan); the source is k bytes of `s`, the provider's indicated
+            // buffer, which never overlaps the ring.
+            unsafe { core::ptr::copy_nonoverlapping(s.as_ptr(), self.at, k) };
+            self.at = self.at.wrapping_add(k);
+            self.room -= k;
+            self.written += k;
+            if k == s.len() {
+                return;
+            }
+            s = s.get(k..).unwrap_or(&[]);
+            // The current region is full: on to the second, once.
+            let (p, l) = core::mem::replace(&mut self.next, (self.at, 0));
+            if l == 0 {
                 self.overrun = true;
                 return;
             }
-            // SAFETY: [o, o+k) lies in the ring's `cap` bytes (checked above) and belongs to
-            // the receive callback until it commits (CopyPlan); the source is k bytes of `s`
-            // (k <= s.len()), the provider's indicated buffer, which never overlaps the ring.
-            unsafe { core::ptr::copy_nonoverlapping(s.as_ptr(), self.base.add(o), k) };
-            self.written += k;
-            s = s.get(k..).unwrap_or(&[]);
+            self.at = p;
+            self.room = l;
         }
     }
 }
