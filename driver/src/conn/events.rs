@@ -398,7 +398,8 @@ unsafe fn copy_echo(mut ind: *mut WSK_DATA_INDICATION, n: usize, w: &mut RingWri
                 ok = false;
                 break 'list;
             }
-            // SAFETY: m is an MDL of the entry's chain (W51, W75), mapped or mappable.
+            // SAFETY: m is an MDL of the entry's chain (W51: the indication list is valid for the
+            // callback, W75: a WSK_BUF's Offset lies in its first MDL), mapped or mappable.
             let (va, count, after) = unsafe {
                 (
                     MmGetSystemAddressForMdlSafe(m, NormalPagePriority | MdlMappingNoExecute),
