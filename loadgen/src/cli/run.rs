@@ -169,8 +169,10 @@ pub struct RunArgs {
     /// network's (on an idle VM about two thirds of a loopback round trip), and latency tools
     /// poll before they sleep for that reason. When 8 spins in a row miss (a longer round
     /// trip, a busy machine) the next 256 rounds block at once, then one probes again: a slow
-    /// network costs a tiny fraction of a core. Linux only (elsewhere as 0). --busy-poll, a
-    /// spin without limit, wins over it.
+    /// network costs a tiny fraction of a core. A spin that catches can still be slower (on a
+    /// busy machine a blocked client lets the server run on its own CPU): at the start and
+    /// every 16384 rounds 64 round trips spinning are timed against 64 blocking and the faster
+    /// is kept. Linux only (elsewhere as 0). --busy-poll, a spin without limit, wins over it.
     #[arg(long, default_value = "50us", value_parser = parse_duration)]
     pub spin: Duration,
     /// UDP: reply timeout for ping-pong, and drain time at the end.

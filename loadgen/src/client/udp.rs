@@ -12,7 +12,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::batch::{gso_segments, keep_icmp_errors, take_icmp_error, RxBatch, TxBatch};
 use super::pacer::Pacer;
-use super::spin::{SpinCounts, SpinGate};
+use super::spin::{SpinCounts, SpinGate, Verdict};
 use super::stats::{Jitter, SeqEvent, SeqTracker, Stats};
 use super::wire::{Check, SendTimes};
 use super::{Clock, Mode, RunConfig, Wire, Worker};
@@ -801,14 +801,17 @@ fn blocking_rounds(
         }
         let deadline = now + timeout_ns;
         let measured = clock.measuring(now);
+        // When the reply to this round's request came (for the gate's trials).
+        let mut answered_at = None;
         if let Some(budget) = gate.round() {
-            let caught = spin_for_reply(f, cfg, clock, &txbuf[..size], &mut buf, st, seq, {
+            answered_at = spin_for_reply(f, cfg, clock, &txbuf[..size], &mut buf, st, seq, {
                 // Never past the reply's deadline (a --spin longer than --udp-timeout).
                 deadline.min(now.saturating_add(budget))
             });
             if f.dead {
                 break;
             }
+            let caught = answered_at.is_some();
             let backed_off = if caught {
                 gate.caught();
                 false
@@ -830,8 +833,9 @@ fn blocking_rounds(
                     let t = clock.now_ns();
                     let sent = (cfg.mode != Mode::Source).then(|| (seq, &txbuf[..size]));
                     on_datagram(f, cfg, &buf[..n], t, clock, st, sent);
-                    if f.waiting_since.is_none() && measured {
-                        if let Some(c) = st.spin.as_mut() {
+                    if f.waiting_since.is_none() {
+                        answered_at = Some(t);
+                        if let (true, Some(c)) = (measured, st.spin.as_mut()) {
                             c.blocked += 1;
                         }
                     }
@@ -864,6 +868,13 @@ fn blocking_rounds(
                 }
             }
         }
+        if let Some(t) = answered_at {
+            // Trials count over the whole run: the first one runs in the warm-up.
+            if let (Some(v), Some(c)) = (gate.answered(t.saturating_sub(now)), st.spin.as_mut()) {
+                c.trials += 1;
+                c.blocking_won += u64::from(v == Verdict::Block);
+            }
+        }
     }
     #[cfg(unix)]
     if let Some(s) = since {
@@ -873,7 +884,8 @@ fn blocking_rounds(
 
 /// The spin of one round: polls a non-blocking receive until the reply to `seq` (sent as
 /// `req`) is in, or the clock reaches `until`. Every datagram is checked and booked as the
-/// blocking receive does it (strays and duplicates too). True: the reply came while spinning.
+/// blocking receive does it (strays and duplicates too). Some: the clock time the reply came
+/// while spinning.
 #[allow(clippy::too_many_arguments)]
 fn spin_for_reply(
     f: &mut Flow,
@@ -884,7 +896,7 @@ fn spin_for_reply(
     st: &mut Stats,
     seq: u64,
     until: u64,
-) -> bool {
+) -> Option<u64> {
     // Bounded in time by `until` (one clock read per poll), and so in count.
     loop {
         match plain::recv_nowait(&f.sock, buf) {
@@ -894,10 +906,10 @@ fn spin_for_reply(
                 let sent = (cfg.mode != Mode::Source).then_some((seq, req));
                 on_datagram(f, cfg, &buf[..n], t, clock, st, sent);
                 if f.waiting_since.is_none() {
-                    return true;
+                    return Some(t);
                 }
                 if t >= until {
-                    return false;
+                    return None;
                 }
             }
             Err(e)
@@ -907,13 +919,13 @@ fn spin_for_reply(
                 ) =>
             {
                 if clock.now_ns() >= until {
-                    return false;
+                    return None;
                 }
                 std::hint::spin_loop();
             }
             Err(e) => {
                 flow_error(f, cfg, st, &e);
-                return false;
+                return None;
             }
         }
     }

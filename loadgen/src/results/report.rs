@@ -192,6 +192,11 @@ pub struct SpinReport {
     /// Times the spin was switched off after missing 8 times in a row (or a missed probe), for
     /// the next 256 rounds.
     pub backoffs: u64,
+    /// Trials of spinning against blocking (the median of 64 round trips each way, at the
+    /// start and every 8192 rounds), over the whole run, warm-up included; and how many
+    /// blocking won (its rounds then block at once until the next trial).
+    pub trials: u64,
+    pub blocking_won: u64,
 }
 
 impl SpinReport {
@@ -203,6 +208,8 @@ impl SpinReport {
             blocked: c.blocked,
             spun: c.spun,
             backoffs: c.backoffs,
+            trials: c.trials,
+            blocking_won: c.blocking_won,
         }
     }
 
@@ -213,6 +220,8 @@ impl SpinReport {
         self.blocked += o.blocked;
         self.spun += o.spun;
         self.backoffs += o.backoffs;
+        self.trials += o.trials;
+        self.blocking_won += o.blocking_won;
     }
 
     /// The table's line (after the label).
@@ -228,7 +237,7 @@ impl SpinReport {
         let all = self.caught + self.blocked;
         format!(
             "budget {} µs: {} of {} replies caught spinning ({:.1} %), {} after blocking; {} \
-             rounds spun, {} back-off{}",
+             rounds spun, {} back-off{}; blocking faster in {} of {} trial{}",
             self.budget_us,
             self.caught,
             all,
@@ -240,7 +249,10 @@ impl SpinReport {
             self.blocked,
             self.spun,
             self.backoffs,
-            if self.backoffs == 1 { "" } else { "s" }
+            if self.backoffs == 1 { "" } else { "s" },
+            self.blocking_won,
+            self.trials,
+            if self.trials == 1 { "" } else { "s" }
         )
     }
 }
