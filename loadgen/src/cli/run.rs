@@ -163,6 +163,18 @@ pub struct RunArgs {
     /// On a small VM spinning can be slower than blocking; measure both.
     #[arg(long)]
     pub busy_poll: bool,
+    /// Single-flow UDP ping-pong (and source): after each send, poll a non-blocking receive
+    /// this long before blocking in the receive (0: block at once). A reply that is back
+    /// within it is taken without waking the client: that wake-up is the client's, not the
+    /// network's (on an idle VM about two thirds of a loopback round trip), and latency tools
+    /// poll before they sleep for that reason. When 8 spins in a row miss (a longer round
+    /// trip, a busy machine) the next 256 rounds block at once, then one probes again: a slow
+    /// network costs a tiny fraction of a core. A spin that catches can still be slower (on a
+    /// busy machine a blocked client lets the server run on its own CPU): at the start and
+    /// every 16384 rounds 64 round trips spinning are timed against 64 blocking and the faster
+    /// is kept. Linux only (elsewhere as 0). --busy-poll, a spin without limit, wins over it.
+    #[arg(long, default_value = "50us", value_parser = parse_duration)]
+    pub spin: Duration,
     /// UDP: reply timeout for ping-pong, and drain time at the end.
     #[arg(long, default_value = "200ms", value_parser = parse_duration)]
     pub udp_timeout: Duration,
@@ -406,6 +418,7 @@ impl RunArgs {
             gso_segments: self.gso_segments,
             batch: self.batch,
             busy_poll: self.busy_poll,
+            spin: self.spin,
             udp_timeout: self.udp_timeout,
             window_bytes: self.window.unwrap_or(match proto {
                 Proto::Tcp => 1 << 20,

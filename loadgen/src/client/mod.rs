@@ -6,6 +6,7 @@ mod intervals;
 mod pacer;
 pub mod schedule;
 mod sockopt;
+mod spin;
 mod stats;
 mod sysinfo;
 mod tcp;
@@ -23,6 +24,7 @@ use anyhow::{bail, Result};
 
 pub use intervals::{Errors, Interval, Totals};
 pub use sockopt::{allowed_cpus, SockOpts};
+pub use spin::SpinCounts;
 pub use stats::{SeqEvent, SeqTracker, Stats};
 pub use sysinfo::{TcpInfoSum, ThreadCpu};
 pub use wire::{Check, Wire};
@@ -30,6 +32,10 @@ pub use wire::{Check, Wire};
 /// The most messages per second one connection can be scheduled to send: one per nanosecond,
 /// the resolution of the intended send times.
 pub const MAX_RATE_PER_CONN: f64 = 1e9;
+
+/// `--spin`'s default: longer than a loopback or LAN round trip with a spinning client
+/// (~18 µs here), short enough that a miss costs little (and repeated misses back off).
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 
 /// Largest UDP payload over IPv4 (65535 - 20 - 8).
 pub const MAX_UDP_SIZE: usize = 65_507;
@@ -107,8 +113,14 @@ pub struct RunConfig {
     pub gso_segments: usize,
     /// UDP: messages per sendmmsg/recvmmsg call.
     pub batch: usize,
-    /// Spin on the event loop instead of sleeping (lower latency, one core per thread).
+    /// Spin on the event loop instead of sleeping (lower latency, one core per thread); it
+    /// wins over `spin`.
     pub busy_poll: bool,
+    /// Single-flow UDP ping-pong/source (Linux): after each send, poll a non-blocking receive
+    /// this long before blocking (0: block at once), with a back-off when it keeps missing
+    /// (see `spin.rs`).
+    #[serde(serialize_with = "secs")]
+    pub spin: Duration,
     /// How long a UDP ping-pong waits for a reply before sending the next message; also the
     /// drain time at the end of a UDP run.
     #[serde(serialize_with = "secs")]
@@ -193,6 +205,7 @@ impl Default for RunConfig {
             gso_segments: 64,
             batch: 32,
             busy_poll: false,
+            spin: DEFAULT_SPIN,
             udp_timeout: Duration::from_millis(200),
             tcp_drain: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(3),

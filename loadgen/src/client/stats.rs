@@ -5,6 +5,7 @@ use std::sync::Arc;
 use hdrhistogram::Histogram;
 
 use super::intervals::{new_histogram, Book, Counts, Errors};
+use super::spin::SpinCounts;
 use super::sysinfo::{thread_cpu, TcpInfoSum, ThreadCpu};
 
 /// RFC 3550 interarrival jitter of one flow (section 6.4.1, computed as in appendix A.8 and
@@ -72,6 +73,9 @@ pub struct Stats {
     /// how many connections were read the last time.
     pub(crate) tcp_retrans: u64,
     pub(crate) tcp_retrans_conns: u64,
+    /// The single-flow UDP ping-pong (or source) that waits for each reply itself: what its
+    /// bounded spin did (None: another path ran, or `--busy-poll`).
+    pub spin: Option<SpinCounts>,
 }
 
 /// A worker's place in the interval book.
@@ -111,6 +115,7 @@ impl Default for Stats {
             send_lag: new_histogram(),
             tcp_retrans: 0,
             tcp_retrans_conns: 0,
+            spin: None,
         }
     }
 }
@@ -270,6 +275,9 @@ impl Stats {
         self.send_lag
             .add(&o.send_lag)
             .expect("histograms share bounds");
+        if let Some(b) = &o.spin {
+            self.spin.get_or_insert_with(SpinCounts::default).add(b);
+        }
         for m in &o.messages {
             self.note(m.clone());
         }

@@ -12,6 +12,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::batch::{gso_segments, keep_icmp_errors, take_icmp_error, RxBatch, TxBatch};
 use super::pacer::Pacer;
+use super::spin::{SpinCounts, SpinGate, Verdict};
 use super::stats::{Jitter, SeqEvent, SeqTracker, Stats};
 use super::wire::{Check, SendTimes};
 use super::{Clock, Mode, RunConfig, Wire, Worker};
@@ -256,6 +257,11 @@ pub(crate) fn worker(w: &Worker) -> Stats {
     let blocking = cfg!(unix) && flows.len() == 1 && closed_loop;
     if blocking {
         closed_loop_blocking(&mut flows[0], cfg, &clock, &mut txbuf, &mut st);
+    } else if flows.len() == 1 && closed_loop && !cfg.busy_poll {
+        // Windows: the single flow runs in the event loop below, and there is no per-call
+        // MSG_DONTWAIT to spin with (toggling FIONBIO twice a round would cost more than the
+        // spin saves): as `--spin 0`, and the report says so.
+        st.spin = Some(SpinCounts::default());
     }
     loop {
         if blocking {
@@ -690,10 +696,22 @@ fn closed_loop_blocking(
 ) {
     let timeout = cfg.udp_timeout.max(Duration::from_millis(1));
     if cfg.busy_poll {
-        // Spin on the non-blocking socket: no sleep, no wake-up, a core per flow.
+        // Spin on the non-blocking socket: no sleep, no wake-up, a core per flow (no limit:
+        // `--spin` has nothing to add).
         blocking_rounds(f, cfg, clock, txbuf, st, None);
         return;
     }
+    // The bounded spin before each blocking receive (`--spin`): Linux only, where a receive
+    // takes MSG_DONTWAIT on a blocking socket.
+    st.spin = Some(SpinCounts {
+        budget_ns: if plain::CAN_SPIN {
+            cfg.spin.as_nanos().min(u128::from(u64::MAX)) as u64
+        } else {
+            0
+        },
+        available: plain::CAN_SPIN,
+        ..SpinCounts::default()
+    });
     if let Err(e) = socket2::SockRef::from(&f.sock).set_nonblocking(false) {
         flow_error(f, cfg, st, &e);
         return;
@@ -734,6 +752,11 @@ fn blocking_rounds(
     // clock read before the send and one after the receive per round trip, as sockperf
     // (`setTxTime`, `rxTime.setNow()`), and building is not part of the round trip.
     let carries_time = cfg.mode != Mode::Source && cfg.wire != Wire::Sockperf;
+    // `--busy-poll` (a non-blocking socket, polled until the deadline) has no spin budget.
+    let mut gate = SpinGate::new(match &st.spin {
+        Some(c) if !cfg.busy_poll => c.budget_ns,
+        _ => 0,
+    });
     while !f.dead {
         let seq = f.next_seq;
         let m = &mut txbuf[..size];
@@ -777,6 +800,30 @@ fn blocking_rounds(
             }
         }
         let deadline = now + timeout_ns;
+        let measured = clock.measuring(now);
+        // When the reply to this round's request came (for the gate's trials).
+        let mut answered_at = None;
+        if let Some(budget) = gate.round() {
+            answered_at = spin_for_reply(f, cfg, clock, &txbuf[..size], &mut buf, st, seq, {
+                // Never past the reply's deadline (a --spin longer than --udp-timeout).
+                deadline.min(now.saturating_add(budget))
+            });
+            if f.dead {
+                break;
+            }
+            let caught = answered_at.is_some();
+            let backed_off = if caught {
+                gate.caught();
+                false
+            } else {
+                gate.missed()
+            };
+            if let (true, Some(c)) = (measured, st.spin.as_mut()) {
+                c.spun += 1;
+                c.caught += u64::from(caught);
+                c.backoffs += u64::from(backed_off);
+            }
+        }
         // No clock read before the receive: it returns only with a datagram, a timeout or the
         // watchdog's signal, and the deadline is checked on each of those.
         while f.waiting_since.is_some() {
@@ -786,6 +833,12 @@ fn blocking_rounds(
                     let t = clock.now_ns();
                     let sent = (cfg.mode != Mode::Source).then(|| (seq, &txbuf[..size]));
                     on_datagram(f, cfg, &buf[..n], t, clock, st, sent);
+                    if f.waiting_since.is_none() {
+                        answered_at = Some(t);
+                        if let (true, Some(c)) = (measured, st.spin.as_mut()) {
+                            c.blocked += 1;
+                        }
+                    }
                     // Stray or duplicate datagrams must not stretch the wait past the timeout.
                     if t >= deadline {
                         break;
@@ -815,10 +868,66 @@ fn blocking_rounds(
                 }
             }
         }
+        if let Some(t) = answered_at {
+            // Trials count over the whole run: the first one runs in the warm-up.
+            if let (Some(v), Some(c)) = (gate.answered(t.saturating_sub(now)), st.spin.as_mut()) {
+                c.trials += 1;
+                c.blocking_won += u64::from(v == Verdict::Block);
+            }
+        }
     }
     #[cfg(unix)]
     if let Some(s) = since {
         s.store(super::wakeup::IDLE, Ordering::Relaxed);
+    }
+}
+
+/// The spin of one round: polls a non-blocking receive until the reply to `seq` (sent as
+/// `req`) is in, or the clock reaches `until`. Every datagram is checked and booked as the
+/// blocking receive does it (strays and duplicates too). Some: the clock time the reply came
+/// while spinning.
+#[allow(clippy::too_many_arguments)]
+fn spin_for_reply(
+    f: &mut Flow,
+    cfg: &RunConfig,
+    clock: &Clock,
+    req: &[u8],
+    buf: &mut [u8],
+    st: &mut Stats,
+    seq: u64,
+    until: u64,
+) -> Option<u64> {
+    // Bounded in time by `until` (one clock read per poll), and so in count.
+    loop {
+        match plain::recv_nowait(&f.sock, buf) {
+            Ok(n) => {
+                f.got_any = true;
+                let t = clock.now_ns();
+                let sent = (cfg.mode != Mode::Source).then_some((seq, req));
+                on_datagram(f, cfg, &buf[..n], t, clock, st, sent);
+                if f.waiting_since.is_none() {
+                    return Some(t);
+                }
+                if t >= until {
+                    return None;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                if clock.now_ns() >= until {
+                    return None;
+                }
+                std::hint::spin_loop();
+            }
+            Err(e) => {
+                flow_error(f, cfg, st, &e);
+                return None;
+            }
+        }
     }
 }
 
@@ -878,6 +987,41 @@ mod plain {
         } else {
             Ok(r as usize)
         }
+    }
+
+    /// Whether [`recv_nowait`] exists here (the bounded spin of `--spin`).
+    pub(super) const CAN_SPIN: bool = cfg!(target_os = "linux");
+
+    /// recv(2) with MSG_DONTWAIT: non-blocking for this call only, on a blocking socket (no
+    /// fcntl or FIONBIO per round).
+    #[cfg(target_os = "linux")]
+    pub(super) fn recv_nowait(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: recvfrom(fd, buf, len, MSG_DONTWAIT, no address) on a socket we own, writing
+        // at most `buf.len()` bytes into a live, exclusively borrowed slice; every argument is
+        // passed as a full `c_long`, as the variadic `syscall` reads them.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_recvfrom,
+                libc::c_long::from(sock.as_raw_fd()),
+                buf.as_mut_ptr(),
+                buf.len(),
+                libc::c_long::from(libc::MSG_DONTWAIT),
+                std::ptr::null_mut::<libc::sockaddr>(),
+                std::ptr::null_mut::<libc::socklen_t>(),
+            )
+        };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r as usize)
+        }
+    }
+
+    /// Never called off Linux ([`CAN_SPIN`] is false there): says so if it were.
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn recv_nowait(_sock: &UdpSocket, _buf: &mut [u8]) -> io::Result<usize> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
     }
 
     #[cfg(not(target_os = "linux"))]

@@ -121,8 +121,9 @@ pub fn merge(docs: Vec<ResultDoc>) -> Result<Merged> {
         out.label = named.join(" + ");
     }
     out.schema_version = out.schema_version.max(2);
-    // The first run's verdict is not the merge's.
+    // The first run's verdict is not the merge's; nor is its `--spin` count (one flow's).
     out.rest.remove("verdict");
+    out.rest.remove("spin");
     out.run_id = None;
     out.agent = None;
     let mut targets: Vec<String> = Vec::new();

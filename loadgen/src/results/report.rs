@@ -11,8 +11,8 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::client::{
-    Agent, Errors, Interval, Measurement, Mode, Proto, RunConfig, Stats, TcpInfoSum, ThreadCpu,
-    Wire,
+    Agent, Errors, Interval, Measurement, Mode, Proto, RunConfig, SpinCounts, Stats, TcpInfoSum,
+    ThreadCpu, Wire,
 };
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -153,6 +153,10 @@ pub struct RunReport {
     /// TCP_INFO summed over the connections at the end (null: UDP, or not Linux).
     #[serde(default)]
     pub tcp_info: Option<TcpInfoSum>,
+    /// The single-flow UDP ping-pong or source that waits for each reply itself: its bounded
+    /// spin before blocking (`--spin`); null for every other run and with `--busy-poll`.
+    #[serde(default)]
+    pub spin: Option<SpinReport>,
     /// How the command ended (as k6 summarizes a run): set by `echoload run`, absent from
     /// library reports and older documents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -168,6 +172,89 @@ pub struct Verdict {
     pub exit_code: u8,
     /// "duration" (the planned end), or the signal that ended it ("SIGINT", "SIGTERM").
     pub stopped_by: String,
+}
+
+/// What `--spin` did: replies caught while spinning vs taken by the blocking receive, over
+/// the rounds whose request was sent in the measured window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpinReport {
+    /// The budget per round used, in µs (0: blocked at once: `--spin 0`, or not available).
+    pub budget_us: f64,
+    /// False off Linux: no non-blocking receive per call there, so the ping-pong blocks at
+    /// once whatever `--spin` says.
+    pub available: bool,
+    /// Replies taken while spinning.
+    pub caught: u64,
+    /// Replies taken by the blocking receive (the spin missed, was backed off, or is off).
+    pub blocked: u64,
+    /// Rounds that spun, caught or not.
+    pub spun: u64,
+    /// Times the spin was switched off after missing 8 times in a row (or a missed probe), for
+    /// the next 256 rounds.
+    pub backoffs: u64,
+    /// Trials of spinning against blocking (the median of 64 round trips each way, at the
+    /// start and every 8192 rounds), over the whole run, warm-up included; and how many
+    /// blocking won (its rounds then block at once until the next trial).
+    pub trials: u64,
+    pub blocking_won: u64,
+}
+
+impl SpinReport {
+    fn from_counts(c: &SpinCounts) -> SpinReport {
+        SpinReport {
+            budget_us: c.budget_ns as f64 / 1000.0,
+            available: c.available,
+            caught: c.caught,
+            blocked: c.blocked,
+            spun: c.spun,
+            backoffs: c.backoffs,
+            trials: c.trials,
+            blocking_won: c.blocking_won,
+        }
+    }
+
+    fn add(&mut self, o: &SpinReport) {
+        self.budget_us = self.budget_us.max(o.budget_us);
+        self.available |= o.available;
+        self.caught += o.caught;
+        self.blocked += o.blocked;
+        self.spun += o.spun;
+        self.backoffs += o.backoffs;
+        self.trials += o.trials;
+        self.blocking_won += o.blocking_won;
+    }
+
+    /// The table's line (after the label).
+    fn line(&self) -> String {
+        if !self.available {
+            return "not available on this OS: each reply waited for blocking at once (as \
+                    --spin 0)"
+                .to_string();
+        }
+        if self.budget_us <= 0.0 {
+            return format!("off (--spin 0): {} replies after blocking", self.blocked);
+        }
+        let all = self.caught + self.blocked;
+        format!(
+            "budget {} µs: {} of {} replies caught spinning ({:.1} %), {} after blocking; {} \
+             rounds spun, {} back-off{}; blocking faster in {} of {} trial{}",
+            self.budget_us,
+            self.caught,
+            all,
+            if all > 0 {
+                100.0 * self.caught as f64 / all as f64
+            } else {
+                0.0
+            },
+            self.blocked,
+            self.spun,
+            self.backoffs,
+            if self.backoffs == 1 { "" } else { "s" },
+            self.blocking_won,
+            self.trials,
+            if self.trials == 1 { "" } else { "s" }
+        )
+    }
 }
 
 /// Client CPU use.
@@ -404,6 +491,7 @@ impl RunReport {
             intervals: Vec::new(),
             cpu: Cpu::from_threads(&st.cpu, duration_s),
             tcp_info: (st.tcp_info.connections > 0).then_some(st.tcp_info),
+            spin: st.spin.as_ref().map(SpinReport::from_counts),
             verdict: None,
         }
     }
@@ -572,6 +660,9 @@ impl RunReport {
                 t.retransmits, t.rtt_us_mean, t.rtt_us_max, t.cwnd_mean, t.connections,
                 if t.connections == 1 { "" } else { "s" }
             );
+        }
+        if let Some(sp) = &self.spin {
+            let _ = writeln!(s, "  spin        {}", sp.line());
         }
         if self.proto == Proto::Udp && self.mode != Mode::Sink {
             let expected = self.recv_msgs + self.errors.lost;
@@ -864,6 +955,13 @@ pub fn merge(reports: &[RunReport]) -> Result<RunReport> {
             (a, b) => a.or_else(|| b.clone()),
         };
         out.tcp_info = match (out.tcp_info, r.tcp_info) {
+            (Some(mut a), Some(b)) => {
+                a.add(&b);
+                Some(a)
+            }
+            (a, b) => a.or(b),
+        };
+        out.spin = match (out.spin, r.spin) {
             (Some(mut a), Some(b)) => {
                 a.add(&b);
                 Some(a)
