@@ -3,7 +3,7 @@
 //! the budget is taken without the client's own wake-up (on this project's 2-core VM an idle
 //! vCPU's wake-up is most of a ~48 µs loopback round trip; spinning, ~18 µs). The client's
 //! wake-up is not part of the network; latency tools poll before sleeping for that reason
-//! (VMA, onload, sfnt-pingpong; sockperf with `--nonblocked -F recvfrom`).
+//! (VMA, onload, sfnt-pingpong; sockperf with `--nonblocked`).
 //!
 //! The spin is bounded twice: by its budget per round, and by a back-off when it keeps missing
 //! (a network whose round trip is longer than the budget, or a machine too busy to answer

@@ -968,16 +968,24 @@ mod plain {
 
     #[cfg(target_os = "linux")]
     pub(super) fn recv(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<usize> {
+        recv_flags(sock, buf, 0)
+    }
+
+    /// recvfrom(2) of the connected socket with `flags`, no address.
+    #[cfg(target_os = "linux")]
+    #[inline]
+    fn recv_flags(sock: &UdpSocket, buf: &mut [u8], flags: libc::c_int) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
-        // SAFETY: recvfrom(fd, buf, len, flags 0, no address) on a socket we own, writing at
-        // most `buf.len()` bytes into a live, exclusively borrowed slice; arguments as above.
+        // SAFETY: recvfrom(fd, buf, len, flags, no address) on a socket we own, writing at
+        // most `buf.len()` bytes into a live, exclusively borrowed slice; every argument is
+        // passed as a full `c_long`, as the variadic `syscall` reads them.
         let r = unsafe {
             libc::syscall(
                 libc::SYS_recvfrom,
                 libc::c_long::from(sock.as_raw_fd()),
                 buf.as_mut_ptr(),
                 buf.len(),
-                0 as libc::c_long,
+                libc::c_long::from(flags),
                 std::ptr::null_mut::<libc::sockaddr>(),
                 std::ptr::null_mut::<libc::socklen_t>(),
             )
@@ -996,26 +1004,7 @@ mod plain {
     /// fcntl or FIONBIO per round).
     #[cfg(target_os = "linux")]
     pub(super) fn recv_nowait(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<usize> {
-        use std::os::fd::AsRawFd;
-        // SAFETY: recvfrom(fd, buf, len, MSG_DONTWAIT, no address) on a socket we own, writing
-        // at most `buf.len()` bytes into a live, exclusively borrowed slice; every argument is
-        // passed as a full `c_long`, as the variadic `syscall` reads them.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_recvfrom,
-                libc::c_long::from(sock.as_raw_fd()),
-                buf.as_mut_ptr(),
-                buf.len(),
-                libc::c_long::from(libc::MSG_DONTWAIT),
-                std::ptr::null_mut::<libc::sockaddr>(),
-                std::ptr::null_mut::<libc::socklen_t>(),
-            )
-        };
-        if r < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(r as usize)
-        }
+        recv_flags(sock, buf, libc::MSG_DONTWAIT)
     }
 
     /// Never called off Linux ([`CAN_SPIN`] is false there): says so if it were.

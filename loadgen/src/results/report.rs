@@ -193,7 +193,7 @@ pub struct SpinReport {
     /// the next 256 rounds.
     pub backoffs: u64,
     /// Trials of spinning against blocking (the median of 64 round trips each way, at the
-    /// start and every 8192 rounds), over the whole run, warm-up included; and how many
+    /// start and every 16384 rounds), over the whole run, warm-up included; and how many
     /// blocking won (its rounds then block at once until the next trial).
     pub trials: u64,
     pub blocking_won: u64,
