@@ -4,7 +4,7 @@
 
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use wsk_sys::{IoFreeMdl, NTSTATUS, STATUS_INSUFFICIENT_RESOURCES, WSK_BUF};
 
@@ -19,7 +19,7 @@ use crate::stats::{Counter, NO_SLOT};
 use crate::wsk::addr::SockAddrBuf;
 use crate::wsk::mdl::build_mdl;
 
-use super::pump::pump_locked;
+use super::pump::{pump_locked, Handoff};
 use super::{Conn, Deadlines, SendSlot};
 
 /// Pre-sized pool of connection contexts (max_connections of them), a free stack under a
@@ -335,6 +335,7 @@ fn alloc_conn(drv: *const DataPath, index: usize, ring_bytes: usize) -> *mut Con
                         Length: 0,
                     },
                     indication: ptr::null_mut(),
+                    handoff: AtomicU8::new(Handoff::IDLE),
                 }),
                 rx_irp: irp::alloc(),
                 rx_buf: WSK_BUF {
