@@ -355,11 +355,6 @@ unsafe fn pump_loop<'a>(
             let handed = unsafe { perform_send(c, op) };
             // Counted once the call has returned: with the result, in one step, when the
             // completion was handed over.
-            let issued = match op.kind {
-                SendKind::ZeroCopy => Some(Counter::ZeroCopySends),
-                SendKind::Ring { .. } => Some(Counter::CopySends),
-                SendKind::Pattern { .. } => None,
-            };
             if handed {
                 // Its completion ran before the call returned and left it to this thread
                 // (send_done): counted now, recorded below in the critical section this
@@ -368,7 +363,7 @@ unsafe fn pump_loop<'a>(
                 // SAFETY: live pooled context; the slot's IRP completed and nobody re-arms it
                 // before the completion is recorded (only this pump owner issues sends).
                 let ok = unsafe {
-                    count_send_result(&*c, (*c).slots[op.slot % MAX_SLOTS].irp, cpu, issued)
+                    count_send_result(&*c, (*c).slots[op.slot % MAX_SLOTS].irp, cpu, Some(op.kind))
                 };
                 state = lock.lock();
                 state.send_complete(op.slot, ok);
@@ -378,10 +373,15 @@ unsafe fn pump_loop<'a>(
                 state.call_returned();
                 continue;
             }
-            if let Some(counter) = issued {
+            if !matches!(op.kind, SendKind::Pattern { .. }) {
                 let cpu = *cpu.get_or_insert_with(DataPath::cpu);
                 // SAFETY: live pooled context (the pump owner's).
-                drv.count_service_at(cpu, unsafe { (*c).stats_slot }, counter, 1);
+                let slot = unsafe { (*c).stats_slot };
+                if matches!(op.kind, SendKind::ZeroCopy) {
+                    drv.count_service_at(cpu, slot, Counter::ZeroCopySends, 1);
+                } else {
+                    drv.count_service_at(cpu, slot, Counter::CopySends, 1);
+                }
             }
         } else {
             // A released slot is free again the moment the lock drops (a new indication may
@@ -689,25 +689,45 @@ unsafe extern "win64" fn send_done_locked(s: *mut SendSlot, irp: PIRP) {
 
 /// Counts a completed send's result (bytes out, or a send error) and tells a paced client, on
 /// CPU `cpu`, before the completion is recorded under the lock; true: it succeeded. `issued`:
-/// the send's own counter too, when the pump that issued it counts both at once.
+/// the send's kind, when the pump that issued it counts the send too, in the same step (each
+/// arm names its counters, so their indexes are constants).
 ///
 /// # Safety
 /// `irp` is `r`'s completed send IRP, not re-armed yet.
 #[inline]
-unsafe fn count_send_result(r: &Conn, irp: PIRP, cpu: usize, issued: Option<Counter>) -> bool {
+unsafe fn count_send_result(r: &Conn, irp: PIRP, cpu: usize, issued: Option<SendKind>) -> bool {
     // SAFETY: per the caller.
     let (status, info) = unsafe { irp::result(irp) };
     let drv = r.drv();
     let ok = NT_SUCCESS(status);
-    let result = if ok {
-        (Counter::TcpBytesOut, info as u64)
-    } else {
-        (Counter::SendErrors, 1)
-    };
-    if let Some(issued) = issued {
-        drv.count2_service_at(cpu, r.stats_slot, (issued, 1), result);
-    } else {
-        drv.count_service_at(cpu, r.stats_slot, result.0, result.1);
+    let slot = r.stats_slot;
+    let out = info as u64;
+    match (issued, ok) {
+        (Some(SendKind::Ring { .. }), true) => drv.count2_service_at(
+            cpu,
+            slot,
+            (Counter::CopySends, 1),
+            (Counter::TcpBytesOut, out),
+        ),
+        (Some(SendKind::ZeroCopy), true) => drv.count2_service_at(
+            cpu,
+            slot,
+            (Counter::ZeroCopySends, 1),
+            (Counter::TcpBytesOut, out),
+        ),
+        (_, true) => drv.count_service_at(cpu, slot, Counter::TcpBytesOut, out),
+        (_, false) => {
+            match issued {
+                Some(SendKind::Ring { .. }) => {
+                    drv.count_service_at(cpu, slot, Counter::CopySends, 1)
+                }
+                Some(SendKind::ZeroCopy) => {
+                    drv.count_service_at(cpu, slot, Counter::ZeroCopySends, 1);
+                }
+                _ => {}
+            }
+            drv.count_service_at(cpu, slot, Counter::SendErrors, 1);
+        }
     }
     if ok {
         if let Some(client) = r.client {
