@@ -719,7 +719,7 @@ unsafe fn count_send_result(r: &Conn, irp: PIRP, cpu: usize, issued: Option<Send
         (_, false) => {
             match issued {
                 Some(SendKind::Ring { .. }) => {
-                    drv.count_service_at(cpu, slot, Counter::CopySends, 1)
+                    drv.count_service_at(cpu, slot, Counter::CopySends, 1);
                 }
                 Some(SendKind::ZeroCopy) => {
                     drv.count_service_at(cpu, slot, Counter::ZeroCopySends, 1);
