@@ -1071,10 +1071,19 @@ impl TcpState {
     /// The common None is answered inline ([`idle`](Self::idle)); the rest is out of line.
     #[inline]
     pub fn next_work(&mut self, global: &RetainedBudget) -> Option<Work> {
-        debug_assert!(self.pumping);
         if self.idle() {
             return None;
         }
+        self.next_work_unasked(global)
+    }
+
+    /// [`next_work`](Self::next_work) without the [`idle`](Self::idle) question, for a pump
+    /// that has just asked it, or whose caller has just queued work under this lock (a
+    /// zero-copy entry, ring bytes, an abort), where it would answer false. The same answer
+    /// from any state: idle or not, `next_work_busy` finds what next_work finds.
+    #[inline]
+    pub fn next_work_unasked(&mut self, global: &RetainedBudget) -> Option<Work> {
+        debug_assert!(self.pumping);
         if self.masks.done & !self.masks.cb == 0 && self.phase != Phase::Aborting {
             // The next most frequent answers, inline: a queued zero-copy send, or else ring
             // bytes to send from a free slot, while there is no list to give back (a
@@ -1323,7 +1332,11 @@ impl TcpState {
     }
 
     /// A send IRP completed (any thread, any IRQL <= DISPATCH).
-    #[inline]
+    // Always: recorded once per message, by the completion routine or by the pump owner the
+    // completion handed it to; left to the inliner, the pump's loop (a large function) called
+    // it (its prologue, epilogue and argument moves on every message).
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     pub fn send_complete(&mut self, slot: usize, ok: bool) {
         self.irp_done();
         self.resume_armed = true;
@@ -1452,14 +1465,21 @@ mod tests {
     /// `next_work`, checked against the general path: its inline answers (`idle`, the queued
     /// zero-copy send) are the ones `next_work_busy` gives from the same state, which it
     /// leaves as `next_work_busy` does (state and global budget).
+    /// `next_work_unasked` (the pump's question when it skips `idle`) is checked the same way.
     fn next_work_checked(st: &mut TcpState, g: &RetainedBudget) -> Option<Work> {
         let mut twin = st.clone();
         let g2 = RetainedBudget::new(g.limit());
         assert!(g2.try_reserve(g.used()));
+        let mut unasked = st.clone();
+        let g3 = RetainedBudget::new(g.limit());
+        assert!(g3.try_reserve(g.used()));
         let w = st.next_work(g);
         assert_eq!(w, twin.next_work_busy(&g2), "from {twin:?}");
         assert_eq!(std::format!("{st:?}"), std::format!("{twin:?}"));
         assert_eq!(g.used(), g2.used());
+        assert_eq!(w, unasked.next_work_unasked(&g3), "unasked, from {twin:?}");
+        assert_eq!(std::format!("{st:?}"), std::format!("{unasked:?}"));
+        assert_eq!(g.used(), g3.used());
         w
     }
 

@@ -109,7 +109,7 @@ unsafe fn receive(
         // SAFETY: the receive callback of c's socket, its lock held by `state`.
         return (
             STATUS_SUCCESS,
-            unsafe { pump_in_callback(c, state, cpu) },
+            unsafe { pump_in_callback(c, state, cpu) }.0,
             false,
         );
     }
@@ -147,7 +147,7 @@ unsafe fn receive(
     // started, so theirs have returned, W45): their slots are free for this indication.
     if state.callback_begin() {
         // SAFETY: the receive callback of c's socket, its lock held by `state`.
-        state = unsafe { pump_in_callback(c, state, cpu) };
+        state = unsafe { pump_in_callback(c, state, cpu) }.0;
     }
     state.set_per_conn_budget(per_conn_budget);
     let decision = if zc_ok && entries == 1 {
@@ -191,16 +191,16 @@ unsafe fn receive(
             );
             // SAFETY: the receive callback of c's socket, its lock held by `state`; the send
             // just queued is the pump's work.
-            state = unsafe { pump_queued_in_callback(c, state, cpu) };
+            state = unsafe { pump_queued_in_callback(c, state, cpu) }.0;
             // C1: the callback's reference goes last; PENDING only if the send still uses it.
             let retained = state.callback_done(slot, &drv.budget);
             // The pump may owe a release now. Asked inline: the answer (usually idle) also
             // tells the callback's end which attention question is left.
             // SAFETY: the receive callback of c's socket, its lock held by `state`.
-            let idle = unsafe { nothing_to_pump(c, &state) };
+            let mut idle = unsafe { nothing_to_pump(c, &state) };
             if !idle {
                 // SAFETY: as above.
-                state = unsafe { pump_in_callback(c, state, cpu) };
+                (state, idle) = unsafe { pump_in_callback(c, state, cpu) };
             }
             let status = if retained {
                 STATUS_PENDING
@@ -266,7 +266,10 @@ unsafe fn receive(
                 drv.count_service_at(cpu, r.stats_slot, Counter::ProtocolErrors, 1);
                 state.abort();
             }
-            state = if !ok || written > 0 {
+            // `idle`: the pump's last question was answered by TcpState::idle, in this
+            // critical section (the callback's end then asks the narrower attention question).
+            let idle;
+            (state, idle) = if !ok || written > 0 {
                 // Bytes committed to the ring are queued for a send, an abort is teardown
                 // work: TcpState::idle is false either way, so the pump is entered unasked.
                 // SAFETY: the receive callback of c's socket, its lock held by `state`.
@@ -283,7 +286,7 @@ unsafe fn receive(
                 // SAFETY: out-parameter of this call.
                 unsafe { *bytes_accepted = n };
             }
-            (STATUS_SUCCESS, state, false)
+            (STATUS_SUCCESS, state, idle)
         }
     }
 }

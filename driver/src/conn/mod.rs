@@ -16,7 +16,7 @@
 use control::config::Limit;
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use control::protocol::Mode;
 use wsk_sys::{
@@ -52,6 +52,10 @@ pub(crate) struct SendSlot {
     /// The retained indication a zero-copy send uses (released once, C3: WskRelease only PENDING
     /// lists, exactly once).
     pub(crate) indication: *mut WSK_DATA_INDICATION,
+    /// Who records this slot's send completion: the pump that issued it, if the completion
+    /// finds the pump still inside the WskSend call, else the completion routine itself
+    /// (`pump::Handoff`: one swap on each side decides, whatever the thread or the order).
+    pub(crate) handoff: AtomicU8,
 }
 
 /// What an outbound connection adds to the engine, set by the room that opened it (served

@@ -4,7 +4,7 @@
 
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use wsk_sys::{IoFreeMdl, NTSTATUS, STATUS_INSUFFICIENT_RESOURCES, WSK_BUF};
 
@@ -19,7 +19,7 @@ use crate::stats::{Counter, NO_SLOT};
 use crate::wsk::addr::SockAddrBuf;
 use crate::wsk::mdl::build_mdl;
 
-use super::pump::pump_locked;
+use super::pump::{pump_locked, Handoff};
 use super::{Conn, Deadlines, SendSlot};
 
 /// Pre-sized pool of connection contexts (max_connections of them), a free stack under a
@@ -29,6 +29,12 @@ pub(crate) struct ConnPool {
     pub(crate) n: usize,
     free: SpinLock<FreeList>,
     active: AtomicUsize,
+    /// One bit per context, set while it is out of the free stack (set and cleared under the
+    /// free stack's lock, with the pop and the push): the deadline sweep visits those, not all
+    /// `n` (with thousands of contexts and one connection, the scan of every context's `live`
+    /// flag was most of a tick). `taken_words` words of 64.
+    taken: *mut AtomicU64,
+    taken_words: usize,
     /// Connections the housekeeper must visit at its next tick (`TcpState::needs_tick`), in
     /// two stacks: events push onto `attention[attn_cur]`; the housekeeper flips `attn_cur`
     /// and drains the other, so what it pushes back while it works waits for the next tick.
@@ -53,6 +59,8 @@ impl ConnPool {
             n: 0,
             free: SpinLock::new(FreeList::empty()),
             active: AtomicUsize::new(0),
+            taken: ptr::null_mut(),
+            taken_words: 0,
             attention: [
                 SpinLock::new(FreeList::empty()),
                 SpinLock::new(FreeList::empty()),
@@ -79,6 +87,16 @@ impl ConnPool {
         if self.conns.is_null() {
             return Err(STATUS_INSUFFICIENT_RESOURCES);
         }
+        let words = n.div_ceil(64);
+        self.taken = pool::alloc(words * core::mem::size_of::<AtomicU64>(), pool::TAG_CONN).cast();
+        if self.taken.is_null() {
+            return Err(STATUS_INSUFFICIENT_RESOURCES);
+        }
+        for w in 0..words {
+            // SAFETY: `words` words were just allocated (non-paged, suitably aligned).
+            unsafe { ptr::write(self.taken.add(w), AtomicU64::new(0)) };
+        }
+        self.taken_words = words;
         self.free.get_mut().alloc(n, pool::TAG_CONN)?;
         for a in &mut self.attention {
             a.get_mut().alloc(n, pool::TAG_CONN)?;
@@ -97,15 +115,44 @@ impl ConnPool {
     }
 
     pub(super) fn get(&self) -> Option<*mut Conn> {
-        let i = self.free.lock().pop()?;
+        let i = {
+            let mut free = self.free.lock();
+            let i = free.pop()?;
+            self.mark_taken(i, true);
+            i
+        };
         self.active.fetch_add(1, Ordering::SeqCst);
         // SAFETY: free indices are < n.
         Some(unsafe { *self.conns.add(i) })
     }
 
     pub(super) fn put(&self, c: &Conn) {
-        if self.free.lock().push(c.index) {
+        let pushed = {
+            let mut free = self.free.lock();
+            let pushed = free.push(c.index);
+            if pushed {
+                self.mark_taken(c.index, false);
+            }
+            pushed
+        };
+        if pushed {
             self.active.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Sets or clears context `i`'s bit in `taken`. Under the free stack's lock, with the pop
+    /// or push that moves `i` (so a bit never lags behind the stack: a context put back and
+    /// taken again at once keeps its bit).
+    fn mark_taken(&self, i: usize, taken: bool) {
+        if i / 64 < self.taken_words {
+            // SAFETY: within the `taken_words` words allocated in init.
+            let w = unsafe { &*self.taken.add(i / 64) };
+            let b = 1u64 << (i % 64);
+            if taken {
+                w.fetch_or(b, Ordering::Relaxed);
+            } else {
+                w.fetch_and(!b, Ordering::Relaxed);
+            }
         }
     }
 
@@ -178,13 +225,25 @@ impl ConnPool {
             }
         }
         if sweep && self.active() > 0 {
-            for i in 0..self.n {
-                // SAFETY: i < n; contexts live until free().
-                let c = unsafe { *self.conns.add(i) };
-                // SAFETY: pooled context.
-                if unsafe { &*c }.live.load(Ordering::Relaxed) {
+            // Every context out of the free stack (a live connection is one: taken before it
+            // is made live, made dead before it goes back). One taken during this loop may
+            // wait for the next sweep, as it would have if taken just after it.
+            for w in 0..self.taken_words {
+                // SAFETY: within the words allocated in init.
+                let mut bits = unsafe { &*self.taken.add(w) }.load(Ordering::Relaxed);
+                while bits != 0 {
+                    let i = w * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    if i >= self.n {
+                        break;
+                    }
+                    // SAFETY: i < n; contexts live until free().
+                    let c = unsafe { *self.conns.add(i) };
                     // SAFETY: pooled context.
-                    unsafe { self.visit(c, now) };
+                    if unsafe { &*c }.live.load(Ordering::Relaxed) {
+                        // SAFETY: pooled context.
+                        unsafe { self.visit(c, now) };
+                    }
                 }
             }
         }
@@ -295,6 +354,7 @@ impl ConnPool {
         // SAFETY: blocks from init, nothing references them any more.
         unsafe {
             pool::free(self.conns.cast(), pool::TAG_CONN);
+            pool::free(self.taken.cast(), pool::TAG_CONN);
             self.free.get_mut().free();
             for a in &mut self.attention {
                 a.get_mut().free();
@@ -302,6 +362,8 @@ impl ConnPool {
         }
         self.conns = ptr::null_mut();
         self.n = 0;
+        self.taken = ptr::null_mut();
+        self.taken_words = 0;
     }
 }
 
@@ -335,6 +397,7 @@ fn alloc_conn(drv: *const DataPath, index: usize, ring_bytes: usize) -> *mut Con
                         Length: 0,
                     },
                     indication: ptr::null_mut(),
+                    handoff: AtomicU8::new(Handoff::IDLE),
                 }),
                 rx_irp: irp::alloc(),
                 rx_buf: WSK_BUF {

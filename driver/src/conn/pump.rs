@@ -175,7 +175,7 @@ unsafe fn pump_locked_at(c: *mut Conn, state: SpinGuard<'_, TcpState>, cpu: Opti
 /// As [`pump_locked`].
 unsafe fn pump_unowned(c: *mut Conn, state: SpinGuard<'_, TcpState>, cpu: Option<usize>) {
     // SAFETY: per the caller.
-    let state = if unsafe { nothing_to_pump(c, &state) } {
+    let (state, idle) = if unsafe { nothing_to_pump(c, &state) } {
         // What the loop would do with no work: nothing if another thread owns the pump (or
         // there is no socket yet), else enter, find nothing, leave and look at the attention
         // list below.
@@ -183,18 +183,25 @@ unsafe fn pump_unowned(c: *mut Conn, state: SpinGuard<'_, TcpState>, cpu: Option
         if state.pump_owned() || unsafe { (*c).socket }.is_null() {
             return;
         }
-        state
+        (state, true)
     } else {
+        // SAFETY: per the caller. Without a client, nothing_to_pump's false was idle's.
+        let asked = unsafe { (*c).client }.is_none();
         // SAFETY: per the caller.
-        let Pumped::Owner(state) = (unsafe { pump_loop(c, state, cpu) }) else {
+        let Pumped::Owner(state, idle) = (unsafe { pump_loop(c, state, cpu, asked) }) else {
             // Not the owner (it sees what was recorded), or the close went out: touch nothing.
             return;
         };
-        state
+        (state, idle)
     };
     // Still under the lock (the attention list is taken inside a connection lock, never the
     // other way round): once it drops, another CPU may close and recycle the context.
-    if state.needs_tick() {
+    let tick = if idle {
+        state.needs_tick_when_idle()
+    } else {
+        state.needs_tick()
+    };
+    if tick {
         // SAFETY: pooled context (per the caller); the data pointer outlives every context.
         let r = unsafe { &*c };
         r.drv().conns.attend(r);
@@ -209,6 +216,9 @@ unsafe fn pump_unowned(c: *mut Conn, state: SpinGuard<'_, TcpState>, cpu: Option
 /// here): the close waits for the running callback (W70), so nothing recycles the context
 /// before the callback returns. IRQL <= DISPATCH_LEVEL.
 ///
+/// Also returns whether `TcpState::idle` answered true in the critical section the guard
+/// holds (false: not known), so the callback's end asks the narrower attention question.
+///
 /// # Safety
 /// Called from the receive callback of `c`'s socket; `state` is the guard of `c`'s lock;
 /// `cpu` the callback's `DataPath::cpu()`.
@@ -216,38 +226,55 @@ pub(super) unsafe fn pump_in_callback(
     c: *mut Conn,
     state: SpinGuard<'_, TcpState>,
     cpu: usize,
-) -> SpinGuard<'_, TcpState> {
+) -> (SpinGuard<'_, TcpState>, bool) {
     // SAFETY: per the caller.
     if unsafe { nothing_to_pump(c, &state) } {
         // Entering the pump would find nothing and leave it as it was.
-        return state;
+        return (state, true);
     }
+    // SAFETY: per the caller. Without a client, nothing_to_pump's false was idle's.
+    unsafe { callback_pump(c, state, cpu, (*c).client.is_none()) }
+}
+
+/// The loop for a receive callback ([`pump_in_callback`]): its guard back, and whether idle
+/// answered true in that critical section.
+///
+/// # Safety
+/// As [`pump_in_callback`]; `asked`: idle is known to answer false now.
+// Always: a match on the loop's result, on the receive callback's path once per message.
+#[allow(clippy::inline_always)]
+#[inline(always)]
+unsafe fn callback_pump(
+    c: *mut Conn,
+    state: SpinGuard<'_, TcpState>,
+    cpu: usize,
+    asked: bool,
+) -> (SpinGuard<'_, TcpState>, bool) {
     // SAFETY: per the caller.
-    match unsafe { pump_loop(c, state, Some(cpu)) } {
-        Pumped::Owner(g) | Pumped::NotOwner(g) => g,
-        // SAFETY: the callback holds the context (W70, above).
-        Pumped::Closed => unsafe { &*ptr::addr_of!((*c).state) }.lock(),
+    match unsafe { pump_loop(c, state, Some(cpu), asked) } {
+        Pumped::Owner(g, idle) => (g, idle),
+        Pumped::NotOwner(g) => (g, false),
+        // SAFETY: the callback holds the context (W70, as in pump_in_callback).
+        Pumped::Closed => (unsafe { &*ptr::addr_of!((*c).state) }.lock(), false),
     }
 }
 
 /// [`pump_in_callback`] for the receive callback that has just queued a send (a zero-copy
 /// entry, or bytes committed to the ring) or aborted: the pump has work (`TcpState::idle`
-/// would answer false), so the loop is entered without asking. IRQL <= DISPATCH_LEVEL.
+/// would answer false), so neither the loop's entry nor its first question asks it.
+/// IRQL <= DISPATCH_LEVEL.
 ///
 /// # Safety
 /// As [`pump_in_callback`].
+#[inline]
 pub(super) unsafe fn pump_queued_in_callback(
     c: *mut Conn,
     state: SpinGuard<'_, TcpState>,
     cpu: usize,
-) -> SpinGuard<'_, TcpState> {
+) -> (SpinGuard<'_, TcpState>, bool) {
     debug_assert!(!state.idle());
-    // SAFETY: per the caller.
-    match unsafe { pump_loop(c, state, Some(cpu)) } {
-        Pumped::Owner(g) | Pumped::NotOwner(g) => g,
-        // SAFETY: the callback holds the context (W70, as in pump_in_callback).
-        Pumped::Closed => unsafe { &*ptr::addr_of!((*c).state) }.lock(),
-    }
+    // SAFETY: per the caller; idle answers false (above).
+    unsafe { callback_pump(c, state, cpu, true) }
 }
 
 /// Whether a pump entered now would issue nothing and change nothing: `next_work` is idle
@@ -264,8 +291,9 @@ pub(super) unsafe fn nothing_to_pump(c: *mut Conn, state: &SpinGuard<'_, TcpStat
 
 /// How [`pump_loop`] ended.
 enum Pumped<'a> {
-    /// This thread owned the pump and left it, lock held.
-    Owner(SpinGuard<'a, TcpState>),
+    /// This thread owned the pump and left it, lock held; true: `TcpState::idle` answered the
+    /// last question (false: next_work's general path found nothing).
+    Owner(SpinGuard<'a, TcpState>, bool),
     /// Another thread owns the pump (or the context has no socket yet), lock held.
     NotOwner(SpinGuard<'a, TcpState>),
     /// This thread issued the close; the lock is not held (the pump stays owned: nothing is
@@ -277,6 +305,9 @@ enum Pumped<'a> {
 /// The pump's loop: enters the pump in the caller's critical section and issues work until
 /// `next_work` finds none, the lock dropped around each WSK call only. `cpu`: the caller's
 /// CPU number if it read it (the send counters use it), else read at the first send.
+/// `queued`: the caller has just queued work in this critical section, so the first question
+/// skips `TcpState::idle` (it would answer false); every later question asks it, and the
+/// loop's end reports whether it answered.
 ///
 /// # Safety
 /// `c` is a pooled context and `state` the guard of its lock.
@@ -284,6 +315,7 @@ unsafe fn pump_loop<'a>(
     c: *mut Conn,
     mut state: SpinGuard<'a, TcpState>,
     mut cpu: Option<usize>,
+    queued: bool,
 ) -> Pumped<'a> {
     // SAFETY: per the caller. Contexts are shared between CPUs: fields are reached through the
     // raw pointer, and the mutable ones (state, slot buffers) only by the lock or pump owner.
@@ -294,6 +326,8 @@ unsafe fn pump_loop<'a>(
     if unsafe { (*c).socket }.is_null() || !state.enter_pump() {
         return Pumped::NotOwner(state);
     }
+    let mut ask_idle = !queued;
+    let mut idle;
     while let Some(w) = {
         // A paced client: one ticket from its budget per new message.
         // SAFETY: `client` is set before the context is published.
@@ -302,7 +336,14 @@ unsafe fn pump_loop<'a>(
                 state.client.tickets += 1;
             }
         }
-        state.next_work(&drv.budget)
+        // next_work's inline question, asked here so that the loop's end knows the answer.
+        idle = ask_idle && state.idle();
+        ask_idle = true;
+        if idle {
+            None
+        } else {
+            state.next_work_unasked(&drv.budget)
+        }
     } {
         if let Work::Send(op) = w {
             // The send, one per message, on its own path: fill the slot's WSK_BUF while
@@ -311,7 +352,37 @@ unsafe fn pump_loop<'a>(
             unsafe { fill_send_buf(c, op) };
             drop(state);
             // SAFETY: the work item grants this thread the slot it names.
-            unsafe { perform_send(c, op, &mut cpu) };
+            let handed = unsafe { perform_send(c, op) };
+            // Counted once the call has returned: with the result, in one step, when the
+            // completion was handed over.
+            if handed {
+                // Its completion ran before the call returned and left it to this thread
+                // (send_done): counted now, recorded below in the critical section this
+                // thread takes anyway. The IRP stayed counted meanwhile.
+                let cpu = *cpu.get_or_insert_with(DataPath::cpu);
+                // SAFETY: live pooled context; the slot's IRP completed and nobody re-arms it
+                // before the completion is recorded (only this pump owner issues sends).
+                let ok = unsafe {
+                    count_send_result(&*c, (*c).slots[op.slot % MAX_SLOTS].irp, cpu, Some(op.kind))
+                };
+                state = lock.lock();
+                state.send_complete(op.slot, ok);
+                // Only this pump issues the close, and it has not: the context cannot be due
+                // for recycling here.
+                debug_assert!(!state.recyclable());
+                state.call_returned();
+                continue;
+            }
+            if !matches!(op.kind, SendKind::Pattern { .. }) {
+                let cpu = *cpu.get_or_insert_with(DataPath::cpu);
+                // SAFETY: live pooled context (the pump owner's).
+                let slot = unsafe { (*c).stats_slot };
+                if matches!(op.kind, SendKind::ZeroCopy) {
+                    drv.count_service_at(cpu, slot, Counter::ZeroCopySends, 1);
+                } else {
+                    drv.count_service_at(cpu, slot, Counter::CopySends, 1);
+                }
+            }
         } else {
             // A released slot is free again the moment the lock drops (a new indication may
             // take it), so its list pointer is taken now, under the lock.
@@ -340,7 +411,7 @@ unsafe fn pump_loop<'a>(
     }
     // Left in the critical section in which next_work found nothing (see enter_pump).
     state.leave_pump();
-    Pumped::Owner(state)
+    Pumped::Owner(state, idle)
 }
 
 /// Fills the WSK_BUF of the send `op` in its slot: the indication's buffer (zero-copy), the
@@ -370,31 +441,27 @@ unsafe fn fill_send_buf(c: *mut Conn, op: SendOp) {
     }
 }
 
-/// Issues the send `op` (its WSK_BUF filled under the lock); `cpu` is the CPU number for the
-/// send counters (read here if None).
+/// Issues the send `op` (its WSK_BUF filled under the lock); the caller counts it. True: the
+/// send's completion ran before this returned and left its recording to the caller (the
+/// slot's [`Handoff`]); false: `send_done` records it (it ran already, or runs later).
 ///
 /// # Safety
 /// Called by pump with the right to `op`'s slot, without the lock.
 #[inline]
-unsafe fn perform_send(c: *mut Conn, op: SendOp, cpu: &mut Option<usize>) {
+unsafe fn perform_send(c: *mut Conn, op: SendOp) -> bool {
     // SAFETY: live pooled context; the slot is owned by this call per `op`.
     unsafe {
         let sock = (*c).socket;
         // The send, the one call per message, reads only its provider function.
         let send = send_fn(&*c);
         let s = ptr::addr_of_mut!((*c).slots[op.slot % MAX_SLOTS]);
-        let counter = match op.kind {
-            SendKind::ZeroCopy => Some(Counter::ZeroCopySends),
-            SendKind::Ring { .. } => Some(Counter::CopySends),
-            SendKind::Pattern { .. } => None,
-        };
-        if let Some(counter) = counter {
-            let cpu = *cpu.get_or_insert_with(DataPath::cpu);
-            (*(*c).drv).count_service_at(cpu, (*c).stats_slot, counter, 1);
-        }
         // Slot IRP idle (its slot was free); buf valid until completion (W14: buffers of a
         // pending call stay valid until it completes).
         irp::arm((*s).irp, send_done, s.cast());
+        // From here until the swap below, a completion leaves its recording to this thread
+        // (W13: completion routines run in an arbitrary thread or DPC; W12: an IRP may be
+        // completed before the call that was handed it returns).
+        (*s).handoff.store(Handoff::ISSUING, Ordering::SeqCst);
         // Echo replies go out at once (latency is the point); the source stream may
         // coalesce.
         let flags = if matches!(op.kind, SendKind::Pattern { .. }) {
@@ -411,6 +478,7 @@ unsafe fn perform_send(c: *mut Conn, op: SendOp, cpu: &mut Option<usize>) {
         } else {
             irp::fail_unsent((*s).irp, send_done, s.cast());
         }
+        (*s).handoff.swap(Handoff::IDLE, Ordering::AcqRel) == Handoff::HANDED
     }
 }
 
@@ -558,32 +626,115 @@ unsafe fn send_fn(c: &Conn) -> wsk_sys::PFN_WSK_SEND {
     }
 }
 
-/// Send completion. IRQL <= DISPATCH_LEVEL, any thread.
+/// Who records a send's completion, per use of its slot (`SendSlot::handoff`): one atomic swap
+/// on each side decides, so exactly one of the two records it, whichever thread the
+/// completion runs on and whenever it runs (W12, W13). Nothing is inferred from time.
+pub(super) struct Handoff;
+
+impl Handoff {
+    /// No send call in progress: the completion routine records the completion itself.
+    pub(super) const IDLE: u8 = 0;
+    /// The pump is inside the WskSend call it handed this slot's IRP.
+    pub(super) const ISSUING: u8 = 1;
+    /// The completion ran during that call and left its recording to the pump.
+    pub(super) const HANDED: u8 = 2;
+}
+
+/// Send completion. IRQL <= DISPATCH_LEVEL, any thread (W13), possibly before the WskSend it
+/// belongs to has returned (W12).
+///
+/// The common case on a fast path, a send completing inside its own WskSend call, costs one
+/// swap here: the pump owner that is still in that call records the completion in the
+/// critical section it takes again after the call anyway (one lock round trip per message
+/// instead of two). Until it does, the IRP stays counted in TcpState, so nothing closes or
+/// recycles the context; the result stays in the IRP, which nobody re-arms before then.
 unsafe extern "win64" fn send_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID) -> NTSTATUS {
-    // SAFETY: ctx is the SendSlot armed with this IRP; its Conn is pooled memory.
-    let s = unsafe { &mut *ctx.cast::<SendSlot>() };
-    let c = s.conn;
-    // SAFETY: completed IRP.
-    let (status, info) = unsafe { irp::result(irp) };
+    let s = ctx.cast::<SendSlot>();
+    // SAFETY: ctx is the SendSlot armed with this IRP, in pooled memory (live while its IRP is
+    // counted).
+    if unsafe { &(*s).handoff }.swap(Handoff::HANDED, Ordering::AcqRel) == Handoff::ISSUING {
+        return irp::routine_return();
+    }
+    // SAFETY: as above; the pump has left the call, so this routine records the completion.
+    unsafe { send_done_locked(s, irp) };
+    irp::routine_return()
+}
+
+/// [`send_done`] when the pump has left the send call: counts the result and records the
+/// completion under the lock, then pumps or recycles in that critical section. IRQL <=
+/// DISPATCH_LEVEL (the routine's).
+///
+/// Out of line and win64 like its caller, so that the routine's fast path saves nothing: a
+/// call from a win64 function into the host's own ABI makes the caller save ten XMM registers
+/// on every entry (a cost only the host build has; the image is win64 throughout).
+///
+/// # Safety
+/// `s` is the slot armed with the completed `irp`, from its completion routine.
+#[inline(never)]
+unsafe extern "win64" fn send_done_locked(s: *mut SendSlot, irp: PIRP) {
+    // SAFETY: per the caller; the Conn is pooled memory.
+    let (c, idx) = unsafe { ((*s).conn, (*s).idx) };
     // SAFETY: pooled context.
     let r = unsafe { &*c };
-    let drv = r.drv();
     // Read once: this count and those of the sends the pump below may issue.
     let cpu = DataPath::cpu();
-    if NT_SUCCESS(status) {
-        drv.count_service_at(cpu, r.stats_slot, Counter::TcpBytesOut, info as u64);
-        if let Some(client) = r.client {
-            (client.sent)(r, info);
-        }
-    } else {
-        drv.count_service_at(cpu, r.stats_slot, Counter::SendErrors, 1);
-    }
+    // SAFETY: completed IRP.
+    let ok = unsafe { count_send_result(r, irp, cpu, None) };
     let mut state = r.state.lock();
-    state.send_complete(s.idx, NT_SUCCESS(status));
+    state.send_complete(idx, ok);
     let last = state.recyclable();
     // SAFETY: live pooled context, its lock held by `state` since the completion was recorded.
     unsafe { complete_tail(c, state, last, Some(cpu)) };
-    irp::routine_return()
+}
+
+/// Counts a completed send's result (bytes out, or a send error) and tells a paced client, on
+/// CPU `cpu`, before the completion is recorded under the lock; true: it succeeded. `issued`:
+/// the send's kind, when the pump that issued it counts the send too, in the same step (each
+/// arm names its counters, so their indexes are constants).
+///
+/// # Safety
+/// `irp` is `r`'s completed send IRP, not re-armed yet.
+#[inline]
+unsafe fn count_send_result(r: &Conn, irp: PIRP, cpu: usize, issued: Option<SendKind>) -> bool {
+    // SAFETY: per the caller.
+    let (status, info) = unsafe { irp::result(irp) };
+    let drv = r.drv();
+    let ok = NT_SUCCESS(status);
+    let slot = r.stats_slot;
+    let out = info as u64;
+    match (issued, ok) {
+        (Some(SendKind::Ring { .. }), true) => drv.count2_service_at(
+            cpu,
+            slot,
+            (Counter::CopySends, 1),
+            (Counter::TcpBytesOut, out),
+        ),
+        (Some(SendKind::ZeroCopy), true) => drv.count2_service_at(
+            cpu,
+            slot,
+            (Counter::ZeroCopySends, 1),
+            (Counter::TcpBytesOut, out),
+        ),
+        (_, true) => drv.count_service_at(cpu, slot, Counter::TcpBytesOut, out),
+        (_, false) => {
+            match issued {
+                Some(SendKind::Ring { .. }) => {
+                    drv.count_service_at(cpu, slot, Counter::CopySends, 1);
+                }
+                Some(SendKind::ZeroCopy) => {
+                    drv.count_service_at(cpu, slot, Counter::ZeroCopySends, 1);
+                }
+                _ => {}
+            }
+            drv.count_service_at(cpu, slot, Counter::SendErrors, 1);
+        }
+    }
+    if ok {
+        if let Some(client) = r.client {
+            (client.sent)(r, info);
+        }
+    }
+    ok
 }
 
 /// The tail a send, resume or disconnect completion shares, once it has recorded its result
