@@ -9,7 +9,11 @@ mod common;
 use std::path::PathBuf;
 
 use base64::Engine as _;
-use std::process::{Command, Output, Stdio};
+// The signal test (unix only) is the one that spawns with pipes and waits.
+#[cfg(unix)]
+use std::process::Stdio;
+use std::process::{Command, Output};
+#[cfg(unix)]
 use std::time::Duration;
 
 use common::{addr, server_on};

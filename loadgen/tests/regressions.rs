@@ -5,8 +5,12 @@
 
 mod common;
 
+// The Linux-only test below (TCP_CORK) is the one that writes through a listener of its own.
+#[cfg(target_os = "linux")]
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+#[cfg(target_os = "linux")]
+use std::net::TcpListener;
+use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
