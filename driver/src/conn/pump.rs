@@ -113,8 +113,9 @@ unsafe extern "win64" fn query_done(_dev: PDEVICE_OBJECT, irp: PIRP, ctx: PVOID)
 }
 
 /// Issues the WSK calls TcpState hands out until there are none, one owner at a time.
-/// An inline completion on this thread records its result and returns; the owner sees it when it
-/// asks `next_work` again after its call (C12: no recursion).
+/// A completion inside the owner's call does not pump (C12: no recursion): a send's hands its
+/// recording to the owner (the slot's [`Handoff`]), the others record theirs and return; the
+/// owner sees either when it asks `next_work` again after its call.
 /// IRQL <= DISPATCH_LEVEL.
 ///
 /// Only for a caller that holds the context by something the close waits for: a running
@@ -161,8 +162,8 @@ unsafe fn pump_locked_at(c: *mut Conn, state: SpinGuard<'_, TcpState>, cpu: Opti
         // Another thread owns the pump: it sees what was recorded under this lock (it asks
         // `next_work` again after its call returns), so this thread touches nothing after the
         // unlock. Both branches of `pump_unowned` end so too (the loop's `enter_pump` fails);
-        // answered here without the call: a send completing inline inside the owner's
-        // WskSend lands here on every message.
+        // answered here without the call: a completion that finds the owner busy with another
+        // call (a send completing after its own call returned, a resume) lands here.
         return;
     }
     // SAFETY: per the caller.
